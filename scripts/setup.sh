@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks for building, testing and the demo:
+# the Ansible virtual environment (.venv) and a check for Terraform.
+# Idempotent: a second run only checks.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+command -v cargo >/dev/null || die "cargo is not installed (Rust 1.88 or newer is needed)"
+command -v terraform >/dev/null \
+  || die "terraform is not on PATH; install Terraform 1.5+ (https://developer.hashicorp.com/terraform/install)"
+
+if ! command -v python3 >/dev/null; then
+  say "installing python3 (apt-get)"
+  apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
+fi
+
+venv=.venv
+stamp=$venv/.requirements.sha256
+want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
+if [ ! -x "$venv/bin/ansible-playbook" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "creating the Python virtual environment $venv (ansible-core)"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    say "installing python3-venv (apt-get)"
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements.txt
+  echo "$want" > "$stamp"
+fi
+say "ready: $("$venv/bin/ansible-playbook" --version | head -1), $(terraform version | head -1)"

@@ -1,0 +1,137 @@
+//! Ansible, per session: a one-host inventory for the new VM (never the
+//! fleet) and extra variables in a private file deleted after the run.
+
+use std::path::{Path, PathBuf};
+
+use daas_api::v1::Tool;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::{self, AnsibleConnection},
+    store::VmOutputs,
+    terraform::write_private,
+    tool::{self, Invocation, SessionLog, ToolError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnsibleError {
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error("cannot write the Ansible files in {path}: {source}")]
+    Files {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// What the playbook is told about the session.
+pub struct PlaybookVars<'a> {
+    pub session_id: &'a str,
+    pub username: &'a str,
+    pub vm_name: &'a str,
+    pub session_user: &'a str,
+    pub session_password: &'a str,
+    pub vm: &'a VmOutputs,
+}
+
+/// Removes a file when dropped, whatever happened in between.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `ansible-playbook` as configured for this server.
+pub struct Ansible<'a> {
+    pub config: &'a config::Ansible,
+    pub ssh: &'a config::Ssh,
+}
+
+impl Ansible<'_> {
+    /// Runs the playbook against the session's VM alone.
+    pub async fn configure(
+        &self,
+        session_dir: &Path,
+        vars: &PlaybookVars<'_>,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), AnsibleError> {
+        let files_error = |source| AnsibleError::Files {
+            path: session_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(session_dir).map_err(files_error)?;
+        let inventory = session_dir.join("inventory.json");
+        write_private(&inventory, &self.inventory(session_dir, vars)).map_err(files_error)?;
+        let vars_file = session_dir.join("extra-vars.json");
+        let _remove = RemoveOnDrop(vars_file.clone());
+        write_private(&vars_file, &self.extra_vars(vars)).map_err(files_error)?;
+
+        let mut extra = std::ffi::OsString::from("@");
+        extra.push(vars_file.as_os_str());
+        let mut inv = Invocation::new(Tool::Ansible, "ansible-playbook", &self.config.binary, session_dir)
+            .arg("-i")
+            .arg(inventory.as_os_str())
+            .arg("--limit")
+            .arg(vars.vm_name)
+            .arg("-e")
+            .arg(extra)
+            .arg(self.config.playbook.as_os_str())
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_FORCE_COLOR", "0")
+            .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
+            .env("PYTHONUNBUFFERED", "1")
+            .timeout(self.config.timeout);
+        if let Some(cfg) = &self.config.config {
+            inv = inv.env("ANSIBLE_CONFIG", cfg.as_os_str());
+        }
+        tool::run(inv, log, cancel).await?;
+        Ok(())
+    }
+
+    /// A YAML (JSON) inventory naming the one VM.
+    fn inventory(&self, session_dir: &Path, vars: &PlaybookVars<'_>) -> Vec<u8> {
+        let host = match self.config.connection {
+            AnsibleConnection::Local => json!({
+                "ansible_connection": "local",
+                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+            }),
+            AnsibleConnection::Ssh => json!({
+                "ansible_host": vars.vm.ssh_host,
+                "ansible_port": vars.vm.ssh_port,
+                "ansible_user": self.ssh.user,
+                "ansible_ssh_private_key_file": self.ssh.private_key,
+                "ansible_ssh_common_args": format!(
+                    "-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
+                    session_dir.join("known_hosts").display()
+                ),
+            }),
+        };
+        let doc = json!({ "all": { "hosts": { vars.vm_name: host } } });
+        serde_json::to_vec_pretty(&doc).unwrap_or_default()
+    }
+
+    /// The config's extra variables, then the session's.
+    fn extra_vars(&self, vars: &PlaybookVars<'_>) -> Vec<u8> {
+        let mut map: serde_json::Map<String, Value> = self
+            .config
+            .extra_vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, value) in [
+            ("session_id", json!(vars.session_id)),
+            ("username", json!(vars.username)),
+            ("vm_name", json!(vars.vm_name)),
+            ("session_user", json!(vars.session_user)),
+            ("session_password", json!(vars.session_password)),
+            ("rdp_port", json!(vars.vm.rdp_port)),
+        ] {
+            map.insert(key.to_string(), value);
+        }
+        serde_json::to_vec(&Value::Object(map)).unwrap_or_default()
+    }
+}

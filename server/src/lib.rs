@@ -1,0 +1,21 @@
+//! `daas-server`: the DaaS orchestrator's gRPC server.
+//!
+//! A request becomes a session in the [`store`]; the [`pipeline`] runs
+//! Terraform ([`terraform`]), waits for the VM ([`boot`]) and runs Ansible
+//! ([`ansible`]), every tool through [`tool`]; the [`service`] streams the
+//! session's events to callers.
+
+pub mod ansible;
+pub mod boot;
+pub mod config;
+pub mod error;
+pub mod pipeline;
+pub mod serve;
+pub mod service;
+pub mod sshkey;
+pub mod store;
+pub mod terraform;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod tool;
+pub mod validate;

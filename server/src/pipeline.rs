@@ -1,0 +1,466 @@
+//! The provisioning pipeline: one task per session, QUEUED -> PROVISIONING
+//! (terraform) -> BOOTING (SSH, cloud-init) -> CONFIGURING (ansible) ->
+//! READY, with a limit on how many run at once. A failure at any stage
+//! destroys what was made before the session is marked FAILED. Destroys go
+//! through [`Pipeline::destroy`], the one path for every teardown.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use daas_api::v1::{OutputStream, SessionState, Tool};
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    ansible::{Ansible, AnsibleError, PlaybookVars},
+    boot::{self, BootError},
+    config::Config,
+    error::Error,
+    store::{SessionRecord, Store, StoreError},
+    terraform::{self, BootWait, ContractVars, Terraform, TerraformError},
+    tool::{self, SessionLog, ToolError},
+};
+
+/// Why a stage did not complete.
+#[derive(Debug, thiserror::Error)]
+enum StageError {
+    #[error(transparent)]
+    Terraform(#[from] TerraformError),
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error(transparent)]
+    Ansible(#[from] AnsibleError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StageError {
+    fn is_cancel(&self) -> bool {
+        matches!(
+            self,
+            StageError::Terraform(TerraformError::Tool(ToolError::Cancelled { .. }))
+                | StageError::Ansible(AnsibleError::Tool(ToolError::Cancelled { .. }))
+                | StageError::Boot(BootError::Tool(ToolError::Cancelled { .. }))
+                | StageError::Boot(BootError::Cancelled)
+        )
+    }
+}
+
+/// A provisioning task in flight.
+struct Running {
+    cancel: CancellationToken,
+    done: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Runs and tears down sessions.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    store: Store,
+    ssh_public_key: String,
+    permits: Semaphore,
+    running: Mutex<HashMap<String, Running>>,
+    destroy_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Pipeline {
+    pub fn new(config: Arc<Config>, store: Store, ssh_public_key: String) -> Self {
+        let permits = Semaphore::new(config.limits.max_parallel_provisions);
+        Pipeline {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                ssh_public_key,
+                permits,
+                running: Mutex::new(HashMap::new()),
+                destroy_locks: Mutex::new(HashMap::new()),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Fires when the server stops.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Stops every tool run (their sessions are cleaned up at the next
+    /// start) and waits for the tasks to end, at most `grace`.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some provisioning tasks did not stop in time");
+        }
+    }
+
+    /// Starts provisioning a QUEUED session in the background. The task
+    /// outlives the request that started it.
+    pub fn start(&self, record: SessionRecord, session_password: String) {
+        let cancel = self.inner.shutdown.child_token();
+        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+        self.lock_running().insert(
+            record.id.clone(),
+            Running {
+                cancel: cancel.clone(),
+                done: done_rx,
+            },
+        );
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            let id = record.id.clone();
+            this.provision(record, session_password, cancel).await;
+            this.lock_running().remove(&id);
+            let _ = done_tx.send(true);
+        });
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn session_dir(&self, id: &str) -> PathBuf {
+        self.inner.config.session_dir(id)
+    }
+
+    fn terraform(&self) -> Terraform<'_> {
+        Terraform {
+            config: &self.inner.config.terraform,
+        }
+    }
+
+    async fn provision(&self, record: SessionRecord, password: String, cancel: CancellationToken) {
+        let store = &self.inner.store;
+        let id = record.id.clone();
+        let log = SessionLog::new(store.clone(), id.clone(), vec![password.clone()]);
+        let permit = tokio::select! {
+            permit = self.inner.permits.acquire() => permit,
+            _ = cancel.cancelled() => return,
+        };
+        let Ok(_permit) = permit else { return };
+        let mut stage = SessionState::Provisioning;
+        let result = self
+            .run_stages(&record, &password, &log, &cancel, &mut stage)
+            .await;
+        match result {
+            Ok(()) => {}
+            Err(err) if err.is_cancel() || cancel.is_cancelled() => {
+                // Destroy or shutdown took over; the destroy path (now or at
+                // the next start) cleans up.
+                tracing::info!(session = %id, "provisioning stopped");
+            }
+            Err(err) => {
+                let reason = err.to_string();
+                tracing::warn!(session = %id, stage = stage.label(), %reason, "provisioning failed");
+                self.fail(&record, stage, reason, &log).await;
+            }
+        }
+    }
+
+    async fn run_stages(
+        &self,
+        record: &SessionRecord,
+        password: &str,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+        stage: &mut SessionState,
+    ) -> Result<(), StageError> {
+        let config = &self.inner.config;
+        let store = &self.inner.store;
+        let id = &record.id;
+        let session_dir = self.session_dir(id);
+        let tf_dir = terraform::dir_of(&session_dir);
+
+        *stage = SessionState::Provisioning;
+        store
+            .transition(
+                id,
+                *stage,
+                format!("creating VM {} with Terraform", record.vm_name),
+                None,
+            )
+            .await?;
+        let vars = ContractVars {
+            vm_name: record.vm_name.clone(),
+            slot: record.slot,
+            ssh_public_key: self.inner.ssh_public_key.clone(),
+            template: record.template.clone(),
+            cores: config.vm.cores,
+            memory_mb: config.vm.memory_mb,
+            disk_gb: config.vm.disk_gb,
+            session_id: id.clone(),
+            username: record.username.clone(),
+        };
+        let terraform = self.terraform();
+        terraform.init(&tf_dir, &vars, log, cancel).await?;
+        let outputs = terraform.apply(&tf_dir, log, cancel).await?;
+        store.set_outputs(id, outputs.vm.clone()).await?;
+
+        *stage = SessionState::Booting;
+        match outputs.boot_wait {
+            BootWait::None => {
+                store
+                    .transition(
+                        id,
+                        *stage,
+                        "the module declares nothing to wait for".into(),
+                        None,
+                    )
+                    .await?;
+            }
+            BootWait::Ssh => {
+                let vm = &outputs.vm;
+                store
+                    .transition(
+                        id,
+                        *stage,
+                        format!(
+                            "waiting for SSH on {}:{} and for cloud-init",
+                            vm.ssh_host, vm.ssh_port
+                        ),
+                        None,
+                    )
+                    .await?;
+                let deadline = tokio::time::Instant::now() + config.boot.timeout;
+                boot::wait_for_ssh_banner(&vm.ssh_host, vm.ssh_port, deadline, cancel).await?;
+                log.line(Tool::Ssh, OutputStream::Stdout, "SSH is up").await;
+                boot::wait_for_cloud_init(
+                    &config.ssh,
+                    &vm.ssh_host,
+                    vm.ssh_port,
+                    &session_dir.join("known_hosts"),
+                    deadline,
+                    log,
+                    cancel,
+                )
+                .await?;
+            }
+        }
+
+        *stage = SessionState::Configuring;
+        store
+            .transition(
+                id,
+                *stage,
+                format!("configuring {} with Ansible", record.vm_name),
+                None,
+            )
+            .await?;
+        let ansible = Ansible {
+            config: &config.ansible,
+            ssh: &config.ssh,
+        };
+        let playbook_vars = PlaybookVars {
+            session_id: id,
+            username: &record.username,
+            vm_name: &record.vm_name,
+            session_user: &record.session_user,
+            session_password: password,
+            vm: &outputs.vm,
+        };
+        ansible
+            .configure(&session_dir, &playbook_vars, log, cancel)
+            .await?;
+
+        *stage = SessionState::Ready;
+        store
+            .transition(
+                id,
+                *stage,
+                format!(
+                    "connect with RDP to {}:{}",
+                    outputs.vm.rdp_host, outputs.vm.rdp_port
+                ),
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Destroys what a failed stage left, then marks the session FAILED.
+    async fn fail(&self, record: &SessionRecord, stage: SessionState, reason: String, log: &SessionLog) {
+        let store = &self.inner.store;
+        let id = &record.id;
+        log.line(
+            Tool::Terraform,
+            OutputStream::Stdout,
+            "cleaning up: destroying what was created",
+        )
+        .await;
+        let cleanup = self.teardown(id, log, &self.inner.shutdown.child_token()).await;
+        let (message, reason) = match cleanup {
+            Ok(()) => ("provisioning failed; nothing was left behind".to_string(), reason),
+            Err(err) => (
+                "provisioning failed and the cleanup failed too".to_string(),
+                format!(
+                    "{reason}; the cleanup failed as well ({err}): run `daas destroy {id}` to retry"
+                ),
+            ),
+        };
+        if let Err(err) = store
+            .transition(id, SessionState::Failed, message, Some((stage, reason)))
+            .await
+        {
+            tracing::error!(session = %id, error = %err, "could not record a failure");
+        }
+    }
+
+    /// `terraform destroy` and removal of the session's directory; frees the
+    /// slot once the VM is known to be gone.
+    async fn teardown(
+        &self,
+        id: &str,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), TerraformError> {
+        let session_dir = self.session_dir(id);
+        if session_dir.exists() {
+            self.terraform()
+                .destroy(&terraform::dir_of(&session_dir), log, cancel)
+                .await?;
+            std::fs::remove_dir_all(&session_dir).map_err(|source| TerraformError::Dir {
+                path: session_dir.display().to_string(),
+                source,
+            })?;
+        }
+        if let Err(err) = self.inner.store.release_slot(id).await {
+            tracing::warn!(session = %id, error = %err, "could not release a slot");
+        }
+        Ok(())
+    }
+
+    /// Stops a session's provisioning, if any, and waits for it to end.
+    async fn stop_provisioning(&self, id: &str) {
+        let running = {
+            let map = self.lock_running();
+            map.get(id).map(|r| (r.cancel.clone(), r.done.clone()))
+        };
+        if let Some((cancel, mut done)) = running {
+            cancel.cancel();
+            let _ = done.wait_for(|done| *done).await;
+        }
+    }
+
+    /// Destroys a session: stops its provisioning, runs `terraform destroy`,
+    /// removes its directory. Idempotent; concurrent calls share one run.
+    /// Runs in its own task, so a caller that goes away does not stop it.
+    pub async fn destroy(&self, id: &str) -> Result<SessionRecord, Error> {
+        let this = self.clone();
+        let id = id.to_string();
+        let task = self.inner.tasks.spawn(async move { this.destroy_now(&id).await });
+        task.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    async fn destroy_now(&self, id: &str) -> Result<SessionRecord, Error> {
+        let lock = {
+            let mut locks = self
+                .inner
+                .destroy_locks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            locks.entry(id.to_string()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        let store = &self.inner.store;
+        let record = store
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        if record.state == SessionState::Destroyed {
+            return Ok(record);
+        }
+        self.stop_provisioning(id).await;
+        store
+            .transition(
+                id,
+                SessionState::Destroying,
+                format!("destroying VM {}", record.vm_name),
+                None,
+            )
+            .await?;
+        let log = SessionLog::new(store.clone(), id.to_string(), vec![]);
+        let cancel = self.inner.shutdown.child_token();
+        match self.teardown(id, &log, &cancel).await {
+            Ok(()) => {
+                store
+                    .transition(id, SessionState::Destroyed, "the VM is gone".into(), None)
+                    .await?;
+            }
+            Err(err) => {
+                let reason = err.to_string();
+                store
+                    .transition(
+                        id,
+                        SessionState::Failed,
+                        "the destroy failed".into(),
+                        Some((SessionState::Destroying, reason.clone())),
+                    )
+                    .await?;
+                return Err(Error::DestroyFailed {
+                    id: id.to_string(),
+                    reason,
+                });
+            }
+        }
+        store
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    /// Cleans up sessions a previous server process left in progress:
+    /// stops the tools it left running, destroys what was made, and marks
+    /// each FAILED ("server restarted during STAGE"), or DESTROYED when it
+    /// was being destroyed. READY sessions are left alone.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        let store = &self.inner.store;
+        let stale = store.in_progress().await?;
+        let count = stale.len();
+        for record in stale {
+            let this = self.clone();
+            self.inner.tasks.spawn(async move {
+                this.recover_one(record).await;
+            });
+        }
+        Ok(count)
+    }
+
+    async fn recover_one(&self, record: SessionRecord) {
+        let id = record.id.clone();
+        if let Some(pgid) = record.child_pgid {
+            if tool::stop_orphaned_group(pgid).await {
+                tracing::info!(session = %id, pgid, "stopped a tool a previous server left running");
+            }
+        }
+        tracing::info!(session = %id, state = record.state.label(), "cleaning up after a restart");
+        if record.state == SessionState::Destroying {
+            if let Err(err) = self.destroy_now(&id).await {
+                tracing::warn!(session = %id, error = %err, "destroy after restart failed");
+            }
+            return;
+        }
+        let log = SessionLog::new(self.inner.store.clone(), id.clone(), vec![]);
+        let reason = format!(
+            "server restarted during {}; create a new session",
+            record.state.label()
+        );
+        self.fail(&record, record.state, reason, &log).await;
+    }
+}

@@ -1,0 +1,699 @@
+//! The session store: one SQLite file holding sessions and their events.
+//!
+//! Every event is committed before it is published to live watchers, and
+//! published while the store is still locked, so watchers see a session's
+//! events in sequence order.
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use daas_api::v1::{
+    Failure, OutputLine, Session, SessionEvent, SessionState, StageChange, session_event::Kind,
+};
+use prost::Message;
+use rand::Rng;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use tokio::sync::broadcast;
+
+/// The store failed; the message says which operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store: {context}: {source}")]
+    Sqlite {
+        context: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("session store: cannot create {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("session store: a stored event of session {0} is corrupt")]
+    CorruptEvent(String),
+    #[error("session store: the database task failed: {0}")]
+    Task(String),
+    #[error("session store: no session {0}")]
+    Missing(String),
+}
+
+trait Context<T> {
+    fn context(self, context: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for Result<T, rusqlite::Error> {
+    fn context(self, context: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Sqlite { context, source })
+    }
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts them.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE sessions (
+    id               TEXT PRIMARY KEY,
+    username         TEXT NOT NULL,
+    session_user     TEXT NOT NULL DEFAULT '',
+    template         TEXT NOT NULL,
+    state            INTEGER NOT NULL,
+    slot             INTEGER NOT NULL,
+    slot_released    INTEGER NOT NULL DEFAULT 0,
+    vm_name          TEXT NOT NULL UNIQUE,
+    vm_id            TEXT NOT NULL DEFAULT '',
+    ssh_host         TEXT NOT NULL DEFAULT '',
+    ssh_port         INTEGER NOT NULL DEFAULT 0,
+    rdp_host         TEXT NOT NULL DEFAULT '',
+    rdp_port         INTEGER NOT NULL DEFAULT 0,
+    failure_stage    INTEGER NOT NULL DEFAULT 0,
+    failure_reason   TEXT NOT NULL DEFAULT '',
+    child_pgid       INTEGER,
+    created_ms       INTEGER NOT NULL,
+    updated_ms       INTEGER NOT NULL,
+    stage_started_ms INTEGER NOT NULL,
+    ready_ms         INTEGER
+);
+CREATE INDEX sessions_user ON sessions (username, created_ms);
+CREATE INDEX sessions_live_slots ON sessions (slot) WHERE slot_released = 0;
+CREATE TABLE events (
+    session_id TEXT NOT NULL REFERENCES sessions (id),
+    seq        INTEGER NOT NULL,
+    body       BLOB NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+"#];
+
+/// A session row, as the server works with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub username: String,
+    pub session_user: String,
+    pub template: String,
+    pub state: SessionState,
+    pub slot: u32,
+    pub vm_name: String,
+    pub outputs: VmOutputs,
+    pub failure: Option<(SessionState, String)>,
+    pub child_pgid: Option<i32>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub ready_ms: Option<i64>,
+}
+
+/// What the Terraform module reported about the VM.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VmOutputs {
+    pub vm_id: String,
+    pub ssh_host: String,
+    pub ssh_port: u16,
+    pub rdp_host: String,
+    pub rdp_port: u16,
+}
+
+/// What a create request asks for.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub username: String,
+    pub session_user: String,
+    pub template: String,
+}
+
+/// The session store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    live: broadcast::Sender<SessionEvent>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+fn duration(ms: i64) -> prost_types::Duration {
+    let ms = ms.max(0);
+    prost_types::Duration {
+        seconds: ms / 1000,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+fn state_from_db(value: i32) -> SessionState {
+    SessionState::try_from(value).unwrap_or(SessionState::Unspecified)
+}
+
+const SESSION_COLUMNS: &str = "id, username, session_user, template, state, slot, vm_name, \
+     vm_id, ssh_host, ssh_port, rdp_host, rdp_port, failure_stage, failure_reason, child_pgid, \
+     created_ms, updated_ms, ready_ms";
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    let failure_stage: i32 = row.get(12)?;
+    let failure_reason: String = row.get(13)?;
+    Ok(SessionRecord {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        session_user: row.get(2)?,
+        template: row.get(3)?,
+        state: state_from_db(row.get(4)?),
+        slot: row.get(5)?,
+        vm_name: row.get(6)?,
+        outputs: VmOutputs {
+            vm_id: row.get(7)?,
+            ssh_host: row.get(8)?,
+            ssh_port: row.get(9)?,
+            rdp_host: row.get(10)?,
+            rdp_port: row.get(11)?,
+        },
+        failure: (failure_stage != 0).then(|| (state_from_db(failure_stage), failure_reason)),
+        child_pgid: row.get(14)?,
+        created_ms: row.get(15)?,
+        updated_ms: row.get(16)?,
+        ready_ms: row.get(17)?,
+    })
+}
+
+impl SessionRecord {
+    /// The session as the API shows it.
+    pub fn to_proto(&self) -> Session {
+        Session {
+            id: self.id.clone(),
+            username: self.username.clone(),
+            session_user: self.session_user.clone(),
+            template: self.template.clone(),
+            state: self.state as i32,
+            vm_name: self.vm_name.clone(),
+            vm_id: self.outputs.vm_id.clone(),
+            rdp_host: self.outputs.rdp_host.clone(),
+            rdp_port: u32::from(self.outputs.rdp_port),
+            ssh_host: self.outputs.ssh_host.clone(),
+            ssh_port: u32::from(self.outputs.ssh_port),
+            created_at: Some(timestamp(self.created_ms)),
+            updated_at: Some(timestamp(self.updated_ms)),
+            ready_at: self.ready_ms.map(timestamp),
+            failure: self.failure.as_ref().map(|(stage, reason)| Failure {
+                stage: *stage as i32,
+                reason: reason.clone(),
+            }),
+        }
+    }
+}
+
+fn get_session(conn: &Connection, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
+        [id],
+        session_from_row,
+    )
+    .optional()
+    .context("reading a session")
+}
+
+fn random_vm_name() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..6)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    format!("desktop-{suffix}")
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path).context("opening the database")?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .context("enabling WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .context("setting synchronous")?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .context("enabling foreign keys")?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .context("setting the busy timeout")?;
+        migrate(&mut conn)?;
+        let (live, _) = broadcast::channel(4096);
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            live,
+        })
+    }
+
+    /// Runs `f` on the connection on a blocking thread.
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &broadcast::Sender<SessionEvent>) -> Result<T, StoreError>
+            + Send
+            + 'static,
+    {
+        let conn = self.conn.clone();
+        let live = self.live.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut conn, &live)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Live events of every session, published after they are stored.
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
+        self.live.subscribe()
+    }
+
+    /// Records a new QUEUED session with the lowest free slot and a fresh VM
+    /// name; returns it with its first event.
+    pub async fn create_session(
+        &self,
+        new: NewSession,
+    ) -> Result<(SessionRecord, SessionEvent), StoreError> {
+        self.with(move |conn, live| {
+            let tx = conn.transaction().context("starting a transaction")?;
+            let slot = {
+                let mut stmt = tx
+                    .prepare("SELECT slot FROM sessions WHERE slot_released = 0 ORDER BY slot")
+                    .context("reading slots")?;
+                let used = stmt
+                    .query_map([], |row| row.get::<_, u32>(0))
+                    .context("reading slots")?
+                    .collect::<Result<Vec<u32>, _>>()
+                    .context("reading slots")?;
+                let mut slot = 1;
+                for taken in used {
+                    if taken == slot {
+                        slot += 1;
+                    } else if taken > slot {
+                        break;
+                    }
+                }
+                slot
+            };
+            let mut vm_name = random_vm_name();
+            for _ in 0..16 {
+                let taken: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM sessions WHERE vm_name = ?1)",
+                        [&vm_name],
+                        |row| row.get(0),
+                    )
+                    .context("checking VM names")?;
+                if !taken {
+                    break;
+                }
+                vm_name = random_vm_name();
+            }
+            let id = uuid::Uuid::new_v4().to_string();
+            let now = now_ms();
+            tx.execute(
+                "INSERT INTO sessions (id, username, session_user, template, state, slot, \
+                 vm_name, created_ms, updated_ms, stage_started_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)",
+                params![
+                    id,
+                    new.username,
+                    new.session_user,
+                    new.template,
+                    SessionState::Queued as i32,
+                    slot,
+                    vm_name,
+                    now
+                ],
+            )
+            .context("inserting a session")?;
+            let record = get_session(&tx, &id)?.ok_or_else(|| StoreError::Missing(id.clone()))?;
+            let event = SessionEvent {
+                session_id: id.clone(),
+                sequence: 1,
+                time: Some(timestamp(now)),
+                state: SessionState::Queued as i32,
+                stage_elapsed: Some(duration(0)),
+                kind: Some(Kind::StageChange(StageChange {
+                    previous: SessionState::Unspecified as i32,
+                    previous_duration: Some(duration(0)),
+                    message: "waiting for a provisioning slot".into(),
+                })),
+                session: None,
+            };
+            insert_event(&tx, &event)?;
+            tx.commit().context("committing a new session")?;
+            let _ = live.send(event.clone());
+            Ok((record, event))
+        })
+        .await
+    }
+
+    /// Moves a session to `state`, recording the stage change (and, for
+    /// FAILED, the failure) as an event.
+    pub async fn transition(
+        &self,
+        id: &str,
+        state: SessionState,
+        message: String,
+        failure: Option<(SessionState, String)>,
+    ) -> Result<SessionEvent, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, live| {
+            let tx = conn.transaction().context("starting a transaction")?;
+            let (previous, stage_started): (i32, i64) = tx
+                .query_row(
+                    "SELECT state, stage_started_ms FROM sessions WHERE id = ?1",
+                    [&id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .context("reading a session")?
+                .ok_or_else(|| StoreError::Missing(id.clone()))?;
+            let now = now_ms();
+            let (failure_stage, failure_reason) = failure
+                .map(|(stage, reason)| (stage as i32, reason))
+                .unwrap_or((0, String::new()));
+            tx.execute(
+                "UPDATE sessions SET state = ?2, updated_ms = ?3, stage_started_ms = ?3, \
+                 ready_ms = CASE WHEN ?2 = ?4 THEN ?3 ELSE ready_ms END, \
+                 failure_stage = ?5, failure_reason = ?6, \
+                 slot_released = CASE WHEN ?2 = ?7 THEN 1 ELSE slot_released END \
+                 WHERE id = ?1",
+                params![
+                    id,
+                    state as i32,
+                    now,
+                    SessionState::Ready as i32,
+                    failure_stage,
+                    failure_reason,
+                    SessionState::Destroyed as i32
+                ],
+            )
+            .context("updating a session state")?;
+            let record = get_session(&tx, &id)?.ok_or_else(|| StoreError::Missing(id.clone()))?;
+            let event = SessionEvent {
+                session_id: id.clone(),
+                sequence: next_sequence(&tx, &id)?,
+                time: Some(timestamp(now)),
+                state: state as i32,
+                stage_elapsed: Some(duration(0)),
+                kind: Some(Kind::StageChange(StageChange {
+                    previous,
+                    previous_duration: Some(duration(now - stage_started)),
+                    message,
+                })),
+                session: state.is_settled().then(|| record.to_proto()),
+            };
+            insert_event(&tx, &event)?;
+            tx.commit().context("committing a stage change")?;
+            let _ = live.send(event.clone());
+            Ok(event)
+        })
+        .await
+    }
+
+    /// Records a line of tool output as an event of the session.
+    pub async fn output(&self, id: &str, line: OutputLine) -> Result<SessionEvent, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, live| {
+            let tx = conn.transaction().context("starting a transaction")?;
+            let (state, stage_started): (i32, i64) = tx
+                .query_row(
+                    "SELECT state, stage_started_ms FROM sessions WHERE id = ?1",
+                    [&id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .context("reading a session")?
+                .ok_or_else(|| StoreError::Missing(id.clone()))?;
+            let now = now_ms();
+            let event = SessionEvent {
+                session_id: id.clone(),
+                sequence: next_sequence(&tx, &id)?,
+                time: Some(timestamp(now)),
+                state,
+                stage_elapsed: Some(duration(now - stage_started)),
+                kind: Some(Kind::Output(line)),
+                session: None,
+            };
+            insert_event(&tx, &event)?;
+            tx.commit().context("committing an output line")?;
+            let _ = live.send(event.clone());
+            Ok(event)
+        })
+        .await
+    }
+
+    /// Stores what the Terraform module reported about the VM.
+    pub async fn set_outputs(&self, id: &str, outputs: VmOutputs) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| {
+            conn.execute(
+                "UPDATE sessions SET vm_id = ?2, ssh_host = ?3, ssh_port = ?4, rdp_host = ?5, \
+                 rdp_port = ?6 WHERE id = ?1",
+                params![
+                    id,
+                    outputs.vm_id,
+                    outputs.ssh_host,
+                    outputs.ssh_port,
+                    outputs.rdp_host,
+                    outputs.rdp_port
+                ],
+            )
+            .context("storing VM outputs")?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Remembers the process group of the tool running for a session, so a
+    /// restarted server can stop what a crashed one left running.
+    pub async fn set_child(&self, id: &str, pgid: Option<i32>) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| {
+            conn.execute(
+                "UPDATE sessions SET child_pgid = ?2 WHERE id = ?1",
+                params![id, pgid],
+            )
+            .context("storing a child process group")?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Frees the session's slot once its VM is known to be gone.
+    pub async fn release_slot(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| {
+            conn.execute(
+                "UPDATE sessions SET slot_released = 1 WHERE id = ?1",
+                [id],
+            )
+            .context("releasing a slot")?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One session, if it exists.
+    pub async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| get_session(conn, &id)).await
+    }
+
+    /// Sessions, newest first, filtered by user and state when given.
+    pub async fn list(
+        &self,
+        username: Option<String>,
+        state: Option<SessionState>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.with(move |conn, _| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions \
+                     WHERE (?1 IS NULL OR username = ?1) AND (?2 IS NULL OR state = ?2) \
+                     ORDER BY created_ms DESC, id"
+                ))
+                .context("listing sessions")?;
+            let rows = stmt
+                .query_map(params![username, state.map(|s| s as i32)], session_from_row)
+                .context("listing sessions")?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .context("listing sessions")
+        })
+        .await
+    }
+
+    /// Sessions the server was working on (provisioning or destroying).
+    pub async fn in_progress(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        let all = self.list(None, None).await?;
+        Ok(all.into_iter().filter(|s| s.state.is_in_progress()).collect())
+    }
+
+    /// Events of a session with a sequence above `after`, in order.
+    pub async fn events_after(
+        &self,
+        id: &str,
+        after: u64,
+    ) -> Result<Vec<SessionEvent>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| {
+            let mut stmt = conn
+                .prepare("SELECT body FROM events WHERE session_id = ?1 AND seq > ?2 ORDER BY seq")
+                .context("reading events")?;
+            let bodies = stmt
+                .query_map(params![id, after as i64], |row| row.get::<_, Vec<u8>>(0))
+                .context("reading events")?
+                .collect::<Result<Vec<_>, _>>()
+                .context("reading events")?;
+            bodies
+                .into_iter()
+                .map(|body| {
+                    SessionEvent::decode(body.as_slice())
+                        .map_err(|_| StoreError::CorruptEvent(id.clone()))
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+fn next_sequence(conn: &Connection, id: &str) -> Result<u64, StoreError> {
+    let last: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .context("numbering an event")?;
+    Ok(last as u64 + 1)
+}
+
+fn insert_event(conn: &Connection, event: &SessionEvent) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO events (session_id, seq, body) VALUES (?1, ?2, ?3)",
+        params![event.session_id, event.sequence as i64, event.encode_to_vec()],
+    )
+    .context("storing an event")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: usize = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .context("reading the schema version")?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().context("starting a migration")?;
+        tx.execute_batch(sql).context("migrating the schema")?;
+        tx.pragma_update(None, "user_version", index + 1)
+            .context("recording the schema version")?;
+        tx.commit().context("committing a migration")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use daas_api::v1::{OutputStream, Tool};
+
+    fn new_session(user: &str) -> NewSession {
+        NewSession {
+            username: user.into(),
+            session_user: String::new(),
+            template: "t".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_get_the_lowest_free_slot_and_unique_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+        let (a, _) = store.create_session(new_session("alice")).await.unwrap();
+        let (b, _) = store.create_session(new_session("bob")).await.unwrap();
+        assert_eq!((a.slot, b.slot), (1, 2));
+        assert_ne!(a.vm_name, b.vm_name);
+        assert!(a.vm_name.len() <= 15 && a.vm_name.starts_with("desktop-"));
+        store
+            .transition(&a.id, SessionState::Destroyed, "gone".into(), None)
+            .await
+            .unwrap();
+        let (c, _) = store.create_session(new_session("carol")).await.unwrap();
+        assert_eq!(c.slot, 1, "a destroyed session's slot is reused");
+    }
+
+    #[tokio::test]
+    async fn events_are_numbered_stored_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let id = {
+            let store = Store::open(&path).unwrap();
+            let mut live = store.subscribe();
+            let (s, first) = store.create_session(new_session("alice")).await.unwrap();
+            assert_eq!(first.sequence, 1);
+            store
+                .transition(&s.id, SessionState::Provisioning, "terraform".into(), None)
+                .await
+                .unwrap();
+            let line = OutputLine {
+                tool: Tool::Terraform as i32,
+                stream: OutputStream::Stdout as i32,
+                text: "Apply complete!".into(),
+            };
+            store.output(&s.id, line).await.unwrap();
+            let failed = store
+                .transition(
+                    &s.id,
+                    SessionState::Failed,
+                    "failed".into(),
+                    Some((SessionState::Provisioning, "boom".into())),
+                )
+                .await
+                .unwrap();
+            assert_eq!(failed.sequence, 4);
+            let session = failed.session.expect("final events carry the session");
+            assert_eq!(session.failure.unwrap().reason, "boom");
+            let seqs: Vec<u64> = (0..4).map(|_| live.try_recv().unwrap().sequence).collect();
+            assert_eq!(seqs, [1, 2, 3, 4]);
+            s.id
+        };
+        let store = Store::open(&path).unwrap();
+        let events = store.events_after(&id, 0).await.unwrap();
+        assert_eq!(events.len(), 4);
+        assert_eq!(store.events_after(&id, 2).await.unwrap().len(), 2);
+        let record = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(record.state, SessionState::Failed);
+        assert_eq!(
+            record.failure,
+            Some((SessionState::Provisioning, "boom".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn list_filters_by_user_and_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+        store.create_session(new_session("alice")).await.unwrap();
+        let (b, _) = store.create_session(new_session("bob")).await.unwrap();
+        store
+            .transition(&b.id, SessionState::Ready, "ready".into(), None)
+            .await
+            .unwrap();
+        assert_eq!(store.list(None, None).await.unwrap().len(), 2);
+        assert_eq!(store.list(Some("bob".into()), None).await.unwrap().len(), 1);
+        let ready = store.list(None, Some(SessionState::Ready)).await.unwrap();
+        assert_eq!(ready.len(), 1);
+        assert!(ready[0].ready_ms.is_some());
+        assert_eq!(store.in_progress().await.unwrap().len(), 1);
+    }
+}

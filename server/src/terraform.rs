@@ -1,0 +1,314 @@
+//! Terraform, per session: its own working directory and state (a copy of
+//! the module made by `init -from-module`), a shared plugin cache, and the
+//! provisioning contract of DESIGN.md.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+use daas_api::v1::Tool;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config,
+    store::VmOutputs,
+    tool::{self, Invocation, SessionLog, ToolError},
+};
+
+/// Variables every module takes; the server sets them, the config may not.
+pub const CONTRACT_VARIABLES: &[&str] = &[
+    "vm_name",
+    "slot",
+    "ssh_public_key",
+    "template",
+    "cores",
+    "memory_mb",
+    "disk_gb",
+    "session_id",
+    "username",
+];
+
+/// The file holding a session's variables, loaded by every plan and destroy.
+const VARS_FILE: &str = "terraform.tfvars.json";
+
+/// The contract inputs for one session.
+#[derive(Debug, Clone)]
+pub struct ContractVars {
+    pub vm_name: String,
+    pub slot: u32,
+    pub ssh_public_key: String,
+    pub template: String,
+    pub cores: u32,
+    pub memory_mb: u32,
+    pub disk_gb: u32,
+    pub session_id: String,
+    pub username: String,
+}
+
+/// How the server learns the VM is up, as the module declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootWait {
+    /// Wait for SSH, then `cloud-init status --wait` (the default).
+    Ssh,
+    /// The module has nothing to wait for.
+    None,
+}
+
+/// What `terraform output -json` told about the VM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleOutputs {
+    pub vm: VmOutputs,
+    pub boot_wait: BootWait,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TerraformError {
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error("cannot prepare the Terraform directory {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the Terraform module's outputs are unusable: {0}")]
+    Outputs(String),
+}
+
+/// Terraform as configured for this server.
+pub struct Terraform<'a> {
+    pub config: &'a config::Terraform,
+}
+
+impl Terraform<'_> {
+    fn invocation(&self, what: &str, dir: &Path) -> Invocation {
+        Invocation::new(Tool::Terraform, what, &self.config.binary, dir)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_INPUT", "0")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_PLUGIN_CACHE_DIR", self.config.plugin_cache_dir.as_os_str())
+    }
+
+    /// Copies the module into the empty `dir`, installs its providers and
+    /// writes the session's variables.
+    pub async fn init(
+        &self,
+        dir: &Path,
+        vars: &ContractVars,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), TerraformError> {
+        let dir_error = |source| TerraformError::Dir {
+            path: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(dir_error)?;
+        let mut from_module = std::ffi::OsString::from("-from-module=");
+        from_module.push(self.config.module_dir.as_os_str());
+        let inv = self
+            .invocation("terraform init", dir)
+            .arg("init")
+            .arg("-input=false")
+            .arg("-no-color")
+            .arg(from_module)
+            .timeout(self.config.init_timeout);
+        tool::run(inv, log, cancel).await?;
+        write_private(
+            &dir.join(VARS_FILE),
+            &variables_json(vars, &self.config.variables),
+        )
+        .map_err(dir_error)?;
+        Ok(())
+    }
+
+    /// `terraform apply`, then the module's outputs.
+    pub async fn apply(
+        &self,
+        dir: &Path,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<ModuleOutputs, TerraformError> {
+        let inv = self
+            .invocation("terraform apply", dir)
+            .arg("apply")
+            .arg("-auto-approve")
+            .arg("-input=false")
+            .arg("-no-color")
+            .timeout(self.config.apply_timeout);
+        tool::run(inv, log, cancel).await?;
+        let inv = self
+            .invocation("terraform output", dir)
+            .arg("output")
+            .arg("-json")
+            .arg("-no-color")
+            .timeout(self.config.init_timeout)
+            .capture_stdout();
+        let finished = tool::run(inv, log, cancel).await?;
+        parse_outputs(&finished.stdout)
+    }
+
+    /// `terraform destroy` in a session's directory. A directory Terraform
+    /// never initialised holds nothing to destroy.
+    pub async fn destroy(
+        &self,
+        dir: &Path,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), TerraformError> {
+        if !dir.join(VARS_FILE).is_file() {
+            return Ok(());
+        }
+        let inv = self
+            .invocation("terraform destroy", dir)
+            .arg("destroy")
+            .arg("-auto-approve")
+            .arg("-input=false")
+            .arg("-no-color")
+            .timeout(self.config.destroy_timeout);
+        tool::run(inv, log, cancel).await?;
+        Ok(())
+    }
+}
+
+/// The variables file: the config's extra variables, then the contract's.
+pub fn variables_json(vars: &ContractVars, extra: &BTreeMap<String, Value>) -> Vec<u8> {
+    let mut map: serde_json::Map<String, Value> = extra
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let contract = serde_json::json!({
+        "vm_name": vars.vm_name,
+        "slot": vars.slot,
+        "ssh_public_key": vars.ssh_public_key,
+        "template": vars.template,
+        "cores": vars.cores,
+        "memory_mb": vars.memory_mb,
+        "disk_gb": vars.disk_gb,
+        "session_id": vars.session_id,
+        "username": vars.username,
+    });
+    if let Value::Object(contract) = contract {
+        map.extend(contract);
+    }
+    serde_json::to_vec_pretty(&Value::Object(map)).unwrap_or_default()
+}
+
+/// Writes `contents` to a new file readable by the owner alone.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Parses `terraform output -json` into the contract outputs.
+pub fn parse_outputs(json: &[u8]) -> Result<ModuleOutputs, TerraformError> {
+    let bad = |m: String| TerraformError::Outputs(m);
+    let root: Value =
+        serde_json::from_slice(json).map_err(|e| bad(format!("not JSON ({e})")))?;
+    let value = |name: &str| root.get(name).and_then(|o| o.get("value"));
+    let text = |name: &str| -> Result<String, TerraformError> {
+        match value(name) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            Some(_) => Err(bad(format!("output `{name}` is empty or not a string"))),
+            None => Err(bad(format!("output `{name}` is missing"))),
+        }
+    };
+    let port = |name: &str| -> Result<u16, TerraformError> {
+        let raw = text(name)?;
+        raw.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad(format!("output `{name}` is not a port: {raw}")))
+    };
+    let boot_wait = match value("boot_wait") {
+        None => BootWait::Ssh,
+        Some(Value::String(s)) if s == "ssh" => BootWait::Ssh,
+        Some(Value::String(s)) if s == "none" => BootWait::None,
+        Some(other) => {
+            return Err(bad(format!(
+                "output `boot_wait` must be \"ssh\" or \"none\", not {other}"
+            )));
+        }
+    };
+    Ok(ModuleOutputs {
+        vm: VmOutputs {
+            vm_id: text("vm_id")?,
+            ssh_host: text("ssh_host")?,
+            ssh_port: port("ssh_port")?,
+            rdp_host: text("rdp_host")?,
+            rdp_port: port("rdp_port")?,
+        },
+        boot_wait,
+    })
+}
+
+/// The Terraform directory of a session directory.
+pub fn dir_of(session_dir: &Path) -> PathBuf {
+    session_dir.join("terraform")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_parsed_with_their_types_checked() {
+        let json = br#"{
+            "vm_id": {"sensitive": false, "type": "string", "value": "9001"},
+            "vm_name": {"sensitive": false, "type": "string", "value": "desktop-abc123"},
+            "ssh_host": {"sensitive": false, "type": "string", "value": "127.0.0.1"},
+            "ssh_port": {"sensitive": false, "type": "number", "value": 40001},
+            "rdp_host": {"sensitive": false, "type": "string", "value": "127.0.0.1"},
+            "rdp_port": {"sensitive": false, "type": "string", "value": "40002"},
+            "boot_wait": {"sensitive": false, "type": "string", "value": "none"}
+        }"#;
+        let out = parse_outputs(json).unwrap();
+        assert_eq!(out.vm.vm_id, "9001");
+        assert_eq!(out.vm.ssh_port, 40001);
+        assert_eq!(out.vm.rdp_port, 40002);
+        assert_eq!(out.boot_wait, BootWait::None);
+
+        let missing = br#"{"vm_id": {"value": "1"}}"#;
+        let err = parse_outputs(missing).unwrap_err().to_string();
+        assert!(err.contains("`ssh_host` is missing"), "{err}");
+
+        let bad_port = br#"{"vm_id":{"value":"1"},"ssh_host":{"value":"h"},"ssh_port":{"value":70000},
+            "rdp_host":{"value":"h"},"rdp_port":{"value":1}}"#;
+        let err = parse_outputs(bad_port).unwrap_err().to_string();
+        assert!(err.contains("`ssh_port` is not a port"), "{err}");
+    }
+
+    #[test]
+    fn contract_variables_win_over_extra_ones() {
+        let vars = ContractVars {
+            vm_name: "desktop-abc123".into(),
+            slot: 3,
+            ssh_public_key: "ssh-ed25519 AAAA".into(),
+            template: "t".into(),
+            cores: 2,
+            memory_mb: 2048,
+            disk_gb: 10,
+            session_id: "id".into(),
+            username: "alice".into(),
+        };
+        let extra = BTreeMap::from([
+            ("target_node".to_string(), Value::from("pve1")),
+            ("slot".to_string(), Value::from(99)),
+        ]);
+        let json: Value = serde_json::from_slice(&variables_json(&vars, &extra)).unwrap();
+        assert_eq!(json["slot"], 3);
+        assert_eq!(json["target_node"], "pve1");
+        for name in CONTRACT_VARIABLES {
+            assert!(json.get(name).is_some(), "{name} missing");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+# Test module: the provisioning contract of DESIGN.md with nothing but the
+# built-in terraform_data resource (no provider to download). It creates no
+# VM: outputs are derived from the variables, and marker files prove that
+# create and destroy ran. Used by the integration tests and, until the QEMU
+# module exists, by `make demo`.
+
+terraform {
+  required_version = ">= 1.4"
+}
+
+# ---- contract inputs ----
+
+variable "vm_name" {
+  description = "VM name, also its AD computer name (at most 15 characters)."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z0-9-]{1,15}$", var.vm_name))
+    error_message = "vm_name must be 1-15 lower-case letters, digits or '-'."
+  }
+}
+
+variable "slot" {
+  description = "Small integer unique among live sessions; fixes the VM id and ports."
+  type        = number
+  validation {
+    condition     = var.slot >= 0 && var.slot < 1000 && floor(var.slot) == var.slot
+    error_message = "slot must be an integer from 0 to 999."
+  }
+}
+
+variable "ssh_public_key" {
+  description = "The server's SSH public key, for the VM's login."
+  type        = string
+}
+
+variable "template" {
+  description = "Template to clone."
+  type        = string
+}
+
+variable "cores" {
+  description = "vCPUs."
+  type        = number
+}
+
+variable "memory_mb" {
+  description = "Memory in MiB."
+  type        = number
+}
+
+variable "disk_gb" {
+  description = "Disk size in GiB."
+  type        = number
+}
+
+variable "session_id" {
+  description = "Session id, for tags."
+  type        = string
+}
+
+variable "username" {
+  description = "User the desktop is for, for tags."
+  type        = string
+}
+
+# ---- test knobs (set through the server's [terraform.variables]) ----
+
+variable "create_delay_seconds" {
+  description = "Seconds the create takes, like a slow hypervisor."
+  type        = number
+  default     = 0
+}
+
+variable "fail_create" {
+  description = "Fail the apply after the VM resource exists."
+  type        = bool
+  default     = false
+}
+
+variable "marker_dir" {
+  description = "Folder for NAME.created / NAME.destroyed markers; empty: none."
+  type        = string
+  default     = ""
+}
+
+variable "port_base" {
+  description = "Ports are port_base + 2*slot (SSH) and port_base + 2*slot + 1 (RDP)."
+  type        = number
+  default     = 42000
+}
+
+resource "terraform_data" "vm" {
+  input = {
+    vm_name    = var.vm_name
+    marker_dir = var.marker_dir
+  }
+
+  provisioner "local-exec" {
+    command = "echo \"creating $VM_NAME from $TEMPLATE\"; sleep \"$DELAY\"; if [ -n \"$MARKER_DIR\" ]; then echo \"$SESSION_ID\" > \"$MARKER_DIR/$VM_NAME.created\"; fi; echo \"created $VM_NAME\""
+    environment = {
+      VM_NAME    = var.vm_name
+      TEMPLATE   = var.template
+      DELAY      = tostring(var.create_delay_seconds)
+      MARKER_DIR = var.marker_dir
+      SESSION_ID = var.session_id
+    }
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "if [ -n \"$MARKER_DIR\" ]; then date > \"$MARKER_DIR/$VM_NAME.destroyed\"; fi; echo \"destroyed $VM_NAME\""
+    environment = {
+      VM_NAME    = self.input.vm_name
+      MARKER_DIR = self.input.marker_dir
+    }
+  }
+}
+
+# A second step after the VM exists, so a failure here leaves something the
+# cleanup must destroy (a failed resource is tainted and its own destroy
+# provisioner would not run).
+resource "terraform_data" "post_create" {
+  depends_on = [terraform_data.vm]
+  input      = var.fail_create
+
+  provisioner "local-exec" {
+    command = "if [ \"$FAIL\" = true ]; then echo 'Error: simulated hypervisor failure (fail_create = true)' >&2; exit 1; fi"
+    environment = {
+      FAIL = tostring(var.fail_create)
+    }
+  }
+}
+
+# ---- contract outputs ----
+
+output "vm_name" {
+  value = var.vm_name
+}
+
+output "vm_id" {
+  value = tostring(9000 + var.slot)
+}
+
+output "ssh_host" {
+  value = "127.0.0.1"
+}
+
+output "ssh_port" {
+  value = var.port_base + 2 * var.slot
+}
+
+output "rdp_host" {
+  value = "127.0.0.1"
+}
+
+output "rdp_port" {
+  value = var.port_base + 2 * var.slot + 1
+}
+
+# Nothing boots: the server skips the SSH and cloud-init wait.
+output "boot_wait" {
+  value = "none"
+}
