@@ -72,19 +72,24 @@ impl Ansible<'_> {
 
         let mut extra = std::ffi::OsString::from("@");
         extra.push(vars_file.as_os_str());
-        let mut inv = Invocation::new(Tool::Ansible, "ansible-playbook", &self.config.binary, session_dir)
-            .arg("-i")
-            .arg(inventory.as_os_str())
-            .arg("--limit")
-            .arg(vars.vm_name)
-            .arg("-e")
-            .arg(extra)
-            .arg(self.config.playbook.as_os_str())
-            .env("ANSIBLE_NOCOLOR", "1")
-            .env("ANSIBLE_FORCE_COLOR", "0")
-            .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
-            .env("PYTHONUNBUFFERED", "1")
-            .timeout(self.config.timeout);
+        let mut inv = Invocation::new(
+            Tool::Ansible,
+            "ansible-playbook",
+            &self.config.binary,
+            session_dir,
+        )
+        .arg("-i")
+        .arg(inventory.as_os_str())
+        .arg("--limit")
+        .arg(vars.vm_name)
+        .arg("-e")
+        .arg(extra)
+        .arg(self.config.playbook.as_os_str())
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_FORCE_COLOR", "0")
+        .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
+        .env("PYTHONUNBUFFERED", "1")
+        .timeout(self.config.timeout);
         if let Some(cfg) = &self.config.config {
             inv = inv.env("ANSIBLE_CONFIG", cfg.as_os_str());
         }

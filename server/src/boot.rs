@@ -1,11 +1,7 @@
 //! BOOTING: the VM answers on SSH, then cloud-init has finished. Readiness
 //! is detected, never assumed after a fixed sleep.
 
-use std::{
-    net::ToSocketAddrs,
-    path::Path,
-    time::Duration,
-};
+use std::{net::ToSocketAddrs, path::Path, time::Duration};
 
 use daas_api::v1::{OutputStream, Tool};
 use tokio::{
@@ -28,7 +24,9 @@ pub enum BootError {
         port: u16,
         after: Duration,
     },
-    #[error("cloud-init reported an error on the VM (see its output); check the template's cloud-init setup")]
+    #[error(
+        "cloud-init reported an error on the VM (see its output); check the template's cloud-init setup"
+    )]
     CloudInit,
     #[error("could not log in over SSH as {user} within the boot timeout: {last}")]
     Login { user: String, last: String },
@@ -105,26 +103,31 @@ pub async fn wait_for_cloud_init(
                 last,
             });
         }
-        let inv = Invocation::new(Tool::Ssh, "cloud-init status --wait", Path::new("ssh"), Path::new("/"))
-            .arg("-i")
-            .arg(ssh.private_key.as_os_str())
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-o")
-            .arg("BatchMode=yes")
-            .arg("-o")
-            .arg("StrictHostKeyChecking=accept-new")
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-            .arg("-o")
-            .arg("ConnectTimeout=10")
-            .arg("-o")
-            .arg("LogLevel=ERROR")
-            .arg("-l")
-            .arg(&ssh.user)
-            .arg(host)
-            .arg("cloud-init status --wait")
-            .timeout(deadline - now);
+        let inv = Invocation::new(
+            Tool::Ssh,
+            "cloud-init status --wait",
+            Path::new("ssh"),
+            Path::new("/"),
+        )
+        .arg("-i")
+        .arg(ssh.private_key.as_os_str())
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-o")
+        .arg("BatchMode=yes")
+        .arg("-o")
+        .arg("StrictHostKeyChecking=accept-new")
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .arg("-o")
+        .arg("ConnectTimeout=10")
+        .arg("-o")
+        .arg("LogLevel=ERROR")
+        .arg("-l")
+        .arg(&ssh.user)
+        .arg(host)
+        .arg("cloud-init status --wait")
+        .timeout(deadline - now);
         let finished = tool::run_status(inv, log, cancel).await?;
         match finished.status.code() {
             // 2: done with recoverable errors (newer cloud-init).
@@ -184,6 +187,9 @@ mod tests {
         let err = wait_for_ssh_banner("127.0.0.1", port, deadline, &CancellationToken::new())
             .await
             .unwrap_err();
-        assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{err}"
+        );
     }
 }

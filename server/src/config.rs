@@ -301,7 +301,10 @@ impl Config {
             .parse()
             .map_err(|_| invalid("listen", "expected an address such as 127.0.0.1:50051"))?;
         if raw.limits.max_parallel_provisions == 0 {
-            return Err(invalid("limits.max_parallel_provisions", "must be at least 1"));
+            return Err(invalid(
+                "limits.max_parallel_provisions",
+                "must be at least 1",
+            ));
         }
         for (key, value) in [
             ("vm.cores", raw.vm.cores),

@@ -45,10 +45,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let server = BoundServer::bind(config).await?;
     // Scripts and tests read this line to find the port.
     println!("daas-server listening on {}", server.local_addr());
-    server
-        .serve(shutdown_signal())
-        .await
-        .context("serving")?;
+    server.serve(shutdown_signal()).await.context("serving")?;
     Ok(())
 }
 

@@ -295,7 +295,13 @@ impl Pipeline {
     }
 
     /// Destroys what a failed stage left, then marks the session FAILED.
-    async fn fail(&self, record: &SessionRecord, stage: SessionState, reason: String, log: &SessionLog) {
+    async fn fail(
+        &self,
+        record: &SessionRecord,
+        stage: SessionState,
+        reason: String,
+        log: &SessionLog,
+    ) {
         let store = &self.inner.store;
         let id = &record.id;
         log.line(
@@ -304,9 +310,14 @@ impl Pipeline {
             "cleaning up: destroying what was created",
         )
         .await;
-        let cleanup = self.teardown(id, log, &self.inner.shutdown.child_token()).await;
+        let cleanup = self
+            .teardown(id, log, &self.inner.shutdown.child_token())
+            .await;
         let (message, reason) = match cleanup {
-            Ok(()) => ("provisioning failed; nothing was left behind".to_string(), reason),
+            Ok(()) => (
+                "provisioning failed; nothing was left behind".to_string(),
+                reason,
+            ),
             Err(err) => (
                 "provisioning failed and the cleanup failed too".to_string(),
                 format!(
@@ -364,7 +375,10 @@ impl Pipeline {
     pub async fn destroy(&self, id: &str) -> Result<SessionRecord, Error> {
         let this = self.clone();
         let id = id.to_string();
-        let task = self.inner.tasks.spawn(async move { this.destroy_now(&id).await });
+        let task = self
+            .inner
+            .tasks
+            .spawn(async move { this.destroy_now(&id).await });
         task.await.map_err(|_| Error::ShuttingDown)?
     }
 

@@ -66,12 +66,13 @@ impl BoundServer {
         }
         let store = Store::open(&config.database)?;
         let ssh_public_key = sshkey::ensure(&config.ssh.private_key)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
@@ -98,7 +99,10 @@ impl BoundServer {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let recovering = self.pipeline.recover().await?;
         if recovering > 0 {
-            tracing::warn!(sessions = recovering, "cleaning up sessions a previous server left in progress");
+            tracing::warn!(
+                sessions = recovering,
+                "cleaning up sessions a previous server left in progress"
+            );
         }
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter

@@ -30,7 +30,8 @@ pub fn ensure(path: &Path) -> Result<String, SshKeyError> {
         key
     } else {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create its folder: {e}")))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| err(format!("cannot create its folder: {e}")))?;
         }
         let key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
             .map_err(|e| err(format!("cannot generate: {e}")))?;

@@ -495,11 +495,8 @@ impl Store {
     pub async fn release_slot(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| {
-            conn.execute(
-                "UPDATE sessions SET slot_released = 1 WHERE id = ?1",
-                [id],
-            )
-            .context("releasing a slot")?;
+            conn.execute("UPDATE sessions SET slot_released = 1 WHERE id = ?1", [id])
+                .context("releasing a slot")?;
             Ok(())
         })
         .await
@@ -537,7 +534,10 @@ impl Store {
     /// Sessions the server was working on (provisioning or destroying).
     pub async fn in_progress(&self) -> Result<Vec<SessionRecord>, StoreError> {
         let all = self.list(None, None).await?;
-        Ok(all.into_iter().filter(|s| s.state.is_in_progress()).collect())
+        Ok(all
+            .into_iter()
+            .filter(|s| s.state.is_in_progress())
+            .collect())
     }
 
     /// Events of a session with a sequence above `after`, in order.
@@ -582,7 +582,11 @@ fn next_sequence(conn: &Connection, id: &str) -> Result<u64, StoreError> {
 fn insert_event(conn: &Connection, event: &SessionEvent) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO events (session_id, seq, body) VALUES (?1, ?2, ?3)",
-        params![event.session_id, event.sequence as i64, event.encode_to_vec()],
+        params![
+            event.session_id,
+            event.sequence as i64,
+            event.encode_to_vec()
+        ],
     )
     .context("storing an event")?;
     Ok(())

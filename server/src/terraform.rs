@@ -89,7 +89,10 @@ impl Terraform<'_> {
             .env("TF_IN_AUTOMATION", "1")
             .env("TF_INPUT", "0")
             .env("CHECKPOINT_DISABLE", "1")
-            .env("TF_PLUGIN_CACHE_DIR", self.config.plugin_cache_dir.as_os_str())
+            .env(
+                "TF_PLUGIN_CACHE_DIR",
+                self.config.plugin_cache_dir.as_os_str(),
+            )
     }
 
     /// Copies the module into the empty `dir`, installs its providers and
@@ -175,10 +178,8 @@ impl Terraform<'_> {
 
 /// The variables file: the config's extra variables, then the contract's.
 pub fn variables_json(vars: &ContractVars, extra: &BTreeMap<String, Value>) -> Vec<u8> {
-    let mut map: serde_json::Map<String, Value> = extra
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut map: serde_json::Map<String, Value> =
+        extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let contract = serde_json::json!({
         "vm_name": vars.vm_name,
         "slot": vars.slot,
@@ -211,8 +212,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// Parses `terraform output -json` into the contract outputs.
 pub fn parse_outputs(json: &[u8]) -> Result<ModuleOutputs, TerraformError> {
     let bad = |m: String| TerraformError::Outputs(m);
-    let root: Value =
-        serde_json::from_slice(json).map_err(|e| bad(format!("not JSON ({e})")))?;
+    let root: Value = serde_json::from_slice(json).map_err(|e| bad(format!("not JSON ({e})")))?;
     let value = |name: &str| root.get(name).and_then(|o| o.get("value"));
     let text = |name: &str| -> Result<String, TerraformError> {
         match value(name) {
@@ -281,7 +281,8 @@ mod tests {
         let err = parse_outputs(missing).unwrap_err().to_string();
         assert!(err.contains("`ssh_host` is missing"), "{err}");
 
-        let bad_port = br#"{"vm_id":{"value":"1"},"ssh_host":{"value":"h"},"ssh_port":{"value":70000},
+        let bad_port =
+            br#"{"vm_id":{"value":"1"},"ssh_host":{"value":"h"},"ssh_port":{"value":70000},
             "rdp_host":{"value":"h"},"rdp_port":{"value":1}}"#;
         let err = parse_outputs(bad_port).unwrap_err().to_string();
         assert!(err.contains("`ssh_port` is not a port"), "{err}");

@@ -137,7 +137,9 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let config_path = write_config(dir.path(), &options);
         let config = Config::load(Some(&config_path)).expect("load the test config");
-        let server = BoundServer::bind(config).await.expect("bind the test server");
+        let server = BoundServer::bind(config)
+            .await
+            .expect("bind the test server");
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -276,23 +276,21 @@ pub async fn run_status(
     log.child(None).await;
     let status = outcome?;
     let stdout = match stdout_task {
-        Some(task) => {
-            match tokio::time::timeout(DRAIN, task).await {
-                Ok(Ok(Ok(bytes))) => bytes,
-                Ok(Ok(Err(e))) => {
-                    return Err(ToolError::Output {
-                        what: inv.what,
-                        message: format!("cannot read its output: {e}"),
-                    });
-                }
-                _ => {
-                    return Err(ToolError::Output {
-                        what: inv.what,
-                        message: "its output did not end".into(),
-                    });
-                }
+        Some(task) => match tokio::time::timeout(DRAIN, task).await {
+            Ok(Ok(Ok(bytes))) => bytes,
+            Ok(Ok(Err(e))) => {
+                return Err(ToolError::Output {
+                    what: inv.what,
+                    message: format!("cannot read its output: {e}"),
+                });
             }
-        }
+            _ => {
+                return Err(ToolError::Output {
+                    what: inv.what,
+                    message: "its output did not end".into(),
+                });
+            }
+        },
         None => Vec::new(),
     };
     Ok(Finished {
@@ -378,32 +376,45 @@ pub fn clean_line(raw: &[u8]) -> String {
     text
 }
 
-/// Picks the line that best explains a failure: the first that looks like
-/// an error, else the last non-empty one.
+/// Picks what best explains a failure: the first line that looks like an
+/// error, with the last line of its details (Terraform prints the cause
+/// there), else the last non-empty line.
 #[derive(Default)]
 struct Summary {
     first_error: Option<String>,
+    detail: Option<String>,
+    recap: bool,
     last: Option<String>,
 }
 
 impl Summary {
     fn see(&mut self, text: &str) {
-        let trimmed = text.trim();
-        if trimmed.is_empty() || trimmed.chars().all(|c| "│╷╵─ ".contains(c)) {
+        let trimmed = text.trim_start_matches(['│', '╷', '╵', ' ']).trim();
+        if trimmed.is_empty() {
             return;
         }
-        let trimmed = trimmed.trim_start_matches(['│', ' ']);
         let looks_like_error = ["Error:", "ERROR!", "fatal:", "error:"]
             .iter()
             .any(|p| trimmed.starts_with(p));
-        if looks_like_error && self.first_error.is_none() {
-            self.first_error = Some(shorten(trimmed));
+        if self.first_error.is_none() {
+            if looks_like_error {
+                self.first_error = Some(shorten(trimmed));
+            }
+        } else if trimmed.starts_with("PLAY RECAP") {
+            // Ansible's recap says nothing the error line did not.
+            self.recap = true;
+        } else if !self.recap {
+            self.detail = Some(shorten(trimmed));
         }
         self.last = Some(shorten(trimmed));
     }
 
     fn best(self) -> Option<String> {
-        self.first_error.or(self.last)
+        match (self.first_error, self.detail) {
+            (Some(error), Some(detail)) => Some(format!("{error} ({detail})")),
+            (Some(error), None) => Some(error),
+            (None, _) => self.last,
+        }
     }
 }
 
@@ -425,7 +436,11 @@ mod tests {
     fn test_log() -> (tempfile::TempDir, SessionLog, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        (dir, SessionLog::new(store.clone(), String::new(), vec![]), store)
+        (
+            dir,
+            SessionLog::new(store.clone(), String::new(), vec![]),
+            store,
+        )
     }
 
     async fn session_log(store: &Store, secrets: Vec<String>) -> SessionLog {
@@ -441,9 +456,14 @@ mod tests {
     }
 
     fn sh(script: &str) -> Invocation {
-        Invocation::new(Tool::Terraform, "test script", Path::new("/bin/sh"), Path::new("/"))
-            .arg("-c")
-            .arg(script)
+        Invocation::new(
+            Tool::Terraform,
+            "test script",
+            Path::new("/bin/sh"),
+            Path::new("/"),
+        )
+        .arg("-c")
+        .arg(script)
     }
 
     #[test]
@@ -458,10 +478,34 @@ mod tests {
     #[test]
     fn summaries_prefer_error_lines() {
         let mut s = Summary::default();
-        for line in ["Plan: 1 to add", "│ Error: local-exec provisioner error", "│", "done"] {
+        let terraform = [
+            "Plan: 1 to add",
+            "Error: local-exec provisioner error",
+            "",
+            "  with terraform_data.post_create,",
+            "Output: Error: no such template",
+        ];
+        for line in terraform {
             s.see(line);
         }
-        assert_eq!(s.best().unwrap(), "Error: local-exec provisioner error");
+        assert_eq!(
+            s.best().unwrap(),
+            "Error: local-exec provisioner error (Output: Error: no such template)"
+        );
+        let mut s = Summary::default();
+        let ansible = [
+            "TASK [fail] ***",
+            "fatal: [desktop-abc123]: FAILED! => {\"msg\": \"no disk\"}",
+            "PLAY RECAP ***",
+            "desktop-abc123 : ok=1 failed=1",
+        ];
+        for line in ansible {
+            s.see(line);
+        }
+        assert_eq!(
+            s.best().unwrap(),
+            "fatal: [desktop-abc123]: FAILED! => {\"msg\": \"no disk\"}"
+        );
         let mut s = Summary::default();
         s.see("just this");
         s.see("   ");
@@ -563,7 +607,10 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(finished.stdout, b"{\"a\":1}");
-        assert_eq!(store.events_after(&log.session_id, 1).await.unwrap().len(), 0);
+        assert_eq!(
+            store.events_after(&log.session_id, 1).await.unwrap().len(),
+            0
+        );
     }
 
     #[tokio::test]
@@ -576,6 +623,9 @@ mod tests {
             Path::new("/"),
         );
         let err = run(inv, &log, &CancellationToken::new()).await.unwrap_err();
-        assert!(err.to_string().contains("cannot start /nonexistent/ansible-playbook"));
+        assert!(
+            err.to_string()
+                .contains("cannot start /nonexistent/ansible-playbook")
+        );
     }
 }

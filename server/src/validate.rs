@@ -17,7 +17,9 @@ pub fn account_name(field: &'static str, value: &str) -> Result<(), Error> {
         return Err(invalid("is required".into()));
     }
     if count > 20 {
-        return Err(invalid(format!("has {count} characters; at most 20 are allowed")));
+        return Err(invalid(format!(
+            "has {count} characters; at most 20 are allowed"
+        )));
     }
     if let Some(c) = value.chars().find(|c| FORBIDDEN.contains(c)) {
         return Err(invalid(format!(
@@ -94,7 +96,14 @@ mod tests {
 
     #[test]
     fn account_names_follow_ad_rules() {
-        for ok in ["alice", "j.doe", "Élodie", "a", "x_y-z$", "twenty-characters-xx"] {
+        for ok in [
+            "alice",
+            "j.doe",
+            "Élodie",
+            "a",
+            "x_y-z$",
+            "twenty-characters-xx",
+        ] {
             assert!(account_name("username", ok).is_ok(), "{ok}");
         }
         let cases = [
@@ -118,7 +127,9 @@ mod tests {
     #[test]
     fn password_errors_never_echo_the_password() {
         let secret = format!("s3cret{}", "\u{7}");
-        let err = password("session_password", &secret).unwrap_err().to_string();
+        let err = password("session_password", &secret)
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("s3cret"), "{err}");
         assert!(err.contains("session_password"));
         assert!(password("session_password", "").is_err());

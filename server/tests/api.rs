@@ -1,0 +1,213 @@
+//! Request checks, health and reflection on the real server.
+
+mod common;
+
+use common::*;
+use daas_api::v1::{
+    CreateSessionRequest, GetSessionRequest, ListSessionsRequest, SessionState, WatchSessionRequest,
+};
+use daas_server::testkit::{TestOptions, TestServer};
+use tonic::Code;
+
+async fn create_error(client: &mut Client, req: CreateSessionRequest) -> tonic::Status {
+    match client.create_session(req).await {
+        Ok(_) => panic!("the request was accepted"),
+        Err(status) => status,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_invalid_argument_naming_the_field() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let mut client = server.client().await;
+    let secret = "short7!";
+    let cases = [
+        (request(""), "username is required"),
+        (request("a/b"), "username contains '/'"),
+        (request(&"x".repeat(21)), "username has 21 characters"),
+        (
+            request("tab\there"),
+            "username contains a control character",
+        ),
+        (
+            CreateSessionRequest {
+                username: "alice".into(),
+                session_user: "bob@corp".into(),
+                session_password: "long-enough-1".into(),
+                ..Default::default()
+            },
+            "session_user contains '@'",
+        ),
+        (
+            CreateSessionRequest {
+                username: "alice".into(),
+                session_user: "bob".into(),
+                ..Default::default()
+            },
+            "session_password is required",
+        ),
+        (
+            CreateSessionRequest {
+                username: "alice".into(),
+                session_user: "bob".into(),
+                session_password: secret.into(),
+                ..Default::default()
+            },
+            "session_password must have at least 8 characters",
+        ),
+        (
+            CreateSessionRequest {
+                username: "alice".into(),
+                session_password: "long-enough-1".into(),
+                ..Default::default()
+            },
+            "session_password is set but session_user is empty",
+        ),
+        (
+            CreateSessionRequest {
+                username: "alice".into(),
+                template: "../../etc".into(),
+                ..Default::default()
+            },
+            "template must be",
+        ),
+    ];
+    for (req, message) in cases {
+        let status = create_error(&mut client, req).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().contains(message),
+            "{message}: {}",
+            status.message()
+        );
+        assert!(!status.message().contains(secret));
+    }
+    let none = client
+        .list_sessions(ListSessionsRequest::default())
+        .await
+        .unwrap();
+    assert!(none.into_inner().sessions.is_empty(), "nothing was created");
+
+    let status = client
+        .list_sessions(ListSessionsRequest {
+            username: String::new(),
+            state: 99,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    for id in ["", "not-a-uuid", "3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11"] {
+        let status = client
+            .get_session(GetSessionRequest {
+                session_id: id.into(),
+            })
+            .await
+            .unwrap_err();
+        let expected = if id.is_empty() {
+            Code::InvalidArgument
+        } else {
+            Code::NotFound
+        };
+        assert_eq!(status.code(), expected, "{id}: {status:?}");
+        let status = client
+            .watch_session(WatchSessionRequest {
+                session_id: id.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), expected, "{id}: {status:?}");
+    }
+
+    // An oversized request is refused, and the server keeps serving.
+    let status = create_error(&mut client, request(&"x".repeat(100_000))).await;
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    let events = create(&mut client, request("alice")).await;
+    assert_eq!(stages(&events).last(), Some(&SessionState::Ready));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_filters_by_user_and_state() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let mut client = server.client().await;
+    create(&mut client, request("alice")).await;
+    create(&mut client, request("bob")).await;
+    let list = |username: &str, state: SessionState| ListSessionsRequest {
+        username: username.into(),
+        state: state as i32,
+    };
+    let all = client
+        .list_sessions(list("", SessionState::Unspecified))
+        .await
+        .unwrap();
+    assert_eq!(all.into_inner().sessions.len(), 2);
+    let bob = client
+        .list_sessions(list("bob", SessionState::Unspecified))
+        .await
+        .unwrap();
+    let bob = bob.into_inner().sessions;
+    assert_eq!(bob.len(), 1);
+    assert_eq!(bob[0].username, "bob");
+    let ready = client
+        .list_sessions(list("", SessionState::Ready))
+        .await
+        .unwrap();
+    assert_eq!(ready.into_inner().sessions.len(), 2);
+    let failed = client
+        .list_sessions(list("", SessionState::Failed))
+        .await
+        .unwrap();
+    assert!(failed.into_inner().sessions.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_reflection_are_served_on_the_same_port() {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+
+    let server = TestServer::start(TestOptions::default()).await;
+    let channel = tonic::transport::Channel::from_shared(server.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    let reply = health
+        .check(HealthCheckRequest {
+            service: "daas.v1.DesktopService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.status, 1, "SERVING");
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("unexpected reflection reply");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"daas.v1.DesktopService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+    server.stop().await;
+}
