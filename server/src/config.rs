@@ -16,51 +16,15 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-/// The configuration reference printed by `daas-server --help`.
-pub const REFERENCE: &str = "\
-Configuration (TOML file given with --config; every key can be overridden by an
-environment variable DAAS_<SECTION>__<KEY>, e.g. DAAS_LIMITS__MAX_PARALLEL_PROVISIONS=8).
-Relative paths in the file are relative to the file; in the environment, to the
-working directory. Durations read like \"90s\", \"20m\", \"1h\".
-
-  listen = \"127.0.0.1:50051\"     gRPC address (port 0: any free port)
-  data_dir = \"/var/lib/daas\"     sessions' Terraform dirs, SSH key, database
-  database = \"<data_dir>/daas.sqlite3\"
-  log_format = \"text\"            or \"json\"
-
-  [limits]
-  max_parallel_provisions = 4    creates that run at once; others wait QUEUED
-
-  [vm]                           defaults passed to the Terraform module
-  template = \"debian-12-xfce\"    used when a request names none
-  cores = 2
-  memory_mb = 4096
-  disk_gb = 20
-
-  [terraform]
-  module_dir = \"terraform/qemu\"  module implementing the provisioning contract
-  binary = \"terraform\"
-  plugin_cache_dir = \"<data_dir>/terraform-plugins\"
-  init_timeout = \"5m\"
-  apply_timeout = \"20m\"
-  destroy_timeout = \"10m\"
-  [terraform.variables]          extra module variables (e.g. Proxmox node)
-
-  [boot]
-  timeout = \"10m\"                SSH reachable and cloud-init done
-
-  [ssh]
-  user = \"daas\"                  login the module's cloud-init creates
-  private_key = \"<data_dir>/ssh/id_ed25519\"   generated when missing
-
-  [ansible]
-  binary = \"ansible-playbook\"
-  playbook = \"ansible/playbooks/deploy-desktop.yml\"
-  config = \"\"                    ANSIBLE_CONFIG for the run (empty: Ansible's own)
-  connection = \"ssh\"             \"local\" runs the playbook on this machine (tests)
-  timeout = \"30m\"
-  [ansible.extra_vars]           extra variables for every run
-";
+/// The configuration reference printed by `daas-server --help` (the
+/// README shows the same text; a test keeps them equal).
+pub const REFERENCE: &str = concat!(
+    "Configuration (TOML file given with --config; every key can be overridden\n",
+    "by DAAS_<SECTION>__<KEY>, e.g. DAAS_LIMITS__MAX_PARALLEL_PROVISIONS=8).\n",
+    "Relative paths in the file are relative to the file. Durations read like\n",
+    "\"90s\", \"20m\", \"1h\". Defaults:\n\n",
+    include_str!("config_reference.toml")
+);
 
 /// Everything the server reads at start.
 #[derive(Debug, Clone)]
@@ -178,7 +142,7 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawTerraform {
     module_dir: RelativePathBuf,
-    binary: String,
+    binary: RelativePathBuf,
     plugin_cache_dir: Option<RelativePathBuf>,
     #[serde(with = "humantime_serde")]
     init_timeout: Duration,
@@ -200,7 +164,7 @@ struct RawSsh {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAnsible {
-    binary: String,
+    binary: RelativePathBuf,
     playbook: RelativePathBuf,
     #[serde(default)]
     config: Option<RelativePathBuf>,
@@ -230,7 +194,7 @@ impl Default for Raw {
             },
             terraform: RawTerraform {
                 module_dir: PathBuf::from("terraform/qemu").into(),
-                binary: "terraform".into(),
+                binary: PathBuf::from("terraform").into(),
                 plugin_cache_dir: None,
                 init_timeout: mins(5),
                 apply_timeout: mins(20),
@@ -243,7 +207,7 @@ impl Default for Raw {
                 private_key: None,
             },
             ansible: RawAnsible {
-                binary: "ansible-playbook".into(),
+                binary: PathBuf::from("ansible-playbook").into(),
                 playbook: PathBuf::from("ansible/playbooks/deploy-desktop.yml").into(),
                 config: None,
                 connection: AnsibleConnection::Ssh,
@@ -267,6 +231,23 @@ const SECTIONS: &[&str] = &[
     "ansible",
 ];
 
+/// A path from the file (relative to the file) or the environment
+/// (relative to the working directory), made absolute: tools run in other
+/// directories.
+fn path(value: &RelativePathBuf) -> PathBuf {
+    let path = value.relative();
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+/// A program: a bare name is looked up on PATH, a path resolved as [`path`].
+fn program(value: &RelativePathBuf) -> PathBuf {
+    if value.original().components().count() == 1 {
+        value.original().to_path_buf()
+    } else {
+        path(value)
+    }
+}
+
 impl Config {
     /// Loads defaults, then `file` (if given), then the `DAAS_*` variables of
     /// the process environment.
@@ -274,11 +255,13 @@ impl Config {
         Self::load_with_env(file, Env::prefixed("DAAS_"))
     }
 
-    /// Like [`Config::load`], with another environment (for tests).
-    pub fn load_with_env(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
-        let env = env
-            .split("__")
-            .filter(|key| SECTIONS.contains(&key.as_str().split('.').next().unwrap_or_default()));
+    fn load_with_env(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
+        let env = env.split("__").filter(|key| {
+            let section = key.as_str().split('.').next().unwrap_or_default();
+            SECTIONS
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(section))
+        });
         Self::finish(Self::base(file)?.merge(env))
     }
 
@@ -288,6 +271,7 @@ impl Config {
             if !file.is_file() {
                 return Err(ConfigError::MissingFile(file.to_path_buf()));
             }
+            let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
             figment = figment.merge(Toml::file_exact(file));
         }
         Ok(figment)
@@ -343,15 +327,15 @@ impl Config {
                 ));
             }
         }
-        let data_dir = raw.data_dir.relative();
-        let module_dir = raw.terraform.module_dir.relative();
+        let data_dir = path(&raw.data_dir);
+        let module_dir = path(&raw.terraform.module_dir);
         if !module_dir.is_dir() {
             return Err(invalid(
                 "terraform.module_dir",
                 &format!("{} is not a directory", module_dir.display()),
             ));
         }
-        let playbook = raw.ansible.playbook.relative();
+        let playbook = path(&raw.ansible.playbook);
         if !playbook.is_file() {
             return Err(invalid(
                 "ansible.playbook",
@@ -362,18 +346,18 @@ impl Config {
             listen,
             database: raw
                 .database
-                .map(|p| p.relative())
+                .map(|p| path(&p))
                 .unwrap_or_else(|| data_dir.join("daas.sqlite3")),
             log_format: raw.log_format,
             limits: raw.limits,
             vm: raw.vm,
             terraform: Terraform {
                 module_dir,
-                binary: raw.terraform.binary.into(),
+                binary: program(&raw.terraform.binary),
                 plugin_cache_dir: raw
                     .terraform
                     .plugin_cache_dir
-                    .map(|p| p.relative())
+                    .map(|p| path(&p))
                     .unwrap_or_else(|| data_dir.join("terraform-plugins")),
                 init_timeout: raw.terraform.init_timeout,
                 apply_timeout: raw.terraform.apply_timeout,
@@ -386,17 +370,17 @@ impl Config {
                 private_key: raw
                     .ssh
                     .private_key
-                    .map(|p| p.relative())
+                    .map(|p| path(&p))
                     .unwrap_or_else(|| data_dir.join("ssh").join("id_ed25519")),
             },
             ansible: Ansible {
-                binary: raw.ansible.binary.into(),
+                binary: program(&raw.ansible.binary),
                 playbook,
                 config: raw
                     .ansible
                     .config
-                    .map(|p| p.relative())
-                    .filter(|p| !p.as_os_str().is_empty()),
+                    .filter(|p| !p.original().as_os_str().is_empty())
+                    .map(|p| path(&p)),
                 connection: raw.ansible.connection,
                 timeout: raw.ansible.timeout,
                 extra_vars: raw.ansible.extra_vars,
@@ -408,5 +392,122 @@ impl Config {
     /// Where session `id` keeps its Terraform working directory.
     pub fn session_dir(&self, id: &str) -> PathBuf {
         self.data_dir.join("sessions").join(id)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn with_layout(jail: &mut Jail) -> figment::error::Result<()> {
+        std::fs::create_dir_all(jail.directory().join("etc/modules/test"))
+            .map_err(|e| e.to_string())?;
+        jail.create_file("etc/play.yml", "---\n")?;
+        Ok(())
+    }
+
+    fn error_of(result: Result<Config, ConfigError>) -> String {
+        match result {
+            Ok(_) => panic!("the config was accepted"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    const GOOD: &str = r#"
+        data_dir = "data"
+        [limits]
+        max_parallel_provisions = 3
+        [terraform]
+        module_dir = "modules/test"
+        binary = "bin/terraform"
+        [terraform.variables]
+        target_node = "pve1"
+        [ansible]
+        playbook = "play.yml"
+        timeout = "90s"
+    "#;
+
+    #[test]
+    fn file_then_environment_with_paths_relative_to_the_file() {
+        Jail::expect_with(|jail| {
+            with_layout(jail)?;
+            jail.create_file("etc/daas.toml", GOOD)?;
+            jail.set_env("DAAS_LIMITS__MAX_PARALLEL_PROVISIONS", "8");
+            jail.set_env("DAAS_ENDPOINT", "http://elsewhere:1");
+            let config =
+                Config::load(Some(Path::new("etc/daas.toml"))).map_err(|e| e.to_string())?;
+            let etc = jail.directory().join("etc");
+            assert_eq!(
+                config.limits.max_parallel_provisions, 8,
+                "the environment wins"
+            );
+            assert_eq!(config.data_dir, etc.join("data"));
+            assert_eq!(config.database, etc.join("data/daas.sqlite3"));
+            assert_eq!(config.terraform.module_dir, etc.join("modules/test"));
+            assert_eq!(config.terraform.binary, etc.join("bin/terraform"));
+            assert_eq!(config.ansible.binary, PathBuf::from("ansible-playbook"));
+            assert_eq!(config.ansible.timeout, Duration::from_secs(90));
+            assert_eq!(config.terraform.variables["target_node"], "pve1");
+            assert_eq!(config.ssh.private_key, etc.join("data/ssh/id_ed25519"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_readme_shows_the_reference_of_help() {
+        let readme = include_str!("../../README.md");
+        assert!(readme.contains(include_str!("config_reference.toml")));
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        Jail::expect_with(|jail| {
+            with_layout(jail)?;
+            let cases = [
+                ("[limits]\nmax_paralel = 3", "max_paralel"),
+                (
+                    "[limits]\nmax_parallel_provisions = \"many\"",
+                    "max_parallel_provisions",
+                ),
+                (
+                    "[limits]\nmax_parallel_provisions = 0",
+                    "limits.max_parallel_provisions",
+                ),
+                ("listen = \"nowhere\"", "listen"),
+                ("[ansible]\ntimeout = \"soon\"", "timeout"),
+                (
+                    "[terraform]\nmodule_dir = \"missing\"",
+                    "terraform.module_dir",
+                ),
+                (
+                    "[terraform.variables]\nslot = 3",
+                    "terraform.variables.slot",
+                ),
+                ("[vm]\ntemplate = \"../x\"", "vm.template"),
+            ];
+            for (bad, key) in cases {
+                let text = format!(
+                    "{bad}\n{}",
+                    if bad.starts_with("[terraform]") {
+                        ""
+                    } else {
+                        "[terraform]\nmodule_dir = \"modules/test\""
+                    }
+                );
+                let text = if bad.starts_with("[ansible]") {
+                    format!("{text}\nplaybook = \"play.yml\"")
+                } else {
+                    format!("{text}\n[ansible]\nplaybook = \"play.yml\"")
+                };
+                jail.create_file("etc/daas.toml", &text)?;
+                let err = error_of(Config::load(Some(Path::new("etc/daas.toml"))));
+                assert!(err.contains(key), "{bad:?} -> {err}");
+            }
+            let err = error_of(Config::load(Some(Path::new("etc/absent.toml"))));
+            assert!(err.contains("etc/absent.toml does not exist"), "{err}");
+            Ok(())
+        });
     }
 }

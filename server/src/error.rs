@@ -29,7 +29,8 @@ impl From<Error> for Status {
         let code = match &err {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
-            Error::DestroyFailed { .. } | Error::ShuttingDown => Code::Unavailable,
+            Error::DestroyFailed { .. } => Code::Aborted,
+            Error::ShuttingDown => Code::Unavailable,
             Error::Store(_) => Code::Internal,
         };
         if code == Code::Internal {
@@ -60,7 +61,7 @@ mod tests {
             id: "abc".into(),
             reason: "terraform destroy exited with status 1".into(),
         });
-        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.code(), Code::Aborted);
         assert!(status.message().contains("destroy it again"));
     }
 }

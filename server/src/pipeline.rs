@@ -458,10 +458,10 @@ impl Pipeline {
 
     async fn recover_one(&self, record: SessionRecord) {
         let id = record.id.clone();
-        if let Some(pgid) = record.child_pgid {
-            if tool::stop_orphaned_group(pgid).await {
-                tracing::info!(session = %id, pgid, "stopped a tool a previous server left running");
-            }
+        if let Some(pgid) = record.child_pgid
+            && tool::stop_orphaned_group(pgid).await
+        {
+            tracing::info!(session = %id, pgid, "stopped a tool a previous server left running");
         }
         tracing::info!(session = %id, state = record.state.label(), "cleaning up after a restart");
         if record.state == SessionState::Destroying {

@@ -407,10 +407,10 @@ async fn destroying_a_session_mid_create_stops_it() {
     let mut id = String::new();
     while let Some(event) = stream.message().await.unwrap() {
         id = event.session_id.clone();
-        if let Some(Kind::Output(line)) = &event.kind {
-            if line.text.contains("creating desktop-") {
-                break;
-            }
+        if let Some(Kind::Output(line)) = &event.kind
+            && line.text.contains("(local-exec): creating desktop-")
+        {
+            break;
         }
     }
     let started = Instant::now();

@@ -90,11 +90,11 @@ async fn a_server_killed_mid_provisioning_cleans_up_at_restart() {
     let mut vm_name = String::new();
     while let Some(event) = stream.message().await.unwrap() {
         id = event.session_id.clone();
-        if let Some(Kind::Output(line)) = &event.kind {
-            if let Some(rest) = line.text.split("(local-exec): creating ").nth(1) {
-                vm_name = rest.split(' ').next().unwrap_or_default().to_string();
-                break;
-            }
+        if let Some(Kind::Output(line)) = &event.kind
+            && let Some(rest) = line.text.split("(local-exec): creating ").nth(1)
+        {
+            vm_name = rest.split(' ').next().unwrap_or_default().to_string();
+            break;
         }
     }
     assert!(vm_name.starts_with("desktop-"));

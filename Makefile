@@ -1,0 +1,11 @@
+# The two commands of the README, and the checks the test command runs.
+.PHONY: demo test setup lint
+
+demo: ## Start a server on the embedded default and create a desktop.
+	scripts/demo.sh
+
+test: ## Everything CI runs: setup, formatting, lints, all tests.
+	scripts/test.sh
+
+setup: ## Install what a fresh machine lacks (Ansible venv).
+	scripts/setup.sh

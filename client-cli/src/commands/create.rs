@@ -1,0 +1,35 @@
+//! `daas create`: create a desktop and follow its provisioning.
+
+use daas_api::v1::{CreateSessionRequest, SessionState};
+
+use super::{Context, conclude};
+use crate::cli::CreateArgs;
+use crate::connect::connect;
+use crate::error::CliError;
+use crate::follow::follow;
+use crate::password;
+
+pub async fn run(ctx: &Context, args: CreateArgs) -> Result<(), CliError> {
+    let username = args
+        .user
+        .filter(|user| !user.is_empty())
+        .ok_or_else(|| CliError::Usage("no user: pass --user NAME or set USER".to_owned()))?;
+    let session_password = password::resolve(args.session_user.as_deref(), args.password_stdin)?;
+    let request = CreateSessionRequest {
+        username,
+        session_user: args.session_user.unwrap_or_default(),
+        session_password: session_password.unwrap_or_default(),
+        template: args.template.unwrap_or_default(),
+    };
+    let mut client = connect(&ctx.endpoint).await?;
+    let stream = client
+        .create_session(request)
+        .await
+        .map_err(|status| CliError::from_status(&status, &ctx.endpoint, None))?
+        .into_inner();
+    let session = follow(ctx, stream, None).await?;
+    if session.state() == SessionState::Destroyed {
+        return Err(CliError::DestroyedBeforeReady(session.id));
+    }
+    conclude(ctx, &session)
+}

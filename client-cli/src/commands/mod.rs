@@ -1,0 +1,62 @@
+//! One module per subcommand.
+
+mod create;
+mod destroy;
+mod list;
+mod show;
+mod watch;
+
+use std::io::Write;
+
+use daas_api::v1::{Session, SessionState};
+
+use crate::cli::{Cli, Command};
+use crate::error::CliError;
+use crate::render;
+
+/// The global options every command needs.
+#[derive(Debug)]
+pub struct Context {
+    pub endpoint: String,
+    pub json: bool,
+    pub verbose: bool,
+}
+
+/// Runs the command given on the command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let ctx = Context {
+        endpoint: cli.endpoint,
+        json: cli.json,
+        verbose: cli.verbose,
+    };
+    match cli.command {
+        Command::Create(args) => create::run(&ctx, args).await,
+        Command::Watch(args) => watch::run(&ctx, &args.id).await,
+        Command::List(args) => list::run(&ctx, args).await,
+        Command::Show(args) => show::run(&ctx, &args.id).await,
+        Command::Destroy(args) => destroy::run(&ctx, &args.id).await,
+    }
+}
+
+/// Prints text for humans on stdout, adding a final line break if missing.
+fn print(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// What create and watch say about a READY or FAILED session.
+fn conclude(ctx: &Context, session: &Session) -> Result<(), CliError> {
+    match session.state() {
+        SessionState::Failed => {
+            let (stage, reason) = render::failure(session);
+            Err(CliError::SessionFailed { stage, reason })
+        }
+        SessionState::Ready if !ctx.json => print(&render::ready(session)),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,27 @@
+//! `daas show`: one session's details.
+
+use std::time::SystemTime;
+
+use daas_api::v1::GetSessionRequest;
+
+use super::{Context, print};
+use crate::connect::connect;
+use crate::error::CliError;
+use crate::{json, render};
+
+pub async fn run(ctx: &Context, id: &str) -> Result<(), CliError> {
+    let mut client = connect(&ctx.endpoint).await?;
+    let request = GetSessionRequest {
+        session_id: id.to_owned(),
+    };
+    let session = client
+        .get_session(request)
+        .await
+        .map_err(|status| CliError::from_status(&status, &ctx.endpoint, Some(id)))?
+        .into_inner();
+    if ctx.json {
+        json::print(&json::session(&session))
+    } else {
+        print(&render::session_details(&session, SystemTime::now()))
+    }
+}

@@ -1,0 +1,25 @@
+//! `daas watch`: follow a session, replaying its history first.
+
+use daas_api::v1::{SessionState, WatchSessionRequest};
+
+use super::{Context, conclude, print};
+use crate::connect::connect;
+use crate::error::CliError;
+use crate::follow::follow;
+
+pub async fn run(ctx: &Context, id: &str) -> Result<(), CliError> {
+    let mut client = connect(&ctx.endpoint).await?;
+    let request = WatchSessionRequest {
+        session_id: id.to_owned(),
+    };
+    let stream = client
+        .watch_session(request)
+        .await
+        .map_err(|status| CliError::from_status(&status, &ctx.endpoint, Some(id)))?
+        .into_inner();
+    let session = follow(ctx, stream, Some(id)).await?;
+    if session.state() == SessionState::Destroyed && !ctx.json {
+        return print(&format!("session {} is destroyed", session.id));
+    }
+    conclude(ctx, &session)
+}

@@ -1,0 +1,274 @@
+//! Machine-readable output: sessions and events as JSON values.
+
+use std::io::Write;
+
+use daas_api::v1::{OutputStream, Session, SessionEvent, SessionState, Tool, session_event::Kind};
+use serde_json::{Value, json};
+
+use crate::error::CliError;
+use crate::timestamps::{duration, millis, rfc3339_millis};
+
+/// Prints one JSON value on its own line of stdout.
+pub fn print(value: &Value) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{value}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// One session. Fields the server left unset are `null`.
+pub fn session(s: &Session) -> Value {
+    json!({
+        "id": s.id,
+        "username": s.username,
+        "session_user": non_empty(&s.session_user),
+        "template": non_empty(&s.template),
+        "state": s.state().label(),
+        "vm_name": non_empty(&s.vm_name),
+        "vm_id": non_empty(&s.vm_id),
+        "rdp_host": non_empty(&s.rdp_host),
+        "rdp_port": non_zero(s.rdp_port),
+        "ssh_host": non_empty(&s.ssh_host),
+        "ssh_port": non_zero(s.ssh_port),
+        "created_at": rfc3339_millis(s.created_at.as_ref()),
+        "updated_at": rfc3339_millis(s.updated_at.as_ref()),
+        "ready_at": rfc3339_millis(s.ready_at.as_ref()),
+        "failure": s.failure.as_ref().map(|f| json!({
+            "stage": state(f.stage()),
+            "reason": f.reason,
+        })),
+    })
+}
+
+/// One event of a session's history; `stage_change`, `output` and `session`
+/// appear only when the event has them.
+pub fn event(e: &SessionEvent) -> Value {
+    let mut value = json!({
+        "session_id": e.session_id,
+        "sequence": e.sequence,
+        "time": rfc3339_millis(e.time.as_ref()),
+        "state": e.state().label(),
+        "stage_elapsed_ms": millis(duration(e.stage_elapsed.as_ref())),
+    });
+    if let Value::Object(fields) = &mut value {
+        match &e.kind {
+            Some(Kind::StageChange(change)) => {
+                fields.insert(
+                    "stage_change".into(),
+                    json!({
+                        "previous": state(change.previous()),
+                        "previous_duration_ms": millis(duration(change.previous_duration.as_ref())),
+                        "message": change.message,
+                    }),
+                );
+            }
+            Some(Kind::Output(line)) => {
+                fields.insert(
+                    "output".into(),
+                    json!({
+                        "tool": tool_name(line.tool()),
+                        "stream": stream_name(line.stream()),
+                        "text": line.text,
+                    }),
+                );
+            }
+            None => {}
+        }
+        if let Some(s) = &e.session {
+            fields.insert("session".into(), session(s));
+        }
+    }
+    value
+}
+
+/// The lower-case name of a tool, e.g. `terraform`; `null` when unset.
+pub fn tool_name(tool: Tool) -> Option<&'static str> {
+    match tool {
+        Tool::Unspecified => None,
+        Tool::Terraform => Some("terraform"),
+        Tool::Ssh => Some("ssh"),
+        Tool::Ansible => Some("ansible"),
+    }
+}
+
+fn stream_name(stream: OutputStream) -> Option<&'static str> {
+    match stream {
+        OutputStream::Unspecified => None,
+        OutputStream::Stdout => Some("stdout"),
+        OutputStream::Stderr => Some("stderr"),
+    }
+}
+
+/// A state label, `null` for UNSPECIFIED.
+fn state(s: SessionState) -> Option<&'static str> {
+    (s != SessionState::Unspecified).then(|| s.label())
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn non_zero(n: u32) -> Option<u32> {
+    (n != 0).then_some(n)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use daas_api::v1::{Failure, OutputLine, StageChange};
+
+    pub(crate) fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
+        Some(prost_types::Timestamp { seconds, nanos: 0 })
+    }
+
+    pub(crate) fn ms(millis: i64) -> Option<prost_types::Duration> {
+        Some(prost_types::Duration {
+            seconds: millis / 1000,
+            nanos: i32::try_from((millis % 1000) * 1_000_000).unwrap_or(0),
+        })
+    }
+
+    pub(crate) fn ready_session() -> Session {
+        Session {
+            id: "3f0c".into(),
+            username: "alice".into(),
+            session_user: String::new(),
+            template: "debian-12".into(),
+            state: SessionState::Ready as i32,
+            vm_name: "desktop-ab12cd".into(),
+            vm_id: "104".into(),
+            rdp_host: "10.0.0.5".into(),
+            rdp_port: 3389,
+            ssh_host: "10.0.0.5".into(),
+            ssh_port: 22,
+            created_at: ts(1_700_000_000),
+            updated_at: ts(1_700_000_090),
+            ready_at: ts(1_700_000_090),
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn an_event_with_a_stage_change() {
+        let e = SessionEvent {
+            session_id: "3f0c".into(),
+            sequence: 2,
+            time: ts(1_700_000_001),
+            state: SessionState::Provisioning as i32,
+            stage_elapsed: ms(0),
+            kind: Some(Kind::StageChange(StageChange {
+                previous: SessionState::Queued as i32,
+                previous_duration: ms(1_500),
+                message: "creating the VM".into(),
+            })),
+            session: None,
+        };
+        assert_eq!(
+            event(&e),
+            json!({
+                "session_id": "3f0c",
+                "sequence": 2,
+                "time": "2023-11-14T22:13:21.000Z",
+                "state": "PROVISIONING",
+                "stage_elapsed_ms": 0,
+                "stage_change": {
+                    "previous": "QUEUED",
+                    "previous_duration_ms": 1500,
+                    "message": "creating the VM",
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn the_first_stage_change_has_no_previous_state() {
+        let e = SessionEvent {
+            sequence: 1,
+            state: SessionState::Queued as i32,
+            kind: Some(Kind::StageChange(StageChange::default())),
+            ..SessionEvent::default()
+        };
+        assert_eq!(event(&e)["stage_change"]["previous"], Value::Null);
+        assert_eq!(event(&e)["time"], Value::Null);
+    }
+
+    #[test]
+    fn an_event_with_an_output_line() {
+        let e = SessionEvent {
+            session_id: "3f0c".into(),
+            sequence: 5,
+            time: ts(1_700_000_003),
+            state: SessionState::Provisioning as i32,
+            stage_elapsed: ms(2_250),
+            kind: Some(Kind::Output(OutputLine {
+                tool: Tool::Terraform as i32,
+                stream: OutputStream::Stdout as i32,
+                text: "Apply complete!".into(),
+            })),
+            session: None,
+        };
+        let v = event(&e);
+        assert_eq!(v["stage_elapsed_ms"], 2250);
+        assert_eq!(
+            v["output"],
+            json!({"tool": "terraform", "stream": "stdout", "text": "Apply complete!"})
+        );
+        assert!(v.get("stage_change").is_none());
+        assert!(v.get("session").is_none());
+    }
+
+    #[test]
+    fn a_final_event_carries_the_session() {
+        let e = SessionEvent {
+            session_id: "3f0c".into(),
+            sequence: 9,
+            time: ts(1_700_000_090),
+            state: SessionState::Ready as i32,
+            stage_elapsed: ms(0),
+            kind: Some(Kind::StageChange(StageChange {
+                previous: SessionState::Configuring as i32,
+                previous_duration: ms(40_000),
+                message: String::new(),
+            })),
+            session: Some(ready_session()),
+        };
+        let v = event(&e);
+        assert_eq!(v["state"], "READY");
+        assert_eq!(
+            v["session"],
+            json!({
+                "id": "3f0c",
+                "username": "alice",
+                "session_user": null,
+                "template": "debian-12",
+                "state": "READY",
+                "vm_name": "desktop-ab12cd",
+                "vm_id": "104",
+                "rdp_host": "10.0.0.5",
+                "rdp_port": 3389,
+                "ssh_host": "10.0.0.5",
+                "ssh_port": 22,
+                "created_at": "2023-11-14T22:13:20.000Z",
+                "updated_at": "2023-11-14T22:14:50.000Z",
+                "ready_at": "2023-11-14T22:14:50.000Z",
+                "failure": null,
+            })
+        );
+    }
+
+    #[test]
+    fn a_failed_session_has_its_failure() {
+        let s = Session {
+            state: SessionState::Failed as i32,
+            failure: Some(Failure {
+                stage: SessionState::Provisioning as i32,
+                reason: "terraform apply failed".into(),
+            }),
+            ..Session::default()
+        };
+        assert_eq!(
+            session(&s)["failure"],
+            json!({"stage": "PROVISIONING", "reason": "terraform apply failed"})
+        );
+    }
+}

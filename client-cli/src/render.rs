@@ -1,0 +1,302 @@
+//! Text for humans: durations, stage lines, the session table and details.
+
+use std::time::{Duration, SystemTime};
+
+use daas_api::v1::{Session, SessionState};
+
+use crate::timestamps::{rfc3339_seconds, since, system_time};
+
+/// Width of the state column of stage lines (the longest label).
+const STAGE_WIDTH: usize = 12;
+
+/// A stage's duration: `0.4s`, `12.3s`, `4m05s`, `1h02m`.
+pub fn stage_duration(d: Duration) -> String {
+    let tenths = d.as_millis() / 100;
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{}.{}s", tenths / 10, tenths % 10)
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    }
+}
+
+/// A coarse age: `45s`, `12m`, `3h`, `2d`.
+pub fn age(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// The line printed when a stage ends, e.g. `✔ PROVISIONING  12.3s`.
+pub fn stage_done(stage: SessionState, took: Duration, ok: bool) -> String {
+    let mark = if ok { '✔' } else { '✘' };
+    format!(
+        "{mark} {:<STAGE_WIDTH$} {:>6}",
+        stage.label(),
+        stage_duration(took)
+    )
+}
+
+/// The line printed when a stage starts (when there is no spinner).
+pub fn stage_started(stage: SessionState, message: &str) -> String {
+    if message.is_empty() {
+        format!("▸ {}", stage.label())
+    } else {
+        format!("▸ {:<STAGE_WIDTH$}  {message}", stage.label())
+    }
+}
+
+/// A tool's output line, e.g. `terraform| Apply complete!`.
+pub fn output_line(tool: Option<&str>, text: &str) -> String {
+    format!("{}| {text}", tool.unwrap_or("output"))
+}
+
+/// `rdp://HOST:PORT`, once the desktop has an address.
+pub fn rdp_url(s: &Session) -> Option<String> {
+    if s.rdp_host.is_empty() {
+        return None;
+    }
+    let port = if s.rdp_port == 0 { 3389 } else { s.rdp_port };
+    Some(if s.rdp_host.contains(':') {
+        format!("rdp://[{}]:{port}", s.rdp_host)
+    } else {
+        format!("rdp://{}:{port}", s.rdp_host)
+    })
+}
+
+/// What to print when a session is READY.
+pub fn ready(s: &Session) -> String {
+    let vm = dash(&s.vm_name);
+    let head = match rdp_url(s) {
+        Some(url) => format!("Desktop ready: {url}  (session {}, vm {vm})", s.id),
+        None => format!(
+            "Desktop ready, but the server gave no RDP address  (session {}, vm {vm})",
+            s.id
+        ),
+    };
+    format!("{head}\nDetails: daas show {}", s.id)
+}
+
+/// `failed in STAGE: REASON`, from the session's failure.
+pub fn failure(s: &Session) -> (&'static str, String) {
+    match &s.failure {
+        Some(f) => (
+            f.stage().label(),
+            if f.reason.is_empty() {
+                "no reason given".to_owned()
+            } else {
+                f.reason.clone()
+            },
+        ),
+        None => ("an unknown stage", "no reason given".to_owned()),
+    }
+}
+
+/// The sessions as a table with a header: ID, USER, STATE, VM, RDP, AGE.
+pub fn session_table(sessions: &[Session], now: SystemTime) -> String {
+    let mut rows: Vec<[String; 6]> = vec![[
+        "ID".into(),
+        "USER".into(),
+        "STATE".into(),
+        "VM".into(),
+        "RDP".into(),
+        "AGE".into(),
+    ]];
+    rows.extend(sessions.iter().map(|s| {
+        [
+            s.id.clone(),
+            dash(&s.username).to_owned(),
+            s.state().label().to_owned(),
+            dash(&s.vm_name).to_owned(),
+            if s.rdp_host.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{}:{}", s.rdp_host, s.rdp_port)
+            },
+            system_time(s.created_at.as_ref())
+                .map(|t| age(since(t, now)))
+                .unwrap_or_else(|| "-".to_owned()),
+        ]
+    }));
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(width - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Every field of a session, one per line.
+pub fn session_details(s: &Session, now: SystemTime) -> String {
+    let when = |ts: Option<&prost_types::Timestamp>| match (rfc3339_seconds(ts), system_time(ts)) {
+        (Some(text), Some(t)) => format!("{text}  ({} ago)", age(since(t, now))),
+        _ => "-".to_owned(),
+    };
+    let endpoint = |host: &str, port: u32| {
+        if host.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{host}:{port}")
+        }
+    };
+    let mut fields = vec![
+        ("id", s.id.clone()),
+        ("user", dash(&s.username).to_owned()),
+        ("session user", dash(&s.session_user).to_owned()),
+        ("template", dash(&s.template).to_owned()),
+        ("state", s.state().label().to_owned()),
+        ("vm name", dash(&s.vm_name).to_owned()),
+        ("vm id", dash(&s.vm_id).to_owned()),
+        ("rdp", rdp_url(s).unwrap_or_else(|| "-".to_owned())),
+        ("ssh", endpoint(&s.ssh_host, s.ssh_port)),
+        ("created", when(s.created_at.as_ref())),
+        ("updated", when(s.updated_at.as_ref())),
+        ("ready", when(s.ready_at.as_ref())),
+    ];
+    if s.failure.is_some() {
+        let (stage, reason) = failure(s);
+        fields.push(("failure", format!("in {stage}: {reason}")));
+    }
+    fields
+        .into_iter()
+        .map(|(name, value)| format!("{:<14}{value}\n", format!("{name}:")))
+        .collect()
+}
+
+fn dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::tests::ready_session;
+    use daas_api::v1::Failure;
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn stage_durations() {
+        assert_eq!(stage_duration(Duration::ZERO), "0.0s");
+        assert_eq!(stage_duration(Duration::from_millis(12_345)), "12.3s");
+        assert_eq!(stage_duration(Duration::from_millis(59_999)), "59.9s");
+        assert_eq!(stage_duration(Duration::from_secs(245)), "4m05s");
+        assert_eq!(stage_duration(Duration::from_secs(3720)), "1h02m");
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(age(Duration::from_secs(45)), "45s");
+        assert_eq!(age(Duration::from_secs(60 * 12 + 5)), "12m");
+        assert_eq!(age(Duration::from_secs(3600 * 3)), "3h");
+        assert_eq!(age(Duration::from_secs(86_400 * 2 + 7)), "2d");
+    }
+
+    #[test]
+    fn stage_lines_line_up() {
+        assert_eq!(
+            stage_done(
+                SessionState::Provisioning,
+                Duration::from_millis(12_300),
+                true
+            ),
+            "✔ PROVISIONING  12.3s"
+        );
+        assert_eq!(
+            stage_done(SessionState::Queued, Duration::from_millis(400), true),
+            "✔ QUEUED         0.4s"
+        );
+        assert_eq!(
+            stage_done(SessionState::Configuring, Duration::from_secs(75), false),
+            "✘ CONFIGURING   1m15s"
+        );
+        assert_eq!(
+            output_line(Some("terraform"), "Apply complete!"),
+            "terraform| Apply complete!"
+        );
+    }
+
+    #[test]
+    fn ready_line() {
+        assert_eq!(
+            ready(&ready_session()),
+            "Desktop ready: rdp://10.0.0.5:3389  (session 3f0c, vm desktop-ab12cd)\nDetails: daas show 3f0c"
+        );
+    }
+
+    #[test]
+    fn table_layout() {
+        let ready = ready_session();
+        let queued = Session {
+            id: "77aa".into(),
+            username: "bob".into(),
+            state: SessionState::Queued as i32,
+            created_at: ready.created_at,
+            ..Session::default()
+        };
+        let table = session_table(&[queued, ready], at(1_700_000_000 + 125));
+        assert_eq!(
+            table,
+            "ID    USER   STATE   VM              RDP            AGE\n\
+             77aa  bob    QUEUED  -               -              2m\n\
+             3f0c  alice  READY   desktop-ab12cd  10.0.0.5:3389  2m\n"
+        );
+    }
+
+    #[test]
+    fn an_empty_table_has_its_header() {
+        assert_eq!(session_table(&[], at(0)), "ID  USER  STATE  VM  RDP  AGE\n");
+    }
+
+    #[test]
+    fn details_one_per_line() {
+        let text = session_details(&ready_session(), at(1_700_000_000 + 100));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "id:           3f0c");
+        assert!(lines.contains(&"session user: -"));
+        assert!(lines.contains(&"rdp:          rdp://10.0.0.5:3389"));
+        assert!(lines.contains(&"ssh:          10.0.0.5:22"));
+        assert!(lines.contains(&"created:      2023-11-14T22:13:20Z  (1m ago)"));
+        assert!(!text.contains("failure"));
+    }
+
+    #[test]
+    fn details_of_a_failed_session() {
+        let s = Session {
+            id: "x".into(),
+            state: SessionState::Failed as i32,
+            failure: Some(Failure {
+                stage: SessionState::Booting as i32,
+                reason: "SSH timed out".into(),
+            }),
+            ..Session::default()
+        };
+        let text = session_details(&s, at(0));
+        assert!(text.contains("state:        FAILED\n"));
+        assert!(text.contains("failure:      in BOOTING: SSH timed out\n"));
+        assert_eq!(failure(&s), ("BOOTING", "SSH timed out".to_owned()));
+    }
+}

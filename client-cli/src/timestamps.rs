@@ -1,0 +1,72 @@
+//! Conversions of protobuf times and durations.
+
+use std::time::{Duration, SystemTime};
+
+/// A protobuf timestamp as a `SystemTime`; `None` when unset or out of range.
+pub fn system_time(ts: Option<&prost_types::Timestamp>) -> Option<SystemTime> {
+    ts.and_then(|ts| SystemTime::try_from(*ts).ok())
+}
+
+/// A protobuf timestamp in RFC 3339 UTC with milliseconds, e.g.
+/// `2025-01-31T09:15:02.250Z`.
+pub fn rfc3339_millis(ts: Option<&prost_types::Timestamp>) -> Option<String> {
+    system_time(ts).map(|t| humantime::format_rfc3339_millis(t).to_string())
+}
+
+/// A protobuf timestamp in RFC 3339 UTC to the second.
+pub fn rfc3339_seconds(ts: Option<&prost_types::Timestamp>) -> Option<String> {
+    system_time(ts).map(|t| humantime::format_rfc3339_seconds(t).to_string())
+}
+
+/// A protobuf duration as a `Duration`; zero when unset or negative.
+pub fn duration(d: Option<&prost_types::Duration>) -> Duration {
+    d.and_then(|d| Duration::try_from(*d).ok())
+        .unwrap_or_default()
+}
+
+/// Time from `then` to `now`; zero when `then` is in the future.
+pub fn since(then: SystemTime, now: SystemTime) -> Duration {
+    now.duration_since(then).unwrap_or_default()
+}
+
+/// Milliseconds of a duration, saturating.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_timestamps_in_utc() {
+        let ts = prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 250_000_000,
+        };
+        assert_eq!(
+            rfc3339_millis(Some(&ts)).as_deref(),
+            Some("2023-11-14T22:13:20.250Z")
+        );
+        assert_eq!(
+            rfc3339_seconds(Some(&ts)).as_deref(),
+            Some("2023-11-14T22:13:20Z")
+        );
+        assert_eq!(rfc3339_millis(None), None);
+    }
+
+    #[test]
+    fn negative_or_missing_durations_are_zero() {
+        let negative = prost_types::Duration {
+            seconds: -3,
+            nanos: 0,
+        };
+        assert_eq!(duration(Some(&negative)), Duration::ZERO);
+        assert_eq!(duration(None), Duration::ZERO);
+        let d = prost_types::Duration {
+            seconds: 12,
+            nanos: 300_000_000,
+        };
+        assert_eq!(duration(Some(&d)), Duration::from_millis(12_300));
+    }
+}
