@@ -31,4 +31,4 @@ if [ ! -x "$venv/bin/ansible-playbook" ] || [ "$(cat "$stamp" 2>/dev/null)" != "
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements.txt
   echo "$want" > "$stamp"
 fi
-say "ready: $("$venv/bin/ansible-playbook" --version | head -1), $(terraform version | head -1)"
+say "ready: $("$venv/bin/ansible-playbook" --version | head -1), $(terraform version 2>/dev/null | head -1)"

@@ -370,15 +370,7 @@ impl Store {
         let id = id.to_string();
         self.with(move |conn, live| {
             let tx = conn.transaction().context("starting a transaction")?;
-            let (previous, stage_started): (i32, i64) = tx
-                .query_row(
-                    "SELECT state, stage_started_ms FROM sessions WHERE id = ?1",
-                    [&id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-                .context("reading a session")?
-                .ok_or_else(|| StoreError::Missing(id.clone()))?;
+            let (previous, stage_started) = current_stage(&tx, &id)?;
             let now = now_ms();
             let (failure_stage, failure_reason) = failure
                 .map(|(stage, reason)| (stage as i32, reason))
@@ -427,15 +419,7 @@ impl Store {
         let id = id.to_string();
         self.with(move |conn, live| {
             let tx = conn.transaction().context("starting a transaction")?;
-            let (state, stage_started): (i32, i64) = tx
-                .query_row(
-                    "SELECT state, stage_started_ms FROM sessions WHERE id = ?1",
-                    [&id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-                .context("reading a session")?
-                .ok_or_else(|| StoreError::Missing(id.clone()))?;
+            let (state, stage_started) = current_stage(&tx, &id)?;
             let now = now_ms();
             let event = SessionEvent {
                 session_id: id.clone(),
@@ -566,6 +550,18 @@ impl Store {
         })
         .await
     }
+}
+
+/// A session's state and when its current stage began.
+fn current_stage(conn: &Connection, id: &str) -> Result<(i32, i64), StoreError> {
+    conn.query_row(
+        "SELECT state, stage_started_ms FROM sessions WHERE id = ?1",
+        [id],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .optional()
+    .context("reading a session")?
+    .ok_or_else(|| StoreError::Missing(id.to_string()))
 }
 
 fn next_sequence(conn: &Connection, id: &str) -> Result<u64, StoreError> {
