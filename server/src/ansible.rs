@@ -32,6 +32,8 @@ pub struct PlaybookVars<'a> {
     pub vm_name: &'a str,
     pub session_user: &'a str,
     pub session_password: &'a str,
+    /// The AD join account's password, when a domain is configured.
+    pub ad_join_password: Option<&'a str>,
     pub vm: &'a VmOutputs,
 }
 
@@ -136,6 +138,9 @@ impl Ansible<'_> {
             ("rdp_port", json!(vars.vm.rdp_port)),
         ] {
             map.insert(key.to_string(), value);
+        }
+        if let Some(password) = vars.ad_join_password {
+            map.insert("ad_join_password".into(), json!(password));
         }
         serde_json::to_vec(&Value::Object(map)).unwrap_or_default()
     }

@@ -39,6 +39,79 @@ pub struct Config {
     pub boot: Boot,
     pub ssh: Ssh,
     pub ansible: Ansible,
+    pub tls: Tls,
+    pub auth: Auth,
+    pub secrets: Secrets,
+}
+
+/// Transport security of the gRPC port.
+#[derive(Debug, Clone)]
+pub enum Tls {
+    /// Mutual TLS: the server's certificate and key, and the CA that signs
+    /// client (user and agent) certificates.
+    Mutual {
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+        /// Create the CA and certificates under `data_dir/pki` when missing.
+        dev_pki: bool,
+    },
+    /// No TLS, no client identity: allowed on a loopback address only, and
+    /// every caller is an administrator.
+    Plaintext,
+}
+
+/// Who may do what.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// User names with the admin role (a certificate may also carry it).
+    #[serde(default)]
+    pub admins: Vec<String>,
+}
+
+/// A secret value: never printed, not even by `Debug`.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "(none)"
+        } else {
+            "********"
+        })
+    }
+}
+
+/// Secrets for the tools, read at start from files or environment
+/// variables the config names (never from the config itself).
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    /// Password of the account that joins desktops to the AD domain; given
+    /// to Ansible as `ad_join_password`.
+    pub ad_join_password: Option<Secret>,
+    /// Proxmox API token id and secret; given to Terraform as
+    /// `PM_API_TOKEN_ID` and `PM_API_TOKEN_SECRET`.
+    pub proxmox_token_id: Option<String>,
+    pub proxmox_token_secret: Option<Secret>,
+}
+
+impl Secrets {
+    /// Every secret value, for masking tool output.
+    pub fn values(&self) -> Vec<String> {
+        [&self.ad_join_password, &self.proxmox_token_secret]
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose().to_string())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +124,18 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
+    /// Creates that run at once; others wait QUEUED.
     pub max_parallel_provisions: usize,
+    /// Live sessions (neither FAILED nor DESTROYED) on the server.
+    pub max_sessions: usize,
+    /// Live sessions per user.
+    pub max_sessions_per_user: usize,
+    /// Creates a user may start per minute (token bucket refill rate).
+    pub creates_per_minute: u32,
+    /// Creates a user may start at once before the rate applies.
+    pub create_burst: u32,
+    /// CreateSession and WatchSession streams open at once.
+    pub max_streams: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +220,29 @@ struct Raw {
     boot: Boot,
     ssh: RawSsh,
     ansible: RawAnsible,
+    tls: RawTls,
+    auth: Auth,
+    secrets: RawSecrets,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    plaintext: bool,
+    dev_pki: bool,
+    ca: Option<RelativePathBuf>,
+    cert: Option<RelativePathBuf>,
+    key: Option<RelativePathBuf>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    ad_join_password_file: Option<RelativePathBuf>,
+    ad_join_password_env: Option<String>,
+    proxmox_token_id: Option<String>,
+    proxmox_token_secret_file: Option<RelativePathBuf>,
+    proxmox_token_secret_env: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -185,6 +292,11 @@ impl Default for Raw {
             log_format: LogFormat::Text,
             limits: Limits {
                 max_parallel_provisions: 4,
+                max_sessions: 50,
+                max_sessions_per_user: 2,
+                creates_per_minute: 6,
+                create_burst: 3,
+                max_streams: 1000,
             },
             vm: VmDefaults {
                 template: "debian-12-xfce".into(),
@@ -214,6 +326,15 @@ impl Default for Raw {
                 timeout: mins(30),
                 extra_vars: BTreeMap::new(),
             },
+            tls: RawTls {
+                plaintext: false,
+                dev_pki: false,
+                ca: None,
+                cert: None,
+                key: None,
+            },
+            auth: Auth::default(),
+            secrets: RawSecrets::default(),
         }
     }
 }
@@ -229,7 +350,72 @@ const SECTIONS: &[&str] = &[
     "boot",
     "ssh",
     "ansible",
+    "tls",
+    "auth",
+    "secrets",
 ];
+
+/// Reads one secret from the file or the environment variable named.
+fn load_secret(
+    key: &str,
+    file: &Option<RelativePathBuf>,
+    env: &Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    let invalid = |why: String| ConfigError::Invalid(format!("`secrets.{key}_*`: {why}"));
+    // An empty value means "not set", as in the reference.
+    let file = file
+        .as_ref()
+        .filter(|f| !f.original().as_os_str().is_empty());
+    let env = env.as_ref().filter(|e| !e.is_empty());
+    let value = match (file, env) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "set either the _file or the _env key, not both".into(),
+            ));
+        }
+        (Some(file), None) => {
+            let file = path(file);
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| invalid(format!("cannot read {}: {e}", file.display())))?;
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(&file)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                tracing::warn!(file = %file.display(), "a secret file is readable by others; chmod 600 it");
+            }
+            text.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| invalid(format!("the environment variable {var} is not set")))?,
+        (None, None) => return Ok(None),
+    };
+    if value.is_empty() {
+        return Err(invalid("the secret is empty".into()));
+    }
+    Ok(Some(Secret(value)))
+}
+
+fn load_secrets(raw: &RawSecrets) -> Result<Secrets, ConfigError> {
+    let secrets = Secrets {
+        ad_join_password: load_secret(
+            "ad_join_password",
+            &raw.ad_join_password_file,
+            &raw.ad_join_password_env,
+        )?,
+        proxmox_token_id: raw.proxmox_token_id.clone().filter(|s| !s.is_empty()),
+        proxmox_token_secret: load_secret(
+            "proxmox_token_secret",
+            &raw.proxmox_token_secret_file,
+            &raw.proxmox_token_secret_env,
+        )?,
+    };
+    if secrets.proxmox_token_secret.is_some() != secrets.proxmox_token_id.is_some() {
+        return Err(ConfigError::Invalid(
+            "`secrets.proxmox_token_id`: set it together with the token secret".into(),
+        ));
+    }
+    Ok(secrets)
+}
 
 /// A path from the file (relative to the file) or the environment
 /// (relative to the working directory), made absolute: tools run in other
@@ -284,11 +470,34 @@ impl Config {
             .listen
             .parse()
             .map_err(|_| invalid("listen", "expected an address such as 127.0.0.1:50051"))?;
-        if raw.limits.max_parallel_provisions == 0 {
-            return Err(invalid(
+        for (key, value) in [
+            (
                 "limits.max_parallel_provisions",
-                "must be at least 1",
-            ));
+                raw.limits.max_parallel_provisions,
+            ),
+            ("limits.max_sessions", raw.limits.max_sessions),
+            (
+                "limits.max_sessions_per_user",
+                raw.limits.max_sessions_per_user,
+            ),
+            (
+                "limits.creates_per_minute",
+                raw.limits.creates_per_minute as usize,
+            ),
+            ("limits.create_burst", raw.limits.create_burst as usize),
+            ("limits.max_streams", raw.limits.max_streams),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        for (i, admin) in raw.auth.admins.iter().enumerate() {
+            if crate::validate::account_name("admin", admin).is_err() {
+                return Err(invalid(
+                    &format!("auth.admins[{i}]"),
+                    "is not a valid user name",
+                ));
+            }
         }
         for (key, value) in [
             ("vm.cores", raw.vm.cores),
@@ -342,8 +551,56 @@ impl Config {
                 &format!("{} is not a file", playbook.display()),
             ));
         }
+        let tls = if raw.tls.plaintext {
+            if !listen.ip().is_loopback() {
+                return Err(invalid(
+                    "tls.plaintext",
+                    &format!("is allowed only on a loopback address, not {listen}: use mutual TLS"),
+                ));
+            }
+            Tls::Plaintext
+        } else {
+            let pki = data_dir.join("pki");
+            let pick = |value: &Option<RelativePathBuf>, default: &str| {
+                value
+                    .as_ref()
+                    .map(path)
+                    .unwrap_or_else(|| pki.join(default))
+            };
+            let tls = Tls::Mutual {
+                ca: pick(&raw.tls.ca, "ca.pem"),
+                cert: pick(&raw.tls.cert, "server.pem"),
+                key: pick(&raw.tls.key, "server-key.pem"),
+                dev_pki: raw.tls.dev_pki,
+            };
+            if let Tls::Mutual {
+                ca,
+                cert,
+                key,
+                dev_pki: false,
+            } = &tls
+            {
+                for (name, file) in [("tls.ca", ca), ("tls.cert", cert), ("tls.key", key)] {
+                    if !file.is_file() {
+                        return Err(invalid(
+                            name,
+                            &format!(
+                                "{} does not exist (create a PKI with `daas-server pki init`, \
+                                 or set tls.dev_pki = true for a local trial)",
+                                file.display()
+                            ),
+                        ));
+                    }
+                }
+            }
+            tls
+        };
+        let secrets = load_secrets(&raw.secrets)?;
         Ok(Config {
             listen,
+            tls,
+            auth: raw.auth,
+            secrets,
             database: raw
                 .database
                 .map(|p| path(&p))
@@ -427,6 +684,8 @@ mod tests {
         [ansible]
         playbook = "play.yml"
         timeout = "90s"
+        [tls]
+        plaintext = true
     "#;
 
     #[test]
@@ -451,6 +710,39 @@ mod tests {
             assert_eq!(config.ansible.timeout, Duration::from_secs(90));
             assert_eq!(config.terraform.variables["target_node"], "pve1");
             assert_eq!(config.ssh.private_key, etc.join("data/ssh/id_ed25519"));
+            assert!(matches!(config.tls, Tls::Plaintext));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_come_from_files_or_the_environment_and_never_print() {
+        Jail::expect_with(|jail| {
+            with_layout(jail)?;
+            jail.create_file("etc/ad-password", "Join-Me-42\n")?;
+            jail.set_env("PM_SECRET_FOR_TEST", "tok-7f3a");
+            let text = format!(
+                "{GOOD}\n[secrets]\nad_join_password_file = \"ad-password\"\n\
+                 proxmox_token_id = \"daas@pve!daas\"\n\
+                 proxmox_token_secret_env = \"PM_SECRET_FOR_TEST\"\n"
+            );
+            jail.create_file("etc/daas.toml", &text)?;
+            let config =
+                Config::load(Some(Path::new("etc/daas.toml"))).map_err(|e| e.to_string())?;
+            let secrets = &config.secrets;
+            assert_eq!(
+                secrets.ad_join_password.as_ref().map(Secret::expose),
+                Some("Join-Me-42")
+            );
+            assert_eq!(
+                secrets.proxmox_token_secret.as_ref().map(Secret::expose),
+                Some("tok-7f3a")
+            );
+            let printed = format!("{config:?}");
+            assert!(
+                !printed.contains("Join-Me-42") && !printed.contains("tok-7f3a"),
+                "{printed}"
+            );
             Ok(())
         });
     }
@@ -486,6 +778,13 @@ mod tests {
                     "terraform.variables.slot",
                 ),
                 ("[vm]\ntemplate = \"../x\"", "vm.template"),
+                ("[limits]\nmax_sessions = 0", "limits.max_sessions"),
+                ("[auth]\nadmins = [\"a/b\"]", "auth.admins[0]"),
+                ("listen = \"0.0.0.0:1\"", "tls.plaintext"),
+                (
+                    "[secrets]\nad_join_password_env = \"DAAS_TEST_NO_SUCH_VAR\"",
+                    "DAAS_TEST_NO_SUCH_VAR",
+                ),
             ];
             for (bad, key) in cases {
                 let text = format!(
@@ -501,10 +800,19 @@ mod tests {
                 } else {
                     format!("{text}\n[ansible]\nplaybook = \"play.yml\"")
                 };
+                let text = format!("{text}\n[tls]\nplaintext = true\n");
                 jail.create_file("etc/daas.toml", &text)?;
-                let err = error_of(Config::load(Some(Path::new("etc/daas.toml"))));
+                let result = Config::load(Some(Path::new("etc/daas.toml")));
+                assert!(result.is_err(), "{bad:?} was accepted");
+                let err = error_of(result);
                 assert!(err.contains(key), "{bad:?} -> {err}");
             }
+            jail.create_file(
+                "etc/daas.toml",
+                "[terraform]\nmodule_dir = \"modules/test\"\n[ansible]\nplaybook = \"play.yml\"\n",
+            )?;
+            let err = error_of(Config::load(Some(Path::new("etc/daas.toml"))));
+            assert!(err.contains("tls.ca") && err.contains("pki init"), "{err}");
             let err = error_of(Config::load(Some(Path::new("etc/absent.toml"))));
             assert!(err.contains("etc/absent.toml does not exist"), "{err}");
             Ok(())

@@ -6,10 +6,13 @@
 //! session's events to callers.
 
 pub mod ansible;
+pub mod auth;
 pub mod boot;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod pipeline;
+pub mod pki;
 pub mod serve;
 pub mod service;
 pub mod sshkey;

@@ -1,16 +1,21 @@
-//! `daas-server` binary: reads the configuration and serves.
+//! `daas-server` binary: reads the configuration and serves, or manages
+//! the PKI (`daas-server pki ...`).
 
-use std::path::PathBuf;
+use std::{net::IpAddr, path::PathBuf};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use daas_server::{
     config::{Config, LogFormat, REFERENCE},
+    pki,
     serve::BoundServer,
 };
 
 /// The DaaS orchestrator: creates Linux desktops on demand (Terraform +
 /// Ansible) and serves the daas.v1 gRPC API.
+///
+/// Without a command it runs the server; `daas-server pki` manages the
+/// certificates for mutual TLS.
 #[derive(Parser)]
 #[command(version, after_long_help = REFERENCE)]
 struct Args {
@@ -21,6 +26,58 @@ struct Args {
     /// Check the configuration, print the resolved values, and exit.
     #[arg(long)]
     check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage the certificate authority for mutual TLS.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Subcommand)]
+enum PkiCommand {
+    /// Create a CA (valid 10 years) and the server's certificate in DIR.
+    ///
+    /// Writes ca.pem, ca-key.pem, server.pem and server-key.pem (keys 0600);
+    /// refuses if any of them exists.
+    Init {
+        /// Directory of the PKI (created 0700 if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// DNS name clients use to reach the server (repeatable). Without
+        /// --dns and --ip: localhost, 127.0.0.1 and ::1.
+        #[arg(long, value_name = "NAME")]
+        dns: Vec<String>,
+        /// IP address clients use to reach the server (repeatable).
+        #[arg(long, value_name = "ADDR")]
+        ip: Vec<IpAddr>,
+        /// Validity of the server certificate, in days.
+        #[arg(long, value_name = "N", default_value_t = 825,
+              value_parser = clap::value_parser!(u32).range(1..=36500))]
+        days: u32,
+    },
+    /// Issue a user's client certificate with the CA in DIR.
+    ///
+    /// Writes users/NAME.pem and users/NAME-key.pem (0600); refuses if
+    /// either exists.
+    Issue {
+        /// Directory of the PKI (made by `pki init`).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The user's Active Directory account name (sAMAccountName).
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        /// Give the certificate the admin role.
+        #[arg(long)]
+        admin: bool,
+        /// Validity of the certificate, in days.
+        #[arg(long, value_name = "N", default_value_t = 365,
+              value_parser = clap::value_parser!(u32).range(1..=36500))]
+        days: u32,
+    },
 }
 
 #[tokio::main]
@@ -36,6 +93,9 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::Pki(command)) = args.command {
+        return run_pki(command);
+    }
     let config = Config::load(args.config.as_deref())?;
     if args.check {
         println!("{config:#?}");
@@ -71,4 +131,68 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
+    match command {
+        PkiCommand::Init {
+            dir,
+            mut dns,
+            mut ip,
+            days,
+        } => {
+            if dns.is_empty() && ip.is_empty() {
+                (dns, ip) = pki::localhost_names();
+            }
+            let paths = pki::init(&dir, &dns, &ip, days)?;
+            let names: Vec<String> = dns
+                .iter()
+                .cloned()
+                .chain(ip.iter().map(|i| i.to_string()))
+                .collect();
+            println!(
+                "CA certificate:      {} (give it to clients)",
+                paths.ca().display()
+            );
+            println!(
+                "CA key:              {} (keep it secret)",
+                paths.ca_key().display()
+            );
+            println!(
+                "server certificate:  {} ({}; {days} days)",
+                paths.server_cert().display(),
+                names.join(", ")
+            );
+            println!("server key:          {}", paths.server_key().display());
+            println!("Next: issue a user certificate:");
+            println!(
+                "  daas-server pki issue --dir {} --user NAME [--admin]",
+                dir.display()
+            );
+        }
+        PkiCommand::Issue {
+            dir,
+            user,
+            admin,
+            days,
+        } => {
+            let (cert, key) = pki::issue_user_files(&dir, &user, admin, days)?;
+            let role = if admin { "admin" } else { "user" };
+            println!(
+                "certificate: {} ({role} {user}; {days} days)",
+                cert.display()
+            );
+            println!("key:         {}", key.display());
+            let ca = pki::PkiPaths { dir: dir.clone() }.ca();
+            println!("Use them with the CLI:");
+            println!(
+                "  daas --ca {} --cert {} --key {} ...",
+                ca.display(),
+                cert.display(),
+                key.display()
+            );
+            println!("or set DAAS_CA, DAAS_CERT and DAAS_KEY to these paths.");
+        }
+    }
+    Ok(())
 }

@@ -143,13 +143,20 @@ impl Pipeline {
     fn terraform(&self) -> Terraform<'_> {
         Terraform {
             config: &self.inner.config.terraform,
+            secrets: &self.inner.config.secrets,
         }
     }
 
+    /// A session's log, masking the config's secrets and `extra`.
+    fn log(&self, id: &str, extra: Option<&str>) -> SessionLog {
+        let mut secrets = self.inner.config.secrets.values();
+        secrets.extend(extra.map(str::to_string));
+        SessionLog::new(self.inner.store.clone(), id.to_string(), secrets)
+    }
+
     async fn provision(&self, record: SessionRecord, password: String, cancel: CancellationToken) {
-        let store = &self.inner.store;
         let id = record.id.clone();
-        let log = SessionLog::new(store.clone(), id.clone(), vec![password.clone()]);
+        let log = self.log(&id, Some(&password));
         let permit = tokio::select! {
             permit = self.inner.permits.acquire() => permit,
             _ = cancel.cancelled() => return,
@@ -273,6 +280,7 @@ impl Pipeline {
             vm_name: &record.vm_name,
             session_user: &record.session_user,
             session_password: password,
+            ad_join_password: config.secrets.ad_join_password.as_ref().map(|s| s.expose()),
             vm: &outputs.vm,
         };
         ansible
@@ -409,7 +417,7 @@ impl Pipeline {
                 None,
             )
             .await?;
-        let log = SessionLog::new(store.clone(), id.to_string(), vec![]);
+        let log = self.log(id, None);
         let cancel = self.inner.shutdown.child_token();
         match self.teardown(id, &log, &cancel).await {
             Ok(()) => {
@@ -470,7 +478,7 @@ impl Pipeline {
             }
             return;
         }
-        let log = SessionLog::new(self.inner.store.clone(), id.clone(), vec![]);
+        let log = self.log(&id, None);
         let reason = format!(
             "server restarted during {}; create a new session",
             record.state.label()

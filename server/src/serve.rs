@@ -8,9 +8,13 @@ use daas_api::v1::{FILE_DESCRIPTOR_SET, desktop_service_server::DesktopServiceSe
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
 use crate::{
-    config::Config,
+    auth::{AuthLayer, Policy},
+    config::{Config, Tls},
     pipeline::Pipeline,
+    pki::{self, PkiError},
     service::DesktopApi,
     sshkey::{self, SshKeyError},
     store::{Store, StoreError},
@@ -18,6 +22,8 @@ use crate::{
 
 /// Largest request the server decodes.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// HTTP/2 streams one connection may have open.
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 /// How long running tools get to stop at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
@@ -40,11 +46,64 @@ pub enum StartError {
     },
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, StartError> {
+    std::fs::read(path).map_err(|source| StartError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The TLS settings of the port, creating the dev PKI first if asked.
+fn tls_config(
+    tls: &Tls,
+    data_dir: &std::path::Path,
+) -> Result<Option<ServerTlsConfig>, StartError> {
+    let Tls::Mutual {
+        ca,
+        cert,
+        key,
+        dev_pki,
+    } = tls
+    else {
+        return Ok(None);
+    };
+    if *dev_pki {
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty() && u != "root");
+        let user = user.unwrap_or_else(|| "dev".into());
+        let dir = data_dir.join("pki");
+        if pki::ensure_dev(&dir, &user)? {
+            let paths = pki::PkiPaths { dir };
+            tracing::warn!(
+                ca = %paths.ca().display(),
+                cert = %paths.user_cert(&user).display(),
+                key = %paths.user_key(&user).display(),
+                "dev PKI created: a CA, a server certificate for localhost and an admin certificate for {user}"
+            );
+        }
+    }
+    let identity = Identity::from_pem(read(cert)?, read(key)?);
+    Ok(Some(
+        ServerTlsConfig::new()
+            .identity(identity)
+            .client_ca_root(Certificate::from_pem(read(ca)?)),
+    ))
 }
 
 /// A server with its port bound, ready to serve.
 pub struct BoundServer {
     listener: TcpListener,
+    tls: Option<ServerTlsConfig>,
     addr: SocketAddr,
     store: Store,
     pipeline: Pipeline,
@@ -64,6 +123,7 @@ impl BoundServer {
                 source,
             })?;
         }
+        let tls = tls_config(&config.tls, &config.data_dir)?;
         let store = Store::open(&config.database)?;
         let ssh_public_key = sshkey::ensure(&config.ssh.private_key)?;
         let listener =
@@ -81,11 +141,16 @@ impl BoundServer {
         let pipeline = Pipeline::new(config.clone(), store.clone(), ssh_public_key);
         Ok(BoundServer {
             listener,
+            tls,
             addr,
             store,
             pipeline,
             config,
         })
+    }
+
+    fn tls_is_off(&self) -> bool {
+        matches!(self.config.tls, Tls::Plaintext)
     }
 
     /// The address the server listens on (with the real port when the
@@ -116,11 +181,11 @@ impl BoundServer {
                 path: "reflection".into(),
                 source: std::io::Error::other(e.to_string()),
             })?;
-        let api = DesktopApi {
-            config: self.config.clone(),
-            store: self.store.clone(),
-            pipeline: self.pipeline.clone(),
-        };
+        let api = DesktopApi::new(
+            self.config.clone(),
+            self.store.clone(),
+            self.pipeline.clone(),
+        );
         let desktop = DesktopServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES);
         let pipeline = self.pipeline.clone();
         let stop = async move {
@@ -129,8 +194,23 @@ impl BoundServer {
             // Ends the streams that follow sessions, so the server can stop.
             pipeline.shutdown_token().cancel();
         };
-        tonic::transport::Server::builder()
+        let policy = Policy {
+            admins: self.config.auth.admins.iter().cloned().collect(),
+            plaintext: self.tls_is_off(),
+        };
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls)?;
+        } else {
+            tracing::warn!(
+                addr = %self.addr,
+                "PLAINTEXT gRPC without authentication (tls.plaintext = true): every local caller is an administrator"
+            );
+        }
+        builder
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+            .layer(AuthLayer::new(policy))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(desktop)

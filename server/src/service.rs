@@ -14,10 +14,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
+    auth::Caller,
     config::Config,
     error::Error,
+    limits::{CreateRate, StreamSlots},
     pipeline::Pipeline,
-    store::{NewSession, Store},
+    store::{NewSession, SessionLimits, SessionRecord, Store},
     validate,
 };
 
@@ -28,29 +30,74 @@ pub struct DesktopApi {
     pub config: std::sync::Arc<Config>,
     pub store: Store,
     pub pipeline: Pipeline,
+    pub create_rate: CreateRate,
+    pub streams: StreamSlots,
 }
 
 impl DesktopApi {
-    async fn known_session(&self, id: &str) -> Result<crate::store::SessionRecord, Error> {
+    pub fn new(config: std::sync::Arc<Config>, store: Store, pipeline: Pipeline) -> Self {
+        let limits = &config.limits;
+        DesktopApi {
+            create_rate: CreateRate::new(limits.creates_per_minute, limits.create_burst),
+            streams: StreamSlots::new(limits.max_streams),
+            config,
+            store,
+            pipeline,
+        }
+    }
+
+    /// A session the caller may `act` on (get, watch, destroy).
+    async fn session_for(
+        &self,
+        caller: &Caller,
+        id: &str,
+        act: &str,
+    ) -> Result<SessionRecord, Error> {
         validate::session_id(id)?;
-        self.store
+        let record = self
+            .store
             .get(id)
             .await?
-            .ok_or_else(|| Error::NotFound(id.to_string()))
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        if !caller.may_act_for(&record.username) {
+            tracing::warn!(?caller, session = %id, act, "refused access to a session");
+            return Err(Error::PermissionDenied(format!(
+                "you may {act} only your own sessions"
+            )));
+        }
+        Ok(record)
+    }
+}
+
+/// The user a create is for: the caller, or anyone for an administrator.
+fn create_owner(caller: &Caller, requested: String) -> Result<String, Error> {
+    match (caller.user(), requested.is_empty()) {
+        (Some(me), true) => Ok(me.to_string()),
+        (_, false) if caller.may_act_for(&requested) => Ok(requested),
+        (Some(me), false) => Err(Error::PermissionDenied(format!(
+            "you may create sessions only for yourself ({me})"
+        ))),
+        (None, _) => Err(Error::InvalidArgument {
+            field: "username",
+            why: "is required".into(),
+        }),
     }
 }
 
 /// Streams a session's events after `after`, then live ones, until the
-/// session settles (READY, FAILED, DESTROYED) or the server stops.
+/// session settles (READY, FAILED, DESTROYED) or the server stops. `slot`
+/// is held while the stream is open.
 pub fn follow(
     store: Store,
     id: String,
     live: broadcast::Receiver<SessionEvent>,
     after: u64,
     shutdown: CancellationToken,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> EventStream {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
+        let _slot = slot;
         if let Err(status) = forward(&store, &id, live, after, &shutdown, &tx).await {
             let _ = tx.send(Err(status)).await;
         }
@@ -123,7 +170,9 @@ impl DesktopService for DesktopApi {
         &self,
         request: Request<CreateSessionRequest>,
     ) -> Result<Response<Self::CreateSessionStream>, Status> {
-        let req = request.into_inner();
+        let caller = Caller::of(&request)?;
+        let mut req = request.into_inner();
+        req.username = create_owner(&caller, std::mem::take(&mut req.username))?;
         validate::account_name("username", &req.username)?;
         if !req.session_user.is_empty() {
             validate::account_name("session_user", &req.session_user)?;
@@ -145,14 +194,23 @@ impl DesktopService for DesktopApi {
         if shutdown.is_cancelled() {
             return Err(Error::ShuttingDown.into());
         }
+        let slot = self.streams.open()?;
+        self.create_rate.take(&req.username)?;
         let live = self.store.subscribe();
+        let limits = SessionLimits {
+            max_sessions: self.config.limits.max_sessions,
+            max_per_user: self.config.limits.max_sessions_per_user,
+        };
         let (record, _) = self
             .store
-            .create_session(NewSession {
-                username: req.username,
-                session_user: req.session_user,
-                template,
-            })
+            .create_session(
+                NewSession {
+                    username: req.username,
+                    session_user: req.session_user,
+                    template,
+                },
+                limits,
+            )
             .await
             .map_err(Error::from)?;
         tracing::info!(session = %record.id, user = %record.username, vm = %record.vm_name, "session requested");
@@ -164,6 +222,7 @@ impl DesktopService for DesktopApi {
             live,
             0,
             shutdown,
+            slot,
         )))
     }
 
@@ -171,15 +230,18 @@ impl DesktopService for DesktopApi {
         &self,
         request: Request<WatchSessionRequest>,
     ) -> Result<Response<Self::WatchSessionStream>, Status> {
+        let caller = Caller::of(&request)?;
         let id = request.into_inner().session_id;
+        let slot = self.streams.open()?;
         let live = self.store.subscribe();
-        self.known_session(&id).await?;
+        self.session_for(&caller, &id, "watch").await?;
         Ok(Response::new(follow(
             self.store.clone(),
             id,
             live,
             0,
             self.pipeline.shutdown_token(),
+            slot,
         )))
     }
 
@@ -187,14 +249,17 @@ impl DesktopService for DesktopApi {
         &self,
         request: Request<GetSessionRequest>,
     ) -> Result<Response<Session>, Status> {
+        let caller = Caller::of(&request)?;
         let id = request.into_inner().session_id;
-        Ok(Response::new(self.known_session(&id).await?.to_proto()))
+        let record = self.session_for(&caller, &id, "get").await?;
+        Ok(Response::new(record.to_proto()))
     }
 
     async fn list_sessions(
         &self,
         request: Request<ListSessionsRequest>,
     ) -> Result<Response<ListSessionsResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let req = request.into_inner();
         let state = match SessionState::try_from(req.state) {
             Ok(SessionState::Unspecified) => None,
@@ -207,7 +272,15 @@ impl DesktopService for DesktopApi {
                 .into());
             }
         };
-        let username = (!req.username.is_empty()).then_some(req.username);
+        let username = match caller.user() {
+            _ if caller.is_admin() => (!req.username.is_empty()).then_some(req.username),
+            Some(me) if req.username.is_empty() || req.username == me => Some(me.to_string()),
+            _ => {
+                return Err(
+                    Error::PermissionDenied("you may list only your own sessions".into()).into(),
+                );
+            }
+        };
         let sessions = self
             .store
             .list(username, state)
@@ -223,8 +296,9 @@ impl DesktopService for DesktopApi {
         &self,
         request: Request<DestroySessionRequest>,
     ) -> Result<Response<Session>, Status> {
+        let caller = Caller::of(&request)?;
         let id = request.into_inner().session_id;
-        validate::session_id(&id)?;
+        self.session_for(&caller, &id, "destroy").await?;
         let record = self.pipeline.destroy(&id).await?;
         tracing::info!(session = %id, "session destroyed");
         Ok(Response::new(record.to_proto()))

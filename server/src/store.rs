@@ -37,6 +37,36 @@ pub enum StoreError {
     Task(String),
     #[error("session store: no session {0}")]
     Missing(String),
+    /// Not a failure: a create would exceed a session limit.
+    #[error("{}", limit_message(.0))]
+    LimitReached(LimitHit),
+}
+
+/// Which session limit a create would exceed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitHit {
+    /// The server's `max_sessions`.
+    Server(usize),
+    /// The user's `max_sessions_per_user`.
+    User(String, usize),
+}
+
+fn limit_message(hit: &LimitHit) -> String {
+    match hit {
+        LimitHit::Server(max) => format!(
+            "the server already runs its maximum of {max} desktops; try again when one is destroyed"
+        ),
+        LimitHit::User(user, max) => {
+            format!("{user} already has {max} live desktops, the most allowed; destroy one first")
+        }
+    }
+}
+
+/// Session counts a create must stay within.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub max_sessions: usize,
+    pub max_per_user: usize,
 }
 
 trait Context<T> {
@@ -282,9 +312,33 @@ impl Store {
     pub async fn create_session(
         &self,
         new: NewSession,
+        limits: SessionLimits,
     ) -> Result<(SessionRecord, SessionEvent), StoreError> {
         self.with(move |conn, live| {
             let tx = conn.transaction().context("starting a transaction")?;
+            let (total, of_user): (usize, usize) = tx
+                .query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(username = ?1), 0) FROM sessions \
+                     WHERE state NOT IN (?2, ?3)",
+                    params![
+                        new.username,
+                        SessionState::Failed as i32,
+                        SessionState::Destroyed as i32
+                    ],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .context("counting live sessions")?;
+            if total >= limits.max_sessions {
+                return Err(StoreError::LimitReached(LimitHit::Server(
+                    limits.max_sessions,
+                )));
+            }
+            if of_user >= limits.max_per_user {
+                return Err(StoreError::LimitReached(LimitHit::User(
+                    new.username.clone(),
+                    limits.max_per_user,
+                )));
+            }
             let slot = {
                 let mut stmt = tx
                     .prepare("SELECT slot FROM sessions WHERE slot_released = 0 ORDER BY slot")
@@ -607,6 +661,68 @@ mod tests {
     use super::*;
     use daas_api::v1::{OutputStream, Tool};
 
+    impl Store {
+        async fn create_session_unlimited(
+            &self,
+            new: NewSession,
+        ) -> Result<(SessionRecord, SessionEvent), StoreError> {
+            self.create_session(new, UNLIMITED).await
+        }
+    }
+
+    const UNLIMITED: SessionLimits = SessionLimits {
+        max_sessions: usize::MAX,
+        max_per_user: usize::MAX,
+    };
+
+    #[tokio::test]
+    async fn creates_stop_at_the_session_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+        let limits = SessionLimits {
+            max_sessions: 3,
+            max_per_user: 2,
+        };
+        let (a1, _) = store
+            .create_session(new_session("alice"), limits)
+            .await
+            .unwrap();
+        store
+            .create_session(new_session("alice"), limits)
+            .await
+            .unwrap();
+        let err = store
+            .create_session(new_session("alice"), limits)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::LimitReached(LimitHit::User(_, 2))),
+            "{err}"
+        );
+        store
+            .create_session(new_session("bob"), limits)
+            .await
+            .unwrap();
+        let err = store
+            .create_session(new_session("carol"), limits)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::LimitReached(LimitHit::Server(3))),
+            "{err}"
+        );
+        store
+            .transition(&a1.id, SessionState::Destroyed, "gone".into(), None)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .create_session(new_session("carol"), limits)
+                .await
+                .is_ok()
+        );
+    }
+
     fn new_session(user: &str) -> NewSession {
         NewSession {
             username: user.into(),
@@ -619,8 +735,14 @@ mod tests {
     async fn sessions_get_the_lowest_free_slot_and_unique_names() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
-        let (a, _) = store.create_session(new_session("alice")).await.unwrap();
-        let (b, _) = store.create_session(new_session("bob")).await.unwrap();
+        let (a, _) = store
+            .create_session_unlimited(new_session("alice"))
+            .await
+            .unwrap();
+        let (b, _) = store
+            .create_session_unlimited(new_session("bob"))
+            .await
+            .unwrap();
         assert_eq!((a.slot, b.slot), (1, 2));
         assert_ne!(a.vm_name, b.vm_name);
         assert!(a.vm_name.len() <= 15 && a.vm_name.starts_with("desktop-"));
@@ -628,7 +750,10 @@ mod tests {
             .transition(&a.id, SessionState::Destroyed, "gone".into(), None)
             .await
             .unwrap();
-        let (c, _) = store.create_session(new_session("carol")).await.unwrap();
+        let (c, _) = store
+            .create_session_unlimited(new_session("carol"))
+            .await
+            .unwrap();
         assert_eq!(c.slot, 1, "a destroyed session's slot is reused");
     }
 
@@ -639,7 +764,10 @@ mod tests {
         let id = {
             let store = Store::open(&path).unwrap();
             let mut live = store.subscribe();
-            let (s, first) = store.create_session(new_session("alice")).await.unwrap();
+            let (s, first) = store
+                .create_session_unlimited(new_session("alice"))
+                .await
+                .unwrap();
             assert_eq!(first.sequence, 1);
             store
                 .transition(&s.id, SessionState::Provisioning, "terraform".into(), None)
@@ -683,8 +811,14 @@ mod tests {
     async fn list_filters_by_user_and_state() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
-        store.create_session(new_session("alice")).await.unwrap();
-        let (b, _) = store.create_session(new_session("bob")).await.unwrap();
+        store
+            .create_session_unlimited(new_session("alice"))
+            .await
+            .unwrap();
+        let (b, _) = store
+            .create_session_unlimited(new_session("bob"))
+            .await
+            .unwrap();
         store
             .transition(&b.id, SessionState::Ready, "ready".into(), None)
             .await

@@ -81,18 +81,30 @@ pub enum TerraformError {
 /// Terraform as configured for this server.
 pub struct Terraform<'a> {
     pub config: &'a config::Terraform,
+    pub secrets: &'a config::Secrets,
 }
 
 impl Terraform<'_> {
     fn invocation(&self, what: &str, dir: &Path) -> Invocation {
-        Invocation::new(Tool::Terraform, what, &self.config.binary, dir)
+        let mut inv = Invocation::new(Tool::Terraform, what, &self.config.binary, dir)
             .env("TF_IN_AUTOMATION", "1")
             .env("TF_INPUT", "0")
             .env("CHECKPOINT_DISABLE", "1")
             .env(
                 "TF_PLUGIN_CACHE_DIR",
                 self.config.plugin_cache_dir.as_os_str(),
-            )
+            );
+        // The Proxmox provider reads its token from the environment: never a
+        // file Terraform could print, never a command line.
+        if let (Some(id), Some(secret)) = (
+            &self.secrets.proxmox_token_id,
+            &self.secrets.proxmox_token_secret,
+        ) {
+            inv = inv
+                .env("PM_API_TOKEN_ID", id)
+                .env("PM_API_TOKEN_SECRET", secret.expose());
+        }
+        inv
     }
 
     /// Copies the module into the empty `dir`, installs its providers and

@@ -1,5 +1,6 @@
 //! An in-process `daas-server` for integration tests (feature `testkit`):
-//! a real server on `127.0.0.1:0` with a temporary data dir, the test
+//! a real server on `127.0.0.1:0` with mutual TLS (a fresh PKI made by the
+//! project's own `pki` module), a temporary data dir, the test
 //! Terraform module (`terraform/test`, built on `terraform_data`) and the
 //! test playbook (`ansible/playbooks/test-desktop.yml`) run by the real
 //! `ansible-playbook` on this machine. Test-only knobs reach the module and
@@ -13,9 +14,9 @@ use std::{
 
 use daas_api::v1::desktop_service_client::DesktopServiceClient;
 use tokio::{sync::oneshot, task::JoinHandle};
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use crate::{config::Config, serve::BoundServer};
+use crate::{config::Config, pki, serve::BoundServer};
 
 /// What the test module and playbook should do.
 #[derive(Debug, Clone)]
@@ -28,6 +29,20 @@ pub struct TestOptions {
     pub fail_ansible: bool,
     /// `limits.max_parallel_provisions`.
     pub max_parallel: usize,
+    /// `limits.max_sessions` and `limits.max_sessions_per_user`.
+    pub max_sessions: usize,
+    pub max_sessions_per_user: usize,
+    /// `limits.creates_per_minute` and `limits.create_burst`.
+    pub creates_per_minute: u32,
+    pub create_burst: u32,
+    /// `limits.max_streams`.
+    pub max_streams: usize,
+    /// Serve plaintext gRPC instead of mutual TLS.
+    pub plaintext: bool,
+    /// Make the test module print PM_API_TOKEN_SECRET (to test masking).
+    pub echo_token: bool,
+    /// TOML appended to the config (e.g. `[auth]` or `[secrets]` tables).
+    pub extra_toml: String,
 }
 
 impl Default for TestOptions {
@@ -37,7 +52,47 @@ impl Default for TestOptions {
             fail_terraform: false,
             fail_ansible: false,
             max_parallel: 4,
+            max_sessions: 100,
+            max_sessions_per_user: 100,
+            creates_per_minute: 1000,
+            create_burst: 1000,
+            max_streams: 1000,
+            plaintext: false,
+            echo_token: false,
+            extra_toml: String::new(),
         }
+    }
+}
+
+/// The three files a client needs for mutual TLS.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The test PKI of a server folder: `dir/pki`, made on first use.
+fn test_pki(dir: &Path) -> pki::PkiPaths {
+    let pki_dir = dir.join("pki");
+    if !pki_dir.join("ca.pem").exists() {
+        let localhost = ["localhost".to_string()];
+        let ips = [std::net::IpAddr::from([127, 0, 0, 1])];
+        pki::init(&pki_dir, &localhost, &ips, 30).expect("create the test PKI");
+    }
+    pki::PkiPaths { dir: pki_dir }
+}
+
+/// Credentials for `user` from the test PKI in `dir` (issued on first use).
+pub fn credentials(dir: &Path, user: &str, admin: bool) -> Credentials {
+    let paths = test_pki(dir);
+    if !paths.user_cert(user).exists() {
+        pki::issue_user_files(&paths.dir, user, admin, 30).expect("issue a test certificate");
+    }
+    Credentials {
+        ca: paths.ca(),
+        cert: paths.user_cert(user),
+        key: paths.user_key(user),
     }
 }
 
@@ -75,6 +130,17 @@ pub fn write_config(dir: &Path, options: &TestOptions) -> PathBuf {
     let root = workspace_root();
     let markers = dir.join("markers");
     std::fs::create_dir_all(&markers).expect("create the marker dir");
+    let tls_toml = if options.plaintext {
+        "[tls]\nplaintext = true".to_string()
+    } else {
+        let paths = test_pki(dir);
+        format!(
+            "[tls]\nca = {}\ncert = {}\nkey = {}",
+            toml_string(&paths.ca()),
+            toml_string(&paths.server_cert()),
+            toml_string(&paths.server_key())
+        )
+    };
     let mut text = String::new();
     let _ = write!(
         text,
@@ -83,6 +149,13 @@ data_dir = {data}
 
 [limits]
 max_parallel_provisions = {max_parallel}
+max_sessions = {max_sessions}
+max_sessions_per_user = {max_per_user}
+creates_per_minute = {per_minute}
+create_burst = {burst}
+max_streams = {max_streams}
+
+{tls}
 
 [terraform]
 module_dir = {module}
@@ -93,6 +166,7 @@ destroy_timeout = "2m"
 [terraform.variables]
 create_delay_seconds = {delay}
 fail_create = {fail_tf}
+echo_token = {echo_token}
 marker_dir = {markers}
 
 [boot]
@@ -107,6 +181,8 @@ timeout = "3m"
 [ansible.extra_vars]
 fail_configure = {fail_ansible}
 marker_dir = {markers}
+
+{extra}
 "#,
         data = toml_string(&dir.join("data")),
         max_parallel = options.max_parallel,
@@ -117,15 +193,52 @@ marker_dir = {markers}
         ansible = toml_string(&ansible_playbook()),
         playbook = toml_string(&root.join("ansible/playbooks/test-desktop.yml")),
         fail_ansible = options.fail_ansible,
+        max_sessions = options.max_sessions,
+        max_per_user = options.max_sessions_per_user,
+        per_minute = options.creates_per_minute,
+        burst = options.create_burst,
+        max_streams = options.max_streams,
+        echo_token = options.echo_token,
+        tls = tls_toml,
+        extra = options.extra_toml,
     );
     let path = dir.join("daas.toml");
     std::fs::write(&path, text).expect("write the test config");
     path
 }
 
+/// A channel to `endpoint` with `credentials` (none: plaintext).
+pub async fn channel(
+    endpoint: &str,
+    credentials: Option<&Credentials>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut channel = Channel::from_shared(endpoint.to_string()).expect("a valid endpoint");
+    if let Some(creds) = credentials {
+        let read = |p: &Path| std::fs::read(p).expect("read a test credential");
+        channel = channel.tls_config(
+            ClientTlsConfig::new()
+                .domain_name("localhost")
+                .ca_certificate(Certificate::from_pem(read(&creds.ca)))
+                .identity(Identity::from_pem(read(&creds.cert), read(&creds.key))),
+        )?;
+    }
+    channel.connect().await
+}
+
+/// A DesktopService client for `endpoint` with `credentials`.
+pub async fn connect(
+    endpoint: &str,
+    credentials: Option<&Credentials>,
+) -> Result<DesktopServiceClient<Channel>, tonic::transport::Error> {
+    Ok(DesktopServiceClient::new(
+        channel(endpoint, credentials).await?,
+    ))
+}
+
 /// A running in-process server. Stops when dropped.
 pub struct TestServer {
     addr: SocketAddr,
+    plaintext: bool,
     dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -152,15 +265,23 @@ impl TestServer {
         });
         TestServer {
             addr,
+            plaintext: options.plaintext,
             dir,
             stop: Some(stop),
             task: Some(task),
         }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT` (`http://` when plaintext).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.plaintext { "http" } else { "https" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Credentials for `user` (an administrator when `admin`), issued by
+    /// the server's CA.
+    pub fn credentials(&self, user: &str, admin: bool) -> Credentials {
+        credentials(self.dir.path(), user, admin)
     }
 
     /// The server's temporary folder (config, `data/`, `markers/`).
@@ -174,9 +295,15 @@ impl TestServer {
         self.dir.path().join("markers")
     }
 
-    /// A gRPC client connected to the server.
+    /// A client connected as the administrator `admin`.
     pub async fn client(&self) -> DesktopServiceClient<Channel> {
-        DesktopServiceClient::connect(self.endpoint())
+        self.client_as("admin", true).await
+    }
+
+    /// A client connected as `user`.
+    pub async fn client_as(&self, user: &str, admin: bool) -> DesktopServiceClient<Channel> {
+        let creds = (!self.plaintext).then(|| self.credentials(user, admin));
+        connect(&self.endpoint(), creds.as_ref())
             .await
             .expect("connect to the test server")
     }

@@ -445,11 +445,17 @@ mod tests {
 
     async fn session_log(store: &Store, secrets: Vec<String>) -> SessionLog {
         let (record, _) = store
-            .create_session(crate::store::NewSession {
-                username: "alice".into(),
-                session_user: String::new(),
-                template: "t".into(),
-            })
+            .create_session(
+                crate::store::NewSession {
+                    username: "alice".into(),
+                    session_user: String::new(),
+                    template: "t".into(),
+                },
+                crate::store::SessionLimits {
+                    max_sessions: 10,
+                    max_per_user: 10,
+                },
+            )
             .await
             .unwrap();
         SessionLog::new(store.clone(), record.id, secrets)

@@ -3,64 +3,11 @@
 
 mod common;
 
-use std::{
-    path::Path,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::*;
-use daas_api::v1::{
-    GetSessionRequest, SessionState, desktop_service_client::DesktopServiceClient,
-    session_event::Kind,
-};
+use daas_api::v1::{GetSessionRequest, SessionState, session_event::Kind};
 use daas_server::testkit::{TestOptions, write_config};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
-
-/// Starts the binary and returns it with its endpoint (read from the line
-/// it prints once listening).
-async fn start_server(config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_daas-server"))
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start daas-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the server did not start in time")
-        .expect("read stdout")
-        .expect("the server exited before listening");
-    let addr = line
-        .strip_prefix("daas-server listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"));
-    (child, format!("http://{addr}"))
-}
-
-async fn connect(endpoint: &str) -> Client {
-    DesktopServiceClient::connect(endpoint.to_string())
-        .await
-        .expect("connect")
-}
-
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(needle) {
-            found.push(cmdline);
-        }
-    }
-    found
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_killed_mid_provisioning_cleans_up_at_restart() {
@@ -72,8 +19,8 @@ async fn a_server_killed_mid_provisioning_cleans_up_at_restart() {
             ..Default::default()
         },
     );
-    let (mut server, endpoint) = start_server(&config).await;
-    let mut client = connect(&endpoint).await;
+    let (mut server, endpoint) = start_server(&config, &[]).await;
+    let mut client = connect(&endpoint, dir.path()).await;
 
     // One session that completes, and must survive the crash as it is.
     let ready = create(&mut client, request("alice")).await;
@@ -102,8 +49,8 @@ async fn a_server_killed_mid_provisioning_cleans_up_at_restart() {
     server.wait().await.unwrap();
     drop(stream);
 
-    let (mut server, endpoint) = start_server(&config).await;
-    let mut client = connect(&endpoint).await;
+    let (mut server, endpoint) = start_server(&config, &[]).await;
+    let mut client = connect(&endpoint, dir.path()).await;
     let history = watch(&mut client, &id).await;
     assert_gap_free(&history);
     let last = history.last().unwrap();

@@ -77,6 +77,12 @@ variable "fail_create" {
   default     = false
 }
 
+variable "echo_token" {
+  description = "Print PM_API_TOKEN_SECRET, to prove the server masks secrets in output."
+  type        = bool
+  default     = false
+}
+
 variable "marker_dir" {
   description = "Folder for NAME.created / NAME.destroyed markers; empty: none."
   type        = string
@@ -96,13 +102,25 @@ resource "terraform_data" "vm" {
   }
 
   provisioner "local-exec" {
-    command = "echo \"creating $VM_NAME from $TEMPLATE\"; sleep \"$DELAY\"; if [ -n \"$MARKER_DIR\" ]; then echo \"$SESSION_ID\" > \"$MARKER_DIR/$VM_NAME.created\"; fi; echo \"created $VM_NAME\""
+    command = <<-EOT
+      echo "creating $VM_NAME from $TEMPLATE"
+      sleep "$DELAY"
+      if [ "$ECHO_TOKEN" = true ]; then echo "token: $PM_API_TOKEN_SECRET"; fi
+      if [ -n "$MARKER_DIR" ]; then
+        echo "$SESSION_ID" > "$MARKER_DIR/$VM_NAME.created"
+        if [ -n "$PM_API_TOKEN_SECRET" ]; then
+          printf %s "$PM_API_TOKEN_SECRET" | sha256sum | cut -d' ' -f1 > "$MARKER_DIR/$VM_NAME.token"
+        fi
+      fi
+      echo "created $VM_NAME"
+    EOT
     environment = {
       VM_NAME    = var.vm_name
       TEMPLATE   = var.template
       DELAY      = tostring(var.create_delay_seconds)
       MARKER_DIR = var.marker_dir
       SESSION_ID = var.session_id
+      ECHO_TOKEN = tostring(var.echo_token)
     }
   }
 

@@ -1,11 +1,15 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::{path::Path, process::Stdio, time::Duration};
 
 use daas_api::v1::{
     CreateSessionRequest, SessionEvent, SessionState, WatchSessionRequest,
     desktop_service_client::DesktopServiceClient, session_event::Kind,
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
 };
 use tonic::transport::Channel;
 
@@ -93,4 +97,53 @@ pub fn assert_gap_free(events: &[SessionEvent]) {
     let seqs: Vec<u64> = events.iter().map(|e| e.sequence).collect();
     let expected: Vec<u64> = (1..=events.len() as u64).collect();
     assert_eq!(seqs, expected, "events are numbered from 1 without gaps");
+}
+
+/// Starts the binary and returns it with its endpoint (read from the line
+/// it prints once listening).
+pub async fn start_server(config: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_daas-server"))
+        .arg("--config")
+        .arg(config)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(if env.iter().any(|(k, _)| *k == "DAAS_LOG") {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start daas-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the server did not start in time")
+        .expect("read stdout")
+        .expect("the server exited before listening");
+    let addr = line
+        .strip_prefix("daas-server listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+    (child, format!("https://{addr}"))
+}
+
+pub async fn connect(endpoint: &str, dir: &Path) -> Client {
+    let admin = daas_server::testkit::credentials(dir, "root", true);
+    daas_server::testkit::connect(endpoint, Some(&admin))
+        .await
+        .expect("connect")
+}
+
+/// Command lines of running processes that contain `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push(cmdline);
+        }
+    }
+    found
 }

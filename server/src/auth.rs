@@ -1,0 +1,235 @@
+//! Who is calling, and what they may call. Mutual TLS has already proved
+//! the client certificate was issued by the configured CA; this layer reads
+//! who it names (see `pki::identity_of`) and enforces, before any service
+//! runs: agent certificates call only `AgentService`, user certificates
+//! never call it. Per-session rules (a user sees only their own sessions)
+//! are in the service, with the [`Caller`] this layer attaches.
+
+use std::{
+    collections::HashSet,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use futures_util::future::BoxFuture;
+use tonic::{
+    Status,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
+
+use crate::{
+    error::Error,
+    pki::{self, Identity},
+};
+
+/// The gRPC path prefix of the agents' service.
+const AGENT_SERVICE: &str = "/daas.v1.AgentService/";
+/// The gRPC path prefix of the health service, open to every certificate.
+const HEALTH_SERVICE: &str = "/grpc.health.v1.Health/";
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A person, by the user name their certificate carries.
+    User { name: String, admin: bool },
+    /// The agent inside one session's VM.
+    Agent { session_id: String },
+    /// A plaintext connection on loopback (explicitly configured): trusted
+    /// as an administrator.
+    Local,
+}
+
+impl Caller {
+    /// Whether the caller may act on every user's sessions.
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Caller::User { admin: true, .. } | Caller::Local)
+    }
+
+    /// The user name, for users.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Caller::User { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Whether the caller may see and act on sessions of `owner`.
+    pub fn may_act_for(&self, owner: &str) -> bool {
+        self.is_admin() || self.user() == Some(owner)
+    }
+
+    /// The caller attached to a request by [`Authorize`].
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<Caller, Error> {
+        request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Error::Unauthenticated("no client identity".into()))
+    }
+}
+
+/// What the layer needs to decide.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// User names with the admin role, from the config.
+    pub admins: HashSet<String>,
+    /// No TLS: every caller is [`Caller::Local`].
+    pub plaintext: bool,
+}
+
+impl Policy {
+    /// Who the request's certificate names, and whether they may call its
+    /// path.
+    pub fn admit<B>(&self, request: &http::Request<B>) -> Result<Caller, Status> {
+        let path = request.uri().path();
+        let caller = if self.plaintext {
+            Caller::Local
+        } else {
+            let certs = request
+                .extensions()
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.peer_certs());
+            let leaf = certs
+                .as_ref()
+                .and_then(|certs| certs.first())
+                .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+            match pki::identity_of(leaf.as_ref()) {
+                Ok(Identity::User { name, admin }) => {
+                    let admin = admin || self.admins.contains(&name);
+                    Caller::User { name, admin }
+                }
+                Ok(Identity::Agent { session_id }) => Caller::Agent { session_id },
+                Err(err) => {
+                    tracing::warn!(path, error = %err, "refused a client certificate");
+                    return Err(Status::unauthenticated(format!(
+                        "the client certificate is not usable: {err}"
+                    )));
+                }
+            }
+        };
+        let refusal = match (&caller, path) {
+            (_, p) if p.starts_with(HEALTH_SERVICE) => None,
+            (Caller::Local, _) => None,
+            (Caller::Agent { .. }, p) if p.starts_with(AGENT_SERVICE) => None,
+            (Caller::Agent { .. }, _) => {
+                Some("an agent certificate may call only daas.v1.AgentService")
+            }
+            (Caller::User { .. }, p) if p.starts_with(AGENT_SERVICE) => Some(
+                "daas.v1.AgentService is for the agents inside desktops; a user certificate may not call it",
+            ),
+            (Caller::User { .. }, _) => None,
+        };
+        if let Some(why) = refusal {
+            tracing::warn!(?caller, path, "refused a call");
+            return Err(Status::permission_denied(why));
+        }
+        Ok(caller)
+    }
+}
+
+/// A tower layer applying [`Policy`] to every request of the server.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    policy: Arc<Policy>,
+}
+
+impl AuthLayer {
+    pub fn new(policy: Policy) -> Self {
+        AuthLayer {
+            policy: Arc::new(policy),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authorize {
+            inner,
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] wraps around the server's routes.
+#[derive(Debug, Clone)]
+pub struct Authorize<S> {
+    inner: S,
+    policy: Arc<Policy>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Authorize<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        match self.policy.admit(&request) {
+            Ok(caller) => {
+                request.extensions_mut().insert(caller);
+                // The clone is not ready; the instance that was is used.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                Box::pin(inner.call(request))
+            }
+            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admins_act_for_anyone_users_for_themselves() {
+        let alice = Caller::User {
+            name: "alice".into(),
+            admin: false,
+        };
+        let root = Caller::User {
+            name: "root".into(),
+            admin: true,
+        };
+        let agent = Caller::Agent {
+            session_id: "s".into(),
+        };
+        assert!(alice.may_act_for("alice"));
+        assert!(!alice.may_act_for("bob"));
+        assert!(root.may_act_for("bob"));
+        assert!(Caller::Local.may_act_for("bob"));
+        assert!(!agent.may_act_for("alice"));
+    }
+
+    #[test]
+    fn plaintext_callers_are_local_and_a_tls_request_without_certificate_is_refused() {
+        let request = http::Request::builder()
+            .uri("/daas.v1.DesktopService/ListSessions")
+            .body(())
+            .unwrap();
+        let open = Policy {
+            admins: HashSet::new(),
+            plaintext: true,
+        };
+        assert_eq!(open.admit(&request).unwrap(), Caller::Local);
+        let tls = Policy {
+            admins: HashSet::new(),
+            plaintext: false,
+        };
+        let status = tls.admit(&request).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    }
+}

@@ -1,0 +1,129 @@
+//! Limits on what callers may ask for: a create rate per user (token
+//! bucket) and the number of event streams open at once. Session counts are
+//! checked by the store, atomically with the insert.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::Error;
+
+/// Creates per user: `per_minute` tokens a minute, at most `burst` saved.
+pub struct CreateRate {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl CreateRate {
+    pub fn new(per_minute: u32, burst: u32) -> Self {
+        CreateRate {
+            per_second: f64::from(per_minute.max(1)) / 60.0,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one create for `user`, or says how long until one is free.
+    pub fn take(&self, user: &str) -> Result<(), Error> {
+        self.take_at(user, Instant::now())
+    }
+
+    fn take_at(&self, user: &str, now: Instant) -> Result<(), Error> {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Full buckets carry no information: forget them.
+        if buckets.len() > 10_000 {
+            let (rate, burst) = (self.per_second, self.burst);
+            buckets.retain(|_, b| {
+                b.tokens + now.duration_since(b.updated).as_secs_f64() * rate < burst
+            });
+        }
+        let bucket = buckets.entry(user.to_string()).or_insert(Bucket {
+            tokens: self.burst,
+            updated: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_second);
+        Err(Error::ResourceExhausted {
+            message: format!(
+                "{user} may start {} creates a minute and has used them; try again in {} s",
+                (self.per_second * 60.0).round(),
+                wait.as_secs().max(1)
+            ),
+            retry_after: Some(wait),
+        })
+    }
+}
+
+/// Event streams (CreateSession, WatchSession) open at once.
+#[derive(Clone)]
+pub struct StreamSlots(Arc<Semaphore>);
+
+impl StreamSlots {
+    pub fn new(max: usize) -> Self {
+        StreamSlots(Arc::new(Semaphore::new(max)))
+    }
+
+    /// A slot, held as long as the stream is open.
+    pub fn open(&self) -> Result<OwnedSemaphorePermit, Error> {
+        self.0
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::ResourceExhausted {
+                message: "the server has too many event streams open; try again shortly".into(),
+                retry_after: Some(Duration::from_secs(5)),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let rate = CreateRate::new(6, 2); // one every 10 s
+        let t0 = Instant::now();
+        assert!(rate.take_at("alice", t0).is_ok());
+        assert!(rate.take_at("alice", t0).is_ok());
+        let Err(Error::ResourceExhausted {
+            message,
+            retry_after,
+        }) = rate.take_at("alice", t0)
+        else {
+            panic!("the third create at once was allowed");
+        };
+        assert!(message.contains("try again in 10 s"), "{message}");
+        assert_eq!(retry_after.map(|d| d.as_secs()), Some(10));
+        assert!(rate.take_at("bob", t0).is_ok(), "buckets are per user");
+        assert!(rate.take_at("alice", t0 + Duration::from_secs(10)).is_ok());
+        assert!(rate.take_at("alice", t0 + Duration::from_secs(11)).is_err());
+    }
+
+    #[test]
+    fn stream_slots_are_returned_when_dropped() {
+        let slots = StreamSlots::new(1);
+        let first = slots.open().unwrap();
+        assert!(slots.open().is_err());
+        drop(first);
+        assert!(slots.open().is_ok());
+    }
+}

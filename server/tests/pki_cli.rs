@@ -1,0 +1,191 @@
+//! `daas-server pki init` and `daas-server pki issue`, run as the real
+//! binary in a temporary directory.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    process::{Command, Output},
+};
+
+use daas_server::pki::{self, Identity};
+
+fn daas_server(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_daas-server"))
+        .args(args)
+        .env_remove("DAAS_CONFIG")
+        .output()
+        .expect("run daas-server")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn identity(cert: &Path) -> Identity {
+    let pem = std::fs::read_to_string(cert).unwrap();
+    pki::identity_of(&pki::pem_to_der(&pem).unwrap()).unwrap()
+}
+
+#[test]
+fn init_then_issue_users_and_admins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pki");
+    let d = dir.to_str().unwrap();
+
+    let out = daas_server(&[
+        "pki",
+        "init",
+        "--dir",
+        d,
+        "--dns",
+        "daas.example.org",
+        "--ip",
+        "10.0.0.5",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for file in ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem"] {
+        let path = dir.join(file);
+        assert!(path.exists(), "{file} missing");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+    }
+    assert!(text.contains("daas.example.org, 10.0.0.5"), "{text}");
+    assert!(text.contains("daas-server pki issue"), "{text}");
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("ca-key.pem")), 0o600);
+    assert_eq!(mode(&dir.join("server-key.pem")), 0o600);
+
+    let out = daas_server(&["pki", "issue", "--dir", d, "--user", "alice"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (cert, key) = (dir.join("users/alice.pem"), dir.join("users/alice-key.pem"));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "daas --ca {} --cert {} --key {}",
+            dir.join("ca.pem").display(),
+            cert.display(),
+            key.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("DAAS_CA") && text.contains("DAAS_CERT") && text.contains("DAAS_KEY"));
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&dir.join("users")), 0o700);
+    assert_eq!(
+        identity(&cert),
+        Identity::User {
+            name: "alice".into(),
+            admin: false
+        }
+    );
+
+    let out = daas_server(&[
+        "pki",
+        "issue",
+        "--dir",
+        d,
+        "--user",
+        "root-admin",
+        "--admin",
+        "--days",
+        "30",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&dir.join("users/root-admin-key.pem")), 0o600);
+    assert_eq!(
+        identity(&dir.join("users/root-admin.pem")),
+        Identity::User {
+            name: "root-admin".into(),
+            admin: true
+        }
+    );
+
+    // Issuing again would replace a key: refused, naming the file.
+    let out = daas_server(&["pki", "issue", "--dir", d, "--user", "alice"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("alice.pem"), "{}", stderr(&out));
+}
+
+#[test]
+fn second_init_refuses_and_keeps_the_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    let out = daas_server(&["pki", "init", "--dir", d]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("localhost, 127.0.0.1, ::1"),
+        "{}",
+        stdout(&out)
+    );
+    let before = std::fs::read(tmp.path().join("ca-key.pem")).unwrap();
+
+    let out = daas_server(&["pki", "init", "--dir", d, "--dns", "other.example.org"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("daas-server: "), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("ca.pem") && err.contains("already exists"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("ca-key.pem")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn invalid_user_name_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    assert!(daas_server(&["pki", "init", "--dir", d]).status.success());
+
+    let out = daas_server(&["pki", "issue", "--dir", d, "--user", "a/b"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("daas-server: ") && err.contains("\"a/b\""),
+        "{err}"
+    );
+    assert!(!tmp.path().join("users").exists());
+}
+
+#[test]
+fn issue_without_a_ca_names_the_missing_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    let out = daas_server(&["pki", "issue", "--dir", d, "--user", "bob"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&tmp.path().join("ca.pem").display().to_string()) && err.contains("pki init"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_lists_the_pki_commands_and_keeps_the_server_flags() {
+    let out = daas_server(&["pki", "--help"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("init") && text.contains("issue"), "{text}");
+
+    let out = daas_server(&["--help"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for want in ["--config", "--check", "pki", "max_parallel_provisions"] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+}
