@@ -1,20 +1,42 @@
 //! Command-line syntax: options, subcommands and their help texts.
 
-use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueHint};
+
+use crate::settings::Values;
+
+/// Where connection settings come from, shown after the options.
+const SETTINGS_HELP: &str = "\
+Connection settings: each of --endpoint, --ca, --cert and --key, when not
+given, comes from DAAS_ENDPOINT, DAAS_CA, DAAS_CERT and DAAS_KEY, else from
+the keys endpoint, ca, cert and key of $XDG_CONFIG_HOME/daas/config.toml
+(default ~/.config/daas/config.toml; relative paths there are relative to the
+file). An https:// endpoint needs all three files (mutual TLS); http:// is
+plaintext, which servers accept only on loopback, and uses none.";
 
 /// Create, follow, list and destroy DaaS desktops.
 #[derive(Debug, Parser)]
-#[command(name = "daas", version)]
+#[command(name = "daas", version, after_help = SETTINGS_HELP)]
 pub struct Cli {
-    /// Address of the DaaS server (plaintext http:// only for now)
-    #[arg(
-        long,
-        global = true,
-        env = "DAAS_ENDPOINT",
-        default_value = "http://127.0.0.1:50051",
-        value_name = "URL"
-    )]
-    pub endpoint: String,
+    /// Address of the DaaS server: https://HOST:PORT (mutual TLS) or
+    /// http://HOST:PORT (plaintext, loopback only) [env: DAAS_ENDPOINT]
+    /// [default: http://127.0.0.1:50051]
+    #[arg(long, global = true, value_name = "URL", value_hint = ValueHint::Url)]
+    pub endpoint: Option<String>,
+
+    /// CA certificate (PEM) the server's certificate is checked with
+    /// [env: DAAS_CA]
+    #[arg(long, global = true, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) naming you to the server [env: DAAS_CERT]
+    #[arg(long, global = true, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub cert: Option<PathBuf>,
+
+    /// Private key (PEM) of the client certificate [env: DAAS_KEY]
+    #[arg(long, global = true, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub key: Option<PathBuf>,
 
     /// Print JSON instead of text (one object per line for create and watch)
     #[arg(long, global = true)]
@@ -26,6 +48,18 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The connection settings given on the command line.
+    pub fn settings(&self) -> Values {
+        Values {
+            endpoint: self.endpoint.clone(),
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,8 +78,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// User the desktop is for
-    #[arg(long, env = "USER", value_name = "NAME")]
+    /// User the desktop is for (default: you, as your client certificate
+    /// names you; only admins may name another user)
+    #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
 
     /// Local login to create on the desktop; its password is read from
@@ -72,7 +107,8 @@ pub struct IdArg {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only sessions of this user
+    /// Only sessions of this user (default: every session the server lets
+    /// you see: yours, or everyone's for an admin)
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
 
@@ -94,11 +130,50 @@ mod tests {
 
     #[test]
     fn global_options_are_accepted_after_the_subcommand() {
-        let cli = Cli::try_parse_from(["daas", "list", "--json", "-v", "--endpoint", "http://h:1"]);
+        let cli = Cli::try_parse_from([
+            "daas",
+            "list",
+            "--json",
+            "-v",
+            "--endpoint",
+            "https://h:1",
+            "--ca",
+            "ca.pem",
+            "--cert",
+            "me.pem",
+            "--key",
+            "me.key",
+        ]);
         let cli = cli.map_err(|e| e.to_string());
         assert!(matches!(
             cli,
-            Ok(Cli { json: true, verbose: true, ref endpoint, command: Command::List(_) }) if endpoint == "http://h:1"
+            Ok(Cli {
+                json: true,
+                verbose: true,
+                command: Command::List(_),
+                ..
+            })
+        ));
+        assert_eq!(
+            cli.map(|cli| cli.settings()),
+            Ok(Values {
+                endpoint: Some("https://h:1".to_owned()),
+                ca: Some(PathBuf::from("ca.pem")),
+                cert: Some(PathBuf::from("me.pem")),
+                key: Some(PathBuf::from("me.key")),
+            })
+        );
+    }
+
+    #[test]
+    fn create_needs_no_user() {
+        let cli = Cli::try_parse_from(["daas", "create"]).map_err(|e| e.to_string());
+        assert!(matches!(
+            cli,
+            Ok(Cli {
+                command: Command::Create(CreateArgs { user: None, .. }),
+                ..
+            })
         ));
     }
 

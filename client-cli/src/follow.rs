@@ -58,7 +58,7 @@ pub async fn follow(
                         cause: one_line(&broken_stream_cause(&status)),
                     },
                     // Before the first event the call itself failed: say why plainly.
-                    _ => CliError::from_status(&status, &ctx.endpoint, id.as_deref()),
+                    _ => CliError::from_status(&status, &ctx.server, id.as_deref()),
                 });
             }
         };

@@ -9,6 +9,7 @@ mod json;
 mod password;
 mod progress;
 mod render;
+mod settings;
 mod timestamps;
 
 use std::process::ExitCode;

@@ -1,9 +1,12 @@
-//! Runs the real `daas` binary against an in-process `daas-server`.
+//! Runs the real `daas` binary against an in-process `daas-server`, over
+//! mutual TLS unless a test says otherwise.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
-use daas_server::testkit::{TestOptions, TestServer};
+use daas_server::testkit::{Credentials, TestOptions, TestServer};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -13,6 +16,117 @@ const TIME_LIMIT: Duration = Duration::from_secs(300);
 
 /// An id no session has.
 const UNKNOWN_ID: &str = "6f1c7d0e-95b4-4c55-9f3e-1f0a2b3c4d5e";
+
+/// Variables of the developer's environment the CLI reads; never inherited.
+const CLI_VARS: [&str; 5] = [
+    "DAAS_ENDPOINT",
+    "DAAS_CA",
+    "DAAS_CERT",
+    "DAAS_KEY",
+    "DAAS_SESSION_PASSWORD",
+];
+
+/// How TLS files reach the CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// `--ca`, `--cert`, `--key`.
+    Flags,
+    /// `DAAS_CA`, `DAAS_CERT`, `DAAS_KEY`.
+    Env,
+}
+
+/// Who runs the CLI against which server: the endpoint, the TLS files
+/// (none for plaintext) and a config folder of its own (`XDG_CONFIG_HOME`),
+/// so that a developer's real config is never read.
+#[derive(Debug, Clone)]
+struct Caller {
+    endpoint: String,
+    credentials: Option<Credentials>,
+    via: Via,
+    config_home: Arc<tempfile::TempDir>,
+}
+
+impl Caller {
+    /// `user` (not an administrator) of `server`, with TLS files as flags.
+    fn user(server: &TestServer, user: &str) -> Caller {
+        Caller::new(&server.endpoint(), Some(server.credentials(user, false)))
+    }
+
+    /// The administrator `admin` of `server`.
+    fn admin(server: &TestServer) -> Caller {
+        Caller::new(&server.endpoint(), Some(server.credentials("admin", true)))
+    }
+
+    /// `endpoint` with `credentials` passed as flags.
+    fn new(endpoint: &str, credentials: Option<Credentials>) -> Caller {
+        Caller {
+            endpoint: endpoint.to_owned(),
+            credentials,
+            via: Via::Flags,
+            config_home: Arc::new(tempfile::tempdir().expect("a config folder")),
+        }
+    }
+
+    /// The same caller, giving its TLS files through the environment.
+    fn via(self, via: Via) -> Caller {
+        Caller { via, ..self }
+    }
+
+    /// This caller's config file (`$XDG_CONFIG_HOME/daas/config.toml`).
+    fn config_file(&self) -> PathBuf {
+        self.config_home.path().join("daas/config.toml")
+    }
+
+    /// Writes this caller's config file.
+    fn write_config(&self, text: &str) {
+        let path = self.config_file();
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("the config folder");
+        std::fs::write(path, text).expect("write the config file");
+    }
+
+    /// `daas ARGS` with this caller's config folder and nothing of the
+    /// developer's environment the CLI would read, but neither endpoint nor
+    /// TLS files.
+    fn bare_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_daas"));
+        for var in CLI_VARS {
+            command.env_remove(var);
+        }
+        command
+            .env("XDG_CONFIG_HOME", self.config_home.path())
+            .args(args)
+            .kill_on_drop(true);
+        command
+    }
+
+    /// `daas` with this caller's endpoint and TLS files, and nothing of the
+    /// developer's environment the CLI would read.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = self.bare_command(&[]);
+        command.arg("--endpoint").arg(&self.endpoint);
+        if let Some(creds) = &self.credentials {
+            match self.via {
+                Via::Flags => {
+                    command
+                        .arg("--ca")
+                        .arg(&creds.ca)
+                        .arg("--cert")
+                        .arg(&creds.cert)
+                        .arg("--key")
+                        .arg(&creds.key);
+                }
+                Via::Env => {
+                    command
+                        .env("DAAS_CA", &creds.ca)
+                        .env("DAAS_CERT", &creds.cert)
+                        .env("DAAS_KEY", &creds.key);
+                }
+            }
+        }
+        command.args(args);
+        command
+    }
+}
 
 /// What a run of the CLI did.
 #[derive(Debug)]
@@ -40,29 +154,16 @@ impl Run {
     }
 }
 
-/// Runs `daas ARGS` with `env` added and nothing on stdin (unless `stdin`).
-async fn daas_with(
-    endpoint: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-    stdin: Option<&str>,
-) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_daas"));
+/// Runs `command` with nothing on stdin (unless `stdin`) to its end.
+async fn run(mut command: Command, args: &[&str], stdin: Option<&str>) -> Run {
     command
-        .arg("--endpoint")
-        .arg(endpoint)
-        .args(args)
-        .env_remove("DAAS_SESSION_PASSWORD")
-        .env_remove("DAAS_ENDPOINT")
-        .envs(env.iter().copied())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
             Stdio::null()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     let mut child = command.spawn().expect("start daas");
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(text.as_bytes())
@@ -82,18 +183,27 @@ async fn daas_with(
     run
 }
 
+/// Runs `daas ARGS` as `caller` with `env` added and nothing on stdin
+/// (unless `stdin`).
+async fn daas_with(
+    caller: &Caller,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> Run {
+    let mut command = caller.command(args);
+    command.envs(env.iter().copied());
+    run(command, args, stdin).await
+}
+
 /// Starts `daas ARGS` and returns it once it has printed a line containing
 /// `wanted`, with the lines it printed so far.
-async fn daas_until(endpoint: &str, args: &[&str], wanted: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_daas"))
-        .arg("--endpoint")
-        .arg(endpoint)
-        .args(args)
-        .env_remove("DAAS_SESSION_PASSWORD")
+async fn daas_until(caller: &Caller, args: &[&str], wanted: &str) -> (Child, String) {
+    let mut child = caller
+        .command(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("start daas");
     let stdout = child.stdout.take().expect("daas's stdout");
@@ -135,8 +245,13 @@ async fn finish(mut child: Child) -> (Option<i32>, String) {
     (status.code(), stderr)
 }
 
-async fn daas(endpoint: &str, args: &[&str]) -> Run {
-    daas_with(endpoint, args, &[], None).await
+async fn daas(caller: &Caller, args: &[&str]) -> Run {
+    daas_with(caller, args, &[], None).await
+}
+
+/// A caller of an unreachable plaintext endpoint.
+fn nowhere() -> Caller {
+    Caller::new("http://127.0.0.1:1", None)
 }
 
 /// The session id in `Desktop ready: rdp://… (session ID, vm NAME)`.
@@ -160,9 +275,10 @@ fn ready_id(run: &Run) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn create_list_show_watch_destroy() {
     let server = TestServer::start(TestOptions::default()).await;
-    let endpoint = server.endpoint();
+    let alice = Caller::user(&server, "alice");
 
-    let created = daas(&endpoint, &["create", "--user", "alice"]).await;
+    // No --user: the desktop is for the user the certificate names.
+    let created = daas(&alice, &["create"]).await;
     assert_eq!(created.code, Some(0), "{created:#?}");
     let id = ready_id(&created);
     assert!(
@@ -176,7 +292,7 @@ async fn create_list_show_watch_destroy() {
         );
     }
 
-    let listed = daas(&endpoint, &["list"]).await;
+    let listed = daas(&alice, &["list"]).await;
     assert_eq!(listed.code, Some(0), "{listed:#?}");
     let header = listed.stdout.lines().next().unwrap_or_default();
     let columns: Vec<&str> = header.split_whitespace().collect();
@@ -188,14 +304,14 @@ async fn create_list_show_watch_destroy() {
         .unwrap_or_else(|| panic!("{id} not listed: {listed:#?}"));
     assert!(row.contains("alice") && row.contains("READY"), "{row}");
 
-    let filtered = daas(&endpoint, &["list", "--user", "alice", "--state", "Ready"]).await;
+    let filtered = daas(&alice, &["list", "--user", "alice", "--state", "Ready"]).await;
     assert_eq!(filtered.code, Some(0), "{filtered:#?}");
     assert!(filtered.stdout.contains(&id), "{filtered:#?}");
-    let none = daas(&endpoint, &["list", "--state", "failed"]).await;
+    let none = daas(&alice, &["list", "--state", "failed"]).await;
     assert_eq!(none.code, Some(0), "{none:#?}");
     assert!(!none.stdout.contains(&id), "{none:#?}");
 
-    let shown = daas(&endpoint, &["show", &id]).await;
+    let shown = daas(&alice, &["show", &id]).await;
     assert_eq!(shown.code, Some(0), "{shown:#?}");
     assert!(
         shown.stdout.contains(&format!("id:           {id}\n")),
@@ -205,21 +321,21 @@ async fn create_list_show_watch_destroy() {
     assert!(shown.stdout.contains("state:        READY\n"), "{shown:#?}");
     assert!(shown.stdout.contains("rdp:          rdp://"), "{shown:#?}");
 
-    let watched = daas(&endpoint, &["watch", &id]).await;
+    let watched = daas(&alice, &["watch", &id]).await;
     assert_eq!(watched.code, Some(0), "{watched:#?}");
     assert_eq!(ready_id(&watched), id);
 
     for _ in 0..2 {
-        let destroyed = daas(&endpoint, &["destroy", &id]).await;
+        let destroyed = daas(&alice, &["destroy", &id]).await;
         assert_eq!(destroyed.code, Some(0), "{destroyed:#?}");
         assert_eq!(destroyed.stdout, format!("destroyed {id}\n"));
     }
-    let shown = daas(&endpoint, &["show", "--json", &id]).await;
+    let shown = daas(&alice, &["show", "--json", &id]).await;
     assert_eq!(shown.code, Some(0), "{shown:#?}");
     let session: Value = serde_json::from_str(&shown.stdout).expect("show --json prints JSON");
     assert_eq!(session["state"], "DESTROYED");
 
-    let watched = daas(&endpoint, &["watch", &id]).await;
+    let watched = daas(&alice, &["watch", &id]).await;
     assert_eq!(watched.code, Some(0), "{watched:#?}");
     assert!(watched.stdout.contains("✔ READY"), "{watched:#?}");
     assert!(watched.stdout.contains("✔ DESTROYING"), "{watched:#?}");
@@ -236,9 +352,11 @@ async fn create_list_show_watch_destroy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn create_json_streams_the_stages_in_order() {
     let server = TestServer::start(TestOptions::default()).await;
-    let endpoint = server.endpoint();
+    // The TLS files through DAAS_CA, DAAS_CERT and DAAS_KEY this time.
+    let alice = Caller::user(&server, "alice").via(Via::Env);
 
-    let created = daas(&endpoint, &["create", "--json", "--user", "alice"]).await;
+    // Naming oneself is allowed.
+    let created = daas(&alice, &["create", "--json", "--user", "alice"]).await;
     assert_eq!(created.code, Some(0), "{created:#?}");
     let events = created.json_lines();
     let mut states: Vec<&str> = Vec::new();
@@ -267,7 +385,7 @@ async fn create_json_streams_the_stages_in_order() {
     assert!(last["session"]["rdp_host"].is_string());
     assert!(last["time"].as_str().is_some_and(|t| t.ends_with('Z')));
 
-    let listed = daas(&endpoint, &["list", "--json"]).await;
+    let listed = daas(&alice, &["list", "--json"]).await;
     assert_eq!(listed.code, Some(0), "{listed:#?}");
     let sessions: Value = serde_json::from_str(&listed.stdout).expect("list --json prints JSON");
     let ids: Vec<&str> = sessions
@@ -278,11 +396,11 @@ async fn create_json_streams_the_stages_in_order() {
         .collect();
     assert_eq!(ids, [id]);
 
-    let watched = daas(&endpoint, &["watch", "--json", id]).await;
+    let watched = daas(&alice, &["watch", "--json", id]).await;
     assert_eq!(watched.code, Some(0), "{watched:#?}");
     assert_eq!(watched.json_lines(), events);
 
-    let destroyed = daas(&endpoint, &["destroy", "--json", id]).await;
+    let destroyed = daas(&alice, &["destroy", "--json", id]).await;
     assert_eq!(destroyed.code, Some(0), "{destroyed:#?}");
     let session: Value =
         serde_json::from_str(&destroyed.stdout).expect("destroy --json prints JSON");
@@ -293,9 +411,9 @@ async fn create_json_streams_the_stages_in_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_sessions_are_one_line_errors() {
     let server = TestServer::start(TestOptions::default()).await;
-    let endpoint = server.endpoint();
+    let alice = Caller::user(&server, "alice");
     for command in ["show", "watch", "destroy"] {
-        let run = daas(&endpoint, &[command, UNKNOWN_ID]).await;
+        let run = daas(&alice, &[command, UNKNOWN_ID]).await;
         assert_eq!(run.code, Some(2), "{run:#?}");
         assert_eq!(run.error_line(), format!("daas: no session {UNKNOWN_ID}"));
         assert!(run.stdout.is_empty(), "{run:#?}");
@@ -310,7 +428,8 @@ async fn a_terraform_failure_exits_1() {
         ..TestOptions::default()
     })
     .await;
-    let run = daas(&server.endpoint(), &["create", "--user", "alice"]).await;
+    let alice = Caller::user(&server, "alice");
+    let run = daas(&alice, &["create"]).await;
     assert_eq!(run.code, Some(1), "{run:#?}");
     assert!(
         run.error_line()
@@ -319,7 +438,7 @@ async fn a_terraform_failure_exits_1() {
     );
     assert!(run.stdout.contains("✘ PROVISIONING"), "{run:#?}");
 
-    let run = daas(&server.endpoint(), &["create", "--json", "--user", "alice"]).await;
+    let run = daas(&alice, &["create", "--json"]).await;
     assert_eq!(run.code, Some(1), "{run:#?}");
     let events = run.json_lines();
     let last = events.last().expect("at least one event");
@@ -331,7 +450,8 @@ async fn a_terraform_failure_exits_1() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_user_is_named() {
     let server = TestServer::start(TestOptions::default()).await;
-    let run = daas(&server.endpoint(), &["create", "--user", "a/b"]).await;
+    // Only an administrator may name another user, so only they get this far.
+    let run = daas(&Caller::admin(&server), &["create", "--user", "a/b"]).await;
     assert_eq!(run.code, Some(2), "{run:#?}");
     assert!(run.error_line().contains("username"), "{run:#?}");
     server.stop().await;
@@ -344,7 +464,7 @@ async fn an_unreachable_server_is_one_line() {
         &["show", UNKNOWN_ID],
         &["create", "--user", "alice"],
     ] {
-        let run = daas("http://127.0.0.1:1", args).await;
+        let run = daas(&nowhere(), args).await;
         assert_eq!(run.code, Some(2), "{run:#?}");
         assert!(
             run.error_line()
@@ -352,7 +472,7 @@ async fn an_unreachable_server_is_one_line() {
             "{run:#?}"
         );
     }
-    let run = daas("127.0.0.1:1", &["list"]).await;
+    let run = daas(&Caller::new("127.0.0.1:1", None), &["list"]).await;
     assert_eq!(run.code, Some(2), "{run:#?}");
     assert!(
         run.error_line().starts_with("daas: invalid endpoint"),
@@ -362,8 +482,8 @@ async fn an_unreachable_server_is_one_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_errors_exit_2() {
-    let endpoint = "http://127.0.0.1:1";
-    let run = daas(endpoint, &["list", "--state", "bogus"]).await;
+    let nowhere = nowhere();
+    let run = daas(&nowhere, &["list", "--state", "bogus"]).await;
     assert_eq!(run.code, Some(2), "{run:#?}");
     assert!(
         run.error_line()
@@ -371,23 +491,17 @@ async fn usage_errors_exit_2() {
         "{run:#?}"
     );
 
-    let run = daas_with(
-        endpoint,
-        &["create", "--user", "alice", "--session-user", "bob"],
-        &[],
-        None,
-    )
-    .await;
+    let run = daas_with(&nowhere, &["create", "--session-user", "bob"], &[], None).await;
     assert_eq!(run.code, Some(2), "{run:#?}");
     assert!(
         run.error_line().contains("DAAS_SESSION_PASSWORD"),
         "{run:#?}"
     );
 
-    let run = daas(endpoint, &["create", "--user", "alice", "--password-stdin"]).await;
+    let run = daas(&nowhere, &["create", "--password-stdin"]).await;
     assert_eq!(run.code, Some(2), "{run:#?}");
 
-    let run = daas(endpoint, &["frobnicate"]).await;
+    let run = daas(&nowhere, &["frobnicate"]).await;
     assert_eq!(run.code, Some(2), "{run:#?}");
 }
 
@@ -395,11 +509,11 @@ async fn usage_errors_exit_2() {
 async fn the_session_password_stays_secret() {
     const PASSWORD: &str = "Tr0ub4dor-and-3";
     let server = TestServer::start(TestOptions::default()).await;
-    let endpoint = server.endpoint();
+    let alice = Caller::user(&server, "alice");
 
     let run = daas_with(
-        &endpoint,
-        &["create", "-v", "--user", "alice", "--session-user", "bob"],
+        &alice,
+        &["create", "-v", "--session-user", "bob"],
         &[("DAAS_SESSION_PASSWORD", PASSWORD)],
         None,
     )
@@ -411,16 +525,14 @@ async fn the_session_password_stays_secret() {
     );
     assert!(run.stdout.contains("terraform| "), "{run:#?}");
     let id = ready_id(&run);
-    let shown = daas(&endpoint, &["show", &id]).await;
+    let shown = daas(&alice, &["show", &id]).await;
     assert!(shown.stdout.contains("session user: bob\n"), "{shown:#?}");
 
     let run = daas_with(
-        &endpoint,
+        &alice,
         &[
             "create",
             "--json",
-            "--user",
-            "alice",
             "--session-user",
             "carol",
             "--password-stdin",
@@ -447,8 +559,8 @@ async fn an_interrupted_create_can_be_watched_to_the_end() {
         ..TestOptions::default()
     })
     .await;
-    let endpoint = server.endpoint();
-    let (child, _) = daas_until(&endpoint, &["create", "--user", "alice"], "PROVISIONING").await;
+    let alice = Caller::user(&server, "alice");
+    let (child, _) = daas_until(&alice, &["create"], "PROVISIONING").await;
     let pid = child.id().expect("daas is running").to_string();
     let killed = Command::new("kill").args(["-INT", &pid]).status().await;
     assert!(killed.is_ok_and(|status| status.success()));
@@ -460,7 +572,7 @@ async fn an_interrupted_create_can_be_watched_to_the_end() {
         .unwrap_or_else(|| panic!("no watch hint: {stderr}"));
     assert!(stderr.starts_with("daas: interrupted"), "{stderr}");
 
-    let watched = daas(&endpoint, &["watch", id]).await;
+    let watched = daas(&alice, &["watch", id]).await;
     assert_eq!(watched.code, Some(0), "{watched:#?}");
     assert_eq!(ready_id(&watched), id);
     server.stop().await;
@@ -473,8 +585,8 @@ async fn a_server_going_away_mid_stream_is_explained() {
         ..TestOptions::default()
     })
     .await;
-    let endpoint = server.endpoint();
-    let (child, _) = daas_until(&endpoint, &["create", "--user", "alice"], "PROVISIONING").await;
+    let alice = Caller::user(&server, "alice");
+    let (child, _) = daas_until(&alice, &["create"], "PROVISIONING").await;
     server.stop().await;
     let (code, stderr) = finish(child).await;
     assert_eq!(code, Some(2), "{stderr}");
@@ -484,4 +596,270 @@ async fn a_server_going_away_mid_stream_is_explained() {
         "{stderr}"
     );
     assert!(stderr.contains("; follow it with: daas watch "), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_endpoint_needs_readable_pem_files() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let alice = Caller::user(&server, "alice");
+    let creds = alice.credentials.clone().expect("alice's credentials");
+    let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_owned();
+    let (ca, cert, key) = (path(&creds.ca), path(&creds.cert), path(&creds.key));
+    let endpoint = server.endpoint();
+    let hint = alice.config_file();
+
+    let run = run(
+        alice.bare_command(&["--endpoint", &endpoint, "--ca", &ca, "--key", &key, "list"]),
+        &["list"],
+        None,
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert_eq!(
+        run.error_line(),
+        format!(
+            "daas: no client certificate: pass --cert FILE, set DAAS_CERT, or set cert in {}",
+            hint.display()
+        )
+    );
+
+    let missing = server.dir().join("nowhere/ca.pem");
+    let args = [
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        missing.to_str().expect("a UTF-8 path"),
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "list",
+    ];
+    let run = run_bare(&alice, &args).await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert_eq!(
+        run.error_line(),
+        format!(
+            "daas: cannot read CA certificate {}: No such file or directory",
+            missing.display()
+        )
+    );
+
+    // The certificate where the key should be.
+    let args = [
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &cert,
+        "list",
+    ];
+    let run = run_bare(&alice, &args).await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert_eq!(
+        run.error_line(),
+        format!("daas: client private key {cert} is not a PEM private key")
+    );
+    server.stop().await;
+}
+
+/// Runs `daas ARGS` as `caller` without its endpoint and TLS files.
+async fn run_bare(caller: &Caller, args: &[&str]) -> Run {
+    run(caller.bare_command(args), args, None).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_from_another_ca_is_refused() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let other = TestServer::start(TestOptions::default()).await;
+    let ours = server.credentials("alice", false);
+    let theirs = other.credentials("alice", false);
+
+    // Our CA, so the server is trusted; a certificate it did not issue.
+    let stranger = Caller::new(
+        &server.endpoint(),
+        Some(Credentials {
+            ca: ours.ca.clone(),
+            ..theirs.clone()
+        }),
+    );
+    let refused = format!(
+        "daas: the server at {} refused the TLS connection: ",
+        server.endpoint()
+    );
+    for args in [&["list"][..], &["show", UNKNOWN_ID], &["create"]] {
+        let run = daas(&stranger, args).await;
+        assert_eq!(run.code, Some(2), "{run:#?}");
+        let line = run.error_line();
+        assert!(line.starts_with(&refused), "{run:#?}");
+        assert!(
+            line.ends_with("; check --cert/--key (issued by the server's CA? expired?)"),
+            "{run:#?}"
+        );
+    }
+
+    // Our certificate, but the other server's CA: the server is not trusted.
+    let wary = Caller::new(
+        &server.endpoint(),
+        Some(Credentials {
+            ca: theirs.ca.clone(),
+            ..ours
+        }),
+    );
+    let run = daas(&wary, &["list"]).await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert!(
+        run.error_line().starts_with(&format!(
+            "daas: cannot verify the server's certificate with CA {}: ",
+            theirs.ca.display()
+        )),
+        "{run:#?}"
+    );
+    other.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_see_and_act_on_their_own_sessions_only() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let alice = Caller::user(&server, "alice");
+    let bob = Caller::user(&server, "bob");
+    let admin = Caller::admin(&server);
+
+    let created = daas(&bob, &["create"]).await;
+    assert_eq!(created.code, Some(0), "{created:#?}");
+    let id = ready_id(&created);
+
+    for command in ["show", "watch", "destroy"] {
+        let run = daas(&alice, &[command, &id]).await;
+        assert_eq!(run.code, Some(2), "{run:#?}");
+        assert!(
+            run.error_line().contains("only your own sessions"),
+            "{run:#?}"
+        );
+        assert!(run.stdout.is_empty(), "{run:#?}");
+    }
+    let listed = daas(&alice, &["list"]).await;
+    assert_eq!(listed.code, Some(0), "{listed:#?}");
+    assert_eq!(listed.stdout, "no sessions\n");
+    let run = daas(&alice, &["list", "--user", "bob"]).await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert!(
+        run.error_line().contains("only your own sessions"),
+        "{run:#?}"
+    );
+    let run = daas(&alice, &["create", "--user", "bob"]).await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert!(run.error_line().contains("only for yourself"), "{run:#?}");
+
+    // An administrator sees and acts on everyone's sessions.
+    let listed = daas(&admin, &["list", "--user", "bob"]).await;
+    assert_eq!(listed.code, Some(0), "{listed:#?}");
+    assert!(listed.stdout.contains(&id), "{listed:#?}");
+    let shown = daas(&admin, &["show", &id]).await;
+    assert!(shown.stdout.contains("user:         bob\n"), "{shown:#?}");
+    let destroyed = daas(&admin, &["destroy", &id]).await;
+    assert_eq!(destroyed.code, Some(0), "{destroyed:#?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limit_says_when_to_retry() {
+    let server = TestServer::start(TestOptions {
+        creates_per_minute: 1,
+        create_burst: 1,
+        ..TestOptions::default()
+    })
+    .await;
+    let alice = Caller::user(&server, "alice");
+    let created = daas(&alice, &["create"]).await;
+    assert_eq!(created.code, Some(0), "{created:#?}");
+    let run = daas(&alice, &["create"]).await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    let line = run.error_line();
+    assert!(line.contains("alice"), "{run:#?}");
+    let (_, retry) = line
+        .rsplit_once("try again in ")
+        .unwrap_or_else(|| panic!("no retry hint: {run:#?}"));
+    assert!(
+        !line.contains("(retry in"),
+        "the hint is said once: {run:#?}"
+    );
+    let secs = retry.strip_suffix(" s").unwrap_or_default();
+    assert!(
+        secs.parse::<u64>().is_ok_and(|s| (1..=60).contains(&s)),
+        "{run:#?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_come_from_the_config_file() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let alice = Caller::user(&server, "alice");
+    let creds = alice.credentials.clone().expect("alice's credentials");
+    // Relative paths are relative to the config file's folder.
+    let folder = alice.config_file().parent().map(Path::to_path_buf);
+    let folder = folder.expect("a config folder");
+    std::fs::create_dir_all(folder.join("tls")).expect("a tls folder");
+    for (from, to) in [
+        (&creds.ca, "tls/ca.pem"),
+        (&creds.cert, "tls/alice.pem"),
+        (&creds.key, "tls/alice.key"),
+    ] {
+        std::fs::copy(from, folder.join(to)).expect("copy a credential");
+    }
+    alice.write_config(&format!(
+        "endpoint = \"{}\"\nca = \"tls/ca.pem\"\ncert = \"tls/alice.pem\"\nkey = \"tls/alice.key\"\n",
+        server.endpoint()
+    ));
+    let listed = run_bare(&alice, &["list"]).await;
+    assert_eq!(listed.code, Some(0), "{listed:#?}");
+    assert_eq!(listed.stdout, "no sessions\n");
+
+    // A flag wins over the file: a CA file that is not there.
+    let listed = run_bare(&alice, &["list", "--ca", "/nonexistent/ca.pem"]).await;
+    assert_eq!(listed.code, Some(2), "{listed:#?}");
+    assert_eq!(
+        listed.error_line(),
+        "daas: cannot read CA certificate /nonexistent/ca.pem: No such file or directory"
+    );
+
+    alice.write_config("endpoint = \"http://127.0.0.1:1\"\ncacert = \"ca.pem\"\n");
+    let run = run_bare(&alice, &["list"]).await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert_eq!(
+        run.error_line(),
+        format!(
+            "daas: unknown key `cacert` in {} (valid keys: endpoint, ca, cert, key)",
+            alice.config_file().display()
+        )
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plaintext_endpoints_ignore_tls_files() {
+    let server = TestServer::start(TestOptions {
+        plaintext: true,
+        ..TestOptions::default()
+    })
+    .await;
+    let nothing = PathBuf::from("/nonexistent/file.pem");
+    let local = Caller::new(
+        &server.endpoint(),
+        Some(Credentials {
+            ca: nothing.clone(),
+            cert: nothing.clone(),
+            key: nothing,
+        }),
+    );
+    assert!(server.endpoint().starts_with("http://"));
+    let listed = daas(&local, &["list"]).await;
+    assert_eq!(listed.code, Some(0), "{listed:#?}");
+    assert_eq!(listed.stdout, "no sessions\n");
+    server.stop().await;
 }

@@ -10,22 +10,19 @@ use crate::follow::follow;
 use crate::password;
 
 pub async fn run(ctx: &Context, args: CreateArgs) -> Result<(), CliError> {
-    let username = args
-        .user
-        .filter(|user| !user.is_empty())
-        .ok_or_else(|| CliError::Usage("no user: pass --user NAME or set USER".to_owned()))?;
     let session_password = password::resolve(args.session_user.as_deref(), args.password_stdin)?;
     let request = CreateSessionRequest {
-        username,
+        // Empty: the caller, as the client certificate names them.
+        username: args.user.unwrap_or_default(),
         session_user: args.session_user.unwrap_or_default(),
         session_password: session_password.unwrap_or_default(),
         template: args.template.unwrap_or_default(),
     };
-    let mut client = connect(&ctx.endpoint).await?;
+    let mut client = connect(&ctx.server).await?;
     let stream = client
         .create_session(request)
         .await
-        .map_err(|status| CliError::from_status(&status, &ctx.endpoint, None))?
+        .map_err(|status| CliError::from_status(&status, &ctx.server, None))?
         .into_inner();
     let session = follow(ctx, stream, None).await?;
     if session.state() == SessionState::Destroyed {

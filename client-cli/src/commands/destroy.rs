@@ -11,7 +11,7 @@ use crate::error::CliError;
 use crate::{json, progress};
 
 pub async fn run(ctx: &Context, id: &str) -> Result<(), CliError> {
-    let mut client = connect(&ctx.endpoint).await?;
+    let mut client = connect(&ctx.server).await?;
     let request = DestroySessionRequest {
         session_id: id.to_owned(),
     };
@@ -30,7 +30,7 @@ pub async fn run(ctx: &Context, id: &str) -> Result<(), CliError> {
                 message: status.message().to_owned(),
             });
         }
-        Err(status) => return Err(CliError::from_status(&status, &ctx.endpoint, Some(id))),
+        Err(status) => return Err(CliError::from_status(&status, &ctx.server, Some(id))),
     };
     if ctx.json {
         json::print(&json::session(&session))

@@ -15,7 +15,7 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
         Some(label) => parse_state(label)?,
         None => SessionState::Unspecified,
     };
-    let mut client = connect(&ctx.endpoint).await?;
+    let mut client = connect(&ctx.server).await?;
     let request = ListSessionsRequest {
         username: args.user.unwrap_or_default(),
         state: state as i32,
@@ -23,7 +23,7 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
     let sessions = client
         .list_sessions(request)
         .await
-        .map_err(|status| CliError::from_status(&status, &ctx.endpoint, None))?
+        .map_err(|status| CliError::from_status(&status, &ctx.server, None))?
         .into_inner()
         .sessions;
     if ctx.json {

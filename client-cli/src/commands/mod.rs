@@ -11,13 +11,16 @@ use std::io::Write;
 use daas_api::v1::{Session, SessionState};
 
 use crate::cli::{Cli, Command};
+use crate::connect;
 use crate::error::CliError;
 use crate::render;
+use crate::settings::{self, Settings};
 
 /// The global options every command needs.
 #[derive(Debug)]
 pub struct Context {
-    pub endpoint: String,
+    /// The server and the TLS files to reach it with.
+    pub server: Settings,
     pub json: bool,
     pub verbose: bool,
 }
@@ -25,16 +28,21 @@ pub struct Context {
 /// Runs the command given on the command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let ctx = Context {
-        endpoint: cli.endpoint,
+        server: settings::load(cli.settings())?,
         json: cli.json,
         verbose: cli.verbose,
     };
-    match cli.command {
+    let result = match cli.command {
         Command::Create(args) => create::run(&ctx, args).await,
         Command::Watch(args) => watch::run(&ctx, &args.id).await,
         Command::List(args) => list::run(&ctx, args).await,
         Command::Show(args) => show::run(&ctx, &args.id).await,
         Command::Destroy(args) => destroy::run(&ctx, &args.id).await,
+    };
+    match result {
+        // Possibly a client certificate the server refused after the handshake.
+        Err(err @ CliError::Disconnected { .. }) => Err(connect::explain(&ctx.server, err).await),
+        other => other,
     }
 }
 

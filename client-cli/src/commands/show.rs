@@ -10,14 +10,14 @@ use crate::error::CliError;
 use crate::{json, render};
 
 pub async fn run(ctx: &Context, id: &str) -> Result<(), CliError> {
-    let mut client = connect(&ctx.endpoint).await?;
+    let mut client = connect(&ctx.server).await?;
     let request = GetSessionRequest {
         session_id: id.to_owned(),
     };
     let session = client
         .get_session(request)
         .await
-        .map_err(|status| CliError::from_status(&status, &ctx.endpoint, Some(id)))?
+        .map_err(|status| CliError::from_status(&status, &ctx.server, Some(id)))?
         .into_inner();
     if ctx.json {
         json::print(&json::session(&session))

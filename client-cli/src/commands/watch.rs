@@ -8,14 +8,14 @@ use crate::error::CliError;
 use crate::follow::follow;
 
 pub async fn run(ctx: &Context, id: &str) -> Result<(), CliError> {
-    let mut client = connect(&ctx.endpoint).await?;
+    let mut client = connect(&ctx.server).await?;
     let request = WatchSessionRequest {
         session_id: id.to_owned(),
     };
     let stream = client
         .watch_session(request)
         .await
-        .map_err(|status| CliError::from_status(&status, &ctx.endpoint, Some(id)))?
+        .map_err(|status| CliError::from_status(&status, &ctx.server, Some(id)))?
         .into_inner();
     let session = follow(ctx, stream, Some(id)).await?;
     if session.state() == SessionState::Destroyed && !ctx.json {
