@@ -5,7 +5,7 @@ use std::{env, fs, path::PathBuf};
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["daas/v1/desktop.proto"];
+const PROTOS: &[&str] = &["daas/v1/desktop.proto", "daas/v1/agent.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");

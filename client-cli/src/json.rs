@@ -72,6 +72,15 @@ pub fn event(e: &SessionEvent) -> Value {
                     }),
                 );
             }
+            Some(Kind::IdleWarning(warning)) => {
+                fields.insert(
+                    "idle_warning".into(),
+                    json!({
+                        "reap_at": rfc3339_millis(warning.reap_at.as_ref()),
+                        "reason": warning.reason,
+                    }),
+                );
+            }
             None => {}
         }
         if let Some(s) = &e.session {

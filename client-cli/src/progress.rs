@@ -58,6 +58,9 @@ impl Progress {
             Some(Kind::Output(output)) if self.verbose => {
                 self.line(&render::output_line(tool_name(output.tool()), &output.text))?;
             }
+            Some(Kind::IdleWarning(warning)) => {
+                self.line(&format!("! {}", warning.reason))?;
+            }
             Some(Kind::Output(_)) | None => {}
         }
         Ok(())

@@ -235,6 +235,7 @@ impl SessionRecord {
                 stage: *stage as i32,
                 reason: reason.clone(),
             }),
+            activity: None,
         }
     }
 }
