@@ -37,6 +37,15 @@ pub fn session(s: &Session) -> Value {
             "stage": state(f.stage()),
             "reason": f.reason,
         })),
+        "activity": s.activity.as_ref().map(|a| json!({
+            "last_report_at": rfc3339_millis(a.last_report_at.as_ref()),
+            "last_input_at": rfc3339_millis(a.last_input_at.as_ref()),
+            "rdp_clients": a.rdp_clients,
+            "users": a.users,
+            "agent_version": non_empty(&a.agent_version),
+            "reap_at": rfc3339_millis(a.reap_at.as_ref()),
+            "reap_reason": non_empty(&a.reap_reason),
+        })),
     })
 }
 
@@ -154,6 +163,7 @@ pub(crate) mod tests {
             updated_at: ts(1_700_000_090),
             ready_at: ts(1_700_000_090),
             failure: None,
+            activity: None,
         }
     }
 
@@ -261,6 +271,7 @@ pub(crate) mod tests {
                 "updated_at": "2023-11-14T22:14:50.000Z",
                 "ready_at": "2023-11-14T22:14:50.000Z",
                 "failure": null,
+                "activity": null,
             })
         );
     }

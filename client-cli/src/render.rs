@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use daas_api::v1::{Session, SessionState};
+use daas_api::v1::{Activity, Session, SessionState};
 
 use crate::timestamps::{rfc3339_seconds, since, system_time};
 
@@ -178,10 +178,44 @@ pub fn session_details(s: &Session, now: SystemTime) -> String {
         let (stage, reason) = failure(s);
         fields.push(("failure", format!("in {stage}: {reason}")));
     }
+    if let Some(activity) = &s.activity {
+        fields.push(("alive", why_alive(activity, now)));
+    }
     fields
         .into_iter()
         .map(|(name, value)| format!("{:<14}{value}\n", format!("{name}:")))
         .collect()
+}
+
+/// One line a person reads: the activity the agent saw and when (and
+/// why) the reaper will destroy the desktop.
+pub fn why_alive(a: &Activity, now: SystemTime) -> String {
+    let ago = |ts: Option<&prost_types::Timestamp>| {
+        system_time(ts).map(|t| format!("{} ago", age(since(t, now))))
+    };
+    let seen = match (
+        ago(a.last_input_at.as_ref()),
+        ago(a.last_report_at.as_ref()),
+    ) {
+        (Some(input), Some(report)) => {
+            let clients = match a.rdp_clients {
+                1 => "1 RDP client".to_owned(),
+                n => format!("{n} RDP clients"),
+            };
+            format!("last input {input}, {clients}, last report {report}")
+        }
+        _ => "no report from the desktop's agent yet".to_owned(),
+    };
+    let until = |ts: Option<&prost_types::Timestamp>| {
+        system_time(ts).map(|t| match t.duration_since(now) {
+            Ok(left) => format!("in {}", age(left)),
+            Err(_) => "now".to_owned(),
+        })
+    };
+    match until(a.reap_at.as_ref()) {
+        Some(when) => format!("{seen}; reaped {when} unless used ({})", a.reap_reason),
+        None => seen,
+    }
 }
 
 fn dash(s: &str) -> &str {
@@ -298,5 +332,44 @@ mod tests {
         assert!(text.contains("state:        FAILED\n"));
         assert!(text.contains("failure:      in BOOTING: SSH timed out\n"));
         assert_eq!(failure(&s), ("BOOTING", "SSH timed out".to_owned()));
+    }
+
+    #[test]
+    fn why_alive_reads_as_one_line() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000);
+        let at = |secs: i64| {
+            Some(prost_types::Timestamp {
+                seconds: secs,
+                nanos: 0,
+            })
+        };
+        let activity = Activity {
+            last_report_at: at(9_990),
+            last_input_at: at(9_820),
+            rdp_clients: 1,
+            users: vec!["alice".into()],
+            agent_version: "0.1.0".into(),
+            reap_at: at(11_620),
+            reap_reason: "idle_timeout 30m: no input since 02:43 UTC".into(),
+        };
+        assert_eq!(
+            why_alive(&activity, now),
+            format!(
+                "last input {} ago, 1 RDP client, last report {} ago; reaped in {} unless used \
+                 (idle_timeout 30m: no input since 02:43 UTC)",
+                age(Duration::from_secs(180)),
+                age(Duration::from_secs(10)),
+                age(Duration::from_secs(1_620))
+            )
+        );
+        let silent = Activity {
+            reap_at: at(10_300),
+            reap_reason: "agent_lost_timeout 10m: the agent never reported".into(),
+            ..Activity::default()
+        };
+        assert!(
+            why_alive(&silent, now)
+                .starts_with("no report from the desktop's agent yet; reaped in")
+        );
     }
 }

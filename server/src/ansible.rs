@@ -35,6 +35,18 @@ pub struct PlaybookVars<'a> {
     /// The AD join account's password, when a domain is configured.
     pub ad_join_password: Option<&'a str>,
     pub vm: &'a VmOutputs,
+    /// What the in-VM agent needs, when agents are configured.
+    pub agent: Option<&'a AgentVars>,
+}
+
+/// The agent's endpoint, binary and this session's credential.
+pub struct AgentVars {
+    pub endpoint: String,
+    pub tls_server_name: Option<String>,
+    pub binary: Option<std::path::PathBuf>,
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 /// Removes a file when dropped, whatever happened in between.
@@ -141,6 +153,20 @@ impl Ansible<'_> {
         }
         if let Some(password) = vars.ad_join_password {
             map.insert("ad_join_password".into(), json!(password));
+        }
+        if let Some(agent) = vars.agent {
+            for (key, value) in [
+                ("daas_agent_endpoint", json!(agent.endpoint)),
+                ("daas_agent_tls_server_name", json!(agent.tls_server_name)),
+                ("daas_agent_ca_pem", json!(agent.ca_pem)),
+                ("daas_agent_cert_pem", json!(agent.cert_pem)),
+                ("daas_agent_key_pem", json!(agent.key_pem)),
+            ] {
+                map.insert(key.into(), value);
+            }
+            if let Some(binary) = &agent.binary {
+                map.insert("daas_agent_binary".into(), json!(binary));
+            }
         }
         serde_json::to_vec(&Value::Object(map)).unwrap_or_default()
     }

@@ -42,6 +42,27 @@ pub struct Config {
     pub tls: Tls,
     pub auth: Auth,
     pub secrets: Secrets,
+    pub agent: Agent,
+    pub policies: crate::policy::Policies,
+    /// How often the reaper looks at READY sessions.
+    pub reaper_interval: Duration,
+}
+
+/// The in-VM agent: how it reaches the server and how it is credentialed.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// URL the agent inside a VM calls (e.g. https://10.0.2.2:50051); None:
+    /// desktops get no agent credentials and report nothing.
+    pub endpoint: Option<String>,
+    /// Name the agent checks in the server's certificate, when the
+    /// endpoint is an address the certificate does not name.
+    pub tls_server_name: Option<String>,
+    /// The daas-agent binary the playbook installs.
+    pub binary: Option<PathBuf>,
+    /// Key of the CA (`tls.ca`) that signs per-session agent certificates.
+    pub ca_key: PathBuf,
+    /// How often agents report.
+    pub report_interval: Duration,
 }
 
 /// Transport security of the gRPC port.
@@ -223,6 +244,38 @@ struct Raw {
     tls: RawTls,
     auth: Auth,
     secrets: RawSecrets,
+    agent: RawAgent,
+    policy: RawPolicy,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    endpoint: String,
+    tls_server_name: String,
+    binary: Option<RelativePathBuf>,
+    ca_key: Option<RelativePathBuf>,
+    #[serde(with = "humantime_serde")]
+    report_interval: Duration,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(with = "humantime_serde")]
+    idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    disconnected_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    max_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    agent_lost_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    warning: Duration,
+    #[serde(with = "humantime_serde")]
+    reaper_interval: Duration,
+    #[serde(default)]
+    templates: BTreeMap<String, crate::policy::PolicyOverride>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -335,6 +388,25 @@ impl Default for Raw {
             },
             auth: Auth::default(),
             secrets: RawSecrets::default(),
+            agent: RawAgent {
+                endpoint: String::new(),
+                tls_server_name: String::new(),
+                binary: None,
+                ca_key: None,
+                report_interval: Duration::from_secs(30),
+            },
+            policy: {
+                let p = crate::policy::Policy::default();
+                RawPolicy {
+                    idle_timeout: p.idle_timeout,
+                    disconnected_timeout: p.disconnected_timeout,
+                    max_lifetime: p.max_lifetime,
+                    agent_lost_timeout: p.agent_lost_timeout,
+                    warning: p.warning,
+                    reaper_interval: Duration::from_secs(15),
+                    templates: BTreeMap::new(),
+                }
+            },
         }
     }
 }
@@ -353,6 +425,8 @@ const SECTIONS: &[&str] = &[
     "tls",
     "auth",
     "secrets",
+    "agent",
+    "policy",
 ];
 
 /// Reads one secret from the file or the environment variable named.
@@ -596,7 +670,60 @@ impl Config {
             tls
         };
         let secrets = load_secrets(&raw.secrets)?;
+        let policy = &raw.policy;
+        for (key, value) in [
+            ("policy.idle_timeout", policy.idle_timeout),
+            ("policy.disconnected_timeout", policy.disconnected_timeout),
+            ("policy.max_lifetime", policy.max_lifetime),
+            ("policy.agent_lost_timeout", policy.agent_lost_timeout),
+            ("policy.reaper_interval", policy.reaper_interval),
+            ("agent.report_interval", raw.agent.report_interval),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+        }
+        let agent_endpoint = Some(raw.agent.endpoint.clone()).filter(|e| !e.is_empty());
+        if let Some(endpoint) = &agent_endpoint
+            && !endpoint.starts_with("https://")
+            && !endpoint.starts_with("http://")
+        {
+            return Err(invalid(
+                "agent.endpoint",
+                "must be a URL such as https://10.0.2.2:50051",
+            ));
+        }
+        let ca_key = match (&raw.agent.ca_key, &tls) {
+            (Some(key), _) => path(key),
+            (None, Tls::Mutual { ca, .. }) => ca.with_file_name("ca-key.pem"),
+            (None, Tls::Plaintext) => data_dir.join("pki").join("ca-key.pem"),
+        };
+        let agent = Agent {
+            endpoint: agent_endpoint,
+            tls_server_name: Some(raw.agent.tls_server_name.clone()).filter(|s| !s.is_empty()),
+            binary: raw
+                .agent
+                .binary
+                .as_ref()
+                .filter(|b| !b.original().as_os_str().is_empty())
+                .map(path),
+            ca_key,
+            report_interval: raw.agent.report_interval,
+        };
+        let policies = crate::policy::Policies {
+            default: crate::policy::Policy {
+                idle_timeout: policy.idle_timeout,
+                disconnected_timeout: policy.disconnected_timeout,
+                max_lifetime: policy.max_lifetime,
+                agent_lost_timeout: policy.agent_lost_timeout,
+                warning: policy.warning,
+            },
+            templates: raw.policy.templates.clone(),
+        };
         Ok(Config {
+            agent,
+            policies,
+            reaper_interval: raw.policy.reaper_interval,
             listen,
             tls,
             auth: raw.auth,

@@ -5,6 +5,7 @@
 //! ([`ansible`]), every tool through [`tool`]; the [`service`] streams the
 //! session's events to callers.
 
+pub mod agent_api;
 pub mod ansible;
 pub mod auth;
 pub mod boot;
@@ -13,6 +14,8 @@ pub mod error;
 pub mod limits;
 pub mod pipeline;
 pub mod pki;
+pub mod policy;
+pub mod reaper;
 pub mod serve;
 pub mod service;
 pub mod sshkey;

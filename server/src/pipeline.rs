@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    ansible::{Ansible, AnsibleError, PlaybookVars},
+    ansible::{AgentVars, Ansible, AnsibleError, PlaybookVars},
     boot::{self, BootError},
     config::Config,
     error::Error,
@@ -36,6 +36,8 @@ enum StageError {
     Ansible(#[from] AnsibleError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot issue the agent's certificate: {0}")]
+    AgentCredential(#[from] crate::pki::PkiError),
 }
 
 impl StageError {
@@ -66,6 +68,8 @@ struct Inner {
     config: Arc<Config>,
     store: Store,
     ssh_public_key: String,
+    /// Signs per-session agent certificates; None: no agents.
+    agent_ca: Option<crate::pki::Ca>,
     permits: Semaphore,
     running: Mutex<HashMap<String, Running>>,
     destroy_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -74,13 +78,19 @@ struct Inner {
 }
 
 impl Pipeline {
-    pub fn new(config: Arc<Config>, store: Store, ssh_public_key: String) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        ssh_public_key: String,
+        agent_ca: Option<crate::pki::Ca>,
+    ) -> Self {
         let permits = Semaphore::new(config.limits.max_parallel_provisions);
         Pipeline {
             inner: Arc::new(Inner {
                 config,
                 store,
                 ssh_public_key,
+                agent_ca,
                 permits,
                 running: Mutex::new(HashMap::new()),
                 destroy_locks: Mutex::new(HashMap::new()),
@@ -274,6 +284,13 @@ impl Pipeline {
             config: &config.ansible,
             ssh: &config.ssh,
         };
+        let agent = self.agent_vars(id)?;
+        // Never in an event, should a tool print the agent's key.
+        let key_lines = agent
+            .as_ref()
+            .map(|a| a.key_pem.as_str())
+            .unwrap_or_default();
+        let log = &log.with_secrets(key_lines.lines().filter(|l| l.len() > 16));
         let playbook_vars = PlaybookVars {
             session_id: id,
             username: &record.username,
@@ -282,6 +299,7 @@ impl Pipeline {
             session_password: password,
             ad_join_password: config.secrets.ad_join_password.as_ref().map(|s| s.expose()),
             vm: &outputs.vm,
+            agent: agent.as_ref(),
         };
         ansible
             .configure(&session_dir, &playbook_vars, log, cancel)
@@ -300,6 +318,33 @@ impl Pipeline {
             )
             .await?;
         Ok(())
+    }
+
+    /// The agent's settings and a certificate for session `id` alone,
+    /// valid a day longer than the longest a desktop may live.
+    fn agent_vars(&self, id: &str) -> Result<Option<AgentVars>, StageError> {
+        let config = &self.inner.config;
+        let (Some(endpoint), Some(ca)) = (&config.agent.endpoint, &self.inner.agent_ca) else {
+            return Ok(None);
+        };
+        let longest = config
+            .policies
+            .templates
+            .values()
+            .filter_map(|o| o.max_lifetime)
+            .chain([config.policies.default.max_lifetime])
+            .max()
+            .unwrap_or_default();
+        let days = u32::try_from(longest.as_secs() / 86_400 + 1).unwrap_or(u32::MAX);
+        let issued = ca.issue_agent(id, &crate::pki::Validity::days(days))?;
+        Ok(Some(AgentVars {
+            endpoint: endpoint.clone(),
+            tls_server_name: config.agent.tls_server_name.clone(),
+            binary: config.agent.binary.clone(),
+            ca_pem: ca.cert_pem().to_string(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+        }))
     }
 
     /// Destroys what a failed stage left, then marks the session FAILED.
@@ -381,16 +426,30 @@ impl Pipeline {
     /// removes its directory. Idempotent; concurrent calls share one run.
     /// Runs in its own task, so a caller that goes away does not stop it.
     pub async fn destroy(&self, id: &str) -> Result<SessionRecord, Error> {
+        self.destroy_in_task(id, None).await
+    }
+
+    /// Like [`Pipeline::destroy`], recording `reason` (e.g. the reaper's)
+    /// in the DESTROYING event.
+    pub async fn destroy_because(&self, id: &str, reason: String) -> Result<SessionRecord, Error> {
+        self.destroy_in_task(id, Some(reason)).await
+    }
+
+    async fn destroy_in_task(
+        &self,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<SessionRecord, Error> {
         let this = self.clone();
         let id = id.to_string();
         let task = self
             .inner
             .tasks
-            .spawn(async move { this.destroy_now(&id).await });
+            .spawn(async move { this.destroy_now(&id, reason).await });
         task.await.map_err(|_| Error::ShuttingDown)?
     }
 
-    async fn destroy_now(&self, id: &str) -> Result<SessionRecord, Error> {
+    async fn destroy_now(&self, id: &str, reason: Option<String>) -> Result<SessionRecord, Error> {
         let lock = {
             let mut locks = self
                 .inner
@@ -413,7 +472,7 @@ impl Pipeline {
             .transition(
                 id,
                 SessionState::Destroying,
-                format!("destroying VM {}", record.vm_name),
+                reason.unwrap_or_else(|| format!("destroying VM {}", record.vm_name)),
                 None,
             )
             .await?;
@@ -473,7 +532,7 @@ impl Pipeline {
         }
         tracing::info!(session = %id, state = record.state.label(), "cleaning up after a restart");
         if record.state == SessionState::Destroying {
-            if let Err(err) = self.destroy_now(&id).await {
+            if let Err(err) = self.destroy_now(&id, None).await {
                 tracing::warn!(session = %id, error = %err, "destroy after restart failed");
             }
             return;

@@ -4,13 +4,17 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use daas_api::v1::{FILE_DESCRIPTOR_SET, desktop_service_server::DesktopServiceServer};
+use daas_api::v1::{
+    FILE_DESCRIPTOR_SET, agent_service_server::AgentServiceServer,
+    desktop_service_server::DesktopServiceServer,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::{
+    agent_api::AgentApi,
     auth::{AuthLayer, Policy},
     config::{Config, Tls},
     pipeline::Pipeline,
@@ -60,6 +64,18 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, StartError> {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// The CA that signs agent certificates, when agents are configured.
+fn agent_ca(config: &Config) -> Result<Option<pki::Ca>, StartError> {
+    if config.agent.endpoint.is_none() {
+        return Ok(None);
+    }
+    let Tls::Mutual { ca, .. } = &config.tls else {
+        tracing::warn!("agent.endpoint is set but TLS is off: desktops get no agent credential");
+        return Ok(None);
+    };
+    Ok(Some(pki::Ca::load(ca, &config.agent.ca_key)?))
 }
 
 /// The TLS settings of the port, creating the dev PKI first if asked.
@@ -138,7 +154,8 @@ impl BoundServer {
             source,
         })?;
         let config = Arc::new(config);
-        let pipeline = Pipeline::new(config.clone(), store.clone(), ssh_public_key);
+        let agent_ca = agent_ca(&config)?;
+        let pipeline = Pipeline::new(config.clone(), store.clone(), ssh_public_key, agent_ca);
         Ok(BoundServer {
             listener,
             tls,
@@ -173,6 +190,9 @@ impl BoundServer {
         health_reporter
             .set_serving::<DesktopServiceServer<DesktopApi>>()
             .await;
+        health_reporter
+            .set_serving::<AgentServiceServer<AgentApi>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -187,6 +207,16 @@ impl BoundServer {
             self.pipeline.clone(),
         );
         let desktop = DesktopServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES);
+        let agents = AgentServiceServer::new(AgentApi {
+            config: self.config.clone(),
+            store: self.store.clone(),
+        })
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+        let reaper = tokio::spawn(crate::reaper::run(
+            self.config.clone(),
+            self.store.clone(),
+            self.pipeline.clone(),
+        ));
         let pipeline = self.pipeline.clone();
         let stop = async move {
             shutdown.await;
@@ -214,9 +244,11 @@ impl BoundServer {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(desktop)
+            .add_service(agents)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop)
             .await?;
         self.pipeline.shutdown(SHUTDOWN_GRACE).await;
+        let _ = reaper.await;
         Ok(())
     }
 }

@@ -69,6 +69,15 @@ impl DesktopApi {
     }
 }
 
+impl DesktopApi {
+    /// A session as callers see it, with why it is alive.
+    fn view(&self, record: &SessionRecord) -> daas_api::v1::Session {
+        let mut session = record.to_proto();
+        session.activity = crate::reaper::why_alive(&self.config, record);
+        session
+    }
+}
+
 /// The user a create is for: the caller, or anyone for an administrator.
 fn create_owner(caller: &Caller, requested: String) -> Result<String, Error> {
     match (caller.user(), requested.is_empty()) {
@@ -252,7 +261,7 @@ impl DesktopService for DesktopApi {
         let caller = Caller::of(&request)?;
         let id = request.into_inner().session_id;
         let record = self.session_for(&caller, &id, "get").await?;
-        Ok(Response::new(record.to_proto()))
+        Ok(Response::new(self.view(&record)))
     }
 
     async fn list_sessions(
@@ -287,7 +296,7 @@ impl DesktopService for DesktopApi {
             .await
             .map_err(Error::from)?
             .iter()
-            .map(|r| r.to_proto())
+            .map(|r| self.view(r))
             .collect();
         Ok(Response::new(ListSessionsResponse { sessions }))
     }

@@ -11,7 +11,8 @@ use std::{
 };
 
 use daas_api::v1::{
-    Failure, OutputLine, Session, SessionEvent, SessionState, StageChange, session_event::Kind,
+    Failure, IdleWarning, OutputLine, Session, SessionEvent, SessionState, StageChange,
+    session_event::Kind,
 };
 use prost::Message;
 use rand::Rng;
@@ -80,7 +81,8 @@ impl<T> Context<T> for Result<T, rusqlite::Error> {
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts them.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sessions (
     id               TEXT PRIMARY KEY,
     username         TEXT NOT NULL,
@@ -111,7 +113,41 @@ CREATE TABLE events (
     body       BLOB NOT NULL,
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+ALTER TABLE sessions ADD COLUMN last_report_ms INTEGER;
+ALTER TABLE sessions ADD COLUMN last_input_ms INTEGER;
+ALTER TABLE sessions ADD COLUMN last_connected_ms INTEGER;
+ALTER TABLE sessions ADD COLUMN rdp_clients INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN logged_in TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE sessions ADD COLUMN agent_version TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN warned_reap_ms INTEGER;
+"#,
+];
+
+/// What the in-VM agent last reported, kept in the store so a restart of
+/// the server resets nobody's idle clock.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActivityRecord {
+    pub last_report_ms: Option<i64>,
+    pub last_input_ms: Option<i64>,
+    /// The last report that saw an RDP client connected.
+    pub last_connected_ms: Option<i64>,
+    pub rdp_clients: u32,
+    pub users: Vec<String>,
+    pub agent_version: String,
+    /// The reaping time announced by the last IDLE_WARNING, while it holds.
+    pub warned_reap_ms: Option<i64>,
+}
+
+/// One report of the agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentReport {
+    pub idle_ms: i64,
+    pub rdp_clients: u32,
+    pub users: Vec<String>,
+    pub agent_version: String,
+}
 
 /// A session row, as the server works with it.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +165,7 @@ pub struct SessionRecord {
     pub created_ms: i64,
     pub updated_ms: i64,
     pub ready_ms: Option<i64>,
+    pub activity: ActivityRecord,
 }
 
 /// What the Terraform module reported about the VM.
@@ -164,7 +201,8 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn timestamp(ms: i64) -> prost_types::Timestamp {
+/// A time in ms since the epoch as a protobuf timestamp.
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
@@ -185,7 +223,8 @@ fn state_from_db(value: i32) -> SessionState {
 
 const SESSION_COLUMNS: &str = "id, username, session_user, template, state, slot, vm_name, \
      vm_id, ssh_host, ssh_port, rdp_host, rdp_port, failure_stage, failure_reason, child_pgid, \
-     created_ms, updated_ms, ready_ms";
+     created_ms, updated_ms, ready_ms, last_report_ms, last_input_ms, last_connected_ms, \
+     rdp_clients, logged_in, agent_version, warned_reap_ms";
 
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     let failure_stage: i32 = row.get(12)?;
@@ -210,6 +249,15 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         created_ms: row.get(15)?,
         updated_ms: row.get(16)?,
         ready_ms: row.get(17)?,
+        activity: ActivityRecord {
+            last_report_ms: row.get(18)?,
+            last_input_ms: row.get(19)?,
+            last_connected_ms: row.get(20)?,
+            rdp_clients: row.get(21)?,
+            users: serde_json::from_str(&row.get::<_, String>(22)?).unwrap_or_default(),
+            agent_version: row.get(23)?,
+            warned_reap_ms: row.get(24)?,
+        },
     })
 }
 
@@ -530,6 +578,82 @@ impl Store {
         .await
     }
 
+    /// Records an agent's report: the activity and when it came.
+    pub async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| {
+            let now = now_ms();
+            let users = serde_json::to_string(&report.users).unwrap_or_else(|_| "[]".into());
+            conn.execute(
+                "UPDATE sessions SET last_report_ms = ?2, last_input_ms = ?3, \
+                 last_connected_ms = CASE WHEN ?4 > 0 THEN ?2 ELSE last_connected_ms END, \
+                 rdp_clients = ?4, logged_in = ?5, agent_version = ?6 WHERE id = ?1",
+                params![
+                    id,
+                    now,
+                    now.saturating_sub(report.idle_ms.max(0)),
+                    report.rdp_clients,
+                    users,
+                    report.agent_version
+                ],
+            )
+            .context("recording activity")?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records an IDLE_WARNING event and remembers the announced time.
+    pub async fn idle_warning(
+        &self,
+        id: &str,
+        reap_at_ms: i64,
+        reason: String,
+    ) -> Result<SessionEvent, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, live| {
+            let tx = conn.transaction().context("starting a transaction")?;
+            let (state, stage_started) = current_stage(&tx, &id)?;
+            let now = now_ms();
+            tx.execute(
+                "UPDATE sessions SET warned_reap_ms = ?2 WHERE id = ?1",
+                params![id, reap_at_ms],
+            )
+            .context("recording a warning")?;
+            let event = SessionEvent {
+                session_id: id.clone(),
+                sequence: next_sequence(&tx, &id)?,
+                time: Some(timestamp(now)),
+                state,
+                stage_elapsed: Some(duration(now - stage_started)),
+                kind: Some(Kind::IdleWarning(IdleWarning {
+                    reap_at: Some(timestamp(reap_at_ms)),
+                    reason,
+                })),
+                session: None,
+            };
+            insert_event(&tx, &event)?;
+            tx.commit().context("committing a warning")?;
+            let _ = live.send(event.clone());
+            Ok(event)
+        })
+        .await
+    }
+
+    /// Forgets a warning whose reason went away (the desktop is used again).
+    pub async fn clear_warning(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| {
+            conn.execute(
+                "UPDATE sessions SET warned_reap_ms = NULL WHERE id = ?1",
+                [id],
+            )
+            .context("clearing a warning")?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Frees the session's slot once its VM is known to be gone.
     pub async fn release_slot(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_string();
@@ -805,6 +929,49 @@ mod tests {
         assert_eq!(
             record.failure,
             Some((SessionState::Provisioning, "boom".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn activity_and_warnings_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let store = Store::open(&path).unwrap();
+        let (s, _) = store
+            .create_session_unlimited(new_session("alice"))
+            .await
+            .unwrap();
+        let report = |clients| AgentReport {
+            idle_ms: 60_000,
+            rdp_clients: clients,
+            users: vec!["alice".into()],
+            agent_version: "0.1.0".into(),
+        };
+        store.record_activity(&s.id, report(1)).await.unwrap();
+        let first = store.get(&s.id).await.unwrap().unwrap().activity;
+        store.record_activity(&s.id, report(0)).await.unwrap();
+        store.idle_warning(&s.id, 123, "idle".into()).await.unwrap();
+        let store = Store::open(&path).unwrap();
+        let a = store.get(&s.id).await.unwrap().unwrap().activity;
+        assert_eq!(a.users, ["alice"]);
+        assert_eq!(a.rdp_clients, 0);
+        assert_eq!(
+            a.last_connected_ms, first.last_connected_ms,
+            "kept from the report with a client"
+        );
+        let (report_ms, input_ms) = (a.last_report_ms.unwrap(), a.last_input_ms.unwrap());
+        assert_eq!(report_ms - input_ms, 60_000);
+        assert_eq!(a.warned_reap_ms, Some(123));
+        store.clear_warning(&s.id).await.unwrap();
+        assert_eq!(
+            store
+                .get(&s.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .activity
+                .warned_reap_ms,
+            None
         );
     }
 

@@ -83,6 +83,17 @@ impl SessionLog {
         }
     }
 
+    /// The same log, masking `more` too.
+    pub fn with_secrets<'a>(&self, more: impl IntoIterator<Item = &'a str>) -> SessionLog {
+        let mut log = self.clone();
+        log.secrets.extend(
+            more.into_iter()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
+        log
+    }
+
     /// Masks every secret in `text`.
     pub fn redact(&self, text: &str) -> String {
         self.secrets

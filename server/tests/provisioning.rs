@@ -80,13 +80,21 @@ async fn a_create_goes_through_every_stage_in_order() {
             .exists()
     );
 
-    let got = client
+    let mut got = client
         .get_session(GetSessionRequest {
             session_id: session.id.clone(),
         })
         .await
         .unwrap()
         .into_inner();
+    let activity = got
+        .activity
+        .take()
+        .expect("a READY session says why it is alive");
+    assert!(
+        activity.reap_reason.contains("agent_lost_timeout"),
+        "{activity:?}"
+    );
     assert_eq!(got, session);
     server.stop().await;
 }

@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use daas_api::v1::{GetSessionRequest, SessionState, session_event::Kind};
-use daas_server::testkit::{TestOptions, write_config};
+use daas_api::v1::{ReportActivityRequest, agent_service_client::AgentServiceClient};
+use daas_server::{
+    pki::{Ca, Validity},
+    testkit::{Credentials, TestOptions, channel, write_config},
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_killed_mid_provisioning_cleans_up_at_restart() {
@@ -26,6 +30,39 @@ async fn a_server_killed_mid_provisioning_cleans_up_at_restart() {
     let ready = create(&mut client, request("alice")).await;
     let ready_session = ready.last().unwrap().session.clone().unwrap();
     assert_eq!(ready_session.state(), SessionState::Ready);
+
+    // Its agent reports 100 s without input: the idle clock lives in the store.
+    let pki = dir.path().join("pki");
+    let ca = Ca::load(&pki.join("ca.pem"), &pki.join("ca-key.pem")).unwrap();
+    let issued = ca
+        .issue_agent(&ready_session.id, &Validity::days(1))
+        .unwrap();
+    std::fs::write(dir.path().join("agent.pem"), issued.cert_pem).unwrap();
+    std::fs::write(dir.path().join("agent-key.pem"), issued.key_pem).unwrap();
+    let agent_creds = Credentials {
+        ca: pki.join("ca.pem"),
+        cert: dir.path().join("agent.pem"),
+        key: dir.path().join("agent-key.pem"),
+    };
+    let mut agent = AgentServiceClient::new(channel(&endpoint, Some(&agent_creds)).await.unwrap());
+    agent
+        .report_activity(ReportActivityRequest {
+            session_id: ready_session.id.clone(),
+            idle_seconds: 100,
+            rdp_clients: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let before = client
+        .get_session(GetSessionRequest {
+            session_id: ready_session.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .activity
+        .unwrap();
 
     // Another, killed in the middle of `terraform apply`.
     let mut stream = client
@@ -73,13 +110,19 @@ async fn a_server_killed_mid_provisioning_cleans_up_at_restart() {
     assert!(!dir.path().join("data/sessions").join(&id).exists());
 
     // Nothing else was lost.
-    let after = client
+    let mut after = client
         .get_session(GetSessionRequest {
             session_id: ready_session.id.clone(),
         })
         .await
         .unwrap()
         .into_inner();
+    let activity = after.activity.take().unwrap();
+    assert_eq!(
+        activity.last_input_at, before.last_input_at,
+        "the restart kept the idle clock"
+    );
+    assert_eq!(activity.reap_at, before.reap_at);
     assert_eq!(after, ready_session, "a READY session stays READY");
     assert_eq!(watch(&mut client, &ready_session.id).await, ready);
 

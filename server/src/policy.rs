@@ -1,0 +1,348 @@
+//! When a READY desktop is destroyed, and why: idle (no keyboard or mouse
+//! input), disconnected (no RDP client), too old, or its agent silent. A
+//! pure function of the policy, the session's clock and the time, so the
+//! decisions are tested as a table.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// The reaper's timeouts (config `[policy]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// No keyboard or mouse input on any display for this long.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// No RDP client connected for this long.
+    #[serde(with = "humantime_serde")]
+    pub disconnected_timeout: Duration,
+    /// READY for this long, whatever the activity.
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    /// No report from the agent for this long.
+    #[serde(with = "humantime_serde")]
+    pub agent_lost_timeout: Duration,
+    /// The IDLE_WARNING event goes out this long before the reaping.
+    #[serde(with = "humantime_serde")]
+    pub warning: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let min = |m: u64| Duration::from_secs(60 * m);
+        Policy {
+            idle_timeout: min(30),
+            disconnected_timeout: min(240),
+            max_lifetime: min(12 * 60),
+            agent_lost_timeout: min(10),
+            warning: min(5),
+        }
+    }
+}
+
+/// Per-template changes to the policy (`[policy.templates.NAME]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyOverride {
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub disconnected_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_lifetime: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub agent_lost_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub warning: Option<Duration>,
+}
+
+/// The policy and its per-template overrides.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policies {
+    pub default: Policy,
+    pub templates: BTreeMap<String, PolicyOverride>,
+}
+
+impl Policies {
+    /// The policy for desktops of `template`.
+    pub fn for_template(&self, template: &str) -> Policy {
+        let base = self.default.clone();
+        match self.templates.get(template) {
+            None => base,
+            Some(o) => Policy {
+                idle_timeout: o.idle_timeout.unwrap_or(base.idle_timeout),
+                disconnected_timeout: o.disconnected_timeout.unwrap_or(base.disconnected_timeout),
+                max_lifetime: o.max_lifetime.unwrap_or(base.max_lifetime),
+                agent_lost_timeout: o.agent_lost_timeout.unwrap_or(base.agent_lost_timeout),
+                warning: o.warning.unwrap_or(base.warning),
+            },
+        }
+    }
+}
+
+/// What the server knows of a READY session's activity, in ms since the
+/// epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Clock {
+    pub ready_ms: i64,
+    pub last_report_ms: Option<i64>,
+    pub last_input_ms: Option<i64>,
+    /// The last report that saw an RDP client connected.
+    pub last_connected_ms: Option<i64>,
+}
+
+/// Which rule sets the reaping time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    Idle,
+    Disconnected,
+    MaxLifetime,
+    AgentLost,
+}
+
+/// When the desktop will be reaped if nothing changes, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub reap_at_ms: i64,
+    pub rule: Rule,
+    /// For people: "idle_timeout 30m: no input since 10:02 UTC".
+    pub reason: String,
+}
+
+/// What the reaper does now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Keep(Plan),
+    Warn(Plan),
+    Reap(Plan),
+}
+
+impl Decision {
+    pub fn plan(&self) -> &Plan {
+        match self {
+            Decision::Keep(p) | Decision::Warn(p) | Decision::Reap(p) => p,
+        }
+    }
+}
+
+/// `HH:MM UTC` of a time in ms since the epoch.
+pub fn clock_time(ms: i64) -> String {
+    let minutes = ms.div_euclid(60_000);
+    format!(
+        "{:02}:{:02} UTC",
+        minutes.div_euclid(60).rem_euclid(24),
+        minutes.rem_euclid(60)
+    )
+}
+
+fn span(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Decides for one session at `now_ms`. Idle and disconnected times are
+/// known only from the agent's reports; before the first report only the
+/// lifetime and the agent's silence count.
+pub fn decide(policy: &Policy, clock: &Clock, now_ms: i64) -> Decision {
+    let mut plans = vec![
+        Plan {
+            reap_at_ms: clock.ready_ms.saturating_add(ms(policy.max_lifetime)),
+            rule: Rule::MaxLifetime,
+            reason: format!(
+                "max_lifetime {}: ready since {}",
+                span(policy.max_lifetime),
+                clock_time(clock.ready_ms)
+            ),
+        },
+        {
+            let (since, what) = match clock.last_report_ms {
+                Some(t) => (t, "no report from the agent since"),
+                None => (clock.ready_ms, "the agent never reported; ready since"),
+            };
+            Plan {
+                reap_at_ms: since.saturating_add(ms(policy.agent_lost_timeout)),
+                rule: Rule::AgentLost,
+                reason: format!(
+                    "agent_lost_timeout {}: {what} {}",
+                    span(policy.agent_lost_timeout),
+                    clock_time(since)
+                ),
+            }
+        },
+    ];
+    if clock.last_report_ms.is_some() {
+        let input = clock.last_input_ms.unwrap_or(clock.ready_ms);
+        plans.push(Plan {
+            reap_at_ms: input.saturating_add(ms(policy.idle_timeout)),
+            rule: Rule::Idle,
+            reason: format!(
+                "idle_timeout {}: no input since {}",
+                span(policy.idle_timeout),
+                clock_time(input)
+            ),
+        });
+        let connected = clock.last_connected_ms.unwrap_or(clock.ready_ms);
+        plans.push(Plan {
+            reap_at_ms: connected.saturating_add(ms(policy.disconnected_timeout)),
+            rule: Rule::Disconnected,
+            reason: format!(
+                "disconnected_timeout {}: no RDP client since {}",
+                span(policy.disconnected_timeout),
+                clock_time(connected)
+            ),
+        });
+    }
+    // The earliest deadline wins; on a tie, the first listed.
+    let mut plan = plans.remove(0);
+    for other in plans {
+        if other.reap_at_ms < plan.reap_at_ms {
+            plan = other;
+        }
+    }
+    if now_ms >= plan.reap_at_ms {
+        Decision::Reap(plan)
+    } else if now_ms >= plan.reap_at_ms.saturating_sub(ms(policy.warning)) {
+        Decision::Warn(plan)
+    } else {
+        Decision::Keep(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn policy() -> Policy {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        Policy {
+            idle_timeout: m(30),
+            disconnected_timeout: m(60),
+            max_lifetime: m(600),
+            agent_lost_timeout: m(10),
+            warning: m(5),
+        }
+    }
+
+    #[test]
+    fn decisions_as_a_table() {
+        // Ready at 10:00 (UTC, day 0).
+        let ready = 10 * 60 * MIN;
+        let reported = |input: i64, connected: Option<i64>, report: i64| Clock {
+            ready_ms: ready,
+            last_report_ms: Some(ready + report * MIN),
+            last_input_ms: Some(ready + input * MIN),
+            last_connected_ms: connected.map(|c| ready + c * MIN),
+        };
+        let silent = Clock {
+            ready_ms: ready,
+            ..Clock::default()
+        };
+        // (clock, minutes after ready, expected decision, rule, reap at minute)
+        let cases: Vec<(Clock, i64, &str, Rule, i64)> = vec![
+            // The agent never reported: agent_lost after 10 min, warned at 5.
+            (silent, 1, "keep", Rule::AgentLost, 10),
+            (silent, 6, "warn", Rule::AgentLost, 10),
+            (silent, 10, "reap", Rule::AgentLost, 10),
+            // Reporting, input 2 min ago, a client connected: idle rules.
+            (reported(20, Some(22), 22), 22, "keep", Rule::AgentLost, 32),
+            // Reports every minute, no input since minute 2: idle at 32.
+            (reported(2, Some(27), 27), 27, "warn", Rule::Idle, 32),
+            (reported(2, Some(32), 32), 32, "reap", Rule::Idle, 32),
+            // Input keeps coming but nobody connected since minute 5.
+            (
+                reported(65, Some(5), 65),
+                65,
+                "reap",
+                Rule::Disconnected,
+                65,
+            ),
+            (
+                reported(60, Some(5), 60),
+                60,
+                "warn",
+                Rule::Disconnected,
+                65,
+            ),
+            // Never connected at all: counted from ready.
+            (reported(59, None, 59), 59, "warn", Rule::Disconnected, 60),
+            // Busy all day: max_lifetime.
+            (
+                reported(597, Some(597), 597),
+                597,
+                "warn",
+                Rule::MaxLifetime,
+                600,
+            ),
+            (
+                reported(600, Some(600), 600),
+                600,
+                "reap",
+                Rule::MaxLifetime,
+                600,
+            ),
+        ];
+        for (i, (clock, now, expected, rule, reap_at)) in cases.into_iter().enumerate() {
+            let decision = decide(&policy(), &clock, ready + now * MIN);
+            let got = match &decision {
+                Decision::Keep(_) => "keep",
+                Decision::Warn(_) => "warn",
+                Decision::Reap(_) => "reap",
+            };
+            let plan = decision.plan();
+            assert_eq!(
+                (got, plan.rule, plan.reap_at_ms),
+                (expected, rule, ready + reap_at * MIN),
+                "case {i}: {plan:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reasons_say_which_rule_and_since_when() {
+        let ready = 10 * 60 * MIN;
+        let clock = Clock {
+            ready_ms: ready,
+            last_report_ms: Some(ready + 31 * MIN),
+            last_input_ms: Some(ready + 2 * MIN),
+            last_connected_ms: Some(ready + 31 * MIN),
+        };
+        let decision = decide(&policy(), &clock, ready + 32 * MIN);
+        assert_eq!(
+            decision,
+            Decision::Reap(Plan {
+                reap_at_ms: ready + 32 * MIN,
+                rule: Rule::Idle,
+                reason: "idle_timeout 30m: no input since 10:02 UTC".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn templates_override_single_timeouts() {
+        let policies = Policies {
+            default: policy(),
+            templates: BTreeMap::from([(
+                "lab".to_string(),
+                PolicyOverride {
+                    idle_timeout: Some(Duration::from_secs(600)),
+                    ..Default::default()
+                },
+            )]),
+        };
+        assert_eq!(
+            policies.for_template("lab").idle_timeout,
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            policies.for_template("lab").max_lifetime,
+            policy().max_lifetime
+        );
+        assert_eq!(policies.for_template("other"), policy());
+    }
+}

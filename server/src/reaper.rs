@@ -1,0 +1,100 @@
+//! The reaper: destroys READY desktops nobody uses, through the same path
+//! as DestroySession, after an IDLE_WARNING event; and explains to callers
+//! why a desktop is still alive.
+
+use std::sync::Arc;
+
+use daas_api::v1::{Activity, SessionState};
+
+use crate::{
+    config::Config,
+    pipeline::Pipeline,
+    policy::{Clock, Decision, decide},
+    store::{SessionRecord, Store, StoreError, now_ms, timestamp},
+};
+
+/// The session's clock for the policy; None before it is READY.
+fn clock_of(record: &SessionRecord) -> Option<Clock> {
+    let ready_ms = record.ready_ms?;
+    Some(Clock {
+        ready_ms,
+        last_report_ms: record.activity.last_report_ms,
+        last_input_ms: record.activity.last_input_ms,
+        last_connected_ms: record.activity.last_connected_ms,
+    })
+}
+
+/// What `GetSession` / `ListSessions` show of a READY session's activity
+/// and the reaper's plan for it.
+pub fn why_alive(config: &Config, record: &SessionRecord) -> Option<Activity> {
+    if record.state != SessionState::Ready {
+        return None;
+    }
+    let clock = clock_of(record)?;
+    let policy = config.policies.for_template(&record.template);
+    let plan = decide(&policy, &clock, now_ms()).plan().clone();
+    let a = &record.activity;
+    Some(Activity {
+        last_report_at: a.last_report_ms.map(timestamp),
+        last_input_at: a.last_input_ms.map(timestamp),
+        rdp_clients: a.rdp_clients,
+        users: a.users.clone(),
+        agent_version: a.agent_version.clone(),
+        reap_at: Some(timestamp(plan.reap_at_ms)),
+        reap_reason: plan.reason,
+    })
+}
+
+/// Runs the reaper until the pipeline shuts down.
+pub async fn run(config: Arc<Config>, store: Store, pipeline: Pipeline) {
+    let shutdown = pipeline.shutdown_token();
+    let mut tick = tokio::time::interval(config.reaper_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(err) = sweep(&config, &store, &pipeline).await {
+            tracing::error!(error = %err, "the reaper could not read the sessions");
+        }
+    }
+}
+
+/// One pass over the READY sessions.
+pub async fn sweep(config: &Config, store: &Store, pipeline: &Pipeline) -> Result<(), StoreError> {
+    for record in store.list(None, Some(SessionState::Ready)).await? {
+        let Some(clock) = clock_of(&record) else {
+            continue;
+        };
+        let policy = config.policies.for_template(&record.template);
+        let id = record.id.clone();
+        match decide(&policy, &clock, now_ms()) {
+            Decision::Keep(_) => {
+                if record.activity.warned_reap_ms.is_some() {
+                    store.clear_warning(&id).await?;
+                }
+            }
+            Decision::Warn(plan) => {
+                if record.activity.warned_reap_ms.is_none() {
+                    tracing::info!(session = %id, reason = %plan.reason, "warning before reaping");
+                    store
+                        .idle_warning(&id, plan.reap_at_ms, plan.reason)
+                        .await?;
+                }
+            }
+            Decision::Reap(plan) => {
+                tracing::info!(session = %id, reason = %plan.reason, "reaping");
+                let pipeline = pipeline.clone();
+                // Destroys take a while; the sweep goes on.
+                tokio::spawn(async move {
+                    let reason = format!("reaped: {}", plan.reason);
+                    if let Err(err) = pipeline.destroy_because(&id, reason).await {
+                        tracing::warn!(session = %id, error = %err, "reaping failed");
+                    }
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! Agents reporting over real gRPC with per-session certificates, and the
+//! reaper warning and destroying desktops nobody uses.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use daas_api::v1::{
+    GetSessionRequest, ReportActivityRequest, SessionState, WatchSessionRequest,
+    agent_service_client::AgentServiceClient, session_event::Kind,
+};
+use daas_server::{
+    pki::{Ca, Validity},
+    testkit::{Credentials, TestOptions, TestServer, channel},
+};
+use tonic::{Code, transport::Channel};
+
+/// A client holding the certificate of session `id`'s agent.
+async fn agent_for(server: &TestServer, id: &str) -> AgentServiceClient<Channel> {
+    let pki = server.dir().join("pki");
+    let ca = Ca::load(&pki.join("ca.pem"), &pki.join("ca-key.pem")).unwrap();
+    let issued = ca.issue_agent(id, &Validity::days(1)).unwrap();
+    let dir = server.dir().join(format!("agent-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("agent.pem"), issued.cert_pem).unwrap();
+    std::fs::write(dir.join("agent-key.pem"), issued.key_pem).unwrap();
+    let creds = Credentials {
+        ca: pki.join("ca.pem"),
+        cert: dir.join("agent.pem"),
+        key: dir.join("agent-key.pem"),
+    };
+    AgentServiceClient::new(channel(&server.endpoint(), Some(&creds)).await.unwrap())
+}
+
+fn report(id: &str, idle_seconds: u64, rdp_clients: u32) -> ReportActivityRequest {
+    ReportActivityRequest {
+        session_id: id.into(),
+        idle_seconds,
+        rdp_clients,
+        users: vec!["alice".into()],
+        agent_version: "0.1.0".into(),
+        boot_time: None,
+        displays: 1,
+    }
+}
+
+fn policy(toml: &str) -> TestOptions {
+    TestOptions {
+        extra_toml: format!("[policy]\nreaper_interval = \"200ms\"\n{toml}"),
+        ..Default::default()
+    }
+}
+
+async fn ready_session(server: &TestServer, user: &str) -> String {
+    let mut client = server.client().await;
+    let events = create(&mut client, request(user)).await;
+    let session = events.last().unwrap().session.clone().unwrap();
+    assert_eq!(session.state(), SessionState::Ready);
+    session.id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_update_the_session_and_show_why_it_is_alive() {
+    let server = TestServer::start(policy("idle_timeout = \"30m\"\n")).await;
+    let id = ready_session(&server, "alice").await;
+    let mut agent = agent_for(&server, &id).await;
+    let reply = agent
+        .report_activity(report(&id, 120, 1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.report_interval.is_some());
+    assert!(reply.ending.is_none());
+
+    let mut client = server.client().await;
+    let session = client
+        .get_session(GetSessionRequest {
+            session_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let activity = session.activity.expect("activity");
+    assert_eq!(activity.rdp_clients, 1);
+    assert_eq!(activity.users, ["alice"]);
+    assert_eq!(activity.agent_version, "0.1.0");
+    let reported = activity.last_report_at.unwrap().seconds;
+    let input = activity.last_input_at.unwrap().seconds;
+    assert!(
+        (119..=121).contains(&(reported - input)),
+        "{reported} - {input}"
+    );
+    assert!(
+        activity.reap_reason.starts_with("agent_lost_timeout 10m"),
+        "{}",
+        activity.reap_reason
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_reports_for_its_own_live_session_only() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let a = ready_session(&server, "alice").await;
+    let b = ready_session(&server, "bob").await;
+    let mut agent_a = agent_for(&server, &a).await;
+    let status = agent_a.report_activity(report(&b, 0, 0)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("another session"),
+        "{}",
+        status.message()
+    );
+
+    let mut client = server.client().await;
+    client
+        .destroy_session(daas_api::v1::DestroySessionRequest {
+            session_id: a.clone(),
+        })
+        .await
+        .unwrap();
+    let status = agent_a.report_activity(report(&a, 0, 0)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("is destroyed"),
+        "{}",
+        status.message()
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_desktop_is_warned_then_reaped() {
+    let server = TestServer::start(policy(
+        "idle_timeout = \"3s\"\nwarning = \"2s\"\nagent_lost_timeout = \"1m\"\n",
+    ))
+    .await;
+    let id = ready_session(&server, "alice").await;
+    let mut agent = agent_for(&server, &id).await;
+    agent.report_activity(report(&id, 0, 1)).await.unwrap();
+
+    let mut client = server.client().await;
+    let stream = client
+        .watch_session(WatchSessionRequest {
+            session_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // A READY session's watch ends at once; follow the reaping by polling
+    // its history until DESTROYED.
+    drop(stream);
+    let mut history = Vec::new();
+    let mut warned_reply = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if warned_reply.is_none()
+            && let Ok(reply) = agent.report_activity(report(&id, 2, 1)).await
+        {
+            warned_reply = reply.into_inner().ending;
+        }
+        history = watch(&mut client, &id).await;
+        if history.last().map(state) == Some(SessionState::Destroyed) {
+            break;
+        }
+    }
+    let warning = history
+        .iter()
+        .find_map(|e| match &e.kind {
+            Some(Kind::IdleWarning(w)) => Some(w.clone()),
+            _ => None,
+        })
+        .expect("an IDLE_WARNING event before the reaping");
+    assert!(
+        warning
+            .reason
+            .starts_with("idle_timeout 3s: no input since"),
+        "{}",
+        warning.reason
+    );
+    let ending = warned_reply.expect("the agent was told the session is ending");
+    assert!(
+        ending.message.contains("will be destroyed at"),
+        "{}",
+        ending.message
+    );
+    let destroying = history
+        .iter()
+        .find(|e| {
+            state(e) == SessionState::Destroying && matches!(e.kind, Some(Kind::StageChange(_)))
+        })
+        .expect("a DESTROYING event");
+    let Some(Kind::StageChange(change)) = &destroying.kind else {
+        unreachable!()
+    };
+    assert!(
+        change.message.starts_with("reaped: idle_timeout 3s"),
+        "{}",
+        change.message
+    );
+    assert_eq!(history.last().map(state), Some(SessionState::Destroyed));
+    let vm = history.last().unwrap().session.clone().unwrap().vm_name;
+    assert!(
+        server.markers().join(format!("{vm}.destroyed")).exists(),
+        "the module's destroy ran"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_desktop_whose_agent_is_silent_is_reaped() {
+    let server = TestServer::start(policy("agent_lost_timeout = \"2s\"\nwarning = \"1s\"\n")).await;
+    let id = ready_session(&server, "alice").await;
+    let mut client = server.client().await;
+    let mut history = Vec::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        history = watch(&mut client, &id).await;
+        if history.last().map(state) == Some(SessionState::Destroyed) {
+            break;
+        }
+    }
+    assert_eq!(history.last().map(state), Some(SessionState::Destroyed));
+    let reasons: Vec<String> = history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::StageChange(c)) if state(e) == SessionState::Destroying => {
+                Some(c.message.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        reasons[0].starts_with("reaped: agent_lost_timeout 2s: the agent never reported"),
+        "{reasons:?}"
+    );
+    server.stop().await;
+}
