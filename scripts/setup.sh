@@ -18,6 +18,18 @@ if ! command -v python3 >/dev/null; then
   apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
 fi
 
+# Debian packages the tests use: an X server and input for the agent's idle
+# test.
+missing=()
+for pair in Xvfb:xvfb xdotool:xdotool xauth:xauth; do
+  command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} (apt-get)"
+  [ "$(id -u)" = 0 ] || die "need root to install ${missing[*]}: sudo apt-get install ${missing[*]}"
+  apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 venv=.venv
 stamp=$venv/.requirements.sha256
 want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
@@ -31,4 +43,4 @@ if [ ! -x "$venv/bin/ansible-playbook" ] || [ "$(cat "$stamp" 2>/dev/null)" != "
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements.txt
   echo "$want" > "$stamp"
 fi
-say "ready: $("$venv/bin/ansible-playbook" --version | head -1), $(terraform version 2>/dev/null | head -1)"
+say "ready: $("$venv/bin/ansible-playbook" --version 2>/dev/null | sed -n 1p), $(terraform version 2>/dev/null | sed -n 1p)"

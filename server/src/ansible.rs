@@ -73,6 +73,39 @@ impl Ansible<'_> {
         log: &SessionLog,
         cancel: &CancellationToken,
     ) -> Result<(), AnsibleError> {
+        let playbook = &self.config.playbook;
+        self.run(playbook, "ansible-playbook", session_dir, vars, log, cancel)
+            .await
+    }
+
+    /// Runs the teardown playbook (e.g. removing the AD computer account)
+    /// before the VM is destroyed; does nothing when none is configured.
+    pub async fn teardown(
+        &self,
+        session_dir: &Path,
+        vars: &PlaybookVars<'_>,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), AnsibleError> {
+        match &self.config.teardown_playbook {
+            Some(playbook) => {
+                let what = "ansible-playbook (teardown)";
+                self.run(playbook, what, session_dir, vars, log, cancel)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn run(
+        &self,
+        playbook: &Path,
+        what: &str,
+        session_dir: &Path,
+        vars: &PlaybookVars<'_>,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), AnsibleError> {
         let files_error = |source| AnsibleError::Files {
             path: session_dir.display().to_string(),
             source,
@@ -86,24 +119,19 @@ impl Ansible<'_> {
 
         let mut extra = std::ffi::OsString::from("@");
         extra.push(vars_file.as_os_str());
-        let mut inv = Invocation::new(
-            Tool::Ansible,
-            "ansible-playbook",
-            &self.config.binary,
-            session_dir,
-        )
-        .arg("-i")
-        .arg(inventory.as_os_str())
-        .arg("--limit")
-        .arg(vars.vm_name)
-        .arg("-e")
-        .arg(extra)
-        .arg(self.config.playbook.as_os_str())
-        .env("ANSIBLE_NOCOLOR", "1")
-        .env("ANSIBLE_FORCE_COLOR", "0")
-        .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
-        .env("PYTHONUNBUFFERED", "1")
-        .timeout(self.config.timeout);
+        let mut inv = Invocation::new(Tool::Ansible, what, &self.config.binary, session_dir)
+            .arg("-i")
+            .arg(inventory.as_os_str())
+            .arg("--limit")
+            .arg(vars.vm_name)
+            .arg("-e")
+            .arg(extra)
+            .arg(playbook.as_os_str())
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_FORCE_COLOR", "0")
+            .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
+            .env("PYTHONUNBUFFERED", "1")
+            .timeout(self.config.timeout);
         if let Some(cfg) = &self.config.config {
             inv = inv.env("ANSIBLE_CONFIG", cfg.as_os_str());
         }

@@ -203,6 +203,8 @@ pub enum AnsibleConnection {
 pub struct Ansible {
     pub binary: PathBuf,
     pub playbook: PathBuf,
+    /// Run before `terraform destroy` of a configured VM.
+    pub teardown_playbook: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub connection: AnsibleConnection,
     pub timeout: Duration,
@@ -327,6 +329,8 @@ struct RawAnsible {
     binary: RelativePathBuf,
     playbook: RelativePathBuf,
     #[serde(default)]
+    teardown_playbook: Option<RelativePathBuf>,
+    #[serde(default)]
     config: Option<RelativePathBuf>,
     connection: AnsibleConnection,
     #[serde(with = "humantime_serde")]
@@ -374,6 +378,7 @@ impl Default for Raw {
             ansible: RawAnsible {
                 binary: PathBuf::from("ansible-playbook").into(),
                 playbook: PathBuf::from("ansible/playbooks/deploy-desktop.yml").into(),
+                teardown_playbook: None,
                 config: None,
                 connection: AnsibleConnection::Ssh,
                 timeout: mins(30),
@@ -619,6 +624,20 @@ impl Config {
             ));
         }
         let playbook = path(&raw.ansible.playbook);
+        let teardown_playbook = raw
+            .ansible
+            .teardown_playbook
+            .as_ref()
+            .filter(|p| !p.original().as_os_str().is_empty())
+            .map(path);
+        if let Some(file) = &teardown_playbook
+            && !file.is_file()
+        {
+            return Err(invalid(
+                "ansible.teardown_playbook",
+                &format!("{} is not a file", file.display()),
+            ));
+        }
         if !playbook.is_file() {
             return Err(invalid(
                 "ansible.playbook",
@@ -760,6 +779,7 @@ impl Config {
             ansible: Ansible {
                 binary: program(&raw.ansible.binary),
                 playbook,
+                teardown_playbook,
                 config: raw
                     .ansible
                     .config

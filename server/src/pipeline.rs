@@ -364,7 +364,12 @@ impl Pipeline {
         )
         .await;
         let cleanup = self
-            .teardown(id, log, &self.inner.shutdown.child_token())
+            .teardown(
+                id,
+                stage == SessionState::Configuring,
+                log,
+                &self.inner.shutdown.child_token(),
+            )
             .await;
         let (message, reason) = match cleanup {
             Ok(()) => (
@@ -391,10 +396,14 @@ impl Pipeline {
     async fn teardown(
         &self,
         id: &str,
+        configured: bool,
         log: &SessionLog,
         cancel: &CancellationToken,
     ) -> Result<(), TerraformError> {
         let session_dir = self.session_dir(id);
+        if configured && session_dir.exists() {
+            self.unconfigure(id, &session_dir, log, cancel).await;
+        }
         if session_dir.exists() {
             self.terraform()
                 .destroy(&terraform::dir_of(&session_dir), log, cancel)
@@ -408,6 +417,44 @@ impl Pipeline {
             tracing::warn!(session = %id, error = %err, "could not release a slot");
         }
         Ok(())
+    }
+
+    /// Runs the teardown playbook against a configured VM. A failure is
+    /// reported in the events and does not stop the destroy: a VM must not
+    /// outlive its session because, say, the domain controller is down.
+    async fn unconfigure(
+        &self,
+        id: &str,
+        session_dir: &std::path::Path,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) {
+        let config = &self.inner.config;
+        if config.ansible.teardown_playbook.is_none() {
+            return;
+        }
+        let record = match self.inner.store.get(id).await {
+            Ok(Some(record)) => record,
+            _ => return,
+        };
+        let ansible = Ansible {
+            config: &config.ansible,
+            ssh: &config.ssh,
+        };
+        let vars = PlaybookVars {
+            session_id: id,
+            username: &record.username,
+            vm_name: &record.vm_name,
+            session_user: &record.session_user,
+            session_password: "",
+            ad_join_password: config.secrets.ad_join_password.as_ref().map(|s| s.expose()),
+            vm: &record.outputs,
+            agent: None,
+        };
+        if let Err(err) = ansible.teardown(session_dir, &vars, log, cancel).await {
+            let line = format!("the teardown playbook failed ({err}); destroying the VM anyway");
+            log.line(Tool::Ansible, OutputStream::Stderr, &line).await;
+        }
     }
 
     /// Stops a session's provisioning, if any, and waits for it to end.
@@ -478,7 +525,15 @@ impl Pipeline {
             .await?;
         let log = self.log(id, None);
         let cancel = self.inner.shutdown.child_token();
-        match self.teardown(id, &log, &cancel).await {
+        let configured = match record.state {
+            SessionState::Ready | SessionState::Configuring | SessionState::Destroying => true,
+            SessionState::Failed => matches!(
+                record.failure,
+                Some((SessionState::Configuring | SessionState::Destroying, _))
+            ),
+            _ => false,
+        };
+        match self.teardown(id, configured, &log, &cancel).await {
             Ok(()) => {
                 store
                     .transition(id, SessionState::Destroyed, "the VM is gone".into(), None)

@@ -175,6 +175,7 @@ timeout = "1m"
 [ansible]
 binary = {ansible}
 playbook = {playbook}
+teardown_playbook = {teardown}
 connection = "local"
 timeout = "3m"
 
@@ -192,6 +193,7 @@ marker_dir = {markers}
         markers = toml_string(&markers),
         ansible = toml_string(&ansible_playbook()),
         playbook = toml_string(&root.join("ansible/playbooks/test-desktop.yml")),
+        teardown = toml_string(&root.join("ansible/playbooks/test-teardown.yml")),
         fail_ansible = options.fail_ansible,
         max_sessions = options.max_sessions,
         max_per_user = options.max_sessions_per_user,

@@ -126,6 +126,14 @@ async fn failing_create(options: TestOptions, stage: SessionState, why: &[&str])
         .markers()
         .join(format!("{}.destroyed", session.vm_name));
     assert!(destroyed.exists(), "the cleanup ran terraform destroy");
+    let teardown = server
+        .markers()
+        .join(format!("{}.teardown", session.vm_name));
+    assert_eq!(
+        teardown.exists(),
+        stage == SessionState::Configuring,
+        "the teardown playbook runs for a VM that was being configured, and only then"
+    );
     assert!(
         output(&events)
             .iter()
@@ -322,6 +330,13 @@ async fn destroy_is_idempotent_and_frees_the_slot() {
             .markers()
             .join(format!("{}.destroyed", session.vm_name))
             .exists()
+    );
+    let teardown = server
+        .markers()
+        .join(format!("{}.teardown", session.vm_name));
+    assert!(
+        teardown.exists(),
+        "the teardown playbook ran before terraform destroy"
     );
     assert!(
         !server
