@@ -25,3 +25,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+step "clients (buf lint and breaking, generated code, Python and TypeScript suites)"
+clients/test.sh

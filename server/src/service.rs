@@ -124,15 +124,28 @@ async fn forward(
 ) -> Result<(), Status> {
     // Replay what is stored; `live` was subscribed before, so nothing falls
     // between the two.
-    let mut settled = false;
+    let mut settled = None;
     for event in store.events_after(id, last).await.map_err(Error::from)? {
         last = event.sequence;
-        settled = state_of(&event).is_settled();
+        settled = Some(state_of(&event).is_settled());
         if tx.send(Ok(event)).await.is_err() {
             return Ok(());
         }
     }
-    if settled {
+    if settled.is_none() {
+        // Nothing after `last`: the caller has seen it all. A settled
+        // session ends the stream (after whatever landed meanwhile).
+        let record = store.get(id).await.map_err(Error::from)?;
+        if record.is_some_and(|r| r.state.is_settled()) {
+            for event in store.events_after(id, last).await.map_err(Error::from)? {
+                if tx.send(Ok(event)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            return Ok(());
+        }
+    }
+    if settled == Some(true) {
         return Ok(());
     }
     loop {
@@ -240,7 +253,10 @@ impl DesktopService for DesktopApi {
         request: Request<WatchSessionRequest>,
     ) -> Result<Response<Self::WatchSessionStream>, Status> {
         let caller = Caller::of(&request)?;
-        let id = request.into_inner().session_id;
+        let WatchSessionRequest {
+            session_id: id,
+            after_sequence,
+        } = request.into_inner();
         let slot = self.streams.open()?;
         let live = self.store.subscribe();
         self.session_for(&caller, &id, "watch").await?;
@@ -248,7 +264,7 @@ impl DesktopService for DesktopApi {
             self.store.clone(),
             id,
             live,
-            0,
+            after_sequence,
             self.pipeline.shutdown_token(),
             slot,
         )))

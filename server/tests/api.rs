@@ -116,6 +116,7 @@ async fn bad_input_is_invalid_argument_naming_the_field() {
         let status = client
             .watch_session(WatchSessionRequest {
                 session_id: id.into(),
+                after_sequence: 0,
             })
             .await
             .unwrap_err();

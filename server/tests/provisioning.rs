@@ -8,7 +8,7 @@ use std::time::Instant;
 use common::*;
 use daas_api::v1::{
     CreateSessionRequest, DestroySessionRequest, GetSessionRequest, SessionState,
-    session_event::Kind,
+    WatchSessionRequest, session_event::Kind,
 };
 use daas_server::testkit::{TestOptions, TestServer};
 
@@ -306,6 +306,28 @@ async fn a_client_that_leaves_does_not_stop_the_create_and_watch_replays_it() {
     );
     // A watch after the end replays the same history and ends at once.
     assert_eq!(watch(&mut client, &id).await, events);
+    // A client that saw the first two events asks for the rest only.
+    let rest = client
+        .watch_session(WatchSessionRequest {
+            session_id: id.clone(),
+            after_sequence: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(drain(rest).await, events[2..]);
+    let nothing = client
+        .watch_session(WatchSessionRequest {
+            session_id: id.clone(),
+            after_sequence: events.len() as u64,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        drain(nothing).await.is_empty(),
+        "a settled session with nothing new ends at once"
+    );
     server.stop().await;
 }
 

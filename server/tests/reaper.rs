@@ -144,6 +144,7 @@ async fn an_idle_desktop_is_warned_then_reaped() {
     let stream = client
         .watch_session(WatchSessionRequest {
             session_id: id.clone(),
+            after_sequence: 0,
         })
         .await
         .unwrap()

@@ -153,6 +153,7 @@ async fn users_see_and_act_on_their_own_sessions_only() {
         .map(|_| ()),
         bob.watch_session(WatchSessionRequest {
             session_id: id.clone(),
+            after_sequence: 0,
         })
         .await
         .map(|_| ()),
@@ -353,6 +354,7 @@ async fn open_streams_are_bounded() {
     let status = client
         .watch_session(WatchSessionRequest {
             session_id: first.session_id.clone(),
+            after_sequence: 0,
         })
         .await
         .expect_err("a second stream was opened");
@@ -364,6 +366,7 @@ async fn open_streams_are_bounded() {
         if client
             .watch_session(WatchSessionRequest {
                 session_id: first.session_id.clone(),
+                after_sequence: 0,
             })
             .await
             .is_ok()

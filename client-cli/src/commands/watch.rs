@@ -11,6 +11,7 @@ pub async fn run(ctx: &Context, id: &str) -> Result<(), CliError> {
     let mut client = connect(&ctx.server).await?;
     let request = WatchSessionRequest {
         session_id: id.to_owned(),
+        after_sequence: 0,
     };
     let stream = client
         .watch_session(request)

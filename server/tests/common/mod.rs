@@ -40,6 +40,7 @@ pub async fn watch(client: &mut Client, id: &str) -> Vec<SessionEvent> {
     let stream = client
         .watch_session(WatchSessionRequest {
             session_id: id.into(),
+            after_sequence: 0,
         })
         .await
         .expect("watch")

@@ -1,0 +1,65 @@
+"""Python client of the DaaS orchestrator (``daas.v1.DesktopService``).
+
+    from daas_client import Client
+
+    with Client.from_files("https://daas.example.org:50051", "ca.pem", "alice.pem", "alice-key.pem") as daas:
+        for event in daas.create_session():
+            ...
+
+The generated stubs are ``daas.v1.desktop_pb2`` / ``desktop_pb2_grpc``; the
+message types a script meets are re-exported here.
+"""
+
+from daas.v1.desktop_pb2 import (
+    Activity,
+    Failure,
+    IdleWarning,
+    OutputLine,
+    OutputStream,
+    Session,
+    SessionEvent,
+    SessionState,
+    StageChange,
+    Tool,
+)
+
+from .client import Client, EventStream, StateLike, describe, parse_state, state_name
+from .errors import (
+    Aborted,
+    DaasError,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+
+__all__ = [
+    "Aborted",
+    "Activity",
+    "Client",
+    "DaasError",
+    "DeadlineExceeded",
+    "EventStream",
+    "Failure",
+    "IdleWarning",
+    "InvalidArgument",
+    "NotFound",
+    "OutputLine",
+    "OutputStream",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "Session",
+    "SessionEvent",
+    "SessionState",
+    "StageChange",
+    "StateLike",
+    "Tool",
+    "Unauthenticated",
+    "Unavailable",
+    "describe",
+    "parse_state",
+    "state_name",
+]

@@ -1,0 +1,285 @@
+"""A thin, typed layer over the generated ``daas.v1`` stubs.
+
+:class:`Client` connects with mutual TLS and turns every call into one
+method; failures are :mod:`daas_client.errors` exceptions. Sessions and
+events are the generated protobuf messages (``daas.v1.desktop_pb2``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Union
+
+import grpc
+from daas.v1 import desktop_pb2, desktop_pb2_grpc
+from daas.v1.desktop_pb2 import Session, SessionEvent, SessionState
+
+from .errors import from_rpc_error
+
+__all__ = ["Client", "EventStream", "StateLike", "describe", "parse_state", "state_name"]
+
+_STATE_PREFIX = "SESSION_STATE_"
+
+StateLike = Union["SessionState.ValueType", str, None]
+"""A state filter: a ``SessionState`` value, a name such as ``"ready"`` or
+``"SESSION_STATE_READY"``, or ``None`` for any state."""
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def state_name(state: SessionState.ValueType | int) -> str:
+    """The short name of a state: ``"READY"`` for ``SESSION_STATE_READY``."""
+    try:
+        name = SessionState.Name(state)  # type: ignore[arg-type]
+    except ValueError:
+        return str(state)
+    return name.removeprefix(_STATE_PREFIX)
+
+
+def parse_state(state: StateLike) -> SessionState.ValueType:
+    """A state from a value or a name (``"ready"``, ``"SESSION_STATE_READY"``).
+
+    Raises ``ValueError`` for an unknown name.
+    """
+    if state is None:
+        return SessionState.SESSION_STATE_UNSPECIFIED
+    if isinstance(state, str):
+        name = state.strip().upper()
+        if not name.startswith(_STATE_PREFIX):
+            name = _STATE_PREFIX + name
+        try:
+            return SessionState.Value(name)
+        except ValueError:
+            known = ", ".join(
+                n.removeprefix(_STATE_PREFIX).lower() for n in SessionState.keys()[1:]
+            )
+            raise ValueError(f"unknown session state {state!r} (one of: {known})") from None
+    return state
+
+
+def describe(event: SessionEvent) -> str:
+    """One line for an event, as a person would want it printed."""
+    kind = event.WhichOneof("kind")
+    if kind == "stage_change":
+        line = state_name(event.state)
+        if event.stage_change.message:
+            line += f": {event.stage_change.message}"
+        if event.state == SessionState.SESSION_STATE_READY and event.HasField("session"):
+            s = event.session
+            line += f" (RDP {s.rdp_host}:{s.rdp_port})"
+        if event.state == SessionState.SESSION_STATE_FAILED and event.session.HasField("failure"):
+            failure = event.session.failure
+            line += f" ({state_name(failure.stage)} failed: {failure.reason})"
+        return line
+    if kind == "output":
+        tool = desktop_pb2.Tool.Name(event.output.tool).removeprefix("TOOL_").lower()
+        return f"  [{tool}] {event.output.text}"
+    if kind == "idle_warning":
+        return f"warning: {event.idle_warning.reason}"
+    return state_name(event.state)
+
+
+def _read(path: PathLike) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _target(endpoint: str) -> str:
+    """A grpcio target from ``host:port`` or ``https://host:port``."""
+    endpoint = endpoint.strip()
+    for scheme in ("https://", "grpcs://"):
+        if endpoint.startswith(scheme):
+            return endpoint[len(scheme) :].rstrip("/")
+    if "://" in endpoint:
+        raise ValueError(
+            f"endpoint {endpoint!r}: use host:port or https://host:port "
+            "(the server speaks gRPC over mutual TLS)"
+        )
+    return endpoint
+
+
+class EventStream(Iterator[SessionEvent]):
+    """The events of one CreateSession or WatchSession call, as they arrive.
+
+    Iterate it; the iteration ends after READY, FAILED or DESTROYED. A failed
+    call raises a :class:`~daas_client.errors.DaasError` from the iteration.
+    :meth:`cancel` (or leaving a ``with`` block) closes the stream: the server
+    goes on with the session, and :meth:`Client.watch` re-attaches to it.
+    """
+
+    def __init__(self, method: str, call: grpc._CallIterator[SessionEvent]) -> None:
+        self._method = method
+        self._call = call
+        self._cancelled = False
+        self.last: SessionEvent | None = None
+        """The last event received."""
+        self.session: Session | None = None
+        """The whole session, from the last event that carried it (the one
+        ending the stream: READY, FAILED or DESTROYED)."""
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> SessionEvent:
+        try:
+            event = next(self._call)
+        except grpc.RpcError as err:
+            if self._cancelled and err.code() is grpc.StatusCode.CANCELLED:
+                raise StopIteration from None
+            raise from_rpc_error(err) from None
+        self.last = event
+        if event.HasField("session"):
+            self.session = event.session
+        return event
+
+    def cancel(self) -> None:
+        """Closes the stream (the session itself is not affected)."""
+        self._cancelled = True
+        self._call.cancel()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cancel()
+
+    def __repr__(self) -> str:
+        return f"EventStream({self._method}, cancelled={self._cancelled})"
+
+
+class Client:
+    """A client of ``daas.v1.DesktopService``.
+
+    Make one with :meth:`from_files` (mutual TLS from PEM files), or wrap any
+    ``grpc.Channel``. Use it as a context manager, or call :meth:`close`.
+
+    ``timeout`` (seconds) bounds each unary call (get, list, destroy); it is
+    ``None`` by default because a destroy waits for Terraform. Streams have no
+    deadline: they end with the session's stage.
+    """
+
+    def __init__(
+        self, channel: grpc.Channel, *, timeout: float | None = None, target: str = ""
+    ) -> None:
+        self._channel = channel
+        self._stub = desktop_pb2_grpc.DesktopServiceStub(channel)
+        self._timeout = timeout
+        self._target = target
+
+    @classmethod
+    def from_files(
+        cls,
+        endpoint: str,
+        ca: PathLike,
+        cert: PathLike,
+        key: PathLike,
+        *,
+        server_name: str | None = None,
+        timeout: float | None = None,
+    ) -> Client:
+        """Connects to ``endpoint`` (``host:port`` or ``https://host:port``)
+        with the CA that signed the server's certificate and the caller's
+        client certificate and key (all PEM files, e.g. from ``daas-server pki``).
+
+        ``server_name`` checks the server's certificate for that name instead
+        of the endpoint's host (e.g. ``"localhost"`` when connecting to an IP
+        address the certificate does not name). The key is read once and
+        handed to gRPC; the client keeps no copy.
+        """
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(ca),
+            private_key=_read(key),
+            certificate_chain=_read(cert),
+        )
+        target = _target(endpoint)
+        options: builtins.list[tuple[str, str]] = []
+        if server_name:
+            options.append(("grpc.ssl_target_name_override", server_name))
+        channel = grpc.secure_channel(target, credentials, options=options)
+        return cls(channel, timeout=timeout, target=target)
+
+    def create_session(
+        self,
+        username: str = "",
+        *,
+        session_user: str = "",
+        session_password: str = "",
+        template: str = "",
+    ) -> EventStream:
+        """Creates a desktop and returns its live events (the call starts now).
+
+        ``username`` empty means the caller (only an administrator may name
+        someone else). ``session_user`` is an optional local login created on
+        the desktop, with ``session_password`` (required with it; sent to the
+        server only, never stored or logged). ``template`` empty means the
+        server's default.
+
+        The last event is READY (``stream.session`` has the RDP endpoint) or
+        FAILED (``stream.session.failure`` says where and why).
+        """
+        request = desktop_pb2.CreateSessionRequest(
+            username=username,
+            session_user=session_user,
+            session_password=session_password,
+            template=template,
+        )
+        return EventStream("CreateSession", self._stub.CreateSession(request))
+
+    def watch(self, session_id: str) -> EventStream:
+        """Every event of a session since the first (sequence 1), then live
+        ones until READY, FAILED or DESTROYED."""
+        request = desktop_pb2.WatchSessionRequest(session_id=session_id)
+        return EventStream("WatchSession", self._stub.WatchSession(request))
+
+    def list(self, username: str = "", state: StateLike = None) -> builtins.list[Session]:
+        """Sessions, newest first; optionally one user's (a user sees only
+        their own) and in one state (``"ready"``, ``SESSION_STATE_READY``)."""
+        request = desktop_pb2.ListSessionsRequest(username=username, state=parse_state(state))
+        try:
+            response = self._stub.ListSessions(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        return builtins.list(response.sessions)
+
+    def get(self, session_id: str) -> Session:
+        """One session (NotFound for an unknown id)."""
+        request = desktop_pb2.GetSessionRequest(session_id=session_id)
+        try:
+            return self._stub.GetSession(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    def destroy(self, session_id: str) -> Session:
+        """Destroys a session's desktop and returns the session, DESTROYED.
+        Idempotent; Aborted when Terraform failed (destroying again retries)."""
+        request = desktop_pb2.DestroySessionRequest(session_id=session_id)
+        try:
+            return self._stub.DestroySession(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    def close(self) -> None:
+        """Closes the connection (and any open stream)."""
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self._target!r})" if self._target else "Client()"

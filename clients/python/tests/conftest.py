@@ -1,0 +1,210 @@
+"""One real ``daas-server`` for the whole test session.
+
+It runs the binary built by ``cargo build -p daas-server`` with a fresh PKI
+(``daas-server pki``), the test Terraform module (``terraform/test``) and the
+test playbook run by the project's Ansible (``.venv``), in a temp dir, as
+``server/src/testkit.rs`` does for the Rust tests. Overrides:
+``DAAS_SERVER_BIN`` (the binary), ``DAAS_TEST_ANSIBLE_PLAYBOOK``
+(``ansible-playbook``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from daas_client import Client
+
+REPO = Path(__file__).resolve().parents[3]
+LISTENING = "daas-server listening on "
+
+#: Bound on any one stream in these tests, so a hang fails instead of waiting.
+STREAM_LIMIT = 240.0
+
+
+def _server_binary() -> Path:
+    if env := os.environ.get("DAAS_SERVER_BIN"):
+        return Path(env)
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    if not target.is_absolute():
+        target = REPO / target
+    return target / "debug" / "daas-server"
+
+
+def _ansible_playbook() -> Path:
+    if env := os.environ.get("DAAS_TEST_ANSIBLE_PLAYBOOK"):
+        return Path(env)
+    return REPO / ".venv" / "bin" / "ansible-playbook"
+
+
+def _toml(value: object) -> str:
+    # TOML basic strings escape like JSON strings.
+    return json.dumps(str(value) if isinstance(value, Path) else value)
+
+
+def _write_config(dir: Path, pki: Path) -> Path:
+    markers = dir / "markers"
+    markers.mkdir()
+    text = f"""\
+listen = "127.0.0.1:0"
+data_dir = {_toml(dir / "data")}
+
+[limits]
+max_parallel_provisions = 4
+max_sessions = 100
+max_sessions_per_user = 100
+creates_per_minute = 1000
+create_burst = 1000
+max_streams = 1000
+
+[tls]
+ca = {_toml(pki / "ca.pem")}
+cert = {_toml(pki / "server.pem")}
+key = {_toml(pki / "server-key.pem")}
+
+[terraform]
+module_dir = {_toml(REPO / "terraform" / "test")}
+init_timeout = "2m"
+apply_timeout = "2m"
+destroy_timeout = "2m"
+
+[terraform.variables]
+# A create takes a moment, so a test can leave a stream half-way.
+create_delay_seconds = 1
+marker_dir = {_toml(markers)}
+
+[boot]
+timeout = "1m"
+
+[ansible]
+binary = {_toml(_ansible_playbook())}
+playbook = {_toml(REPO / "ansible" / "playbooks" / "test-desktop.yml")}
+teardown_playbook = {_toml(REPO / "ansible" / "playbooks" / "test-teardown.yml")}
+connection = "local"
+timeout = "3m"
+
+[ansible.extra_vars]
+marker_dir = {_toml(markers)}
+"""
+    path = dir / "daas.toml"
+    path.write_text(text)
+    return path
+
+
+@dataclass(frozen=True)
+class Credentials:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running server: its endpoint and its PKI."""
+
+    endpoint: str
+    dir: Path
+    binary: Path
+
+    @property
+    def pki(self) -> Path:
+        return self.dir / "pki"
+
+    def credentials(self, user: str, admin: bool = False) -> Credentials:
+        """A client certificate for ``user`` from the server's CA (issued on
+        first use)."""
+        users = self.pki / "users"
+        cert, key = users / f"{user}.pem", users / f"{user}-key.pem"
+        if not cert.exists():
+            args = [str(self.binary), "pki", "issue", "--dir", str(self.pki), "--user", user]
+            subprocess.run(args + (["--admin"] if admin else []), check=True, capture_output=True)
+        return Credentials(ca=self.pki / "ca.pem", cert=cert, key=key)
+
+    def client(self, user: str, admin: bool = False) -> Client:
+        creds = self.credentials(user, admin)
+        # The server certificate names localhost and 127.0.0.1.
+        return Client.from_files(
+            self.endpoint, creds.ca, creds.cert, creds.key, server_name="localhost"
+        )
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    binary = _server_binary()
+    if not binary.is_file():
+        pytest.fail(f"{binary} is missing: run `cargo build -p daas-server` first")
+    if not _ansible_playbook().exists():
+        pytest.fail(f"{_ansible_playbook()} is missing: run scripts/setup.sh first")
+    dir = tmp_path_factory.mktemp("daas-server")
+    pki = dir / "pki"
+    subprocess.run(
+        [str(binary), "pki", "init", "--dir", str(pki)], check=True, capture_output=True
+    )
+    config = _write_config(dir, pki)
+    log_path = dir / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(binary), "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def drain() -> None:
+        # Keep reading stdout so the server never blocks on a full pipe.
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        try:
+            first = lines.get(timeout=30)
+        except queue.Empty:
+            first = None
+        if first is None or not first.startswith(LISTENING):
+            proc.kill()
+            pytest.fail(
+                f"daas-server did not start (first line {first!r}); "
+                f"its log:\n{log_path.read_text()[-4000:]}"
+            )
+        addr = first.removeprefix(LISTENING)
+        yield Server(endpoint=f"https://{addr}", dir=dir, binary=binary)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="session")
+def alice(server: Server) -> Iterator[Client]:
+    with server.client("alice") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def bob(server: Server) -> Iterator[Client]:
+    with server.client("bob") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def admin(server: Server) -> Iterator[Client]:
+    with server.client("root", admin=True) as client:
+        yield client

@@ -1,0 +1,291 @@
+"""The Python client against the real daas-server (see conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import grpc
+import pytest
+
+from conftest import STREAM_LIMIT, Server
+from daas_client import (
+    Client,
+    DaasError,
+    EventStream,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Session,
+    SessionEvent,
+    SessionState,
+    Unavailable,
+    describe,
+    parse_state,
+    state_name,
+)
+from daas_client.errors import from_rpc_error
+
+STAGES = ["QUEUED", "PROVISIONING", "BOOTING", "CONFIGURING", "READY"]
+
+
+def drain(stream: EventStream, limit: float = STREAM_LIMIT) -> list[SessionEvent]:
+    """Every event of a stream; a stream still open after ``limit`` seconds
+    is closed, so a hang fails the test's assertions instead of blocking."""
+    timer = threading.Timer(limit, stream.cancel)
+    timer.start()
+    try:
+        return list(stream)
+    finally:
+        timer.cancel()
+
+
+def stages(events: list[SessionEvent]) -> list[str]:
+    return [state_name(e.state) for e in events if e.WhichOneof("kind") == "stage_change"]
+
+
+def sequences(events: list[SessionEvent]) -> list[int]:
+    return [e.sequence for e in events]
+
+
+@pytest.fixture(scope="session")
+def ready(alice: Client) -> tuple[list[SessionEvent], Session]:
+    """A session alice created, streamed to its end."""
+    stream = alice.create_session()
+    events = drain(stream)
+    assert stream.session is not None, [describe(e) for e in events]
+    return events, stream.session
+
+
+def test_create_streams_every_stage_in_order_to_ready(
+    ready: tuple[list[SessionEvent], Session],
+) -> None:
+    events, session = ready
+    assert stages(events) == STAGES, [describe(e) for e in events]
+    assert sequences(events) == list(range(1, len(events) + 1)), "numbered from 1, no gaps"
+    assert events[-1].state == SessionState.SESSION_STATE_READY
+    assert any(e.WhichOneof("kind") == "output" for e in events), "tool output is streamed"
+    assert len({e.session_id for e in events}) == 1
+    # The last event carries the whole session with its RDP endpoint.
+    assert session.id == events[0].session_id
+    assert session.username == "alice", "an empty username means the caller"
+    assert session.state == SessionState.SESSION_STATE_READY
+    assert session.rdp_host and session.rdp_port > 0
+    assert session.vm_name.startswith("desktop-")
+    assert session.HasField("ready_at")
+    assert describe(events[-1]).startswith("READY")
+
+
+def test_watch_after_disconnect_replays_from_the_first_event(alice: Client) -> None:
+    stream = alice.create_session(template="debian-12-xfce")
+    first = next(stream)
+    assert first.sequence == 1 and state_name(first.state) == "QUEUED"
+    session_id = first.session_id
+    stream.cancel()  # disconnect: the server goes on with the session
+    assert list(stream) == []
+    # Still provisioning (terraform apply alone takes over a second): the
+    # watch below replays, then follows live.
+    assert alice.get(session_id).state != SessionState.SESSION_STATE_READY
+
+    watched = drain(alice.watch(session_id))
+    assert watched[0].sequence == 1, "the replay starts at sequence 1"
+    assert sequences(watched) == list(range(1, len(watched) + 1))
+    assert stages(watched) == STAGES, [describe(e) for e in watched]
+    assert watched[0].SerializeToString() == first.SerializeToString(), "the same stored event"
+    assert alice.get(session_id).template == "debian-12-xfce"
+
+    # Once READY, a watch replays the same history and ends.
+    again = drain(alice.watch(session_id))
+    assert [e.SerializeToString() for e in again] == [e.SerializeToString() for e in watched]
+
+
+def test_cancel_closes_a_stream_quietly(
+    ready: tuple[list[SessionEvent], Session], alice: Client
+) -> None:
+    _, session = ready
+    seen = []
+    with alice.watch(session.id) as stream:
+        for event in stream:
+            seen.append(event)
+            stream.cancel()
+    assert [e.sequence for e in seen] == [1], "no event after cancel()"
+    assert list(stream) == []
+
+
+def test_list_get_destroy(
+    ready: tuple[list[SessionEvent], Session], alice: Client, admin: Client
+) -> None:
+    _, session = ready
+    got = alice.get(session.id)
+    assert got.id == session.id and got.state == SessionState.SESSION_STATE_READY
+    assert got.rdp_port == session.rdp_port
+
+    mine = alice.list()
+    assert session.id in [s.id for s in mine]
+    assert all(s.username == "alice" for s in mine)
+    assert session.id in [s.id for s in alice.list(state="ready")]
+    assert session.id in [s.id for s in admin.list(username="alice", state="READY")]
+    assert session.id not in [s.id for s in alice.list(state="destroyed")]
+
+    destroyed = alice.destroy(session.id)
+    assert destroyed.state == SessionState.SESSION_STATE_DESTROYED
+    assert alice.get(session.id).state == SessionState.SESSION_STATE_DESTROYED
+    assert session.id in [s.id for s in alice.list(state=SessionState.SESSION_STATE_DESTROYED)]
+    assert alice.destroy(session.id).state == SessionState.SESSION_STATE_DESTROYED, "idempotent"
+    # The history ends with the destruction.
+    assert stages(drain(alice.watch(session.id)))[-2:] == ["DESTROYING", "DESTROYED"]
+
+    with pytest.raises(NotFound) as not_found:
+        alice.get("00000000-0000-4000-8000-000000000000")
+    assert not_found.value.code is grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("username", "field"),
+    [("a/b", "username"), ("x" * 21, "username"), ("tab\there", "username")],
+)
+def test_bad_username_is_invalid_argument(admin: Client, username: str, field: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        drain(admin.create_session(username))
+    assert err.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.message.startswith(field), err.value.message
+    assert isinstance(err.value, DaasError)
+
+
+def test_the_password_is_checked_and_never_echoed(alice: Client) -> None:
+    secret = "short7!"
+    with pytest.raises(InvalidArgument) as err:
+        drain(alice.create_session(session_user="bob", session_password=secret))
+    assert "session_password" in err.value.message
+    for text in (str(err.value), repr(err.value)):
+        assert secret not in text
+
+
+def test_another_users_session_is_permission_denied(
+    ready: tuple[list[SessionEvent], Session], bob: Client
+) -> None:
+    _, session = ready
+    calls: dict[str, Callable[[], object]] = {
+        "get": lambda: bob.get(session.id),
+        "watch": lambda: drain(bob.watch(session.id)),
+        "destroy": lambda: bob.destroy(session.id),
+        "list": lambda: bob.list(username="alice"),
+        "create": lambda: drain(bob.create_session("alice")),
+    }
+    for name, call in calls.items():
+        with pytest.raises(PermissionDenied) as err:
+            call()
+        assert err.value.code is grpc.StatusCode.PERMISSION_DENIED, name
+    assert session.id not in [s.id for s in bob.list()], "bob sees only his own sessions"
+
+
+def test_a_connection_without_a_client_certificate_is_refused(server: Server) -> None:
+    creds = server.credentials("alice")
+    tls = grpc.ssl_channel_credentials(root_certificates=creds.ca.read_bytes())
+    channel = grpc.secure_channel(
+        server.endpoint.removeprefix("https://"),
+        tls,
+        options=[("grpc.ssl_target_name_override", "localhost")],
+    )
+    with Client(channel, timeout=20) as client:
+        with pytest.raises(Unavailable) as err:
+            client.list()
+    assert err.value.code is grpc.StatusCode.UNAVAILABLE
+    # The TLS handshake was refused, not the TCP connection.
+    assert "connection refused" not in err.value.message.lower(), err.value.message
+
+    # With the certificate, the same server answers.
+    with server.client("alice") as client:
+        client.list()
+
+
+def test_repr_shows_no_key_material(server: Server) -> None:
+    creds = server.credentials("alice")
+    key = creds.key.read_text()
+    with server.client("alice") as client:
+        assert repr(client) == f"Client({server.endpoint.removeprefix('https://')!r})"
+        stream = client.watch("00000000-0000-4000-8000-000000000000")
+        with pytest.raises(NotFound):
+            next(stream)
+        for text in (repr(client), repr(stream), str(vars(client))):
+            assert "PRIVATE KEY" not in text and key not in text
+
+
+class _Metadatum(NamedTuple):
+    key: str
+    value: str
+
+
+class _FakeError(grpc.RpcError):
+    """A failed call as grpcio reports it: metadata entries are (key, value)
+    named tuples, the value a str for text keys."""
+
+    def __init__(self, code: grpc.StatusCode, metadata: tuple[_Metadatum, ...]) -> None:
+        self._code, self._metadata = code, metadata
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return "too many creates; retry in 9 s"
+
+    def trailing_metadata(self) -> Any:
+        return self._metadata
+
+
+def test_errors_map_codes_and_the_retry_hint() -> None:
+    exhausted = from_rpc_error(
+        _FakeError(grpc.StatusCode.RESOURCE_EXHAUSTED, (_Metadatum("retry-after", "9"),))
+    )
+    assert isinstance(exhausted, ResourceExhausted) and exhausted.retry_after == 9.0
+    assert str(exhausted) == "RESOURCE_EXHAUSTED: too many creates; retry in 9 s"
+    no_hint = from_rpc_error(_FakeError(grpc.StatusCode.RESOURCE_EXHAUSTED, ()))
+    assert isinstance(no_hint, ResourceExhausted) and no_hint.retry_after is None
+    other = from_rpc_error(_FakeError(grpc.StatusCode.INTERNAL, ()))
+    assert type(other) is DaasError and other.code is grpc.StatusCode.INTERNAL
+
+
+def test_state_names() -> None:
+    assert parse_state("ready") == SessionState.SESSION_STATE_READY
+    assert parse_state("SESSION_STATE_FAILED") == SessionState.SESSION_STATE_FAILED
+    assert parse_state(None) == SessionState.SESSION_STATE_UNSPECIFIED
+    with pytest.raises(ValueError, match="unknown session state"):
+        parse_state("running")
+    assert state_name(SessionState.SESSION_STATE_CONFIGURING) == "CONFIGURING"
+
+
+def test_the_readme_example_runs(server: Server, tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    match = re.search(r"```python\n(.*?)```", readme, re.DOTALL)
+    assert match, "README.md has a python example"
+    script = tmp_path / "example.py"
+    script.write_text(match.group(1))
+    creds = server.credentials("carol")
+    env = dict(os.environ)
+    env.update(
+        DAAS_ENDPOINT=server.endpoint,
+        DAAS_CA=str(creds.ca),
+        DAAS_CERT=str(creds.cert),
+        DAAS_KEY=str(creds.key),
+        DAAS_SESSION_PASSWORD="correct-horse-9",
+        PYTHONPATH=os.pathsep.join(sys.path),
+    )
+    run = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=STREAM_LIMIT
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines if not line.startswith(" ")][:5] == STAGES
+    assert re.search(r"^RDP: \S+:\d+; ready: 1$", run.stdout, re.MULTILINE), run.stdout
+    assert "correct-horse-9" not in run.stdout + run.stderr
+    with server.client("carol") as carol:
+        (session,) = carol.list()
+        assert session.state == SessionState.SESSION_STATE_DESTROYED
+        assert session.session_user == "bob"

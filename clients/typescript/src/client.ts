@@ -1,0 +1,348 @@
+// A thin layer over the generated daas.v1 code: mutual TLS, one method per
+// call, async iterables for the event streams, DaasError for failures.
+
+import { readFile } from "node:fs/promises";
+
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+
+import {
+  DesktopService,
+  SessionState,
+  Tool,
+  type Session,
+  type SessionEvent,
+} from "./gen/daas/v1/desktop_pb.js";
+import { DaasError } from "./errors.js";
+
+/** A state filter: a value, or a name such as "ready" or "SESSION_STATE_READY". */
+export type StateLike = SessionState | string;
+
+/** The short name of a state: `stateName(SessionState.READY) === "READY"`. */
+export function stateName(state: SessionState): string {
+  return SessionState[state] ?? String(state);
+}
+
+/** A state from a value or a name; throws RangeError for an unknown name. */
+export function parseState(state: StateLike | undefined): SessionState {
+  if (state === undefined) {
+    return SessionState.UNSPECIFIED;
+  }
+  if (typeof state !== "string") {
+    return state;
+  }
+  const name = state.trim().toUpperCase().replace(/^SESSION_STATE_/, "");
+  const value = (SessionState as unknown as Record<string, unknown>)[name];
+  if (typeof value !== "number") {
+    const known = Object.keys(SessionState)
+      .filter((k) => Number.isNaN(Number(k)) && k !== "UNSPECIFIED")
+      .map((k) => k.toLowerCase());
+    throw new RangeError(`unknown session state "${state}" (one of: ${known.join(", ")})`);
+  }
+  return value as SessionState;
+}
+
+/** One line for an event, as a person would want it printed. */
+export function describe(event: SessionEvent): string {
+  switch (event.kind.case) {
+    case "stageChange": {
+      let line = stateName(event.state);
+      if (event.kind.value.message) {
+        line += `: ${event.kind.value.message}`;
+      }
+      const s = event.session;
+      if (event.state === SessionState.READY && s) {
+        line += ` (RDP ${s.rdpHost}:${s.rdpPort})`;
+      }
+      if (event.state === SessionState.FAILED && s?.failure) {
+        line += ` (${stateName(s.failure.stage)} failed: ${s.failure.reason})`;
+      }
+      return line;
+    }
+    case "output": {
+      const tool = (Tool[event.kind.value.tool] ?? "tool").toLowerCase();
+      return `  [${tool}] ${event.kind.value.text}`;
+    }
+    case "idleWarning":
+      return `warning: ${event.kind.value.reason}`;
+    default:
+      return stateName(event.state);
+  }
+}
+
+/**
+ * The events of one CreateSession or WatchSession call, as they arrive:
+ * `for await (const event of stream)`. The iteration ends after READY,
+ * FAILED or DESTROYED; a failed call throws a DaasError from it.
+ *
+ * The call starts when the stream is made. `cancel()`, or leaving a
+ * `for await` loop early, closes it: the server goes on with the session, and
+ * `watch()` re-attaches to it. A closed stream yields nothing more.
+ */
+export class EventStream implements AsyncIterable<SessionEvent> {
+  /** The last event received. */
+  last: SessionEvent | undefined;
+  /** The whole session, from the last event that carried it (the one ending
+   * the stream: READY, FAILED or DESTROYED). */
+  session: Session | undefined;
+
+  readonly #abort: AbortController;
+  readonly #events: AsyncIterator<SessionEvent>;
+  #pending: Promise<IteratorResult<SessionEvent>> | undefined;
+  #closed = false;
+
+  /** @internal Use DaasClient.createSession() or watch(). */
+  constructor(
+    start: (signal: AbortSignal) => AsyncIterable<SessionEvent>,
+    signal: AbortSignal | undefined,
+  ) {
+    this.#abort = new AbortController();
+    if (signal) {
+      if (signal.aborted) {
+        this.#abort.abort(signal.reason);
+      } else {
+        signal.addEventListener("abort", () => this.#abort.abort(signal.reason), { once: true });
+      }
+    }
+    this.#events = start(this.#abort.signal)[Symbol.asyncIterator]();
+    // Start the call now (a create begins at once, as in other clients);
+    // an error waits for the iteration instead of becoming unhandled.
+    this.#pending = this.#events.next();
+    this.#pending.catch(() => undefined);
+  }
+
+  /** Closes the stream (the session itself is not affected); an iteration
+   * under way ends quietly. */
+  cancel(): void {
+    this.#closed = true;
+    this.#abort.abort();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<SessionEvent, void, undefined> {
+    try {
+      while (!this.#closed) {
+        const next = this.#pending ?? this.#events.next();
+        this.#pending = undefined;
+        const result = await next;
+        if (result.done || this.#closed) {
+          return;
+        }
+        const event = result.value;
+        this.last = event;
+        if (event.session) {
+          this.session = event.session;
+        }
+        yield event;
+      }
+    } catch (reason) {
+      if (this.#closed) {
+        return; // the call failed because cancel() closed it
+      }
+      throw DaasError.from(reason);
+    } finally {
+      // The stream ended, failed, or the loop was left early: close the call.
+      this.cancel();
+    }
+  }
+}
+
+/** What a desktop is for (CreateSessionRequest). */
+export interface CreateSessionOptions {
+  /** The user the desktop is for; empty or absent: the caller. Only an
+   * administrator may name someone else. */
+  username?: string;
+  /** Optional local login created on the desktop. */
+  sessionUser?: string;
+  /** Password of `sessionUser` (required with it); sent to the server only,
+   * never stored or logged. */
+  sessionPassword?: string;
+  /** Template name; absent: the server's default. */
+  template?: string;
+}
+
+/** Per-call options. */
+export interface CallOptions {
+  /** Aborting it closes a stream, or fails a unary call with CANCELLED. */
+  signal?: AbortSignal;
+}
+
+/** Options of a DaasClient. */
+export interface ClientOptions {
+  /** Check the server's certificate for this name instead of the endpoint's
+   * host (e.g. "localhost" when connecting to an address it does not name). */
+  serverName?: string;
+  /** Bound (ms) on each unary call (get, list, destroy). None by default:
+   * a destroy waits for Terraform. Streams have no deadline. */
+  timeoutMs?: number;
+}
+
+/** PEM contents (not paths) for mutual TLS. */
+export interface PemCredentials {
+  /** The CA that signed the server's certificate. */
+  ca: string | Buffer;
+  /** The caller's client certificate; the server refuses connections without it. */
+  cert?: string | Buffer;
+  /** The key of `cert`. */
+  key?: string | Buffer;
+}
+
+function baseUrl(endpoint: string): string {
+  const trimmed = endpoint.trim().replace(/\/+$/, "");
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed)) {
+    if (!trimmed.toLowerCase().startsWith("https://")) {
+      throw new RangeError(
+        `endpoint "${endpoint}": use host:port or https://host:port (gRPC over mutual TLS)`,
+      );
+    }
+    return trimmed;
+  }
+  return `https://${trimmed}`;
+}
+
+/**
+ * A client of daas.v1.DesktopService.
+ *
+ * ```ts
+ * const daas = await DaasClient.fromFiles("https://daas.example.org:50051", "ca.pem", "alice.pem", "alice-key.pem");
+ * for await (const event of daas.createSession()) console.log(describe(event));
+ * daas.close();
+ * ```
+ */
+export class DaasClient {
+  readonly #client: Client<typeof DesktopService>;
+  readonly #close: () => void;
+  readonly #timeoutMs: number | undefined;
+  readonly #endpoint: string;
+
+  /** Wraps any Connect transport (`close` is called by `close()`). */
+  constructor(
+    transport: Transport,
+    options: { timeoutMs?: number; close?: () => void; endpoint?: string } = {},
+  ) {
+    this.#client = createClient(DesktopService, transport);
+    this.#timeoutMs = options.timeoutMs;
+    this.#close = options.close ?? (() => undefined);
+    this.#endpoint = options.endpoint ?? "";
+  }
+
+  /**
+   * Connects to `endpoint` (`host:port` or `https://host:port`) with the CA
+   * that signed the server's certificate and the caller's client certificate
+   * and key (PEM files, e.g. from `daas-server pki`).
+   */
+  static async fromFiles(
+    endpoint: string,
+    ca: string,
+    cert: string,
+    key: string,
+    options: ClientOptions = {},
+  ): Promise<DaasClient> {
+    const [caPem, certPem, keyPem] = await Promise.all([
+      readFile(ca),
+      readFile(cert),
+      readFile(key),
+    ]);
+    return DaasClient.fromPem(endpoint, { ca: caPem, cert: certPem, key: keyPem }, options);
+  }
+
+  /** Like fromFiles(), with the PEM contents. The client keeps no copy of
+   * the key: it is handed to Node's TLS. */
+  static fromPem(endpoint: string, pem: PemCredentials, options: ClientOptions = {}): DaasClient {
+    const url = baseUrl(endpoint);
+    const tls: { ca: string | Buffer; cert?: string | Buffer; key?: string | Buffer; servername?: string } = {
+      ca: pem.ca,
+    };
+    if (pem.cert !== undefined) tls.cert = pem.cert;
+    if (pem.key !== undefined) tls.key = pem.key;
+    if (options.serverName !== undefined) tls.servername = options.serverName;
+    const sessionManager = new Http2SessionManager(url, { pingIntervalMs: 30_000 }, tls);
+    const transport = createGrpcTransport({ baseUrl: url, sessionManager });
+    const clientOptions: { timeoutMs?: number; close: () => void; endpoint: string } = {
+      close: () => sessionManager.abort(),
+      endpoint: url,
+    };
+    if (options.timeoutMs !== undefined) clientOptions.timeoutMs = options.timeoutMs;
+    return new DaasClient(transport, clientOptions);
+  }
+
+  /**
+   * Creates a desktop and returns its live events (the call starts now).
+   * The last event is READY (`stream.session` has the RDP endpoint) or
+   * FAILED (`stream.session.failure` says where and why).
+   */
+  createSession(request: CreateSessionOptions = {}, options: CallOptions = {}): EventStream {
+    return new EventStream(
+      (signal) =>
+        this.#client.createSession(
+          {
+            username: request.username ?? "",
+            sessionUser: request.sessionUser ?? "",
+            sessionPassword: request.sessionPassword ?? "",
+            template: request.template ?? "",
+          },
+          { signal },
+        ),
+      options.signal,
+    );
+  }
+
+  /** Every event of a session since the first (sequence 1), then live ones
+   * until READY, FAILED or DESTROYED. */
+  watch(sessionId: string, options: CallOptions = {}): EventStream {
+    return new EventStream(
+      (signal) => this.#client.watchSession({ sessionId }, { signal }),
+      options.signal,
+    );
+  }
+
+  /** Sessions, newest first; optionally one user's (a user sees only their
+   * own) and in one state ("ready", SessionState.READY). */
+  async list(
+    filter: { username?: string; state?: StateLike } = {},
+    options: CallOptions = {},
+  ): Promise<Session[]> {
+    const request = { username: filter.username ?? "", state: parseState(filter.state) };
+    const response = await this.#unary(() =>
+      this.#client.listSessions(request, this.#callOptions(options)),
+    );
+    return response.sessions;
+  }
+
+  /** One session (NOT_FOUND for an unknown id). */
+  get(sessionId: string, options: CallOptions = {}): Promise<Session> {
+    return this.#unary(() => this.#client.getSession({ sessionId }, this.#callOptions(options)));
+  }
+
+  /** Destroys a session's desktop and returns the session, DESTROYED.
+   * Idempotent; ABORTED when Terraform failed (destroying again retries). */
+  destroy(sessionId: string, options: CallOptions = {}): Promise<Session> {
+    return this.#unary(() =>
+      this.#client.destroySession({ sessionId }, this.#callOptions(options)),
+    );
+  }
+
+  /** Closes the connection (and any open stream). */
+  close(): void {
+    this.#close();
+  }
+
+  /** For logs: the endpoint, never credentials. */
+  toString(): string {
+    return `DaasClient(${this.#endpoint})`;
+  }
+
+  #callOptions(options: CallOptions): { signal?: AbortSignal; timeoutMs?: number } {
+    const out: { signal?: AbortSignal; timeoutMs?: number } = {};
+    if (options.signal) out.signal = options.signal;
+    if (this.#timeoutMs !== undefined) out.timeoutMs = this.#timeoutMs;
+    return out;
+  }
+
+  async #unary<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (reason) {
+      throw DaasError.from(reason);
+    }
+  }
+}

@@ -1,0 +1,31 @@
+// @daas/client: the TypeScript client of the DaaS orchestrator
+// (daas.v1.DesktopService) over gRPC with mutual TLS.
+
+export {
+  DaasClient,
+  EventStream,
+  describe,
+  parseState,
+  stateName,
+  type CallOptions,
+  type ClientOptions,
+  type CreateSessionOptions,
+  type PemCredentials,
+  type StateLike,
+} from "./client.js";
+export { Code, DaasError, codeName } from "./errors.js";
+export {
+  OutputStream,
+  SessionState,
+  Tool,
+  type Activity,
+  type Failure,
+  type IdleWarning,
+  type OutputLine,
+  type Session,
+  type SessionEvent,
+  type StageChange,
+} from "./gen/daas/v1/desktop_pb.js";
+// The generated code itself (schemas, the service descriptor), for anything
+// beyond this layer.
+export * as pb from "./gen/daas/v1/desktop_pb.js";

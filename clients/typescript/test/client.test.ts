@@ -1,0 +1,304 @@
+// The TypeScript client against the real daas-server (see server.ts).
+
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { inspect } from "node:util";
+import { after, before, describe as suite, test } from "node:test";
+
+import { toBinary } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
+
+import {
+  Code,
+  DaasClient,
+  DaasError,
+  EventStream,
+  SessionState,
+  describe,
+  parseState,
+  pb,
+  stateName,
+  type Session,
+  type SessionEvent,
+} from "../src/index.js";
+import { PACKAGE_DIR, TestServer } from "./server.js";
+
+const STAGES = ["QUEUED", "PROVISIONING", "BOOTING", "CONFIGURING", "READY"];
+/** Bound on any one stream, so a hang fails instead of waiting. */
+const STREAM_LIMIT_MS = 240_000;
+const UNKNOWN_ID = "00000000-0000-4000-8000-000000000000";
+
+/** Every event of a stream; one still open after the limit is cancelled. */
+async function drain(stream: EventStream, limitMs = STREAM_LIMIT_MS): Promise<SessionEvent[]> {
+  const timer = setTimeout(() => stream.cancel(), limitMs);
+  try {
+    const events: SessionEvent[] = [];
+    for await (const event of stream) events.push(event);
+    return events;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const stages = (events: SessionEvent[]): string[] =>
+  events.filter((e) => e.kind.case === "stageChange").map((e) => stateName(e.state));
+const sequences = (events: SessionEvent[]): number[] => events.map((e) => Number(e.sequence));
+const oneToN = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
+const bytes = (e: SessionEvent): string =>
+  Buffer.from(toBinary(pb.SessionEventSchema, e)).toString("hex");
+
+/** The DaasError a call rejects with. */
+async function failure(call: () => Promise<unknown>): Promise<DaasError> {
+  try {
+    await call();
+  } catch (err) {
+    assert.ok(err instanceof DaasError, `not a DaasError: ${String(err)}`);
+    return err;
+  }
+  assert.fail("the call succeeded");
+}
+
+suite("DaasClient against daas-server", () => {
+  let server: TestServer;
+  let alice: DaasClient;
+  let bob: DaasClient;
+  let admin: DaasClient;
+  // A session alice created, streamed to its end (by the first test).
+  let ready: { events: SessionEvent[]; session: Session } | undefined;
+
+  before(async () => {
+    server = await TestServer.start();
+    alice = await server.client("alice");
+    bob = await server.client("bob");
+    admin = await server.client("root", true);
+  });
+
+  after(async () => {
+    for (const client of [alice, bob, admin]) client?.close();
+    await server?.stop();
+  });
+
+  const readySession = async (): Promise<{ events: SessionEvent[]; session: Session }> => {
+    if (!ready) {
+      const stream = alice.createSession();
+      const events = await drain(stream);
+      assert.ok(stream.session, events.map(describe).join("\n"));
+      ready = { events, session: stream.session };
+    }
+    return ready;
+  };
+
+  test("a streamed create goes through every stage in order to READY", async () => {
+    const { events, session } = await readySession();
+    assert.deepEqual(stages(events), STAGES, events.map(describe).join("\n"));
+    assert.deepEqual(sequences(events), oneToN(events.length), "numbered from 1, no gaps");
+    assert.equal(events.at(-1)?.state, SessionState.READY);
+    assert.ok(events.some((e) => e.kind.case === "output"), "tool output is streamed");
+    assert.equal(new Set(events.map((e) => e.sessionId)).size, 1);
+    // The last event carries the whole session with its RDP endpoint.
+    assert.equal(session.id, events[0]?.sessionId);
+    assert.equal(session.username, "alice", "an empty username means the caller");
+    assert.equal(session.state, SessionState.READY);
+    assert.ok(session.rdpHost && session.rdpPort > 0);
+    assert.match(session.vmName, /^desktop-/);
+    assert.ok(session.readyAt);
+    assert.match(describe(events.at(-1)!), /^READY/);
+  });
+
+  test("watch after a disconnect replays from sequence 1", async () => {
+    const stream = alice.createSession({ template: "debian-12-xfce" });
+    let first: SessionEvent | undefined;
+    for await (const event of stream) {
+      first = event;
+      break; // leaving the loop disconnects; the server goes on
+    }
+    assert.ok(first);
+    assert.equal(first.sequence, 1n);
+    assert.equal(stateName(first.state), "QUEUED");
+    assert.deepEqual(await drain(stream), [], "a left stream yields nothing more");
+    // Still provisioning (terraform apply alone takes over a second): the
+    // watch below replays, then follows live.
+    assert.notEqual((await alice.get(first.sessionId)).state, SessionState.READY);
+
+    const watched = await drain(alice.watch(first.sessionId));
+    assert.equal(watched[0]?.sequence, 1n, "the replay starts at sequence 1");
+    assert.deepEqual(sequences(watched), oneToN(watched.length));
+    assert.deepEqual(stages(watched), STAGES, watched.map(describe).join("\n"));
+    assert.equal(bytes(watched[0]!), bytes(first), "the same stored event");
+    assert.equal((await alice.get(first.sessionId)).template, "debian-12-xfce");
+
+    // Once READY, a watch replays the same history and ends.
+    const again = await drain(alice.watch(first.sessionId));
+    assert.deepEqual(again.map(bytes), watched.map(bytes));
+  });
+
+  test("cancel() closes a stream quietly", async () => {
+    const { session } = await readySession();
+    const stream = alice.watch(session.id);
+    const seen: SessionEvent[] = [];
+    for await (const event of stream) {
+      seen.push(event);
+      stream.cancel();
+    }
+    assert.equal(seen.length, 1, "no event after cancel()");
+    assert.equal(seen[0]?.sequence, 1n);
+    assert.deepEqual(await drain(stream), []);
+  });
+
+  test("list, get and destroy", async () => {
+    const { session } = await readySession();
+    const got = await alice.get(session.id);
+    assert.equal(got.id, session.id);
+    assert.equal(got.state, SessionState.READY);
+    assert.equal(got.rdpPort, session.rdpPort);
+
+    const mine = await alice.list();
+    assert.ok(mine.some((s) => s.id === session.id));
+    assert.ok(mine.every((s) => s.username === "alice"));
+    assert.ok((await alice.list({ state: "ready" })).some((s) => s.id === session.id));
+    assert.ok(
+      (await admin.list({ username: "alice", state: SessionState.READY })).some((s) => s.id === session.id),
+    );
+    assert.ok(!(await alice.list({ state: "destroyed" })).some((s) => s.id === session.id));
+
+    const destroyed = await alice.destroy(session.id);
+    assert.equal(destroyed.state, SessionState.DESTROYED);
+    assert.equal((await alice.get(session.id)).state, SessionState.DESTROYED);
+    assert.ok((await alice.list({ state: "DESTROYED" })).some((s) => s.id === session.id));
+    assert.equal((await alice.destroy(session.id)).state, SessionState.DESTROYED, "idempotent");
+    // The history ends with the destruction.
+    assert.deepEqual(stages(await drain(alice.watch(session.id))).slice(-2), ["DESTROYING", "DESTROYED"]);
+
+    const notFound = await failure(() => alice.get(UNKNOWN_ID));
+    assert.equal(notFound.code, Code.NotFound);
+    assert.equal(notFound.codeName, "NOT_FOUND");
+  });
+
+  test("a bad username is INVALID_ARGUMENT naming the field", async () => {
+    for (const username of ["a/b", "x".repeat(21), "tab\there"]) {
+      const err = await failure(() => drain(admin.createSession({ username })));
+      assert.equal(err.code, Code.InvalidArgument, err.message);
+      assert.match(err.rawMessage, /^username /);
+      assert.equal(err.message, `INVALID_ARGUMENT: ${err.rawMessage}`);
+    }
+  });
+
+  test("the password is checked and never echoed", async () => {
+    const secret = "short7!";
+    const err = await failure(() =>
+      drain(alice.createSession({ sessionUser: "bob", sessionPassword: secret })),
+    );
+    assert.equal(err.code, Code.InvalidArgument);
+    assert.match(err.rawMessage, /session_password/);
+    assert.ok(!inspect(err).includes(secret));
+  });
+
+  test("another user's session is PERMISSION_DENIED", async () => {
+    const { session } = await readySession();
+    const calls: Record<string, () => Promise<unknown>> = {
+      get: () => bob.get(session.id),
+      watch: () => drain(bob.watch(session.id)),
+      destroy: () => bob.destroy(session.id),
+      list: () => bob.list({ username: "alice" }),
+      create: () => drain(bob.createSession({ username: "alice" })),
+    };
+    for (const [name, call] of Object.entries(calls)) {
+      const err = await failure(call);
+      assert.equal(err.code, Code.PermissionDenied, `${name}: ${err.message}`);
+    }
+    assert.ok(!(await bob.list()).some((s) => s.id === session.id), "bob sees only his own sessions");
+  });
+
+  test("a connection without a client certificate is refused", async () => {
+    const { ca } = server.credentials("alice");
+    const anonymous = DaasClient.fromPem(
+      server.endpoint,
+      { ca: readFileSync(ca) },
+      { serverName: "localhost", timeoutMs: 20_000 },
+    );
+    try {
+      const err = await failure(() => anonymous.list());
+      assert.equal(err.code, Code.Unavailable, err.message);
+      // The TLS handshake was refused (alert "certificate required"), not
+      // the TCP connection.
+      assert.match(err.rawMessage, /certificate required/i);
+    } finally {
+      anonymous.close();
+    }
+    // With the certificate, the same server answers.
+    await alice.list();
+  });
+
+  test("the README example runs", async () => {
+    const readme = readFileSync(join(PACKAGE_DIR, "README.md"), "utf8");
+    const code = /```ts\n([\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(code, "README.md has a ts example");
+    // Plain JavaScript too; in the package folder "@daas/client" resolves to
+    // the package itself (dist/src/index.js).
+    const script = join(PACKAGE_DIR, "dist", "readme-example.mjs");
+    writeFileSync(script, code);
+    const { ca, cert, key } = server.credentials("carol");
+    const env = {
+      ...process.env,
+      DAAS_ENDPOINT: server.endpoint,
+      DAAS_CA: ca,
+      DAAS_CERT: cert,
+      DAAS_KEY: key,
+      DAAS_SESSION_PASSWORD: "correct-horse-9",
+    };
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [script], {
+      env,
+      timeout: STREAM_LIMIT_MS,
+    });
+    const lines = stdout.split("\n").filter((line) => line && !line.startsWith(" "));
+    assert.deepEqual(lines.slice(0, 5).map((line) => line.split(":")[0]), STAGES, stdout);
+    assert.match(stdout, /^RDP: \S+:\d+; ready: 1$/m);
+    assert.ok(!(stdout + stderr).includes("correct-horse-9"));
+    const carol = await server.client("carol");
+    try {
+      const sessions = await carol.list();
+      assert.equal(sessions.length, 1);
+      assert.equal(sessions[0]?.state, SessionState.DESTROYED);
+      assert.equal(sessions[0]?.sessionUser, "bob");
+    } finally {
+      carol.close();
+    }
+  });
+
+  test("no key material in what a client shows", async () => {
+    const { key } = server.credentials("alice");
+    const pem = readFileSync(key, "utf8");
+    const client = await server.client("alice");
+    try {
+      for (const text of [String(client), inspect(client, { showHidden: true, depth: 5 })]) {
+        assert.ok(!text.includes("PRIVATE KEY") && !text.includes(pem), text);
+      }
+      assert.equal(String(client), `DaasClient(${server.endpoint})`);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+test("errors carry the code and the retry hint", () => {
+  const exhausted = DaasError.from(
+    new ConnectError("too many creates; retry in 9 s", Code.ResourceExhausted, { "retry-after": "9" }),
+  );
+  assert.equal(exhausted.code, Code.ResourceExhausted);
+  assert.equal(exhausted.retryAfterSeconds, 9);
+  assert.equal(exhausted.message, "RESOURCE_EXHAUSTED: too many creates; retry in 9 s");
+  const noHint = DaasError.from(new ConnectError("too many sessions", Code.ResourceExhausted));
+  assert.equal(noHint.retryAfterSeconds, undefined);
+  assert.equal(DaasError.from(new Error("boom")).code, Code.Unknown);
+});
+
+test("state names", () => {
+  assert.equal(parseState("ready"), SessionState.READY);
+  assert.equal(parseState("SESSION_STATE_FAILED"), SessionState.FAILED);
+  assert.equal(parseState(undefined), SessionState.UNSPECIFIED);
+  assert.throws(() => parseState("running"), /unknown session state/);
+  assert.equal(stateName(SessionState.CONFIGURING), "CONFIGURING");
+});

@@ -1,0 +1,184 @@
+// One real daas-server for a test file: the binary built by
+// `cargo build -p daas-server`, a fresh PKI (`daas-server pki`), the test
+// Terraform module (terraform/test) and the test playbook run by the
+// project's Ansible (.venv), in a temp dir, as server/src/testkit.rs does for
+// the Rust tests. Overrides: DAAS_SERVER_BIN (the binary),
+// DAAS_TEST_ANSIBLE_PLAYBOOK (ansible-playbook).
+
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+import { DaasClient } from "../src/index.js";
+
+/** clients/typescript: the nearest folder up with a package.json (this file
+ * runs as dist/test/server.js). */
+function packageDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error("no package.json above the tests");
+    dir = parent;
+  }
+  return dir;
+}
+
+/** clients/typescript. */
+export const PACKAGE_DIR = packageDir();
+/** The repository's root. */
+export const REPO = resolve(PACKAGE_DIR, "../..");
+
+const LISTENING = "daas-server listening on ";
+
+function serverBinary(): string {
+  const env = process.env["DAAS_SERVER_BIN"];
+  if (env) return env;
+  let target = process.env["CARGO_TARGET_DIR"] || join(REPO, "target");
+  if (!isAbsolute(target)) target = join(REPO, target);
+  return join(target, "debug", "daas-server");
+}
+
+function ansiblePlaybook(): string {
+  return process.env["DAAS_TEST_ANSIBLE_PLAYBOOK"] || join(REPO, ".venv", "bin", "ansible-playbook");
+}
+
+/** TOML basic strings escape like JSON strings. */
+const toml = (value: string): string => JSON.stringify(value);
+
+function writeConfig(dir: string, pki: string): string {
+  const markers = join(dir, "markers");
+  mkdirSync(markers);
+  const text = `listen = "127.0.0.1:0"
+data_dir = ${toml(join(dir, "data"))}
+
+[limits]
+max_parallel_provisions = 4
+max_sessions = 100
+max_sessions_per_user = 100
+creates_per_minute = 1000
+create_burst = 1000
+max_streams = 1000
+
+[tls]
+ca = ${toml(join(pki, "ca.pem"))}
+cert = ${toml(join(pki, "server.pem"))}
+key = ${toml(join(pki, "server-key.pem"))}
+
+[terraform]
+module_dir = ${toml(join(REPO, "terraform", "test"))}
+init_timeout = "2m"
+apply_timeout = "2m"
+destroy_timeout = "2m"
+
+[terraform.variables]
+# A create takes a moment, so a test can leave a stream half-way.
+create_delay_seconds = 1
+marker_dir = ${toml(markers)}
+
+[boot]
+timeout = "1m"
+
+[ansible]
+binary = ${toml(ansiblePlaybook())}
+playbook = ${toml(join(REPO, "ansible", "playbooks", "test-desktop.yml"))}
+teardown_playbook = ${toml(join(REPO, "ansible", "playbooks", "test-teardown.yml"))}
+connection = "local"
+timeout = "3m"
+
+[ansible.extra_vars]
+marker_dir = ${toml(markers)}
+`;
+  const path = join(dir, "daas.toml");
+  writeFileSync(path, text);
+  return path;
+}
+
+export interface Credentials {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/** A running server: its endpoint and its PKI. Stop it with stop(). */
+export class TestServer {
+  private constructor(
+    readonly endpoint: string,
+    readonly dir: string,
+    private readonly binary: string,
+    private readonly child: ChildProcess,
+  ) {}
+
+  static async start(): Promise<TestServer> {
+    const binary = serverBinary();
+    if (!existsSync(binary)) {
+      throw new Error(`${binary} is missing: run \`cargo build -p daas-server\` first`);
+    }
+    if (!existsSync(ansiblePlaybook())) {
+      throw new Error(`${ansiblePlaybook()} is missing: run scripts/setup.sh first`);
+    }
+    const dir = mkdtempSync(join(tmpdir(), "daas-ts-"));
+    const pki = join(dir, "pki");
+    execFileSync(binary, ["pki", "init", "--dir", pki], { stdio: "pipe" });
+    const config = writeConfig(dir, pki);
+    const logPath = join(dir, "server.log");
+    const child = spawn(binary, ["--config", config], {
+      stdio: ["ignore", "pipe", openSync(logPath, "w")],
+    });
+    const lines = createInterface({ input: child.stdout! });
+    const first = await new Promise<string | undefined>((resolveLine) => {
+      const timer = setTimeout(() => resolveLine(undefined), 30_000);
+      lines.once("line", (line) => {
+        clearTimeout(timer);
+        resolveLine(line);
+      });
+      child.once("exit", () => {
+        clearTimeout(timer);
+        resolveLine(undefined);
+      });
+    });
+    // Keep reading stdout so the server never blocks on a full pipe.
+    lines.on("line", () => undefined);
+    if (first === undefined || !first.startsWith(LISTENING)) {
+      child.kill("SIGKILL");
+      const log = readFileSync(logPath, "utf8").slice(-4000);
+      throw new Error(`daas-server did not start (first line ${JSON.stringify(first)}); its log:\n${log}`);
+    }
+    return new TestServer(`https://${first.slice(LISTENING.length)}`, dir, binary, child);
+  }
+
+  get pki(): string {
+    return join(this.dir, "pki");
+  }
+
+  /** A client certificate for `user` from the server's CA (issued on first use). */
+  credentials(user: string, admin = false): Credentials {
+    const cert = join(this.pki, "users", `${user}.pem`);
+    const key = join(this.pki, "users", `${user}-key.pem`);
+    if (!existsSync(cert)) {
+      const args = ["pki", "issue", "--dir", this.pki, "--user", user];
+      execFileSync(this.binary, admin ? [...args, "--admin"] : args, { stdio: "pipe" });
+    }
+    return { ca: join(this.pki, "ca.pem"), cert, key };
+  }
+
+  /** A client connected as `user`; the server certificate names localhost. */
+  client(user: string, admin = false): Promise<DaasClient> {
+    const { ca, cert, key } = this.credentials(user, admin);
+    return DaasClient.fromFiles(this.endpoint, ca, cert, key, { serverName: "localhost" });
+  }
+
+  /** Stops the server (SIGTERM, then SIGKILL after 30 s) and removes its dir. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const exited = new Promise<void>((done) => this.child.once("exit", () => done()));
+      this.child.kill("SIGTERM");
+      const timer = setTimeout(() => this.child.kill("SIGKILL"), 30_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
