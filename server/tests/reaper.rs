@@ -56,7 +56,12 @@ async fn ready_session(server: &TestServer, user: &str) -> String {
     let mut client = server.client().await;
     let events = create(&mut client, request(user)).await;
     let session = events.last().unwrap().session.clone().unwrap();
-    assert_eq!(session.state(), SessionState::Ready);
+    assert_eq!(
+        session.state(),
+        SessionState::Ready,
+        "{:?}",
+        session.failure
+    );
     session.id
 }
 
@@ -236,5 +241,69 @@ async fn a_desktop_whose_agent_is_silent_is_reaped() {
         reasons[0].starts_with("reaped: agent_lost_timeout 2s: the agent never reported"),
         "{reasons:?}"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_real_agent_reports_and_the_session_shows_it() {
+    // With no display the agent reports idle since boot: longer than any
+    // test machine's uptime, so the reaper leaves the desktop alone.
+    let server = TestServer::start(policy("idle_timeout = \"100000h\"\n")).await;
+    let id = ready_session(&server, "alice").await;
+    let pki = server.dir().join("pki");
+    let ca = Ca::load(&pki.join("ca.pem"), &pki.join("ca-key.pem")).unwrap();
+    let issued = ca.issue_agent(&id, &Validity::days(1)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("agent.pem"), issued.cert_pem).unwrap();
+    std::fs::write(dir.path().join("agent-key.pem"), issued.key_pem).unwrap();
+    let no_displays = dir.path().join("x11");
+    std::fs::create_dir_all(&no_displays).unwrap();
+    let config = daas_agent::AgentConfig {
+        endpoint: server.endpoint(),
+        session_id: id.clone(),
+        ca: pki.join("ca.pem"),
+        cert: dir.path().join("agent.pem"),
+        key: dir.path().join("agent-key.pem"),
+        tls_server_name: Some("localhost".into()),
+        x11_socket_dir: no_displays,
+        ..daas_agent::AgentConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(daas_agent::run(config, async {
+        let _ = stopped.await;
+    }));
+
+    let mut client = server.client().await;
+    let mut activity = None;
+    for _ in 0..100 {
+        let session = client
+            .get_session(GetSessionRequest {
+                session_id: id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        activity = session.activity.filter(|a| a.last_report_at.is_some());
+        if activity.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let activity = activity.expect("the agent reported");
+    assert_eq!(activity.agent_version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        activity.rdp_clients, 0,
+        "nobody is connected to this machine's port 3389"
+    );
+    // No display: idle since boot, so the last input is before the report.
+    assert!(activity.last_input_at.unwrap().seconds < activity.last_report_at.unwrap().seconds);
+
+    let _ = stop.send(());
+    let end = tokio::time::timeout(Duration::from_secs(10), agent)
+        .await
+        .expect("the agent stops")
+        .unwrap()
+        .unwrap();
+    assert_eq!(end, daas_agent::RunEnd::Shutdown);
     server.stop().await;
 }
