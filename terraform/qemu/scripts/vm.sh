@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# One local desktop VM under QEMU: what the qemu module's provisioners run.
+#
+#   vm.sh create    overlay + NoCloud seed + QEMU in the background
+#   vm.sh destroy   stop QEMU, remove everything create made
+#   vm.sh status    running (exit 0), dead (1) or absent (3)
+#
+# Always: VM_NAME, STATE_DIR. create also: IMAGE_DIR, CORES, MEMORY_MB,
+# DISK_GB, SSH_PORT, RDP_PORT, ACCEL (auto|kvm|tcg), KVM_PROBE_SECONDS,
+# SESSION_ID, META_DATA, USER_DATA (TEMPLATE and FOR_USER are only logged).
+#
+# Files, all STATE_DIR/VM_NAME.*: qcow2 (overlay on IMAGE_DIR/disk.qcow2),
+# seed.iso, pid (QEMU's), console.log (serial console), qemu.log (QEMU's own
+# messages), watch.pid (the watcher), exited (written by the watcher when QEMU
+# exits on its own). STATE_DIR/accel caches the KVM probe's verdict.
+set -euo pipefail
+
+action=${1:-}
+: "${VM_NAME:?VM_NAME is not set}" "${STATE_DIR:?STATE_DIR is not set}"
+[[ $VM_NAME =~ ^[a-z0-9][a-z0-9-]{0,14}$ ]] || { echo "bad VM_NAME: $VM_NAME" >&2; exit 2; }
+
+BASE="$STATE_DIR/$VM_NAME"
+OVERLAY="$BASE.qcow2"
+SEED="$BASE.seed.iso"
+PIDFILE="$BASE.pid"
+CONSOLE="$BASE.console.log"
+QEMU_LOG="$BASE.qemu.log"
+WATCH_PID="$BASE.watch.pid"
+EXITED="$BASE.exited"
+CMDLINE="console=ttyS0 root=/dev/vda rw net.ifnames=0"
+
+say() { echo "vm $VM_NAME: $*"; }
+die() {
+  echo "vm $VM_NAME: ERROR: $*" >&2
+  exit 1
+}
+
+# Pids of QEMU processes started for this VM: their command line holds this
+# VM's pid file path (so a recycled pid is never taken for ours).
+qemu_pids() {
+  local p
+  for p in /proc/[0-9]*; do
+    [[ -r $p/cmdline ]] || continue
+    if tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -qxF -- "$PIDFILE"; then
+      echo "${p#/proc/}"
+    fi
+  done
+}
+
+alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
+
+console_tail() {
+  local n=${1:-25}
+  if [[ -s $QEMU_LOG ]]; then
+    echo "--- $QEMU_LOG ---"
+    tail -n "$n" "$QEMU_LOG"
+  fi
+  if [[ -s $CONSOLE ]]; then
+    echo "--- last $n lines of $CONSOLE ---"
+    tail -n "$n" "$CONSOLE" | tr -d '\r'
+  fi
+}
+
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Stops the watcher first (so it does not report the stop as a death), then
+# QEMU: SIGTERM, up to 10 s, SIGKILL.
+stop_vm() {
+  local wpid pid i
+  if [[ -f $WATCH_PID ]]; then
+    wpid=$(cat "$WATCH_PID" 2>/dev/null || true)
+    rm -f "$WATCH_PID"
+    # Only if that pid still is our watcher (pids are recycled).
+    if [[ $wpid =~ ^[0-9]+$ ]] &&
+      tr '\0' '\n' <"/proc/$wpid/cmdline" 2>/dev/null | grep -qxF -- "$WATCH_PID"; then
+      kill -TERM -- "-$wpid" 2>/dev/null || true
+    fi
+  fi
+  for pid in $(qemu_pids); do
+    say "stopping QEMU (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 40; i++)); do
+      alive "$pid" || break
+      sleep 0.25
+    done
+    if alive "$pid"; then
+      say "QEMU (pid $pid) ignored SIGTERM; SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 40; i++)); do
+        alive "$pid" || break
+        sleep 0.25
+      done
+    fi
+    alive "$pid" && die "QEMU (pid $pid) does not stop"
+  done
+  return 0
+}
+
+# accel = auto: KVM if a kernel boots under it within KVM_PROBE_SECONDS
+# (on some machines /dev/kvm opens but guests hang before the kernel), else
+# TCG. The verdict is kept in STATE_DIR/accel; delete it to probe again.
+choose_accel() {
+  local want=${ACCEL:-auto} cache="$STATE_DIR/accel" verdict reason lockfd
+  case $want in
+    kvm | tcg)
+      echo "$want"
+      return
+      ;;
+    auto) ;;
+    *) die "ACCEL must be auto, kvm or tcg, not $want" ;;
+  esac
+  exec {lockfd}>"$STATE_DIR/.accel.lock"
+  flock "$lockfd"
+  if [[ -s $cache ]]; then
+    head -n 1 "$cache"
+    exec {lockfd}>&-
+    return
+  fi
+  verdict=tcg
+  if [[ ! -e /dev/kvm ]]; then
+    reason="no /dev/kvm"
+  elif [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
+    reason="/dev/kvm is not readable and writable by $(id -un)"
+  else
+    local log qpid i secs=${KVM_PROBE_SECONDS:-10}
+    log=$(mktemp)
+    say "probing KVM (a kernel boot, at most $secs s; once per state_dir)" >&2
+    qemu-system-x86_64 -accel kvm -nodefaults -no-user-config -display none \
+      -m 256 -kernel "$IMAGE_DIR/vmlinuz" -append "console=ttyS0 panic=-1" \
+      -no-reboot -serial "file:$log" </dev/null >/dev/null 2>&1 &
+    qpid=$!
+    reason="no kernel output under KVM within $secs s"
+    for ((i = 0; i < secs * 4; i++)); do
+      if grep -q "Linux version" "$log" 2>/dev/null; then
+        verdict=kvm
+        reason="a kernel booted under KVM"
+        break
+      fi
+      if ! alive "$qpid"; then
+        reason="QEMU with KVM exited at once"
+        break
+      fi
+      sleep 0.25
+    done
+    kill -KILL "$qpid" 2>/dev/null || true
+    wait "$qpid" 2>/dev/null || true
+    rm -f "$log"
+  fi
+  printf '%s\n%s (probed %s)\n' "$verdict" "$reason" "$(date -u +%FT%TZ)" >"$cache"
+  say "acceleration: $verdict ($reason)" >&2
+  exec {lockfd}>&-
+  echo "$verdict"
+}
+
+# A qcow2's virtual size: its header's 64-bit big-endian field at byte 24.
+virtual_size() {
+  od -An -tu8 --endian=big -j 24 -N 8 "$1" | tr -d ' '
+}
+
+create() {
+  local v missing=()
+  for v in IMAGE_DIR CORES MEMORY_MB DISK_GB SSH_PORT RDP_PORT SESSION_ID META_DATA USER_DATA; do
+    [[ -n ${!v:-} ]] || die "$v is not set"
+  done
+  for v in qemu-system-x86_64 qemu-img genisoimage flock setsid; do
+    command -v "$v" >/dev/null 2>&1 || missing+=("$v")
+  done
+  ((${#missing[@]} == 0)) ||
+    die "missing on this machine: ${missing[*]} (terraform/qemu/image/build.sh installs them)"
+  for v in disk.qcow2 vmlinuz initrd.img; do
+    [[ -f $IMAGE_DIR/$v ]] || die "$IMAGE_DIR/$v is missing: set image_dir to the folder terraform/qemu/image/build.sh printed"
+  done
+  mkdir -p "$STATE_DIR"
+  chmod 0700 "$STATE_DIR" 2>/dev/null || true
+
+  local running
+  running=$(qemu_pids | head -n 1)
+  [[ -z $running ]] || die "a QEMU for $VM_NAME is already running (pid $running); destroy it first"
+  for v in "$SSH_PORT" "$RDP_PORT"; do
+    port_in_use "$v" && die "port $v on 127.0.0.1 is already in use (another VM or program): choose another slot or port_base"
+  done
+
+  local accel
+  accel=$(choose_accel)
+  say "creating from $IMAGE_DIR (template ${TEMPLATE:-?}, for ${FOR_USER:-?}): $CORES vCPU, $MEMORY_MB MiB, $DISK_GB GiB, $accel"
+
+  # From here on a failure (or a stop by the server) undoes what was made;
+  # the logs stay for diagnosis until the next create or destroy of this name.
+  trap 'status=$?; if ((status != 0)); then stop_vm || true; rm -f "$OVERLAY" "$SEED" "$PIDFILE"; fi' EXIT
+  trap 'exit 143' TERM
+  trap 'exit 130' INT
+  rm -f "$OVERLAY" "$SEED" "$PIDFILE" "$CONSOLE" "$QEMU_LOG" "$EXITED" "$WATCH_PID"
+
+  # Linked clone: an overlay on the template, grown to disk_gb (cloud-init
+  # grows the root file system at first boot).
+  local base_size want_size
+  base_size=$(virtual_size "$IMAGE_DIR/disk.qcow2")
+  [[ $base_size =~ ^[0-9]+$ && $base_size -gt 0 ]] || die "$IMAGE_DIR/disk.qcow2 is not a qcow2 image"
+  want_size=$((DISK_GB * 1024 * 1024 * 1024))
+  if ((want_size < base_size)); then
+    say "disk_gb $DISK_GB is below the template's $((base_size / 1024 / 1024)) MiB; keeping the template's size"
+    want_size=$base_size
+  fi
+  qemu-img create -q -f qcow2 -b "$IMAGE_DIR/disk.qcow2" -F qcow2 "$OVERLAY" "$want_size"
+
+  # NoCloud seed: a small ISO labelled cidata, attached as a second disk.
+  local seed_dir
+  seed_dir=$(mktemp -d)
+  printf '%s\n' "$META_DATA" >"$seed_dir/meta-data"
+  printf '%s' "$USER_DATA" >"$seed_dir/user-data"
+  genisoimage -quiet -output "$SEED" -volid cidata -joliet -rock \
+    "$seed_dir/user-data" "$seed_dir/meta-data" 2>"$QEMU_LOG" ||
+    { cat "$QEMU_LOG" >&2; rm -rf "$seed_dir"; die "genisoimage failed"; }
+  rm -rf "$seed_dir"
+
+  local args=(
+    qemu-system-x86_64
+    -name "$VM_NAME"
+    -accel "$accel"
+    -smp "$CORES" -m "$MEMORY_MB"
+    -nodefaults -no-user-config -display none
+    -kernel "$IMAGE_DIR/vmlinuz" -initrd "$IMAGE_DIR/initrd.img" -append "$CMDLINE"
+    -drive "file=$OVERLAY,if=virtio,format=qcow2,discard=unmap"
+    -drive "file=$SEED,if=virtio,format=raw,readonly=on"
+    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$RDP_PORT-:3389"
+    -device "virtio-net-pci,netdev=n0,romfile="
+    -device virtio-rng-pci
+    -serial "file:$CONSOLE"
+    -D "$QEMU_LOG"
+    -pidfile "$PIDFILE"
+    -daemonize
+  )
+  # -daemonize returns once QEMU is set up (or has failed); setsid keeps it
+  # out of Terraform's (and so the server's) process group, and the
+  # redirection keeps it off Terraform's output pipe.
+  if ! setsid "${args[@]}" </dev/null >>"$QEMU_LOG" 2>&1; then
+    console_tail 20 >&2
+    die "QEMU did not start"
+  fi
+  local pid
+  pid=$(cat "$PIDFILE" 2>/dev/null || true)
+  sleep 1
+  if ! alive "$pid"; then
+    console_tail 20 >&2
+    die "QEMU exited right after starting"
+  fi
+
+  # The watcher: when QEMU exits on its own, VM_NAME.exited says when.
+  setsid -f /bin/bash -c '
+    echo $$ >"$1"
+    tail --pid="$2" -f /dev/null
+    if [ -f "$1" ]; then
+      printf "%s QEMU (pid %s) exited; the console log is %s\n" "$(date -u +%FT%TZ)" "$2" "$4" >"$3"
+    fi
+  ' watcher "$WATCH_PID" "$pid" "$EXITED" "$CONSOLE" </dev/null >/dev/null 2>&1
+
+  say "QEMU running (pid $pid, $accel): ssh 127.0.0.1:$SSH_PORT, rdp 127.0.0.1:$RDP_PORT, console $CONSOLE"
+}
+
+destroy() {
+  stop_vm
+  rm -f "$OVERLAY" "$SEED" "$PIDFILE" "$CONSOLE" "$QEMU_LOG" "$EXITED" "$WATCH_PID"
+  say "destroyed"
+}
+
+status() {
+  local pid
+  pid=$(qemu_pids | head -n 1)
+  if [[ -n $pid ]]; then
+    echo "running (pid $pid)"
+    return 0
+  fi
+  if [[ -f $OVERLAY || -f $EXITED ]]; then
+    if [[ -f $EXITED ]]; then echo "dead: $(cat "$EXITED")"; else echo "dead"; fi
+    console_tail 25
+    return 1
+  fi
+  echo "absent"
+  return 3
+}
+
+case $action in
+  create) create ;;
+  destroy) destroy ;;
+  status) status ;;
+  *)
+    echo "usage: VM_NAME=... STATE_DIR=... vm.sh create|destroy|status" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,138 @@
+# ---- contract inputs (DESIGN.md, "Provisioning contract") ----
+
+variable "vm_name" {
+  description = "VM name, also its host name and AD computer name (at most 15 characters)."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z0-9]([a-z0-9-]{0,14})$", var.vm_name))
+    error_message = "vm_name must be 1-15 lower-case letters, digits or '-', not starting with '-'."
+  }
+}
+
+variable "slot" {
+  description = "Small integer unique among live sessions; fixes the VM's loopback ports."
+  type        = number
+  validation {
+    condition     = var.slot >= 0 && var.slot < 1000 && floor(var.slot) == var.slot
+    error_message = "slot must be an integer from 0 to 999."
+  }
+}
+
+variable "ssh_public_key" {
+  description = "The server's SSH public key (one OpenSSH line), authorized for vm_user."
+  type        = string
+  validation {
+    condition     = can(regex("^(ssh-|ecdsa-|sk-)[^\n]+$", trimspace(var.ssh_public_key)))
+    error_message = "ssh_public_key must be one OpenSSH public key line (ssh-ed25519 AAAA..., ssh-rsa ..., ecdsa-...)."
+  }
+}
+
+variable "template" {
+  description = "Template name the session asked for; recorded only: the image is image_dir."
+  type        = string
+  validation {
+    condition     = length(var.template) > 0
+    error_message = "template must not be empty."
+  }
+}
+
+variable "cores" {
+  description = "vCPUs."
+  type        = number
+  validation {
+    condition     = var.cores >= 1 && var.cores <= 64 && floor(var.cores) == var.cores
+    error_message = "cores must be an integer from 1 to 64."
+  }
+}
+
+variable "memory_mb" {
+  description = "Memory in MiB (an XFCE desktop wants 1024 or more)."
+  type        = number
+  validation {
+    condition     = var.memory_mb >= 512 && var.memory_mb <= 262144 && floor(var.memory_mb) == var.memory_mb
+    error_message = "memory_mb must be an integer from 512 to 262144."
+  }
+}
+
+variable "disk_gb" {
+  description = "Disk size in GiB; the overlay on the template grows to it (never below the template's own size)."
+  type        = number
+  validation {
+    condition     = var.disk_gb >= 1 && var.disk_gb <= 4096 && floor(var.disk_gb) == var.disk_gb
+    error_message = "disk_gb must be an integer from 1 to 4096."
+  }
+}
+
+variable "session_id" {
+  description = "Session id: the VM's cloud-init instance id."
+  type        = string
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._:-]{1,128}$", var.session_id))
+    error_message = "session_id must be 1-128 letters, digits or '.', '_', ':', '-'."
+  }
+}
+
+variable "username" {
+  description = "User the desktop is for (recorded in the VM's log line only)."
+  type        = string
+}
+
+# ---- this module's own (the server's [terraform.variables]) ----
+
+variable "image_dir" {
+  description = "Absolute path of the template folder image/build.sh printed (disk.qcow2, vmlinuz, initrd.img)."
+  type        = string
+  validation {
+    condition     = startswith(var.image_dir, "/")
+    error_message = "image_dir must be an absolute path (the last line image/build.sh prints)."
+  }
+}
+
+variable "state_dir" {
+  description = "Absolute path of the folder for the VMs' overlays, seeds, pid files and console logs."
+  type        = string
+  validation {
+    condition     = startswith(var.state_dir, "/")
+    error_message = "state_dir must be an absolute path."
+  }
+}
+
+variable "port_base" {
+  description = "Loopback ports: SSH = port_base + 2*slot, RDP = port_base + 2*slot + 1."
+  type        = number
+  default     = 22000
+  validation {
+    condition     = var.port_base >= 1024 && var.port_base + 1999 <= 65535 && floor(var.port_base) == var.port_base
+    error_message = "port_base must be an integer from 1024 to 63536."
+  }
+}
+
+variable "vm_user" {
+  description = "Login cloud-init creates with ssh_public_key and passwordless sudo (the server's [ssh] user)."
+  type        = string
+  default     = "daas"
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.vm_user))
+    error_message = "vm_user must be a Linux user name (lower-case letters, digits, '_' or '-', at most 32)."
+  }
+}
+
+variable "accel" {
+  description = "\"kvm\", \"tcg\" (software emulation) or \"auto\": KVM when a short probe boot under it succeeds, else TCG."
+  type        = string
+  default     = "auto"
+  validation {
+    condition     = contains(["auto", "kvm", "tcg"], var.accel)
+    error_message = "accel must be \"auto\", \"kvm\" or \"tcg\"."
+  }
+}
+
+variable "kvm_probe_seconds" {
+  description = "How long accel = \"auto\" lets a probe kernel boot under KVM before it falls back to TCG (once per state_dir)."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.kvm_probe_seconds >= 1 && var.kvm_probe_seconds <= 300
+    error_message = "kvm_probe_seconds must be from 1 to 300."
+  }
+}
