@@ -15,6 +15,14 @@ the keys endpoint, ca, cert and key of $XDG_CONFIG_HOME/daas/config.toml
 file). An https:// endpoint needs all three files (mutual TLS); http:// is
 plaintext, which servers accept only on loopback, and uses none.";
 
+/// Which RDP client `daas connect` starts, shown after its options.
+const CONNECT_HELP: &str = "\
+The RDP client is xfreerdp on Linux (Debian/Ubuntu package freerdp2-x11; it
+trusts each desktop's certificate on first use), mstsc on Windows, and on
+macOS the app that opens .rdp files. It runs in the background, its output
+discarded. No password is stored: the client or the desktop's login screen
+asks for it.";
+
 /// Create, follow, list and destroy DaaS desktops.
 #[derive(Debug, Parser)]
 #[command(name = "daas", version, after_help = SETTINGS_HELP)]
@@ -72,6 +80,9 @@ pub enum Command {
     List(ListArgs),
     /// Show every detail of one session
     Show(IdArg),
+    /// Write a READY desktop's .rdp file and start an RDP client on it
+    #[command(after_help = CONNECT_HELP)]
+    Connect(ConnectArgs),
     /// Destroy a session's desktop
     Destroy(IdArg),
 }
@@ -103,6 +114,26 @@ pub struct IdArg {
     /// Session id, as printed by `daas create` or `daas list`
     #[arg(value_name = "ID")]
     pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Session id, as printed by `daas create` or `daas list`
+    #[arg(value_name = "ID")]
+    pub id: String,
+
+    /// Where to write the .rdp file (default: daas-VM.rdp in
+    /// $XDG_RUNTIME_DIR, else in the temporary folder)
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub rdp_file: Option<PathBuf>,
+
+    /// Only write the .rdp file; start no RDP client
+    #[arg(long)]
+    pub no_launch: bool,
+
+    /// Login to connect as (default: the session user, else the desktop's user)
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +206,33 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn connect_takes_an_id_and_its_options() {
+        let cli = Cli::try_parse_from([
+            "daas",
+            "connect",
+            "abc",
+            "--no-launch",
+            "--rdp-file",
+            "d.rdp",
+            "--user",
+            "bob",
+        ])
+        .map_err(|e| e.to_string());
+        let Ok(Cli {
+            command: Command::Connect(args),
+            ..
+        }) = cli
+        else {
+            panic!("not a connect command: {cli:?}");
+        };
+        assert_eq!(args.id, "abc");
+        assert!(args.no_launch);
+        assert_eq!(args.rdp_file, Some(PathBuf::from("d.rdp")));
+        assert_eq!(args.user.as_deref(), Some("bob"));
+        assert!(Cli::try_parse_from(["daas", "connect"]).is_err());
     }
 
     #[test]

@@ -93,6 +93,33 @@ pub enum CliError {
     #[error("cannot destroy session {id}: {message}; run `daas destroy {id}` again to retry")]
     DestroyFailed { id: String, message: String },
 
+    #[error("session {id} is {state}, not READY; follow it with: daas watch {id}")]
+    NotReady { id: String, state: &'static str },
+
+    #[error("session {0} is READY but the server gave no RDP address")]
+    NoRdpAddress(String),
+
+    #[error("cannot write {}: {detail}", .path.display())]
+    RdpFileUnwritable { path: PathBuf, detail: String },
+
+    #[error(
+        "{program} not found; {}open {} with an RDP client",
+        install_it(*.install), .rdp_file.display()
+    )]
+    NoRdpClient {
+        program: &'static str,
+        /// Where to get the program, e.g. `Debian/Ubuntu package freerdp2-x11`.
+        install: Option<&'static str>,
+        rdp_file: PathBuf,
+    },
+
+    #[error("cannot start {program}: {detail}; open {} with an RDP client", .rdp_file.display())]
+    RdpClientUnstartable {
+        program: &'static str,
+        detail: String,
+        rdp_file: PathBuf,
+    },
+
     #[error("interrupted; the session goes on, follow it with: daas watch {0}")]
     Interrupted(String),
 
@@ -199,6 +226,13 @@ impl CliError {
             _ => None,
         }
     }
+}
+
+/// `install it (WHERE) or `, when there is somewhere to get a program.
+fn install_it(install: Option<&str>) -> String {
+    install
+        .map(|place| format!("install it ({place}) or "))
+        .unwrap_or_default()
 }
 
 /// The `retry-after` metadata of a status, in seconds.

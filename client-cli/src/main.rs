@@ -8,6 +8,7 @@ mod follow;
 mod json;
 mod password;
 mod progress;
+mod rdp;
 mod render;
 mod settings;
 mod timestamps;

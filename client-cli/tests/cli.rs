@@ -412,7 +412,7 @@ async fn create_json_streams_the_stages_in_order() {
 async fn unknown_sessions_are_one_line_errors() {
     let server = TestServer::start(TestOptions::default()).await;
     let alice = Caller::user(&server, "alice");
-    for command in ["show", "watch", "destroy"] {
+    for command in ["show", "watch", "connect", "destroy"] {
         let run = daas(&alice, &[command, UNKNOWN_ID]).await;
         assert_eq!(run.code, Some(2), "{run:#?}");
         assert_eq!(run.error_line(), format!("daas: no session {UNKNOWN_ID}"));
@@ -733,7 +733,7 @@ async fn users_see_and_act_on_their_own_sessions_only() {
     assert_eq!(created.code, Some(0), "{created:#?}");
     let id = ready_id(&created);
 
-    for command in ["show", "watch", "destroy"] {
+    for command in ["show", "watch", "connect", "destroy"] {
         let run = daas(&alice, &[command, &id]).await;
         assert_eq!(run.code, Some(2), "{run:#?}");
         assert!(
@@ -861,5 +861,143 @@ async fn plaintext_endpoints_ignore_tls_files() {
     let listed = daas(&local, &["list"]).await;
     assert_eq!(listed.code, Some(0), "{listed:#?}");
     assert_eq!(listed.stdout, "no sessions\n");
+    server.stop().await;
+}
+
+/// A fake `xfreerdp` in `dir` that writes its arguments, one per line, to
+/// `dir/args`, then creates `dir/done`. Shell builtins only: PATH is `dir`.
+#[cfg(unix)]
+fn fake_xfreerdp(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+
+    let script = dir.join("xfreerdp");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nd=${0%/*}\nprintf '%s\\n' \"$@\" > \"$d/args\"\n: > \"$d/done\"\n",
+    )
+    .expect("write the fake xfreerdp");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        .expect("make the fake xfreerdp executable");
+}
+
+/// Waits until `path` exists.
+async fn wait_for_file(path: &Path) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_writes_the_rdp_file_and_starts_the_client() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let server = TestServer::start(TestOptions::default()).await;
+    let alice = Caller::user(&server, "alice");
+    let created = daas(&alice, &["create"]).await;
+    assert_eq!(created.code, Some(0), "{created:#?}");
+    let id = ready_id(&created);
+    let shown = daas(&alice, &["show", "--json", &id]).await;
+    let session: Value = serde_json::from_str(&shown.stdout).expect("show --json prints JSON");
+    let host = session["rdp_host"]
+        .as_str()
+        .expect("an RDP host")
+        .to_owned();
+    let port = session["rdp_port"].as_u64().expect("an RDP port");
+    let vm = session["vm_name"].as_str().expect("a VM name").to_owned();
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("desktop.rdp");
+    let file_arg = file.to_str().expect("a UTF-8 path");
+    let run = daas(
+        &alice,
+        &["connect", &id, "--no-launch", "--rdp-file", file_arg],
+    )
+    .await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert_eq!(run.stdout, format!("{file_arg}\n"));
+    let text = std::fs::read_to_string(&file).expect("the .rdp file");
+    assert!(
+        text.contains(&format!("full address:s:{host}:{port}\r\n")),
+        "{text}"
+    );
+    assert!(text.contains("username:s:alice\r\n"), "{text}");
+    let mode = std::fs::metadata(&file).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode.ok(), Some(0o600));
+
+    // By default the file is in $XDG_RUNTIME_DIR, named after the VM.
+    let runtime = dir.path().join("runtime");
+    std::fs::create_dir(&runtime).expect("a runtime dir");
+    let runtime_arg = runtime.to_str().expect("a UTF-8 path");
+    let args = ["connect", "--json", &id, "--no-launch", "--user", "bob"];
+    let run = daas_with(&alice, &args, &[("XDG_RUNTIME_DIR", runtime_arg)], None).await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    let default_file = runtime.join(format!("daas-{vm}.rdp"));
+    assert_eq!(
+        run.json_lines(),
+        [serde_json::json!({
+            "rdp_file": default_file.to_str(),
+            "host": host,
+            "port": port,
+            "username": "bob",
+        })]
+    );
+    let text = std::fs::read_to_string(&default_file).expect("the default .rdp file");
+    assert!(text.contains("username:s:bob\r\n"), "{text}");
+
+    // No client installed: its package and the file are named.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("an empty dir");
+    let env = [
+        ("XDG_RUNTIME_DIR", runtime_arg),
+        ("PATH", empty.to_str().expect("a UTF-8 path")),
+    ];
+    let run = daas_with(&alice, &["connect", &id], &env, None).await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert_eq!(
+        run.error_line(),
+        format!(
+            "daas: xfreerdp not found; install it (Debian/Ubuntu package freerdp2-x11) \
+             or open {} with an RDP client",
+            default_file.display()
+        )
+    );
+    assert_eq!(run.stdout, format!("{}\n", default_file.display()));
+
+    // The client gets the desktop on its command line; daas does not wait.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("a bin dir");
+    fake_xfreerdp(&bin);
+    let env = [
+        ("XDG_RUNTIME_DIR", runtime_arg),
+        ("PATH", bin.to_str().expect("a UTF-8 path")),
+    ];
+    let run = daas_with(&alice, &["connect", &id], &env, None).await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert!(run.stderr.is_empty(), "{run:#?}");
+    wait_for_file(&bin.join("done")).await;
+    assert_eq!(
+        std::fs::read_to_string(bin.join("args")).ok(),
+        Some(format!(
+            "/v:{host}:{port}\n/u:alice\n/cert:tofu,name:{vm}\n/dynamic-resolution\n"
+        ))
+    );
+
+    // Only a READY desktop can be connected to.
+    let destroyed = daas(&alice, &["destroy", &id]).await;
+    assert_eq!(destroyed.code, Some(0), "{destroyed:#?}");
+    let run = daas(&alice, &["connect", &id, "--no-launch"]).await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert_eq!(
+        run.error_line(),
+        format!("daas: session {id} is DESTROYED, not READY; follow it with: daas watch {id}")
+    );
+    assert!(run.stdout.is_empty(), "{run:#?}");
     server.stop().await;
 }

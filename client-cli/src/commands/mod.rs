@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod connect;
 mod create;
 mod destroy;
 mod list;
@@ -11,7 +12,6 @@ use std::io::Write;
 use daas_api::v1::{Session, SessionState};
 
 use crate::cli::{Cli, Command};
-use crate::connect;
 use crate::error::CliError;
 use crate::render;
 use crate::settings::{self, Settings};
@@ -37,11 +37,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Watch(args) => watch::run(&ctx, &args.id).await,
         Command::List(args) => list::run(&ctx, args).await,
         Command::Show(args) => show::run(&ctx, &args.id).await,
+        Command::Connect(args) => connect::run(&ctx, args).await,
         Command::Destroy(args) => destroy::run(&ctx, &args.id).await,
     };
     match result {
         // Possibly a client certificate the server refused after the handshake.
-        Err(err @ CliError::Disconnected { .. }) => Err(connect::explain(&ctx.server, err).await),
+        Err(err @ CliError::Disconnected { .. }) => {
+            Err(crate::connect::explain(&ctx.server, err).await)
+        }
         other => other,
     }
 }
