@@ -28,3 +28,6 @@ fi
 
 step "clients (buf lint and breaking, generated code, Python and TypeScript suites)"
 clients/test.sh
+
+step "ansible and terraform/proxmox (lint, syntax, HCL structure, roles run in a Debian 12 chroot)"
+ansible/test.sh

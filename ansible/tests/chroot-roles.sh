@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# Runs the real deploy-desktop.yml for real against a throwaway Debian 12
+# root built with debootstrap, through Ansible's chroot connection
+# (community.general.chroot): desktop-config and vm-agent in full, ad-join
+# up to the join itself (ad_join_perform_join: false; there is no domain
+# controller here). Then asserts the packages and files they leave
+# (test_chroot_result.py), runs the playbook again and asserts nothing
+# changed, checks that ad-join does nothing without a domain and that no
+# secret reaches the output.
+#
+# Services cannot run in a chroot: the run sets daas_start_services=false
+# (services are enabled, not started) and a policy-rc.d forbids package
+# scripts to start them. Nothing is mounted in the chroot.
+#
+# Needs root (chroot), Debian packages debootstrap and openssl (installed
+# with apt-get when missing), PyPI (the ansible package, for the
+# community.general collection only) and deb.debian.org.
+#
+# Caches under ${DAAS_CACHE_DIR:-/var/tmp/daas-cache}: the debootstrap root
+# (keyed by a hash of its inputs), the collection and downloaded .debs.
+# Every run works on its own copy of the root, in /dev/shm when it has room
+# (else /var/tmp; DAAS_CHROOT_WORK_DIR chooses), deleted at the end
+# (DAAS_KEEP_CHROOT=1 keeps it).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+ansible_dir=$(dirname "$here")
+root_dir=$(dirname "$ansible_dir")
+venv=$root_dir/.venv
+
+say() { printf 'chroot-test: %s\n' "$*"; }
+die() { printf 'chroot-test: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "needs root (chroot(2)); run as root or skip with DAAS_SKIP_CHROOT_TEST=1"
+[ -x "$venv/bin/ansible-playbook" ] || die "$venv is missing: run scripts/setup.sh"
+
+need_apt=()
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v openssl >/dev/null || need_apt+=(openssl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  say "installing ${need_apt[*]} (apt-get)"
+  apt-get -o DPkg::Lock::Timeout=300 update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+      --no-install-recommends "${need_apt[@]}" >/dev/null \
+    || die "cannot install ${need_apt[*]} with apt-get"
+fi
+
+cache=${DAAS_CACHE_DIR:-/var/tmp/daas-cache}
+mkdir -p "$cache"
+exec 9>"$cache/.chroot-test.lock"
+flock 9 # one run at a time per cache: the caches are shared
+
+# ---- community.general (the chroot connection) from the ansible package ----
+# No Galaxy here; the `ansible` package on PyPI carries the collections.
+# Only community.general is unpacked, for this test alone.
+ansible_pkg=$(grep -o '^ansible==[0-9.]*' "$here/collections-requirements.txt")
+collections=$cache/collections-${ansible_pkg#ansible==}
+if [ ! -f "$collections/ansible_collections/community/general/MANIFEST.json" ]; then
+  say "fetching community.general from PyPI ($ansible_pkg)"
+  wheels=$(mktemp -d "$cache/wheels.XXXXXX")
+  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps --require-hashes \
+    -r "$here/collections-requirements.txt" -d "$wheels" \
+    || die "cannot download $ansible_pkg from PyPI"
+  rm -rf "$collections.tmp"
+  "$venv/bin/python" - "$wheels" "$collections.tmp" <<'EOF'
+import pathlib, sys, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("ansible-*.whl"))
+prefix = "ansible_collections/community/general/"
+with zipfile.ZipFile(wheel) as z:
+    z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith(prefix)])
+EOF
+  rm -rf "$wheels" "$collections"
+  mv "$collections.tmp" "$collections"
+fi
+export ANSIBLE_COLLECTIONS_PATH=$collections
+
+# ---- the Debian 12 root, built once per set of inputs ----
+suite=bookworm
+mirror=${DAAS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# What a cloud-init template has that Ansible needs: python3 (+ apt
+# bindings), sudo (become), systemd (units are enabled offline).
+include=systemd-sysv,python3,python3-apt,sudo,ca-certificates
+key=$(printf '%s\n' "v2" "$suite" "$mirror" "$include" | sha256sum | cut -c1-16)
+base=$cache/chroot-debian12-$key
+if [ ! -f "$base/.complete" ]; then
+  say "building the Debian 12 root (debootstrap, about a minute) in $base"
+  rm -rf "$base.tmp"
+  debootstrap --variant=minbase --include="$include" "$suite" "$base.tmp" "$mirror" \
+    >"$cache/debootstrap-$key.log" 2>&1 \
+    || die "debootstrap failed: see $cache/debootstrap-$key.log"
+  # Like a cloud image: no downloaded packages, no package lists (the roles
+  # must fetch them).
+  chroot "$base.tmp" apt-get clean
+  rm -rf "$base.tmp"/var/lib/apt/lists/*
+  touch "$base.tmp/.complete"
+  rm -rf "$base"
+  mv "$base.tmp" "$base"
+fi
+debs=$cache/apt-archives-$suite
+mkdir -p "$debs"
+
+# The roots of a run live in memory when /dev/shm has room: creating and
+# deleting 1.5 GB of small files on a disk mounted with `discard` takes
+# minutes, in a tmpfs seconds.
+work_parent=${DAAS_CHROOT_WORK_DIR:-}
+if [ -z "$work_parent" ]; then
+  work_parent=/var/tmp
+  if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] \
+    && [ "$(df -Pk /dev/shm | awk 'NR == 2 { print $4 }')" -gt $((4 * 1024 * 1024)) ]; then
+    work_parent=/dev/shm
+  fi
+fi
+work=$(mktemp -d "$work_parent/daas-chroot-test.XXXXXX")
+cleanup() {
+  set +e
+  # Nothing is mounted in the roots; unmount anyway should a package have.
+  findmnt -rn -o TARGET | grep -F "$work/" | sort -r | while read -r m; do umount -l "$m"; done
+  if [ "${DAAS_KEEP_CHROOT:-0}" = 1 ]; then
+    say "kept $work"
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A private copy of the root, with the .debs earlier runs downloaded.
+fresh_root() {
+  local dest=$1
+  cp -a "$base" "$dest"
+  printf '#!/bin/sh\n# No service starts in this chroot.\nexit 101\n' >"$dest/usr/sbin/policy-rc.d"
+  chmod 0755 "$dest/usr/sbin/policy-rc.d"
+  find "$debs" -maxdepth 1 -name '*.deb' -exec cp -l -t "$dest/var/cache/apt/archives/" {} + 2>/dev/null \
+    || find "$debs" -maxdepth 1 -name '*.deb' -exec cp -t "$dest/var/cache/apt/archives/" {} +
+}
+keep_debs() {
+  find "$1/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -newer "$base/.complete" \
+    -exec cp -n -t "$debs/" {} + 2>/dev/null || true
+}
+
+root=$work/root
+fresh_root "$root"
+
+# ---- the session's inputs, as the server would pass them ----
+built_agent=${DAAS_AGENT_BINARY:-${CARGO_TARGET_DIR:-$root_dir/target}/debug/daas-agent}
+agent_binary=$work/daas-agent # a snapshot: a build may replace the original meanwhile
+if [ -x "$built_agent" ]; then
+  cp "$built_agent" "$agent_binary"
+else
+  say "no agent binary at $built_agent (not built yet): using a stand-in"
+  printf '#!/bin/sh\necho "stand-in daas-agent $*"\n' >"$agent_binary"
+fi
+chmod 0755 "$agent_binary"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -subj /CN=daas-test-ca -keyout "$work/ca-key.pem" -out "$work/ca.pem" 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -subj /CN=agent -keyout "$work/agent-key.pem" -out "$work/agent.pem" 2>/dev/null
+
+session_password="Chroot-test-pw-$RANDOM$RANDOM"
+ad_password="AD-join-pw-$RANDOM$RANDOM"
+umask 077
+"$venv/bin/python" - "$work" "$agent_binary" "$session_password" "$ad_password" <<'EOF'
+import json, pathlib, sys
+work, binary, password, ad_password = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+read = lambda name: (work / name).read_text()
+vars = {
+    "session_id": "6f1c7a9e-2b3d-4c5e-8f70-1a2b3c4d5e6f",
+    "username": "alice",
+    "vm_name": "desktop-chroot",
+    "session_user": "bob",
+    "session_password": password,
+    "rdp_port": 3389,
+    "daas_start_services": False,
+    "daas_agent_binary": binary,
+    "daas_agent_endpoint": "https://10.0.2.2:50051",
+    "daas_agent_tls_server_name": "localhost",
+    "daas_agent_ca_pem": read("ca.pem"),
+    "daas_agent_cert_pem": read("agent.pem"),
+    "daas_agent_key_pem": read("agent-key.pem"),
+    "ad_join_domain": "ad.daas-test.invalid",
+    "ad_join_user": "svc-join",
+    "ad_join_password": ad_password,
+    "ad_join_perform_join": False,
+    "ad_join_admin_group_dns": ["CN=DaaS Admins,OU=Groups,DC=ad,DC=example,DC=org"],
+    "desktop_config_pam_mount_volumes": [
+        {"server": "fs01.ad.example.org", "path": "homes/%(USER)", "mountpoint": "~/H"},
+    ],
+}
+(work / "vars.json").write_text(json.dumps(vars))
+(work / "vars-no-domain.json").write_text(json.dumps(
+    {k: v for k, v in vars.items() if not k.startswith("ad_join_")}))
+EOF
+umask 022
+
+inventory() { # HOST ROOT
+  printf 'all:\n  hosts:\n    %s:\n      ansible_connection: community.general.chroot\n      ansible_host: %s\n      ansible_python_interpreter: /usr/bin/python3\n' "$1" "$2"
+}
+inventory desktop-chroot "$root" >"$work/inventory.yml"
+
+playbook() { # LOG INVENTORY VARS PLAYBOOK [ARGS...]
+  local log=$1 inv=$2 vars=$3 book=$4
+  shift 4
+  ( cd "$ansible_dir" && ANSIBLE_CONFIG="$ansible_dir/ansible.cfg" ANSIBLE_NOCOLOR=1 \
+      "$venv/bin/ansible-playbook" -i "$inv" -e "@$vars" "$@" "playbooks/$book" ) >"$log" 2>&1
+}
+recap() { grep -A3 '^PLAY RECAP' "$1" | grep -E 'ok=' || true; }
+no_secrets() { # LOG
+  for secret in "$session_password" "$ad_password" "$(sed -n 2p "$work/agent-key.pem")"; do
+    if grep -qF -- "$secret" "$1"; then die "a secret appears in $1"; fi
+  done
+}
+
+start=$(date +%s)
+say "first run of deploy-desktop.yml"
+if ! playbook "$work/run1.log" "$work/inventory.yml" "$work/vars.json" deploy-desktop.yml; then
+  tail -n 60 "$work/run1.log" >&2
+  die "the first run failed (log above)"
+fi
+recap "$work/run1.log"
+no_secrets "$work/run1.log"
+keep_debs "$root"
+say "first run: $(($(date +%s) - start)) s"
+
+say "checking what the roles left"
+DAAS_CHROOT=$root DAAS_AGENT_BINARY_USED=$agent_binary DAAS_SESSION_PASSWORD=$session_password \
+  PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest -p no:cacheprovider -q "$here/test_chroot_result.py"
+
+say "systemd-analyze verify daas-agent.service (in the chroot)"
+verify=$(chroot "$root" systemd-analyze verify /etc/systemd/system/daas-agent.service 2>&1) \
+  || die "systemd-analyze verify failed: $verify"
+[ -z "$verify" ] || die "systemd-analyze verify complains about daas-agent.service: $verify"
+
+say "second run (must change nothing)"
+if ! playbook "$work/run2.log" "$work/inventory.yml" "$work/vars.json" deploy-desktop.yml; then
+  tail -n 60 "$work/run2.log" >&2
+  die "the second run failed (log above)"
+fi
+recap "$work/run2.log"
+no_secrets "$work/run2.log"
+if ! grep -qE '^desktop-chroot +: ok=[0-9]+ +changed=0 +unreachable=0 +failed=0' "$work/run2.log"; then
+  grep -B2 -A12 -E '^changed:' "$work/run2.log" >&2 || true
+  die "the second run changed something: the roles are not idempotent"
+fi
+
+say "teardown.yml with a domain: the deletion fails here (no domain controller) without showing the password"
+if playbook "$work/teardown.log" "$work/inventory.yml" "$work/vars.json" teardown.yml; then
+  die "teardown.yml claimed to delete a computer account from a domain that does not exist"
+fi
+grep -q 'adcli delete-computer desktop-chroot failed' "$work/teardown.log" \
+  || { tail -n 30 "$work/teardown.log" >&2; die "teardown.yml did not report adcli's failure"; }
+no_secrets "$work/teardown.log"
+
+say "no domain: ad-join and teardown.yml do nothing (fresh root)"
+bare=$work/bare
+fresh_root "$bare"
+inventory desktop-chroot "$bare" >"$work/inventory-bare.yml"
+playbook "$work/bare.log" "$work/inventory-bare.yml" "$work/vars-no-domain.json" deploy-desktop.yml --tags ad \
+  || { tail -n 30 "$work/bare.log" >&2; die "deploy-desktop.yml --tags ad failed without a domain"; }
+grep -qE '^desktop-chroot +: ok=[0-9]+ +changed=0 +unreachable=0 +failed=0' "$work/bare.log" \
+  || die "ad-join changed something without a domain"
+[ ! -e "$bare/usr/sbin/sssd" ] || die "ad-join installed SSSD without a domain"
+playbook "$work/bare-teardown.log" "$work/inventory-bare.yml" "$work/vars-no-domain.json" teardown.yml \
+  || { tail -n 30 "$work/bare-teardown.log" >&2; die "teardown.yml failed without a domain"; }
+say "a domain, but the desktop never got adcli (it never joined): teardown.yml has nothing to delete"
+playbook "$work/bare-teardown-domain.log" "$work/inventory-bare.yml" "$work/vars.json" teardown.yml \
+  || { tail -n 30 "$work/bare-teardown-domain.log" >&2; die "teardown.yml failed on a desktop that never joined"; }
+grep -q 'nothing to delete' "$work/bare-teardown-domain.log" || die "teardown.yml did not say it had nothing to delete"
+no_secrets "$work/bare-teardown-domain.log"
+
+say "passed in $(($(date +%s) - start)) s (after the root was ready)"
