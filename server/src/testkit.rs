@@ -209,6 +209,26 @@ marker_dir = {markers}
     path
 }
 
+/// Credentials of session `session_id`'s agent from the test PKI in `dir`
+/// (issued on each call, as the server does at each create).
+pub fn agent_credentials(dir: &Path, session_id: &str) -> Credentials {
+    let paths = test_pki(dir);
+    let ca = pki::Ca::load(&paths.ca(), &paths.ca_key()).expect("load the test CA");
+    let issued = ca
+        .issue_agent(session_id, &pki::Validity::days(1))
+        .expect("issue an agent certificate");
+    let agent_dir = dir.join(format!("agent-{session_id}"));
+    std::fs::create_dir_all(&agent_dir).expect("create the agent's folder");
+    let (cert, key) = (agent_dir.join("agent.pem"), agent_dir.join("agent-key.pem"));
+    std::fs::write(&cert, issued.cert_pem).expect("write the agent certificate");
+    std::fs::write(&key, issued.key_pem).expect("write the agent key");
+    Credentials {
+        ca: paths.ca(),
+        cert,
+        key,
+    }
+}
+
 /// A channel to `endpoint` with `credentials` (none: plaintext).
 pub async fn channel(
     endpoint: &str,
@@ -295,6 +315,11 @@ impl TestServer {
     /// (`VM.created`, `VM.destroyed`, `VM.configured`).
     pub fn markers(&self) -> PathBuf {
         self.dir.path().join("markers")
+    }
+
+    /// Credentials of session `session_id`'s agent.
+    pub fn agent_credentials(&self, session_id: &str) -> Credentials {
+        agent_credentials(self.dir.path(), session_id)
     }
 
     /// A client connected as the administrator `admin`.

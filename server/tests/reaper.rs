@@ -10,26 +10,12 @@ use daas_api::v1::{
     GetSessionRequest, ReportActivityRequest, SessionState, WatchSessionRequest,
     agent_service_client::AgentServiceClient, session_event::Kind,
 };
-use daas_server::{
-    pki::{Ca, Validity},
-    testkit::{Credentials, TestOptions, TestServer, channel},
-};
+use daas_server::testkit::{TestOptions, TestServer, channel};
 use tonic::{Code, transport::Channel};
 
 /// A client holding the certificate of session `id`'s agent.
 async fn agent_for(server: &TestServer, id: &str) -> AgentServiceClient<Channel> {
-    let pki = server.dir().join("pki");
-    let ca = Ca::load(&pki.join("ca.pem"), &pki.join("ca-key.pem")).unwrap();
-    let issued = ca.issue_agent(id, &Validity::days(1)).unwrap();
-    let dir = server.dir().join(format!("agent-{id}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("agent.pem"), issued.cert_pem).unwrap();
-    std::fs::write(dir.join("agent-key.pem"), issued.key_pem).unwrap();
-    let creds = Credentials {
-        ca: pki.join("ca.pem"),
-        cert: dir.join("agent.pem"),
-        key: dir.join("agent-key.pem"),
-    };
+    let creds = server.agent_credentials(id);
     AgentServiceClient::new(channel(&server.endpoint(), Some(&creds)).await.unwrap())
 }
 
@@ -250,20 +236,16 @@ async fn the_real_agent_reports_and_the_session_shows_it() {
     // test machine's uptime, so the reaper leaves the desktop alone.
     let server = TestServer::start(policy("idle_timeout = \"100000h\"\n")).await;
     let id = ready_session(&server, "alice").await;
-    let pki = server.dir().join("pki");
-    let ca = Ca::load(&pki.join("ca.pem"), &pki.join("ca-key.pem")).unwrap();
-    let issued = ca.issue_agent(&id, &Validity::days(1)).unwrap();
+    let creds = server.agent_credentials(&id);
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("agent.pem"), issued.cert_pem).unwrap();
-    std::fs::write(dir.path().join("agent-key.pem"), issued.key_pem).unwrap();
     let no_displays = dir.path().join("x11");
     std::fs::create_dir_all(&no_displays).unwrap();
     let config = daas_agent::AgentConfig {
         endpoint: server.endpoint(),
         session_id: id.clone(),
-        ca: pki.join("ca.pem"),
-        cert: dir.path().join("agent.pem"),
-        key: dir.path().join("agent-key.pem"),
+        ca: creds.ca,
+        cert: creds.cert,
+        key: creds.key,
         tls_server_name: Some("localhost".into()),
         x11_socket_dir: no_displays,
         ..daas_agent::AgentConfig::default()

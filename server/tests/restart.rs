@@ -8,10 +8,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use daas_api::v1::{GetSessionRequest, SessionState, session_event::Kind};
 use daas_api::v1::{ReportActivityRequest, agent_service_client::AgentServiceClient};
-use daas_server::{
-    pki::{Ca, Validity},
-    testkit::{Credentials, TestOptions, channel, write_config},
-};
+use daas_server::testkit::{TestOptions, agent_credentials, channel, write_config};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_killed_mid_provisioning_cleans_up_at_restart() {
@@ -32,18 +29,7 @@ async fn a_server_killed_mid_provisioning_cleans_up_at_restart() {
     assert_eq!(ready_session.state(), SessionState::Ready);
 
     // Its agent reports 100 s without input: the idle clock lives in the store.
-    let pki = dir.path().join("pki");
-    let ca = Ca::load(&pki.join("ca.pem"), &pki.join("ca-key.pem")).unwrap();
-    let issued = ca
-        .issue_agent(&ready_session.id, &Validity::days(1))
-        .unwrap();
-    std::fs::write(dir.path().join("agent.pem"), issued.cert_pem).unwrap();
-    std::fs::write(dir.path().join("agent-key.pem"), issued.key_pem).unwrap();
-    let agent_creds = Credentials {
-        ca: pki.join("ca.pem"),
-        cert: dir.path().join("agent.pem"),
-        key: dir.path().join("agent-key.pem"),
-    };
+    let agent_creds = agent_credentials(dir.path(), &ready_session.id);
     let mut agent = AgentServiceClient::new(channel(&endpoint, Some(&agent_creds)).await.unwrap());
     agent
         .report_activity(ReportActivityRequest {

@@ -228,19 +228,7 @@ async fn admins_can_come_from_the_config() {
 async fn agent_and_user_certificates_stay_on_their_own_service() {
     let server = TestServer::start(TestOptions::default()).await;
     let user = server.credentials("alice", false);
-    let pki = server.dir().join("pki");
-    let ca = Ca::load(&pki.join("ca.pem"), &pki.join("ca-key.pem")).unwrap();
-    let issued = ca
-        .issue_agent("3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11", &Validity::days(1))
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let agent = write_pair(
-        dir.path(),
-        "agent",
-        &issued.cert_pem,
-        &issued.key_pem,
-        &user.ca,
-    );
+    let agent = server.agent_credentials("3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11");
 
     let mut as_agent = connect(&server.endpoint(), Some(&agent)).await.unwrap();
     let status = as_agent
