@@ -85,6 +85,9 @@ impl Policies {
 /// epoch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Clock {
+    /// Whether an agent reports from the desktop at all (agents configured);
+    /// without one only `max_lifetime` applies.
+    pub agent_expected: bool,
     pub ready_ms: i64,
     pub last_report_ms: Option<i64>,
     pub last_input_ms: Option<i64>,
@@ -146,34 +149,33 @@ fn ms(d: Duration) -> i64 {
 
 /// Decides for one session at `now_ms`. Idle and disconnected times are
 /// known only from the agent's reports; before the first report only the
-/// lifetime and the agent's silence count.
+/// lifetime and the agent's silence count, and the silence only when an
+/// agent is expected.
 pub fn decide(policy: &Policy, clock: &Clock, now_ms: i64) -> Decision {
-    let mut plans = vec![
-        Plan {
-            reap_at_ms: clock.ready_ms.saturating_add(ms(policy.max_lifetime)),
-            rule: Rule::MaxLifetime,
+    let mut plans = vec![Plan {
+        reap_at_ms: clock.ready_ms.saturating_add(ms(policy.max_lifetime)),
+        rule: Rule::MaxLifetime,
+        reason: format!(
+            "max_lifetime {}: ready since {}",
+            span(policy.max_lifetime),
+            clock_time(clock.ready_ms)
+        ),
+    }];
+    if clock.agent_expected || clock.last_report_ms.is_some() {
+        let (since, what) = match clock.last_report_ms {
+            Some(t) => (t, "no report from the agent since"),
+            None => (clock.ready_ms, "the agent never reported; ready since"),
+        };
+        plans.push(Plan {
+            reap_at_ms: since.saturating_add(ms(policy.agent_lost_timeout)),
+            rule: Rule::AgentLost,
             reason: format!(
-                "max_lifetime {}: ready since {}",
-                span(policy.max_lifetime),
-                clock_time(clock.ready_ms)
+                "agent_lost_timeout {}: {what} {}",
+                span(policy.agent_lost_timeout),
+                clock_time(since)
             ),
-        },
-        {
-            let (since, what) = match clock.last_report_ms {
-                Some(t) => (t, "no report from the agent since"),
-                None => (clock.ready_ms, "the agent never reported; ready since"),
-            };
-            Plan {
-                reap_at_ms: since.saturating_add(ms(policy.agent_lost_timeout)),
-                rule: Rule::AgentLost,
-                reason: format!(
-                    "agent_lost_timeout {}: {what} {}",
-                    span(policy.agent_lost_timeout),
-                    clock_time(since)
-                ),
-            }
-        },
-    ];
+        });
+    }
     if clock.last_report_ms.is_some() {
         let input = clock.last_input_ms.unwrap_or(clock.ready_ms);
         plans.push(Plan {
@@ -234,12 +236,18 @@ mod tests {
         // Ready at 10:00 (UTC, day 0).
         let ready = 10 * 60 * MIN;
         let reported = |input: i64, connected: Option<i64>, report: i64| Clock {
+            agent_expected: true,
             ready_ms: ready,
             last_report_ms: Some(ready + report * MIN),
             last_input_ms: Some(ready + input * MIN),
             last_connected_ms: connected.map(|c| ready + c * MIN),
         };
         let silent = Clock {
+            agent_expected: true,
+            ready_ms: ready,
+            ..Clock::default()
+        };
+        let no_agent = Clock {
             ready_ms: ready,
             ..Clock::default()
         };
@@ -249,6 +257,8 @@ mod tests {
             (silent, 1, "keep", Rule::AgentLost, 10),
             (silent, 6, "warn", Rule::AgentLost, 10),
             (silent, 10, "reap", Rule::AgentLost, 10),
+            // No agent configured: only the lifetime counts.
+            (no_agent, 60, "keep", Rule::MaxLifetime, 600),
             // Reporting, input 2 min ago, a client connected: idle rules.
             (reported(20, Some(22), 22), 22, "keep", Rule::AgentLost, 32),
             // Reports every minute, no input since minute 2: idle at 32.
@@ -307,6 +317,7 @@ mod tests {
     fn reasons_say_which_rule_and_since_when() {
         let ready = 10 * 60 * MIN;
         let clock = Clock {
+            agent_expected: true,
             ready_ms: ready,
             last_report_ms: Some(ready + 31 * MIN),
             last_input_ms: Some(ready + 2 * MIN),

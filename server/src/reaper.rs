@@ -14,9 +14,10 @@ use crate::{
 };
 
 /// The session's clock for the policy; None before it is READY.
-fn clock_of(record: &SessionRecord) -> Option<Clock> {
+fn clock_of(config: &Config, record: &SessionRecord) -> Option<Clock> {
     let ready_ms = record.ready_ms?;
     Some(Clock {
+        agent_expected: config.agent.endpoint.is_some(),
         ready_ms,
         last_report_ms: record.activity.last_report_ms,
         last_input_ms: record.activity.last_input_ms,
@@ -30,7 +31,7 @@ pub fn why_alive(config: &Config, record: &SessionRecord) -> Option<Activity> {
     if record.state != SessionState::Ready {
         return None;
     }
-    let clock = clock_of(record)?;
+    let clock = clock_of(config, record)?;
     let policy = config.policies.for_template(&record.template);
     let plan = decide(&policy, &clock, now_ms()).plan().clone();
     let a = &record.activity;
@@ -64,7 +65,7 @@ pub async fn run(config: Arc<Config>, store: Store, pipeline: Pipeline) {
 /// One pass over the READY sessions.
 pub async fn sweep(config: &Config, store: &Store, pipeline: &Pipeline) -> Result<(), StoreError> {
     for record in store.list(None, Some(SessionState::Ready)).await? {
-        let Some(clock) = clock_of(&record) else {
+        let Some(clock) = clock_of(config, &record) else {
             continue;
         };
         let policy = config.policies.for_template(&record.template);

@@ -33,7 +33,11 @@ fn report(id: &str, idle_seconds: u64, rdp_clients: u32) -> ReportActivityReques
 
 fn policy(toml: &str) -> TestOptions {
     TestOptions {
-        extra_toml: format!("[policy]\nreaper_interval = \"200ms\"\n{toml}"),
+        // Agents are expected (the address is never dialled in these tests).
+        extra_toml: format!(
+            "[agent]\nendpoint = \"https://10.0.2.2:50051\"\n\
+             [policy]\nreaper_interval = \"200ms\"\n{toml}"
+        ),
         ..Default::default()
     }
 }
