@@ -10,7 +10,7 @@ cd "$root"
 
 scripts/setup.sh
 echo "demo: building daas-server and daas"
-cargo build --quiet --bins
+cargo build --quiet --workspace --bins
 bin=${CARGO_TARGET_DIR:-$root/target}/debug
 
 mkdir -p .data/demo

@@ -702,6 +702,19 @@ impl Config {
                 return Err(invalid(key, "must be longer than zero"));
             }
         }
+        for (key, timeout) in [
+            ("policy.idle_timeout", policy.idle_timeout),
+            ("policy.disconnected_timeout", policy.disconnected_timeout),
+            ("policy.max_lifetime", policy.max_lifetime),
+            ("policy.agent_lost_timeout", policy.agent_lost_timeout),
+        ] {
+            if policy.warning >= timeout {
+                return Err(invalid(
+                    "policy.warning",
+                    &format!("must be shorter than {key}, or the warning comes at once"),
+                ));
+            }
+        }
         let agent_endpoint = Some(raw.agent.endpoint.clone()).filter(|e| !e.is_empty());
         if let Some(endpoint) = &agent_endpoint
             && !endpoint.starts_with("https://")
@@ -926,6 +939,14 @@ mod tests {
                 ),
                 ("[vm]\ntemplate = \"../x\"", "vm.template"),
                 ("[limits]\nmax_sessions = 0", "limits.max_sessions"),
+                (
+                    "[policy]\nwarning = \"10m\"\nagent_lost_timeout = \"10m\"",
+                    "policy.warning",
+                ),
+                (
+                    "[policy]\nwarning = \"10m\"\nagent_lost_timeout = \"10m\"",
+                    "policy.warning",
+                ),
                 ("[auth]\nadmins = [\"a/b\"]", "auth.admins[0]"),
                 ("listen = \"0.0.0.0:1\"", "tls.plaintext"),
                 (

@@ -1,0 +1,400 @@
+#!/usr/bin/env bash
+# End-to-end test with real desktops (root; TCG or KVM; ~10-20 min on 2 cores):
+#
+#   1. `daas create --session-user student`: the QEMU module makes a real VM,
+#      the real playbook configures it over SSH (ad-join skipped: no domain);
+#      READY, with per-stage times from the events;
+#   2. the real daas-agent inside the VM reports to the server;
+#   3. xfreerdp under Xvfb logs in as `student`; the screenshot must show a
+#      desktop (not a black frame, not the xrdp login screen); kept as
+#      $ARTIFACTS/desktop.png;
+#   4. the server is restarted with short policy timeouts: the idle desktop
+#      gets an idle_warning, then is reaped; no QEMU, overlay, seed, pid file
+#      or working directory of it is left;
+#   5. two sessions at once: different slots (RDP ports), both READY; both
+#      destroyed and cleaned up.
+#
+# Timings go to stdout and $ARTIFACTS/timings.txt.
+# Environment: DAAS_CACHE_DIR (/var/tmp/daas-cache), DAAS_ARTIFACTS_DIR
+# (target/e2e-artifacts), CARGO_TARGET_DIR, KEEP=1 keeps the work dir.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+
+T0=$SECONDS
+step() { printf '\n==> [e2e %4ds] %s\n' $((SECONDS - T0)) "$*"; }
+log() { printf '    [e2e %4ds] %s\n' $((SECONDS - T0)) "$*"; }
+fail() {
+  printf '    [e2e %4ds] FAIL: %s\n' $((SECONDS - T0)) "$*" >&2
+  exit 1
+}
+
+CACHE_DIR=${DAAS_CACHE_DIR:-/var/tmp/daas-cache}
+ARTIFACTS=${DAAS_ARTIFACTS_DIR:-$root/target/e2e-artifacts}
+mkdir -p "$ARTIFACTS"
+ARTIFACTS=$(cd "$ARTIFACTS" && pwd)
+rm -f "$ARTIFACTS"/screenshot-*.png "$ARTIFACTS"/*.ndjson "$ARTIFACTS"/desktop.png "$ARTIFACTS"/server.log
+BIN=${CARGO_TARGET_DIR:-$root/target}/debug
+WORK=/var/tmp/daas-e2e-$$
+DATA=$WORK/data
+STATE=$WORK/state
+SERVER_PID=
+XVFB_PID=
+RDP_PID=
+DISPLAY_NUM=55
+SESSION_USER=student
+# A throwaway password for a throwaway VM (it exists only in this test's
+# desktops, reachable on 127.0.0.1). The CLI reads it from the environment;
+# FreeRDP 2 takes a password non-interactively only on its command line (/p:).
+SESSION_PASSWORD="E2e-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')!"
+declare -a TIMINGS=()
+timing() { TIMINGS+=("$(printf '%-42s %s' "$1" "$2")"); }
+
+[[ $(id -u) == 0 ]] || fail "run as root (QEMU, the image build, apt-get)"
+mkdir -p "$WORK" "$STATE"
+chmod 700 "$WORK" "$STATE"
+
+stop_server() {
+  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 150); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  set +e
+  [[ -n $RDP_PID ]] && kill "$RDP_PID" 2>/dev/null
+  [[ -n $XVFB_PID ]] && kill "$XVFB_PID" 2>/dev/null
+  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    # Sessions still alive (a failed step): destroy them through the server.
+    local ids
+    ids=$("$BIN/daas" list --json 2>/dev/null | jq -r 'if type == "array" then .[] else . end
+      | select(.state != "DESTROYED" and .state != "FAILED") | .id' 2>/dev/null)
+    for id in $ids; do
+      log "cleanup: daas destroy $id"
+      timeout 180 "$BIN/daas" destroy "$id" >/dev/null 2>&1 || log "cleanup: destroy $id failed"
+    done
+  fi
+  stop_server
+  # Any QEMU this test started (found by its pid file path on its command line).
+  local pidfile pid
+  for pidfile in "$STATE"/*.pid; do
+    [[ -e $pidfile ]] || continue
+    case $pidfile in *.watch.pid) continue ;; esac
+    pid=$(cat "$pidfile" 2>/dev/null)
+    if [[ -n $pid ]] && grep -qF -- "$pidfile" "/proc/$pid/cmdline" 2>/dev/null; then
+      log "cleanup: killing QEMU $pid ($pidfile)"
+      kill "$pid" 2>/dev/null
+      sleep 3
+      kill -9 "$pid" 2>/dev/null
+    fi
+  done
+  if ((status != 0)); then
+    log "server log tail ($WORK/server.log):"
+    tail -n 40 "$WORK/server.log" 2>/dev/null | sed 's/^/      /' >&2
+    cp "$WORK/server.log" "$ARTIFACTS/server.log" 2>/dev/null
+    for f in "$STATE"/*.console.log; do [[ -e $f ]] && cp "$f" "$ARTIFACTS/"; done
+  fi
+  if [[ ${KEEP:-0} == 1 || $status != 0 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+  if ((status == 0)); then log "PASS"; else log "FAILED (exit $status)"; fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- build, setup, image, host tools ----
+step "cargo build (daas-server, daas, daas-agent)"
+cargo build --quiet --workspace --bins
+for b in daas-server daas daas-agent; do [[ -x $BIN/$b ]] || fail "$BIN/$b was not built"; done
+
+step "scripts/setup.sh"
+scripts/setup.sh
+
+step "template image (cache $CACHE_DIR)"
+t=$SECONDS
+IMAGE_DIR=$(terraform/qemu/image/build.sh --cache-dir "$CACHE_DIR" | tail -n 1)
+IMAGE_S=$((SECONDS - t))
+[[ -f $IMAGE_DIR/disk.qcow2 ]] || fail "build.sh printed no image folder"
+built=$(jq -r '.build_seconds // empty' "$IMAGE_DIR/manifest.json" 2>/dev/null || true)
+if ((IMAGE_S < 5)); then
+  timing "image" "${IMAGE_S} s (cache hit; built in ${built:-?} s)"
+else
+  timing "image" "${IMAGE_S} s (built)"
+fi
+log "image $IMAGE_DIR ($IMAGE_S s)"
+
+step "host tools (xfreerdp, Xvfb, ImageMagick)"
+missing=()
+command -v xfreerdp >/dev/null || missing+=(freerdp2-x11)
+command -v Xvfb >/dev/null || missing+=(xvfb)
+command -v import >/dev/null || missing+=(imagemagick)
+command -v jq >/dev/null || missing+=(jq)
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+    --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ---- the server ----
+export DAAS_DATA_DIR=$DATA
+export DAAS_TERRAFORM__VARIABLES__IMAGE_DIR=$IMAGE_DIR
+export DAAS_TERRAFORM__VARIABLES__STATE_DIR=$STATE
+export DAAS_AGENT__BINARY=$BIN/daas-agent
+SERVER_RUNS=0
+start_server() { # extra VAR=value ... for this run
+  SERVER_RUNS=$((SERVER_RUNS + 1))
+  local out=$WORK/server.out.$SERVER_RUNS
+  env "$@" "$BIN/daas-server" --config deploy/qemu.toml >"$out" 2>>"$WORK/server.log" &
+  SERVER_PID=$!
+  local addr=
+  for _ in $(seq 300); do
+    addr=$(sed -n 's/^daas-server listening on //p' "$out")
+    [[ -n $addr ]] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || fail "the server did not start (see $WORK/server.log)"
+    sleep 0.1
+  done
+  [[ -n $addr ]] || fail "the server did not start listening"
+  export DAAS_ENDPOINT="https://$addr"
+  log "daas-server (pid $SERVER_PID) on $addr ${*:-}"
+}
+
+step "daas-server with deploy/qemu.toml (data $DATA)"
+if (exec 3<>/dev/tcp/127.0.0.1/50061) 2>/dev/null; then fail "port 50061 is in use (another server?)"; fi
+start_server
+pki=$DATA/pki
+cert=$(find "$pki/users" -name '*.pem' ! -name '*-key.pem' -print -quit)
+[[ -n $cert ]] || fail "no user certificate in $pki/users"
+export DAAS_CA=$pki/ca.pem DAAS_CERT=$cert DAAS_KEY=${cert%.pem}-key.pem
+log "client certificate $cert"
+
+daas() { "$BIN/daas" "$@"; }
+show() { daas show "$1" --json; }
+
+# Prints the per-stage times of an NDJSON event file.
+stage_times() { # NAME FILE
+  local name=$1 file=$2 prev ms label
+  while read -r prev ms; do
+    case $prev in
+      QUEUED) label="queued" ;; PROVISIONING) label="PROVISIONING (Terraform)" ;;
+      BOOTING) label="BOOTING (SSH, cloud-init)" ;; CONFIGURING) label="CONFIGURING (Ansible)" ;;
+      *) label=$prev ;;
+    esac
+    timing "$name: $label" "$(awk -v ms="$ms" 'BEGIN { printf "%.1f s", ms / 1000 }')"
+  done < <(jq -r 'select(.stage_change != null and .stage_change.previous != null)
+      | "\(.stage_change.previous) \(.stage_change.previous_duration_ms)"' "$file")
+}
+
+# Asserts nothing of a destroyed session is left: QEMU, files, working dir.
+assert_gone() { # ID VM_NAME
+  local id=$1 vm=$2 f
+  [[ -n $vm && $vm != null ]] || fail "session $id has no vm_name"
+  if pgrep -f -- "$STATE/$vm.pid" >/dev/null; then fail "a QEMU of $vm is still running"; fi
+  for f in qcow2 seed.iso pid watch.pid; do
+    [[ ! -e $STATE/$vm.$f ]] || fail "$STATE/$vm.$f is left after destroy"
+  done
+  [[ ! -e $DATA/sessions/$id ]] || fail "$DATA/sessions/$id is left after destroy"
+  log "$id ($vm): no QEMU, no overlay/seed/pid file, no working directory"
+}
+
+wait_state() { # ID STATE SECONDS
+  local deadline=$((SECONDS + $3)) s
+  while :; do
+    s=$(show "$1" | jq -r .state)
+    [[ $s == "$2" ]] && return 0
+    [[ $s == FAILED && $2 != FAILED ]] && fail "$1 is FAILED: $(show "$1" | jq -c .failure)"
+    ((SECONDS < deadline)) || fail "$1 is $s, not $2, after $3 s"
+    sleep 2
+  done
+}
+
+# ---- 1. one desktop, with a local user ----
+step "1. daas create --session-user $SESSION_USER"
+t=$SECONDS
+DAAS_SESSION_PASSWORD=$SESSION_PASSWORD daas create --session-user "$SESSION_USER" --json \
+  >"$ARTIFACTS/create-1.ndjson" || fail "daas create exited $? (events: $ARTIFACTS/create-1.ndjson)"
+CREATE_S=$((SECONDS - t))
+ID=$(jq -rn 'first(inputs | .session_id // empty)' "$ARTIFACTS/create-1.ndjson")
+[[ -n $ID ]] || fail "no session id in the create output"
+session=$(show "$ID")
+[[ $(jq -r .state <<<"$session") == READY ]] || fail "session $ID is $(jq -r .state <<<"$session")"
+RDP_PORT=$(jq -r .rdp_port <<<"$session")
+VM=$(jq -r .vm_name <<<"$session")
+log "session $ID READY in $CREATE_S s: $VM, RDP 127.0.0.1:$RDP_PORT"
+timing "session 1: create to READY (CLI)" "$CREATE_S s"
+stage_times "session 1" "$ARTIFACTS/create-1.ndjson"
+
+# ---- 2. the agent in the VM reports ----
+step "2. the agent inside the VM reports"
+deadline=$((SECONDS + 120))
+until [[ $(show "$ID" | jq -r '.activity.last_report_at // empty') != "" ]]; do
+  ((SECONDS < deadline)) || fail "no agent report within 120 s: $(show "$ID" | jq -c .activity)"
+  sleep 3
+done
+log "agent report: $(show "$ID" | jq -c .activity)"
+daas show "$ID" | grep -E '^ *alive' | sed 's/^/    /' || true
+
+# ---- 3. RDP login, screenshot ----
+step "3. xfreerdp under Xvfb as $SESSION_USER"
+export DISPLAY=:$DISPLAY_NUM
+Xvfb ":$DISPLAY_NUM" -screen 0 1280x800x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
+XVFB_PID=$!
+for _ in $(seq 50); do xdpyinfo >/dev/null 2>&1 && break; [[ -e /tmp/.X11-unix/X$DISPLAY_NUM ]] && break; sleep 0.2; done
+sleep 1
+kill -0 "$XVFB_PID" 2>/dev/null || fail "Xvfb did not start: $(cat "$WORK/xvfb.log")"
+xfreerdp "/v:127.0.0.1:$RDP_PORT" "/u:$SESSION_USER" "/p:$SESSION_PASSWORD" /cert:ignore \
+  /size:1024x700 >"$WORK/xfreerdp.log" 2>&1 &
+RDP_PID=$!
+RDP_T0=$SECONDS
+
+# The xfreerdp window (no window manager: at 0,0) of the root window.
+shot() { import -display ":$DISPLAY_NUM" -window root -crop 1024x700+0+0 +repage "$1" 2>/dev/null; }
+mean() { convert "$1" ${2:+-crop "$2" +repage} -colorspace Gray -format '%[fx:mean]' info:; }
+stddev() { convert "$1" ${2:+-crop "$2" +repage} -colorspace Gray -format '%[fx:standard_deviation]' info:; }
+# Share (0-1) of the most common colour of a region.
+dominant() {
+  convert "$1" ${2:+-crop "$2" +repage} -depth 8 -format %c histogram:info: |
+    awk '{ n = $1 + 0; t += n; if (n > m) m = n } END { if (t) printf "%.3f", m / t; else print 0 }'
+}
+gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
+
+# A desktop: not one colour (a black frame), and XFCE's panel: a strip at
+# the top, mostly one colour, that differs from the wallpaper below it. The
+# xrdp login screen has no such strip: its background runs to the top edge,
+# with the login dialog in the middle.
+why_not_desktop() { # FILE; prints why it is not a desktop, nothing if it is
+  local f=$1 sd dom panel_dom top below
+  sd=$(stddev "$f")
+  dom=$(dominant "$f")
+  if ! gt "$sd" 0.03 || gt "$dom" 0.97; then echo "one colour (stddev $sd, dominant $dom)"; return; fi
+  panel_dom=$(dominant "$f" 1024x20+0+2)
+  top=$(mean "$f" 1024x20+0+2)
+  below=$(mean "$f" 300x100+0+150)
+  if ! gt "$panel_dom" 0.5; then echo "no uniform panel strip at the top (dominant $panel_dom)"; return; fi
+  if ! gt "$(awk -v a="$top" -v b="$below" 'BEGIN { d = a - b; print (d < 0 ? -d : d) }')" 0.04; then
+    echo "the top strip is like the background below (top $top, below $below): a login screen?"
+    return
+  fi
+}
+
+verdict="no screenshot"
+n=0
+while ((SECONDS - RDP_T0 < 150)); do
+  sleep 10
+  n=$((n + 1))
+  f=$WORK/shot-$n.png
+  shot "$f" || continue
+  cp "$f" "$ARTIFACTS/screenshot-$((SECONDS - RDP_T0))s.png"
+  verdict=$(why_not_desktop "$f")
+  log "screenshot at $((SECONDS - RDP_T0)) s: ${verdict:-a desktop}"
+  kill -0 "$RDP_PID" 2>/dev/null || { log "xfreerdp exited: $(tail -n 5 "$WORK/xfreerdp.log")"; break; }
+  # A desktop twice in a row: XFCE has finished drawing.
+  if [[ -z $verdict ]] && ((${ok:-0})); then break; fi
+  [[ -z $verdict ]] && ok=1 || ok=0
+done
+cp "$f" "$ARTIFACTS/desktop.png" 2>/dev/null || true
+DESKTOP_S=$((SECONDS - RDP_T0))
+[[ -z $verdict ]] || fail "no desktop on the screenshot ($verdict); see $ARTIFACTS/desktop.png, $WORK/xfreerdp.log"
+log "a desktop after $DESKTOP_S s; kept $ARTIFACTS/desktop.png"
+timing "RDP connect to desktop on screen" "$DESKTOP_S s"
+daas show "$ID" | grep -E '^ *alive' | sed 's/^/    /' || true
+kill "$RDP_PID" 2>/dev/null || true
+wait "$RDP_PID" 2>/dev/null || true
+RDP_PID=
+kill "$XVFB_PID" 2>/dev/null || true
+wait "$XVFB_PID" 2>/dev/null || true
+XVFB_PID=
+
+# ---- 4. idle: warned, then reaped ----
+step "4. idle reaping (server restarted with short policy timeouts)"
+# The idle clock is in the store: a restart keeps the session READY and its
+# clock. The timeout is set from the time already idle, so that the reaper
+# warns first (a desktop past its timeout is reaped without a warning).
+last=$(show "$ID" | jq -r '.activity.last_input_at // .ready_at')
+idle=$(($(date +%s) - $(date -d "$last" +%s)))
+((idle >= 0)) || idle=0
+IDLE_TIMEOUT=$((idle + 90))
+stop_server
+start_server DAAS_POLICY__IDLE_TIMEOUT="${IDLE_TIMEOUT}s" DAAS_POLICY__WARNING=60s \
+  DAAS_POLICY__REAPER_INTERVAL=2s
+log "idle for $idle s (last input or READY: $last); idle_timeout ${IDLE_TIMEOUT}s, warning 60s"
+[[ $(show "$ID" | jq -r .state) == READY ]] || fail "$ID is not READY after the restart"
+t=$SECONDS
+deadline=$((SECONDS + 300))
+until [[ $(show "$ID" | jq -r .state) == DESTROYED ]]; do
+  ((SECONDS < deadline)) || fail "$ID was not reaped within 300 s: $(show "$ID" | jq -c '{state, activity}')"
+  sleep 3
+done
+REAP_S=$((SECONDS - t))
+timing "session 1: short policy on to DESTROYED" "$REAP_S s"
+timeout 60 "$BIN/daas" watch "$ID" --json >"$ARTIFACTS/watch-1.ndjson" || true
+# The warning of the idle rule (not of another one), then the reaping for it.
+jq -e -s 'any(.[]; .idle_warning.reason // "" | startswith("idle_timeout"))' "$ARTIFACTS/watch-1.ndjson" >/dev/null ||
+  fail "no idle_timeout idle_warning event before the reaping (events: $ARTIFACTS/watch-1.ndjson)"
+jq -e -s 'any(.[]; .state == "DESTROYING" and (.stage_change.message // "" | contains("idle_timeout")))' \
+  "$ARTIFACTS/watch-1.ndjson" >/dev/null || fail "the session was not destroyed for idle_timeout"
+warn_line=$(jq -cn 'first(inputs | select(.idle_warning.reason // "" | startswith("idle_timeout")) | {time, idle_warning})' "$ARTIFACTS/watch-1.ndjson")
+log "warned: $warn_line"
+log "destroyed because: $(jq -rn 'first(inputs | select(.stage_change.message != null and .state == "DESTROYING") | .stage_change.message)' "$ARTIFACTS/watch-1.ndjson")"
+destroying_ms=$(jq -r 'select(.state == "DESTROYED" and .stage_change != null) | .stage_change.previous_duration_ms' "$ARTIFACTS/watch-1.ndjson" | tail -n 1)
+timing "session 1: reaped destroy (DESTROYING)" "$(awk -v ms="${destroying_ms:-0}" 'BEGIN { printf "%.1f s", ms / 1000 }')"
+assert_gone "$ID" "$VM"
+
+# ---- 5. two at once ----
+step "5. two sessions at once"
+stop_server
+start_server
+t=$SECONDS
+pids=()
+for i in 2 3; do
+  DAAS_SESSION_PASSWORD=$SESSION_PASSWORD daas create --session-user "$SESSION_USER" --json \
+    >"$ARTIFACTS/create-$i.ndjson" 2>"$WORK/create-$i.err" &
+  pids+=($!)
+done
+rcs=()
+for p in "${pids[@]}"; do
+  if wait "$p"; then rcs+=(0); else rcs+=($?); fi
+done
+BOTH_S=$((SECONDS - t))
+ids=()
+for i in 2 3; do
+  id=$(jq -rn 'first(inputs | .session_id // empty)' "$ARTIFACTS/create-$i.ndjson")
+  [[ -n $id ]] || fail "create $i printed no session: $(cat "$WORK/create-$i.err")"
+  ids+=("$id")
+done
+[[ ${rcs[*]} == "0 0" ]] || fail "daas create exit statuses: ${rcs[*]} (${ids[*]})"
+ports=()
+vms=()
+for id in "${ids[@]}"; do
+  s=$(show "$id")
+  [[ $(jq -r .state <<<"$s") == READY ]] || fail "$id is $(jq -r .state <<<"$s")"
+  ports+=("$(jq -r .rdp_port <<<"$s")")
+  vms+=("$(jq -r .vm_name <<<"$s")")
+done
+[[ ${ports[0]} != "${ports[1]}" ]] || fail "both sessions got RDP port ${ports[0]}"
+[[ ${vms[0]} != "${vms[1]}" ]] || fail "both sessions got VM ${vms[0]}"
+log "both READY in $BOTH_S s: ${ids[0]} (${vms[0]}, RDP ${ports[0]}), ${ids[1]} (${vms[1]}, RDP ${ports[1]})"
+timing "sessions 2+3 at once: both READY" "$BOTH_S s"
+stage_times "session 2" "$ARTIFACTS/create-2.ndjson"
+stage_times "session 3" "$ARTIFACTS/create-3.ndjson"
+for k in 0 1; do
+  t=$SECONDS
+  daas destroy "${ids[$k]}" >/dev/null || fail "daas destroy ${ids[$k]}"
+  wait_state "${ids[$k]}" DESTROYED 300
+  timing "session $((k + 2)): daas destroy to DESTROYED" "$((SECONDS - t)) s"
+  assert_gone "${ids[$k]}" "${vms[$k]}"
+done
+
+# ---- summary ----
+step "timings"
+{
+  printf 'e2e %s (accel %s, %s cores)\n' "$(date -u +%FT%TZ)" "$(head -n 1 "$STATE/accel" 2>/dev/null || echo ?)" "$(nproc)"
+  printf '%s\n' "${TIMINGS[@]}"
+  printf '%-42s %s\n' "whole test" "$((SECONDS - T0)) s"
+} | tee "$ARTIFACTS/timings.txt"
