@@ -696,11 +696,30 @@ impl Store {
 
     /// Sessions the server was working on (provisioning or destroying).
     pub async fn in_progress(&self) -> Result<Vec<SessionRecord>, StoreError> {
-        let all = self.list(None, None).await?;
-        Ok(all
-            .into_iter()
-            .filter(|s| s.state.is_in_progress())
-            .collect())
+        // Only the sessions that are not settled: the history can be long.
+        let settled = [
+            SessionState::Ready,
+            SessionState::Failed,
+            SessionState::Destroyed,
+        ]
+        .map(|s| s as i32);
+        self.with(move |conn, _| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions \
+                     WHERE state NOT IN (?1, ?2, ?3) ORDER BY created_ms"
+                ))
+                .context("listing sessions in progress")?;
+            let rows = stmt
+                .query_map(
+                    params![settled[0], settled[1], settled[2]],
+                    session_from_row,
+                )
+                .context("listing sessions in progress")?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .context("listing sessions in progress")
+        })
+        .await
     }
 
     /// Events of a session with a sequence above `after`, in order.

@@ -179,17 +179,7 @@ async fn eight_creates_run_at_once() {
     })
     .await;
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let mut client = server.client().await;
-        tasks.push(tokio::spawn(async move {
-            create(&mut client, request(&format!("user{i}"))).await
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.push(task.await.unwrap());
-    }
+    let all = create_many(&server, 8).await;
     println!(
         "8 parallel creates (2 s module, limit 8): {:?}",
         started.elapsed()
@@ -245,16 +235,8 @@ async fn the_parallel_limit_holds_creates_in_queued() {
         ..Default::default()
     })
     .await;
-    let mut tasks = Vec::new();
-    for i in 0..4 {
-        let mut client = server.client().await;
-        tasks.push(tokio::spawn(async move {
-            create(&mut client, request(&format!("user{i}"))).await
-        }));
-    }
     let mut spans = Vec::new();
-    for task in tasks {
-        let events = task.await.unwrap();
+    for events in create_many(&server, 4).await {
         assert_eq!(stages(&events).last(), Some(&SessionState::Ready));
         spans.push((
             entered_ms(&events, SessionState::Provisioning),

@@ -35,6 +35,26 @@ pub async fn create(client: &mut Client, req: CreateSessionRequest) -> Vec<Sessi
     drain(stream).await
 }
 
+/// Creates `count` sessions at once (users user0, user1, ...), each on its
+/// own connection, and returns every stream's events.
+pub async fn create_many(
+    server: &daas_server::testkit::TestServer,
+    count: usize,
+) -> Vec<Vec<SessionEvent>> {
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let mut client = server.client().await;
+        tasks.push(tokio::spawn(async move {
+            create(&mut client, request(&format!("user{i}"))).await
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.push(task.await.expect("a create task"));
+    }
+    all
+}
+
 /// Follows a session to the end of its stream.
 pub async fn watch(client: &mut Client, id: &str) -> Vec<SessionEvent> {
     let stream = client
