@@ -1,53 +1,154 @@
 #!/usr/bin/env bash
-# The README's main-job command: starts daas-server on the embedded default
-# (deploy/demo.toml: SQLite under .data/demo, the test Terraform module and
-# test playbook, no hypervisor needed), creates a desktop with the daas CLI
-# and shows it, destroys it, then stops the server. The history persists in
-# .data/demo (SQLite).
+# The README's main-job command: a real desktop on this machine.
+#
+#   scripts/demo.sh                 # root: a real QEMU desktop (deploy/qemu.toml)
+#   scripts/demo.sh --test-module   # no VM: the pipeline with terraform/test (deploy/demo.toml)
+#
+# With QEMU it sets up what is missing (Debian packages, the Ansible venv,
+# the template image under .data/qemu/images, the dev PKI under
+# .data/qemu/pki), starts daas-server with deploy/qemu.toml, runs
+# `daas create --session-user demo` with live progress to READY and prints how
+# to connect. On a terminal it then waits for Enter (or Ctrl-C) and destroys
+# the desktop; without one it destroys it at once. Sessions persist in
+# .data/qemu (SQLite).
+#
+# Environment: DAAS_DEMO_USER (demo), DAAS_SESSION_PASSWORD (else asked on a
+# terminal, or generated into .data/qemu/demo-password, mode 0600),
+# DAAS_IMAGE_CACHE (.data/qemu/images), CARGO_TARGET_DIR.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+module=qemu
+case ${1:-} in
+  "") ;;
+  --test-module) module=test ;;
+  -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "demo: unknown argument: $1 (see --help)" >&2; exit 2 ;;
+esac
+
+say() { printf 'demo: %s\n' "$*"; }
+die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+
+if [[ $module == qemu && $(id -u) != 0 ]]; then
+  die "a real desktop needs root (debootstrap builds the image, QEMU runs the VM, apt-get installs what is missing);
+      run it as root, or 'scripts/demo.sh --test-module' for the pipeline without a VM"
+fi
+
 scripts/setup.sh
-echo "demo: building daas-server and daas"
+say "building daas-server, daas and daas-agent"
 cargo build --quiet --workspace --bins
 bin=${CARGO_TARGET_DIR:-$root/target}/debug
 
-mkdir -p .data/demo
-log=.data/demo/server.log
-"$bin/daas-server" --config deploy/demo.toml >.data/demo/server.out 2>"$log" &
-server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+if [[ $module == qemu ]]; then
+  config=deploy/qemu.toml
+  data=.data/qemu
+  cache=${DAAS_IMAGE_CACHE:-$data/images}
+  say "template image (cached in $cache; a first build takes 2-5 minutes)"
+  image=$(terraform/qemu/image/build.sh --cache-dir "$cache" | tail -n 1)
+  [[ -f $image/disk.qcow2 ]] || die "the image build printed no image folder"
+  if (exec 3<>/dev/tcp/127.0.0.1/50061) 2>/dev/null; then
+    die "127.0.0.1:50061 is in use (another daas-server?): the VMs' agents report to that fixed port"
+  fi
+  export DAAS_TERRAFORM__VARIABLES__IMAGE_DIR=$image DAAS_AGENT__BINARY=$bin/daas-agent
+else
+  config=deploy/demo.toml
+  data=.data/demo
+fi
 
-for _ in $(seq 100); do
-  addr=$(sed -n 's/^daas-server listening on //p' .data/demo/server.out)
-  [ -n "$addr" ] && break
-  kill -0 "$server" 2>/dev/null || { cat "$log" >&2; echo "demo: the server did not start" >&2; exit 1; }
+mkdir -p "$data"
+log=$data/server.log
+"$bin/daas-server" --config "$config" >"$data/server.out" 2>>"$log" &
+server=$!
+id=
+finish() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [[ -n $id ]] && kill -0 "$server" 2>/dev/null; then
+    echo
+    echo "\$ daas destroy $id"
+    "$bin/daas" destroy "$id" || status=1
+  fi
+  kill "$server" 2>/dev/null
+  wait "$server" 2>/dev/null || true
+  exit "$status"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+addr=
+for _ in $(seq 300); do
+  addr=$(sed -n 's/^daas-server listening on //p' "$data/server.out")
+  [[ -n $addr ]] && break
+  kill -0 "$server" 2>/dev/null || { tail -n 20 "$log" >&2; die "the server did not start (log: $log)"; }
   sleep 0.1
 done
-[ -n "${addr:-}" ] || { echo "demo: the server did not start listening" >&2; exit 1; }
-pki=.data/demo/pki
-cert=$(find "$pki/users" -name '*.pem' ! -name '*-key.pem' | head -1)
-[ -n "$cert" ] || { echo "demo: no user certificate in $pki/users" >&2; exit 1; }
+[[ -n $addr ]] || die "the server did not start listening (log: $log)"
+pki=$data/pki
+cert=$(find "$pki/users" -name '*.pem' ! -name '*-key.pem' -print -quit)
+[[ -n $cert ]] || die "no user certificate in $pki/users"
 export DAAS_ENDPOINT="https://$addr" DAAS_CA="$pki/ca.pem" DAAS_CERT="$cert" DAAS_KEY="${cert%.pem}-key.pem"
-echo "demo: daas-server listening on $addr with mutual TLS (log: $log)"
-echo "demo: client certificate $DAAS_CERT (dev PKI in $pki)"
-echo "demo: note: the embedded default is the test Terraform module for now; it"
-echo "      makes no real VM, so the RDP endpoint below is not a real desktop."
+say "daas-server ($config) listening on $addr with mutual TLS (log: $log)"
+say "client certificate $DAAS_CERT (dev PKI in $pki)"
 echo
 
-echo "\$ daas create"
-"$bin/daas" create
+create=(create)
+password_hint="the password in DAAS_SESSION_PASSWORD"
+if [[ $module == qemu ]]; then
+  user=${DAAS_DEMO_USER:-demo}
+  if [[ -z ${DAAS_SESSION_PASSWORD:-} ]]; then
+    if [[ -t 0 ]]; then
+      while :; do
+        read -rsp "demo: choose a password for '$user' on the desktop (8+ characters): " p1 && echo
+        read -rsp "demo: again: " p2 && echo
+        [[ $p1 == "$p2" && ${#p1} -ge 8 ]] && break
+        say "they differ or are shorter than 8 characters; again"
+      done
+      DAAS_SESSION_PASSWORD=$p1
+      password_hint="the password you chose"
+    else
+      DAAS_SESSION_PASSWORD="Demo-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+      (umask 077 && printf '%s\n' "$DAAS_SESSION_PASSWORD" >"$data/demo-password")
+      say "password for '$user' generated into $data/demo-password (mode 0600)"
+      password_hint="the password in $root/$data/demo-password"
+    fi
+  fi
+  export DAAS_SESSION_PASSWORD
+  create+=(--session-user "$user")
+fi
+
+echo "\$ daas ${create[*]}"
+"$bin/daas" "${create[@]}"
+# The newest of our READY sessions: the one just made (older ones may be
+# left from an interrupted demo).
+id=$("$bin/daas" list --state ready --json |
+  jq -rs 'flatten | sort_by(.created_at) | last | .id // empty')
+[[ -n $id ]] || die "no READY session after create"
 echo
-echo "\$ daas list"
-"$bin/daas" list
+echo "\$ daas show $id"
+"$bin/daas" show "$id"
 echo
-id=$("$bin/daas" list --state ready | awk 'NR == 2 { print $1 }')
-echo "\$ daas destroy $id"
-"$bin/daas" destroy "$id"
-echo
-echo "demo: done. To keep going, run the server yourself:"
-echo "  $bin/daas-server --config deploy/demo.toml"
-echo "and, in another terminal, with DAAS_ENDPOINT=https://<the address it prints>"
-echo "and DAAS_CA=$DAAS_CA DAAS_CERT=$DAAS_CERT DAAS_KEY=$DAAS_KEY:"
-echo "  $bin/daas list | show ID | watch ID | destroy ID"
+
+if [[ $module == test ]]; then
+  say "the test module makes no VM: the RDP endpoint above is not a real desktop."
+  exit 0
+fi
+
+port=$("$bin/daas" show "$id" --json | jq -r .rdp_port)
+cat <<EOF
+demo: the desktop is READY. Log in as '$user' with $password_hint.
+  On this machine, in another terminal (xfreerdp starts in the background):
+    export DAAS_ENDPOINT=$DAAS_ENDPOINT DAAS_CA=$root/$DAAS_CA
+    export DAAS_CERT=$root/$DAAS_CERT DAAS_KEY=$root/$DAAS_KEY
+    $bin/daas connect $id
+  From another machine (RDP listens on 127.0.0.1 only): ssh -L 3389:127.0.0.1:$port root@$(hostname -f 2>/dev/null || hostname)
+    then point an RDP client at localhost:3389.
+  The agent in the VM reports its activity; an idle desktop is warned, then reaped
+  (policy in $config).
+EOF
+if [[ -t 0 ]]; then
+  read -rp "demo: press Enter to destroy the desktop and stop the server (Ctrl-C does the same) " _ || true
+else
+  say "no terminal: destroying the desktop now"
+fi

@@ -18,10 +18,10 @@ if ! command -v python3 >/dev/null; then
   apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
 fi
 
-# Debian packages the tests use: an X server and input for the agent's idle
-# test.
+# Debian packages the tests and the demo use: an X server and input for the
+# agent's idle test, jq for the scripts.
 missing=()
-for pair in Xvfb:xvfb xdotool:xdotool xauth:xauth; do
+for pair in Xvfb:xvfb xdotool:xdotool xauth:xauth jq:jq; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

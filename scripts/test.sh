@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, then formatting,
-# lints and every test of the workspace.
+# lints and every test of the workspace, then real QEMU desktops end to end
+# (root; ~20 min on 2 cores with a first image build).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -31,3 +32,9 @@ clients/test.sh
 
 step "ansible and terraform/proxmox (lint, syntax, HCL structure, roles run in a Debian 12 chroot)"
 ansible/test.sh
+
+step "terraform/qemu: a real VM from the template image (boot, SSH, cloud-init, RDP, port clash, destroy)"
+terraform/qemu/test.sh
+
+step "end to end: real QEMU desktops through the server, the playbook, the agent and xfreerdp"
+tests/e2e/run.sh

@@ -17,11 +17,11 @@ plaintext, which servers accept only on loopback, and uses none.";
 
 /// Which RDP client `daas connect` starts, shown after its options.
 const CONNECT_HELP: &str = "\
-The RDP client is xfreerdp on Linux (Debian/Ubuntu package freerdp2-x11; it
-trusts each desktop's certificate on first use), mstsc on Windows, and on
-macOS the app that opens .rdp files. It runs in the background, its output
-discarded. No password is stored: the client or the desktop's login screen
-asks for it.";
+The RDP client is xfreerdp, else xfreerdp3, on Linux (Debian/Ubuntu package
+freerdp2-x11 or freerdp3-x11; it trusts each desktop's certificate on first
+use), mstsc on Windows, and on macOS the app that opens .rdp files. It runs
+in the background, its output discarded. No password is stored: the client
+or the desktop's login screen asks for it.";
 
 /// Create, follow, list and destroy DaaS desktops.
 #[derive(Debug, Parser)]

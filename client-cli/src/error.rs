@@ -3,6 +3,7 @@
 use std::error::Error;
 use std::path::PathBuf;
 
+use daas_api::v1::SessionState;
 use tonic::{Code, Status};
 
 use crate::settings::{CONFIG_KEYS, Settings, TlsFile};
@@ -93,8 +94,22 @@ pub enum CliError {
     #[error("cannot destroy session {id}: {message}; run `daas destroy {id}` again to retry")]
     DestroyFailed { id: String, message: String },
 
+    /// A desktop still being provisioned. See [`CliError::not_ready`].
     #[error("session {id} is {state}, not READY; follow it with: daas watch {id}")]
     NotReady { id: String, state: &'static str },
+
+    #[error(
+        "session {0} is FAILED and cannot be connected to; see why with `daas show {0}` \
+         or start a new desktop with `daas create`"
+    )]
+    FailedNotConnectable(String),
+
+    /// A desktop destroyed or being destroyed.
+    #[error(
+        "session {id} is {state} and cannot be connected to any more; \
+         start a new desktop with `daas create`"
+    )]
+    GoneNotConnectable { id: String, state: &'static str },
 
     #[error("session {0} is READY but the server gave no RDP address")]
     NoRdpAddress(String),
@@ -103,12 +118,13 @@ pub enum CliError {
     RdpFileUnwritable { path: PathBuf, detail: String },
 
     #[error(
-        "{program} not found; {}open {} with an RDP client",
-        install_it(*.install), .rdp_file.display()
+        "{}; {}open {} with an RDP client",
+        not_found(.programs), install_it(.programs, *.install), .rdp_file.display()
     )]
     NoRdpClient {
-        program: &'static str,
-        /// Where to get the program, e.g. `Debian/Ubuntu package freerdp2-x11`.
+        /// The programs tried, any of which would do.
+        programs: &'static [&'static str],
+        /// Where to get them, e.g. `Debian/Ubuntu package freerdp2-x11`.
         install: Option<&'static str>,
         rdp_file: PathBuf,
     },
@@ -140,6 +156,23 @@ impl CliError {
             CliError::SessionFailed { .. } | CliError::DestroyedBeforeReady(_) => 1,
             CliError::Interrupted(_) | CliError::InterruptedEarly => 130,
             _ => 2,
+        }
+    }
+
+    /// Why session `id`, in `state`, cannot be connected to (yet): one
+    /// being provisioned can be followed until READY; a FAILED or destroyed
+    /// one never will be, so a new desktop is needed.
+    pub fn not_ready(id: String, state: SessionState) -> CliError {
+        match state {
+            SessionState::Failed => CliError::FailedNotConnectable(id),
+            SessionState::Destroying | SessionState::Destroyed => CliError::GoneNotConnectable {
+                id,
+                state: state.label(),
+            },
+            _ => CliError::NotReady {
+                id,
+                state: state.label(),
+            },
         }
     }
 
@@ -228,10 +261,21 @@ impl CliError {
     }
 }
 
-/// `install it (WHERE) or `, when there is somewhere to get a program.
-fn install_it(install: Option<&str>) -> String {
+/// `P not found`, `neither P nor Q found` or `none of P, Q, R found`.
+fn not_found(programs: &[&str]) -> String {
+    match programs {
+        [program] => format!("{program} not found"),
+        [first, second] => format!("neither {first} nor {second} found"),
+        _ => format!("none of {} found", programs.join(", ")),
+    }
+}
+
+/// `install it (WHERE) or ` (`install one` for several `programs`), when
+/// there is somewhere to get them.
+fn install_it(programs: &[&str], install: Option<&str>) -> String {
+    let which = if programs.len() > 1 { "one" } else { "it" };
     install
-        .map(|place| format!("install it ({place}) or "))
+        .map(|place| format!("install {which} ({place}) or "))
         .unwrap_or_default()
 }
 
@@ -488,6 +532,69 @@ mod tests {
         assert_eq!(io_detail(&err), "No such file or directory");
         let err = std::io::Error::other("plain (os error 2)");
         assert_eq!(io_detail(&err), "plain (os error 2)");
+    }
+
+    #[test]
+    fn a_session_being_provisioned_can_be_followed() {
+        for state in [
+            SessionState::Queued,
+            SessionState::Provisioning,
+            SessionState::Booting,
+            SessionState::Configuring,
+        ] {
+            let err = CliError::not_ready("s1".into(), state);
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "session s1 is {}, not READY; follow it with: daas watch s1",
+                    state.label()
+                )
+            );
+            assert_eq!(err.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn a_failed_session_points_to_show_and_create() {
+        let err = CliError::not_ready("s1".into(), SessionState::Failed);
+        assert_eq!(
+            err.to_string(),
+            "session s1 is FAILED and cannot be connected to; \
+             see why with `daas show s1` or start a new desktop with `daas create`"
+        );
+        assert!(!err.to_string().contains("daas watch"));
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_destroyed_session_points_to_create() {
+        for (state, label) in [
+            (SessionState::Destroying, "DESTROYING"),
+            (SessionState::Destroyed, "DESTROYED"),
+        ] {
+            let err = CliError::not_ready("s1".into(), state);
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "session s1 is {label} and cannot be connected to any more; \
+                     start a new desktop with `daas create`"
+                )
+            );
+            assert_eq!(err.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn missing_programs_are_all_named() {
+        assert_eq!(not_found(&["mstsc"]), "mstsc not found");
+        assert_eq!(not_found(&["a", "b"]), "neither a nor b found");
+        assert_eq!(not_found(&["a", "b", "c"]), "none of a, b, c found");
+        assert_eq!(install_it(&["a"], Some("pkg")), "install it (pkg) or ");
+        assert_eq!(
+            install_it(&["a", "b"], Some("pkg")),
+            "install one (pkg) or "
+        );
+        assert_eq!(install_it(&["a", "b"], None), "");
     }
 
     #[test]

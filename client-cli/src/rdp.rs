@@ -140,7 +140,8 @@ fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
 /// The RDP clients `daas connect` starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Platform {
-    /// Linux and other Unix-likes: FreeRDP's `xfreerdp`.
+    /// Linux and other Unix-likes: FreeRDP's `xfreerdp` (FreeRDP 2), else
+    /// `xfreerdp3` (FreeRDP 3).
     Linux,
     /// Windows: `mstsc`, Remote Desktop Connection.
     Windows,
@@ -163,29 +164,34 @@ impl Platform {
     /// Where to get the RDP client, for messages.
     fn install_hint(self) -> Option<&'static str> {
         match self {
-            Platform::Linux => Some("Debian/Ubuntu package freerdp2-x11"),
+            Platform::Linux => Some("Debian/Ubuntu package freerdp2-x11 or freerdp3-x11"),
             Platform::Windows | Platform::MacOs => None,
         }
     }
 }
 
-/// A program and its arguments.
+/// The programs to try, in order, and their arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
-    pub program: &'static str,
+    /// Candidates for the same client: the first one installed is started.
+    pub programs: &'static [&'static str],
     pub args: Vec<OsString>,
 }
+
+/// FreeRDP's X11 client: `xfreerdp` in FreeRDP 2 (Debian 12), `xfreerdp3`
+/// in FreeRDP 3 (Debian 13, Ubuntu 24.04). Both take the same arguments.
+const FREERDP: &[&str] = &["xfreerdp", "xfreerdp3"];
 
 /// How to start `platform`'s RDP client on `target`, whose `.rdp` file is
 /// `rdp_file`.
 ///
-/// `xfreerdp` (FreeRDP 2) gets the target on its command line, not the
-/// file: started in the background it has no terminal to ask whether to
-/// trust the desktop's self-signed certificate, which it would then refuse,
-/// and no `.rdp` setting answers that. `/cert:tofu` trusts the certificate
-/// the first time; `name:VM` keeps that trust per desktop rather than per
-/// address, so a new desktop on a reused address is not refused as a
-/// changed certificate.
+/// FreeRDP gets the target on its command line, not the file: started in
+/// the background it has no terminal to ask whether to trust the desktop's
+/// self-signed certificate, which it would then refuse, and no `.rdp`
+/// setting answers that. `/cert:tofu` trusts the certificate the first
+/// time; `name:VM` keeps that trust per desktop rather than per address, so
+/// a new desktop on a reused address is not refused as a changed
+/// certificate.
 pub fn launch(platform: Platform, target: &Target, rdp_file: &Path) -> Launch {
     match platform {
         Platform::Linux => {
@@ -195,7 +201,7 @@ pub fn launch(platform: Platform, target: &Target, rdp_file: &Path) -> Launch {
                 cert.push_str(&target.vm_name);
             }
             Launch {
-                program: "xfreerdp",
+                programs: FREERDP,
                 args: vec![
                     format!("/v:{}", target.address()).into(),
                     format!("/u:{}", target.username).into(),
@@ -205,11 +211,11 @@ pub fn launch(platform: Platform, target: &Target, rdp_file: &Path) -> Launch {
             }
         }
         Platform::Windows => Launch {
-            program: "mstsc",
+            programs: &["mstsc"],
             args: vec![rdp_file.into()],
         },
         Platform::MacOs => Launch {
-            program: "open",
+            programs: &["open"],
             args: vec![rdp_file.into()],
         },
     }
@@ -219,29 +225,54 @@ pub fn launch(platform: Platform, target: &Target, rdp_file: &Path) -> Launch {
 /// input and its output discarded, and does not wait for it.
 pub fn start(platform: Platform, target: &Target, rdp_file: &Path) -> Result<(), CliError> {
     let launch = launch(platform, target, rdp_file);
-    let mut command = Command::new(launch.program);
-    command
-        .args(&launch.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // Its own process group: a Ctrl-C meant for whatever ran `daas` leaves it be.
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    match command.spawn() {
-        // Dropping the handle neither waits for nor ends the client.
-        Ok(_client) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(CliError::NoRdpClient {
-            program: launch.program,
-            install: platform.install_hint(),
-            rdp_file: rdp_file.to_owned(),
-        }),
-        Err(err) => Err(CliError::RdpClientUnstartable {
-            program: launch.program,
-            detail: io_detail(&err),
-            rdp_file: rdp_file.to_owned(),
-        }),
+    spawn_first(
+        &launch,
+        platform.install_hint(),
+        rdp_file,
+        |program, args| {
+            let mut command = Command::new(program);
+            command
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            // Its own process group: a Ctrl-C meant for whatever ran `daas` leaves it be.
+            #[cfg(unix)]
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+            // Dropping the handle neither waits for nor ends the client.
+            command.spawn().map(drop)
+        },
+    )?;
+    Ok(())
+}
+
+/// Starts the first of `launch`'s programs that `spawn` finds, and returns
+/// its name. A program not found (`NotFound`) makes way for the next; any
+/// other failure is final. `install` says where to get the client.
+fn spawn_first(
+    launch: &Launch,
+    install: Option<&'static str>,
+    rdp_file: &Path,
+    mut spawn: impl FnMut(&'static str, &[OsString]) -> std::io::Result<()>,
+) -> Result<&'static str, CliError> {
+    for &program in launch.programs {
+        match spawn(program, &launch.args) {
+            Ok(()) => return Ok(program),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(CliError::RdpClientUnstartable {
+                    program,
+                    detail: io_detail(&err),
+                    rdp_file: rdp_file.to_owned(),
+                });
+            }
+        }
     }
+    Err(CliError::NoRdpClient {
+        programs: launch.programs,
+        install,
+        rdp_file: rdp_file.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -329,7 +360,7 @@ mod tests {
     #[test]
     fn xfreerdp_gets_the_target_on_its_command_line() {
         let launch = launch(Platform::Linux, &target(), Path::new("/r/d.rdp"));
-        assert_eq!(launch.program, "xfreerdp");
+        assert_eq!(launch.programs, ["xfreerdp", "xfreerdp3"]);
         assert_eq!(
             strings(&launch.args),
             [
@@ -360,36 +391,115 @@ mod tests {
     fn mstsc_and_open_get_the_file() {
         let file = Path::new("C:\\Users\\a b\\daas-desktop-ab12cd.rdp");
         let launch = launch(Platform::Windows, &target(), file);
-        assert_eq!(launch.program, "mstsc");
+        assert_eq!(launch.programs, ["mstsc"]);
         assert_eq!(launch.args, [OsString::from(file)]);
         let file = Path::new("/tmp/daas-desktop-ab12cd.rdp");
         let launch = super::launch(Platform::MacOs, &target(), file);
-        assert_eq!(launch.program, "open");
+        assert_eq!(launch.programs, ["open"]);
         assert_eq!(launch.args, [OsString::from(file)]);
+    }
+
+    /// A program `spawn_first` tried, and its arguments.
+    type Tried = (&'static str, Vec<String>);
+
+    /// Starts `platform`'s client with a fake spawn that finds only the
+    /// programs in `installed`; returns what was started, or the error, and
+    /// every program tried with its arguments.
+    fn spawn_with(
+        platform: Platform,
+        installed: &[&str],
+        failure: Option<std::io::ErrorKind>,
+    ) -> (Result<&'static str, String>, Vec<Tried>) {
+        let launch = launch(platform, &target(), Path::new("/r/d.rdp"));
+        let mut tried = Vec::new();
+        let started = spawn_first(
+            &launch,
+            platform.install_hint(),
+            Path::new("/r/d.rdp"),
+            |program, args| {
+                let args = strings(args).into_iter().map(str::to_owned).collect();
+                tried.push((program, args));
+                match failure {
+                    Some(kind) => Err(kind.into()),
+                    None if installed.contains(&program) => Ok(()),
+                    None => Err(std::io::ErrorKind::NotFound.into()),
+                }
+            },
+        );
+        (started.map_err(|err| err.to_string()), tried)
+    }
+
+    #[test]
+    fn xfreerdp_is_started_when_installed() {
+        let (started, tried) = spawn_with(Platform::Linux, &["xfreerdp", "xfreerdp3"], None);
+        assert_eq!(started, Ok("xfreerdp"));
+        assert_eq!(tried.len(), 1);
+    }
+
+    #[test]
+    fn xfreerdp3_is_started_with_the_same_arguments_when_xfreerdp_is_missing() {
+        let (started, tried) = spawn_with(Platform::Linux, &["xfreerdp3"], None);
+        assert_eq!(started, Ok("xfreerdp3"));
+        let args = [
+            "/v:10.0.0.5:3389",
+            "/u:alice",
+            "/cert:tofu,name:desktop-ab12cd",
+            "/dynamic-resolution",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(
+            tried,
+            [("xfreerdp", args.clone()), ("xfreerdp3", args)].to_vec()
+        );
+    }
+
+    #[test]
+    fn without_freerdp_both_programs_and_packages_are_named() {
+        let (started, tried) = spawn_with(Platform::Linux, &[], None);
+        assert_eq!(
+            started,
+            Err("neither xfreerdp nor xfreerdp3 found; install one \
+                 (Debian/Ubuntu package freerdp2-x11 or freerdp3-x11) \
+                 or open /r/d.rdp with an RDP client"
+                .to_owned())
+        );
+        assert_eq!(tried.len(), 2);
+    }
+
+    #[test]
+    fn a_client_that_cannot_start_is_not_replaced() {
+        let denied = Some(std::io::ErrorKind::PermissionDenied);
+        let (started, tried) = spawn_with(Platform::Linux, &["xfreerdp3"], denied);
+        assert_eq!(
+            started,
+            Err("cannot start xfreerdp: permission denied; \
+                 open /r/d.rdp with an RDP client"
+                .to_owned())
+        );
+        assert_eq!(tried.len(), 1);
     }
 
     #[test]
     fn a_missing_client_names_its_package_and_the_file() {
         let err = CliError::NoRdpClient {
-            program: "xfreerdp",
+            programs: &["xfreerdp", "xfreerdp3"],
             install: Platform::Linux.install_hint(),
             rdp_file: PathBuf::from("/run/user/1000/daas-desktop-ab12cd.rdp"),
         };
         assert_eq!(
             err.to_string(),
-            "xfreerdp not found; install it (Debian/Ubuntu package freerdp2-x11) \
+            "neither xfreerdp nor xfreerdp3 found; install one \
+             (Debian/Ubuntu package freerdp2-x11 or freerdp3-x11) \
              or open /run/user/1000/daas-desktop-ab12cd.rdp with an RDP client"
         );
         assert_eq!(err.exit_code(), 2);
-        let err = CliError::NoRdpClient {
-            program: "mstsc",
-            install: Platform::Windows.install_hint(),
-            rdp_file: PathBuf::from("d.rdp"),
-        };
+        let (started, tried) = spawn_with(Platform::Windows, &[], None);
         assert_eq!(
-            err.to_string(),
-            "mstsc not found; open d.rdp with an RDP client"
+            started,
+            Err("mstsc not found; open /r/d.rdp with an RDP client".to_owned())
         );
+        assert_eq!(tried.len(), 1);
     }
 
     #[cfg(unix)]

@@ -213,7 +213,7 @@ pub fn why_alive(a: &Activity, now: SystemTime) -> String {
         })
     };
     match until(a.reap_at.as_ref()) {
-        Some(when) => format!("{seen}; reaped {when} unless used ({})", a.reap_reason),
+        Some(when) => format!("{seen}; reaped {when} ({})", a.reap_reason),
         None => seen,
     }
 }
@@ -355,7 +355,7 @@ mod tests {
         assert_eq!(
             why_alive(&activity, now),
             format!(
-                "last input {} ago, 1 RDP client, last report {} ago; reaped in {} unless used \
+                "last input {} ago, 1 RDP client, last report {} ago; reaped in {} \
                  (idle_timeout 30m: no input since 02:43 UTC)",
                 age(Duration::from_secs(180)),
                 age(Duration::from_secs(10)),

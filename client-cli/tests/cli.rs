@@ -864,16 +864,17 @@ async fn plaintext_endpoints_ignore_tls_files() {
     server.stop().await;
 }
 
-/// A fake `xfreerdp` in `dir` that writes its arguments, one per line, to
-/// `dir/args`, then creates `dir/done`. Shell builtins only: PATH is `dir`.
+/// A fake FreeRDP client `name` (`xfreerdp`, `xfreerdp3`) in `dir` that
+/// writes its name, then its arguments, one per line, to `dir/args`, then
+/// creates `dir/done`. Shell builtins only: PATH is `dir`.
 #[cfg(unix)]
-fn fake_xfreerdp(dir: &Path) {
+fn fake_xfreerdp(dir: &Path, name: &str) {
     use std::os::unix::fs::PermissionsExt;
 
-    let script = dir.join("xfreerdp");
+    let script = dir.join(name);
     std::fs::write(
         &script,
-        "#!/bin/sh\nd=${0%/*}\nprintf '%s\\n' \"$@\" > \"$d/args\"\n: > \"$d/done\"\n",
+        "#!/bin/sh\nd=${0%/*}\nprintf '%s\\n' \"${0##*/}\" \"$@\" > \"$d/args\"\n: > \"$d/done\"\n",
     )
     .expect("write the fake xfreerdp");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
@@ -963,7 +964,8 @@ async fn connect_writes_the_rdp_file_and_starts_the_client() {
     assert_eq!(
         run.error_line(),
         format!(
-            "daas: xfreerdp not found; install it (Debian/Ubuntu package freerdp2-x11) \
+            "daas: neither xfreerdp nor xfreerdp3 found; install one \
+             (Debian/Ubuntu package freerdp2-x11 or freerdp3-x11) \
              or open {} with an RDP client",
             default_file.display()
         )
@@ -971,23 +973,26 @@ async fn connect_writes_the_rdp_file_and_starts_the_client() {
     assert_eq!(run.stdout, format!("{}\n", default_file.display()));
 
     // The client gets the desktop on its command line; daas does not wait.
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).expect("a bin dir");
-    fake_xfreerdp(&bin);
-    let env = [
-        ("XDG_RUNTIME_DIR", runtime_arg),
-        ("PATH", bin.to_str().expect("a UTF-8 path")),
-    ];
-    let run = daas_with(&alice, &["connect", &id], &env, None).await;
-    assert_eq!(run.code, Some(0), "{run:#?}");
-    assert!(run.stderr.is_empty(), "{run:#?}");
-    wait_for_file(&bin.join("done")).await;
-    assert_eq!(
-        std::fs::read_to_string(bin.join("args")).ok(),
-        Some(format!(
-            "/v:{host}:{port}\n/u:alice\n/cert:tofu,name:{vm}\n/dynamic-resolution\n"
-        ))
-    );
+    // FreeRDP 3 only (Debian 13, Ubuntu 24.04): xfreerdp3, same arguments.
+    let expected_args =
+        format!("/v:{host}:{port}\n/u:alice\n/cert:tofu,name:{vm}\n/dynamic-resolution\n");
+    for program in ["xfreerdp", "xfreerdp3"] {
+        let bin = dir.path().join(format!("bin-{program}"));
+        std::fs::create_dir(&bin).expect("a bin dir");
+        fake_xfreerdp(&bin, program);
+        let env = [
+            ("XDG_RUNTIME_DIR", runtime_arg),
+            ("PATH", bin.to_str().expect("a UTF-8 path")),
+        ];
+        let run = daas_with(&alice, &["connect", &id], &env, None).await;
+        assert_eq!(run.code, Some(0), "{program}: {run:#?}");
+        assert!(run.stderr.is_empty(), "{program}: {run:#?}");
+        wait_for_file(&bin.join("done")).await;
+        assert_eq!(
+            std::fs::read_to_string(bin.join("args")).ok(),
+            Some(format!("{program}\n{expected_args}"))
+        );
+    }
 
     // Only a READY desktop can be connected to.
     let destroyed = daas(&alice, &["destroy", &id]).await;
@@ -996,7 +1001,10 @@ async fn connect_writes_the_rdp_file_and_starts_the_client() {
     assert_eq!(run.code, Some(2), "{run:#?}");
     assert_eq!(
         run.error_line(),
-        format!("daas: session {id} is DESTROYED, not READY; follow it with: daas watch {id}")
+        format!(
+            "daas: session {id} is DESTROYED and cannot be connected to any more; \
+             start a new desktop with `daas create`"
+        )
     );
     assert!(run.stdout.is_empty(), "{run:#?}");
     server.stop().await;

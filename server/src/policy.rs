@@ -152,6 +152,49 @@ fn ms(d: Duration) -> i64 {
 /// lifetime and the agent's silence count, and the silence only when an
 /// agent is expected.
 pub fn decide(policy: &Policy, clock: &Clock, now_ms: i64) -> Decision {
+    let plan = earliest(plans(policy, clock));
+    if now_ms >= plan.reap_at_ms {
+        Decision::Reap(plan)
+    } else if now_ms >= plan.reap_at_ms.saturating_sub(ms(policy.warning)) {
+        Decision::Warn(plan)
+    } else {
+        Decision::Keep(plan)
+    }
+}
+
+/// The plan to show people: when the desktop is reaped if nobody uses it
+/// and its agent goes on reporting. The agent's silence counts once it is
+/// due a warning or the agent never reported; before that, a reporting
+/// agent's deadline moves with every report and is not the plan (it would
+/// otherwise hide the idle deadline behind a shorter agent_lost_timeout).
+pub fn outlook(policy: &Policy, clock: &Clock, now_ms: i64) -> Plan {
+    match decide(policy, clock, now_ms) {
+        Decision::Keep(plan) if plan.rule == Rule::AgentLost && clock.last_report_ms.is_some() => {
+            earliest(
+                plans(policy, clock)
+                    .into_iter()
+                    .filter(|p| p.rule != Rule::AgentLost)
+                    .collect(),
+            )
+        }
+        decision => decision.plan().clone(),
+    }
+}
+
+/// The earliest deadline; on a tie, the first listed. `plans` always holds
+/// max_lifetime's.
+fn earliest(mut plans: Vec<Plan>) -> Plan {
+    let mut plan = plans.remove(0);
+    for other in plans {
+        if other.reap_at_ms < plan.reap_at_ms {
+            plan = other;
+        }
+    }
+    plan
+}
+
+/// Every rule's deadline that applies to `clock`, max_lifetime first.
+fn plans(policy: &Policy, clock: &Clock) -> Vec<Plan> {
     let mut plans = vec![Plan {
         reap_at_ms: clock.ready_ms.saturating_add(ms(policy.max_lifetime)),
         rule: Rule::MaxLifetime,
@@ -198,20 +241,7 @@ pub fn decide(policy: &Policy, clock: &Clock, now_ms: i64) -> Decision {
             ),
         });
     }
-    // The earliest deadline wins; on a tie, the first listed.
-    let mut plan = plans.remove(0);
-    for other in plans {
-        if other.reap_at_ms < plan.reap_at_ms {
-            plan = other;
-        }
-    }
-    if now_ms >= plan.reap_at_ms {
-        Decision::Reap(plan)
-    } else if now_ms >= plan.reap_at_ms.saturating_sub(ms(policy.warning)) {
-        Decision::Warn(plan)
-    } else {
-        Decision::Keep(plan)
-    }
+    plans
 }
 
 #[cfg(test)]
@@ -311,6 +341,44 @@ mod tests {
                 "case {i}: {plan:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_outlook_of_a_reporting_agent_is_the_idle_deadline() {
+        let ready = 10 * 60 * MIN;
+        let clock = |report: i64| Clock {
+            agent_expected: true,
+            ready_ms: ready,
+            last_report_ms: Some(ready + report * MIN),
+            last_input_ms: Some(ready + 2 * MIN),
+            last_connected_ms: Some(ready + report * MIN),
+        };
+        // Reported a minute ago: agent_lost (minute 13) is earlier than idle
+        // (minute 32) but moves with every report; people see idle.
+        let now = ready + 3 * MIN;
+        assert_eq!(
+            decide(&policy(), &clock(2), now).plan().rule,
+            Rule::AgentLost
+        );
+        let plan = outlook(&policy(), &clock(2), now);
+        assert_eq!((plan.rule, plan.reap_at_ms), (Rule::Idle, ready + 32 * MIN));
+        // Silent for 6 of its 10 minutes: due a warning, so that is the plan.
+        let now = ready + 8 * MIN;
+        let plan = outlook(&policy(), &clock(2), now);
+        assert_eq!(
+            (plan.rule, plan.reap_at_ms),
+            (Rule::AgentLost, ready + 12 * MIN)
+        );
+        // Never reported: the agent's silence is the plan from the start.
+        let silent = Clock {
+            agent_expected: true,
+            ready_ms: ready,
+            ..Clock::default()
+        };
+        assert_eq!(
+            outlook(&policy(), &silent, ready + MIN).rule,
+            Rule::AgentLost
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use daas_api::v1::{Activity, SessionState};
 use crate::{
     config::Config,
     pipeline::Pipeline,
-    policy::{Clock, Decision, decide},
+    policy::{Clock, Decision, decide, outlook},
     store::{SessionRecord, Store, StoreError, now_ms, timestamp},
 };
 
@@ -33,7 +33,7 @@ pub fn why_alive(config: &Config, record: &SessionRecord) -> Option<Activity> {
     }
     let clock = clock_of(config, record)?;
     let policy = config.policies.for_template(&record.template);
-    let plan = decide(&policy, &clock, now_ms()).plan().clone();
+    let plan = outlook(&policy, &clock, now_ms());
     let a = &record.activity;
     Some(Activity {
         last_report_at: a.last_report_ms.map(timestamp),

@@ -86,10 +86,17 @@ async fn reports_update_the_session_and_show_why_it_is_alive() {
         (119..=121).contains(&(reported - input)),
         "{reported} - {input}"
     );
+    // The agent reports: its 10m silence deadline moves with every report,
+    // so the plan shown is the idle one, counted from the last input.
     assert!(
-        activity.reap_reason.starts_with("agent_lost_timeout 10m"),
+        activity.reap_reason.starts_with("idle_timeout 30m"),
         "{}",
         activity.reap_reason
+    );
+    let reap_at = activity.reap_at.unwrap().seconds;
+    assert!(
+        (30 * 60 - 1..=30 * 60 + 1).contains(&(reap_at - input)),
+        "{reap_at} - {input}"
     );
     server.stop().await;
 }

@@ -7,13 +7,13 @@
 # destroys and checks that nothing is left. Prints the timings.
 #
 #   terraform/qemu/test.sh        (root; the image cache is
-#                                  ${DAAS_CACHE_DIR:-/var/tmp/daas-cache})
+#                                  ${DAAS_IMAGE_CACHE:-.data/qemu/images})
 # Environment: SLOT (7), PORT_BASE (22000), ACCEL (auto), CORES (2),
 # MEMORY_MB (2048), BOOT_TIMEOUT seconds (900), KEEP=1 keeps the temp folder.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CACHE_DIR=${DAAS_CACHE_DIR:-/var/tmp/daas-cache}
+CACHE_DIR=${DAAS_IMAGE_CACHE:-$HERE/../../.data/qemu/images}
 SLOT=${SLOT:-7}
 PORT_BASE=${PORT_BASE:-22000}
 ACCEL=${ACCEL:-auto}

@@ -15,7 +15,7 @@
 #      destroyed and cleaned up.
 #
 # Timings go to stdout and $ARTIFACTS/timings.txt.
-# Environment: DAAS_CACHE_DIR (/var/tmp/daas-cache), DAAS_ARTIFACTS_DIR
+# Environment: DAAS_IMAGE_CACHE (.data/qemu/images), DAAS_ARTIFACTS_DIR
 # (target/e2e-artifacts), CARGO_TARGET_DIR, KEEP=1 keeps the work dir.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -29,7 +29,7 @@ fail() {
   exit 1
 }
 
-CACHE_DIR=${DAAS_CACHE_DIR:-/var/tmp/daas-cache}
+CACHE_DIR=${DAAS_IMAGE_CACHE:-$root/.data/qemu/images}
 ARTIFACTS=${DAAS_ARTIFACTS_DIR:-$root/target/e2e-artifacts}
 mkdir -p "$ARTIFACTS"
 ARTIFACTS=$(cd "$ARTIFACTS" && pwd)

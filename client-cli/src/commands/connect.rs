@@ -31,10 +31,7 @@ pub async fn run(ctx: &Context, args: ConnectArgs) -> Result<(), CliError> {
         .map_err(|status| CliError::from_status(&status, &ctx.server, Some(&args.id)))?
         .into_inner();
     if session.state() != SessionState::Ready {
-        return Err(CliError::NotReady {
-            id: args.id,
-            state: session.state().label(),
-        });
+        return Err(CliError::not_ready(args.id, session.state()));
     }
     let target = Target::of(&session, args.user.as_deref())
         .ok_or_else(|| CliError::NoRdpAddress(args.id.clone()))?;

@@ -412,7 +412,9 @@ class Activity(_message.Message):
 
     @_builtins.property
     def reap_at(self) -> _timestamp_pb2.Timestamp:
-        """When the reaper destroys the desktop if nothing changes."""
+        """When the reaper destroys the desktop if nobody uses it and its agent
+        goes on reporting (the agent's silence counts once it is due a warning).
+        """
 
     def __init__(
         self,

@@ -344,7 +344,8 @@ export type Activity = Message<"daas.v1.Activity"> & {
   agentVersion: string;
 
   /**
-   * When the reaper destroys the desktop if nothing changes.
+   * When the reaper destroys the desktop if nobody uses it and its agent
+   * goes on reporting (the agent's silence counts once it is due a warning).
    *
    * @generated from field: google.protobuf.Timestamp reap_at = 6;
    */
