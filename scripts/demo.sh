@@ -58,16 +58,27 @@ fi
 
 mkdir -p "$data"
 log=$data/server.log
-"$bin/daas-server" --config "$config" >"$data/server.out" 2>>"$log" &
+# Its own session: a Ctrl-C stops this script and the CLI, and the server
+# is still there to destroy what the demo made.
+setsid "$bin/daas-server" --config "$config" >"$data/server.out" 2>>"$log" &
 server=$!
-id=
+before=none
+# Sessions this run made that still hold a VM (READY or on their way).
+ours() {
+  "$bin/daas" list --json 2>/dev/null |
+    jq -rs --arg before "$before" 'flatten | .[] | select(.state != "DESTROYED" and .state != "FAILED")
+      | .id | select(. as $id | $before | split(" ") | index($id) | not)'
+}
 finish() {
-  local status=$?
+  local status=$? id
   trap - EXIT INT TERM
-  if [[ -n $id ]] && kill -0 "$server" 2>/dev/null; then
-    echo
-    echo "\$ daas destroy $id"
-    "$bin/daas" destroy "$id" || status=1
+  if [[ $before != none ]] && kill -0 "$server" 2>/dev/null; then
+    for id in $(ours); do
+      ((status == 0)) || say "stopped: destroying what the demo made"
+      echo
+      echo "\$ daas destroy $id"
+      "$bin/daas" destroy "$id" || status=1
+    done
   fi
   kill "$server" 2>/dev/null
   wait "$server" 2>/dev/null || true
@@ -118,12 +129,10 @@ if [[ $module == qemu ]]; then
   create+=(--session-user "$user")
 fi
 
+before=$("$bin/daas" list --json | jq -rs 'flatten | map(.id) | join(" ")')
 echo "\$ daas ${create[*]}"
 "$bin/daas" "${create[@]}"
-# The newest of our READY sessions: the one just made (older ones may be
-# left from an interrupted demo).
-id=$("$bin/daas" list --state ready --json |
-  jq -rs 'flatten | sort_by(.created_at) | last | .id // empty')
+id=$(ours | head -n 1)
 [[ -n $id ]] || die "no READY session after create"
 echo
 echo "\$ daas show $id"
