@@ -19,10 +19,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-module=qemu
+module=qemu config=deploy/qemu.toml data=.data/qemu
 case ${1:-} in
   "") ;;
-  --test-module) module=test ;;
+  --test-module) module=test config=deploy/demo.toml data=.data/demo ;;
   -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "demo: unknown argument: $1 (see --help)" >&2; exit 2 ;;
 esac
@@ -40,9 +40,9 @@ say "building daas-server, daas and daas-agent"
 cargo build --quiet --workspace --bins
 bin=${CARGO_TARGET_DIR:-$root/target}/debug
 
+mkdir -p "$data"
+
 if [[ $module == qemu ]]; then
-  config=deploy/qemu.toml
-  data=.data/qemu
   cache=${DAAS_IMAGE_CACHE:-$data/images}
   say "template image (cached in $cache; a first build takes 2-5 minutes)"
   image=$(terraform/qemu/image/build.sh --cache-dir "$cache" | tail -n 1)
@@ -53,15 +53,10 @@ if [[ $module == qemu ]]; then
   # The debug agent without its debug info: 11 MB instead of 90 MB to copy
   # into every desktop (the release `agent` profile makes 2.5 MB, but takes
   # minutes to build).
-  mkdir -p "$data"
   strip -o "$data/daas-agent" "$bin/daas-agent"
   export DAAS_TERRAFORM__VARIABLES__IMAGE_DIR=$image DAAS_AGENT__BINARY=$root/$data/daas-agent
-else
-  config=deploy/demo.toml
-  data=.data/demo
 fi
 
-mkdir -p "$data"
 log=$data/server.log
 # Its own session: a Ctrl-C stops this script and the CLI, and the server
 # is still there to destroy what the demo made.
