@@ -176,6 +176,9 @@ pub struct Terraform {
     pub init_timeout: Duration,
     pub apply_timeout: Duration,
     pub destroy_timeout: Duration,
+    /// How often the sweeper asks the module's inventory for VMs nothing
+    /// will destroy (and once at start).
+    pub sweep_interval: Duration,
     pub variables: BTreeMap<String, serde_json::Value>,
 }
 
@@ -312,6 +315,8 @@ struct RawTerraform {
     apply_timeout: Duration,
     #[serde(with = "humantime_serde")]
     destroy_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    sweep_interval: Duration,
     #[serde(default)]
     variables: BTreeMap<String, serde_json::Value>,
 }
@@ -368,6 +373,7 @@ impl Default for Raw {
                 init_timeout: mins(5),
                 apply_timeout: mins(20),
                 destroy_timeout: mins(10),
+                sweep_interval: mins(5),
                 variables: BTreeMap::new(),
             },
             boot: Boot { timeout: mins(10) },
@@ -597,6 +603,7 @@ impl Config {
             ("terraform.init_timeout", raw.terraform.init_timeout),
             ("terraform.apply_timeout", raw.terraform.apply_timeout),
             ("terraform.destroy_timeout", raw.terraform.destroy_timeout),
+            ("terraform.sweep_interval", raw.terraform.sweep_interval),
             ("boot.timeout", raw.boot.timeout),
             ("ansible.timeout", raw.ansible.timeout),
         ] {
@@ -778,6 +785,7 @@ impl Config {
                 init_timeout: raw.terraform.init_timeout,
                 apply_timeout: raw.terraform.apply_timeout,
                 destroy_timeout: raw.terraform.destroy_timeout,
+                sweep_interval: raw.terraform.sweep_interval,
                 variables: raw.terraform.variables,
             },
             boot: raw.boot,

@@ -20,6 +20,8 @@ use crate::{
     boot::{self, BootError},
     config::Config,
     error::Error,
+    inventory::{Inventory, InventoryError},
+    locks::{SessionGuard, SessionLocks},
     store::{SessionRecord, Store, StoreError},
     terraform::{self, BootWait, ContractVars, Terraform, TerraformError},
     tool::{self, SessionLog, ToolError},
@@ -52,12 +54,6 @@ impl StageError {
     }
 }
 
-/// A provisioning task in flight.
-struct Running {
-    cancel: CancellationToken,
-    done: tokio::sync::watch::Receiver<bool>,
-}
-
 /// Runs and tears down sessions.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -71,8 +67,13 @@ struct Inner {
     /// Signs per-session agent certificates; None: no agents.
     agent_ca: Option<crate::pki::Ca>,
     permits: Semaphore,
-    running: Mutex<HashMap<String, Running>>,
-    destroy_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Cancels the provisioning task of a session.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Taken by provisioning (with its cleanup), destroy, recovery and the
+    /// sweeper: one of them at a time works on a session.
+    locks: SessionLocks,
+    /// One `terraform init` at a time fills the plugin cache.
+    init_lock: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -93,7 +94,8 @@ impl Pipeline {
                 agent_ca,
                 permits,
                 running: Mutex::new(HashMap::new()),
-                destroy_locks: Mutex::new(HashMap::new()),
+                locks: SessionLocks::default(),
+                init_lock: tokio::sync::Mutex::new(()),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -118,35 +120,34 @@ impl Pipeline {
         }
     }
 
+    /// How many sessions have a lock entry (held or awaited); settled
+    /// sessions have none.
+    pub fn locked_sessions(&self) -> usize {
+        self.inner.locks.len()
+    }
+
     /// Starts provisioning a QUEUED session in the background. The task
     /// outlives the request that started it.
     pub fn start(&self, record: SessionRecord, session_password: String) {
         let cancel = self.inner.shutdown.child_token();
-        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-        self.lock_running().insert(
-            record.id.clone(),
-            Running {
-                cancel: cancel.clone(),
-                done: done_rx,
-            },
-        );
+        self.lock_running()
+            .insert(record.id.clone(), cancel.clone());
         let this = self.clone();
         self.inner.tasks.spawn(async move {
             let id = record.id.clone();
             this.provision(record, session_password, cancel).await;
             this.lock_running().remove(&id);
-            let _ = done_tx.send(true);
         });
     }
 
-    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
         self.inner
             .running
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn session_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn session_dir(&self, id: &str) -> PathBuf {
         self.inner.config.session_dir(id)
     }
 
@@ -154,11 +155,30 @@ impl Pipeline {
         Terraform {
             config: &self.inner.config.terraform,
             secrets: &self.inner.config.secrets,
+            init_lock: &self.inner.init_lock,
         }
     }
 
-    /// A session's log, masking the config's secrets and `extra`.
-    fn log(&self, id: &str, extra: Option<&str>) -> SessionLog {
+    /// The module's inventory hook, run in `<data_dir>/inventory`.
+    pub(crate) fn inventory(&self) -> Inventory<'_> {
+        Inventory {
+            config: &self.inner.config.terraform,
+            secrets: &self.inner.config.secrets,
+            work_dir: &self.inner.config.data_dir,
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) async fn lock(&self, id: &str) -> SessionGuard {
+        self.inner.locks.lock(id).await
+    }
+
+    /// A session's log, masking the config's secrets and `extra`; with an
+    /// empty `id`, the server's log.
+    pub(crate) fn log(&self, id: &str, extra: Option<&str>) -> SessionLog {
         let mut secrets = self.inner.config.secrets.values();
         secrets.extend(extra.map(str::to_string));
         SessionLog::new(self.inner.store.clone(), id.to_string(), secrets)
@@ -167,12 +187,16 @@ impl Pipeline {
     async fn provision(&self, record: SessionRecord, password: String, cancel: CancellationToken) {
         let id = record.id.clone();
         let log = self.log(&id, Some(&password));
+        let _guard = tokio::select! {
+            guard = self.lock(&id) => guard,
+            _ = cancel.cancelled() => return,
+        };
         let permit = tokio::select! {
             permit = self.inner.permits.acquire() => permit,
             _ = cancel.cancelled() => return,
         };
         let Ok(_permit) = permit else { return };
-        let mut stage = SessionState::Provisioning;
+        let mut stage = SessionState::Queued;
         let result = self
             .run_stages(&record, &password, &log, &cancel, &mut stage)
             .await;
@@ -182,6 +206,9 @@ impl Pipeline {
                 // Destroy or shutdown took over; the destroy path (now or at
                 // the next start) cleans up.
                 tracing::info!(session = %id, "provisioning stopped");
+            }
+            Err(StageError::Store(err @ StoreError::Conflict { .. })) => {
+                tracing::warn!(session = %id, error = %err, "provisioning stopped: the session moved on");
             }
             Err(err) => {
                 let reason = err.to_string();
@@ -205,15 +232,16 @@ impl Pipeline {
         let session_dir = self.session_dir(id);
         let tf_dir = terraform::dir_of(&session_dir);
 
-        *stage = SessionState::Provisioning;
         store
             .transition(
                 id,
-                *stage,
+                SessionState::Queued,
+                SessionState::Provisioning,
                 format!("creating VM {} with Terraform", record.vm_name),
                 None,
             )
             .await?;
+        *stage = SessionState::Provisioning;
         let vars = ContractVars {
             vm_name: record.vm_name.clone(),
             slot: record.slot,
@@ -230,31 +258,26 @@ impl Pipeline {
         let outputs = terraform.apply(&tf_dir, log, cancel).await?;
         store.set_outputs(id, outputs.vm.clone()).await?;
 
+        store
+            .transition(
+                id,
+                SessionState::Provisioning,
+                SessionState::Booting,
+                match outputs.boot_wait {
+                    BootWait::None => "the module declares nothing to wait for".into(),
+                    BootWait::Ssh => format!(
+                        "waiting for SSH on {}:{} and for cloud-init",
+                        outputs.vm.ssh_host, outputs.vm.ssh_port
+                    ),
+                },
+                None,
+            )
+            .await?;
         *stage = SessionState::Booting;
         match outputs.boot_wait {
-            BootWait::None => {
-                store
-                    .transition(
-                        id,
-                        *stage,
-                        "the module declares nothing to wait for".into(),
-                        None,
-                    )
-                    .await?;
-            }
+            BootWait::None => {}
             BootWait::Ssh => {
                 let vm = &outputs.vm;
-                store
-                    .transition(
-                        id,
-                        *stage,
-                        format!(
-                            "waiting for SSH on {}:{} and for cloud-init",
-                            vm.ssh_host, vm.ssh_port
-                        ),
-                        None,
-                    )
-                    .await?;
                 let deadline = tokio::time::Instant::now() + config.boot.timeout;
                 boot::wait_for_ssh_banner(&vm.ssh_host, vm.ssh_port, deadline, cancel).await?;
                 log.line(Tool::Ssh, OutputStream::Stdout, "SSH is up").await;
@@ -270,16 +293,16 @@ impl Pipeline {
                 .await?;
             }
         }
-
-        *stage = SessionState::Configuring;
         store
             .transition(
                 id,
-                *stage,
+                SessionState::Booting,
+                SessionState::Configuring,
                 format!("configuring {} with Ansible", record.vm_name),
                 None,
             )
             .await?;
+        *stage = SessionState::Configuring;
         let ansible = Ansible {
             config: &config.ansible,
             ssh: &config.ssh,
@@ -305,11 +328,11 @@ impl Pipeline {
             .configure(&session_dir, &playbook_vars, log, cancel)
             .await?;
 
-        *stage = SessionState::Ready;
         store
             .transition(
                 id,
-                *stage,
+                SessionState::Configuring,
+                SessionState::Ready,
                 format!(
                     "connect with RDP to {}:{}",
                     outputs.vm.rdp_host, outputs.vm.rdp_port
@@ -348,6 +371,7 @@ impl Pipeline {
     }
 
     /// Destroys what a failed stage left, then marks the session FAILED.
+    /// The caller holds the session's lock.
     async fn fail(
         &self,
         record: &SessionRecord,
@@ -365,7 +389,7 @@ impl Pipeline {
         .await;
         let cleanup = self
             .teardown(
-                id,
+                record,
                 stage == SessionState::Configuring,
                 log,
                 &self.inner.shutdown.child_token(),
@@ -383,23 +407,40 @@ impl Pipeline {
                 ),
             ),
         };
-        if let Err(err) = store
-            .transition(id, SessionState::Failed, message, Some((stage, reason)))
-            .await
-        {
+        // From the state the store holds now (the lock keeps it still).
+        let result = match store.get(id).await {
+            Ok(Some(now)) if now.state.is_in_progress() => {
+                store
+                    .transition(
+                        id,
+                        now.state,
+                        SessionState::Failed,
+                        message,
+                        Some((stage, reason)),
+                    )
+                    .await
+            }
+            Ok(_) => return,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = result {
             tracing::error!(session = %id, error = %err, "could not record a failure");
         }
     }
 
-    /// `terraform destroy` and removal of the session's directory; frees the
+    /// The teardown playbook (for a configured VM), `terraform destroy`,
+    /// removal of the session's directory, then the module's inventory is
+    /// asked whether the VM is really gone (a create Terraform never
+    /// recorded, a state lost to a crash) and destroys it if not; frees the
     /// slot once the VM is known to be gone.
     async fn teardown(
         &self,
-        id: &str,
+        record: &SessionRecord,
         configured: bool,
         log: &SessionLog,
         cancel: &CancellationToken,
-    ) -> Result<(), TerraformError> {
+    ) -> Result<(), TeardownError> {
+        let id = &record.id;
         let session_dir = self.session_dir(id);
         if configured && session_dir.exists() {
             self.unconfigure(id, &session_dir, log, cancel).await;
@@ -412,6 +453,18 @@ impl Pipeline {
                 path: session_dir.display().to_string(),
                 source,
             })?;
+        }
+        let inventory = self.inventory();
+        if inventory.exists() {
+            let listed = inventory.list(log, cancel).await?;
+            if listed.iter().any(|vm| vm.vm_name == record.vm_name) {
+                let line = format!(
+                    "the module's inventory still lists {} after terraform destroy; destroying it",
+                    record.vm_name
+                );
+                log.line(Tool::Terraform, OutputStream::Stdout, &line).await;
+                inventory.destroy(&record.vm_name, log, cancel).await?;
+            }
         }
         if let Err(err) = self.inner.store.release_slot(id).await {
             tracing::warn!(session = %id, error = %err, "could not release a slot");
@@ -457,21 +510,10 @@ impl Pipeline {
         }
     }
 
-    /// Stops a session's provisioning, if any, and waits for it to end.
-    async fn stop_provisioning(&self, id: &str) {
-        let running = {
-            let map = self.lock_running();
-            map.get(id).map(|r| (r.cancel.clone(), r.done.clone()))
-        };
-        if let Some((cancel, mut done)) = running {
-            cancel.cancel();
-            let _ = done.wait_for(|done| *done).await;
-        }
-    }
-
     /// Destroys a session: stops its provisioning, runs `terraform destroy`,
-    /// removes its directory. Idempotent; concurrent calls share one run.
-    /// Runs in its own task, so a caller that goes away does not stop it.
+    /// removes its directory. Idempotent; concurrent calls run one after
+    /// the other, the later ones finding the session destroyed. Runs in its
+    /// own task, so a caller that goes away does not stop it.
     pub async fn destroy(&self, id: &str) -> Result<SessionRecord, Error> {
         self.destroy_in_task(id, None).await
     }
@@ -489,23 +531,24 @@ impl Pipeline {
     ) -> Result<SessionRecord, Error> {
         let this = self.clone();
         let id = id.to_string();
-        let task = self
-            .inner
-            .tasks
-            .spawn(async move { this.destroy_now(&id, reason).await });
+        let task = self.inner.tasks.spawn(async move {
+            // Provisioning gives way (and releases the lock) first.
+            let running = this.lock_running().get(&id).cloned();
+            if let Some(cancel) = running {
+                cancel.cancel();
+            }
+            let _guard = this.lock(&id).await;
+            this.destroy_locked(&id, reason).await
+        });
         task.await.map_err(|_| Error::ShuttingDown)?
     }
 
-    async fn destroy_now(&self, id: &str, reason: Option<String>) -> Result<SessionRecord, Error> {
-        let lock = {
-            let mut locks = self
-                .inner
-                .destroy_locks
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            locks.entry(id.to_string()).or_default().clone()
-        };
-        let _guard = lock.lock().await;
+    /// The destroy itself; the caller holds the session's lock.
+    async fn destroy_locked(
+        &self,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<SessionRecord, Error> {
         let store = &self.inner.store;
         let record = store
             .get(id)
@@ -514,10 +557,10 @@ impl Pipeline {
         if record.state == SessionState::Destroyed {
             return Ok(record);
         }
-        self.stop_provisioning(id).await;
         store
             .transition(
                 id,
+                record.state,
                 SessionState::Destroying,
                 reason.unwrap_or_else(|| format!("destroying VM {}", record.vm_name)),
                 None,
@@ -533,10 +576,16 @@ impl Pipeline {
             ),
             _ => false,
         };
-        match self.teardown(id, configured, &log, &cancel).await {
+        match self.teardown(&record, configured, &log, &cancel).await {
             Ok(()) => {
                 store
-                    .transition(id, SessionState::Destroyed, "the VM is gone".into(), None)
+                    .transition(
+                        id,
+                        SessionState::Destroying,
+                        SessionState::Destroyed,
+                        "the VM is gone".into(),
+                        None,
+                    )
                     .await?;
             }
             Err(err) => {
@@ -544,6 +593,7 @@ impl Pipeline {
                 store
                     .transition(
                         id,
+                        SessionState::Destroying,
                         SessionState::Failed,
                         "the destroy failed".into(),
                         Some((SessionState::Destroying, reason.clone())),
@@ -562,32 +612,46 @@ impl Pipeline {
     }
 
     /// Cleans up sessions a previous server process left in progress:
-    /// stops the tools it left running, destroys what was made, and marks
-    /// each FAILED ("server restarted during STAGE"), or DESTROYED when it
-    /// was being destroyed. READY sessions are left alone.
+    /// adopts the tools it left running (a Terraform run is left to finish,
+    /// others are stopped), destroys what was made, and marks each FAILED
+    /// ("server restarted during STAGE"), or DESTROYED when it was being
+    /// destroyed. READY sessions are left alone. Returns the tasks' count.
     pub async fn recover(&self) -> Result<usize, StoreError> {
-        let store = &self.inner.store;
-        let stale = store.in_progress().await?;
+        let stale = self.inner.store.in_progress().await?;
         let count = stale.len();
         for record in stale {
             let this = self.clone();
             self.inner.tasks.spawn(async move {
-                this.recover_one(record).await;
+                this.recover_one(record.id).await;
             });
         }
         Ok(count)
     }
 
-    async fn recover_one(&self, record: SessionRecord) {
-        let id = record.id.clone();
-        if let Some(pgid) = record.child_pgid
-            && tool::stop_orphaned_group(pgid).await
-        {
-            tracing::info!(session = %id, pgid, "stopped a tool a previous server left running");
+    async fn recover_one(&self, id: String) {
+        let _guard = self.lock(&id).await;
+        // A destroy may have come first.
+        let record = match self.inner.store.get(&id).await {
+            Ok(Some(record)) if record.state.is_in_progress() => record,
+            Ok(_) => return,
+            Err(err) => {
+                tracing::error!(session = %id, error = %err, "cannot read a session to recover");
+                return;
+            }
+        };
+        if let Some(child) = &record.child {
+            let wait = self.inner.config.terraform.apply_timeout;
+            let adopted = tool::adopt(child, wait).await;
+            if adopted != tool::Adopted::Gone {
+                tracing::info!(session = %id, pgid = child.pgid, ?adopted, "took over a tool a previous server left running");
+            }
+            if let Err(err) = self.inner.store.set_child(&id, None).await {
+                tracing::warn!(session = %id, error = %err, "could not forget a child process");
+            }
         }
         tracing::info!(session = %id, state = record.state.label(), "cleaning up after a restart");
         if record.state == SessionState::Destroying {
-            if let Err(err) = self.destroy_now(&id, None).await {
+            if let Err(err) = self.destroy_locked(&id, None).await {
                 tracing::warn!(session = %id, error = %err, "destroy after restart failed");
             }
             return;
@@ -599,4 +663,13 @@ impl Pipeline {
         );
         self.fail(&record, record.state, reason, &log).await;
     }
+}
+
+/// Why a teardown did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownError {
+    #[error(transparent)]
+    Terraform(#[from] TerraformError),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
 }

@@ -52,6 +52,8 @@ pub enum StartError {
     Transport(#[from] tonic::transport::Error),
     #[error(transparent)]
     Pki(#[from] PkiError),
+    #[error("cannot serve reflection: {0}")]
+    Reflection(String),
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
@@ -197,10 +199,14 @@ impl BoundServer {
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
-            .map_err(|e| StartError::Dir {
-                path: "reflection".into(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+            .map_err(|e| StartError::Reflection(e.to_string()))?;
+        // Older tools (grpcurl before 1.8.8, Python's grpcio-reflection)
+        // speak only v1alpha.
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| StartError::Reflection(e.to_string()))?;
         let api = DesktopApi::new(
             self.config.clone(),
             self.store.clone(),
@@ -212,6 +218,10 @@ impl BoundServer {
             store: self.store.clone(),
         })
         .max_decoding_message_size(MAX_REQUEST_BYTES);
+        let sweeper = tokio::spawn(crate::sweeper::run(
+            self.pipeline.clone(),
+            self.config.terraform.sweep_interval,
+        ));
         let reaper = tokio::spawn(crate::reaper::run(
             self.config.clone(),
             self.store.clone(),
@@ -243,12 +253,14 @@ impl BoundServer {
             .layer(AuthLayer::new(policy))
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(desktop)
             .add_service(agents)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop)
             .await?;
         self.pipeline.shutdown(SHUTDOWN_GRACE).await;
         let _ = reaper.await;
+        let _ = sweeper.await;
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use daas_api::v1::{
 };
 use prost::Message;
 use rand::Rng;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use tokio::sync::broadcast;
 
 /// The store failed; the message says which operation.
@@ -41,6 +41,21 @@ pub enum StoreError {
     /// Not a failure: a create would exceed a session limit.
     #[error("{}", limit_message(.0))]
     LimitReached(LimitHit),
+    /// The session is no longer in the state the caller saw: someone else
+    /// moved it first.
+    #[error("session {id} is {} now, not {} any more", .actual.label(), .expected.label())]
+    Conflict {
+        id: String,
+        expected: SessionState,
+        actual: SessionState,
+    },
+    /// The state machine has no such move (a bug in the caller).
+    #[error("session {id} cannot move from {} to {}", .from.label(), .to.label())]
+    IllegalMove {
+        id: String,
+        from: SessionState,
+        to: SessionState,
+    },
 }
 
 /// Which session limit a create would exceed.
@@ -123,6 +138,12 @@ ALTER TABLE sessions ADD COLUMN logged_in TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE sessions ADD COLUMN agent_version TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN warned_reap_ms INTEGER;
 "#,
+    r#"
+ALTER TABLE sessions ADD COLUMN child_identity TEXT;
+DROP INDEX sessions_live_slots;
+CREATE UNIQUE INDEX sessions_live_slots ON sessions (slot) WHERE slot_released = 0;
+CREATE INDEX sessions_state ON sessions (state);
+"#,
 ];
 
 /// What the in-VM agent last reported, kept in the store so a restart of
@@ -161,11 +182,22 @@ pub struct SessionRecord {
     pub vm_name: String,
     pub outputs: VmOutputs,
     pub failure: Option<(SessionState, String)>,
-    pub child_pgid: Option<i32>,
+    /// The tool process group running for the session, if any.
+    pub child: Option<ChildRecord>,
     pub created_ms: i64,
     pub updated_ms: i64,
     pub ready_ms: Option<i64>,
     pub activity: ActivityRecord,
+}
+
+/// A tool's process group, as recorded when it started: a restarted server
+/// touches it only if the process is still the same one (see
+/// [`crate::tool::process_identity`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildRecord {
+    pub pgid: i32,
+    /// How the tool is stopped, the boot id and the process's start time.
+    pub identity: String,
 }
 
 /// What the Terraform module reported about the VM.
@@ -223,40 +255,44 @@ fn state_from_db(value: i32) -> SessionState {
 
 const SESSION_COLUMNS: &str = "id, username, session_user, template, state, slot, vm_name, \
      vm_id, ssh_host, ssh_port, rdp_host, rdp_port, failure_stage, failure_reason, child_pgid, \
-     created_ms, updated_ms, ready_ms, last_report_ms, last_input_ms, last_connected_ms, \
-     rdp_clients, logged_in, agent_version, warned_reap_ms";
+     child_identity, created_ms, updated_ms, ready_ms, last_report_ms, last_input_ms, \
+     last_connected_ms, rdp_clients, logged_in, agent_version, warned_reap_ms";
 
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
-    let failure_stage: i32 = row.get(12)?;
-    let failure_reason: String = row.get(13)?;
+    let failure_stage: i32 = row.get("failure_stage")?;
+    let failure_reason: String = row.get("failure_reason")?;
+    let users: String = row.get("logged_in")?;
     Ok(SessionRecord {
-        id: row.get(0)?,
-        username: row.get(1)?,
-        session_user: row.get(2)?,
-        template: row.get(3)?,
-        state: state_from_db(row.get(4)?),
-        slot: row.get(5)?,
-        vm_name: row.get(6)?,
+        id: row.get("id")?,
+        username: row.get("username")?,
+        session_user: row.get("session_user")?,
+        template: row.get("template")?,
+        state: state_from_db(row.get("state")?),
+        slot: row.get("slot")?,
+        vm_name: row.get("vm_name")?,
         outputs: VmOutputs {
-            vm_id: row.get(7)?,
-            ssh_host: row.get(8)?,
-            ssh_port: row.get(9)?,
-            rdp_host: row.get(10)?,
-            rdp_port: row.get(11)?,
+            vm_id: row.get("vm_id")?,
+            ssh_host: row.get("ssh_host")?,
+            ssh_port: row.get("ssh_port")?,
+            rdp_host: row.get("rdp_host")?,
+            rdp_port: row.get("rdp_port")?,
         },
         failure: (failure_stage != 0).then(|| (state_from_db(failure_stage), failure_reason)),
-        child_pgid: row.get(14)?,
-        created_ms: row.get(15)?,
-        updated_ms: row.get(16)?,
-        ready_ms: row.get(17)?,
+        child: match (row.get("child_pgid")?, row.get("child_identity")?) {
+            (Some(pgid), Some(identity)) => Some(ChildRecord { pgid, identity }),
+            _ => None,
+        },
+        created_ms: row.get("created_ms")?,
+        updated_ms: row.get("updated_ms")?,
+        ready_ms: row.get("ready_ms")?,
         activity: ActivityRecord {
-            last_report_ms: row.get(18)?,
-            last_input_ms: row.get(19)?,
-            last_connected_ms: row.get(20)?,
-            rdp_clients: row.get(21)?,
-            users: serde_json::from_str(&row.get::<_, String>(22)?).unwrap_or_default(),
-            agent_version: row.get(23)?,
-            warned_reap_ms: row.get(24)?,
+            last_report_ms: row.get("last_report_ms")?,
+            last_input_ms: row.get("last_input_ms")?,
+            last_connected_ms: row.get("last_connected_ms")?,
+            rdp_clients: row.get("rdp_clients")?,
+            users: serde_json::from_str(&users).unwrap_or_default(),
+            agent_version: row.get("agent_version")?,
+            warned_reap_ms: row.get("warned_reap_ms")?,
         },
     })
 }
@@ -304,7 +340,7 @@ fn random_vm_name() -> String {
     let suffix: String = (0..6)
         .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
         .collect();
-    format!("desktop-{suffix}")
+    format!("{}{suffix}", crate::inventory::VM_NAME_PREFIX)
 }
 
 impl Store {
@@ -357,14 +393,19 @@ impl Store {
     }
 
     /// Records a new QUEUED session with the lowest free slot and a fresh VM
-    /// name; returns it with its first event.
+    /// name; returns it with its first event. The limit check, the slot and
+    /// the insert are one write transaction (`BEGIN IMMEDIATE`), and the
+    /// live-slot index is UNIQUE, so concurrent writers cannot overshoot a
+    /// limit or share a slot.
     pub async fn create_session(
         &self,
         new: NewSession,
         limits: SessionLimits,
     ) -> Result<(SessionRecord, SessionEvent), StoreError> {
         self.with(move |conn, live| {
-            let tx = conn.transaction().context("starting a transaction")?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .context("starting a transaction")?;
             let (total, of_user): (usize, usize) = tx
                 .query_row(
                     "SELECT COUNT(*), COALESCE(SUM(username = ?1), 0) FROM sessions \
@@ -388,25 +429,6 @@ impl Store {
                     limits.max_per_user,
                 )));
             }
-            let slot = {
-                let mut stmt = tx
-                    .prepare("SELECT slot FROM sessions WHERE slot_released = 0 ORDER BY slot")
-                    .context("reading slots")?;
-                let used = stmt
-                    .query_map([], |row| row.get::<_, u32>(0))
-                    .context("reading slots")?
-                    .collect::<Result<Vec<u32>, _>>()
-                    .context("reading slots")?;
-                let mut slot = 1;
-                for taken in used {
-                    if taken == slot {
-                        slot += 1;
-                    } else if taken > slot {
-                        break;
-                    }
-                }
-                slot
-            };
             let mut vm_name = random_vm_name();
             for _ in 0..16 {
                 let taken: bool = tx
@@ -423,17 +445,20 @@ impl Store {
             }
             let id = uuid::Uuid::new_v4().to_string();
             let now = now_ms();
+            // The lowest slot from 1 up that no live session holds.
             tx.execute(
                 "INSERT INTO sessions (id, username, session_user, template, state, slot, \
                  vm_name, created_ms, updated_ms, stage_started_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)",
+                 SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7 FROM ( \
+                   SELECT 1 AS candidate \
+                   UNION ALL SELECT slot + 1 FROM sessions WHERE slot_released = 0 \
+                 ) WHERE candidate NOT IN (SELECT slot FROM sessions WHERE slot_released = 0)",
                 params![
                     id,
                     new.username,
                     new.session_user,
                     new.template,
                     SessionState::Queued as i32,
-                    slot,
                     vm_name,
                     now
                 ],
@@ -461,19 +486,35 @@ impl Store {
         .await
     }
 
-    /// Moves a session to `state`, recording the stage change (and, for
-    /// FAILED, the failure) as an event.
+    /// Moves a session from `from` (the state the caller saw) to `to`,
+    /// recording the stage change (and, for FAILED, the failure) as an
+    /// event. Fails with [`StoreError::Conflict`] when the session is no
+    /// longer in `from`, and with [`StoreError::IllegalMove`] when the state
+    /// machine has no such move.
     pub async fn transition(
         &self,
         id: &str,
-        state: SessionState,
+        from: SessionState,
+        to: SessionState,
         message: String,
         failure: Option<(SessionState, String)>,
     ) -> Result<SessionEvent, StoreError> {
         let id = id.to_string();
+        if !crate::state_machine::allowed(from, to) {
+            return Err(StoreError::IllegalMove { id, from, to });
+        }
         self.with(move |conn, live| {
-            let tx = conn.transaction().context("starting a transaction")?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .context("starting a transaction")?;
             let (previous, stage_started) = current_stage(&tx, &id)?;
+            if previous != from as i32 {
+                return Err(StoreError::Conflict {
+                    id,
+                    expected: from,
+                    actual: state_from_db(previous),
+                });
+            }
             let now = now_ms();
             let (failure_stage, failure_reason) = failure
                 .map(|(stage, reason)| (stage as i32, reason))
@@ -483,15 +524,16 @@ impl Store {
                  ready_ms = CASE WHEN ?2 = ?4 THEN ?3 ELSE ready_ms END, \
                  failure_stage = ?5, failure_reason = ?6, \
                  slot_released = CASE WHEN ?2 = ?7 THEN 1 ELSE slot_released END \
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND state = ?8",
                 params![
                     id,
-                    state as i32,
+                    to as i32,
                     now,
                     SessionState::Ready as i32,
                     failure_stage,
                     failure_reason,
-                    SessionState::Destroyed as i32
+                    SessionState::Destroyed as i32,
+                    from as i32
                 ],
             )
             .context("updating a session state")?;
@@ -500,14 +542,14 @@ impl Store {
                 session_id: id.clone(),
                 sequence: next_sequence(&tx, &id)?,
                 time: Some(timestamp(now)),
-                state: state as i32,
+                state: to as i32,
                 stage_elapsed: Some(duration(0)),
                 kind: Some(Kind::StageChange(StageChange {
                     previous,
                     previous_duration: Some(duration(now - stage_started)),
                     message,
                 })),
-                session: state.is_settled().then(|| record.to_proto()),
+                session: to.is_settled().then(|| record.to_proto()),
             };
             insert_event(&tx, &event)?;
             tx.commit().context("committing a stage change")?;
@@ -564,13 +606,14 @@ impl Store {
     }
 
     /// Remembers the process group of the tool running for a session, so a
-    /// restarted server can stop what a crashed one left running.
-    pub async fn set_child(&self, id: &str, pgid: Option<i32>) -> Result<(), StoreError> {
+    /// restarted server can adopt or stop what a crashed one left running.
+    pub async fn set_child(&self, id: &str, child: Option<ChildRecord>) -> Result<(), StoreError> {
         let id = id.to_string();
+        let (pgid, identity) = child.map(|c| (c.pgid, c.identity)).unzip();
         self.with(move |conn, _| {
             conn.execute(
-                "UPDATE sessions SET child_pgid = ?2 WHERE id = ?1",
-                params![id, pgid],
+                "UPDATE sessions SET child_pgid = ?2, child_identity = ?3 WHERE id = ?1",
+                params![id, pgid, identity],
             )
             .context("storing a child process group")?;
             Ok(())
@@ -669,6 +712,21 @@ impl Store {
     pub async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| get_session(conn, &id)).await
+    }
+
+    /// The session whose VM is `vm_name`, if any.
+    pub async fn by_vm_name(&self, vm_name: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let vm_name = vm_name.to_string();
+        self.with(move |conn, _| {
+            conn.query_row(
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE vm_name = ?1"),
+                [vm_name],
+                session_from_row,
+            )
+            .optional()
+            .context("reading a session by VM name")
+        })
+        .await
     }
 
     /// Sessions, newest first, filtered by user and state when given.
@@ -806,6 +864,16 @@ mod tests {
     use daas_api::v1::{OutputStream, Tool};
 
     impl Store {
+        /// Moves a session through `states`, one allowed move at a time.
+        async fn walk(&self, id: &str, states: &[SessionState]) {
+            for &to in states {
+                let from = self.get(id).await.unwrap().unwrap().state;
+                self.transition(id, from, to, to.label().into(), None)
+                    .await
+                    .unwrap();
+            }
+        }
+
         async fn create_session_unlimited(
             &self,
             new: NewSession,
@@ -856,9 +924,8 @@ mod tests {
             "{err}"
         );
         store
-            .transition(&a1.id, SessionState::Destroyed, "gone".into(), None)
-            .await
-            .unwrap();
+            .walk(&a1.id, &[SessionState::Destroying, SessionState::Destroyed])
+            .await;
         assert!(
             store
                 .create_session(new_session("carol"), limits)
@@ -891,14 +958,118 @@ mod tests {
         assert_ne!(a.vm_name, b.vm_name);
         assert!(a.vm_name.len() <= 15 && a.vm_name.starts_with("desktop-"));
         store
-            .transition(&a.id, SessionState::Destroyed, "gone".into(), None)
-            .await
-            .unwrap();
+            .walk(&a.id, &[SessionState::Destroying, SessionState::Destroyed])
+            .await;
         let (c, _) = store
             .create_session_unlimited(new_session("carol"))
             .await
             .unwrap();
         assert_eq!(c.slot, 1, "a destroyed session's slot is reused");
+    }
+
+    #[tokio::test]
+    async fn moves_are_compare_and_set_along_the_state_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+        let (s, _) = store
+            .create_session_unlimited(new_session("alice"))
+            .await
+            .unwrap();
+        let err = store
+            .transition(
+                &s.id,
+                SessionState::Queued,
+                SessionState::Ready,
+                String::new(),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::IllegalMove { .. }), "{err}");
+        store
+            .walk(&s.id, &[SessionState::Destroying, SessionState::Destroyed])
+            .await;
+        // A late writer that saw the session provisioning cannot fail it now.
+        let err = store
+            .transition(
+                &s.id,
+                SessionState::Provisioning,
+                SessionState::Failed,
+                String::new(),
+                Some((SessionState::Provisioning, "boom".into())),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Conflict {
+                    actual: SessionState::Destroyed,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = store
+            .transition(
+                &s.id,
+                SessionState::Destroyed,
+                SessionState::Failed,
+                String::new(),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::IllegalMove { .. }), "{err}");
+        let record = store.get(&s.id).await.unwrap().unwrap();
+        assert_eq!(record.state, SessionState::Destroyed);
+        assert_eq!(record.failure, None);
+        assert_eq!(store.events_after(&s.id, 0).await.unwrap().len(), 3);
+    }
+
+    #[test]
+    fn limits_and_slots_hold_across_concurrent_writers() {
+        // Four connections to one file (as four processes would have),
+        // creating at once: no limit overshoot, no shared slot.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let limits = SessionLimits {
+            max_sessions: 30,
+            max_per_user: 30,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .build()
+            .unwrap();
+        let results = runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for writer in 0..4 {
+                let store = Store::open(&path).unwrap();
+                tasks.push(tokio::spawn(async move {
+                    let mut made = Vec::new();
+                    for _ in 0..10 {
+                        match store.create_session(new_session("alice"), limits).await {
+                            Ok((record, _)) => made.push(record.slot),
+                            Err(StoreError::LimitReached(_)) => {}
+                            Err(err) => panic!("writer {writer}: {err}"),
+                        }
+                    }
+                    made
+                }));
+            }
+            let mut slots = Vec::new();
+            for task in tasks {
+                slots.extend(task.await.unwrap());
+            }
+            slots
+        });
+        let mut slots = results;
+        slots.sort_unstable();
+        assert_eq!(
+            slots,
+            (1..=30).collect::<Vec<u32>>(),
+            "30 sessions, slots 1-30 once each"
+        );
     }
 
     #[tokio::test]
@@ -914,7 +1085,13 @@ mod tests {
                 .unwrap();
             assert_eq!(first.sequence, 1);
             store
-                .transition(&s.id, SessionState::Provisioning, "terraform".into(), None)
+                .transition(
+                    &s.id,
+                    SessionState::Queued,
+                    SessionState::Provisioning,
+                    "terraform".into(),
+                    None,
+                )
                 .await
                 .unwrap();
             let line = OutputLine {
@@ -926,6 +1103,7 @@ mod tests {
             let failed = store
                 .transition(
                     &s.id,
+                    SessionState::Provisioning,
                     SessionState::Failed,
                     "failed".into(),
                     Some((SessionState::Provisioning, "boom".into())),
@@ -1007,9 +1185,16 @@ mod tests {
             .await
             .unwrap();
         store
-            .transition(&b.id, SessionState::Ready, "ready".into(), None)
-            .await
-            .unwrap();
+            .walk(
+                &b.id,
+                &[
+                    SessionState::Provisioning,
+                    SessionState::Booting,
+                    SessionState::Configuring,
+                    SessionState::Ready,
+                ],
+            )
+            .await;
         assert_eq!(store.list(None, None).await.unwrap().len(), 2);
         assert_eq!(store.list(Some("bob".into()), None).await.unwrap().len(), 1);
         let ready = store.list(None, Some(SessionState::Ready)).await.unwrap();

@@ -1,6 +1,7 @@
 //! Terraform, per session: its own working directory and state (a copy of
-//! the module made by `init -from-module`), a shared plugin cache, and the
-//! provisioning contract of DESIGN.md.
+//! the module made by `init -from-module`), a shared plugin cache that one
+//! `init` at a time may fill, `-json` output, and the provisioning contract
+//! (`terraform/CONTRACT.md`).
 
 use std::{
     collections::BTreeMap,
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config,
     store::VmOutputs,
-    tool::{self, Invocation, SessionLog, ToolError},
+    tool::{self, Invocation, OutputFormat, SessionLog, StopStyle, ToolError},
 };
 
 /// Variables every module takes; the server sets them, the config may not.
@@ -82,11 +83,15 @@ pub enum TerraformError {
 pub struct Terraform<'a> {
     pub config: &'a config::Terraform,
     pub secrets: &'a config::Secrets,
+    /// Held by `terraform init`: Terraform does not support concurrent use
+    /// of one plugin cache.
+    pub init_lock: &'a tokio::sync::Mutex<()>,
 }
 
 impl Terraform<'_> {
     fn invocation(&self, what: &str, dir: &Path) -> Invocation {
         let mut inv = Invocation::new(Tool::Terraform, what, &self.config.binary, dir)
+            .stop(StopStyle::InterruptFirst)
             .env("TF_IN_AUTOMATION", "1")
             .env("TF_INPUT", "0")
             .env("CHECKPOINT_DISABLE", "1")
@@ -127,10 +132,14 @@ impl Terraform<'_> {
             .invocation("terraform init", dir)
             .arg("init")
             .arg("-input=false")
-            .arg("-no-color")
+            .arg("-json")
             .arg(from_module)
+            .format(OutputFormat::TerraformJson)
             .timeout(self.config.init_timeout);
-        tool::run(inv, log, cancel).await?;
+        {
+            let _cache = self.init_lock.lock().await;
+            tool::run(inv, log, cancel).await?;
+        }
         write_private(
             &dir.join(VARS_FILE),
             &variables_json(vars, &self.config.variables),
@@ -151,7 +160,8 @@ impl Terraform<'_> {
             .arg("apply")
             .arg("-auto-approve")
             .arg("-input=false")
-            .arg("-no-color")
+            .arg("-json")
+            .format(OutputFormat::TerraformJson)
             .timeout(self.config.apply_timeout);
         tool::run(inv, log, cancel).await?;
         let inv = self
@@ -181,7 +191,8 @@ impl Terraform<'_> {
             .arg("destroy")
             .arg("-auto-approve")
             .arg("-input=false")
-            .arg("-no-color")
+            .arg("-json")
+            .format(OutputFormat::TerraformJson)
             .timeout(self.config.destroy_timeout);
         tool::run(inv, log, cancel).await?;
         Ok(())

@@ -1,10 +1,19 @@
 //! Runs the external tools (terraform, ssh, ansible-playbook) as child
-//! processes: an argument vector (never a shell string), its own process
+//! processes: an argument vector (never a shell string), a clean environment
+//! (what the tool needs, nothing else of the server's), its own process
 //! group, output streamed line by line into the session's events, a timeout,
-//! and the whole group stopped on timeout, cancel or shutdown.
+//! and a stop that suits the tool.
+//!
+//! A tool's output goes to unlinked files that the server tails, not to
+//! pipes: if the server dies, the tool can still write (Terraform would
+//! otherwise die of SIGPIPE in the middle of writing its state). Terraform
+//! is not told when the server dies: it finishes, and the next server
+//! process adopts it (waits for it) before cleaning up. Other tools get
+//! SIGTERM when the server dies.
 
 use std::{
     ffi::OsString,
+    io::{Read, Seek},
     path::{Path, PathBuf},
     process::{ExitStatus, Stdio},
     time::Duration,
@@ -12,25 +21,41 @@ use std::{
 
 use daas_api::v1::{OutputLine, OutputStream, Tool};
 use nix::{
-    sys::signal::{Signal, killpg},
+    sys::signal::{Signal, kill, killpg},
     unistd::Pid,
 };
 use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, BufReader},
+    io::AsyncReadExt,
     process::{Child, Command},
-    sync::mpsc,
+    sync::{mpsc, watch},
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::store::Store;
+use crate::store::{ChildRecord, Store};
 
 /// Longest line kept in an event; longer lines are cut.
 pub const MAX_LINE: usize = 4096;
 /// How long a stopped tool gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(10);
-/// How long to keep reading output after the tool exits (a background
-/// process it started may hold the pipes open).
+/// How long Terraform gets after SIGINT to save its state and stop, before
+/// its process group is stopped.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(60);
+/// How long to keep reading output after the tool exits.
 const DRAIN: Duration = Duration::from_secs(2);
+/// The server environment variables a tool may see; everything else (a
+/// secret given to the server by environment, say) stays in the server.
+const PASSED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "TZ",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+];
 
 /// Why a tool run did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +87,11 @@ fn summary_suffix(summary: &Option<String>) -> String {
 }
 
 /// Where a tool's lines go: the events of one session, with its secrets
-/// masked.
+/// masked, or the server's log for work that belongs to no session.
 #[derive(Clone)]
 pub struct SessionLog {
     pub store: Store,
+    /// Empty: no session; lines go to the server's log.
     pub session_id: String,
     secrets: Vec<String>,
 }
@@ -104,21 +130,51 @@ impl SessionLog {
     /// Records one line (masked) as an event. A store failure is logged: a
     /// lost output line must not fail the provisioning.
     pub async fn line(&self, tool: Tool, stream: OutputStream, text: &str) {
+        let text = self.redact(text);
+        if self.session_id.is_empty() {
+            tracing::info!(tool = tool.as_str_name(), "{text}");
+            return;
+        }
         let line = OutputLine {
             tool: tool as i32,
             stream: stream as i32,
-            text: self.redact(text),
+            text,
         };
         if let Err(err) = self.store.output(&self.session_id, line).await {
             tracing::warn!(session = %self.session_id, error = %err, "could not record an output line");
         }
     }
 
-    async fn child(&self, pgid: Option<i32>) {
-        if let Err(err) = self.store.set_child(&self.session_id, pgid).await {
+    async fn child(&self, child: Option<ChildRecord>) {
+        if self.session_id.is_empty() {
+            return;
+        }
+        if let Err(err) = self.store.set_child(&self.session_id, child).await {
             tracing::warn!(session = %self.session_id, error = %err, "could not record a child process");
         }
     }
+}
+
+/// How a tool is stopped, and what happens to it when the server dies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopStyle {
+    /// SIGTERM to the process group, SIGKILL after a grace period; SIGTERM
+    /// when the server dies.
+    Group,
+    /// SIGINT to the tool alone first (Terraform saves its state and
+    /// stops), its group after a grace period; left to finish when the
+    /// server dies.
+    InterruptFirst,
+}
+
+/// How a tool's standard output is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Lines of text.
+    Text,
+    /// Terraform's `-json` lines: each shown by its `@message`, failures
+    /// summarized from its error diagnostics.
+    TerraformJson,
 }
 
 /// One invocation of a tool.
@@ -130,10 +186,13 @@ pub struct Invocation {
     pub program: PathBuf,
     pub args: Vec<OsString>,
     pub cwd: PathBuf,
+    /// Set on top of the few variables passed from the server's.
     pub env: Vec<(String, OsString)>,
     pub timeout: Duration,
     /// Keep standard output as data (returned) instead of streaming it.
     pub capture_stdout: bool,
+    pub stop: StopStyle,
+    pub format: OutputFormat,
 }
 
 impl Invocation {
@@ -147,6 +206,8 @@ impl Invocation {
             env: Vec::new(),
             timeout: Duration::from_secs(600),
             capture_stdout: false,
+            stop: StopStyle::Group,
+            format: OutputFormat::Text,
         }
     }
 
@@ -167,6 +228,16 @@ impl Invocation {
 
     pub fn capture_stdout(mut self) -> Self {
         self.capture_stdout = true;
+        self
+    }
+
+    pub fn stop(mut self, stop: StopStyle) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    pub fn format(mut self, format: OutputFormat) -> Self {
+        self.format = format;
         self
     }
 }
@@ -200,53 +271,98 @@ pub async fn run(
     }
 }
 
+/// A file the tool writes and the server reads, already unlinked: (the
+/// tool's end, the server's end).
+fn output_file() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    let named = tempfile::NamedTempFile::new()?;
+    let reader = named.reopen()?;
+    let writer = named.into_file();
+    Ok((writer, reader))
+}
+
 /// Runs `inv` to completion and returns however it exited.
 pub async fn run_status(
     inv: Invocation,
     log: &SessionLog,
     cancel: &CancellationToken,
 ) -> Result<Finished, ToolError> {
+    let io_error = |message: String| ToolError::Output {
+        what: inv.what.clone(),
+        message,
+    };
+    let (out_writer, mut out_reader) =
+        output_file().map_err(|e| io_error(format!("cannot make its output file: {e}")))?;
+    let (err_writer, err_reader) =
+        output_file().map_err(|e| io_error(format!("cannot make its output file: {e}")))?;
     let mut cmd = Command::new(&inv.program);
     cmd.args(&inv.args)
         .current_dir(&inv.cwd)
+        .env_clear()
+        .envs(
+            PASSED_ENV
+                .iter()
+                .filter_map(|k| Some((*k, std::env::var_os(k)?))),
+        )
+        .env("LANG", "C.UTF-8")
+        .env("LC_ALL", "C.UTF-8")
+        .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(out_writer))
+        .stderr(Stdio::from(err_writer))
         .process_group(0)
-        .kill_on_drop(true);
-    for (key, value) in &inv.env {
-        cmd.env(key, value);
-    }
-    // If the server dies, the tool is told to stop (a restarted server
-    // cleans the session up).
-    // SAFETY: prctl is async-signal-safe and touches only the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
-        });
+        .kill_on_drop(inv.stop == StopStyle::Group);
+    if inv.stop == StopStyle::Group {
+        // If the server dies, the tool is told to stop (a restarted server
+        // cleans the session up).
+        // SAFETY: prctl is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
+            });
+        }
     }
     let mut child = cmd.spawn().map_err(|source| ToolError::Spawn {
         program: inv.program.display().to_string(),
         source,
     })?;
     let pgid = child.id().and_then(|id| i32::try_from(id).ok());
-    log.child(pgid).await;
+    if let Some(pgid) = pgid {
+        let identity = process_identity(pgid).map(|id| format!("{} {id}", tool_name(inv.stop)));
+        log.child(identity.map(|identity| ChildRecord { pgid, identity }))
+            .await;
+    }
 
     let (tx, mut rx) = mpsc::channel::<(OutputStream, String)>(256);
-    let mut stdout_task = None;
-    if let Some(out) = child.stdout.take() {
-        if inv.capture_stdout {
-            stdout_task = Some(tokio::spawn(read_all(out)));
-        } else {
-            tokio::spawn(read_lines(out, OutputStream::Stdout, tx.clone()));
-        }
+    let (exited_tx, exited_rx) = watch::channel(false);
+    let mut tails = Vec::new();
+    if !inv.capture_stdout {
+        let reader = out_reader
+            .try_clone()
+            .map_err(|e| io_error(e.to_string()))?;
+        tails.push(tokio::spawn(tail_lines(
+            reader,
+            OutputStream::Stdout,
+            tx.clone(),
+            exited_rx.clone(),
+        )));
     }
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(read_lines(err, OutputStream::Stderr, tx.clone()));
-    }
+    tails.push(tokio::spawn(tail_lines(
+        err_reader,
+        OutputStream::Stderr,
+        tx.clone(),
+        exited_rx,
+    )));
     drop(tx);
 
     let mut summary = Summary::default();
+    let mut show = |stream: OutputStream, text: String| -> Vec<String> {
+        if stream == OutputStream::Stdout && inv.format == OutputFormat::TerraformJson {
+            terraform_lines(&text, &mut summary)
+        } else {
+            summary.see(&text);
+            vec![text]
+        }
+    };
     let deadline = tokio::time::sleep(inv.timeout);
     tokio::pin!(deadline);
     let mut lines_open = true;
@@ -254,55 +370,50 @@ pub async fn run_status(
         tokio::select! {
             line = rx.recv(), if lines_open => match line {
                 Some((stream, text)) => {
-                    summary.see(&text);
-                    log.line(inv.tool, stream, &text).await;
+                    for text in show(stream, text) {
+                        log.line(inv.tool, stream, &text).await;
+                    }
                 }
                 None => lines_open = false,
             },
-            status = child.wait() => break status.map_err(|e| ToolError::Output {
-                what: inv.what.clone(),
-                message: e.to_string(),
-            }),
+            status = child.wait() => break status.map_err(|e| io_error(e.to_string())),
             _ = &mut deadline => {
-                stop_group(&mut child, pgid).await;
+                stop(&mut child, pgid, inv.stop).await;
                 break Err(ToolError::Timeout { what: inv.what.clone(), after: inv.timeout });
             }
             _ = cancel.cancelled() => {
-                stop_group(&mut child, pgid).await;
+                stop(&mut child, pgid, inv.stop).await;
                 break Err(ToolError::Cancelled { what: inv.what.clone() });
             }
         }
     };
-    // Lines still in flight after the exit.
+    // Lines written before the exit.
+    let _ = exited_tx.send(true);
     let drain_until = tokio::time::Instant::now() + DRAIN;
     while lines_open {
         match tokio::time::timeout_at(drain_until, rx.recv()).await {
             Ok(Some((stream, text))) => {
-                summary.see(&text);
-                log.line(inv.tool, stream, &text).await;
+                for text in show(stream, text) {
+                    log.line(inv.tool, stream, &text).await;
+                }
             }
             Ok(None) | Err(_) => lines_open = false,
         }
     }
+    for tail in tails {
+        tail.abort();
+    }
     log.child(None).await;
     let status = outcome?;
-    let stdout = match stdout_task {
-        Some(task) => match tokio::time::timeout(DRAIN, task).await {
-            Ok(Ok(Ok(bytes))) => bytes,
-            Ok(Ok(Err(e))) => {
-                return Err(ToolError::Output {
-                    what: inv.what,
-                    message: format!("cannot read its output: {e}"),
-                });
-            }
-            _ => {
-                return Err(ToolError::Output {
-                    what: inv.what,
-                    message: "its output did not end".into(),
-                });
-            }
-        },
-        None => Vec::new(),
+    let stdout = if inv.capture_stdout {
+        let mut bytes = Vec::new();
+        out_reader
+            .rewind()
+            .and_then(|()| out_reader.read_to_end(&mut bytes))
+            .map_err(|e| io_error(format!("cannot read its output: {e}")))?;
+        bytes
+    } else {
+        Vec::new()
     };
     Ok(Finished {
         status,
@@ -311,63 +422,161 @@ pub async fn run_status(
     })
 }
 
-/// SIGTERM to the whole process group, then SIGKILL after a grace period.
-async fn stop_group(child: &mut Child, pgid: Option<i32>) {
+/// Stops a running tool the way it expects.
+async fn stop(child: &mut Child, pgid: Option<i32>, style: StopStyle) {
     if let Some(pgid) = pgid {
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
-        if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        } else {
-            // The leader is gone; whatever it started goes too.
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        if style == StopStyle::InterruptFirst {
+            let _ = kill(Pid::from_raw(pgid), Signal::SIGINT);
+            if tokio::time::timeout(INTERRUPT_GRACE, child.wait())
+                .await
+                .is_ok()
+            {
+                // Whatever it started and left behind goes too.
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                return;
+            }
         }
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
+        let _ = tokio::time::timeout(GRACE, child.wait()).await;
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
     let _ = child.kill().await;
 }
 
-/// Stops a process group a previous server process left running. Returns
-/// whether there was one.
-pub async fn stop_orphaned_group(pgid: i32) -> bool {
-    let group = Pid::from_raw(pgid);
-    if pgid <= 1 || killpg(group, None).is_err() {
-        return false;
+fn tool_name(style: StopStyle) -> &'static str {
+    match style {
+        StopStyle::InterruptFirst => "interrupt-first",
+        StopStyle::Group => "group",
+    }
+}
+
+/// Who a process is beyond its pid, which is reused: the boot and the
+/// process's start time (in clock ticks since boot), from /proc.
+pub fn process_identity(pid: i32) -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces and parentheses.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Field 3 is the state, field 22 the start time.
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    let start = fields.get(19)?;
+    Some(format!("{} {start}", boot.trim()))
+}
+
+/// What a restarted server does with a tool a previous process left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopted {
+    /// Nothing of it runs any more.
+    Gone,
+    /// It ran and was left to finish.
+    Finished,
+    /// It was stopped.
+    Stopped,
+}
+
+/// Deals with a tool a previous server process left running: a Terraform
+/// run is left to finish (at most `wait`, then interrupted); any other tool
+/// is stopped. A recorded process that is not the same process any more
+/// (its pid reused) is left alone.
+pub async fn adopt(child: &ChildRecord, wait: Duration) -> Adopted {
+    let Some((style, identity)) = child.identity.split_once(' ') else {
+        return Adopted::Gone;
+    };
+    let same = || process_identity(child.pgid).as_deref() == Some(identity);
+    if child.pgid <= 1 || !same() {
+        return Adopted::Gone;
+    }
+    let group = Pid::from_raw(child.pgid);
+    if style == tool_name(StopStyle::InterruptFirst) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline {
+            if !same() {
+                return Adopted::Finished;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = kill(group, Signal::SIGINT);
+        if wait_until_gone(&same, INTERRUPT_GRACE).await {
+            let _ = killpg(group, Signal::SIGKILL);
+            return Adopted::Stopped;
+        }
     }
     let _ = killpg(group, Signal::SIGTERM);
-    let deadline = tokio::time::Instant::now() + GRACE;
+    if !wait_until_gone(&same, GRACE).await {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+    // Whatever else is left in the group.
+    let _ = killpg(group, Signal::SIGKILL);
+    Adopted::Stopped
+}
+
+async fn wait_until_gone(same: &impl Fn() -> bool, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {
-        if killpg(group, None).is_err() {
+        if !same() {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = killpg(group, Signal::SIGKILL);
-    true
+    !same()
 }
 
-async fn read_lines<R: AsyncRead + Unpin>(
-    reader: R,
+/// Follows a tool's output file, sending each line, until the tool has
+/// exited and the file is read to its end.
+async fn tail_lines(
+    file: std::fs::File,
     stream: OutputStream,
     tx: mpsc::Sender<(OutputStream, String)>,
+    exited: watch::Receiver<bool>,
 ) {
-    let mut reader = BufReader::new(reader);
-    let mut buf = Vec::new();
+    let mut file = tokio::fs::File::from_std(file);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut line: Vec<u8> = Vec::new();
+    let mut cut = false;
+    let mut idle = Duration::from_millis(5);
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                if tx.send((stream, clean_line(&buf))).await.is_err() {
+        // Read the flag before the file: an exit seen here means every byte
+        // the tool wrote is already in the file.
+        let done = *exited.borrow();
+        let n = match file.read(&mut chunk).await {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        if n == 0 {
+            if done {
+                if !line.is_empty() && !cut {
+                    let _ = tx.send((stream, clean_line(&line))).await;
+                }
+                return;
+            }
+            tokio::time::sleep(idle).await;
+            idle = (idle * 2).min(Duration::from_millis(100));
+            continue;
+        }
+        idle = Duration::from_millis(5);
+        for &byte in &chunk[..n] {
+            if byte == b'\n' {
+                if !cut && tx.send((stream, clean_line(&line))).await.is_err() {
                     return;
+                }
+                line.clear();
+                cut = false;
+            } else if !cut {
+                line.push(byte);
+                if line.len() > MAX_LINE {
+                    // Sent now, cut; the rest of this line is skipped.
+                    if tx.send((stream, clean_line(&line))).await.is_err() {
+                        return;
+                    }
+                    line.clear();
+                    cut = true;
                 }
             }
         }
     }
-}
-
-async fn read_all<R: AsyncRead + Unpin>(reader: R) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut BufReader::new(reader), &mut out).await?;
-    Ok(out)
 }
 
 /// A line as an event carries it: no end-of-line, valid UTF-8, at most
@@ -387,11 +596,44 @@ pub fn clean_line(raw: &[u8]) -> String {
     text
 }
 
-/// Picks what best explains a failure: the first line that looks like an
-/// error, with the last line of its details (Terraform prints the cause
-/// there), else the last non-empty line.
+/// The lines to show for one line of `terraform -json` output, noting its
+/// error diagnostics for the failure's summary. A line that is not JSON is
+/// shown as it is.
+fn terraform_lines(raw: &str, summary: &mut Summary) -> Vec<String> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(raw) else {
+        summary.see(raw);
+        return vec![raw.to_string()];
+    };
+    let message = value
+        .get("@message")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let mut lines: Vec<String> = message.lines().map(str::to_string).collect();
+    if let Some(diagnostic) = value.get("diagnostic") {
+        let field = |name: &str| {
+            diagnostic
+                .get(name)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let detail = field("detail");
+        lines.extend(detail.lines().map(|l| format!("  {l}")));
+        if field("severity") == "error" {
+            summary.diagnostic(&field("address"), &field("summary"), &detail);
+        }
+    }
+    lines
+}
+
+/// Picks what best explains a failure: Terraform's first error
+/// diagnostic; else the first line that looks like an error, with the
+/// last line of its details; else the last non-empty line.
 #[derive(Default)]
 struct Summary {
+    diagnostic: Option<String>,
     first_error: Option<String>,
     detail: Option<String>,
     recap: bool,
@@ -399,6 +641,24 @@ struct Summary {
 }
 
 impl Summary {
+    fn diagnostic(&mut self, address: &str, summary: &str, detail: &str) {
+        if self.diagnostic.is_some() {
+            return;
+        }
+        let mut text = if address.is_empty() {
+            summary.to_string()
+        } else {
+            format!("{address}: {summary}")
+        };
+        // The cause is at the end of a detail (e.g. "... Output: Error: ...").
+        if let Some(last) = detail.lines().rev().find(|l| !l.trim().is_empty()) {
+            text.push_str(" (");
+            text.push_str(&shorten_tail(last.trim()));
+            text.push(')');
+        }
+        self.diagnostic = Some(text);
+    }
+
     fn see(&mut self, text: &str) {
         let trimmed = text.trim_start_matches(['│', '╷', '╵', ' ']).trim();
         if trimmed.is_empty() {
@@ -421,6 +681,9 @@ impl Summary {
     }
 
     fn best(self) -> Option<String> {
+        if let Some(diagnostic) = self.diagnostic {
+            return Some(diagnostic);
+        }
         match (self.first_error, self.detail) {
             (Some(error), Some(detail)) => Some(format!("{error} ({detail})")),
             (Some(error), None) => Some(error),
@@ -429,14 +692,26 @@ impl Summary {
     }
 }
 
+const SHORT: usize = 300;
+
 fn shorten(text: &str) -> String {
-    const MAX: usize = 300;
-    if text.chars().count() <= MAX {
+    if text.chars().count() <= SHORT {
         text.to_string()
     } else {
-        let mut s: String = text.chars().take(MAX).collect();
+        let mut s: String = text.chars().take(SHORT).collect();
         s.push('…');
         s
+    }
+}
+
+/// The end of `text`, at most [`SHORT`] characters.
+fn shorten_tail(text: &str) -> String {
+    let count = text.chars().count();
+    if count <= SHORT {
+        text.to_string()
+    } else {
+        let tail: String = text.chars().skip(count - SHORT).collect();
+        format!("…{tail}")
     }
 }
 
@@ -609,7 +884,7 @@ mod tests {
         let err = run(sh("sleep 300"), &log, &cancel).await.unwrap_err();
         assert!(matches!(err, ToolError::Cancelled { .. }), "{err}");
         let record = store.get(&log.session_id).await.unwrap().unwrap();
-        assert_eq!(record.child_pgid, None, "the finished child is forgotten");
+        assert_eq!(record.child, None, "the finished child is forgotten");
     }
 
     #[tokio::test]

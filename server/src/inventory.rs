@@ -1,0 +1,153 @@
+//! The module's `inventory` hook (`terraform/CONTRACT.md`): which VMs the
+//! module made still exist, and destroying one without its Terraform state.
+//! The sweeper and every teardown use it to leave no VM behind, even after
+//! a power cut took the Terraform state with it.
+
+use std::{ffi::OsString, path::Path, time::Duration};
+
+use daas_api::v1::Tool;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config,
+    tool::{self, Invocation, SessionLog, ToolError},
+};
+
+/// Every VM name the server gives starts with this.
+pub const VM_NAME_PREFIX: &str = "desktop-";
+/// How long `inventory list` may take.
+const LIST_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error("the module's `inventory list` printed a line that is not a VM ({line}): {reason}")]
+    BadLine { line: String, reason: String },
+}
+
+/// A VM the module says it made.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ListedVm {
+    pub vm_name: String,
+    #[serde(default)]
+    pub session_id: String,
+}
+
+/// The inventory hook of the configured module.
+pub struct Inventory<'a> {
+    pub config: &'a config::Terraform,
+    pub secrets: &'a config::Secrets,
+    /// Where the hook runs (an empty folder of the server's).
+    pub work_dir: &'a Path,
+}
+
+impl Inventory<'_> {
+    /// Whether the module has the hook (a module without it opts out of
+    /// the sweeper).
+    pub fn exists(&self) -> bool {
+        self.config.module_dir.join("inventory").is_file()
+    }
+
+    fn invocation(&self, what: &str) -> Invocation {
+        let program = self.config.module_dir.join("inventory");
+        let mut inv = Invocation::new(Tool::Terraform, what, &program, self.work_dir)
+            .env("DAAS_VM_NAME_PREFIX", VM_NAME_PREFIX);
+        for (name, value) in &self.config.variables {
+            let value: OsString = match value {
+                Value::String(s) => s.into(),
+                Value::Number(n) => n.to_string().into(),
+                Value::Bool(b) => b.to_string().into(),
+                _ => continue,
+            };
+            inv = inv.env(&format!("DAAS_VAR_{name}"), value);
+        }
+        if let (Some(id), Some(secret)) = (
+            &self.secrets.proxmox_token_id,
+            &self.secrets.proxmox_token_secret,
+        ) {
+            inv = inv
+                .env("PM_API_TOKEN_ID", id)
+                .env("PM_API_TOKEN_SECRET", secret.expose());
+        }
+        inv
+    }
+
+    /// The VMs the module made that still exist (only ours: named with
+    /// [`VM_NAME_PREFIX`]).
+    pub async fn list(
+        &self,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<ListedVm>, InventoryError> {
+        let inv = self
+            .invocation("inventory list")
+            .arg("list")
+            .timeout(LIST_TIMEOUT)
+            .capture_stdout();
+        let finished = tool::run(inv, log, cancel).await?;
+        parse_list(&finished.stdout)
+    }
+
+    /// Destroys `vm_name` and everything the module made for it; a VM
+    /// already gone is no error.
+    pub async fn destroy(
+        &self,
+        vm_name: &str,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), InventoryError> {
+        let inv = self
+            .invocation(&format!("inventory destroy {vm_name}"))
+            .arg("destroy")
+            .arg(vm_name)
+            .timeout(self.config.destroy_timeout);
+        tool::run(inv, log, cancel).await?;
+        Ok(())
+    }
+}
+
+/// Parses `inventory list` output: one JSON object per line.
+pub fn parse_list(stdout: &[u8]) -> Result<Vec<ListedVm>, InventoryError> {
+    let text = String::from_utf8_lossy(stdout);
+    let mut vms = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let vm: ListedVm = serde_json::from_str(line).map_err(|e| InventoryError::BadLine {
+            line: line.chars().take(200).collect(),
+            reason: e.to_string(),
+        })?;
+        if vm.vm_name.starts_with(VM_NAME_PREFIX) {
+            vms.push(vm);
+        }
+    }
+    Ok(vms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_parsed_and_foreign_names_dropped() {
+        let out = b"{\"vm_name\":\"desktop-abc123\",\"session_id\":\"s1\"}\n\n\
+            {\"vm_name\":\"desktop-def456\"}\n{\"vm_name\":\"web-01\",\"session_id\":\"\"}\n";
+        let vms = parse_list(out).unwrap();
+        assert_eq!(
+            vms,
+            [
+                ListedVm {
+                    vm_name: "desktop-abc123".into(),
+                    session_id: "s1".into()
+                },
+                ListedVm {
+                    vm_name: "desktop-def456".into(),
+                    session_id: String::new()
+                }
+            ]
+        );
+        let err = parse_list(b"desktop-abc123\n").unwrap_err().to_string();
+        assert!(err.contains("not a VM (desktop-abc123)"), "{err}");
+    }
+}

@@ -1,0 +1,84 @@
+//! Session states and the moves between them, in one place. The store
+//! refuses any other move, and every move is a compare-and-set from the
+//! state the caller saw, so no path can write FAILED after DESTROYED or
+//! READY after DESTROYING.
+//!
+//! ```text
+//! QUEUED -> PROVISIONING -> BOOTING -> CONFIGURING -> READY
+//!    \           \             \            \          |
+//!     +-----------+-------------+------------+--> FAILED (provisioning failed, cleaned up)
+//!                                                      |
+//! any of the above (and DESTROYING after a restart) -> DESTROYING -> DESTROYED
+//!                                                          \-> FAILED (the destroy failed)
+//! ```
+
+use daas_api::v1::SessionState;
+
+/// Whether a session may move from `from` to `to`.
+pub fn allowed(from: SessionState, to: SessionState) -> bool {
+    use SessionState::*;
+    match (from, to) {
+        // Provisioning, one stage after the other.
+        (Queued, Provisioning)
+        | (Provisioning, Booting)
+        | (Booting, Configuring)
+        | (Configuring, Ready) => true,
+        // A failed stage (or a restart during it) after its cleanup.
+        (Queued | Provisioning | Booting | Configuring, Failed) => true,
+        // A destroy may start from anywhere but the end; DESTROYING to
+        // DESTROYING is a destroy taken up again after a restart.
+        (
+            Queued | Provisioning | Booting | Configuring | Ready | Failed | Destroying,
+            Destroying,
+        ) => true,
+        (Destroying, Destroyed | Failed) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SessionState::*;
+
+    const ALL: [SessionState; 9] = [
+        Unspecified,
+        Queued,
+        Provisioning,
+        Booting,
+        Configuring,
+        Ready,
+        Failed,
+        Destroying,
+        Destroyed,
+    ];
+
+    #[test]
+    fn nothing_leaves_destroyed_and_nothing_enters_queued() {
+        for state in ALL {
+            assert!(!allowed(Destroyed, state), "DESTROYED -> {state:?}");
+            assert!(!allowed(state, Queued), "{state:?} -> QUEUED");
+            assert!(!allowed(state, Unspecified), "{state:?} -> UNSPECIFIED");
+        }
+    }
+
+    #[test]
+    fn the_races_of_the_old_store_are_refused() {
+        assert!(!allowed(Destroyed, Failed));
+        assert!(!allowed(Destroying, Ready));
+        assert!(!allowed(Ready, Failed));
+        assert!(!allowed(Failed, Ready));
+        assert!(!allowed(Provisioning, Ready), "no stage is skipped");
+    }
+
+    #[test]
+    fn every_in_progress_state_can_fail_or_be_destroyed() {
+        for state in [Queued, Provisioning, Booting, Configuring] {
+            assert!(allowed(state, Failed));
+            assert!(allowed(state, Destroying));
+        }
+        assert!(allowed(Ready, Destroying));
+        assert!(allowed(Failed, Destroying));
+        assert!(allowed(Destroying, Destroyed));
+    }
+}

@@ -1,0 +1,100 @@
+//! The sweeper: reconciles the store against the hypervisor itself. At
+//! start and every `terraform.sweep_interval`, it asks the module's
+//! inventory which VMs exist and destroys each one whose session is settled
+//! (FAILED, DESTROYED) or unknown: what a power cut or a lost Terraform
+//! state would otherwise leave running forever. VMs of sessions in progress
+//! or READY are left alone.
+
+use daas_api::v1::SessionState;
+
+use crate::{inventory::InventoryError, pipeline::Pipeline, store::StoreError};
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// VMs the inventory listed.
+    pub listed: usize,
+    /// VMs destroyed, by name.
+    pub destroyed: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runs the sweeper until the pipeline shuts down: a pass at once, then
+/// one every `terraform.sweep_interval`.
+pub async fn run(pipeline: Pipeline, interval: std::time::Duration) {
+    if !pipeline.inventory().exists() {
+        tracing::warn!(
+            "the Terraform module has no `inventory` hook: VMs that a crash or power cut leaves behind cannot be found"
+        );
+        return;
+    }
+    let shutdown = pipeline.shutdown_token();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match sweep(&pipeline).await {
+            Ok(swept) if !swept.destroyed.is_empty() => {
+                tracing::warn!(listed = swept.listed, destroyed = ?swept.destroyed, "the sweeper destroyed VMs no session owned");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::error!(error = %err, "the sweeper could not finish a pass"),
+        }
+    }
+}
+
+/// One pass: list, then destroy every VM nothing else will.
+pub async fn sweep(pipeline: &Pipeline) -> Result<Swept, SweepError> {
+    let inventory = pipeline.inventory();
+    let cancel = pipeline.shutdown_token();
+    let server_log = pipeline.log("", None);
+    let listed = inventory.list(&server_log, &cancel).await?;
+    let mut swept = Swept {
+        listed: listed.len(),
+        ..Swept::default()
+    };
+    for vm in listed {
+        let store = pipeline.store();
+        let Some(record) = store.by_vm_name(&vm.vm_name).await? else {
+            tracing::warn!(vm = %vm.vm_name, session = %vm.session_id, "destroying a VM of no known session");
+            inventory.destroy(&vm.vm_name, &server_log, &cancel).await?;
+            swept.destroyed.push(vm.vm_name);
+            continue;
+        };
+        if !matches!(record.state, SessionState::Failed | SessionState::Destroyed) {
+            continue;
+        }
+        // Under the session's lock, in case a destroy is under way.
+        let _guard = pipeline.lock(&record.id).await;
+        let Some(record) = store.get(&record.id).await? else {
+            continue;
+        };
+        if !matches!(record.state, SessionState::Failed | SessionState::Destroyed) {
+            continue;
+        }
+        tracing::warn!(vm = %vm.vm_name, session = %record.id, state = record.state.label(), "destroying a VM whose session is over");
+        inventory.destroy(&vm.vm_name, &server_log, &cancel).await?;
+        // Its Terraform state, if any, describes a VM that is gone: a later
+        // `terraform destroy` there could only do harm (a slot's VM id is
+        // reused by the next session).
+        let session_dir = pipeline.session_dir(&record.id);
+        if session_dir.exists()
+            && let Err(err) = std::fs::remove_dir_all(&session_dir)
+        {
+            tracing::warn!(session = %record.id, error = %err, "could not remove a swept session's folder");
+        }
+        store.release_slot(&record.id).await?;
+        swept.destroyed.push(vm.vm_name);
+    }
+    Ok(swept)
+}
