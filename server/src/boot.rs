@@ -107,7 +107,8 @@ pub async fn wait_for_cloud_init(
             Tool::Ssh,
             "cloud-init status --wait",
             Path::new("ssh"),
-            Path::new("/"),
+            // The session's folder: a restarted server finds its tools there.
+            known_hosts.parent().unwrap_or(Path::new("/")),
         )
         .arg("-i")
         .arg(ssh.private_key.as_os_str())

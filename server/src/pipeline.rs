@@ -639,15 +639,20 @@ impl Pipeline {
                 return;
             }
         };
-        if let Some(child) = &record.child {
-            let wait = self.inner.config.terraform.apply_timeout;
+        // The tool it recorded, and any it started but had no time to
+        // record: Terraform finishes, the others stop.
+        let wait = self.inner.config.terraform.apply_timeout;
+        let found = tool::tools_in(&self.session_dir(&id));
+        for child in record.child.iter().chain(&found) {
             let adopted = tool::adopt(child, wait).await;
             if adopted != tool::Adopted::Gone {
                 tracing::info!(session = %id, pgid = child.pgid, ?adopted, "took over a tool a previous server left running");
             }
-            if let Err(err) = self.inner.store.set_child(&id, None).await {
-                tracing::warn!(session = %id, error = %err, "could not forget a child process");
-            }
+        }
+        if record.child.is_some()
+            && let Err(err) = self.inner.store.set_child(&id, None).await
+        {
+            tracing::warn!(session = %id, error = %err, "could not forget a child process");
         }
         tracing::info!(session = %id, state = record.state.label(), "cleaning up after a restart");
         if record.state == SessionState::Destroying {

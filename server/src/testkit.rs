@@ -23,6 +23,11 @@ use crate::{config::Config, pki, serve::BoundServer};
 pub struct TestOptions {
     /// Seconds `terraform apply` sleeps, as a slow hypervisor would.
     pub create_delay_secs: u32,
+    /// Seconds the test module's destroy takes.
+    pub destroy_delay_secs: u32,
+    /// Make the test module declare `boot_wait = "ssh"` on a port nobody
+    /// serves, so a session stays in BOOTING until the boot timeout.
+    pub boot_wait_ssh: bool,
     /// Make `terraform apply` fail after the VM resource exists.
     pub fail_terraform: bool,
     /// Make the playbook fail.
@@ -49,6 +54,8 @@ impl Default for TestOptions {
     fn default() -> Self {
         TestOptions {
             create_delay_secs: 0,
+            destroy_delay_secs: 0,
+            boot_wait_ssh: false,
             fail_terraform: false,
             fail_ansible: false,
             max_parallel: 4,
@@ -165,6 +172,8 @@ destroy_timeout = "2m"
 
 [terraform.variables]
 create_delay_seconds = {delay}
+destroy_delay_seconds = {destroy_delay}
+boot_wait = "{boot_wait}"
 fail_create = {fail_tf}
 echo_token = {echo_token}
 marker_dir = {markers}
@@ -189,6 +198,8 @@ marker_dir = {markers}
         max_parallel = options.max_parallel,
         module = toml_string(&root.join("terraform/test")),
         delay = options.create_delay_secs,
+        destroy_delay = options.destroy_delay_secs,
+        boot_wait = if options.boot_wait_ssh { "ssh" } else { "none" },
         fail_tf = options.fail_terraform,
         markers = toml_string(&markers),
         ansible = toml_string(&ansible_playbook()),

@@ -466,6 +466,42 @@ pub fn process_identity(pid: i32) -> Option<String> {
     Some(format!("{} {start}", boot.trim()))
 }
 
+/// The process groups of the tools working in `dir` (their current folder
+/// is in it), each described as [`run_status`] records its tool: a group
+/// led by `terraform` is one to let finish, any other one to stop. This
+/// finds a tool the server started but died before recording.
+pub fn tools_in(dir: &Path) -> Vec<ChildRecord> {
+    let mut groups = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+            && let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
+        {
+            groups.insert(pgid.as_raw());
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|&pgid| pgid > 1)
+        .map(|pgid| {
+            let leader = std::fs::read_to_string(format!("/proc/{pgid}/comm")).unwrap_or_default();
+            let style = if leader.trim() == "terraform" {
+                StopStyle::InterruptFirst
+            } else {
+                StopStyle::Group
+            };
+            // A group whose leader is gone is stopped through any member.
+            let identity = process_identity(pgid).unwrap_or_else(|| "gone 0".into());
+            ChildRecord {
+                pgid,
+                identity: format!("{} {identity}", tool_name(style)),
+            }
+        })
+        .collect()
+}
+
 /// What a restarted server does with a tool a previous process left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adopted {
@@ -485,11 +521,18 @@ pub async fn adopt(child: &ChildRecord, wait: Duration) -> Adopted {
     let Some((style, identity)) = child.identity.split_once(' ') else {
         return Adopted::Gone;
     };
+    let group = Pid::from_raw(child.pgid);
+    if identity == "gone 0" {
+        // A leaderless group found in a session's folder: what is left of it.
+        if child.pgid > 1 && killpg(group, Signal::SIGKILL).is_ok() {
+            return Adopted::Stopped;
+        }
+        return Adopted::Gone;
+    }
     let same = || process_identity(child.pgid).as_deref() == Some(identity);
     if child.pgid <= 1 || !same() {
         return Adopted::Gone;
     }
-    let group = Pid::from_raw(child.pgid);
     if style == tool_name(StopStyle::InterruptFirst) {
         let deadline = tokio::time::Instant::now() + wait;
         while tokio::time::Instant::now() < deadline {
@@ -747,6 +790,20 @@ mod tests {
         SessionLog::new(store.clone(), record.id, secrets)
     }
 
+    /// The output lines recorded for a session.
+    async fn output_texts(store: &Store, id: &str) -> Vec<String> {
+        store
+            .events_after(id, 1)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                Some(daas_api::v1::session_event::Kind::Output(line)) => Some(line.text),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn sh(script: &str) -> Invocation {
         Invocation::new(
             Tool::Terraform,
@@ -816,16 +873,7 @@ mod tests {
         .await
         .unwrap();
         assert!(finished.status.success());
-        let texts: Vec<String> = store
-            .events_after(&log.session_id, 1)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter_map(|e| match e.kind {
-                Some(daas_api::v1::session_event::Kind::Output(line)) => Some(line.text),
-                _ => None,
-            })
-            .collect();
+        let texts = output_texts(&store, &log.session_id).await;
         assert_eq!(texts.len(), 3, "{texts:?}");
         assert!(texts.contains(&"pw=********".to_string()), "{texts:?}");
         assert!(!texts.iter().any(|t| t.contains("hunter22")));
@@ -885,6 +933,87 @@ mod tests {
         assert!(matches!(err, ToolError::Cancelled { .. }), "{err}");
         let record = store.get(&log.session_id).await.unwrap().unwrap();
         assert_eq!(record.child, None, "the finished child is forgotten");
+    }
+
+    #[tokio::test]
+    async fn tools_see_a_clean_environment() {
+        let (_dir, _, store) = test_log();
+        let log = session_log(&store, vec![]).await;
+        let finished = run(
+            sh("env").env("TF_IN_AUTOMATION", "1").capture_stdout(),
+            &log,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let env = String::from_utf8(finished.stdout).unwrap();
+        let names: Vec<&str> = env
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .collect();
+        // The test runner's own variables (CARGO_*, RUST_*, ...) stay out.
+        assert!(std::env::vars().any(|(k, _)| k.starts_with("CARGO")));
+        for name in &names {
+            assert!(
+                PASSED_ENV.contains(name)
+                    || ["LANG", "LC_ALL", "TF_IN_AUTOMATION", "PWD", "SHLVL", "_"].contains(name),
+                "{name} leaked into the tool's environment: {env}"
+            );
+        }
+        assert!(names.contains(&"PATH") && names.contains(&"TF_IN_AUTOMATION"));
+    }
+
+    #[test]
+    fn terraform_json_is_shown_as_text_and_failures_use_its_diagnostics() {
+        let mut summary = Summary::default();
+        let shown = terraform_lines(
+            r#"{"@level":"info","@message":"terraform_data.vm: (local-exec): creating desktop-abc","type":"provision_progress"}"#,
+            &mut summary,
+        );
+        assert_eq!(
+            shown,
+            ["terraform_data.vm: (local-exec): creating desktop-abc"]
+        );
+        let shown = terraform_lines(
+            r#"{"@level":"error","@message":"Error: local-exec provisioner error","type":"diagnostic","diagnostic":{"severity":"error","summary":"local-exec provisioner error","detail":"Error running command 'exit 1': exit status 1. Output: Error: simulated hypervisor failure\n","address":"terraform_data.post_create"}}"#,
+            &mut summary,
+        );
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        // A later error diagnostic does not replace the first.
+        terraform_lines(
+            r#"{"@level":"error","@message":"Error: other","type":"diagnostic","diagnostic":{"severity":"error","summary":"other","detail":""}}"#,
+            &mut summary,
+        );
+        assert_eq!(
+            summary.best().unwrap(),
+            "terraform_data.post_create: local-exec provisioner error (Error running command \
+             'exit 1': exit status 1. Output: Error: simulated hypervisor failure)"
+        );
+        let mut summary = Summary::default();
+        assert_eq!(terraform_lines("not json", &mut summary), ["not json"]);
+        assert_eq!(summary.best().unwrap(), "not json");
+    }
+
+    #[tokio::test]
+    async fn endless_lines_are_cut_and_the_rest_follows() {
+        let (_dir, _, store) = test_log();
+        let log = session_log(&store, vec![]).await;
+        run(
+            sh("head -c 20000 /dev/zero | tr '\\0' x; echo; echo next"),
+            &log,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let texts = output_texts(&store, &log.session_id).await;
+        assert_eq!(
+            texts.len(),
+            2,
+            "{:?}",
+            texts.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert!(texts[0].len() <= MAX_LINE + 4 && texts[0].starts_with("xxx"));
+        assert_eq!(texts[1], "next");
     }
 
     #[tokio::test]

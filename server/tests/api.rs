@@ -174,11 +174,7 @@ async fn health_and_reflection_are_served_on_the_same_port() {
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
 
-    let server = TestServer::start(TestOptions::default()).await;
-    let creds = server.credentials("alice", false);
-    let channel = daas_server::testkit::channel(&server.endpoint(), Some(&creds))
-        .await
-        .unwrap();
+    let (server, channel) = server_and_channel().await;
     let mut health = HealthClient::new(channel.clone());
     let reply = health
         .check(HealthCheckRequest {
@@ -213,4 +209,44 @@ async fn health_and_reflection_are_served_on_the_same_port() {
         "{names:?}"
     );
     server.stop().await;
+}
+
+/// Stock tools that speak only the older reflection protocol (Python's
+/// grpcio-reflection, grpcurl before 1.8.8) find the services too.
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_is_served_as_v1alpha_too() {
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+
+    let (server, channel) = server_and_channel().await;
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "daas.v1.DesktopService".into(),
+        )),
+    };
+    let mut replies = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    let Some(MessageResponse::FileDescriptorResponse(files)) = reply.message_response else {
+        panic!("unexpected reflection reply: {reply:?}");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+    server.stop().await;
+}
+
+/// A test server and a channel to it as the user alice.
+async fn server_and_channel() -> (TestServer, tonic::transport::Channel) {
+    let server = TestServer::start(TestOptions::default()).await;
+    let creds = server.credentials("alice", false);
+    let channel = daas_server::testkit::channel(&server.endpoint(), Some(&creds))
+        .await
+        .unwrap();
+    (server, channel)
 }

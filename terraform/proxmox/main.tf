@@ -1,7 +1,8 @@
-# Production module of the provisioning contract (DESIGN.md): a linked clone
-# of a cloud-init template on Proxmox VE, with DHCP and the QEMU guest agent
-# reporting the address. Telmate/proxmox 3.x syntax: cpu {}, network { id },
-# disks {} with every disk of the template declared in its own slot.
+# Production module of the provisioning contract (terraform/CONTRACT.md): a
+# linked clone of a cloud-init template on Proxmox VE, with DHCP and the QEMU
+# guest agent reporting the address. Telmate/proxmox 3.x syntax: cpu {},
+# network { id }, disks {} with every disk of the template declared in its own
+# slot.
 
 locals {
   vmid = var.vmid_base + var.slot

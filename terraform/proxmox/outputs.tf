@@ -1,4 +1,4 @@
-# ---- provisioning contract outputs (DESIGN.md) ----
+# ---- provisioning contract outputs (terraform/CONTRACT.md) ----
 # No boot_wait output: the server waits for SSH and `cloud-init status --wait`.
 
 output "vm_name" {

@@ -1,4 +1,4 @@
-# ---- provisioning contract (DESIGN.md): set by the server for every session ----
+# ---- provisioning contract (terraform/CONTRACT.md): set by the server for every session ----
 
 variable "vm_name" {
   description = "VM name in Proxmox, its hostname and its AD computer name (NetBIOS: at most 15 characters)."

@@ -1,8 +1,9 @@
-# Local desktop VMs with QEMU: the provisioning contract of DESIGN.md on this
-# machine, with nothing but the built-in terraform_data resource. Create makes
-# a qcow2 overlay on the template (a linked clone), a NoCloud seed and starts
-# QEMU in the background with loopback port forwards; destroy stops it and
-# removes what create made. scripts/vm.sh does the work.
+# Local desktop VMs with QEMU: the provisioning contract
+# (terraform/CONTRACT.md) on this machine, with nothing but the built-in
+# terraform_data resource. Create makes a qcow2 overlay on the template (a
+# linked clone), a NoCloud seed and starts QEMU in the background with
+# loopback port forwards; destroy stops it and removes what create made.
+# scripts/vm.sh does the work.
 
 locals {
   ssh_port = var.port_base + 2 * var.slot

@@ -1,4 +1,4 @@
-# ---- contract inputs (DESIGN.md, "Provisioning contract") ----
+# ---- contract inputs (terraform/CONTRACT.md) ----
 
 variable "vm_name" {
   description = "VM name, also its host name and AD computer name (at most 15 characters)."

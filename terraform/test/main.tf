@@ -1,8 +1,8 @@
-# Test module: the provisioning contract of DESIGN.md with nothing but the
-# built-in terraform_data resource (no provider to download). It creates no
-# VM: outputs are derived from the variables, and marker files prove that
-# create and destroy ran. Used by the integration tests and, until the QEMU
-# module exists, by `make demo`.
+# Test module: the provisioning contract (terraform/CONTRACT.md) with nothing
+# but the built-in terraform_data resource (no provider to download). It
+# creates no VM: outputs are derived from the variables, and marker files
+# prove that create and destroy ran. Used by the integration tests and, until
+# the QEMU module exists, by `make demo`.
 
 terraform {
   required_version = ">= 1.4"
@@ -71,6 +71,12 @@ variable "create_delay_seconds" {
   default     = 0
 }
 
+variable "destroy_delay_seconds" {
+  description = "Seconds the destroy takes."
+  type        = number
+  default     = 0
+}
+
 variable "fail_create" {
   description = "Fail the apply after the VM resource exists."
   type        = bool
@@ -95,10 +101,21 @@ variable "port_base" {
   default     = 42000
 }
 
+variable "boot_wait" {
+  description = "The boot_wait output: \"none\" (nothing boots), or \"ssh\": the server waits for an SSH banner on ssh_host:ssh_port, which nothing serves here, so the session stays BOOTING."
+  type        = string
+  default     = "none"
+  validation {
+    condition     = contains(["none", "ssh"], var.boot_wait)
+    error_message = "boot_wait must be \"none\" or \"ssh\"."
+  }
+}
+
 resource "terraform_data" "vm" {
   input = {
-    vm_name    = var.vm_name
-    marker_dir = var.marker_dir
+    vm_name       = var.vm_name
+    marker_dir    = var.marker_dir
+    destroy_delay = var.destroy_delay_seconds
   }
 
   provisioner "local-exec" {
@@ -124,11 +141,20 @@ resource "terraform_data" "vm" {
     }
   }
 
+  # One line per destroy run (the inventory hook's destroy appends its own),
+  # so tests can count them.
   provisioner "local-exec" {
     when    = destroy
-    command = "if [ -n \"$MARKER_DIR\" ]; then date > \"$MARKER_DIR/$VM_NAME.destroyed\"; fi; echo \"destroyed $VM_NAME\""
+    command = <<-EOT
+      sleep "$DELAY"
+      if [ -n "$MARKER_DIR" ]; then
+        echo "terraform $(date +%s.%N)" >> "$MARKER_DIR/$VM_NAME.destroyed"
+      fi
+      echo "destroyed $VM_NAME"
+    EOT
     environment = {
       VM_NAME    = self.input.vm_name
+      DELAY      = tostring(self.input.destroy_delay)
       MARKER_DIR = self.input.marker_dir
     }
   }
@@ -175,7 +201,8 @@ output "rdp_port" {
   value = var.port_base + 2 * var.slot + 1
 }
 
-# Nothing boots: the server skips the SSH and cloud-init wait.
+# "none" (the default): nothing boots, the server skips the SSH and
+# cloud-init wait. "ssh": the server waits for a banner nobody serves.
 output "boot_wait" {
-  value = "none"
+  value = var.boot_wait
 }

@@ -4,22 +4,67 @@
 #   vm.sh create    overlay + NoCloud seed + QEMU in the background
 #   vm.sh destroy   stop QEMU, remove everything create made
 #   vm.sh status    running (exit 0), dead (1) or absent (3)
+#   vm.sh list      the names of the VMs in STATE_DIR, one a line: those with
+#                   any of the files below, or a QEMU process (no VM_NAME)
 #
-# Always: VM_NAME, STATE_DIR. create also: IMAGE_DIR, CORES, MEMORY_MB,
-# DISK_GB, SSH_PORT, RDP_PORT, ACCEL (auto|kvm|tcg), KVM_PROBE_SECONDS,
-# SESSION_ID, META_DATA, USER_DATA (TEMPLATE and FOR_USER are only logged).
+# Always: STATE_DIR; all but list: VM_NAME. create also: IMAGE_DIR, CORES,
+# MEMORY_MB, DISK_GB, SSH_PORT, RDP_PORT, ACCEL (auto|kvm|tcg),
+# KVM_PROBE_SECONDS, SESSION_ID, META_DATA, USER_DATA (TEMPLATE and FOR_USER
+# are only logged).
 #
-# Files, all STATE_DIR/VM_NAME.*: qcow2 (overlay on IMAGE_DIR/disk.qcow2),
-# seed.iso, pid (QEMU's), console.log (serial console), qemu.log (QEMU's own
-# messages), watch.pid (the watcher), exited (written by the watcher when QEMU
-# exits on its own). STATE_DIR/accel caches the KVM probe's verdict.
+# Files, all STATE_DIR/VM_NAME.*: session (the session id, written first),
+# qcow2 (overlay on IMAGE_DIR/disk.qcow2), seed.iso, pid (QEMU's),
+# console.log (serial console), qemu.log (QEMU's own messages), watch.pid
+# (the watcher), exited (written by the watcher when QEMU exits on its own).
+# STATE_DIR/accel caches the KVM probe's verdict.
 set -euo pipefail
 
 action=${1:-}
-: "${VM_NAME:?VM_NAME is not set}" "${STATE_DIR:?STATE_DIR is not set}"
-[[ $VM_NAME =~ ^[a-z0-9][a-z0-9-]{0,14}$ ]] || { echo "bad VM_NAME: $VM_NAME" >&2; exit 2; }
+: "${STATE_DIR:?STATE_DIR is not set}"
+NAME_RE='^[a-z0-9][a-z0-9-]{0,14}$'
+# Every file of a VM (STATE_DIR/VM_NAME.SUFFIX): destroy removes them all.
+SUFFIXES=(session qcow2 seed.iso pid console.log qemu.log watch.pid exited)
+
+# vm.sh list: every name with one of the files above, or with a process whose
+# command line holds STATE_DIR/NAME.pid as an argument (QEMU's -pidfile).
+list_vms() {
+  local f n p arg sfx
+  if [[ -e $STATE_DIR && ! (-d $STATE_DIR && -r $STATE_DIR && -x $STATE_DIR) ]]; then
+    echo "vm.sh list: $STATE_DIR is not a readable folder" >&2
+    return 1
+  fi
+  {
+    if [[ -d $STATE_DIR ]]; then
+      shopt -s nullglob
+      for sfx in "${SUFFIXES[@]}"; do
+        for f in "$STATE_DIR"/*."$sfx"; do
+          n=${f##*/}
+          n=${n%."$sfx"}
+          if [[ $n =~ $NAME_RE ]]; then echo "$n"; fi
+        done
+      done
+    fi
+    # (read's builtin, no fork per process; a process may exit meanwhile)
+    for p in /proc/[0-9]*/cmdline; do
+      while IFS= read -r -d '' arg; do
+        [[ $arg == "$STATE_DIR/"*.pid ]] || continue
+        n=${arg#"$STATE_DIR/"}
+        n=${n%.pid}
+        if [[ $n =~ $NAME_RE ]]; then echo "$n"; fi
+      done 2>/dev/null <"$p" || true
+    done
+  } | sort -u
+}
+if [[ $action == list ]]; then
+  list_vms
+  exit 0
+fi
+
+: "${VM_NAME:?VM_NAME is not set}"
+[[ $VM_NAME =~ $NAME_RE ]] || { echo "bad VM_NAME: $VM_NAME" >&2; exit 2; }
 
 BASE="$STATE_DIR/$VM_NAME"
+SESSION_FILE="$BASE.session"
 OVERLAY="$BASE.qcow2"
 SEED="$BASE.seed.iso"
 PIDFILE="$BASE.pid"
@@ -182,16 +227,19 @@ create() {
     port_in_use "$v" && die "port $v on 127.0.0.1 is already in use (another VM or program): choose another slot or port_base"
   done
 
-  local accel
-  accel=$(choose_accel)
-  say "creating from $IMAGE_DIR (template ${TEMPLATE:-?}, for ${FOR_USER:-?}): $CORES vCPU, $MEMORY_MB MiB, $DISK_GB GiB, $accel"
-
   # From here on a failure (or a stop by the server) undoes what was made;
   # the logs stay for diagnosis until the next create or destroy of this name.
-  trap 'status=$?; if ((status != 0)); then stop_vm || true; rm -f "$OVERLAY" "$SEED" "$PIDFILE"; fi' EXIT
+  trap 'status=$?; if ((status != 0)); then stop_vm || true; rm -f "$SESSION_FILE" "$OVERLAY" "$SEED" "$PIDFILE"; fi' EXIT
   trap 'exit 143' TERM
   trap 'exit 130' INT
   rm -f "$OVERLAY" "$SEED" "$PIDFILE" "$CONSOLE" "$QEMU_LOG" "$EXITED" "$WATCH_PID"
+  # First of all the files: what a power cut leaves is found by `vm.sh list`
+  # (the inventory hook), with the session it was for.
+  printf '%s\n' "$SESSION_ID" >"$SESSION_FILE"
+
+  local accel
+  accel=$(choose_accel)
+  say "creating from $IMAGE_DIR (template ${TEMPLATE:-?}, for ${FOR_USER:-?}): $CORES vCPU, $MEMORY_MB MiB, $DISK_GB GiB, $accel"
 
   # Linked clone: an overlay on the template, grown to disk_gb (cloud-init
   # grows the root file system at first boot).
@@ -260,8 +308,11 @@ create() {
 }
 
 destroy() {
+  local sfx
   stop_vm
-  rm -f "$OVERLAY" "$SEED" "$PIDFILE" "$CONSOLE" "$QEMU_LOG" "$EXITED" "$WATCH_PID"
+  for sfx in "${SUFFIXES[@]}"; do
+    rm -f "$BASE.$sfx"
+  done
   say "destroyed"
 }
 
@@ -286,7 +337,7 @@ case $action in
   destroy) destroy ;;
   status) status ;;
   *)
-    echo "usage: VM_NAME=... STATE_DIR=... vm.sh create|destroy|status" >&2
+    echo "usage: VM_NAME=... STATE_DIR=... vm.sh create|destroy|status; STATE_DIR=... vm.sh list" >&2
     exit 2
     ;;
 esac
