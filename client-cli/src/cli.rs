@@ -107,6 +107,13 @@ pub struct CreateArgs {
     /// Template to clone the desktop from (default: the server's)
     #[arg(long, value_name = "NAME")]
     pub template: Option<String>,
+
+    /// Idempotency key (1-64 letters, digits, '.', '_', ':', '-'): a create
+    /// with the same key within 24 h follows the first desktop instead of
+    /// making another (default: a new random key, reused by the CLI's own
+    /// retries)
+    #[arg(long, value_name = "KEY")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Args)]

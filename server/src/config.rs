@@ -157,6 +157,9 @@ pub struct Limits {
     pub create_burst: u32,
     /// CreateSession and WatchSession streams open at once.
     pub max_streams: usize,
+    /// How long tool output lines are kept (stage changes stay forever).
+    #[serde(with = "humantime_serde")]
+    pub output_retention: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -359,6 +362,7 @@ impl Default for Raw {
                 creates_per_minute: 6,
                 create_burst: 3,
                 max_streams: 1000,
+                output_retention: Duration::from_secs(14 * 86_400),
             },
             vm: VmDefaults {
                 template: "debian-12-xfce".into(),
@@ -604,6 +608,7 @@ impl Config {
             ("terraform.apply_timeout", raw.terraform.apply_timeout),
             ("terraform.destroy_timeout", raw.terraform.destroy_timeout),
             ("terraform.sweep_interval", raw.terraform.sweep_interval),
+            ("limits.output_retention", raw.limits.output_retention),
             ("boot.timeout", raw.boot.timeout),
             ("ansible.timeout", raw.ansible.timeout),
         ] {

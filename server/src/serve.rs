@@ -222,6 +222,11 @@ impl BoundServer {
             self.pipeline.clone(),
             self.config.terraform.sweep_interval,
         ));
+        let retention = tokio::spawn(crate::retention::run(
+            self.store.clone(),
+            self.config.limits.output_retention,
+            self.pipeline.shutdown_token(),
+        ));
         let reaper = tokio::spawn(crate::reaper::run(
             self.config.clone(),
             self.store.clone(),
@@ -261,6 +266,7 @@ impl BoundServer {
         self.pipeline.shutdown(SHUTDOWN_GRACE).await;
         let _ = reaper.await;
         let _ = sweeper.await;
+        let _ = retention.await;
         Ok(())
     }
 }

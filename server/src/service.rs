@@ -9,6 +9,7 @@ use daas_api::v1::{
     desktop_service_server::DesktopService,
 };
 use tokio::sync::{broadcast, mpsc};
+
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -17,9 +18,10 @@ use crate::{
     auth::Caller,
     config::Config,
     error::Error,
+    events::Subscription,
     limits::{CreateRate, StreamSlots},
     pipeline::Pipeline,
-    store::{NewSession, SessionLimits, SessionRecord, Store},
+    store::{NewSession, PageCursor, SessionLimits, SessionRecord, Store, StoreError},
     validate,
 };
 
@@ -78,6 +80,58 @@ impl DesktopApi {
     }
 }
 
+/// The token of the page after `last`: opaque to clients.
+fn page_token(last: &SessionRecord) -> String {
+    format!("{}.{}", last.created_ms, last.id)
+}
+
+fn parse_page_token(token: &str) -> Result<PageCursor, Error> {
+    let bad = || Error::InvalidArgument {
+        field: "page_token",
+        why: "is not a token this server gave; start again without it".into(),
+    };
+    let (ms, id) = token.split_once('.').ok_or_else(bad)?;
+    let created_ms = ms.parse::<i64>().map_err(|_| bad())?;
+    uuid::Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok(PageCursor {
+        created_ms,
+        id: id.to_string(),
+    })
+}
+
+impl DesktopApi {
+    /// The stream of the session an earlier create with the same request id
+    /// made, if this create asks for the same thing.
+    fn same_request(
+        &self,
+        earlier: SessionRecord,
+        username: &str,
+        template: &str,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<Response<EventStream>, Status> {
+        if earlier.username != username || earlier.template != template {
+            return Err(Error::InvalidArgument {
+                field: "request_id",
+                why: format!(
+                    "was used within 24 h for another create (session {}); choose a new one",
+                    earlier.id
+                ),
+            }
+            .into());
+        }
+        tracing::info!(session = %earlier.id, "a create repeated its request id: streaming the session it made");
+        let live = self.store.subscribe(&earlier.id);
+        Ok(Response::new(follow(
+            self.store.clone(),
+            earlier.id,
+            live,
+            0,
+            self.pipeline.shutdown_token(),
+            slot,
+        )))
+    }
+}
+
 /// The user a create is for: the caller, or anyone for an administrator.
 fn create_owner(caller: &Caller, requested: String) -> Result<String, Error> {
     match (caller.user(), requested.is_empty()) {
@@ -99,7 +153,7 @@ fn create_owner(caller: &Caller, requested: String) -> Result<String, Error> {
 pub fn follow(
     store: Store,
     id: String,
-    live: broadcast::Receiver<SessionEvent>,
+    live: Subscription,
     after: u64,
     shutdown: CancellationToken,
     slot: tokio::sync::OwnedSemaphorePermit,
@@ -117,7 +171,7 @@ pub fn follow(
 async fn forward(
     store: &Store,
     id: &str,
-    mut live: broadcast::Receiver<SessionEvent>,
+    mut live: Subscription,
     mut last: u64,
     shutdown: &CancellationToken,
     tx: &mpsc::Sender<Result<SessionEvent, Status>>,
@@ -212,31 +266,56 @@ impl DesktopService for DesktopApi {
             validate::template(&req.template)?;
             req.template
         };
+        let request_key = if req.request_id.is_empty() {
+            None
+        } else {
+            validate::request_id(&req.request_id)?;
+            Some(format!(
+                "{}\n{}",
+                caller.user().unwrap_or("local"),
+                req.request_id
+            ))
+        };
         let shutdown = self.pipeline.shutdown_token();
         if shutdown.is_cancelled() {
             return Err(Error::ShuttingDown.into());
         }
         let slot = self.streams.open()?;
+        // A retry of a create that went through: its session, not a new one
+        // (and no rate token taken).
+        if let Some(key) = &request_key
+            && let Some(earlier) = self.store.by_request(key).await.map_err(Error::from)?
+        {
+            return self.same_request(earlier, &req.username, &template, slot);
+        }
         self.create_rate.take(&req.username)?;
-        let live = self.store.subscribe();
         let limits = SessionLimits {
             max_sessions: self.config.limits.max_sessions,
             max_per_user: self.config.limits.max_sessions_per_user,
         };
-        let (record, _) = self
+        let created = self
             .store
             .create_session(
                 NewSession {
-                    username: req.username,
+                    username: req.username.clone(),
                     session_user: req.session_user,
-                    template,
+                    template: template.clone(),
+                    request_key,
                 },
                 limits,
             )
-            .await
-            .map_err(Error::from)?;
+            .await;
+        let record = match created {
+            Ok((record, _)) => record,
+            Err(StoreError::SameRequest(earlier)) => {
+                return self.same_request(*earlier, &req.username, &template, slot);
+            }
+            Err(err) => return Err(Error::from(err).into()),
+        };
         tracing::info!(session = %record.id, user = %record.username, vm = %record.vm_name, "session requested");
         let id = record.id.clone();
+        // Subscribed before the pipeline publishes anything.
+        let live = self.store.subscribe(&id);
         self.pipeline.start(record, req.session_password);
         Ok(Response::new(follow(
             self.store.clone(),
@@ -258,8 +337,8 @@ impl DesktopService for DesktopApi {
             after_sequence,
         } = request.into_inner();
         let slot = self.streams.open()?;
-        let live = self.store.subscribe();
         self.session_for(&caller, &id, "watch").await?;
+        let live = self.store.subscribe(&id);
         Ok(Response::new(follow(
             self.store.clone(),
             id,
@@ -306,15 +385,29 @@ impl DesktopService for DesktopApi {
                 );
             }
         };
-        let sessions = self
+        let page_size = validate::page_size(req.page_size)?;
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            Some(parse_page_token(&req.page_token)?)
+        };
+        // One more than asked tells whether another page follows.
+        let mut records = self
             .store
-            .list(username, state)
+            .list_page(username, state, after, page_size + 1)
             .await
-            .map_err(Error::from)?
-            .iter()
-            .map(|r| self.view(r))
-            .collect();
-        Ok(Response::new(ListSessionsResponse { sessions }))
+            .map_err(Error::from)?;
+        let next_page_token = if records.len() > page_size as usize {
+            records.truncate(page_size as usize);
+            records.last().map(page_token).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let sessions = records.iter().map(|r| self.view(r)).collect();
+        Ok(Response::new(ListSessionsResponse {
+            sessions,
+            next_page_token,
+        }))
     }
 
     async fn destroy_session(

@@ -17,7 +17,8 @@ use daas_api::v1::{
 use prost::Message;
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use tokio::sync::broadcast;
+
+use crate::events::{Hub, Subscription};
 
 /// The store failed; the message says which operation.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,10 @@ pub enum StoreError {
         from: SessionState,
         to: SessionState,
     },
+    /// Not a failure: a create repeats an earlier one (same request key);
+    /// here is the session it made.
+    #[error("this request already made session {}", .0.id)]
+    SameRequest(Box<SessionRecord>),
 }
 
 /// Which session limit a create would exceed.
@@ -144,7 +149,40 @@ DROP INDEX sessions_live_slots;
 CREATE UNIQUE INDEX sessions_live_slots ON sessions (slot) WHERE slot_released = 0;
 CREATE INDEX sessions_state ON sessions (state);
 "#,
+    r#"
+ALTER TABLE events ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN time_ms INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX events_output_time ON events (time_ms) WHERE kind = 2;
+ALTER TABLE sessions ADD COLUMN request_key TEXT;
+CREATE INDEX sessions_request ON sessions (request_key, created_ms) WHERE request_key IS NOT NULL;
+CREATE INDEX sessions_created ON sessions (created_ms, id);
+"#,
 ];
+
+/// The `events.kind` column: which events retention may prune.
+const EVENT_UNKNOWN: i32 = 0;
+const EVENT_STAGE_CHANGE: i32 = 1;
+const EVENT_OUTPUT: i32 = 2;
+const EVENT_IDLE_WARNING: i32 = 3;
+
+/// How long a `request_id` names its session.
+pub const REQUEST_ID_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+fn event_kind(event: &SessionEvent) -> i32 {
+    match event.kind {
+        Some(Kind::StageChange(_)) => EVENT_STAGE_CHANGE,
+        Some(Kind::Output(_)) => EVENT_OUTPUT,
+        Some(Kind::IdleWarning(_)) => EVENT_IDLE_WARNING,
+        None => EVENT_UNKNOWN,
+    }
+}
+
+fn event_time_ms(event: &SessionEvent) -> i64 {
+    event
+        .time
+        .map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+        .unwrap_or(0)
+}
 
 /// What the in-VM agent last reported, kept in the store so a restart of
 /// the server resets nobody's idle clock.
@@ -200,6 +238,13 @@ pub struct ChildRecord {
     pub identity: String,
 }
 
+/// Where a page of sessions ends: the last session it held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    pub created_ms: i64,
+    pub id: String,
+}
+
 /// What the Terraform module reported about the VM.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VmOutputs {
@@ -211,18 +256,21 @@ pub struct VmOutputs {
 }
 
 /// What a create request asks for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewSession {
     pub username: String,
     pub session_user: String,
     pub template: String,
+    /// The caller and its `request_id`, when it gave one: a second create
+    /// with the same key within [`REQUEST_ID_WINDOW_MS`] finds the first.
+    pub request_key: Option<String>,
 }
 
 /// The session store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
-    live: broadcast::Sender<SessionEvent>,
+    hub: Hub,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -324,6 +372,20 @@ impl SessionRecord {
     }
 }
 
+/// The session a request key made within the window, if any.
+fn by_request_key(conn: &Connection, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+    conn.query_row(
+        &format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE request_key = ?1 AND created_ms > ?2 \
+             ORDER BY created_ms DESC LIMIT 1"
+        ),
+        params![key, now_ms() - REQUEST_ID_WINDOW_MS],
+        session_from_row,
+    )
+    .optional()
+    .context("reading a session by request")
+}
+
 fn get_session(conn: &Connection, id: &str) -> Result<Option<SessionRecord>, StoreError> {
     conn.query_row(
         &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
@@ -362,10 +424,10 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(5))
             .context("setting the busy timeout")?;
         migrate(&mut conn)?;
-        let (live, _) = broadcast::channel(4096);
+
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
-            live,
+            hub: Hub::default(),
         })
     }
 
@@ -373,12 +435,10 @@ impl Store {
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &broadcast::Sender<SessionEvent>) -> Result<T, StoreError>
-            + Send
-            + 'static,
+        F: FnOnce(&mut Connection, &Hub) -> Result<T, StoreError> + Send + 'static,
     {
         let conn = self.conn.clone();
-        let live = self.live.clone();
+        let live = self.hub.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&mut conn, &live)
@@ -387,9 +447,9 @@ impl Store {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    /// Live events of every session, published after they are stored.
-    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
-        self.live.subscribe()
+    /// Live events of session `id`, published after they are stored.
+    pub fn subscribe(&self, id: &str) -> Subscription {
+        self.hub.subscribe(id)
     }
 
     /// Records a new QUEUED session with the lowest free slot and a fresh VM
@@ -406,6 +466,11 @@ impl Store {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .context("starting a transaction")?;
+            if let Some(key) = &new.request_key
+                && let Some(earlier) = by_request_key(&tx, key)?
+            {
+                return Err(StoreError::SameRequest(Box::new(earlier)));
+            }
             let (total, of_user): (usize, usize) = tx
                 .query_row(
                     "SELECT COUNT(*), COALESCE(SUM(username = ?1), 0) FROM sessions \
@@ -448,8 +513,8 @@ impl Store {
             // The lowest slot from 1 up that no live session holds.
             tx.execute(
                 "INSERT INTO sessions (id, username, session_user, template, state, slot, \
-                 vm_name, created_ms, updated_ms, stage_started_ms) \
-                 SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7 FROM ( \
+                 vm_name, created_ms, updated_ms, stage_started_ms, request_key) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8 FROM ( \
                    SELECT 1 AS candidate \
                    UNION ALL SELECT slot + 1 FROM sessions WHERE slot_released = 0 \
                  ) WHERE candidate NOT IN (SELECT slot FROM sessions WHERE slot_released = 0)",
@@ -460,7 +525,8 @@ impl Store {
                     new.template,
                     SessionState::Queued as i32,
                     vm_name,
-                    now
+                    now,
+                    new.request_key
                 ],
             )
             .context("inserting a session")?;
@@ -480,7 +546,7 @@ impl Store {
             };
             insert_event(&tx, &event)?;
             tx.commit().context("committing a new session")?;
-            let _ = live.send(event.clone());
+            live.publish(&event);
             Ok((record, event))
         })
         .await
@@ -553,7 +619,7 @@ impl Store {
             };
             insert_event(&tx, &event)?;
             tx.commit().context("committing a stage change")?;
-            let _ = live.send(event.clone());
+            live.publish(&event);
             Ok(event)
         })
         .await
@@ -577,7 +643,7 @@ impl Store {
             };
             insert_event(&tx, &event)?;
             tx.commit().context("committing an output line")?;
-            let _ = live.send(event.clone());
+            live.publish(&event);
             Ok(event)
         })
         .await
@@ -677,7 +743,7 @@ impl Store {
             };
             insert_event(&tx, &event)?;
             tx.commit().context("committing a warning")?;
-            let _ = live.send(event.clone());
+            live.publish(&event);
             Ok(event)
         })
         .await
@@ -729,25 +795,67 @@ impl Store {
         .await
     }
 
-    /// Sessions, newest first, filtered by user and state when given.
+    /// The session an earlier create with this request key made, if any.
+    pub async fn by_request(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let key = key.to_string();
+        self.with(move |conn, _| by_request_key(conn, &key)).await
+    }
+
+    /// Every session, newest first, filtered by user and state when given.
     pub async fn list(
         &self,
         username: Option<String>,
         state: Option<SessionState>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.list_page(username, state, None, u32::MAX).await
+    }
+
+    /// At most `limit` sessions, newest first, after `after` (the last
+    /// session of the previous page), filtered by user and state when given.
+    pub async fn list_page(
+        &self,
+        username: Option<String>,
+        state: Option<SessionState>,
+        after: Option<PageCursor>,
+        limit: u32,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         self.with(move |conn, _| {
             let mut stmt = conn
                 .prepare(&format!(
                     "SELECT {SESSION_COLUMNS} FROM sessions \
                      WHERE (?1 IS NULL OR username = ?1) AND (?2 IS NULL OR state = ?2) \
-                     ORDER BY created_ms DESC, id"
+                     AND (?3 IS NULL OR created_ms < ?3 OR (created_ms = ?3 AND id < ?4)) \
+                     ORDER BY created_ms DESC, id DESC LIMIT ?5"
                 ))
                 .context("listing sessions")?;
+            let (after_ms, after_id) = after.map(|c| (c.created_ms, c.id)).unzip();
             let rows = stmt
-                .query_map(params![username, state.map(|s| s as i32)], session_from_row)
+                .query_map(
+                    params![
+                        username,
+                        state.map(|s| s as i32),
+                        after_ms,
+                        after_id,
+                        i64::from(limit)
+                    ],
+                    session_from_row,
+                )
                 .context("listing sessions")?;
             rows.collect::<Result<Vec<_>, _>>()
                 .context("listing sessions")
+        })
+        .await
+    }
+
+    /// Deletes tool output lines recorded before `before_ms`; stage changes
+    /// and warnings are kept. Returns how many went.
+    pub async fn prune_output(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.with(move |conn, _| {
+            conn.execute(
+                "DELETE FROM events WHERE kind = ?1 AND time_ms < ?2",
+                params![EVENT_OUTPUT, before_ms],
+            )
+            .context("pruning old output lines")
         })
         .await
     }
@@ -833,11 +941,13 @@ fn next_sequence(conn: &Connection, id: &str) -> Result<u64, StoreError> {
 
 fn insert_event(conn: &Connection, event: &SessionEvent) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO events (session_id, seq, body) VALUES (?1, ?2, ?3)",
+        "INSERT INTO events (session_id, seq, body, kind, time_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             event.session_id,
             event.sequence as i64,
-            event.encode_to_vec()
+            event.encode_to_vec(),
+            event_kind(event),
+            event_time_ms(event)
         ],
     )
     .context("storing an event")?;
@@ -855,7 +965,41 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             .context("recording the schema version")?;
         tx.commit().context("committing a migration")?;
     }
+    if version < 4 {
+        classify_old_events(conn)?;
+    }
     Ok(())
+}
+
+/// Events stored before migration 4 get their kind and time from their body.
+fn classify_old_events(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction().context("classifying old events")?;
+    let rows = {
+        let mut stmt = tx
+            .prepare("SELECT session_id, seq, body FROM events WHERE kind = 0")
+            .context("classifying old events")?;
+        stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+            ))
+        })
+        .context("classifying old events")?
+        .collect::<Result<Vec<_>, _>>()
+        .context("classifying old events")?
+    };
+    for (id, seq, body) in rows {
+        let Ok(event) = SessionEvent::decode(body.as_slice()) else {
+            continue;
+        };
+        tx.execute(
+            "UPDATE events SET kind = ?3, time_ms = ?4 WHERE session_id = ?1 AND seq = ?2",
+            params![id, seq, event_kind(&event), event_time_ms(&event)],
+        )
+        .context("classifying old events")?;
+    }
+    tx.commit().context("classifying old events")
 }
 
 #[cfg(test)]
@@ -939,6 +1083,7 @@ mod tests {
             username: user.into(),
             session_user: String::new(),
             template: "t".into(),
+            request_key: None,
         }
     }
 
@@ -1078,11 +1223,11 @@ mod tests {
         let path = dir.path().join("db.sqlite3");
         let id = {
             let store = Store::open(&path).unwrap();
-            let mut live = store.subscribe();
             let (s, first) = store
                 .create_session_unlimited(new_session("alice"))
                 .await
                 .unwrap();
+            let mut live = store.subscribe(&s.id);
             assert_eq!(first.sequence, 1);
             store
                 .transition(
@@ -1113,8 +1258,15 @@ mod tests {
             assert_eq!(failed.sequence, 4);
             let session = failed.session.expect("final events carry the session");
             assert_eq!(session.failure.unwrap().reason, "boom");
-            let seqs: Vec<u64> = (0..4).map(|_| live.try_recv().unwrap().sequence).collect();
-            assert_eq!(seqs, [1, 2, 3, 4]);
+            let mut seqs = Vec::new();
+            for _ in 0..3 {
+                seqs.push(live.recv().await.unwrap().sequence);
+            }
+            assert_eq!(
+                seqs,
+                [2, 3, 4],
+                "published after the subscription, in order"
+            );
             s.id
         };
         let store = Store::open(&path).unwrap();
@@ -1170,6 +1322,98 @@ mod tests {
                 .warned_reap_ms,
             None
         );
+    }
+
+    #[tokio::test]
+    async fn pages_follow_each_other_without_gaps_or_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+        let mut made = Vec::new();
+        for _ in 0..7 {
+            made.push(
+                store
+                    .create_session_unlimited(new_session("alice"))
+                    .await
+                    .unwrap()
+                    .0
+                    .id,
+            );
+        }
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.list_page(None, None, after, 3).await.unwrap();
+            seen.extend(page.iter().map(|r| r.id.clone()));
+            if page.len() < 3 {
+                break;
+            }
+            let last = page.last().unwrap();
+            after = Some(PageCursor {
+                created_ms: last.created_ms,
+                id: last.id.clone(),
+            });
+        }
+        let all: Vec<String> = store
+            .list(None, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(seen, all, "the pages are the whole list, in order");
+        made.sort();
+        seen.sort();
+        assert_eq!(seen, made);
+    }
+
+    #[tokio::test]
+    async fn a_request_key_names_its_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+        let keyed = NewSession {
+            request_key: Some("alice\nr-1".into()),
+            ..new_session("alice")
+        };
+        let (first, _) = store.create_session_unlimited(keyed.clone()).await.unwrap();
+        let err = store.create_session_unlimited(keyed).await.unwrap_err();
+        let StoreError::SameRequest(earlier) = err else {
+            panic!("{err}");
+        };
+        assert_eq!(earlier.id, first.id);
+        assert_eq!(
+            store.by_request("alice\nr-1").await.unwrap().map(|r| r.id),
+            Some(first.id)
+        );
+        assert!(store.by_request("bob\nr-1").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn retention_prunes_output_lines_and_keeps_stage_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+        let (s, _) = store
+            .create_session_unlimited(new_session("alice"))
+            .await
+            .unwrap();
+        store.walk(&s.id, &[SessionState::Provisioning]).await;
+        for text in ["one", "two"] {
+            let line = OutputLine {
+                tool: Tool::Terraform as i32,
+                stream: OutputStream::Stdout as i32,
+                text: text.into(),
+            };
+            store.output(&s.id, line).await.unwrap();
+        }
+        assert_eq!(store.prune_output(now_ms() - 60_000).await.unwrap(), 0);
+        assert_eq!(store.prune_output(now_ms() + 1).await.unwrap(), 2);
+        let left: Vec<u64> = store
+            .events_after(&s.id, 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.sequence)
+            .collect();
+        assert_eq!(left, [1, 2], "the two stage changes stay");
     }
 
     #[tokio::test]

@@ -779,6 +779,7 @@ mod tests {
                     username: "alice".into(),
                     session_user: String::new(),
                     template: "t".into(),
+                    ..Default::default()
                 },
                 crate::store::SessionLimits {
                     max_sessions: 10,

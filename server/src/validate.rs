@@ -75,6 +75,36 @@ pub fn template(value: &str) -> Result<(), Error> {
     }
 }
 
+/// Checks a create's idempotency key: 1-64 of letters, digits, `.`, `_`,
+/// `:` and `-`.
+pub fn request_id(value: &str) -> Result<(), Error> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            field: "request_id",
+            why: "must be 1-64 letters, digits, '.', '_', ':' or '-'".into(),
+        })
+    }
+}
+
+/// Checks a ListSessions page size: 0 (the default, 100) to 1000.
+pub fn page_size(value: u32) -> Result<u32, Error> {
+    match value {
+        0 => Ok(100),
+        1..=1000 => Ok(value),
+        _ => Err(Error::InvalidArgument {
+            field: "page_size",
+            why: format!("must be at most 1000, not {value}"),
+        }),
+    }
+}
+
 /// Checks a session id as the server makes them (a UUID), so that an id
 /// never becomes a path outside the data dir.
 pub fn session_id(value: &str) -> Result<(), Error> {

@@ -93,8 +93,8 @@ async fn bad_input_is_invalid_argument_naming_the_field() {
 
     let status = client
         .list_sessions(ListSessionsRequest {
-            username: String::new(),
             state: 99,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -140,6 +140,7 @@ async fn list_filters_by_user_and_state() {
     let list = |username: &str, state: SessionState| ListSessionsRequest {
         username: username.into(),
         state: state as i32,
+        ..Default::default()
     };
     let all = client
         .list_sessions(list("", SessionState::Unspecified))
@@ -249,4 +250,106 @@ async fn server_and_channel() -> (TestServer, tonic::transport::Channel) {
         .await
         .unwrap();
     (server, channel)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_come_in_pages() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let mut client = server.client().await;
+    for i in 0..5 {
+        create(&mut client, request(&format!("u{i}"))).await;
+    }
+    let mut names = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = client
+            .list_sessions(ListSessionsRequest {
+                page_size: 2,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        names.extend(page.sessions.into_iter().map(|s| s.username));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        names,
+        ["u4", "u3", "u2", "u1", "u0"],
+        "newest first, once each"
+    );
+
+    for (size, token, field) in [(1001, "", "page_size"), (0, "garbage", "page_token")] {
+        let status = client
+            .list_sessions(ListSessionsRequest {
+                page_size: size,
+                page_token: token.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains(field), "{}", status.message());
+    }
+    server.stop().await;
+}
+
+/// A client that lost its stream and sends the same create again gets the
+/// first desktop's stream, not a second desktop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_request_id_streams_the_first_session() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let mut alice = server.client_as("alice", false).await;
+    let req = CreateSessionRequest {
+        request_id: "3f1c2d7e-retry".into(),
+        ..Default::default()
+    };
+    let first = create(&mut alice, req.clone()).await;
+    let again = create(&mut alice, req.clone()).await;
+    assert_eq!(again, first, "the same session's events, from the start");
+    let sessions = alice
+        .list_sessions(ListSessionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions;
+    assert_eq!(sessions.len(), 1, "one desktop");
+
+    // Another caller's key is another key.
+    let mut bob = server.client_as("bob", false).await;
+    let bobs = create(&mut bob, req.clone()).await;
+    assert_ne!(bobs[0].session_id, first[0].session_id);
+
+    // The same key for something else is refused.
+    let status = create_error(
+        &mut alice,
+        CreateSessionRequest {
+            template: "other-template".into(),
+            ..req.clone()
+        },
+    )
+    .await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("request_id"),
+        "{}",
+        status.message()
+    );
+    let status = create_error(
+        &mut alice,
+        CreateSessionRequest {
+            request_id: "no spaces".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    server.stop().await;
 }

@@ -434,7 +434,7 @@ async fn the_session_password_is_never_stored_or_shown() {
             username: "alice".into(),
             session_user: "student".into(),
             session_password: password.into(),
-            template: String::new(),
+            ..Default::default()
         },
     )
     .await;

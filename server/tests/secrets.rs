@@ -117,7 +117,7 @@ async fn secrets_never_leak_but_reach_their_tools() {
             username: "alice".into(),
             session_user: "student".into(),
             session_password: SESSION_PASSWORD.into(),
-            template: String::new(),
+            ..Default::default()
         },
     )
     .await;

@@ -164,7 +164,7 @@ async fn users_see_and_act_on_their_own_sessions_only() {
         .map(|_| ()),
         bob.list_sessions(ListSessionsRequest {
             username: "alice".into(),
-            state: 0,
+            ..Default::default()
         })
         .await
         .map(|_| ()),

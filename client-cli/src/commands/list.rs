@@ -16,16 +16,26 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
         None => SessionState::Unspecified,
     };
     let mut client = connect(&ctx.server).await?;
-    let request = ListSessionsRequest {
-        username: args.user.unwrap_or_default(),
-        state: state as i32,
-    };
-    let sessions = client
-        .list_sessions(request)
-        .await
-        .map_err(|status| CliError::from_status(&status, &ctx.server, None))?
-        .into_inner()
-        .sessions;
+    let mut sessions = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = ListSessionsRequest {
+            username: args.user.clone().unwrap_or_default(),
+            state: state as i32,
+            page_size: 1000,
+            page_token,
+        };
+        let page = client
+            .list_sessions(request)
+            .await
+            .map_err(|status| CliError::from_status(&status, &ctx.server, None))?
+            .into_inner();
+        sessions.extend(page.sessions);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
     if ctx.json {
         json::print(&sessions.iter().map(json::session).collect())
     } else if sessions.is_empty() {

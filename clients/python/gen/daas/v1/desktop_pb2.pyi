@@ -139,6 +139,7 @@ class CreateSessionRequest(_message.Message):
     SESSION_USER_FIELD_NUMBER: _builtins.int
     SESSION_PASSWORD_FIELD_NUMBER: _builtins.int
     TEMPLATE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     username: _builtins.str
     """The user the desktop is for (an AD sAMAccountName: 1-20 characters, none
     of "/\\[]:;|=,+*?<>@ and no control characters). Empty means the caller
@@ -155,6 +156,13 @@ class CreateSessionRequest(_message.Message):
     """Optional template name passed to the Terraform module; empty means the
     server's default. Letters, digits, '.', '_' and '-', at most 64.
     """
+    request_id: _builtins.str
+    """Optional idempotency key chosen by the client (1-64 letters, digits,
+    '.', '_', ':' or '-'; a UUID is a good choice). A create with the same
+    caller and `request_id` within 24 hours makes no new desktop: it streams
+    the existing session's events from the start. Reusing it for a
+    different user or template is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
@@ -162,10 +170,11 @@ class CreateSessionRequest(_message.Message):
         session_user: _builtins.str = ...,
         session_password: _builtins.str = ...,
         template: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_password", b"session_password", "session_user", b"session_user", "template", b"template", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "session_password", b"session_password", "session_user", b"session_user", "template", b"template", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -223,21 +232,31 @@ class ListSessionsRequest(_message.Message):
 
     USERNAME_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     username: _builtins.str
     """Only sessions of this user; empty means every user the caller may see
     (a user sees only their own).
     """
     state: Global___SessionState.ValueType
     """Only sessions in this state; UNSPECIFIED means every state."""
+    page_size: _builtins.int
+    """Most sessions to return (1-1000); 0 means 100."""
+    page_token: _builtins.str
+    """`next_page_token` of the previous page, to continue; empty for the
+    first page. Keep the other fields the same between pages.
+    """
     def __init__(
         self,
         *,
         username: _builtins.str = ...,
         state: Global___SessionState.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["state", b"state", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "state", b"state", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -248,6 +267,9 @@ class ListSessionsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Set when more sessions match: pass it as `page_token` for the next page."""
     @_builtins.property
     def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Session]:
         """Matching sessions, newest first."""
@@ -256,10 +278,11 @@ class ListSessionsResponse(_message.Message):
         self,
         *,
         sessions: _abc.Iterable[Global___Session] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessions", b"sessions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "sessions", b"sessions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

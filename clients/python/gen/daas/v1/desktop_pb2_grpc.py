@@ -107,7 +107,8 @@ class DesktopServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSessions(self, request, context):
-        """Lists sessions, newest first, optionally filtered by user and state.
+        """Lists sessions, newest first, optionally filtered by user and state, a
+        page at a time (`page_size`, `next_page_token`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

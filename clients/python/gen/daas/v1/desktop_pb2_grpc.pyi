@@ -61,7 +61,9 @@ class DesktopServiceStub:
     GetSession: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.GetSessionRequest, _desktop_pb2.Session]
     """Returns one session. Errors: NOT_FOUND for an unknown id."""
     ListSessions: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.ListSessionsRequest, _desktop_pb2.ListSessionsResponse]
-    """Lists sessions, newest first, optionally filtered by user and state."""
+    """Lists sessions, newest first, optionally filtered by user and state, a
+    page at a time (`page_size`, `next_page_token`).
+    """
     DestroySession: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.DestroySessionRequest, _desktop_pb2.Session]
     """Destroys a session's desktop (Terraform destroy) and returns the session
     in its final state. A session still provisioning is stopped first.
@@ -100,7 +102,9 @@ class DesktopServiceAsyncStub(DesktopServiceStub):
     GetSession: _aio.UnaryUnaryMultiCallable[_desktop_pb2.GetSessionRequest, _desktop_pb2.Session]  # type: ignore[assignment]
     """Returns one session. Errors: NOT_FOUND for an unknown id."""
     ListSessions: _aio.UnaryUnaryMultiCallable[_desktop_pb2.ListSessionsRequest, _desktop_pb2.ListSessionsResponse]  # type: ignore[assignment]
-    """Lists sessions, newest first, optionally filtered by user and state."""
+    """Lists sessions, newest first, optionally filtered by user and state, a
+    page at a time (`page_size`, `next_page_token`).
+    """
     DestroySession: _aio.UnaryUnaryMultiCallable[_desktop_pb2.DestroySessionRequest, _desktop_pb2.Session]  # type: ignore[assignment]
     """Destroys a session's desktop (Terraform destroy) and returns the session
     in its final state. A session still provisioning is stopped first.
@@ -160,7 +164,9 @@ class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _desktop_pb2.ListSessionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_desktop_pb2.ListSessionsResponse, _abc.Awaitable[_desktop_pb2.ListSessionsResponse]]:
-        """Lists sessions, newest first, optionally filtered by user and state."""
+        """Lists sessions, newest first, optionally filtered by user and state, a
+        page at a time (`page_size`, `next_page_token`).
+        """
 
     @_abc_1.abstractmethod
     def DestroySession(

@@ -1,0 +1,120 @@
+//! Live events, one channel per watched session (as mini-redis keeps one
+//! per key): publishing a line of one session wakes only that session's
+//! watchers, and a session nobody watches has no channel at all.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use daas_api::v1::SessionEvent;
+use tokio::sync::broadcast;
+
+/// Events a slow watcher may fall behind by before it catches up from the
+/// store.
+const CHANNEL_CAPACITY: usize = 256;
+
+type Channels = HashMap<String, broadcast::Sender<SessionEvent>>;
+
+/// The live side of the event log. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Hub {
+    channels: Arc<Mutex<Channels>>,
+}
+
+/// One watcher's feed of a session's live events; its channel goes away
+/// with its last subscription.
+pub struct Subscription {
+    rx: broadcast::Receiver<SessionEvent>,
+    channels: Arc<Mutex<Channels>>,
+    id: String,
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Channels> {
+        self.channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Live events of session `id` from now on.
+    pub fn subscribe(&self, id: &str) -> Subscription {
+        let rx = self
+            .lock()
+            .entry(id.to_string())
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .subscribe();
+        Subscription {
+            rx,
+            channels: self.channels.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    /// Sends `event` to its session's watchers, if any.
+    pub fn publish(&self, event: &SessionEvent) {
+        if let Some(sender) = self.lock().get(&event.session_id) {
+            let _ = sender.send(event.clone());
+        }
+    }
+
+    /// Sessions with at least one watcher.
+    pub fn watched(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+impl Subscription {
+    /// The next live event; `Lagged` when this watcher fell behind.
+    pub async fn recv(&mut self) -> Result<SessionEvent, broadcast::error::RecvError> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // This subscription is the last receiver.
+        if channels
+            .get(&self.id)
+            .is_some_and(|sender| sender.receiver_count() <= 1)
+        {
+            channels.remove(&self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, sequence: u64) -> SessionEvent {
+        SessionEvent {
+            session_id: id.into(),
+            sequence,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn watchers_get_only_their_session_and_channels_go_with_them() {
+        let hub = Hub::default();
+        let mut a1 = hub.subscribe("a");
+        let mut a2 = hub.subscribe("a");
+        let mut b = hub.subscribe("b");
+        hub.publish(&event("a", 1));
+        hub.publish(&event("c", 1)); // nobody watches c: no channel made
+        assert_eq!(hub.watched(), 2);
+        assert_eq!(a1.recv().await.unwrap().sequence, 1);
+        assert_eq!(a2.recv().await.unwrap().sequence, 1);
+        assert!(b.rx.try_recv().is_err(), "b is not woken for a");
+        drop(a1);
+        assert_eq!(hub.watched(), 2, "a still has a watcher");
+        drop(a2);
+        drop(b);
+        assert_eq!(hub.watched(), 0);
+    }
+}

@@ -1,0 +1,30 @@
+//! Event retention: tool output lines older than `limits.output_retention`
+//! are deleted at start and every hour; stage changes and warnings, which
+//! tell a session's story, are kept. Pruned lines leave gaps in a session's
+//! sequence numbers.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, now_ms};
+
+const EVERY: Duration = Duration::from_secs(3600);
+
+/// Prunes until `shutdown`.
+pub async fn run(store: Store, retention: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let keep_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        match store.prune_output(now_ms().saturating_sub(keep_ms)).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned old tool output lines"),
+            Err(err) => tracing::error!(error = %err, "could not prune old tool output lines"),
+        }
+    }
+}
