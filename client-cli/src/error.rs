@@ -279,8 +279,16 @@ fn install_it(programs: &[&str], install: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-/// The `retry-after` metadata of a status, in seconds.
+/// When the server says to retry, in seconds: its `google.rpc.RetryInfo`
+/// detail, else its `retry-after` metadata (older servers).
 fn retry_after(status: &Status) -> Option<u64> {
+    use tonic_types::StatusExt;
+    if let Some(delay) = status
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+    {
+        return Some(delay.as_secs_f64().ceil() as u64);
+    }
     status
         .metadata()
         .get("retry-after")
@@ -434,6 +442,21 @@ mod tests {
             "only admins may create desktops for other users"
         );
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn retry_info_details_say_when_to_retry() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let status = Status::with_error_details(
+            Code::ResourceExhausted,
+            "the server already runs its maximum of 50 desktops",
+            ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(12_300))),
+        );
+        let err = CliError::from_status(&status, &server(), None);
+        assert_eq!(
+            err.to_string(),
+            "the server already runs its maximum of 50 desktops (retry in 13 s)"
+        );
     }
 
     #[test]

@@ -1,8 +1,13 @@
-//! The server's errors, and their one mapping to gRPC statuses.
+//! The server's errors: each has one [`ErrorCode`], which maps it to a gRPC
+//! code and an HTTP status alike, and is turned into a `tonic::Status` here
+//! only, with typed details (`google.rpc.BadRequest` naming the field,
+//! `google.rpc.RetryInfo` saying when to retry) that clients read instead
+//! of parsing messages.
 
 use std::time::Duration;
 
 use tonic::{Code, Status, metadata::MetadataValue};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::store::StoreError;
 
@@ -50,26 +55,91 @@ impl From<StoreError> for Error {
     }
 }
 
+/// What kind of failure an [`Error`] is, whatever the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+    PermissionDenied,
+    ResourceExhausted,
+    /// The operation ran and failed; repeating it retries.
+    Aborted,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The gRPC code.
+    pub fn grpc(self) -> Code {
+        match self {
+            ErrorCode::InvalidArgument => Code::InvalidArgument,
+            ErrorCode::NotFound => Code::NotFound,
+            ErrorCode::Unauthenticated => Code::Unauthenticated,
+            ErrorCode::PermissionDenied => Code::PermissionDenied,
+            ErrorCode::ResourceExhausted => Code::ResourceExhausted,
+            ErrorCode::Aborted => Code::Aborted,
+            ErrorCode::Unavailable => Code::Unavailable,
+            ErrorCode::Internal => Code::Internal,
+        }
+    }
+
+    /// The HTTP status (as google.rpc.Code documents the pairs).
+    pub fn http(self) -> http::StatusCode {
+        match self {
+            ErrorCode::InvalidArgument => http::StatusCode::BAD_REQUEST,
+            ErrorCode::NotFound => http::StatusCode::NOT_FOUND,
+            ErrorCode::Unauthenticated => http::StatusCode::UNAUTHORIZED,
+            ErrorCode::PermissionDenied => http::StatusCode::FORBIDDEN,
+            ErrorCode::ResourceExhausted => http::StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Aborted => http::StatusCode::CONFLICT,
+            ErrorCode::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl Error {
+    /// The error's code, for every transport.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            Error::ResourceExhausted { .. } => ErrorCode::ResourceExhausted,
+            Error::DestroyFailed { .. } => ErrorCode::Aborted,
+            Error::ShuttingDown => ErrorCode::Unavailable,
+            Error::Store(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// How long to wait before trying again, when waiting helps.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::ResourceExhausted { retry_after, .. } => *retry_after,
+            Error::ShuttingDown => Some(Duration::from_secs(5)),
+            _ => None,
+        }
+    }
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
-        let code = match &err {
-            Error::InvalidArgument { .. } => Code::InvalidArgument,
-            Error::NotFound(_) => Code::NotFound,
-            Error::Unauthenticated(_) => Code::Unauthenticated,
-            Error::PermissionDenied(_) => Code::PermissionDenied,
-            Error::ResourceExhausted { .. } => Code::ResourceExhausted,
-            Error::DestroyFailed { .. } => Code::Aborted,
-            Error::ShuttingDown => Code::Unavailable,
-            Error::Store(_) => Code::Internal,
-        };
-        if code == Code::Internal {
+        let code = err.code();
+        if code == ErrorCode::Internal {
             tracing::error!(error = %err, "request failed");
         }
-        let retry_after = match &err {
-            Error::ResourceExhausted { retry_after, .. } => *retry_after,
-            _ => None,
-        };
-        let mut status = Status::new(code, err.to_string());
+        let mut details = ErrorDetails::new();
+        if let Error::InvalidArgument { field, why } = &err {
+            details.add_bad_request_violation(*field, why.clone());
+        }
+        let retry_after = err.retry_after();
+        if let Some(after) = retry_after {
+            details.set_retry_info(Some(after));
+        }
+        let mut status = Status::with_error_details(code.grpc(), err.to_string(), details);
+        // Also as metadata, for clients that read no details.
         if let Some(after) = retry_after
             && let Ok(value) = MetadataValue::try_from(after.as_secs().max(1).to_string())
         {
@@ -109,5 +179,61 @@ mod tests {
         });
         assert_eq!(status.code(), Code::ResourceExhausted);
         assert_eq!(status.metadata().get("retry-after").unwrap(), "9");
+        let retry = status.get_details_retry_info().expect("RetryInfo");
+        assert_eq!(retry.retry_delay, Some(Duration::from_millis(9_400)));
+    }
+
+    #[test]
+    fn a_bad_field_is_named_in_the_details() {
+        let status = Status::from(Error::InvalidArgument {
+            field: "session_user",
+            why: "contains '/'".into(),
+        });
+        let bad = status.get_details_bad_request().expect("BadRequest");
+        assert_eq!(bad.field_violations.len(), 1);
+        assert_eq!(bad.field_violations[0].field, "session_user");
+        assert_eq!(bad.field_violations[0].description, "contains '/'");
+    }
+
+    #[test]
+    fn every_code_has_a_grpc_code_and_an_http_status() {
+        use http::StatusCode as H;
+        let pairs = [
+            (
+                ErrorCode::InvalidArgument,
+                Code::InvalidArgument,
+                H::BAD_REQUEST,
+            ),
+            (ErrorCode::NotFound, Code::NotFound, H::NOT_FOUND),
+            (
+                ErrorCode::Unauthenticated,
+                Code::Unauthenticated,
+                H::UNAUTHORIZED,
+            ),
+            (
+                ErrorCode::PermissionDenied,
+                Code::PermissionDenied,
+                H::FORBIDDEN,
+            ),
+            (
+                ErrorCode::ResourceExhausted,
+                Code::ResourceExhausted,
+                H::TOO_MANY_REQUESTS,
+            ),
+            (ErrorCode::Aborted, Code::Aborted, H::CONFLICT),
+            (
+                ErrorCode::Unavailable,
+                Code::Unavailable,
+                H::SERVICE_UNAVAILABLE,
+            ),
+            (
+                ErrorCode::Internal,
+                Code::Internal,
+                H::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (code, grpc, http) in pairs {
+            assert_eq!((code.grpc(), code.http()), (grpc, http), "{code:?}");
+        }
     }
 }
