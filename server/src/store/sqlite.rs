@@ -1,94 +1,27 @@
-//! The session store: one SQLite file holding sessions and their events.
-//!
-//! Every event is committed before it is published to live watchers, and
-//! published while the store is still locked, so watchers see a session's
-//! events in sequence order.
+//! The embedded default store: one SQLite file holding sessions and their
+//! events (WAL mode). Every event is committed before it is published to
+//! live watchers, and published while the connection is still held, so
+//! watchers see a session's events in sequence order.
 
 use std::{
     path::Path,
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use daas_api::v1::{
-    Failure, IdleWarning, OutputLine, Session, SessionEvent, SessionState, StageChange,
-    session_event::Kind,
+    IdleWarning, OutputLine, SessionEvent, SessionState, StageChange, session_event::Kind,
 };
 use prost::Message;
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use super::{
+    ActivityRecord, AgentReport, ChildRecord, LimitHit, NewSession, PageCursor,
+    REQUEST_ID_WINDOW_MS, SessionLimits, SessionRecord, SessionStore, StoreError, VmOutputs,
+    duration, now_ms, state_from_db, timestamp,
+};
 use crate::events::{Hub, Subscription};
-
-/// The store failed; the message says which operation.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("session store: {context}: {source}")]
-    Sqlite {
-        context: &'static str,
-        source: rusqlite::Error,
-    },
-    #[error("session store: cannot create {path}: {source}")]
-    Dir {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("session store: a stored event of session {0} is corrupt")]
-    CorruptEvent(String),
-    #[error("session store: the database task failed: {0}")]
-    Task(String),
-    #[error("session store: no session {0}")]
-    Missing(String),
-    /// Not a failure: a create would exceed a session limit.
-    #[error("{}", limit_message(.0))]
-    LimitReached(LimitHit),
-    /// The session is no longer in the state the caller saw: someone else
-    /// moved it first.
-    #[error("session {id} is {} now, not {} any more", .actual.label(), .expected.label())]
-    Conflict {
-        id: String,
-        expected: SessionState,
-        actual: SessionState,
-    },
-    /// The state machine has no such move (a bug in the caller).
-    #[error("session {id} cannot move from {} to {}", .from.label(), .to.label())]
-    IllegalMove {
-        id: String,
-        from: SessionState,
-        to: SessionState,
-    },
-    /// Not a failure: a create repeats an earlier one (same request key);
-    /// here is the session it made.
-    #[error("this request already made session {}", .0.id)]
-    SameRequest(Box<SessionRecord>),
-}
-
-/// Which session limit a create would exceed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LimitHit {
-    /// The server's `max_sessions`.
-    Server(usize),
-    /// The user's `max_sessions_per_user`.
-    User(String, usize),
-}
-
-fn limit_message(hit: &LimitHit) -> String {
-    match hit {
-        LimitHit::Server(max) => format!(
-            "the server already runs its maximum of {max} desktops; try again when one is destroyed"
-        ),
-        LimitHit::User(user, max) => {
-            format!("{user} already has {max} live desktops, the most allowed; destroy one first")
-        }
-    }
-}
-
-/// Session counts a create must stay within.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionLimits {
-    pub max_sessions: usize,
-    pub max_per_user: usize,
-}
 
 trait Context<T> {
     fn context(self, context: &'static str) -> Result<T, StoreError>;
@@ -165,9 +98,6 @@ const EVENT_STAGE_CHANGE: i32 = 1;
 const EVENT_OUTPUT: i32 = 2;
 const EVENT_IDLE_WARNING: i32 = 3;
 
-/// How long a `request_id` names its session.
-pub const REQUEST_ID_WINDOW_MS: i64 = 24 * 3600 * 1000;
-
 fn event_kind(event: &SessionEvent) -> i32 {
     match event.kind {
         Some(Kind::StageChange(_)) => EVENT_STAGE_CHANGE,
@@ -184,121 +114,10 @@ fn event_time_ms(event: &SessionEvent) -> i64 {
         .unwrap_or(0)
 }
 
-/// What the in-VM agent last reported, kept in the store so a restart of
-/// the server resets nobody's idle clock.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ActivityRecord {
-    pub last_report_ms: Option<i64>,
-    pub last_input_ms: Option<i64>,
-    /// The last report that saw an RDP client connected.
-    pub last_connected_ms: Option<i64>,
-    pub rdp_clients: u32,
-    pub users: Vec<String>,
-    pub agent_version: String,
-    /// The reaping time announced by the last IDLE_WARNING, while it holds.
-    pub warned_reap_ms: Option<i64>,
-}
-
-/// One report of the agent.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentReport {
-    pub idle_ms: i64,
-    pub rdp_clients: u32,
-    pub users: Vec<String>,
-    pub agent_version: String,
-}
-
-/// A session row, as the server works with it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionRecord {
-    pub id: String,
-    pub username: String,
-    pub session_user: String,
-    pub template: String,
-    pub state: SessionState,
-    pub slot: u32,
-    pub vm_name: String,
-    pub outputs: VmOutputs,
-    pub failure: Option<(SessionState, String)>,
-    /// The tool process group running for the session, if any.
-    pub child: Option<ChildRecord>,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-    pub ready_ms: Option<i64>,
-    pub activity: ActivityRecord,
-}
-
-/// A tool's process group, as recorded when it started: a restarted server
-/// touches it only if the process is still the same one (see
-/// [`crate::tool::process_identity`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChildRecord {
-    pub pgid: i32,
-    /// How the tool is stopped, the boot id and the process's start time.
-    pub identity: String,
-}
-
-/// Where a page of sessions ends: the last session it held.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageCursor {
-    pub created_ms: i64,
-    pub id: String,
-}
-
-/// What the Terraform module reported about the VM.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct VmOutputs {
-    pub vm_id: String,
-    pub ssh_host: String,
-    pub ssh_port: u16,
-    pub rdp_host: String,
-    pub rdp_port: u16,
-}
-
-/// What a create request asks for.
-#[derive(Debug, Clone, Default)]
-pub struct NewSession {
-    pub username: String,
-    pub session_user: String,
-    pub template: String,
-    /// The caller and its `request_id`, when it gave one: a second create
-    /// with the same key within [`REQUEST_ID_WINDOW_MS`] finds the first.
-    pub request_key: Option<String>,
-}
-
-/// The session store. Cheap to clone.
-#[derive(Clone)]
-pub struct Store {
+/// The embedded default store: one SQLite file.
+pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     hub: Hub,
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// A time in ms since the epoch as a protobuf timestamp.
-pub fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-fn duration(ms: i64) -> prost_types::Duration {
-    let ms = ms.max(0);
-    prost_types::Duration {
-        seconds: ms / 1000,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
-    }
-}
-
-fn state_from_db(value: i32) -> SessionState {
-    SessionState::try_from(value).unwrap_or(SessionState::Unspecified)
 }
 
 const SESSION_COLUMNS: &str = "id, username, session_user, template, state, slot, vm_name, \
@@ -345,33 +164,6 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     })
 }
 
-impl SessionRecord {
-    /// The session as the API shows it.
-    pub fn to_proto(&self) -> Session {
-        Session {
-            id: self.id.clone(),
-            username: self.username.clone(),
-            session_user: self.session_user.clone(),
-            template: self.template.clone(),
-            state: self.state as i32,
-            vm_name: self.vm_name.clone(),
-            vm_id: self.outputs.vm_id.clone(),
-            rdp_host: self.outputs.rdp_host.clone(),
-            rdp_port: u32::from(self.outputs.rdp_port),
-            ssh_host: self.outputs.ssh_host.clone(),
-            ssh_port: u32::from(self.outputs.ssh_port),
-            created_at: Some(timestamp(self.created_ms)),
-            updated_at: Some(timestamp(self.updated_ms)),
-            ready_at: self.ready_ms.map(timestamp),
-            failure: self.failure.as_ref().map(|(stage, reason)| Failure {
-                stage: *stage as i32,
-                reason: reason.clone(),
-            }),
-            activity: None,
-        }
-    }
-}
-
 /// The session a request key made within the window, if any.
 fn by_request_key(conn: &Connection, key: &str) -> Result<Option<SessionRecord>, StoreError> {
     conn.query_row(
@@ -405,9 +197,9 @@ fn random_vm_name() -> String {
     format!("{}{suffix}", crate::inventory::VM_NAME_PREFIX)
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
                 path: dir.display().to_string(),
@@ -425,7 +217,7 @@ impl Store {
             .context("setting the busy timeout")?;
         migrate(&mut conn)?;
 
-        Ok(Store {
+        Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             hub: Hub::default(),
         })
@@ -446,9 +238,12 @@ impl Store {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
 
+#[tonic::async_trait]
+impl SessionStore for SqliteStore {
     /// Live events of session `id`, published after they are stored.
-    pub fn subscribe(&self, id: &str) -> Subscription {
+    fn subscribe(&self, id: &str) -> Subscription {
         self.hub.subscribe(id)
     }
 
@@ -457,7 +252,7 @@ impl Store {
     /// the insert are one write transaction (`BEGIN IMMEDIATE`), and the
     /// live-slot index is UNIQUE, so concurrent writers cannot overshoot a
     /// limit or share a slot.
-    pub async fn create_session(
+    async fn create_session(
         &self,
         new: NewSession,
         limits: SessionLimits,
@@ -557,7 +352,7 @@ impl Store {
     /// event. Fails with [`StoreError::Conflict`] when the session is no
     /// longer in `from`, and with [`StoreError::IllegalMove`] when the state
     /// machine has no such move.
-    pub async fn transition(
+    async fn transition(
         &self,
         id: &str,
         from: SessionState,
@@ -626,7 +421,7 @@ impl Store {
     }
 
     /// Records a line of tool output as an event of the session.
-    pub async fn output(&self, id: &str, line: OutputLine) -> Result<SessionEvent, StoreError> {
+    async fn output(&self, id: &str, line: OutputLine) -> Result<SessionEvent, StoreError> {
         let id = id.to_string();
         self.with(move |conn, live| {
             let tx = conn.transaction().context("starting a transaction")?;
@@ -650,7 +445,7 @@ impl Store {
     }
 
     /// Stores what the Terraform module reported about the VM.
-    pub async fn set_outputs(&self, id: &str, outputs: VmOutputs) -> Result<(), StoreError> {
+    async fn set_outputs(&self, id: &str, outputs: VmOutputs) -> Result<(), StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| {
             conn.execute(
@@ -673,7 +468,7 @@ impl Store {
 
     /// Remembers the process group of the tool running for a session, so a
     /// restarted server can adopt or stop what a crashed one left running.
-    pub async fn set_child(&self, id: &str, child: Option<ChildRecord>) -> Result<(), StoreError> {
+    async fn set_child(&self, id: &str, child: Option<ChildRecord>) -> Result<(), StoreError> {
         let id = id.to_string();
         let (pgid, identity) = child.map(|c| (c.pgid, c.identity)).unzip();
         self.with(move |conn, _| {
@@ -688,7 +483,7 @@ impl Store {
     }
 
     /// Records an agent's report: the activity and when it came.
-    pub async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {
+    async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| {
             let now = now_ms();
@@ -713,7 +508,7 @@ impl Store {
     }
 
     /// Records an IDLE_WARNING event and remembers the announced time.
-    pub async fn idle_warning(
+    async fn idle_warning(
         &self,
         id: &str,
         reap_at_ms: i64,
@@ -750,7 +545,7 @@ impl Store {
     }
 
     /// Forgets a warning whose reason went away (the desktop is used again).
-    pub async fn clear_warning(&self, id: &str) -> Result<(), StoreError> {
+    async fn clear_warning(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| {
             conn.execute(
@@ -764,7 +559,7 @@ impl Store {
     }
 
     /// Frees the session's slot once its VM is known to be gone.
-    pub async fn release_slot(&self, id: &str) -> Result<(), StoreError> {
+    async fn release_slot(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| {
             conn.execute("UPDATE sessions SET slot_released = 1 WHERE id = ?1", [id])
@@ -775,13 +570,13 @@ impl Store {
     }
 
     /// One session, if it exists.
-    pub async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| get_session(conn, &id)).await
     }
 
     /// The session whose VM is `vm_name`, if any.
-    pub async fn by_vm_name(&self, vm_name: &str) -> Result<Option<SessionRecord>, StoreError> {
+    async fn by_vm_name(&self, vm_name: &str) -> Result<Option<SessionRecord>, StoreError> {
         let vm_name = vm_name.to_string();
         self.with(move |conn, _| {
             conn.query_row(
@@ -796,13 +591,13 @@ impl Store {
     }
 
     /// The session an earlier create with this request key made, if any.
-    pub async fn by_request(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+    async fn by_request(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
         let key = key.to_string();
         self.with(move |conn, _| by_request_key(conn, &key)).await
     }
 
     /// Every session, newest first, filtered by user and state when given.
-    pub async fn list(
+    async fn list(
         &self,
         username: Option<String>,
         state: Option<SessionState>,
@@ -812,7 +607,7 @@ impl Store {
 
     /// At most `limit` sessions, newest first, after `after` (the last
     /// session of the previous page), filtered by user and state when given.
-    pub async fn list_page(
+    async fn list_page(
         &self,
         username: Option<String>,
         state: Option<SessionState>,
@@ -849,7 +644,7 @@ impl Store {
 
     /// Deletes tool output lines recorded before `before_ms`; stage changes
     /// and warnings are kept. Returns how many went.
-    pub async fn prune_output(&self, before_ms: i64) -> Result<usize, StoreError> {
+    async fn prune_output(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.with(move |conn, _| {
             conn.execute(
                 "DELETE FROM events WHERE kind = ?1 AND time_ms < ?2",
@@ -861,7 +656,7 @@ impl Store {
     }
 
     /// Sessions the server was working on (provisioning or destroying).
-    pub async fn in_progress(&self) -> Result<Vec<SessionRecord>, StoreError> {
+    async fn in_progress(&self) -> Result<Vec<SessionRecord>, StoreError> {
         // Only the sessions that are not settled: the history can be long.
         let settled = [
             SessionState::Ready,
@@ -889,11 +684,7 @@ impl Store {
     }
 
     /// Events of a session with a sequence above `after`, in order.
-    pub async fn events_after(
-        &self,
-        id: &str,
-        after: u64,
-    ) -> Result<Vec<SessionEvent>, StoreError> {
+    async fn events_after(&self, id: &str, after: u64) -> Result<Vec<SessionEvent>, StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| {
             let mut stmt = conn
@@ -1005,6 +796,7 @@ fn classify_old_events(conn: &mut Connection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use daas_api::v1::{OutputStream, Tool};
 
     impl Store {

@@ -1,0 +1,353 @@
+//! The session store: sessions and their events, behind the
+//! [`SessionStore`] seam; [`SqliteStore`] (one SQLite file) is the embedded
+//! default.
+
+use std::{
+    ops::Deref,
+    path::Path,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use daas_api::v1::{Failure, OutputLine, Session, SessionEvent, SessionState};
+
+use crate::events::Subscription;
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// The store failed; the message says which operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store: {context}: {source}")]
+    Sqlite {
+        context: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("session store: cannot create {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("session store: a stored event of session {0} is corrupt")]
+    CorruptEvent(String),
+    #[error("session store: the database task failed: {0}")]
+    Task(String),
+    #[error("session store: no session {0}")]
+    Missing(String),
+    /// Not a failure: a create would exceed a session limit.
+    #[error("{}", limit_message(.0))]
+    LimitReached(LimitHit),
+    /// The session is no longer in the state the caller saw: someone else
+    /// moved it first.
+    #[error("session {id} is {} now, not {} any more", .actual.label(), .expected.label())]
+    Conflict {
+        id: String,
+        expected: SessionState,
+        actual: SessionState,
+    },
+    /// The state machine has no such move (a bug in the caller).
+    #[error("session {id} cannot move from {} to {}", .from.label(), .to.label())]
+    IllegalMove {
+        id: String,
+        from: SessionState,
+        to: SessionState,
+    },
+    /// Not a failure: a create repeats an earlier one (same request key);
+    /// here is the session it made.
+    #[error("this request already made session {}", .0.id)]
+    SameRequest(Box<SessionRecord>),
+}
+
+/// Which session limit a create would exceed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitHit {
+    /// The server's `max_sessions`.
+    Server(usize),
+    /// The user's `max_sessions_per_user`.
+    User(String, usize),
+}
+
+fn limit_message(hit: &LimitHit) -> String {
+    match hit {
+        LimitHit::Server(max) => format!(
+            "the server already runs its maximum of {max} desktops; try again when one is destroyed"
+        ),
+        LimitHit::User(user, max) => {
+            format!("{user} already has {max} live desktops, the most allowed; destroy one first")
+        }
+    }
+}
+
+/// Session counts a create must stay within.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub max_sessions: usize,
+    pub max_per_user: usize,
+}
+
+/// How long a `request_id` names its session.
+pub const REQUEST_ID_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// What the in-VM agent last reported, kept in the store so a restart of
+/// the server resets nobody's idle clock.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActivityRecord {
+    pub last_report_ms: Option<i64>,
+    pub last_input_ms: Option<i64>,
+    /// The last report that saw an RDP client connected.
+    pub last_connected_ms: Option<i64>,
+    pub rdp_clients: u32,
+    pub users: Vec<String>,
+    pub agent_version: String,
+    /// The reaping time announced by the last IDLE_WARNING, while it holds.
+    pub warned_reap_ms: Option<i64>,
+}
+
+/// One report of the agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentReport {
+    pub idle_ms: i64,
+    pub rdp_clients: u32,
+    pub users: Vec<String>,
+    pub agent_version: String,
+}
+
+/// A session row, as the server works with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub username: String,
+    pub session_user: String,
+    pub template: String,
+    pub state: SessionState,
+    pub slot: u32,
+    pub vm_name: String,
+    pub outputs: VmOutputs,
+    pub failure: Option<(SessionState, String)>,
+    /// The tool process group running for the session, if any.
+    pub child: Option<ChildRecord>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub ready_ms: Option<i64>,
+    pub activity: ActivityRecord,
+}
+
+/// A tool's process group, as recorded when it started: a restarted server
+/// touches it only if the process is still the same one (see
+/// [`crate::tool::process_identity`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildRecord {
+    pub pgid: i32,
+    /// How the tool is stopped, the boot id and the process's start time.
+    pub identity: String,
+}
+
+/// Where a page of sessions ends: the last session it held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    pub created_ms: i64,
+    pub id: String,
+}
+
+/// What the Terraform module reported about the VM.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VmOutputs {
+    pub vm_id: String,
+    pub ssh_host: String,
+    pub ssh_port: u16,
+    pub rdp_host: String,
+    pub rdp_port: u16,
+}
+
+/// What a create request asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewSession {
+    pub username: String,
+    pub session_user: String,
+    pub template: String,
+    /// The caller and its `request_id`, when it gave one: a second create
+    /// with the same key within [`REQUEST_ID_WINDOW_MS`] finds the first.
+    pub request_key: Option<String>,
+}
+
+/// What the service, the pipeline and the reaper need of a store. Every
+/// event is committed before it is published to live watchers, in sequence
+/// order per session; every state change is a compare-and-set along
+/// [`crate::state_machine`]; a create checks the limits, takes the lowest
+/// free slot and inserts in one atomic step that holds under concurrent
+/// writers (the live-slot index is UNIQUE).
+#[tonic::async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Live events of session `id`, published after they are stored.
+    fn subscribe(&self, id: &str) -> Subscription;
+
+    /// Records a new QUEUED session with the lowest free slot and a fresh VM
+    /// name; returns it with its first event. The limit check, the slot and
+    /// the insert are one write transaction (`BEGIN IMMEDIATE`), and the
+    /// live-slot index is UNIQUE, so concurrent writers cannot overshoot a
+    /// limit or share a slot.
+    async fn create_session(
+        &self,
+        new: NewSession,
+        limits: SessionLimits,
+    ) -> Result<(SessionRecord, SessionEvent), StoreError>;
+
+    /// Moves a session from `from` (the state the caller saw) to `to`,
+    /// recording the stage change (and, for FAILED, the failure) as an
+    /// event. Fails with [`StoreError::Conflict`] when the session is no
+    /// longer in `from`, and with [`StoreError::IllegalMove`] when the state
+    /// machine has no such move.
+    async fn transition(
+        &self,
+        id: &str,
+        from: SessionState,
+        to: SessionState,
+        message: String,
+        failure: Option<(SessionState, String)>,
+    ) -> Result<SessionEvent, StoreError>;
+
+    /// Records a line of tool output as an event of the session.
+    async fn output(&self, id: &str, line: OutputLine) -> Result<SessionEvent, StoreError>;
+
+    /// Stores what the Terraform module reported about the VM.
+    async fn set_outputs(&self, id: &str, outputs: VmOutputs) -> Result<(), StoreError>;
+
+    /// Remembers the process group of the tool running for a session, so a
+    /// restarted server can adopt or stop what a crashed one left running.
+    async fn set_child(&self, id: &str, child: Option<ChildRecord>) -> Result<(), StoreError>;
+
+    /// Records an agent's report: the activity and when it came.
+    async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError>;
+
+    /// Records an IDLE_WARNING event and remembers the announced time.
+    async fn idle_warning(
+        &self,
+        id: &str,
+        reap_at_ms: i64,
+        reason: String,
+    ) -> Result<SessionEvent, StoreError>;
+
+    /// Forgets a warning whose reason went away (the desktop is used again).
+    async fn clear_warning(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Frees the session's slot once its VM is known to be gone.
+    async fn release_slot(&self, id: &str) -> Result<(), StoreError>;
+
+    /// One session, if it exists.
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// The session whose VM is `vm_name`, if any.
+    async fn by_vm_name(&self, vm_name: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// The session an earlier create with this request key made, if any.
+    async fn by_request(&self, key: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Every session, newest first, filtered by user and state when given.
+    async fn list(
+        &self,
+        username: Option<String>,
+        state: Option<SessionState>,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// At most `limit` sessions, newest first, after `after` (the last
+    /// session of the previous page), filtered by user and state when given.
+    async fn list_page(
+        &self,
+        username: Option<String>,
+        state: Option<SessionState>,
+        after: Option<PageCursor>,
+        limit: u32,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// Deletes tool output lines recorded before `before_ms`; stage changes
+    /// and warnings are kept. Returns how many went.
+    async fn prune_output(&self, before_ms: i64) -> Result<usize, StoreError>;
+
+    /// Sessions the server was working on (provisioning or destroying).
+    async fn in_progress(&self) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// Events of a session with a sequence above `after`, in order.
+    async fn events_after(&self, id: &str, after: u64) -> Result<Vec<SessionEvent>, StoreError>;
+}
+
+/// The server's store: a cheap handle on a [`SessionStore`].
+#[derive(Clone)]
+pub struct Store(Arc<dyn SessionStore>);
+
+impl Store {
+    /// The embedded default: the SQLite file at `path` (created and
+    /// migrated as needed).
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Ok(Store(Arc::new(SqliteStore::open(path)?)))
+    }
+
+    /// Another backend.
+    pub fn new(backend: Arc<dyn SessionStore>) -> Store {
+        Store(backend)
+    }
+}
+
+impl Deref for Store {
+    type Target = dyn SessionStore;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A time in ms since the epoch as a protobuf timestamp.
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+pub(crate) fn duration(ms: i64) -> prost_types::Duration {
+    let ms = ms.max(0);
+    prost_types::Duration {
+        seconds: ms / 1000,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+pub(crate) fn state_from_db(value: i32) -> SessionState {
+    SessionState::try_from(value).unwrap_or(SessionState::Unspecified)
+}
+
+impl SessionRecord {
+    /// The session as the API shows it.
+    pub fn to_proto(&self) -> Session {
+        Session {
+            id: self.id.clone(),
+            username: self.username.clone(),
+            session_user: self.session_user.clone(),
+            template: self.template.clone(),
+            state: self.state as i32,
+            vm_name: self.vm_name.clone(),
+            vm_id: self.outputs.vm_id.clone(),
+            rdp_host: self.outputs.rdp_host.clone(),
+            rdp_port: u32::from(self.outputs.rdp_port),
+            ssh_host: self.outputs.ssh_host.clone(),
+            ssh_port: u32::from(self.outputs.ssh_port),
+            created_at: Some(timestamp(self.created_ms)),
+            updated_at: Some(timestamp(self.updated_ms)),
+            ready_at: self.ready_ms.map(timestamp),
+            failure: self.failure.as_ref().map(|(stage, reason)| Failure {
+                stage: *stage as i32,
+                reason: reason.clone(),
+            }),
+            activity: None,
+        }
+    }
+}
