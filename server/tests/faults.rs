@@ -4,7 +4,8 @@
 //! again, and then every session must be settled, every VM the test module
 //! made must be destroyed unless its session is READY (its `NAME.created`
 //! and `NAME.destroyed` markers are counted), and no tool may be left
-//! running. Run with `--no-capture` to see the table of outcomes.
+//! running (the guarantee of `terraform/CONTRACT.md`, "The sweeper", and
+//! RELIABILITY.md). Run with `--no-capture` to see the table of outcomes.
 
 mod common;
 

@@ -4,7 +4,7 @@
 cannot be downloaded on the build machines. Instead:
 
 * the module is parsed with python-hcl2 and its structure is checked against
-  the provider 3.x syntax and the provisioning contract (DESIGN.md);
+  the provider 3.x syntax and the provisioning contract (terraform/CONTRACT.md);
 * the variables' validation blocks are run by the real `terraform` on a stub
   module made of variables.tf and the module's locals (no provider needed).
 
