@@ -126,6 +126,18 @@ pub struct Secrets {
 
 impl Secrets {
     /// Every secret value, for masking tool output.
+    /// The environment a Terraform provider (and the module's inventory)
+    /// reads its credentials from: never a file, never a command line.
+    pub fn provider_env(&self) -> Vec<(&'static str, &str)> {
+        match (&self.proxmox_token_id, &self.proxmox_token_secret) {
+            (Some(id), Some(secret)) => vec![
+                ("PM_API_TOKEN_ID", id.as_str()),
+                ("PM_API_TOKEN_SECRET", secret.expose()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
     pub fn values(&self) -> Vec<String> {
         [&self.ad_join_password, &self.proxmox_token_secret]
             .into_iter()

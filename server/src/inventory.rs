@@ -64,13 +64,8 @@ impl Inventory<'_> {
             };
             inv = inv.env(&format!("DAAS_VAR_{name}"), value);
         }
-        if let (Some(id), Some(secret)) = (
-            &self.secrets.proxmox_token_id,
-            &self.secrets.proxmox_token_secret,
-        ) {
-            inv = inv
-                .env("PM_API_TOKEN_ID", id)
-                .env("PM_API_TOKEN_SECRET", secret.expose());
+        for (key, value) in self.secrets.provider_env() {
+            inv = inv.env(key, value);
         }
         inv
     }

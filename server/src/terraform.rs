@@ -99,15 +99,8 @@ impl Terraform<'_> {
                 "TF_PLUGIN_CACHE_DIR",
                 self.config.plugin_cache_dir.as_os_str(),
             );
-        // The Proxmox provider reads its token from the environment: never a
-        // file Terraform could print, never a command line.
-        if let (Some(id), Some(secret)) = (
-            &self.secrets.proxmox_token_id,
-            &self.secrets.proxmox_token_secret,
-        ) {
-            inv = inv
-                .env("PM_API_TOKEN_ID", id)
-                .env("PM_API_TOKEN_SECRET", secret.expose());
+        for (key, value) in self.secrets.provider_env() {
+            inv = inv.env(key, value);
         }
         inv
     }

@@ -242,16 +242,10 @@ impl SqliteStore {
 
 #[tonic::async_trait]
 impl SessionStore for SqliteStore {
-    /// Live events of session `id`, published after they are stored.
     fn subscribe(&self, id: &str) -> Subscription {
         self.hub.subscribe(id)
     }
 
-    /// Records a new QUEUED session with the lowest free slot and a fresh VM
-    /// name; returns it with its first event. The limit check, the slot and
-    /// the insert are one write transaction (`BEGIN IMMEDIATE`), and the
-    /// live-slot index is UNIQUE, so concurrent writers cannot overshoot a
-    /// limit or share a slot.
     async fn create_session(
         &self,
         new: NewSession,
@@ -347,11 +341,6 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    /// Moves a session from `from` (the state the caller saw) to `to`,
-    /// recording the stage change (and, for FAILED, the failure) as an
-    /// event. Fails with [`StoreError::Conflict`] when the session is no
-    /// longer in `from`, and with [`StoreError::IllegalMove`] when the state
-    /// machine has no such move.
     async fn transition(
         &self,
         id: &str,
@@ -420,7 +409,6 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    /// Records a line of tool output as an event of the session.
     async fn output(&self, id: &str, line: OutputLine) -> Result<SessionEvent, StoreError> {
         let id = id.to_string();
         self.with(move |conn, live| {
@@ -444,7 +432,6 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    /// Stores what the Terraform module reported about the VM.
     async fn set_outputs(&self, id: &str, outputs: VmOutputs) -> Result<(), StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| {
@@ -466,8 +453,6 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    /// Remembers the process group of the tool running for a session, so a
-    /// restarted server can adopt or stop what a crashed one left running.
     async fn set_child(&self, id: &str, child: Option<ChildRecord>) -> Result<(), StoreError> {
         let id = id.to_string();
         let (pgid, identity) = child.map(|c| (c.pgid, c.identity)).unzip();
@@ -482,7 +467,6 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    /// Records an agent's report: the activity and when it came.
     async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| {
@@ -507,7 +491,6 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    /// Records an IDLE_WARNING event and remembers the announced time.
     async fn idle_warning(
         &self,
         id: &str,
@@ -544,7 +527,6 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    /// Forgets a warning whose reason went away (the desktop is used again).
     async fn clear_warning(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| {
@@ -558,7 +540,6 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    /// Frees the session's slot once its VM is known to be gone.
     async fn release_slot(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| {
@@ -569,13 +550,11 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    /// One session, if it exists.
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| get_session(conn, &id)).await
     }
 
-    /// The session whose VM is `vm_name`, if any.
     async fn by_vm_name(&self, vm_name: &str) -> Result<Option<SessionRecord>, StoreError> {
         let vm_name = vm_name.to_string();
         self.with(move |conn, _| {
@@ -590,13 +569,11 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    /// The session an earlier create with this request key made, if any.
     async fn by_request(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
         let key = key.to_string();
         self.with(move |conn, _| by_request_key(conn, &key)).await
     }
 
-    /// Every session, newest first, filtered by user and state when given.
     async fn list(
         &self,
         username: Option<String>,
@@ -605,8 +582,6 @@ impl SessionStore for SqliteStore {
         self.list_page(username, state, None, u32::MAX).await
     }
 
-    /// At most `limit` sessions, newest first, after `after` (the last
-    /// session of the previous page), filtered by user and state when given.
     async fn list_page(
         &self,
         username: Option<String>,
@@ -642,8 +617,6 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    /// Deletes tool output lines recorded before `before_ms`; stage changes
-    /// and warnings are kept. Returns how many went.
     async fn prune_output(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.with(move |conn, _| {
             conn.execute(
@@ -655,7 +628,6 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    /// Sessions the server was working on (provisioning or destroying).
     async fn in_progress(&self) -> Result<Vec<SessionRecord>, StoreError> {
         // Only the sessions that are not settled: the history can be long.
         let settled = [
@@ -683,7 +655,6 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    /// Events of a session with a sequence above `after`, in order.
     async fn events_after(&self, id: &str, after: u64) -> Result<Vec<SessionEvent>, StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| {
