@@ -2,7 +2,12 @@
 # Regenerates the clients' code from every .proto under proto/:
 #   clients/python/gen/         grpc_tools.protoc (bundled protoc): *_pb2.py,
 #                               *_pb2_grpc.py, and mypy-protobuf's .pyi stubs
-#   clients/typescript/src/gen/ buf generate (buf.gen.yaml) with protoc-gen-es
+#   clients/typescript/src/gen/ buf generate (buf.gen.yaml) with protoc-gen-es,
+#                               plus google/rpc/error_details_pb.ts (the
+#                               BadRequest and RetryInfo of error statuses)
+#                               from the error_details.proto that the pinned
+#                               googleapis-common-protos of the Python venv
+#                               ships
 # Both folders are wholly generated: they are replaced, so files of a removed
 # proto disappear. Run it after any change under proto/ and commit the result;
 # clients/test.sh fails when the committed code differs from what this makes.
@@ -23,7 +28,7 @@ die() { printf 'clients/generate: error: %s\n' "$*" >&2; exit 1; }
 py=clients/python/.venv/bin/python
 buf=clients/typescript/node_modules/.bin/buf
 if [ ! -x "$py" ] || [ ! -x "$buf" ] \
-  || ! "$py" -c 'import grpc_tools, mypy_protobuf' 2>/dev/null; then
+  || ! "$py" -c 'import grpc_tools, mypy_protobuf, google.rpc.error_details_pb2' 2>/dev/null; then
   clients/setup.sh
 fi
 
@@ -59,6 +64,16 @@ done
 "$buf" generate --template buf.gen.yaml --output "$stage/ts"
 mkdir -p "$stage/typescript/src"
 mv "$stage/ts/clients/typescript/src/gen" "$stage/typescript/src/gen"
+# google.rpc error details for the TypeScript client (Python has them from
+# googleapis-common-protos itself). The .proto is copied alone into the
+# stage, so buf compiles just it (and the built-in duration.proto).
+rpc_dir=$("$py" -c 'import google.rpc.error_details_pb2 as m, os; print(os.path.dirname(m.__file__))')
+mkdir -p "$stage/rpc-proto/google/rpc"
+cp "$rpc_dir/error_details.proto" "$stage/rpc-proto/google/rpc/"
+"$buf" generate "$stage/rpc-proto" --output "$stage/rpc" --template '{"version": "v2", "plugins": [{
+  "local": "clients/typescript/node_modules/.bin/protoc-gen-es",
+  "out": "gen", "opt": ["target=ts", "import_extension=js"]}]}'
+mv "$stage/rpc/gen/google" "$stage/typescript/src/gen/google"
 
 # ---- Install ----
 if [ $# -ge 1 ]; then

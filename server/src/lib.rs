@@ -1,33 +1,20 @@
 //! `daas-server`: the DaaS orchestrator's gRPC server.
 //!
-//! A request becomes a session in the [`store`]; the [`pipeline`] runs
-//! Terraform ([`terraform`]), waits for the VM ([`boot`]) and runs Ansible
-//! ([`ansible`]), every tool through [`tool`]; the [`service`] streams the
-//! session's events to callers.
+//! A request reaches the [`api`] (gRPC services, authentication, limits),
+//! becomes a session in the [`store`], and the [`provision`] pipeline runs
+//! its stages (Terraform, boot, Ansible) through one tool runner; the
+//! [`reaper`] destroys idle desktops and the sweeper VMs no session owns.
+//! The [`domain`] holds what every part agrees on: the session state
+//! machine, request validation and the error codes. [`app`] wires it all
+//! together.
 
-pub mod agent_api;
-pub mod ansible;
-pub mod auth;
-pub mod boot;
+pub mod api;
+pub mod app;
 pub mod config;
-pub mod error;
-pub mod events;
-pub mod inventory;
-pub mod limits;
-pub mod locks;
-pub mod pipeline;
+pub mod domain;
 pub mod pki;
-pub mod policy;
+pub mod provision;
 pub mod reaper;
-pub mod retention;
-pub mod serve;
-pub mod service;
-pub mod sshkey;
-pub mod state_machine;
 pub mod store;
-pub mod sweeper;
-pub mod terraform;
 #[cfg(feature = "testkit")]
 pub mod testkit;
-pub mod tool;
-pub mod validate;

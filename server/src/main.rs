@@ -6,9 +6,9 @@ use std::{net::IpAddr, path::PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use daas_server::{
+    app::BoundServer,
     config::{Config, LogFormat, REFERENCE},
     pki,
-    serve::BoundServer,
 };
 
 /// The DaaS orchestrator: creates Linux desktops on demand (Terraform +

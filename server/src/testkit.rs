@@ -16,7 +16,7 @@ use daas_api::v1::desktop_service_client::DesktopServiceClient;
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use crate::{config::Config, pki, serve::BoundServer};
+use crate::{app::BoundServer, config::Config, pki};
 
 /// What the test module and playbook should do.
 #[derive(Debug, Clone)]

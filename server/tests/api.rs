@@ -107,10 +107,12 @@ async fn bad_input_is_invalid_argument_naming_the_field() {
             })
             .await
             .unwrap_err();
-        let expected = if id.is_empty() {
-            Code::InvalidArgument
-        } else {
+        // Malformed ids are refused as such; a well-formed one of no
+        // session is not found.
+        let expected = if id.len() == 36 {
             Code::NotFound
+        } else {
+            Code::InvalidArgument
         };
         assert_eq!(status.code(), expected, "{id}: {status:?}");
         let status = client

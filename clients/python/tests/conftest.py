@@ -17,6 +17,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,16 @@ LISTENING = "daas-server listening on "
 
 #: Bound on any one stream in these tests, so a hang fails instead of waiting.
 STREAM_LIMIT = 240.0
+
+#: ``[limits]`` of the shared test server: high enough never to be reached.
+LIMITS = {
+    "max_parallel_provisions": 4,
+    "max_sessions": 100,
+    "max_sessions_per_user": 100,
+    "creates_per_minute": 1000,
+    "create_burst": 1000,
+    "max_streams": 1000,
+}
 
 
 def _server_binary() -> Path:
@@ -51,20 +62,16 @@ def _toml(value: object) -> str:
     return json.dumps(str(value) if isinstance(value, Path) else value)
 
 
-def _write_config(dir: Path, pki: Path) -> Path:
+def _write_config(dir: Path, pki: Path, limits: dict[str, int]) -> Path:
     markers = dir / "markers"
     markers.mkdir()
+    limits_toml = "".join(f"{key} = {value}\n" for key, value in limits.items())
     text = f"""\
 listen = "127.0.0.1:0"
 data_dir = {_toml(dir / "data")}
 
 [limits]
-max_parallel_provisions = 4
-max_sessions = 100
-max_sessions_per_user = 100
-creates_per_minute = 1000
-create_burst = 1000
-max_streams = 1000
+{limits_toml}
 
 [tls]
 ca = {_toml(pki / "ca.pem")}
@@ -137,8 +144,11 @@ class Server:
         )
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@contextmanager
+def _running_server(
+    tmp_path_factory: pytest.TempPathFactory, limits: dict[str, int]
+) -> Iterator[Server]:
+    """A server with these ``[limits]``, stopped (SIGTERM) on leaving."""
     binary = _server_binary()
     if not binary.is_file():
         pytest.fail(f"{binary} is missing: run `cargo build -p daas-server` first")
@@ -149,7 +159,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     subprocess.run(
         [str(binary), "pki", "init", "--dir", str(pki)], check=True, capture_output=True
     )
-    config = _write_config(dir, pki)
+    config = _write_config(dir, pki, limits)
     log_path = dir / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -190,6 +200,26 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with _running_server(tmp_path_factory, LIMITS) as running:
+        yield running
+
+
+@pytest.fixture
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own with low limits: one live desktop in all, one
+    create a minute per user (no burst)."""
+    limits = LIMITS | {
+        "max_sessions": 1,
+        "max_sessions_per_user": 1,
+        "creates_per_minute": 1,
+        "create_burst": 1,
+    }
+    with _running_server(tmp_path_factory, limits) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

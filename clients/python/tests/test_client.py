@@ -13,12 +13,17 @@ from typing import Any, NamedTuple
 
 import grpc
 import pytest
+from google.protobuf.any_pb2 import Any as AnyMessage
+from google.protobuf.duration_pb2 import Duration
+from google.rpc.error_details_pb2 import BadRequest, RetryInfo
+from google.rpc.status_pb2 import Status
 
 from conftest import STREAM_LIMIT, Server
 from daas_client import (
     Client,
     DaasError,
     EventStream,
+    FieldViolation,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -157,6 +162,84 @@ def test_bad_username_is_invalid_argument(admin: Client, username: str, field: s
     assert err.value.code is grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.message.startswith(field), err.value.message
     assert isinstance(err.value, DaasError)
+    # The field, from the status's google.rpc.BadRequest details.
+    ((violation_field, description),) = err.value.field_violations
+    assert violation_field == field and description, err.value.field_violations
+    assert err.value.message == f"{field} {description}"
+    assert err.value.retry_after is None
+
+
+def test_list_follows_every_page(server: Server) -> None:
+    with server.client("erin") as erin:
+        # One after the other (each stored before the next starts), then all
+        # streamed to READY together.
+        streams = []
+        for _ in range(3):
+            stream = erin.create_session()
+            next(stream)
+            streams.append(stream)
+        for stream in streams:
+            drain(stream)
+        created = [s.session.id for s in streams if s.session is not None]
+        assert len(created) == 3
+
+        newest_first = created[::-1]
+        assert [s.id for s in erin.list(page_size=2)] == newest_first, "3 sessions, pages of 2"
+        assert [s.id for s in erin.list()] == newest_first
+        pages = list(erin.list_pages(page_size=2))
+        assert [[s.id for s in page] for page in pages] == [newest_first[:2], newest_first[2:]]
+        assert [len(page) for page in erin.list_pages(page_size=3)] == [3], "no empty last page"
+        assert [s.id for s in erin.list(state="ready", page_size=1)] == newest_first
+
+        with pytest.raises(InvalidArgument) as err:
+            erin.list(page_size=1001)
+        assert [v.field for v in err.value.field_violations] == ["page_size"]
+
+
+def test_a_create_repeated_with_its_request_id_makes_no_new_desktop(server: Server) -> None:
+    with server.client("dave") as dave:
+        first = dave.create_session(request_id="dave-create-1")
+        first_events = drain(first)
+        assert first.session is not None and stages(first_events) == STAGES
+        again = dave.create_session(request_id="dave-create-1")
+        again_events = drain(again)
+        assert again.session is not None and again.session.id == first.session.id
+        assert stages(again_events) == STAGES, "the same session's events, from the start"
+        assert again_events[0].sequence == 1
+        assert [s.id for s in dave.list()] == [first.session.id], "one session, not two"
+
+        with pytest.raises(InvalidArgument) as reused:
+            drain(dave.create_session(template="windows-11", request_id="dave-create-1"))
+        assert [v.field for v in reused.value.field_violations] == ["request_id"]
+        with pytest.raises(InvalidArgument) as bad:
+            drain(dave.create_session(request_id="no spaces"))
+        assert [v.field for v in bad.value.field_violations] == ["request_id"]
+        assert len(dave.list()) == 1
+
+
+def test_limits_say_when_to_retry(limited_server: Server) -> None:
+    """One create a minute per user, one live desktop in all."""
+    with limited_server.client("frank") as frank, limited_server.client("grace") as grace:
+        first = frank.create_session()
+        drain(first)
+        assert first.session is not None
+        assert first.session.state == SessionState.SESSION_STATE_READY
+
+        with pytest.raises(ResourceExhausted) as rate:
+            drain(frank.create_session())
+        assert rate.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        retry_after = rate.value.retry_after
+        assert retry_after is not None and 0 < retry_after <= 60, rate.value
+        # From the google.rpc.RetryInfo details: the retry-after metadata
+        # carries whole seconds only.
+        assert retry_after != int(retry_after), rate.value
+        assert f"try again in {max(1, int(retry_after))} s" in rate.value.message
+
+        # Too many live desktops: waiting does not help, so no hint.
+        with pytest.raises(ResourceExhausted) as full:
+            drain(grace.create_session())
+        assert full.value.retry_after is None, full.value
+        assert full.value.field_violations == []
 
 
 def test_the_password_is_checked_and_never_echoed(alice: Client) -> None:
@@ -220,24 +303,39 @@ def test_repr_shows_no_key_material(server: Server) -> None:
 
 class _Metadatum(NamedTuple):
     key: str
-    value: str
+    value: str | bytes
 
 
 class _FakeError(grpc.RpcError):
     """A failed call as grpcio reports it: metadata entries are (key, value)
-    named tuples, the value a str for text keys."""
+    named tuples, the value a str for text keys and bytes for -bin keys."""
 
-    def __init__(self, code: grpc.StatusCode, metadata: tuple[_Metadatum, ...]) -> None:
-        self._code, self._metadata = code, metadata
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        metadata: tuple[_Metadatum, ...],
+        message: str = "too many creates; retry in 9 s",
+    ) -> None:
+        self._code, self._metadata, self._message = code, metadata, message
 
     def code(self) -> grpc.StatusCode:
         return self._code
 
     def details(self) -> str:
-        return "too many creates; retry in 9 s"
+        return self._message
 
     def trailing_metadata(self) -> Any:
         return self._metadata
+
+
+def _status_details(code: grpc.StatusCode, message: str, *details: Any) -> _Metadatum:
+    """The grpc-status-details-bin trailer of a status with these details."""
+    status = Status(code=code.value[0], message=message)
+    for detail in details:
+        packed = AnyMessage()
+        packed.Pack(detail)
+        status.details.append(packed)
+    return _Metadatum("grpc-status-details-bin", status.SerializeToString())
 
 
 def test_errors_map_codes_and_the_retry_hint() -> None:
@@ -250,6 +348,46 @@ def test_errors_map_codes_and_the_retry_hint() -> None:
     assert isinstance(no_hint, ResourceExhausted) and no_hint.retry_after is None
     other = from_rpc_error(_FakeError(grpc.StatusCode.INTERNAL, ()))
     assert type(other) is DaasError and other.code is grpc.StatusCode.INTERNAL
+    assert other.retry_after is None and other.field_violations == []
+
+
+def test_errors_read_the_status_details() -> None:
+    code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, "too many creates; retry in 9 s"
+    retry = RetryInfo(retry_delay=Duration(seconds=9, nanos=400_000_000))
+    trailer = _status_details(code, message, retry)
+    exhausted = from_rpc_error(_FakeError(code, (trailer, _Metadatum("retry-after", "9"))))
+    assert isinstance(exhausted, ResourceExhausted)
+    assert exhausted.retry_after == pytest.approx(9.4), "RetryInfo before the metadata"
+    assert "retry_after=9.4" in repr(exhausted)
+
+    unavailable_code, shutting_down = grpc.StatusCode.UNAVAILABLE, "shutting down"
+    five_s = RetryInfo(retry_delay=Duration(seconds=5))
+    trailer = _status_details(unavailable_code, shutting_down, five_s)
+    unavailable = from_rpc_error(_FakeError(unavailable_code, (trailer,), shutting_down))
+    assert isinstance(unavailable, Unavailable) and unavailable.retry_after == 5.0
+
+    bad = BadRequest()
+    bad.field_violations.add(field="username", description="must be at most 20 characters")
+    invalid = from_rpc_error(
+        _FakeError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            (_status_details(grpc.StatusCode.INVALID_ARGUMENT, "username must be ...", bad),),
+            "username must be ...",
+        )
+    )
+    assert isinstance(invalid, InvalidArgument)
+    assert invalid.field_violations == [("username", "must be at most 20 characters")]
+    assert invalid.field_violations[0] == FieldViolation(
+        field="username", description="must be at most 20 characters"
+    )
+
+    # Details that contradict the status itself are ignored (the metadata
+    # still counts); so is a trailer that does not parse.
+    mismatched = _status_details(grpc.StatusCode.NOT_FOUND, message, retry)
+    ignored = from_rpc_error(_FakeError(code, (mismatched, _Metadatum("retry-after", "9"))))
+    assert ignored.retry_after == 9.0
+    garbage = _Metadatum("grpc-status-details-bin", b"\xff\xff")
+    assert from_rpc_error(_FakeError(code, (garbage,))).retry_after is None
 
 
 def test_state_names() -> None:

@@ -158,6 +158,23 @@ export interface CreateSessionOptions {
   sessionPassword?: string;
   /** Template name; absent: the server's default. */
   template?: string;
+  /** Optional idempotency key (1-64 letters, digits, '.', '_', ':' or '-';
+   * e.g. `crypto.randomUUID()`): a create repeated with the same key within
+   * 24 hours, e.g. after UNAVAILABLE, makes no new desktop but streams the
+   * first one's events from the start. The same key for another user or
+   * template is INVALID_ARGUMENT. */
+  requestId?: string;
+}
+
+/** Which sessions list() and listPages() return. */
+export interface ListFilter {
+  /** Only this user's; absent: every user the caller may see (a user sees
+   * only their own). */
+  username?: string;
+  /** Only sessions in this state ("ready", SessionState.READY). */
+  state?: StateLike;
+  /** Sessions per page asked of the server, 1-1000 (default 1000). */
+  pageSize?: number;
 }
 
 /** Per-call options. */
@@ -279,6 +296,7 @@ export class DaasClient {
             sessionUser: request.sessionUser ?? "",
             sessionPassword: request.sessionPassword ?? "",
             template: request.template ?? "",
+            requestId: request.requestId ?? "",
           },
           { signal },
         ),
@@ -295,17 +313,34 @@ export class DaasClient {
     );
   }
 
-  /** Sessions, newest first; optionally one user's (a user sees only their
-   * own) and in one state ("ready", SessionState.READY). */
-  async list(
-    filter: { username?: string; state?: StateLike } = {},
+  /** Every matching session, newest first. The server answers a page at a
+   * time: this asks for each page in turn. */
+  async list(filter: ListFilter = {}, options: CallOptions = {}): Promise<Session[]> {
+    const sessions: Session[] = [];
+    for await (const page of this.listPages(filter, options)) sessions.push(...page);
+    return sessions;
+  }
+
+  /** Like list(), one page (at most `pageSize` sessions) at a time: each page
+   * is asked for when the iteration reaches it. */
+  async *listPages(
+    filter: ListFilter = {},
     options: CallOptions = {},
-  ): Promise<Session[]> {
-    const request = { username: filter.username ?? "", state: parseState(filter.state) };
-    const response = await this.#unary(() =>
-      this.#client.listSessions(request, this.#callOptions(options)),
-    );
-    return response.sessions;
+  ): AsyncGenerator<Session[], void, undefined> {
+    const request = {
+      username: filter.username ?? "",
+      state: parseState(filter.state),
+      pageSize: filter.pageSize ?? 1000,
+      pageToken: "",
+    };
+    for (;;) {
+      const response = await this.#unary(() =>
+        this.#client.listSessions(request, this.#callOptions(options)),
+      );
+      yield response.sessions;
+      if (!response.nextPageToken) return;
+      request.pageToken = response.nextPageToken;
+    }
   }
 
   /** One session (NOT_FOUND for an unknown id). */

@@ -10,10 +10,11 @@ export {
   type CallOptions,
   type ClientOptions,
   type CreateSessionOptions,
+  type ListFilter,
   type PemCredentials,
   type StateLike,
 } from "./client.js";
-export { Code, DaasError, codeName } from "./errors.js";
+export { Code, DaasError, codeName, type FieldViolation } from "./errors.js";
 export {
   OutputStream,
   SessionState,

@@ -8,7 +8,7 @@ import { promisify } from "node:util";
 import { inspect } from "node:util";
 import { after, before, describe as suite, test } from "node:test";
 
-import { toBinary } from "@bufbuild/protobuf";
+import { create, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 
 import {
@@ -24,6 +24,7 @@ import {
   type Session,
   type SessionEvent,
 } from "../src/index.js";
+import { BadRequestSchema, RetryInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
 import { PACKAGE_DIR, TestServer } from "./server.js";
 
 const STAGES = ["QUEUED", "PROVISIONING", "BOOTING", "CONFIGURING", "READY"];
@@ -183,6 +184,81 @@ suite("DaasClient against daas-server", () => {
       assert.equal(err.code, Code.InvalidArgument, err.message);
       assert.match(err.rawMessage, /^username /);
       assert.equal(err.message, `INVALID_ARGUMENT: ${err.rawMessage}`);
+      // The field, from the status's google.rpc.BadRequest details.
+      assert.equal(err.fieldViolations.length, 1, inspect(err.fieldViolations));
+      const [violation] = err.fieldViolations;
+      assert.equal(violation?.field, "username");
+      assert.ok(violation?.description);
+      assert.equal(err.rawMessage, `username ${violation.description}`);
+      assert.equal(err.retryAfterSeconds, undefined);
+    }
+  });
+
+  test("list() follows every page", async () => {
+    const erin = await server.client("erin");
+    try {
+      // One after the other (each stored before the next starts), then all
+      // streamed to READY together.
+      const streams: EventStream[] = [];
+      for (let i = 0; i < 3; i++) {
+        const stream = erin.createSession();
+        for await (const _ of stream) break; // the first event: it is stored
+        streams.push(stream);
+      }
+      assert.equal(streams.length, 3);
+      // Leaving the loop closed each stream: watch each to READY.
+      const created: string[] = [];
+      for (const stream of streams) {
+        const events = await drain(erin.watch(stream.last!.sessionId));
+        assert.equal(events.at(-1)?.state, SessionState.READY, events.map(describe).join("\n"));
+        created.push(stream.last!.sessionId);
+      }
+
+      const newestFirst = [...created].reverse();
+      const ids = (sessions: Session[]): string[] => sessions.map((s) => s.id);
+      assert.deepEqual(ids(await erin.list({ pageSize: 2 })), newestFirst, "3 sessions, pages of 2");
+      assert.deepEqual(ids(await erin.list()), newestFirst);
+      const pages: string[][] = [];
+      for await (const page of erin.listPages({ pageSize: 2 })) pages.push(ids(page));
+      assert.deepEqual(pages, [newestFirst.slice(0, 2), newestFirst.slice(2)]);
+      const sizes: number[] = [];
+      for await (const page of erin.listPages({ pageSize: 3 })) sizes.push(page.length);
+      assert.deepEqual(sizes, [3], "no empty last page");
+      assert.deepEqual(ids(await erin.list({ state: "ready", pageSize: 1 })), newestFirst);
+
+      const err = await failure(() => erin.list({ pageSize: 1001 }));
+      assert.equal(err.code, Code.InvalidArgument);
+      assert.deepEqual(err.fieldViolations.map((v) => v.field), ["page_size"]);
+    } finally {
+      erin.close();
+    }
+  });
+
+  test("a create repeated with its requestId makes no new desktop", async () => {
+    const dave = await server.client("dave");
+    try {
+      const first = dave.createSession({ requestId: "dave-create-1" });
+      const firstEvents = await drain(first);
+      assert.deepEqual(stages(firstEvents), STAGES);
+      assert.ok(first.session);
+      const again = dave.createSession({ requestId: "dave-create-1" });
+      const againEvents = await drain(again);
+      assert.equal(again.session?.id, first.session.id);
+      assert.deepEqual(stages(againEvents), STAGES, "the same session's events, from the start");
+      assert.equal(againEvents[0]?.sequence, 1n);
+      assert.deepEqual((await dave.list()).map((s) => s.id), [first.session.id], "one session, not two");
+
+      const reused = await failure(() =>
+        drain(dave.createSession({ template: "windows-11", requestId: "dave-create-1" })),
+      );
+      assert.equal(reused.code, Code.InvalidArgument);
+      assert.deepEqual(reused.fieldViolations.map((v) => v.field), ["request_id"]);
+      const bad = await failure(() => drain(dave.createSession({ requestId: "no spaces" })));
+      assert.equal(bad.code, Code.InvalidArgument);
+      assert.deepEqual(bad.fieldViolations.map((v) => v.field), ["request_id"]);
+      assert.equal((await dave.list()).length, 1);
+    } finally {
+      dave.close();
     }
   });
 
@@ -283,6 +359,93 @@ suite("DaasClient against daas-server", () => {
   });
 });
 
+test("limits say when to retry (a server of its own with low limits)", async () => {
+  // One live desktop in all, one create a minute per user (no burst).
+  const limited = await TestServer.start({
+    max_sessions: 1,
+    max_sessions_per_user: 1,
+    creates_per_minute: 1,
+    create_burst: 1,
+  });
+  const frank = await limited.client("frank");
+  const grace = await limited.client("grace");
+  try {
+    const first = frank.createSession();
+    await drain(first);
+    assert.equal(first.session?.state, SessionState.READY);
+
+    const rate = await failure(() => drain(frank.createSession()));
+    assert.equal(rate.code, Code.ResourceExhausted, rate.message);
+    const after = rate.retryAfterSeconds;
+    assert.ok(after !== undefined && after > 0 && after <= 60, String(after));
+    // From the google.rpc.RetryInfo details: the retry-after metadata
+    // carries whole seconds only.
+    assert.ok(!Number.isInteger(after), String(after));
+    assert.ok(rate.rawMessage.includes(`try again in ${Math.max(1, Math.floor(after))} s`), rate.rawMessage);
+
+    // Too many live desktops: waiting does not help, so no hint.
+    const full = await failure(() => drain(grace.createSession()));
+    assert.equal(full.code, Code.ResourceExhausted, full.message);
+    assert.equal(full.retryAfterSeconds, undefined);
+    assert.deepEqual(full.fieldViolations, []);
+  } finally {
+    frank.close();
+    grace.close();
+    await limited.stop();
+  }
+});
+
+test("errors read the status details", () => {
+  // A failed call as connect reports it: the details of the
+  // grpc-status-details-bin trailer, each a type name and its bytes.
+  const failed = (
+    message: string,
+    code: Code,
+    metadata: Record<string, string>,
+    ...details: { type: string; value: Uint8Array }[]
+  ): ConnectError => {
+    const err = new ConnectError(message, code, metadata);
+    err.details = details;
+    return err;
+  };
+  const detail = <Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>) => ({
+    type: schema.typeName,
+    value: toBinary(schema, message),
+  });
+  const nineAndAHalf = create(RetryInfoSchema, { retryDelay: { seconds: 9n, nanos: 400_000_000 } });
+  const exhausted = DaasError.from(
+    failed(
+      "too many creates; retry in 9 s",
+      Code.ResourceExhausted,
+      { "retry-after": "9" },
+      detail(RetryInfoSchema, nineAndAHalf),
+    ),
+  );
+  assert.equal(exhausted.retryAfterSeconds, 9.4, "RetryInfo before the metadata");
+
+  const five = create(RetryInfoSchema, { retryDelay: { seconds: 5n } });
+  const unavailable = DaasError.from(
+    failed("shutting down", Code.Unavailable, {}, detail(RetryInfoSchema, five)),
+  );
+  assert.equal(unavailable.retryAfterSeconds, 5);
+
+  const bad = create(BadRequestSchema, {
+    fieldViolations: [{ field: "username", description: "must be at most 20 characters" }],
+  });
+  const invalid = DaasError.from(
+    failed("username must be ...", Code.InvalidArgument, {}, detail(BadRequestSchema, bad)),
+  );
+  assert.deepEqual(invalid.fieldViolations, [
+    { field: "username", description: "must be at most 20 characters" },
+  ]);
+  assert.equal(invalid.retryAfterSeconds, undefined);
+
+  // A detail that does not parse is skipped.
+  const unparsable = { type: RetryInfoSchema.typeName, value: new Uint8Array([0xff, 0xff]) };
+  const garbage = DaasError.from(failed("x", Code.ResourceExhausted, {}, unparsable));
+  assert.equal(garbage.retryAfterSeconds, undefined);
+});
+
 test("errors carry the code and the retry hint", () => {
   const exhausted = DaasError.from(
     new ConnectError("too many creates; retry in 9 s", Code.ResourceExhausted, { "retry-after": "9" }),
@@ -292,6 +455,7 @@ test("errors carry the code and the retry hint", () => {
   assert.equal(exhausted.message, "RESOURCE_EXHAUSTED: too many creates; retry in 9 s");
   const noHint = DaasError.from(new ConnectError("too many sessions", Code.ResourceExhausted));
   assert.equal(noHint.retryAfterSeconds, undefined);
+  assert.deepEqual(noHint.fieldViolations, []);
   assert.equal(DaasError.from(new Error("boom")).code, Code.Unknown);
 });
 

@@ -45,22 +45,39 @@ function ansiblePlaybook(): string {
   return process.env["DAAS_TEST_ANSIBLE_PLAYBOOK"] || join(REPO, ".venv", "bin", "ansible-playbook");
 }
 
+/** `[limits]` of the test server: by default high enough never to be reached. */
+export interface Limits {
+  max_parallel_provisions: number;
+  max_sessions: number;
+  max_sessions_per_user: number;
+  creates_per_minute: number;
+  create_burst: number;
+  max_streams: number;
+}
+
+const LIMITS: Limits = {
+  max_parallel_provisions: 4,
+  max_sessions: 100,
+  max_sessions_per_user: 100,
+  creates_per_minute: 1000,
+  create_burst: 1000,
+  max_streams: 1000,
+};
+
 /** TOML basic strings escape like JSON strings. */
 const toml = (value: string): string => JSON.stringify(value);
 
-function writeConfig(dir: string, pki: string): string {
+function writeConfig(dir: string, pki: string, limits: Limits): string {
   const markers = join(dir, "markers");
   mkdirSync(markers);
+  const limitsToml = Object.entries(limits)
+    .map(([key, value]) => `${key} = ${value}\n`)
+    .join("");
   const text = `listen = "127.0.0.1:0"
 data_dir = ${toml(join(dir, "data"))}
 
 [limits]
-max_parallel_provisions = 4
-max_sessions = 100
-max_sessions_per_user = 100
-creates_per_minute = 1000
-create_burst = 1000
-max_streams = 1000
+${limitsToml}
 
 [tls]
 ca = ${toml(join(pki, "ca.pem"))}
@@ -111,7 +128,8 @@ export class TestServer {
     private readonly child: ChildProcess,
   ) {}
 
-  static async start(): Promise<TestServer> {
+  /** Starts a server; `limits` overrides some of the default `[limits]`. */
+  static async start(limits: Partial<Limits> = {}): Promise<TestServer> {
     const binary = serverBinary();
     if (!existsSync(binary)) {
       throw new Error(`${binary} is missing: run \`cargo build -p daas-server\` first`);
@@ -122,7 +140,7 @@ export class TestServer {
     const dir = mkdtempSync(join(tmpdir(), "daas-ts-"));
     const pki = join(dir, "pki");
     execFileSync(binary, ["pki", "init", "--dir", pki], { stdio: "pipe" });
-    const config = writeConfig(dir, pki);
+    const config = writeConfig(dir, pki, { ...LIMITS, ...limits });
     const logPath = join(dir, "server.log");
     const child = spawn(binary, ["--config", config], {
       stdio: ["ignore", "pipe", openSync(logPath, "w")],

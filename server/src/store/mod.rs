@@ -11,8 +11,10 @@ use std::{
 
 use daas_api::v1::{Failure, OutputLine, Session, SessionEvent, SessionState};
 
-use crate::events::Subscription;
+use crate::store::events::Subscription;
 
+pub mod events;
+pub mod retention;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -136,7 +138,7 @@ pub struct SessionRecord {
 
 /// A tool's process group, as recorded when it started: a restarted server
 /// touches it only if the process is still the same one (see
-/// [`crate::tool::process_identity`]).
+/// [`crate::provision::tool::process_identity`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildRecord {
     pub pgid: i32,
@@ -175,7 +177,7 @@ pub struct NewSession {
 /// What the service, the pipeline and the reaper need of a store. Every
 /// event is committed before it is published to live watchers, in sequence
 /// order per session; every state change is a compare-and-set along
-/// [`crate::state_machine`]; a create checks the limits, takes the lowest
+/// [`crate::domain::state_machine`]; a create checks the limits, takes the lowest
 /// free slot and inserts in one atomic step that holds under concurrent
 /// writers (the live-slot index is UNIQUE).
 #[tonic::async_trait]

@@ -21,7 +21,7 @@ use super::{
     REQUEST_ID_WINDOW_MS, SessionLimits, SessionRecord, SessionStore, StoreError, VmOutputs,
     duration, now_ms, state_from_db, timestamp,
 };
-use crate::events::{Hub, Subscription};
+use crate::store::events::{Hub, Subscription};
 
 trait Context<T> {
     fn context(self, context: &'static str) -> Result<T, StoreError>;
@@ -194,7 +194,7 @@ fn random_vm_name() -> String {
     let suffix: String = (0..6)
         .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
         .collect();
-    format!("{}{suffix}", crate::inventory::VM_NAME_PREFIX)
+    format!("{}{suffix}", crate::provision::inventory::VM_NAME_PREFIX)
 }
 
 impl SqliteStore {
@@ -350,7 +350,7 @@ impl SessionStore for SqliteStore {
         failure: Option<(SessionState, String)>,
     ) -> Result<SessionEvent, StoreError> {
         let id = id.to_string();
-        if !crate::state_machine::allowed(from, to) {
+        if !crate::domain::state_machine::allowed(from, to) {
             return Err(StoreError::IllegalMove { id, from, to });
         }
         self.with(move |conn, live| {

@@ -213,6 +213,7 @@ class Client:
         session_user: str = "",
         session_password: str = "",
         template: str = "",
+        request_id: str = "",
     ) -> EventStream:
         """Creates a desktop and returns its live events (the call starts now).
 
@@ -222,6 +223,13 @@ class Client:
         server only, never stored or logged). ``template`` empty means the
         server's default.
 
+        ``request_id`` is an optional idempotency key (1-64 letters, digits,
+        ``.``, ``_``, ``:`` or ``-``; e.g. ``str(uuid.uuid4())``): a create
+        repeated with the same key within 24 hours, e.g. after an
+        ``Unavailable``, makes no new desktop but streams the first one's
+        events from the start. The same key for another user or template is
+        ``InvalidArgument``.
+
         The last event is READY (``stream.session`` has the RDP endpoint) or
         FAILED (``stream.session.failure`` says where and why).
         """
@@ -230,6 +238,7 @@ class Client:
             session_user=session_user,
             session_password=session_password,
             template=template,
+            request_id=request_id,
         )
         return EventStream("CreateSession", self._stub.CreateSession(request))
 
@@ -239,15 +248,36 @@ class Client:
         request = desktop_pb2.WatchSessionRequest(session_id=session_id)
         return EventStream("WatchSession", self._stub.WatchSession(request))
 
-    def list(self, username: str = "", state: StateLike = None) -> builtins.list[Session]:
-        """Sessions, newest first; optionally one user's (a user sees only
-        their own) and in one state (``"ready"``, ``SESSION_STATE_READY``)."""
-        request = desktop_pb2.ListSessionsRequest(username=username, state=parse_state(state))
-        try:
-            response = self._stub.ListSessions(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
-        return builtins.list(response.sessions)
+    def list(
+        self, username: str = "", state: StateLike = None, *, page_size: int = 1000
+    ) -> builtins.list[Session]:
+        """Every matching session, newest first; optionally one user's (a user
+        sees only their own) and in one state (``"ready"``,
+        ``SESSION_STATE_READY``). The server answers a page at a time (at
+        most ``page_size`` sessions, 1-1000): this asks for each page in turn."""
+        return [
+            session
+            for page in self.list_pages(username, state, page_size=page_size)
+            for session in page
+        ]
+
+    def list_pages(
+        self, username: str = "", state: StateLike = None, *, page_size: int = 1000
+    ) -> Iterator[builtins.list[Session]]:
+        """Like :meth:`list`, one page (at most ``page_size`` sessions) at a
+        time: each page is asked for when the iteration reaches it."""
+        request = desktop_pb2.ListSessionsRequest(
+            username=username, state=parse_state(state), page_size=page_size
+        )
+        while True:
+            try:
+                response = self._stub.ListSessions(request, timeout=self._timeout)
+            except grpc.RpcError as err:
+                raise from_rpc_error(err) from None
+            yield builtins.list(response.sessions)
+            if not response.next_page_token:
+                return
+            request.page_token = response.next_page_token
 
     def get(self, session_id: str) -> Session:
         """One session (NotFound for an unknown id)."""

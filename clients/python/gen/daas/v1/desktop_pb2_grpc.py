@@ -93,14 +93,15 @@ class DesktopServiceServicer:
         """Replays the events of a session recorded so far (all, or those after
         `after_sequence`), then follows live events. The stream ends after the
         session reaches READY, FAILED or DESTROYED. Errors: NOT_FOUND for an
-        unknown id.
+        unknown id, INVALID_ARGUMENT for a malformed one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetSession(self, request, context):
-        """Returns one session. Errors: NOT_FOUND for an unknown id.
+        """Returns one session. Errors: NOT_FOUND for an unknown id,
+        INVALID_ARGUMENT for a malformed one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -118,9 +119,9 @@ class DesktopServiceServicer:
         """Destroys a session's desktop (Terraform destroy) and returns the session
         in its final state. A session still provisioning is stopped first.
         Idempotent: destroying a DESTROYED session returns it unchanged.
-        Errors: NOT_FOUND for an unknown id; ABORTED when Terraform could not
-        destroy the VM (the session is then FAILED with the reason, and
-        calling DestroySession again retries).
+        Errors: NOT_FOUND for an unknown id, INVALID_ARGUMENT for a malformed
+        one; ABORTED when Terraform could not destroy the VM (the session is
+        then FAILED with the reason, and calling DestroySession again retries).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -56,10 +56,12 @@ class DesktopServiceStub:
     """Replays the events of a session recorded so far (all, or those after
     `after_sequence`), then follows live events. The stream ends after the
     session reaches READY, FAILED or DESTROYED. Errors: NOT_FOUND for an
-    unknown id.
+    unknown id, INVALID_ARGUMENT for a malformed one.
     """
     GetSession: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.GetSessionRequest, _desktop_pb2.Session]
-    """Returns one session. Errors: NOT_FOUND for an unknown id."""
+    """Returns one session. Errors: NOT_FOUND for an unknown id,
+    INVALID_ARGUMENT for a malformed one.
+    """
     ListSessions: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.ListSessionsRequest, _desktop_pb2.ListSessionsResponse]
     """Lists sessions, newest first, optionally filtered by user and state, a
     page at a time (`page_size`, `next_page_token`).
@@ -68,9 +70,9 @@ class DesktopServiceStub:
     """Destroys a session's desktop (Terraform destroy) and returns the session
     in its final state. A session still provisioning is stopped first.
     Idempotent: destroying a DESTROYED session returns it unchanged.
-    Errors: NOT_FOUND for an unknown id; ABORTED when Terraform could not
-    destroy the VM (the session is then FAILED with the reason, and
-    calling DestroySession again retries).
+    Errors: NOT_FOUND for an unknown id, INVALID_ARGUMENT for a malformed
+    one; ABORTED when Terraform could not destroy the VM (the session is
+    then FAILED with the reason, and calling DestroySession again retries).
     """
 
 @_typing.type_check_only
@@ -97,10 +99,12 @@ class DesktopServiceAsyncStub(DesktopServiceStub):
     """Replays the events of a session recorded so far (all, or those after
     `after_sequence`), then follows live events. The stream ends after the
     session reaches READY, FAILED or DESTROYED. Errors: NOT_FOUND for an
-    unknown id.
+    unknown id, INVALID_ARGUMENT for a malformed one.
     """
     GetSession: _aio.UnaryUnaryMultiCallable[_desktop_pb2.GetSessionRequest, _desktop_pb2.Session]  # type: ignore[assignment]
-    """Returns one session. Errors: NOT_FOUND for an unknown id."""
+    """Returns one session. Errors: NOT_FOUND for an unknown id,
+    INVALID_ARGUMENT for a malformed one.
+    """
     ListSessions: _aio.UnaryUnaryMultiCallable[_desktop_pb2.ListSessionsRequest, _desktop_pb2.ListSessionsResponse]  # type: ignore[assignment]
     """Lists sessions, newest first, optionally filtered by user and state, a
     page at a time (`page_size`, `next_page_token`).
@@ -109,9 +113,9 @@ class DesktopServiceAsyncStub(DesktopServiceStub):
     """Destroys a session's desktop (Terraform destroy) and returns the session
     in its final state. A session still provisioning is stopped first.
     Idempotent: destroying a DESTROYED session returns it unchanged.
-    Errors: NOT_FOUND for an unknown id; ABORTED when Terraform could not
-    destroy the VM (the session is then FAILED with the reason, and
-    calling DestroySession again retries).
+    Errors: NOT_FOUND for an unknown id, INVALID_ARGUMENT for a malformed
+    one; ABORTED when Terraform could not destroy the VM (the session is
+    then FAILED with the reason, and calling DestroySession again retries).
     """
 
 class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -147,7 +151,7 @@ class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
         """Replays the events of a session recorded so far (all, or those after
         `after_sequence`), then follows live events. The stream ends after the
         session reaches READY, FAILED or DESTROYED. Errors: NOT_FOUND for an
-        unknown id.
+        unknown id, INVALID_ARGUMENT for a malformed one.
         """
 
     @_abc_1.abstractmethod
@@ -156,7 +160,9 @@ class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _desktop_pb2.GetSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_desktop_pb2.Session, _abc.Awaitable[_desktop_pb2.Session]]:
-        """Returns one session. Errors: NOT_FOUND for an unknown id."""
+        """Returns one session. Errors: NOT_FOUND for an unknown id,
+        INVALID_ARGUMENT for a malformed one.
+        """
 
     @_abc_1.abstractmethod
     def ListSessions(
@@ -177,9 +183,9 @@ class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
         """Destroys a session's desktop (Terraform destroy) and returns the session
         in its final state. A session still provisioning is stopped first.
         Idempotent: destroying a DESTROYED session returns it unchanged.
-        Errors: NOT_FOUND for an unknown id; ABORTED when Terraform could not
-        destroy the VM (the session is then FAILED with the reason, and
-        calling DestroySession again retries).
+        Errors: NOT_FOUND for an unknown id, INVALID_ARGUMENT for a malformed
+        one; ABORTED when Terraform could not destroy the VM (the session is
+        then FAILED with the reason, and calling DestroySession again retries).
         """
 
 def add_DesktopServiceServicer_to_server(servicer: DesktopServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

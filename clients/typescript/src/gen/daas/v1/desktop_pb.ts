@@ -801,7 +801,7 @@ export const DesktopService: GenService<{
    * Replays the events of a session recorded so far (all, or those after
    * `after_sequence`), then follows live events. The stream ends after the
    * session reaches READY, FAILED or DESTROYED. Errors: NOT_FOUND for an
-   * unknown id.
+   * unknown id, INVALID_ARGUMENT for a malformed one.
    *
    * @generated from rpc daas.v1.DesktopService.WatchSession
    */
@@ -811,7 +811,8 @@ export const DesktopService: GenService<{
     output: typeof SessionEventSchema;
   },
   /**
-   * Returns one session. Errors: NOT_FOUND for an unknown id.
+   * Returns one session. Errors: NOT_FOUND for an unknown id,
+   * INVALID_ARGUMENT for a malformed one.
    *
    * @generated from rpc daas.v1.DesktopService.GetSession
    */
@@ -835,9 +836,9 @@ export const DesktopService: GenService<{
    * Destroys a session's desktop (Terraform destroy) and returns the session
    * in its final state. A session still provisioning is stopped first.
    * Idempotent: destroying a DESTROYED session returns it unchanged.
-   * Errors: NOT_FOUND for an unknown id; ABORTED when Terraform could not
-   * destroy the VM (the session is then FAILED with the reason, and
-   * calling DestroySession again retries).
+   * Errors: NOT_FOUND for an unknown id, INVALID_ARGUMENT for a malformed
+   * one; ABORTED when Terraform could not destroy the VM (the session is
+   * then FAILED with the reason, and calling DestroySession again retries).
    *
    * @generated from rpc daas.v1.DesktopService.DestroySession
    */

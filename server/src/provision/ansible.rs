@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{self, AnsibleConnection},
+    provision::terraform::write_private,
+    provision::tool::{self, Invocation, SessionLog, ToolError},
     store::VmOutputs,
-    terraform::write_private,
-    tool::{self, Invocation, SessionLog, ToolError},
 };
 
 #[derive(Debug, thiserror::Error)]

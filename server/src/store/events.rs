@@ -11,10 +11,11 @@ use daas_api::v1::SessionEvent;
 use tokio::sync::broadcast;
 
 /// Events a slow watcher may fall behind by before it catches up from the
-/// store.
-const CHANNEL_CAPACITY: usize = 256;
+/// store. A channel keeps this many slots from the start, so they hold an
+/// `Arc` each, not an event (about 0.6 KiB).
+const CHANNEL_CAPACITY: usize = 64;
 
-type Channels = HashMap<String, broadcast::Sender<SessionEvent>>;
+type Channels = HashMap<String, broadcast::Sender<Arc<SessionEvent>>>;
 
 /// The live side of the event log. Cheap to clone.
 #[derive(Clone, Default)]
@@ -25,7 +26,7 @@ pub struct Hub {
 /// One watcher's feed of a session's live events; its channel goes away
 /// with its last subscription.
 pub struct Subscription {
-    rx: broadcast::Receiver<SessionEvent>,
+    rx: broadcast::Receiver<Arc<SessionEvent>>,
     channels: Arc<Mutex<Channels>>,
     id: String,
 }
@@ -54,7 +55,7 @@ impl Hub {
     /// Sends `event` to its session's watchers, if any.
     pub fn publish(&self, event: &SessionEvent) {
         if let Some(sender) = self.lock().get(&event.session_id) {
-            let _ = sender.send(event.clone());
+            let _ = sender.send(Arc::new(event.clone()));
         }
     }
 
@@ -67,7 +68,7 @@ impl Hub {
 impl Subscription {
     /// The next live event; `Lagged` when this watcher fell behind.
     pub async fn recv(&mut self) -> Result<SessionEvent, broadcast::error::RecvError> {
-        self.rx.recv().await
+        self.rx.recv().await.map(Arc::unwrap_or_clone)
     }
 }
 

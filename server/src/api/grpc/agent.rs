@@ -11,12 +11,12 @@ use daas_api::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::{
-    auth::Caller,
+    api::grpc::auth::Caller,
     config::Config,
-    error::Error,
-    policy::clock_time,
+    domain::error::Error,
+    domain::validate,
+    reaper::policy::clock_time,
     store::{AgentReport, Store, now_ms, timestamp},
-    validate,
 };
 
 /// Most users a report may list, and the longest name or version.

@@ -7,7 +7,7 @@
 
 use daas_api::v1::SessionState;
 
-use crate::{inventory::InventoryError, pipeline::Pipeline, store::StoreError};
+use crate::{provision::Pipeline, provision::inventory::InventoryError, store::StoreError};
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

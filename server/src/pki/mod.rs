@@ -21,7 +21,7 @@ use rcgen::{
 use time::OffsetDateTime;
 use x509_parser::{certificate::X509Certificate, extensions::GeneralName, pem::Pem};
 
-use crate::{error::Error, terraform::write_private, validate};
+use crate::{domain::error::Error, domain::validate, provision::terraform::write_private};
 
 /// URI SAN marking a user certificate as an administrator's.
 pub const ADMIN_ROLE_URI: &str = "urn:daas:role:admin";

@@ -10,7 +10,7 @@ use std::{
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::Error;
+use crate::domain::error::Error;
 
 /// Creates per user: `per_minute` tokens a minute, at most `burst` saved.
 pub struct CreateRate {

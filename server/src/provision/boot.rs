@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config,
-    tool::{self, Invocation, SessionLog, ToolError},
+    provision::tool::{self, Invocation, SessionLog, ToolError},
 };
 
 #[derive(Debug, thiserror::Error)]

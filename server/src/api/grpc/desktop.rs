@@ -15,14 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    auth::Caller,
+    api::grpc::auth::Caller,
+    api::grpc::limits::{CreateRate, StreamSlots},
     config::Config,
-    error::Error,
-    events::Subscription,
-    limits::{CreateRate, StreamSlots},
-    pipeline::Pipeline,
+    domain::error::Error,
+    domain::validate,
+    provision::Pipeline,
+    store::events::Subscription,
     store::{NewSession, PageCursor, SessionLimits, SessionRecord, Store, StoreError},
-    validate,
 };
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<SessionEvent, Status>> + Send>>;

@@ -18,7 +18,7 @@ use tonic::{
 };
 
 use crate::{
-    error::Error,
+    domain::error::Error,
     pki::{self, Identity},
 };
 

@@ -14,13 +14,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::{
-    agent_api::AgentApi,
-    auth::{AuthLayer, Policy},
+    api::grpc::agent::AgentApi,
+    api::grpc::auth::{AuthLayer, Policy},
+    api::grpc::desktop::DesktopApi,
     config::{Config, Tls},
-    pipeline::Pipeline,
     pki::{self, PkiError},
-    service::DesktopApi,
-    sshkey::{self, SshKeyError},
+    provision::Pipeline,
+    provision::sshkey::{self, SshKeyError},
     store::{Store, StoreError},
 };
 
@@ -218,11 +218,11 @@ impl BoundServer {
             store: self.store.clone(),
         })
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-        let sweeper = tokio::spawn(crate::sweeper::run(
+        let sweeper = tokio::spawn(crate::provision::sweeper::run(
             self.pipeline.clone(),
             self.config.terraform.sweep_interval,
         ));
-        let retention = tokio::spawn(crate::retention::run(
+        let retention = tokio::spawn(crate::store::retention::run(
             self.store.clone(),
             self.config.limits.output_retention,
             self.pipeline.shutdown_token(),

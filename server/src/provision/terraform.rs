@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config,
+    provision::tool::{self, Invocation, OutputFormat, SessionLog, StopStyle, ToolError},
     store::VmOutputs,
-    tool::{self, Invocation, OutputFormat, SessionLog, StopStyle, ToolError},
 };
 
 /// Variables every module takes; the server sets them, the config may not.

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config,
-    tool::{self, Invocation, SessionLog, ToolError},
+    provision::tool::{self, Invocation, SessionLog, ToolError},
 };
 
 /// Every VM name the server gives starts with this.

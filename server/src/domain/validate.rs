@@ -1,7 +1,7 @@
 //! Checks on everything a request carries before it reaches Terraform or
 //! Ansible.
 
-use crate::error::Error;
+use crate::domain::error::Error;
 
 /// Characters Active Directory forbids in a sAMAccountName.
 const FORBIDDEN: &[char] = &[
@@ -105,18 +105,26 @@ pub fn page_size(value: u32) -> Result<u32, Error> {
     }
 }
 
-/// Checks a session id as the server makes them (a UUID), so that an id
-/// never becomes a path outside the data dir.
+/// Checks a session id as the server makes them (a hyphenated UUID), so
+/// that an id never becomes a path outside the data dir. A malformed id is
+/// INVALID_ARGUMENT (the value is not echoed); a well-formed id of no
+/// session is the caller's NOT_FOUND.
 pub fn session_id(value: &str) -> Result<(), Error> {
-    if uuid::Uuid::parse_str(value).is_ok() {
+    let invalid = |why: &str| Error::InvalidArgument {
+        field: "session_id",
+        why: why.into(),
+    };
+    if value.is_empty() {
+        return Err(invalid("is required"));
+    }
+    // `Uuid::try_parse` also takes the simple, braced and URN spellings;
+    // the server makes (and stores) only the hyphenated one.
+    if value.len() == 36 && uuid::Uuid::try_parse(value).is_ok() {
         Ok(())
-    } else if value.is_empty() {
-        Err(Error::InvalidArgument {
-            field: "session_id",
-            why: "is required".into(),
-        })
     } else {
-        Err(Error::NotFound(value.chars().take(64).collect()))
+        Err(invalid(
+            "is not a session id (a UUID such as 3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11)",
+        ))
     }
 }
 
@@ -174,5 +182,22 @@ mod tests {
         assert!(template("").is_err());
         assert!(session_id("../../etc").is_err());
         assert!(session_id("3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11").is_ok());
+        for bad in [
+            "not-a-uuid",
+            "3f0c1d8e8a554c1e9a321b8f7e0c2d11",
+            "urn:uuid:3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11",
+        ] {
+            let err = session_id(bad).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidArgument {
+                        field: "session_id",
+                        ..
+                    }
+                ),
+                "{bad}: {err:?}"
+            );
+        }
     }
 }

@@ -2,14 +2,16 @@
 //! as DestroySession, after an IDLE_WARNING event; and explains to callers
 //! why a desktop is still alive.
 
+pub mod policy;
+
 use std::sync::Arc;
 
 use daas_api::v1::{Activity, SessionState};
 
 use crate::{
     config::Config,
-    pipeline::Pipeline,
-    policy::{Clock, Decision, decide, outlook},
+    provision::Pipeline,
+    reaper::policy::{Clock, Decision, decide, outlook},
     store::{SessionRecord, Store, StoreError, now_ms, timestamp},
 };
 

@@ -4,6 +4,15 @@
 //! destroys what was made before the session is marked FAILED. Destroys go
 //! through [`Pipeline::destroy`], the one path for every teardown.
 
+pub mod ansible;
+pub mod boot;
+pub mod inventory;
+pub mod locks;
+pub mod sshkey;
+pub mod sweeper;
+pub mod terraform;
+pub mod tool;
+
 use std::{
     collections::HashMap,
     path::PathBuf,
@@ -16,15 +25,15 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    ansible::{AgentVars, Ansible, AnsibleError, PlaybookVars},
-    boot::{self, BootError},
     config::Config,
-    error::Error,
-    inventory::{Inventory, InventoryError},
-    locks::{SessionGuard, SessionLocks},
+    domain::error::Error,
+    provision::ansible::{AgentVars, Ansible, AnsibleError, PlaybookVars},
+    provision::boot::BootError,
+    provision::inventory::{Inventory, InventoryError},
+    provision::locks::{SessionGuard, SessionLocks},
+    provision::terraform::{BootWait, ContractVars, Terraform, TerraformError},
+    provision::tool::{SessionLog, ToolError},
     store::{SessionRecord, Store, StoreError},
-    terraform::{self, BootWait, ContractVars, Terraform, TerraformError},
-    tool::{self, SessionLog, ToolError},
 };
 
 /// Why a stage did not complete.

@@ -23,8 +23,11 @@ pub const REFERENCE: &str = concat!(
     "by DAAS_<SECTION>__<KEY>, e.g. DAAS_LIMITS__MAX_PARALLEL_PROVISIONS=8).\n",
     "Relative paths in the file are relative to the file. Durations read like\n",
     "\"90s\", \"20m\", \"1h\". Defaults:\n\n",
-    include_str!("config_reference.toml")
+    include_str!("reference.toml")
 );
+
+/// The largest `limits.max_parallel_provisions` and `limits.max_streams`.
+const MAX_LIMIT: usize = 1_000_000;
 
 /// Everything the server reads at start.
 #[derive(Debug, Clone)]
@@ -43,7 +46,7 @@ pub struct Config {
     pub auth: Auth,
     pub secrets: Secrets,
     pub agent: Agent,
-    pub policies: crate::policy::Policies,
+    pub policies: crate::reaper::policy::Policies,
     /// How often the reaper looks at READY sessions.
     pub reaper_interval: Duration,
 }
@@ -295,7 +298,7 @@ struct RawPolicy {
     #[serde(with = "humantime_serde")]
     reaper_interval: Duration,
     #[serde(default)]
-    templates: BTreeMap<String, crate::policy::PolicyOverride>,
+    templates: BTreeMap<String, crate::reaper::policy::PolicyOverride>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -423,7 +426,7 @@ impl Default for Raw {
                 report_interval: Duration::from_secs(30),
             },
             policy: {
-                let p = crate::policy::Policy::default();
+                let p = crate::reaper::policy::Policy::default();
                 RawPolicy {
                     idle_timeout: p.idle_timeout,
                     disconnected_timeout: p.disconnected_timeout,
@@ -592,8 +595,20 @@ impl Config {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
+        // Semaphores count these: bounded so the server cannot panic at start.
+        for (key, value) in [
+            (
+                "limits.max_parallel_provisions",
+                raw.limits.max_parallel_provisions,
+            ),
+            ("limits.max_streams", raw.limits.max_streams),
+        ] {
+            if value > MAX_LIMIT {
+                return Err(invalid(key, &format!("must be at most {MAX_LIMIT}")));
+            }
+        }
         for (i, admin) in raw.auth.admins.iter().enumerate() {
-            if crate::validate::account_name("admin", admin).is_err() {
+            if crate::domain::validate::account_name("admin", admin).is_err() {
                 return Err(invalid(
                     &format!("auth.admins[{i}]"),
                     "is not a valid user name",
@@ -609,7 +624,7 @@ impl Config {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
-        if crate::validate::template(&raw.vm.template).is_err() {
+        if crate::domain::validate::template(&raw.vm.template).is_err() {
             return Err(invalid(
                 "vm.template",
                 "letters, digits, '.', '_' and '-' only, at most 64",
@@ -632,7 +647,7 @@ impl Config {
             return Err(invalid("ssh.user", "must not be empty"));
         }
         for key in raw.terraform.variables.keys() {
-            if crate::terraform::CONTRACT_VARIABLES.contains(&key.as_str()) {
+            if crate::provision::terraform::CONTRACT_VARIABLES.contains(&key.as_str()) {
                 return Err(invalid(
                     &format!("terraform.variables.{key}"),
                     "is a contract variable the server sets itself",
@@ -766,8 +781,8 @@ impl Config {
             ca_key,
             report_interval: raw.agent.report_interval,
         };
-        let policies = crate::policy::Policies {
-            default: crate::policy::Policy {
+        let policies = crate::reaper::policy::Policies {
+            default: crate::reaper::policy::Policy {
                 idle_timeout: policy.idle_timeout,
                 disconnected_timeout: policy.disconnected_timeout,
                 max_lifetime: policy.max_lifetime,
@@ -934,8 +949,8 @@ mod tests {
 
     #[test]
     fn the_readme_shows_the_reference_of_help() {
-        let readme = include_str!("../../README.md");
-        assert!(readme.contains(include_str!("config_reference.toml")));
+        let readme = include_str!("../../../README.md");
+        assert!(readme.contains(include_str!("reference.toml")));
     }
 
     #[test]

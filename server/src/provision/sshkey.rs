@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ssh_key::{Algorithm, LineEnding, PrivateKey, rand_core::OsRng};
 
-use crate::terraform::write_private;
+use crate::provision::terraform::write_private;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshKeyError {

@@ -1,0 +1,8 @@
+//! The gRPC side: `daas.v1.DesktopService` ([`desktop`]) for people,
+//! `daas.v1.AgentService` ([`agent`]) for the in-VM agents, the
+//! authentication layer ([`auth`]) and request limits ([`limits`]).
+
+pub mod agent;
+pub mod auth;
+pub mod desktop;
+pub mod limits;

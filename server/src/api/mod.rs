@@ -1,0 +1,3 @@
+//! The server's API: today the gRPC services (`grpc`).
+
+pub mod grpc;

@@ -1,0 +1,6 @@
+//! What every part of the server agrees on: the session state machine,
+//! request validation, and the errors with their codes.
+
+pub mod error;
+pub mod state_machine;
+pub mod validate;
