@@ -1,14 +1,17 @@
 //! The provisioning pipeline: one task per session, QUEUED -> PROVISIONING
 //! (terraform) -> BOOTING (SSH, cloud-init) -> CONFIGURING (ansible) ->
-//! READY, with a limit on how many run at once. A failure at any stage
-//! destroys what was made before the session is marked FAILED. Destroys go
-//! through [`Pipeline::destroy`], the one path for every teardown.
+//! READY (the stages: `stages.rs`), with a limit on how many run at once. A
+//! failure at any stage destroys what was made before the session is marked
+//! FAILED. Destroys go through [`Pipeline::destroy`], the one path for every
+//! teardown; recovery after a restart and the sweeper ([`sweeper`]) make
+//! sure no VM outlives its session.
 
 pub mod ansible;
 pub mod boot;
 pub mod inventory;
 pub mod locks;
 pub mod sshkey;
+mod stages;
 pub mod sweeper;
 pub mod terraform;
 pub mod tool;
@@ -27,11 +30,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     config::Config,
     domain::error::Error,
-    provision::ansible::{AgentVars, Ansible, AnsibleError, PlaybookVars},
+    provision::ansible::{Ansible, AnsibleError, PlaybookVars},
     provision::boot::BootError,
     provision::inventory::{Inventory, InventoryError},
     provision::locks::{SessionGuard, SessionLocks},
-    provision::terraform::{BootWait, ContractVars, Terraform, TerraformError},
+    provision::terraform::{Terraform, TerraformError},
     provision::tool::{SessionLog, ToolError},
     store::{SessionRecord, Store, StoreError},
 };
@@ -225,158 +228,6 @@ impl Pipeline {
                 self.fail(&record, stage, reason, &log).await;
             }
         }
-    }
-
-    async fn run_stages(
-        &self,
-        record: &SessionRecord,
-        password: &str,
-        log: &SessionLog,
-        cancel: &CancellationToken,
-        stage: &mut SessionState,
-    ) -> Result<(), StageError> {
-        let config = &self.inner.config;
-        let store = &self.inner.store;
-        let id = &record.id;
-        let session_dir = self.session_dir(id);
-        let tf_dir = terraform::dir_of(&session_dir);
-
-        store
-            .transition(
-                id,
-                SessionState::Queued,
-                SessionState::Provisioning,
-                format!("creating VM {} with Terraform", record.vm_name),
-                None,
-            )
-            .await?;
-        *stage = SessionState::Provisioning;
-        let vars = ContractVars {
-            vm_name: record.vm_name.clone(),
-            slot: record.slot,
-            ssh_public_key: self.inner.ssh_public_key.clone(),
-            template: record.template.clone(),
-            cores: config.vm.cores,
-            memory_mb: config.vm.memory_mb,
-            disk_gb: config.vm.disk_gb,
-            session_id: id.clone(),
-            username: record.username.clone(),
-        };
-        let terraform = self.terraform();
-        terraform.init(&tf_dir, &vars, log, cancel).await?;
-        let outputs = terraform.apply(&tf_dir, log, cancel).await?;
-        store.set_outputs(id, outputs.vm.clone()).await?;
-
-        store
-            .transition(
-                id,
-                SessionState::Provisioning,
-                SessionState::Booting,
-                match outputs.boot_wait {
-                    BootWait::None => "the module declares nothing to wait for".into(),
-                    BootWait::Ssh => format!(
-                        "waiting for SSH on {}:{} and for cloud-init",
-                        outputs.vm.ssh_host, outputs.vm.ssh_port
-                    ),
-                },
-                None,
-            )
-            .await?;
-        *stage = SessionState::Booting;
-        match outputs.boot_wait {
-            BootWait::None => {}
-            BootWait::Ssh => {
-                let vm = &outputs.vm;
-                let deadline = tokio::time::Instant::now() + config.boot.timeout;
-                boot::wait_for_ssh_banner(&vm.ssh_host, vm.ssh_port, deadline, cancel).await?;
-                log.line(Tool::Ssh, OutputStream::Stdout, "SSH is up").await;
-                boot::wait_for_cloud_init(
-                    &config.ssh,
-                    &vm.ssh_host,
-                    vm.ssh_port,
-                    &session_dir.join("known_hosts"),
-                    deadline,
-                    log,
-                    cancel,
-                )
-                .await?;
-            }
-        }
-        store
-            .transition(
-                id,
-                SessionState::Booting,
-                SessionState::Configuring,
-                format!("configuring {} with Ansible", record.vm_name),
-                None,
-            )
-            .await?;
-        *stage = SessionState::Configuring;
-        let ansible = Ansible {
-            config: &config.ansible,
-            ssh: &config.ssh,
-        };
-        let agent = self.agent_vars(id)?;
-        // Never in an event, should a tool print the agent's key.
-        let key_lines = agent
-            .as_ref()
-            .map(|a| a.key_pem.as_str())
-            .unwrap_or_default();
-        let log = &log.with_secrets(key_lines.lines().filter(|l| l.len() > 16));
-        let playbook_vars = PlaybookVars {
-            session_id: id,
-            username: &record.username,
-            vm_name: &record.vm_name,
-            session_user: &record.session_user,
-            session_password: password,
-            ad_join_password: config.secrets.ad_join_password.as_ref().map(|s| s.expose()),
-            vm: &outputs.vm,
-            agent: agent.as_ref(),
-        };
-        ansible
-            .configure(&session_dir, &playbook_vars, log, cancel)
-            .await?;
-
-        store
-            .transition(
-                id,
-                SessionState::Configuring,
-                SessionState::Ready,
-                format!(
-                    "connect with RDP to {}:{}",
-                    outputs.vm.rdp_host, outputs.vm.rdp_port
-                ),
-                None,
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// The agent's settings and a certificate for session `id` alone,
-    /// valid a day longer than the longest a desktop may live.
-    fn agent_vars(&self, id: &str) -> Result<Option<AgentVars>, StageError> {
-        let config = &self.inner.config;
-        let (Some(endpoint), Some(ca)) = (&config.agent.endpoint, &self.inner.agent_ca) else {
-            return Ok(None);
-        };
-        let longest = config
-            .policies
-            .templates
-            .values()
-            .filter_map(|o| o.max_lifetime)
-            .chain([config.policies.default.max_lifetime])
-            .max()
-            .unwrap_or_default();
-        let days = u32::try_from(longest.as_secs() / 86_400 + 1).unwrap_or(u32::MAX);
-        let issued = ca.issue_agent(id, &crate::pki::Validity::days(days))?;
-        Ok(Some(AgentVars {
-            endpoint: endpoint.clone(),
-            tls_server_name: config.agent.tls_server_name.clone(),
-            binary: config.agent.binary.clone(),
-            ca_pem: ca.cert_pem().to_string(),
-            cert_pem: issued.cert_pem,
-            key_pem: issued.key_pem,
-        }))
     }
 
     /// Destroys what a failed stage left, then marks the session FAILED.

@@ -1,0 +1,218 @@
+//! The stages of a create, each a function of its own so they can run
+//! apart: the user-independent ones (PROVISIONING: the VM; BOOTING; the
+//! desktop's configuration) and what makes a desktop one user's (the
+//! session user and the agent's identity, [`PerUser`]). Today CONFIGURING
+//! runs one playbook with both; a warm pool runs the first part ahead of
+//! time and the per-user part at claim.
+
+use daas_api::v1::{OutputStream, SessionState, Tool};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Pipeline, StageError,
+    ansible::{AgentVars, Ansible, PlaybookVars},
+    boot,
+    terraform::{self, BootWait, ContractVars, ModuleOutputs},
+    tool::SessionLog,
+};
+use crate::store::SessionRecord;
+
+/// What makes a desktop one user's.
+pub(super) struct PerUser<'a> {
+    pub session_user: &'a str,
+    pub session_password: &'a str,
+    /// The agent's settings and its certificate for this session alone.
+    pub agent: Option<AgentVars>,
+}
+
+impl Pipeline {
+    /// Runs every stage of a create, QUEUED to READY; `stage` follows the
+    /// stage reached, for the failure's record.
+    pub(super) async fn run_stages(
+        &self,
+        record: &SessionRecord,
+        password: &str,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+        stage: &mut SessionState,
+    ) -> Result<(), StageError> {
+        let outputs = self.vm_stage(record, log, cancel, stage).await?;
+        self.boot_stage(record, &outputs, log, cancel, stage)
+            .await?;
+        let per_user = PerUser {
+            session_user: &record.session_user,
+            session_password: password,
+            agent: self.agent_vars(&record.id)?,
+        };
+        self.configure_stage(record, &outputs, &per_user, log, cancel, stage)
+            .await?;
+        self.enter(
+            record,
+            stage,
+            SessionState::Ready,
+            format!(
+                "connect with RDP to {}:{}",
+                outputs.vm.rdp_host, outputs.vm.rdp_port
+            ),
+        )
+        .await
+    }
+
+    /// Moves the session from `stage` to `to` and follows it.
+    async fn enter(
+        &self,
+        record: &SessionRecord,
+        stage: &mut SessionState,
+        to: SessionState,
+        message: String,
+    ) -> Result<(), StageError> {
+        self.inner
+            .store
+            .transition(&record.id, *stage, to, message, None)
+            .await?;
+        *stage = to;
+        Ok(())
+    }
+
+    /// PROVISIONING: the VM, with Terraform; the module's outputs.
+    async fn vm_stage(
+        &self,
+        record: &SessionRecord,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+        stage: &mut SessionState,
+    ) -> Result<ModuleOutputs, StageError> {
+        let config = &self.inner.config;
+        let message = format!("creating VM {} with Terraform", record.vm_name);
+        self.enter(record, stage, SessionState::Provisioning, message)
+            .await?;
+        let vars = ContractVars {
+            vm_name: record.vm_name.clone(),
+            slot: record.slot,
+            ssh_public_key: self.inner.ssh_public_key.clone(),
+            template: record.template.clone(),
+            cores: config.vm.cores,
+            memory_mb: config.vm.memory_mb,
+            disk_gb: config.vm.disk_gb,
+            session_id: record.id.clone(),
+            username: record.username.clone(),
+        };
+        let tf_dir = terraform::dir_of(&self.session_dir(&record.id));
+        let terraform = self.terraform();
+        terraform.init(&tf_dir, &vars, log, cancel).await?;
+        let outputs = terraform.apply(&tf_dir, log, cancel).await?;
+        self.inner
+            .store
+            .set_outputs(&record.id, outputs.vm.clone())
+            .await?;
+        Ok(outputs)
+    }
+
+    /// BOOTING: SSH answers and cloud-init is done, unless the module
+    /// declares nothing to wait for.
+    async fn boot_stage(
+        &self,
+        record: &SessionRecord,
+        outputs: &ModuleOutputs,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+        stage: &mut SessionState,
+    ) -> Result<(), StageError> {
+        let config = &self.inner.config;
+        let vm = &outputs.vm;
+        let message = match outputs.boot_wait {
+            BootWait::None => "the module declares nothing to wait for".into(),
+            BootWait::Ssh => format!(
+                "waiting for SSH on {}:{} and for cloud-init",
+                vm.ssh_host, vm.ssh_port
+            ),
+        };
+        self.enter(record, stage, SessionState::Booting, message)
+            .await?;
+        if outputs.boot_wait == BootWait::None {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + config.boot.timeout;
+        boot::wait_for_ssh_banner(&vm.ssh_host, vm.ssh_port, deadline, cancel).await?;
+        log.line(Tool::Ssh, OutputStream::Stdout, "SSH is up").await;
+        boot::wait_for_cloud_init(
+            &config.ssh,
+            &vm.ssh_host,
+            vm.ssh_port,
+            &self.session_dir(&record.id).join("known_hosts"),
+            deadline,
+            log,
+            cancel,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// CONFIGURING: the desktop and what makes it the user's, with Ansible.
+    async fn configure_stage(
+        &self,
+        record: &SessionRecord,
+        outputs: &ModuleOutputs,
+        per_user: &PerUser<'_>,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+        stage: &mut SessionState,
+    ) -> Result<(), StageError> {
+        let config = &self.inner.config;
+        let message = format!("configuring {} with Ansible", record.vm_name);
+        self.enter(record, stage, SessionState::Configuring, message)
+            .await?;
+        let ansible = Ansible {
+            config: &config.ansible,
+            ssh: &config.ssh,
+        };
+        // Never in an event, should a tool print the agent's key.
+        let key_lines = per_user
+            .agent
+            .as_ref()
+            .map(|a| a.key_pem.as_str())
+            .unwrap_or_default();
+        let log = &log.with_secrets(key_lines.lines().filter(|l| l.len() > 16));
+        let playbook_vars = PlaybookVars {
+            session_id: &record.id,
+            username: &record.username,
+            vm_name: &record.vm_name,
+            session_user: per_user.session_user,
+            session_password: per_user.session_password,
+            ad_join_password: config.secrets.ad_join_password.as_ref().map(|s| s.expose()),
+            vm: &outputs.vm,
+            agent: per_user.agent.as_ref(),
+        };
+        ansible
+            .configure(&self.session_dir(&record.id), &playbook_vars, log, cancel)
+            .await?;
+        Ok(())
+    }
+
+    /// The agent's settings and a certificate for session `id` alone,
+    /// valid a day longer than the longest a desktop may live.
+    fn agent_vars(&self, id: &str) -> Result<Option<AgentVars>, StageError> {
+        let config = &self.inner.config;
+        let (Some(endpoint), Some(ca)) = (&config.agent.endpoint, &self.inner.agent_ca) else {
+            return Ok(None);
+        };
+        let longest = config
+            .policies
+            .templates
+            .values()
+            .filter_map(|o| o.max_lifetime)
+            .chain([config.policies.default.max_lifetime])
+            .max()
+            .unwrap_or_default();
+        let days = u32::try_from(longest.as_secs() / 86_400 + 1).unwrap_or(u32::MAX);
+        let issued = ca.issue_agent(id, &crate::pki::Validity::days(days))?;
+        Ok(Some(AgentVars {
+            endpoint: endpoint.clone(),
+            tls_server_name: config.agent.tls_server_name.clone(),
+            binary: config.agent.binary.clone(),
+            ca_pem: ca.cert_pem().to_string(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+        }))
+    }
+}
