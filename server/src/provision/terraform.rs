@@ -33,6 +33,9 @@ pub const CONTRACT_VARIABLES: &[&str] = &[
     "username",
 ];
 
+/// Outputs every module gives (`boot_wait` is optional).
+pub const CONTRACT_OUTPUTS: &[&str] = &["vm_id", "ssh_host", "ssh_port", "rdp_host", "rdp_port"];
+
 /// The file holding a session's variables, loaded by every plan and destroy.
 const VARS_FILE: &str = "terraform.tfvars.json";
 
