@@ -286,19 +286,16 @@ const KNOWN: &[(&str, &str, Kind)] = &[
     ("policy", "reaper_interval", Kind::Duration),
 ];
 
-const TABLES: &[&str] = &[
-    "",
-    "limits",
-    "vm",
-    "terraform",
-    "boot",
-    "ssh",
-    "ansible",
-    "tls",
-    "auth",
-    "agent",
-    "policy",
-];
+/// The tables of the keys above, after the top level ("").
+fn tables() -> Vec<&'static str> {
+    let mut tables = vec![""];
+    for (table, _, _) in KNOWN {
+        if !tables.contains(table) {
+            tables.push(table);
+        }
+    }
+    tables
+}
 
 fn strings(values: &[&str]) -> Vec<String> {
     values.iter().map(|v| v.to_string()).collect()
@@ -425,12 +422,12 @@ fn is_known(table: &str, key: &str) -> bool {
     );
     other
         || KNOWN.iter().any(|(t, k, _)| *t == table && *k == key)
-        || (table.is_empty() && TABLES.contains(&key))
+        || (table.is_empty() && tables().contains(&key))
 }
 
 fn unknown_line() -> impl Strategy<Value = Line> {
     let value = select(strings(&["1", "\"x\"", "true", "\"90s\"", "[]"]));
-    (select(TABLES), "[a-z][a-z_]{2,14}", value)
+    (select(tables()), "[a-z][a-z_]{2,14}", value)
         .prop_filter("a known key", |(table, key, _)| !is_known(table, key))
         .prop_map(|(table, key, value)| Line {
             table,
@@ -467,12 +464,12 @@ fn render(lines: &[Line]) -> (String, Vec<String>) {
     }
     let mut text = String::new();
     let mut bad = Vec::new();
-    for table in TABLES {
+    for table in tables() {
         if !table.is_empty() {
             text.push_str(&format!("[{table}]\n"));
         }
         for ((t, key), (value, is_bad)) in &entries {
-            if t == table {
+            if *t == table {
                 text.push_str(&format!("{key} = {value}\n"));
                 if *is_bad {
                     bad.push(if table.is_empty() {
@@ -571,7 +568,7 @@ proptest! {
         lines in vec(
             prop_oneof![
                 3 => known_line().prop_map(|l| format!("{} = {}", l.key, l.value)),
-                2 => select(TABLES).prop_map(|t| format!("[{t}]")),
+                2 => select(tables()).prop_map(|t| format!("[{t}]")),
                 2 => (
                     "[a-z_.]{0,12}",
                     prop_oneof![
