@@ -92,11 +92,19 @@ async fn secrets_never_leak_but_reach_their_tools() {
             ..Default::default()
         },
     );
+    // A vault key file a site names in the server's environment.
+    let vault_file = dir.path().join("vault-pass");
+    std::fs::write(&vault_file, "vault-key\n").unwrap();
+    let vault_file = vault_file.display().to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_command_lines(stop.clone());
     let (mut server, endpoint) = start_server(
         &config,
-        &[("DAAS_LOG", "debug"), ("DAAS_TEST_PM_SECRET", PM_SECRET)],
+        &[
+            ("DAAS_LOG", "debug"),
+            ("DAAS_TEST_PM_SECRET", PM_SECRET),
+            ("ANSIBLE_VAULT_PASSWORD_FILE", &vault_file),
+        ],
     )
     .await;
     let logs = Arc::new(Mutex::new(String::new()));
@@ -159,6 +167,18 @@ async fn secrets_never_leak_but_reach_their_tools() {
         sha256(AD_PASSWORD)
     );
     assert!(read(&format!("{}.configured", session.vm_name)).contains("student"));
+    // ansible-playbook saw the vault's key file, and nothing of the
+    // server's own environment (the variable holding the Proxmox secret).
+    let ansible_env = read(&format!("{}.env", session.vm_name));
+    let names: Vec<&str> = ansible_env.lines().collect();
+    assert!(names.contains(&"ANSIBLE_VAULT_PASSWORD_FILE"), "{names:?}");
+    assert!(names.contains(&"PATH"), "{names:?}");
+    for leaked in ["DAAS_TEST_PM_SECRET", "DAAS_LOG", "CARGO_MANIFEST_DIR"] {
+        assert!(
+            !names.contains(&leaked),
+            "{leaked} reached ansible-playbook"
+        );
+    }
     // The module printed the token; the events show it masked.
     assert!(
         output(&history)

@@ -14,6 +14,10 @@ use crate::{
     store::VmOutputs,
 };
 
+/// Names the file holding the vault password of `group_vars` (a path, set
+/// in the server's environment, passed on to ansible-playbook).
+const VAULT_PASSWORD_FILE: &str = "ANSIBLE_VAULT_PASSWORD_FILE";
+
 #[derive(Debug, thiserror::Error)]
 pub enum AnsibleError {
     #[error(transparent)]
@@ -134,6 +138,11 @@ impl Ansible<'_> {
             .timeout(self.config.timeout);
         if let Some(cfg) = &self.config.config {
             inv = inv.env("ANSIBLE_CONFIG", cfg.as_os_str());
+        }
+        // The one setting a site gives Ansible through the server's
+        // environment (a path, not the password): the vault's key file.
+        if let Some(file) = std::env::var_os(VAULT_PASSWORD_FILE) {
+            inv = inv.env(VAULT_PASSWORD_FILE, file);
         }
         tool::run(inv, log, cancel).await?;
         Ok(())
