@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, then formatting,
 # lints and every test of the workspace, then real QEMU desktops end to end
-# (root; ~20 min on 2 cores with a first image build).
+# (root; ~26 min on 2 cores with a first image build and an empty cargo
+# target dir).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
