@@ -132,12 +132,6 @@ impl Pipeline {
         }
     }
 
-    /// How many sessions have a lock entry (held or awaited); settled
-    /// sessions have none.
-    pub fn locked_sessions(&self) -> usize {
-        self.inner.locks.len()
-    }
-
     /// Starts provisioning a QUEUED session in the background. The task
     /// outlives the request that started it.
     pub fn start(&self, record: SessionRecord, session_password: String) {
@@ -171,7 +165,7 @@ impl Pipeline {
         }
     }
 
-    /// The module's inventory hook, run in `<data_dir>/inventory`.
+    /// The module's inventory hook, run in the data dir.
     pub(crate) fn inventory(&self) -> Inventory<'_> {
         Inventory {
             config: &self.inner.config.terraform,

@@ -53,6 +53,11 @@ pub async fn run(pipeline: Pipeline, interval: std::time::Duration) {
     }
 }
 
+/// A session whose VM nothing else will destroy: FAILED or DESTROYED.
+fn is_over(state: SessionState) -> bool {
+    matches!(state, SessionState::Failed | SessionState::Destroyed)
+}
+
 /// One pass: list, then destroy every VM nothing else will.
 pub async fn sweep(pipeline: &Pipeline) -> Result<Swept, SweepError> {
     let inventory = pipeline.inventory();
@@ -63,23 +68,23 @@ pub async fn sweep(pipeline: &Pipeline) -> Result<Swept, SweepError> {
         listed: listed.len(),
         ..Swept::default()
     };
+    let store = pipeline.store();
     for vm in listed {
-        let store = pipeline.store();
         let Some(record) = store.by_vm_name(&vm.vm_name).await? else {
             tracing::warn!(vm = %vm.vm_name, session = %vm.session_id, "destroying a VM of no known session");
             inventory.destroy(&vm.vm_name, &server_log, &cancel).await?;
             swept.destroyed.push(vm.vm_name);
             continue;
         };
-        if !matches!(record.state, SessionState::Failed | SessionState::Destroyed) {
+        if !is_over(record.state) {
             continue;
         }
-        // Under the session's lock, in case a destroy is under way.
+        // Again under the session's lock, in case a destroy is under way.
         let _guard = pipeline.lock(&record.id).await;
         let Some(record) = store.get(&record.id).await? else {
             continue;
         };
-        if !matches!(record.state, SessionState::Failed | SessionState::Destroyed) {
+        if !is_over(record.state) {
             continue;
         }
         tracing::warn!(vm = %vm.vm_name, session = %record.id, state = record.state.label(), "destroying a VM whose session is over");

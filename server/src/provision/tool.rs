@@ -327,7 +327,7 @@ pub async fn run_status(
     })?;
     let pgid = child.id().and_then(|id| i32::try_from(id).ok());
     if let Some(pgid) = pgid {
-        let identity = process_identity(pgid).map(|id| format!("{} {id}", tool_name(inv.stop)));
+        let identity = process_identity(pgid).map(|id| format!("{} {id}", style_name(inv.stop)));
         log.child(identity.map(|identity| ChildRecord { pgid, identity }))
             .await;
     }
@@ -443,7 +443,8 @@ async fn stop(child: &mut Child, pgid: Option<i32>, style: StopStyle) {
     let _ = child.kill().await;
 }
 
-fn tool_name(style: StopStyle) -> &'static str {
+/// How a stop style is written in a recorded [`ChildRecord::identity`].
+fn style_name(style: StopStyle) -> &'static str {
     match style {
         StopStyle::InterruptFirst => "interrupt-first",
         StopStyle::Group => "group",
@@ -465,6 +466,9 @@ pub fn process_identity(pid: i32) -> Option<String> {
     let start = fields.get(19)?;
     Some(format!("{} {start}", boot.trim()))
 }
+
+/// The identity [`tools_in`] gives a group whose leader has exited.
+const NO_LEADER: &str = "gone 0";
 
 /// The process groups of the tools working in `dir` (their current folder
 /// is in it), each described as [`run_status`] records its tool: a group
@@ -493,10 +497,10 @@ pub fn tools_in(dir: &Path) -> Vec<ChildRecord> {
                 StopStyle::Group
             };
             // A group whose leader is gone is stopped through any member.
-            let identity = process_identity(pgid).unwrap_or_else(|| "gone 0".into());
+            let identity = process_identity(pgid).unwrap_or_else(|| NO_LEADER.into());
             ChildRecord {
                 pgid,
-                identity: format!("{} {identity}", tool_name(style)),
+                identity: format!("{} {identity}", style_name(style)),
             }
         })
         .collect()
@@ -522,7 +526,7 @@ pub async fn adopt(child: &ChildRecord, wait: Duration) -> Adopted {
         return Adopted::Gone;
     };
     let group = Pid::from_raw(child.pgid);
-    if identity == "gone 0" {
+    if identity == NO_LEADER {
         // A leaderless group found in a session's folder: what is left of it.
         if child.pgid > 1 && killpg(group, Signal::SIGKILL).is_ok() {
             return Adopted::Stopped;
@@ -533,7 +537,7 @@ pub async fn adopt(child: &ChildRecord, wait: Duration) -> Adopted {
     if child.pgid <= 1 || !same() {
         return Adopted::Gone;
     }
-    if style == tool_name(StopStyle::InterruptFirst) {
+    if style == style_name(StopStyle::InterruptFirst) {
         let deadline = tokio::time::Instant::now() + wait;
         while tokio::time::Instant::now() < deadline {
             if !same() {

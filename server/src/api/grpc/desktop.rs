@@ -120,11 +120,9 @@ impl DesktopApi {
             .into());
         }
         tracing::info!(session = %earlier.id, "a create repeated its request id: streaming the session it made");
-        let live = self.store.subscribe(&earlier.id);
         Ok(Response::new(follow(
             self.store.clone(),
             earlier.id,
-            live,
             0,
             self.pipeline.shutdown_token(),
             slot,
@@ -149,15 +147,16 @@ fn create_owner(caller: &Caller, requested: String) -> Result<String, Error> {
 
 /// Streams a session's events after `after`, then live ones, until the
 /// session settles (READY, FAILED, DESTROYED) or the server stops. `slot`
-/// is held while the stream is open.
+/// is held while the stream is open. It subscribes to the live events
+/// before it returns: whatever is published after this call is followed.
 pub fn follow(
     store: Store,
     id: String,
-    live: Subscription,
     after: u64,
     shutdown: CancellationToken,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) -> EventStream {
+    let live = store.subscribe(&id);
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let _slot = slot;
@@ -313,18 +312,10 @@ impl DesktopService for DesktopApi {
             Err(err) => return Err(Error::from(err).into()),
         };
         tracing::info!(session = %record.id, user = %record.username, vm = %record.vm_name, "session requested");
-        let id = record.id.clone();
-        // Subscribed before the pipeline publishes anything.
-        let live = self.store.subscribe(&id);
+        // Followed before the pipeline publishes anything.
+        let stream = follow(self.store.clone(), record.id.clone(), 0, shutdown, slot);
         self.pipeline.start(record, req.session_password);
-        Ok(Response::new(follow(
-            self.store.clone(),
-            id,
-            live,
-            0,
-            shutdown,
-            slot,
-        )))
+        Ok(Response::new(stream))
     }
 
     async fn watch_session(
@@ -338,11 +329,9 @@ impl DesktopService for DesktopApi {
         } = request.into_inner();
         let slot = self.streams.open()?;
         self.session_for(&caller, &id, "watch").await?;
-        let live = self.store.subscribe(&id);
         Ok(Response::new(follow(
             self.store.clone(),
             id,
-            live,
             after_sequence,
             self.pipeline.shutdown_token(),
             slot,
