@@ -2,6 +2,7 @@
 # The README's main-job command: a real desktop on this machine.
 #
 #   scripts/demo.sh                 # root: a real QEMU desktop (deploy/qemu.toml)
+#   scripts/demo.sh --ad            # root: the same, joined to a test AD domain; log in as alice
 #   scripts/demo.sh --test-module   # no VM: the pipeline with terraform/test (deploy/demo.toml)
 #
 # With QEMU it sets up what is missing (Debian packages, the Ansible venv,
@@ -10,7 +11,9 @@
 # `daas create --session-user demo` with live progress to READY and prints how
 # to connect. On a terminal it then waits for Enter (or Ctrl-C) and destroys
 # the desktop; without one it destroys it at once. Sessions persist in
-# .data/qemu (SQLite).
+# .data/qemu (SQLite). With --ad it first starts the test domain controller
+# of tests/ad/dc.sh (DAAS.TEST), creates the desktop for its user alice
+# (her AD password, her share mounted at ~/H) and stops the DC at the end.
 #
 # Environment: DAAS_DEMO_USER (demo), DAAS_SESSION_PASSWORD (else asked on a
 # terminal, or generated into .data/qemu/demo-password, mode 0600),
@@ -19,11 +22,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-module=qemu config=deploy/qemu.toml data=.data/qemu
+module=qemu config=deploy/qemu.toml data=.data/qemu ad=0
 case ${1:-} in
   "") ;;
+  --ad) ad=1 ;;
   --test-module) module=test config=deploy/demo.toml data=.data/demo ;;
-  -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "demo: unknown argument: $1 (see --help)" >&2; exit 2 ;;
 esac
 
@@ -57,10 +61,17 @@ if [[ $module == qemu ]]; then
   export DAAS_TERRAFORM__VARIABLES__IMAGE_DIR=$image DAAS_AGENT__BINARY=$root/$data/daas-agent
 fi
 
+ad_env=()
+if ((ad)); then
+  say "test AD domain controller (tests/ad/dc.sh: DAAS.TEST, users alice, bob, carol)"
+  tests/ad/dc.sh start
+  mapfile -t ad_env < <(tests/ad/dc.sh env)
+fi
+
 log=$data/server.log
 # Its own session: a Ctrl-C stops this script and the CLI, and the server
 # is still there to destroy what the demo made.
-setsid "$bin/daas-server" --config "$config" >"$data/server.out" 2>>"$log" &
+setsid env "${ad_env[@]}" "$bin/daas-server" --config "$config" >"$data/server.out" 2>>"$log" &
 server=$!
 before=none
 # Sessions this run made that still hold a VM (READY or on their way).
@@ -82,6 +93,10 @@ finish() {
   fi
   kill "$server" 2>/dev/null
   wait "$server" 2>/dev/null || true
+  if ((ad)); then
+    say "stopping the test domain controller"
+    tests/ad/dc.sh stop || status=1
+  fi
   exit "$status"
 }
 trap finish EXIT
@@ -106,7 +121,11 @@ echo
 
 create=(create)
 password_hint="the password in DAAS_SESSION_PASSWORD"
-if [[ $module == qemu ]]; then
+if ((ad)); then
+  user=alice
+  create+=(--user alice)
+  password_hint="her AD password, in $(tests/ad/dc.sh password alice); her share is ~/H"
+elif [[ $module == qemu ]]; then
   user=${DAAS_DEMO_USER:-demo}
   if [[ -z ${DAAS_SESSION_PASSWORD:-} ]]; then
     if [[ -t 0 ]]; then

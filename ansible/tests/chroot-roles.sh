@@ -163,6 +163,8 @@ umask 077
 import json, pathlib, sys
 work, binary, password, ad_password = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 read = lambda name: (work / name).read_text()
+dns_servers = [line.split()[1] for line in open("/etc/resolv.conf")
+               if line.startswith("nameserver") and len(line.split()) > 1]
 vars = {
     "session_id": "6f1c7a9e-2b3d-4c5e-8f70-1a2b3c4d5e6f",
     "username": "alice",
@@ -181,6 +183,8 @@ vars = {
     "ad_join_user": "svc-join",
     "ad_join_password": ad_password,
     "ad_join_perform_join": False,
+    # The host's own servers: apt in the chroot resolves with them afterwards.
+    "ad_join_dns_servers": dns_servers,
     "ad_join_admin_group_dns": ["CN=DaaS Admins,OU=Groups,DC=ad,DC=example,DC=org"],
     "desktop_config_pam_mount_volumes": [
         {"server": "fs01.ad.example.org", "path": "homes/%(USER)", "mountpoint": "~/H"},

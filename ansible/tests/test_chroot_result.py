@@ -156,7 +156,7 @@ def test_session_user_has_a_hashed_password():
 # ---- ad-join (prepared, not joined) ----
 
 
-@pytest.mark.parametrize("package", ["realmd", "sssd", "libpam-sss", "libnss-sss", "adcli", "krb5-user"])
+@pytest.mark.parametrize("package", ["sssd", "libpam-sss", "libnss-sss", "adcli", "krb5-user"])
 def test_ad_packages_are_installed(package):
     assert package in installed_packages()
 
@@ -173,9 +173,20 @@ def test_sssd_configuration():
     assert settings["access_provider"] == "ad"
     assert settings["ad_gpo_map_remote_interactive"] == "+xrdp-sesman"
     assert settings["ad_access_filter"] == (
+        "DOM:ad.daas-test.invalid:"
         "(|(sAMAccountName=alice)(memberOf:1.2.840.113556.1.4.1941:=CN=DaaS Admins,OU=Groups,DC=ad,DC=example,DC=org))"
     )
     assert settings["krb5_realm"] == "AD.DAAS-TEST.INVALID"
+
+
+def test_resolver_uses_the_domains_dns_servers():
+    resolv = text("/etc/resolv.conf")
+    assert "search ad.daas-test.invalid" in resolv
+    servers = [line.split()[1] for line in resolv.splitlines() if line.startswith("nameserver")]
+    assert servers, resolv
+    dhclient = text("/etc/dhcp/dhclient.conf")
+    assert f"supersede domain-name-servers {', '.join(servers)};" in dhclient
+    assert 'supersede domain-search "ad.daas-test.invalid";' in dhclient
 
 
 def test_kerberos_configuration():

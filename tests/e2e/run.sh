@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# End-to-end test with real desktops (root; TCG or KVM; ~10-20 min on 2 cores):
+# End-to-end test with real desktops (root; TCG or KVM; ~12-20 min on 2 cores):
 #
-#   1. `daas create --session-user student`: the QEMU module makes a real VM,
-#      the real playbook configures it over SSH (ad-join skipped: no domain);
-#      READY, with per-stage times from the events;
+#   0. a Samba AD domain controller for DAAS.TEST (tests/ad/dc.sh);
+#   1. `daas create --user alice --session-user student`: the QEMU module
+#      makes a real VM, the real playbook configures it over SSH and joins
+#      it to the domain; READY, with per-stage times from the events and the
+#      join's share of CONFIGURING; its computer account is in the directory;
 #   2. the real daas-agent inside the VM reports to the server;
-#   3. xfreerdp under Xvfb logs in as `student`; the screenshot must show a
-#      desktop (not a black frame, not the xrdp login screen); kept as
-#      $ARTIFACTS/desktop.png;
+#   3. xfreerdp under Xvfb logs in as the local `student`; the screenshot
+#      must show a desktop (not a black frame, not the xrdp login screen);
+#      kept as $ARTIFACTS/desktop.png;
+#   3a. alice logs in with her AD password: a desktop on screen, her share
+#      //dc1.daas.test/homes mounted at ~/H with her Kerberos ticket (read
+#      and written from both sides), the agent reports her; the screenshot
+#      is kept as $ARTIFACTS/desktop-alice.png;
+#   3b. bob (not alice, not in daas-users) is refused by SSSD over RDP;
+#      carol (in daas-users) would be let in;
 #   4. the server is restarted with short policy timeouts: the idle desktop
 #      gets an idle_warning, then is reaped; no QEMU, overlay, seed, pid file
-#      or working directory of it is left;
-#   5. two sessions at once: different slots (RDP ports), both READY; both
-#      destroyed and cleaned up.
+#      or working directory of it is left, and no computer account;
+#   5. two sessions at once, without AD: different slots (RDP ports), both
+#      READY; both destroyed and cleaned up.
 #
 # Timings go to stdout and $ARTIFACTS/timings.txt.
 # Environment: DAAS_IMAGE_CACHE (.data/qemu/images), DAAS_ARTIFACTS_DIR
@@ -33,7 +41,7 @@ CACHE_DIR=${DAAS_IMAGE_CACHE:-$root/.data/qemu/images}
 ARTIFACTS=${DAAS_ARTIFACTS_DIR:-$root/target/e2e-artifacts}
 mkdir -p "$ARTIFACTS"
 ARTIFACTS=$(cd "$ARTIFACTS" && pwd)
-rm -f "$ARTIFACTS"/screenshot-*.png "$ARTIFACTS"/*.ndjson "$ARTIFACTS"/desktop.png "$ARTIFACTS"/server.log
+rm -f "$ARTIFACTS"/screenshot-*.png "$ARTIFACTS"/*.ndjson "$ARTIFACTS"/desktop*.png "$ARTIFACTS"/*.log
 BIN=${CARGO_TARGET_DIR:-$root/target}/debug
 WORK=/var/tmp/daas-e2e-$$
 DATA=$WORK/data
@@ -47,6 +55,9 @@ SESSION_USER=student
 # desktops, reachable on 127.0.0.1). The CLI reads it from the environment;
 # FreeRDP 2 takes a password non-interactively only on its command line (/p:).
 SESSION_PASSWORD="E2e-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')!"
+AD_USER=alice
+AD_STARTED=0
+declare -a AD_ENV=()
 declare -a TIMINGS=()
 timing() { TIMINGS+=("$(printf '%-42s %s' "$1" "$2")"); }
 
@@ -81,6 +92,10 @@ cleanup() {
     done
   fi
   stop_server
+  if ((AD_STARTED)); then
+    ((status == 0)) || cp "${DAAS_AD_DIR:-/var/tmp/daas-ad}/log/samba.log" "$ARTIFACTS/ad-dc.log" 2>/dev/null
+    if [[ ${KEEP:-0} == 1 ]]; then log "kept the test DC (tests/ad/dc.sh stop removes it)"; else tests/ad/dc.sh stop; fi
+  fi
   # Any QEMU this test started (found by its pid file path on its command line).
   local pidfile pid
   for pidfile in "$STATE"/*.pid; do
@@ -142,6 +157,14 @@ if ((${#missing[@]})); then
     --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+step "Active Directory: a test domain controller (tests/ad/dc.sh)"
+t=$SECONDS
+AD_STARTED=1
+tests/ad/dc.sh start
+mapfile -t AD_ENV < <(tests/ad/dc.sh env)
+timing "AD: test DC up" "$((SECONDS - t)) s"
+ad_password() { cat "$(tests/ad/dc.sh password "$1")"; }
+
 # ---- the server ----
 export DAAS_DATA_DIR=$DATA
 export DAAS_TERRAFORM__VARIABLES__IMAGE_DIR=$IMAGE_DIR
@@ -167,9 +190,9 @@ start_server() { # extra VAR=value ... for this run
   log "daas-server (pid $SERVER_PID) on $addr ${*:-}"
 }
 
-step "daas-server with deploy/qemu.toml (data $DATA)"
+step "daas-server with deploy/qemu.toml and the test domain (data $DATA)"
 if (exec 3<>/dev/tcp/127.0.0.1/50061) 2>/dev/null; then fail "port 50061 is in use (another server?)"; fi
-start_server
+start_server "${AD_ENV[@]}"
 pki=$DATA/pki
 cert=$(find "$pki/users" -name '*.pem' ! -name '*-key.pem' -print -quit)
 [[ -n $cert ]] || fail "no user certificate in $pki/users"
@@ -216,10 +239,10 @@ wait_state() { # ID STATE SECONDS
   done
 }
 
-# ---- 1. one desktop, with a local user ----
-step "1. daas create --session-user $SESSION_USER"
+# ---- 1. one desktop for alice, joined to the domain, with a local user ----
+step "1. daas create --user $AD_USER --session-user $SESSION_USER (joined to DAAS.TEST)"
 t=$SECONDS
-DAAS_SESSION_PASSWORD=$SESSION_PASSWORD daas create --session-user "$SESSION_USER" --json \
+DAAS_SESSION_PASSWORD=$SESSION_PASSWORD daas create --user "$AD_USER" --session-user "$SESSION_USER" --json \
   >"$ARTIFACTS/create-1.ndjson" || fail "daas create exited $? (events: $ARTIFACTS/create-1.ndjson)"
 CREATE_S=$((SECONDS - t))
 ID=$(jq -rn 'first(inputs | .session_id // empty)' "$ARTIFACTS/create-1.ndjson")
@@ -227,10 +250,29 @@ ID=$(jq -rn 'first(inputs | .session_id // empty)' "$ARTIFACTS/create-1.ndjson")
 session=$(show "$ID")
 [[ $(jq -r .state <<<"$session") == READY ]] || fail "session $ID is $(jq -r .state <<<"$session")"
 RDP_PORT=$(jq -r .rdp_port <<<"$session")
+SSH_PORT=$(jq -r .ssh_port <<<"$session")
 VM=$(jq -r .vm_name <<<"$session")
 log "session $ID READY in $CREATE_S s: $VM, RDP 127.0.0.1:$RDP_PORT"
 timing "session 1: create to READY (CLI)" "$CREATE_S s"
 stage_times "session 1" "$ARTIFACTS/create-1.ndjson"
+# The ad-join role's share of CONFIGURING: from its first task to the next role's.
+join_ms=$(jq -rn '[inputs | select(.output.tool == "ansible") | {t: .output.text, ms: .stage_elapsed_ms}]
+  | ((map(select(.t | startswith("TASK [desktop-config"))) | first | .ms)
+     - (map(select(.t | startswith("TASK [ad-join"))) | first | .ms)) // empty' "$ARTIFACTS/create-1.ndjson")
+[[ -n $join_ms ]] || fail "no ad-join tasks in the playbook's output (events: $ARTIFACTS/create-1.ndjson)"
+timing "session 1: CONFIGURING's ad-join role" "$(awk -v ms="$join_ms" 'BEGIN { printf "%.1f s", ms / 1000 }')"
+dn=$(tests/ad/dc.sh computer "$VM") || fail "no computer account $VM in the directory after the join"
+log "computer account: $dn"
+[[ $dn == *"OU=Desktops"* ]] || fail "the computer account is not in OU=Desktops: $dn"
+
+# A shell command line inside the VM, over SSH with the server's key.
+vm() {
+  ssh -i "$DATA/ssh/id_ed25519" -p "$SSH_PORT" -o BatchMode=yes -o StrictHostKeyChecking=no \
+    -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=20 daas@127.0.0.1 "$1"
+}
+# A command inside the VM, its arguments as they are (ssh would join them
+# into one line for the remote shell).
+vm_run() { vm "$(printf '%q ' "$@")"; }
 
 # ---- 2. the agent in the VM reports ----
 step "2. the agent inside the VM reports"
@@ -242,7 +284,7 @@ done
 log "agent report: $(show "$ID" | jq -c .activity)"
 daas show "$ID" | grep -E '^ *alive' | sed 's/^/    /' || true
 
-# ---- 3. RDP login, screenshot ----
+# ---- 3. RDP logins, screenshots ----
 step "3. xfreerdp under Xvfb as $SESSION_USER"
 export DISPLAY=:$DISPLAY_NUM
 Xvfb ":$DISPLAY_NUM" -screen 0 1280x800x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
@@ -250,10 +292,18 @@ XVFB_PID=$!
 for _ in $(seq 50); do xdpyinfo >/dev/null 2>&1 && break; [[ -e /tmp/.X11-unix/X$DISPLAY_NUM ]] && break; sleep 0.2; done
 sleep 1
 kill -0 "$XVFB_PID" 2>/dev/null || fail "Xvfb did not start: $(cat "$WORK/xvfb.log")"
-xfreerdp "/v:127.0.0.1:$RDP_PORT" "/u:$SESSION_USER" "/p:$SESSION_PASSWORD" /cert:ignore \
-  /size:1024x700 >"$WORK/xfreerdp.log" 2>&1 &
-RDP_PID=$!
-RDP_T0=$SECONDS
+
+rdp_start() { # USER PASSWORD
+  xfreerdp "/v:127.0.0.1:$RDP_PORT" "/u:$1" "/p:$2" /cert:ignore \
+    /size:1024x700 >"$WORK/xfreerdp-$1.log" 2>&1 &
+  RDP_PID=$!
+  RDP_T0=$SECONDS
+}
+rdp_stop() {
+  kill "$RDP_PID" 2>/dev/null || true
+  wait "$RDP_PID" 2>/dev/null || true
+  RDP_PID=
+}
 
 # The xfreerdp window (no window manager: at 0,0) of the root window.
 shot() { import -display ":$DISPLAY_NUM" -window root -crop 1024x700+0+0 +repage "$1" 2>/dev/null; }
@@ -285,30 +335,103 @@ why_not_desktop() { # FILE; prints why it is not a desktop, nothing if it is
   fi
 }
 
-verdict="no screenshot"
-n=0
-while ((SECONDS - RDP_T0 < 150)); do
-  sleep 10
-  n=$((n + 1))
-  f=$WORK/shot-$n.png
-  shot "$f" || continue
-  cp "$f" "$ARTIFACTS/screenshot-$((SECONDS - RDP_T0))s.png"
-  verdict=$(why_not_desktop "$f")
-  log "screenshot at $((SECONDS - RDP_T0)) s: ${verdict:-a desktop}"
-  kill -0 "$RDP_PID" 2>/dev/null || { log "xfreerdp exited: $(tail -n 5 "$WORK/xfreerdp.log")"; break; }
-  # A desktop twice in a row: XFCE has finished drawing.
-  if [[ -z $verdict ]] && ((${ok:-0})); then break; fi
-  [[ -z $verdict ]] && ok=1 || ok=0
-done
-cp "$f" "$ARTIFACTS/desktop.png" 2>/dev/null || true
+# Screenshots every 10 s for up to SECONDS until a desktop shows twice in a
+# row; VERDICT is empty then, else why the last one is not a desktop. The
+# last screenshot is $ARTIFACTS/TAG.png.
+wait_desktop() { # TAG SECONDS
+  local tag=$1 n=0 ok=0 f=
+  VERDICT="no screenshot"
+  while ((SECONDS - RDP_T0 < $2)); do
+    sleep 10
+    n=$((n + 1))
+    f=$WORK/$tag-$n.png
+    shot "$f" || continue
+    cp "$f" "$ARTIFACTS/screenshot-$tag-$((SECONDS - RDP_T0))s.png"
+    VERDICT=$(why_not_desktop "$f")
+    log "screenshot at $((SECONDS - RDP_T0)) s: ${VERDICT:-a desktop}"
+    kill -0 "$RDP_PID" 2>/dev/null || { log "xfreerdp exited: $(tail -n 5 "$WORK/xfreerdp-$tag.log" 2>/dev/null)"; break; }
+    # A desktop twice in a row: XFCE has finished drawing.
+    if [[ -z $VERDICT ]] && ((ok)); then break; fi
+    [[ -z $VERDICT ]] && ok=1 || ok=0
+  done
+  [[ -z $f ]] || cp "$f" "$ARTIFACTS/$tag.png" 2>/dev/null || true
+}
+
+rdp_start "$SESSION_USER" "$SESSION_PASSWORD"
+wait_desktop desktop 150
 DESKTOP_S=$((SECONDS - RDP_T0))
-[[ -z $verdict ]] || fail "no desktop on the screenshot ($verdict); see $ARTIFACTS/desktop.png, $WORK/xfreerdp.log"
+[[ -z $VERDICT ]] || fail "no desktop on the screenshot ($VERDICT); see $ARTIFACTS/desktop.png, $WORK/xfreerdp-$SESSION_USER.log"
 log "a desktop after $DESKTOP_S s; kept $ARTIFACTS/desktop.png"
 timing "RDP connect to desktop on screen" "$DESKTOP_S s"
 daas show "$ID" | grep -E '^ *alive' | sed 's/^/    /' || true
-kill "$RDP_PID" 2>/dev/null || true
-wait "$RDP_PID" 2>/dev/null || true
-RDP_PID=
+rdp_stop
+
+# ---- 3a. alice, with her AD password and her share ----
+step "3a. xfreerdp as $AD_USER (AD password): desktop, share, Kerberos ticket, agent report"
+AD_PASSWORD=$(ad_password "$AD_USER")
+rdp_start "$AD_USER" "$AD_PASSWORD"
+wait_desktop "desktop-$AD_USER" 180
+ALICE_S=$((SECONDS - RDP_T0))
+if [[ -n $VERDICT ]]; then
+  vm "sudo journalctl --no-pager -q -n 40 SYSLOG_IDENTIFIER=xrdp-sesman" >"$WORK/sesman.log" 2>&1 || true
+  fail "no desktop for $AD_USER ($VERDICT); see $ARTIFACTS/desktop-$AD_USER.png and the VM's xrdp-sesman log: $(tail -n 8 "$WORK/sesman.log")"
+fi
+log "$AD_USER's desktop after $ALICE_S s"
+timing "RDP as $AD_USER (AD) to desktop on screen" "$ALICE_S s"
+home=/home/$AD_USER
+mnt=$(vm_run findmnt -n -o SOURCE,FSTYPE,OPTIONS --target "$home/H") || fail "nothing is mounted at $home/H"
+log "findmnt $home/H: $mnt"
+[[ $mnt == "//dc1.daas.test/homes cifs "* ]] || fail "$home/H is not //dc1.daas.test/homes over cifs: $mnt"
+[[ $mnt == *sec=krb5* ]] || fail "$home/H is not mounted with Kerberos (sec=krb5): $mnt"
+tickets=$(vm_run sudo -u "$AD_USER" klist) || fail "$AD_USER has no Kerberos ticket cache"
+grep -q 'krbtgt/DAAS.TEST@DAAS.TEST' <<<"$tickets" || fail "no TGT in $AD_USER's cache: $tickets"
+grep -q 'cifs/dc1.daas.test' <<<"$tickets" || fail "no cifs/dc1.daas.test ticket in $AD_USER's cache: $tickets"
+log "$AD_USER's tickets: $(grep -o '[a-z]*/[A-Za-z0-9.]*@DAAS.TEST' <<<"$tickets" | sort -u | tr '\n' ' ')"
+welcome=$(vm_run sudo -u "$AD_USER" cat "$home/H/welcome.txt") || fail "cannot read $home/H/welcome.txt"
+[[ $welcome == "Hello $AD_USER:"* ]] || fail "$home/H/welcome.txt is not $AD_USER's: $welcome"
+token="written by $VM at $(date +%s)"
+vm_run sudo -u "$AD_USER" sh -c "echo '$token' >$home/H/from-desktop.txt" || fail "cannot write to $home/H"
+[[ $(cat "${DAAS_AD_DIR:-/var/tmp/daas-ad}/homes/$AD_USER/from-desktop.txt" 2>/dev/null) == "$token" ]] ||
+  fail "the file $AD_USER wrote on her share is not on the DC"
+log "$home/H: read welcome.txt from the DC, wrote from-desktop.txt to it"
+deadline=$((SECONDS + 60))
+until show "$ID" | jq -e --arg u "$AD_USER" '.activity.users // [] | index($u)' >/dev/null; do
+  ((SECONDS < deadline)) || fail "the agent did not report $AD_USER within 60 s: $(show "$ID" | jq -c .activity)"
+  sleep 3
+done
+log "agent reports users $(show "$ID" | jq -c .activity.users)"
+# On her screen: a terminal showing the mount (for the screenshot).
+xdisplay=$(vm "ps -u $AD_USER -o args= | sed -n 's/^.*Xorg \(:[0-9]*\).*/\1/p' | head -n 1") || true
+if [[ -n $xdisplay ]]; then
+  vm_run sudo -u "$AD_USER" env DISPLAY="$xdisplay" XAUTHORITY="$home/.Xauthority" setsid -f \
+    xfce4-terminal --geometry=110x22+30+50 -x sh -c \
+    "findmnt -o TARGET,SOURCE,FSTYPE,OPTIONS $home/H | cut -c1-108; echo; ls -l $home/H; echo; klist; exec sleep 86400" \
+    >/dev/null 2>&1 || true
+  sleep 8
+  shot "$ARTIFACTS/desktop-$AD_USER.png" || true
+fi
+VERDICT=$(why_not_desktop "$ARTIFACTS/desktop-$AD_USER.png")
+[[ -z $VERDICT ]] || fail "$AD_USER's last screenshot is not a desktop ($VERDICT)"
+log "kept $ARTIFACTS/desktop-$AD_USER.png"
+rdp_stop
+
+# ---- 3b. bob is refused, carol would be let in ----
+step "3b. bob (not in daas-users) is refused; carol (in it) is allowed"
+rdp_start bob "$(ad_password bob)"
+deadline=$((SECONDS + 90))
+until vm "sudo journalctl --no-pager -q -b" | grep -q 'pam_sss(xrdp-sesman:account): Access denied for user bob'; do
+  ((SECONDS < deadline)) || fail "no 'Access denied for user bob' from pam_sss in the VM's journal within 90 s"
+  sleep 5
+done
+shot "$ARTIFACTS/refused-bob.png" || true
+rdp_stop
+log "xrdp-sesman: $(vm "sudo journalctl --no-pager -q -b" | grep -m 1 'Access denied for user bob' | sed 's/^.*pam_sss/pam_sss/')"
+if show "$ID" | jq -e '.activity.users // [] | index("bob")' >/dev/null; then fail "the agent reports bob logged in"; fi
+check=$(vm "sudo sssctl user-checks bob -a acct -s xrdp-sesman" 2>&1 || true)
+grep -q 'pam_acct_mgmt: Permission denied' <<<"$check" || fail "sssctl: bob's account check is not denied: $check"
+check=$(vm "sudo sssctl user-checks carol -a acct -s xrdp-sesman" 2>&1 || true)
+grep -q 'pam_acct_mgmt: Success' <<<"$check" || fail "sssctl: carol (in daas-users) is not allowed: $check"
+log "bob refused (RDP and sssctl), carol allowed by her group (sssctl)"
 kill "$XVFB_PID" 2>/dev/null || true
 wait "$XVFB_PID" 2>/dev/null || true
 XVFB_PID=
@@ -323,7 +446,7 @@ idle=$(($(date +%s) - $(date -d "$last" +%s)))
 ((idle >= 0)) || idle=0
 IDLE_TIMEOUT=$((idle + 90))
 stop_server
-start_server DAAS_POLICY__IDLE_TIMEOUT="${IDLE_TIMEOUT}s" DAAS_POLICY__WARNING=60s \
+start_server "${AD_ENV[@]}" DAAS_POLICY__IDLE_TIMEOUT="${IDLE_TIMEOUT}s" DAAS_POLICY__WARNING=60s \
   DAAS_POLICY__REAPER_INTERVAL=2s
 log "idle for $idle s (last input or READY: $last); idle_timeout ${IDLE_TIMEOUT}s, warning 60s"
 [[ $(show "$ID" | jq -r .state) == READY ]] || fail "$ID is not READY after the restart"
@@ -347,9 +470,11 @@ log "destroyed because: $(jq -rn 'first(inputs | select(.stage_change.message !=
 destroying_ms=$(jq -r 'select(.state == "DESTROYED" and .stage_change != null) | .stage_change.previous_duration_ms' "$ARTIFACTS/watch-1.ndjson" | tail -n 1)
 timing "session 1: reaped destroy (DESTROYING)" "$(awk -v ms="${destroying_ms:-0}" 'BEGIN { printf "%.1f s", ms / 1000 }')"
 assert_gone "$ID" "$VM"
+if dn=$(tests/ad/dc.sh computer "$VM"); then fail "the computer account is left after the destroy: $dn"; fi
+log "$VM: no computer account left in the directory"
 
 # ---- 5. two at once ----
-step "5. two sessions at once"
+step "5. two sessions at once (no domain)"
 stop_server
 start_server
 t=$SECONDS

@@ -41,6 +41,11 @@ SYSTEM_PACKAGES=(
 # cifs-utils, keyutils: the rest of the desktop-config role's packages, so
 # that the playbook finds them all and skips apt (30-40 s under emulation).
 DESKTOP_PACKAGES=(xfce4 xfce4-terminal xrdp xorgxrdp dbus-x11 xauth libpam-mount cifs-utils keyutils)
+# The ad-join role's packages (adcli, SSSD, Kerberos): a desktop joins
+# Active Directory without apt.
+AD_PACKAGES=(
+  sssd sssd-tools libnss-sss libpam-sss adcli krb5-user libsasl2-modules-gssapi-mit
+)
 # Free space left in the template's file system; a VM's overlay is resized to
 # its disk_gb and cloud-init grows the file system at first boot.
 FREE_MB=2048
@@ -266,7 +271,7 @@ EOF
   in_tree /bin/sh -c "set -e
     $apt update
     $apt dist-upgrade
-    $apt install ${SYSTEM_PACKAGES[*]} ${DESKTOP_PACKAGES[*]}
+    $apt install ${SYSTEM_PACKAGES[*]} ${DESKTOP_PACKAGES[*]} ${AD_PACKAGES[*]}
     locale-gen
     update-locale LANG=en_US.UTF-8
     usermod -a -G ssl-cert xrdp
@@ -274,6 +279,9 @@ EOF
     systemctl disable apt-daily.timer apt-daily-upgrade.timer 2>/dev/null || true
     # Nor e2scrub (LVM snapshots; there are none): seconds of boot saved.
     systemctl disable e2scrub_reap.service e2scrub_all.timer 2>/dev/null || true
+    # SSSD has no configuration until the ad-join role joins a domain (and
+    # enables it then); started at boot it would only fail.
+    systemctl disable sssd.service 2>/dev/null || true
     kernel=\$(dpkg-query -W -f='\${Depends}' linux-image-cloud-amd64 | grep -o 'linux-image-[^ ,]*' | head -n 1)
     old=\$(dpkg-query -W -f='\${Package}\n' 'linux-image-[0-9]*' | grep -vx \"\$kernel\" || true)
     if [ -n \"\$old\" ]; then $apt purge \$old; fi
@@ -351,6 +359,7 @@ write_manifest() {
   "bootstrap_packages": $(json_list "${BOOTSTRAP_PACKAGES[@]}"),
   "system_packages": $(json_list "${SYSTEM_PACKAGES[@]}"),
   "desktop_packages": $(json_list "${DESKTOP_PACKAGES[@]}"),
+  "ad_packages": $(json_list "${AD_PACKAGES[@]}"),
   "files": $(json_list "${files[@]}"),
   "script_sha256": "$(sha256sum <"$SCRIPT_PATH" | cut -d' ' -f1)",
   "kernel_version": "$KERNEL_VERSION",
