@@ -187,7 +187,8 @@ start_server() { # extra VAR=value ... for this run
   done
   [[ -n $addr ]] || fail "the server did not start listening"
   export DAAS_ENDPOINT="https://$addr"
-  log "daas-server (pid $SERVER_PID) on $addr ${*:-}"
+  local names=("${@%%=*}")
+  log "daas-server (pid $SERVER_PID) on $addr${names:+ with ${names[*]}}"
 }
 
 step "daas-server with deploy/qemu.toml and the test domain (data $DATA)"
@@ -379,7 +380,10 @@ fi
 log "$AD_USER's desktop after $ALICE_S s"
 timing "RDP as $AD_USER (AD) to desktop on screen" "$ALICE_S s"
 home=/home/$AD_USER
-mnt=$(vm_run findmnt -n -o SOURCE,FSTYPE,OPTIONS --target "$home/H") || fail "nothing is mounted at $home/H"
+if ! mnt=$(vm_run findmnt -n -o SOURCE,FSTYPE,OPTIONS --mountpoint "$home/H"); then
+  vm "sudo journalctl --no-pager -q -b | grep -Ei 'pam_mount|cifs|mount\.|krb5' | tail -n 30" >"$WORK/mount.log" 2>&1 || true
+  fail "nothing is mounted at $home/H; the VM's journal: $(cat "$WORK/mount.log")"
+fi
 log "findmnt $home/H: $mnt"
 [[ $mnt == "//dc1.daas.test/homes cifs "* ]] || fail "$home/H is not //dc1.daas.test/homes over cifs: $mnt"
 [[ $mnt == *sec=krb5* ]] || fail "$home/H is not mounted with Kerberos (sec=krb5): $mnt"
@@ -403,10 +407,11 @@ log "agent reports users $(show "$ID" | jq -c .activity.users)"
 # On her screen: a terminal showing the mount (for the screenshot).
 xdisplay=$(vm "ps -u $AD_USER -o args= | sed -n 's/^.*Xorg \(:[0-9]*\).*/\1/p' | head -n 1") || true
 if [[ -n $xdisplay ]]; then
-  vm_run sudo -u "$AD_USER" env DISPLAY="$xdisplay" XAUTHORITY="$home/.Xauthority" setsid -f \
+  # Its output goes nowhere on the VM's side, or ssh would wait for it.
+  vm "$(printf '%q ' sudo -u "$AD_USER" env DISPLAY="$xdisplay" XAUTHORITY="$home/.Xauthority" setsid -f \
     xfce4-terminal --geometry=110x22+30+50 -x sh -c \
-    "findmnt -o TARGET,SOURCE,FSTYPE,OPTIONS $home/H | cut -c1-108; echo; ls -l $home/H; echo; klist; exec sleep 86400" \
-    >/dev/null 2>&1 || true
+    "findmnt -o TARGET,SOURCE,FSTYPE,OPTIONS $home/H | cut -c1-108; echo; ls -l $home/H; echo; klist; exec sleep 86400") \
+    </dev/null >/dev/null 2>&1" || true
   sleep 8
   shot "$ARTIFACTS/desktop-$AD_USER.png" || true
 fi

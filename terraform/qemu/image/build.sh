@@ -280,8 +280,13 @@ EOF
     # Nor e2scrub (LVM snapshots; there are none): seconds of boot saved.
     systemctl disable e2scrub_reap.service e2scrub_all.timer 2>/dev/null || true
     # SSSD has no configuration until the ad-join role joins a domain (and
-    # enables it then); started at boot it would only fail.
+    # enables it then); started at boot it would only fail. Its responder
+    # sockets too: every user lookup at boot would try to start a responder
+    # that fails, and sssd.conf's services= starts them itself.
     systemctl disable sssd.service 2>/dev/null || true
+    for u in nss pam pam-priv autofs ssh sudo pac; do
+      systemctl disable sssd-\$u.socket 2>/dev/null || true
+    done
     kernel=\$(dpkg-query -W -f='\${Depends}' linux-image-cloud-amd64 | grep -o 'linux-image-[^ ,]*' | head -n 1)
     old=\$(dpkg-query -W -f='\${Package}\n' 'linux-image-[0-9]*' | grep -vx \"\$kernel\" || true)
     if [ -n \"\$old\" ]; then $apt purge \$old; fi
