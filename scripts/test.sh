@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, then formatting,
-# lints and every test of the workspace, then real QEMU desktops end to end
-# (root; ~26 min on 2 cores with a first image build and an empty cargo
-# target dir).
+# lints and every test of the workspace, then real QEMU desktops end to end,
+# one joined to a test Active Directory (root; 26-35 min on 2 cores with a
+# first image build and an empty cargo target dir).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -37,5 +37,5 @@ ansible/test.sh
 step "terraform/qemu: a real VM from the template image (boot, SSH, cloud-init, RDP, port clash, destroy)"
 terraform/qemu/test.sh
 
-step "end to end: real QEMU desktops through the server, the playbook, the agent and xfreerdp"
+step "end to end: real QEMU desktops through the server, the playbook, the agent, xfreerdp and a test AD domain"
 tests/e2e/run.sh

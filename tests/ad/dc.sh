@@ -59,7 +59,6 @@ install_samba() {
   local missing=()
   command -v samba >/dev/null || missing+=(samba-ad-dc samba-ad-provision)
   command -v ldbsearch >/dev/null || missing+=(ldb-tools)
-  command -v smbclient >/dev/null || missing+=(smbclient)
   [[ -e /lib/x86_64-linux-gnu/libnss_winbind.so.2 ]] || missing+=(libnss-winbind)
   ((${#missing[@]})) || return 0
   log "installing ${missing[*]} (services kept stopped)"
@@ -67,8 +66,10 @@ install_samba() {
   # them stopped (only this script's DC runs, in its namespace).
   local policy=/usr/sbin/policy-rc.d had_policy=0
   [[ -e $policy ]] && had_policy=1
-  ((had_policy)) || printf '#!/bin/sh\nexit 101\n' >"$policy"
-  chmod +x "$policy"
+  if ((!had_policy)); then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+  fi
   local status=0
   { apt-get -o DPkg::Lock::Timeout=300 -qq update &&
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq -y \
