@@ -245,10 +245,12 @@ if ! grep -qE '^desktop-chroot +: ok=[0-9]+ +changed=0 +unreachable=0 +failed=0'
   grep -B2 -A12 -E '^changed:' "$work/run2.log" >&2 || true
   die "the second run changed something: the roles are not idempotent"
 fi
-# Every package is there now: the role must not run apt at all.
-for task in "Fetch the apt package lists" "Install XFCE, xrdp and pam_mount"; do
-  grep -A1 -F "TASK [desktop-config : $task" "$work/run2.log" | grep -q '^skipping:' \
-    || die "the second run did not skip '$task' although every package is installed"
+# Every package is there now: neither ad-join nor desktop-config may run apt.
+for task in "Fetch the apt package lists" "Install the missing packages"; do
+  runs=$(grep -cF "TASK [missing-packages : $task" "$work/run2.log" || true)
+  skipped=$(grep -A1 -F "TASK [missing-packages : $task" "$work/run2.log" | grep -c '^skipping:' || true)
+  [ "$runs" = 2 ] && [ "$skipped" = 2 ] \
+    || die "the second run did not skip '$task' in both roles ($skipped of $runs) although every package is installed"
 done
 
 say "teardown.yml with a domain: the deletion fails here (no domain controller) without showing the password"
