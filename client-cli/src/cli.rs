@@ -23,6 +23,15 @@ use), mstsc on Windows, and on macOS the app that opens .rdp files. It runs
 in the background, its output discarded. No password is stored: the client
 or the desktop's login screen asks for it.";
 
+/// What the columns of `daas pool status` count, shown after its options.
+const POOL_STATUS_HELP: &str = "\
+DESIRED is how many ready desktops the pool wants now; READY and BUILDING
+count its unclaimed desktops; CLAIMED-TODAY counts claims since midnight
+(server time); FAILURES counts failed builds in the server's failure window;
+OLDEST-READY is how long its oldest ready desktop has waited. After repeated
+failures a pool is restrained: it builds nothing until the time (UTC) its
+STATUS gives.";
+
 /// Create, follow, list and destroy DaaS desktops.
 #[derive(Debug, Parser)]
 #[command(name = "daas", version, after_help = SETTINGS_HELP)]
@@ -85,6 +94,25 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Destroy a session's desktop
     Destroy(IdArg),
+    /// Warm pools of desktops built ahead of time (needs an administrator
+    /// certificate)
+    #[command(subcommand)]
+    Pool(PoolCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Show where each warm pool stands, or the one named (needs an
+    /// administrator certificate)
+    #[command(after_help = POOL_STATUS_HELP)]
+    Status(PoolStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PoolStatusArgs {
+    /// Only this pool, as the server's config names it (default: every pool)
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -240,6 +268,25 @@ mod tests {
         assert_eq!(args.rdp_file, Some(PathBuf::from("d.rdp")));
         assert_eq!(args.user.as_deref(), Some("bob"));
         assert!(Cli::try_parse_from(["daas", "connect"]).is_err());
+    }
+
+    #[test]
+    fn pool_status_takes_an_optional_name() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command: Command::Pool(PoolCommand::Status(args)),
+                ..
+            }) => Ok(args.name),
+            Ok(other) => Err(format!("not a pool status command: {other:?}")),
+            Err(err) => Err(err.to_string()),
+        };
+        assert_eq!(parse(&["daas", "pool", "status"]), Ok(None));
+        assert_eq!(
+            parse(&["daas", "pool", "status", "lab", "--json"]),
+            Ok(Some("lab".to_owned()))
+        );
+        assert!(parse(&["daas", "pool"]).is_err());
+        assert!(parse(&["daas", "pool", "status", "a", "b"]).is_err());
     }
 
     #[test]

@@ -70,6 +70,12 @@ pub enum CliError {
     #[error("no session {0}")]
     NotFound(String),
 
+    #[error("no warm pool {0}; list them with: daas pool status")]
+    NoPool(String),
+
+    #[error("the server at {0} does not support warm pools (UNIMPLEMENTED)")]
+    NoPoolSupport(String),
+
     /// A gRPC error, already worded for the user.
     #[error("{0}")]
     Rpc(String),

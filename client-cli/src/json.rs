@@ -1,8 +1,10 @@
-//! Machine-readable output: sessions and events as JSON values.
+//! Machine-readable output: sessions, events and warm pools as JSON values.
 
 use std::io::Write;
 
-use daas_api::v1::{OutputStream, Session, SessionEvent, SessionState, Tool, session_event::Kind};
+use daas_api::v1::{
+    OutputStream, Pool, Session, SessionEvent, SessionState, Tool, session_event::Kind,
+};
 use serde_json::{Value, json};
 
 use crate::error::CliError;
@@ -46,6 +48,26 @@ pub fn session(s: &Session) -> Value {
             "reap_at": rfc3339_millis(a.reap_at.as_ref()),
             "reap_reason": non_empty(&a.reap_reason),
         })),
+        "pool": non_empty(&s.pool),
+    })
+}
+
+/// One warm pool. `restrained_until` is `null` unless failures hold the
+/// pool back; `oldest_ready_age_ms` is `null` when none is ready.
+pub fn pool(p: &Pool) -> Value {
+    let ms = |d: Option<&prost_types::Duration>| d.map(|d| millis(duration(Some(d))));
+    json!({
+        "name": p.name,
+        "template": non_empty(&p.template),
+        "desired": p.desired,
+        "ready": p.ready,
+        "provisioning": p.provisioning,
+        "claimed_today": p.claimed_today,
+        "failures": p.failures,
+        "restrained_until": rfc3339_millis(p.restrained_until.as_ref()),
+        "last_failure": non_empty(&p.last_failure),
+        "oldest_ready_age_ms": ms(p.oldest_ready_age.as_ref()),
+        "max_age_ms": ms(p.max_age.as_ref()),
     })
 }
 
@@ -164,6 +186,7 @@ pub(crate) mod tests {
             ready_at: ts(1_700_000_090),
             failure: None,
             activity: None,
+            pool: String::new(),
         }
     }
 
@@ -272,8 +295,62 @@ pub(crate) mod tests {
                 "ready_at": "2023-11-14T22:14:50.000Z",
                 "failure": null,
                 "activity": null,
+                "pool": null,
             })
         );
+    }
+
+    #[test]
+    fn a_pool_desktop_names_its_pool() {
+        let s = Session {
+            pool: "lab".into(),
+            ..ready_session()
+        };
+        assert_eq!(session(&s)["pool"], "lab");
+    }
+
+    #[test]
+    fn pools() {
+        let p = Pool {
+            name: "lab".into(),
+            template: "debian-12".into(),
+            desired: 5,
+            ready: 3,
+            provisioning: 2,
+            claimed_today: 14,
+            failures: 1,
+            restrained_until: None,
+            last_failure: "ansible failed".into(),
+            oldest_ready_age: ms(754_250),
+            max_age: ms(14_400_000),
+        };
+        assert_eq!(
+            pool(&p),
+            json!({
+                "name": "lab",
+                "template": "debian-12",
+                "desired": 5,
+                "ready": 3,
+                "provisioning": 2,
+                "claimed_today": 14,
+                "failures": 1,
+                "restrained_until": null,
+                "last_failure": "ansible failed",
+                "oldest_ready_age_ms": 754_250,
+                "max_age_ms": 14_400_000,
+            })
+        );
+        let restrained = Pool {
+            name: "gpu".into(),
+            restrained_until: ts(1_700_000_000),
+            ..Pool::default()
+        };
+        let v = pool(&restrained);
+        assert_eq!(v["restrained_until"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(v["template"], Value::Null);
+        assert_eq!(v["last_failure"], Value::Null);
+        assert_eq!(v["oldest_ready_age_ms"], Value::Null);
+        assert_eq!(v["max_age_ms"], Value::Null);
     }
 
     #[test]

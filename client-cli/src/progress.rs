@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
-use daas_api::v1::{SessionEvent, SessionState, session_event::Kind};
+use daas_api::v1::{SessionEvent, SessionState, StageChange, session_event::Kind};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::json::tool_name;
@@ -36,22 +36,19 @@ impl Progress {
         match &event.kind {
             Some(Kind::StageChange(change)) => {
                 self.clear();
-                let state = event.state();
-                let previous = change.previous();
-                if previous != SessionState::Unspecified {
-                    let took = duration(change.previous_duration.as_ref());
-                    let ok = state != SessionState::Failed;
-                    self.line(&render::stage_done(previous, took, ok))?;
+                let view = StageView::of(event.state(), change);
+                if let Some(done) = &view.done {
+                    self.line(done)?;
                 }
-                if state.is_in_progress() {
+                if let Some(stage) = view.started {
                     if self.spinner {
                         self.bar = Some(spinner(
-                            state,
+                            stage,
                             &change.message,
                             current_stage_elapsed(event),
                         ));
                     } else {
-                        self.line(&render::stage_started(state, &change.message))?;
+                        self.line(&render::stage_started(stage, &change.message))?;
                     }
                 }
             }
@@ -90,6 +87,31 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.clear();
+    }
+}
+
+/// What a stage change shows. Stages may be skipped (a desktop claimed from
+/// a warm pool goes from QUEUED to CONFIGURING): a change names the stage
+/// that ended and the one that starts, nothing is assumed in between.
+#[derive(Debug, PartialEq)]
+struct StageView {
+    /// The line that closes the stage that ended (none for the first event).
+    done: Option<String>,
+    /// The stage that starts, while the server works on the session.
+    started: Option<SessionState>,
+}
+
+impl StageView {
+    /// The view of a change into `state`.
+    fn of(state: SessionState, change: &StageChange) -> StageView {
+        let previous = change.previous();
+        StageView {
+            done: (previous != SessionState::Unspecified).then(|| {
+                let took = duration(change.previous_duration.as_ref());
+                render::stage_done(previous, took, state != SessionState::Failed)
+            }),
+            started: state.is_in_progress().then_some(state),
+        }
     }
 }
 
@@ -137,4 +159,72 @@ fn spinner(state: SessionState, message: &str, elapsed: Duration) -> ProgressBar
     }
     bar.enable_steady_tick(TICK);
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::tests::ms;
+
+    fn change(previous: SessionState, millis: i64, message: &str) -> StageChange {
+        StageChange {
+            previous: previous as i32,
+            previous_duration: ms(millis),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_claimed_desktop_goes_from_queued_to_configuring() {
+        let claim = "claimed desktop-ab12cd from warm pool 'lab'; configuring it for alice";
+        let first = StageView::of(SessionState::Queued, &StageChange::default());
+        assert_eq!(
+            first,
+            StageView {
+                done: None,
+                started: Some(SessionState::Queued),
+            }
+        );
+        let claimed = StageView::of(
+            SessionState::Configuring,
+            &change(SessionState::Queued, 100, claim),
+        );
+        assert_eq!(
+            claimed,
+            StageView {
+                done: Some("✔ QUEUED         0.1s".to_owned()),
+                started: Some(SessionState::Configuring),
+            }
+        );
+        assert_eq!(
+            render::stage_started(SessionState::Configuring, claim),
+            format!("▸ CONFIGURING   {claim}")
+        );
+        let ready = StageView::of(
+            SessionState::Ready,
+            &change(SessionState::Configuring, 700, ""),
+        );
+        assert_eq!(
+            ready,
+            StageView {
+                done: Some("✔ CONFIGURING    0.7s".to_owned()),
+                started: None,
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_stage_is_marked() {
+        let view = StageView::of(
+            SessionState::Failed,
+            &change(SessionState::Configuring, 2_000, "ansible failed"),
+        );
+        assert_eq!(
+            view,
+            StageView {
+                done: Some("✘ CONFIGURING    2.0s".to_owned()),
+                started: None,
+            }
+        );
+    }
 }

@@ -1,10 +1,12 @@
-//! Text for humans: durations, stage lines, the session table and details.
+//! Text for humans: durations, stage lines, the session table and details,
+//! the warm pool table.
 
 use std::time::{Duration, SystemTime};
 
-use daas_api::v1::{Activity, Session, SessionState};
+use daas_api::v1::{Activity, Pool, Session, SessionState};
 
-use crate::timestamps::{rfc3339_seconds, since, system_time};
+use crate::error::one_line;
+use crate::timestamps::{duration, rfc3339_seconds, since, system_time, utc_time_of_day};
 
 /// Width of the state column of stage lines (the longest label).
 const STAGE_WIDTH: usize = 12;
@@ -80,7 +82,10 @@ pub fn ready(s: &Session) -> String {
             s.id
         ),
     };
-    format!("{head}\nDetails: daas show {}", s.id)
+    match pool_origin(s) {
+        Some(origin) => format!("{head}\n{origin}\nDetails: daas show {}", s.id),
+        None => format!("{head}\nDetails: daas show {}", s.id),
+    }
 }
 
 /// `failed in STAGE: REASON`, from the session's failure.
@@ -100,18 +105,11 @@ pub fn failure(s: &Session) -> (&'static str, String) {
 
 /// The sessions as a table with a header: ID, USER, STATE, VM, RDP, AGE.
 pub fn session_table(sessions: &[Session], now: SystemTime) -> String {
-    let mut rows: Vec<[String; 6]> = vec![[
-        "ID".into(),
-        "USER".into(),
-        "STATE".into(),
-        "VM".into(),
-        "RDP".into(),
-        "AGE".into(),
-    ]];
-    rows.extend(sessions.iter().map(|s| {
+    let header = ["ID", "USER", "STATE", "VM", "RDP", "AGE"].map(String::from);
+    let rows = sessions.iter().map(|s| {
         [
             s.id.clone(),
-            dash(&s.username).to_owned(),
+            user(s),
             s.state().label().to_owned(),
             dash(&s.vm_name).to_owned(),
             if s.rdp_host.is_empty() {
@@ -123,8 +121,105 @@ pub fn session_table(sessions: &[Session], now: SystemTime) -> String {
                 .map(|t| age(since(t, now)))
                 .unwrap_or_else(|| "-".to_owned()),
         ]
-    }));
-    let mut widths = [0usize; 6];
+    });
+    table(header, rows)
+}
+
+/// Who a session is for: its user, `(pool NAME)` for a warm pool's
+/// desktop nobody has claimed yet, else `-`.
+fn user(s: &Session) -> String {
+    match (s.username.is_empty(), s.pool.is_empty()) {
+        (false, _) => s.username.clone(),
+        (true, false) => format!("(pool {})", s.pool),
+        (true, true) => "-".to_owned(),
+    }
+}
+
+/// Where a session's desktop came from, when a warm pool built it:
+/// `from warm pool 'lab': ready 0.8s after the request` for a claimed one
+/// (it was created when claimed), `waiting in warm pool 'lab', unclaimed`
+/// for one nobody has claimed yet. `None` for a desktop built for its request.
+fn pool_origin(s: &Session) -> Option<String> {
+    if s.pool.is_empty() {
+        return None;
+    }
+    if s.username.is_empty() {
+        return Some(format!("waiting in warm pool '{}', unclaimed", s.pool));
+    }
+    let took = match (
+        system_time(s.created_at.as_ref()),
+        system_time(s.ready_at.as_ref()),
+    ) {
+        (Some(created), Some(ready)) => ready.duration_since(created).ok(),
+        _ => None,
+    };
+    Some(match took {
+        Some(took) => format!(
+            "from warm pool '{}': ready {} after the request",
+            s.pool,
+            stage_duration(took)
+        ),
+        None => format!("from warm pool '{}'", s.pool),
+    })
+}
+
+/// The warm pools as a table with a header: POOL, TEMPLATE, DESIRED, READY,
+/// BUILDING, CLAIMED-TODAY, FAILURES, OLDEST-READY, STATUS.
+pub fn pool_table(pools: &[Pool]) -> String {
+    let header = [
+        "POOL",
+        "TEMPLATE",
+        "DESIRED",
+        "READY",
+        "BUILDING",
+        "CLAIMED-TODAY",
+        "FAILURES",
+        "OLDEST-READY",
+        "STATUS",
+    ]
+    .map(String::from);
+    let rows = pools.iter().map(|p| {
+        [
+            p.name.clone(),
+            dash(&p.template).to_owned(),
+            p.desired.to_string(),
+            p.ready.to_string(),
+            p.provisioning.to_string(),
+            p.claimed_today.to_string(),
+            p.failures.to_string(),
+            p.oldest_ready_age
+                .as_ref()
+                .map(|d| age(duration(Some(d))))
+                .unwrap_or_else(|| "-".to_owned()),
+            pool_status(p),
+        ]
+    });
+    table(header, rows)
+}
+
+/// `ok`, or `restrained until 10:02:33 UTC (last failure: REASON)` while
+/// failures hold the pool back.
+fn pool_status(p: &Pool) -> String {
+    let Some(until) = p.restrained_until.as_ref() else {
+        return "ok".to_owned();
+    };
+    let until = utc_time_of_day(Some(until)).map_or_else(
+        || "restrained".to_owned(),
+        |time| format!("restrained until {time} UTC"),
+    );
+    let reason = one_line(&p.last_failure);
+    if reason.is_empty() {
+        until
+    } else {
+        format!("{until} (last failure: {reason})")
+    }
+}
+
+/// Rows of cells under a header, each column as wide as its widest cell
+/// plus two spaces; the last column is not padded.
+fn table<const N: usize>(header: [String; N], rows: impl Iterator<Item = [String; N]>) -> String {
+    let rows: Vec<[String; N]> = std::iter::once(header).chain(rows).collect();
+    let mut widths = [0usize; N];
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -134,10 +229,8 @@ pub fn session_table(sessions: &[Session], now: SystemTime) -> String {
     for row in &rows {
         let mut line = String::new();
         for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
+            line.push_str(cell);
+            if i + 1 < N {
                 line.push_str(&" ".repeat(width - cell.chars().count() + 2));
             }
         }
@@ -165,6 +258,16 @@ pub fn session_details(s: &Session, now: SystemTime) -> String {
         ("user", dash(&s.username).to_owned()),
         ("session user", dash(&s.session_user).to_owned()),
         ("template", dash(&s.template).to_owned()),
+    ];
+    if !s.pool.is_empty() {
+        let unclaimed = if s.username.is_empty() {
+            " (unclaimed)"
+        } else {
+            ""
+        };
+        fields.push(("pool", format!("{}{unclaimed}", s.pool)));
+    }
+    fields.extend([
         ("state", s.state().label().to_owned()),
         ("vm name", dash(&s.vm_name).to_owned()),
         ("vm id", dash(&s.vm_id).to_owned()),
@@ -173,7 +276,7 @@ pub fn session_details(s: &Session, now: SystemTime) -> String {
         ("created", when(s.created_at.as_ref())),
         ("updated", when(s.updated_at.as_ref())),
         ("ready", when(s.ready_at.as_ref())),
-    ];
+    ]);
     if s.failure.is_some() {
         let (stage, reason) = failure(s);
         fields.push(("failure", format!("in {stage}: {reason}")));
@@ -225,7 +328,7 @@ fn dash(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::tests::ready_session;
+    use crate::json::tests::{ms, ready_session, ts};
     use daas_api::v1::Failure;
 
     fn at(seconds: u64) -> SystemTime {
@@ -278,6 +381,164 @@ mod tests {
         assert_eq!(
             ready(&ready_session()),
             "Desktop ready: rdp://10.0.0.5:3389  (session 3f0c, vm desktop-ab12cd)\nDetails: daas show 3f0c"
+        );
+    }
+
+    /// `ready_session()` claimed from pool `lab` 0.8 s before it was ready.
+    fn claimed_session() -> Session {
+        Session {
+            pool: "lab".into(),
+            created_at: Some(prost_types::Timestamp {
+                seconds: 1_700_000_089,
+                nanos: 200_000_000,
+            }),
+            ..ready_session()
+        }
+    }
+
+    #[test]
+    fn a_claimed_desktop_says_how_fast_it_was_ready() {
+        assert_eq!(
+            ready(&claimed_session()),
+            "Desktop ready: rdp://10.0.0.5:3389  (session 3f0c, vm desktop-ab12cd)\n\
+             from warm pool 'lab': ready 0.8s after the request\n\
+             Details: daas show 3f0c"
+        );
+    }
+
+    #[test]
+    fn pool_origins() {
+        assert_eq!(pool_origin(&ready_session()), None);
+        let unclaimed = Session {
+            username: String::new(),
+            ..claimed_session()
+        };
+        assert_eq!(
+            pool_origin(&unclaimed).as_deref(),
+            Some("waiting in warm pool 'lab', unclaimed")
+        );
+        // No timing without both times, nor from times out of order.
+        let not_ready = Session {
+            ready_at: None,
+            ..claimed_session()
+        };
+        assert_eq!(
+            pool_origin(&not_ready).as_deref(),
+            Some("from warm pool 'lab'")
+        );
+        let skewed = Session {
+            ready_at: ts(1_700_000_000),
+            created_at: ts(1_700_000_001),
+            ..claimed_session()
+        };
+        assert_eq!(
+            pool_origin(&skewed).as_deref(),
+            Some("from warm pool 'lab'")
+        );
+    }
+
+    #[test]
+    fn an_unclaimed_pool_desktop_is_listed_as_the_pools() {
+        let unclaimed = Session {
+            id: "9e01".into(),
+            username: String::new(),
+            ..claimed_session()
+        };
+        let orphan = Session {
+            id: "5d2a".into(),
+            state: SessionState::Queued as i32,
+            ..Session::default()
+        };
+        let table = session_table(
+            &[unclaimed, claimed_session(), orphan],
+            at(1_700_000_000 + 125),
+        );
+        assert_eq!(
+            table,
+            "ID    USER        STATE   VM              RDP            AGE\n\
+             9e01  (pool lab)  READY   desktop-ab12cd  10.0.0.5:3389  35s\n\
+             3f0c  alice       READY   desktop-ab12cd  10.0.0.5:3389  35s\n\
+             5d2a  -           QUEUED  -               -              -\n"
+        );
+    }
+
+    #[test]
+    fn details_name_the_pool() {
+        let text = session_details(&claimed_session(), at(1_700_000_100));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[3..6],
+            [
+                "template:     debian-12",
+                "pool:         lab",
+                "state:        READY"
+            ]
+        );
+        let unclaimed = Session {
+            username: String::new(),
+            ..claimed_session()
+        };
+        let text = session_details(&unclaimed, at(1_700_000_100));
+        assert!(text.contains("user:         -\n"), "{text}");
+        assert!(text.contains("pool:         lab (unclaimed)\n"), "{text}");
+        assert!(!session_details(&ready_session(), at(0)).contains("pool:"));
+    }
+
+    fn lab_pool() -> Pool {
+        Pool {
+            name: "lab".into(),
+            template: "debian-12".into(),
+            desired: 5,
+            ready: 3,
+            provisioning: 2,
+            claimed_today: 14,
+            failures: 0,
+            restrained_until: None,
+            last_failure: String::new(),
+            oldest_ready_age: ms(754_000),
+            max_age: ms(4 * 3_600_000),
+        }
+    }
+
+    #[test]
+    fn pool_table_layout() {
+        let restrained = Pool {
+            name: "gpu".into(),
+            template: "ubuntu-24-cuda".into(),
+            desired: 2,
+            ready: 0,
+            provisioning: 0,
+            claimed_today: 0,
+            failures: 3,
+            restrained_until: ts(1_700_000_000),
+            last_failure: "terraform apply failed:\n  no GPU left on node pve2".into(),
+            oldest_ready_age: None,
+            max_age: None,
+        };
+        assert_eq!(
+            pool_table(&[lab_pool(), restrained]),
+            "POOL  TEMPLATE        DESIRED  READY  BUILDING  CLAIMED-TODAY  FAILURES  \
+             OLDEST-READY  STATUS\n\
+             lab   debian-12       5        3      2         14             0         \
+             12m           ok\n\
+             gpu   ubuntu-24-cuda  2        0      0         0              3         \
+             -             restrained until 22:13:20 UTC (last failure: terraform apply \
+             failed: no GPU left on node pve2)\n"
+        );
+    }
+
+    #[test]
+    fn a_restrained_pool_without_a_reason() {
+        let pool = Pool {
+            failures: 3,
+            restrained_until: ts(1_700_000_000 + 3_600),
+            ..lab_pool()
+        };
+        assert_eq!(pool_status(&pool), "restrained until 23:13:20 UTC");
+        assert_eq!(pool_status(&lab_pool()), "ok");
+        assert_eq!(
+            pool_table(&[]),
+            "POOL  TEMPLATE  DESIRED  READY  BUILDING  CLAIMED-TODAY  FAILURES  OLDEST-READY  STATUS\n"
         );
     }
 

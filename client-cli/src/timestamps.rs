@@ -18,6 +18,21 @@ pub fn rfc3339_seconds(ts: Option<&prost_types::Timestamp>) -> Option<String> {
     system_time(ts).map(|t| humantime::format_rfc3339_seconds(t).to_string())
 }
 
+/// The UTC time of day of a protobuf timestamp, `HH:MM:SS`.
+pub fn utc_time_of_day(ts: Option<&prost_types::Timestamp>) -> Option<String> {
+    let secs = system_time(ts)?
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_secs()
+        % 86_400;
+    Some(format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    ))
+}
+
 /// A protobuf duration as a `Duration`; zero when unset or negative.
 pub fn duration(d: Option<&prost_types::Duration>) -> Duration {
     d.and_then(|d| Duration::try_from(*d).ok())
@@ -53,6 +68,29 @@ mod tests {
             Some("2023-11-14T22:13:20Z")
         );
         assert_eq!(rfc3339_millis(None), None);
+    }
+
+    #[test]
+    fn times_of_day_are_utc() {
+        let ts = prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 999_000_000,
+        };
+        assert_eq!(utc_time_of_day(Some(&ts)).as_deref(), Some("22:13:20"));
+        let midnight = prost_types::Timestamp {
+            seconds: 86_400 * 3,
+            nanos: 0,
+        };
+        assert_eq!(
+            utc_time_of_day(Some(&midnight)).as_deref(),
+            Some("00:00:00")
+        );
+        let before_1970 = prost_types::Timestamp {
+            seconds: -1,
+            nanos: 0,
+        };
+        assert_eq!(utc_time_of_day(Some(&before_1970)), None);
+        assert_eq!(utc_time_of_day(None), None);
     }
 
     #[test]

@@ -207,10 +207,16 @@ impl BoundServer {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .map_err(|e| StartError::Reflection(e.to_string()))?;
+        let pools = crate::pool::Pools::new(
+            self.config.clone(),
+            self.store.clone(),
+            self.pipeline.clone(),
+        );
         let api = DesktopApi::new(
             self.config.clone(),
             self.store.clone(),
             self.pipeline.clone(),
+            pools.clone(),
         );
         let desktop = DesktopServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES);
         let agents = AgentServiceServer::new(AgentApi {
@@ -227,6 +233,7 @@ impl BoundServer {
             self.config.limits.output_retention,
             self.pipeline.shutdown_token(),
         ));
+        let pool_loop = tokio::spawn(pools.run());
         let reaper = tokio::spawn(crate::reaper::run(
             self.config.clone(),
             self.store.clone(),
@@ -265,6 +272,7 @@ impl BoundServer {
             .await?;
         self.pipeline.shutdown(SHUTDOWN_GRACE).await;
         let _ = reaper.await;
+        let _ = pool_loop.await;
         let _ = sweeper.await;
         let _ = retention.await;
         Ok(())

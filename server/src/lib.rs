@@ -3,7 +3,8 @@
 //! A request reaches the [`api`] (gRPC services, authentication, limits),
 //! becomes a session in the [`store`], and the [`provision`] pipeline runs
 //! its stages (Terraform, boot, Ansible) through one tool runner; the
-//! [`reaper`] destroys idle desktops and the sweeper VMs no session owns.
+//! [`reaper`] destroys idle desktops and the sweeper VMs no session owns;
+//! each [`pool`] keeps desktops built ahead of time for creates to claim.
 //! The [`domain`] holds what every part agrees on: the session state
 //! machine, request validation and the error codes. [`app`] wires it all
 //! together.
@@ -13,6 +14,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod pki;
+pub mod pool;
 pub mod provision;
 pub mod reaper;
 pub mod store;

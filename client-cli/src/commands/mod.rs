@@ -4,6 +4,7 @@ mod connect;
 mod create;
 mod destroy;
 mod list;
+mod pool;
 mod show;
 mod watch;
 
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Show(args) => show::run(&ctx, &args.id).await,
         Command::Connect(args) => connect::run(&ctx, args).await,
         Command::Destroy(args) => destroy::run(&ctx, &args.id).await,
+        Command::Pool(command) => pool::run(&ctx, command).await,
     };
     match result {
         // Possibly a client certificate the server refused after the handshake.

@@ -10,6 +10,7 @@ import {
   DesktopService,
   SessionState,
   Tool,
+  type Pool,
   type Session,
   type SessionEvent,
 } from "./gen/daas/v1/desktop_pb.js";
@@ -188,8 +189,8 @@ export interface ClientOptions {
   /** Check the server's certificate for this name instead of the endpoint's
    * host (e.g. "localhost" when connecting to an address it does not name). */
   serverName?: string;
-  /** Bound (ms) on each unary call (get, list, destroy). None by default:
-   * a destroy waits for Terraform. Streams have no deadline. */
+  /** Bound (ms) on each unary call (get, list, destroy, the pool calls).
+   * None by default: a destroy waits for Terraform. Streams have no deadline. */
   timeoutMs?: number;
 }
 
@@ -354,6 +355,21 @@ export class DaasClient {
     return this.#unary(() =>
       this.#client.destroySession({ sessionId }, this.#callOptions(options)),
     );
+  }
+
+  /** Every warm pool the server configures, by name, and where each stands
+   * (administrators only: PERMISSION_DENIED otherwise). */
+  async listPools(options: CallOptions = {}): Promise<Pool[]> {
+    const response = await this.#unary(() =>
+      this.#client.listPools({}, this.#callOptions(options)),
+    );
+    return response.pools;
+  }
+
+  /** One warm pool (NOT_FOUND for a pool the server does not configure;
+   * administrators only: PERMISSION_DENIED otherwise). */
+  getPool(name: string, options: CallOptions = {}): Promise<Pool> {
+    return this.#unary(() => this.#client.getPool({ name }, this.#callOptions(options)));
   }
 
   /** Closes the connection (and any open stream). */

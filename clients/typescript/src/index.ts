@@ -23,6 +23,7 @@ export {
   type Failure,
   type IdleWarning,
   type OutputLine,
+  type Pool,
   type Session,
   type SessionEvent,
   type StageChange,

@@ -49,6 +49,8 @@ pub struct Config {
     pub policies: crate::reaper::policy::Policies,
     /// How often the reaper looks at READY sessions.
     pub reaper_interval: Duration,
+    /// Warm pools, by name.
+    pub pools: BTreeMap<String, crate::pool::Pool>,
 }
 
 /// The in-VM agent: how it reaches the server and how it is credentialed.
@@ -269,6 +271,8 @@ struct Raw {
     secrets: RawSecrets,
     agent: RawAgent,
     policy: RawPolicy,
+    #[serde(default)]
+    pools: BTreeMap<String, crate::pool::PoolSpec>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -437,6 +441,7 @@ impl Default for Raw {
                     templates: BTreeMap::new(),
                 }
             },
+            pools: BTreeMap::new(),
         }
     }
 }
@@ -457,6 +462,7 @@ const SECTIONS: &[&str] = &[
     "secrets",
     "agent",
     "policy",
+    "pools",
 ];
 
 /// Reads one secret from the file or the environment variable named.
@@ -791,7 +797,14 @@ impl Config {
             },
             templates: raw.policy.templates.clone(),
         };
+        let mut pools = BTreeMap::new();
+        for (name, spec) in &raw.pools {
+            let pool = crate::pool::Pool::check(name, spec, &raw.vm.template)
+                .map_err(|why| invalid(&format!("pools.{name}"), &why))?;
+            pools.insert(name.clone(), pool);
+        }
         Ok(Config {
+            pools,
             agent,
             policies,
             reaper_interval: raw.policy.reaper_interval,

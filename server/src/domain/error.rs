@@ -20,6 +20,9 @@ pub enum Error {
     /// No session has this id.
     #[error("no session {0}")]
     NotFound(String),
+    /// The server configures no warm pool of this name.
+    #[error("no warm pool {0}: `daas pool status` lists the server's pools")]
+    NoSuchPool(String),
     /// Terraform could not destroy a session's VM.
     #[error("could not destroy session {id}: {reason}; destroy it again to retry")]
     DestroyFailed { id: String, reason: String },
@@ -104,7 +107,7 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::InvalidArgument { .. } => ErrorCode::InvalidArgument,
-            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::NotFound(_) | Error::NoSuchPool(_) => ErrorCode::NotFound,
             Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Error::ResourceExhausted { .. } => ErrorCode::ResourceExhausted,

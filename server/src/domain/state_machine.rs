@@ -10,7 +10,12 @@
 //!                                                      |
 //! any of the above (and DESTROYING after a restart) -> DESTROYING -> DESTROYED
 //!                                                          \-> FAILED (the destroy failed)
+//!
+//! QUEUED -> CONFIGURING -> READY: a desktop claimed from a warm pool
 //! ```
+//!
+//! A warm pool's desktop that a create claims is made QUEUED again by the
+//! claim itself (one store transaction, not a move of this machine).
 
 use daas_api::v1::SessionState;
 
@@ -23,6 +28,8 @@ pub fn allowed(from: SessionState, to: SessionState) -> bool {
         | (Provisioning, Booting)
         | (Booting, Configuring)
         | (Configuring, Ready) => true,
+        // A desktop claimed from a warm pool: only its per-user part.
+        (Queued, Configuring) => true,
         // A failed stage (or a restart during it) after its cleanup.
         (Queued | Provisioning | Booting | Configuring, Failed) => true,
         // A destroy may start from anywhere but the end; DESTROYING to
@@ -69,6 +76,10 @@ mod tests {
         assert!(!allowed(Ready, Failed));
         assert!(!allowed(Failed, Ready));
         assert!(!allowed(Provisioning, Ready), "no stage is skipped");
+        assert!(
+            !allowed(Queued, Ready),
+            "a claimed desktop is configured first"
+        );
     }
 
     #[test]

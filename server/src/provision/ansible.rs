@@ -41,7 +41,45 @@ pub struct PlaybookVars<'a> {
     pub vm: &'a VmOutputs,
     /// What the in-VM agent needs, when agents are configured.
     pub agent: Option<&'a AgentVars>,
+    /// Which part of the playbook runs.
+    pub phase: Phase,
 }
+
+/// Which part of the playbook a run does; its tasks that make a desktop
+/// one user's carry the tag `per_user`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Everything: a desktop built for its request.
+    All,
+    /// All but the per-user tasks: a warm pool's desktop, built for nobody
+    /// yet (`username` is empty).
+    Base,
+    /// The per-user tasks alone: a warm desktop a create claimed.
+    User,
+}
+
+impl Phase {
+    /// The `daas_phase` variable the playbook sees.
+    fn name(self) -> &'static str {
+        match self {
+            Phase::All => "all",
+            Phase::Base => "base",
+            Phase::User => "user",
+        }
+    }
+
+    /// The tag selection of ansible-playbook.
+    fn tag_args(self) -> &'static [&'static str] {
+        match self {
+            Phase::All => &[],
+            Phase::Base => &["--skip-tags", PER_USER_TAG],
+            Phase::User => &["--tags", PER_USER_TAG],
+        }
+    }
+}
+
+/// The tag of the tasks that make a desktop one user's.
+pub const PER_USER_TAG: &str = "per_user";
 
 /// The agent's endpoint, binary and this session's credential.
 pub struct AgentVars {
@@ -130,6 +168,7 @@ impl Ansible<'_> {
             .arg(vars.vm_name)
             .arg("-e")
             .arg(extra)
+            .args(vars.phase.tag_args())
             .arg(playbook.as_os_str())
             .env("ANSIBLE_NOCOLOR", "1")
             .env("ANSIBLE_FORCE_COLOR", "0")
@@ -185,6 +224,7 @@ impl Ansible<'_> {
             ("session_user", json!(vars.session_user)),
             ("session_password", json!(vars.session_password)),
             ("rdp_port", json!(vars.vm.rdp_port)),
+            ("daas_phase", json!(vars.phase.name())),
         ] {
             map.insert(key.to_string(), value);
         }

@@ -10,6 +10,7 @@ pub mod ansible;
 pub mod boot;
 pub mod inventory;
 pub mod locks;
+mod permits;
 pub mod sshkey;
 mod stages;
 pub mod sweeper;
@@ -24,7 +25,6 @@ use std::{
 };
 
 use daas_api::v1::{OutputStream, SessionState, Tool};
-use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -38,6 +38,10 @@ use crate::{
     provision::tool::{SessionLog, ToolError},
     store::{SessionRecord, Store, StoreError},
 };
+
+/// How the reason of a session failed by a restart begins (a warm pool
+/// does not count it as a failed build).
+pub const RESTARTED: &str = "server restarted";
 
 /// Why a stage did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +82,7 @@ struct Inner {
     ssh_public_key: String,
     /// Signs per-session agent certificates; None: no agents.
     agent_ca: Option<crate::pki::Ca>,
-    permits: Semaphore,
+    permits: permits::Permits,
     /// Cancels the provisioning task of a session.
     running: Mutex<HashMap<String, CancellationToken>>,
     /// Taken by provisioning (with its cleanup), destroy, recovery and the
@@ -97,7 +101,7 @@ impl Pipeline {
         ssh_public_key: String,
         agent_ca: Option<crate::pki::Ca>,
     ) -> Self {
-        let permits = Semaphore::new(config.limits.max_parallel_provisions);
+        let permits = permits::Permits::new(config.limits.max_parallel_provisions);
         Pipeline {
             inner: Arc::new(Inner {
                 config,
@@ -197,11 +201,25 @@ impl Pipeline {
             guard = self.lock(&id) => guard,
             _ = cancel.cancelled() => return,
         };
-        let permit = tokio::select! {
-            permit = self.inner.permits.acquire() => permit,
-            _ = cancel.cancelled() => return,
+        // A claimed desktop takes a permit only if it runs a tool; a pool's
+        // build gives way to every user.
+        let needs_permit = !record.is_claimed() || self.claim_runs_playbook(&record);
+        let permit = if !needs_permit {
+            None
+        } else if record.is_unclaimed() {
+            tokio::select! {
+                permit = self.inner.permits.background() => permit,
+                _ = cancel.cancelled() => return,
+            }
+        } else {
+            tokio::select! {
+                permit = self.inner.permits.user() => permit,
+                _ = cancel.cancelled() => return,
+            }
         };
-        let Ok(_permit) = permit else { return };
+        if needs_permit && permit.is_none() {
+            return;
+        }
         let mut stage = SessionState::Queued;
         let result = self
             .run_stages(&record, &password, &log, &cancel, &mut stage)
@@ -357,6 +375,7 @@ impl Pipeline {
             ad_join_password: config.secrets.ad_join_password.as_ref().map(|s| s.expose()),
             vm: &record.outputs,
             agent: None,
+            phase: crate::provision::ansible::Phase::All,
         };
         if let Err(err) = ansible.teardown(session_dir, &vars, log, cancel).await {
             let line = format!("the teardown playbook failed ({err}); destroying the VM anyway");
@@ -370,6 +389,49 @@ impl Pipeline {
     /// own task, so a caller that goes away does not stop it.
     pub async fn destroy(&self, id: &str) -> Result<SessionRecord, Error> {
         self.destroy_in_task(id, None).await
+    }
+
+    /// Destroys a warm pool's desktop unless a create has claimed it
+    /// (then it is that user's, and left alone); `reason` goes in the
+    /// DESTROYING event. Returns whether it destroyed it.
+    pub async fn destroy_unclaimed(&self, id: &str, reason: String) -> Result<bool, Error> {
+        let this = self.clone();
+        let id = id.to_string();
+        let task = self.inner.tasks.spawn(async move {
+            // The token of a build under way; a claim's task would register
+            // a new one, which this never cancels.
+            let running = this.lock_running().get(&id).cloned();
+            let still_spare = |r: &Option<SessionRecord>| {
+                r.as_ref().is_some_and(|r| {
+                    r.is_unclaimed()
+                        && !matches!(
+                            r.state,
+                            SessionState::Failed
+                                | SessionState::Destroying
+                                | SessionState::Destroyed
+                        )
+                })
+            };
+            if !still_spare(&this.inner.store.get(&id).await?) {
+                return Ok(false);
+            }
+            if let Some(cancel) = running {
+                cancel.cancel();
+            }
+            let _guard = this.lock(&id).await;
+            let record = this.inner.store.get(&id).await?;
+            if !still_spare(&record) {
+                return Ok(false);
+            }
+            // A claim between the read and the move makes the move a
+            // conflict: the desktop stays the user's.
+            match this.destroy_locked(&id, Some(reason)).await {
+                Ok(_) => Ok(true),
+                Err(Error::Store(StoreError::Conflict { .. })) => Ok(false),
+                Err(err) => Err(err),
+            }
+        });
+        task.await.map_err(|_| Error::ShuttingDown)?
     }
 
     /// Like [`Pipeline::destroy`], recording `reason` (e.g. the reaper's)
@@ -517,7 +579,7 @@ impl Pipeline {
         }
         let log = self.log(&id, None);
         let reason = format!(
-            "server restarted during {}; create a new session",
+            "{RESTARTED} during {}; create a new session",
             record.state.label()
         );
         self.fail(&record, record.state, reason, &log).await;

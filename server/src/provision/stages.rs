@@ -1,21 +1,25 @@
 //! The stages of a create, each a function of its own so they can run
 //! apart: the user-independent ones (PROVISIONING: the VM; BOOTING; the
 //! desktop's configuration) and what makes a desktop one user's (the
-//! session user and the agent's identity, [`PerUser`]). Today CONFIGURING
-//! runs one playbook with both; a warm pool runs the first part ahead of
-//! time and the per-user part at claim.
+//! session user and the user's access, [`PerUser`]). A create from nothing
+//! runs one playbook with both; a warm pool's desktop runs all but the
+//! per-user part ahead of time (`--skip-tags per_user`) and only that part
+//! when a create claims it (`--tags per_user`).
 
 use daas_api::v1::{OutputStream, SessionState, Tool};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     Pipeline, StageError,
-    ansible::{AgentVars, Ansible, PlaybookVars},
+    ansible::{AgentVars, Ansible, Phase, PlaybookVars},
     boot,
     terraform::{self, BootWait, ContractVars, ModuleOutputs},
     tool::SessionLog,
 };
-use crate::store::SessionRecord;
+use crate::{
+    pool::PerUserPlaybook,
+    store::{SessionRecord, VmOutputs},
+};
 
 /// What makes a desktop one user's.
 pub(super) struct PerUser<'a> {
@@ -26,8 +30,9 @@ pub(super) struct PerUser<'a> {
 }
 
 impl Pipeline {
-    /// Runs every stage of a create, QUEUED to READY; `stage` follows the
-    /// stage reached, for the failure's record.
+    /// Runs every stage of a create, QUEUED to READY (for a claimed warm
+    /// desktop, the per-user part only); `stage` follows the stage reached,
+    /// for the failure's record.
     pub(super) async fn run_stages(
         &self,
         record: &SessionRecord,
@@ -36,6 +41,11 @@ impl Pipeline {
         cancel: &CancellationToken,
         stage: &mut SessionState,
     ) -> Result<(), StageError> {
+        if record.is_claimed() {
+            return self
+                .claim_stages(record, password, log, cancel, stage)
+                .await;
+        }
         let outputs = self.vm_stage(record, log, cancel, stage).await?;
         self.boot_stage(record, &outputs, log, cancel, stage)
             .await?;
@@ -44,18 +54,90 @@ impl Pipeline {
             session_password: password,
             agent: self.agent_vars(&record.id)?,
         };
-        self.configure_stage(record, &outputs, &per_user, log, cancel, stage)
-            .await?;
-        self.enter(
-            record,
-            stage,
-            SessionState::Ready,
-            format!(
-                "connect with RDP to {}:{}",
-                outputs.vm.rdp_host, outputs.vm.rdp_port
+        let (phase, message) = match &record.pool {
+            Some(pool) => (
+                Phase::Base,
+                format!("warm desktop of pool '{pool}': ready for a create to claim it"),
             ),
-        )
-        .await
+            None => (
+                Phase::All,
+                format!(
+                    "connect with RDP to {}:{}",
+                    outputs.vm.rdp_host, outputs.vm.rdp_port
+                ),
+            ),
+        };
+        self.configure_stage(record, &outputs.vm, &per_user, phase, log, cancel, stage)
+            .await?;
+        self.enter(record, stage, SessionState::Ready, message)
+            .await
+    }
+
+    /// What a claimed warm desktop still needs: the per-user part of the
+    /// playbook, when there is one to run (the VM, its boot and the rest
+    /// of its configuration were done before anyone asked).
+    async fn claim_stages(
+        &self,
+        record: &SessionRecord,
+        password: &str,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+        stage: &mut SessionState,
+    ) -> Result<(), StageError> {
+        let pool = record.pool.as_deref().unwrap_or_default();
+        if self.claim_runs_playbook(record) {
+            let per_user = PerUser {
+                session_user: &record.session_user,
+                session_password: password,
+                // Its agent reports under this session's id already.
+                agent: None,
+            };
+            self.configure_stage(
+                record,
+                &record.outputs,
+                &per_user,
+                Phase::User,
+                log,
+                cancel,
+                stage,
+            )
+            .await?;
+        } else {
+            let message = format!(
+                "{} came from warm pool '{pool}' configured: no session user and no domain, so nothing per-user to do",
+                record.vm_name
+            );
+            self.enter(record, stage, SessionState::Configuring, message)
+                .await?;
+        }
+        let claim_ms = crate::store::now_ms() - record.claimed_ms.unwrap_or(record.created_ms);
+        let message = format!(
+            "connect with RDP to {}:{} (a warm desktop of pool '{pool}', ready {:.1} s after the request)",
+            record.outputs.rdp_host,
+            record.outputs.rdp_port,
+            claim_ms as f64 / 1000.0
+        );
+        self.enter(record, stage, SessionState::Ready, message)
+            .await
+    }
+
+    /// Whether a claim of `record` runs the playbook's per-user part: a
+    /// session user, a domain (the user's access), or a pool that asks
+    /// for it always.
+    pub(super) fn claim_runs_playbook(&self, record: &SessionRecord) -> bool {
+        let config = &self.inner.config;
+        let always = record
+            .pool
+            .as_ref()
+            .and_then(|p| config.pools.get(p))
+            .is_some_and(|p| p.per_user_playbook == PerUserPlaybook::Always);
+        let domain = config
+            .ansible
+            .extra_vars
+            .get("ad_join_domain")
+            .and_then(|v| v.as_str())
+            .is_some_and(|d| !d.is_empty());
+        always || domain || !record.session_user.is_empty()
     }
 
     /// Moves the session from `stage` to `to` and follows it.
@@ -95,7 +177,12 @@ impl Pipeline {
             memory_mb: config.vm.memory_mb,
             disk_gb: config.vm.disk_gb,
             session_id: record.id.clone(),
-            username: record.username.clone(),
+            // Built for nobody yet: labelled with its pool. The claim never
+            // runs Terraform again, so nothing here forces a new VM.
+            username: match &record.pool {
+                Some(pool) if record.is_unclaimed() => format!("pool-{pool}"),
+                _ => record.username.clone(),
+            },
         };
         let tf_dir = terraform::dir_of(&self.session_dir(&record.id));
         let terraform = self.terraform();
@@ -148,18 +235,31 @@ impl Pipeline {
         Ok(())
     }
 
-    /// CONFIGURING: the desktop and what makes it the user's, with Ansible.
+    /// CONFIGURING: the desktop and what makes it the user's (`phase`
+    /// says which of the two, or both), with Ansible.
+    #[allow(clippy::too_many_arguments)]
     async fn configure_stage(
         &self,
         record: &SessionRecord,
-        outputs: &ModuleOutputs,
+        vm: &VmOutputs,
         per_user: &PerUser<'_>,
+        phase: Phase,
         log: &SessionLog,
         cancel: &CancellationToken,
         stage: &mut SessionState,
     ) -> Result<(), StageError> {
         let config = &self.inner.config;
-        let message = format!("configuring {} with Ansible", record.vm_name);
+        let message = match (phase, &record.pool) {
+            (Phase::User, Some(pool)) => format!(
+                "making {} {}'s with Ansible (the per-user part: the desktop came from warm pool '{pool}')",
+                record.vm_name, record.username
+            ),
+            (Phase::Base, _) => format!(
+                "configuring {} with Ansible (all but the per-user part)",
+                record.vm_name
+            ),
+            _ => format!("configuring {} with Ansible", record.vm_name),
+        };
         self.enter(record, stage, SessionState::Configuring, message)
             .await?;
         let ansible = Ansible {
@@ -180,8 +280,9 @@ impl Pipeline {
             session_user: per_user.session_user,
             session_password: per_user.session_password,
             ad_join_password: config.secrets.ad_join_password.as_ref().map(|s| s.expose()),
-            vm: &outputs.vm,
+            vm,
             agent: per_user.agent.as_ref(),
+            phase,
         };
         ansible
             .configure(&self.session_dir(&record.id), &playbook_vars, log, cancel)

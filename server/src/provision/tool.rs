@@ -216,6 +216,11 @@ impl Invocation {
         self
     }
 
+    pub fn args<A: Into<OsString> + Copy>(mut self, args: &[A]) -> Self {
+        self.args.extend(args.iter().map(|&a| a.into()));
+        self
+    }
+
     pub fn env(mut self, key: &str, value: impl Into<OsString>) -> Self {
         self.env.push((key.to_string(), value.into()));
         self

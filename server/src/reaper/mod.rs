@@ -11,7 +11,7 @@ use daas_api::v1::{Activity, SessionState};
 use crate::{
     config::Config,
     provision::Pipeline,
-    reaper::policy::{Clock, Decision, decide, outlook},
+    reaper::policy::{Clock, Decision, Policy, decide, outlook},
     store::{SessionRecord, Store, StoreError, now_ms, timestamp},
 };
 
@@ -27,6 +27,24 @@ fn clock_of(config: &Config, record: &SessionRecord) -> Option<Clock> {
     })
 }
 
+/// The policy of a session: its template's, or for a warm pool's desktop
+/// nobody has claimed only the agent's silence (its pool replaces it after
+/// `max_age`; nobody uses it, so idleness means nothing).
+fn policy_of(config: &Config, record: &SessionRecord) -> Policy {
+    let policy = config.policies.for_template(&record.template);
+    if !record.is_unclaimed() {
+        return policy;
+    }
+    // Further than any desktop lives: a century.
+    let never = std::time::Duration::from_secs(100 * 365 * 86_400);
+    Policy {
+        idle_timeout: never,
+        disconnected_timeout: never,
+        max_lifetime: never,
+        ..policy
+    }
+}
+
 /// What `GetSession` / `ListSessions` show of a READY session's activity
 /// and the reaper's plan for it.
 pub fn why_alive(config: &Config, record: &SessionRecord) -> Option<Activity> {
@@ -34,7 +52,7 @@ pub fn why_alive(config: &Config, record: &SessionRecord) -> Option<Activity> {
         return None;
     }
     let clock = clock_of(config, record)?;
-    let policy = config.policies.for_template(&record.template);
+    let policy = policy_of(config, record);
     let plan = outlook(&policy, &clock, now_ms());
     let a = &record.activity;
     Some(Activity {
@@ -70,7 +88,7 @@ pub async fn sweep(config: &Config, store: &Store, pipeline: &Pipeline) -> Resul
         let Some(clock) = clock_of(config, &record) else {
             continue;
         };
-        let policy = config.policies.for_template(&record.template);
+        let policy = policy_of(config, &record);
         let id = record.id.clone();
         match decide(&policy, &clock, now_ms()) {
             Decision::Keep(_) => {
@@ -90,9 +108,16 @@ pub async fn sweep(config: &Config, store: &Store, pipeline: &Pipeline) -> Resul
                 tracing::info!(session = %id, reason = %plan.reason, "reaping");
                 let pipeline = pipeline.clone();
                 // Destroys take a while; the sweep goes on.
+                let unclaimed = record.is_unclaimed();
                 tokio::spawn(async move {
                     let reason = format!("reaped: {}", plan.reason);
-                    if let Err(err) = pipeline.destroy_because(&id, reason).await {
+                    let result = if unclaimed {
+                        // Unless a create claims it meanwhile.
+                        pipeline.destroy_unclaimed(&id, reason).await.map(|_| ())
+                    } else {
+                        pipeline.destroy_because(&id, reason).await.map(|_| ())
+                    };
+                    if let Err(err) = result {
                         tracing::warn!(session = %id, error = %err, "reaping failed");
                     }
                 });

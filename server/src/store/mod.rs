@@ -134,6 +134,22 @@ pub struct SessionRecord {
     pub updated_ms: i64,
     pub ready_ms: Option<i64>,
     pub activity: ActivityRecord,
+    /// The warm pool the desktop was built for, if it was.
+    pub pool: Option<String>,
+    /// When a create claimed it from its pool; None while it waits there.
+    pub claimed_ms: Option<i64>,
+}
+
+impl SessionRecord {
+    /// A warm pool's desktop nobody has claimed yet.
+    pub fn is_unclaimed(&self) -> bool {
+        self.pool.is_some() && self.claimed_ms.is_none()
+    }
+
+    /// A warm pool's desktop that a create claimed.
+    pub fn is_claimed(&self) -> bool {
+        self.pool.is_some() && self.claimed_ms.is_some()
+    }
 }
 
 /// A tool's process group, as recorded when it started: a restarted server
@@ -172,6 +188,9 @@ pub struct NewSession {
     /// The caller and its `request_id`, when it gave one: a second create
     /// with the same key within [`REQUEST_ID_WINDOW_MS`] finds the first.
     pub request_key: Option<String>,
+    /// Set for a warm pool's desktop (built for nobody yet: `username` is
+    /// empty and no per-user limit applies).
+    pub pool: Option<String>,
 }
 
 /// What the service, the pipeline and the reaper need of a store. Every
@@ -195,6 +214,27 @@ pub trait SessionStore: Send + Sync + 'static {
         new: NewSession,
         limits: SessionLimits,
     ) -> Result<(SessionRecord, SessionEvent), StoreError>;
+
+    /// Hands the ready, unclaimed desktop of warm pool `pool` that has
+    /// waited longest to the create `new`, in one write transaction (so no
+    /// two creates get the same desktop): checks the user's limit (the
+    /// server's is not touched, the desktop already counts), makes the
+    /// session the user's, QUEUED, with a fresh history whose first event
+    /// says where the desktop came from. None: no desktop is ready.
+    async fn claim(
+        &self,
+        new: NewSession,
+        pool: &str,
+        limits: SessionLimits,
+    ) -> Result<Option<(SessionRecord, SessionEvent)>, StoreError>;
+
+    /// The sessions of warm pool `pool` that are live, or that changed or
+    /// were claimed at or after `since_ms`, oldest first.
+    async fn pool_sessions(
+        &self,
+        pool: &str,
+        since_ms: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
 
     /// Moves a session from `from` (the state the caller saw) to `to`,
     /// recording the stage change (and, for FAILED, the failure) as an
@@ -350,6 +390,7 @@ impl SessionRecord {
                 reason: reason.clone(),
             }),
             activity: None,
+            pool: self.pool.clone().unwrap_or_default(),
         }
     }
 }

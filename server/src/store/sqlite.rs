@@ -90,6 +90,11 @@ ALTER TABLE sessions ADD COLUMN request_key TEXT;
 CREATE INDEX sessions_request ON sessions (request_key, created_ms) WHERE request_key IS NOT NULL;
 CREATE INDEX sessions_created ON sessions (created_ms, id);
 "#,
+    r#"
+ALTER TABLE sessions ADD COLUMN pool TEXT;
+ALTER TABLE sessions ADD COLUMN claimed_ms INTEGER;
+CREATE INDEX sessions_pool ON sessions (pool, state) WHERE pool IS NOT NULL;
+"#,
 ];
 
 /// The `events.kind` column: which events retention may prune.
@@ -123,7 +128,7 @@ pub struct SqliteStore {
 const SESSION_COLUMNS: &str = "id, username, session_user, template, state, slot, vm_name, \
      vm_id, ssh_host, ssh_port, rdp_host, rdp_port, failure_stage, failure_reason, child_pgid, \
      child_identity, created_ms, updated_ms, ready_ms, last_report_ms, last_input_ms, \
-     last_connected_ms, rdp_clients, logged_in, agent_version, warned_reap_ms";
+     last_connected_ms, rdp_clients, logged_in, agent_version, warned_reap_ms, pool, claimed_ms";
 
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     let failure_stage: i32 = row.get("failure_stage")?;
@@ -161,6 +166,8 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
             agent_version: row.get("agent_version")?,
             warned_reap_ms: row.get("warned_reap_ms")?,
         },
+        pool: row.get("pool")?,
+        claimed_ms: row.get("claimed_ms")?,
     })
 }
 
@@ -277,7 +284,7 @@ impl SessionStore for SqliteStore {
                     limits.max_sessions,
                 )));
             }
-            if of_user >= limits.max_per_user {
+            if new.pool.is_none() && of_user >= limits.max_per_user {
                 return Err(StoreError::LimitReached(LimitHit::User(
                     new.username.clone(),
                     limits.max_per_user,
@@ -302,8 +309,8 @@ impl SessionStore for SqliteStore {
             // The lowest slot from 1 up that no live session holds.
             tx.execute(
                 "INSERT INTO sessions (id, username, session_user, template, state, slot, \
-                 vm_name, created_ms, updated_ms, stage_started_ms, request_key) \
-                 SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8 FROM ( \
+                 vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8, ?9 FROM ( \
                    SELECT 1 AS candidate \
                    UNION ALL SELECT slot + 1 FROM sessions WHERE slot_released = 0 \
                  ) WHERE candidate NOT IN (SELECT slot FROM sessions WHERE slot_released = 0)",
@@ -315,28 +322,136 @@ impl SessionStore for SqliteStore {
                     SessionState::Queued as i32,
                     vm_name,
                     now,
-                    new.request_key
+                    new.request_key,
+                    new.pool
                 ],
             )
             .context("inserting a session")?;
             let record = get_session(&tx, &id)?.ok_or_else(|| StoreError::Missing(id.clone()))?;
-            let event = SessionEvent {
-                session_id: id.clone(),
-                sequence: 1,
-                time: Some(timestamp(now)),
-                state: SessionState::Queued as i32,
-                stage_elapsed: Some(duration(0)),
-                kind: Some(Kind::StageChange(StageChange {
-                    previous: SessionState::Unspecified as i32,
-                    previous_duration: Some(duration(0)),
-                    message: "waiting for a provisioning slot".into(),
-                })),
-                session: None,
+            let message = match &new.pool {
+                Some(pool) => {
+                    format!("a desktop for warm pool '{pool}'; waiting for a provisioning slot")
+                }
+                None => "waiting for a provisioning slot".into(),
             };
+            let event = first_event(&id, now, message);
             insert_event(&tx, &event)?;
             tx.commit().context("committing a new session")?;
             live.publish(&event);
             Ok((record, event))
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        new: NewSession,
+        pool: &str,
+        limits: SessionLimits,
+    ) -> Result<Option<(SessionRecord, SessionEvent)>, StoreError> {
+        let pool = pool.to_string();
+        self.with(move |conn, live| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .context("starting a transaction")?;
+            if let Some(key) = &new.request_key
+                && let Some(earlier) = by_request_key(&tx, key)?
+            {
+                return Err(StoreError::SameRequest(Box::new(earlier)));
+            }
+            let of_user: usize = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM sessions WHERE username = ?1 AND state NOT IN (?2, ?3)",
+                    params![
+                        new.username,
+                        SessionState::Failed as i32,
+                        SessionState::Destroyed as i32
+                    ],
+                    |row| row.get(0),
+                )
+                .context("counting live sessions")?;
+            if of_user >= limits.max_per_user {
+                return Err(StoreError::LimitReached(LimitHit::User(
+                    new.username.clone(),
+                    limits.max_per_user,
+                )));
+            }
+            // The desktop that has waited longest.
+            let spare: Option<(String, String, i64, i64)> = tx
+                .query_row(
+                    "SELECT id, vm_name, created_ms, COALESCE(ready_ms, created_ms) FROM sessions \
+                     WHERE pool = ?1 AND template = ?2 AND claimed_ms IS NULL AND state = ?3 \
+                     ORDER BY ready_ms, id LIMIT 1",
+                    params![pool, new.template, SessionState::Ready as i32],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                )
+                .optional()
+                .context("finding a ready pool desktop")?;
+            let Some((id, vm_name, built_ms, ready_ms)) = spare else {
+                return Ok(None);
+            };
+            let now = now_ms();
+            tx.execute(
+                "UPDATE sessions SET username = ?2, session_user = ?3, request_key = ?4, \
+                 claimed_ms = ?5, created_ms = ?5, updated_ms = ?5, stage_started_ms = ?5, \
+                 ready_ms = NULL, warned_reap_ms = NULL, state = ?6 WHERE id = ?1",
+                params![
+                    id,
+                    new.username,
+                    new.session_user,
+                    new.request_key,
+                    now,
+                    SessionState::Queued as i32
+                ],
+            )
+            .context("claiming a pool desktop")?;
+            // The build's history was nobody's; the session starts here.
+            tx.execute("DELETE FROM events WHERE session_id = ?1", [&id])
+                .context("clearing a pool desktop's build events")?;
+            let record = get_session(&tx, &id)?.ok_or_else(|| StoreError::Missing(id.clone()))?;
+            let message = format!(
+                "claimed warm desktop {vm_name} from pool '{pool}' (built in {}, ready since {})",
+                humantime::format_duration(std::time::Duration::from_secs(
+                    u64::try_from((ready_ms - built_ms) / 1000).unwrap_or(0)
+                )),
+                crate::reaper::policy::clock_time(ready_ms)
+            );
+            let event = first_event(&id, now, message);
+            insert_event(&tx, &event)?;
+            tx.commit().context("committing a claim")?;
+            live.publish(&event);
+            Ok(Some((record, event)))
+        })
+        .await
+    }
+
+    async fn pool_sessions(
+        &self,
+        pool: &str,
+        since_ms: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let pool = pool.to_string();
+        self.with(move |conn, _| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE pool = ?1 \
+                     AND (state NOT IN (?2, ?3) OR updated_ms >= ?4 OR claimed_ms >= ?4) \
+                     ORDER BY created_ms"
+                ))
+                .context("listing a pool's sessions")?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        pool,
+                        SessionState::Failed as i32,
+                        SessionState::Destroyed as i32,
+                        since_ms
+                    ],
+                    session_from_row,
+                )
+                .context("listing a pool's sessions")?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .context("listing a pool's sessions")
         })
         .await
     }
@@ -678,6 +793,23 @@ impl SessionStore for SqliteStore {
     }
 }
 
+/// The first event of a session: QUEUED at `now_ms`, saying `message`.
+fn first_event(id: &str, now_ms: i64, message: String) -> SessionEvent {
+    SessionEvent {
+        session_id: id.to_string(),
+        sequence: 1,
+        time: Some(timestamp(now_ms)),
+        state: SessionState::Queued as i32,
+        stage_elapsed: Some(duration(0)),
+        kind: Some(Kind::StageChange(StageChange {
+            previous: SessionState::Unspecified as i32,
+            previous_duration: Some(duration(0)),
+            message,
+        })),
+        session: None,
+    }
+}
+
 /// A session's state and when its current stage began.
 fn current_stage(conn: &Connection, id: &str) -> Result<(i32, i64), StoreError> {
     conn.query_row(
@@ -847,7 +979,77 @@ mod tests {
             session_user: String::new(),
             template: "t".into(),
             request_key: None,
+            pool: None,
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_claims_never_share_a_pool_desktop() {
+        use SessionState::*;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+        let spare = || NewSession {
+            template: "t".into(),
+            pool: Some("p".into()),
+            ..NewSession::default()
+        };
+        for _ in 0..3 {
+            let (record, _) = store.create_session_unlimited(spare()).await.unwrap();
+            assert!(record.is_unclaimed() && record.username.is_empty());
+            store
+                .walk(&record.id, &[Provisioning, Booting, Configuring, Ready])
+                .await;
+        }
+        // One still building is never handed out.
+        store.create_session_unlimited(spare()).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let new = NewSession {
+                    username: format!("user{i}"),
+                    session_user: "student".into(),
+                    ..new_session("")
+                };
+                store.claim(new, "p", UNLIMITED).await.unwrap()
+            }));
+        }
+        let mut claimed = Vec::new();
+        for task in tasks {
+            if let Some((record, event)) = task.await.unwrap() {
+                assert_eq!(record.state, Queued);
+                assert!(record.is_claimed() && record.ready_ms.is_none());
+                assert_eq!(record.session_user, "student");
+                assert_eq!(event.sequence, 1);
+                let history = store.events_after(&record.id, 0).await.unwrap();
+                assert_eq!(history, [event], "the build's history is not the user's");
+                claimed.push((record.id, record.username));
+            }
+        }
+        let owner = claimed[0].1.clone();
+        claimed.sort();
+        claimed.dedup();
+        assert_eq!(claimed.len(), 3, "three desktops, each claimed once");
+        // Another template's create finds nothing; a user at their limit
+        // claims nothing.
+        let other = NewSession {
+            template: "other".into(),
+            ..new_session("zoe")
+        };
+        assert!(store.claim(other, "p", UNLIMITED).await.unwrap().is_none());
+        let limited = SessionLimits {
+            max_sessions: usize::MAX,
+            max_per_user: 1,
+        };
+        let err = store
+            .claim(new_session(&owner), "p", limited)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::LimitReached(_)), "{err}");
+        // The pool's view: three claimed, one building.
+        let rows = store.pool_sessions("p", 0).await.unwrap();
+        assert_eq!(rows.iter().filter(|r| r.is_claimed()).count(), 3);
+        assert_eq!(rows.iter().filter(|r| r.is_unclaimed()).count(), 1);
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ from typing import Union
 
 import grpc
 from daas.v1 import desktop_pb2, desktop_pb2_grpc
-from daas.v1.desktop_pb2 import Session, SessionEvent, SessionState
+from daas.v1.desktop_pb2 import Pool, Session, SessionEvent, SessionState
 
 from .errors import from_rpc_error
 
@@ -161,9 +161,9 @@ class Client:
     Make one with :meth:`from_files` (mutual TLS from PEM files), or wrap any
     ``grpc.Channel``. Use it as a context manager, or call :meth:`close`.
 
-    ``timeout`` (seconds) bounds each unary call (get, list, destroy); it is
-    ``None`` by default because a destroy waits for Terraform. Streams have no
-    deadline: they end with the session's stage.
+    ``timeout`` (seconds) bounds each unary call (get, list, destroy, the
+    pool calls); it is ``None`` by default because a destroy waits for
+    Terraform. Streams have no deadline: they end with the session's stage.
     """
 
     def __init__(
@@ -293,6 +293,25 @@ class Client:
         request = desktop_pb2.DestroySessionRequest(session_id=session_id)
         try:
             return self._stub.DestroySession(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    def list_pools(self) -> builtins.list[Pool]:
+        """Every warm pool the server configures, by name, and where each
+        stands (administrators only: PermissionDenied otherwise)."""
+        request = desktop_pb2.ListPoolsRequest()
+        try:
+            response = self._stub.ListPools(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        return builtins.list(response.pools)
+
+    def get_pool(self, name: str) -> Pool:
+        """One warm pool (NotFound for a pool the server does not configure;
+        administrators only: PermissionDenied otherwise)."""
+        request = desktop_pb2.GetPoolRequest(name=name)
+        try:
+            return self._stub.GetPool(request, timeout=self._timeout)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 

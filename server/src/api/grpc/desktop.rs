@@ -4,9 +4,9 @@
 use std::pin::Pin;
 
 use daas_api::v1::{
-    CreateSessionRequest, DestroySessionRequest, GetSessionRequest, ListSessionsRequest,
-    ListSessionsResponse, Session, SessionEvent, SessionState, WatchSessionRequest,
-    desktop_service_server::DesktopService,
+    CreateSessionRequest, DestroySessionRequest, GetPoolRequest, GetSessionRequest,
+    ListPoolsRequest, ListPoolsResponse, ListSessionsRequest, ListSessionsResponse, Pool, Session,
+    SessionEvent, SessionState, WatchSessionRequest, desktop_service_server::DesktopService,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -20,6 +20,7 @@ use crate::{
     config::Config,
     domain::error::Error,
     domain::validate,
+    pool::Pools,
     provision::Pipeline,
     store::events::Subscription,
     store::{NewSession, PageCursor, SessionLimits, SessionRecord, Store, StoreError},
@@ -34,10 +35,16 @@ pub struct DesktopApi {
     pub pipeline: Pipeline,
     pub create_rate: CreateRate,
     pub streams: StreamSlots,
+    pub pools: Pools,
 }
 
 impl DesktopApi {
-    pub fn new(config: std::sync::Arc<Config>, store: Store, pipeline: Pipeline) -> Self {
+    pub fn new(
+        config: std::sync::Arc<Config>,
+        store: Store,
+        pipeline: Pipeline,
+        pools: Pools,
+    ) -> Self {
         let limits = &config.limits;
         DesktopApi {
             create_rate: CreateRate::new(limits.creates_per_minute, limits.create_burst),
@@ -45,6 +52,7 @@ impl DesktopApi {
             config,
             store,
             pipeline,
+            pools,
         }
     }
 
@@ -292,20 +300,22 @@ impl DesktopService for DesktopApi {
             max_sessions: self.config.limits.max_sessions,
             max_per_user: self.config.limits.max_sessions_per_user,
         };
-        let created = self
-            .store
-            .create_session(
-                NewSession {
-                    username: req.username.clone(),
-                    session_user: req.session_user,
-                    template: template.clone(),
-                    request_key,
-                },
-                limits,
-            )
-            .await;
+        let new = NewSession {
+            username: req.username.clone(),
+            session_user: req.session_user,
+            template: template.clone(),
+            request_key,
+            pool: None,
+        };
+        // A warm desktop if a pool of the template has one ready, else one
+        // built from nothing.
+        let created = match self.pools.claim(&new, limits).await {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => self.store.create_session(new, limits).await.map(|(r, _)| r),
+            Err(err) => Err(err),
+        };
         let record = match created {
-            Ok((record, _)) => record,
+            Ok(record) => record,
             Err(StoreError::SameRequest(earlier)) => {
                 return self.same_request(*earlier, &req.username, &template, slot);
             }
@@ -410,4 +420,38 @@ impl DesktopService for DesktopApi {
         tracing::info!(session = %id, "session destroyed");
         Ok(Response::new(record.to_proto()))
     }
+
+    async fn list_pools(
+        &self,
+        request: Request<ListPoolsRequest>,
+    ) -> Result<Response<ListPoolsResponse>, Status> {
+        admin_only(&Caller::of(&request)?, "list the warm pools")?;
+        let mut pools = Vec::new();
+        for pool in self.pools.all() {
+            pools.push(self.pools.status(pool).await.map_err(Error::from)?);
+        }
+        Ok(Response::new(ListPoolsResponse { pools }))
+    }
+
+    async fn get_pool(&self, request: Request<GetPoolRequest>) -> Result<Response<Pool>, Status> {
+        admin_only(&Caller::of(&request)?, "see a warm pool")?;
+        let name = request.into_inner().name;
+        let pool = self
+            .pools
+            .get(&name)
+            .ok_or_else(|| Error::NoSuchPool(name.clone()))?;
+        let status = self.pools.status(pool).await.map_err(Error::from)?;
+        Ok(Response::new(status))
+    }
+}
+
+/// Refuses a caller who is not an administrator.
+fn admin_only(caller: &Caller, act: &str) -> Result<(), Error> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    tracing::warn!(?caller, act, "refused an administrators' call");
+    Err(Error::PermissionDenied(format!(
+        "only administrators may {act}"
+    )))
 }

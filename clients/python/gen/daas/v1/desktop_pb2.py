@@ -26,45 +26,53 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64\x61\x61s/v1/desktop.proto\x12\x07\x64\x61\x61s.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"~\n\x14\x43reateSessionRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0csession_user\x18\x02 \x01(\t\x12\x18\n\x10session_password\x18\x03 \x01(\t\x12\x10\n\x08template\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"A\n\x13WatchSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"t\n\x13ListSessionsRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.daas.v1.SessionState\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"S\n\x14ListSessionsResponse\x12\"\n\x08sessions\x18\x01 \x03(\x0b\x32\x10.daas.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x15\x44\x65stroySessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xb3\x03\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0csession_user\x18\x03 \x01(\t\x12\x10\n\x08template\x18\x04 \x01(\t\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.daas.v1.SessionState\x12\x0f\n\x07vm_name\x18\x06 \x01(\t\x12\r\n\x05vm_id\x18\x07 \x01(\t\x12\x10\n\x08rdp_host\x18\x08 \x01(\t\x12\x10\n\x08rdp_port\x18\t \x01(\r\x12\x10\n\x08ssh_host\x18\n \x01(\t\x12\x10\n\x08ssh_port\x18\x0b \x01(\r\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08ready_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x07\x66\x61ilure\x18\x0f \x01(\x0b\x32\x10.daas.v1.Failure\x12#\n\x08\x61\x63tivity\x18\x10 \x01(\x0b\x32\x11.daas.v1.Activity\"\xee\x01\n\x08\x41\x63tivity\x12\x32\n\x0elast_report_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_input_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0brdp_clients\x18\x03 \x01(\r\x12\r\n\x05users\x18\x04 \x03(\t\x12\x15\n\ragent_version\x18\x05 \x01(\t\x12+\n\x07reap_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breap_reason\x18\x07 \x01(\t\"?\n\x07\x46\x61ilure\x12$\n\x05stage\x18\x01 \x01(\x0e\x32\x15.daas.v1.SessionState\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xe4\x02\n\x0cSessionEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.daas.v1.SessionState\x12\x30\n\rstage_elapsed\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x0cstage_change\x18\x06 \x01(\x0b\x32\x14.daas.v1.StageChangeH\x00\x12%\n\x06output\x18\x07 \x01(\x0b\x32\x13.daas.v1.OutputLineH\x00\x12,\n\x0cidle_warning\x18\t \x01(\x0b\x32\x14.daas.v1.IdleWarningH\x00\x12!\n\x07session\x18\x08 \x01(\x0b\x32\x10.daas.v1.SessionB\x06\n\x04kind\"J\n\x0bIdleWarning\x12+\n\x07reap_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x02 \x01(\t\"}\n\x0bStageChange\x12\'\n\x08previous\x18\x01 \x01(\x0e\x32\x15.daas.v1.SessionState\x12\x34\n\x11previous_duration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07message\x18\x03 \x01(\t\"^\n\nOutputLine\x12\x1b\n\x04tool\x18\x01 \x01(\x0e\x32\r.daas.v1.Tool\x12%\n\x06stream\x18\x02 \x01(\x0e\x32\x15.daas.v1.OutputStream\x12\x0c\n\x04text\x18\x03 \x01(\t*\x8f\x02\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14SESSION_STATE_QUEUED\x10\x01\x12\x1e\n\x1aSESSION_STATE_PROVISIONING\x10\x02\x12\x19\n\x15SESSION_STATE_BOOTING\x10\x03\x12\x1d\n\x19SESSION_STATE_CONFIGURING\x10\x04\x12\x17\n\x13SESSION_STATE_READY\x10\x05\x12\x18\n\x14SESSION_STATE_FAILED\x10\x06\x12\x1c\n\x18SESSION_STATE_DESTROYING\x10\x07\x12\x1b\n\x17SESSION_STATE_DESTROYED\x10\x08*P\n\x04Tool\x12\x14\n\x10TOOL_UNSPECIFIED\x10\x00\x12\x12\n\x0eTOOL_TERRAFORM\x10\x01\x12\x0c\n\x08TOOL_SSH\x10\x02\x12\x10\n\x0cTOOL_ANSIBLE\x10\x03*a\n\x0cOutputStream\x12\x1d\n\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n\x14OUTPUT_STREAM_STDERR\x10\x02\x32\xed\x02\n\x0e\x44\x65sktopService\x12G\n\rCreateSession\x12\x1d.daas.v1.CreateSessionRequest\x1a\x15.daas.v1.SessionEvent0\x01\x12\x45\n\x0cWatchSession\x12\x1c.daas.v1.WatchSessionRequest\x1a\x15.daas.v1.SessionEvent0\x01\x12:\n\nGetSession\x12\x1a.daas.v1.GetSessionRequest\x1a\x10.daas.v1.Session\x12K\n\x0cListSessions\x12\x1c.daas.v1.ListSessionsRequest\x1a\x1d.daas.v1.ListSessionsResponse\x12\x42\n\x0e\x44\x65stroySession\x12\x1e.daas.v1.DestroySessionRequest\x1a\x10.daas.v1.Sessionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64\x61\x61s/v1/desktop.proto\x12\x07\x64\x61\x61s.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10ListPoolsRequest\"1\n\x11ListPoolsResponse\x12\x1c\n\x05pools\x18\x01 \x03(\x0b\x32\r.daas.v1.Pool\"\x1e\n\x0eGetPoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xb2\x02\n\x04Pool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08template\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65sired\x18\x03 \x01(\r\x12\r\n\x05ready\x18\x04 \x01(\r\x12\x14\n\x0cprovisioning\x18\x05 \x01(\r\x12\x15\n\rclaimed_today\x18\x06 \x01(\r\x12\x10\n\x08\x66\x61ilures\x18\x07 \x01(\r\x12\x34\n\x10restrained_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0clast_failure\x18\t \x01(\t\x12\x33\n\x10oldest_ready_age\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07max_age\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\"~\n\x14\x43reateSessionRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0csession_user\x18\x02 \x01(\t\x12\x18\n\x10session_password\x18\x03 \x01(\t\x12\x10\n\x08template\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"A\n\x13WatchSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"t\n\x13ListSessionsRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.daas.v1.SessionState\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"S\n\x14ListSessionsResponse\x12\"\n\x08sessions\x18\x01 \x03(\x0b\x32\x10.daas.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x15\x44\x65stroySessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xc1\x03\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0csession_user\x18\x03 \x01(\t\x12\x10\n\x08template\x18\x04 \x01(\t\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.daas.v1.SessionState\x12\x0f\n\x07vm_name\x18\x06 \x01(\t\x12\r\n\x05vm_id\x18\x07 \x01(\t\x12\x10\n\x08rdp_host\x18\x08 \x01(\t\x12\x10\n\x08rdp_port\x18\t \x01(\r\x12\x10\n\x08ssh_host\x18\n \x01(\t\x12\x10\n\x08ssh_port\x18\x0b \x01(\r\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08ready_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x07\x66\x61ilure\x18\x0f \x01(\x0b\x32\x10.daas.v1.Failure\x12#\n\x08\x61\x63tivity\x18\x10 \x01(\x0b\x32\x11.daas.v1.Activity\x12\x0c\n\x04pool\x18\x11 \x01(\t\"\xee\x01\n\x08\x41\x63tivity\x12\x32\n\x0elast_report_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_input_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0brdp_clients\x18\x03 \x01(\r\x12\r\n\x05users\x18\x04 \x03(\t\x12\x15\n\ragent_version\x18\x05 \x01(\t\x12+\n\x07reap_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breap_reason\x18\x07 \x01(\t\"?\n\x07\x46\x61ilure\x12$\n\x05stage\x18\x01 \x01(\x0e\x32\x15.daas.v1.SessionState\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xe4\x02\n\x0cSessionEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.daas.v1.SessionState\x12\x30\n\rstage_elapsed\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x0cstage_change\x18\x06 \x01(\x0b\x32\x14.daas.v1.StageChangeH\x00\x12%\n\x06output\x18\x07 \x01(\x0b\x32\x13.daas.v1.OutputLineH\x00\x12,\n\x0cidle_warning\x18\t \x01(\x0b\x32\x14.daas.v1.IdleWarningH\x00\x12!\n\x07session\x18\x08 \x01(\x0b\x32\x10.daas.v1.SessionB\x06\n\x04kind\"J\n\x0bIdleWarning\x12+\n\x07reap_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x02 \x01(\t\"}\n\x0bStageChange\x12\'\n\x08previous\x18\x01 \x01(\x0e\x32\x15.daas.v1.SessionState\x12\x34\n\x11previous_duration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07message\x18\x03 \x01(\t\"^\n\nOutputLine\x12\x1b\n\x04tool\x18\x01 \x01(\x0e\x32\r.daas.v1.Tool\x12%\n\x06stream\x18\x02 \x01(\x0e\x32\x15.daas.v1.OutputStream\x12\x0c\n\x04text\x18\x03 \x01(\t*\x8f\x02\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14SESSION_STATE_QUEUED\x10\x01\x12\x1e\n\x1aSESSION_STATE_PROVISIONING\x10\x02\x12\x19\n\x15SESSION_STATE_BOOTING\x10\x03\x12\x1d\n\x19SESSION_STATE_CONFIGURING\x10\x04\x12\x17\n\x13SESSION_STATE_READY\x10\x05\x12\x18\n\x14SESSION_STATE_FAILED\x10\x06\x12\x1c\n\x18SESSION_STATE_DESTROYING\x10\x07\x12\x1b\n\x17SESSION_STATE_DESTROYED\x10\x08*P\n\x04Tool\x12\x14\n\x10TOOL_UNSPECIFIED\x10\x00\x12\x12\n\x0eTOOL_TERRAFORM\x10\x01\x12\x0c\n\x08TOOL_SSH\x10\x02\x12\x10\n\x0cTOOL_ANSIBLE\x10\x03*a\n\x0cOutputStream\x12\x1d\n\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n\x14OUTPUT_STREAM_STDERR\x10\x02\x32\xe4\x03\n\x0e\x44\x65sktopService\x12G\n\rCreateSession\x12\x1d.daas.v1.CreateSessionRequest\x1a\x15.daas.v1.SessionEvent0\x01\x12\x45\n\x0cWatchSession\x12\x1c.daas.v1.WatchSessionRequest\x1a\x15.daas.v1.SessionEvent0\x01\x12:\n\nGetSession\x12\x1a.daas.v1.GetSessionRequest\x1a\x10.daas.v1.Session\x12K\n\x0cListSessions\x12\x1c.daas.v1.ListSessionsRequest\x1a\x1d.daas.v1.ListSessionsResponse\x12\x42\n\x0e\x44\x65stroySession\x12\x1e.daas.v1.DestroySessionRequest\x1a\x10.daas.v1.Session\x12\x42\n\tListPools\x12\x19.daas.v1.ListPoolsRequest\x1a\x1a.daas.v1.ListPoolsResponse\x12\x31\n\x07GetPool\x12\x17.daas.v1.GetPoolRequest\x1a\r.daas.v1.Poolb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'daas.v1.desktop_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SESSIONSTATE']._serialized_start=1986
-  _globals['_SESSIONSTATE']._serialized_end=2257
-  _globals['_TOOL']._serialized_start=2259
-  _globals['_TOOL']._serialized_end=2339
-  _globals['_OUTPUTSTREAM']._serialized_start=2341
-  _globals['_OUTPUTSTREAM']._serialized_end=2438
-  _globals['_CREATESESSIONREQUEST']._serialized_start=99
-  _globals['_CREATESESSIONREQUEST']._serialized_end=225
-  _globals['_WATCHSESSIONREQUEST']._serialized_start=227
-  _globals['_WATCHSESSIONREQUEST']._serialized_end=292
-  _globals['_GETSESSIONREQUEST']._serialized_start=294
-  _globals['_GETSESSIONREQUEST']._serialized_end=333
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=335
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=451
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=453
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=536
-  _globals['_DESTROYSESSIONREQUEST']._serialized_start=538
-  _globals['_DESTROYSESSIONREQUEST']._serialized_end=581
-  _globals['_SESSION']._serialized_start=584
-  _globals['_SESSION']._serialized_end=1019
-  _globals['_ACTIVITY']._serialized_start=1022
-  _globals['_ACTIVITY']._serialized_end=1260
-  _globals['_FAILURE']._serialized_start=1262
-  _globals['_FAILURE']._serialized_end=1325
-  _globals['_SESSIONEVENT']._serialized_start=1328
-  _globals['_SESSIONEVENT']._serialized_end=1684
-  _globals['_IDLEWARNING']._serialized_start=1686
-  _globals['_IDLEWARNING']._serialized_end=1760
-  _globals['_STAGECHANGE']._serialized_start=1762
-  _globals['_STAGECHANGE']._serialized_end=1887
-  _globals['_OUTPUTLINE']._serialized_start=1889
-  _globals['_OUTPUTLINE']._serialized_end=1983
-  _globals['_DESKTOPSERVICE']._serialized_start=2441
-  _globals['_DESKTOPSERVICE']._serialized_end=2806
+  _globals['_SESSIONSTATE']._serialized_start=2412
+  _globals['_SESSIONSTATE']._serialized_end=2683
+  _globals['_TOOL']._serialized_start=2685
+  _globals['_TOOL']._serialized_end=2765
+  _globals['_OUTPUTSTREAM']._serialized_start=2767
+  _globals['_OUTPUTSTREAM']._serialized_end=2864
+  _globals['_LISTPOOLSREQUEST']._serialized_start=99
+  _globals['_LISTPOOLSREQUEST']._serialized_end=117
+  _globals['_LISTPOOLSRESPONSE']._serialized_start=119
+  _globals['_LISTPOOLSRESPONSE']._serialized_end=168
+  _globals['_GETPOOLREQUEST']._serialized_start=170
+  _globals['_GETPOOLREQUEST']._serialized_end=200
+  _globals['_POOL']._serialized_start=203
+  _globals['_POOL']._serialized_end=509
+  _globals['_CREATESESSIONREQUEST']._serialized_start=511
+  _globals['_CREATESESSIONREQUEST']._serialized_end=637
+  _globals['_WATCHSESSIONREQUEST']._serialized_start=639
+  _globals['_WATCHSESSIONREQUEST']._serialized_end=704
+  _globals['_GETSESSIONREQUEST']._serialized_start=706
+  _globals['_GETSESSIONREQUEST']._serialized_end=745
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=747
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=863
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=865
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=948
+  _globals['_DESTROYSESSIONREQUEST']._serialized_start=950
+  _globals['_DESTROYSESSIONREQUEST']._serialized_end=993
+  _globals['_SESSION']._serialized_start=996
+  _globals['_SESSION']._serialized_end=1445
+  _globals['_ACTIVITY']._serialized_start=1448
+  _globals['_ACTIVITY']._serialized_end=1686
+  _globals['_FAILURE']._serialized_start=1688
+  _globals['_FAILURE']._serialized_end=1751
+  _globals['_SESSIONEVENT']._serialized_start=1754
+  _globals['_SESSIONEVENT']._serialized_end=2110
+  _globals['_IDLEWARNING']._serialized_start=2112
+  _globals['_IDLEWARNING']._serialized_end=2186
+  _globals['_STAGECHANGE']._serialized_start=2188
+  _globals['_STAGECHANGE']._serialized_end=2313
+  _globals['_OUTPUTLINE']._serialized_start=2315
+  _globals['_OUTPUTLINE']._serialized_end=2409
+  _globals['_DESKTOPSERVICE']._serialized_start=2867
+  _globals['_DESKTOPSERVICE']._serialized_end=3351
 # @@protoc_insertion_point(module_scope)

@@ -54,7 +54,8 @@ class _SessionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionS
 
 class SessionState(_SessionState, metaclass=_SessionStateEnumTypeWrapper):
     """The life cycle of a session. Stages run in the order listed; FAILED can
-    follow any stage before READY.
+    follow any stage before READY. A desktop claimed from a warm pool goes
+    from QUEUED straight to CONFIGURING (the per-user part only).
     """
 
 SESSION_STATE_UNSPECIFIED: SessionState.ValueType  # 0
@@ -132,6 +133,137 @@ OUTPUT_STREAM_STDERR: OutputStream.ValueType  # 2
 Global___OutputStream: _TypeAlias = OutputStream  # noqa: Y015
 
 @_typing.final
+class ListPoolsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPoolsRequest: _TypeAlias = ListPoolsRequest  # noqa: Y015
+
+@_typing.final
+class ListPoolsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POOLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pools(self) -> _containers.RepeatedCompositeFieldContainer[Global___Pool]:
+        """Every pool the server configures, by name."""
+
+    def __init__(
+        self,
+        *,
+        pools: _abc.Iterable[Global___Pool] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pools", b"pools"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPoolsResponse: _TypeAlias = ListPoolsResponse  # noqa: Y015
+
+@_typing.final
+class GetPoolRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The pool's name, as in the server's `[pools.NAME]`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPoolRequest: _TypeAlias = GetPoolRequest  # noqa: Y015
+
+@_typing.final
+class Pool(_message.Message):
+    """A warm pool: desktops of one template built ahead of time, up to the
+    desired size, each claimed by one create and never reused.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    DESIRED_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    PROVISIONING_FIELD_NUMBER: _builtins.int
+    CLAIMED_TODAY_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    RESTRAINED_UNTIL_FIELD_NUMBER: _builtins.int
+    LAST_FAILURE_FIELD_NUMBER: _builtins.int
+    OLDEST_READY_AGE_FIELD_NUMBER: _builtins.int
+    MAX_AGE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The pool's name."""
+    template: _builtins.str
+    """The template its desktops are cloned from."""
+    desired: _builtins.int
+    """How many ready desktops the pool wants now (its size, or the size its
+    schedule sets for this time of day).
+    """
+    ready: _builtins.int
+    """Unclaimed desktops ready to be claimed."""
+    provisioning: _builtins.int
+    """Unclaimed desktops being built."""
+    claimed_today: _builtins.int
+    """Desktops claimed since midnight (server time)."""
+    failures: _builtins.int
+    """Builds that failed within the failure window."""
+    last_failure: _builtins.str
+    """The reason of the last failed build, if any in the window."""
+    @_builtins.property
+    def restrained_until(self) -> _timestamp_pb2.Timestamp:
+        """Set while the pool is restrained after repeated failures: it builds
+        nothing new until then.
+        """
+
+    @_builtins.property
+    def oldest_ready_age(self) -> _duration_pb2.Duration:
+        """How long the oldest ready desktop has waited (unset: none ready)."""
+
+    @_builtins.property
+    def max_age(self) -> _duration_pb2.Duration:
+        """An unclaimed desktop older than this is replaced."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        template: _builtins.str = ...,
+        desired: _builtins.int = ...,
+        ready: _builtins.int = ...,
+        provisioning: _builtins.int = ...,
+        claimed_today: _builtins.int = ...,
+        failures: _builtins.int = ...,
+        restrained_until: _timestamp_pb2.Timestamp | None = ...,
+        last_failure: _builtins.str = ...,
+        oldest_ready_age: _duration_pb2.Duration | None = ...,
+        max_age: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_age", b"max_age", "oldest_ready_age", b"oldest_ready_age", "restrained_until", b"restrained_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claimed_today", b"claimed_today", "desired", b"desired", "failures", b"failures", "last_failure", b"last_failure", "max_age", b"max_age", "name", b"name", "oldest_ready_age", b"oldest_ready_age", "provisioning", b"provisioning", "ready", b"ready", "restrained_until", b"restrained_until", "template", b"template"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Pool: _TypeAlias = Pool  # noqa: Y015
+
+@_typing.final
 class CreateSessionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -154,7 +286,10 @@ class CreateSessionRequest(_message.Message):
     """
     template: _builtins.str
     """Optional template name passed to the Terraform module; empty means the
-    server's default. Letters, digits, '.', '_' and '-', at most 64.
+    server's default. Letters, digits, '.', '_' and '-', at most 64. When a
+    warm pool of this template has a ready desktop, the create claims it
+    and runs only the per-user configuration (`Session.pool` says so);
+    otherwise the desktop is built from nothing.
     """
     request_id: _builtins.str
     """Optional idempotency key chosen by the client (1-64 letters, digits,
@@ -330,6 +465,7 @@ class Session(_message.Message):
     READY_AT_FIELD_NUMBER: _builtins.int
     FAILURE_FIELD_NUMBER: _builtins.int
     ACTIVITY_FIELD_NUMBER: _builtins.int
+    POOL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id (a UUID)."""
     username: _builtins.str
@@ -352,6 +488,11 @@ class Session(_message.Message):
     """SSH endpoint the server configures the VM through."""
     ssh_port: _builtins.int
     """SSH port the server configures the VM through."""
+    pool: _builtins.str
+    """The warm pool the desktop came from (or, unclaimed, waits in); empty
+    for a desktop built for its request. An unclaimed pool desktop has an
+    empty `username`; a claimed one's `created_at` is the claim.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the session was requested."""
@@ -393,10 +534,11 @@ class Session(_message.Message):
         ready_at: _timestamp_pb2.Timestamp | None = ...,
         failure: Global___Failure | None = ...,
         activity: Global___Activity | None = ...,
+        pool: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "ready_at", b"ready_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "id", b"id", "rdp_host", b"rdp_host", "rdp_port", b"rdp_port", "ready_at", b"ready_at", "session_user", b"session_user", "ssh_host", b"ssh_host", "ssh_port", b"ssh_port", "state", b"state", "template", b"template", "updated_at", b"updated_at", "username", b"username", "vm_id", b"vm_id", "vm_name", b"vm_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "id", b"id", "pool", b"pool", "rdp_host", b"rdp_host", "rdp_port", b"rdp_port", "ready_at", b"ready_at", "session_user", b"session_user", "ssh_host", b"ssh_host", "ssh_port", b"ssh_port", "state", b"state", "template", b"template", "updated_at", b"updated_at", "username", b"username", "vm_id", b"vm_id", "vm_name", b"vm_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

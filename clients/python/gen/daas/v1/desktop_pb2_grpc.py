@@ -65,6 +65,16 @@ class DesktopServiceStub:
                 request_serializer=daas_dot_v1_dot_desktop__pb2.DestroySessionRequest.SerializeToString,
                 response_deserializer=daas_dot_v1_dot_desktop__pb2.Session.FromString,
                 _registered_method=True)
+        self.ListPools = channel.unary_unary(
+                '/daas.v1.DesktopService/ListPools',
+                request_serializer=daas_dot_v1_dot_desktop__pb2.ListPoolsRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_desktop__pb2.ListPoolsResponse.FromString,
+                _registered_method=True)
+        self.GetPool = channel.unary_unary(
+                '/daas.v1.DesktopService/GetPool',
+                request_serializer=daas_dot_v1_dot_desktop__pb2.GetPoolRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_desktop__pb2.Pool.FromString,
+                _registered_method=True)
 
 
 class DesktopServiceServicer:
@@ -127,6 +137,23 @@ class DesktopServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPools(self, request, context):
+        """Lists the warm pools and where each stands (administrators only:
+        PERMISSION_DENIED otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPool(self, request, context):
+        """Returns one warm pool. Errors: NOT_FOUND for a pool the server does
+        not configure; PERMISSION_DENIED for a caller who is not an
+        administrator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DesktopServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +181,16 @@ def add_DesktopServiceServicer_to_server(servicer, server):
                     servicer.DestroySession,
                     request_deserializer=daas_dot_v1_dot_desktop__pb2.DestroySessionRequest.FromString,
                     response_serializer=daas_dot_v1_dot_desktop__pb2.Session.SerializeToString,
+            ),
+            'ListPools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPools,
+                    request_deserializer=daas_dot_v1_dot_desktop__pb2.ListPoolsRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_desktop__pb2.ListPoolsResponse.SerializeToString,
+            ),
+            'GetPool': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPool,
+                    request_deserializer=daas_dot_v1_dot_desktop__pb2.GetPoolRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_desktop__pb2.Pool.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -297,6 +334,60 @@ class DesktopService:
             '/daas.v1.DesktopService/DestroySession',
             daas_dot_v1_dot_desktop__pb2.DestroySessionRequest.SerializeToString,
             daas_dot_v1_dot_desktop__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.DesktopService/ListPools',
+            daas_dot_v1_dot_desktop__pb2.ListPoolsRequest.SerializeToString,
+            daas_dot_v1_dot_desktop__pb2.ListPoolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.DesktopService/GetPool',
+            daas_dot_v1_dot_desktop__pb2.GetPoolRequest.SerializeToString,
+            daas_dot_v1_dot_desktop__pb2.Pool.FromString,
             options,
             channel_credentials,
             insecure,

@@ -74,6 +74,15 @@ class DesktopServiceStub:
     one; ABORTED when Terraform could not destroy the VM (the session is
     then FAILED with the reason, and calling DestroySession again retries).
     """
+    ListPools: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.ListPoolsRequest, _desktop_pb2.ListPoolsResponse]
+    """Lists the warm pools and where each stands (administrators only:
+    PERMISSION_DENIED otherwise).
+    """
+    GetPool: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.GetPoolRequest, _desktop_pb2.Pool]
+    """Returns one warm pool. Errors: NOT_FOUND for a pool the server does
+    not configure; PERMISSION_DENIED for a caller who is not an
+    administrator.
+    """
 
 @_typing.type_check_only
 class DesktopServiceAsyncStub(DesktopServiceStub):
@@ -116,6 +125,15 @@ class DesktopServiceAsyncStub(DesktopServiceStub):
     Errors: NOT_FOUND for an unknown id, INVALID_ARGUMENT for a malformed
     one; ABORTED when Terraform could not destroy the VM (the session is
     then FAILED with the reason, and calling DestroySession again retries).
+    """
+    ListPools: _aio.UnaryUnaryMultiCallable[_desktop_pb2.ListPoolsRequest, _desktop_pb2.ListPoolsResponse]  # type: ignore[assignment]
+    """Lists the warm pools and where each stands (administrators only:
+    PERMISSION_DENIED otherwise).
+    """
+    GetPool: _aio.UnaryUnaryMultiCallable[_desktop_pb2.GetPoolRequest, _desktop_pb2.Pool]  # type: ignore[assignment]
+    """Returns one warm pool. Errors: NOT_FOUND for a pool the server does
+    not configure; PERMISSION_DENIED for a caller who is not an
+    administrator.
     """
 
 class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -186,6 +204,27 @@ class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: NOT_FOUND for an unknown id, INVALID_ARGUMENT for a malformed
         one; ABORTED when Terraform could not destroy the VM (the session is
         then FAILED with the reason, and calling DestroySession again retries).
+        """
+
+    @_abc_1.abstractmethod
+    def ListPools(
+        self,
+        request: _desktop_pb2.ListPoolsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_desktop_pb2.ListPoolsResponse, _abc.Awaitable[_desktop_pb2.ListPoolsResponse]]:
+        """Lists the warm pools and where each stands (administrators only:
+        PERMISSION_DENIED otherwise).
+        """
+
+    @_abc_1.abstractmethod
+    def GetPool(
+        self,
+        request: _desktop_pb2.GetPoolRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_desktop_pb2.Pool, _abc.Awaitable[_desktop_pb2.Pool]]:
+        """Returns one warm pool. Errors: NOT_FOUND for a pool the server does
+        not configure; PERMISSION_DENIED for a caller who is not an
+        administrator.
         """
 
 def add_DesktopServiceServicer_to_server(servicer: DesktopServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -17,7 +17,152 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file daas/v1/desktop.proto.
  */
 export const file_daas_v1_desktop: GenFile = /*@__PURE__*/
-  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEifgoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSFAoMc2Vzc2lvbl91c2VyGAIgASgJEhgKEHNlc3Npb25fcGFzc3dvcmQYAyABKAkSEAoIdGVtcGxhdGUYBCABKAkSEgoKcmVxdWVzdF9pZBgFIAEoCSJBChNXYXRjaFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQiJwoRR2V0U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSJ0ChNMaXN0U2Vzc2lvbnNSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEiQKBXN0YXRlGAIgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiUwoUTGlzdFNlc3Npb25zUmVzcG9uc2USIgoIc2Vzc2lvbnMYASADKAsyEC5kYWFzLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIisKFURlc3Ryb3lTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIrMDCgdTZXNzaW9uEgoKAmlkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEhQKDHNlc3Npb25fdXNlchgDIAEoCRIQCgh0ZW1wbGF0ZRgEIAEoCRIkCgVzdGF0ZRgFIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEg8KB3ZtX25hbWUYBiABKAkSDQoFdm1faWQYByABKAkSEAoIcmRwX2hvc3QYCCABKAkSEAoIcmRwX3BvcnQYCSABKA0SEAoIc3NoX2hvc3QYCiABKAkSEAoIc3NoX3BvcnQYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIcmVhZHlfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKB2ZhaWx1cmUYDyABKAsyEC5kYWFzLnYxLkZhaWx1cmUSIwoIYWN0aXZpdHkYECABKAsyES5kYWFzLnYxLkFjdGl2aXR5Iu4BCghBY3Rpdml0eRIyCg5sYXN0X3JlcG9ydF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNbGFzdF9pbnB1dF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmRwX2NsaWVudHMYAyABKA0SDQoFdXNlcnMYBCADKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIrCgdyZWFwX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZWFwX3JlYXNvbhgHIAEoCSI/CgdGYWlsdXJlEiQKBXN0YWdlGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSDgoGcmVhc29uGAIgASgJIuQCCgxTZXNzaW9uRXZlbnQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIkCgVzdGF0ZRgEIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEjAKDXN0YWdlX2VsYXBzZWQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoMc3RhZ2VfY2hhbmdlGAYgASgLMhQuZGFhcy52MS5TdGFnZUNoYW5nZUgAEiUKBm91dHB1dBgHIAEoCzITLmRhYXMudjEuT3V0cHV0TGluZUgAEiwKDGlkbGVfd2FybmluZxgJIAEoCzIULmRhYXMudjEuSWRsZVdhcm5pbmdIABIhCgdzZXNzaW9uGAggASgLMhAuZGFhcy52MS5TZXNzaW9uQgYKBGtpbmQiSgoLSWRsZVdhcm5pbmcSKwoHcmVhcF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAIgASgJIn0KC1N0YWdlQ2hhbmdlEicKCHByZXZpb3VzGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSNAoRcHJldmlvdXNfZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHbWVzc2FnZRgDIAEoCSJeCgpPdXRwdXRMaW5lEhsKBHRvb2wYASABKA4yDS5kYWFzLnYxLlRvb2wSJQoGc3RyZWFtGAIgASgOMhUuZGFhcy52MS5PdXRwdXRTdHJlYW0SDAoEdGV4dBgDIAEoCSqPAgoMU2Vzc2lvblN0YXRlEh0KGVNFU1NJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIYChRTRVNTSU9OX1NUQVRFX1FVRVVFRBABEh4KGlNFU1NJT05fU1RBVEVfUFJPVklTSU9OSU5HEAISGQoVU0VTU0lPTl9TVEFURV9CT09USU5HEAMSHQoZU0VTU0lPTl9TVEFURV9DT05GSUdVUklORxAEEhcKE1NFU1NJT05fU1RBVEVfUkVBRFkQBRIYChRTRVNTSU9OX1NUQVRFX0ZBSUxFRBAGEhwKGFNFU1NJT05fU1RBVEVfREVTVFJPWUlORxAHEhsKF1NFU1NJT05fU1RBVEVfREVTVFJPWUVEEAgqUAoEVG9vbBIUChBUT09MX1VOU1BFQ0lGSUVEEAASEgoOVE9PTF9URVJSQUZPUk0QARIMCghUT09MX1NTSBACEhAKDFRPT0xfQU5TSUJMRRADKmEKDE91dHB1dFN0cmVhbRIdChlPVVRQVVRfU1RSRUFNX1VOU1BFQ0lGSUVEEAASGAoUT1VUUFVUX1NUUkVBTV9TVERPVVQQARIYChRPVVRQVVRfU1RSRUFNX1NUREVSUhACMu0CCg5EZXNrdG9wU2VydmljZRJHCg1DcmVhdGVTZXNzaW9uEh0uZGFhcy52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBoVLmRhYXMudjEuU2Vzc2lvbkV2ZW50MAESRQoMV2F0Y2hTZXNzaW9uEhwuZGFhcy52MS5XYXRjaFNlc3Npb25SZXF1ZXN0GhUuZGFhcy52MS5TZXNzaW9uRXZlbnQwARI6CgpHZXRTZXNzaW9uEhouZGFhcy52MS5HZXRTZXNzaW9uUmVxdWVzdBoQLmRhYXMudjEuU2Vzc2lvbhJLCgxMaXN0U2Vzc2lvbnMSHC5kYWFzLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHS5kYWFzLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEkIKDkRlc3Ryb3lTZXNzaW9uEh4uZGFhcy52MS5EZXN0cm95U2Vzc2lvblJlcXVlc3QaEC5kYWFzLnYxLlNlc3Npb25iBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEiEgoQTGlzdFBvb2xzUmVxdWVzdCIxChFMaXN0UG9vbHNSZXNwb25zZRIcCgVwb29scxgBIAMoCzINLmRhYXMudjEuUG9vbCIeCg5HZXRQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJIrICCgRQb29sEgwKBG5hbWUYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSDwoHZGVzaXJlZBgDIAEoDRINCgVyZWFkeRgEIAEoDRIUCgxwcm92aXNpb25pbmcYBSABKA0SFQoNY2xhaW1lZF90b2RheRgGIAEoDRIQCghmYWlsdXJlcxgHIAEoDRI0ChByZXN0cmFpbmVkX3VudGlsGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxsYXN0X2ZhaWx1cmUYCSABKAkSMwoQb2xkZXN0X3JlYWR5X2FnZRgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgdtYXhfYWdlGAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIn4KFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhQKDHNlc3Npb25fdXNlchgCIAEoCRIYChBzZXNzaW9uX3Bhc3N3b3JkGAMgASgJEhAKCHRlbXBsYXRlGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkiQQoTV2F0Y2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIicKEUdldFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkidAoTTGlzdFNlc3Npb25zUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIkCgVzdGF0ZRgCIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIlMKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuZGFhcy52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIrChVEZXN0cm95U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSLBAwoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIUCgxzZXNzaW9uX3VzZXIYAyABKAkSEAoIdGVtcGxhdGUYBCABKAkSJAoFc3RhdGUYBSABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIPCgd2bV9uYW1lGAYgASgJEg0KBXZtX2lkGAcgASgJEhAKCHJkcF9ob3N0GAggASgJEhAKCHJkcF9wb3J0GAkgASgNEhAKCHNzaF9ob3N0GAogASgJEhAKCHNzaF9wb3J0GAsgASgNEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCHJlYWR5X2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgdmYWlsdXJlGA8gASgLMhAuZGFhcy52MS5GYWlsdXJlEiMKCGFjdGl2aXR5GBAgASgLMhEuZGFhcy52MS5BY3Rpdml0eRIMCgRwb29sGBEgASgJIu4BCghBY3Rpdml0eRIyCg5sYXN0X3JlcG9ydF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNbGFzdF9pbnB1dF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmRwX2NsaWVudHMYAyABKA0SDQoFdXNlcnMYBCADKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIrCgdyZWFwX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZWFwX3JlYXNvbhgHIAEoCSI/CgdGYWlsdXJlEiQKBXN0YWdlGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSDgoGcmVhc29uGAIgASgJIuQCCgxTZXNzaW9uRXZlbnQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIkCgVzdGF0ZRgEIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEjAKDXN0YWdlX2VsYXBzZWQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoMc3RhZ2VfY2hhbmdlGAYgASgLMhQuZGFhcy52MS5TdGFnZUNoYW5nZUgAEiUKBm91dHB1dBgHIAEoCzITLmRhYXMudjEuT3V0cHV0TGluZUgAEiwKDGlkbGVfd2FybmluZxgJIAEoCzIULmRhYXMudjEuSWRsZVdhcm5pbmdIABIhCgdzZXNzaW9uGAggASgLMhAuZGFhcy52MS5TZXNzaW9uQgYKBGtpbmQiSgoLSWRsZVdhcm5pbmcSKwoHcmVhcF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAIgASgJIn0KC1N0YWdlQ2hhbmdlEicKCHByZXZpb3VzGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSNAoRcHJldmlvdXNfZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHbWVzc2FnZRgDIAEoCSJeCgpPdXRwdXRMaW5lEhsKBHRvb2wYASABKA4yDS5kYWFzLnYxLlRvb2wSJQoGc3RyZWFtGAIgASgOMhUuZGFhcy52MS5PdXRwdXRTdHJlYW0SDAoEdGV4dBgDIAEoCSqPAgoMU2Vzc2lvblN0YXRlEh0KGVNFU1NJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIYChRTRVNTSU9OX1NUQVRFX1FVRVVFRBABEh4KGlNFU1NJT05fU1RBVEVfUFJPVklTSU9OSU5HEAISGQoVU0VTU0lPTl9TVEFURV9CT09USU5HEAMSHQoZU0VTU0lPTl9TVEFURV9DT05GSUdVUklORxAEEhcKE1NFU1NJT05fU1RBVEVfUkVBRFkQBRIYChRTRVNTSU9OX1NUQVRFX0ZBSUxFRBAGEhwKGFNFU1NJT05fU1RBVEVfREVTVFJPWUlORxAHEhsKF1NFU1NJT05fU1RBVEVfREVTVFJPWUVEEAgqUAoEVG9vbBIUChBUT09MX1VOU1BFQ0lGSUVEEAASEgoOVE9PTF9URVJSQUZPUk0QARIMCghUT09MX1NTSBACEhAKDFRPT0xfQU5TSUJMRRADKmEKDE91dHB1dFN0cmVhbRIdChlPVVRQVVRfU1RSRUFNX1VOU1BFQ0lGSUVEEAASGAoUT1VUUFVUX1NUUkVBTV9TVERPVVQQARIYChRPVVRQVVRfU1RSRUFNX1NUREVSUhACMuQDCg5EZXNrdG9wU2VydmljZRJHCg1DcmVhdGVTZXNzaW9uEh0uZGFhcy52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBoVLmRhYXMudjEuU2Vzc2lvbkV2ZW50MAESRQoMV2F0Y2hTZXNzaW9uEhwuZGFhcy52MS5XYXRjaFNlc3Npb25SZXF1ZXN0GhUuZGFhcy52MS5TZXNzaW9uRXZlbnQwARI6CgpHZXRTZXNzaW9uEhouZGFhcy52MS5HZXRTZXNzaW9uUmVxdWVzdBoQLmRhYXMudjEuU2Vzc2lvbhJLCgxMaXN0U2Vzc2lvbnMSHC5kYWFzLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHS5kYWFzLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEkIKDkRlc3Ryb3lTZXNzaW9uEh4uZGFhcy52MS5EZXN0cm95U2Vzc2lvblJlcXVlc3QaEC5kYWFzLnYxLlNlc3Npb24SQgoJTGlzdFBvb2xzEhkuZGFhcy52MS5MaXN0UG9vbHNSZXF1ZXN0GhouZGFhcy52MS5MaXN0UG9vbHNSZXNwb25zZRIxCgdHZXRQb29sEhcuZGFhcy52MS5HZXRQb29sUmVxdWVzdBoNLmRhYXMudjEuUG9vbGIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message daas.v1.ListPoolsRequest
+ */
+export type ListPoolsRequest = Message<"daas.v1.ListPoolsRequest"> & {
+};
+
+/**
+ * Describes the message daas.v1.ListPoolsRequest.
+ * Use `create(ListPoolsRequestSchema)` to create a new message.
+ */
+export const ListPoolsRequestSchema: GenMessage<ListPoolsRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 0);
+
+/**
+ * @generated from message daas.v1.ListPoolsResponse
+ */
+export type ListPoolsResponse = Message<"daas.v1.ListPoolsResponse"> & {
+  /**
+   * Every pool the server configures, by name.
+   *
+   * @generated from field: repeated daas.v1.Pool pools = 1;
+   */
+  pools: Pool[];
+};
+
+/**
+ * Describes the message daas.v1.ListPoolsResponse.
+ * Use `create(ListPoolsResponseSchema)` to create a new message.
+ */
+export const ListPoolsResponseSchema: GenMessage<ListPoolsResponse> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 1);
+
+/**
+ * @generated from message daas.v1.GetPoolRequest
+ */
+export type GetPoolRequest = Message<"daas.v1.GetPoolRequest"> & {
+  /**
+   * The pool's name, as in the server's `[pools.NAME]`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message daas.v1.GetPoolRequest.
+ * Use `create(GetPoolRequestSchema)` to create a new message.
+ */
+export const GetPoolRequestSchema: GenMessage<GetPoolRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 2);
+
+/**
+ * A warm pool: desktops of one template built ahead of time, up to the
+ * desired size, each claimed by one create and never reused.
+ *
+ * @generated from message daas.v1.Pool
+ */
+export type Pool = Message<"daas.v1.Pool"> & {
+  /**
+   * The pool's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The template its desktops are cloned from.
+   *
+   * @generated from field: string template = 2;
+   */
+  template: string;
+
+  /**
+   * How many ready desktops the pool wants now (its size, or the size its
+   * schedule sets for this time of day).
+   *
+   * @generated from field: uint32 desired = 3;
+   */
+  desired: number;
+
+  /**
+   * Unclaimed desktops ready to be claimed.
+   *
+   * @generated from field: uint32 ready = 4;
+   */
+  ready: number;
+
+  /**
+   * Unclaimed desktops being built.
+   *
+   * @generated from field: uint32 provisioning = 5;
+   */
+  provisioning: number;
+
+  /**
+   * Desktops claimed since midnight (server time).
+   *
+   * @generated from field: uint32 claimed_today = 6;
+   */
+  claimedToday: number;
+
+  /**
+   * Builds that failed within the failure window.
+   *
+   * @generated from field: uint32 failures = 7;
+   */
+  failures: number;
+
+  /**
+   * Set while the pool is restrained after repeated failures: it builds
+   * nothing new until then.
+   *
+   * @generated from field: google.protobuf.Timestamp restrained_until = 8;
+   */
+  restrainedUntil?: Timestamp | undefined;
+
+  /**
+   * The reason of the last failed build, if any in the window.
+   *
+   * @generated from field: string last_failure = 9;
+   */
+  lastFailure: string;
+
+  /**
+   * How long the oldest ready desktop has waited (unset: none ready).
+   *
+   * @generated from field: google.protobuf.Duration oldest_ready_age = 10;
+   */
+  oldestReadyAge?: Duration | undefined;
+
+  /**
+   * An unclaimed desktop older than this is replaced.
+   *
+   * @generated from field: google.protobuf.Duration max_age = 11;
+   */
+  maxAge?: Duration | undefined;
+};
+
+/**
+ * Describes the message daas.v1.Pool.
+ * Use `create(PoolSchema)` to create a new message.
+ */
+export const PoolSchema: GenMessage<Pool> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 3);
 
 /**
  * @generated from message daas.v1.CreateSessionRequest
@@ -50,7 +195,10 @@ export type CreateSessionRequest = Message<"daas.v1.CreateSessionRequest"> & {
 
   /**
    * Optional template name passed to the Terraform module; empty means the
-   * server's default. Letters, digits, '.', '_' and '-', at most 64.
+   * server's default. Letters, digits, '.', '_' and '-', at most 64. When a
+   * warm pool of this template has a ready desktop, the create claims it
+   * and runs only the per-user configuration (`Session.pool` says so);
+   * otherwise the desktop is built from nothing.
    *
    * @generated from field: string template = 4;
    */
@@ -73,7 +221,7 @@ export type CreateSessionRequest = Message<"daas.v1.CreateSessionRequest"> & {
  * Use `create(CreateSessionRequestSchema)` to create a new message.
  */
 export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 0);
+  messageDesc(file_daas_v1_desktop, 4);
 
 /**
  * @generated from message daas.v1.WatchSessionRequest
@@ -100,7 +248,7 @@ export type WatchSessionRequest = Message<"daas.v1.WatchSessionRequest"> & {
  * Use `create(WatchSessionRequestSchema)` to create a new message.
  */
 export const WatchSessionRequestSchema: GenMessage<WatchSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 1);
+  messageDesc(file_daas_v1_desktop, 5);
 
 /**
  * @generated from message daas.v1.GetSessionRequest
@@ -119,7 +267,7 @@ export type GetSessionRequest = Message<"daas.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 2);
+  messageDesc(file_daas_v1_desktop, 6);
 
 /**
  * @generated from message daas.v1.ListSessionsRequest
@@ -161,7 +309,7 @@ export type ListSessionsRequest = Message<"daas.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 3);
+  messageDesc(file_daas_v1_desktop, 7);
 
 /**
  * @generated from message daas.v1.ListSessionsResponse
@@ -187,7 +335,7 @@ export type ListSessionsResponse = Message<"daas.v1.ListSessionsResponse"> & {
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 4);
+  messageDesc(file_daas_v1_desktop, 8);
 
 /**
  * @generated from message daas.v1.DestroySessionRequest
@@ -206,7 +354,7 @@ export type DestroySessionRequest = Message<"daas.v1.DestroySessionRequest"> & {
  * Use `create(DestroySessionRequestSchema)` to create a new message.
  */
 export const DestroySessionRequestSchema: GenMessage<DestroySessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 5);
+  messageDesc(file_daas_v1_desktop, 9);
 
 /**
  * One desktop session.
@@ -326,6 +474,15 @@ export type Session = Message<"daas.v1.Session"> & {
    * @generated from field: daas.v1.Activity activity = 16;
    */
   activity?: Activity | undefined;
+
+  /**
+   * The warm pool the desktop came from (or, unclaimed, waits in); empty
+   * for a desktop built for its request. An unclaimed pool desktop has an
+   * empty `username`; a claimed one's `created_at` is the claim.
+   *
+   * @generated from field: string pool = 17;
+   */
+  pool: string;
 };
 
 /**
@@ -333,7 +490,7 @@ export type Session = Message<"daas.v1.Session"> & {
  * Use `create(SessionSchema)` to create a new message.
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 6);
+  messageDesc(file_daas_v1_desktop, 10);
 
 /**
  * Why a desktop is alive: its activity and the reaper's plan for it.
@@ -397,7 +554,7 @@ export type Activity = Message<"daas.v1.Activity"> & {
  * Use `create(ActivitySchema)` to create a new message.
  */
 export const ActivitySchema: GenMessage<Activity> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 7);
+  messageDesc(file_daas_v1_desktop, 11);
 
 /**
  * Why a session failed.
@@ -425,7 +582,7 @@ export type Failure = Message<"daas.v1.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 8);
+  messageDesc(file_daas_v1_desktop, 12);
 
 /**
  * One entry of a session's history. Events of a session are numbered from 1
@@ -516,7 +673,7 @@ export type SessionEvent = Message<"daas.v1.SessionEvent"> & {
  * Use `create(SessionEventSchema)` to create a new message.
  */
 export const SessionEventSchema: GenMessage<SessionEvent> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 9);
+  messageDesc(file_daas_v1_desktop, 13);
 
 /**
  * A warning that the reaper will destroy a desktop soon.
@@ -544,7 +701,7 @@ export type IdleWarning = Message<"daas.v1.IdleWarning"> & {
  * Use `create(IdleWarningSchema)` to create a new message.
  */
 export const IdleWarningSchema: GenMessage<IdleWarning> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 10);
+  messageDesc(file_daas_v1_desktop, 14);
 
 /**
  * A transition from one stage to the next.
@@ -579,7 +736,7 @@ export type StageChange = Message<"daas.v1.StageChange"> & {
  * Use `create(StageChangeSchema)` to create a new message.
  */
 export const StageChangeSchema: GenMessage<StageChange> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 11);
+  messageDesc(file_daas_v1_desktop, 15);
 
 /**
  * One line of a tool's output, with secrets masked.
@@ -614,11 +771,12 @@ export type OutputLine = Message<"daas.v1.OutputLine"> & {
  * Use `create(OutputLineSchema)` to create a new message.
  */
 export const OutputLineSchema: GenMessage<OutputLine> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 12);
+  messageDesc(file_daas_v1_desktop, 16);
 
 /**
  * The life cycle of a session. Stages run in the order listed; FAILED can
- * follow any stage before READY.
+ * follow any stage before READY. A desktop claimed from a warm pool goes
+ * from QUEUED straight to CONFIGURING (the per-user part only).
  *
  * @generated from enum daas.v1.SessionState
  */
@@ -846,6 +1004,29 @@ export const DesktopService: GenService<{
     methodKind: "unary";
     input: typeof DestroySessionRequestSchema;
     output: typeof SessionSchema;
+  },
+  /**
+   * Lists the warm pools and where each stands (administrators only:
+   * PERMISSION_DENIED otherwise).
+   *
+   * @generated from rpc daas.v1.DesktopService.ListPools
+   */
+  listPools: {
+    methodKind: "unary";
+    input: typeof ListPoolsRequestSchema;
+    output: typeof ListPoolsResponseSchema;
+  },
+  /**
+   * Returns one warm pool. Errors: NOT_FOUND for a pool the server does
+   * not configure; PERMISSION_DENIED for a caller who is not an
+   * administrator.
+   *
+   * @generated from rpc daas.v1.DesktopService.GetPool
+   */
+  getPool: {
+    methodKind: "unary";
+    input: typeof GetPoolRequestSchema;
+    output: typeof PoolSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_daas_v1_desktop, 0);

@@ -1,0 +1,107 @@
+//! `daas pool status`: the warm pools (administrators only), as a table or
+//! JSON.
+
+use daas_api::v1::{GetPoolRequest, ListPoolsRequest};
+use tonic::{Code, Status};
+
+use super::{Context, print};
+use crate::cli::{PoolCommand, PoolStatusArgs};
+use crate::connect::connect;
+use crate::error::CliError;
+use crate::{json, render};
+
+pub async fn run(ctx: &Context, command: PoolCommand) -> Result<(), CliError> {
+    match command {
+        PoolCommand::Status(args) => status(ctx, args).await,
+    }
+}
+
+/// Every pool (ListPools), or the one named (GetPool).
+async fn status(ctx: &Context, args: PoolStatusArgs) -> Result<(), CliError> {
+    let mut client = connect(&ctx.server).await?;
+    match args.name {
+        None => {
+            let pools = client
+                .list_pools(ListPoolsRequest {})
+                .await
+                .map_err(|status| pool_error(&status, ctx, None))?
+                .into_inner()
+                .pools;
+            if ctx.json {
+                json::print(&pools.iter().map(json::pool).collect())
+            } else if pools.is_empty() {
+                print("no warm pools")
+            } else {
+                print(&render::pool_table(&pools))
+            }
+        }
+        Some(name) => {
+            let request = GetPoolRequest { name: name.clone() };
+            let pool = client
+                .get_pool(request)
+                .await
+                .map_err(|status| pool_error(&status, ctx, Some(&name)))?
+                .into_inner();
+            if ctx.json {
+                json::print(&json::pool(&pool))
+            } else {
+                print(&render::pool_table(std::slice::from_ref(&pool)))
+            }
+        }
+    }
+}
+
+/// A pool call's error: an unknown pool, or a server without pools; the
+/// rest (PERMISSION_DENIED for a non-administrator, ...) as for any call.
+fn pool_error(status: &Status, ctx: &Context, name: Option<&str>) -> CliError {
+    match (status.code(), name) {
+        (Code::NotFound, Some(name)) => CliError::NoPool(name.to_owned()),
+        (Code::Unimplemented, _) => CliError::NoPoolSupport(ctx.server.endpoint.clone()),
+        _ => CliError::from_status(status, &ctx.server, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+
+    fn ctx() -> Context {
+        Context {
+            server: Settings::plaintext("http://127.0.0.1:50051"),
+            json: false,
+            verbose: false,
+        }
+    }
+
+    #[test]
+    fn an_unknown_pool_is_named() {
+        let err = pool_error(&Status::not_found("no pool lab"), &ctx(), Some("lab"));
+        assert_eq!(
+            err.to_string(),
+            "no warm pool lab; list them with: daas pool status"
+        );
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_server_without_pools_says_so() {
+        let err = pool_error(&Status::unimplemented(""), &ctx(), None);
+        assert_eq!(
+            err.to_string(),
+            "the server at http://127.0.0.1:50051 does not support warm pools (UNIMPLEMENTED)"
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_the_servers_message() {
+        let status = Status::permission_denied("only administrators may see the warm pools");
+        let err = pool_error(&status, &ctx(), Some("lab"));
+        assert_eq!(
+            err.to_string(),
+            "only administrators may see the warm pools"
+        );
+        let err = pool_error(&Status::permission_denied(""), &ctx(), None);
+        assert_eq!(err.to_string(), "PERMISSION_DENIED");
+    }
+}
