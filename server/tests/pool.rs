@@ -422,4 +422,32 @@ async fn a_restart_keeps_ready_desktops_and_cleans_up_half_made_ones() {
         "the half-made desktop left nothing behind"
     );
     server.kill().await.expect("stop the server");
+
+    // Without the pool in the config, its ready desktops are destroyed.
+    let config = write_config(
+        dir.path(),
+        &TestOptions {
+            create_delay_secs: 3,
+            ..Default::default()
+        },
+    );
+    let (mut server, endpoint) = start_server(&config, &[]).await;
+    let mut admin = connect(&endpoint, dir.path()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: Vec<_> = spares(&mut admin)
+            .await
+            .into_iter()
+            .filter(|s| s.state() != SessionState::Destroyed && s.state() != SessionState::Failed)
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "desktops of a removed pool are left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    server.kill().await.expect("stop the server");
 }

@@ -19,8 +19,12 @@
 #   4. the server is restarted with short policy timeouts: the idle desktop
 #      gets an idle_warning, then is reaped; no QEMU, overlay, seed, pid file
 #      or working directory of it is left, and no computer account;
-#   5. two sessions at once, without AD: different slots (RDP ports), both
-#      READY; both destroyed and cleaned up.
+#   5. a warm pool of one (without AD) builds beside a cold create: two
+#      VMs at once, different slots (RDP ports); a create claims the pooled
+#      desktop (QUEUED -> CONFIGURING -> READY, the per-user part only) and
+#      xfreerdp logs in on it (screenshot $ARTIFACTS/desktop-pool.png); its
+#      destroy makes the pool build a new one, which a restart without the
+#      pool cleans up half-made; everything destroyed and cleaned up.
 #
 # Timings go to stdout and $ARTIFACTS/timings.txt.
 # Environment: DAAS_IMAGE_CACHE (.data/qemu/images), DAAS_ARTIFACTS_DIR
@@ -437,9 +441,6 @@ grep -q 'pam_acct_mgmt: Permission denied' <<<"$check" || fail "sssctl: bob's ac
 check=$(vm "sudo sssctl user-checks carol -a acct -s xrdp-sesman" 2>&1 || true)
 grep -q 'pam_acct_mgmt: Success' <<<"$check" || fail "sssctl: carol (in daas-users) is not allowed: $check"
 log "bob refused (RDP and sssctl), carol allowed by her group (sssctl)"
-kill "$XVFB_PID" 2>/dev/null || true
-wait "$XVFB_PID" 2>/dev/null || true
-XVFB_PID=
 
 # ---- 4. idle: warned, then reaped ----
 step "4. idle reaping (server restarted with short policy timeouts)"
@@ -478,50 +479,81 @@ assert_gone "$ID" "$VM"
 if dn=$(tests/ad/dc.sh computer "$VM"); then fail "the computer account is left after the destroy: $dn"; fi
 log "$VM: no computer account left in the directory"
 
-# ---- 5. two at once ----
-step "5. two sessions at once (no domain)"
+# ---- 5. a warm pool of one beside a cold create; the claim ----
+step "5. a warm pool of one beside a cold create (no domain); a create claims the pooled desktop"
+stop_server
+start_server DAAS_POOLS__E2E__SIZE=1
+POOL_T0=$SECONDS
+pool_status() { daas pool status e2e --json; }
+t=$SECONDS
+DAAS_SESSION_PASSWORD=$SESSION_PASSWORD daas create --session-user "$SESSION_USER" --json \
+  >"$ARTIFACTS/create-2.ndjson" || fail "daas create (cold) exited $? (events: $ARTIFACTS/create-2.ndjson)"
+COLD_S=$((SECONDS - t))
+ID2=$(jq -rn 'first(inputs | .session_id // empty)' "$ARTIFACTS/create-2.ndjson")
+s2=$(show "$ID2")
+[[ $(jq -r .state <<<"$s2") == READY ]] || fail "$ID2 is $(jq -r .state <<<"$s2")"
+[[ $(jq -r '.pool // ""' <<<"$s2") == "" ]] || fail "the cold create came from the pool: $s2"
+timing "session 2 (cold, beside the pool): READY" "$COLD_S s"
+stage_times "session 2" "$ARTIFACTS/create-2.ndjson"
+deadline=$((SECONDS + 600))
+until pool_status | jq -e '.ready == 1' >/dev/null; do
+  ((SECONDS < deadline)) || fail "the pool has no ready desktop after 600 s: $(pool_status)"
+  sleep 3
+done
+timing "pool: server start to one ready desktop" "$((SECONDS - POOL_T0)) s"
+SPARE=$(daas list --json | jq -r 'if type == "array" then .[] else . end
+  | select(.pool == "e2e" and (.username // "") == "" and .state == "READY") | .id')
+[[ -n $SPARE ]] || fail "no unclaimed READY desktop in the list: $(daas list)"
+log "pool e2e: $(pool_status | jq -c '{desired, ready, provisioning}'), desktop $SPARE"
+t_ms=$(date +%s%3N)
+DAAS_SESSION_PASSWORD=$SESSION_PASSWORD daas create --session-user "$SESSION_USER" --json \
+  >"$ARTIFACTS/create-3.ndjson" || fail "daas create (claim) exited $? (events: $ARTIFACTS/create-3.ndjson)"
+CLAIM_MS=$(($(date +%s%3N) - t_ms))
+ID3=$(jq -rn 'first(inputs | .session_id // empty)' "$ARTIFACTS/create-3.ndjson")
+[[ $ID3 == "$SPARE" ]] || fail "the create did not claim the pool's desktop $SPARE but made $ID3"
+s3=$(show "$ID3")
+[[ $(jq -r .state <<<"$s3") == READY && $(jq -r .pool <<<"$s3") == e2e ]] || fail "the claimed session: $s3"
+stages3=$(jq -rs '[.[] | select(.stage_change != null) | .state] | join(" ")' "$ARTIFACTS/create-3.ndjson")
+[[ $stages3 == "QUEUED CONFIGURING READY" ]] || fail "the claim went through $stages3"
+log "claimed $SPARE ($(jq -r .vm_name <<<"$s3")): READY $CLAIM_MS ms after the request ($stages3)"
+timing "session 3: claim to READY (CLI)" "$(awk -v ms="$CLAIM_MS" 'BEGIN { printf "%.1f s", ms / 1000 }')"
+stage_times "session 3 (claimed)" "$ARTIFACTS/create-3.ndjson"
+ports=("$(jq -r .rdp_port <<<"$s2")" "$(jq -r .rdp_port <<<"$s3")")
+vms=("$(jq -r .vm_name <<<"$s2")" "$(jq -r .vm_name <<<"$s3")")
+[[ ${ports[0]} != "${ports[1]}" ]] || fail "both desktops got RDP port ${ports[0]}"
+RDP_PORT=${ports[1]}
+rdp_start "$SESSION_USER" "$SESSION_PASSWORD"
+wait_desktop desktop-pool 150
+POOL_RDP_S=$((SECONDS - RDP_T0))
+[[ -z $VERDICT ]] || fail "no desktop on the claimed desktop's screenshot ($VERDICT); see $ARTIFACTS/desktop-pool.png"
+log "a desktop on the claimed desktop after $POOL_RDP_S s; kept $ARTIFACTS/desktop-pool.png"
+timing "claimed desktop: RDP connect to desktop" "$POOL_RDP_S s"
+rdp_stop
+kill "$XVFB_PID" 2>/dev/null || true
+wait "$XVFB_PID" 2>/dev/null || true
+XVFB_PID=
+daas destroy "$ID3" >/dev/null || fail "daas destroy $ID3"
+wait_state "$ID3" DESTROYED 300
+assert_gone "$ID3" "${vms[1]}"
+deadline=$((SECONDS + 60))
+until pool_status | jq -e '.provisioning + .ready == 1 and .claimed_today == 1' >/dev/null; do
+  ((SECONDS < deadline)) || fail "the pool did not start a new desktop: $(pool_status)"
+  sleep 2
+done
+REFILL=$(daas list --json | jq -r 'if type == "array" then .[] else . end
+  | select(.pool == "e2e" and (.username // "") == "" and .state != "DESTROYED" and .state != "FAILED") | .id')
+log "the pool builds $REFILL in place of the claimed desktop"
+daas destroy "$ID2" >/dev/null || fail "daas destroy $ID2"
+wait_state "$ID2" DESTROYED 300
+assert_gone "$ID2" "${vms[0]}"
+# The server stops mid-build and comes back without the pool: the
+# half-made desktop is cleaned up, and nothing builds it again.
 stop_server
 start_server
-t=$SECONDS
-pids=()
-for i in 2 3; do
-  DAAS_SESSION_PASSWORD=$SESSION_PASSWORD daas create --session-user "$SESSION_USER" --json \
-    >"$ARTIFACTS/create-$i.ndjson" 2>"$WORK/create-$i.err" &
-  pids+=($!)
-done
-rcs=()
-for p in "${pids[@]}"; do
-  if wait "$p"; then rcs+=(0); else rcs+=($?); fi
-done
-BOTH_S=$((SECONDS - t))
-ids=()
-for i in 2 3; do
-  id=$(jq -rn 'first(inputs | .session_id // empty)' "$ARTIFACTS/create-$i.ndjson")
-  [[ -n $id ]] || fail "create $i printed no session: $(cat "$WORK/create-$i.err")"
-  ids+=("$id")
-done
-[[ ${rcs[*]} == "0 0" ]] || fail "daas create exit statuses: ${rcs[*]} (${ids[*]})"
-ports=()
-vms=()
-for id in "${ids[@]}"; do
-  s=$(show "$id")
-  [[ $(jq -r .state <<<"$s") == READY ]] || fail "$id is $(jq -r .state <<<"$s")"
-  ports+=("$(jq -r .rdp_port <<<"$s")")
-  vms+=("$(jq -r .vm_name <<<"$s")")
-done
-[[ ${ports[0]} != "${ports[1]}" ]] || fail "both sessions got RDP port ${ports[0]}"
-[[ ${vms[0]} != "${vms[1]}" ]] || fail "both sessions got VM ${vms[0]}"
-log "both READY in $BOTH_S s: ${ids[0]} (${vms[0]}, RDP ${ports[0]}), ${ids[1]} (${vms[1]}, RDP ${ports[1]})"
-timing "sessions 2+3 at once: both READY" "$BOTH_S s"
-stage_times "session 2" "$ARTIFACTS/create-2.ndjson"
-stage_times "session 3" "$ARTIFACTS/create-3.ndjson"
-for k in 0 1; do
-  t=$SECONDS
-  daas destroy "${ids[$k]}" >/dev/null || fail "daas destroy ${ids[$k]}"
-  wait_state "${ids[$k]}" DESTROYED 300
-  timing "session $((k + 2)): daas destroy to DESTROYED" "$((SECONDS - t)) s"
-  assert_gone "${ids[$k]}" "${vms[$k]}"
-done
+wait_state "$REFILL" FAILED 300
+show "$REFILL" | jq -r .failure.reason | grep -q 'server restarted' || fail "$REFILL: $(show "$REFILL" | jq -c .failure)"
+assert_gone "$REFILL" "$(show "$REFILL" | jq -r .vm_name)"
+log "the half-made $REFILL: FAILED ($(show "$REFILL" | jq -r .failure.reason)), nothing left"
 
 # ---- summary ----
 step "timings"

@@ -124,13 +124,13 @@ impl Pools {
 
     /// Runs the reconcile loop until the server stops.
     pub async fn run(self) {
+        if let Err(err) = self.retire_unconfigured().await {
+            tracing::error!(error = %err, "cannot look for desktops of pools no longer configured");
+        }
         if self.inner.config.pools.is_empty() {
             return;
         }
         let shutdown = self.inner.pipeline.shutdown_token();
-        if let Err(err) = self.retire_unconfigured().await {
-            tracing::error!(error = %err, "cannot look for desktops of pools no longer configured");
-        }
         loop {
             self.reconcile_all().await;
             tokio::select! {
