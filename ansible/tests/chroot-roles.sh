@@ -50,28 +50,8 @@ mkdir -p "$cache"
 exec 9>"$cache/.chroot-test.lock"
 flock 9 # one run at a time per cache: the caches are shared
 
-# ---- community.general (the chroot connection) from the ansible package ----
-# No Galaxy here; the `ansible` package on PyPI carries the collections.
-# Only community.general is unpacked, for this test alone.
-ansible_pkg=$(grep -o '^ansible==[0-9.]*' "$here/collections-requirements.txt")
-collections=$cache/collections-${ansible_pkg#ansible==}
-if [ ! -f "$collections/ansible_collections/community/general/MANIFEST.json" ]; then
-  say "fetching community.general from PyPI ($ansible_pkg)"
-  wheels=$(mktemp -d "$cache/wheels.XXXXXX")
-  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps --require-hashes \
-    -r "$here/collections-requirements.txt" -d "$wheels" \
-    || die "cannot download $ansible_pkg from PyPI"
-  rm -rf "$collections.tmp"
-  "$venv/bin/python" - "$wheels" "$collections.tmp" <<'EOF'
-import pathlib, sys, zipfile
-wheel = next(pathlib.Path(sys.argv[1]).glob("ansible-*.whl"))
-prefix = "ansible_collections/community/general/"
-with zipfile.ZipFile(wheel) as z:
-    z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith(prefix)])
-EOF
-  rm -rf "$wheels" "$collections"
-  mv "$collections.tmp" "$collections"
-fi
+# ---- community.general (the chroot connection) ----
+collections=$("$ansible_dir/collections.sh") || die "no community.general collection"
 export ANSIBLE_COLLECTIONS_PATH=$collections
 
 # ---- the Debian 12 root, built once per set of inputs ----
@@ -260,6 +240,53 @@ fi
 grep -q 'adcli delete-computer desktop-chroot failed' "$work/teardown.log" \
   || { tail -n 30 "$work/teardown.log" >&2; die "teardown.yml did not report adcli's failure"; }
 no_secrets "$work/teardown.log"
+
+say "warm pool: a build for nobody (--skip-tags per_user), then a claim's per-user part alone (--tags per_user)"
+if ! playbook "$work/pool-base.log" "$work/inventory.yml" "$work/vars.json" deploy-desktop.yml \
+  --skip-tags per_user -e daas_phase=base -e username= -e session_user= -e session_password=; then
+  tail -n 40 "$work/pool-base.log" >&2
+  die "the warm pool's build (daas_phase=base) failed"
+fi
+grep -qF 'TASK [desktop-config : Create the session' "$work/pool-base.log" && die "the build ran a per_user task"
+grep -qF 'TASK [vm-agent : Install the CA, the session' "$work/pool-base.log" || die "the build did not install the agent"
+claim_password="Claim-pw-$RANDOM$RANDOM"
+if ! playbook "$work/pool-user.log" "$work/inventory.yml" "$work/vars.json" deploy-desktop.yml \
+  --tags per_user -e daas_phase=user -e username=dave -e session_user=carol -e "session_password=$claim_password"; then
+  tail -n 40 "$work/pool-user.log" >&2
+  die "the claim's per-user part (daas_phase=user) failed"
+fi
+no_secrets "$work/pool-base.log"
+no_secrets "$work/pool-user.log"
+grep -qF -- "$claim_password" "$work/pool-user.log" && die "the claim's password appears in its log"
+grep -qF 'TASK [Gathering Facts]' "$work/pool-user.log" && die "the claim gathered facts"
+grep -qE 'TASK \[(vm-agent|desktop-config : (Let xrdp|Set xrdp|Mount the Samba))' "$work/pool-user.log" \
+  && die "the claim ran more than the per_user tasks"
+chroot "$root" getent passwd carol >/dev/null || die "the claim did not create the session user carol"
+grep -qF '(sAMAccountName=dave)' "$root/etc/sssd/sssd.conf" || die "the claim did not give dave access in sssd.conf"
+say "claim: $(grep -c '^TASK \[' "$work/pool-user.log") tasks, $(recap "$work/pool-user.log")"
+
+say "build-template.yml, then deploy-desktop.yml skips what the template carries"
+if ! playbook "$work/template.log" "$work/inventory.yml" "$work/vars.json" build-template.yml; then
+  tail -n 40 "$work/template.log" >&2
+  die "build-template.yml failed"
+fi
+no_secrets "$work/template.log"
+grep -q '"vm-agent"' "$root/etc/ansible/facts.d/daas_template.fact" \
+  || die "build-template.yml did not record what the template carries"
+if ! playbook "$work/run3.log" "$work/inventory.yml" "$work/vars.json" deploy-desktop.yml; then
+  tail -n 60 "$work/run3.log" >&2
+  die "deploy-desktop.yml failed on a template"
+fi
+no_secrets "$work/run3.log"
+for task in "desktop-config : Set xrdp's listening port" "vm-agent : Install the agent's systemd unit" \
+  "desktop-config : Enable pam_mount in the PAM stack"; do
+  runs=$(grep -cF "TASK [$task" "$work/run3.log" || true)
+  skipped=$(grep -A1 -F "TASK [$task" "$work/run3.log" | grep -c '^skipping:' || true)
+  [ "$runs" = "$skipped" ] || die "deploy-desktop.yml ran '$task' on a template that carries it"
+done
+DAAS_CHROOT=$root DAAS_AGENT_BINARY_USED=$agent_binary DAAS_SESSION_PASSWORD=$session_password \
+  PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest -p no:cacheprovider -q "$here/test_chroot_result.py"
+say "on a template: $(grep -c '^ok:\|^changed:' "$work/run3.log") tasks run, against $(grep -c '^ok:\|^changed:' "$work/run2.log") without"
 
 say "no domain: ad-join and teardown.yml do nothing (fresh root)"
 bare=$work/bare

@@ -1009,3 +1009,146 @@ async fn connect_writes_the_rdp_file_and_starts_the_client() {
     assert!(run.stdout.is_empty(), "{run:#?}");
     server.stop().await;
 }
+
+/// A pool `lab` of the default template, of one desktop, then `extra`.
+fn pool_toml(extra: &str) -> String {
+    format!("[pools.lab]\nsize = 1\nmax_building = 1\n{extra}")
+}
+
+/// Runs `daas ARGS` as `caller` until `done` holds of the run (at most
+/// 90 s), and returns that run.
+async fn daas_until_done(caller: &Caller, args: &[&str], done: impl Fn(&Run) -> bool) -> Run {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let run = daas(caller, args).await;
+        if done(&run) {
+            return run;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "daas {args:?} never got there: {run:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls `daas pool status lab --json` as `admin` until `done` holds of it.
+async fn wait_pool(admin: &Caller, done: impl Fn(&Value) -> bool) -> Value {
+    let args = ["pool", "status", "lab", "--json"];
+    let pool = |run: &Run| serde_json::from_str::<Value>(&run.stdout).ok();
+    let run = daas_until_done(admin, &args, |run| {
+        run.code == Some(0) && pool(run).is_some_and(|p| done(&p))
+    })
+    .await;
+    pool(&run).expect("pool status --json prints JSON")
+}
+
+/// The `lab` row of a `daas pool status` table: its first eight cells
+/// (POOL, TEMPLATE, DESIRED, READY, BUILDING, CLAIMED-TODAY, FAILURES,
+/// OLDEST-READY), then its STATUS, which may have spaces.
+fn lab_row(run: &Run) -> Vec<String> {
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    let header = run.stdout.lines().next().unwrap_or_default();
+    let status_at = header
+        .find("STATUS")
+        .unwrap_or_else(|| panic!("no STATUS column: {run:#?}"));
+    let row = run
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("lab "))
+        .unwrap_or_else(|| panic!("no lab row: {run:#?}"));
+    let mut cells: Vec<String> = row.split_whitespace().take(8).map(str::to_owned).collect();
+    cells.push(row.get(status_at..).unwrap_or_default().to_owned());
+    cells
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_pool_desktop_is_claimed_and_shown() {
+    let server = TestServer::start(TestOptions {
+        extra_toml: pool_toml(""),
+        ..TestOptions::default()
+    })
+    .await;
+    let admin = Caller::admin(&server);
+    let alice = Caller::user(&server, "alice");
+    wait_pool(&admin, |p| p["ready"] == 1).await;
+    let status = daas(&admin, &["pool", "status"]).await;
+    let row = lab_row(&status);
+    assert_eq!(
+        (row[0].as_str(), row[3].as_str()),
+        ("lab", "1"),
+        "{status:#?}"
+    );
+    assert_eq!(row[8], "ok", "{status:#?}");
+
+    // The server's default template is the pool's: the create claims.
+    let created = daas(&alice, &["create"]).await;
+    assert_eq!(created.code, Some(0), "{created:#?}");
+    let id = ready_id(&created);
+    assert!(
+        created
+            .stdout
+            .lines()
+            .any(|line| line.starts_with("from warm pool 'lab'")),
+        "{created:#?}"
+    );
+    for stage in ["PROVISIONING", "BOOTING"] {
+        assert!(!created.stdout.contains(stage), "{stage}: {created:#?}");
+    }
+    let shown = daas(&alice, &["show", &id]).await;
+    assert_eq!(shown.code, Some(0), "{shown:#?}");
+    assert!(shown.stdout.contains("pool:         lab\n"), "{shown:#?}");
+
+    // The pool builds a replacement, listed as the pool's.
+    let listed = daas_until_done(&admin, &["list", "--state", "ready"], |run| {
+        run.stdout
+            .lines()
+            .any(|line| !line.starts_with(&id) && line.contains("(pool lab)"))
+    })
+    .await;
+    let claimed = listed.stdout.lines().find(|line| line.starts_with(&id));
+    assert!(
+        claimed.is_some_and(|row| row.contains("alice")),
+        "{listed:#?}"
+    );
+
+    // Only administrators see the pools.
+    for args in [&["pool", "status"][..], &["pool", "status", "lab"]] {
+        let run = daas(&alice, args).await;
+        assert_eq!(run.code, Some(2), "{run:#?}");
+        assert!(
+            run.error_line().contains("only administrators may"),
+            "{run:#?}"
+        );
+        assert!(run.stdout.is_empty(), "{run:#?}");
+    }
+    let run = daas(&admin, &["pool", "status", "nope"]).await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert!(
+        run.error_line().starts_with("daas: no warm pool nope"),
+        "{run:#?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restrained_pool_says_so() {
+    let server = TestServer::start(TestOptions {
+        fail_terraform: true,
+        extra_toml: pool_toml("failure_limit = 1\nbackoff = \"10m\"\n"),
+        ..TestOptions::default()
+    })
+    .await;
+    let admin = Caller::admin(&server);
+    let pool = wait_pool(&admin, |p| p["restrained_until"].is_string()).await;
+    assert_eq!(pool["failures"], 1, "{pool}");
+    let status = daas(&admin, &["pool", "status", "lab"]).await;
+    let row = lab_row(&status);
+    assert_eq!(row[3], "0", "{status:#?}");
+    assert!(row[8].starts_with("restrained until "), "{status:#?}");
+    assert!(
+        row[8].contains("simulated hypervisor failure"),
+        "{status:#?}"
+    );
+    server.stop().await;
+}

@@ -423,6 +423,34 @@ async fn a_restart_keeps_ready_desktops_and_cleans_up_half_made_ones() {
     );
     server.kill().await.expect("stop the server");
 
+    // The pool now builds another template: its desktops of the old one
+    // are replaced.
+    let config = write_config(
+        dir.path(),
+        &TestOptions {
+            create_delay_secs: 3,
+            extra_toml: pool_toml(2, "template = \"debian-12-lab\""),
+            ..Default::default()
+        },
+    );
+    let (mut server, endpoint) = start_server(&config, &[]).await;
+    let mut admin = connect(&endpoint, dir.path()).await;
+    wait_pool(&mut admin, "two desktops of the new template", |p| {
+        p.ready == 2
+    })
+    .await;
+    let ready: Vec<_> = spares(&mut admin)
+        .await
+        .into_iter()
+        .filter(|s| s.state() == SessionState::Ready)
+        .collect();
+    assert!(
+        ready.iter().all(|s| s.template == "debian-12-lab"),
+        "{ready:?}"
+    );
+    assert_eq!(pool(&mut admin).await.template, "debian-12-lab");
+    server.kill().await.expect("stop the server");
+
     // Without the pool in the config, its ready desktops are destroyed.
     let config = write_config(
         dir.path(),
@@ -450,4 +478,87 @@ async fn a_restart_keeps_ready_desktops_and_cleans_up_half_made_ones() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     server.kill().await.expect("stop the server");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unclaimed_desktop_is_not_reaped_for_idleness_but_is_when_its_agent_goes_silent() {
+    use daas_api::v1::{ReportActivityRequest, agent_service_client::AgentServiceClient};
+    let server = TestServer::start(TestOptions {
+        extra_toml: format!(
+            "[agent]\nendpoint = \"https://10.0.2.2:50051\"\n\
+             [policy]\nreaper_interval = \"200ms\"\nidle_timeout = \"2s\"\n\
+             disconnected_timeout = \"2s\"\nagent_lost_timeout = \"5s\"\nwarning = \"1s\"\n\
+             {}",
+            pool_toml(1, "")
+        ),
+        ..Default::default()
+    })
+    .await;
+    let mut admin = server.client().await;
+    wait_pool(&mut admin, "a ready desktop", |p| p.ready == 1).await;
+    let spare = spares(&mut admin).await.pop().expect("a desktop");
+    let creds = server.agent_credentials(&spare.id);
+    let mut agent = AgentServiceClient::new(
+        daas_server::testkit::channel(&server.endpoint(), Some(&creds))
+            .await
+            .expect("the agent's channel"),
+    );
+    // Idle and disconnected far beyond the policy, but reporting: kept.
+    for _ in 0..12 {
+        agent
+            .report_activity(ReportActivityRequest {
+                session_id: spare.id.clone(),
+                idle_seconds: 3600,
+                ..Default::default()
+            })
+            .await
+            .expect("a report");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let now = admin
+        .get_session(daas_api::v1::GetSessionRequest {
+            session_id: spare.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(now.state(), SessionState::Ready, "reaped for idleness");
+    let why = now.activity.expect("why alive").reap_reason;
+    assert!(why.contains("unclaimed in warm pool 'lab'"), "{why}");
+    // Silent: reaped, and the pool builds another.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = admin
+            .get_session(daas_api::v1::GetSessionRequest {
+                session_id: spare.id.clone(),
+            })
+            .await
+            .expect("get")
+            .into_inner()
+            .state();
+        if state == SessionState::Destroyed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a silent desktop was not reaped: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let events = drain(
+        admin
+            .watch_session(WatchSessionRequest {
+                session_id: spare.id.clone(),
+                after_sequence: 0,
+            })
+            .await
+            .expect("watch")
+            .into_inner(),
+    )
+    .await;
+    let last = last_session(&events);
+    assert_eq!(last.state(), SessionState::Destroyed);
+    assert!(messages(&events).join("\n").contains("agent_lost_timeout"));
+    wait_pool(&mut admin, "a new desktop", |p| p.ready == 1).await;
+    server.stop().await;
 }

@@ -63,6 +63,9 @@ struct Inner {
 struct Snapshot {
     /// Unclaimed and READY, the longest waiting first.
     ready: Vec<SessionRecord>,
+    /// Unclaimed and READY, of a template the pool no longer has: no
+    /// create of its template would claim them.
+    stale: Vec<SessionRecord>,
     /// Unclaimed and being built, oldest first.
     building: Vec<SessionRecord>,
     /// Failed builds since the window that counts for the restraint:
@@ -157,6 +160,7 @@ impl Pools {
         let rows = self.inner.store.pool_sessions(&pool.name, since).await?;
         let mut snap = Snapshot {
             ready: Vec::new(),
+            stale: Vec::new(),
             building: Vec::new(),
             failures: Vec::new(),
             claimed_today: rows
@@ -166,6 +170,7 @@ impl Pools {
         };
         for row in rows.into_iter().filter(SessionRecord::is_unclaimed) {
             match row.state {
+                SessionState::Ready if row.template != pool.template => snap.stale.push(row),
                 SessionState::Ready => snap.ready.push(row),
                 s if s.is_in_progress() && s != SessionState::Destroying => snap.building.push(row),
                 SessionState::Failed if row.updated_ms >= since => {
@@ -193,6 +198,13 @@ impl Pools {
     async fn reconcile(&self, pool: &Pool) -> Result<(), StoreError> {
         let now = now_ms();
         let snap = self.snapshot(pool, now).await?;
+        for record in &snap.stale {
+            let reason = format!(
+                "pool '{}' now builds template {}, not {}",
+                pool.name, pool.template, record.template
+            );
+            self.retire(record, reason);
+        }
         let max_age = ms(pool.max_age);
         let (expired, fresh): (Vec<_>, Vec<_>) = snap
             .ready

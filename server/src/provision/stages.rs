@@ -104,7 +104,7 @@ impl Pipeline {
             .await?;
         } else {
             let message = format!(
-                "{} came from warm pool '{pool}' configured: no session user and no domain, so nothing per-user to do",
+                "{} came configured from warm pool '{pool}'; no session user and no domain: nothing per-user to do",
                 record.vm_name
             );
             self.enter(record, stage, SessionState::Configuring, message)

@@ -53,7 +53,24 @@ pub fn why_alive(config: &Config, record: &SessionRecord) -> Option<Activity> {
     }
     let clock = clock_of(config, record)?;
     let policy = policy_of(config, record);
-    let plan = outlook(&policy, &clock, now_ms());
+    let mut plan = outlook(&policy, &clock, now_ms());
+    // A pool's unclaimed desktop waits to be claimed; its pool replaces it
+    // after max_age.
+    if let Some(pool) = record
+        .pool
+        .as_ref()
+        .filter(|_| record.is_unclaimed())
+        .and_then(|name| config.pools.get(name))
+    {
+        let max_age = i64::try_from(pool.max_age.as_millis()).unwrap_or(i64::MAX);
+        plan.reap_at_ms = clock.ready_ms.saturating_add(max_age);
+        plan.reason = format!(
+            "unclaimed in warm pool '{}': replaced at {} (max_age {}) unless a create claims it",
+            pool.name,
+            crate::reaper::policy::clock_time(plan.reap_at_ms),
+            humantime::format_duration(pool.max_age)
+        );
+    }
     let a = &record.activity;
     Some(Activity {
         last_report_at: a.last_report_ms.map(timestamp),

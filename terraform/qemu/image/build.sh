@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Builds the DaaS local desktop template: Debian 12 with cloud-init, sshd,
 # python3, XFCE and xrdp, made with debootstrap into a qcow2 disk with its
-# kernel and initrd beside it (the VM boots them directly, no bootloader).
+# kernel and initrd beside it (the VM boots them directly, no bootloader),
+# then configured by ansible/playbooks/build-template.yml (as a Proxmox
+# template would be), so that a desktop's playbook run skips that part.
 #
 #   image/build.sh --cache-dir DIR [--verbose]
 #
 # The image lands in DIR/debian12-xfce-<hash>/ (disk.qcow2, vmlinuz,
 # initrd.img, manifest.json, build.log); <hash> covers this script (and so
-# its package lists) and every file under image/files/, so a rebuild happens
-# only when one of them changes. The folder's path is the LAST line on
+# its package lists), every file under image/files/ and what
+# build-template.yml reads (the roles, group_vars), so a rebuild happens
+# only when one of them changes. Needs the project's venv (scripts/setup.sh). The folder's path is the LAST line on
 # stdout; progress goes to stderr. Needs root (debootstrap, chroot); installs
 # the host tools it and the qemu module need with apt-get when missing.
 #
@@ -60,6 +63,10 @@ HOST_TOOLS=(
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SCRIPT_PATH="$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")"
 FILES_DIR="$SCRIPT_DIR/files"
+REPO=$(cd "$SCRIPT_DIR/../../.." && pwd)
+ANSIBLE_DIR="$REPO/ansible"
+# What build-template.yml reads: the image carries what it makes.
+TEMPLATE_INPUTS=(playbooks/build-template.yml playbooks/group_vars roles ansible.cfg)
 
 usage() {
   sed -n '2,17p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
@@ -133,6 +140,7 @@ inputs_hash() {
     if [[ -d $FILES_DIR ]]; then
       (cd "$FILES_DIR" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
     fi
+    (cd "$ANSIBLE_DIR" && find "${TEMPLATE_INPUTS[@]}" -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
   } | sha256sum | cut -c1-12
 }
 HASH=$(inputs_hash)
@@ -293,6 +301,21 @@ EOF
     $apt autoremove --purge"
 }
 
+# The desktop template's configuration, by the playbook a Proxmox site runs
+# on its template VM (ansible/playbooks/build-template.yml), through
+# Ansible's chroot connection; services stay off (policy-rc.d). The agent
+# binary is not baked in: the server copies the one it is given.
+template_tree() {
+  local collections inventory="$WORK/template-inventory.yml"
+  [[ -x $REPO/.venv/bin/ansible-playbook ]] || die "$REPO/.venv is missing: run scripts/setup.sh"
+  collections=$("$ANSIBLE_DIR/collections.sh") || die "no community.general collection (ansible/collections.sh)"
+  printf 'all:\n  hosts:\n    %s:\n      ansible_connection: community.general.chroot\n      ansible_host: %s\n      ansible_python_interpreter: /usr/bin/python3\n' \
+    "$NAME" "$ROOT" >"$inventory"
+  (cd "$ANSIBLE_DIR" && env ANSIBLE_CONFIG="$ANSIBLE_DIR/ansible.cfg" ANSIBLE_COLLECTIONS_PATH="$collections" \
+    ANSIBLE_NOCOLOR=1 "$REPO/.venv/bin/ansible-playbook" -i "$inventory" -e daas_start_services=false \
+    playbooks/build-template.yml)
+}
+
 configure_tree() {
   local f
   (cd "$FILES_DIR" && find . -type f) | while read -r f; do
@@ -383,6 +406,7 @@ mkdir -p "$ROOT" "$OUT" "$DEBS/partial"
 : >"$LOG"
 run "debootstrap $SUITE (minbase)" debootstrap_tree
 run "apt: updates, system and desktop packages" install_packages
+run "desktop template: ansible/playbooks/build-template.yml" template_tree
 run "configure the tree" configure_tree
 extract_boot
 make_disk
