@@ -185,6 +185,56 @@ fn by_request_key(conn: &Connection, key: &str) -> Result<Option<SessionRecord>,
     .context("reading a session by request")
 }
 
+/// What a create asks of the server's desktops.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// A desktop more: the server's limit applies (and the user's, unless
+    /// it is a warm pool's desktop, built for nobody).
+    NewDesktop,
+    /// A pool's desktop that counts already: the user's limit alone.
+    Claim,
+}
+
+/// Refuses a create that repeats an earlier one (its request key) or would
+/// exceed a limit; the caller holds a write transaction.
+fn admit(
+    conn: &Connection,
+    new: &NewSession,
+    limits: SessionLimits,
+    admission: Admission,
+) -> Result<(), StoreError> {
+    if let Some(key) = &new.request_key
+        && let Some(earlier) = by_request_key(conn, key)?
+    {
+        return Err(StoreError::SameRequest(Box::new(earlier)));
+    }
+    let (total, of_user): (usize, usize) = conn
+        .query_row(
+            "SELECT COUNT(*), COALESCE(SUM(username = ?1), 0) FROM sessions \
+             WHERE state NOT IN (?2, ?3)",
+            params![
+                new.username,
+                SessionState::Failed as i32,
+                SessionState::Destroyed as i32
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .context("counting live sessions")?;
+    if admission == Admission::NewDesktop && total >= limits.max_sessions {
+        return Err(StoreError::LimitReached(LimitHit::Server(
+            limits.max_sessions,
+        )));
+    }
+    let for_nobody = admission == Admission::NewDesktop && new.pool.is_some();
+    if !for_nobody && of_user >= limits.max_per_user {
+        return Err(StoreError::LimitReached(LimitHit::User(
+            new.username.clone(),
+            limits.max_per_user,
+        )));
+    }
+    Ok(())
+}
+
 fn get_session(conn: &Connection, id: &str) -> Result<Option<SessionRecord>, StoreError> {
     conn.query_row(
         &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
@@ -262,34 +312,7 @@ impl SessionStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .context("starting a transaction")?;
-            if let Some(key) = &new.request_key
-                && let Some(earlier) = by_request_key(&tx, key)?
-            {
-                return Err(StoreError::SameRequest(Box::new(earlier)));
-            }
-            let (total, of_user): (usize, usize) = tx
-                .query_row(
-                    "SELECT COUNT(*), COALESCE(SUM(username = ?1), 0) FROM sessions \
-                     WHERE state NOT IN (?2, ?3)",
-                    params![
-                        new.username,
-                        SessionState::Failed as i32,
-                        SessionState::Destroyed as i32
-                    ],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .context("counting live sessions")?;
-            if total >= limits.max_sessions {
-                return Err(StoreError::LimitReached(LimitHit::Server(
-                    limits.max_sessions,
-                )));
-            }
-            if new.pool.is_none() && of_user >= limits.max_per_user {
-                return Err(StoreError::LimitReached(LimitHit::User(
-                    new.username.clone(),
-                    limits.max_per_user,
-                )));
-            }
+            admit(&tx, &new, limits, Admission::NewDesktop)?;
             let mut vm_name = random_vm_name();
             for _ in 0..16 {
                 let taken: bool = tx
@@ -354,28 +377,7 @@ impl SessionStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .context("starting a transaction")?;
-            if let Some(key) = &new.request_key
-                && let Some(earlier) = by_request_key(&tx, key)?
-            {
-                return Err(StoreError::SameRequest(Box::new(earlier)));
-            }
-            let of_user: usize = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM sessions WHERE username = ?1 AND state NOT IN (?2, ?3)",
-                    params![
-                        new.username,
-                        SessionState::Failed as i32,
-                        SessionState::Destroyed as i32
-                    ],
-                    |row| row.get(0),
-                )
-                .context("counting live sessions")?;
-            if of_user >= limits.max_per_user {
-                return Err(StoreError::LimitReached(LimitHit::User(
-                    new.username.clone(),
-                    limits.max_per_user,
-                )));
-            }
+            admit(&tx, &new, limits, Admission::Claim)?;
             // The desktop that has waited longest.
             let spare: Option<(String, String, i64, i64)> = tx
                 .query_row(
