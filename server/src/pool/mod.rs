@@ -68,10 +68,18 @@ struct Snapshot {
     stale: Vec<SessionRecord>,
     /// Unclaimed and being built, oldest first.
     building: Vec<SessionRecord>,
-    /// Failed builds since the window that counts for the restraint:
-    /// (when, why), oldest first.
-    failures: Vec<(i64, String)>,
+    /// Failed builds since the window that counts for the restraint,
+    /// oldest first.
+    failures: Vec<FailedBuild>,
     claimed_today: usize,
+}
+
+/// A build of the pool that failed.
+struct FailedBuild {
+    at_ms: i64,
+    reason: String,
+    /// Its session, whose events say when the pool is restrained.
+    session: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -177,19 +185,23 @@ impl Pools {
                     let reason = row.failure.map(|(_, r)| r).unwrap_or_default();
                     // A restart is not the build's fault.
                     if !reason.starts_with(crate::provision::RESTARTED) {
-                        snap.failures.push((row.updated_ms, reason));
+                        snap.failures.push(FailedBuild {
+                            at_ms: row.updated_ms,
+                            reason,
+                            session: row.id,
+                        });
                     }
                 }
                 _ => {}
             }
         }
         snap.ready.sort_by_key(|r| r.ready_ms);
-        snap.failures.sort_by_key(|f| f.0);
+        snap.failures.sort_by_key(|f| f.at_ms);
         Ok(snap)
     }
 
     fn restrained_until(pool: &Pool, snap: &Snapshot, now: i64) -> Option<i64> {
-        let times: Vec<i64> = snap.failures.iter().map(|f| f.0).collect();
+        let times: Vec<i64> = snap.failures.iter().map(|f| f.at_ms).collect();
         restraint::restrained_until(&pool.restraint, &times, now)
     }
 
@@ -276,34 +288,26 @@ impl Pools {
         if lock(&self.inner.announced).insert(pool.name.clone(), until) == Some(until) {
             return;
         }
-        let last = snap.failures.last().map(|f| f.1.as_str()).unwrap_or("");
+        let Some(last) = snap.failures.last() else {
+            return;
+        };
         let line = format!(
-            "pool '{}' builds nothing until {}: {} builds failed within {} (last: {last})",
+            "pool '{}' builds nothing until {}: {} builds failed within {} (last: {})",
             pool.name,
             clock_time(until),
             snap.failures.len(),
-            humantime::format_duration(pool.restraint.window)
+            humantime::format_duration(pool.restraint.window),
+            last.reason
         );
         tracing::warn!(pool = %pool.name, until = %clock_time(until), "{line}");
-        let failed = self
-            .inner
-            .store
-            .pool_sessions(&pool.name, until - ms(pool.restraint.backoff))
-            .await;
-        let last_failed = failed.ok().and_then(|rows| {
-            rows.into_iter()
-                .filter(|r| r.state == SessionState::Failed && r.is_unclaimed())
-                .max_by_key(|r| r.updated_ms)
-        });
-        if let Some(record) = last_failed {
-            let output = OutputLine {
-                tool: Tool::Unspecified as i32,
-                stream: OutputStream::Stderr as i32,
-                text: line,
-            };
-            if let Err(err) = self.inner.store.output(&record.id, output).await {
-                tracing::warn!(error = %err, "cannot record a pool's restraint");
-            }
+        // In the events of the build that failed last.
+        let output = OutputLine {
+            tool: Tool::Unspecified as i32,
+            stream: OutputStream::Stderr as i32,
+            text: line,
+        };
+        if let Err(err) = self.inner.store.output(&last.session, output).await {
+            tracing::warn!(error = %err, "cannot record a pool's restraint");
         }
     }
 
@@ -356,7 +360,7 @@ impl Pools {
         let recent: Vec<_> = snap
             .failures
             .iter()
-            .filter(|f| now - f.0 < window)
+            .filter(|f| now - f.at_ms < window)
             .collect();
         Ok(daas_api::v1::Pool {
             name: pool.name.clone(),
@@ -367,7 +371,7 @@ impl Pools {
             claimed_today: u32::try_from(snap.claimed_today).unwrap_or(u32::MAX),
             failures: u32::try_from(recent.len()).unwrap_or(u32::MAX),
             restrained_until: Self::restrained_until(pool, &snap, now).map(timestamp),
-            last_failure: recent.last().map(|f| f.1.clone()).unwrap_or_default(),
+            last_failure: recent.last().map(|f| f.reason.clone()).unwrap_or_default(),
             oldest_ready_age: snap
                 .ready
                 .first()
