@@ -485,6 +485,19 @@ stop_server
 start_server DAAS_POOLS__E2E__SIZE=1
 POOL_T0=$SECONDS
 pool_status() { daas pool status e2e --json; }
+# Waits until the pool's status passes the jq test TEST.
+wait_pool() { # TEST SECONDS WHY_NOT
+  local deadline=$((SECONDS + $2))
+  until pool_status | jq -e "$1" >/dev/null; do
+    ((SECONDS < deadline)) || fail "$3 after $2 s: $(pool_status)"
+    sleep 2
+  done
+}
+# Ids of the pool's unclaimed desktops whose state passes the jq test TEST.
+unclaimed() { # TEST
+  daas list --json | jq -r "if type == \"array\" then .[] else . end
+    | select(.pool == \"e2e\" and (.username // \"\") == \"\" and ($1)) | .id"
+}
 t=$SECONDS
 DAAS_SESSION_PASSWORD=$SESSION_PASSWORD daas create --session-user "$SESSION_USER" --json \
   >"$ARTIFACTS/create-2.ndjson" || fail "daas create (cold) exited $? (events: $ARTIFACTS/create-2.ndjson)"
@@ -495,14 +508,9 @@ s2=$(show "$ID2")
 [[ $(jq -r '.pool // ""' <<<"$s2") == "" ]] || fail "the cold create came from the pool: $s2"
 timing "session 2 (cold, beside the pool): READY" "$COLD_S s"
 stage_times "session 2" "$ARTIFACTS/create-2.ndjson"
-deadline=$((SECONDS + 600))
-until pool_status | jq -e '.ready == 1' >/dev/null; do
-  ((SECONDS < deadline)) || fail "the pool has no ready desktop after 600 s: $(pool_status)"
-  sleep 3
-done
+wait_pool '.ready == 1' 600 "the pool has no ready desktop"
 timing "pool: server start to one ready desktop" "$((SECONDS - POOL_T0)) s"
-SPARE=$(daas list --json | jq -r 'if type == "array" then .[] else . end
-  | select(.pool == "e2e" and (.username // "") == "" and .state == "READY") | .id')
+SPARE=$(unclaimed '.state == "READY"')
 [[ -n $SPARE ]] || fail "no unclaimed READY desktop in the list: $(daas list)"
 log "pool e2e: $(pool_status | jq -c '{desired, ready, provisioning}'), desktop $SPARE"
 t_ms=$(date +%s%3N)
@@ -535,13 +543,8 @@ XVFB_PID=
 daas destroy "$ID3" >/dev/null || fail "daas destroy $ID3"
 wait_state "$ID3" DESTROYED 300
 assert_gone "$ID3" "${vms[1]}"
-deadline=$((SECONDS + 60))
-until pool_status | jq -e '.provisioning + .ready == 1 and .claimed_today == 1' >/dev/null; do
-  ((SECONDS < deadline)) || fail "the pool did not start a new desktop: $(pool_status)"
-  sleep 2
-done
-REFILL=$(daas list --json | jq -r 'if type == "array" then .[] else . end
-  | select(.pool == "e2e" and (.username // "") == "" and .state != "DESTROYED" and .state != "FAILED") | .id')
+wait_pool '.provisioning + .ready == 1 and .claimed_today == 1' 60 "the pool did not start a new desktop"
+REFILL=$(unclaimed '.state != "DESTROYED" and .state != "FAILED"')
 log "the pool builds $REFILL in place of the claimed desktop"
 daas destroy "$ID2" >/dev/null || fail "daas destroy $ID2"
 wait_state "$ID2" DESTROYED 300
