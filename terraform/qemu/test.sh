@@ -12,7 +12,9 @@
 #   terraform/qemu/test.sh        (root; the image cache is
 #                                  ${DAAS_IMAGE_CACHE:-.data/qemu/images})
 # Environment: SLOT (7), PORT_BASE (22000), ACCEL (auto), CORES (2),
-# MEMORY_MB (2048), BOOT_TIMEOUT seconds (900), KEEP=1 keeps the temp folder.
+# MEMORY_MB (2048), BOOT_TIMEOUT seconds (900), XRDP_TIMEOUT seconds after
+# cloud-init (180), AGENT_BINARY (the image carries that agent, as the
+# end-to-end test's does: one image for both), KEEP=1 keeps the temp folder.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,6 +25,7 @@ ACCEL=${ACCEL:-auto}
 CORES=${CORES:-2}
 MEMORY_MB=${MEMORY_MB:-2048}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-900}
+XRDP_TIMEOUT=${XRDP_TIMEOUT:-180}
 VM_NAME=daas-qemu-test
 VM_USER=daas
 
@@ -47,16 +50,17 @@ tf_out() { (cd "$TF" && terraform output -no-color -raw "$1"); }
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  # Before the destroy, which removes the console log.
+  if ((status != 0)) && [[ -f $STATE/$VM_NAME.console.log ]]; then
+    log "last console lines:"
+    tail -n 30 "$STATE/$VM_NAME.console.log" | tr -d '\r' >&2 || true
+  fi
   if ((APPLIED)); then
     log "cleanup: terraform destroy"
     tf "$TF" destroy -auto-approve >"$WORK/destroy-cleanup.log" 2>&1 ||
       { log "destroy failed:"; tail -n 20 "$WORK/destroy-cleanup.log" >&2; }
   fi
   if [[ -d $WORK/tf2 ]]; then tf "$WORK/tf2" destroy -auto-approve >/dev/null 2>&1 || true; fi
-  if ((status != 0)) && [[ -f $STATE/$VM_NAME.console.log ]]; then
-    log "last console lines:"
-    tail -n 30 "$STATE/$VM_NAME.console.log" | tr -d '\r' >&2 || true
-  fi
   if [[ ${KEEP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
   if ((status == 0)); then log "PASS"; else log "FAILED (exit $status)"; fi
   exit "$status"
@@ -120,7 +124,7 @@ inventory() {
 
 # ---- 1. the image ----
 t=$SECONDS
-IMAGE_DIR=$("$HERE/image/build.sh" --cache-dir "$CACHE_DIR" | tail -n 1)
+IMAGE_DIR=$("$HERE/image/build.sh" --cache-dir "$CACHE_DIR" ${AGENT_BINARY:+--agent-binary "$AGENT_BINARY"} | tail -n 1)
 IMAGE_S=$((SECONDS - t))
 [[ -f $IMAGE_DIR/disk.qcow2 ]] || fail "build.sh printed no image folder"
 log "image: $IMAGE_DIR ($IMAGE_S s)"
@@ -193,8 +197,15 @@ CLOUD_S=$((SECONDS - BOOT0))
 log "cloud-init done after $CLOUD_S s: $(echo "$out" | tail -n 1)"
 
 # ---- 5. the desktop side ----
+# xrdp starts with the boot: once cloud-init is done it has had its time.
+xrdp_deadline=$((SECONDS + XRDP_TIMEOUT))
 until rdp_answers "$RDP_PORT"; do
-  ((SECONDS < deadline)) || fail "xrdp does not answer on 127.0.0.1:$RDP_PORT"
+  if ((SECONDS >= xrdp_deadline)); then
+    log "xrdp in the VM:"
+    "${SSH[@]}" -p "$SSH_PORT" "$VM_USER@127.0.0.1" \
+      'sudo systemctl --no-pager status xrdp xrdp-sesman; sudo journalctl -b --no-pager -n 40 -u xrdp -u xrdp-sesman; sudo ss -ltnp' >&2 || true
+    fail "xrdp does not answer on 127.0.0.1:$RDP_PORT within $XRDP_TIMEOUT s of cloud-init's end"
+  fi
   sleep 2
 done
 XRDP_S=$((SECONDS - BOOT0))
