@@ -48,16 +48,16 @@ mkdir -p "$data"
 
 if [[ $module == qemu ]]; then
   cache=${DAAS_IMAGE_CACHE:-$data/images}
+  # The debug agent without its debug info: 11 MB instead of 90 MB (the
+  # release `agent` profile makes 2.5 MB, but takes minutes to build). The
+  # template carries it; a desktop gets a copy only when it differs.
+  strip -o "$data/daas-agent" "$bin/daas-agent"
   say "template image (cached in $cache; a first build takes 2-5 minutes)"
-  image=$(terraform/qemu/image/build.sh --cache-dir "$cache" | tail -n 1)
+  image=$(terraform/qemu/image/build.sh --cache-dir "$cache" --agent-binary "$data/daas-agent" | tail -n 1)
   [[ -f $image/disk.qcow2 ]] || die "the image build printed no image folder"
   if (exec 3<>/dev/tcp/127.0.0.1/50061) 2>/dev/null; then
     die "127.0.0.1:50061 is in use (another daas-server?): the VMs' agents report to that fixed port"
   fi
-  # The debug agent without its debug info: 11 MB instead of 90 MB to copy
-  # into every desktop (the release `agent` profile makes 2.5 MB, but takes
-  # minutes to build).
-  strip -o "$data/daas-agent" "$bin/daas-agent"
   export DAAS_TERRAFORM__VARIABLES__IMAGE_DIR=$image DAAS_AGENT__BINARY=$root/$data/daas-agent
 fi
 

@@ -35,7 +35,12 @@ step "ansible and terraform/proxmox (lint, syntax, HCL structure, roles run in a
 ansible/test.sh
 
 step "terraform/qemu: a real VM from the template image (boot, SSH, cloud-init, RDP, port clash, destroy)"
-terraform/qemu/test.sh
+# The image carrying the agent, as the end-to-end test builds it: one build.
+cargo build --quiet --workspace --bins
+agent=$(mktemp /var/tmp/daas-agent.XXXXXX)
+trap 'rm -f "$agent"' EXIT
+strip -o "$agent" "${CARGO_TARGET_DIR:-$root/target}/debug/daas-agent"
+AGENT_BINARY=$agent terraform/qemu/test.sh
 
 step "end to end: real QEMU desktops through the server, the playbook, the agent, xfreerdp and a test AD domain"
 tests/e2e/run.sh

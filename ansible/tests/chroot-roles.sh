@@ -279,7 +279,7 @@ if ! playbook "$work/run3.log" "$work/inventory.yml" "$work/vars.json" deploy-de
 fi
 no_secrets "$work/run3.log"
 for task in "desktop-config : Set xrdp's listening port" "vm-agent : Install the agent's systemd unit" \
-  "desktop-config : Enable pam_mount in the PAM stack"; do
+  "desktop-config : Enable pam_mount in the PAM stack" "vm-agent : Install the agent binary from the controller"; do
   runs=$(grep -cF "TASK [$task" "$work/run3.log" || true)
   skipped=$(grep -A1 -F "TASK [$task" "$work/run3.log" | grep -c '^skipping:' || true)
   [ "$runs" = "$skipped" ] || die "deploy-desktop.yml ran '$task' on a template that carries it"

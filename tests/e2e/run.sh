@@ -32,6 +32,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
+# shellcheck source=tests/e2e/server.sh
+. tests/e2e/server.sh
 
 T0=$SECONDS
 step() { printf '\n==> [e2e %4ds] %s\n' $((SECONDS - T0)) "$*"; }
@@ -137,7 +139,10 @@ scripts/setup.sh
 
 step "template image (cache $CACHE_DIR)"
 t=$SECONDS
-IMAGE_DIR=$(terraform/qemu/image/build.sh --cache-dir "$CACHE_DIR" | tail -n 1)
+# Without its debug info: 11 MB instead of 90 MB. The template carries it
+# (a desktop gets a copy only when it differs).
+strip -o "$WORK/daas-agent" "$BIN/daas-agent"
+IMAGE_DIR=$(terraform/qemu/image/build.sh --cache-dir "$CACHE_DIR" --agent-binary "$WORK/daas-agent" | tail -n 1)
 IMAGE_S=$((SECONDS - t))
 [[ -f $IMAGE_DIR/disk.qcow2 ]] || fail "build.sh printed no image folder"
 built=$(jq -r '.build_seconds // empty' "$IMAGE_DIR/manifest.json" 2>/dev/null || true)
@@ -173,8 +178,6 @@ ad_password() { cat "$(tests/ad/dc.sh password "$1")"; }
 export DAAS_DATA_DIR=$DATA
 export DAAS_TERRAFORM__VARIABLES__IMAGE_DIR=$IMAGE_DIR
 export DAAS_TERRAFORM__VARIABLES__STATE_DIR=$STATE
-# Without its debug info: 11 MB instead of 90 MB to copy into every VM.
-strip -o "$WORK/daas-agent" "$BIN/daas-agent"
 export DAAS_AGENT__BINARY=$WORK/daas-agent
 SERVER_RUNS=0
 start_server() { # extra VAR=value ... for this run
@@ -182,14 +185,8 @@ start_server() { # extra VAR=value ... for this run
   local out=$WORK/server.out.$SERVER_RUNS
   env "$@" "$BIN/daas-server" --config deploy/qemu.toml >"$out" 2>>"$WORK/server.log" &
   SERVER_PID=$!
-  local addr=
-  for _ in $(seq 300); do
-    addr=$(sed -n 's/^daas-server listening on //p' "$out")
-    [[ -n $addr ]] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || fail "the server did not start (see $WORK/server.log)"
-    sleep 0.1
-  done
-  [[ -n $addr ]] || fail "the server did not start listening"
+  local addr
+  addr=$(listening_address "$out" "$SERVER_PID") || fail "the server did not start (see $WORK/server.log)"
   export DAAS_ENDPOINT="https://$addr"
   local names=("${@%%=*}")
   log "daas-server (pid $SERVER_PID) on $addr${names:+ with ${names[*]}}"

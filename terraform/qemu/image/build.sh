@@ -5,15 +5,18 @@
 # then configured by ansible/playbooks/build-template.yml (as a Proxmox
 # template would be), so that a desktop's playbook run skips that part.
 #
-#   image/build.sh --cache-dir DIR [--verbose]
+#   image/build.sh --cache-dir DIR [--agent-binary FILE] [--verbose]
 #
 # The image lands in DIR/debian12-xfce-<hash>/ (disk.qcow2, vmlinuz,
 # initrd.img, manifest.json, build.log); <hash> covers this script (and so
 # its package lists), every file under image/files/ and what
-# build-template.yml reads (the roles, group_vars), so a rebuild happens
-# only when one of them changes. Needs the project's venv (scripts/setup.sh). The folder's path is the LAST line on
-# stdout; progress goes to stderr. Needs root (debootstrap, chroot); installs
-# the host tools it and the qemu module need with apt-get when missing.
+# build-template.yml reads (the roles, group_vars) and the agent binary
+# given (the template carries it: a desktop's playbook copies the server's
+# only when it differs), so a rebuild happens only when one of them
+# changes. Needs the project's venv (scripts/setup.sh). The folder's path is
+# the LAST line on stdout; progress goes to stderr. Needs root (debootstrap,
+# chroot); installs the host tools it and the qemu module need with apt-get
+# when missing.
 #
 # Environment: DAAS_DEBIAN_MIRROR (default http://deb.debian.org/debian) and
 # DAAS_DEBIAN_SECURITY_MIRROR (default http://deb.debian.org/debian-security)
@@ -69,22 +72,29 @@ ANSIBLE_DIR="$REPO/ansible"
 TEMPLATE_INPUTS=(playbooks/build-template.yml playbooks/group_vars roles ansible.cfg)
 
 usage() {
-  sed -n '2,17p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,23p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
   exit "${1:-2}"
 }
 
 CACHE_DIR=""
+AGENT_BINARY=""
 VERBOSE=0
 while (($#)); do
   case $1 in
     --cache-dir) CACHE_DIR=${2:?--cache-dir needs a folder}; shift 2 ;;
     --cache-dir=*) CACHE_DIR=${1#*=}; shift ;;
+    --agent-binary) AGENT_BINARY=${2:?--agent-binary needs a file}; shift 2 ;;
+    --agent-binary=*) AGENT_BINARY=${1#*=}; shift ;;
     --verbose | -v) VERBOSE=1; shift ;;
     -h | --help) usage 0 ;;
     *) echo "build.sh: unknown argument: $1" >&2; usage ;;
   esac
 done
 [[ -n $CACHE_DIR ]] || { echo "build.sh: --cache-dir DIR is required" >&2; usage; }
+if [[ -n $AGENT_BINARY ]]; then
+  [[ -f $AGENT_BINARY && -x $AGENT_BINARY ]] || { echo "build.sh: --agent-binary $AGENT_BINARY is not an executable file" >&2; exit 2; }
+  AGENT_BINARY=$(cd "$(dirname "$AGENT_BINARY")" && pwd)/$(basename "$AGENT_BINARY")
+fi
 
 T0=$SECONDS
 log() { printf '[image %4ds] %s\n' $((SECONDS - T0)) "$*" >&2; }
@@ -141,6 +151,7 @@ inputs_hash() {
       (cd "$FILES_DIR" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
     fi
     (cd "$ANSIBLE_DIR" && find "${TEMPLATE_INPUTS[@]}" -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
+    if [[ -n $AGENT_BINARY ]]; then echo "agent $(sha256sum <"$AGENT_BINARY")"; fi
   } | sha256sum | cut -c1-12
 }
 HASH=$(inputs_hash)
@@ -303,8 +314,8 @@ EOF
 
 # The desktop template's configuration, by the playbook a Proxmox site runs
 # on its template VM (ansible/playbooks/build-template.yml), through
-# Ansible's chroot connection; services stay off (policy-rc.d). The agent
-# binary is not baked in: the server copies the one it is given.
+# Ansible's chroot connection; services stay off (policy-rc.d). With the
+# agent binary when given.
 template_tree() {
   local collections inventory="$WORK/template-inventory.yml"
   [[ -x $REPO/.venv/bin/ansible-playbook ]] || die "$REPO/.venv is missing: run scripts/setup.sh"
@@ -313,7 +324,7 @@ template_tree() {
     "$NAME" "$ROOT" >"$inventory"
   (cd "$ANSIBLE_DIR" && env ANSIBLE_CONFIG="$ANSIBLE_DIR/ansible.cfg" ANSIBLE_COLLECTIONS_PATH="$collections" \
     ANSIBLE_NOCOLOR=1 "$REPO/.venv/bin/ansible-playbook" -i "$inventory" -e daas_start_services=false \
-    playbooks/build-template.yml)
+    ${AGENT_BINARY:+-e "daas_agent_binary=$AGENT_BINARY"} playbooks/build-template.yml)
 }
 
 configure_tree() {
@@ -389,6 +400,7 @@ write_manifest() {
   "desktop_packages": $(json_list "${DESKTOP_PACKAGES[@]}"),
   "ad_packages": $(json_list "${AD_PACKAGES[@]}"),
   "files": $(json_list "${files[@]}"),
+  "agent_binary_sha256": "$(if [[ -n $AGENT_BINARY ]]; then sha256sum <"$AGENT_BINARY" | cut -d' ' -f1; fi)",
   "script_sha256": "$(sha256sum <"$SCRIPT_PATH" | cut -d' ' -f1)",
   "kernel_version": "$KERNEL_VERSION",
   "kernel_cmdline": "console=ttyS0 root=/dev/vda rw net.ifnames=0",
