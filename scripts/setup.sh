@@ -19,9 +19,9 @@ if ! command -v python3 >/dev/null; then
 fi
 
 # Debian packages the tests and the demo use: an X server and input for the
-# agent's idle test, jq for the scripts.
+# agent's idle test, jq for the scripts, curl for the HTTP side's tests.
 missing=()
-for pair in Xvfb:xvfb xdotool:xdotool xauth:xauth jq:jq; do
+for pair in Xvfb:xvfb xdotool:xdotool xauth:xauth jq:jq curl:curl; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,6 +1,6 @@
 //! Starting the server: data dir, store, SSH key, recovery of sessions a
 //! previous process left, then the gRPC services on one port (DesktopService,
-//! health, reflection) until shutdown.
+//! health, reflection) and the HTTP side (`[http]`) until shutdown.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -17,6 +17,7 @@ use crate::{
     api::grpc::agent::AgentApi,
     api::grpc::auth::{AuthLayer, Policy},
     api::grpc::desktop::DesktopApi,
+    api::http::{HttpError, HttpListeners, HttpState},
     config::{Config, Tls},
     pki::{self, PkiError},
     provision::Pipeline,
@@ -54,6 +55,8 @@ pub enum StartError {
     Pki(#[from] PkiError),
     #[error("cannot serve reflection: {0}")]
     Reflection(String),
+    #[error(transparent)]
+    Http(#[from] HttpError),
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
@@ -121,6 +124,8 @@ fn tls_config(
 /// A server with its port bound, ready to serve.
 pub struct BoundServer {
     listener: TcpListener,
+    http: HttpListeners,
+    agent_ca_loaded: bool,
     tls: Option<ServerTlsConfig>,
     addr: SocketAddr,
     store: Store,
@@ -155,11 +160,15 @@ impl BoundServer {
             addr: config.listen,
             source,
         })?;
+        let http = HttpListeners::bind(&config).await?;
         let config = Arc::new(config);
         let agent_ca = agent_ca(&config)?;
+        let agent_ca_loaded = agent_ca.is_some();
         let pipeline = Pipeline::new(config.clone(), store.clone(), ssh_public_key, agent_ca);
         Ok(BoundServer {
             listener,
+            http,
+            agent_ca_loaded,
             tls,
             addr,
             store,
@@ -176,6 +185,16 @@ impl BoundServer {
     /// config asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The HTTPS side's address (`http.listen`), when on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.https_addr()
+    }
+
+    /// The plain loopback metrics address (`http.metrics_listen`), when on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.http.metrics_addr()
     }
 
     /// Cleans up after a previous process, then serves until `shutdown`
@@ -250,6 +269,17 @@ impl BoundServer {
             admins: self.config.auth.admins.iter().cloned().collect(),
             plaintext: self.tls_is_off(),
         };
+        let http_state = Arc::new(HttpState {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            agent_ca_loaded: self.agent_ca_loaded,
+        });
+        let http = tokio::spawn(self.http.serve(
+            crate::api::http::router(http_state),
+            policy.clone(),
+            self.pipeline.shutdown_token(),
+        ));
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls)?;
@@ -271,6 +301,7 @@ impl BoundServer {
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop)
             .await?;
         self.pipeline.shutdown(SHUTDOWN_GRACE).await;
+        let _ = http.await;
         let _ = reaper.await;
         let _ = pool_loop.await;
         let _ = sweeper.await;

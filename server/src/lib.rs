@@ -1,6 +1,7 @@
 //! `daas-server`: the DaaS orchestrator's gRPC server.
 //!
-//! A request reaches the [`api`] (gRPC services, authentication, limits),
+//! A request reaches the [`api`] (gRPC services, authentication, limits;
+//! the HTTP side's health, readiness and [`metrics`]),
 //! becomes a session in the [`store`], and the [`provision`] pipeline runs
 //! its stages (Terraform, boot, Ansible) through one tool runner; the
 //! [`reaper`] destroys idle desktops and the sweeper VMs no session owns;
@@ -13,6 +14,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod metrics;
 pub mod pki;
 pub mod pool;
 pub mod provision;

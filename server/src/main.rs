@@ -105,6 +105,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let server = BoundServer::bind(config).await?;
     // Scripts and tests read this line to find the port.
     println!("daas-server listening on {}", server.local_addr());
+    if let Some(addr) = server.http_addr() {
+        println!("daas-server http on {addr}");
+    }
+    if let Some(addr) = server.metrics_addr() {
+        println!("daas-server metrics on {addr}");
+    }
     server.serve(shutdown_signal()).await.context("serving")?;
     Ok(())
 }

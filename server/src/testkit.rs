@@ -48,6 +48,8 @@ pub struct TestOptions {
     pub echo_token: bool,
     /// TOML appended to the config (e.g. `[auth]` or `[secrets]` tables).
     pub extra_toml: String,
+    /// `ansible.binary` (default: the project's `ansible-playbook`).
+    pub ansible_binary: Option<PathBuf>,
 }
 
 impl Default for TestOptions {
@@ -67,6 +69,7 @@ impl Default for TestOptions {
             plaintext: false,
             echo_token: false,
             extra_toml: String::new(),
+            ansible_binary: None,
         }
     }
 }
@@ -202,7 +205,12 @@ marker_dir = {markers}
         boot_wait = if options.boot_wait_ssh { "ssh" } else { "none" },
         fail_tf = options.fail_terraform,
         markers = toml_string(&markers),
-        ansible = toml_string(&ansible_playbook()),
+        ansible = toml_string(
+            &options
+                .ansible_binary
+                .clone()
+                .unwrap_or_else(ansible_playbook)
+        ),
         playbook = toml_string(&root.join("ansible/playbooks/test-desktop.yml")),
         teardown = toml_string(&root.join("ansible/playbooks/test-teardown.yml")),
         fail_ansible = options.fail_ansible,
@@ -271,6 +279,8 @@ pub async fn connect(
 /// A running in-process server. Stops when dropped.
 pub struct TestServer {
     addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     plaintext: bool,
     dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -287,6 +297,7 @@ impl TestServer {
             .await
             .expect("bind the test server");
         let addr = server.local_addr();
+        let (http_addr, metrics_addr) = (server.http_addr(), server.metrics_addr());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async {
@@ -298,6 +309,8 @@ impl TestServer {
         });
         TestServer {
             addr,
+            http_addr,
+            metrics_addr,
             plaintext: options.plaintext,
             dir,
             stop: Some(stop),
@@ -309,6 +322,16 @@ impl TestServer {
     pub fn endpoint(&self) -> String {
         let scheme = if self.plaintext { "http" } else { "https" };
         format!("{scheme}://{}", self.addr)
+    }
+
+    /// `https://127.0.0.1:PORT` of the HTTP side (`http.listen`), when on.
+    pub fn http_endpoint(&self) -> Option<String> {
+        self.http_addr.map(|a| format!("https://{a}"))
+    }
+
+    /// `http://127.0.0.1:PORT` of `http.metrics_listen`, when on.
+    pub fn metrics_endpoint(&self) -> Option<String> {
+        self.metrics_addr.map(|a| format!("http://{a}"))
     }
 
     /// Credentials for `user` (an administrator when `admin`), issued by

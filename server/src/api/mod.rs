@@ -1,3 +1,4 @@
-//! The server's API: today the gRPC services (`grpc`).
+//! The server's API: the gRPC services (`grpc`) and the HTTP side (`http`).
 
 pub mod grpc;
+pub mod http;

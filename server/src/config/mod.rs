@@ -33,6 +33,7 @@ const MAX_LIMIT: usize = 1_000_000;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub http: Http,
     pub data_dir: PathBuf,
     pub database: PathBuf,
     pub log_format: LogFormat,
@@ -51,6 +52,15 @@ pub struct Config {
     pub reaper_interval: Duration,
     /// Warm pools, by name.
     pub pools: BTreeMap<String, crate::pool::Pool>,
+}
+
+/// The HTTP side: health, readiness and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Http {
+    /// Under the gRPC port's TLS and client-certificate rules; None: off.
+    pub listen: Option<SocketAddr>,
+    /// Plain HTTP on a loopback address, for a local Prometheus; None: off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The in-VM agent: how it reaches the server and how it is credentialed.
@@ -257,6 +267,7 @@ impl From<figment::Error> for ConfigError {
 #[serde(deny_unknown_fields)]
 struct Raw {
     listen: String,
+    http: RawHttp,
     data_dir: RelativePathBuf,
     database: Option<RelativePathBuf>,
     log_format: LogFormat,
@@ -273,6 +284,13 @@ struct Raw {
     policy: RawPolicy,
     #[serde(default)]
     pools: BTreeMap<String, crate::pool::PoolSpec>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: String,
+    metrics_listen: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -371,6 +389,7 @@ impl Default for Raw {
         let mins = |m: u64| Duration::from_secs(60 * m);
         Raw {
             listen: "127.0.0.1:50051".into(),
+            http: RawHttp::default(),
             data_dir: PathBuf::from("/var/lib/daas").into(),
             database: None,
             log_format: LogFormat::Text,
@@ -448,6 +467,7 @@ impl Default for Raw {
 
 const SECTIONS: &[&str] = &[
     "listen",
+    "http",
     "data_dir",
     "database",
     "log_format",
@@ -580,6 +600,29 @@ impl Config {
             .listen
             .parse()
             .map_err(|_| invalid("listen", "expected an address such as 127.0.0.1:50051"))?;
+        let optional_addr = |key: &str, text: &str| -> Result<Option<SocketAddr>, ConfigError> {
+            if text.is_empty() {
+                return Ok(None);
+            }
+            text.parse().map(Some).map_err(|_| {
+                invalid(
+                    key,
+                    "expected an address such as 127.0.0.1:50052, or \"\" for none",
+                )
+            })
+        };
+        let http = Http {
+            listen: optional_addr("http.listen", &raw.http.listen)?,
+            metrics_listen: optional_addr("http.metrics_listen", &raw.http.metrics_listen)?,
+        };
+        if let Some(addr) = http.metrics_listen.filter(|a| !a.ip().is_loopback()) {
+            return Err(invalid(
+                "http.metrics_listen",
+                &format!(
+                    "is plain HTTP without authentication: a loopback address only, not {addr}"
+                ),
+            ));
+        }
         for (key, value) in [
             (
                 "limits.max_parallel_provisions",
@@ -690,11 +733,15 @@ impl Config {
             ));
         }
         let tls = if raw.tls.plaintext {
-            if !listen.ip().is_loopback() {
-                return Err(invalid(
-                    "tls.plaintext",
-                    &format!("is allowed only on a loopback address, not {listen}: use mutual TLS"),
-                ));
+            for addr in std::iter::once(listen).chain(http.listen) {
+                if !addr.ip().is_loopback() {
+                    return Err(invalid(
+                        "tls.plaintext",
+                        &format!(
+                            "is allowed only on loopback addresses, not {addr}: use mutual TLS"
+                        ),
+                    ));
+                }
             }
             Tls::Plaintext
         } else {
@@ -809,6 +856,7 @@ impl Config {
             policies,
             reaper_interval: raw.policy.reaper_interval,
             listen,
+            http,
             tls,
             auth: raw.auth,
             secrets,
@@ -1002,6 +1050,12 @@ mod tests {
                 ),
                 ("[auth]\nadmins = [\"a/b\"]", "auth.admins[0]"),
                 ("listen = \"0.0.0.0:1\"", "tls.plaintext"),
+                ("[http]\nlisten = \"0.0.0.0:9\"", "tls.plaintext"),
+                ("[http]\nlisten = \"here\"", "http.listen"),
+                (
+                    "[http]\nmetrics_listen = \"0.0.0.0:9\"",
+                    "http.metrics_listen",
+                ),
                 (
                     "[secrets]\nad_join_password_env = \"DAAS_TEST_NO_SUCH_VAR\"",
                     "DAAS_TEST_NO_SUCH_VAR",

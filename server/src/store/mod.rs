@@ -312,6 +312,13 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Events of a session with a sequence above `after`, in order.
     async fn events_after(&self, id: &str, after: u64) -> Result<Vec<SessionEvent>, StoreError>;
+
+    /// Proves the store takes writes (a write transaction that changes
+    /// nothing), for the server's readiness.
+    async fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// How many sessions each (state, template) has, for the metrics.
+    async fn count_by_state(&self) -> Result<Vec<(SessionState, String, u64)>, StoreError>;
 }
 
 /// The server's store: a cheap handle on a [`SessionStore`].

@@ -745,6 +745,44 @@ impl SessionStore for SqliteStore {
         .await
     }
 
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.with(move |conn, _| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .context("starting a write transaction")?;
+            let version: i64 = tx
+                .pragma_query_value(None, "user_version", |row| row.get(0))
+                .context("reading the schema version")?;
+            tx.pragma_update(None, "user_version", version)
+                .context("writing the schema version")?;
+            tx.commit().context("committing a write")
+        })
+        .await
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(SessionState, String, u64)>, StoreError> {
+        self.with(move |conn, _| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT state, template, COUNT(*) FROM sessions \
+                     GROUP BY state, template ORDER BY state, template",
+                )
+                .context("counting sessions")?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok((
+                        state_from_db(row.get(0)?),
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?.max(0) as u64,
+                    ))
+                })
+                .context("counting sessions")?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .context("counting sessions")
+        })
+        .await
+    }
+
     async fn in_progress(&self) -> Result<Vec<SessionRecord>, StoreError> {
         // Only the sessions that are not settled: the history can be long.
         let settled = [

@@ -78,6 +78,17 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Who a client certificate (DER) names, with the config's admins.
+    pub fn identify(&self, leaf: &[u8]) -> Result<Caller, pki::PkiError> {
+        Ok(match pki::identity_of(leaf)? {
+            Identity::User { name, admin } => {
+                let admin = admin || self.admins.contains(&name);
+                Caller::User { name, admin }
+            }
+            Identity::Agent { session_id } => Caller::Agent { session_id },
+        })
+    }
+
     /// Who the request's certificate names, and whether they may call its
     /// path.
     pub fn admit<B>(&self, request: &http::Request<B>) -> Result<Caller, Status> {
@@ -93,12 +104,8 @@ impl Policy {
                 .as_ref()
                 .and_then(|certs| certs.first())
                 .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-            match pki::identity_of(leaf.as_ref()) {
-                Ok(Identity::User { name, admin }) => {
-                    let admin = admin || self.admins.contains(&name);
-                    Caller::User { name, admin }
-                }
-                Ok(Identity::Agent { session_id }) => Caller::Agent { session_id },
+            match self.identify(leaf.as_ref()) {
+                Ok(caller) => caller,
                 Err(err) => {
                     tracing::warn!(path, error = %err, "refused a client certificate");
                     return Err(Status::unauthenticated(format!(

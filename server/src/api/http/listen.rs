@@ -1,0 +1,238 @@
+//! The HTTP side's listeners: HTTPS with the server's certificate and the
+//! client-certificate rules of the gRPC port (`http.listen`), and plain HTTP
+//! on loopback (`http.metrics_listen`). Each connection's caller is found
+//! once, from its certificate, and given to every request on it.
+
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use axum::Router;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use rustls::{
+    RootCertStore, ServerConfig,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    server::WebPkiClientVerifier,
+};
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::{
+    api::grpc::auth::{Caller, Policy},
+    config::{Config, Tls},
+};
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the HTTP side could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("http.listen: cannot use {path}: {why}")]
+    Pem { path: String, why: String },
+    #[error("http.listen: the TLS settings are not usable: {0}")]
+    Tls(String),
+}
+
+/// One bound listener.
+struct Listener {
+    tcp: TcpListener,
+    addr: SocketAddr,
+    /// None: plain HTTP, every caller local (loopback only).
+    tls: Option<TlsAcceptor>,
+}
+
+/// The HTTP side's bound listeners.
+pub struct HttpListeners {
+    https: Option<Listener>,
+    metrics: Option<Listener>,
+}
+
+impl HttpListeners {
+    /// Binds what `[http]` asks for.
+    pub async fn bind(config: &Config) -> Result<HttpListeners, HttpError> {
+        let https = match config.http.listen {
+            Some(addr) => {
+                let tls = match &config.tls {
+                    Tls::Mutual { ca, cert, key, .. } => {
+                        Some(TlsAcceptor::from(server_config(ca, cert, key)?))
+                    }
+                    // Loopback only (the config checks it), as the gRPC port.
+                    Tls::Plaintext => None,
+                };
+                Some(bind("http.listen", addr, tls).await?)
+            }
+            None => None,
+        };
+        let metrics = match config.http.metrics_listen {
+            Some(addr) => Some(bind("http.metrics_listen", addr, None).await?),
+            None => None,
+        };
+        Ok(HttpListeners { https, metrics })
+    }
+
+    /// The address of `http.listen`, when set.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.as_ref().map(|l| l.addr)
+    }
+
+    /// The address of `http.metrics_listen`, when set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|l| l.addr)
+    }
+
+    /// Serves `router` on every listener until `stop` is cancelled.
+    pub async fn serve(self, router: Router, policy: Policy, stop: CancellationToken) {
+        let policy = Arc::new(policy);
+        let mut loops = JoinSet::new();
+        for listener in [self.https, self.metrics].into_iter().flatten() {
+            loops.spawn(accept_loop(
+                listener,
+                router.clone(),
+                policy.clone(),
+                stop.clone(),
+            ));
+        }
+        while loops.join_next().await.is_some() {}
+    }
+}
+
+async fn bind(
+    key: &'static str,
+    addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+) -> Result<Listener, HttpError> {
+    let bind_error = |source| HttpError::Bind { key, addr, source };
+    let tcp = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let addr = tcp.local_addr().map_err(bind_error)?;
+    Ok(Listener { tcp, addr, tls })
+}
+
+/// The server's certificate and key, and a verifier of client certificates
+/// issued by `ca`; HTTP/2 and HTTP/1.1.
+fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, HttpError> {
+    let pem = |path: &Path, why: String| HttpError::Pem {
+        path: path.display().to_string(),
+        why,
+    };
+    let certs_of = |path: &Path| -> Result<Vec<CertificateDer<'static>>, HttpError> {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| pem(path, e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| pem(path, e.to_string()))?;
+        if certs.is_empty() {
+            return Err(pem(path, "no certificate in it".into()));
+        }
+        Ok(certs)
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in certs_of(ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| pem(ca, format!("not a usable CA certificate: {e}")))?;
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem(key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| HttpError::Tls(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs_of(cert)?, key_der)
+        .map_err(|e| HttpError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+async fn accept_loop(
+    listener: Listener,
+    router: Router,
+    policy: Arc<Policy>,
+    stop: CancellationToken,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.tcp.accept() => accepted,
+        };
+        // Reap finished connections as we go.
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(addr = %listener.addr, error = %err, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (tls, router, policy) = (listener.tls.clone(), router.clone(), policy.clone());
+        connections.spawn(async move {
+            match tls {
+                None => serve_connection(stream, Caller::Local, router).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    let stream = match handshake {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "HTTPS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "HTTPS handshake timed out");
+                            return;
+                        }
+                    };
+                    let leaf = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|certs| certs.first())
+                        .map(|cert| cert.as_ref().to_vec());
+                    let caller = match leaf.map(|der| policy.identify(&der)) {
+                        Some(Ok(caller)) => caller,
+                        Some(Err(err)) => {
+                            tracing::warn!(%peer, error = %err, "refused a client certificate (HTTP)");
+                            return;
+                        }
+                        None => return,
+                    };
+                    serve_connection(stream, caller, router).await;
+                }
+            }
+        });
+    }
+    connections.shutdown().await;
+}
+
+/// HTTP/1.1 or HTTP/2 on one connection, every request carrying `caller`.
+async fn serve_connection<S>(stream: S, caller: Caller, router: Router)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = tower::service_fn(
+        move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(caller.clone());
+            router.clone().oneshot(request)
+        },
+    );
+    let result = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+        .await;
+    if let Err(err) = result {
+        tracing::debug!(error = %err, "HTTP connection ended with an error");
+    }
+}

@@ -1,0 +1,145 @@
+//! The HTTP side (`[http]`): `GET /healthz` (the process answers),
+//! `GET /readyz` (the store takes writes, terraform and ansible-playbook are
+//! found, the agent CA is loaded when agents are configured) and
+//! `GET /metrics` (Prometheus text format, administrators only), on HTTPS
+//! with the gRPC port's client-certificate rules, and on a plain loopback
+//! listener for a local Prometheus (`http.metrics_listen`).
+
+mod listen;
+
+use std::{path::Path, sync::Arc};
+
+use axum::{
+    Extension, Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+
+pub use listen::{HttpError, HttpListeners};
+
+use crate::{api::grpc::auth::Caller, config::Config, metrics::Metrics, store::Store};
+
+/// The content type of the Prometheus text format.
+const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What the handlers read.
+pub struct HttpState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// Whether the CA that signs agent certificates is loaded.
+    pub agent_ca_loaded: bool,
+}
+
+/// The routes; every request carries its [`Caller`] (see `listen`).
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// One line per check (`ok ...` or `FAIL ...`); 503 when one fails.
+async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
+    let mut lines = Vec::new();
+    let mut ready = true;
+    match state.store.check_writable().await {
+        Ok(()) => lines.push("ok store: writable".to_string()),
+        Err(err) => {
+            ready = false;
+            lines.push(format!("FAIL store: {err}"));
+        }
+    }
+    for (tool, program) in [
+        ("terraform", &state.config.terraform.binary),
+        ("ansible-playbook", &state.config.ansible.binary),
+    ] {
+        match find_program(program) {
+            Some(path) => lines.push(format!("ok {tool}: {}", path.display())),
+            None => {
+                ready = false;
+                lines.push(format!(
+                    "FAIL {tool}: {} is not an executable file (nor on PATH)",
+                    program.display()
+                ));
+            }
+        }
+    }
+    match (state.config.agent.endpoint.is_some(), state.agent_ca_loaded) {
+        (false, _) => lines.push("ok agent CA: no agents configured".to_string()),
+        (true, true) => lines.push("ok agent CA: loaded".to_string()),
+        (true, false) => {
+            ready = false;
+            lines.push(
+                "FAIL agent CA: agent.endpoint is set but no CA is loaded (TLS is off)".into(),
+            );
+        }
+    }
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, lines.join("\n") + "\n").into_response()
+}
+
+async fn metrics(
+    State(state): State<Arc<HttpState>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    if !caller.is_admin() {
+        return (
+            StatusCode::FORBIDDEN,
+            "/metrics is for administrators (auth.admins or an admin certificate)\n",
+        )
+            .into_response();
+    }
+    match state.metrics.render(&state.store).await {
+        Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "a metrics scrape failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")).into_response()
+        }
+    }
+}
+
+/// The executable `program` names: a path, or a bare name on PATH.
+fn find_program(program: &Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.components().count() > 1 {
+        return executable(program).then(|| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_found_by_path_or_on_path() {
+        assert!(find_program(Path::new("sh")).is_some());
+        assert!(find_program(Path::new("/bin/sh")).is_some());
+        assert!(find_program(Path::new("no-such-program-daas")).is_none());
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let plain = dir.path().join("not-a-program");
+        std::fs::write(&plain, "data").expect("write a file");
+        assert!(find_program(&plain).is_none());
+        assert!(find_program(dir.path()).is_none());
+    }
+}

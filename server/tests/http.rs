@@ -1,0 +1,145 @@
+//! The HTTP side against a real server, with curl as an administrator's
+//! scripts and a Prometheus would use it: /healthz, /readyz and /metrics
+//! over HTTPS with client certificates (none: refused at the handshake; a
+//! user who is not an administrator: no metrics), the plain loopback
+//! metrics listener, and a readiness that says what is missing.
+
+mod common;
+
+use common::*;
+use daas_server::testkit::{Credentials, TestOptions, TestServer};
+
+const HTTP_TOML: &str = "[http]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n";
+
+/// curl's exit code, the HTTP status and the body of `GET url`.
+async fn curl(url: &str, creds: Option<&Credentials>) -> (i32, u16, String) {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["--silent", "--show-error", "--max-time", "20"])
+        .args(["--write-out", "\n%{http_code}"]);
+    if let Some(c) = creds {
+        cmd.arg("--cacert")
+            .arg(&c.ca)
+            .arg("--cert")
+            .arg(&c.cert)
+            .arg("--key")
+            .arg(&c.key);
+    }
+    let out = cmd
+        .arg(url.replace("127.0.0.1", "localhost"))
+        .output()
+        .await
+        .expect("run curl (installed by scripts/setup.sh)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        out.status.code().unwrap_or(-1),
+        code.trim().parse().unwrap_or(0),
+        body.to_string(),
+    )
+}
+
+async fn http_server(options: TestOptions) -> TestServer {
+    TestServer::start(TestOptions {
+        extra_toml: HTTP_TOML.into(),
+        ..options
+    })
+    .await
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_over_https_with_client_certificates() {
+    let server = http_server(TestOptions::default()).await;
+    let base = server.http_endpoint().expect("http.listen is on");
+    let alice = server.credentials("alice", false);
+    let admin = server.credentials("admin", true);
+
+    let (rc, code, body) = curl(&format!("{base}/healthz"), Some(&alice)).await;
+    assert_eq!((rc, code, body.as_str()), (0, 200, "ok\n"));
+
+    let (_, code, body) = curl(&format!("{base}/readyz"), Some(&alice)).await;
+    assert_eq!(code, 200, "{body}");
+    for line in [
+        "ok store: writable",
+        "ok terraform: /",
+        "ok ansible-playbook: /",
+    ] {
+        assert!(body.contains(line), "no {line:?} in {body}");
+    }
+
+    // A user's desktop, so the metrics have something to count.
+    let mut client = server.client_as("alice", false).await;
+    let events = create(&mut client, request("alice")).await;
+    assert_eq!(
+        events.last().map(state),
+        Some(daas_api::v1::SessionState::Ready)
+    );
+
+    let (_, code, body) = curl(&format!("{base}/metrics"), Some(&alice)).await;
+    assert_eq!(code, 403, "a user read the metrics: {body}");
+
+    let (_, code, body) = curl(&format!("{base}/metrics"), Some(&admin)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("daas_sessions{state=\"READY\",template=\"debian-12-xfce\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("daas_build_info{version=\""), "{body}");
+    assert!(body.contains("# TYPE daas_sessions gauge"), "{body}");
+
+    // No client certificate: the handshake fails, nothing is served.
+    let out = tokio::process::Command::new("curl")
+        .args(["--silent", "--max-time", "20", "--cacert"])
+        .arg(&admin.ca)
+        .arg(format!(
+            "{}/healthz",
+            base.replace("127.0.0.1", "localhost")
+        ))
+        .output()
+        .await
+        .expect("run curl");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "served without a client certificate"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The plain loopback listener, for a local Prometheus: no certificate.
+    let metrics = server
+        .metrics_endpoint()
+        .expect("http.metrics_listen is on");
+    let (_, code, body) = curl(&format!("{metrics}/metrics"), None).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("daas_sessions{state=\"READY\""), "{body}");
+    let (_, code, _) = curl(&format!("{metrics}/nowhere"), None).await;
+    assert_eq!(code, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_fails_and_says_why_when_a_tool_is_missing() {
+    let server = http_server(TestOptions {
+        ansible_binary: Some("/nonexistent/ansible-playbook".into()),
+        ..TestOptions::default()
+    })
+    .await;
+    let base = server.http_endpoint().expect("http.listen is on");
+    let alice = server.credentials("alice", false);
+    let (_, code, body) = curl(&format!("{base}/readyz"), Some(&alice)).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains(
+            "FAIL ansible-playbook: /nonexistent/ansible-playbook is not an executable file"
+        ),
+        "{body}"
+    );
+    assert!(body.contains("ok store: writable"), "{body}");
+    // Alive all the same.
+    let (_, code, _) = curl(&format!("{base}/healthz"), Some(&alice)).await;
+    assert_eq!(code, 200);
+    server.stop().await;
+}
