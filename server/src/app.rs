@@ -17,6 +17,7 @@ use crate::{
     api::grpc::agent::AgentApi,
     api::grpc::auth::{AuthLayer, Policy},
     api::grpc::desktop::DesktopApi,
+    api::grpc::metered::MeterLayer,
     api::http::{HttpError, HttpListeners, HttpState},
     config::{Config, Tls},
     pki::{self, PkiError},
@@ -269,10 +270,11 @@ impl BoundServer {
             admins: self.config.auth.admins.iter().cloned().collect(),
             plaintext: self.tls_is_off(),
         };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let http_state = Arc::new(HttpState {
             config: self.config.clone(),
             store: self.store.clone(),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics: metrics.clone(),
             agent_ca_loaded: self.agent_ca_loaded,
         });
         let http = tokio::spawn(self.http.serve(
@@ -292,6 +294,10 @@ impl BoundServer {
         builder
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+            .layer(MeterLayer::new(
+                metrics,
+                &[FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET],
+            ))
             .layer(AuthLayer::new(policy))
             .add_service(health_service)
             .add_service(reflection)

@@ -4,7 +4,13 @@
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{family::Family, gauge::Gauge, info::Info},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+        info::Info,
+    },
     registry::Registry,
 };
 use tokio::sync::Mutex;
@@ -16,6 +22,19 @@ use crate::store::{Store, StoreError};
 struct SessionLabels {
     state: String,
     template: String,
+}
+
+/// Labels of `daas_grpc_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrpcLabels {
+    method: String,
+    code: String,
+}
+
+/// Labels of `daas_grpc_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: String,
 }
 
 /// Why a scrape failed.
@@ -30,6 +49,8 @@ pub enum MetricsError {
 pub struct Metrics {
     registry: Registry,
     sessions: Family<SessionLabels, Gauge>,
+    grpc_requests: Family<GrpcLabels, Counter>,
+    grpc_durations: Family<MethodLabels, Histogram>,
     /// One scrape at a time: a scrape clears and refills the gauges of the
     /// store's counts.
     scrape: Mutex<()>,
@@ -55,11 +76,45 @@ impl Metrics {
             "Sessions in the store by state and template",
             sessions.clone(),
         );
+        let grpc_requests = Family::<GrpcLabels, Counter>::default();
+        registry.register(
+            "grpc_requests",
+            "gRPC requests by method and code",
+            grpc_requests.clone(),
+        );
+        // 1 ms to about 70 min: a CreateSession stream lasts as long as its
+        // provisioning.
+        let grpc_durations =
+            Family::<MethodLabels, Histogram>::new_with_constructor(|| -> Histogram {
+                Histogram::new(exponential_buckets(0.001, 4.0, 12))
+            });
+        registry.register(
+            "grpc_request_duration_seconds",
+            "gRPC request durations, from the request to the response's end",
+            grpc_durations.clone(),
+        );
         Metrics {
             registry,
             sessions,
+            grpc_requests,
+            grpc_durations,
             scrape: Mutex::new(()),
         }
+    }
+
+    /// One gRPC request that ended with `code` after `seconds`.
+    pub fn grpc_request(&self, method: &str, code: tonic::Code, seconds: f64) {
+        self.grpc_requests
+            .get_or_create(&GrpcLabels {
+                method: method.to_string(),
+                code: format!("{code:?}"),
+            })
+            .inc();
+        self.grpc_durations
+            .get_or_create(&MethodLabels {
+                method: method.to_string(),
+            })
+            .observe(seconds);
     }
 
     /// Every metric in the Prometheus text format, the store's counts read

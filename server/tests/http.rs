@@ -2,7 +2,8 @@
 //! scripts and a Prometheus would use it: /healthz, /readyz and /metrics
 //! over HTTPS with client certificates (none: refused at the handshake; a
 //! user who is not an administrator: no metrics), the plain loopback
-//! metrics listener, and a readiness that says what is missing.
+//! metrics listener, gRPC requests counted by method and code, and a
+//! readiness that says what is missing.
 
 mod common;
 
@@ -74,6 +75,14 @@ async fn health_readiness_and_metrics_over_https_with_client_certificates() {
         Some(daas_api::v1::SessionState::Ready)
     );
 
+    let missing = client
+        .get_session(daas_api::v1::GetSessionRequest {
+            session_id: "00000000-0000-4000-8000-000000000000".into(),
+        })
+        .await
+        .expect_err("no such session");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
     let (_, code, body) = curl(&format!("{base}/metrics"), Some(&alice)).await;
     assert_eq!(code, 403, "a user read the metrics: {body}");
 
@@ -85,6 +94,13 @@ async fn health_readiness_and_metrics_over_https_with_client_certificates() {
     );
     assert!(body.contains("daas_build_info{version=\""), "{body}");
     assert!(body.contains("# TYPE daas_sessions gauge"), "{body}");
+    for line in [
+        "daas_grpc_requests_total{method=\"daas.v1.DesktopService/CreateSession\",code=\"Ok\"} 1",
+        "daas_grpc_requests_total{method=\"daas.v1.DesktopService/GetSession\",code=\"NotFound\"} 1",
+        "daas_grpc_request_duration_seconds_count{method=\"daas.v1.DesktopService/CreateSession\"} 1",
+    ] {
+        assert!(body.contains(line), "no {line:?} in {body}");
+    }
 
     // No client certificate: the handshake fails, nothing is served.
     let out = tokio::process::Command::new("curl")
