@@ -126,6 +126,7 @@ fn tls_config(
 pub struct BoundServer {
     listener: TcpListener,
     http: HttpListeners,
+    metrics: Arc<crate::metrics::Metrics>,
     agent_ca_loaded: bool,
     tls: Option<ServerTlsConfig>,
     addr: SocketAddr,
@@ -165,10 +166,18 @@ impl BoundServer {
         let config = Arc::new(config);
         let agent_ca = agent_ca(&config)?;
         let agent_ca_loaded = agent_ca.is_some();
-        let pipeline = Pipeline::new(config.clone(), store.clone(), ssh_public_key, agent_ca);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let pipeline = Pipeline::new(
+            config.clone(),
+            store.clone(),
+            ssh_public_key,
+            agent_ca,
+            metrics.clone(),
+        );
         Ok(BoundServer {
             listener,
             http,
+            metrics,
             agent_ca_loaded,
             tls,
             addr,
@@ -270,7 +279,7 @@ impl BoundServer {
             admins: self.config.auth.admins.iter().cloned().collect(),
             plaintext: self.tls_is_off(),
         };
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let metrics = self.metrics.clone();
         let http_state = Arc::new(HttpState {
             config: self.config.clone(),
             store: self.store.clone(),

@@ -1,6 +1,11 @@
 //! The server's Prometheus metrics: one registry, encoded in the text
 //! format on `GET /metrics`. What the store holds (sessions by state and
-//! template) is read at each scrape, so it is never stale after a restart.
+//! template, provisions in flight) is read at each scrape, so it is never
+//! stale after a restart; the pipeline reports each stage change
+//! ([`Metrics::stage_change`]): stage durations, time to READY, creates and
+//! destroys by result.
+
+use daas_api::v1::{SessionEvent, SessionState, session_event::Kind};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -15,13 +20,41 @@ use prometheus_client::{
 };
 use tokio::sync::Mutex;
 
-use crate::store::{Store, StoreError};
+use crate::store::{SessionRecord, Store, StoreError};
+
+/// Stage and READY histograms: 1 s to about 34 min.
+fn stage_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(1.0, 2.0, 12)
+}
 
 /// Labels of `daas_sessions`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SessionLabels {
     state: String,
     template: String,
+}
+
+/// Labels of `daas_stage_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: String,
+    template: String,
+}
+
+/// Labels of the creates' metrics. `origin`: `create` (built for its
+/// user), `claim` (a warm pool's desktop claimed) or `pool` (a pool's build).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CreateLabels {
+    template: String,
+    origin: String,
+}
+
+/// Labels of the results' counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    template: String,
+    origin: String,
+    result: String,
 }
 
 /// Labels of `daas_grpc_requests_total`.
@@ -49,6 +82,11 @@ pub enum MetricsError {
 pub struct Metrics {
     registry: Registry,
     sessions: Family<SessionLabels, Gauge>,
+    in_flight: Gauge,
+    stage_seconds: Family<StageLabels, Histogram>,
+    ready_seconds: Family<CreateLabels, Histogram>,
+    creates: Family<ResultLabels, Counter>,
+    destroys: Family<ResultLabels, Counter>,
     grpc_requests: Family<GrpcLabels, Counter>,
     grpc_durations: Family<MethodLabels, Histogram>,
     /// One scrape at a time: a scrape clears and refills the gauges of the
@@ -76,6 +114,42 @@ impl Metrics {
             "Sessions in the store by state and template",
             sessions.clone(),
         );
+        let in_flight = Gauge::default();
+        registry.register(
+            "provisions_in_flight",
+            "Sessions in PROVISIONING, BOOTING or CONFIGURING",
+            in_flight.clone(),
+        );
+        let stage_seconds =
+            Family::<StageLabels, Histogram>::new_with_constructor(|| -> Histogram {
+                Histogram::new(stage_buckets())
+            });
+        registry.register(
+            "stage_duration_seconds",
+            "Time sessions spent in a stage (QUEUED: waiting for a provisioning permit)",
+            stage_seconds.clone(),
+        );
+        let ready_seconds =
+            Family::<CreateLabels, Histogram>::new_with_constructor(|| -> Histogram {
+                Histogram::new(stage_buckets())
+            });
+        registry.register(
+            "time_to_ready_seconds",
+            "From the request (a claim: from the claim) to READY",
+            ready_seconds.clone(),
+        );
+        let creates = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "creates",
+            "Creates that ended, by result (ready, failed)",
+            creates.clone(),
+        );
+        let destroys = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "destroys",
+            "Destroys that ended, by result (destroyed, failed)",
+            destroys.clone(),
+        );
         let grpc_requests = Family::<GrpcLabels, Counter>::default();
         registry.register(
             "grpc_requests",
@@ -96,9 +170,68 @@ impl Metrics {
         Metrics {
             registry,
             sessions,
+            in_flight,
+            stage_seconds,
+            ready_seconds,
+            creates,
+            destroys,
             grpc_requests,
             grpc_durations,
             scrape: Mutex::new(()),
+        }
+    }
+
+    /// A stage change of `record`'s session that the store recorded as
+    /// `event` (from the state `from`).
+    pub fn stage_change(&self, record: &SessionRecord, from: SessionState, event: &SessionEvent) {
+        let Some(Kind::StageChange(change)) = &event.kind else {
+            return;
+        };
+        let to = SessionState::try_from(event.state).unwrap_or(SessionState::Unspecified);
+        let template = record.template.clone();
+        let origin = if record.is_claimed() {
+            "claim"
+        } else if record.is_unclaimed() {
+            "pool"
+        } else {
+            "create"
+        };
+        if let Some(d) = change.previous_duration {
+            let seconds = d.seconds as f64 + f64::from(d.nanos) / 1e9;
+            self.stage_seconds
+                .get_or_create(&StageLabels {
+                    stage: from.label().to_string(),
+                    template: template.clone(),
+                })
+                .observe(seconds.max(0.0));
+        }
+        let result = |result: &str| ResultLabels {
+            template: template.clone(),
+            origin: origin.to_string(),
+            result: result.to_string(),
+        };
+        match (from, to) {
+            (_, SessionState::Ready) => {
+                let since = record.claimed_ms.unwrap_or(record.created_ms);
+                let ms = crate::store::now_ms().saturating_sub(since).max(0);
+                self.ready_seconds
+                    .get_or_create(&CreateLabels {
+                        template: template.clone(),
+                        origin: origin.to_string(),
+                    })
+                    .observe(ms as f64 / 1000.0);
+                self.creates.get_or_create(&result("ready")).inc();
+            }
+            (SessionState::Destroying, SessionState::Destroyed) => {
+                self.destroys.get_or_create(&result("destroyed")).inc();
+            }
+            (SessionState::Destroying, SessionState::Failed) => {
+                self.destroys.get_or_create(&result("failed")).inc();
+            }
+            (_, SessionState::Failed) => {
+                self.creates.get_or_create(&result("failed")).inc();
+            }
+            _ => {}
         }
     }
 
@@ -123,16 +256,24 @@ impl Metrics {
         let _one = self.scrape.lock().await;
         let counts = store.count_by_state().await?;
         self.sessions.clear();
+        let mut in_flight = 0;
         for (state, template, count) in counts {
-            let state = state.as_str_name().trim_start_matches("SESSION_STATE_");
+            if matches!(
+                state,
+                SessionState::Provisioning | SessionState::Booting | SessionState::Configuring
+            ) {
+                in_flight += count;
+            }
             let labels = SessionLabels {
-                state: state.to_string(),
+                state: state.label().to_string(),
                 template,
             };
             self.sessions
                 .get_or_create(&labels)
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
+        self.in_flight
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
         let mut text = String::new();
         encode(&mut text, &self.registry)?;
         Ok(text)

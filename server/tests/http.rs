@@ -124,13 +124,36 @@ async fn health_readiness_and_metrics_over_https_with_client_certificates() {
         String::from_utf8_lossy(&out.stdout)
     );
 
+    // The session's life in the metrics, once destroyed.
+    let id = events[0].session_id.clone();
+    client
+        .destroy_session(daas_api::v1::DestroySessionRequest {
+            session_id: id.clone(),
+        })
+        .await
+        .expect("destroy");
+    watch(&mut client, &id).await;
+
     // The plain loopback listener, for a local Prometheus: no certificate.
     let metrics = server
         .metrics_endpoint()
         .expect("http.metrics_listen is on");
     let (_, code, body) = curl(&format!("{metrics}/metrics"), None).await;
     assert_eq!(code, 200, "{body}");
-    assert!(body.contains("daas_sessions{state=\"READY\""), "{body}");
+    let t = "template=\"debian-12-xfce\"";
+    for line in [
+        format!("daas_sessions{{state=\"DESTROYED\",{t}}} 1"),
+        "daas_provisions_in_flight 0".to_string(),
+        format!("daas_creates_total{{{t},origin=\"create\",result=\"ready\"}} 1"),
+        format!("daas_destroys_total{{{t},origin=\"create\",result=\"destroyed\"}} 1"),
+        format!("daas_time_to_ready_seconds_count{{{t},origin=\"create\"}} 1"),
+        format!("daas_stage_duration_seconds_count{{stage=\"QUEUED\",{t}}} 1"),
+        format!("daas_stage_duration_seconds_count{{stage=\"CONFIGURING\",{t}}} 1"),
+        format!("daas_stage_duration_seconds_count{{stage=\"READY\",{t}}} 1"),
+        format!("daas_stage_duration_seconds_count{{stage=\"DESTROYING\",{t}}} 1"),
+    ] {
+        assert!(body.contains(&line), "no {line:?} in {body}");
+    }
     let (_, code, _) = curl(&format!("{metrics}/nowhere"), None).await;
     assert_eq!(code, 404);
     server.stop().await;
@@ -154,8 +177,21 @@ async fn readiness_fails_and_says_why_when_a_tool_is_missing() {
         "{body}"
     );
     assert!(body.contains("ok store: writable"), "{body}");
-    // Alive all the same.
+    // Alive all the same; a create fails at CONFIGURING, and is counted so.
     let (_, code, _) = curl(&format!("{base}/healthz"), Some(&alice)).await;
     assert_eq!(code, 200);
+    let mut client = server.client_as("alice", false).await;
+    let events = create(&mut client, request("alice")).await;
+    assert_eq!(
+        events.last().map(state),
+        Some(daas_api::v1::SessionState::Failed)
+    );
+    let metrics = server
+        .metrics_endpoint()
+        .expect("http.metrics_listen is on");
+    let (_, _, body) = curl(&format!("{metrics}/metrics"), None).await;
+    let line =
+        "daas_creates_total{template=\"debian-12-xfce\",origin=\"create\",result=\"failed\"} 1";
+    assert!(body.contains(line), "no {line:?} in {body}");
     server.stop().await;
 }

@@ -82,6 +82,7 @@ struct Inner {
     ssh_public_key: String,
     /// Signs per-session agent certificates; None: no agents.
     agent_ca: Option<crate::pki::Ca>,
+    metrics: Arc<crate::metrics::Metrics>,
     permits: permits::Permits,
     /// Cancels the provisioning task of a session.
     running: Mutex<HashMap<String, CancellationToken>>,
@@ -100,6 +101,7 @@ impl Pipeline {
         store: Store,
         ssh_public_key: String,
         agent_ca: Option<crate::pki::Ca>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         let permits = permits::Permits::new(config.limits.max_parallel_provisions);
         Pipeline {
@@ -108,6 +110,7 @@ impl Pipeline {
                 store,
                 ssh_public_key,
                 agent_ca,
+                metrics,
                 permits,
                 running: Mutex::new(HashMap::new()),
                 locks: SessionLocks::default(),
@@ -281,17 +284,16 @@ impl Pipeline {
         };
         // From the state the store holds now (the lock keeps it still).
         let result = match store.get(id).await {
-            Ok(Some(now)) if now.state.is_in_progress() => {
-                store
-                    .transition(
-                        id,
-                        now.state,
-                        SessionState::Failed,
-                        message,
-                        Some((stage, reason)),
-                    )
-                    .await
-            }
+            Ok(Some(now)) if now.state.is_in_progress() => store
+                .transition(
+                    id,
+                    now.state,
+                    SessionState::Failed,
+                    message,
+                    Some((stage, reason)),
+                )
+                .await
+                .map(|event| self.inner.metrics.stage_change(&now, now.state, &event)),
             Ok(_) => return,
             Err(err) => Err(err),
         };
@@ -473,7 +475,7 @@ impl Pipeline {
         if record.state == SessionState::Destroyed {
             return Ok(record);
         }
-        store
+        let event = store
             .transition(
                 id,
                 record.state,
@@ -482,6 +484,8 @@ impl Pipeline {
                 None,
             )
             .await?;
+        let metrics = &self.inner.metrics;
+        metrics.stage_change(&record, record.state, &event);
         let log = self.log(id, None);
         let cancel = self.inner.shutdown.child_token();
         let configured = match record.state {
@@ -494,7 +498,7 @@ impl Pipeline {
         };
         match self.teardown(&record, configured, &log, &cancel).await {
             Ok(()) => {
-                store
+                let event = store
                     .transition(
                         id,
                         SessionState::Destroying,
@@ -503,10 +507,11 @@ impl Pipeline {
                         None,
                     )
                     .await?;
+                metrics.stage_change(&record, SessionState::Destroying, &event);
             }
             Err(err) => {
                 let reason = err.to_string();
-                store
+                let event = store
                     .transition(
                         id,
                         SessionState::Destroying,
@@ -515,6 +520,7 @@ impl Pipeline {
                         Some((SessionState::Destroying, reason.clone())),
                     )
                     .await?;
+                metrics.stage_change(&record, SessionState::Destroying, &event);
                 return Err(Error::DestroyFailed {
                     id: id.to_string(),
                     reason,

@@ -148,10 +148,12 @@ impl Pipeline {
         to: SessionState,
         message: String,
     ) -> Result<(), StageError> {
-        self.inner
+        let event = self
+            .inner
             .store
             .transition(&record.id, *stage, to, message, None)
             .await?;
+        self.inner.metrics.stage_change(record, *stage, &event);
         *stage = to;
         Ok(())
     }
