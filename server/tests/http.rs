@@ -8,36 +8,9 @@
 mod common;
 
 use common::*;
-use daas_server::testkit::{Credentials, TestOptions, TestServer};
+use daas_server::testkit::{TestOptions, TestServer};
 
 const HTTP_TOML: &str = "[http]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n";
-
-/// curl's exit code, the HTTP status and the body of `GET url`.
-async fn curl(url: &str, creds: Option<&Credentials>) -> (i32, u16, String) {
-    let mut cmd = tokio::process::Command::new("curl");
-    cmd.args(["--silent", "--show-error", "--max-time", "20"])
-        .args(["--write-out", "\n%{http_code}"]);
-    if let Some(c) = creds {
-        cmd.arg("--cacert")
-            .arg(&c.ca)
-            .arg("--cert")
-            .arg(&c.cert)
-            .arg("--key")
-            .arg(&c.key);
-    }
-    let out = cmd
-        .arg(url.replace("127.0.0.1", "localhost"))
-        .output()
-        .await
-        .expect("run curl (installed by scripts/setup.sh)");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (
-        out.status.code().unwrap_or(-1),
-        code.trim().parse().unwrap_or(0),
-        body.to_string(),
-    )
-}
 
 async fn http_server(options: TestOptions) -> TestServer {
     TestServer::start(TestOptions {

@@ -73,7 +73,7 @@ async fn spares(client: &mut Client) -> Vec<Session> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_claim_takes_a_ready_desktop_runs_only_the_per_user_part_and_the_pool_refills() {
     let server = TestServer::start(TestOptions {
-        extra_toml: pool_toml(1, ""),
+        extra_toml: pool_toml(1, "[http]\nmetrics_listen = \"127.0.0.1:0\""),
         ..Default::default()
     })
     .await;
@@ -149,6 +149,19 @@ async fn a_claim_takes_a_ready_desktop_runs_only_the_per_user_part_and_the_pool_
         .pop()
         .expect("a new unclaimed desktop");
     assert_ne!(new_spare.vm_name, spare.vm_name);
+    // The metrics tell pool builds from claims.
+    let metrics = server
+        .metrics_endpoint()
+        .expect("http.metrics_listen is on");
+    let (_, _, body) = curl(&format!("{metrics}/metrics"), None).await;
+    let t = "template=\"debian-12-xfce\"";
+    for line in [
+        format!("daas_creates_total{{{t},origin=\"pool\",result=\"ready\"}} 2"),
+        format!("daas_creates_total{{{t},origin=\"claim\",result=\"ready\"}} 1"),
+        format!("daas_time_to_ready_seconds_count{{{t},origin=\"claim\"}} 1"),
+    ] {
+        assert!(body.contains(&line), "no {line:?} in {body}");
+    }
     let gone = alice
         .destroy_session(DestroySessionRequest {
             session_id: session.id.clone(),

@@ -7,6 +7,7 @@ use daas_api::v1::{
     CreateSessionRequest, SessionEvent, SessionState, WatchSessionRequest,
     desktop_service_client::DesktopServiceClient, session_event::Kind,
 };
+use daas_server::testkit::Credentials;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
@@ -167,4 +168,31 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// curl's exit code, the HTTP status and the body of `GET url`.
+pub async fn curl(url: &str, creds: Option<&Credentials>) -> (i32, u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["--silent", "--show-error", "--max-time", "20"])
+        .args(["--write-out", "\n%{http_code}"]);
+    if let Some(c) = creds {
+        cmd.arg("--cacert")
+            .arg(&c.ca)
+            .arg("--cert")
+            .arg(&c.cert)
+            .arg("--key")
+            .arg(&c.key);
+    }
+    let out = cmd
+        .arg(url.replace("127.0.0.1", "localhost"))
+        .output()
+        .await
+        .expect("run curl (installed by scripts/setup.sh)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        out.status.code().unwrap_or(-1),
+        code.trim().parse().unwrap_or(0),
+        body.to_string(),
+    )
 }
