@@ -251,6 +251,7 @@ impl BoundServer {
         let agents = AgentServiceServer::new(AgentApi {
             config: self.config.clone(),
             store: self.store.clone(),
+            metrics: self.metrics.clone(),
         })
         .max_decoding_message_size(MAX_REQUEST_BYTES);
         let sweeper = tokio::spawn(crate::provision::sweeper::run(

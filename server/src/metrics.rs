@@ -1,9 +1,10 @@
 //! The server's Prometheus metrics: one registry, encoded in the text
 //! format on `GET /metrics`. What the store holds (sessions by state and
-//! template, provisions in flight) is read at each scrape, so it is never
-//! stale after a restart; the pipeline reports each stage change
+//! template, provisions in flight, the age of each READY desktop's last
+//! agent report) is read at each scrape, so it is never stale after a
+//! restart; the pipeline reports each stage change
 //! ([`Metrics::stage_change`]): stage durations, time to READY, creates and
-//! destroys by result.
+//! destroys by result; the agent service each report.
 
 use daas_api::v1::{SessionEvent, SessionState, session_event::Kind};
 
@@ -31,6 +32,13 @@ fn stage_buckets() -> impl Iterator<Item = f64> {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SessionLabels {
     state: String,
+    template: String,
+}
+
+/// Labels of `daas_agent_last_report_age_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentLabels {
+    session: String,
     template: String,
 }
 
@@ -83,6 +91,8 @@ pub struct Metrics {
     registry: Registry,
     sessions: Family<SessionLabels, Gauge>,
     in_flight: Gauge,
+    agent_reports: Counter,
+    agent_age: Family<AgentLabels, Gauge>,
     stage_seconds: Family<StageLabels, Histogram>,
     ready_seconds: Family<CreateLabels, Histogram>,
     creates: Family<ResultLabels, Counter>,
@@ -119,6 +129,18 @@ impl Metrics {
             "provisions_in_flight",
             "Sessions in PROVISIONING, BOOTING or CONFIGURING",
             in_flight.clone(),
+        );
+        let agent_reports = Counter::default();
+        registry.register(
+            "agent_reports",
+            "Activity reports received from the agents",
+            agent_reports.clone(),
+        );
+        let agent_age = Family::<AgentLabels, Gauge>::default();
+        registry.register(
+            "agent_last_report_age_seconds",
+            "Seconds since each READY desktop's agent last reported",
+            agent_age.clone(),
         );
         let stage_seconds =
             Family::<StageLabels, Histogram>::new_with_constructor(|| -> Histogram {
@@ -171,6 +193,8 @@ impl Metrics {
             registry,
             sessions,
             in_flight,
+            agent_reports,
+            agent_age,
             stage_seconds,
             ready_seconds,
             creates,
@@ -235,6 +259,11 @@ impl Metrics {
         }
     }
 
+    /// An agent's report, recorded.
+    pub fn agent_report(&self) {
+        self.agent_reports.inc();
+    }
+
     /// One gRPC request that ended with `code` after `seconds`.
     pub fn grpc_request(&self, method: &str, code: tonic::Code, seconds: f64) {
         self.grpc_requests
@@ -274,6 +303,19 @@ impl Metrics {
         }
         self.in_flight
             .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+        let now = crate::store::now_ms();
+        self.agent_age.clear();
+        for record in store.list(None, Some(SessionState::Ready)).await? {
+            if let Some(ms) = record.activity.last_report_ms {
+                let labels = AgentLabels {
+                    session: record.id,
+                    template: record.template,
+                };
+                self.agent_age
+                    .get_or_create(&labels)
+                    .set(now.saturating_sub(ms).max(0) / 1000);
+            }
+        }
         let mut text = String::new();
         encode(&mut text, &self.registry)?;
         Ok(text)

@@ -59,8 +59,34 @@ async fn health_readiness_and_metrics_over_https_with_client_certificates() {
     let (_, code, body) = curl(&format!("{base}/metrics"), Some(&alice)).await;
     assert_eq!(code, 403, "a user read the metrics: {body}");
 
+    // Its agent reports.
+    let id = events[0].session_id.clone();
+    let agent_creds = server.agent_credentials(&id);
+    let mut agent = daas_api::v1::agent_service_client::AgentServiceClient::new(
+        daas_server::testkit::channel(&server.endpoint(), Some(&agent_creds))
+            .await
+            .expect("the agent connects"),
+    );
+    agent
+        .report_activity(daas_api::v1::ReportActivityRequest {
+            session_id: id.clone(),
+            idle_seconds: 5,
+            rdp_clients: 1,
+            users: vec!["alice".into()],
+            agent_version: "0.1.0".into(),
+            boot_time: None,
+            displays: 1,
+        })
+        .await
+        .expect("a report");
+
     let (_, code, body) = curl(&format!("{base}/metrics"), Some(&admin)).await;
     assert_eq!(code, 200, "{body}");
+    assert!(body.contains("daas_agent_reports_total 1"), "{body}");
+    let age = format!(
+        "daas_agent_last_report_age_seconds{{session=\"{id}\",template=\"debian-12-xfce\"}} "
+    );
+    assert!(body.contains(&age), "no {age:?} in {body}");
     assert!(
         body.contains("daas_sessions{state=\"READY\",template=\"debian-12-xfce\"} 1"),
         "{body}"
@@ -98,7 +124,6 @@ async fn health_readiness_and_metrics_over_https_with_client_certificates() {
     );
 
     // The session's life in the metrics, once destroyed.
-    let id = events[0].session_id.clone();
     client
         .destroy_session(daas_api::v1::DestroySessionRequest {
             session_id: id.clone(),

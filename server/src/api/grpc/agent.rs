@@ -27,6 +27,7 @@ const MAX_TEXT: usize = 64;
 pub struct AgentApi {
     pub config: Arc<Config>,
     pub store: Store,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn duration(d: Duration) -> prost_types::Duration {
@@ -101,6 +102,7 @@ impl AgentService for AgentApi {
             )
             .await
             .map_err(Error::from)?;
+        self.metrics.agent_report();
         let ending = match (record.state, record.activity.warned_reap_ms) {
             (SessionState::Destroying, _) => Some(SessionEnding {
                 message: "This desktop is being destroyed now.".into(),
