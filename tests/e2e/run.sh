@@ -22,9 +22,10 @@
 #   5. a warm pool of one (without AD) builds beside a cold create: two
 #      VMs at once, different slots (RDP ports); a create claims the pooled
 #      desktop (QUEUED -> CONFIGURING -> READY, the per-user part only) and
-#      xfreerdp logs in on it (screenshot $ARTIFACTS/desktop-pool.png); its
-#      destroy makes the pool build a new one, which a restart without the
-#      pool cleans up half-made; everything destroyed and cleaned up.
+#      the claim makes the pool build a new one at once, which a restart
+#      without the pool cleans up half-made (the claimed desktop stays);
+#      xfreerdp logs in on the claimed one (screenshot
+#      $ARTIFACTS/desktop-pool.png); everything destroyed and cleaned up.
 #
 # Timings go to stdout and $ARTIFACTS/timings.txt.
 # Environment: DAAS_IMAGE_CACHE (.data/qemu/images), DAAS_ARTIFACTS_DIR
@@ -523,6 +524,20 @@ stages3=$(jq -rs '[.[] | select(.stage_change != null) | .state] | join(" ")' "$
 log "claimed $SPARE ($(jq -r .vm_name <<<"$s3")): READY $CLAIM_MS ms after the request ($stages3)"
 timing "session 3: claim to READY (CLI)" "$(awk -v ms="$CLAIM_MS" 'BEGIN { printf "%.1f s", ms / 1000 }')"
 stage_times "session 3 (claimed)" "$ARTIFACTS/create-3.ndjson"
+# The claim makes the pool build another at once (a claimed desktop never
+# goes back). The server stops mid-build and comes back without the pool:
+# the half-made desktop is cleaned up, nothing builds it again, and the
+# claimed desktop stays READY.
+wait_pool '.provisioning == 1 and .ready == 0 and .claimed_today == 1' 60 "the pool did not start a new desktop"
+REFILL=$(unclaimed '.state != "DESTROYED" and .state != "FAILED"')
+log "the pool builds $REFILL in place of the claimed desktop ($(show "$REFILL" | jq -r .state))"
+stop_server
+start_server
+wait_state "$REFILL" FAILED 300
+show "$REFILL" | jq -r .failure.reason | grep -q 'server restarted' || fail "$REFILL: $(show "$REFILL" | jq -c .failure)"
+assert_gone "$REFILL" "$(show "$REFILL" | jq -r .vm_name)"
+log "the half-made $REFILL: FAILED ($(show "$REFILL" | jq -r .failure.reason)), nothing left"
+[[ $(show "$ID3" | jq -r .state) == READY ]] || fail "the claimed $ID3 did not stay READY: $(show "$ID3" | jq -c .)"
 ports=("$(jq -r .rdp_port <<<"$s2")" "$(jq -r .rdp_port <<<"$s3")")
 vms=("$(jq -r .vm_name <<<"$s2")" "$(jq -r .vm_name <<<"$s3")")
 [[ ${ports[0]} != "${ports[1]}" ]] || fail "both desktops got RDP port ${ports[0]}"
@@ -541,20 +556,9 @@ XVFB_PID=
 daas destroy "$ID3" >/dev/null || fail "daas destroy $ID3"
 wait_state "$ID3" DESTROYED 300
 assert_gone "$ID3" "${vms[1]}"
-wait_pool '.provisioning + .ready == 1 and .claimed_today == 1' 60 "the pool did not start a new desktop"
-REFILL=$(unclaimed '.state != "DESTROYED" and .state != "FAILED"')
-log "the pool builds $REFILL in place of the claimed desktop"
 daas destroy "$ID2" >/dev/null || fail "daas destroy $ID2"
 wait_state "$ID2" DESTROYED 300
 assert_gone "$ID2" "${vms[0]}"
-# The server stops mid-build and comes back without the pool: the
-# half-made desktop is cleaned up, and nothing builds it again.
-stop_server
-start_server
-wait_state "$REFILL" FAILED 300
-show "$REFILL" | jq -r .failure.reason | grep -q 'server restarted' || fail "$REFILL: $(show "$REFILL" | jq -c .failure)"
-assert_gone "$REFILL" "$(show "$REFILL" | jq -r .vm_name)"
-log "the half-made $REFILL: FAILED ($(show "$REFILL" | jq -r .failure.reason)), nothing left"
 
 # ---- summary ----
 step "timings"
