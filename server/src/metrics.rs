@@ -17,15 +17,27 @@ use prometheus_client::{
         histogram::{Histogram, exponential_buckets},
         info::Info,
     },
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 use tokio::sync::Mutex;
 
 use crate::store::{SessionRecord, Store, StoreError};
 
 /// Stage and READY histograms: 1 s to about 34 min.
-fn stage_buckets() -> impl Iterator<Item = f64> {
-    exponential_buckets(1.0, 2.0, 12)
+fn stage_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 12))
+}
+
+/// gRPC durations: 1 ms to about 70 min (a CreateSession stream lasts as
+/// long as its provisioning).
+fn grpc_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 4.0, 12))
+}
+
+/// Registers `metric` as `name` and hands back a handle on it.
+fn add<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// Labels of `daas_sessions`.
@@ -118,76 +130,66 @@ impl Metrics {
             "The daas-server version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
-        let sessions = Family::<SessionLabels, Gauge>::default();
-        registry.register(
+        let r = &mut registry;
+        let sessions = add(
+            r,
             "sessions",
             "Sessions in the store by state and template",
-            sessions.clone(),
+            Family::default(),
         );
-        let in_flight = Gauge::default();
-        registry.register(
+        let in_flight = add(
+            r,
             "provisions_in_flight",
             "Sessions in PROVISIONING, BOOTING or CONFIGURING",
-            in_flight.clone(),
+            Gauge::default(),
         );
-        let agent_reports = Counter::default();
-        registry.register(
+        let agent_reports = add(
+            r,
             "agent_reports",
             "Activity reports received from the agents",
-            agent_reports.clone(),
+            Counter::default(),
         );
-        let agent_age = Family::<AgentLabels, Gauge>::default();
-        registry.register(
+        let agent_age = add(
+            r,
             "agent_last_report_age_seconds",
             "Seconds since each READY desktop's agent last reported",
-            agent_age.clone(),
+            Family::default(),
         );
-        let stage_seconds =
-            Family::<StageLabels, Histogram>::new_with_constructor(|| -> Histogram {
-                Histogram::new(stage_buckets())
-            });
-        registry.register(
+        let stage_seconds = add(
+            r,
             "stage_duration_seconds",
             "Time sessions spent in a stage (QUEUED: waiting for a provisioning permit)",
-            stage_seconds.clone(),
+            Family::new_with_constructor(stage_histogram as fn() -> Histogram),
         );
-        let ready_seconds =
-            Family::<CreateLabels, Histogram>::new_with_constructor(|| -> Histogram {
-                Histogram::new(stage_buckets())
-            });
-        registry.register(
+        let ready_seconds = add(
+            r,
             "time_to_ready_seconds",
             "From the request (a claim: from the claim) to READY",
-            ready_seconds.clone(),
+            Family::new_with_constructor(stage_histogram as fn() -> Histogram),
         );
-        let creates = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let creates = add(
+            r,
             "creates",
             "Creates that ended, by result (ready, failed)",
-            creates.clone(),
+            Family::default(),
         );
-        let destroys = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let destroys = add(
+            r,
             "destroys",
             "Destroys that ended, by result (destroyed, failed)",
-            destroys.clone(),
+            Family::default(),
         );
-        let grpc_requests = Family::<GrpcLabels, Counter>::default();
-        registry.register(
+        let grpc_requests = add(
+            r,
             "grpc_requests",
             "gRPC requests by method and code",
-            grpc_requests.clone(),
+            Family::default(),
         );
-        // 1 ms to about 70 min: a CreateSession stream lasts as long as its
-        // provisioning.
-        let grpc_durations =
-            Family::<MethodLabels, Histogram>::new_with_constructor(|| -> Histogram {
-                Histogram::new(exponential_buckets(0.001, 4.0, 12))
-            });
-        registry.register(
+        let grpc_durations = add(
+            r,
             "grpc_request_duration_seconds",
             "gRPC request durations, from the request to the response's end",
-            grpc_durations.clone(),
+            Family::new_with_constructor(grpc_histogram as fn() -> Histogram),
         );
         Metrics {
             registry,
@@ -206,11 +208,12 @@ impl Metrics {
     }
 
     /// A stage change of `record`'s session that the store recorded as
-    /// `event` (from the state `from`).
-    pub fn stage_change(&self, record: &SessionRecord, from: SessionState, event: &SessionEvent) {
+    /// `event`.
+    pub fn stage_change(&self, record: &SessionRecord, event: &SessionEvent) {
         let Some(Kind::StageChange(change)) = &event.kind else {
             return;
         };
+        let from = change.previous();
         let to = SessionState::try_from(event.state).unwrap_or(SessionState::Unspecified);
         let template = record.template.clone();
         let origin = if record.is_claimed() {

@@ -61,22 +61,9 @@ async fn health_readiness_and_metrics_over_https_with_client_certificates() {
 
     // Its agent reports.
     let id = events[0].session_id.clone();
-    let agent_creds = server.agent_credentials(&id);
-    let mut agent = daas_api::v1::agent_service_client::AgentServiceClient::new(
-        daas_server::testkit::channel(&server.endpoint(), Some(&agent_creds))
-            .await
-            .expect("the agent connects"),
-    );
-    agent
-        .report_activity(daas_api::v1::ReportActivityRequest {
-            session_id: id.clone(),
-            idle_seconds: 5,
-            rdp_clients: 1,
-            users: vec!["alice".into()],
-            agent_version: "0.1.0".into(),
-            boot_time: None,
-            displays: 1,
-        })
+    agent_for(&server, &id)
+        .await
+        .report_activity(report(&id, 5, 1))
         .await
         .expect("a report");
 

@@ -495,7 +495,7 @@ async fn a_restart_keeps_ready_desktops_and_cleans_up_half_made_ones() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unclaimed_desktop_is_not_reaped_for_idleness_but_is_when_its_agent_goes_silent() {
-    use daas_api::v1::{ReportActivityRequest, agent_service_client::AgentServiceClient};
+    use daas_api::v1::ReportActivityRequest;
     let server = TestServer::start(TestOptions {
         extra_toml: format!(
             "[agent]\nendpoint = \"https://10.0.2.2:50051\"\n\
@@ -510,12 +510,7 @@ async fn an_unclaimed_desktop_is_not_reaped_for_idleness_but_is_when_its_agent_g
     let mut admin = server.client().await;
     wait_pool(&mut admin, "a ready desktop", |p| p.ready == 1).await;
     let spare = spares(&mut admin).await.pop().expect("a desktop");
-    let creds = server.agent_credentials(&spare.id);
-    let mut agent = AgentServiceClient::new(
-        daas_server::testkit::channel(&server.endpoint(), Some(&creds))
-            .await
-            .expect("the agent's channel"),
-    );
+    let mut agent = agent_for(&server, &spare.id).await;
     // Idle and disconnected far beyond the policy, but reporting: kept.
     for _ in 0..12 {
         agent

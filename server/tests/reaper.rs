@@ -6,30 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use daas_api::v1::{
-    GetSessionRequest, ReportActivityRequest, SessionState, WatchSessionRequest,
-    agent_service_client::AgentServiceClient, session_event::Kind,
-};
-use daas_server::testkit::{TestOptions, TestServer, channel};
-use tonic::{Code, transport::Channel};
-
-/// A client holding the certificate of session `id`'s agent.
-async fn agent_for(server: &TestServer, id: &str) -> AgentServiceClient<Channel> {
-    let creds = server.agent_credentials(id);
-    AgentServiceClient::new(channel(&server.endpoint(), Some(&creds)).await.unwrap())
-}
-
-fn report(id: &str, idle_seconds: u64, rdp_clients: u32) -> ReportActivityRequest {
-    ReportActivityRequest {
-        session_id: id.into(),
-        idle_seconds,
-        rdp_clients,
-        users: vec!["alice".into()],
-        agent_version: "0.1.0".into(),
-        boot_time: None,
-        displays: 1,
-    }
-}
+use daas_api::v1::{GetSessionRequest, SessionState, WatchSessionRequest, session_event::Kind};
+use daas_server::testkit::{TestOptions, TestServer};
+use tonic::Code;
 
 fn policy(toml: &str) -> TestOptions {
     TestOptions {

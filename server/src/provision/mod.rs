@@ -293,7 +293,7 @@ impl Pipeline {
                     Some((stage, reason)),
                 )
                 .await
-                .map(|event| self.inner.metrics.stage_change(&now, now.state, &event)),
+                .map(|event| self.inner.metrics.stage_change(&now, &event)),
             Ok(_) => return,
             Err(err) => Err(err),
         };
@@ -485,7 +485,7 @@ impl Pipeline {
             )
             .await?;
         let metrics = &self.inner.metrics;
-        metrics.stage_change(&record, record.state, &event);
+        metrics.stage_change(&record, &event);
         let log = self.log(id, None);
         let cancel = self.inner.shutdown.child_token();
         let configured = match record.state {
@@ -507,7 +507,7 @@ impl Pipeline {
                         None,
                     )
                     .await?;
-                metrics.stage_change(&record, SessionState::Destroying, &event);
+                metrics.stage_change(&record, &event);
             }
             Err(err) => {
                 let reason = err.to_string();
@@ -520,7 +520,7 @@ impl Pipeline {
                         Some((SessionState::Destroying, reason.clone())),
                     )
                     .await?;
-                metrics.stage_change(&record, SessionState::Destroying, &event);
+                metrics.stage_change(&record, &event);
                 return Err(Error::DestroyFailed {
                     id: id.to_string(),
                     reason,

@@ -153,7 +153,7 @@ impl Pipeline {
             .store
             .transition(&record.id, *stage, to, message, None)
             .await?;
-        self.inner.metrics.stage_change(record, *stage, &event);
+        self.inner.metrics.stage_change(record, &event);
         *stage = to;
         Ok(())
     }

@@ -4,10 +4,11 @@
 use std::{path::Path, process::Stdio, time::Duration};
 
 use daas_api::v1::{
-    CreateSessionRequest, SessionEvent, SessionState, WatchSessionRequest,
-    desktop_service_client::DesktopServiceClient, session_event::Kind,
+    CreateSessionRequest, ReportActivityRequest, SessionEvent, SessionState, WatchSessionRequest,
+    agent_service_client::AgentServiceClient, desktop_service_client::DesktopServiceClient,
+    session_event::Kind,
 };
-use daas_server::testkit::Credentials;
+use daas_server::testkit::{Credentials, TestServer, channel};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
@@ -195,4 +196,23 @@ pub async fn curl(url: &str, creds: Option<&Credentials>) -> (i32, u16, String) 
         code.trim().parse().unwrap_or(0),
         body.to_string(),
     )
+}
+
+/// A client holding the certificate of session `id`'s agent.
+pub async fn agent_for(server: &TestServer, id: &str) -> AgentServiceClient<Channel> {
+    let creds = server.agent_credentials(id);
+    AgentServiceClient::new(channel(&server.endpoint(), Some(&creds)).await.unwrap())
+}
+
+/// A report of alice at the desktop of session `id`.
+pub fn report(id: &str, idle_seconds: u64, rdp_clients: u32) -> ReportActivityRequest {
+    ReportActivityRequest {
+        session_id: id.into(),
+        idle_seconds,
+        rdp_clients,
+        users: vec!["alice".into()],
+        agent_version: "0.1.0".into(),
+        boot_time: None,
+        displays: 1,
+    }
 }
