@@ -28,6 +28,11 @@ fn stage_histogram() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 2.0, 12))
 }
 
+/// Tool runs: 100 ms to about 55 min.
+fn tool_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.1, 2.0, 16))
+}
+
 /// gRPC durations: 1 ms to about 70 min (a CreateSession stream lasts as
 /// long as its provisioning).
 fn grpc_histogram() -> Histogram {
@@ -77,6 +82,27 @@ struct ResultLabels {
     result: String,
 }
 
+/// Labels of `daas_tool_runs_total`: the tool (terraform, ssh, ansible)
+/// and how its run ended (`provision::tool::end_reason`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolLabels {
+    tool: String,
+    reason: String,
+}
+
+/// Labels of `daas_tool_run_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolNameLabels {
+    tool: String,
+}
+
+/// Labels of `daas_reaps_total`: the rule that reaped (idle, disconnected,
+/// max_lifetime, agent_lost, pool_max_age).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReapLabels {
+    reason: String,
+}
+
 /// Labels of `daas_grpc_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GrpcLabels {
@@ -111,6 +137,9 @@ pub struct Metrics {
     destroys: Family<ResultLabels, Counter>,
     grpc_requests: Family<GrpcLabels, Counter>,
     grpc_durations: Family<MethodLabels, Histogram>,
+    tool_runs: Family<ToolLabels, Counter>,
+    tool_seconds: Family<ToolNameLabels, Histogram>,
+    reaps: Family<ReapLabels, Counter>,
     /// One scrape at a time: a scrape clears and refills the gauges of the
     /// store's counts.
     scrape: Mutex<()>,
@@ -191,8 +220,31 @@ impl Metrics {
             "gRPC request durations, from the request to the response's end",
             Family::new_with_constructor(grpc_histogram as fn() -> Histogram),
         );
+        let tool_runs = add(
+            r,
+            "tool_runs",
+            "Runs of terraform, ssh and ansible-playbook by how they ended \
+             (ok, exit_<code>, signal, timeout, cancelled, spawn_failed, io_error)",
+            Family::default(),
+        );
+        let tool_seconds = add(
+            r,
+            "tool_run_duration_seconds",
+            "How long each tool run took",
+            Family::new_with_constructor(tool_histogram as fn() -> Histogram),
+        );
+        let reaps = add(
+            r,
+            "reaps",
+            "Desktops the reaper destroyed, by rule \
+             (idle, disconnected, max_lifetime, agent_lost, pool_max_age)",
+            Family::default(),
+        );
         Metrics {
             registry,
+            tool_runs,
+            tool_seconds,
+            reaps,
             sessions,
             in_flight,
             agent_reports,
@@ -260,6 +312,31 @@ impl Metrics {
             }
             _ => {}
         }
+    }
+
+    /// One run of `tool` that ended as `reason` (`provision::tool::end_reason`) after
+    /// `seconds`.
+    pub fn tool_run(&self, tool: &str, reason: &str, seconds: f64) {
+        self.tool_runs
+            .get_or_create(&ToolLabels {
+                tool: tool.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+        self.tool_seconds
+            .get_or_create(&ToolNameLabels {
+                tool: tool.to_string(),
+            })
+            .observe(seconds.max(0.0));
+    }
+
+    /// A desktop the reaper destroyed by `rule`.
+    pub fn reap(&self, rule: &str) {
+        self.reaps
+            .get_or_create(&ReapLabels {
+                reason: rule.to_string(),
+            })
+            .inc();
     }
 
     /// An agent's report, recorded.

@@ -136,6 +136,9 @@ async fn health_readiness_and_metrics_over_https_with_client_certificates() {
         format!("daas_stage_duration_seconds_count{{stage=\"CONFIGURING\",{t}}} 1"),
         format!("daas_stage_duration_seconds_count{{stage=\"READY\",{t}}} 1"),
         format!("daas_stage_duration_seconds_count{{stage=\"DESTROYING\",{t}}} 1"),
+        "daas_tool_runs_total{tool=\"terraform\",reason=\"ok\"} ".to_string(),
+        "daas_tool_runs_total{tool=\"ansible\",reason=\"ok\"} ".to_string(),
+        "daas_tool_run_duration_seconds_count{tool=\"terraform\"} ".to_string(),
     ] {
         assert!(body.contains(&line), "no {line:?} in {body}");
     }
@@ -175,8 +178,11 @@ async fn readiness_fails_and_says_why_when_a_tool_is_missing() {
         .metrics_endpoint()
         .expect("http.metrics_listen is on");
     let (_, _, body) = curl(&format!("{metrics}/metrics"), None).await;
-    let line =
-        "daas_creates_total{template=\"debian-12-xfce\",origin=\"create\",result=\"failed\"} 1";
-    assert!(body.contains(line), "no {line:?} in {body}");
+    for line in [
+        "daas_creates_total{template=\"debian-12-xfce\",origin=\"create\",result=\"failed\"} 1",
+        "daas_tool_runs_total{tool=\"ansible\",reason=\"spawn_failed\"} ",
+    ] {
+        assert!(body.contains(line), "no {line:?} in {body}");
+    }
     server.stop().await;
 }

@@ -192,7 +192,11 @@ async fn an_idle_desktop_is_warned_then_reaped() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_desktop_whose_agent_is_silent_is_reaped() {
-    let server = TestServer::start(policy("agent_lost_timeout = \"2s\"\nwarning = \"1s\"\n")).await;
+    let server = TestServer::start(policy(
+        "agent_lost_timeout = \"2s\"\nwarning = \"1s\"\n\
+         [http]\nmetrics_listen = \"127.0.0.1:0\"\n",
+    ))
+    .await;
     let id = ready_session(&server, "alice").await;
     let mut client = server.client().await;
     let mut history = Vec::new();
@@ -217,6 +221,18 @@ async fn a_desktop_whose_agent_is_silent_is_reaped() {
         reasons[0].starts_with("reaped: agent_lost_timeout 2s: the agent never reported"),
         "{reasons:?}"
     );
+    // Counted by rule once the destroy returns.
+    let metrics = server.metrics_endpoint().expect("metrics_listen is on");
+    let line = "daas_reaps_total{reason=\"agent_lost\"} 1";
+    let mut body = String::new();
+    for _ in 0..50 {
+        body = curl(&format!("{metrics}/metrics"), None).await.2;
+        if body.contains(line) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(body.contains(line), "no {line:?} in {body}");
     server.stop().await;
 }
 

@@ -215,7 +215,7 @@ impl Pools {
                 "pool '{}' now builds template {}, not {}",
                 pool.name, pool.template, record.template
             );
-            self.retire(record, reason);
+            self.retire(record, reason, None);
         }
         let max_age = ms(pool.max_age);
         let (expired, fresh): (Vec<_>, Vec<_>) = snap
@@ -228,7 +228,7 @@ impl Pools {
                 pool.name,
                 humantime::format_duration(pool.max_age)
             );
-            self.retire(record, reason);
+            self.retire(record, reason, Some("pool_max_age"));
         }
         let desired = pool.desired_now() as usize;
         let have = fresh.len() + snap.building.len();
@@ -240,7 +240,7 @@ impl Pools {
                     "pool '{}' wants {desired} desktops now; destroying one of {have}",
                     pool.name
                 );
-                self.retire(record, reason);
+                self.retire(record, reason, None);
             }
             return Ok(());
         }
@@ -313,7 +313,9 @@ impl Pools {
 
     /// Destroys an unclaimed desktop in the background, unless a claim
     /// takes it first.
-    fn retire(&self, record: &SessionRecord, reason: String) {
+    /// Destroys a warm desktop unless a create claims it first; `reap`
+    /// names the rule in `daas_reaps_total` when it is one.
+    fn retire(&self, record: &SessionRecord, reason: String, reap: Option<&'static str>) {
         if !lock(&self.inner.retiring).insert(record.id.clone()) {
             return;
         }
@@ -326,7 +328,12 @@ impl Pools {
                 .destroy_unclaimed(&id, reason.clone())
                 .await
             {
-                Ok(true) => tracing::info!(session = %id, %reason, "destroyed a warm desktop"),
+                Ok(true) => {
+                    tracing::info!(session = %id, %reason, "destroyed a warm desktop");
+                    if let Some(rule) = reap {
+                        this.inner.pipeline.metrics().reap(rule);
+                    }
+                }
                 Ok(false) => {}
                 Err(err) => {
                     tracing::warn!(session = %id, error = %err, "cannot destroy a warm desktop")
@@ -346,7 +353,11 @@ impl Pools {
         for record in ready.iter().filter(|r| r.is_unclaimed()) {
             let Some(name) = &record.pool else { continue };
             if self.get(name).is_none() {
-                self.retire(record, format!("pool '{name}' is no longer configured"));
+                self.retire(
+                    record,
+                    format!("pool '{name}' is no longer configured"),
+                    None,
+                );
             }
         }
         Ok(())

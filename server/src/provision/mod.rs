@@ -181,6 +181,10 @@ impl Pipeline {
         }
     }
 
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
     }
@@ -195,6 +199,7 @@ impl Pipeline {
         let mut secrets = self.inner.config.secrets.values();
         secrets.extend(extra.map(str::to_string));
         SessionLog::new(self.inner.store.clone(), id.to_string(), secrets)
+            .with_metrics(self.inner.metrics.clone())
     }
 
     async fn provision(&self, record: SessionRecord, password: String, cancel: CancellationToken) {

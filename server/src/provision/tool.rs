@@ -14,9 +14,11 @@
 use std::{
     ffi::OsString,
     io::{Read, Seek},
+    os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
     process::{ExitStatus, Stdio},
-    time::Duration,
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 use daas_api::v1::{OutputLine, OutputStream, Tool};
@@ -31,7 +33,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{ChildRecord, Store};
+use crate::{
+    metrics::Metrics,
+    store::{ChildRecord, Store},
+};
 
 /// Longest line kept in an event; longer lines are cut.
 pub const MAX_LINE: usize = 4096;
@@ -94,6 +99,8 @@ pub struct SessionLog {
     /// Empty: no session; lines go to the server's log.
     pub session_id: String,
     secrets: Vec<String>,
+    /// Where each run's end is counted (`daas_tool_runs_total`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// What replaces a secret in an output line.
@@ -106,7 +113,14 @@ impl SessionLog {
             store,
             session_id,
             secrets,
+            metrics: None,
         }
+    }
+
+    /// The same log, counting each run's end in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> SessionLog {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The same log, masking `more` too.
@@ -285,8 +299,56 @@ fn output_file() -> std::io::Result<(std::fs::File, std::fs::File)> {
     Ok((writer, reader))
 }
 
-/// Runs `inv` to completion and returns however it exited.
+/// Runs `inv` to completion and returns however it exited; the run is
+/// counted in the log's metrics by tool and [`end_reason`].
 pub async fn run_status(
+    inv: Invocation,
+    log: &SessionLog,
+    cancel: &CancellationToken,
+) -> Result<Finished, ToolError> {
+    let tool = inv.tool;
+    let started = Instant::now();
+    let result = run_to_end(inv, log, cancel).await;
+    if let Some(metrics) = &log.metrics {
+        metrics.tool_run(
+            tool_label(tool),
+            &end_reason(&result),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    result
+}
+
+/// The name of `tool` in metrics.
+fn tool_label(tool: Tool) -> &'static str {
+    match tool {
+        Tool::Terraform => "terraform",
+        Tool::Ssh => "ssh",
+        Tool::Ansible => "ansible",
+        Tool::Unspecified => "unknown",
+    }
+}
+
+/// How a run ended, for metrics: `ok`, `exit_<code>`, `signal`, `timeout`,
+/// `cancelled`, `spawn_failed` or `io_error`.
+pub fn end_reason(result: &Result<Finished, ToolError>) -> String {
+    let status_reason = |status: &ExitStatus| match status.code() {
+        Some(0) => "ok".to_string(),
+        Some(code) => format!("exit_{code}"),
+        None if status.signal().is_some() => "signal".to_string(),
+        None => "io_error".to_string(),
+    };
+    match result {
+        Ok(finished) => status_reason(&finished.status),
+        Err(ToolError::Failed { status, .. }) => status_reason(status),
+        Err(ToolError::Timeout { .. }) => "timeout".into(),
+        Err(ToolError::Cancelled { .. }) => "cancelled".into(),
+        Err(ToolError::Spawn { .. }) => "spawn_failed".into(),
+        Err(ToolError::Output { .. }) => "io_error".into(),
+    }
+}
+
+async fn run_to_end(
     inv: Invocation,
     log: &SessionLog,
     cancel: &CancellationToken,
@@ -770,6 +832,27 @@ fn shorten_tail(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_ends_for_metrics_as_its_exit_says() {
+        let done = |raw: i32| {
+            Ok(Finished {
+                status: ExitStatus::from_raw(raw),
+                stdout: vec![],
+                summary: None,
+            })
+        };
+        assert_eq!(end_reason(&done(0)), "ok");
+        assert_eq!(end_reason(&done(4 << 8)), "exit_4");
+        assert_eq!(end_reason(&done(9)), "signal");
+        let what = String::from("terraform apply");
+        let timeout = Err(ToolError::Timeout {
+            what: what.clone(),
+            after: Duration::from_secs(1),
+        });
+        assert_eq!(end_reason(&timeout), "timeout");
+        assert_eq!(end_reason(&Err(ToolError::Cancelled { what })), "cancelled");
+    }
 
     fn test_log() -> (tempfile::TempDir, SessionLog, Store) {
         let dir = tempfile::tempdir().unwrap();

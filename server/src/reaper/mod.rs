@@ -130,12 +130,14 @@ pub async fn sweep(config: &Config, store: &Store, pipeline: &Pipeline) -> Resul
                     let reason = format!("reaped: {}", plan.reason);
                     let result = if unclaimed {
                         // Unless a create claims it meanwhile.
-                        pipeline.destroy_unclaimed(&id, reason).await.map(|_| ())
+                        pipeline.destroy_unclaimed(&id, reason).await
                     } else {
-                        pipeline.destroy_because(&id, reason).await.map(|_| ())
+                        pipeline.destroy_because(&id, reason).await.map(|_| true)
                     };
-                    if let Err(err) = result {
-                        tracing::warn!(session = %id, error = %err, "reaping failed");
+                    match result {
+                        Ok(true) => pipeline.metrics().reap(plan.rule.label()),
+                        Ok(false) => {}
+                        Err(err) => tracing::warn!(session = %id, error = %err, "reaping failed"),
                     }
                 });
             }

@@ -104,6 +104,18 @@ pub enum Rule {
     AgentLost,
 }
 
+impl Rule {
+    /// The rule's name in metrics (`daas_reaps_total{reason}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Rule::Idle => "idle",
+            Rule::Disconnected => "disconnected",
+            Rule::MaxLifetime => "max_lifetime",
+            Rule::AgentLost => "agent_lost",
+        }
+    }
+}
+
 /// When the desktop will be reaped if nothing changes, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
