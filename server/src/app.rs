@@ -19,6 +19,7 @@ use crate::{
     api::grpc::desktop::DesktopApi,
     api::grpc::metered::MeterLayer,
     api::http::{HttpError, HttpListeners, HttpState},
+    audit::{Audit, AuditError},
     config::{Config, Tls},
     pki::{self, PkiError},
     provision::Pipeline,
@@ -58,6 +59,8 @@ pub enum StartError {
     Reflection(String),
     #[error(transparent)]
     Http(#[from] HttpError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
@@ -127,6 +130,7 @@ pub struct BoundServer {
     listener: TcpListener,
     http: HttpListeners,
     metrics: Arc<crate::metrics::Metrics>,
+    audit: Audit,
     agent_ca_loaded: bool,
     tls: Option<ServerTlsConfig>,
     addr: SocketAddr,
@@ -167,14 +171,17 @@ impl BoundServer {
         let agent_ca = agent_ca(&config)?;
         let agent_ca_loaded = agent_ca.is_some();
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let audit = Audit::open(store.clone(), config.audit.file.as_deref())?;
         let pipeline = Pipeline::new(
             config.clone(),
             store.clone(),
             ssh_public_key,
             agent_ca,
             metrics.clone(),
+            audit.clone(),
         );
         Ok(BoundServer {
+            audit,
             listener,
             http,
             metrics,
@@ -210,6 +217,13 @@ impl BoundServer {
     /// Cleans up after a previous process, then serves until `shutdown`
     /// completes; running tools are stopped before it returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        // Before recovery, whose FAILED events they tell too.
+        let webhooks = crate::webhooks::Webhooks::start(
+            &self.config,
+            &self.store,
+            self.metrics.clone(),
+            self.pipeline.shutdown_token(),
+        );
         let recovering = self.pipeline.recover().await?;
         if recovering > 0 {
             tracing::warn!(
@@ -246,8 +260,11 @@ impl BoundServer {
             self.store.clone(),
             self.pipeline.clone(),
             pools.clone(),
+            self.audit.clone(),
         );
-        let desktop = DesktopServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES);
+        let api = Arc::new(api);
+        let desktop = DesktopServiceServer::from_arc(api.clone())
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
         let agents = AgentServiceServer::new(AgentApi {
             config: self.config.clone(),
             store: self.store.clone(),
@@ -286,8 +303,10 @@ impl BoundServer {
             store: self.store.clone(),
             metrics: metrics.clone(),
             agent_ca_loaded: self.agent_ca_loaded,
+            api,
         });
         let http = tokio::spawn(self.http.serve(
+            crate::api::http::https_router(http_state.clone()),
             crate::api::http::router(http_state),
             policy.clone(),
             self.pipeline.shutdown_token(),
@@ -304,10 +323,13 @@ impl BoundServer {
         builder
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
-            .layer(MeterLayer::new(
-                metrics,
-                &[FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET],
-            ))
+            .layer(
+                MeterLayer::new(
+                    metrics,
+                    &[FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET],
+                )
+                .with_audit(self.audit.clone()),
+            )
             .layer(AuthLayer::new(policy))
             .add_service(health_service)
             .add_service(reflection)
@@ -317,6 +339,7 @@ impl BoundServer {
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop)
             .await?;
         self.pipeline.shutdown(SHUTDOWN_GRACE).await;
+        webhooks.stopped().await;
         let _ = http.await;
         let _ = reaper.await;
         let _ = pool_loop.await;

@@ -5,13 +5,16 @@
 //! becomes a session in the [`store`], and the [`provision`] pipeline runs
 //! its stages (Terraform, boot, Ansible) through one tool runner; the
 //! [`reaper`] destroys idle desktops and the sweeper VMs no session owns;
-//! each [`pool`] keeps desktops built ahead of time for creates to claim.
+//! each [`pool`] keeps desktops built ahead of time for creates to claim;
+//! [`webhooks`] tell other systems when a desktop is ready, failed, warned
+//! or destroyed.
 //! The [`domain`] holds what every part agrees on: the session state
 //! machine, request validation and the error codes. [`app`] wires it all
 //! together.
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod domain;
 pub mod metrics;
@@ -22,3 +25,4 @@ pub mod reaper;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod webhooks;

@@ -122,7 +122,14 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().init(),
+        // Each line: the event's fields at the top, and the spans it is in
+        // (request: request_id, method, user; session: session, user).
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }

@@ -116,6 +116,22 @@ struct MethodLabels {
     method: String,
 }
 
+/// Labels of `daas_webhook_deliveries_total`: the webhook's name (or
+/// index; never its URL), the event, and `delivered`, `failed` or
+/// `dropped` (a full queue, or the server stopped).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    webhook: String,
+    event: String,
+    result: String,
+}
+
+/// Labels of `daas_webhook_attempts_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookNameLabels {
+    webhook: String,
+}
+
 /// Why a scrape failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -140,6 +156,8 @@ pub struct Metrics {
     tool_runs: Family<ToolLabels, Counter>,
     tool_seconds: Family<ToolNameLabels, Histogram>,
     reaps: Family<ReapLabels, Counter>,
+    webhook_deliveries: Family<WebhookLabels, Counter>,
+    webhook_attempts: Family<WebhookNameLabels, Counter>,
     /// One scrape at a time: a scrape clears and refills the gauges of the
     /// store's counts.
     scrape: Mutex<()>,
@@ -240,8 +258,22 @@ impl Metrics {
              (idle, disconnected, max_lifetime, agent_lost, pool_max_age)",
             Family::default(),
         );
+        let webhook_deliveries = add(
+            r,
+            "webhook_deliveries",
+            "Webhook deliveries by webhook, event and result (delivered, failed, dropped)",
+            Family::default(),
+        );
+        let webhook_attempts = add(
+            r,
+            "webhook_attempts",
+            "Webhook POSTs sent, retries included",
+            Family::default(),
+        );
         Metrics {
             registry,
+            webhook_deliveries,
+            webhook_attempts,
             tool_runs,
             tool_seconds,
             reaps,
@@ -335,6 +367,26 @@ impl Metrics {
         self.reaps
             .get_or_create(&ReapLabels {
                 reason: rule.to_string(),
+            })
+            .inc();
+    }
+
+    /// A webhook delivery of `event` that ended with `result`.
+    pub fn webhook_delivery(&self, webhook: &str, event: &str, result: &str) {
+        self.webhook_deliveries
+            .get_or_create(&WebhookLabels {
+                webhook: webhook.to_string(),
+                event: event.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// One POST of a webhook delivery.
+    pub fn webhook_attempt(&self, webhook: &str) {
+        self.webhook_attempts
+            .get_or_create(&WebhookNameLabels {
+                webhook: webhook.to_string(),
             })
             .inc();
     }

@@ -21,23 +21,10 @@ fn policy(toml: &str) -> TestOptions {
     }
 }
 
-async fn ready_session(server: &TestServer, user: &str) -> String {
-    let mut client = server.client().await;
-    let events = create(&mut client, request(user)).await;
-    let session = events.last().unwrap().session.clone().unwrap();
-    assert_eq!(
-        session.state(),
-        SessionState::Ready,
-        "{:?}",
-        session.failure
-    );
-    session.id
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn reports_update_the_session_and_show_why_it_is_alive() {
     let server = TestServer::start(policy("idle_timeout = \"30m\"\n")).await;
-    let id = ready_session(&server, "alice").await;
+    let id = ready_session(&server, "alice").await.0;
     let mut agent = agent_for(&server, &id).await;
     let reply = agent
         .report_activity(report(&id, 120, 1))
@@ -83,8 +70,8 @@ async fn reports_update_the_session_and_show_why_it_is_alive() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_reports_for_its_own_live_session_only() {
     let server = TestServer::start(TestOptions::default()).await;
-    let a = ready_session(&server, "alice").await;
-    let b = ready_session(&server, "bob").await;
+    let a = ready_session(&server, "alice").await.0;
+    let b = ready_session(&server, "bob").await.0;
     let mut agent_a = agent_for(&server, &a).await;
     let status = agent_a.report_activity(report(&b, 0, 0)).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
@@ -117,7 +104,7 @@ async fn an_idle_desktop_is_warned_then_reaped() {
         "idle_timeout = \"3s\"\nwarning = \"2s\"\nagent_lost_timeout = \"1m\"\n",
     ))
     .await;
-    let id = ready_session(&server, "alice").await;
+    let id = ready_session(&server, "alice").await.0;
     let mut agent = agent_for(&server, &id).await;
     agent.report_activity(report(&id, 0, 1)).await.unwrap();
 
@@ -197,7 +184,7 @@ async fn a_desktop_whose_agent_is_silent_is_reaped() {
          [http]\nmetrics_listen = \"127.0.0.1:0\"\n",
     ))
     .await;
-    let id = ready_session(&server, "alice").await;
+    let id = ready_session(&server, "alice").await.0;
     let mut client = server.client().await;
     let mut history = Vec::new();
     for _ in 0..100 {
@@ -233,6 +220,29 @@ async fn a_desktop_whose_agent_is_silent_is_reaped() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(body.contains(line), "no {line:?} in {body}");
+    // And in the audit trail, by the reaper, with the rule.
+    let entries = client
+        .list_audit(daas_api::v1::ListAuditRequest {
+            session_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("the audit trail")
+        .into_inner()
+        .entries;
+    let reap = entries
+        .iter()
+        .find(|e| e.action == "reap")
+        .unwrap_or_else(|| panic!("no reap in {entries:#?}"));
+    assert_eq!(
+        (reap.actor.as_str(), reap.owner.as_str()),
+        ("reaper", "alice")
+    );
+    assert!(
+        reap.detail.starts_with("agent_lost_timeout 2s"),
+        "{}",
+        reap.detail
+    );
     server.stop().await;
 }
 
@@ -241,7 +251,7 @@ async fn the_real_agent_reports_and_the_session_shows_it() {
     // With no display the agent reports idle since boot: longer than any
     // test machine's uptime, so the reaper leaves the desktop alone.
     let server = TestServer::start(policy("idle_timeout = \"100000h\"\n")).await;
-    let id = ready_session(&server, "alice").await;
+    let id = ready_session(&server, "alice").await.0;
     let creds = server.agent_credentials(&id);
     let dir = tempfile::tempdir().unwrap();
     let no_displays = dir.path().join("x11");

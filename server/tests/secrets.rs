@@ -86,7 +86,8 @@ async fn secrets_never_leak_but_reach_their_tools() {
             echo_token: true,
             extra_toml: format!(
                 "[secrets]\nad_join_password_file = {:?}\nproxmox_token_id = \"daas@pve!ci\"\n\
-                 proxmox_token_secret_env = \"DAAS_TEST_PM_SECRET\"\n",
+                 proxmox_token_secret_env = \"DAAS_TEST_PM_SECRET\"\n\
+                 [audit]\nfile = \"data/audit.jsonl\"\n",
                 ad_file.display().to_string()
             ),
             ..Default::default()
@@ -192,6 +193,9 @@ async fn secrets_never_leak_but_reach_their_tools() {
         command_lines.iter().any(|c| c.contains("ansible-playbook")),
         "commands were sampled"
     );
+    // The audit file is among the files scanned below.
+    let audit = std::fs::read_to_string(dir.path().join("data/audit.jsonl")).unwrap_or_default();
+    assert!(audit.contains("\"action\":\"create\""), "{audit}");
     for secret in [SESSION_PASSWORD, AD_PASSWORD, PM_SECRET] {
         assert!(!logs.contains(secret), "the server log shows {secret}");
         for event in &history {

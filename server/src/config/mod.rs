@@ -34,6 +34,7 @@ const MAX_LIMIT: usize = 1_000_000;
 pub struct Config {
     pub listen: SocketAddr,
     pub http: Http,
+    pub audit: AuditTrail,
     pub data_dir: PathBuf,
     pub database: PathBuf,
     pub log_format: LogFormat,
@@ -52,6 +53,8 @@ pub struct Config {
     pub reaper_interval: Duration,
     /// Warm pools, by name.
     pub pools: BTreeMap<String, crate::pool::Pool>,
+    /// Where READY, FAILED, IDLE_WARNING and DESTROYED are POSTed.
+    pub webhooks: Vec<crate::webhooks::Webhook>,
 }
 
 /// The HTTP side: health, readiness and metrics.
@@ -61,6 +64,13 @@ pub struct Http {
     pub listen: Option<SocketAddr>,
     /// Plain HTTP on a loopback address, for a local Prometheus; None: off.
     pub metrics_listen: Option<SocketAddr>,
+}
+
+/// The audit trail: always in the store; also appended as JSON lines to
+/// `file` when set (for a SIEM).
+#[derive(Debug, Clone, Default)]
+pub struct AuditTrail {
+    pub file: Option<PathBuf>,
 }
 
 /// The in-VM agent: how it reaches the server and how it is credentialed.
@@ -268,6 +278,7 @@ impl From<figment::Error> for ConfigError {
 struct Raw {
     listen: String,
     http: RawHttp,
+    audit: RawAudit,
     data_dir: RelativePathBuf,
     database: Option<RelativePathBuf>,
     log_format: LogFormat,
@@ -284,6 +295,15 @@ struct Raw {
     policy: RawPolicy,
     #[serde(default)]
     pools: BTreeMap<String, crate::pool::PoolSpec>,
+    #[serde(default)]
+    webhooks: Vec<crate::webhooks::WebhookSpec>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    #[serde(default)]
+    file: Option<RelativePathBuf>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -390,6 +410,7 @@ impl Default for Raw {
         Raw {
             listen: "127.0.0.1:50051".into(),
             http: RawHttp::default(),
+            audit: RawAudit::default(),
             data_dir: PathBuf::from("/var/lib/daas").into(),
             database: None,
             log_format: LogFormat::Text,
@@ -461,6 +482,7 @@ impl Default for Raw {
                 }
             },
             pools: BTreeMap::new(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -468,6 +490,7 @@ impl Default for Raw {
 const SECTIONS: &[&str] = &[
     "listen",
     "http",
+    "audit",
     "data_dir",
     "database",
     "log_format",
@@ -483,6 +506,7 @@ const SECTIONS: &[&str] = &[
     "agent",
     "policy",
     "pools",
+    "webhooks",
 ];
 
 /// Reads one secret from the file or the environment variable named.
@@ -850,13 +874,25 @@ impl Config {
                 .map_err(|why| invalid(&format!("pools.{name}"), &why))?;
             pools.insert(name.clone(), pool);
         }
+        let webhooks = crate::webhooks::check_all(&raw.webhooks)
+            .map_err(|err| ConfigError::Invalid(err.to_string()))?;
         Ok(Config {
             pools,
+            webhooks,
             agent,
             policies,
             reaper_interval: raw.policy.reaper_interval,
             listen,
             http,
+            audit: AuditTrail {
+                file: raw
+                    .audit
+                    .file
+                    .as_ref()
+                    // "" as written: off (resolved, it would be the file's dir).
+                    .filter(|p| !p.original().as_os_str().is_empty())
+                    .map(path),
+            },
             tls,
             auth: raw.auth,
             secrets,
@@ -972,6 +1008,25 @@ mod tests {
             assert_eq!(config.terraform.variables["target_node"], "pve1");
             assert_eq!(config.ssh.private_key, etc.join("data/ssh/id_ed25519"));
             assert!(matches!(config.tls, Tls::Plaintext));
+            assert_eq!(config.audit.file, None, "off by default");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_audit_file_is_off_when_empty_and_relative_to_the_file() {
+        Jail::expect_with(|jail| {
+            with_layout(jail)?;
+            jail.create_file("etc/daas.toml", &format!("{GOOD}\n[audit]\nfile = \"\"\n"))?;
+            let config =
+                Config::load(Some(Path::new("etc/daas.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.audit.file, None);
+            let text = format!("{GOOD}\n[audit]\nfile = \"log/audit.jsonl\"\n");
+            jail.create_file("etc/daas.toml", &text)?;
+            let config =
+                Config::load(Some(Path::new("etc/daas.toml"))).map_err(|e| e.to_string())?;
+            let etc = jail.directory().join("etc");
+            assert_eq!(config.audit.file, Some(etc.join("log/audit.jsonl")));
             Ok(())
         });
     }
@@ -1059,6 +1114,14 @@ mod tests {
                 (
                     "[secrets]\nad_join_password_env = \"DAAS_TEST_NO_SUCH_VAR\"",
                     "DAAS_TEST_NO_SUCH_VAR",
+                ),
+                (
+                    "[[webhooks]]\nurl = \"https://x/\"\nformat = \"slack\"\nevents = [\"READDY\"]",
+                    "webhooks[0].events",
+                ),
+                (
+                    "[[webhooks]]\nurl = \"https://x/\"",
+                    "webhooks[0].secret_file",
                 ),
             ];
             for (bad, key) in cases {

@@ -87,6 +87,21 @@ impl ErrorCode {
         }
     }
 
+    /// The code of a gRPC status (codes the server does not give are
+    /// `Internal`).
+    pub fn from_grpc(code: Code) -> ErrorCode {
+        match code {
+            Code::InvalidArgument => ErrorCode::InvalidArgument,
+            Code::NotFound => ErrorCode::NotFound,
+            Code::Unauthenticated => ErrorCode::Unauthenticated,
+            Code::PermissionDenied => ErrorCode::PermissionDenied,
+            Code::ResourceExhausted => ErrorCode::ResourceExhausted,
+            Code::Aborted => ErrorCode::Aborted,
+            Code::Unavailable => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
+
     /// The HTTP status (as google.rpc.Code documents the pairs).
     pub fn http(self) -> http::StatusCode {
         match self {
@@ -237,6 +252,8 @@ mod tests {
         ];
         for (code, grpc, http) in pairs {
             assert_eq!((code.grpc(), code.http()), (grpc, http), "{code:?}");
+            assert_eq!(ErrorCode::from_grpc(grpc), code);
         }
+        assert_eq!(ErrorCode::from_grpc(Code::DataLoss), ErrorCode::Internal);
     }
 }

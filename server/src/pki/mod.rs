@@ -147,6 +147,17 @@ pub struct Issued {
     pub key_pem: String,
 }
 
+impl Issued {
+    /// The certificate's subject and SHA-256 fingerprint, for the audit
+    /// trail ([`subject_and_fingerprint`]).
+    pub fn subject_and_fingerprint(&self) -> (String, String) {
+        match x509_parser::pem::parse_x509_pem(self.cert_pem.as_bytes()) {
+            Ok((_, pem)) => subject_and_fingerprint(&pem.contents),
+            Err(_) => ("(unparsable)".into(), String::new()),
+        }
+    }
+}
+
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Issued")
@@ -549,6 +560,25 @@ pub fn identity_of(der: &[u8]) -> Result<Identity, PkiError> {
 }
 
 /// "subject X (serial Y)" for error messages.
+/// A certificate (DER) as the audit trail names it: its subject, and the
+/// SHA-256 of the DER in hex (what `openssl x509 -fingerprint -sha256`
+/// prints, without the colons).
+pub fn subject_and_fingerprint(der: &[u8]) -> (String, String) {
+    let subject = x509_parser::parse_x509_certificate(der)
+        .map(|(_, cert)| cert.subject().to_string())
+        .unwrap_or_else(|_| "(unparsable)".into());
+    (subject, fingerprint(der))
+}
+
+/// The SHA-256 of `der`, lowercase hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn describe(cert: &X509Certificate<'_>) -> String {
     format!(
         "\"{}\" (serial {})",

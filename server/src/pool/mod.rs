@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 
 pub use spec::{PerUserPlaybook, Pool, PoolSpec};
 
+use crate::audit::{Act, Actor};
 use crate::{
     config::Config,
     provision::Pipeline,
@@ -321,6 +322,7 @@ impl Pools {
         }
         let this = self.clone();
         let id = record.id.clone();
+        let owner = record.username.clone();
         tokio::spawn(async move {
             match this
                 .inner
@@ -331,7 +333,10 @@ impl Pools {
                 Ok(true) => {
                     tracing::info!(session = %id, %reason, "destroyed a warm desktop");
                     if let Some(rule) = reap {
-                        this.inner.pipeline.metrics().reap(rule);
+                        let pipeline = &this.inner.pipeline;
+                        pipeline.metrics().reap(rule);
+                        let act = Act::new("reap").session(&id, &owner).detail(reason);
+                        pipeline.audit().record(&Actor::internal("pool"), act).await;
                     }
                 }
                 Ok(false) => {}

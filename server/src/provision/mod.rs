@@ -26,6 +26,7 @@ use std::{
 
 use daas_api::v1::{OutputStream, SessionState, Tool};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument;
 
 use crate::{
     config::Config,
@@ -83,6 +84,7 @@ struct Inner {
     /// Signs per-session agent certificates; None: no agents.
     agent_ca: Option<crate::pki::Ca>,
     metrics: Arc<crate::metrics::Metrics>,
+    audit: crate::audit::Audit,
     permits: permits::Permits,
     /// Cancels the provisioning task of a session.
     running: Mutex<HashMap<String, CancellationToken>>,
@@ -102,6 +104,7 @@ impl Pipeline {
         ssh_public_key: String,
         agent_ca: Option<crate::pki::Ca>,
         metrics: Arc<crate::metrics::Metrics>,
+        audit: crate::audit::Audit,
     ) -> Self {
         let permits = permits::Permits::new(config.limits.max_parallel_provisions);
         Pipeline {
@@ -111,6 +114,7 @@ impl Pipeline {
                 ssh_public_key,
                 agent_ca,
                 metrics,
+                audit,
                 permits,
                 running: Mutex::new(HashMap::new()),
                 locks: SessionLocks::default(),
@@ -146,11 +150,16 @@ impl Pipeline {
         self.lock_running()
             .insert(record.id.clone(), cancel.clone());
         let this = self.clone();
-        self.inner.tasks.spawn(async move {
-            let id = record.id.clone();
-            this.provision(record, session_password, cancel).await;
-            this.lock_running().remove(&id);
-        });
+        // Inside the request's span when a request started it.
+        let span = tracing::info_span!("session", session = %record.id, user = %record.username);
+        self.inner.tasks.spawn(
+            async move {
+                let id = record.id.clone();
+                this.provision(record, session_password, cancel).await;
+                this.lock_running().remove(&id);
+            }
+            .instrument(span),
+        );
     }
 
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
@@ -179,6 +188,26 @@ impl Pipeline {
             secrets: &self.inner.config.secrets,
             work_dir: &self.inner.config.data_dir,
         }
+    }
+
+    /// A stage change of `record`'s session that the store recorded as
+    /// `event`: counted in the metrics, and logged.
+    pub(crate) fn staged(&self, record: &SessionRecord, event: &daas_api::v1::SessionEvent) {
+        self.inner.metrics.stage_change(record, event);
+        if let Some(daas_api::v1::session_event::Kind::StageChange(change)) = &event.kind {
+            let to = SessionState::try_from(event.state).unwrap_or(SessionState::Unspecified);
+            tracing::info!(
+                session = %record.id,
+                from = change.previous().label(),
+                to = to.label(),
+                detail = %change.message,
+                "stage"
+            );
+        }
+    }
+
+    pub(crate) fn audit(&self) -> &crate::audit::Audit {
+        &self.inner.audit
     }
 
     pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
@@ -298,7 +327,7 @@ impl Pipeline {
                     Some((stage, reason)),
                 )
                 .await
-                .map(|event| self.inner.metrics.stage_change(&now, &event)),
+                .map(|event| self.staged(&now, &event)),
             Ok(_) => return,
             Err(err) => Err(err),
         };
@@ -454,15 +483,19 @@ impl Pipeline {
     ) -> Result<SessionRecord, Error> {
         let this = self.clone();
         let id = id.to_string();
-        let task = self.inner.tasks.spawn(async move {
-            // Provisioning gives way (and releases the lock) first.
-            let running = this.lock_running().get(&id).cloned();
-            if let Some(cancel) = running {
-                cancel.cancel();
+        let span = tracing::info_span!("session", session = %id, user = tracing::field::Empty);
+        let task = self.inner.tasks.spawn(
+            async move {
+                // Provisioning gives way (and releases the lock) first.
+                let running = this.lock_running().get(&id).cloned();
+                if let Some(cancel) = running {
+                    cancel.cancel();
+                }
+                let _guard = this.lock(&id).await;
+                this.destroy_locked(&id, reason).await
             }
-            let _guard = this.lock(&id).await;
-            this.destroy_locked(&id, reason).await
-        });
+            .instrument(span),
+        );
         task.await.map_err(|_| Error::ShuttingDown)?
     }
 
@@ -477,6 +510,7 @@ impl Pipeline {
             .get(id)
             .await?
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        tracing::Span::current().record("user", record.username.as_str());
         if record.state == SessionState::Destroyed {
             return Ok(record);
         }
@@ -489,8 +523,7 @@ impl Pipeline {
                 None,
             )
             .await?;
-        let metrics = &self.inner.metrics;
-        metrics.stage_change(&record, &event);
+        self.staged(&record, &event);
         let log = self.log(id, None);
         let cancel = self.inner.shutdown.child_token();
         let configured = match record.state {
@@ -512,7 +545,7 @@ impl Pipeline {
                         None,
                     )
                     .await?;
-                metrics.stage_change(&record, &event);
+                self.staged(&record, &event);
             }
             Err(err) => {
                 let reason = err.to_string();
@@ -525,7 +558,7 @@ impl Pipeline {
                         Some((SessionState::Destroying, reason.clone())),
                     )
                     .await?;
-                metrics.stage_change(&record, &event);
+                self.staged(&record, &event);
                 return Err(Error::DestroyFailed {
                     id: id.to_string(),
                     reason,

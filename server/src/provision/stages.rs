@@ -153,7 +153,7 @@ impl Pipeline {
             .store
             .transition(&record.id, *stage, to, message, None)
             .await?;
-        self.inner.metrics.stage_change(record, &event);
+        self.staged(record, &event);
         *stage = to;
         Ok(())
     }
@@ -309,6 +309,15 @@ impl Pipeline {
             .unwrap_or_default();
         let days = u32::try_from(longest.as_secs() / 86_400 + 1).unwrap_or(u32::MAX);
         let issued = ca.issue_agent(id, &crate::pki::Validity::days(days))?;
+        let (subject, fingerprint) = issued.subject_and_fingerprint();
+        self.inner.audit.spawn_record(
+            crate::audit::Actor::internal("server"),
+            crate::audit::Act::new("issue_certificate")
+                .session(id, "")
+                .detail(format!(
+                    "agent certificate \"{subject}\" sha256 {fingerprint}, valid {days} days"
+                )),
+        );
         Ok(Some(AgentVars {
             endpoint: endpoint.clone(),
             tls_server_name: config.agent.tls_server_name.clone(),

@@ -485,7 +485,8 @@ async fn run_to_end(
     Ok(Finished {
         status,
         stdout,
-        summary: summary.best(),
+        // Built from the raw lines: masked like them.
+        summary: summary.best().map(|s| log.redact(&s)),
     })
 }
 
@@ -906,6 +907,25 @@ mod tests {
         )
         .arg("-c")
         .arg(script)
+    }
+
+    #[tokio::test]
+    async fn a_failure_summary_masks_secrets_like_the_lines() {
+        let (_dir, _, store) = test_log();
+        let log = session_log(&store, vec!["tok-9q8w".into()]).await;
+        let err = run(
+            sh("echo 'Error: login refused for token tok-9q8w' >&2; exit 3"),
+            &log,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("Error: login refused for token ********"),
+            "{text}"
+        );
+        assert!(!text.contains("tok-9q8w"), "{text}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use daas_api::v1::{Activity, SessionState};
 
+use crate::audit::{Act, Actor};
 use crate::{
     config::Config,
     provision::Pipeline,
@@ -126,6 +127,7 @@ pub async fn sweep(config: &Config, store: &Store, pipeline: &Pipeline) -> Resul
                 let pipeline = pipeline.clone();
                 // Destroys take a while; the sweep goes on.
                 let unclaimed = record.is_unclaimed();
+                let owner = record.username.clone();
                 tokio::spawn(async move {
                     let reason = format!("reaped: {}", plan.reason);
                     let result = if unclaimed {
@@ -135,7 +137,14 @@ pub async fn sweep(config: &Config, store: &Store, pipeline: &Pipeline) -> Resul
                         pipeline.destroy_because(&id, reason).await.map(|_| true)
                     };
                     match result {
-                        Ok(true) => pipeline.metrics().reap(plan.rule.label()),
+                        Ok(true) => {
+                            pipeline.metrics().reap(plan.rule.label());
+                            let act = Act::new("reap").session(&id, &owner).detail(plan.reason);
+                            pipeline
+                                .audit()
+                                .record(&Actor::internal("reaper"), act)
+                                .await;
+                        }
                         Ok(false) => {}
                         Err(err) => tracing::warn!(session = %id, error = %err, "reaping failed"),
                     }

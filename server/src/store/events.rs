@@ -1,10 +1,11 @@
 //! Live events, one channel per watched session (as mini-redis keeps one
 //! per key): publishing a line of one session wakes only that session's
-//! watchers, and a session nobody watches has no channel at all.
+//! watchers, and a session nobody watches has no channel at all. Taps
+//! (the webhooks) see every session's events, with no channel.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
 };
 
 use daas_api::v1::SessionEvent;
@@ -17,10 +18,18 @@ const CHANNEL_CAPACITY: usize = 64;
 
 type Channels = HashMap<String, broadcast::Sender<Arc<SessionEvent>>>;
 
+/// Sees every event of every session as it is published (after it is
+/// stored), in the order of publication. It runs while the store holds its
+/// connection, so it must not block: hand the event to a bounded queue
+/// (`try_send`) and return.
+pub type Tap = Arc<dyn Fn(&SessionEvent) + Send + Sync>;
+
 /// The live side of the event log. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Hub {
     channels: Arc<Mutex<Channels>>,
+    /// Store-wide observers (webhooks), unlike a session's watchers.
+    taps: Arc<RwLock<Vec<Tap>>>,
 }
 
 /// One watcher's feed of a session's live events; its channel goes away
@@ -52,11 +61,26 @@ impl Hub {
         }
     }
 
-    /// Sends `event` to its session's watchers, if any.
+    /// Sends `event` to its session's watchers, if any, and to every tap.
     pub fn publish(&self, event: &SessionEvent) {
         if let Some(sender) = self.lock().get(&event.session_id) {
             let _ = sender.send(Arc::new(event.clone()));
         }
+        let taps = self
+            .taps
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for tap in taps.iter() {
+            tap(event);
+        }
+    }
+
+    /// Adds a store-wide observer of every event published from now on.
+    pub fn tap(&self, tap: Tap) {
+        self.taps
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(tap);
     }
 
     /// Sessions with at least one watcher.
@@ -117,5 +141,21 @@ mod tests {
         drop(a2);
         drop(b);
         assert_eq!(hub.watched(), 0);
+    }
+
+    #[test]
+    fn a_tap_sees_every_session_without_watchers() {
+        let hub = Hub::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let into = seen.clone();
+        hub.tap(Arc::new(move |e: &SessionEvent| {
+            into.lock()
+                .unwrap()
+                .push((e.session_id.clone(), e.sequence))
+        }));
+        hub.publish(&event("a", 1));
+        hub.publish(&event("b", 1));
+        assert_eq!(hub.watched(), 0, "a tap makes no channel");
+        assert_eq!(*seen.lock().unwrap(), [("a".into(), 1), ("b".into(), 1)]);
     }
 }

@@ -13,6 +13,7 @@ use daas_api::v1::{Failure, OutputLine, Session, SessionEvent, SessionState};
 
 use crate::store::events::Subscription;
 
+pub mod audit;
 pub mod events;
 pub mod retention;
 mod sqlite;
@@ -204,6 +205,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Live events of session `id`, published after they are stored.
     fn subscribe(&self, id: &str) -> Subscription;
 
+    /// Calls `tap` with every event of every session from now on, after it
+    /// is stored (see [`events::Tap`]: it must not block).
+    fn tap(&self, tap: events::Tap);
+
     /// Records a new QUEUED session with the lowest free slot and a fresh VM
     /// name; returns it with its first event. The limit check, the slot and
     /// the insert are one write transaction (`BEGIN IMMEDIATE`), and the
@@ -319,6 +324,15 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// How many sessions each (state, template) has, for the metrics.
     async fn count_by_state(&self) -> Result<Vec<(SessionState, String, u64)>, StoreError>;
+
+    /// Appends an entry to the audit trail; returns its id.
+    async fn append_audit(&self, record: audit::AuditRecord) -> Result<i64, StoreError>;
+
+    /// Audit entries matching `filter`, newest first.
+    async fn audit_page(
+        &self,
+        filter: audit::AuditFilter,
+    ) -> Result<Vec<audit::AuditRecord>, StoreError>;
 }
 
 /// The server's store: a cheap handle on a [`SessionStore`].

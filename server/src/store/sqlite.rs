@@ -21,7 +21,10 @@ use super::{
     REQUEST_ID_WINDOW_MS, SessionLimits, SessionRecord, SessionStore, StoreError, VmOutputs,
     duration, now_ms, state_from_db, timestamp,
 };
-use crate::store::events::{Hub, Subscription};
+use crate::store::{
+    audit::{AuditFilter, AuditRecord},
+    events::{Hub, Subscription},
+};
 
 trait Context<T> {
     fn context(self, context: &'static str) -> Result<T, StoreError>;
@@ -94,6 +97,23 @@ CREATE INDEX sessions_created ON sessions (created_ms, id);
 ALTER TABLE sessions ADD COLUMN pool TEXT;
 ALTER TABLE sessions ADD COLUMN claimed_ms INTEGER;
 CREATE INDEX sessions_pool ON sessions (pool, state) WHERE pool IS NOT NULL;
+"#,
+    r#"
+CREATE TABLE audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ms     INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    peer        TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    session_id  TEXT NOT NULL,
+    owner       TEXT NOT NULL,
+    result      TEXT NOT NULL,
+    detail      TEXT NOT NULL
+);
+CREATE INDEX audit_time ON audit (time_ms, id);
+CREATE INDEX audit_session ON audit (session_id, time_ms) WHERE session_id != '';
 "#,
 ];
 
@@ -301,6 +321,10 @@ impl SqliteStore {
 impl SessionStore for SqliteStore {
     fn subscribe(&self, id: &str) -> Subscription {
         self.hub.subscribe(id)
+    }
+
+    fn tap(&self, tap: crate::store::events::Tap) {
+        self.hub.tap(tap);
     }
 
     async fn create_session(
@@ -756,6 +780,77 @@ impl SessionStore for SqliteStore {
             tx.pragma_update(None, "user_version", version)
                 .context("writing the schema version")?;
             tx.commit().context("committing a write")
+        })
+        .await
+    }
+
+    async fn append_audit(&self, r: AuditRecord) -> Result<i64, StoreError> {
+        self.with(move |conn, _| {
+            conn.execute(
+                "INSERT INTO audit (time_ms, actor, subject, fingerprint, peer, action, \
+                 session_id, owner, result, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    r.time_ms,
+                    r.actor,
+                    r.subject,
+                    r.fingerprint,
+                    r.peer,
+                    r.action,
+                    r.session_id,
+                    r.owner,
+                    r.result,
+                    r.detail
+                ],
+            )
+            .context("appending to the audit trail")?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn audit_page(&self, f: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.with(move |conn, _| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT id, time_ms, actor, subject, fingerprint, peer, action, session_id, \
+                     owner, result, detail FROM audit \
+                     WHERE (?1 IS NULL OR actor = ?1 OR owner = ?1) \
+                     AND (?2 IS NULL OR session_id = ?2) AND (?3 IS NULL OR time_ms >= ?3) \
+                     AND (?4 IS NULL OR time_ms < ?4 OR (time_ms = ?4 AND id < ?5)) \
+                     ORDER BY time_ms DESC, id DESC LIMIT ?6",
+                )
+                .context("reading the audit trail")?;
+            let (before_ms, before_id) = f.before.unzip();
+            let rows = stmt
+                .query_map(
+                    params![
+                        f.username,
+                        f.session_id,
+                        f.since_ms,
+                        before_ms,
+                        before_id,
+                        i64::from(f.limit)
+                    ],
+                    |row| {
+                        Ok(AuditRecord {
+                            id: row.get("id")?,
+                            time_ms: row.get("time_ms")?,
+                            actor: row.get("actor")?,
+                            subject: row.get("subject")?,
+                            fingerprint: row.get("fingerprint")?,
+                            peer: row.get("peer")?,
+                            action: row.get("action")?,
+                            session_id: row.get("session_id")?,
+                            owner: row.get("owner")?,
+                            result: row.get("result")?,
+                            detail: row.get("detail")?,
+                        })
+                    },
+                )
+                .context("reading the audit trail")?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .context("reading the audit trail")
         })
         .await
     }

@@ -37,6 +37,24 @@ pub async fn create(client: &mut Client, req: CreateSessionRequest) -> Vec<Sessi
     drain(stream).await
 }
 
+/// Creates a session for `user` as the administrator and checks it is
+/// READY: its id and whole stream.
+pub async fn ready_session(server: &TestServer, user: &str) -> (String, Vec<SessionEvent>) {
+    let mut client = server.client().await;
+    let events = create(&mut client, request(user)).await;
+    let session = events
+        .last()
+        .and_then(|e| e.session.clone())
+        .expect("the last event carries the session");
+    assert_eq!(
+        session.state(),
+        SessionState::Ready,
+        "{:?}",
+        session.failure
+    );
+    (session.id, events)
+}
+
 /// Creates `count` sessions at once (users user0, user1, ...), each on its
 /// own connection, and returns every stream's events.
 pub async fn create_many(
@@ -173,9 +191,27 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
 
 /// curl's exit code, the HTTP status and the body of `GET url`.
 pub async fn curl(url: &str, creds: Option<&Credentials>) -> (i32, u16, String) {
+    curl_with(url, creds, &[]).await
+}
+
+/// The same for `POST url` with a JSON body, as the old REST clients did.
+pub async fn curl_post(url: &str, creds: Option<&Credentials>, json: &str) -> (i32, u16, String) {
+    let args = [
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-raw",
+        json,
+    ];
+    curl_with(url, creds, &args).await
+}
+
+async fn curl_with(url: &str, creds: Option<&Credentials>, extra: &[&str]) -> (i32, u16, String) {
     let mut cmd = Command::new("curl");
-    cmd.args(["--silent", "--show-error", "--max-time", "20"])
-        .args(["--write-out", "\n%{http_code}"]);
+    cmd.args(["--silent", "--show-error", "--max-time", "60"])
+        .args(["--write-out", "\n%{http_code}"])
+        .args(extra);
     if let Some(c) = creds {
         cmd.arg("--cacert")
             .arg(&c.ca)

@@ -53,6 +53,15 @@ impl Caller {
         }
     }
 
+    /// How logs name the caller: the user, `agent` or `local`.
+    pub fn log_name(&self) -> &str {
+        match self {
+            Caller::User { name, .. } => name,
+            Caller::Agent { .. } => "agent",
+            Caller::Local => "local",
+        }
+    }
+
     /// Whether the caller may see and act on sessions of `owner`.
     pub fn may_act_for(&self, owner: &str) -> bool {
         self.is_admin() || self.user() == Some(owner)
@@ -65,6 +74,79 @@ impl Caller {
             .get::<Caller>()
             .cloned()
             .ok_or_else(|| Error::Unauthenticated("no client identity".into()))
+    }
+}
+
+/// Where a call came from, for the audit trail: the client certificate's
+/// subject and SHA-256 fingerprint (empty without one) and the peer address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub subject: String,
+    pub fingerprint: String,
+    pub peer: String,
+}
+
+impl Origin {
+    /// The origin of a gRPC request (mutual TLS or plaintext).
+    pub fn of_request<B>(request: &http::Request<B>) -> Origin {
+        let ext = request.extensions();
+        if let Some(info) = ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
+            let (subject, fingerprint) = info
+                .peer_certs()
+                .as_ref()
+                .and_then(|certs| certs.first().map(|c| pki::subject_and_fingerprint(c)))
+                .unwrap_or_default();
+            return Origin {
+                subject,
+                fingerprint,
+                peer: info
+                    .get_ref()
+                    .remote_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+            };
+        }
+        Origin {
+            peer: ext
+                .get::<TcpConnectInfo>()
+                .and_then(|info| info.remote_addr())
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            ..Origin::default()
+        }
+    }
+}
+
+impl Origin {
+    /// The origin [`Authorize`] attached to a request; empty when none.
+    pub fn of<T>(request: &tonic::Request<T>) -> Origin {
+        request
+            .extensions()
+            .get::<Origin>()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// What [`Authorize`] found about a request.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// Whether the call went on to its service.
+    pub admitted: bool,
+    /// Who the certificate names, admitted or not; None without a usable
+    /// one.
+    pub caller: Option<Caller>,
+    pub origin: Origin,
+}
+
+/// A place an outer layer puts in a request to learn, once the call is
+/// over, what [`Authorize`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Seen(Arc<std::sync::OnceLock<Admission>>);
+
+impl Seen {
+    pub fn get(&self) -> Option<&Admission> {
+        self.0.get()
     }
 }
 
@@ -87,6 +169,19 @@ impl Policy {
             }
             Identity::Agent { session_id } => Caller::Agent { session_id },
         })
+    }
+
+    /// Who the request's certificate names, if it is usable, whatever the
+    /// path.
+    pub fn named<B>(&self, request: &http::Request<B>) -> Option<Caller> {
+        if self.plaintext {
+            return Some(Caller::Local);
+        }
+        let certs = request
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()?
+            .peer_certs()?;
+        self.identify(certs.first()?.as_ref()).ok()
     }
 
     /// Who the request's certificate names, and whether they may call its
@@ -184,9 +279,25 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        match self.policy.admit(&request) {
+        let origin = Origin::of_request(&request);
+        let admitted = self.policy.admit(&request);
+        if let Some(seen) = request.extensions().get::<Seen>() {
+            let caller = match &admitted {
+                Ok(caller) => Some(caller.clone()),
+                Err(_) => self.policy.named(&request),
+            };
+            let _ = seen.0.set(Admission {
+                admitted: admitted.is_ok(),
+                caller,
+                origin: origin.clone(),
+            });
+        }
+        match admitted {
             Ok(caller) => {
+                // The `request` span of the metering layer, for the logs.
+                tracing::Span::current().record("user", caller.log_name());
                 request.extensions_mut().insert(caller);
+                request.extensions_mut().insert(origin);
                 // The clone is not ready; the instance that was is used.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);

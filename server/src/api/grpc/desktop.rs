@@ -4,9 +4,10 @@
 use std::pin::Pin;
 
 use daas_api::v1::{
-    CreateSessionRequest, DestroySessionRequest, GetPoolRequest, GetSessionRequest,
-    ListPoolsRequest, ListPoolsResponse, ListSessionsRequest, ListSessionsResponse, Pool, Session,
-    SessionEvent, SessionState, WatchSessionRequest, desktop_service_server::DesktopService,
+    AuditEntry, CreateSessionRequest, DestroySessionRequest, GetPoolRequest, GetSessionRequest,
+    ListAuditRequest, ListAuditResponse, ListPoolsRequest, ListPoolsResponse, ListSessionsRequest,
+    ListSessionsResponse, Pool, Session, SessionEvent, SessionState, WatchSessionRequest,
+    desktop_service_server::DesktopService,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -15,13 +16,15 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    api::grpc::auth::Caller,
+    api::grpc::auth::{Caller, Origin},
     api::grpc::limits::{CreateRate, StreamSlots},
+    audit::{Act, Actor, Audit},
     config::Config,
     domain::error::Error,
     domain::validate,
     pool::Pools,
     provision::Pipeline,
+    store::audit::AuditFilter,
     store::events::Subscription,
     store::{NewSession, PageCursor, SessionLimits, SessionRecord, Store, StoreError},
 };
@@ -36,6 +39,7 @@ pub struct DesktopApi {
     pub create_rate: CreateRate,
     pub streams: StreamSlots,
     pub pools: Pools,
+    pub audit: Audit,
 }
 
 impl DesktopApi {
@@ -44,6 +48,7 @@ impl DesktopApi {
         store: Store,
         pipeline: Pipeline,
         pools: Pools,
+        audit: Audit,
     ) -> Self {
         let limits = &config.limits;
         DesktopApi {
@@ -53,6 +58,7 @@ impl DesktopApi {
             store,
             pipeline,
             pools,
+            audit,
         }
     }
 
@@ -116,7 +122,7 @@ impl DesktopApi {
         username: &str,
         template: &str,
         slot: tokio::sync::OwnedSemaphorePermit,
-    ) -> Result<Response<EventStream>, Status> {
+    ) -> Result<Started, Status> {
         if earlier.username != username || earlier.template != template {
             return Err(Error::InvalidArgument {
                 field: "request_id",
@@ -128,13 +134,17 @@ impl DesktopApi {
             .into());
         }
         tracing::info!(session = %earlier.id, "a create repeated its request id: streaming the session it made");
-        Ok(Response::new(follow(
-            self.store.clone(),
-            earlier.id,
-            0,
-            self.pipeline.shutdown_token(),
-            slot,
-        )))
+        Ok(Started {
+            events: follow(
+                self.store.clone(),
+                earlier.id.clone(),
+                0,
+                self.pipeline.shutdown_token(),
+                slot,
+            ),
+            repeated: true,
+            record: earlier,
+        })
     }
 }
 
@@ -244,18 +254,108 @@ fn state_of(event: &SessionEvent) -> SessionState {
     SessionState::try_from(event.state).unwrap_or(SessionState::Unspecified)
 }
 
-#[tonic::async_trait]
-impl DesktopService for DesktopApi {
-    type CreateSessionStream = EventStream;
-    type WatchSessionStream = EventStream;
+/// What a create started: the session and its events from the first.
+pub struct Started {
+    pub record: SessionRecord,
+    pub events: EventStream,
+    /// A repeat of an earlier create's request id: its session, not a new one.
+    pub repeated: bool,
+}
 
-    async fn create_session(
+impl DesktopApi {
+    /// Creates a session for `caller` (or follows the one an earlier
+    /// create with the same request id made), recorded in the audit trail
+    /// by `actor`: `create`, or `claim` when a warm pool's desktop was
+    /// taken, or the refusal.
+    pub async fn create(
         &self,
-        request: Request<CreateSessionRequest>,
-    ) -> Result<Response<Self::CreateSessionStream>, Status> {
-        let caller = Caller::of(&request)?;
-        let mut req = request.into_inner();
-        req.username = create_owner(&caller, std::mem::take(&mut req.username))?;
+        caller: &Caller,
+        actor: &Actor,
+        req: CreateSessionRequest,
+    ) -> Result<Started, Status> {
+        let template = req.template.clone();
+        // Whom a refused create was for: the user named, else the caller.
+        let for_user = match (req.username.is_empty(), caller.user()) {
+            (false, _) => req.username.clone(),
+            (true, Some(me)) => me.to_string(),
+            (true, None) => String::new(),
+        };
+        match self.create_unaudited(caller, req).await {
+            Ok(started) => {
+                let r = &started.record;
+                let (action, detail) = match (started.repeated, r.is_claimed()) {
+                    (true, _) => (
+                        "create",
+                        format!(
+                            "template {}: a repeated request id, the same session",
+                            r.template
+                        ),
+                    ),
+                    (false, true) => (
+                        "claim",
+                        format!(
+                            "template {}: a warm desktop of pool '{}'",
+                            r.template,
+                            r.pool.as_deref().unwrap_or("")
+                        ),
+                    ),
+                    (false, false) => ("create", format!("template {}", r.template)),
+                };
+                let act = Act::new(action).session(&r.id, &r.username).detail(detail);
+                self.audit.record(actor, act).await;
+                Ok(started)
+            }
+            Err(status) => {
+                let act = Act::new("create").session("", &for_user).refused(&status);
+                let act = if template.is_empty() {
+                    act
+                } else {
+                    Act {
+                        detail: format!("template {template}: {}", act.detail),
+                        ..act
+                    }
+                };
+                self.audit.record(actor, act).await;
+                Err(status)
+            }
+        }
+    }
+
+    /// Destroys session `id` for `caller`, recorded in the audit trail by
+    /// `actor`.
+    pub async fn destroy(
+        &self,
+        caller: &Caller,
+        actor: &Actor,
+        id: &str,
+    ) -> Result<SessionRecord, Status> {
+        let owner = match self.store.get(id).await {
+            Ok(Some(record)) => record.username,
+            _ => String::new(),
+        };
+        let result = async {
+            self.session_for(caller, id, "destroy").await?;
+            let record = self.pipeline.destroy(id).await?;
+            tracing::info!(session = %id, "session destroyed");
+            Ok::<_, Status>(record)
+        }
+        .await;
+        let act = Act::new("destroy").session(id, &owner);
+        let act = match &result {
+            Ok(_) => act,
+            Err(status) => act.refused(status),
+        };
+        self.audit.record(actor, act).await;
+        result
+    }
+
+    /// A create, not yet in the audit trail.
+    async fn create_unaudited(
+        &self,
+        caller: &Caller,
+        mut req: CreateSessionRequest,
+    ) -> Result<Started, Status> {
+        req.username = create_owner(caller, std::mem::take(&mut req.username))?;
         validate::account_name("username", &req.username)?;
         if !req.session_user.is_empty() {
             validate::account_name("session_user", &req.session_user)?;
@@ -324,8 +424,28 @@ impl DesktopService for DesktopApi {
         tracing::info!(session = %record.id, user = %record.username, vm = %record.vm_name, "session requested");
         // Followed before the pipeline publishes anything.
         let stream = follow(self.store.clone(), record.id.clone(), 0, shutdown, slot);
-        self.pipeline.start(record, req.session_password);
-        Ok(Response::new(stream))
+        self.pipeline.start(record.clone(), req.session_password);
+        Ok(Started {
+            events: stream,
+            record,
+            repeated: false,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl DesktopService for DesktopApi {
+    type CreateSessionStream = EventStream;
+    type WatchSessionStream = EventStream;
+
+    async fn create_session(
+        &self,
+        request: Request<CreateSessionRequest>,
+    ) -> Result<Response<Self::CreateSessionStream>, Status> {
+        let caller = Caller::of(&request)?;
+        let actor = Actor::caller(Some(&caller), &Origin::of(&request));
+        let started = self.create(&caller, &actor, request.into_inner()).await?;
+        Ok(Response::new(started.events))
     }
 
     async fn watch_session(
@@ -414,10 +534,9 @@ impl DesktopService for DesktopApi {
         request: Request<DestroySessionRequest>,
     ) -> Result<Response<Session>, Status> {
         let caller = Caller::of(&request)?;
+        let actor = Actor::caller(Some(&caller), &Origin::of(&request));
         let id = request.into_inner().session_id;
-        self.session_for(&caller, &id, "destroy").await?;
-        let record = self.pipeline.destroy(&id).await?;
-        tracing::info!(session = %id, "session destroyed");
+        let record = self.destroy(&caller, &actor, &id).await?;
         Ok(Response::new(record.to_proto()))
     }
 
@@ -443,6 +562,89 @@ impl DesktopService for DesktopApi {
         let status = self.pools.status(pool).await.map_err(Error::from)?;
         Ok(Response::new(status))
     }
+
+    async fn list_audit(
+        &self,
+        request: Request<ListAuditRequest>,
+    ) -> Result<Response<ListAuditResponse>, Status> {
+        admin_only(&Caller::of(&request)?, "read the audit trail")?;
+        let req = request.into_inner();
+        if !req.session_id.is_empty() {
+            validate::session_id(&req.session_id)?;
+        }
+        if !req.username.is_empty() {
+            validate::account_name("username", &req.username)?;
+        }
+        let page_size = validate::page_size(req.page_size)?;
+        let before = if req.page_token.is_empty() {
+            None
+        } else {
+            Some(parse_audit_token(&req.page_token)?)
+        };
+        let filter = AuditFilter {
+            username: (!req.username.is_empty()).then_some(req.username),
+            session_id: (!req.session_id.is_empty()).then_some(req.session_id),
+            since_ms: req.since.map(since_ms).transpose()?,
+            before,
+            limit: page_size + 1,
+        };
+        let mut records = self.store.audit_page(filter).await.map_err(Error::from)?;
+        let next_page_token = if records.len() > page_size as usize {
+            records.truncate(page_size as usize);
+            records
+                .last()
+                .map(|r| format!("{}.{}", r.time_ms, r.id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let entries = records
+            .into_iter()
+            .map(|r| AuditEntry {
+                time: Some(crate::store::timestamp(r.time_ms)),
+                actor: r.actor,
+                subject: r.subject,
+                fingerprint: r.fingerprint,
+                peer: r.peer,
+                action: r.action,
+                session_id: r.session_id,
+                owner: r.owner,
+                result: r.result,
+                detail: r.detail,
+            })
+            .collect();
+        Ok(Response::new(ListAuditResponse {
+            entries,
+            next_page_token,
+        }))
+    }
+}
+
+/// A `since` in ms since the epoch; a time outside years 1-9999 (as
+/// google.protobuf.Timestamp allows) is refused.
+fn since_ms(t: prost_types::Timestamp) -> Result<i64, Error> {
+    const MIN: i64 = -62_135_596_800;
+    const MAX: i64 = 253_402_300_799;
+    if !(MIN..=MAX).contains(&t.seconds) || !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(Error::InvalidArgument {
+            field: "since",
+            why: "is not a time between the years 1 and 9999".into(),
+        });
+    }
+    Ok(t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+}
+
+/// The position an audit page token names: (time_ms, id).
+fn parse_audit_token(token: &str) -> Result<(i64, i64), Error> {
+    let bad = || Error::InvalidArgument {
+        field: "page_token",
+        why: "is not a token this server gave; start again without it".into(),
+    };
+    let (ms, id) = token.split_once('.').ok_or_else(bad)?;
+    Ok((
+        ms.parse().map_err(|_| bad())?,
+        id.parse().map_err(|_| bad())?,
+    ))
 }
 
 /// Refuses a caller who is not an administrator.

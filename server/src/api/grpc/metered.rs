@@ -5,6 +5,19 @@
 //! (the client went away) counts as `Cancelled`. Paths that name no method
 //! of the server's services count under `unknown`, so callers cannot grow
 //! the labels.
+//!
+//! Each request runs in a `request` span with its `request_id` (the
+//! caller's `x-request-id` when it is a sane one, else a new one; sent back
+//! in the response's headers), its `method` and, once [`Authorize`] knows
+//! it, its `user`: JSON logs carry them on every line logged for it,
+//! including by the provisioning it starts.
+//!
+//! Refused calls (PERMISSION_DENIED, UNAUTHENTICATED, RESOURCE_EXHAUSTED)
+//! go to the audit trail here too, with who [`Authorize`] found; but the
+//! calls whose handlers record their own outcome with the session they
+//! concern ([`SELF_AUDITED`]) only when [`Authorize`] refused them.
+//!
+//! [`Authorize`]: crate::api::grpc::auth::Authorize
 
 use std::{
     collections::HashSet,
@@ -17,14 +30,26 @@ use std::{
 use futures_util::future::BoxFuture;
 use http_body::{Body as _, Frame};
 use prost::Message;
+use tracing::Instrument;
 
-use crate::metrics::Metrics;
+use crate::{
+    api::grpc::auth::Seen,
+    audit::{Act, Actor, Audit, code_name, is_refusal},
+    metrics::Metrics,
+};
+
+/// Methods whose handlers record their outcome in the audit trail.
+pub const SELF_AUDITED: &[&str] = &[
+    "daas.v1.DesktopService/CreateSession",
+    "daas.v1.DesktopService/DestroySession",
+];
 
 /// A tower layer recording every request of the gRPC server.
 #[derive(Clone)]
 pub struct MeterLayer {
     metrics: Arc<Metrics>,
     known: Arc<HashSet<String>>,
+    audit: Option<Audit>,
 }
 
 impl MeterLayer {
@@ -52,7 +77,14 @@ impl MeterLayer {
         MeterLayer {
             metrics,
             known: Arc::new(known),
+            audit: None,
         }
+    }
+
+    /// Records refused calls in `audit` too.
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = Some(audit);
+        self
     }
 }
 
@@ -64,6 +96,7 @@ impl<S> tower::Layer<S> for MeterLayer {
             inner,
             metrics: self.metrics.clone(),
             known: self.known.clone(),
+            audit: self.audit.clone(),
         }
     }
 }
@@ -73,6 +106,7 @@ pub struct Meter<S> {
     inner: S,
     metrics: Arc<Metrics>,
     known: Arc<HashSet<String>>,
+    audit: Option<Audit>,
 }
 
 impl<S, B> tower::Service<http::Request<B>> for Meter<S>
@@ -92,37 +126,74 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path().trim_start_matches('/');
         let method = if self.known.contains(path) {
             path.to_string()
         } else {
             "unknown".to_string()
         };
+        let request_id = request_id(request.headers());
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %method,
+            user = tracing::field::Empty,
+        );
         let metrics = self.metrics.clone();
+        let audit = self.audit.clone().map(|audit| {
+            let seen = Seen::default();
+            request.extensions_mut().insert(seen.clone());
+            (audit, seen)
+        });
         let start = Instant::now();
         // The clone is not ready; the instance that was is used.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let response = inner.call(request).await?;
-            let code = grpc_status(response.headers());
-            let (parts, body) = response.into_parts();
-            let body = MeteredBody {
-                inner: body,
-                record: Some(Record {
-                    metrics,
-                    method,
-                    start,
-                    code,
-                }),
-            };
-            Ok(http::Response::from_parts(
-                parts,
-                tonic::body::Body::new(body),
-            ))
-        })
+        Box::pin(
+            async move {
+                let response = inner.call(request).await?;
+                let code = grpc_status(response.headers());
+                let (mut parts, body) = response.into_parts();
+                if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+                    parts.headers.insert(REQUEST_ID, value);
+                }
+                let body = MeteredBody {
+                    inner: body,
+                    record: Some(Record {
+                        metrics,
+                        audit,
+                        method,
+                        start,
+                        code,
+                    }),
+                };
+                Ok(http::Response::from_parts(
+                    parts,
+                    tonic::body::Body::new(body),
+                ))
+            }
+            .instrument(span),
+        )
     }
+}
+
+/// The header of a request's id, both ways.
+const REQUEST_ID: &str = "x-request-id";
+
+/// The caller's request id when it is 1-64 of `[A-Za-z0-9._:-]`, else a
+/// new one.
+fn request_id(headers: &http::HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
 }
 
 fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
@@ -133,6 +204,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
 /// What is recorded when the response ends.
 struct Record {
     metrics: Arc<Metrics>,
+    audit: Option<(Audit, Seen)>,
     method: String,
     start: Instant,
     code: Option<tonic::Code>,
@@ -147,6 +219,19 @@ impl Record {
         };
         self.metrics
             .grpc_request(&self.method, code, self.start.elapsed().as_secs_f64());
+        let Some((audit, seen)) = self.audit else {
+            return;
+        };
+        let Some(seen) = seen.get() else {
+            return;
+        };
+        if is_refusal(code) && (!seen.admitted || !SELF_AUDITED.contains(&self.method.as_str())) {
+            let act = Act {
+                result: code_name(code).into(),
+                ..Act::new(&self.method)
+            };
+            audit.spawn_record(Actor::caller(seen.caller.as_ref(), &seen.origin), act);
+        }
     }
 }
 

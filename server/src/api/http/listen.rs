@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::{
-    api::grpc::auth::{Caller, Policy},
+    api::grpc::auth::{Caller, Origin, Policy},
     config::{Config, Tls},
 };
 
@@ -91,17 +91,22 @@ impl HttpListeners {
         self.metrics.as_ref().map(|l| l.addr)
     }
 
-    /// Serves `router` on every listener until `stop` is cancelled.
-    pub async fn serve(self, router: Router, policy: Policy, stop: CancellationToken) {
+    /// Serves `https_router` on `http.listen` and `metrics_router` on
+    /// `http.metrics_listen` until `stop` is cancelled.
+    pub async fn serve(
+        self,
+        https_router: Router,
+        metrics_router: Router,
+        policy: Policy,
+        stop: CancellationToken,
+    ) {
         let policy = Arc::new(policy);
         let mut loops = JoinSet::new();
-        for listener in [self.https, self.metrics].into_iter().flatten() {
-            loops.spawn(accept_loop(
-                listener,
-                router.clone(),
-                policy.clone(),
-                stop.clone(),
-            ));
+        let listeners = [(self.https, https_router), (self.metrics, metrics_router)];
+        for (listener, router) in listeners {
+            if let Some(listener) = listener {
+                loops.spawn(accept_loop(listener, router, policy.clone(), stop.clone()));
+            }
         }
         while loops.join_next().await.is_some() {}
     }
@@ -181,7 +186,13 @@ async fn accept_loop(
         let (tls, router, policy) = (listener.tls.clone(), router.clone(), policy.clone());
         connections.spawn(async move {
             match tls {
-                None => serve_connection(stream, Caller::Local, router).await,
+                None => {
+                    let origin = Origin {
+                        peer: peer.to_string(),
+                        ..Origin::default()
+                    };
+                    serve_connection(stream, Caller::Local, origin, router).await
+                }
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
@@ -202,7 +213,7 @@ async fn accept_loop(
                         .peer_certificates()
                         .and_then(|certs| certs.first())
                         .map(|cert| cert.as_ref().to_vec());
-                    let caller = match leaf.map(|der| policy.identify(&der)) {
+                    let caller = match leaf.as_deref().map(|der| policy.identify(der)) {
                         Some(Ok(caller)) => caller,
                         Some(Err(err)) => {
                             tracing::warn!(%peer, error = %err, "refused a client certificate (HTTP)");
@@ -210,7 +221,16 @@ async fn accept_loop(
                         }
                         None => return,
                     };
-                    serve_connection(stream, caller, router).await;
+                    let (subject, fingerprint) = leaf
+                        .as_deref()
+                        .map(crate::pki::subject_and_fingerprint)
+                        .unwrap_or_default();
+                    let origin = Origin {
+                        subject,
+                        fingerprint,
+                        peer: peer.to_string(),
+                    };
+                    serve_connection(stream, caller, origin, router).await;
                 }
             }
         });
@@ -218,14 +238,16 @@ async fn accept_loop(
     connections.shutdown().await;
 }
 
-/// HTTP/1.1 or HTTP/2 on one connection, every request carrying `caller`.
-async fn serve_connection<S>(stream: S, caller: Caller, router: Router)
+/// HTTP/1.1 or HTTP/2 on one connection, every request carrying `caller`
+/// and `origin`.
+async fn serve_connection<S>(stream: S, caller: Caller, origin: Origin, router: Router)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = tower::service_fn(
         move |mut request: axum::http::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(caller.clone());
+            request.extensions_mut().insert(origin.clone());
             router.clone().oneshot(request)
         },
     );

@@ -3,9 +3,11 @@
 //! found, the agent CA is loaded when agents are configured) and
 //! `GET /metrics` (Prometheus text format, administrators only), on HTTPS
 //! with the gRPC port's client-certificate rules, and on a plain loopback
-//! listener for a local Prometheus (`http.metrics_listen`).
+//! listener for a local Prometheus (`http.metrics_listen`). The HTTPS side
+//! also answers the old REST endpoints (`rest`).
 
 mod listen;
+mod rest;
 
 use std::{path::Path, sync::Arc};
 
@@ -19,7 +21,16 @@ use axum::{
 
 pub use listen::{HttpError, HttpListeners};
 
-use crate::{api::grpc::auth::Caller, config::Config, metrics::Metrics, store::Store};
+use crate::{
+    api::grpc::{
+        auth::{Caller, Origin},
+        desktop::DesktopApi,
+    },
+    audit::{Act, Actor},
+    config::Config,
+    metrics::Metrics,
+    store::Store,
+};
 
 /// The content type of the Prometheus text format.
 const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -31,15 +42,25 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// Whether the CA that signs agent certificates is loaded.
     pub agent_ca_loaded: bool,
+    /// The gRPC service's creates and destroys, for the REST endpoints.
+    pub api: Arc<DesktopApi>,
 }
 
-/// The routes; every request carries its [`Caller`] (see `listen`).
+/// The routes of the plain loopback listener: health and metrics. Every
+/// request carries its [`Caller`] and [`Origin`] (see `listen`).
 pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// The routes of the HTTPS listener: [`router`]'s and the REST endpoints.
+pub fn https_router(state: Arc<HttpState>) -> Router {
+    rest::routes()
+        .with_state(state.clone())
+        .merge(router(state))
 }
 
 async fn healthz() -> &'static str {
@@ -93,8 +114,18 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
 async fn metrics(
     State(state): State<Arc<HttpState>>,
     Extension(caller): Extension<Caller>,
+    Extension(origin): Extension<Origin>,
 ) -> Response {
     if !caller.is_admin() {
+        let act = Act {
+            result: "PERMISSION_DENIED".into(),
+            ..Act::new("GET /metrics")
+        };
+        state
+            .api
+            .audit
+            .record(&Actor::caller(Some(&caller), &origin), act)
+            .await;
         return (
             StatusCode::FORBIDDEN,
             "/metrics is for administrators (auth.admins or an admin certificate)\n",
