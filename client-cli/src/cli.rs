@@ -32,6 +32,16 @@ OLDEST-READY is how long its oldest ready desktop has waited. After repeated
 failures a pool is restrained: it builds nothing until the time (UTC) its
 STATUS gives.";
 
+/// What `daas audit` lists and how its filters read, shown after its options.
+const AUDIT_HELP: &str = "\
+The trail records creates, claims, destroys, reaps, agent certificates
+issued and refused calls (PERMISSION_DENIED, UNAUTHENTICATED,
+RESOURCE_EXHAUSTED): who (ACTOR: the certificate's user, agent for a
+desktop's agent, local on a plaintext port, server or reaper for the
+server's own acts), from where (PEER), what (ACTION), on which session
+(SESSION, OWNER), and RESULT (OK or the gRPC code). Times are UTC. --json prints one object per entry and line, with the
+certificate's subject and SHA-256 fingerprint too.";
+
 /// Create, follow, list and destroy DaaS desktops.
 #[derive(Debug, Parser)]
 #[command(name = "daas", version, after_help = SETTINGS_HELP)]
@@ -55,7 +65,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub key: Option<PathBuf>,
 
-    /// Print JSON instead of text (one object per line for create and watch)
+    /// Print JSON instead of text (one object per line for create, watch
+    /// and audit)
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -98,6 +109,10 @@ pub enum Command {
     /// certificate)
     #[command(subcommand)]
     Pool(PoolCommand),
+    /// List the audit trail, newest first (needs an administrator
+    /// certificate)
+    #[command(after_help = AUDIT_HELP)]
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +128,27 @@ pub struct PoolStatusArgs {
     /// Only this pool, as the server's config names it (default: every pool)
     #[arg(value_name = "NAME")]
     pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only entries by this user or about their sessions
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// Only entries about this session
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
+
+    /// Only entries since WHEN: a duration ago (30m, 1h, 2d) or an RFC 3339
+    /// time (2025-01-31T09:00:00Z, 2025-01-31T10:00:00+01:00)
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true)]
+    pub since: Option<String>,
+
+    /// Show at most the newest N entries
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +323,55 @@ mod tests {
         );
         assert!(parse(&["daas", "pool"]).is_err());
         assert!(parse(&["daas", "pool", "status", "a", "b"]).is_err());
+    }
+
+    #[test]
+    fn audit_takes_filters_and_a_limit_of_at_least_one() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command: Command::Audit(args),
+                ..
+            }) => Ok(args),
+            Ok(other) => Err(format!("not an audit command: {other:?}")),
+            Err(err) => Err(err.to_string()),
+        };
+        let defaults = parse(&["daas", "audit"]);
+        assert!(
+            matches!(
+                defaults,
+                Ok(AuditArgs {
+                    user: None,
+                    session: None,
+                    since: None,
+                    limit: 100
+                })
+            ),
+            "{defaults:?}"
+        );
+        let args = parse(&[
+            "daas",
+            "audit",
+            "--user",
+            "bob",
+            "--session",
+            "abc",
+            "--since",
+            "1h",
+            "--limit",
+            "5",
+        ]);
+        let args = args.map(|a| (a.user, a.session, a.since, a.limit));
+        assert_eq!(
+            args,
+            Ok((
+                Some("bob".to_owned()),
+                Some("abc".to_owned()),
+                Some("1h".to_owned()),
+                5
+            ))
+        );
+        assert!(parse(&["daas", "audit", "--limit", "0"]).is_err());
+        assert!(parse(&["daas", "audit", "extra"]).is_err());
     }
 
     #[test]

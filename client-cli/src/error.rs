@@ -76,6 +76,9 @@ pub enum CliError {
     #[error("the server at {0} does not support warm pools (UNIMPLEMENTED)")]
     NoPoolSupport(String),
 
+    #[error("the server at {0} does not support the audit trail (UNIMPLEMENTED)")]
+    NoAuditSupport(String),
+
     /// A gRPC error, already worded for the user.
     #[error("{0}")]
     Rpc(String),

@@ -1,9 +1,10 @@
-//! Machine-readable output: sessions, events and warm pools as JSON values.
+//! Machine-readable output: sessions, events, warm pools and audit entries
+//! as JSON values.
 
 use std::io::Write;
 
 use daas_api::v1::{
-    OutputStream, Pool, Session, SessionEvent, SessionState, Tool, session_event::Kind,
+    AuditEntry, OutputStream, Pool, Session, SessionEvent, SessionState, Tool, session_event::Kind,
 };
 use serde_json::{Value, json};
 
@@ -68,6 +69,23 @@ pub fn pool(p: &Pool) -> Value {
         "last_failure": non_empty(&p.last_failure),
         "oldest_ready_age_ms": ms(p.oldest_ready_age.as_ref()),
         "max_age_ms": ms(p.max_age.as_ref()),
+    })
+}
+
+/// One entry of the audit trail, with the keys of the server's audit file;
+/// fields the server left empty are `null`.
+pub fn audit_entry(e: &AuditEntry) -> Value {
+    json!({
+        "time": rfc3339_millis(e.time.as_ref()),
+        "actor": non_empty(&e.actor),
+        "subject": non_empty(&e.subject),
+        "fingerprint": non_empty(&e.fingerprint),
+        "peer": non_empty(&e.peer),
+        "action": e.action,
+        "session_id": non_empty(&e.session_id),
+        "owner": non_empty(&e.owner),
+        "result": e.result,
+        "detail": non_empty(&e.detail),
     })
 }
 
@@ -351,6 +369,59 @@ pub(crate) mod tests {
         assert_eq!(v["last_failure"], Value::Null);
         assert_eq!(v["oldest_ready_age_ms"], Value::Null);
         assert_eq!(v["max_age_ms"], Value::Null);
+    }
+
+    #[test]
+    fn audit_entries() {
+        let refused = AuditEntry {
+            time: ts(1_700_000_000),
+            actor: "bob".into(),
+            subject: "CN=bob".into(),
+            fingerprint: "ab12".into(),
+            peer: "127.0.0.1:40000".into(),
+            action: "destroy".into(),
+            session_id: "3f0c".into(),
+            owner: "alice".into(),
+            result: "PERMISSION_DENIED".into(),
+            detail: "you may destroy only your own sessions".into(),
+        };
+        assert_eq!(
+            audit_entry(&refused),
+            json!({
+                "time": "2023-11-14T22:13:20.000Z",
+                "actor": "bob",
+                "subject": "CN=bob",
+                "fingerprint": "ab12",
+                "peer": "127.0.0.1:40000",
+                "action": "destroy",
+                "session_id": "3f0c",
+                "owner": "alice",
+                "result": "PERMISSION_DENIED",
+                "detail": "you may destroy only your own sessions",
+            })
+        );
+        let reap = AuditEntry {
+            actor: "reaper".into(),
+            action: "reap".into(),
+            result: "OK".into(),
+            ..AuditEntry::default()
+        };
+        let v = audit_entry(&reap);
+        assert_eq!(
+            (&v["actor"], &v["action"]),
+            (&json!("reaper"), &json!("reap"))
+        );
+        for key in [
+            "time",
+            "subject",
+            "fingerprint",
+            "peer",
+            "session_id",
+            "owner",
+            "detail",
+        ] {
+            assert_eq!(v[key], Value::Null, "{key}");
+        }
     }
 
     #[test]

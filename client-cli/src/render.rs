@@ -1,9 +1,9 @@
 //! Text for humans: durations, stage lines, the session table and details,
-//! the warm pool table.
+//! the warm pool table, the audit trail.
 
 use std::time::{Duration, SystemTime};
 
-use daas_api::v1::{Activity, Pool, Session, SessionState};
+use daas_api::v1::{Activity, AuditEntry, Pool, Session, SessionState};
 
 use crate::error::one_line;
 use crate::timestamps::{duration, rfc3339_seconds, since, system_time, utc_time_of_day};
@@ -213,6 +213,29 @@ fn pool_status(p: &Pool) -> String {
     } else {
         format!("{until} (last failure: {reason})")
     }
+}
+
+/// The audit trail as a table with a header: TIME (UTC, to the second),
+/// ACTOR, PEER, ACTION, SESSION, OWNER, RESULT, DETAIL; a refused call's
+/// method without its package (`DesktopService/GetSession`).
+pub fn audit_table(entries: &[AuditEntry]) -> String {
+    let header = [
+        "TIME", "ACTOR", "PEER", "ACTION", "SESSION", "OWNER", "RESULT", "DETAIL",
+    ]
+    .map(String::from);
+    let rows = entries.iter().map(|e| {
+        [
+            rfc3339_seconds(e.time.as_ref()).unwrap_or_else(|| "-".to_owned()),
+            dash(&e.actor).to_owned(),
+            dash(&e.peer).to_owned(),
+            dash(e.action.strip_prefix("daas.v1.").unwrap_or(&e.action)).to_owned(),
+            dash(&e.session_id).to_owned(),
+            dash(&e.owner).to_owned(),
+            dash(&e.result).to_owned(),
+            dash(&one_line(&e.detail)).to_owned(),
+        ]
+    });
+    table(header, rows)
 }
 
 /// Rows of cells under a header, each column as wide as its widest cell
@@ -539,6 +562,51 @@ mod tests {
         assert_eq!(
             pool_table(&[]),
             "POOL  TEMPLATE  DESIRED  READY  BUILDING  CLAIMED-TODAY  FAILURES  OLDEST-READY  STATUS\n"
+        );
+    }
+
+    #[test]
+    fn audit_table_layout() {
+        let create = AuditEntry {
+            time: ts(1_700_000_000),
+            actor: "alice".into(),
+            subject: "CN=alice".into(),
+            fingerprint: "ab12".into(),
+            peer: "10.1.2.3:51234".into(),
+            action: "create".into(),
+            session_id: "3f0c".into(),
+            owner: "alice".into(),
+            result: "OK".into(),
+            detail: "template debian-12".into(),
+        };
+        let refused = AuditEntry {
+            time: ts(1_700_000_061),
+            actor: "bob".into(),
+            peer: "10.1.2.4:40000".into(),
+            action: "daas.v1.DesktopService/GetSession".into(),
+            result: "PERMISSION_DENIED".into(),
+            detail: "you may get only\n  your own sessions".into(),
+            ..AuditEntry::default()
+        };
+        let reap = AuditEntry {
+            time: None,
+            actor: "reaper".into(),
+            action: "reap".into(),
+            session_id: "3f0c".into(),
+            owner: "alice".into(),
+            result: "OK".into(),
+            ..AuditEntry::default()
+        };
+        assert_eq!(
+            audit_table(&[refused, create, reap]),
+            "TIME                  ACTOR   PEER            ACTION                     SESSION  \
+             OWNER  RESULT             DETAIL\n\
+             2023-11-14T22:14:21Z  bob     10.1.2.4:40000  DesktopService/GetSession  -        \
+             -      PERMISSION_DENIED  you may get only your own sessions\n\
+             2023-11-14T22:13:20Z  alice   10.1.2.3:51234  create                     3f0c     \
+             alice  OK                 template debian-12\n\
+             -                     reaper  -               reap                       3f0c     \
+             alice  OK                 -\n"
         );
     }
 

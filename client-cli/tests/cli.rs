@@ -1152,3 +1152,186 @@ async fn a_restrained_pool_says_so() {
     );
     server.stop().await;
 }
+
+/// The SHA-256 (hex) of the certificate in a PEM file, as the audit trail
+/// names it.
+fn fingerprint_of(pem: &Path) -> String {
+    let text = std::fs::read_to_string(pem).expect("read the certificate");
+    let der = daas_server::pki::pem_to_der(&text).expect("a PEM certificate");
+    daas_server::pki::fingerprint(&der)
+}
+
+/// The rows of a `daas audit` table, checked to be under its header: the
+/// first seven cells of each (TIME, ACTOR, PEER, ACTION, SESSION, OWNER,
+/// RESULT), then DETAIL, which may have spaces.
+fn audit_rows(run: &Run) -> Vec<Vec<String>> {
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    let mut lines = run.stdout.lines();
+    let header = lines.next().unwrap_or_default();
+    let columns: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        columns,
+        [
+            "TIME", "ACTOR", "PEER", "ACTION", "SESSION", "OWNER", "RESULT", "DETAIL"
+        ],
+        "{run:#?}"
+    );
+    let detail_at = header.find("DETAIL").unwrap_or_default();
+    lines
+        .map(|line| {
+            let mut cells: Vec<String> =
+                line.split_whitespace().take(7).map(str::to_owned).collect();
+            cells.push(line.get(detail_at..).unwrap_or_default().to_owned());
+            cells
+        })
+        .collect()
+}
+
+/// Where the row of `actor`'s `action` on `session` is in `rows`.
+fn row_of(rows: &[Vec<String>], actor: &str, action: &str, session: &str) -> Option<usize> {
+    rows.iter()
+        .position(|row| row[1] == actor && row[3] == action && row[4] == session)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_shows_a_create_by_alice_and_a_refused_destroy_by_bob_of_her_desktop() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let alice = Caller::user(&server, "alice");
+    let bob = Caller::user(&server, "bob");
+    let admin = Caller::admin(&server);
+
+    let created = daas(&alice, &["create"]).await;
+    assert_eq!(created.code, Some(0), "{created:#?}");
+    let id = ready_id(&created);
+    let refused = daas(&bob, &["destroy", &id]).await;
+    assert_eq!(refused.code, Some(2), "{refused:#?}");
+    assert!(
+        refused.error_line().contains("only your own sessions"),
+        "{refused:#?}"
+    );
+
+    // The table, newest first: bob's refused destroy of alice's session,
+    // then her create, each from a loopback peer.
+    let table = daas(&admin, &["audit"]).await;
+    let rows = audit_rows(&table);
+    let destroy = row_of(&rows, "bob", "destroy", &id)
+        .unwrap_or_else(|| panic!("no refused destroy by bob: {table:#?}"));
+    let create = row_of(&rows, "alice", "create", &id)
+        .unwrap_or_else(|| panic!("no create by alice: {table:#?}"));
+    assert!(destroy < create, "newest first: {table:#?}");
+    assert_eq!(
+        rows[destroy][5..7],
+        ["alice", "PERMISSION_DENIED"],
+        "{table:#?}"
+    );
+    assert!(
+        rows[destroy][7].contains("only your own sessions"),
+        "{table:#?}"
+    );
+    assert_eq!(rows[create][5..7], ["alice", "OK"], "{table:#?}");
+    for row in [&rows[destroy], &rows[create]] {
+        assert!(row[2].starts_with("127.0.0.1:"), "peer: {row:?}");
+        assert!(row[0].ends_with('Z'), "time in UTC: {row:?}");
+    }
+
+    // JSON lines: the same entries with the certificates' subjects and
+    // fingerprints.
+    let json = daas(&admin, &["audit", "--json"]).await;
+    assert_eq!(json.code, Some(0), "{json:#?}");
+    let entries = json.json_lines();
+    assert_eq!(entries.len(), rows.len(), "{json:#?}");
+    let entry = |actor: &str, action: &str| {
+        entries
+            .iter()
+            .find(|e| {
+                e["actor"] == actor && e["action"] == action && e["session_id"] == id.as_str()
+            })
+            .unwrap_or_else(|| panic!("no {action} by {actor}: {json:#?}"))
+    };
+    for (e, user, result) in [
+        (entry("alice", "create"), "alice", "OK"),
+        (entry("bob", "destroy"), "bob", "PERMISSION_DENIED"),
+    ] {
+        assert_eq!(
+            (&e["owner"], &e["result"]),
+            (&Value::from("alice"), &Value::from(result)),
+            "{e}"
+        );
+        let cert = server.credentials(user, false).cert;
+        assert_eq!(e["fingerprint"], fingerprint_of(&cert), "{e}");
+        assert!(
+            e["subject"]
+                .as_str()
+                .is_some_and(|s| s.contains(&format!("CN={user}"))),
+            "{e}"
+        );
+        let peer: std::net::SocketAddr = e["peer"]
+            .as_str()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no peer address: {e}"));
+        assert!(peer.ip().is_loopback(), "{e}");
+        assert!(
+            e["time"]
+                .as_str()
+                .is_some_and(|t| humantime::parse_rfc3339(t).is_ok()),
+            "{e}"
+        );
+    }
+
+    // Filters: bob's lines only; the session's; since a time.
+    let bobs = daas(&admin, &["audit", "--user", "bob"]).await;
+    let bob_rows = audit_rows(&bobs);
+    assert_eq!(bob_rows.len(), 1, "{bobs:#?}");
+    assert_eq!(
+        row_of(&bob_rows, "bob", "destroy", &id),
+        Some(0),
+        "{bobs:#?}"
+    );
+    let session = daas(&admin, &["audit", "--session", &id]).await;
+    let session_rows = audit_rows(&session);
+    assert!(session_rows.iter().all(|row| row[4] == id), "{session:#?}");
+    assert!(
+        row_of(&session_rows, "alice", "create", &id).is_some(),
+        "{session:#?}"
+    );
+    assert!(
+        row_of(&session_rows, "bob", "destroy", &id).is_some(),
+        "{session:#?}"
+    );
+    let other = daas(&admin, &["audit", "--session", UNKNOWN_ID]).await;
+    assert_eq!(
+        (other.code, other.stdout.as_str()),
+        (Some(0), "no audit entries\n"),
+        "{other:#?}"
+    );
+    let recent = daas(&admin, &["audit", "--since", "1h", "--session", &id]).await;
+    assert_eq!(audit_rows(&recent), session_rows, "{recent:#?}");
+    let future = daas(&admin, &["audit", "--since", "2999-01-01T00:00:00+01:00"]).await;
+    assert_eq!(future.stdout, "no audit entries\n", "{future:#?}");
+
+    // --limit: the newest entries, and a word (on stderr) that more are left.
+    let newest = daas(&admin, &["audit", "--limit", "1", "--session", &id]).await;
+    assert_eq!(audit_rows(&newest), session_rows[..1], "{newest:#?}");
+    assert!(newest.stderr.contains("--limit"), "{newest:#?}");
+
+    // Only administrators read the trail: one line, exit 2, nothing on stdout.
+    let run = daas(&alice, &["audit"]).await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert_eq!(
+        run.error_line(),
+        "daas: only administrators may read the audit trail"
+    );
+    assert!(run.stdout.is_empty(), "{run:#?}");
+
+    // A --since that is neither a duration nor an RFC 3339 time.
+    for since in ["yesterday", "2025-01-31", "-1h"] {
+        let run = daas(&admin, &["audit", "--since", since]).await;
+        assert_eq!(run.code, Some(2), "{run:#?}");
+        assert!(
+            run.error_line()
+                .starts_with(&format!("daas: invalid --since `{since}`")),
+            "{run:#?}"
+        );
+    }
+    server.stop().await;
+}

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod audit;
 mod connect;
 mod create;
 mod destroy;
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Connect(args) => connect::run(&ctx, args).await,
         Command::Destroy(args) => destroy::run(&ctx, &args.id).await,
         Command::Pool(command) => pool::run(&ctx, command).await,
+        Command::Audit(args) => audit::run(&ctx, args).await,
     };
     match result {
         // Possibly a client certificate the server refused after the handshake.

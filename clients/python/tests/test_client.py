@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -267,6 +268,22 @@ def test_another_users_session_is_permission_denied(
             call()
         assert err.value.code is grpc.StatusCode.PERMISSION_DENIED, name
     assert session.id not in [s.id for s in bob.list()], "bob sees only his own sessions"
+
+
+def test_the_audit_trail_shows_the_create_to_administrators_only(
+    ready: tuple[list[SessionEvent], Session], admin: Client, alice: Client
+) -> None:
+    _, session = ready
+    hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    entries = admin.list_audit(username="alice", session_id=session.id, since=hour_ago)
+    (create,) = [e for e in entries if e.action == "create"]
+    assert (create.actor, create.owner, create.result) == ("alice", "alice", "OK"), create
+    assert create.peer.startswith("127.0.0.1:") and len(create.fingerprint) == 64, create
+    pages = list(admin.list_audit_pages(session_id=session.id, page_size=1))
+    assert all(len(page) == 1 for page in pages) and [create] in pages
+    assert admin.list_audit(since=datetime.now(timezone.utc) + timedelta(hours=1)) == []
+    with pytest.raises(PermissionDenied):
+        alice.list_audit()
 
 
 def test_a_connection_without_a_client_certificate_is_refused(server: Server) -> None:

@@ -3,6 +3,7 @@
 
 import { readFile } from "node:fs/promises";
 
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
@@ -10,6 +11,7 @@ import {
   DesktopService,
   SessionState,
   Tool,
+  type AuditEntry,
   type Pool,
   type Session,
   type SessionEvent,
@@ -178,6 +180,18 @@ export interface ListFilter {
   pageSize?: number;
 }
 
+/** Which entries listAudit() and listAuditPages() return. */
+export interface AuditFilter {
+  /** Only entries whose actor or session owner is this user. */
+  username?: string;
+  /** Only entries about this session. */
+  sessionId?: string;
+  /** Only entries at or after this time. */
+  since?: Date;
+  /** Entries per page asked of the server, 1-1000 (default 1000). */
+  pageSize?: number;
+}
+
 /** Per-call options. */
 export interface CallOptions {
   /** Aborting it closes a stream, or fails a unary call with CANCELLED. */
@@ -189,7 +203,7 @@ export interface ClientOptions {
   /** Check the server's certificate for this name instead of the endpoint's
    * host (e.g. "localhost" when connecting to an address it does not name). */
   serverName?: string;
-  /** Bound (ms) on each unary call (get, list, destroy, the pool calls).
+  /** Bound (ms) on each unary call (get, list, destroy, the pool and audit calls).
    * None by default: a destroy waits for Terraform. Streams have no deadline. */
   timeoutMs?: number;
 }
@@ -370,6 +384,39 @@ export class DaasClient {
    * administrators only: PERMISSION_DENIED otherwise). */
   getPool(name: string, options: CallOptions = {}): Promise<Pool> {
     return this.#unary(() => this.#client.getPool({ name }, this.#callOptions(options)));
+  }
+
+  /** The audit trail, newest first: creates, claims, destroys, reaps, agent
+   * certificates issued and refused calls, with who, from where and the
+   * result (administrators only: PERMISSION_DENIED otherwise). The server
+   * answers a page at a time: this asks for each page in turn. */
+  async listAudit(filter: AuditFilter = {}, options: CallOptions = {}): Promise<AuditEntry[]> {
+    const entries: AuditEntry[] = [];
+    for await (const page of this.listAuditPages(filter, options)) entries.push(...page);
+    return entries;
+  }
+
+  /** Like listAudit(), one page (at most `pageSize` entries) at a time: each
+   * page is asked for when the iteration reaches it. */
+  async *listAuditPages(
+    filter: AuditFilter = {},
+    options: CallOptions = {},
+  ): AsyncGenerator<AuditEntry[], void, undefined> {
+    const request = {
+      username: filter.username ?? "",
+      sessionId: filter.sessionId ?? "",
+      pageSize: filter.pageSize ?? 1000,
+      pageToken: "",
+      ...(filter.since ? { since: timestampFromDate(filter.since) } : {}),
+    };
+    for (;;) {
+      const response = await this.#unary(() =>
+        this.#client.listAudit(request, this.#callOptions(options)),
+      );
+      yield response.entries;
+      if (!response.nextPageToken) return;
+      request.pageToken = response.nextPageToken;
+    }
   }
 
   /** Closes the connection (and any open stream). */

@@ -288,6 +288,24 @@ suite("DaasClient against daas-server", () => {
     assert.ok(!(await bob.list()).some((s) => s.id === session.id), "bob sees only his own sessions");
   });
 
+  test("the audit trail shows the create, to administrators only", async () => {
+    const { session } = await readySession();
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    const entries = await admin.listAudit({ username: "alice", sessionId: session.id, since: hourAgo });
+    const creates = entries.filter((e) => e.action === "create");
+    assert.equal(creates.length, 1, entries.map((e) => `${e.actor} ${e.action} ${e.result}`).join("\n"));
+    const create = creates[0]!;
+    assert.deepEqual([create.actor, create.owner, create.result], ["alice", "alice", "OK"]);
+    assert.match(create.peer, /^127\.0\.0\.1:\d+$/);
+    assert.match(create.fingerprint, /^[0-9a-f]{64}$/);
+    for await (const page of admin.listAuditPages({ sessionId: session.id, pageSize: 1 })) {
+      assert.equal(page.length, 1);
+    }
+    assert.deepEqual(await admin.listAudit({ since: new Date(Date.now() + 3_600_000) }), []);
+    const err = await failure(() => alice.listAudit());
+    assert.equal(err.code, Code.PermissionDenied);
+  });
+
   test("a connection without a client certificate is refused", async () => {
     const { ca } = server.credentials("alice");
     const anonymous = DaasClient.fromPem(

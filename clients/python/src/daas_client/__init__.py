@@ -12,6 +12,7 @@ message types a script meets are re-exported here.
 
 from daas.v1.desktop_pb2 import (
     Activity,
+    AuditEntry,
     Failure,
     IdleWarning,
     OutputLine,
@@ -41,6 +42,7 @@ from .errors import (
 __all__ = [
     "Aborted",
     "Activity",
+    "AuditEntry",
     "Client",
     "DaasError",
     "DeadlineExceeded",

@@ -10,12 +10,13 @@ from __future__ import annotations
 import builtins
 import os
 from collections.abc import Iterator
+from datetime import datetime
 from types import TracebackType
 from typing import Union
 
 import grpc
 from daas.v1 import desktop_pb2, desktop_pb2_grpc
-from daas.v1.desktop_pb2 import Pool, Session, SessionEvent, SessionState
+from daas.v1.desktop_pb2 import AuditEntry, Pool, Session, SessionEvent, SessionState
 
 from .errors import from_rpc_error
 
@@ -162,7 +163,7 @@ class Client:
     ``grpc.Channel``. Use it as a context manager, or call :meth:`close`.
 
     ``timeout`` (seconds) bounds each unary call (get, list, destroy, the
-    pool calls); it is ``None`` by default because a destroy waits for
+    pool and audit calls); it is ``None`` by default because a destroy waits for
     Terraform. Streams have no deadline: they end with the session's stage.
     """
 
@@ -314,6 +315,52 @@ class Client:
             return self._stub.GetPool(request, timeout=self._timeout)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
+
+    def list_audit(
+        self,
+        username: str = "",
+        session_id: str = "",
+        since: datetime | None = None,
+        *,
+        page_size: int = 1000,
+    ) -> builtins.list[AuditEntry]:
+        """The audit trail, newest first: creates, claims, destroys, reaps,
+        agent certificates issued and refused calls, with who, from where and
+        the result (administrators only: PermissionDenied otherwise).
+        Optionally only the entries whose actor or session owner is
+        ``username``, about ``session_id``, at or after ``since`` (a naive
+        datetime is taken as UTC). This asks for each page (``page_size``
+        entries, 1-1000) in turn."""
+        return [
+            entry
+            for page in self.list_audit_pages(username, session_id, since, page_size=page_size)
+            for entry in page
+        ]
+
+    def list_audit_pages(
+        self,
+        username: str = "",
+        session_id: str = "",
+        since: datetime | None = None,
+        *,
+        page_size: int = 1000,
+    ) -> Iterator[builtins.list[AuditEntry]]:
+        """Like :meth:`list_audit`, one page (at most ``page_size`` entries)
+        at a time: each page is asked for when the iteration reaches it."""
+        request = desktop_pb2.ListAuditRequest(
+            username=username, session_id=session_id, page_size=page_size
+        )
+        if since is not None:
+            request.since.FromDatetime(since)
+        while True:
+            try:
+                response = self._stub.ListAudit(request, timeout=self._timeout)
+            except grpc.RpcError as err:
+                raise from_rpc_error(err) from None
+            yield builtins.list(response.entries)
+            if not response.next_page_token:
+                return
+            request.page_token = response.next_page_token
 
     def close(self) -> None:
         """Closes the connection (and any open stream)."""

@@ -133,6 +133,139 @@ OUTPUT_STREAM_STDERR: OutputStream.ValueType  # 2
 Global___OutputStream: _TypeAlias = OutputStream  # noqa: Y015
 
 @_typing.final
+class ListAuditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """Only entries whose actor or session owner is this user; empty: all."""
+    session_id: _builtins.str
+    """Only entries about this session; empty: all."""
+    page_size: _builtins.int
+    """Most entries to return (1-1000); 0 means 100."""
+    page_token: _builtins.str
+    """`next_page_token` of the previous page, to continue; empty for the
+    first page. Keep the other fields the same between pages.
+    """
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Only entries at or after this time; unset: all kept."""
+
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "session_id", b"session_id", "since", b"since", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditRequest: _TypeAlias = ListAuditRequest  # noqa: Y015
+
+@_typing.final
+class ListAuditResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Set when more entries match: pass it as `page_token` for the next page."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEntry]:
+        """Matching entries, newest first."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___AuditEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditResponse: _TypeAlias = ListAuditResponse  # noqa: Y015
+
+@_typing.final
+class AuditEntry(_message.Message):
+    """One thing done, or refused, and by whom."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    actor: _builtins.str
+    """Who: the user name of the client certificate, `agent` for an agent's,
+    `local` on a plaintext loopback port, `server` or `reaper` for the
+    server's own acts, empty when no certificate was shown.
+    """
+    subject: _builtins.str
+    """The client certificate's subject and SHA-256 fingerprint (hex), when
+    one was shown.
+    """
+    fingerprint: _builtins.str
+    peer: _builtins.str
+    """The caller's address (`ip:port`), when it came over the network."""
+    action: _builtins.str
+    """What: create, claim, destroy, reap, issue_certificate, or the refused
+    call's method (`daas.v1.DesktopService/GetSession`).
+    """
+    session_id: _builtins.str
+    """The session acted on, and its owner, when there is one."""
+    owner: _builtins.str
+    result: _builtins.str
+    """`OK`, or the gRPC code of the refusal or failure (`PERMISSION_DENIED`)."""
+    detail: _builtins.str
+    """What a person needs to understand it (the reason, the template, the
+    certificate's subject); never a secret.
+    """
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When it happened."""
+
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        actor: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        fingerprint: _builtins.str = ...,
+        peer: _builtins.str = ...,
+        action: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        result: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "detail", b"detail", "fingerprint", b"fingerprint", "owner", b"owner", "peer", b"peer", "result", b"result", "session_id", b"session_id", "subject", b"subject", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditEntry: _TypeAlias = AuditEntry  # noqa: Y015
+
+@_typing.final
 class ListPoolsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -75,6 +75,11 @@ class DesktopServiceStub:
                 request_serializer=daas_dot_v1_dot_desktop__pb2.GetPoolRequest.SerializeToString,
                 response_deserializer=daas_dot_v1_dot_desktop__pb2.Pool.FromString,
                 _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/daas.v1.DesktopService/ListAudit',
+                request_serializer=daas_dot_v1_dot_desktop__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_desktop__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
 
 
 class DesktopServiceServicer:
@@ -154,6 +159,16 @@ class DesktopServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAudit(self, request, context):
+        """Lists the audit trail, newest first: creates, claims, destroys, reaps,
+        agent certificates issued, and refused calls (PERMISSION_DENIED,
+        UNAUTHENTICATED, RESOURCE_EXHAUSTED), a page at a time
+        (administrators only: PERMISSION_DENIED otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DesktopServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +206,11 @@ def add_DesktopServiceServicer_to_server(servicer, server):
                     servicer.GetPool,
                     request_deserializer=daas_dot_v1_dot_desktop__pb2.GetPoolRequest.FromString,
                     response_serializer=daas_dot_v1_dot_desktop__pb2.Pool.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=daas_dot_v1_dot_desktop__pb2.ListAuditRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_desktop__pb2.ListAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -388,6 +408,33 @@ class DesktopService:
             '/daas.v1.DesktopService/GetPool',
             daas_dot_v1_dot_desktop__pb2.GetPoolRequest.SerializeToString,
             daas_dot_v1_dot_desktop__pb2.Pool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.DesktopService/ListAudit',
+            daas_dot_v1_dot_desktop__pb2.ListAuditRequest.SerializeToString,
+            daas_dot_v1_dot_desktop__pb2.ListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -83,6 +83,12 @@ class DesktopServiceStub:
     not configure; PERMISSION_DENIED for a caller who is not an
     administrator.
     """
+    ListAudit: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.ListAuditRequest, _desktop_pb2.ListAuditResponse]
+    """Lists the audit trail, newest first: creates, claims, destroys, reaps,
+    agent certificates issued, and refused calls (PERMISSION_DENIED,
+    UNAUTHENTICATED, RESOURCE_EXHAUSTED), a page at a time
+    (administrators only: PERMISSION_DENIED otherwise).
+    """
 
 @_typing.type_check_only
 class DesktopServiceAsyncStub(DesktopServiceStub):
@@ -134,6 +140,12 @@ class DesktopServiceAsyncStub(DesktopServiceStub):
     """Returns one warm pool. Errors: NOT_FOUND for a pool the server does
     not configure; PERMISSION_DENIED for a caller who is not an
     administrator.
+    """
+    ListAudit: _aio.UnaryUnaryMultiCallable[_desktop_pb2.ListAuditRequest, _desktop_pb2.ListAuditResponse]  # type: ignore[assignment]
+    """Lists the audit trail, newest first: creates, claims, destroys, reaps,
+    agent certificates issued, and refused calls (PERMISSION_DENIED,
+    UNAUTHENTICATED, RESOURCE_EXHAUSTED), a page at a time
+    (administrators only: PERMISSION_DENIED otherwise).
     """
 
 class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -225,6 +237,18 @@ class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
         """Returns one warm pool. Errors: NOT_FOUND for a pool the server does
         not configure; PERMISSION_DENIED for a caller who is not an
         administrator.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAudit(
+        self,
+        request: _desktop_pb2.ListAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_desktop_pb2.ListAuditResponse, _abc.Awaitable[_desktop_pb2.ListAuditResponse]]:
+        """Lists the audit trail, newest first: creates, claims, destroys, reaps,
+        agent certificates issued, and refused calls (PERMISSION_DENIED,
+        UNAUTHENTICATED, RESOURCE_EXHAUSTED), a page at a time
+        (administrators only: PERMISSION_DENIED otherwise).
         """
 
 def add_DesktopServiceServicer_to_server(servicer: DesktopServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -17,7 +17,166 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file daas/v1/desktop.proto.
  */
 export const file_daas_v1_desktop: GenFile = /*@__PURE__*/
-  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEiEgoQTGlzdFBvb2xzUmVxdWVzdCIxChFMaXN0UG9vbHNSZXNwb25zZRIcCgVwb29scxgBIAMoCzINLmRhYXMudjEuUG9vbCIeCg5HZXRQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJIrICCgRQb29sEgwKBG5hbWUYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSDwoHZGVzaXJlZBgDIAEoDRINCgVyZWFkeRgEIAEoDRIUCgxwcm92aXNpb25pbmcYBSABKA0SFQoNY2xhaW1lZF90b2RheRgGIAEoDRIQCghmYWlsdXJlcxgHIAEoDRI0ChByZXN0cmFpbmVkX3VudGlsGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxsYXN0X2ZhaWx1cmUYCSABKAkSMwoQb2xkZXN0X3JlYWR5X2FnZRgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgdtYXhfYWdlGAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIn4KFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhQKDHNlc3Npb25fdXNlchgCIAEoCRIYChBzZXNzaW9uX3Bhc3N3b3JkGAMgASgJEhAKCHRlbXBsYXRlGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkiQQoTV2F0Y2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIicKEUdldFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkidAoTTGlzdFNlc3Npb25zUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIkCgVzdGF0ZRgCIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIlMKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuZGFhcy52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIrChVEZXN0cm95U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSLBAwoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIUCgxzZXNzaW9uX3VzZXIYAyABKAkSEAoIdGVtcGxhdGUYBCABKAkSJAoFc3RhdGUYBSABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIPCgd2bV9uYW1lGAYgASgJEg0KBXZtX2lkGAcgASgJEhAKCHJkcF9ob3N0GAggASgJEhAKCHJkcF9wb3J0GAkgASgNEhAKCHNzaF9ob3N0GAogASgJEhAKCHNzaF9wb3J0GAsgASgNEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCHJlYWR5X2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgdmYWlsdXJlGA8gASgLMhAuZGFhcy52MS5GYWlsdXJlEiMKCGFjdGl2aXR5GBAgASgLMhEuZGFhcy52MS5BY3Rpdml0eRIMCgRwb29sGBEgASgJIu4BCghBY3Rpdml0eRIyCg5sYXN0X3JlcG9ydF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNbGFzdF9pbnB1dF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmRwX2NsaWVudHMYAyABKA0SDQoFdXNlcnMYBCADKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIrCgdyZWFwX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZWFwX3JlYXNvbhgHIAEoCSI/CgdGYWlsdXJlEiQKBXN0YWdlGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSDgoGcmVhc29uGAIgASgJIuQCCgxTZXNzaW9uRXZlbnQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIkCgVzdGF0ZRgEIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEjAKDXN0YWdlX2VsYXBzZWQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoMc3RhZ2VfY2hhbmdlGAYgASgLMhQuZGFhcy52MS5TdGFnZUNoYW5nZUgAEiUKBm91dHB1dBgHIAEoCzITLmRhYXMudjEuT3V0cHV0TGluZUgAEiwKDGlkbGVfd2FybmluZxgJIAEoCzIULmRhYXMudjEuSWRsZVdhcm5pbmdIABIhCgdzZXNzaW9uGAggASgLMhAuZGFhcy52MS5TZXNzaW9uQgYKBGtpbmQiSgoLSWRsZVdhcm5pbmcSKwoHcmVhcF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAIgASgJIn0KC1N0YWdlQ2hhbmdlEicKCHByZXZpb3VzGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSNAoRcHJldmlvdXNfZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHbWVzc2FnZRgDIAEoCSJeCgpPdXRwdXRMaW5lEhsKBHRvb2wYASABKA4yDS5kYWFzLnYxLlRvb2wSJQoGc3RyZWFtGAIgASgOMhUuZGFhcy52MS5PdXRwdXRTdHJlYW0SDAoEdGV4dBgDIAEoCSqPAgoMU2Vzc2lvblN0YXRlEh0KGVNFU1NJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIYChRTRVNTSU9OX1NUQVRFX1FVRVVFRBABEh4KGlNFU1NJT05fU1RBVEVfUFJPVklTSU9OSU5HEAISGQoVU0VTU0lPTl9TVEFURV9CT09USU5HEAMSHQoZU0VTU0lPTl9TVEFURV9DT05GSUdVUklORxAEEhcKE1NFU1NJT05fU1RBVEVfUkVBRFkQBRIYChRTRVNTSU9OX1NUQVRFX0ZBSUxFRBAGEhwKGFNFU1NJT05fU1RBVEVfREVTVFJPWUlORxAHEhsKF1NFU1NJT05fU1RBVEVfREVTVFJPWUVEEAgqUAoEVG9vbBIUChBUT09MX1VOU1BFQ0lGSUVEEAASEgoOVE9PTF9URVJSQUZPUk0QARIMCghUT09MX1NTSBACEhAKDFRPT0xfQU5TSUJMRRADKmEKDE91dHB1dFN0cmVhbRIdChlPVVRQVVRfU1RSRUFNX1VOU1BFQ0lGSUVEEAASGAoUT1VUUFVUX1NUUkVBTV9TVERPVVQQARIYChRPVVRQVVRfU1RSRUFNX1NUREVSUhACMuQDCg5EZXNrdG9wU2VydmljZRJHCg1DcmVhdGVTZXNzaW9uEh0uZGFhcy52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBoVLmRhYXMudjEuU2Vzc2lvbkV2ZW50MAESRQoMV2F0Y2hTZXNzaW9uEhwuZGFhcy52MS5XYXRjaFNlc3Npb25SZXF1ZXN0GhUuZGFhcy52MS5TZXNzaW9uRXZlbnQwARI6CgpHZXRTZXNzaW9uEhouZGFhcy52MS5HZXRTZXNzaW9uUmVxdWVzdBoQLmRhYXMudjEuU2Vzc2lvbhJLCgxMaXN0U2Vzc2lvbnMSHC5kYWFzLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHS5kYWFzLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEkIKDkRlc3Ryb3lTZXNzaW9uEh4uZGFhcy52MS5EZXN0cm95U2Vzc2lvblJlcXVlc3QaEC5kYWFzLnYxLlNlc3Npb24SQgoJTGlzdFBvb2xzEhkuZGFhcy52MS5MaXN0UG9vbHNSZXF1ZXN0GhouZGFhcy52MS5MaXN0UG9vbHNSZXNwb25zZRIxCgdHZXRQb29sEhcuZGFhcy52MS5HZXRQb29sUmVxdWVzdBoNLmRhYXMudjEuUG9vbGIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEiigEKEExpc3RBdWRpdFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIpCgVzaW5jZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkiUgoRTGlzdEF1ZGl0UmVzcG9uc2USJAoHZW50cmllcxgBIAMoCzITLmRhYXMudjEuQXVkaXRFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkizAEKCkF1ZGl0RW50cnkSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAiABKAkSDwoHc3ViamVjdBgDIAEoCRITCgtmaW5nZXJwcmludBgEIAEoCRIMCgRwZWVyGAUgASgJEg4KBmFjdGlvbhgGIAEoCRISCgpzZXNzaW9uX2lkGAcgASgJEg0KBW93bmVyGAggASgJEg4KBnJlc3VsdBgJIAEoCRIOCgZkZXRhaWwYCiABKAkiEgoQTGlzdFBvb2xzUmVxdWVzdCIxChFMaXN0UG9vbHNSZXNwb25zZRIcCgVwb29scxgBIAMoCzINLmRhYXMudjEuUG9vbCIeCg5HZXRQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJIrICCgRQb29sEgwKBG5hbWUYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSDwoHZGVzaXJlZBgDIAEoDRINCgVyZWFkeRgEIAEoDRIUCgxwcm92aXNpb25pbmcYBSABKA0SFQoNY2xhaW1lZF90b2RheRgGIAEoDRIQCghmYWlsdXJlcxgHIAEoDRI0ChByZXN0cmFpbmVkX3VudGlsGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxsYXN0X2ZhaWx1cmUYCSABKAkSMwoQb2xkZXN0X3JlYWR5X2FnZRgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgdtYXhfYWdlGAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIn4KFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhQKDHNlc3Npb25fdXNlchgCIAEoCRIYChBzZXNzaW9uX3Bhc3N3b3JkGAMgASgJEhAKCHRlbXBsYXRlGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkiQQoTV2F0Y2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIicKEUdldFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkidAoTTGlzdFNlc3Npb25zUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIkCgVzdGF0ZRgCIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIlMKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuZGFhcy52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIrChVEZXN0cm95U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSLBAwoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIUCgxzZXNzaW9uX3VzZXIYAyABKAkSEAoIdGVtcGxhdGUYBCABKAkSJAoFc3RhdGUYBSABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIPCgd2bV9uYW1lGAYgASgJEg0KBXZtX2lkGAcgASgJEhAKCHJkcF9ob3N0GAggASgJEhAKCHJkcF9wb3J0GAkgASgNEhAKCHNzaF9ob3N0GAogASgJEhAKCHNzaF9wb3J0GAsgASgNEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCHJlYWR5X2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgdmYWlsdXJlGA8gASgLMhAuZGFhcy52MS5GYWlsdXJlEiMKCGFjdGl2aXR5GBAgASgLMhEuZGFhcy52MS5BY3Rpdml0eRIMCgRwb29sGBEgASgJIu4BCghBY3Rpdml0eRIyCg5sYXN0X3JlcG9ydF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNbGFzdF9pbnB1dF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmRwX2NsaWVudHMYAyABKA0SDQoFdXNlcnMYBCADKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIrCgdyZWFwX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZWFwX3JlYXNvbhgHIAEoCSI/CgdGYWlsdXJlEiQKBXN0YWdlGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSDgoGcmVhc29uGAIgASgJIuQCCgxTZXNzaW9uRXZlbnQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIkCgVzdGF0ZRgEIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEjAKDXN0YWdlX2VsYXBzZWQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoMc3RhZ2VfY2hhbmdlGAYgASgLMhQuZGFhcy52MS5TdGFnZUNoYW5nZUgAEiUKBm91dHB1dBgHIAEoCzITLmRhYXMudjEuT3V0cHV0TGluZUgAEiwKDGlkbGVfd2FybmluZxgJIAEoCzIULmRhYXMudjEuSWRsZVdhcm5pbmdIABIhCgdzZXNzaW9uGAggASgLMhAuZGFhcy52MS5TZXNzaW9uQgYKBGtpbmQiSgoLSWRsZVdhcm5pbmcSKwoHcmVhcF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAIgASgJIn0KC1N0YWdlQ2hhbmdlEicKCHByZXZpb3VzGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSNAoRcHJldmlvdXNfZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHbWVzc2FnZRgDIAEoCSJeCgpPdXRwdXRMaW5lEhsKBHRvb2wYASABKA4yDS5kYWFzLnYxLlRvb2wSJQoGc3RyZWFtGAIgASgOMhUuZGFhcy52MS5PdXRwdXRTdHJlYW0SDAoEdGV4dBgDIAEoCSqPAgoMU2Vzc2lvblN0YXRlEh0KGVNFU1NJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIYChRTRVNTSU9OX1NUQVRFX1FVRVVFRBABEh4KGlNFU1NJT05fU1RBVEVfUFJPVklTSU9OSU5HEAISGQoVU0VTU0lPTl9TVEFURV9CT09USU5HEAMSHQoZU0VTU0lPTl9TVEFURV9DT05GSUdVUklORxAEEhcKE1NFU1NJT05fU1RBVEVfUkVBRFkQBRIYChRTRVNTSU9OX1NUQVRFX0ZBSUxFRBAGEhwKGFNFU1NJT05fU1RBVEVfREVTVFJPWUlORxAHEhsKF1NFU1NJT05fU1RBVEVfREVTVFJPWUVEEAgqUAoEVG9vbBIUChBUT09MX1VOU1BFQ0lGSUVEEAASEgoOVE9PTF9URVJSQUZPUk0QARIMCghUT09MX1NTSBACEhAKDFRPT0xfQU5TSUJMRRADKmEKDE91dHB1dFN0cmVhbRIdChlPVVRQVVRfU1RSRUFNX1VOU1BFQ0lGSUVEEAASGAoUT1VUUFVUX1NUUkVBTV9TVERPVVQQARIYChRPVVRQVVRfU1RSRUFNX1NUREVSUhACMqgECg5EZXNrdG9wU2VydmljZRJHCg1DcmVhdGVTZXNzaW9uEh0uZGFhcy52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBoVLmRhYXMudjEuU2Vzc2lvbkV2ZW50MAESRQoMV2F0Y2hTZXNzaW9uEhwuZGFhcy52MS5XYXRjaFNlc3Npb25SZXF1ZXN0GhUuZGFhcy52MS5TZXNzaW9uRXZlbnQwARI6CgpHZXRTZXNzaW9uEhouZGFhcy52MS5HZXRTZXNzaW9uUmVxdWVzdBoQLmRhYXMudjEuU2Vzc2lvbhJLCgxMaXN0U2Vzc2lvbnMSHC5kYWFzLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHS5kYWFzLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEkIKDkRlc3Ryb3lTZXNzaW9uEh4uZGFhcy52MS5EZXN0cm95U2Vzc2lvblJlcXVlc3QaEC5kYWFzLnYxLlNlc3Npb24SQgoJTGlzdFBvb2xzEhkuZGFhcy52MS5MaXN0UG9vbHNSZXF1ZXN0GhouZGFhcy52MS5MaXN0UG9vbHNSZXNwb25zZRIxCgdHZXRQb29sEhcuZGFhcy52MS5HZXRQb29sUmVxdWVzdBoNLmRhYXMudjEuUG9vbBJCCglMaXN0QXVkaXQSGS5kYWFzLnYxLkxpc3RBdWRpdFJlcXVlc3QaGi5kYWFzLnYxLkxpc3RBdWRpdFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message daas.v1.ListAuditRequest
+ */
+export type ListAuditRequest = Message<"daas.v1.ListAuditRequest"> & {
+  /**
+   * Only entries whose actor or session owner is this user; empty: all.
+   *
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * Only entries about this session; empty: all.
+   *
+   * @generated from field: string session_id = 2;
+   */
+  sessionId: string;
+
+  /**
+   * Only entries at or after this time; unset: all kept.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 3;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * Most entries to return (1-1000); 0 means 100.
+   *
+   * @generated from field: uint32 page_size = 4;
+   */
+  pageSize: number;
+
+  /**
+   * `next_page_token` of the previous page, to continue; empty for the
+   * first page. Keep the other fields the same between pages.
+   *
+   * @generated from field: string page_token = 5;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message daas.v1.ListAuditRequest.
+ * Use `create(ListAuditRequestSchema)` to create a new message.
+ */
+export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 0);
+
+/**
+ * @generated from message daas.v1.ListAuditResponse
+ */
+export type ListAuditResponse = Message<"daas.v1.ListAuditResponse"> & {
+  /**
+   * Matching entries, newest first.
+   *
+   * @generated from field: repeated daas.v1.AuditEntry entries = 1;
+   */
+  entries: AuditEntry[];
+
+  /**
+   * Set when more entries match: pass it as `page_token` for the next page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message daas.v1.ListAuditResponse.
+ * Use `create(ListAuditResponseSchema)` to create a new message.
+ */
+export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 1);
+
+/**
+ * One thing done, or refused, and by whom.
+ *
+ * @generated from message daas.v1.AuditEntry
+ */
+export type AuditEntry = Message<"daas.v1.AuditEntry"> & {
+  /**
+   * When it happened.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * Who: the user name of the client certificate, `agent` for an agent's,
+   * `local` on a plaintext loopback port, `server` or `reaper` for the
+   * server's own acts, empty when no certificate was shown.
+   *
+   * @generated from field: string actor = 2;
+   */
+  actor: string;
+
+  /**
+   * The client certificate's subject and SHA-256 fingerprint (hex), when
+   * one was shown.
+   *
+   * @generated from field: string subject = 3;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: string fingerprint = 4;
+   */
+  fingerprint: string;
+
+  /**
+   * The caller's address (`ip:port`), when it came over the network.
+   *
+   * @generated from field: string peer = 5;
+   */
+  peer: string;
+
+  /**
+   * What: create, claim, destroy, reap, issue_certificate, or the refused
+   * call's method (`daas.v1.DesktopService/GetSession`).
+   *
+   * @generated from field: string action = 6;
+   */
+  action: string;
+
+  /**
+   * The session acted on, and its owner, when there is one.
+   *
+   * @generated from field: string session_id = 7;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: string owner = 8;
+   */
+  owner: string;
+
+  /**
+   * `OK`, or the gRPC code of the refusal or failure (`PERMISSION_DENIED`).
+   *
+   * @generated from field: string result = 9;
+   */
+  result: string;
+
+  /**
+   * What a person needs to understand it (the reason, the template, the
+   * certificate's subject); never a secret.
+   *
+   * @generated from field: string detail = 10;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message daas.v1.AuditEntry.
+ * Use `create(AuditEntrySchema)` to create a new message.
+ */
+export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 2);
 
 /**
  * @generated from message daas.v1.ListPoolsRequest
@@ -30,7 +189,7 @@ export type ListPoolsRequest = Message<"daas.v1.ListPoolsRequest"> & {
  * Use `create(ListPoolsRequestSchema)` to create a new message.
  */
 export const ListPoolsRequestSchema: GenMessage<ListPoolsRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 0);
+  messageDesc(file_daas_v1_desktop, 3);
 
 /**
  * @generated from message daas.v1.ListPoolsResponse
@@ -49,7 +208,7 @@ export type ListPoolsResponse = Message<"daas.v1.ListPoolsResponse"> & {
  * Use `create(ListPoolsResponseSchema)` to create a new message.
  */
 export const ListPoolsResponseSchema: GenMessage<ListPoolsResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 1);
+  messageDesc(file_daas_v1_desktop, 4);
 
 /**
  * @generated from message daas.v1.GetPoolRequest
@@ -68,7 +227,7 @@ export type GetPoolRequest = Message<"daas.v1.GetPoolRequest"> & {
  * Use `create(GetPoolRequestSchema)` to create a new message.
  */
 export const GetPoolRequestSchema: GenMessage<GetPoolRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 2);
+  messageDesc(file_daas_v1_desktop, 5);
 
 /**
  * A warm pool: desktops of one template built ahead of time, up to the
@@ -162,7 +321,7 @@ export type Pool = Message<"daas.v1.Pool"> & {
  * Use `create(PoolSchema)` to create a new message.
  */
 export const PoolSchema: GenMessage<Pool> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 3);
+  messageDesc(file_daas_v1_desktop, 6);
 
 /**
  * @generated from message daas.v1.CreateSessionRequest
@@ -221,7 +380,7 @@ export type CreateSessionRequest = Message<"daas.v1.CreateSessionRequest"> & {
  * Use `create(CreateSessionRequestSchema)` to create a new message.
  */
 export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 4);
+  messageDesc(file_daas_v1_desktop, 7);
 
 /**
  * @generated from message daas.v1.WatchSessionRequest
@@ -248,7 +407,7 @@ export type WatchSessionRequest = Message<"daas.v1.WatchSessionRequest"> & {
  * Use `create(WatchSessionRequestSchema)` to create a new message.
  */
 export const WatchSessionRequestSchema: GenMessage<WatchSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 5);
+  messageDesc(file_daas_v1_desktop, 8);
 
 /**
  * @generated from message daas.v1.GetSessionRequest
@@ -267,7 +426,7 @@ export type GetSessionRequest = Message<"daas.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 6);
+  messageDesc(file_daas_v1_desktop, 9);
 
 /**
  * @generated from message daas.v1.ListSessionsRequest
@@ -309,7 +468,7 @@ export type ListSessionsRequest = Message<"daas.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 7);
+  messageDesc(file_daas_v1_desktop, 10);
 
 /**
  * @generated from message daas.v1.ListSessionsResponse
@@ -335,7 +494,7 @@ export type ListSessionsResponse = Message<"daas.v1.ListSessionsResponse"> & {
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 8);
+  messageDesc(file_daas_v1_desktop, 11);
 
 /**
  * @generated from message daas.v1.DestroySessionRequest
@@ -354,7 +513,7 @@ export type DestroySessionRequest = Message<"daas.v1.DestroySessionRequest"> & {
  * Use `create(DestroySessionRequestSchema)` to create a new message.
  */
 export const DestroySessionRequestSchema: GenMessage<DestroySessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 9);
+  messageDesc(file_daas_v1_desktop, 12);
 
 /**
  * One desktop session.
@@ -490,7 +649,7 @@ export type Session = Message<"daas.v1.Session"> & {
  * Use `create(SessionSchema)` to create a new message.
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 10);
+  messageDesc(file_daas_v1_desktop, 13);
 
 /**
  * Why a desktop is alive: its activity and the reaper's plan for it.
@@ -554,7 +713,7 @@ export type Activity = Message<"daas.v1.Activity"> & {
  * Use `create(ActivitySchema)` to create a new message.
  */
 export const ActivitySchema: GenMessage<Activity> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 11);
+  messageDesc(file_daas_v1_desktop, 14);
 
 /**
  * Why a session failed.
@@ -582,7 +741,7 @@ export type Failure = Message<"daas.v1.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 12);
+  messageDesc(file_daas_v1_desktop, 15);
 
 /**
  * One entry of a session's history. Events of a session are numbered from 1
@@ -673,7 +832,7 @@ export type SessionEvent = Message<"daas.v1.SessionEvent"> & {
  * Use `create(SessionEventSchema)` to create a new message.
  */
 export const SessionEventSchema: GenMessage<SessionEvent> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 13);
+  messageDesc(file_daas_v1_desktop, 16);
 
 /**
  * A warning that the reaper will destroy a desktop soon.
@@ -701,7 +860,7 @@ export type IdleWarning = Message<"daas.v1.IdleWarning"> & {
  * Use `create(IdleWarningSchema)` to create a new message.
  */
 export const IdleWarningSchema: GenMessage<IdleWarning> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 14);
+  messageDesc(file_daas_v1_desktop, 17);
 
 /**
  * A transition from one stage to the next.
@@ -736,7 +895,7 @@ export type StageChange = Message<"daas.v1.StageChange"> & {
  * Use `create(StageChangeSchema)` to create a new message.
  */
 export const StageChangeSchema: GenMessage<StageChange> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 15);
+  messageDesc(file_daas_v1_desktop, 18);
 
 /**
  * One line of a tool's output, with secrets masked.
@@ -771,7 +930,7 @@ export type OutputLine = Message<"daas.v1.OutputLine"> & {
  * Use `create(OutputLineSchema)` to create a new message.
  */
 export const OutputLineSchema: GenMessage<OutputLine> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 16);
+  messageDesc(file_daas_v1_desktop, 19);
 
 /**
  * The life cycle of a session. Stages run in the order listed; FAILED can
@@ -1027,6 +1186,19 @@ export const DesktopService: GenService<{
     methodKind: "unary";
     input: typeof GetPoolRequestSchema;
     output: typeof PoolSchema;
+  },
+  /**
+   * Lists the audit trail, newest first: creates, claims, destroys, reaps,
+   * agent certificates issued, and refused calls (PERMISSION_DENIED,
+   * UNAUTHENTICATED, RESOURCE_EXHAUSTED), a page at a time
+   * (administrators only: PERMISSION_DENIED otherwise).
+   *
+   * @generated from rpc daas.v1.DesktopService.ListAudit
+   */
+  listAudit: {
+    methodKind: "unary";
+    input: typeof ListAuditRequestSchema;
+    output: typeof ListAuditResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_daas_v1_desktop, 0);
