@@ -1,5 +1,5 @@
 # The two commands of the README, and the checks the test command runs.
-.PHONY: demo test setup lint
+.PHONY: demo test setup lint deb
 
 demo: ## Start a server on the embedded default and create a desktop.
 	scripts/demo.sh
@@ -9,3 +9,6 @@ test: ## Everything CI runs: setup, formatting, lints, all tests.
 
 setup: ## Install what a fresh machine lacks (Ansible venv).
 	scripts/setup.sh
+
+deb: ## Debian packages (daas-server, daas-cli, daas-agent) of release binaries, in target/debian.
+	deploy/debian/build.sh --build --profile release --out target/debian

@@ -19,9 +19,10 @@ if ! command -v python3 >/dev/null; then
 fi
 
 # Debian packages the tests and the demo use: an X server and input for the
-# agent's idle test, jq for the scripts, curl for the HTTP side's tests.
+# agent's idle test, jq for the scripts, curl for the HTTP side's tests,
+# dpkg-dev (dpkg-shlibdeps, strip) for the Debian packages (deploy/debian).
 missing=()
-for pair in Xvfb:xvfb xdotool:xdotool xauth:xauth jq:jq curl:curl; do
+for pair in Xvfb:xvfb xdotool:xdotool xauth:xauth jq:jq curl:curl dpkg-shlibdeps:dpkg-dev strip:binutils; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -42,5 +43,22 @@ if [ ! -x "$venv/bin/ansible-playbook" ] || [ "$(cat "$stamp" 2>/dev/null)" != "
   fi
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements.txt
   echo "$want" > "$stamp"
+fi
+# promtool, for the metrics' lint (server/tests/dashboard.rs): taken out of
+# Debian's prometheus package, which is not installed (it would start the
+# server); the .deb is cached.
+if [ ! -x "$venv/bin/promtool" ]; then
+  cache=${DAAS_CACHE_DIR:-/var/tmp/daas-cache}/prometheus-deb
+  mkdir -p "$cache"
+  if ! compgen -G "$cache/prometheus_*.deb" >/dev/null; then
+    say "downloading promtool (apt-get download prometheus)"
+    get() { (cd "$cache" && apt-get -qq -o APT::Sandbox::User=root download prometheus); }
+    get || { apt-get -o DPkg::Lock::Timeout=300 update -qq && get; }
+  fi
+  deb=$(compgen -G "$cache/prometheus_*.deb" | sort -V | tail -n 1)
+  tmp=$(mktemp -d)
+  dpkg-deb -x "$deb" "$tmp"
+  install -m 0755 "$tmp/usr/bin/promtool" "$venv/bin/promtool"
+  rm -rf "$tmp"
 fi
 say "ready: $("$venv/bin/ansible-playbook" --version 2>/dev/null | sed -n 1p), $(terraform version 2>/dev/null | sed -n 1p)"

@@ -34,6 +34,9 @@ clients/test.sh
 step "ansible and terraform/proxmox (lint, syntax, HCL structure, roles run in a Debian 12 chroot)"
 ansible/test.sh
 
+step "debian packages: build, systemd-analyze verify, install into a Debian 12 chroot"
+deploy/debian/test.sh
+
 step "terraform/qemu: a real VM from the template image (boot, SSH, cloud-init, RDP, port clash, destroy)"
 # The image carrying the agent, as the end-to-end test builds it: one build.
 cargo build --quiet --workspace --bins
