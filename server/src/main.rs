@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use daas_server::{
     app::BoundServer,
+    audit::{Act, Actor, Audit},
     config::{Config, LogFormat, REFERENCE},
     pki,
 };
@@ -20,8 +21,9 @@ use daas_server::{
 #[command(version, after_long_help = REFERENCE)]
 struct Args {
     /// Configuration file (TOML). Without it: built-in defaults and DAAS_*
-    /// environment variables. See --help for every key.
-    #[arg(short, long, env = "DAAS_CONFIG")]
+    /// environment variables. See --help for every key. With `pki issue`:
+    /// the server whose audit trail records the certificate.
+    #[arg(short, long, env = "DAAS_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Check the configuration, print the resolved values, and exit.
     #[arg(long)]
@@ -94,7 +96,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(Command::Pki(command)) = args.command {
-        return run_pki(command);
+        return run_pki(command, args.config.as_deref()).await;
     }
     let config = Config::load(args.config.as_deref())?;
     if args.check {
@@ -134,6 +136,43 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Records a certificate `pki issue` wrote in the audit trail of the
+/// server `config` names; without a config, says it is not recorded.
+async fn audit_issue(
+    config: Option<&std::path::Path>,
+    cert: &std::path::Path,
+    what: &str,
+) -> anyhow::Result<()> {
+    let Some(config) = config else {
+        eprintln!(
+            "note: not in an audit trail; give --config (or DAAS_CONFIG) to record it in the server's"
+        );
+        return Ok(());
+    };
+    let config = Config::load(Some(config))?;
+    let store = daas_server::store::Store::open(&config.database)
+        .with_context(|| format!("opening the store {}", config.database.display()))?;
+    let audit = Audit::open(store, config.audit.file.as_deref())?;
+    let pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let (subject, fingerprint) = pki::Issued {
+        cert_pem: String::from_utf8_lossy(&pem).into_owned(),
+        key_pem: String::new(),
+    }
+    .subject_and_fingerprint();
+    let by = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    let act = Act::new("issue_certificate").detail(format!(
+        "user certificate \"{subject}\" sha256 {fingerprint} ({what}), by daas-server pki issue run as {by}"
+    ));
+    audit.record(&Actor::internal("local"), act).await;
+    println!(
+        "recorded in the audit trail of {}",
+        config.database.display()
+    );
+    Ok(())
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
@@ -146,7 +185,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
+async fn run_pki(command: PkiCommand, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     match command {
         PkiCommand::Init {
             dir,
@@ -191,6 +230,7 @@ fn run_pki(command: PkiCommand) -> anyhow::Result<()> {
         } => {
             let (cert, key) = pki::issue_user_files(&dir, &user, admin, days)?;
             let role = if admin { "admin" } else { "user" };
+            audit_issue(config, &cert, &format!("{role} {user}; {days} days")).await?;
             println!(
                 "certificate: {} ({role} {user}; {days} days)",
                 cert.display()

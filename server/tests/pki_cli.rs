@@ -189,3 +189,55 @@ fn help_lists_the_pki_commands_and_keeps_the_server_flags() {
         assert!(text.contains(want), "{want}: {text}");
     }
 }
+
+#[tokio::test]
+async fn an_issue_is_recorded_in_the_audit_trail_of_the_configured_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = daas_server::testkit::write_config(tmp.path(), &Default::default());
+    let dir = tmp.path().join("site-pki");
+    let d = dir.to_str().unwrap();
+    assert!(daas_server(&["pki", "init", "--dir", d]).status.success());
+    let out = daas_server(&[
+        "--config",
+        config.to_str().unwrap(),
+        "pki",
+        "issue",
+        "--dir",
+        d,
+        "--user",
+        "carol",
+        "--admin",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("recorded in the audit trail"),
+        "{}",
+        stdout(&out)
+    );
+    let pem = std::fs::read_to_string(dir.join("users/carol.pem")).unwrap();
+    let fingerprint = pki::fingerprint(&pki::pem_to_der(&pem).unwrap());
+    let store = daas_server::store::Store::open(&tmp.path().join("data/daas.sqlite3")).unwrap();
+    let entries = store
+        .audit_page(daas_server::store::audit::AuditFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let issued = entries
+        .iter()
+        .find(|e| e.action == "issue_certificate")
+        .unwrap_or_else(|| panic!("{entries:#?}"));
+    assert_eq!(issued.actor, "local");
+    assert!(issued.detail.contains("CN=carol"), "{}", issued.detail);
+    assert!(issued.detail.contains(&fingerprint), "{}", issued.detail);
+    assert!(issued.detail.contains("admin carol"), "{}", issued.detail);
+    // Without a config it says so, and still issues.
+    let out = daas_server(&["pki", "issue", "--dir", d, "--user", "dan"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not in an audit trail"),
+        "{}",
+        stderr(&out)
+    );
+}
