@@ -34,13 +34,14 @@ STATUS gives.";
 
 /// What `daas audit` lists and how its filters read, shown after its options.
 const AUDIT_HELP: &str = "\
-The trail records creates, claims, destroys, reaps, agent certificates
-issued and refused calls (PERMISSION_DENIED, UNAUTHENTICATED,
-RESOURCE_EXHAUSTED): who (ACTOR: the certificate's user, agent for a
-desktop's agent, local on a plaintext port, server or reaper for the
-server's own acts), from where (PEER), what (ACTION), on which session
-(SESSION, OWNER), and RESULT (OK or the gRPC code). Times are UTC. --json prints one object per entry and line, with the
-certificate's subject and SHA-256 fingerprint too.";
+The trail records creates, claims, destroys, reaps, certificates issued
+and refused calls (PERMISSION_DENIED, UNAUTHENTICATED, RESOURCE_EXHAUSTED):
+who (ACTOR: the certificate's user, agent for a desktop's agent, local on a
+plaintext port or for `daas-server pki issue`, server, reaper or pool for
+the server's own acts), from where (PEER), what (ACTION), on which session
+(SESSION, OWNER), and RESULT (OK or the gRPC code). Times are UTC. --json
+prints one object per entry and line, with the certificate's subject and
+SHA-256 fingerprint too.";
 
 /// Create, follow, list and destroy DaaS desktops.
 #[derive(Debug, Parser)]
