@@ -216,8 +216,9 @@ class AuditEntry(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     actor: _builtins.str
     """Who: the user name of the client certificate, `agent` for an agent's,
-    `local` on a plaintext loopback port, `server` or `reaper` for the
-    server's own acts, empty when no certificate was shown.
+    `local` on a plaintext loopback port or for `daas-server pki issue`,
+    `server`, `reaper` or `pool` for the server's own acts, empty when no
+    usable certificate was shown.
     """
     subject: _builtins.str
     """The client certificate's subject and SHA-256 fingerprint (hex), when

@@ -108,8 +108,9 @@ export type AuditEntry = Message<"daas.v1.AuditEntry"> & {
 
   /**
    * Who: the user name of the client certificate, `agent` for an agent's,
-   * `local` on a plaintext loopback port, `server` or `reaper` for the
-   * server's own acts, empty when no certificate was shown.
+   * `local` on a plaintext loopback port or for `daas-server pki issue`,
+   * `server`, `reaper` or `pool` for the server's own acts, empty when no
+   * usable certificate was shown.
    *
    * @generated from field: string actor = 2;
    */
