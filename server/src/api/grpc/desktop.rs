@@ -69,20 +69,30 @@ impl DesktopApi {
         id: &str,
         act: &str,
     ) -> Result<SessionRecord, Error> {
-        validate::session_id(id)?;
-        let record = self
-            .store
-            .get(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(id.to_string()))?;
-        if !caller.may_act_for(&record.username) {
-            tracing::warn!(?caller, session = %id, act, "refused access to a session");
-            return Err(Error::PermissionDenied(format!(
-                "you may {act} only your own sessions"
-            )));
-        }
+        let record = self.lookup(id).await?;
+        may_act_on(caller, &record, act)?;
         Ok(record)
     }
+
+    /// A session by id (checked), or NOT_FOUND.
+    async fn lookup(&self, id: &str) -> Result<SessionRecord, Error> {
+        validate::session_id(id)?;
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+}
+
+/// Refuses a caller who may not `act` on `record`'s session.
+fn may_act_on(caller: &Caller, record: &SessionRecord, act: &str) -> Result<(), Error> {
+    if caller.may_act_for(&record.username) {
+        return Ok(());
+    }
+    tracing::warn!(?caller, session = %record.id, act, "refused access to a session");
+    Err(Error::PermissionDenied(format!(
+        "you may {act} only your own sessions"
+    )))
 }
 
 impl DesktopApi {
@@ -329,12 +339,12 @@ impl DesktopApi {
         actor: &Actor,
         id: &str,
     ) -> Result<SessionRecord, Status> {
-        let owner = match self.store.get(id).await {
-            Ok(Some(record)) => record.username,
-            _ => String::new(),
-        };
+        // The owner, for the trail, even when the caller is refused.
+        let mut owner = String::new();
         let result = async {
-            self.session_for(caller, id, "destroy").await?;
+            let record = self.lookup(id).await?;
+            owner.clone_from(&record.username);
+            may_act_on(caller, &record, "destroy")?;
             let record = self.pipeline.destroy(id).await?;
             tracing::info!(session = %id, "session destroyed");
             Ok::<_, Status>(record)
