@@ -61,4 +61,20 @@ if [ ! -x "$venv/bin/promtool" ]; then
   install -m 0755 "$tmp/usr/bin/promtool" "$venv/bin/promtool"
   rm -rf "$tmp"
 fi
+# The browser tests (server/tests/browser.rs): Debian's Chromium, driven by
+# playwright-core from npm (tests/browser; `playwright install` cannot
+# download browsers here, and need not).
+if [ ! -x /usr/lib/chromium/chromium ]; then
+  say "installing chromium (apt-get)"
+  [ "$(id -u)" = 0 ] || die "need root to install chromium: sudo apt-get install chromium"
+  apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+fi
+browser_stamp=tests/browser/node_modules/.package-lock.sha256
+want=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$browser_stamp" 2>/dev/null)" != "$want" ]; then
+  command -v npm >/dev/null || die "npm is not installed (Node 18+ is needed for the browser tests)"
+  say "installing the browser tests' npm packages (tests/browser)"
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
+  echo "$want" > "$browser_stamp"
+fi
 say "ready: $("$venv/bin/ansible-playbook" --version 2>/dev/null | sed -n 1p), $(terraform version 2>/dev/null | sed -n 1p)"

@@ -60,6 +60,8 @@ pub enum StartError {
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error(transparent)]
+    Directory(#[from] crate::web::directory::DirectoryError),
+    #[error(transparent)]
     Audit(#[from] AuditError),
     #[error("cannot read {path}: {source}")]
     Read {
@@ -167,6 +169,10 @@ impl BoundServer {
             source,
         })?;
         let http = HttpListeners::bind(&config).await?;
+        // The directory's CA is read now, so a bad one stops the start.
+        if let Some(web) = &config.web {
+            crate::web::directory::Directory::new(&web.ldap)?;
+        }
         let config = Arc::new(config);
         let agent_ca = agent_ca(&config)?;
         let agent_ca_loaded = agent_ca.is_some();
@@ -207,6 +213,16 @@ impl BoundServer {
     /// The HTTPS side's address (`http.listen`), when on.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.https_addr()
+    }
+
+    /// The web portal's address (`web.listen`), when on.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.http.web_addr()
+    }
+
+    /// Whether the web portal is HTTPS (not: plain on loopback).
+    pub fn web_is_tls(&self) -> bool {
+        self.http.web_is_tls()
     }
 
     /// The plain loopback metrics address (`http.metrics_listen`), when on.
@@ -298,6 +314,20 @@ impl BoundServer {
             plaintext: self.tls_is_off(),
         };
         let metrics = self.metrics.clone();
+        let web_router = match &self.config.web {
+            Some(web) => {
+                let directory = crate::web::directory::Directory::new(&web.ldap)?;
+                crate::web::router(Arc::new(crate::web::WebState::new(
+                    self.config.clone(),
+                    web.clone(),
+                    directory,
+                    api.clone(),
+                    self.store.clone(),
+                    self.audit.clone(),
+                )))
+            }
+            None => axum::Router::new(),
+        };
         let http_state = Arc::new(HttpState {
             config: self.config.clone(),
             store: self.store.clone(),
@@ -308,6 +338,7 @@ impl BoundServer {
         let http = tokio::spawn(self.http.serve(
             crate::api::http::https_router(http_state.clone()),
             crate::api::http::router(http_state),
+            web_router,
             policy.clone(),
             self.pipeline.shutdown_token(),
         ));

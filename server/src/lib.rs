@@ -25,4 +25,5 @@ pub mod reaper;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod web;
 pub mod webhooks;

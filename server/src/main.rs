@@ -110,6 +110,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(addr) = server.http_addr() {
         println!("daas-server http on {addr}");
     }
+    if let Some(addr) = server.web_addr() {
+        let scheme = if server.web_is_tls() { "https" } else { "http" };
+        println!("daas-server web portal on {scheme}://{addr}/");
+    }
     if let Some(addr) = server.metrics_addr() {
         println!("daas-server metrics on {addr}");
     }

@@ -281,6 +281,7 @@ pub struct TestServer {
     addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
+    web_addr: Option<SocketAddr>,
     plaintext: bool,
     dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -298,6 +299,7 @@ impl TestServer {
             .expect("bind the test server");
         let addr = server.local_addr();
         let (http_addr, metrics_addr) = (server.http_addr(), server.metrics_addr());
+        let web_addr = server.web_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async {
@@ -311,6 +313,7 @@ impl TestServer {
             addr,
             http_addr,
             metrics_addr,
+            web_addr,
             plaintext: options.plaintext,
             dir,
             stop: Some(stop),
@@ -327,6 +330,11 @@ impl TestServer {
     /// `https://127.0.0.1:PORT` of the HTTP side (`http.listen`), when on.
     pub fn http_endpoint(&self) -> Option<String> {
         self.http_addr.map(|a| format!("https://{a}"))
+    }
+
+    /// `https://127.0.0.1:PORT` of the web portal (`web.listen`), when on.
+    pub fn web_endpoint(&self) -> Option<String> {
+        self.web_addr.map(|a| format!("https://{a}"))
     }
 
     /// `http://127.0.0.1:PORT` of `http.metrics_listen`, when on.

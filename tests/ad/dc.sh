@@ -21,6 +21,9 @@
 #     set what a join sets on them (the delegation of a real site, see
 #     ansible/roles/ad-join/README.md), nothing else;
 #   - alice and carol, members of daas-users; bob, member of nothing;
+#     carol is also in daas-admins (the portal's administrators);
+#   - LDAPS with a certificate for dc1.daas.test from a CA of its own
+#     ($DAAS_AD_DIR/tls/ca.pem), for the web portal's sign-in;
 #   - the share `homes` ([homes]: each user gets their own folder, with a
 #     welcome.txt), served by the DC itself.
 # Passwords are random, in $DAAS_AD_DIR/passwords/USER (mode 0600).
@@ -41,6 +44,8 @@ VETH_DC=daasad1
 BASE_DN=DC=daas,DC=test
 OU_DN=OU=Desktops,$BASE_DN
 GROUP=daas-users
+ADMIN_GROUP=daas-admins
+TLS_DIR=$DIR/tls
 CONF=$DIR/etc/smb.conf
 WINBINDD_DIR=/run/samba/winbindd
 NETNS_ETC=/etc/netns/$NETNS
@@ -143,6 +148,12 @@ write_conf() {
 	logging = file
 	# The records of dc1 were written by the provisioning; nothing to update.
 	dns update command = /bin/true
+	# LDAPS with a certificate that names the DC (Samba's own has no
+	# subjectAltName, which TLS clients such as rustls require).
+	tls enabled = yes
+	tls keyfile = $TLS_DIR/dc-key.pem
+	tls certfile = $TLS_DIR/dc.pem
+	tls cafile = $TLS_DIR/ca.pem
 	idmap_ldb:use rfc2307 = yes
 	load printers = no
 	printing = bsd
@@ -168,6 +179,23 @@ write_conf() {
 EOF
 }
 
+tls_certificates() { # a CA and the DC's certificate (EC P-256, 2 years)
+  mkdir -p "$TLS_DIR"
+  local fqdn=$DC_HOST.$DOMAIN
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 730 \
+    -subj "/O=DaaS test domain/CN=DaaS test domain CA" -keyout "$TLS_DIR/ca-key.pem" \
+    -out "$TLS_DIR/ca.pem" -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$fqdn" \
+    -keyout "$TLS_DIR/dc-key.pem" -out "$TLS_DIR/dc.csr" 2>/dev/null
+  openssl x509 -req -in "$TLS_DIR/dc.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca-key.pem" \
+    -CAcreateserial -days 730 -out "$TLS_DIR/dc.pem" \
+    -extfile <(printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n' "$fqdn") \
+    2>/dev/null
+  chmod 600 "$TLS_DIR/dc-key.pem" "$TLS_DIR/ca-key.pem"
+  rm -f "$TLS_DIR/dc.csr"
+}
+
 provision() {
   mkdir -p "$DIR/passwords"
   chmod 711 "$DIR" # the users' folders below are theirs
@@ -181,6 +209,7 @@ provision() {
     --option="interfaces=$VETH_DC" --option="bind interfaces only=yes" \
     >"$DIR/log/provision.log" 2>&1 || die "samba-tool domain provision failed: see $DIR/log/provision.log"
   write_conf
+  tls_certificates
 
   # Only delegated accounts may join: no quota of ten joins for every user.
   ldbmodify -H "$DIR/private/sam.ldb" >/dev/null <<EOF
@@ -228,6 +257,8 @@ EOF
     uid=$((uid + 1))
   done
   tool group addmembers "$GROUP" alice,carol >/dev/null
+  tool group add "$ADMIN_GROUP" --description="Administrators of the DaaS portal" >/dev/null
+  tool group addmembers "$ADMIN_GROUP" carol >/dev/null
 }
 
 network() {
@@ -286,6 +317,14 @@ env_lines() { # [--export]
   q DAAS_ANSIBLE__EXTRA_VARS__AD_JOIN_ADMIN_GROUP_DNS "[\"CN=$GROUP,CN=Users,$BASE_DN\"]"
   q DAAS_ANSIBLE__EXTRA_VARS__DESKTOP_CONFIG_PAM_MOUNT_VOLUMES \
     "[{server=\"$DC_HOST.$DOMAIN\",path=\"homes\",mountpoint=\"~/H\"}]"
+  # The web portal's sign-in (used when web.listen is set).
+  q DAAS_WEB__LDAP__URL "ldaps://$DC_HOST.$DOMAIN"
+  q DAAS_WEB__LDAP__CONNECT "$DC_IP:636"
+  q DAAS_WEB__LDAP__CA_FILE "$TLS_DIR/ca.pem"
+  q DAAS_WEB__LDAP__BASE_DN "$BASE_DN"
+  q DAAS_WEB__LDAP__DOMAIN "$DOMAIN"
+  q DAAS_WEB__ALLOWED_GROUP "$GROUP"
+  q DAAS_WEB__ADMIN_GROUP "$ADMIN_GROUP"
 }
 
 computer() { # NAME
@@ -294,9 +333,15 @@ computer() { # NAME
   ldbsearch -H "$DIR/private/sam.ldb" "(sAMAccountName=$name\$)" dn 2>/dev/null | grep '^dn: '
 }
 
+# One start or stop at a time (tests of several processes share the DC).
+lock() {
+  exec 9>/run/lock/daas-ad-dc.lock
+  flock 9
+}
+
 case ${1:-} in
-  start) start ;;
-  stop) stop ;;
+  start) lock && start ;;
+  stop) lock && stop ;;
   status) running ;;
   env) env_lines "${2:-}" ;;
   computer) computer "${2:-}" ;;

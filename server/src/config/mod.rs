@@ -55,6 +55,8 @@ pub struct Config {
     pub pools: BTreeMap<String, crate::pool::Pool>,
     /// Where READY, FAILED, IDLE_WARNING and DESTROYED are POSTed.
     pub webhooks: Vec<crate::webhooks::Webhook>,
+    /// The web portal for browsers; None: off.
+    pub web: Option<crate::web::spec::Web>,
 }
 
 /// The HTTP side: health, readiness and metrics.
@@ -297,6 +299,8 @@ struct Raw {
     pools: BTreeMap<String, crate::pool::PoolSpec>,
     #[serde(default)]
     webhooks: Vec<crate::webhooks::WebhookSpec>,
+    #[serde(default)]
+    web: crate::web::spec::WebSpec,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -483,6 +487,7 @@ impl Default for Raw {
             },
             pools: BTreeMap::new(),
             webhooks: Vec::new(),
+            web: crate::web::spec::WebSpec::default(),
         }
     }
 }
@@ -507,6 +512,7 @@ const SECTIONS: &[&str] = &[
     "policy",
     "pools",
     "webhooks",
+    "web",
 ];
 
 /// Reads one secret from the file or the environment variable named.
@@ -876,7 +882,20 @@ impl Config {
         }
         let webhooks = crate::webhooks::check_all(&raw.webhooks)
             .map_err(|err| ConfigError::Invalid(err.to_string()))?;
+        let web = crate::web::spec::check(&raw.web).map_err(ConfigError::Invalid)?;
+        if let (Tls::Plaintext, Some(web)) = (&tls, &web)
+            && !web.listen.ip().is_loopback()
+        {
+            return Err(invalid(
+                "web.listen",
+                &format!(
+                    "is plain HTTP when tls.plaintext = true: a loopback address only, not {}",
+                    web.listen
+                ),
+            ));
+        }
         Ok(Config {
+            web,
             pools,
             webhooks,
             agent,

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod domain;
+
 use std::{path::Path, process::Stdio, time::Duration};
 
 use daas_api::v1::{

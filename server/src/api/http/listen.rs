@@ -1,7 +1,9 @@
 //! The HTTP side's listeners: HTTPS with the server's certificate and the
-//! client-certificate rules of the gRPC port (`http.listen`), and plain HTTP
-//! on loopback (`http.metrics_listen`). Each connection's caller is found
-//! once, from its certificate, and given to every request on it.
+//! client-certificate rules of the gRPC port (`http.listen`), plain HTTP
+//! on loopback (`http.metrics_listen`), and the web portal's HTTPS without
+//! client certificates (`web.listen`: browsers sign in with a cookie). On
+//! the first, each connection's caller is found once, from its
+//! certificate, and given to every request on it.
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
@@ -48,14 +50,18 @@ pub enum HttpError {
 struct Listener {
     tcp: TcpListener,
     addr: SocketAddr,
-    /// None: plain HTTP, every caller local (loopback only).
+    /// None: plain HTTP (loopback only).
     tls: Option<TlsAcceptor>,
+    /// Callers are browsers (the portal finds who they are), not
+    /// certificates; a plain listener of this kind has no local caller.
+    browsers: bool,
 }
 
 /// The HTTP side's bound listeners.
 pub struct HttpListeners {
     https: Option<Listener>,
     metrics: Option<Listener>,
+    web: Option<Listener>,
 }
 
 impl HttpListeners {
@@ -78,7 +84,36 @@ impl HttpListeners {
             Some(addr) => Some(bind("http.metrics_listen", addr, None).await?),
             None => None,
         };
-        Ok(HttpListeners { https, metrics })
+        let web = match &config.web {
+            Some(web) => {
+                let tls = match (&web.cert, &config.tls) {
+                    (Some((cert, key)), _) | (None, Tls::Mutual { cert, key, .. }) => {
+                        Some(TlsAcceptor::from(browser_config(cert, key)?))
+                    }
+                    // Loopback only (the config checks it).
+                    (None, Tls::Plaintext) => None,
+                };
+                let mut listener = bind("web.listen", web.listen, tls).await?;
+                listener.browsers = true;
+                Some(listener)
+            }
+            None => None,
+        };
+        Ok(HttpListeners {
+            https,
+            metrics,
+            web,
+        })
+    }
+
+    /// The address of `web.listen`, when set.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().map(|l| l.addr)
+    }
+
+    /// Whether `web.listen` is HTTPS.
+    pub fn web_is_tls(&self) -> bool {
+        self.web.as_ref().is_some_and(|l| l.tls.is_some())
     }
 
     /// The address of `http.listen`, when set.
@@ -91,18 +126,24 @@ impl HttpListeners {
         self.metrics.as_ref().map(|l| l.addr)
     }
 
-    /// Serves `https_router` on `http.listen` and `metrics_router` on
-    /// `http.metrics_listen` until `stop` is cancelled.
+    /// Serves `https_router` on `http.listen`, `metrics_router` on
+    /// `http.metrics_listen` and `web_router` on `web.listen` until `stop`
+    /// is cancelled.
     pub async fn serve(
         self,
         https_router: Router,
         metrics_router: Router,
+        web_router: Router,
         policy: Policy,
         stop: CancellationToken,
     ) {
         let policy = Arc::new(policy);
         let mut loops = JoinSet::new();
-        let listeners = [(self.https, https_router), (self.metrics, metrics_router)];
+        let listeners = [
+            (self.https, https_router),
+            (self.metrics, metrics_router),
+            (self.web, web_router),
+        ];
         for (listener, router) in listeners {
             if let Some(listener) = listener {
                 loops.spawn(accept_loop(listener, router, policy.clone(), stop.clone()));
@@ -120,33 +161,57 @@ async fn bind(
     let bind_error = |source| HttpError::Bind { key, addr, source };
     let tcp = TcpListener::bind(addr).await.map_err(bind_error)?;
     let addr = tcp.local_addr().map_err(bind_error)?;
-    Ok(Listener { tcp, addr, tls })
+    Ok(Listener {
+        tcp,
+        addr,
+        tls,
+        browsers: false,
+    })
+}
+
+fn pem_error(path: &Path, why: String) -> HttpError {
+    HttpError::Pem {
+        path: path.display().to_string(),
+        why,
+    }
+}
+
+fn certs_of(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(pem_error(path, "no certificate in it".into()));
+    }
+    Ok(certs)
+}
+
+/// The portal's certificate and key, no client certificates; HTTP/1.1
+/// (browsers open WebSockets on it).
+fn browser_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, HttpError> {
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs_of(cert)?, key_der)
+        .map_err(|e| HttpError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// The server's certificate and key, and a verifier of client certificates
 /// issued by `ca`; HTTP/2 and HTTP/1.1.
 fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, HttpError> {
-    let pem = |path: &Path, why: String| HttpError::Pem {
-        path: path.display().to_string(),
-        why,
-    };
-    let certs_of = |path: &Path| -> Result<Vec<CertificateDer<'static>>, HttpError> {
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| pem(path, e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| pem(path, e.to_string()))?;
-        if certs.is_empty() {
-            return Err(pem(path, "no certificate in it".into()));
-        }
-        Ok(certs)
-    };
     let mut roots = RootCertStore::empty();
     for cert in certs_of(ca)? {
         roots
             .add(cert)
-            .map_err(|e| pem(ca, format!("not a usable CA certificate: {e}")))?;
+            .map_err(|e| pem_error(ca, format!("not a usable CA certificate: {e}")))?;
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem(key, e.to_string()))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
@@ -184,14 +249,23 @@ async fn accept_loop(
             }
         };
         let (tls, router, policy) = (listener.tls.clone(), router.clone(), policy.clone());
+        let browsers = listener.browsers;
         connections.spawn(async move {
+            let origin = Origin {
+                peer: peer.to_string(),
+                ..Origin::default()
+            };
             match tls {
-                None => {
-                    let origin = Origin {
-                        peer: peer.to_string(),
-                        ..Origin::default()
-                    };
-                    serve_connection(stream, Caller::Local, origin, router).await
+                None if browsers => serve_connection(stream, None, origin, router).await,
+                None => serve_connection(stream, Some(Caller::Local), origin, router).await,
+                Some(acceptor) if browsers => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, None, origin, router).await,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "web HTTPS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "web HTTPS handshake timed out"),
+                    }
                 }
                 Some(acceptor) => {
                     let handshake =
@@ -228,9 +302,9 @@ async fn accept_loop(
                     let origin = Origin {
                         subject,
                         fingerprint,
-                        peer: peer.to_string(),
+                        ..origin
                     };
-                    serve_connection(stream, caller, origin, router).await;
+                    serve_connection(stream, Some(caller), origin, router).await;
                 }
             }
         });
@@ -239,20 +313,22 @@ async fn accept_loop(
 }
 
 /// HTTP/1.1 or HTTP/2 on one connection, every request carrying `caller`
-/// and `origin`.
-async fn serve_connection<S>(stream: S, caller: Caller, origin: Origin, router: Router)
+/// (when known) and `origin`; WebSocket upgrades allowed.
+async fn serve_connection<S>(stream: S, caller: Option<Caller>, origin: Origin, router: Router)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = tower::service_fn(
         move |mut request: axum::http::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(caller.clone());
+            if let Some(caller) = &caller {
+                request.extensions_mut().insert(caller.clone());
+            }
             request.extensions_mut().insert(origin.clone());
             router.clone().oneshot(request)
         },
     );
     let result = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
         .await;
     if let Err(err) = result {
         tracing::debug!(error = %err, "HTTP connection ended with an error");

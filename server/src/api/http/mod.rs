@@ -20,6 +20,7 @@ use axum::{
 };
 
 pub use listen::{HttpError, HttpListeners};
+pub use rest::from_status;
 
 use crate::{
     api::grpc::{

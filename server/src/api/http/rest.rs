@@ -60,8 +60,9 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-/// A refusal or failure of the API, with the HTTP status of its code.
-fn from_status(status: &tonic::Status) -> Response {
+/// A refusal or failure of the API, with the HTTP status of its code, as
+/// `{"error": ...}` (Retry-After kept).
+pub fn from_status(status: &tonic::Status) -> Response {
     let code = ErrorCode::from_grpc(status.code());
     let mut response = error(code.http(), status.message(), None);
     if let Some(after) = status

@@ -1,0 +1,444 @@
+//! The signed-in user's desktops, through the gRPC service's own handlers
+//! (the same rules, limits and audit trail as the CLI): list, create,
+//! follow a create's stages (server-sent events), destroy, a `.rdp` file, a
+//! gateway ticket and the gateway itself; for administrators the pools and
+//! the audit trail.
+
+use std::{collections::HashMap, convert::Infallible, sync::Arc};
+
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, State, WebSocketUpgrade},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+};
+use daas_api::v1::{
+    CreateSessionRequest, DestroySessionRequest, GetSessionRequest, ListAuditRequest,
+    ListPoolsRequest, ListSessionsRequest, Session, SessionState, WatchSessionRequest,
+    desktop_service_server::DesktopService,
+};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_stream::StreamExt;
+
+use super::{Checked, User, WebState, error, from_status, gateway, json as shape, json_response};
+use crate::{
+    api::grpc::auth::{Caller, Origin},
+    audit::{Act, Actor},
+};
+
+/// A gRPC request as the signed-in user, from the browser's address.
+fn as_user<T>(user: &User, message: T) -> tonic::Request<T> {
+    let (signed, origin) = (&user.signed, &user.origin);
+    let mut request = tonic::Request::new(message);
+    request.extensions_mut().insert(Caller::User {
+        name: signed.user.clone(),
+        admin: signed.admin,
+    });
+    request.extensions_mut().insert(Origin {
+        subject: "web".into(),
+        fingerprint: String::new(),
+        peer: origin.peer.clone(),
+    });
+    request
+}
+
+/// The user's sessions that are not DESTROYED; `?all=1`: every user's
+/// (administrators).
+pub async fn list(
+    State(state): State<Arc<WebState>>,
+    user: User,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let all = query.get("all").is_some_and(|v| v == "1") && user.signed.admin;
+    let message = ListSessionsRequest {
+        username: if all {
+            String::new()
+        } else {
+            user.signed.user.clone()
+        },
+        page_size: 1000,
+        ..Default::default()
+    };
+    match state.api.list_sessions(as_user(&user, message)).await {
+        Ok(response) => {
+            let sessions: Vec<_> = response
+                .into_inner()
+                .sessions
+                .iter()
+                .filter(|s| s.state != SessionState::Destroyed as i32)
+                .map(shape::session)
+                .collect();
+            json_response(StatusCode::OK, &json!({ "sessions": sessions }))
+        }
+        Err(status) => from_status(&status),
+    }
+}
+
+#[derive(Deserialize)]
+struct Create {
+    #[serde(default)]
+    template: String,
+    /// The page's id for this click: a repeat makes no second desktop.
+    #[serde(default)]
+    request_id: String,
+}
+
+/// `{"template", "request_id"}` -> 202 `{"id"}`; the stages follow on
+/// `GET /web/sessions/{id}/events`. The create goes on whatever the
+/// browser does.
+pub async fn create(
+    State(state): State<Arc<WebState>>,
+    Checked(user): Checked,
+    body: Bytes,
+) -> Response {
+    let Ok(body) = serde_json::from_slice::<Create>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "send {\"template\": ...}");
+    };
+    if !body.template.is_empty() && !state.templates().contains(&body.template) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("no template {} is offered here", body.template),
+        );
+    }
+    let message = CreateSessionRequest {
+        template: body.template,
+        request_id: body.request_id,
+        ..Default::default()
+    };
+    let mut events = match state.api.create_session(as_user(&user, message)).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return from_status(&status),
+    };
+    match events.next().await {
+        Some(Ok(first)) => json_response(StatusCode::ACCEPTED, &json!({ "id": first.session_id })),
+        Some(Err(status)) => from_status(&status),
+        None => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the create ended before its first event",
+        ),
+    }
+}
+
+/// A session's events as server-sent events (`event: session`, the data
+/// JSON, the id its sequence), from the first or after `Last-Event-ID`,
+/// until it settles; then `event: end`.
+pub async fn events(
+    State(state): State<Arc<WebState>>,
+    user: User,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let message = WatchSessionRequest {
+        session_id: id,
+        after_sequence: after,
+    };
+    let stream = match state.api.watch_session(as_user(&user, message)).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return from_status(&status),
+    };
+    let events = stream
+        .map(|item| match item {
+            Ok(event) => Event::default()
+                .event("session")
+                .id(event.sequence.to_string())
+                .data(shape::event(&event).to_string()),
+            Err(status) => Event::default()
+                .event("failure")
+                .data(json!({ "error": status.message() }).to_string()),
+        })
+        .chain(tokio_stream::once(Event::default().event("end").data("{}")))
+        .map(Ok::<_, Infallible>);
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// Destroys a session (CSRF-checked); 200 with the session.
+pub async fn destroy(
+    State(state): State<Arc<WebState>>,
+    Checked(user): Checked,
+    Path(id): Path<String>,
+) -> Response {
+    let message = DestroySessionRequest { session_id: id };
+    match state.api.destroy_session(as_user(&user, message)).await {
+        Ok(response) => json_response(StatusCode::OK, &shape::session(&response.into_inner())),
+        Err(status) => from_status(&status),
+    }
+}
+
+/// A READY session the signed-in user may open, or the answer why not.
+async fn ready_session(
+    state: &WebState,
+    user: &User,
+    id: String,
+) -> Result<Session, Box<Response>> {
+    let message = GetSessionRequest { session_id: id };
+    let session = state
+        .api
+        .get_session(as_user(user, message))
+        .await
+        .map_err(|status| Box::new(from_status(&status)))?
+        .into_inner();
+    if session.state != SessionState::Ready as i32 {
+        return Err(Box::new(error(
+            StatusCode::CONFLICT,
+            "the desktop is not READY: wait for it, or create another",
+        )));
+    }
+    Ok(session)
+}
+
+/// A `.rdp` file for a native client.
+pub async fn rdp_file(
+    State(state): State<Arc<WebState>>,
+    user: User,
+    Path(id): Path<String>,
+) -> Response {
+    let session = match ready_session(&state, &user, id).await {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
+    let body = rdp_text(&session);
+    let disposition = format!("attachment; filename=\"{}.rdp\"", session.vm_name);
+    let mut response = (
+        [(header::CONTENT_TYPE, "application/x-rdp; charset=utf-8")],
+        body,
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+/// The `.rdp` settings: where, who; the password is asked by the client.
+pub fn rdp_text(session: &Session) -> String {
+    [
+        format!("full address:s:{}:{}", session.rdp_host, session.rdp_port),
+        format!("username:s:{}", session.username),
+        "prompt for credentials:i:1".into(),
+        "authentication level:i:2".into(),
+        "screen mode id:i:2".into(),
+        "session bpp:i:32".into(),
+    ]
+    .join("\r\n")
+        + "\r\n"
+}
+
+/// A single-use ticket that opens the session in the browser (CSRF-checked).
+pub async fn ticket(
+    State(state): State<Arc<WebState>>,
+    Checked(user): Checked,
+    Path(id): Path<String>,
+) -> Response {
+    let session = match ready_session(&state, &user, id).await {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
+    let ticket = state.tickets.issue(&session.id, &user.signed.user);
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "ticket": ticket,
+            "expires_in": state.tickets.ttl().as_secs(),
+            "username": session.username,
+        }),
+    )
+}
+
+/// The RDP gateway: a WebSocket on which the browser's RDP client sends
+/// its ticket; the desktop is the ticket's session, found by the server.
+pub async fn gateway(
+    State(state): State<Arc<WebState>>,
+    user: User,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !same_origin(&headers) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the gateway answers this portal's own page only",
+        );
+    }
+    let User { signed, origin } = user;
+    upgrade.on_upgrade(move |socket| async move {
+        let actor = Actor {
+            name: signed.user.clone(),
+            subject: "web".into(),
+            fingerprint: String::new(),
+            peer: origin.peer.clone(),
+        };
+        let opened = std::sync::Mutex::new(String::new());
+        let redeem = |ticket: String| {
+            let (state, signed, opened) = (state.clone(), signed.clone(), &opened);
+            async move {
+                let id = state
+                    .tickets
+                    .redeem(&ticket, &signed.user)
+                    .map_err(|e| e.to_string())?;
+                if let Ok(mut slot) = opened.lock() {
+                    slot.clone_from(&id);
+                }
+                let record = state
+                    .store
+                    .get(&id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .filter(|r| r.state == SessionState::Ready)
+                    .ok_or_else(|| "the desktop is not READY".to_string())?;
+                let host = (record.outputs.rdp_host.as_str(), record.outputs.rdp_port);
+                let addr = tokio::net::lookup_host(host)
+                    .await
+                    .ok()
+                    .and_then(|mut addrs| addrs.next())
+                    .ok_or_else(|| format!("cannot resolve the desktop's address {}", host.0))?;
+                Ok(gateway::Target {
+                    addr,
+                    session_id: id,
+                })
+            }
+        };
+        let result = gateway::relay(socket, redeem).await;
+        let session = opened.lock().map(|s| s.clone()).unwrap_or_default();
+        let owner = match state.store.get(&session).await {
+            Ok(Some(record)) => record.username,
+            _ => String::new(),
+        };
+        let act = Act::new("web connect").session(&session, &owner);
+        let act = match &result {
+            Ok(relayed) => {
+                tracing::info!(
+                    session = %session,
+                    user = %signed.user,
+                    to_client = relayed.to_client,
+                    to_server = relayed.to_server,
+                    setup_ms = relayed.setup.as_millis() as u64,
+                    "a browser's RDP connection ended"
+                );
+                act.detail(format!(
+                    "{} bytes to the browser, {} to the desktop",
+                    relayed.to_client, relayed.to_server
+                ))
+            }
+            Err(err) => {
+                tracing::info!(session = %session, user = %signed.user, error = %err, "a browser's RDP connection failed");
+                Act {
+                    result: "PERMISSION_DENIED".into(),
+                    ..act.detail(err.to_string())
+                }
+            }
+        };
+        state.audit.record(&actor, act).await;
+    })
+}
+
+/// Whether a WebSocket upgrade comes from this portal's page (its `Origin`
+/// names the `Host` it was sent to), against cross-site WebSocket hijacking.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (Some(origin), Some(host)) => {
+            origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                == Some(host)
+        }
+        // Not a browser (no Origin): the ticket and the cookie still apply.
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
+}
+
+/// The warm pools (administrators).
+pub async fn pools(State(state): State<Arc<WebState>>, user: User) -> Response {
+    match state
+        .api
+        .list_pools(as_user(&user, ListPoolsRequest {}))
+        .await
+    {
+        Ok(response) => {
+            let pools: Vec<_> = response
+                .into_inner()
+                .pools
+                .iter()
+                .map(shape::pool)
+                .collect();
+            json_response(StatusCode::OK, &json!({ "pools": pools }))
+        }
+        Err(status) => from_status(&status),
+    }
+}
+
+/// The newest 200 entries of the audit trail, `?user=`, `?session=`
+/// (administrators).
+pub async fn audit(
+    State(state): State<Arc<WebState>>,
+    user: User,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let message = ListAuditRequest {
+        username: query.get("user").cloned().unwrap_or_default(),
+        session_id: query.get("session").cloned().unwrap_or_default(),
+        page_size: 200,
+        ..Default::default()
+    };
+    match state.api.list_audit(as_user(&user, message)).await {
+        Ok(response) => {
+            let entries: Vec<_> = response
+                .into_inner()
+                .entries
+                .iter()
+                .map(shape::audit)
+                .collect();
+            json_response(StatusCode::OK, &json!({ "entries": entries }))
+        }
+        Err(status) => from_status(&status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rdp_files_name_the_desktop_and_the_user_never_a_password() {
+        let session = Session {
+            username: "alice".into(),
+            rdp_host: "10.0.0.5".into(),
+            rdp_port: 3389,
+            ..Default::default()
+        };
+        let text = rdp_text(&session);
+        assert!(text.contains("full address:s:10.0.0.5:3389\r\n"));
+        assert!(text.contains("username:s:alice\r\n"));
+        assert!(!text.contains("password"));
+    }
+
+    #[test]
+    fn websockets_from_other_sites_are_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("portal:8443"));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://portal:8443"),
+        );
+        assert!(same_origin(&headers));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!same_origin(&headers));
+    }
+}

@@ -1,0 +1,270 @@
+//! Checks a user's password against the AD domain: an LDAP simple bind as
+//! `USER@domain` over LDAPS or StartTLS (never in the clear), then, as that
+//! user, a search for the account's canonical name and every group it is
+//! in, nested ones included (AD's `LDAP_MATCHING_RULE_IN_CHAIN`).
+
+use std::{io, sync::Arc};
+
+use ldap3::{LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, StdStream};
+use rustls::{
+    ClientConfig, RootCertStore,
+    pki_types::{CertificateDer, pem::PemObject},
+};
+
+use super::spec::Ldap;
+
+/// AD's "invalid credentials" (also: disabled, expired, locked out).
+const INVALID_CREDENTIALS: u32 = 49;
+
+/// The longest password accepted (AD allows 256 characters).
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Who signed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The account's sAMAccountName, as the directory spells it.
+    pub user: String,
+    /// The sAMAccountNames of the groups it is in, nested ones included.
+    pub groups: Vec<String>,
+}
+
+impl Identity {
+    /// Whether the user is in `group` (names compare case-insensitively, as AD does).
+    pub fn is_in(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g.eq_ignore_ascii_case(group))
+    }
+}
+
+/// Why a sign-in failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// Wrong user name or password (or a disabled, locked or expired account:
+    /// the directory does not say which, and neither do we).
+    #[error("wrong user name or password")]
+    BadCredentials,
+    /// The directory could not be asked.
+    #[error("the domain controller cannot be reached ({0}); try again later")]
+    Unavailable(String),
+}
+
+/// Why the directory settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("web.ldap.ca_file: cannot use {path}: {why}")]
+pub struct DirectoryError {
+    path: String,
+    why: String,
+}
+
+/// The AD domain, as `[web.ldap]` names it.
+pub struct Directory {
+    ldap: Ldap,
+    tls: Arc<ClientConfig>,
+}
+
+impl Directory {
+    /// Loads the CA of the DC's certificate beside the system's roots.
+    pub fn new(ldap: &Ldap) -> Result<Directory, DirectoryError> {
+        let mut roots = RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            // A system root rustls cannot use is skipped, as browsers do.
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = &ldap.ca_file {
+            let error = |why: String| DirectoryError {
+                path: path.display().to_string(),
+                why,
+            };
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| error(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| error(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(error("no certificate in it".into()));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| error(format!("not a usable CA certificate: {e}")))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| DirectoryError {
+                path: String::new(),
+                why: e.to_string(),
+            })?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Directory {
+            ldap: ldap.clone(),
+            tls: Arc::new(tls),
+        })
+    }
+
+    /// Checks `password` for `user` and finds the groups. The password is
+    /// used for the bind only: it is not kept, logged or put in an error.
+    pub async fn sign_in(&self, user: &str, password: &str) -> Result<Identity, SignInError> {
+        // An empty password would be an anonymous bind, which "succeeds".
+        if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+            return Err(SignInError::BadCredentials);
+        }
+        if crate::domain::validate::account_name("username", user).is_err() {
+            return Err(SignInError::BadCredentials);
+        }
+        let timeout = self.ldap.timeout;
+        match tokio::time::timeout(timeout, self.bind_and_search(user, password)).await {
+            Ok(result) => result,
+            Err(_) => Err(SignInError::Unavailable(format!(
+                "no answer within {}",
+                humantime::format_duration(timeout)
+            ))),
+        }
+    }
+
+    async fn bind_and_search(&self, user: &str, password: &str) -> Result<Identity, SignInError> {
+        let unavailable = |e: LdapError| SignInError::Unavailable(e.to_string());
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(self.ldap.timeout)
+            .set_starttls(self.ldap.starttls)
+            .set_config(self.tls.clone());
+        if let Some(addr) = self.ldap.connect {
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .and_then(|s| s.into_std())
+                .map_err(|e: io::Error| {
+                    SignInError::Unavailable(format!("cannot connect to {addr}: {e}"))
+                })?;
+            settings = settings.set_std_stream(StdStream::Tcp(stream));
+        }
+        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.ldap.url)
+            .await
+            .map_err(unavailable)?;
+        ldap3::drive!(conn);
+        let bind = ldap
+            .simple_bind(&format!("{user}@{}", self.ldap.domain), password)
+            .await
+            .map_err(unavailable)?;
+        if bind.rc == INVALID_CREDENTIALS {
+            let _ = ldap.unbind().await;
+            return Err(SignInError::BadCredentials);
+        }
+        bind.success().map_err(unavailable)?;
+        let result = self.identity(&mut ldap, user).await;
+        let _ = ldap.unbind().await;
+        result
+    }
+
+    async fn identity(&self, ldap: &mut ldap3::Ldap, user: &str) -> Result<Identity, SignInError> {
+        let unavailable = |e: LdapError| SignInError::Unavailable(e.to_string());
+        let filter = format!(
+            "(&(objectCategory=person)(objectClass=user)(sAMAccountName={}))",
+            ldap3::ldap_escape(user)
+        );
+        let (entries, _) = ldap
+            .search(
+                &self.ldap.base_dn,
+                Scope::Subtree,
+                &filter,
+                vec!["sAMAccountName"],
+            )
+            .await
+            .map_err(unavailable)?
+            .success()
+            .map_err(unavailable)?;
+        // A bind can succeed for an account outside base_dn: not ours.
+        let Some(entry) = entries.into_iter().next().map(SearchEntry::construct) else {
+            return Err(SignInError::BadCredentials);
+        };
+        let name = first(&entry, "sAMAccountName").unwrap_or_else(|| user.to_string());
+        let filter = format!(
+            "(&(objectClass=group)(member:1.2.840.113556.1.4.1941:={}))",
+            ldap3::ldap_escape(&entry.dn)
+        );
+        let (groups, _) = ldap
+            .search(
+                &self.ldap.base_dn,
+                Scope::Subtree,
+                &filter,
+                vec!["sAMAccountName"],
+            )
+            .await
+            .map_err(unavailable)?
+            .success()
+            .map_err(unavailable)?;
+        let mut groups: Vec<String> = groups
+            .into_iter()
+            .map(SearchEntry::construct)
+            .filter_map(|g| first(&g, "sAMAccountName"))
+            .collect();
+        groups.sort();
+        Ok(Identity { user: name, groups })
+    }
+}
+
+fn first(entry: &SearchEntry, attr: &str) -> Option<String> {
+    entry.attrs.get(attr).and_then(|v| v.first()).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory() -> Directory {
+        let spec = crate::web::spec::LdapSpec {
+            url: "ldaps://127.0.0.1:9".into(),
+            base_dn: "DC=daas,DC=test".into(),
+            domain: "daas.test".into(),
+            timeout: std::time::Duration::from_secs(2),
+            ..Default::default()
+        };
+        let web = crate::web::spec::check(&crate::web::spec::WebSpec {
+            listen: "127.0.0.1:0".into(),
+            ldap: spec,
+            ..Default::default()
+        })
+        .expect("valid")
+        .expect("on");
+        Directory::new(&web.ldap).expect("a directory")
+    }
+
+    #[tokio::test]
+    async fn empty_passwords_and_bad_names_never_reach_the_directory() {
+        let dir = directory();
+        // Nothing listens on port 9: reaching it would be Unavailable.
+        for (user, password) in [
+            ("alice", ""),
+            ("", "secret"),
+            ("al*ce", "secret"),
+            ("alice)(objectClass=*", "secret"),
+        ] {
+            assert!(
+                matches!(
+                    dir.sign_in(user, password).await,
+                    Err(SignInError::BadCredentials)
+                ),
+                "{user:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_directory_is_unavailable_not_a_bad_password() {
+        let err = directory()
+            .sign_in("alice", "secret")
+            .await
+            .expect_err("nothing listens");
+        assert!(matches!(err, SignInError::Unavailable(_)), "{err}");
+        assert!(!err.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn group_names_compare_as_ad_does() {
+        let who = Identity {
+            user: "alice".into(),
+            groups: vec!["daas-users".into()],
+        };
+        assert!(who.is_in("DAAS-Users"));
+        assert!(!who.is_in("daas-admins"));
+    }
+}

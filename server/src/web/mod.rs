@@ -1,0 +1,217 @@
+//! The web portal (`[web]`): people sign in with their domain account
+//! (`directory`, `signin`, `throttle`), get a desktop and watch it being
+//! prepared (`desktops`, through the gRPC service's handlers), and use it
+//! in the browser tab through the RDP `gateway` with single-use `tickets`.
+//! The page itself (`pages`) is embedded in the binary. It has its own
+//! HTTPS listener, without client certificates.
+
+pub mod account;
+pub mod desktops;
+pub mod directory;
+pub mod gateway;
+pub mod json;
+pub mod pages;
+pub mod signin;
+pub mod spec;
+pub mod throttle;
+pub mod tickets;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::FromRequestParts,
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde_json::{Value, json};
+
+use self::{
+    directory::Directory,
+    signin::{COOKIE, SignIns, SignedIn, cookie_value, csrf_matches},
+    spec::Web,
+    throttle::Throttle,
+    tickets::Tickets,
+};
+pub use crate::api::http::from_status;
+use crate::{
+    api::grpc::{auth::Origin, desktop::DesktopApi},
+    audit::Audit,
+    config::Config,
+    store::Store,
+};
+
+/// The header that carries the CSRF token on state-changing calls.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// What the portal's handlers share.
+pub struct WebState {
+    pub config: Arc<Config>,
+    pub web: Web,
+    pub api: Arc<DesktopApi>,
+    pub store: Store,
+    pub audit: Audit,
+    pub directory: Directory,
+    pub signins: SignIns,
+    pub throttle: Throttle,
+    pub tickets: Tickets,
+}
+
+impl WebState {
+    pub fn new(
+        config: Arc<Config>,
+        web: Web,
+        directory: Directory,
+        api: Arc<DesktopApi>,
+        store: Store,
+        audit: Audit,
+    ) -> WebState {
+        WebState {
+            directory,
+            signins: SignIns::new(web.session_idle, web.session_max),
+            throttle: Throttle::new(web.max_failed_logins, web.failed_login_window),
+            tickets: Tickets::new(web.ticket_ttl),
+            config,
+            web,
+            api,
+            store,
+            audit,
+        }
+    }
+
+    /// The signed-in browser a request comes from, or 401.
+    pub fn signed_in(&self, headers: &HeaderMap) -> Result<SignedIn, Box<Response>> {
+        headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| cookie_value(v, COOKIE))
+            .and_then(|cookie| self.signins.find(cookie))
+            .ok_or_else(|| {
+                Box::new(error(
+                    StatusCode::UNAUTHORIZED,
+                    "not signed in (or signed out after a while unused): sign in again",
+                ))
+            })
+    }
+
+    /// As [`Self::signed_in`], for a state-changing call: the CSRF token
+    /// must come with it too (403 otherwise).
+    pub fn checked(&self, headers: &HeaderMap) -> Result<SignedIn, Box<Response>> {
+        let signed = self.signed_in(headers)?;
+        let given = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !csrf_matches(&signed, given) {
+            return Err(Box::new(error(
+                StatusCode::FORBIDDEN,
+                "the request lacks this sign-in's CSRF token: reload the page",
+            )));
+        }
+        Ok(signed)
+    }
+
+    /// The templates offered: `web.templates`, else `vm.template` and the
+    /// pools'.
+    pub fn templates(&self) -> Vec<String> {
+        if !self.web.templates.is_empty() {
+            return self.web.templates.clone();
+        }
+        let mut templates = vec![self.config.vm.template.clone()];
+        for pool in self.config.pools.values() {
+            if !templates.contains(&pool.template) {
+                templates.push(pool.template.clone());
+            }
+        }
+        templates
+    }
+}
+
+/// A request from a signed-in browser (401 otherwise), and where from.
+pub struct User {
+    pub signed: SignedIn,
+    pub origin: Origin,
+}
+
+/// The same for a state-changing call: it carries the sign-in's CSRF
+/// token (403 otherwise).
+pub struct Checked(pub User);
+
+fn origin_of(parts: &Parts) -> Origin {
+    parts
+        .extensions
+        .get::<Origin>()
+        .cloned()
+        .unwrap_or_default()
+}
+
+impl FromRequestParts<Arc<WebState>> for User {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<WebState>,
+    ) -> Result<Self, Self::Rejection> {
+        let signed = state.signed_in(&parts.headers).map_err(|r| *r)?;
+        Ok(User {
+            signed,
+            origin: origin_of(parts),
+        })
+    }
+}
+
+impl FromRequestParts<Arc<WebState>> for Checked {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<WebState>,
+    ) -> Result<Self, Self::Rejection> {
+        let signed = state.checked(&parts.headers).map_err(|r| *r)?;
+        Ok(Checked(User {
+            signed,
+            origin: origin_of(parts),
+        }))
+    }
+}
+
+/// The portal's routes.
+pub fn router(state: Arc<WebState>) -> Router {
+    Router::new()
+        .route("/web/login", post(account::login))
+        .route("/web/logout", post(account::logout))
+        .route("/web/me", get(account::me))
+        .route("/web/sessions", get(desktops::list).post(desktops::create))
+        .route("/web/sessions/{id}/events", get(desktops::events))
+        .route("/web/sessions/{id}/destroy", post(desktops::destroy))
+        .route("/web/sessions/{id}/rdp", get(desktops::rdp_file))
+        .route("/web/sessions/{id}/ticket", post(desktops::ticket))
+        .route("/web/gateway", get(desktops::gateway))
+        .route("/web/pools", get(desktops::pools))
+        .route("/web/audit", get(desktops::audit))
+        .merge(pages::routes())
+        .with_state(state)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(axum::middleware::map_response(pages::security_headers))
+}
+
+/// A JSON error answer: `{"error": ...}`.
+pub fn error(status: StatusCode, message: &str) -> Response {
+    json_response(status, &json!({ "error": message }))
+}
+
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}

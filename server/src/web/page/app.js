@@ -1,0 +1,285 @@
+// The portal's page: sign in, my desktops, create with live stages,
+// destroy, .rdp download; for administrators every
+// session, the pools and the audit trail. No framework, no build step.
+
+const $ = (id) => document.getElementById(id);
+let me = null; // {user, admin, csrf, templates}
+let following = null; // the EventSource of the create being watched
+
+// --- the API -------------------------------------------------------------
+
+async function api(method, path, body) {
+  const headers = {};
+  if (method !== "GET") headers["X-CSRF-Token"] = me ? me.csrf : "";
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let data = {};
+  try { data = text ? JSON.parse(text) : {}; } catch { data = { error: text }; }
+  if (response.status === 401 && path !== "/web/login") {
+    showSignIn("You were signed out. Sign in again.");
+  }
+  if (!response.ok) {
+    const error = new Error(data.error || `${response.status} ${response.statusText}`);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+function notice(text) {
+  $("notice").textContent = text || "";
+  $("notice").hidden = !text;
+}
+
+// --- signing in and out --------------------------------------------------
+
+function showSignIn(message) {
+  me = null;
+  if (following) { following.close(); following = null; }
+  $("home").hidden = true;
+  $("who").hidden = true;
+  $("signin").hidden = false;
+  $("signin-error").textContent = message || "";
+  $("username").focus();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const button = event.submitter || $("signin-form").querySelector("button");
+  button.disabled = true;
+  $("signin-error").textContent = "";
+  try {
+    await api("POST", "/web/login", {
+      username: $("username").value,
+      password: $("password").value,
+    });
+    $("password").value = "";
+    await start();
+  } catch (error) {
+    $("signin-error").textContent = error.message;
+    $("password").select();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function signOut() {
+  try { await api("POST", "/web/logout"); } catch { /* signed out anyway */ }
+  showSignIn("Signed out.");
+}
+
+// --- the home view -------------------------------------------------------
+
+async function start() {
+  try {
+    me = await api("GET", "/web/me");
+  } catch {
+    showSignIn();
+    return;
+  }
+  $("signin").hidden = true;
+  $("home").hidden = false;
+  $("who").hidden = false;
+  $("who-name").textContent = me.admin ? `${me.user} (administrator)` : me.user;
+  const templates = $("templates");
+  templates.replaceChildren(...me.templates.map((template) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "primary";
+    button.textContent = `Create a desktop (${template})`;
+    button.addEventListener("click", () => create(template, button));
+    return button;
+  }));
+  $("admin").hidden = !me.admin;
+  await refresh();
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "";
+}
+
+function whyAlive(session) {
+  if (session.failure) return `${session.failure.stage} failed: ${session.failure.reason}`;
+  const a = session.activity;
+  if (!a) return session.state === "READY" ? "" : "being prepared";
+  const parts = [];
+  if (a.users && a.users.length) parts.push(`in use by ${a.users.join(", ")}`);
+  if (a.rdp_clients) parts.push(`${a.rdp_clients} RDP client(s)`);
+  if (a.reap_at) parts.push(`destroyed at ${when(a.reap_at)} unless used (${a.reap_reason})`);
+  return parts.join("; ");
+}
+
+function actionButton(label, handler, name) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = label;
+  button.setAttribute("aria-label", `${label} ${name}`);
+  button.addEventListener("click", () => handler(button));
+  return button;
+}
+
+function sessionRow(session, withUser) {
+  const row = document.createElement("tr");
+  row.dataset.session = session.id;
+  const cell = (text, className) => {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (className) td.className = className;
+    row.append(td);
+  };
+  const name = session.vm_name || session.id.slice(0, 8);
+  cell(name);
+  if (withUser) cell(session.username);
+  cell(session.template);
+  cell(session.state, `state-${session.state}`);
+  cell(when(session.created_at));
+  cell(whyAlive(session));
+  const actions = document.createElement("td");
+  const buttons = document.createElement("div");
+  buttons.className = "buttons";
+  if (session.state === "READY") {
+    const link = document.createElement("a");
+    link.className = "button";
+    link.href = `/web/sessions/${encodeURIComponent(session.id)}/rdp`;
+    link.textContent = "Download .rdp";
+    link.setAttribute("aria-label", `Download .rdp for ${name}`);
+    buttons.append(link);
+  }
+  if (session.state !== "DESTROYING") {
+    buttons.append(actionButton("Destroy", (button) => destroy(session, button), name));
+  }
+  actions.append(buttons);
+  row.append(actions);
+  return row;
+}
+
+async function refresh() {
+  if (!me) return;
+  try {
+    const mine = await api("GET", "/web/sessions");
+    const body = $("sessions").querySelector("tbody");
+    body.replaceChildren(...mine.sessions.map((s) => sessionRow(s, false)));
+    $("sessions").hidden = mine.sessions.length === 0;
+    $("no-sessions").hidden = mine.sessions.length !== 0;
+    if (me.admin) await refreshAdmin();
+  } catch (error) {
+    if (error.status !== 401) notice(error.message);
+  }
+}
+
+async function refreshAdmin() {
+  const all = await api("GET", "/web/sessions?all=1");
+  $("all-sessions").querySelector("tbody")
+    .replaceChildren(...all.sessions.map((s) => sessionRow(s, true)));
+  const pools = await api("GET", "/web/pools");
+  $("pools").querySelector("tbody").replaceChildren(...pools.pools.map((p) => {
+    const row = document.createElement("tr");
+    for (const text of [p.name, p.template, `${p.ready} / ${p.desired}`, p.provisioning,
+      p.claimed_today, p.failures ? `${p.failures}: ${p.last_failure}` : "0"]) {
+      const td = document.createElement("td");
+      td.textContent = String(text);
+      row.append(td);
+    }
+    return row;
+  }));
+  const audit = await api("GET", "/web/audit");
+  $("audit").querySelector("tbody").replaceChildren(...audit.entries.map((e) => {
+    const row = document.createElement("tr");
+    for (const text of [when(e.time), e.actor, e.action, e.session_id.slice(0, 8), e.result, e.detail]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      row.append(td);
+    }
+    return row;
+  }));
+}
+
+// --- create, follow, destroy ---------------------------------------------
+
+async function create(template, button) {
+  notice("");
+  button.disabled = true;
+  try {
+    const created = await api("POST", "/web/sessions", {
+      template,
+      request_id: crypto.randomUUID(),
+    });
+    follow(created.id);
+    await refresh();
+  } catch (error) {
+    notice(`The desktop could not be created: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function follow(id) {
+  if (following) following.close();
+  $("progress").hidden = false;
+  $("stages").replaceChildren();
+  $("output").textContent = "";
+  $("progress-result").textContent = "Starting…";
+  const source = new EventSource(`/web/sessions/${encodeURIComponent(id)}/events`);
+  following = source;
+  let last = null;
+  source.addEventListener("session", (message) => {
+    const event = JSON.parse(message.data);
+    if (event.kind === "stage" || last === null) {
+      if (last) last.classList.add("done");
+      last = document.createElement("li");
+      last.dataset.state = event.state;
+      last.textContent = event.message ? `${event.state}: ${event.message}` : event.state;
+      $("stages").append(last);
+      $("progress-result").textContent = `${event.state}…`;
+    }
+    if (event.kind === "output") {
+      $("output").textContent += `[${event.tool}] ${event.text}\n`;
+    }
+    if (event.session) {
+      const s = event.session;
+      if (s.state === "READY") {
+        last.classList.add("done");
+        $("progress-result").textContent = "Your desktop is ready.";
+      } else if (s.state === "FAILED") {
+        $("progress-result").textContent = `It failed: ${whyAlive(s)}`;
+      } else {
+        $("progress-result").textContent = s.state;
+      }
+      refresh();
+    }
+  });
+  source.addEventListener("failure", (message) => {
+    $("progress-result").textContent = JSON.parse(message.data).error;
+  });
+  source.addEventListener("end", () => {
+    source.close();
+    if (following === source) following = null;
+  });
+}
+
+async function destroy(session, button) {
+  const name = session.vm_name || session.id;
+  if (!confirm(`Destroy ${name}? Whatever is not saved in your network folder is lost.`)) return;
+  button.disabled = true;
+  try {
+    await api("POST", `/web/sessions/${encodeURIComponent(session.id)}/destroy`);
+  } catch (error) {
+    notice(`${name} could not be destroyed: ${error.message}`);
+  }
+  await refresh();
+}
+
+// --- wiring ----------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("signin-form").addEventListener("submit", signIn);
+  $("logout").addEventListener("click", signOut);
+  start();
+  setInterval(() => { if (me && !$("home").hidden) refresh(); }, 15000);
+});

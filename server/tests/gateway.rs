@@ -1,0 +1,447 @@
+//! The browser's RDP gateway (`web::gateway::relay`) end to end on loopback: a real
+//! axum server whose route calls `relay`, a fake RDP server (X.224 confirm selecting
+//! TLS, then TLS with a self-signed certificate, then an echo) and a WebSocket client
+//! sending real RDCleanPath requests built with `ironrdp-rdcleanpath`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::response::Response;
+use axum::routing::get;
+use daas_server::web::gateway::{self, ClosedBy, GatewayError, Relayed, Target};
+use futures_util::{SinkExt as _, StreamExt as _};
+use ironrdp_rdcleanpath::{RDCleanPathMessage, RDCleanPathPdu};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const TICKET: &str = "ticket-0123456789";
+/// An X.224 connection request with RDP_NEG_REQ asking for TLS or CredSSP, as IronRDP sends.
+const X224_REQUEST: [u8; 19] = [3, 0, 0, 19, 14, 0xE0, 0, 0, 0, 0, 0, 1, 0, 8, 0, 3, 0, 0, 0];
+/// xrdp's answer: an X.224 connection confirm with RDP_NEG_RSP selecting PROTOCOL_SSL.
+const X224_CONFIRM: [u8; 19] = [
+    3, 0, 0, 19, 14, 0xD0, 0, 0, 0x12, 0x34, 0, 2, 0x1F, 8, 0, 1, 0, 0, 0,
+];
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A fake xrdp on loopback: counts connections, records the X.224 request it got,
+/// answers the confirm, does TLS, then echoes (or closes at once when `close_after_tls`).
+struct FakeRdp {
+    addr: SocketAddr,
+    cert: CertificateDer<'static>,
+    accepted: Arc<AtomicUsize>,
+    requests: mpsc::UnboundedReceiver<Vec<u8>>,
+}
+
+async fn fake_rdp(close_after_tls: bool) -> FakeRdp {
+    fake_rdp_confirming(X224_CONFIRM, close_after_tls).await
+}
+
+/// A fake xrdp that answers `confirm`; after a failure confirm it closes.
+async fn fake_rdp_confirming(confirm: [u8; 19], close_after_tls: bool) -> FakeRdp {
+    let key = rcgen::generate_simple_self_signed(vec!["desktop.test".to_owned()])
+        .expect("self-signed certificate");
+    let cert = key.cert.der().clone();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der())),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (tx, requests) = mpsc::unbounded_channel();
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut header = [0u8; 4];
+                tcp.read_exact(&mut header).await.expect("TPKT header");
+                let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+                let mut request = header.to_vec();
+                request.resize(len, 0);
+                tcp.read_exact(&mut request[4..])
+                    .await
+                    .expect("X.224 request");
+                let _ = tx.send(request);
+                tcp.write_all(&confirm).await.expect("X.224 confirm");
+                if confirm[11] == 3 {
+                    return; // RDP_NEG_FAILURE: no TLS follows
+                }
+                let mut tls = acceptor.accept(tcp).await.expect("TLS accept");
+                if close_after_tls {
+                    let _ = tls.shutdown().await;
+                    return;
+                }
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if tls.write_all(&buf[..n]).await.is_err() || tls.flush().await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    FakeRdp {
+        addr,
+        cert,
+        accepted,
+        requests,
+    }
+}
+
+#[derive(Clone)]
+struct Gw {
+    target: SocketAddr,
+    /// What each relay returned, as the portal's handler would log it.
+    results: mpsc::UnboundedSender<Result<Relayed, String>>,
+}
+
+async fn ws_route(State(gw): State<Gw>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| async move {
+        let target = gw.target;
+        let result = gateway::relay(socket, move |ticket: String| async move {
+            if ticket == TICKET {
+                Ok(Target {
+                    addr: target,
+                    session_id: "s-1".to_owned(),
+                })
+            } else {
+                Err("this ticket is unknown, used or expired".to_owned())
+            }
+        })
+        .await;
+        let _ = gw
+            .results
+            .send(result.map_err(|e: GatewayError| e.to_string()));
+    })
+}
+
+/// The gateway on 127.0.0.1:0 with `target` as what every good ticket leads to.
+async fn gateway_server(
+    target: SocketAddr,
+) -> (String, mpsc::UnboundedReceiver<Result<Relayed, String>>) {
+    let (results, rx) = mpsc::unbounded_channel();
+    let app = Router::new()
+        .route("/gateway", get(ws_route))
+        .with_state(Gw { target, results });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    (format!("ws://{addr}/gateway"), rx)
+}
+
+/// A loopback port nothing listens on.
+async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("address")
+}
+
+async fn connect(url: &str) -> Client {
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("WebSocket connect");
+    ws
+}
+
+async fn send_request(ws: &mut Client, destination: String, ticket: &str) {
+    let request =
+        RDCleanPathPdu::new_request(X224_REQUEST.to_vec(), destination, ticket.to_owned(), None)
+            .expect("request")
+            .to_der()
+            .expect("DER");
+    ws.send(Message::binary(request))
+        .await
+        .expect("send request");
+}
+
+/// The next binary message, skipping pings and pongs.
+async fn next_binary(ws: &mut Client) -> Vec<u8> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the WebSocket is open")
+            .expect("a WebSocket message");
+        match message {
+            Message::Binary(data) => return data.to_vec(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a binary message, got {other:?}"),
+        }
+    }
+}
+
+async fn response(ws: &mut Client) -> RDCleanPathMessage {
+    let der = next_binary(ws).await;
+    RDCleanPathPdu::from_der(&der)
+        .expect("an RDCleanPath PDU")
+        .into_message()
+        .expect("a valid RDCleanPath message")
+}
+
+/// Waits for the server's close frame (or the end of the stream).
+async fn closed(ws: &mut Client) {
+    match tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("closed within 10 s")
+    {
+        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {}
+        Some(Ok(other)) => panic!("expected a close, got {other:?}"),
+    }
+}
+
+async fn result(
+    rx: &mut mpsc::UnboundedReceiver<Result<Relayed, String>>,
+) -> Result<Relayed, String> {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the relay ended within 10 s")
+        .expect("a result")
+}
+
+#[tokio::test]
+async fn gateway_relays_both_ways_to_the_ticket_target_ignoring_the_destination() {
+    let mut rdp = fake_rdp(false).await;
+    let (url, mut results) = gateway_server(rdp.addr).await;
+    let mut ws = connect(&url).await;
+    // The browser points at a closed port: the gateway must go where the ticket leads.
+    send_request(&mut ws, closed_port().await.to_string(), TICKET).await;
+
+    let RDCleanPathMessage::Response {
+        x224_connection_response,
+        server_cert_chain,
+        server_addr,
+    } = response(&mut ws).await
+    else {
+        panic!("expected a success response");
+    };
+    assert_eq!(x224_connection_response.as_bytes(), X224_CONFIRM);
+    assert_eq!(server_cert_chain.len(), 1);
+    assert_eq!(server_cert_chain[0].as_bytes(), rdp.cert.as_ref());
+    assert_eq!(server_addr, rdp.addr.to_string());
+    assert_eq!(rdp.requests.recv().await.expect("a request"), X224_REQUEST);
+
+    // Small and large messages, echoed through TLS and back.
+    let mut sent = 0u64;
+    for payload in [
+        b"hello desktop".to_vec(),
+        (0..200_000u32).map(|i| (i % 251) as u8).collect(),
+    ] {
+        ws.send(Message::binary(payload.clone()))
+            .await
+            .expect("send");
+        sent += payload.len() as u64;
+        let mut echoed = Vec::new();
+        while echoed.len() < payload.len() {
+            echoed.extend(next_binary(&mut ws).await);
+        }
+        assert_eq!(echoed, payload);
+    }
+
+    // A ping is answered during the relay.
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .expect("ping");
+    let pong = loop {
+        match ws.next().await.expect("open").expect("message") {
+            Message::Pong(data) => break data,
+            Message::Ping(_) => continue,
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    };
+    assert_eq!(&pong[..], b"are you there");
+
+    ws.close(None).await.expect("close");
+    let relayed = result(&mut results).await.expect("a relay");
+    assert_eq!(relayed.to_server, sent);
+    assert_eq!(relayed.to_client, sent);
+    assert_eq!(relayed.closed_by, ClosedBy::Browser);
+    assert!(
+        relayed.setup < Duration::from_secs(5),
+        "setup {:?}",
+        relayed.setup
+    );
+    assert_eq!(rdp.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn gateway_a_refused_ticket_gets_a_403_error_pdu_and_no_connection() {
+    let rdp = fake_rdp(false).await;
+    let (url, mut results) = gateway_server(rdp.addr).await;
+    let mut ws = connect(&url).await;
+    // Even a destination that is the real target is not used without a ticket.
+    send_request(&mut ws, rdp.addr.to_string(), "stolen-or-used-ticket").await;
+
+    let RDCleanPathMessage::GeneralErr(error) = response(&mut ws).await else {
+        panic!("expected an error");
+    };
+    assert_eq!(error.error_code, ironrdp_rdcleanpath::GENERAL_ERROR_CODE);
+    assert_eq!(error.http_status_code, Some(403));
+    closed(&mut ws).await;
+    let error = result(&mut results).await.expect_err("refused");
+    assert!(error.contains("unknown, used or expired"), "{error}");
+    assert!(
+        !error.contains("stolen-or-used-ticket"),
+        "the ticket leaked: {error}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        rdp.accepted.load(Ordering::SeqCst),
+        0,
+        "the gateway connected to the target"
+    );
+}
+
+#[tokio::test]
+async fn gateway_an_unreachable_desktop_gets_a_target_unreachable_error_pdu() {
+    let (url, mut results) = gateway_server(closed_port().await).await;
+    let mut ws = connect(&url).await;
+    send_request(&mut ws, "ignored:3389".to_owned(), TICKET).await;
+
+    let RDCleanPathMessage::GeneralErr(error) = response(&mut ws).await else {
+        panic!("expected an error");
+    };
+    assert_eq!(
+        error.error_code,
+        ironrdp_rdcleanpath::TARGET_UNREACHABLE_ERROR_CODE
+    );
+    assert_eq!(error.wsa_last_error, Some(10061)); // connection refused
+    closed(&mut ws).await;
+    let error = result(&mut results).await.expect_err("unreachable");
+    assert!(error.contains("unreachable"), "{error}");
+}
+
+#[tokio::test]
+async fn gateway_a_bad_request_gets_a_400_error_pdu() {
+    let rdp = fake_rdp(false).await;
+    let (url, mut results) = gateway_server(rdp.addr).await;
+    let next_version = RDCleanPathPdu {
+        version: ironrdp_rdcleanpath::VERSION_1 + 1,
+        ..RDCleanPathPdu::new_request(
+            X224_REQUEST.to_vec(),
+            "x:3389".to_owned(),
+            TICKET.to_owned(),
+            None,
+        )
+        .expect("request")
+    };
+    let bad_requests = [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        next_version.to_der().expect("DER"),
+        // A PDU without the X.224 request.
+        RDCleanPathPdu {
+            proxy_auth: Some(TICKET.to_owned()),
+            destination: Some("x:3389".to_owned()),
+            ..RDCleanPathPdu::default()
+        }
+        .to_der()
+        .expect("DER"),
+    ];
+    for bad in bad_requests {
+        let mut ws = connect(&url).await;
+        ws.send(Message::binary(bad)).await.expect("send");
+        let der = next_binary(&mut ws).await;
+        let error = RDCleanPathPdu::from_der(&der)
+            .expect("a PDU")
+            .error
+            .expect("an error");
+        assert_eq!(error.http_status_code, Some(400));
+        closed(&mut ws).await;
+        let error = result(&mut results).await.expect_err("bad request");
+        assert!(error.contains("bad RDCleanPath request"), "{error}");
+    }
+    assert_eq!(rdp.accepted.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn gateway_a_request_split_over_messages_is_accepted() {
+    let rdp = fake_rdp(false).await;
+    let (url, mut results) = gateway_server(rdp.addr).await;
+    let mut ws = connect(&url).await;
+    let request = RDCleanPathPdu::new_request(
+        X224_REQUEST.to_vec(),
+        "x:3389".to_owned(),
+        TICKET.to_owned(),
+        None,
+    )
+    .expect("request")
+    .to_der()
+    .expect("DER");
+    for chunk in request.chunks(7) {
+        ws.send(Message::binary(chunk.to_vec()))
+            .await
+            .expect("send");
+    }
+    assert!(matches!(
+        response(&mut ws).await,
+        RDCleanPathMessage::Response { .. }
+    ));
+    drop(ws);
+    let relayed = result(&mut results).await.expect("a relay");
+    assert_eq!(relayed.closed_by, ClosedBy::Browser);
+}
+
+#[tokio::test]
+async fn gateway_the_desktop_closing_closes_the_websocket() {
+    let rdp = fake_rdp(true).await;
+    let (url, mut results) = gateway_server(rdp.addr).await;
+    let mut ws = connect(&url).await;
+    send_request(&mut ws, "x:3389".to_owned(), TICKET).await;
+    assert!(matches!(
+        response(&mut ws).await,
+        RDCleanPathMessage::Response { .. }
+    ));
+    closed(&mut ws).await;
+    let relayed = result(&mut results).await.expect("a relay");
+    assert_eq!(relayed.closed_by, ClosedBy::Desktop);
+    assert_eq!((relayed.to_client, relayed.to_server), (0, 0));
+}
+
+#[tokio::test]
+async fn gateway_a_negotiation_failure_goes_back_to_the_browser() {
+    // RDP_NEG_FAILURE with SSL_REQUIRED_BY_SERVER (1).
+    let failure = [
+        3, 0, 0, 19, 14, 0xD0, 0, 0, 0x12, 0x34, 0, 3, 0, 8, 0, 1, 0, 0, 0,
+    ];
+    let rdp = fake_rdp_confirming(failure, false).await;
+    let (url, mut results) = gateway_server(rdp.addr).await;
+    let mut ws = connect(&url).await;
+    send_request(&mut ws, "x:3389".to_owned(), TICKET).await;
+    let RDCleanPathMessage::NegotiationErr {
+        x224_connection_response,
+    } = response(&mut ws).await
+    else {
+        panic!("expected a negotiation error");
+    };
+    assert_eq!(x224_connection_response, failure);
+    closed(&mut ws).await;
+    let error = result(&mut results).await.expect_err("refused");
+    assert!(error.contains("security protocols"), "{error}");
+}

@@ -1,0 +1,304 @@
+//! The web portal against a real AD domain controller (tests/ad/dc.sh,
+//! Samba 4.17 in a network namespace; root) and a real server on ephemeral
+//! ports, driven with curl and a cookie jar as a browser would: sign-in
+//! over LDAPS, the group rules, the cookie's flags, CSRF, the failed
+//! sign-in limit, the audit trail, a create followed over server-sent
+//! events, the .rdp file, tickets, destroy and sign-out.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::domain::Domain;
+use daas_server::testkit::{TestOptions, TestServer};
+use serde_json::Value;
+use tokio::process::Command;
+
+/// A browser: curl with a cookie jar, trusting the server's CA.
+struct Browser {
+    base: String,
+    ca: PathBuf,
+    jar: tempfile::NamedTempFile,
+    csrf: String,
+}
+
+/// An answer: status, headers (lower-case names) and body.
+struct Answer {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+}
+
+impl Browser {
+    fn new(server: &TestServer) -> Browser {
+        let base = server
+            .web_endpoint()
+            .expect("the portal is on")
+            .replace("127.0.0.1", "localhost");
+        Browser {
+            base,
+            ca: server.dir().join("pki/ca.pem"),
+            jar: tempfile::NamedTempFile::new().expect("a cookie jar"),
+            csrf: String::new(),
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<&str>, csrf: bool) -> Answer {
+        let headers = tempfile::NamedTempFile::new().expect("a header file");
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "120",
+            "-X",
+            method,
+        ])
+        .arg("--cacert")
+        .arg(&self.ca)
+        .arg("--cookie")
+        .arg(self.jar.path())
+        .arg("--cookie-jar")
+        .arg(self.jar.path())
+        .arg("--dump-header")
+        .arg(headers.path())
+        .args(["--write-out", "\n%{http_code}"]);
+        if csrf {
+            cmd.args(["-H", &format!("X-CSRF-Token: {}", self.csrf)]);
+        }
+        if let Some(body) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data-raw", body]);
+        }
+        let out = cmd
+            .arg(format!("{}{path}", self.base))
+            .output()
+            .await
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        Answer {
+            status: code.trim().parse().unwrap_or(0),
+            headers: std::fs::read_to_string(headers.path())
+                .unwrap_or_default()
+                .to_lowercase(),
+            body: body.to_string(),
+        }
+    }
+
+    async fn sign_in(&mut self, user: &str, password: &str) -> Answer {
+        let body = serde_json::json!({ "username": user, "password": password }).to_string();
+        let answer = self.call("POST", "/web/login", Some(&body), false).await;
+        if answer.status == 200 {
+            self.csrf = answer.json()["csrf"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+        }
+        answer
+    }
+}
+
+async fn audit_of(server: &TestServer) -> Vec<daas_api::v1::AuditEntry> {
+    let mut admin = server.client().await;
+    admin
+        .list_audit(daas_api::v1::ListAuditRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("ListAudit")
+        .into_inner()
+        .entries
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_portal_signs_in_domain_users_and_serves_their_desktops() {
+    let domain = Domain::start();
+    let server = TestServer::start(TestOptions {
+        extra_toml: domain.toml.clone(),
+        ..TestOptions::default()
+    })
+    .await;
+
+    // The page itself, with its security headers, needs no sign-in.
+    let anonymous = Browser::new(&server);
+    let page = anonymous.call("GET", "/", None, false).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Sign in with your domain account"));
+    assert!(
+        page.headers
+            .contains("content-security-policy: default-src 'none'")
+    );
+    assert!(page.headers.contains("x-frame-options: deny"));
+    assert_eq!(
+        anonymous.call("GET", "/web/me", None, false).await.status,
+        401
+    );
+    assert_eq!(
+        anonymous.call("GET", "/app.js", None, false).await.status,
+        200
+    );
+
+    // alice, in daas-users: a cookie with every flag, a user (not admin).
+    let mut alice = Browser::new(&server);
+    let alice_password = domain.password("alice");
+    let signed = alice.sign_in("alice", &alice_password).await;
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    let cookie = signed
+        .headers
+        .lines()
+        .find(|l| l.starts_with("set-cookie: __host-daas="))
+        .expect("a session cookie")
+        .to_string();
+    for flag in ["secure", "httponly", "samesite=strict", "path=/"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    let me = alice.call("GET", "/web/me", None, false).await.json();
+    assert_eq!(me["user"], "alice");
+    assert_eq!(me["admin"], false);
+    assert!(me["templates"].as_array().is_some_and(|t| !t.is_empty()));
+    assert_eq!(
+        alice.call("GET", "/web/audit", None, false).await.status,
+        403
+    );
+
+    // A state-changing call without the CSRF token is refused.
+    let body = r#"{"template":"","request_id":"web-test-1"}"#;
+    let refused = alice.call("POST", "/web/sessions", Some(body), false).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("CSRF"));
+
+    // Create, then follow the stages as server-sent events to READY.
+    let created = alice.call("POST", "/web/sessions", Some(body), true).await;
+    assert_eq!(created.status, 202, "{}", created.body);
+    let id = created.json()["id"].as_str().expect("an id").to_string();
+    let events = alice
+        .call("GET", &format!("/web/sessions/{id}/events"), None, false)
+        .await;
+    assert_eq!(events.status, 200);
+    assert!(events.headers.contains("content-type: text/event-stream"));
+    let states: Vec<String> = events
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|e| e["kind"] == "stage")
+        .map(|e| e["state"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        states,
+        ["QUEUED", "PROVISIONING", "BOOTING", "CONFIGURING", "READY"],
+        "{}",
+        events.body
+    );
+    assert!(events.body.contains("event: end"));
+    let list = alice.call("GET", "/web/sessions", None, false).await.json();
+    let mine = &list["sessions"][0];
+    assert_eq!(mine["id"], id.as_str());
+    assert_eq!(mine["username"], "alice");
+    assert_eq!(mine["state"], "READY");
+
+    // The .rdp file, and a ticket (CSRF-checked) for the gateway.
+    let rdp = alice
+        .call("GET", &format!("/web/sessions/{id}/rdp"), None, false)
+        .await;
+    assert_eq!(rdp.status, 200);
+    assert!(rdp.body.contains("username:s:alice"));
+    assert!(rdp.headers.contains("content-disposition: attachment"));
+    let path = format!("/web/sessions/{id}/ticket");
+    assert_eq!(alice.call("POST", &path, None, false).await.status, 403);
+    let ticket = alice.call("POST", &path, None, true).await.json();
+    assert_eq!(ticket["ticket"].as_str().map(str::len), Some(64));
+
+    // bob: right password, not in daas-users: refused. A wrong password:
+    // 401, and after three failures (from this address), 429 with
+    // Retry-After even with the right one.
+    let mut bob = Browser::new(&server);
+    let bob_password = domain.password("bob");
+    let denied = bob.sign_in("bob", &bob_password).await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    assert!(denied.body.contains("daas-users"));
+    // Another user's session is not bob's: he has no cookie anyway.
+    assert_eq!(
+        bob.call("GET", "/web/sessions", None, false).await.status,
+        401
+    );
+    // An empty password is never an (anonymous) bind that succeeds.
+    let empty = Browser::new(&server).sign_in("alice", "").await;
+    assert_eq!(empty.status, 401);
+    let mut mallory = Browser::new(&server);
+    for _ in 0..2 {
+        let wrong = mallory.sign_in("carol", "not-her-password").await;
+        assert_eq!(wrong.status, 401, "{}", wrong.body);
+        assert!(wrong.body.contains("wrong user name or password"));
+    }
+    let carol_password = domain.password("carol");
+    let limited = mallory.sign_in("carol", &carol_password).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(limited.headers.contains("retry-after: "));
+
+    // carol is an administrator through daas-admins (the limit was on her
+    // name: a server restart would clear it; here, another server).
+    let server2 = TestServer::start(TestOptions {
+        extra_toml: domain.toml.clone(),
+        ..TestOptions::default()
+    })
+    .await;
+    let mut carol = Browser::new(&server2);
+    let signed = carol.sign_in("carol", &carol_password).await;
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    assert_eq!(signed.json()["admin"], true);
+    assert_eq!(
+        carol.call("GET", "/web/pools", None, false).await.status,
+        200
+    );
+    let trail = carol.call("GET", "/web/audit", None, false).await.json();
+    assert!(trail["entries"].as_array().is_some_and(|e| !e.is_empty()));
+    server2.stop().await;
+
+    // Destroy (CSRF-checked), then sign out: the old cookie opens nothing.
+    let path = format!("/web/sessions/{id}/destroy");
+    assert_eq!(alice.call("POST", &path, None, false).await.status, 403);
+    let destroyed = alice.call("POST", &path, None, true).await;
+    assert_eq!(destroyed.status, 200, "{}", destroyed.body);
+    assert_eq!(destroyed.json()["state"], "DESTROYED");
+    let jar_before = std::fs::read_to_string(alice.jar.path()).expect("the jar");
+    let out = alice.call("POST", "/web/logout", None, true).await;
+    assert_eq!(out.status, 204);
+    assert!(out.headers.contains("max-age=0"));
+    assert_eq!(alice.call("GET", "/web/me", None, false).await.status, 401);
+    std::fs::write(alice.jar.path(), jar_before).expect("restore the old cookie");
+    assert_eq!(alice.call("GET", "/web/me", None, false).await.status, 401);
+
+    // The trail: sign-ins (good, wrong, refused, limited), create, destroy,
+    // all from "web"; no password anywhere in it.
+    let entries = audit_of(&server).await;
+    let has = |actor: &str, action: &str, result: &str| {
+        entries
+            .iter()
+            .any(|e| e.actor == actor && e.action == action && e.result == result)
+    };
+    assert!(has("alice", "web sign-in", "OK"));
+    assert!(has("bob", "web sign-in", "PERMISSION_DENIED"));
+    assert!(has("carol", "web sign-in", "UNAUTHENTICATED"));
+    assert!(has("carol", "web sign-in", "RESOURCE_EXHAUSTED"));
+    assert!(has("alice", "create", "OK"));
+    assert!(has("alice", "destroy", "OK"));
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e.action.starts_with("web") || e.actor == "alice")
+            .all(|e| e.subject == "web" || e.action != "web sign-in")
+    );
+    let text = format!("{entries:?}");
+    for secret in [&alice_password, &bob_password, &carol_password] {
+        assert!(!text.contains(secret.as_str()), "a password in the trail");
+    }
+    server.stop().await;
+}

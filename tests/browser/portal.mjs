@@ -1,0 +1,118 @@
+// The web portal in a real browser (Debian's Chromium, driven by
+// playwright-core), as people use it: bob is refused, alice signs in with
+// the keyboard, creates a desktop and watches its stages arrive in order,
+// finds it READY with a .rdp link, destroys it and signs out. Run by
+// server/tests/browser.rs against a real server and the test domain.
+//
+// Environment: PORTAL_URL, ALICE_PASSWORD, BOB_PASSWORD, ARTIFACTS (where
+// screenshots go), CHROMIUM (/usr/lib/chromium/chromium).
+import fs from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const url = env("PORTAL_URL");
+const artifacts = env("ARTIFACTS");
+fs.mkdirSync(artifacts, { recursive: true });
+
+function check(condition, what) {
+  if (!condition) throw new Error(`FAIL: ${what}`);
+  console.log(`ok: ${what}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",
+  args: ["--no-sandbox"],
+});
+// The test server's certificate is from its own CA, which this throwaway
+// profile does not hold.
+const context = await browser.newContext({
+  ignoreHTTPSErrors: true,
+  viewport: { width: 1366, height: 768 },
+});
+const page = await context.newPage();
+const failures = [];
+page.on("pageerror", (error) => failures.push(`page error: ${error}`));
+page.on("console", (message) => {
+  if (message.type() === "error") console.log(`console: ${message.text()}`);
+});
+const external = [];
+page.on("request", (request) => {
+  if (!request.url().startsWith(url) && !request.url().startsWith("data:")) {
+    external.push(request.url());
+  }
+});
+
+try {
+  await page.goto(url);
+  const user = page.getByLabel("User name");
+  const password = page.getByLabel("Password");
+  await user.waitFor();
+  check(await user.isVisible(), "the sign-in form is shown, with labelled fields");
+
+  // bob has the right password but is not in daas-users.
+  await user.fill("bob");
+  await password.fill(env("BOB_PASSWORD"));
+  await page.getByRole("button", { name: "Sign in" }).click();
+  const refusal = page.locator("#signin-error");
+  await refusal.filter({ hasText: "daas-users" }).waitFor();
+  check(true, `bob is refused: "${await refusal.textContent()}"`);
+
+  // alice, with the keyboard only: Tab between the fields, Enter submits.
+  await user.fill("");
+  await user.focus();
+  await page.keyboard.type("alice");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type(env("ALICE_PASSWORD"));
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "My desktops" }).waitFor();
+  check(await page.getByText("alice", { exact: true }).isVisible(), "alice is signed in");
+  check(await page.getByText("You have no desktop").isVisible(), "she has no desktop yet");
+
+  // Create: the stages appear, in order, as they happen.
+  const create = page.getByRole("button", { name: /^Create a desktop/ });
+  const clicked = Date.now();
+  await create.first().click();
+  await page.getByText("Your desktop is ready.").waitFor({ timeout: 120_000 });
+  const readyMs = Date.now() - clicked;
+  const stages = await page.locator("#stages li").evaluateAll((items) =>
+    items.map((li) => li.dataset.state));
+  check(
+    JSON.stringify(stages) ===
+      JSON.stringify(["QUEUED", "PROVISIONING", "BOOTING", "CONFIGURING", "READY"]),
+    `the stages arrived in order: ${stages.join(" -> ")} (${readyMs} ms to READY)`,
+  );
+  const row = page.locator("#sessions tbody tr");
+  await row.filter({ hasText: "READY" }).first().waitFor();
+  check((await row.count()) === 1, "the desktop is listed once");
+  check(
+    await row.getByRole("link", { name: /Download \.rdp/ }).isVisible(),
+    "a READY desktop offers a .rdp file",
+  );
+  await page.screenshot({ path: path.join(artifacts, "portal.png"), fullPage: true });
+
+  // Destroy, confirming the dialog.
+  page.once("dialog", (dialog) => dialog.accept());
+  await row.getByRole("button", { name: /^Destroy/ }).click();
+  await page.getByText("You have no desktop").waitFor({ timeout: 60_000 });
+  check(true, "the destroyed desktop leaves the list");
+
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("User name").waitFor();
+  check(true, "signed out: the sign-in form is back");
+  check(external.length === 0, `nothing loaded from elsewhere (${external.join(", ")})`);
+  check(failures.length === 0, `no script errors (${failures.join("; ")})`);
+  fs.writeFileSync(path.join(artifacts, "portal-timings.json"),
+    JSON.stringify({ click_to_ready_ms: readyMs }) + "\n");
+} catch (error) {
+  await page.screenshot({ path: path.join(artifacts, "portal-failure.png"), fullPage: true })
+    .catch(() => {});
+  console.error(String(error.stack || error));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
