@@ -1,8 +1,11 @@
 # The two commands of the README, and the checks the test command runs.
-.PHONY: demo test setup lint deb
+.PHONY: demo portal test setup lint deb
 
 demo: ## Start a server on the embedded default and create a desktop.
 	scripts/demo.sh
+
+portal: ## The web portal with a test AD domain: open the printed URL, sign in as alice.
+	scripts/demo.sh --web
 
 test: ## Everything CI runs: setup, formatting, lints, all tests.
 	scripts/test.sh

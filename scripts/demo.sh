@@ -3,6 +3,8 @@
 #
 #   scripts/demo.sh                 # root: a real QEMU desktop (deploy/qemu.toml)
 #   scripts/demo.sh --ad            # root: the same, joined to a test AD domain; log in as alice
+#   scripts/demo.sh --web           # root: the web portal with the test domain: open the URL it
+#                                   # prints, sign in as alice, create a desktop, use it in the tab
 #   scripts/demo.sh --test-module   # no VM: the pipeline with terraform/test (deploy/demo.toml)
 #
 # With QEMU it sets up what is missing (Debian packages, the Ansible venv,
@@ -14,6 +16,9 @@
 # .data/qemu (SQLite). With --ad it first starts the test domain controller
 # of tests/ad/dc.sh (DAAS.TEST), creates the desktop for its user alice
 # (her AD password, her share mounted at ~/H) and stops the DC at the end.
+# With --web it starts the DC and the server with its web portal
+# (DAAS_WEB__LISTEN, default 127.0.0.1:8443), prints the URL and alice's
+# password file, and waits: desktops are made from the page.
 #
 # Environment: DAAS_DEMO_USER (demo), DAAS_SESSION_PASSWORD (else asked on a
 # terminal, or generated into .data/qemu/demo-password, mode 0600),
@@ -22,12 +27,13 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-module=qemu config=deploy/qemu.toml data=.data/qemu ad=0
+module=qemu config=deploy/qemu.toml data=.data/qemu ad=0 web=0
 case ${1:-} in
   "") ;;
   --ad) ad=1 ;;
+  --web) ad=1 web=1 ;;
   --test-module) module=test config=deploy/demo.toml data=.data/demo ;;
-  -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "demo: unknown argument: $1 (see --help)" >&2; exit 2 ;;
 esac
 
@@ -66,6 +72,7 @@ if ((ad)); then
   say "test AD domain controller (tests/ad/dc.sh: DAAS.TEST, users alice, bob, carol)"
   tests/ad/dc.sh start
   mapfile -t ad_env < <(tests/ad/dc.sh env)
+  ((web)) && ad_env+=("DAAS_WEB__LISTEN=${DAAS_WEB__LISTEN:-127.0.0.1:8443}")
 fi
 
 log=$data/server.log
@@ -118,6 +125,26 @@ export DAAS_ENDPOINT="https://$addr" DAAS_CA="$pki/ca.pem" DAAS_CERT="$cert" DAA
 say "daas-server ($config) listening on $addr with mutual TLS (log: $log)"
 say "client certificate $DAAS_CERT (dev PKI in $pki)"
 echo
+
+if ((web)); then
+  portal=$(sed -n 's/^daas-server web portal on //p' "$data/server.out")
+  [[ -n $portal ]] || die "the server announced no web portal (log: $log)"
+  before=$("$bin/daas" list --json | jq -rs 'flatten | map(.id) | join(" ")')
+  cat <<EOF
+demo: the web portal is on ${portal/127.0.0.1/localhost}
+  Open it in a browser on this machine (from another one: ssh -L 8443:127.0.0.1:8443 root@$(hostname -f 2>/dev/null || hostname),
+  then https://localhost:8443/). Its certificate is from the demo's own CA ($root/$pki/ca.pem): accept it, or import that CA.
+  Sign in as alice with the password in $(tests/ad/dc.sh password alice) (carol: an administrator; bob: refused).
+  "Create a desktop" makes one (READY in 70-95 s under software emulation); "Open in the browser" shows it in the tab:
+  log in there with alice's password again.
+EOF
+  if [[ -t 0 ]]; then
+    read -rp "demo: press Enter to destroy the desktops made from the page and stop (Ctrl-C does the same) " _ || true
+  else
+    say "no terminal: stopping now"
+  fi
+  exit 0
+fi
 
 create=(create)
 password_hint="the password in DAAS_SESSION_PASSWORD"

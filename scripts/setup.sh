@@ -9,7 +9,7 @@ cd "$root"
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
-command -v cargo >/dev/null || die "cargo is not installed (Rust 1.88 or newer is needed)"
+command -v cargo >/dev/null || die "cargo is not installed (Rust 1.94 or newer is needed)"
 command -v terraform >/dev/null \
   || die "terraform is not on PATH; install Terraform 1.5+ (https://developer.hashicorp.com/terraform/install)"
 

@@ -8,6 +8,8 @@
 //! each [`pool`] keeps desktops built ahead of time for creates to claim;
 //! [`webhooks`] tell other systems when a desktop is ready, failed, warned
 //! or destroyed.
+//! The [`web`] portal lets people sign in with their domain account, get a
+//! desktop and use it in the browser tab through its RDP gateway.
 //! The [`domain`] holds what every part agrees on: the session state
 //! machine, request validation and the error codes. [`app`] wires it all
 //! together.

@@ -289,7 +289,8 @@ start() {
   mkdir -p "$DIR/log"
   network
   provision
-  ip netns exec "$NETNS" samba -s "$CONF" -D || die "samba did not start: see $DIR/log/"
+  # Not holding the lock (fd 9) for as long as it runs.
+  ip netns exec "$NETNS" samba -s "$CONF" -D 9>&- || die "samba did not start: see $DIR/log/"
   local ports=(53 88 389 445 464 636 3268)
   for _ in $(seq 150); do
     local all=1 p
@@ -336,7 +337,7 @@ computer() { # NAME
 # One start or stop at a time (tests of several processes share the DC).
 lock() {
   exec 9>/run/lock/daas-ad-dc.lock
-  flock 9
+  flock -w 300 9 || die "another tests/ad/dc.sh has held /run/lock/daas-ad-dc.lock for 5 min"
 }
 
 case ${1:-} in

@@ -16,6 +16,12 @@
 #      is kept as $ARTIFACTS/desktop-alice.png;
 #   3b. bob (not alice, not in daas-users) is refused by SSSD over RDP;
 #      carol (in daas-users) would be let in;
+#   3c. the web portal in Chromium (tests/browser/desktop.mjs): alice signs
+#      in with her domain account, opens the desktop in the tab through the
+#      server's RDP gateway, logs in to xrdp there, the XFCE desktop shows
+#      (screenshot $ARTIFACTS/browser-desktop.png), she types a command in
+#      a terminal (the file appears in the VM, the agent reports the
+#      input); the used ticket is refused a second time;
 #   4. the server is restarted with short policy timeouts: the idle desktop
 #      gets an idle_warning, then is reaped; no QEMU, overlay, seed, pid file
 #      or working directory of it is left, and no computer account;
@@ -195,7 +201,12 @@ start_server() { # extra VAR=value ... for this run
 
 step "daas-server with deploy/qemu.toml and the test domain (data $DATA)"
 if (exec 3<>/dev/tcp/127.0.0.1/50061) 2>/dev/null; then fail "port 50061 is in use (another server?)"; fi
-start_server "${AD_ENV[@]}"
+# With the web portal (its sign-in settings are in dc.sh env).
+start_server "${AD_ENV[@]}" DAAS_WEB__LISTEN=127.0.0.1:0
+PORTAL_URL=$(sed -n 's/^daas-server web portal on //p' "$WORK/server.out.$SERVER_RUNS")
+[[ -n $PORTAL_URL ]] || fail "the server did not announce its web portal"
+PORTAL_URL=${PORTAL_URL/127.0.0.1/localhost}
+log "web portal on $PORTAL_URL"
 pki=$DATA/pki
 cert=$(find "$pki/users" -name '*.pem' ! -name '*-key.pem' -print -quit)
 [[ -n $cert ]] || fail "no user certificate in $pki/users"
@@ -439,6 +450,36 @@ grep -q 'pam_acct_mgmt: Permission denied' <<<"$check" || fail "sssctl: bob's ac
 check=$(vm "sudo sssctl user-checks carol -a acct -s xrdp-sesman" 2>&1 || true)
 grep -q 'pam_acct_mgmt: Success' <<<"$check" || fail "sssctl: carol (in daas-users) is not allowed: $check"
 log "bob refused (RDP and sssctl), carol allowed by her group (sssctl)"
+
+# ---- 3c. the desktop in the browser tab ----
+step "3c. the web portal in Chromium: $AD_USER opens her desktop in the tab"
+rm -f "$ARTIFACTS"/browser-*.png
+before=$(show "$ID" | jq -r '.activity.last_input_at // ""')
+out=$WORK/browser-desktop.log
+if ! PORTAL_URL=$PORTAL_URL ALICE_PASSWORD=$AD_PASSWORD ARTIFACTS=$ARTIFACTS \
+  node tests/browser/desktop.mjs >"$out" 2>&1; then
+  sed 's/^/    /' "$out"
+  fail "the desktop in the browser (see $ARTIFACTS/browser-*.png)"
+fi
+grep '^ok: ' "$out" | sed 's/^/    /'
+browser_timings=$(tail -n 1 "$out")
+log "timings: $browser_timings"
+timing "portal: click to desktop in the tab" "$(jq -r '.click_to_desktop_ms / 1000 | tostring + " s"' <<<"$browser_timings")"
+timing "portal: password typed to desktop in the tab" "$(jq -r '.password_to_desktop_ms / 1000 | tostring + " s"' <<<"$browser_timings")"
+vm_run test -f "/home/$AD_USER/typed-in-the-browser" ||
+  fail "the command typed in the tab did not run in the VM (no ~/typed-in-the-browser)"
+log "the command typed in the tab ran: /home/$AD_USER/typed-in-the-browser exists"
+typed_at=$(jq -r .typed_at <<<"$browser_timings")
+deadline=$((SECONDS + 60))
+until last=$(show "$ID" | jq -r '.activity.last_input_at // ""') &&
+  [[ -n $last && $last != "$before" ]] && (($(date -d "$last" +%s) >= $(date -d "$typed_at" +%s) - 30)); do
+  ((SECONDS < deadline)) || fail "the agent did not report the input typed in the tab (last input $last, typed at $typed_at)"
+  sleep 3
+done
+log "the agent reports input at $last (typed at $typed_at)"
+daas audit --session "$ID" --json | jq -e 'select(.action == "web connect")' >/dev/null ||
+  fail "no 'web connect' in the audit trail for $ID"
+log "audit: $(daas audit --session "$ID" --json | jq -r 'select(.action == "web connect") | "\(.actor) \(.result): \(.detail)"' | head -n 2 | tr '\n' ';')"
 
 # ---- 4. idle: warned, then reaped ----
 step "4. idle reaping (server restarted with short policy timeouts)"

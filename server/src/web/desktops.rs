@@ -30,6 +30,9 @@ use crate::{
     audit::{Act, Actor},
 };
 
+/// The largest WebSocket message the gateway takes from a browser.
+const MAX_GATEWAY_MESSAGE: usize = 1 << 20;
+
 /// A gRPC request as the signed-in user, from the browser's address.
 fn as_user<T>(user: &User, message: T) -> tonic::Request<T> {
     let (signed, origin) = (&user.signed, &user.origin);
@@ -272,6 +275,10 @@ pub async fn gateway(
         );
     }
     let User { signed, origin } = user;
+    // The browser sends small RDP messages: nothing near axum's 64 MiB.
+    let upgrade = upgrade
+        .max_message_size(MAX_GATEWAY_MESSAGE)
+        .max_frame_size(MAX_GATEWAY_MESSAGE);
     upgrade.on_upgrade(move |socket| async move {
         let actor = Actor {
             name: signed.user.clone(),
@@ -333,8 +340,19 @@ pub async fn gateway(
             }
             Err(err) => {
                 tracing::info!(session = %session, user = %signed.user, error = %err, "a browser's RDP connection failed");
+                use gateway::GatewayError as E;
+                let result = match err {
+                    E::Refused(_) => "PERMISSION_DENIED",
+                    E::BadRequest(_) | E::RequestTimeout(_) | E::BrowserClosed => {
+                        "INVALID_ARGUMENT"
+                    }
+                    E::Unreachable(_) | E::Negotiation(_) | E::ProtocolsRefused(_) | E::Tls(_) => {
+                        "UNAVAILABLE"
+                    }
+                    _ => "INTERNAL",
+                };
                 Act {
-                    result: "PERMISSION_DENIED".into(),
+                    result: result.into(),
                     ..act.detail(err.to_string())
                 }
             }

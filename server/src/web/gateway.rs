@@ -456,7 +456,8 @@ async fn pump(socket: WebSocket, tls: DesktopStream) -> (u64, u64, ClosedBy) {
 
 /// A TLS client for xrdp, on ring: any certificate is accepted (the browser judges the
 /// chain it is sent), but the handshake's signatures are checked against it as usual.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+/// Public for the benchmark, which connects to the same fake desktop directly.
+pub fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(AnyCertificate(provider.signature_verification_algorithms));
     let config = rustls::ClientConfig::builder_with_provider(provider)

@@ -250,6 +250,10 @@ async fn accept_loop(
         };
         let (tls, router, policy) = (listener.tls.clone(), router.clone(), policy.clone());
         let browsers = listener.browsers;
+        if browsers {
+            // The RDP gateway relays keystrokes: no Nagle delay on them.
+            let _ = stream.set_nodelay(true);
+        }
         connections.spawn(async move {
             let origin = Origin {
                 peer: peer.to_string(),

@@ -1,5 +1,5 @@
 // The portal's page: sign in, my desktops, create with live stages,
-// destroy, .rdp download; for administrators every
+// destroy, .rdp download, the desktop in the tab; for administrators every
 // session, the pools and the audit trail. No framework, no build step.
 
 const $ = (id) => document.getElementById(id);
@@ -44,6 +44,7 @@ function showSignIn(message) {
   if (following) { following.close(); following = null; }
   $("home").hidden = true;
   $("who").hidden = true;
+  $("viewer").hidden = true;
   $("signin").hidden = false;
   $("signin-error").textContent = message || "";
   $("username").focus();
@@ -144,6 +145,9 @@ function sessionRow(session, withUser) {
   const buttons = document.createElement("div");
   buttons.className = "buttons";
   if (session.state === "READY") {
+    if (session.username === me.user) {
+      buttons.append(actionButton("Open in the browser", () => openDesktop(session), name));
+    }
     const link = document.createElement("a");
     link.className = "button";
     link.href = `/web/sessions/${encodeURIComponent(session.id)}/rdp`;
@@ -273,6 +277,39 @@ async function destroy(session, button) {
     notice(`${name} could not be destroyed: ${error.message}`);
   }
   await refresh();
+}
+
+// --- the desktop in the browser ------------------------------------------
+
+async function openDesktop(session) {
+  notice("");
+  let ticket;
+  try {
+    ticket = await api("POST", `/web/sessions/${encodeURIComponent(session.id)}/ticket`);
+  } catch (error) {
+    notice(`The desktop cannot be opened: ${error.message}`);
+    return;
+  }
+  const viewer = await import("/viewer.js");
+  $("viewer-title").textContent = session.vm_name;
+  $("viewer").hidden = false;
+  $("viewer-close").onclick = () => {
+    if (window.daasViewer) window.daasViewer.ui.shutdown();
+    $("viewer").hidden = true;
+    $("screen").replaceChildren();
+    refresh();
+  };
+  const status = (text) => { $("viewer-status").textContent = text; };
+  try {
+    await viewer.open($("screen"), {
+      gateway: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/web/gateway`,
+      ticket: ticket.ticket,
+      username: ticket.username,
+      status,
+    });
+  } catch (error) {
+    status(`Disconnected: ${error.message || error}`);
+  }
 }
 
 // --- wiring ----------------------------------------------------------------

@@ -1,0 +1,652 @@
+//! What the browser's RDP gateway (`web::gateway::relay`) costs, on loopback.
+//!
+//! `cargo bench -p daas-server --bench gateway` runs a fake xrdp (X.224 confirm
+//! selecting TLS, TLS with a self-signed ECDSA P-256 certificate, then an echo or
+//! a bulk transfer), an axum route calling `relay` on a runtime of its own
+//! (threads `gw-relay`, so its CPU is counted apart) and a client that reaches
+//! the fake xrdp either directly over TLS or through the gateway (plain `ws://`,
+//! a real RDCleanPath request), and prints:
+//!
+//! 1. round trips of a small message, direct and through the gateway;
+//! 2. connection setup: WebSocket open to RDCleanPath response, beside TCP
+//!    connect + X.224 + TLS handshake straight to the fake xrdp;
+//! 3. a busy desktop: 64 MiB desktop to browser in 32 KiB writes and 1 MiB
+//!    browser to desktop in 1 KiB messages, with the process CPU time
+//!    (`/proc/self/stat`) of the same transfer direct and through the gateway,
+//!    the gateway threads' own CPU time (`/proc/self/task/*/schedstat`) and the
+//!    throughput.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::response::Response;
+use axum::routing::get;
+use axum::serve::ListenerExt as _;
+use daas_server::web::gateway::{self, Relayed, Target};
+use futures_util::{SinkExt as _, StreamExt as _};
+use ironrdp_rdcleanpath::{RDCleanPathMessage, RDCleanPathPdu};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const TICKET: &str = "ticket-0123456789";
+/// An X.224 connection request with RDP_NEG_REQ asking for TLS or CredSSP, as IronRDP sends.
+const X224_REQUEST: [u8; 19] = [3, 0, 0, 19, 14, 0xE0, 0, 0, 0, 0, 0, 1, 0, 8, 0, 3, 0, 0, 0];
+/// xrdp's answer: an X.224 connection confirm with RDP_NEG_RSP selecting PROTOCOL_SSL.
+const X224_CONFIRM: [u8; 19] = [
+    3, 0, 0, 19, 14, 0xD0, 0, 0, 0x12, 0x34, 0, 2, 0x1F, 8, 0, 1, 0, 0, 0,
+];
+/// The gateway's threads, told apart from the client's and the fake xrdp's ("bench").
+const GATEWAY_THREAD: &str = "gw-relay";
+
+const ECHO_SIZE: usize = 64;
+const WARM_UP: usize = 200;
+const ROUND_TRIPS: usize = 2000;
+const SETUPS: usize = 50;
+const DOWN_BYTES: u64 = 64 << 20;
+const DOWN_CHUNK: usize = 32 << 10;
+const UP_BYTES: u64 = 1 << 20;
+const UP_MESSAGE: usize = 1 << 10;
+/// Bulk transfers per path; the CPU figures are their mean.
+const TRANSFERS: usize = 8;
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Results = mpsc::UnboundedReceiver<Result<Relayed, String>>;
+
+// ---------------------------------------------------------------- the fake xrdp
+
+/// A fake xrdp: the X.224 exchange, TLS, then one mode byte from the client:
+/// `E` echoes; `B` then the downstream and upstream byte counts (u64 BE each)
+/// sends the first in `DOWN_CHUNK` writes while reading the second, then one `K`.
+async fn fake_rdp() -> SocketAddr {
+    let key = rcgen::generate_simple_self_signed(vec!["desktop.test".to_owned()])
+        .expect("self-signed certificate");
+    let cert = key.cert.der().clone();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der())),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if read_tpkt(&mut tcp).await.is_err() || tcp.write_all(&X224_CONFIRM).await.is_err()
+                {
+                    return;
+                }
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                serve_desktop(tls).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn serve_desktop(mut tls: tokio_rustls::server::TlsStream<TcpStream>) {
+    let mut mode = [0u8; 1];
+    if tls.read_exact(&mut mode).await.is_err() {
+        return;
+    }
+    if mode[0] == b'B' {
+        let mut counts = [0u8; 16];
+        if tls.read_exact(&mut counts).await.is_err() {
+            return;
+        }
+        let down = u64::from_be_bytes(counts[..8].try_into().expect("8 bytes"));
+        let up = u64::from_be_bytes(counts[8..].try_into().expect("8 bytes"));
+        let (mut rx, mut tx) = tokio::io::split(tls);
+        let send = async {
+            let chunk: Vec<u8> = (0..DOWN_CHUNK).map(|i| (i % 251) as u8).collect();
+            let mut sent = 0u64;
+            while sent < down {
+                let n = (down - sent).min(DOWN_CHUNK as u64) as usize;
+                tx.write_all(&chunk[..n]).await.expect("desktop write");
+                tx.flush().await.expect("desktop flush");
+                sent += n as u64;
+            }
+        };
+        let receive = async {
+            let mut buf = vec![0u8; 64 << 10];
+            let mut got = 0u64;
+            while got < up {
+                match rx.read(&mut buf).await.expect("desktop read") {
+                    0 => panic!("the client left before sending everything"),
+                    n => got += n as u64,
+                }
+            }
+        };
+        tokio::join!(send, receive);
+        tx.write_all(b"K").await.expect("desktop write");
+        tx.flush().await.expect("desktop flush");
+        let mut tls = rx.unsplit(tx);
+        let mut rest = [0u8; 64];
+        while matches!(tls.read(&mut rest).await, Ok(n) if n > 0) {}
+        let _ = tls.shutdown().await;
+        return;
+    }
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match tls.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tls.write_all(&buf[..n]).await.is_err() || tls.flush().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = tls.shutdown().await;
+}
+
+/// One TPKT (X.224 request or confirm).
+async fn read_tpkt<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Vec<u8>> {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).await?;
+    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let mut pdu = header.to_vec();
+    pdu.resize(len.max(4), 0);
+    stream.read_exact(&mut pdu[4..]).await?;
+    Ok(pdu)
+}
+
+// ---------------------------------------------------------------- the gateway
+
+#[derive(Clone)]
+struct Gw {
+    target: SocketAddr,
+    results: mpsc::UnboundedSender<Result<Relayed, String>>,
+}
+
+async fn ws_route(State(gw): State<Gw>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| async move {
+        let target = gw.target;
+        let result = gateway::relay(socket, move |ticket: String| async move {
+            if ticket == TICKET {
+                Ok(Target {
+                    addr: target,
+                    session_id: "s-1".to_owned(),
+                })
+            } else {
+                Err("unknown ticket".to_owned())
+            }
+        })
+        .await;
+        let _ = gw.results.send(result.map_err(|e| e.to_string()));
+    })
+}
+
+/// The gateway on the gateway's runtime; `nodelay` sets TCP_NODELAY on the browsers'
+/// connections, which the portal's listener (like `axum::serve`) does not.
+fn gateway_server(
+    runtime: &tokio::runtime::Runtime,
+    target: SocketAddr,
+    nodelay: bool,
+) -> (String, Results) {
+    let (results, rx) = mpsc::unbounded_channel();
+    let app = Router::new()
+        .route("/gateway", get(ws_route))
+        .with_state(Gw { target, results });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let addr = listener.local_addr().expect("address");
+    runtime.spawn(async move {
+        let listener = TcpListener::from_std(listener).expect("a tokio listener");
+        if nodelay {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app).await.expect("serve");
+        } else {
+            axum::serve(listener, app).await.expect("serve");
+        }
+    });
+    (format!("ws://{addr}/gateway"), rx)
+}
+
+async fn relay_result(results: &mut Results) -> Relayed {
+    tokio::time::timeout(Duration::from_secs(10), results.recv())
+        .await
+        .expect("the relay ended within 10 s")
+        .expect("a result")
+        .expect("a relay")
+}
+
+// ---------------------------------------------------------------- the clients
+
+/// The browser's side: WebSocket (TCP_NODELAY, as browsers set it), RDCleanPath
+/// request, response.
+async fn open_gateway(url: &str) -> Client {
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .expect("WebSocket connect");
+    let request = RDCleanPathPdu::new_request(
+        X224_REQUEST.to_vec(),
+        "ignored:3389".to_owned(),
+        TICKET.to_owned(),
+        None,
+    )
+    .expect("request")
+    .to_der()
+    .expect("DER");
+    ws.send(Message::binary(request))
+        .await
+        .expect("send request");
+    let der = next_binary(&mut ws).await;
+    let message = RDCleanPathPdu::from_der(&der)
+        .expect("an RDCleanPath PDU")
+        .into_message()
+        .expect("a valid RDCleanPath message");
+    assert!(
+        matches!(message, RDCleanPathMessage::Response { .. }),
+        "expected a success response"
+    );
+    ws
+}
+
+async fn next_binary(ws: &mut Client) -> Vec<u8> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the WebSocket is open")
+            .expect("a WebSocket message");
+        match message {
+            Message::Binary(data) => return data.to_vec(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a binary message, got {other:?}"),
+        }
+    }
+}
+
+type Direct = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A native client's side: TCP, X.224, TLS (any certificate, signatures checked, as the gateway).
+async fn open_direct(addr: SocketAddr, tls: &tokio_rustls::TlsConnector) -> Direct {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    tcp.write_all(&X224_REQUEST).await.expect("X.224 request");
+    let confirm = read_tpkt(&mut tcp).await.expect("X.224 confirm");
+    assert_eq!(confirm, X224_CONFIRM);
+    tls.connect(ServerName::IpAddress(addr.ip().into()), tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    tokio_rustls::TlsConnector::from(gateway::tls_config().expect("a TLS client config"))
+}
+
+fn bulk_header() -> Vec<u8> {
+    let mut header = vec![b'B'];
+    header.extend(DOWN_BYTES.to_be_bytes());
+    header.extend(UP_BYTES.to_be_bytes());
+    header
+}
+
+// ---------------------------------------------------------------- the measures
+
+/// Round trips of `ECHO_SIZE` bytes directly over TLS, appended to `times`.
+async fn echo_direct(stream: &mut Direct, n: usize, times: &mut Vec<Duration>) {
+    let message = [0x5au8; ECHO_SIZE];
+    let mut back = [0u8; ECHO_SIZE];
+    for _ in 0..n {
+        let t = Instant::now();
+        stream.write_all(&message).await.expect("write");
+        stream.flush().await.expect("flush");
+        stream.read_exact(&mut back).await.expect("echo");
+        times.push(t.elapsed());
+    }
+}
+
+/// Round trips of `ECHO_SIZE` bytes through the gateway, appended to `times`.
+async fn echo_gateway(ws: &mut Client, n: usize, times: &mut Vec<Duration>) {
+    for _ in 0..n {
+        let t = Instant::now();
+        ws.send(Message::binary(vec![0x5au8; ECHO_SIZE]))
+            .await
+            .expect("send");
+        let mut got = 0;
+        while got < ECHO_SIZE {
+            got += next_binary(ws).await.len();
+        }
+        times.push(t.elapsed());
+    }
+}
+
+/// The three paths' round trips, in interleaved rounds so that a burst of noise
+/// from the VM does not land on one path only.
+async fn round_trips(
+    addr: SocketAddr,
+    tls: &tokio_rustls::TlsConnector,
+    gateways: [(&str, &mut Results); 2],
+) -> [Vec<Duration>; 3] {
+    let mut direct = open_direct(addr, tls).await;
+    direct.write_all(b"E").await.expect("mode");
+    let mut ws = Vec::new();
+    for (url, _) in &gateways {
+        let mut client = open_gateway(url).await;
+        client
+            .send(Message::binary(b"E".to_vec()))
+            .await
+            .expect("mode");
+        ws.push(client);
+    }
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    let mut warm_up = Vec::new();
+    echo_direct(&mut direct, WARM_UP, &mut warm_up).await;
+    for client in &mut ws {
+        echo_gateway(client, WARM_UP, &mut warm_up).await;
+    }
+    const ROUNDS: usize = 10;
+    for _ in 0..ROUNDS {
+        echo_direct(&mut direct, ROUND_TRIPS / ROUNDS, &mut times[0]).await;
+        for (client, times) in ws.iter_mut().zip(&mut times[1..]) {
+            echo_gateway(client, ROUND_TRIPS / ROUNDS, times).await;
+        }
+    }
+    let _ = direct.shutdown().await;
+    for (mut client, (_, results)) in ws.into_iter().zip(gateways) {
+        client.close(None).await.expect("close");
+        relay_result(results).await;
+    }
+    for t in &mut times {
+        t.sort();
+    }
+    times
+}
+
+/// Connection setups, alternating: direct TCP + X.224 + TLS; WebSocket open to
+/// RDCleanPath response; and the gateway's own `Relayed::setup` of the latter.
+async fn setups(
+    addr: SocketAddr,
+    tls: &tokio_rustls::TlsConnector,
+    url: &str,
+    results: &mut Results,
+) -> [Vec<Duration>; 3] {
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..SETUPS {
+        let t = Instant::now();
+        let mut stream = open_direct(addr, tls).await;
+        times[0].push(t.elapsed());
+        let _ = stream.shutdown().await;
+
+        let t = Instant::now();
+        let mut ws = open_gateway(url).await;
+        times[1].push(t.elapsed());
+        ws.close(None).await.expect("close");
+        times[2].push(relay_result(results).await.setup);
+    }
+    for t in &mut times {
+        t.sort();
+    }
+    times
+}
+
+/// One busy-desktop transfer directly over TLS; returns its wall time (header sent
+/// to everything received).
+async fn bulk_direct(addr: SocketAddr, tls: &tokio_rustls::TlsConnector) -> Duration {
+    let mut stream = open_direct(addr, tls).await;
+    stream.write_all(&bulk_header()).await.expect("header");
+    stream.flush().await.expect("flush");
+    let t = Instant::now();
+    let (mut rx, mut tx) = tokio::io::split(stream);
+    let send = async {
+        let message = vec![0x5au8; UP_MESSAGE];
+        for _ in 0..UP_BYTES / UP_MESSAGE as u64 {
+            tx.write_all(&message).await.expect("write");
+            tx.flush().await.expect("flush");
+        }
+    };
+    let receive = async {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut got = 0u64;
+        while got < DOWN_BYTES + 1 {
+            match rx.read(&mut buf).await.expect("read") {
+                0 => panic!("the desktop left early"),
+                n => got += n as u64,
+            }
+        }
+    };
+    tokio::join!(send, receive);
+    let elapsed = t.elapsed();
+    let _ = rx.unsplit(tx).shutdown().await;
+    elapsed
+}
+
+/// The same transfer through the gateway.
+async fn bulk_gateway(url: &str, results: &mut Results) -> Duration {
+    let mut ws = open_gateway(url).await;
+    ws.send(Message::binary(bulk_header()))
+        .await
+        .expect("header");
+    let t = Instant::now();
+    let (mut tx, mut rx) = ws.split();
+    let send = async {
+        let message = tokio_tungstenite::tungstenite::Bytes::from(vec![0x5au8; UP_MESSAGE]);
+        for _ in 0..UP_BYTES / UP_MESSAGE as u64 {
+            tx.send(Message::Binary(message.clone()))
+                .await
+                .expect("send");
+        }
+    };
+    let receive = async {
+        let mut got = 0u64;
+        while got < DOWN_BYTES + 1 {
+            match rx.next().await.expect("open").expect("a message") {
+                Message::Binary(data) => got += data.len() as u64,
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("expected a binary message, got {other:?}"),
+            }
+        }
+    };
+    tokio::join!(send, receive);
+    let elapsed = t.elapsed();
+    let mut ws = tx.reunite(rx).expect("the same WebSocket");
+    ws.close(None).await.expect("close");
+    let relayed = relay_result(results).await;
+    assert_eq!(relayed.to_client, DOWN_BYTES + 1);
+    assert_eq!(relayed.to_server, UP_BYTES + bulk_header().len() as u64);
+    elapsed
+}
+
+/// The process's user + system CPU time (`/proc/self/stat`, in USER_HZ = 100 ticks).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    let after_name = stat.rsplit_once(')').expect("a stat line").1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime); `fields[0]` is field 3.
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    Duration::from_millis(ticks * 10)
+}
+
+/// The CPU time of the gateway runtime's threads (`schedstat`, in nanoseconds).
+fn gateway_cpu() -> Duration {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let path = task.expect("a task").path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() != GATEWAY_THREAD {
+            continue;
+        }
+        let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+        total += schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Duration::from_nanos(total)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn signed_us(a: Duration, b: Duration) -> String {
+    format!("{:+.0} µs", (a.as_secs_f64() - b.as_secs_f64()) * 1e6)
+}
+
+fn row(name: &str, t: &[Duration], base: Option<&[Duration]>) {
+    let diff = base
+        .map(|b| {
+            format!(
+                "  ({} / {} / {})",
+                signed_us(pct(t, 0.5), pct(b, 0.5)),
+                signed_us(pct(t, 0.95), pct(b, 0.95)),
+                signed_us(pct(t, 0.99), pct(b, 0.99))
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "  {name:<38} {:>7} {:>7} {:>7}{diff}",
+        us(pct(t, 0.5)),
+        us(pct(t, 0.95)),
+        us(pct(t, 0.99))
+    );
+}
+
+fn main() {
+    let gateway_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(GATEWAY_THREAD)
+        .enable_all()
+        .build()
+        .expect("the gateway's runtime");
+    let bench_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench")
+        .enable_all()
+        .build()
+        .expect("the bench's runtime");
+    let started = Instant::now();
+    bench_runtime.block_on(run(&gateway_runtime));
+    println!("total {:.1} s", started.elapsed().as_secs_f64());
+    gateway_runtime.shutdown_background();
+    bench_runtime.shutdown_background();
+}
+
+async fn run(gateway_runtime: &tokio::runtime::Runtime) {
+    let rdp = fake_rdp().await;
+    let tls = tls_connector();
+    let (url, mut results) = gateway_server(gateway_runtime, rdp, false);
+    let (url_nodelay, mut results_nodelay) = gateway_server(gateway_runtime, rdp, true);
+
+    println!("RDP gateway on loopback: `cargo bench -p daas-server --bench gateway`");
+    println!(
+        "(client, fake xrdp: 2 threads \"bench\"; gateway: 2 threads \"{GATEWAY_THREAD}\"; {} CPUs)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // 1. Round trips.
+    let [direct, through, through_nodelay] = round_trips(
+        rdp,
+        &tls,
+        [(&url, &mut results), (&url_nodelay, &mut results_nodelay)],
+    )
+    .await;
+    println!("\n1. round trip of {ECHO_SIZE} bytes, {ROUND_TRIPS} after {WARM_UP} warm-up:");
+    println!("  {:<38} {:>7} {:>7} {:>7}", "", "p50", "p95", "p99");
+    row("direct TLS", &direct, None);
+    row(
+        "gateway (as the portal: no NODELAY)",
+        &through,
+        Some(&direct),
+    );
+    row(
+        "gateway (NODELAY on browser side)",
+        &through_nodelay,
+        Some(&direct),
+    );
+
+    // 2. Setup.
+    let [direct, through, inside] = setups(rdp, &tls, &url, &mut results).await;
+    println!("\n2. connection setup, {SETUPS} connections:");
+    println!("  {:<38} {:>7} {:>7} {:>7}", "", "p50", "p95", "p99");
+    row("direct TCP + X.224 + TLS", &direct, None);
+    row(
+        "gateway: WS open to RDCleanPath resp.",
+        &through,
+        Some(&direct),
+    );
+    row("  of which relay()'s own setup", &inside, None);
+
+    // 3. Busy desktop.
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    let gib = (DOWN_BYTES + UP_BYTES) as f64 / f64::from(1u32 << 30);
+    let mut measure = async |through_gateway: bool| {
+        let (cpu0, gw0) = (process_cpu(), gateway_cpu());
+        let mut wall = Duration::ZERO;
+        for _ in 0..TRANSFERS {
+            wall += if through_gateway {
+                bulk_gateway(&url, &mut results).await
+            } else {
+                bulk_direct(rdp, &tls).await
+            };
+        }
+        let n = TRANSFERS as u32;
+        (
+            (process_cpu() - cpu0) / n,
+            (gateway_cpu() - gw0) / n,
+            wall / n,
+        )
+    };
+    let (direct_cpu, _, direct_wall) = measure(false).await;
+    let (through_cpu, gw_cpu, through_wall) = measure(true).await;
+    println!(
+        "\n3. busy desktop, per connection (mean of {TRANSFERS}): {:.0} MiB down in {} KiB writes, {:.0} MiB up in {} KiB messages",
+        mib(DOWN_BYTES),
+        DOWN_CHUNK >> 10,
+        mib(UP_BYTES),
+        UP_MESSAGE >> 10
+    );
+    println!(
+        "  {:<38} {:>9} {:>9} {:>9}",
+        "", "CPU s", "MiB/s", "CPU s/GiB"
+    );
+    let line = |name: &str, cpu: Duration, wall: Option<Duration>| {
+        println!(
+            "  {name:<38} {:>9.3} {:>9} {:>9.2}",
+            cpu.as_secs_f64(),
+            wall.map_or("".to_owned(), |w| format!(
+                "{:.0}",
+                mib(DOWN_BYTES) / w.as_secs_f64()
+            )),
+            cpu.as_secs_f64() / gib
+        );
+    };
+    line("direct TLS, whole process", direct_cpu, Some(direct_wall));
+    line("gateway, whole process", through_cpu, Some(through_wall));
+    line(
+        "difference (gateway's share)",
+        through_cpu.saturating_sub(direct_cpu),
+        None,
+    );
+    line("gateway threads alone (schedstat)", gw_cpu, None);
+    println!(
+        "  (process CPU from /proc/self/stat, 10 ms ticks; the difference also swaps the client's TLS for WebSocket)"
+    );
+}

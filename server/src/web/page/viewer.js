@@ -1,0 +1,54 @@
+// The desktop in the browser tab: the IronRDP web client (vendored in
+// /vendor, see server/src/web/page/vendor/VENDOR.md) connects through the
+// server's RDP gateway with a single-use ticket; the server finds the
+// desktop, the browser never learns its address. xrdp then asks for the
+// password in its own login box (the web client never logs on by itself).
+import * as rdp from "/vendor/iron-remote-desktop-rdp.js";
+import "/vendor/iron-remote-desktop.js";
+
+let started = null; // the WASM module, loaded once
+
+// Opens a session in `container`; resolves when it ends (with the reason).
+export async function open(container, { gateway, ticket, username, status }) {
+  await customElements.whenDefined("iron-remote-desktop");
+  const element = document.createElement("iron-remote-desktop");
+  element.module = rdp.Backend;
+  element.setAttribute("scale", "fit");
+  element.setAttribute("flexcenter", "true");
+  element.setAttribute("verbose", "false");
+  const ready = new Promise((resolve) =>
+    element.addEventListener("ready", (event) => resolve(event.detail.irgUserInteraction)));
+  container.replaceChildren(element);
+  const ui = await ready;
+  if (!started) started = rdp.init("WARN");
+  await started;
+  const width = Math.max(800, Math.floor(container.clientWidth / 4) * 4);
+  const height = Math.max(600, Math.floor(container.clientHeight / 2) * 2);
+  const config = ui.configBuilder()
+    .withUsername(username)
+    .withPassword("")
+    // Required by the client; the gateway ignores it.
+    .withDestination("desktop:3389")
+    .withProxyAddress(gateway)
+    .withAuthToken(ticket)
+    .withDesktopSize({ width, height })
+    .build();
+  status("Connecting…");
+  let session;
+  try {
+    session = await ui.connect(config);
+  } catch (error) {
+    const details = error && error.rdcleanpathDetails ? error.rdcleanpathDetails() : null;
+    const text = error && error.backtrace ? error.backtrace() : String(error);
+    throw new Error(details && details.httpStatusCode === 403
+      ? "the gateway refused the ticket: open the desktop again"
+      : text.split("\n")[0]);
+  }
+  ui.setVisibility(true);
+  status("Connected: log in with your password in the desktop's window.");
+  window.daasViewer = { ui, element };
+  const ended = await session.run();
+  const reason = ended.reason();
+  status(`Disconnected: ${reason}`);
+  return reason;
+}

@@ -1,0 +1,162 @@
+// A real desktop in the browser tab (tests/e2e/run.sh, step 3c): alice
+// signs in to the portal, opens her READY desktop, logs in to xrdp with
+// her domain password inside the tab, and the XFCE desktop shows (not one
+// colour, the panel at the top); she types a command into a terminal; the
+// ticket her page used is refused when used again.
+//
+// Environment: PORTAL_URL, ALICE_PASSWORD, ARTIFACTS, CHROMIUM. Prints
+// `ok: ...` lines and, last, one JSON line of timings.
+import fs from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const url = env("PORTAL_URL");
+const artifacts = env("ARTIFACTS");
+const password = env("ALICE_PASSWORD");
+fs.mkdirSync(artifacts, { recursive: true });
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function check(condition, what) {
+  if (!condition) throw new Error(`FAIL: ${what}`);
+  console.log(`ok: ${what}`);
+}
+
+// The RDP client sends keys by their physical code: Shift must be held for
+// capitals (the passwords and commands here need no other shifted key).
+async function typeKeys(page, text) {
+  for (const ch of text) {
+    if (/[A-Z]/.test(ch)) {
+      await page.keyboard.down("Shift");
+      await page.keyboard.press(`Key${ch}`);
+      await page.keyboard.up("Shift");
+    } else if (ch === " ") {
+      await page.keyboard.press("Space");
+    } else {
+      await page.keyboard.press(ch);
+    }
+    await sleep(30);
+  }
+}
+
+// What the tab shows of the desktop: the canvas's spread of colours, and
+// whether a uniform strip at the top (XFCE's panel) differs from below.
+function looks() {
+  const element = window.daasViewer && window.daasViewer.element;
+  const canvas = element && (element.shadowRoot?.querySelector("canvas") ?? element.querySelector("canvas"));
+  if (!canvas || !canvas.width) return null;
+  const context = canvas.getContext("2d");
+  const region = (x, y, w, h) => {
+    const data = context.getImageData(x, y, w, h).data;
+    const counts = new Map();
+    let n = 0, sum = 0, sum2 = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      const grey = (data[i] + data[i + 1] + data[i + 2]) / 3;
+      const key = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+      counts.set(key, (counts.get(key) || 0) + 1);
+      n++; sum += grey; sum2 += grey * grey;
+    }
+    const mean = sum / n;
+    return { mean, sd: Math.sqrt(Math.max(0, sum2 / n - mean * mean)), dominant: Math.max(...counts.values()) / n };
+  };
+  const whole = region(0, 0, canvas.width, canvas.height);
+  const panel = region(0, 2, canvas.width, 18);
+  const below = region(0, 150, Math.min(300, canvas.width), 100);
+  const desktop = whole.sd > 8 && whole.dominant < 0.97 && panel.dominant > 0.5 &&
+    Math.abs(panel.mean - below.mean) > 10;
+  return { width: canvas.width, height: canvas.height, whole, panel, below, desktop };
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",
+  args: ["--no-sandbox"],
+});
+const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 800 } });
+const page = await context.newPage();
+page.on("console", (message) => {
+  if (message.type() === "error") console.log(`console: ${message.text()}`);
+});
+const timings = {};
+try {
+  await page.goto(url);
+  await page.getByLabel("User name").fill("alice");
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  const row = page.locator("#sessions tbody tr").filter({ hasText: "READY" }).first();
+  await row.waitFor();
+  const ticketAnswer = page.waitForResponse((r) => r.url().endsWith("/ticket") && r.request().method() === "POST");
+  const clicked = Date.now();
+  await row.getByRole("button", { name: /Open in the browser/ }).click();
+  const ticket = (await (await ticketAnswer).json()).ticket;
+  check(typeof ticket === "string" && ticket.length === 64, "the page got a single-use ticket");
+  let seen = null;
+  for (const until = Date.now() + 60_000; Date.now() < until; await sleep(250)) {
+    seen = await page.evaluate(looks);
+    if (seen && seen.whole.sd > 2) break;
+  }
+  timings.click_to_first_frame_ms = Date.now() - clicked;
+  check(seen !== null && seen.whole.sd > 2, `xrdp's screen is in the tab after ${timings.click_to_first_frame_ms} ms`);
+  await page.screenshot({ path: path.join(artifacts, "browser-login.png") });
+
+  // xrdp's login box has alice's name: the password goes in with the keyboard.
+  await page.locator("iron-remote-desktop").click({ position: { x: 10, y: 10 } }).catch(() => {});
+  await sleep(500);
+  const typed = Date.now();
+  await typeKeys(page, password);
+  await page.keyboard.press("Enter");
+  const deadline = Date.now() + 120_000;
+  let twice = 0;
+  while (Date.now() < deadline) {
+    await sleep(2000);
+    seen = await page.evaluate(looks);
+    twice = seen && seen.desktop ? twice + 1 : 0;
+    if (twice >= 2) break;
+  }
+  timings.password_to_desktop_ms = Date.now() - typed;
+  timings.click_to_desktop_ms = Date.now() - clicked;
+  await page.screenshot({ path: path.join(artifacts, "browser-desktop.png") });
+  check(twice >= 2, `the XFCE desktop is in the tab (${JSON.stringify(seen)})`);
+
+  // Type into it: a terminal from the application finder, then a command.
+  await page.keyboard.press("Alt+F2");
+  await sleep(4000);
+  await typeKeys(page, "xfce4-terminal");
+  await page.keyboard.press("Enter");
+  await sleep(8000);
+  timings.typed_at = new Date().toISOString();
+  await typeKeys(page, "touch typed-in-the-browser");
+  await page.keyboard.press("Enter");
+  await sleep(3000);
+  await page.screenshot({ path: path.join(artifacts, "browser-typed.png") });
+  check(true, "typed a command into a terminal in the tab");
+
+  // The used ticket again, as a thief would: the gateway refuses it.
+  const stolen = await page.evaluate(async (used) => {
+    const viewer = await import("/viewer.js");
+    const div = document.createElement("div");
+    div.style.cssText = "width:800px;height:600px;position:fixed;left:-2000px";
+    document.body.append(div);
+    try {
+      await viewer.open(div, {
+        gateway: `wss://${location.host}/web/gateway`, ticket: used, username: "alice",
+        status: () => {},
+      });
+      return "connected";
+    } catch (error) {
+      return String(error.message || error);
+    }
+  }, ticket);
+  check(/refused the ticket/.test(stolen), `the used ticket is refused: ${stolen}`);
+  await page.getByRole("button", { name: "Back to my desktops" }).click();
+  console.log(JSON.stringify(timings));
+} catch (error) {
+  await page.screenshot({ path: path.join(artifacts, "browser-failure.png") }).catch(() => {});
+  console.error(String(error.stack || error));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
