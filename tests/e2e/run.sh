@@ -20,7 +20,7 @@
 #      in with her domain account, opens the desktop in the tab through the
 #      server's RDP gateway, logs in to xrdp there, the XFCE desktop shows
 #      (screenshot $ARTIFACTS/browser-desktop.png), she types a command in
-#      a terminal (the file appears in the VM, the agent reports the
+#      its run dialog (the file appears in the VM, the agent reports the
 #      input); the used ticket is refused a second time;
 #   4. the server is restarted with short policy timeouts: the idle desktop
 #      gets an idle_warning, then is reaped; no QEMU, overlay, seed, pid file
@@ -466,7 +466,7 @@ browser_timings=$(tail -n 1 "$out")
 log "timings: $browser_timings"
 timing "portal: click to desktop in the tab" "$(jq -r '.click_to_desktop_ms / 1000 | tostring + " s"' <<<"$browser_timings")"
 timing "portal: password typed to desktop in the tab" "$(jq -r '.password_to_desktop_ms / 1000 | tostring + " s"' <<<"$browser_timings")"
-vm_run test -f "/home/$AD_USER/typed-in-the-browser" ||
+vm_run sudo test -f "/home/$AD_USER/typed-in-the-browser" ||
   fail "the command typed in the tab did not run in the VM (no ~/typed-in-the-browser)"
 log "the command typed in the tab ran: /home/$AD_USER/typed-in-the-browser exists"
 typed_at=$(jq -r .typed_at <<<"$browser_timings")
@@ -479,6 +479,9 @@ done
 log "the agent reports input at $last (typed at $typed_at)"
 daas audit --session "$ID" --json | jq -e 'select(.action == "web connect")' >/dev/null ||
   fail "no 'web connect' in the audit trail for $ID"
+daas audit --user "$AD_USER" --json |
+  jq -e 'select(.action == "web connect" and .result == "PERMISSION_DENIED")' >/dev/null ||
+  fail "the refused second use of the ticket is not in the audit trail"
 log "audit: $(daas audit --session "$ID" --json | jq -r 'select(.action == "web connect") | "\(.actor) \(.result): \(.detail)"' | head -n 2 | tr '\n' ';')"
 
 # ---- 4. idle: warned, then reaped ----

@@ -45,7 +45,10 @@ export async function open(container, { gateway, ticket, username, status }) {
       : text.split("\n")[0]);
   }
   ui.setVisibility(true);
-  status("Connected: log in with your password in the desktop's window.");
+  // Keys go to the desktop while its canvas has the focus: give it now.
+  const canvas = element.shadowRoot && element.shadowRoot.querySelector("canvas");
+  if (canvas) canvas.focus();
+  status("Connected. If the desktop asks, log in with your password.");
   window.daasViewer = { ui, element };
   const ended = await session.run();
   const reason = ended.reason();
