@@ -480,12 +480,12 @@ log "the agent reports input at $last (typed at $typed_at)"
 # Written when the connection ends (with its byte counts): just after the
 # browser closed it.
 deadline=$((SECONDS + 30))
-until daas audit --session "$ID" --json | jq -e 'select(.action == "web connect")' >/dev/null; do
+until daas audit --session "$ID" --json | jq -se 'any(.action == "web connect")' >/dev/null; do
   ((SECONDS < deadline)) || fail "no 'web connect' in the audit trail for $ID within 30 s"
   sleep 1
 done
 daas audit --user "$AD_USER" --json |
-  jq -e 'select(.action == "web connect" and .result == "PERMISSION_DENIED")' >/dev/null ||
+  jq -se 'any(.action == "web connect" and .result == "PERMISSION_DENIED")' >/dev/null ||
   fail "the refused second use of the ticket is not in the audit trail"
 log "audit: $(daas audit --session "$ID" --json | jq -r 'select(.action == "web connect") | "\(.actor) \(.result): \(.detail)"' | head -n 2 | tr '\n' ';')"
 
