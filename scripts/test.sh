@@ -7,7 +7,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how much disk is left: a full disk otherwise fails late
+# and cryptically (the whole run needs about 12 GiB; see BENCHMARKS.md).
+step() { printf '\n==> %s (%s free)\n' "$*" "$(df -P -h . | awk 'NR == 2 { print $4 }')"; }
 
 step "setup"
 scripts/setup.sh

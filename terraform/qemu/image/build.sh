@@ -176,6 +176,17 @@ if ready; then
 fi
 
 # ---- build ---------------------------------------------------------------
+# A full disk shows up late and cryptically (a cut log, mkfs.ext4 failing
+# without a word): say so before starting, and again before the disk image.
+free_mb() { df -P -m "$1" | awk 'NR == 2 { print $4 }'; }
+need_space() {
+  local mb=$1 what=$2 free
+  free=$(free_mb "$CACHE_DIR")
+  ((free >= mb)) || die "not enough free disk space for $what: about $mb MiB needed in $CACHE_DIR, $free MiB free (free some, or pass --cache-dir on a larger disk)"
+}
+# The tree (~1 GiB), the raw disk and its qcow2 copy (each about the tree's size).
+need_space 3584 "the image build"
+
 WORK="$CACHE_DIR/.build-$NAME-$HASH.$$"
 ROOT="$WORK/root"
 OUT="$WORK/out"
@@ -367,6 +378,7 @@ make_disk() {
   size_mb=$(((used_mb * 11 / 10 + FREE_MB + 1023) / 1024 * 1024))
   DISK_MB=$size_mb
   log "  tree: $used_mb MiB; disk: $size_mb MiB"
+  need_space $((used_mb * 2 + 256)) "the disk image (raw, then qcow2)"
   truncate -s "${size_mb}M" "$WORK/disk.raw"
   run "mkfs.ext4 from the tree" mkfs.ext4 -q -F -L daas-root -d "$ROOT" "$WORK/disk.raw"
   run "convert to qcow2" qemu-img convert -f raw -O qcow2 "$WORK/disk.raw" "$OUT/disk.qcow2"
