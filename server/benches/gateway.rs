@@ -16,33 +16,24 @@
 //!    the gateway threads' own CPU time (`/proc/self/task/*/schedstat`) and the
 //!    throughput.
 
+#[path = "../tests/fake_xrdp/mod.rs"]
+mod fake_xrdp;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::response::Response;
-use axum::routing::get;
 use axum::serve::ListenerExt as _;
-use daas_server::web::gateway::{self, Relayed, Target};
+use daas_server::web::gateway::{self, Relayed};
+use fake_xrdp::{
+    Client, Results, TICKET, X224_CONFIRM, X224_REQUEST, next_binary, read_tpkt, request, response,
+};
 use futures_util::{SinkExt as _, StreamExt as _};
-use ironrdp_rdcleanpath::{RDCleanPathMessage, RDCleanPathPdu};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use ironrdp_rdcleanpath::RDCleanPathMessage;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const TICKET: &str = "ticket-0123456789";
-/// An X.224 connection request with RDP_NEG_REQ asking for TLS or CredSSP, as IronRDP sends.
-const X224_REQUEST: [u8; 19] = [3, 0, 0, 19, 14, 0xE0, 0, 0, 0, 0, 0, 1, 0, 8, 0, 3, 0, 0, 0];
-/// xrdp's answer: an X.224 connection confirm with RDP_NEG_RSP selecting PROTOCOL_SSL.
-const X224_CONFIRM: [u8; 19] = [
-    3, 0, 0, 19, 14, 0xD0, 0, 0, 0x12, 0x34, 0, 2, 0x1F, 8, 0, 1, 0, 0, 0,
-];
 /// The gateway's threads, told apart from the client's and the fake xrdp's ("bench").
 const GATEWAY_THREAD: &str = "gw-relay";
 
@@ -57,50 +48,16 @@ const UP_MESSAGE: usize = 1 << 10;
 /// Bulk transfers per path; the CPU figures are their mean.
 const TRANSFERS: usize = 8;
 
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-type Results = mpsc::UnboundedReceiver<Result<Relayed, String>>;
-
 // ---------------------------------------------------------------- the fake xrdp
 
-/// A fake xrdp: the X.224 exchange, TLS, then one mode byte from the client:
-/// `E` echoes; `B` then the downstream and upstream byte counts (u64 BE each)
-/// sends the first in `DOWN_CHUNK` writes while reading the second, then one `K`.
+/// A fake xrdp serving `serve_desktop`.
 async fn fake_rdp() -> SocketAddr {
-    let key = rcgen::generate_simple_self_signed(vec!["desktop.test".to_owned()])
-        .expect("self-signed certificate");
-    let cert = key.cert.der().clone();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der())),
-        )
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if read_tpkt(&mut tcp).await.is_err() || tcp.write_all(&X224_CONFIRM).await.is_err()
-                {
-                    return;
-                }
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                serve_desktop(tls).await;
-            });
-        }
-    });
-    addr
+    fake_xrdp::fake_rdp(X224_CONFIRM, serve_desktop).await.addr
 }
 
+/// One mode byte from the client: `E` echoes; `B` then the downstream and
+/// upstream byte counts (u64 BE each) sends the first in `DOWN_CHUNK` writes
+/// while reading the second, then one `K`.
 async fn serve_desktop(mut tls: tokio_rustls::server::TlsStream<TcpStream>) {
     let mut mode = [0u8; 1];
     if tls.read_exact(&mut mode).await.is_err() {
@@ -143,56 +100,10 @@ async fn serve_desktop(mut tls: tokio_rustls::server::TlsStream<TcpStream>) {
         let _ = tls.shutdown().await;
         return;
     }
-    let mut buf = vec![0u8; 8192];
-    loop {
-        match tls.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if tls.write_all(&buf[..n]).await.is_err() || tls.flush().await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = tls.shutdown().await;
-}
-
-/// One TPKT (X.224 request or confirm).
-async fn read_tpkt<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Vec<u8>> {
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header).await?;
-    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-    let mut pdu = header.to_vec();
-    pdu.resize(len.max(4), 0);
-    stream.read_exact(&mut pdu[4..]).await?;
-    Ok(pdu)
+    fake_xrdp::echo(tls).await;
 }
 
 // ---------------------------------------------------------------- the gateway
-
-#[derive(Clone)]
-struct Gw {
-    target: SocketAddr,
-    results: mpsc::UnboundedSender<Result<Relayed, String>>,
-}
-
-async fn ws_route(State(gw): State<Gw>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| async move {
-        let target = gw.target;
-        let result = gateway::relay(socket, move |ticket: String| async move {
-            if ticket == TICKET {
-                Ok(Target {
-                    addr: target,
-                    session_id: "s-1".to_owned(),
-                })
-            } else {
-                Err("unknown ticket".to_owned())
-            }
-        })
-        .await;
-        let _ = gw.results.send(result.map_err(|e| e.to_string()));
-    })
-}
 
 /// The gateway on the gateway's runtime; `nodelay` sets TCP_NODELAY on the browsers'
 /// connections, which the portal's listener (like `axum::serve`) does not.
@@ -201,10 +112,7 @@ fn gateway_server(
     target: SocketAddr,
     nodelay: bool,
 ) -> (String, Results) {
-    let (results, rx) = mpsc::unbounded_channel();
-    let app = Router::new()
-        .route("/gateway", get(ws_route))
-        .with_state(Gw { target, results });
+    let (app, rx) = fake_xrdp::router(target);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.set_nonblocking(true).expect("non-blocking");
     let addr = listener.local_addr().expect("address");
@@ -223,11 +131,7 @@ fn gateway_server(
 }
 
 async fn relay_result(results: &mut Results) -> Relayed {
-    tokio::time::timeout(Duration::from_secs(10), results.recv())
-        .await
-        .expect("the relay ended within 10 s")
-        .expect("a result")
-        .expect("a relay")
+    fake_xrdp::result(results).await.expect("a relay")
 }
 
 // ---------------------------------------------------------------- the clients
@@ -238,43 +142,14 @@ async fn open_gateway(url: &str) -> Client {
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
         .await
         .expect("WebSocket connect");
-    let request = RDCleanPathPdu::new_request(
-        X224_REQUEST.to_vec(),
-        "ignored:3389".to_owned(),
-        TICKET.to_owned(),
-        None,
-    )
-    .expect("request")
-    .to_der()
-    .expect("DER");
-    ws.send(Message::binary(request))
+    ws.send(Message::binary(request("ignored:3389", TICKET)))
         .await
         .expect("send request");
-    let der = next_binary(&mut ws).await;
-    let message = RDCleanPathPdu::from_der(&der)
-        .expect("an RDCleanPath PDU")
-        .into_message()
-        .expect("a valid RDCleanPath message");
     assert!(
-        matches!(message, RDCleanPathMessage::Response { .. }),
+        matches!(response(&mut ws).await, RDCleanPathMessage::Response { .. }),
         "expected a success response"
     );
     ws
-}
-
-async fn next_binary(ws: &mut Client) -> Vec<u8> {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("the WebSocket is open")
-            .expect("a WebSocket message");
-        match message {
-            Message::Binary(data) => return data.to_vec(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a binary message, got {other:?}"),
-        }
-    }
 }
 
 type Direct = tokio_rustls::client::TlsStream<TcpStream>;

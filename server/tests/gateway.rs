@@ -3,159 +3,48 @@
 //! TLS, then TLS with a self-signed certificate, then an echo) and a WebSocket client
 //! sending real RDCleanPath requests built with `ironrdp-rdcleanpath`.
 
+mod fake_xrdp;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::response::Response;
-use axum::routing::get;
-use daas_server::web::gateway::{self, ClosedBy, GatewayError, Relayed, Target};
+use daas_server::web::gateway::ClosedBy;
+use fake_xrdp::{
+    Client, FakeRdp, Results, TICKET, X224_CONFIRM, X224_REQUEST, echo, next_binary, request,
+    response, result,
+};
 use futures_util::{SinkExt as _, StreamExt as _};
 use ironrdp_rdcleanpath::{RDCleanPathMessage, RDCleanPathPdu};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const TICKET: &str = "ticket-0123456789";
-/// An X.224 connection request with RDP_NEG_REQ asking for TLS or CredSSP, as IronRDP sends.
-const X224_REQUEST: [u8; 19] = [3, 0, 0, 19, 14, 0xE0, 0, 0, 0, 0, 0, 1, 0, 8, 0, 3, 0, 0, 0];
-/// xrdp's answer: an X.224 connection confirm with RDP_NEG_RSP selecting PROTOCOL_SSL.
-const X224_CONFIRM: [u8; 19] = [
-    3, 0, 0, 19, 14, 0xD0, 0, 0, 0x12, 0x34, 0, 2, 0x1F, 8, 0, 1, 0, 0, 0,
-];
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// A fake xrdp on loopback: counts connections, records the X.224 request it got,
-/// answers the confirm, does TLS, then echoes (or closes at once when `close_after_tls`).
-struct FakeRdp {
-    addr: SocketAddr,
-    cert: CertificateDer<'static>,
-    accepted: Arc<AtomicUsize>,
-    requests: mpsc::UnboundedReceiver<Vec<u8>>,
-}
-
+/// An echoing fake xrdp, or one that closes right after TLS.
 async fn fake_rdp(close_after_tls: bool) -> FakeRdp {
     fake_rdp_confirming(X224_CONFIRM, close_after_tls).await
 }
 
-/// A fake xrdp that answers `confirm`; after a failure confirm it closes.
 async fn fake_rdp_confirming(confirm: [u8; 19], close_after_tls: bool) -> FakeRdp {
-    let key = rcgen::generate_simple_self_signed(vec!["desktop.test".to_owned()])
-        .expect("self-signed certificate");
-    let cert = key.cert.der().clone();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der())),
-        )
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let (tx, requests) = mpsc::unbounded_channel();
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut header = [0u8; 4];
-                tcp.read_exact(&mut header).await.expect("TPKT header");
-                let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-                let mut request = header.to_vec();
-                request.resize(len, 0);
-                tcp.read_exact(&mut request[4..])
-                    .await
-                    .expect("X.224 request");
-                let _ = tx.send(request);
-                tcp.write_all(&confirm).await.expect("X.224 confirm");
-                if confirm[11] == 3 {
-                    return; // RDP_NEG_FAILURE: no TLS follows
-                }
-                let mut tls = acceptor.accept(tcp).await.expect("TLS accept");
-                if close_after_tls {
-                    let _ = tls.shutdown().await;
-                    return;
-                }
-                let mut buf = vec![0u8; 8192];
-                loop {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if tls.write_all(&buf[..n]).await.is_err() || tls.flush().await.is_err()
-                            {
-                                break;
-                            }
-                        }
-                    }
-                }
-                let _ = tls.shutdown().await;
-            });
+    fake_xrdp::fake_rdp(confirm, move |mut tls| async move {
+        if close_after_tls {
+            let _ = tls.shutdown().await;
+        } else {
+            echo(tls).await;
         }
-    });
-    FakeRdp {
-        addr,
-        cert,
-        accepted,
-        requests,
-    }
-}
-
-#[derive(Clone)]
-struct Gw {
-    target: SocketAddr,
-    /// What each relay returned, as the portal's handler would log it.
-    results: mpsc::UnboundedSender<Result<Relayed, String>>,
-}
-
-async fn ws_route(State(gw): State<Gw>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| async move {
-        let target = gw.target;
-        let result = gateway::relay(socket, move |ticket: String| async move {
-            if ticket == TICKET {
-                Ok(Target {
-                    addr: target,
-                    session_id: "s-1".to_owned(),
-                })
-            } else {
-                Err("this ticket is unknown, used or expired".to_owned())
-            }
-        })
-        .await;
-        let _ = gw
-            .results
-            .send(result.map_err(|e: GatewayError| e.to_string()));
     })
+    .await
 }
 
 /// The gateway on 127.0.0.1:0 with `target` as what every good ticket leads to.
-async fn gateway_server(
-    target: SocketAddr,
-) -> (String, mpsc::UnboundedReceiver<Result<Relayed, String>>) {
-    let (results, rx) = mpsc::unbounded_channel();
-    let app = Router::new()
-        .route("/gateway", get(ws_route))
-        .with_state(Gw { target, results });
+async fn gateway_server(target: SocketAddr) -> (String, Results) {
+    let (app, results) = fake_xrdp::router(target);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     tokio::spawn(async move {
         axum::serve(listener, app).await.expect("serve");
     });
-    (format!("ws://{addr}/gateway"), rx)
+    (format!("ws://{addr}/gateway"), results)
 }
 
 /// A loopback port nothing listens on.
@@ -172,38 +61,9 @@ async fn connect(url: &str) -> Client {
 }
 
 async fn send_request(ws: &mut Client, destination: String, ticket: &str) {
-    let request =
-        RDCleanPathPdu::new_request(X224_REQUEST.to_vec(), destination, ticket.to_owned(), None)
-            .expect("request")
-            .to_der()
-            .expect("DER");
-    ws.send(Message::binary(request))
+    ws.send(Message::binary(request(&destination, ticket)))
         .await
         .expect("send request");
-}
-
-/// The next binary message, skipping pings and pongs.
-async fn next_binary(ws: &mut Client) -> Vec<u8> {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("the WebSocket is open")
-            .expect("a WebSocket message");
-        match message {
-            Message::Binary(data) => return data.to_vec(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a binary message, got {other:?}"),
-        }
-    }
-}
-
-async fn response(ws: &mut Client) -> RDCleanPathMessage {
-    let der = next_binary(ws).await;
-    RDCleanPathPdu::from_der(&der)
-        .expect("an RDCleanPath PDU")
-        .into_message()
-        .expect("a valid RDCleanPath message")
 }
 
 /// Waits for the server's close frame (or the end of the stream).
@@ -215,15 +75,6 @@ async fn closed(ws: &mut Client) {
         None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {}
         Some(Ok(other)) => panic!("expected a close, got {other:?}"),
     }
-}
-
-async fn result(
-    rx: &mut mpsc::UnboundedReceiver<Result<Relayed, String>>,
-) -> Result<Relayed, String> {
-    tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .expect("the relay ended within 10 s")
-        .expect("a result")
 }
 
 #[tokio::test]
@@ -385,16 +236,7 @@ async fn gateway_a_request_split_over_messages_is_accepted() {
     let rdp = fake_rdp(false).await;
     let (url, mut results) = gateway_server(rdp.addr).await;
     let mut ws = connect(&url).await;
-    let request = RDCleanPathPdu::new_request(
-        X224_REQUEST.to_vec(),
-        "x:3389".to_owned(),
-        TICKET.to_owned(),
-        None,
-    )
-    .expect("request")
-    .to_der()
-    .expect("DER");
-    for chunk in request.chunks(7) {
+    for chunk in request("x:3389", TICKET).chunks(7) {
         ws.send(Message::binary(chunk.to_vec()))
             .await
             .expect("send");

@@ -73,8 +73,7 @@ impl Hit {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes());
         let message = format!("{}.{}", self.header("x-daas-timestamp"), self.body);
         let tag = ring::hmac::sign(&key, message.as_bytes());
-        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        self.header("x-daas-signature") == format!("sha256={hex}")
+        self.header("x-daas-signature") == format!("sha256={}", hex::encode(tag))
     }
 }
 

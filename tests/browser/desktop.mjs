@@ -6,25 +6,10 @@
 //
 // Environment: PORTAL_URL, ALICE_PASSWORD, ARTIFACTS, CHROMIUM. Prints
 // `ok: ...` lines and, last, one JSON line of timings.
-import fs from "node:fs";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { artifacts, check, env, openPage, sleep, url } from "./harness.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
-const url = env("PORTAL_URL");
-const artifacts = env("ARTIFACTS");
 const password = env("ALICE_PASSWORD");
-fs.mkdirSync(artifacts, { recursive: true });
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function check(condition, what) {
-  if (!condition) throw new Error(`FAIL: ${what}`);
-  console.log(`ok: ${what}`);
-}
 
 // The RDP client sends keys by their physical code: Shift must be held for
 // capitals (the passwords and commands here need no other shifted key).
@@ -71,15 +56,7 @@ function looks() {
   return { width: canvas.width, height: canvas.height, whole, panel, below, desktop };
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",
-  args: ["--no-sandbox"],
-});
-const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 800 } });
-const page = await context.newPage();
-page.on("console", (message) => {
-  if (message.type() === "error") console.log(`console: ${message.text()}`);
-});
+const { browser, page } = await openPage({ width: 1366, height: 800 });
 const timings = {};
 try {
   await page.goto(url);

@@ -8,38 +8,11 @@
 // screenshots go), CHROMIUM (/usr/lib/chromium/chromium).
 import fs from "node:fs";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { artifacts, check, env, openPage, url } from "./harness.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
-const url = env("PORTAL_URL");
-const artifacts = env("ARTIFACTS");
-fs.mkdirSync(artifacts, { recursive: true });
-
-function check(condition, what) {
-  if (!condition) throw new Error(`FAIL: ${what}`);
-  console.log(`ok: ${what}`);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",
-  args: ["--no-sandbox"],
-});
-// The test server's certificate is from its own CA, which this throwaway
-// profile does not hold.
-const context = await browser.newContext({
-  ignoreHTTPSErrors: true,
-  viewport: { width: 1366, height: 768 },
-});
-const page = await context.newPage();
+const { browser, page } = await openPage({ width: 1366, height: 768 });
 const failures = [];
 page.on("pageerror", (error) => failures.push(`page error: ${error}`));
-page.on("console", (message) => {
-  if (message.type() === "error") console.log(`console: ${message.text()}`);
-});
 const external = [];
 page.on("request", (request) => {
   if (!request.url().startsWith(url) && !request.url().startsWith("data:")) {

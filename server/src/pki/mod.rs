@@ -572,11 +572,7 @@ pub fn subject_and_fingerprint(der: &[u8]) -> (String, String) {
 
 /// The SHA-256 of `der`, lowercase hex.
 pub fn fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
 }
 
 fn describe(cert: &X509Certificate<'_>) -> String {

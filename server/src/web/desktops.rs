@@ -49,6 +49,18 @@ fn as_user<T>(user: &User, message: T) -> tonic::Request<T> {
     request
 }
 
+/// 200 with the reply shaped as JSON, or the handler's status as the page's
+/// error.
+fn reply<T>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+    shape: impl FnOnce(T) -> serde_json::Value,
+) -> Response {
+    match result {
+        Ok(response) => json_response(StatusCode::OK, &shape(response.into_inner())),
+        Err(status) => from_status(&status),
+    }
+}
+
 /// The user's sessions that are not DESTROYED; `?all=1`: every user's
 /// (administrators).
 pub async fn list(
@@ -66,19 +78,16 @@ pub async fn list(
         page_size: 1000,
         ..Default::default()
     };
-    match state.api.list_sessions(as_user(&user, message)).await {
-        Ok(response) => {
-            let sessions: Vec<_> = response
-                .into_inner()
-                .sessions
-                .iter()
-                .filter(|s| s.state != SessionState::Destroyed as i32)
-                .map(shape::session)
-                .collect();
-            json_response(StatusCode::OK, &json!({ "sessions": sessions }))
-        }
-        Err(status) => from_status(&status),
-    }
+    let result = state.api.list_sessions(as_user(&user, message)).await;
+    reply(result, |r| {
+        let sessions: Vec<_> = r
+            .sessions
+            .iter()
+            .filter(|s| s.state != SessionState::Destroyed as i32)
+            .map(shape::session)
+            .collect();
+        json!({ "sessions": sessions })
+    })
 }
 
 #[derive(Deserialize)]
@@ -172,10 +181,8 @@ pub async fn destroy(
     Path(id): Path<String>,
 ) -> Response {
     let message = DestroySessionRequest { session_id: id };
-    match state.api.destroy_session(as_user(&user, message)).await {
-        Ok(response) => json_response(StatusCode::OK, &shape::session(&response.into_inner())),
-        Err(status) => from_status(&status),
-    }
+    let result = state.api.destroy_session(as_user(&user, message)).await;
+    reply(result, |s| shape::session(&s))
 }
 
 /// A READY session the signed-in user may open, or the answer why not.
@@ -381,22 +388,14 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 /// The warm pools (administrators).
 pub async fn pools(State(state): State<Arc<WebState>>, user: User) -> Response {
-    match state
+    let result = state
         .api
         .list_pools(as_user(&user, ListPoolsRequest {}))
-        .await
-    {
-        Ok(response) => {
-            let pools: Vec<_> = response
-                .into_inner()
-                .pools
-                .iter()
-                .map(shape::pool)
-                .collect();
-            json_response(StatusCode::OK, &json!({ "pools": pools }))
-        }
-        Err(status) => from_status(&status),
-    }
+        .await;
+    reply(
+        result,
+        |r| json!({ "pools": r.pools.iter().map(shape::pool).collect::<Vec<_>>() }),
+    )
 }
 
 /// The newest 200 entries of the audit trail, `?user=`, `?session=`
@@ -412,18 +411,11 @@ pub async fn audit(
         page_size: 200,
         ..Default::default()
     };
-    match state.api.list_audit(as_user(&user, message)).await {
-        Ok(response) => {
-            let entries: Vec<_> = response
-                .into_inner()
-                .entries
-                .iter()
-                .map(shape::audit)
-                .collect();
-            json_response(StatusCode::OK, &json!({ "entries": entries }))
-        }
-        Err(status) => from_status(&status),
-    }
+    let result = state.api.list_audit(as_user(&user, message)).await;
+    reply(
+        result,
+        |r| json!({ "entries": r.entries.iter().map(shape::audit).collect::<Vec<_>>() }),
+    )
 }
 
 #[cfg(test)]

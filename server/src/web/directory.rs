@@ -156,24 +156,12 @@ impl Directory {
     }
 
     async fn identity(&self, ldap: &mut ldap3::Ldap, user: &str) -> Result<Identity, SignInError> {
-        let unavailable = |e: LdapError| SignInError::Unavailable(e.to_string());
         let filter = format!(
             "(&(objectCategory=person)(objectClass=user)(sAMAccountName={}))",
             ldap3::ldap_escape(user)
         );
-        let (entries, _) = ldap
-            .search(
-                &self.ldap.base_dn,
-                Scope::Subtree,
-                &filter,
-                vec!["sAMAccountName"],
-            )
-            .await
-            .map_err(unavailable)?
-            .success()
-            .map_err(unavailable)?;
         // A bind can succeed for an account outside base_dn: not ours.
-        let Some(entry) = entries.into_iter().next().map(SearchEntry::construct) else {
+        let Some(entry) = self.search(ldap, &filter).await?.into_iter().next() else {
             return Err(SignInError::BadCredentials);
         };
         let name = first(&entry, "sAMAccountName").unwrap_or_else(|| user.to_string());
@@ -181,24 +169,35 @@ impl Directory {
             "(&(objectClass=group)(member:1.2.840.113556.1.4.1941:={}))",
             ldap3::ldap_escape(&entry.dn)
         );
-        let (groups, _) = ldap
+        let mut groups: Vec<String> = self
+            .search(ldap, &filter)
+            .await?
+            .iter()
+            .filter_map(|g| first(g, "sAMAccountName"))
+            .collect();
+        groups.sort();
+        Ok(Identity { user: name, groups })
+    }
+
+    /// The entries under base_dn that `filter` matches, with their sAMAccountName.
+    async fn search(
+        &self,
+        ldap: &mut ldap3::Ldap,
+        filter: &str,
+    ) -> Result<Vec<SearchEntry>, SignInError> {
+        let unavailable = |e: LdapError| SignInError::Unavailable(e.to_string());
+        let (entries, _) = ldap
             .search(
                 &self.ldap.base_dn,
                 Scope::Subtree,
-                &filter,
+                filter,
                 vec!["sAMAccountName"],
             )
             .await
             .map_err(unavailable)?
             .success()
             .map_err(unavailable)?;
-        let mut groups: Vec<String> = groups
-            .into_iter()
-            .map(SearchEntry::construct)
-            .filter_map(|g| first(&g, "sAMAccountName"))
-            .collect();
-        groups.sort();
-        Ok(Identity { user: name, groups })
+        Ok(entries.into_iter().map(SearchEntry::construct).collect())
     }
 }
 

@@ -85,11 +85,7 @@ mod tests {
     use super::*;
 
     fn sha256(text: &str) -> String {
-        ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
     }
 
     #[test]

@@ -118,15 +118,12 @@ impl SignIns {
     }
 
     fn sign(&self, id: &str) -> String {
-        format!(
-            "{id}.{}",
-            hex(hmac::sign(&self.key, id.as_bytes()).as_ref())
-        )
+        format!("{id}.{}", hex::encode(hmac::sign(&self.key, id.as_bytes())))
     }
 
     fn verify<'a>(&self, cookie: &'a str) -> Option<&'a str> {
         let (id, tag) = cookie.split_once('.')?;
-        let tag = unhex(tag)?;
+        let tag = hex::decode(tag).ok()?;
         hmac::verify(&self.key, id.as_bytes(), &tag).ok()?;
         Some(id)
     }
@@ -151,21 +148,7 @@ pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 pub fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    hex(&bytes)
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ impl Signer {
         context.update(timestamp.to_string().as_bytes());
         context.update(b".");
         context.update(body);
-        format!("sha256={}", hex(context.sign().as_ref()))
+        format!("sha256={}", hex::encode(context.sign()))
     }
 }
 
@@ -32,10 +32,6 @@ impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("HMAC-SHA256(********)")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -47,7 +43,7 @@ mod tests {
         let key = hmac::Key::new(hmac::HMAC_SHA256, b"Jefe");
         let tag = hmac::sign(&key, b"what do ya want for nothing?");
         assert_eq!(
-            hex(tag.as_ref()),
+            hex::encode(tag),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
