@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, then formatting,
 # lints and every test of the workspace, then real QEMU desktops end to end,
-# one joined to a test Active Directory (root; 26-35 min on 2 cores with a
-# first image build and an empty cargo target dir).
+# one joined to a test Active Directory (root; about 32 min on 2 cores with
+# a first image build and an empty cargo target dir).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 # Each step says how much disk is left: a full disk otherwise fails late
-# and cryptically (the whole run needs about 12 GiB; see BENCHMARKS.md).
+# and cryptically (the whole run needs about 10 GiB; see BENCHMARKS.md).
 step() { printf '\n==> %s (%s free)\n' "$*" "$(df -P -h . | awk 'NR == 2 { print $4 }')"; }
+
+# The Rust tests start the test domain controller and the end-to-end test
+# stops it; a failure in between must not leave it running (KEEP=1 keeps it).
+on_exit() {
+  local status=$?
+  if ((status != 0)) && [[ ${KEEP:-0} != 1 ]]; then
+    tests/ad/dc.sh stop >/dev/null 2>&1 || true
+  fi
+  exit "$status"
+}
+trap on_exit EXIT
 
 step "setup"
 scripts/setup.sh
@@ -43,9 +54,11 @@ step "terraform/qemu: a real VM from the template image (boot, SSH, cloud-init, 
 # The image carrying the agent, as the end-to-end test builds it: one build.
 cargo build --quiet --workspace --bins
 agent=$(mktemp /var/tmp/daas-agent.XXXXXX)
-trap 'rm -f "$agent"' EXIT
 strip -o "$agent" "${CARGO_TARGET_DIR:-$root/target}/debug/daas-agent"
-AGENT_BINARY=$agent terraform/qemu/test.sh
+status=0
+AGENT_BINARY=$agent terraform/qemu/test.sh || status=$?
+rm -f "$agent"
+((status == 0)) || exit "$status"
 
 step "end to end: real QEMU desktops through the server, the playbook, the agent, xfreerdp and a test AD domain"
 tests/e2e/run.sh
