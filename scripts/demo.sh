@@ -135,8 +135,8 @@ demo: the web portal is on ${portal/127.0.0.1/localhost}
   Open it in a browser on this machine (from another one: ssh -L 8443:127.0.0.1:8443 root@$(hostname -f 2>/dev/null || hostname),
   then https://localhost:8443/). Its certificate is from the demo's own CA ($root/$pki/ca.pem): accept it, or import that CA.
   Sign in as alice with the password in $(tests/ad/dc.sh password alice) (carol: an administrator; bob: refused).
-  "Create a desktop" makes one (READY in 70-95 s under software emulation); "Open in the browser" shows it in the tab:
-  log in there with alice's password again.
+  "Create a desktop" makes one (READY in about 3 minutes under software emulation, the domain join included);
+  "Open in the browser" shows it in the tab: log in there with alice's password again (her first login takes about a minute).
 EOF
   if [[ -t 0 ]]; then
     read -rp "demo: press Enter to destroy the desktops made from the page and stop (Ctrl-C does the same) " _ || true

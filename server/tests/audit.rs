@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use daas_api::v1::{
     AuditEntry, CreateSessionRequest, DestroySessionRequest, GetSessionRequest, ListAuditRequest,
-    ListSessionsRequest, SessionState,
+    ListSessionsRequest,
 };
 use daas_server::testkit::{TestOptions, TestServer};
 use tonic::Code;
@@ -76,17 +76,7 @@ async fn creates_refusals_and_certificates_are_audited_with_who_and_from_where()
         },
     )
     .await;
-    let session = events
-        .last()
-        .and_then(|e| e.session.clone())
-        .expect("a session");
-    assert_eq!(
-        session.state(),
-        SessionState::Ready,
-        "{:?}",
-        session.failure
-    );
-    let id = session.id;
+    let id = ready(&events).id;
 
     // bob tries alice's desktop: destroy (the handler's refusal), get (a
     // refusal at the response's end); then a second create by alice is

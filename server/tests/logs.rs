@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use daas_api::v1::{DestroySessionRequest, SessionState};
+use daas_api::v1::DestroySessionRequest;
 use daas_server::testkit::{TestOptions, credentials, write_config};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
@@ -54,17 +54,7 @@ async fn json_logs_carry_the_request_id_the_user_and_the_session() {
         Some("ops-test-42"),
         "the request id comes back"
     );
-    let events = drain(response.into_inner()).await;
-    let session = events
-        .last()
-        .and_then(|e| e.session.clone())
-        .expect("a session");
-    assert_eq!(
-        session.state(),
-        SessionState::Ready,
-        "{:?}",
-        session.failure
-    );
+    let session = ready(&drain(response.into_inner()).await);
     // A request without an id gets one.
     let destroyed = client
         .destroy_session(DestroySessionRequest {

@@ -221,15 +221,7 @@ async fn a_desktop_whose_agent_is_silent_is_reaped() {
     }
     assert!(body.contains(line), "no {line:?} in {body}");
     // And in the audit trail, by the reaper, with the rule.
-    let entries = client
-        .list_audit(daas_api::v1::ListAuditRequest {
-            session_id: id.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("the audit trail")
-        .into_inner()
-        .entries;
+    let entries = audit_of(&mut client, &id).await;
     let reap = entries
         .iter()
         .find(|e| e.action == "reap")

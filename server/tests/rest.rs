@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use daas_api::v1::{ListAuditRequest, SessionState};
+use daas_api::v1::SessionState;
 use daas_server::testkit::{TestOptions, TestServer};
 use serde_json::Value;
 
@@ -126,15 +126,7 @@ async fn the_old_rest_calls_work_with_client_certificates() {
     );
 
     // The audit trail has alice's REST create and bob's refused destroy.
-    let entries = admin
-        .list_audit(ListAuditRequest {
-            session_id: id.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("the audit trail")
-        .into_inner()
-        .entries;
+    let entries = audit_of(&mut admin, &id).await;
     assert!(
         entries.iter().any(|e| e.actor == "alice"
             && e.action == "create"

@@ -6,9 +6,9 @@ pub mod domain;
 use std::{path::Path, process::Stdio, time::Duration};
 
 use daas_api::v1::{
-    CreateSessionRequest, ReportActivityRequest, SessionEvent, SessionState, WatchSessionRequest,
-    agent_service_client::AgentServiceClient, desktop_service_client::DesktopServiceClient,
-    session_event::Kind,
+    AuditEntry, CreateSessionRequest, ListAuditRequest, ReportActivityRequest, Session,
+    SessionEvent, SessionState, WatchSessionRequest, agent_service_client::AgentServiceClient,
+    desktop_service_client::DesktopServiceClient, session_event::Kind,
 };
 use daas_server::testkit::{Credentials, TestServer, channel};
 use tokio::{
@@ -44,6 +44,11 @@ pub async fn create(client: &mut Client, req: CreateSessionRequest) -> Vec<Sessi
 pub async fn ready_session(server: &TestServer, user: &str) -> (String, Vec<SessionEvent>) {
     let mut client = server.client().await;
     let events = create(&mut client, request(user)).await;
+    (ready(&events).id, events)
+}
+
+/// The session a create's last event carries, checked READY.
+pub fn ready(events: &[SessionEvent]) -> Session {
     let session = events
         .last()
         .and_then(|e| e.session.clone())
@@ -54,7 +59,20 @@ pub async fn ready_session(server: &TestServer, user: &str) -> (String, Vec<Sess
         "{:?}",
         session.failure
     );
-    (session.id, events)
+    session
+}
+
+/// A session's audit trail.
+pub async fn audit_of(client: &mut Client, id: &str) -> Vec<AuditEntry> {
+    client
+        .list_audit(ListAuditRequest {
+            session_id: id.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("the audit trail")
+        .into_inner()
+        .entries
 }
 
 /// Creates `count` sessions at once (users user0, user1, ...), each on its
