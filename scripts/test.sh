@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, then formatting,
 # lints and every test of the workspace, then real QEMU desktops end to end,
-# one joined to a test Active Directory (root; about 32 min on 2 cores with
+# one joined to a test Active Directory (root; 27-32 min on 2 cores with
 # a first image build and an empty cargo target dir).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
