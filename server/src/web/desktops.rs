@@ -27,7 +27,7 @@ use tokio_stream::StreamExt;
 use super::{Checked, User, WebState, error, from_status, gateway, json as shape, json_response};
 use crate::{
     api::grpc::auth::{Caller, Origin},
-    audit::{Act, Actor},
+    audit::{Act, Actor, code_name},
 };
 
 /// The largest WebSocket message the gateway takes from a browser.
@@ -347,19 +347,8 @@ pub async fn gateway(
             }
             Err(err) => {
                 tracing::info!(session = %session, user = %signed.user, error = %err, "a browser's RDP connection failed");
-                use gateway::GatewayError as E;
-                let result = match err {
-                    E::Refused(_) => "PERMISSION_DENIED",
-                    E::BadRequest(_) | E::RequestTimeout(_) | E::BrowserClosed => {
-                        "INVALID_ARGUMENT"
-                    }
-                    E::Unreachable(_) | E::Negotiation(_) | E::ProtocolsRefused(_) | E::Tls(_) => {
-                        "UNAVAILABLE"
-                    }
-                    _ => "INTERNAL",
-                };
                 Act {
-                    result: result.into(),
+                    result: code_name(err.code()).into(),
                     ..act.detail(err.to_string())
                 }
             }

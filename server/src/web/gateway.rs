@@ -101,6 +101,23 @@ pub enum GatewayError {
     Encode(String),
 }
 
+impl GatewayError {
+    /// The gRPC code the audit trail records for this error.
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            GatewayError::Refused(_) => tonic::Code::PermissionDenied,
+            GatewayError::BadRequest(_)
+            | GatewayError::RequestTimeout(_)
+            | GatewayError::BrowserClosed => tonic::Code::InvalidArgument,
+            GatewayError::Unreachable(_)
+            | GatewayError::Negotiation(_)
+            | GatewayError::ProtocolsRefused(_)
+            | GatewayError::Tls(_) => tonic::Code::Unavailable,
+            GatewayError::WebSocket(_) | GatewayError::Encode(_) => tonic::Code::Internal,
+        }
+    }
+}
+
 /// Serve one browser connection: read its RDCleanPath request, redeem its `proxy_auth`
 /// with `redeem`, connect to the desktop the ticket leads to, answer, then relay until
 /// either side closes. An error before the relay is also sent to the browser as an
@@ -509,6 +526,26 @@ impl ServerCertVerifier for AnyCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audit_trail_tells_refusals_from_unreachable_desktops() {
+        assert_eq!(
+            GatewayError::Refused("used".into()).code(),
+            tonic::Code::PermissionDenied
+        );
+        assert_eq!(
+            GatewayError::BadRequest("x".into()).code(),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            GatewayError::Unreachable(io::ErrorKind::ConnectionRefused.into()).code(),
+            tonic::Code::Unavailable
+        );
+        assert_eq!(
+            GatewayError::Encode("x".into()).code(),
+            tonic::Code::Internal
+        );
+    }
 
     #[test]
     fn confirm_selecting_tls_is_accepted() {

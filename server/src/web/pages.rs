@@ -84,10 +84,6 @@ pub async fn security_headers(mut response: Response) -> Response {
 mod tests {
     use super::*;
 
-    fn sha256(text: &str) -> String {
-        hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
-    }
-
     #[test]
     fn the_vendored_client_is_the_one_vendor_md_names() {
         let table = include_str!("page/vendor/VENDOR.md");
@@ -95,7 +91,7 @@ mod tests {
             ("iron-remote-desktop.js", RDP_ELEMENT),
             ("iron-remote-desktop-rdp.js", RDP_BACKEND),
         ] {
-            let hash = sha256(text);
+            let hash = crate::pki::fingerprint(text.as_bytes());
             let row = table
                 .lines()
                 .find(|l| l.starts_with(&format!("| `{name}`")))
