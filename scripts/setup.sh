@@ -44,6 +44,16 @@ if [ ! -x "$venv/bin/ansible-playbook" ] || [ "$(cat "$stamp" 2>/dev/null)" != "
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements.txt
   echo "$want" > "$stamp"
 fi
+# Other ansible-core releases, for the tests that no request value is ever
+# templated whatever the release (server/tests/ansible_injection.rs).
+for version in $(grep -v '^#' scripts/ansible-versions.txt); do
+  other=.venv-ansible/$version
+  if [ ! -x "$other/bin/ansible-playbook" ]; then
+    say "creating $other (ansible-core $version)"
+    python3 -m venv "$other"
+    "$other/bin/pip" install --quiet --disable-pip-version-check "ansible-core==$version"
+  fi
+done
 # promtool, for the metrics' lint (server/tests/dashboard.rs): taken out of
 # Debian's prometheus package, which is not installed (it would start the
 # server); the .deb is cached.

@@ -11,4 +11,5 @@ pub mod v1 {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("daas_descriptor");
 }
 
+pub mod address;
 pub mod state;

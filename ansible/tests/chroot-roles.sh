@@ -136,12 +136,18 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
   -subj /CN=agent -keyout "$work/agent-key.pem" -out "$work/agent.pem" 2>/dev/null
 
-session_password="Chroot-test-pw-$RANDOM$RANDOM"
+# A password a user may choose: template syntax, quotes and backslashes are
+# characters like any other (the server hashes it; the roles get the hash).
+session_password="Chroot-{{ lookup('pipe', 'id') }}-\"'\\-pw-$RANDOM$RANDOM"
+claim_password="Claim-{% raw %}-pw-$RANDOM$RANDOM"
 ad_password="AD-join-pw-$RANDOM$RANDOM"
 umask 077
-"$venv/bin/python" - "$work" "$agent_binary" "$session_password" "$ad_password" <<'EOF'
+"$venv/bin/python" - "$work" "$agent_binary" "$session_password" "$ad_password" "$claim_password" <<'EOF'
 import json, pathlib, sys
+from passlib.hash import sha512_crypt
 work, binary, password, ad_password = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+# What the server passes: the hash (rounds as glibc's default), never the password.
+(work / "claim-hash").write_text(sha512_crypt.using(rounds=5000).hash(sys.argv[5]))
 read = lambda name: (work / name).read_text()
 dns_servers = [line.split()[1] for line in open("/etc/resolv.conf")
                if line.startswith("nameserver") and len(line.split()) > 1]
@@ -150,7 +156,7 @@ vars = {
     "username": "alice",
     "vm_name": "desktop-chroot",
     "session_user": "bob",
-    "session_password": password,
+    "session_password_hash": sha512_crypt.using(rounds=5000).hash(password),
     "rdp_port": 3389,
     "daas_start_services": False,
     "daas_agent_binary": binary,
@@ -189,7 +195,8 @@ playbook() { # LOG INVENTORY VARS PLAYBOOK [ARGS...]
 }
 recap() { grep -A3 '^PLAY RECAP' "$1" | grep -E 'ok=' || true; }
 no_secrets() { # LOG
-  for secret in "$session_password" "$ad_password" "$(sed -n 2p "$work/agent-key.pem")"; do
+  for secret in "$session_password" "$ad_password" "$(sed -n 2p "$work/agent-key.pem")" \
+    "$(jq -r .session_password_hash "$work/vars.json")" "$(cat "$work/claim-hash")"; do
     if grep -qF -- "$secret" "$1"; then die "a secret appears in $1"; fi
   done
 }
@@ -243,15 +250,14 @@ no_secrets "$work/teardown.log"
 
 say "warm pool: a build for nobody (--skip-tags per_user), then a claim's per-user part alone (--tags per_user)"
 if ! playbook "$work/pool-base.log" "$work/inventory.yml" "$work/vars.json" deploy-desktop.yml \
-  --skip-tags per_user -e daas_phase=base -e username= -e session_user= -e session_password=; then
+  --skip-tags per_user -e daas_phase=base -e username= -e session_user= -e session_password_hash=; then
   tail -n 40 "$work/pool-base.log" >&2
   die "the warm pool's build (daas_phase=base) failed"
 fi
 grep -qF 'TASK [desktop-config : Create the session' "$work/pool-base.log" && die "the build ran a per_user task"
 grep -qF 'TASK [vm-agent : Install the CA, the session' "$work/pool-base.log" || die "the build did not install the agent"
-claim_password="Claim-pw-$RANDOM$RANDOM"
 if ! playbook "$work/pool-user.log" "$work/inventory.yml" "$work/vars.json" deploy-desktop.yml \
-  --tags per_user -e daas_phase=user -e username=dave -e session_user=carol -e "session_password=$claim_password"; then
+  --tags per_user -e daas_phase=user -e username=dave -e session_user=carol -e "session_password_hash=$(cat "$work/claim-hash")"; then
   tail -n 40 "$work/pool-user.log" >&2
   die "the claim's per-user part (daas_phase=user) failed"
 fi
@@ -262,6 +268,12 @@ grep -qF 'TASK [Gathering Facts]' "$work/pool-user.log" && die "the claim gather
 grep -qE 'TASK \[(vm-agent|desktop-config : (Let xrdp|Set xrdp|Mount the Samba))' "$work/pool-user.log" \
   && die "the claim ran more than the per_user tasks"
 chroot "$root" getent passwd carol >/dev/null || die "the claim did not create the session user carol"
+"$venv/bin/python" - "$root/etc/shadow" "$claim_password" <<'EOF' || die "carol's password is not the claim's, literally"
+import sys
+from passlib.hash import sha512_crypt
+entry = next(line for line in open(sys.argv[1]) if line.startswith("carol:"))
+sys.exit(0 if sha512_crypt.verify(sys.argv[2], entry.split(":")[1]) else 1)
+EOF
 grep -qF '(sAMAccountName=dave)' "$root/etc/sssd/sssd.conf" || die "the claim did not give dave access in sssd.conf"
 say "claim: $(grep -c '^TASK \[' "$work/pool-user.log") tasks, $(recap "$work/pool-user.log")"
 

@@ -123,6 +123,11 @@ pub enum CliError {
     #[error("session {0} is READY but the server gave no RDP address")]
     NoRdpAddress(String),
 
+    #[error(
+        "session {id}: the server's RDP address {why}; no .rdp file written (an administrator can check the Terraform module's rdp_host output)"
+    )]
+    BadRdpAddress { id: String, why: &'static str },
+
     #[error("cannot write {}: {detail}", .path.display())]
     RdpFileUnwritable { path: PathBuf, detail: String },
 

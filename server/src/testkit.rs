@@ -50,6 +50,9 @@ pub struct TestOptions {
     pub extra_toml: String,
     /// `ansible.binary` (default: the project's `ansible-playbook`).
     pub ansible_binary: Option<PathBuf>,
+    /// Contract outputs the test module prints instead of its own (a
+    /// module printing garbage).
+    pub module_outputs: Vec<(&'static str, String)>,
 }
 
 impl Default for TestOptions {
@@ -70,6 +73,7 @@ impl Default for TestOptions {
             echo_token: false,
             extra_toml: String::new(),
             ansible_binary: None,
+            module_outputs: Vec::new(),
         }
     }
 }
@@ -130,8 +134,13 @@ pub fn ansible_playbook() -> PathBuf {
 }
 
 fn toml_string(path: &Path) -> String {
-    // TOML basic strings escape like JSON strings.
-    serde_json::Value::from(path.display().to_string()).to_string()
+    toml_string_of(&path.display().to_string())
+}
+
+/// A TOML basic string holding `value` (they escape like JSON strings; no
+/// DEL character, which JSON leaves as is).
+fn toml_string_of(value: &str) -> String {
+    serde_json::Value::from(value).to_string()
 }
 
 /// Writes a server config for the test module into `dir` and returns its
@@ -180,6 +189,7 @@ boot_wait = "{boot_wait}"
 fail_create = {fail_tf}
 echo_token = {echo_token}
 marker_dir = {markers}
+outputs = {{ {outputs} }}
 
 [boot]
 timeout = "1m"
@@ -222,6 +232,12 @@ marker_dir = {markers}
         echo_token = options.echo_token,
         tls = tls_toml,
         extra = options.extra_toml,
+        outputs = options
+            .module_outputs
+            .iter()
+            .map(|(name, value)| format!("{name} = {}", toml_string_of(value)))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     let path = dir.join("daas.toml");
     std::fs::write(&path, text).expect("write the test config");

@@ -35,6 +35,11 @@ pub async fn run(ctx: &Context, args: ConnectArgs) -> Result<(), CliError> {
     }
     let target = Target::of(&session, args.user.as_deref())
         .ok_or_else(|| CliError::NoRdpAddress(args.id.clone()))?;
+    // The address goes into the file and the client's command line.
+    daas_api::address::check_host(&target.host).map_err(|why| CliError::BadRdpAddress {
+        id: args.id.clone(),
+        why,
+    })?;
     let path = match args.rdp_file {
         Some(path) => std::path::absolute(&path).unwrap_or(path),
         None => {

@@ -44,6 +44,9 @@ pub enum Error {
     /// The session store failed.
     #[error(transparent)]
     Store(StoreError),
+    /// The session password could not be hashed.
+    #[error(transparent)]
+    PasswordHash(#[from] crate::domain::password::HashError),
 }
 
 impl From<StoreError> for Error {
@@ -128,7 +131,7 @@ impl Error {
             Error::ResourceExhausted { .. } => ErrorCode::ResourceExhausted,
             Error::DestroyFailed { .. } => ErrorCode::Aborted,
             Error::ShuttingDown => ErrorCode::Unavailable,
-            Error::Store(_) => ErrorCode::Internal,
+            Error::Store(_) | Error::PasswordHash(_) => ErrorCode::Internal,
         }
     }
 

@@ -2,5 +2,6 @@
 //! request validation, and the errors with their codes.
 
 pub mod error;
+pub mod password;
 pub mod state_machine;
 pub mod validate;

@@ -27,6 +27,7 @@ pub use spec::{PerUserPlaybook, Pool, PoolSpec};
 use crate::audit::{Act, Actor};
 use crate::{
     config::Config,
+    domain::password::PasswordHash,
     provision::Pipeline,
     reaper::policy::clock_time,
     store::{
@@ -268,7 +269,7 @@ impl Pools {
                 Ok((record, _)) => {
                     lock(&self.inner.full).remove(&pool.name);
                     tracing::info!(pool = %pool.name, session = %record.id, vm = %record.vm_name, "building a warm desktop");
-                    self.inner.pipeline.start(record, String::new());
+                    self.inner.pipeline.start(record, PasswordHash::none());
                 }
                 Err(StoreError::LimitReached(hit)) => {
                     if lock(&self.inner.full).insert(pool.name.clone()) {

@@ -1,14 +1,17 @@
 //! Ansible, per session: a one-host inventory for the new VM (never the
 //! fleet) and extra variables in a private file deleted after the run.
+//! Both are YAML whose every value from a request or a tool is `!unsafe`
+//! ([`super::ansible_vars`]): Ansible never reads it as a template.
 
 use std::path::{Path, PathBuf};
 
 use daas_api::v1::Tool;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{self, AnsibleConnection},
+    provision::ansible_vars::{Var, Yaml, mapping},
     provision::terraform::write_private,
     provision::tool::{self, Invocation, SessionLog, ToolError},
     store::VmOutputs,
@@ -35,7 +38,9 @@ pub struct PlaybookVars<'a> {
     pub username: &'a str,
     pub vm_name: &'a str,
     pub session_user: &'a str,
-    pub session_password: &'a str,
+    /// The session user's password as a SHA-512 crypt hash (`$6$...`), or
+    /// "": the password itself never reaches Ansible.
+    pub session_password_hash: &'a str,
     /// The AD join account's password, when a domain is configured.
     pub ad_join_password: Option<&'a str>,
     pub vm: &'a VmOutputs,
@@ -153,11 +158,13 @@ impl Ansible<'_> {
             source,
         };
         std::fs::create_dir_all(session_dir).map_err(files_error)?;
-        let inventory = session_dir.join("inventory.json");
-        write_private(&inventory, &self.inventory(session_dir, vars)).map_err(files_error)?;
-        let vars_file = session_dir.join("extra-vars.json");
+        let inventory = session_dir.join("inventory.yml");
+        let inventory_yaml = self.inventory(session_dir, vars);
+        write_private(&inventory, inventory_yaml.as_str().as_bytes()).map_err(files_error)?;
+        let vars_file = session_dir.join("extra-vars.yml");
         let _remove = RemoveOnDrop(vars_file.clone());
-        write_private(&vars_file, &self.extra_vars(vars)).map_err(files_error)?;
+        let vars_yaml = self.extra_vars(vars);
+        write_private(&vars_file, vars_yaml.as_str().as_bytes()).map_err(files_error)?;
 
         let mut extra = std::ffi::OsString::from("@");
         extra.push(vars_file.as_os_str());
@@ -187,64 +194,78 @@ impl Ansible<'_> {
         Ok(())
     }
 
-    /// A YAML (JSON) inventory naming the one VM.
-    fn inventory(&self, session_dir: &Path, vars: &PlaybookVars<'_>) -> Vec<u8> {
+    /// A YAML inventory naming the one VM; the VM's address (a tool's
+    /// output) is data, the rest the server's own settings.
+    pub fn inventory(&self, session_dir: &Path, vars: &PlaybookVars<'_>) -> Yaml {
         let host = match self.config.connection {
-            AnsibleConnection::Local => json!({
-                "ansible_connection": "local",
-                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-            }),
-            AnsibleConnection::Ssh => json!({
-                "ansible_host": vars.vm.ssh_host,
-                "ansible_port": vars.vm.ssh_port,
-                "ansible_user": self.ssh.user,
-                "ansible_ssh_private_key_file": self.ssh.private_key,
-                "ansible_ssh_common_args": format!(
-                    "-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
-                    session_dir.join("known_hosts").display()
+            AnsibleConnection::Local => mapping([
+                ("ansible_connection", Var::Config(json!("local"))),
+                (
+                    "ansible_python_interpreter",
+                    Var::Config(json!("{{ ansible_playbook_python }}")),
                 ),
-            }),
+            ]),
+            AnsibleConnection::Ssh => mapping([
+                ("ansible_host", Var::Data(json!(vars.vm.ssh_host))),
+                ("ansible_port", Var::Data(json!(vars.vm.ssh_port))),
+                ("ansible_user", Var::Data(json!(self.ssh.user))),
+                (
+                    "ansible_ssh_private_key_file",
+                    Var::Data(json!(self.ssh.private_key)),
+                ),
+                (
+                    "ansible_ssh_common_args",
+                    Var::Data(json!(format!(
+                        "-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
+                        session_dir.join("known_hosts").display()
+                    ))),
+                ),
+            ]),
         };
-        let doc = json!({ "all": { "hosts": { vars.vm_name: host } } });
-        serde_json::to_vec_pretty(&doc).unwrap_or_default()
+        let hosts = mapping([(vars.vm_name, Var::Mapping(host))]);
+        let all = mapping([("hosts", Var::Mapping(hosts))]);
+        mapping([("all", Var::Mapping(all))])
     }
 
-    /// The config's extra variables, then the session's.
-    fn extra_vars(&self, vars: &PlaybookVars<'_>) -> Vec<u8> {
-        let mut map: serde_json::Map<String, Value> = self
+    /// The config's extra variables (the site's, which may be templates),
+    /// then the session's (data, which win).
+    pub fn extra_vars(&self, vars: &PlaybookVars<'_>) -> Yaml {
+        let mut entries: Vec<(&str, Var)> = self
             .config
             .extra_vars
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.as_str(), Var::Config(v.clone())))
             .collect();
-        for (key, value) in [
-            ("session_id", json!(vars.session_id)),
-            ("username", json!(vars.username)),
-            ("vm_name", json!(vars.vm_name)),
-            ("session_user", json!(vars.session_user)),
-            ("session_password", json!(vars.session_password)),
-            ("rdp_port", json!(vars.vm.rdp_port)),
-            ("daas_phase", json!(vars.phase.name())),
-        ] {
-            map.insert(key.to_string(), value);
-        }
+        entries.extend([
+            ("session_id", Var::Data(json!(vars.session_id))),
+            ("username", Var::Data(json!(vars.username))),
+            ("vm_name", Var::Data(json!(vars.vm_name))),
+            ("session_user", Var::Data(json!(vars.session_user))),
+            (
+                "session_password_hash",
+                Var::Data(json!(vars.session_password_hash)),
+            ),
+            ("rdp_port", Var::Data(json!(vars.vm.rdp_port))),
+            ("daas_phase", Var::Data(json!(vars.phase.name()))),
+        ]);
         if let Some(password) = vars.ad_join_password {
-            map.insert("ad_join_password".into(), json!(password));
+            entries.push(("ad_join_password", Var::Data(json!(password))));
         }
         if let Some(agent) = vars.agent {
-            for (key, value) in [
-                ("daas_agent_endpoint", json!(agent.endpoint)),
-                ("daas_agent_tls_server_name", json!(agent.tls_server_name)),
-                ("daas_agent_ca_pem", json!(agent.ca_pem)),
-                ("daas_agent_cert_pem", json!(agent.cert_pem)),
-                ("daas_agent_key_pem", json!(agent.key_pem)),
-            ] {
-                map.insert(key.into(), value);
-            }
+            entries.extend([
+                ("daas_agent_endpoint", Var::Data(json!(agent.endpoint))),
+                (
+                    "daas_agent_tls_server_name",
+                    Var::Data(json!(agent.tls_server_name)),
+                ),
+                ("daas_agent_ca_pem", Var::Data(json!(agent.ca_pem))),
+                ("daas_agent_cert_pem", Var::Data(json!(agent.cert_pem))),
+                ("daas_agent_key_pem", Var::Data(json!(agent.key_pem))),
+            ]);
             if let Some(binary) = &agent.binary {
-                map.insert("daas_agent_binary".into(), json!(binary));
+                entries.push(("daas_agent_binary", Var::Data(json!(binary))));
             }
         }
-        serde_json::to_vec(&Value::Object(map)).unwrap_or_default()
+        mapping(entries)
     }
 }

@@ -126,6 +126,9 @@ pub async fn wait_for_cloud_init(
         .arg("LogLevel=ERROR")
         .arg("-l")
         .arg(&ssh.user)
+        // No host can be read as an option (the module's output is
+        // checked too: an IP address or a DNS name).
+        .arg("--")
         .arg(host)
         .arg("cloud-init status --wait")
         .timeout(deadline - now);

@@ -7,6 +7,7 @@
 //! sure no VM outlives its session.
 
 pub mod ansible;
+pub mod ansible_vars;
 pub mod boot;
 pub mod inventory;
 pub mod locks;
@@ -31,6 +32,7 @@ use tracing::Instrument;
 use crate::{
     config::Config,
     domain::error::Error,
+    domain::password::PasswordHash,
     provision::ansible::{Ansible, AnsibleError, PlaybookVars},
     provision::boot::BootError,
     provision::inventory::{Inventory, InventoryError},
@@ -144,8 +146,9 @@ impl Pipeline {
     }
 
     /// Starts provisioning a QUEUED session in the background. The task
-    /// outlives the request that started it.
-    pub fn start(&self, record: SessionRecord, session_password: String) {
+    /// outlives the request that started it. `password` is the session
+    /// user's, hashed: the password itself never reaches the pipeline.
+    pub fn start(&self, record: SessionRecord, password: PasswordHash) {
         let cancel = self.inner.shutdown.child_token();
         self.lock_running()
             .insert(record.id.clone(), cancel.clone());
@@ -155,7 +158,7 @@ impl Pipeline {
         self.inner.tasks.spawn(
             async move {
                 let id = record.id.clone();
-                this.provision(record, session_password, cancel).await;
+                this.provision(record, password, cancel).await;
                 this.lock_running().remove(&id);
             }
             .instrument(span),
@@ -231,9 +234,14 @@ impl Pipeline {
             .with_metrics(self.inner.metrics.clone())
     }
 
-    async fn provision(&self, record: SessionRecord, password: String, cancel: CancellationToken) {
+    async fn provision(
+        &self,
+        record: SessionRecord,
+        password: PasswordHash,
+        cancel: CancellationToken,
+    ) {
         let id = record.id.clone();
-        let log = self.log(&id, Some(&password));
+        let log = self.log(&id, Some(password.expose()));
         let _guard = tokio::select! {
             guard = self.lock(&id) => guard,
             _ = cancel.cancelled() => return,
@@ -407,7 +415,7 @@ impl Pipeline {
             username: &record.username,
             vm_name: &record.vm_name,
             session_user: &record.session_user,
-            session_password: "",
+            session_password_hash: "",
             ad_join_password: config.secrets.ad_join_password.as_ref().map(|s| s.expose()),
             vm: &record.outputs,
             agent: None,

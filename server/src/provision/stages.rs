@@ -17,6 +17,7 @@ use super::{
     tool::SessionLog,
 };
 use crate::{
+    domain::password::PasswordHash,
     pool::PerUserPlaybook,
     store::{SessionRecord, VmOutputs},
 };
@@ -24,7 +25,8 @@ use crate::{
 /// What makes a desktop one user's.
 pub(super) struct PerUser<'a> {
     pub session_user: &'a str,
-    pub session_password: &'a str,
+    /// The session user's password hash (`$6$...`), or "".
+    pub session_password_hash: &'a str,
     /// The agent's settings and its certificate for this session alone.
     pub agent: Option<AgentVars>,
 }
@@ -36,7 +38,7 @@ impl Pipeline {
     pub(super) async fn run_stages(
         &self,
         record: &SessionRecord,
-        password: &str,
+        password: &PasswordHash,
         log: &SessionLog,
         cancel: &CancellationToken,
         stage: &mut SessionState,
@@ -51,7 +53,7 @@ impl Pipeline {
             .await?;
         let per_user = PerUser {
             session_user: &record.session_user,
-            session_password: password,
+            session_password_hash: password.expose(),
             agent: self.agent_vars(&record.id)?,
         };
         let (phase, message) = match &record.pool {
@@ -79,7 +81,7 @@ impl Pipeline {
     async fn claim_stages(
         &self,
         record: &SessionRecord,
-        password: &str,
+        password: &PasswordHash,
         log: &SessionLog,
         cancel: &CancellationToken,
         stage: &mut SessionState,
@@ -88,7 +90,7 @@ impl Pipeline {
         if self.claim_runs_playbook(record) {
             let per_user = PerUser {
                 session_user: &record.session_user,
-                session_password: password,
+                session_password_hash: password.expose(),
                 // Its agent reports under this session's id already.
                 agent: None,
             };
@@ -280,7 +282,7 @@ impl Pipeline {
             username: &record.username,
             vm_name: &record.vm_name,
             session_user: per_user.session_user,
-            session_password: per_user.session_password,
+            session_password_hash: per_user.session_password_hash,
             ad_join_password: config.secrets.ad_join_password.as_ref().map(|s| s.expose()),
             vm,
             agent: per_user.agent.as_ref(),

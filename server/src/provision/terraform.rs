@@ -241,12 +241,29 @@ pub fn parse_outputs(json: &[u8]) -> Result<ModuleOutputs, TerraformError> {
             None => Err(bad(format!("output `{name}` is missing"))),
         }
     };
+    // Addresses reach ssh, Ansible's inventory and `.rdp` files.
+    let host = |name: &str| -> Result<String, TerraformError> {
+        let raw = text(name)?;
+        daas_api::address::check_host(&raw)
+            .map_err(|why| bad(format!("output `{name}` {why}: {}", shown(&raw))))?;
+        Ok(raw)
+    };
+    let vm_id = || -> Result<String, TerraformError> {
+        let raw = text("vm_id")?;
+        if raw.chars().count() > MAX_VM_ID || raw.chars().any(|c| c.is_control()) {
+            return Err(bad(format!(
+                "output `vm_id` must be at most {MAX_VM_ID} characters without control characters: {}",
+                shown(&raw)
+            )));
+        }
+        Ok(raw)
+    };
     let port = |name: &str| -> Result<u16, TerraformError> {
         let raw = text(name)?;
         raw.parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| bad(format!("output `{name}` is not a port: {raw}")))
+            .ok_or_else(|| bad(format!("output `{name}` is not a port: {}", shown(&raw))))
     };
     let boot_wait = match value("boot_wait") {
         None => BootWait::Ssh,
@@ -260,14 +277,26 @@ pub fn parse_outputs(json: &[u8]) -> Result<ModuleOutputs, TerraformError> {
     };
     Ok(ModuleOutputs {
         vm: VmOutputs {
-            vm_id: text("vm_id")?,
-            ssh_host: text("ssh_host")?,
+            vm_id: vm_id()?,
+            ssh_host: host("ssh_host")?,
             ssh_port: port("ssh_port")?,
-            rdp_host: text("rdp_host")?,
+            rdp_host: host("rdp_host")?,
             rdp_port: port("rdp_port")?,
         },
         boot_wait,
     })
+}
+
+/// The longest `vm_id` output taken.
+const MAX_VM_ID: usize = 128;
+
+/// A module's output as an error shows it: quoted and escaped (a line
+/// break cannot start a line of its own in the events), at most 80
+/// characters.
+fn shown(raw: &str) -> String {
+    let short: String = raw.chars().take(80).collect();
+    let more = if raw.chars().count() > 80 { "..." } else { "" };
+    format!("{short:?}{more}")
 }
 
 /// The Terraform directory of a session directory.
@@ -305,6 +334,37 @@ mod tests {
             "rdp_host":{"value":"h"},"rdp_port":{"value":1}}"#;
         let err = parse_outputs(bad_port).unwrap_err().to_string();
         assert!(err.contains("`ssh_port` is not a port"), "{err}");
+    }
+
+    #[test]
+    fn garbage_outputs_fail_with_the_output_named() {
+        let outputs = |name: &str, value: serde_json::Value| {
+            let mut root = serde_json::json!({
+                "vm_id": {"value": "9001"}, "ssh_host": {"value": "127.0.0.1"},
+                "ssh_port": {"value": 22}, "rdp_host": {"value": "10.0.0.5"},
+                "rdp_port": {"value": 3389},
+            });
+            root[name] = serde_json::json!({ "value": value });
+            parse_outputs(root.to_string().as_bytes())
+        };
+        assert!(outputs("rdp_host", "pve1.example.org".into()).is_ok());
+        for (name, value) in [
+            ("ssh_host", "-oProxyCommand=touch /tmp/pwned"),
+            ("ssh_host", "{{ lookup('pipe', 'id') }}"),
+            ("rdp_host", "10.0.0.5\r\nusername:s:evil"),
+            ("rdp_host", "10.0.0.5 ; id"),
+            ("vm_id", "9001\n[ERROR] fake"),
+            ("ssh_port", "22; id"),
+            ("rdp_port", "0"),
+        ] {
+            let err = outputs(name, value.into()).unwrap_err().to_string();
+            assert!(err.contains(&format!("output `{name}`")), "{err}");
+            assert!(!err.contains('\n') && !err.contains('\r'), "{err}");
+        }
+        let long = outputs("vm_id", "x".repeat(129).into())
+            .unwrap_err()
+            .to_string();
+        assert!(long.contains("at most 128") && long.len() < 300, "{long}");
     }
 
     #[test]

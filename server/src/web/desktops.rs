@@ -217,7 +217,12 @@ pub async fn rdp_file(
         Ok(session) => session,
         Err(response) => return *response,
     };
-    let body = rdp_text(&session);
+    let Some(body) = rdp_text(&session) else {
+        return error(
+            StatusCode::BAD_GATEWAY,
+            "the desktop's RDP address is not usable: ask an administrator to check the Terraform module's rdp_host output",
+        );
+    };
     let disposition = format!("attachment; filename=\"{}.rdp\"", session.vm_name);
     let mut response = (
         [(header::CONTENT_TYPE, "application/x-rdp; charset=utf-8")],
@@ -233,9 +238,20 @@ pub async fn rdp_file(
 }
 
 /// The `.rdp` settings: where, who; the password is asked by the client.
-pub fn rdp_text(session: &Session) -> String {
-    [
-        format!("full address:s:{}:{}", session.rdp_host, session.rdp_port),
+/// `None` when the address is not an IP address or a DNS name, or the
+/// user name holds a control character: no value adds a line of its own.
+pub fn rdp_text(session: &Session) -> Option<String> {
+    daas_api::address::check_host(&session.rdp_host).ok()?;
+    if session.username.chars().any(char::is_control) {
+        return None;
+    }
+    let host = if session.rdp_host.contains(':') {
+        format!("[{}]", session.rdp_host)
+    } else {
+        session.rdp_host.clone()
+    };
+    let text = [
+        format!("full address:s:{host}:{}", session.rdp_port),
         format!("username:s:{}", session.username),
         "prompt for credentials:i:1".into(),
         "authentication level:i:2".into(),
@@ -243,7 +259,8 @@ pub fn rdp_text(session: &Session) -> String {
         "session bpp:i:32".into(),
     ]
     .join("\r\n")
-        + "\r\n"
+        + "\r\n";
+    Some(text)
 }
 
 /// A single-use ticket that opens the session in the browser (CSRF-checked).
@@ -419,10 +436,31 @@ mod tests {
             rdp_port: 3389,
             ..Default::default()
         };
-        let text = rdp_text(&session);
+        let text = rdp_text(&session).expect("a usable address");
         assert!(text.contains("full address:s:10.0.0.5:3389\r\n"));
         assert!(text.contains("username:s:alice\r\n"));
         assert!(!text.contains("password"));
+        let v6 = Session {
+            rdp_host: "fd00::5".into(),
+            ..session.clone()
+        };
+        let text = rdp_text(&v6).expect("an IPv6 address");
+        assert!(
+            text.starts_with("full address:s:[fd00::5]:3389\r\n"),
+            "{text}"
+        );
+        for host in ["10.0.0.5\r\nusername:s:eve", "10.0.0.5 x", ""] {
+            let bad = Session {
+                rdp_host: host.into(),
+                ..session.clone()
+            };
+            assert_eq!(rdp_text(&bad), None, "{host:?}");
+        }
+        let bad_user = Session {
+            username: "alice\nx".into(),
+            ..session
+        };
+        assert_eq!(rdp_text(&bad_user), None);
     }
 
     #[test]

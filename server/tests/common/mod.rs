@@ -47,12 +47,17 @@ pub async fn ready_session(server: &TestServer, user: &str) -> (String, Vec<Sess
     (ready(&events).id, events)
 }
 
-/// The session a create's last event carries, checked READY.
-pub fn ready(events: &[SessionEvent]) -> Session {
-    let session = events
+/// The session a create's last event carries (READY or FAILED).
+pub fn settled(events: &[SessionEvent]) -> Session {
+    events
         .last()
         .and_then(|e| e.session.clone())
-        .expect("the last event carries the session");
+        .expect("the last event carries the session")
+}
+
+/// The session a create's last event carries, checked READY.
+pub fn ready(events: &[SessionEvent]) -> Session {
+    let session = settled(events);
     assert_eq!(
         session.state(),
         SessionState::Ready,

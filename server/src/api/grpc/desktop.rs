@@ -21,6 +21,7 @@ use crate::{
     audit::{Act, Actor, Audit},
     config::Config,
     domain::error::Error,
+    domain::password::PasswordHash,
     domain::validate,
     pool::Pools,
     provision::Pipeline,
@@ -393,6 +394,9 @@ impl DesktopApi {
                 req.request_id
             ))
         };
+        // The password goes no further than this: the desktop gets its hash.
+        let password_hash =
+            PasswordHash::of(&std::mem::take(&mut req.session_password)).map_err(Error::from)?;
         let shutdown = self.pipeline.shutdown_token();
         if shutdown.is_cancelled() {
             return Err(Error::ShuttingDown.into());
@@ -434,7 +438,7 @@ impl DesktopApi {
         tracing::info!(session = %record.id, user = %record.username, vm = %record.vm_name, "session requested");
         // Followed before the pipeline publishes anything.
         let stream = follow(self.store.clone(), record.id.clone(), 0, shutdown, slot);
-        self.pipeline.start(record.clone(), req.session_password);
+        self.pipeline.start(record.clone(), password_hash);
         Ok(Started {
             events: stream,
             record,

@@ -415,8 +415,10 @@ class CreateSessionRequest(_message.Message):
     session_user: _builtins.str
     """Optional local login created on the desktop, same rules as `username`."""
     session_password: _builtins.str
-    """Password of `session_user`; required when `session_user` is set. It is
-    handed to Ansible through a private file and never stored or logged.
+    """Password of `session_user`; required when `session_user` is set (8-256
+    characters, any but control characters). The server keeps only its
+    SHA-512 crypt hash, which is what reaches the desktop; the password is
+    never stored, logged or handed to a tool.
     """
     template: _builtins.str
     """Optional template name passed to the Terraform module; empty means the

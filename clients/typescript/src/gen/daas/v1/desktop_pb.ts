@@ -346,8 +346,10 @@ export type CreateSessionRequest = Message<"daas.v1.CreateSessionRequest"> & {
   sessionUser: string;
 
   /**
-   * Password of `session_user`; required when `session_user` is set. It is
-   * handed to Ansible through a private file and never stored or logged.
+   * Password of `session_user`; required when `session_user` is set (8-256
+   * characters, any but control characters). The server keeps only its
+   * SHA-512 crypt hash, which is what reaches the desktop; the password is
+   * never stored, logged or handed to a tool.
    *
    * @generated from field: string session_password = 3;
    */
