@@ -130,7 +130,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 echo "PLAY [Configure a test desktop] ******"
-if grep -q '"username":"held' "$vars"; then
+if grep -q '"username": "held' "$vars"; then
   echo "TASK [Wait for the gate] ******"
   i=0
   while [ ! -e '{gate}' ] && [ $i -lt 850 ]; do sleep 0.2; i=$((i + 1)); done
