@@ -49,7 +49,24 @@ impl Browser {
         }
     }
 
+    /// `method path` as the portal's page sends it: JSON, with the page's
+    /// `Origin` on anything but a GET.
     async fn call(&self, method: &str, path: &str, body: Option<&str>, csrf: bool) -> Answer {
+        let mut extra = Vec::new();
+        if method != "GET" {
+            extra.push("-H".to_string());
+            extra.push(format!("Origin: {}", self.base));
+        }
+        if let Some(body) = body {
+            for arg in ["-H", "Content-Type: application/json", "--data-raw", body] {
+                extra.push(arg.to_string());
+            }
+        }
+        self.call_with(method, path, &extra, csrf).await
+    }
+
+    /// `method path` with curl's `extra` arguments (headers, a body).
+    async fn call_with(&self, method: &str, path: &str, extra: &[String], csrf: bool) -> Answer {
         let headers = tempfile::NamedTempFile::new().expect("a header file");
         let mut cmd = Command::new("curl");
         cmd.args([
@@ -72,10 +89,8 @@ impl Browser {
         if csrf {
             cmd.args(["-H", &format!("X-CSRF-Token: {}", self.csrf)]);
         }
-        if let Some(body) = body {
-            cmd.args(["-H", "Content-Type: application/json", "--data-raw", body]);
-        }
         let out = cmd
+            .args(extra)
             .arg(format!("{}{path}", self.base))
             .output()
             .await
@@ -300,5 +315,128 @@ async fn the_portal_signs_in_domain_users_and_serves_their_desktops() {
     for secret in [&alice_password, &bob_password, &carol_password] {
         assert!(!text.contains(secret.as_str()), "a password in the trail");
     }
+    server.stop().await;
+}
+
+/// The sign-in under abuse: login CSRF, parallel guessing, bursts in the
+/// trail, an account bound under another's name, an unreachable directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sign_in_holds_under_abuse() {
+    let domain = Domain::start();
+    let server = TestServer::start(TestOptions {
+        extra_toml: domain.toml.clone(),
+        ..TestOptions::default()
+    })
+    .await;
+    let alice_password = domain.password("alice");
+    let body = serde_json::json!({ "username": "alice", "password": alice_password }).to_string();
+    let browser = Browser::new(&server);
+    let origin = format!("Origin: {}", browser.base);
+    let args = |headers: &[&str]| {
+        let mut args: Vec<String> = Vec::new();
+        for header in headers {
+            args.push("-H".into());
+            args.push(header.to_string());
+        }
+        args.push("--data-raw".into());
+        args.push(body.clone());
+        args
+    };
+    // A form on another site can neither send JSON nor this Origin.
+    let form = args(&["Content-Type: application/x-www-form-urlencoded", &origin]);
+    let answer = browser.call_with("POST", "/web/login", &form, false).await;
+    assert_eq!(answer.status, 415, "{}", answer.body);
+    for headers in [
+        vec![
+            "Content-Type: application/json",
+            "Origin: https://evil.example",
+        ],
+        vec!["Content-Type: application/json"],
+    ] {
+        let answer = browser
+            .call_with("POST", "/web/login", &args(&headers), false)
+            .await;
+        assert_eq!(answer.status, 403, "{headers:?}: {}", answer.body);
+        assert!(
+            answer.body.contains("this portal's own page"),
+            "{}",
+            answer.body
+        );
+    }
+    let ok = browser
+        .call_with(
+            "POST",
+            "/web/login",
+            &args(&["Content-Type: application/json; charset=utf-8", &origin]),
+            false,
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+
+    // Ten guesses at once: one at a time reaches the directory, and the
+    // limit (3) holds however many run in parallel.
+    let guesses = (0..10).map(|_| {
+        let mut guesser = Browser::new(&server);
+        async move { guesser.sign_in("carol", "not-her-password").await.status }
+    });
+    let mut statuses = futures_util::future::join_all(guesses).await;
+    statuses.sort_unstable();
+    assert_eq!(statuses[..3], [401, 401, 401], "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    // The seven refusals are one entry of the trail.
+    let entries = audit_of(&server).await;
+    let limited = entries
+        .iter()
+        .filter(|e| e.actor == "carol" && e.result == "RESOURCE_EXHAUSTED")
+        .count();
+    assert_eq!(limited, 1, "a burst of refusals is one entry");
+    server.stop().await;
+
+    // mallory's user principal name is dave@daas.example: with that UPN
+    // suffix, her password binds "dave", but the account bound is hers.
+    let toml = domain
+        .toml
+        .replace("domain = \"daas.test\"", "domain = \"daas.example\"");
+    assert_ne!(toml, domain.toml, "the test domain's toml names daas.test");
+    let server = TestServer::start(TestOptions {
+        extra_toml: toml,
+        ..TestOptions::default()
+    })
+    .await;
+    let mut dave = Browser::new(&server);
+    let taken = dave.sign_in("dave", &domain.password("mallory")).await;
+    assert_eq!(
+        taken.status, 401,
+        "signed in as dave with mallory's password: {}",
+        taken.body
+    );
+    server.stop().await;
+
+    // An unreachable directory: the browser learns only that sign-in is
+    // unavailable (the details are in the log).
+    let toml = domain
+        .toml
+        .lines()
+        .map(|l| {
+            if l.starts_with("connect = ") {
+                "connect = \"127.0.0.1:9\""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let server = TestServer::start(TestOptions {
+        extra_toml: toml,
+        ..TestOptions::default()
+    })
+    .await;
+    let mut alice = Browser::new(&server);
+    let answer = alice.sign_in("alice", &alice_password).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(
+        answer.json()["error"],
+        "sign-in is unavailable: try again later"
+    );
     server.stop().await;
 }

@@ -22,6 +22,9 @@
 #     ansible/roles/ad-join/README.md), nothing else;
 #   - alice and carol, members of daas-users; bob, member of nothing;
 #     carol is also in daas-admins (the portal's administrators);
+#   - dave, in daas-users; mallory, in no group, whose user principal name
+#     is dave@daas.example (an alternative UPN suffix): a portal whose
+#     web.ldap.domain is daas.example must not sign her in as dave;
 #   - LDAPS with a certificate for dc1.daas.test from a CA of its own
 #     ($DAAS_AD_DIR/tls/ca.pem), for the web portal's sign-in;
 #   - the share `homes` ([homes]: each user gets their own folder, with a
@@ -44,6 +47,7 @@ VETH_DC=daasad1
 BASE_DN=DC=daas,DC=test
 OU_DN=OU=Desktops,$BASE_DN
 GROUP=daas-users
+ALT_UPN_SUFFIX=daas.example
 ADMIN_GROUP=daas-admins
 TLS_DIR=$DIR/tls
 CONF=$DIR/etc/smb.conf
@@ -256,7 +260,18 @@ EOF
     chown "$uid:10000" "$DIR/homes/$user/welcome.txt"
     uid=$((uid + 1))
   done
-  tool group addmembers "$GROUP" alice,carol >/dev/null
+  for user in dave mallory; do
+    tool user create "$user" "$(new_password "$user")" >/dev/null
+    tool user setexpiry "$user" --noexpiry >/dev/null
+  done
+  # An alternative UPN suffix (a site's e-mail domain, say).
+  ldbmodify -H "$DIR/private/sam.ldb" >/dev/null <<EOF
+dn: CN=mallory,CN=Users,$BASE_DN
+changetype: modify
+replace: userPrincipalName
+userPrincipalName: dave@$ALT_UPN_SUFFIX
+EOF
+  tool group addmembers "$GROUP" alice,carol,dave >/dev/null
   tool group add "$ADMIN_GROUP" --description="Administrators of the DaaS portal" >/dev/null
   tool group addmembers "$ADMIN_GROUP" carol >/dev/null
 }

@@ -18,6 +18,7 @@ use super::{
     directory::SignInError,
     error, json_response,
     signin::{COOKIE, SignIns, cookie_value},
+    throttle::Refusal,
 };
 use crate::{
     api::grpc::auth::Origin,
@@ -39,12 +40,30 @@ fn address(peer: &str) -> &str {
 
 /// `{"username", "password"}` -> 200 with the cookie and
 /// `{"user", "admin", "csrf"}`; 401 wrong password, 403 not in
-/// `web.allowed_group`, 429 too many failures, 503 directory unreachable.
+/// `web.allowed_group` (or not sent by this portal's page), 415 not JSON,
+/// 429 too many failures, 503 directory unreachable or too busy.
 pub async fn login(
     State(state): State<Arc<WebState>>,
     Extension(origin): Extension<Origin>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // No login CSRF: a form on another site can neither send JSON nor
+    // this portal's Origin.
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the sign-in as application/json",
+        );
+    }
+    if !super::same_origin(&headers, true) {
+        return error(StatusCode::FORBIDDEN, "sign in from this portal's own page");
+    }
     let Ok(Login { username, password }) = serde_json::from_slice::<Login>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -70,31 +89,56 @@ pub async fn login(
         ..Act::new("web sign-in")
     };
     let addr = address(&origin.peer);
-    if let Some(wait) = state.throttle.check(&username, addr) {
-        let secs = wait.as_secs().max(1);
-        state
-            .audit
-            .record(
-                &actor,
-                refused(
-                    "RESOURCE_EXHAUSTED",
-                    "too many failed sign-ins for this user or address".into(),
+    let attempt = match state
+        .throttle
+        .begin(&username, addr, state.web.ldap.timeout)
+        .await
+    {
+        Ok(attempt) => attempt,
+        Err(refusal) => {
+            let (status, result, message, wait) = match refusal {
+                Refusal::TooMany(wait) => {
+                    let secs = wait.as_secs().max(1);
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "RESOURCE_EXHAUSTED",
+                        format!("too many failed sign-ins: try again in {secs} s"),
+                        secs,
+                    )
+                }
+                Refusal::Busy => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "sign-in is busy: try again in a moment".to_string(),
+                    1,
                 ),
-            )
-            .await;
-        let mut response = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("too many failed sign-ins: try again in {secs} s"),
-        );
-        if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+            };
+            // One entry per burst of refusals, not one per request.
+            if let Some(left_out) = state.throttle.audit_refusal(&username, addr) {
+                let mut detail = match refusal {
+                    Refusal::TooMany(_) => "too many failed sign-ins for this user or address",
+                    Refusal::Busy => "too many sign-ins at once",
+                }
+                .to_string();
+                if left_out > 0 {
+                    detail.push_str(&format!(
+                        " ({left_out} more refused in the previous burst, not recorded one by one)"
+                    ));
+                }
+                state.audit.record(&actor, refused(result, detail)).await;
+            }
+            let mut response = error(status, &message);
+            if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
         }
-        return response;
-    }
+    };
     let identity = match state.directory.sign_in(&username, &password).await {
         Ok(identity) => identity,
         Err(SignInError::BadCredentials) => {
-            state.throttle.failed(&username, addr);
+            // The attempt stays counted as a failure.
+            drop(attempt);
             state
                 .audit
                 .record(
@@ -105,14 +149,27 @@ pub async fn login(
             return error(StatusCode::UNAUTHORIZED, "wrong user name or password");
         }
         Err(err @ SignInError::Unavailable(_)) => {
+            // Not the user's fault: not counted. The details are for the log.
+            attempt.succeeded();
             tracing::warn!(error = %err, "a web sign-in could not reach the directory");
             state
                 .audit
-                .record(&actor, refused("UNAVAILABLE", err.to_string()))
+                .record(
+                    &actor,
+                    refused(
+                        "UNAVAILABLE",
+                        "the directory is unavailable (see the server's log)".into(),
+                    ),
+                )
                 .await;
-            return error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string());
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sign-in is unavailable: try again later",
+            );
         }
     };
+    // The password was right.
+    attempt.succeeded();
     let web = &state.web;
     let admin = web
         .admin_group
@@ -127,7 +184,6 @@ pub async fn login(
         && !admin
         && !identity.is_in(group)
     {
-        state.throttle.succeeded(&username);
         state
             .audit
             .record(
@@ -143,7 +199,6 @@ pub async fn login(
             ),
         );
     }
-    state.throttle.succeeded(&username);
     let (cookie, signed) = state.signins.open(&identity.user, admin);
     let detail = if admin { "administrator" } else { "user" };
     state

@@ -292,7 +292,9 @@ pub async fn gateway(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !same_origin(&headers) {
+    // Against cross-site WebSocket hijacking; a client that is no browser
+    // (no Origin) still needs the ticket and the cookie.
+    if !super::same_origin(&headers, false) {
         return error(
             StatusCode::FORBIDDEN,
             "the gateway answers this portal's own page only",
@@ -374,24 +376,6 @@ pub async fn gateway(
     })
 }
 
-/// Whether a WebSocket upgrade comes from this portal's page (its `Origin`
-/// names the `Host` it was sent to), against cross-site WebSocket hijacking.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (origin, host) {
-        (Some(origin), Some(host)) => {
-            origin
-                .strip_prefix("https://")
-                .or_else(|| origin.strip_prefix("http://"))
-                == Some(host)
-        }
-        // Not a browser (no Origin): the ticket and the cookie still apply.
-        (None, _) => true,
-        (Some(_), None) => false,
-    }
-}
-
 /// The warm pools (administrators).
 pub async fn pools(State(state): State<Arc<WebState>>, user: User) -> Response {
     let result = state
@@ -471,11 +455,17 @@ mod tests {
             header::ORIGIN,
             HeaderValue::from_static("https://portal:8443"),
         );
-        assert!(same_origin(&headers));
+        assert!(super::super::same_origin(&headers, false));
         headers.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://evil.example"),
         );
-        assert!(!same_origin(&headers));
+        assert!(!super::super::same_origin(&headers, false));
+        headers.remove(header::ORIGIN);
+        assert!(super::super::same_origin(&headers, false));
+        assert!(
+            !super::super::same_origin(&headers, true),
+            "the sign-in needs it"
+        );
     }
 }

@@ -1,7 +1,11 @@
 //! Checks a user's password against the AD domain: an LDAP simple bind as
 //! `USER@domain` over LDAPS or StartTLS (never in the clear), then, as that
 //! user, a search for the account's canonical name and every group it is
-//! in, nested ones included (AD's `LDAP_MATCHING_RULE_IN_CHAIN`).
+//! in, nested ones included (AD's `LDAP_MATCHING_RULE_IN_CHAIN`). The
+//! account bound must be the account found: `USER@domain` is a user
+//! principal name, which another account may hold (an alternative UPN
+//! suffix). LDAP WhoAmI says who is bound; where the directory lacks it
+//! (Samba), the account holding that UPN, if any, is.
 
 use std::{io, sync::Arc};
 
@@ -15,6 +19,10 @@ use super::spec::Ldap;
 
 /// AD's "invalid credentials" (also: disabled, expired, locked out).
 const INVALID_CREDENTIALS: u32 = 49;
+/// What a directory without an extended operation answers (Samba 4.17:
+/// protocolError; others: unavailableCriticalExtension).
+const PROTOCOL_ERROR: u32 = 2;
+const UNAVAILABLE_CRITICAL_EXTENSION: u32 = 12;
 
 /// The longest password accepted (AD allows 256 characters).
 const MAX_PASSWORD_BYTES: usize = 1024;
@@ -150,12 +158,106 @@ impl Directory {
             return Err(SignInError::BadCredentials);
         }
         bind.success().map_err(unavailable)?;
-        let result = self.identity(&mut ldap, user).await;
+        let result = self.bound_identity(&mut ldap, user).await;
         let _ = ldap.unbind().await;
         result
     }
 
-    async fn identity(&self, ldap: &mut ldap3::Ldap, user: &str) -> Result<Identity, SignInError> {
+    /// The account found for `user`, if it is the one bound.
+    async fn bound_identity(
+        &self,
+        ldap: &mut ldap3::Ldap,
+        user: &str,
+    ) -> Result<Identity, SignInError> {
+        let (identity, dn) = self.identity(ldap, user).await?;
+        let bound = match self.who_am_i(ldap).await? {
+            Some(authzid) => bound_is(&authzid, &identity.user, &dn).ok_or_else(|| {
+                SignInError::Unavailable(format!(
+                    "the directory's WhoAmI answer is not understood: {:?}",
+                    authzid.chars().take(100).collect::<String>()
+                ))
+            })?,
+            // No WhoAmI (Samba): an account that holds `user@domain` as its
+            // user principal name is the one bound, else the name's own.
+            None => match self.upn_holder(ldap, user).await? {
+                Some(holder) => holder.eq_ignore_ascii_case(&dn),
+                None => true,
+            },
+        };
+        if bound {
+            Ok(identity)
+        } else {
+            tracing::warn!(
+                name = %user,
+                found = %identity.user,
+                "a sign-in's password is another account's (its user principal name is the name typed): refused"
+            );
+            Err(SignInError::BadCredentials)
+        }
+    }
+
+    /// WhoAmI's answer (RFC 4532), or None where the directory lacks it.
+    async fn who_am_i(&self, ldap: &mut ldap3::Ldap) -> Result<Option<String>, SignInError> {
+        let unavailable = |e: LdapError| SignInError::Unavailable(e.to_string());
+        let result = ldap
+            .extended(ldap3::exop::WhoAmI)
+            .await
+            .map_err(unavailable)?;
+        if result.1.rc == PROTOCOL_ERROR || result.1.rc == UNAVAILABLE_CRITICAL_EXTENSION {
+            return Ok(None);
+        }
+        let (exop, _) = result.success().map_err(unavailable)?;
+        Ok(Some(
+            String::from_utf8_lossy(exop.val.as_deref().unwrap_or_default()).to_string(),
+        ))
+    }
+
+    /// The DN of the account whose user principal name is `user@domain`,
+    /// searched from the domain's root (not only base_dn).
+    async fn upn_holder(
+        &self,
+        ldap: &mut ldap3::Ldap,
+        user: &str,
+    ) -> Result<Option<String>, SignInError> {
+        let unavailable = |e: LdapError| SignInError::Unavailable(e.to_string());
+        let (root, _) = ldap
+            .search(
+                "",
+                Scope::Base,
+                "(objectClass=*)",
+                vec!["defaultNamingContext"],
+            )
+            .await
+            .map_err(unavailable)?
+            .success()
+            .map_err(unavailable)?;
+        let base = root
+            .into_iter()
+            .map(SearchEntry::construct)
+            .find_map(|e| first(&e, "defaultNamingContext"))
+            .unwrap_or_else(|| self.ldap.base_dn.clone());
+        let filter = format!(
+            "(userPrincipalName={})",
+            ldap3::ldap_escape(format!("{user}@{}", self.ldap.domain))
+        );
+        let (entries, _) = ldap
+            .search(&base, Scope::Subtree, &filter, vec!["1.1"])
+            .await
+            .map_err(unavailable)?
+            .success()
+            .map_err(unavailable)?;
+        Ok(entries
+            .into_iter()
+            .next()
+            .map(|e| SearchEntry::construct(e).dn))
+    }
+
+    /// The account `user` names, with its groups, and its DN.
+    async fn identity(
+        &self,
+        ldap: &mut ldap3::Ldap,
+        user: &str,
+    ) -> Result<(Identity, String), SignInError> {
         let filter = format!(
             "(&(objectCategory=person)(objectClass=user)(sAMAccountName={}))",
             ldap3::ldap_escape(user)
@@ -176,7 +278,7 @@ impl Directory {
             .filter_map(|g| first(g, "sAMAccountName"))
             .collect();
         groups.sort();
-        Ok(Identity { user: name, groups })
+        Ok((Identity { user: name, groups }, entry.dn))
     }
 
     /// The entries under base_dn that `filter` matches, with their sAMAccountName.
@@ -201,6 +303,16 @@ impl Directory {
     }
 }
 
+/// Whether WhoAmI's `authzid` (RFC 4532: `u:DOMAIN\\name` from AD, or
+/// `dn:DN`) is the account `name` at `dn`; None for an answer of another form.
+fn bound_is(authzid: &str, name: &str, dn: &str) -> Option<bool> {
+    if let Some(bound) = authzid.strip_prefix("dn:") {
+        return Some(bound.eq_ignore_ascii_case(dn));
+    }
+    let (_, bound) = authzid.strip_prefix("u:")?.split_once('\\')?;
+    Some(bound.eq_ignore_ascii_case(name))
+}
+
 fn first(entry: &SearchEntry, attr: &str) -> Option<String> {
     entry.attrs.get(attr).and_then(|v| v.first()).cloned()
 }
@@ -219,6 +331,7 @@ mod tests {
         };
         let web = crate::web::spec::check(&crate::web::spec::WebSpec {
             listen: "127.0.0.1:0".into(),
+            allow_all_domain_users: true,
             ldap: spec,
             ..Default::default()
         })
@@ -255,6 +368,21 @@ mod tests {
             .expect_err("nothing listens");
         assert!(matches!(err, SignInError::Unavailable(_)), "{err}");
         assert!(!err.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn the_bound_account_must_be_the_one_found() {
+        let dn = "CN=alice,CN=Users,DC=daas,DC=test";
+        assert_eq!(bound_is("u:DAAS\\alice", "alice", dn), Some(true));
+        assert_eq!(bound_is("u:DAAS\\ALICE", "alice", dn), Some(true));
+        assert_eq!(bound_is("u:DAAS\\mallory", "alice", dn), Some(false));
+        assert_eq!(bound_is(&format!("dn:{dn}"), "alice", dn), Some(true));
+        assert_eq!(
+            bound_is("dn:CN=mallory,CN=Users,DC=daas,DC=test", "alice", dn),
+            Some(false)
+        );
+        assert_eq!(bound_is("u:alice@daas.test", "alice", dn), None);
+        assert_eq!(bound_is("", "alice", dn), None);
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub struct WebState {
     pub audit: Audit,
     pub directory: Directory,
     pub signins: SignIns,
-    pub throttle: Throttle,
+    pub throttle: Arc<Throttle>,
     pub tickets: Tickets,
 }
 
@@ -70,7 +70,10 @@ impl WebState {
         WebState {
             directory,
             signins: SignIns::new(web.session_idle, web.session_max),
-            throttle: Throttle::new(web.max_failed_logins, web.failed_login_window),
+            throttle: Arc::new(Throttle::new(
+                web.max_failed_logins,
+                web.failed_login_window,
+            )),
             tickets: Tickets::new(web.ticket_ttl),
             config,
             web,
@@ -125,6 +128,24 @@ impl WebState {
             }
         }
         templates
+    }
+}
+
+/// Whether a request comes from this portal's own page: its `Origin` names
+/// the `Host` it was sent to. Without an `Origin` (not a browser), as
+/// `required` says.
+pub(crate) fn same_origin(headers: &HeaderMap, required: bool) -> bool {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (Some(origin), Some(host)) => {
+            origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                == Some(host)
+        }
+        (None, _) => !required,
+        (Some(_), None) => false,
     }
 }
 

@@ -18,6 +18,7 @@ pub struct WebSpec {
     #[serde(with = "humantime_serde")]
     pub session_max: Duration,
     pub allowed_group: String,
+    pub allow_all_domain_users: bool,
     pub admin_group: String,
     pub templates: Vec<String>,
     pub max_failed_logins: u32,
@@ -37,6 +38,7 @@ impl Default for WebSpec {
             session_idle: Duration::from_secs(30 * 60),
             session_max: Duration::from_secs(8 * 3600),
             allowed_group: String::new(),
+            allow_all_domain_users: false,
             admin_group: String::new(),
             templates: Vec::new(),
             max_failed_logins: 5,
@@ -156,6 +158,21 @@ pub fn check(spec: &WebSpec) -> Result<Option<Web>, String> {
         }
     }
     let group = |value: &str| (!value.is_empty()).then(|| value.to_string());
+    match (spec.allowed_group.is_empty(), spec.allow_all_domain_users) {
+        (true, false) => {
+            return Err(
+                "`web.allowed_group`: required: the AD group whose members may sign in \
+                 (or web.allow_all_domain_users = true to let every account of the domain in)"
+                    .into(),
+            );
+        }
+        (false, true) => {
+            return Err(
+                "`web.allow_all_domain_users`: not with web.allowed_group: choose one".into(),
+            );
+        }
+        _ => {}
+    }
     Ok(Some(Web {
         listen,
         cert,
@@ -300,8 +317,19 @@ mod tests {
             ldap: ldap("ldaps://dc1.daas.test"),
             ..WebSpec::default()
         };
+        let err = check(&spec).expect_err("no group, and not every user said");
+        assert!(err.contains("web.allowed_group"), "{err}");
+        let spec = WebSpec {
+            allow_all_domain_users: true,
+            ..spec
+        };
         let web = check(&spec).expect("valid").expect("on");
         assert!(web.allowed_group.is_none());
+        let both = WebSpec {
+            allowed_group: "daas-users".into(),
+            ..spec.clone()
+        };
+        assert!(check(&both).is_err());
         let bad = WebSpec {
             max_failed_logins: 0,
             ..spec.clone()
