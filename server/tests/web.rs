@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use common::domain::Domain;
 use daas_server::testkit::{TestOptions, TestServer};
@@ -438,5 +438,115 @@ async fn the_sign_in_holds_under_abuse() {
         answer.json()["error"],
         "sign-in is unavailable: try again later"
     );
+    server.stop().await;
+}
+
+/// A TLS connection to the portal, trusting the test CA.
+async fn tls_to(server: &TestServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(server.dir().join("pki/ca.pem")).expect("the CA") {
+        roots.add(cert.expect("a certificate")).expect("a root");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let addr = server
+        .web_endpoint()
+        .expect("the portal is on")
+        .trim_start_matches("https://")
+        .to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("a name"), tcp)
+        .await
+        .expect("a TLS handshake")
+}
+
+/// Whether the server closes `stream` within `within` (reading whatever
+/// it still sends).
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Slow or idle connections are closed, and one address cannot hold more
+/// than its share of them (no domain needed: nobody signs in).
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_idle_and_too_many_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(TestOptions {
+        extra_toml: "[web]\nlisten = \"127.0.0.1:0\"\nallow_all_domain_users = true\n\
+                     header_timeout = \"1s\"\nmax_connections_per_address = 3\n\
+                     [web.ldap]\nurl = \"ldaps://dc.invalid\"\nbase_dn = \"DC=x\"\ndomain = \"x\"\n"
+            .into(),
+        ..TestOptions::default()
+    })
+    .await;
+    // Headers that never end: closed after header_timeout.
+    let mut slow = tls_to(&server).await;
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(8)).await,
+        "a slow client stays"
+    );
+    drop(slow);
+    // A kept-alive connection, idle after its answer: closed too.
+    let mut idle = tls_to(&server).await;
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(8)).await,
+        "an idle client stays"
+    );
+    drop(idle);
+    // Three connections from this address; a fourth is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tls_to(&server).await);
+    }
+    let addr = server
+        .web_endpoint()
+        .expect("on")
+        .trim_start_matches("https://")
+        .to_string();
+    let mut fourth = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(3)).await,
+        "a fourth was served"
+    );
+    // One closed: there is room again.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = tls_to(&server).await;
+    again
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut again, &mut answer)
+        .await
+        .ok();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     server.stop().await;
 }

@@ -26,6 +26,10 @@ pub struct WebSpec {
     pub failed_login_window: Duration,
     #[serde(with = "humantime_serde")]
     pub ticket_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
     pub ldap: LdapSpec,
 }
 
@@ -44,6 +48,9 @@ impl Default for WebSpec {
             max_failed_logins: 5,
             failed_login_window: Duration::from_secs(5 * 60),
             ticket_ttl: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            max_connections_per_address: 256,
             ldap: LdapSpec::default(),
         }
     }
@@ -92,6 +99,11 @@ pub struct Web {
     pub max_failed_logins: u32,
     pub failed_login_window: Duration,
     pub ticket_ttl: Duration,
+    /// How long a browser may take to send a request's headers, and stay
+    /// idle between requests.
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
     pub ldap: Ldap,
 }
 
@@ -141,11 +153,18 @@ pub fn check(spec: &WebSpec) -> Result<Option<Web>, String> {
         ("web.session_max", spec.session_max),
         ("web.failed_login_window", spec.failed_login_window),
         ("web.ticket_ttl", spec.ticket_ttl),
+        ("web.header_timeout", spec.header_timeout),
         ("web.ldap.timeout", spec.ldap.timeout),
     ] {
         if value.is_zero() {
             return Err(format!("`{key}`: must be longer than zero"));
         }
+    }
+    if spec.max_connections == 0 || spec.max_connections_per_address == 0 {
+        return Err(
+            "`web.max_connections` and `web.max_connections_per_address`: must be at least 1"
+                .into(),
+        );
     }
     if spec.max_failed_logins == 0 {
         return Err("`web.max_failed_logins`: must be at least 1".into());
@@ -184,6 +203,9 @@ pub fn check(spec: &WebSpec) -> Result<Option<Web>, String> {
         max_failed_logins: spec.max_failed_logins,
         failed_login_window: spec.failed_login_window,
         ticket_ttl: spec.ticket_ttl,
+        header_timeout: spec.header_timeout,
+        max_connections: spec.max_connections,
+        max_connections_per_address: spec.max_connections_per_address,
         ldap: check_ldap(&spec.ldap)?,
     }))
 }

@@ -5,11 +5,17 @@
 //! the first, each connection's caller is found once, from its
 //! certificate, and given to every request on it.
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use axum::Router;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
     service::TowerToHyperService,
 };
@@ -30,6 +36,72 @@ use crate::{
 
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one listener allows a connection: how long it may take to send a
+/// request's headers (and stay idle between requests), and how many may
+/// be open, in all and from one address.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub header_timeout: Duration,
+    pub max: usize,
+    pub max_per_address: usize,
+}
+
+impl Default for ConnectionLimits {
+    /// The limits of the listeners that are not the portal's.
+    fn default() -> Self {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(30),
+            max: 4096,
+            max_per_address: 256,
+        }
+    }
+}
+
+/// The connections open on one listener, per address.
+#[derive(Default)]
+struct OpenConnections {
+    total: usize,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+/// One open connection, counted until dropped.
+struct Counted {
+    open: Arc<Mutex<OpenConnections>>,
+    ip: IpAddr,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.per_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.per_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Counts a new connection from `ip`, or None when a limit is reached.
+fn count(
+    open: &Arc<Mutex<OpenConnections>>,
+    limits: &ConnectionLimits,
+    ip: IpAddr,
+) -> Option<Counted> {
+    let mut state = open.lock().unwrap_or_else(|e| e.into_inner());
+    let from_ip = state.per_address.get(&ip).copied().unwrap_or(0);
+    if state.total >= limits.max || from_ip >= limits.max_per_address {
+        return None;
+    }
+    state.total += 1;
+    state.per_address.insert(ip, from_ip + 1);
+    Some(Counted {
+        open: open.clone(),
+        ip,
+    })
+}
 
 /// Why the HTTP side could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +127,7 @@ struct Listener {
     /// Callers are browsers (the portal finds who they are), not
     /// certificates; a plain listener of this kind has no local caller.
     browsers: bool,
+    limits: ConnectionLimits,
 }
 
 /// The HTTP side's bound listeners.
@@ -95,6 +168,11 @@ impl HttpListeners {
                 };
                 let mut listener = bind("web.listen", web.listen, tls).await?;
                 listener.browsers = true;
+                listener.limits = ConnectionLimits {
+                    header_timeout: web.header_timeout,
+                    max: web.max_connections,
+                    max_per_address: web.max_connections_per_address,
+                };
                 Some(listener)
             }
             None => None,
@@ -166,6 +244,7 @@ async fn bind(
         addr,
         tls,
         browsers: false,
+        limits: ConnectionLimits::default(),
     })
 }
 
@@ -233,6 +312,8 @@ async fn accept_loop(
     stop: CancellationToken,
 ) {
     let mut connections = JoinSet::new();
+    let open = Arc::new(Mutex::new(OpenConnections::default()));
+    let limits = listener.limits;
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => break,
@@ -248,23 +329,30 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(counted) = count(&open, &limits, peer.ip()) else {
+            tracing::debug!(%peer, addr = %listener.addr, "refused a connection: too many open");
+            drop(stream);
+            continue;
+        };
         let (tls, router, policy) = (listener.tls.clone(), router.clone(), policy.clone());
+        let timeout = limits.header_timeout;
         let browsers = listener.browsers;
         if browsers {
             // The RDP gateway relays keystrokes: no Nagle delay on them.
             let _ = stream.set_nodelay(true);
         }
         connections.spawn(async move {
+            let _counted = counted;
             let origin = Origin {
                 peer: peer.to_string(),
                 ..Origin::default()
             };
             match tls {
-                None if browsers => serve_connection(stream, None, origin, router).await,
-                None => serve_connection(stream, Some(Caller::Local), origin, router).await,
+                None if browsers => serve_connection(stream, None, origin, router, timeout).await,
+                None => serve_connection(stream, Some(Caller::Local), origin, router, timeout).await,
                 Some(acceptor) if browsers => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, None, origin, router).await,
+                        Ok(Ok(stream)) => serve_connection(stream, None, origin, router, timeout).await,
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "web HTTPS handshake failed");
                         }
@@ -308,7 +396,7 @@ async fn accept_loop(
                         fingerprint,
                         ..origin
                     };
-                    serve_connection(stream, Some(caller), origin, router).await;
+                    serve_connection(stream, Some(caller), origin, router, timeout).await;
                 }
             }
         });
@@ -317,9 +405,16 @@ async fn accept_loop(
 }
 
 /// HTTP/1.1 or HTTP/2 on one connection, every request carrying `caller`
-/// (when known) and `origin`; WebSocket upgrades allowed.
-async fn serve_connection<S>(stream: S, caller: Option<Caller>, origin: Origin, router: Router)
-where
+/// (when known) and `origin`; WebSocket upgrades allowed. An HTTP/1.1
+/// client has `header_timeout` to send each request's headers, counted
+/// from when the connection waits for one (so an idle connection closes).
+async fn serve_connection<S>(
+    stream: S,
+    caller: Option<Caller>,
+    origin: Origin,
+    router: Router,
+    header_timeout: Duration,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = tower::service_fn(
@@ -331,7 +426,17 @@ where
             router.clone().oneshot(request)
         },
     );
-    let result = auto::Builder::new(TokioExecutor::new())
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(header_timeout)
+        .keep_alive_timeout(header_timeout);
+    let result = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
         .await;
     if let Err(err) = result {
