@@ -40,8 +40,9 @@ pub struct TestOptions {
     /// `limits.creates_per_minute` and `limits.create_burst`.
     pub creates_per_minute: u32,
     pub create_burst: u32,
-    /// `limits.max_streams`.
+    /// `limits.max_streams` and `limits.max_streams_per_user`.
     pub max_streams: usize,
+    pub max_streams_per_user: usize,
     /// Serve plaintext gRPC instead of mutual TLS.
     pub plaintext: bool,
     /// Make the test module print PM_API_TOKEN_SECRET (to test masking).
@@ -69,6 +70,7 @@ impl Default for TestOptions {
             creates_per_minute: 1000,
             create_burst: 1000,
             max_streams: 1000,
+            max_streams_per_user: 1000,
             plaintext: false,
             echo_token: false,
             extra_toml: String::new(),
@@ -173,6 +175,7 @@ max_sessions_per_user = {max_per_user}
 creates_per_minute = {per_minute}
 create_burst = {burst}
 max_streams = {max_streams}
+max_streams_per_user = {max_streams_per_user}
 
 {tls}
 
@@ -229,6 +232,7 @@ marker_dir = {markers}
         per_minute = options.creates_per_minute,
         burst = options.create_burst,
         max_streams = options.max_streams,
+        max_streams_per_user = options.max_streams_per_user,
         echo_token = options.echo_token,
         tls = tls_toml,
         extra = options.extra_toml,

@@ -261,6 +261,7 @@ const KNOWN: &[(&str, &str, Kind)] = &[
     ("limits", "creates_per_minute", Kind::Count32),
     ("limits", "create_burst", Kind::Count32),
     ("limits", "max_streams", Kind::Count),
+    ("limits", "max_streams_per_user", Kind::Count),
     ("limits", "output_retention", Kind::Duration),
     ("vm", "template", Kind::Template),
     ("vm", "cores", Kind::Count32),

@@ -233,6 +233,7 @@ async fn a_flood_of_watches_and_creates_stays_bounded() {
             creates_per_minute: 100_000,
             create_burst: 100_000,
             max_streams: 2000,
+            max_streams_per_user: 2000,
             ..Default::default()
         },
     );

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use daas_server::web::gateway::ClosedBy;
+use daas_server::web::gateway::{ClosedBy, RelayEnd};
 use fake_xrdp::{
     Client, FakeRdp, Results, TICKET, X224_CONFIRM, X224_REQUEST, echo, next_binary, request,
     response, result,
@@ -19,6 +19,7 @@ use ironrdp_rdcleanpath::{RDCleanPathMessage, RDCleanPathPdu};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
 /// An echoing fake xrdp, or one that closes right after TLS.
 async fn fake_rdp(close_after_tls: bool) -> FakeRdp {
@@ -39,6 +40,17 @@ async fn fake_rdp_confirming(confirm: [u8; 19], close_after_tls: bool) -> FakeRd
 /// The gateway on 127.0.0.1:0 with `target` as what every good ticket leads to.
 async fn gateway_server(target: SocketAddr) -> (String, Results) {
     let (app, results) = fake_xrdp::router(target);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    (format!("ws://{addr}/gateway"), results)
+}
+
+/// The same, each relay ending as `end` says too.
+async fn gateway_server_ending(target: SocketAddr, end: RelayEnd) -> (String, Results) {
+    let (app, results) = fake_xrdp::router_ending(target, end);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     tokio::spawn(async move {
@@ -264,6 +276,60 @@ async fn gateway_the_desktop_closing_closes_the_websocket() {
     let relayed = result(&mut results).await.expect("a relay");
     assert_eq!(relayed.closed_by, ClosedBy::Desktop);
     assert_eq!((relayed.to_client, relayed.to_server), (0, 0));
+}
+
+#[tokio::test]
+async fn gateway_an_idle_relay_is_closed_and_a_busy_one_is_not() {
+    let rdp = fake_rdp(false).await;
+    let end = RelayEnd {
+        stop: CancellationToken::new(),
+        idle: Duration::from_millis(600),
+    };
+    let (url, mut results) = gateway_server_ending(rdp.addr, end).await;
+    let mut ws = connect(&url).await;
+    send_request(&mut ws, "x:3389".to_owned(), TICKET).await;
+    assert!(matches!(
+        response(&mut ws).await,
+        RDCleanPathMessage::Response { .. }
+    ));
+    // Traffic every 200 ms for 1.5 s: longer than the idle timeout in
+    // all, never that long quiet.
+    for _ in 0..8 {
+        ws.send(Message::binary(b"ping".to_vec()))
+            .await
+            .expect("send");
+        let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an echo");
+        assert!(matches!(echoed, Some(Ok(Message::Binary(_)))), "{echoed:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Then quiet: closed.
+    closed(&mut ws).await;
+    let relayed = result(&mut results).await.expect("a relay");
+    assert_eq!(relayed.closed_by, ClosedBy::Idle);
+    assert_eq!(relayed.to_server, 8 * 4);
+}
+
+#[tokio::test]
+async fn gateway_a_stopped_relay_is_closed() {
+    let rdp = fake_rdp(false).await;
+    let stop = CancellationToken::new();
+    let end = RelayEnd {
+        stop: stop.clone(),
+        idle: Duration::from_secs(3600),
+    };
+    let (url, mut results) = gateway_server_ending(rdp.addr, end).await;
+    let mut ws = connect(&url).await;
+    send_request(&mut ws, "x:3389".to_owned(), TICKET).await;
+    assert!(matches!(
+        response(&mut ws).await,
+        RDCleanPathMessage::Response { .. }
+    ));
+    stop.cancel();
+    closed(&mut ws).await;
+    let relayed = result(&mut results).await.expect("a relay");
+    assert_eq!(relayed.closed_by, ClosedBy::Stopped);
 }
 
 #[tokio::test]

@@ -368,6 +368,61 @@ async fn open_streams_are_bounded() {
     server.stop().await;
 }
 
+/// One user cannot hold every stream: past `limits.max_streams_per_user`
+/// their next is RESOURCE_EXHAUSTED naming them, and others still watch.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_user_cannot_hold_every_stream() {
+    let server = TestServer::start(TestOptions {
+        create_delay_secs: 30,
+        max_streams_per_user: 2,
+        ..Default::default()
+    })
+    .await;
+    let mut alice = server.client_as("alice", false).await;
+    let mut create = alice
+        .create_session(request("alice"))
+        .await
+        .expect("create")
+        .into_inner();
+    let id = create.message().await.unwrap().unwrap().session_id;
+    let watch = WatchSessionRequest {
+        session_id: id,
+        after_sequence: 0,
+    };
+    let second = alice
+        .watch_session(watch.clone())
+        .await
+        .expect("a second stream");
+    let status = alice
+        .watch_session(watch.clone())
+        .await
+        .expect_err("a third stream of alice's");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("alice has 2 event streams open"),
+        "{}",
+        status.message()
+    );
+    // An administrator still watches her session.
+    let mut admin = server.client().await;
+    admin
+        .watch_session(watch.clone())
+        .await
+        .expect("the admin's stream");
+    drop(second);
+    let mut ok = false;
+    for _ in 0..50 {
+        if alice.watch_session(watch.clone()).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "alice's slot was not returned");
+    drop(create);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_requests_get_an_error_and_the_server_keeps_serving() {
     let server = TestServer::start(TestOptions::default()).await;

@@ -230,6 +230,13 @@ async fn the_portal_signs_in_domain_users_and_serves_their_desktops() {
     assert_eq!(alice.call("POST", &path, None, false).await.status, 403);
     let ticket = alice.call("POST", &path, None, true).await.json();
     assert_eq!(ticket["ticket"].as_str().map(str::len), Some(64));
+    // A few tickets at once, then a clear 429: never one that cannot work.
+    for _ in 1..8 {
+        assert_eq!(alice.call("POST", &path, None, true).await.status, 200);
+    }
+    let full = alice.call("POST", &path, None, true).await;
+    assert_eq!(full.status, 429, "{}", full.body);
+    assert!(full.body.contains("desktop tabs opening"), "{}", full.body);
 
     // bob: right password, not in daas-users: refused. A wrong password:
     // 401, and after three failures (from this address), 429 with
@@ -548,5 +555,71 @@ async fn slow_idle_and_too_many_connections_are_closed() {
         .await
         .ok();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    server.stop().await;
+}
+
+/// A page left open does not keep its sign-in alive, and one user has a
+/// bounded number of sign-ins.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_ins_end_when_unused_and_are_bounded_per_user() {
+    let domain = Domain::start();
+    let toml = domain.toml.replace(
+        "max_failed_logins = 3",
+        "max_failed_logins = 3\nsession_idle = \"2s\"",
+    );
+    assert_ne!(toml, domain.toml);
+    let server = TestServer::start(TestOptions {
+        extra_toml: toml,
+        ..TestOptions::default()
+    })
+    .await;
+    let password = domain.password("alice");
+    let mut tab = Browser::new(&server);
+    assert_eq!(tab.sign_in("alice", &password).await.status, 200);
+    let refresh = ["-H".to_string(), "X-Page-Refresh: 1".to_string()];
+    // Refreshes every 0.5 s: answered while the sign-in lives (2 s after
+    // the last thing the user did), then not.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let answer = tab.call_with("GET", "/web/sessions", &refresh, false).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let answer = tab.call_with("GET", "/web/sessions", &refresh, false).await;
+    assert_eq!(
+        answer.status, 401,
+        "the page's refreshes kept the sign-in alive"
+    );
+    // What the user does keeps it.
+    let mut used = Browser::new(&server);
+    assert_eq!(used.sign_in("alice", &password).await.status, 200);
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            used.call("GET", "/web/sessions", None, false).await.status,
+            200
+        );
+    }
+    // 16 sign-ins of one user at most (the one above is the first).
+    let mut browsers = Vec::new();
+    for _ in 1..16 {
+        let mut browser = Browser::new(&server);
+        assert_eq!(browser.sign_in("alice", &password).await.status, 200);
+        browsers.push(browser);
+    }
+    let mut one_more = Browser::new(&server);
+    let refused = one_more.sign_in("alice", &password).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(
+        refused.body.contains("signed in from 16 browsers"),
+        "{}",
+        refused.body
+    );
+    // Signing out from one makes room.
+    assert_eq!(
+        used.call("POST", "/web/logout", None, true).await.status,
+        204
+    );
+    assert_eq!(one_more.sign_in("alice", &password).await.status, 200);
     server.stop().await;
 }

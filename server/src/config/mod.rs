@@ -196,6 +196,8 @@ pub struct Limits {
     pub create_burst: u32,
     /// CreateSession and WatchSession streams open at once.
     pub max_streams: usize,
+    /// Of which one user may hold this many.
+    pub max_streams_per_user: usize,
     /// How long tool output lines are kept (stage changes stay forever).
     #[serde(with = "humantime_serde")]
     pub output_retention: Duration,
@@ -425,6 +427,7 @@ impl Default for Raw {
                 creates_per_minute: 6,
                 create_burst: 3,
                 max_streams: 1000,
+                max_streams_per_user: 32,
                 output_retention: Duration::from_secs(14 * 86_400),
             },
             vm: VmDefaults {
@@ -669,6 +672,10 @@ impl Config {
             ),
             ("limits.create_burst", raw.limits.create_burst as usize),
             ("limits.max_streams", raw.limits.max_streams),
+            (
+                "limits.max_streams_per_user",
+                raw.limits.max_streams_per_user,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));

@@ -17,7 +17,7 @@ use super::{
     WebState,
     directory::SignInError,
     error, json_response,
-    signin::{COOKIE, SignIns, cookie_value},
+    signin::{COOKIE, OpenError, SignIns, cookie_value},
     throttle::Refusal,
 };
 use crate::{
@@ -199,7 +199,20 @@ pub async fn login(
             ),
         );
     }
-    let (cookie, signed) = state.signins.open(&identity.user, admin);
+    let (cookie, signed) = match state.signins.open(&identity.user, admin) {
+        Ok(opened) => opened,
+        Err(err) => {
+            let (status, result) = match err {
+                OpenError::UserFull => (StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED"),
+                OpenError::Full => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            };
+            state
+                .audit
+                .record(&actor, refused(result, err.to_string()))
+                .await;
+            return error(status, &err.to_string());
+        }
+    };
     let detail = if admin { "administrator" } else { "user" };
     state
         .audit
@@ -225,8 +238,10 @@ pub async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap) -> R
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| cookie_value(v, COOKIE))
+        && let Some(signed) = state.signins.close(cookie)
     {
-        state.signins.close(cookie);
+        // Its desktops in browser tabs end with it.
+        state.relays.close_sign_in(&signed.key);
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(value) = HeaderValue::from_str(&SignIns::clear_cookie()) {

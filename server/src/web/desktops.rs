@@ -24,7 +24,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio_stream::StreamExt;
 
-use super::{Checked, User, WebState, error, from_status, gateway, json as shape, json_response};
+use super::{
+    Checked, User, WebState, error, from_status, gateway, json as shape, json_response,
+    tickets::IssueError,
+};
 use crate::{
     api::grpc::auth::{Caller, Origin},
     audit::{Act, Actor, code_name},
@@ -273,7 +276,15 @@ pub async fn ticket(
         Ok(session) => session,
         Err(response) => return *response,
     };
-    let ticket = state.tickets.issue(&session.id, &user.signed.user);
+    let ticket = match state.tickets.issue(&session.id, &user.signed.user) {
+        Ok(ticket) => ticket,
+        Err(err @ IssueError::UserFull) => {
+            return error(StatusCode::TOO_MANY_REQUESTS, &err.to_string());
+        }
+        Err(err @ IssueError::Full) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string());
+        }
+    };
     json_response(
         StatusCode::OK,
         &json!({
@@ -301,6 +312,10 @@ pub async fn gateway(
         );
     }
     let User { signed, origin } = user;
+    let relay = match state.relays.open(&signed.user, &signed.key) {
+        Ok(relay) => relay,
+        Err(err) => return error(StatusCode::TOO_MANY_REQUESTS, &err.to_string()),
+    };
     // The browser sends small RDP messages: nothing near axum's 64 MiB.
     let upgrade = upgrade
         .max_message_size(MAX_GATEWAY_MESSAGE)
@@ -342,7 +357,12 @@ pub async fn gateway(
                 })
             }
         };
-        let result = gateway::relay(socket, redeem).await;
+        let end = gateway::RelayEnd {
+            stop: relay.stop.clone(),
+            idle: state.web.relay_idle_timeout,
+        };
+        let result = gateway::relay(socket, redeem, end).await;
+        drop(relay);
         let session = opened.lock().map(|s| s.clone()).unwrap_or_default();
         let owner = match state.store.get(&session).await {
             Ok(Some(record)) => record.username,
@@ -359,8 +379,13 @@ pub async fn gateway(
                     setup_ms = relayed.setup.as_millis() as u64,
                     "a browser's RDP connection ended"
                 );
+                let ended = match relayed.closed_by {
+                    gateway::ClosedBy::Browser | gateway::ClosedBy::Desktop => "",
+                    gateway::ClosedBy::Idle => "; closed after web.relay_idle_timeout unused",
+                    gateway::ClosedBy::Stopped => "; closed when its sign-in ended",
+                };
                 act.detail(format!(
-                    "{} bytes to the browser, {} to the desktop",
+                    "{} bytes to the browser, {} to the desktop{ended}",
                     relayed.to_client, relayed.to_server
                 ))
             }

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
@@ -33,6 +34,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 
 /// How long the browser has to send its RDCleanPath request once the WebSocket is open.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,6 +74,19 @@ pub struct Relayed {
 pub enum ClosedBy {
     Browser,
     Desktop,
+    /// Nothing crossed it for the idle timeout.
+    Idle,
+    /// Its sign-in ended (signed out), or the server stopped it.
+    Stopped,
+}
+
+/// When a relay ends besides either side closing it.
+#[derive(Debug, Clone)]
+pub struct RelayEnd {
+    /// Cancelled when the relay must end (its sign-in signed out).
+    pub stop: CancellationToken,
+    /// Ended after this long with no byte either way.
+    pub idle: Duration,
 }
 
 /// Why a connection did not reach the relay. The messages are meant for users and logs:
@@ -122,7 +137,11 @@ impl GatewayError {
 /// with `redeem`, connect to the desktop the ticket leads to, answer, then relay until
 /// either side closes. An error before the relay is also sent to the browser as an
 /// RDCleanPath error PDU when the connection is still open.
-pub async fn relay<F, Fut>(mut socket: WebSocket, redeem: F) -> Result<Relayed, GatewayError>
+pub async fn relay<F, Fut>(
+    mut socket: WebSocket,
+    redeem: F,
+    end: RelayEnd,
+) -> Result<Relayed, GatewayError>
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = Result<Target, String>>,
@@ -138,7 +157,7 @@ where
         }
     };
     let setup = started.elapsed();
-    let (to_client, to_server, closed_by) = pump(socket, tls).await;
+    let (to_client, to_server, closed_by) = pump(socket, tls, end).await;
     Ok(Relayed {
         to_client,
         to_server,
@@ -419,12 +438,20 @@ async fn refuse(socket: &mut WebSocket, pdu: &RDCleanPathPdu) {
         .await;
 }
 
-/// Relays until either side closes; returns the bytes sent to the browser and to the desktop.
-async fn pump(socket: WebSocket, tls: DesktopStream) -> (u64, u64, ClosedBy) {
+/// Relays until either side closes, it is idle for `end.idle`, or `end.stop`; returns the
+/// bytes sent to the browser and to the desktop.
+async fn pump(socket: WebSocket, tls: DesktopStream, end: RelayEnd) -> (u64, u64, ClosedBy) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (mut tls_rx, mut tls_tx) = tokio::io::split(tls);
     let mut to_client = 0u64;
     let mut to_server = 0u64;
+    // When a byte last crossed, in milliseconds from `started`.
+    let started = Instant::now();
+    let last = AtomicU64::new(0);
+    let crossed = || {
+        let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        last.store(now, Ordering::Relaxed);
+    };
 
     let browser_to_desktop = async {
         while let Some(Ok(message)) = ws_rx.next().await {
@@ -433,6 +460,7 @@ async fn pump(socket: WebSocket, tls: DesktopStream) -> (u64, u64, ClosedBy) {
                     if tls_tx.write_all(&data).await.is_err() || tls_tx.flush().await.is_err() {
                         return;
                     }
+                    crossed();
                     to_server += data.len() as u64;
                 }
                 // tungstenite answers pings (and a close) itself.
@@ -453,6 +481,7 @@ async fn pump(socket: WebSocket, tls: DesktopStream) -> (u64, u64, ClosedBy) {
                     if ws_tx.send(Message::Binary(chunk.into())).await.is_err() {
                         return;
                     }
+                    crossed();
                     to_client += n as u64;
                 }
             }
@@ -464,9 +493,22 @@ async fn pump(socket: WebSocket, tls: DesktopStream) -> (u64, u64, ClosedBy) {
             })))
             .await;
     };
+    let idle = async {
+        loop {
+            let quiet = started
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+            if quiet >= end.idle {
+                return;
+            }
+            tokio::time::sleep(end.idle - quiet).await;
+        }
+    };
     let closed_by = tokio::select! {
         () = browser_to_desktop => ClosedBy::Browser,
         () = desktop_to_browser => ClosedBy::Desktop,
+        () = idle => ClosedBy::Idle,
+        () = end.stop.cancelled() => ClosedBy::Stopped,
     };
     (to_client, to_server, closed_by)
 }

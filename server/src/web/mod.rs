@@ -11,6 +11,7 @@ pub mod directory;
 pub mod gateway;
 pub mod json;
 pub mod pages;
+pub mod relays;
 pub mod signin;
 pub mod spec;
 pub mod throttle;
@@ -29,6 +30,7 @@ use serde_json::{Value, json};
 
 use self::{
     directory::Directory,
+    relays::Relays,
     signin::{COOKIE, SignIns, SignedIn, cookie_value, csrf_matches},
     spec::Web,
     throttle::Throttle,
@@ -44,6 +46,9 @@ use crate::{
 
 /// The header that carries the CSRF token on state-changing calls.
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The header of the page's own periodic refresh, which is no activity of
+/// the user's (an open tab alone does not keep a sign-in alive).
+pub const REFRESH_HEADER: &str = "x-page-refresh";
 
 /// What the portal's handlers share.
 pub struct WebState {
@@ -56,6 +61,7 @@ pub struct WebState {
     pub signins: SignIns,
     pub throttle: Arc<Throttle>,
     pub tickets: Tickets,
+    pub relays: Arc<Relays>,
 }
 
 impl WebState {
@@ -75,6 +81,7 @@ impl WebState {
                 web.failed_login_window,
             )),
             tickets: Tickets::new(web.ticket_ttl),
+            relays: Arc::new(Relays::new(web.max_relays_per_user)),
             config,
             web,
             api,
@@ -89,7 +96,10 @@ impl WebState {
             .get(header::COOKIE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| cookie_value(v, COOKIE))
-            .and_then(|cookie| self.signins.find(cookie))
+            .and_then(|cookie| {
+                let touch = !headers.contains_key(REFRESH_HEADER);
+                self.signins.find(cookie, touch)
+            })
             .ok_or_else(|| {
                 Box::new(error(
                     StatusCode::UNAUTHORIZED,

@@ -17,8 +17,21 @@ use ring::hmac;
 /// no Domain.
 pub const COOKIE: &str = "__Host-daas";
 
-/// Signed-in browsers at most (a flood of sign-ins evicts the oldest).
+/// Signed-in browsers at most.
 const MAX_SIGNED_IN: usize = 10_000;
+/// Signed-in browsers of one user at most.
+pub const MAX_SIGN_INS_PER_USER: usize = 16;
+
+/// Why a sign-in was not opened (the password was right).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "you are signed in from {MAX_SIGN_INS_PER_USER} browsers already: sign out from one, or wait until one has been unused long enough to sign out by itself"
+    )]
+    UserFull,
+    #[error("too many browsers are signed in to the portal: try again later")]
+    Full,
+}
 
 /// One signed-in browser.
 #[derive(Debug, Clone)]
@@ -27,6 +40,8 @@ pub struct SignedIn {
     pub admin: bool,
     /// Sent back in `X-CSRF-Token` by every state-changing call.
     pub csrf: String,
+    /// Names this sign-in (not the cookie): its relays are closed with it.
+    pub key: String,
     created: Instant,
     last_seen: Instant,
 }
@@ -52,33 +67,33 @@ impl SignIns {
     }
 
     /// Signs `user` in: the cookie's value and the state.
-    pub fn open(&self, user: &str, admin: bool) -> (String, SignedIn) {
+    pub fn open(&self, user: &str, admin: bool) -> Result<(String, SignedIn), OpenError> {
         let id = random_hex();
         let now = Instant::now();
         let signed = SignedIn {
             user: user.to_string(),
             admin,
             csrf: random_hex(),
+            key: random_hex(),
             created: now,
             last_seen: now,
         };
         let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, s| self.alive(s, now));
-        if map.len() >= MAX_SIGNED_IN
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
+        if map.values().filter(|s| s.user == user).count() >= MAX_SIGN_INS_PER_USER {
+            return Err(OpenError::UserFull);
+        }
+        if map.len() >= MAX_SIGNED_IN {
+            return Err(OpenError::Full);
         }
         map.insert(id.clone(), signed.clone());
-        (self.sign(&id), signed)
+        Ok((self.sign(&id), signed))
     }
 
-    /// The browser a cookie value names, if it is signed in (and marks it
-    /// used now).
-    pub fn find(&self, cookie: &str) -> Option<SignedIn> {
+    /// The browser a cookie value names, if it is signed in; `touch` marks
+    /// it used now (not for the page's own periodic refresh, so an open
+    /// tab alone does not keep a sign-in alive).
+    pub fn find(&self, cookie: &str, touch: bool) -> Option<SignedIn> {
         let id = self.verify(cookie)?;
         let now = Instant::now();
         let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
@@ -88,16 +103,17 @@ impl SignIns {
             return None;
         }
         let signed = map.get_mut(id)?;
-        signed.last_seen = now;
+        if touch {
+            signed.last_seen = now;
+        }
         Some(signed.clone())
     }
 
-    /// Signs the browser out.
-    pub fn close(&self, cookie: &str) {
-        if let Some(id) = self.verify(cookie) {
-            let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
-            map.remove(id);
-        }
+    /// Signs the browser out; returns the sign-in it was.
+    pub fn close(&self, cookie: &str) -> Option<SignedIn> {
+        let id = self.verify(cookie)?;
+        let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(id)
     }
 
     /// The `Set-Cookie` value that carries `value`.
@@ -158,8 +174,8 @@ mod tests {
     #[test]
     fn a_cookie_opens_its_sign_in_and_nothing_else() {
         let signins = SignIns::new(Duration::from_secs(60), Duration::from_secs(600));
-        let (cookie, signed) = signins.open("alice", false);
-        let found = signins.find(&cookie).expect("signed in");
+        let (cookie, signed) = signins.open("alice", false).unwrap();
+        let found = signins.find(&cookie, true).expect("signed in");
         assert_eq!(found.user, "alice");
         assert!(csrf_matches(&found, &signed.csrf));
         assert!(!csrf_matches(&found, "x"));
@@ -173,22 +189,56 @@ mod tests {
             String::new(),
             "no-dot".into(),
         ] {
-            assert!(signins.find(&bad).is_none(), "{bad}");
+            assert!(signins.find(&bad, true).is_none(), "{bad}");
         }
         signins.close(&cookie);
-        assert!(signins.find(&cookie).is_none());
+        assert!(signins.find(&cookie, true).is_none());
     }
 
     #[test]
     fn sign_ins_expire_when_idle_and_at_their_maximum() {
         let signins = SignIns::new(Duration::from_millis(50), Duration::from_secs(600));
-        let (cookie, _) = signins.open("alice", false);
+        let (cookie, _) = signins.open("alice", false).unwrap();
         std::thread::sleep(Duration::from_millis(80));
-        assert!(signins.find(&cookie).is_none());
+        assert!(signins.find(&cookie, true).is_none());
         let signins = SignIns::new(Duration::from_secs(60), Duration::from_millis(50));
-        let (cookie, _) = signins.open("alice", false);
+        let (cookie, _) = signins.open("alice", false).unwrap();
         std::thread::sleep(Duration::from_millis(80));
-        assert!(signins.find(&cookie).is_none());
+        assert!(signins.find(&cookie, true).is_none());
+    }
+
+    #[test]
+    fn a_page_refreshing_itself_is_no_activity() {
+        let signins = SignIns::new(Duration::from_millis(300), Duration::from_secs(600));
+        let (cookie, _) = signins.open("alice", false).unwrap();
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(40));
+            // The page's timer: seen, not used.
+            assert!(signins.find(&cookie, false).is_some());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            signins.find(&cookie, false).is_none(),
+            "kept alive by refreshes"
+        );
+    }
+
+    #[test]
+    fn one_user_has_a_bounded_number_of_sign_ins() {
+        let signins = SignIns::new(Duration::from_secs(60), Duration::from_secs(600));
+        let cookies: Vec<String> = (0..MAX_SIGN_INS_PER_USER)
+            .map(|_| signins.open("alice", false).unwrap().0)
+            .collect();
+        assert_eq!(
+            signins.open("alice", false).err(),
+            Some(OpenError::UserFull)
+        );
+        assert!(signins.open("bob", false).is_ok());
+        assert_eq!(
+            signins.close(&cookies[0]).map(|s| s.user),
+            Some("alice".into())
+        );
+        assert!(signins.open("alice", false).is_ok());
     }
 
     #[test]

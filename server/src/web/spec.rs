@@ -30,6 +30,9 @@ pub struct WebSpec {
     pub header_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
+    #[serde(with = "humantime_serde")]
+    pub relay_idle_timeout: Duration,
+    pub max_relays_per_user: usize,
     pub ldap: LdapSpec,
 }
 
@@ -51,6 +54,8 @@ impl Default for WebSpec {
             header_timeout: Duration::from_secs(10),
             max_connections: 4096,
             max_connections_per_address: 256,
+            relay_idle_timeout: Duration::from_secs(30 * 60),
+            max_relays_per_user: 4,
             ldap: LdapSpec::default(),
         }
     }
@@ -104,6 +109,9 @@ pub struct Web {
     pub header_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
+    /// A desktop in the tab with no byte either way for this long is closed.
+    pub relay_idle_timeout: Duration,
+    pub max_relays_per_user: usize,
     pub ldap: Ldap,
 }
 
@@ -154,17 +162,24 @@ pub fn check(spec: &WebSpec) -> Result<Option<Web>, String> {
         ("web.failed_login_window", spec.failed_login_window),
         ("web.ticket_ttl", spec.ticket_ttl),
         ("web.header_timeout", spec.header_timeout),
+        ("web.relay_idle_timeout", spec.relay_idle_timeout),
         ("web.ldap.timeout", spec.ldap.timeout),
     ] {
         if value.is_zero() {
             return Err(format!("`{key}`: must be longer than zero"));
         }
     }
-    if spec.max_connections == 0 || spec.max_connections_per_address == 0 {
-        return Err(
-            "`web.max_connections` and `web.max_connections_per_address`: must be at least 1"
-                .into(),
-        );
+    for (key, value) in [
+        ("web.max_connections", spec.max_connections),
+        (
+            "web.max_connections_per_address",
+            spec.max_connections_per_address,
+        ),
+        ("web.max_relays_per_user", spec.max_relays_per_user),
+    ] {
+        if value == 0 {
+            return Err(format!("`{key}`: must be at least 1"));
+        }
     }
     if spec.max_failed_logins == 0 {
         return Err("`web.max_failed_logins`: must be at least 1".into());
@@ -206,6 +221,8 @@ pub fn check(spec: &WebSpec) -> Result<Option<Web>, String> {
         header_timeout: spec.header_timeout,
         max_connections: spec.max_connections,
         max_connections_per_address: spec.max_connections_per_address,
+        relay_idle_timeout: spec.relay_idle_timeout,
+        max_relays_per_user: spec.max_relays_per_user,
         ldap: check_ldap(&spec.ldap)?,
     }))
 }

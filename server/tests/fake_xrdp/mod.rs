@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::Response;
 use axum::routing::get;
-use daas_server::web::gateway::{self, GatewayError, Relayed, Target};
+use daas_server::web::gateway::{self, GatewayError, RelayEnd, Relayed, Target};
 use futures_util::StreamExt as _;
 use ironrdp_rdcleanpath::{RDCleanPathMessage, RDCleanPathPdu};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
 
 /// The one ticket the gateway route accepts.
 pub const TICKET: &str = "ticket-0123456789";
@@ -132,22 +133,27 @@ pub async fn read_tpkt<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<
 #[derive(Clone)]
 struct Gw {
     target: SocketAddr,
+    end: RelayEnd,
     results: mpsc::UnboundedSender<Result<Relayed, String>>,
 }
 
 async fn ws_route(State(gw): State<Gw>, upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(move |socket| async move {
         let target = gw.target;
-        let result = gateway::relay(socket, move |ticket: String| async move {
-            if ticket == TICKET {
-                Ok(Target {
-                    addr: target,
-                    session_id: "s-1".to_owned(),
-                })
-            } else {
-                Err("this ticket is unknown, used or expired".to_owned())
-            }
-        })
+        let result = gateway::relay(
+            socket,
+            move |ticket: String| async move {
+                if ticket == TICKET {
+                    Ok(Target {
+                        addr: target,
+                        session_id: "s-1".to_owned(),
+                    })
+                } else {
+                    Err("this ticket is unknown, used or expired".to_owned())
+                }
+            },
+            gw.end.clone(),
+        )
         .await;
         let _ = gw
             .results
@@ -156,12 +162,25 @@ async fn ws_route(State(gw): State<Gw>, upgrade: WebSocketUpgrade) -> Response {
 }
 
 /// `/gateway`, calling `gateway::relay` with `target` as where [`TICKET`] leads,
-/// and each relay's result.
+/// and each relay's result; relays end only when a side closes.
 pub fn router(target: SocketAddr) -> (Router, Results) {
+    let end = RelayEnd {
+        stop: CancellationToken::new(),
+        idle: Duration::from_secs(3600),
+    };
+    router_ending(target, end)
+}
+
+/// The same, each relay also ending as `end` says.
+pub fn router_ending(target: SocketAddr, end: RelayEnd) -> (Router, Results) {
     let (results, rx) = mpsc::unbounded_channel();
     let app = Router::new()
         .route("/gateway", get(ws_route))
-        .with_state(Gw { target, results });
+        .with_state(Gw {
+            target,
+            end,
+            results,
+        });
     (app, rx)
 }
 

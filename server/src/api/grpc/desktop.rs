@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     api::grpc::auth::{Caller, Origin},
-    api::grpc::limits::{CreateRate, StreamSlots},
+    api::grpc::limits::{CreateRate, StreamSlot, StreamSlots},
     audit::{Act, Actor, Audit},
     config::Config,
     domain::error::Error,
@@ -54,7 +54,7 @@ impl DesktopApi {
         let limits = &config.limits;
         DesktopApi {
             create_rate: CreateRate::new(limits.creates_per_minute, limits.create_burst),
-            streams: StreamSlots::new(limits.max_streams),
+            streams: StreamSlots::new(limits.max_streams, limits.max_streams_per_user),
             config,
             store,
             pipeline,
@@ -132,7 +132,7 @@ impl DesktopApi {
         earlier: SessionRecord,
         username: &str,
         template: &str,
-        slot: tokio::sync::OwnedSemaphorePermit,
+        slot: StreamSlot,
     ) -> Result<Started, Status> {
         if earlier.username != username || earlier.template != template {
             return Err(Error::InvalidArgument {
@@ -183,7 +183,7 @@ pub fn follow(
     id: String,
     after: u64,
     shutdown: CancellationToken,
-    slot: tokio::sync::OwnedSemaphorePermit,
+    slot: StreamSlot,
 ) -> EventStream {
     let live = store.subscribe(&id);
     let (tx, rx) = mpsc::channel(64);
@@ -401,7 +401,7 @@ impl DesktopApi {
         if shutdown.is_cancelled() {
             return Err(Error::ShuttingDown.into());
         }
-        let slot = self.streams.open()?;
+        let slot = self.streams.open(caller.user().unwrap_or("local"))?;
         // A retry of a create that went through: its session, not a new one
         // (and no rate token taken).
         if let Some(key) = &request_key
@@ -471,7 +471,7 @@ impl DesktopService for DesktopApi {
             session_id: id,
             after_sequence,
         } = request.into_inner();
-        let slot = self.streams.open()?;
+        let slot = self.streams.open(caller.user().unwrap_or("local"))?;
         self.session_for(&caller, &id, "watch").await?;
         Ok(Response::new(follow(
             self.store.clone(),

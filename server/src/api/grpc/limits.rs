@@ -73,24 +73,69 @@ impl CreateRate {
     }
 }
 
-/// Event streams (CreateSession, WatchSession) open at once.
+/// Event streams (CreateSession, WatchSession, and the portal's, which
+/// are WatchSession) open at once, in all and per user.
 #[derive(Clone)]
-pub struct StreamSlots(Arc<Semaphore>);
+pub struct StreamSlots {
+    all: Arc<Semaphore>,
+    per_user: usize,
+    by_user: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One open stream, counted until dropped.
+pub struct StreamSlot {
+    _all: OwnedSemaphorePermit,
+    user: String,
+    by_user: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut map = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.user);
+            }
+        }
+    }
+}
 
 impl StreamSlots {
-    pub fn new(max: usize) -> Self {
-        StreamSlots(Arc::new(Semaphore::new(max)))
+    pub fn new(max: usize, per_user: usize) -> Self {
+        StreamSlots {
+            all: Arc::new(Semaphore::new(max)),
+            per_user,
+            by_user: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
-    /// A slot, held as long as the stream is open.
-    pub fn open(&self) -> Result<OwnedSemaphorePermit, Error> {
-        self.0
+    /// A slot for one of `user`'s streams, held as long as it is open.
+    pub fn open(&self, user: &str) -> Result<StreamSlot, Error> {
+        let mut map = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = map.get(user).copied().unwrap_or(0);
+        if mine >= self.per_user {
+            return Err(Error::ResourceExhausted {
+                message: format!(
+                    "{user} has {mine} event streams open, the most one user may: close one (a `daas watch`, a page of the portal) and try again"
+                ),
+                retry_after: Some(Duration::from_secs(5)),
+            });
+        }
+        let all = self
+            .all
             .clone()
             .try_acquire_owned()
             .map_err(|_| Error::ResourceExhausted {
                 message: "the server has too many event streams open; try again shortly".into(),
                 retry_after: Some(Duration::from_secs(5)),
-            })
+            })?;
+        map.insert(user.to_string(), mine + 1);
+        Ok(StreamSlot {
+            _all: all,
+            user: user.to_string(),
+            by_user: self.by_user.clone(),
+        })
     }
 }
 
@@ -120,10 +165,27 @@ mod tests {
 
     #[test]
     fn stream_slots_are_returned_when_dropped() {
-        let slots = StreamSlots::new(1);
-        let first = slots.open().unwrap();
-        assert!(slots.open().is_err());
+        let slots = StreamSlots::new(1, 10);
+        let first = slots.open("alice").unwrap();
+        assert!(slots.open("bob").is_err());
         drop(first);
-        assert!(slots.open().is_ok());
+        assert!(slots.open("bob").is_ok());
+    }
+
+    #[test]
+    fn one_user_cannot_take_every_stream() {
+        let slots = StreamSlots::new(10, 2);
+        let a = slots.open("alice").unwrap();
+        let _b = slots.open("alice").unwrap();
+        let Err(Error::ResourceExhausted { message, .. }) = slots.open("alice") else {
+            panic!("a third stream for alice");
+        };
+        assert!(
+            message.contains("alice has 2 event streams open"),
+            "{message}"
+        );
+        assert!(slots.open("bob").is_ok(), "others still may");
+        drop(a);
+        assert!(slots.open("alice").is_ok());
     }
 }

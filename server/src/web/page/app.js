@@ -8,8 +8,11 @@ let following = null; // the EventSource of the create being watched
 
 // --- the API -------------------------------------------------------------
 
-async function api(method, path, body) {
+// `background`: the page's own periodic refresh, which the server does not
+// count as the user's activity (an open tab alone does not keep them signed in).
+async function api(method, path, body, background = false) {
   const headers = {};
+  if (background) headers["X-Page-Refresh"] = "1";
   if (method !== "GET") headers["X-CSRF-Token"] = me ? me.csrf : "";
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
@@ -163,25 +166,25 @@ function sessionRow(session, withUser) {
   return row;
 }
 
-async function refresh() {
+async function refresh(background = false) {
   if (!me) return;
   try {
-    const mine = await api("GET", "/web/sessions");
+    const mine = await api("GET", "/web/sessions", undefined, background);
     const body = $("sessions").querySelector("tbody");
     body.replaceChildren(...mine.sessions.map((s) => sessionRow(s, false)));
     $("sessions").hidden = mine.sessions.length === 0;
     $("no-sessions").hidden = mine.sessions.length !== 0;
-    if (me.admin) await refreshAdmin();
+    if (me.admin) await refreshAdmin(background);
   } catch (error) {
     if (error.status !== 401) notice(error.message);
   }
 }
 
-async function refreshAdmin() {
-  const all = await api("GET", "/web/sessions?all=1");
+async function refreshAdmin(background) {
+  const all = await api("GET", "/web/sessions?all=1", undefined, background);
   $("all-sessions").querySelector("tbody")
     .replaceChildren(...all.sessions.map((s) => sessionRow(s, true)));
-  const pools = await api("GET", "/web/pools");
+  const pools = await api("GET", "/web/pools", undefined, background);
   $("pools").querySelector("tbody").replaceChildren(...pools.pools.map((p) => {
     const row = document.createElement("tr");
     for (const text of [p.name, p.template, `${p.ready} / ${p.desired}`, p.provisioning,
@@ -192,7 +195,7 @@ async function refreshAdmin() {
     }
     return row;
   }));
-  const audit = await api("GET", "/web/audit");
+  const audit = await api("GET", "/web/audit", undefined, background);
   $("audit").querySelector("tbody").replaceChildren(...audit.entries.map((e) => {
     const row = document.createElement("tr");
     for (const text of [when(e.time), e.actor, e.action, e.session_id.slice(0, 8), e.result, e.detail]) {
@@ -318,5 +321,5 @@ document.addEventListener("DOMContentLoaded", () => {
   $("signin-form").addEventListener("submit", signIn);
   $("logout").addEventListener("click", signOut);
   start();
-  setInterval(() => { if (me && !$("home").hidden) refresh(); }, 15000);
+  setInterval(() => { if (me && !$("home").hidden) refresh(true); }, 15000);
 });
