@@ -294,6 +294,7 @@ impl BoundServer {
         let retention = tokio::spawn(crate::store::retention::run(
             self.store.clone(),
             self.config.limits.output_retention,
+            self.config.limits.audit_retention,
             self.pipeline.shutdown_token(),
         ));
         let pool_loop = tokio::spawn(pools.run());

@@ -263,6 +263,7 @@ const KNOWN: &[(&str, &str, Kind)] = &[
     ("limits", "max_streams", Kind::Count),
     ("limits", "max_streams_per_user", Kind::Count),
     ("limits", "output_retention", Kind::Duration),
+    ("limits", "audit_retention", Kind::Duration),
     ("vm", "template", Kind::Template),
     ("vm", "cores", Kind::Count32),
     ("vm", "memory_mb", Kind::Count32),

@@ -201,6 +201,9 @@ pub struct Limits {
     /// How long tool output lines are kept (stage changes stay forever).
     #[serde(with = "humantime_serde")]
     pub output_retention: Duration,
+    /// How long audit entries are kept.
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -429,6 +432,7 @@ impl Default for Raw {
                 max_streams: 1000,
                 max_streams_per_user: 32,
                 output_retention: Duration::from_secs(14 * 86_400),
+                audit_retention: Duration::from_secs(400 * 86_400),
             },
             vm: VmDefaults {
                 template: "debian-12-xfce".into(),
@@ -722,6 +726,7 @@ impl Config {
             ("terraform.destroy_timeout", raw.terraform.destroy_timeout),
             ("terraform.sweep_interval", raw.terraform.sweep_interval),
             ("limits.output_retention", raw.limits.output_retention),
+            ("limits.audit_retention", raw.limits.audit_retention),
             ("boot.timeout", raw.boot.timeout),
             ("ansible.timeout", raw.ansible.timeout),
         ] {

@@ -333,6 +333,9 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         filter: audit::AuditFilter,
     ) -> Result<Vec<audit::AuditRecord>, StoreError>;
+
+    /// Deletes audit entries recorded before `before_ms`; returns how many.
+    async fn prune_audit(&self, before_ms: i64) -> Result<usize, StoreError>;
 }
 
 /// The server's store: a cheap handle on a [`SessionStore`].

@@ -1,7 +1,8 @@
-//! Event retention: tool output lines older than `limits.output_retention`
-//! are deleted at start and every hour; stage changes and warnings, which
-//! tell a session's story, are kept. Pruned lines leave gaps in a session's
-//! sequence numbers.
+//! Retention, at start and every hour: tool output lines older than
+//! `limits.output_retention` are deleted (stage changes and warnings, which
+//! tell a session's story, are kept; pruned lines leave gaps in a session's
+//! sequence numbers), and audit entries older than
+//! `limits.audit_retention`.
 
 use std::time::Duration;
 
@@ -12,7 +13,12 @@ use crate::store::{Store, now_ms};
 const EVERY: Duration = Duration::from_secs(3600);
 
 /// Prunes until `shutdown`.
-pub async fn run(store: Store, retention: Duration, shutdown: CancellationToken) {
+pub async fn run(
+    store: Store,
+    retention: Duration,
+    audit_retention: Duration,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -25,6 +31,12 @@ pub async fn run(store: Store, retention: Duration, shutdown: CancellationToken)
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "pruned old tool output lines"),
             Err(err) => tracing::error!(error = %err, "could not prune old tool output lines"),
+        }
+        let keep_ms = i64::try_from(audit_retention.as_millis()).unwrap_or(i64::MAX);
+        match store.prune_audit(now_ms().saturating_sub(keep_ms)).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned old audit entries"),
+            Err(err) => tracing::error!(error = %err, "could not prune old audit entries"),
         }
     }
 }

@@ -769,6 +769,14 @@ impl SessionStore for SqliteStore {
         .await
     }
 
+    async fn prune_audit(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.with(move |conn, _| {
+            conn.execute("DELETE FROM audit WHERE time_ms < ?1", params![before_ms])
+                .context("pruning old audit entries")
+        })
+        .await
+    }
+
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.with(move |conn, _| {
             let tx = conn
@@ -1506,6 +1514,15 @@ mod tests {
         }
         assert_eq!(store.prune_output(now_ms() - 60_000).await.unwrap(), 0);
         assert_eq!(store.prune_output(now_ms() + 1).await.unwrap(), 2);
+        let entry = |time_ms| AuditRecord {
+            time_ms,
+            action: "create".into(),
+            ..Default::default()
+        };
+        store.append_audit(entry(now_ms() - 10_000)).await.unwrap();
+        store.append_audit(entry(now_ms())).await.unwrap();
+        assert_eq!(store.prune_audit(now_ms() - 5_000).await.unwrap(), 1);
+        assert_eq!(store.prune_audit(now_ms() - 5_000).await.unwrap(), 0);
         let left: Vec<u64> = store
             .events_after(&s.id, 0)
             .await
