@@ -281,11 +281,11 @@ impl BoundServer {
         let api = Arc::new(api);
         let desktop = DesktopServiceServer::from_arc(api.clone())
             .max_decoding_message_size(MAX_REQUEST_BYTES);
-        let agents = AgentServiceServer::new(AgentApi {
-            config: self.config.clone(),
-            store: self.store.clone(),
-            metrics: self.metrics.clone(),
-        })
+        let agents = AgentServiceServer::new(AgentApi::new(
+            self.config.clone(),
+            self.store.clone(),
+            self.metrics.clone(),
+        ))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
         let sweeper = tokio::spawn(crate::provision::sweeper::run(
             self.pipeline.clone(),
@@ -317,7 +317,13 @@ impl BoundServer {
         let metrics = self.metrics.clone();
         let web_router = match &self.config.web {
             Some(web) => {
-                let directory = crate::web::directory::Directory::new(&web.ldap)?;
+                let directory = crate::web::directory::Directory::new(&web.ldap)?
+                    .with_reader(self.config.secrets.web_ldap_password.clone());
+                if !directory.can_recheck() {
+                    tracing::warn!(
+                        "web.ldap.bind_user is not set: signed-in users' groups are not read again, so a user taken out of web.allowed_group keeps the portal until their sign-in ends"
+                    );
+                }
                 crate::web::router(Arc::new(crate::web::WebState::new(
                     self.config.clone(),
                     web.clone(),

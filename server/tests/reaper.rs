@@ -297,3 +297,40 @@ async fn the_real_agent_reports_and_the_session_shows_it() {
     assert_eq!(end, daas_agent::RunEnd::Shutdown);
     server.stop().await;
 }
+
+/// An agent (or whoever holds its credential inside the desktop) cannot
+/// make the server write as fast as it asks: past a burst of 10, reports
+/// come at four times the interval agents are told (30 s: 8 a minute).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_reporting_too_often_is_slowed_down() {
+    let server = TestServer::start(policy("")).await;
+    let id = ready_session(&server, "alice").await.0;
+    let other = ready_session(&server, "bob").await.0;
+    let mut agent = agent_for(&server, &id).await;
+    let mut refused = None;
+    for n in 0..30 {
+        match agent.report_activity(report(&id, 1, 1)).await {
+            Ok(_) => assert!(n < 11, "report {n} was taken"),
+            Err(status) => {
+                refused = Some((n, status));
+                break;
+            }
+        }
+    }
+    let (n, status) = refused.expect("30 reports at once were all taken");
+    assert!(n >= 10, "refused after only {n}");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status
+            .message()
+            .contains("reports more often than 8 times a minute"),
+        "{}",
+        status.message()
+    );
+    // Per session: another desktop's agent reports as usual.
+    let mut bob = agent_for(&server, &other).await;
+    bob.report_activity(report(&other, 1, 1))
+        .await
+        .expect("bob's report");
+    server.stop().await;
+}

@@ -119,6 +119,24 @@ impl Browser {
     }
 }
 
+/// A server with the portal on the test domain, and `web_keys` (TOML
+/// lines) added to its `[web]` table.
+async fn portal(domain: &Domain, web_keys: &str) -> TestServer {
+    let toml = domain.toml.replace(
+        "max_failed_logins = 3",
+        &format!("max_failed_logins = 3\n{web_keys}"),
+    );
+    assert_ne!(
+        toml, domain.toml,
+        "the test domain's [web] has max_failed_logins"
+    );
+    TestServer::start(TestOptions {
+        extra_toml: toml,
+        ..TestOptions::default()
+    })
+    .await
+}
+
 async fn audit_of(server: &TestServer) -> Vec<daas_api::v1::AuditEntry> {
     let mut admin = server.client().await;
     admin
@@ -563,16 +581,7 @@ async fn slow_idle_and_too_many_connections_are_closed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_ins_end_when_unused_and_are_bounded_per_user() {
     let domain = Domain::start();
-    let toml = domain.toml.replace(
-        "max_failed_logins = 3",
-        "max_failed_logins = 3\nsession_idle = \"2s\"",
-    );
-    assert_ne!(toml, domain.toml);
-    let server = TestServer::start(TestOptions {
-        extra_toml: toml,
-        ..TestOptions::default()
-    })
-    .await;
+    let server = portal(&domain, "session_idle = \"2s\"").await;
     let password = domain.password("alice");
     let mut tab = Browser::new(&server);
     assert_eq!(tab.sign_in("alice", &password).await.status, 200);
@@ -621,5 +630,39 @@ async fn sign_ins_end_when_unused_and_are_bounded_per_user() {
         204
     );
     assert_eq!(one_more.sign_in("alice", &password).await.status, 200);
+    server.stop().await;
+}
+
+/// A user taken out of the allowed group is signed out at the next
+/// recheck (`web.recheck`, read as `web.ldap.bind_user`), not hours later.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_taken_out_of_the_group_is_signed_out_at_the_next_recheck() {
+    let domain = Domain::start();
+    let server = portal(&domain, "recheck = \"1s\"").await;
+    let mut dave = Browser::new(&server);
+    let signed = dave.sign_in("dave", &domain.password("dave")).await;
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    // Rechecked while still in the group: nothing changes.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(dave.call("GET", "/web/me", None, false).await.status, 200);
+    domain.member("remove", "dave");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let refused = dave.call("GET", "/web/me", None, false).await;
+    let after = dave.call("GET", "/web/me", None, false).await;
+    domain.member("add", "dave");
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("may no longer use this service"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(after.status, 401, "still signed in after the refusal");
+    let entries = audit_of(&server).await;
+    assert!(
+        entries.iter().any(|e| e.actor == "dave"
+            && e.action == "web recheck"
+            && e.result == "PERMISSION_DENIED"),
+        "no recheck in the trail"
+    );
     server.stop().await;
 }

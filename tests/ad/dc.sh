@@ -9,6 +9,7 @@
 #                            lines (for `env`), or `export` lines for a shell
 #   tests/ad/dc.sh computer NAME   exit 0 when computer account NAME exists
 #   tests/ad/dc.sh password USER   the path of USER's password file
+#   tests/ad/dc.sh member add|remove USER   USER in daas-users or not
 #
 # The DC runs in its own network namespace at 10.99.0.1 (a veth pair; the
 # host side is 10.99.0.2), so nothing of it listens on the host's addresses.
@@ -25,6 +26,7 @@
 #   - dave, in daas-users; mallory, in no group, whose user principal name
 #     is dave@daas.example (an alternative UPN suffix): a portal whose
 #     web.ldap.domain is daas.example must not sign her in as dave;
+#   - daas-portal: the account the portal rechecks users' groups as;
 #   - LDAPS with a certificate for dc1.daas.test from a CA of its own
 #     ($DAAS_AD_DIR/tls/ca.pem), for the web portal's sign-in;
 #   - the share `homes` ([homes]: each user gets their own folder, with a
@@ -260,6 +262,10 @@ EOF
     chown "$uid:10000" "$DIR/homes/$user/welcome.txt"
     uid=$((uid + 1))
   done
+  # The account the portal rechecks signed-in users' groups as.
+  tool user create daas-portal "$(new_password daas-portal)" \
+    --description="Reads users' groups for the DaaS portal" >/dev/null
+  tool user setexpiry daas-portal --noexpiry >/dev/null
   for user in dave mallory; do
     tool user create "$user" "$(new_password "$user")" >/dev/null
     tool user setexpiry "$user" --noexpiry >/dev/null
@@ -341,6 +347,8 @@ env_lines() { # [--export]
   q DAAS_WEB__LDAP__DOMAIN "$DOMAIN"
   q DAAS_WEB__ALLOWED_GROUP "$GROUP"
   q DAAS_WEB__ADMIN_GROUP "$ADMIN_GROUP"
+  q DAAS_WEB__LDAP__BIND_USER daas-portal
+  q DAAS_SECRETS__WEB_LDAP_PASSWORD_FILE "$DIR/passwords/daas-portal"
 }
 
 computer() { # NAME
@@ -361,6 +369,14 @@ case ${1:-} in
   status) running ;;
   env) env_lines "${2:-}" ;;
   computer) computer "${2:-}" ;;
+  member) # add|remove USER: in daas-users or not (the portal's recheck test)
+    case ${2:-} in
+      add) sub=addmembers ;;
+      remove) sub=removemembers ;;
+      *) die "usage: member add|remove USER" ;;
+    esac
+    running || die "the DC is not running (tests/ad/dc.sh start)"
+    tool group "$sub" "$GROUP" "${3:?member add|remove USER}" >/dev/null ;;
   password)
     f=$DIR/passwords/${2:?password USER}
     [[ -f $f ]] || die "no password for ${2}"

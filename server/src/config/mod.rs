@@ -149,6 +149,9 @@ pub struct Secrets {
     /// `PM_API_TOKEN_ID` and `PM_API_TOKEN_SECRET`.
     pub proxmox_token_id: Option<String>,
     pub proxmox_token_secret: Option<Secret>,
+    /// Password of `web.ldap.bind_user`, the account the portal reads the
+    /// directory as to recheck signed-in users' groups.
+    pub web_ldap_password: Option<Secret>,
 }
 
 impl Secrets {
@@ -166,11 +169,15 @@ impl Secrets {
     }
 
     pub fn values(&self) -> Vec<String> {
-        [&self.ad_join_password, &self.proxmox_token_secret]
-            .into_iter()
-            .flatten()
-            .map(|s| s.expose().to_string())
-            .collect()
+        [
+            &self.ad_join_password,
+            &self.proxmox_token_secret,
+            &self.web_ldap_password,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose().to_string())
+        .collect()
     }
 }
 
@@ -370,6 +377,8 @@ struct RawSecrets {
     proxmox_token_id: Option<String>,
     proxmox_token_secret_file: Option<RelativePathBuf>,
     proxmox_token_secret_env: Option<String>,
+    web_ldap_password_file: Option<RelativePathBuf>,
+    web_ldap_password_env: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -574,6 +583,11 @@ fn load_secrets(raw: &RawSecrets) -> Result<Secrets, ConfigError> {
             "proxmox_token_secret",
             &raw.proxmox_token_secret_file,
             &raw.proxmox_token_secret_env,
+        )?,
+        web_ldap_password: load_secret(
+            "web_ldap_password",
+            &raw.web_ldap_password_file,
+            &raw.web_ldap_password_env,
         )?,
     };
     if secrets.proxmox_token_secret.is_some() != secrets.proxmox_token_id.is_some() {
@@ -895,6 +909,14 @@ impl Config {
         let webhooks = crate::webhooks::check_all(&raw.webhooks)
             .map_err(|err| ConfigError::Invalid(err.to_string()))?;
         let web = crate::web::spec::check(&raw.web).map_err(ConfigError::Invalid)?;
+        if let Some(web) = &web
+            && web.ldap.bind_user.is_some() != secrets.web_ldap_password.is_some()
+        {
+            return Err(invalid(
+                "web.ldap.bind_user",
+                "and secrets.web_ldap_password_file (or _env) go together: the account the portal rechecks signed-in users' groups as",
+            ));
+        }
         if let (Tls::Plaintext, Some(web)) = (&tls, &web)
             && !web.listen.ip().is_loopback()
         {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    WebState,
+    Access, WebState,
     directory::SignInError,
     error, json_response,
     signin::{COOKIE, OpenError, SignIns, cookie_value},
@@ -170,35 +170,30 @@ pub async fn login(
     };
     // The password was right.
     attempt.succeeded();
-    let web = &state.web;
-    let admin = web
-        .admin_group
-        .as_deref()
-        .is_some_and(|g| identity.is_in(g))
-        || state.config.auth.admins.contains(&identity.user);
     let actor = Actor {
         name: identity.user.clone(),
         ..actor
     };
-    if let Some(group) = &web.allowed_group
-        && !admin
-        && !identity.is_in(group)
-    {
-        state
-            .audit
-            .record(
-                &actor,
-                refused("PERMISSION_DENIED", format!("not in the group {group}")),
-            )
-            .await;
-        return error(
-            StatusCode::FORBIDDEN,
-            &format!(
-                "your account may not use this service (it is not in the group {group}); \
-                 ask your administrator"
-            ),
-        );
-    }
+    let admin = match state.access(&identity) {
+        Access::Denied(group) => {
+            state
+                .audit
+                .record(
+                    &actor,
+                    refused("PERMISSION_DENIED", format!("not in the group {group}")),
+                )
+                .await;
+            return error(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "your account may not use this service (it is not in the group {group}); \
+                     ask your administrator"
+                ),
+            );
+        }
+        Access::Admin => true,
+        Access::User => false,
+    };
     let (cookie, signed) = match state.signins.open(&identity.user, admin) {
         Ok(opened) => opened,
         Err(err) => {
@@ -231,17 +226,16 @@ pub async fn login(
 
 /// Signs the browser out (CSRF-checked) and clears the cookie.
 pub async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Response {
-    if let Err(response) = state.checked(&headers) {
+    if let Err(response) = state.checked(&headers).await {
         return *response;
     }
     if let Some(cookie) = headers
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| cookie_value(v, COOKIE))
-        && let Some(signed) = state.signins.close(cookie)
     {
         // Its desktops in browser tabs end with it.
-        state.relays.close_sign_in(&signed.key);
+        state.sign_out(cookie);
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(value) = HeaderValue::from_str(&SignIns::clear_cookie()) {
@@ -252,7 +246,7 @@ pub async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap) -> R
 
 /// Who is signed in, their CSRF token and the templates they may create.
 pub async fn me(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Response {
-    let signed = match state.signed_in(&headers) {
+    let signed = match state.signed_in(&headers).await {
         Ok(signed) => signed,
         Err(response) => return *response,
     };

@@ -16,6 +16,7 @@ use rustls::{
 };
 
 use super::spec::Ldap;
+use crate::config::Secret;
 
 /// AD's "invalid credentials" (also: disabled, expired, locked out).
 const INVALID_CREDENTIALS: u32 = 49;
@@ -67,6 +68,8 @@ pub struct DirectoryError {
 pub struct Directory {
     ldap: Ldap,
     tls: Arc<ClientConfig>,
+    /// `web.ldap.bind_user`'s password: the account rechecks read as.
+    reader_password: Option<Secret>,
 }
 
 impl Directory {
@@ -107,7 +110,53 @@ impl Directory {
         Ok(Directory {
             ldap: ldap.clone(),
             tls: Arc::new(tls),
+            reader_password: None,
         })
+    }
+
+    /// Rechecks read the directory as `web.ldap.bind_user` with `password`.
+    pub fn with_reader(mut self, password: Option<Secret>) -> Directory {
+        self.reader_password = password;
+        self
+    }
+
+    /// Whether signed-in users can be rechecked (a bind user is set).
+    pub fn can_recheck(&self) -> bool {
+        self.ldap.bind_user.is_some() && self.reader_password.is_some()
+    }
+
+    /// Reads `user`'s account and groups again, as `web.ldap.bind_user`:
+    /// BadCredentials when the account is gone (or outside base_dn).
+    pub async fn recheck(&self, user: &str) -> Result<Identity, SignInError> {
+        let (Some(reader), Some(password)) = (&self.ldap.bind_user, &self.reader_password) else {
+            return Err(SignInError::Unavailable("no web.ldap.bind_user".into()));
+        };
+        let timeout = self.ldap.timeout;
+        let read = async {
+            let mut ldap = self.connect().await?;
+            let bind = ldap
+                .simple_bind(&format!("{reader}@{}", self.ldap.domain), password.expose())
+                .await
+                .map_err(|e| SignInError::Unavailable(e.to_string()))?;
+            if bind.rc == INVALID_CREDENTIALS {
+                let _ = ldap.unbind().await;
+                return Err(SignInError::Unavailable(
+                    "web.ldap.bind_user cannot bind: check the account and secrets.web_ldap_password".into(),
+                ));
+            }
+            bind.success()
+                .map_err(|e| SignInError::Unavailable(e.to_string()))?;
+            let result = self.identity(&mut ldap, user).await.map(|(id, _)| id);
+            let _ = ldap.unbind().await;
+            result
+        };
+        match tokio::time::timeout(timeout, read).await {
+            Ok(result) => result,
+            Err(_) => Err(SignInError::Unavailable(format!(
+                "no answer within {}",
+                humantime::format_duration(timeout)
+            ))),
+        }
     }
 
     /// Checks `password` for `user` and finds the groups. The password is
@@ -130,7 +179,8 @@ impl Directory {
         }
     }
 
-    async fn bind_and_search(&self, user: &str, password: &str) -> Result<Identity, SignInError> {
+    /// A connection to the DC, over LDAPS or StartTLS.
+    async fn connect(&self) -> Result<ldap3::Ldap, SignInError> {
         let unavailable = |e: LdapError| SignInError::Unavailable(e.to_string());
         let mut settings = LdapConnSettings::new()
             .set_conn_timeout(self.ldap.timeout)
@@ -145,10 +195,16 @@ impl Directory {
                 })?;
             settings = settings.set_std_stream(StdStream::Tcp(stream));
         }
-        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.ldap.url)
+        let (conn, ldap) = LdapConnAsync::with_settings(settings, &self.ldap.url)
             .await
             .map_err(unavailable)?;
         ldap3::drive!(conn);
+        Ok(ldap)
+    }
+
+    async fn bind_and_search(&self, user: &str, password: &str) -> Result<Identity, SignInError> {
+        let unavailable = |e: LdapError| SignInError::Unavailable(e.to_string());
+        let mut ldap = self.connect().await?;
         let bind = ldap
             .simple_bind(&format!("{user}@{}", self.ldap.domain), password)
             .await

@@ -29,7 +29,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use self::{
-    directory::Directory,
+    directory::{Directory, Identity, SignInError},
     relays::Relays,
     signin::{COOKIE, SignIns, SignedIn, cookie_value, csrf_matches},
     spec::Web,
@@ -39,7 +39,7 @@ use self::{
 pub use crate::api::http::from_status;
 use crate::{
     api::grpc::{auth::Origin, desktop::DesktopApi},
-    audit::Audit,
+    audit::{Act, Actor, Audit},
     config::Config,
     store::Store,
 };
@@ -90,28 +90,120 @@ impl WebState {
         }
     }
 
-    /// The signed-in browser a request comes from, or 401.
-    pub fn signed_in(&self, headers: &HeaderMap) -> Result<SignedIn, Box<Response>> {
-        headers
+    /// The signed-in browser a request comes from, or 401. Its user's
+    /// groups are read again when `web.recheck` has passed: one who may no
+    /// longer use the portal is signed out (403), an administrator who is
+    /// one no more is a user from then on.
+    pub async fn signed_in(&self, headers: &HeaderMap) -> Result<SignedIn, Box<Response>> {
+        let not_signed_in = || {
+            Box::new(error(
+                StatusCode::UNAUTHORIZED,
+                "not signed in (or signed out after a while unused): sign in again",
+            ))
+        };
+        let cookie = headers
             .get(header::COOKIE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| cookie_value(v, COOKIE))
-            .and_then(|cookie| {
-                let touch = !headers.contains_key(REFRESH_HEADER);
-                self.signins.find(cookie, touch)
-            })
-            .ok_or_else(|| {
-                Box::new(error(
-                    StatusCode::UNAUTHORIZED,
-                    "not signed in (or signed out after a while unused): sign in again",
-                ))
-            })
+            .ok_or_else(not_signed_in)?;
+        let touch = !headers.contains_key(REFRESH_HEADER);
+        let signed = self.signins.find(cookie, touch).ok_or_else(not_signed_in)?;
+        if !self.directory.can_recheck() || !signed.recheck_due(self.web.recheck) {
+            return Ok(signed);
+        }
+        // Marked first: requests meanwhile do not recheck too.
+        self.signins.rechecked(cookie, signed.admin);
+        let actor = Actor {
+            name: signed.user.clone(),
+            subject: "web".into(),
+            fingerprint: String::new(),
+            peer: String::new(),
+        };
+        let refused = |result: &str, detail: String| Act {
+            result: result.into(),
+            detail,
+            ..Act::new("web recheck")
+        };
+        match self.directory.recheck(&signed.user).await {
+            Ok(identity) => match self.access(&identity) {
+                Access::Denied(group) => {
+                    self.sign_out(cookie);
+                    let detail = format!("no longer in the group {group}: signed out");
+                    self.audit
+                        .record(&actor, refused("PERMISSION_DENIED", detail))
+                        .await;
+                    Err(Box::new(error(
+                        StatusCode::FORBIDDEN,
+                        &format!(
+                            "your account may no longer use this service (it is not in the group \
+                             {group}); ask your administrator"
+                        ),
+                    )))
+                }
+                access => {
+                    let admin = access == Access::Admin;
+                    if admin != signed.admin {
+                        let detail = if admin {
+                            "now an administrator"
+                        } else {
+                            "no longer an administrator"
+                        };
+                        self.audit
+                            .record(&actor, Act::new("web recheck").detail(detail))
+                            .await;
+                    }
+                    self.signins
+                        .rechecked(cookie, admin)
+                        .ok_or_else(not_signed_in)
+                }
+            },
+            Err(SignInError::BadCredentials) => {
+                self.sign_out(cookie);
+                self.audit
+                    .record(
+                        &actor,
+                        refused(
+                            "UNAUTHENTICATED",
+                            "the account is no longer in the directory: signed out".into(),
+                        ),
+                    )
+                    .await;
+                Err(not_signed_in())
+            }
+            Err(err @ SignInError::Unavailable(_)) => {
+                // The sign-in stands until the directory answers again.
+                tracing::warn!(user = %signed.user, error = %err, "could not recheck a signed-in user");
+                Ok(signed)
+            }
+        }
+    }
+
+    /// What `identity` may do on the portal.
+    pub fn access(&self, identity: &Identity) -> Access {
+        let admin = self
+            .web
+            .admin_group
+            .as_deref()
+            .is_some_and(|g| identity.is_in(g))
+            || self.config.auth.admins.contains(&identity.user);
+        match &self.web.allowed_group {
+            _ if admin => Access::Admin,
+            Some(group) if !identity.is_in(group) => Access::Denied(group.clone()),
+            _ => Access::User,
+        }
+    }
+
+    /// Signs the browser with `cookie` out, and ends its desktops in tabs.
+    pub fn sign_out(&self, cookie: &str) {
+        if let Some(signed) = self.signins.close(cookie) {
+            self.relays.close_sign_in(&signed.key);
+        }
     }
 
     /// As [`Self::signed_in`], for a state-changing call: the CSRF token
     /// must come with it too (403 otherwise).
-    pub fn checked(&self, headers: &HeaderMap) -> Result<SignedIn, Box<Response>> {
-        let signed = self.signed_in(headers)?;
+    pub async fn checked(&self, headers: &HeaderMap) -> Result<SignedIn, Box<Response>> {
+        let signed = self.signed_in(headers).await?;
         let given = headers
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -159,6 +251,15 @@ pub(crate) fn same_origin(headers: &HeaderMap, required: bool) -> bool {
     }
 }
 
+/// What an account may do on the portal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Not in `web.allowed_group` (named).
+    Denied(String),
+    User,
+    Admin,
+}
+
 /// A request from a signed-in browser (401 otherwise), and where from.
 pub struct User {
     pub signed: SignedIn,
@@ -184,7 +285,7 @@ impl FromRequestParts<Arc<WebState>> for User {
         parts: &mut Parts,
         state: &Arc<WebState>,
     ) -> Result<Self, Self::Rejection> {
-        let signed = state.signed_in(&parts.headers).map_err(|r| *r)?;
+        let signed = state.signed_in(&parts.headers).await.map_err(|r| *r)?;
         Ok(User {
             signed,
             origin: origin_of(parts),
@@ -199,7 +300,7 @@ impl FromRequestParts<Arc<WebState>> for Checked {
         parts: &mut Parts,
         state: &Arc<WebState>,
     ) -> Result<Self, Self::Rejection> {
-        let signed = state.checked(&parts.headers).map_err(|r| *r)?;
+        let signed = state.checked(&parts.headers).await.map_err(|r| *r)?;
         Ok(Checked(User {
             signed,
             origin: origin_of(parts),

@@ -44,6 +44,15 @@ pub struct SignedIn {
     pub key: String,
     created: Instant,
     last_seen: Instant,
+    /// When the user's groups were last read from the directory.
+    checked: Instant,
+}
+
+impl SignedIn {
+    /// Whether the user's groups were read longer than `every` ago.
+    pub fn recheck_due(&self, every: Duration) -> bool {
+        self.checked.elapsed() >= every
+    }
 }
 
 /// Every signed-in browser.
@@ -77,6 +86,7 @@ impl SignIns {
             key: random_hex(),
             created: now,
             last_seen: now,
+            checked: now,
         };
         let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, s| self.alive(s, now));
@@ -106,6 +116,17 @@ impl SignIns {
         if touch {
             signed.last_seen = now;
         }
+        Some(signed.clone())
+    }
+
+    /// Records a recheck of the browser's user: their role now; the sign-in
+    /// as it is then.
+    pub fn rechecked(&self, cookie: &str, admin: bool) -> Option<SignedIn> {
+        let id = self.verify(cookie)?;
+        let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
+        let signed = map.get_mut(id)?;
+        signed.admin = admin;
+        signed.checked = Instant::now();
         Some(signed.clone())
     }
 

@@ -33,6 +33,8 @@ pub struct WebSpec {
     #[serde(with = "humantime_serde")]
     pub relay_idle_timeout: Duration,
     pub max_relays_per_user: usize,
+    #[serde(with = "humantime_serde")]
+    pub recheck: Duration,
     pub ldap: LdapSpec,
 }
 
@@ -56,6 +58,7 @@ impl Default for WebSpec {
             max_connections_per_address: 256,
             relay_idle_timeout: Duration::from_secs(30 * 60),
             max_relays_per_user: 4,
+            recheck: Duration::from_secs(5 * 60),
             ldap: LdapSpec::default(),
         }
     }
@@ -71,6 +74,7 @@ pub struct LdapSpec {
     pub ca_file: Option<RelativePathBuf>,
     pub base_dn: String,
     pub domain: String,
+    pub bind_user: String,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -84,6 +88,7 @@ impl Default for LdapSpec {
             ca_file: None,
             base_dn: String::new(),
             domain: String::new(),
+            bind_user: String::new(),
             timeout: Duration::from_secs(10),
         }
     }
@@ -112,6 +117,9 @@ pub struct Web {
     /// A desktop in the tab with no byte either way for this long is closed.
     pub relay_idle_timeout: Duration,
     pub max_relays_per_user: usize,
+    /// How often a signed-in user's groups are read again (with
+    /// `ldap.bind_user`).
+    pub recheck: Duration,
     pub ldap: Ldap,
 }
 
@@ -128,6 +136,9 @@ pub struct Ldap {
     pub ca_file: Option<PathBuf>,
     pub base_dn: String,
     pub domain: String,
+    /// The account the portal reads the directory as, to recheck signed-in
+    /// users (its password: `secrets.web_ldap_password`).
+    pub bind_user: Option<String>,
     pub timeout: Duration,
 }
 
@@ -163,6 +174,7 @@ pub fn check(spec: &WebSpec) -> Result<Option<Web>, String> {
         ("web.ticket_ttl", spec.ticket_ttl),
         ("web.header_timeout", spec.header_timeout),
         ("web.relay_idle_timeout", spec.relay_idle_timeout),
+        ("web.recheck", spec.recheck),
         ("web.ldap.timeout", spec.ldap.timeout),
     ] {
         if value.is_zero() {
@@ -223,6 +235,7 @@ pub fn check(spec: &WebSpec) -> Result<Option<Web>, String> {
         max_connections_per_address: spec.max_connections_per_address,
         relay_idle_timeout: spec.relay_idle_timeout,
         max_relays_per_user: spec.max_relays_per_user,
+        recheck: spec.recheck,
         ldap: check_ldap(&spec.ldap)?,
     }))
 }
@@ -271,6 +284,11 @@ fn check_ldap(spec: &LdapSpec) -> Result<Ldap, String> {
                 .into(),
         );
     }
+    if !spec.bind_user.is_empty()
+        && crate::domain::validate::account_name("web.ldap.bind_user", &spec.bind_user).is_err()
+    {
+        return Err("`web.ldap.bind_user`: an account name (sAMAccountName)".into());
+    }
     if spec.base_dn.is_empty() {
         return Err("`web.ldap.base_dn`: required, e.g. DC=example,DC=org".into());
     }
@@ -295,6 +313,7 @@ fn check_ldap(spec: &LdapSpec) -> Result<Ldap, String> {
         ca_file,
         base_dn: spec.base_dn.clone(),
         domain: spec.domain.clone(),
+        bind_user: (!spec.bind_user.is_empty()).then(|| spec.bind_user.clone()),
         timeout: spec.timeout,
     })
 }

@@ -34,7 +34,8 @@ impl Domain {
         let toml = format!(
             "[web]\nlisten = \"127.0.0.1:0\"\nallowed_group = {:?}\nadmin_group = {:?}\n\
              max_failed_logins = 3\n\n[web.ldap]\nurl = {:?}\nconnect = {:?}\nca_file = {:?}\n\
-             base_dn = {:?}\ndomain = {:?}\n",
+             base_dn = {:?}\ndomain = {:?}\nbind_user = {:?}\n\n\
+             [secrets]\nweb_ldap_password_file = {:?}\n",
             get("DAAS_WEB__ALLOWED_GROUP"),
             get("DAAS_WEB__ADMIN_GROUP"),
             get("DAAS_WEB__LDAP__URL"),
@@ -42,9 +43,24 @@ impl Domain {
             get("DAAS_WEB__LDAP__CA_FILE"),
             get("DAAS_WEB__LDAP__BASE_DN"),
             get("DAAS_WEB__LDAP__DOMAIN"),
+            get("DAAS_WEB__LDAP__BIND_USER"),
+            get("DAAS_SECRETS__WEB_LDAP_PASSWORD_FILE"),
         );
         let dir = PathBuf::from(std::env::var("DAAS_AD_DIR").unwrap_or("/var/tmp/daas-ad".into()));
         Domain { toml, dir }
+    }
+
+    /// Puts `user` in daas-users (`add`) or takes them out (`remove`).
+    pub fn member(&self, change: &str, user: &str) {
+        let root = daas_server::testkit::workspace_root();
+        let status = StdCommand::new(root.join("tests/ad/dc.sh"))
+            .args(["member", change, user])
+            .status()
+            .expect("run tests/ad/dc.sh member");
+        assert!(
+            status.success(),
+            "tests/ad/dc.sh member {change} {user} failed"
+        );
     }
 
     /// A user's password.

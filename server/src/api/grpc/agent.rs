@@ -11,7 +11,7 @@ use daas_api::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::{
-    api::grpc::auth::Caller,
+    api::grpc::{auth::Caller, limits::Buckets},
     config::Config,
     domain::error::Error,
     domain::validate,
@@ -28,7 +28,32 @@ pub struct AgentApi {
     pub config: Arc<Config>,
     pub store: Store,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Reports per session: an agent (or whoever holds its credential in
+    /// the desktop) cannot make the server write as fast as it can ask.
+    pub reports: Buckets,
 }
+
+impl AgentApi {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> AgentApi {
+        // Four times the rate agents are told, at least 6 a minute, and a
+        // burst for an agent restarting.
+        let interval = config.agent.report_interval.as_secs().max(1);
+        let per_minute = u32::try_from((4 * 60 / interval).max(6)).unwrap_or(u32::MAX);
+        AgentApi {
+            reports: Buckets::new(per_minute, REPORT_BURST),
+            config,
+            store,
+            metrics,
+        }
+    }
+}
+
+/// Reports a session's agent may send at once before the rate applies.
+const REPORT_BURST: u32 = 10;
 
 fn duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration {
@@ -62,6 +87,17 @@ impl AgentService for AgentApi {
             }
         }
         validate::session_id(id)?;
+        if let Err(wait) = self.reports.take(id) {
+            return Err(Error::ResourceExhausted {
+                message: format!(
+                    "session {id}'s agent reports more often than {} times a minute; try again in {} s",
+                    self.reports.per_minute(),
+                    wait.as_secs().max(1)
+                ),
+                retry_after: Some(wait),
+            }
+            .into());
+        }
         let refuse = |why: &str| {
             tracing::warn!(session = id, why, "refused an agent report");
             Status::from(Error::PermissionDenied(format!("session {id} {why}")))

@@ -1,5 +1,6 @@
-//! Limits on what callers may ask for: a create rate per user (token
-//! bucket) and the number of event streams open at once. Session counts are
+//! Limits on what callers may ask for: a create rate per user and a
+//! report rate per agent (token buckets), and the number of event streams
+//! open at once. Session counts are
 //! checked by the store, atomically with the insert.
 
 use std::{
@@ -12,8 +13,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::error::Error;
 
-/// Creates per user: `per_minute` tokens a minute, at most `burst` saved.
-pub struct CreateRate {
+/// Token buckets, one per key: `per_minute` tokens a minute, at most
+/// `burst` saved.
+pub struct Buckets {
     per_second: f64,
     burst: f64,
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -24,21 +26,26 @@ struct Bucket {
     updated: Instant,
 }
 
-impl CreateRate {
+impl Buckets {
     pub fn new(per_minute: u32, burst: u32) -> Self {
-        CreateRate {
+        Buckets {
             per_second: f64::from(per_minute.max(1)) / 60.0,
             burst: f64::from(burst.max(1)),
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes one create for `user`, or says how long until one is free.
-    pub fn take(&self, user: &str) -> Result<(), Error> {
-        self.take_at(user, Instant::now())
+    /// How many tokens a minute.
+    pub fn per_minute(&self) -> f64 {
+        (self.per_second * 60.0).round()
     }
 
-    fn take_at(&self, user: &str, now: Instant) -> Result<(), Error> {
+    /// Takes one token of `key`, or says how long until one is free.
+    pub fn take(&self, key: &str) -> Result<(), Duration> {
+        self.take_at(key, Instant::now())
+    }
+
+    fn take_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let mut buckets = self
             .buckets
             .lock()
@@ -50,7 +57,7 @@ impl CreateRate {
                 b.tokens + now.duration_since(b.updated).as_secs_f64() * rate < burst
             });
         }
-        let bucket = buckets.entry(user.to_string()).or_insert(Bucket {
+        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
             tokens: self.burst,
             updated: now,
         });
@@ -61,15 +68,41 @@ impl CreateRate {
             bucket.tokens -= 1.0;
             return Ok(());
         }
-        let wait = Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_second);
-        Err(Error::ResourceExhausted {
+        Err(Duration::from_secs_f64(
+            (1.0 - bucket.tokens) / self.per_second,
+        ))
+    }
+}
+
+/// Creates per user.
+pub struct CreateRate(Buckets);
+
+impl CreateRate {
+    pub fn new(per_minute: u32, burst: u32) -> Self {
+        CreateRate(Buckets::new(per_minute, burst))
+    }
+
+    /// Takes one create for `user`, or says how long until one is free.
+    pub fn take(&self, user: &str) -> Result<(), Error> {
+        self.0.take(user).map_err(|wait| self.exhausted(user, wait))
+    }
+
+    fn exhausted(&self, user: &str, wait: Duration) -> Error {
+        Error::ResourceExhausted {
             message: format!(
                 "{user} may start {} creates a minute and has used them; try again in {} s",
-                (self.per_second * 60.0).round(),
+                self.0.per_minute(),
                 wait.as_secs().max(1)
             ),
             retry_after: Some(wait),
-        })
+        }
+    }
+
+    #[cfg(test)]
+    fn take_at(&self, user: &str, now: Instant) -> Result<(), Error> {
+        self.0
+            .take_at(user, now)
+            .map_err(|wait| self.exhausted(user, wait))
     }
 }
 
