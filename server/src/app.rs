@@ -21,7 +21,7 @@ use crate::{
     api::http::{HttpError, HttpListeners, HttpState},
     audit::{Audit, AuditError},
     config::{Config, Tls},
-    pki::{self, PkiError},
+    pki::{self, PkiError, revoked::RevocationList},
     provision::Pipeline,
     provision::sshkey::{self, SshKeyError},
     store::{Store, StoreError},
@@ -99,6 +99,7 @@ fn tls_config(
         cert,
         key,
         dev_pki,
+        ..
     } = tls
     else {
         return Ok(None);
@@ -135,6 +136,7 @@ pub struct BoundServer {
     audit: Audit,
     agent_ca_loaded: bool,
     tls: Option<ServerTlsConfig>,
+    revoked: Arc<RevocationList>,
     addr: SocketAddr,
     store: Store,
     pipeline: Pipeline,
@@ -173,6 +175,11 @@ impl BoundServer {
         if let Some(web) = &config.web {
             crate::web::directory::Directory::new(&web.ldap)?;
         }
+        // A malformed revocation list stops the start: it would revoke nothing.
+        let revoked = Arc::new(match &config.tls {
+            Tls::Mutual { revoked, .. } => RevocationList::open(revoked)?,
+            Tls::Plaintext => RevocationList::none(),
+        });
         let config = Arc::new(config);
         let agent_ca = agent_ca(&config)?;
         let agent_ca_loaded = agent_ca.is_some();
@@ -193,6 +200,7 @@ impl BoundServer {
             metrics,
             agent_ca_loaded,
             tls,
+            revoked,
             addr,
             store,
             pipeline,
@@ -313,6 +321,7 @@ impl BoundServer {
         let policy = Policy {
             admins: self.config.auth.admins.iter().cloned().collect(),
             plaintext: self.tls_is_off(),
+            revoked: self.revoked.clone(),
         };
         let metrics = self.metrics.clone();
         let web_router = match &self.config.web {

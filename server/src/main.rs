@@ -21,8 +21,8 @@ use daas_server::{
 #[command(version, after_long_help = REFERENCE)]
 struct Args {
     /// Configuration file (TOML). Without it: built-in defaults and DAAS_*
-    /// environment variables. See --help for every key. With `pki issue`:
-    /// the server whose audit trail records the certificate.
+    /// environment variables. See --help for every key. With `pki issue`
+    /// and `pki revoke`: the server whose audit trail records it.
     #[arg(short, long, env = "DAAS_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Check the configuration, print the resolved values, and exit.
@@ -79,6 +79,29 @@ enum PkiCommand {
         #[arg(long, value_name = "N", default_value_t = 365,
               value_parser = clap::value_parser!(u32).range(1..=36500))]
         days: u32,
+    },
+    /// Revoke a client certificate (a user's or an agent's).
+    ///
+    /// Appends it to DIR/revoked.txt, which the server reads again when it
+    /// changes: the certificate is refused from the next call on, without
+    /// a restart (tls.revoked names another file).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["cert", "fingerprint", "serial"])))]
+    Revoke {
+        /// Directory of the PKI (made by `pki init`).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The certificate file (PEM).
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+        /// Its SHA-256 fingerprint (hex; the audit trail shows it).
+        #[arg(long, value_name = "HEX")]
+        fingerprint: Option<String>,
+        /// Its serial number (hex, as `openssl x509 -serial` prints it).
+        #[arg(long, value_name = "HEX")]
+        serial: Option<String>,
+        /// Why, kept beside it in the list and the audit trail.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        reason: String,
     },
 }
 
@@ -140,12 +163,13 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Records a certificate `pki issue` wrote in the audit trail of the
-/// server `config` names; without a config, says it is not recorded.
-async fn audit_issue(
+/// Records what a `pki` command did (`action`, `detail`) in the audit
+/// trail of the server `config` names; without a config, says it is not
+/// recorded.
+async fn audit_pki(
     config: Option<&std::path::Path>,
-    cert: &std::path::Path,
-    what: &str,
+    action: &str,
+    detail: &str,
 ) -> anyhow::Result<()> {
     let Some(config) = config else {
         eprintln!(
@@ -157,24 +181,26 @@ async fn audit_issue(
     let store = daas_server::store::Store::open(&config.database)
         .with_context(|| format!("opening the store {}", config.database.display()))?;
     let audit = Audit::open(store, config.audit.file.as_deref())?;
-    let pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-    let (subject, fingerprint) = pki::Issued {
-        cert_pem: String::from_utf8_lossy(&pem).into_owned(),
-        key_pem: String::new(),
-    }
-    .subject_and_fingerprint();
     let by = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".into());
-    let act = Act::new("issue_certificate").detail(format!(
-        "user certificate \"{subject}\" sha256 {fingerprint} ({what}), by daas-server pki issue run as {by}"
-    ));
+    let act = Act::new(action).detail(format!("{detail}, by daas-server pki run as {by}"));
     audit.record(&Actor::internal("local"), act).await;
     println!(
         "recorded in the audit trail of {}",
         config.database.display()
     );
     Ok(())
+}
+
+/// The subject and fingerprint of the PEM certificate at `cert`.
+fn describe_cert(cert: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    Ok(pki::Issued {
+        cert_pem: String::from_utf8_lossy(&pem).into_owned(),
+        key_pem: String::new(),
+    }
+    .subject_and_fingerprint())
 }
 
 async fn shutdown_signal() {
@@ -234,7 +260,11 @@ async fn run_pki(command: PkiCommand, config: Option<&std::path::Path>) -> anyho
         } => {
             let (cert, key) = pki::issue_user_files(&dir, &user, admin, days)?;
             let role = if admin { "admin" } else { "user" };
-            audit_issue(config, &cert, &format!("{role} {user}; {days} days")).await?;
+            let (subject, fingerprint) = describe_cert(&cert)?;
+            let detail = format!(
+                "user certificate \"{subject}\" sha256 {fingerprint} ({role} {user}; {days} days)"
+            );
+            audit_pki(config, "issue_certificate", &detail).await?;
             println!(
                 "certificate: {} ({role} {user}; {days} days)",
                 cert.display()
@@ -249,6 +279,48 @@ async fn run_pki(command: PkiCommand, config: Option<&std::path::Path>) -> anyho
                 key.display()
             );
             println!("or set DAAS_CA, DAAS_CERT and DAAS_KEY to these paths.");
+        }
+        PkiCommand::Revoke {
+            dir,
+            cert,
+            fingerprint,
+            serial,
+            reason,
+        } => {
+            use pki::revoked::Revoked;
+            let (entry, what) = match (cert, fingerprint, serial) {
+                (Some(cert), _, _) => {
+                    let (subject, fingerprint) = describe_cert(&cert)?;
+                    let entry = Revoked::fingerprint(&fingerprint).map_err(anyhow::Error::msg)?;
+                    (entry, format!("\"{subject}\" sha256 {fingerprint}"))
+                }
+                (None, Some(hex), _) => {
+                    let entry = Revoked::fingerprint(&hex).map_err(anyhow::Error::msg)?;
+                    (entry.clone(), entry.to_field())
+                }
+                (None, None, Some(hex)) => {
+                    let entry = Revoked::serial(&hex).map_err(anyhow::Error::msg)?;
+                    (entry.clone(), entry.to_field())
+                }
+                (None, None, None) => anyhow::bail!("give --cert, --fingerprint or --serial"),
+            };
+            let list = dir.join(pki::revoked::FILE_NAME);
+            let comment = if reason.is_empty() {
+                what.clone()
+            } else {
+                format!("{what}: {reason}")
+            };
+            pki::revoked::append(&list, &entry, &comment)?;
+            let detail = if reason.is_empty() {
+                format!("revoked {what}")
+            } else {
+                format!("revoked {what} ({reason})")
+            };
+            audit_pki(config, "revoke_certificate", &detail).await?;
+            println!("revoked {what} in {}", list.display());
+            println!(
+                "The server refuses it from its next call on (it reads the list again when it changes)."
+            );
         }
     }
     Ok(())

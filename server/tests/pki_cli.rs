@@ -180,7 +180,10 @@ fn help_lists_the_pki_commands_and_keeps_the_server_flags() {
     let out = daas_server(&["pki", "--help"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert!(text.contains("init") && text.contains("issue"), "{text}");
+    assert!(
+        text.contains("init") && text.contains("issue") && text.contains("revoke"),
+        "{text}"
+    );
 
     let out = daas_server(&["--help"]);
     assert!(out.status.success());

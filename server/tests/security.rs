@@ -446,3 +446,107 @@ async fn malformed_requests_get_an_error_and_the_server_keeps_serving() {
     assert_eq!(stages(&events).last(), Some(&SessionState::Ready));
     server.stop().await;
 }
+
+/// `daas-server pki revoke` on a running server (the real binary): the
+/// certificate is refused from its next call on, on a connection already
+/// open too, without a restart; others go on; the trail says who and why;
+/// a malformed list stops a start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_certificate_is_refused_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = daas_server::testkit::write_config(tmp.path(), &TestOptions::default());
+    let alice = credentials(tmp.path(), "alice", false);
+    let bob = credentials(tmp.path(), "bob", false);
+    let (server, endpoint) = start_server(&config, &[]).await;
+    let mut alice_client = connect(&endpoint, Some(&alice)).await.expect("connect");
+    alice_client
+        .list_sessions(ListSessionsRequest::default())
+        .await
+        .expect("alice before");
+
+    let pki_dir = tmp.path().join("pki");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_daas-server"))
+        .arg("--config")
+        .arg(&config)
+        .args(["pki", "revoke", "--dir"])
+        .arg(&pki_dir)
+        .arg("--cert")
+        .arg(&alice.cert)
+        .args(["--reason", "laptop lost"])
+        .output()
+        .expect("run daas-server pki revoke");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked \"CN=alice"));
+
+    // The list is read again within a second.
+    let mut refused = None;
+    for _ in 0..30 {
+        match alice_client
+            .list_sessions(ListSessionsRequest::default())
+            .await
+        {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let status = refused.expect("alice's open connection still served after 3 s");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(
+        status.message().contains("is revoked"),
+        "{}",
+        status.message()
+    );
+    // A new connection too; bob is not concerned.
+    let mut again = connect(&endpoint, Some(&alice)).await.expect("connect");
+    assert!(
+        again
+            .list_sessions(ListSessionsRequest::default())
+            .await
+            .is_err()
+    );
+    let mut bob_client = connect(&endpoint, Some(&bob)).await.expect("connect");
+    bob_client
+        .list_sessions(ListSessionsRequest::default())
+        .await
+        .expect("bob after");
+    drop(server);
+
+    let store = daas_server::store::Store::open(&tmp.path().join("data/daas.sqlite3")).unwrap();
+    let entries = store
+        .audit_page(daas_server::store::audit::AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        entries.iter().any(|e| e.action == "revoke_certificate"
+            && e.detail.contains("CN=alice")
+            && e.detail.contains("laptop lost")),
+        "{entries:#?}"
+    );
+
+    // A list the server cannot read stops it rather than revoke nothing.
+    std::fs::write(pki_dir.join("revoked.txt"), "alice's laptop\n").unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_daas-server"))
+        .arg("--config")
+        .arg(&config)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("the server stopped")
+        .expect("run daas-server");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("revocation list") && stderr.contains("line 1"),
+        "{stderr}"
+    );
+}

@@ -101,6 +101,9 @@ pub enum Tls {
         ca: PathBuf,
         cert: PathBuf,
         key: PathBuf,
+        /// Client certificates revoked (`daas-server pki revoke`); a missing
+        /// file revokes nothing.
+        revoked: PathBuf,
         /// Create the CA and certificates under `data_dir/pki` when missing.
         dev_pki: bool,
     },
@@ -367,6 +370,7 @@ struct RawTls {
     ca: Option<RelativePathBuf>,
     cert: Option<RelativePathBuf>,
     key: Option<RelativePathBuf>,
+    revoked: Option<RelativePathBuf>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -479,6 +483,7 @@ impl Default for Raw {
                 ca: None,
                 cert: None,
                 key: None,
+                revoked: None,
             },
             auth: Auth::default(),
             secrets: RawSecrets::default(),
@@ -808,10 +813,19 @@ impl Config {
                     .map(path)
                     .unwrap_or_else(|| pki.join(default))
             };
+            let ca = pick(&raw.tls.ca, "ca.pem");
+            let revoked = raw
+                .tls
+                .revoked
+                .as_ref()
+                .filter(|p| !p.original().as_os_str().is_empty())
+                .map(path)
+                .unwrap_or_else(|| ca.with_file_name(crate::pki::revoked::FILE_NAME));
             let tls = Tls::Mutual {
-                ca: pick(&raw.tls.ca, "ca.pem"),
+                ca,
                 cert: pick(&raw.tls.cert, "server.pem"),
                 key: pick(&raw.tls.key, "server-key.pem"),
+                revoked,
                 dev_pki: raw.tls.dev_pki,
             };
             if let Tls::Mutual {
@@ -819,6 +833,7 @@ impl Config {
                 cert,
                 key,
                 dev_pki: false,
+                ..
             } = &tls
             {
                 for (name, file) in [("tls.ca", ca), ("tls.cert", cert), ("tls.key", key)] {

@@ -91,6 +91,23 @@ pub enum PkiError {
     Generate { what: String, error: rcgen::Error },
     #[error("client certificate {subject}: {why}")]
     BadCertificate { subject: String, why: String },
+    #[error("the revocation list {}: {why}", path.display())]
+    Revocations { path: PathBuf, why: String },
+    #[error(
+        "client certificate sha256 {fingerprint} is revoked (daas-server pki revoke): ask an administrator for a new one"
+    )]
+    Revoked { fingerprint: String },
+}
+
+pub mod revoked;
+
+/// The SHA-256 fingerprint and the serial number (both hex) of a
+/// certificate (DER); the serial is empty when it cannot be read.
+pub fn fingerprint_and_serial(der: &[u8]) -> (String, String) {
+    let serial = x509_parser::parse_x509_certificate(der)
+        .map(|(_, cert)| hex::encode(cert.raw_serial()))
+        .unwrap_or_default();
+    (fingerprint(der), serial)
 }
 
 /// URI SAN naming the session an agent certificate belongs to.

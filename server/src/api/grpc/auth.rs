@@ -19,7 +19,7 @@ use tonic::{
 
 use crate::{
     domain::error::Error,
-    pki::{self, Identity},
+    pki::{self, Identity, revoked::RevocationList},
 };
 
 /// The gRPC path prefix of the agents' service.
@@ -157,11 +157,17 @@ pub struct Policy {
     pub admins: HashSet<String>,
     /// No TLS: every caller is [`Caller::Local`].
     pub plaintext: bool,
+    /// Certificates refused whatever they say (`daas-server pki revoke`).
+    pub revoked: Arc<RevocationList>,
 }
 
 impl Policy {
     /// Who a client certificate (DER) names, with the config's admins.
     pub fn identify(&self, leaf: &[u8]) -> Result<Caller, pki::PkiError> {
+        let (fingerprint, serial) = pki::fingerprint_and_serial(leaf);
+        if self.revoked.is_revoked(&fingerprint, &serial) {
+            return Err(pki::PkiError::Revoked { fingerprint });
+        }
         Ok(match pki::identity_of(leaf)? {
             Identity::User { name, admin } => {
                 let admin = admin || self.admins.contains(&name);
@@ -341,11 +347,13 @@ mod tests {
         let open = Policy {
             admins: HashSet::new(),
             plaintext: true,
+            revoked: Arc::new(RevocationList::none()),
         };
         assert_eq!(open.admit(&request).unwrap(), Caller::Local);
         let tls = Policy {
             admins: HashSet::new(),
             plaintext: false,
+            revoked: Arc::new(RevocationList::none()),
         };
         let status = tls.admit(&request).unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
