@@ -149,8 +149,9 @@ pub async fn login(
             return error(StatusCode::UNAUTHORIZED, "wrong user name or password");
         }
         Err(err @ SignInError::Unavailable(_)) => {
-            // Not the user's fault: not counted. The details are for the log.
-            attempt.succeeded();
+            // Not the user's fault: not counted (the failures before it
+            // still are). The details are for the log.
+            attempt.void();
             tracing::warn!(error = %err, "a web sign-in could not reach the directory");
             state
                 .audit

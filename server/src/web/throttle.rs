@@ -199,6 +199,16 @@ impl Attempt {
     /// The sign-in succeeded: the user's failures are forgotten, and this
     /// attempt no longer counts against the address.
     pub fn succeeded(self) {
+        self.take_back(true);
+    }
+
+    /// The attempt proved nothing (the directory did not answer): it no
+    /// longer counts, and the failures before it still do.
+    pub fn void(self) {
+        self.take_back(false);
+    }
+
+    fn take_back(&self, forget_user: bool) {
         let mut map = self
             .keys
             .throttle
@@ -206,11 +216,15 @@ impl Attempt {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let [user, addr] = &self.keys.keys;
-        map.remove(user);
-        if let Some(times) = map.get_mut(addr)
-            && let Some(i) = times.iter().rposition(|t| *t == self.at)
-        {
-            times.remove(i);
+        if forget_user {
+            map.remove(user);
+        }
+        for key in [user, addr] {
+            if let Some(times) = map.get_mut(key)
+                && let Some(i) = times.iter().rposition(|t| *t == self.at)
+            {
+                times.remove(i);
+            }
         }
     }
 }
@@ -263,6 +277,27 @@ mod tests {
                 .unwrap()
                 .succeeded();
         }
+    }
+
+    #[tokio::test]
+    async fn an_attempt_the_directory_did_not_answer_clears_nothing() {
+        let throttle = Arc::new(Throttle::new(2, Duration::from_secs(60)));
+        drop(throttle.begin("ivan", "10.4.0.1", WAIT).await.unwrap());
+        for _ in 0..5 {
+            throttle
+                .begin("ivan", "10.4.0.2", WAIT)
+                .await
+                .unwrap()
+                .void();
+        }
+        drop(throttle.begin("ivan", "10.4.0.3", WAIT).await.unwrap());
+        assert!(
+            matches!(
+                throttle.begin("ivan", "10.4.0.4", WAIT).await,
+                Err(Refusal::TooMany(_))
+            ),
+            "voided attempts cleared the failures before them"
+        );
     }
 
     #[tokio::test]
