@@ -135,6 +135,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
   -subj /CN=daas-test-ca -keyout "$work/ca-key.pem" -out "$work/ca.pem" 2>/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
   -subj /CN=agent -keyout "$work/agent-key.pem" -out "$work/agent.pem" 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -subj /CN=desktop-chroot -keyout "$work/rdp-key.pem" -out "$work/rdp.pem" 2>/dev/null
 
 # A password a user may choose: template syntax, quotes and backslashes are
 # characters like any other (the server hashes it; the roles get the hash).
@@ -165,6 +167,8 @@ vars = {
     "daas_agent_ca_pem": read("ca.pem"),
     "daas_agent_cert_pem": read("agent.pem"),
     "daas_agent_key_pem": read("agent-key.pem"),
+    "daas_rdp_cert_pem": read("rdp.pem"),
+    "daas_rdp_key_pem": read("rdp-key.pem"),
     "ad_join_domain": "ad.daas-test.invalid",
     "ad_join_user": "svc-join",
     "ad_join_password": ad_password,
@@ -196,6 +200,7 @@ playbook() { # LOG INVENTORY VARS PLAYBOOK [ARGS...]
 recap() { grep -A3 '^PLAY RECAP' "$1" | grep -E 'ok=' || true; }
 no_secrets() { # LOG
   for secret in "$session_password" "$ad_password" "$(sed -n 2p "$work/agent-key.pem")" \
+    "$(sed -n 2p "$work/rdp-key.pem")" \
     "$(jq -r .session_password_hash "$work/vars.json")" "$(cat "$work/claim-hash")"; do
     if grep -qF -- "$secret" "$1"; then die "a secret appears in $1"; fi
   done
@@ -213,7 +218,7 @@ keep_debs "$root"
 say "first run: $(($(date +%s) - start)) s"
 
 say "checking what the roles left"
-DAAS_CHROOT=$root DAAS_AGENT_BINARY_USED=$agent_binary DAAS_SESSION_PASSWORD=$session_password \
+DAAS_CHROOT=$root DAAS_AGENT_BINARY_USED=$agent_binary DAAS_SESSION_PASSWORD=$session_password DAAS_RDP_CERT=$work/rdp.pem \
   PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest -p no:cacheprovider -q "$here/test_chroot_result.py"
 
 say "systemd-analyze verify daas-agent.service (in the chroot)"
@@ -296,7 +301,7 @@ for task in "desktop-config : Set xrdp's listening port" "vm-agent : Install the
   skipped=$(grep -A1 -F "TASK [$task" "$work/run3.log" | grep -c '^skipping:' || true)
   [ "$runs" = "$skipped" ] || die "deploy-desktop.yml ran '$task' on a template that carries it"
 done
-DAAS_CHROOT=$root DAAS_AGENT_BINARY_USED=$agent_binary DAAS_SESSION_PASSWORD=$session_password \
+DAAS_CHROOT=$root DAAS_AGENT_BINARY_USED=$agent_binary DAAS_SESSION_PASSWORD=$session_password DAAS_RDP_CERT=$work/rdp.pem \
   PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest -p no:cacheprovider -q "$here/test_chroot_result.py"
 say "on a template: $(grep -c '^ok:\|^changed:' "$work/run3.log") tasks run, against $(grep -c '^ok:\|^changed:' "$work/run2.log") without"
 

@@ -83,6 +83,19 @@ def test_xrdp_may_read_its_tls_key():
     assert "xrdp" in group_members("ssl-cert")
 
 
+def test_xrdp_serves_the_certificate_the_server_made():
+    want = Path(os.environ["DAAS_RDP_CERT"]).read_text()
+    assert text("/etc/xrdp/daas-cert.pem").strip() == want.strip()
+    assert mode("/etc/xrdp/daas-cert.pem") == 0o644
+    assert "PRIVATE KEY" in text("/etc/xrdp/daas-key.pem")
+    assert mode("/etc/xrdp/daas-key.pem") == 0o640
+    xrdp_gid = next(int(l.split(":")[2]) for l in text("/etc/group").splitlines() if l.startswith("xrdp:"))
+    assert owner("/etc/xrdp/daas-key.pem") == (0, xrdp_gid)
+    globals_ = ini_section(text("/etc/xrdp/xrdp.ini"), "Globals")
+    assert re.search(r"^certificate=/etc/xrdp/daas-cert.pem$", globals_, re.M)
+    assert re.search(r"^key_file=/etc/xrdp/daas-key.pem$", globals_, re.M)
+
+
 def test_new_homes_start_xfce():
     assert text("/etc/skel/.xsession") == "xfce4-session\n"
     assert mode("/etc/skel/.xsession") == 0o644

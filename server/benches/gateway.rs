@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::serve::ListenerExt as _;
-use daas_server::web::gateway::{self, Relayed};
+use daas_server::web::gateway::{self, Relayed, Target};
 use fake_xrdp::{
     Client, Results, TICKET, X224_CONFIRM, X224_REQUEST, next_binary, read_tpkt, request, response,
 };
@@ -51,8 +51,10 @@ const TRANSFERS: usize = 8;
 // ---------------------------------------------------------------- the fake xrdp
 
 /// A fake xrdp serving `serve_desktop`.
-async fn fake_rdp() -> SocketAddr {
-    fake_xrdp::fake_rdp(X224_CONFIRM, serve_desktop).await.addr
+async fn fake_rdp() -> Target {
+    fake_xrdp::fake_rdp(X224_CONFIRM, serve_desktop)
+        .await
+        .target()
 }
 
 /// One mode byte from the client: `E` echoes; `B` then the downstream and
@@ -109,7 +111,7 @@ async fn serve_desktop(mut tls: tokio_rustls::server::TlsStream<TcpStream>) {
 /// connections, which the portal's listener (like `axum::serve`) does not.
 fn gateway_server(
     runtime: &tokio::runtime::Runtime,
-    target: SocketAddr,
+    target: Target,
     nodelay: bool,
 ) -> (String, Results) {
     let (app, rx) = fake_xrdp::router(target);
@@ -166,8 +168,8 @@ async fn open_direct(addr: SocketAddr, tls: &tokio_rustls::TlsConnector) -> Dire
         .expect("TLS handshake")
 }
 
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    tokio_rustls::TlsConnector::from(gateway::tls_config().expect("a TLS client config"))
+fn tls_connector(pin: &str) -> tokio_rustls::TlsConnector {
+    tokio_rustls::TlsConnector::from(gateway::tls_config(pin).expect("a TLS client config"))
 }
 
 fn bulk_header() -> Vec<u8> {
@@ -425,10 +427,11 @@ fn main() {
 }
 
 async fn run(gateway_runtime: &tokio::runtime::Runtime) {
-    let rdp = fake_rdp().await;
-    let tls = tls_connector();
-    let (url, mut results) = gateway_server(gateway_runtime, rdp, false);
-    let (url_nodelay, mut results_nodelay) = gateway_server(gateway_runtime, rdp, true);
+    let target = fake_rdp().await;
+    let rdp = target.addr;
+    let tls = tls_connector(&target.cert_sha256);
+    let (url, mut results) = gateway_server(gateway_runtime, target.clone(), false);
+    let (url_nodelay, mut results_nodelay) = gateway_server(gateway_runtime, target.clone(), true);
 
     println!("RDP gateway on loopback: `cargo bench -p daas-server --bench gateway`");
     println!(

@@ -62,6 +62,8 @@ pub enum StartError {
     #[error(transparent)]
     Directory(#[from] crate::web::directory::DirectoryError),
     #[error(transparent)]
+    CookieKeys(#[from] crate::web::cookie_keys::CookieKeyError),
+    #[error(transparent)]
     Audit(#[from] AuditError),
     #[error("cannot read {path}: {source}")]
     Read {
@@ -333,10 +335,18 @@ impl BoundServer {
                         "web.ldap.bind_user is not set: signed-in users' groups are not read again, so a user taken out of web.allowed_group keeps the portal until their sign-in ends"
                     );
                 }
+                let cookie_keys = crate::web::cookie_keys::CookieKeys::open(
+                    &web.cookie_keys.clone().unwrap_or_else(|| {
+                        self.config
+                            .data_dir
+                            .join(crate::web::cookie_keys::FILE_NAME)
+                    }),
+                )?;
                 crate::web::router(Arc::new(crate::web::WebState::new(
                     self.config.clone(),
                     web.clone(),
                     directory,
+                    cookie_keys,
                     api.clone(),
                     self.store.clone(),
                     self.audit.clone(),

@@ -37,6 +37,22 @@ enum Command {
     /// Manage the certificate authority for mutual TLS.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Manage the key file that signs the portal's cookies.
+    #[command(subcommand, name = "cookie-key")]
+    CookieKey(CookieKeyCommand),
+}
+
+#[derive(Subcommand)]
+enum CookieKeyCommand {
+    /// Put a new key first in the file (made if missing), keeping the
+    /// previous one: cookies it signed stay valid, older keys go. Running
+    /// servers read the file again within a second. Rotate again after
+    /// web.session_max to end the previous key.
+    Rotate {
+        /// The key file: web.cookie_keys, by default DATA_DIR/web-cookie-keys.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,8 +134,18 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(Command::Pki(command)) = args.command {
-        return run_pki(command, args.config.as_deref()).await;
+    match args.command {
+        Some(Command::Pki(command)) => return run_pki(command, args.config.as_deref()).await,
+        Some(Command::CookieKey(CookieKeyCommand::Rotate { file })) => {
+            let keys = daas_server::web::cookie_keys::rotate(&file)?;
+            println!(
+                "{}: a new key signs from now on; {} key(s) verify",
+                file.display(),
+                keys
+            );
+            return Ok(());
+        }
+        None => {}
     }
     let config = Config::load(args.config.as_deref())?;
     if args.check {

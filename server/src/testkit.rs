@@ -313,7 +313,28 @@ impl TestServer {
     pub async fn start(options: TestOptions) -> TestServer {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let config_path = write_config(dir.path(), &options);
-        let config = Config::load(Some(&config_path)).expect("load the test config");
+        TestServer::start_in(dir, &config_path, options.plaintext).await
+    }
+
+    /// Stops the server and starts another on the same folder (config,
+    /// store, keys): what survives a restart. Its ports are new.
+    pub async fn restart(mut self) -> TestServer {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        let dir = std::mem::replace(
+            &mut self.dir,
+            tempfile::tempdir().expect("create a temp dir"),
+        );
+        let config_path = dir.path().join("daas.toml");
+        TestServer::start_in(dir, &config_path, self.plaintext).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, config_path: &Path, plaintext: bool) -> TestServer {
+        let config = Config::load(Some(config_path)).expect("load the test config");
         let server = BoundServer::bind(config)
             .await
             .expect("bind the test server");
@@ -334,7 +355,7 @@ impl TestServer {
             http_addr,
             metrics_addr,
             web_addr,
-            plaintext: options.plaintext,
+            plaintext,
             dir,
             stop: Some(stop),
             task: Some(task),

@@ -247,6 +247,7 @@ fn any_text_reaches_ansible_literally() {
     use daas_server::{
         config::Config,
         provision::ansible::{Ansible, Phase, PlaybookVars},
+        provision::identity::Identity,
         store::VmOutputs,
         testkit::write_config,
     };
@@ -284,6 +285,7 @@ fn any_text_reaches_ansible_literally() {
     };
     let cases = dir.path().join("cases");
     std::fs::create_dir_all(&cases).expect("cases dir");
+    let identity = Identity::ensure(dir.path(), "desktop-abc123").expect("an identity");
     let mut runner = TestRunner::new(RunnerConfig::default());
     for n in 0..300 {
         let (username, session_user, session_id, ssh_host, rdp_port) =
@@ -294,6 +296,7 @@ fn any_text_reaches_ansible_literally() {
             ssh_port: 22,
             rdp_host: "10.0.0.5".into(),
             rdp_port,
+            rdp_cert_sha256: identity.rdp_cert_sha256.clone(),
         };
         let vars = PlaybookVars {
             session_id: &session_id,
@@ -304,6 +307,7 @@ fn any_text_reaches_ansible_literally() {
             ad_join_password: None,
             vm: &vm,
             agent: None,
+            identity: &identity,
             phase: Phase::All,
         };
         let stem = cases.join(format!("case-{n:03}"));

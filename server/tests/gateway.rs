@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use daas_server::web::gateway::{ClosedBy, RelayEnd};
+use daas_server::web::gateway::{ClosedBy, RelayEnd, Target};
 use fake_xrdp::{
     Client, FakeRdp, Results, TICKET, X224_CONFIRM, X224_REQUEST, echo, next_binary, request,
     response, result,
@@ -38,7 +38,7 @@ async fn fake_rdp_confirming(confirm: [u8; 19], close_after_tls: bool) -> FakeRd
 }
 
 /// The gateway on 127.0.0.1:0 with `target` as what every good ticket leads to.
-async fn gateway_server(target: SocketAddr) -> (String, Results) {
+async fn gateway_server(target: Target) -> (String, Results) {
     let (app, results) = fake_xrdp::router(target);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
@@ -49,7 +49,7 @@ async fn gateway_server(target: SocketAddr) -> (String, Results) {
 }
 
 /// The same, each relay ending as `end` says too.
-async fn gateway_server_ending(target: SocketAddr, end: RelayEnd) -> (String, Results) {
+async fn gateway_server_ending(target: Target, end: RelayEnd) -> (String, Results) {
     let (app, results) = fake_xrdp::router_ending(target, end);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
@@ -92,7 +92,7 @@ async fn closed(ws: &mut Client) {
 #[tokio::test]
 async fn gateway_relays_both_ways_to_the_ticket_target_ignoring_the_destination() {
     let mut rdp = fake_rdp(false).await;
-    let (url, mut results) = gateway_server(rdp.addr).await;
+    let (url, mut results) = gateway_server(rdp.target()).await;
     let mut ws = connect(&url).await;
     // The browser points at a closed port: the gateway must go where the ticket leads.
     send_request(&mut ws, closed_port().await.to_string(), TICKET).await;
@@ -157,7 +157,7 @@ async fn gateway_relays_both_ways_to_the_ticket_target_ignoring_the_destination(
 #[tokio::test]
 async fn gateway_a_refused_ticket_gets_a_403_error_pdu_and_no_connection() {
     let rdp = fake_rdp(false).await;
-    let (url, mut results) = gateway_server(rdp.addr).await;
+    let (url, mut results) = gateway_server(rdp.target()).await;
     let mut ws = connect(&url).await;
     // Even a destination that is the real target is not used without a ticket.
     send_request(&mut ws, rdp.addr.to_string(), "stolen-or-used-ticket").await;
@@ -184,7 +184,7 @@ async fn gateway_a_refused_ticket_gets_a_403_error_pdu_and_no_connection() {
 
 #[tokio::test]
 async fn gateway_an_unreachable_desktop_gets_a_target_unreachable_error_pdu() {
-    let (url, mut results) = gateway_server(closed_port().await).await;
+    let (url, mut results) = gateway_server(fake_xrdp::target(closed_port().await, b"none")).await;
     let mut ws = connect(&url).await;
     send_request(&mut ws, "ignored:3389".to_owned(), TICKET).await;
 
@@ -204,7 +204,7 @@ async fn gateway_an_unreachable_desktop_gets_a_target_unreachable_error_pdu() {
 #[tokio::test]
 async fn gateway_a_bad_request_gets_a_400_error_pdu() {
     let rdp = fake_rdp(false).await;
-    let (url, mut results) = gateway_server(rdp.addr).await;
+    let (url, mut results) = gateway_server(rdp.target()).await;
     let next_version = RDCleanPathPdu {
         version: ironrdp_rdcleanpath::VERSION_1 + 1,
         ..RDCleanPathPdu::new_request(
@@ -246,7 +246,7 @@ async fn gateway_a_bad_request_gets_a_400_error_pdu() {
 #[tokio::test]
 async fn gateway_a_request_split_over_messages_is_accepted() {
     let rdp = fake_rdp(false).await;
-    let (url, mut results) = gateway_server(rdp.addr).await;
+    let (url, mut results) = gateway_server(rdp.target()).await;
     let mut ws = connect(&url).await;
     for chunk in request("x:3389", TICKET).chunks(7) {
         ws.send(Message::binary(chunk.to_vec()))
@@ -265,7 +265,7 @@ async fn gateway_a_request_split_over_messages_is_accepted() {
 #[tokio::test]
 async fn gateway_the_desktop_closing_closes_the_websocket() {
     let rdp = fake_rdp(true).await;
-    let (url, mut results) = gateway_server(rdp.addr).await;
+    let (url, mut results) = gateway_server(rdp.target()).await;
     let mut ws = connect(&url).await;
     send_request(&mut ws, "x:3389".to_owned(), TICKET).await;
     assert!(matches!(
@@ -285,7 +285,7 @@ async fn gateway_an_idle_relay_is_closed_and_a_busy_one_is_not() {
         stop: CancellationToken::new(),
         idle: Duration::from_millis(600),
     };
-    let (url, mut results) = gateway_server_ending(rdp.addr, end).await;
+    let (url, mut results) = gateway_server_ending(rdp.target(), end).await;
     let mut ws = connect(&url).await;
     send_request(&mut ws, "x:3389".to_owned(), TICKET).await;
     assert!(matches!(
@@ -319,7 +319,7 @@ async fn gateway_a_stopped_relay_is_closed() {
         stop: stop.clone(),
         idle: Duration::from_secs(3600),
     };
-    let (url, mut results) = gateway_server_ending(rdp.addr, end).await;
+    let (url, mut results) = gateway_server_ending(rdp.target(), end).await;
     let mut ws = connect(&url).await;
     send_request(&mut ws, "x:3389".to_owned(), TICKET).await;
     assert!(matches!(
@@ -339,7 +339,7 @@ async fn gateway_a_negotiation_failure_goes_back_to_the_browser() {
         3, 0, 0, 19, 14, 0xD0, 0, 0, 0x12, 0x34, 0, 3, 0, 8, 0, 1, 0, 0, 0,
     ];
     let rdp = fake_rdp_confirming(failure, false).await;
-    let (url, mut results) = gateway_server(rdp.addr).await;
+    let (url, mut results) = gateway_server(rdp.target()).await;
     let mut ws = connect(&url).await;
     send_request(&mut ws, "x:3389".to_owned(), TICKET).await;
     let RDCleanPathMessage::NegotiationErr {
@@ -352,4 +352,35 @@ async fn gateway_a_negotiation_failure_goes_back_to_the_browser() {
     closed(&mut ws).await;
     let error = result(&mut results).await.expect_err("refused");
     assert!(error.contains("security protocols"), "{error}");
+}
+
+#[tokio::test]
+async fn gateway_a_desktop_showing_another_certificate_is_refused() {
+    // What a machine taking the desktop's address would do: a valid TLS
+    // server, with a certificate other than the one the server made.
+    let rdp = fake_rdp(false).await;
+    let other = fake_rdp(false).await;
+    for (pin, why) in [
+        (
+            fake_xrdp::target(rdp.addr, &other.cert),
+            "not the one the server made",
+        ),
+        (
+            Target {
+                cert_sha256: String::new(),
+                ..rdp.target()
+            },
+            "no certificate is pinned",
+        ),
+    ] {
+        let (url, mut results) = gateway_server(pin).await;
+        let mut ws = connect(&url).await;
+        send_request(&mut ws, rdp.addr.to_string(), TICKET).await;
+        let RDCleanPathMessage::GeneralErr(_) = response(&mut ws).await else {
+            panic!("expected an error, not a relay to a desktop that is not ours");
+        };
+        closed(&mut ws).await;
+        let error = result(&mut results).await.expect_err("refused");
+        assert!(error.contains("TLS") && error.contains(why), "{error}");
+    }
 }

@@ -79,6 +79,41 @@ async fn a_create_goes_through_every_stage_in_order() {
             .join(format!("{}.configured", session.vm_name))
             .exists()
     );
+    // The identity the server made went to the module (the host key) and to
+    // Ansible (xrdp's certificate), and ssh would check that key alone.
+    let identity = server
+        .dir()
+        .join("data/sessions")
+        .join(&session.id)
+        .join("identity");
+    let known_hosts = std::fs::read_to_string(identity.join("known_hosts")).expect("known_hosts");
+    let given = std::fs::read_to_string(markers.join(format!("{}.hostkey", session.vm_name)))
+        .expect("the module got the host key");
+    assert_eq!(
+        known_hosts,
+        format!("daas-{} {}", session.vm_name, given),
+        "known_hosts holds the key given to the module"
+    );
+    let values: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(markers.join(format!("{}.values", session.vm_name)))
+            .expect("values"),
+    )
+    .expect("JSON");
+    let cert = std::fs::read_to_string(identity.join("rdp-cert.pem")).expect("the certificate");
+    assert_eq!(values["rdp_cert_pem"].as_str(), Some(cert.as_str()));
+    let tfvars = std::fs::read_to_string(
+        server
+            .dir()
+            .join("data/sessions")
+            .join(&session.id)
+            .join("terraform/terraform.tfvars.json"),
+    )
+    .expect("tfvars");
+    assert!(tfvars.contains("ssh_host_private_key"));
+    // No key in the events.
+    let private = std::fs::read_to_string(identity.join("ssh_host_ed25519_key")).expect("key");
+    let key_line = private.lines().nth(1).expect("a key line");
+    assert!(lines.iter().all(|l| !l.contains(key_line)));
 
     let mut got = client
         .get_session(GetSessionRequest {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::{path::PathBuf, time::Duration};
+use std::{os::unix::fs::PermissionsExt, path::PathBuf, time::Duration};
 
 use common::domain::Domain;
 use daas_server::testkit::{TestOptions, TestServer};
@@ -630,6 +630,22 @@ async fn sign_ins_end_when_unused_and_are_bounded_per_user() {
         204
     );
     assert_eq!(one_more.sign_in("alice", &password).await.status, 200);
+    // A restart signs nobody in or out: the cookie keys (a file) and the
+    // sign-ins (the store) outlive the process.
+    let server = server.restart().await;
+    for browser in [&mut one_more, &mut used] {
+        browser.base = Browser::new(&server).base;
+    }
+    let kept = one_more.call("GET", "/web/sessions", None, false).await;
+    assert_eq!(kept.status, 200, "signed out by a restart: {}", kept.body);
+    let ended = used.call("GET", "/web/sessions", None, false).await;
+    assert_eq!(ended.status, 401, "a sign-out undone by a restart");
+    let keys = server.dir().join("data/web-cookie-keys");
+    let mode = std::fs::metadata(&keys)
+        .expect("the key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     server.stop().await;
 }
 

@@ -11,9 +11,52 @@ locals {
   # lower-cased and every other character becomes '_'.
   user_tag = replace(lower(var.username), "/[^a-z0-9_+.-]/", "_")
   tags     = join(";", ["daas", "session-${var.session_id}", "user-${local.user_tag}"])
+
+  # cloud-init vendor data with the host key the server made (Telmate has
+  # no host-key argument): a snippet on a storage PVE reads snippets from.
+  snippet_name = "daas-${var.vm_name}.yaml"
+  snippet_path = "${var.snippets_dir}/${local.snippet_name}"
+  vendor_data = "#cloud-config\n${jsonencode({
+    ssh_deletekeys  = true
+    ssh_genkeytypes = []
+    ssh_keys = {
+      ed25519_private = var.ssh_host_private_key
+      ed25519_public  = trimspace(var.ssh_host_public_key)
+    }
+  })}\n"
+}
+
+# The snippet, written before the clone and removed with it. The content
+# goes through the environment, never the command line.
+resource "terraform_data" "host_key_snippet" {
+  triggers_replace = [var.vm_name, var.snippets_dir, var.ssh_host_public_key]
+  input = {
+    path = local.snippet_path
+  }
+
+  provisioner "local-exec" {
+    interpreter = ["/bin/sh", "-c"]
+    command     = "umask 077 && printf '%s' \"$CONTENT\" > \"$SNIPPET.tmp\" && chmod \"$MODE\" \"$SNIPPET.tmp\" && mv -f \"$SNIPPET.tmp\" \"$SNIPPET\""
+    environment = {
+      SNIPPET = local.snippet_path
+      MODE    = var.snippet_mode
+      CONTENT = local.vendor_data
+    }
+  }
+
+  provisioner "local-exec" {
+    when        = destroy
+    interpreter = ["/bin/sh", "-c"]
+    command     = "rm -f \"$SNIPPET\""
+    environment = {
+      SNIPPET = self.input.path
+    }
+  }
 }
 
 resource "proxmox_vm_qemu" "desktop" {
+  depends_on = [terraform_data.host_key_snippet]
+
   name        = var.vm_name
   target_node = var.target_node
   vmid        = local.vmid
@@ -102,6 +145,7 @@ resource "proxmox_vm_qemu" "desktop" {
   os_type      = "cloud-init"
   ciuser       = var.ssh_user
   sshkeys      = var.ssh_public_key
+  cicustom     = "vendor=${var.snippets_storage}:snippets/${local.snippet_name}"
   ipconfig0    = "ip=dhcp"
   ciupgrade    = false
   nameserver   = var.nameserver == "" ? null : var.nameserver

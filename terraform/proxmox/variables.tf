@@ -27,6 +27,25 @@ variable "ssh_public_key" {
   }
 }
 
+variable "ssh_host_private_key" {
+  description = "The VM's SSH host key the server made (OpenSSH private key, ed25519): installed by cloud-init from a vendor-data snippet; the server's ssh accepts no other."
+  type        = string
+  sensitive   = true
+  validation {
+    condition     = startswith(var.ssh_host_private_key, "-----BEGIN OPENSSH PRIVATE KEY-----")
+    error_message = "ssh_host_private_key must be an OpenSSH private key."
+  }
+}
+
+variable "ssh_host_public_key" {
+  description = "Its public half, one OpenSSH line (ssh-ed25519 AAAA...)."
+  type        = string
+  validation {
+    condition     = can(regex("^ssh-ed25519 [A-Za-z0-9+/=]+$", trimspace(var.ssh_host_public_key)))
+    error_message = "ssh_host_public_key must be one ssh-ed25519 public key line."
+  }
+}
+
 variable "template" {
   description = "Name of the Proxmox cloud-init template to clone (see README.md for what it must contain)."
   type        = string
@@ -312,5 +331,33 @@ variable "rdp_port" {
   validation {
     condition     = var.rdp_port >= 1 && var.rdp_port <= 65535 && floor(var.rdp_port) == var.rdp_port
     error_message = "rdp_port must be a TCP port (1-65535)."
+  }
+}
+
+variable "snippets_storage" {
+  description = "Proxmox storage with the 'snippets' content type that holds each VM's cloud-init vendor data (its host key)."
+  type        = string
+  validation {
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9_.-]*$", var.snippets_storage))
+    error_message = "snippets_storage must be a Proxmox storage id."
+  }
+}
+
+variable "snippets_dir" {
+  description = "That storage's snippets/ folder as the server sees it (a shared storage mounted on the server, e.g. /mnt/pve/shared/snippets)."
+  type        = string
+  validation {
+    condition     = startswith(var.snippets_dir, "/") && !endswith(var.snippets_dir, "/")
+    error_message = "snippets_dir must be an absolute path without a trailing '/'."
+  }
+}
+
+variable "snippet_mode" {
+  description = "File mode of the snippets (they hold the VM's host private key): 0600, or 0640/0644 when the storage squashes PVE's root."
+  type        = string
+  default     = "0600"
+  validation {
+    condition     = contains(["0600", "0640", "0644"], var.snippet_mode)
+    error_message = "snippet_mode must be 0600, 0640 or 0644."
   }
 }

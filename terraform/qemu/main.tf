@@ -26,6 +26,13 @@ locals {
       lock_passwd         = true
       ssh_authorized_keys = [trimspace(var.ssh_public_key)]
     }]
+    # The host key the server made: ssh checks it from the first login.
+    ssh_deletekeys  = true
+    ssh_genkeytypes = []
+    ssh_keys = {
+      ed25519_private = var.ssh_host_private_key
+      ed25519_public  = trimspace(var.ssh_host_public_key)
+    }
     ssh_pwauth     = false
     disable_root   = true
     locale         = "en_US.UTF-8"
@@ -36,7 +43,7 @@ locals {
 resource "terraform_data" "vm" {
   # Any change makes a new VM.
   triggers_replace = [
-    var.slot, var.ssh_public_key, var.cores, var.memory_mb, var.disk_gb,
+    var.slot, var.ssh_public_key, var.ssh_host_public_key, var.cores, var.memory_mb, var.disk_gb,
     var.session_id, var.image_dir, var.port_base, var.vm_user, var.accel,
   ]
 

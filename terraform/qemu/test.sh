@@ -69,7 +69,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-SSH=(ssh -i "$KEY" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+# The VM's host key is made here and given to the module, as the server
+# does: ssh accepts that key alone.
+HOST_KEY="$WORK/ssh_host_ed25519_key"
+SSH=(ssh -i "$KEY" -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$WORK/known_hosts"
+  -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias=daas-vm
   -o BatchMode=yes -o ConnectTimeout=10 -o LogLevel=ERROR)
 
 # The first 4 bytes a port sends (an SSH server: "SSH-").
@@ -94,6 +98,8 @@ tfvars() { # vm_name slot
   "vm_name": "$1",
   "slot": $2,
   "ssh_public_key": "$(cat "$KEY.pub")",
+  "ssh_host_private_key": $(jq -Rs . "$HOST_KEY"),
+  "ssh_host_public_key": "$(cut -d' ' -f1-2 "$HOST_KEY.pub")",
   "template": "debian-12-xfce",
   "cores": $CORES,
   "memory_mb": $MEMORY_MB,
@@ -131,6 +137,8 @@ log "image: $IMAGE_DIR ($IMAGE_S s)"
 
 command -v terraform >/dev/null || fail "terraform is not on PATH"
 ssh-keygen -q -t ed25519 -N "" -C daas-qemu-test -f "$KEY"
+ssh-keygen -q -t ed25519 -N "" -C "" -f "$HOST_KEY"
+echo "daas-vm $(cut -d' ' -f1-2 "$HOST_KEY.pub")" >"$WORK/known_hosts"
 SSH_PORT=$((PORT_BASE + 2 * SLOT))
 RDP_PORT=$((SSH_PORT + 1))
 for p in "$SSH_PORT" "$RDP_PORT"; do

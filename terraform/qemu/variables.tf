@@ -27,6 +27,24 @@ variable "ssh_public_key" {
   }
 }
 
+variable "ssh_host_private_key" {
+  description = "The VM's SSH host key the server made (OpenSSH private key, ed25519): cloud-init installs it, the server's ssh accepts no other."
+  type        = string
+  validation {
+    condition     = startswith(var.ssh_host_private_key, "-----BEGIN OPENSSH PRIVATE KEY-----")
+    error_message = "ssh_host_private_key must be an OpenSSH private key."
+  }
+}
+
+variable "ssh_host_public_key" {
+  description = "Its public half, one OpenSSH line (ssh-ed25519 AAAA...)."
+  type        = string
+  validation {
+    condition     = can(regex("^ssh-ed25519 [A-Za-z0-9+/=]+$", trimspace(var.ssh_host_public_key)))
+    error_message = "ssh_host_public_key must be one ssh-ed25519 public key line."
+  }
+}
+
 variable "template" {
   description = "Template name the session asked for; recorded only: the image is image_dir."
   type        = string

@@ -33,6 +33,17 @@ variable "ssh_public_key" {
   type        = string
 }
 
+variable "ssh_host_private_key" {
+  description = "The VM's SSH host key the server made; a VM would install it (here: nothing boots)."
+  type        = string
+  sensitive   = true
+}
+
+variable "ssh_host_public_key" {
+  description = "Its public half; written to NAME.hostkey in marker_dir, for the tests."
+  type        = string
+}
+
 variable "template" {
   description = "Template to clone."
   type        = string
@@ -131,6 +142,7 @@ resource "terraform_data" "vm" {
       if [ "$ECHO_TOKEN" = true ]; then echo "token: $PM_API_TOKEN_SECRET"; fi
       if [ -n "$MARKER_DIR" ]; then
         echo "$SESSION_ID" > "$MARKER_DIR/$VM_NAME.created"
+        echo "$HOST_KEY" > "$MARKER_DIR/$VM_NAME.hostkey"
         if [ -n "$PM_API_TOKEN_SECRET" ]; then
           printf %s "$PM_API_TOKEN_SECRET" | sha256sum | cut -d' ' -f1 > "$MARKER_DIR/$VM_NAME.token"
         fi
@@ -144,6 +156,7 @@ resource "terraform_data" "vm" {
       MARKER_DIR = var.marker_dir
       SESSION_ID = var.session_id
       ECHO_TOKEN = tostring(var.echo_token)
+      HOST_KEY   = var.ssh_host_public_key
     }
   }
 

@@ -279,10 +279,20 @@ dn=$(tests/ad/dc.sh computer "$VM") || fail "no computer account $VM in the dire
 log "computer account: $dn"
 [[ $dn == *"OU=Desktops"* ]] || fail "the computer account is not in OU=Desktops: $dn"
 
-# A shell command line inside the VM, over SSH with the server's key.
+# The VM shows the host key the server made for it (and nothing else).
+KNOWN_HOSTS=$DATA/sessions/$ID/identity/known_hosts
+[[ -s $KNOWN_HOSTS ]] || fail "no known_hosts in the session's identity folder"
+shown=$(ssh-keyscan -p "$SSH_PORT" -t ed25519 127.0.0.1 2>/dev/null | awk '{print $2, $3}')
+[[ -n $shown && $shown == "$(awk '{print $2, $3}' "$KNOWN_HOSTS")" ]] ||
+  fail "the VM's host key ($shown) is not the one the server made ($(cat "$KNOWN_HOSTS"))"
+log "the VM's SSH host key is the one the server made"
+
+# A shell command line inside the VM, over SSH with the server's key, the
+# VM's host key checked as the server checks it.
 vm() {
-  ssh -i "$DATA/ssh/id_ed25519" -p "$SSH_PORT" -o BatchMode=yes -o StrictHostKeyChecking=no \
-    -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=20 daas@127.0.0.1 "$1"
+  ssh -i "$DATA/ssh/id_ed25519" -p "$SSH_PORT" -o BatchMode=yes -o StrictHostKeyChecking=yes \
+    -o UserKnownHostsFile="$KNOWN_HOSTS" -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias="daas-$VM" \
+    -o LogLevel=ERROR -o ConnectTimeout=20 daas@127.0.0.1 "$1"
 }
 # A command inside the VM, its arguments as they are (ssh would join them
 # into one line for the remote shell).

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::{self, AnsibleConnection},
     provision::ansible_vars::{Var, Yaml, mapping},
+    provision::identity::{self, Identity},
     provision::terraform::write_private,
     provision::tool::{self, Invocation, SessionLog, ToolError},
     store::VmOutputs,
@@ -46,6 +47,9 @@ pub struct PlaybookVars<'a> {
     pub vm: &'a VmOutputs,
     /// What the in-VM agent needs, when agents are configured.
     pub agent: Option<&'a AgentVars>,
+    /// The VM's identities: ssh checks its host key, and xrdp gets its
+    /// certificate.
+    pub identity: &'a Identity,
     /// Which part of the playbook runs.
     pub phase: Phase,
 }
@@ -215,10 +219,13 @@ impl Ansible<'_> {
                 ),
                 (
                     "ansible_ssh_common_args",
-                    Var::Data(json!(format!(
-                        "-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
-                        session_dir.join("known_hosts").display()
-                    ))),
+                    Var::Data(json!(
+                        identity::ssh_options(session_dir, vars.vm_name)
+                            .iter()
+                            .map(|o| format!("-o {o}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )),
                 ),
             ]),
         };
@@ -246,6 +253,14 @@ impl Ansible<'_> {
                 Var::Data(json!(vars.session_password_hash)),
             ),
             ("rdp_port", Var::Data(json!(vars.vm.rdp_port))),
+            (
+                "daas_rdp_cert_pem",
+                Var::Data(json!(vars.identity.rdp_cert_pem)),
+            ),
+            (
+                "daas_rdp_key_pem",
+                Var::Data(json!(vars.identity.rdp_key_pem)),
+            ),
             ("daas_phase", Var::Data(json!(vars.phase.name()))),
         ]);
         if let Some(password) = vars.ad_join_password {

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config,
+    provision::identity,
     provision::tool::{self, Invocation, SessionLog, ToolError},
 };
 
@@ -30,11 +31,18 @@ pub enum BootError {
     CloudInit,
     #[error("could not log in over SSH as {user} within the boot timeout: {last}")]
     Login { user: String, last: String },
+    #[error(
+        "the VM at {host}:{port} shows an SSH host key other than the one the server made for it: the Terraform module must install ssh_host_private_key (see the provisioning contract), or another machine answers at that address"
+    )]
+    HostKey { host: String, port: u16 },
     #[error(transparent)]
     Tool(#[from] ToolError),
     #[error("waiting for the VM was stopped")]
     Cancelled,
 }
+
+/// Refusals of the VM's host key in a row that fail the boot.
+const HOST_KEY_REFUSALS: u32 = 3;
 
 /// Waits until `host:port` sends an SSH banner, retrying with a growing
 /// pause until `deadline`.
@@ -84,17 +92,22 @@ async fn banner(host: &str, port: u16) -> bool {
 }
 
 /// Runs `cloud-init status --wait` over SSH, retrying while the login is
-/// not possible yet (cloud-init installs the key after sshd starts).
+/// not possible yet (cloud-init installs the key after sshd starts). ssh
+/// accepts only the host key the server made for the VM (`vm_name`'s, in
+/// `session_dir`).
+#[allow(clippy::too_many_arguments)]
 pub async fn wait_for_cloud_init(
     ssh: &config::Ssh,
     host: &str,
     port: u16,
-    known_hosts: &Path,
+    session_dir: &Path,
+    vm_name: &str,
     deadline: Instant,
     log: &SessionLog,
     cancel: &CancellationToken,
 ) -> Result<(), BootError> {
     let mut last = String::from("no attempt");
+    let mut refused_keys = 0;
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -103,35 +116,35 @@ pub async fn wait_for_cloud_init(
                 last,
             });
         }
-        let inv = Invocation::new(
+        let mut inv = Invocation::new(
             Tool::Ssh,
             "cloud-init status --wait",
             Path::new("ssh"),
             // The session's folder: a restarted server finds its tools there.
-            known_hosts.parent().unwrap_or(Path::new("/")),
+            session_dir,
         )
         .arg("-i")
         .arg(ssh.private_key.as_os_str())
         .arg("-p")
         .arg(port.to_string())
         .arg("-o")
-        .arg("BatchMode=yes")
-        .arg("-o")
-        .arg("StrictHostKeyChecking=accept-new")
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .arg("-o")
-        .arg("ConnectTimeout=10")
-        .arg("-o")
-        .arg("LogLevel=ERROR")
-        .arg("-l")
-        .arg(&ssh.user)
-        // No host can be read as an option (the module's output is
-        // checked too: an IP address or a DNS name).
-        .arg("--")
-        .arg(host)
-        .arg("cloud-init status --wait")
-        .timeout(deadline - now);
+        .arg("BatchMode=yes");
+        for option in identity::ssh_options(session_dir, vm_name) {
+            inv = inv.arg("-o").arg(option);
+        }
+        let inv = inv
+            .arg("-o")
+            .arg("ConnectTimeout=10")
+            .arg("-o")
+            .arg("LogLevel=ERROR")
+            .arg("-l")
+            .arg(&ssh.user)
+            // No host can be read as an option (the module's output is
+            // checked too: an IP address or a DNS name).
+            .arg("--")
+            .arg(host)
+            .arg("cloud-init status --wait")
+            .timeout(deadline - now);
         let finished = tool::run_status(inv, log, cancel).await?;
         match finished.status.code() {
             // 2: done with recoverable errors (newer cloud-init).
@@ -148,6 +161,19 @@ pub async fn wait_for_cloud_init(
             Some(1) => return Err(BootError::CloudInit),
             _ => {
                 last = finished.summary.unwrap_or_else(|| "ssh failed".into());
+                // Not the key the server made: a few times in a row is no
+                // passing state of the boot.
+                if last.contains("Host key verification failed") {
+                    refused_keys += 1;
+                    if refused_keys >= HOST_KEY_REFUSALS {
+                        return Err(BootError::HostKey {
+                            host: host.into(),
+                            port,
+                        });
+                    }
+                } else {
+                    refused_keys = 0;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                     _ = cancel.cancelled() => return Err(BootError::Cancelled),

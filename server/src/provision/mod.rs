@@ -9,6 +9,7 @@
 pub mod ansible;
 pub mod ansible_vars;
 pub mod boot;
+pub mod identity;
 pub mod inventory;
 pub mod locks;
 mod permits;
@@ -59,6 +60,8 @@ enum StageError {
     Store(#[from] StoreError),
     #[error("cannot issue the agent's certificate: {0}")]
     AgentCredential(#[from] crate::pki::PkiError),
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
 }
 
 impl StageError {
@@ -410,6 +413,16 @@ impl Pipeline {
             config: &config.ansible,
             ssh: &config.ssh,
         };
+        let identity = match identity::Identity::ensure(session_dir, &record.vm_name) {
+            Ok(identity) => identity,
+            Err(err) => {
+                let line =
+                    format!("the teardown playbook cannot run ({err}); destroying the VM anyway");
+                log.line(Tool::Ansible, OutputStream::Stderr, &line).await;
+                return;
+            }
+        };
+        let log = &log.with_secrets(identity.secret_lines());
         let vars = PlaybookVars {
             session_id: id,
             username: &record.username,
@@ -419,6 +432,7 @@ impl Pipeline {
             ad_join_password: config.secrets.ad_join_password.as_ref().map(|s| s.expose()),
             vm: &record.outputs,
             agent: None,
+            identity: &identity,
             phase: crate::provision::ansible::Phase::All,
         };
         if let Err(err) = ansible.teardown(session_dir, &vars, log, cancel).await {

@@ -13,6 +13,7 @@ use super::{
     Pipeline, StageError,
     ansible::{AgentVars, Ansible, Phase, PlaybookVars},
     boot,
+    identity::Identity,
     terraform::{self, BootWait, ContractVars, ModuleOutputs},
     tool::SessionLog,
 };
@@ -172,10 +173,14 @@ impl Pipeline {
         let message = format!("creating VM {} with Terraform", record.vm_name);
         self.enter(record, stage, SessionState::Provisioning, message)
             .await?;
+        let identity = Identity::ensure(&self.session_dir(&record.id), &record.vm_name)?;
+        let log = &log.with_secrets(identity.secret_lines());
         let vars = ContractVars {
             vm_name: record.vm_name.clone(),
             slot: record.slot,
             ssh_public_key: self.inner.ssh_public_key.clone(),
+            ssh_host_private_key: identity.ssh_host_private_key.clone(),
+            ssh_host_public_key: identity.ssh_host_public_key.clone(),
             template: record.template.clone(),
             cores: config.vm.cores,
             memory_mb: config.vm.memory_mb,
@@ -191,7 +196,8 @@ impl Pipeline {
         let tf_dir = terraform::dir_of(&self.session_dir(&record.id));
         let terraform = self.terraform();
         terraform.init(&tf_dir, &vars, log, cancel).await?;
-        let outputs = terraform.apply(&tf_dir, log, cancel).await?;
+        let mut outputs = terraform.apply(&tf_dir, log, cancel).await?;
+        outputs.vm.rdp_cert_sha256 = identity.rdp_cert_sha256;
         self.inner
             .store
             .set_outputs(&record.id, outputs.vm.clone())
@@ -230,7 +236,8 @@ impl Pipeline {
             &config.ssh,
             &vm.ssh_host,
             vm.ssh_port,
-            &self.session_dir(&record.id).join("known_hosts"),
+            &self.session_dir(&record.id),
+            &record.vm_name,
             deadline,
             log,
             cancel,
@@ -270,13 +277,19 @@ impl Pipeline {
             config: &config.ansible,
             ssh: &config.ssh,
         };
-        // Never in an event, should a tool print the agent's key.
+        let identity = Identity::ensure(&self.session_dir(&record.id), &record.vm_name)?;
+        // Never in an event, should a tool print the agent's or a desktop's key.
         let key_lines = per_user
             .agent
             .as_ref()
             .map(|a| a.key_pem.as_str())
             .unwrap_or_default();
-        let log = &log.with_secrets(key_lines.lines().filter(|l| l.len() > 16));
+        let log = &log.with_secrets(
+            key_lines
+                .lines()
+                .filter(|l| l.len() > 16)
+                .chain(identity.secret_lines()),
+        );
         let playbook_vars = PlaybookVars {
             session_id: &record.id,
             username: &record.username,
@@ -286,6 +299,7 @@ impl Pipeline {
             ad_join_password: config.secrets.ad_join_password.as_ref().map(|s| s.expose()),
             vm,
             agent: per_user.agent.as_ref(),
+            identity: &identity,
             phase,
         };
         ansible

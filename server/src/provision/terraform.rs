@@ -25,6 +25,8 @@ pub const CONTRACT_VARIABLES: &[&str] = &[
     "vm_name",
     "slot",
     "ssh_public_key",
+    "ssh_host_private_key",
+    "ssh_host_public_key",
     "template",
     "cores",
     "memory_mb",
@@ -45,6 +47,11 @@ pub struct ContractVars {
     pub vm_name: String,
     pub slot: u32,
     pub ssh_public_key: String,
+    /// The VM's SSH host key the server made (OpenSSH private key format)
+    /// and its public half: the module installs them (cloud-init), so ssh
+    /// checks the VM's key from the first connection on.
+    pub ssh_host_private_key: String,
+    pub ssh_host_public_key: String,
     pub template: String,
     pub cores: u32,
     pub memory_mb: u32,
@@ -203,6 +210,8 @@ pub fn variables_json(vars: &ContractVars, extra: &BTreeMap<String, Value>) -> V
         "vm_name": vars.vm_name,
         "slot": vars.slot,
         "ssh_public_key": vars.ssh_public_key,
+        "ssh_host_private_key": vars.ssh_host_private_key,
+        "ssh_host_public_key": vars.ssh_host_public_key,
         "template": vars.template,
         "cores": vars.cores,
         "memory_mb": vars.memory_mb,
@@ -282,6 +291,7 @@ pub fn parse_outputs(json: &[u8]) -> Result<ModuleOutputs, TerraformError> {
             ssh_port: port("ssh_port")?,
             rdp_host: host("rdp_host")?,
             rdp_port: port("rdp_port")?,
+            rdp_cert_sha256: String::new(),
         },
         boot_wait,
     })
@@ -373,6 +383,8 @@ mod tests {
             vm_name: "desktop-abc123".into(),
             slot: 3,
             ssh_public_key: "ssh-ed25519 AAAA".into(),
+            ssh_host_private_key: "-----BEGIN OPENSSH PRIVATE KEY-----".into(),
+            ssh_host_public_key: "ssh-ed25519 BBBB".into(),
             template: "t".into(),
             cores: 2,
             memory_mb: 2048,

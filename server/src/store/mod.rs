@@ -16,6 +16,7 @@ use crate::store::events::Subscription;
 pub mod audit;
 pub mod events;
 pub mod retention;
+pub mod signins;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -170,7 +171,8 @@ pub struct PageCursor {
     pub id: String,
 }
 
-/// What the Terraform module reported about the VM.
+/// What the Terraform module reported about the VM, and the identity the
+/// server gave it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VmOutputs {
     pub vm_id: String,
@@ -178,6 +180,10 @@ pub struct VmOutputs {
     pub ssh_port: u16,
     pub rdp_host: String,
     pub rdp_port: u16,
+    /// SHA-256 (hex) of the xrdp certificate the server made for the VM:
+    /// the only one the portal's gateway accepts. Empty for a desktop made
+    /// by a server from before pinning.
+    pub rdp_cert_sha256: String,
 }
 
 /// What a create request asks for.
@@ -336,6 +342,35 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Deletes audit entries recorded before `before_ms`; returns how many.
     async fn prune_audit(&self, before_ms: i64) -> Result<usize, StoreError>;
+
+    /// Records a portal sign-in unless the user or the portal is full,
+    /// after deleting the sign-ins that have ended, in one write
+    /// transaction.
+    async fn open_signin(
+        &self,
+        signin: signins::SignInRecord,
+        limits: signins::SignInLimits,
+    ) -> Result<signins::SignInOpened, StoreError>;
+
+    /// The sign-in whose cookie id hashes to `id_hash`, if it exists.
+    async fn signin(&self, id_hash: &str) -> Result<Option<signins::SignInRecord>, StoreError>;
+
+    /// Records that the sign-in was used at `last_seen_ms`.
+    async fn touch_signin(&self, id_hash: &str, last_seen_ms: i64) -> Result<(), StoreError>;
+
+    /// Records a recheck of the sign-in's user: their role, and when.
+    async fn recheck_signin(
+        &self,
+        id_hash: &str,
+        admin: bool,
+        checked_ms: i64,
+    ) -> Result<Option<signins::SignInRecord>, StoreError>;
+
+    /// Deletes the sign-in; returns it as it was.
+    async fn close_signin(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<signins::SignInRecord>, StoreError>;
 }
 
 /// The server's store: a cheap handle on a [`SessionStore`].

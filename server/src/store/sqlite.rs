@@ -24,6 +24,7 @@ use super::{
 use crate::store::{
     audit::{AuditFilter, AuditRecord},
     events::{Hub, Subscription},
+    signins::{SignInLimits, SignInOpened, SignInRecord},
 };
 
 trait Context<T> {
@@ -115,6 +116,22 @@ CREATE TABLE audit (
 CREATE INDEX audit_time ON audit (time_ms, id);
 CREATE INDEX audit_session ON audit (session_id, time_ms) WHERE session_id != '';
 "#,
+    r#"
+ALTER TABLE sessions ADD COLUMN rdp_cert_sha256 TEXT NOT NULL DEFAULT '';
+"#,
+    r#"
+CREATE TABLE web_signins (
+    id_hash      TEXT PRIMARY KEY,
+    user         TEXT NOT NULL,
+    admin        INTEGER NOT NULL,
+    csrf         TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    checked_ms   INTEGER NOT NULL
+);
+CREATE INDEX web_signins_user ON web_signins (user);
+"#,
 ];
 
 /// The `events.kind` column: which events retention may prune.
@@ -139,6 +156,28 @@ fn event_time_ms(event: &SessionEvent) -> i64 {
         .unwrap_or(0)
 }
 
+fn signin_row(conn: &Connection, id_hash: &str) -> Result<Option<SignInRecord>, StoreError> {
+    conn.query_row(
+        "SELECT id_hash, user, admin, csrf, key, created_ms, last_seen_ms, checked_ms \
+         FROM web_signins WHERE id_hash = ?1",
+        params![id_hash],
+        |row| {
+            Ok(SignInRecord {
+                id_hash: row.get(0)?,
+                user: row.get(1)?,
+                admin: row.get(2)?,
+                csrf: row.get(3)?,
+                key: row.get(4)?,
+                created_ms: row.get(5)?,
+                last_seen_ms: row.get(6)?,
+                checked_ms: row.get(7)?,
+            })
+        },
+    )
+    .optional()
+    .context("reading a sign-in")
+}
+
 /// The embedded default store: one SQLite file.
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -148,7 +187,8 @@ pub struct SqliteStore {
 const SESSION_COLUMNS: &str = "id, username, session_user, template, state, slot, vm_name, \
      vm_id, ssh_host, ssh_port, rdp_host, rdp_port, failure_stage, failure_reason, child_pgid, \
      child_identity, created_ms, updated_ms, ready_ms, last_report_ms, last_input_ms, \
-     last_connected_ms, rdp_clients, logged_in, agent_version, warned_reap_ms, pool, claimed_ms";
+     last_connected_ms, rdp_clients, logged_in, agent_version, warned_reap_ms, pool, claimed_ms, \
+     rdp_cert_sha256";
 
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     let failure_stage: i32 = row.get("failure_stage")?;
@@ -168,6 +208,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
             ssh_port: row.get("ssh_port")?,
             rdp_host: row.get("rdp_host")?,
             rdp_port: row.get("rdp_port")?,
+            rdp_cert_sha256: row.get("rdp_cert_sha256")?,
         },
         failure: (failure_stage != 0).then(|| (state_from_db(failure_stage), failure_reason)),
         child: match (row.get("child_pgid")?, row.get("child_identity")?) {
@@ -578,14 +619,15 @@ impl SessionStore for SqliteStore {
         self.with(move |conn, _| {
             conn.execute(
                 "UPDATE sessions SET vm_id = ?2, ssh_host = ?3, ssh_port = ?4, rdp_host = ?5, \
-                 rdp_port = ?6 WHERE id = ?1",
+                 rdp_port = ?6, rdp_cert_sha256 = ?7 WHERE id = ?1",
                 params![
                     id,
                     outputs.vm_id,
                     outputs.ssh_host,
                     outputs.ssh_port,
                     outputs.rdp_host,
-                    outputs.rdp_port
+                    outputs.rdp_port,
+                    outputs.rdp_cert_sha256
                 ],
             )
             .context("storing VM outputs")?;
@@ -773,6 +815,106 @@ impl SessionStore for SqliteStore {
         self.with(move |conn, _| {
             conn.execute("DELETE FROM audit WHERE time_ms < ?1", params![before_ms])
                 .context("pruning old audit entries")
+        })
+        .await
+    }
+
+    async fn open_signin(
+        &self,
+        r: SignInRecord,
+        limits: SignInLimits,
+    ) -> Result<SignInOpened, StoreError> {
+        self.with(move |conn, _| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .context("starting a sign-in")?;
+            tx.execute(
+                "DELETE FROM web_signins WHERE last_seen_ms < ?1 OR created_ms < ?2",
+                params![limits.idle_before_ms, limits.made_before_ms],
+            )
+            .context("deleting ended sign-ins")?;
+            let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<usize, StoreError> {
+                tx.query_row(sql, p, |row| row.get::<_, i64>(0))
+                    .context("counting sign-ins")
+                    .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            };
+            if count(
+                "SELECT COUNT(*) FROM web_signins WHERE user = ?1",
+                &[&r.user],
+            )? >= limits.per_user
+            {
+                return Ok(SignInOpened::UserFull);
+            }
+            if count("SELECT COUNT(*) FROM web_signins", &[])? >= limits.total {
+                return Ok(SignInOpened::Full);
+            }
+            tx.execute(
+                "INSERT INTO web_signins (id_hash, user, admin, csrf, key, created_ms, \
+                 last_seen_ms, checked_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    r.id_hash,
+                    r.user,
+                    r.admin,
+                    r.csrf,
+                    r.key,
+                    r.created_ms,
+                    r.last_seen_ms,
+                    r.checked_ms
+                ],
+            )
+            .context("recording a sign-in")?;
+            tx.commit().context("committing a sign-in")?;
+            Ok(SignInOpened::Opened)
+        })
+        .await
+    }
+
+    async fn signin(&self, id_hash: &str) -> Result<Option<SignInRecord>, StoreError> {
+        let id_hash = id_hash.to_string();
+        self.with(move |conn, _| signin_row(conn, &id_hash)).await
+    }
+
+    async fn touch_signin(&self, id_hash: &str, last_seen_ms: i64) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_string();
+        self.with(move |conn, _| {
+            conn.execute(
+                "UPDATE web_signins SET last_seen_ms = MAX(last_seen_ms, ?2) WHERE id_hash = ?1",
+                params![id_hash, last_seen_ms],
+            )
+            .context("recording a sign-in's use")?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn recheck_signin(
+        &self,
+        id_hash: &str,
+        admin: bool,
+        checked_ms: i64,
+    ) -> Result<Option<SignInRecord>, StoreError> {
+        let id_hash = id_hash.to_string();
+        self.with(move |conn, _| {
+            conn.execute(
+                "UPDATE web_signins SET admin = ?2, checked_ms = ?3 WHERE id_hash = ?1",
+                params![id_hash, admin, checked_ms],
+            )
+            .context("recording a recheck")?;
+            signin_row(conn, &id_hash)
+        })
+        .await
+    }
+
+    async fn close_signin(&self, id_hash: &str) -> Result<Option<SignInRecord>, StoreError> {
+        let id_hash = id_hash.to_string();
+        self.with(move |conn, _| {
+            let found = signin_row(conn, &id_hash)?;
+            conn.execute(
+                "DELETE FROM web_signins WHERE id_hash = ?1",
+                params![id_hash],
+            )
+            .context("deleting a sign-in")?;
+            Ok(found)
         })
         .await
     }

@@ -19,6 +19,7 @@ use super::{
     error, json_response,
     signin::{COOKIE, OpenError, SignIns, cookie_value},
     throttle::Refusal,
+    unavailable,
 };
 use crate::{
     api::grpc::auth::Origin,
@@ -195,12 +196,16 @@ pub async fn login(
         Access::Admin => true,
         Access::User => false,
     };
-    let (cookie, signed) = match state.signins.open(&identity.user, admin) {
+    let (cookie, signed) = match state.signins.open(&identity.user, admin).await {
         Ok(opened) => opened,
         Err(err) => {
             let (status, result) = match err {
                 OpenError::UserFull => (StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED"),
                 OpenError::Full => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+                OpenError::Store(ref e) => {
+                    tracing::error!(error = %e, "could not record a sign-in");
+                    return unavailable(e);
+                }
             };
             state
                 .audit
@@ -236,7 +241,7 @@ pub async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap) -> R
         .and_then(|v| cookie_value(v, COOKIE))
     {
         // Its desktops in browser tabs end with it.
-        state.sign_out(cookie);
+        state.sign_out(cookie).await;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(value) = HeaderValue::from_str(&SignIns::clear_cookie()) {

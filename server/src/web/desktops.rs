@@ -353,6 +353,7 @@ pub async fn gateway(
                     .ok_or_else(|| format!("cannot resolve the desktop's address {}", host.0))?;
                 Ok(gateway::Target {
                     addr,
+                    cert_sha256: record.outputs.rdp_cert_sha256,
                     session_id: id,
                 })
             }

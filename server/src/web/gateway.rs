@@ -51,6 +51,9 @@ const RELAY_CHUNK: usize = 32 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub addr: SocketAddr,
+    /// SHA-256 (hex) of the one certificate the desktop's xrdp may show
+    /// (the one the server made for it).
+    pub cert_sha256: String,
     /// The session the ticket was for, for the caller's logs.
     pub session_id: String,
 }
@@ -212,7 +215,8 @@ where
         }
     }
 
-    let config = tls_config().map_err(|e| GatewayError::Tls(io::Error::other(e)))?;
+    let config =
+        tls_config(&target.cert_sha256).map_err(|e| GatewayError::Tls(io::Error::other(e)))?;
     let connector = tokio_rustls::TlsConnector::from(config);
     let server_name = ServerName::IpAddress(target.addr.ip().into());
     let tls = timeout(DESKTOP_TIMEOUT, connector.connect(server_name, tcp))
@@ -513,12 +517,18 @@ async fn pump(socket: WebSocket, tls: DesktopStream, end: RelayEnd) -> (u64, u64
     (to_client, to_server, closed_by)
 }
 
-/// A TLS client for xrdp, on ring: any certificate is accepted (the browser judges the
-/// chain it is sent), but the handshake's signatures are checked against it as usual.
-/// Public for the benchmark, which connects to the same fake desktop directly.
-pub fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+/// A TLS client for xrdp, on ring: the desktop's certificate must be the one
+/// whose SHA-256 is `cert_sha256` (the server made it and Ansible installed
+/// it over SSH with a checked host key), and the handshake's signatures are
+/// checked against it as usual. No name or chain matters: the pin is the
+/// identity. Public for the benchmark, which connects to the same fake
+/// desktop directly.
+pub fn tls_config(cert_sha256: &str) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(AnyCertificate(provider.signature_verification_algorithms));
+    let verifier = Arc::new(PinnedCertificate {
+        sha256: cert_sha256.to_ascii_lowercase(),
+        algorithms: provider.signature_verification_algorithms,
+    });
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -528,17 +538,31 @@ pub fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
 }
 
 #[derive(Debug)]
-struct AnyCertificate(WebPkiSupportedAlgorithms);
+struct PinnedCertificate {
+    sha256: String,
+    algorithms: WebPkiSupportedAlgorithms,
+}
 
-impl ServerCertVerifier for AnyCertificate {
+impl ServerCertVerifier for PinnedCertificate {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.sha256.is_empty() {
+            return Err(rustls::Error::General(
+                "no certificate is pinned for this desktop (it was made before pinning): destroy it and create another".into(),
+            ));
+        }
+        let shown = hex::encode(ring::digest::digest(&ring::digest::SHA256, end_entity));
+        if shown != self.sha256 {
+            return Err(rustls::Error::General(format!(
+                "the desktop's RDP certificate (SHA-256 {shown}) is not the one the server made for it: another machine answers at its address, or its xrdp certificate was replaced"
+            )));
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -548,7 +572,7 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -557,11 +581,11 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 

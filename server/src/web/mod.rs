@@ -6,6 +6,7 @@
 //! HTTPS listener, without client certificates.
 
 pub mod account;
+pub mod cookie_keys;
 pub mod desktops;
 pub mod directory;
 pub mod gateway;
@@ -29,6 +30,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use self::{
+    cookie_keys::CookieKeys,
     directory::{Directory, Identity, SignInError},
     relays::Relays,
     signin::{COOKIE, SignIns, SignedIn, cookie_value, csrf_matches},
@@ -69,13 +71,19 @@ impl WebState {
         config: Arc<Config>,
         web: Web,
         directory: Directory,
+        cookie_keys: CookieKeys,
         api: Arc<DesktopApi>,
         store: Store,
         audit: Audit,
     ) -> WebState {
         WebState {
             directory,
-            signins: SignIns::new(web.session_idle, web.session_max),
+            signins: SignIns::new(
+                cookie_keys,
+                store.clone(),
+                web.session_idle,
+                web.session_max,
+            ),
             throttle: Arc::new(Throttle::new(
                 web.max_failed_logins,
                 web.failed_login_window,
@@ -107,12 +115,20 @@ impl WebState {
             .and_then(|v| cookie_value(v, COOKIE))
             .ok_or_else(not_signed_in)?;
         let touch = !headers.contains_key(REFRESH_HEADER);
-        let signed = self.signins.find(cookie, touch).ok_or_else(not_signed_in)?;
+        let signed = self
+            .signins
+            .find(cookie, touch)
+            .await
+            .map_err(|e| Box::new(unavailable(&e)))?
+            .ok_or_else(not_signed_in)?;
         if !self.directory.can_recheck() || !signed.recheck_due(self.web.recheck) {
             return Ok(signed);
         }
         // Marked first: requests meanwhile do not recheck too.
-        self.signins.rechecked(cookie, signed.admin);
+        self.signins
+            .rechecked(cookie, signed.admin)
+            .await
+            .map_err(|e| Box::new(unavailable(&e)))?;
         let actor = Actor {
             name: signed.user.clone(),
             subject: "web".into(),
@@ -127,7 +143,7 @@ impl WebState {
         match self.directory.recheck(&signed.user).await {
             Ok(identity) => match self.access(&identity) {
                 Access::Denied(group) => {
-                    self.sign_out(cookie);
+                    self.sign_out(cookie).await;
                     let detail = format!("no longer in the group {group}: signed out");
                     self.audit
                         .record(&actor, refused("PERMISSION_DENIED", detail))
@@ -154,11 +170,13 @@ impl WebState {
                     }
                     self.signins
                         .rechecked(cookie, admin)
+                        .await
+                        .map_err(|e| Box::new(unavailable(&e)))?
                         .ok_or_else(not_signed_in)
                 }
             },
             Err(SignInError::BadCredentials) => {
-                self.sign_out(cookie);
+                self.sign_out(cookie).await;
                 self.audit
                     .record(
                         &actor,
@@ -194,9 +212,13 @@ impl WebState {
     }
 
     /// Signs the browser with `cookie` out, and ends its desktops in tabs.
-    pub fn sign_out(&self, cookie: &str) {
-        if let Some(signed) = self.signins.close(cookie) {
-            self.relays.close_sign_in(&signed.key);
+    pub async fn sign_out(&self, cookie: &str) {
+        match self.signins.close(cookie).await {
+            Ok(Some(signed)) => {
+                self.relays.close_sign_in(&signed.key);
+            }
+            Ok(None) => {}
+            Err(err) => tracing::error!(error = %err, "could not sign a browser out"),
         }
     }
 
@@ -326,6 +348,15 @@ pub fn router(state: Arc<WebState>) -> Router {
         .with_state(state)
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::middleware::map_response(pages::security_headers))
+}
+
+/// 503 for a store that does not answer; the details go to the log.
+pub fn unavailable(err: &crate::store::StoreError) -> Response {
+    tracing::error!(error = %err, "the portal cannot read or write its sign-ins");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the portal is unavailable: try again later",
+    )
 }
 
 /// A JSON error answer: `{"error": ...}`.

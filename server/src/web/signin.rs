@@ -1,17 +1,20 @@
-//! Signed-in browsers: server-side state keyed by a random id that the
-//! cookie carries with its HMAC (a forged or altered cookie is refused
-//! before any lookup), a CSRF token per sign-in, an idle and an absolute
-//! lifetime, and sign-out. The key is made at start: a restart signs every
-//! browser out (their desktops live on).
+//! Signed-in browsers: state in the store keyed by the SHA-256 of a random
+//! id that the cookie carries with its HMAC (a forged or altered cookie is
+//! refused before any lookup; see [`super::cookie_keys`]), a CSRF token per
+//! sign-in, an idle and an absolute lifetime, and sign-out. The keys and
+//! the store outlive the process: a restart signs nobody out, and servers
+//! sharing both share the sign-ins.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use rand::RngCore;
-use ring::hmac;
+use ring::digest;
+
+use super::cookie_keys::CookieKeys;
+use crate::store::{
+    Store, StoreError, now_ms,
+    signins::{SignInLimits, SignInOpened, SignInRecord},
+};
 
 /// The cookie's name: `__Host-` makes browsers require Secure, Path=/ and
 /// no Domain.
@@ -21,9 +24,12 @@ pub const COOKIE: &str = "__Host-daas";
 const MAX_SIGNED_IN: usize = 10_000;
 /// Signed-in browsers of one user at most.
 pub const MAX_SIGN_INS_PER_USER: usize = 16;
+/// A use is written to the store at most this often (or a quarter of the
+/// idle time, if shorter).
+const TOUCH_EVERY: Duration = Duration::from_secs(15);
 
 /// Why a sign-in was not opened (the password was right).
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(
         "you are signed in from {MAX_SIGN_INS_PER_USER} browsers already: sign out from one, or wait until one has been unused long enough to sign out by itself"
@@ -31,6 +37,8 @@ pub enum OpenError {
     UserFull,
     #[error("too many browsers are signed in to the portal: try again later")]
     Full,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// One signed-in browser.
@@ -42,99 +50,123 @@ pub struct SignedIn {
     pub csrf: String,
     /// Names this sign-in (not the cookie): its relays are closed with it.
     pub key: String,
-    created: Instant,
-    last_seen: Instant,
     /// When the user's groups were last read from the directory.
-    checked: Instant,
+    checked_ms: i64,
 }
 
 impl SignedIn {
     /// Whether the user's groups were read longer than `every` ago.
     pub fn recheck_due(&self, every: Duration) -> bool {
-        self.checked.elapsed() >= every
+        now_ms().saturating_sub(self.checked_ms) >= ms(every)
+    }
+}
+
+impl From<SignInRecord> for SignedIn {
+    fn from(r: SignInRecord) -> SignedIn {
+        SignedIn {
+            user: r.user,
+            admin: r.admin,
+            csrf: r.csrf,
+            key: r.key,
+            checked_ms: r.checked_ms,
+        }
     }
 }
 
 /// Every signed-in browser.
 pub struct SignIns {
-    key: hmac::Key,
+    keys: CookieKeys,
+    store: Store,
     idle: Duration,
     max: Duration,
-    by_id: Mutex<HashMap<String, SignedIn>>,
 }
 
 impl SignIns {
-    pub fn new(idle: Duration, max: Duration) -> SignIns {
-        let mut key = [0u8; 32];
-        rand::rng().fill_bytes(&mut key);
+    pub fn new(keys: CookieKeys, store: Store, idle: Duration, max: Duration) -> SignIns {
         SignIns {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &key),
+            keys,
+            store,
             idle,
             max,
-            by_id: Mutex::new(HashMap::new()),
         }
     }
 
     /// Signs `user` in: the cookie's value and the state.
-    pub fn open(&self, user: &str, admin: bool) -> Result<(String, SignedIn), OpenError> {
+    pub async fn open(&self, user: &str, admin: bool) -> Result<(String, SignedIn), OpenError> {
         let id = random_hex();
-        let now = Instant::now();
-        let signed = SignedIn {
+        let now = now_ms();
+        let record = SignInRecord {
+            id_hash: id_hash(&id),
             user: user.to_string(),
             admin,
             csrf: random_hex(),
             key: random_hex(),
-            created: now,
-            last_seen: now,
-            checked: now,
+            created_ms: now,
+            last_seen_ms: now,
+            checked_ms: now,
         };
-        let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, s| self.alive(s, now));
-        if map.values().filter(|s| s.user == user).count() >= MAX_SIGN_INS_PER_USER {
-            return Err(OpenError::UserFull);
+        let limits = SignInLimits {
+            per_user: MAX_SIGN_INS_PER_USER,
+            total: MAX_SIGNED_IN,
+            idle_before_ms: now - ms(self.idle),
+            made_before_ms: now - ms(self.max),
+        };
+        match self.store.open_signin(record.clone(), limits).await? {
+            SignInOpened::Opened => Ok((self.keys.sign(&id), record.into())),
+            SignInOpened::UserFull => Err(OpenError::UserFull),
+            SignInOpened::Full => Err(OpenError::Full),
         }
-        if map.len() >= MAX_SIGNED_IN {
-            return Err(OpenError::Full);
-        }
-        map.insert(id.clone(), signed.clone());
-        Ok((self.sign(&id), signed))
     }
 
     /// The browser a cookie value names, if it is signed in; `touch` marks
     /// it used now (not for the page's own periodic refresh, so an open
     /// tab alone does not keep a sign-in alive).
-    pub fn find(&self, cookie: &str, touch: bool) -> Option<SignedIn> {
-        let id = self.verify(cookie)?;
-        let now = Instant::now();
-        let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
-        let alive = map.get(id).is_some_and(|s| self.alive(s, now));
-        if !alive {
-            map.remove(id);
-            return None;
+    pub async fn find(&self, cookie: &str, touch: bool) -> Result<Option<SignedIn>, StoreError> {
+        let Some(id) = self.keys.verify(cookie) else {
+            return Ok(None);
+        };
+        let hash = id_hash(id);
+        let Some(record) = self.store.signin(&hash).await? else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        if now - record.last_seen_ms >= ms(self.idle) || now - record.created_ms >= ms(self.max) {
+            self.store.close_signin(&hash).await?;
+            return Ok(None);
         }
-        let signed = map.get_mut(id)?;
-        if touch {
-            signed.last_seen = now;
+        if touch && now - record.last_seen_ms >= ms(TOUCH_EVERY.min(self.idle / 4)) {
+            self.store.touch_signin(&hash, now).await?;
         }
-        Some(signed.clone())
+        Ok(Some(record.into()))
     }
 
     /// Records a recheck of the browser's user: their role now; the sign-in
     /// as it is then.
-    pub fn rechecked(&self, cookie: &str, admin: bool) -> Option<SignedIn> {
-        let id = self.verify(cookie)?;
-        let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
-        let signed = map.get_mut(id)?;
-        signed.admin = admin;
-        signed.checked = Instant::now();
-        Some(signed.clone())
+    pub async fn rechecked(
+        &self,
+        cookie: &str,
+        admin: bool,
+    ) -> Result<Option<SignedIn>, StoreError> {
+        let Some(id) = self.keys.verify(cookie) else {
+            return Ok(None);
+        };
+        let found = self
+            .store
+            .recheck_signin(&id_hash(id), admin, now_ms())
+            .await?;
+        Ok(found.map(SignedIn::from))
     }
 
     /// Signs the browser out; returns the sign-in it was.
-    pub fn close(&self, cookie: &str) -> Option<SignedIn> {
-        let id = self.verify(cookie)?;
-        let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(id)
+    pub async fn close(&self, cookie: &str) -> Result<Option<SignedIn>, StoreError> {
+        let Some(id) = self.keys.verify(cookie) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .close_signin(&id_hash(id))
+            .await?
+            .map(SignedIn::from))
     }
 
     /// The `Set-Cookie` value that carries `value`.
@@ -149,21 +181,15 @@ impl SignIns {
     pub fn clear_cookie() -> String {
         format!("{COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
     }
+}
 
-    fn alive(&self, s: &SignedIn, now: Instant) -> bool {
-        now.duration_since(s.last_seen) < self.idle && now.duration_since(s.created) < self.max
-    }
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
 
-    fn sign(&self, id: &str) -> String {
-        format!("{id}.{}", hex::encode(hmac::sign(&self.key, id.as_bytes())))
-    }
-
-    fn verify<'a>(&self, cookie: &'a str) -> Option<&'a str> {
-        let (id, tag) = cookie.split_once('.')?;
-        let tag = hex::decode(tag).ok()?;
-        hmac::verify(&self.key, id.as_bytes(), &tag).ok()?;
-        Some(id)
-    }
+/// What the store knows a cookie's id by.
+fn id_hash(id: &str) -> String {
+    hex::encode(digest::digest(&digest::SHA256, id.as_bytes()))
 }
 
 /// Whether `given` is the sign-in's CSRF token (in constant time).
@@ -192,17 +218,48 @@ pub fn random_hex() -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_cookie_opens_its_sign_in_and_nothing_else() {
-        let signins = SignIns::new(Duration::from_secs(60), Duration::from_secs(600));
-        let (cookie, signed) = signins.open("alice", false).unwrap();
-        let found = signins.find(&cookie, true).expect("signed in");
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Store,
+        keys: std::path::PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.db")).unwrap();
+        let keys = dir.path().join("keys");
+        Fixture {
+            _dir: dir,
+            store,
+            keys,
+        }
+    }
+
+    impl Fixture {
+        fn signins(&self, idle: Duration, max: Duration) -> SignIns {
+            let keys = CookieKeys::open(&self.keys).unwrap();
+            SignIns::new(keys, self.store.clone(), idle, max)
+        }
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn a_cookie_opens_its_sign_in_and_nothing_else() {
+        let f = fixture();
+        let signins = f.signins(MINUTE, 10 * MINUTE);
+        let (cookie, signed) = signins.open("alice", false).await.unwrap();
+        let found = signins
+            .find(&cookie, true)
+            .await
+            .unwrap()
+            .expect("signed in");
         assert_eq!(found.user, "alice");
         assert!(csrf_matches(&found, &signed.csrf));
         assert!(!csrf_matches(&found, "x"));
         // Altered id or tag, another server's key, junk.
         let (id, tag) = cookie.split_once('.').expect("id.tag");
-        let other = SignIns::new(Duration::from_secs(60), Duration::from_secs(600));
+        let other = CookieKeys::open(&f.keys.with_extension("other")).unwrap();
         for bad in [
             format!("{id}x.{tag}"),
             format!("{id}.{}", &tag[1..]),
@@ -210,56 +267,88 @@ mod tests {
             String::new(),
             "no-dot".into(),
         ] {
-            assert!(signins.find(&bad, true).is_none(), "{bad}");
+            assert!(signins.find(&bad, true).await.unwrap().is_none(), "{bad}");
         }
-        signins.close(&cookie);
-        assert!(signins.find(&cookie, true).is_none());
+        signins.close(&cookie).await.unwrap();
+        assert!(signins.find(&cookie, true).await.unwrap().is_none());
     }
 
-    #[test]
-    fn sign_ins_expire_when_idle_and_at_their_maximum() {
-        let signins = SignIns::new(Duration::from_millis(50), Duration::from_secs(600));
-        let (cookie, _) = signins.open("alice", false).unwrap();
-        std::thread::sleep(Duration::from_millis(80));
-        assert!(signins.find(&cookie, true).is_none());
-        let signins = SignIns::new(Duration::from_secs(60), Duration::from_millis(50));
-        let (cookie, _) = signins.open("alice", false).unwrap();
-        std::thread::sleep(Duration::from_millis(80));
-        assert!(signins.find(&cookie, true).is_none());
+    #[tokio::test]
+    async fn a_restarted_server_knows_every_sign_in_and_every_sign_out() {
+        let f = fixture();
+        let first = f.signins(MINUTE, 10 * MINUTE);
+        let (kept, _) = first.open("alice", true).await.unwrap();
+        let (ended, _) = first.open("bob", false).await.unwrap();
+        first.close(&ended).await.unwrap();
+        drop(first);
+        // The same key file and store: a restart, or another replica.
+        let second = f.signins(MINUTE, 10 * MINUTE);
+        let found = second
+            .find(&kept, true)
+            .await
+            .unwrap()
+            .expect("still signed in");
+        assert_eq!((found.user.as_str(), found.admin), ("alice", true));
+        assert!(second.find(&ended, true).await.unwrap().is_none());
+        // The store holds no cookie id.
+        let id = kept.split_once('.').unwrap().0;
+        assert!(f.store.signin(id).await.unwrap().is_none());
     }
 
-    #[test]
-    fn a_page_refreshing_itself_is_no_activity() {
-        let signins = SignIns::new(Duration::from_millis(300), Duration::from_secs(600));
-        let (cookie, _) = signins.open("alice", false).unwrap();
+    #[tokio::test]
+    async fn sign_ins_expire_when_idle_and_at_their_maximum() {
+        let f = fixture();
+        let signins = f.signins(Duration::from_millis(50), 10 * MINUTE);
+        let (cookie, _) = signins.open("alice", false).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(signins.find(&cookie, true).await.unwrap().is_none());
+        let signins = f.signins(MINUTE, Duration::from_millis(50));
+        let (cookie, _) = signins.open("alice", false).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(signins.find(&cookie, true).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_page_refreshing_itself_is_no_activity() {
+        let f = fixture();
+        let signins = f.signins(Duration::from_millis(300), 10 * MINUTE);
+        let (cookie, _) = signins.open("alice", false).await.unwrap();
         for _ in 0..4 {
-            std::thread::sleep(Duration::from_millis(40));
+            tokio::time::sleep(Duration::from_millis(40)).await;
             // The page's timer: seen, not used.
-            assert!(signins.find(&cookie, false).is_some());
+            assert!(signins.find(&cookie, false).await.unwrap().is_some());
         }
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
-            signins.find(&cookie, false).is_none(),
+            signins.find(&cookie, false).await.unwrap().is_none(),
             "kept alive by refreshes"
         );
+        // Used: kept alive.
+        let (cookie, _) = signins.open("alice", false).await.unwrap();
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(signins.find(&cookie, true).await.unwrap().is_some());
+        }
     }
 
-    #[test]
-    fn one_user_has_a_bounded_number_of_sign_ins() {
-        let signins = SignIns::new(Duration::from_secs(60), Duration::from_secs(600));
-        let cookies: Vec<String> = (0..MAX_SIGN_INS_PER_USER)
-            .map(|_| signins.open("alice", false).unwrap().0)
-            .collect();
+    #[tokio::test]
+    async fn one_user_has_a_bounded_number_of_sign_ins() {
+        let f = fixture();
+        let signins = f.signins(MINUTE, 10 * MINUTE);
+        let mut cookies = Vec::new();
+        for _ in 0..MAX_SIGN_INS_PER_USER {
+            cookies.push(signins.open("alice", false).await.unwrap().0);
+        }
+        assert!(matches!(
+            signins.open("alice", false).await,
+            Err(OpenError::UserFull)
+        ));
+        assert!(signins.open("bob", false).await.is_ok());
         assert_eq!(
-            signins.open("alice", false).err(),
-            Some(OpenError::UserFull)
-        );
-        assert!(signins.open("bob", false).is_ok());
-        assert_eq!(
-            signins.close(&cookies[0]).map(|s| s.user),
+            signins.close(&cookies[0]).await.unwrap().map(|s| s.user),
             Some("alice".into())
         );
-        assert!(signins.open("alice", false).is_ok());
+        assert!(signins.open("alice", false).await.is_ok());
     }
 
     #[test]
@@ -267,7 +356,10 @@ mod tests {
         let header = "a=1; __Host-daas=abc.def;b=2";
         assert_eq!(cookie_value(header, COOKIE), Some("abc.def"));
         assert_eq!(cookie_value(header, "c"), None);
-        let set = SignIns::new(Duration::from_secs(1), Duration::from_secs(3600)).set_cookie("v");
+        let f = fixture();
+        let set = f
+            .signins(Duration::from_secs(1), Duration::from_secs(3600))
+            .set_cookie("v");
         for attr in [
             "Secure",
             "HttpOnly",

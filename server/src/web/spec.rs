@@ -17,6 +17,7 @@ pub struct WebSpec {
     pub session_idle: Duration,
     #[serde(with = "humantime_serde")]
     pub session_max: Duration,
+    pub cookie_keys: Option<RelativePathBuf>,
     pub allowed_group: String,
     pub allow_all_domain_users: bool,
     pub admin_group: String,
@@ -46,6 +47,7 @@ impl Default for WebSpec {
             key: None,
             session_idle: Duration::from_secs(30 * 60),
             session_max: Duration::from_secs(8 * 3600),
+            cookie_keys: None,
             allowed_group: String::new(),
             allow_all_domain_users: false,
             admin_group: String::new(),
@@ -102,6 +104,8 @@ pub struct Web {
     pub cert: Option<(PathBuf, PathBuf)>,
     pub session_idle: Duration,
     pub session_max: Duration,
+    /// The cookie key file; None: `data_dir/web-cookie-keys`.
+    pub cookie_keys: Option<PathBuf>,
     pub allowed_group: Option<String>,
     pub admin_group: Option<String>,
     /// The templates offered; empty: `vm.template` and the pools'.
@@ -224,6 +228,7 @@ pub fn check(spec: &WebSpec) -> Result<Option<Web>, String> {
         cert,
         session_idle: spec.session_idle,
         session_max: spec.session_max.max(spec.session_idle),
+        cookie_keys: given(&spec.cookie_keys).map(|p| path(&p)),
         allowed_group: group(&spec.allowed_group),
         admin_group: group(&spec.admin_group),
         templates: spec.templates.clone(),

@@ -103,6 +103,22 @@ where
     }
 }
 
+impl FakeRdp {
+    /// Where a ticket leads to reach this fake, its certificate pinned.
+    pub fn target(&self) -> Target {
+        target(self.addr, &self.cert)
+    }
+}
+
+/// A ticket's target: `addr`, with `cert` the one certificate accepted there.
+pub fn target(addr: SocketAddr, cert: &[u8]) -> Target {
+    Target {
+        addr,
+        cert_sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, cert)),
+        session_id: "s-1".to_owned(),
+    }
+}
+
 /// Echoes until the client leaves.
 pub async fn echo(mut tls: TlsStream<TcpStream>) {
     let mut buf = vec![0u8; 8192];
@@ -132,22 +148,19 @@ pub async fn read_tpkt<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<
 
 #[derive(Clone)]
 struct Gw {
-    target: SocketAddr,
+    target: Target,
     end: RelayEnd,
     results: mpsc::UnboundedSender<Result<Relayed, String>>,
 }
 
 async fn ws_route(State(gw): State<Gw>, upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(move |socket| async move {
-        let target = gw.target;
+        let target = gw.target.clone();
         let result = gateway::relay(
             socket,
             move |ticket: String| async move {
                 if ticket == TICKET {
-                    Ok(Target {
-                        addr: target,
-                        session_id: "s-1".to_owned(),
-                    })
+                    Ok(target)
                 } else {
                     Err("this ticket is unknown, used or expired".to_owned())
                 }
@@ -163,7 +176,7 @@ async fn ws_route(State(gw): State<Gw>, upgrade: WebSocketUpgrade) -> Response {
 
 /// `/gateway`, calling `gateway::relay` with `target` as where [`TICKET`] leads,
 /// and each relay's result; relays end only when a side closes.
-pub fn router(target: SocketAddr) -> (Router, Results) {
+pub fn router(target: Target) -> (Router, Results) {
     let end = RelayEnd {
         stop: CancellationToken::new(),
         idle: Duration::from_secs(3600),
@@ -172,7 +185,7 @@ pub fn router(target: SocketAddr) -> (Router, Results) {
 }
 
 /// The same, each relay also ending as `end` says.
-pub fn router_ending(target: SocketAddr, end: RelayEnd) -> (Router, Results) {
+pub fn router_ending(target: Target, end: RelayEnd) -> (Router, Results) {
     let (results, rx) = mpsc::unbounded_channel();
     let app = Router::new()
         .route("/gateway", get(ws_route))

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -28,6 +29,8 @@ CONTRACT_VARIABLES = [
     "vm_name",
     "slot",
     "ssh_public_key",
+    "ssh_host_private_key",
+    "ssh_host_public_key",
     "template",
     "cores",
     "memory_mb",
@@ -182,6 +185,8 @@ def test_hardware_matches_the_template_not_provider_defaults(vm):
 
 def test_cloud_init_settings(vm):
     assert unquote(vm["os_type"]) == "cloud-init"
+    assert "local.snippet_name" in expr(vm["cicustom"]) and "var.snippets_storage" in expr(vm["cicustom"])
+    assert [expr(d) for d in vm["depends_on"]] == ["terraform_data.host_key_snippet"]
     assert expr(vm["sshkeys"]) == "var.ssh_public_key"
     assert expr(vm["ciuser"]) == "var.ssh_user"
     assert unquote(vm["ipconfig0"]) == "ip=dhcp"
@@ -261,6 +266,8 @@ GOOD = {
     "vm_name": "desktop-ab12cd",
     "slot": 3,
     "ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJx3bK0mJ4mB9 daas@server",
+    "ssh_host_private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----\n",
+    "ssh_host_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKn0vHost",
     "template": "ubuntu-2204-xfce",
     "cores": 2,
     "memory_mb": 4096,
@@ -269,12 +276,18 @@ GOOD = {
     "username": "Élodie.Martin",
     "proxmox_api_url": "https://pve1.example.org:8006/api2/json",
     "target_node": "pve1",
+    "snippets_storage": "shared",
+    "snippets_dir": "/mnt/pve/shared/snippets",
 }
 
 
 def locals_block_source():
+    return block_source("locals {")
+
+
+def block_source(opening):
     text = (MODULE / "main.tf").read_text()
-    start = text.index("locals {")
+    start = text.index(opening)
     depth = 0
     for i in range(start, len(text)):
         if text[i] == "{":
@@ -353,9 +366,51 @@ def test_good_values_pass_and_locals_compute(stub):
         ("bios", "uefi", "bios must be"),
         ("vlan_tag", 4095, "vlan_tag must be"),
         ("ssh_user", "Root", "ssh_user must be"),
+        ("ssh_host_private_key", "ssh-ed25519 AAAA", "ssh_host_private_key must be"),
+        ("ssh_host_public_key", "ssh-rsa AAAA", "ssh_host_public_key must be"),
+        ("snippets_dir", "snippets", "snippets_dir must be"),
+        ("snippets_storage", "1bad", "snippets_storage must be"),
+        ("snippet_mode", "0666", "snippet_mode must be"),
     ],
 )
 def test_bad_values_are_refused(stub, field, value, message):
     result = plan(stub, **{field: value})
     assert result.returncode != 0, f"{field}={value!r} was accepted"
     assert message in " ".join(result.stderr.split()), result.stderr
+
+
+# ---- the host key snippet, written by the real terraform (built-in resource) ----
+
+
+def test_the_host_key_snippet_is_written_private_and_removed_with_the_vm(tmp_path):
+    import yaml
+
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform is not on PATH")
+    root = tmp_path / "module"
+    root.mkdir()
+    snippets = tmp_path / "snippets"
+    snippets.mkdir()
+    shutil.copy(MODULE / "variables.tf", root / "variables.tf")
+    (root / "stub.tf").write_text(locals_block_source() + "\n\n" + block_source('resource "terraform_data" "host_key_snippet"'))
+    env = dict(os.environ, TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1", TF_CLI_CONFIG_FILE="/dev/null")
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE='\"$(id)`id`\n-----END OPENSSH PRIVATE KEY-----\n"
+    values = dict(GOOD, snippets_dir=str(snippets), ssh_host_private_key=key)
+    (root / "terraform.tfvars.json").write_text(json.dumps(values))
+    run = lambda *args: subprocess.run([terraform, *args, "-input=false", "-no-color"], cwd=root, env=env, capture_output=True, text=True)
+    assert run("init").returncode == 0
+    applied = run("apply", "-auto-approve")
+    assert applied.returncode == 0, applied.stderr
+    snippet = snippets / "daas-desktop-ab12cd.yaml"
+    assert stat.S_IMODE(snippet.stat().st_mode) == 0o600
+    text = snippet.read_text()
+    assert text.startswith("#cloud-config\n")
+    data = yaml.safe_load(text)
+    # The key arrives byte for byte: quotes, $( ) and backquotes are data.
+    assert data["ssh_keys"] == {"ed25519_private": key, "ed25519_public": GOOD["ssh_host_public_key"]}
+    assert data["ssh_deletekeys"] is True and data["ssh_genkeytypes"] == []
+    assert key.splitlines()[1] not in applied.stdout + applied.stderr, "the private key was printed"
+    destroyed = run("destroy", "-auto-approve")
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert not snippet.exists()
