@@ -88,7 +88,35 @@ fn agent_ca(config: &Config) -> Result<Option<pki::Ca>, StartError> {
         tracing::warn!("agent.endpoint is set but TLS is off: desktops get no agent credential");
         return Ok(None);
     };
-    Ok(Some(pki::Ca::load(ca, &config.agent.ca_key)?))
+    let (cert, key) = config.agent.ca_files();
+    let agent_ca = pki::Ca::load(&cert, &key)?;
+    if !agent_ca.is_intermediate() && &cert == ca {
+        tracing::warn!(
+            key = %key.display(),
+            "agent certificates are signed by the root CA (tls.ca), whose key the server then keeps online: a PKI made by this version's `pki init` has an agents' CA for that"
+        );
+    }
+    Ok(Some(agent_ca))
+}
+
+/// The subject of the agents' CA when it is not `tls.ca` itself: agent
+/// certificates must come from it, and no user certificate may.
+fn agents_ca_subject(config: &Config) -> Result<Option<Vec<u8>>, StartError> {
+    let Tls::Mutual { ca, .. } = &config.tls else {
+        return Ok(None);
+    };
+    let (cert, _) = config.agent.ca_files();
+    if &cert == ca || !cert.exists() {
+        return Ok(None);
+    }
+    let pem = read(&cert)?;
+    let subject = pki::pem_to_der(&String::from_utf8_lossy(&pem))
+        .and_then(|der| pki::subject_of(&der))
+        .ok_or_else(|| StartError::Read {
+            path: cert.display().to_string(),
+            source: std::io::Error::other("no PEM certificate in it"),
+        })?;
+    Ok(Some(subject))
 }
 
 /// The TLS settings of the port, creating the dev PKI first if asked.
@@ -324,6 +352,7 @@ impl BoundServer {
             admins: self.config.auth.admins.iter().cloned().collect(),
             plaintext: self.tls_is_off(),
             revoked: self.revoked.clone(),
+            agents_ca: agents_ca_subject(&self.config)?.map(Arc::new),
         };
         let metrics = self.metrics.clone();
         let web_router = match &self.config.web {

@@ -57,10 +57,14 @@ enum CookieKeyCommand {
 
 #[derive(Subcommand)]
 enum PkiCommand {
-    /// Create a CA (valid 10 years) and the server's certificate in DIR.
+    /// Create a root CA, the agents' CA under it (both valid 10 years) and
+    /// the server's certificate in DIR.
     ///
-    /// Writes ca.pem, ca-key.pem, server.pem and server-key.pem (keys 0600);
-    /// refuses if any of them exists.
+    /// Writes ca.pem, ca-key.pem (or FOLDER/ca-key.pem with --offline-root),
+    /// agents-ca.pem, agents-ca-key.pem, server.pem and server-key.pem (keys
+    /// 0600); refuses if any of them exists. The server keeps only the
+    /// agents' CA key online: it signs agent certificates, and the server
+    /// refuses any user certificate it signed.
     Init {
         /// Directory of the PKI (created 0700 if missing).
         #[arg(long, value_name = "DIR")]
@@ -76,6 +80,11 @@ enum PkiCommand {
         #[arg(long, value_name = "N", default_value_t = 825,
               value_parser = clap::value_parser!(u32).range(1..=36500))]
         days: u32,
+        /// Write the root CA's key to FOLDER (say, removable media kept
+        /// away from the server) instead of DIR: the server never needs it,
+        /// `pki issue --ca-key` does.
+        #[arg(long, value_name = "FOLDER")]
+        offline_root: Option<PathBuf>,
     },
     /// Issue a user's client certificate with the CA in DIR.
     ///
@@ -95,6 +104,10 @@ enum PkiCommand {
         #[arg(long, value_name = "N", default_value_t = 365,
               value_parser = clap::value_parser!(u32).range(1..=36500))]
         days: u32,
+        /// The root CA's key, when it is not DIR/ca-key.pem (`pki init
+        /// --offline-root`).
+        #[arg(long, value_name = "FILE")]
+        ca_key: Option<PathBuf>,
     },
     /// Revoke a client certificate (a user's or an agent's).
     ///
@@ -248,11 +261,12 @@ async fn run_pki(command: PkiCommand, config: Option<&std::path::Path>) -> anyho
             mut dns,
             mut ip,
             days,
+            offline_root,
         } => {
             if dns.is_empty() && ip.is_empty() {
                 (dns, ip) = pki::localhost_names();
             }
-            let paths = pki::init(&dir, &dns, &ip, days)?;
+            let (paths, root_key) = pki::init(&dir, &dns, &ip, days, offline_root.as_deref())?;
             let names: Vec<String> = dns
                 .iter()
                 .cloned()
@@ -263,8 +277,18 @@ async fn run_pki(command: PkiCommand, config: Option<&std::path::Path>) -> anyho
                 paths.ca().display()
             );
             println!(
-                "CA key:              {} (keep it secret)",
-                paths.ca_key().display()
+                "CA key:              {} (keep it secret{}; signs users', admins' and the server's certificates)",
+                root_key.display(),
+                if offline_root.is_some() {
+                    ", and away from the server"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "agents' CA:          {} and its key {} (the server's, for agent certificates only)",
+                paths.agents_ca().display(),
+                paths.agents_ca_key().display()
             );
             println!(
                 "server certificate:  {} ({}; {days} days)",
@@ -283,8 +307,9 @@ async fn run_pki(command: PkiCommand, config: Option<&std::path::Path>) -> anyho
             user,
             admin,
             days,
+            ca_key,
         } => {
-            let (cert, key) = pki::issue_user_files(&dir, &user, admin, days)?;
+            let (cert, key) = pki::issue_user_files(&dir, &user, admin, days, ca_key.as_deref())?;
             let role = if admin { "admin" } else { "user" };
             let (subject, fingerprint) = describe_cert(&cert)?;
             let detail = format!(

@@ -94,7 +94,7 @@ fn test_pki(dir: &Path) -> pki::PkiPaths {
     if !pki_dir.join("ca.pem").exists() {
         let localhost = ["localhost".to_string()];
         let ips = [std::net::IpAddr::from([127, 0, 0, 1])];
-        pki::init(&pki_dir, &localhost, &ips, 30).expect("create the test PKI");
+        pki::init(&pki_dir, &localhost, &ips, 30, None).expect("create the test PKI");
     }
     pki::PkiPaths { dir: pki_dir }
 }
@@ -103,7 +103,7 @@ fn test_pki(dir: &Path) -> pki::PkiPaths {
 pub fn credentials(dir: &Path, user: &str, admin: bool) -> Credentials {
     let paths = test_pki(dir);
     if !paths.user_cert(user).exists() {
-        pki::issue_user_files(&paths.dir, user, admin, 30).expect("issue a test certificate");
+        pki::issue_user_files(&paths.dir, user, admin, 30, None).expect("issue a test certificate");
     }
     Credentials {
         ca: paths.ca(),
@@ -252,7 +252,8 @@ marker_dir = {markers}
 /// (issued on each call, as the server does at each create).
 pub fn agent_credentials(dir: &Path, session_id: &str) -> Credentials {
     let paths = test_pki(dir);
-    let ca = pki::Ca::load(&paths.ca(), &paths.ca_key()).expect("load the test CA");
+    let ca =
+        pki::Ca::load(&paths.agents_ca(), &paths.agents_ca_key()).expect("load the agents' CA");
     let issued = ca
         .issue_agent(session_id, &pki::Validity::days(1))
         .expect("issue an agent certificate");

@@ -56,7 +56,14 @@ fn init_then_issue_users_and_admins() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    for file in ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem"] {
+    for file in [
+        "ca.pem",
+        "ca-key.pem",
+        "agents-ca.pem",
+        "agents-ca-key.pem",
+        "server.pem",
+        "server-key.pem",
+    ] {
         let path = dir.join(file);
         assert!(path.exists(), "{file} missing");
         assert!(text.contains(&path.display().to_string()), "{text}");
@@ -242,5 +249,47 @@ async fn an_issue_is_recorded_in_the_audit_trail_of_the_configured_server() {
         stderr(&out).contains("not in an audit trail"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn an_offline_root_key_stays_out_of_the_pki_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pki");
+    let offline = tmp.path().join("usb");
+    let (d, o) = (dir.to_str().unwrap(), offline.to_str().unwrap());
+    let out = daas_server(&["pki", "init", "--dir", d, "--offline-root", o]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !dir.join("ca-key.pem").exists(),
+        "the root key is in the PKI folder"
+    );
+    assert_eq!(mode(&offline.join("ca-key.pem")), 0o600);
+    assert_eq!(mode(&dir.join("agents-ca-key.pem")), 0o600);
+    assert!(stdout(&out).contains(&offline.join("ca-key.pem").display().to_string()));
+
+    // Issuing needs the root key: a clear error without it, a certificate with it.
+    let out = daas_server(&["pki", "issue", "--dir", d, "--user", "alice"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--ca-key"), "{}", stderr(&out));
+    let key = offline.join("ca-key.pem");
+    let out = daas_server(&[
+        "pki",
+        "issue",
+        "--dir",
+        d,
+        "--user",
+        "alice",
+        "--admin",
+        "--ca-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        identity(&dir.join("users/alice.pem")),
+        Identity::User {
+            name: "alice".into(),
+            admin: true
+        }
     );
 }

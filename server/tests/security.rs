@@ -550,3 +550,49 @@ async fn a_revoked_certificate_is_refused_at_once() {
         "{stderr}"
     );
 }
+
+/// The agents' CA key is the one the server keeps online: what it signs is
+/// an agent, never a user or an administrator; and an agent certificate
+/// comes from it alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agents_ca_signs_agents_only() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let pki = server.dir().join("pki");
+    let root = Ca::load(&pki.join("ca.pem"), &pki.join("ca-key.pem")).unwrap();
+    let agents = Ca::load(&pki.join("agents-ca.pem"), &pki.join("agents-ca-key.pem")).unwrap();
+    assert!(agents.is_intermediate() && !root.is_intermediate());
+    let made = tempfile::tempdir().unwrap();
+    let ca = pki.join("ca.pem");
+
+    // What the server issues to agents works (the chain is in the file).
+    let agent = server.agent_credentials("3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11");
+    let chain = std::fs::read_to_string(&agent.cert).unwrap();
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2, "{chain}");
+    let err = can_call(&server, Some(&agent)).await.unwrap_err();
+    assert!(err.contains("only daas.v1.AgentService"), "{err}");
+
+    // An administrator minted with the agents' CA key is refused.
+    let admin = agents
+        .issue_user("mallory", true, &Validity::days(1))
+        .unwrap();
+    let admin = write_pair(made.path(), "mallory", &admin.cert_pem, &admin.key_pem, &ca);
+    let err = can_call(&server, Some(&admin)).await.unwrap_err();
+    assert!(err.contains("Unauthenticated"), "{err}");
+    assert!(err.contains("signs agent certificates only"), "{err}");
+
+    // An agent certificate straight from the root is refused too.
+    let rogue = root
+        .issue_agent("3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11", &Validity::days(1))
+        .unwrap();
+    let rogue = write_pair(made.path(), "rogue", &rogue.cert_pem, &rogue.key_pem, &ca);
+    let err = can_call(&server, Some(&rogue)).await.unwrap_err();
+    assert!(err.contains("not signed by the agents' CA"), "{err}");
+
+    // Users from the root are served.
+    assert!(
+        can_call(&server, Some(&server.credentials("alice", false)))
+            .await
+            .is_ok()
+    );
+    server.stop().await;
+}

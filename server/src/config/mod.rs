@@ -86,10 +86,39 @@ pub struct Agent {
     pub tls_server_name: Option<String>,
     /// The daas-agent binary the playbook installs.
     pub binary: Option<PathBuf>,
-    /// Key of the CA (`tls.ca`) that signs per-session agent certificates.
-    pub ca_key: PathBuf,
+    /// `agent.ca_cert` and `agent.ca_key` as given (see [`Agent::ca_files`]).
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+    /// `tls.ca` (the dev PKI's with TLS off), where the defaults are.
+    pub tls_ca: PathBuf,
     /// How often agents report.
     pub report_interval: Duration,
+}
+
+impl Agent {
+    /// The CA that signs per-session agent certificates, and its key: as
+    /// given, else the agents' CA beside `tls.ca` (`agents-ca.pem`, made by
+    /// `pki init`) when it is there, else `tls.ca` itself (a PKI made
+    /// before). Read when the server starts, after a dev PKI is made.
+    pub fn ca_files(&self) -> (PathBuf, PathBuf) {
+        let agents_ca = self.tls_ca.with_file_name("agents-ca.pem");
+        let cert = self.ca_cert.clone().unwrap_or_else(|| {
+            if agents_ca.exists() {
+                agents_ca.clone()
+            } else {
+                self.tls_ca.clone()
+            }
+        });
+        let key = self.ca_key.clone().unwrap_or_else(|| {
+            let name = if cert == agents_ca {
+                "agents-ca-key.pem"
+            } else {
+                "ca-key.pem"
+            };
+            self.tls_ca.with_file_name(name)
+        });
+        (cert, key)
+    }
 }
 
 /// Transport security of the gRPC port.
@@ -338,6 +367,7 @@ struct RawAgent {
     endpoint: String,
     tls_server_name: String,
     binary: Option<RelativePathBuf>,
+    ca_cert: Option<RelativePathBuf>,
     ca_key: Option<RelativePathBuf>,
     #[serde(with = "humantime_serde")]
     report_interval: Duration,
@@ -491,6 +521,7 @@ impl Default for Raw {
                 endpoint: String::new(),
                 tls_server_name: String::new(),
                 binary: None,
+                ca_cert: None,
                 ca_key: None,
                 report_interval: Duration::from_secs(30),
             },
@@ -888,11 +919,16 @@ impl Config {
                 "must be a URL such as https://10.0.2.2:50051",
             ));
         }
-        let ca_key = match (&raw.agent.ca_key, &tls) {
-            (Some(key), _) => path(key),
-            (None, Tls::Mutual { ca, .. }) => ca.with_file_name("ca-key.pem"),
-            (None, Tls::Plaintext) => data_dir.join("pki").join("ca-key.pem"),
+        let tls_ca = match &tls {
+            Tls::Mutual { ca, .. } => ca.clone(),
+            Tls::Plaintext => data_dir.join("pki").join("ca.pem"),
         };
+        let given = |p: &Option<RelativePathBuf>| {
+            p.as_ref()
+                .filter(|p| !p.original().as_os_str().is_empty())
+                .map(path)
+        };
+        let (ca_cert, ca_key) = (given(&raw.agent.ca_cert), given(&raw.agent.ca_key));
         let agent = Agent {
             endpoint: agent_endpoint,
             tls_server_name: Some(raw.agent.tls_server_name.clone()).filter(|s| !s.is_empty()),
@@ -902,7 +938,9 @@ impl Config {
                 .as_ref()
                 .filter(|b| !b.original().as_os_str().is_empty())
                 .map(path),
+            ca_cert,
             ca_key,
+            tls_ca,
             report_interval: raw.agent.report_interval,
         };
         let policies = crate::reaper::policy::Policies {

@@ -35,6 +35,9 @@ const AGENT_CN: &str = "daas-agent";
 /// Subject CN of the CA `init` and `ensure_dev` create.
 const CA_CN: &str = "DaaS CA";
 
+/// Subject CN of the intermediate CA that signs agent certificates alone.
+const AGENTS_CA_CN: &str = "DaaS agents CA";
+
 /// Validity of the CA `init` and `ensure_dev` create.
 const CA_DAYS: u32 = 3650;
 
@@ -67,6 +70,13 @@ pub enum PkiError {
         path.display()
     )]
     NoCa { path: PathBuf },
+    #[error(
+        "the root CA's key {} is not there (kept offline?): pass --ca-key with its path",
+        path.display()
+    )]
+    OfflineRoot { path: PathBuf },
+    #[error("certificate {subject} {why}")]
+    WrongIssuer { subject: String, why: String },
     #[error("{} already exists; refusing to overwrite it", path.display())]
     Exists { path: PathBuf },
     #[error(
@@ -189,6 +199,11 @@ pub struct Ca {
     cert_pem: String,
     key_pem: String,
     issuer: Issuer<'static, KeyPair>,
+    /// An intermediate's own certificate, sent after each leaf it signs
+    /// (so clients present the chain); empty for a root.
+    chain_pem: String,
+    /// The CA certificate's subject, DER (what its leaves name as issuer).
+    subject_der: Vec<u8>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -200,8 +215,28 @@ impl std::fmt::Debug for Ca {
 }
 
 impl Ca {
-    /// A new self-signed CA (CA:TRUE, pathlen 0, keyCertSign), ECDSA P-256.
+    /// A new self-signed CA (CA:TRUE, pathlen 1: it may sign the agents'
+    /// intermediate, which signs leaves only; keyCertSign), ECDSA P-256.
     pub fn generate(common_name: &str, validity: &Validity) -> Result<Ca, PkiError> {
+        Ca::make(common_name, validity, 1, None)
+    }
+
+    /// An intermediate CA signed by this one (CA:TRUE, pathlen 0): the
+    /// agents' CA, whose key is the only one the server keeps online.
+    pub fn issue_intermediate(
+        &self,
+        common_name: &str,
+        validity: &Validity,
+    ) -> Result<Ca, PkiError> {
+        Ca::make(common_name, validity, 0, Some(self))
+    }
+
+    fn make(
+        common_name: &str,
+        validity: &Validity,
+        pathlen: u8,
+        parent: Option<&Ca>,
+    ) -> Result<Ca, PkiError> {
         let what = || format!("the CA {common_name:?}");
         let gen_err = |error| PkiError::Generate {
             what: what(),
@@ -210,7 +245,7 @@ impl Ca {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = common_name_dn(common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(pathlen));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -218,14 +253,28 @@ impl Ca {
         ];
         params.serial_number = Some(random_serial());
         validity.apply(&mut params)?;
-        let cert = params.self_signed(&key).map_err(gen_err)?;
+        let cert = match parent {
+            None => params.self_signed(&key),
+            Some(parent) => {
+                params.use_authority_key_identifier_extension = true;
+                params.signed_by(&key, &parent.issuer)
+            }
+        }
+        .map_err(gen_err)?;
         let cert_pem = cert.pem();
         let key_pem = key.serialize_pem();
+        let subject_der = subject_of(cert.der()).unwrap_or_default();
         let issuer = Issuer::new(params, key);
         Ok(Ca {
+            chain_pem: if parent.is_some() {
+                cert_pem.clone()
+            } else {
+                String::new()
+            },
             cert_pem,
             key_pem,
             issuer,
+            subject_der,
         })
     }
 
@@ -264,11 +313,30 @@ impl Ca {
         }
         let issuer = Issuer::from_ca_cert_der(&cert_der.as_slice().into(), key)
             .map_err(|e| bad(cert_path, format!("cannot sign with it ({e})")))?;
+        let subject_der = cert.subject().as_raw().to_vec();
+        let self_signed = cert.issuer().as_raw() == cert.subject().as_raw();
+        let chain_pem = if self_signed {
+            String::new()
+        } else {
+            first_pem_certificate(&cert_pem)
+        };
         Ok(Ca {
             cert_pem,
             key_pem,
             issuer,
+            chain_pem,
+            subject_der,
         })
+    }
+
+    /// Whether this CA is an intermediate (its certificate is not self-signed).
+    pub fn is_intermediate(&self) -> bool {
+        !self.chain_pem.is_empty()
+    }
+
+    /// The subject of this CA's certificate, DER: the issuer its leaves name.
+    pub fn subject_der(&self) -> &[u8] {
+        &self.subject_der
     }
 
     /// The CA certificate, PEM (for a loaded CA: the file's contents).
@@ -371,9 +439,30 @@ impl Ca {
         validity.apply(&mut params)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(gen_err)?;
         Ok(Issued {
-            cert_pem: cert.pem(),
+            cert_pem: format!("{}{}", cert.pem(), self.chain_pem),
             key_pem: key.serialize_pem(),
         })
+    }
+}
+
+/// The subject of a certificate (DER), DER.
+pub fn subject_of(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.subject().as_raw().to_vec())
+}
+
+/// The issuer a certificate (DER) names, DER.
+pub fn issuer_of(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.issuer().as_raw().to_vec())
+}
+
+/// The first `CERTIFICATE` block of a PEM text, with its markers.
+fn first_pem_certificate(pem: &str) -> String {
+    const END: &str = "-----END CERTIFICATE-----";
+    match (pem.find("-----BEGIN CERTIFICATE-----"), pem.find(END)) {
+        (Some(start), Some(end)) if start < end => format!("{}\n", &pem[start..end + END.len()]),
+        _ => String::new(),
     }
 }
 
@@ -616,9 +705,18 @@ impl PkiPaths {
     pub fn ca(&self) -> PathBuf {
         self.dir.join("ca.pem")
     }
-    /// The CA key (0600): signs every certificate.
+    /// The root CA's key (0600): signs the server's, the users' and the
+    /// agents' CA's certificates. `init --offline-root` keeps it elsewhere.
     pub fn ca_key(&self) -> PathBuf {
         self.dir.join("ca-key.pem")
+    }
+    /// The agents' CA (an intermediate): signs agent certificates alone.
+    pub fn agents_ca(&self) -> PathBuf {
+        self.dir.join("agents-ca.pem")
+    }
+    /// Its key (0600): the only CA key the server keeps online.
+    pub fn agents_ca_key(&self) -> PathBuf {
+        self.dir.join("agents-ca-key.pem")
     }
     pub fn server_cert(&self) -> PathBuf {
         self.dir.join("server.pem")
@@ -705,47 +803,73 @@ pub fn localhost_names() -> (Vec<String>, Vec<IpAddr>) {
     )
 }
 
-/// Creates a CA (10 years) and a server certificate (`days`) for `dns` and
-/// `ips` in `dir`; refuses when any of those files exists.
-pub fn init(dir: &Path, dns: &[String], ips: &[IpAddr], days: u32) -> Result<PkiPaths, PkiError> {
+/// Creates a root CA (10 years), the agents' intermediate CA under it (10
+/// years) and a server certificate (`days`) for `dns` and `ips` in `dir`;
+/// the root's key goes to `offline_root` when given (a folder to keep
+/// away from the server), else beside the CA. Refuses when any of those
+/// files exists. Returns the PKI's paths and where the root key is.
+pub fn init(
+    dir: &Path,
+    dns: &[String],
+    ips: &[IpAddr],
+    days: u32,
+    offline_root: Option<&Path>,
+) -> Result<(PkiPaths, PathBuf), PkiError> {
     let paths = PkiPaths::new(dir);
+    let root_key = match offline_root {
+        Some(folder) => folder.join("ca-key.pem"),
+        None => paths.ca_key(),
+    };
     refuse_existing(&[
         paths.ca(),
         paths.ca_key(),
+        root_key.clone(),
+        paths.agents_ca(),
+        paths.agents_ca_key(),
         paths.server_cert(),
         paths.server_key(),
     ])?;
     let ca = Ca::generate(CA_CN, &Validity::days(CA_DAYS))?;
+    let agents = ca.issue_intermediate(AGENTS_CA_CN, &Validity::days(CA_DAYS))?;
     let server = ca.issue_server(dns, ips, &Validity::days(days))?;
     create_private_dir(dir)?;
-    write_ca(&paths, &ca)?;
+    if let Some(folder) = offline_root {
+        create_private_dir(folder)?;
+    }
+    write_ca(&ca, &paths.ca(), &root_key)?;
+    write_ca(&agents, &paths.agents_ca(), &paths.agents_ca_key())?;
     write_pair(&server, &paths.server_cert(), &paths.server_key())?;
-    Ok(paths)
+    Ok((paths, root_key))
 }
 
-fn write_ca(paths: &PkiPaths, ca: &Ca) -> Result<(), PkiError> {
+fn write_ca(ca: &Ca, cert: &Path, key: &Path) -> Result<(), PkiError> {
     let issued = Issued {
         cert_pem: ca.cert_pem.clone(),
         key_pem: ca.key_pem.clone(),
     };
-    write_pair(&issued, &paths.ca(), &paths.ca_key())
+    write_pair(&issued, cert, key)
 }
 
-/// Issues a certificate for user `name` with the CA in `dir`; writes
-/// `users/NAME.pem` and `users/NAME-key.pem` (neither may exist) and
-/// returns their paths.
+/// Issues a certificate for user `name` with the root CA in `dir` (its key
+/// `ca_key`, by default beside it); writes `users/NAME.pem` and
+/// `users/NAME-key.pem` (neither may exist) and returns their paths.
 pub fn issue_user_files(
     dir: &Path,
     name: &str,
     admin: bool,
     days: u32,
+    ca_key: Option<&Path>,
 ) -> Result<(PathBuf, PathBuf), PkiError> {
     check_user(name)?;
     let paths = PkiPaths::new(dir);
     if !paths.ca().exists() {
         return Err(PkiError::NoCa { path: paths.ca() });
     }
-    let ca = Ca::load(&paths.ca(), &paths.ca_key())?;
+    let key = ca_key.map_or_else(|| paths.ca_key(), Path::to_path_buf);
+    if !key.exists() {
+        return Err(PkiError::OfflineRoot { path: key });
+    }
+    let ca = Ca::load(&paths.ca(), &key)?;
     let (cert, key) = (paths.user_cert(name), paths.user_key(name));
     refuse_existing(&[cert.clone(), key.clone()])?;
     let issued = ca.issue_user(name, admin, &Validity::days(days))?;
@@ -779,8 +903,10 @@ pub fn ensure_dev(dir: &Path, user: &str) -> Result<bool, PkiError> {
                 }
             }
             let ca = Ca::generate(CA_CN, &Validity::days(CA_DAYS))?;
+            let agents = ca.issue_intermediate(AGENTS_CA_CN, &Validity::days(CA_DAYS))?;
             create_private_dir(dir)?;
-            write_ca(&paths, &ca)?;
+            write_ca(&ca, &paths.ca(), &paths.ca_key())?;
+            write_ca(&agents, &paths.agents_ca(), &paths.agents_ca_key())?;
             created = true;
             ca
         }
@@ -1089,21 +1215,21 @@ mod tests {
     fn init_writes_private_keys_and_refuses_to_overwrite() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("pki");
-        let paths = init(&dir, &["localhost".into()], &[], 10).unwrap();
+        let (paths, _) = init(&dir, &["localhost".into()], &[], 10, None).unwrap();
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&paths.ca_key()), 0o600);
         assert_eq!(mode(&paths.server_key()), 0o600);
         assert!(paths.ca().exists() && paths.server_cert().exists());
         let ca_before = std::fs::read(paths.ca_key()).unwrap();
 
-        let err = init(&dir, &["localhost".into()], &[], 10).unwrap_err();
+        let err = init(&dir, &["localhost".into()], &[], 10, None).unwrap_err();
         assert!(
             err.to_string().contains(&paths.ca().display().to_string()),
             "{err}"
         );
         assert_eq!(std::fs::read(paths.ca_key()).unwrap(), ca_before);
 
-        let (cert, key) = issue_user_files(&dir, "alice", true, 5).unwrap();
+        let (cert, key) = issue_user_files(&dir, "alice", true, 5, None).unwrap();
         assert_eq!(cert, paths.user_cert("alice"));
         assert_eq!(mode(&key), 0o600);
         assert_eq!(mode(&paths.users()), 0o700);
@@ -1115,20 +1241,20 @@ mod tests {
                 admin: true
             }
         );
-        let err = issue_user_files(&dir, "alice", false, 5).unwrap_err();
+        let err = issue_user_files(&dir, "alice", false, 5, None).unwrap_err();
         assert!(matches!(err, PkiError::Exists { .. }), "{err}");
-        let err = issue_user_files(&dir, "a/b", false, 5).unwrap_err();
+        let err = issue_user_files(&dir, "a/b", false, 5, None).unwrap_err();
         assert!(err.to_string().contains("\"a/b\""), "{err}");
 
         // Without a CA there is nothing to issue with.
-        let err = issue_user_files(&tmp.path().join("none"), "bob", false, 5).unwrap_err();
+        let err = issue_user_files(&tmp.path().join("none"), "bob", false, 5, None).unwrap_err();
         assert!(err.to_string().contains("ca.pem"), "{err}");
     }
 
     #[test]
     fn loaded_ca_issues_like_the_original() {
         let tmp = tempfile::tempdir().unwrap();
-        let paths = init(tmp.path(), &[], &["127.0.0.1".parse().unwrap()], 10).unwrap();
+        let (paths, _) = init(tmp.path(), &[], &["127.0.0.1".parse().unwrap()], 10, None).unwrap();
         let ca = Ca::load(&paths.ca(), &paths.ca_key()).unwrap();
         let user = ca.issue_user("bob", false, &Validity::days(1)).unwrap();
         let ca_der = pem_to_der(ca.cert_pem()).unwrap();

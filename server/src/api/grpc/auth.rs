@@ -159,6 +159,10 @@ pub struct Policy {
     pub plaintext: bool,
     /// Certificates refused whatever they say (`daas-server pki revoke`).
     pub revoked: Arc<RevocationList>,
+    /// The subject (DER) of the agents' CA, when agents have their own:
+    /// an agent certificate must be signed by it and a user's must not
+    /// (its key is online on the server: it must not mint administrators).
+    pub agents_ca: Option<Arc<Vec<u8>>>,
 }
 
 impl Policy {
@@ -168,7 +172,27 @@ impl Policy {
         if self.revoked.is_revoked(&fingerprint, &serial) {
             return Err(pki::PkiError::Revoked { fingerprint });
         }
-        Ok(match pki::identity_of(leaf)? {
+        let identity = pki::identity_of(leaf)?;
+        if let Some(agents_ca) = &self.agents_ca {
+            let by_agents_ca = pki::issuer_of(leaf).as_deref() == Some(agents_ca.as_slice());
+            let wrong = match (&identity, by_agents_ca) {
+                (Identity::Agent { .. }, false) => {
+                    Some("names a session but was not signed by the agents' CA")
+                }
+                (Identity::User { .. }, true) => {
+                    Some("was signed by the agents' CA, which signs agent certificates only")
+                }
+                _ => None,
+            };
+            if let Some(why) = wrong {
+                let (subject, _) = pki::subject_and_fingerprint(leaf);
+                return Err(pki::PkiError::WrongIssuer {
+                    subject: format!("\"{subject}\""),
+                    why: why.into(),
+                });
+            }
+        }
+        Ok(match identity {
             Identity::User { name, admin } => {
                 let admin = admin || self.admins.contains(&name);
                 Caller::User { name, admin }
@@ -348,12 +372,14 @@ mod tests {
             admins: HashSet::new(),
             plaintext: true,
             revoked: Arc::new(RevocationList::none()),
+            agents_ca: None,
         };
         assert_eq!(open.admit(&request).unwrap(), Caller::Local);
         let tls = Policy {
             admins: HashSet::new(),
             plaintext: false,
             revoked: Arc::new(RevocationList::none()),
+            agents_ca: None,
         };
         let status = tls.admit(&request).unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
