@@ -26,6 +26,9 @@
 #   - dave, in daas-users; mallory, in no group, whose user principal name
 #     is dave@daas.example (an alternative UPN suffix): a portal whose
 #     web.ldap.domain is daas.example must not sign her in as dave;
+#   - {{'x'~'y'}}, in daas-users: an account name that is Jinja (AD allows
+#     braces, quotes and tildes), to show the portal's user name reaches
+#     Ansible literally;
 #   - daas-portal: the account the portal rechecks users' groups as;
 #   - LDAPS with a certificate for dc1.daas.test from a CA of its own
 #     ($DAAS_AD_DIR/tls/ca.pem), for the web portal's sign-in;
@@ -49,6 +52,7 @@ VETH_DC=daasad1
 BASE_DN=DC=daas,DC=test
 OU_DN=OU=Desktops,$BASE_DN
 GROUP=daas-users
+TEMPLATE_USER="{{'x'~'y'}}"
 ALT_UPN_SUFFIX=daas.example
 ADMIN_GROUP=daas-admins
 TLS_DIR=$DIR/tls
@@ -266,7 +270,7 @@ EOF
   tool user create daas-portal "$(new_password daas-portal)" \
     --description="Reads users' groups for the DaaS portal" >/dev/null
   tool user setexpiry daas-portal --noexpiry >/dev/null
-  for user in dave mallory; do
+  for user in dave mallory "$TEMPLATE_USER"; do
     tool user create "$user" "$(new_password "$user")" >/dev/null
     tool user setexpiry "$user" --noexpiry >/dev/null
   done
@@ -278,6 +282,7 @@ replace: userPrincipalName
 userPrincipalName: dave@$ALT_UPN_SUFFIX
 EOF
   tool group addmembers "$GROUP" alice,carol,dave >/dev/null
+  tool group addmembers "$GROUP" "$TEMPLATE_USER" >/dev/null
   tool group add "$ADMIN_GROUP" --description="Administrators of the DaaS portal" >/dev/null
   tool group addmembers "$ADMIN_GROUP" carol >/dev/null
 }
