@@ -80,7 +80,7 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, StartError> {
 }
 
 /// The CA that signs agent certificates, when agents are configured.
-fn agent_ca(config: &Config) -> Result<Option<pki::Ca>, StartError> {
+fn agent_ca(config: &Config) -> Result<Option<pki::AgentAuthority>, StartError> {
     if config.agent.endpoint.is_none() {
         return Ok(None);
     }
@@ -96,7 +96,11 @@ fn agent_ca(config: &Config) -> Result<Option<pki::Ca>, StartError> {
             "agent certificates are signed by the root CA (tls.ca), whose key the server then keeps online: a PKI made by this version's `pki init` has an agents' CA for that"
         );
     }
-    Ok(Some(agent_ca))
+    let server_ca_pem = String::from_utf8_lossy(&read(ca)?).into_owned();
+    Ok(Some(pki::AgentAuthority {
+        ca: agent_ca,
+        server_ca_pem,
+    }))
 }
 
 /// The subject of the agents' CA when it is not `tls.ca` itself: agent

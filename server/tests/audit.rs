@@ -76,7 +76,27 @@ async fn creates_refusals_and_certificates_are_audited_with_who_and_from_where()
         },
     )
     .await;
-    let id = ready(&events).id;
+    let session = ready(&events);
+    let id = session.id.clone();
+    // The agent got a certificate from the agents' CA with that CA as its
+    // chain, and the CA that signed the server's certificate to check it.
+    let values: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(server.markers().join(format!("{}.values", session.vm_name)))
+            .expect("the playbook's values"),
+    )
+    .expect("JSON");
+    let tls_ca = std::fs::read_to_string(server.dir().join("pki/ca.pem")).expect("tls.ca");
+    assert_eq!(values["agent_ca_pem"].as_str(), Some(tls_ca.as_str()));
+    let chain = values["agent_cert_pem"]
+        .as_str()
+        .expect("the agent's certificate");
+    let agents_ca =
+        std::fs::read_to_string(server.dir().join("pki/agents-ca.pem")).expect("the agents' CA");
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2, "{chain}");
+    assert!(
+        chain.ends_with(&agents_ca),
+        "the chain ends with the agents' CA"
+    );
 
     // bob tries alice's desktop: destroy (the handler's refusal), get (a
     // refusal at the response's end); then a second create by alice is

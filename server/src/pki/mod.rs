@@ -194,6 +194,16 @@ impl std::fmt::Debug for Issued {
     }
 }
 
+/// What the server gives each desktop's agent: a certificate from `ca`
+/// (the agents' CA, or the root of a PKI made before it), and the CA that
+/// signed the server's own certificate, to check the server with.
+#[derive(Debug)]
+pub struct AgentAuthority {
+    pub ca: Ca,
+    /// `tls.ca`'s PEM: what agents trust.
+    pub server_ca_pem: String,
+}
+
 /// A certificate authority that signs server, user and agent certificates.
 pub struct Ca {
     cert_pem: String,

@@ -87,7 +87,7 @@ struct Inner {
     store: Store,
     ssh_public_key: String,
     /// Signs per-session agent certificates; None: no agents.
-    agent_ca: Option<crate::pki::Ca>,
+    agent_ca: Option<crate::pki::AgentAuthority>,
     metrics: Arc<crate::metrics::Metrics>,
     audit: crate::audit::Audit,
     permits: permits::Permits,
@@ -107,7 +107,7 @@ impl Pipeline {
         config: Arc<Config>,
         store: Store,
         ssh_public_key: String,
-        agent_ca: Option<crate::pki::Ca>,
+        agent_ca: Option<crate::pki::AgentAuthority>,
         metrics: Arc<crate::metrics::Metrics>,
         audit: crate::audit::Audit,
     ) -> Self {

@@ -312,7 +312,8 @@ impl Pipeline {
     /// valid a day longer than the longest a desktop may live.
     fn agent_vars(&self, id: &str) -> Result<Option<AgentVars>, StageError> {
         let config = &self.inner.config;
-        let (Some(endpoint), Some(ca)) = (&config.agent.endpoint, &self.inner.agent_ca) else {
+        let (Some(endpoint), Some(authority)) = (&config.agent.endpoint, &self.inner.agent_ca)
+        else {
             return Ok(None);
         };
         let longest = config
@@ -324,7 +325,9 @@ impl Pipeline {
             .max()
             .unwrap_or_default();
         let days = u32::try_from(longest.as_secs() / 86_400 + 1).unwrap_or(u32::MAX);
-        let issued = ca.issue_agent(id, &crate::pki::Validity::days(days))?;
+        let issued = authority
+            .ca
+            .issue_agent(id, &crate::pki::Validity::days(days))?;
         let (subject, fingerprint) = issued.subject_and_fingerprint();
         self.inner.audit.spawn_record(
             crate::audit::Actor::internal("server"),
@@ -338,7 +341,8 @@ impl Pipeline {
             endpoint: endpoint.clone(),
             tls_server_name: config.agent.tls_server_name.clone(),
             binary: config.agent.binary.clone(),
-            ca_pem: ca.cert_pem().to_string(),
+            // What the agent checks the server's certificate with.
+            ca_pem: authority.server_ca_pem.clone(),
             cert_pem: issued.cert_pem,
             key_pem: issued.key_pem,
         }))
