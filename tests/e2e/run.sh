@@ -348,7 +348,14 @@ why_not_desktop() { # FILE; prints why it is not a desktop, nothing if it is
   local f=$1 sd dom panel_dom top below
   sd=$(stddev "$f")
   dom=$(dominant "$f")
-  if ! gt "$sd" 0.03 || gt "$dom" 0.97; then echo "one colour (stddev $sd, dominant $dom)"; return; fi
+  if ! gt "$sd" 0.03 || gt "$dom" 0.97; then
+    # XFCE's own desktop (xfdesktop: a wallpaper that is not black, the
+    # icons' column at the left) with the panel hidden under it is a
+    # desktop too: under emulation xfdesktop sometimes maps after the panel.
+    if gt "$(mean "$f")" 0.08 && gt "$(stddev "$f" 120x220+0+0)" 0.1; then return; fi
+    echo "one colour (stddev $sd, dominant $dom)"
+    return
+  fi
   panel_dom=$(dominant "$f" 1024x20+0+2)
   top=$(mean "$f" 1024x20+0+2)
   below=$(mean "$f" 300x100+0+150)
