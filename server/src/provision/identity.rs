@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
-use ring::digest;
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use ssh_key::{Algorithm, LineEnding, PrivateKey, rand_core::OsRng};
 
@@ -128,7 +127,7 @@ pub fn ssh_options(session_dir: &Path, vm_name: &str) -> [String; 4] {
 /// SHA-256 of the first certificate of `pem`, lower-case hex.
 pub fn cert_sha256(pem: &str) -> Option<String> {
     let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
-    Some(hex::encode(digest::digest(&digest::SHA256, &der)))
+    Some(crate::pki::fingerprint(&der))
 }
 
 fn ssh_host_key(path: &Path) -> Result<(String, String), IdentityError> {

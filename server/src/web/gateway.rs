@@ -557,7 +557,7 @@ impl ServerCertVerifier for PinnedCertificate {
                 "no certificate is pinned for this desktop (it was made before pinning): destroy it and create another".into(),
             ));
         }
-        let shown = hex::encode(ring::digest::digest(&ring::digest::SHA256, end_entity));
+        let shown = crate::pki::fingerprint(end_entity);
         if shown != self.sha256 {
             return Err(rustls::Error::General(format!(
                 "the desktop's RDP certificate (SHA-256 {shown}) is not the one the server made for it: another machine answers at its address, or its xrdp certificate was replaced"
