@@ -19,8 +19,9 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    api::grpc::auth::{Caller, Origin},
-    store::{Store, audit::AuditRecord, now_ms},
+    domain::identity::{Caller, Origin},
+    domain::time::now_ms,
+    store::{Store, audit::AuditRecord},
 };
 
 /// Why the audit trail cannot start.

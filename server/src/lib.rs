@@ -19,6 +19,7 @@ pub mod app;
 pub mod audit;
 pub mod config;
 pub mod domain;
+pub mod files;
 pub mod metrics;
 pub mod pki;
 pub mod pool;

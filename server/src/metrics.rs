@@ -324,7 +324,7 @@ impl Metrics {
         match (from, to) {
             (_, SessionState::Ready) => {
                 let since = record.claimed_ms.unwrap_or(record.created_ms);
-                let ms = crate::store::now_ms().saturating_sub(since).max(0);
+                let ms = crate::domain::time::now_ms().saturating_sub(since).max(0);
                 self.ready_seconds
                     .get_or_create(&CreateLabels {
                         template: template.clone(),
@@ -435,7 +435,7 @@ impl Metrics {
         }
         self.in_flight
             .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
-        let now = crate::store::now_ms();
+        let now = crate::domain::time::now_ms();
         self.agent_age.clear();
         for record in store.list(None, Some(SessionState::Ready)).await? {
             if let Some(ms) = record.activity.last_report_ms {

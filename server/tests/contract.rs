@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeSet, os::unix::fs::PermissionsExt, path::Path};
 
-use daas_server::provision::terraform::{CONTRACT_OUTPUTS, CONTRACT_VARIABLES};
+use daas_server::domain::contract::{CONTRACT_OUTPUTS, CONTRACT_VARIABLES};
 use daas_server::testkit::workspace_root;
 
 /// The names of `kind "NAME"` blocks in a module's .tf files.

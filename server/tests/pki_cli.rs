@@ -7,7 +7,7 @@ use std::{
     process::{Command, Output},
 };
 
-use daas_server::pki::{self, Identity};
+use daas_server::{domain::identity::Caller, pki};
 
 fn daas_server(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_daas-server"))
@@ -33,7 +33,7 @@ fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
-fn identity(cert: &Path) -> Identity {
+fn identity(cert: &Path) -> Caller {
     let pem = std::fs::read_to_string(cert).unwrap();
     pki::identity_of(&pki::pem_to_der(&pem).unwrap()).unwrap()
 }
@@ -92,7 +92,7 @@ fn init_then_issue_users_and_admins() {
     assert_eq!(mode(&dir.join("users")), 0o700);
     assert_eq!(
         identity(&cert),
-        Identity::User {
+        Caller::User {
             name: "alice".into(),
             admin: false
         }
@@ -113,7 +113,7 @@ fn init_then_issue_users_and_admins() {
     assert_eq!(mode(&dir.join("users/root-admin-key.pem")), 0o600);
     assert_eq!(
         identity(&dir.join("users/root-admin.pem")),
-        Identity::User {
+        Caller::User {
             name: "root-admin".into(),
             admin: true
         }
@@ -287,7 +287,7 @@ fn an_offline_root_key_stays_out_of_the_pki_folder() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         identity(&dir.join("users/alice.pem")),
-        Identity::User {
+        Caller::User {
             name: "alice".into(),
             admin: true
         }

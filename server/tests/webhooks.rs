@@ -95,7 +95,7 @@ async fn receive(
         path: uri.path().to_string(),
         headers,
         body: String::from_utf8_lossy(&body).to_string(),
-        at_ms: daas_server::store::now_ms(),
+        at_ms: daas_server::domain::time::now_ms(),
     });
     match inbox.answer {
         Answer::Ok => StatusCode::OK,

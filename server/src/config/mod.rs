@@ -788,7 +788,7 @@ impl Config {
             return Err(invalid("ssh.user", "must not be empty"));
         }
         for key in raw.terraform.variables.keys() {
-            if crate::provision::terraform::CONTRACT_VARIABLES.contains(&key.as_str()) {
+            if crate::domain::contract::CONTRACT_VARIABLES.contains(&key.as_str()) {
                 return Err(invalid(
                     &format!("terraform.variables.{key}"),
                     "is a contract variable the server sets itself",

@@ -9,8 +9,6 @@ use std::time::Duration;
 use tonic::{Code, Status, metadata::MetadataValue};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::store::StoreError;
-
 /// Anything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,24 +39,17 @@ pub enum Error {
     /// The server is stopping and takes no new work.
     #[error("the server is shutting down; try again in a moment")]
     ShuttingDown,
-    /// The session store failed.
+    /// The session moved on under the caller (someone else changed it
+    /// first); the message names both states.
+    #[error("{0}")]
+    Conflict(String),
+    /// A part of the server failed (the store, a task); the message says
+    /// which.
     #[error(transparent)]
-    Store(StoreError),
+    Internal(Box<dyn std::error::Error + Send + Sync>),
     /// The session password could not be hashed.
     #[error(transparent)]
     PasswordHash(#[from] crate::domain::password::HashError),
-}
-
-impl From<StoreError> for Error {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::LimitReached(_) => Error::ResourceExhausted {
-                message: err.to_string(),
-                retry_after: None,
-            },
-            other => Error::Store(other),
-        }
-    }
 }
 
 /// What kind of failure an [`Error`] is, whatever the transport.
@@ -129,9 +120,9 @@ impl Error {
             Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Error::ResourceExhausted { .. } => ErrorCode::ResourceExhausted,
-            Error::DestroyFailed { .. } => ErrorCode::Aborted,
+            Error::DestroyFailed { .. } | Error::Conflict(_) => ErrorCode::Aborted,
             Error::ShuttingDown => ErrorCode::Unavailable,
-            Error::Store(_) | Error::PasswordHash(_) => ErrorCode::Internal,
+            Error::Internal(_) | Error::PasswordHash(_) => ErrorCode::Internal,
         }
     }
 

@@ -1,7 +1,10 @@
 //! What every part of the server agrees on: the session state machine,
 //! request validation, and the errors with their codes.
 
+pub mod contract;
 pub mod error;
+pub mod identity;
 pub mod password;
 pub mod state_machine;
+pub mod time;
 pub mod validate;

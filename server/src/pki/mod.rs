@@ -21,7 +21,9 @@ use rcgen::{
 use time::OffsetDateTime;
 use x509_parser::{certificate::X509Certificate, extensions::GeneralName, pem::Pem};
 
-use crate::{domain::error::Error, domain::validate, provision::terraform::write_private};
+use crate::{
+    domain::error::Error, domain::identity::Caller, domain::validate, files::write_private,
+};
 
 /// URI SAN marking a user certificate as an administrator's.
 pub const ADMIN_ROLE_URI: &str = "urn:daas:role:admin";
@@ -596,18 +598,11 @@ fn check_dns_name(name: &str) -> Result<(), PkiError> {
     }
 }
 
-/// Who a verified client certificate names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
-    User { name: String, admin: bool },
-    Agent { session_id: String },
-}
-
 /// Reads a (already TLS-verified) client certificate, DER: an agent when it
 /// has a URI SAN `urn:daas:session:ID`; else a user named by its subject CN
 /// (an AD account name), an administrator when it has the URI SAN
 /// [`ADMIN_ROLE_URI`].
-pub fn identity_of(der: &[u8]) -> Result<Identity, PkiError> {
+pub fn identity_of(der: &[u8]) -> Result<Caller, PkiError> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| PkiError::BadCertificate {
             subject: "(unparsable)".into(),
@@ -646,7 +641,7 @@ pub fn identity_of(der: &[u8]) -> Result<Identity, PkiError> {
             if admin {
                 return Err(bad("names both a session and the admin role".into()));
             }
-            return Ok(Identity::Agent {
+            return Ok(Caller::Agent {
                 session_id: (*id).to_string(),
             });
         }
@@ -669,7 +664,7 @@ pub fn identity_of(der: &[u8]) -> Result<Identity, PkiError> {
         .as_str()
         .map_err(|e| bad(format!("has a subject CN that is not text ({e})")))?;
     check_user(name).map_err(|e| bad(format!("has a CN that is not a user name: {e}")))?;
-    Ok(Identity::User {
+    Ok(Caller::User {
         name: name.to_string(),
         admin,
     })
@@ -1073,14 +1068,14 @@ mod tests {
         });
         assert_eq!(
             identity_of(&der(&user)).unwrap(),
-            Identity::User {
+            Caller::User {
                 name: "alice".into(),
                 admin: false
             }
         );
         assert_eq!(
             identity_of(&der(&admin)).unwrap(),
-            Identity::User {
+            Caller::User {
                 name: "Élodie".into(),
                 admin: true
             }
@@ -1098,7 +1093,7 @@ mod tests {
         });
         assert_eq!(
             identity_of(&der(&agent)).unwrap(),
-            Identity::Agent {
+            Caller::Agent {
                 session_id: id.into()
             }
         );
@@ -1246,7 +1241,7 @@ mod tests {
         let pem = std::fs::read_to_string(&cert).unwrap();
         assert_eq!(
             identity_of(&pem_to_der(&pem).unwrap()).unwrap(),
-            Identity::User {
+            Caller::User {
                 name: "alice".into(),
                 admin: true
             }
@@ -1301,7 +1296,7 @@ mod tests {
         let pem = std::fs::read_to_string(paths.user_cert("dev")).unwrap();
         assert_eq!(
             identity_of(&pem_to_der(&pem).unwrap()).unwrap(),
-            Identity::User {
+            Caller::User {
                 name: "dev".into(),
                 admin: true
             }

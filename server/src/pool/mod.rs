@@ -28,19 +28,13 @@ use crate::audit::{Act, Actor};
 use crate::{
     config::Config,
     domain::password::PasswordHash,
+    domain::time::{clock_time, duration, ms, now_ms, timestamp},
     provision::Pipeline,
-    reaper::policy::clock_time,
-    store::{
-        NewSession, SessionLimits, SessionRecord, Store, StoreError, duration, now_ms, timestamp,
-    },
+    store::{NewSession, SessionLimits, SessionRecord, Store, StoreError},
 };
 
 /// How often the loop looks at every pool, besides being woken by a claim.
 const RECONCILE_EVERY: Duration = Duration::from_secs(2);
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// The warm pools of this server: claims, the reconcile loop, status.
 #[derive(Clone)]

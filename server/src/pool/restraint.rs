@@ -7,16 +7,14 @@
 
 use std::time::Duration;
 
+use crate::domain::time::ms;
+
 /// The failure rule of a pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
     pub limit: u32,
     pub window: Duration,
     pub backoff: Duration,
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Until when (ms since the epoch) the pool is restrained at `now_ms`,

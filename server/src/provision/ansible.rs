@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{self, AnsibleConnection},
+    files::write_private,
     provision::ansible_vars::{Var, Yaml, mapping},
     provision::identity::{self, Identity},
-    provision::terraform::write_private,
     provision::tool::{self, Invocation, SessionLog, ToolError},
     store::VmOutputs,
 };

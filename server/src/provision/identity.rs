@@ -14,7 +14,7 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P2
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use ssh_key::{Algorithm, LineEnding, PrivateKey, rand_core::OsRng};
 
-use crate::provision::terraform::write_private;
+use crate::files::write_private;
 
 /// The folder of a session's identity files.
 const DIR: &str = "identity";

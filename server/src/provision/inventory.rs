@@ -12,11 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config,
+    domain::contract::VM_NAME_PREFIX,
     provision::tool::{self, Invocation, SessionLog, ToolError},
 };
 
-/// Every VM name the server gives starts with this.
-pub const VM_NAME_PREFIX: &str = "desktop-";
 /// How long `inventory list` may take.
 const LIST_TIMEOUT: Duration = Duration::from_secs(120);
 

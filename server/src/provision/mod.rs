@@ -485,7 +485,7 @@ impl Pipeline {
             // conflict: the desktop stays the user's.
             match this.destroy_locked(&id, Some(reason)).await {
                 Ok(_) => Ok(true),
-                Err(Error::Store(StoreError::Conflict { .. })) => Ok(false),
+                Err(Error::Conflict(_)) => Ok(false),
                 Err(err) => Err(err),
             }
         });

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ssh_key::{Algorithm, LineEnding, PrivateKey, rand_core::OsRng};
 
-use crate::provision::terraform::write_private;
+use crate::files::write_private;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshKeyError {

@@ -113,7 +113,8 @@ impl Pipeline {
             self.enter(record, stage, SessionState::Configuring, message)
                 .await?;
         }
-        let claim_ms = crate::store::now_ms() - record.claimed_ms.unwrap_or(record.created_ms);
+        let claim_ms =
+            crate::domain::time::now_ms() - record.claimed_ms.unwrap_or(record.created_ms);
         let message = format!(
             "connect with RDP to {}:{} (a warm desktop of pool '{pool}', ready {:.1} s after the request)",
             record.outputs.rdp_host,

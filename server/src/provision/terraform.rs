@@ -5,8 +5,6 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
 
@@ -16,27 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config,
+    files::write_private,
     provision::tool::{self, Invocation, OutputFormat, SessionLog, StopStyle, ToolError},
     store::VmOutputs,
 };
-
-/// Variables every module takes; the server sets them, the config may not.
-pub const CONTRACT_VARIABLES: &[&str] = &[
-    "vm_name",
-    "slot",
-    "ssh_public_key",
-    "ssh_host_private_key",
-    "ssh_host_public_key",
-    "template",
-    "cores",
-    "memory_mb",
-    "disk_gb",
-    "session_id",
-    "username",
-];
-
-/// Outputs every module gives (`boot_wait` is optional).
-pub const CONTRACT_OUTPUTS: &[&str] = &["vm_id", "ssh_host", "ssh_port", "rdp_host", "rdp_port"];
 
 /// The file holding a session's variables, loaded by every plan and destroy.
 const VARS_FILE: &str = "terraform.tfvars.json";
@@ -225,18 +206,6 @@ pub fn variables_json(vars: &ContractVars, extra: &BTreeMap<String, Value>) -> V
     serde_json::to_vec_pretty(&Value::Object(map)).unwrap_or_default()
 }
 
-/// Writes `contents` to a new file readable by the owner alone.
-pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
-}
-
 /// Parses `terraform output -json` into the contract outputs.
 pub fn parse_outputs(json: &[u8]) -> Result<ModuleOutputs, TerraformError> {
     let bad = |m: String| TerraformError::Outputs(m);
@@ -317,6 +286,7 @@ pub fn dir_of(session_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::contract::CONTRACT_VARIABLES;
 
     #[test]
     fn outputs_are_parsed_with_their_types_checked() {

@@ -34,6 +34,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    files::MASK,
     metrics::Metrics,
     store::{ChildRecord, Store},
 };
@@ -102,9 +103,6 @@ pub struct SessionLog {
     /// Where each run's end is counted (`daas_tool_runs_total`).
     metrics: Option<Arc<Metrics>>,
 }
-
-/// What replaces a secret in an output line.
-pub const MASK: &str = "********";
 
 impl SessionLog {
     pub fn new(store: Store, session_id: String, secrets: Vec<String>) -> Self {

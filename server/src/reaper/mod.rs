@@ -11,9 +11,10 @@ use daas_api::v1::{Activity, SessionState};
 use crate::audit::{Act, Actor};
 use crate::{
     config::Config,
+    domain::time::{clock_time, now_ms, timestamp},
     provision::Pipeline,
     reaper::policy::{Clock, Decision, Policy, decide, outlook},
-    store::{SessionRecord, Store, StoreError, now_ms, timestamp},
+    store::{SessionRecord, Store, StoreError},
 };
 
 /// The session's clock for the policy; None before it is READY.
@@ -68,7 +69,7 @@ pub fn why_alive(config: &Config, record: &SessionRecord) -> Option<Activity> {
         plan.reason = format!(
             "unclaimed in warm pool '{}': replaced at {} (max_age {}) unless a create claims it",
             pool.name,
-            crate::reaper::policy::clock_time(plan.reap_at_ms),
+            clock_time(plan.reap_at_ms),
             humantime::format_duration(pool.max_age)
         );
     }

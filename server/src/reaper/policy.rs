@@ -7,6 +7,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::time::{clock_time, ms};
+
 /// The reaper's timeouts (config `[policy]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,22 +143,8 @@ impl Decision {
     }
 }
 
-/// `HH:MM UTC` of a time in ms since the epoch.
-pub fn clock_time(ms: i64) -> String {
-    let minutes = ms.div_euclid(60_000);
-    format!(
-        "{:02}:{:02} UTC",
-        minutes.div_euclid(60).rem_euclid(24),
-        minutes.rem_euclid(60)
-    )
-}
-
 fn span(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Decides for one session at `now_ms`. Idle and disconnected times are

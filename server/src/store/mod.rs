@@ -2,16 +2,11 @@
 //! [`SessionStore`] seam; [`SqliteStore`] (one SQLite file) is the embedded
 //! default.
 
-use std::{
-    ops::Deref,
-    path::Path,
-    sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{ops::Deref, path::Path, sync::Arc};
 
 use daas_api::v1::{Failure, OutputLine, Session, SessionEvent, SessionState};
 
-use crate::store::events::Subscription;
+use crate::{domain::time::timestamp, store::events::Subscription};
 
 pub mod audit;
 pub mod events;
@@ -62,6 +57,22 @@ pub enum StoreError {
     /// here is the session it made.
     #[error("this request already made session {}", .0.id)]
     SameRequest(Box<SessionRecord>),
+}
+
+/// How a request sees the store's failures: a limit is RESOURCE_EXHAUSTED,
+/// a state that moved on a conflict, anything else internal.
+impl From<StoreError> for crate::domain::error::Error {
+    fn from(err: StoreError) -> Self {
+        use crate::domain::error::Error;
+        match err {
+            StoreError::LimitReached(_) => Error::ResourceExhausted {
+                message: err.to_string(),
+                retry_after: None,
+            },
+            StoreError::Conflict { .. } => Error::Conflict(err.to_string()),
+            other => Error::Internal(Box::new(other)),
+        }
+    }
 }
 
 /// Which session limit a create would exceed.
@@ -395,30 +406,6 @@ impl Deref for Store {
 
     fn deref(&self) -> &Self::Target {
         &*self.0
-    }
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// A time in ms since the epoch as a protobuf timestamp.
-pub fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-pub(crate) fn duration(ms: i64) -> prost_types::Duration {
-    let ms = ms.max(0);
-    prost_types::Duration {
-        seconds: ms / 1000,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Store, now_ms};
+use crate::{domain::time::now_ms, store::Store};
 
 const EVERY: Duration = Duration::from_secs(3600);
 

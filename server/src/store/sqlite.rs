@@ -19,8 +19,9 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::{
     ActivityRecord, AgentReport, ChildRecord, LimitHit, NewSession, PageCursor,
     REQUEST_ID_WINDOW_MS, SessionLimits, SessionRecord, SessionStore, StoreError, VmOutputs,
-    duration, now_ms, state_from_db, timestamp,
+    state_from_db,
 };
+use crate::domain::time::{clock_time, duration, now_ms, timestamp};
 use crate::store::{
     audit::{AuditFilter, AuditRecord},
     events::{Hub, Subscription},
@@ -312,7 +313,7 @@ fn random_vm_name() -> String {
     let suffix: String = (0..6)
         .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
         .collect();
-    format!("{}{suffix}", crate::provision::inventory::VM_NAME_PREFIX)
+    format!("{}{suffix}", crate::domain::contract::VM_NAME_PREFIX)
 }
 
 impl SqliteStore {
@@ -481,7 +482,7 @@ impl SessionStore for SqliteStore {
                 humantime::format_duration(std::time::Duration::from_secs(
                     u64::try_from((ready_ms - built_ms) / 1000).unwrap_or(0)
                 )),
-                crate::reaper::policy::clock_time(ready_ms)
+                clock_time(ready_ms)
             );
             let event = first_event(&id, now, message);
             insert_event(&tx, &event)?;

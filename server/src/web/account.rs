@@ -22,8 +22,8 @@ use super::{
     unavailable,
 };
 use crate::{
-    api::grpc::auth::Origin,
     audit::{Act, Actor},
+    domain::identity::Origin,
 };
 
 #[derive(Deserialize)]

@@ -29,8 +29,8 @@ use super::{
     tickets::IssueError,
 };
 use crate::{
-    api::grpc::auth::{Caller, Origin},
     audit::{Act, Actor, code_name},
+    domain::identity::{Caller, Origin},
 };
 
 /// The largest WebSocket message the gateway takes from a browser.

@@ -40,9 +40,10 @@ use self::{
 };
 pub use crate::api::http::from_status;
 use crate::{
-    api::grpc::{auth::Origin, desktop::DesktopApi},
+    api::grpc::desktop::DesktopApi,
     audit::{Act, Actor, Audit},
     config::Config,
+    domain::identity::Origin,
     store::Store,
 };
 

@@ -11,8 +11,9 @@ use rand::RngCore;
 use ring::digest;
 
 use super::cookie_keys::CookieKeys;
+use crate::domain::time::{ms, now_ms};
 use crate::store::{
-    Store, StoreError, now_ms,
+    Store, StoreError,
     signins::{SignInLimits, SignInOpened, SignInRecord},
 };
 
@@ -181,10 +182,6 @@ impl SignIns {
     pub fn clear_cookie() -> String {
         format!("{COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
     }
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// What the store knows a cookie's id by.

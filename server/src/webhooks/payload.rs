@@ -9,7 +9,7 @@ use daas_api::v1::{SessionEvent, SessionState, session_event::Kind};
 use serde_json::json;
 
 use super::spec::{EventName, Format};
-use crate::{provision::tool::MASK, reaper::policy::clock_time};
+use crate::{domain::time::clock_time, files::MASK};
 
 /// Longest reason a chat message carries (Discord takes 2000 characters).
 const CHAT_REASON_CHARS: usize = 400;
@@ -186,7 +186,7 @@ mod tests {
         SessionEvent {
             session_id: ID.into(),
             sequence: 9,
-            time: Some(crate::store::timestamp(AT_MS)),
+            time: Some(crate::domain::time::timestamp(AT_MS)),
             state: to as i32,
             kind: Some(Kind::StageChange(StageChange {
                 message: message.into(),
@@ -276,10 +276,10 @@ mod tests {
     fn idle_warning_and_destroyed() {
         let warning = SessionEvent {
             session_id: ID.into(),
-            time: Some(crate::store::timestamp(AT_MS)),
+            time: Some(crate::domain::time::timestamp(AT_MS)),
             state: SessionState::Ready as i32,
             kind: Some(Kind::IdleWarning(IdleWarning {
-                reap_at: Some(crate::store::timestamp(AT_MS + 30 * 60_000)),
+                reap_at: Some(crate::domain::time::timestamp(AT_MS + 30 * 60_000)),
                 reason: "idle_timeout 30m: no input since 10:02 UTC".into(),
             })),
             ..Default::default()

@@ -11,12 +11,13 @@ use daas_api::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::{
-    api::grpc::{auth::Caller, limits::Buckets},
+    api::grpc::{auth, limits::Buckets},
     config::Config,
     domain::error::Error,
+    domain::identity::Caller,
+    domain::time::{clock_time, now_ms, timestamp},
     domain::validate,
-    reaper::policy::clock_time,
-    store::{AgentReport, Store, now_ms, timestamp},
+    store::{AgentReport, Store},
 };
 
 /// Most users a report may list, and the longest name or version.
@@ -68,7 +69,7 @@ impl AgentService for AgentApi {
         &self,
         request: Request<ReportActivityRequest>,
     ) -> Result<Response<ReportActivityResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = auth::caller(&request)?;
         let report = request.into_inner();
         let id = report.session_id.as_str();
         match &caller {

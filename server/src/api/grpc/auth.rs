@@ -17,9 +17,10 @@ use tonic::{
     transport::server::{TcpConnectInfo, TlsConnectInfo},
 };
 
+use crate::domain::identity::{Caller, Origin};
 use crate::{
     domain::error::Error,
-    pki::{self, Identity, revoked::RevocationList},
+    pki::{self, revoked::RevocationList},
 };
 
 /// The gRPC path prefix of the agents' service.
@@ -27,104 +28,51 @@ const AGENT_SERVICE: &str = "/daas.v1.AgentService/";
 /// The gRPC path prefix of the health service, open to every certificate.
 const HEALTH_SERVICE: &str = "/grpc.health.v1.Health/";
 
-/// The authenticated caller of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// A person, by the user name their certificate carries.
-    User { name: String, admin: bool },
-    /// The agent inside one session's VM.
-    Agent { session_id: String },
-    /// A plaintext connection on loopback (explicitly configured): trusted
-    /// as an administrator.
-    Local,
+/// The caller [`Authorize`] attached to a request.
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Error> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Error::Unauthenticated("no client identity".into()))
 }
 
-impl Caller {
-    /// Whether the caller may act on every user's sessions.
-    pub fn is_admin(&self) -> bool {
-        matches!(self, Caller::User { admin: true, .. } | Caller::Local)
-    }
-
-    /// The user name, for users.
-    pub fn user(&self) -> Option<&str> {
-        match self {
-            Caller::User { name, .. } => Some(name),
-            _ => None,
-        }
-    }
-
-    /// How logs name the caller: the user, `agent` or `local`.
-    pub fn log_name(&self) -> &str {
-        match self {
-            Caller::User { name, .. } => name,
-            Caller::Agent { .. } => "agent",
-            Caller::Local => "local",
-        }
-    }
-
-    /// Whether the caller may see and act on sessions of `owner`.
-    pub fn may_act_for(&self, owner: &str) -> bool {
-        self.is_admin() || self.user() == Some(owner)
-    }
-
-    /// The caller attached to a request by [`Authorize`].
-    pub fn of<T>(request: &tonic::Request<T>) -> Result<Caller, Error> {
-        request
-            .extensions()
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| Error::Unauthenticated("no client identity".into()))
-    }
+/// The origin [`Authorize`] attached to a request; empty when none.
+pub fn origin<T>(request: &tonic::Request<T>) -> Origin {
+    request
+        .extensions()
+        .get::<Origin>()
+        .cloned()
+        .unwrap_or_default()
 }
 
-/// Where a call came from, for the audit trail: the client certificate's
-/// subject and SHA-256 fingerprint (empty without one) and the peer address.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Origin {
-    pub subject: String,
-    pub fingerprint: String,
-    pub peer: String,
-}
-
-impl Origin {
-    /// The origin of a gRPC request (mutual TLS or plaintext).
-    pub fn of_request<B>(request: &http::Request<B>) -> Origin {
-        let ext = request.extensions();
-        if let Some(info) = ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
-            let (subject, fingerprint) = info
-                .peer_certs()
-                .as_ref()
-                .and_then(|certs| certs.first().map(|c| pki::subject_and_fingerprint(c)))
-                .unwrap_or_default();
-            return Origin {
-                subject,
-                fingerprint,
-                peer: info
-                    .get_ref()
-                    .remote_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
-            };
-        }
-        Origin {
-            peer: ext
-                .get::<TcpConnectInfo>()
-                .and_then(|info| info.remote_addr())
+/// The origin of an HTTP request (mutual TLS or plaintext) from its
+/// connection.
+pub fn origin_of_connection<B>(request: &http::Request<B>) -> Origin {
+    let ext = request.extensions();
+    if let Some(info) = ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
+        let (subject, fingerprint) = info
+            .peer_certs()
+            .as_ref()
+            .and_then(|certs| certs.first().map(|c| pki::subject_and_fingerprint(c)))
+            .unwrap_or_default();
+        return Origin {
+            subject,
+            fingerprint,
+            peer: info
+                .get_ref()
+                .remote_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
-            ..Origin::default()
-        }
+        };
     }
-}
-
-impl Origin {
-    /// The origin [`Authorize`] attached to a request; empty when none.
-    pub fn of<T>(request: &tonic::Request<T>) -> Origin {
-        request
-            .extensions()
-            .get::<Origin>()
-            .cloned()
-            .unwrap_or_default()
+    Origin {
+        peer: ext
+            .get::<TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        ..Origin::default()
     }
 }
 
@@ -176,10 +124,10 @@ impl Policy {
         if let Some(agents_ca) = &self.agents_ca {
             let by_agents_ca = pki::issuer_of(leaf).as_deref() == Some(agents_ca.as_slice());
             let wrong = match (&identity, by_agents_ca) {
-                (Identity::Agent { .. }, false) => {
+                (Caller::Agent { .. }, false) => {
                     Some("names a session but was not signed by the agents' CA")
                 }
-                (Identity::User { .. }, true) => {
+                (Caller::User { .. }, true) => {
                     Some("was signed by the agents' CA, which signs agent certificates only")
                 }
                 _ => None,
@@ -193,11 +141,11 @@ impl Policy {
             }
         }
         Ok(match identity {
-            Identity::User { name, admin } => {
+            Caller::User { name, admin } => {
                 let admin = admin || self.admins.contains(&name);
                 Caller::User { name, admin }
             }
-            Identity::Agent { session_id } => Caller::Agent { session_id },
+            other => other,
         })
     }
 
@@ -309,7 +257,7 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let origin = Origin::of_request(&request);
+        let origin = origin_of_connection(&request);
         let admitted = self.policy.admit(&request);
         if let Some(seen) = request.extensions().get::<Seen>() {
             let caller = match &admitted {

@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    api::grpc::auth::{Caller, Origin},
+    api::grpc::auth,
     api::grpc::limits::{CreateRate, StreamSlot, StreamSlots},
     audit::{Act, Actor, Audit},
     config::Config,
     domain::error::Error,
+    domain::identity::Caller,
     domain::password::PasswordHash,
     domain::validate,
     pool::Pools,
@@ -456,8 +457,8 @@ impl DesktopService for DesktopApi {
         &self,
         request: Request<CreateSessionRequest>,
     ) -> Result<Response<Self::CreateSessionStream>, Status> {
-        let caller = Caller::of(&request)?;
-        let actor = Actor::caller(Some(&caller), &Origin::of(&request));
+        let caller = auth::caller(&request)?;
+        let actor = Actor::caller(Some(&caller), &auth::origin(&request));
         let started = self.create(&caller, &actor, request.into_inner()).await?;
         Ok(Response::new(started.events))
     }
@@ -466,7 +467,7 @@ impl DesktopService for DesktopApi {
         &self,
         request: Request<WatchSessionRequest>,
     ) -> Result<Response<Self::WatchSessionStream>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = auth::caller(&request)?;
         let WatchSessionRequest {
             session_id: id,
             after_sequence,
@@ -486,7 +487,7 @@ impl DesktopService for DesktopApi {
         &self,
         request: Request<GetSessionRequest>,
     ) -> Result<Response<Session>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = auth::caller(&request)?;
         let id = request.into_inner().session_id;
         let record = self.session_for(&caller, &id, "get").await?;
         Ok(Response::new(self.view(&record)))
@@ -496,7 +497,7 @@ impl DesktopService for DesktopApi {
         &self,
         request: Request<ListSessionsRequest>,
     ) -> Result<Response<ListSessionsResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = auth::caller(&request)?;
         let req = request.into_inner();
         let state = match SessionState::try_from(req.state) {
             Ok(SessionState::Unspecified) => None,
@@ -547,8 +548,8 @@ impl DesktopService for DesktopApi {
         &self,
         request: Request<DestroySessionRequest>,
     ) -> Result<Response<Session>, Status> {
-        let caller = Caller::of(&request)?;
-        let actor = Actor::caller(Some(&caller), &Origin::of(&request));
+        let caller = auth::caller(&request)?;
+        let actor = Actor::caller(Some(&caller), &auth::origin(&request));
         let id = request.into_inner().session_id;
         let record = self.destroy(&caller, &actor, &id).await?;
         Ok(Response::new(record.to_proto()))
@@ -558,7 +559,7 @@ impl DesktopService for DesktopApi {
         &self,
         request: Request<ListPoolsRequest>,
     ) -> Result<Response<ListPoolsResponse>, Status> {
-        admin_only(&Caller::of(&request)?, "list the warm pools")?;
+        admin_only(&auth::caller(&request)?, "list the warm pools")?;
         let mut pools = Vec::new();
         for pool in self.pools.all() {
             pools.push(self.pools.status(pool).await.map_err(Error::from)?);
@@ -567,7 +568,7 @@ impl DesktopService for DesktopApi {
     }
 
     async fn get_pool(&self, request: Request<GetPoolRequest>) -> Result<Response<Pool>, Status> {
-        admin_only(&Caller::of(&request)?, "see a warm pool")?;
+        admin_only(&auth::caller(&request)?, "see a warm pool")?;
         let name = request.into_inner().name;
         let pool = self
             .pools
@@ -581,7 +582,7 @@ impl DesktopService for DesktopApi {
         &self,
         request: Request<ListAuditRequest>,
     ) -> Result<Response<ListAuditResponse>, Status> {
-        admin_only(&Caller::of(&request)?, "read the audit trail")?;
+        admin_only(&auth::caller(&request)?, "read the audit trail")?;
         let req = request.into_inner();
         if !req.session_id.is_empty() {
             validate::session_id(&req.session_id)?;
@@ -615,7 +616,7 @@ impl DesktopService for DesktopApi {
         let entries = records
             .into_iter()
             .map(|r| AuditEntry {
-                time: Some(crate::store::timestamp(r.time_ms)),
+                time: Some(crate::domain::time::timestamp(r.time_ms)),
                 actor: r.actor,
                 subject: r.subject,
                 fingerprint: r.fingerprint,

@@ -30,8 +30,9 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::{
-    api::grpc::auth::{Caller, Origin, Policy},
+    api::grpc::auth::Policy,
     config::{Config, Tls},
+    domain::identity::{Caller, Origin},
 };
 
 /// How long a client has to finish the TLS handshake.

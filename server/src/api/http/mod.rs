@@ -23,12 +23,10 @@ pub use listen::{HttpError, HttpListeners};
 pub use rest::from_status;
 
 use crate::{
-    api::grpc::{
-        auth::{Caller, Origin},
-        desktop::DesktopApi,
-    },
+    api::grpc::desktop::DesktopApi,
     audit::{Act, Actor},
     config::Config,
+    domain::identity::{Caller, Origin},
     metrics::Metrics,
     store::Store,
 };

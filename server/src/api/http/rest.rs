@@ -27,9 +27,9 @@ use tokio_stream::StreamExt;
 
 use super::HttpState;
 use crate::{
-    api::grpc::auth::{Caller, Origin},
     audit::Actor,
     domain::error::ErrorCode,
+    domain::identity::{Caller, Origin},
     store::SessionRecord,
 };
 
