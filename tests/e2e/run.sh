@@ -49,6 +49,24 @@ fail() {
   printf '    [e2e %4ds] FAIL: %s\n' $((SECONDS - T0)) "$*" >&2
   exit 1
 }
+# Runs CMD... every K s (default 3) until it succeeds; after SECONDS fails with WHY (and FUNC's output).
+wait_for() { # [--every K] [--detail FUNC] SECONDS WHY CMD...
+  local every=3 detail=
+  while [[ $1 == --* ]]; do
+    case $1 in
+      --every) every=$2 ;;
+      --detail) detail=$2 ;;
+      *) fail "wait_for: unknown option $1" ;;
+    esac
+    shift 2
+  done
+  local seconds=$1 why=$2 deadline=$((SECONDS + $1))
+  shift 2
+  until "$@"; do
+    ((SECONDS < deadline)) || fail "$why within $seconds s${detail:+: $("$detail")}"
+    sleep "$every"
+  done
+}
 
 CACHE_DIR=${DAAS_IMAGE_CACHE:-$root/.data/qemu/images}
 ARTIFACTS=${DAAS_ARTIFACTS_DIR:-$root/target/e2e-artifacts}
@@ -242,15 +260,17 @@ assert_gone() { # ID VM_NAME
   log "$id ($vm): no QEMU, no overlay/seed/pid file, no working directory"
 }
 
+# Whether session ID is in STATE; STATE_SEEN is the state it is in. Fails at
+# once when it is FAILED (and STATE is not); a failing `daas show` ends the test.
+state_is() { # ID STATE
+  STATE_SEEN=$(show "$1" | jq -r .state) || exit
+  [[ $STATE_SEEN == "$2" ]] && return 0
+  [[ $STATE_SEEN == FAILED && $2 != FAILED ]] && fail "$1 is FAILED: $(show "$1" | jq -c .failure)"
+  return 1
+}
+state_seen() { echo "it is $STATE_SEEN"; }
 wait_state() { # ID STATE SECONDS
-  local deadline=$((SECONDS + $3)) s
-  while :; do
-    s=$(show "$1" | jq -r .state)
-    [[ $s == "$2" ]] && return 0
-    [[ $s == FAILED && $2 != FAILED ]] && fail "$1 is FAILED: $(show "$1" | jq -c .failure)"
-    ((SECONDS < deadline)) || fail "$1 is $s, not $2, after $3 s"
-    sleep 2
-  done
+  wait_for --every 2 --detail state_seen "$3" "$1 is not $2" state_is "$1" "$2"
 }
 
 # ---- 1. one desktop for alice, joined to the domain, with a local user ----
@@ -300,11 +320,9 @@ vm_run() { vm "$(printf '%q ' "$@")"; }
 
 # ---- 2. the agent in the VM reports ----
 step "2. the agent inside the VM reports"
-deadline=$((SECONDS + 120))
-until [[ $(show "$ID" | jq -r '.activity.last_report_at // empty') != "" ]]; do
-  ((SECONDS < deadline)) || fail "no agent report within 120 s: $(show "$ID" | jq -c .activity)"
-  sleep 3
-done
+activity() { show "$ID" | jq -c .activity; }
+agent_reported() { [[ $(show "$ID" | jq -r '.activity.last_report_at // empty') != "" ]]; }
+wait_for --detail activity 120 "no agent report" agent_reported
 log "agent report: $(show "$ID" | jq -c .activity)"
 daas show "$ID" | grep -E '^ *alive' | sed 's/^/    /' || true
 
@@ -428,11 +446,8 @@ vm_run sudo -u "$AD_USER" sh -c "echo '$token' >$home/H/from-desktop.txt" || fai
 [[ $(cat "${DAAS_AD_DIR:-/var/tmp/daas-ad}/homes/$AD_USER/from-desktop.txt" 2>/dev/null) == "$token" ]] ||
   fail "the file $AD_USER wrote on her share is not on the DC"
 log "$home/H: read welcome.txt from the DC, wrote from-desktop.txt to it"
-deadline=$((SECONDS + 60))
-until show "$ID" | jq -e --arg u "$AD_USER" '.activity.users // [] | index($u)' >/dev/null; do
-  ((SECONDS < deadline)) || fail "the agent did not report $AD_USER within 60 s: $(show "$ID" | jq -c .activity)"
-  sleep 3
-done
+reports_user() { show "$ID" | jq -e --arg u "$1" '.activity.users // [] | index($u)' >/dev/null; }
+wait_for --detail activity 60 "the agent did not report $AD_USER" reports_user "$AD_USER"
 log "agent reports users $(show "$ID" | jq -c .activity.users)"
 # On her screen: a terminal showing the mount (for the screenshot).
 xdisplay=$(vm "ps -u $AD_USER -o args= | sed -n 's/^.*Xorg \(:[0-9]*\).*/\1/p' | head -n 1") || true
@@ -453,11 +468,8 @@ rdp_stop
 # ---- 3b. bob is refused, carol would be let in ----
 step "3b. bob (not in daas-users) is refused; carol (in it) is allowed"
 rdp_start bob "$(ad_password bob)"
-deadline=$((SECONDS + 90))
-until vm "sudo journalctl --no-pager -q -b" | grep -q 'pam_sss(xrdp-sesman:account): Access denied for user bob'; do
-  ((SECONDS < deadline)) || fail "no 'Access denied for user bob' from pam_sss in the VM's journal within 90 s"
-  sleep 5
-done
+bob_denied() { vm "sudo journalctl --no-pager -q -b" | grep -q 'pam_sss(xrdp-sesman:account): Access denied for user bob'; }
+wait_for --every 5 90 "no 'Access denied for user bob' from pam_sss in the VM's journal" bob_denied
 shot "$ARTIFACTS/refused-bob.png" || true
 rdp_stop
 log "xrdp-sesman: $(vm "sudo journalctl --no-pager -q -b" | grep -m 1 'Access denied for user bob' | sed 's/^.*pam_sss/pam_sss/')"
@@ -487,20 +499,18 @@ vm_run sudo test -f "/home/$AD_USER/typed-in-the-browser" ||
   fail "the command typed in the tab did not run in the VM (no ~/typed-in-the-browser)"
 log "the command typed in the tab ran: /home/$AD_USER/typed-in-the-browser exists"
 typed_at=$(jq -r .typed_at <<<"$browser_timings")
-deadline=$((SECONDS + 60))
-until last=$(show "$ID" | jq -r '.activity.last_input_at // ""') &&
-  [[ -n $last && $last != "$before" ]] && (($(date -d "$last" +%s) >= $(date -d "$typed_at" +%s) - 30)); do
-  ((SECONDS < deadline)) || fail "the agent did not report the input typed in the tab (last input $last, typed at $typed_at)"
-  sleep 3
-done
+# Whether the agent reports input since the typing; `last` is its last input.
+input_reported() {
+  last=$(show "$ID" | jq -r '.activity.last_input_at // ""') &&
+    [[ -n $last && $last != "$before" ]] && (($(date -d "$last" +%s) >= $(date -d "$typed_at" +%s) - 30))
+}
+input_seen() { echo "last input $last, typed at $typed_at"; }
+wait_for --detail input_seen 60 "the agent did not report the input typed in the tab" input_reported
 log "the agent reports input at $last (typed at $typed_at)"
 # Written when the connection ends (with its byte counts): just after the
 # browser closed it.
-deadline=$((SECONDS + 30))
-until daas audit --session "$ID" --json | jq -se 'any(.action == "web connect")' >/dev/null; do
-  ((SECONDS < deadline)) || fail "no 'web connect' in the audit trail for $ID within 30 s"
-  sleep 1
-done
+web_connect_audited() { daas audit --session "$ID" --json | jq -se 'any(.action == "web connect")' >/dev/null; }
+wait_for --every 1 30 "no 'web connect' in the audit trail for $ID" web_connect_audited
 daas audit --user "$AD_USER" --json |
   jq -se 'any(.action == "web connect" and .result == "PERMISSION_DENIED")' >/dev/null ||
   fail "the refused second use of the ticket is not in the audit trail"
@@ -521,11 +531,9 @@ start_server "${AD_ENV[@]}" DAAS_POLICY__IDLE_TIMEOUT="${IDLE_TIMEOUT}s" DAAS_PO
 log "idle for $idle s (last input or READY: $last); idle_timeout ${IDLE_TIMEOUT}s, warning 60s"
 [[ $(show "$ID" | jq -r .state) == READY ]] || fail "$ID is not READY after the restart"
 t=$SECONDS
-deadline=$((SECONDS + 300))
-until [[ $(show "$ID" | jq -r .state) == DESTROYED ]]; do
-  ((SECONDS < deadline)) || fail "$ID was not reaped within 300 s: $(show "$ID" | jq -c '{state, activity}')"
-  sleep 3
-done
+destroyed() { [[ $(show "$ID" | jq -r .state) == DESTROYED ]]; }
+state_activity() { show "$ID" | jq -c '{state, activity}'; }
+wait_for --detail state_activity 300 "$ID was not reaped" destroyed
 REAP_S=$((SECONDS - t))
 timing "session 1: short policy on to DESTROYED" "$REAP_S s"
 timeout 60 "$BIN/daas" watch "$ID" --json >"$ARTIFACTS/watch-1.ndjson" || true
@@ -549,13 +557,11 @@ stop_server
 start_server DAAS_POOLS__E2E__SIZE=1
 POOL_T0=$SECONDS
 pool_status() { daas pool status e2e --json; }
+# Whether the pool's status passes the jq test TEST.
+pool_passes() { pool_status | jq -e "$1" >/dev/null; }
 # Waits until the pool's status passes the jq test TEST.
 wait_pool() { # TEST SECONDS WHY_NOT
-  local deadline=$((SECONDS + $2))
-  until pool_status | jq -e "$1" >/dev/null; do
-    ((SECONDS < deadline)) || fail "$3 after $2 s: $(pool_status)"
-    sleep 2
-  done
+  wait_for --every 2 --detail pool_status "$2" "$3" pool_passes "$1"
 }
 # Ids of the pool's unclaimed desktops whose state passes the jq test TEST.
 unclaimed() { # TEST
