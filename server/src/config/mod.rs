@@ -16,6 +16,12 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+pub mod policy;
+pub mod pools;
+pub mod schedule;
+pub mod web;
+pub mod webhooks;
+
 /// The configuration reference printed by `daas-server --help` (the
 /// README shows the same text; a test keeps them equal).
 pub const REFERENCE: &str = concat!(
@@ -48,15 +54,15 @@ pub struct Config {
     pub auth: Auth,
     pub secrets: Secrets,
     pub agent: Agent,
-    pub policies: crate::reaper::policy::Policies,
+    pub policies: policy::Policies,
     /// How often the reaper looks at READY sessions.
     pub reaper_interval: Duration,
     /// Warm pools, by name.
-    pub pools: BTreeMap<String, crate::pool::Pool>,
+    pub pools: BTreeMap<String, pools::Pool>,
     /// Where READY, FAILED, IDLE_WARNING and DESTROYED are POSTed.
-    pub webhooks: Vec<crate::webhooks::Webhook>,
+    pub webhooks: Vec<webhooks::Webhook>,
     /// The web portal for browsers; None: off.
-    pub web: Option<crate::web::spec::Web>,
+    pub web: Option<web::Web>,
 }
 
 /// The HTTP side: health, readiness and metrics.
@@ -155,6 +161,10 @@ pub struct Auth {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -340,11 +350,11 @@ struct Raw {
     agent: RawAgent,
     policy: RawPolicy,
     #[serde(default)]
-    pools: BTreeMap<String, crate::pool::PoolSpec>,
+    pools: BTreeMap<String, pools::PoolSpec>,
     #[serde(default)]
-    webhooks: Vec<crate::webhooks::WebhookSpec>,
+    webhooks: Vec<webhooks::WebhookSpec>,
     #[serde(default)]
-    web: crate::web::spec::WebSpec,
+    web: web::WebSpec,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -389,7 +399,7 @@ struct RawPolicy {
     #[serde(with = "humantime_serde")]
     reaper_interval: Duration,
     #[serde(default)]
-    templates: BTreeMap<String, crate::reaper::policy::PolicyOverride>,
+    templates: BTreeMap<String, policy::PolicyOverride>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -526,7 +536,7 @@ impl Default for Raw {
                 report_interval: Duration::from_secs(30),
             },
             policy: {
-                let p = crate::reaper::policy::Policy::default();
+                let p = policy::Policy::default();
                 RawPolicy {
                     idle_timeout: p.idle_timeout,
                     disconnected_timeout: p.disconnected_timeout,
@@ -539,7 +549,7 @@ impl Default for Raw {
             },
             pools: BTreeMap::new(),
             webhooks: Vec::new(),
-            web: crate::web::spec::WebSpec::default(),
+            web: web::WebSpec::default(),
         }
     }
 }
@@ -943,8 +953,8 @@ impl Config {
             tls_ca,
             report_interval: raw.agent.report_interval,
         };
-        let policies = crate::reaper::policy::Policies {
-            default: crate::reaper::policy::Policy {
+        let policies = policy::Policies {
+            default: policy::Policy {
                 idle_timeout: policy.idle_timeout,
                 disconnected_timeout: policy.disconnected_timeout,
                 max_lifetime: policy.max_lifetime,
@@ -955,13 +965,13 @@ impl Config {
         };
         let mut pools = BTreeMap::new();
         for (name, spec) in &raw.pools {
-            let pool = crate::pool::Pool::check(name, spec, &raw.vm.template)
+            let pool = pools::Pool::check(name, spec, &raw.vm.template)
                 .map_err(|why| invalid(&format!("pools.{name}"), &why))?;
             pools.insert(name.clone(), pool);
         }
-        let webhooks = crate::webhooks::check_all(&raw.webhooks)
+        let webhooks = webhooks::check_all(&raw.webhooks)
             .map_err(|err| ConfigError::Invalid(err.to_string()))?;
-        let web = crate::web::spec::check(&raw.web).map_err(ConfigError::Invalid)?;
+        let web = web::check(&raw.web).map_err(ConfigError::Invalid)?;
         if let Some(web) = &web
             && web.ldap.bind_user.is_some() != secrets.web_ldap_password.is_some()
         {

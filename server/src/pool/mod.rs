@@ -10,8 +10,6 @@
 //! restarted server carries on where the last one stopped.
 
 pub mod restraint;
-pub mod schedule;
-pub mod spec;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -22,9 +20,8 @@ use std::{
 use daas_api::v1::{OutputLine, OutputStream, SessionState, Tool};
 use tokio::sync::Notify;
 
-pub use spec::{PerUserPlaybook, Pool, PoolSpec};
-
 use crate::audit::{Act, Actor};
+use crate::config::{pools::Pool, schedule};
 use crate::{
     config::Config,
     domain::password::PasswordHash,

@@ -5,17 +5,7 @@
 //! another back-off. A pure function of the failure times, so a restarted
 //! server reaches the same answer from the store.
 
-use std::time::Duration;
-
-use crate::domain::time::ms;
-
-/// The failure rule of a pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rule {
-    pub limit: u32,
-    pub window: Duration,
-    pub backoff: Duration,
-}
+use crate::{config::pools::Rule, domain::time::ms};
 
 /// Until when (ms since the epoch) the pool is restrained at `now_ms`,
 /// given the times its builds failed; None: it may build.
@@ -31,6 +21,8 @@ pub fn restrained_until(rule: &Rule, failures_ms: &[i64], now_ms: i64) -> Option
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const MIN: i64 = 60_000;

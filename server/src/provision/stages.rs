@@ -18,8 +18,8 @@ use super::{
     tool::SessionLog,
 };
 use crate::{
+    config::pools::PerUserPlaybook,
     domain::password::PasswordHash,
-    pool::PerUserPlaybook,
     store::{SessionRecord, VmOutputs},
 };
 

@@ -11,9 +11,10 @@ use daas_api::v1::{Activity, SessionState};
 use crate::audit::{Act, Actor};
 use crate::{
     config::Config,
+    config::policy::Policy,
     domain::time::{clock_time, now_ms, timestamp},
     provision::Pipeline,
-    reaper::policy::{Clock, Decision, Policy, decide, outlook},
+    reaper::policy::{Clock, Decision, decide, outlook},
     store::{SessionRecord, Store, StoreError},
 };
 

@@ -15,8 +15,8 @@ use rustls::{
     pki_types::{CertificateDer, pem::PemObject},
 };
 
-use super::spec::Ldap;
 use crate::config::Secret;
+use crate::config::web::Ldap;
 
 /// AD's "invalid credentials" (also: disabled, expired, locked out).
 const INVALID_CREDENTIALS: u32 = 49;
@@ -378,14 +378,14 @@ mod tests {
     use super::*;
 
     fn directory() -> Directory {
-        let spec = crate::web::spec::LdapSpec {
+        let spec = crate::config::web::LdapSpec {
             url: "ldaps://127.0.0.1:9".into(),
             base_dn: "DC=daas,DC=test".into(),
             domain: "daas.test".into(),
             timeout: std::time::Duration::from_secs(2),
             ..Default::default()
         };
-        let web = crate::web::spec::check(&crate::web::spec::WebSpec {
+        let web = crate::config::web::check(&crate::config::web::WebSpec {
             listen: "127.0.0.1:0".into(),
             allow_all_domain_users: true,
             ldap: spec,

@@ -14,7 +14,6 @@ pub mod json;
 pub mod pages;
 pub mod relays;
 pub mod signin;
-pub mod spec;
 pub mod throttle;
 pub mod tickets;
 
@@ -29,12 +28,13 @@ use axum::{
 };
 use serde_json::{Value, json};
 
+use crate::config::web::Web;
+
 use self::{
     cookie_keys::CookieKeys,
     directory::{Directory, Identity, SignInError},
     relays::Relays,
     signin::{COOKIE, SignIns, SignedIn, cookie_value, csrf_matches},
-    spec::Web,
     throttle::Throttle,
     tickets::Tickets,
 };

@@ -14,7 +14,7 @@ use rustls::{RootCertStore, pki_types::CertificateDer, pki_types::ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::spec::Target;
+use crate::config::webhooks::Target;
 
 /// What the receiver answered.
 #[derive(Debug)]

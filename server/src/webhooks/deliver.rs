@@ -4,7 +4,7 @@
 
 use http::StatusCode;
 
-use super::{Hook, client, payload::Notice, retry};
+use super::{Hook, client, payload::Notice, retry, sign::Signer};
 use crate::metrics::Metrics;
 
 /// Why a delivery did not arrive. Never shows the URL's path.
@@ -25,6 +25,10 @@ pub async fn deliver(
 ) -> Result<u32, DeliveryError> {
     let webhook = &hook.webhook;
     let body = notice.body(webhook.format, delivery);
+    let signer = webhook
+        .secret
+        .as_ref()
+        .map(|s| Signer::new(s.expose().as_bytes()));
     let mut attempt = 1;
     loop {
         let timestamp = jiff::Timestamp::now().as_second();
@@ -33,7 +37,7 @@ pub async fn deliver(
             ("x-daas-delivery", delivery.to_string()),
             ("x-daas-timestamp", timestamp.to_string()),
         ];
-        if let Some(signer) = &webhook.signer {
+        if let Some(signer) = &signer {
             headers.push(("x-daas-signature", signer.sign(timestamp, body.as_bytes())));
         }
         let outcome = client::post(

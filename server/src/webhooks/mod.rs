@@ -17,7 +17,6 @@ mod deliver;
 mod payload;
 mod retry;
 mod sign;
-pub mod spec;
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
@@ -29,8 +28,7 @@ use tokio::{
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
-pub use spec::{SpecError, Webhook, WebhookSpec, check_all};
-
+use crate::config::webhooks::Webhook;
 use crate::{config::Config, metrics::Metrics, store::Store};
 use payload::Notice;
 
@@ -94,7 +92,7 @@ impl Webhooks {
                 receiver = %webhook.target,
                 events = ?webhook.events,
                 format = ?webhook.format,
-                signed = webhook.signer.is_some(),
+                signed = webhook.secret.is_some(),
                 "webhook"
             );
             let hook = Arc::new(Hook {

@@ -8,7 +8,7 @@
 use daas_api::v1::{SessionEvent, SessionState, session_event::Kind};
 use serde_json::json;
 
-use super::spec::{EventName, Format};
+use crate::config::webhooks::{EventName, Format};
 use crate::{domain::time::clock_time, files::MASK};
 
 /// Longest reason a chat message carries (Discord takes 2000 characters).

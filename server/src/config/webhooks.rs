@@ -8,7 +8,7 @@ use figment::value::magic::RelativePathBuf;
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use serde::{Deserialize, Serialize};
 
-use super::sign::Signer;
+use super::Secret;
 
 /// The most attempts a delivery may be given.
 const MAX_ATTEMPTS: u32 = 20;
@@ -174,8 +174,9 @@ pub struct Webhook {
     pub target: Target,
     pub events: BTreeSet<EventName>,
     pub format: Format,
-    /// None: deliveries go unsigned (allowed for slack and discord only).
-    pub signer: Option<Signer>,
+    /// The key deliveries are signed with (HMAC-SHA256); None: they go
+    /// unsigned (allowed for slack and discord only).
+    pub secret: Option<Secret>,
     pub ca_file: Option<CaFile>,
     pub timeout: Duration,
     pub max_attempts: u32,
@@ -254,7 +255,7 @@ impl Webhook {
                 format!("name at least one of {}", valid_events()),
             ));
         }
-        let signer = match spec
+        let secret = match spec
             .secret_file
             .as_ref()
             .filter(|f| !f.original().as_os_str().is_empty())
@@ -297,7 +298,7 @@ impl Webhook {
             target,
             events,
             format: spec.format,
-            signer,
+            secret,
             ca_file,
             timeout: spec.timeout,
             max_attempts: spec.max_attempts,
@@ -354,7 +355,7 @@ fn parse_url(url: &str) -> Result<Target, String> {
 }
 
 /// The key in `file`, its trailing newline trimmed.
-fn read_secret(file: &std::path::Path) -> Result<Signer, String> {
+fn read_secret(file: &std::path::Path) -> Result<Secret, String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     use std::os::unix::fs::PermissionsExt;
@@ -367,7 +368,7 @@ fn read_secret(file: &std::path::Path) -> Result<Signer, String> {
     if secret.is_empty() {
         return Err(format!("{} is empty", file.display()));
     }
-    Ok(Signer::new(secret.as_bytes()))
+    Ok(Secret::new(secret.to_string()))
 }
 
 /// The certificates of a PEM file.
@@ -535,8 +536,7 @@ mod tests {
             ..spec("https://x/")
         };
         let hook = Webhook::check(0, &with_file(&file)).unwrap();
-        let signer = hook.signer.expect("signed");
-        assert_eq!(signer.sign(1, b"x"), Signer::new(b"k3y").sign(1, b"x"));
+        assert_eq!(hook.secret.expect("signed").expose(), "k3y");
         std::fs::write(&file, "\n").unwrap();
         assert!(error_of(&with_file(&file)).contains("is empty"));
         let err = error_of(&with_file(&dir.path().join("absent")));

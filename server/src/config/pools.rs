@@ -4,10 +4,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    restraint::Rule,
-    schedule::{Window, WindowSpec},
-};
+use super::schedule::{Window, WindowSpec};
+
+/// The failure rule of a pool: when it stops growing (`pool/restraint.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub limit: u32,
+    pub window: Duration,
+    pub backoff: Duration,
+}
 
 /// `[pools.NAME]` as written in the config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
