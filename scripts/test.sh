@@ -28,6 +28,10 @@ scripts/setup.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "layers: the server's modules import only downwards, no circles (scripts/check-layers.py)"
+scripts/check-layers.py --self-test
+scripts/check-layers.py
+
 step "terraform fmt -check"
 terraform fmt -check -recursive terraform
 
