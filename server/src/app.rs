@@ -313,15 +313,14 @@ impl BoundServer {
             self.store.clone(),
             self.pipeline.clone(),
         );
-        let api = DesktopApi::new(
+        let sessions = Arc::new(crate::sessions::Sessions::new(
             self.config.clone(),
             self.store.clone(),
             self.pipeline.clone(),
             pools.clone(),
             self.audit.clone(),
-        );
-        let api = Arc::new(api);
-        let desktop = DesktopServiceServer::from_arc(api.clone())
+        ));
+        let desktop = DesktopServiceServer::new(DesktopApi::new(sessions.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
         let agents = AgentServiceServer::new(AgentApi::new(
             self.config.clone(),
@@ -380,7 +379,7 @@ impl BoundServer {
                     web.clone(),
                     directory,
                     cookie_keys,
-                    api.clone(),
+                    sessions.clone(),
                     self.store.clone(),
                     self.audit.clone(),
                 )))
@@ -392,7 +391,7 @@ impl BoundServer {
             store: self.store.clone(),
             metrics: metrics.clone(),
             agent_ca_loaded: self.agent_ca_loaded,
-            api,
+            sessions,
         });
         let http = tokio::spawn(self.http.serve(
             crate::api::http::https_router(http_state.clone()),

@@ -98,6 +98,13 @@ impl Act {
         self
     }
 
+    /// The act failed or was refused with `err`.
+    pub fn failed(mut self, err: &crate::domain::error::Error) -> Act {
+        self.result = code_name(err.code().grpc()).into();
+        self.detail = err.to_string();
+        self
+    }
+
     /// The act failed or was refused with `status`.
     pub fn refused(mut self, status: &tonic::Status) -> Act {
         self.result = code_name(status.code()).into();

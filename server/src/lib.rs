@@ -25,6 +25,7 @@ pub mod pki;
 pub mod pool;
 pub mod provision;
 pub mod reaper;
+pub mod sessions;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

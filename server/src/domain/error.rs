@@ -36,6 +36,10 @@ pub enum Error {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// A part the call needs is not there now (the server stopping under
+    /// a stream); the message says what to do.
+    #[error("{0}")]
+    Unavailable(String),
     /// The server is stopping and takes no new work.
     #[error("the server is shutting down; try again in a moment")]
     ShuttingDown,
@@ -121,7 +125,7 @@ impl Error {
             Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Error::ResourceExhausted { .. } => ErrorCode::ResourceExhausted,
             Error::DestroyFailed { .. } | Error::Conflict(_) => ErrorCode::Aborted,
-            Error::ShuttingDown => ErrorCode::Unavailable,
+            Error::ShuttingDown | Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) | Error::PasswordHash(_) => ErrorCode::Internal,
         }
     }

@@ -1,5 +1,5 @@
-//! The signed-in user's desktops, through the gRPC service's own handlers
-//! (the same rules, limits and audit trail as the CLI): list, create,
+//! The signed-in user's desktops, through the sessions service (the same
+//! rules, limits and audit trail as the CLI): list, create,
 //! follow a create's stages (server-sent events), destroy, a `.rdp` file, a
 //! gateway ticket and the gateway itself; for administrators the pools and
 //! the audit trail.
@@ -16,51 +16,51 @@ use axum::{
     },
 };
 use daas_api::v1::{
-    CreateSessionRequest, DestroySessionRequest, GetSessionRequest, ListAuditRequest,
-    ListPoolsRequest, ListSessionsRequest, Session, SessionState, WatchSessionRequest,
-    desktop_service_server::DesktopService,
+    CreateSessionRequest, ListAuditRequest, ListSessionsRequest, Session, SessionState,
 };
 use serde::Deserialize;
 use serde_json::json;
 use tokio_stream::StreamExt;
 
 use super::{
-    Checked, User, WebState, error, from_status, gateway, json as shape, json_response,
+    Checked, User, WebState, error, from_error, gateway, json as shape, json_response,
     tickets::IssueError,
 };
 use crate::{
     audit::{Act, Actor, code_name},
-    domain::identity::{Caller, Origin},
+    domain::{
+        error::Error,
+        identity::{Caller, Origin},
+    },
 };
 
 /// The largest WebSocket message the gateway takes from a browser.
 const MAX_GATEWAY_MESSAGE: usize = 1 << 20;
 
-/// A gRPC request as the signed-in user, from the browser's address.
-fn as_user<T>(user: &User, message: T) -> tonic::Request<T> {
-    let (signed, origin) = (&user.signed, &user.origin);
-    let mut request = tonic::Request::new(message);
-    request.extensions_mut().insert(Caller::User {
-        name: signed.user.clone(),
-        admin: signed.admin,
-    });
-    request.extensions_mut().insert(Origin {
-        subject: "web".into(),
-        fingerprint: String::new(),
-        peer: origin.peer.clone(),
-    });
-    request
+/// The signed-in user as the sessions service's caller.
+fn caller_of(user: &User) -> Caller {
+    Caller::User {
+        name: user.signed.user.clone(),
+        admin: user.signed.admin,
+    }
 }
 
-/// 200 with the reply shaped as JSON, or the handler's status as the page's
-/// error.
-fn reply<T>(
-    result: Result<tonic::Response<T>, tonic::Status>,
-    shape: impl FnOnce(T) -> serde_json::Value,
-) -> Response {
+/// The signed-in user as the audit trail names them: from the browser's
+/// address, through the portal.
+fn actor_of(user: &User) -> Actor {
+    let origin = Origin {
+        subject: "web".into(),
+        fingerprint: String::new(),
+        peer: user.origin.peer.clone(),
+    };
+    Actor::caller(Some(&caller_of(user)), &origin)
+}
+
+/// 200 with the answer shaped as JSON, or the error as the page's.
+fn reply<T>(result: Result<T, Error>, shape: impl FnOnce(T) -> serde_json::Value) -> Response {
     match result {
-        Ok(response) => json_response(StatusCode::OK, &shape(response.into_inner())),
-        Err(status) => from_status(&status),
+        Ok(answer) => json_response(StatusCode::OK, &shape(answer)),
+        Err(err) => from_error(&err),
     }
 }
 
@@ -81,7 +81,7 @@ pub async fn list(
         page_size: 1000,
         ..Default::default()
     };
-    let result = state.api.list_sessions(as_user(&user, message)).await;
+    let result = state.sessions.list(&caller_of(&user), message).await;
     reply(result, |r| {
         let sessions: Vec<_> = r
             .sessions
@@ -124,17 +124,13 @@ pub async fn create(
         request_id: body.request_id,
         ..Default::default()
     };
-    let mut events = match state.api.create_session(as_user(&user, message)).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => return from_status(&status),
-    };
-    match events.next().await {
-        Some(Ok(first)) => json_response(StatusCode::ACCEPTED, &json!({ "id": first.session_id })),
-        Some(Err(status)) => from_status(&status),
-        None => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the create ended before its first event",
-        ),
+    match state
+        .sessions
+        .create(&caller_of(&user), &actor_of(&user), message)
+        .await
+    {
+        Ok(started) => json_response(StatusCode::ACCEPTED, &json!({ "id": started.record.id })),
+        Err(err) => from_error(&err),
     }
 }
 
@@ -152,13 +148,9 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let message = WatchSessionRequest {
-        session_id: id,
-        after_sequence: after,
-    };
-    let stream = match state.api.watch_session(as_user(&user, message)).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => return from_status(&status),
+    let stream = match state.sessions.watch(&caller_of(&user), id, after).await {
+        Ok(stream) => stream,
+        Err(err) => return from_error(&err),
     };
     let events = stream
         .map(|item| match item {
@@ -166,9 +158,9 @@ pub async fn events(
                 .event("session")
                 .id(event.sequence.to_string())
                 .data(shape::event(&event).to_string()),
-            Err(status) => Event::default()
+            Err(err) => Event::default()
                 .event("failure")
-                .data(json!({ "error": status.message() }).to_string()),
+                .data(json!({ "error": err.to_string() }).to_string()),
         })
         .chain(tokio_stream::once(Event::default().event("end").data("{}")))
         .map(Ok::<_, Infallible>);
@@ -183,9 +175,11 @@ pub async fn destroy(
     Checked(user): Checked,
     Path(id): Path<String>,
 ) -> Response {
-    let message = DestroySessionRequest { session_id: id };
-    let result = state.api.destroy_session(as_user(&user, message)).await;
-    reply(result, |s| shape::session(&s))
+    let result = state
+        .sessions
+        .destroy(&caller_of(&user), &actor_of(&user), &id)
+        .await;
+    reply(result, |record| shape::session(&record.to_proto()))
 }
 
 /// A READY session the signed-in user may open, or the answer why not.
@@ -194,13 +188,11 @@ async fn ready_session(
     user: &User,
     id: String,
 ) -> Result<Session, Box<Response>> {
-    let message = GetSessionRequest { session_id: id };
     let session = state
-        .api
-        .get_session(as_user(user, message))
+        .sessions
+        .get(&caller_of(user), &id)
         .await
-        .map_err(|status| Box::new(from_status(&status)))?
-        .into_inner();
+        .map_err(|err| Box::new(from_error(&err)))?;
     if session.state != SessionState::Ready as i32 {
         return Err(Box::new(error(
             StatusCode::CONFLICT,
@@ -404,13 +396,10 @@ pub async fn gateway(
 
 /// The warm pools (administrators).
 pub async fn pools(State(state): State<Arc<WebState>>, user: User) -> Response {
-    let result = state
-        .api
-        .list_pools(as_user(&user, ListPoolsRequest {}))
-        .await;
+    let result = state.sessions.pools(&caller_of(&user)).await;
     reply(
         result,
-        |r| json!({ "pools": r.pools.iter().map(shape::pool).collect::<Vec<_>>() }),
+        |pools| json!({ "pools": pools.iter().map(shape::pool).collect::<Vec<_>>() }),
     )
 }
 
@@ -427,7 +416,7 @@ pub async fn audit(
         page_size: 200,
         ..Default::default()
     };
-    let result = state.api.list_audit(as_user(&user, message)).await;
+    let result = state.sessions.audit_page(&caller_of(&user), message).await;
     reply(
         result,
         |r| json!({ "entries": r.entries.iter().map(shape::audit).collect::<Vec<_>>() }),

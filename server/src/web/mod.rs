@@ -38,12 +38,12 @@ use self::{
     throttle::Throttle,
     tickets::Tickets,
 };
-pub use crate::api::http::from_status;
+pub use crate::api::http::from_error;
 use crate::{
-    api::grpc::desktop::DesktopApi,
     audit::{Act, Actor, Audit},
     config::Config,
     domain::identity::Origin,
+    sessions::Sessions,
     store::Store,
 };
 
@@ -57,7 +57,7 @@ pub const REFRESH_HEADER: &str = "x-page-refresh";
 pub struct WebState {
     pub config: Arc<Config>,
     pub web: Web,
-    pub api: Arc<DesktopApi>,
+    pub sessions: Arc<Sessions>,
     pub store: Store,
     pub audit: Audit,
     pub directory: Directory,
@@ -73,7 +73,7 @@ impl WebState {
         web: Web,
         directory: Directory,
         cookie_keys: CookieKeys,
-        api: Arc<DesktopApi>,
+        sessions: Arc<Sessions>,
         store: Store,
         audit: Audit,
     ) -> WebState {
@@ -93,7 +93,7 @@ impl WebState {
             relays: Arc::new(Relays::new(web.max_relays_per_user)),
             config,
             web,
-            api,
+            sessions,
             store,
             audit,
         }

@@ -11,12 +11,13 @@ use daas_api::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::{
-    api::grpc::{auth, limits::Buckets},
+    api::grpc::auth,
     config::Config,
     domain::error::Error,
     domain::identity::Caller,
     domain::time::{clock_time, now_ms, timestamp},
     domain::validate,
+    sessions::limits::Buckets,
     store::{AgentReport, Store},
 };
 

@@ -20,14 +20,14 @@ use axum::{
 };
 
 pub use listen::{HttpError, HttpListeners};
-pub use rest::from_status;
+pub use rest::from_error;
 
 use crate::{
-    api::grpc::desktop::DesktopApi,
     audit::{Act, Actor},
     config::Config,
     domain::identity::{Caller, Origin},
     metrics::Metrics,
+    sessions::Sessions,
     store::Store,
 };
 
@@ -41,8 +41,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// Whether the CA that signs agent certificates is loaded.
     pub agent_ca_loaded: bool,
-    /// The gRPC service's creates and destroys, for the REST endpoints.
-    pub api: Arc<DesktopApi>,
+    /// The sessions service, for the REST endpoints.
+    pub sessions: Arc<Sessions>,
 }
 
 /// The routes of the plain loopback listener: health and metrics. Every
@@ -121,7 +121,7 @@ async fn metrics(
             ..Act::new("GET /metrics")
         };
         state
-            .api
+            .sessions
             .audit
             .record(&Actor::caller(Some(&caller), &origin), act)
             .await;

@@ -2,9 +2,9 @@
 //! shapes and codes, so its users' `curl` scripts keep working with
 //! `--cert/--key` added: `GET /`, `GET /api/sessions`,
 //! `POST /api/session/create` (answers when the desktop is READY or has
-//! FAILED) and `POST /api/session/destroy`. Each call goes through the same
-//! code as gRPC (`DesktopApi::create` / `destroy`): the same rules, limits,
-//! audit trail, and streams for gRPC watchers.
+//! FAILED) and `POST /api/session/destroy`. Each call goes through the
+//! sessions service, as gRPC's do: the same rules, limits, audit trail,
+//! and streams for gRPC watchers.
 //!
 //! Errors are `{"error": ..., "details": ...}` with the HTTP status of the
 //! error's code (400 for a missing field, 403, 404, 429 with Retry-After),
@@ -28,7 +28,7 @@ use tokio_stream::StreamExt;
 use super::HttpState;
 use crate::{
     audit::Actor,
-    domain::error::ErrorCode,
+    domain::error::Error,
     domain::identity::{Caller, Origin},
     store::SessionRecord,
 };
@@ -60,18 +60,17 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-/// A refusal or failure of the API, with the HTTP status of its code, as
-/// `{"error": ...}` (Retry-After kept).
-pub fn from_status(status: &tonic::Status) -> Response {
-    let code = ErrorCode::from_grpc(status.code());
-    let mut response = error(code.http(), status.message(), None);
-    if let Some(after) = status
-        .metadata()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| HeaderValue::from_str(v).ok())
+/// A refusal or failure of the sessions service, with the HTTP status of
+/// its code, as `{"error": ...}` (with Retry-After when waiting helps).
+pub fn from_error(err: &Error) -> Response {
+    if err.code() == crate::domain::error::ErrorCode::Internal {
+        tracing::error!(error = %err, "request failed");
+    }
+    let mut response = error(err.code().http(), &err.to_string(), None);
+    if let Some(after) = err.retry_after()
+        && let Ok(value) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
     {
-        response.headers_mut().insert(header::RETRY_AFTER, after);
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
 }
@@ -200,14 +199,14 @@ async fn create(
         ..Default::default()
     };
     let actor = actor_of(&caller, &origin);
-    let mut started = match state.api.create(&caller, &actor, request).await {
+    let mut started = match state.sessions.create(&caller, &actor, request).await {
         Ok(started) => started,
-        Err(status) => return from_status(&status),
+        Err(err) => return from_error(&err),
     };
     let id = started.record.id.clone();
     while let Some(event) = started.events.next().await {
-        if let Err(status) = event {
-            return from_status(&status);
+        if let Err(err) = event {
+            return from_error(&err);
         }
     }
     let record = match state.store.get(&id).await {
@@ -300,7 +299,7 @@ async fn destroy(
         _ => given,
     };
     let actor = actor_of(&caller, &origin);
-    match state.api.destroy(&caller, &actor, &id).await {
+    match state.sessions.destroy(&caller, &actor, &id).await {
         Ok(record) if record.state == SessionState::Destroyed => json_response(
             StatusCode::OK,
             &json!({ "session_id": record.id, "status": "destroyed" }),
@@ -310,12 +309,12 @@ async fn destroy(
             "Terraform destroy failed",
             record.failure.as_ref().map(|(_, reason)| reason.as_str()),
         ),
-        Err(status) if status.code() == tonic::Code::Aborted => error(
+        Err(err @ Error::DestroyFailed { .. }) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Terraform destroy failed",
-            Some(status.message()),
+            Some(&err.to_string()),
         ),
-        Err(status) => from_status(&status),
+        Err(err) => from_error(&err),
     }
 }
 
