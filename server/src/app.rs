@@ -60,7 +60,7 @@ pub enum StartError {
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error(transparent)]
-    Directory(#[from] crate::web::directory::DirectoryError),
+    Directory(#[from] crate::web::ldap::DirectoryError),
     #[error(transparent)]
     CookieKeys(#[from] crate::web::cookie_keys::CookieKeyError),
     #[error(transparent)]
@@ -207,7 +207,7 @@ impl BoundServer {
         let http = HttpListeners::bind(&config).await?;
         // The directory's CA is read now, so a bad one stops the start.
         if let Some(web) = &config.web {
-            crate::web::directory::Directory::new(&web.ldap)?;
+            crate::web::ldap::Directory::new(&web.ldap)?;
         }
         // A malformed revocation list stops the start: it would revoke nothing.
         let revoked = Arc::new(match &config.tls {
@@ -360,7 +360,7 @@ impl BoundServer {
         let metrics = self.metrics.clone();
         let web_router = match &self.config.web {
             Some(web) => {
-                let directory = crate::web::directory::Directory::new(&web.ldap)?
+                let directory = crate::web::ldap::Directory::new(&web.ldap)?
                     .with_reader(self.config.secrets.web_ldap_password.clone());
                 if !directory.can_recheck() {
                     tracing::warn!(

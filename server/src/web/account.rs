@@ -14,9 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Access, WebState,
-    directory::SignInError,
-    error, json_response,
+    Access, WebState, error, json_response,
+    ldap::SignInError,
     signin::{COOKIE, OpenError, SignIns, cookie_value},
     throttle::Refusal,
     unavailable,

@@ -1,17 +1,17 @@
 //! The web portal (`[web]`): people sign in with their domain account
-//! (`directory`, `signin`, `throttle`), get a desktop and watch it being
-//! prepared (`desktops`, through the gRPC service's handlers), and use it
-//! in the browser tab through the RDP `gateway` with single-use `tickets`.
-//! The page itself (`pages`) is embedded in the binary. It has its own
-//! HTTPS listener, without client certificates.
+//! (`ldap`, `signin`, `throttle`), get a desktop and watch it being
+//! prepared (`desktops`, through the sessions service), and use it in the
+//! browser tab through the RDP `gateway` with single-use `tickets`. The
+//! page (`page.rs` serves the files of `assets/`) is embedded in the
+//! binary. It has its own HTTPS listener, without client certificates.
 
 pub mod account;
 pub mod cookie_keys;
 pub mod desktops;
-pub mod directory;
 pub mod gateway;
 pub mod json;
-pub mod pages;
+pub mod ldap;
+pub mod page;
 pub mod relays;
 pub mod signin;
 pub mod throttle;
@@ -32,7 +32,7 @@ use crate::config::web::Web;
 
 use self::{
     cookie_keys::CookieKeys,
-    directory::{Directory, Identity, SignInError},
+    ldap::{Directory, Identity, SignInError},
     relays::Relays,
     signin::{COOKIE, SignIns, SignedIn, cookie_value, csrf_matches},
     throttle::Throttle,
@@ -345,10 +345,10 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/web/gateway", get(desktops::gateway))
         .route("/web/pools", get(desktops::pools))
         .route("/web/audit", get(desktops::audit))
-        .merge(pages::routes())
+        .merge(page::routes())
         .with_state(state)
         .route("/healthz", get(|| async { "ok\n" }))
-        .layer(axum::middleware::map_response(pages::security_headers))
+        .layer(axum::middleware::map_response(page::security_headers))
 }
 
 /// 503 for a store that does not answer; the details go to the log.

@@ -1,5 +1,5 @@
 // The desktop in the browser tab: the IronRDP web client (vendored in
-// /vendor, see server/src/web/page/vendor/VENDOR.md) connects through the
+// /vendor, see server/src/web/assets/vendor/VENDOR.md) connects through the
 // server's RDP gateway with a single-use ticket; the server finds the
 // desktop, the browser never learns its address. xrdp then asks for the
 // password in its own login box (the web client never logs on by itself).

@@ -13,13 +13,13 @@ use axum::{
 
 use super::WebState;
 
-const INDEX: &str = include_str!("page/index.html");
-const SCRIPT: &str = include_str!("page/app.js");
-const STYLE: &str = include_str!("page/app.css");
-const VIEWER: &str = include_str!("page/viewer.js");
+const INDEX: &str = include_str!("assets/index.html");
+const SCRIPT: &str = include_str!("assets/app.js");
+const STYLE: &str = include_str!("assets/app.css");
+const VIEWER: &str = include_str!("assets/viewer.js");
 /// The IronRDP web client (vendor/VENDOR.md says which, and how to update).
-const RDP_ELEMENT: &str = include_str!("page/vendor/iron-remote-desktop.js");
-const RDP_BACKEND: &str = include_str!("page/vendor/iron-remote-desktop-rdp.js");
+const RDP_ELEMENT: &str = include_str!("assets/vendor/iron-remote-desktop.js");
+const RDP_BACKEND: &str = include_str!("assets/vendor/iron-remote-desktop-rdp.js");
 
 /// What the page may load and run: only its own files (the RDP client's
 /// WASM compiled from them: it is inlined as a `data:` URL), connections to
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn the_vendored_client_is_the_one_vendor_md_names() {
-        let table = include_str!("page/vendor/VENDOR.md");
+        let table = include_str!("assets/vendor/VENDOR.md");
         for (name, text) in [
             ("iron-remote-desktop.js", RDP_ELEMENT),
             ("iron-remote-desktop-rdp.js", RDP_BACKEND),
