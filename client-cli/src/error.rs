@@ -1,4 +1,7 @@
 //! The errors of the CLI, their exit status and their one-line messages.
+//! Knows no settings: wording a gRPC status or a failed connection needs the
+//! server's endpoint and CA, so `CliError::from_status`, `from_transport` and
+//! `from_tls` are in `channel`, next to the channel they report on.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -6,7 +9,7 @@ use std::path::PathBuf;
 use daas_api::v1::SessionState;
 use tonic::{Code, Status};
 
-use crate::settings::{CONFIG_KEYS, Settings, TlsFile};
+use crate::setting_names::{CONFIG_KEYS, TlsFile};
 
 /// Everything that makes `daas` exit with a non-zero status.
 #[derive(Debug, thiserror::Error)]
@@ -189,90 +192,6 @@ impl CliError {
             },
         }
     }
-
-    /// Words a gRPC error for the user. `server` is where the call went,
-    /// `session_id` the session it was about, if any.
-    pub fn from_status(status: &Status, server: &Settings, session_id: Option<&str>) -> CliError {
-        if is_transport_status(status) {
-            return CliError::from_tls_chain(status, server).unwrap_or_else(|| {
-                CliError::Disconnected {
-                    endpoint: server.endpoint.clone(),
-                    detail: status
-                        .source()
-                        .map(error_chain)
-                        .unwrap_or_else(|| one_line(status.message())),
-                }
-            });
-        }
-        let message = one_line(status.message());
-        match (status.code(), session_id) {
-            (Code::Unavailable, _) => CliError::Unreachable {
-                endpoint: server.endpoint.clone(),
-                detail: if message.is_empty() {
-                    "the service is unavailable".to_owned()
-                } else {
-                    message
-                },
-            },
-            (Code::NotFound, Some(id)) => CliError::NotFound(id.to_owned()),
-            // The server says what was refused (and, for limits, when to retry).
-            (Code::ResourceExhausted, _) if !message.is_empty() => {
-                CliError::Rpc(match retry_after(status) {
-                    // The server's own words may already say when.
-                    Some(secs) if !message.contains("try again in") => {
-                        format!("{message} (retry in {secs} s)")
-                    }
-                    _ => message,
-                })
-            }
-            (Code::InvalidArgument | Code::PermissionDenied, _) if !message.is_empty() => {
-                CliError::Rpc(message)
-            }
-            (code, _) if message.is_empty() => CliError::Rpc(code_name(code).to_owned()),
-            (code, _) => CliError::Rpc(format!("{}: {message}", code_name(code))),
-        }
-    }
-
-    /// Words an error of the connection to `server` (TCP, TLS, HTTP/2).
-    pub fn from_transport(err: &(dyn Error + 'static), server: &Settings) -> CliError {
-        CliError::from_tls_chain(err, server).unwrap_or_else(|| CliError::Unreachable {
-            endpoint: server.endpoint.clone(),
-            detail: error_chain(err),
-        })
-    }
-
-    /// The TLS failure among `err`'s causes, worded for the user.
-    fn from_tls_chain(err: &(dyn Error + 'static), server: &Settings) -> Option<CliError> {
-        CliError::from_tls(find_tls_error(err)?, server)
-    }
-
-    /// A TLS failure worded for the user: the server refusing our
-    /// certificate, or us not trusting the server's. `None` for others.
-    pub fn from_tls(tls: &rustls::Error, server: &Settings) -> Option<CliError> {
-        let cause = error_chain(tls);
-        match tls {
-            // The server sent an alert: it rejected the client certificate.
-            rustls::Error::AlertReceived(_) => Some(CliError::TlsRefused {
-                endpoint: server.endpoint.clone(),
-                cause,
-            }),
-            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
-                Some(CliError::ServerUntrusted {
-                    ca: server.ca.clone().unwrap_or_default(),
-                    cause,
-                })
-            }
-            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
-                Some(CliError::Unreachable {
-                    endpoint: server.endpoint.clone(),
-                    detail: format!(
-                        "{cause} (the server does not speak TLS; is it a plaintext http:// endpoint?)"
-                    ),
-                })
-            }
-            _ => None,
-        }
-    }
 }
 
 /// `P not found`, `neither P nor Q found` or `none of P, Q, R found`.
@@ -291,42 +210,6 @@ fn install_it(programs: &[&str], install: Option<&str>) -> String {
     install
         .map(|place| format!("install {which} ({place}) or "))
         .unwrap_or_default()
-}
-
-/// When the server says to retry, in seconds: its `google.rpc.RetryInfo`
-/// detail, else its `retry-after` metadata (older servers).
-fn retry_after(status: &Status) -> Option<u64> {
-    use tonic_types::StatusExt;
-    if let Some(delay) = status
-        .get_details_retry_info()
-        .and_then(|info| info.retry_delay)
-    {
-        return Some(delay.as_secs_f64().ceil() as u64);
-    }
-    status
-        .metadata()
-        .get("retry-after")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.trim().parse().ok())
-}
-
-/// The rustls error among `err` and its causes. An `io::Error` hides the
-/// error it wraps from `source()`, so it is unwrapped by hand.
-fn find_tls_error<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        next = match err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            Some(inner) => Some(inner as &(dyn Error + 'static)),
-            None => err.source(),
-        };
-    }
-    None
 }
 
 /// An I/O error's text without the `(os error N)` suffix:
@@ -394,174 +277,6 @@ pub fn one_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ENDPOINT: &str = "http://127.0.0.1:50051";
-
-    fn server() -> Settings {
-        Settings::plaintext(ENDPOINT)
-    }
-
-    /// A TLS server with its CA at `/x/ca.pem`.
-    fn tls_server() -> Settings {
-        Settings {
-            ca: Some(PathBuf::from("/x/ca.pem")),
-            ..Settings::plaintext("https://daas.example:50051")
-        }
-    }
-
-    /// A status as tonic makes it for a connection that failed with `tls`.
-    fn tls_status(tls: rustls::Error) -> Status {
-        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
-        Status::from_error(Box::new(io))
-    }
-
-    #[test]
-    fn not_found_names_the_session() {
-        let err = CliError::from_status(&Status::not_found("nope"), &server(), Some("abc"));
-        assert_eq!(err.to_string(), "no session abc");
-        assert_eq!(err.exit_code(), 2);
-    }
-
-    #[test]
-    fn invalid_argument_is_the_servers_message() {
-        let status = Status::invalid_argument("username: must be 1-20 characters");
-        let err = CliError::from_status(&status, &server(), None);
-        assert_eq!(err.to_string(), "username: must be 1-20 characters");
-    }
-
-    #[test]
-    fn unavailable_says_the_server_is_unreachable() {
-        let err =
-            CliError::from_status(&Status::unavailable("connection refused"), &server(), None);
-        assert_eq!(
-            err.to_string(),
-            "cannot reach the server at http://127.0.0.1:50051: connection refused"
-        );
-    }
-
-    #[test]
-    fn other_codes_are_named() {
-        let err = CliError::from_status(&Status::internal("store broken"), &server(), Some("x"));
-        assert_eq!(err.to_string(), "INTERNAL: store broken");
-        let err = CliError::from_status(&Status::permission_denied(""), &server(), None);
-        assert_eq!(err.to_string(), "PERMISSION_DENIED");
-    }
-
-    #[test]
-    fn permission_denied_is_the_servers_message() {
-        let status = Status::permission_denied("only admins may create desktops for other users");
-        let err = CliError::from_status(&status, &server(), Some("x"));
-        assert_eq!(
-            err.to_string(),
-            "only admins may create desktops for other users"
-        );
-        assert_eq!(err.exit_code(), 2);
-    }
-
-    #[test]
-    fn retry_info_details_say_when_to_retry() {
-        use tonic_types::{ErrorDetails, StatusExt};
-        let status = Status::with_error_details(
-            Code::ResourceExhausted,
-            "the server already runs its maximum of 50 desktops",
-            ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(12_300))),
-        );
-        let err = CliError::from_status(&status, &server(), None);
-        assert_eq!(
-            err.to_string(),
-            "the server already runs its maximum of 50 desktops (retry in 13 s)"
-        );
-    }
-
-    #[test]
-    fn resource_exhausted_shows_when_to_retry() {
-        let mut status = Status::resource_exhausted("alice already has 3 desktops");
-        let err = CliError::from_status(&status, &server(), None);
-        assert_eq!(err.to_string(), "alice already has 3 desktops");
-        status.metadata_mut().insert(
-            "retry-after",
-            tonic::metadata::MetadataValue::from_static("30"),
-        );
-        let err = CliError::from_status(&status, &server(), None);
-        assert_eq!(
-            err.to_string(),
-            "alice already has 3 desktops (retry in 30 s)"
-        );
-        assert_eq!(err.exit_code(), 2);
-        status.metadata_mut().insert(
-            "retry-after",
-            tonic::metadata::MetadataValue::from_static("soon"),
-        );
-        let err = CliError::from_status(&status, &server(), None);
-        assert_eq!(err.to_string(), "alice already has 3 desktops");
-        let mut status = Status::resource_exhausted("alice used her creates; try again in 9 s");
-        status.metadata_mut().insert(
-            "retry-after",
-            tonic::metadata::MetadataValue::from_static("9"),
-        );
-        let err = CliError::from_status(&status, &server(), None);
-        assert_eq!(err.to_string(), "alice used her creates; try again in 9 s");
-    }
-
-    #[test]
-    fn a_refused_client_certificate_is_explained() {
-        let status = tls_status(rustls::Error::AlertReceived(
-            rustls::AlertDescription::UnknownCA,
-        ));
-        let err = CliError::from_status(&status, &tls_server(), None);
-        assert_eq!(
-            err.to_string(),
-            "the server at https://daas.example:50051 refused the TLS connection: \
-             received fatal alert: UnknownCA; check --cert/--key (issued by the server's CA? expired?)"
-        );
-        assert_eq!(err.exit_code(), 2);
-    }
-
-    #[test]
-    fn an_untrusted_server_certificate_names_the_ca() {
-        let status = tls_status(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::UnknownIssuer,
-        ));
-        let err = CliError::from_status(&status, &tls_server(), None);
-        assert_eq!(
-            err.to_string(),
-            "cannot verify the server's certificate with CA /x/ca.pem: \
-             invalid peer certificate: UnknownIssuer"
-        );
-        // The same error at connection time, without a status around it.
-        let io = std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
-        );
-        let err = CliError::from_transport(&io, &tls_server());
-        assert!(
-            err.to_string()
-                .starts_with("cannot verify the server's certificate with CA /x/ca.pem: "),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn other_transport_errors_say_the_server_is_unreachable() {
-        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        let err = CliError::from_transport(&io, &server());
-        assert_eq!(
-            err.to_string(),
-            "cannot reach the server at http://127.0.0.1:50051: connection refused"
-        );
-    }
-
-    #[test]
-    fn a_connection_lost_without_tls_cause_is_unreachable() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
-        let status = Status::from_error(Box::new(io));
-        let err = CliError::from_status(&status, &tls_server(), None);
-        assert!(matches!(err, CliError::Disconnected { .. }), "{err:?}");
-        assert_eq!(
-            err.to_string(),
-            "cannot reach the server at https://daas.example:50051: connection reset"
-        );
-    }
 
     #[test]
     fn io_details_drop_the_os_error_number() {

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use daas_api::v1::{Session, SessionEvent};
 use tonic::{Status, Streaming};
 
-use crate::commands::Context;
+use crate::context::Context;
 use crate::error::{CliError, code_name, is_transport_status, one_line};
 use crate::json;
 use crate::progress::Progress;

@@ -1,8 +1,9 @@
 //! `daas`: the command-line client of the DaaS orchestrator.
 
+mod channel;
 mod cli;
 mod commands;
-mod connect;
+mod context;
 mod error;
 mod follow;
 mod json;
@@ -10,6 +11,7 @@ mod password;
 mod progress;
 mod rdp;
 mod render;
+mod setting_names;
 mod settings;
 mod timestamps;
 

@@ -1,4 +1,6 @@
-//! Connecting to a desktop: its `.rdp` file and the platform's RDP client.
+//! The RDP half of `daas connect` (whose command is `commands/connect.rs`):
+//! a desktop's `.rdp` file, and the platform's RDP client started on it.
+//! It never talks to the DaaS server; that is the gRPC channel, `channel`.
 
 use std::ffi::OsString;
 use std::io::Write;

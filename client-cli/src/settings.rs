@@ -10,75 +10,16 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::error::{CliError, io_detail, one_line};
+use crate::setting_names::{CONFIG_KEYS, TlsFile};
 
 /// The server when nothing names one.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
-
-/// The config file's keys.
-pub const CONFIG_KEYS: [&str; 4] = ["endpoint", "ca", "cert", "key"];
 
 /// The config file, relative to the config folder.
 const CONFIG_FILE: &str = "daas/config.toml";
 
 /// How hints name the config file when there is no better name.
 const DEFAULT_CONFIG_HINT: &str = "~/.config/daas/config.toml";
-
-/// One of the three files mutual TLS needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsFile {
-    /// The CA certificate the server's certificate is checked with.
-    Ca,
-    /// The client's certificate.
-    Cert,
-    /// The client certificate's private key.
-    Key,
-}
-
-impl TlsFile {
-    /// What the file is, for messages: `CA certificate`.
-    pub fn what(self) -> &'static str {
-        match self {
-            TlsFile::Ca => "CA certificate",
-            TlsFile::Cert => "client certificate",
-            TlsFile::Key => "client private key",
-        }
-    }
-
-    /// The command-line option: `--ca`.
-    pub fn flag(self) -> &'static str {
-        match self {
-            TlsFile::Ca => "--ca",
-            TlsFile::Cert => "--cert",
-            TlsFile::Key => "--key",
-        }
-    }
-
-    /// The environment variable: `DAAS_CA`.
-    pub fn env(self) -> &'static str {
-        match self {
-            TlsFile::Ca => "DAAS_CA",
-            TlsFile::Cert => "DAAS_CERT",
-            TlsFile::Key => "DAAS_KEY",
-        }
-    }
-
-    /// The config file's key: `ca`.
-    pub fn key(self) -> &'static str {
-        match self {
-            TlsFile::Ca => "ca",
-            TlsFile::Cert => "cert",
-            TlsFile::Key => "key",
-        }
-    }
-
-    /// What its PEM block holds: `certificate` or `private key`.
-    pub fn pem_kind(self) -> &'static str {
-        match self {
-            TlsFile::Ca | TlsFile::Cert => "certificate",
-            TlsFile::Key => "private key",
-        }
-    }
-}
 
 /// Values from one source (the command line, the environment or the config
 /// file); `None` where that source says nothing.

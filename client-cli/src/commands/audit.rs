@@ -8,9 +8,10 @@ use daas_api::v1::{AuditEntry, ListAuditRequest};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use super::{Context, print};
+use super::print;
+use crate::channel::connect;
 use crate::cli::AuditArgs;
-use crate::connect::connect;
+use crate::context::Context;
 use crate::error::CliError;
 use crate::{json, render};
 

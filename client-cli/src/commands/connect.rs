@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use daas_api::v1::{GetSessionRequest, SessionState};
 use serde_json::json;
 
-use super::{Context, print};
+use super::print;
+use crate::channel::connect;
 use crate::cli::ConnectArgs;
-use crate::connect::connect;
+use crate::context::Context;
 use crate::error::CliError;
 use crate::json;
 use crate::rdp::{self, Platform, Target};

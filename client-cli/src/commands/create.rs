@@ -5,9 +5,10 @@ use std::time::Duration;
 use daas_api::v1::{CreateSessionRequest, SessionState};
 use tonic::Code;
 
-use super::{Context, conclude};
+use super::conclude;
+use crate::channel::connect;
 use crate::cli::CreateArgs;
-use crate::connect::connect;
+use crate::context::Context;
 use crate::error::CliError;
 use crate::follow::follow;
 use crate::password;

@@ -5,8 +5,9 @@ use std::io::IsTerminal;
 use daas_api::v1::{DestroySessionRequest, SessionState};
 use tonic::Code;
 
-use super::{Context, print};
-use crate::connect::connect;
+use super::print;
+use crate::channel::connect;
+use crate::context::Context;
 use crate::error::CliError;
 use crate::{json, progress};
 

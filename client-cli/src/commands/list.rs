@@ -4,9 +4,10 @@ use std::time::SystemTime;
 
 use daas_api::v1::{ListSessionsRequest, SessionState};
 
-use super::{Context, print};
+use super::print;
+use crate::channel::connect;
 use crate::cli::ListArgs;
-use crate::connect::connect;
+use crate::context::Context;
 use crate::error::CliError;
 use crate::{json, render};
 

@@ -13,19 +13,12 @@ use std::io::Write;
 
 use daas_api::v1::{Session, SessionState};
 
+use crate::channel;
 use crate::cli::{Cli, Command};
+use crate::context::Context;
 use crate::error::CliError;
 use crate::render;
-use crate::settings::{self, Settings};
-
-/// The global options every command needs.
-#[derive(Debug)]
-pub struct Context {
-    /// The server and the TLS files to reach it with.
-    pub server: Settings,
-    pub json: bool,
-    pub verbose: bool,
-}
+use crate::settings;
 
 /// Runs the command given on the command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -46,9 +39,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     };
     match result {
         // Possibly a client certificate the server refused after the handshake.
-        Err(err @ CliError::Disconnected { .. }) => {
-            Err(crate::connect::explain(&ctx.server, err).await)
-        }
+        Err(err @ CliError::Disconnected { .. }) => Err(channel::explain(&ctx.server, err).await),
         other => other,
     }
 }

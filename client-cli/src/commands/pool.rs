@@ -4,9 +4,10 @@
 use daas_api::v1::{GetPoolRequest, ListPoolsRequest};
 use tonic::{Code, Status};
 
-use super::{Context, print};
+use super::print;
+use crate::channel::connect;
 use crate::cli::{PoolCommand, PoolStatusArgs};
-use crate::connect::connect;
+use crate::context::Context;
 use crate::error::CliError;
 use crate::{json, render};
 

@@ -4,8 +4,9 @@ use std::time::SystemTime;
 
 use daas_api::v1::GetSessionRequest;
 
-use super::{Context, print};
-use crate::connect::connect;
+use super::print;
+use crate::channel::connect;
+use crate::context::Context;
 use crate::error::CliError;
 use crate::{json, render};
 

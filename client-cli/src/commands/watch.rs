@@ -2,8 +2,9 @@
 
 use daas_api::v1::{SessionState, WatchSessionRequest};
 
-use super::{Context, conclude, print};
-use crate::connect::connect;
+use super::{conclude, print};
+use crate::channel::connect;
+use crate::context::Context;
 use crate::error::CliError;
 use crate::follow::follow;
 

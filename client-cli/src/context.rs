@@ -1,0 +1,14 @@
+//! The global options every command runs with (the server to reach, `--json`,
+//! `--verbose`), in a file of its own so that `commands` and `follow` both
+//! take it from here rather than from each other.
+
+use crate::settings::Settings;
+
+/// The global options every command needs.
+#[derive(Debug)]
+pub struct Context {
+    /// The server and the TLS files to reach it with.
+    pub server: Settings,
+    pub json: bool,
+    pub verbose: bool,
+}
