@@ -343,6 +343,7 @@ impl BoundServer {
             self.config.clone(),
             self.store.clone(),
             self.pipeline.clone(),
+            crate::domain::time::Clock::System,
         ));
         let pipeline = self.pipeline.clone();
         let stop = async move {

@@ -12,7 +12,7 @@ use crate::audit::{Act, Actor};
 use crate::{
     config::Config,
     config::policy::Policy,
-    domain::time::{clock_time, now_ms, timestamp},
+    domain::time::{Clock as TimeSource, clock_time, timestamp},
     provision::Pipeline,
     reaper::policy::{Clock, Decision, decide, outlook},
     store::{SessionRecord, Store, StoreError},
@@ -49,14 +49,14 @@ fn policy_of(config: &Config, record: &SessionRecord) -> Policy {
 }
 
 /// What `GetSession` / `ListSessions` show of a READY session's activity
-/// and the reaper's plan for it.
-pub fn why_alive(config: &Config, record: &SessionRecord) -> Option<Activity> {
+/// and the reaper's plan for it at `now_ms`.
+pub fn why_alive(config: &Config, record: &SessionRecord, now_ms: i64) -> Option<Activity> {
     if record.state != SessionState::Ready {
         return None;
     }
     let clock = clock_of(config, record)?;
     let policy = policy_of(config, record);
-    let mut plan = outlook(&policy, &clock, now_ms());
+    let mut plan = outlook(&policy, &clock, now_ms);
     // A pool's unclaimed desktop waits to be claimed; its pool replaces it
     // after max_age.
     if let Some(pool) = record
@@ -86,8 +86,9 @@ pub fn why_alive(config: &Config, record: &SessionRecord) -> Option<Activity> {
     })
 }
 
-/// Runs the reaper until the pipeline shuts down.
-pub async fn run(config: Arc<Config>, store: Store, pipeline: Pipeline) {
+/// Runs the reaper until the pipeline shuts down, at the times `clock`
+/// tells.
+pub async fn run(config: Arc<Config>, store: Store, pipeline: Pipeline, clock: TimeSource) {
     let shutdown = pipeline.shutdown_token();
     let mut tick = tokio::time::interval(config.reaper_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -96,21 +97,26 @@ pub async fn run(config: Arc<Config>, store: Store, pipeline: Pipeline) {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        if let Err(err) = sweep(&config, &store, &pipeline).await {
+        if let Err(err) = sweep(&config, &store, &pipeline, clock.now_ms()).await {
             tracing::error!(error = %err, "the reaper could not read the sessions");
         }
     }
 }
 
-/// One pass over the READY sessions.
-pub async fn sweep(config: &Config, store: &Store, pipeline: &Pipeline) -> Result<(), StoreError> {
+/// One pass over the READY sessions, as at `now_ms`.
+pub async fn sweep(
+    config: &Config,
+    store: &Store,
+    pipeline: &Pipeline,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     for record in store.list(None, Some(SessionState::Ready)).await? {
         let Some(clock) = clock_of(config, &record) else {
             continue;
         };
         let policy = policy_of(config, &record);
         let id = record.id.clone();
-        match decide(&policy, &clock, now_ms()) {
+        match decide(&policy, &clock, now_ms) {
             Decision::Keep(_) => {
                 if record.activity.warned_reap_ms.is_some() {
                     store.clear_warning(&id).await?;

@@ -22,7 +22,13 @@ use limits::{CreateRate, StreamSlot, StreamSlots};
 use crate::{
     audit::{Act, Actor, Audit},
     config::Config,
-    domain::{error::Error, identity::Caller, password::PasswordHash, time::timestamp, validate},
+    domain::{
+        error::Error,
+        identity::Caller,
+        password::PasswordHash,
+        time::{Clock, timestamp},
+        validate,
+    },
     pool::Pools,
     provision::Pipeline,
     store::{NewSession, SessionLimits, SessionRecord, Store, StoreError, audit::AuditFilter},
@@ -43,6 +49,8 @@ pub struct Sessions {
     pub pipeline: Pipeline,
     pub pools: Pools,
     pub audit: Audit,
+    /// What "now" is for the reaper's outlook shown with each session.
+    pub clock: Clock,
     create_rate: CreateRate,
     streams: StreamSlots,
 }
@@ -64,6 +72,7 @@ impl Sessions {
             pipeline,
             pools,
             audit,
+            clock: Clock::System,
         }
     }
 
@@ -328,7 +337,7 @@ impl Sessions {
     /// A session as callers see it, with why it is alive.
     fn view(&self, record: &SessionRecord) -> Session {
         let mut session = record.to_proto();
-        session.activity = crate::reaper::why_alive(&self.config, record);
+        session.activity = crate::reaper::why_alive(&self.config, record, self.clock.now_ms());
         session
     }
 
