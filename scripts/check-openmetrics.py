@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks a /metrics scrape read on stdin, as server/tests/dashboard.rs does.
+"""Checks a /metrics scrape read on stdin, as server/tests/it/dashboard.rs does.
 
 1. The official Python client's OpenMetrics parser reads it whole: `# EOF`
    last, names valid, each sample's name what its family's type allows

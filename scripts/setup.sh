@@ -45,7 +45,7 @@ if [ ! -x "$venv/bin/ansible-playbook" ] || [ "$(cat "$stamp" 2>/dev/null)" != "
   echo "$want" > "$stamp"
 fi
 # Other ansible-core releases, for the tests that no request value is ever
-# templated whatever the release (server/tests/ansible_injection.rs).
+# templated whatever the release (server/tests/it/ansible_injection.rs).
 for version in $(grep -v '^#' scripts/ansible-versions.txt); do
   other=.venv-ansible/$version
   if [ ! -x "$other/bin/ansible-playbook" ]; then
@@ -54,7 +54,7 @@ for version in $(grep -v '^#' scripts/ansible-versions.txt); do
     "$other/bin/pip" install --quiet --disable-pip-version-check "ansible-core==$version"
   fi
 done
-# promtool, for the metrics' lint (server/tests/dashboard.rs): taken out of
+# promtool, for the metrics' lint (server/tests/it/dashboard.rs): taken out of
 # Debian's prometheus package, which is not installed (it would start the
 # server); the .deb is cached.
 if [ ! -x "$venv/bin/promtool" ]; then
@@ -71,7 +71,7 @@ if [ ! -x "$venv/bin/promtool" ]; then
   install -m 0755 "$tmp/usr/bin/promtool" "$venv/bin/promtool"
   rm -rf "$tmp"
 fi
-# The browser tests (server/tests/browser.rs): Debian's Chromium, driven by
+# The browser tests (server/tests/it/browser.rs): Debian's Chromium, driven by
 # playwright-core from npm (tests/browser; `playwright install` cannot
 # download browsers here, and need not).
 if [ ! -x /usr/lib/chromium/chromium ]; then

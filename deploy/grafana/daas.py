@@ -2,7 +2,7 @@
 """Writes daas.json, the Grafana dashboard of daas-server, beside this file.
 
 Edit the panels here, then run `python3 deploy/grafana/daas.py`; the
-dashboard test (server/tests/dashboard.rs) fails while daas.json differs
+dashboard test (server/tests/it/dashboard.rs) fails while daas.json differs
 from what this prints (`--stdout`), and checks that every metric queried is
 exported by a live server. Standard library only.
 """

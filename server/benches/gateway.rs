@@ -16,7 +16,7 @@
 //!    the gateway threads' own CPU time (`/proc/self/task/*/schedstat`) and the
 //!    throughput.
 
-#[path = "../tests/fake_xrdp/mod.rs"]
+#[path = "../tests/it/fake_xrdp/mod.rs"]
 mod fake_xrdp;
 
 use std::net::SocketAddr;

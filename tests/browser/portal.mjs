@@ -2,7 +2,7 @@
 // playwright-core), as people use it: bob is refused, alice signs in with
 // the keyboard, creates a desktop and watches its stages arrive in order,
 // finds it READY with a .rdp link, destroys it and signs out. Run by
-// server/tests/browser.rs against a real server and the test domain.
+// server/tests/it/browser.rs against a real server and the test domain.
 //
 // Environment: PORTAL_URL, ALICE_PASSWORD, BOB_PASSWORD, ARTIFACTS (where
 // screenshots go), CHROMIUM (/usr/lib/chromium/chromium).

@@ -5,7 +5,7 @@
 //! `{#`). Plain JSON cannot say that: ansible-core templates every string
 //! of an extra-vars file (2.14 to 2.18 when the variable is used; 2.19+
 //! loads such files as trusted templates). The tag holds in all of them
-//! (`server/tests/ansible_injection.rs` runs each).
+//! (`server/tests/it/ansible_injection.rs` runs each).
 //!
 //! Only strings holding a `{` are tagged (every Jinja delimiter starts with
 //! one; a string without it is no template in any release): ansible-core

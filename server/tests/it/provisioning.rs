@@ -1,11 +1,9 @@
 //! The provisioning pipeline through the real gRPC API, the real
 //! `terraform` with the test module and the real `ansible-playbook`.
 
-mod common;
-
 use std::time::Instant;
 
-use common::*;
+use crate::common::*;
 use daas_api::v1::{
     CreateSessionRequest, DestroySessionRequest, GetSessionRequest, SessionState,
     WatchSessionRequest, session_event::Kind,

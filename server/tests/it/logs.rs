@@ -2,9 +2,7 @@
 //! its request id and user, and the provisioning it starts its session id,
 //! so an operator can follow one create through `journalctl -o cat | jq`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use daas_api::v1::DestroySessionRequest;
 use daas_server::testkit::{TestOptions, credentials, write_config};
 use serde_json::Value;

@@ -3,9 +3,7 @@
 //! certificates issued, reading it (administrators only, filters, pages),
 //! the JSON-lines file, and no secret in either.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use daas_api::v1::{
     AuditEntry, CreateSessionRequest, DestroySessionRequest, GetSessionRequest, ListAuditRequest,
     ListSessionsRequest,

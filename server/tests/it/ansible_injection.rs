@@ -8,11 +8,9 @@
 //! files the server writes for Ansible and reads them back with Ansible's
 //! own loader and templar.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use daas_api::v1::{CreateSessionRequest, SessionState};
 use daas_server::{
     domain::password::PasswordHash,

@@ -1,11 +1,9 @@
 //! The real `daas-server` binary killed with SIGKILL mid-provisioning and
 //! started again: nothing lost, the half-made session cleaned up.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use daas_api::v1::{GetSessionRequest, SessionState, session_event::Kind};
 use daas_api::v1::{ReportActivityRequest, agent_service_client::AgentServiceClient};
 use daas_server::testkit::{TestOptions, agent_credentials, channel, write_config};

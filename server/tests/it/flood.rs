@@ -2,8 +2,8 @@
 //! WatchSession streams while 200 CreateSessions arrive at once, settles
 //! every create, and its memory stays bounded. A leak and boundedness
 //! check, not a speed test: nothing here asserts how long things take.
-//! `cargo nextest run -p daas-server --test flood --no-capture` prints the
-//! figures.
+//! `cargo nextest run -p daas-server --test it flood:: --no-capture` prints
+//! the figures.
 //!
 //! A watch on a settled (READY) session replays its history and ends, so
 //! the two watched sessions are held in CONFIGURING until the flood has
@@ -16,8 +16,6 @@
 //! alongside), 40 creates took 73-83 s. The stand-in holds the watched
 //! sessions (users `held*`) until a gate file exists.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     sync::{
@@ -27,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Client, state};
+use crate::common::{self, Client, state};
 use daas_api::v1::{SessionState, WatchSessionRequest};
 use daas_server::testkit::{TestOptions, channel, credentials, write_config};
 use tokio::{process::Child, task::JoinHandle};

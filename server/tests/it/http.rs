@@ -5,9 +5,7 @@
 //! metrics listener, gRPC requests counted by method and code, and a
 //! readiness that says what is missing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use daas_server::testkit::{TestOptions, TestServer};
 
 const HTTP_TOML: &str = "[http]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n";

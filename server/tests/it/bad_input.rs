@@ -4,11 +4,9 @@
 //! real server, every malformed field is INVALID_ARGUMENT naming the field
 //! and creates nothing.
 
-mod common;
-
 use std::{collections::BTreeMap, path::Path};
 
-use common::*;
+use crate::common::*;
 use daas_api::v1::{
     CreateSessionRequest, DestroySessionRequest, GetSessionRequest, ListSessionsRequest,
     WatchSessionRequest,
@@ -18,9 +16,22 @@ use daas_server::{
     config::Config,
     domain::{error::Error, validate},
 };
-use proptest::{collection::vec, prelude::*, sample::select};
+use proptest::{collection::vec, prelude::*, sample::select, test_runner::FileFailurePersistence};
 use tonic::Code;
 use tonic_types::StatusExt;
+
+/// The runner's settings: `cases` cases, and the failures proptest finds kept
+/// beside this file in `bad_input.proptest-regressions` (checked in; their
+/// seeds run first). proptest's default place would be
+/// `tests/proptest-regressions/bad_input.txt`, as `tests/it/` has a `main.rs`.
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::with_cases(cases)
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Generators
@@ -153,7 +164,7 @@ fn assert_names_field(result: Result<(), Error>, field: &str) -> Result<(), Test
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(config(512))]
 
     #[test]
     fn account_names_are_checked_as_documented(
@@ -540,7 +551,7 @@ fn the_base_config_loads() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config(256))]
 
     /// Good values load; one bad value is refused naming its key; several
     /// are refused naming one of them.

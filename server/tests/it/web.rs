@@ -5,11 +5,9 @@
 //! sign-in limit, the audit trail, a create followed over server-sent
 //! events, the .rdp file, tickets, destroy and sign-out.
 
-mod common;
-
 use std::{os::unix::fs::PermissionsExt, path::PathBuf, time::Duration};
 
-use common::domain::Domain;
+use crate::common::domain::Domain;
 use daas_server::testkit::{TestOptions, TestServer};
 use serde_json::Value;
 use tokio::process::Command;

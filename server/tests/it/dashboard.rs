@@ -11,15 +11,13 @@
 //! destroying it when the agent falls silent (reaps, destroys), and a
 //! webhook delivered to a local receiver.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, BTreeSet},
     process::Stdio,
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use daas_api::v1::{GetSessionRequest, SessionState};
 use daas_server::testkit::{TestOptions, TestServer, workspace_root};
 use tokio::{

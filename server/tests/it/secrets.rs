@@ -3,8 +3,6 @@
 //! of them may appear in the server's logs, the events, the store or any
 //! process command line seen during the run, yet each reaches its tool.
 
-mod common;
-
 use std::{
     collections::BTreeSet,
     io::Write,
@@ -17,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use daas_api::v1::{CreateSessionRequest, DestroySessionRequest, SessionState};
 use daas_server::testkit::{TestOptions, write_config};
 use tokio::io::AsyncReadExt;

@@ -1,5 +1,5 @@
 //! A fake xrdp on loopback, the gateway route in front of it and the browser's
-//! side of RDCleanPath: shared by `tests/gateway.rs` and `benches/gateway.rs`
+//! side of RDCleanPath: shared by `tests/it/gateway.rs` and `benches/gateway.rs`
 //! (each uses a part of it, hence the `dead_code` allowance).
 #![allow(dead_code)]
 

@@ -3,17 +3,15 @@
 //! TLS, then TLS with a self-signed certificate, then an echo) and a WebSocket client
 //! sending real RDCleanPath requests built with `ironrdp-rdcleanpath`.
 
-mod fake_xrdp;
-
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use daas_server::web::gateway::{ClosedBy, RelayEnd, Target};
-use fake_xrdp::{
-    Client, FakeRdp, Results, TICKET, X224_CONFIRM, X224_REQUEST, echo, next_binary, request,
+use crate::fake_xrdp::{
+    self, Client, FakeRdp, Results, TICKET, X224_CONFIRM, X224_REQUEST, echo, next_binary, request,
     response, result,
 };
+use daas_server::web::gateway::{ClosedBy, RelayEnd, Target};
 use futures_util::{SinkExt as _, StreamExt as _};
 use ironrdp_rdcleanpath::{RDCleanPathMessage, RDCleanPathPdu};
 use tokio::io::AsyncWriteExt as _;

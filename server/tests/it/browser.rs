@@ -3,9 +3,7 @@
 //! against a real server on the Terraform test module, signed in against
 //! the test AD domain. Screenshots go to target/browser-artifacts.
 
-mod common;
-
-use common::domain::Domain;
+use crate::common::domain::Domain;
 use daas_server::testkit::{TestOptions, TestServer, workspace_root};
 use tokio::process::Command;
 

@@ -1,11 +1,9 @@
 //! Agents reporting over real gRPC with per-session certificates, and the
 //! reaper warning and destroying desktops nobody uses.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use daas_api::v1::{GetSessionRequest, SessionState, WatchSessionRequest, session_event::Kind};
 use daas_server::testkit::{TestOptions, TestServer};
 use tonic::Code;

@@ -4,9 +4,7 @@
 //! gRPC watchers and in the audit trail, and nothing of it on the plain
 //! metrics listener.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use daas_api::v1::SessionState;
 use daas_server::testkit::{TestOptions, TestServer};
 use serde_json::Value;

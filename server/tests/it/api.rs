@@ -1,8 +1,6 @@
 //! Request checks, health and reflection on the real server.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use daas_api::v1::{CreateSessionRequest, ListSessionsRequest, SessionState};
 use daas_server::testkit::{TestOptions, TestServer};
 use tonic::Code;

@@ -7,15 +7,13 @@
 //! running (the guarantee of `terraform/CONTRACT.md`, "The sweeper", and
 //! RELIABILITY.md). Run with `--no-capture` to see the table of outcomes.
 
-mod common;
-
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use daas_api::v1::{
     DestroySessionRequest, ListSessionsRequest, Session, SessionEvent, SessionState,
     session_event::Kind,

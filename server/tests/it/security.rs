@@ -1,11 +1,9 @@
 //! Mutual TLS, who may do what, and limits, on the real server with
 //! certificates made by the project's own `pki` module.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::common::*;
 use daas_api::v1::{
     DestroySessionRequest, GetSessionRequest, ListSessionsRequest, SessionState,
     WatchSessionRequest,

@@ -5,8 +5,6 @@
 //! delivery ended; HTTPS with the receiver's own CA; the secret and the
 //! URL's path never show in the log, the events or the metrics.
 
-mod common;
-
 use std::{
     net::SocketAddr,
     path::Path,
@@ -17,6 +15,7 @@ use std::{
     time::Duration,
 };
 
+use crate::common::*;
 use axum::{
     Router,
     body::Bytes,
@@ -24,7 +23,6 @@ use axum::{
     http::{HeaderMap, StatusCode, Uri},
     routing::post,
 };
-use common::*;
 use daas_api::v1::{DestroySessionRequest, SessionState};
 use daas_server::testkit::{TestOptions, TestServer};
 use hyper_util::{

@@ -3,11 +3,9 @@
 //! share a desktop, a failing pool is restrained and recovers, a restart
 //! keeps ready desktops, and pool desktops count against `max_sessions`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use daas_api::v1::{
     CreateSessionRequest, DestroySessionRequest, GetPoolRequest, ListPoolsRequest,
     ListSessionsRequest, Pool, Session, SessionState, WatchSessionRequest, session_event::Kind,

@@ -1,0 +1,31 @@
+//! The server's integration tests, one test binary (`--test it`): each
+//! module is what was a test binary of its own, so the server, the agent and
+//! the helpers link once rather than once a file. Run one file's tests with
+//! `cargo nextest run -p daas-server --test it web::` (a filter on the
+//! module's path).
+
+mod common;
+mod fake_xrdp;
+
+mod ansible_injection;
+mod api;
+mod audit;
+mod bad_input;
+mod browser;
+mod contract;
+mod dashboard;
+mod faults;
+mod flood;
+mod gateway;
+mod http;
+mod logs;
+mod pki_cli;
+mod pool;
+mod provisioning;
+mod reaper;
+mod rest;
+mod restart;
+mod secrets;
+mod security;
+mod web;
+mod webhooks;
