@@ -85,14 +85,7 @@ mod tests {
     use super::*;
 
     fn policy() -> Policy {
-        let m = |n: u64| Duration::from_secs(60 * n);
-        Policy {
-            idle_timeout: m(30),
-            disconnected_timeout: m(60),
-            max_lifetime: m(600),
-            agent_lost_timeout: m(10),
-            warning: m(5),
-        }
+        Policy::default()
     }
 
     #[test]
