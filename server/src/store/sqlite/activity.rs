@@ -1,0 +1,82 @@
+//! What the in-VM agent reports and the reaper announces: a session's
+//! activity, and the idle warning (an event, and the reaping time kept on
+//! the session until its reason goes away).
+
+use daas_api::v1::{IdleWarning, SessionEvent, session_event::Kind};
+use rusqlite::{Connection, params};
+
+use super::{
+    Context,
+    event_log::{current_stage, insert_event, next_sequence},
+};
+use crate::domain::time::{duration, now_ms, timestamp};
+use crate::store::{AgentReport, StoreError, events::Hub};
+
+/// Records an agent's report: the activity, and that it came now.
+pub(super) fn record_activity(
+    conn: &Connection,
+    id: String,
+    report: AgentReport,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let users = serde_json::to_string(&report.users).unwrap_or_else(|_| "[]".into());
+    conn.execute(
+        "UPDATE sessions SET last_report_ms = ?2, last_input_ms = ?3, \
+         last_connected_ms = CASE WHEN ?4 > 0 THEN ?2 ELSE last_connected_ms END, \
+         rdp_clients = ?4, logged_in = ?5, agent_version = ?6 WHERE id = ?1",
+        params![
+            id,
+            now,
+            now.saturating_sub(report.idle_ms.max(0)),
+            report.rdp_clients,
+            users,
+            report.agent_version
+        ],
+    )
+    .context("recording activity")?;
+    Ok(())
+}
+
+/// Records an IDLE_WARNING event and remembers the announced time.
+pub(super) fn idle_warning(
+    conn: &mut Connection,
+    live: &Hub,
+    id: String,
+    reap_at_ms: i64,
+    reason: String,
+) -> Result<SessionEvent, StoreError> {
+    let tx = conn.transaction().context("starting a transaction")?;
+    let (state, stage_started) = current_stage(&tx, &id)?;
+    let now = now_ms();
+    tx.execute(
+        "UPDATE sessions SET warned_reap_ms = ?2 WHERE id = ?1",
+        params![id, reap_at_ms],
+    )
+    .context("recording a warning")?;
+    let event = SessionEvent {
+        session_id: id.clone(),
+        sequence: next_sequence(&tx, &id)?,
+        time: Some(timestamp(now)),
+        state,
+        stage_elapsed: Some(duration(now - stage_started)),
+        kind: Some(Kind::IdleWarning(IdleWarning {
+            reap_at: Some(timestamp(reap_at_ms)),
+            reason,
+        })),
+        session: None,
+    };
+    insert_event(&tx, &event)?;
+    tx.commit().context("committing a warning")?;
+    live.publish(&event);
+    Ok(event)
+}
+
+/// Forgets the announced reaping time.
+pub(super) fn clear_warning(conn: &Connection, id: String) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE sessions SET warned_reap_ms = NULL WHERE id = ?1",
+        [id],
+    )
+    .context("clearing a warning")?;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Rows and records: how a row of `sessions`, `audit` or `web_signins`
+//! becomes the record the server works with, and how an event is stored
+//! (its encoded body, and the kind and time retention looks at).
+
+use daas_api::v1::{SessionEvent, session_event::Kind};
+use prost::Message;
+use rusqlite::Row;
+
+use crate::store::{
+    ActivityRecord, ChildRecord, SessionRecord, StoreError, VmOutputs, audit::AuditRecord,
+    signins::SignInRecord, state_from_db,
+};
+
+/// The columns [`session_from_row`] reads, for `SELECT {SESSION_COLUMNS}`.
+pub(super) const SESSION_COLUMNS: &str = "id, username, session_user, template, state, slot, vm_name, \
+     vm_id, ssh_host, ssh_port, rdp_host, rdp_port, failure_stage, failure_reason, child_pgid, \
+     child_identity, created_ms, updated_ms, ready_ms, last_report_ms, last_input_ms, \
+     last_connected_ms, rdp_clients, logged_in, agent_version, warned_reap_ms, pool, claimed_ms, \
+     rdp_cert_sha256";
+
+pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    let failure_stage: i32 = row.get("failure_stage")?;
+    let failure_reason: String = row.get("failure_reason")?;
+    let users: String = row.get("logged_in")?;
+    Ok(SessionRecord {
+        id: row.get("id")?,
+        username: row.get("username")?,
+        session_user: row.get("session_user")?,
+        template: row.get("template")?,
+        state: state_from_db(row.get("state")?),
+        slot: row.get("slot")?,
+        vm_name: row.get("vm_name")?,
+        outputs: VmOutputs {
+            vm_id: row.get("vm_id")?,
+            ssh_host: row.get("ssh_host")?,
+            ssh_port: row.get("ssh_port")?,
+            rdp_host: row.get("rdp_host")?,
+            rdp_port: row.get("rdp_port")?,
+            rdp_cert_sha256: row.get("rdp_cert_sha256")?,
+        },
+        failure: (failure_stage != 0).then(|| (state_from_db(failure_stage), failure_reason)),
+        child: match (row.get("child_pgid")?, row.get("child_identity")?) {
+            (Some(pgid), Some(identity)) => Some(ChildRecord { pgid, identity }),
+            _ => None,
+        },
+        created_ms: row.get("created_ms")?,
+        updated_ms: row.get("updated_ms")?,
+        ready_ms: row.get("ready_ms")?,
+        activity: ActivityRecord {
+            last_report_ms: row.get("last_report_ms")?,
+            last_input_ms: row.get("last_input_ms")?,
+            last_connected_ms: row.get("last_connected_ms")?,
+            rdp_clients: row.get("rdp_clients")?,
+            users: serde_json::from_str(&users).unwrap_or_default(),
+            agent_version: row.get("agent_version")?,
+            warned_reap_ms: row.get("warned_reap_ms")?,
+        },
+        pool: row.get("pool")?,
+        claimed_ms: row.get("claimed_ms")?,
+    })
+}
+
+/// A row of `audit`, selected with all its columns by name.
+pub(super) fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: row.get("id")?,
+        time_ms: row.get("time_ms")?,
+        actor: row.get("actor")?,
+        subject: row.get("subject")?,
+        fingerprint: row.get("fingerprint")?,
+        peer: row.get("peer")?,
+        action: row.get("action")?,
+        session_id: row.get("session_id")?,
+        owner: row.get("owner")?,
+        result: row.get("result")?,
+        detail: row.get("detail")?,
+    })
+}
+
+/// A row of `web_signins`, selected as `id_hash, user, admin, csrf, key,
+/// created_ms, last_seen_ms, checked_ms`.
+pub(super) fn signin_from_row(row: &Row<'_>) -> rusqlite::Result<SignInRecord> {
+    Ok(SignInRecord {
+        id_hash: row.get(0)?,
+        user: row.get(1)?,
+        admin: row.get(2)?,
+        csrf: row.get(3)?,
+        key: row.get(4)?,
+        created_ms: row.get(5)?,
+        last_seen_ms: row.get(6)?,
+        checked_ms: row.get(7)?,
+    })
+}
+
+/// The `events.kind` column: which events retention may prune.
+const EVENT_UNKNOWN: i32 = 0;
+const EVENT_STAGE_CHANGE: i32 = 1;
+pub(super) const EVENT_OUTPUT: i32 = 2;
+const EVENT_IDLE_WARNING: i32 = 3;
+
+pub(super) fn event_kind(event: &SessionEvent) -> i32 {
+    match event.kind {
+        Some(Kind::StageChange(_)) => EVENT_STAGE_CHANGE,
+        Some(Kind::Output(_)) => EVENT_OUTPUT,
+        Some(Kind::IdleWarning(_)) => EVENT_IDLE_WARNING,
+        None => EVENT_UNKNOWN,
+    }
+}
+
+/// The `events.time_ms` column: the event's time in milliseconds (0 when
+/// it has none).
+pub(super) fn event_time_ms(event: &SessionEvent) -> i64 {
+    event
+        .time
+        .map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+        .unwrap_or(0)
+}
+
+/// An `events.body` of session `id`, decoded.
+pub(super) fn event_from_body(id: &str, body: &[u8]) -> Result<SessionEvent, StoreError> {
+    SessionEvent::decode(body).map_err(|_| StoreError::CorruptEvent(id.to_string()))
+}

@@ -1,0 +1,231 @@
+//! [`SessionStore`] for [`SqliteStore`]: each method runs its query (from
+//! `sessions.rs`, `reads.rs`, `event_log.rs`, `activity.rs`, `audit.rs` or
+//! `signins.rs`) on the connection, on a blocking thread.
+
+use daas_api::v1::{OutputLine, SessionEvent, SessionState};
+
+use super::{SqliteStore, activity, audit, check_writable, event_log, reads, sessions, signins};
+use crate::store::{
+    AgentReport, ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore,
+    StoreError, VmOutputs,
+    audit::{AuditFilter, AuditRecord},
+    events::{Subscription, Tap},
+    signins::{SignInLimits, SignInOpened, SignInRecord},
+};
+
+#[tonic::async_trait]
+impl SessionStore for SqliteStore {
+    fn subscribe(&self, id: &str) -> Subscription {
+        self.hub.subscribe(id)
+    }
+
+    fn tap(&self, tap: Tap) {
+        self.hub.tap(tap);
+    }
+
+    async fn create_session(
+        &self,
+        new: NewSession,
+        limits: SessionLimits,
+    ) -> Result<(SessionRecord, SessionEvent), StoreError> {
+        self.with(move |conn, live| sessions::create(conn, live, new, limits))
+            .await
+    }
+
+    async fn claim(
+        &self,
+        new: NewSession,
+        pool: &str,
+        limits: SessionLimits,
+    ) -> Result<Option<(SessionRecord, SessionEvent)>, StoreError> {
+        let pool = pool.to_string();
+        self.with(move |conn, live| sessions::claim(conn, live, new, pool, limits))
+            .await
+    }
+
+    async fn pool_sessions(
+        &self,
+        pool: &str,
+        since_ms: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let pool = pool.to_string();
+        self.with(move |conn, _| reads::pool_sessions(conn, pool, since_ms))
+            .await
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        from: SessionState,
+        to: SessionState,
+        message: String,
+        failure: Option<(SessionState, String)>,
+    ) -> Result<SessionEvent, StoreError> {
+        let id = id.to_string();
+        if !crate::domain::state_machine::allowed(from, to) {
+            return Err(StoreError::IllegalMove { id, from, to });
+        }
+        self.with(move |conn, live| {
+            sessions::transition(conn, live, id, from, to, message, failure)
+        })
+        .await
+    }
+
+    async fn output(&self, id: &str, line: OutputLine) -> Result<SessionEvent, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, live| event_log::output(conn, live, id, line))
+            .await
+    }
+
+    async fn set_outputs(&self, id: &str, outputs: VmOutputs) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| sessions::set_outputs(conn, id, outputs))
+            .await
+    }
+
+    async fn set_child(&self, id: &str, child: Option<ChildRecord>) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| sessions::set_child(conn, id, child))
+            .await
+    }
+
+    async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| activity::record_activity(conn, id, report))
+            .await
+    }
+
+    async fn idle_warning(
+        &self,
+        id: &str,
+        reap_at_ms: i64,
+        reason: String,
+    ) -> Result<SessionEvent, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, live| activity::idle_warning(conn, live, id, reap_at_ms, reason))
+            .await
+    }
+
+    async fn clear_warning(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| activity::clear_warning(conn, id))
+            .await
+    }
+
+    async fn release_slot(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| sessions::release_slot(conn, id))
+            .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| reads::get_session(conn, &id))
+            .await
+    }
+
+    async fn by_vm_name(&self, vm_name: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let vm_name = vm_name.to_string();
+        self.with(move |conn, _| reads::by_vm_name(conn, vm_name))
+            .await
+    }
+
+    async fn by_request(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let key = key.to_string();
+        self.with(move |conn, _| reads::by_request_key(conn, &key))
+            .await
+    }
+
+    async fn list(
+        &self,
+        username: Option<String>,
+        state: Option<SessionState>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.list_page(username, state, None, u32::MAX).await
+    }
+
+    async fn list_page(
+        &self,
+        username: Option<String>,
+        state: Option<SessionState>,
+        after: Option<PageCursor>,
+        limit: u32,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.with(move |conn, _| reads::list_page(conn, username, state, after, limit))
+            .await
+    }
+
+    async fn prune_output(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.with(move |conn, _| event_log::prune_output(conn, before_ms))
+            .await
+    }
+
+    async fn prune_audit(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.with(move |conn, _| audit::prune(conn, before_ms))
+            .await
+    }
+
+    async fn open_signin(
+        &self,
+        r: SignInRecord,
+        limits: SignInLimits,
+    ) -> Result<SignInOpened, StoreError> {
+        self.with(move |conn, _| signins::open(conn, r, limits))
+            .await
+    }
+
+    async fn signin(&self, id_hash: &str) -> Result<Option<SignInRecord>, StoreError> {
+        let id_hash = id_hash.to_string();
+        self.with(move |conn, _| signins::signin_row(conn, &id_hash))
+            .await
+    }
+
+    async fn touch_signin(&self, id_hash: &str, last_seen_ms: i64) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_string();
+        self.with(move |conn, _| signins::touch(conn, id_hash, last_seen_ms))
+            .await
+    }
+
+    async fn recheck_signin(
+        &self,
+        id_hash: &str,
+        admin: bool,
+        checked_ms: i64,
+    ) -> Result<Option<SignInRecord>, StoreError> {
+        let id_hash = id_hash.to_string();
+        self.with(move |conn, _| signins::recheck(conn, id_hash, admin, checked_ms))
+            .await
+    }
+
+    async fn close_signin(&self, id_hash: &str) -> Result<Option<SignInRecord>, StoreError> {
+        let id_hash = id_hash.to_string();
+        self.with(move |conn, _| signins::close(conn, id_hash))
+            .await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.with(move |conn, _| check_writable(conn)).await
+    }
+
+    async fn append_audit(&self, r: AuditRecord) -> Result<i64, StoreError> {
+        self.with(move |conn, _| audit::append(conn, r)).await
+    }
+
+    async fn audit_page(&self, f: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.with(move |conn, _| audit::page(conn, f)).await
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(SessionState, String, u64)>, StoreError> {
+        self.with(move |conn, _| reads::count_by_state(conn)).await
+    }
+
+    async fn in_progress(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        self.with(move |conn, _| reads::in_progress(conn)).await
+    }
+
+    async fn events_after(&self, id: &str, after: u64) -> Result<Vec<SessionEvent>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| event_log::events_after(conn, id, after))
+            .await
+    }
+}

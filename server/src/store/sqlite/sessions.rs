@@ -1,0 +1,310 @@
+//! Writing sessions: a create (its admission against the limits, the
+//! lowest free slot, a fresh VM name), a claim of a warm pool's desktop,
+//! the compare-and-set state moves, and what provisioning records on a
+//! session (VM outputs, the tool's process group, the freed slot).
+
+use daas_api::v1::{SessionEvent, SessionState, StageChange, session_event::Kind};
+use rand::Rng;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    Context,
+    event_log::{current_stage, first_event, insert_event, next_sequence},
+    reads::{by_request_key, get_session},
+};
+use crate::domain::time::{clock_time, duration, now_ms, timestamp};
+use crate::store::{
+    ChildRecord, LimitHit, NewSession, SessionLimits, SessionRecord, StoreError, VmOutputs,
+    events::Hub, state_from_db,
+};
+
+/// What a create asks of the server's desktops.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// A desktop more: the server's limit applies (and the user's, unless
+    /// it is a warm pool's desktop, built for nobody).
+    NewDesktop,
+    /// A pool's desktop that counts already: the user's limit alone.
+    Claim,
+}
+
+/// Refuses a create that repeats an earlier one (its request key) or would
+/// exceed a limit; the caller holds a write transaction.
+fn admit(
+    conn: &Connection,
+    new: &NewSession,
+    limits: SessionLimits,
+    admission: Admission,
+) -> Result<(), StoreError> {
+    if let Some(key) = &new.request_key
+        && let Some(earlier) = by_request_key(conn, key)?
+    {
+        return Err(StoreError::SameRequest(Box::new(earlier)));
+    }
+    let (total, of_user): (usize, usize) = conn
+        .query_row(
+            "SELECT COUNT(*), COALESCE(SUM(username = ?1), 0) FROM sessions \
+             WHERE state NOT IN (?2, ?3)",
+            params![
+                new.username,
+                SessionState::Failed as i32,
+                SessionState::Destroyed as i32
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .context("counting live sessions")?;
+    if admission == Admission::NewDesktop && total >= limits.max_sessions {
+        return Err(StoreError::LimitReached(LimitHit::Server(
+            limits.max_sessions,
+        )));
+    }
+    let for_nobody = admission == Admission::NewDesktop && new.pool.is_some();
+    if !for_nobody && of_user >= limits.max_per_user {
+        return Err(StoreError::LimitReached(LimitHit::User(
+            new.username.clone(),
+            limits.max_per_user,
+        )));
+    }
+    Ok(())
+}
+
+fn random_vm_name() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..6)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    format!("{}{suffix}", crate::domain::contract::VM_NAME_PREFIX)
+}
+
+/// Records a new QUEUED session (see `SessionStore::create_session`).
+pub(super) fn create(
+    conn: &mut Connection,
+    live: &Hub,
+    new: NewSession,
+    limits: SessionLimits,
+) -> Result<(SessionRecord, SessionEvent), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context("starting a transaction")?;
+    admit(&tx, &new, limits, Admission::NewDesktop)?;
+    let mut vm_name = random_vm_name();
+    for _ in 0..16 {
+        let taken: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sessions WHERE vm_name = ?1)",
+                [&vm_name],
+                |row| row.get(0),
+            )
+            .context("checking VM names")?;
+        if !taken {
+            break;
+        }
+        vm_name = random_vm_name();
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    // The lowest slot from 1 up that no live session holds.
+    tx.execute(
+        "INSERT INTO sessions (id, username, session_user, template, state, slot, \
+         vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool) \
+         SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8, ?9 FROM ( \
+           SELECT 1 AS candidate \
+           UNION ALL SELECT slot + 1 FROM sessions WHERE slot_released = 0 \
+         ) WHERE candidate NOT IN (SELECT slot FROM sessions WHERE slot_released = 0)",
+        params![
+            id,
+            new.username,
+            new.session_user,
+            new.template,
+            SessionState::Queued as i32,
+            vm_name,
+            now,
+            new.request_key,
+            new.pool
+        ],
+    )
+    .context("inserting a session")?;
+    let record = get_session(&tx, &id)?.ok_or_else(|| StoreError::Missing(id.clone()))?;
+    let message = match &new.pool {
+        Some(pool) => {
+            format!("a desktop for warm pool '{pool}'; waiting for a provisioning slot")
+        }
+        None => "waiting for a provisioning slot".into(),
+    };
+    let event = first_event(&id, now, message);
+    insert_event(&tx, &event)?;
+    tx.commit().context("committing a new session")?;
+    live.publish(&event);
+    Ok((record, event))
+}
+
+/// Hands the longest-waiting ready desktop of warm pool `pool` to the
+/// create `new` (see `SessionStore::claim`).
+pub(super) fn claim(
+    conn: &mut Connection,
+    live: &Hub,
+    new: NewSession,
+    pool: String,
+    limits: SessionLimits,
+) -> Result<Option<(SessionRecord, SessionEvent)>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context("starting a transaction")?;
+    admit(&tx, &new, limits, Admission::Claim)?;
+    // The desktop that has waited longest.
+    let spare: Option<(String, String, i64, i64)> = tx
+        .query_row(
+            "SELECT id, vm_name, created_ms, COALESCE(ready_ms, created_ms) FROM sessions \
+             WHERE pool = ?1 AND template = ?2 AND claimed_ms IS NULL AND state = ?3 \
+             ORDER BY ready_ms, id LIMIT 1",
+            params![pool, new.template, SessionState::Ready as i32],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .optional()
+        .context("finding a ready pool desktop")?;
+    let Some((id, vm_name, built_ms, ready_ms)) = spare else {
+        return Ok(None);
+    };
+    let now = now_ms();
+    tx.execute(
+        "UPDATE sessions SET username = ?2, session_user = ?3, request_key = ?4, \
+         claimed_ms = ?5, created_ms = ?5, updated_ms = ?5, stage_started_ms = ?5, \
+         ready_ms = NULL, warned_reap_ms = NULL, state = ?6 WHERE id = ?1",
+        params![
+            id,
+            new.username,
+            new.session_user,
+            new.request_key,
+            now,
+            SessionState::Queued as i32
+        ],
+    )
+    .context("claiming a pool desktop")?;
+    // The build's history was nobody's; the session starts here.
+    tx.execute("DELETE FROM events WHERE session_id = ?1", [&id])
+        .context("clearing a pool desktop's build events")?;
+    let record = get_session(&tx, &id)?.ok_or_else(|| StoreError::Missing(id.clone()))?;
+    let message = format!(
+        "claimed warm desktop {vm_name} from pool '{pool}' (built in {}, ready since {})",
+        humantime::format_duration(std::time::Duration::from_secs(
+            u64::try_from((ready_ms - built_ms) / 1000).unwrap_or(0)
+        )),
+        clock_time(ready_ms)
+    );
+    let event = first_event(&id, now, message);
+    insert_event(&tx, &event)?;
+    tx.commit().context("committing a claim")?;
+    live.publish(&event);
+    Ok(Some((record, event)))
+}
+
+/// Moves session `id` from `from` to `to` if it is still in `from`,
+/// recording the stage change as its next event; the caller has checked
+/// that the state machine allows the move.
+pub(super) fn transition(
+    conn: &mut Connection,
+    live: &Hub,
+    id: String,
+    from: SessionState,
+    to: SessionState,
+    message: String,
+    failure: Option<(SessionState, String)>,
+) -> Result<SessionEvent, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context("starting a transaction")?;
+    let (previous, stage_started) = current_stage(&tx, &id)?;
+    if previous != from as i32 {
+        return Err(StoreError::Conflict {
+            id,
+            expected: from,
+            actual: state_from_db(previous),
+        });
+    }
+    let now = now_ms();
+    let (failure_stage, failure_reason) = failure
+        .map(|(stage, reason)| (stage as i32, reason))
+        .unwrap_or((0, String::new()));
+    tx.execute(
+        "UPDATE sessions SET state = ?2, updated_ms = ?3, stage_started_ms = ?3, \
+         ready_ms = CASE WHEN ?2 = ?4 THEN ?3 ELSE ready_ms END, \
+         failure_stage = ?5, failure_reason = ?6, \
+         slot_released = CASE WHEN ?2 = ?7 THEN 1 ELSE slot_released END \
+         WHERE id = ?1 AND state = ?8",
+        params![
+            id,
+            to as i32,
+            now,
+            SessionState::Ready as i32,
+            failure_stage,
+            failure_reason,
+            SessionState::Destroyed as i32,
+            from as i32
+        ],
+    )
+    .context("updating a session state")?;
+    let record = get_session(&tx, &id)?.ok_or_else(|| StoreError::Missing(id.clone()))?;
+    let event = SessionEvent {
+        session_id: id.clone(),
+        sequence: next_sequence(&tx, &id)?,
+        time: Some(timestamp(now)),
+        state: to as i32,
+        stage_elapsed: Some(duration(0)),
+        kind: Some(Kind::StageChange(StageChange {
+            previous,
+            previous_duration: Some(duration(now - stage_started)),
+            message,
+        })),
+        session: to.is_settled().then(|| record.to_proto()),
+    };
+    insert_event(&tx, &event)?;
+    tx.commit().context("committing a stage change")?;
+    live.publish(&event);
+    Ok(event)
+}
+
+/// Stores what the Terraform module reported about the VM.
+pub(super) fn set_outputs(
+    conn: &Connection,
+    id: String,
+    outputs: VmOutputs,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE sessions SET vm_id = ?2, ssh_host = ?3, ssh_port = ?4, rdp_host = ?5, \
+         rdp_port = ?6, rdp_cert_sha256 = ?7 WHERE id = ?1",
+        params![
+            id,
+            outputs.vm_id,
+            outputs.ssh_host,
+            outputs.ssh_port,
+            outputs.rdp_host,
+            outputs.rdp_port,
+            outputs.rdp_cert_sha256
+        ],
+    )
+    .context("storing VM outputs")?;
+    Ok(())
+}
+
+/// Remembers (or forgets) the process group of the session's tool.
+pub(super) fn set_child(
+    conn: &Connection,
+    id: String,
+    child: Option<ChildRecord>,
+) -> Result<(), StoreError> {
+    let (pgid, identity) = child.map(|c| (c.pgid, c.identity)).unzip();
+    conn.execute(
+        "UPDATE sessions SET child_pgid = ?2, child_identity = ?3 WHERE id = ?1",
+        params![id, pgid, identity],
+    )
+    .context("storing a child process group")?;
+    Ok(())
+}
+
+/// Frees the session's slot.
+pub(super) fn release_slot(conn: &Connection, id: String) -> Result<(), StoreError> {
+    conn.execute("UPDATE sessions SET slot_released = 1 WHERE id = ?1", [id])
+        .context("releasing a slot")?;
+    Ok(())
+}
