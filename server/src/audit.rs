@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::{
     domain::identity::{Caller, Origin},
     domain::time::now_ms,
-    store::{Store, audit::AuditRecord},
+    store::{Store, audit_records::AuditRecord},
 };
 
 /// Why the audit trail cannot start.

@@ -31,7 +31,9 @@ use crate::{
     },
     pool::Pools,
     provision::Pipeline,
-    store::{NewSession, SessionLimits, SessionRecord, Store, StoreError, audit::AuditFilter},
+    store::{
+        NewSession, SessionLimits, SessionRecord, Store, StoreError, audit_records::AuditFilter,
+    },
 };
 
 /// What a create started: the session and its events from the first.

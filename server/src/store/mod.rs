@@ -8,7 +8,7 @@ use daas_api::v1::{Failure, OutputLine, Session, SessionEvent, SessionState};
 
 use crate::{domain::time::timestamp, store::events::Subscription};
 
-pub mod audit;
+pub mod audit_records;
 pub mod events;
 pub mod retention;
 pub mod signins;
@@ -343,13 +343,13 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn count_by_state(&self) -> Result<Vec<(SessionState, String, u64)>, StoreError>;
 
     /// Appends an entry to the audit trail; returns its id.
-    async fn append_audit(&self, record: audit::AuditRecord) -> Result<i64, StoreError>;
+    async fn append_audit(&self, record: audit_records::AuditRecord) -> Result<i64, StoreError>;
 
     /// Audit entries matching `filter`, newest first.
     async fn audit_page(
         &self,
-        filter: audit::AuditFilter,
-    ) -> Result<Vec<audit::AuditRecord>, StoreError>;
+        filter: audit_records::AuditFilter,
+    ) -> Result<Vec<audit_records::AuditRecord>, StoreError>;
 
     /// Deletes audit entries recorded before `before_ms`; returns how many.
     async fn prune_audit(&self, before_ms: i64) -> Result<usize, StoreError>;

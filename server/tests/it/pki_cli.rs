@@ -228,7 +228,7 @@ async fn an_issue_is_recorded_in_the_audit_trail_of_the_configured_server() {
     let fingerprint = pki::fingerprint(&pki::pem_to_der(&pem).unwrap());
     let store = daas_server::store::Store::open(&tmp.path().join("data/daas.sqlite3")).unwrap();
     let entries = store
-        .audit_page(daas_server::store::audit::AuditFilter {
+        .audit_page(daas_server::store::audit_records::AuditFilter {
             limit: 10,
             ..Default::default()
         })

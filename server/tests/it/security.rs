@@ -518,7 +518,7 @@ async fn a_revoked_certificate_is_refused_at_once() {
 
     let store = daas_server::store::Store::open(&tmp.path().join("data/daas.sqlite3")).unwrap();
     let entries = store
-        .audit_page(daas_server::store::audit::AuditFilter {
+        .audit_page(daas_server::store::audit_records::AuditFilter {
             limit: 100,
             ..Default::default()
         })

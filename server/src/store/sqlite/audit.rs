@@ -6,7 +6,7 @@ use rusqlite::{Connection, params};
 use super::{Context, rows::audit_from_row};
 use crate::store::{
     StoreError,
-    audit::{AuditFilter, AuditRecord},
+    audit_records::{AuditFilter, AuditRecord},
 };
 
 /// Appends an entry; returns its id.

@@ -7,7 +7,7 @@ use prost::Message;
 use rusqlite::Row;
 
 use crate::store::{
-    ActivityRecord, ChildRecord, SessionRecord, StoreError, VmOutputs, audit::AuditRecord,
+    ActivityRecord, ChildRecord, SessionRecord, StoreError, VmOutputs, audit_records::AuditRecord,
     signins::SignInRecord, state_from_db,
 };
 

@@ -8,7 +8,7 @@ use super::{SqliteStore, activity, audit, check_writable, event_log, reads, sess
 use crate::store::{
     AgentReport, ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore,
     StoreError, VmOutputs,
-    audit::{AuditFilter, AuditRecord},
+    audit_records::{AuditFilter, AuditRecord},
     events::{Subscription, Tap},
     signins::{SignInLimits, SignInOpened, SignInRecord},
 };

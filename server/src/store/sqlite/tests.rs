@@ -8,7 +8,7 @@ use daas_api::v1::{OutputLine, OutputStream, SessionEvent, SessionState, Tool};
 use crate::domain::time::now_ms;
 use crate::store::{
     AgentReport, LimitHit, NewSession, PageCursor, SessionLimits, SessionRecord, Store, StoreError,
-    audit::AuditRecord,
+    audit_records::AuditRecord,
 };
 
 mod migrations;
