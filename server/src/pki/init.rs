@@ -11,7 +11,7 @@ use std::{
 
 use super::{
     PkiError,
-    directory::{
+    disk::{
         Pair, PkiPaths, create_private_dir, pair_state, refuse_existing, write_ca, write_pair,
     },
     identity::check_user,

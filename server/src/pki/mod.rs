@@ -12,7 +12,7 @@
 //!   the names and URIs that say it;
 //! - `certificate`: the facts the audit trail and the checks read from a
 //!   certificate's bytes (fingerprint, serial, subject, issuer);
-//! - `directory`: where a PKI directory keeps each file, and writing them;
+//! - `disk`: where a PKI directory keeps each file, and writing them;
 //! - `init`: what `daas-server pki init` / `pki issue` and the dev mode
 //!   make in that directory;
 //! - `revoked`: the revocation list.
@@ -20,7 +20,7 @@
 use std::path::PathBuf;
 
 mod certificate;
-mod directory;
+mod disk;
 mod identity;
 mod init;
 mod issuing;
@@ -29,7 +29,7 @@ pub mod revoked;
 pub use certificate::{
     fingerprint, fingerprint_and_serial, issuer_of, pem_to_der, subject_and_fingerprint, subject_of,
 };
-pub use directory::PkiPaths;
+pub use disk::PkiPaths;
 pub use identity::{ADMIN_ROLE_URI, agent_uri, identity_of};
 pub use init::{ensure_dev, init, issue_user_files, localhost_names};
 pub use issuing::{AgentAuthority, Ca, Issued, Validity};
