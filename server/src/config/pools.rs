@@ -162,8 +162,94 @@ impl Pool {
         })
     }
 
-    /// Ready desktops wanted now.
-    pub fn desired_now(&self) -> u32 {
-        super::schedule::size_now(self.size, &self.schedule, &self.timezone)
+    /// Ready desktops wanted at `at_ms` (ms since the epoch): the size of
+    /// the schedule's windows at that weekday and minute in the pool's time
+    /// zone, else `size`.
+    pub fn desired_at(&self, at_ms: i64) -> u32 {
+        if self.schedule.is_empty() {
+            return self.size;
+        }
+        let Some(local) = self.local(at_ms) else {
+            return self.size;
+        };
+        let weekday = usize::try_from(local.weekday().to_monday_zero_offset()).unwrap_or(0);
+        let minute =
+            u16::try_from(i32::from(local.hour()) * 60 + i32::from(local.minute())).unwrap_or(0);
+        super::schedule::size_at(self.size, &self.schedule, weekday, minute)
+    }
+
+    /// The midnight that starts the day of `at_ms` in the pool's time zone,
+    /// in ms since the epoch (its claims "today" count from it).
+    pub fn midnight_before(&self, at_ms: i64) -> Option<i64> {
+        let start = self.local(at_ms)?.start_of_day().ok()?;
+        Some(start.timestamp().as_millisecond())
+    }
+
+    /// `at_ms` on the clocks of the pool's time zone.
+    fn local(&self, at_ms: i64) -> Option<jiff::Zoned> {
+        let at = jiff::Timestamp::from_millisecond(at_ms).ok()?;
+        Some(at.to_zoned(self.timezone.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+    /// 2024-01-01 00:00 UTC, a Monday.
+    const MONDAY: i64 = 1_704_067_200_000;
+
+    fn pool(timezone: jiff::tz::TimeZone) -> Pool {
+        let spec = PoolSpec {
+            template: String::new(),
+            size: 1,
+            max_age: twelve_hours(),
+            max_building: 2,
+            failure_limit: 3,
+            failure_window: twenty_minutes(),
+            backoff: ten_minutes(),
+            per_user_playbook: PerUserPlaybook::Auto,
+            timezone: String::new(),
+            schedule: vec![WindowSpec {
+                days: "mon-fri".into(),
+                from: "08:00".into(),
+                to: "09:00".into(),
+                size: 5,
+            }],
+        };
+        Pool {
+            timezone,
+            ..Pool::check("lab", &spec, "win11").expect("a valid pool")
+        }
+    }
+
+    #[test]
+    fn the_schedule_is_read_at_the_time_given_in_the_pools_zone() {
+        let utc = pool(jiff::tz::TimeZone::UTC);
+        assert_eq!(utc.desired_at(MONDAY + 8 * HOUR), 5);
+        assert_eq!(utc.desired_at(MONDAY + 9 * HOUR), 1, "to is exclusive");
+        assert_eq!(
+            utc.desired_at(MONDAY + 5 * 24 * HOUR + 8 * HOUR),
+            1,
+            "saturday"
+        );
+        // 06:30 UTC is 08:30 two hours east.
+        let east = pool(jiff::tz::TimeZone::fixed(jiff::tz::offset(2)));
+        assert_eq!(east.desired_at(MONDAY + 6 * HOUR + 30 * 60_000), 5);
+        assert_eq!(utc.desired_at(MONDAY + 6 * HOUR + 30 * 60_000), 1);
+    }
+
+    #[test]
+    fn the_day_starts_at_midnight_in_the_pools_zone() {
+        let utc = pool(jiff::tz::TimeZone::UTC);
+        assert_eq!(utc.midnight_before(MONDAY + 23 * HOUR), Some(MONDAY));
+        assert_eq!(utc.midnight_before(MONDAY), Some(MONDAY));
+        // At 23:00 UTC it is already Tuesday 01:00 two hours east.
+        let east = pool(jiff::tz::TimeZone::fixed(jiff::tz::offset(2)));
+        assert_eq!(
+            east.midnight_before(MONDAY + 23 * HOUR),
+            Some(MONDAY + 22 * HOUR)
+        );
     }
 }

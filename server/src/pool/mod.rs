@@ -7,8 +7,12 @@
 //! growing a pool whose builds keep failing ([`restraint`]). A claimed
 //! desktop is never returned: its session ends like any other and the
 //! pool builds a new one. Everything it decides on is in the store, so a
-//! restarted server carries on where the last one stopped.
+//! restarted server carries on where the last one stopped. Here the loop
+//! reads each pool's snapshot and acts; what to do is [`decide`]d by a pure
+//! function of the snapshot and the time, read from the [`Clock`] the
+//! pools are given.
 
+pub mod decide;
 pub mod restraint;
 
 use std::{
@@ -21,11 +25,12 @@ use daas_api::v1::{OutputLine, OutputStream, SessionState, Tool};
 use tokio::sync::Notify;
 
 use crate::audit::{Act, Actor};
-use crate::config::{pools::Pool, schedule};
+use crate::config::pools::Pool;
 use crate::{
     config::Config,
     domain::password::PasswordHash,
-    domain::time::{clock_time, duration, ms, now_ms, timestamp},
+    domain::time::{Clock, clock_time, duration, ms, timestamp},
+    pool::decide::{Desktop, FailedBuild, Snapshot, decide, restrained_until},
     provision::Pipeline,
     store::{NewSession, SessionLimits, SessionRecord, Store, StoreError},
 };
@@ -43,6 +48,8 @@ struct Inner {
     config: Arc<Config>,
     store: Store,
     pipeline: Pipeline,
+    /// Where the loop and the status read the time.
+    clock: Clock,
     wake: Notify,
     /// The end of the restraint last announced, per pool: said once.
     announced: Mutex<HashMap<String, i64>>,
@@ -52,27 +59,14 @@ struct Inner {
     full: Mutex<HashSet<String>>,
 }
 
-/// A pool's desktops, as the store holds them now.
-struct Snapshot {
-    /// Unclaimed and READY, the longest waiting first.
-    ready: Vec<SessionRecord>,
-    /// Unclaimed and READY, of a template the pool no longer has: no
-    /// create of its template would claim them.
-    stale: Vec<SessionRecord>,
-    /// Unclaimed and being built, oldest first.
-    building: Vec<SessionRecord>,
-    /// Failed builds since the window that counts for the restraint,
-    /// oldest first.
-    failures: Vec<FailedBuild>,
-    claimed_today: usize,
-}
-
-/// A build of the pool that failed.
-struct FailedBuild {
-    at_ms: i64,
-    reason: String,
-    /// Its session, whose events say when the pool is restrained.
-    session: String,
+/// A store's record as the decision sees it.
+fn desktop(record: SessionRecord) -> Desktop {
+    Desktop {
+        since_ms: record.ready_ms.unwrap_or(record.created_ms),
+        id: record.id,
+        owner: record.username,
+        template: record.template,
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -80,12 +74,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Pools {
+    /// The pools of `config`, reading the time from the system's clock.
     pub fn new(config: Arc<Config>, store: Store, pipeline: Pipeline) -> Self {
+        Self::with_clock(config, store, pipeline, Clock::System)
+    }
+
+    /// The pools of `config`, reading the time from `clock` (a manual one
+    /// in tests).
+    pub fn with_clock(config: Arc<Config>, store: Store, pipeline: Pipeline, clock: Clock) -> Self {
         Pools {
             inner: Arc::new(Inner {
                 config,
                 store,
                 pipeline,
+                clock,
                 wake: Notify::new(),
                 announced: Mutex::new(HashMap::new()),
                 retiring: Mutex::new(HashSet::new()),
@@ -154,26 +156,29 @@ impl Pools {
         }
     }
 
+    /// Pool `pool`'s desktops in the store at `now`.
     async fn snapshot(&self, pool: &Pool, now: i64) -> Result<Snapshot, StoreError> {
-        let midnight = schedule::midnight_ms(&pool.timezone).unwrap_or(now - 86_400_000);
+        let midnight = pool.midnight_before(now).unwrap_or(now - 86_400_000);
         let rule = &pool.restraint;
         let since = midnight.min(now - ms(rule.window).saturating_add(ms(rule.backoff)));
         let rows = self.inner.store.pool_sessions(&pool.name, since).await?;
         let mut snap = Snapshot {
-            ready: Vec::new(),
-            stale: Vec::new(),
-            building: Vec::new(),
-            failures: Vec::new(),
             claimed_today: rows
                 .iter()
                 .filter(|r| r.claimed_ms.is_some_and(|c| c >= midnight))
                 .count(),
+            ..Snapshot::default()
         };
+        let mut ready = Vec::new();
         for row in rows.into_iter().filter(SessionRecord::is_unclaimed) {
             match row.state {
-                SessionState::Ready if row.template != pool.template => snap.stale.push(row),
-                SessionState::Ready => snap.ready.push(row),
-                s if s.is_in_progress() && s != SessionState::Destroying => snap.building.push(row),
+                SessionState::Ready if row.template != pool.template => {
+                    snap.stale.push(desktop(row))
+                }
+                SessionState::Ready => ready.push(row),
+                s if s.is_in_progress() && s != SessionState::Destroying => {
+                    snap.building.push(desktop(row))
+                }
                 SessionState::Failed if row.updated_ms >= since => {
                     let reason = row.failure.map(|(_, r)| r).unwrap_or_default();
                     // A restart is not the build's fault.
@@ -188,65 +193,27 @@ impl Pools {
                 _ => {}
             }
         }
-        snap.ready.sort_by_key(|r| r.ready_ms);
+        ready.sort_by_key(|r| r.ready_ms);
+        snap.ready = ready.into_iter().map(desktop).collect();
         snap.failures.sort_by_key(|f| f.at_ms);
         Ok(snap)
     }
 
-    fn restrained_until(pool: &Pool, snap: &Snapshot, now: i64) -> Option<i64> {
-        let times: Vec<i64> = snap.failures.iter().map(|f| f.at_ms).collect();
-        restraint::restrained_until(&pool.restraint, &times, now)
-    }
-
-    /// Destroys expired and surplus desktops, then builds toward the
-    /// desired size, unless the pool is restrained.
+    /// Carries out what [`decide`] says for the pool now: destroys stale,
+    /// expired and surplus desktops, says once that a restrained pool
+    /// builds nothing, or builds toward the desired size.
     async fn reconcile(&self, pool: &Pool) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = self.inner.clock.now_ms();
         let snap = self.snapshot(pool, now).await?;
-        for record in &snap.stale {
-            let reason = format!(
-                "pool '{}' now builds template {}, not {}",
-                pool.name, pool.template, record.template
-            );
-            self.retire(record, reason, None);
+        let actions = decide(pool, &snap, now);
+        for retire in actions.retire {
+            let rule = retire.why.reap_rule();
+            self.retire(&retire.id, &retire.owner, retire.reason, rule);
         }
-        let max_age = ms(pool.max_age);
-        let (expired, fresh): (Vec<_>, Vec<_>) = snap
-            .ready
-            .iter()
-            .partition(|r| now - r.ready_ms.unwrap_or(r.created_ms) >= max_age);
-        for record in expired {
-            let reason = format!(
-                "pool '{}': unclaimed for longer than max_age {}; replacing it",
-                pool.name,
-                humantime::format_duration(pool.max_age)
-            );
-            self.retire(record, reason, Some("pool_max_age"));
-        }
-        let desired = pool.desired_now() as usize;
-        let have = fresh.len() + snap.building.len();
-        if have > desired {
-            // Builds not done are the cheapest to drop; then the oldest.
-            let surplus = snap.building.iter().rev().chain(fresh.iter().copied());
-            for record in surplus.take(have - desired) {
-                let reason = format!(
-                    "pool '{}' wants {desired} desktops now; destroying one of {have}",
-                    pool.name
-                );
-                self.retire(record, reason, None);
-            }
-            return Ok(());
-        }
-        let need = desired - have;
-        if need == 0 {
-            return Ok(());
-        }
-        if let Some(until) = Self::restrained_until(pool, &snap, now) {
+        if let Some(until) = actions.restrained_until {
             self.announce_restraint(pool, &snap, until).await;
-            return Ok(());
         }
-        let room = (pool.max_building as usize).saturating_sub(snap.building.len());
-        for _ in 0..need.min(room) {
+        for _ in 0..actions.build {
             let new = NewSession {
                 template: pool.template.clone(),
                 pool: Some(pool.name.clone()),
@@ -304,17 +271,16 @@ impl Pools {
         }
     }
 
-    /// Destroys an unclaimed desktop in the background, unless a claim
-    /// takes it first.
-    /// Destroys a warm desktop unless a create claims it first; `reap`
+    /// Destroys a warm desktop in the background unless a create claims it
+    /// first; `reap`
     /// names the rule in `daas_reaps_total` when it is one.
-    fn retire(&self, record: &SessionRecord, reason: String, reap: Option<&'static str>) {
-        if !lock(&self.inner.retiring).insert(record.id.clone()) {
+    fn retire(&self, id: &str, owner: &str, reason: String, reap: Option<&'static str>) {
+        if !lock(&self.inner.retiring).insert(id.to_string()) {
             return;
         }
         let this = self.clone();
-        let id = record.id.clone();
-        let owner = record.username.clone();
+        let id = id.to_string();
+        let owner = owner.to_string();
         tokio::spawn(async move {
             match this
                 .inner
@@ -351,7 +317,8 @@ impl Pools {
             let Some(name) = &record.pool else { continue };
             if self.get(name).is_none() {
                 self.retire(
-                    record,
+                    &record.id,
+                    &record.username,
                     format!("pool '{name}' is no longer configured"),
                     None,
                 );
@@ -362,7 +329,7 @@ impl Pools {
 
     /// Where pool `pool` stands.
     pub async fn status(&self, pool: &Pool) -> Result<daas_api::v1::Pool, StoreError> {
-        let now = now_ms();
+        let now = self.inner.clock.now_ms();
         let snap = self.snapshot(pool, now).await?;
         let window = ms(pool.restraint.window);
         let recent: Vec<_> = snap
@@ -373,18 +340,74 @@ impl Pools {
         Ok(daas_api::v1::Pool {
             name: pool.name.clone(),
             template: pool.template.clone(),
-            desired: pool.desired_now(),
+            desired: pool.desired_at(now),
             ready: u32::try_from(snap.ready.len()).unwrap_or(u32::MAX),
             provisioning: u32::try_from(snap.building.len()).unwrap_or(u32::MAX),
             claimed_today: u32::try_from(snap.claimed_today).unwrap_or(u32::MAX),
             failures: u32::try_from(recent.len()).unwrap_or(u32::MAX),
-            restrained_until: Self::restrained_until(pool, &snap, now).map(timestamp),
+            restrained_until: restrained_until(pool, &snap, now).map(timestamp),
             last_failure: recent.last().map(|f| f.reason.clone()).unwrap_or_default(),
-            oldest_ready_age: snap
-                .ready
-                .first()
-                .map(|r| duration(now - r.ready_ms.unwrap_or(r.created_ms))),
+            oldest_ready_age: snap.ready.first().map(|d| duration(now - d.since_ms)),
             max_age: Some(duration(ms(pool.max_age))),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{audit::Audit, domain::time::ManualClock, metrics::Metrics};
+
+    const HOUR: i64 = 3_600_000;
+    /// 2024-01-01 00:00 UTC, a Monday.
+    const MONDAY: i64 = 1_704_067_200_000;
+
+    const CONFIG: &str = r#"
+        data_dir = "data"
+        [terraform]
+        module_dir = "modules/test"
+        [ansible]
+        playbook = "play.yml"
+        [tls]
+        plaintext = true
+        [pools.lab]
+        size = 1
+        timezone = "UTC"
+        [[pools.lab.schedule]]
+        days = "mon-fri"
+        from = "08:00"
+        to = "09:00"
+        size = 5
+    "#;
+
+    #[tokio::test]
+    async fn the_pools_read_the_time_from_their_clock() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::create_dir_all(dir.path().join("modules/test")).expect("module dir");
+        std::fs::write(dir.path().join("play.yml"), "---\n").expect("playbook");
+        let file = dir.path().join("daas.toml");
+        std::fs::write(&file, CONFIG).expect("config");
+        let config = Arc::new(Config::load(Some(&file)).expect("a valid config"));
+        let store = Store::open(&config.database).expect("a store");
+        let audit = Audit::open(store.clone(), None).expect("an audit");
+        let metrics = Arc::new(Metrics::new());
+        let pipeline = Pipeline::new(
+            config.clone(),
+            store.clone(),
+            String::new(),
+            None,
+            metrics,
+            audit,
+        );
+        let clock = ManualClock::at(MONDAY + 8 * HOUR + 30 * 60_000);
+        let pools = Pools::with_clock(config, store, pipeline, Clock::Manual(clock.clone()));
+        let lab = pools.get("lab").expect("pool lab");
+        let status = pools.status(lab).await.expect("the pool's status");
+        assert_eq!(status.desired, 5, "Monday 08:30: the window's size");
+        clock.advance(Duration::from_secs(3600));
+        let status = pools.status(lab).await.expect("the pool's status");
+        assert_eq!(status.desired, 1, "Monday 09:30: the pool's size");
     }
 }
