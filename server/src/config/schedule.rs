@@ -108,24 +108,6 @@ pub fn size_at(base: u32, windows: &[Window], weekday: usize, minute: u16) -> u3
         .unwrap_or(base)
 }
 
-/// The size wanted now in `zone`.
-pub fn size_now(base: u32, windows: &[Window], zone: &jiff::tz::TimeZone) -> u32 {
-    if windows.is_empty() {
-        return base;
-    }
-    let now = jiff::Timestamp::now().to_zoned(zone.clone());
-    let weekday = usize::try_from(now.weekday().to_monday_zero_offset()).unwrap_or(0);
-    let minute = u16::try_from(i32::from(now.hour()) * 60 + i32::from(now.minute())).unwrap_or(0);
-    size_at(base, windows, weekday, minute)
-}
-
-/// Midnight today in `zone`, in ms since the epoch.
-pub fn midnight_ms(zone: &jiff::tz::TimeZone) -> Option<i64> {
-    let now = jiff::Timestamp::now().to_zoned(zone.clone());
-    let start = now.start_of_day().ok()?;
-    Some(start.timestamp().as_millisecond())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

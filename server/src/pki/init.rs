@@ -11,9 +11,7 @@ use std::{
 
 use super::{
     PkiError,
-    disk::{
-        Pair, PkiPaths, create_private_dir, pair_state, refuse_existing, write_ca, write_pair,
-    },
+    disk::{Pair, PkiPaths, create_private_dir, pair_state, refuse_existing, write_ca, write_pair},
     identity::check_user,
     issuing::{Ca, Validity},
 };
