@@ -164,7 +164,6 @@ mod tests {
     use crate::domain::identity::Caller;
     use crate::pki::{identity_of, pem_to_der};
     use std::os::unix::fs::PermissionsExt;
-    use x509_parser::extensions::GeneralName;
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -173,21 +172,7 @@ mod tests {
     /// The subjectAltNames of a certificate (DER), as `ip:[127, 0, 0, 1]`.
     fn sans(der: &[u8]) -> Vec<String> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
-        cert.subject_alternative_name()
-            .unwrap()
-            .map(|s| {
-                s.value
-                    .general_names
-                    .iter()
-                    .map(|n| match n {
-                        GeneralName::DNSName(d) => format!("dns:{d}"),
-                        GeneralName::URI(u) => format!("uri:{u}"),
-                        GeneralName::IPAddress(b) => format!("ip:{b:?}"),
-                        other => format!("{other:?}"),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        crate::pki::issuing::tests::sans(&cert)
     }
 
     #[test]

@@ -450,7 +450,7 @@ fn check_dns_name(name: &str) -> Result<(), PkiError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::domain::identity::Caller;
     use crate::pki::{identity_of, pem_to_der};
@@ -486,7 +486,8 @@ mod tests {
         }
     }
 
-    fn sans(cert: &X509Certificate<'_>) -> Vec<String> {
+    /// The subjectAltNames of a certificate, as `ip:[127, 0, 0, 1]`.
+    pub(in crate::pki) fn sans(cert: &X509Certificate<'_>) -> Vec<String> {
         cert.subject_alternative_name()
             .unwrap()
             .map(|s| {
