@@ -9,7 +9,7 @@ cd "$root"
 
 # Each step says how much disk is left: a full disk otherwise fails late
 # and cryptically (the whole run needs about 10 GiB; see BENCHMARKS.md).
-step() { printf '\n==> %s (%s free)\n' "$*" "$(df -P -h . | awk 'NR == 2 { print $4 }')"; }
+step() { printf '\n==> %s (%s free, %s)\n' "$*" "$(df -P -h . | awk 'NR == 2 { print $4 }')" "$(date +%T)"; }
 
 # The Rust tests start the test domain controller and the end-to-end test
 # stops it; a failure in between must not leave it running (KEEP=1 keeps it).
