@@ -240,10 +240,10 @@ def test_every_contract_output(module, vm):
 
 
 def test_the_server_passes_exactly_the_contract_variables():
-    """The list the server passes (server/src/provision/terraform.rs) is the one tested here."""
-    source = (REPO / "server/src/provision/terraform.rs").read_text()
+    """The list the server passes (server/src/domain/contract.rs) is the one tested here."""
+    source = (REPO / "server/src/domain/contract.rs").read_text()
     block = re.search(r"CONTRACT_VARIABLES: &\[&str\] = &\[(.*?)\];", source, re.S)
-    assert block, "CONTRACT_VARIABLES not found in server/src/provision/terraform.rs"
+    assert block, "CONTRACT_VARIABLES not found in server/src/domain/contract.rs"
     assert re.findall(r'"([a-z_]+)"', block.group(1)) == CONTRACT_VARIABLES
 
 
