@@ -1,18 +1,19 @@
 //! `daas-server`: the DaaS orchestrator's gRPC server.
 //!
-//! A request reaches the [`api`] (gRPC services, authentication, limits;
-//! the HTTP side's health, readiness and [`metrics`]),
-//! becomes a session in the [`store`], and the [`provision`] pipeline runs
-//! its stages (Terraform, boot, Ansible) through one tool runner; the
-//! [`reaper`] destroys idle desktops and the sweeper VMs no session owns;
-//! each [`pool`] keeps desktops built ahead of time for creates to claim;
-//! [`webhooks`] tell other systems when a desktop is ready, failed, warned
-//! or destroyed.
-//! The [`web`] portal lets people sign in with their domain account, get a
-//! desktop and use it in the browser tab through its RDP gateway.
-//! The [`domain`] holds what every part agrees on: the session state
-//! machine, request validation and the error codes. [`app`] wires it all
-//! together.
+//! The modules, bottom to top (each imports only from its own floor or
+//! below; `scripts/check-layers.py` checks it):
+//! - [`domain`] (errors and codes, validation, the state machine, the
+//!   caller's identity, time, the contract's names) and [`files`];
+//! - the [`store`] of sessions and events, the [`config`], the [`pki`];
+//! - the [`audit`] trail and the [`metrics`];
+//! - the [`provision`] pipeline (Terraform, boot, Ansible, through one tool
+//!   runner; the sweeper) and the [`webhooks`];
+//! - the warm [`pool`]s and the [`reaper`] of idle desktops;
+//! - the [`sessions`] service: create, claim, watch, list, destroy, with
+//!   who may do what, limits and the audit trail;
+//! - the [`api`] (gRPC and HTTP adapters, authentication, metering) and the
+//!   [`web`] portal (sign-in, the page, the RDP gateway);
+//! - [`app`], which wires it all together.
 
 pub mod api;
 pub mod app;
