@@ -8,9 +8,9 @@
 //! desktop is never returned: its session ends like any other and the
 //! pool builds a new one. Everything it decides on is in the store, so a
 //! restarted server carries on where the last one stopped. Here the loop
-//! reads each pool's snapshot and acts; what to do is decided by `decide.rs`, a pure
-//! function of the snapshot and the time, read from the [`Clock`] the
-//! pools are given.
+//! reads each pool's snapshot and acts; what to do is decided by
+//! `decide.rs`, a pure function of the snapshot and the time, read from
+//! the [`Clock`] the pools are given.
 
 pub mod decide;
 pub mod restraint;
