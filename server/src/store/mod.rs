@@ -14,6 +14,9 @@ pub mod retention;
 pub mod signins;
 mod sqlite;
 
+#[cfg(test)]
+mod conformance;
+
 pub use sqlite::SqliteStore;
 
 /// The store failed; the message says which operation.

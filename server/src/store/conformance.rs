@@ -1,0 +1,593 @@
+//! What every store backend must do, one suite run against each: limits
+//! and slots under concurrent writers (several servers on one database),
+//! the compare-and-set moves, events and activity surviving a reopening,
+//! paging, request keys and retention. A backend joins by implementing
+//! [`Backend`] and invoking [`conformance!`] in a module of its name.
+
+use daas_api::v1::{OutputLine, OutputStream, SessionEvent, SessionState, Tool};
+
+use crate::domain::time::now_ms;
+use crate::store::{
+    AgentReport, LimitHit, NewSession, PageCursor, SessionLimits, SessionRecord, Store, StoreError,
+    audit_records::AuditRecord,
+};
+
+impl Store {
+    /// Moves a session through `states`, one allowed move at a time.
+    async fn walk(&self, id: &str, states: &[SessionState]) {
+        for &to in states {
+            let from = self.get(id).await.unwrap().unwrap().state;
+            self.transition(id, from, to, to.label().into(), None)
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn create_session_unlimited(
+        &self,
+        new: NewSession,
+    ) -> Result<(SessionRecord, SessionEvent), StoreError> {
+        self.create_session(new, UNLIMITED).await
+    }
+}
+
+const UNLIMITED: SessionLimits = SessionLimits {
+    max_sessions: usize::MAX,
+    max_per_user: usize::MAX,
+};
+
+async fn creates_stop_at_the_session_limits(db: &impl Backend) {
+    let store = db.open();
+    let limits = SessionLimits {
+        max_sessions: 3,
+        max_per_user: 2,
+    };
+    let (a1, _) = store
+        .create_session(new_session("alice"), limits)
+        .await
+        .unwrap();
+    store
+        .create_session(new_session("alice"), limits)
+        .await
+        .unwrap();
+    let err = store
+        .create_session(new_session("alice"), limits)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::LimitReached(LimitHit::User(_, 2))),
+        "{err}"
+    );
+    store
+        .create_session(new_session("bob"), limits)
+        .await
+        .unwrap();
+    let err = store
+        .create_session(new_session("carol"), limits)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::LimitReached(LimitHit::Server(3))),
+        "{err}"
+    );
+    store
+        .walk(&a1.id, &[SessionState::Destroying, SessionState::Destroyed])
+        .await;
+    assert!(
+        store
+            .create_session(new_session("carol"), limits)
+            .await
+            .is_ok()
+    );
+}
+
+fn new_session(user: &str) -> NewSession {
+    NewSession {
+        username: user.into(),
+        session_user: String::new(),
+        template: "t".into(),
+        request_key: None,
+        pool: None,
+    }
+}
+
+async fn concurrent_claims_never_share_a_pool_desktop(db: &impl Backend) {
+    use SessionState::*;
+    let store = db.open();
+    let spare = || NewSession {
+        template: "t".into(),
+        pool: Some("p".into()),
+        ..NewSession::default()
+    };
+    for _ in 0..3 {
+        let (record, _) = store.create_session_unlimited(spare()).await.unwrap();
+        assert!(record.is_unclaimed() && record.username.is_empty());
+        store
+            .walk(&record.id, &[Provisioning, Booting, Configuring, Ready])
+            .await;
+    }
+    // One still building is never handed out.
+    store.create_session_unlimited(spare()).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let new = NewSession {
+                username: format!("user{i}"),
+                session_user: "student".into(),
+                ..new_session("")
+            };
+            store.claim(new, "p", UNLIMITED).await.unwrap()
+        }));
+    }
+    let mut claimed = Vec::new();
+    for task in tasks {
+        if let Some((record, event)) = task.await.unwrap() {
+            assert_eq!(record.state, Queued);
+            assert!(record.is_claimed() && record.ready_ms.is_none());
+            assert_eq!(record.session_user, "student");
+            assert_eq!(event.sequence, 1);
+            let history = store.events_after(&record.id, 0).await.unwrap();
+            assert_eq!(history, [event], "the build's history is not the user's");
+            claimed.push((record.id, record.username));
+        }
+    }
+    let owner = claimed[0].1.clone();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), 3, "three desktops, each claimed once");
+    // Another template's create finds nothing; a user at their limit
+    // claims nothing.
+    let other = NewSession {
+        template: "other".into(),
+        ..new_session("zoe")
+    };
+    assert!(store.claim(other, "p", UNLIMITED).await.unwrap().is_none());
+    let limited = SessionLimits {
+        max_sessions: usize::MAX,
+        max_per_user: 1,
+    };
+    let err = store
+        .claim(new_session(&owner), "p", limited)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LimitReached(_)), "{err}");
+    // The pool's view: three claimed, one building.
+    let rows = store.pool_sessions("p", 0).await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.is_claimed()).count(), 3);
+    assert_eq!(rows.iter().filter(|r| r.is_unclaimed()).count(), 1);
+}
+
+async fn sessions_get_the_lowest_free_slot_and_unique_names(db: &impl Backend) {
+    let store = db.open();
+    let (a, _) = store
+        .create_session_unlimited(new_session("alice"))
+        .await
+        .unwrap();
+    let (b, _) = store
+        .create_session_unlimited(new_session("bob"))
+        .await
+        .unwrap();
+    assert_eq!((a.slot, b.slot), (1, 2));
+    assert_ne!(a.vm_name, b.vm_name);
+    assert!(a.vm_name.len() <= 15 && a.vm_name.starts_with("desktop-"));
+    store
+        .walk(&a.id, &[SessionState::Destroying, SessionState::Destroyed])
+        .await;
+    let (c, _) = store
+        .create_session_unlimited(new_session("carol"))
+        .await
+        .unwrap();
+    assert_eq!(c.slot, 1, "a destroyed session's slot is reused");
+}
+
+async fn moves_are_compare_and_set_along_the_state_machine(db: &impl Backend) {
+    let store = db.open();
+    let (s, _) = store
+        .create_session_unlimited(new_session("alice"))
+        .await
+        .unwrap();
+    let err = store
+        .transition(
+            &s.id,
+            SessionState::Queued,
+            SessionState::Ready,
+            String::new(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::IllegalMove { .. }), "{err}");
+    store
+        .walk(&s.id, &[SessionState::Destroying, SessionState::Destroyed])
+        .await;
+    // A late writer that saw the session provisioning cannot fail it now.
+    let err = store
+        .transition(
+            &s.id,
+            SessionState::Provisioning,
+            SessionState::Failed,
+            String::new(),
+            Some((SessionState::Provisioning, "boom".into())),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                actual: SessionState::Destroyed,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = store
+        .transition(
+            &s.id,
+            SessionState::Destroyed,
+            SessionState::Failed,
+            String::new(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::IllegalMove { .. }), "{err}");
+    let record = store.get(&s.id).await.unwrap().unwrap();
+    assert_eq!(record.state, SessionState::Destroyed);
+    assert_eq!(record.failure, None);
+    assert_eq!(store.events_after(&s.id, 0).await.unwrap().len(), 3);
+}
+
+fn limits_and_slots_hold_across_concurrent_writers(db: &impl Backend) {
+    // Four connections to one file (as four processes would have),
+    // creating at once: no limit overshoot, no shared slot.
+    let limits = SessionLimits {
+        max_sessions: 30,
+        max_per_user: 30,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .build()
+        .unwrap();
+    let results = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for writer in 0..4 {
+            let store = db.open();
+            tasks.push(tokio::spawn(async move {
+                let mut made = Vec::new();
+                for _ in 0..10 {
+                    match store.create_session(new_session("alice"), limits).await {
+                        Ok((record, _)) => made.push(record.slot),
+                        Err(StoreError::LimitReached(_)) => {}
+                        Err(err) => panic!("writer {writer}: {err}"),
+                    }
+                }
+                made
+            }));
+        }
+        let mut slots = Vec::new();
+        for task in tasks {
+            slots.extend(task.await.unwrap());
+        }
+        slots
+    });
+    let mut slots = results;
+    slots.sort_unstable();
+    assert_eq!(
+        slots,
+        (1..=30).collect::<Vec<u32>>(),
+        "30 sessions, slots 1-30 once each"
+    );
+}
+
+async fn events_are_numbered_stored_and_survive_reopening(db: &impl Backend) {
+    let id = {
+        let store = db.open();
+        let (s, first) = store
+            .create_session_unlimited(new_session("alice"))
+            .await
+            .unwrap();
+        let mut live = store.subscribe(&s.id);
+        assert_eq!(first.sequence, 1);
+        store
+            .transition(
+                &s.id,
+                SessionState::Queued,
+                SessionState::Provisioning,
+                "terraform".into(),
+                None,
+            )
+            .await
+            .unwrap();
+        let line = OutputLine {
+            tool: Tool::Terraform as i32,
+            stream: OutputStream::Stdout as i32,
+            text: "Apply complete!".into(),
+        };
+        store.output(&s.id, line).await.unwrap();
+        let failed = store
+            .transition(
+                &s.id,
+                SessionState::Provisioning,
+                SessionState::Failed,
+                "failed".into(),
+                Some((SessionState::Provisioning, "boom".into())),
+            )
+            .await
+            .unwrap();
+        assert_eq!(failed.sequence, 4);
+        let session = failed.session.expect("final events carry the session");
+        assert_eq!(session.failure.unwrap().reason, "boom");
+        let mut seqs = Vec::new();
+        for _ in 0..3 {
+            seqs.push(live.recv().await.unwrap().sequence);
+        }
+        assert_eq!(
+            seqs,
+            [2, 3, 4],
+            "published after the subscription, in order"
+        );
+        s.id
+    };
+    let store = db.open();
+    let events = store.events_after(&id, 0).await.unwrap();
+    assert_eq!(events.len(), 4);
+    assert_eq!(store.events_after(&id, 2).await.unwrap().len(), 2);
+    let record = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.state, SessionState::Failed);
+    assert_eq!(
+        record.failure,
+        Some((SessionState::Provisioning, "boom".into()))
+    );
+}
+
+async fn activity_and_warnings_are_kept(db: &impl Backend) {
+    let store = db.open();
+    let (s, _) = store
+        .create_session_unlimited(new_session("alice"))
+        .await
+        .unwrap();
+    let report = |clients| AgentReport {
+        idle_ms: 60_000,
+        rdp_clients: clients,
+        users: vec!["alice".into()],
+        agent_version: "0.1.0".into(),
+    };
+    store.record_activity(&s.id, report(1)).await.unwrap();
+    let first = store.get(&s.id).await.unwrap().unwrap().activity;
+    store.record_activity(&s.id, report(0)).await.unwrap();
+    store.idle_warning(&s.id, 123, "idle".into()).await.unwrap();
+    let store = db.open();
+    let a = store.get(&s.id).await.unwrap().unwrap().activity;
+    assert_eq!(a.users, ["alice"]);
+    assert_eq!(a.rdp_clients, 0);
+    assert_eq!(
+        a.last_connected_ms, first.last_connected_ms,
+        "kept from the report with a client"
+    );
+    let (report_ms, input_ms) = (a.last_report_ms.unwrap(), a.last_input_ms.unwrap());
+    assert_eq!(report_ms - input_ms, 60_000);
+    assert_eq!(a.warned_reap_ms, Some(123));
+    store.clear_warning(&s.id).await.unwrap();
+    assert_eq!(
+        store
+            .get(&s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .activity
+            .warned_reap_ms,
+        None
+    );
+}
+
+async fn pages_follow_each_other_without_gaps_or_repeats(db: &impl Backend) {
+    let store = db.open();
+    let mut made = Vec::new();
+    for _ in 0..7 {
+        made.push(
+            store
+                .create_session_unlimited(new_session("alice"))
+                .await
+                .unwrap()
+                .0
+                .id,
+        );
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_page(None, None, after, 3).await.unwrap();
+        seen.extend(page.iter().map(|r| r.id.clone()));
+        if page.len() < 3 {
+            break;
+        }
+        let last = page.last().unwrap();
+        after = Some(PageCursor {
+            created_ms: last.created_ms,
+            id: last.id.clone(),
+        });
+    }
+    let all: Vec<String> = store
+        .list(None, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(seen, all, "the pages are the whole list, in order");
+    made.sort();
+    seen.sort();
+    assert_eq!(seen, made);
+}
+
+async fn a_request_key_names_its_session(db: &impl Backend) {
+    let store = db.open();
+    let keyed = NewSession {
+        request_key: Some("alice\nr-1".into()),
+        ..new_session("alice")
+    };
+    let (first, _) = store.create_session_unlimited(keyed.clone()).await.unwrap();
+    let err = store.create_session_unlimited(keyed).await.unwrap_err();
+    let StoreError::SameRequest(earlier) = err else {
+        panic!("{err}");
+    };
+    assert_eq!(earlier.id, first.id);
+    assert_eq!(
+        store.by_request("alice\nr-1").await.unwrap().map(|r| r.id),
+        Some(first.id)
+    );
+    assert!(store.by_request("bob\nr-1").await.unwrap().is_none());
+}
+
+async fn retention_prunes_output_lines_and_keeps_stage_changes(db: &impl Backend) {
+    let store = db.open();
+    let (s, _) = store
+        .create_session_unlimited(new_session("alice"))
+        .await
+        .unwrap();
+    store.walk(&s.id, &[SessionState::Provisioning]).await;
+    for text in ["one", "two"] {
+        let line = OutputLine {
+            tool: Tool::Terraform as i32,
+            stream: OutputStream::Stdout as i32,
+            text: text.into(),
+        };
+        store.output(&s.id, line).await.unwrap();
+    }
+    assert_eq!(store.prune_output(now_ms() - 60_000).await.unwrap(), 0);
+    assert_eq!(store.prune_output(now_ms() + 1).await.unwrap(), 2);
+    let entry = |time_ms| AuditRecord {
+        time_ms,
+        action: "create".into(),
+        ..Default::default()
+    };
+    store.append_audit(entry(now_ms() - 10_000)).await.unwrap();
+    store.append_audit(entry(now_ms())).await.unwrap();
+    assert_eq!(store.prune_audit(now_ms() - 5_000).await.unwrap(), 1);
+    assert_eq!(store.prune_audit(now_ms() - 5_000).await.unwrap(), 0);
+    let left: Vec<u64> = store
+        .events_after(&s.id, 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(left, [1, 2], "the two stage changes stay");
+}
+
+async fn list_filters_by_user_and_state(db: &impl Backend) {
+    let store = db.open();
+    store
+        .create_session_unlimited(new_session("alice"))
+        .await
+        .unwrap();
+    let (b, _) = store
+        .create_session_unlimited(new_session("bob"))
+        .await
+        .unwrap();
+    store
+        .walk(
+            &b.id,
+            &[
+                SessionState::Provisioning,
+                SessionState::Booting,
+                SessionState::Configuring,
+                SessionState::Ready,
+            ],
+        )
+        .await;
+    assert_eq!(store.list(None, None).await.unwrap().len(), 2);
+    assert_eq!(store.list(Some("bob".into()), None).await.unwrap().len(), 1);
+    let ready = store.list(None, Some(SessionState::Ready)).await.unwrap();
+    assert_eq!(ready.len(), 1);
+    assert!(ready[0].ready_ms.is_some());
+    assert_eq!(store.in_progress().await.unwrap().len(), 1);
+}
+
+/// A database the suite opens, as often as it likes: every [`Backend::open`]
+/// is another connection to the same one (another server, or the same
+/// server after a restart).
+pub(crate) trait Backend {
+    fn open(&self) -> Store;
+}
+
+/// One SQLite file in a folder of its own.
+struct Sqlite(tempfile::TempDir);
+
+impl Sqlite {
+    fn new() -> Sqlite {
+        Sqlite(tempfile::tempdir().unwrap())
+    }
+}
+
+impl Backend for Sqlite {
+    fn open(&self) -> Store {
+        Store::open(&self.0.path().join("db.sqlite3")).unwrap()
+    }
+}
+
+/// Every test of the suite against the backend `$db` makes.
+macro_rules! conformance {
+    ($db:expr) => {
+        #[tokio::test]
+        async fn creates_stop_at_the_session_limits() {
+            super::creates_stop_at_the_session_limits(&$db).await
+        }
+
+        #[tokio::test(flavor = "multi_thread")]
+        async fn concurrent_claims_never_share_a_pool_desktop() {
+            super::concurrent_claims_never_share_a_pool_desktop(&$db).await
+        }
+
+        #[tokio::test]
+        async fn sessions_get_the_lowest_free_slot_and_unique_names() {
+            super::sessions_get_the_lowest_free_slot_and_unique_names(&$db).await
+        }
+
+        #[tokio::test]
+        async fn moves_are_compare_and_set_along_the_state_machine() {
+            super::moves_are_compare_and_set_along_the_state_machine(&$db).await
+        }
+
+        #[test]
+        fn limits_and_slots_hold_across_concurrent_writers() {
+            super::limits_and_slots_hold_across_concurrent_writers(&$db)
+        }
+
+        #[tokio::test]
+        async fn events_are_numbered_stored_and_survive_reopening() {
+            super::events_are_numbered_stored_and_survive_reopening(&$db).await
+        }
+
+        #[tokio::test]
+        async fn activity_and_warnings_are_kept() {
+            super::activity_and_warnings_are_kept(&$db).await
+        }
+
+        #[tokio::test]
+        async fn pages_follow_each_other_without_gaps_or_repeats() {
+            super::pages_follow_each_other_without_gaps_or_repeats(&$db).await
+        }
+
+        #[tokio::test]
+        async fn a_request_key_names_its_session() {
+            super::a_request_key_names_its_session(&$db).await
+        }
+
+        #[tokio::test]
+        async fn retention_prunes_output_lines_and_keeps_stage_changes() {
+            super::retention_prunes_output_lines_and_keeps_stage_changes(&$db).await
+        }
+
+        #[tokio::test]
+        async fn list_filters_by_user_and_state() {
+            super::list_filters_by_user_and_state(&$db).await
+        }
+    };
+}
+
+mod sqlite {
+    conformance!(super::Sqlite::new());
+}
