@@ -130,6 +130,14 @@ impl Error {
         }
     }
 
+    /// Logs the error when it is the server's fault (INTERNAL), once, where
+    /// a transport answers with it.
+    pub fn log_if_internal(&self) {
+        if self.code() == ErrorCode::Internal {
+            tracing::error!(error = %self, "request failed");
+        }
+    }
+
     /// How long to wait before trying again, when waiting helps.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -143,9 +151,7 @@ impl Error {
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
         let code = err.code();
-        if code == ErrorCode::Internal {
-            tracing::error!(error = %err, "request failed");
-        }
+        err.log_if_internal();
         let mut details = ErrorDetails::new();
         if let Error::InvalidArgument { field, why } = &err {
             details.add_bad_request_violation(*field, why.clone());

@@ -63,9 +63,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 /// A refusal or failure of the sessions service, with the HTTP status of
 /// its code, as `{"error": ...}` (with Retry-After when waiting helps).
 pub fn from_error(err: &Error) -> Response {
-    if err.code() == crate::domain::error::ErrorCode::Internal {
-        tracing::error!(error = %err, "request failed");
-    }
+    err.log_if_internal();
     let mut response = error(err.code().http(), &err.to_string(), None);
     if let Some(after) = err.retry_after()
         && let Ok(value) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
