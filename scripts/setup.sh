@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for building, testing and the demo:
-# the Ansible virtual environment (.venv) and a check for Terraform.
+# Debian packages (PostgreSQL among them), the Ansible virtual environment
+# (.venv) and a check for Terraform.
 # Idempotent: a second run only checks.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +30,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} (apt-get)"
   [ "$(id -u)" = 0 ] || die "need root to install ${missing[*]}: sudo apt-get install ${missing[*]}"
   apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# PostgreSQL for the store tests and the replicas' demo (scripts/postgres.sh
+# runs a cluster of its own; the system's is never started here).
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+  say "installing postgresql-15 (apt-get)"
+  [ "$(id -u)" = 0 ] || die "need root to install postgresql-15: sudo apt-get install postgresql-15"
+  # 101: the package's own cluster is not started (policy-rc.d).
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends postgresql-15 >/dev/null
+  rm -f /usr/sbin/policy-rc.d
 fi
 
 venv=.venv

@@ -13,8 +13,10 @@ step() { printf '\n==> %s (%s free, %s)\n' "$*" "$(df -P -h . | awk 'NR == 2 { p
 
 # The Rust tests start the test domain controller and the end-to-end test
 # stops it; a failure in between must not leave it running (KEEP=1 keeps it).
+# The tests' PostgreSQL goes in any case.
 on_exit() {
   local status=$?
+  [[ -z ${pgdir:-} ]] || scripts/postgres.sh destroy "$pgdir" >/dev/null 2>&1 || true
   if ((status != 0)) && [[ ${KEEP:-0} != 1 ]]; then
     tests/ad/dc.sh stop >/dev/null 2>&1 || true
   fi
@@ -37,6 +39,12 @@ terraform fmt -check -recursive terraform
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "PostgreSQL for the tests: a cluster of this run's own (scripts/postgres.sh)"
+pgdir=$(mktemp -d /var/tmp/daas-test-postgres.XXXXXX)
+DAAS_TEST_POSTGRES=$(scripts/postgres.sh start "$pgdir")
+export DAAS_TEST_POSTGRES
+echo "$DAAS_TEST_POSTGRES"
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -191,7 +191,7 @@ impl BoundServer {
             })?;
         }
         let tls = tls_config(&config.tls, &config.data_dir)?;
-        let store = Store::open(&config.database)?;
+        let store = Store::connect(&config).await?;
         let ssh_public_key = sshkey::ensure(&config.ssh.private_key)?;
         let listener =
             TcpListener::bind(config.listen)

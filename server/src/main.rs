@@ -10,6 +10,7 @@ use daas_server::{
     audit::{Act, Actor, Audit},
     config::{Config, LogFormat, REFERENCE},
     pki,
+    store::Store,
 };
 
 /// The DaaS orchestrator: creates Linux desktops on demand (Terraform +
@@ -217,8 +218,9 @@ async fn audit_pki(
         return Ok(());
     };
     let config = Config::load(Some(config))?;
-    let store = daas_server::store::Store::open(&config.database)
-        .with_context(|| format!("opening the store {}", config.database.display()))?;
+    let store = Store::connect(&config)
+        .await
+        .with_context(|| format!("opening the store {}", Store::describe(&config)))?;
     let audit = Audit::open(store, config.audit.file.as_deref())?;
     let by = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
@@ -227,7 +229,7 @@ async fn audit_pki(
     audit.record(&Actor::internal("local"), act).await;
     println!(
         "recorded in the audit trail of {}",
-        config.database.display()
+        Store::describe(&config)
     );
     Ok(())
 }

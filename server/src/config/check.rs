@@ -46,6 +46,7 @@ pub(super) fn finish(figment: Figment) -> Result<Config, ConfigError> {
     let pools = pools(&raw.pools, &raw.vm.template)?;
     let webhooks = webhooks(&raw.webhooks)?;
     let web = web(&raw.web)?;
+    let postgres = super::store::check(&raw.store).map_err(ConfigError::Invalid)?;
     web_and_secrets(web.as_ref(), &secrets)?;
     web_and_tls(web.as_ref(), &tls)?;
     Ok(Config {
@@ -65,6 +66,7 @@ pub(super) fn finish(figment: Figment) -> Result<Config, ConfigError> {
             .database
             .map(|p| path(&p))
             .unwrap_or_else(|| data_dir.join("daas.sqlite3")),
+        postgres,
         log_format: raw.log_format,
         limits: raw.limits,
         vm: raw.vm,

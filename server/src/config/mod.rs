@@ -27,6 +27,7 @@ pub mod pools;
 mod raw;
 pub mod schedule;
 mod secrets;
+pub mod store;
 pub mod web;
 pub mod webhooks;
 
@@ -49,7 +50,10 @@ pub struct Config {
     pub http: Http,
     pub audit: AuditTrail,
     pub data_dir: PathBuf,
+    /// The embedded SQLite file, unless `store` names a PostgreSQL.
     pub database: PathBuf,
+    /// `[store]`: the PostgreSQL several servers share, if one is set.
+    pub postgres: Option<store::Postgres>,
     pub log_format: LogFormat,
     pub limits: Limits,
     pub vm: VmDefaults,

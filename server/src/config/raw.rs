@@ -11,7 +11,8 @@ use figment::value::magic::RelativePathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AnsibleConnection, Auth, Boot, Limits, LogFormat, VmDefaults, policy, pools, web, webhooks,
+    AnsibleConnection, Auth, Boot, Limits, LogFormat, VmDefaults, policy, pools, store, web,
+    webhooks,
 };
 
 /// The whole file, every section present (from the defaults when not written).
@@ -23,6 +24,8 @@ pub(super) struct Raw {
     pub(super) audit: RawAudit,
     pub(super) data_dir: RelativePathBuf,
     pub(super) database: Option<RelativePathBuf>,
+    #[serde(default)]
+    pub(super) store: store::StoreSpec,
     pub(super) log_format: LogFormat,
     pub(super) limits: Limits,
     pub(super) vm: VmDefaults,
@@ -109,6 +112,8 @@ pub(super) struct RawSecrets {
     pub(super) proxmox_token_secret_env: Option<String>,
     pub(super) web_ldap_password_file: Option<RelativePathBuf>,
     pub(super) web_ldap_password_env: Option<String>,
+    pub(super) store_password_file: Option<RelativePathBuf>,
+    pub(super) store_password_env: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -161,6 +166,7 @@ impl Default for Raw {
             audit: RawAudit::default(),
             data_dir: PathBuf::from("/var/lib/daas").into(),
             database: None,
+            store: store::StoreSpec::default(),
             log_format: LogFormat::Text,
             limits: Limits {
                 max_parallel_provisions: 4,
@@ -248,6 +254,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "audit",
     "data_dir",
     "database",
+    "store",
     "log_format",
     "limits",
     "vm",

@@ -48,6 +48,8 @@ pub struct Secrets {
     /// Password of `web.ldap.bind_user`, the account the portal reads the
     /// directory as to recheck signed-in users' groups.
     pub web_ldap_password: Option<Secret>,
+    /// Password of the PostgreSQL user `store.url` names.
+    pub store_password: Option<Secret>,
 }
 
 impl Secrets {
@@ -69,6 +71,7 @@ impl Secrets {
             &self.ad_join_password,
             &self.proxmox_token_secret,
             &self.web_ldap_password,
+            &self.store_password,
         ]
         .into_iter()
         .flatten()
@@ -133,6 +136,11 @@ pub(super) fn load(raw: &RawSecrets) -> Result<Secrets, ConfigError> {
             "web_ldap_password",
             &raw.web_ldap_password_file,
             &raw.web_ldap_password_env,
+        )?,
+        store_password: load_secret(
+            "store_password",
+            &raw.store_password_file,
+            &raw.store_password_env,
         )?,
     };
     if secrets.proxmox_token_secret.is_some() != secrets.proxmox_token_id.is_some() {

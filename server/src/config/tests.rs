@@ -112,6 +112,32 @@ fn secrets_come_from_files_or_the_environment_and_never_print() {
 }
 
 #[test]
+fn a_postgres_store_takes_its_password_from_the_secrets() {
+    Jail::expect_with(|jail| {
+        with_layout(jail)?;
+        jail.create_file("etc/db-password", "Db-Pass-9\n")?;
+        let text = format!(
+            "{GOOD}\n[store]\nurl = \"postgres://daas@db.example.org/daas?sslmode=require\"\n\
+             ca_file = \"db-ca.pem\"\n[secrets]\nstore_password_file = \"db-password\"\n"
+        );
+        jail.create_file("etc/daas.toml", &text)?;
+        let config = Config::load(Some(Path::new("etc/daas.toml"))).map_err(|e| e.to_string())?;
+        let postgres = config.postgres.as_ref().expect("a PostgreSQL store");
+        assert_eq!(postgres.max_connections, 16);
+        assert_eq!(
+            postgres.ca_file.as_deref(),
+            Some(jail.directory().join("etc/db-ca.pem").as_path())
+        );
+        assert_eq!(
+            config.secrets.store_password.as_ref().map(Secret::expose),
+            Some("Db-Pass-9")
+        );
+        assert!(!format!("{config:?}").contains("Db-Pass-9"));
+        Ok(())
+    });
+}
+
+#[test]
 fn the_readme_shows_the_reference_of_help() {
     let readme = include_str!("../../../README.md");
     assert!(readme.contains(include_str!("reference.toml")));
@@ -170,6 +196,15 @@ fn mistakes_name_the_key() {
             (
                 "[[webhooks]]\nurl = \"https://x/\"",
                 "webhooks[0].secret_file",
+            ),
+            ("[store]\nurl = \"mysql://db/daas\"", "store.url"),
+            (
+                "[store]\nurl = \"postgres://daas:hunter2@db/daas\"",
+                "secrets.store_password_file",
+            ),
+            (
+                "[store]\nurl = \"postgres://db/daas\"\nmax_connections = 1",
+                "store.max_connections",
             ),
         ];
         for (bad, key) in cases {

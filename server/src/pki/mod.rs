@@ -15,7 +15,8 @@
 //! - `disk`: where a PKI directory keeps each file, and writing them;
 //! - `init`: what `daas-server pki init` / `pki issue` and the dev mode
 //!   make in that directory;
-//! - `revoked`: the revocation list.
+//! - `revoked`: the revocation list;
+//! - `roots`: the roots the server's own TLS clients trust.
 
 use std::path::PathBuf;
 
@@ -25,6 +26,7 @@ mod identity;
 mod init;
 mod issuing;
 pub mod revoked;
+pub mod roots;
 
 pub use certificate::{
     fingerprint, fingerprint_and_serial, issuer_of, pem_to_der, subject_and_fingerprint, subject_of,

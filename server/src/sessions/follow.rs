@@ -16,6 +16,9 @@ use crate::{
     store::{Store, events::Subscription},
 };
 
+/// How long a follower waits for a live event before it looks in the store.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A session's events; an error ends it.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<SessionEvent, Error>> + Send>>;
 
@@ -78,6 +81,9 @@ async fn forward(
     loop {
         let event = tokio::select! {
             event = live.recv() => event,
+            // A live event can be missed (another server's, while the
+            // notifications were down): look in the store now and then.
+            _ = tokio::time::sleep(RECHECK) => Err(broadcast::error::RecvError::Lagged(0)),
             _ = shutdown.cancelled() => {
                 return Err(Error::Unavailable(format!(
                     "the server is shutting down; the session goes on: follow it again with WatchSession {id}"
@@ -86,9 +92,14 @@ async fn forward(
             _ = tx.closed() => return Ok(()),
         };
         let events = match event {
-            Ok(event) if event.session_id == id && event.sequence > last => vec![event],
+            Ok(event) if event.session_id == id && event.sequence == last + 1 => vec![event],
+            // One came before another that was published later (two
+            // writers), or was missed: the store has them all, in order.
+            Ok(event) if event.session_id == id && event.sequence > last => {
+                store.events_after(id, last).await?
+            }
             Ok(_) => continue,
-            // Too slow for the live feed: catch up from the store.
+            // Too slow for the live feed, or a recheck: catch up from the store.
             Err(broadcast::error::RecvError::Lagged(_)) => store.events_after(id, last).await?,
             Err(broadcast::error::RecvError::Closed) => {
                 return Err(Error::Unavailable("the server is shutting down".into()));

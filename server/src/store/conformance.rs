@@ -37,7 +37,7 @@ const UNLIMITED: SessionLimits = SessionLimits {
 };
 
 async fn creates_stop_at_the_session_limits(db: &impl Backend) {
-    let store = db.open();
+    let store = db.open().await;
     let limits = SessionLimits {
         max_sessions: 3,
         max_per_user: 2,
@@ -93,7 +93,7 @@ fn new_session(user: &str) -> NewSession {
 
 async fn concurrent_claims_never_share_a_pool_desktop(db: &impl Backend) {
     use SessionState::*;
-    let store = db.open();
+    let store = db.open().await;
     let spare = || NewSession {
         template: "t".into(),
         pool: Some("p".into()),
@@ -159,7 +159,7 @@ async fn concurrent_claims_never_share_a_pool_desktop(db: &impl Backend) {
 }
 
 async fn sessions_get_the_lowest_free_slot_and_unique_names(db: &impl Backend) {
-    let store = db.open();
+    let store = db.open().await;
     let (a, _) = store
         .create_session_unlimited(new_session("alice"))
         .await
@@ -182,7 +182,7 @@ async fn sessions_get_the_lowest_free_slot_and_unique_names(db: &impl Backend) {
 }
 
 async fn moves_are_compare_and_set_along_the_state_machine(db: &impl Backend) {
-    let store = db.open();
+    let store = db.open().await;
     let (s, _) = store
         .create_session_unlimited(new_session("alice"))
         .await
@@ -240,7 +240,7 @@ async fn moves_are_compare_and_set_along_the_state_machine(db: &impl Backend) {
 }
 
 fn limits_and_slots_hold_across_concurrent_writers(db: &impl Backend) {
-    // Four connections to one file (as four processes would have),
+    // Four connections to one database (as four servers would have),
     // creating at once: no limit overshoot, no shared slot.
     let limits = SessionLimits {
         max_sessions: 30,
@@ -248,12 +248,13 @@ fn limits_and_slots_hold_across_concurrent_writers(db: &impl Backend) {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
+        .enable_all()
         .build()
         .unwrap();
     let results = runtime.block_on(async {
         let mut tasks = Vec::new();
         for writer in 0..4 {
-            let store = db.open();
+            let store = db.open().await;
             tasks.push(tokio::spawn(async move {
                 let mut made = Vec::new();
                 for _ in 0..10 {
@@ -283,7 +284,7 @@ fn limits_and_slots_hold_across_concurrent_writers(db: &impl Backend) {
 
 async fn events_are_numbered_stored_and_survive_reopening(db: &impl Backend) {
     let id = {
-        let store = db.open();
+        let store = db.open().await;
         let (s, first) = store
             .create_session_unlimited(new_session("alice"))
             .await
@@ -330,7 +331,7 @@ async fn events_are_numbered_stored_and_survive_reopening(db: &impl Backend) {
         );
         s.id
     };
-    let store = db.open();
+    let store = db.open().await;
     let events = store.events_after(&id, 0).await.unwrap();
     assert_eq!(events.len(), 4);
     assert_eq!(store.events_after(&id, 2).await.unwrap().len(), 2);
@@ -343,7 +344,7 @@ async fn events_are_numbered_stored_and_survive_reopening(db: &impl Backend) {
 }
 
 async fn activity_and_warnings_are_kept(db: &impl Backend) {
-    let store = db.open();
+    let store = db.open().await;
     let (s, _) = store
         .create_session_unlimited(new_session("alice"))
         .await
@@ -358,7 +359,7 @@ async fn activity_and_warnings_are_kept(db: &impl Backend) {
     let first = store.get(&s.id).await.unwrap().unwrap().activity;
     store.record_activity(&s.id, report(0)).await.unwrap();
     store.idle_warning(&s.id, 123, "idle".into()).await.unwrap();
-    let store = db.open();
+    let store = db.open().await;
     let a = store.get(&s.id).await.unwrap().unwrap().activity;
     assert_eq!(a.users, ["alice"]);
     assert_eq!(a.rdp_clients, 0);
@@ -383,7 +384,7 @@ async fn activity_and_warnings_are_kept(db: &impl Backend) {
 }
 
 async fn pages_follow_each_other_without_gaps_or_repeats(db: &impl Backend) {
-    let store = db.open();
+    let store = db.open().await;
     let mut made = Vec::new();
     for _ in 0..7 {
         made.push(
@@ -423,7 +424,7 @@ async fn pages_follow_each_other_without_gaps_or_repeats(db: &impl Backend) {
 }
 
 async fn a_request_key_names_its_session(db: &impl Backend) {
-    let store = db.open();
+    let store = db.open().await;
     let keyed = NewSession {
         request_key: Some("alice\nr-1".into()),
         ..new_session("alice")
@@ -442,7 +443,7 @@ async fn a_request_key_names_its_session(db: &impl Backend) {
 }
 
 async fn retention_prunes_output_lines_and_keeps_stage_changes(db: &impl Backend) {
-    let store = db.open();
+    let store = db.open().await;
     let (s, _) = store
         .create_session_unlimited(new_session("alice"))
         .await
@@ -478,7 +479,7 @@ async fn retention_prunes_output_lines_and_keeps_stage_changes(db: &impl Backend
 }
 
 async fn list_filters_by_user_and_state(db: &impl Backend) {
-    let store = db.open();
+    let store = db.open().await;
     store
         .create_session_unlimited(new_session("alice"))
         .await
@@ -510,7 +511,7 @@ async fn list_filters_by_user_and_state(db: &impl Backend) {
 /// is another connection to the same one (another server, or the same
 /// server after a restart).
 pub(crate) trait Backend {
-    fn open(&self) -> Store;
+    async fn open(&self) -> Store;
 }
 
 /// One SQLite file in a folder of its own.
@@ -523,8 +524,29 @@ impl Sqlite {
 }
 
 impl Backend for Sqlite {
-    fn open(&self) -> Store {
+    async fn open(&self) -> Store {
         Store::open(&self.0.path().join("db.sqlite3")).unwrap()
+    }
+}
+
+/// A schema of its own in the test PostgreSQL (`testkit::postgres_url`),
+/// made at the first opening.
+struct Postgres(tokio::sync::OnceCell<String>);
+
+impl Postgres {
+    fn new() -> Postgres {
+        Postgres(tokio::sync::OnceCell::new())
+    }
+}
+
+impl Backend for Postgres {
+    async fn open(&self) -> Store {
+        let url = self.0.get_or_init(crate::testkit::postgres_schema).await;
+        let connection = crate::testkit::postgres_connection(url);
+        let store = crate::store::PostgresStore::connect(connection)
+            .await
+            .unwrap();
+        Store::new(std::sync::Arc::new(store))
     }
 }
 
@@ -590,4 +612,8 @@ macro_rules! conformance {
 
 mod sqlite {
     conformance!(super::Sqlite::new());
+}
+
+mod postgres {
+    conformance!(super::Postgres::new());
 }

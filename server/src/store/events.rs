@@ -75,6 +75,19 @@ impl Hub {
         }
     }
 
+    /// Sends `event`, which another server stored, to its session's
+    /// watchers here, if any; taps see only this server's events.
+    pub fn publish_to_watchers(&self, event: &SessionEvent) {
+        if let Some(sender) = self.lock().get(&event.session_id) {
+            let _ = sender.send(Arc::new(event.clone()));
+        }
+    }
+
+    /// Whether session `id` has a watcher here.
+    pub fn is_watched(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
     /// Adds a store-wide observer of every event published from now on.
     pub fn tap(&self, tap: Tap) {
         self.taps

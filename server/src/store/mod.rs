@@ -8,8 +8,11 @@ use daas_api::v1::{Failure, OutputLine, Session, SessionEvent, SessionState};
 
 use crate::{domain::time::timestamp, store::events::Subscription};
 
+mod admission;
 pub mod audit_records;
+mod event_rows;
 pub mod events;
+mod postgres;
 pub mod retention;
 pub mod signins;
 mod sqlite;
@@ -17,6 +20,7 @@ mod sqlite;
 #[cfg(test)]
 mod conformance;
 
+pub use postgres::{Connection as PostgresConnection, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// The store failed; the message says which operation.
@@ -27,6 +31,13 @@ pub enum StoreError {
         context: &'static str,
         source: rusqlite::Error,
     },
+    #[error("session store: {context}: {}", postgres::describe(.source))]
+    Postgres {
+        context: &'static str,
+        source: tokio_postgres::Error,
+    },
+    #[error("session store: cannot reach PostgreSQL: {0}")]
+    Connect(String),
     #[error("session store: cannot create {path}: {source}")]
     Dir {
         path: String,
@@ -396,6 +407,30 @@ impl Store {
     /// migrated as needed).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Ok(Store(Arc::new(SqliteStore::open(path)?)))
+    }
+
+    /// The store `config` names: its PostgreSQL when `[store] url` is
+    /// set (connected, the schema brought up to date), else the embedded
+    /// SQLite file.
+    pub async fn connect(config: &crate::config::Config) -> Result<Store, StoreError> {
+        match &config.postgres {
+            None => Store::open(&config.database),
+            Some(postgres) => {
+                let connection = PostgresConnection::from_config(
+                    postgres,
+                    config.secrets.store_password.as_ref(),
+                )?;
+                Ok(Store(Arc::new(PostgresStore::connect(connection).await?)))
+            }
+        }
+    }
+
+    /// Which store this is, for messages: the SQLite file or the URL.
+    pub fn describe(config: &crate::config::Config) -> String {
+        match &config.postgres {
+            None => config.database.display().to_string(),
+            Some(postgres) => postgres.describe().to_string(),
+        }
     }
 
     /// Another backend.

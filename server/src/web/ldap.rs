@@ -10,10 +10,7 @@
 use std::{io, sync::Arc};
 
 use ldap3::{LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, StdStream};
-use rustls::{
-    ClientConfig, RootCertStore,
-    pki_types::{CertificateDer, pem::PemObject},
-};
+use rustls::ClientConfig;
 
 use crate::config::Secret;
 use crate::config::web::Ldap;
@@ -75,29 +72,17 @@ pub struct Directory {
 impl Directory {
     /// Loads the CA of the DC's certificate beside the system's roots.
     pub fn new(ldap: &Ldap) -> Result<Directory, DirectoryError> {
-        let mut roots = RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            // A system root rustls cannot use is skipped, as browsers do.
-            let _ = roots.add(cert);
-        }
-        if let Some(path) = &ldap.ca_file {
-            let error = |why: String| DirectoryError {
-                path: path.display().to_string(),
-                why,
-            };
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| error(e.to_string()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| error(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(error("no certificate in it".into()));
-            }
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| error(format!("not a usable CA certificate: {e}")))?;
-            }
-        }
+        let roots =
+            crate::pki::roots::system_roots_and(ldap.ca_file.as_deref()).map_err(|why| {
+                DirectoryError {
+                    path: ldap
+                        .ca_file
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    why,
+                }
+            })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -9,8 +9,8 @@ use super::{
     Context,
     event_log::{current_stage, insert_event, next_sequence},
 };
-use crate::domain::time::{duration, now_ms, timestamp};
-use crate::store::{AgentReport, StoreError, events::Hub};
+use crate::domain::time::{now_ms, timestamp};
+use crate::store::{AgentReport, StoreError, event_rows::in_stage, events::Hub};
 
 /// Records an agent's report: the activity, and that it came now.
 pub(super) fn record_activity(
@@ -53,18 +53,12 @@ pub(super) fn idle_warning(
         params![id, reap_at_ms],
     )
     .context("recording a warning")?;
-    let event = SessionEvent {
-        session_id: id.clone(),
-        sequence: next_sequence(&tx, &id)?,
-        time: Some(timestamp(now)),
-        state,
-        stage_elapsed: Some(duration(now - stage_started)),
-        kind: Some(Kind::IdleWarning(IdleWarning {
-            reap_at: Some(timestamp(reap_at_ms)),
-            reason,
-        })),
-        session: None,
-    };
+    let sequence = next_sequence(&tx, &id)?;
+    let warning = Kind::IdleWarning(IdleWarning {
+        reap_at: Some(timestamp(reap_at_ms)),
+        reason,
+    });
+    let event = in_stage(&id, sequence, state, stage_started, now, warning);
     insert_event(&tx, &event)?;
     tx.commit().context("committing a warning")?;
     live.publish(&event);

@@ -2,33 +2,17 @@
 //! numbered and stored, output lines, reading a history back, and the
 //! retention that prunes old output.
 
-use daas_api::v1::{OutputLine, SessionEvent, SessionState, StageChange, session_event::Kind};
+use daas_api::v1::{OutputLine, SessionEvent, session_event::Kind};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{
-    Context,
-    rows::{EVENT_OUTPUT, event_from_body, event_kind, event_time_ms},
+use super::Context;
+use crate::domain::time::now_ms;
+use crate::store::{
+    StoreError,
+    event_rows::{EVENT_OUTPUT, event_from_body, event_kind, event_time_ms, in_stage},
+    events::Hub,
 };
-use crate::domain::time::{duration, now_ms, timestamp};
-use crate::store::{StoreError, events::Hub};
-
-/// The first event of a session: QUEUED at `now_ms`, saying `message`.
-pub(super) fn first_event(id: &str, now_ms: i64, message: String) -> SessionEvent {
-    SessionEvent {
-        session_id: id.to_string(),
-        sequence: 1,
-        time: Some(timestamp(now_ms)),
-        state: SessionState::Queued as i32,
-        stage_elapsed: Some(duration(0)),
-        kind: Some(Kind::StageChange(StageChange {
-            previous: SessionState::Unspecified as i32,
-            previous_duration: Some(duration(0)),
-            message,
-        })),
-        session: None,
-    }
-}
 
 /// A session's state and when its current stage began.
 pub(super) fn current_stage(conn: &Connection, id: &str) -> Result<(i32, i64), StoreError> {
@@ -78,15 +62,8 @@ pub(super) fn output(
     let tx = conn.transaction().context("starting a transaction")?;
     let (state, stage_started) = current_stage(&tx, &id)?;
     let now = now_ms();
-    let event = SessionEvent {
-        session_id: id.clone(),
-        sequence: next_sequence(&tx, &id)?,
-        time: Some(timestamp(now)),
-        state,
-        stage_elapsed: Some(duration(now - stage_started)),
-        kind: Some(Kind::Output(line)),
-        session: None,
-    };
+    let sequence = next_sequence(&tx, &id)?;
+    let event = in_stage(&id, sequence, state, stage_started, now, Kind::Output(line));
     insert_event(&tx, &event)?;
     tx.commit().context("committing an output line")?;
     live.publish(&event);

@@ -7,11 +7,11 @@
 use prost::Message;
 use rusqlite::{Connection, params};
 
-use super::{
-    Context,
-    rows::{event_kind, event_time_ms},
+use super::Context;
+use crate::store::{
+    StoreError,
+    event_rows::{event_kind, event_time_ms},
 };
-use crate::store::StoreError;
 use daas_api::v1::SessionEvent;
 
 /// The schema migrations, numbered from 1, in the order they apply; the

@@ -1,13 +1,11 @@
 //! Rows and records: how a row of `sessions`, `audit` or `web_signins`
-//! becomes the record the server works with, and how an event is stored
-//! (its encoded body, and the kind and time retention looks at).
+//! becomes the record the server works with (events are stored as every
+//! backend stores them: `crate::store::event_rows`).
 
-use daas_api::v1::{SessionEvent, session_event::Kind};
-use prost::Message;
 use rusqlite::Row;
 
 use crate::store::{
-    ActivityRecord, ChildRecord, SessionRecord, StoreError, VmOutputs, audit_records::AuditRecord,
+    ActivityRecord, ChildRecord, SessionRecord, VmOutputs, audit_records::AuditRecord,
     signins::SignInRecord, state_from_db,
 };
 
@@ -90,33 +88,4 @@ pub(super) fn signin_from_row(row: &Row<'_>) -> rusqlite::Result<SignInRecord> {
         last_seen_ms: row.get(6)?,
         checked_ms: row.get(7)?,
     })
-}
-
-/// The `events.kind` column: which events retention may prune.
-const EVENT_UNKNOWN: i32 = 0;
-const EVENT_STAGE_CHANGE: i32 = 1;
-pub(super) const EVENT_OUTPUT: i32 = 2;
-const EVENT_IDLE_WARNING: i32 = 3;
-
-pub(super) fn event_kind(event: &SessionEvent) -> i32 {
-    match event.kind {
-        Some(Kind::StageChange(_)) => EVENT_STAGE_CHANGE,
-        Some(Kind::Output(_)) => EVENT_OUTPUT,
-        Some(Kind::IdleWarning(_)) => EVENT_IDLE_WARNING,
-        None => EVENT_UNKNOWN,
-    }
-}
-
-/// The `events.time_ms` column: the event's time in milliseconds (0 when
-/// it has none).
-pub(super) fn event_time_ms(event: &SessionEvent) -> i64 {
-    event
-        .time
-        .map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
-        .unwrap_or(0)
-}
-
-/// An `events.body` of session `id`, decoded.
-pub(super) fn event_from_body(id: &str, body: &[u8]) -> Result<SessionEvent, StoreError> {
-    SessionEvent::decode(body).map_err(|_| StoreError::CorruptEvent(id.to_string()))
 }

@@ -3,30 +3,22 @@
 //! the compare-and-set state moves, and what provisioning records on a
 //! session (VM outputs, the tool's process group, the freed slot).
 
-use daas_api::v1::{SessionEvent, SessionState, StageChange, session_event::Kind};
-use rand::Rng;
+use daas_api::v1::{SessionEvent, SessionState};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     Context,
-    event_log::{current_stage, first_event, insert_event, next_sequence},
+    event_log::{current_stage, insert_event, next_sequence},
     reads::{by_request_key, get_session},
 };
-use crate::domain::time::{clock_time, duration, now_ms, timestamp};
+use crate::domain::time::now_ms;
 use crate::store::{
-    ChildRecord, LimitHit, NewSession, SessionLimits, SessionRecord, StoreError, VmOutputs,
-    events::Hub, state_from_db,
+    ChildRecord, NewSession, SessionLimits, SessionRecord, StoreError, VmOutputs,
+    admission::{Admission, check_limits, claimed_message, created_message, random_vm_name},
+    event_rows::{first_event, stage_change},
+    events::Hub,
+    state_from_db,
 };
-
-/// What a create asks of the server's desktops.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Admission {
-    /// A desktop more: the server's limit applies (and the user's, unless
-    /// it is a warm pool's desktop, built for nobody).
-    NewDesktop,
-    /// A pool's desktop that counts already: the user's limit alone.
-    Claim,
-}
 
 /// Refuses a create that repeats an earlier one (its request key) or would
 /// exceed a limit; the caller holds a write transaction.
@@ -53,28 +45,7 @@ fn admit(
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .context("counting live sessions")?;
-    if admission == Admission::NewDesktop && total >= limits.max_sessions {
-        return Err(StoreError::LimitReached(LimitHit::Server(
-            limits.max_sessions,
-        )));
-    }
-    let for_nobody = admission == Admission::NewDesktop && new.pool.is_some();
-    if !for_nobody && of_user >= limits.max_per_user {
-        return Err(StoreError::LimitReached(LimitHit::User(
-            new.username.clone(),
-            limits.max_per_user,
-        )));
-    }
-    Ok(())
-}
-
-fn random_vm_name() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let suffix: String = (0..6)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect();
-    format!("{}{suffix}", crate::domain::contract::VM_NAME_PREFIX)
+    check_limits(new, limits, admission, total, of_user)
 }
 
 /// Records a new QUEUED session (see `SessionStore::create_session`).
@@ -126,13 +97,7 @@ pub(super) fn create(
     )
     .context("inserting a session")?;
     let record = get_session(&tx, &id)?.ok_or_else(|| StoreError::Missing(id.clone()))?;
-    let message = match &new.pool {
-        Some(pool) => {
-            format!("a desktop for warm pool '{pool}'; waiting for a provisioning slot")
-        }
-        None => "waiting for a provisioning slot".into(),
-    };
-    let event = first_event(&id, now, message);
+    let event = first_event(&id, now, created_message(&new));
     insert_event(&tx, &event)?;
     tx.commit().context("committing a new session")?;
     live.publish(&event);
@@ -185,14 +150,11 @@ pub(super) fn claim(
     tx.execute("DELETE FROM events WHERE session_id = ?1", [&id])
         .context("clearing a pool desktop's build events")?;
     let record = get_session(&tx, &id)?.ok_or_else(|| StoreError::Missing(id.clone()))?;
-    let message = format!(
-        "claimed warm desktop {vm_name} from pool '{pool}' (built in {}, ready since {})",
-        humantime::format_duration(std::time::Duration::from_secs(
-            u64::try_from((ready_ms - built_ms) / 1000).unwrap_or(0)
-        )),
-        clock_time(ready_ms)
+    let event = first_event(
+        &id,
+        now,
+        claimed_message(&vm_name, &pool, built_ms, ready_ms),
     );
-    let event = first_event(&id, now, message);
     insert_event(&tx, &event)?;
     tx.commit().context("committing a claim")?;
     live.publish(&event);
@@ -245,19 +207,8 @@ pub(super) fn transition(
     )
     .context("updating a session state")?;
     let record = get_session(&tx, &id)?.ok_or_else(|| StoreError::Missing(id.clone()))?;
-    let event = SessionEvent {
-        session_id: id.clone(),
-        sequence: next_sequence(&tx, &id)?,
-        time: Some(timestamp(now)),
-        state: to as i32,
-        stage_elapsed: Some(duration(0)),
-        kind: Some(Kind::StageChange(StageChange {
-            previous,
-            previous_duration: Some(duration(now - stage_started)),
-            message,
-        })),
-        session: to.is_settled().then(|| record.to_proto()),
-    };
+    let sequence = next_sequence(&tx, &id)?;
+    let event = stage_change(&record, sequence, previous, stage_started, now, message);
     insert_event(&tx, &event)?;
     tx.commit().context("committing a stage change")?;
     live.publish(&event);

@@ -7,8 +7,9 @@ use daas_api::v1::SessionState;
 use prost::Message;
 use rusqlite::Connection;
 
-use super::super::{SqliteStore, event_log::first_event, migrate::MIGRATIONS};
+use super::super::{SqliteStore, migrate::MIGRATIONS};
 use crate::store::SessionStore;
+use crate::store::event_rows::first_event;
 
 /// Every table and index of the database, as SQLite keeps its definition.
 fn schema(conn: &Connection) -> Vec<(String, String, Option<String>)> {

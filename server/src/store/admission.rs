@@ -1,0 +1,77 @@
+//! What every backend decides the same way when a create comes: whether it
+//! repeats an earlier one or fits the limits (the backend counts, in its
+//! write transaction), the VM name it gets, and what its first event says.
+
+use daas_api::v1::SessionState;
+use rand::Rng;
+
+use crate::domain::time::clock_time;
+use crate::store::{LimitHit, NewSession, SessionLimits, StoreError};
+
+/// What a create asks of the server's desktops.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// A desktop more: the server's limit applies (and the user's, unless
+    /// it is a warm pool's desktop, built for nobody).
+    NewDesktop,
+    /// A pool's desktop that counts already: the user's limit alone.
+    Claim,
+}
+
+/// The states whose sessions count against the limits: all but these.
+pub(crate) const NOT_LIVE: [SessionState; 2] = [SessionState::Failed, SessionState::Destroyed];
+
+/// Refuses a create that would exceed a limit, given the live sessions in
+/// all (`total`) and the user's (`of_user`).
+pub(crate) fn check_limits(
+    new: &NewSession,
+    limits: SessionLimits,
+    admission: Admission,
+    total: usize,
+    of_user: usize,
+) -> Result<(), StoreError> {
+    if admission == Admission::NewDesktop && total >= limits.max_sessions {
+        return Err(StoreError::LimitReached(LimitHit::Server(
+            limits.max_sessions,
+        )));
+    }
+    let for_nobody = admission == Admission::NewDesktop && new.pool.is_some();
+    if !for_nobody && of_user >= limits.max_per_user {
+        return Err(StoreError::LimitReached(LimitHit::User(
+            new.username.clone(),
+            limits.max_per_user,
+        )));
+    }
+    Ok(())
+}
+
+/// A fresh VM name: the contract's prefix and six random characters.
+pub(crate) fn random_vm_name() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..6)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    format!("{}{suffix}", crate::domain::contract::VM_NAME_PREFIX)
+}
+
+/// What a new session's first event says.
+pub(crate) fn created_message(new: &NewSession) -> String {
+    match &new.pool {
+        Some(pool) => {
+            format!("a desktop for warm pool '{pool}'; waiting for a provisioning slot")
+        }
+        None => "waiting for a provisioning slot".into(),
+    }
+}
+
+/// What a claimed desktop's first event says: where it came from.
+pub(crate) fn claimed_message(vm_name: &str, pool: &str, built_ms: i64, ready_ms: i64) -> String {
+    format!(
+        "claimed warm desktop {vm_name} from pool '{pool}' (built in {}, ready since {})",
+        humantime::format_duration(std::time::Duration::from_secs(
+            u64::try_from((ready_ms - built_ms) / 1000).unwrap_or(0)
+        )),
+        clock_time(ready_ms)
+    )
+}

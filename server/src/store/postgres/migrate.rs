@@ -1,0 +1,44 @@
+//! Brings the database to the current schema: the numbered files of
+//! `migrations/`, recorded in `daas_schema`, all in one transaction under
+//! an advisory lock, so that replicas starting together migrate once (the
+//! others wait, then find nothing to do).
+
+use deadpool_postgres::Object;
+
+use super::{Context, locks};
+use crate::store::StoreError;
+
+/// The schema migrations, numbered from 1, in the order they apply.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_schema.sql"))];
+
+/// Applies the migrations the database does not have yet.
+pub(super) async fn migrate(client: &mut Object) -> Result<(), StoreError> {
+    let tx = client.transaction().await.context("starting a migration")?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&locks::MIGRATE])
+        .await
+        .context("waiting for another server's migration")?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS daas_schema (version INTEGER NOT NULL)")
+        .await
+        .context("recording the schema version")?;
+    let version: i32 = tx
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM daas_schema", &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .context("reading the schema version")?;
+    let known = MIGRATIONS.last().map_or(0, |(number, _)| *number);
+    if version > known {
+        return Err(StoreError::Connect(format!(
+            "the database's schema is version {version}, newer than this server's {known}: \
+             upgrade this server (another, newer one migrated the database)"
+        )));
+    }
+    for &(number, sql) in MIGRATIONS.iter().filter(|(n, _)| *n > version) {
+        tx.batch_execute(sql)
+            .await
+            .context("migrating the schema")?;
+        tx.execute("INSERT INTO daas_schema (version) VALUES ($1)", &[&number])
+            .await
+            .context("recording the schema version")?;
+    }
+    tx.commit().await.context("committing a migration")
+}

@@ -1,0 +1,199 @@
+//! The store several servers share: one PostgreSQL database. Every server
+//! (replica) is equal; the database is the only state they share, and its
+//! transactions coordinate them: a create's admission runs under one
+//! advisory lock (the limits hold across replicas), a session's events are
+//! numbered under its row's lock, and the schema is migrated under another
+//! (replicas starting together migrate once).
+//!
+//! This file connects. The schema is in `migrations/` (applied by
+//! `migrate.rs`), rows become records in `rows.rs`, and the `SessionStore`
+//! methods (`session_store.rs`) run the queries of `sessions.rs`,
+//! `reads.rs`, `event_log.rs` and `records.rs`.
+
+use std::{sync::Arc, time::Duration};
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use rustls::RootCertStore;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::StoreError;
+use crate::store::events::Hub;
+
+mod activity;
+mod event_log;
+mod migrate;
+mod notify;
+mod reads;
+mod records;
+mod rows;
+mod session_store;
+mod sessions;
+#[cfg(test)]
+mod tests;
+
+/// Advisory lock ids (`pg_advisory_xact_lock`), one per thing serialised;
+/// the high half spells "daas".
+mod locks {
+    /// Schema migrations.
+    pub const MIGRATE: i64 = 0x6461_6173_0000_0001;
+    /// A create's or a claim's admission (limits, slot, request key).
+    pub const ADMISSION: i64 = 0x6461_6173_0000_0002;
+    /// Opening a portal sign-in (its limits).
+    pub const SIGNIN: i64 = 0x6461_6173_0000_0003;
+}
+
+/// The message of a PostgreSQL error: the server's own words when it said
+/// something, else the client's with its cause.
+pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(err) {
+        Some(cause) => format!("{err}: {cause}"),
+        None => err.to_string(),
+    }
+}
+
+/// Names the operation a PostgreSQL error came from.
+trait Context<T> {
+    fn context(self, context: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for Result<T, tokio_postgres::Error> {
+    fn context(self, context: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Postgres { context, source })
+    }
+}
+
+/// How to reach the database.
+pub struct Connection {
+    /// Host, port, user, database and options; the password too, from the
+    /// server's secrets (never from its config file).
+    pub config: tokio_postgres::Config,
+    /// The roots a TLS connection's server certificate must chain to.
+    pub roots: RootCertStore,
+    /// The most connections this server opens.
+    pub max_connections: usize,
+}
+
+impl Connection {
+    /// The connection `[store]` and the server's secrets describe: the
+    /// URL, the password, the system's roots and `ca_file`.
+    pub fn from_config(
+        postgres: &crate::config::store::Postgres,
+        password: Option<&crate::config::Secret>,
+    ) -> Result<Connection, StoreError> {
+        let mut config: tokio_postgres::Config = postgres
+            .url
+            .parse()
+            .map_err(|e| StoreError::Connect(format!("store.url: {e}")))?;
+        if let Some(password) = password {
+            config.password(password.expose());
+        }
+        config.application_name("daas-server");
+        let roots =
+            crate::pki::roots::system_roots_and(postgres.ca_file.as_deref()).map_err(|why| {
+                let path = postgres.ca_file.as_ref().map(|p| p.display().to_string());
+                StoreError::Connect(format!("store.ca_file {}: {why}", path.unwrap_or_default()))
+            })?;
+        Ok(Connection {
+            config,
+            roots,
+            max_connections: postgres.max_connections,
+        })
+    }
+}
+
+/// The store on PostgreSQL.
+pub struct PostgresStore {
+    pool: Pool,
+    hub: Hub,
+    /// Names this server in its notifications.
+    server: String,
+    /// Hands other servers' events to the watchers here.
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PostgresStore {
+    /// Connects, and brings the schema up to date (once, whatever the
+    /// number of servers starting together).
+    pub async fn connect(connection: Connection) -> Result<PostgresStore, StoreError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| StoreError::Connect(e.to_string()))?
+            .with_root_certificates(connection.roots)
+            .with_no_client_auth();
+        let mut config = connection.config;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let tls = MakeRustlsConnect::new(tls);
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(connection.max_connections.max(2))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Connect(e.to_string()))?;
+        let mut client = pool.get().await.map_err(pool_error)?;
+        migrate::migrate(&mut client).await?;
+        drop(client);
+        let hub = Hub::default();
+        let server = uuid::Uuid::new_v4().simple().to_string();
+        let listening = Arc::new(tokio::sync::Notify::new());
+        let listener = tokio::spawn(
+            notify::Listener {
+                config,
+                tls,
+                pool: pool.clone(),
+                server: server.clone(),
+                hub: hub.clone(),
+                listening: listening.clone(),
+            }
+            .run(),
+        );
+        // Watchers here see other servers' events from the start (failing
+        // that, they find them in the store: see `notify.rs`).
+        if tokio::time::timeout(Duration::from_secs(10), listening.notified())
+            .await
+            .is_err()
+        {
+            tracing::warn!("not yet listening for other servers' events; watchers will poll");
+        }
+        Ok(PostgresStore {
+            pool,
+            hub,
+            server,
+            listener,
+        })
+    }
+
+    /// A connection from the pool.
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+}
+
+fn pool_error(err: deadpool_postgres::PoolError) -> StoreError {
+    match err {
+        deadpool_postgres::PoolError::Backend(source) => StoreError::Postgres {
+            context: "connecting",
+            source,
+        },
+        other => StoreError::Connect(other.to_string()),
+    }
+}

@@ -1,0 +1,272 @@
+//! [`SessionStore`] for [`PostgresStore`]: each method runs its query (from
+//! `sessions.rs`, `reads.rs`, `event_log.rs`, `activity.rs` or
+//! `records.rs`) on a pooled connection; a write of several statements is
+//! one transaction, and its event is published once it is committed.
+
+use std::{future::Future, pin::Pin};
+
+use daas_api::v1::{OutputLine, SessionEvent, SessionState};
+use tokio_postgres::Transaction;
+
+use super::{Context, PostgresStore, activity, event_log, notify, reads, records, sessions};
+use crate::store::{
+    AgentReport, ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore,
+    StoreError, VmOutputs,
+    audit_records::{AuditFilter, AuditRecord},
+    events::{Subscription, Tap},
+    signins::{SignInLimits, SignInOpened, SignInRecord},
+};
+
+/// The work of one transaction.
+type Work<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+impl PostgresStore {
+    /// Runs `work` in a transaction and commits it (`what` names the commit
+    /// in an error). The event `event_of` finds in the result, if any, is
+    /// notified to the other servers in the transaction and published
+    /// here once it is committed.
+    async fn write<T: Send>(
+        &self,
+        what: &'static str,
+        event_of: fn(&T) -> Option<&SessionEvent>,
+        work: impl for<'a> FnOnce(&'a Transaction<'a>) -> Work<'a, T> + Send,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .context("starting a transaction")?;
+        let out = work(&tx).await?;
+        if let Some(event) = event_of(&out) {
+            notify::notify(&tx, &self.server, &event.session_id, event.sequence).await?;
+        }
+        tx.commit().await.context(what)?;
+        if let Some(event) = event_of(&out) {
+            self.hub.publish(event);
+        }
+        Ok(out)
+    }
+}
+
+/// For a write that makes no event.
+fn none<T>(_: &T) -> Option<&SessionEvent> {
+    None
+}
+
+fn itself(event: &SessionEvent) -> Option<&SessionEvent> {
+    Some(event)
+}
+
+fn claimed_event(claimed: &Option<(SessionRecord, SessionEvent)>) -> Option<&SessionEvent> {
+    claimed.as_ref().map(|(_, event)| event)
+}
+
+fn second<R>((_, event): &(R, SessionEvent)) -> Option<&SessionEvent> {
+    Some(event)
+}
+
+#[tonic::async_trait]
+impl SessionStore for PostgresStore {
+    fn subscribe(&self, id: &str) -> Subscription {
+        self.hub.subscribe(id)
+    }
+
+    fn tap(&self, tap: Tap) {
+        self.hub.tap(tap);
+    }
+
+    async fn create_session(
+        &self,
+        new: NewSession,
+        limits: SessionLimits,
+    ) -> Result<(SessionRecord, SessionEvent), StoreError> {
+        self.write("committing a new session", second, move |tx| {
+            Box::pin(sessions::create(tx, new, limits))
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        new: NewSession,
+        pool: &str,
+        limits: SessionLimits,
+    ) -> Result<Option<(SessionRecord, SessionEvent)>, StoreError> {
+        let pool = pool.to_string();
+        self.write("committing a claim", claimed_event, move |tx| {
+            Box::pin(async move { sessions::claim(tx, new, &pool, limits).await })
+        })
+        .await
+    }
+
+    async fn pool_sessions(
+        &self,
+        pool: &str,
+        since_ms: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        reads::pool_sessions(&**self.client().await?, pool, since_ms).await
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        from: SessionState,
+        to: SessionState,
+        message: String,
+        failure: Option<(SessionState, String)>,
+    ) -> Result<SessionEvent, StoreError> {
+        let id = id.to_string();
+        if !crate::domain::state_machine::allowed(from, to) {
+            return Err(StoreError::IllegalMove { id, from, to });
+        }
+        self.write("committing a stage change", itself, move |tx| {
+            Box::pin(async move { sessions::transition(tx, &id, from, to, message, failure).await })
+        })
+        .await
+    }
+
+    async fn output(&self, id: &str, line: OutputLine) -> Result<SessionEvent, StoreError> {
+        let id = id.to_string();
+        self.write("committing an output line", itself, move |tx| {
+            Box::pin(async move { event_log::output(tx, &id, line).await })
+        })
+        .await
+    }
+
+    async fn set_outputs(&self, id: &str, outputs: VmOutputs) -> Result<(), StoreError> {
+        sessions::set_outputs(&**self.client().await?, id, outputs).await
+    }
+
+    async fn set_child(&self, id: &str, child: Option<ChildRecord>) -> Result<(), StoreError> {
+        sessions::set_child(&**self.client().await?, id, child).await
+    }
+
+    async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {
+        activity::record_activity(&**self.client().await?, id, report).await
+    }
+
+    async fn idle_warning(
+        &self,
+        id: &str,
+        reap_at_ms: i64,
+        reason: String,
+    ) -> Result<SessionEvent, StoreError> {
+        let id = id.to_string();
+        self.write("committing a warning", itself, move |tx| {
+            Box::pin(async move { activity::idle_warning(tx, &id, reap_at_ms, reason).await })
+        })
+        .await
+    }
+
+    async fn clear_warning(&self, id: &str) -> Result<(), StoreError> {
+        activity::clear_warning(&**self.client().await?, id).await
+    }
+
+    async fn release_slot(&self, id: &str) -> Result<(), StoreError> {
+        sessions::release_slot(&**self.client().await?, id).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        reads::get_session(&**self.client().await?, id).await
+    }
+
+    async fn by_vm_name(&self, vm_name: &str) -> Result<Option<SessionRecord>, StoreError> {
+        reads::by_vm_name(&**self.client().await?, vm_name).await
+    }
+
+    async fn by_request(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+        reads::by_request_key(&**self.client().await?, key).await
+    }
+
+    async fn list(
+        &self,
+        username: Option<String>,
+        state: Option<SessionState>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.list_page(username, state, None, u32::MAX).await
+    }
+
+    async fn list_page(
+        &self,
+        username: Option<String>,
+        state: Option<SessionState>,
+        after: Option<PageCursor>,
+        limit: u32,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        reads::list_page(&**self.client().await?, username, state, after, limit).await
+    }
+
+    async fn prune_output(&self, before_ms: i64) -> Result<usize, StoreError> {
+        event_log::prune_output(&**self.client().await?, before_ms).await
+    }
+
+    async fn in_progress(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        reads::in_progress(&**self.client().await?).await
+    }
+
+    async fn events_after(&self, id: &str, after: u64) -> Result<Vec<SessionEvent>, StoreError> {
+        event_log::events_after(&**self.client().await?, id, after).await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        // A standby (or a primary that went read-only) cannot give a
+        // transaction an id.
+        self.write("committing a write", none, |tx| {
+            Box::pin(async move {
+                tx.execute("SELECT txid_current()", &[])
+                    .await
+                    .context("proving the database takes writes")?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(SessionState, String, u64)>, StoreError> {
+        reads::count_by_state(&**self.client().await?).await
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> Result<i64, StoreError> {
+        records::append_audit(&**self.client().await?, record).await
+    }
+
+    async fn audit_page(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        records::audit_page(&**self.client().await?, filter).await
+    }
+
+    async fn prune_audit(&self, before_ms: i64) -> Result<usize, StoreError> {
+        records::prune_audit(&**self.client().await?, before_ms).await
+    }
+
+    async fn open_signin(
+        &self,
+        signin: SignInRecord,
+        limits: SignInLimits,
+    ) -> Result<SignInOpened, StoreError> {
+        self.write("committing a sign-in", none, move |tx| {
+            Box::pin(records::open_signin(tx, signin, limits))
+        })
+        .await
+    }
+
+    async fn signin(&self, id_hash: &str) -> Result<Option<SignInRecord>, StoreError> {
+        records::signin(&**self.client().await?, id_hash).await
+    }
+
+    async fn touch_signin(&self, id_hash: &str, last_seen_ms: i64) -> Result<(), StoreError> {
+        records::touch_signin(&**self.client().await?, id_hash, last_seen_ms).await
+    }
+
+    async fn recheck_signin(
+        &self,
+        id_hash: &str,
+        admin: bool,
+        checked_ms: i64,
+    ) -> Result<Option<SignInRecord>, StoreError> {
+        records::recheck_signin(&**self.client().await?, id_hash, admin, checked_ms).await
+    }
+
+    async fn close_signin(&self, id_hash: &str) -> Result<Option<SignInRecord>, StoreError> {
+        records::close_signin(&**self.client().await?, id_hash).await
+    }
+}

@@ -1,0 +1,275 @@
+//! Writing sessions: a create (its admission against the limits, the
+//! lowest free slot, a fresh VM name), a claim of a warm pool's desktop,
+//! the compare-and-set state moves, and what provisioning records on a
+//! session (VM outputs, the tool's process group, the freed slot).
+//!
+//! A create and a claim run under one advisory lock: the limits and the
+//! slots hold whichever server the creates come to.
+
+use daas_api::v1::{SessionEvent, SessionState};
+use tokio_postgres::{GenericClient, Transaction};
+
+use super::{
+    Context,
+    event_log::{insert_event, lock_stage, next_sequence},
+    locks,
+    reads::{by_request_key, get_session},
+};
+use crate::domain::time::now_ms;
+use crate::store::{
+    ChildRecord, NewSession, SessionLimits, SessionRecord, StoreError, VmOutputs,
+    admission::{
+        Admission, NOT_LIVE, check_limits, claimed_message, created_message, random_vm_name,
+    },
+    event_rows::{first_event, stage_change},
+    state_from_db,
+};
+
+/// Takes the admission lock, then refuses a create that repeats an earlier
+/// one (its request key) or would exceed a limit.
+async fn admit(
+    tx: &Transaction<'_>,
+    new: &NewSession,
+    limits: SessionLimits,
+    admission: Admission,
+) -> Result<(), StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&locks::ADMISSION])
+        .await
+        .context("waiting for the admission lock")?;
+    if let Some(key) = &new.request_key
+        && let Some(earlier) = by_request_key(tx, key).await?
+    {
+        return Err(StoreError::SameRequest(Box::new(earlier)));
+    }
+    let not_live: Vec<i32> = NOT_LIVE.iter().map(|s| *s as i32).collect();
+    let row = tx
+        .query_one(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE username = $1) FROM sessions \
+             WHERE state <> ALL($2)",
+            &[&new.username, &not_live],
+        )
+        .await
+        .context("counting live sessions")?;
+    let count = |i: usize| -> Result<usize, StoreError> {
+        let n: i64 = row.try_get(i).context("counting live sessions")?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    };
+    check_limits(new, limits, admission, count(0)?, count(1)?)
+}
+
+/// Records a new QUEUED session (see `SessionStore::create_session`).
+pub(super) async fn create(
+    tx: &Transaction<'_>,
+    new: NewSession,
+    limits: SessionLimits,
+) -> Result<(SessionRecord, SessionEvent), StoreError> {
+    admit(tx, &new, limits, Admission::NewDesktop).await?;
+    let mut vm_name = random_vm_name();
+    for _ in 0..16 {
+        let taken: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM sessions WHERE vm_name = $1)",
+                &[&vm_name],
+            )
+            .await
+            .and_then(|row| row.try_get(0))
+            .context("checking VM names")?;
+        if !taken {
+            break;
+        }
+        vm_name = random_vm_name();
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    // The lowest slot from 1 up that no live session holds.
+    tx.execute(
+        "INSERT INTO sessions (id, username, login_user, template, state, slot, \
+         vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool) \
+         SELECT $1, $2, $3, $4, $5, MIN(candidate), $6, $7, $7, $7, $8, $9 FROM ( \
+           SELECT 1 AS candidate \
+           UNION ALL SELECT slot + 1 FROM sessions WHERE NOT slot_released \
+         ) AS candidates \
+         WHERE candidate NOT IN (SELECT slot FROM sessions WHERE NOT slot_released)",
+        &[
+            &id,
+            &new.username,
+            &new.session_user,
+            &new.template,
+            &(SessionState::Queued as i32),
+            &vm_name,
+            &now,
+            &new.request_key,
+            &new.pool,
+        ],
+    )
+    .await
+    .context("inserting a session")?;
+    let record = get_session(tx, &id)
+        .await?
+        .ok_or_else(|| StoreError::Missing(id.clone()))?;
+    let event = first_event(&id, now, created_message(&new));
+    insert_event(tx, &event).await?;
+    Ok((record, event))
+}
+
+/// Hands the longest-waiting ready desktop of warm pool `pool` to the
+/// create `new` (see `SessionStore::claim`).
+pub(super) async fn claim(
+    tx: &Transaction<'_>,
+    new: NewSession,
+    pool: &str,
+    limits: SessionLimits,
+) -> Result<Option<(SessionRecord, SessionEvent)>, StoreError> {
+    admit(tx, &new, limits, Admission::Claim).await?;
+    // The desktop that has waited longest, unless a server is moving it
+    // (destroying it, say) right now.
+    let spare = tx
+        .query_opt(
+            "SELECT id, vm_name, created_ms, COALESCE(ready_ms, created_ms) FROM sessions \
+             WHERE pool = $1 AND template = $2 AND claimed_ms IS NULL AND state = $3 \
+             ORDER BY ready_ms, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            &[&pool, &new.template, &(SessionState::Ready as i32)],
+        )
+        .await
+        .context("finding a ready pool desktop")?;
+    let Some(spare) = spare else {
+        return Ok(None);
+    };
+    let (id, vm_name, built_ms, ready_ms): (String, String, i64, i64) = (|| {
+        Ok::<_, tokio_postgres::Error>((
+            spare.try_get(0)?,
+            spare.try_get(1)?,
+            spare.try_get(2)?,
+            spare.try_get(3)?,
+        ))
+    })()
+    .context("finding a ready pool desktop")?;
+    let now = now_ms();
+    tx.execute(
+        "UPDATE sessions SET username = $2, login_user = $3, request_key = $4, \
+         claimed_ms = $5, created_ms = $5, updated_ms = $5, stage_started_ms = $5, \
+         ready_ms = NULL, warned_reap_ms = NULL, state = $6 WHERE id = $1",
+        &[
+            &id,
+            &new.username,
+            &new.session_user,
+            &new.request_key,
+            &now,
+            &(SessionState::Queued as i32),
+        ],
+    )
+    .await
+    .context("claiming a pool desktop")?;
+    // The build's history was nobody's; the session starts here.
+    tx.execute("DELETE FROM events WHERE session_id = $1", &[&id])
+        .await
+        .context("clearing a pool desktop's build events")?;
+    let record = get_session(tx, &id)
+        .await?
+        .ok_or_else(|| StoreError::Missing(id.clone()))?;
+    let message = claimed_message(&vm_name, pool, built_ms, ready_ms);
+    let event = first_event(&id, now, message);
+    insert_event(tx, &event).await?;
+    Ok(Some((record, event)))
+}
+
+/// Moves session `id` from `from` to `to` if it is still in `from`,
+/// recording the stage change as its next event; the caller has checked
+/// that the state machine allows the move.
+pub(super) async fn transition(
+    tx: &Transaction<'_>,
+    id: &str,
+    from: SessionState,
+    to: SessionState,
+    message: String,
+    failure: Option<(SessionState, String)>,
+) -> Result<SessionEvent, StoreError> {
+    let (previous, stage_started) = lock_stage(tx, id).await?;
+    if previous != from as i32 {
+        return Err(StoreError::Conflict {
+            id: id.to_string(),
+            expected: from,
+            actual: state_from_db(previous),
+        });
+    }
+    let now = now_ms();
+    let (failure_stage, failure_reason) = failure
+        .map(|(stage, reason)| (stage as i32, reason))
+        .unwrap_or((0, String::new()));
+    tx.execute(
+        "UPDATE sessions SET state = $2::INTEGER, updated_ms = $3, stage_started_ms = $3, \
+         ready_ms = CASE WHEN $2::INTEGER = $4::INTEGER THEN $3 ELSE ready_ms END, \
+         failure_stage = $5, failure_reason = $6, \
+         slot_released = slot_released OR $2::INTEGER = $7::INTEGER \
+         WHERE id = $1",
+        &[
+            &id,
+            &(to as i32),
+            &now,
+            &(SessionState::Ready as i32),
+            &failure_stage,
+            &failure_reason,
+            &(SessionState::Destroyed as i32),
+        ],
+    )
+    .await
+    .context("updating a session state")?;
+    let record = get_session(tx, id)
+        .await?
+        .ok_or_else(|| StoreError::Missing(id.to_string()))?;
+    let sequence = next_sequence(tx, id).await?;
+    let event = stage_change(&record, sequence, previous, stage_started, now, message);
+    insert_event(tx, &event).await?;
+    Ok(event)
+}
+
+/// Stores what the Terraform module reported about the VM.
+pub(super) async fn set_outputs(
+    db: &impl GenericClient,
+    id: &str,
+    outputs: VmOutputs,
+) -> Result<(), StoreError> {
+    db.execute(
+        "UPDATE sessions SET vm_id = $2, ssh_host = $3, ssh_port = $4, rdp_host = $5, \
+         rdp_port = $6, rdp_cert_sha256 = $7 WHERE id = $1",
+        &[
+            &id,
+            &outputs.vm_id,
+            &outputs.ssh_host,
+            &i32::from(outputs.ssh_port),
+            &outputs.rdp_host,
+            &i32::from(outputs.rdp_port),
+            &outputs.rdp_cert_sha256,
+        ],
+    )
+    .await
+    .context("storing VM outputs")?;
+    Ok(())
+}
+
+/// Remembers (or forgets) the process group of the session's tool.
+pub(super) async fn set_child(
+    db: &impl GenericClient,
+    id: &str,
+    child: Option<ChildRecord>,
+) -> Result<(), StoreError> {
+    let (pgid, identity) = child.map(|c| (c.pgid, c.identity)).unzip();
+    db.execute(
+        "UPDATE sessions SET child_pgid = $2, child_identity = $3 WHERE id = $1",
+        &[&id, &pgid, &identity],
+    )
+    .await
+    .context("storing a child process group")?;
+    Ok(())
+}
+
+/// Frees the session's slot.
+pub(super) async fn release_slot(db: &impl GenericClient, id: &str) -> Result<(), StoreError> {
+    db.execute(
+        "UPDATE sessions SET slot_released = TRUE WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .context("releasing a slot")?;
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! What only a shared database has: servers seeing each other's events.
+
+use std::{sync::Arc, time::Duration};
+
+use daas_api::v1::{OutputLine, OutputStream, Tool};
+
+use super::PostgresStore;
+use crate::store::{NewSession, SessionLimits, Store};
+use crate::testkit::{postgres_connection, postgres_schema};
+
+async fn server(url: &str) -> Store {
+    Store::new(Arc::new(
+        PostgresStore::connect(postgres_connection(url))
+            .await
+            .unwrap(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_servers_events_reach_the_watchers_here_in_order() {
+    let url = postgres_schema().await;
+    let (a, b) = (server(&url).await, server(&url).await);
+    let limits = SessionLimits {
+        max_sessions: 10,
+        max_per_user: 10,
+    };
+    let new = NewSession {
+        username: "alice".into(),
+        template: "t".into(),
+        ..NewSession::default()
+    };
+    let (session, _) = a.create_session(new, limits).await.unwrap();
+    let mut on_b = b.subscribe(&session.id);
+    let mut on_a = a.subscribe(&session.id);
+    for i in 0..50 {
+        let line = OutputLine {
+            tool: Tool::Terraform as i32,
+            stream: OutputStream::Stdout as i32,
+            text: format!("line {i}"),
+        };
+        a.output(&session.id, line).await.unwrap();
+    }
+    for sequence in 2..52 {
+        let event = tokio::time::timeout(Duration::from_secs(30), on_b.recv())
+            .await
+            .expect("B hears of A's event")
+            .unwrap();
+        assert_eq!(event.sequence, sequence);
+        assert_eq!(on_a.recv().await.unwrap().sequence, sequence);
+    }
+    // A server hears of its own events once, from itself: the next event
+    // A hears of is B's, not one of its own again (notifications come in
+    // the order of the commits).
+    let line = OutputLine {
+        text: "from B".into(),
+        ..OutputLine::default()
+    };
+    b.output(&session.id, line).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(30), on_a.recv())
+        .await
+        .expect("A hears of B's event")
+        .unwrap();
+    assert_eq!(next.sequence, 52);
+}
