@@ -195,13 +195,18 @@ control() { # PKG DEPENDS RECOMMENDS SUGGESTS SUMMARY DESCRIPTION
 }
 
 server_shlibs=$(shlibs debian/daas-server/usr/bin/daas-server debian/daas-server/usr/lib/daas/daas-agent)
-# openssh-client: the boot wait and Ansible; curl and jq: the proxmox
-# module's inventory hook. Terraform comes from HashiCorp (not in Debian),
-# ansible-core 2.18+ from a virtual environment (Debian 12 has 2.14);
-# adcli deletes computer accounts from the orchestrator (ad_join_teardown_host).
+# What the server runs: ssh (openssh-client: the boot wait and Ansible's
+# connection), terraform and ansible-playbook; curl and jq run the proxmox
+# module's inventory hook. Terraform is not in Debian: HashiCorp's apt
+# repository has `terraform`. ansible-core 2.18+ comes from Debian where
+# it is that new (apt leaves Debian 12's 2.14 out), else from a virtual
+# environment (python3-venv). `daas-server --check` names any that is
+# missing. A PostgreSQL store needs nothing here but the network; what the
+# binary links is in $server_shlibs. adcli deletes computer accounts from
+# the orchestrator (ad_join_teardown_host).
 control daas-server \
   "$server_shlibs, adduser, openssh-client, curl, jq" \
-  "daas-cli (= $version), terraform, python3-venv, ca-certificates" \
+  "daas-cli (= $version), terraform, ansible-core (>= 2.18), python3-venv, ca-certificates" \
   "adcli" \
   "DaaS orchestrator: Linux desktops on demand (server)" \
   " daas-server clones desktops with Terraform (Proxmox VE), configures them

@@ -2,18 +2,22 @@
 # Builds the Debian packages from the debug binaries (build.sh --profile
 # dev), then, in throwaway copies of the Debian 12 root the Ansible tests
 # build (ansible/tests/chroot-roles.sh):
-#   - daas-server and daas-cli installed with dpkg: the user daas, its
-#     folders, the conffile, the unit (not enabled), `systemd-analyze
-#     verify` and `systemd-analyze security` on it, `daas-server --check`
-#     as daas before the PKI (refused, naming `pki init`) and after it, a
-#     start as daas (it listens, writes its data, stops on SIGTERM), then
-#     `dpkg -r` (the conffile stays) and `dpkg -P` (it goes);
+#   - daas-server and daas-cli installed with `apt-get install ./*.deb`
+#     (their Depends and Recommends from Debian 12's mirror): the user
+#     daas, its folders, the conffile, the unit (not enabled),
+#     `systemd-analyze verify` and `systemd-analyze security` on it,
+#     `daas-server --check` as daas before the PKI (refused, naming `pki
+#     init`), after it without Terraform and ansible-playbook (refused,
+#     naming both; the start too), and with stand-ins for them (passes,
+#     showing the real ssh), a start as daas (it listens, writes its data,
+#     stops on SIGTERM), then `dpkg -r` (the conffile stays) and `dpkg -P`
+#     (it goes);
 #   - daas-agent alone: installed, its unit enabled and verified, purged.
-# The roots are offline: the server's network dependencies (openssh-client,
-# curl, jq) are checked to be the only unmet ones, then forced.
 #
-# Root (chroot). Caches: ${DAAS_CACHE_DIR:-/var/tmp/daas-cache} (the root,
-# built with debootstrap from deb.debian.org when missing). The copies live
+# Root (chroot). Needs deb.debian.org (DAAS_DEBIAN_MIRROR) for the apt-get
+# in the server's root. Caches: ${DAAS_CACHE_DIR:-/var/tmp/daas-cache} (the
+# root, built with debootstrap from the mirror when missing; the .debs apt
+# downloads, shared with ansible/tests/chroot-roles.sh). The copies live
 # in /dev/shm when it has room (DAAS_CHROOT_WORK_DIR chooses), deleted at
 # the end (DAAS_KEEP_CHROOT=1 keeps them). Nothing is mounted in them.
 set -euo pipefail
@@ -92,6 +96,18 @@ fresh_root() { # DEST: a private copy of the cached root, where no service start
   cp -a "$base" "$1"
   printf '#!/bin/sh\n# No service starts in this chroot.\nexit 101\n' >"$1/usr/sbin/policy-rc.d"
   chmod 0755 "$1/usr/sbin/policy-rc.d"
+}
+# The .debs of earlier runs (this test's and chroot-roles.sh's), so apt-get
+# downloads only what is new; keep_debs puts back what it downloaded.
+apt_archives=$cache/apt-archives-$suite
+with_debs() { # ROOT
+  mkdir -p "$apt_archives"
+  find "$apt_archives" -maxdepth 1 -name '*.deb' -exec cp -l -t "$1/var/cache/apt/archives/" {} + 2>/dev/null \
+    || find "$apt_archives" -maxdepth 1 -name '*.deb' -exec cp -t "$1/var/cache/apt/archives/" {} +
+}
+keep_debs() { # ROOT
+  find "$1/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -newer "$base/.complete" \
+    -exec cp -n -t "$apt_archives/" {} + 2>/dev/null || true
 }
 verify_unit() { # ROOT UNIT: systemd-analyze verify must say nothing
   local out
@@ -202,20 +218,25 @@ cp "$server_deb" "$cli_deb" "$server_root/tmp/"
 cp "$agent_deb" "$agent_root/tmp/"
 
 # ---- 3. daas-server ----
-step "dpkg -i daas-server daas-cli"
+step "apt-get install ./daas-server.deb ./daas-cli.deb (Depends and Recommends from $mirror)"
 install_server() {
-  local offline=' curl jq openssh-client ' dep
-  local -a unmet force=()
-  mapfile -t unmet < <(unmet_depends "$server_root" "$server_deb" | sort)
-  if [ "${#unmet[@]}" -gt 0 ]; then
-    for dep in "${unmet[@]}"; do
-      [[ "$offline" == *" $dep "* ]] || die "daas-server depends on what this Debian 12 root lacks: $dep (unmet: ${unmet[*]})"
-    done
-    say "unmet in the offline root, as expected: ${unmet[*]} (--force-depends); every other dependency is satisfied"
-    force=(--force-depends)
-  fi
-  in_root "$server_root" dpkg "${force[@]}" -i "/tmp/$(basename "$server_deb")" "/tmp/$(basename "$cli_deb")" \
-    >"$work/dpkg-server.log" 2>&1 || { cat "$work/dpkg-server.log" >&2; die "dpkg -i daas-server daas-cli failed"; }
+  local dep
+  with_debs "$server_root"
+  cp -L /etc/resolv.conf "$server_root/etc/resolv.conf"
+  in_root "$server_root" apt-get -o Acquire::Retries=3 update -qq >"$work/apt-update.log" 2>&1 \
+    || { cat "$work/apt-update.log" >&2; die "apt-get update in the root failed (is $mirror reachable?)"; }
+  in_root "$server_root" env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y \
+    "/tmp/$(basename "$server_deb")" "/tmp/$(basename "$cli_deb")" >"$work/apt-server.log" 2>&1 \
+    || { cat "$work/apt-server.log" >&2; die "apt-get install daas-server daas-cli failed"; }
+  keep_debs "$server_root"
+  for dep in openssh-client curl jq; do
+    expect "$dep (a Depends)" "$(in_root "$server_root" dpkg-query -W -f='${db:Status-Status}' "$dep")" installed
+  done
+  # Debian 12's ansible-core (2.14) is older than the Recommends (>= 2.18):
+  # apt leaves it out, the config's virtual environment is used instead.
+  [ "$(in_root "$server_root" dpkg-query -W -f='${db:Status-Status}' ansible-core 2>/dev/null)" != installed ] \
+    || die "apt installed Debian 12's ansible-core (2.14) for the Recommends ansible-core (>= 2.18)"
+  say "ok: no ansible-core from Debian 12 (too old for the Recommends)"
   in_root "$server_root" daas-server --version
   in_root "$server_root" daas --version
   daas_uid=$(in_root "$server_root" id -u daas) && daas_gid=$(in_root "$server_root" id -g daas) \
@@ -264,9 +285,9 @@ analyze_server() {
 }
 timed analyze_server
 
-step "daas-server --check as daas: refused before the PKI, passes after pki init (README's steps)"
+step "daas-server --check as daas: refused before the PKI, then without the tools (naming them), passes with them (README's steps)"
 check_server() {
-  local out
+  local out want
   if out=$(as_daas "$server_root" daas-server --check --config /etc/daas/config.toml 2>&1); then
     die "--check passed without a PKI"
   fi
@@ -274,13 +295,37 @@ check_server() {
   say "ok: without a PKI: $(head -c 160 <<<"$out")"
   as_daas "$server_root" daas-server pki init --dir /etc/daas/pki --dns daas.example.org >/dev/null
   expect "the server key" "$(owner_mode "$server_root" /etc/daas/pki/server-key.pem)" "daas:daas 600"
-  out=$(as_daas "$server_root" daas-server --check --config /etc/daas/config.toml 2>&1) \
-    || die "daas-server --check failed after pki init: $out"
-  for want in 'data_dir: "/var/lib/daas"' 'module_dir: "/usr/share/daas/terraform/proxmox"' \
-    'playbook: "/usr/share/daas/ansible/playbooks/deploy-desktop.yml"' 'ca: "/etc/daas/pki/ca.pem"'; do
-    grep -qF "$want" <<<"$out" || die "--check does not show $want"
+  # Neither is in Debian 12 (Terraform: HashiCorp; ansible-core 2.18+: a
+  # virtual environment); ssh is, and the package depends on it.
+  local check cmd
+  for check in --check ''; do
+    cmd="daas-server${check:+ $check}"
+    if out=$(as_daas "$server_root" daas-server ${check:+"$check"} --config /etc/daas/config.toml 2>&1); then
+      die "$cmd passed without terraform and ansible-playbook: $out"
+    fi
+    for want in "terraform: not found: no executable \`terraform\` on PATH (/usr/sbin:/usr/bin:/sbin:/bin) (terraform.binary); Terraform is not in Debian: install \`terraform\` from HashiCorp's apt repository" \
+      'ansible-playbook: not found: /opt/daas/venv/bin/ansible-playbook is not an executable file (ansible.binary); install ansible-core 2.18+'; do
+      grep -qF -- "$want" <<<"$out" || die "$cmd without the tools does not say: $want; it says: $out"
+    done
+    ! grep -q '^  ssh:' <<<"$out" || die "$cmd finds no ssh, though openssh-client is a Depends: $out"
+    say "ok: $cmd without terraform and ansible-playbook: refused, naming both"
   done
-  say "ok: daas-server --check --config /etc/daas/config.toml passes as daas"
+  # Stand-ins where HashiCorp's package and the config's virtual environment
+  # put them: what is checked here is the package, not those.
+  mkdir -p "$server_root/opt/daas/venv/bin"
+  printf '#!/bin/sh\necho "Terraform v1.5.7 (stand-in)"\n' >"$server_root/usr/bin/terraform"
+  printf '#!/bin/sh\necho "ansible-playbook [core 2.18.0] (stand-in)"\n' >"$server_root/opt/daas/venv/bin/ansible-playbook"
+  chmod 0755 "$server_root/usr/bin/terraform" "$server_root/opt/daas/venv/bin/ansible-playbook"
+  out=$(as_daas "$server_root" daas-server --check --config /etc/daas/config.toml 2>&1) \
+    || die "daas-server --check failed with the tools there: $out"
+  for want in 'data_dir: "/var/lib/daas"' 'module_dir: "/usr/share/daas/terraform/proxmox"' \
+    'playbook: "/usr/share/daas/ansible/playbooks/deploy-desktop.yml"' 'ca: "/etc/daas/pki/ca.pem"' \
+    '  terraform: /usr/bin/terraform (Terraform v1.5.7 (stand-in))' \
+    '  ansible-playbook: /opt/daas/venv/bin/ansible-playbook (ansible-playbook [core 2.18.0] (stand-in))' \
+    '  ssh: /usr/bin/ssh (OpenSSH_'; do
+    grep -qF -- "$want" <<<"$out" || die "--check does not show $want: $out"
+  done
+  say "ok: daas-server --check --config /etc/daas/config.toml passes as daas: $(grep -F '  ssh: /' <<<"$out" | sed 's/^ *//')"
 }
 timed check_server
 

@@ -10,6 +10,7 @@ use daas_server::{
     audit::{Act, Actor, Audit},
     config::{Config, LogFormat, REFERENCE},
     pki,
+    provision::tool::installed::{self, Depth},
     store::Store,
 };
 
@@ -26,7 +27,9 @@ struct Args {
     /// and `pki revoke`: the server whose audit trail records it.
     #[arg(short, long, env = "DAAS_CONFIG", global = true)]
     config: Option<PathBuf>,
-    /// Check the configuration, print the resolved values, and exit.
+    /// Check the configuration and the tools it runs (terraform,
+    /// ansible-playbook, ssh: each found and run for its version), print
+    /// them, and exit. The server refuses to start without the tools too.
     #[arg(long)]
     check: bool,
     #[command(subcommand)]
@@ -164,9 +167,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     if args.check {
         println!("{config:#?}");
+        let tools = installed::check(&config, Depth::Runs).await?;
+        println!("tools:");
+        for found in &tools.found {
+            println!("  {found}");
+        }
+        for warning in &tools.warnings {
+            eprintln!("warning: {warning}");
+        }
         return Ok(());
     }
+    // Every create would fail without them: refused as --check does.
+    let tools = installed::check(&config, Depth::Found).await?;
     init_logging(config.log_format);
+    for warning in &tools.warnings {
+        tracing::warn!(%warning, "a tool is missing");
+    }
     let server = BoundServer::bind(config).await?;
     // Scripts and tests read this line to find the port.
     println!("daas-server listening on {}", server.local_addr());

@@ -27,5 +27,6 @@ mod rest;
 mod restart;
 mod secrets;
 mod security;
+mod tools;
 mod web;
 mod webhooks;

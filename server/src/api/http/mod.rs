@@ -1,15 +1,16 @@
 //! The HTTP side (`[http]`): `GET /healthz` (the process answers),
-//! `GET /readyz` (the store takes writes, terraform and ansible-playbook are
-//! found, the agent CA is loaded when agents are configured) and
-//! `GET /metrics` (Prometheus text format, administrators only), on HTTPS
-//! with the gRPC port's client-certificate rules, and on a plain loopback
-//! listener for a local Prometheus (`http.metrics_listen`). The HTTPS side
-//! also answers the old REST endpoints (`rest`).
+//! `GET /readyz` (the store takes writes, the tools the configuration runs
+//! are found (`provision::tool::installed`), the agent CA is loaded when
+//! agents are configured) and `GET /metrics` (Prometheus text format,
+//! administrators only), on HTTPS with the gRPC port's client-certificate
+//! rules, and on a plain loopback listener for a local Prometheus
+//! (`http.metrics_listen`). The HTTPS side also answers the old REST
+//! endpoints (`rest`).
 
 mod listen;
 mod rest;
 
-use std::{path::Path, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Extension, Router,
@@ -27,6 +28,7 @@ use crate::{
     config::Config,
     domain::identity::{Caller, Origin},
     metrics::Metrics,
+    provision::tool::installed,
     sessions::Sessions,
     store::Store,
 };
@@ -77,17 +79,18 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
             lines.push(format!("FAIL store: {err}"));
         }
     }
-    for (tool, program) in [
-        ("terraform", &state.config.terraform.binary),
-        ("ansible-playbook", &state.config.ansible.binary),
-    ] {
-        match find_program(program) {
-            Some(path) => lines.push(format!("ok {tool}: {}", path.display())),
+    for tool in installed::programs(&state.config)
+        .into_iter()
+        .filter(|p| p.required)
+    {
+        match installed::find(&tool.program) {
+            Some(path) => lines.push(format!("ok {}: {}", tool.name, path.display())),
             None => {
                 ready = false;
                 lines.push(format!(
-                    "FAIL {tool}: {} is not an executable file (nor on PATH)",
-                    program.display()
+                    "FAIL {}: {} is not an executable file (nor on PATH)",
+                    tool.name,
+                    tool.program.display()
                 ));
             }
         }
@@ -137,39 +140,5 @@ async fn metrics(
             tracing::warn!(error = %err, "a metrics scrape failed");
             (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")).into_response()
         }
-    }
-}
-
-/// The executable `program` names: a path, or a bare name on PATH.
-fn find_program(program: &Path) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        std::fs::metadata(p)
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
-    if program.components().count() > 1 {
-        return executable(program).then(|| program.to_path_buf());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| executable(p))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn programs_are_found_by_path_or_on_path() {
-        assert!(find_program(Path::new("sh")).is_some());
-        assert!(find_program(Path::new("/bin/sh")).is_some());
-        assert!(find_program(Path::new("no-such-program-daas")).is_none());
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let plain = dir.path().join("not-a-program");
-        std::fs::write(&plain, "data").expect("write a file");
-        assert!(find_program(&plain).is_none());
-        assert!(find_program(dir.path()).is_none());
     }
 }

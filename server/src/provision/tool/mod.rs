@@ -4,11 +4,12 @@
 //! `output.rs` follows what it writes, `session_log.rs` records its lines
 //! with secrets masked, `failure.rs` picks the line that explains a
 //! failure, and `adopt.rs` deals with the tools a previous server process
-//! left running. Callers use the re-exports here (`tool::run`,
-//! `tool::SessionLog`, ...).
+//! left running; `installed.rs` checks the tools are there before any run.
+//! Callers use the re-exports here (`tool::run`, `tool::SessionLog`, ...).
 
 mod adopt;
 mod failure;
+pub mod installed;
 mod output;
 mod run;
 mod session_log;

@@ -39,7 +39,7 @@ use crate::store::ChildRecord;
 const DRAIN: Duration = Duration::from_secs(2);
 /// The server environment variables a tool may see; everything else (a
 /// secret given to the server by environment, say) stays in the server.
-const PASSED_ENV: &[&str] = &[
+pub(super) const PASSED_ENV: &[&str] = &[
     "PATH",
     "HOME",
     "TMPDIR",
