@@ -361,13 +361,22 @@ impl Pipeline {
     ) -> Result<(), TeardownError> {
         let id = &record.id;
         let session_dir = self.session_dir(id);
+        let tf_dir = terraform::dir_of(&session_dir);
+        if !session_dir.exists()
+            && let Some(files) = self.inner.store.terraform(id).await?
+        {
+            // Another server made the VM: its Terraform files are in the store.
+            self.terraform()
+                .restore(&tf_dir, &files, log, cancel)
+                .await?;
+        }
         if configured && session_dir.exists() {
             self.unconfigure(id, &session_dir, log, cancel).await;
         }
         if session_dir.exists() {
-            self.terraform()
-                .destroy(&terraform::dir_of(&session_dir), log, cancel)
-                .await?;
+            let destroyed = self.terraform().destroy(&tf_dir, log, cancel).await;
+            self.keep_terraform(id, &tf_dir).await;
+            destroyed?;
             std::fs::remove_dir_all(&session_dir).map_err(|source| TerraformError::Dir {
                 path: session_dir.display().to_string(),
                 source,
@@ -385,10 +394,25 @@ impl Pipeline {
                 inventory.destroy(&record.vm_name, log, cancel).await?;
             }
         }
+        if let Err(err) = self.inner.store.set_terraform(id, None).await {
+            tracing::warn!(session = %id, error = %err, "could not forget Terraform files");
+        }
         if let Err(err) = self.inner.store.release_slot(id).await {
             tracing::warn!(session = %id, error = %err, "could not release a slot");
         }
         Ok(())
+    }
+
+    /// Keeps the Terraform files of `tf_dir` in the store, for any server
+    /// to destroy the session's VM; a failure is logged (this server
+    /// still has them).
+    async fn keep_terraform(&self, id: &str, tf_dir: &std::path::Path) {
+        let Some(files) = Terraform::saved(tf_dir) else {
+            return;
+        };
+        if let Err(err) = self.inner.store.set_terraform(id, Some(files)).await {
+            tracing::warn!(session = %id, error = %err, "could not keep Terraform files in the store");
+        }
     }
 
     /// Runs the teardown playbook against a configured VM. A failure is
@@ -659,4 +683,6 @@ pub enum TeardownError {
     Terraform(#[from] TerraformError),
     #[error(transparent)]
     Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }

@@ -197,7 +197,10 @@ impl Pipeline {
         let tf_dir = terraform::dir_of(&self.session_dir(&record.id));
         let terraform = self.terraform();
         terraform.init(&tf_dir, &vars, log, cancel).await?;
-        let mut outputs = terraform.apply(&tf_dir, log, cancel).await?;
+        let applied = terraform.apply(&tf_dir, log, cancel).await;
+        // Whatever the apply made, any server can now destroy.
+        self.keep_terraform(&record.id, &tf_dir).await;
+        let mut outputs = applied?;
         outputs.vm.rdp_cert_sha256 = identity.rdp_cert_sha256;
         self.inner
             .store

@@ -16,11 +16,13 @@ use crate::{
     config,
     files::write_private,
     provision::tool::{self, Invocation, OutputFormat, SessionLog, StopStyle, ToolError},
-    store::VmOutputs,
+    store::{TerraformFiles, VmOutputs},
 };
 
 /// The file holding a session's variables, loaded by every plan and destroy.
 const VARS_FILE: &str = "terraform.tfvars.json";
+/// Where Terraform keeps a session's state (the local backend's default).
+const STATE_FILE: &str = "terraform.tfstate";
 
 /// The contract inputs for one session.
 #[derive(Debug, Clone)]
@@ -109,6 +111,26 @@ impl Terraform<'_> {
             path: dir.display().to_string(),
             source,
         };
+        self.init_module(dir, log, cancel).await?;
+        write_private(
+            &dir.join(VARS_FILE),
+            &variables_json(vars, &self.config.variables),
+        )
+        .map_err(dir_error)?;
+        Ok(())
+    }
+
+    /// Copies the module into the empty `dir` and installs its providers.
+    async fn init_module(
+        &self,
+        dir: &Path,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), TerraformError> {
+        let dir_error = |source| TerraformError::Dir {
+            path: dir.display().to_string(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(dir_error)?;
         let mut from_module = std::ffi::OsString::from("-from-module=");
         from_module.push(self.config.module_dir.as_os_str());
@@ -120,15 +142,37 @@ impl Terraform<'_> {
             .arg(from_module)
             .format(OutputFormat::TerraformJson)
             .timeout(self.config.init_timeout);
-        {
-            let _cache = self.init_lock.lock().await;
-            tool::run(inv, log, cancel).await?;
+        let _cache = self.init_lock.lock().await;
+        tool::run(inv, log, cancel).await?;
+        Ok(())
+    }
+
+    /// The variables and state Terraform left in `dir`, to keep in the
+    /// store; None before `init` wrote the variables.
+    pub fn saved(dir: &Path) -> Option<TerraformFiles> {
+        let vars = std::fs::read(dir.join(VARS_FILE)).ok()?;
+        let state = std::fs::read(dir.join(STATE_FILE)).unwrap_or_default();
+        Some(TerraformFiles { vars, state })
+    }
+
+    /// Makes `dir` again from files another server kept: the module, its
+    /// providers, the variables and the state, ready for `destroy`.
+    pub async fn restore(
+        &self,
+        dir: &Path,
+        files: &TerraformFiles,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), TerraformError> {
+        let dir_error = |source| TerraformError::Dir {
+            path: dir.display().to_string(),
+            source,
+        };
+        self.init_module(dir, log, cancel).await?;
+        write_private(&dir.join(VARS_FILE), &files.vars).map_err(dir_error)?;
+        if !files.state.is_empty() {
+            write_private(&dir.join(STATE_FILE), &files.state).map_err(dir_error)?;
         }
-        write_private(
-            &dir.join(VARS_FILE),
-            &variables_json(vars, &self.config.variables),
-        )
-        .map_err(dir_error)?;
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use daas_api::v1::{OutputLine, OutputStream, SessionEvent, SessionState, Tool};
 use crate::domain::time::now_ms;
 use crate::store::{
     AgentReport, LimitHit, NewSession, PageCursor, SessionLimits, SessionRecord, Store, StoreError,
-    audit_records::AuditRecord,
+    TerraformFiles, audit_records::AuditRecord,
 };
 
 impl Store {
@@ -478,6 +478,30 @@ async fn retention_prunes_output_lines_and_keeps_stage_changes(db: &impl Backend
     assert_eq!(left, [1, 2], "the two stage changes stay");
 }
 
+async fn terraform_files_are_kept_for_any_server(db: &impl Backend) {
+    let (session, _) = db
+        .open()
+        .await
+        .create_session_unlimited(new_session("alice"))
+        .await
+        .unwrap();
+    let files = TerraformFiles {
+        vars: b"{\"vm_name\": \"x\"}".to_vec(),
+        state: vec![0, 1, 2, 255],
+    };
+    let store = db.open().await;
+    assert_eq!(store.terraform(&session.id).await.unwrap(), None);
+    store
+        .set_terraform(&session.id, Some(files.clone()))
+        .await
+        .unwrap();
+    // Another connection (another server) reads them back.
+    let other = db.open().await;
+    assert_eq!(other.terraform(&session.id).await.unwrap(), Some(files));
+    other.set_terraform(&session.id, None).await.unwrap();
+    assert_eq!(store.terraform(&session.id).await.unwrap(), None);
+}
+
 async fn list_filters_by_user_and_state(db: &impl Backend) {
     let store = db.open().await;
     store
@@ -601,6 +625,11 @@ macro_rules! conformance {
         #[tokio::test]
         async fn retention_prunes_output_lines_and_keeps_stage_changes() {
             super::retention_prunes_output_lines_and_keeps_stage_changes(&$db).await
+        }
+
+        #[tokio::test]
+        async fn terraform_files_are_kept_for_any_server() {
+            super::terraform_files_are_kept_for_any_server(&$db).await
         }
 
         #[tokio::test]

@@ -211,6 +211,15 @@ pub struct VmOutputs {
     pub rdp_cert_sha256: String,
 }
 
+/// A session's Terraform files, kept in the store so that any server can
+/// destroy its VM: the variables file and the state, as Terraform wrote
+/// them (both hold secrets, as the session's folder does).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TerraformFiles {
+    pub vars: Vec<u8>,
+    pub state: Vec<u8>,
+}
+
 /// What a create request asks for.
 #[derive(Debug, Clone, Default)]
 pub struct NewSession {
@@ -295,6 +304,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Remembers the process group of the tool running for a session, so a
     /// restarted server can adopt or stop what a crashed one left running.
     async fn set_child(&self, id: &str, child: Option<ChildRecord>) -> Result<(), StoreError>;
+
+    /// Keeps the session's Terraform files (None: forgets them, once its
+    /// VM is destroyed).
+    async fn set_terraform(
+        &self,
+        id: &str,
+        files: Option<TerraformFiles>,
+    ) -> Result<(), StoreError>;
+
+    /// The session's Terraform files, if kept.
+    async fn terraform(&self, id: &str) -> Result<Option<TerraformFiles>, StoreError>;
 
     /// Records an agent's report: the activity and when it came.
     async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError>;

@@ -23,6 +23,7 @@ mod pki_cli;
 mod pool;
 mod provisioning;
 mod reaper;
+mod replicas;
 mod rest;
 mod restart;
 mod secrets;

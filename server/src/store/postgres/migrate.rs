@@ -9,7 +9,10 @@ use super::{Context, locks};
 use crate::store::StoreError;
 
 /// The schema migrations, numbered from 1, in the order they apply.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_schema.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_schema.sql")),
+    (2, include_str!("migrations/0002_terraform_files.sql")),
+];
 
 /// Applies the migrations the database does not have yet.
 pub(super) async fn migrate(client: &mut Object) -> Result<(), StoreError> {

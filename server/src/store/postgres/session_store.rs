@@ -11,7 +11,7 @@ use tokio_postgres::Transaction;
 use super::{Context, PostgresStore, activity, event_log, notify, reads, records, sessions};
 use crate::store::{
     AgentReport, ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore,
-    StoreError, VmOutputs,
+    StoreError, TerraformFiles, VmOutputs,
     audit_records::{AuditFilter, AuditRecord},
     events::{Subscription, Tap},
     signins::{SignInLimits, SignInOpened, SignInRecord},
@@ -139,6 +139,18 @@ impl SessionStore for PostgresStore {
 
     async fn set_child(&self, id: &str, child: Option<ChildRecord>) -> Result<(), StoreError> {
         sessions::set_child(&**self.client().await?, id, child).await
+    }
+
+    async fn set_terraform(
+        &self,
+        id: &str,
+        files: Option<TerraformFiles>,
+    ) -> Result<(), StoreError> {
+        sessions::set_terraform(&**self.client().await?, id, files).await
+    }
+
+    async fn terraform(&self, id: &str) -> Result<Option<TerraformFiles>, StoreError> {
+        sessions::terraform(&**self.client().await?, id).await
     }
 
     async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {

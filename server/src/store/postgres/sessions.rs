@@ -17,7 +17,7 @@ use super::{
 };
 use crate::domain::time::now_ms;
 use crate::store::{
-    ChildRecord, NewSession, SessionLimits, SessionRecord, StoreError, VmOutputs,
+    ChildRecord, NewSession, SessionLimits, SessionRecord, StoreError, TerraformFiles, VmOutputs,
     admission::{
         Admission, NOT_LIVE, check_limits, claimed_message, created_message, random_vm_name,
     },
@@ -272,4 +272,43 @@ pub(super) async fn release_slot(db: &impl GenericClient, id: &str) -> Result<()
     .await
     .context("releasing a slot")?;
     Ok(())
+}
+
+/// Keeps (or forgets) the session's Terraform files.
+pub(super) async fn set_terraform(
+    db: &impl GenericClient,
+    id: &str,
+    files: Option<TerraformFiles>,
+) -> Result<(), StoreError> {
+    let (vars, state) = files.map(|f| (f.vars, f.state)).unzip();
+    db.execute(
+        "UPDATE sessions SET tf_vars = $2, tf_state = $3 WHERE id = $1",
+        &[&id, &vars, &state],
+    )
+    .await
+    .context("storing Terraform files")?;
+    Ok(())
+}
+
+/// The session's Terraform files, if kept.
+pub(super) async fn terraform(
+    db: &impl GenericClient,
+    id: &str,
+) -> Result<Option<TerraformFiles>, StoreError> {
+    let row = db
+        .query_opt(
+            "SELECT tf_vars, tf_state FROM sessions WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .context("reading Terraform files")?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let vars: Option<Vec<u8>> = row.try_get(0).context("reading Terraform files")?;
+    let state: Option<Vec<u8>> = row.try_get(1).context("reading Terraform files")?;
+    Ok(vars.map(|vars| TerraformFiles {
+        vars,
+        state: state.unwrap_or_default(),
+    }))
 }

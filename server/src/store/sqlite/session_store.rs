@@ -7,7 +7,7 @@ use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 use super::{SqliteStore, activity, audit, check_writable, event_log, reads, sessions, signins};
 use crate::store::{
     AgentReport, ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore,
-    StoreError, VmOutputs,
+    StoreError, TerraformFiles, VmOutputs,
     audit_records::{AuditFilter, AuditRecord},
     events::{Subscription, Tap},
     signins::{SignInLimits, SignInOpened, SignInRecord},
@@ -86,6 +86,22 @@ impl SessionStore for SqliteStore {
     async fn set_child(&self, id: &str, child: Option<ChildRecord>) -> Result<(), StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| sessions::set_child(conn, id, child))
+            .await
+    }
+
+    async fn set_terraform(
+        &self,
+        id: &str,
+        files: Option<TerraformFiles>,
+    ) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| sessions::set_terraform(conn, id, files))
+            .await
+    }
+
+    async fn terraform(&self, id: &str) -> Result<Option<TerraformFiles>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| sessions::terraform(conn, id))
             .await
     }
 

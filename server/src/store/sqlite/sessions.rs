@@ -13,7 +13,7 @@ use super::{
 };
 use crate::domain::time::now_ms;
 use crate::store::{
-    ChildRecord, NewSession, SessionLimits, SessionRecord, StoreError, VmOutputs,
+    ChildRecord, NewSession, SessionLimits, SessionRecord, StoreError, TerraformFiles, VmOutputs,
     admission::{Admission, check_limits, claimed_message, created_message, random_vm_name},
     event_rows::{first_event, stage_change},
     events::Hub,
@@ -258,4 +258,40 @@ pub(super) fn release_slot(conn: &Connection, id: String) -> Result<(), StoreErr
     conn.execute("UPDATE sessions SET slot_released = 1 WHERE id = ?1", [id])
         .context("releasing a slot")?;
     Ok(())
+}
+
+/// Keeps (or forgets) the session's Terraform files.
+pub(super) fn set_terraform(
+    conn: &Connection,
+    id: String,
+    files: Option<TerraformFiles>,
+) -> Result<(), StoreError> {
+    let (vars, state) = files.map(|f| (f.vars, f.state)).unzip();
+    conn.execute(
+        "UPDATE sessions SET tf_vars = ?2, tf_state = ?3 WHERE id = ?1",
+        params![id, vars, state],
+    )
+    .context("storing Terraform files")?;
+    Ok(())
+}
+
+/// The session's Terraform files, if kept.
+pub(super) fn terraform(
+    conn: &Connection,
+    id: String,
+) -> Result<Option<TerraformFiles>, StoreError> {
+    let files = conn
+        .query_row(
+            "SELECT tf_vars, tf_state FROM sessions WHERE id = ?1 AND tf_vars IS NOT NULL",
+            [id],
+            |row| {
+                Ok(TerraformFiles {
+                    vars: row.get(0)?,
+                    state: row.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default(),
+                })
+            },
+        )
+        .optional()
+        .context("reading Terraform files")?;
+    Ok(files)
 }
