@@ -192,6 +192,7 @@ impl BoundServer {
         }
         let tls = tls_config(&config.tls, &config.data_dir)?;
         let store = Store::connect(&config).await?;
+        store.set_lease(i64::try_from(config.store_lease.as_millis()).unwrap_or(i64::MAX));
         let ssh_public_key = sshkey::ensure(&config.ssh.private_key)?;
         let listener =
             TcpListener::bind(config.listen)
@@ -338,6 +339,7 @@ impl BoundServer {
             self.config.limits.audit_retention,
             self.pipeline.shutdown_token(),
         ));
+        let leases = tokio::spawn(self.pipeline.clone().keep_leases(self.config.store_lease));
         let pool_loop = tokio::spawn(pools.run());
         let reaper = tokio::spawn(crate::reaper::run(
             self.config.clone(),
@@ -433,6 +435,7 @@ impl BoundServer {
         let _ = http.await;
         let _ = reaper.await;
         let _ = pool_loop.await;
+        let _ = leases.await;
         let _ = sweeper.await;
         let _ = retention.await;
         Ok(())

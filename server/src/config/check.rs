@@ -67,6 +67,7 @@ pub(super) fn finish(figment: Figment) -> Result<Config, ConfigError> {
             .map(|p| path(&p))
             .unwrap_or_else(|| data_dir.join("daas.sqlite3")),
         postgres,
+        store_lease: raw.store.lease,
         log_format: raw.log_format,
         limits: raw.limits,
         vm: raw.vm,

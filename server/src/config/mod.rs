@@ -54,6 +54,8 @@ pub struct Config {
     pub database: PathBuf,
     /// `[store]`: the PostgreSQL several servers share, if one is set.
     pub postgres: Option<store::Postgres>,
+    /// `store.lease`: how long a server's hold on a session lasts.
+    pub store_lease: Duration,
     pub log_format: LogFormat,
     pub limits: Limits,
     pub vm: VmDefaults,

@@ -23,6 +23,15 @@ pub struct StoreSpec {
     /// Connections this server opens at most.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// How long a server's hold on a session it works on lasts unless
+    /// renewed: another server takes a session over this long after its
+    /// server stopped answering.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: std::time::Duration,
+}
+
+fn default_lease() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
 }
 
 fn default_max_connections() -> usize {
@@ -35,6 +44,7 @@ impl Default for StoreSpec {
             url: String::new(),
             ca_file: None,
             max_connections: default_max_connections(),
+            lease: default_lease(),
         }
     }
 }
@@ -75,6 +85,9 @@ pub fn check(spec: &StoreSpec) -> Result<Option<Postgres>, String> {
             "the password must not be in the URL: put it in a file named by \
              secrets.store_password_file (or a variable named by secrets.store_password_env)",
         ));
+    }
+    if spec.lease < std::time::Duration::from_secs(1) {
+        return Err("`store.lease`: at least 1s".into());
     }
     if spec.max_connections < 2 {
         return Err("`store.max_connections`: at least 2".into());

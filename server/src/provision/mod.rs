@@ -282,11 +282,35 @@ impl Pipeline {
             Err(StageError::Store(err @ StoreError::Conflict { .. })) => {
                 tracing::warn!(session = %id, error = %err, "provisioning stopped: the session moved on");
             }
+            Err(StageError::Store(err @ StoreError::Fenced { .. })) => {
+                tracing::warn!(session = %id, error = %err, "provisioning stopped: another server took this session over (this one stopped answering for longer than its lease); destroying what this server made");
+                self.abandon(&id, &cancel).await;
+            }
             Err(err) => {
                 let reason = err.to_string();
                 tracing::warn!(session = %id, stage = stage.label(), %reason, "provisioning failed");
                 self.fail(&record, stage, reason, &log).await;
             }
+        }
+    }
+
+    /// Destroys what this server made for a session another server took
+    /// over, writing nothing to the store (this server no longer holds the
+    /// session): `terraform destroy` in its folder, then the folder.
+    async fn abandon(&self, id: &str, cancel: &CancellationToken) {
+        let session_dir = self.session_dir(id);
+        let tf_dir = terraform::dir_of(&session_dir);
+        if tf_dir.exists() {
+            // No session's events: the server's log.
+            let secrets = self.inner.config.secrets.values();
+            let log = SessionLog::new(self.inner.store.clone(), String::new(), secrets);
+            if let Err(err) = self.terraform().destroy(&tf_dir, &log, cancel).await {
+                tracing::error!(session = %id, error = %err, "could not destroy what this server made for a session it lost; the sweeper will find it");
+                return;
+            }
+        }
+        if let Err(err) = std::fs::remove_dir_all(&session_dir) {
+            tracing::warn!(session = %id, error = %err, "could not remove a lost session's folder");
         }
     }
 
@@ -622,16 +646,56 @@ impl Pipeline {
     /// others are stopped), destroys what was made, and marks each FAILED
     /// ("server restarted during STAGE"), or DESTROYED when it was being
     /// destroyed. READY sessions are left alone. Returns the tasks' count.
+    ///
+    /// With a store shared by several servers, only the sessions whose
+    /// server's lease ran out are taken (see `crate::store::lease`); the
+    /// embedded store's sessions are all this server's.
     pub async fn recover(&self) -> Result<usize, StoreError> {
-        let stale = self.inner.store.in_progress().await?;
-        let count = stale.len();
+        let store = &self.inner.store;
+        let stale = store.in_progress().await?;
+        let mut count = 0;
         for record in stale {
+            if !store.take_over(&record.id, !store.is_shared()).await? {
+                continue;
+            }
+            count += 1;
             let this = self.clone();
             self.inner.tasks.spawn(async move {
                 this.recover_one(record.id).await;
             });
         }
         Ok(count)
+    }
+
+    /// Until shutdown: renews this server's leases a few times per lease,
+    /// and takes over the sessions of servers whose lease ran out (a store
+    /// shared by several servers only).
+    pub async fn keep_leases(self, lease: Duration) {
+        let shutdown = self.shutdown_token();
+        let mut tick = tokio::time::interval(lease / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(err) = self.inner.store.renew_leases().await {
+                tracing::error!(error = %err, "could not renew this server's leases; other servers may take its sessions over");
+            }
+            if !self.inner.store.is_shared() {
+                continue;
+            }
+            match self.recover().await {
+                Ok(0) => {}
+                Ok(taken) => tracing::warn!(
+                    sessions = taken,
+                    "took over sessions of a server that stopped answering"
+                ),
+                Err(err) => {
+                    tracing::error!(error = %err, "could not look for sessions to take over")
+                }
+            }
+        }
     }
 
     async fn recover_one(&self, id: String) {
@@ -668,10 +732,18 @@ impl Pipeline {
             return;
         }
         let log = self.log(&id, None);
-        let reason = format!(
-            "{RESTARTED} during {}; create a new session",
-            record.state.label()
-        );
+        let reason = if self.inner.store.is_shared() {
+            format!(
+                "{RESTARTED} during {} (or stopped answering for longer than its lease); \
+                 create a new session",
+                record.state.label()
+            )
+        } else {
+            format!(
+                "{RESTARTED} during {}; create a new session",
+                record.state.label()
+            )
+        };
         self.fail(&record, record.state, reason, &log).await;
     }
 }

@@ -479,9 +479,9 @@ async fn retention_prunes_output_lines_and_keeps_stage_changes(db: &impl Backend
 }
 
 async fn terraform_files_are_kept_for_any_server(db: &impl Backend) {
-    let (session, _) = db
-        .open()
-        .await
+    // The server that works on the session keeps them.
+    let store = db.open().await;
+    let (session, _) = store
         .create_session_unlimited(new_session("alice"))
         .await
         .unwrap();
@@ -489,7 +489,6 @@ async fn terraform_files_are_kept_for_any_server(db: &impl Backend) {
         vars: b"{\"vm_name\": \"x\"}".to_vec(),
         state: vec![0, 1, 2, 255],
     };
-    let store = db.open().await;
     assert_eq!(store.terraform(&session.id).await.unwrap(), None);
     store
         .set_terraform(&session.id, Some(files.clone()))
@@ -498,8 +497,73 @@ async fn terraform_files_are_kept_for_any_server(db: &impl Backend) {
     // Another connection (another server) reads them back.
     let other = db.open().await;
     assert_eq!(other.terraform(&session.id).await.unwrap(), Some(files));
-    other.set_terraform(&session.id, None).await.unwrap();
-    assert_eq!(store.terraform(&session.id).await.unwrap(), None);
+    let fenced = other.set_terraform(&session.id, None).await.unwrap_err();
+    assert!(matches!(fenced, StoreError::Fenced { .. }), "{fenced}");
+    store.set_terraform(&session.id, None).await.unwrap();
+    assert_eq!(other.terraform(&session.id).await.unwrap(), None);
+}
+
+async fn a_lease_fences_other_servers_until_it_runs_out(db: &impl Backend) {
+    use SessionState::*;
+    let (a, b) = (db.open().await, db.open().await);
+    let (session, _) = a
+        .create_session_unlimited(new_session("alice"))
+        .await
+        .unwrap();
+    let id = &session.id;
+    // A works on it: B may neither move it, nor write to it, nor take it.
+    let fenced = b
+        .transition(id, Queued, Provisioning, "b".into(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(fenced, StoreError::Fenced { .. }), "{fenced}");
+    let line = OutputLine {
+        text: "from b".into(),
+        ..OutputLine::default()
+    };
+    let fenced = b.output(id, line.clone()).await.unwrap_err();
+    assert!(matches!(fenced, StoreError::Fenced { .. }), "{fenced}");
+    assert!(!b.take_over(id, false).await.unwrap());
+    a.transition(id, Queued, Provisioning, "a".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(a.renew_leases().await.unwrap(), 1);
+
+    // A stops renewing (its leases are 1 ms now): B takes over, and from
+    // then on A writes nothing.
+    a.set_lease(1);
+    a.renew_leases().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(b.take_over(id, false).await.unwrap());
+    assert!(!b.take_over(id, false).await.unwrap(), "B holds it already");
+    let fenced = a
+        .transition(id, Provisioning, Failed, "a".into(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(fenced, StoreError::Fenced { .. }), "{fenced}");
+    assert!(a.output(id, line).await.is_err());
+    assert_eq!(a.renew_leases().await.unwrap(), 0, "A holds nothing now");
+    b.transition(id, Provisioning, Failed, "b".into(), None)
+        .await
+        .unwrap();
+    // Settled by B, it still refuses A, which took it at an older epoch.
+    let fenced = a
+        .set_outputs(id, crate::store::VmOutputs::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(fenced, StoreError::Fenced { .. }), "{fenced}");
+    // Settled: nobody holds it, and there is nothing to take over.
+    assert!(!a.take_over(id, true).await.unwrap());
+    assert_eq!(b.renew_leases().await.unwrap(), 0);
+
+    // The embedded store's previous process: taken whatever its lease.
+    a.set_lease(30_000);
+    let (other, _) = a
+        .create_session_unlimited(new_session("bob"))
+        .await
+        .unwrap();
+    assert!(!b.take_over(&other.id, false).await.unwrap());
+    assert!(b.take_over(&other.id, true).await.unwrap());
 }
 
 async fn list_filters_by_user_and_state(db: &impl Backend) {
@@ -630,6 +694,11 @@ macro_rules! conformance {
         #[tokio::test]
         async fn terraform_files_are_kept_for_any_server() {
             super::terraform_files_are_kept_for_any_server(&$db).await
+        }
+
+        #[tokio::test]
+        async fn a_lease_fences_other_servers_until_it_runs_out() {
+            super::a_lease_fences_other_servers_until_it_runs_out(&$db).await
         }
 
         #[tokio::test]

@@ -12,6 +12,7 @@ mod admission;
 pub mod audit_records;
 mod event_rows;
 pub mod events;
+pub mod lease;
 mod postgres;
 pub mod retention;
 pub mod signins;
@@ -67,6 +68,10 @@ pub enum StoreError {
         from: SessionState,
         to: SessionState,
     },
+    /// Another server works on the session and its lease still runs: this
+    /// server writes nothing to it (it lost the lease, or never had it).
+    #[error("session {id} is being worked on by another server; try again when it settles")]
+    Fenced { id: String },
     /// Not a failure: a create repeats an earlier one (same request key);
     /// here is the session it made.
     #[error("this request already made session {}", .0.id)]
@@ -83,7 +88,9 @@ impl From<StoreError> for crate::domain::error::Error {
                 message: err.to_string(),
                 retry_after: None,
             },
-            StoreError::Conflict { .. } => Error::Conflict(err.to_string()),
+            StoreError::Conflict { .. } | StoreError::Fenced { .. } => {
+                Error::Conflict(err.to_string())
+            }
             other => Error::Internal(Box::new(other)),
         }
     }
@@ -315,6 +322,26 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// The session's Terraform files, if kept.
     async fn terraform(&self, id: &str) -> Result<Option<TerraformFiles>, StoreError>;
+
+    /// This server's name in the leases it holds.
+    fn server(&self) -> &str;
+
+    /// Whether other servers may share the store (and hold leases): false
+    /// for the embedded file, whose one server owns every session.
+    fn is_shared(&self) -> bool;
+
+    /// How long the leases this server takes run unless renewed.
+    fn set_lease(&self, lease_ms: i64);
+
+    /// Renews the lease of every session this server works on; returns
+    /// how many.
+    async fn renew_leases(&self) -> Result<u64, StoreError>;
+
+    /// Takes the lease of session `id`, in progress, from a server whose
+    /// lease ran out (or, with `force`, from whatever server held it: the
+    /// embedded store's previous process). False: it is not in progress,
+    /// or another server's lease still runs.
+    async fn take_over(&self, id: &str, force: bool) -> Result<bool, StoreError>;
 
     /// Records an agent's report: the activity and when it came.
     async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError>;

@@ -2,9 +2,15 @@
 //! across a restart, and two real `daas-server` processes share the
 //! sessions, the limits, the events (a watcher on one sees every event of
 //! a create running on the other, in order) and Terraform's files (one
-//! destroys what the other made).
+//! destroys what the other made); a server frozen past its lease loses
+//! its session to the other and writes nothing for it once it wakes.
 
-use daas_api::v1::{DestroySessionRequest, GetSessionRequest, ListSessionsRequest, SessionState};
+use std::time::{Duration, Instant};
+
+use daas_api::v1::{
+    DestroySessionRequest, GetSessionRequest, ListSessionsRequest, SessionState,
+    session_event::Kind,
+};
 use daas_server::testkit::{TestOptions, TestServer, postgres_store_toml, write_config};
 
 use crate::common::*;
@@ -34,22 +40,13 @@ async fn a_server_on_postgres_keeps_its_sessions_across_a_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_servers_share_sessions_limits_and_events() {
     let dir = tempfile::tempdir().unwrap();
-    let config_a = write_config(
-        dir.path(),
-        &TestOptions {
-            create_delay_secs: 2,
-            max_sessions: 2,
-            max_sessions_per_user: 2,
-            extra_toml: postgres_store_toml().await,
-            ..Default::default()
-        },
-    );
-    // B: the same store and certificates, a data folder of its own.
-    let text = std::fs::read_to_string(&config_a).unwrap();
-    let data = dir.path().join("data").display().to_string();
-    assert!(text.contains(&data));
-    let config_b = dir.path().join("daas-b.toml");
-    std::fs::write(&config_b, text.replace(&data, &format!("{data}-b"))).unwrap();
+    let options = TestOptions {
+        create_delay_secs: 2,
+        max_sessions: 2,
+        max_sessions_per_user: 2,
+        ..Default::default()
+    };
+    let (config_a, config_b) = two_configs(dir.path(), options, "").await;
     let (_a, endpoint_a) = start_server(&config_a, &[]).await;
     let (_b, endpoint_b) = start_server(&config_b, &[]).await;
     let mut on_a = connect(&endpoint_a, dir.path()).await;
@@ -120,4 +117,88 @@ async fn two_servers_share_sessions_limits_and_events() {
             "{runs}"
         );
     }
+}
+
+/// Two configs in `dir` on one new PostgreSQL schema (B's data folder is
+/// its own), with `options` and `[store]`'s extra keys.
+async fn two_configs(
+    dir: &std::path::Path,
+    options: TestOptions,
+    store_keys: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config_a = write_config(
+        dir,
+        &TestOptions {
+            extra_toml: format!("{}{store_keys}\n", postgres_store_toml().await),
+            ..options
+        },
+    );
+    let text = std::fs::read_to_string(&config_a).unwrap();
+    let data = dir.join("data").display().to_string();
+    let config_b = dir.join("daas-b.toml");
+    std::fs::write(&config_b, text.replace(&data, &format!("{data}-b"))).unwrap();
+    (config_a, config_b)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_frozen_past_its_lease_loses_its_session_and_writes_nothing_for_it() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let dir = tempfile::tempdir().unwrap();
+    let options = TestOptions {
+        create_delay_secs: 6,
+        ..Default::default()
+    };
+    let (config_a, config_b) = two_configs(dir.path(), options, "lease = \"2s\"").await;
+    let (a, endpoint_a) = start_server(&config_a, &[]).await;
+    let (_b, endpoint_b) = start_server(&config_b, &[]).await;
+    let mut on_a = connect(&endpoint_a, dir.path()).await;
+    let mut on_b = connect(&endpoint_b, dir.path()).await;
+    let a_pid = Pid::from_raw(i32::try_from(a.id().unwrap()).unwrap());
+
+    // A runs `terraform apply` (6 s); it freezes in the middle.
+    let mut stream = on_a
+        .create_session(request("alice"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut id = String::new();
+    while let Some(event) = stream.message().await.unwrap() {
+        id = event.session_id.clone();
+        if matches!(&event.kind, Some(Kind::Output(line)) if line.text.contains("creating ")) {
+            break;
+        }
+    }
+    kill(a_pid, Signal::SIGSTOP).unwrap();
+    let vm_name = on_b
+        .get_session(GetSessionRequest {
+            session_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .vm_name;
+
+    // B takes the session over once A's lease runs out, waits for the
+    // Terraform run A left, and fails the session.
+    let events = watch(&mut on_b, &id).await;
+    let session = settled(&events);
+    assert_eq!(session.state(), SessionState::Failed);
+    let reason = session.failure.unwrap().reason;
+    assert!(reason.contains("stopped answering"), "{reason}");
+
+    // A wakes: its session is lost, so it destroys the VM it made and
+    // writes nothing to the session.
+    kill(a_pid, Signal::SIGCONT).unwrap();
+    let destroyed = dir.path().join(format!("markers/{vm_name}.destroyed"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !destroyed.exists() {
+        assert!(Instant::now() < deadline, "A did not destroy its VM");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let runs = std::fs::read_to_string(&destroyed).unwrap();
+    assert_eq!(runs.lines().count(), 1, "{runs}");
+    // A answers again, and the session's history ends where B ended it.
+    let after = watch(&mut on_a, &id).await;
+    assert_eq!(after, events, "A wrote nothing for the session it lost");
 }

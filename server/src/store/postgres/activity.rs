@@ -8,6 +8,7 @@ use tokio_postgres::{GenericClient, Transaction};
 use super::{
     Context,
     event_log::{insert_event, lock_stage, next_sequence},
+    leases::Holder,
 };
 use crate::domain::time::{now_ms, timestamp};
 use crate::store::{AgentReport, StoreError, event_rows::in_stage};
@@ -42,11 +43,12 @@ pub(super) async fn record_activity(
 /// Records an IDLE_WARNING event and remembers the announced time.
 pub(super) async fn idle_warning(
     tx: &Transaction<'_>,
+    holder: &Holder,
     id: &str,
     reap_at_ms: i64,
     reason: String,
 ) -> Result<SessionEvent, StoreError> {
-    let (state, stage_started) = lock_stage(tx, id).await?;
+    let (state, stage_started) = lock_stage(tx, holder, id).await?;
     tx.execute(
         "UPDATE sessions SET warned_reap_ms = $2 WHERE id = $1",
         &[&id, &reap_at_ms],

@@ -7,28 +7,64 @@ use daas_api::v1::{OutputLine, SessionEvent, session_event::Kind};
 use prost::Message;
 use tokio_postgres::{GenericClient, Transaction};
 
-use super::Context;
+use super::{
+    Context,
+    leases::{self, Holder},
+};
 use crate::domain::time::now_ms;
 use crate::store::{
     StoreError,
     event_rows::{EVENT_OUTPUT, event_from_body, event_kind, event_time_ms, in_stage},
 };
 
-/// A session's state and when its current stage began, with its row
-/// locked until the transaction ends.
-pub(super) async fn lock_stage(tx: &Transaction<'_>, id: &str) -> Result<(i32, i64), StoreError> {
+/// A session's row, locked until the transaction ends.
+pub(super) struct Locked {
+    pub state: i32,
+    pub stage_started_ms: i64,
+    pub epoch: i64,
+}
+
+/// A session's state, when its current stage began and its epoch, with
+/// its row locked until the transaction ends; refused while another
+/// server works on it (see `crate::store::lease`).
+pub(super) async fn lock_session(
+    tx: &Transaction<'_>,
+    holder: &Holder,
+    id: &str,
+) -> Result<Locked, StoreError> {
     let row = tx
         .query_opt(
-            "SELECT state, stage_started_ms FROM sessions WHERE id = $1 FOR UPDATE",
+            "SELECT state, stage_started_ms, owner, lease_until_ms, epoch FROM sessions \
+             WHERE id = $1 FOR UPDATE",
             &[&id],
         )
         .await
         .context("reading a session")?
         .ok_or_else(|| StoreError::Missing(id.to_string()))?;
-    Ok((
-        row.try_get(0).context("reading a session")?,
-        row.try_get(1).context("reading a session")?,
-    ))
+    let read = |e| StoreError::Postgres {
+        context: "reading a session",
+        source: e,
+    };
+    let owner: Option<String> = row.try_get(2).map_err(read)?;
+    let locked = Locked {
+        state: row.try_get(0).map_err(read)?,
+        stage_started_ms: row.try_get(1).map_err(read)?,
+        epoch: row.try_get(4).map_err(read)?,
+    };
+    let until: Option<i64> = row.try_get(3).map_err(read)?;
+    leases::check(holder, id, locked.epoch, owner.as_deref(), until)?;
+    Ok(locked)
+}
+
+/// A session's state and when its current stage began, locked as
+/// [`lock_session`] locks it.
+pub(super) async fn lock_stage(
+    tx: &Transaction<'_>,
+    holder: &Holder,
+    id: &str,
+) -> Result<(i32, i64), StoreError> {
+    let locked = lock_session(tx, holder, id).await?;
+    Ok((locked.state, locked.stage_started_ms))
 }
 
 /// The next number of the session's history; its row is locked.
@@ -66,10 +102,11 @@ pub(super) async fn insert_event(
 /// Records a line of tool output as the session's next event.
 pub(super) async fn output(
     tx: &Transaction<'_>,
+    holder: &Holder,
     id: &str,
     line: OutputLine,
 ) -> Result<SessionEvent, StoreError> {
-    let (state, stage_started) = lock_stage(tx, id).await?;
+    let (state, stage_started) = lock_stage(tx, holder, id).await?;
     let sequence = next_sequence(tx, id).await?;
     let event = in_stage(
         id,

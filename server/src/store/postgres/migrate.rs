@@ -12,6 +12,7 @@ use crate::store::StoreError;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_schema.sql")),
     (2, include_str!("migrations/0002_terraform_files.sql")),
+    (3, include_str!("migrations/0003_leases.sql")),
 ];
 
 /// Applies the migrations the database does not have yet.
@@ -20,9 +21,13 @@ pub(super) async fn migrate(client: &mut Object) -> Result<(), StoreError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&locks::MIGRATE])
         .await
         .context("waiting for another server's migration")?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS daas_schema (version INTEGER NOT NULL)")
-        .await
-        .context("recording the schema version")?;
+    // (No notice that the table exists: it does, but for the first start.)
+    tx.batch_execute(
+        "SET LOCAL client_min_messages = warning; \
+         CREATE TABLE IF NOT EXISTS daas_schema (version INTEGER NOT NULL)",
+    )
+    .await
+    .context("recording the schema version")?;
     let version: i32 = tx
         .query_one("SELECT COALESCE(MAX(version), 0) FROM daas_schema", &[])
         .await

@@ -21,6 +21,7 @@ use crate::store::events::Hub;
 
 mod activity;
 mod event_log;
+mod leases;
 mod migrate;
 mod notify;
 mod reads;
@@ -30,6 +31,10 @@ mod session_store;
 mod sessions;
 #[cfg(test)]
 mod tests;
+
+/// How long a transaction of this server may sit idle before the database
+/// ends it (every transaction here lasts milliseconds).
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
 
 /// Advisory lock ids (`pg_advisory_xact_lock`), one per thing serialised;
 /// the high half spells "daas".
@@ -108,8 +113,12 @@ impl Connection {
 pub struct PostgresStore {
     pool: Pool,
     hub: Hub,
-    /// Names this server in its notifications.
-    server: String,
+    /// Names this server in its notifications and its leases.
+    server: Arc<str>,
+    /// How long the leases this server takes run.
+    lease_ms: std::sync::atomic::AtomicI64,
+    /// The sessions this server works on, and their epochs.
+    held: crate::store::lease::Held,
     /// Hands other servers' events to the watchers here.
     listener: tokio::task::JoinHandle<()>,
 }
@@ -131,6 +140,15 @@ impl PostgresStore {
             .with_root_certificates(connection.roots)
             .with_no_client_auth();
         let mut config = connection.config;
+        // A server frozen in the middle of a transaction (SIGSTOP, a VM
+        // paused) must not keep its row locks: the database ends such a
+        // transaction, so that another server can take the session over.
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout={}",
+            config.get_options().unwrap_or_default(),
+            IDLE_IN_TRANSACTION.as_millis()
+        );
+        config.options(options.trim());
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -153,14 +171,14 @@ impl PostgresStore {
         migrate::migrate(&mut client).await?;
         drop(client);
         let hub = Hub::default();
-        let server = uuid::Uuid::new_v4().simple().to_string();
+        let server: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         let listening = Arc::new(tokio::sync::Notify::new());
         let listener = tokio::spawn(
             notify::Listener {
                 config,
                 tls,
                 pool: pool.clone(),
-                server: server.clone(),
+                server: server.to_string(),
                 hub: hub.clone(),
                 listening: listening.clone(),
             }
@@ -178,8 +196,19 @@ impl PostgresStore {
             pool,
             hub,
             server,
+            lease_ms: crate::store::lease::DEFAULT_LEASE_MS.into(),
+            held: Default::default(),
             listener,
         })
+    }
+
+    /// This server, as it holds leases.
+    fn holder(&self) -> leases::Holder {
+        leases::Holder {
+            me: self.server.clone(),
+            lease_ms: self.lease_ms.load(std::sync::atomic::Ordering::Relaxed),
+            held: self.held.clone(),
+        }
     }
 
     /// A connection from the pool.

@@ -8,7 +8,9 @@ use std::{future::Future, pin::Pin};
 use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 use tokio_postgres::Transaction;
 
-use super::{Context, PostgresStore, activity, event_log, notify, reads, records, sessions};
+use super::{
+    Context, PostgresStore, activity, event_log, leases, notify, reads, records, sessions,
+};
 use crate::store::{
     AgentReport, ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore,
     StoreError, TerraformFiles, VmOutputs,
@@ -80,8 +82,9 @@ impl SessionStore for PostgresStore {
         new: NewSession,
         limits: SessionLimits,
     ) -> Result<(SessionRecord, SessionEvent), StoreError> {
+        let holder = self.holder();
         self.write("committing a new session", second, move |tx| {
-            Box::pin(sessions::create(tx, new, limits))
+            Box::pin(async move { sessions::create(tx, &holder, new, limits).await })
         })
         .await
     }
@@ -93,8 +96,9 @@ impl SessionStore for PostgresStore {
         limits: SessionLimits,
     ) -> Result<Option<(SessionRecord, SessionEvent)>, StoreError> {
         let pool = pool.to_string();
+        let holder = self.holder();
         self.write("committing a claim", claimed_event, move |tx| {
-            Box::pin(async move { sessions::claim(tx, new, &pool, limits).await })
+            Box::pin(async move { sessions::claim(tx, &holder, new, &pool, limits).await })
         })
         .await
     }
@@ -119,26 +123,51 @@ impl SessionStore for PostgresStore {
         if !crate::domain::state_machine::allowed(from, to) {
             return Err(StoreError::IllegalMove { id, from, to });
         }
+        let holder = self.holder();
         self.write("committing a stage change", itself, move |tx| {
-            Box::pin(async move { sessions::transition(tx, &id, from, to, message, failure).await })
+            Box::pin(async move {
+                sessions::transition(tx, &holder, &id, from, to, message, failure).await
+            })
         })
         .await
     }
 
     async fn output(&self, id: &str, line: OutputLine) -> Result<SessionEvent, StoreError> {
         let id = id.to_string();
+        let holder = self.holder();
         self.write("committing an output line", itself, move |tx| {
-            Box::pin(async move { event_log::output(tx, &id, line).await })
+            Box::pin(async move { event_log::output(tx, &holder, &id, line).await })
         })
         .await
     }
 
     async fn set_outputs(&self, id: &str, outputs: VmOutputs) -> Result<(), StoreError> {
-        sessions::set_outputs(&**self.client().await?, id, outputs).await
+        sessions::set_outputs(&**self.client().await?, &self.holder(), id, outputs).await
     }
 
     async fn set_child(&self, id: &str, child: Option<ChildRecord>) -> Result<(), StoreError> {
-        sessions::set_child(&**self.client().await?, id, child).await
+        sessions::set_child(&**self.client().await?, &self.holder(), id, child).await
+    }
+
+    fn server(&self) -> &str {
+        &self.server
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn set_lease(&self, lease_ms: i64) {
+        self.lease_ms
+            .store(lease_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn renew_leases(&self) -> Result<u64, StoreError> {
+        leases::renew(&**self.client().await?, &self.holder()).await
+    }
+
+    async fn take_over(&self, id: &str, force: bool) -> Result<bool, StoreError> {
+        leases::take_over(&**self.client().await?, &self.holder(), id, force).await
     }
 
     async fn set_terraform(
@@ -146,7 +175,7 @@ impl SessionStore for PostgresStore {
         id: &str,
         files: Option<TerraformFiles>,
     ) -> Result<(), StoreError> {
-        sessions::set_terraform(&**self.client().await?, id, files).await
+        sessions::set_terraform(&**self.client().await?, &self.holder(), id, files).await
     }
 
     async fn terraform(&self, id: &str) -> Result<Option<TerraformFiles>, StoreError> {
@@ -164,8 +193,11 @@ impl SessionStore for PostgresStore {
         reason: String,
     ) -> Result<SessionEvent, StoreError> {
         let id = id.to_string();
+        let holder = self.holder();
         self.write("committing a warning", itself, move |tx| {
-            Box::pin(async move { activity::idle_warning(tx, &id, reap_at_ms, reason).await })
+            Box::pin(
+                async move { activity::idle_warning(tx, &holder, &id, reap_at_ms, reason).await },
+            )
         })
         .await
     }
@@ -175,7 +207,7 @@ impl SessionStore for PostgresStore {
     }
 
     async fn release_slot(&self, id: &str) -> Result<(), StoreError> {
-        sessions::release_slot(&**self.client().await?, id).await
+        sessions::release_slot(&**self.client().await?, &self.holder(), id).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {

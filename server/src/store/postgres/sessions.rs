@@ -11,7 +11,8 @@ use tokio_postgres::{GenericClient, Transaction};
 
 use super::{
     Context,
-    event_log::{insert_event, lock_stage, next_sequence},
+    event_log::{insert_event, lock_session, next_sequence},
+    leases::{self, Holder},
     locks,
     reads::{by_request_key, get_session},
 };
@@ -22,6 +23,7 @@ use crate::store::{
         Admission, NOT_LIVE, check_limits, claimed_message, created_message, random_vm_name,
     },
     event_rows::{first_event, stage_change},
+    lease::holder_after,
     state_from_db,
 };
 
@@ -60,6 +62,7 @@ async fn admit(
 /// Records a new QUEUED session (see `SessionStore::create_session`).
 pub(super) async fn create(
     tx: &Transaction<'_>,
+    holder: &Holder,
     new: NewSession,
     limits: SessionLimits,
 ) -> Result<(SessionRecord, SessionEvent), StoreError> {
@@ -84,8 +87,9 @@ pub(super) async fn create(
     // The lowest slot from 1 up that no live session holds.
     tx.execute(
         "INSERT INTO sessions (id, username, login_user, template, state, slot, \
-         vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool) \
-         SELECT $1, $2, $3, $4, $5, MIN(candidate), $6, $7, $7, $7, $8, $9 FROM ( \
+         vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool, owner, \
+         lease_until_ms, epoch) \
+         SELECT $1, $2, $3, $4, $5, MIN(candidate), $6, $7, $7, $7, $8, $9, $10, $11, 1 FROM ( \
            SELECT 1 AS candidate \
            UNION ALL SELECT slot + 1 FROM sessions WHERE NOT slot_released \
          ) AS candidates \
@@ -100,10 +104,13 @@ pub(super) async fn create(
             &now,
             &new.request_key,
             &new.pool,
+            &&*holder.me,
+            &(now + holder.lease_ms),
         ],
     )
     .await
     .context("inserting a session")?;
+    holder.held.hold(&id, 1);
     let record = get_session(tx, &id)
         .await?
         .ok_or_else(|| StoreError::Missing(id.clone()))?;
@@ -116,6 +123,7 @@ pub(super) async fn create(
 /// create `new` (see `SessionStore::claim`).
 pub(super) async fn claim(
     tx: &Transaction<'_>,
+    holder: &Holder,
     new: NewSession,
     pool: &str,
     limits: SessionLimits,
@@ -145,21 +153,27 @@ pub(super) async fn claim(
     })()
     .context("finding a ready pool desktop")?;
     let now = now_ms();
-    tx.execute(
-        "UPDATE sessions SET username = $2, login_user = $3, request_key = $4, \
+    let row = tx
+        .query_one(
+            "UPDATE sessions SET username = $2, login_user = $3, request_key = $4, \
          claimed_ms = $5, created_ms = $5, updated_ms = $5, stage_started_ms = $5, \
-         ready_ms = NULL, warned_reap_ms = NULL, state = $6 WHERE id = $1",
-        &[
-            &id,
-            &new.username,
-            &new.session_user,
-            &new.request_key,
-            &now,
-            &(SessionState::Queued as i32),
-        ],
-    )
-    .await
-    .context("claiming a pool desktop")?;
+         ready_ms = NULL, warned_reap_ms = NULL, state = $6, owner = $7, lease_until_ms = $8, \
+         epoch = epoch + 1 WHERE id = $1 RETURNING epoch",
+            &[
+                &id,
+                &new.username,
+                &new.session_user,
+                &new.request_key,
+                &now,
+                &(SessionState::Queued as i32),
+                &&*holder.me,
+                &(now + holder.lease_ms),
+            ],
+        )
+        .await
+        .context("claiming a pool desktop")?;
+    let epoch: i64 = row.try_get(0).context("claiming a pool desktop")?;
+    holder.held.hold(&id, epoch);
     // The build's history was nobody's; the session starts here.
     tx.execute("DELETE FROM events WHERE session_id = $1", &[&id])
         .await
@@ -178,13 +192,15 @@ pub(super) async fn claim(
 /// that the state machine allows the move.
 pub(super) async fn transition(
     tx: &Transaction<'_>,
+    holder: &Holder,
     id: &str,
     from: SessionState,
     to: SessionState,
     message: String,
     failure: Option<(SessionState, String)>,
 ) -> Result<SessionEvent, StoreError> {
-    let (previous, stage_started) = lock_stage(tx, id).await?;
+    let locked = lock_session(tx, holder, id).await?;
+    let (previous, stage_started) = (locked.state, locked.stage_started_ms);
     if previous != from as i32 {
         return Err(StoreError::Conflict {
             id: id.to_string(),
@@ -193,6 +209,13 @@ pub(super) async fn transition(
         });
     }
     let now = now_ms();
+    let (owner, lease_until) = holder_after(to, &holder.me, now, holder.lease_ms);
+    // A move out of a settled state takes the session: a new epoch.
+    let epoch = if holder.held.epoch(id).is_none() && to.is_in_progress() {
+        locked.epoch + 1
+    } else {
+        locked.epoch
+    };
     let (failure_stage, failure_reason) = failure
         .map(|(stage, reason)| (stage as i32, reason))
         .unwrap_or((0, String::new()));
@@ -200,7 +223,8 @@ pub(super) async fn transition(
         "UPDATE sessions SET state = $2::INTEGER, updated_ms = $3, stage_started_ms = $3, \
          ready_ms = CASE WHEN $2::INTEGER = $4::INTEGER THEN $3 ELSE ready_ms END, \
          failure_stage = $5, failure_reason = $6, \
-         slot_released = slot_released OR $2::INTEGER = $7::INTEGER \
+         slot_released = slot_released OR $2::INTEGER = $7::INTEGER, \
+         owner = $8, lease_until_ms = $9, epoch = $10 \
          WHERE id = $1",
         &[
             &id,
@@ -210,10 +234,18 @@ pub(super) async fn transition(
             &failure_stage,
             &failure_reason,
             &(SessionState::Destroyed as i32),
+            &owner,
+            &lease_until,
+            &epoch,
         ],
     )
     .await
     .context("updating a session state")?;
+    if to.is_in_progress() {
+        holder.held.hold(id, epoch);
+    } else {
+        holder.held.release(id);
+    }
     let record = get_session(tx, id)
         .await?
         .ok_or_else(|| StoreError::Missing(id.to_string()))?;
@@ -226,9 +258,11 @@ pub(super) async fn transition(
 /// Stores what the Terraform module reported about the VM.
 pub(super) async fn set_outputs(
     db: &impl GenericClient,
+    holder: &Holder,
     id: &str,
     outputs: VmOutputs,
 ) -> Result<(), StoreError> {
+    leases::check_row(db, holder, id).await?;
     db.execute(
         "UPDATE sessions SET vm_id = $2, ssh_host = $3, ssh_port = $4, rdp_host = $5, \
          rdp_port = $6, rdp_cert_sha256 = $7 WHERE id = $1",
@@ -250,9 +284,11 @@ pub(super) async fn set_outputs(
 /// Remembers (or forgets) the process group of the session's tool.
 pub(super) async fn set_child(
     db: &impl GenericClient,
+    holder: &Holder,
     id: &str,
     child: Option<ChildRecord>,
 ) -> Result<(), StoreError> {
+    leases::check_row(db, holder, id).await?;
     let (pgid, identity) = child.map(|c| (c.pgid, c.identity)).unzip();
     db.execute(
         "UPDATE sessions SET child_pgid = $2, child_identity = $3 WHERE id = $1",
@@ -264,7 +300,12 @@ pub(super) async fn set_child(
 }
 
 /// Frees the session's slot.
-pub(super) async fn release_slot(db: &impl GenericClient, id: &str) -> Result<(), StoreError> {
+pub(super) async fn release_slot(
+    db: &impl GenericClient,
+    holder: &Holder,
+    id: &str,
+) -> Result<(), StoreError> {
+    leases::check_row(db, holder, id).await?;
     db.execute(
         "UPDATE sessions SET slot_released = TRUE WHERE id = $1",
         &[&id],
@@ -277,9 +318,11 @@ pub(super) async fn release_slot(db: &impl GenericClient, id: &str) -> Result<()
 /// Keeps (or forgets) the session's Terraform files.
 pub(super) async fn set_terraform(
     db: &impl GenericClient,
+    holder: &Holder,
     id: &str,
     files: Option<TerraformFiles>,
 ) -> Result<(), StoreError> {
+    leases::check_row(db, holder, id).await?;
     let (vars, state) = files.map(|f| (f.vars, f.state)).unzip();
     db.execute(
         "UPDATE sessions SET tf_vars = $2, tf_state = $3 WHERE id = $1",

@@ -63,14 +63,30 @@ async fn another_servers_events_reach_the_watchers_here_in_order() {
     // A server hears of its own events once, from itself: the next event
     // A hears of is B's, not one of its own again (notifications come in
     // the order of the commits).
+    // (B may write to it once A no longer works on it: READY.)
+    use daas_api::v1::SessionState::*;
+    for (from, to) in [
+        (Queued, Provisioning),
+        (Provisioning, Booting),
+        (Booting, Configuring),
+        (Configuring, Ready),
+    ] {
+        a.transition(&session.id, from, to, String::new(), None)
+            .await
+            .unwrap();
+    }
     let line = OutputLine {
         text: "from B".into(),
         ..OutputLine::default()
     };
     b.output(&session.id, line).await.unwrap();
-    let next = tokio::time::timeout(Duration::from_secs(30), on_a.recv())
-        .await
-        .expect("A hears of B's event")
-        .unwrap();
-    assert_eq!(next.sequence, 52);
+    let mut next = Vec::new();
+    for _ in 0..5 {
+        let event = tokio::time::timeout(Duration::from_secs(30), on_a.recv())
+            .await
+            .expect("A hears of B's event")
+            .unwrap();
+        next.push(event.sequence);
+    }
+    assert_eq!(next, [52, 53, 54, 55, 56]);
 }

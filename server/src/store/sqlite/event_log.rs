@@ -6,7 +6,7 @@ use daas_api::v1::{OutputLine, SessionEvent, session_event::Kind};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Context;
+use super::{Context, Holder, leases};
 use crate::domain::time::now_ms;
 use crate::store::{
     StoreError,
@@ -56,10 +56,12 @@ pub(super) fn insert_event(conn: &Connection, event: &SessionEvent) -> Result<()
 pub(super) fn output(
     conn: &mut Connection,
     live: &Hub,
+    holder: &Holder,
     id: String,
     line: OutputLine,
 ) -> Result<SessionEvent, StoreError> {
     let tx = conn.transaction().context("starting a transaction")?;
+    leases::check(&tx, holder, &id)?;
     let (state, stage_started) = current_stage(&tx, &id)?;
     let now = now_ms();
     let sequence = next_sequence(&tx, &id)?;

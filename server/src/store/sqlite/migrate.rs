@@ -32,6 +32,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (7, include_str!("migrations/0007_rdp_cert_pin.sql")),
     (8, include_str!("migrations/0008_web_signins.sql")),
     (9, include_str!("migrations/0009_terraform_files.sql")),
+    (10, include_str!("migrations/0010_leases.sql")),
 ];
 
 /// A migration step written in Rust.

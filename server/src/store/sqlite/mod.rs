@@ -23,6 +23,7 @@ use crate::store::events::Hub;
 mod activity;
 mod audit;
 mod event_log;
+mod leases;
 mod migrate;
 mod reads;
 mod rows;
@@ -47,6 +48,31 @@ impl<T> Context<T> for Result<T, rusqlite::Error> {
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     hub: Hub,
+    /// This server, as it holds leases (see `crate::store::lease`).
+    holder: Holder,
+}
+
+/// The server a store writes for: its name and how long its leases run.
+#[derive(Clone)]
+pub(super) struct Holder {
+    pub me: Arc<str>,
+    pub lease_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// The sessions this server works on, and their epochs.
+    pub held: crate::store::lease::Held,
+}
+
+impl Holder {
+    fn new() -> Holder {
+        Holder {
+            me: uuid::Uuid::new_v4().simple().to_string().into(),
+            lease_ms: Arc::new(crate::store::lease::DEFAULT_LEASE_MS.into()),
+            held: Default::default(),
+        }
+    }
+
+    pub fn lease_ms(&self) -> i64 {
+        self.lease_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl SqliteStore {
@@ -72,6 +98,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             hub: Hub::default(),
+            holder: Holder::new(),
         })
     }
 
@@ -81,11 +108,21 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Hub) -> Result<T, StoreError> + Send + 'static,
     {
+        self.with_holder(move |conn, live, _| f(conn, live)).await
+    }
+
+    /// Like `with`, for a write that takes, keeps or checks a lease.
+    async fn with_holder<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Hub, &Holder) -> Result<T, StoreError> + Send + 'static,
+    {
         let conn = self.conn.clone();
         let live = self.hub.clone();
+        let holder = self.holder.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut conn, &live)
+            f(&mut conn, &live, &holder)
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?

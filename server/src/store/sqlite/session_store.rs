@@ -4,7 +4,9 @@
 
 use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 
-use super::{SqliteStore, activity, audit, check_writable, event_log, reads, sessions, signins};
+use super::{
+    SqliteStore, activity, audit, check_writable, event_log, leases, reads, sessions, signins,
+};
 use crate::store::{
     AgentReport, ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore,
     StoreError, TerraformFiles, VmOutputs,
@@ -28,8 +30,10 @@ impl SessionStore for SqliteStore {
         new: NewSession,
         limits: SessionLimits,
     ) -> Result<(SessionRecord, SessionEvent), StoreError> {
-        self.with(move |conn, live| sessions::create(conn, live, new, limits))
-            .await
+        self.with_holder(move |conn, live, holder| {
+            sessions::create(conn, live, holder, new, limits)
+        })
+        .await
     }
 
     async fn claim(
@@ -39,8 +43,10 @@ impl SessionStore for SqliteStore {
         limits: SessionLimits,
     ) -> Result<Option<(SessionRecord, SessionEvent)>, StoreError> {
         let pool = pool.to_string();
-        self.with(move |conn, live| sessions::claim(conn, live, new, pool, limits))
-            .await
+        self.with_holder(move |conn, live, holder| {
+            sessions::claim(conn, live, holder, new, pool, limits)
+        })
+        .await
     }
 
     async fn pool_sessions(
@@ -65,27 +71,52 @@ impl SessionStore for SqliteStore {
         if !crate::domain::state_machine::allowed(from, to) {
             return Err(StoreError::IllegalMove { id, from, to });
         }
-        self.with(move |conn, live| {
-            sessions::transition(conn, live, id, from, to, message, failure)
+        self.with_holder(move |conn, live, holder| {
+            sessions::transition(conn, live, holder, id, (from, to), message, failure)
         })
         .await
     }
 
     async fn output(&self, id: &str, line: OutputLine) -> Result<SessionEvent, StoreError> {
         let id = id.to_string();
-        self.with(move |conn, live| event_log::output(conn, live, id, line))
+        self.with_holder(move |conn, live, holder| event_log::output(conn, live, holder, id, line))
             .await
     }
 
     async fn set_outputs(&self, id: &str, outputs: VmOutputs) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.with(move |conn, _| sessions::set_outputs(conn, id, outputs))
+        self.with_holder(move |conn, _, holder| sessions::set_outputs(conn, holder, id, outputs))
             .await
     }
 
     async fn set_child(&self, id: &str, child: Option<ChildRecord>) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.with(move |conn, _| sessions::set_child(conn, id, child))
+        self.with_holder(move |conn, _, holder| sessions::set_child(conn, holder, id, child))
+            .await
+    }
+
+    fn server(&self) -> &str {
+        &self.holder.me
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    fn set_lease(&self, lease_ms: i64) {
+        self.holder
+            .lease_ms
+            .store(lease_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn renew_leases(&self) -> Result<u64, StoreError> {
+        self.with_holder(move |conn, _, holder| leases::renew(conn, holder))
+            .await
+    }
+
+    async fn take_over(&self, id: &str, force: bool) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with_holder(move |conn, _, holder| leases::take_over(conn, holder, id, force))
             .await
     }
 
@@ -95,7 +126,7 @@ impl SessionStore for SqliteStore {
         files: Option<TerraformFiles>,
     ) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.with(move |conn, _| sessions::set_terraform(conn, id, files))
+        self.with_holder(move |conn, _, holder| sessions::set_terraform(conn, holder, id, files))
             .await
     }
 
@@ -130,7 +161,7 @@ impl SessionStore for SqliteStore {
 
     async fn release_slot(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.with(move |conn, _| sessions::release_slot(conn, id))
+        self.with_holder(move |conn, _, holder| sessions::release_slot(conn, holder, id))
             .await
     }
 

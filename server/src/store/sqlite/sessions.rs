@@ -7,8 +7,9 @@ use daas_api::v1::{SessionEvent, SessionState};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Context,
+    Context, Holder,
     event_log::{current_stage, insert_event, next_sequence},
+    leases,
     reads::{by_request_key, get_session},
 };
 use crate::domain::time::now_ms;
@@ -17,6 +18,7 @@ use crate::store::{
     admission::{Admission, check_limits, claimed_message, created_message, random_vm_name},
     event_rows::{first_event, stage_change},
     events::Hub,
+    lease::holder_after,
     state_from_db,
 };
 
@@ -52,6 +54,7 @@ fn admit(
 pub(super) fn create(
     conn: &mut Connection,
     live: &Hub,
+    holder: &Holder,
     new: NewSession,
     limits: SessionLimits,
 ) -> Result<(SessionRecord, SessionEvent), StoreError> {
@@ -78,8 +81,9 @@ pub(super) fn create(
     // The lowest slot from 1 up that no live session holds.
     tx.execute(
         "INSERT INTO sessions (id, username, session_user, template, state, slot, \
-         vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool) \
-         SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8, ?9 FROM ( \
+         vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool, owner, \
+         lease_until_ms, epoch) \
+         SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8, ?9, ?10, ?11, 1 FROM ( \
            SELECT 1 AS candidate \
            UNION ALL SELECT slot + 1 FROM sessions WHERE slot_released = 0 \
          ) WHERE candidate NOT IN (SELECT slot FROM sessions WHERE slot_released = 0)",
@@ -92,7 +96,9 @@ pub(super) fn create(
             vm_name,
             now,
             new.request_key,
-            new.pool
+            new.pool,
+            &*holder.me,
+            now + holder.lease_ms()
         ],
     )
     .context("inserting a session")?;
@@ -100,6 +106,7 @@ pub(super) fn create(
     let event = first_event(&id, now, created_message(&new));
     insert_event(&tx, &event)?;
     tx.commit().context("committing a new session")?;
+    holder.held.hold(&id, 1);
     live.publish(&event);
     Ok((record, event))
 }
@@ -109,6 +116,7 @@ pub(super) fn create(
 pub(super) fn claim(
     conn: &mut Connection,
     live: &Hub,
+    holder: &Holder,
     new: NewSession,
     pool: String,
     limits: SessionLimits,
@@ -135,14 +143,17 @@ pub(super) fn claim(
     tx.execute(
         "UPDATE sessions SET username = ?2, session_user = ?3, request_key = ?4, \
          claimed_ms = ?5, created_ms = ?5, updated_ms = ?5, stage_started_ms = ?5, \
-         ready_ms = NULL, warned_reap_ms = NULL, state = ?6 WHERE id = ?1",
+         ready_ms = NULL, warned_reap_ms = NULL, state = ?6, owner = ?7, lease_until_ms = ?8, \
+         epoch = epoch + 1 WHERE id = ?1",
         params![
             id,
             new.username,
             new.session_user,
             new.request_key,
             now,
-            SessionState::Queued as i32
+            SessionState::Queued as i32,
+            &*holder.me,
+            now + holder.lease_ms()
         ],
     )
     .context("claiming a pool desktop")?;
@@ -156,7 +167,13 @@ pub(super) fn claim(
         claimed_message(&vm_name, &pool, built_ms, ready_ms),
     );
     insert_event(&tx, &event)?;
+    let epoch: i64 = tx
+        .query_row("SELECT epoch FROM sessions WHERE id = ?1", [&id], |row| {
+            row.get(0)
+        })
+        .context("claiming a pool desktop")?;
     tx.commit().context("committing a claim")?;
+    holder.held.hold(&id, epoch);
     live.publish(&event);
     Ok(Some((record, event)))
 }
@@ -167,9 +184,9 @@ pub(super) fn claim(
 pub(super) fn transition(
     conn: &mut Connection,
     live: &Hub,
+    holder: &Holder,
     id: String,
-    from: SessionState,
-    to: SessionState,
+    (from, to): (SessionState, SessionState),
     message: String,
     failure: Option<(SessionState, String)>,
 ) -> Result<SessionEvent, StoreError> {
@@ -184,7 +201,16 @@ pub(super) fn transition(
             actual: state_from_db(previous),
         });
     }
+    let epoch = leases::check(&tx, holder, &id)?;
     let now = now_ms();
+    let (owner, lease_until) = holder_after(to, &holder.me, now, holder.lease_ms());
+    // A move out of a settled state takes the session: a new epoch.
+    let held = holder.held.epoch(&id);
+    let epoch = if held.is_none() && to.is_in_progress() {
+        epoch + 1
+    } else {
+        epoch
+    };
     let (failure_stage, failure_reason) = failure
         .map(|(stage, reason)| (stage as i32, reason))
         .unwrap_or((0, String::new()));
@@ -192,7 +218,8 @@ pub(super) fn transition(
         "UPDATE sessions SET state = ?2, updated_ms = ?3, stage_started_ms = ?3, \
          ready_ms = CASE WHEN ?2 = ?4 THEN ?3 ELSE ready_ms END, \
          failure_stage = ?5, failure_reason = ?6, \
-         slot_released = CASE WHEN ?2 = ?7 THEN 1 ELSE slot_released END \
+         slot_released = CASE WHEN ?2 = ?7 THEN 1 ELSE slot_released END, \
+         owner = ?9, lease_until_ms = ?10, epoch = ?11 \
          WHERE id = ?1 AND state = ?8",
         params![
             id,
@@ -202,7 +229,10 @@ pub(super) fn transition(
             failure_stage,
             failure_reason,
             SessionState::Destroyed as i32,
-            from as i32
+            from as i32,
+            owner,
+            lease_until,
+            epoch
         ],
     )
     .context("updating a session state")?;
@@ -211,6 +241,11 @@ pub(super) fn transition(
     let event = stage_change(&record, sequence, previous, stage_started, now, message);
     insert_event(&tx, &event)?;
     tx.commit().context("committing a stage change")?;
+    if to.is_in_progress() {
+        holder.held.hold(&id, epoch);
+    } else {
+        holder.held.release(&id);
+    }
     live.publish(&event);
     Ok(event)
 }
@@ -218,9 +253,11 @@ pub(super) fn transition(
 /// Stores what the Terraform module reported about the VM.
 pub(super) fn set_outputs(
     conn: &Connection,
+    holder: &Holder,
     id: String,
     outputs: VmOutputs,
 ) -> Result<(), StoreError> {
+    leases::check(conn, holder, &id)?;
     conn.execute(
         "UPDATE sessions SET vm_id = ?2, ssh_host = ?3, ssh_port = ?4, rdp_host = ?5, \
          rdp_port = ?6, rdp_cert_sha256 = ?7 WHERE id = ?1",
@@ -241,9 +278,11 @@ pub(super) fn set_outputs(
 /// Remembers (or forgets) the process group of the session's tool.
 pub(super) fn set_child(
     conn: &Connection,
+    holder: &Holder,
     id: String,
     child: Option<ChildRecord>,
 ) -> Result<(), StoreError> {
+    leases::check(conn, holder, &id)?;
     let (pgid, identity) = child.map(|c| (c.pgid, c.identity)).unzip();
     conn.execute(
         "UPDATE sessions SET child_pgid = ?2, child_identity = ?3 WHERE id = ?1",
@@ -254,7 +293,12 @@ pub(super) fn set_child(
 }
 
 /// Frees the session's slot.
-pub(super) fn release_slot(conn: &Connection, id: String) -> Result<(), StoreError> {
+pub(super) fn release_slot(
+    conn: &Connection,
+    holder: &Holder,
+    id: String,
+) -> Result<(), StoreError> {
+    leases::check(conn, holder, &id)?;
     conn.execute("UPDATE sessions SET slot_released = 1 WHERE id = ?1", [id])
         .context("releasing a slot")?;
     Ok(())
@@ -263,9 +307,11 @@ pub(super) fn release_slot(conn: &Connection, id: String) -> Result<(), StoreErr
 /// Keeps (or forgets) the session's Terraform files.
 pub(super) fn set_terraform(
     conn: &Connection,
+    holder: &Holder,
     id: String,
     files: Option<TerraformFiles>,
 ) -> Result<(), StoreError> {
+    leases::check(conn, holder, &id)?;
     let (vars, state) = files.map(|f| (f.vars, f.state)).unzip();
     conn.execute(
         "UPDATE sessions SET tf_vars = ?2, tf_state = ?3 WHERE id = ?1",

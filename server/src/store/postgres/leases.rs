@@ -1,0 +1,122 @@
+//! Leases on PostgreSQL (see `crate::store::lease`): checking one before a
+//! write, renewing this server's, taking over a session.
+
+use daas_api::v1::SessionState;
+use tokio_postgres::GenericClient;
+
+use super::Context;
+use crate::domain::time::now_ms;
+use crate::store::{StoreError, lease::may_write_at};
+
+/// The server a store writes for: its name and how long its leases run.
+#[derive(Clone)]
+pub(super) struct Holder {
+    pub me: std::sync::Arc<str>,
+    pub lease_ms: i64,
+    /// The sessions this server works on, and their epochs.
+    pub held: crate::store::lease::Held,
+}
+
+/// The states a server works in (and holds a lease for).
+pub(super) fn in_progress() -> Vec<i32> {
+    [
+        SessionState::Queued,
+        SessionState::Provisioning,
+        SessionState::Booting,
+        SessionState::Configuring,
+        SessionState::Destroying,
+    ]
+    .iter()
+    .map(|s| *s as i32)
+    .collect()
+}
+
+/// Refuses a write to session `id` (at `epoch`, its lease held by `owner`
+/// until `until`) while another server works on it, or after another took
+/// it over from this one.
+pub(super) fn check(
+    holder: &Holder,
+    id: &str,
+    epoch: i64,
+    owner: Option<&str>,
+    until: Option<i64>,
+) -> Result<(), StoreError> {
+    let held = holder.held.epoch(id);
+    if may_write_at(held, epoch, owner, until, &holder.me, now_ms()) {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced { id: id.to_string() })
+    }
+}
+
+/// Reads session `id`'s lease and refuses the write as [`check`] does.
+pub(super) async fn check_row(
+    db: &impl GenericClient,
+    holder: &Holder,
+    id: &str,
+) -> Result<(), StoreError> {
+    let row = db
+        .query_opt(
+            "SELECT owner, lease_until_ms, epoch FROM sessions WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .context("reading a lease")?;
+    match row {
+        Some(row) => {
+            let owner: Option<String> = row.try_get(0).context("reading a lease")?;
+            let until: Option<i64> = row.try_get(1).context("reading a lease")?;
+            let epoch: i64 = row.try_get(2).context("reading a lease")?;
+            check(holder, id, epoch, owner.as_deref(), until)
+        }
+        None => Ok(()),
+    }
+}
+
+/// Renews every lease this server holds.
+pub(super) async fn renew(db: &impl GenericClient, holder: &Holder) -> Result<u64, StoreError> {
+    db.execute(
+        "UPDATE sessions SET lease_until_ms = $2 WHERE owner = $1",
+        &[&&*holder.me, &(now_ms() + holder.lease_ms)],
+    )
+    .await
+    .context("renewing leases")
+}
+
+/// Takes over session `id` (see `SessionStore::take_over`).
+pub(super) async fn take_over(
+    db: &impl GenericClient,
+    holder: &Holder,
+    id: &str,
+    force: bool,
+) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let taken = db
+        .query_opt(
+            // A row another server has locked (frozen mid-write) is left
+            // for a later pass: renewing this server's leases must not wait.
+            "UPDATE sessions SET owner = $2, lease_until_ms = $3, epoch = epoch + 1 WHERE id = ( \
+               SELECT id FROM sessions WHERE id = $1 \
+               AND state = ANY($5) AND (owner IS NULL OR owner <> $2) \
+               AND ($4 OR owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < $6) \
+               FOR UPDATE SKIP LOCKED) RETURNING epoch",
+            &[
+                &id,
+                &&*holder.me,
+                &(now + holder.lease_ms),
+                &force,
+                &in_progress(),
+                &now,
+            ],
+        )
+        .await
+        .context("taking over a session")?;
+    match taken {
+        Some(row) => {
+            let epoch: i64 = row.try_get(0).context("taking over a session")?;
+            holder.held.hold(id, epoch);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}

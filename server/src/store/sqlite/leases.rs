@@ -1,0 +1,92 @@
+//! Leases on the embedded store (see `crate::store::lease`): checking one
+//! before a write, renewing this server's, taking over a session.
+
+use daas_api::v1::SessionState;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Context, Holder};
+use crate::domain::time::now_ms;
+use crate::store::{StoreError, lease::may_write_at};
+
+/// Refuses a write to session `id` while another server works on it, or
+/// after another took it over from this one; returns its epoch.
+pub(super) fn check(conn: &Connection, holder: &Holder, id: &str) -> Result<i64, StoreError> {
+    let row: Option<(Option<String>, Option<i64>, i64)> = conn
+        .query_row(
+            "SELECT owner, lease_until_ms, epoch FROM sessions WHERE id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()
+        .context("reading a lease")?;
+    match row {
+        Some((owner, until, epoch)) => {
+            let held = holder.held.epoch(id);
+            if may_write_at(held, epoch, owner.as_deref(), until, &holder.me, now_ms()) {
+                Ok(epoch)
+            } else {
+                Err(StoreError::Fenced { id: id.to_string() })
+            }
+        }
+        None => Ok(0),
+    }
+}
+
+/// Renews every lease this server holds.
+pub(super) fn renew(conn: &Connection, holder: &Holder) -> Result<u64, StoreError> {
+    conn.execute(
+        "UPDATE sessions SET lease_until_ms = ?2 WHERE owner = ?1",
+        params![&*holder.me, now_ms() + holder.lease_ms()],
+    )
+    .map(|n| n as u64)
+    .context("renewing leases")
+}
+
+/// Takes over session `id` (see `SessionStore::take_over`).
+pub(super) fn take_over(
+    conn: &Connection,
+    holder: &Holder,
+    id: String,
+    force: bool,
+) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let in_progress: Vec<i32> = [
+        SessionState::Queued,
+        SessionState::Provisioning,
+        SessionState::Booting,
+        SessionState::Configuring,
+        SessionState::Destroying,
+    ]
+    .iter()
+    .map(|s| *s as i32)
+    .collect();
+    let taken = conn
+        .execute(
+            "UPDATE sessions SET owner = ?2, lease_until_ms = ?3, epoch = epoch + 1 WHERE id = ?1 \
+             AND state IN (?5, ?6, ?7, ?8, ?9) \
+             AND (owner IS NULL OR owner <> ?2) \
+             AND (?4 OR owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ?10)",
+            params![
+                id,
+                &*holder.me,
+                now + holder.lease_ms(),
+                force,
+                in_progress[0],
+                in_progress[1],
+                in_progress[2],
+                in_progress[3],
+                in_progress[4],
+                now
+            ],
+        )
+        .context("taking over a session")?;
+    if taken == 1 {
+        let epoch: i64 = conn
+            .query_row("SELECT epoch FROM sessions WHERE id = ?1", [&id], |row| {
+                row.get(0)
+            })
+            .context("taking over a session")?;
+        holder.held.hold(&id, epoch);
+    }
+    Ok(taken == 1)
+}
