@@ -13,6 +13,20 @@
 //! epoch in their compare-and-set, so a server that wakes up after
 //! another took its session over (and maybe settled it) writes nothing.
 
+/// The states a server works in (and holds a lease for), as stored.
+pub(crate) fn in_progress_states() -> Vec<i32> {
+    [
+        daas_api::v1::SessionState::Queued,
+        daas_api::v1::SessionState::Provisioning,
+        daas_api::v1::SessionState::Booting,
+        daas_api::v1::SessionState::Configuring,
+        daas_api::v1::SessionState::Destroying,
+    ]
+    .iter()
+    .map(|s| *s as i32)
+    .collect()
+}
+
 /// How long a lease runs unless renewed, by default.
 pub const DEFAULT_LEASE_MS: i64 = 30_000;
 

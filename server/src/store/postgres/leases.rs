@@ -1,12 +1,14 @@
 //! Leases on PostgreSQL (see `crate::store::lease`): checking one before a
 //! write, renewing this server's, taking over a session.
 
-use daas_api::v1::SessionState;
 use tokio_postgres::GenericClient;
 
 use super::Context;
 use crate::domain::time::now_ms;
-use crate::store::{StoreError, lease::may_write_at};
+use crate::store::{
+    StoreError,
+    lease::{in_progress_states, may_write_at},
+};
 
 /// The server a store writes for: its name and how long its leases run.
 #[derive(Clone)]
@@ -15,20 +17,6 @@ pub(super) struct Holder {
     pub lease_ms: i64,
     /// The sessions this server works on, and their epochs.
     pub held: crate::store::lease::Held,
-}
-
-/// The states a server works in (and holds a lease for).
-pub(super) fn in_progress() -> Vec<i32> {
-    [
-        SessionState::Queued,
-        SessionState::Provisioning,
-        SessionState::Booting,
-        SessionState::Configuring,
-        SessionState::Destroying,
-    ]
-    .iter()
-    .map(|s| *s as i32)
-    .collect()
 }
 
 /// Refuses a write to session `id` (at `epoch`, its lease held by `owner`
@@ -105,7 +93,7 @@ pub(super) async fn take_over(
                 &&*holder.me,
                 &(now + holder.lease_ms),
                 &force,
-                &in_progress(),
+                &in_progress_states(),
                 &now,
             ],
         )

@@ -1,12 +1,14 @@
 //! Leases on the embedded store (see `crate::store::lease`): checking one
 //! before a write, renewing this server's, taking over a session.
 
-use daas_api::v1::SessionState;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Context, Holder};
 use crate::domain::time::now_ms;
-use crate::store::{StoreError, lease::may_write_at};
+use crate::store::{
+    StoreError,
+    lease::{in_progress_states, may_write_at},
+};
 
 /// Refuses a write to session `id` while another server works on it, or
 /// after another took it over from this one; returns its epoch.
@@ -50,16 +52,7 @@ pub(super) fn take_over(
     force: bool,
 ) -> Result<bool, StoreError> {
     let now = now_ms();
-    let in_progress: Vec<i32> = [
-        SessionState::Queued,
-        SessionState::Provisioning,
-        SessionState::Booting,
-        SessionState::Configuring,
-        SessionState::Destroying,
-    ]
-    .iter()
-    .map(|s| *s as i32)
-    .collect();
+    let in_progress = in_progress_states();
     let taken = conn
         .execute(
             "UPDATE sessions SET owner = ?2, lease_until_ms = ?3, epoch = epoch + 1 WHERE id = ?1 \
