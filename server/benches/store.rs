@@ -1,0 +1,173 @@
+//! The store's throughput, the embedded SQLite file beside PostgreSQL
+//! (the test cluster of `scripts/postgres.sh`, on loopback), for one server:
+//! creates, stage changes, output lines and agent reports per second; and
+//! for two servers on PostgreSQL, the time from an event stored by one to
+//! a watcher on the other (LISTEN/NOTIFY).
+//!
+//! `cargo bench -p daas-server --bench store`
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use daas_api::v1::{OutputLine, SessionState};
+use daas_server::{
+    store::{AgentReport, NewSession, PostgresStore, SessionLimits, Store},
+    testkit::{postgres_connection, postgres_schema},
+};
+
+const CREATES: usize = 500;
+const LINES: usize = 2000;
+const REPORTS: usize = 20_000;
+/// Tasks writing at once (agents report concurrently).
+const WRITERS: usize = 8;
+
+const LIMITS: SessionLimits = SessionLimits {
+    max_sessions: usize::MAX,
+    max_per_user: usize::MAX,
+};
+
+fn rate(n: usize, took: Duration) -> String {
+    format!("{:.0}/s", n as f64 / took.as_secs_f64())
+}
+
+fn new(i: usize) -> NewSession {
+    NewSession {
+        username: format!("user{i}"),
+        template: "t".into(),
+        ..NewSession::default()
+    }
+}
+
+async fn postgres() -> Store {
+    let url = postgres_schema().await;
+    Store::new(Arc::new(
+        PostgresStore::connect(postgres_connection(&url))
+            .await
+            .expect("PostgreSQL"),
+    ))
+}
+
+async fn measure(name: &str, store: Store) {
+    let start = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..CREATES {
+        ids.push(store.create_session(new(i), LIMITS).await.unwrap().0.id);
+    }
+    let creates = start.elapsed();
+
+    let path = [
+        SessionState::Queued,
+        SessionState::Provisioning,
+        SessionState::Booting,
+        SessionState::Configuring,
+        SessionState::Ready,
+    ];
+    let start = Instant::now();
+    for id in &ids {
+        for pair in path.windows(2) {
+            store
+                .transition(id, pair[0], pair[1], String::new(), None)
+                .await
+                .unwrap();
+        }
+    }
+    let moves = start.elapsed();
+
+    let start = Instant::now();
+    for i in 0..LINES {
+        let line = OutputLine {
+            text: format!("line {i}"),
+            ..OutputLine::default()
+        };
+        store.output(&ids[i % ids.len()], line).await.unwrap();
+    }
+    let lines = start.elapsed();
+
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let (store, ids) = (store.clone(), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in (w..REPORTS).step_by(WRITERS) {
+                let report = AgentReport {
+                    idle_ms: 1000,
+                    rdp_clients: 1,
+                    users: vec!["alice".into()],
+                    agent_version: "bench".into(),
+                };
+                store
+                    .record_activity(&ids[i % ids.len()], report)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let reports = start.elapsed();
+    println!(
+        "| {name} | {} | {} | {} | {} |",
+        rate(CREATES, creates),
+        rate(CREATES * 4, moves),
+        rate(LINES, lines),
+        rate(REPORTS, reports)
+    );
+}
+
+/// Two servers on one PostgreSQL: an output line stored by A, and when a
+/// watcher on B has it.
+async fn across_servers() {
+    let url = postgres_schema().await;
+    let connect = || async {
+        Store::new(Arc::new(
+            PostgresStore::connect(postgres_connection(&url))
+                .await
+                .expect("PostgreSQL"),
+        ))
+    };
+    let (a, b) = (connect().await, connect().await);
+    let (session, _) = a.create_session(new(0), LIMITS).await.unwrap();
+    let mut on_b = b.subscribe(&session.id);
+    let mut took = Vec::new();
+    for i in 0..500 {
+        let line = OutputLine {
+            text: format!("line {i}"),
+            ..OutputLine::default()
+        };
+        let start = Instant::now();
+        let event = a.output(&session.id, line).await.unwrap();
+        loop {
+            let got = on_b.recv().await.unwrap();
+            if got.sequence == event.sequence {
+                break;
+            }
+        }
+        took.push(start.elapsed());
+    }
+    took.sort();
+    let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
+    println!(
+        "event stored on A to a watcher on B (500 lines, one at a time, write included): p50 {:?}, p99 {:?}",
+        at(0.5),
+        at(0.99)
+    );
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    println!(
+        "| store | creates | stage changes | output lines | agent reports ({WRITERS} writers) |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    measure(
+        "SQLite (WAL, one file)",
+        Store::open(&dir.path().join("daas.sqlite3")).expect("SQLite"),
+    )
+    .await;
+    measure("PostgreSQL 15 (Unix socket)", postgres().await).await;
+    across_servers().await;
+}
