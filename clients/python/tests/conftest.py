@@ -5,7 +5,8 @@ It runs the binary built by ``cargo build -p daas-server`` with a fresh PKI
 test playbook run by the project's Ansible (``.venv``), in a temp dir, as
 ``server/src/testkit.rs`` does for the Rust tests. Overrides:
 ``DAAS_SERVER_BIN`` (the binary), ``DAAS_TEST_ANSIBLE_PLAYBOOK``
-(``ansible-playbook``).
+(``ansible-playbook``). The ``replicas`` fixtures run two server processes
+on one folder (one SQLite file), which a test may kill.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _toml(value: object) -> str:
     return json.dumps(str(value) if isinstance(value, Path) else value)
 
 
-def _write_config(dir: Path, pki: Path, limits: dict[str, int]) -> Path:
+def _write_config(dir: Path, pki: Path, limits: dict[str, int], boot_wait: str) -> Path:
     markers = dir / "markers"
     markers.mkdir()
     limits_toml = "".join(f"{key} = {value}\n" for key, value in limits.items())
@@ -87,6 +88,8 @@ destroy_timeout = "2m"
 [terraform.variables]
 # A create takes a moment, so a test can leave a stream half-way.
 create_delay_seconds = 1
+# "ssh": nothing answers, so a session stays in BOOTING.
+boot_wait = {_toml(boot_wait)}
 marker_dir = {_toml(markers)}
 
 [boot]
@@ -144,11 +147,10 @@ class Server:
         )
 
 
-@contextmanager
-def _running_server(
-    tmp_path_factory: pytest.TempPathFactory, limits: dict[str, int]
-) -> Iterator[Server]:
-    """A server with these ``[limits]``, stopped (SIGTERM) on leaving."""
+def _prepare(
+    tmp_path_factory: pytest.TempPathFactory, limits: dict[str, int], boot_wait: str = "none"
+) -> tuple[Path, Path, Path]:
+    """The binary, a server folder with a fresh PKI, and its config."""
     binary = _server_binary()
     if not binary.is_file():
         pytest.fail(f"{binary} is missing: run `cargo build -p daas-server` first")
@@ -159,8 +161,13 @@ def _running_server(
     subprocess.run(
         [str(binary), "pki", "init", "--dir", str(pki)], check=True, capture_output=True
     )
-    config = _write_config(dir, pki, limits)
-    log_path = dir / "server.log"
+    return binary, dir, _write_config(dir, pki, limits, boot_wait)
+
+
+@contextmanager
+def _serving(binary: Path, config: Path, log_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A server process of ``config`` and its endpoint, stopped (SIGTERM)
+    on leaving unless it is gone already."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [str(binary), "--config", str(config)],
@@ -190,8 +197,7 @@ def _running_server(
                 f"daas-server did not start (first line {first!r}); "
                 f"its log:\n{log_path.read_text()[-4000:]}"
             )
-        addr = first.removeprefix(LISTENING)
-        yield Server(endpoint=f"https://{addr}", dir=dir, binary=binary)
+        yield f"https://{first.removeprefix(LISTENING)}", proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -200,6 +206,79 @@ def _running_server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def _running_server(
+    tmp_path_factory: pytest.TempPathFactory, limits: dict[str, int]
+) -> Iterator[Server]:
+    """A server with these ``[limits]``, stopped (SIGTERM) on leaving."""
+    binary, dir, config = _prepare(tmp_path_factory, limits)
+    with _serving(binary, config, dir / "server.log") as (endpoint, _):
+        yield Server(endpoint=endpoint, dir=dir, binary=binary)
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One server process of a folder others serve too."""
+
+    endpoint: str
+    proc: subprocess.Popen[str]
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies mid-call, its connections with it."""
+        self.proc.kill()
+        self.proc.wait()
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """Two server processes on one folder (one SQLite file): ``server``
+    (the first one's endpoint) issues credentials; ``a`` and ``b`` are the
+    processes."""
+
+    server: Server
+    a: Replica
+    b: Replica
+
+    def client(self, user: str, endpoints: str | list[str]) -> Client:
+        creds = self.server.credentials(user)
+        return Client.from_files(
+            endpoints, creds.ca, creds.cert, creds.key, server_name="localhost"
+        )
+
+
+@contextmanager
+def _running_replicas(
+    tmp_path_factory: pytest.TempPathFactory, boot_wait: str
+) -> Iterator[Replicas]:
+    binary, dir, config = _prepare(tmp_path_factory, LIMITS, boot_wait)
+    with (
+        _serving(binary, config, dir / "a.log") as (a, a_proc),
+        _serving(binary, config, dir / "b.log") as (b, b_proc),
+    ):
+        replicas = Replicas(
+            Server(endpoint=a, dir=dir, binary=binary), Replica(a, a_proc), Replica(b, b_proc)
+        )
+        # Each answers once done starting (which fails sessions another
+        # process left in progress: none is created before).
+        for endpoint in (a, b):
+            with replicas.client("root", [endpoint]) as client:
+                client.list()
+        yield replicas
+
+
+@pytest.fixture
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+    with _running_replicas(tmp_path_factory, "none") as running:
+        yield running
+
+
+@pytest.fixture
+def booting_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+    """Replicas whose sessions stay in BOOTING (nothing answers SSH)."""
+    with _running_replicas(tmp_path_factory, "ssh") as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
