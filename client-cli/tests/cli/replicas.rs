@@ -3,14 +3,17 @@
 //! server dies midway follows the same session on the next one. Each
 //! replica is a process of its own (this test binary run again, see
 //! [`replica_process`]) so that a test can kill it with SIGKILL; they share
-//! one folder, hence one SQLite file.
+//! one PostgreSQL schema with a short lease (the embedded SQLite store is
+//! for one server only), each with a data folder of its own.
 
 use std::path::Path;
 use std::process::Stdio;
 
 use daas_server::app::BoundServer;
 use daas_server::config::Config;
-use daas_server::testkit::{Credentials, TestOptions, credentials, write_config};
+use daas_server::testkit::{
+    Credentials, TestOptions, credentials, postgres_store_toml, write_config,
+};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -101,7 +104,12 @@ impl Replica {
     }
 }
 
-/// Two replicas of one server folder, and its CA's credentials.
+/// How long a replica's hold on a session lasts unless renewed: another
+/// takes a dead one's session over once it runs out.
+const LEASE: &str = "2s";
+
+/// Two replicas on one new PostgreSQL schema, one CA, each with a data
+/// folder of its own.
 struct Cluster {
     dir: tempfile::TempDir,
     a: Replica,
@@ -109,12 +117,25 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(options: &TestOptions) -> Cluster {
+    async fn start(options: TestOptions) -> Cluster {
         let dir = tempfile::tempdir().expect("a server folder");
-        let config = write_config(dir.path(), options);
+        let store = format!("{}lease = \"{LEASE}\"\n", postgres_store_toml().await);
+        let config_a = write_config(
+            dir.path(),
+            &TestOptions {
+                extra_toml: format!("{}{store}", options.extra_toml),
+                ..options
+            },
+        );
+        let text = std::fs::read_to_string(&config_a).expect("read A's config");
+        let data = dir.path().join("data").display().to_string();
+        assert!(text.contains(&data), "{text}");
+        let config_b = dir.path().join("daas-b.toml");
+        std::fs::write(&config_b, text.replace(&data, &format!("{data}-b")))
+            .expect("write B's config");
         let admin = credentials(dir.path(), "root", true);
-        let a = Replica::start(&config, &admin).await;
-        let b = Replica::start(&config, &admin).await;
+        let a = Replica::start(&config_a, &admin).await;
+        let b = Replica::start(&config_b, &admin).await;
         Cluster { dir, a, b }
     }
 
@@ -143,7 +164,7 @@ fn created_id(run: &Run) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_go_to_the_next_replica_when_one_is_down() {
-    let mut cluster = Cluster::start(&TestOptions::default()).await;
+    let mut cluster = Cluster::start(TestOptions::default()).await;
     let (a, b) = (cluster.a.endpoint.clone(), cluster.b.endpoint.clone());
     let closed = closed_endpoint();
 
@@ -306,7 +327,7 @@ impl Following {
 }
 
 /// Checks that `events` are every event of session `id`, each once, in
-/// order, from BOOTING to DESTROYED.
+/// order, from BOOTING to FAILED.
 fn assert_each_event_once(events: &[Value], id: &str) {
     let sequences: Vec<u64> = events
         .iter()
@@ -320,14 +341,14 @@ fn assert_each_event_once(events: &[Value], id: &str) {
     assert!(events.iter().all(|e| e["session_id"] == id), "{events:#?}");
     let states: Vec<&str> = events.iter().filter_map(|e| e["state"].as_str()).collect();
     assert!(states.contains(&"BOOTING"), "{states:?}");
-    assert_eq!(states.last(), Some(&"DESTROYED"), "{states:?}");
+    assert_eq!(states.last(), Some(&"FAILED"), "{states:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_create_and_a_watch_whose_replica_dies_go_on_with_the_same_session() {
     // The session waits in BOOTING (for an SSH port nobody serves): time
     // enough to kill the replica that is building it.
-    let mut cluster = Cluster::start(&TestOptions {
+    let mut cluster = Cluster::start(TestOptions {
         boot_wait_ssh: true,
         ..TestOptions::default()
     })
@@ -355,22 +376,21 @@ async fn a_create_and_a_watch_whose_replica_dies_go_on_with_the_same_session() {
             "{said}"
         );
     }
-    // Nobody builds it any more (B knows nothing of A's work): B destroys
-    // it, and both follow that to the end on B.
-    let destroyed = daas(&cluster.user("alice", &[&b]), &["destroy", &id]).await;
-    assert_eq!(destroyed.code, Some(0), "{destroyed:#?}");
-
+    // Nobody builds it any more: once A's lease runs out, B takes the
+    // session over and fails it (it cannot go on with A's work), and both
+    // follow that to the end on B.
     let (code, created, said) = create.end().await;
     assert_eq!(code, Some(1), "{said:#?}");
     assert_eq!(said.len(), 2, "{said:#?}");
-    assert_eq!(
-        said[1],
-        format!("daas: session {id} was destroyed before it was ready")
+    assert!(
+        said[1].starts_with("daas: failed in BOOTING: ") && said[1].contains("stopped answering"),
+        "{said:#?}"
     );
     assert_each_event_once(&created, &id);
-    let (code, watched, said) = watch.end().await;
-    assert_eq!(code, Some(0), "{said:#?}");
-    assert_eq!(said.len(), 1, "{said:#?}");
+    let (code, watched, told) = watch.end().await;
+    assert_eq!(code, Some(1), "{told:#?}");
+    assert_eq!(told.len(), 2, "{told:#?}");
+    assert_eq!(told[1], said[1]);
     assert_eq!(watched, created);
 
     // One desktop: the create sent twice made no second session.
