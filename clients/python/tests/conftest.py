@@ -16,7 +16,9 @@ import os
 import queue
 import signal
 import subprocess
+import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +33,10 @@ LISTENING = "daas-server listening on "
 
 #: Bound on any one stream in these tests, so a hang fails instead of waiting.
 STREAM_LIMIT = 240.0
+
+#: How long a replica's hold on a session lasts unless renewed: another
+#: takes a dead one's session over once it runs out.
+LEASE = "2s"
 
 #: ``[limits]`` of the shared test server: high enough never to be reached.
 LIMITS = {
@@ -63,7 +69,32 @@ def _toml(value: object) -> str:
     return json.dumps(str(value) if isinstance(value, Path) else value)
 
 
-def _write_config(dir: Path, pki: Path, limits: dict[str, int], boot_wait: str) -> Path:
+def _postgres_schema() -> str:
+    """The URL of a new schema of its own in the test PostgreSQL."""
+    url = os.environ.get("DAAS_TEST_POSTGRES")
+    if not url:
+        dir = Path(tempfile.gettempdir()) / "daas-test-postgres"
+        run = subprocess.run(
+            [str(REPO / "scripts" / "postgres.sh"), "ensure", str(dir)],
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode != 0:
+            pytest.fail(f"scripts/postgres.sh ensure {dir} failed: {run.stderr}")
+        url = run.stdout.strip()
+    psql = Path(os.environ.get("DAAS_POSTGRES_BIN", "/usr/lib/postgresql/15/bin")) / "psql"
+    schema = f"t{uuid.uuid4().hex}"
+    subprocess.run(
+        [str(psql), url, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE SCHEMA {schema}"],
+        check=True,
+        capture_output=True,
+    )
+    return f"{url}&options=-csearch_path%3D{schema}"
+
+
+def _write_config(
+    dir: Path, pki: Path, limits: dict[str, int], boot_wait: str, extra: str = ""
+) -> Path:
     markers = dir / "markers"
     markers.mkdir()
     limits_toml = "".join(f"{key} = {value}\n" for key, value in limits.items())
@@ -104,7 +135,7 @@ timeout = "3m"
 
 [ansible.extra_vars]
 marker_dir = {_toml(markers)}
-"""
+{extra}"""
     path = dir / "daas.toml"
     path.write_text(text)
     return path
@@ -148,7 +179,10 @@ class Server:
 
 
 def _prepare(
-    tmp_path_factory: pytest.TempPathFactory, limits: dict[str, int], boot_wait: str = "none"
+    tmp_path_factory: pytest.TempPathFactory,
+    limits: dict[str, int],
+    boot_wait: str = "none",
+    extra: str = "",
 ) -> tuple[Path, Path, Path]:
     """The binary, a server folder with a fresh PKI, and its config."""
     binary = _server_binary()
@@ -161,7 +195,7 @@ def _prepare(
     subprocess.run(
         [str(binary), "pki", "init", "--dir", str(pki)], check=True, capture_output=True
     )
-    return binary, dir, _write_config(dir, pki, limits, boot_wait)
+    return binary, dir, _write_config(dir, pki, limits, boot_wait, extra)
 
 
 @contextmanager
@@ -220,7 +254,7 @@ def _running_server(
 
 @dataclass(frozen=True)
 class Replica:
-    """One server process of a folder others serve too."""
+    """One server process of a store others serve too."""
 
     endpoint: str
     proc: subprocess.Popen[str]
@@ -233,7 +267,7 @@ class Replica:
 
 @dataclass(frozen=True)
 class Replicas:
-    """Two server processes on one folder (one SQLite file): ``server``
+    """Two server processes on one PostgreSQL schema: ``server``
     (the first one's endpoint) issues credentials; ``a`` and ``b`` are the
     processes."""
 
@@ -252,10 +286,17 @@ class Replicas:
 def _running_replicas(
     tmp_path_factory: pytest.TempPathFactory, boot_wait: str
 ) -> Iterator[Replicas]:
-    binary, dir, config = _prepare(tmp_path_factory, LIMITS, boot_wait)
+    store = f"\n[store]\nurl = {_toml(_postgres_schema())}\nlease = {_toml(LEASE)}\n"
+    binary, dir, config = _prepare(tmp_path_factory, LIMITS, boot_wait, store)
+    # B: the same, with a data folder of its own.
+    data = _toml(dir / "data")
+    text = config.read_text()
+    assert data in text, text
+    config_b = dir / "daas-b.toml"
+    config_b.write_text(text.replace(data, _toml(dir / "data-b")))
     with (
         _serving(binary, config, dir / "a.log") as (a, a_proc),
-        _serving(binary, config, dir / "b.log") as (b, b_proc),
+        _serving(binary, config_b, dir / "b.log") as (b, b_proc),
     ):
         replicas = Replicas(
             Server(endpoint=a, dir=dir, binary=binary), Replica(a, a_proc), Replica(b, b_proc)

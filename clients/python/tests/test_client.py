@@ -503,10 +503,10 @@ def test_a_create_whose_replica_dies_midway_goes_on_with_the_same_session(
             watched.append(next(watch))
 
         replicas.a.kill()
-        # Nobody builds it any more (B knows nothing of A's work): B
-        # destroys it. The create is sent again to B (the same request id),
-        # the watch asks B for what came after its last event: both go on.
-        on_b.destroy(created[0].session_id)
+        # The create is sent again to B (the same request id), the watch
+        # asks B for what came after its last event: both go on. Nobody
+        # builds it any more: once A's lease runs out, B takes the session
+        # over and fails it (it cannot go on with A's work).
         created += drain(create)
         watched += drain(watch)
         # One desktop: the create sent twice made no second session.
@@ -514,6 +514,8 @@ def test_a_create_whose_replica_dies_midway_goes_on_with_the_same_session(
 
     assert sequences(created) == list(range(1, len(created) + 1)), "each event once"
     assert {e.session_id for e in created} == {created[0].session_id}
-    assert created[-1].state == SessionState.SESSION_STATE_DESTROYED
+    assert created[-1].state == SessionState.SESSION_STATE_FAILED, [describe(e) for e in created]
     assert create.session is not None and create.session.id == created[0].session_id
+    assert create.session.state == SessionState.SESSION_STATE_FAILED
+    assert "stopped answering" in create.session.failure.reason, create.session.failure.reason
     assert [e.SerializeToString() for e in watched] == [e.SerializeToString() for e in created]
