@@ -577,10 +577,10 @@ suite("DaasClient against replicas of one server", () => {
       const watched = await until(watch, SessionState.BOOTING);
 
       await replicas.a.kill();
-      // Nobody builds it any more (B knows nothing of A's work): B destroys
-      // it. The create is sent again to B (the same request id), the watch
-      // asks B for what came after its last event: both go on.
-      await onB.destroy(id);
+      // The create is sent again to B (the same request id), the watch asks
+      // B for what came after its last event: both go on. Nobody builds it
+      // any more: once A's lease runs out, B takes the session over and
+      // fails it (it cannot go on with A's work).
       created.push(...(await drain(create)));
       watched.push(...(await drain(watch)));
       // One desktop: the create sent twice made no second session.
@@ -588,8 +588,11 @@ suite("DaasClient against replicas of one server", () => {
 
       assert.deepEqual(sequences(created), oneToN(created.length), "each event once");
       assert.ok(created.every((e) => e.sessionId === id));
-      assert.equal(created.at(-1)?.state, SessionState.DESTROYED);
+      assert.equal(created.at(-1)?.state, SessionState.FAILED, created.map(describe).join("\n"));
       assert.equal(create.session?.id, id);
+      assert.equal(create.session?.state, SessionState.FAILED);
+      const reason = create.session?.failure?.reason ?? "";
+      assert.ok(reason.includes("stopped answering"), reason);
       assert.deepEqual(watched.map(bytes), created.map(bytes));
     } finally {
       alice.close();

@@ -4,12 +4,17 @@
 // project's Ansible (.venv), in a temp dir, as server/src/testkit.rs does for
 // the Rust tests. Overrides: DAAS_SERVER_BIN (the binary),
 // DAAS_TEST_ANSIBLE_PLAYBOOK (ansible-playbook). TestReplicas runs two
-// server processes on one folder (one SQLite file), which a test may kill.
+// server processes on one PostgreSQL schema with a short lease (the embedded
+// SQLite store is for one server only), each with a data folder of its own;
+// a test may kill one. The test PostgreSQL is DAAS_TEST_POSTGRES (`make test`
+// sets it), else the one `scripts/postgres.sh ensure` starts (or finds
+// running) in the temporary folder, as server/src/testkit.rs does.
 
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
+import { randomUUID } from "node:crypto";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
@@ -65,10 +70,30 @@ const LIMITS: Limits = {
   max_streams: 1000,
 };
 
+/** How long a replica's hold on a session lasts unless renewed: another
+ * takes a dead one's session over once it runs out. */
+export const LEASE = "2s";
+
+/** The URL of a new schema of its own in the test PostgreSQL. */
+function postgresSchema(): string {
+  let url = process.env["DAAS_TEST_POSTGRES"];
+  if (!url) {
+    const dir = join(tmpdir(), "daas-test-postgres");
+    url = execFileSync(join(REPO, "scripts", "postgres.sh"), ["ensure", dir], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    }).trim();
+  }
+  const psql = join(process.env["DAAS_POSTGRES_BIN"] || "/usr/lib/postgresql/15/bin", "psql");
+  const schema = `t${randomUUID().replace(/-/g, "")}`;
+  execFileSync(psql, [url, "-v", "ON_ERROR_STOP=1", "-qc", `CREATE SCHEMA ${schema}`], { stdio: "pipe" });
+  return `${url}&options=-csearch_path%3D${schema}`;
+}
+
 /** TOML basic strings escape like JSON strings. */
 const toml = (value: string): string => JSON.stringify(value);
 
-function writeConfig(dir: string, pki: string, limits: Limits, bootWait: string): string {
+function writeConfig(dir: string, pki: string, limits: Limits, bootWait: string, extra: string): string {
   const markers = join(dir, "markers");
   mkdirSync(markers);
   const limitsToml = Object.entries(limits)
@@ -110,7 +135,7 @@ timeout = "3m"
 
 [ansible.extra_vars]
 marker_dir = ${toml(markers)}
-`;
+${extra}`;
   const path = join(dir, "daas.toml");
   writeFileSync(path, text);
   return path;
@@ -123,7 +148,11 @@ export interface Credentials {
 }
 
 /** The binary, a server folder with a fresh PKI, and its config. */
-function prepare(limits: Partial<Limits>, bootWait: string): { binary: string; dir: string; config: string } {
+function prepare(
+  limits: Partial<Limits>,
+  bootWait: string,
+  extra = "",
+): { binary: string; dir: string; config: string } {
   const binary = serverBinary();
   if (!existsSync(binary)) {
     throw new Error(`${binary} is missing: run \`cargo build -p daas-server\` first`);
@@ -134,7 +163,7 @@ function prepare(limits: Partial<Limits>, bootWait: string): { binary: string; d
   const dir = mkdtempSync(join(tmpdir(), "daas-ts-"));
   const pki = join(dir, "pki");
   execFileSync(binary, ["pki", "init", "--dir", pki], { stdio: "pipe" });
-  return { binary, dir, config: writeConfig(dir, pki, { ...LIMITS, ...limits }, bootWait) };
+  return { binary, dir, config: writeConfig(dir, pki, { ...LIMITS, ...limits }, bootWait, extra) };
 }
 
 /** A server process of `config` and its endpoint, once it listens. */
@@ -224,7 +253,7 @@ export class TestServer {
   }
 }
 
-/** One server process of a folder another serves too. */
+/** One server process of a store another serves too. */
 export class Replica {
   constructor(
     readonly endpoint: string,
@@ -246,7 +275,8 @@ export class Replica {
   }
 }
 
-/** Two server processes on one folder (one SQLite file). Stop them with stop(). */
+/** Two server processes on one PostgreSQL schema, each with a data folder
+ * of its own. Stop them with stop(). */
 export class TestReplicas {
   private constructor(
     readonly a: Replica,
@@ -259,9 +289,16 @@ export class TestReplicas {
    * fails sessions another process left in progress: none is created
    * before). `bootWait` "ssh" keeps sessions in BOOTING. */
   static async start(bootWait: "none" | "ssh" = "none"): Promise<TestReplicas> {
-    const { binary, dir, config } = prepare({}, bootWait);
+    const store = `\n[store]\nurl = ${toml(postgresSchema())}\nlease = ${toml(LEASE)}\n`;
+    const { binary, dir, config } = prepare({}, bootWait, store);
+    // B: the same, with a data folder of its own.
+    const data = toml(join(dir, "data"));
+    const text = readFileSync(config, "utf8");
+    if (!text.includes(data)) throw new Error(`no ${data} in ${text}`);
+    const configB = join(dir, "daas-b.toml");
+    writeFileSync(configB, text.replace(data, toml(join(dir, "data-b"))));
     const a = await serve(binary, config, join(dir, "a.log"));
-    const b = await serve(binary, config, join(dir, "b.log"));
+    const b = await serve(binary, configB, join(dir, "b.log"));
     const replicas = new TestReplicas(new Replica(a.endpoint, a.child), new Replica(b.endpoint, b.child), dir, binary);
     for (const endpoint of [a.endpoint, b.endpoint]) {
       const client = await replicas.client("root", [endpoint]);
