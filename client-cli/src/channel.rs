@@ -1,13 +1,15 @@
-//! The gRPC channel to the server (the `connect` every command calls first):
-//! mutual TLS for `https://` endpoints, plaintext for `http://` ones (which
-//! servers accept only on loopback). Also words what goes wrong on it, a
-//! call's status or a failed connection, for the user with the server's
-//! settings (endpoint, CA). Not to be confused with `rdp` (the RDP client a
-//! desktop is opened with) or `commands/connect.rs` (`daas connect`).
+//! The gRPC channel to one server (`connect`, which `replicas` calls for
+//! each server it tries): mutual TLS for `https://` endpoints, plaintext for
+//! `http://` ones (which servers accept only on loopback). Also sorts what
+//! goes wrong on it: a server down or out of reach (another may do) from a
+//! failure another server would share (TLS files, a refused certificate),
+//! and words the server's own answers for the user. Not to be confused with
+//! `rdp` (the RDP client a desktop is opened with) or `commands/connect.rs`
+//! (`daas connect`).
 
 use std::error::Error;
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,12 +17,16 @@ use std::time::Duration;
 use daas_api::v1::desktop_service_client::DesktopServiceClient;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
+use crate::endpoints::Target;
 use crate::error::{CliError, code_name, error_chain, io_detail, is_transport_status, one_line};
 use crate::setting_names::TlsFile;
 use crate::settings::Settings;
+
+/// A client of one server.
+pub type Client = DesktopServiceClient<Channel>;
 
 /// How long to wait for the TCP connection, then for the TLS handshake,
 /// before giving up.
@@ -32,59 +38,119 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// What an HTTP/2 client sends first; the server answers with its settings.
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// A hint for malformed endpoints.
-const EXAMPLE: &str = "expected a URL such as https://daas.example:50051 or http://127.0.0.1:50051";
+/// Why a server could not serve a call, sorted by what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum Trouble {
+    /// The server is down or out of reach (connection refused, reset or
+    /// timed out; UNAVAILABLE): another server may serve the call.
+    #[error("{0}")]
+    Down(String),
+    /// Another server would fare no better: TLS files, a certificate
+    /// refused or not trusted.
+    #[error(transparent)]
+    Fatal(CliError),
+}
 
-/// Connects to the server `settings` name, with its TLS files for `https://`.
-pub async fn connect(settings: &Settings) -> Result<DesktopServiceClient<Channel>, CliError> {
-    let uri = parse_endpoint(&settings.endpoint)?;
-    let mut endpoint = Endpoint::from(uri.clone()).connect_timeout(CONNECT_TIMEOUT);
-    if uri.scheme_str() == Some("https") {
-        let tls = tls_config(settings, host(&uri))?;
+/// Connects to `target`, with the TLS files `settings` name for `https://`.
+pub async fn connect(settings: &Settings, target: &Target) -> Result<Client, Trouble> {
+    let mut endpoint = Endpoint::from(target.uri.clone()).connect_timeout(CONNECT_TIMEOUT);
+    if target.endpoint.is_tls() {
+        let tls = tls_config(settings, target.endpoint.host()).map_err(Trouble::Fatal)?;
         endpoint = endpoint.tls_config(tls).map_err(|err| {
             // The files are PEM, but rustls cannot use them together.
-            CliError::BadIdentity {
+            Trouble::Fatal(CliError::BadIdentity {
                 cert: settings.cert.clone().unwrap_or_default(),
                 key: settings.key.clone().unwrap_or_default(),
                 detail: error_chain(&err),
-            }
+            })
         })?;
     }
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|err| CliError::from_transport(&err, settings))?;
-    Ok(DesktopServiceClient::new(channel))
+    match endpoint.connect().await {
+        Ok(channel) => Ok(DesktopServiceClient::new(channel)),
+        Err(err) => Err(match find_tls_error(&err) {
+            Some(tls) => tls_trouble(tls, &target.endpoint.url, settings),
+            None => Trouble::Down(down_detail(&err)),
+        }),
+    }
 }
 
-/// Explains `err` when a call failed on an `https://` connection that was
-/// up ([`CliError::Disconnected`]). With TLS 1.3 the server checks the
-/// client certificate only after the client considers the handshake done,
-/// so a refusal reaches the gRPC channel as a bare "connection closed". A
-/// fresh handshake followed by a read of the server's first answer shows
-/// the TLS alert itself; any other error is returned as it is.
-pub async fn explain(settings: &Settings, err: CliError) -> CliError {
-    if !matches!(err, CliError::Disconnected { .. }) {
-        return err;
+/// What a failed call on `target` means: `None` when the status is the
+/// server's answer (NOT_FOUND, PERMISSION_DENIED, ...), else the trouble.
+/// `fresh`: nothing came back on the connection yet. With TLS 1.3 the
+/// server checks the client certificate only after the client considers
+/// the handshake done, so a refusal reaches the channel as a bare
+/// "connection closed" on the first call: then a fresh handshake followed
+/// by a read of the server's first answer shows the TLS alert itself.
+pub async fn trouble(
+    settings: &Settings,
+    target: &Target,
+    status: &Status,
+    fresh: bool,
+) -> Option<Trouble> {
+    if is_transport_status(status) {
+        if let Some(tls) = find_tls_error(status) {
+            return Some(tls_trouble(tls, &target.endpoint.url, settings));
+        }
+        if fresh
+            && target.endpoint.is_tls()
+            && let Some(refused) = probe(settings, target).await
+        {
+            return Some(refused);
+        }
+        let detail = status
+            .source()
+            .map(down_detail)
+            .unwrap_or_else(|| one_line(status.message()));
+        return Some(Trouble::Down(detail));
     }
-    let Ok(uri) = parse_endpoint(&settings.endpoint) else {
-        return err;
+    (status.code() == Code::Unavailable).then(|| {
+        let message = one_line(status.message());
+        Trouble::Down(if message.is_empty() {
+            "the service is unavailable".to_owned()
+        } else {
+            message
+        })
+    })
+}
+
+/// Why a connection failed, in few words: its I/O error (`Connection
+/// refused`) when it has one, else every cause; without the link to
+/// rustls's manual that an unexpected end of the connection carries.
+fn down_detail(err: &(dyn Error + 'static)) -> String {
+    let mut next = Some(err);
+    let text = loop {
+        match next {
+            Some(cause) => match cause.downcast_ref::<std::io::Error>() {
+                Some(io) => break io_detail(io),
+                None => next = cause.source(),
+            },
+            None => break error_chain(err),
+        }
     };
-    if uri.scheme_str() != Some("https") {
-        return err;
+    match text.split_once(": https://docs.rs/rustls/") {
+        Some((words, _)) => words.to_owned(),
+        None => text,
     }
-    let probe_settings = settings.clone();
-    let tls = tokio::task::spawn_blocking(move || tls_error_of_handshake(&probe_settings, &uri))
-        .await
-        .ok()
-        .flatten();
-    tls.and_then(|tls| CliError::from_tls(&tls, settings))
-        .unwrap_or(err)
 }
 
-/// The TLS error a new connection to `uri` ends with, if any: a handshake
-/// with the files `settings` name, the HTTP/2 preface, then one read.
-fn tls_error_of_handshake(settings: &Settings, uri: &Uri) -> Option<rustls::Error> {
+/// The TLS failure a new handshake with `target` ends with, if any.
+async fn probe(settings: &Settings, target: &Target) -> Option<Trouble> {
+    let (probe_settings, probe_target) = (settings.clone(), target.clone());
+    let tls =
+        tokio::task::spawn_blocking(move || tls_error_of_handshake(&probe_settings, &probe_target))
+            .await
+            .ok()
+            .flatten()?;
+    match tls_trouble(&tls, &target.endpoint.url, settings) {
+        fatal @ Trouble::Fatal(_) => Some(fatal),
+        Trouble::Down(_) => None,
+    }
+}
+
+/// The TLS error a new connection to `target` ends with, if any: a
+/// handshake with the files `settings` name, the HTTP/2 preface, then one
+/// read.
+fn tls_error_of_handshake(settings: &Settings, target: &Target) -> Option<rustls::Error> {
     let pem = |file| read_pem(file, settings.tls_file(file)?).ok();
     let (ca, cert, key) = (pem(TlsFile::Ca)?, pem(TlsFile::Cert)?, pem(TlsFile::Key)?);
     let mut roots = rustls::RootCertStore::empty();
@@ -99,10 +165,14 @@ fn tls_error_of_handshake(settings: &Settings, uri: &Uri) -> Option<rustls::Erro
         .with_client_auth_cert(chain, key)
         .ok()?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    let name = ServerName::try_from(host(uri).to_owned()).ok()?;
+    let name = ServerName::try_from(target.endpoint.host().to_owned()).ok()?;
     let connection = rustls::ClientConnection::new(Arc::new(config), name).ok()?;
-    let port = uri.port_u16().unwrap_or(443);
-    let addr = (host(uri), port).to_socket_addrs().ok()?.next()?;
+    let host = target.uri.host()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let addr = std::net::SocketAddr::new(host.parse().ok()?, target.endpoint.port());
     let tcp = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).ok()?;
     tcp.set_read_timeout(Some(PROBE_TIMEOUT)).ok()?;
     tcp.set_write_timeout(Some(PROBE_TIMEOUT)).ok()?;
@@ -115,29 +185,14 @@ fn tls_error_of_handshake(settings: &Settings, uri: &Uri) -> Option<rustls::Erro
     inner.downcast::<rustls::Error>().ok().map(|tls| *tls)
 }
 
-/// Checks that `endpoint` is an `https://` or `http://` URL with a host.
-fn parse_endpoint(endpoint: &str) -> Result<Uri, CliError> {
-    let bad = |reason: &str| CliError::BadEndpoint {
-        endpoint: endpoint.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let uri: Uri = endpoint.parse().map_err(|_| bad(EXAMPLE))?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Err(bad(EXAMPLE));
+/// A TLS failure with the server at `endpoint`: the server refusing our
+/// certificate, or us not trusting its own, is fatal; others (a handshake
+/// cut short) leave the server down.
+fn tls_trouble(tls: &rustls::Error, endpoint: &str, settings: &Settings) -> Trouble {
+    match CliError::from_tls(tls, endpoint, settings) {
+        Some(err) => Trouble::Fatal(err),
+        None => Trouble::Down(error_chain(tls)),
     }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(bad("the URL has no host"));
-    }
-    Ok(uri)
-}
-
-/// The URL's host as the server's certificate names it (an IPv6 address
-/// without its brackets).
-fn host(uri: &Uri) -> &str {
-    let host = uri.host().unwrap_or_default();
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
 }
 
 /// The TLS configuration for a server named `domain`: its CA and our
@@ -186,28 +241,18 @@ pub fn read_pem(file: TlsFile, path: &Path) -> Result<Vec<u8>, CliError> {
     Ok(bytes)
 }
 
-/// The errors of a call or of the connection, worded for the user with the
-/// settings the server was reached with (its endpoint, its CA). They live
-/// here, next to the channel, rather than in `error`, which knows no settings.
+/// The server's answers and TLS failures, worded for the user. They live
+/// here, next to the channel, rather than in `error`, which knows no
+/// settings.
 impl CliError {
-    /// Words a gRPC error for the user. `server` is where the call went,
-    /// `session_id` the session it was about, if any.
-    pub fn from_status(status: &Status, server: &Settings, session_id: Option<&str>) -> CliError {
-        if is_transport_status(status) {
-            return CliError::from_tls_chain(status, server).unwrap_or_else(|| {
-                CliError::Disconnected {
-                    endpoint: server.endpoint.clone(),
-                    detail: status
-                        .source()
-                        .map(error_chain)
-                        .unwrap_or_else(|| one_line(status.message())),
-                }
-            });
-        }
+    /// Words the server's answer to a call (a status that is not a server
+    /// down, see [`trouble`]). `endpoint` is the server that answered,
+    /// `session_id` the session the call was about, if any.
+    pub fn from_answer(status: &Status, endpoint: &str, session_id: Option<&str>) -> CliError {
         let message = one_line(status.message());
         match (status.code(), session_id) {
             (Code::Unavailable, _) => CliError::Unreachable {
-                endpoint: server.endpoint.clone(),
+                endpoint: endpoint.to_owned(),
                 detail: if message.is_empty() {
                     "the service is unavailable".to_owned()
                 } else {
@@ -233,38 +278,26 @@ impl CliError {
         }
     }
 
-    /// Words an error of the connection to `server` (TCP, TLS, HTTP/2).
-    pub fn from_transport(err: &(dyn Error + 'static), server: &Settings) -> CliError {
-        CliError::from_tls_chain(err, server).unwrap_or_else(|| CliError::Unreachable {
-            endpoint: server.endpoint.clone(),
-            detail: error_chain(err),
-        })
-    }
-
-    /// The TLS failure among `err`'s causes, worded for the user.
-    fn from_tls_chain(err: &(dyn Error + 'static), server: &Settings) -> Option<CliError> {
-        CliError::from_tls(find_tls_error(err)?, server)
-    }
-
-    /// A TLS failure worded for the user: the server refusing our
-    /// certificate, or us not trusting the server's. `None` for others.
-    pub fn from_tls(tls: &rustls::Error, server: &Settings) -> Option<CliError> {
+    /// A TLS failure with the server at `endpoint`, worded for the user:
+    /// the server refusing our certificate, or us not trusting the
+    /// server's. `None` for others.
+    pub fn from_tls(tls: &rustls::Error, endpoint: &str, settings: &Settings) -> Option<CliError> {
         let cause = error_chain(tls);
         match tls {
             // The server sent an alert: it rejected the client certificate.
             rustls::Error::AlertReceived(_) => Some(CliError::TlsRefused {
-                endpoint: server.endpoint.clone(),
+                endpoint: endpoint.to_owned(),
                 cause,
             }),
             rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
                 Some(CliError::ServerUntrusted {
-                    ca: server.ca.clone().unwrap_or_default(),
+                    ca: settings.ca.clone().unwrap_or_default(),
                     cause,
                 })
             }
             rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
                 Some(CliError::Unreachable {
-                    endpoint: server.endpoint.clone(),
+                    endpoint: endpoint.to_owned(),
                     detail: format!(
                         "{cause} (the server does not speak TLS; is it a plaintext http:// endpoint?)"
                     ),
@@ -353,37 +386,6 @@ mod tests {
 
     fn message(result: Result<ClientTlsConfig, CliError>) -> Option<String> {
         result.err().map(|e| e.to_string())
-    }
-
-    #[test]
-    fn accepts_https_and_http_urls() {
-        assert!(parse_endpoint("http://127.0.0.1:50051").is_ok());
-        assert!(parse_endpoint("http://daas.example:8080/").is_ok());
-        assert!(parse_endpoint("https://daas.example:50051").is_ok());
-        assert!(parse_endpoint("https://[::1]:50051").is_ok());
-    }
-
-    #[test]
-    fn rejects_other_urls() {
-        for endpoint in ["127.0.0.1:50051", "ftp://h", "not a url", "", "https://:1"] {
-            let err = parse_endpoint(endpoint).err().map(|e| e.to_string());
-            assert!(
-                err.as_deref()
-                    .is_some_and(|e| e.starts_with("invalid endpoint")),
-                "{endpoint}: {err:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_domain_is_the_urls_host() {
-        let host_of = |url: &str| parse_endpoint(url).map(|uri| host(&uri).to_owned()).ok();
-        assert_eq!(
-            host_of("https://daas.example:50051").as_deref(),
-            Some("daas.example")
-        );
-        assert_eq!(host_of("https://[::1]:50051").as_deref(), Some("::1"));
-        assert_eq!(host_of("https://127.0.0.1:1").as_deref(), Some("127.0.0.1"));
     }
 
     #[test]
@@ -515,15 +517,40 @@ mod tests {
         }
     }
 
+    /// The first endpoint of `settings`, dialled at 127.0.0.1 (the tests'
+    /// URLs name daas.example, which does not resolve).
+    fn target(settings: &Settings) -> Target {
+        let endpoint = crate::endpoints::Endpoint::parse(&settings.endpoints[0]);
+        let endpoint = endpoint.unwrap_or_else(|err| panic!("{err}"));
+        let scheme = if endpoint.is_tls() { "https" } else { "http" };
+        Target {
+            uri: format!("{scheme}://127.0.0.1:{}", endpoint.port())
+                .parse()
+                .unwrap_or_else(|err| panic!("{err}")),
+            endpoint,
+            address: None,
+        }
+    }
+
     /// A status as tonic makes it for a connection that failed with `tls`.
     fn tls_status(tls: rustls::Error) -> Status {
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
         Status::from_error(Box::new(io))
     }
 
+    /// What a failed call means, as text: `down: DETAIL`, `fatal: MESSAGE`
+    /// or `answer`.
+    async fn sorted(settings: &Settings, status: &Status) -> String {
+        match trouble(settings, &target(settings), status, false).await {
+            Some(Trouble::Down(detail)) => format!("down: {detail}"),
+            Some(Trouble::Fatal(err)) => format!("fatal: {err}"),
+            None => "answer".to_owned(),
+        }
+    }
+
     #[test]
     fn not_found_names_the_session() {
-        let err = CliError::from_status(&Status::not_found("nope"), &server(), Some("abc"));
+        let err = CliError::from_answer(&Status::not_found("nope"), ENDPOINT, Some("abc"));
         assert_eq!(err.to_string(), "no session abc");
         assert_eq!(err.exit_code(), 2);
     }
@@ -531,32 +558,22 @@ mod tests {
     #[test]
     fn invalid_argument_is_the_servers_message() {
         let status = Status::invalid_argument("username: must be 1-20 characters");
-        let err = CliError::from_status(&status, &server(), None);
+        let err = CliError::from_answer(&status, ENDPOINT, None);
         assert_eq!(err.to_string(), "username: must be 1-20 characters");
     }
 
     #[test]
-    fn unavailable_says_the_server_is_unreachable() {
-        let err =
-            CliError::from_status(&Status::unavailable("connection refused"), &server(), None);
-        assert_eq!(
-            err.to_string(),
-            "cannot reach the server at http://127.0.0.1:50051: connection refused"
-        );
-    }
-
-    #[test]
     fn other_codes_are_named() {
-        let err = CliError::from_status(&Status::internal("store broken"), &server(), Some("x"));
+        let err = CliError::from_answer(&Status::internal("store broken"), ENDPOINT, Some("x"));
         assert_eq!(err.to_string(), "INTERNAL: store broken");
-        let err = CliError::from_status(&Status::permission_denied(""), &server(), None);
+        let err = CliError::from_answer(&Status::permission_denied(""), ENDPOINT, None);
         assert_eq!(err.to_string(), "PERMISSION_DENIED");
     }
 
     #[test]
     fn permission_denied_is_the_servers_message() {
         let status = Status::permission_denied("only admins may create desktops for other users");
-        let err = CliError::from_status(&status, &server(), Some("x"));
+        let err = CliError::from_answer(&status, ENDPOINT, Some("x"));
         assert_eq!(
             err.to_string(),
             "only admins may create desktops for other users"
@@ -572,7 +589,7 @@ mod tests {
             "the server already runs its maximum of 50 desktops",
             ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(12_300))),
         );
-        let err = CliError::from_status(&status, &server(), None);
+        let err = CliError::from_answer(&status, ENDPOINT, None);
         assert_eq!(
             err.to_string(),
             "the server already runs its maximum of 50 desktops (retry in 13 s)"
@@ -582,13 +599,13 @@ mod tests {
     #[test]
     fn resource_exhausted_shows_when_to_retry() {
         let mut status = Status::resource_exhausted("alice already has 3 desktops");
-        let err = CliError::from_status(&status, &server(), None);
+        let err = CliError::from_answer(&status, ENDPOINT, None);
         assert_eq!(err.to_string(), "alice already has 3 desktops");
         status.metadata_mut().insert(
             "retry-after",
             tonic::metadata::MetadataValue::from_static("30"),
         );
-        let err = CliError::from_status(&status, &server(), None);
+        let err = CliError::from_answer(&status, ENDPOINT, None);
         assert_eq!(
             err.to_string(),
             "alice already has 3 desktops (retry in 30 s)"
@@ -598,74 +615,106 @@ mod tests {
             "retry-after",
             tonic::metadata::MetadataValue::from_static("soon"),
         );
-        let err = CliError::from_status(&status, &server(), None);
+        let err = CliError::from_answer(&status, ENDPOINT, None);
         assert_eq!(err.to_string(), "alice already has 3 desktops");
         let mut status = Status::resource_exhausted("alice used her creates; try again in 9 s");
         status.metadata_mut().insert(
             "retry-after",
             tonic::metadata::MetadataValue::from_static("9"),
         );
-        let err = CliError::from_status(&status, &server(), None);
+        let err = CliError::from_answer(&status, ENDPOINT, None);
         assert_eq!(err.to_string(), "alice used her creates; try again in 9 s");
     }
 
+    #[tokio::test]
+    async fn unavailable_from_the_server_means_it_is_down() {
+        let status = Status::unavailable("the server is shutting down");
+        assert_eq!(
+            sorted(&server(), &status).await,
+            "down: the server is shutting down"
+        );
+        assert_eq!(
+            sorted(&server(), &Status::unavailable("")).await,
+            "down: the service is unavailable"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_means_the_server_is_down() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+        let status = Status::from_error(Box::new(io));
+        assert_eq!(
+            sorted(&tls_server(), &status).await,
+            "down: connection reset"
+        );
+    }
+
     #[test]
-    fn a_refused_client_certificate_is_explained() {
+    fn a_closed_connection_is_said_without_rustls_s_manual() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: \
+             https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof",
+        );
+        assert_eq!(
+            down_detail(&io),
+            "peer closed connection without sending TLS close_notify"
+        );
+    }
+
+    #[tokio::test]
+    async fn other_answers_are_the_callers_to_word() {
+        for status in [
+            Status::not_found("no session x"),
+            Status::permission_denied("no"),
+            Status::internal("store broken"),
+        ] {
+            assert_eq!(sorted(&server(), &status).await, "answer", "{status:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_client_certificate_is_explained() {
         let status = tls_status(rustls::Error::AlertReceived(
             rustls::AlertDescription::UnknownCA,
         ));
-        let err = CliError::from_status(&status, &tls_server(), None);
         assert_eq!(
-            err.to_string(),
-            "the server at https://daas.example:50051 refused the TLS connection: \
+            sorted(&tls_server(), &status).await,
+            "fatal: the server at https://daas.example:50051 refused the TLS connection: \
              received fatal alert: UnknownCA; check --cert/--key (issued by the server's CA? expired?)"
         );
-        assert_eq!(err.exit_code(), 2);
     }
 
-    #[test]
-    fn an_untrusted_server_certificate_names_the_ca() {
+    #[tokio::test]
+    async fn an_untrusted_server_certificate_names_the_ca() {
         let status = tls_status(rustls::Error::InvalidCertificate(
             rustls::CertificateError::UnknownIssuer,
         ));
-        let err = CliError::from_status(&status, &tls_server(), None);
         assert_eq!(
-            err.to_string(),
-            "cannot verify the server's certificate with CA /x/ca.pem: \
+            sorted(&tls_server(), &status).await,
+            "fatal: cannot verify the server's certificate with CA /x/ca.pem: \
              invalid peer certificate: UnknownIssuer"
         );
-        // The same error at connection time, without a status around it.
-        let io = std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+        let err = CliError::from_tls(
+            &rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+            "https://daas.example:50051",
+            &tls_server(),
         );
-        let err = CliError::from_transport(&io, &tls_server());
-        assert!(
-            err.to_string()
-                .starts_with("cannot verify the server's certificate with CA /x/ca.pem: "),
-            "{err}"
-        );
+        assert_eq!(err.as_ref().map(CliError::exit_code), Some(2));
+        assert!(err.is_some_and(|e| {
+            e.to_string()
+                .starts_with("cannot verify the server's certificate with CA /x/ca.pem: ")
+        }),);
     }
 
-    #[test]
-    fn other_transport_errors_say_the_server_is_unreachable() {
-        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        let err = CliError::from_transport(&io, &server());
-        assert_eq!(
-            err.to_string(),
-            "cannot reach the server at http://127.0.0.1:50051: connection refused"
-        );
-    }
-
-    #[test]
-    fn a_connection_lost_without_tls_cause_is_unreachable() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
-        let status = Status::from_error(Box::new(io));
-        let err = CliError::from_status(&status, &tls_server(), None);
-        assert!(matches!(err, CliError::Disconnected { .. }), "{err:?}");
-        assert_eq!(
-            err.to_string(),
-            "cannot reach the server at https://daas.example:50051: connection reset"
-        );
+    #[tokio::test]
+    async fn a_refused_connection_means_the_server_is_down() {
+        // Nothing listens on port 1.
+        let settings = Settings::plaintext("http://127.0.0.1:1");
+        let result = connect(&settings, &target(&settings)).await;
+        match result {
+            Err(Trouble::Down(detail)) => assert_eq!(detail, "Connection refused"),
+            other => panic!("{other:?}"),
+        }
     }
 }

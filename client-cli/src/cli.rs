@@ -13,7 +13,14 @@ given, comes from DAAS_ENDPOINT, DAAS_CA, DAAS_CERT and DAAS_KEY, else from
 the keys endpoint, ca, cert and key of $XDG_CONFIG_HOME/daas/config.toml
 (default ~/.config/daas/config.toml; relative paths there are relative to the
 file). An https:// endpoint needs all three files (mutual TLS); http:// is
-plaintext, which servers accept only on loopback, and uses none.";
+plaintext, which servers accept only on loopback, and uses none.
+
+Several servers (replicas of one service): repeat --endpoint, or separate
+URLs with commas (also in DAAS_ENDPOINT and the file, where endpoint may be
+an array). They are tried in order, and so is every address a host name
+resolves to; a call that finds one down (refused, reset, UNAVAILABLE) moves
+to the next. A create or watch cut off midway follows the same session on
+the next server, without printing an event twice.";
 
 /// Which RDP client `daas connect` starts, shown after its options.
 const CONNECT_HELP: &str = "\
@@ -48,10 +55,12 @@ SHA-256 fingerprint too.";
 #[command(name = "daas", version, after_help = SETTINGS_HELP)]
 pub struct Cli {
     /// Address of the DaaS server: https://HOST:PORT (mutual TLS) or
-    /// http://HOST:PORT (plaintext, loopback only) [env: DAAS_ENDPOINT]
+    /// http://HOST:PORT (plaintext, loopback only); several, repeated or
+    /// separated by commas, are tried in order [env: DAAS_ENDPOINT]
     /// [default: http://127.0.0.1:50051]
-    #[arg(long, global = true, value_name = "URL", value_hint = ValueHint::Url)]
-    pub endpoint: Option<String>,
+    #[arg(long, global = true, value_name = "URL", value_hint = ValueHint::Url,
+          value_delimiter = ',')]
+    pub endpoint: Vec<String>,
 
     /// CA certificate (PEM) the server's certificate is checked with
     /// [env: DAAS_CA]
@@ -83,7 +92,7 @@ impl Cli {
     /// The connection settings given on the command line.
     pub fn settings(&self) -> Values {
         Values {
-            endpoint: self.endpoint.clone(),
+            endpoints: (!self.endpoint.is_empty()).then(|| self.endpoint.clone()),
             ca: self.ca.clone(),
             cert: self.cert.clone(),
             key: self.key.clone(),
@@ -175,8 +184,8 @@ pub struct CreateArgs {
 
     /// Idempotency key (1-64 letters, digits, '.', '_', ':', '-'): a create
     /// with the same key within 24 h follows the first desktop instead of
-    /// making another (default: a new random key, reused by the CLI's own
-    /// retries)
+    /// making another (default: a new random key, reused when the CLI
+    /// retries on the same or the next server)
     #[arg(long, value_name = "KEY")]
     pub request_id: Option<String>,
 }
@@ -260,12 +269,50 @@ mod tests {
         assert_eq!(
             cli.map(|cli| cli.settings()),
             Ok(Values {
-                endpoint: Some("https://h:1".to_owned()),
+                endpoints: Some(vec!["https://h:1".to_owned()]),
                 ca: Some(PathBuf::from("ca.pem")),
                 cert: Some(PathBuf::from("me.pem")),
                 key: Some(PathBuf::from("me.key")),
             })
         );
+    }
+
+    #[test]
+    fn endpoints_may_be_repeated_or_separated_by_commas() {
+        let endpoints = |args: &[&str]| {
+            Cli::try_parse_from(args)
+                .map(|cli| cli.settings().endpoints)
+                .map_err(|e| e.to_string())
+        };
+        let three = Ok(Some(vec![
+            "https://a:1".to_owned(),
+            "https://b:1".to_owned(),
+            "https://c:1".to_owned(),
+        ]));
+        assert_eq!(
+            endpoints(&[
+                "daas",
+                "--endpoint",
+                "https://a:1,https://b:1",
+                "--endpoint",
+                "https://c:1",
+                "list",
+            ]),
+            three
+        );
+        assert_eq!(
+            endpoints(&[
+                "daas",
+                "list",
+                "--endpoint",
+                "https://a:1",
+                "--endpoint",
+                "https://b:1,https://c:1",
+            ]),
+            three
+        );
+        let cli = Cli::try_parse_from(["daas", "list"]).map_err(|e| e.to_string());
+        assert_eq!(cli.map(|cli| cli.settings().endpoints), Ok(None));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The global options every command runs with (the server to reach, `--json`,
+//! The global options every command runs with (the servers to reach, `--json`,
 //! `--verbose`), in a file of its own so that `commands` and `follow` both
 //! take it from here rather than from each other.
 
@@ -7,7 +7,7 @@ use crate::settings::Settings;
 /// The global options every command needs.
 #[derive(Debug)]
 pub struct Context {
-    /// The server and the TLS files to reach it with.
+    /// The servers and the TLS files to reach them with.
     pub server: Settings,
     pub json: bool,
     pub verbose: bool,

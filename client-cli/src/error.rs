@@ -1,7 +1,7 @@
 //! The errors of the CLI, their exit status and their one-line messages.
-//! Knows no settings: wording a gRPC status or a failed connection needs the
-//! server's endpoint and CA, so `CliError::from_status`, `from_transport` and
-//! `from_tls` are in `channel`, next to the channel they report on.
+//! Knows no settings: wording a server's answer or a TLS failure needs the
+//! server's endpoint and CA, so `CliError::from_answer` and `from_tls` are
+//! in `channel`, next to the channel they report on.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -24,10 +24,20 @@ pub enum CliError {
     #[error("cannot reach the server at {endpoint}: {detail}")]
     Unreachable { endpoint: String, detail: String },
 
-    /// A call failed on a connection that was up: the server went away, or
-    /// (TLS 1.3) refused the client certificate after the handshake.
-    #[error("cannot reach the server at {endpoint}: {detail}")]
-    Disconnected { endpoint: String, detail: String },
+    /// Every server was tried, and each was down.
+    #[error("cannot reach any server: {}", .tried.join("; "))]
+    NoServerAnswered {
+        /// Each server tried and why it failed: `URL (DETAIL)`.
+        tried: Vec<String>,
+    },
+
+    /// A create sent again (with its request id) to another server came
+    /// back with another session than the first server's.
+    #[error(
+        "the create, sent again to another server, came back with session {got} \
+         instead of {id}; follow {id} with: daas watch {id}"
+    )]
+    OtherSession { id: String, got: String },
 
     #[error("unknown key `{key}` in {file} (valid keys: {})", CONFIG_KEYS.join(", "))]
     ConfigUnknownKey { file: String, key: String },

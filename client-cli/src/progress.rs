@@ -63,6 +63,15 @@ impl Progress {
         Ok(())
     }
 
+    /// Prints a line on stderr, above the spinner if any.
+    pub fn note(&self, text: &str) {
+        let print = || eprintln!("{text}");
+        match &self.bar {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+
     /// Prints a line above the spinner, if any.
     fn line(&self, text: &str) -> std::io::Result<()> {
         let print = || {

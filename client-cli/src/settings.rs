@@ -1,10 +1,15 @@
-//! Where the endpoint and the TLS files come from. Each value is taken from
+//! Where the endpoints and the TLS files come from. Each value is taken from
 //! the first of: its command-line option (`--endpoint`, `--ca`, `--cert`,
 //! `--key`), its environment variable (`DAAS_ENDPOINT`, `DAAS_CA`,
 //! `DAAS_CERT`, `DAAS_KEY`), the config file
 //! (`$XDG_CONFIG_HOME/daas/config.toml`, by default
 //! `~/.config/daas/config.toml`, keys `endpoint`, `ca`, `cert`, `key`), and
 //! the default (`http://127.0.0.1:50051`, no files).
+//!
+//! The endpoint may be a list: the servers (equal replicas) are tried in
+//! its order. `--endpoint` may be repeated, and it, `DAAS_ENDPOINT` and the
+//! file's `endpoint` string take URLs separated by commas; the file's
+//! `endpoint` may also be an array of URLs.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -25,7 +30,8 @@ const DEFAULT_CONFIG_HINT: &str = "~/.config/daas/config.toml";
 /// file); `None` where that source says nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Values {
-    pub endpoint: Option<String>,
+    /// The servers' URLs, in the order they are tried.
+    pub endpoints: Option<Vec<String>>,
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
@@ -35,7 +41,7 @@ impl Values {
     /// Each value of `self`, else the one of `fallback`.
     fn or(self, fallback: Values) -> Values {
         Values {
-            endpoint: self.endpoint.or(fallback.endpoint),
+            endpoints: self.endpoints.or(fallback.endpoints),
             ca: self.ca.or(fallback.ca),
             cert: self.cert.or(fallback.cert),
             key: self.key.or(fallback.key),
@@ -54,8 +60,8 @@ impl Values {
 /// What every command connects with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// The server's URL.
-    pub endpoint: String,
+    /// The servers' URLs, one or more, in the order they are tried.
+    pub endpoints: Vec<String>,
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
@@ -68,7 +74,7 @@ impl Settings {
     #[cfg(test)]
     pub fn plaintext(endpoint: &str) -> Settings {
         Settings {
-            endpoint: endpoint.to_owned(),
+            endpoints: vec![endpoint.to_owned()],
             ca: None,
             cert: None,
             key: None,
@@ -105,9 +111,9 @@ pub fn resolve(
     };
     let values = flags.or(from_env(env)?).or(from_file);
     Ok(Settings {
-        endpoint: values
-            .endpoint
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+        endpoints: values
+            .endpoints
+            .unwrap_or_else(|| vec![DEFAULT_ENDPOINT.to_owned()]),
         ca: values.ca,
         cert: values.cert,
         key: values.key,
@@ -130,18 +136,18 @@ pub fn config_path(env: &dyn Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
     Some(dir.join(CONFIG_FILE))
 }
 
-/// The values the environment sets; an empty variable counts as unset.
+/// The values the environment sets; an empty variable (or a list of
+/// nothing but commas) counts as unset.
 fn from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Values, CliError> {
-    let endpoint = match non_empty(env("DAAS_ENDPOINT")) {
-        Some(value) => Some(
-            value
-                .into_string()
-                .map_err(|_| CliError::Usage("DAAS_ENDPOINT is not valid UTF-8".to_owned()))?,
-        ),
+    let endpoints = match non_empty(env("DAAS_ENDPOINT")) {
+        Some(value) => value
+            .into_string()
+            .map(|text| url_list(&text))
+            .map_err(|_| CliError::Usage("DAAS_ENDPOINT is not valid UTF-8".to_owned()))?,
         None => None,
     };
     let mut values = Values {
-        endpoint,
+        endpoints,
         ..Values::default()
     };
     for file in [TlsFile::Ca, TlsFile::Cert, TlsFile::Key] {
@@ -185,6 +191,10 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Values, CliError> {
     let dir = path.parent().unwrap_or_else(|| Path::new(""));
     let mut values = Values::default();
     for (key, value) in table {
+        if key == "endpoint" {
+            values.endpoints = Some(config_endpoints(&value).map_err(&invalid)?);
+            continue;
+        }
         let text = match value.as_str() {
             Some("") => return Err(invalid(format!("`{key}` is empty"))),
             Some(text) => text.to_owned(),
@@ -197,7 +207,6 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Values, CliError> {
             None => return Err(CliError::ConfigUnknownKey { file, key }),
         };
         match key.as_str() {
-            "endpoint" => values.endpoint = Some(text),
             "ca" => values.set_file(TlsFile::Ca, dir.join(text)),
             "cert" => values.set_file(TlsFile::Cert, dir.join(text)),
             "key" => values.set_file(TlsFile::Key, dir.join(text)),
@@ -205,6 +214,47 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Values, CliError> {
         }
     }
     Ok(values)
+}
+
+/// The config file's `endpoint`: a string of URLs separated by commas, or
+/// an array of URLs.
+fn config_endpoints(value: &toml::Value) -> Result<Vec<String>, String> {
+    let urls = match value {
+        toml::Value::String(text) => url_list(text),
+        toml::Value::Array(items) => {
+            let urls = items
+                .iter()
+                .map(|item| match item.as_str().map(str::trim) {
+                    Some("") => Err("`endpoint` has an empty URL".to_owned()),
+                    Some(url) => Ok(url.to_owned()),
+                    None => Err(format!(
+                        "`endpoint` must list strings, not {}",
+                        item.type_str()
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (!urls.is_empty()).then_some(urls)
+        }
+        other => {
+            return Err(format!(
+                "`endpoint` must be a string or an array of strings, not {}",
+                other.type_str()
+            ));
+        }
+    };
+    urls.ok_or_else(|| "`endpoint` is empty".to_owned())
+}
+
+/// The URLs of a comma-separated list, trimmed, without empty items;
+/// `None` when nothing is left.
+fn url_list(text: &str) -> Option<Vec<String>> {
+    let urls: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!urls.is_empty()).then_some(urls)
 }
 
 fn non_empty(value: Option<OsString>) -> Option<OsString> {
@@ -244,7 +294,7 @@ mod tests {
 
     fn flags(endpoint: Option<&str>, ca: Option<&str>) -> Values {
         Values {
-            endpoint: endpoint.map(str::to_owned),
+            endpoints: endpoint.map(|url| vec![url.to_owned()]),
             ca: ca.map(PathBuf::from),
             ..Values::default()
         }
@@ -256,7 +306,7 @@ mod tests {
         let xdg = dir.path().to_str().expect("a UTF-8 temp dir");
         let settings = resolve(Values::default(), &env_of(&[("XDG_CONFIG_HOME", xdg)]));
         let settings = settings.expect("no config file is fine");
-        assert_eq!(settings.endpoint, DEFAULT_ENDPOINT);
+        assert_eq!(settings.endpoints, [DEFAULT_ENDPOINT]);
         assert_eq!(
             (settings.ca, settings.cert, settings.key),
             (None, None, None)
@@ -282,18 +332,18 @@ mod tests {
         ]);
         let settings = resolve(flags(Some("https://flag:1"), Some("flag-ca.pem")), &env)
             .expect("valid settings");
-        assert_eq!(settings.endpoint, "https://flag:1");
+        assert_eq!(settings.endpoints, ["https://flag:1"]);
         assert_eq!(settings.ca, Some(PathBuf::from("flag-ca.pem")));
         assert_eq!(settings.cert, Some(PathBuf::from("env-cert.pem")));
         assert_eq!(settings.key, Some(PathBuf::from("/abs/file-key.pem")));
 
         let settings = resolve(Values::default(), &env).expect("valid settings");
-        assert_eq!(settings.endpoint, "https://env:1");
+        assert_eq!(settings.endpoints, ["https://env:1"]);
         assert_eq!(settings.ca, Some(PathBuf::from("env-ca.pem")));
 
         let settings = resolve(Values::default(), &env_of(&[("XDG_CONFIG_HOME", xdg)]))
             .expect("valid settings");
-        assert_eq!(settings.endpoint, "https://file:1");
+        assert_eq!(settings.endpoints, ["https://file:1"]);
         assert_eq!(settings.ca, Some(dir.path().join("daas/file-ca.pem")));
         assert_eq!(settings.cert, Some(dir.path().join("daas/file-cert.pem")));
     }
@@ -309,7 +359,62 @@ mod tests {
         ]);
         let settings = resolve(Values::default(), &env).expect("valid settings");
         assert_eq!(settings.ca, Some(dir.path().join("daas/ca.pem")));
-        assert_eq!(settings.endpoint, DEFAULT_ENDPOINT);
+        assert_eq!(settings.endpoints, [DEFAULT_ENDPOINT]);
+    }
+
+    #[test]
+    fn endpoint_lists_come_from_every_source() {
+        let dir = config_dir("endpoint = [\"https://a:1\", \" https://b:1 \"]\n");
+        let xdg = dir.path().to_str().expect("a UTF-8 temp dir");
+        let settings = resolve(Values::default(), &env_of(&[("XDG_CONFIG_HOME", xdg)]));
+        assert_eq!(
+            settings.map(|s| s.endpoints).ok(),
+            Some(vec!["https://a:1".to_owned(), "https://b:1".to_owned()])
+        );
+        // Commas in the environment (empty items dropped), and in the file.
+        let env = env_of(&[
+            ("XDG_CONFIG_HOME", xdg),
+            ("DAAS_ENDPOINT", " https://c:1,, https://d:1 ,"),
+        ]);
+        let settings = resolve(Values::default(), &env);
+        assert_eq!(
+            settings.map(|s| s.endpoints).ok(),
+            Some(vec!["https://c:1".to_owned(), "https://d:1".to_owned()])
+        );
+        let env = env_of(&[("XDG_CONFIG_HOME", xdg), ("DAAS_ENDPOINT", " , ")]);
+        let settings = resolve(Values::default(), &env);
+        assert_eq!(settings.map(|s| s.endpoints.len()).ok(), Some(2));
+        let path = Path::new("/c/config.toml");
+        let values = parse_config("endpoint = \"https://e:1, https://f:1\"\n", path);
+        assert_eq!(
+            values.ok().and_then(|v| v.endpoints),
+            Some(vec!["https://e:1".to_owned(), "https://f:1".to_owned()])
+        );
+    }
+
+    #[test]
+    fn bad_endpoint_lists_are_explained() {
+        let path = Path::new("/c/config.toml");
+        let message = |text: &str| parse_config(text, path).err().map(|e| e.to_string());
+        for (text, why) in [
+            ("endpoint = []\n", "`endpoint` is empty"),
+            ("endpoint = \" , \"\n", "`endpoint` is empty"),
+            ("endpoint = [\"a\", \"\"]\n", "`endpoint` has an empty URL"),
+            (
+                "endpoint = [\"a\", 1]\n",
+                "`endpoint` must list strings, not integer",
+            ),
+            (
+                "endpoint = 1\n",
+                "`endpoint` must be a string or an array of strings, not integer",
+            ),
+        ] {
+            assert_eq!(
+                message(text),
+                Some(format!("invalid /c/config.toml: {why}")),
+                "{text}"
+            );
+        }
     }
 
     #[test]
@@ -350,7 +455,7 @@ mod tests {
         assert_eq!(
             values.ok(),
             Some(Values {
-                endpoint: Some("https://d:50051".to_owned()),
+                endpoints: Some(vec!["https://d:50051".to_owned()]),
                 ca: Some(PathBuf::from("/etc/daas/pki/ca.pem")),
                 cert: Some(PathBuf::from("/etc/daas/../c.pem")),
                 key: Some(PathBuf::from("/k.pem")),

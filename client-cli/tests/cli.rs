@@ -11,6 +11,9 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+#[path = "cli/replicas.rs"]
+mod replicas;
+
 /// How long one run of the CLI may take.
 const TIME_LIMIT: Duration = Duration::from_secs(300);
 

@@ -3,16 +3,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use daas_api::v1::desktop_service_client::DesktopServiceClient;
 use daas_api::v1::{AuditEntry, ListAuditRequest};
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use super::print;
-use crate::channel::connect;
+use super::{print, servers};
 use crate::cli::AuditArgs;
 use crate::context::Context;
 use crate::error::CliError;
+use crate::replicas::Replicas;
 use crate::{json, render};
 
 /// The most entries the server returns in one page.
@@ -29,8 +27,8 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> Result<(), CliError> {
         since: since.map(prost_types::Timestamp::from),
         ..ListAuditRequest::default()
     };
-    let mut client = connect(&ctx.server).await?;
-    let (entries, more) = newest(&mut client, ctx, filter, args.limit).await?;
+    let mut servers = servers(ctx)?;
+    let (entries, more) = newest(&mut servers, filter, args.limit).await?;
     if ctx.json {
         for entry in &entries {
             json::print(&json::audit_entry(entry))?;
@@ -53,8 +51,7 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> Result<(), CliError> {
 /// The newest `limit` entries matching `filter`, page after page, and
 /// whether older ones are left.
 async fn newest(
-    client: &mut DesktopServiceClient<Channel>,
-    ctx: &Context,
+    servers: &mut Replicas<'_>,
     filter: ListAuditRequest,
     limit: u32,
 ) -> Result<(Vec<AuditEntry>, bool), CliError> {
@@ -68,11 +65,13 @@ async fn newest(
             page_token,
             ..filter.clone()
         };
-        let page = client
-            .list_audit(request)
-            .await
-            .map_err(|status| audit_error(&status, ctx))?
-            .into_inner();
+        let page = servers
+            .call(|mut client| {
+                let request = request.clone();
+                async move { client.list_audit(request).await }
+            })
+            .await?
+            .map_err(|status| audit_error(&status, servers.endpoint()))?;
         let empty = page.entries.is_empty();
         entries.extend(page.entries);
         if entries.len() >= limit {
@@ -88,12 +87,13 @@ async fn newest(
     }
 }
 
-/// A ListAudit error: a server without the call; the rest
-/// (PERMISSION_DENIED for a non-administrator, ...) as for any call.
-fn audit_error(status: &Status, ctx: &Context) -> CliError {
+/// A ListAudit answer from the server at `endpoint`: a server without the
+/// call; the rest (PERMISSION_DENIED for a non-administrator, ...) as for
+/// any call.
+fn audit_error(status: &Status, endpoint: &str) -> CliError {
     match status.code() {
-        Code::Unimplemented => CliError::NoAuditSupport(ctx.server.endpoint.clone()),
-        _ => CliError::from_status(status, &ctx.server, None),
+        Code::Unimplemented => CliError::NoAuditSupport(endpoint.to_owned()),
+        _ => CliError::from_answer(status, endpoint, None),
     }
 }
 
@@ -153,7 +153,6 @@ fn two_digits(tens: u8, units: u8) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Settings;
 
     fn at(seconds: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
@@ -225,18 +224,12 @@ mod tests {
         }
     }
 
-    fn ctx() -> Context {
-        Context {
-            server: Settings::plaintext("http://127.0.0.1:50051"),
-            json: false,
-            verbose: false,
-        }
-    }
+    const ENDPOINT: &str = "http://127.0.0.1:50051";
 
     #[test]
     fn a_refusal_is_the_servers_message() {
         let status = Status::permission_denied("only administrators may read the audit trail");
-        let err = audit_error(&status, &ctx());
+        let err = audit_error(&status, ENDPOINT);
         assert_eq!(
             err.to_string(),
             "only administrators may read the audit trail"
@@ -246,7 +239,7 @@ mod tests {
 
     #[test]
     fn an_older_server_says_so() {
-        let err = audit_error(&Status::unimplemented(""), &ctx());
+        let err = audit_error(&Status::unimplemented(""), ENDPOINT);
         assert_eq!(
             err.to_string(),
             "the server at http://127.0.0.1:50051 does not support the audit trail (UNIMPLEMENTED)"

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use daas_api::v1::{GetSessionRequest, SessionState};
 use serde_json::json;
 
-use super::print;
-use crate::channel::connect;
+use super::{print, servers};
 use crate::cli::ConnectArgs;
 use crate::context::Context;
 use crate::error::CliError;
@@ -22,15 +21,17 @@ pub async fn run(ctx: &Context, args: ConnectArgs) -> Result<(), CliError> {
             "--user must be a non-empty name without control characters".to_owned(),
         ));
     }
-    let mut client = connect(&ctx.server).await?;
+    let mut servers = servers(ctx)?;
     let request = GetSessionRequest {
         session_id: args.id.clone(),
     };
-    let session = client
-        .get_session(request)
-        .await
-        .map_err(|status| CliError::from_status(&status, &ctx.server, Some(&args.id)))?
-        .into_inner();
+    let session = servers
+        .call(|mut client| {
+            let request = request.clone();
+            async move { client.get_session(request).await }
+        })
+        .await?
+        .map_err(|status| CliError::from_answer(&status, servers.endpoint(), Some(&args.id)))?;
     if session.state() != SessionState::Ready {
         return Err(CliError::not_ready(args.id, session.state()));
     }

@@ -4,8 +4,7 @@ use std::time::SystemTime;
 
 use daas_api::v1::{ListSessionsRequest, SessionState};
 
-use super::print;
-use crate::channel::connect;
+use super::{print, servers};
 use crate::cli::ListArgs;
 use crate::context::Context;
 use crate::error::CliError;
@@ -16,7 +15,7 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
         Some(label) => parse_state(label)?,
         None => SessionState::Unspecified,
     };
-    let mut client = connect(&ctx.server).await?;
+    let mut servers = servers(ctx)?;
     let mut sessions = Vec::new();
     let mut page_token = String::new();
     loop {
@@ -26,11 +25,15 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
             page_size: 1000,
             page_token,
         };
-        let page = client
-            .list_sessions(request)
-            .await
-            .map_err(|status| CliError::from_status(&status, &ctx.server, None))?
-            .into_inner();
+        // A page token is good on any server: a page goes to the next
+        // server when the one in use goes away.
+        let page = servers
+            .call(|mut client| {
+                let request = request.clone();
+                async move { client.list_sessions(request).await }
+            })
+            .await?
+            .map_err(|status| CliError::from_answer(&status, servers.endpoint(), None))?;
         sessions.extend(page.sessions);
         if page.next_page_token.is_empty() {
             break;

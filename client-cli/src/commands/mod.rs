@@ -13,11 +13,11 @@ use std::io::Write;
 
 use daas_api::v1::{Session, SessionState};
 
-use crate::channel;
 use crate::cli::{Cli, Command};
 use crate::context::Context;
 use crate::error::CliError;
 use crate::render;
+use crate::replicas::Replicas;
 use crate::settings;
 
 /// Runs the command given on the command line.
@@ -27,7 +27,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         json: cli.json,
         verbose: cli.verbose,
     };
-    let result = match cli.command {
+    match cli.command {
         Command::Create(args) => create::run(&ctx, args).await,
         Command::Watch(args) => watch::run(&ctx, &args.id).await,
         Command::List(args) => list::run(&ctx, args).await,
@@ -36,12 +36,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Destroy(args) => destroy::run(&ctx, &args.id).await,
         Command::Pool(command) => pool::run(&ctx, command).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
-    };
-    match result {
-        // Possibly a client certificate the server refused after the handshake.
-        Err(err @ CliError::Disconnected { .. }) => Err(channel::explain(&ctx.server, err).await),
-        other => other,
     }
+}
+
+/// The servers a command's calls go to, each tried once when the others
+/// are down.
+fn servers(ctx: &Context) -> Result<Replicas<'_>, CliError> {
+    Replicas::new(&ctx.server, &[])
 }
 
 /// Prints text for humans on stdout, adding a final line break if missing.

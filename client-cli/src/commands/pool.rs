@@ -4,8 +4,7 @@
 use daas_api::v1::{GetPoolRequest, ListPoolsRequest};
 use tonic::{Code, Status};
 
-use super::print;
-use crate::channel::connect;
+use super::{print, servers};
 use crate::cli::{PoolCommand, PoolStatusArgs};
 use crate::context::Context;
 use crate::error::CliError;
@@ -19,14 +18,13 @@ pub async fn run(ctx: &Context, command: PoolCommand) -> Result<(), CliError> {
 
 /// Every pool (ListPools), or the one named (GetPool).
 async fn status(ctx: &Context, args: PoolStatusArgs) -> Result<(), CliError> {
-    let mut client = connect(&ctx.server).await?;
+    let mut servers = servers(ctx)?;
     match args.name {
         None => {
-            let pools = client
-                .list_pools(ListPoolsRequest {})
-                .await
-                .map_err(|status| pool_error(&status, ctx, None))?
-                .into_inner()
+            let pools = servers
+                .call(|mut client| async move { client.list_pools(ListPoolsRequest {}).await })
+                .await?
+                .map_err(|status| pool_error(&status, servers.endpoint(), None))?
                 .pools;
             if ctx.json {
                 json::print(&pools.iter().map(json::pool).collect())
@@ -38,11 +36,13 @@ async fn status(ctx: &Context, args: PoolStatusArgs) -> Result<(), CliError> {
         }
         Some(name) => {
             let request = GetPoolRequest { name: name.clone() };
-            let pool = client
-                .get_pool(request)
-                .await
-                .map_err(|status| pool_error(&status, ctx, Some(&name)))?
-                .into_inner();
+            let pool = servers
+                .call(|mut client| {
+                    let request = request.clone();
+                    async move { client.get_pool(request).await }
+                })
+                .await?
+                .map_err(|status| pool_error(&status, servers.endpoint(), Some(&name)))?;
             if ctx.json {
                 json::print(&json::pool(&pool))
             } else {
@@ -52,32 +52,26 @@ async fn status(ctx: &Context, args: PoolStatusArgs) -> Result<(), CliError> {
     }
 }
 
-/// A pool call's error: an unknown pool, or a server without pools; the
-/// rest (PERMISSION_DENIED for a non-administrator, ...) as for any call.
-fn pool_error(status: &Status, ctx: &Context, name: Option<&str>) -> CliError {
+/// A pool call's answer from the server at `endpoint`: an unknown pool, or
+/// a server without pools; the rest (PERMISSION_DENIED for a
+/// non-administrator, ...) as for any call.
+fn pool_error(status: &Status, endpoint: &str, name: Option<&str>) -> CliError {
     match (status.code(), name) {
         (Code::NotFound, Some(name)) => CliError::NoPool(name.to_owned()),
-        (Code::Unimplemented, _) => CliError::NoPoolSupport(ctx.server.endpoint.clone()),
-        _ => CliError::from_status(status, &ctx.server, None),
+        (Code::Unimplemented, _) => CliError::NoPoolSupport(endpoint.to_owned()),
+        _ => CliError::from_answer(status, endpoint, None),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Settings;
 
-    fn ctx() -> Context {
-        Context {
-            server: Settings::plaintext("http://127.0.0.1:50051"),
-            json: false,
-            verbose: false,
-        }
-    }
+    const ENDPOINT: &str = "http://127.0.0.1:50051";
 
     #[test]
     fn an_unknown_pool_is_named() {
-        let err = pool_error(&Status::not_found("no pool lab"), &ctx(), Some("lab"));
+        let err = pool_error(&Status::not_found("no pool lab"), ENDPOINT, Some("lab"));
         assert_eq!(
             err.to_string(),
             "no warm pool lab; list them with: daas pool status"
@@ -87,7 +81,7 @@ mod tests {
 
     #[test]
     fn a_server_without_pools_says_so() {
-        let err = pool_error(&Status::unimplemented(""), &ctx(), None);
+        let err = pool_error(&Status::unimplemented(""), ENDPOINT, None);
         assert_eq!(
             err.to_string(),
             "the server at http://127.0.0.1:50051 does not support warm pools (UNIMPLEMENTED)"
@@ -97,12 +91,12 @@ mod tests {
     #[test]
     fn a_refusal_is_the_servers_message() {
         let status = Status::permission_denied("only administrators may see the warm pools");
-        let err = pool_error(&status, &ctx(), Some("lab"));
+        let err = pool_error(&status, ENDPOINT, Some("lab"));
         assert_eq!(
             err.to_string(),
             "only administrators may see the warm pools"
         );
-        let err = pool_error(&Status::permission_denied(""), &ctx(), None);
+        let err = pool_error(&Status::permission_denied(""), ENDPOINT, None);
         assert_eq!(err.to_string(), "PERMISSION_DENIED");
     }
 }

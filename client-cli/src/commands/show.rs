@@ -4,22 +4,23 @@ use std::time::SystemTime;
 
 use daas_api::v1::GetSessionRequest;
 
-use super::print;
-use crate::channel::connect;
+use super::{print, servers};
 use crate::context::Context;
 use crate::error::CliError;
 use crate::{json, render};
 
 pub async fn run(ctx: &Context, id: &str) -> Result<(), CliError> {
-    let mut client = connect(&ctx.server).await?;
+    let mut servers = servers(ctx)?;
     let request = GetSessionRequest {
         session_id: id.to_owned(),
     };
-    let session = client
-        .get_session(request)
-        .await
-        .map_err(|status| CliError::from_status(&status, &ctx.server, Some(id)))?
-        .into_inner();
+    let session = servers
+        .call(|mut client| {
+            let request = request.clone();
+            async move { client.get_session(request).await }
+        })
+        .await?
+        .map_err(|status| CliError::from_answer(&status, servers.endpoint(), Some(id)))?;
     if ctx.json {
         json::print(&json::session(&session))
     } else {

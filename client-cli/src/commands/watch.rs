@@ -2,24 +2,22 @@
 
 use daas_api::v1::{SessionState, WatchSessionRequest};
 
-use super::{conclude, print};
-use crate::channel::connect;
+use super::{conclude, print, servers};
 use crate::context::Context;
 use crate::error::CliError;
 use crate::follow::follow;
 
 pub async fn run(ctx: &Context, id: &str) -> Result<(), CliError> {
-    let mut client = connect(&ctx.server).await?;
-    let request = WatchSessionRequest {
-        session_id: id.to_owned(),
-        after_sequence: 0,
+    let mut servers = servers(ctx)?;
+    // On the next server after a lost one, only the events not printed yet.
+    let open = |mut client: crate::channel::Client, after_sequence| {
+        let request = WatchSessionRequest {
+            session_id: id.to_owned(),
+            after_sequence,
+        };
+        async move { client.watch_session(request).await }
     };
-    let stream = client
-        .watch_session(request)
-        .await
-        .map_err(|status| CliError::from_status(&status, &ctx.server, Some(id)))?
-        .into_inner();
-    let session = follow(ctx, stream, Some(id)).await?;
+    let session = follow(ctx, &mut servers, open, Some(id)).await?;
     if session.state() == SessionState::Destroyed && !ctx.json {
         return print(&format!("session {} is destroyed", session.id));
     }

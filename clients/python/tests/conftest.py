@@ -5,7 +5,8 @@ It runs the binary built by ``cargo build -p daas-server`` with a fresh PKI
 test playbook run by the project's Ansible (``.venv``), in a temp dir, as
 ``server/src/testkit.rs`` does for the Rust tests. Overrides:
 ``DAAS_SERVER_BIN`` (the binary), ``DAAS_TEST_ANSIBLE_PLAYBOOK``
-(``ansible-playbook``).
+(``ansible-playbook``). The ``replicas`` fixtures run two server processes
+on one folder (one SQLite file), which a test may kill.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import os
 import queue
 import signal
 import subprocess
+import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +33,10 @@ LISTENING = "daas-server listening on "
 
 #: Bound on any one stream in these tests, so a hang fails instead of waiting.
 STREAM_LIMIT = 240.0
+
+#: How long a replica's hold on a session lasts unless renewed: another
+#: takes a dead one's session over once it runs out.
+LEASE = "2s"
 
 #: ``[limits]`` of the shared test server: high enough never to be reached.
 LIMITS = {
@@ -62,7 +69,32 @@ def _toml(value: object) -> str:
     return json.dumps(str(value) if isinstance(value, Path) else value)
 
 
-def _write_config(dir: Path, pki: Path, limits: dict[str, int]) -> Path:
+def _postgres_schema() -> str:
+    """The URL of a new schema of its own in the test PostgreSQL."""
+    url = os.environ.get("DAAS_TEST_POSTGRES")
+    if not url:
+        dir = Path(tempfile.gettempdir()) / "daas-test-postgres"
+        run = subprocess.run(
+            [str(REPO / "scripts" / "postgres.sh"), "ensure", str(dir)],
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode != 0:
+            pytest.fail(f"scripts/postgres.sh ensure {dir} failed: {run.stderr}")
+        url = run.stdout.strip()
+    psql = Path(os.environ.get("DAAS_POSTGRES_BIN", "/usr/lib/postgresql/15/bin")) / "psql"
+    schema = f"t{uuid.uuid4().hex}"
+    subprocess.run(
+        [str(psql), url, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE SCHEMA {schema}"],
+        check=True,
+        capture_output=True,
+    )
+    return f"{url}&options=-csearch_path%3D{schema}"
+
+
+def _write_config(
+    dir: Path, pki: Path, limits: dict[str, int], boot_wait: str, extra: str = ""
+) -> Path:
     markers = dir / "markers"
     markers.mkdir()
     limits_toml = "".join(f"{key} = {value}\n" for key, value in limits.items())
@@ -87,6 +119,8 @@ destroy_timeout = "2m"
 [terraform.variables]
 # A create takes a moment, so a test can leave a stream half-way.
 create_delay_seconds = 1
+# "ssh": nothing answers, so a session stays in BOOTING.
+boot_wait = {_toml(boot_wait)}
 marker_dir = {_toml(markers)}
 
 [boot]
@@ -101,7 +135,7 @@ timeout = "3m"
 
 [ansible.extra_vars]
 marker_dir = {_toml(markers)}
-"""
+{extra}"""
     path = dir / "daas.toml"
     path.write_text(text)
     return path
@@ -144,11 +178,13 @@ class Server:
         )
 
 
-@contextmanager
-def _running_server(
-    tmp_path_factory: pytest.TempPathFactory, limits: dict[str, int]
-) -> Iterator[Server]:
-    """A server with these ``[limits]``, stopped (SIGTERM) on leaving."""
+def _prepare(
+    tmp_path_factory: pytest.TempPathFactory,
+    limits: dict[str, int],
+    boot_wait: str = "none",
+    extra: str = "",
+) -> tuple[Path, Path, Path]:
+    """The binary, a server folder with a fresh PKI, and its config."""
     binary = _server_binary()
     if not binary.is_file():
         pytest.fail(f"{binary} is missing: run `cargo build -p daas-server` first")
@@ -159,8 +195,13 @@ def _running_server(
     subprocess.run(
         [str(binary), "pki", "init", "--dir", str(pki)], check=True, capture_output=True
     )
-    config = _write_config(dir, pki, limits)
-    log_path = dir / "server.log"
+    return binary, dir, _write_config(dir, pki, limits, boot_wait, extra)
+
+
+@contextmanager
+def _serving(binary: Path, config: Path, log_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A server process of ``config`` and its endpoint, stopped (SIGTERM)
+    on leaving unless it is gone already."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [str(binary), "--config", str(config)],
@@ -190,8 +231,7 @@ def _running_server(
                 f"daas-server did not start (first line {first!r}); "
                 f"its log:\n{log_path.read_text()[-4000:]}"
             )
-        addr = first.removeprefix(LISTENING)
-        yield Server(endpoint=f"https://{addr}", dir=dir, binary=binary)
+        yield f"https://{first.removeprefix(LISTENING)}", proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -200,6 +240,86 @@ def _running_server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def _running_server(
+    tmp_path_factory: pytest.TempPathFactory, limits: dict[str, int]
+) -> Iterator[Server]:
+    """A server with these ``[limits]``, stopped (SIGTERM) on leaving."""
+    binary, dir, config = _prepare(tmp_path_factory, limits)
+    with _serving(binary, config, dir / "server.log") as (endpoint, _):
+        yield Server(endpoint=endpoint, dir=dir, binary=binary)
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One server process of a store others serve too."""
+
+    endpoint: str
+    proc: subprocess.Popen[str]
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies mid-call, its connections with it."""
+        self.proc.kill()
+        self.proc.wait()
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """Two server processes on one PostgreSQL schema: ``server``
+    (the first one's endpoint) issues credentials; ``a`` and ``b`` are the
+    processes."""
+
+    server: Server
+    a: Replica
+    b: Replica
+
+    def client(self, user: str, endpoints: str | list[str]) -> Client:
+        creds = self.server.credentials(user)
+        return Client.from_files(
+            endpoints, creds.ca, creds.cert, creds.key, server_name="localhost"
+        )
+
+
+@contextmanager
+def _running_replicas(
+    tmp_path_factory: pytest.TempPathFactory, boot_wait: str
+) -> Iterator[Replicas]:
+    store = f"\n[store]\nurl = {_toml(_postgres_schema())}\nlease = {_toml(LEASE)}\n"
+    binary, dir, config = _prepare(tmp_path_factory, LIMITS, boot_wait, store)
+    # B: the same, with a data folder of its own.
+    data = _toml(dir / "data")
+    text = config.read_text()
+    assert data in text, text
+    config_b = dir / "daas-b.toml"
+    config_b.write_text(text.replace(data, _toml(dir / "data-b")))
+    with (
+        _serving(binary, config, dir / "a.log") as (a, a_proc),
+        _serving(binary, config_b, dir / "b.log") as (b, b_proc),
+    ):
+        replicas = Replicas(
+            Server(endpoint=a, dir=dir, binary=binary), Replica(a, a_proc), Replica(b, b_proc)
+        )
+        # Each answers once done starting (which fails sessions another
+        # process left in progress: none is created before).
+        for endpoint in (a, b):
+            with replicas.client("root", [endpoint]) as client:
+                client.list()
+        yield replicas
+
+
+@pytest.fixture
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+    with _running_replicas(tmp_path_factory, "none") as running:
+        yield running
+
+
+@pytest.fixture
+def booting_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+    """Replicas whose sessions stay in BOOTING (nothing answers SSH)."""
+    with _running_replicas(tmp_path_factory, "ssh") as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

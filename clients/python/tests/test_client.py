@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc.error_details_pb2 import BadRequest, RetryInfo
 from google.rpc.status_pb2 import Status
 
-from conftest import STREAM_LIMIT, Server
+from conftest import STREAM_LIMIT, Replicas, Server
 from daas_client import (
     Client,
     DaasError,
@@ -444,3 +445,77 @@ def test_the_readme_example_runs(server: Server, tmp_path: Path) -> None:
         (session,) = carol.list()
         assert session.state == SessionState.SESSION_STATE_DESTROYED
         assert session.session_user == "bob"
+
+
+def closed_endpoint() -> str:
+    """An endpoint nothing listens on: a port bound, then closed again."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        host, port = sock.getsockname()
+    return f"https://{host}:{port}"
+
+
+def test_calls_move_to_the_next_replica_when_one_is_down(replicas: Replicas) -> None:
+    closed, a, b = closed_endpoint(), replicas.a.endpoint, replicas.b.endpoint
+    with replicas.client("alice", [closed, a]) as alice:
+        stream = alice.create_session()
+        events = drain(stream)
+        assert stream.session is not None, [describe(e) for e in events]
+    assert re.fullmatch(r"[0-9a-f]{32}", stream.request_id), "a request id of its own"
+    # One store: the other replica sees it (endpoints separated by commas).
+    with replicas.client("alice", f"{closed}, {b}") as alice:
+        assert [s.id for s in alice.list()] == [stream.session.id]
+
+    replicas.a.kill()
+    with replicas.client("alice", [a, b]) as alice:
+        assert alice.get(stream.session.id).state == SessionState.SESSION_STATE_READY
+        assert alice.destroy(stream.session.id).state == SessionState.SESSION_STATE_DESTROYED
+    # A gRPC target listing several addresses (as a name resolving to
+    # several would): gRPC tries each.
+    port = closed.rsplit(":", 1)[1]
+    several = f"ipv4:127.0.0.1:{port},{b.removeprefix('https://')}"
+    with replicas.client("alice", several) as alice:
+        assert len(alice.list()) == 1
+
+    with replicas.client("alice", [closed, a]) as alice:
+        with pytest.raises(Unavailable) as err:
+            alice.list()
+    message = err.value.message
+    assert message.startswith(f"no server answered: {closed.removeprefix('https://')} ("), message
+    assert f"); {a.removeprefix('https://')} (" in message, message
+
+
+def test_a_create_whose_replica_dies_midway_goes_on_with_the_same_session(
+    booting_replicas: Replicas,
+) -> None:
+    """The session waits in BOOTING (for an SSH port nobody serves): time
+    enough to kill the replica that is building it."""
+    replicas = booting_replicas
+    a, b = replicas.a.endpoint, replicas.b.endpoint
+    with replicas.client("alice", [a, b]) as alice, replicas.client("alice", [b]) as on_b:
+        create = alice.create_session()
+        created = [next(create)]
+        while created[-1].state != SessionState.SESSION_STATE_BOOTING:
+            created.append(next(create))
+        watch = alice.watch(created[0].session_id)
+        watched = [next(watch)]
+        while watched[-1].state != SessionState.SESSION_STATE_BOOTING:
+            watched.append(next(watch))
+
+        replicas.a.kill()
+        # The create is sent again to B (the same request id), the watch
+        # asks B for what came after its last event: both go on. Nobody
+        # builds it any more: once A's lease runs out, B takes the session
+        # over and fails it (it cannot go on with A's work).
+        created += drain(create)
+        watched += drain(watch)
+        # One desktop: the create sent twice made no second session.
+        assert [s.id for s in on_b.list()] == [created[0].session_id]
+
+    assert sequences(created) == list(range(1, len(created) + 1)), "each event once"
+    assert {e.session_id for e in created} == {created[0].session_id}
+    assert created[-1].state == SessionState.SESSION_STATE_FAILED, [describe(e) for e in created]
+    assert create.session is not None and create.session.id == created[0].session_id
+    assert create.session.state == SessionState.SESSION_STATE_FAILED
+    assert "stopped answering" in create.session.failure.reason, create.session.failure.reason
+    assert [e.SerializeToString() for e in watched] == [e.SerializeToString() for e in created]

@@ -1,10 +1,13 @@
 // A thin layer over the generated daas.v1 code: mutual TLS, one method per
-// call, async iterables for the event streams, DaasError for failures.
+// call, async iterables for the event streams, DaasError for failures. Given
+// several endpoints (replicas of one service), a call that finds one down
+// moves on to the next (replicas.ts).
 
+import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
 import {
@@ -17,6 +20,15 @@ import {
   type SessionEvent,
 } from "./gen/daas/v1/desktop_pb.js";
 import { DaasError } from "./errors.js";
+import { Replicas, isServerDown, splitEndpoints, type Replica, type Round } from "./replicas.js";
+
+/** Opens a stream on a server: its generated client, the sequence number of
+ * the last event already received (0: none), and the stream's signal. */
+type Open = (
+  client: Client<typeof DesktopService>,
+  after: bigint,
+  signal: AbortSignal,
+) => AsyncIterable<SessionEvent>;
 
 /** A state filter: a value, or a name such as "ready" or "SESSION_STATE_READY". */
 export type StateLike = SessionState | string;
@@ -76,7 +88,9 @@ export function describe(event: SessionEvent): string {
 /**
  * The events of one CreateSession or WatchSession call, as they arrive:
  * `for await (const event of stream)`. The iteration ends after READY,
- * FAILED or DESTROYED; a failed call throws a DaasError from it.
+ * FAILED or DESTROYED; a failed call throws a DaasError from it. When the
+ * server goes away midway, the call is made again on the next server and the
+ * iteration goes on after the last event it gave: no event comes twice.
  *
  * The call starts when the stream is made. `cancel()`, or leaving a
  * `for await` loop early, closes it: the server goes on with the session, and
@@ -88,17 +102,18 @@ export class EventStream implements AsyncIterable<SessionEvent> {
   /** The whole session, from the last event that carried it (the one ending
    * the stream: READY, FAILED or DESTROYED). */
   session: Session | undefined;
+  /** The create's idempotency key ("" for a watch). */
+  readonly requestId: string;
 
   readonly #abort: AbortController;
-  readonly #events: AsyncIterator<SessionEvent>;
+  readonly #open: Open;
+  readonly #round: Round;
+  #events: AsyncIterator<SessionEvent>;
   #pending: Promise<IteratorResult<SessionEvent>> | undefined;
   #closed = false;
 
   /** @internal Use DaasClient.createSession() or watch(). */
-  constructor(
-    start: (signal: AbortSignal) => AsyncIterable<SessionEvent>,
-    signal: AbortSignal | undefined,
-  ) {
+  constructor(round: Round, open: Open, signal: AbortSignal | undefined, requestId = "") {
     this.#abort = new AbortController();
     if (signal) {
       if (signal.aborted) {
@@ -107,7 +122,10 @@ export class EventStream implements AsyncIterable<SessionEvent> {
         signal.addEventListener("abort", () => this.#abort.abort(signal.reason), { once: true });
       }
     }
-    this.#events = start(this.#abort.signal)[Symbol.asyncIterator]();
+    this.#round = round;
+    this.#open = open;
+    this.requestId = requestId;
+    this.#events = this.#start();
     // Start the call now (a create begins at once, as in other clients);
     // an error waits for the iteration instead of becoming unhandled.
     this.#pending = this.#events.next();
@@ -124,28 +142,44 @@ export class EventStream implements AsyncIterable<SessionEvent> {
   async *[Symbol.asyncIterator](): AsyncGenerator<SessionEvent, void, undefined> {
     try {
       while (!this.#closed) {
-        const next = this.#pending ?? this.#events.next();
-        this.#pending = undefined;
-        const result = await next;
+        let result: IteratorResult<SessionEvent>;
+        try {
+          const next = this.#pending ?? this.#events.next();
+          this.#pending = undefined;
+          result = await next;
+        } catch (reason) {
+          if (this.#closed) return; // the call failed because cancel() closed it
+          const err = DaasError.from(reason);
+          // Aborted by the caller's signal, or the server's own answer.
+          if (this.#abort.signal.aborted || !isServerDown(err)) throw err;
+          this.#round.failed(err); // throws when every server is down
+          this.#events = this.#start();
+          continue;
+        }
         if (result.done || this.#closed) {
           return;
         }
+        this.#round.answered();
         const event = result.value;
+        if (this.last && event.sequence <= this.last.sequence) {
+          continue; // sent again by the next server
+        }
         this.last = event;
         if (event.session) {
           this.session = event.session;
         }
         yield event;
       }
-    } catch (reason) {
-      if (this.#closed) {
-        return; // the call failed because cancel() closed it
-      }
-      throw DaasError.from(reason);
     } finally {
       // The stream ended, failed, or the loop was left early: close the call.
       this.cancel();
     }
+  }
+
+  /** The call on the round's server, for the events after the last one. */
+  #start(): AsyncIterator<SessionEvent> {
+    const after = this.last?.sequence ?? 0n;
+    return this.#open(this.#round.client, after, this.#abort.signal)[Symbol.asyncIterator]();
   }
 }
 
@@ -161,11 +195,13 @@ export interface CreateSessionOptions {
   sessionPassword?: string;
   /** Template name; absent: the server's default. */
   template?: string;
-  /** Optional idempotency key (1-64 letters, digits, '.', '_', ':' or '-';
-   * e.g. `crypto.randomUUID()`): a create repeated with the same key within
-   * 24 hours, e.g. after UNAVAILABLE, makes no new desktop but streams the
-   * first one's events from the start. The same key for another user or
-   * template is INVALID_ARGUMENT. */
+  /** The create's idempotency key (1-64 letters, digits, '.', '_', ':' or
+   * '-'; by default 32 random hex digits, in `stream.requestId`): a create
+   * repeated with the same key within 24 hours makes no new desktop but
+   * streams the first one's events from the start. The stream does so itself
+   * when its server goes away (on the next server, without yielding an event
+   * twice); a script may too after UNAVAILABLE. The same key for another user
+   * or template is INVALID_ARGUMENT. */
   requestId?: string;
 }
 
@@ -241,29 +277,41 @@ function baseUrl(endpoint: string): string {
  * ```
  */
 export class DaasClient {
-  readonly #client: Client<typeof DesktopService>;
-  readonly #close: () => void;
+  readonly #replicas: Replicas;
   readonly #timeoutMs: number | undefined;
-  readonly #endpoint: string;
 
-  /** Wraps any Connect transport (`close` is called by `close()`). */
+  /** Wraps any Connect transport (`close` is called by `close()`), or
+   * several servers' (replicas of one service), tried in this order: a call
+   * that finds one down moves on to the next. */
   constructor(
-    transport: Transport,
+    transport: Transport | readonly Replica[],
     options: { timeoutMs?: number; close?: () => void; endpoint?: string } = {},
   ) {
-    this.#client = createClient(DesktopService, transport);
+    // Array.isArray does not narrow a readonly array type.
+    const one = (transport: Transport): Replica[] => {
+      const replica: Replica = { endpoint: options.endpoint ?? "", transport };
+      if (options.close) replica.close = options.close;
+      return [replica];
+    };
+    this.#replicas = new Replicas(
+      Array.isArray(transport) ? (transport as readonly Replica[]) : one(transport as Transport),
+    );
     this.#timeoutMs = options.timeoutMs;
-    this.#close = options.close ?? (() => undefined);
-    this.#endpoint = options.endpoint ?? "";
   }
 
   /**
    * Connects to `endpoint` (`host:port` or `https://host:port`) with the CA
    * that signed the server's certificate and the caller's client certificate
    * and key (PEM files, e.g. from `daas-server pki`).
+   *
+   * `endpoint` may name several servers (replicas of one service): a list, or
+   * a string separated by commas as DAAS_ENDPOINT may be. They are tried in
+   * order: a call that finds one down (UNAVAILABLE; refused, reset) moves on
+   * to the next. A host name resolving to several addresses is tried at each
+   * by Node itself.
    */
   static async fromFiles(
-    endpoint: string,
+    endpoint: string | readonly string[],
     ca: string,
     cert: string,
     key: string,
@@ -279,22 +327,27 @@ export class DaasClient {
 
   /** Like fromFiles(), with the PEM contents. The client keeps no copy of
    * the key: it is handed to Node's TLS. */
-  static fromPem(endpoint: string, pem: PemCredentials, options: ClientOptions = {}): DaasClient {
-    const url = baseUrl(endpoint);
+  static fromPem(
+    endpoint: string | readonly string[],
+    pem: PemCredentials,
+    options: ClientOptions = {},
+  ): DaasClient {
     const tls: { ca: string | Buffer; cert?: string | Buffer; key?: string | Buffer; servername?: string } = {
       ca: pem.ca,
     };
     if (pem.cert !== undefined) tls.cert = pem.cert;
     if (pem.key !== undefined) tls.key = pem.key;
     if (options.serverName !== undefined) tls.servername = options.serverName;
-    const sessionManager = new Http2SessionManager(url, { pingIntervalMs: 30_000 }, tls);
-    const transport = createGrpcTransport({ baseUrl: url, sessionManager });
-    const clientOptions: { timeoutMs?: number; close: () => void; endpoint: string } = {
-      close: () => sessionManager.abort(),
-      endpoint: url,
-    };
-    if (options.timeoutMs !== undefined) clientOptions.timeoutMs = options.timeoutMs;
-    return new DaasClient(transport, clientOptions);
+    const replicas = splitEndpoints(endpoint).map((each): Replica => {
+      const url = baseUrl(each);
+      const sessionManager = new Http2SessionManager(url, { pingIntervalMs: 30_000 }, tls);
+      return {
+        endpoint: url,
+        transport: createGrpcTransport({ baseUrl: url, sessionManager }),
+        close: () => sessionManager.abort(),
+      };
+    });
+    return new DaasClient(replicas, options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {});
   }
 
   /**
@@ -303,27 +356,28 @@ export class DaasClient {
    * FAILED (`stream.session.failure` says where and why).
    */
   createSession(request: CreateSessionOptions = {}, options: CallOptions = {}): EventStream {
+    const create = {
+      username: request.username ?? "",
+      sessionUser: request.sessionUser ?? "",
+      sessionPassword: request.sessionPassword ?? "",
+      template: request.template ?? "",
+      requestId: request.requestId || randomUUID().replaceAll("-", ""),
+    };
     return new EventStream(
-      (signal) =>
-        this.#client.createSession(
-          {
-            username: request.username ?? "",
-            sessionUser: request.sessionUser ?? "",
-            sessionPassword: request.sessionPassword ?? "",
-            template: request.template ?? "",
-            requestId: request.requestId ?? "",
-          },
-          { signal },
-        ),
+      this.#replicas.round(),
+      (client, _after, signal) => client.createSession(create, { signal }),
       options.signal,
+      create.requestId,
     );
   }
 
   /** Every event of a session since the first (sequence 1), then live ones
-   * until READY, FAILED or DESTROYED. */
+   * until READY, FAILED or DESTROYED. On the next server after one went away,
+   * only the events after the last one received. */
   watch(sessionId: string, options: CallOptions = {}): EventStream {
     return new EventStream(
-      (signal) => this.#client.watchSession({ sessionId }, { signal }),
+      this.#replicas.round(),
+      (client, afterSequence, signal) => client.watchSession({ sessionId, afterSequence }, { signal }),
       options.signal,
     );
   }
@@ -349,8 +403,9 @@ export class DaasClient {
       pageToken: "",
     };
     for (;;) {
-      const response = await this.#unary(() =>
-        this.#client.listSessions(request, this.#callOptions(options)),
+      const response = await this.#unary(
+        (client) => client.listSessions(request, this.#callOptions(options)),
+        options.signal,
       );
       yield response.sessions;
       if (!response.nextPageToken) return;
@@ -360,22 +415,27 @@ export class DaasClient {
 
   /** One session (NOT_FOUND for an unknown id). */
   get(sessionId: string, options: CallOptions = {}): Promise<Session> {
-    return this.#unary(() => this.#client.getSession({ sessionId }, this.#callOptions(options)));
+    return this.#unary(
+      (client) => client.getSession({ sessionId }, this.#callOptions(options)),
+      options.signal,
+    );
   }
 
   /** Destroys a session's desktop and returns the session, DESTROYED.
    * Idempotent; ABORTED when Terraform failed (destroying again retries). */
   destroy(sessionId: string, options: CallOptions = {}): Promise<Session> {
-    return this.#unary(() =>
-      this.#client.destroySession({ sessionId }, this.#callOptions(options)),
+    return this.#unary(
+      (client) => client.destroySession({ sessionId }, this.#callOptions(options)),
+      options.signal,
     );
   }
 
   /** Every warm pool the server configures, by name, and where each stands
    * (administrators only: PERMISSION_DENIED otherwise). */
   async listPools(options: CallOptions = {}): Promise<Pool[]> {
-    const response = await this.#unary(() =>
-      this.#client.listPools({}, this.#callOptions(options)),
+    const response = await this.#unary(
+      (client) => client.listPools({}, this.#callOptions(options)),
+      options.signal,
     );
     return response.pools;
   }
@@ -383,7 +443,10 @@ export class DaasClient {
   /** One warm pool (NOT_FOUND for a pool the server does not configure;
    * administrators only: PERMISSION_DENIED otherwise). */
   getPool(name: string, options: CallOptions = {}): Promise<Pool> {
-    return this.#unary(() => this.#client.getPool({ name }, this.#callOptions(options)));
+    return this.#unary(
+      (client) => client.getPool({ name }, this.#callOptions(options)),
+      options.signal,
+    );
   }
 
   /** The audit trail, newest first: creates, claims, destroys, reaps, agent
@@ -410,8 +473,9 @@ export class DaasClient {
       ...(filter.since ? { since: timestampFromDate(filter.since) } : {}),
     };
     for (;;) {
-      const response = await this.#unary(() =>
-        this.#client.listAudit(request, this.#callOptions(options)),
+      const response = await this.#unary(
+        (client) => client.listAudit(request, this.#callOptions(options)),
+        options.signal,
       );
       yield response.entries;
       if (!response.nextPageToken) return;
@@ -419,14 +483,14 @@ export class DaasClient {
     }
   }
 
-  /** Closes the connection (and any open stream). */
+  /** Closes the connections (and any open stream). */
   close(): void {
-    this.#close();
+    this.#replicas.close();
   }
 
-  /** For logs: the endpoint, never credentials. */
+  /** For logs: the endpoints, never credentials. */
   toString(): string {
-    return `DaasClient(${this.#endpoint})`;
+    return `DaasClient(${this.#replicas.endpoints.filter((e) => e).join(", ")})`;
   }
 
   #callOptions(options: CallOptions): { signal?: AbortSignal; timeoutMs?: number } {
@@ -436,11 +500,21 @@ export class DaasClient {
     return out;
   }
 
-  async #unary<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      return await call();
-    } catch (reason) {
-      throw DaasError.from(reason);
+  /** `call` on the server in use, then on the next while one is down;
+   * `signal` is the call's own (its abort is no server down). */
+  async #unary<T>(
+    call: (client: Client<typeof DesktopService>) => Promise<T>,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
+    const round = this.#replicas.round();
+    for (;;) {
+      try {
+        return await call(round.client);
+      } catch (reason) {
+        const err = DaasError.from(reason);
+        if (signal?.aborted || !isServerDown(err)) throw err;
+        round.failed(err); // throws when every server is down
+      }
     }
   }
 }

@@ -16,6 +16,7 @@ export {
   type StateLike,
 } from "./client.js";
 export { Code, DaasError, codeName, type FieldViolation } from "./errors.js";
+export { type Replica } from "./replicas.js";
 export {
   OutputStream,
   SessionState,

@@ -2,7 +2,9 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import dns from "node:dns";
 import { readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { inspect } from "node:util";
@@ -25,7 +27,7 @@ import {
   type SessionEvent,
 } from "../src/index.js";
 import { BadRequestSchema, RetryInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
-import { PACKAGE_DIR, TestServer } from "./server.js";
+import { PACKAGE_DIR, TestReplicas, TestServer } from "./server.js";
 
 const STAGES = ["QUEUED", "PROVISIONING", "BOOTING", "CONFIGURING", "READY"];
 /** Bound on any one stream, so a hang fails instead of waiting. */
@@ -483,4 +485,119 @@ test("state names", () => {
   assert.equal(parseState(undefined), SessionState.UNSPECIFIED);
   assert.throws(() => parseState("running"), /unknown session state/);
   assert.equal(stateName(SessionState.CONFIGURING), "CONFIGURING");
+});
+
+/** An endpoint nothing listens on: a port bound, then closed again. */
+async function closedEndpoint(): Promise<string> {
+  const listener = createServer();
+  await new Promise<void>((listening) => listener.listen(0, "127.0.0.1", listening));
+  const address = listener.address();
+  await new Promise<void>((closed) => listener.close(() => closed()));
+  assert.ok(address && typeof address === "object");
+  return `https://127.0.0.1:${address.port}`;
+}
+
+/** Events of `stream` up to the first in `state`, the stream left open. */
+async function until(stream: EventStream, state: SessionState): Promise<SessionEvent[]> {
+  const events: SessionEvent[] = [];
+  const iterator = stream[Symbol.asyncIterator]();
+  for (;;) {
+    const next = await iterator.next();
+    assert.ok(!next.done, `the stream ended before ${stateName(state)}`);
+    events.push(next.value);
+    if (next.value.state === state) return events;
+  }
+}
+
+suite("DaasClient against replicas of one server", () => {
+  test("calls move to the next replica when one is down", async () => {
+    const replicas = await TestReplicas.start();
+    const clients: DaasClient[] = [];
+    const client = async (endpoints: string | string[]): Promise<DaasClient> => {
+      const made = await replicas.client("alice", endpoints);
+      clients.push(made);
+      return made;
+    };
+    try {
+      const { a, b } = replicas;
+      const closed = await closedEndpoint();
+      const stream = (await client([closed, a.endpoint])).createSession();
+      const events = await drain(stream);
+      assert.ok(stream.session, events.map(describe).join("\n"));
+      assert.match(stream.requestId, /^[0-9a-f]{32}$/, "a request id of its own");
+      // One store: the other replica sees it (endpoints separated by commas).
+      const onB = await client(`${closed}, ${b.endpoint}`);
+      assert.deepEqual((await onB.list()).map((s) => s.id), [stream.session.id]);
+
+      await a.kill();
+      const aThenB = await client([a.endpoint, b.endpoint]);
+      assert.equal((await aThenB.get(stream.session.id)).state, SessionState.READY);
+      assert.equal((await aThenB.destroy(stream.session.id)).state, SessionState.DESTROYED);
+
+      // A host name resolving to several addresses, the first one dead:
+      // Node tries the next.
+      const lookup = dns.lookup;
+      const port = b.endpoint.split(":").at(-1);
+      (dns as { lookup: unknown }).lookup = (
+        _host: string,
+        _options: unknown,
+        done: (err: null, addresses: { address: string; family: number }[]) => void,
+      ) => done(null, [
+        { address: "127.0.0.2", family: 4 },
+        { address: "127.0.0.1", family: 4 },
+      ]);
+      try {
+        const named = await client(`https://replicas.test:${port}`);
+        assert.equal((await named.list()).length, 1);
+      } finally {
+        dns.lookup = lookup;
+      }
+
+      const err = await failure(async () => (await client([closed, a.endpoint])).list());
+      assert.equal(err.code, Code.Unavailable);
+      assert.ok(err.rawMessage.startsWith(`no server answered: ${closed} (`), err.rawMessage);
+      assert.ok(err.rawMessage.includes(`); ${a.endpoint} (`), err.rawMessage);
+    } finally {
+      for (const made of clients) made.close();
+      await replicas.stop();
+    }
+  });
+
+  test("a create and a watch whose replica dies go on with the same session", async () => {
+    // The session waits in BOOTING (for an SSH port nobody serves): time
+    // enough to kill the replica that is building it.
+    const replicas = await TestReplicas.start("ssh");
+    const alice = await replicas.client("alice", [replicas.a.endpoint, replicas.b.endpoint]);
+    const onB = await replicas.client("alice", replicas.b.endpoint);
+    try {
+      const create = alice.createSession();
+      const created = await until(create, SessionState.BOOTING);
+      const id = created[0]!.sessionId;
+      const watch = alice.watch(id);
+      const watched = await until(watch, SessionState.BOOTING);
+
+      await replicas.a.kill();
+      // The create is sent again to B (the same request id), the watch asks
+      // B for what came after its last event: both go on. Nobody builds it
+      // any more: once A's lease runs out, B takes the session over and
+      // fails it (it cannot go on with A's work).
+      created.push(...(await drain(create)));
+      watched.push(...(await drain(watch)));
+      // One desktop: the create sent twice made no second session.
+      assert.deepEqual((await onB.list()).map((s) => s.id), [id]);
+
+      assert.deepEqual(sequences(created), oneToN(created.length), "each event once");
+      assert.ok(created.every((e) => e.sessionId === id));
+      assert.equal(created.at(-1)?.state, SessionState.FAILED, created.map(describe).join("\n"));
+      assert.equal(create.session?.id, id);
+      assert.equal(create.session?.state, SessionState.FAILED);
+      const reason = create.session?.failure?.reason ?? "";
+      assert.ok(reason.includes("stopped answering"), reason);
+      assert.deepEqual(watched.map(bytes), created.map(bytes));
+    } finally {
+      alice.close();
+      onB.close();
+      await replicas.stop();
+    }
+  });
 });

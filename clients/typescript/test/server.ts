@@ -3,12 +3,18 @@
 // Terraform module (terraform/test) and the test playbook run by the
 // project's Ansible (.venv), in a temp dir, as server/src/testkit.rs does for
 // the Rust tests. Overrides: DAAS_SERVER_BIN (the binary),
-// DAAS_TEST_ANSIBLE_PLAYBOOK (ansible-playbook).
+// DAAS_TEST_ANSIBLE_PLAYBOOK (ansible-playbook). TestReplicas runs two
+// server processes on one PostgreSQL schema with a short lease (the embedded
+// SQLite store is for one server only), each with a data folder of its own;
+// a test may kill one. The test PostgreSQL is DAAS_TEST_POSTGRES (`make test`
+// sets it), else the one `scripts/postgres.sh ensure` starts (or finds
+// running) in the temporary folder, as server/src/testkit.rs does.
 
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
+import { randomUUID } from "node:crypto";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
@@ -64,10 +70,30 @@ const LIMITS: Limits = {
   max_streams: 1000,
 };
 
+/** How long a replica's hold on a session lasts unless renewed: another
+ * takes a dead one's session over once it runs out. */
+export const LEASE = "2s";
+
+/** The URL of a new schema of its own in the test PostgreSQL. */
+function postgresSchema(): string {
+  let url = process.env["DAAS_TEST_POSTGRES"];
+  if (!url) {
+    const dir = join(tmpdir(), "daas-test-postgres");
+    url = execFileSync(join(REPO, "scripts", "postgres.sh"), ["ensure", dir], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    }).trim();
+  }
+  const psql = join(process.env["DAAS_POSTGRES_BIN"] || "/usr/lib/postgresql/15/bin", "psql");
+  const schema = `t${randomUUID().replace(/-/g, "")}`;
+  execFileSync(psql, [url, "-v", "ON_ERROR_STOP=1", "-qc", `CREATE SCHEMA ${schema}`], { stdio: "pipe" });
+  return `${url}&options=-csearch_path%3D${schema}`;
+}
+
 /** TOML basic strings escape like JSON strings. */
 const toml = (value: string): string => JSON.stringify(value);
 
-function writeConfig(dir: string, pki: string, limits: Limits): string {
+function writeConfig(dir: string, pki: string, limits: Limits, bootWait: string, extra: string): string {
   const markers = join(dir, "markers");
   mkdirSync(markers);
   const limitsToml = Object.entries(limits)
@@ -93,6 +119,8 @@ destroy_timeout = "2m"
 [terraform.variables]
 # A create takes a moment, so a test can leave a stream half-way.
 create_delay_seconds = 1
+# "ssh": nothing answers, so a session stays in BOOTING.
+boot_wait = ${toml(bootWait)}
 marker_dir = ${toml(markers)}
 
 [boot]
@@ -107,7 +135,7 @@ timeout = "3m"
 
 [ansible.extra_vars]
 marker_dir = ${toml(markers)}
-`;
+${extra}`;
   const path = join(dir, "daas.toml");
   writeFileSync(path, text);
   return path;
@@ -117,6 +145,74 @@ export interface Credentials {
   ca: string;
   cert: string;
   key: string;
+}
+
+/** The binary, a server folder with a fresh PKI, and its config. */
+function prepare(
+  limits: Partial<Limits>,
+  bootWait: string,
+  extra = "",
+): { binary: string; dir: string; config: string } {
+  const binary = serverBinary();
+  if (!existsSync(binary)) {
+    throw new Error(`${binary} is missing: run \`cargo build -p daas-server\` first`);
+  }
+  if (!existsSync(ansiblePlaybook())) {
+    throw new Error(`${ansiblePlaybook()} is missing: run scripts/setup.sh first`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), "daas-ts-"));
+  const pki = join(dir, "pki");
+  execFileSync(binary, ["pki", "init", "--dir", pki], { stdio: "pipe" });
+  return { binary, dir, config: writeConfig(dir, pki, { ...LIMITS, ...limits }, bootWait, extra) };
+}
+
+/** A server process of `config` and its endpoint, once it listens. */
+async function serve(binary: string, config: string, logPath: string): Promise<{ endpoint: string; child: ChildProcess }> {
+  const child = spawn(binary, ["--config", config], {
+    stdio: ["ignore", "pipe", openSync(logPath, "w")],
+  });
+  const lines = createInterface({ input: child.stdout! });
+  const first = await new Promise<string | undefined>((resolveLine) => {
+    const timer = setTimeout(() => resolveLine(undefined), 30_000);
+    lines.once("line", (line) => {
+      clearTimeout(timer);
+      resolveLine(line);
+    });
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolveLine(undefined);
+    });
+  });
+  // Keep reading stdout so the server never blocks on a full pipe.
+  lines.on("line", () => undefined);
+  if (first === undefined || !first.startsWith(LISTENING)) {
+    child.kill("SIGKILL");
+    const log = readFileSync(logPath, "utf8").slice(-4000);
+    throw new Error(`daas-server did not start (first line ${JSON.stringify(first)}); its log:\n${log}`);
+  }
+  return { endpoint: `https://${first.slice(LISTENING.length)}`, child };
+}
+
+/** Stops a server process (SIGTERM, then SIGKILL after 30 s) unless it is gone. */
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise<void>((done) => child.once("exit", () => done()));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** A client certificate for `user` from the CA in `pki` (issued on first use). */
+function credentialsIn(binary: string, pki: string, user: string, admin: boolean): Credentials {
+  const cert = join(pki, "users", `${user}.pem`);
+  const key = join(pki, "users", `${user}-key.pem`);
+  if (!existsSync(cert)) {
+    const args = ["pki", "issue", "--dir", pki, "--user", user];
+    execFileSync(binary, admin ? [...args, "--admin"] : args, { stdio: "pipe" });
+  }
+  return { ca: join(pki, "ca.pem"), cert, key };
 }
 
 /** A running server: its endpoint and its PKI. Stop it with stop(). */
@@ -130,41 +226,9 @@ export class TestServer {
 
   /** Starts a server; `limits` overrides some of the default `[limits]`. */
   static async start(limits: Partial<Limits> = {}): Promise<TestServer> {
-    const binary = serverBinary();
-    if (!existsSync(binary)) {
-      throw new Error(`${binary} is missing: run \`cargo build -p daas-server\` first`);
-    }
-    if (!existsSync(ansiblePlaybook())) {
-      throw new Error(`${ansiblePlaybook()} is missing: run scripts/setup.sh first`);
-    }
-    const dir = mkdtempSync(join(tmpdir(), "daas-ts-"));
-    const pki = join(dir, "pki");
-    execFileSync(binary, ["pki", "init", "--dir", pki], { stdio: "pipe" });
-    const config = writeConfig(dir, pki, { ...LIMITS, ...limits });
-    const logPath = join(dir, "server.log");
-    const child = spawn(binary, ["--config", config], {
-      stdio: ["ignore", "pipe", openSync(logPath, "w")],
-    });
-    const lines = createInterface({ input: child.stdout! });
-    const first = await new Promise<string | undefined>((resolveLine) => {
-      const timer = setTimeout(() => resolveLine(undefined), 30_000);
-      lines.once("line", (line) => {
-        clearTimeout(timer);
-        resolveLine(line);
-      });
-      child.once("exit", () => {
-        clearTimeout(timer);
-        resolveLine(undefined);
-      });
-    });
-    // Keep reading stdout so the server never blocks on a full pipe.
-    lines.on("line", () => undefined);
-    if (first === undefined || !first.startsWith(LISTENING)) {
-      child.kill("SIGKILL");
-      const log = readFileSync(logPath, "utf8").slice(-4000);
-      throw new Error(`daas-server did not start (first line ${JSON.stringify(first)}); its log:\n${log}`);
-    }
-    return new TestServer(`https://${first.slice(LISTENING.length)}`, dir, binary, child);
+    const { binary, dir, config } = prepare(limits, "none");
+    const { endpoint, child } = await serve(binary, config, join(dir, "server.log"));
+    return new TestServer(endpoint, dir, binary, child);
   }
 
   get pki(): string {
@@ -173,13 +237,7 @@ export class TestServer {
 
   /** A client certificate for `user` from the server's CA (issued on first use). */
   credentials(user: string, admin = false): Credentials {
-    const cert = join(this.pki, "users", `${user}.pem`);
-    const key = join(this.pki, "users", `${user}-key.pem`);
-    if (!existsSync(cert)) {
-      const args = ["pki", "issue", "--dir", this.pki, "--user", user];
-      execFileSync(this.binary, admin ? [...args, "--admin"] : args, { stdio: "pipe" });
-    }
-    return { ca: join(this.pki, "ca.pem"), cert, key };
+    return credentialsIn(this.binary, this.pki, user, admin);
   }
 
   /** A client connected as `user`; the server certificate names localhost. */
@@ -190,13 +248,78 @@ export class TestServer {
 
   /** Stops the server (SIGTERM, then SIGKILL after 30 s) and removes its dir. */
   async stop(): Promise<void> {
+    await stopProcess(this.child);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** One server process of a store another serves too. */
+export class Replica {
+  constructor(
+    readonly endpoint: string,
+    private readonly child: ChildProcess,
+  ) {}
+
+  /** SIGKILL: the process dies mid-call, its connections with it. */
+  async kill(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) {
       const exited = new Promise<void>((done) => this.child.once("exit", () => done()));
-      this.child.kill("SIGTERM");
-      const timer = setTimeout(() => this.child.kill("SIGKILL"), 30_000);
+      this.child.kill("SIGKILL");
       await exited;
-      clearTimeout(timer);
     }
+  }
+
+  /** @internal */
+  stop(): Promise<void> {
+    return stopProcess(this.child);
+  }
+}
+
+/** Two server processes on one PostgreSQL schema, each with a data folder
+ * of its own. Stop them with stop(). */
+export class TestReplicas {
+  private constructor(
+    readonly a: Replica,
+    readonly b: Replica,
+    readonly dir: string,
+    private readonly binary: string,
+  ) {}
+
+  /** Starts both, and returns once each answers (after its start-up, which
+   * fails sessions another process left in progress: none is created
+   * before). `bootWait` "ssh" keeps sessions in BOOTING. */
+  static async start(bootWait: "none" | "ssh" = "none"): Promise<TestReplicas> {
+    const store = `\n[store]\nurl = ${toml(postgresSchema())}\nlease = ${toml(LEASE)}\n`;
+    const { binary, dir, config } = prepare({}, bootWait, store);
+    // B: the same, with a data folder of its own.
+    const data = toml(join(dir, "data"));
+    const text = readFileSync(config, "utf8");
+    if (!text.includes(data)) throw new Error(`no ${data} in ${text}`);
+    const configB = join(dir, "daas-b.toml");
+    writeFileSync(configB, text.replace(data, toml(join(dir, "data-b"))));
+    const a = await serve(binary, config, join(dir, "a.log"));
+    const b = await serve(binary, configB, join(dir, "b.log"));
+    const replicas = new TestReplicas(new Replica(a.endpoint, a.child), new Replica(b.endpoint, b.child), dir, binary);
+    for (const endpoint of [a.endpoint, b.endpoint]) {
+      const client = await replicas.client("root", [endpoint]);
+      try {
+        await client.list();
+      } finally {
+        client.close();
+      }
+    }
+    return replicas;
+  }
+
+  /** A client connected as `user` to `endpoints`, tried in order. */
+  client(user: string, endpoints: string | string[]): Promise<DaasClient> {
+    const { ca, cert, key } = credentialsIn(this.binary, join(this.dir, "pki"), user, false);
+    return DaasClient.fromFiles(endpoints, ca, cert, key, { serverName: "localhost" });
+  }
+
+  /** Stops both (those not killed) and removes their folder. */
+  async stop(): Promise<void> {
+    await Promise.all([this.a.stop(), this.b.stop()]);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

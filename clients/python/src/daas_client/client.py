@@ -2,23 +2,27 @@
 
 :class:`Client` connects with mutual TLS and turns every call into one
 method; failures are :mod:`daas_client.errors` exceptions. Sessions and
-events are the generated protobuf messages (``daas.v1.desktop_pb2``).
+events are the generated protobuf messages (``daas.v1.desktop_pb2``). Given
+several endpoints (replicas of one service), a call that finds one down
+moves on to the next (:mod:`daas_client.replicas`).
 """
 
 from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Union
+from typing import TypeVar, Union
 
 import grpc
 from daas.v1 import desktop_pb2, desktop_pb2_grpc
 from daas.v1.desktop_pb2 import AuditEntry, Pool, Session, SessionEvent, SessionState
 
 from .errors import from_rpc_error
+from .replicas import Replicas, is_down, split_endpoints
 
 __all__ = ["Client", "EventStream", "StateLike", "describe", "parse_state", "state_name"]
 
@@ -29,6 +33,12 @@ StateLike = Union["SessionState.ValueType", str, None]
 ``"SESSION_STATE_READY"``, or ``None`` for any state."""
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+_T = TypeVar("_T")
+
+#: Opens a stream on a server: its stub, and the sequence number of the last
+#: event already received (0: none).
+_Open = Callable[[desktop_pb2_grpc.DesktopServiceStub, int], "grpc._CallIterator[SessionEvent]"]
 
 
 def state_name(state: SessionState.ValueType | int) -> str:
@@ -107,34 +117,55 @@ class EventStream(Iterator[SessionEvent]):
 
     Iterate it; the iteration ends after READY, FAILED or DESTROYED. A failed
     call raises a :class:`~daas_client.errors.DaasError` from the iteration.
-    :meth:`cancel` (or leaving a ``with`` block) closes the stream: the server
-    goes on with the session, and :meth:`Client.watch` re-attaches to it.
+    When the server goes away midway (UNAVAILABLE), the call is made again on
+    the next server and the iteration goes on after the last event it gave:
+    no event comes twice. :meth:`cancel` (or leaving a ``with`` block) closes
+    the stream: the server goes on with the session, and
+    :meth:`Client.watch` re-attaches to it.
     """
 
-    def __init__(self, method: str, call: grpc._CallIterator[SessionEvent]) -> None:
+    def __init__(
+        self, method: str, replicas: Replicas, open: _Open, *, request_id: str = ""
+    ) -> None:
         self._method = method
-        self._call = call
+        self._open = open
+        self._round = replicas.round()
         self._cancelled = False
+        self.request_id = request_id
+        """The create's idempotency key (empty for a watch)."""
         self.last: SessionEvent | None = None
         """The last event received."""
         self.session: Session | None = None
         """The whole session, from the last event that carried it (the one
         ending the stream: READY, FAILED or DESTROYED)."""
+        self._call = open(self._round.stub, 0)
 
     def __iter__(self) -> EventStream:
         return self
 
     def __next__(self) -> SessionEvent:
-        try:
-            event = next(self._call)
-        except grpc.RpcError as err:
-            if self._cancelled and err.code() is grpc.StatusCode.CANCELLED:
-                raise StopIteration from None
-            raise from_rpc_error(err) from None
-        self.last = event
-        if event.HasField("session"):
-            self.session = event.session
-        return event
+        while True:
+            try:
+                event = next(self._call)
+            except grpc.RpcError as err:
+                if self._cancelled and err.code() is grpc.StatusCode.CANCELLED:
+                    raise StopIteration from None
+                if not is_down(err) or self._cancelled:
+                    raise from_rpc_error(err) from None
+                self._round.failed(err)  # raises when every server is down
+                self._call = self._open(self._round.stub, self._last_sequence)
+                continue
+            self._round.answered()
+            if event.sequence <= self._last_sequence:
+                continue  # sent again by the next server
+            self.last = event
+            if event.HasField("session"):
+                self.session = event.session
+            return event
+
+    @property
+    def _last_sequence(self) -> int:
+        return self.last.sequence if self.last is not None else 0
 
     def cancel(self) -> None:
         """Closes the stream (the session itself is not affected)."""
@@ -160,7 +191,10 @@ class Client:
     """A client of ``daas.v1.DesktopService``.
 
     Make one with :meth:`from_files` (mutual TLS from PEM files), or wrap any
-    ``grpc.Channel``. Use it as a context manager, or call :meth:`close`.
+    ``grpc.Channel``, or several servers' (replicas of one service) as
+    ``[(target, channel), ...]``, tried in this order: a call that finds one
+    down (UNAVAILABLE) moves on to the next. Use it as a context manager, or
+    call :meth:`close`.
 
     ``timeout`` (seconds) bounds each unary call (get, list, destroy, the
     pool and audit calls); it is ``None`` by default because a destroy waits for
@@ -168,17 +202,20 @@ class Client:
     """
 
     def __init__(
-        self, channel: grpc.Channel, *, timeout: float | None = None, target: str = ""
+        self,
+        channel: grpc.Channel | Sequence[tuple[str, grpc.Channel]],
+        *,
+        timeout: float | None = None,
+        target: str = "",
     ) -> None:
-        self._channel = channel
-        self._stub = desktop_pb2_grpc.DesktopServiceStub(channel)
+        channels = [(target, channel)] if isinstance(channel, grpc.Channel) else channel
+        self._replicas = Replicas(channels)
         self._timeout = timeout
-        self._target = target
 
     @classmethod
     def from_files(
         cls,
-        endpoint: str,
+        endpoint: str | Sequence[str],
         ca: PathLike,
         cert: PathLike,
         key: PathLike,
@@ -190,6 +227,13 @@ class Client:
         with the CA that signed the server's certificate and the caller's
         client certificate and key (all PEM files, e.g. from ``daas-server pki``).
 
+        ``endpoint`` may name several servers (replicas of one service): a
+        sequence, or a string separated by commas as ``DAAS_ENDPOINT`` may
+        be. They are tried in order: a call that finds one down
+        (UNAVAILABLE) moves on to the next. A host name resolving to several
+        addresses is tried at each by gRPC itself, as is a gRPC target
+        listing them (``ipv4:10.0.0.1:50051,10.0.0.2:50051``).
+
         ``server_name`` checks the server's certificate for that name instead
         of the endpoint's host (e.g. ``"localhost"`` when connecting to an IP
         address the certificate does not name). The key is read once and
@@ -200,12 +244,15 @@ class Client:
             private_key=_read(key),
             certificate_chain=_read(cert),
         )
-        target = _target(endpoint)
         options: builtins.list[tuple[str, str]] = []
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
-        channel = grpc.secure_channel(target, credentials, options=options)
-        return cls(channel, timeout=timeout, target=target)
+        targets = [_target(each) for each in split_endpoints(endpoint)]
+        channels = [
+            (target, grpc.secure_channel(target, credentials, options=options))
+            for target in targets
+        ]
+        return cls(channels, timeout=timeout)
 
     def create_session(
         self,
@@ -224,12 +271,14 @@ class Client:
         server only, never stored or logged). ``template`` empty means the
         server's default.
 
-        ``request_id`` is an optional idempotency key (1-64 letters, digits,
-        ``.``, ``_``, ``:`` or ``-``; e.g. ``str(uuid.uuid4())``): a create
-        repeated with the same key within 24 hours, e.g. after an
-        ``Unavailable``, makes no new desktop but streams the first one's
-        events from the start. The same key for another user or template is
-        ``InvalidArgument``.
+        ``request_id`` is the create's idempotency key (1-64 letters, digits,
+        ``.``, ``_``, ``:`` or ``-``; by default 32 random hex digits, in
+        ``stream.request_id``): a create repeated with the same key within
+        24 hours makes no new desktop but streams the first one's events
+        from the start. The stream does so itself when its server goes away
+        (on the next server, without giving an event twice); a script may
+        too after an ``Unavailable``. The same key for another user or
+        template is ``InvalidArgument``.
 
         The last event is READY (``stream.session`` has the RDP endpoint) or
         FAILED (``stream.session.failure`` says where and why).
@@ -239,15 +288,26 @@ class Client:
             session_user=session_user,
             session_password=session_password,
             template=template,
-            request_id=request_id,
+            request_id=request_id or uuid.uuid4().hex,
         )
-        return EventStream("CreateSession", self._stub.CreateSession(request))
+        return EventStream(
+            "CreateSession",
+            self._replicas,
+            lambda stub, _after: stub.CreateSession(request),
+            request_id=request.request_id,
+        )
 
     def watch(self, session_id: str) -> EventStream:
         """Every event of a session since the first (sequence 1), then live
-        ones until READY, FAILED or DESTROYED."""
-        request = desktop_pb2.WatchSessionRequest(session_id=session_id)
-        return EventStream("WatchSession", self._stub.WatchSession(request))
+        ones until READY, FAILED or DESTROYED. On the next server after one
+        went away, only the events after the last one received."""
+        return EventStream(
+            "WatchSession",
+            self._replicas,
+            lambda stub, after: stub.WatchSession(
+                desktop_pb2.WatchSessionRequest(session_id=session_id, after_sequence=after)
+            ),
+        )
 
     def list(
         self, username: str = "", state: StateLike = None, *, page_size: int = 1000
@@ -271,10 +331,8 @@ class Client:
             username=username, state=parse_state(state), page_size=page_size
         )
         while True:
-            try:
-                response = self._stub.ListSessions(request, timeout=self._timeout)
-            except grpc.RpcError as err:
-                raise from_rpc_error(err) from None
+            # A page token is good on any server.
+            response = self._unary(lambda stub: stub.ListSessions(request, timeout=self._timeout))
             yield builtins.list(response.sessions)
             if not response.next_page_token:
                 return
@@ -283,38 +341,26 @@ class Client:
     def get(self, session_id: str) -> Session:
         """One session (NotFound for an unknown id)."""
         request = desktop_pb2.GetSessionRequest(session_id=session_id)
-        try:
-            return self._stub.GetSession(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+        return self._unary(lambda stub: stub.GetSession(request, timeout=self._timeout))
 
     def destroy(self, session_id: str) -> Session:
         """Destroys a session's desktop and returns the session, DESTROYED.
         Idempotent; Aborted when Terraform failed (destroying again retries)."""
         request = desktop_pb2.DestroySessionRequest(session_id=session_id)
-        try:
-            return self._stub.DestroySession(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+        return self._unary(lambda stub: stub.DestroySession(request, timeout=self._timeout))
 
     def list_pools(self) -> builtins.list[Pool]:
         """Every warm pool the server configures, by name, and where each
         stands (administrators only: PermissionDenied otherwise)."""
         request = desktop_pb2.ListPoolsRequest()
-        try:
-            response = self._stub.ListPools(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+        response = self._unary(lambda stub: stub.ListPools(request, timeout=self._timeout))
         return builtins.list(response.pools)
 
     def get_pool(self, name: str) -> Pool:
         """One warm pool (NotFound for a pool the server does not configure;
         administrators only: PermissionDenied otherwise)."""
         request = desktop_pb2.GetPoolRequest(name=name)
-        try:
-            return self._stub.GetPool(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+        return self._unary(lambda stub: stub.GetPool(request, timeout=self._timeout))
 
     def list_audit(
         self,
@@ -353,18 +399,26 @@ class Client:
         if since is not None:
             request.since.FromDatetime(since)
         while True:
-            try:
-                response = self._stub.ListAudit(request, timeout=self._timeout)
-            except grpc.RpcError as err:
-                raise from_rpc_error(err) from None
+            response = self._unary(lambda stub: stub.ListAudit(request, timeout=self._timeout))
             yield builtins.list(response.entries)
             if not response.next_page_token:
                 return
             request.page_token = response.next_page_token
 
+    def _unary(self, call: Callable[[desktop_pb2_grpc.DesktopServiceStub], _T]) -> _T:
+        """``call`` on the server in use, then on the next while one is down."""
+        tries = self._replicas.round()
+        while True:
+            try:
+                return call(tries.stub)
+            except grpc.RpcError as err:
+                if not is_down(err):
+                    raise from_rpc_error(err) from None
+                tries.failed(err)  # raises when every server is down
+
     def close(self) -> None:
-        """Closes the connection (and any open stream)."""
-        self._channel.close()
+        """Closes the connections (and any open stream)."""
+        self._replicas.close()
 
     def __enter__(self) -> Client:
         return self
@@ -378,4 +432,5 @@ class Client:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Client({self._target!r})" if self._target else "Client()"
+        targets = ", ".join(repr(target) for target in self._replicas.targets if target)
+        return f"Client({targets})"
