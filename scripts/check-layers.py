@@ -50,26 +50,10 @@ def top_level_names(group: str) -> list[str]:
     return [m.group(1) for n in names if (m := re.match(r"\s*(\w+)", n))]
 
 
-TEST_MODULE = re.compile(r"#\[cfg\(test\)\]\s*(?:pub(?:\([\w:]+\))?\s+)?mod\s+(\w+)\s*;")
-
-
-def test_files(src: pathlib.Path) -> set[pathlib.Path]:
-    """Files (and folders) of modules declared under `#[cfg(test)]`."""
-    out = set()
-    for path in src.rglob("*.rs"):
-        here = path.parent if path.name in ("mod.rs", "lib.rs", "main.rs") else path.with_suffix("")
-        for name in TEST_MODULE.findall(path.read_text(errors="replace")):
-            out.update({here / f"{name}.rs", here / name})
-    return out
-
-
 def arrows(src: pathlib.Path) -> dict[tuple[str, str], set[str]]:
     """(from, to) -> files, between top-level modules, outside test code."""
     found: dict[tuple[str, str], set[str]] = {}
-    tests = test_files(src)
     for path in sorted(src.rglob("*.rs")):
-        if any(t == path or t in path.parents for t in tests):
-            continue
         parts = path.relative_to(src).parts
         module = parts[0].removesuffix(".rs")
         text = path.read_text(errors="replace").split("#[cfg(test)]")[0]
@@ -154,9 +138,6 @@ def self_test() -> int:
         "server/src/domain/mod.rs": "pub mod error;",
         "server/src/store/mod.rs": "use crate::{domain::error::Error, store::x};",
         "server/src/api/mod.rs": "use crate::store::Store;\n#[cfg(test)]\nuse crate::web::X;",
-        # A module declared under #[cfg(test)] is test code, whatever it names.
-        "server/src/store/sqlite/mod.rs": "#[cfg(test)]\nmod conformance;",
-        "server/src/store/sqlite/conformance.rs": "use crate::testkit::x;",
     }
     assert tree(good) == [], tree(good)
     up = tree({**good, "server/src/store/sqlite.rs": "use crate::{\n    api::grpc::Caller,\n};"})

@@ -617,7 +617,7 @@ impl Backend for Sqlite {
     }
 }
 
-/// A schema of its own in the test PostgreSQL (`testkit::postgres_url`),
+/// A schema of its own in the test PostgreSQL (`store::test_cluster`),
 /// made at the first opening.
 struct Postgres(tokio::sync::OnceCell<String>);
 
@@ -629,8 +629,11 @@ impl Postgres {
 
 impl Backend for Postgres {
     async fn open(&self) -> Store {
-        let url = self.0.get_or_init(crate::testkit::postgres_schema).await;
-        let connection = crate::testkit::postgres_connection(url);
+        let url = self
+            .0
+            .get_or_init(crate::store::test_cluster::postgres_schema)
+            .await;
+        let connection = crate::store::test_cluster::postgres_connection(url);
         let store = crate::store::PostgresStore::connect(connection)
             .await
             .unwrap();

@@ -21,6 +21,8 @@ mod sqlite;
 #[cfg(test)]
 mod conformance;
 
+#[cfg(any(test, feature = "testkit"))]
+pub use postgres::test_cluster;
 pub use postgres::{Connection as PostgresConnection, PostgresStore};
 pub use sqlite::SqliteStore;
 

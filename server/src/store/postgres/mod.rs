@@ -29,6 +29,8 @@ mod records;
 mod rows;
 mod session_store;
 mod sessions;
+#[cfg(any(test, feature = "testkit"))]
+pub mod test_cluster;
 #[cfg(test)]
 mod tests;
 

@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Duration};
 use daas_api::v1::{OutputLine, OutputStream, Tool};
 
 use super::PostgresStore;
+use super::test_cluster::{postgres_connection, postgres_schema};
 use crate::store::{NewSession, SessionLimits, Store};
-use crate::testkit::{postgres_connection, postgres_schema};
 
 async fn server(url: &str) -> Store {
     Store::new(Arc::new(

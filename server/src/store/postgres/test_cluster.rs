@@ -1,0 +1,55 @@
+//! The test PostgreSQL (tests and the `testkit` feature only): the cluster
+//! `scripts/postgres.sh` runs, a schema of its own per test, and how a
+//! store reaches it.
+
+/// The URL of the test PostgreSQL: `DAAS_TEST_POSTGRES` (`make test` starts
+/// one and sets it), else the one `scripts/postgres.sh ensure` starts (or
+/// finds running) in the temporary folder, shared by every test process.
+pub fn postgres_url() -> String {
+    if let Ok(url) = std::env::var("DAAS_TEST_POSTGRES") {
+        return url;
+    }
+    let dir = std::env::temp_dir().join("daas-test-postgres");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres.sh");
+    let out = std::process::Command::new(script)
+        .arg("ensure")
+        .arg(&dir)
+        .output()
+        .expect("running scripts/postgres.sh");
+    assert!(
+        out.status.success(),
+        "scripts/postgres.sh ensure {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The URL of a new schema of its own in the test PostgreSQL: a store per
+/// test, without a database per test.
+pub async fn postgres_schema() -> String {
+    let url = postgres_url();
+    let schema = format!("t{}", uuid::Uuid::new_v4().simple());
+    let config: tokio_postgres::Config = url.parse().expect("the test URL");
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connecting to the test PostgreSQL");
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .expect("making a schema");
+    drop(client);
+    let _ = driver.await;
+    format!("{url}&options=-csearch_path%3D{schema}")
+}
+
+/// How the store reaches the PostgreSQL at `url` (a test's: no TLS roots).
+pub fn postgres_connection(url: &str) -> super::Connection {
+    super::Connection {
+        config: url.parse().expect("a PostgreSQL URL"),
+        roots: rustls::RootCertStore::empty(),
+        max_connections: 8,
+    }
+}
