@@ -107,16 +107,12 @@ impl Terraform<'_> {
         log: &SessionLog,
         cancel: &CancellationToken,
     ) -> Result<(), TerraformError> {
-        let dir_error = |source| TerraformError::Dir {
-            path: dir.display().to_string(),
-            source,
-        };
         self.init_module(dir, log, cancel).await?;
         write_private(
             &dir.join(VARS_FILE),
             &variables_json(vars, &self.config.variables),
         )
-        .map_err(dir_error)?;
+        .map_err(dir_error(dir))?;
         Ok(())
     }
 
@@ -127,11 +123,7 @@ impl Terraform<'_> {
         log: &SessionLog,
         cancel: &CancellationToken,
     ) -> Result<(), TerraformError> {
-        let dir_error = |source| TerraformError::Dir {
-            path: dir.display().to_string(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(dir_error)?;
+        std::fs::create_dir_all(dir).map_err(dir_error(dir))?;
         let mut from_module = std::ffi::OsString::from("-from-module=");
         from_module.push(self.config.module_dir.as_os_str());
         let inv = self
@@ -164,14 +156,10 @@ impl Terraform<'_> {
         log: &SessionLog,
         cancel: &CancellationToken,
     ) -> Result<(), TerraformError> {
-        let dir_error = |source| TerraformError::Dir {
-            path: dir.display().to_string(),
-            source,
-        };
         self.init_module(dir, log, cancel).await?;
-        write_private(&dir.join(VARS_FILE), &files.vars).map_err(dir_error)?;
+        write_private(&dir.join(VARS_FILE), &files.vars).map_err(dir_error(dir))?;
         if !files.state.is_empty() {
-            write_private(&dir.join(STATE_FILE), &files.state).map_err(dir_error)?;
+            write_private(&dir.join(STATE_FILE), &files.state).map_err(dir_error(dir))?;
         }
         Ok(())
     }
@@ -320,6 +308,14 @@ fn shown(raw: &str) -> String {
     let short: String = raw.chars().take(80).collect();
     let more = if raw.chars().count() > 80 { "..." } else { "" };
     format!("{short:?}{more}")
+}
+
+/// How a failure to write in `dir` reads.
+fn dir_error(dir: &Path) -> impl Fn(std::io::Error) -> TerraformError + '_ {
+    move |source| TerraformError::Dir {
+        path: dir.display().to_string(),
+        source,
+    }
 }
 
 /// The Terraform directory of a session directory.
