@@ -141,6 +141,28 @@ pub(super) async fn events_after(
         .collect()
 }
 
+/// Event `sequence` of the session, if stored.
+pub(super) async fn event(
+    db: &impl GenericClient,
+    id: &str,
+    sequence: u64,
+) -> Result<Option<SessionEvent>, StoreError> {
+    let row = db
+        .query_opt(
+            "SELECT body FROM events WHERE session_id = $1 AND seq = $2",
+            &[&id, &(sequence as i64)],
+        )
+        .await
+        .context("reading an event")?;
+    match row {
+        Some(row) => {
+            let body: Vec<u8> = row.try_get(0).context("reading an event")?;
+            event_from_body(id, &body).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
 /// Deletes the output lines recorded before `before_ms`.
 pub(super) async fn prune_output(
     db: &impl GenericClient,

@@ -113,16 +113,14 @@ impl Listener {
         if server == self.server || !self.hub.is_watched(id) {
             return;
         }
-        let events = match self.pool.get().await {
-            Ok(client) => event_log::events_after(&**client, id, sequence - 1).await,
+        let event = match self.pool.get().await {
+            Ok(client) => event_log::event(&**client, id, sequence).await,
             Err(err) => Err(StoreError::Connect(err.to_string())),
         };
-        match events {
-            Ok(events) => {
-                if let Some(event) = events.first().filter(|e| e.sequence == sequence) {
-                    self.hub.publish_to_watchers(event);
-                }
-            }
+        match event {
+            Ok(Some(event)) => self.hub.publish_to_watchers(&event),
+            // Gone already (a claim's build history, say).
+            Ok(None) => {}
             // The watcher finds it in the store on its own.
             Err(err) => tracing::debug!(error = %err, "reading another server's event"),
         }
