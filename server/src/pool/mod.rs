@@ -1,6 +1,7 @@
 //! Warm pools: desktops of a template built ahead of time, up to each
 //! pool's desired size, so a create claims one and runs only the per-user
-//! part. A reconcile loop (one per server) builds through the same
+//! part. A reconcile loop (on every server, each pool's pass run by one
+//! server at a time: `store::pass`) builds through the same
 //! pipeline as any create, with the pool's desktops taking provisioning
 //! permits only when no user waits; it destroys surplus and expired
 //! desktops first, grows at most `max_building` at a time, and stops
@@ -203,6 +204,16 @@ impl Pools {
     /// expired and surplus desktops, says once that a restrained pool
     /// builds nothing, or builds toward the desired size.
     async fn reconcile(&self, pool: &Pool) -> Result<(), StoreError> {
+        // One server at a time per pool: what it builds is in the store
+        // before the next one looks.
+        let Some(_pass) = self
+            .inner
+            .store
+            .try_pass(&format!("pool {}", pool.name))
+            .await?
+        else {
+            return Ok(());
+        };
         let now = self.inner.clock.now_ms();
         let snap = self.snapshot(pool, now).await?;
         let actions = decide(pool, &snap, now);

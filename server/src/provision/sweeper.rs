@@ -58,8 +58,13 @@ fn is_over(state: SessionState) -> bool {
     matches!(state, SessionState::Failed | SessionState::Destroyed)
 }
 
-/// One pass: list, then destroy every VM nothing else will.
+/// One pass: list, then destroy every VM nothing else will; nothing when
+/// another server runs the pass now.
 pub async fn sweep(pipeline: &Pipeline) -> Result<Swept, SweepError> {
+    // One server at a time: a VM is destroyed once.
+    let Some(_pass) = pipeline.store().try_pass("sweeper").await? else {
+        return Ok(Swept::default());
+    };
     let inventory = pipeline.inventory();
     let cancel = pipeline.shutdown_token();
     let server_log = pipeline.log("", None);

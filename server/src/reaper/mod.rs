@@ -103,13 +103,18 @@ pub async fn run(config: Arc<Config>, store: Store, pipeline: Pipeline, clock: T
     }
 }
 
-/// One pass over the READY sessions, as at `now_ms`.
+/// One pass over the READY sessions, as at `now_ms`, unless another
+/// server runs it now.
 pub async fn sweep(
     config: &Config,
     store: &Store,
     pipeline: &Pipeline,
     now_ms: i64,
 ) -> Result<(), StoreError> {
+    // One server at a time: a desktop is warned once and reaped once.
+    let Some(_pass) = store.try_pass("reaper").await? else {
+        return Ok(());
+    };
     for record in store.list(None, Some(SessionState::Ready)).await? {
         let Some(clock) = clock_of(config, &record) else {
             continue;

@@ -566,6 +566,40 @@ async fn a_lease_fences_other_servers_until_it_runs_out(db: &impl Backend) {
     assert!(b.take_over(&other.id, true).await.unwrap());
 }
 
+/// Until `pass` is free on `store` (a shared store lets it go once its
+/// transaction ends, a moment after the pass is dropped).
+async fn free_soon(store: &Store, pass: &str) -> crate::store::pass::Pass {
+    for _ in 0..100 {
+        if let Some(held) = store.try_pass(pass).await.unwrap() {
+            return held;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("pass {pass} is still held 5 s after it ended");
+}
+
+async fn a_pass_runs_on_one_server_at_a_time(db: &impl Backend) {
+    let a = db.open().await;
+    let held = a.try_pass("reaper").await.unwrap().expect("a free pass");
+    assert!(a.try_pass("reaper").await.unwrap().is_none(), "held here");
+    let other = a.try_pass("pool lab").await.unwrap();
+    assert!(other.is_some(), "another pass is free");
+    let b = db.open().await;
+    if a.is_shared() {
+        assert!(
+            b.try_pass("reaper").await.unwrap().is_none(),
+            "held by another server"
+        );
+    }
+    held.end();
+    let again = free_soon(&b, "reaper").await;
+    if a.is_shared() {
+        assert!(a.try_pass("reaper").await.unwrap().is_none(), "held by b");
+    }
+    drop(again);
+    free_soon(&a, "reaper").await.end();
+}
+
 async fn list_filters_by_user_and_state(db: &impl Backend) {
     let store = db.open().await;
     store
@@ -702,6 +736,11 @@ macro_rules! conformance {
         #[tokio::test]
         async fn a_lease_fences_other_servers_until_it_runs_out() {
             super::a_lease_fences_other_servers_until_it_runs_out(&$db).await
+        }
+
+        #[tokio::test]
+        async fn a_pass_runs_on_one_server_at_a_time() {
+            super::a_pass_runs_on_one_server_at_a_time(&$db).await
         }
 
         #[tokio::test]

@@ -13,6 +13,7 @@ pub mod audit_records;
 mod event_rows;
 pub mod events;
 pub mod lease;
+pub mod pass;
 mod postgres;
 pub mod retention;
 pub mod signins;
@@ -344,6 +345,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// embedded store's previous process). False: it is not in progress,
     /// or another server's lease still runs.
     async fn take_over(&self, id: &str, force: bool) -> Result<bool, StoreError>;
+
+    /// The pass named `name` (see [`pass`]), unless another server, or
+    /// this one, runs it now.
+    async fn try_pass(&self, name: &str) -> Result<Option<pass::Pass>, StoreError>;
 
     /// Records an agent's report: the activity and when it came.
     async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError>;

@@ -26,6 +26,15 @@ pub async fn run(
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
+        // One server at a time.
+        let _pass = match store.try_pass("retention").await {
+            Ok(Some(pass)) => pass,
+            Ok(None) => continue,
+            Err(err) => {
+                tracing::error!(error = %err, "could not start pruning");
+                continue;
+            }
+        };
         let keep_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         match store.prune_output(now_ms().saturating_sub(keep_ms)).await {
             Ok(0) => {}

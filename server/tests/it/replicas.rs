@@ -3,7 +3,8 @@
 //! sessions, the limits, the events (a watcher on one sees every event of
 //! a create running on the other, in order) and Terraform's files (one
 //! destroys what the other made); a server frozen past its lease loses
-//! its session to the other and writes nothing for it once it wakes.
+//! its session to the other and writes nothing for it once it wakes; three
+//! servers build a warm pool once and hand each desktop to one create.
 
 use std::time::{Duration, Instant};
 
@@ -126,18 +127,119 @@ async fn two_configs(
     options: TestOptions,
     store_keys: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
-    let config_a = write_config(
+    let mut configs = configs(dir, options, store_keys, 2).await;
+    let b = configs.pop().unwrap();
+    (configs.pop().unwrap(), b)
+}
+
+/// `count` configs in `dir` on one new PostgreSQL schema, each server with
+/// a data folder of its own.
+async fn configs(
+    dir: &std::path::Path,
+    options: TestOptions,
+    store_keys: &str,
+    count: usize,
+) -> Vec<std::path::PathBuf> {
+    let first = write_config(
         dir,
         &TestOptions {
-            extra_toml: format!("{}{store_keys}\n", postgres_store_toml().await),
-            ..options
+            extra_toml: format!(
+                "{}{store_keys}\n{}",
+                postgres_store_toml().await,
+                options.extra_toml
+            ),
+            ..options.clone()
         },
     );
-    let text = std::fs::read_to_string(&config_a).unwrap();
+    let text = std::fs::read_to_string(&first).unwrap();
     let data = dir.join("data").display().to_string();
-    let config_b = dir.join("daas-b.toml");
-    std::fs::write(&config_b, text.replace(&data, &format!("{data}-b"))).unwrap();
-    (config_a, config_b)
+    let mut all = vec![first];
+    for i in 1..count {
+        let config = dir.join(format!("daas-{i}.toml"));
+        std::fs::write(&config, text.replace(&data, &format!("{data}-{i}"))).unwrap();
+        all.push(config);
+    }
+    all
+}
+
+/// Every session in the store, as server `client` lists them.
+async fn all_sessions(client: &mut Client) -> Vec<daas_api::v1::Session> {
+    client
+        .list_sessions(ListSessionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_of_ten_claimed_by_thirty_creates_over_three_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = TestOptions {
+        max_sessions: 100,
+        max_sessions_per_user: 1,
+        max_parallel: 10,
+        extra_toml: "[pools.lab]\nsize = 10\nmax_building = 10\n".into(),
+        ..Default::default()
+    };
+    let configs = configs(dir.path(), options, "", 3).await;
+    let mut servers = Vec::new();
+    let mut clients = Vec::new();
+    for config in &configs {
+        let (child, endpoint) = start_server(config, &[]).await;
+        servers.push(child);
+        clients.push(connect(&endpoint, dir.path()).await);
+    }
+
+    // Three servers reconcile the pool; one at a time builds: ten desktops,
+    // not thirty.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let spares = all_sessions(&mut clients[0]).await;
+        assert!(
+            spares.len() <= 10,
+            "the pool was built more than once: {} desktops",
+            spares.len()
+        );
+        if spares
+            .iter()
+            .filter(|s| s.state() == SessionState::Ready)
+            .count()
+            == 10
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pool never got ten ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let spares: Vec<String> = all_sessions(&mut clients[0])
+        .await
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+
+    // Thirty creates at once, ten on each server.
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let mut client = clients[i % 3].clone();
+        tasks.push(tokio::spawn(async move {
+            create(&mut client, request(&format!("user{i}"))).await
+        }));
+    }
+    let mut made = Vec::new();
+    for task in tasks {
+        made.push(ready(&task.await.unwrap()));
+    }
+    let mut ids: Vec<&str> = made.iter().map(|s| s.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 30, "each create has a desktop of its own");
+    let claimed = made.iter().filter(|s| spares.contains(&s.id)).count();
+    assert_eq!(claimed, 10, "every ready desktop was claimed, once");
+    let mut vms: Vec<&str> = made.iter().map(|s| s.vm_name.as_str()).collect();
+    vms.sort_unstable();
+    vms.dedup();
+    assert_eq!(vms.len(), 30, "no VM serves two users");
 }
 
 #[tokio::test(flavor = "multi_thread")]

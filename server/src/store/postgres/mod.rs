@@ -24,6 +24,7 @@ mod event_log;
 mod leases;
 mod migrate;
 mod notify;
+mod passes;
 mod reads;
 mod records;
 mod rows;
@@ -114,6 +115,8 @@ impl Connection {
 /// The store on PostgreSQL.
 pub struct PostgresStore {
     pool: Pool,
+    /// Connections for passes (`passes.rs`).
+    pass_pool: Pool,
     hub: Hub,
     /// Names this server in its notifications and its leases.
     server: Arc<str>,
@@ -162,10 +165,28 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // A quarter of the connections for passes, which hold theirs while
+        // they run: they never starve the requests.
+        let (queries, passes) = split_connections(connection.max_connections);
         let pool = Pool::builder(manager)
-            .max_size(connection.max_connections.max(2))
+            .max_size(queries)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Connect(e.to_string()))?;
+        let pass_manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        // A pass that finds none free waits for the next round.
+        let pass_pool = Pool::builder(pass_manager)
+            .max_size(passes)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(1)))
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| StoreError::Connect(e.to_string()))?;
@@ -196,6 +217,7 @@ impl PostgresStore {
         }
         Ok(PostgresStore {
             pool,
+            pass_pool,
             hub,
             server,
             lease_ms: crate::store::lease::DEFAULT_LEASE_MS.into(),
@@ -217,6 +239,13 @@ impl PostgresStore {
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
     }
+}
+
+/// `max_connections` split between queries and passes: a quarter (at
+/// least one) for passes, the rest (at least one) for queries.
+fn split_connections(max_connections: usize) -> (usize, usize) {
+    let passes = (max_connections / 4).max(1);
+    (max_connections.saturating_sub(passes).max(1), passes)
 }
 
 fn pool_error(err: deadpool_postgres::PoolError) -> StoreError {

@@ -157,6 +157,10 @@ impl SessionStore for PostgresStore {
         true
     }
 
+    async fn try_pass(&self, name: &str) -> Result<Option<crate::store::pass::Pass>, StoreError> {
+        PostgresStore::try_pass(self, name).await
+    }
+
     fn set_lease(&self, lease_ms: i64) {
         self.lease_ms
             .store(lease_ms, std::sync::atomic::Ordering::Relaxed);

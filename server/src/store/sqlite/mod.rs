@@ -50,6 +50,8 @@ pub struct SqliteStore {
     hub: Hub,
     /// This server, as it holds leases (see `crate::store::lease`).
     holder: Holder,
+    /// The passes this server runs (see `crate::store::pass`).
+    passes: crate::store::pass::LocalPasses,
 }
 
 /// The server a store writes for: its name and how long its leases run.
@@ -99,6 +101,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             hub: Hub::default(),
             holder: Holder::new(),
+            passes: Default::default(),
         })
     }
 

@@ -103,6 +103,10 @@ impl SessionStore for SqliteStore {
         false
     }
 
+    async fn try_pass(&self, name: &str) -> Result<Option<crate::store::pass::Pass>, StoreError> {
+        Ok(self.passes.try_take(name))
+    }
+
     fn set_lease(&self, lease_ms: i64) {
         self.holder
             .lease_ms
