@@ -18,7 +18,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::{app::BoundServer, config::Config, pki};
 
-pub use crate::store::test_cluster::{postgres_connection, postgres_schema, postgres_url};
+pub use crate::store::test_cluster::{
+    PrivateCluster, postgres_connection, postgres_schema, postgres_url,
+};
 
 /// What the test module and playbook should do.
 #[derive(Debug, Clone)]

@@ -351,23 +351,39 @@ impl Pipeline {
                 ),
             ),
         };
-        // From the state the store holds now (the lock keeps it still).
-        let result = match store.get(id).await {
-            Ok(Some(now)) if now.state.is_in_progress() => store
-                .transition(
-                    id,
-                    now.state,
-                    SessionState::Failed,
-                    message,
-                    Some((stage, reason)),
-                )
-                .await
-                .map(|event| self.staged(&now, &event)),
-            Ok(_) => return,
-            Err(err) => Err(err),
-        };
-        if let Err(err) = result {
-            tracing::error!(session = %id, error = %err, "could not record a failure");
+        // From the state the store holds now (the lock keeps it still);
+        // while the database is away, again until it is back or the server
+        // stops (a session left in progress would be renewed for ever).
+        let shutdown = self.inner.shutdown.clone();
+        loop {
+            let result = match store.get(id).await {
+                Ok(Some(now)) if now.state.is_in_progress() => store
+                    .transition(
+                        id,
+                        now.state,
+                        SessionState::Failed,
+                        message.clone(),
+                        Some((stage, reason.clone())),
+                    )
+                    .await
+                    .map(|event| self.staged(&now, &event)),
+                Ok(_) => return,
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(()) => return,
+                Err(err) if err.is_unavailable() && !shutdown.is_cancelled() => {
+                    tracing::warn!(session = %id, error = %err, "cannot record a failure yet; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(session = %id, error = %err, "could not record a failure");
+                    return;
+                }
+            }
         }
     }
 

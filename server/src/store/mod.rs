@@ -108,6 +108,18 @@ pub enum LimitHit {
     User(String, usize),
 }
 
+impl StoreError {
+    /// Whether the database went away (closed, refused, restarting), not
+    /// that the operation was wrong: worth trying again later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Postgres { source, .. } => postgres::is_transient(source),
+            StoreError::Connect(_) => true,
+            _ => false,
+        }
+    }
+}
+
 fn limit_message(hit: &LimitHit) -> String {
     match hit {
         LimitHit::Server(max) => format!(

@@ -12,7 +12,9 @@ use daas_api::v1::{
     DestroySessionRequest, GetSessionRequest, ListSessionsRequest, SessionState,
     session_event::Kind,
 };
-use daas_server::testkit::{TestOptions, TestServer, postgres_store_toml, write_config};
+use daas_server::testkit::{
+    PrivateCluster, TestOptions, TestServer, postgres_store_toml, write_config,
+};
 
 use crate::common::*;
 
@@ -140,14 +142,22 @@ async fn configs(
     store_keys: &str,
     count: usize,
 ) -> Vec<std::path::PathBuf> {
+    let store = format!("{}{store_keys}\n", postgres_store_toml().await);
+    configs_on(dir, options, &store, count)
+}
+
+/// `count` configs in `dir` with the `[store]` table `store`, each server
+/// with a data folder of its own.
+fn configs_on(
+    dir: &std::path::Path,
+    options: TestOptions,
+    store: &str,
+    count: usize,
+) -> Vec<std::path::PathBuf> {
     let first = write_config(
         dir,
         &TestOptions {
-            extra_toml: format!(
-                "{}{store_keys}\n{}",
-                postgres_store_toml().await,
-                options.extra_toml
-            ),
+            extra_toml: format!("{store}{}", options.extra_toml),
             ..options.clone()
         },
     );
@@ -160,6 +170,21 @@ async fn configs(
         all.push(config);
     }
     all
+}
+
+/// A server per config, and a client of each (the certificates in `dir`).
+async fn start_all(
+    configs: &[std::path::PathBuf],
+    dir: &std::path::Path,
+) -> (Vec<tokio::process::Child>, Vec<Client>) {
+    let mut servers = Vec::new();
+    let mut clients = Vec::new();
+    for config in configs {
+        let (child, endpoint) = start_server(config, &[]).await;
+        servers.push(child);
+        clients.push(connect(&endpoint, dir).await);
+    }
+    (servers, clients)
 }
 
 /// Every session in the store, as server `client` lists them.
@@ -183,13 +208,7 @@ async fn a_pool_of_ten_claimed_by_thirty_creates_over_three_servers() {
         ..Default::default()
     };
     let configs = configs(dir.path(), options, "", 3).await;
-    let mut servers = Vec::new();
-    let mut clients = Vec::new();
-    for config in &configs {
-        let (child, endpoint) = start_server(config, &[]).await;
-        servers.push(child);
-        clients.push(connect(&endpoint, dir.path()).await);
-    }
+    let (_servers, mut clients) = start_all(&configs, dir.path()).await;
 
     // Three servers reconcile the pool; one at a time builds: ten desktops,
     // not thirty.
@@ -303,4 +322,47 @@ async fn a_server_frozen_past_its_lease_loses_its_session_and_writes_nothing_for
     // A answers again, and the session's history ends where B ended it.
     let after = watch(&mut on_a, &id).await;
     assert_eq!(after, events, "A wrote nothing for the session it lost");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_restarted_under_load_loses_nothing_and_creates_go_on() {
+    let cluster = PrivateCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let options = TestOptions {
+        create_delay_secs: 3,
+        max_sessions: 100,
+        max_parallel: 10,
+        ..Default::default()
+    };
+    let store = format!("[store]\nurl = {:?}\n", cluster.url);
+    let configs = configs_on(dir.path(), options, &store, 2);
+    let (_servers, mut clients) = start_all(&configs, dir.path()).await;
+
+    // Eight creates over the two servers; PostgreSQL stops while they run
+    // `terraform apply` and starts again 3 s later.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let mut client = clients[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            create(&mut client, request(&format!("user{i}"))).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.restart();
+
+    // Every create reaches READY, and the other server holds its whole
+    // history, in order.
+    for (i, task) in tasks.into_iter().enumerate() {
+        let events = task.await.unwrap();
+        let session = ready(&events);
+        assert_gap_free(&events);
+        let seen = watch(&mut clients[(i + 1) % 2], &session.id).await;
+        assert_eq!(seen, events, "the other server has every event");
+    }
+    // And creates go on, on both.
+    for (i, client) in clients.iter_mut().enumerate() {
+        ready(&create(client, request(&format!("after{i}"))).await);
+    }
 }

@@ -12,7 +12,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rustls::RootCertStore;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -26,6 +26,7 @@ mod migrate;
 mod notify;
 mod passes;
 mod reads;
+mod reconnect;
 mod records;
 mod rows;
 mod session_store;
@@ -52,6 +53,8 @@ mod locks {
 
 /// The message of a PostgreSQL error: the server's own words when it said
 /// something, else the client's with its cause.
+pub(crate) use reconnect::is_transient;
+
 pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
     if let Some(db) = err.as_db_error() {
         return format!("{} ({})", db.message(), db.code().code());
@@ -233,11 +236,6 @@ impl PostgresStore {
             lease_ms: self.lease_ms.load(std::sync::atomic::Ordering::Relaxed),
             held: self.held.clone(),
         }
-    }
-
-    /// A connection from the pool.
-    async fn client(&self) -> Result<Object, StoreError> {
-        self.pool.get().await.map_err(pool_error)
     }
 }
 

@@ -31,22 +31,44 @@ impl PostgresStore {
         &self,
         what: &'static str,
         event_of: fn(&T) -> Option<&SessionEvent>,
-        work: impl for<'a> FnOnce(&'a Transaction<'a>) -> Work<'a, T> + Send,
+        work: impl for<'a> Fn(&'a Transaction<'a>) -> Work<'a, T> + Send + Sync,
     ) -> Result<T, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .context("starting a transaction")?;
-        let out = work(&tx).await?;
-        if let Some(event) = event_of(&out) {
-            notify::notify(&tx, &self.server, &event.session_id, event.sequence).await?;
+        let deadline = std::time::Instant::now() + super::reconnect::RECONNECT_FOR;
+        loop {
+            let mut client = self.client().await?;
+            // Up to the commit, a transaction the database cut off had no
+            // effect: it runs again. The commit's own failure is returned
+            // (whether it took effect is unknown).
+            let tx = client.transaction().await.context("starting a transaction");
+            let attempt = match tx {
+                Ok(tx) => match work(&tx).await {
+                    Ok(out) => match event_of(&out) {
+                        Some(event) => {
+                            notify::notify(&tx, &self.server, &event.session_id, event.sequence)
+                                .await
+                                .map(|()| (tx, out))
+                        }
+                        None => Ok((tx, out)),
+                    },
+                    Err(err) => Err(err),
+                },
+                Err(err) => Err(err),
+            };
+            let (tx, out) = match attempt {
+                Ok(done) => done,
+                Err(err) if err.is_unavailable() && std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %err, "the database went away; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            tx.commit().await.context(what)?;
+            if let Some(event) = event_of(&out) {
+                self.hub.publish(event);
+            }
+            return Ok(out);
         }
-        tx.commit().await.context(what)?;
-        if let Some(event) = event_of(&out) {
-            self.hub.publish(event);
-        }
-        Ok(out)
     }
 }
 
@@ -84,6 +106,7 @@ impl SessionStore for PostgresStore {
     ) -> Result<(SessionRecord, SessionEvent), StoreError> {
         let holder = self.holder();
         self.write("committing a new session", second, move |tx| {
+            let (holder, new) = (holder.clone(), new.clone());
             Box::pin(async move { sessions::create(tx, &holder, new, limits).await })
         })
         .await
@@ -98,6 +121,7 @@ impl SessionStore for PostgresStore {
         let pool = pool.to_string();
         let holder = self.holder();
         self.write("committing a claim", claimed_event, move |tx| {
+            let (holder, new, pool) = (holder.clone(), new.clone(), pool.clone());
             Box::pin(async move { sessions::claim(tx, &holder, new, &pool, limits).await })
         })
         .await
@@ -108,7 +132,10 @@ impl SessionStore for PostgresStore {
         pool: &str,
         since_ms: i64,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        reads::pool_sessions(&**self.client().await?, pool, since_ms).await
+        self.retrying(|| async {
+            reads::pool_sessions(&**self.client().await?, pool, since_ms).await
+        })
+        .await
     }
 
     async fn transition(
@@ -125,6 +152,8 @@ impl SessionStore for PostgresStore {
         }
         let holder = self.holder();
         self.write("committing a stage change", itself, move |tx| {
+            let (holder, id) = (holder.clone(), id.clone());
+            let (message, failure) = (message.clone(), failure.clone());
             Box::pin(async move {
                 sessions::transition(tx, &holder, &id, from, to, message, failure).await
             })
@@ -136,17 +165,25 @@ impl SessionStore for PostgresStore {
         let id = id.to_string();
         let holder = self.holder();
         self.write("committing an output line", itself, move |tx| {
+            let (holder, id, line) = (holder.clone(), id.clone(), line.clone());
             Box::pin(async move { event_log::output(tx, &holder, &id, line).await })
         })
         .await
     }
 
     async fn set_outputs(&self, id: &str, outputs: VmOutputs) -> Result<(), StoreError> {
-        sessions::set_outputs(&**self.client().await?, &self.holder(), id, outputs).await
+        self.retrying(|| async {
+            sessions::set_outputs(&**self.client().await?, &self.holder(), id, outputs.clone())
+                .await
+        })
+        .await
     }
 
     async fn set_child(&self, id: &str, child: Option<ChildRecord>) -> Result<(), StoreError> {
-        sessions::set_child(&**self.client().await?, &self.holder(), id, child).await
+        self.retrying(|| async {
+            sessions::set_child(&**self.client().await?, &self.holder(), id, child.clone()).await
+        })
+        .await
     }
 
     fn server(&self) -> &str {
@@ -167,7 +204,8 @@ impl SessionStore for PostgresStore {
     }
 
     async fn renew_leases(&self) -> Result<u64, StoreError> {
-        leases::renew(&**self.client().await?, &self.holder()).await
+        self.retrying(|| async { leases::renew(&**self.client().await?, &self.holder()).await })
+            .await
     }
 
     async fn take_over(&self, id: &str, force: bool) -> Result<bool, StoreError> {
@@ -179,15 +217,23 @@ impl SessionStore for PostgresStore {
         id: &str,
         files: Option<TerraformFiles>,
     ) -> Result<(), StoreError> {
-        sessions::set_terraform(&**self.client().await?, &self.holder(), id, files).await
+        self.retrying(|| async {
+            sessions::set_terraform(&**self.client().await?, &self.holder(), id, files.clone())
+                .await
+        })
+        .await
     }
 
     async fn terraform(&self, id: &str) -> Result<Option<TerraformFiles>, StoreError> {
-        sessions::terraform(&**self.client().await?, id).await
+        self.retrying(|| async { sessions::terraform(&**self.client().await?, id).await })
+            .await
     }
 
     async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {
-        activity::record_activity(&**self.client().await?, id, report).await
+        self.retrying(|| async {
+            activity::record_activity(&**self.client().await?, id, report.clone()).await
+        })
+        .await
     }
 
     async fn idle_warning(
@@ -199,6 +245,7 @@ impl SessionStore for PostgresStore {
         let id = id.to_string();
         let holder = self.holder();
         self.write("committing a warning", itself, move |tx| {
+            let (holder, id, reason) = (holder.clone(), id.clone(), reason.clone());
             Box::pin(
                 async move { activity::idle_warning(tx, &holder, &id, reap_at_ms, reason).await },
             )
@@ -207,23 +254,30 @@ impl SessionStore for PostgresStore {
     }
 
     async fn clear_warning(&self, id: &str) -> Result<(), StoreError> {
-        activity::clear_warning(&**self.client().await?, id).await
+        self.retrying(|| async { activity::clear_warning(&**self.client().await?, id).await })
+            .await
     }
 
     async fn release_slot(&self, id: &str) -> Result<(), StoreError> {
-        sessions::release_slot(&**self.client().await?, &self.holder(), id).await
+        self.retrying(|| async {
+            sessions::release_slot(&**self.client().await?, &self.holder(), id).await
+        })
+        .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        reads::get_session(&**self.client().await?, id).await
+        self.retrying(|| async { reads::get_session(&**self.client().await?, id).await })
+            .await
     }
 
     async fn by_vm_name(&self, vm_name: &str) -> Result<Option<SessionRecord>, StoreError> {
-        reads::by_vm_name(&**self.client().await?, vm_name).await
+        self.retrying(|| async { reads::by_vm_name(&**self.client().await?, vm_name).await })
+            .await
     }
 
     async fn by_request(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
-        reads::by_request_key(&**self.client().await?, key).await
+        self.retrying(|| async { reads::by_request_key(&**self.client().await?, key).await })
+            .await
     }
 
     async fn list(
@@ -241,19 +295,36 @@ impl SessionStore for PostgresStore {
         after: Option<PageCursor>,
         limit: u32,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        reads::list_page(&**self.client().await?, username, state, after, limit).await
+        self.retrying(|| async {
+            reads::list_page(
+                &**self.client().await?,
+                username.clone(),
+                state,
+                after.clone(),
+                limit,
+            )
+            .await
+        })
+        .await
     }
 
     async fn prune_output(&self, before_ms: i64) -> Result<usize, StoreError> {
-        event_log::prune_output(&**self.client().await?, before_ms).await
+        self.retrying(|| async {
+            event_log::prune_output(&**self.client().await?, before_ms).await
+        })
+        .await
     }
 
     async fn in_progress(&self) -> Result<Vec<SessionRecord>, StoreError> {
-        reads::in_progress(&**self.client().await?).await
+        self.retrying(|| async { reads::in_progress(&**self.client().await?).await })
+            .await
     }
 
     async fn events_after(&self, id: &str, after: u64) -> Result<Vec<SessionEvent>, StoreError> {
-        event_log::events_after(&**self.client().await?, id, after).await
+        self.retrying(|| async {
+            event_log::events_after(&**self.client().await?, id, after).await
+        })
+        .await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
@@ -271,7 +342,8 @@ impl SessionStore for PostgresStore {
     }
 
     async fn count_by_state(&self) -> Result<Vec<(SessionState, String, u64)>, StoreError> {
-        reads::count_by_state(&**self.client().await?).await
+        self.retrying(|| async { reads::count_by_state(&**self.client().await?).await })
+            .await
     }
 
     async fn append_audit(&self, record: AuditRecord) -> Result<i64, StoreError> {
@@ -279,11 +351,15 @@ impl SessionStore for PostgresStore {
     }
 
     async fn audit_page(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        records::audit_page(&**self.client().await?, filter).await
+        self.retrying(|| async {
+            records::audit_page(&**self.client().await?, filter.clone()).await
+        })
+        .await
     }
 
     async fn prune_audit(&self, before_ms: i64) -> Result<usize, StoreError> {
-        records::prune_audit(&**self.client().await?, before_ms).await
+        self.retrying(|| async { records::prune_audit(&**self.client().await?, before_ms).await })
+            .await
     }
 
     async fn open_signin(
@@ -292,17 +368,21 @@ impl SessionStore for PostgresStore {
         limits: SignInLimits,
     ) -> Result<SignInOpened, StoreError> {
         self.write("committing a sign-in", none, move |tx| {
-            Box::pin(records::open_signin(tx, signin, limits))
+            Box::pin(records::open_signin(tx, signin.clone(), limits))
         })
         .await
     }
 
     async fn signin(&self, id_hash: &str) -> Result<Option<SignInRecord>, StoreError> {
-        records::signin(&**self.client().await?, id_hash).await
+        self.retrying(|| async { records::signin(&**self.client().await?, id_hash).await })
+            .await
     }
 
     async fn touch_signin(&self, id_hash: &str, last_seen_ms: i64) -> Result<(), StoreError> {
-        records::touch_signin(&**self.client().await?, id_hash, last_seen_ms).await
+        self.retrying(|| async {
+            records::touch_signin(&**self.client().await?, id_hash, last_seen_ms).await
+        })
+        .await
     }
 
     async fn recheck_signin(
@@ -311,10 +391,14 @@ impl SessionStore for PostgresStore {
         admin: bool,
         checked_ms: i64,
     ) -> Result<Option<SignInRecord>, StoreError> {
-        records::recheck_signin(&**self.client().await?, id_hash, admin, checked_ms).await
+        self.retrying(|| async {
+            records::recheck_signin(&**self.client().await?, id_hash, admin, checked_ms).await
+        })
+        .await
     }
 
     async fn close_signin(&self, id_hash: &str) -> Result<Option<SignInRecord>, StoreError> {
-        records::close_signin(&**self.client().await?, id_hash).await
+        self.retrying(|| async { records::close_signin(&**self.client().await?, id_hash).await })
+            .await
     }
 }
