@@ -668,16 +668,24 @@ impl Pipeline {
     /// embedded store's sessions are all this server's.
     pub async fn recover(&self) -> Result<usize, StoreError> {
         let store = &self.inner.store;
-        let stale = store.in_progress().await?;
-        let mut count = 0;
-        for record in stale {
-            if !store.take_over(&record.id, !store.is_shared()).await? {
-                continue;
+        let taken = if store.is_shared() {
+            store.take_over_expired().await?
+        } else {
+            // The embedded store's one server: whatever a previous process
+            // held is this one's now.
+            let mut taken = Vec::new();
+            for record in store.in_progress().await? {
+                if store.take_over(&record.id, true).await? {
+                    taken.push(record.id);
+                }
             }
-            count += 1;
+            taken
+        };
+        let count = taken.len();
+        for id in taken {
             let this = self.clone();
             self.inner.tasks.spawn(async move {
-                this.recover_one(record.id).await;
+                this.recover_one(id).await;
             });
         }
         Ok(count)
@@ -688,18 +696,34 @@ impl Pipeline {
     /// shared by several servers only).
     pub async fn keep_leases(self, lease: Duration) {
         let shutdown = self.shutdown_token();
+        // Renewing on its own, so that taking sessions over never delays it.
+        let renewing = {
+            let store = self.inner.store.clone();
+            let shutdown = shutdown.clone();
+            let mut tick = tokio::time::interval(lease / 3);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                    if let Err(err) = store.renew_leases().await {
+                        tracing::error!(error = %err, "could not renew this server's leases; other servers may take its sessions over");
+                    }
+                }
+            })
+        };
+        if !self.inner.store.is_shared() {
+            let _ = renewing.await;
+            return;
+        }
         let mut tick = tokio::time::interval(lease / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.cancelled() => return,
-            }
-            if let Err(err) = self.inner.store.renew_leases().await {
-                tracing::error!(error = %err, "could not renew this server's leases; other servers may take its sessions over");
-            }
-            if !self.inner.store.is_shared() {
-                continue;
             }
             match self.recover().await {
                 Ok(0) => {}

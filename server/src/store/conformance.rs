@@ -524,6 +524,7 @@ async fn a_lease_fences_other_servers_until_it_runs_out(db: &impl Backend) {
     let fenced = b.output(id, line.clone()).await.unwrap_err();
     assert!(matches!(fenced, StoreError::Fenced { .. }), "{fenced}");
     assert!(!b.take_over(id, false).await.unwrap());
+    assert!(b.take_over_expired().await.unwrap().is_empty());
     a.transition(id, Queued, Provisioning, "a".into(), None)
         .await
         .unwrap();
@@ -534,8 +535,9 @@ async fn a_lease_fences_other_servers_until_it_runs_out(db: &impl Backend) {
     a.set_lease(1);
     a.renew_leases().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    assert!(b.take_over(id, false).await.unwrap());
+    assert_eq!(b.take_over_expired().await.unwrap(), std::slice::from_ref(id));
     assert!(!b.take_over(id, false).await.unwrap(), "B holds it already");
+    assert!(b.take_over_expired().await.unwrap().is_empty());
     let fenced = a
         .transition(id, Provisioning, Failed, "a".into(), None)
         .await

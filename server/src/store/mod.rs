@@ -358,6 +358,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// or another server's lease still runs.
     async fn take_over(&self, id: &str, force: bool) -> Result<bool, StoreError>;
 
+    /// Takes over every session in progress whose server's lease ran out
+    /// (or that no server holds), in one statement; their ids.
+    async fn take_over_expired(&self) -> Result<Vec<String>, StoreError>;
+
     /// The pass named `name` (see [`pass`]), unless another server, or
     /// this one, runs it now.
     async fn try_pass(&self, name: &str) -> Result<Option<pass::Pass>, StoreError>;

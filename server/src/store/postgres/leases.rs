@@ -108,3 +108,37 @@ pub(super) async fn take_over(
         None => Ok(false),
     }
 }
+
+/// Takes over every expired session (see
+/// `SessionStore::take_over_expired`); rows locked by a write elsewhere
+/// wait for a later pass.
+pub(super) async fn take_over_expired(
+    db: &impl GenericClient,
+    holder: &Holder,
+) -> Result<Vec<String>, StoreError> {
+    let now = now_ms();
+    let rows = db
+        .query(
+            "UPDATE sessions SET owner = $1, lease_until_ms = $2, epoch = epoch + 1 WHERE id IN ( \
+               SELECT id FROM sessions WHERE state = ANY($3) \
+               AND (owner IS NULL OR owner <> $1) \
+               AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < $4) \
+               FOR UPDATE SKIP LOCKED) RETURNING id, epoch",
+            &[
+                &&*holder.me,
+                &(now + holder.lease_ms),
+                &in_progress_states(),
+                &now,
+            ],
+        )
+        .await
+        .context("taking over expired sessions")?;
+    let mut taken = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.try_get(0).context("taking over expired sessions")?;
+        let epoch: i64 = row.try_get(1).context("taking over expired sessions")?;
+        holder.held.hold(&id, epoch);
+        taken.push(id);
+    }
+    Ok(taken)
+}

@@ -208,6 +208,10 @@ impl SessionStore for PostgresStore {
             .await
     }
 
+    async fn take_over_expired(&self) -> Result<Vec<String>, StoreError> {
+        leases::take_over_expired(&**self.client().await?, &self.holder()).await
+    }
+
     async fn take_over(&self, id: &str, force: bool) -> Result<bool, StoreError> {
         leases::take_over(&**self.client().await?, &self.holder(), id, force).await
     }

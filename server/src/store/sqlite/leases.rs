@@ -83,3 +83,43 @@ pub(super) fn take_over(
     }
     Ok(taken == 1)
 }
+
+/// Takes over every expired session (see
+/// `SessionStore::take_over_expired`).
+pub(super) fn take_over_expired(
+    conn: &Connection,
+    holder: &Holder,
+) -> Result<Vec<String>, StoreError> {
+    let now = now_ms();
+    let in_progress = in_progress_states();
+    let mut query = conn
+        .prepare(
+            "SELECT id FROM sessions WHERE state IN (?2, ?3, ?4, ?5, ?6) \
+             AND (owner IS NULL OR owner <> ?1) \
+             AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ?7)",
+        )
+        .context("finding expired sessions")?;
+    let ids = query
+        .query_map(
+            params![
+                &*holder.me,
+                in_progress[0],
+                in_progress[1],
+                in_progress[2],
+                in_progress[3],
+                in_progress[4],
+                now
+            ],
+            |row| row.get::<_, String>(0),
+        )
+        .context("finding expired sessions")?
+        .collect::<Result<Vec<_>, _>>()
+        .context("finding expired sessions")?;
+    let mut taken = Vec::new();
+    for id in ids {
+        if take_over(conn, holder, id.clone(), false)? {
+            taken.push(id);
+        }
+    }
+    Ok(taken)
+}

@@ -118,6 +118,11 @@ impl SessionStore for SqliteStore {
             .await
     }
 
+    async fn take_over_expired(&self) -> Result<Vec<String>, StoreError> {
+        self.with_holder(|conn, _, holder| leases::take_over_expired(conn, holder))
+            .await
+    }
+
     async fn take_over(&self, id: &str, force: bool) -> Result<bool, StoreError> {
         let id = id.to_string();
         self.with_holder(move |conn, _, holder| leases::take_over(conn, holder, id, force))

@@ -18,6 +18,8 @@ use daas_server::testkit::{
 
 use crate::common::*;
 
+mod chaos;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_on_postgres_keeps_its_sessions_across_a_restart() {
     let server = TestServer::start(TestOptions {
@@ -136,7 +138,7 @@ async fn two_configs(
 
 /// `count` configs in `dir` on one new PostgreSQL schema, each server with
 /// a data folder of its own.
-async fn configs(
+pub(super) async fn configs(
     dir: &std::path::Path,
     options: TestOptions,
     store_keys: &str,
@@ -148,7 +150,7 @@ async fn configs(
 
 /// `count` configs in `dir` with the `[store]` table `store`, each server
 /// with a data folder of its own.
-fn configs_on(
+pub(super) fn configs_on(
     dir: &std::path::Path,
     options: TestOptions,
     store: &str,
@@ -173,7 +175,7 @@ fn configs_on(
 }
 
 /// A server per config, and a client of each (the certificates in `dir`).
-async fn start_all(
+pub(super) async fn start_all(
     configs: &[std::path::PathBuf],
     dir: &std::path::Path,
 ) -> (Vec<tokio::process::Child>, Vec<Client>) {
@@ -188,7 +190,7 @@ async fn start_all(
 }
 
 /// Every session in the store, as server `client` lists them.
-async fn all_sessions(client: &mut Client) -> Vec<daas_api::v1::Session> {
+pub(super) async fn all_sessions(client: &mut Client) -> Vec<daas_api::v1::Session> {
     client
         .list_sessions(ListSessionsRequest::default())
         .await
