@@ -73,7 +73,13 @@ pub fn check(spec: &StoreSpec) -> Result<Option<Postgres>, String> {
     let invalid = |why: &str| format!("`store.url`: {why}");
     if !(spec.url.starts_with("postgres://") || spec.url.starts_with("postgresql://")) {
         return Err(invalid(
-            "give a postgres:// URL, e.g. \"postgres://daas@db.example.org/daas?sslmode=verify-full\"",
+            "give a postgres:// URL, e.g. \"postgres://daas@db.example.org/daas?sslmode=require\"",
+        ));
+    }
+    if spec.url.contains("sslmode=verify-") {
+        return Err(invalid(
+            "use sslmode=require: the server's certificate is always verified (against the \
+             system's roots and store.ca_file, and it must name the host)",
         ));
     }
     let parsed: tokio_postgres::Config = spec

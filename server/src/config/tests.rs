@@ -199,6 +199,10 @@ fn mistakes_name_the_key() {
             ),
             ("[store]\nurl = \"mysql://db/daas\"", "store.url"),
             (
+                "[store]\nurl = \"postgres://db/daas?sslmode=verify-full\"",
+                "sslmode=require",
+            ),
+            (
                 "[store]\nurl = \"postgres://daas:hunter2@db/daas\"",
                 "secrets.store_password_file",
             ),

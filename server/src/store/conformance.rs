@@ -535,7 +535,10 @@ async fn a_lease_fences_other_servers_until_it_runs_out(db: &impl Backend) {
     a.set_lease(1);
     a.renew_leases().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    assert_eq!(b.take_over_expired().await.unwrap(), std::slice::from_ref(id));
+    assert_eq!(
+        b.take_over_expired().await.unwrap(),
+        std::slice::from_ref(id)
+    );
     assert!(!b.take_over(id, false).await.unwrap(), "B holds it already");
     assert!(b.take_over_expired().await.unwrap().is_empty());
     let fenced = a
