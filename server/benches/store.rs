@@ -2,7 +2,9 @@
 //! (the test cluster of `scripts/postgres.sh`, on loopback), for one server:
 //! creates, stage changes, output lines and agent reports per second; and
 //! for two servers on PostgreSQL, the time from an event stored by one to
-//! a watcher on the other (LISTEN/NOTIFY).
+//! a watcher on the other (LISTEN/NOTIFY); and with one and three servers
+//! on PostgreSQL at once, creates and agent reports per second (reports
+//! written in groups, as the agent service does: `store::reports`).
 //!
 //! `cargo bench -p daas-server --bench store`
 
@@ -13,7 +15,7 @@ use std::{
 
 use daas_api::v1::{OutputLine, SessionState};
 use daas_server::{
-    store::{AgentReport, NewSession, PostgresStore, SessionLimits, Store},
+    store::{AgentReport, NewSession, PostgresStore, SessionLimits, Store, reports::Reports},
     testkit::{postgres_connection, postgres_schema},
 };
 
@@ -47,6 +49,76 @@ async fn postgres() -> Store {
             .await
             .expect("PostgreSQL"),
     ))
+}
+
+/// Servers on one new PostgreSQL schema.
+async fn servers(count: usize) -> Vec<Store> {
+    let url = postgres_schema().await;
+    let mut all = Vec::new();
+    for _ in 0..count {
+        all.push(Store::new(Arc::new(
+            PostgresStore::connect(postgres_connection(&url))
+                .await
+                .expect("PostgreSQL"),
+        )));
+    }
+    all
+}
+
+/// Creates (one task per server, several creates at once each) and agent
+/// reports (AGENTS agents spread over the servers, each server writing
+/// its reports in groups) per second, with `stores` as the servers.
+async fn measure_servers(name: &str, stores: Vec<Store>) {
+    const AT_ONCE: usize = 4;
+    const AGENTS: usize = 256;
+    let every = AT_ONCE * stores.len();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (s, store) in stores.iter().enumerate() {
+        for t in 0..AT_ONCE {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in (0..CREATES).skip(s * AT_ONCE + t).step_by(every) {
+                    ids.push(store.create_session(new(i), LIMITS).await.unwrap().0.id);
+                }
+                ids
+            }));
+        }
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    let creates = start.elapsed();
+
+    let writers: Vec<Reports> = stores.iter().cloned().map(Reports::start).collect();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for a in 0..AGENTS {
+        let (writer, ids) = (writers[a % writers.len()].clone(), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in (a..REPORTS).step_by(AGENTS) {
+                let report = AgentReport {
+                    idle_ms: 1000,
+                    rdp_clients: 1,
+                    users: vec!["alice".into()],
+                    agent_version: "bench".into(),
+                };
+                writer.record(&ids[i % ids.len()], report).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let reports = start.elapsed();
+    println!(
+        "| {name} | {} ({} creates) | {} ({REPORTS} reports, {AGENTS} agents) |",
+        rate(ids.len(), creates),
+        ids.len(),
+        rate(REPORTS, reports)
+    );
 }
 
 async fn measure(name: &str, store: Store) {
@@ -170,4 +242,15 @@ async fn main() {
     .await;
     measure("PostgreSQL 15 (Unix socket)", postgres().await).await;
     across_servers().await;
+
+    println!();
+    println!("| servers | creates | agent reports, written in groups |");
+    println!("| --- | --- | --- |");
+    measure_servers(
+        "SQLite, one server",
+        vec![Store::open(&dir.path().join("grouped.sqlite3")).expect("SQLite")],
+    )
+    .await;
+    measure_servers("PostgreSQL, one server", servers(1).await).await;
+    measure_servers("PostgreSQL, three servers", servers(3).await).await;
 }

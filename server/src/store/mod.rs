@@ -15,6 +15,7 @@ pub mod events;
 pub mod lease;
 pub mod pass;
 mod postgres;
+pub mod reports;
 pub mod retention;
 pub mod signins;
 mod sqlite;
@@ -51,6 +52,9 @@ pub enum StoreError {
     CorruptEvent(String),
     #[error("session store: the database task failed: {0}")]
     Task(String),
+    /// The write of a group of agents' reports failed (its message).
+    #[error("{0}")]
+    Reports(String),
     #[error("session store: no session {0}")]
     Missing(String),
     /// Not a failure: a create would exceed a session limit.
@@ -367,7 +371,17 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn try_pass(&self, name: &str) -> Result<Option<pass::Pass>, StoreError>;
 
     /// Records an agent's report: the activity and when it came.
-    async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError>;
+    async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {
+        let report = reports::Report {
+            session: id.to_string(),
+            report,
+            at_ms: crate::domain::time::now_ms(),
+        };
+        self.record_activities(vec![report]).await
+    }
+
+    /// Records agents' reports, one per session, in one write.
+    async fn record_activities(&self, reports: Vec<reports::Report>) -> Result<(), StoreError>;
 
     /// Records an IDLE_WARNING event and remembers the announced time.
     async fn idle_warning(

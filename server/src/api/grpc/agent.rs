@@ -18,7 +18,7 @@ use crate::{
     domain::time::{clock_time, now_ms, timestamp},
     domain::validate,
     sessions::limits::Buckets,
-    store::{AgentReport, Store},
+    store::{AgentReport, Store, reports::Reports},
 };
 
 /// Most users a report may list, and the longest name or version.
@@ -33,6 +33,8 @@ pub struct AgentApi {
     /// Reports per session: an agent (or whoever holds its credential in
     /// the desktop) cannot make the server write as fast as it can ask.
     pub reports: Buckets,
+    /// Writes the reports, many in one write under load.
+    pub writer: Reports,
 }
 
 impl AgentApi {
@@ -47,6 +49,7 @@ impl AgentApi {
         let per_minute = u32::try_from((4 * 60 / interval).max(6)).unwrap_or(u32::MAX);
         AgentApi {
             reports: Buckets::new(per_minute, REPORT_BURST),
+            writer: Reports::start(store.clone()),
             config,
             store,
             metrics,
@@ -128,8 +131,8 @@ impl AgentService for AgentApi {
             .into());
         }
         let idle_ms = i64::try_from(report.idle_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
-        self.store
-            .record_activity(
+        self.writer
+            .record(
                 id,
                 AgentReport {
                     idle_ms,

@@ -11,29 +11,35 @@ use super::{
     leases::Holder,
 };
 use crate::domain::time::{now_ms, timestamp};
-use crate::store::{AgentReport, StoreError, event_rows::in_stage};
+use crate::store::{StoreError, event_rows::in_stage, reports::Report};
 
-/// Records an agent's report: the activity, and that it came now.
-pub(super) async fn record_activity(
+/// Records agents' reports (one per session) in one statement.
+pub(super) async fn record_activities(
     db: &impl GenericClient,
-    id: &str,
-    report: AgentReport,
+    reports: &[Report],
 ) -> Result<(), StoreError> {
-    let now = now_ms();
-    let users = serde_json::to_string(&report.users).unwrap_or_else(|_| "[]".into());
-    let rdp_clients = i32::try_from(report.rdp_clients).unwrap_or(i32::MAX);
+    let mut ids = Vec::with_capacity(reports.len());
+    let mut at = Vec::with_capacity(reports.len());
+    let mut input = Vec::with_capacity(reports.len());
+    let mut rdp = Vec::with_capacity(reports.len());
+    let mut users = Vec::with_capacity(reports.len());
+    let mut versions = Vec::with_capacity(reports.len());
+    for r in reports {
+        ids.push(r.session.as_str());
+        at.push(r.at_ms);
+        input.push(r.at_ms.saturating_sub(r.report.idle_ms.max(0)));
+        rdp.push(i32::try_from(r.report.rdp_clients).unwrap_or(i32::MAX));
+        users.push(serde_json::to_string(&r.report.users).unwrap_or_else(|_| "[]".into()));
+        versions.push(r.report.agent_version.as_str());
+    }
     db.execute(
-        "UPDATE sessions SET last_report_ms = $2, last_input_ms = $3, \
-         last_connected_ms = CASE WHEN $4 > 0 THEN $2 ELSE last_connected_ms END, \
-         rdp_clients = $4, logged_in = $5, agent_version = $6 WHERE id = $1",
-        &[
-            &id,
-            &now,
-            &now.saturating_sub(report.idle_ms.max(0)),
-            &rdp_clients,
-            &users,
-            &report.agent_version,
-        ],
+        "UPDATE sessions s SET last_report_ms = r.at, last_input_ms = r.input, \
+         last_connected_ms = CASE WHEN r.rdp > 0 THEN r.at ELSE s.last_connected_ms END, \
+         rdp_clients = r.rdp, logged_in = r.users, agent_version = r.version \
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[], $5::text[], $6::text[]) \
+           AS r(id, at, input, rdp, users, version) \
+         WHERE s.id = r.id",
+        &[&ids, &at, &input, &rdp, &users, &versions],
     )
     .await
     .context("recording activity")?;

@@ -12,10 +12,11 @@ use super::{
     Context, PostgresStore, activity, event_log, leases, notify, reads, records, sessions,
 };
 use crate::store::{
-    AgentReport, ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore,
-    StoreError, TerraformFiles, VmOutputs,
+    ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
+    TerraformFiles, VmOutputs,
     audit_records::{AuditFilter, AuditRecord},
     events::{Subscription, Tap},
+    reports::Report,
     signins::{SignInLimits, SignInOpened, SignInRecord},
 };
 
@@ -233,9 +234,9 @@ impl SessionStore for PostgresStore {
             .await
     }
 
-    async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {
+    async fn record_activities(&self, reports: Vec<Report>) -> Result<(), StoreError> {
         self.retrying(|| async {
-            activity::record_activity(&**self.client().await?, id, report.clone()).await
+            activity::record_activities(&**self.client().await?, &reports).await
         })
         .await
     }

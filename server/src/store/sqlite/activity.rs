@@ -10,30 +10,37 @@ use super::{
     event_log::{current_stage, insert_event, next_sequence},
 };
 use crate::domain::time::{now_ms, timestamp};
-use crate::store::{AgentReport, StoreError, event_rows::in_stage, events::Hub};
+use crate::store::{StoreError, event_rows::in_stage, events::Hub, reports::Report};
 
-/// Records an agent's report: the activity, and that it came now.
-pub(super) fn record_activity(
-    conn: &Connection,
-    id: String,
-    report: AgentReport,
+/// Records agents' reports (one per session) in one transaction.
+pub(super) fn record_activities(
+    conn: &mut Connection,
+    reports: Vec<Report>,
 ) -> Result<(), StoreError> {
-    let now = now_ms();
-    let users = serde_json::to_string(&report.users).unwrap_or_else(|_| "[]".into());
-    conn.execute(
-        "UPDATE sessions SET last_report_ms = ?2, last_input_ms = ?3, \
-         last_connected_ms = CASE WHEN ?4 > 0 THEN ?2 ELSE last_connected_ms END, \
-         rdp_clients = ?4, logged_in = ?5, agent_version = ?6 WHERE id = ?1",
-        params![
-            id,
-            now,
-            now.saturating_sub(report.idle_ms.max(0)),
-            report.rdp_clients,
-            users,
-            report.agent_version
-        ],
-    )
-    .context("recording activity")?;
+    let tx = conn.transaction().context("starting a transaction")?;
+    {
+        let mut update = tx
+            .prepare_cached(
+                "UPDATE sessions SET last_report_ms = ?2, last_input_ms = ?3, \
+                 last_connected_ms = CASE WHEN ?4 > 0 THEN ?2 ELSE last_connected_ms END, \
+                 rdp_clients = ?4, logged_in = ?5, agent_version = ?6 WHERE id = ?1",
+            )
+            .context("recording activity")?;
+        for r in reports {
+            let users = serde_json::to_string(&r.report.users).unwrap_or_else(|_| "[]".into());
+            update
+                .execute(params![
+                    r.session,
+                    r.at_ms,
+                    r.at_ms.saturating_sub(r.report.idle_ms.max(0)),
+                    r.report.rdp_clients,
+                    users,
+                    r.report.agent_version
+                ])
+                .context("recording activity")?;
+        }
+    }
+    tx.commit().context("committing activity")?;
     Ok(())
 }
 

@@ -8,8 +8,8 @@ use super::{
     SqliteStore, activity, audit, check_writable, event_log, leases, reads, sessions, signins,
 };
 use crate::store::{
-    AgentReport, ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore,
-    StoreError, TerraformFiles, VmOutputs,
+    ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
+    TerraformFiles, VmOutputs,
     audit_records::{AuditFilter, AuditRecord},
     events::{Subscription, Tap},
     signins::{SignInLimits, SignInOpened, SignInRecord},
@@ -145,9 +145,11 @@ impl SessionStore for SqliteStore {
             .await
     }
 
-    async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {
-        let id = id.to_string();
-        self.with(move |conn, _| activity::record_activity(conn, id, report))
+    async fn record_activities(
+        &self,
+        reports: Vec<crate::store::reports::Report>,
+    ) -> Result<(), StoreError> {
+        self.with(move |conn, _| activity::record_activities(conn, reports))
             .await
     }
 
