@@ -546,7 +546,7 @@ def dashboard():
         timeseries(
             "Webhook deliveries per minute",
             "Events delivered to each [[webhooks]] entry by result (delivered, "
-            "failed, dropped), and the POSTs sent, retries included.",
+            "failed, dropped: to a webhook the server lacks), and the POSTs sent, retries included.",
             "short",
             [
                 (

@@ -118,7 +118,7 @@ struct MethodLabels {
 
 /// Labels of `daas_webhook_deliveries_total`: the webhook's name (or
 /// index; never its URL), the event, and `delivered`, `failed` or
-/// `dropped` (a full queue, or the server stopped).
+/// `dropped` (a webhook this server does not have).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabels {
     webhook: String,

@@ -4,7 +4,9 @@
 //! paging, request keys and retention. A backend joins by implementing
 //! [`Backend`] and invoking [`conformance!`] in a module of its name.
 
-use daas_api::v1::{OutputLine, OutputStream, SessionEvent, SessionState, Tool};
+use daas_api::v1::{
+    OutputLine, OutputStream, SessionEvent, SessionState, Tool, session_event::Kind,
+};
 
 use crate::domain::time::now_ms;
 use crate::store::{
@@ -605,6 +607,62 @@ async fn a_pass_runs_on_one_server_at_a_time(db: &impl Backend) {
     free_soon(&a, "reaper").await.end();
 }
 
+async fn webhook_deliveries_are_written_with_their_event_and_taken_once(db: &impl Backend) {
+    use SessionState::*;
+    let (a, b) = (db.open().await, db.open().await);
+    // Webhook "w" wants every stage change, "x" only READY.
+    for store in [&a, &b] {
+        store.set_outbox(std::sync::Arc::new(|event: &SessionEvent| {
+            let mut wanting = Vec::new();
+            if matches!(event.kind, Some(Kind::StageChange(_))) {
+                wanting.push("w".to_string());
+                if event.state == Ready as i32 {
+                    wanting.push("x".to_string());
+                }
+            }
+            wanting
+        }));
+    }
+    let (session, first) = a
+        .create_session_unlimited(new_session("alice"))
+        .await
+        .unwrap();
+    a.walk(&session.id, &[Provisioning, Booting, Configuring, Ready])
+        .await;
+    let line = OutputLine {
+        text: "no delivery for an output line".into(),
+        ..OutputLine::default()
+    };
+    a.output(&session.id, line).await.unwrap();
+
+    // Five stage changes for w, one READY for x: taken by A, not by B.
+    let taken = a.claim_deliveries(100, 60_000).await.unwrap();
+    assert_eq!(taken.len(), 6, "{taken:?}");
+    assert_eq!(taken[0].sequence, first.sequence);
+    assert!(taken.iter().all(|d| d.session_id == session.id));
+    let to_x: Vec<_> = taken.iter().filter(|d| d.webhook == "x").collect();
+    assert_eq!(to_x.len(), 1);
+    assert!(b.claim_deliveries(100, 60_000).await.unwrap().is_empty());
+    for delivery in &taken[1..] {
+        a.finish_delivery(&delivery.id).await.unwrap();
+    }
+
+    // The one A did not finish is B's once A's hold runs out.
+    a.hold_deliveries(vec![taken[0].id.clone()], 1)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let again = b.claim_deliveries(100, 60_000).await.unwrap();
+    assert_eq!(again, [taken[0].clone()], "same id, taken again");
+    // A can no longer hold it.
+    a.hold_deliveries(vec![taken[0].id.clone()], 60_000)
+        .await
+        .unwrap();
+    b.finish_delivery(&again[0].id).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(a.claim_deliveries(100, 60_000).await.unwrap().is_empty());
+}
+
 async fn list_filters_by_user_and_state(db: &impl Backend) {
     let store = db.open().await;
     store
@@ -746,6 +804,11 @@ macro_rules! conformance {
         #[tokio::test]
         async fn a_pass_runs_on_one_server_at_a_time() {
             super::a_pass_runs_on_one_server_at_a_time(&$db).await
+        }
+
+        #[tokio::test]
+        async fn webhook_deliveries_are_written_with_their_event_and_taken_once() {
+            super::webhook_deliveries_are_written_with_their_event_and_taken_once(&$db).await
         }
 
         #[tokio::test]

@@ -24,12 +24,19 @@ type Channels = HashMap<String, broadcast::Sender<Arc<SessionEvent>>>;
 /// (`try_send`) and return.
 pub type Tap = Arc<dyn Fn(&SessionEvent) + Send + Sync>;
 
+/// Names the webhooks that want to be told about an event: the store
+/// writes a delivery for each in the event's transaction (see
+/// `store::outbox`). It runs inside the write, so it must be quick.
+pub type Outbox = Arc<dyn Fn(&SessionEvent) -> Vec<String> + Send + Sync>;
+
 /// The live side of the event log. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Hub {
     channels: Arc<Mutex<Channels>>,
     /// Store-wide observers (webhooks), unlike a session's watchers.
     taps: Arc<RwLock<Vec<Tap>>>,
+    /// Which webhooks want which event.
+    outbox: Arc<RwLock<Option<Outbox>>>,
 }
 
 /// One watcher's feed of a session's live events; its channel goes away
@@ -59,6 +66,26 @@ impl Hub {
             channels: self.channels.clone(),
             id: id.to_string(),
         }
+    }
+
+    /// Sets which webhooks want which event.
+    pub fn set_outbox(&self, outbox: Outbox) {
+        *self
+            .outbox
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(outbox);
+    }
+
+    /// The webhooks that want `event`.
+    pub fn outbox_for(&self, event: &SessionEvent) -> Vec<String> {
+        let outbox = self
+            .outbox
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        outbox
+            .as_ref()
+            .map(|wants| wants(event))
+            .unwrap_or_default()
     }
 
     /// Sends `event` to its session's watchers, if any, and to every tap.

@@ -13,6 +13,7 @@ pub mod audit_records;
 mod event_rows;
 pub mod events;
 pub mod lease;
+pub mod outbox;
 pub mod pass;
 mod postgres;
 pub mod reports;
@@ -369,6 +370,24 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The pass named `name` (see [`pass`]), unless another server, or
     /// this one, runs it now.
     async fn try_pass(&self, name: &str) -> Result<Option<pass::Pass>, StoreError>;
+
+    /// Sets which webhooks want which event: each stored event gets a
+    /// delivery row per webhook that wants it, in its transaction.
+    fn set_outbox(&self, outbox: events::Outbox);
+
+    /// Takes up to `limit` due deliveries (nobody holds them, or their
+    /// holder's time ran out) for `hold_ms`, oldest first.
+    async fn claim_deliveries(
+        &self,
+        limit: usize,
+        hold_ms: i64,
+    ) -> Result<Vec<outbox::Delivery>, StoreError>;
+
+    /// Holds deliveries this server took for `hold_ms` more.
+    async fn hold_deliveries(&self, ids: Vec<String>, hold_ms: i64) -> Result<(), StoreError>;
+
+    /// Forgets a settled delivery (delivered, refused or given up).
+    async fn finish_delivery(&self, id: &str) -> Result<(), StoreError>;
 
     /// Records an agent's report: the activity and when it came.
     async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {

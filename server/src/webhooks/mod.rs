@@ -1,16 +1,17 @@
 //! Webhooks (`[[webhooks]]`): a signed POST when a desktop is READY,
 //! FAILED, warned of its reaping (IDLE_WARNING) or DESTROYED.
 //!
-//! The events come from a tap on the store ([`crate::store::events::Tap`]):
-//! every stored event of every session passes through it, whichever path
-//! (pipeline, destroy, recovery, reaper) made it, so none is missed. The
-//! tap never waits: it hands each notice to the bounded queue of every
-//! webhook that wants it, and a full queue drops the notice and counts it
-//! (`dropped`), so a webhook can never hold up the pipeline. Each webhook
-//! has its own worker and at most [`IN_FLIGHT`] deliveries at once, so a
-//! slow receiver delays nobody else. Deliveries are retried with back-off
-//! (`deliver.rs`, `retry.rs`); their order per session is not kept. A
-//! warm pool's desktop built for nobody sends none until a create claims it.
+//! Deliveries come from the store's outbox (`store::outbox`): the store
+//! writes a delivery row for each webhook that wants an event in the
+//! transaction that stores the event, whichever path (pipeline, destroy,
+//! recovery, reaper) and whichever server made it, so none is lost to a
+//! crash. Every server runs [`deliver_due`]: it takes due rows (any
+//! server's), at most [`IN_FLIGHT`] at once, holds them while it delivers
+//! and deletes each once settled; a server that dies mid-delivery leaves
+//! its rows to another once its hold (`store.lease`) runs out. Deliveries are retried with back-off
+//! (`deliver.rs`, `retry.rs`); at least once, with the row's id as the
+//! delivery id; their order per session is not kept. A warm pool's desktop
+//! built for nobody sends none until a create claims it.
 
 mod client;
 mod deliver;
@@ -18,24 +19,31 @@ mod payload;
 mod retry;
 mod sign;
 
-use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
 use daas_api::v1::{SessionEvent, SessionState, session_event::Kind};
 use tokio::{
-    sync::mpsc::{self, error::TrySendError},
+    sync::Notify,
     task::{JoinHandle, JoinSet},
 };
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::webhooks::EventName;
 use crate::config::webhooks::Webhook;
+use crate::store::outbox::Delivery;
 use crate::{config::Config, metrics::Metrics, store::Store};
 use payload::Notice;
 
-/// Notices one webhook may have waiting; more are dropped (and counted).
-const QUEUE: usize = 1024;
-/// Deliveries of one webhook under way at once.
-const IN_FLIGHT: usize = 4;
+/// Deliveries under way at once on this server.
+const IN_FLIGHT: usize = 32;
+/// How often the outbox is looked at without a wake-up (other servers'
+/// events, deliveries a dead server left).
+const POLL: Duration = Duration::from_millis(500);
 /// How long deliveries under way get to finish once the server stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -83,8 +91,7 @@ impl Webhooks {
             metrics: metrics.clone(),
             secrets: config.secrets.values(),
         });
-        let mut queues = Vec::new();
-        let mut workers = Vec::new();
+        let mut hooks = HashMap::new();
         for webhook in &config.webhooks {
             let tls = tls_of(webhook, &system_roots);
             tracing::info!(
@@ -99,17 +106,33 @@ impl Webhooks {
                 webhook: webhook.clone(),
                 tls,
             });
-            let (tx, rx) = mpsc::channel(QUEUE);
-            queues.push((hook.clone(), tx));
-            workers.push(tokio::spawn(work(
-                hook,
-                rx,
-                shared.clone(),
-                shutdown.clone(),
-            )));
+            hooks.insert(webhook.label.clone(), hook);
         }
-        store.tap(tap(queues, metrics));
-        Webhooks { workers }
+        let wanted: Vec<(String, BTreeSet<EventName>)> = config
+            .webhooks
+            .iter()
+            .map(|w| (w.label.clone(), w.events.clone()))
+            .collect();
+        let wake = Arc::new(Notify::new());
+        store.set_outbox(Arc::new(move |event: &SessionEvent| {
+            wanting(&wanted, event)
+        }));
+        {
+            // This server's events wake the deliveries at once.
+            let wake = wake.clone();
+            store.tap(Arc::new(move |event: &SessionEvent| {
+                if told(event).is_some() {
+                    wake.notify_one();
+                }
+            }));
+        }
+        // A taken delivery stays this server's for a lease, held again every
+        // third of it while it runs.
+        let hold = config.store_lease;
+        let worker = tokio::spawn(deliver_due(hooks, shared, wake, hold, shutdown));
+        Webhooks {
+            workers: vec![worker],
+        }
     }
 
     /// Waits for the workers, which end after the server's shutdown.
@@ -144,155 +167,171 @@ fn tls_of(
     tls
 }
 
-/// The store's tap: picks the events webhooks are told about and queues
-/// them without waiting. It remembers each destroy's reason (in the
-/// DESTROYING event) for the DESTROYED that follows.
-fn tap(
-    queues: Vec<(Arc<Hook>, mpsc::Sender<Notice>)>,
-    metrics: Arc<Metrics>,
-) -> crate::store::events::Tap {
-    let destroying: Mutex<HashMap<String, String>> = Mutex::default();
-    Arc::new(move |event: &SessionEvent| {
-        let Some(notice) = notice_of(event, &destroying) else {
-            return;
-        };
-        for (hook, queue) in &queues {
-            if !hook.webhook.events.contains(&notice.event) {
-                continue;
-            }
-            if let Err(err) = queue.try_send(notice.clone()) {
-                let why = match err {
-                    TrySendError::Full(_) => "its queue is full",
-                    TrySendError::Closed(_) => "the server is stopping",
-                };
-                tracing::warn!(webhook = %hook.webhook.label, event = notice.event.as_str(), session = %notice.session_id, "a webhook notice is dropped: {why}");
-                metrics.webhook_delivery(&hook.webhook.label, notice.event.as_str(), "dropped");
-            }
-        }
-    })
+/// The kind of notice `event` makes, if webhooks are told about it (not
+/// for a warm pool's desktop built for nobody).
+fn told(event: &SessionEvent) -> Option<EventName> {
+    let notice = Notice::of(event, None)?;
+    // An IDLE_WARNING's event does not say whose desktop it is: the
+    // delivery finds out.
+    (notice.event == EventName::IdleWarning || !notice.user.is_empty()).then_some(notice.event)
 }
 
-/// The notice of `event`, if webhooks are told about it.
-fn notice_of(event: &SessionEvent, destroying: &Mutex<HashMap<String, String>>) -> Option<Notice> {
-    let Some(Kind::StageChange(change)) = &event.kind else {
-        return Notice::of(event, None);
+/// The webhooks (of `wanted`: name and events) that want `event`.
+fn wanting(wanted: &[(String, BTreeSet<EventName>)], event: &SessionEvent) -> Vec<String> {
+    let Some(kind) = told(event) else {
+        return Vec::new();
     };
-    let mut reasons = destroying
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let state = SessionState::try_from(event.state).unwrap_or(SessionState::Unspecified);
-    match state {
-        SessionState::Destroying => {
-            reasons.insert(event.session_id.clone(), change.message.clone());
-            None
-        }
-        SessionState::Destroyed | SessionState::Failed => {
-            let reason = reasons.remove(&event.session_id);
-            Notice::of(event, reason).filter(is_for_someone)
-        }
-        _ => Notice::of(event, None).filter(is_for_someone),
-    }
+    wanted
+        .iter()
+        .filter(|(_, events)| events.contains(&kind))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
-/// A warm pool's desktop nobody has claimed is built for no one.
-fn is_for_someone(notice: &Notice) -> bool {
-    !notice.user.is_empty()
-}
-
-/// One webhook's worker: takes notices off its queue, at most
-/// [`IN_FLIGHT`] delivered at once. Once `shutdown` fires, what is under
-/// way and queued gets [`SHUTDOWN_GRACE`]; the rest is dropped (counted).
-async fn work(
-    hook: Arc<Hook>,
-    mut queue: mpsc::Receiver<Notice>,
+/// Takes due deliveries from the outbox and delivers them, until
+/// `shutdown`; what is under way then gets [`SHUTDOWN_GRACE`], and what it
+/// does not finish is delivered later (by this server after a restart, or
+/// by another).
+async fn deliver_due(
+    hooks: HashMap<String, Arc<Hook>>,
     shared: Arc<Shared>,
+    wake: Arc<Notify>,
+    hold: Duration,
     shutdown: CancellationToken,
 ) {
+    let hooks = Arc::new(hooks);
     let mut running = JoinSet::new();
-    let grace = tokio::time::sleep(Duration::MAX);
-    tokio::pin!(grace);
-    let (mut stopping, mut drained) = (false, false);
+    let hold_ms = i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
     loop {
-        tokio::select! {
-            () = shutdown.cancelled(), if !stopping => {
-                stopping = true;
-                queue.close();
-                grace.as_mut().reset(tokio::time::Instant::now() + SHUTDOWN_GRACE);
-            }
-            () = &mut grace, if stopping => break,
-            Some(_) = running.join_next(), if !running.is_empty() => {}
-            notice = queue.recv(), if !drained && running.len() < IN_FLIGHT => match notice {
-                Some(notice) => {
-                    running.spawn(delivery(hook.clone(), notice, shared.clone()));
+        let free = IN_FLIGHT.saturating_sub(running.len());
+        if free > 0 {
+            match shared.store.claim_deliveries(free, hold_ms).await {
+                Ok(due) => {
+                    for delivery in due {
+                        let hooks = hooks.clone();
+                        running.spawn(delivery_of(hooks, delivery, shared.clone(), hold));
+                    }
                 }
-                None => drained = true,
-            },
+                Err(err) => {
+                    tracing::warn!(error = %err, "webhooks: cannot read the outbox; trying again")
+                }
+            }
         }
-        if drained && running.is_empty() {
-            break;
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(POLL) => {}
+            () = wake.notified() => {}
+            Some(_) = running.join_next(), if !running.is_empty() => {}
         }
     }
-    // What the grace did not see through: each aborted delivery counts
-    // itself as dropped (its guard), and so does each notice still queued.
+    let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+    tokio::pin!(grace);
+    while !running.is_empty() {
+        tokio::select! {
+            () = &mut grace => break,
+            _ = running.join_next() => {}
+        }
+    }
     running.abort_all();
     while running.join_next().await.is_some() {}
-    while let Ok(notice) = queue.try_recv() {
+}
+
+/// Holds `id` for `hold` every third of it until dropped.
+struct Holding(JoinHandle<()>);
+
+impl Holding {
+    fn start(store: Store, id: String, hold: Duration) -> Holding {
+        Holding(tokio::spawn(async move {
+            let hold_ms = i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
+            loop {
+                tokio::time::sleep(hold / 3).await;
+                if let Err(err) = store.hold_deliveries(vec![id.clone()], hold_ms).await {
+                    tracing::warn!(delivery = %id, error = %err, "webhooks: cannot hold a delivery; another server may send it too");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The notice delivery `delivery` tells, from its event in the store (and
+/// for DESTROYED, the reason its DESTROYING event gave).
+async fn notice_from_store(store: &Store, delivery: &Delivery) -> Option<Notice> {
+    let events = match store.events_after(&delivery.session_id, 0).await {
+        Ok(events) => events,
+        Err(err) => {
+            tracing::warn!(session = %delivery.session_id, error = %err, "webhooks: cannot read a session's events");
+            return None;
+        }
+    };
+    let at = events
+        .iter()
+        .position(|e| e.sequence == delivery.sequence)?;
+    let reason = events[..at].iter().rev().find_map(|e| match &e.kind {
+        Some(Kind::StageChange(change)) if e.state == SessionState::Destroying as i32 => {
+            Some(change.message.clone())
+        }
+        _ => None,
+    });
+    Notice::of(&events[at], reason)
+}
+
+/// Delivers one outbox row and counts how it ended; the row is forgotten
+/// once settled.
+async fn delivery_of(
+    hooks: Arc<HashMap<String, Arc<Hook>>>,
+    delivery: Delivery,
+    shared: Arc<Shared>,
+    hold: Duration,
+) {
+    let store = &shared.store;
+    let _holding = Holding::start(store.clone(), delivery.id.clone(), hold);
+    let settle = || async {
+        if let Err(err) = store.finish_delivery(&delivery.id).await {
+            tracing::warn!(delivery = %delivery.id, error = %err, "webhooks: cannot forget a settled delivery; it may be sent again");
+        }
+    };
+    let Some(hook) = hooks.get(&delivery.webhook) else {
+        tracing::warn!(webhook = %delivery.webhook, session = %delivery.session_id, delivery = %delivery.id, "a delivery to a webhook this server does not have is dropped (give every server the same [[webhooks]])");
         shared
             .metrics
-            .webhook_delivery(&hook.webhook.label, notice.event.as_str(), "dropped");
-    }
-}
-
-/// Counts a delivery as dropped unless it settled (the task was aborted
-/// at shutdown).
-struct Unsettled<'a> {
-    metrics: &'a Metrics,
-    label: &'a str,
-    event: &'static str,
-    settled: bool,
-}
-
-impl Drop for Unsettled<'_> {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.metrics
-                .webhook_delivery(self.label, self.event, "dropped");
-        }
-    }
-}
-
-/// Delivers one notice and counts how it ended.
-async fn delivery(hook: Arc<Hook>, mut notice: Notice, shared: Arc<Shared>) {
+            .webhook_delivery(&delivery.webhook, "unknown", "dropped");
+        settle().await;
+        return;
+    };
+    let Some(mut notice) = notice_from_store(store, &delivery).await else {
+        tracing::warn!(session = %delivery.session_id, sequence = delivery.sequence, "webhooks: the event of a delivery is gone; dropped");
+        settle().await;
+        return;
+    };
     let webhook = &hook.webhook;
     let event = notice.event.as_str();
-    let mut guard = Unsettled {
-        metrics: &shared.metrics,
-        label: &webhook.label,
-        event,
-        settled: false,
-    };
-    if notice.user.is_empty() && !resolve(&mut notice, &shared.store).await {
-        guard.settled = true;
+    if notice.user.is_empty() && !resolve(&mut notice, store).await {
+        settle().await;
         return;
     }
     notice.mask(&shared.secrets);
-    let id = uuid::Uuid::new_v4().to_string();
-    let result = deliver::deliver(&hook, &notice, &id, &shared.metrics).await;
-    guard.settled = true;
+    let result = deliver::deliver(hook, &notice, &delivery.id, &shared.metrics).await;
     match result {
         Ok(attempts) => {
-            tracing::debug!(webhook = %webhook.label, event, session = %notice.session_id, delivery = %id, attempts, "webhook delivered");
+            tracing::debug!(webhook = %webhook.label, event, session = %notice.session_id, delivery = %delivery.id, attempts, "webhook delivered");
             shared
                 .metrics
                 .webhook_delivery(&webhook.label, event, "delivered");
         }
         Err(err) => {
-            tracing::warn!(webhook = %webhook.label, receiver = %webhook.target, event, session = %notice.session_id, delivery = %id, error = %err, "a webhook delivery failed");
+            tracing::warn!(webhook = %webhook.label, receiver = %webhook.target, event, session = %notice.session_id, delivery = %delivery.id, error = %err, "a webhook delivery failed");
             shared
                 .metrics
                 .webhook_delivery(&webhook.label, event, "failed");
         }
     }
+    settle().await;
 }
 
 /// Fills in the user and template an IDLE_WARNING's event lacks; false

@@ -26,9 +26,9 @@ async fn pool(client: &mut Client) -> Pool {
         .into_inner()
 }
 
-/// Polls the pool until `done` holds (at most 90 s).
+/// Polls the pool until `done` holds (at most 180 s: a loaded machine).
 async fn wait_pool(client: &mut Client, what: &str, done: impl Fn(&Pool) -> bool) -> Pool {
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let now = pool(client).await;
         if done(&now) {

@@ -3,7 +3,8 @@
 //! down, one that is slow and one that fails once hold up neither the
 //! pipeline nor the other webhooks, and the metrics count how each
 //! delivery ended; HTTPS with the receiver's own CA; the secret and the
-//! URL's path never show in the log, the events or the metrics.
+//! URL's path never show in the log, the events or the metrics; a delivery
+//! a crash cut off is made by the next server (the outbox).
 
 use std::{
     net::SocketAddr,
@@ -114,7 +115,12 @@ struct Receiver {
 
 impl Receiver {
     async fn start(answer: Answer, tls: Option<rustls::ServerConfig>) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(0, answer, tls).await
+    }
+
+    /// The same on `port` (0: any).
+    async fn start_on(port: u16, answer: Answer, tls: Option<rustls::ServerConfig>) -> Receiver {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let inbox = Inbox {
             answer,
@@ -664,4 +670,42 @@ async fn the_secret_and_the_urls_path_never_show() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_a_crash_cut_off_is_made_after_the_restart() {
+    let keys = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port().await;
+    let config = daas_server::testkit::write_config(
+        dir.path(),
+        &TestOptions {
+            extra_toml: format!(
+                "{}lease = \"2s\"\n\
+                 [[webhooks]]\nurl = \"http://127.0.0.1:{port}/in\"\nsecret_file = {}\n\
+                 events = [\"READY\"]\nmax_attempts = 10\nretry_base = \"1s\"\n",
+                daas_server::testkit::postgres_store_toml().await,
+                key_file(keys.path())
+            ),
+            ..Default::default()
+        },
+    );
+    let (mut server, endpoint) = start_server(&config, &[]).await;
+    let mut client = connect(&endpoint, dir.path()).await;
+    let session = ready(&create(&mut client, request("alice")).await);
+
+    // The receiver is down: the server retries, and dies before it gets
+    // through. Its delivery is in the store; the next server makes it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    let receiver = Receiver::start_on(port, Answer::Ok, None).await;
+    let (_server, _) = start_server(&config, &[]).await;
+    let hit = receiver
+        .wait_for("READY", &session.id, Duration::from_secs(60))
+        .await;
+    assert!(hit.signed_with(KEY));
+    assert_eq!(hit.json()["user"], "alice");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(receiver.hits().len(), 1, "told once: {:?}", receiver.hits());
 }

@@ -24,6 +24,7 @@ mod event_log;
 mod leases;
 mod migrate;
 mod notify;
+mod outbox;
 mod passes;
 mod reads;
 mod reconnect;

@@ -9,7 +9,7 @@ use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 use tokio_postgres::Transaction;
 
 use super::{
-    Context, PostgresStore, activity, event_log, leases, notify, reads, records, sessions,
+    Context, PostgresStore, activity, event_log, leases, notify, outbox, reads, records, sessions,
 };
 use crate::store::{
     ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
@@ -44,11 +44,7 @@ impl PostgresStore {
             let attempt = match tx {
                 Ok(tx) => match work(&tx).await {
                     Ok(out) => match event_of(&out) {
-                        Some(event) => {
-                            notify::notify(&tx, &self.server, &event.session_id, event.sequence)
-                                .await
-                                .map(|()| (tx, out))
-                        }
+                        Some(event) => self.announce(&tx, event).await.map(|()| (tx, out)),
                         None => Ok((tx, out)),
                     },
                     Err(err) => Err(err),
@@ -70,6 +66,15 @@ impl PostgresStore {
             }
             return Ok(out);
         }
+    }
+}
+
+impl PostgresStore {
+    /// In the transaction storing `event`: its webhook deliveries, and the
+    /// notification other servers' watchers get.
+    async fn announce(&self, tx: &Transaction<'_>, event: &SessionEvent) -> Result<(), StoreError> {
+        outbox::insert(tx, &self.hub.outbox_for(event), event).await?;
+        notify::notify(tx, &self.server, &event.session_id, event.sequence).await
     }
 }
 
@@ -231,6 +236,31 @@ impl SessionStore for PostgresStore {
 
     async fn terraform(&self, id: &str) -> Result<Option<TerraformFiles>, StoreError> {
         self.retrying(|| async { sessions::terraform(&**self.client().await?, id).await })
+            .await
+    }
+
+    fn set_outbox(&self, outbox: crate::store::events::Outbox) {
+        self.hub.set_outbox(outbox);
+    }
+
+    async fn claim_deliveries(
+        &self,
+        limit: usize,
+        hold_ms: i64,
+    ) -> Result<Vec<crate::store::outbox::Delivery>, StoreError> {
+        outbox::claim(&**self.client().await?, &self.holder(), limit, hold_ms).await
+    }
+
+    async fn hold_deliveries(&self, ids: Vec<String>, hold_ms: i64) -> Result<(), StoreError> {
+        let holder = self.holder();
+        self.retrying(|| async {
+            outbox::hold(&**self.client().await?, &holder, &ids, hold_ms).await
+        })
+        .await
+    }
+
+    async fn finish_delivery(&self, id: &str) -> Result<(), StoreError> {
+        self.retrying(|| async { outbox::finish(&**self.client().await?, id).await })
             .await
     }
 

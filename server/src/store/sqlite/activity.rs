@@ -66,7 +66,7 @@ pub(super) fn idle_warning(
         reason,
     });
     let event = in_stage(&id, sequence, state, stage_started, now, warning);
-    insert_event(&tx, &event)?;
+    insert_event(&tx, live, &event)?;
     tx.commit().context("committing a warning")?;
     live.publish(&event);
     Ok(event)

@@ -37,7 +37,14 @@ pub(super) fn next_sequence(conn: &Connection, id: &str) -> Result<u64, StoreErr
     Ok(last as u64 + 1)
 }
 
-pub(super) fn insert_event(conn: &Connection, event: &SessionEvent) -> Result<(), StoreError> {
+/// Stores `event`, and a webhook delivery for each webhook that wants it
+/// (`live`'s outbox).
+pub(super) fn insert_event(
+    conn: &Connection,
+    live: &Hub,
+    event: &SessionEvent,
+) -> Result<(), StoreError> {
+    super::outbox::insert(conn, &live.outbox_for(event), event)?;
     conn.execute(
         "INSERT INTO events (session_id, seq, body, kind, time_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
@@ -66,7 +73,7 @@ pub(super) fn output(
     let now = now_ms();
     let sequence = next_sequence(&tx, &id)?;
     let event = in_stage(&id, sequence, state, stage_started, now, Kind::Output(line));
-    insert_event(&tx, &event)?;
+    insert_event(&tx, live, &event)?;
     tx.commit().context("committing an output line")?;
     live.publish(&event);
     Ok(event)

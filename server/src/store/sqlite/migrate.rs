@@ -33,6 +33,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (8, include_str!("migrations/0008_web_signins.sql")),
     (9, include_str!("migrations/0009_terraform_files.sql")),
     (10, include_str!("migrations/0010_leases.sql")),
+    (11, include_str!("migrations/0011_webhook_outbox.sql")),
 ];
 
 /// A migration step written in Rust.

@@ -25,6 +25,7 @@ mod audit;
 mod event_log;
 mod leases;
 mod migrate;
+mod outbox;
 mod reads;
 mod rows;
 mod session_store;

@@ -5,7 +5,8 @@
 use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 
 use super::{
-    SqliteStore, activity, audit, check_writable, event_log, leases, reads, sessions, signins,
+    SqliteStore, activity, audit, check_writable, event_log, leases, outbox, reads, sessions,
+    signins,
 };
 use crate::store::{
     ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
@@ -143,6 +144,29 @@ impl SessionStore for SqliteStore {
         let id = id.to_string();
         self.with(move |conn, _| sessions::terraform(conn, id))
             .await
+    }
+
+    fn set_outbox(&self, outbox: crate::store::events::Outbox) {
+        self.hub.set_outbox(outbox);
+    }
+
+    async fn claim_deliveries(
+        &self,
+        limit: usize,
+        hold_ms: i64,
+    ) -> Result<Vec<crate::store::outbox::Delivery>, StoreError> {
+        self.with_holder(move |conn, _, holder| outbox::claim(conn, holder, limit, hold_ms))
+            .await
+    }
+
+    async fn hold_deliveries(&self, ids: Vec<String>, hold_ms: i64) -> Result<(), StoreError> {
+        self.with_holder(move |conn, _, holder| outbox::hold(conn, holder, ids, hold_ms))
+            .await
+    }
+
+    async fn finish_delivery(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| outbox::finish(conn, id)).await
     }
 
     async fn record_activities(

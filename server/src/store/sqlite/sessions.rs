@@ -104,7 +104,7 @@ pub(super) fn create(
     .context("inserting a session")?;
     let record = get_session(&tx, &id)?.ok_or_else(|| StoreError::Missing(id.clone()))?;
     let event = first_event(&id, now, created_message(&new));
-    insert_event(&tx, &event)?;
+    insert_event(&tx, live, &event)?;
     tx.commit().context("committing a new session")?;
     holder.held.hold(&id, 1);
     live.publish(&event);
@@ -166,7 +166,7 @@ pub(super) fn claim(
         now,
         claimed_message(&vm_name, &pool, built_ms, ready_ms),
     );
-    insert_event(&tx, &event)?;
+    insert_event(&tx, live, &event)?;
     let epoch: i64 = tx
         .query_row("SELECT epoch FROM sessions WHERE id = ?1", [&id], |row| {
             row.get(0)
@@ -239,7 +239,7 @@ pub(super) fn transition(
     let record = get_session(&tx, &id)?.ok_or_else(|| StoreError::Missing(id.clone()))?;
     let sequence = next_sequence(&tx, &id)?;
     let event = stage_change(&record, sequence, previous, stage_started, now, message);
-    insert_event(&tx, &event)?;
+    insert_event(&tx, live, &event)?;
     tx.commit().context("committing a stage change")?;
     if to.is_in_progress() {
         holder.held.hold(&id, epoch);
