@@ -663,6 +663,47 @@ async fn webhook_deliveries_are_written_with_their_event_and_taken_once(db: &imp
     assert!(a.claim_deliveries(100, 60_000).await.unwrap().is_empty());
 }
 
+async fn a_ticket_issued_on_one_server_opens_once_on_any(db: &impl Backend) {
+    use crate::store::tickets::{Issued, TicketLimits, TicketRecord};
+    let (a, b) = (db.open().await, db.open().await);
+    let ticket = |hash: &str, expires_ms| TicketRecord {
+        hash: hash.into(),
+        session_id: "s1".into(),
+        user: "alice".into(),
+        expires_ms,
+    };
+    let limits = TicketLimits {
+        per_user: 1,
+        total: 10,
+    };
+    let first = ticket("h1", now_ms() + 60_000);
+    assert_eq!(
+        a.issue_ticket(first.clone(), limits).await.unwrap(),
+        Issued::Issued
+    );
+    let second = ticket("h2", now_ms() + 60_000);
+    assert_eq!(
+        b.issue_ticket(second, limits).await.unwrap(),
+        Issued::UserFull,
+        "the limit holds across servers"
+    );
+    assert_eq!(b.redeem_ticket("h1").await.unwrap(), Some(first));
+    assert_eq!(a.redeem_ticket("h1").await.unwrap(), None, "used up");
+    // An expired ticket no longer counts.
+    assert_eq!(
+        a.issue_ticket(ticket("h3", now_ms() - 1), limits)
+            .await
+            .unwrap(),
+        Issued::Issued
+    );
+    assert_eq!(
+        b.issue_ticket(ticket("h4", now_ms() + 60_000), limits)
+            .await
+            .unwrap(),
+        Issued::Issued
+    );
+}
+
 async fn list_filters_by_user_and_state(db: &impl Backend) {
     let store = db.open().await;
     store
@@ -809,6 +850,11 @@ macro_rules! conformance {
         #[tokio::test]
         async fn webhook_deliveries_are_written_with_their_event_and_taken_once() {
             super::webhook_deliveries_are_written_with_their_event_and_taken_once(&$db).await
+        }
+
+        #[tokio::test]
+        async fn a_ticket_issued_on_one_server_opens_once_on_any() {
+            super::a_ticket_issued_on_one_server_opens_once_on_any(&$db).await
         }
 
         #[tokio::test]

@@ -20,6 +20,7 @@ pub mod reports;
 pub mod retention;
 pub mod signins;
 mod sqlite;
+pub mod tickets;
 
 #[cfg(test)]
 mod conformance;
@@ -388,6 +389,17 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Forgets a settled delivery (delivered, refused or given up).
     async fn finish_delivery(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Keeps a gateway ticket unless `limits` are reached (expired tickets
+    /// are forgotten first).
+    async fn issue_ticket(
+        &self,
+        ticket: tickets::TicketRecord,
+        limits: tickets::TicketLimits,
+    ) -> Result<tickets::Issued, StoreError>;
+
+    /// Uses up the ticket whose value hashes to `hash`: it, if it existed.
+    async fn redeem_ticket(&self, hash: &str) -> Result<Option<tickets::TicketRecord>, StoreError>;
 
     /// Records an agent's report: the activity and when it came.
     async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {

@@ -268,12 +268,12 @@ pub async fn ticket(
         Ok(session) => session,
         Err(response) => return *response,
     };
-    let ticket = match state.tickets.issue(&session.id, &user.signed.user) {
+    let ticket = match state.tickets.issue(&session.id, &user.signed.user).await {
         Ok(ticket) => ticket,
         Err(err @ IssueError::UserFull) => {
             return error(StatusCode::TOO_MANY_REQUESTS, &err.to_string());
         }
-        Err(err @ IssueError::Full) => {
+        Err(err @ (IssueError::Full | IssueError::Unavailable)) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string());
         }
     };
@@ -326,6 +326,7 @@ pub async fn gateway(
                 let id = state
                     .tickets
                     .redeem(&ticket, &signed.user)
+                    .await
                     .map_err(|e| e.to_string())?;
                 if let Ok(mut slot) = opened.lock() {
                     slot.clone_from(&id);

@@ -89,7 +89,7 @@ impl WebState {
                 web.max_failed_logins,
                 web.failed_login_window,
             )),
-            tickets: Tickets::new(web.ticket_ttl),
+            tickets: Tickets::new(web.ticket_ttl, store.clone()),
             relays: Arc::new(Relays::new(web.max_relays_per_user)),
             config,
             web,

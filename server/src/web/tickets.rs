@@ -2,10 +2,16 @@
 //! signed-in user who asked for it. The browser gets the ticket, never the
 //! desktop's address; the gateway redeems it once.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
+use std::time::Duration;
+
+use ring::digest;
+
+use crate::{
+    domain::time::now_ms,
+    store::{
+        Store,
+        tickets::{Issued, TicketLimits, TicketRecord},
+    },
 };
 
 /// Outstanding tickets at most.
@@ -13,15 +19,11 @@ const MAX_TICKETS: usize = 10_000;
 /// Outstanding tickets of one user at most (each opens one desktop tab).
 pub const MAX_TICKETS_PER_USER: usize = 8;
 
-struct Ticket {
-    session_id: String,
-    user: String,
-    expires: Instant,
-}
-
+/// The tickets, kept in the store by the SHA-256 of their value: a ticket
+/// one server issued opens on any server sharing the store, once.
 pub struct Tickets {
     ttl: Duration,
-    by_value: Mutex<HashMap<String, Ticket>>,
+    store: Store,
 }
 
 /// Why a ticket opens nothing.
@@ -33,6 +35,8 @@ pub enum TicketError {
     Expired,
     #[error("the ticket was issued to another user")]
     OtherUser,
+    #[error("tickets cannot be checked now (the store failed): try again in a moment")]
+    Unavailable,
 }
 
 /// Why no ticket was issued: one that could not work is never handed out.
@@ -44,14 +48,18 @@ pub enum IssueError {
     UserFull,
     #[error("the portal is opening too many desktops at once: try again in a few seconds")]
     Full,
+    #[error("the portal cannot issue a ticket now (the store failed): try again in a moment")]
+    Unavailable,
+}
+
+/// What the store knows a ticket by.
+fn hash(value: &str) -> String {
+    hex::encode(digest::digest(&digest::SHA256, value.as_bytes()))
 }
 
 impl Tickets {
-    pub fn new(ttl: Duration) -> Tickets {
-        Tickets {
-            ttl,
-            by_value: Mutex::new(HashMap::new()),
-        }
+    pub fn new(ttl: Duration, store: Store) -> Tickets {
+        Tickets { ttl, store }
     }
 
     /// How long a ticket lasts.
@@ -60,33 +68,41 @@ impl Tickets {
     }
 
     /// A ticket for `user` to open session `session_id`.
-    pub fn issue(&self, session_id: &str, user: &str) -> Result<String, IssueError> {
+    pub async fn issue(&self, session_id: &str, user: &str) -> Result<String, IssueError> {
         let value = super::signin::random_hex();
-        let now = Instant::now();
-        let mut map = self.by_value.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, t| t.expires > now);
-        if map.values().filter(|t| t.user == user).count() >= MAX_TICKETS_PER_USER {
-            return Err(IssueError::UserFull);
+        let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        let ticket = TicketRecord {
+            hash: hash(&value),
+            session_id: session_id.to_string(),
+            user: user.to_string(),
+            expires_ms: now_ms().saturating_add(ttl_ms),
+        };
+        let limits = TicketLimits {
+            per_user: MAX_TICKETS_PER_USER,
+            total: MAX_TICKETS,
+        };
+        match self.store.issue_ticket(ticket, limits).await {
+            Ok(Issued::Issued) => Ok(value),
+            Ok(Issued::UserFull) => Err(IssueError::UserFull),
+            Ok(Issued::Full) => Err(IssueError::Full),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot keep a gateway ticket");
+                Err(IssueError::Unavailable)
+            }
         }
-        if map.len() >= MAX_TICKETS {
-            return Err(IssueError::Full);
-        }
-        map.insert(
-            value.clone(),
-            Ticket {
-                session_id: session_id.to_string(),
-                user: user.to_string(),
-                expires: now + self.ttl,
-            },
-        );
-        Ok(value)
     }
 
     /// Uses the ticket up (whatever the outcome) and returns its session.
-    pub fn redeem(&self, value: &str, user: &str) -> Result<String, TicketError> {
-        let mut map = self.by_value.lock().unwrap_or_else(|e| e.into_inner());
-        let ticket = map.remove(value).ok_or(TicketError::Unknown)?;
-        if ticket.expires <= Instant::now() {
+    pub async fn redeem(&self, value: &str, user: &str) -> Result<String, TicketError> {
+        let ticket = match self.store.redeem_ticket(&hash(value)).await {
+            Ok(Some(ticket)) => ticket,
+            Ok(None) => return Err(TicketError::Unknown),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot redeem a gateway ticket");
+                return Err(TicketError::Unavailable);
+            }
+        };
+        if ticket.expires_ms <= now_ms() {
             return Err(TicketError::Expired);
         }
         if ticket.user != user {
@@ -100,36 +116,51 @@ impl Tickets {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_ticket_opens_once_for_its_user() {
-        let tickets = Tickets::new(Duration::from_secs(30));
-        let t = tickets.issue("s1", "alice").unwrap();
-        assert_eq!(tickets.redeem(&t, "alice"), Ok("s1".into()));
-        assert_eq!(tickets.redeem(&t, "alice"), Err(TicketError::Unknown));
-        let t = tickets.issue("s1", "alice").unwrap();
-        assert_eq!(tickets.redeem(&t, "bob"), Err(TicketError::OtherUser));
+    fn tickets(ttl: Duration) -> (tempfile::TempDir, Tickets) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite3")).unwrap();
+        (dir, Tickets::new(ttl, store))
+    }
+
+    #[tokio::test]
+    async fn a_ticket_opens_once_for_its_user() {
+        let (_dir, tickets) = tickets(Duration::from_secs(30));
+        let t = tickets.issue("s1", "alice").await.unwrap();
+        assert_eq!(tickets.redeem(&t, "alice").await, Ok("s1".into()));
+        assert_eq!(tickets.redeem(&t, "alice").await, Err(TicketError::Unknown));
+        let t = tickets.issue("s1", "alice").await.unwrap();
+        assert_eq!(tickets.redeem(&t, "bob").await, Err(TicketError::OtherUser));
         // Used up by the failed attempt too.
-        assert_eq!(tickets.redeem(&t, "alice"), Err(TicketError::Unknown));
+        assert_eq!(tickets.redeem(&t, "alice").await, Err(TicketError::Unknown));
     }
 
-    #[test]
-    fn a_user_holds_a_few_tickets_and_never_one_that_cannot_work() {
-        let tickets = Tickets::new(Duration::from_secs(30));
-        let mine: Vec<String> = (0..MAX_TICKETS_PER_USER)
-            .map(|_| tickets.issue("s1", "alice").unwrap())
-            .collect();
-        assert_eq!(tickets.issue("s1", "alice"), Err(IssueError::UserFull));
-        assert!(tickets.issue("s2", "bob").is_ok());
-        assert_eq!(tickets.redeem(&mine[0], "alice"), Ok("s1".into()));
-        let again = tickets.issue("s1", "alice").unwrap();
-        assert_eq!(tickets.redeem(&again, "alice"), Ok("s1".into()));
+    #[tokio::test]
+    async fn a_user_holds_a_few_tickets_and_never_one_that_cannot_work() {
+        let (_dir, tickets) = tickets(Duration::from_secs(30));
+        let mut mine = Vec::new();
+        for _ in 0..MAX_TICKETS_PER_USER {
+            mine.push(tickets.issue("s1", "alice").await.unwrap());
+        }
+        assert_eq!(
+            tickets.issue("s1", "alice").await,
+            Err(IssueError::UserFull)
+        );
+        assert!(tickets.issue("s2", "bob").await.is_ok());
+        assert_eq!(tickets.redeem(&mine[0], "alice").await, Ok("s1".into()));
+        let again = tickets.issue("s1", "alice").await.unwrap();
+        assert_eq!(tickets.redeem(&again, "alice").await, Ok("s1".into()));
     }
 
-    #[test]
-    fn tickets_expire() {
-        let tickets = Tickets::new(Duration::from_millis(20));
-        let t = tickets.issue("s1", "alice").unwrap();
-        std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(tickets.redeem(&t, "alice"), Err(TicketError::Expired));
+    #[tokio::test]
+    async fn tickets_expire_and_the_store_keeps_only_their_hash() {
+        let (dir, tickets) = tickets(Duration::from_millis(20));
+        let t = tickets.issue("s1", "alice").await.unwrap();
+        let db = std::fs::read(dir.path().join("db.sqlite3")).unwrap_or_default();
+        let wal = std::fs::read(dir.path().join("db.sqlite3-wal")).unwrap_or_default();
+        for bytes in [db, wal] {
+            assert!(!bytes.windows(t.len()).any(|w| w == t.as_bytes()));
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(tickets.redeem(&t, "alice").await, Err(TicketError::Expired));
     }
 }

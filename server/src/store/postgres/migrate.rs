@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("migrations/0002_terraform_files.sql")),
     (3, include_str!("migrations/0003_leases.sql")),
     (4, include_str!("migrations/0004_webhook_outbox.sql")),
+    (5, include_str!("migrations/0005_web_tickets.sql")),
 ];
 
 /// Applies the migrations the database does not have yet.

@@ -36,6 +36,7 @@ mod sessions;
 pub mod test_cluster;
 #[cfg(test)]
 mod tests;
+mod tickets;
 
 /// How long a transaction of this server may sit idle before the database
 /// ends it (every transaction here lasts milliseconds).
@@ -50,6 +51,8 @@ mod locks {
     pub const ADMISSION: i64 = 0x6461_6173_0000_0002;
     /// Opening a portal sign-in (its limits).
     pub const SIGNIN: i64 = 0x6461_6173_0000_0003;
+    /// Issuing a gateway ticket (its limits).
+    pub const TICKETS: i64 = 0x6461_6173_0000_0004;
 }
 
 /// The message of a PostgreSQL error: the server's own words when it said

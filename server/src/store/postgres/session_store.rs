@@ -10,6 +10,7 @@ use tokio_postgres::Transaction;
 
 use super::{
     Context, PostgresStore, activity, event_log, leases, notify, outbox, reads, records, sessions,
+    tickets,
 };
 use crate::store::{
     ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
@@ -18,6 +19,7 @@ use crate::store::{
     events::{Subscription, Tap},
     reports::Report,
     signins::{SignInLimits, SignInOpened, SignInRecord},
+    tickets::{Issued, TicketLimits, TicketRecord},
 };
 
 /// The work of one transaction.
@@ -237,6 +239,21 @@ impl SessionStore for PostgresStore {
     async fn terraform(&self, id: &str) -> Result<Option<TerraformFiles>, StoreError> {
         self.retrying(|| async { sessions::terraform(&**self.client().await?, id).await })
             .await
+    }
+
+    async fn issue_ticket(
+        &self,
+        ticket: TicketRecord,
+        limits: TicketLimits,
+    ) -> Result<Issued, StoreError> {
+        self.write("committing a ticket", none, move |tx| {
+            Box::pin(tickets::issue(tx, ticket.clone(), limits))
+        })
+        .await
+    }
+
+    async fn redeem_ticket(&self, hash: &str) -> Result<Option<TicketRecord>, StoreError> {
+        tickets::redeem(&**self.client().await?, hash).await
     }
 
     fn set_outbox(&self, outbox: crate::store::events::Outbox) {

@@ -34,6 +34,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (9, include_str!("migrations/0009_terraform_files.sql")),
     (10, include_str!("migrations/0010_leases.sql")),
     (11, include_str!("migrations/0011_webhook_outbox.sql")),
+    (12, include_str!("migrations/0012_web_tickets.sql")),
 ];
 
 /// A migration step written in Rust.

@@ -33,6 +33,7 @@ mod sessions;
 mod signins;
 #[cfg(test)]
 mod tests;
+mod tickets;
 
 /// Names the operation a SQLite error came from.
 trait Context<T> {

@@ -6,7 +6,7 @@ use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 
 use super::{
     SqliteStore, activity, audit, check_writable, event_log, leases, outbox, reads, sessions,
-    signins,
+    signins, tickets,
 };
 use crate::store::{
     ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
@@ -144,6 +144,23 @@ impl SessionStore for SqliteStore {
         let id = id.to_string();
         self.with(move |conn, _| sessions::terraform(conn, id))
             .await
+    }
+
+    async fn issue_ticket(
+        &self,
+        ticket: crate::store::tickets::TicketRecord,
+        limits: crate::store::tickets::TicketLimits,
+    ) -> Result<crate::store::tickets::Issued, StoreError> {
+        self.with(move |conn, _| tickets::issue(conn, ticket, limits))
+            .await
+    }
+
+    async fn redeem_ticket(
+        &self,
+        hash: &str,
+    ) -> Result<Option<crate::store::tickets::TicketRecord>, StoreError> {
+        let hash = hash.to_string();
+        self.with(move |conn, _| tickets::redeem(conn, hash)).await
     }
 
     fn set_outbox(&self, outbox: crate::store::events::Outbox) {
