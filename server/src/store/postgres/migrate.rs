@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_schema.sql")),
     (2, include_str!("migrations/0002_terraform_files.sql")),
     (3, include_str!("migrations/0003_leases.sql")),
+    (5, include_str!("migrations/0005_deployment.sql")),
 ];
 
 /// Applies the migrations the database does not have yet.
