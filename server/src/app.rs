@@ -44,6 +44,10 @@ pub enum StartError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "the store's deployment id {0:?} is not 1-32 of a-z0-9 (the table `deployment` was edited)"
+    )]
+    Deployment(String),
     #[error(transparent)]
     SshKey(#[from] SshKeyError),
     #[error("cannot listen on {addr}: {source}")]
@@ -193,6 +197,11 @@ impl BoundServer {
         let tls = tls_config(&config.tls, &config.data_dir)?;
         let store = Store::connect(&config).await?;
         store.set_lease(i64::try_from(config.store_lease.as_millis()).unwrap_or(i64::MAX));
+        let deployment = store.deployment().await?;
+        if !crate::domain::contract::is_deployment_id(&deployment) {
+            return Err(StartError::Deployment(deployment));
+        }
+        tracing::info!(%deployment, "this deployment's id, from the store");
         let ssh_public_key = sshkey::ensure(&config.ssh.private_key)?;
         let listener =
             TcpListener::bind(config.listen)
@@ -223,6 +232,7 @@ impl BoundServer {
         let pipeline = Pipeline::new(
             config.clone(),
             store.clone(),
+            deployment,
             ssh_public_key,
             agent_ca,
             metrics.clone(),

@@ -8,9 +8,11 @@ locals {
   vmid = var.vmid_base + var.slot
 
   # Proxmox tags are [a-z0-9_][a-z0-9_+.-]*: the user's account name is
-  # lower-cased and every other character becomes '_'.
-  user_tag = replace(lower(var.username), "/[^a-z0-9_+.-]/", "_")
-  tags     = join(";", ["daas", "session-${var.session_id}", "user-${local.user_tag}"])
+  # lower-cased and every other character becomes '_'. In PVE's order
+  # (sorted); deployment-<id> only from a server that gives one.
+  user_tag       = replace(lower(var.username), "/[^a-z0-9_+.-]/", "_")
+  deployment_tag = var.deployment_id == "" ? [] : ["deployment-${var.deployment_id}"]
+  tags           = join(";", concat(["daas"], local.deployment_tag, ["session-${var.session_id}", "user-${local.user_tag}"]))
 
   # cloud-init vendor data with the host key the server made (Telmate has
   # no host-key argument): a snippet on a storage PVE reads snippets from.

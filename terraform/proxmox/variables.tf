@@ -104,6 +104,16 @@ variable "username" {
   }
 }
 
+variable "deployment_id" {
+  description = "The server's deployment id, for the VM's deployment-<id> tag (the inventory hook reports it); empty (an older server): no such tag."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^[a-z0-9]{0,32}$", var.deployment_id))
+    error_message = "deployment_id must be at most 32 lower-case letters or digits."
+  }
+}
+
 # ---- Proxmox site settings: the server's [terraform.variables] ----
 
 variable "proxmox_api_url" {

@@ -70,6 +70,7 @@ resource "terraform_data" "vm" {
       ACCEL             = var.accel
       KVM_PROBE_SECONDS = tostring(var.kvm_probe_seconds)
       SESSION_ID        = var.session_id
+      DEPLOYMENT_ID     = var.deployment_id
       FOR_USER          = var.username
       META_DATA         = local.meta_data
       USER_DATA         = local.user_data

@@ -106,6 +106,7 @@ tfvars() { # vm_name slot
   "disk_gb": 20,
   "session_id": "test-$(date +%s)-$2",
   "username": "tester",
+  "deployment_id": "0123456789ab",
   "image_dir": "$IMAGE_DIR",
   "state_dir": "$STATE",
   "port_base": $PORT_BASE,
@@ -164,7 +165,7 @@ for f in session qcow2 seed.iso pid console.log; do
 done
 SESSION_ID=$(sed -n 's/^  "session_id": "\(.*\)",$/\1/p' "$TF/terraform.tfvars.json")
 inv=$(inventory list) || fail "inventory list"
-[[ $inv == "{\"vm_name\":\"$VM_NAME\",\"session_id\":\"$SESSION_ID\"}" ]] ||
+[[ $inv == "{\"vm_name\":\"$VM_NAME\",\"session_id\":\"$SESSION_ID\",\"deployment\":\"0123456789ab\"}" ]] ||
   fail "inventory list after apply: $inv"
 ACCEL_USED=$(head -n 1 "$STATE/accel" 2>/dev/null || echo "$ACCEL")
 log "applied in $APPLY_S s (accel: $ACCEL_USED); waiting for SSH on 127.0.0.1:$SSH_PORT"

@@ -95,6 +95,16 @@ variable "username" {
   type        = string
 }
 
+variable "deployment_id" {
+  description = "The server's deployment id, kept in NAME.session with the session id (inventory list reports it); empty from an older server."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^[a-z0-9]{0,32}$", var.deployment_id))
+    error_message = "deployment_id must be at most 32 lower-case letters or digits."
+  }
+}
+
 # ---- this module's own (the server's [terraform.variables]) ----
 
 variable "image_dir" {

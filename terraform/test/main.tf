@@ -74,6 +74,16 @@ variable "username" {
   type        = string
 }
 
+variable "deployment_id" {
+  description = "The server's deployment id, written to NAME.deployment in marker_dir (inventory list reports it); empty from an older server."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^[a-z0-9]{0,32}$", var.deployment_id))
+    error_message = "deployment_id must be at most 32 lower-case letters or digits."
+  }
+}
+
 # ---- test knobs (set through the server's [terraform.variables]) ----
 
 variable "create_delay_seconds" {
@@ -141,6 +151,7 @@ resource "terraform_data" "vm" {
       sleep "$DELAY"
       if [ "$ECHO_TOKEN" = true ]; then echo "token: $PM_API_TOKEN_SECRET"; fi
       if [ -n "$MARKER_DIR" ]; then
+        if [ -n "$DEPLOYMENT_ID" ]; then echo "$DEPLOYMENT_ID" > "$MARKER_DIR/$VM_NAME.deployment"; fi
         echo "$SESSION_ID" > "$MARKER_DIR/$VM_NAME.created"
         echo "$HOST_KEY" > "$MARKER_DIR/$VM_NAME.hostkey"
         if [ -n "$PM_API_TOKEN_SECRET" ]; then
@@ -150,13 +161,14 @@ resource "terraform_data" "vm" {
       echo "created $VM_NAME"
     EOT
     environment = {
-      VM_NAME    = var.vm_name
-      TEMPLATE   = var.template
-      DELAY      = tostring(var.create_delay_seconds)
-      MARKER_DIR = var.marker_dir
-      SESSION_ID = var.session_id
-      ECHO_TOKEN = tostring(var.echo_token)
-      HOST_KEY   = var.ssh_host_public_key
+      VM_NAME       = var.vm_name
+      TEMPLATE      = var.template
+      DELAY         = tostring(var.create_delay_seconds)
+      MARKER_DIR    = var.marker_dir
+      SESSION_ID    = var.session_id
+      DEPLOYMENT_ID = var.deployment_id
+      ECHO_TOKEN    = tostring(var.echo_token)
+      HOST_KEY      = var.ssh_host_public_key
     }
   }
 

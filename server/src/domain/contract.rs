@@ -19,7 +19,18 @@ pub const CONTRACT_VARIABLES: &[&str] = &[
     "disk_gb",
     "session_id",
     "username",
+    "deployment_id",
 ];
+
+/// Whether `id` can be a deployment id (`deployment_id`): what the store
+/// makes is 12 lower-case hex digits; the modules accept 1-32 of `a-z0-9`
+/// (and "" from an older server).
+pub fn is_deployment_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
 
 /// Outputs every module gives (`boot_wait` is optional).
 pub const CONTRACT_OUTPUTS: &[&str] = &["vm_id", "ssh_host", "ssh_port", "rdp_host", "rdp_port"];

@@ -407,6 +407,7 @@ mod tests {
         let pipeline = Pipeline::new(
             config.clone(),
             store.clone(),
+            "0123456789ab".into(),
             String::new(),
             None,
             metrics,

@@ -1,7 +1,8 @@
 //! The module's `inventory` hook (`terraform/CONTRACT.md`): which VMs the
 //! module made still exist, and destroying one without its Terraform state.
 //! The sweeper and every teardown use it to leave no VM behind, even after
-//! a power cut took the Terraform state with it.
+//! a power cut took the Terraform state with it. A VM recorded with another
+//! deployment's id is another deployment's: never destroyed here.
 
 use std::{ffi::OsString, path::Path, time::Duration};
 
@@ -33,6 +34,20 @@ pub struct ListedVm {
     pub vm_name: String,
     #[serde(default)]
     pub session_id: String,
+    /// The deployment it was made for; empty: unknown (made before
+    /// deployments were recorded, or by a module that does not record them).
+    #[serde(default)]
+    pub deployment: String,
+}
+
+/// What `inventory list` printed, split by deployment.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// This deployment's VMs, and those of no known deployment (which are
+    /// ours by their name alone, as before deployments were recorded).
+    pub ours: Vec<ListedVm>,
+    /// The VMs of other deployments: never destroyed here.
+    pub others: Vec<ListedVm>,
 }
 
 /// The inventory hook of the configured module.
@@ -41,6 +56,8 @@ pub struct Inventory<'a> {
     pub secrets: &'a config::Secrets,
     /// Where the hook runs (an empty folder of the server's).
     pub work_dir: &'a Path,
+    /// This deployment's id (the store's).
+    pub deployment: &'a str,
 }
 
 impl Inventory<'_> {
@@ -53,7 +70,8 @@ impl Inventory<'_> {
     fn invocation(&self, what: &str) -> Invocation {
         let program = self.config.module_dir.join("inventory");
         let mut inv = Invocation::new(Tool::Terraform, what, &program, self.work_dir)
-            .env("DAAS_VM_NAME_PREFIX", VM_NAME_PREFIX);
+            .env("DAAS_VM_NAME_PREFIX", VM_NAME_PREFIX)
+            .env("DAAS_DEPLOYMENT_ID", self.deployment);
         for (name, value) in &self.config.variables {
             let value: OsString = match value {
                 Value::String(s) => s.into(),
@@ -69,20 +87,20 @@ impl Inventory<'_> {
         inv
     }
 
-    /// The VMs the module made that still exist (only ours: named with
-    /// [`VM_NAME_PREFIX`]).
+    /// The VMs the module made that still exist (named with
+    /// [`VM_NAME_PREFIX`]), this deployment's apart from the others'.
     pub async fn list(
         &self,
         log: &SessionLog,
         cancel: &CancellationToken,
-    ) -> Result<Vec<ListedVm>, InventoryError> {
+    ) -> Result<Listing, InventoryError> {
         let inv = self
             .invocation("inventory list")
             .arg("list")
             .timeout(LIST_TIMEOUT)
             .capture_stdout();
         let finished = tool::run(inv, log, cancel).await?;
-        parse_list(&finished.stdout)
+        parse_list(&finished.stdout, self.deployment)
     }
 
     /// Destroys `vm_name` and everything the module made for it; a VM
@@ -103,45 +121,75 @@ impl Inventory<'_> {
     }
 }
 
-/// Parses `inventory list` output: one JSON object per line.
-pub fn parse_list(stdout: &[u8]) -> Result<Vec<ListedVm>, InventoryError> {
+/// Parses `inventory list` output (one JSON object per line) for the
+/// deployment `deployment`.
+pub fn parse_list(stdout: &[u8], deployment: &str) -> Result<Listing, InventoryError> {
     let text = String::from_utf8_lossy(stdout);
-    let mut vms = Vec::new();
+    let mut listing = Listing::default();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let vm: ListedVm = serde_json::from_str(line).map_err(|e| InventoryError::BadLine {
             line: line.chars().take(200).collect(),
             reason: e.to_string(),
         })?;
-        if vm.vm_name.starts_with(VM_NAME_PREFIX) {
-            vms.push(vm);
+        if !vm.vm_name.starts_with(VM_NAME_PREFIX) {
+            continue;
+        }
+        if vm.deployment.is_empty() || vm.deployment == deployment {
+            listing.ours.push(vm);
+        } else {
+            listing.others.push(vm);
         }
     }
-    Ok(vms)
+    Ok(listing)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn vm(name: &str, session: &str, deployment: &str) -> ListedVm {
+        ListedVm {
+            vm_name: name.into(),
+            session_id: session.into(),
+            deployment: deployment.into(),
+        }
+    }
+
     #[test]
     fn lists_are_parsed_and_foreign_names_dropped() {
         let out = b"{\"vm_name\":\"desktop-abc123\",\"session_id\":\"s1\"}\n\n\
             {\"vm_name\":\"desktop-def456\"}\n{\"vm_name\":\"web-01\",\"session_id\":\"\"}\n";
-        let vms = parse_list(out).unwrap();
+        let listing = parse_list(out, "0123456789ab").unwrap();
         assert_eq!(
-            vms,
-            [
-                ListedVm {
-                    vm_name: "desktop-abc123".into(),
-                    session_id: "s1".into()
-                },
-                ListedVm {
-                    vm_name: "desktop-def456".into(),
-                    session_id: String::new()
-                }
-            ]
+            listing.ours,
+            [vm("desktop-abc123", "s1", ""), vm("desktop-def456", "", "")]
         );
-        let err = parse_list(b"desktop-abc123\n").unwrap_err().to_string();
+        assert!(listing.others.is_empty());
+        let err = parse_list(b"desktop-abc123\n", "0123456789ab")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a VM (desktop-abc123)"), "{err}");
+    }
+
+    #[test]
+    fn vms_of_other_deployments_are_set_apart() {
+        let out = br#"{"vm_name":"desktop-aaa111","session_id":"s1","deployment":"0123456789ab"}
+            {"vm_name":"desktop-bbb222","session_id":"s2","deployment":"ba9876543210"}
+            {"vm_name":"desktop-ccc333","session_id":"s3","deployment":""}
+            {"vm_name":"desktop-ddd444","session_id":"s4"}
+            {"vm_name":"web-01","deployment":"ba9876543210"}"#;
+        let listing = parse_list(out, "0123456789ab").unwrap();
+        assert_eq!(
+            listing,
+            Listing {
+                // Ours, and those of no known deployment (by their name).
+                ours: vec![
+                    vm("desktop-aaa111", "s1", "0123456789ab"),
+                    vm("desktop-ccc333", "s3", ""),
+                    vm("desktop-ddd444", "s4", ""),
+                ],
+                others: vec![vm("desktop-bbb222", "s2", "ba9876543210")],
+            }
+        );
     }
 }

@@ -85,6 +85,9 @@ pub struct Pipeline {
 struct Inner {
     config: Arc<Config>,
     store: Store,
+    /// The store's deployment id: given to every Terraform run and to the
+    /// inventory hook; the sweeper destroys no other deployment's VM.
+    deployment: String,
     ssh_public_key: String,
     /// Signs per-session agent certificates; None: no agents.
     agent_ca: Option<crate::pki::AgentAuthority>,
@@ -106,6 +109,7 @@ impl Pipeline {
     pub fn new(
         config: Arc<Config>,
         store: Store,
+        deployment: String,
         ssh_public_key: String,
         agent_ca: Option<crate::pki::AgentAuthority>,
         metrics: Arc<crate::metrics::Metrics>,
@@ -116,6 +120,7 @@ impl Pipeline {
             inner: Arc::new(Inner {
                 config,
                 store,
+                deployment,
                 ssh_public_key,
                 agent_ca,
                 metrics,
@@ -193,6 +198,7 @@ impl Pipeline {
             config: &self.inner.config.terraform,
             secrets: &self.inner.config.secrets,
             work_dir: &self.inner.config.data_dir,
+            deployment: &self.inner.deployment,
         }
     }
 
@@ -424,8 +430,9 @@ impl Pipeline {
         }
         let inventory = self.inventory();
         if inventory.exists() {
+            // Another deployment's VM of the same name is not ours to destroy.
             let listed = inventory.list(log, cancel).await?;
-            if listed.iter().any(|vm| vm.vm_name == record.vm_name) {
+            if listed.ours.iter().any(|vm| vm.vm_name == record.vm_name) {
                 let line = format!(
                     "the module's inventory still lists {} after terraform destroy; destroying it",
                     record.vm_name

@@ -193,6 +193,7 @@ impl Pipeline {
                 Some(pool) if record.is_unclaimed() => format!("pool-{pool}"),
                 _ => record.username.clone(),
             },
+            deployment_id: self.inner.deployment.clone(),
         };
         let tf_dir = terraform::dir_of(&self.session_dir(&record.id));
         let terraform = self.terraform();

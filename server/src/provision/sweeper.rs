@@ -3,7 +3,9 @@
 //! inventory which VMs exist and destroys each one whose session is settled
 //! (FAILED, DESTROYED) or unknown: what a power cut or a lost Terraform
 //! state would otherwise leave running forever. VMs of sessions in progress
-//! or READY are left alone.
+//! or READY are left alone, and so are the VMs the module lists with
+//! another deployment's id (another store's servers sweep those); a VM
+//! listed with no deployment is judged by its name, as before.
 
 use daas_api::v1::SessionState;
 
@@ -14,6 +16,8 @@ use crate::{provision::Pipeline, provision::inventory::InventoryError, store::St
 pub struct Swept {
     /// VMs the inventory listed.
     pub listed: usize,
+    /// Those of other deployments, left alone.
+    pub others: usize,
     /// VMs destroyed, by name.
     pub destroyed: Vec<String>,
 }
@@ -68,13 +72,22 @@ pub async fn sweep(pipeline: &Pipeline) -> Result<Swept, SweepError> {
     let inventory = pipeline.inventory();
     let cancel = pipeline.shutdown_token();
     let server_log = pipeline.log("", None);
-    let listed = inventory.list(&server_log, &cancel).await?;
+    let listing = inventory.list(&server_log, &cancel).await?;
     let mut swept = Swept {
-        listed: listed.len(),
+        listed: listing.ours.len() + listing.others.len(),
+        others: listing.others.len(),
         ..Swept::default()
     };
+    if !listing.others.is_empty() {
+        let others: Vec<String> = listing
+            .others
+            .iter()
+            .map(|vm| format!("{} ({})", vm.vm_name, vm.deployment))
+            .collect();
+        tracing::debug!(vms = ?others, "the sweeper leaves alone the VMs of other deployments");
+    }
     let store = pipeline.store();
-    for vm in listed {
+    for vm in listing.ours {
         let Some(record) = store.by_vm_name(&vm.vm_name).await? else {
             tracing::warn!(vm = %vm.vm_name, session = %vm.session_id, "destroying a VM of no known session");
             inventory.destroy(&vm.vm_name, &server_log, &cancel).await?;

@@ -41,6 +41,9 @@ pub struct ContractVars {
     pub disk_gb: u32,
     pub session_id: String,
     pub username: String,
+    /// The store's deployment id: the module records it with the VM, and
+    /// `inventory list` reports it (`terraform/CONTRACT.md`).
+    pub deployment_id: String,
 }
 
 /// How the server learns the VM is up, as the module declares it.
@@ -231,6 +234,7 @@ pub fn variables_json(vars: &ContractVars, extra: &BTreeMap<String, Value>) -> V
         "disk_gb": vars.disk_gb,
         "session_id": vars.session_id,
         "username": vars.username,
+        "deployment_id": vars.deployment_id,
     });
     if let Value::Object(contract) = contract {
         map.extend(contract);
@@ -401,6 +405,7 @@ mod tests {
             disk_gb: 10,
             session_id: "id".into(),
             username: "alice".into(),
+            deployment_id: "0123456789ab".into(),
         };
         let extra = BTreeMap::from([
             ("target_node".to_string(), Value::from("pve1")),

@@ -505,6 +505,18 @@ async fn terraform_files_are_kept_for_any_server(db: &impl Backend) {
     assert_eq!(other.terraform(&session.id).await.unwrap(), None);
 }
 
+async fn a_database_has_one_deployment_id(db: &impl Backend, another: &impl Backend) {
+    let id = db.open().await.deployment().await.unwrap();
+    assert!(
+        id.len() == 12 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{id}"
+    );
+    // Another server on the same database (or this one after a restart).
+    assert_eq!(db.open().await.deployment().await.unwrap(), id);
+    let other = another.open().await.deployment().await.unwrap();
+    assert_ne!(other, id, "another database is another deployment");
+}
+
 async fn a_lease_fences_other_servers_until_it_runs_out(db: &impl Backend) {
     use SessionState::*;
     let (a, b) = (db.open().await, db.open().await);
@@ -835,6 +847,11 @@ macro_rules! conformance {
         #[tokio::test]
         async fn terraform_files_are_kept_for_any_server() {
             super::terraform_files_are_kept_for_any_server(&$db).await
+        }
+
+        #[tokio::test]
+        async fn a_database_has_one_deployment_id() {
+            super::a_database_has_one_deployment_id(&$db, &$db).await
         }
 
         #[tokio::test]

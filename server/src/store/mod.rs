@@ -351,6 +351,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// for the embedded file, whose one server owns every session.
     fn is_shared(&self) -> bool;
 
+    /// This deployment's id, made once with the database: the same for
+    /// every server sharing it, another for another database. The modules
+    /// record it with the VMs they make (`terraform/CONTRACT.md`).
+    async fn deployment(&self) -> Result<String, StoreError>;
+
     /// How long the leases this server takes run unless renewed.
     fn set_lease(&self, lease_ms: i64);
 

@@ -77,14 +77,16 @@ fn the_contract_document_names_what_the_server_uses() {
         "inventory list",
         "inventory destroy",
         "DAAS_VAR_",
+        "DAAS_DEPLOYMENT_ID",
     ] {
         assert!(doc.contains(word), "CONTRACT.md does not describe {word}");
     }
 }
 
 /// The test module's hook, run as the server runs it: an empty marker
-/// folder lists nothing, a made VM is listed with its session, a destroy
-/// is recorded once and is idempotent.
+/// folder lists nothing, a made VM is listed with its session and its
+/// deployment (empty when it has none), a destroy is recorded once and is
+/// idempotent.
 #[test]
 fn the_test_modules_inventory_lists_and_destroys() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,6 +111,15 @@ fn the_test_modules_inventory_lists_and_destroys() {
     let vm: serde_json::Value = serde_json::from_str(listed.trim()).expect("one JSON line");
     assert_eq!(vm["vm_name"], "desktop-abc123");
     assert_eq!(vm["session_id"], "s-1");
+    assert_eq!(vm["deployment"], "");
+    std::fs::write(
+        dir.path().join("desktop-abc123.deployment"),
+        "0123456789ab\n",
+    )
+    .unwrap();
+    let listed = String::from_utf8(run(&["list"]).stdout).unwrap();
+    let vm: serde_json::Value = serde_json::from_str(listed.trim()).expect("one JSON line");
+    assert_eq!(vm["deployment"], "0123456789ab");
     for _ in 0..2 {
         assert!(run(&["destroy", "desktop-abc123"]).status.success());
     }

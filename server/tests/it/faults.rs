@@ -515,3 +515,76 @@ async fn the_sweeper_destroys_vms_of_no_live_session_at_start() {
     );
     kill(&mut server).await;
 }
+
+/// Two deployments (two stores) sharing the hypervisor: the sweeper leaves
+/// alone the VMs the module lists with another deployment's id, whether
+/// their name is unknown here or that of a session of ours that is over;
+/// a VM with ours, or with none (made before deployment ids), is swept.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweeper_leaves_other_deployments_vms_alone() {
+    let rig = Rig::new(TestOptions::default());
+    let (mut server, mut client) = rig.start().await;
+    let ready = create(&mut client, request("alice")).await;
+    let ready = ready.last().unwrap().session.clone().unwrap();
+    let over = create(&mut client, request("bob")).await;
+    let over = over.last().unwrap().session.clone().unwrap();
+    let destroyed = client
+        .destroy_session(DestroySessionRequest {
+            session_id: over.id.clone(),
+        })
+        .await
+        .expect("the destroy succeeds")
+        .into_inner();
+    assert_eq!(destroyed.state(), SessionState::Destroyed);
+    kill(&mut server).await;
+    // The module recorded this deployment's id (the store's) with the VMs.
+    let ours = std::fs::read_to_string(rig.markers().join(format!("{}.deployment", ready.vm_name)))
+        .expect("the VM's deployment marker");
+    let ours = ours.trim().to_string();
+    assert!(
+        ours.len() == 12 && ours.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{ours}"
+    );
+    let other = "other1";
+    // Another deployment's VMs: one of a name unknown here, one with the
+    // name of our DESTROYED session (its markers rewritten as the other
+    // deployment's live VM). Ours, and one from before deployment ids.
+    let vm = |name: &str, deployment: Option<&str>| {
+        if let Some(deployment) = deployment {
+            std::fs::write(
+                rig.markers().join(format!("{name}.deployment")),
+                format!("{deployment}\n"),
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            rig.markers().join(format!("{name}.created")),
+            "lost-session\n",
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(rig.markers().join(format!("{name}.destroyed")));
+    };
+    vm("desktop-zz9997", Some(other));
+    vm(&over.vm_name, Some(other));
+    vm("desktop-zz9998", Some(&ours));
+    vm("desktop-zz9999", None);
+
+    let (mut server, _client) = rig.start().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The pass sets the other deployment's VMs apart before it destroys any.
+    while destroy_runs(&rig.markers(), "desktop-zz9998") == (0, 0)
+        || destroy_runs(&rig.markers(), "desktop-zz9999") == (0, 0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper did not destroy this deployment's unknown VMs"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(destroy_runs(&rig.markers(), "desktop-zz9998"), (0, 1));
+    assert_eq!(destroy_runs(&rig.markers(), "desktop-zz9999"), (0, 1));
+    assert_eq!(destroy_runs(&rig.markers(), "desktop-zz9997"), (0, 0));
+    assert_eq!(destroy_runs(&rig.markers(), &over.vm_name), (0, 0));
+    assert_eq!(destroy_runs(&rig.markers(), &ready.vm_name), (0, 0));
+    kill(&mut server).await;
+}

@@ -3,7 +3,8 @@ against a MOCK of the Proxmox VE API (mock_proxmox_api.py: plain HTTP on
 127.0.0.1, VMs in memory; the real API cannot run here).
 
 Each run is made as the server makes it: an argument vector, a scrubbed
-environment (PATH, HOME, LANG, DAAS_VAR_*, the token, DAAS_VM_NAME_PREFIX),
+environment (PATH, HOME, LANG, DAAS_VAR_*, the token, DAAS_VM_NAME_PREFIX,
+DAAS_DEPLOYMENT_ID),
 another working folder. Every run also checks that the token's secret
 appears in no process's command line while it runs (a thread scans
 /proc/*/cmdline), in no curl argument vector nor curl's environment (curl is
@@ -32,6 +33,9 @@ TOKEN_ID = "daas@pve!daas"
 SID_A = "0b6c2f7e-9d6a-4f7e-8a51-3c2d1e0f9a8b"
 SID_B = "5d1e3f20-8c4b-4a6d-9e7f-1a2b3c4d5e6f"
 SID_F = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
+SID_H = "7e8f9a0b-1c2d-4e3f-8a4b-5c6d7e8f9a0b"
+DEPLOYMENT = "0123456789ab"  # the server's, in DAAS_DEPLOYMENT_ID
+OTHER = "ba9876543210"  # another deployment on the same Proxmox
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("bash") and shutil.which("curl") and shutil.which("jq")),
@@ -41,15 +45,19 @@ pytestmark = pytest.mark.skipif(
 
 def vms():
     return [
-        # Ours: running, stopped, on another node, half made (no session tag).
+        # Ours: running (made for this deployment), on another node (made
+        # before deployment tags), stopped, half made (no session tag).
         dict(vmid=10001, node="pve1", name="desktop-aaa111", status="running",
-             tags=f"daas;session-{SID_A};user-alice"),
+             tags=f"daas;deployment-{DEPLOYMENT};session-{SID_A};user-alice"),
         dict(vmid=10002, node="pve2", name="desktop-bbb222", status="running",
              tags=f"daas;session-{SID_B};user-bob"),
         dict(vmid=10003, node="pve1", name="desktop-ccc333", status="stopped", tags="daas"),
         # Ours, but its delete task fails.
         dict(vmid=10006, node="pve2", name="desktop-fff666", status="stopped",
              tags=f"daas;session-{SID_F};user-dan", fail={"qmdestroy": "unable to remove disk: mock failure"}),
+        # Another deployment's: listed with its id, never destroyed here.
+        dict(vmid=10008, node="pve1", name="desktop-hhh888", status="running",
+             tags=f"daas;deployment-{OTHER};session-{SID_H};user-erin"),
         # Not ours: no daas tag, a tag that only starts with daas, another
         # name, a container, a template.
         dict(vmid=10004, node="pve1", name="desktop-ddd444", status="running", tags="user-carol"),
@@ -137,6 +145,7 @@ def run(api, secret, curl_wrapper, tmp_path):
             "LANG": "C.UTF-8",
             "CURL_ARGV_LOG": str(argv_log),
             "DAAS_VM_NAME_PREFIX": "desktop-",
+            "DAAS_DEPLOYMENT_ID": DEPLOYMENT,
             "DAAS_VAR_proxmox_api_url": api.url,
             "DAAS_VAR_target_node": "pve1",
             "DAAS_VAR_vmid_base": "10000",
@@ -178,20 +187,22 @@ def listed(result):
     lines = result.stdout.splitlines()
     objects = [json.loads(line) for line in lines]
     for line, obj in zip(lines, objects):
-        assert set(obj) == {"vm_name", "session_id"}, line
+        assert set(obj) == {"vm_name", "session_id", "deployment"}, line
         assert line == json.dumps(obj, separators=(",", ":")), f"not one compact JSON object: {line}"
-    return sorted((o["vm_name"], o["session_id"]) for o in objects)
+    return sorted((o["vm_name"], o["session_id"], o["deployment"]) for o in objects)
 
 
+# Every deployment's (the server sets the others' apart).
 OURS = [
-    ("desktop-aaa111", SID_A),
-    ("desktop-bbb222", SID_B),
-    ("desktop-ccc333", ""),
-    ("desktop-fff666", SID_F),
+    ("desktop-aaa111", SID_A, DEPLOYMENT),
+    ("desktop-bbb222", SID_B, ""),
+    ("desktop-ccc333", "", ""),
+    ("desktop-fff666", SID_F, ""),
+    ("desktop-hhh888", SID_H, OTHER),
 ]
 
 
-def test_list_shows_only_ours_with_their_session_ids(run, api):
+def test_list_shows_only_ours_with_their_session_and_deployment_ids(run, api):
     result = run("list")
     assert result.returncode == 0, result.stderr
     assert listed(result) == OURS
@@ -202,7 +213,7 @@ def test_list_shows_only_ours_with_their_session_ids(run, api):
 
 def test_list_with_no_vms_of_ours_is_empty(run, api):
     with api.lock:
-        for vmid in [10001, 10002, 10003, 10006]:
+        for vmid in [10001, 10002, 10003, 10006, 10008]:
             del api.vms[vmid]
     result = run("list")
     assert (result.returncode, result.stdout) == (0, ""), result.stderr
@@ -254,6 +265,38 @@ def test_destroy_of_an_unknown_or_foreign_vm_is_a_success_that_touches_nothing(r
     assert "already gone" in result.stdout
     assert api.mutations() == []
     assert api.vm_names() == before
+
+
+def test_destroy_of_another_deployments_vm_touches_nothing(run, api):
+    result = run("destroy", "desktop-hhh888")
+    assert result.returncode == 0, result.stderr
+    assert "already gone" in result.stdout and "left alone" in result.stderr
+    assert api.mutations() == []
+    assert "desktop-hhh888" in api.vm_names()
+
+
+def test_destroy_leaves_another_deployments_vm_of_the_same_name_alone(run, api):
+    with api.lock:
+        api.vms[10009] = dict(vmid=10009, node="pve2", name="desktop-aaa111", status="running",
+                              tags=f"daas;deployment-{OTHER};session-{SID_H};user-erin")
+    result = run("destroy", "desktop-aaa111")
+    assert result.returncode == 0, result.stderr
+    assert [m[:2] for m in api.mutations()] == [
+        ("POST", "/nodes/pve1/qemu/10001/status/stop"),
+        ("DELETE", "/nodes/pve1/qemu/10001"),
+    ]
+    assert 10009 in api.vms and 10001 not in api.vms
+
+
+def test_without_a_deployment_id_destroy_takes_any_deployments_vm(run, api):
+    # An older server gives none: the name alone decides, as before.
+    result = run("destroy", "desktop-hhh888", DAAS_DEPLOYMENT_ID=None)
+    assert result.returncode == 0, result.stderr
+    assert [m[:2] for m in api.mutations()] == [
+        ("POST", "/nodes/pve1/qemu/10008/status/stop"),
+        ("DELETE", "/nodes/pve1/qemu/10008"),
+    ]
+    assert "desktop-hhh888" not in api.vm_names()
 
 
 def test_destroy_twice_is_a_success(run, api):

@@ -37,7 +37,10 @@ CONTRACT_VARIABLES = [
     "disk_gb",
     "session_id",
     "username",
+    "deployment_id",
 ]
+# Contract variables with a default (an older server does not give them).
+OPTIONAL = {"deployment_id": '""'}
 CONTRACT_OUTPUTS = ["vm_name", "vm_id", "ssh_host", "ssh_port", "rdp_host", "rdp_port"]
 
 
@@ -199,7 +202,9 @@ def test_tags_name_the_session_and_the_user(module, vm):
         locals_.update(block)
     tags = expr(locals_["tags"])
     assert "var.session_id" in tags and "local.user_tag" in tags
+    assert "local.deployment_tag" in tags
     assert "var.username" in expr(locals_["user_tag"])
+    assert "var.deployment_id" in expr(locals_["deployment_tag"])
 
 
 def test_ip_comes_from_the_guest_agent_and_is_checked(vm):
@@ -218,7 +223,10 @@ def test_every_contract_variable_is_declared_with_type_description_and_validatio
     for name in CONTRACT_VARIABLES:
         assert name in variables, f"contract variable {name} is missing"
         body = variables[name]
-        assert "default" not in body, f"contract variable {name} must have no default"
+        if name in OPTIONAL:
+            assert body.get("default") == OPTIONAL[name], f"contract variable {name} must default to {OPTIONAL[name]}"
+        else:
+            assert "default" not in body, f"contract variable {name} must have no default"
         assert "type" in body and "description" in body, name
         assert blocks(body, "validation"), f"contract variable {name} has no validation"
 
@@ -342,6 +350,13 @@ def test_good_values_pass_and_locals_compute(stub):
     assert re.search(r"tags\s+= " + re.escape(tags), result.stdout), result.stdout
 
 
+def test_the_deployment_id_is_a_tag_when_given(stub):
+    result = plan(stub, deployment_id="0123456789ab")
+    assert result.returncode == 0, result.stderr
+    tags = '"daas;deployment-0123456789ab;session-0b6c2f7e-9d6a-4f7e-8a51-3c2d1e0f9a8b;user-_lodie.martin"'
+    assert re.search(r"tags\s+= " + re.escape(tags), result.stdout), result.stdout
+
+
 @pytest.mark.parametrize(
     "field, value, message",
     [
@@ -356,6 +371,8 @@ def test_good_values_pass_and_locals_compute(stub):
         ("memory_mb", 256, "memory_mb must be"),
         ("disk_gb", 0, "disk_gb must be"),
         ("session_id", "../../etc", "session_id must be"),
+        ("deployment_id", "ABC", "deployment_id must be"),
+        ("deployment_id", "x;daas", "deployment_id must be"),
         ("username", "...", "username must not"),
         ("username", "twenty-one-characters", "username must be"),
         ("username", "...", "username must not"),

@@ -9,10 +9,11 @@
 #
 # Always: STATE_DIR; all but list: VM_NAME. create also: IMAGE_DIR, CORES,
 # MEMORY_MB, DISK_GB, SSH_PORT, RDP_PORT, ACCEL (auto|kvm|tcg),
-# KVM_PROBE_SECONDS, SESSION_ID, META_DATA, USER_DATA (TEMPLATE and FOR_USER
-# are only logged).
+# KVM_PROBE_SECONDS, SESSION_ID, META_DATA, USER_DATA, DEPLOYMENT_ID (may be
+# empty; TEMPLATE and FOR_USER are only logged).
 #
-# Files, all STATE_DIR/VM_NAME.*: session (the session id, written first),
+# Files, all STATE_DIR/VM_NAME.*: session (the session id, and the
+# deployment id on its second line, written first),
 # qcow2 (overlay on IMAGE_DIR/disk.qcow2), seed.iso, pid (QEMU's),
 # console.log (serial console), qemu.log (QEMU's own messages), watch.pid
 # (the watcher), exited (written by the watcher when QEMU exits on its own).
@@ -234,8 +235,8 @@ create() {
   trap 'exit 130' INT
   rm -f "$OVERLAY" "$SEED" "$PIDFILE" "$CONSOLE" "$QEMU_LOG" "$EXITED" "$WATCH_PID"
   # First of all the files: what a power cut leaves is found by `vm.sh list`
-  # (the inventory hook), with the session it was for.
-  printf '%s\n' "$SESSION_ID" >"$SESSION_FILE"
+  # (the inventory hook), with the session and the deployment it was for.
+  printf '%s\n%s\n' "$SESSION_ID" "${DEPLOYMENT_ID:-}" >"$SESSION_FILE"
 
   local accel
   accel=$(choose_accel)

@@ -10,7 +10,8 @@
 # * a real `vm.sh create` with stand-ins for qemu-img, genisoimage and
 #   qemu-system-x86_64 on PATH: the session file is there before the overlay
 #   is made, the hook lists the VM with its session id and destroys it; a
-#   failed create leaves no session file.
+#   failed create leaves no session file; the deployment id is listed with
+#   the session id.
 #
 #   terraform/qemu/tests/inventory_test.sh      (run by terraform/qemu/test.sh)
 set -euo pipefail
@@ -106,6 +107,7 @@ no_files() { # NAME: no STATE/NAME.* left
 A=3f0c1c52-7d4e-4a43-9a55-0c8f6b1e2d11
 D=9b2d6c1a-0e4f-4c3b-8a7d-5e6f7a8b9c0d
 E=c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f
+DEP=0123456789ab
 
 # ---- usage and configuration errors ----
 inv
@@ -131,13 +133,15 @@ check "empty state_dir: exit 0, nothing listed" test "$rc" = 0 -a -z "$out"
 # ---- a STATE_DIR with leftovers ----
 # desktop-aaa111: complete, running; desktop-bbb222: only its QEMU (files
 # lost); desktop-ccc333: an overlay without session file; desktop-ddd444:
-# only the session file (the create's first write); other-vm01: not ours.
+# only the session file (the create's first write, with a deployment id);
+# other-vm01: not ours. desktop-aaa111's session file is one line, as
+# before deployment ids: its deployment is empty.
 echo "$A" >"$STATE/desktop-aaa111.session"
 for f in qcow2 seed.iso pid console.log qemu.log; do : >"$STATE/desktop-aaa111.$f"; done
 fake_qemu "$STATE/desktop-aaa111.pid" "$WORK/fake/aaa.pid"
 fake_qemu "$STATE/desktop-bbb222.pid" "$WORK/fake/bbb.pid"
 : >"$STATE/desktop-ccc333.qcow2"
-echo "$D" >"$STATE/desktop-ddd444.session"
+printf '%s\n%s\n' "$D" "$DEP" >"$STATE/desktop-ddd444.session"
 echo "other" >"$STATE/other-vm01.session"
 : >"$STATE/other-vm01.qcow2"
 fake_qemu "$STATE/other-vm01.pid" "$WORK/fake/other.pid"
@@ -148,17 +152,17 @@ echo tcg >"$STATE/accel"
 inv list
 want=$(
   cat <<EOF
-{"vm_name":"desktop-aaa111","session_id":"$A"}
-{"vm_name":"desktop-bbb222","session_id":""}
-{"vm_name":"desktop-ccc333","session_id":""}
-{"vm_name":"desktop-ddd444","session_id":"$D"}
+{"vm_name":"desktop-aaa111","session_id":"$A","deployment":""}
+{"vm_name":"desktop-bbb222","session_id":"","deployment":""}
+{"vm_name":"desktop-ccc333","session_id":"","deployment":""}
+{"vm_name":"desktop-ddd444","session_id":"$D","deployment":"$DEP"}
 EOF
 )
-check "list: our four VMs with their session ids, nothing else" test "$rc" = 0 -a "$out" = "$want"
+check "list: our four VMs with their session and deployment ids, nothing else" test "$rc" = 0 -a "$out" = "$want"
 [[ $out == "$want" ]] || printf 'got:\n%s\nwant:\n%s\nstderr:\n%s\n' "$out" "$want" "$err" >&2
 if command -v jq >/dev/null; then
   check "list: every line is a JSON object" \
-    jq -e -n '[inputs | objects | select(.vm_name and (.session_id | type == "string"))] | length == 4' "$WORK/out" >/dev/null
+    jq -e -n '[inputs | objects | select(.vm_name and (.session_id | type == "string") and (.deployment | type == "string"))] | length == 4' "$WORK/out" >/dev/null
 fi
 
 inv destroy desktop-aaa111
@@ -187,7 +191,7 @@ check "refused names touched nothing: other-vm01's files stay" \
 
 inv list
 check "list after the destroys: only desktop-ddd444 left" \
-  test "$rc" = 0 -a "$out" = "{\"vm_name\":\"desktop-ddd444\",\"session_id\":\"$D\"}"
+  test "$rc" = 0 -a "$out" = "{\"vm_name\":\"desktop-ddd444\",\"session_id\":\"$D\",\"deployment\":\"$DEP\"}"
 inv destroy desktop-ddd444
 inv list
 check "list after destroying all ours: exit 0, empty" test "$rc" = 0 -a -z "$out"
@@ -251,7 +255,7 @@ create() { # NAME SESSION [STUB_FAIL]
   PATH="$WORK/bin:$PATH" STUB_LOG="$WORK/stub.log" STUB_FAIL=${3:-} \
     VM_NAME=$1 STATE_DIR=$STATE IMAGE_DIR=$WORK/image TEMPLATE=test CORES=1 \
     MEMORY_MB=512 DISK_GB=1 SSH_PORT=$port RDP_PORT=$((port + 1)) ACCEL=tcg \
-    SESSION_ID=$2 FOR_USER=tester META_DATA='{}' USER_DATA='#cloud-config' \
+    SESSION_ID=$2 DEPLOYMENT_ID=$DEP FOR_USER=tester META_DATA='{}' USER_DATA='#cloud-config' \
     bash "$VM_SH" create >"$WORK/create.log" 2>&1
 }
 
@@ -263,8 +267,8 @@ check "vm.sh create: the session file was written before the overlay" \
   grep -qxF "session file: $E" "$WORK/stub.log"
 cp "$STATE/desktop-eee555.pid" "$WORK/fake/eee.pid" 2>/dev/null || true
 inv list
-check "list: the created VM with its session id" \
-  test "$rc" = 0 -a "$out" = "{\"vm_name\":\"desktop-eee555\",\"session_id\":\"$E\"}"
+check "list: the created VM with its session and deployment ids" \
+  test "$rc" = 0 -a "$out" = "{\"vm_name\":\"desktop-eee555\",\"session_id\":\"$E\",\"deployment\":\"$DEP\"}"
 inv destroy desktop-eee555
 check "destroy desktop-eee555: exit 0" test "$rc" = 0
 check "destroy desktop-eee555: QEMU stopped" not running "$WORK/fake/eee.pid"

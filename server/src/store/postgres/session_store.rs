@@ -202,6 +202,16 @@ impl SessionStore for PostgresStore {
         true
     }
 
+    async fn deployment(&self) -> Result<String, StoreError> {
+        self.retrying(|| async {
+            let client = self.client().await?;
+            let row = client.query_one("SELECT id FROM deployment", &[]).await;
+            row.and_then(|row| row.try_get(0))
+                .context("reading the deployment id")
+        })
+        .await
+    }
+
     async fn try_pass(&self, name: &str) -> Result<Option<crate::store::pass::Pass>, StoreError> {
         PostgresStore::try_pass(self, name).await
     }

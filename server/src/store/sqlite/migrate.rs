@@ -35,6 +35,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (10, include_str!("migrations/0010_leases.sql")),
     (11, include_str!("migrations/0011_webhook_outbox.sql")),
     (12, include_str!("migrations/0012_web_tickets.sql")),
+    (13, include_str!("migrations/0013_deployment.sql")),
 ];
 
 /// A migration step written in Rust.

@@ -104,6 +104,15 @@ impl SessionStore for SqliteStore {
         false
     }
 
+    async fn deployment(&self) -> Result<String, StoreError> {
+        self.with(|conn, _| {
+            use super::Context;
+            conn.query_row("SELECT id FROM deployment", [], |row| row.get(0))
+                .context("reading the deployment id")
+        })
+        .await
+    }
+
     async fn try_pass(&self, name: &str) -> Result<Option<crate::store::pass::Pass>, StoreError> {
         Ok(self.passes.try_take(name))
     }
