@@ -74,35 +74,32 @@ impl Buckets {
     }
 }
 
-/// Creates per user.
-pub struct CreateRate(Buckets);
+/// Each user's create rate, kept in the store (it holds across servers
+/// sharing it: `store::create_rate`).
+pub struct CreateRate(crate::store::create_rate::Rate);
 
 impl CreateRate {
     pub fn new(per_minute: u32, burst: u32) -> Self {
-        CreateRate(Buckets::new(per_minute, burst))
+        CreateRate(crate::store::create_rate::Rate { per_minute, burst })
     }
 
     /// Takes one create for `user`, or says how long until one is free.
-    pub fn take(&self, user: &str) -> Result<(), Error> {
-        self.0.take(user).map_err(|wait| self.exhausted(user, wait))
+    pub async fn take(&self, store: &crate::store::Store, user: &str) -> Result<(), Error> {
+        match store.take_create(user, self.0).await? {
+            None => Ok(()),
+            Some(wait_ms) => Err(self.exhausted(user, Duration::from_millis(wait_ms))),
+        }
     }
 
     fn exhausted(&self, user: &str, wait: Duration) -> Error {
         Error::ResourceExhausted {
             message: format!(
                 "{user} may start {} creates a minute and has used them; try again in {} s",
-                self.0.per_minute(),
-                wait.as_secs().max(1)
+                self.0.per_minute.max(1),
+                wait.as_secs_f64().ceil().max(1.0)
             ),
             retry_after: Some(wait),
         }
-    }
-
-    #[cfg(test)]
-    fn take_at(&self, user: &str, now: Instant) -> Result<(), Error> {
-        self.0
-            .take_at(user, now)
-            .map_err(|wait| self.exhausted(user, wait))
     }
 }
 
@@ -176,24 +173,26 @@ impl StreamSlots {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_bucket_allows_a_burst_then_the_rate() {
+    #[tokio::test]
+    async fn a_user_gets_a_burst_then_the_rate_and_is_told_when() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("db.sqlite3")).unwrap();
         let rate = CreateRate::new(6, 2); // one every 10 s
-        let t0 = Instant::now();
-        assert!(rate.take_at("alice", t0).is_ok());
-        assert!(rate.take_at("alice", t0).is_ok());
+        assert!(rate.take(&store, "alice").await.is_ok());
+        assert!(rate.take(&store, "alice").await.is_ok());
         let Err(Error::ResourceExhausted {
             message,
             retry_after,
-        }) = rate.take_at("alice", t0)
+        }) = rate.take(&store, "alice").await
         else {
             panic!("the third create at once was allowed");
         };
         assert!(message.contains("try again in 10 s"), "{message}");
-        assert_eq!(retry_after.map(|d| d.as_secs()), Some(10));
-        assert!(rate.take_at("bob", t0).is_ok(), "buckets are per user");
-        assert!(rate.take_at("alice", t0 + Duration::from_secs(10)).is_ok());
-        assert!(rate.take_at("alice", t0 + Duration::from_secs(11)).is_err());
+        assert_eq!(retry_after.map(|d| d.as_secs_f64().round()), Some(10.0));
+        assert!(
+            rate.take(&store, "bob").await.is_ok(),
+            "buckets are per user"
+        );
     }
 
     #[test]

@@ -422,7 +422,7 @@ impl Sessions {
         {
             return self.same_request(earlier, &req.username, &template, slot);
         }
-        self.create_rate.take(&req.username)?;
+        self.create_rate.take(&self.store, &req.username).await?;
         let limits = SessionLimits {
             max_sessions: self.config.limits.max_sessions,
             max_per_user: self.config.limits.max_sessions_per_user,

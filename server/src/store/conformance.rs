@@ -716,6 +716,21 @@ async fn a_ticket_issued_on_one_server_opens_once_on_any(db: &impl Backend) {
     );
 }
 
+async fn create_rates_hold_across_servers(db: &impl Backend) {
+    use crate::store::create_rate::Rate;
+    let (a, b) = (db.open().await, db.open().await);
+    let rate = Rate {
+        per_minute: 1,
+        burst: 2,
+    };
+    assert_eq!(a.take_create("alice", rate).await.unwrap(), None);
+    assert_eq!(b.take_create("alice", rate).await.unwrap(), None);
+    let wait = a.take_create("alice", rate).await.unwrap();
+    assert!(wait.is_some_and(|ms| ms > 50_000), "{wait:?}");
+    assert!(b.take_create("alice", rate).await.unwrap().is_some());
+    assert_eq!(b.take_create("bob", rate).await.unwrap(), None);
+}
+
 async fn list_filters_by_user_and_state(db: &impl Backend) {
     let store = db.open().await;
     store
@@ -872,6 +887,11 @@ macro_rules! conformance {
         #[tokio::test]
         async fn a_ticket_issued_on_one_server_opens_once_on_any() {
             super::a_ticket_issued_on_one_server_opens_once_on_any(&$db).await
+        }
+
+        #[tokio::test]
+        async fn create_rates_hold_across_servers() {
+            super::create_rates_hold_across_servers(&$db).await
         }
 
         #[tokio::test]

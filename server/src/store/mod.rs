@@ -10,6 +10,7 @@ use crate::{domain::time::timestamp, store::events::Subscription};
 
 mod admission;
 pub mod audit_records;
+pub mod create_rate;
 mod event_rows;
 pub mod events;
 pub mod lease;
@@ -394,6 +395,14 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Forgets a settled delivery (delivered, refused or given up).
     async fn finish_delivery(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Takes one of `user`'s creates at `rate` (see [`create_rate`]): None,
+    /// or how many milliseconds until one is free (nothing taken).
+    async fn take_create(
+        &self,
+        user: &str,
+        rate: create_rate::Rate,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// Keeps a gateway ticket unless `limits` are reached (expired tickets
     /// are forgotten first).

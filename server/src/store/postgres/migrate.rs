@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("migrations/0004_webhook_outbox.sql")),
     (5, include_str!("migrations/0005_web_tickets.sql")),
     (6, include_str!("migrations/0006_deployment.sql")),
+    (7, include_str!("migrations/0007_create_rates.sql")),
 ];
 
 /// Applies the migrations the database does not have yet.

@@ -9,8 +9,8 @@ use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 use tokio_postgres::Transaction;
 
 use super::{
-    Context, PostgresStore, activity, event_log, leases, notify, outbox, reads, records, sessions,
-    tickets,
+    Context, PostgresStore, activity, create_rate, event_log, leases, notify, outbox, reads,
+    records, sessions, tickets,
 };
 use crate::store::{
     ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
@@ -249,6 +249,19 @@ impl SessionStore for PostgresStore {
     async fn terraform(&self, id: &str) -> Result<Option<TerraformFiles>, StoreError> {
         self.retrying(|| async { sessions::terraform(&**self.client().await?, id).await })
             .await
+    }
+
+    async fn take_create(
+        &self,
+        user: &str,
+        rate: crate::store::create_rate::Rate,
+    ) -> Result<Option<u64>, StoreError> {
+        let user = user.to_string();
+        self.write("committing a create rate", none, move |tx| {
+            let user = user.clone();
+            Box::pin(async move { create_rate::take(tx, &user, rate).await })
+        })
+        .await
     }
 
     async fn issue_ticket(

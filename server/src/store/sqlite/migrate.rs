@@ -36,6 +36,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (11, include_str!("migrations/0011_webhook_outbox.sql")),
     (12, include_str!("migrations/0012_web_tickets.sql")),
     (13, include_str!("migrations/0013_deployment.sql")),
+    (14, include_str!("migrations/0014_create_rates.sql")),
 ];
 
 /// A migration step written in Rust.

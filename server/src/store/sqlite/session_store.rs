@@ -5,8 +5,8 @@
 use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 
 use super::{
-    SqliteStore, activity, audit, check_writable, event_log, leases, outbox, reads, sessions,
-    signins, tickets,
+    SqliteStore, activity, audit, check_writable, create_rate, event_log, leases, outbox, reads,
+    sessions, signins, tickets,
 };
 use crate::store::{
     ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
@@ -152,6 +152,16 @@ impl SessionStore for SqliteStore {
     async fn terraform(&self, id: &str) -> Result<Option<TerraformFiles>, StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| sessions::terraform(conn, id))
+            .await
+    }
+
+    async fn take_create(
+        &self,
+        user: &str,
+        rate: crate::store::create_rate::Rate,
+    ) -> Result<Option<u64>, StoreError> {
+        let user = user.to_string();
+        self.with(move |conn, _| create_rate::take(conn, user, rate))
             .await
     }
 

@@ -1,0 +1,8 @@
+-- 0014: each user's create rate (a token bucket), kept in the store so
+-- that it holds across servers.
+
+CREATE TABLE create_rates (
+    username TEXT PRIMARY KEY,
+    tokens REAL NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
