@@ -96,7 +96,7 @@ impl CreateRate {
             message: format!(
                 "{user} may start {} creates a minute and has used them; try again in {} s",
                 self.0.per_minute.max(1),
-                wait.as_secs_f64().ceil().max(1.0)
+                wait.as_secs().max(1)
             ),
             retry_after: Some(wait),
         }
