@@ -173,11 +173,16 @@ resource "terraform_data" "vm" {
   }
 
   # One line per destroy run (the inventory hook's destroy appends its own),
-  # so tests can count them.
+  # so tests can count them. While MARKER_DIR/NAME.refuse-destroy exists the
+  # destroy fails, as a hypervisor that refuses it would.
   provisioner "local-exec" {
     when    = destroy
     command = <<-EOT
       sleep "$DELAY"
+      if [ -n "$MARKER_DIR" ] && [ -e "$MARKER_DIR/$VM_NAME.refuse-destroy" ]; then
+        echo "Error: simulated hypervisor refusing to destroy $VM_NAME" >&2
+        exit 1
+      fi
       if [ -n "$MARKER_DIR" ]; then
         echo "terraform $(date +%s.%N)" >> "$MARKER_DIR/$VM_NAME.destroyed"
       fi

@@ -85,6 +85,21 @@ impl Identity {
         })
     }
 
+    /// Puts the SSH host key another server made for the desktop (kept in
+    /// the store with its Terraform variables) in the session's folder, so
+    /// that this server's ssh checks the VM against the key it really has.
+    /// A key already there is kept; a key that does not parse is refused.
+    pub fn adopt_host_key(session_dir: &Path, private_key: &str) -> Result<(), IdentityError> {
+        let dir = session_dir.join(DIR);
+        let path = dir.join(SSH_KEY);
+        if path.exists() {
+            return Ok(());
+        }
+        PrivateKey::from_openssh(private_key).map_err(|e| unusable(&path, e.to_string()))?;
+        std::fs::create_dir_all(&dir).map_err(|source| io(&dir, source))?;
+        write_private(&path, private_key.as_bytes()).map_err(|e| io(&path, e))
+    }
+
     /// Lines of the private keys long enough to mask in a tool's output.
     pub fn secret_lines(&self) -> impl Iterator<Item = &str> {
         self.ssh_host_private_key
@@ -235,6 +250,29 @@ mod tests {
         // Nothing secret in what a log would print.
         let shown = format!("{first:?}");
         assert!(!shown.contains("PRIVATE"), "{shown}");
+    }
+
+    #[test]
+    fn another_servers_host_key_is_adopted_and_checked() {
+        let made = tempfile::tempdir().unwrap();
+        let first = Identity::ensure(made.path(), "desktop-abc123").unwrap();
+        let here = tempfile::tempdir().unwrap();
+        Identity::adopt_host_key(here.path(), &first.ssh_host_private_key).unwrap();
+        let adopted = Identity::ensure(here.path(), "desktop-abc123").unwrap();
+        assert_eq!(adopted.ssh_host_public_key, first.ssh_host_public_key);
+        let known = std::fs::read_to_string(adopted.known_hosts()).unwrap();
+        assert!(known.contains(&first.ssh_host_public_key), "{known}");
+        // A key already there stays; junk is refused and names the file.
+        let other = Identity::ensure(tempfile::tempdir().unwrap().path(), "x").unwrap();
+        Identity::adopt_host_key(here.path(), &other.ssh_host_private_key).unwrap();
+        let kept = Identity::ensure(here.path(), "desktop-abc123").unwrap();
+        assert_eq!(kept.ssh_host_public_key, first.ssh_host_public_key);
+        let fresh = tempfile::tempdir().unwrap();
+        let err = Identity::adopt_host_key(fresh.path(), "junk")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(SSH_KEY), "{err}");
+        assert!(!fresh.path().join(DIR).join(SSH_KEY).exists());
     }
 
     #[test]

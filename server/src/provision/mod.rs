@@ -415,6 +415,7 @@ impl Pipeline {
             self.terraform()
                 .restore(&tf_dir, &files, log, cancel)
                 .await?;
+            adopt_host_key(&session_dir, &files);
         }
         if configured && session_dir.exists() {
             self.unconfigure(id, &session_dir, log, cancel).await;
@@ -460,6 +461,28 @@ impl Pipeline {
         if let Err(err) = self.inner.store.set_terraform(id, Some(files)).await {
             tracing::warn!(session = %id, error = %err, "could not keep Terraform files in the store");
         }
+    }
+
+    /// Runs the teardown playbook for a VM the sweeper is about to destroy,
+    /// from whichever server: without the session's folder (another server
+    /// made the VM), the VM's host key comes from the Terraform variables
+    /// kept in the store. The caller holds the session's lock.
+    pub(crate) async fn unconfigure_swept(
+        &self,
+        record: &SessionRecord,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) {
+        let session_dir = self.session_dir(&record.id);
+        match self.inner.store.terraform(&record.id).await {
+            Ok(Some(files)) => adopt_host_key(&session_dir, &files),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(session = %record.id, error = %err, "could not read the kept Terraform files; the teardown playbook may not reach the VM");
+            }
+        }
+        self.unconfigure(&record.id, &session_dir, log, cancel)
+            .await;
     }
 
     /// Runs the teardown playbook against a configured VM. A failure is
@@ -619,15 +642,10 @@ impl Pipeline {
         self.staged(&record, &event);
         let log = self.log(id, None);
         let cancel = self.inner.shutdown.child_token();
-        let configured = match record.state {
-            SessionState::Ready | SessionState::Configuring | SessionState::Destroying => true,
-            SessionState::Failed => matches!(
-                record.failure,
-                Some((SessionState::Configuring | SessionState::Destroying, _))
-            ),
-            _ => false,
-        };
-        match self.teardown(&record, configured, &log, &cancel).await {
+        match self
+            .teardown(&record, was_configured(&record), &log, &cancel)
+            .await
+        {
             Ok(()) => {
                 let event = store
                     .transition(
@@ -792,6 +810,31 @@ impl Pipeline {
             )
         };
         self.fail(&record, record.state, reason, &log).await;
+    }
+}
+
+/// Whether Ansible may have configured the session's VM (joined it to the
+/// domain): what decides that its teardown runs the teardown playbook.
+pub(crate) fn was_configured(record: &SessionRecord) -> bool {
+    match record.state {
+        SessionState::Ready | SessionState::Configuring | SessionState::Destroying => true,
+        SessionState::Failed => matches!(
+            record.failure,
+            Some((SessionState::Configuring | SessionState::Destroying, _))
+        ),
+        _ => false,
+    }
+}
+
+/// Puts the VM's host key kept with `files` in `session_dir` (see
+/// [`identity::Identity::adopt_host_key`]); a failure is logged: the
+/// teardown playbook then cannot reach the VM, and the destroy goes on.
+fn adopt_host_key(session_dir: &std::path::Path, files: &crate::store::TerraformFiles) {
+    let Some(key) = terraform::host_key_of(files) else {
+        return;
+    };
+    if let Err(err) = identity::Identity::adopt_host_key(session_dir, &key) {
+        tracing::warn!(dir = %session_dir.display(), error = %err, "could not adopt the VM's host key");
     }
 }
 

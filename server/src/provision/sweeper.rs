@@ -5,7 +5,9 @@
 //! state would otherwise leave running forever. VMs of sessions in progress
 //! or READY are left alone, and so are the VMs the module lists with
 //! another deployment's id (another store's servers sweep those); a VM
-//! listed with no deployment is judged by its name, as before.
+//! listed with no deployment is judged by its name, as before. Before it
+//! destroys the VM of a session Ansible may have configured, it runs the
+//! teardown playbook (the computer account leaves the domain too).
 
 use daas_api::v1::SessionState;
 
@@ -106,6 +108,12 @@ pub async fn sweep(pipeline: &Pipeline) -> Result<Swept, SweepError> {
             continue;
         }
         tracing::warn!(vm = %vm.vm_name, session = %record.id, state = record.state.label(), "destroying a VM whose session is over");
+        if crate::provision::was_configured(&record) {
+            // Its computer account leaves the domain with it.
+            pipeline
+                .unconfigure_swept(&record, &server_log, &cancel)
+                .await;
+        }
         inventory.destroy(&vm.vm_name, &server_log, &cancel).await?;
         // Its Terraform state, if any, describes a VM that is gone: a later
         // `terraform destroy` there could only do harm (a slot's VM id is

@@ -218,6 +218,14 @@ impl Terraform<'_> {
     }
 }
 
+/// The VM's SSH host key (OpenSSH private key) in kept variables, if
+/// they hold one.
+pub fn host_key_of(files: &TerraformFiles) -> Option<String> {
+    let vars: Value = serde_json::from_slice(&files.vars).ok()?;
+    let key = vars.get("ssh_host_private_key")?.as_str()?;
+    (!key.is_empty()).then(|| key.to_string())
+}
+
 /// The variables file: the config's extra variables, then the contract's.
 pub fn variables_json(vars: &ContractVars, extra: &BTreeMap<String, Value>) -> Vec<u8> {
     let mut map: serde_json::Map<String, Value> =
@@ -417,5 +425,17 @@ mod tests {
         for name in CONTRACT_VARIABLES {
             assert!(json.get(name).is_some(), "{name} missing");
         }
+        let kept = |vars: Vec<u8>| {
+            host_key_of(&TerraformFiles {
+                vars,
+                state: Vec::new(),
+            })
+        };
+        assert_eq!(
+            kept(variables_json(&vars, &extra)).as_deref(),
+            Some("-----BEGIN OPENSSH PRIVATE KEY-----")
+        );
+        assert_eq!(kept(b"{}".to_vec()), None);
+        assert_eq!(kept(b"not json".to_vec()), None);
     }
 }

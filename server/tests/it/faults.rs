@@ -588,3 +588,57 @@ async fn the_sweeper_leaves_other_deployments_vms_alone() {
     assert_eq!(destroy_runs(&rig.markers(), &ready.vm_name), (0, 0));
     kill(&mut server).await;
 }
+
+/// A configured VM whose destroy failed (the hypervisor refused it), then
+/// found by the sweeper of a server without the session's folder (as a
+/// replica that did not make it): the sweeper runs the teardown playbook
+/// (the computer account leaves the domain) before it destroys the VM.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweeper_runs_the_teardown_playbook_for_a_configured_vm() {
+    let rig = Rig::new(TestOptions::default());
+    let (mut server, mut client) = rig.start().await;
+    let ready = create(&mut client, request("alice")).await;
+    let ready = ready.last().unwrap().session.clone().unwrap();
+    let refuse = rig
+        .markers()
+        .join(format!("{}.refuse-destroy", ready.vm_name));
+    std::fs::write(&refuse, "").unwrap();
+    let err = client
+        .destroy_session(DestroySessionRequest {
+            session_id: ready.id.clone(),
+        })
+        .await
+        .expect_err("the hypervisor refuses the destroy");
+    assert!(err.message().contains("destroy"), "{err:?}");
+    kill(&mut server).await;
+    let teardown = rig.markers().join(format!("{}.teardown", ready.vm_name));
+    assert!(
+        teardown.exists(),
+        "the failed destroy ran the playbook first"
+    );
+    std::fs::remove_file(&teardown).unwrap();
+    std::fs::remove_file(&refuse).unwrap();
+    assert_eq!(destroy_runs(&rig.markers(), &ready.vm_name), (0, 0));
+    // This server now has no folder for the session.
+    std::fs::remove_dir_all(rig.path().join("data/sessions").join(&ready.id)).unwrap();
+
+    let (mut server, mut client) = rig.start().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while destroy_runs(&rig.markers(), &ready.vm_name) == (0, 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper did not destroy the VM of the failed destroy"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(destroy_runs(&rig.markers(), &ready.vm_name), (0, 1));
+    let ran = std::fs::read_to_string(&teardown).expect("the sweeper ran the teardown playbook");
+    assert_eq!(ran.trim(), ready.id);
+    let census = assert_no_orphans(&rig, &mut client).await;
+    report(
+        "a refused destroy, swept by a server without the folder",
+        1,
+        census,
+    );
+    kill(&mut server).await;
+}
