@@ -1,14 +1,16 @@
 //! Time to READY with the test module, and the orchestrator's own overhead.
 //!
 //! `cargo bench -p daas-server --bench creates` prints: one create (module
-//! without delay), 8 creates at once with a 2 s module (limit 8), and the
-//! per-session overhead: wall time not spent inside terraform or
-//! ansible-playbook, from the events' timestamps.
+//! without delay), 8 creates at once with a 2 s module (limit 8), the
+//! per-session overhead (wall time not spent inside terraform or
+//! ansible-playbook, from the events' timestamps), and creates per second
+//! end to end with one server (SQLite, PostgreSQL) and three servers on one
+//! PostgreSQL (the test cluster of `scripts/postgres.sh`).
 
 use std::time::{Duration, Instant};
 
 use daas_api::v1::{CreateSessionRequest, SessionEvent, SessionState, session_event::Kind};
-use daas_server::testkit::{TestOptions, TestServer};
+use daas_server::testkit::{TestOptions, TestServer, postgres_schema};
 
 fn ms(t: &prost_types::Timestamp) -> i64 {
     t.seconds * 1000 + i64::from(t.nanos / 1_000_000)
@@ -72,6 +74,70 @@ fn report(label: &str, wall: Duration, events: &[SessionEvent]) {
     );
 }
 
+/// `n` creates at once, spread over `servers` in turn; each must reach
+/// READY. Returns the wall time until the last one did.
+async fn creates_at_once(servers: &[TestServer], n: usize, prefix: &str) -> Duration {
+    let mut clients = Vec::new();
+    for server in servers {
+        clients.push(server.client().await);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let mut client = clients[i % clients.len()].clone();
+        let username = format!("{prefix}{i}");
+        tasks.push(tokio::spawn(async move {
+            let mut stream = client
+                .create_session(CreateSessionRequest {
+                    username,
+                    ..Default::default()
+                })
+                .await
+                .expect("create")
+                .into_inner();
+            let mut last = None;
+            while let Some(event) = stream.message().await.expect("stream") {
+                last = Some(event.state);
+            }
+            last
+        }));
+    }
+    for task in tasks {
+        let state = task.await.expect("task");
+        assert_eq!(state, Some(SessionState::Ready as i32));
+    }
+    started.elapsed()
+}
+
+/// Creates per second with `count` servers on one store (`store_toml`:
+/// "" for each its own SQLite file), 4 provisions at once per server.
+async fn throughput(label: &str, count: usize, store_toml: &str, n: usize) {
+    let mut servers = Vec::new();
+    for _ in 0..count {
+        servers.push(
+            TestServer::start(TestOptions {
+                max_parallel: 4,
+                extra_toml: store_toml.to_string(),
+                ..Default::default()
+            })
+            .await,
+        );
+    }
+    // Warm up each server (the first terraform init fills its cache).
+    for (i, server) in servers.iter().enumerate() {
+        let _ = create(server, format!("warmup{i}")).await;
+    }
+    let wall = creates_at_once(&servers, n, "user").await;
+    println!(
+        "{label}: {n} creates at once, module without delay: wall {} ms, {:.2} creates/s",
+        wall.as_millis(),
+        n as f64 / wall.as_secs_f64()
+    );
+    for server in servers {
+        server.stop().await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let server = TestServer::start(TestOptions::default()).await;
@@ -89,38 +155,19 @@ async fn main() {
         ..Default::default()
     })
     .await;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let server_endpoint = server.endpoint();
-        tasks.push(tokio::spawn(async move {
-            let mut client = daas_api::v1::desktop_service_client::DesktopServiceClient::connect(
-                server_endpoint,
-            )
-            .await
-            .expect("connect");
-            let mut stream = client
-                .create_session(CreateSessionRequest {
-                    username: format!("user{i}"),
-                    ..Default::default()
-                })
-                .await
-                .expect("create")
-                .into_inner();
-            let mut last = None;
-            while let Some(event) = stream.message().await.expect("stream") {
-                last = Some(event.state);
-            }
-            last
-        }));
-    }
-    for task in tasks {
-        let state = task.await.expect("task");
-        assert_eq!(state, Some(SessionState::Ready as i32));
-    }
+    let wall = creates_at_once(std::slice::from_ref(&server), 8, "user").await;
     println!(
         "8 creates at once, 2 s module, limit 8: wall {} ms",
-        started.elapsed().as_millis()
+        wall.as_millis()
     );
     server.stop().await;
+
+    let n = 24;
+    throughput("one server, SQLite", 1, "", n).await;
+    let url = postgres_schema().await;
+    let pg = format!("[store]\nurl = {}\n", serde_json::Value::from(url));
+    throughput("one server, PostgreSQL", 1, &pg, n).await;
+    let url = postgres_schema().await;
+    let pg = format!("[store]\nurl = {}\n", serde_json::Value::from(url));
+    throughput("three servers, one PostgreSQL", 3, &pg, n).await;
 }

@@ -65,6 +65,35 @@ async fn servers(count: usize) -> Vec<Store> {
     all
 }
 
+/// REPORTS agent reports from `tasks` tasks at once, task `t` writing
+/// each through `write(t, session id, report)`: the time they took.
+async fn send_reports<F, Fut>(tasks: usize, ids: &[String], write: F) -> Duration
+where
+    F: Fn(usize, String, AgentReport) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let start = Instant::now();
+    let mut running = Vec::new();
+    for t in 0..tasks {
+        let (write, ids) = (write.clone(), ids.to_vec());
+        running.push(tokio::spawn(async move {
+            for i in (t..REPORTS).step_by(tasks) {
+                let report = AgentReport {
+                    idle_ms: 1000,
+                    rdp_clients: 1,
+                    users: vec!["alice".into()],
+                    agent_version: "bench".into(),
+                };
+                write(t, ids[i % ids.len()].clone(), report).await;
+            }
+        }));
+    }
+    for task in running {
+        task.await.unwrap();
+    }
+    start.elapsed()
+}
+
 /// Creates (one task per server, several creates at once each) and agent
 /// reports (AGENTS agents spread over the servers, each server writing
 /// its reports in groups) per second, with `stores` as the servers.
@@ -93,26 +122,11 @@ async fn measure_servers(name: &str, stores: Vec<Store>) {
     let creates = start.elapsed();
 
     let writers: Vec<Reports> = stores.iter().cloned().map(Reports::start).collect();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for a in 0..AGENTS {
-        let (writer, ids) = (writers[a % writers.len()].clone(), ids.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in (a..REPORTS).step_by(AGENTS) {
-                let report = AgentReport {
-                    idle_ms: 1000,
-                    rdp_clients: 1,
-                    users: vec!["alice".into()],
-                    agent_version: "bench".into(),
-                };
-                writer.record(&ids[i % ids.len()], report).await.unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let reports = start.elapsed();
+    let reports = send_reports(AGENTS, &ids, move |a, id, report| {
+        let writer = writers[a % writers.len()].clone();
+        async move { writer.record(&id, report).await.unwrap() }
+    })
+    .await;
     println!(
         "| {name} | {} ({} creates) | {} ({REPORTS} reports, {AGENTS} agents) |",
         rate(ids.len(), creates),
@@ -157,29 +171,11 @@ async fn measure(name: &str, store: Store) {
     }
     let lines = start.elapsed();
 
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let (store, ids) = (store.clone(), ids.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in (w..REPORTS).step_by(WRITERS) {
-                let report = AgentReport {
-                    idle_ms: 1000,
-                    rdp_clients: 1,
-                    users: vec!["alice".into()],
-                    agent_version: "bench".into(),
-                };
-                store
-                    .record_activity(&ids[i % ids.len()], report)
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let reports = start.elapsed();
+    let reports = send_reports(WRITERS, &ids, move |_, id, report| {
+        let store = store.clone();
+        async move { store.record_activity(&id, report).await.unwrap() }
+    })
+    .await;
     println!(
         "| {name} | {} | {} | {} | {} |",
         rate(CREATES, creates),

@@ -422,20 +422,8 @@ async fn destroying_a_session_mid_create_stops_it() {
     })
     .await;
     let mut client = server.client().await;
-    let mut stream = client
-        .create_session(request("alice"))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut id = String::new();
-    while let Some(event) = stream.message().await.unwrap() {
-        id = event.session_id.clone();
-        if let Some(Kind::Output(line)) = &event.kind
-            && line.text.contains("(local-exec): creating desktop-")
-        {
-            break;
-        }
-    }
+    let (stream, id) =
+        create_until_output(&mut client, "alice", "(local-exec): creating desktop-").await;
     let started = Instant::now();
     let destroyed = client
         .destroy_session(DestroySessionRequest {

@@ -20,6 +20,7 @@ use super::StoreError;
 use crate::store::events::Hub;
 
 mod activity;
+mod capped;
 mod create_rate;
 mod event_log;
 mod leases;

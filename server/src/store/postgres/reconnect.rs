@@ -12,7 +12,7 @@ use super::PostgresStore;
 use crate::store::StoreError;
 
 /// How long a call waits for the database to come back.
-pub(super) const RECONNECT_FOR: Duration = Duration::from_secs(30);
+const RECONNECT_FOR: Duration = Duration::from_secs(30);
 
 /// Whether `err` says the connection or the database went away (closed,
 /// refused, shut down, starting up), not that the query was wrong.
@@ -74,15 +74,36 @@ impl PostgresStore {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        let deadline = Instant::now() + RECONNECT_FOR;
+        let mut retry = Retry::new();
         loop {
             match attempt().await {
-                Err(err) if err.is_unavailable() && Instant::now() < deadline => {
-                    tracing::debug!(error = %err, "the database went away; trying again");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+                Err(err) if retry.again(&err).await => {}
                 other => return other,
             }
         }
+    }
+}
+
+/// The budget of a call that runs again while the database is away.
+pub(super) struct Retry {
+    deadline: Instant,
+}
+
+impl Retry {
+    pub(super) fn new() -> Retry {
+        Retry {
+            deadline: Instant::now() + RECONNECT_FOR,
+        }
+    }
+
+    /// Whether to run again after `err`: the database went away and
+    /// [`RECONNECT_FOR`] has not passed (then after a pause).
+    pub(super) async fn again(&mut self, err: &StoreError) -> bool {
+        if !err.is_unavailable() || Instant::now() >= self.deadline {
+            return false;
+        }
+        tracing::debug!(error = %err, "the database went away; trying again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        true
     }
 }

@@ -5,7 +5,9 @@
 use tokio_postgres::{GenericClient, Transaction};
 
 use super::{
-    Context, locks,
+    Context,
+    capped::{Capped, Room},
+    locks,
     rows::{SIGNIN_COLUMNS, audit_from_row, signin_from_row},
 };
 use crate::store::{
@@ -98,31 +100,23 @@ pub(super) async fn open_signin(
     r: SignInRecord,
     limits: SignInLimits,
 ) -> Result<SignInOpened, StoreError> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&locks::SIGNIN])
-        .await
-        .context("waiting for the sign-in lock")?;
-    tx.execute(
-        "DELETE FROM web_signins WHERE last_seen_ms < $1 OR created_ms < $2",
-        &[&limits.idle_before_ms, &limits.made_before_ms],
-    )
-    .await
-    .context("deleting ended sign-ins")?;
-    let row = tx
-        .query_one(
-            "SELECT COUNT(*) FILTER (WHERE username = $1), COUNT(*) FROM web_signins",
-            &[&r.user],
-        )
-        .await
-        .context("counting sign-ins")?;
-    let count = |i: usize| -> Result<usize, StoreError> {
-        let n: i64 = row.try_get(i).context("counting sign-ins")?;
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    let capped = Capped {
+        lock: locks::SIGNIN,
+        table: "web_signins",
+        contexts: [
+            "waiting for the sign-in lock",
+            "deleting ended sign-ins",
+            "counting sign-ins",
+        ],
+        ended: "last_seen_ms < $1 OR created_ms < $2",
+        ended_params: &[&limits.idle_before_ms, &limits.made_before_ms],
+        per_user: limits.per_user,
+        total: limits.total,
     };
-    if count(0)? >= limits.per_user {
-        return Ok(SignInOpened::UserFull);
-    }
-    if count(1)? >= limits.total {
-        return Ok(SignInOpened::Full);
+    match capped.room(tx, &r.user).await? {
+        Room::Free => {}
+        Room::UserFull => return Ok(SignInOpened::UserFull),
+        Room::Full => return Ok(SignInOpened::Full),
     }
     tx.execute(
         "INSERT INTO web_signins (id_hash, username, admin, csrf, key, created_ms, \

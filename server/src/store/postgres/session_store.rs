@@ -36,7 +36,7 @@ impl PostgresStore {
         event_of: fn(&T) -> Option<&SessionEvent>,
         work: impl for<'a> Fn(&'a Transaction<'a>) -> Work<'a, T> + Send + Sync,
     ) -> Result<T, StoreError> {
-        let deadline = std::time::Instant::now() + super::reconnect::RECONNECT_FOR;
+        let mut retry = super::reconnect::Retry::new();
         loop {
             let mut client = self.client().await?;
             // Up to the commit, a transaction the database cut off had no
@@ -55,11 +55,7 @@ impl PostgresStore {
             };
             let (tx, out) = match attempt {
                 Ok(done) => done,
-                Err(err) if err.is_unavailable() && std::time::Instant::now() < deadline => {
-                    tracing::debug!(error = %err, "the database went away; trying again");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    continue;
-                }
+                Err(err) if retry.again(&err).await => continue,
                 Err(err) => return Err(err),
             };
             tx.commit().await.context(what)?;

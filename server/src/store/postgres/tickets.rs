@@ -3,7 +3,11 @@
 
 use tokio_postgres::{GenericClient, Transaction};
 
-use super::{Context, locks};
+use super::{
+    Context,
+    capped::{Capped, Room},
+    locks,
+};
 use crate::{
     domain::time::now_ms,
     store::{
@@ -17,30 +21,24 @@ pub(super) async fn issue(
     ticket: TicketRecord,
     limits: TicketLimits,
 ) -> Result<Issued, StoreError> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&locks::TICKETS])
-        .await
-        .context("waiting to issue a ticket")?;
-    tx.execute(
-        "DELETE FROM web_tickets WHERE expires_ms <= $1",
-        &[&now_ms()],
-    )
-    .await
-    .context("forgetting expired tickets")?;
-    let row = tx
-        .query_one(
-            "SELECT COUNT(*) FILTER (WHERE username = $1), COUNT(*) FROM web_tickets",
-            &[&ticket.user],
-        )
-        .await
-        .context("counting tickets")?;
-    let mine: i64 = row.try_get(0).context("counting tickets")?;
-    let all: i64 = row.try_get(1).context("counting tickets")?;
-    let reached = |n: i64, limit: usize| usize::try_from(n).unwrap_or(usize::MAX) >= limit;
-    if reached(mine, limits.per_user) {
-        return Ok(Issued::UserFull);
-    }
-    if reached(all, limits.total) {
-        return Ok(Issued::Full);
+    let now = now_ms();
+    let capped = Capped {
+        lock: locks::TICKETS,
+        table: "web_tickets",
+        contexts: [
+            "waiting to issue a ticket",
+            "forgetting expired tickets",
+            "counting tickets",
+        ],
+        ended: "expires_ms <= $1",
+        ended_params: &[&now],
+        per_user: limits.per_user,
+        total: limits.total,
+    };
+    match capped.room(tx, &ticket.user).await? {
+        Room::Free => {}
+        Room::UserFull => return Ok(Issued::UserFull),
+        Room::Full => return Ok(Issued::Full),
     }
     tx.execute(
         "INSERT INTO web_tickets (hash, session_id, username, expires_ms) VALUES ($1, $2, $3, $4)",

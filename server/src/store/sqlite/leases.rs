@@ -52,23 +52,18 @@ pub(super) fn take_over(
     force: bool,
 ) -> Result<bool, StoreError> {
     let now = now_ms();
-    let in_progress = in_progress_states();
     let taken = conn
         .execute(
             "UPDATE sessions SET owner = ?2, lease_until_ms = ?3, epoch = epoch + 1 WHERE id = ?1 \
-             AND state IN (?5, ?6, ?7, ?8, ?9) \
+             AND state IN (SELECT value FROM json_each(?5)) \
              AND (owner IS NULL OR owner <> ?2) \
-             AND (?4 OR owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ?10)",
+             AND (?4 OR owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ?6)",
             params![
                 id,
                 &*holder.me,
                 now + holder.lease_ms(),
                 force,
-                in_progress[0],
-                in_progress[1],
-                in_progress[2],
-                in_progress[3],
-                in_progress[4],
+                in_progress_json(),
                 now
             ],
         )
@@ -84,6 +79,12 @@ pub(super) fn take_over(
     Ok(taken == 1)
 }
 
+/// The states a lease is held in, as a JSON array for `json_each`.
+fn in_progress_json() -> String {
+    let states: Vec<String> = in_progress_states().iter().map(i32::to_string).collect();
+    format!("[{}]", states.join(","))
+}
+
 /// Takes over every expired session (see
 /// `SessionStore::take_over_expired`).
 pub(super) fn take_over_expired(
@@ -91,27 +92,17 @@ pub(super) fn take_over_expired(
     holder: &Holder,
 ) -> Result<Vec<String>, StoreError> {
     let now = now_ms();
-    let in_progress = in_progress_states();
     let mut query = conn
         .prepare(
-            "SELECT id FROM sessions WHERE state IN (?2, ?3, ?4, ?5, ?6) \
+            "SELECT id FROM sessions WHERE state IN (SELECT value FROM json_each(?2)) \
              AND (owner IS NULL OR owner <> ?1) \
-             AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ?7)",
+             AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ?3)",
         )
         .context("finding expired sessions")?;
     let ids = query
-        .query_map(
-            params![
-                &*holder.me,
-                in_progress[0],
-                in_progress[1],
-                in_progress[2],
-                in_progress[3],
-                in_progress[4],
-                now
-            ],
-            |row| row.get::<_, String>(0),
-        )
+        .query_map(params![&*holder.me, in_progress_json(), now], |row| {
+            row.get::<_, String>(0)
+        })
         .context("finding expired sessions")?
         .collect::<Result<Vec<_>, _>>()
         .context("finding expired sessions")?;

@@ -112,6 +112,31 @@ pub async fn watch(client: &mut Client, id: &str) -> Vec<SessionEvent> {
     drain(stream).await
 }
 
+/// Opens a create for `user` and reads it until an output line holding
+/// `text`: the stream (still open) and the session's id.
+pub async fn create_until_output(
+    client: &mut Client,
+    user: &str,
+    text: &str,
+) -> (tonic::Streaming<SessionEvent>, String) {
+    let mut stream = client
+        .create_session(request(user))
+        .await
+        .expect("create")
+        .into_inner();
+    let found = tokio::time::timeout(STREAM_LIMIT, async {
+        while let Some(event) = stream.message().await.expect("stream error") {
+            if matches!(&event.kind, Some(Kind::Output(line)) if line.text.contains(text)) {
+                return event.session_id;
+            }
+        }
+        panic!("the create ended before printing {text:?}");
+    })
+    .await
+    .expect("the create did not print the line in time");
+    (stream, found)
+}
+
 pub async fn drain(mut stream: tonic::Streaming<SessionEvent>) -> Vec<SessionEvent> {
     let mut events = Vec::new();
     tokio::time::timeout(STREAM_LIMIT, async {

@@ -8,10 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use daas_api::v1::{
-    DestroySessionRequest, GetSessionRequest, ListSessionsRequest, SessionState,
-    session_event::Kind,
-};
+use daas_api::v1::{DestroySessionRequest, GetSessionRequest, ListSessionsRequest, SessionState};
 use daas_server::testkit::{
     PrivateCluster, TestOptions, TestServer, postgres_store_toml, write_config,
 };
@@ -280,18 +277,7 @@ async fn a_server_frozen_past_its_lease_loses_its_session_and_writes_nothing_for
     let a_pid = Pid::from_raw(i32::try_from(a.id().unwrap()).unwrap());
 
     // A runs `terraform apply` (6 s); it freezes in the middle.
-    let mut stream = on_a
-        .create_session(request("alice"))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut id = String::new();
-    while let Some(event) = stream.message().await.unwrap() {
-        id = event.session_id.clone();
-        if matches!(&event.kind, Some(Kind::Output(line)) if line.text.contains("creating ")) {
-            break;
-        }
-    }
+    let (_stream, id) = create_until_output(&mut on_a, "alice", "creating ").await;
     kill(a_pid, Signal::SIGSTOP).unwrap();
     let vm_name = on_b
         .get_session(GetSessionRequest {
