@@ -18,6 +18,7 @@ mod stages;
 pub mod sweeper;
 pub mod terraform;
 pub mod tool;
+mod waiting;
 
 use std::{
     collections::HashMap,
@@ -269,6 +270,10 @@ impl Pipeline {
             tokio::select! {
                 permit = self.inner.permits.user() => permit,
                 _ = cancel.cancelled() => return,
+                () = self.moved_elsewhere(&record) => {
+                    tracing::info!(session = %id, "another server with a free permit took this create");
+                    return;
+                }
             }
         };
         if needs_permit && permit.is_none() {
@@ -287,6 +292,10 @@ impl Pipeline {
             }
             Err(StageError::Store(err @ StoreError::Conflict { .. })) => {
                 tracing::warn!(session = %id, error = %err, "provisioning stopped: the session moved on");
+            }
+            Err(StageError::Store(StoreError::Fenced { .. })) if stage == SessionState::Queued => {
+                // Nothing was made yet.
+                tracing::info!(session = %id, "another server with a free permit took this create");
             }
             Err(StageError::Store(err @ StoreError::Fenced { .. })) => {
                 tracing::warn!(session = %id, error = %err, "provisioning stopped: another server took this session over (this one stopped answering for longer than its lease); destroying what this server made");
@@ -743,6 +752,7 @@ impl Pipeline {
             let _ = renewing.await;
             return;
         }
+        tokio::spawn(self.clone().take_waiting_creates());
         let mut tick = tokio::time::interval(lease / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -794,6 +804,15 @@ impl Pipeline {
             if let Err(err) = self.destroy_locked(&id, None).await {
                 tracing::warn!(session = %id, error = %err, "destroy after restart failed");
             }
+            return;
+        }
+        // A create that had not started: run here, as its server would have.
+        if record.state == SessionState::Queued
+            && let Some(password) = self.waiting_password(&record).await
+        {
+            drop(_guard);
+            tracing::info!(session = %id, "running a create a stopped server left waiting");
+            self.start(record, password);
             return;
         }
         let log = self.log(&id, None);

@@ -61,6 +61,12 @@ impl Permits {
         })
     }
 
+    /// Whether a user's create would get a permit now: one is free and no
+    /// user's create waits here.
+    pub fn free_for_user(&self) -> bool {
+        self.semaphore.available_permits() > 0 && self.users_waiting.load(Ordering::SeqCst) == 0
+    }
+
     /// A permit for pool work: only when one is free and no user waits.
     pub async fn background(&self) -> Option<Permit<'_>> {
         loop {

@@ -433,6 +433,9 @@ impl Sessions {
             template: template.clone(),
             request_key,
             pool: None,
+            // Kept while the create waits, for a server with a free permit
+            // to take it (`SessionStore::take_queued`).
+            password: password_hash.clone(),
         };
         // A warm desktop if a pool of the template has one ready, else one
         // built from nothing.

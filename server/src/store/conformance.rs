@@ -90,6 +90,7 @@ fn new_session(user: &str) -> NewSession {
         template: "t".into(),
         request_key: None,
         pool: None,
+        password: Default::default(),
     }
 }
 
@@ -585,6 +586,64 @@ async fn a_lease_fences_other_servers_until_it_runs_out(db: &impl Backend) {
     assert!(b.take_over(&other.id, true).await.unwrap());
 }
 
+async fn a_waiting_create_is_taken_once_with_its_password(db: &impl Backend) {
+    use SessionState::*;
+    let (a, b) = (db.open().await, db.open().await);
+    let password = crate::domain::password::PasswordHash::of("s3cret!pass").unwrap();
+    let (first, _) = a
+        .create_session_unlimited(NewSession {
+            session_user: "student".into(),
+            password: password.clone(),
+            ..new_session("alice")
+        })
+        .await
+        .unwrap();
+    let (second, _) = a
+        .create_session_unlimited(new_session("bob"))
+        .await
+        .unwrap();
+    // A warm pool's desktop keeps none and is never taken.
+    a.create_session_unlimited(NewSession {
+        template: "t".into(),
+        pool: Some("p".into()),
+        ..NewSession::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        b.take_queued(60_000).await.unwrap().is_none(),
+        "not waiting that long"
+    );
+    assert!(
+        a.take_queued(0).await.unwrap().is_none(),
+        "a server does not take its own"
+    );
+    assert_eq!(
+        a.queued_password(&first.id).await.unwrap(),
+        Some(password.clone())
+    );
+    // B takes the oldest first, with its hash; A writes nothing more to it.
+    let (taken, hash) = b.take_queued(0).await.unwrap().expect("a waiting create");
+    assert_eq!((taken.id.as_str(), &hash), (first.id.as_str(), &password));
+    let fenced = a
+        .transition(&first.id, Queued, Provisioning, "a".into(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(fenced, StoreError::Fenced { .. }), "{fenced}");
+    // The hash is forgotten at the first move.
+    b.transition(&first.id, Queued, Provisioning, "b".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(a.queued_password(&first.id).await.unwrap(), None);
+    // Bob's waits under A: another server takes it (with no hash: no
+    // session user), and then does not take it again.
+    let c = db.open().await;
+    let (taken, hash) = c.take_queued(0).await.unwrap().expect("bob's create waits");
+    assert_eq!(taken.id, second.id);
+    assert!(hash.is_none());
+    assert!(c.take_queued(0).await.unwrap().is_none());
+}
+
 /// Until `pass` is free on `store` (a shared store lets it go once its
 /// transaction ends, a moment after the pass is dropped).
 async fn free_soon(store: &Store, pass: &str) -> crate::store::pass::Pass {
@@ -892,6 +951,11 @@ macro_rules! conformance {
         #[tokio::test]
         async fn create_rates_hold_across_servers() {
             super::create_rates_hold_across_servers(&$db).await
+        }
+
+        #[tokio::test]
+        async fn a_waiting_create_is_taken_once_with_its_password() {
+            super::a_waiting_create_is_taken_once_with_its_password(&$db).await
         }
 
         #[tokio::test]

@@ -17,6 +17,7 @@ pub mod lease;
 pub mod outbox;
 pub mod pass;
 mod postgres;
+pub mod queue;
 pub mod reports;
 pub mod retention;
 pub mod signins;
@@ -261,6 +262,10 @@ pub struct NewSession {
     /// Set for a warm pool's desktop (built for nobody yet: `username` is
     /// empty and no per-user limit applies).
     pub pool: Option<String>,
+    /// The session user's password hash: kept with the session while it is
+    /// QUEUED (whichever server takes the create needs it), forgotten at
+    /// its first move.
+    pub password: crate::domain::password::PasswordHash,
 }
 
 /// What the service, the pipeline and the reaper need of a store. Every
@@ -373,6 +378,23 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Takes over every session in progress whose server's lease ran out
     /// (or that no server holds), in one statement; their ids.
     async fn take_over_expired(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Takes, for this server, the QUEUED create (not a warm pool's) that
+    /// has waited longest, at least `waited_ms`, under another server or
+    /// none, with the password hash it kept (see [`queue`]): a new epoch,
+    /// so the server it waited on writes nothing more to it. None: no
+    /// create waits that long.
+    async fn take_queued(
+        &self,
+        waited_ms: i64,
+    ) -> Result<Option<(SessionRecord, crate::domain::password::PasswordHash)>, StoreError>;
+
+    /// The password hash QUEUED session `id` kept (see [`queue`]); None
+    /// when it is not QUEUED or kept none.
+    async fn queued_password(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::domain::password::PasswordHash>, StoreError>;
 
     /// The pass named `name` (see [`pass`]), unless another server, or
     /// this one, runs it now.

@@ -142,3 +142,54 @@ pub(super) async fn take_over_expired(
     }
     Ok(taken)
 }
+
+/// Takes the QUEUED create that waited longest (see
+/// `SessionStore::take_queued`): its id and the hash it kept.
+pub(super) async fn take_queued(
+    db: &impl GenericClient,
+    holder: &Holder,
+    waited_ms: i64,
+) -> Result<Option<(String, Option<String>)>, StoreError> {
+    let now = now_ms();
+    let row = db
+        .query_opt(
+            "UPDATE sessions SET owner = $1, lease_until_ms = $2, epoch = epoch + 1 WHERE id = ( \
+               SELECT id FROM sessions WHERE state = $3 AND pool IS NULL \
+               AND password_hash IS NOT NULL AND (owner IS NULL OR owner <> $1) \
+               AND stage_started_ms <= $4 \
+               ORDER BY created_ms, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, epoch, password_hash",
+            &[
+                &&*holder.me,
+                &(now + holder.lease_ms),
+                &(daas_api::v1::SessionState::Queued as i32),
+                &(now - waited_ms),
+            ],
+        )
+        .await
+        .context("taking a waiting create")?;
+    let Some(row) = row else { return Ok(None) };
+    let id: String = row.try_get(0).context("taking a waiting create")?;
+    let epoch: i64 = row.try_get(1).context("taking a waiting create")?;
+    let kept: Option<String> = row.try_get(2).context("taking a waiting create")?;
+    holder.held.hold(&id, epoch);
+    Ok(Some((id, kept)))
+}
+
+/// The hash QUEUED session `id` kept, if any.
+pub(super) async fn queued_password(
+    db: &impl GenericClient,
+    id: &str,
+) -> Result<Option<String>, StoreError> {
+    let row = db
+        .query_opt(
+            "SELECT password_hash FROM sessions WHERE id = $1 AND state = $2",
+            &[&id, &(daas_api::v1::SessionState::Queued as i32)],
+        )
+        .await
+        .context("reading a waiting create")?;
+    match row {
+        Some(row) => row.try_get(0).context("reading a waiting create"),
+        None => Ok(None),
+    }
+}

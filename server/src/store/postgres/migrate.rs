@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("migrations/0005_web_tickets.sql")),
     (6, include_str!("migrations/0006_deployment.sql")),
     (7, include_str!("migrations/0007_create_rates.sql")),
+    (8, include_str!("migrations/0008_queued_password.sql")),
 ];
 
 /// Applies the migrations the database does not have yet.

@@ -12,11 +12,13 @@ use super::{
     Context, PostgresStore, activity, create_rate, event_log, leases, notify, outbox, reads,
     records, sessions, tickets,
 };
+use crate::domain::password::PasswordHash;
 use crate::store::{
     ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
     TerraformFiles, VmOutputs,
     audit_records::{AuditFilter, AuditRecord},
     events::{Subscription, Tap},
+    queue,
     reports::Report,
     signins::{SignInLimits, SignInOpened, SignInRecord},
     tickets::{Issued, TicketLimits, TicketRecord},
@@ -228,6 +230,28 @@ impl SessionStore for PostgresStore {
 
     async fn take_over(&self, id: &str, force: bool) -> Result<bool, StoreError> {
         leases::take_over(&**self.client().await?, &self.holder(), id, force).await
+    }
+
+    async fn take_queued(
+        &self,
+        waited_ms: i64,
+    ) -> Result<Option<(SessionRecord, PasswordHash)>, StoreError> {
+        let client = self.client().await?;
+        let Some((id, kept)) = leases::take_queued(&**client, &self.holder(), waited_ms).await?
+        else {
+            return Ok(None);
+        };
+        let record = reads::get_session(&**client, &id)
+            .await?
+            .ok_or(StoreError::Missing(id))?;
+        Ok(queue::password_of(kept).map(|hash| (record, hash)))
+    }
+
+    async fn queued_password(&self, id: &str) -> Result<Option<PasswordHash>, StoreError> {
+        let kept = self
+            .retrying(|| async { leases::queued_password(&**self.client().await?, id).await })
+            .await?;
+        Ok(queue::password_of(kept))
     }
 
     async fn set_terraform(

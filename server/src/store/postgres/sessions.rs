@@ -88,8 +88,8 @@ pub(super) async fn create(
     tx.execute(
         "INSERT INTO sessions (id, username, login_user, template, state, slot, \
          vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool, owner, \
-         lease_until_ms, epoch) \
-         SELECT $1, $2, $3, $4, $5, MIN(candidate), $6, $7, $7, $7, $8, $9, $10, $11, 1 FROM ( \
+         lease_until_ms, epoch, password_hash) \
+         SELECT $1, $2, $3, $4, $5, MIN(candidate), $6, $7, $7, $7, $8, $9, $10, $11, 1, $12 FROM ( \
            SELECT 1 AS candidate \
            UNION ALL SELECT slot + 1 FROM sessions WHERE NOT slot_released \
          ) AS candidates \
@@ -106,6 +106,7 @@ pub(super) async fn create(
             &new.pool,
             &&*holder.me,
             &(now + holder.lease_ms),
+            &crate::store::queue::kept_password(&new),
         ],
     )
     .await
@@ -224,7 +225,7 @@ pub(super) async fn transition(
          ready_ms = CASE WHEN $2::INTEGER = $4::INTEGER THEN $3 ELSE ready_ms END, \
          failure_stage = $5, failure_reason = $6, \
          slot_released = slot_released OR $2::INTEGER = $7::INTEGER, \
-         owner = $8, lease_until_ms = $9, epoch = $10 \
+         owner = $8, lease_until_ms = $9, epoch = $10, password_hash = NULL \
          WHERE id = $1",
         &[
             &id,

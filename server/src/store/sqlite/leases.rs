@@ -114,3 +114,48 @@ pub(super) fn take_over_expired(
     }
     Ok(taken)
 }
+
+/// Takes the QUEUED create that waited longest (see
+/// `SessionStore::take_queued`): its id and the hash it kept.
+pub(super) fn take_queued(
+    conn: &Connection,
+    holder: &Holder,
+    waited_ms: i64,
+) -> Result<Option<(String, Option<String>)>, StoreError> {
+    let now = now_ms();
+    let row: Option<(String, i64, Option<String>)> = conn
+        .query_row(
+            "UPDATE sessions SET owner = ?1, lease_until_ms = ?2, epoch = epoch + 1 WHERE id = ( \
+               SELECT id FROM sessions WHERE state = ?3 AND pool IS NULL \
+               AND password_hash IS NOT NULL AND (owner IS NULL OR owner <> ?1) \
+               AND stage_started_ms <= ?4 \
+               ORDER BY created_ms, id LIMIT 1) \
+             RETURNING id, epoch, password_hash",
+            params![
+                &*holder.me,
+                now + holder.lease_ms(),
+                daas_api::v1::SessionState::Queued as i32,
+                now - waited_ms
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()
+        .context("taking a waiting create")?;
+    let Some((id, epoch, kept)) = row else {
+        return Ok(None);
+    };
+    holder.held.hold(&id, epoch);
+    Ok(Some((id, kept)))
+}
+
+/// The hash QUEUED session `id` kept, if any.
+pub(super) fn queued_password(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    conn.query_row(
+        "SELECT password_hash FROM sessions WHERE id = ?1 AND state = ?2",
+        params![id, daas_api::v1::SessionState::Queued as i32],
+        |row| row.get::<_, Option<String>>(0),
+    )
+    .optional()
+    .context("reading a waiting create")
+    .map(Option::flatten)
+}

@@ -37,6 +37,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (12, include_str!("migrations/0012_web_tickets.sql")),
     (13, include_str!("migrations/0013_deployment.sql")),
     (14, include_str!("migrations/0014_create_rates.sql")),
+    (15, include_str!("migrations/0015_queued_password.sql")),
 ];
 
 /// A migration step written in Rust.

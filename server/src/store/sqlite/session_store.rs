@@ -8,11 +8,13 @@ use super::{
     SqliteStore, activity, audit, check_writable, create_rate, event_log, leases, outbox, reads,
     sessions, signins, tickets,
 };
+use crate::domain::password::PasswordHash;
 use crate::store::{
     ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
     TerraformFiles, VmOutputs,
     audit_records::{AuditFilter, AuditRecord},
     events::{Subscription, Tap},
+    queue,
     signins::{SignInLimits, SignInOpened, SignInRecord},
 };
 
@@ -137,6 +139,28 @@ impl SessionStore for SqliteStore {
         let id = id.to_string();
         self.with_holder(move |conn, _, holder| leases::take_over(conn, holder, id, force))
             .await
+    }
+
+    async fn take_queued(
+        &self,
+        waited_ms: i64,
+    ) -> Result<Option<(SessionRecord, PasswordHash)>, StoreError> {
+        self.with_holder(move |conn, _, holder| {
+            let Some((id, kept)) = leases::take_queued(conn, holder, waited_ms)? else {
+                return Ok(None);
+            };
+            let record = reads::get_session(conn, &id)?.ok_or(StoreError::Missing(id))?;
+            Ok(queue::password_of(kept).map(|hash| (record, hash)))
+        })
+        .await
+    }
+
+    async fn queued_password(&self, id: &str) -> Result<Option<PasswordHash>, StoreError> {
+        let id = id.to_string();
+        let kept = self
+            .with(move |conn, _| leases::queued_password(conn, &id))
+            .await?;
+        Ok(queue::password_of(kept))
     }
 
     async fn set_terraform(

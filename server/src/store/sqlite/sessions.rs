@@ -82,8 +82,8 @@ pub(super) fn create(
     tx.execute(
         "INSERT INTO sessions (id, username, session_user, template, state, slot, \
          vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool, owner, \
-         lease_until_ms, epoch) \
-         SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8, ?9, ?10, ?11, 1 FROM ( \
+         lease_until_ms, epoch, password_hash) \
+         SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8, ?9, ?10, ?11, 1, ?12 FROM ( \
            SELECT 1 AS candidate \
            UNION ALL SELECT slot + 1 FROM sessions WHERE slot_released = 0 \
          ) WHERE candidate NOT IN (SELECT slot FROM sessions WHERE slot_released = 0)",
@@ -98,7 +98,8 @@ pub(super) fn create(
             new.request_key,
             new.pool,
             &*holder.me,
-            now + holder.lease_ms()
+            now + holder.lease_ms(),
+            crate::store::queue::kept_password(&new)
         ],
     )
     .context("inserting a session")?;
@@ -219,7 +220,7 @@ pub(super) fn transition(
          ready_ms = CASE WHEN ?2 = ?4 THEN ?3 ELSE ready_ms END, \
          failure_stage = ?5, failure_reason = ?6, \
          slot_released = CASE WHEN ?2 = ?7 THEN 1 ELSE slot_released END, \
-         owner = ?9, lease_until_ms = ?10, epoch = ?11 \
+         owner = ?9, lease_until_ms = ?10, epoch = ?11, password_hash = NULL \
          WHERE id = ?1 AND state = ?8",
         params![
             id,

@@ -123,6 +123,50 @@ async fn two_servers_share_sessions_limits_and_events() {
 
 /// Two configs in `dir` on one new PostgreSQL schema (B's data folder is
 /// its own), with `options` and `[store]`'s extra keys.
+/// A create kept waiting by a busy server (its one permit taken) is taken
+/// by an idle one, which runs it at once; its caller, still on the busy
+/// server, sees every event, and its VM is made once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_waiting_on_a_busy_server_runs_on_an_idle_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = TestOptions {
+        create_delay_secs: 5,
+        max_parallel: 1,
+        ..Default::default()
+    };
+    let (config_a, config_b) = two_configs(dir.path(), options, "").await;
+    let (_a, endpoint_a) = start_server(&config_a, &[]).await;
+    let (_b, _endpoint_b) = start_server(&config_b, &[]).await;
+    let mut on_a = connect(&endpoint_a, dir.path()).await;
+    let (alice, _) = create_until_output(&mut on_a, "alice", "creating ").await;
+    // A's permit is alice's: bob's create waits on A.
+    let bob = on_a
+        .create_session(request("bob"))
+        .await
+        .unwrap()
+        .into_inner();
+    let (alice, bob) = tokio::join!(drain(alice), drain(bob));
+    let (alice, bob) = (ready(&alice), ready(&bob));
+    let events_of = |session: &daas_api::v1::Session| {
+        let mut client = on_a.clone();
+        let id = session.id.clone();
+        async move { watch(&mut client, &id).await }
+    };
+    let (alice_events, bob_events) = (events_of(&alice).await, events_of(&bob).await);
+    assert_gap_free(&bob_events);
+    assert!(
+        entered_ms(&bob_events, SessionState::Provisioning)
+            < entered_ms(&alice_events, SessionState::Booting),
+        "bob's create started while alice's held A's one permit"
+    );
+    let created = std::fs::read_dir(dir.path().join("markers"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".created"))
+        .count();
+    assert_eq!(created, 2, "one VM each");
+}
+
 async fn two_configs(
     dir: &std::path::Path,
     options: TestOptions,
