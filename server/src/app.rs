@@ -202,7 +202,13 @@ impl BoundServer {
             return Err(StartError::Deployment(deployment));
         }
         tracing::info!(%deployment, "this deployment's id, from the store");
-        let ssh_public_key = sshkey::ensure(&config.ssh.private_key)?;
+        let ssh_public_key = if store.is_shared() {
+            let configured =
+                config.ssh.private_key != crate::config::Ssh::made_key(&config.data_dir);
+            sshkey::share(&config.ssh.private_key, configured, &store).await?
+        } else {
+            sshkey::ensure(&config.ssh.private_key)?
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await

@@ -220,7 +220,7 @@ fn ssh(raw: RawSsh, data_dir: &Path) -> Result<Ssh, ConfigError> {
         private_key: raw
             .private_key
             .map(|p| path(&p))
-            .unwrap_or_else(|| data_dir.join("ssh").join("id_ed25519")),
+            .unwrap_or_else(|| Ssh::made_key(data_dir)),
     })
 }
 

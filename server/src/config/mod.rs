@@ -237,6 +237,13 @@ pub struct Ssh {
     pub private_key: PathBuf,
 }
 
+impl Ssh {
+    /// Where the server makes its key when `ssh.private_key` is not set.
+    pub fn made_key(data_dir: &std::path::Path) -> PathBuf {
+        data_dir.join("ssh").join("id_ed25519")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AnsibleConnection {

@@ -518,6 +518,24 @@ async fn a_database_has_one_deployment_id(db: &impl Backend, another: &impl Back
     assert_ne!(other, id, "another database is another deployment");
 }
 
+async fn a_deployment_secret_is_the_first_servers(db: &impl Backend) {
+    let (a, b) = (db.open().await, db.open().await);
+    assert_eq!(
+        a.deployment_secret("k", b"first".to_vec()).await.unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        b.deployment_secret("k", b"second".to_vec()).await.unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        b.deployment_secret("other", b"second".to_vec())
+            .await
+            .unwrap(),
+        b"second"
+    );
+}
+
 async fn a_lease_fences_other_servers_until_it_runs_out(db: &impl Backend) {
     use SessionState::*;
     let (a, b) = (db.open().await, db.open().await);
@@ -951,6 +969,11 @@ macro_rules! conformance {
         #[tokio::test]
         async fn create_rates_hold_across_servers() {
             super::create_rates_hold_across_servers(&$db).await
+        }
+
+        #[tokio::test]
+        async fn a_deployment_secret_is_the_first_servers() {
+            super::a_deployment_secret_is_the_first_servers(&$db).await
         }
 
         #[tokio::test]

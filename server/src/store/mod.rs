@@ -362,6 +362,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// record it with the VMs they make (`terraform/CONTRACT.md`).
     async fn deployment(&self) -> Result<String, StoreError>;
 
+    /// The deployment's secret `name`, shared by every server of the
+    /// store: the one kept, or `proposed`, kept now, when there is none
+    /// (the first server to ask sets it).
+    async fn deployment_secret(&self, name: &str, proposed: Vec<u8>)
+    -> Result<Vec<u8>, StoreError>;
+
     /// How long the leases this server takes run unless renewed.
     fn set_lease(&self, lease_ms: i64);
 

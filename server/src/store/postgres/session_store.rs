@@ -210,6 +210,40 @@ impl SessionStore for PostgresStore {
         .await
     }
 
+    async fn deployment_secret(
+        &self,
+        name: &str,
+        proposed: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.retrying(|| async {
+            let client = self.client().await?;
+            let made = client
+                .query_opt(
+                    "WITH made AS (INSERT INTO deployment_secrets (name, value, created_ms) \
+                     VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING RETURNING value) \
+                     SELECT value FROM made UNION ALL \
+                     SELECT value FROM deployment_secrets WHERE name = $1 LIMIT 1",
+                    &[&name, &proposed, &crate::domain::time::now_ms()],
+                )
+                .await
+                .context("keeping a deployment secret")?;
+            let row = match made {
+                Some(row) => row,
+                // Another server's insert committed while this statement
+                // ran, after its snapshot: a new statement sees it.
+                None => client
+                    .query_one(
+                        "SELECT value FROM deployment_secrets WHERE name = $1",
+                        &[&name],
+                    )
+                    .await
+                    .context("reading a deployment secret")?,
+            };
+            row.try_get(0).context("reading a deployment secret")
+        })
+        .await
+    }
+
     async fn try_pass(&self, name: &str) -> Result<Option<crate::store::pass::Pass>, StoreError> {
         PostgresStore::try_pass(self, name).await
     }

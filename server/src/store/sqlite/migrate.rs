@@ -38,6 +38,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (13, include_str!("migrations/0013_deployment.sql")),
     (14, include_str!("migrations/0014_create_rates.sql")),
     (15, include_str!("migrations/0015_queued_password.sql")),
+    (16, include_str!("migrations/0016_deployment_secrets.sql")),
 ];
 
 /// A migration step written in Rust.

@@ -115,6 +115,30 @@ impl SessionStore for SqliteStore {
         .await
     }
 
+    async fn deployment_secret(
+        &self,
+        name: &str,
+        proposed: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let name = name.to_string();
+        self.with(move |conn, _| {
+            use super::Context;
+            conn.execute(
+                "INSERT OR IGNORE INTO deployment_secrets (name, value, created_ms) \
+                 VALUES (?1, ?2, ?3)",
+                rusqlite::params![name, proposed, crate::domain::time::now_ms()],
+            )
+            .context("keeping a deployment secret")?;
+            conn.query_row(
+                "SELECT value FROM deployment_secrets WHERE name = ?1",
+                [&name],
+                |row| row.get(0),
+            )
+            .context("reading a deployment secret")
+        })
+        .await
+    }
+
     async fn try_pass(&self, name: &str) -> Result<Option<crate::store::pass::Pass>, StoreError> {
         Ok(self.passes.try_take(name))
     }

@@ -125,7 +125,8 @@ async fn two_servers_share_sessions_limits_and_events() {
 /// its own), with `options` and `[store]`'s extra keys.
 /// A create kept waiting by a busy server (its one permit taken) is taken
 /// by an idle one, which runs it at once; its caller, still on the busy
-/// server, sees every event, and its VM is made once.
+/// server, sees every event, and its VM is made once. The two servers use
+/// one SSH key, the deployment's.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_create_waiting_on_a_busy_server_runs_on_an_idle_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -165,6 +166,10 @@ async fn a_create_waiting_on_a_busy_server_runs_on_an_idle_one() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".created"))
         .count();
     assert_eq!(created, 2, "one VM each");
+    // Both servers use the deployment's SSH key: either reaches any desktop.
+    let key =
+        |data: &str| std::fs::read_to_string(dir.path().join(data).join("ssh/id_ed25519.pub"));
+    assert_eq!(key("data").unwrap(), key("data-1").unwrap());
 }
 
 async fn two_configs(
