@@ -752,7 +752,7 @@ impl Pipeline {
             let _ = renewing.await;
             return;
         }
-        tokio::spawn(self.clone().take_waiting_creates());
+        tokio::spawn(self.clone().take_waiting_creates(lease));
         let mut tick = tokio::time::interval(lease / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -806,13 +806,12 @@ impl Pipeline {
             }
             return;
         }
-        // A create that had not started: run here, as its server would have.
+        // A create that had not started: it runs (nothing was made).
         if record.state == SessionState::Queued
             && let Some(password) = self.waiting_password(&record).await
         {
             drop(_guard);
-            tracing::info!(session = %id, "running a create a stopped server left waiting");
-            self.start(record, password);
+            self.run_left_waiting(record, password).await;
             return;
         }
         let log = self.log(&id, None);

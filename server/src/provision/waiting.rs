@@ -1,8 +1,8 @@
 //! Creates that wait for a provisioning permit wait in the store (see
 //! `crate::store::queue`): on servers sharing a store, a server with a free
 //! permit takes the create another server has kept waiting longest, and a
-//! server that takes over the sessions of a dead one runs the creates it
-//! had not started instead of failing them.
+//! server that takes over the sessions of a dead one gives the creates it
+//! had not started back to the queue instead of failing them.
 
 use std::time::Duration;
 
@@ -14,6 +14,8 @@ use crate::{domain::password::PasswordHash, store::SessionRecord};
 /// How long a create waits on its server before another may take it: its
 /// own server starts it at once when it has a free permit.
 const TAKE_AFTER: Duration = Duration::from_secs(1);
+/// Leases a server stays up before it takes other servers' creates.
+const STAY_UP: u32 = 3;
 /// How often a server with a free permit looks for a waiting create.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 /// How often a waiting create checks that it is still this server's.
@@ -22,9 +24,15 @@ const STILL_MINE_EVERY: Duration = Duration::from_secs(1);
 impl Pipeline {
     /// Until shutdown (a shared store only): whenever this server could
     /// start a user's create at once, takes the one another server has kept
-    /// waiting longest and runs it.
-    pub(super) async fn take_waiting_creates(self) {
+    /// waiting longest and runs it. Not in its first [`STAY_UP`] leases: a
+    /// server that crashes again soon after its start (a crash loop) would
+    /// fail the creates it took from servers that stay up.
+    pub(super) async fn take_waiting_creates(self, lease: Duration) {
         let shutdown = self.shutdown_token();
+        tokio::select! {
+            _ = tokio::time::sleep(lease * STAY_UP) => {}
+            _ = shutdown.cancelled() => return,
+        }
         let mut tick = tokio::time::interval(LOOK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -70,6 +78,29 @@ impl Pipeline {
                 Err(err) => {
                     tracing::debug!(session = %record.id, error = %err, "cannot check a waiting create");
                 }
+            }
+        }
+    }
+
+    /// Runs a create a stopped server left QUEUED: on the embedded store,
+    /// here (this is its server, started again); on a shared one, it goes
+    /// back to the queue, for whichever server has a free permit first (a
+    /// server just started, maybe in a crash loop, takes none).
+    pub(super) async fn run_left_waiting(&self, record: SessionRecord, password: PasswordHash) {
+        let store = &self.inner.store;
+        if !store.is_shared() {
+            tracing::info!(session = %record.id, "running a create left waiting by the previous process");
+            self.start(record, password);
+            return;
+        }
+        match store.release_queued(&record.id).await {
+            Ok(true) => {
+                tracing::info!(session = %record.id, "a create a stopped server left waiting is back in the queue");
+            }
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(session = %record.id, error = %err, "could not give a create back to the queue; running it here");
+                self.start(record, password);
             }
         }
     }

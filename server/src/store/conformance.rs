@@ -660,6 +660,19 @@ async fn a_waiting_create_is_taken_once_with_its_password(db: &impl Backend) {
     assert_eq!(taken.id, second.id);
     assert!(hash.is_none());
     assert!(c.take_queued(0).await.unwrap().is_none());
+    // Given back to the queue (its server stopped): taken over by nobody,
+    // taken by whoever looks, its releaser too, and fenced from C.
+    assert!(c.release_queued(&second.id).await.unwrap());
+    assert!(
+        !c.release_queued(&second.id).await.unwrap(),
+        "C holds it no more"
+    );
+    c.set_lease(1);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(a.take_over_expired().await.unwrap().is_empty());
+    assert!(!a.take_over(&second.id, false).await.unwrap());
+    let (taken, _) = c.take_queued(0).await.unwrap().expect("back in the queue");
+    assert_eq!(taken.id, second.id);
 }
 
 /// Until `pass` is free on `store` (a shared store lets it go once its

@@ -382,7 +382,8 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn take_over(&self, id: &str, force: bool) -> Result<bool, StoreError>;
 
     /// Takes over every session in progress whose server's lease ran out
-    /// (or that no server holds), in one statement; their ids.
+    /// (or that no server holds, but for a create given back to the
+    /// queue), in one statement; their ids.
     async fn take_over_expired(&self) -> Result<Vec<String>, StoreError>;
 
     /// Takes, for this server, the QUEUED create (not a warm pool's) that
@@ -394,6 +395,12 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         waited_ms: i64,
     ) -> Result<Option<(SessionRecord, crate::domain::password::PasswordHash)>, StoreError>;
+
+    /// Gives QUEUED session `id`, which this server holds, back to the
+    /// queue: held by no server, it is not taken over but taken, by
+    /// [`SessionStore::take_queued`], by a server with a free permit
+    /// (see [`queue`]). False: it moved on, or this server lost it.
+    async fn release_queued(&self, id: &str) -> Result<bool, StoreError>;
 
     /// The password hash QUEUED session `id` kept (see [`queue`]); None
     /// when it is not QUEUED or kept none.

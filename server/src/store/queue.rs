@@ -3,12 +3,14 @@
 //! row), so that a server with a free provisioning permit takes over a
 //! create another server has kept waiting ([`SessionStore::take_queued`],
 //! the oldest first, `FOR UPDATE SKIP LOCKED` on PostgreSQL), and a server
-//! that takes over the QUEUED create of a dead one runs it instead of
-//! failing it. The hash is forgotten at the session's first move (every
+//! that takes over the QUEUED create of a dead one gives it back to the
+//! queue ([`SessionStore::release_queued`]: held by no server, it is taken,
+//! not taken over) instead of failing it. The hash is forgotten at the session's first move (every
 //! transition clears it). Warm pools' desktops keep none and are not
 //! taken: their pool's reconcile builds them.
 //!
 //! [`SessionStore::take_queued`]: crate::store::SessionStore::take_queued
+//! [`SessionStore::release_queued`]: crate::store::SessionStore::release_queued
 
 use crate::{domain::password::PasswordHash, store::NewSession};
 

@@ -87,6 +87,7 @@ pub(super) async fn take_over(
                SELECT id FROM sessions WHERE id = $1 \
                AND state = ANY($5) AND (owner IS NULL OR owner <> $2) \
                AND ($4 OR owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < $6) \
+               AND ($4 OR owner IS NOT NULL OR password_hash IS NULL) \
                FOR UPDATE SKIP LOCKED) RETURNING epoch",
             &[
                 &id,
@@ -123,6 +124,7 @@ pub(super) async fn take_over_expired(
                SELECT id FROM sessions WHERE state = ANY($3) \
                AND (owner IS NULL OR owner <> $1) \
                AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < $4) \
+               AND (owner IS NOT NULL OR password_hash IS NULL) \
                FOR UPDATE SKIP LOCKED) RETURNING id, epoch",
             &[
                 &&*holder.me,
@@ -192,4 +194,27 @@ pub(super) async fn queued_password(
         Some(row) => row.try_get(0).context("reading a waiting create"),
         None => Ok(None),
     }
+}
+
+/// Gives QUEUED session `id`, held by this server, back to the queue (see
+/// `SessionStore::release_queued`).
+pub(super) async fn release_queued(
+    db: &impl GenericClient,
+    holder: &Holder,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let released = db
+        .execute(
+            "UPDATE sessions SET owner = NULL, lease_until_ms = NULL, epoch = epoch + 1 \
+             WHERE id = $1 AND state = $2 AND owner = $3 AND password_hash IS NOT NULL",
+            &[
+                &id,
+                &(daas_api::v1::SessionState::Queued as i32),
+                &&*holder.me,
+            ],
+        )
+        .await
+        .context("giving a create back to the queue")?;
+    holder.held.release(id);
+    Ok(released == 1)
 }

@@ -281,6 +281,13 @@ impl SessionStore for PostgresStore {
         Ok(queue::password_of(kept).map(|hash| (record, hash)))
     }
 
+    async fn release_queued(&self, id: &str) -> Result<bool, StoreError> {
+        self.retrying(|| async {
+            leases::release_queued(&**self.client().await?, &self.holder(), id).await
+        })
+        .await
+    }
+
     async fn queued_password(&self, id: &str) -> Result<Option<PasswordHash>, StoreError> {
         let kept = self
             .retrying(|| async { leases::queued_password(&**self.client().await?, id).await })

@@ -57,7 +57,8 @@ pub(super) fn take_over(
             "UPDATE sessions SET owner = ?2, lease_until_ms = ?3, epoch = epoch + 1 WHERE id = ?1 \
              AND state IN (SELECT value FROM json_each(?5)) \
              AND (owner IS NULL OR owner <> ?2) \
-             AND (?4 OR owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ?6)",
+             AND (?4 OR owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ?6) \
+             AND (?4 OR owner IS NOT NULL OR password_hash IS NULL)",
             params![
                 id,
                 &*holder.me,
@@ -96,7 +97,8 @@ pub(super) fn take_over_expired(
         .prepare(
             "SELECT id FROM sessions WHERE state IN (SELECT value FROM json_each(?2)) \
              AND (owner IS NULL OR owner <> ?1) \
-             AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ?3)",
+             AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ?3) \
+             AND (owner IS NOT NULL OR password_hash IS NULL)",
         )
         .context("finding expired sessions")?;
     let ids = query
@@ -158,4 +160,22 @@ pub(super) fn queued_password(conn: &Connection, id: &str) -> Result<Option<Stri
     .optional()
     .context("reading a waiting create")
     .map(Option::flatten)
+}
+
+/// Gives QUEUED session `id`, held by this server, back to the queue (see
+/// `SessionStore::release_queued`).
+pub(super) fn release_queued(
+    conn: &Connection,
+    holder: &Holder,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let released = conn
+        .execute(
+            "UPDATE sessions SET owner = NULL, lease_until_ms = NULL, epoch = epoch + 1 \
+             WHERE id = ?1 AND state = ?2 AND owner = ?3 AND password_hash IS NOT NULL",
+            params![id, daas_api::v1::SessionState::Queued as i32, &*holder.me],
+        )
+        .context("giving a create back to the queue")?;
+    holder.held.release(id);
+    Ok(released == 1)
 }

@@ -179,6 +179,12 @@ impl SessionStore for SqliteStore {
         .await
     }
 
+    async fn release_queued(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with_holder(move |conn, _, holder| leases::release_queued(conn, holder, &id))
+            .await
+    }
+
     async fn queued_password(&self, id: &str) -> Result<Option<PasswordHash>, StoreError> {
         let id = id.to_string();
         let kept = self

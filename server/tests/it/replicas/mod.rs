@@ -135,9 +135,11 @@ async fn a_create_waiting_on_a_busy_server_runs_on_an_idle_one() {
         max_parallel: 1,
         ..Default::default()
     };
-    let (config_a, config_b) = two_configs(dir.path(), options, "").await;
+    // B takes no other server's creates in its first three leases.
+    let (config_a, config_b) = two_configs(dir.path(), options, "lease = \"1s\"").await;
     let (_a, endpoint_a) = start_server(&config_a, &[]).await;
     let (_b, _endpoint_b) = start_server(&config_b, &[]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let mut on_a = connect(&endpoint_a, dir.path()).await;
     let (alice, _) = create_until_output(&mut on_a, "alice", "creating ").await;
     // A's permit is alice's: bob's create waits on A.
