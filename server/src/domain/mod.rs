@@ -5,6 +5,7 @@ pub mod contract;
 pub mod error;
 pub mod identity;
 pub mod password;
+pub mod placement;
 pub mod state_machine;
 pub mod time;
 pub mod validate;

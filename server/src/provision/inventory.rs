@@ -13,7 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config,
-    domain::contract::VM_NAME_PREFIX,
+    domain::{
+        contract::VM_NAME_PREFIX,
+        placement::{Capacity, NodeState},
+        validate,
+    },
     provision::tool::{self, Invocation, SessionLog, ToolError},
 };
 
@@ -26,6 +30,34 @@ pub enum InventoryError {
     Tool(#[from] ToolError),
     #[error("the module's `inventory list` printed a line that is not a VM ({line}): {reason}")]
     BadLine { line: String, reason: String },
+    #[error("the module's `inventory nodes` printed a line that is not a node ({line}): {reason}")]
+    BadNode { line: String, reason: String },
+}
+
+/// A node of the cluster, as `inventory nodes` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedNode {
+    pub node: String,
+    pub state: NodeState,
+    pub capacity: Capacity,
+    pub templates: Vec<String>,
+}
+
+/// One line of `inventory nodes`, before it is checked.
+#[derive(Deserialize)]
+struct NodeLine {
+    node: String,
+    state: String,
+    cpus: u32,
+    memory_mb: u64,
+    #[serde(default)]
+    used_memory_mb: u64,
+    #[serde(default)]
+    configured_memory_mb: u64,
+    #[serde(default)]
+    configured_cores: u32,
+    #[serde(default)]
+    templates: Vec<String>,
 }
 
 /// A VM the module says it made.
@@ -121,6 +153,91 @@ impl Inventory<'_> {
     }
 }
 
+/// The exit status of a hook that does not know the subcommand (a usage
+/// error): a module without `inventory nodes`.
+const USAGE: i32 = 2;
+
+impl Inventory<'_> {
+    /// The cluster's nodes (`inventory nodes`); None: the module does not
+    /// report nodes (it has no hook, or its hook predates `nodes`).
+    pub async fn nodes(
+        &self,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Vec<ListedNode>>, InventoryError> {
+        if !self.exists() {
+            return Ok(None);
+        }
+        let inv = self
+            .invocation("inventory nodes")
+            .arg("nodes")
+            .timeout(LIST_TIMEOUT)
+            .capture_stdout();
+        match tool::run(inv, log, cancel).await {
+            Ok(finished) => parse_nodes(&finished.stdout).map(Some),
+            Err(ToolError::Failed { status, .. }) if status.code() == Some(USAGE) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// Parses `inventory nodes` output (one JSON object per line), checking
+/// each node's name, state and templates.
+pub fn parse_nodes(stdout: &[u8]) -> Result<Vec<ListedNode>, InventoryError> {
+    let text = String::from_utf8_lossy(stdout);
+    let mut nodes: Vec<ListedNode> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let bad = |reason: String| InventoryError::BadNode {
+            line: line.chars().take(200).collect(),
+            reason,
+        };
+        let raw: NodeLine = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        if !is_node_name(&raw.node) {
+            return Err(bad("`node` must be a Proxmox node name".into()));
+        }
+        if nodes.iter().any(|n| n.node == raw.node) {
+            return Err(bad(format!("node {} is listed twice", raw.node)));
+        }
+        let state = match raw.state.as_str() {
+            "online" => NodeState::Online,
+            "offline" => NodeState::Offline,
+            "maintenance" => NodeState::Maintenance,
+            other => {
+                return Err(bad(format!(
+                    "`state` must be online, offline or maintenance, not {other:?}"
+                )));
+            }
+        };
+        for template in &raw.templates {
+            validate::template(template).map_err(|e| bad(e.to_string()))?;
+        }
+        nodes.push(ListedNode {
+            node: raw.node,
+            state,
+            capacity: Capacity {
+                cpus: raw.cpus,
+                memory_mb: raw.memory_mb,
+                used_memory_mb: raw.used_memory_mb,
+                configured_memory_mb: raw.configured_memory_mb,
+                configured_cores: raw.configured_cores,
+            },
+            templates: raw.templates,
+        });
+    }
+    Ok(nodes)
+}
+
+/// A Proxmox node name: letters, digits, '.' and '-', at most 63.
+fn is_node_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let inner = |b: &u8| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-';
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(inner)
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+}
+
 /// Parses `inventory list` output (one JSON object per line) for the
 /// deployment `deployment`.
 pub fn parse_list(stdout: &[u8], deployment: &str) -> Result<Listing, InventoryError> {
@@ -153,6 +270,59 @@ mod tests {
             session_id: session.into(),
             deployment: deployment.into(),
         }
+    }
+
+    #[test]
+    fn nodes_are_parsed_and_checked() {
+        let out = br#"{"node":"pve1","state":"online","cpus":16,"memory_mb":131072,"used_memory_mb":4096,"configured_memory_mb":8192,"configured_cores":4,"templates":["debian-12"]}
+
+{"node":"pve2.lab","state":"maintenance","cpus":8,"memory_mb":65536,"extra":"ignored"}
+"#;
+        let nodes = parse_nodes(out).unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[0].state, NodeState::Online);
+        assert_eq!(nodes[0].templates, ["debian-12"]);
+        assert_eq!(
+            (
+                nodes[1].node.as_str(),
+                nodes[1].state,
+                nodes[1].capacity.configured_memory_mb
+            ),
+            ("pve2.lab", NodeState::Maintenance, 0)
+        );
+        for (line, why) in [
+            (
+                r#"{"node":"-x","state":"online","cpus":1,"memory_mb":1}"#,
+                "node name",
+            ),
+            (
+                r#"{"node":"a b","state":"online","cpus":1,"memory_mb":1}"#,
+                "node name",
+            ),
+            (
+                r#"{"node":"p","state":"gone","cpus":1,"memory_mb":1}"#,
+                "online, offline or maintenance",
+            ),
+            (
+                r#"{"node":"p","state":"online","cpus":-1,"memory_mb":1}"#,
+                "invalid value",
+            ),
+            (
+                r#"{"node":"p","state":"online","cpus":1,"memory_mb":1,"templates":["{{ x }}"]}"#,
+                "template",
+            ),
+            ("not json", "expected"),
+        ] {
+            let err = parse_nodes(line.as_bytes()).unwrap_err().to_string();
+            assert!(
+                err.contains("`inventory nodes`") && err.contains(why),
+                "{line}: {err}"
+            );
+        }
+        let twice = "{\"node\":\"p\",\"state\":\"online\",\"cpus\":1,\"memory_mb\":1}\n".repeat(2);
+        let err = parse_nodes(twice.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("listed twice"), "{err}");
+        assert!(parse_nodes(b"").unwrap().is_empty());
     }
 
     #[test]

@@ -128,3 +128,56 @@ fn the_test_modules_inventory_lists_and_destroys() {
     assert!(run(&["list"]).stdout.is_empty());
     assert_eq!(run(&["destroy", "../etc"]).status.code(), Some(2));
 }
+
+/// The test module's `inventory nodes`: N simulated nodes from its
+/// variables, a node's state and templates from marker files, and the VMs
+/// marked on a node counted there.
+#[test]
+fn the_test_modules_inventory_reports_its_simulated_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = workspace_root().join("terraform/test/inventory");
+    let nodes = |count: &str| {
+        let out = std::process::Command::new(&hook)
+            .arg("nodes")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DAAS_VM_NAME_PREFIX", "desktop-")
+            .env("DAAS_VAR_marker_dir", dir.path())
+            .env("DAAS_VAR_node_count", count)
+            .env("DAAS_VAR_node_memory_mb", "32768")
+            .output()
+            .expect("run the inventory");
+        assert!(out.status.success(), "{out:?}");
+        daas_server::provision::inventory::parse_nodes(&out.stdout).expect("nodes the server reads")
+    };
+    let listed = nodes("4");
+    assert_eq!(listed.len(), 4);
+    assert!(
+        listed
+            .iter()
+            .all(|n| n.capacity.memory_mb == 32768 && n.capacity.configured_memory_mb == 0)
+    );
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("desktop-abc123.created", "s-1\n");
+    write("desktop-abc123.node", "node-2\n");
+    write("desktop-abc123.memory", "4096\n");
+    write("node-3.state", "offline\n");
+    write("node-4.templates", "ubuntu-24\n");
+    let listed = nodes("4");
+    assert_eq!(
+        (
+            listed[1].capacity.configured_memory_mb,
+            listed[1].capacity.configured_cores
+        ),
+        (4096, 2)
+    );
+    assert_eq!(
+        listed[2].state,
+        daas_server::domain::placement::NodeState::Offline
+    );
+    assert_eq!(listed[3].templates, ["ubuntu-24"]);
+    assert_eq!(listed[0].templates, ["debian-12"]);
+    // A destroyed VM no longer counts.
+    write("desktop-abc123.destroyed", "terraform 1\n");
+    assert_eq!(nodes("4")[1].capacity.configured_memory_mb, 0);
+}
