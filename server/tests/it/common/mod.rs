@@ -101,6 +101,11 @@ pub async fn create_many(
 
 /// Follows a session to the end of its stream.
 pub async fn watch(client: &mut Client, id: &str) -> Vec<SessionEvent> {
+    watch_for(client, id, STREAM_LIMIT).await
+}
+
+/// Follows a session to the end of its stream, for at most `limit`.
+pub async fn watch_for(client: &mut Client, id: &str, limit: Duration) -> Vec<SessionEvent> {
     let stream = client
         .watch_session(WatchSessionRequest {
             session_id: id.into(),
@@ -109,7 +114,7 @@ pub async fn watch(client: &mut Client, id: &str) -> Vec<SessionEvent> {
         .await
         .expect("watch")
         .into_inner();
-    drain(stream).await
+    drain_for(stream, limit).await
 }
 
 /// Opens a create for `user` and reads it until an output line holding
@@ -137,9 +142,16 @@ pub async fn create_until_output(
     (stream, found)
 }
 
-pub async fn drain(mut stream: tonic::Streaming<SessionEvent>) -> Vec<SessionEvent> {
+pub async fn drain(stream: tonic::Streaming<SessionEvent>) -> Vec<SessionEvent> {
+    drain_for(stream, STREAM_LIMIT).await
+}
+
+pub async fn drain_for(
+    mut stream: tonic::Streaming<SessionEvent>,
+    limit: Duration,
+) -> Vec<SessionEvent> {
     let mut events = Vec::new();
-    tokio::time::timeout(STREAM_LIMIT, async {
+    tokio::time::timeout(limit, async {
         while let Some(event) = stream.message().await.expect("stream error") {
             events.push(event);
         }
