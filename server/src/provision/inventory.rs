@@ -82,6 +82,10 @@ pub struct Listing {
     pub others: Vec<ListedVm>,
 }
 
+/// The exit status of a hook that does not know the subcommand (a usage
+/// error): a module without `inventory nodes`.
+const USAGE: i32 = 2;
+
 /// The inventory hook of the configured module.
 pub struct Inventory<'a> {
     pub config: &'a config::Terraform,
@@ -151,13 +155,7 @@ impl Inventory<'_> {
         tool::run(inv, log, cancel).await?;
         Ok(())
     }
-}
 
-/// The exit status of a hook that does not know the subcommand (a usage
-/// error): a module without `inventory nodes`.
-const USAGE: i32 = 2;
-
-impl Inventory<'_> {
     /// The cluster's nodes (`inventory nodes`); None: the module does not
     /// report nodes (it has no hook, or its hook predates `nodes`).
     pub async fn nodes(
