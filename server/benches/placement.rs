@@ -37,7 +37,6 @@ fn cluster(nodes: usize, desktops: u32) -> Vec<Node> {
                 },
                 templates: vec!["ubuntu-24".into(), "debian-12".into()],
                 desktops: mine,
-                clones: (i % 3) as u32,
             }
         })
         .collect()
@@ -65,7 +64,6 @@ fn main() {
     for strategy in [Strategy::Spread, Strategy::Pack] {
         let policy = Policy {
             strategy,
-            max_clones_per_node: u32::MAX,
             ..Policy::default()
         };
         let mut nodes: Vec<Node> = (0..4)
@@ -80,7 +78,6 @@ fn main() {
                 },
                 templates: vec!["debian-12".into()],
                 desktops: 0,
-                clones: 0,
             })
             .collect();
         for _ in 0..100 {

@@ -299,6 +299,11 @@ impl BoundServer {
             self.metrics.clone(),
             self.pipeline.shutdown_token(),
         );
+        match crate::provision::nodes::refresh(&self.pipeline).await {
+            Ok(Some(nodes)) => tracing::info!(nodes, "placing desktops on the cluster's nodes"),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "could not read the cluster's nodes at start"),
+        }
         let recovering = self.pipeline.recover().await?;
         if recovering > 0 {
             tracing::warn!(
@@ -345,6 +350,7 @@ impl BoundServer {
             self.metrics.clone(),
         ))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
+        let node_watch = tokio::spawn(crate::provision::nodes::run(self.pipeline.clone()));
         let sweeper = tokio::spawn(crate::provision::sweeper::run(
             self.pipeline.clone(),
             self.config.terraform.sweep_interval,
@@ -453,6 +459,7 @@ impl BoundServer {
         let _ = pool_loop.await;
         let _ = leases.await;
         let _ = sweeper.await;
+        let _ = node_watch.await;
         let _ = retention.await;
         Ok(())
     }

@@ -58,6 +58,8 @@ pub struct TestOptions {
     /// Contract outputs the test module prints instead of its own (a
     /// module printing garbage).
     pub module_outputs: Vec<(&'static str, String)>,
+    /// Lines added to `[terraform.variables]` as written (`node_count = 4`).
+    pub terraform_variables: Vec<String>,
 }
 
 impl Default for TestOptions {
@@ -80,6 +82,7 @@ impl Default for TestOptions {
             extra_toml: String::new(),
             ansible_binary: None,
             module_outputs: Vec::new(),
+            terraform_variables: Vec::new(),
         }
     }
 }
@@ -206,6 +209,7 @@ fail_create = {fail_tf}
 echo_token = {echo_token}
 marker_dir = {markers}
 outputs = {{ {outputs} }}
+{variables}
 
 [boot]
 timeout = "1m"
@@ -249,6 +253,7 @@ marker_dir = {markers}
         echo_token = options.echo_token,
         tls = tls_toml,
         extra = options.extra_toml,
+        variables = options.terraform_variables.join("\n"),
         outputs = options
             .module_outputs
             .iter()

@@ -5,7 +5,9 @@
 # slot.
 
 locals {
-  vmid = var.vmid_base + var.slot
+  # The server's pick ([placement] vm_id_base + slot); vmid_base + slot for
+  # a session an older server made (no vm_id in its variables).
+  vmid = var.vm_id > 0 ? var.vm_id : var.vmid_base + var.slot
 
   # Proxmox tags are [a-z0-9_][a-z0-9_+.-]*: the user's account name is
   # lower-cased and every other character becomes '_'. In PVE's order
@@ -60,7 +62,7 @@ resource "proxmox_vm_qemu" "desktop" {
   depends_on = [terraform_data.host_key_snippet]
 
   name        = var.vm_name
-  target_node = var.target_node
+  target_node = var.target_node # the server's placement (inventory nodes)
   vmid        = local.vmid
   pool        = var.pool == "" ? null : var.pool
   description = "DaaS desktop of ${var.username} (session ${var.session_id}). Made by Terraform: destroyed with the session."

@@ -7,7 +7,7 @@ output "vm_name" {
 }
 
 output "vm_id" {
-  description = "The Proxmox VM id (vmid_base + slot)."
+  description = "The Proxmox VM id: vm_id (the server's pick), or vmid_base + slot from an older server."
   value       = tostring(local.vmid)
 }
 

@@ -10,7 +10,7 @@ variable "vm_name" {
 }
 
 variable "slot" {
-  description = "Small integer unique among live sessions; the VM id is vmid_base + slot, so parallel applies never race for the next free id."
+  description = "Small integer unique among live sessions; the VM id is vmid_base + slot when the server gives no vm_id (an older server)."
   type        = number
   validation {
     condition     = var.slot >= 0 && var.slot < 1000 && floor(var.slot) == var.slot
@@ -114,6 +114,30 @@ variable "deployment_id" {
   }
 }
 
+variable "target_node" {
+  description = "The Proxmox node the server placed the clone on (from inventory nodes: online, holding the template). Once a site setting of the same name, so the kept variables of older sessions still carry it. The default only lets such a file be read: an empty name is refused."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.target_node != ""
+    error_message = "target_node is empty: the server places each desktop on a node (this module's inventory reports them) and gives its name; a server that does not needs target_node in [terraform.variables] (older servers only)."
+  }
+  validation {
+    condition     = var.target_node == "" || can(regex("^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$", var.target_node))
+    error_message = "target_node must be a Proxmox node name (letters, digits, '.', '-'; at most 63)."
+  }
+}
+
+variable "vm_id" {
+  description = "The VM id the server picked ([placement] vm_id_base + slot), unique among the deployment's live sessions, so parallel applies never race for the next free id; 0: not given (an older server), then vmid_base + slot."
+  type        = number
+  default     = 0
+  validation {
+    condition     = var.vm_id == 0 || (var.vm_id >= 100 && var.vm_id <= 999999999 && floor(var.vm_id) == var.vm_id)
+    error_message = "vm_id must be 0 (not given) or an integer from 100 to 999999999."
+  }
+}
+
 # ---- Proxmox site settings: the server's [terraform.variables] ----
 
 variable "proxmox_api_url" {
@@ -141,17 +165,8 @@ variable "proxmox_timeout" {
   }
 }
 
-variable "target_node" {
-  description = "Proxmox node the clone is created on (the template's node for a linked clone on local storage)."
-  type        = string
-  validation {
-    condition     = can(regex("^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$", var.target_node))
-    error_message = "target_node must be a Proxmox node name (letters, digits, '.', '-')."
-  }
-}
-
 variable "vmid_base" {
-  description = "VM ids are vmid_base + slot: reserve the range vmid_base .. vmid_base + 999 for DaaS desktops."
+  description = "Only for the sessions of an older server, which gives no vm_id: their VM id is vmid_base + slot. The server picks VM ids itself now ([placement] vm_id_base; it refuses vmid_base in [terraform.variables])."
   type        = number
   default     = 10000
   validation {

@@ -107,6 +107,8 @@ tfvars() { # vm_name slot
   "session_id": "test-$(date +%s)-$2",
   "username": "tester",
   "deployment_id": "0123456789ab",
+  "target_node": "",
+  "vm_id": $((10000 + $2)),
   "image_dir": "$IMAGE_DIR",
   "state_dir": "$STATE",
   "port_base": $PORT_BASE,

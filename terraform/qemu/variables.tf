@@ -105,6 +105,26 @@ variable "deployment_id" {
   }
 }
 
+variable "target_node" {
+  description = "The node the server placed the VM on: always empty here (this module's inventory reports no nodes, so the server places nothing); declared for the contract and ignored (one machine)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.target_node == "" || can(regex("^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$", var.target_node))
+    error_message = "target_node must be empty or a node name (letters, digits, '.', '-'; at most 63)."
+  }
+}
+
+variable "vm_id" {
+  description = "The VM id the server picked ([placement] vm_id_base + slot; 0 from an older server): declared for the contract and ignored (a VM here is known by its name; the vm_id output stays the slot)."
+  type        = number
+  default     = 0
+  validation {
+    condition     = var.vm_id == 0 || (var.vm_id >= 100 && var.vm_id <= 999999999 && floor(var.vm_id) == var.vm_id)
+    error_message = "vm_id must be 0 (not given) or an integer from 100 to 999999999."
+  }
+}
+
 # ---- this module's own (the server's [terraform.variables]) ----
 
 variable "image_dir" {

@@ -84,6 +84,26 @@ variable "deployment_id" {
   }
 }
 
+variable "target_node" {
+  description = "The simulated node the server placed the VM on (inventory nodes reports node-1 .. node-N when node_count is set); empty: no placement. When given, apply writes NAME.node, NAME.memory and NAME.cores in marker_dir, and inventory nodes counts the VM there."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.target_node == "" || can(regex("^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$", var.target_node))
+    error_message = "target_node must be empty or a node name (letters, digits, '.', '-'; at most 63)."
+  }
+}
+
+variable "vm_id" {
+  description = "The VM id the server picked ([placement] vm_id_base + slot); 0 from an older server. Written to NAME.vmid in marker_dir, for the tests; the vm_id output stays 9000 + slot."
+  type        = number
+  default     = 0
+  validation {
+    condition     = var.vm_id == 0 || (var.vm_id >= 100 && var.vm_id <= 999999999 && floor(var.vm_id) == var.vm_id)
+    error_message = "vm_id must be 0 (not given) or an integer from 100 to 999999999."
+  }
+}
+
 # ---- test knobs (set through the server's [terraform.variables]) ----
 
 variable "create_delay_seconds" {
@@ -154,6 +174,13 @@ resource "terraform_data" "vm" {
         if [ -n "$DEPLOYMENT_ID" ]; then echo "$DEPLOYMENT_ID" > "$MARKER_DIR/$VM_NAME.deployment"; fi
         echo "$SESSION_ID" > "$MARKER_DIR/$VM_NAME.created"
         echo "$HOST_KEY" > "$MARKER_DIR/$VM_NAME.hostkey"
+        echo "$VM_ID" > "$MARKER_DIR/$VM_NAME.vmid"
+        # Placed by the server: inventory nodes counts the VM on its node.
+        if [ -n "$TARGET_NODE" ]; then
+          echo "$MEMORY_MB" > "$MARKER_DIR/$VM_NAME.memory"
+          echo "$CORES" > "$MARKER_DIR/$VM_NAME.cores"
+          echo "$TARGET_NODE" > "$MARKER_DIR/$VM_NAME.node"
+        fi
         if [ -n "$PM_API_TOKEN_SECRET" ]; then
           printf %s "$PM_API_TOKEN_SECRET" | sha256sum | cut -d' ' -f1 > "$MARKER_DIR/$VM_NAME.token"
         fi
@@ -169,6 +196,10 @@ resource "terraform_data" "vm" {
       DEPLOYMENT_ID = var.deployment_id
       ECHO_TOKEN    = tostring(var.echo_token)
       HOST_KEY      = var.ssh_host_public_key
+      VM_ID         = tostring(var.vm_id)
+      TARGET_NODE   = var.target_node
+      MEMORY_MB     = tostring(var.memory_mb)
+      CORES         = tostring(var.cores)
     }
   }
 

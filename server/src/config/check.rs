@@ -47,9 +47,11 @@ pub(super) fn finish(figment: Figment) -> Result<Config, ConfigError> {
     let webhooks = webhooks(&raw.webhooks)?;
     let web = web(&raw.web)?;
     let postgres = super::store::check(&raw.store).map_err(ConfigError::Invalid)?;
+    let placement = super::placement::check(&raw.placement).map_err(ConfigError::Invalid)?;
     web_and_secrets(web.as_ref(), &secrets)?;
     web_and_tls(web.as_ref(), &tls)?;
     Ok(Config {
+        placement,
         web,
         pools,
         webhooks,
@@ -232,6 +234,12 @@ fn terraform(raw: RawTerraform, data_dir: &Path) -> Result<Terraform, ConfigErro
             return Err(invalid(
                 &format!("terraform.variables.{key}"),
                 "is a contract variable the server sets itself",
+            ));
+        }
+        if key == "vmid_base" {
+            return Err(invalid(
+                "terraform.variables.vmid_base",
+                "VM ids come from the server now: set `placement.vm_id_base` instead (the same number keeps the same ids)",
             ));
         }
     }

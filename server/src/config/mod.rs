@@ -22,6 +22,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 mod check;
+pub mod placement;
 pub mod policy;
 pub mod pools;
 mod raw;
@@ -76,6 +77,8 @@ pub struct Config {
     pub webhooks: Vec<webhooks::Webhook>,
     /// The web portal for browsers; None: off.
     pub web: Option<web::Web>,
+    /// Where desktops go on a cluster, and their VM ids.
+    pub placement: placement::Placement,
 }
 
 /// The HTTP side: health, readiness and metrics.

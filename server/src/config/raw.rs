@@ -11,8 +11,8 @@ use figment::value::magic::RelativePathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AnsibleConnection, Auth, Boot, Limits, LogFormat, VmDefaults, policy, pools, store, web,
-    webhooks,
+    AnsibleConnection, Auth, Boot, Limits, LogFormat, VmDefaults, placement, policy, pools, store,
+    web, webhooks,
 };
 
 /// The whole file, every section present (from the defaults when not written).
@@ -44,6 +44,8 @@ pub(super) struct Raw {
     pub(super) webhooks: Vec<webhooks::WebhookSpec>,
     #[serde(default)]
     pub(super) web: web::WebSpec,
+    #[serde(default)]
+    pub(super) placement: placement::PlacementSpec,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -242,6 +244,7 @@ impl Default for Raw {
             pools: BTreeMap::new(),
             webhooks: Vec::new(),
             web: web::WebSpec::default(),
+            placement: placement::PlacementSpec::default(),
         }
     }
 }
@@ -270,6 +273,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "pools",
     "webhooks",
     "web",
+    "placement",
 ];
 
 /// A path from the file (relative to the file) or the environment

@@ -29,7 +29,7 @@ const GOOD: &str = r#"
     module_dir = "modules/test"
     binary = "bin/terraform"
     [terraform.variables]
-    target_node = "pve1"
+    storage = "local-lvm"
     [ansible]
     playbook = "play.yml"
     timeout = "90s"
@@ -56,7 +56,7 @@ fn file_then_environment_with_paths_relative_to_the_file() {
         assert_eq!(config.terraform.binary, etc.join("bin/terraform"));
         assert_eq!(config.ansible.binary, PathBuf::from("ansible-playbook"));
         assert_eq!(config.ansible.timeout, Duration::from_secs(90));
-        assert_eq!(config.terraform.variables["target_node"], "pve1");
+        assert_eq!(config.terraform.variables["storage"], "local-lvm");
         assert_eq!(config.ssh.private_key, etc.join("data/ssh/id_ed25519"));
         assert!(matches!(config.tls, Tls::Plaintext));
         assert_eq!(config.audit.file, None, "off by default");

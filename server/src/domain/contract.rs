@@ -20,6 +20,8 @@ pub const CONTRACT_VARIABLES: &[&str] = &[
     "session_id",
     "username",
     "deployment_id",
+    "target_node",
+    "vm_id",
 ];
 
 /// Whether `id` can be a deployment id (`deployment_id`): what the store

@@ -21,6 +21,9 @@ pub enum Error {
     /// The server configures no warm pool of this name.
     #[error("no warm pool {0}: `daas pool status` lists the server's pools")]
     NoSuchPool(String),
+    /// The server knows no cluster node of this name.
+    #[error("no node {0}: `daas node list` lists the cluster's nodes")]
+    NoSuchNode(String),
     /// Terraform could not destroy a session's VM.
     #[error("could not destroy session {id}: {reason}; destroy it again to retry")]
     DestroyFailed { id: String, reason: String },
@@ -120,7 +123,7 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::InvalidArgument { .. } => ErrorCode::InvalidArgument,
-            Error::NotFound(_) | Error::NoSuchPool(_) => ErrorCode::NotFound,
+            Error::NotFound(_) | Error::NoSuchPool(_) | Error::NoSuchNode(_) => ErrorCode::NotFound,
             Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Error::ResourceExhausted { .. } => ErrorCode::ResourceExhausted,

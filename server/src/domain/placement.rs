@@ -6,8 +6,7 @@
 //! last room of a node twice.
 //!
 //! A node can take the desktop when it is online and not drained, holds the
-//! template, runs fewer than `max_clones_per_node` clones, and keeps
-//! `memory_reserve_mb` free once the desktop's memory is counted (against
+//! template, and keeps `memory_reserve_mb` free once the desktop's memory is counted (against
 //! the larger of what its guests use and what they are configured for).
 //! Among those, the score is its memory share plus half its CPU share,
 //! both counting the new desktop (configured memory over total; cores of
@@ -39,6 +38,18 @@ pub struct Capacity {
     pub configured_cores: u32,
 }
 
+/// A node of the cluster, as the module's `inventory nodes` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedNode {
+    pub node: String,
+    pub state: NodeState,
+    pub capacity: Capacity,
+    pub templates: Vec<String>,
+    /// The VMs on it named like ours: its `configured_memory_mb` counts
+    /// them already.
+    pub vms: Vec<String>,
+}
+
 /// One node, as the decision sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
@@ -51,8 +62,6 @@ pub struct Node {
     pub templates: Vec<String>,
     /// Our desktops on it.
     pub desktops: u32,
-    /// Clones running on it now (ours, from the store).
-    pub clones: u32,
 }
 
 /// What the new desktop needs.
@@ -78,6 +87,8 @@ pub enum Strategy {
 pub struct Policy {
     pub strategy: Strategy,
     pub memory_reserve_mb: u64,
+    /// Clones running at once on one node: not a reason to go elsewhere
+    /// (the create waits for its turn there, see `SessionStore::begin_clone`).
     pub max_clones_per_node: u32,
 }
 
@@ -98,11 +109,13 @@ pub enum Unfit {
     Maintenance,
     Drained,
     NoTemplate,
-    /// This many clones run there already.
-    Cloning(u32),
-    /// Free memory (MiB) it would keep, short of the reserve.
+    /// Not enough memory: what it has free (MiB, counting what its
+    /// guests and our desktops there are configured for; negative when
+    /// overcommitted), what the desktop needs and the reserve it keeps.
     Full {
-        free_after_mb: i64,
+        free_mb: i64,
+        need_mb: u64,
+        reserve_mb: u64,
     },
 }
 
@@ -113,11 +126,14 @@ impl fmt::Display for Unfit {
             Unfit::Maintenance => write!(f, "in maintenance"),
             Unfit::Drained => write!(f, "drained"),
             Unfit::NoTemplate => write!(f, "does not hold the template"),
-            Unfit::Cloning(n) => write!(f, "{n} clones under way"),
-            Unfit::Full { free_after_mb } => {
+            Unfit::Full {
+                free_mb,
+                need_mb,
+                reserve_mb,
+            } => {
                 write!(
                     f,
-                    "would keep {free_after_mb} MiB free, short of the reserve"
+                    "has {free_mb} MiB free, needs {need_mb} MiB and keeps {reserve_mb}"
                 )
             }
         }
@@ -160,9 +176,6 @@ pub fn unfit(node: &Node, need: &Need<'_>, policy: &Policy) -> Option<Unfit> {
     if !node.templates.iter().any(|t| t == need.template) {
         return Some(Unfit::NoTemplate);
     }
-    if node.clones >= policy.max_clones_per_node {
-        return Some(Unfit::Cloning(node.clones));
-    }
     let room = &node.capacity;
     let committed = room.used_memory_mb.max(room.configured_memory_mb);
     let free_after = i128::from(room.memory_mb)
@@ -170,9 +183,12 @@ pub fn unfit(node: &Node, need: &Need<'_>, policy: &Policy) -> Option<Unfit> {
         - i128::from(need.memory_mb)
         - i128::from(policy.memory_reserve_mb);
     if free_after < 0 {
-        let free_after_mb =
-            i64::try_from(free_after + i128::from(policy.memory_reserve_mb)).unwrap_or(i64::MIN);
-        return Some(Unfit::Full { free_after_mb });
+        let free = i128::from(room.memory_mb) - i128::from(committed);
+        return Some(Unfit::Full {
+            free_mb: i64::try_from(free).unwrap_or(i64::MIN),
+            need_mb: need.memory_mb,
+            reserve_mb: policy.memory_reserve_mb,
+        });
     }
     None
 }
@@ -245,7 +261,6 @@ mod tests {
             },
             templates: vec!["debian-12".into()],
             desktops: 0,
-            clones: 0,
         }
     }
 
@@ -307,12 +322,10 @@ mod tests {
         drained.drained = true;
         let mut other = node("pve4", 128, 0);
         other.templates = vec!["ubuntu".into()];
-        let mut busy = node("pve5", 128, 0);
-        busy.clones = 2;
-        let full = node("pve6", 8, 4);
-        let fits = node("pve7", 16, 8);
-        let mut nodes = vec![offline, maintenance, drained, other, busy, full, fits];
-        assert_eq!(place(&nodes, &NEED, &Policy::default()), Ok(6));
+        let full = node("pve5", 8, 4);
+        let fits = node("pve6", 16, 8);
+        let mut nodes = vec![offline, maintenance, drained, other, full, fits];
+        assert_eq!(place(&nodes, &NEED, &Policy::default()), Ok(5));
         nodes.pop();
         let err = place(&nodes, &NEED, &Policy::default()).unwrap_err();
         let text = err.to_string();
@@ -322,8 +335,7 @@ mod tests {
             "pve2 in maintenance",
             "pve3 drained",
             "pve4 does not hold the template",
-            "pve5 2 clones under way",
-            "pve6 would keep 0 MiB free, short of the reserve",
+            "pve5 has 4096 MiB free, needs 4096 MiB and keeps 512",
         ] {
             assert!(text.contains(part), "{text}");
         }

@@ -59,6 +59,31 @@ pub fn password(field: &'static str, value: &str) -> Result<(), Error> {
 }
 
 /// Checks a template name: 1-64 of letters, digits, `.`, `_` and `-`.
+/// A cluster node's name (a Proxmox node name): 1-63 letters, digits,
+/// '.' and '-', starting and ending with a letter or digit.
+pub fn is_node_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let inner = |b: &u8| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-';
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(inner)
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+}
+
+/// `name` of a node request.
+pub fn node_name(value: &str) -> Result<(), Error> {
+    if is_node_name(value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            field: "name",
+            why: "must be a node name: 1-63 letters, digits, '.' or '-' (`daas node list` shows them)"
+                .into(),
+        })
+    }
+}
+
 pub fn template(value: &str) -> Result<(), Error> {
     let ok = !value.is_empty()
         && value.len() <= 64

@@ -228,6 +228,7 @@ impl Pools {
             let new = NewSession {
                 template: pool.template.clone(),
                 pool: Some(pool.name.clone()),
+                placing: self.inner.pipeline.placing(),
                 ..NewSession::default()
             };
             let limits = SessionLimits {
@@ -240,9 +241,9 @@ impl Pools {
                     tracing::info!(pool = %pool.name, session = %record.id, vm = %record.vm_name, "building a warm desktop");
                     self.inner.pipeline.start(record, PasswordHash::none());
                 }
-                Err(StoreError::LimitReached(hit)) => {
+                Err(err @ (StoreError::LimitReached(_) | StoreError::NoRoom(_))) => {
                     if lock(&self.inner.full).insert(pool.name.clone()) {
-                        let why = StoreError::LimitReached(hit).to_string();
+                        let why = err.to_string();
                         tracing::warn!(pool = %pool.name, %why, "a warm pool cannot grow");
                     }
                     break;

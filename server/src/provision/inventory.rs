@@ -15,7 +15,7 @@ use crate::{
     config,
     domain::{
         contract::VM_NAME_PREFIX,
-        placement::{Capacity, NodeState},
+        placement::{Capacity, ListedNode, NodeState},
         validate,
     },
     provision::tool::{self, Invocation, SessionLog, ToolError},
@@ -34,15 +34,6 @@ pub enum InventoryError {
     BadNode { line: String, reason: String },
 }
 
-/// A node of the cluster, as `inventory nodes` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedNode {
-    pub node: String,
-    pub state: NodeState,
-    pub capacity: Capacity,
-    pub templates: Vec<String>,
-}
-
 /// One line of `inventory nodes`, before it is checked.
 #[derive(Deserialize)]
 struct NodeLine {
@@ -58,6 +49,7 @@ struct NodeLine {
     configured_cores: u32,
     #[serde(default)]
     templates: Vec<String>,
+    vms: Vec<String>,
 }
 
 /// A VM the module says it made.
@@ -190,7 +182,7 @@ pub fn parse_nodes(stdout: &[u8]) -> Result<Vec<ListedNode>, InventoryError> {
             reason,
         };
         let raw: NodeLine = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-        if !is_node_name(&raw.node) {
+        if !validate::is_node_name(&raw.node) {
             return Err(bad("`node` must be a Proxmox node name".into()));
         }
         if nodes.iter().any(|n| n.node == raw.node) {
@@ -209,6 +201,9 @@ pub fn parse_nodes(stdout: &[u8]) -> Result<Vec<ListedNode>, InventoryError> {
         for template in &raw.templates {
             validate::template(template).map_err(|e| bad(e.to_string()))?;
         }
+        if let Some(vm) = raw.vms.iter().find(|vm| !is_vm_name(vm)) {
+            return Err(bad(format!("{vm:?} in `vms` is not a VM name")));
+        }
         nodes.push(ListedNode {
             node: raw.node,
             state,
@@ -220,20 +215,19 @@ pub fn parse_nodes(stdout: &[u8]) -> Result<Vec<ListedNode>, InventoryError> {
                 configured_cores: raw.configured_cores,
             },
             templates: raw.templates,
+            vms: raw.vms,
         });
     }
     Ok(nodes)
 }
 
-/// A Proxmox node name: letters, digits, '.' and '-', at most 63.
-fn is_node_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    let inner = |b: &u8| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-';
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes.iter().all(inner)
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+/// A VM's name as `vms` may hold it: 1-63 of letters, digits, '.', '-'
+/// and '_' (a VM of ours, or another one with our prefix).
+fn is_vm_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 /// Parses `inventory list` output (one JSON object per line) for the
@@ -272,14 +266,15 @@ mod tests {
 
     #[test]
     fn nodes_are_parsed_and_checked() {
-        let out = br#"{"node":"pve1","state":"online","cpus":16,"memory_mb":131072,"used_memory_mb":4096,"configured_memory_mb":8192,"configured_cores":4,"templates":["debian-12"]}
+        let out = br#"{"node":"pve1","state":"online","cpus":16,"memory_mb":131072,"used_memory_mb":4096,"configured_memory_mb":8192,"configured_cores":4,"templates":["debian-12"],"vms":["desktop-aaa111"]}
 
-{"node":"pve2.lab","state":"maintenance","cpus":8,"memory_mb":65536,"extra":"ignored"}
+{"node":"pve2.lab","state":"maintenance","cpus":8,"memory_mb":65536,"vms":[],"extra":"ignored"}
 "#;
         let nodes = parse_nodes(out).unwrap();
         assert_eq!(nodes.len(), 2);
         assert_eq!(nodes[0].state, NodeState::Online);
         assert_eq!(nodes[0].templates, ["debian-12"]);
+        assert_eq!(nodes[0].vms, ["desktop-aaa111"]);
         assert_eq!(
             (
                 nodes[1].node.as_str(),
@@ -290,24 +285,32 @@ mod tests {
         );
         for (line, why) in [
             (
-                r#"{"node":"-x","state":"online","cpus":1,"memory_mb":1}"#,
+                r#"{"node":"-x","state":"online","cpus":1,"memory_mb":1,"vms":[]}"#,
                 "node name",
             ),
             (
-                r#"{"node":"a b","state":"online","cpus":1,"memory_mb":1}"#,
+                r#"{"node":"a b","state":"online","cpus":1,"memory_mb":1,"vms":[]}"#,
                 "node name",
             ),
             (
-                r#"{"node":"p","state":"gone","cpus":1,"memory_mb":1}"#,
+                r#"{"node":"p","state":"gone","cpus":1,"memory_mb":1,"vms":[]}"#,
                 "online, offline or maintenance",
             ),
             (
-                r#"{"node":"p","state":"online","cpus":-1,"memory_mb":1}"#,
+                r#"{"node":"p","state":"online","cpus":-1,"memory_mb":1,"vms":[]}"#,
                 "invalid value",
             ),
             (
-                r#"{"node":"p","state":"online","cpus":1,"memory_mb":1,"templates":["{{ x }}"]}"#,
+                r#"{"node":"p","state":"online","cpus":1,"memory_mb":1,"templates":["{{ x }}"],"vms":[]}"#,
                 "template",
+            ),
+            (
+                r#"{"node":"p","state":"online","cpus":1,"memory_mb":1,"vms":["a b"]}"#,
+                "not a VM name",
+            ),
+            (
+                r#"{"node":"p","state":"online","cpus":1,"memory_mb":1}"#,
+                "missing field `vms`",
             ),
             ("not json", "expected"),
         ] {
@@ -317,7 +320,8 @@ mod tests {
                 "{line}: {err}"
             );
         }
-        let twice = "{\"node\":\"p\",\"state\":\"online\",\"cpus\":1,\"memory_mb\":1}\n".repeat(2);
+        let twice = "{\"node\":\"p\",\"state\":\"online\",\"cpus\":1,\"memory_mb\":1,\"vms\":[]}\n"
+            .repeat(2);
         let err = parse_nodes(twice.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("listed twice"), "{err}");
         assert!(parse_nodes(b"").unwrap().is_empty());

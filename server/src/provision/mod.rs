@@ -12,6 +12,7 @@ pub mod boot;
 pub mod identity;
 pub mod inventory;
 pub mod locks;
+pub mod nodes;
 mod permits;
 pub mod sshkey;
 mod stages;
@@ -63,6 +64,8 @@ enum StageError {
     AgentCredential(#[from] crate::pki::PkiError),
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    #[error("cancelled while waiting for a clone turn")]
+    Cancelled,
 }
 
 impl StageError {
@@ -73,6 +76,7 @@ impl StageError {
                 | StageError::Ansible(AnsibleError::Tool(ToolError::Cancelled { .. }))
                 | StageError::Boot(BootError::Tool(ToolError::Cancelled { .. }))
                 | StageError::Boot(BootError::Cancelled)
+                | StageError::Cancelled
         )
     }
 }
@@ -102,6 +106,9 @@ struct Inner {
     locks: SessionLocks,
     /// One `terraform init` at a time fills the plugin cache.
     init_lock: tokio::sync::Mutex<()>,
+    /// Whether the server places VMs on nodes: the module's `inventory
+    /// nodes` answered (see [`nodes`]).
+    places: std::sync::atomic::AtomicBool,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -130,10 +137,25 @@ impl Pipeline {
                 running: Mutex::new(HashMap::new()),
                 locks: SessionLocks::default(),
                 init_lock: tokio::sync::Mutex::new(()),
+                places: std::sync::atomic::AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
         }
+    }
+
+    /// How a new desktop is placed: on a node the store picks, when the
+    /// module reports its nodes; None: the module places VMs itself.
+    pub fn placing(&self) -> Option<crate::store::nodes::Placing> {
+        let config = &self.inner.config;
+        self.inner
+            .places
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| crate::store::nodes::Placing {
+                policy: config.placement.policy,
+                memory_mb: u64::from(config.vm.memory_mb),
+                cores: config.vm.cores,
+            })
     }
 
     /// Fires when the server stops.

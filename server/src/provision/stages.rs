@@ -20,8 +20,11 @@ use super::{
 use crate::{
     config::pools::PerUserPlaybook,
     domain::password::PasswordHash,
-    store::{SessionRecord, VmOutputs},
+    store::{SessionRecord, VmOutputs, nodes::CloneTurn},
 };
+
+/// How often a create waiting for a clone turn asks again.
+const CLONE_TURN_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What makes a desktop one user's.
 pub(super) struct PerUser<'a> {
@@ -194,11 +197,17 @@ impl Pipeline {
                 _ => record.username.clone(),
             },
             deployment_id: self.inner.deployment.clone(),
+            target_node: record.node.clone().unwrap_or_default(),
+            vm_id: config.placement.vm_id(record.slot),
         };
         let tf_dir = terraform::dir_of(&self.session_dir(&record.id));
         let terraform = self.terraform();
         terraform.init(&tf_dir, &vars, log, cancel).await?;
+        self.clone_turn(record, log, cancel).await?;
         let applied = terraform.apply(&tf_dir, log, cancel).await;
+        if let Err(err) = self.inner.store.end_clone(&record.id).await {
+            tracing::warn!(session = %record.id, error = %err, "could not record the end of a clone");
+        }
         // Whatever the apply made, any server can now destroy.
         self.keep_terraform(&record.id, &tf_dir).await;
         let mut outputs = applied?;
@@ -208,6 +217,37 @@ impl Pipeline {
             .set_outputs(&record.id, outputs.vm.clone())
             .await?;
         Ok(outputs)
+    }
+
+    /// Waits until fewer than `[placement] max_clones_per_node` clones run
+    /// on the VM's node (parallel linked clones from one storage time out
+    /// on its lock), saying so once in the session's events.
+    async fn clone_turn(
+        &self,
+        record: &SessionRecord,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), StageError> {
+        let max = self.inner.config.placement.policy.max_clones_per_node;
+        let mut told = false;
+        loop {
+            match self.inner.store.begin_clone(&record.id, max).await? {
+                CloneTurn::Go => return Ok(()),
+                CloneTurn::Wait { node_clones } if !told => {
+                    told = true;
+                    let node = record.node.as_deref().unwrap_or_default();
+                    let line = format!(
+                        "waiting for a clone turn on {node}: {node_clones} clones under way there, at most {max} at once"
+                    );
+                    log.line(Tool::Terraform, OutputStream::Stdout, &line).await;
+                }
+                CloneTurn::Wait { .. } => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(CLONE_TURN_POLL) => {}
+                _ = cancel.cancelled() => return Err(StageError::Cancelled),
+            }
+        }
     }
 
     /// BOOTING: SSH answers and cloud-init is done, unless the module

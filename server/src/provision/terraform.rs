@@ -44,6 +44,11 @@ pub struct ContractVars {
     /// The store's deployment id: the module records it with the VM, and
     /// `inventory list` reports it (`terraform/CONTRACT.md`).
     pub deployment_id: String,
+    /// The node the store placed the VM on; "" when the module reports no
+    /// nodes (it places the VM itself).
+    pub target_node: String,
+    /// `[placement] vm_id_base + slot`: no two live VMs share it.
+    pub vm_id: u64,
 }
 
 /// How the server learns the VM is up, as the module declares it.
@@ -243,6 +248,8 @@ pub fn variables_json(vars: &ContractVars, extra: &BTreeMap<String, Value>) -> V
         "session_id": vars.session_id,
         "username": vars.username,
         "deployment_id": vars.deployment_id,
+        "target_node": vars.target_node,
+        "vm_id": vars.vm_id,
     });
     if let Value::Object(contract) = contract {
         map.extend(contract);
@@ -414,14 +421,19 @@ mod tests {
             session_id: "id".into(),
             username: "alice".into(),
             deployment_id: "0123456789ab".into(),
+            target_node: "pve2".into(),
+            vm_id: 10_003,
         };
         let extra = BTreeMap::from([
             ("target_node".to_string(), Value::from("pve1")),
             ("slot".to_string(), Value::from(99)),
+            ("storage".to_string(), Value::from("local-lvm")),
         ]);
         let json: Value = serde_json::from_slice(&variables_json(&vars, &extra)).unwrap();
         assert_eq!(json["slot"], 3);
-        assert_eq!(json["target_node"], "pve1");
+        assert_eq!(json["target_node"], "pve2");
+        assert_eq!(json["vm_id"], 10_003);
+        assert_eq!(json["storage"], "local-lvm");
         for name in CONTRACT_VARIABLES {
             assert!(json.get(name).is_some(), "{name} missing");
         }

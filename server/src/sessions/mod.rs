@@ -7,6 +7,7 @@
 
 pub mod follow;
 pub mod limits;
+mod nodes;
 mod paging;
 
 use std::sync::Arc;
@@ -436,6 +437,7 @@ impl Sessions {
             // Kept while the create waits, for a server with a free permit
             // to take it (`SessionStore::take_queued`).
             password: password_hash.clone(),
+            placing: self.pipeline.placing(),
         };
         // A warm desktop if a pool of the template has one ready, else one
         // built from nothing.

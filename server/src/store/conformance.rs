@@ -8,6 +8,8 @@ use daas_api::v1::{
     OutputLine, OutputStream, SessionEvent, SessionState, Tool, session_event::Kind,
 };
 
+mod nodes;
+
 use crate::domain::time::now_ms;
 use crate::store::{
     AgentReport, LimitHit, NewSession, PageCursor, SessionLimits, SessionRecord, Store, StoreError,
@@ -91,6 +93,7 @@ fn new_session(user: &str) -> NewSession {
         request_key: None,
         pool: None,
         password: Default::default(),
+        placing: None,
     }
 }
 
@@ -997,6 +1000,21 @@ macro_rules! conformance {
         #[tokio::test]
         async fn list_filters_by_user_and_state() {
             super::list_filters_by_user_and_state(&$db).await
+        }
+
+        #[tokio::test]
+        async fn nodes_are_recorded_drained_and_counted() {
+            super::nodes::nodes_are_recorded_drained_and_counted(&$db).await
+        }
+
+        #[test]
+        fn the_last_room_of_a_node_is_taken_once() {
+            super::nodes::the_last_room_of_a_node_is_taken_once(&$db)
+        }
+
+        #[tokio::test]
+        async fn clone_turns_are_counted_per_node() {
+            super::nodes::clone_turns_are_counted_per_node(&$db).await
         }
     };
 }

@@ -14,6 +14,7 @@ pub mod create_rate;
 mod event_rows;
 pub mod events;
 pub mod lease;
+pub mod nodes;
 pub mod outbox;
 pub mod pass;
 mod postgres;
@@ -87,6 +88,10 @@ pub enum StoreError {
     /// here is the session it made.
     #[error("this request already made session {}", .0.id)]
     SameRequest(Box<SessionRecord>),
+    /// Not a failure of the store: no node of the cluster can take the
+    /// desktop (each node with its reason).
+    #[error("{0}")]
+    NoRoom(crate::domain::placement::NoRoom),
 }
 
 /// How a request sees the store's failures: a limit is RESOURCE_EXHAUSTED,
@@ -95,7 +100,7 @@ impl From<StoreError> for crate::domain::error::Error {
     fn from(err: StoreError) -> Self {
         use crate::domain::error::Error;
         match err {
-            StoreError::LimitReached(_) => Error::ResourceExhausted {
+            StoreError::LimitReached(_) | StoreError::NoRoom(_) => Error::ResourceExhausted {
                 message: err.to_string(),
                 retry_after: None,
             },
@@ -195,6 +200,9 @@ pub struct SessionRecord {
     pub pool: Option<String>,
     /// When a create claimed it from its pool; None while it waits there.
     pub claimed_ms: Option<i64>,
+    /// The node the store placed its VM on; None when the module reports
+    /// no nodes.
+    pub node: Option<String>,
 }
 
 impl SessionRecord {
@@ -266,6 +274,9 @@ pub struct NewSession {
     /// QUEUED (whichever server takes the create needs it), forgotten at
     /// its first move.
     pub password: crate::domain::password::PasswordHash,
+    /// Place the desktop on a node in the create's transaction; None: the
+    /// module reports no nodes (it places VMs itself).
+    pub placing: Option<nodes::Placing>,
 }
 
 /// What the service, the pipeline and the reaper need of a store. Every
@@ -477,6 +488,32 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Frees the session's slot once its VM is known to be gone.
     async fn release_slot(&self, id: &str) -> Result<(), StoreError>;
 
+    /// Records what `inventory nodes` reported: each listed node as it
+    /// is now (its drained flag kept); a node no longer listed stays,
+    /// offline and marked absent. None: the module reports no nodes, so
+    /// the store forgets them all.
+    async fn record_nodes(
+        &self,
+        listed: Option<Vec<crate::domain::placement::ListedNode>>,
+    ) -> Result<(), StoreError>;
+
+    /// The nodes as last recorded, with the desktops, pool desktops and
+    /// clones the store places on each, by name.
+    async fn nodes(&self) -> Result<Vec<nodes::NodeRecord>, StoreError>;
+
+    /// Drains node `name` (no new desktops) or resumes it; false when the
+    /// store knows no such node.
+    async fn set_drained(&self, name: &str, drained: bool) -> Result<bool, StoreError>;
+
+    /// Whether session `id` may start its clone now: fewer than `max`
+    /// clones run on its node (one transaction, so no two take the last
+    /// turn); if so, its clone counts from now until [`Self::end_clone`]
+    /// or its next state change.
+    async fn begin_clone(&self, id: &str, max: u32) -> Result<nodes::CloneTurn, StoreError>;
+
+    /// Session `id`'s clone is over.
+    async fn end_clone(&self, id: &str) -> Result<(), StoreError>;
+
     /// One session, if it exists.
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
 
@@ -639,6 +676,7 @@ impl SessionRecord {
             }),
             activity: None,
             pool: self.pool.clone().unwrap_or_default(),
+            node: self.node.clone().unwrap_or_default(),
         }
     }
 }

@@ -38,9 +38,12 @@ CONTRACT_VARIABLES = [
     "session_id",
     "username",
     "deployment_id",
+    "target_node",
+    "vm_id",
 ]
-# Contract variables with a default (an older server does not give them).
-OPTIONAL = {"deployment_id": '""'}
+# Contract variables with a default: a session an older server made is
+# destroyed with its kept variables file, which lacks them.
+OPTIONAL = {"deployment_id": '""', "target_node": '""', "vm_id": 0}
 CONTRACT_OUTPUTS = ["vm_name", "vm_id", "ssh_host", "ssh_port", "rdp_host", "rdp_port"]
 
 
@@ -133,12 +136,19 @@ def test_linked_clone_of_the_template(vm):
     assert expr(vm["name"]) == "var.vm_name"
 
 
-def test_vmid_is_derived_from_slot_and_base(module, vm):
+def test_vmid_is_the_servers_else_derived_from_slot_and_base(module, vm):
     assert expr(vm["vmid"]) == "local.vmid"
     locals_ = {}
     for block in module.get("locals", []):
         locals_.update(block)
-    assert re.fullmatch(r"var\.vmid_base \+ var\.slot", expr(locals_["vmid"])), locals_["vmid"]
+    # The server's vm_id; vmid_base + slot only for an older server's session.
+    assert re.fullmatch(
+        r"var\.vm_id > 0 \? var\.vm_id : var\.vmid_base \+ var\.slot", expr(locals_["vmid"])
+    ), locals_["vmid"]
+
+
+def test_the_clone_goes_to_the_node_the_server_placed_it_on(vm):
+    assert expr(vm["target_node"]) == "var.target_node"
 
 
 def test_agent_state_and_force_create(vm):
@@ -343,11 +353,19 @@ def plan(stub, **overrides):
 def test_good_values_pass_and_locals_compute(stub):
     result = plan(stub)
     assert result.returncode == 0, result.stderr
-    # The plan lists the outputs it would set.
+    # The plan lists the outputs it would set: no vm_id (an older server's
+    # session), so vmid_base + slot.
     assert re.search(r"vmid\s+= 10003", result.stdout), result.stdout
     # Lower-cased, and what Proxmox refuses in a tag ('É') becomes '_'.
     tags = '"daas;session-0b6c2f7e-9d6a-4f7e-8a51-3c2d1e0f9a8b;user-_lodie.martin"'
     assert re.search(r"tags\s+= " + re.escape(tags), result.stdout), result.stdout
+
+
+@pytest.mark.parametrize("vm_id, vmid", [(0, 10003), (10042, 10042), (20003, 20003)])
+def test_the_servers_vm_id_is_the_vmid(stub, vm_id, vmid):
+    result = plan(stub, vm_id=vm_id, vmid_base=10000)
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"vmid\s+= {vmid}\n", result.stdout), result.stdout
 
 
 def test_the_deployment_id_is_a_tag_when_given(stub):
@@ -378,6 +396,13 @@ def test_the_deployment_id_is_a_tag_when_given(stub):
         ("username", "...", "username must not"),
         ("proxmox_api_url", "http://pve1:8006/api2/json", "proxmox_api_url must"),
         ("vmid_base", 50, "vmid_base must be"),
+        ("target_node", "", "target_node is empty"),
+        ("target_node", "-pve1", "target_node must be"),
+        ("target_node", "pve 1", "target_node must be"),
+        ("vm_id", 99, "vm_id must be"),
+        ("vm_id", 10001.5, "vm_id must be"),
+        ("vm_id", 1000000000, "vm_id must be"),
+        ("vm_id", -1, "vm_id must be"),
         ("disk_format", "vdi", "disk_format must be"),
         ("scsihw", "virtio", "scsihw must be"),
         ("bios", "uefi", "bios must be"),

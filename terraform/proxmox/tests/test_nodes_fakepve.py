@@ -63,7 +63,7 @@ def run(cluster, fakepve_cafile, tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
 
-    def run(*args):
+    def run(*args, **overrides):
         env = {
             "PATH": os.environ["PATH"],
             "HOME": str(tmp_path),
@@ -77,6 +77,7 @@ def run(cluster, fakepve_cafile, tmp_path):
             # curl checks the fake's certificate against its own CA.
             "CURL_CA_BUNDLE": str(fakepve_cafile),
         }
+        env.update(overrides)
         done = subprocess.run([str(INVENTORY), *args], env=env, cwd=scratch,
                               capture_output=True, text=True, timeout=120)
         assert secret not in done.stdout + done.stderr
@@ -105,6 +106,34 @@ def test_nodes_report_state_capacity_guests_and_templates(run):
     assert pve1["templates"] == ["debian-12", "ubuntu-24"]
     assert pve2["templates"] == ["debian-12", "ubuntu-24"]
     assert pve3["templates"] == ["ubuntu-24"]
+    # The guests of ours on each (the prefix's; not "mail").
+    assert (pve1["vms"], pve2["vms"], pve3["vms"]) == (["desktop-aaa111", "desktop-bbb222"], ["desktop-ccc333"], [])
+
+
+def test_nodes_name_every_vm_with_the_prefix_on_each(run, cluster):
+    """`vms`: what configured_memory_mb counts of ours, so any QEMU guest
+    with the prefix (tagged daas or not, any deployment), running or not;
+    neither templates nor containers, which it does not count either."""
+    pve, _ = cluster
+    pve.add_vm(10004, "desktop-ddd444", node="pve2", config={"memory": "1024", "tags": "user-x"})
+    pve.add_vm(10005, "desktop-eee555", node="pve3", status="running",
+               config={"memory": "2048", "tags": "daas;deployment-ba9876543210;session-s-5"})
+    pve.add_vm(9003, "desktop-tmpl01", node="pve3", template=True,
+               config={"scsi0": "local-lvm:base-9003-disk-0,size=8G", "memory": "2048"})
+    pve.add_ct(101, "desktop-lxc001", node="pve1", status="running", config={"memory": "512"})
+    nodes = nodes_of(run("nodes"))
+    assert nodes["pve1"]["vms"] == ["desktop-aaa111", "desktop-bbb222"]
+    assert nodes["pve2"]["vms"] == ["desktop-ccc333", "desktop-ddd444"]
+    assert nodes["pve3"]["vms"] == ["desktop-eee555"]
+    assert nodes["pve3"]["configured_memory_mb"] == 2048
+    # An offline node's guests are still listed (as unknown), and counted.
+    pve.set_node_offline("pve3")
+    nodes = nodes_of(run("nodes"))
+    assert nodes["pve3"]["state"] == "offline"
+    assert nodes["pve3"]["vms"] == ["desktop-eee555"]
+    # The prefix decides.
+    nodes = nodes_of(run("nodes", DAAS_VM_NAME_PREFIX="mail"))
+    assert (nodes["pve1"]["vms"], nodes["pve2"]["vms"]) == ([], ["mail"])
 
 
 def test_an_offline_node_is_reported_offline(run, cluster):

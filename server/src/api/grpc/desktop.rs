@@ -6,9 +6,10 @@
 use std::{pin::Pin, sync::Arc};
 
 use daas_api::v1::{
-    CreateSessionRequest, DestroySessionRequest, GetPoolRequest, GetSessionRequest,
-    ListAuditRequest, ListAuditResponse, ListPoolsRequest, ListPoolsResponse, ListSessionsRequest,
-    ListSessionsResponse, Pool, Session, SessionEvent, WatchSessionRequest,
+    CreateSessionRequest, DestroySessionRequest, DrainNodeRequest, GetPoolRequest,
+    GetSessionRequest, ListAuditRequest, ListAuditResponse, ListNodesRequest, ListNodesResponse,
+    ListPoolsRequest, ListPoolsResponse, ListSessionsRequest, ListSessionsResponse, Node, Pool,
+    ResumeNodeRequest, Session, SessionEvent, WatchSessionRequest,
     desktop_service_server::DesktopService,
 };
 use tokio_stream::{Stream, StreamExt};
@@ -126,5 +127,42 @@ impl DesktopService for DesktopApi {
             .audit_page(&caller, request.into_inner())
             .await?;
         Ok(Response::new(page))
+    }
+
+    async fn list_nodes(
+        &self,
+        request: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let nodes = self.sessions.nodes(&caller).await?;
+        Ok(Response::new(ListNodesResponse { nodes }))
+    }
+
+    async fn drain_node(
+        &self,
+        request: Request<DrainNodeRequest>,
+    ) -> Result<Response<Node>, Status> {
+        let caller = auth::caller(&request)?;
+        let actor = Actor::caller(Some(&caller), &auth::origin(&request));
+        let name = request.into_inner().name;
+        let node = self
+            .sessions
+            .set_drained(&caller, &actor, &name, true)
+            .await?;
+        Ok(Response::new(node))
+    }
+
+    async fn resume_node(
+        &self,
+        request: Request<ResumeNodeRequest>,
+    ) -> Result<Response<Node>, Status> {
+        let caller = auth::caller(&request)?;
+        let actor = Actor::caller(Some(&caller), &auth::origin(&request));
+        let name = request.into_inner().name;
+        let node = self
+            .sessions
+            .set_drained(&caller, &actor, &name, false)
+            .await?;
+        Ok(Response::new(node))
     }
 }

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (7, include_str!("migrations/0007_create_rates.sql")),
     (8, include_str!("migrations/0008_queued_password.sql")),
     (9, include_str!("migrations/0009_deployment_secrets.sql")),
+    (10, include_str!("migrations/0010_nodes.sql")),
 ];
 
 /// Applies the migrations the database does not have yet.

@@ -25,6 +25,7 @@ mod create_rate;
 mod event_log;
 mod leases;
 mod migrate;
+mod nodes;
 mod notify;
 mod outbox;
 mod passes;
@@ -55,6 +56,8 @@ mod locks {
     pub const SIGNIN: i64 = 0x6461_6173_0000_0003;
     /// Issuing a gateway ticket (its limits).
     pub const TICKETS: i64 = 0x6461_6173_0000_0004;
+    /// Starting a clone on a node (`max_clones_per_node`).
+    pub const CLONES: i64 = 0x6461_6173_0000_0005;
 }
 
 /// The message of a PostgreSQL error: the server's own words when it said

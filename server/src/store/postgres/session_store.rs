@@ -9,15 +9,17 @@ use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 use tokio_postgres::Transaction;
 
 use super::{
-    Context, PostgresStore, activity, create_rate, event_log, leases, notify, outbox, reads,
+    Context, PostgresStore, activity, create_rate, event_log, leases, nodes, notify, outbox, reads,
     records, sessions, tickets,
 };
 use crate::domain::password::PasswordHash;
+use crate::domain::placement::ListedNode;
 use crate::store::{
     ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
     TerraformFiles, VmOutputs,
     audit_records::{AuditFilter, AuditRecord},
     events::{Subscription, Tap},
+    nodes::{CloneTurn, NodeRecord},
     queue,
     reports::Report,
     signins::{SignInLimits, SignInOpened, SignInRecord},
@@ -399,6 +401,37 @@ impl SessionStore for PostgresStore {
             sessions::release_slot(&**self.client().await?, &self.holder(), id).await
         })
         .await
+    }
+
+    async fn record_nodes(&self, listed: Option<Vec<ListedNode>>) -> Result<(), StoreError> {
+        self.write("committing the nodes", none, move |tx| {
+            let listed = listed.clone();
+            Box::pin(async move { nodes::record(tx, &listed).await })
+        })
+        .await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.retrying(|| async { nodes::list(&**self.client().await?).await })
+            .await
+    }
+
+    async fn set_drained(&self, name: &str, drained: bool) -> Result<bool, StoreError> {
+        self.retrying(|| async { nodes::set_drained(&**self.client().await?, name, drained).await })
+            .await
+    }
+
+    async fn begin_clone(&self, id: &str, max: u32) -> Result<CloneTurn, StoreError> {
+        self.write("committing a clone's start", none, move |tx| {
+            let id = id.to_string();
+            Box::pin(async move { nodes::begin_clone(tx, &id, max).await })
+        })
+        .await
+    }
+
+    async fn end_clone(&self, id: &str) -> Result<(), StoreError> {
+        self.retrying(|| async { nodes::end_clone(&**self.client().await?, id).await })
+            .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {

@@ -67,6 +67,16 @@ pub(super) async fn create(
     limits: SessionLimits,
 ) -> Result<(SessionRecord, SessionEvent), StoreError> {
     admit(tx, &new, limits, Admission::NewDesktop).await?;
+    let node = super::nodes::place(tx, &new).await?;
+    let (memory_mb, cores) = new
+        .placing
+        .map(|p| {
+            (
+                i64::try_from(p.memory_mb).unwrap_or(i64::MAX),
+                i64::from(p.cores),
+            )
+        })
+        .unwrap_or((0, 0));
     let mut vm_name = random_vm_name();
     for _ in 0..16 {
         let taken: bool = tx
@@ -88,8 +98,9 @@ pub(super) async fn create(
     tx.execute(
         "INSERT INTO sessions (id, username, login_user, template, state, slot, \
          vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool, owner, \
-         lease_until_ms, epoch, password_hash) \
-         SELECT $1, $2, $3, $4, $5, MIN(candidate), $6, $7, $7, $7, $8, $9, $10, $11, 1, $12 FROM ( \
+         lease_until_ms, epoch, password_hash, node, memory_mb, cores) \
+         SELECT $1, $2, $3, $4, $5, MIN(candidate), $6, $7, $7, $7, $8, $9, $10, $11, 1, $12, \
+           $13, $14, $15 FROM ( \
            SELECT 1 AS candidate \
            UNION ALL SELECT slot + 1 FROM sessions WHERE NOT slot_released \
          ) AS candidates \
@@ -107,6 +118,9 @@ pub(super) async fn create(
             &&*holder.me,
             &(now + holder.lease_ms),
             &crate::store::queue::kept_password(&new),
+            &node,
+            &memory_mb,
+            &cores,
         ],
     )
     .await
@@ -225,8 +239,8 @@ pub(super) async fn transition(
          ready_ms = CASE WHEN $2::INTEGER = $4::INTEGER THEN $3 ELSE ready_ms END, \
          failure_stage = $5, failure_reason = $6, \
          slot_released = slot_released OR $2::INTEGER = $7::INTEGER, \
-         owner = $8, lease_until_ms = $9, epoch = $10, password_hash = NULL \
-         WHERE id = $1",
+         owner = $8, lease_until_ms = $9, epoch = $10, password_hash = NULL, \
+         clone_started_ms = NULL WHERE id = $1",
         &[
             &id,
             &(to as i32),
@@ -308,7 +322,7 @@ pub(super) async fn release_slot(
 ) -> Result<(), StoreError> {
     leases::check_row(db, holder, id).await?;
     db.execute(
-        "UPDATE sessions SET slot_released = TRUE WHERE id = $1",
+        "UPDATE sessions SET slot_released = TRUE, clone_started_ms = NULL WHERE id = $1",
         &[&id],
     )
     .await

@@ -39,6 +39,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (14, include_str!("migrations/0014_create_rates.sql")),
     (15, include_str!("migrations/0015_queued_password.sql")),
     (16, include_str!("migrations/0016_deployment_secrets.sql")),
+    (17, include_str!("migrations/0017_nodes.sql")),
 ];
 
 /// A migration step written in Rust.

@@ -26,6 +26,7 @@ mod create_rate;
 mod event_log;
 mod leases;
 mod migrate;
+mod nodes;
 mod outbox;
 mod reads;
 mod rows;

@@ -5,15 +5,17 @@
 use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 
 use super::{
-    SqliteStore, activity, audit, check_writable, create_rate, event_log, leases, outbox, reads,
-    sessions, signins, tickets,
+    SqliteStore, activity, audit, check_writable, create_rate, event_log, leases, nodes, outbox,
+    reads, sessions, signins, tickets,
 };
 use crate::domain::password::PasswordHash;
+use crate::domain::placement::ListedNode;
 use crate::store::{
     ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
     TerraformFiles, VmOutputs,
     audit_records::{AuditFilter, AuditRecord},
     events::{Subscription, Tap},
+    nodes::{CloneTurn, NodeRecord},
     queue,
     signins::{SignInLimits, SignInOpened, SignInRecord},
 };
@@ -288,6 +290,31 @@ impl SessionStore for SqliteStore {
         let id = id.to_string();
         self.with_holder(move |conn, _, holder| sessions::release_slot(conn, holder, id))
             .await
+    }
+
+    async fn record_nodes(&self, listed: Option<Vec<ListedNode>>) -> Result<(), StoreError> {
+        self.with(move |conn, _| nodes::record(conn, listed)).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.with(|conn, _| nodes::list(conn)).await
+    }
+
+    async fn set_drained(&self, name: &str, drained: bool) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.with(move |conn, _| nodes::set_drained(conn, name, drained))
+            .await
+    }
+
+    async fn begin_clone(&self, id: &str, max: u32) -> Result<CloneTurn, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| nodes::begin_clone(conn, id, max))
+            .await
+    }
+
+    async fn end_clone(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| nodes::end_clone(conn, id)).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {

@@ -62,6 +62,11 @@ pub(super) fn create(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .context("starting a transaction")?;
     admit(&tx, &new, limits, Admission::NewDesktop)?;
+    let node = super::nodes::place(&tx, &new)?;
+    let (memory_mb, cores) = new
+        .placing
+        .map(|p| (i64::try_from(p.memory_mb).unwrap_or(i64::MAX), p.cores))
+        .unwrap_or((0, 0));
     let mut vm_name = random_vm_name();
     for _ in 0..16 {
         let taken: bool = tx
@@ -82,8 +87,9 @@ pub(super) fn create(
     tx.execute(
         "INSERT INTO sessions (id, username, session_user, template, state, slot, \
          vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool, owner, \
-         lease_until_ms, epoch, password_hash) \
-         SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8, ?9, ?10, ?11, 1, ?12 FROM ( \
+         lease_until_ms, epoch, password_hash, node, memory_mb, cores) \
+         SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8, ?9, ?10, ?11, 1, ?12, \
+           ?13, ?14, ?15 FROM ( \
            SELECT 1 AS candidate \
            UNION ALL SELECT slot + 1 FROM sessions WHERE slot_released = 0 \
          ) WHERE candidate NOT IN (SELECT slot FROM sessions WHERE slot_released = 0)",
@@ -99,7 +105,10 @@ pub(super) fn create(
             new.pool,
             &*holder.me,
             now + holder.lease_ms(),
-            crate::store::queue::kept_password(&new)
+            crate::store::queue::kept_password(&new),
+            node,
+            memory_mb,
+            cores
         ],
     )
     .context("inserting a session")?;
@@ -220,8 +229,8 @@ pub(super) fn transition(
          ready_ms = CASE WHEN ?2 = ?4 THEN ?3 ELSE ready_ms END, \
          failure_stage = ?5, failure_reason = ?6, \
          slot_released = CASE WHEN ?2 = ?7 THEN 1 ELSE slot_released END, \
-         owner = ?9, lease_until_ms = ?10, epoch = ?11, password_hash = NULL \
-         WHERE id = ?1 AND state = ?8",
+         owner = ?9, lease_until_ms = ?10, epoch = ?11, password_hash = NULL, \
+         clone_started_ms = NULL WHERE id = ?1 AND state = ?8",
         params![
             id,
             to as i32,
@@ -300,8 +309,11 @@ pub(super) fn release_slot(
     id: String,
 ) -> Result<(), StoreError> {
     leases::check(conn, holder, &id)?;
-    conn.execute("UPDATE sessions SET slot_released = 1 WHERE id = ?1", [id])
-        .context("releasing a slot")?;
+    conn.execute(
+        "UPDATE sessions SET slot_released = 1, clone_started_ms = NULL WHERE id = ?1",
+        [id],
+    )
+    .context("releasing a slot")?;
     Ok(())
 }
 

@@ -1,0 +1,194 @@
+//! The nodes' part of the suite: reports recorded (drained flags kept, a
+//! node no longer listed kept offline), placement under concurrent writers
+//! (the last room of a node taken once), clone turns per node.
+
+use daas_api::v1::SessionState;
+
+use super::{Backend, UNLIMITED, new_session};
+use crate::domain::placement::{Capacity, ListedNode, NodeState, Policy, Strategy};
+use crate::store::{
+    NewSession, SessionLimits, StoreError,
+    nodes::{CloneTurn, Placing},
+};
+
+/// A node with room for `room` desktops of [`PLACING`]'s size.
+fn node(name: &str, room: u64) -> ListedNode {
+    ListedNode {
+        node: name.into(),
+        state: NodeState::Online,
+        capacity: Capacity {
+            cpus: 16,
+            memory_mb: 512 + room * 2048,
+            ..Capacity::default()
+        },
+        templates: vec!["t".into()],
+        vms: Vec::new(),
+    }
+}
+
+const PLACING: Placing = Placing {
+    policy: Policy {
+        strategy: Strategy::Spread,
+        memory_reserve_mb: 512,
+        max_clones_per_node: 1,
+    },
+    memory_mb: 2048,
+    cores: 2,
+};
+
+fn placed(user: &str) -> NewSession {
+    NewSession {
+        placing: Some(PLACING),
+        ..new_session(user)
+    }
+}
+
+pub(super) async fn nodes_are_recorded_drained_and_counted(db: &impl Backend) {
+    let store = db.open().await;
+    store
+        .record_nodes(Some(vec![node("n1", 4), node("n2", 4)]))
+        .await
+        .unwrap();
+    assert!(store.set_drained("n2", true).await.unwrap());
+    assert!(
+        !store.set_drained("n9", true).await.unwrap(),
+        "no such node"
+    );
+    let (a, _) = store
+        .create_session_unlimited(placed("alice"))
+        .await
+        .unwrap();
+    assert_eq!(a.node.as_deref(), Some("n1"), "n2 is drained");
+    let pool = NewSession {
+        pool: Some("p".into()),
+        username: String::new(),
+        ..placed("")
+    };
+    let (b, _) = store.create_session_unlimited(pool).await.unwrap();
+    assert_eq!(b.node.as_deref(), Some("n1"));
+    // A new report keeps the drain; a node it no longer lists stays,
+    // offline and absent.
+    store.record_nodes(Some(vec![node("n2", 3)])).await.unwrap();
+    let nodes = store.nodes().await.unwrap();
+    let names: Vec<_> = nodes.iter().map(|n| n.listed.node.as_str()).collect();
+    assert_eq!(names, ["n1", "n2"]);
+    let (n1, n2) = (&nodes[0], &nodes[1]);
+    assert_eq!((n1.present, n1.listed.state), (false, NodeState::Offline));
+    assert_eq!((n1.desktops, n1.pool_desktops, n1.clones), (1, 1, 0));
+    assert!(n2.present && n2.drained);
+    assert_eq!(n2.listed.capacity.memory_mb, 512 + 3 * 2048);
+    // Neither takes a desktop now: the error names both.
+    let err = store
+        .create_session_unlimited(placed("carol"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::NoRoom(_)), "{text}");
+    assert!(
+        text.contains("n1 offline") && text.contains("n2 drained"),
+        "{text}"
+    );
+    assert!(store.set_drained("n2", false).await.unwrap());
+    let (c, _) = store
+        .create_session_unlimited(placed("carol"))
+        .await
+        .unwrap();
+    assert_eq!(c.node.as_deref(), Some("n2"));
+    // A create without placement places nothing, whatever the store knows.
+    let (d, _) = store
+        .create_session_unlimited(new_session("dave"))
+        .await
+        .unwrap();
+    assert_eq!(d.node, None);
+    // The module stopped reporting nodes: the store forgets them.
+    store.record_nodes(None).await.unwrap();
+    assert!(store.nodes().await.unwrap().is_empty());
+}
+
+pub(super) fn the_last_room_of_a_node_is_taken_once(db: &impl Backend) {
+    // Two nodes with room for 3 desktops each, 4 writers (as 4 servers)
+    // making 5 creates each at once: 6 get a node, 3 on each, the rest
+    // are refused with the nodes' reasons.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let nodes = runtime.block_on(async {
+        let first = db.open().await;
+        first
+            .record_nodes(Some(vec![node("n1", 3), node("n2", 3)]))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for writer in 0..4 {
+            let store = db.open().await;
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                for i in 0..5 {
+                    let user = format!("user-{writer}-{i}");
+                    match store.create_session(placed(&user), limits()).await {
+                        Ok((record, _)) => got.push(record.node.unwrap()),
+                        Err(StoreError::NoRoom(_)) => {}
+                        Err(err) => panic!("writer {writer}: {err}"),
+                    }
+                }
+                got
+            }));
+        }
+        let mut nodes = Vec::new();
+        for task in tasks {
+            nodes.extend(task.await.unwrap());
+        }
+        nodes
+    });
+    let on = |name: &str| nodes.iter().filter(|n| *n == name).count();
+    assert_eq!((on("n1"), on("n2")), (3, 3), "{nodes:?}");
+}
+
+fn limits() -> SessionLimits {
+    UNLIMITED
+}
+
+pub(super) async fn clone_turns_are_counted_per_node(db: &impl Backend) {
+    use SessionState::*;
+    let store = db.open().await;
+    store.record_nodes(Some(vec![node("n1", 8)])).await.unwrap();
+    let (a, _) = store
+        .create_session_unlimited(placed("alice"))
+        .await
+        .unwrap();
+    let (b, _) = store.create_session_unlimited(placed("bob")).await.unwrap();
+    let (c, _) = store
+        .create_session_unlimited(new_session("carol"))
+        .await
+        .unwrap();
+    for s in [&a, &b, &c] {
+        store.walk(&s.id, &[Provisioning]).await;
+    }
+    assert_eq!(store.begin_clone(&a.id, 1).await.unwrap(), CloneTurn::Go);
+    assert_eq!(
+        store.begin_clone(&a.id, 1).await.unwrap(),
+        CloneTurn::Go,
+        "asking again does not count itself"
+    );
+    assert_eq!(
+        store.begin_clone(&b.id, 1).await.unwrap(),
+        CloneTurn::Wait { node_clones: 1 }
+    );
+    assert_eq!(
+        store.begin_clone(&c.id, 1).await.unwrap(),
+        CloneTurn::Go,
+        "a VM on no node waits for nobody"
+    );
+    assert_eq!(store.nodes().await.unwrap()[0].clones, 1);
+    store.end_clone(&a.id).await.unwrap();
+    assert_eq!(store.begin_clone(&b.id, 1).await.unwrap(), CloneTurn::Go);
+    // A state change ends the clone too (a failed or taken-over create).
+    store.walk(&b.id, &[Failed]).await;
+    assert_eq!(store.begin_clone(&a.id, 1).await.unwrap(), CloneTurn::Go);
+    assert!(matches!(
+        store.begin_clone("no-such-id", 1).await,
+        Err(StoreError::Missing(_))
+    ));
+}

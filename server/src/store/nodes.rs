@@ -1,0 +1,235 @@
+//! The cluster's nodes in the store, whatever the backend: what the
+//! module's `inventory nodes` last reported (refreshed by every server),
+//! which an admin drained, and the placement of a new desktop inside the
+//! create's transaction: the nodes as reported, plus a reservation for
+//! each placed desktop the report does not count yet (its VM is not in
+//! the node's `vms`), so two creates never take a node's last room twice.
+
+use crate::domain::placement::{self, Capacity, ListedNode, Need, Node, NodeState, Policy};
+
+use super::StoreError;
+
+/// A node as the store keeps it, with what the store knows of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub listed: ListedNode,
+    /// Whether the last `inventory nodes` listed it (a node no longer
+    /// listed is kept, offline, so its desktops stay accounted for).
+    pub present: bool,
+    /// Drained by an admin: no new desktops.
+    pub drained: bool,
+    /// The last time a report listed it.
+    pub seen_ms: i64,
+    /// Live user desktops placed on it (claimed pool desktops included).
+    pub desktops: u32,
+    /// Pool desktops on it nobody has claimed yet.
+    pub pool_desktops: u32,
+    /// Clones running there now.
+    pub clones: u32,
+}
+
+impl NodeRecord {
+    /// The node as the API shows it.
+    pub fn to_proto(&self) -> daas_api::v1::Node {
+        use daas_api::v1::NodeState as Wire;
+        let c = &self.listed.capacity;
+        daas_api::v1::Node {
+            name: self.listed.node.clone(),
+            state: match self.listed.state {
+                NodeState::Online => Wire::Online,
+                NodeState::Offline => Wire::Offline,
+                NodeState::Maintenance => Wire::Maintenance,
+            } as i32,
+            drained: self.drained,
+            listed: self.present,
+            seen_at: Some(crate::domain::time::timestamp(self.seen_ms)),
+            cpus: c.cpus,
+            memory_mb: c.memory_mb,
+            used_memory_mb: c.used_memory_mb,
+            configured_memory_mb: c.configured_memory_mb,
+            configured_cores: c.configured_cores,
+            templates: self.listed.templates.clone(),
+            desktops: self.desktops,
+            pool_desktops: self.pool_desktops,
+            clones: self.clones,
+        }
+    }
+}
+
+/// What a create reserves: the desktop's size and the policy to place it
+/// with. None in [`super::NewSession`]: the module places VMs itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placing {
+    pub policy: Policy,
+    pub memory_mb: u64,
+    pub cores: u32,
+}
+
+/// A live session placed on a node, as a create counts it.
+#[derive(Debug, Clone)]
+pub(super) struct Placed {
+    pub node: String,
+    pub vm_name: String,
+    pub memory_mb: u64,
+    pub cores: u32,
+}
+
+/// Whether a create may start its clone now (`SessionStore::begin_clone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloneTurn {
+    /// It may (or its VM has no node to count against).
+    Go,
+    /// This many clones run on its node already.
+    Wait { node_clones: u32 },
+}
+
+/// The state as the store writes it.
+pub(super) fn state_text(state: NodeState) -> &'static str {
+    match state {
+        NodeState::Online => "online",
+        NodeState::Offline => "offline",
+        NodeState::Maintenance => "maintenance",
+    }
+}
+
+/// The state as the store wrote it (an unknown word reads as offline).
+pub(super) fn state_from_text(text: &str) -> NodeState {
+    match text {
+        "online" => NodeState::Online,
+        "maintenance" => NodeState::Maintenance,
+        _ => NodeState::Offline,
+    }
+}
+
+/// A JSON array of strings, as the store keeps templates and VM names.
+pub(super) fn names_json(names: &[String]) -> String {
+    serde_json::to_string(names).unwrap_or_else(|_| "[]".into())
+}
+
+/// The array [`names_json`] wrote (a corrupt one reads as empty).
+pub(super) fn names_from_json(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// The node a new desktop goes to, given the nodes as stored (with their
+/// drained flag) and the live sessions placed so far; None when the store
+/// knows no node and `placing` asks for none.
+pub(super) fn choose(
+    nodes: Vec<(ListedNode, bool)>,
+    placed: &[Placed],
+    template: &str,
+    placing: &Placing,
+) -> Result<String, StoreError> {
+    let decided: Vec<Node> = nodes
+        .into_iter()
+        .map(|(listed, drained)| {
+            let mut capacity: Capacity = listed.capacity;
+            let mut desktops = 0u32;
+            for p in placed.iter().filter(|p| p.node == listed.node) {
+                desktops += 1;
+                if !listed.vms.contains(&p.vm_name) {
+                    capacity.configured_memory_mb += p.memory_mb;
+                    capacity.configured_cores += p.cores;
+                }
+            }
+            Node {
+                name: listed.node,
+                state: listed.state,
+                drained,
+                capacity,
+                templates: listed.templates,
+                desktops,
+            }
+        })
+        .collect();
+    let need = Need {
+        template,
+        memory_mb: placing.memory_mb,
+        cores: placing.cores,
+    };
+    placement::place(&decided, &need, &placing.policy)
+        .map(|i| decided[i].name.clone())
+        .map_err(StoreError::NoRoom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(name: &str, vms: &[&str]) -> (ListedNode, bool) {
+        let listed = ListedNode {
+            node: name.into(),
+            state: NodeState::Online,
+            capacity: Capacity {
+                cpus: 8,
+                memory_mb: 8192,
+                configured_memory_mb: 2048 * vms.len() as u64,
+                ..Capacity::default()
+            },
+            templates: vec!["debian-12".into()],
+            vms: vms.iter().map(|v| v.to_string()).collect(),
+        };
+        (listed, false)
+    }
+
+    fn placed(node: &str, vm: &str) -> Placed {
+        Placed {
+            node: node.into(),
+            vm_name: vm.into(),
+            memory_mb: 2048,
+            cores: 2,
+        }
+    }
+
+    const PLACING: Placing = Placing {
+        policy: Policy {
+            strategy: placement::Strategy::Spread,
+            memory_reserve_mb: 512,
+            max_clones_per_node: 2,
+        },
+        memory_mb: 2048,
+        cores: 2,
+    };
+
+    #[test]
+    fn a_desktop_the_report_does_not_show_yet_is_reserved_once() {
+        // n1 holds one desktop the report counts and one it does not yet;
+        // n2 one it counts: n2 is less loaded.
+        let nodes = vec![listed("n1", &["desktop-a"]), listed("n2", &["desktop-c"])];
+        let some = [
+            placed("n1", "desktop-a"),
+            placed("n1", "desktop-b"),
+            placed("n2", "desktop-c"),
+        ];
+        assert_eq!(
+            choose(nodes.clone(), &some, "debian-12", &PLACING).unwrap(),
+            "n2"
+        );
+        // With three desktops on each (one reported, two reserved), a
+        // fourth would leave 8192 - 4 * 2048 = 0 MiB, short of the reserve.
+        let more = [
+            placed("n1", "desktop-a"),
+            placed("n1", "desktop-b"),
+            placed("n1", "desktop-f"),
+            placed("n2", "desktop-c"),
+            placed("n2", "desktop-d"),
+            placed("n2", "desktop-e"),
+        ];
+        let err = choose(nodes, &more, "debian-12", &PLACING).unwrap_err();
+        assert!(matches!(err, StoreError::NoRoom(_)), "{err}");
+    }
+
+    #[test]
+    fn names_and_states_round_trip() {
+        let names = vec!["a".to_string(), "b\"c".to_string()];
+        assert_eq!(names_from_json(&names_json(&names)), names);
+        assert!(names_from_json("not json").is_empty());
+        for state in [
+            NodeState::Online,
+            NodeState::Offline,
+            NodeState::Maintenance,
+        ] {
+            assert_eq!(state_from_text(state_text(state)), state);
+        }
+    }
+}
