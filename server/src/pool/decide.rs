@@ -16,6 +16,8 @@ pub struct Desktop {
     pub template: String,
     /// Since when it waits: when it became READY, else when it was created.
     pub since_ms: i64,
+    /// The cluster node it is on ("" when the module places VMs itself).
+    pub node: String,
 }
 
 /// A build of the pool that failed.
@@ -35,6 +37,9 @@ pub struct Snapshot {
     /// Unclaimed and READY, of a template the pool no longer has: no
     /// create of its template would claim them.
     pub stale: Vec<Desktop>,
+    /// Unclaimed and READY, on a node an admin drained: no create claims
+    /// them, and they make way for desktops on other nodes.
+    pub drained: Vec<Desktop>,
     /// Unclaimed and being built, oldest first.
     pub building: Vec<Desktop>,
     /// Failed builds since the window that counts for the restraint,
@@ -52,6 +57,8 @@ pub enum Why {
     Expired,
     /// One more than the pool wants now.
     Surplus,
+    /// On a drained node: replaced on another.
+    Drained,
 }
 
 impl Why {
@@ -60,7 +67,7 @@ impl Why {
     pub fn reap_rule(self) -> Option<&'static str> {
         match self {
             Why::Expired => Some("pool_max_age"),
-            Why::Stale | Why::Surplus => None,
+            Why::Stale | Why::Surplus | Why::Drained => None,
         }
     }
 }
@@ -87,7 +94,7 @@ pub struct Actions {
     pub restrained_until: Option<i64>,
 }
 
-/// Decides for `pool` at `now_ms`: destroys stale and expired desktops,
+/// Decides for `pool` at `now_ms`: destroys stale, drained and expired desktops,
 /// then the surplus over the size the schedule wants now (builds not done
 /// first, newest first, then the oldest ready), or else builds the missing
 /// ones, at most `max_building` at once, unless the pool is restrained.
@@ -107,6 +114,13 @@ pub fn decide(pool: &Pool, snap: &Snapshot, now_ms: i64) -> Actions {
             pool.name, pool.template, desktop.template
         );
         retire(desktop, Why::Stale, reason);
+    }
+    for desktop in &snap.drained {
+        let reason = format!(
+            "pool '{}': node {} is drained; replacing the desktop on another node",
+            pool.name, desktop.node
+        );
+        retire(desktop, Why::Drained, reason);
     }
     let max_age = ms(pool.max_age);
     let (expired, fresh): (Vec<_>, Vec<_>) = snap
@@ -206,6 +220,7 @@ mod tests {
             owner: String::new(),
             template: "win11".into(),
             since_ms,
+            node: String::new(),
         }
     }
 
@@ -263,6 +278,22 @@ mod tests {
                 },
                 NOW,
                 vec![],
+                1,
+                None,
+            ),
+            (
+                "a desktop on a drained node is replaced: retired, and built anew",
+                pool(2, 2),
+                Snapshot {
+                    ready: vec![fresh("r1")],
+                    drained: vec![Desktop {
+                        node: "pve2".into(),
+                        ..fresh("d1")
+                    }],
+                    ..Snapshot::default()
+                },
+                NOW,
+                vec![("d1", Why::Drained)],
                 1,
                 None,
             ),

@@ -67,6 +67,7 @@ fn desktop(record: SessionRecord) -> Desktop {
         id: record.id,
         owner: record.username,
         template: record.template,
+        node: record.node.unwrap_or_default(),
     }
 }
 
@@ -163,6 +164,17 @@ impl Pools {
         let rule = &pool.restraint;
         let since = midnight.min(now - ms(rule.window).saturating_add(ms(rule.backoff)));
         let rows = self.inner.store.pool_sessions(&pool.name, since).await?;
+        let drained: Vec<String> = self
+            .inner
+            .store
+            .nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.drained)
+            .map(|n| n.listed.node)
+            .collect();
+        let on_drained =
+            |row: &SessionRecord| row.node.as_ref().is_some_and(|n| drained.contains(n));
         let mut snap = Snapshot {
             claimed_today: rows
                 .iter()
@@ -176,6 +188,7 @@ impl Pools {
                 SessionState::Ready if row.template != pool.template => {
                     snap.stale.push(desktop(row))
                 }
+                SessionState::Ready if on_drained(&row) => snap.drained.push(desktop(row)),
                 SessionState::Ready => ready.push(row),
                 s if s.is_in_progress() && s != SessionState::Destroying => {
                     snap.building.push(desktop(row))

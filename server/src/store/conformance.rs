@@ -1013,6 +1013,11 @@ macro_rules! conformance {
         }
 
         #[tokio::test]
+        async fn a_claim_skips_desktops_on_drained_nodes() {
+            super::nodes::a_claim_skips_desktops_on_drained_nodes(&$db).await
+        }
+
+        #[tokio::test]
         async fn clone_turns_are_counted_per_node() {
             super::nodes::clone_turns_are_counted_per_node(&$db).await
         }

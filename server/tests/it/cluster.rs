@@ -318,3 +318,68 @@ async fn clones_on_one_node_wait_their_turn() {
     assert!(gap >= 2_500, "the clones overlapped: {gap} ms apart");
     server.stop().await;
 }
+
+/// The pool's unclaimed READY desktops.
+async fn ready_spares(client: &mut Client) -> Vec<Session> {
+    client
+        .list_sessions(ListSessionsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .sessions
+        .into_iter()
+        .filter(|s| s.pool == "lab" && s.username.is_empty() && s.state() == SessionState::Ready)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drained_nodes_pool_desktop_is_rebuilt_on_another() {
+    let mut options = cluster(2, 64 * 1024);
+    options
+        .extra_toml
+        .push_str("[pools.lab]\nsize = 1\nmax_building = 1\n");
+    let server = TestServer::start(options).await;
+    let mut client = server.client().await;
+    known_nodes(&mut client, 2).await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let first = loop {
+        if let [one] = ready_spares(&mut client).await.as_slice() {
+            break one.clone();
+        }
+        assert!(Instant::now() < deadline, "the pool never got a desktop");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    client
+        .drain_node(DrainNodeRequest {
+            name: first.node.clone(),
+        })
+        .await
+        .expect("drain");
+    // Replaced on the other node; the one on the drained node destroyed.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let second = loop {
+        if let [one] = ready_spares(&mut client).await.as_slice()
+            && one.id != first.id
+        {
+            break one.clone();
+        }
+        assert!(Instant::now() < deadline, "the pool desktop never moved");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_ne!(second.node, first.node);
+    let old = client
+        .get_session(daas_api::v1::GetSessionRequest {
+            session_id: first.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert!(
+        matches!(
+            old.state(),
+            SessionState::Destroying | SessionState::Destroyed
+        ),
+        "{old:?}"
+    );
+    server.stop().await;
+}

@@ -192,3 +192,24 @@ pub(super) async fn clone_turns_are_counted_per_node(db: &impl Backend) {
         Err(StoreError::Missing(_))
     ));
 }
+
+pub(super) async fn a_claim_skips_desktops_on_drained_nodes(db: &impl Backend) {
+    use SessionState::*;
+    let store = db.open().await;
+    store.record_nodes(Some(vec![node("n1", 4)])).await.unwrap();
+    let spare = NewSession {
+        pool: Some("p".into()),
+        username: String::new(),
+        ..placed("")
+    };
+    let (record, _) = store.create_session_unlimited(spare).await.unwrap();
+    store
+        .walk(&record.id, &[Provisioning, Booting, Configuring, Ready])
+        .await;
+    store.set_drained("n1", true).await.unwrap();
+    let claim = || store.claim(new_session("alice"), "p", UNLIMITED);
+    assert!(claim().await.unwrap().is_none(), "nothing to claim off n1");
+    store.set_drained("n1", false).await.unwrap();
+    let (claimed, _) = claim().await.unwrap().expect("claimed once resumed");
+    assert_eq!(claimed.id, record.id);
+}

@@ -150,6 +150,7 @@ pub(super) async fn claim(
         .query_opt(
             "SELECT id, vm_name, created_ms, COALESCE(ready_ms, created_ms) FROM sessions \
              WHERE pool = $1 AND template = $2 AND claimed_ms IS NULL AND state = $3 \
+             AND (node IS NULL OR node NOT IN (SELECT name FROM nodes WHERE drained)) \
              ORDER BY ready_ms, id LIMIT 1 FOR UPDATE SKIP LOCKED",
             &[&pool, &new.template, &(SessionState::Ready as i32)],
         )

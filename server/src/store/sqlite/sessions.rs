@@ -140,6 +140,7 @@ pub(super) fn claim(
         .query_row(
             "SELECT id, vm_name, created_ms, COALESCE(ready_ms, created_ms) FROM sessions \
              WHERE pool = ?1 AND template = ?2 AND claimed_ms IS NULL AND state = ?3 \
+             AND (node IS NULL OR node NOT IN (SELECT name FROM nodes WHERE drained)) \
              ORDER BY ready_ms, id LIMIT 1",
             params![pool, new.template, SessionState::Ready as i32],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
