@@ -8,7 +8,10 @@ impl SessionState {
     pub fn is_settled(self) -> bool {
         matches!(
             self,
-            SessionState::Ready | SessionState::Failed | SessionState::Destroyed
+            SessionState::Ready
+                | SessionState::Failed
+                | SessionState::Destroyed
+                | SessionState::Lost
         )
     }
 

@@ -4,7 +4,8 @@
 //! agent report) is read at each scrape, so it is never stale after a
 //! restart; the pipeline reports each stage change
 //! ([`Metrics::stage_change`]): stage durations, time to READY, creates and
-//! destroys by result; the agent service each report.
+//! destroys by result; the agent service each report. The cluster's nodes
+//! are read from the store at each scrape too (`metrics/nodes.rs`).
 
 use daas_api::v1::{SessionEvent, SessionState, session_event::Kind};
 
@@ -22,6 +23,8 @@ use prometheus_client::{
 use tokio::sync::Mutex;
 
 use crate::store::{SessionRecord, Store, StoreError};
+
+mod nodes;
 
 /// Stage and READY histograms: 1 s to about 34 min.
 fn stage_histogram() -> Histogram {
@@ -158,6 +161,7 @@ pub struct Metrics {
     reaps: Family<ReapLabels, Counter>,
     webhook_deliveries: Family<WebhookLabels, Counter>,
     webhook_attempts: Family<WebhookNameLabels, Counter>,
+    nodes: nodes::NodeGauges,
     /// One scrape at a time: a scrape clears and refills the gauges of the
     /// store's counts.
     scrape: Mutex<()>,
@@ -270,7 +274,9 @@ impl Metrics {
             "Webhook POSTs sent, retries included",
             Family::default(),
         );
+        let nodes = nodes::NodeGauges::new(r);
         Metrics {
+            nodes,
             registry,
             webhook_deliveries,
             webhook_attempts,
@@ -448,6 +454,7 @@ impl Metrics {
                     .set(now.saturating_sub(ms).max(0) / 1000);
             }
         }
+        self.nodes.set(&store.nodes().await?);
         let mut text = String::new();
         encode(&mut text, &self.registry)?;
         Ok(text)

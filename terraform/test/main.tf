@@ -163,6 +163,7 @@ resource "terraform_data" "vm" {
     vm_name       = var.vm_name
     marker_dir    = var.marker_dir
     destroy_delay = var.destroy_delay_seconds
+    node          = var.target_node
   }
 
   provisioner "local-exec" {
@@ -204,14 +205,19 @@ resource "terraform_data" "vm" {
   }
 
   # One line per destroy run (the inventory hook's destroy appends its own),
-  # so tests can count them. While MARKER_DIR/NAME.refuse-destroy exists the
-  # destroy fails, as a hypervisor that refuses it would.
+  # so tests can count them. While MARKER_DIR/NAME.refuse-destroy exists, or
+  # the VM's node is offline (MARKER_DIR/node-I.state), the destroy fails, as
+  # a hypervisor that refuses it would.
   provisioner "local-exec" {
     when    = destroy
     command = <<-EOT
       sleep "$DELAY"
       if [ -n "$MARKER_DIR" ] && [ -e "$MARKER_DIR/$VM_NAME.refuse-destroy" ]; then
         echo "Error: simulated hypervisor refusing to destroy $VM_NAME" >&2
+        exit 1
+      fi
+      if [ -n "$MARKER_DIR" ] && [ -n "$NODE" ] && [ "$(head -n 1 "$MARKER_DIR/$NODE.state" 2>/dev/null)" = offline ]; then
+        echo "Error: node $NODE is offline: cannot destroy $VM_NAME" >&2
         exit 1
       fi
       if [ -n "$MARKER_DIR" ]; then
@@ -223,21 +229,32 @@ resource "terraform_data" "vm" {
       VM_NAME    = self.input.vm_name
       DELAY      = tostring(self.input.destroy_delay)
       MARKER_DIR = self.input.marker_dir
+      NODE       = self.input.node
     }
   }
 }
 
 # A second step after the VM exists, so a failure here leaves something the
 # cleanup must destroy (a failed resource is tainted and its own destroy
-# provisioner would not run).
+# provisioner would not run). It also fails when the target node went
+# offline (MARKER_DIR/node-I.state) while the VM was made.
 resource "terraform_data" "post_create" {
   depends_on = [terraform_data.vm]
   input      = var.fail_create
 
   provisioner "local-exec" {
-    command = "if [ \"$FAIL\" = true ]; then echo 'Error: simulated hypervisor failure (fail_create = true)' >&2; exit 1; fi"
+    command = <<-EOT
+      if [ "$FAIL" = true ]; then echo 'Error: simulated hypervisor failure (fail_create = true)' >&2; exit 1; fi
+      if [ -n "$MARKER_DIR" ] && [ -n "$NODE" ] && [ "$(head -n 1 "$MARKER_DIR/$NODE.state" 2>/dev/null)" = offline ]; then
+        echo "Error: node $NODE went offline while $VM_NAME was made" >&2
+        exit 1
+      fi
+    EOT
     environment = {
-      FAIL = tostring(var.fail_create)
+      FAIL       = tostring(var.fail_create)
+      MARKER_DIR = var.marker_dir
+      NODE       = var.target_node
+      VM_NAME    = var.vm_name
     }
   }
 }

@@ -28,6 +28,9 @@ pub struct PlacementSpec {
     /// How often the server asks the module for its nodes.
     #[serde(default = "default_refresh", with = "humantime_serde")]
     pub refresh_interval: Duration,
+    /// How long a node is offline before its READY desktops are LOST.
+    #[serde(default = "default_lost_after", with = "humantime_serde")]
+    pub lost_after: Duration,
 }
 
 fn default_strategy() -> String {
@@ -45,6 +48,9 @@ fn default_vm_id_base() -> u64 {
 fn default_refresh() -> Duration {
     Duration::from_secs(30)
 }
+fn default_lost_after() -> Duration {
+    Duration::from_secs(120)
+}
 
 impl Default for PlacementSpec {
     fn default() -> Self {
@@ -54,6 +60,7 @@ impl Default for PlacementSpec {
             max_clones_per_node: default_clones(),
             vm_id_base: default_vm_id_base(),
             refresh_interval: default_refresh(),
+            lost_after: default_lost_after(),
         }
     }
 }
@@ -64,6 +71,7 @@ pub struct Placement {
     pub policy: Policy,
     pub vm_id_base: u64,
     pub refresh_interval: Duration,
+    pub lost_after: Duration,
 }
 
 /// The largest slot the modules accept (`slot` is 0-999).
@@ -108,6 +116,7 @@ pub fn check(spec: &PlacementSpec) -> Result<Placement, String> {
         },
         vm_id_base: spec.vm_id_base,
         refresh_interval: spec.refresh_interval,
+        lost_after: spec.lost_after,
     })
 }
 

@@ -21,7 +21,7 @@ pub struct WebhookSpec {
     #[serde(default)]
     pub name: String,
     pub url: String,
-    /// Which events it gets (READY, FAILED, IDLE_WARNING, DESTROYED).
+    /// Which events it gets (READY, FAILED, IDLE_WARNING, DESTROYED, LOST).
     #[serde(default = "all_events")]
     pub events: Vec<String>,
     #[serde(default)]
@@ -66,14 +66,17 @@ pub enum EventName {
     Failed,
     IdleWarning,
     Destroyed,
+    /// The desktop's cluster node went offline.
+    Lost,
 }
 
 impl EventName {
-    pub const ALL: [EventName; 4] = [
+    pub const ALL: [EventName; 5] = [
         EventName::Ready,
         EventName::Failed,
         EventName::IdleWarning,
         EventName::Destroyed,
+        EventName::Lost,
     ];
 
     /// As in the config, the `X-Daas-Event` header and the payloads.
@@ -83,6 +86,7 @@ impl EventName {
             EventName::Failed => "FAILED",
             EventName::IdleWarning => "IDLE_WARNING",
             EventName::Destroyed => "DESTROYED",
+            EventName::Lost => "LOST",
         }
     }
 
@@ -453,7 +457,7 @@ mod tests {
                     ..spec("https://x/tok-123")
                 },
                 "webhooks[2].events",
-                "READY, FAILED, IDLE_WARNING, DESTROYED",
+                "READY, FAILED, IDLE_WARNING, DESTROYED, LOST",
             ),
             (
                 WebhookSpec {

@@ -12,6 +12,10 @@
 //!                                                          \-> FAILED (the destroy failed)
 //!
 //! QUEUED -> CONFIGURING -> READY: a desktop claimed from a warm pool
+//!
+//! READY -> LOST: its cluster node went offline; then DESTROYING (a destroy
+//! once the node is back) or DESTROYED (the sweeper destroyed its VM, or
+//! the node came back without it)
 //! ```
 //!
 //! A warm pool's desktop that a create claims is made QUEUED again by the
@@ -39,6 +43,8 @@ pub fn allowed(from: SessionState, to: SessionState) -> bool {
             Destroying,
         ) => true,
         (Destroying, Destroyed | Failed) => true,
+        // Its node went offline; the VM goes when the node is back.
+        (Ready, Lost) | (Lost, Destroying | Destroyed) => true,
         _ => false,
     }
 }
@@ -48,7 +54,7 @@ mod tests {
     use super::*;
     use SessionState::*;
 
-    const ALL: [SessionState; 9] = [
+    const ALL: [SessionState; 10] = [
         Unspecified,
         Queued,
         Provisioning,
@@ -58,6 +64,7 @@ mod tests {
         Failed,
         Destroying,
         Destroyed,
+        Lost,
     ];
 
     #[test]
@@ -74,6 +81,11 @@ mod tests {
         assert!(!allowed(Destroyed, Failed));
         assert!(!allowed(Destroying, Ready));
         assert!(!allowed(Ready, Failed));
+        assert!(!allowed(Lost, Ready), "a lost desktop is not trusted again");
+        assert!(
+            !allowed(Configuring, Lost),
+            "a create under way fails instead"
+        );
         assert!(!allowed(Failed, Ready));
         assert!(!allowed(Provisioning, Ready), "no stage is skipped");
         assert!(

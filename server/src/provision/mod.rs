@@ -66,6 +66,11 @@ enum StageError {
     Identity(#[from] identity::IdentityError),
     #[error("cancelled while waiting for a clone turn")]
     Cancelled,
+    #[error("node {node} is {} now: no VM was made there; create the desktop again to place it on another node", match .state { crate::domain::placement::NodeState::Maintenance => "in maintenance", _ => "offline" })]
+    NodeDown {
+        node: String,
+        state: crate::domain::placement::NodeState,
+    },
 }
 
 impl StageError {
@@ -857,7 +862,10 @@ impl Pipeline {
 /// domain): what decides that its teardown runs the teardown playbook.
 pub(crate) fn was_configured(record: &SessionRecord) -> bool {
     match record.state {
-        SessionState::Ready | SessionState::Configuring | SessionState::Destroying => true,
+        SessionState::Ready
+        | SessionState::Configuring
+        | SessionState::Destroying
+        | SessionState::Lost => true,
         SessionState::Failed => matches!(
             record.failure,
             Some((SessionState::Configuring | SessionState::Destroying, _))

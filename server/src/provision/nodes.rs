@@ -4,10 +4,24 @@
 //! does not report nodes (no hook, or the hook exits 2) places its VMs
 //! itself: the store forgets its nodes and creates place nothing. A hook
 //! that fails changes nothing: the last report stays.
+//!
+//! After each report: the READY desktops of a node offline for `[placement]
+//! lost_after` are LOST (their users are told: an event, the webhooks); a
+//! LOST desktop whose node is back without its VM (no node lists it) is
+//! DESTROYED and its slot freed. A VM that is still there is the
+//! sweeper's, once its node is online.
 
-use std::sync::atomic::Ordering;
+use std::{collections::HashSet, sync::atomic::Ordering};
 
-use crate::{provision::Pipeline, provision::inventory::InventoryError, store::StoreError};
+use daas_api::v1::SessionState;
+
+use crate::{
+    domain::placement::NodeState,
+    domain::time::{clock_time, now_ms},
+    provision::Pipeline,
+    provision::inventory::InventoryError,
+    store::{StoreError, nodes::NodeRecord},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodesError {
@@ -45,6 +59,10 @@ pub async fn refresh(pipeline: &Pipeline) -> Result<Option<usize>, NodesError> {
         .await?;
     let count = listed.as_ref().map(Vec::len);
     pipeline.inner.store.record_nodes(listed).await?;
+    if count.is_some() {
+        let nodes = pipeline.inner.store.nodes().await?;
+        settle_lost(pipeline, &nodes).await?;
+    }
     let places = count.is_some();
     if pipeline.inner.places.swap(places, Ordering::Relaxed) != places {
         match count {
@@ -56,4 +74,60 @@ pub async fn refresh(pipeline: &Pipeline) -> Result<Option<usize>, NodesError> {
         }
     }
     Ok(count)
+}
+
+/// LOST for the READY desktops of nodes offline too long; DESTROYED for
+/// the LOST ones whose node is back without their VM.
+async fn settle_lost(pipeline: &Pipeline, nodes: &[NodeRecord]) -> Result<(), StoreError> {
+    let store = &pipeline.inner.store;
+    let lost_after =
+        i64::try_from(pipeline.inner.config.placement.lost_after.as_millis()).unwrap_or(i64::MAX);
+    let now = now_ms();
+    let listed: HashSet<&str> = nodes
+        .iter()
+        .filter(|n| n.listed.state != NodeState::Offline)
+        .flat_map(|n| n.listed.vms.iter().map(String::as_str))
+        .collect();
+    for node in nodes {
+        let name = &node.listed.node;
+        let (from, to, why) = match (node.listed.state, node.offline_since_ms) {
+            (NodeState::Offline, Some(since)) if now.saturating_sub(since) >= lost_after => (
+                SessionState::Ready,
+                SessionState::Lost,
+                format!(
+                    "node {name} is offline since {}: the desktop cannot be reached; its VM is destroyed when the node is back",
+                    clock_time(since)
+                ),
+            ),
+            (NodeState::Online, _) => (
+                SessionState::Lost,
+                SessionState::Destroyed,
+                format!("node {name} is back without the desktop's VM"),
+            ),
+            _ => continue,
+        };
+        for record in store.placed_on(name).await? {
+            if record.state != from
+                || (to == SessionState::Destroyed && listed.contains(record.vm_name.as_str()))
+            {
+                continue;
+            }
+            let failure = (to == SessionState::Lost).then(|| (SessionState::Ready, why.clone()));
+            match store
+                .transition(&record.id, from, to, why.clone(), failure)
+                .await
+            {
+                Ok(_) => {
+                    tracing::warn!(session = %record.id, user = %record.username, node = %name, state = to.label(), "{why}");
+                    if to == SessionState::Destroyed {
+                        store.release_slot(&record.id).await?;
+                    }
+                }
+                // Another server (or a destroy) moved it first.
+                Err(StoreError::Conflict { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    Ok(())
 }

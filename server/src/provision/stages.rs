@@ -242,6 +242,10 @@ impl Pipeline {
                     log.line(Tool::Terraform, OutputStream::Stdout, &line).await;
                 }
                 CloneTurn::Wait { .. } => {}
+                CloneTurn::NodeDown(state) => {
+                    let node = record.node.clone().unwrap_or_default();
+                    return Err(StageError::NodeDown { node, state });
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(CLONE_TURN_POLL) => {}

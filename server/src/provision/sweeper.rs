@@ -7,11 +7,17 @@
 //! another deployment's id (another store's servers sweep those); a VM
 //! listed with no deployment is judged by its name, as before. Before it
 //! destroys the VM of a session Ansible may have configured, it runs the
-//! teardown playbook (the computer account leaves the domain too).
+//! teardown playbook (the computer account leaves the domain too). A VM
+//! on a cluster node that is not online waits for the node (its destroy
+//! could only fail); a LOST desktop's VM is destroyed once its node is
+//! back, and the session is then DESTROYED.
 
 use daas_api::v1::SessionState;
 
-use crate::{provision::Pipeline, provision::inventory::InventoryError, store::StoreError};
+use crate::{
+    domain::placement::NodeState, provision::Pipeline, provision::inventory::InventoryError,
+    store::StoreError,
+};
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -59,9 +65,12 @@ pub async fn run(pipeline: Pipeline, interval: std::time::Duration) {
     }
 }
 
-/// A session whose VM nothing else will destroy: FAILED or DESTROYED.
+/// A session whose VM nothing else will destroy: FAILED, DESTROYED or LOST.
 fn is_over(state: SessionState) -> bool {
-    matches!(state, SessionState::Failed | SessionState::Destroyed)
+    matches!(
+        state,
+        SessionState::Failed | SessionState::Destroyed | SessionState::Lost
+    )
 }
 
 /// One pass: list, then destroy every VM nothing else will; nothing when
@@ -89,6 +98,13 @@ pub async fn sweep(pipeline: &Pipeline) -> Result<Swept, SweepError> {
         tracing::debug!(vms = ?others, "the sweeper leaves alone the VMs of other deployments");
     }
     let store = pipeline.store();
+    let down: Vec<String> = store
+        .nodes()
+        .await?
+        .into_iter()
+        .filter(|n| n.listed.state != NodeState::Online)
+        .map(|n| n.listed.node)
+        .collect();
     for vm in listing.ours {
         let Some(record) = store.by_vm_name(&vm.vm_name).await? else {
             tracing::warn!(vm = %vm.vm_name, session = %vm.session_id, "destroying a VM of no known session");
@@ -107,6 +123,10 @@ pub async fn sweep(pipeline: &Pipeline) -> Result<Swept, SweepError> {
         if !is_over(record.state) {
             continue;
         }
+        if let Some(node) = record.node.as_ref().filter(|n| down.contains(n)) {
+            tracing::debug!(vm = %vm.vm_name, node = %node, "the sweeper waits for the VM's node to be online");
+            continue;
+        }
         tracing::warn!(vm = %vm.vm_name, session = %record.id, state = record.state.label(), "destroying a VM whose session is over");
         if crate::provision::was_configured(&record) {
             // Its computer account leaves the domain with it.
@@ -123,6 +143,23 @@ pub async fn sweep(pipeline: &Pipeline) -> Result<Swept, SweepError> {
             && let Err(err) = std::fs::remove_dir_all(&session_dir)
         {
             tracing::warn!(session = %record.id, error = %err, "could not remove a swept session's folder");
+        }
+        if record.state == SessionState::Lost {
+            let node = record.node.clone().unwrap_or_default();
+            let why = format!("node {node} is back: the lost desktop's VM was destroyed");
+            match store
+                .transition(
+                    &record.id,
+                    SessionState::Lost,
+                    SessionState::Destroyed,
+                    why,
+                    None,
+                )
+                .await
+            {
+                Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
         }
         store.release_slot(&record.id).await?;
         swept.destroyed.push(vm.vm_name);

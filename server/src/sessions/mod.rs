@@ -151,6 +151,7 @@ impl Sessions {
             let record = self.lookup(id).await?;
             owner.clone_from(&record.username);
             may_act_on(caller, &record, "destroy")?;
+            self.lost_with_its_node(&record).await?;
             let record = self.pipeline.destroy(id).await?;
             tracing::info!(session = %id, "session destroyed");
             Ok::<_, Error>(record)

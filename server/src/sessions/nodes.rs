@@ -2,15 +2,46 @@
 //! placed on each, drain one (no new desktops) and resume it. Drains and
 //! resumes are audited.
 
-use daas_api::v1::Node;
+use daas_api::v1::{Node, SessionState};
 
 use super::{Sessions, admin_only};
 use crate::{
     audit::{Act, Actor},
-    domain::{error::Error, identity::Caller, validate},
+    domain::{error::Error, identity::Caller, placement::NodeState, time::clock_time, validate},
+    store::SessionRecord,
 };
 
 impl Sessions {
+    /// Refuses to destroy a LOST desktop while its node is not online:
+    /// its destroy could only fail (the sweeper destroys its VM once the
+    /// node is back).
+    pub(super) async fn lost_with_its_node(&self, record: &SessionRecord) -> Result<(), Error> {
+        if record.state != SessionState::Lost {
+            return Ok(());
+        }
+        let node = record.node.clone().unwrap_or_default();
+        let down = self
+            .store
+            .nodes()
+            .await?
+            .into_iter()
+            .find(|n| n.listed.node == node)
+            .filter(|n| n.listed.state != NodeState::Online);
+        match down {
+            Some(n) => Err(Error::Unavailable(format!(
+                "desktop {} is lost with node {node}, {} since {}: its VM is destroyed when the node is back",
+                record.id,
+                if n.listed.state == NodeState::Maintenance {
+                    "in maintenance"
+                } else {
+                    "offline"
+                },
+                clock_time(n.offline_since_ms.unwrap_or(n.seen_ms))
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Every node the store knows, by name (administrators).
     pub async fn nodes(&self, caller: &Caller) -> Result<Vec<Node>, Error> {
         admin_only(caller, "list the cluster's nodes")?;

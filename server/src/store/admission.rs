@@ -19,7 +19,11 @@ pub(crate) enum Admission {
 }
 
 /// The states whose sessions count against the limits: all but these.
-pub(crate) const NOT_LIVE: [SessionState; 2] = [SessionState::Failed, SessionState::Destroyed];
+pub(crate) const NOT_LIVE: [SessionState; 3] = [
+    SessionState::Failed,
+    SessionState::Destroyed,
+    SessionState::Lost,
+];
 
 /// Refuses a create that would exceed a limit, given the live sessions in
 /// all (`total`) and the user's (`of_user`).

@@ -520,6 +520,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The session whose VM is `vm_name`, if any.
     async fn by_vm_name(&self, vm_name: &str) -> Result<Option<SessionRecord>, StoreError>;
 
+    /// The sessions placed on cluster node `node` whose slot is still held
+    /// (their VM may exist), oldest first.
+    async fn placed_on(&self, node: &str) -> Result<Vec<SessionRecord>, StoreError>;
+
     /// The session an earlier create with this request key made, if any.
     async fn by_request(&self, key: &str) -> Result<Option<SessionRecord>, StoreError>;
 

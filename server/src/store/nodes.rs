@@ -20,6 +20,8 @@ pub struct NodeRecord {
     pub drained: bool,
     /// The last time a report listed it.
     pub seen_ms: i64,
+    /// Since when it is offline (reported so, or no longer listed).
+    pub offline_since_ms: Option<i64>,
     /// Live user desktops placed on it (claimed pool desktops included).
     pub desktops: u32,
     /// Pool desktops on it nobody has claimed yet.
@@ -43,6 +45,7 @@ impl NodeRecord {
             drained: self.drained,
             listed: self.present,
             seen_at: Some(crate::domain::time::timestamp(self.seen_ms)),
+            offline_since: self.offline_since_ms.map(crate::domain::time::timestamp),
             cpus: c.cpus,
             memory_mb: c.memory_mb,
             used_memory_mb: c.used_memory_mb,
@@ -81,6 +84,8 @@ pub enum CloneTurn {
     Go,
     /// This many clones run on its node already.
     Wait { node_clones: u32 },
+    /// Its node is not online (or in maintenance) any more: no clone there.
+    NodeDown(NodeState),
 }
 
 /// The state as the store writes it.

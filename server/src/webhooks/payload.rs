@@ -50,6 +50,7 @@ impl Notice {
                     SessionState::Ready => EventName::Ready,
                     SessionState::Failed => EventName::Failed,
                     SessionState::Destroyed => EventName::Destroyed,
+                    SessionState::Lost => EventName::Lost,
                     _ => return None,
                 };
                 let message = match name {
@@ -147,6 +148,7 @@ impl Notice {
                 clock_time(self.reap_at_ms.unwrap_or(self.time_ms))
             ),
             EventName::Destroyed => format!("{who} was DESTROYED at {at}: {why}"),
+            EventName::Lost => format!("{who} is LOST at {at}: {why}"),
         }
     }
 }
@@ -269,6 +271,31 @@ mod tests {
             notice
                 .body(Format::Slack, "d")
                 .contains("FAILED at 10:02 UTC during PROVISIONING: terraform apply failed: token ******** refused &lt;x&gt;")
+        );
+    }
+
+    #[test]
+    fn lost_says_which_node_and_no_failed_stage() {
+        let why = "node pve2 is offline since 10:00 UTC: the desktop cannot be reached";
+        let session = Session {
+            failure: Some(Failure {
+                stage: SessionState::Ready as i32,
+                reason: why.into(),
+            }),
+            ..alice()
+        };
+        let event = stage_change(SessionState::Lost, why, Some(session));
+        let notice = Notice::of(&event, None).unwrap();
+        assert_eq!(notice.event, EventName::Lost);
+        assert_eq!(notice.failed_stage, None);
+        let body: serde_json::Value =
+            serde_json::from_str(&notice.body(Format::Json, "d")).unwrap();
+        assert_eq!(body["event"], "LOST");
+        assert_eq!(body["message"], why);
+        assert!(body.get("failed_stage").is_none(), "{body}");
+        assert_eq!(
+            notice.sentence(),
+            format!("Desktop 3f2a1b2c for alice (xfce) is LOST at 10:02 UTC: {why}")
         );
     }
 

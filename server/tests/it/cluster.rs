@@ -383,3 +383,156 @@ async fn a_drained_nodes_pool_desktop_is_rebuilt_on_another() {
     );
     server.stop().await;
 }
+
+/// Marks simulated node `node` offline (true) or online again.
+fn set_offline(server: &TestServer, node: &str, offline: bool) {
+    let path = server.markers().join(format!("{node}.state"));
+    if offline {
+        std::fs::write(path, "offline\n").unwrap();
+    } else {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Waits until ListNodes shows `node` in `state`.
+async fn node_state(client: &mut Client, node: &str, state: NodeState) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = nodes(client).await;
+        if now.iter().any(|n| n.name == node && n.state() == state) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{node} never {state:?}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn session(client: &mut Client, id: &str) -> Session {
+    client
+        .get_session(daas_api::v1::GetSessionRequest {
+            session_id: id.into(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+}
+
+fn marker_exists(server: &TestServer, vm: &str, ext: &str) -> bool {
+    server.markers().join(format!("{vm}.{ext}")).exists()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_lost_mid_create_fails_it_and_its_vm_is_swept_when_back() {
+    let server = TestServer::start(TestOptions {
+        create_delay_secs: 3,
+        ..cluster(2, 64 * 1024)
+    })
+    .await;
+    let mut client = server.client().await;
+    known_nodes(&mut client, 2).await;
+    let first = placed(&mut client, "alice").await.expect("create");
+    assert_eq!(first.node, "node-1");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    set_offline(&server, "node-1", true);
+    let events = watch(&mut client, &first.id).await;
+    let failed = settled(&events);
+    assert_eq!(failed.state(), SessionState::Failed, "{failed:?}");
+    let reason = failed.failure.clone().unwrap_or_default().reason;
+    assert!(reason.contains("node-1"), "{reason}");
+    // The VM exists and its destroy failed with the node: nothing is
+    // destroyed while the node is away.
+    assert!(marker_exists(&server, &first.vm_name, "created"));
+    assert!(!marker_exists(&server, &first.vm_name, "destroyed"));
+    // A new create goes to the other node.
+    let second = placed(&mut client, "bob").await.expect("create");
+    assert_eq!(second.node, "node-2");
+    // The node is back: the sweeper (a pass at start) destroys the VM once.
+    set_offline(&server, "node-1", false);
+    node_state(&mut client, "node-1", NodeState::Online).await;
+    let server = server.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker_exists(&server, &first.vm_name, "destroyed") {
+        assert!(
+            Instant::now() < deadline,
+            "the lost create's VM was never swept"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let destroys = std::fs::read_to_string(
+        server
+            .markers()
+            .join(format!("{}.destroyed", first.vm_name)),
+    )
+    .unwrap();
+    assert_eq!(destroys.lines().count(), 1, "destroyed once: {destroys}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ready_desktop_on_a_lost_node_is_lost_then_swept_when_it_is_back() {
+    let mut options = cluster(2, 64 * 1024);
+    options.extra_toml = "[placement]\nrefresh_interval = \"1s\"\nlost_after = \"1s\"\n".into();
+    options.max_sessions_per_user = 1;
+    let server = TestServer::start(options).await;
+    let mut client = server.client().await;
+    known_nodes(&mut client, 2).await;
+    let (id, _) = ready_session(&server, "alice").await;
+    let desktop = session(&mut client, &id).await;
+    assert_eq!(desktop.node, "node-1");
+    set_offline(&server, "node-1", true);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lost = loop {
+        let now = session(&mut client, &id).await;
+        if now.state() == SessionState::Lost {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "never LOST: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let why = lost.failure.clone().unwrap_or_default().reason;
+    assert!(why.contains("node node-1 is offline since"), "{why}");
+    // The user is told in the session's events.
+    let events = watch(&mut client, &id).await;
+    assert_eq!(stages(&events).last(), Some(&SessionState::Lost));
+    // It no longer counts against the user's limit of one: a new desktop
+    // goes to the other node.
+    let mut alice = server.client_as("alice", false).await;
+    let next = placed(&mut alice, "alice").await.expect("a second desktop");
+    assert_eq!(next.node, "node-2");
+    // Destroying it now could only fail: refused, with why.
+    let refused = alice
+        .destroy_session(daas_api::v1::DestroySessionRequest {
+            session_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("destroyed when the node is back"),
+        "{refused:?}"
+    );
+    // The node is back: its VM is destroyed once, the session DESTROYED.
+    set_offline(&server, "node-1", false);
+    node_state(&mut client, "node-1", NodeState::Online).await;
+    let server = server.restart().await;
+    let mut client = server.client().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = session(&mut client, &id).await;
+        if now.state() == SessionState::Destroyed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never DESTROYED: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let destroys = std::fs::read_to_string(
+        server
+            .markers()
+            .join(format!("{}.destroyed", desktop.vm_name)),
+    )
+    .unwrap();
+    assert_eq!(destroys.lines().count(), 1, "destroyed once: {destroys}");
+    server.stop().await;
+}

@@ -130,7 +130,12 @@ async fn sessions(
     let mut out = serde_json::Map::new();
     for r in records
         .iter()
-        .filter(|r| !matches!(r.state, SessionState::Failed | SessionState::Destroyed))
+        .filter(|r| {
+            !matches!(
+                r.state,
+                SessionState::Failed | SessionState::Destroyed | SessionState::Lost
+            )
+        })
         .filter(|r| !r.is_unclaimed())
     {
         out.insert(

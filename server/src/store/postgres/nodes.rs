@@ -4,11 +4,10 @@
 //! placements of all servers are serial) and the per-node clone turns
 //! (under their own lock).
 
-use daas_api::v1::SessionState;
 use tokio_postgres::{GenericClient, Row, Transaction};
 
 use super::{Context, locks};
-use crate::domain::placement::{Capacity, ListedNode};
+use crate::domain::placement::{Capacity, ListedNode, NodeState};
 use crate::domain::time::now_ms;
 use crate::store::{
     NewSession, StoreError,
@@ -20,9 +19,12 @@ use crate::store::{
 
 /// The nodes' columns, as [`listed_from_row`] reads them.
 const NODE_COLUMNS: &str = "name, state, cpus, memory_mb, used_memory_mb, configured_memory_mb, \
-     configured_cores, templates, vms, listed, drained, seen_ms";
+     configured_cores, templates, vms, listed, drained, seen_ms, offline_since_ms";
 
-fn listed_from_row(row: &Row) -> Result<(ListedNode, bool, bool, i64), tokio_postgres::Error> {
+/// A node's row: as reported, then listed, drained, seen and offline since.
+type NodeRow = (ListedNode, bool, bool, i64, Option<i64>);
+
+fn listed_from_row(row: &Row) -> Result<NodeRow, tokio_postgres::Error> {
     let number = |i: usize| -> Result<u64, tokio_postgres::Error> {
         Ok(u64::try_from(row.try_get::<_, i64>(i)?).unwrap_or(0))
     };
@@ -39,7 +41,13 @@ fn listed_from_row(row: &Row) -> Result<(ListedNode, bool, bool, i64), tokio_pos
         templates: names_from_json(row.try_get(7)?),
         vms: names_from_json(row.try_get(8)?),
     };
-    Ok((listed, row.try_get(9)?, row.try_get(10)?, row.try_get(11)?))
+    Ok((
+        listed,
+        row.try_get(9)?,
+        row.try_get(10)?,
+        row.try_get(11)?,
+        row.try_get(12)?,
+    ))
 }
 
 fn clamp(value: u64) -> i64 {
@@ -59,7 +67,8 @@ pub(super) async fn record(
         return Ok(());
     };
     tx.execute(
-        "UPDATE nodes SET listed = FALSE, state = 'offline', updated_ms = $1",
+        "UPDATE nodes SET listed = FALSE, state = 'offline', updated_ms = $1, \
+         offline_since_ms = COALESCE(offline_since_ms, $1)",
         &[&now],
     )
     .await
@@ -69,14 +78,17 @@ pub(super) async fn record(
         tx.execute(
             "INSERT INTO nodes (name, state, cpus, memory_mb, used_memory_mb, \
              configured_memory_mb, configured_cores, templates, vms, listed, seen_ms, \
-             updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, TRUE, $10, $10) \
+             updated_ms, offline_since_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, TRUE, $10, \
+             $10, CASE WHEN $2 = 'offline' THEN $10 END) \
              ON CONFLICT (name) DO UPDATE SET state = excluded.state, \
              cpus = excluded.cpus, memory_mb = excluded.memory_mb, \
              used_memory_mb = excluded.used_memory_mb, \
              configured_memory_mb = excluded.configured_memory_mb, \
              configured_cores = excluded.configured_cores, \
              templates = excluded.templates, vms = excluded.vms, listed = TRUE, \
-             seen_ms = excluded.seen_ms, updated_ms = excluded.updated_ms",
+             seen_ms = excluded.seen_ms, updated_ms = excluded.updated_ms, \
+             offline_since_ms = CASE WHEN excluded.state = 'offline' \
+               THEN COALESCE(nodes.offline_since_ms, excluded.seen_ms) END",
             &[
                 &node.node,
                 &state_text(node.state),
@@ -110,10 +122,10 @@ pub(super) async fn list(db: &impl GenericClient) -> Result<Vec<NodeRecord>, Sto
                       AND s.clone_started_ms IS NOT NULL) \
                  FROM nodes n ORDER BY name"
             ),
-            &[&vec![
-                SessionState::Failed as i32,
-                SessionState::Destroyed as i32,
-            ]],
+            &[&crate::store::admission::NOT_LIVE
+                .iter()
+                .map(|s| *s as i32)
+                .collect::<Vec<i32>>()],
         )
         .await
         .context("reading the nodes")?;
@@ -122,15 +134,16 @@ pub(super) async fn list(db: &impl GenericClient) -> Result<Vec<NodeRecord>, Sto
     };
     rows.iter()
         .map(|row| {
-            let (listed, present, drained, seen_ms) = listed_from_row(row)?;
+            let (listed, present, drained, seen_ms, offline_since_ms) = listed_from_row(row)?;
             Ok(NodeRecord {
                 listed,
                 present,
                 drained,
                 seen_ms,
-                desktops: count(row, 12)?,
-                pool_desktops: count(row, 13)?,
-                clones: count(row, 14)?,
+                offline_since_ms,
+                desktops: count(row, 13)?,
+                pool_desktops: count(row, 14)?,
+                clones: count(row, 15)?,
             })
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()
@@ -167,7 +180,7 @@ pub(super) async fn place(
         .await
         .context("reading the nodes")?
         .iter()
-        .map(|row| listed_from_row(row).map(|(listed, _, drained, _)| (listed, drained)))
+        .map(|row| listed_from_row(row).map(|(listed, _, drained, ..)| (listed, drained)))
         .collect::<Result<Vec<_>, _>>()
         .context("reading the nodes")?;
     let placed = tx
@@ -210,6 +223,17 @@ pub(super) async fn begin_clone(
     let Some(node) = node else {
         return Ok(CloneTurn::Go);
     };
+    let state = tx
+        .query_opt("SELECT state FROM nodes WHERE name = $1", &[&node])
+        .await
+        .context("reading a node's state")?;
+    if let Some(row) = state {
+        let state: String = row.try_get(0).context("reading a node's state")?;
+        match state_from_text(&state) {
+            NodeState::Online => {}
+            down => return Ok(CloneTurn::NodeDown(down)),
+        }
+    }
     let clones: i64 = tx
         .query_one(
             "SELECT COUNT(*) FROM sessions \

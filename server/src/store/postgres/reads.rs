@@ -64,6 +64,19 @@ pub(super) async fn by_vm_name(
     )
 }
 
+/// The sessions placed on `node` whose slot is held (see
+/// `SessionStore::placed_on`).
+pub(super) async fn placed_on(
+    db: &impl GenericClient,
+    node: &str,
+) -> Result<Vec<SessionRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE node = $1 AND NOT slot_released \
+         ORDER BY created_ms"
+    );
+    sessions(db.query(&sql, &[&node]).await, "listing a node's sessions")
+}
+
 /// At most `limit` sessions, newest first, after `after`, filtered by user
 /// and state when given.
 pub(super) async fn list_page(
@@ -117,6 +130,7 @@ pub(super) async fn in_progress(db: &impl GenericClient) -> Result<Vec<SessionRe
         SessionState::Ready,
         SessionState::Failed,
         SessionState::Destroyed,
+        SessionState::Lost,
     ]
     .iter()
     .map(|s| *s as i32)

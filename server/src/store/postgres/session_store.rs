@@ -439,6 +439,11 @@ impl SessionStore for PostgresStore {
             .await
     }
 
+    async fn placed_on(&self, node: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.retrying(|| async { reads::placed_on(&**self.client().await?, node).await })
+            .await
+    }
+
     async fn by_vm_name(&self, vm_name: &str) -> Result<Option<SessionRecord>, StoreError> {
         self.retrying(|| async { reads::by_vm_name(&**self.client().await?, vm_name).await })
             .await

@@ -7,7 +7,7 @@ use daas_api::v1::SessionState;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::Context;
-use crate::domain::placement::{Capacity, ListedNode};
+use crate::domain::placement::{Capacity, ListedNode, NodeState};
 use crate::domain::time::now_ms;
 use crate::store::{
     NewSession, StoreError,
@@ -19,9 +19,12 @@ use crate::store::{
 
 /// The nodes' columns, as [`listed_from_row`] reads them.
 const NODE_COLUMNS: &str = "name, state, cpus, memory_mb, used_memory_mb, configured_memory_mb, \
-     configured_cores, templates, vms, listed, drained, seen_ms";
+     configured_cores, templates, vms, listed, drained, seen_ms, offline_since_ms";
 
-fn listed_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ListedNode, bool, bool, i64)> {
+/// A node's row: as reported, then listed, drained, seen and offline since.
+type NodeRow = (ListedNode, bool, bool, i64, Option<i64>);
+
+fn listed_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRow> {
     let number = |i: usize| -> rusqlite::Result<u64> {
         Ok(u64::try_from(row.get::<_, i64>(i)?).unwrap_or(0))
     };
@@ -38,7 +41,13 @@ fn listed_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ListedNode, boo
         templates: names_from_json(&row.get::<_, String>(7)?),
         vms: names_from_json(&row.get::<_, String>(8)?),
     };
-    Ok((listed, row.get(9)?, row.get(10)?, row.get(11)?))
+    Ok((
+        listed,
+        row.get(9)?,
+        row.get(10)?,
+        row.get(11)?,
+        row.get(12)?,
+    ))
 }
 
 fn clamp(value: u64) -> i64 {
@@ -61,7 +70,8 @@ pub(super) fn record(
         }
         Some(nodes) => {
             tx.execute(
-                "UPDATE nodes SET listed = 0, state = 'offline', updated_ms = ?1",
+                "UPDATE nodes SET listed = 0, state = 'offline', updated_ms = ?1, \
+                 offline_since_ms = COALESCE(offline_since_ms, ?1)",
                 [now],
             )
             .context("recording the nodes")?;
@@ -70,14 +80,17 @@ pub(super) fn record(
                 tx.execute(
                     "INSERT INTO nodes (name, state, cpus, memory_mb, used_memory_mb, \
                      configured_memory_mb, configured_cores, templates, vms, listed, seen_ms, \
-                     updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10) \
+                     updated_ms, offline_since_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, \
+                     ?10, CASE WHEN ?2 = 'offline' THEN ?10 END) \
                      ON CONFLICT (name) DO UPDATE SET state = excluded.state, \
                      cpus = excluded.cpus, memory_mb = excluded.memory_mb, \
                      used_memory_mb = excluded.used_memory_mb, \
                      configured_memory_mb = excluded.configured_memory_mb, \
                      configured_cores = excluded.configured_cores, \
                      templates = excluded.templates, vms = excluded.vms, listed = 1, \
-                     seen_ms = excluded.seen_ms, updated_ms = excluded.updated_ms",
+                     seen_ms = excluded.seen_ms, updated_ms = excluded.updated_ms, \
+                     offline_since_ms = CASE WHEN excluded.state = 'offline' \
+                       THEN COALESCE(nodes.offline_since_ms, excluded.seen_ms) END",
                     params![
                         node.node,
                         state_text(node.state),
@@ -112,20 +125,21 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<NodeRecord>, StoreError> {
     let mut counts = conn
         .prepare(
             "SELECT \
-               COALESCE(SUM(state NOT IN (?2, ?3) AND (pool IS NULL OR claimed_ms IS NOT NULL)), 0), \
-               COALESCE(SUM(state NOT IN (?2, ?3) AND pool IS NOT NULL AND claimed_ms IS NULL), 0), \
+               COALESCE(SUM(state NOT IN (?2, ?3, ?4) AND (pool IS NULL OR claimed_ms IS NOT NULL)), 0), \
+               COALESCE(SUM(state NOT IN (?2, ?3, ?4) AND pool IS NOT NULL AND claimed_ms IS NULL), 0), \
                COALESCE(SUM(clone_started_ms IS NOT NULL), 0) \
              FROM sessions WHERE node = ?1",
         )
         .context("counting desktops by node")?;
     let mut nodes = Vec::with_capacity(rows.len());
-    for (listed, present, drained, seen_ms) in rows {
+    for (listed, present, drained, seen_ms, offline_since_ms) in rows {
         let (desktops, pool_desktops, clones): (u32, u32, u32) = counts
             .query_row(
                 params![
                     listed.node,
                     SessionState::Failed as i32,
-                    SessionState::Destroyed as i32
+                    SessionState::Destroyed as i32,
+                    SessionState::Lost as i32
                 ],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
@@ -135,6 +149,7 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<NodeRecord>, StoreError> {
             present,
             drained,
             seen_ms,
+            offline_since_ms,
             desktops,
             pool_desktops,
             clones,
@@ -169,7 +184,7 @@ pub(super) fn place(conn: &Connection, new: &NewSession) -> Result<Option<String
         .context("reading the nodes")?;
     let nodes = stmt
         .query_map([], |row| {
-            listed_from_row(row).map(|(listed, _, drained, _)| (listed, drained))
+            listed_from_row(row).map(|(listed, _, drained, ..)| (listed, drained))
         })
         .context("reading the nodes")?
         .collect::<Result<Vec<_>, _>>()
@@ -214,6 +229,16 @@ pub(super) fn begin_clone(
     let Some(node) = node else {
         return Ok(CloneTurn::Go);
     };
+    let state: Option<String> = tx
+        .query_row("SELECT state FROM nodes WHERE name = ?1", [&node], |row| {
+            row.get(0)
+        })
+        .optional()
+        .context("reading a node's state")?;
+    match state.map(|s| state_from_text(&s)) {
+        Some(NodeState::Online) | None => {}
+        Some(down) => return Ok(CloneTurn::NodeDown(down)),
+    }
     let clones: u32 = tx
         .query_row(
             "SELECT COUNT(*) FROM sessions \

@@ -54,6 +54,22 @@ pub(super) fn by_vm_name(
     .context("reading a session by VM name")
 }
 
+/// The sessions placed on `node` whose slot is held (see
+/// `SessionStore::placed_on`).
+pub(super) fn placed_on(conn: &Connection, node: String) -> Result<Vec<SessionRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE node = ?1 AND slot_released = 0 \
+             ORDER BY created_ms"
+        ))
+        .context("listing a node's sessions")?;
+    let rows = stmt
+        .query_map([node], session_from_row)
+        .context("listing a node's sessions")?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .context("listing a node's sessions")
+}
+
 /// At most `limit` sessions, newest first, after `after`, filtered by user
 /// and state when given.
 pub(super) fn list_page(
@@ -124,17 +140,18 @@ pub(super) fn in_progress(conn: &Connection) -> Result<Vec<SessionRecord>, Store
         SessionState::Ready,
         SessionState::Failed,
         SessionState::Destroyed,
+        SessionState::Lost,
     ]
     .map(|s| s as i32);
     let mut stmt = conn
         .prepare(&format!(
             "SELECT {SESSION_COLUMNS} FROM sessions \
-             WHERE state NOT IN (?1, ?2, ?3) ORDER BY created_ms"
+             WHERE state NOT IN (?1, ?2, ?3, ?4) ORDER BY created_ms"
         ))
         .context("listing sessions in progress")?;
     let rows = stmt
         .query_map(
-            params![settled[0], settled[1], settled[2]],
+            params![settled[0], settled[1], settled[2], settled[3]],
             session_from_row,
         )
         .context("listing sessions in progress")?;

@@ -329,6 +329,11 @@ impl SessionStore for SqliteStore {
             .await
     }
 
+    async fn placed_on(&self, node: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let node = node.to_string();
+        self.with(move |conn, _| reads::placed_on(conn, node)).await
+    }
+
     async fn by_request(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
         let key = key.to_string();
         self.with(move |conn, _| reads::by_request_key(conn, &key))

@@ -38,11 +38,12 @@ fn admit(
     let (total, of_user): (usize, usize) = conn
         .query_row(
             "SELECT COUNT(*), COALESCE(SUM(username = ?1), 0) FROM sessions \
-             WHERE state NOT IN (?2, ?3)",
+             WHERE state NOT IN (?2, ?3, ?4)",
             params![
                 new.username,
                 SessionState::Failed as i32,
-                SessionState::Destroyed as i32
+                SessionState::Destroyed as i32,
+                SessionState::Lost as i32
             ],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )

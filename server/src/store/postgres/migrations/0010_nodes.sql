@@ -15,6 +15,7 @@ CREATE TABLE nodes (
     listed BOOLEAN NOT NULL DEFAULT TRUE,
     drained BOOLEAN NOT NULL DEFAULT FALSE,
     seen_ms BIGINT NOT NULL,
+    offline_since_ms BIGINT,
     updated_ms BIGINT NOT NULL
 );
 

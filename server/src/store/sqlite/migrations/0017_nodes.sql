@@ -15,6 +15,7 @@ CREATE TABLE nodes (
     listed INTEGER NOT NULL DEFAULT 1,
     drained INTEGER NOT NULL DEFAULT 0,
     seen_ms INTEGER NOT NULL,
+    offline_since_ms INTEGER,
     updated_ms INTEGER NOT NULL
 );
 
