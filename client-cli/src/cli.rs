@@ -39,6 +39,23 @@ OLDEST-READY is how long its oldest ready desktop has waited. After repeated
 failures a pool is restrained: it builds nothing until the time (UTC) its
 STATUS gives.";
 
+/// What the columns of `daas node list` count, shown after its options.
+const NODE_LIST_HELP: &str = "\
+The nodes are the cluster's, as the Terraform module last reported them
+(none when the module places its VMs itself). STATE is online, offline or
+maintenance, plus drained when an administrator drained it (it takes no new
+desktop); offline (not listed) when the last report left it out. DESKTOPS
+counts live user desktops on it, POOL unclaimed pool desktops, CLONES clones
+running now. MEMORY and CPUS are what all its guests are configured for, of
+what it has; TEMPLATES are those a clone there can start from; SEEN is when
+a report last listed it (UTC).";
+
+/// What draining a node does, shown after `daas node drain`'s options.
+const NODE_DRAIN_HELP: &str = "\
+A drained node takes no new desktop: its users' desktops stay until they
+end, its unclaimed pool desktops are replaced on other nodes. Draining a
+drained node changes nothing; `daas node resume NODE` ends the drain.";
+
 /// What `daas audit` lists and how its filters read, shown after its options.
 const AUDIT_HELP: &str = "\
 The trail records creates, claims, destroys, reaps, certificates issued
@@ -119,6 +136,10 @@ pub enum Command {
     /// certificate)
     #[command(subcommand)]
     Pool(PoolCommand),
+    /// The cluster's nodes: list them, drain one, resume it (needs an
+    /// administrator certificate)
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// List the audit trail, newest first (needs an administrator
     /// certificate)
     #[command(after_help = AUDIT_HELP)]
@@ -138,6 +159,28 @@ pub struct PoolStatusArgs {
     /// Only this pool, as the server's config names it (default: every pool)
     #[arg(value_name = "NAME")]
     pub name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List the cluster's nodes and what runs on each (needs an
+    /// administrator certificate)
+    #[command(after_help = NODE_LIST_HELP)]
+    List,
+    /// Drain a node: it takes no new desktop (needs an administrator
+    /// certificate)
+    #[command(after_help = NODE_DRAIN_HELP)]
+    Drain(NodeArg),
+    /// End a node's drain: it takes new desktops again (needs an
+    /// administrator certificate)
+    Resume(NodeArg),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArg {
+    /// The node's name, as `daas node list` shows it
+    #[arg(value_name = "NODE")]
+    pub name: String,
 }
 
 #[derive(Debug, Args)]
@@ -225,7 +268,7 @@ pub struct ListArgs {
     pub user: Option<String>,
 
     /// Only sessions in this state (queued, provisioning, booting,
-    /// configuring, ready, failed, destroying, destroyed)
+    /// configuring, ready, failed, destroying, destroyed, lost)
     #[arg(long, value_name = "STATE")]
     pub state: Option<String>,
 }
@@ -371,6 +414,50 @@ mod tests {
         );
         assert!(parse(&["daas", "pool"]).is_err());
         assert!(parse(&["daas", "pool", "status", "a", "b"]).is_err());
+    }
+
+    #[test]
+    fn node_list_takes_no_name_and_drain_and_resume_take_one() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command: Command::Node(command),
+                json,
+                ..
+            }) => Ok((command, json)),
+            Ok(other) => Err(format!("not a node command: {other:?}")),
+            Err(err) => Err(err.to_string()),
+        };
+        assert!(matches!(
+            parse(&["daas", "node", "list"]),
+            Ok((NodeCommand::List, false))
+        ));
+        assert!(matches!(
+            parse(&["daas", "node", "list", "--json"]),
+            Ok((NodeCommand::List, true))
+        ));
+        assert!(parse(&["daas", "node", "list", "pve1"]).is_err());
+        let name = |args: &[&str]| match parse(args) {
+            Ok((NodeCommand::Drain(arg), _)) => Ok(("drain", arg.name)),
+            Ok((NodeCommand::Resume(arg), _)) => Ok(("resume", arg.name)),
+            Ok((other, _)) => Err(format!("neither drain nor resume: {other:?}")),
+            Err(err) => Err(err),
+        };
+        assert_eq!(
+            name(&["daas", "node", "drain", "pve2"]),
+            Ok(("drain", "pve2".to_owned()))
+        );
+        assert_eq!(
+            name(&["daas", "node", "resume", "pve2", "--json"]),
+            Ok(("resume", "pve2".to_owned()))
+        );
+        for args in [
+            &["daas", "node"][..],
+            &["daas", "node", "drain"],
+            &["daas", "node", "resume"],
+            &["daas", "node", "drain", "a", "b"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

@@ -89,6 +89,12 @@ pub enum CliError {
     #[error("the server at {0} does not support warm pools (UNIMPLEMENTED)")]
     NoPoolSupport(String),
 
+    #[error("no node {0}; list them with: daas node list")]
+    NoNode(String),
+
+    #[error("the server at {0} does not support cluster nodes (UNIMPLEMENTED)")]
+    NoNodeSupport(String),
+
     #[error("the server at {0} does not support the audit trail (UNIMPLEMENTED)")]
     NoAuditSupport(String),
 
@@ -126,7 +132,7 @@ pub enum CliError {
     )]
     FailedNotConnectable(String),
 
-    /// A desktop destroyed or being destroyed.
+    /// A desktop destroyed, being destroyed, or lost with its node.
     #[error(
         "session {id} is {state} and cannot be connected to any more; \
          start a new desktop with `daas create`"
@@ -192,10 +198,12 @@ impl CliError {
     pub fn not_ready(id: String, state: SessionState) -> CliError {
         match state {
             SessionState::Failed => CliError::FailedNotConnectable(id),
-            SessionState::Destroying | SessionState::Destroyed => CliError::GoneNotConnectable {
-                id,
-                state: state.label(),
-            },
+            SessionState::Destroying | SessionState::Destroyed | SessionState::Lost => {
+                CliError::GoneNotConnectable {
+                    id,
+                    state: state.label(),
+                }
+            }
             _ => CliError::NotReady {
                 id,
                 state: state.label(),
@@ -329,10 +337,11 @@ mod tests {
     }
 
     #[test]
-    fn a_destroyed_session_points_to_create() {
+    fn a_destroyed_or_lost_session_points_to_create() {
         for (state, label) in [
             (SessionState::Destroying, "DESTROYING"),
             (SessionState::Destroyed, "DESTROYED"),
+            (SessionState::Lost, "LOST"),
         ] {
             let err = CliError::not_ready("s1".into(), state);
             assert_eq!(

@@ -1,10 +1,11 @@
-//! Machine-readable output: sessions, events, warm pools and audit entries
-//! as JSON values.
+//! Machine-readable output: sessions, events, warm pools, the cluster's
+//! nodes and audit entries as JSON values.
 
 use std::io::Write;
 
 use daas_api::v1::{
-    AuditEntry, OutputStream, Pool, Session, SessionEvent, SessionState, Tool, session_event::Kind,
+    AuditEntry, Node, NodeState, OutputStream, Pool, Session, SessionEvent, SessionState, Tool,
+    session_event::Kind,
 };
 use serde_json::{Value, json};
 
@@ -50,6 +51,7 @@ pub fn session(s: &Session) -> Value {
             "reap_reason": non_empty(&a.reap_reason),
         })),
         "pool": non_empty(&s.pool),
+        "node": non_empty(&s.node),
     })
 }
 
@@ -70,6 +72,38 @@ pub fn pool(p: &Pool) -> Value {
         "oldest_ready_age_ms": ms(p.oldest_ready_age.as_ref()),
         "max_age_ms": ms(p.max_age.as_ref()),
     })
+}
+
+/// One node of the cluster. `state` is `online`, `offline` or
+/// `maintenance` (`null` when unset); memory is in MiB; `seen_at` is
+/// `null` when no report listed it, `offline_since` unless it is offline.
+pub fn node(n: &Node) -> Value {
+    json!({
+        "name": n.name,
+        "state": node_state(n.state()),
+        "drained": n.drained,
+        "listed": n.listed,
+        "seen_at": rfc3339_millis(n.seen_at.as_ref()),
+        "cpus": n.cpus,
+        "memory_mb": n.memory_mb,
+        "used_memory_mb": n.used_memory_mb,
+        "configured_memory_mb": n.configured_memory_mb,
+        "configured_cores": n.configured_cores,
+        "templates": n.templates,
+        "desktops": n.desktops,
+        "pool_desktops": n.pool_desktops,
+        "clones": n.clones,
+        "offline_since": rfc3339_millis(n.offline_since.as_ref()),
+    })
+}
+
+fn node_state(state: NodeState) -> Option<&'static str> {
+    match state {
+        NodeState::Unspecified => None,
+        NodeState::Online => Some("online"),
+        NodeState::Offline => Some("offline"),
+        NodeState::Maintenance => Some("maintenance"),
+    }
 }
 
 /// One entry of the audit trail, with the keys of the server's audit file;
@@ -205,6 +239,28 @@ pub(crate) mod tests {
             failure: None,
             activity: None,
             pool: String::new(),
+            node: String::new(),
+        }
+    }
+
+    /// An online node with desktops, pool desktops and a clone on it.
+    pub(crate) fn pve2() -> Node {
+        Node {
+            name: "pve2".into(),
+            state: NodeState::Online as i32,
+            drained: false,
+            listed: true,
+            seen_at: ts(1_700_000_000),
+            cpus: 32,
+            memory_mb: 128 * 1024,
+            used_memory_mb: 30 * 1024,
+            configured_memory_mb: 48 * 1024,
+            configured_cores: 24,
+            templates: vec!["debian-12".into(), "ubuntu-24".into()],
+            desktops: 7,
+            pool_desktops: 2,
+            clones: 1,
+            offline_since: None,
         }
     }
 
@@ -314,6 +370,7 @@ pub(crate) mod tests {
                 "failure": null,
                 "activity": null,
                 "pool": null,
+                "node": null,
             })
         );
     }
@@ -325,6 +382,54 @@ pub(crate) mod tests {
             ..ready_session()
         };
         assert_eq!(session(&s)["pool"], "lab");
+    }
+
+    #[test]
+    fn a_placed_desktop_names_its_node() {
+        let s = Session {
+            node: "pve2".into(),
+            ..ready_session()
+        };
+        assert_eq!(session(&s)["node"], "pve2");
+    }
+
+    #[test]
+    fn nodes() {
+        assert_eq!(
+            node(&pve2()),
+            json!({
+                "name": "pve2",
+                "state": "online",
+                "drained": false,
+                "listed": true,
+                "seen_at": "2023-11-14T22:13:20.000Z",
+                "cpus": 32,
+                "memory_mb": 131_072,
+                "used_memory_mb": 30_720,
+                "configured_memory_mb": 49_152,
+                "configured_cores": 24,
+                "templates": ["debian-12", "ubuntu-24"],
+                "desktops": 7,
+                "pool_desktops": 2,
+                "clones": 1,
+                "offline_since": null,
+            })
+        );
+        let gone = Node {
+            name: "pve3".into(),
+            state: NodeState::Offline as i32,
+            drained: true,
+            offline_since: ts(1_700_000_000),
+            ..Node::default()
+        };
+        let v = node(&gone);
+        assert_eq!(
+            (&v["state"], &v["drained"], &v["listed"], &v["seen_at"]),
+            (&json!("offline"), &json!(true), &json!(false), &Value::Null)
+        );
+        assert_eq!(v["offline_since"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(v["templates"], json!([]));
+        assert_eq!(node(&Node::default())["state"], Value::Null);
     }
 
     #[test]

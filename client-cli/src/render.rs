@@ -1,9 +1,9 @@
 //! Text for humans: durations, stage lines, the session table and details,
-//! the warm pool table, the audit trail.
+//! the warm pool table, the cluster's nodes, the audit trail.
 
 use std::time::{Duration, SystemTime};
 
-use daas_api::v1::{Activity, AuditEntry, Pool, Session, SessionState};
+use daas_api::v1::{Activity, AuditEntry, Node, NodeState, Pool, Session, SessionState};
 
 use crate::error::one_line;
 use crate::timestamps::{duration, rfc3339_seconds, since, system_time, utc_time_of_day};
@@ -215,6 +215,93 @@ fn pool_status(p: &Pool) -> String {
     }
 }
 
+/// The cluster's nodes as a table with a header: NODE, STATE, DESKTOPS,
+/// POOL (unclaimed pool desktops), CLONES, MEMORY (configured of total,
+/// GiB), CPUS (configured cores of CPUs), TEMPLATES, SEEN (UTC, to the
+/// second).
+pub fn node_table(nodes: &[Node]) -> String {
+    let header = [
+        "NODE",
+        "STATE",
+        "DESKTOPS",
+        "POOL",
+        "CLONES",
+        "MEMORY",
+        "CPUS",
+        "TEMPLATES",
+        "SEEN",
+    ]
+    .map(String::from);
+    let rows = nodes.iter().map(|n| {
+        [
+            n.name.clone(),
+            node_state(n),
+            n.desktops.to_string(),
+            n.pool_desktops.to_string(),
+            n.clones.to_string(),
+            if n.memory_mb == 0 {
+                "-".to_owned()
+            } else {
+                format!("{}/{} GiB", gib(n.configured_memory_mb), gib(n.memory_mb))
+            },
+            if n.cpus == 0 {
+                "-".to_owned()
+            } else {
+                format!("{}/{}", n.configured_cores, n.cpus)
+            },
+            dash(&n.templates.join(",")).to_owned(),
+            rfc3339_seconds(n.seen_at.as_ref()).unwrap_or_else(|| "-".to_owned()),
+        ]
+    });
+    table(header, rows)
+}
+
+/// A node's state in lower case (`online`, `offline`, `maintenance`),
+/// `offline (not listed)` when the module's last report left it out, then
+/// `, drained` when an administrator drained it.
+pub fn node_state(n: &Node) -> String {
+    let state = match n.state() {
+        _ if !n.listed => "offline (not listed)",
+        NodeState::Online => "online",
+        NodeState::Offline => "offline",
+        NodeState::Maintenance => "maintenance",
+        NodeState::Unspecified => "unknown",
+    };
+    if n.drained {
+        format!("{state}, drained")
+    } else {
+        state.to_owned()
+    }
+}
+
+/// MiB as GiB: whole (`48`), else to a tenth (`1.5`).
+fn gib(mb: u64) -> String {
+    let tenths = mb.saturating_mul(10).saturating_add(512) / 1024;
+    if tenths.is_multiple_of(10) {
+        (tenths / 10).to_string()
+    } else {
+        format!("{}.{}", tenths / 10, tenths % 10)
+    }
+}
+
+/// What a drain or a resume of node `n` means, once done.
+pub fn node_drained(n: &Node) -> String {
+    if n.drained {
+        format!(
+            "{} is drained: it takes no new desktop; its users' desktops stay until they \
+             end, its unclaimed pool desktops are replaced elsewhere",
+            n.name
+        )
+    } else if n.listed && n.state() == NodeState::Online {
+        format!("{} takes new desktops again", n.name)
+    } else {
+        format!(
+            "{} is no longer drained: it takes new desktops again once it is online",
+            n.name
+        )
+    }
+}
+
 /// The audit trail as a table with a header: TIME (UTC, to the second),
 /// ACTOR, PEER, ACTION, SESSION, OWNER, RESULT, DETAIL; a refused call's
 /// method without its package (`DesktopService/GetSession`).
@@ -294,6 +381,11 @@ pub fn session_details(s: &Session, now: SystemTime) -> String {
         ("state", s.state().label().to_owned()),
         ("vm name", dash(&s.vm_name).to_owned()),
         ("vm id", dash(&s.vm_id).to_owned()),
+    ]);
+    if !s.node.is_empty() {
+        fields.push(("node", s.node.clone()));
+    }
+    fields.extend([
         ("rdp", rdp_url(s).unwrap_or_else(|| "-".to_owned())),
         ("ssh", endpoint(&s.ssh_host, s.ssh_port)),
         ("created", when(s.created_at.as_ref())),
@@ -351,7 +443,7 @@ fn dash(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::tests::{ms, ready_session, ts};
+    use crate::json::tests::{ms, pve2, ready_session, ts};
     use daas_api::v1::Failure;
 
     fn at(seconds: u64) -> SystemTime {
@@ -563,6 +655,128 @@ mod tests {
             pool_table(&[]),
             "POOL  TEMPLATE  DESIRED  READY  BUILDING  CLAIMED-TODAY  FAILURES  OLDEST-READY  STATUS\n"
         );
+    }
+
+    #[test]
+    fn node_table_layout() {
+        let gone = Node {
+            name: "pve3".into(),
+            state: NodeState::Offline as i32,
+            drained: true,
+            listed: false,
+            seen_at: ts(1_699_990_000),
+            cpus: 0,
+            memory_mb: 0,
+            used_memory_mb: 0,
+            configured_memory_mb: 0,
+            configured_cores: 0,
+            templates: Vec::new(),
+            desktops: 1,
+            pool_desktops: 0,
+            clones: 0,
+            offline_since: ts(1_699_990_000),
+        };
+        let half = Node {
+            name: "pve10".into(),
+            state: NodeState::Maintenance as i32,
+            configured_memory_mb: 1536,
+            memory_mb: 16 * 1024,
+            configured_cores: 1,
+            cpus: 4,
+            templates: vec!["debian-12".into()],
+            seen_at: None,
+            ..pve2()
+        };
+        assert_eq!(
+            node_table(&[pve2(), gone, half]),
+            "NODE   STATE                          DESKTOPS  POOL  CLONES  MEMORY      \
+             CPUS   TEMPLATES            SEEN\n\
+             pve2   online                         7         2     1       48/128 GiB  \
+             24/32  debian-12,ubuntu-24  2023-11-14T22:13:20Z\n\
+             pve3   offline (not listed), drained  1         0     0       -           \
+             -      -                    2023-11-14T19:26:40Z\n\
+             pve10  maintenance                    7         2     1       1.5/16 GiB  \
+             1/4    debian-12            -\n"
+        );
+        assert_eq!(
+            node_table(&[]),
+            "NODE  STATE  DESKTOPS  POOL  CLONES  MEMORY  CPUS  TEMPLATES  SEEN\n"
+        );
+    }
+
+    #[test]
+    fn node_states() {
+        let state = |state: NodeState, drained: bool, listed: bool| {
+            node_state(&Node {
+                state: state as i32,
+                drained,
+                listed,
+                ..pve2()
+            })
+        };
+        assert_eq!(state(NodeState::Online, false, true), "online");
+        assert_eq!(state(NodeState::Online, true, true), "online, drained");
+        assert_eq!(state(NodeState::Offline, false, true), "offline");
+        assert_eq!(
+            state(NodeState::Maintenance, true, true),
+            "maintenance, drained"
+        );
+        assert_eq!(
+            state(NodeState::Offline, false, false),
+            "offline (not listed)"
+        );
+        assert_eq!(state(NodeState::Unspecified, false, true), "unknown");
+    }
+
+    #[test]
+    fn memory_in_gib() {
+        assert_eq!(gib(0), "0");
+        assert_eq!(gib(48 * 1024), "48");
+        assert_eq!(gib(1536), "1.5");
+        assert_eq!(gib(2000), "2");
+        assert_eq!(gib(100), "0.1");
+        assert_eq!(gib(1024 * 1024), "1024");
+    }
+
+    #[test]
+    fn what_a_drain_or_a_resume_means() {
+        let drained = Node {
+            drained: true,
+            ..pve2()
+        };
+        assert_eq!(
+            node_drained(&drained),
+            "pve2 is drained: it takes no new desktop; its users' desktops stay until they \
+             end, its unclaimed pool desktops are replaced elsewhere"
+        );
+        assert_eq!(node_drained(&pve2()), "pve2 takes new desktops again");
+        let down = Node {
+            state: NodeState::Offline as i32,
+            ..pve2()
+        };
+        assert_eq!(
+            node_drained(&down),
+            "pve2 is no longer drained: it takes new desktops again once it is online"
+        );
+    }
+
+    #[test]
+    fn details_name_the_node() {
+        let placed = Session {
+            node: "pve2".into(),
+            ..ready_session()
+        };
+        let text = session_details(&placed, at(1_700_000_100));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[6..9],
+            [
+                "vm id:        104",
+                "node:         pve2",
+                "rdp:          rdp://10.0.0.5:3389"
+            ]
+        );
+        assert!(!session_details(&ready_session(), at(0)).contains("node:"));
     }
 
     #[test]

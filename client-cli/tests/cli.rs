@@ -1156,6 +1156,53 @@ async fn a_restrained_pool_says_so() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn without_nodes_from_the_module_node_list_says_so_and_drain_names_the_node() {
+    // The test module reports no nodes unless its node_count is set.
+    let server = TestServer::start(TestOptions::default()).await;
+    let admin = Caller::admin(&server);
+    let alice = Caller::user(&server, "alice");
+
+    let listed = daas(&admin, &["node", "list"]).await;
+    assert_eq!(
+        (listed.code, listed.stdout.as_str()),
+        (
+            Some(0),
+            "no nodes: the Terraform module places its VMs itself\n"
+        ),
+        "{listed:#?}"
+    );
+    let json = daas(&admin, &["node", "list", "--json"]).await;
+    assert_eq!(
+        (json.code, json.stdout.as_str()),
+        (Some(0), "[]\n"),
+        "{json:#?}"
+    );
+
+    // An unknown node: one line, exit 2, nothing on stdout.
+    for verb in ["drain", "resume"] {
+        let run = daas(&admin, &["node", verb, "pve9"]).await;
+        assert_eq!(run.code, Some(2), "{run:#?}");
+        assert_eq!(
+            run.error_line(),
+            "daas: no node pve9; list them with: daas node list"
+        );
+        assert!(run.stdout.is_empty(), "{run:#?}");
+    }
+
+    // Only administrators see or drain the nodes.
+    for args in [&["node", "list"][..], &["node", "drain", "pve9"]] {
+        let run = daas(&alice, args).await;
+        assert_eq!(run.code, Some(2), "{run:#?}");
+        assert!(
+            run.error_line().contains("only administrators may"),
+            "{run:#?}"
+        );
+        assert!(run.stdout.is_empty(), "{run:#?}");
+    }
+    server.stop().await;
+}
+
 /// The SHA-256 (hex) of the certificate in a PEM file, as the audit trail
 /// names it.
 fn fingerprint_of(pem: &Path) -> String {

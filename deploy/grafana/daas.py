@@ -580,6 +580,53 @@ def dashboard():
         8,
     )
 
+    d.row("Cluster nodes")
+    d.add(
+        timeseries(
+            "Desktops per node",
+            "Live desktops the server placed on each node: user (claimed pool "
+            "desktops too) and pool (unclaimed). Empty when the module reports no nodes.",
+            "short",
+            [("sum by (node, kind) (daas_node_desktops)", "{{node}} {{kind}}")],
+            stack=True,
+        ),
+        8,
+        8,
+    )
+    d.add(
+        timeseries(
+            "Node memory committed",
+            "What all guests of each node are configured for, over its memory, "
+            "as placement counts it (daas_node_memory_mib).",
+            "percentunit",
+            [
+                (
+                    'max by (node) (daas_node_memory_mib{kind="configured"}) '
+                    '/ max by (node) (daas_node_memory_mib{kind="total"})',
+                    "{{node}}",
+                )
+            ],
+        ),
+        8,
+        8,
+    )
+    d.add(
+        timeseries(
+            "Nodes: down, drained, clones, lost desktops",
+            "Nodes offline or in maintenance, nodes drained by an administrator, "
+            "clones running, and desktops LOST with their node.",
+            "short",
+            [
+                ('sum(daas_node_state{state=~"offline|maintenance"})', "nodes down"),
+                ("sum(daas_node_drained)", "nodes drained"),
+                ("sum(daas_node_clones)", "clones"),
+                ('sum(daas_sessions{state="LOST"})', "lost desktops"),
+            ],
+        ),
+        8,
+        8,
+    )
+
     d.row("Proxmox (prometheus-pve-exporter)")
     node = 'id=~"node/.*"'
     d.add(
@@ -625,7 +672,7 @@ def dashboard():
             ]
         },
         "description": "daas-server: sessions, provisioning, tools, reaper, API, "
-        "webhooks; Proxmox nodes from prometheus-pve-exporter.",
+        "webhooks, cluster nodes; Proxmox nodes from prometheus-pve-exporter.",
         "editable": True,
         "graphTooltip": 1,
         "id": None,

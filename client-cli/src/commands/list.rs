@@ -86,7 +86,7 @@ mod tests {
                 err.map(|e| e.to_string()),
                 Some(format!(
                     "unknown state `{label}`; valid states: queued, provisioning, booting, \
-                     configuring, ready, failed, destroying, destroyed"
+                     configuring, ready, failed, destroying, destroyed, lost"
                 ))
             );
         }

@@ -5,6 +5,7 @@ mod connect;
 mod create;
 mod destroy;
 mod list;
+mod node;
 mod pool;
 mod show;
 mod watch;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Connect(args) => connect::run(&ctx, args).await,
         Command::Destroy(args) => destroy::run(&ctx, &args.id).await,
         Command::Pool(command) => pool::run(&ctx, command).await,
+        Command::Node(command) => node::run(&ctx, command).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
     }
 }

@@ -287,6 +287,23 @@ def test_the_audit_trail_shows_the_create_to_administrators_only(
         alice.list_audit()
 
 
+def test_nodes_are_for_administrators_and_an_unknown_one_is_not_found(
+    admin: Client, alice: Client
+) -> None:
+    # The test module reports no nodes (it places its VMs itself).
+    assert admin.list_nodes() == []
+    for call in (admin.drain_node, admin.resume_node):
+        with pytest.raises(NotFound) as err:
+            call("pve9")
+        assert err.value.code is grpc.StatusCode.NOT_FOUND
+        assert "no node pve9" in err.value.message, err.value
+    with pytest.raises(InvalidArgument):
+        admin.drain_node("not a node")
+    for refused in (alice.list_nodes, lambda: alice.drain_node("pve9")):
+        with pytest.raises(PermissionDenied):
+            refused()
+
+
 def test_a_connection_without_a_client_certificate_is_refused(server: Server) -> None:
     creds = server.credentials("alice")
     tls = grpc.ssl_channel_credentials(root_certificates=creds.ca.read_bytes())

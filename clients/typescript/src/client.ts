@@ -15,6 +15,7 @@ import {
   SessionState,
   Tool,
   type AuditEntry,
+  type Node,
   type Pool,
   type Session,
   type SessionEvent,
@@ -239,8 +240,9 @@ export interface ClientOptions {
   /** Check the server's certificate for this name instead of the endpoint's
    * host (e.g. "localhost" when connecting to an address it does not name). */
   serverName?: string;
-  /** Bound (ms) on each unary call (get, list, destroy, the pool and audit calls).
-   * None by default: a destroy waits for Terraform. Streams have no deadline. */
+  /** Bound (ms) on each unary call (get, list, destroy, the pool, node and
+   * audit calls). None by default: a destroy waits for Terraform. Streams
+   * have no deadline. */
   timeoutMs?: number;
 }
 
@@ -445,6 +447,37 @@ export class DaasClient {
   getPool(name: string, options: CallOptions = {}): Promise<Pool> {
     return this.#unary(
       (client) => client.getPool({ name }, this.#callOptions(options)),
+      options.signal,
+    );
+  }
+
+  /** Every node of the cluster, by name, as the Terraform module last
+   * reported it, with the desktops placed on it; empty when the module
+   * places its VMs itself (administrators only: PERMISSION_DENIED otherwise). */
+  async listNodes(options: CallOptions = {}): Promise<Node[]> {
+    const response = await this.#unary(
+      (client) => client.listNodes({}, this.#callOptions(options)),
+      options.signal,
+    );
+    return response.nodes;
+  }
+
+  /** Drains a node: it takes no new desktop (its users' desktops stay until
+   * they end, its unclaimed pool desktops are replaced on other nodes);
+   * resolves to it, `drained`. Idempotent. NOT_FOUND for a node the server
+   * does not know; administrators only. */
+  drainNode(name: string, options: CallOptions = {}): Promise<Node> {
+    return this.#unary(
+      (client) => client.drainNode({ name }, this.#callOptions(options)),
+      options.signal,
+    );
+  }
+
+  /** Ends a node's drain: it takes new desktops again; resolves to it.
+   * Idempotent. Errors as drainNode()'s. */
+  resumeNode(name: string, options: CallOptions = {}): Promise<Node> {
+    return this.#unary(
+      (client) => client.resumeNode({ name }, this.#callOptions(options)),
       options.signal,
     );
   }

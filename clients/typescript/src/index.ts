@@ -18,6 +18,7 @@ export {
 export { Code, DaasError, codeName, type FieldViolation } from "./errors.js";
 export { type Replica } from "./replicas.js";
 export {
+  NodeState,
   OutputStream,
   SessionState,
   Tool,
@@ -25,6 +26,7 @@ export {
   type AuditEntry,
   type Failure,
   type IdleWarning,
+  type Node,
   type OutputLine,
   type Pool,
   type Session,

@@ -308,6 +308,20 @@ suite("DaasClient against daas-server", () => {
     assert.equal(err.code, Code.PermissionDenied);
   });
 
+  test("nodes are for administrators, and an unknown one is NOT_FOUND", async () => {
+    // The test module reports no nodes (it places its VMs itself).
+    assert.deepEqual(await admin.listNodes(), []);
+    for (const call of [() => admin.drainNode("pve9"), () => admin.resumeNode("pve9")]) {
+      const err = await failure(call);
+      assert.equal(err.code, Code.NotFound, err.message);
+      assert.match(err.rawMessage, /no node pve9/);
+    }
+    assert.equal((await failure(() => admin.drainNode("not a node"))).code, Code.InvalidArgument);
+    for (const call of [() => alice.listNodes(), () => alice.drainNode("pve9")]) {
+      assert.equal((await failure(call)).code, Code.PermissionDenied);
+    }
+  });
+
   test("a connection without a client certificate is refused", async () => {
     const { ca } = server.credentials("alice");
     const anonymous = DaasClient.fromPem(

@@ -38,7 +38,7 @@ use crate::{
 const MAX_GATEWAY_MESSAGE: usize = 1 << 20;
 
 /// The signed-in user as the sessions service's caller.
-fn caller_of(user: &User) -> Caller {
+pub(super) fn caller_of(user: &User) -> Caller {
     Caller::User {
         name: user.signed.user.clone(),
         admin: user.signed.admin,
@@ -47,7 +47,7 @@ fn caller_of(user: &User) -> Caller {
 
 /// The signed-in user as the audit trail names them: from the browser's
 /// address, through the portal.
-fn actor_of(user: &User) -> Actor {
+pub(super) fn actor_of(user: &User) -> Actor {
     let origin = Origin {
         subject: "web".into(),
         fingerprint: String::new(),
@@ -57,7 +57,10 @@ fn actor_of(user: &User) -> Actor {
 }
 
 /// 200 with the answer shaped as JSON, or the error as the page's.
-fn reply<T>(result: Result<T, Error>, shape: impl FnOnce(T) -> serde_json::Value) -> Response {
+pub(super) fn reply<T>(
+    result: Result<T, Error>,
+    shape: impl FnOnce(T) -> serde_json::Value,
+) -> Response {
     match result {
         Ok(answer) => json_response(StatusCode::OK, &shape(answer)),
         Err(err) => from_error(&err),

@@ -2,7 +2,9 @@
 //! names, states as labels (`READY`), times as RFC 3339 and durations in
 //! seconds.
 
-use daas_api::v1::{AuditEntry, Pool, Session, SessionEvent, SessionState, session_event::Kind};
+use daas_api::v1::{
+    AuditEntry, Node, Pool, Session, SessionEvent, SessionState, session_event::Kind,
+};
 use serde_json::{Value, json};
 
 fn time(t: Option<&prost_types::Timestamp>) -> Value {
@@ -97,6 +99,26 @@ pub fn pool(p: &Pool) -> Value {
         "restrained_until": time(p.restrained_until.as_ref()),
         "last_failure": p.last_failure,
         "oldest_ready_age": seconds(p.oldest_ready_age.as_ref()),
+    })
+}
+
+pub fn node(n: &Node) -> Value {
+    json!({
+        "name": n.name,
+        "state": n.state().as_str_name().strip_prefix("NODE_STATE_").unwrap_or("UNSPECIFIED"),
+        "drained": n.drained,
+        "listed": n.listed,
+        "seen_at": time(n.seen_at.as_ref()),
+        "offline_since": time(n.offline_since.as_ref()),
+        "cpus": n.cpus,
+        "configured_cores": n.configured_cores,
+        "memory_mb": n.memory_mb,
+        "used_memory_mb": n.used_memory_mb,
+        "configured_memory_mb": n.configured_memory_mb,
+        "templates": n.templates,
+        "desktops": n.desktops,
+        "pool_desktops": n.pool_desktops,
+        "clones": n.clones,
     })
 }
 

@@ -11,6 +11,7 @@ pub mod desktops;
 pub mod gateway;
 pub mod json;
 pub mod ldap;
+pub mod nodes;
 pub mod page;
 pub mod relays;
 pub mod signin;
@@ -345,6 +346,9 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/web/gateway", get(desktops::gateway))
         .route("/web/pools", get(desktops::pools))
         .route("/web/audit", get(desktops::audit))
+        .route("/web/nodes", get(nodes::list))
+        .route("/web/nodes/{name}/drain", post(nodes::drain))
+        .route("/web/nodes/{name}/resume", post(nodes::resume))
         .merge(page::routes())
         .with_state(state)
         .route("/healthz", get(|| async { "ok\n" }))

@@ -530,6 +530,7 @@ fn the_dashboard_is_what_its_generator_writes() {
         "daas_tool_runs_total",
         "daas_reaps_total",
         "daas_webhook_deliveries_total",
+        "daas_node_desktops",
     ] {
         assert!(names.contains(name), "the dashboard does not query {name}");
     }
@@ -651,6 +652,11 @@ async fn every_metric_the_dashboard_queries_is_exported_by_a_live_server() {
              [policy]\nreaper_interval = \"200ms\"\nagent_lost_timeout = \"3s\"\nwarning = \"1s\"\n\
              [[webhooks]]\nname = \"test\"\nurl = \"{hook}\"\nformat = \"slack\"\n"
         ),
+        // Two simulated nodes: the daas_node_* gauges are exported.
+        terraform_variables: vec![
+            "node_count = 2".into(),
+            "node_templates = \"debian-12-xfce\"".into(),
+        ],
         ..TestOptions::default()
     })
     .await;

@@ -198,6 +198,10 @@ async fn the_portal_signs_in_domain_users_and_serves_their_desktops() {
         alice.call("GET", "/web/audit", None, false).await.status,
         403
     );
+    assert_eq!(
+        alice.call("GET", "/web/nodes", None, false).await.status,
+        403
+    );
 
     // A state-changing call without the CSRF token is refused.
     let body = r#"{"template":"","request_id":"web-test-1"}"#;
@@ -296,6 +300,16 @@ async fn the_portal_signs_in_domain_users_and_serves_their_desktops() {
         carol.call("GET", "/web/pools", None, false).await.status,
         200
     );
+    // The cluster's nodes: none here (the test module places its VMs
+    // itself); an unknown node is named.
+    let nodes = carol.call("GET", "/web/nodes", None, false).await;
+    assert_eq!(nodes.status, 200, "{}", nodes.body);
+    assert_eq!(nodes.json()["nodes"], serde_json::json!([]));
+    let drain = carol
+        .call("POST", "/web/nodes/node-9/drain", None, true)
+        .await;
+    assert_eq!(drain.status, 404, "{}", drain.body);
+    assert!(drain.body.contains("daas node list"), "{}", drain.body);
     let trail = carol.call("GET", "/web/audit", None, false).await.json();
     assert!(trail["entries"].as_array().is_some_and(|e| !e.is_empty()));
     server2.stop().await;

@@ -19,7 +19,7 @@ from typing import TypeVar, Union
 
 import grpc
 from daas.v1 import desktop_pb2, desktop_pb2_grpc
-from daas.v1.desktop_pb2 import AuditEntry, Pool, Session, SessionEvent, SessionState
+from daas.v1.desktop_pb2 import AuditEntry, Node, Pool, Session, SessionEvent, SessionState
 
 from .errors import from_rpc_error
 from .replicas import Replicas, is_down, split_endpoints
@@ -197,7 +197,7 @@ class Client:
     call :meth:`close`.
 
     ``timeout`` (seconds) bounds each unary call (get, list, destroy, the
-    pool and audit calls); it is ``None`` by default because a destroy waits for
+    pool, node and audit calls); it is ``None`` by default because a destroy waits for
     Terraform. Streams have no deadline: they end with the session's stage.
     """
 
@@ -361,6 +361,29 @@ class Client:
         administrators only: PermissionDenied otherwise)."""
         request = desktop_pb2.GetPoolRequest(name=name)
         return self._unary(lambda stub: stub.GetPool(request, timeout=self._timeout))
+
+    def list_nodes(self) -> builtins.list[Node]:
+        """Every node of the cluster, by name, as the Terraform module last
+        reported it, with the desktops placed on it; empty when the module
+        places its VMs itself (administrators only: PermissionDenied
+        otherwise)."""
+        request = desktop_pb2.ListNodesRequest()
+        response = self._unary(lambda stub: stub.ListNodes(request, timeout=self._timeout))
+        return builtins.list(response.nodes)
+
+    def drain_node(self, name: str) -> Node:
+        """Drains a node: it takes no new desktop (its users' desktops stay
+        until they end, its unclaimed pool desktops are replaced on other
+        nodes); returns it, ``drained``. Idempotent. NotFound for a node the
+        server does not know; administrators only."""
+        request = desktop_pb2.DrainNodeRequest(name=name)
+        return self._unary(lambda stub: stub.DrainNode(request, timeout=self._timeout))
+
+    def resume_node(self, name: str) -> Node:
+        """Ends a node's drain: it takes new desktops again; returns it.
+        Idempotent. Errors as :meth:`drain_node`'s."""
+        request = desktop_pb2.ResumeNodeRequest(name=name)
+        return self._unary(lambda stub: stub.ResumeNode(request, timeout=self._timeout))
 
     def list_audit(
         self,

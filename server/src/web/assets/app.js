@@ -1,6 +1,7 @@
 // The portal's page: sign in, my desktops, create with live stages,
 // destroy, .rdp download, the desktop in the tab; for administrators every
-// session, the pools and the audit trail. No framework, no build step.
+// session, the pools, the cluster's nodes and the audit trail. No framework,
+// no build step.
 
 const $ = (id) => document.getElementById(id);
 let me = null; // {user, admin, csrf, templates}
@@ -195,6 +196,9 @@ async function refreshAdmin(background) {
     }
     return row;
   }));
+  const nodes = await api("GET", "/web/nodes", undefined, background);
+  $("nodes-part").hidden = nodes.nodes.length === 0;
+  $("nodes").querySelector("tbody").replaceChildren(...nodes.nodes.map(nodeRow));
   const audit = await api("GET", "/web/audit", undefined, background);
   $("audit").querySelector("tbody").replaceChildren(...audit.entries.map((e) => {
     const row = document.createElement("tr");
@@ -205,6 +209,43 @@ async function refreshAdmin(background) {
     }
     return row;
   }));
+}
+
+// A cluster node's row, with Drain or Resume.
+function nodeRow(n) {
+  const row = document.createElement("tr");
+  const gib = (mb) => (mb / 1024).toFixed(mb % 1024 ? 1 : 0);
+  let state = n.state.toLowerCase();
+  if (!n.listed) state += " (not listed)";
+  if (n.drained) state += ", drained";
+  for (const text of [n.name, state, `${n.desktops} / ${n.pool_desktops}`,
+    `${gib(n.configured_memory_mb)} / ${gib(n.memory_mb)} GiB`,
+    `${n.configured_cores} / ${n.cpus}`, n.templates.join(", ")]) {
+    const td = document.createElement("td");
+    td.textContent = String(text);
+    row.append(td);
+  }
+  const actions = document.createElement("td");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = n.drained ? "Resume" : "Drain";
+  button.title = n.drained
+    ? `${n.name} takes new desktops again`
+    : `${n.name} takes no new desktop; its users' desktops stay until they end`;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await api("POST", `/web/nodes/${encodeURIComponent(n.name)}/${n.drained ? "resume" : "drain"}`);
+      await refresh();
+    } catch (error) {
+      notice(`${n.name}: ${error.message}`);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  actions.append(button);
+  row.append(actions);
+  return row;
 }
 
 // --- create, follow, destroy ---------------------------------------------

@@ -25,6 +25,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _NodeState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NodeStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NodeState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NODE_STATE_UNSPECIFIED: _NodeState.ValueType  # 0
+    """Never set by the server."""
+    NODE_STATE_ONLINE: _NodeState.ValueType  # 1
+    """Up and in the cluster."""
+    NODE_STATE_OFFLINE: _NodeState.ValueType  # 2
+    """Down, unreachable, or no longer listed by the module."""
+    NODE_STATE_MAINTENANCE: _NodeState.ValueType  # 3
+    """In the hypervisor's maintenance mode."""
+
+class NodeState(_NodeState, metaclass=_NodeStateEnumTypeWrapper):
+    """A node's state, as the module reports it."""
+
+NODE_STATE_UNSPECIFIED: NodeState.ValueType  # 0
+"""Never set by the server."""
+NODE_STATE_ONLINE: NodeState.ValueType  # 1
+"""Up and in the cluster."""
+NODE_STATE_OFFLINE: NodeState.ValueType  # 2
+"""Down, unreachable, or no longer listed by the module."""
+NODE_STATE_MAINTENANCE: NodeState.ValueType  # 3
+"""In the hypervisor's maintenance mode."""
+Global___NodeState: _TypeAlias = NodeState  # noqa: Y015
+
 class _SessionState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -51,6 +79,11 @@ class _SessionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionS
     """The desktop is being destroyed."""
     SESSION_STATE_DESTROYED: _SessionState.ValueType  # 8
     """The desktop is gone."""
+    SESSION_STATE_LOST: _SessionState.ValueType  # 9
+    """The desktop's cluster node went offline: the desktop is unreachable
+    and does not count against limits. Its VM is destroyed when the node
+    returns (then DESTROYED); `Session.failure` says which node and when.
+    """
 
 class SessionState(_SessionState, metaclass=_SessionStateEnumTypeWrapper):
     """The life cycle of a session. Stages run in the order listed; FAILED can
@@ -78,6 +111,11 @@ SESSION_STATE_DESTROYING: SessionState.ValueType  # 7
 """The desktop is being destroyed."""
 SESSION_STATE_DESTROYED: SessionState.ValueType  # 8
 """The desktop is gone."""
+SESSION_STATE_LOST: SessionState.ValueType  # 9
+"""The desktop's cluster node went offline: the desktop is unreachable
+and does not count against limits. Its VM is destroyed when the node
+returns (then DESTROYED); `Session.failure` says which node and when.
+"""
 Global___SessionState: _TypeAlias = SessionState  # noqa: Y015
 
 class _Tool:
@@ -131,6 +169,166 @@ OUTPUT_STREAM_STDOUT: OutputStream.ValueType  # 1
 OUTPUT_STREAM_STDERR: OutputStream.ValueType  # 2
 """Standard error."""
 Global___OutputStream: _TypeAlias = OutputStream  # noqa: Y015
+
+@_typing.final
+class ListNodesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNodesRequest: _TypeAlias = ListNodesRequest  # noqa: Y015
+
+@_typing.final
+class ListNodesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Node]:
+        """Every node the server knows, by name."""
+
+    def __init__(
+        self,
+        *,
+        nodes: _abc.Iterable[Global___Node] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nodes", b"nodes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNodesResponse: _TypeAlias = ListNodesResponse  # noqa: Y015
+
+@_typing.final
+class DrainNodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The node's name, as ListNodes shows it."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainNodeRequest: _TypeAlias = DrainNodeRequest  # noqa: Y015
+
+@_typing.final
+class ResumeNodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The node's name, as ListNodes shows it."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeNodeRequest: _TypeAlias = ResumeNodeRequest  # noqa: Y015
+
+@_typing.final
+class Node(_message.Message):
+    """A node of the cluster and what the server placed on it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DRAINED_FIELD_NUMBER: _builtins.int
+    LISTED_FIELD_NUMBER: _builtins.int
+    SEEN_AT_FIELD_NUMBER: _builtins.int
+    CPUS_FIELD_NUMBER: _builtins.int
+    MEMORY_MB_FIELD_NUMBER: _builtins.int
+    USED_MEMORY_MB_FIELD_NUMBER: _builtins.int
+    CONFIGURED_MEMORY_MB_FIELD_NUMBER: _builtins.int
+    CONFIGURED_CORES_FIELD_NUMBER: _builtins.int
+    TEMPLATES_FIELD_NUMBER: _builtins.int
+    DESKTOPS_FIELD_NUMBER: _builtins.int
+    POOL_DESKTOPS_FIELD_NUMBER: _builtins.int
+    CLONES_FIELD_NUMBER: _builtins.int
+    OFFLINE_SINCE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The hypervisor's name for it (a Proxmox node name)."""
+    state: Global___NodeState.ValueType
+    drained: _builtins.bool
+    """Drained by an administrator: it takes no new desktop."""
+    listed: _builtins.bool
+    """False when the module's last report did not list it (then OFFLINE)."""
+    cpus: _builtins.int
+    """Its CPUs and memory (MiB): in all, in use by its guests now, and what
+    all its guests (ours or not) are configured for.
+    """
+    memory_mb: _builtins.int
+    used_memory_mb: _builtins.int
+    configured_memory_mb: _builtins.int
+    configured_cores: _builtins.int
+    desktops: _builtins.int
+    """Live user desktops on it (claimed pool desktops included)."""
+    pool_desktops: _builtins.int
+    """Pool desktops on it that nobody has claimed yet."""
+    clones: _builtins.int
+    """Clones (terraform apply) running on it now."""
+    @_builtins.property
+    def seen_at(self) -> _timestamp_pb2.Timestamp:
+        """When a report last listed it."""
+
+    @_builtins.property
+    def templates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The templates a clone on it can start from."""
+
+    @_builtins.property
+    def offline_since(self) -> _timestamp_pb2.Timestamp:
+        """Since when the server has seen it offline (unset: online or in
+        maintenance). Its READY desktops are LOST after `[placement] lost_after`.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        state: Global___NodeState.ValueType = ...,
+        drained: _builtins.bool = ...,
+        listed: _builtins.bool = ...,
+        seen_at: _timestamp_pb2.Timestamp | None = ...,
+        cpus: _builtins.int = ...,
+        memory_mb: _builtins.int = ...,
+        used_memory_mb: _builtins.int = ...,
+        configured_memory_mb: _builtins.int = ...,
+        configured_cores: _builtins.int = ...,
+        templates: _abc.Iterable[_builtins.str] | None = ...,
+        desktops: _builtins.int = ...,
+        pool_desktops: _builtins.int = ...,
+        clones: _builtins.int = ...,
+        offline_since: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["offline_since", b"offline_since", "seen_at", b"seen_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clones", b"clones", "configured_cores", b"configured_cores", "configured_memory_mb", b"configured_memory_mb", "cpus", b"cpus", "desktops", b"desktops", "drained", b"drained", "listed", b"listed", "memory_mb", b"memory_mb", "name", b"name", "offline_since", b"offline_since", "pool_desktops", b"pool_desktops", "seen_at", b"seen_at", "state", b"state", "templates", b"templates", "used_memory_mb", b"used_memory_mb"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Node: _TypeAlias = Node  # noqa: Y015
 
 @_typing.final
 class ListAuditRequest(_message.Message):
@@ -602,6 +800,7 @@ class Session(_message.Message):
     FAILURE_FIELD_NUMBER: _builtins.int
     ACTIVITY_FIELD_NUMBER: _builtins.int
     POOL_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id (a UUID)."""
     username: _builtins.str
@@ -628,6 +827,10 @@ class Session(_message.Message):
     """The warm pool the desktop came from (or, unclaimed, waits in); empty
     for a desktop built for its request. An unclaimed pool desktop has an
     empty `username`; a claimed one's `created_at` is the claim.
+    """
+    node: _builtins.str
+    """The cluster node the server placed the VM on; empty when the module
+    reports no nodes (it places VMs itself).
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
@@ -671,10 +874,11 @@ class Session(_message.Message):
         failure: Global___Failure | None = ...,
         activity: Global___Activity | None = ...,
         pool: _builtins.str = ...,
+        node: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "ready_at", b"ready_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "id", b"id", "pool", b"pool", "rdp_host", b"rdp_host", "rdp_port", b"rdp_port", "ready_at", b"ready_at", "session_user", b"session_user", "ssh_host", b"ssh_host", "ssh_port", b"ssh_port", "state", b"state", "template", b"template", "updated_at", b"updated_at", "username", b"username", "vm_id", b"vm_id", "vm_name", b"vm_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "id", b"id", "node", b"node", "pool", b"pool", "rdp_host", b"rdp_host", "rdp_port", b"rdp_port", "ready_at", b"ready_at", "session_user", b"session_user", "ssh_host", b"ssh_host", "ssh_port", b"ssh_port", "state", b"state", "template", b"template", "updated_at", b"updated_at", "username", b"username", "vm_id", b"vm_id", "vm_name", b"vm_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -80,6 +80,21 @@ class DesktopServiceStub:
                 request_serializer=daas_dot_v1_dot_desktop__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=daas_dot_v1_dot_desktop__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
+        self.ListNodes = channel.unary_unary(
+                '/daas.v1.DesktopService/ListNodes',
+                request_serializer=daas_dot_v1_dot_desktop__pb2.ListNodesRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_desktop__pb2.ListNodesResponse.FromString,
+                _registered_method=True)
+        self.DrainNode = channel.unary_unary(
+                '/daas.v1.DesktopService/DrainNode',
+                request_serializer=daas_dot_v1_dot_desktop__pb2.DrainNodeRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_desktop__pb2.Node.FromString,
+                _registered_method=True)
+        self.ResumeNode = channel.unary_unary(
+                '/daas.v1.DesktopService/ResumeNode',
+                request_serializer=daas_dot_v1_dot_desktop__pb2.ResumeNodeRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_desktop__pb2.Node.FromString,
+                _registered_method=True)
 
 
 class DesktopServiceServicer:
@@ -169,6 +184,34 @@ class DesktopServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNodes(self, request, context):
+        """Lists the cluster's nodes as the Terraform module last reported them,
+        with the desktops the server placed on each (administrators only:
+        PERMISSION_DENIED otherwise). Empty when the module reports no nodes
+        (it places its VMs itself).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainNode(self, request, context):
+        """Drains a node: no new desktop goes there, its unclaimed pool desktops
+        are replaced on other nodes, its users' desktops stay until they end.
+        Idempotent. Errors: NOT_FOUND for a node the server does not know;
+        PERMISSION_DENIED for a caller who is not an administrator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeNode(self, request, context):
+        """Ends a node's drain: it takes new desktops again. Idempotent. Errors as
+        DrainNode's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DesktopServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +254,21 @@ def add_DesktopServiceServicer_to_server(servicer, server):
                     servicer.ListAudit,
                     request_deserializer=daas_dot_v1_dot_desktop__pb2.ListAuditRequest.FromString,
                     response_serializer=daas_dot_v1_dot_desktop__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'ListNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNodes,
+                    request_deserializer=daas_dot_v1_dot_desktop__pb2.ListNodesRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_desktop__pb2.ListNodesResponse.SerializeToString,
+            ),
+            'DrainNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainNode,
+                    request_deserializer=daas_dot_v1_dot_desktop__pb2.DrainNodeRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_desktop__pb2.Node.SerializeToString,
+            ),
+            'ResumeNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeNode,
+                    request_deserializer=daas_dot_v1_dot_desktop__pb2.ResumeNodeRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_desktop__pb2.Node.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -435,6 +493,87 @@ class DesktopService:
             '/daas.v1.DesktopService/ListAudit',
             daas_dot_v1_dot_desktop__pb2.ListAuditRequest.SerializeToString,
             daas_dot_v1_dot_desktop__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.DesktopService/ListNodes',
+            daas_dot_v1_dot_desktop__pb2.ListNodesRequest.SerializeToString,
+            daas_dot_v1_dot_desktop__pb2.ListNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.DesktopService/DrainNode',
+            daas_dot_v1_dot_desktop__pb2.DrainNodeRequest.SerializeToString,
+            daas_dot_v1_dot_desktop__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.DesktopService/ResumeNode',
+            daas_dot_v1_dot_desktop__pb2.ResumeNodeRequest.SerializeToString,
+            daas_dot_v1_dot_desktop__pb2.Node.FromString,
             options,
             channel_credentials,
             insecure,

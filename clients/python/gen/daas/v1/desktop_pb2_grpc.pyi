@@ -89,6 +89,22 @@ class DesktopServiceStub:
     UNAUTHENTICATED, RESOURCE_EXHAUSTED), a page at a time
     (administrators only: PERMISSION_DENIED otherwise).
     """
+    ListNodes: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.ListNodesRequest, _desktop_pb2.ListNodesResponse]
+    """Lists the cluster's nodes as the Terraform module last reported them,
+    with the desktops the server placed on each (administrators only:
+    PERMISSION_DENIED otherwise). Empty when the module reports no nodes
+    (it places its VMs itself).
+    """
+    DrainNode: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.DrainNodeRequest, _desktop_pb2.Node]
+    """Drains a node: no new desktop goes there, its unclaimed pool desktops
+    are replaced on other nodes, its users' desktops stay until they end.
+    Idempotent. Errors: NOT_FOUND for a node the server does not know;
+    PERMISSION_DENIED for a caller who is not an administrator.
+    """
+    ResumeNode: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.ResumeNodeRequest, _desktop_pb2.Node]
+    """Ends a node's drain: it takes new desktops again. Idempotent. Errors as
+    DrainNode's.
+    """
 
 @_typing.type_check_only
 class DesktopServiceAsyncStub(DesktopServiceStub):
@@ -146,6 +162,22 @@ class DesktopServiceAsyncStub(DesktopServiceStub):
     agent certificates issued, and refused calls (PERMISSION_DENIED,
     UNAUTHENTICATED, RESOURCE_EXHAUSTED), a page at a time
     (administrators only: PERMISSION_DENIED otherwise).
+    """
+    ListNodes: _aio.UnaryUnaryMultiCallable[_desktop_pb2.ListNodesRequest, _desktop_pb2.ListNodesResponse]  # type: ignore[assignment]
+    """Lists the cluster's nodes as the Terraform module last reported them,
+    with the desktops the server placed on each (administrators only:
+    PERMISSION_DENIED otherwise). Empty when the module reports no nodes
+    (it places its VMs itself).
+    """
+    DrainNode: _aio.UnaryUnaryMultiCallable[_desktop_pb2.DrainNodeRequest, _desktop_pb2.Node]  # type: ignore[assignment]
+    """Drains a node: no new desktop goes there, its unclaimed pool desktops
+    are replaced on other nodes, its users' desktops stay until they end.
+    Idempotent. Errors: NOT_FOUND for a node the server does not know;
+    PERMISSION_DENIED for a caller who is not an administrator.
+    """
+    ResumeNode: _aio.UnaryUnaryMultiCallable[_desktop_pb2.ResumeNodeRequest, _desktop_pb2.Node]  # type: ignore[assignment]
+    """Ends a node's drain: it takes new desktops again. Idempotent. Errors as
+    DrainNode's.
     """
 
 class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -249,6 +281,40 @@ class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
         agent certificates issued, and refused calls (PERMISSION_DENIED,
         UNAUTHENTICATED, RESOURCE_EXHAUSTED), a page at a time
         (administrators only: PERMISSION_DENIED otherwise).
+        """
+
+    @_abc_1.abstractmethod
+    def ListNodes(
+        self,
+        request: _desktop_pb2.ListNodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_desktop_pb2.ListNodesResponse, _abc.Awaitable[_desktop_pb2.ListNodesResponse]]:
+        """Lists the cluster's nodes as the Terraform module last reported them,
+        with the desktops the server placed on each (administrators only:
+        PERMISSION_DENIED otherwise). Empty when the module reports no nodes
+        (it places its VMs itself).
+        """
+
+    @_abc_1.abstractmethod
+    def DrainNode(
+        self,
+        request: _desktop_pb2.DrainNodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_desktop_pb2.Node, _abc.Awaitable[_desktop_pb2.Node]]:
+        """Drains a node: no new desktop goes there, its unclaimed pool desktops
+        are replaced on other nodes, its users' desktops stay until they end.
+        Idempotent. Errors: NOT_FOUND for a node the server does not know;
+        PERMISSION_DENIED for a caller who is not an administrator.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeNode(
+        self,
+        request: _desktop_pb2.ResumeNodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_desktop_pb2.Node, _abc.Awaitable[_desktop_pb2.Node]]:
+        """Ends a node's drain: it takes new desktops again. Idempotent. Errors as
+        DrainNode's.
         """
 
 def add_DesktopServiceServicer_to_server(servicer: DesktopServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

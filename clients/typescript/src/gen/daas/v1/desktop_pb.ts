@@ -17,7 +17,188 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file daas/v1/desktop.proto.
  */
 export const file_daas_v1_desktop: GenFile = /*@__PURE__*/
-  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEiigEKEExpc3RBdWRpdFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIpCgVzaW5jZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkiUgoRTGlzdEF1ZGl0UmVzcG9uc2USJAoHZW50cmllcxgBIAMoCzITLmRhYXMudjEuQXVkaXRFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkizAEKCkF1ZGl0RW50cnkSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAiABKAkSDwoHc3ViamVjdBgDIAEoCRITCgtmaW5nZXJwcmludBgEIAEoCRIMCgRwZWVyGAUgASgJEg4KBmFjdGlvbhgGIAEoCRISCgpzZXNzaW9uX2lkGAcgASgJEg0KBW93bmVyGAggASgJEg4KBnJlc3VsdBgJIAEoCRIOCgZkZXRhaWwYCiABKAkiEgoQTGlzdFBvb2xzUmVxdWVzdCIxChFMaXN0UG9vbHNSZXNwb25zZRIcCgVwb29scxgBIAMoCzINLmRhYXMudjEuUG9vbCIeCg5HZXRQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJIrICCgRQb29sEgwKBG5hbWUYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSDwoHZGVzaXJlZBgDIAEoDRINCgVyZWFkeRgEIAEoDRIUCgxwcm92aXNpb25pbmcYBSABKA0SFQoNY2xhaW1lZF90b2RheRgGIAEoDRIQCghmYWlsdXJlcxgHIAEoDRI0ChByZXN0cmFpbmVkX3VudGlsGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxsYXN0X2ZhaWx1cmUYCSABKAkSMwoQb2xkZXN0X3JlYWR5X2FnZRgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgdtYXhfYWdlGAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIn4KFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhQKDHNlc3Npb25fdXNlchgCIAEoCRIYChBzZXNzaW9uX3Bhc3N3b3JkGAMgASgJEhAKCHRlbXBsYXRlGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkiQQoTV2F0Y2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIicKEUdldFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkidAoTTGlzdFNlc3Npb25zUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIkCgVzdGF0ZRgCIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIlMKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuZGFhcy52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIrChVEZXN0cm95U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSLBAwoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIUCgxzZXNzaW9uX3VzZXIYAyABKAkSEAoIdGVtcGxhdGUYBCABKAkSJAoFc3RhdGUYBSABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIPCgd2bV9uYW1lGAYgASgJEg0KBXZtX2lkGAcgASgJEhAKCHJkcF9ob3N0GAggASgJEhAKCHJkcF9wb3J0GAkgASgNEhAKCHNzaF9ob3N0GAogASgJEhAKCHNzaF9wb3J0GAsgASgNEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCHJlYWR5X2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgdmYWlsdXJlGA8gASgLMhAuZGFhcy52MS5GYWlsdXJlEiMKCGFjdGl2aXR5GBAgASgLMhEuZGFhcy52MS5BY3Rpdml0eRIMCgRwb29sGBEgASgJIu4BCghBY3Rpdml0eRIyCg5sYXN0X3JlcG9ydF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNbGFzdF9pbnB1dF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmRwX2NsaWVudHMYAyABKA0SDQoFdXNlcnMYBCADKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIrCgdyZWFwX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZWFwX3JlYXNvbhgHIAEoCSI/CgdGYWlsdXJlEiQKBXN0YWdlGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSDgoGcmVhc29uGAIgASgJIuQCCgxTZXNzaW9uRXZlbnQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIkCgVzdGF0ZRgEIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEjAKDXN0YWdlX2VsYXBzZWQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoMc3RhZ2VfY2hhbmdlGAYgASgLMhQuZGFhcy52MS5TdGFnZUNoYW5nZUgAEiUKBm91dHB1dBgHIAEoCzITLmRhYXMudjEuT3V0cHV0TGluZUgAEiwKDGlkbGVfd2FybmluZxgJIAEoCzIULmRhYXMudjEuSWRsZVdhcm5pbmdIABIhCgdzZXNzaW9uGAggASgLMhAuZGFhcy52MS5TZXNzaW9uQgYKBGtpbmQiSgoLSWRsZVdhcm5pbmcSKwoHcmVhcF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAIgASgJIn0KC1N0YWdlQ2hhbmdlEicKCHByZXZpb3VzGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSNAoRcHJldmlvdXNfZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHbWVzc2FnZRgDIAEoCSJeCgpPdXRwdXRMaW5lEhsKBHRvb2wYASABKA4yDS5kYWFzLnYxLlRvb2wSJQoGc3RyZWFtGAIgASgOMhUuZGFhcy52MS5PdXRwdXRTdHJlYW0SDAoEdGV4dBgDIAEoCSqPAgoMU2Vzc2lvblN0YXRlEh0KGVNFU1NJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIYChRTRVNTSU9OX1NUQVRFX1FVRVVFRBABEh4KGlNFU1NJT05fU1RBVEVfUFJPVklTSU9OSU5HEAISGQoVU0VTU0lPTl9TVEFURV9CT09USU5HEAMSHQoZU0VTU0lPTl9TVEFURV9DT05GSUdVUklORxAEEhcKE1NFU1NJT05fU1RBVEVfUkVBRFkQBRIYChRTRVNTSU9OX1NUQVRFX0ZBSUxFRBAGEhwKGFNFU1NJT05fU1RBVEVfREVTVFJPWUlORxAHEhsKF1NFU1NJT05fU1RBVEVfREVTVFJPWUVEEAgqUAoEVG9vbBIUChBUT09MX1VOU1BFQ0lGSUVEEAASEgoOVE9PTF9URVJSQUZPUk0QARIMCghUT09MX1NTSBACEhAKDFRPT0xfQU5TSUJMRRADKmEKDE91dHB1dFN0cmVhbRIdChlPVVRQVVRfU1RSRUFNX1VOU1BFQ0lGSUVEEAASGAoUT1VUUFVUX1NUUkVBTV9TVERPVVQQARIYChRPVVRQVVRfU1RSRUFNX1NUREVSUhACMqgECg5EZXNrdG9wU2VydmljZRJHCg1DcmVhdGVTZXNzaW9uEh0uZGFhcy52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBoVLmRhYXMudjEuU2Vzc2lvbkV2ZW50MAESRQoMV2F0Y2hTZXNzaW9uEhwuZGFhcy52MS5XYXRjaFNlc3Npb25SZXF1ZXN0GhUuZGFhcy52MS5TZXNzaW9uRXZlbnQwARI6CgpHZXRTZXNzaW9uEhouZGFhcy52MS5HZXRTZXNzaW9uUmVxdWVzdBoQLmRhYXMudjEuU2Vzc2lvbhJLCgxMaXN0U2Vzc2lvbnMSHC5kYWFzLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHS5kYWFzLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEkIKDkRlc3Ryb3lTZXNzaW9uEh4uZGFhcy52MS5EZXN0cm95U2Vzc2lvblJlcXVlc3QaEC5kYWFzLnYxLlNlc3Npb24SQgoJTGlzdFBvb2xzEhkuZGFhcy52MS5MaXN0UG9vbHNSZXF1ZXN0GhouZGFhcy52MS5MaXN0UG9vbHNSZXNwb25zZRIxCgdHZXRQb29sEhcuZGFhcy52MS5HZXRQb29sUmVxdWVzdBoNLmRhYXMudjEuUG9vbBJCCglMaXN0QXVkaXQSGS5kYWFzLnYxLkxpc3RBdWRpdFJlcXVlc3QaGi5kYWFzLnYxLkxpc3RBdWRpdFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEiEgoQTGlzdE5vZGVzUmVxdWVzdCIxChFMaXN0Tm9kZXNSZXNwb25zZRIcCgVub2RlcxgBIAMoCzINLmRhYXMudjEuTm9kZSIgChBEcmFpbk5vZGVSZXF1ZXN0EgwKBG5hbWUYASABKAkiIQoRUmVzdW1lTm9kZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSL1AgoETm9kZRIMCgRuYW1lGAEgASgJEiEKBXN0YXRlGAIgASgOMhIuZGFhcy52MS5Ob2RlU3RhdGUSDwoHZHJhaW5lZBgDIAEoCBIOCgZsaXN0ZWQYBCABKAgSKwoHc2Vlbl9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEY3B1cxgGIAEoDRIRCgltZW1vcnlfbWIYByABKAQSFgoOdXNlZF9tZW1vcnlfbWIYCCABKAQSHAoUY29uZmlndXJlZF9tZW1vcnlfbWIYCSABKAQSGAoQY29uZmlndXJlZF9jb3JlcxgKIAEoDRIRCgl0ZW1wbGF0ZXMYCyADKAkSEAoIZGVza3RvcHMYDCABKA0SFQoNcG9vbF9kZXNrdG9wcxgNIAEoDRIOCgZjbG9uZXMYDiABKA0SMQoNb2ZmbGluZV9zaW5jZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiigEKEExpc3RBdWRpdFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIpCgVzaW5jZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkiUgoRTGlzdEF1ZGl0UmVzcG9uc2USJAoHZW50cmllcxgBIAMoCzITLmRhYXMudjEuQXVkaXRFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkizAEKCkF1ZGl0RW50cnkSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAiABKAkSDwoHc3ViamVjdBgDIAEoCRITCgtmaW5nZXJwcmludBgEIAEoCRIMCgRwZWVyGAUgASgJEg4KBmFjdGlvbhgGIAEoCRISCgpzZXNzaW9uX2lkGAcgASgJEg0KBW93bmVyGAggASgJEg4KBnJlc3VsdBgJIAEoCRIOCgZkZXRhaWwYCiABKAkiEgoQTGlzdFBvb2xzUmVxdWVzdCIxChFMaXN0UG9vbHNSZXNwb25zZRIcCgVwb29scxgBIAMoCzINLmRhYXMudjEuUG9vbCIeCg5HZXRQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJIrICCgRQb29sEgwKBG5hbWUYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSDwoHZGVzaXJlZBgDIAEoDRINCgVyZWFkeRgEIAEoDRIUCgxwcm92aXNpb25pbmcYBSABKA0SFQoNY2xhaW1lZF90b2RheRgGIAEoDRIQCghmYWlsdXJlcxgHIAEoDRI0ChByZXN0cmFpbmVkX3VudGlsGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxsYXN0X2ZhaWx1cmUYCSABKAkSMwoQb2xkZXN0X3JlYWR5X2FnZRgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgdtYXhfYWdlGAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIn4KFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhQKDHNlc3Npb25fdXNlchgCIAEoCRIYChBzZXNzaW9uX3Bhc3N3b3JkGAMgASgJEhAKCHRlbXBsYXRlGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkiQQoTV2F0Y2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIicKEUdldFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkidAoTTGlzdFNlc3Npb25zUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIkCgVzdGF0ZRgCIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIlMKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuZGFhcy52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIrChVEZXN0cm95U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSLPAwoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIUCgxzZXNzaW9uX3VzZXIYAyABKAkSEAoIdGVtcGxhdGUYBCABKAkSJAoFc3RhdGUYBSABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIPCgd2bV9uYW1lGAYgASgJEg0KBXZtX2lkGAcgASgJEhAKCHJkcF9ob3N0GAggASgJEhAKCHJkcF9wb3J0GAkgASgNEhAKCHNzaF9ob3N0GAogASgJEhAKCHNzaF9wb3J0GAsgASgNEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCHJlYWR5X2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgdmYWlsdXJlGA8gASgLMhAuZGFhcy52MS5GYWlsdXJlEiMKCGFjdGl2aXR5GBAgASgLMhEuZGFhcy52MS5BY3Rpdml0eRIMCgRwb29sGBEgASgJEgwKBG5vZGUYEiABKAki7gEKCEFjdGl2aXR5EjIKDmxhc3RfcmVwb3J0X2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1sYXN0X2lucHV0X2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZHBfY2xpZW50cxgDIAEoDRINCgV1c2VycxgEIAMoCRIVCg1hZ2VudF92ZXJzaW9uGAUgASgJEisKB3JlYXBfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3JlYXBfcmVhc29uGAcgASgJIj8KB0ZhaWx1cmUSJAoFc3RhZ2UYASABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIOCgZyZWFzb24YAiABKAki5AIKDFNlc3Npb25FdmVudBISCgpzZXNzaW9uX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKBXN0YXRlGAQgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSMAoNc3RhZ2VfZWxhcHNlZBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgxzdGFnZV9jaGFuZ2UYBiABKAsyFC5kYWFzLnYxLlN0YWdlQ2hhbmdlSAASJQoGb3V0cHV0GAcgASgLMhMuZGFhcy52MS5PdXRwdXRMaW5lSAASLAoMaWRsZV93YXJuaW5nGAkgASgLMhQuZGFhcy52MS5JZGxlV2FybmluZ0gAEiEKB3Nlc3Npb24YCCABKAsyEC5kYWFzLnYxLlNlc3Npb25CBgoEa2luZCJKCgtJZGxlV2FybmluZxIrCgdyZWFwX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZyZWFzb24YAiABKAkifQoLU3RhZ2VDaGFuZ2USJwoIcHJldmlvdXMYASABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRI0ChFwcmV2aW91c19kdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIPCgdtZXNzYWdlGAMgASgJIl4KCk91dHB1dExpbmUSGwoEdG9vbBgBIAEoDjINLmRhYXMudjEuVG9vbBIlCgZzdHJlYW0YAiABKA4yFS5kYWFzLnYxLk91dHB1dFN0cmVhbRIMCgR0ZXh0GAMgASgJKnIKCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRTk9ERV9TVEFURV9PTkxJTkUQARIWChJOT0RFX1NUQVRFX09GRkxJTkUQAhIaChZOT0RFX1NUQVRFX01BSU5URU5BTkNFEAMqpwIKDFNlc3Npb25TdGF0ZRIdChlTRVNTSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUU0VTU0lPTl9TVEFURV9RVUVVRUQQARIeChpTRVNTSU9OX1NUQVRFX1BST1ZJU0lPTklORxACEhkKFVNFU1NJT05fU1RBVEVfQk9PVElORxADEh0KGVNFU1NJT05fU1RBVEVfQ09ORklHVVJJTkcQBBIXChNTRVNTSU9OX1NUQVRFX1JFQURZEAUSGAoUU0VTU0lPTl9TVEFURV9GQUlMRUQQBhIcChhTRVNTSU9OX1NUQVRFX0RFU1RST1lJTkcQBxIbChdTRVNTSU9OX1NUQVRFX0RFU1RST1lFRBAIEhYKElNFU1NJT05fU1RBVEVfTE9TVBAJKlAKBFRvb2wSFAoQVE9PTF9VTlNQRUNJRklFRBAAEhIKDlRPT0xfVEVSUkFGT1JNEAESDAoIVE9PTF9TU0gQAhIQCgxUT09MX0FOU0lCTEUQAyphCgxPdXRwdXRTdHJlYW0SHQoZT1VUUFVUX1NUUkVBTV9VTlNQRUNJRklFRBAAEhgKFE9VVFBVVF9TVFJFQU1fU1RET1VUEAESGAoUT1VUUFVUX1NUUkVBTV9TVERFUlIQAjLcBQoORGVza3RvcFNlcnZpY2USRwoNQ3JlYXRlU2Vzc2lvbhIdLmRhYXMudjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaFS5kYWFzLnYxLlNlc3Npb25FdmVudDABEkUKDFdhdGNoU2Vzc2lvbhIcLmRhYXMudjEuV2F0Y2hTZXNzaW9uUmVxdWVzdBoVLmRhYXMudjEuU2Vzc2lvbkV2ZW50MAESOgoKR2V0U2Vzc2lvbhIaLmRhYXMudjEuR2V0U2Vzc2lvblJlcXVlc3QaEC5kYWFzLnYxLlNlc3Npb24SSwoMTGlzdFNlc3Npb25zEhwuZGFhcy52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0Gh0uZGFhcy52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJCCg5EZXN0cm95U2Vzc2lvbhIeLmRhYXMudjEuRGVzdHJveVNlc3Npb25SZXF1ZXN0GhAuZGFhcy52MS5TZXNzaW9uEkIKCUxpc3RQb29scxIZLmRhYXMudjEuTGlzdFBvb2xzUmVxdWVzdBoaLmRhYXMudjEuTGlzdFBvb2xzUmVzcG9uc2USMQoHR2V0UG9vbBIXLmRhYXMudjEuR2V0UG9vbFJlcXVlc3QaDS5kYWFzLnYxLlBvb2wSQgoJTGlzdEF1ZGl0EhkuZGFhcy52MS5MaXN0QXVkaXRSZXF1ZXN0GhouZGFhcy52MS5MaXN0QXVkaXRSZXNwb25zZRJCCglMaXN0Tm9kZXMSGS5kYWFzLnYxLkxpc3ROb2Rlc1JlcXVlc3QaGi5kYWFzLnYxLkxpc3ROb2Rlc1Jlc3BvbnNlEjUKCURyYWluTm9kZRIZLmRhYXMudjEuRHJhaW5Ob2RlUmVxdWVzdBoNLmRhYXMudjEuTm9kZRI3CgpSZXN1bWVOb2RlEhouZGFhcy52MS5SZXN1bWVOb2RlUmVxdWVzdBoNLmRhYXMudjEuTm9kZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message daas.v1.ListNodesRequest
+ */
+export type ListNodesRequest = Message<"daas.v1.ListNodesRequest"> & {
+};
+
+/**
+ * Describes the message daas.v1.ListNodesRequest.
+ * Use `create(ListNodesRequestSchema)` to create a new message.
+ */
+export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 0);
+
+/**
+ * @generated from message daas.v1.ListNodesResponse
+ */
+export type ListNodesResponse = Message<"daas.v1.ListNodesResponse"> & {
+  /**
+   * Every node the server knows, by name.
+   *
+   * @generated from field: repeated daas.v1.Node nodes = 1;
+   */
+  nodes: Node[];
+};
+
+/**
+ * Describes the message daas.v1.ListNodesResponse.
+ * Use `create(ListNodesResponseSchema)` to create a new message.
+ */
+export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 1);
+
+/**
+ * @generated from message daas.v1.DrainNodeRequest
+ */
+export type DrainNodeRequest = Message<"daas.v1.DrainNodeRequest"> & {
+  /**
+   * The node's name, as ListNodes shows it.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message daas.v1.DrainNodeRequest.
+ * Use `create(DrainNodeRequestSchema)` to create a new message.
+ */
+export const DrainNodeRequestSchema: GenMessage<DrainNodeRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 2);
+
+/**
+ * @generated from message daas.v1.ResumeNodeRequest
+ */
+export type ResumeNodeRequest = Message<"daas.v1.ResumeNodeRequest"> & {
+  /**
+   * The node's name, as ListNodes shows it.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message daas.v1.ResumeNodeRequest.
+ * Use `create(ResumeNodeRequestSchema)` to create a new message.
+ */
+export const ResumeNodeRequestSchema: GenMessage<ResumeNodeRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 3);
+
+/**
+ * A node of the cluster and what the server placed on it.
+ *
+ * @generated from message daas.v1.Node
+ */
+export type Node = Message<"daas.v1.Node"> & {
+  /**
+   * The hypervisor's name for it (a Proxmox node name).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: daas.v1.NodeState state = 2;
+   */
+  state: NodeState;
+
+  /**
+   * Drained by an administrator: it takes no new desktop.
+   *
+   * @generated from field: bool drained = 3;
+   */
+  drained: boolean;
+
+  /**
+   * False when the module's last report did not list it (then OFFLINE).
+   *
+   * @generated from field: bool listed = 4;
+   */
+  listed: boolean;
+
+  /**
+   * When a report last listed it.
+   *
+   * @generated from field: google.protobuf.Timestamp seen_at = 5;
+   */
+  seenAt?: Timestamp | undefined;
+
+  /**
+   * Its CPUs and memory (MiB): in all, in use by its guests now, and what
+   * all its guests (ours or not) are configured for.
+   *
+   * @generated from field: uint32 cpus = 6;
+   */
+  cpus: number;
+
+  /**
+   * @generated from field: uint64 memory_mb = 7;
+   */
+  memoryMb: bigint;
+
+  /**
+   * @generated from field: uint64 used_memory_mb = 8;
+   */
+  usedMemoryMb: bigint;
+
+  /**
+   * @generated from field: uint64 configured_memory_mb = 9;
+   */
+  configuredMemoryMb: bigint;
+
+  /**
+   * @generated from field: uint32 configured_cores = 10;
+   */
+  configuredCores: number;
+
+  /**
+   * The templates a clone on it can start from.
+   *
+   * @generated from field: repeated string templates = 11;
+   */
+  templates: string[];
+
+  /**
+   * Live user desktops on it (claimed pool desktops included).
+   *
+   * @generated from field: uint32 desktops = 12;
+   */
+  desktops: number;
+
+  /**
+   * Pool desktops on it that nobody has claimed yet.
+   *
+   * @generated from field: uint32 pool_desktops = 13;
+   */
+  poolDesktops: number;
+
+  /**
+   * Clones (terraform apply) running on it now.
+   *
+   * @generated from field: uint32 clones = 14;
+   */
+  clones: number;
+
+  /**
+   * Since when the server has seen it offline (unset: online or in
+   * maintenance). Its READY desktops are LOST after `[placement] lost_after`.
+   *
+   * @generated from field: google.protobuf.Timestamp offline_since = 15;
+   */
+  offlineSince?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message daas.v1.Node.
+ * Use `create(NodeSchema)` to create a new message.
+ */
+export const NodeSchema: GenMessage<Node> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 4);
 
 /**
  * @generated from message daas.v1.ListAuditRequest
@@ -65,7 +246,7 @@ export type ListAuditRequest = Message<"daas.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 0);
+  messageDesc(file_daas_v1_desktop, 5);
 
 /**
  * @generated from message daas.v1.ListAuditResponse
@@ -91,7 +272,7 @@ export type ListAuditResponse = Message<"daas.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 1);
+  messageDesc(file_daas_v1_desktop, 6);
 
 /**
  * One thing done, or refused, and by whom.
@@ -177,7 +358,7 @@ export type AuditEntry = Message<"daas.v1.AuditEntry"> & {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 2);
+  messageDesc(file_daas_v1_desktop, 7);
 
 /**
  * @generated from message daas.v1.ListPoolsRequest
@@ -190,7 +371,7 @@ export type ListPoolsRequest = Message<"daas.v1.ListPoolsRequest"> & {
  * Use `create(ListPoolsRequestSchema)` to create a new message.
  */
 export const ListPoolsRequestSchema: GenMessage<ListPoolsRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 3);
+  messageDesc(file_daas_v1_desktop, 8);
 
 /**
  * @generated from message daas.v1.ListPoolsResponse
@@ -209,7 +390,7 @@ export type ListPoolsResponse = Message<"daas.v1.ListPoolsResponse"> & {
  * Use `create(ListPoolsResponseSchema)` to create a new message.
  */
 export const ListPoolsResponseSchema: GenMessage<ListPoolsResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 4);
+  messageDesc(file_daas_v1_desktop, 9);
 
 /**
  * @generated from message daas.v1.GetPoolRequest
@@ -228,7 +409,7 @@ export type GetPoolRequest = Message<"daas.v1.GetPoolRequest"> & {
  * Use `create(GetPoolRequestSchema)` to create a new message.
  */
 export const GetPoolRequestSchema: GenMessage<GetPoolRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 5);
+  messageDesc(file_daas_v1_desktop, 10);
 
 /**
  * A warm pool: desktops of one template built ahead of time, up to the
@@ -322,7 +503,7 @@ export type Pool = Message<"daas.v1.Pool"> & {
  * Use `create(PoolSchema)` to create a new message.
  */
 export const PoolSchema: GenMessage<Pool> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 6);
+  messageDesc(file_daas_v1_desktop, 11);
 
 /**
  * @generated from message daas.v1.CreateSessionRequest
@@ -383,7 +564,7 @@ export type CreateSessionRequest = Message<"daas.v1.CreateSessionRequest"> & {
  * Use `create(CreateSessionRequestSchema)` to create a new message.
  */
 export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 7);
+  messageDesc(file_daas_v1_desktop, 12);
 
 /**
  * @generated from message daas.v1.WatchSessionRequest
@@ -410,7 +591,7 @@ export type WatchSessionRequest = Message<"daas.v1.WatchSessionRequest"> & {
  * Use `create(WatchSessionRequestSchema)` to create a new message.
  */
 export const WatchSessionRequestSchema: GenMessage<WatchSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 8);
+  messageDesc(file_daas_v1_desktop, 13);
 
 /**
  * @generated from message daas.v1.GetSessionRequest
@@ -429,7 +610,7 @@ export type GetSessionRequest = Message<"daas.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 9);
+  messageDesc(file_daas_v1_desktop, 14);
 
 /**
  * @generated from message daas.v1.ListSessionsRequest
@@ -471,7 +652,7 @@ export type ListSessionsRequest = Message<"daas.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 10);
+  messageDesc(file_daas_v1_desktop, 15);
 
 /**
  * @generated from message daas.v1.ListSessionsResponse
@@ -497,7 +678,7 @@ export type ListSessionsResponse = Message<"daas.v1.ListSessionsResponse"> & {
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 11);
+  messageDesc(file_daas_v1_desktop, 16);
 
 /**
  * @generated from message daas.v1.DestroySessionRequest
@@ -516,7 +697,7 @@ export type DestroySessionRequest = Message<"daas.v1.DestroySessionRequest"> & {
  * Use `create(DestroySessionRequestSchema)` to create a new message.
  */
 export const DestroySessionRequestSchema: GenMessage<DestroySessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 12);
+  messageDesc(file_daas_v1_desktop, 17);
 
 /**
  * One desktop session.
@@ -645,6 +826,14 @@ export type Session = Message<"daas.v1.Session"> & {
    * @generated from field: string pool = 17;
    */
   pool: string;
+
+  /**
+   * The cluster node the server placed the VM on; empty when the module
+   * reports no nodes (it places VMs itself).
+   *
+   * @generated from field: string node = 18;
+   */
+  node: string;
 };
 
 /**
@@ -652,7 +841,7 @@ export type Session = Message<"daas.v1.Session"> & {
  * Use `create(SessionSchema)` to create a new message.
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 13);
+  messageDesc(file_daas_v1_desktop, 18);
 
 /**
  * Why a desktop is alive: its activity and the reaper's plan for it.
@@ -716,7 +905,7 @@ export type Activity = Message<"daas.v1.Activity"> & {
  * Use `create(ActivitySchema)` to create a new message.
  */
 export const ActivitySchema: GenMessage<Activity> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 14);
+  messageDesc(file_daas_v1_desktop, 19);
 
 /**
  * Why a session failed.
@@ -744,7 +933,7 @@ export type Failure = Message<"daas.v1.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 15);
+  messageDesc(file_daas_v1_desktop, 20);
 
 /**
  * One entry of a session's history. Events of a session are numbered from 1
@@ -835,7 +1024,7 @@ export type SessionEvent = Message<"daas.v1.SessionEvent"> & {
  * Use `create(SessionEventSchema)` to create a new message.
  */
 export const SessionEventSchema: GenMessage<SessionEvent> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 16);
+  messageDesc(file_daas_v1_desktop, 21);
 
 /**
  * A warning that the reaper will destroy a desktop soon.
@@ -863,7 +1052,7 @@ export type IdleWarning = Message<"daas.v1.IdleWarning"> & {
  * Use `create(IdleWarningSchema)` to create a new message.
  */
 export const IdleWarningSchema: GenMessage<IdleWarning> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 17);
+  messageDesc(file_daas_v1_desktop, 22);
 
 /**
  * A transition from one stage to the next.
@@ -898,7 +1087,7 @@ export type StageChange = Message<"daas.v1.StageChange"> & {
  * Use `create(StageChangeSchema)` to create a new message.
  */
 export const StageChangeSchema: GenMessage<StageChange> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 18);
+  messageDesc(file_daas_v1_desktop, 23);
 
 /**
  * One line of a tool's output, with secrets masked.
@@ -933,7 +1122,48 @@ export type OutputLine = Message<"daas.v1.OutputLine"> & {
  * Use `create(OutputLineSchema)` to create a new message.
  */
 export const OutputLineSchema: GenMessage<OutputLine> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 19);
+  messageDesc(file_daas_v1_desktop, 24);
+
+/**
+ * A node's state, as the module reports it.
+ *
+ * @generated from enum daas.v1.NodeState
+ */
+export enum NodeState {
+  /**
+   * Never set by the server.
+   *
+   * @generated from enum value: NODE_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Up and in the cluster.
+   *
+   * @generated from enum value: NODE_STATE_ONLINE = 1;
+   */
+  ONLINE = 1,
+
+  /**
+   * Down, unreachable, or no longer listed by the module.
+   *
+   * @generated from enum value: NODE_STATE_OFFLINE = 2;
+   */
+  OFFLINE = 2,
+
+  /**
+   * In the hypervisor's maintenance mode.
+   *
+   * @generated from enum value: NODE_STATE_MAINTENANCE = 3;
+   */
+  MAINTENANCE = 3,
+}
+
+/**
+ * Describes the enum daas.v1.NodeState.
+ */
+export const NodeStateSchema: GenEnum<NodeState> = /*@__PURE__*/
+  enumDesc(file_daas_v1_desktop, 0);
 
 /**
  * The life cycle of a session. Stages run in the order listed; FAILED can
@@ -1006,13 +1236,22 @@ export enum SessionState {
    * @generated from enum value: SESSION_STATE_DESTROYED = 8;
    */
   DESTROYED = 8,
+
+  /**
+   * The desktop's cluster node went offline: the desktop is unreachable
+   * and does not count against limits. Its VM is destroyed when the node
+   * returns (then DESTROYED); `Session.failure` says which node and when.
+   *
+   * @generated from enum value: SESSION_STATE_LOST = 9;
+   */
+  LOST = 9,
 }
 
 /**
  * Describes the enum daas.v1.SessionState.
  */
 export const SessionStateSchema: GenEnum<SessionState> = /*@__PURE__*/
-  enumDesc(file_daas_v1_desktop, 0);
+  enumDesc(file_daas_v1_desktop, 1);
 
 /**
  * The tool that printed an output line.
@@ -1053,7 +1292,7 @@ export enum Tool {
  * Describes the enum daas.v1.Tool.
  */
 export const ToolSchema: GenEnum<Tool> = /*@__PURE__*/
-  enumDesc(file_daas_v1_desktop, 1);
+  enumDesc(file_daas_v1_desktop, 2);
 
 /**
  * Which output of the tool a line came from.
@@ -1087,7 +1326,7 @@ export enum OutputStream {
  * Describes the enum daas.v1.OutputStream.
  */
 export const OutputStreamSchema: GenEnum<OutputStream> = /*@__PURE__*/
-  enumDesc(file_daas_v1_desktop, 2);
+  enumDesc(file_daas_v1_desktop, 3);
 
 /**
  * Creates, follows, lists and destroys desktop sessions.
@@ -1202,6 +1441,43 @@ export const DesktopService: GenService<{
     methodKind: "unary";
     input: typeof ListAuditRequestSchema;
     output: typeof ListAuditResponseSchema;
+  },
+  /**
+   * Lists the cluster's nodes as the Terraform module last reported them,
+   * with the desktops the server placed on each (administrators only:
+   * PERMISSION_DENIED otherwise). Empty when the module reports no nodes
+   * (it places its VMs itself).
+   *
+   * @generated from rpc daas.v1.DesktopService.ListNodes
+   */
+  listNodes: {
+    methodKind: "unary";
+    input: typeof ListNodesRequestSchema;
+    output: typeof ListNodesResponseSchema;
+  },
+  /**
+   * Drains a node: no new desktop goes there, its unclaimed pool desktops
+   * are replaced on other nodes, its users' desktops stay until they end.
+   * Idempotent. Errors: NOT_FOUND for a node the server does not know;
+   * PERMISSION_DENIED for a caller who is not an administrator.
+   *
+   * @generated from rpc daas.v1.DesktopService.DrainNode
+   */
+  drainNode: {
+    methodKind: "unary";
+    input: typeof DrainNodeRequestSchema;
+    output: typeof NodeSchema;
+  },
+  /**
+   * Ends a node's drain: it takes new desktops again. Idempotent. Errors as
+   * DrainNode's.
+   *
+   * @generated from rpc daas.v1.DesktopService.ResumeNode
+   */
+  resumeNode: {
+    methodKind: "unary";
+    input: typeof ResumeNodeRequestSchema;
+    output: typeof NodeSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_daas_v1_desktop, 0);
