@@ -79,7 +79,7 @@ pub(super) async fn record(
             "INSERT INTO nodes (name, state, cpus, memory_mb, used_memory_mb, \
              configured_memory_mb, configured_cores, templates, vms, listed, seen_ms, \
              updated_ms, offline_since_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, TRUE, $10, \
-             $10, CASE WHEN $2 = 'offline' THEN $10 END) \
+             $10, CASE WHEN $2 = 'offline' THEN $10::BIGINT END) \
              ON CONFLICT (name) DO UPDATE SET state = excluded.state, \
              cpus = excluded.cpus, memory_mb = excluded.memory_mb, \
              used_memory_mb = excluded.used_memory_mb, \
