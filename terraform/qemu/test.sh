@@ -5,9 +5,10 @@
 # slot 7, waits for the SSH banner and `cloud-init status --wait`, checks that
 # xrdp answers RDP, that a second VM on the same ports fails cleanly, then
 # destroys and checks that nothing is left; the module's inventory hook lists
-# the VM with its session id while it runs, and not after the destroy (its
-# own checks, tests/inventory_test.sh, run first: seconds, no image). Prints
-# the timings.
+# the VM with its session id while it runs, and `inventory nodes` counts it
+# on this machine (and names the node target_node gets, as the server
+# does), not after the destroy (its own checks, tests/inventory_test.sh, run
+# first: seconds, no image). Prints the timings.
 #
 #   terraform/qemu/test.sh        (root; the image cache is
 #                                  ${DAAS_IMAGE_CACHE:-.data/qemu/images})
@@ -107,7 +108,7 @@ tfvars() { # vm_name slot
   "session_id": "test-$(date +%s)-$2",
   "username": "tester",
   "deployment_id": "0123456789ab",
-  "target_node": "",
+  "target_node": "$NODE",
   "vm_id": $((10000 + $2)),
   "image_dir": "$IMAGE_DIR",
   "state_dir": "$STATE",
@@ -130,6 +131,10 @@ inventory() {
   (cd "$WORK" && env -i PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 \
     DAAS_VM_NAME_PREFIX=daas-qemu- DAAS_VAR_state_dir="$STATE" "$HERE/inventory" "$@")
 }
+
+# The node the server would place the VM on: this machine, as the hook names it.
+NODE=$(inventory nodes | jq -r .node) || fail "inventory nodes"
+[[ -n $NODE && $NODE != null ]] || fail "inventory nodes named no node"
 
 # ---- 1. the image ----
 t=$SECONDS
@@ -162,13 +167,17 @@ BOOT0=$SECONDS
 [[ $(tf_out ssh_port) == "$SSH_PORT" ]] || fail "ssh_port output"
 [[ $(tf_out rdp_port) == "$RDP_PORT" ]] || fail "rdp_port output"
 [[ $(tf_out boot_wait) == ssh ]] || fail "boot_wait output"
-for f in session qcow2 seed.iso pid console.log; do
+for f in session size qcow2 seed.iso pid console.log; do
   [[ -f $STATE/$VM_NAME.$f ]] || fail "$STATE/$VM_NAME.$f is missing after apply"
 done
 SESSION_ID=$(sed -n 's/^  "session_id": "\(.*\)",$/\1/p' "$TF/terraform.tfvars.json")
 inv=$(inventory list) || fail "inventory list"
 [[ $inv == "{\"vm_name\":\"$VM_NAME\",\"session_id\":\"$SESSION_ID\",\"deployment\":\"0123456789ab\"}" ]] ||
   fail "inventory list after apply: $inv"
+inv=$(inventory nodes) || fail "inventory nodes"
+jq -e --arg vm "$VM_NAME" --argjson mb "$MEMORY_MB" --argjson cores "$CORES" \
+  '.vms == [$vm] and .configured_memory_mb == $mb and .configured_cores == $cores' <<<"$inv" >/dev/null ||
+  fail "inventory nodes after apply does not count the VM: $inv"
 ACCEL_USED=$(head -n 1 "$STATE/accel" 2>/dev/null || echo "$ACCEL")
 log "applied in $APPLY_S s (accel: $ACCEL_USED); waiting for SSH on 127.0.0.1:$SSH_PORT"
 
@@ -180,7 +189,7 @@ if tf "$WORK/tf2" apply -auto-approve >"$WORK/dup.log" 2>&1; then
   fail "a second VM on the ports of slot $SLOT was created"
 fi
 grep -q "already in use" "$WORK/dup.log" || { cat "$WORK/dup.log" >&2; fail "no clear port-in-use error"; }
-ls "$STATE"/daas-qemu-dup.{session,qcow2,seed.iso,pid} >/dev/null 2>&1 && fail "the failed create left files"
+ls "$STATE"/daas-qemu-dup.{session,size,qcow2,seed.iso,pid} >/dev/null 2>&1 && fail "the failed create left files"
 tf "$WORK/tf2" destroy -auto-approve >/dev/null 2>&1 || fail "destroy after a failed create"
 rm -rf "$WORK/tf2"
 log "a second VM on the same ports fails: $(grep -o 'port [0-9]* on 127.0.0.1 is already in use' "$WORK/dup.log" | head -n 1)"
@@ -233,11 +242,14 @@ if ! tf "$TF" destroy -auto-approve 2>&1 | sed 's/^/    /' >&2; then fail "terra
 APPLIED=0
 DESTROY_S=$((SECONDS - t))
 if pgrep -f -- "$STATE/$VM_NAME.pid" >/dev/null; then fail "a QEMU of $VM_NAME is still running"; fi
-for f in session qcow2 seed.iso pid console.log watch.pid exited; do
+for f in session size qcow2 seed.iso pid console.log watch.pid exited; do
   [[ ! -e $STATE/$VM_NAME.$f ]] || fail "$STATE/$VM_NAME.$f is left after destroy"
 done
 inv=$(inventory list) || fail "inventory list after destroy"
 [[ -z $inv ]] || fail "inventory list after destroy: $inv"
+inv=$(inventory nodes) || fail "inventory nodes after destroy"
+jq -e '.vms == [] and .configured_memory_mb == 0' <<<"$inv" >/dev/null ||
+  fail "inventory nodes after destroy still counts a VM: $inv"
 log "destroyed in $DESTROY_S s; no QEMU and no files left"
 
 cat >&2 <<EOF

@@ -46,7 +46,7 @@ variable "ssh_host_public_key" {
 }
 
 variable "template" {
-  description = "Template name the session asked for; recorded only: the image is image_dir."
+  description = "Template name the session asked for; recorded only: the image is image_dir (the server asks only for one of templates, the names inventory nodes reports)."
   type        = string
   validation {
     condition     = length(var.template) > 0
@@ -106,7 +106,7 @@ variable "deployment_id" {
 }
 
 variable "target_node" {
-  description = "The node the server placed the VM on: always empty here (this module's inventory reports no nodes, so the server places nothing); declared for the contract and ignored (one machine)."
+  description = "The node the server placed the VM on: this machine, under the name the module's inventory nodes reports (uname -n's first label, else localhost); empty from an older server or in a session made before. Declared for the contract and ignored (one machine: the VM runs here either way, so an empty one is not refused)."
   type        = string
   default     = ""
   validation {
@@ -162,6 +162,16 @@ variable "vm_user" {
   validation {
     condition     = can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.vm_user))
     error_message = "vm_user must be a Linux user name (lower-case letters, digits, '_' or '-', at most 32)."
+  }
+}
+
+variable "templates" {
+  description = "The template names this machine serves, comma-separated (default \"debian-12-xfce\"): inventory nodes reports them, and the server places a desktop here only when its template is one of them. Read by the hook alone: every VM is a clone of image_dir whatever its template, and apply accepts any name."
+  type        = string
+  default     = "debian-12-xfce"
+  validation {
+    condition     = can(regex("^\\s*[A-Za-z0-9._-]{1,64}(\\s*,\\s*[A-Za-z0-9._-]{1,64})*\\s*$", var.templates))
+    error_message = "templates must be comma-separated template names, each 1-64 letters, digits, '.', '_' or '-'."
   }
 }
 

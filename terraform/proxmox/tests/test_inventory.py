@@ -266,7 +266,9 @@ def test_destroy_stops_then_deletes_with_purge_and_waits_for_each_task(run, pve,
         ("DELETE", "/nodes/pve1/qemu/10001"),
     ]
     assert pve.url + API + "/nodes/pve1/qemu/10001?purge=1&destroy-unreferenced-disks=1" in curl_urls(argv_log)
-    # Each task was polled until it stopped, before the next step.
+    # Each task was polled until it stopped, before the next step (the fake
+    # refuses to delete a running VM). How many polls depends on the
+    # machine's load, so at least one.
     kinds = "".join(
         "S" if path.endswith("/status/stop") else
         "D" if method == "DELETE" else
@@ -275,7 +277,7 @@ def test_destroy_stops_then_deletes_with_purge_and_waits_for_each_task(run, pve,
         "L" if path.endswith("/cluster/resources") else "?"
         for method, path, _ in pve.requests
     )
-    assert re.fullmatch(r"LSs{2,}Dd+L", kinds), kinds
+    assert re.fullmatch(r"LSs+Dd+L", kinds), kinds
     assert task_log(pve, "qmstop", 10001)[-1] == "TASK OK"
     # purge=1: PVE's note in the task log; destroy-unreferenced-disks=1:
     # the disk the config no longer named is gone too.

@@ -5,6 +5,16 @@ quorum, offline nodes; AGPL-3.0, run as a test tool, its code not copied).
 Its pytest plugin serves one per test on 127.0.0.1; its self-signed
 certificate is the CA curl checks (`proxmox_tls_insecure` stays false).
 
+HA maintenance: fakepve answers GET /cluster/ha/status/manager_status, but
+only from PVE's API schema (`returns: object`; nothing stored): always an
+empty `node_status`, at the top level of `data` where PVE nests it under
+`manager_status`, and no call puts a node in maintenance. So fakepve tests
+the cluster without HA, a refused read (a token without Sys.Audit on /, a
+500); the maintenance states themselves come from a STUB over fakepve
+(`stub_ha_manager_status`: that one answer in PVE's shape, as
+pve-ha-manager's PVE::API2::HA::Status builds it), in the tests named
+`test_stub_...`.
+
 Run: .venv/bin/python -m pytest -p no:cacheprovider terraform/proxmox/tests
 """
 
@@ -89,6 +99,40 @@ def run(cluster, fakepve_cafile, tmp_path):
 def nodes_of(done):
     assert done.returncode == 0, done.stderr
     return {n["node"]: n for n in map(json.loads, done.stdout.splitlines())}
+
+
+HA_STATUS = "/api2/json/cluster/ha/status/manager_status"
+
+
+def ha_reads(pve):
+    return [path for method, path, _ in list(pve.requests) if method == "GET" and path == HA_STATUS]
+
+
+def stub_ha_manager_status(pve, manager_status, lrm_status=None):
+    """A STUB over fakepve (see the module's docstring): its generic handler
+    answers GET /cluster/ha/status/manager_status with `manager_status` in
+    PVE's shape ({"manager_status": ..., "quorum": ..., "lrm_status": ...}).
+    Only that answer is the stub's: the request still goes through fakepve
+    (TLS, the token, the schema's permission check, Sys.Audit on /)."""
+    real = pve.synthesise  # fakepve's: the answer of a method it does not model
+
+    async def synthesise(match, method, info, user, values):
+        if method == "GET" and match.template == "/cluster/ha/status/manager_status":
+            return {"manager_status": manager_status,
+                    "quorum": {"node": "pve1", "quorate": 1},
+                    "lrm_status": lrm_status or {}}
+        return await real(match, method, info, user, values)
+
+    pve.synthesise = synthesise
+
+
+def ha_status(node_status, node_request=None):
+    """A manager status as PVE's CRM writes it."""
+    status = {"master_node": "pve1", "timestamp": 1700000000, "service_status": {},
+              "node_status": node_status}
+    if node_request is not None:
+        status["node_request"] = node_request
+    return status
 
 
 def test_nodes_report_state_capacity_guests_and_templates(run):
@@ -176,3 +220,101 @@ def test_a_wrong_token_is_a_clear_failure(run, cluster):
     done = run("nodes")
     assert done.returncode == 1
     assert "/cluster/resources" in done.stderr
+
+
+# ---- HA maintenance ----
+
+def test_without_ha_no_node_is_in_maintenance(run, cluster):
+    """fakepve's own answer: a cluster without HA (an empty node_status)."""
+    pve, _ = cluster
+    done = run("nodes")
+    nodes = nodes_of(done)
+    assert {n["state"] for n in nodes.values()} == {"online"}
+    assert len(ha_reads(pve)) == 1
+    assert "HA maintenance" not in done.stderr
+
+
+def test_a_token_without_sys_audit_on_root_still_reports_its_nodes(run, cluster):
+    """The HA status needs Sys.Audit on / (PVE's schema, fakepve checks it);
+    a token with the rights the rest of `nodes` needs, on /nodes, /vms and
+    /storage only, gets a 403 there: not an error, no node in maintenance,
+    every other field as with all rights."""
+    pve, secret = cluster
+    everything = nodes_of(run("nodes"))
+    token = "daas@pve!daas"
+    pve.apitokens[token] = secret
+    pve.grant(token, "/nodes", "Sys.Audit")
+    pve.grant(token, "/vms", "VM.Audit")
+    pve.grant(token, "/storage", "Datastore.Audit")
+    done = run("nodes", PM_API_TOKEN_ID=token)
+    assert nodes_of(done) == everything
+    assert "HA maintenance not read" in done.stderr and "Sys.Audit" in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_a_failing_ha_status_is_no_error(run, cluster):
+    pve, _ = cluster
+    pve.fail("GET", "/cluster/ha/status/manager_status", 500, "unable to read file '/etc/pve/ha/manager_status'")
+    done = run("nodes")
+    nodes = nodes_of(done)
+    assert {n["state"] for n in nodes.values()} == {"online"}
+    assert "HA maintenance not read" in done.stderr and "manager_status" in done.stderr, done.stderr
+
+
+def test_stub_a_node_in_ha_maintenance_is_reported_in_maintenance(run, cluster):
+    pve, _ = cluster
+    before = nodes_of(run("nodes"))
+    stub_ha_manager_status(
+        pve,
+        ha_status({"pve1": "online", "pve2": "maintenance", "pve3": "online"}, {"pve2": {"maintenance": 1}}),
+        lrm_status={"pve2": {"mode": "maintenance", "state": "wait_for_agent_lock", "timestamp": 1700000000}})
+    done = run("nodes")
+    nodes = nodes_of(done)
+    assert {name: n["state"] for name, n in nodes.items()} == {
+        "pve1": "online", "pve2": "maintenance", "pve3": "online"}
+    # Only the state changes: its guests, templates and room are reported.
+    assert {**nodes["pve2"], "state": "online"} == before["pve2"]
+    assert done.stderr == ""
+
+
+def test_stub_a_node_asked_to_enter_maintenance_is_in_maintenance_at_once(run, cluster):
+    """`node-maintenance enable` sets node_request first; node_status
+    follows once the node's LRM has switched."""
+    pve, _ = cluster
+    stub_ha_manager_status(pve, ha_status({"pve1": "online", "pve2": "online", "pve3": "online"},
+                                          {"pve3": {"maintenance": 1}, "pve1": {}}))
+    states = {name: n["state"] for name, n in nodes_of(run("nodes")).items()}
+    assert states == {"pve1": "online", "pve2": "online", "pve3": "maintenance"}
+
+
+def test_stub_other_ha_states_leave_the_nodes_state_to_the_cluster(run, cluster):
+    """unknown, fence, gone: not maintenance; /cluster/resources says
+    online or offline. A node in maintenance that is down is offline."""
+    pve, _ = cluster
+    stub_ha_manager_status(pve, ha_status({"pve1": "fence", "pve2": "maintenance", "pve3": "unknown",
+                                           "pve9": "gone"}))
+    pve.set_node_offline("pve2")
+    states = {name: n["state"] for name, n in nodes_of(run("nodes")).items()}
+    assert states == {"pve1": "online", "pve2": "offline", "pve3": "online"}
+
+
+def test_stub_maintenance_ended_is_online_again(run, cluster):
+    pve, _ = cluster
+    stub_ha_manager_status(pve, ha_status({"pve1": "online", "pve2": "online", "pve3": "online"}, {}))
+    assert {n["state"] for n in nodes_of(run("nodes")).values()} == {"online"}
+
+
+@pytest.mark.parametrize("manager_status", [
+    {},  # HA never configured: PVE answers an empty manager status
+    None,
+    [],
+    "maintenance",
+    {"node_status": ["pve2"], "node_request": "pve2"},
+    {"node_status": {"pve2": {"state": "maintenance"}}, "node_request": {"pve3": {"maintenance": 0}}},
+])
+def test_stub_an_empty_or_unexpected_ha_status_puts_no_node_in_maintenance(run, cluster, manager_status):
+    pve, _ = cluster
+    stub_ha_manager_status(pve, manager_status)
+    done = run("nodes")
+    assert {n["state"] for n in nodes_of(done).values()} == {"online"}
+    assert len(ha_reads(pve)) == 1

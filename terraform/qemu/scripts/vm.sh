@@ -13,8 +13,9 @@
 # empty; TEMPLATE and FOR_USER are only logged).
 #
 # Files, all STATE_DIR/VM_NAME.*: session (the session id, and the
-# deployment id on its second line, written first),
-# qcow2 (overlay on IMAGE_DIR/disk.qcow2), seed.iso, pid (QEMU's),
+# deployment id on its second line, written first), size ("MEMORY_MB CORES",
+# what the VM is made with: the inventory hook's `nodes` counts it; written
+# next), qcow2 (overlay on IMAGE_DIR/disk.qcow2), seed.iso, pid (QEMU's),
 # console.log (serial console), qemu.log (QEMU's own messages), watch.pid
 # (the watcher), exited (written by the watcher when QEMU exits on its own).
 # STATE_DIR/accel caches the KVM probe's verdict.
@@ -24,7 +25,7 @@ action=${1:-}
 : "${STATE_DIR:?STATE_DIR is not set}"
 NAME_RE='^[a-z0-9][a-z0-9-]{0,14}$'
 # Every file of a VM (STATE_DIR/VM_NAME.SUFFIX): destroy removes them all.
-SUFFIXES=(session qcow2 seed.iso pid console.log qemu.log watch.pid exited)
+SUFFIXES=(session size qcow2 seed.iso pid console.log qemu.log watch.pid exited)
 
 # vm.sh list: every name with one of the files above, or with a process whose
 # command line holds STATE_DIR/NAME.pid as an argument (QEMU's -pidfile).
@@ -66,6 +67,7 @@ fi
 
 BASE="$STATE_DIR/$VM_NAME"
 SESSION_FILE="$BASE.session"
+SIZE_FILE="$BASE.size"
 OVERLAY="$BASE.qcow2"
 SEED="$BASE.seed.iso"
 PIDFILE="$BASE.pid"
@@ -210,6 +212,8 @@ create() {
   for v in IMAGE_DIR CORES MEMORY_MB DISK_GB SSH_PORT RDP_PORT SESSION_ID META_DATA USER_DATA; do
     [[ -n ${!v:-} ]] || die "$v is not set"
   done
+  [[ $MEMORY_MB =~ ^[0-9]{1,9}$ && $CORES =~ ^[0-9]{1,4}$ ]] ||
+    die "MEMORY_MB and CORES must be whole numbers, not '$MEMORY_MB' and '$CORES'"
   for v in qemu-system-x86_64 qemu-img genisoimage flock setsid; do
     command -v "$v" >/dev/null 2>&1 || missing+=("$v")
   done
@@ -230,13 +234,16 @@ create() {
 
   # From here on a failure (or a stop by the server) undoes what was made;
   # the logs stay for diagnosis until the next create or destroy of this name.
-  trap 'status=$?; if ((status != 0)); then stop_vm || true; rm -f "$SESSION_FILE" "$OVERLAY" "$SEED" "$PIDFILE"; fi' EXIT
+  trap 'status=$?; if ((status != 0)); then stop_vm || true; rm -f "$SESSION_FILE" "$SIZE_FILE" "$OVERLAY" "$SEED" "$PIDFILE"; fi' EXIT
   trap 'exit 143' TERM
   trap 'exit 130' INT
   rm -f "$OVERLAY" "$SEED" "$PIDFILE" "$CONSOLE" "$QEMU_LOG" "$EXITED" "$WATCH_PID"
   # First of all the files: what a power cut leaves is found by `vm.sh list`
   # (the inventory hook), with the session and the deployment it was for.
   printf '%s\n%s\n' "$SESSION_ID" "${DEPLOYMENT_ID:-}" >"$SESSION_FILE"
+  # Then what it is made with: the machine's memory the hook's `inventory
+  # nodes` counts as configured for it (the server places by it).
+  printf '%s %s\n' "$((10#$MEMORY_MB))" "$((10#$CORES))" >"$SIZE_FILE"
 
   local accel
   accel=$(choose_accel)

@@ -5,13 +5,19 @@
 #
 # * a fake STATE_DIR with VM files and fake QEMU processes (sleep, with the
 #   pid file path as its command line, as vm.sh's process match expects):
-#   `inventory list` and `inventory destroy` run as the server runs them
-#   (scrubbed environment, another working folder);
+#   `inventory list`, `inventory destroy` and `inventory nodes` run as the
+#   server runs them (scrubbed environment, another working folder);
+#   `nodes` prints one JSON line, this machine (its name, CPUs and memory,
+#   `templates`), counting what each VM in STATE_DIR is made with
+#   (NAME.size) and naming ours in "vms";
 # * a real `vm.sh create` with stand-ins for qemu-img, genisoimage and
-#   qemu-system-x86_64 on PATH: the session file is there before the overlay
-#   is made, the hook lists the VM with its session id and destroys it; a
-#   failed create leaves no session file; the deployment id is listed with
-#   the session id.
+#   qemu-system-x86_64 on PATH: the session and size files are there before
+#   the overlay is made, the hook lists the VM with its session id, counts
+#   it on the node, destroys it and counts it no more; a failed create
+#   leaves no session or size file; the deployment id is listed with the
+#   session id.
+#
+# Needs jq (scripts/setup.sh installs it; test.sh needs it too).
 #
 #   terraform/qemu/tests/inventory_test.sh      (run by terraform/qemu/test.sh)
 set -euo pipefail
@@ -69,6 +75,11 @@ fake_qemu() { # PIDFILE_PATH RECORD
   return 1
 }
 not() { ! "$@"; }
+# The one line `inventory nodes` printed, through a jq filter (-e: false or
+# null fails).
+node_is() { # JQ_FILTER
+  one_line "$out" && jq -e "$1" <<<"$out" >/dev/null
+}
 has() { [[ $1 == *"$2"* ]]; } # TEXT PART
 one_line() { [[ -n $1 && $1 != *$'\n'* ]]; }
 running() { # RECORD: the fake process still runs (not even a zombie)
@@ -130,6 +141,48 @@ check "state_dir not made yet: exit 0, nothing listed" test "$rc" = 0 -a -z "$ou
 inv list
 check "empty state_dir: exit 0, nothing listed" test "$rc" = 0 -a -z "$out"
 
+# ---- nodes: this machine ----
+command -v jq >/dev/null || bad "jq is not installed: the nodes checks need it (apt-get install jq)"
+inv nodes extra
+check "nodes with an extra argument: exit 2" test "$rc" = 2
+host=$(uname -n)
+host=${host%%.*}
+[[ $host =~ ^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$ ]] || host=localhost
+total_mb=$(($(awk '$1 == "MemTotal:" { print $2 }' /proc/meminfo) / 1024))
+inv nodes
+check "nodes, empty state_dir: exit 0, one line" one_line "$out"
+[[ $rc == 0 ]] || printf 'stderr:\n%s\n' "$err" >&2
+check "nodes: a JSON object with every field the contract names, typed" node_is '
+  (.node | type == "string") and .state == "online"
+  and ([.cpus, .memory_mb, .used_memory_mb, .configured_memory_mb, .configured_cores]
+       | all(type == "number" and . >= 0 and floor == .))
+  and (.templates | type == "array") and (.vms | type == "array")'
+check "nodes: the node is this machine's name ($host)" node_is ".node == \"$host\""
+check "nodes: cpus is nproc ($(nproc))" node_is ".cpus == $(nproc)"
+check "nodes: memory_mb is MemTotal ($total_mb MiB)" node_is ".memory_mb == $total_mb"
+check "nodes: used_memory_mb is within it, above 0" node_is '.used_memory_mb > 0 and .used_memory_mb <= .memory_mb'
+check "nodes, no VM: nothing configured, no vms" \
+  node_is '.configured_memory_mb == 0 and .configured_cores == 0 and .vms == []'
+check "nodes: the default templates" node_is '.templates == ["debian-12-xfce"]'
+inv_env PATH="$PATH" DAAS_VM_NAME_PREFIX=desktop- DAAS_VAR_state_dir="$STATE" \
+  DAAS_VAR_templates=" debian-12-xfce, ubuntu-24 ,debian-12-xfce" -- nodes
+check "nodes: DAAS_VAR_templates, comma-separated (blanks and repeats dropped)" \
+  node_is '.templates == ["debian-12-xfce", "ubuntu-24"]'
+for t in "" "a b" "debian-12," "x/y" "a,,b"; do
+  inv_env PATH="$PATH" DAAS_VM_NAME_PREFIX=desktop- DAAS_VAR_state_dir="$STATE" DAAS_VAR_templates="$t" -- nodes
+  check "nodes: templates '$t' refused (exit 1, a message)" test "$rc" = 1 -a -z "$out" -a -n "$err"
+done
+inv_env PATH="$PATH" DAAS_VM_NAME_PREFIX=desktop- -- nodes
+check "nodes without state_dir: exit 1" test "$rc" = 1 -a -z "$out"
+# The name: `uname -n`'s first label, else localhost (a stand-in on PATH).
+mkdir -p "$WORK/uname"
+for case in "pve-lab1.example.org:pve-lab1" "build_box:localhost" "-x:localhost" "h.:h"; do
+  printf '#!/bin/sh\necho "%s"\n' "${case%%:*}" >"$WORK/uname/uname"
+  chmod +x "$WORK/uname/uname"
+  inv_env PATH="$WORK/uname:$PATH" DAAS_VM_NAME_PREFIX=desktop- DAAS_VAR_state_dir="$STATE" -- nodes
+  check "nodes: host name '${case%%:*}' gives node '${case#*:}'" node_is ".node == \"${case#*:}\""
+done
+
 # ---- a STATE_DIR with leftovers ----
 # desktop-aaa111: complete, running; desktop-bbb222: only its QEMU (files
 # lost); desktop-ccc333: an overlay without session file; desktop-ddd444:
@@ -148,6 +201,12 @@ fake_qemu "$STATE/other-vm01.pid" "$WORK/fake/other.pid"
 echo tcg >"$STATE/accel"
 : >"$STATE/.accel.lock"
 : >"$STATE/notes.txt"
+# What they are made with: desktop-aaa111 2048 MiB and 2 cores; other-vm01
+# (not ours: counted, not named); desktop-ccc333 a malformed one (0, with a
+# warning); desktop-bbb222 and desktop-ddd444 none (an older module's: 0).
+echo "2048 2" >"$STATE/desktop-aaa111.size"
+echo "512 1" >"$STATE/other-vm01.size"
+echo "lots 2" >"$STATE/desktop-ccc333.size"
 
 inv list
 want=$(
@@ -165,12 +224,23 @@ if command -v jq >/dev/null; then
     jq -e -n '[inputs | objects | select(.vm_name and (.session_id | type == "string") and (.deployment | type == "string"))] | length == 4' "$WORK/out" >/dev/null
 fi
 
+inv nodes
+check "nodes: every VM in state_dir counted with its size (2048 + 512 MiB, 2 + 1 cores)" \
+  node_is '.configured_memory_mb == 2560 and .configured_cores == 3'
+check "nodes: vms names ours, whatever their files (not other-vm01)" \
+  node_is '.vms == ["desktop-aaa111", "desktop-bbb222", "desktop-ccc333", "desktop-ddd444"]'
+check "nodes: a malformed size file is named on stderr" has "$err" "desktop-ccc333.size"
+
 inv destroy desktop-aaa111
 check "destroy desktop-aaa111: exit 0" test "$rc" = 0
 check "destroy desktop-aaa111: one line on stdout" one_line "$out"
 check "destroy desktop-aaa111: says so" has "$out" "destroyed desktop-aaa111"
 check "destroy desktop-aaa111: its QEMU stopped" not running "$WORK/fake/aaa.pid"
 check "destroy desktop-aaa111: no file left" no_files desktop-aaa111
+inv nodes
+check "nodes after destroying desktop-aaa111: not counted, not in vms" \
+  node_is '.configured_memory_mb == 512 and .configured_cores == 1
+    and .vms == ["desktop-bbb222", "desktop-ccc333", "desktop-ddd444"]'
 inv destroy desktop-aaa111
 check "destroy desktop-aaa111 again: exit 0" test "$rc" = 0
 check "destroy desktop-aaa111 again: already gone" has "$out" "already gone"
@@ -200,9 +270,11 @@ check "accel cache and other files untouched" test -f "$STATE/accel" -a -f "$STA
 # ---- a real vm.sh create with stand-ins for the QEMU tools ----
 cat >"$WORK/bin/qemu-img" <<'EOF'
 #!/usr/bin/env bash
-# Stand-in: records whether the session file exists when the overlay is made.
+# Stand-in: records whether the session and size files exist when the
+# overlay is made.
 overlay=${*: -2:1}
 { printf 'session file: '; cat "${overlay%.qcow2}.session" 2>/dev/null || echo missing; } >>"$STUB_LOG"
+{ printf 'size file: '; cat "${overlay%.qcow2}.size" 2>/dev/null || echo missing; } >>"$STUB_LOG"
 [[ ${STUB_FAIL:-} == qemu-img ]] && { echo "qemu-img: simulated failure" >&2; exit 1; }
 : >"$overlay"
 EOF
@@ -265,21 +337,31 @@ check "vm.sh create with stand-ins: exit 0" test "$rc" = 0
 [[ $rc == 0 ]] || cat "$WORK/create.log" >&2
 check "vm.sh create: the session file was written before the overlay" \
   grep -qxF "session file: $E" "$WORK/stub.log"
+check "vm.sh create: the size file (MEMORY_MB CORES) was written before the overlay" \
+  grep -qxF "size file: 512 1" "$WORK/stub.log"
 cp "$STATE/desktop-eee555.pid" "$WORK/fake/eee.pid" 2>/dev/null || true
 inv list
 check "list: the created VM with its session and deployment ids" \
   test "$rc" = 0 -a "$out" = "{\"vm_name\":\"desktop-eee555\",\"session_id\":\"$E\",\"deployment\":\"$DEP\"}"
+inv nodes
+check "nodes: the created VM counts with its memory and cores (+ other-vm01's 512 MiB, 1 core)" \
+  node_is '.configured_memory_mb == 1024 and .configured_cores == 2'
+check "nodes: the created VM is in vms" node_is '.vms == ["desktop-eee555"]'
 inv destroy desktop-eee555
 check "destroy desktop-eee555: exit 0" test "$rc" = 0
 check "destroy desktop-eee555: QEMU stopped" not running "$WORK/fake/eee.pid"
 check "destroy desktop-eee555: no file left (session, overlay, seed, pid, logs)" no_files desktop-eee555
 inv list
 check "list after the destroy: empty" test "$rc" = 0 -a -z "$out"
+inv nodes
+check "nodes after the destroy: the VM no longer counted nor in vms" \
+  node_is '.configured_memory_mb == 512 and .configured_cores == 1 and .vms == []'
 
 rc=0
 create desktop-fff666 "$E" qemu-img || rc=$?
 check "a vm.sh create that fails after the session file: exit non-zero" test "$rc" != 0
 check "the failed create removed its session file" test ! -e "$STATE/desktop-fff666.session"
+check "the failed create removed its size file" test ! -e "$STATE/desktop-fff666.size"
 inv list
 check "list after the failed create: empty" test "$rc" = 0 -a -z "$out"
 
