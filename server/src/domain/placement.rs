@@ -25,6 +25,38 @@ pub enum NodeState {
     Maintenance,
 }
 
+impl NodeState {
+    pub const ALL: [NodeState; 3] = [
+        NodeState::Online,
+        NodeState::Offline,
+        NodeState::Maintenance,
+    ];
+
+    /// The word `inventory nodes`, the store and the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Online => "online",
+            NodeState::Offline => "offline",
+            NodeState::Maintenance => "maintenance",
+        }
+    }
+
+    /// The state [`NodeState::as_str`] names.
+    pub fn parse(word: &str) -> Option<NodeState> {
+        NodeState::ALL.into_iter().find(|s| s.as_str() == word)
+    }
+}
+
+/// As messages say it: "online", "offline", "in maintenance".
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeState::Maintenance => write!(f, "in maintenance"),
+            other => write!(f, "{}", other.as_str()),
+        }
+    }
+}
+
 /// A node's room, as the inventory reports it (MiB and cores).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capacity {
@@ -105,8 +137,8 @@ impl Default for Policy {
 /// Why a node cannot take the desktop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unfit {
-    Offline,
-    Maintenance,
+    /// Offline or in maintenance.
+    Down(NodeState),
     Drained,
     NoTemplate,
     /// Not enough memory: what it has free (MiB, counting what its
@@ -122,8 +154,7 @@ pub enum Unfit {
 impl fmt::Display for Unfit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Unfit::Offline => write!(f, "offline"),
-            Unfit::Maintenance => write!(f, "in maintenance"),
+            Unfit::Down(state) => write!(f, "{state}"),
             Unfit::Drained => write!(f, "drained"),
             Unfit::NoTemplate => write!(f, "does not hold the template"),
             Unfit::Full {
@@ -165,10 +196,8 @@ impl fmt::Display for NoRoom {
 
 /// Why `node` cannot take `need`, if it cannot.
 pub fn unfit(node: &Node, need: &Need<'_>, policy: &Policy) -> Option<Unfit> {
-    match node.state {
-        NodeState::Offline => return Some(Unfit::Offline),
-        NodeState::Maintenance => return Some(Unfit::Maintenance),
-        NodeState::Online => {}
+    if node.state != NodeState::Online {
+        return Some(Unfit::Down(node.state));
     }
     if node.drained {
         return Some(Unfit::Drained);

@@ -101,14 +101,10 @@ impl NodeGauges {
                 node: node.clone(),
                 kind: kind.to_string(),
             };
-            for (state, name) in [
-                (NodeState::Online, "online"),
-                (NodeState::Offline, "offline"),
-                (NodeState::Maintenance, "maintenance"),
-            ] {
+            for state in NodeState::ALL {
                 let labels = StateLabels {
                     node: node.clone(),
-                    state: name.to_string(),
+                    state: state.as_str().to_string(),
                 };
                 self.state
                     .get_or_create(&labels)

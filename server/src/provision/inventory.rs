@@ -188,15 +188,11 @@ pub fn parse_nodes(stdout: &[u8]) -> Result<Vec<ListedNode>, InventoryError> {
         if nodes.iter().any(|n| n.node == raw.node) {
             return Err(bad(format!("node {} is listed twice", raw.node)));
         }
-        let state = match raw.state.as_str() {
-            "online" => NodeState::Online,
-            "offline" => NodeState::Offline,
-            "maintenance" => NodeState::Maintenance,
-            other => {
-                return Err(bad(format!(
-                    "`state` must be online, offline or maintenance, not {other:?}"
-                )));
-            }
+        let Some(state) = NodeState::parse(&raw.state) else {
+            return Err(bad(format!(
+                "`state` must be online, offline or maintenance, not {:?}",
+                raw.state
+            )));
         };
         for template in &raw.templates {
             validate::template(template).map_err(|e| bad(e.to_string()))?;

@@ -66,7 +66,9 @@ enum StageError {
     Identity(#[from] identity::IdentityError),
     #[error("cancelled while waiting for a clone turn")]
     Cancelled,
-    #[error("node {node} is {} now: no VM was made there; create the desktop again to place it on another node", match .state { crate::domain::placement::NodeState::Maintenance => "in maintenance", _ => "offline" })]
+    #[error(
+        "node {node} is {state} now: no VM was made there; create the desktop again to place it on another node"
+    )]
     NodeDown {
         node: String,
         state: crate::domain::placement::NodeState,

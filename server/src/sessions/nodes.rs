@@ -31,11 +31,7 @@ impl Sessions {
             Some(n) => Err(Error::Unavailable(format!(
                 "desktop {} is lost with node {node}, {} since {}: its VM is destroyed when the node is back",
                 record.id,
-                if n.listed.state == NodeState::Maintenance {
-                    "in maintenance"
-                } else {
-                    "offline"
-                },
+                n.listed.state,
                 clock_time(n.offline_since_ms.unwrap_or(n.seen_ms))
             ))),
             None => Ok(()),

@@ -88,22 +88,9 @@ pub enum CloneTurn {
     NodeDown(NodeState),
 }
 
-/// The state as the store writes it.
-pub(super) fn state_text(state: NodeState) -> &'static str {
-    match state {
-        NodeState::Online => "online",
-        NodeState::Offline => "offline",
-        NodeState::Maintenance => "maintenance",
-    }
-}
-
 /// The state as the store wrote it (an unknown word reads as offline).
 pub(super) fn state_from_text(text: &str) -> NodeState {
-    match text {
-        "online" => NodeState::Online,
-        "maintenance" => NodeState::Maintenance,
-        _ => NodeState::Offline,
-    }
+    NodeState::parse(text).unwrap_or(NodeState::Offline)
 }
 
 /// A JSON array of strings, as the store keeps templates and VM names.
@@ -234,7 +221,7 @@ mod tests {
             NodeState::Offline,
             NodeState::Maintenance,
         ] {
-            assert_eq!(state_from_text(state_text(state)), state);
+            assert_eq!(state_from_text(state.as_str()), state);
         }
     }
 }

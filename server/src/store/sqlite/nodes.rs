@@ -11,10 +11,7 @@ use crate::domain::placement::{Capacity, ListedNode, NodeState};
 use crate::domain::time::now_ms;
 use crate::store::{
     NewSession, StoreError,
-    nodes::{
-        CloneTurn, NodeRecord, Placed, choose, names_from_json, names_json, state_from_text,
-        state_text,
-    },
+    nodes::{CloneTurn, NodeRecord, Placed, choose, names_from_json, names_json, state_from_text},
 };
 
 /// The nodes' columns, as [`listed_from_row`] reads them.
@@ -93,7 +90,7 @@ pub(super) fn record(
                        THEN COALESCE(nodes.offline_since_ms, excluded.seen_ms) END",
                     params![
                         node.node,
-                        state_text(node.state),
+                        node.state.as_str(),
                         c.cpus,
                         clamp(c.memory_mb),
                         clamp(c.used_memory_mb),
