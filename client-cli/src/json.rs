@@ -90,6 +90,7 @@ pub fn node(n: &Node) -> Value {
         "configured_memory_mb": n.configured_memory_mb,
         "configured_cores": n.configured_cores,
         "templates": n.templates,
+        "template_storage": n.template_storage,
         "desktops": n.desktops,
         "pool_desktops": n.pool_desktops,
         "clones": n.clones,
@@ -257,6 +258,7 @@ pub(crate) mod tests {
             configured_memory_mb: 48 * 1024,
             configured_cores: 24,
             templates: vec!["debian-12".into(), "ubuntu-24".into()],
+            template_storage: [("ubuntu-24".to_string(), "ceph-pool".to_string())].into(),
             desktops: 7,
             pool_desktops: 2,
             clones: 1,
@@ -409,6 +411,7 @@ pub(crate) mod tests {
                 "configured_memory_mb": 49_152,
                 "configured_cores": 24,
                 "templates": ["debian-12", "ubuntu-24"],
+                "template_storage": {"ubuntu-24": "ceph-pool"},
                 "desktops": 7,
                 "pool_desktops": 2,
                 "clones": 1,
@@ -429,6 +432,7 @@ pub(crate) mod tests {
         );
         assert_eq!(v["offline_since"], "2023-11-14T22:13:20.000Z");
         assert_eq!(v["templates"], json!([]));
+        assert_eq!(v["template_storage"], json!({}));
         assert_eq!(node(&Node::default())["state"], Value::Null);
     }
 

@@ -249,11 +249,24 @@ pub fn node_table(nodes: &[Node]) -> String {
             } else {
                 format!("{}/{}", n.configured_cores, n.cpus)
             },
-            dash(&n.templates.join(",")).to_owned(),
+            dash(&node_templates(n)).to_owned(),
             rfc3339_seconds(n.seen_at.as_ref()).unwrap_or_else(|| "-".to_owned()),
         ]
     });
     table(header, rows)
+}
+
+/// A node's templates, each with the storage its clones start from when
+/// the server knows it: `debian-12@ceph-pool,ubuntu-24`.
+fn node_templates(n: &Node) -> String {
+    n.templates
+        .iter()
+        .map(|t| match n.template_storage.get(t) {
+            Some(storage) => format!("{t}@{storage}"),
+            None => t.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A node's state in lower case (`online`, `offline`, `maintenance`),
@@ -675,6 +688,7 @@ mod tests {
             pool_desktops: 0,
             clones: 0,
             offline_since: ts(1_699_990_000),
+            template_storage: Default::default(),
         };
         let half = Node {
             name: "pve10".into(),
@@ -684,19 +698,20 @@ mod tests {
             configured_cores: 1,
             cpus: 4,
             templates: vec!["debian-12".into()],
+            template_storage: [("debian-12".to_string(), "pve10/local-lvm".to_string())].into(),
             seen_at: None,
             ..pve2()
         };
         assert_eq!(
             node_table(&[pve2(), gone, half]),
             "NODE   STATE                          DESKTOPS  POOL  CLONES  MEMORY      \
-             CPUS   TEMPLATES            SEEN\n\
+             CPUS   TEMPLATES                      SEEN\n\
              pve2   online                         7         2     1       48/128 GiB  \
-             24/32  debian-12,ubuntu-24  2023-11-14T22:13:20Z\n\
+             24/32  debian-12,ubuntu-24@ceph-pool  2023-11-14T22:13:20Z\n\
              pve3   offline (not listed), drained  1         0     0       -           \
-             -      -                    2023-11-14T19:26:40Z\n\
+             -      -                              2023-11-14T19:26:40Z\n\
              pve10  maintenance                    7         2     1       1.5/16 GiB  \
-             1/4    debian-12            -\n"
+             1/4    debian-12@pve10/local-lvm      -\n"
         );
         assert_eq!(
             node_table(&[]),

@@ -22,6 +22,10 @@ pub struct PlacementSpec {
     /// Clones (`terraform apply`) running at once on one node; more wait.
     #[serde(default = "default_clones")]
     pub max_clones_per_node: u32,
+    /// Clones running at once from one storage (a shared one counts across
+    /// nodes), when the module names the storage of each template; more wait.
+    #[serde(default = "default_clones")]
+    pub max_clones_per_storage: u32,
     /// A VM's id is this plus its slot (the modules accept 100-999999999).
     #[serde(default = "default_vm_id_base")]
     pub vm_id_base: u64,
@@ -58,6 +62,7 @@ impl Default for PlacementSpec {
             strategy: default_strategy(),
             memory_reserve_mb: default_reserve(),
             max_clones_per_node: default_clones(),
+            max_clones_per_storage: default_clones(),
             vm_id_base: default_vm_id_base(),
             refresh_interval: default_refresh(),
             lost_after: default_lost_after(),
@@ -98,6 +103,9 @@ pub fn check(spec: &PlacementSpec) -> Result<Placement, String> {
     if spec.max_clones_per_node == 0 {
         return Err("`placement.max_clones_per_node`: at least 1".into());
     }
+    if spec.max_clones_per_storage == 0 {
+        return Err("`placement.max_clones_per_storage`: at least 1".into());
+    }
     if !(100..=999_999_999 - MAX_SLOT).contains(&spec.vm_id_base) {
         return Err(format!(
             "`placement.vm_id_base`: from 100 to {} (VM ids are 100-999999999 and slots go to {MAX_SLOT}), not {}",
@@ -113,6 +121,7 @@ pub fn check(spec: &PlacementSpec) -> Result<Placement, String> {
             strategy,
             memory_reserve_mb: spec.memory_reserve_mb,
             max_clones_per_node: spec.max_clones_per_node,
+            max_clones_per_storage: spec.max_clones_per_storage,
         },
         vm_id_base: spec.vm_id_base,
         refresh_interval: spec.refresh_interval,
@@ -146,6 +155,13 @@ mod tests {
                 ..Default::default()
             },
             "placement.max_clones_per_node",
+        );
+        bad(
+            PlacementSpec {
+                max_clones_per_storage: 0,
+                ..Default::default()
+            },
+            "placement.max_clones_per_storage",
         );
         bad(
             PlacementSpec {

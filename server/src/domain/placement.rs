@@ -14,7 +14,7 @@
 //! loaded node), `pack` the highest (fill a node before starting the next);
 //! ties go to the node with fewer of our desktops, then by name.
 
-use std::fmt;
+use std::{collections::BTreeMap, fmt};
 
 /// A node's state, as the inventory reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,9 @@ pub struct ListedNode {
     pub state: NodeState,
     pub capacity: Capacity,
     pub templates: Vec<String>,
+    /// For each template (some or none), the storage a clone of it there
+    /// starts from: the same name on two nodes is one (shared) storage.
+    pub template_storage: BTreeMap<String, String>,
     /// The VMs on it named like ours: its `configured_memory_mb` counts
     /// them already.
     pub vms: Vec<String>,
@@ -122,6 +125,9 @@ pub struct Policy {
     /// Clones running at once on one node: not a reason to go elsewhere
     /// (the create waits for its turn there, see `SessionStore::begin_clone`).
     pub max_clones_per_node: u32,
+    /// Clones running at once from one storage, whichever node they go to
+    /// (a create waits for its turn as above).
+    pub max_clones_per_storage: u32,
 }
 
 impl Default for Policy {
@@ -130,6 +136,7 @@ impl Default for Policy {
             strategy: Strategy::Spread,
             memory_reserve_mb: 512,
             max_clones_per_node: 2,
+            max_clones_per_storage: 2,
         }
     }
 }

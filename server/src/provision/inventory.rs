@@ -4,7 +4,7 @@
 //! a power cut took the Terraform state with it. A VM recorded with another
 //! deployment's id is another deployment's: never destroyed here.
 
-use std::{ffi::OsString, path::Path, time::Duration};
+use std::{collections::BTreeMap, ffi::OsString, path::Path, time::Duration};
 
 use daas_api::v1::Tool;
 use serde::Deserialize;
@@ -49,6 +49,8 @@ struct NodeLine {
     configured_cores: u32,
     #[serde(default)]
     templates: Vec<String>,
+    #[serde(default)]
+    template_storage: BTreeMap<String, String>,
     vms: Vec<String>,
 }
 
@@ -197,6 +199,18 @@ pub fn parse_nodes(stdout: &[u8]) -> Result<Vec<ListedNode>, InventoryError> {
         for template in &raw.templates {
             validate::template(template).map_err(|e| bad(e.to_string()))?;
         }
+        for (template, storage) in &raw.template_storage {
+            if !raw.templates.contains(template) {
+                return Err(bad(format!(
+                    "{template:?} in `template_storage` is not in `templates`"
+                )));
+            }
+            if !is_storage(storage) {
+                return Err(bad(format!(
+                    "{storage:?} in `template_storage` is not a storage: 1-200 of letters, digits, '.', '-', '_', '/' and '+'"
+                )));
+            }
+        }
         if let Some(vm) = raw.vms.iter().find(|vm| !is_vm_name(vm)) {
             return Err(bad(format!("{vm:?} in `vms` is not a VM name")));
         }
@@ -211,6 +225,7 @@ pub fn parse_nodes(stdout: &[u8]) -> Result<Vec<ListedNode>, InventoryError> {
                 configured_cores: raw.configured_cores,
             },
             templates: raw.templates,
+            template_storage: raw.template_storage,
             vms: raw.vms,
         });
     }
@@ -224,6 +239,15 @@ fn is_vm_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// A storage as `template_storage` names it (a PVE storage id, or one
+/// qualified by its node, such as `pve1/local-lvm`).
+fn is_storage(name: &str) -> bool {
+    (1..=200).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b'+'))
 }
 
 /// Parses `inventory list` output (one JSON object per line) for the
@@ -262,7 +286,7 @@ mod tests {
 
     #[test]
     fn nodes_are_parsed_and_checked() {
-        let out = br#"{"node":"pve1","state":"online","cpus":16,"memory_mb":131072,"used_memory_mb":4096,"configured_memory_mb":8192,"configured_cores":4,"templates":["debian-12"],"vms":["desktop-aaa111"]}
+        let out = br#"{"node":"pve1","state":"online","cpus":16,"memory_mb":131072,"used_memory_mb":4096,"configured_memory_mb":8192,"configured_cores":4,"templates":["debian-12"],"template_storage":{"debian-12":"pve1/local-lvm"},"vms":["desktop-aaa111"]}
 
 {"node":"pve2.lab","state":"maintenance","cpus":8,"memory_mb":65536,"vms":[],"extra":"ignored"}
 "#;
@@ -271,6 +295,14 @@ mod tests {
         assert_eq!(nodes[0].state, NodeState::Online);
         assert_eq!(nodes[0].templates, ["debian-12"]);
         assert_eq!(nodes[0].vms, ["desktop-aaa111"]);
+        assert_eq!(
+            nodes[0]
+                .template_storage
+                .get("debian-12")
+                .map(String::as_str),
+            Some("pve1/local-lvm")
+        );
+        assert!(nodes[1].template_storage.is_empty());
         assert_eq!(
             (
                 nodes[1].node.as_str(),
@@ -299,6 +331,14 @@ mod tests {
             (
                 r#"{"node":"p","state":"online","cpus":1,"memory_mb":1,"templates":["{{ x }}"],"vms":[]}"#,
                 "template",
+            ),
+            (
+                r#"{"node":"p","state":"online","cpus":1,"memory_mb":1,"templates":["t"],"template_storage":{"u":"s"},"vms":[]}"#,
+                "not in `templates`",
+            ),
+            (
+                r#"{"node":"p","state":"online","cpus":1,"memory_mb":1,"templates":["t"],"template_storage":{"t":"a b"},"vms":[]}"#,
+                "not a storage",
             ),
             (
                 r#"{"node":"p","state":"online","cpus":1,"memory_mb":1,"vms":["a b"]}"#,

@@ -20,7 +20,10 @@ use super::{
 use crate::{
     config::pools::PerUserPlaybook,
     domain::password::PasswordHash,
-    store::{SessionRecord, VmOutputs, nodes::CloneTurn},
+    store::{
+        SessionRecord, VmOutputs,
+        nodes::{Busy, CloneTurn},
+    },
 };
 
 /// How often a create waiting for a clone turn asks again.
@@ -220,28 +223,36 @@ impl Pipeline {
     }
 
     /// Waits until fewer than `[placement] max_clones_per_node` clones run
-    /// on the VM's node (parallel linked clones from one storage time out
-    /// on its lock), saying so once in the session's events.
+    /// on the VM's node, and fewer than `max_clones_per_storage` from its
+    /// storage (parallel linked clones from one storage time out on its
+    /// lock), saying once in the session's events what it waits for.
     async fn clone_turn(
         &self,
         record: &SessionRecord,
         log: &SessionLog,
         cancel: &CancellationToken,
     ) -> Result<(), StageError> {
-        let max = self.inner.config.placement.policy.max_clones_per_node;
+        let policy = self.inner.config.placement.policy;
         let mut told = false;
         loop {
-            match self.inner.store.begin_clone(&record.id, max).await? {
+            match self.inner.store.begin_clone(&record.id, policy).await? {
                 CloneTurn::Go => return Ok(()),
-                CloneTurn::Wait { node_clones } if !told => {
+                CloneTurn::Wait(busy) if !told => {
                     told = true;
                     let node = record.node.as_deref().unwrap_or_default();
-                    let line = format!(
-                        "waiting for a clone turn on {node}: {node_clones} clones under way there, at most {max} at once"
-                    );
+                    let line = match busy {
+                        Busy::Node { clones } => format!(
+                            "waiting for a clone turn on {node}: {clones} clones under way there, at most {} at once",
+                            policy.max_clones_per_node
+                        ),
+                        Busy::Storage { storage, clones } => format!(
+                            "waiting for a clone turn on storage {storage}: {clones} clones from it under way, at most {} at once",
+                            policy.max_clones_per_storage
+                        ),
+                    };
                     log.line(Tool::Terraform, OutputStream::Stdout, &line).await;
                 }
-                CloneTurn::Wait { .. } => {}
+                CloneTurn::Wait(_) => {}
                 CloneTurn::NodeDown(state) => {
                     let node = record.node.clone().unwrap_or_default();
                     return Err(StageError::NodeDown { node, state });

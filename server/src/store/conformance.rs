@@ -1021,6 +1021,11 @@ macro_rules! conformance {
         async fn clone_turns_are_counted_per_node() {
             super::nodes::clone_turns_are_counted_per_node(&$db).await
         }
+
+        #[tokio::test]
+        async fn clone_turns_are_counted_per_storage() {
+            super::nodes::clone_turns_are_counted_per_storage(&$db).await
+        }
     };
 }
 

@@ -505,11 +505,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// store knows no such node.
     async fn set_drained(&self, name: &str, drained: bool) -> Result<bool, StoreError>;
 
-    /// Whether session `id` may start its clone now: fewer than `max`
-    /// clones run on its node (one transaction, so no two take the last
-    /// turn); if so, its clone counts from now until [`Self::end_clone`]
-    /// or its next state change.
-    async fn begin_clone(&self, id: &str, max: u32) -> Result<nodes::CloneTurn, StoreError>;
+    /// Whether session `id` may start its clone now: fewer than the
+    /// policy's `max_clones_per_node` clones run on its node, and fewer than
+    /// its `max_clones_per_storage` from its storage, when placement named
+    /// one (one transaction, so no two take the last turn); if so, its
+    /// clone counts from now until [`Self::end_clone`] or its next state
+    /// change.
+    async fn begin_clone(
+        &self,
+        id: &str,
+        policy: crate::domain::placement::Policy,
+    ) -> Result<nodes::CloneTurn, StoreError>;
 
     /// Session `id`'s clone is over.
     async fn end_clone(&self, id: &str) -> Result<(), StoreError>;

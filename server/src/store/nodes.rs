@@ -5,6 +5,8 @@
 //! each placed desktop the report does not count yet (its VM is not in
 //! the node's `vms`), so two creates never take a node's last room twice.
 
+use std::collections::BTreeMap;
+
 use crate::domain::placement::{self, Capacity, ListedNode, Need, Node, NodeState, Policy};
 
 use super::StoreError;
@@ -52,6 +54,12 @@ impl NodeRecord {
             configured_memory_mb: c.configured_memory_mb,
             configured_cores: c.configured_cores,
             templates: self.listed.templates.clone(),
+            template_storage: self
+                .listed
+                .template_storage
+                .iter()
+                .map(|(t, s)| (t.clone(), s.clone()))
+                .collect(),
             desktops: self.desktops,
             pool_desktops: self.pool_desktops,
             clones: self.clones,
@@ -77,15 +85,34 @@ pub(super) struct Placed {
     pub cores: u32,
 }
 
+/// Where the create's transaction placed a desktop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Spot {
+    pub node: String,
+    /// The storage its clone starts from, when the node's report names it
+    /// for the template (`template_storage`).
+    pub storage: Option<String>,
+}
+
 /// Whether a create may start its clone now (`SessionStore::begin_clone`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloneTurn {
     /// It may (or its VM has no node to count against).
     Go,
-    /// This many clones run on its node already.
-    Wait { node_clones: u32 },
+    /// Not yet: a limit is reached.
+    Wait(Busy),
     /// Its node is not online (or in maintenance) any more: no clone there.
     NodeDown(NodeState),
+}
+
+/// The clone limit a create waits on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Busy {
+    /// `max_clones_per_node`: this many clones run on its node.
+    Node { clones: u32 },
+    /// `max_clones_per_storage`: this many clones start from its storage,
+    /// on any node.
+    Storage { storage: String, clones: u32 },
 }
 
 /// The state as the store wrote it (an unknown word reads as offline).
@@ -103,15 +130,29 @@ pub(super) fn names_from_json(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-/// The node a new desktop goes to, given the nodes as stored (with their
-/// drained flag) and the live sessions placed so far; None when the store
-/// knows no node and `placing` asks for none.
+/// A JSON object of strings, as the store keeps `template_storage`.
+pub(super) fn map_json(map: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
+}
+
+/// The object [`map_json`] wrote (a corrupt one reads as empty).
+pub(super) fn map_from_json(text: &str) -> BTreeMap<String, String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// The node a new desktop goes to (and the storage its clone starts from),
+/// given the nodes as stored (with their drained flag) and the live
+/// sessions placed so far.
 pub(super) fn choose(
     nodes: Vec<(ListedNode, bool)>,
     placed: &[Placed],
     template: &str,
     placing: &Placing,
-) -> Result<String, StoreError> {
+) -> Result<Spot, StoreError> {
+    let storages: Vec<Option<String>> = nodes
+        .iter()
+        .map(|(listed, _)| listed.template_storage.get(template).cloned())
+        .collect();
     let decided: Vec<Node> = nodes
         .into_iter()
         .map(|(listed, drained)| {
@@ -140,7 +181,10 @@ pub(super) fn choose(
         cores: placing.cores,
     };
     placement::place(&decided, &need, &placing.policy)
-        .map(|i| decided[i].name.clone())
+        .map(|i| Spot {
+            node: decided[i].name.clone(),
+            storage: storages[i].clone(),
+        })
         .map_err(StoreError::NoRoom)
 }
 
@@ -159,6 +203,7 @@ mod tests {
                 ..Capacity::default()
             },
             templates: vec!["debian-12".into()],
+            template_storage: BTreeMap::from([("debian-12".into(), format!("{name}/local"))]),
             vms: vms.iter().map(|v| v.to_string()).collect(),
         };
         (listed, false)
@@ -178,6 +223,7 @@ mod tests {
             strategy: placement::Strategy::Spread,
             memory_reserve_mb: 512,
             max_clones_per_node: 2,
+            max_clones_per_storage: 2,
         },
         memory_mb: 2048,
         cores: 2,
@@ -195,7 +241,17 @@ mod tests {
         ];
         assert_eq!(
             choose(nodes.clone(), &some, "debian-12", &PLACING).unwrap(),
-            "n2"
+            Spot {
+                node: "n2".into(),
+                storage: Some("n2/local".into())
+            }
+        );
+        // A template with no storage named: none.
+        let mut other = nodes.clone();
+        other[1].0.templates.push("ubuntu-24".into());
+        assert_eq!(
+            choose(other, &some, "ubuntu-24", &PLACING).unwrap().storage,
+            None
         );
         // With three desktops on each (one reported, two reserved), a
         // fourth would leave 8192 - 4 * 2048 = 0 MiB, short of the reserve.
@@ -216,6 +272,9 @@ mod tests {
         let names = vec!["a".to_string(), "b\"c".to_string()];
         assert_eq!(names_from_json(&names_json(&names)), names);
         assert!(names_from_json("not json").is_empty());
+        let map = BTreeMap::from([("t".to_string(), "ceph".to_string())]);
+        assert_eq!(map_from_json(&map_json(&map)), map);
+        assert!(map_from_json("[]").is_empty());
         for state in [
             NodeState::Online,
             NodeState::Offline,

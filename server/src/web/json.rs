@@ -116,6 +116,7 @@ pub fn node(n: &Node) -> Value {
         "used_memory_mb": n.used_memory_mb,
         "configured_memory_mb": n.configured_memory_mb,
         "templates": n.templates,
+        "template_storage": n.template_storage,
         "desktops": n.desktops,
         "pool_desktops": n.pool_desktops,
         "clones": n.clones,

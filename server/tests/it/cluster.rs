@@ -291,32 +291,65 @@ async fn clones_on_one_node_wait_their_turn() {
     // One node, one clone at a time: the second create waits for the
     // first's apply (3 s) to end before its own starts.
     let mut options = cluster(1, 64 * 1024);
-    options.create_delay_secs = 3;
     options.extra_toml = "[placement]\nrefresh_interval = \"1s\"\nmax_clones_per_node = 1\n".into();
+    let nodes = one_clone_waits_for_the_other(
+        options,
+        1,
+        "waiting for a clone turn on node-1: 1 clones under way",
+    )
+    .await;
+    assert_eq!(nodes, ["node-1", "node-1"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clones_from_one_shared_storage_wait_their_turn() {
+    // Two nodes cloning from one shared storage, one clone at a time from
+    // it: the creates go to both nodes, and one still waits for the other.
+    let mut options = cluster(2, 64 * 1024);
+    options
+        .terraform_variables
+        .push("node_storage = \"ceph\"".into());
+    options.extra_toml =
+        "[placement]\nrefresh_interval = \"1s\"\nmax_clones_per_storage = 1\n".into();
+    let mut nodes = one_clone_waits_for_the_other(
+        options,
+        2,
+        "waiting for a clone turn on storage ceph: 1 clones from it under way, at most 1 at once",
+    )
+    .await;
+    nodes.sort();
+    assert_eq!(nodes, ["node-1", "node-2"]);
+}
+
+/// Two creates at once, each apply 3 s long, where a clone limit lets one
+/// clone run: exactly one waits (saying `waited` in its events) until the
+/// other's apply is over. Returns the nodes they went to.
+async fn one_clone_waits_for_the_other(
+    mut options: TestOptions,
+    nodes: usize,
+    waited: &str,
+) -> Vec<String> {
+    options.create_delay_secs = 3;
     let server = TestServer::start(options).await;
     let mut client = server.client().await;
-    known_nodes(&mut client, 1).await;
+    known_nodes(&mut client, nodes).await;
     let (mut a, mut b) = (server.client().await, server.client().await);
     let (ea, eb) = tokio::join!(
         create(&mut a, request("alice")),
         create(&mut b, request("bob"))
     );
     let (sa, sb) = (ready(&ea), ready(&eb));
-    assert_eq!((sa.node.as_str(), sb.node.as_str()), ("node-1", "node-1"));
-    let waited: Vec<_> = [&ea, &eb]
+    let waiting: Vec<_> = [&ea, &eb]
         .into_iter()
-        .filter(|events| {
-            output(events)
-                .iter()
-                .any(|l| l.contains("waiting for a clone turn on node-1: 1 clones under way"))
-        })
+        .filter(|events| output(events).iter().any(|l| l.contains(waited)))
         .collect();
-    assert_eq!(waited.len(), 1, "exactly one create waited for its turn");
+    assert_eq!(waiting.len(), 1, "exactly one create waited for its turn");
     // It reached BOOTING at least the other's apply time after it.
     let booted = |events: &[daas_api::v1::SessionEvent]| entered_ms(events, SessionState::Booting);
     let gap = booted(&ea).abs_diff(booted(&eb));
     assert!(gap >= 2_500, "the clones overlapped: {gap} ms apart");
     server.stop().await;
+    vec![sa.node, sb.node]
 }
 
 /// The pool's unclaimed READY desktops.

@@ -136,7 +136,7 @@ fn the_test_modules_inventory_lists_and_destroys() {
 fn the_test_modules_inventory_reports_its_simulated_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let hook = workspace_root().join("terraform/test/inventory");
-    let nodes = |count: &str| {
+    let nodes_on = |count: &str, storage: &str| {
         let out = std::process::Command::new(&hook)
             .arg("nodes")
             .env_clear()
@@ -145,12 +145,28 @@ fn the_test_modules_inventory_reports_its_simulated_nodes() {
             .env("DAAS_VAR_marker_dir", dir.path())
             .env("DAAS_VAR_node_count", count)
             .env("DAAS_VAR_node_memory_mb", "32768")
+            .env("DAAS_VAR_node_storage", storage)
             .output()
             .expect("run the inventory");
         assert!(out.status.success(), "{out:?}");
         daas_server::provision::inventory::parse_nodes(&out.stdout).expect("nodes the server reads")
     };
+    let nodes = |count: &str| nodes_on(count, "");
     let listed = nodes("4");
+    assert!(listed.iter().all(|n| n.template_storage.is_empty()));
+    let storage = |listed: &[daas_server::domain::placement::ListedNode], i: usize| {
+        listed[i].template_storage.get("debian-12").cloned()
+    };
+    let shared = nodes_on("2", "ceph");
+    assert_eq!(
+        (storage(&shared, 0), storage(&shared, 1)),
+        (Some("ceph".into()), Some("ceph".into()))
+    );
+    let local = nodes_on("2", "local");
+    assert_eq!(
+        (storage(&local, 0), storage(&local, 1)),
+        (Some("node-1/local".into()), Some("node-2/local".into()))
+    );
     assert_eq!(listed.len(), 4);
     assert!(
         listed

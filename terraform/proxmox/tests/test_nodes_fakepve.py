@@ -150,6 +150,11 @@ def test_nodes_report_state_capacity_guests_and_templates(run):
     assert pve1["templates"] == ["debian-12", "ubuntu-24"]
     assert pve2["templates"] == ["debian-12", "ubuntu-24"]
     assert pve3["templates"] == ["ubuntu-24"]
+    # Where each clone starts from (the clone turns count per storage): a
+    # local storage qualified by its node, the shared one by its name.
+    assert pve1["template_storage"] == {"debian-12": "pve1/local-lvm", "ubuntu-24": "ceph-pool"}
+    assert pve2["template_storage"] == {"debian-12": "pve2/local-lvm", "ubuntu-24": "ceph-pool"}
+    assert pve3["template_storage"] == {"ubuntu-24": "ceph-pool"}
     # The guests of ours on each (the prefix's; not "mail").
     assert (pve1["vms"], pve2["vms"], pve3["vms"]) == (["desktop-aaa111", "desktop-bbb222"], ["desktop-ccc333"], [])
 

@@ -1,6 +1,9 @@
 //! The nodes' part of the suite: reports recorded (drained flags kept, a
 //! node no longer listed kept offline), placement under concurrent writers
-//! (the last room of a node taken once), clone turns per node.
+//! (the last room of a node taken once), clone turns per node and per
+//! storage.
+
+use std::collections::BTreeMap;
 
 use daas_api::v1::SessionState;
 
@@ -8,7 +11,7 @@ use super::{Backend, UNLIMITED, new_session};
 use crate::domain::placement::{Capacity, ListedNode, NodeState, Policy, Strategy};
 use crate::store::{
     NewSession, SessionLimits, StoreError,
-    nodes::{CloneTurn, Placing},
+    nodes::{Busy, CloneTurn, Placing},
 };
 
 /// A node with room for `room` desktops of [`PLACING`]'s size.
@@ -22,6 +25,7 @@ fn node(name: &str, room: u64) -> ListedNode {
             ..Capacity::default()
         },
         templates: vec!["t".into()],
+        template_storage: BTreeMap::new(),
         vms: Vec::new(),
     }
 }
@@ -31,10 +35,14 @@ const PLACING: Placing = Placing {
         strategy: Strategy::Spread,
         memory_reserve_mb: 512,
         max_clones_per_node: 1,
+        max_clones_per_storage: 1,
     },
     memory_mb: 2048,
     cores: 2,
 };
+
+/// One clone at a time per node and per storage.
+const ONE: Policy = PLACING.policy;
 
 fn placed(user: &str) -> NewSession {
     NewSession {
@@ -166,31 +174,89 @@ pub(super) async fn clone_turns_are_counted_per_node(db: &impl Backend) {
     for s in [&a, &b, &c] {
         store.walk(&s.id, &[Provisioning]).await;
     }
-    assert_eq!(store.begin_clone(&a.id, 1).await.unwrap(), CloneTurn::Go);
+    assert_eq!(store.begin_clone(&a.id, ONE).await.unwrap(), CloneTurn::Go);
     assert_eq!(
-        store.begin_clone(&a.id, 1).await.unwrap(),
+        store.begin_clone(&a.id, ONE).await.unwrap(),
         CloneTurn::Go,
         "asking again does not count itself"
     );
     assert_eq!(
-        store.begin_clone(&b.id, 1).await.unwrap(),
-        CloneTurn::Wait { node_clones: 1 }
+        store.begin_clone(&b.id, ONE).await.unwrap(),
+        CloneTurn::Wait(Busy::Node { clones: 1 })
     );
     assert_eq!(
-        store.begin_clone(&c.id, 1).await.unwrap(),
+        store.begin_clone(&c.id, ONE).await.unwrap(),
         CloneTurn::Go,
         "a VM on no node waits for nobody"
     );
     assert_eq!(store.nodes().await.unwrap()[0].clones, 1);
     store.end_clone(&a.id).await.unwrap();
-    assert_eq!(store.begin_clone(&b.id, 1).await.unwrap(), CloneTurn::Go);
+    assert_eq!(store.begin_clone(&b.id, ONE).await.unwrap(), CloneTurn::Go);
     // A state change ends the clone too (a failed or taken-over create).
     store.walk(&b.id, &[Failed]).await;
-    assert_eq!(store.begin_clone(&a.id, 1).await.unwrap(), CloneTurn::Go);
+    assert_eq!(store.begin_clone(&a.id, ONE).await.unwrap(), CloneTurn::Go);
     assert!(matches!(
-        store.begin_clone("no-such-id", 1).await,
+        store.begin_clone("no-such-id", ONE).await,
         Err(StoreError::Missing(_))
     ));
+}
+
+pub(super) async fn clone_turns_are_counted_per_storage(db: &impl Backend) {
+    use SessionState::*;
+    let store = db.open().await;
+    // n1 and n2 clone from one shared storage, n3 from its own.
+    let on = |name: &str, storage: &str| ListedNode {
+        template_storage: BTreeMap::from([("t".into(), storage.into())]),
+        ..node(name, 8)
+    };
+    store
+        .record_nodes(Some(vec![
+            on("n1", "ceph"),
+            on("n2", "ceph"),
+            on("n3", "n3/local"),
+        ]))
+        .await
+        .unwrap();
+    let nodes = store.nodes().await.unwrap();
+    assert_eq!(
+        nodes[0]
+            .listed
+            .template_storage
+            .get("t")
+            .map(String::as_str),
+        Some("ceph"),
+        "the storages are kept"
+    );
+    let mut ids = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        let (s, _) = store.create_session_unlimited(placed(user)).await.unwrap();
+        store.walk(&s.id, &[Provisioning]).await;
+        ids.push((s.node.clone().unwrap(), s.id));
+    }
+    ids.sort();
+    let nodes: Vec<&str> = ids.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(nodes, ["n1", "n2", "n3"], "spread over the three");
+    let two_per_node = Policy {
+        max_clones_per_node: 2,
+        ..ONE
+    };
+    let turn = |i: usize| store.begin_clone(&ids[i].1, two_per_node);
+    assert_eq!(turn(0).await.unwrap(), CloneTurn::Go);
+    assert_eq!(
+        turn(1).await.unwrap(),
+        CloneTurn::Wait(Busy::Storage {
+            storage: "ceph".into(),
+            clones: 1
+        }),
+        "n2 clones from the storage n1 is cloning from"
+    );
+    assert_eq!(
+        turn(2).await.unwrap(),
+        CloneTurn::Go,
+        "n3 has a storage of its own"
+    );
+    store.end_clone(&ids[0].1).await.unwrap();
+    assert_eq!(turn(1).await.unwrap(), CloneTurn::Go);
 }
 
 pub(super) async fn a_claim_skips_desktops_on_drained_nodes(db: &impl Backend) {

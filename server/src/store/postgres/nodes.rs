@@ -7,16 +7,19 @@
 use tokio_postgres::{GenericClient, Row, Transaction};
 
 use super::{Context, locks};
-use crate::domain::placement::{Capacity, ListedNode, NodeState};
+use crate::domain::placement::{Capacity, ListedNode, NodeState, Policy};
 use crate::domain::time::now_ms;
 use crate::store::{
     NewSession, StoreError,
-    nodes::{CloneTurn, NodeRecord, Placed, choose, names_from_json, names_json, state_from_text},
+    nodes::{
+        Busy, CloneTurn, NodeRecord, Placed, Spot, choose, map_from_json, map_json,
+        names_from_json, names_json, state_from_text,
+    },
 };
 
 /// The nodes' columns, as [`listed_from_row`] reads them.
 const NODE_COLUMNS: &str = "name, state, cpus, memory_mb, used_memory_mb, configured_memory_mb, \
-     configured_cores, templates, vms, listed, drained, seen_ms, offline_since_ms";
+     configured_cores, templates, vms, listed, drained, seen_ms, offline_since_ms, template_storage";
 
 /// A node's row: as reported, then listed, drained, seen and offline since.
 type NodeRow = (ListedNode, bool, bool, i64, Option<i64>);
@@ -37,6 +40,7 @@ fn listed_from_row(row: &Row) -> Result<NodeRow, tokio_postgres::Error> {
         },
         templates: names_from_json(row.try_get(7)?),
         vms: names_from_json(row.try_get(8)?),
+        template_storage: map_from_json(row.try_get(13)?),
     };
     Ok((
         listed,
@@ -75,14 +79,15 @@ pub(super) async fn record(
         tx.execute(
             "INSERT INTO nodes (name, state, cpus, memory_mb, used_memory_mb, \
              configured_memory_mb, configured_cores, templates, vms, listed, seen_ms, \
-             updated_ms, offline_since_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, TRUE, $10, \
-             $10, CASE WHEN $2 = 'offline' THEN $10::BIGINT END) \
+             updated_ms, offline_since_ms, template_storage) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+             $8, $9, TRUE, $10, $10, CASE WHEN $2 = 'offline' THEN $10::BIGINT END, $11) \
              ON CONFLICT (name) DO UPDATE SET state = excluded.state, \
              cpus = excluded.cpus, memory_mb = excluded.memory_mb, \
              used_memory_mb = excluded.used_memory_mb, \
              configured_memory_mb = excluded.configured_memory_mb, \
              configured_cores = excluded.configured_cores, \
              templates = excluded.templates, vms = excluded.vms, listed = TRUE, \
+             template_storage = excluded.template_storage, \
              seen_ms = excluded.seen_ms, updated_ms = excluded.updated_ms, \
              offline_since_ms = CASE WHEN excluded.state = 'offline' \
                THEN COALESCE(nodes.offline_since_ms, excluded.seen_ms) END",
@@ -97,6 +102,7 @@ pub(super) async fn record(
                 &names_json(&node.templates),
                 &names_json(&node.vms),
                 &now,
+                &map_json(&node.template_storage),
             ],
         )
         .await
@@ -138,9 +144,9 @@ pub(super) async fn list(db: &impl GenericClient) -> Result<Vec<NodeRecord>, Sto
                 drained,
                 seen_ms,
                 offline_since_ms,
-                desktops: count(row, 13)?,
-                pool_desktops: count(row, 14)?,
-                clones: count(row, 15)?,
+                desktops: count(row, 14)?,
+                pool_desktops: count(row, 15)?,
+                clones: count(row, 16)?,
             })
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()
@@ -163,12 +169,12 @@ pub(super) async fn set_drained(
     Ok(changed == 1)
 }
 
-/// The node for the create `new`, inside its transaction (which holds the
+/// Where the create `new` goes, inside its transaction (which holds the
 /// admission lock): None when it places nothing.
 pub(super) async fn place(
     tx: &Transaction<'_>,
     new: &NewSession,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<Spot>, StoreError> {
     let Some(placing) = &new.placing else {
         return Ok(None);
     };
@@ -206,17 +212,21 @@ pub(super) async fn place(
 pub(super) async fn begin_clone(
     tx: &Transaction<'_>,
     id: &str,
-    max: u32,
+    policy: Policy,
 ) -> Result<CloneTurn, StoreError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&locks::CLONES])
         .await
         .context("waiting for the clone lock")?;
     let row = tx
-        .query_opt("SELECT node FROM sessions WHERE id = $1", &[&id])
+        .query_opt(
+            "SELECT node, clone_storage FROM sessions WHERE id = $1",
+            &[&id],
+        )
         .await
         .context("reading a session's node")?
         .ok_or_else(|| StoreError::Missing(id.to_string()))?;
     let node: Option<String> = row.try_get(0).context("reading a session's node")?;
+    let storage: Option<String> = row.try_get(1).context("reading a session's node")?;
     let Some(node) = node else {
         return Ok(CloneTurn::Go);
     };
@@ -231,20 +241,28 @@ pub(super) async fn begin_clone(
             down => return Ok(CloneTurn::NodeDown(down)),
         }
     }
-    let clones: i64 = tx
-        .query_one(
-            "SELECT COUNT(*) FROM sessions \
-             WHERE node = $1 AND clone_started_ms IS NOT NULL AND id <> $2",
-            &[&node, &id],
+    let count = |column: &'static str, key: String| async move {
+        tx.query_one(
+            &format!(
+                "SELECT COUNT(*) FROM sessions \
+                 WHERE {column} = $1 AND clone_started_ms IS NOT NULL AND id <> $2"
+            ),
+            &[&key, &id],
         )
         .await
-        .and_then(|row| row.try_get(0))
-        .context("counting a node's clones")?;
-    let clones = u32::try_from(clones).unwrap_or(u32::MAX);
-    if clones >= max {
-        return Ok(CloneTurn::Wait {
-            node_clones: clones,
-        });
+        .and_then(|row| row.try_get::<_, i64>(0))
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+        .context("counting clones")
+    };
+    let clones = count("node", node).await?;
+    if clones >= policy.max_clones_per_node {
+        return Ok(CloneTurn::Wait(Busy::Node { clones }));
+    }
+    if let Some(storage) = storage {
+        let clones = count("clone_storage", storage.clone()).await?;
+        if clones >= policy.max_clones_per_storage {
+            return Ok(CloneTurn::Wait(Busy::Storage { storage, clones }));
+        }
     }
     tx.execute(
         "UPDATE sessions SET clone_started_ms = $2 WHERE id = $1",

@@ -13,7 +13,7 @@ use super::{
     records, sessions, tickets,
 };
 use crate::domain::password::PasswordHash;
-use crate::domain::placement::ListedNode;
+use crate::domain::placement::{ListedNode, Policy};
 use crate::store::{
     ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
     TerraformFiles, VmOutputs,
@@ -421,10 +421,10 @@ impl SessionStore for PostgresStore {
             .await
     }
 
-    async fn begin_clone(&self, id: &str, max: u32) -> Result<CloneTurn, StoreError> {
+    async fn begin_clone(&self, id: &str, policy: Policy) -> Result<CloneTurn, StoreError> {
         self.write("committing a clone's start", none, move |tx| {
             let id = id.to_string();
-            Box::pin(async move { nodes::begin_clone(tx, &id, max).await })
+            Box::pin(async move { nodes::begin_clone(tx, &id, policy).await })
         })
         .await
     }

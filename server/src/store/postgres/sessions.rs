@@ -67,7 +67,9 @@ pub(super) async fn create(
     limits: SessionLimits,
 ) -> Result<(SessionRecord, SessionEvent), StoreError> {
     admit(tx, &new, limits, Admission::NewDesktop).await?;
-    let node = super::nodes::place(tx, &new).await?;
+    let spot = super::nodes::place(tx, &new).await?;
+    let (node, clone_storage) = spot.map(|s| (s.node, s.storage)).unzip();
+    let clone_storage = clone_storage.flatten();
     let (memory_mb, cores) = new
         .placing
         .map(|p| {
@@ -98,9 +100,9 @@ pub(super) async fn create(
     tx.execute(
         "INSERT INTO sessions (id, username, login_user, template, state, slot, \
          vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool, owner, \
-         lease_until_ms, epoch, password_hash, node, memory_mb, cores) \
+         lease_until_ms, epoch, password_hash, node, memory_mb, cores, clone_storage) \
          SELECT $1, $2, $3, $4, $5, MIN(candidate), $6, $7, $7, $7, $8, $9, $10, $11, 1, $12, \
-           $13, $14, $15 FROM ( \
+           $13, $14, $15, $16 FROM ( \
            SELECT 1 AS candidate \
            UNION ALL SELECT slot + 1 FROM sessions WHERE NOT slot_released \
          ) AS candidates \
@@ -121,6 +123,7 @@ pub(super) async fn create(
             &node,
             &memory_mb,
             &cores,
+            &clone_storage,
         ],
     )
     .await

@@ -40,6 +40,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (15, include_str!("migrations/0015_queued_password.sql")),
     (16, include_str!("migrations/0016_deployment_secrets.sql")),
     (17, include_str!("migrations/0017_nodes.sql")),
+    (18, include_str!("migrations/0018_clone_storage.sql")),
 ];
 
 /// A migration step written in Rust.

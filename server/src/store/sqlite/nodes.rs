@@ -7,16 +7,19 @@ use daas_api::v1::SessionState;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::Context;
-use crate::domain::placement::{Capacity, ListedNode, NodeState};
+use crate::domain::placement::{Capacity, ListedNode, NodeState, Policy};
 use crate::domain::time::now_ms;
 use crate::store::{
     NewSession, StoreError,
-    nodes::{CloneTurn, NodeRecord, Placed, choose, names_from_json, names_json, state_from_text},
+    nodes::{
+        Busy, CloneTurn, NodeRecord, Placed, Spot, choose, map_from_json, map_json,
+        names_from_json, names_json, state_from_text,
+    },
 };
 
 /// The nodes' columns, as [`listed_from_row`] reads them.
 const NODE_COLUMNS: &str = "name, state, cpus, memory_mb, used_memory_mb, configured_memory_mb, \
-     configured_cores, templates, vms, listed, drained, seen_ms, offline_since_ms";
+     configured_cores, templates, vms, listed, drained, seen_ms, offline_since_ms, template_storage";
 
 /// A node's row: as reported, then listed, drained, seen and offline since.
 type NodeRow = (ListedNode, bool, bool, i64, Option<i64>);
@@ -37,6 +40,7 @@ fn listed_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRow> {
         },
         templates: names_from_json(&row.get::<_, String>(7)?),
         vms: names_from_json(&row.get::<_, String>(8)?),
+        template_storage: map_from_json(&row.get::<_, String>(13)?),
     };
     Ok((
         listed,
@@ -77,14 +81,15 @@ pub(super) fn record(
                 tx.execute(
                     "INSERT INTO nodes (name, state, cpus, memory_mb, used_memory_mb, \
                      configured_memory_mb, configured_cores, templates, vms, listed, seen_ms, \
-                     updated_ms, offline_since_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, \
-                     ?10, CASE WHEN ?2 = 'offline' THEN ?10 END) \
+                     updated_ms, offline_since_ms, template_storage) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
+                     ?7, ?8, ?9, 1, ?10, ?10, CASE WHEN ?2 = 'offline' THEN ?10 END, ?11) \
                      ON CONFLICT (name) DO UPDATE SET state = excluded.state, \
                      cpus = excluded.cpus, memory_mb = excluded.memory_mb, \
                      used_memory_mb = excluded.used_memory_mb, \
                      configured_memory_mb = excluded.configured_memory_mb, \
                      configured_cores = excluded.configured_cores, \
                      templates = excluded.templates, vms = excluded.vms, listed = 1, \
+                     template_storage = excluded.template_storage, \
                      seen_ms = excluded.seen_ms, updated_ms = excluded.updated_ms, \
                      offline_since_ms = CASE WHEN excluded.state = 'offline' \
                        THEN COALESCE(nodes.offline_since_ms, excluded.seen_ms) END",
@@ -98,7 +103,8 @@ pub(super) fn record(
                         c.configured_cores,
                         names_json(&node.templates),
                         names_json(&node.vms),
-                        now
+                        now,
+                        map_json(&node.template_storage)
                     ],
                 )
                 .context("recording a node")?;
@@ -170,9 +176,9 @@ pub(super) fn set_drained(
     Ok(changed == 1)
 }
 
-/// The node for the create `new`, inside its write transaction: None when
-/// it places nothing.
-pub(super) fn place(conn: &Connection, new: &NewSession) -> Result<Option<String>, StoreError> {
+/// Where the create `new` goes, inside its write transaction: None when it
+/// places nothing.
+pub(super) fn place(conn: &Connection, new: &NewSession) -> Result<Option<Spot>, StoreError> {
     let Some(placing) = &new.placing else {
         return Ok(None);
     };
@@ -211,15 +217,17 @@ pub(super) fn place(conn: &Connection, new: &NewSession) -> Result<Option<String
 pub(super) fn begin_clone(
     conn: &mut Connection,
     id: String,
-    max: u32,
+    policy: Policy,
 ) -> Result<CloneTurn, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .context("starting a transaction")?;
-    let node: Option<String> = tx
-        .query_row("SELECT node FROM sessions WHERE id = ?1", [&id], |row| {
-            row.get(0)
-        })
+    let (node, storage): (Option<String>, Option<String>) = tx
+        .query_row(
+            "SELECT node, clone_storage FROM sessions WHERE id = ?1",
+            [&id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
         .optional()
         .context("reading a session's node")?
         .ok_or_else(|| StoreError::Missing(id.clone()))?;
@@ -236,18 +244,26 @@ pub(super) fn begin_clone(
         Some(NodeState::Online) | None => {}
         Some(down) => return Ok(CloneTurn::NodeDown(down)),
     }
-    let clones: u32 = tx
-        .query_row(
-            "SELECT COUNT(*) FROM sessions \
-             WHERE node = ?1 AND clone_started_ms IS NOT NULL AND id <> ?2",
-            params![node, id],
+    let count = |column: &str, key: &str| -> Result<u32, StoreError> {
+        tx.query_row(
+            &format!(
+                "SELECT COUNT(*) FROM sessions \
+                 WHERE {column} = ?1 AND clone_started_ms IS NOT NULL AND id <> ?2"
+            ),
+            params![key, id],
             |row| row.get(0),
         )
-        .context("counting a node's clones")?;
-    if clones >= max {
-        return Ok(CloneTurn::Wait {
-            node_clones: clones,
-        });
+        .context("counting clones")
+    };
+    let clones = count("node", &node)?;
+    if clones >= policy.max_clones_per_node {
+        return Ok(CloneTurn::Wait(Busy::Node { clones }));
+    }
+    if let Some(storage) = storage {
+        let clones = count("clone_storage", &storage)?;
+        if clones >= policy.max_clones_per_storage {
+            return Ok(CloneTurn::Wait(Busy::Storage { storage, clones }));
+        }
     }
     tx.execute(
         "UPDATE sessions SET clone_started_ms = ?2 WHERE id = ?1",

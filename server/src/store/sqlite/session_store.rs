@@ -9,7 +9,7 @@ use super::{
     reads, sessions, signins, tickets,
 };
 use crate::domain::password::PasswordHash;
-use crate::domain::placement::ListedNode;
+use crate::domain::placement::{ListedNode, Policy};
 use crate::store::{
     ChildRecord, NewSession, PageCursor, SessionLimits, SessionRecord, SessionStore, StoreError,
     TerraformFiles, VmOutputs,
@@ -306,9 +306,9 @@ impl SessionStore for SqliteStore {
             .await
     }
 
-    async fn begin_clone(&self, id: &str, max: u32) -> Result<CloneTurn, StoreError> {
+    async fn begin_clone(&self, id: &str, policy: Policy) -> Result<CloneTurn, StoreError> {
         let id = id.to_string();
-        self.with(move |conn, _| nodes::begin_clone(conn, id, max))
+        self.with(move |conn, _| nodes::begin_clone(conn, id, policy))
             .await
     }
 

@@ -63,7 +63,9 @@ pub(super) fn create(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .context("starting a transaction")?;
     admit(&tx, &new, limits, Admission::NewDesktop)?;
-    let node = super::nodes::place(&tx, &new)?;
+    let spot = super::nodes::place(&tx, &new)?;
+    let (node, clone_storage) = spot.map(|s| (s.node, s.storage)).unzip();
+    let clone_storage = clone_storage.flatten();
     let (memory_mb, cores) = new
         .placing
         .map(|p| (i64::try_from(p.memory_mb).unwrap_or(i64::MAX), p.cores))
@@ -88,9 +90,9 @@ pub(super) fn create(
     tx.execute(
         "INSERT INTO sessions (id, username, session_user, template, state, slot, \
          vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool, owner, \
-         lease_until_ms, epoch, password_hash, node, memory_mb, cores) \
+         lease_until_ms, epoch, password_hash, node, memory_mb, cores, clone_storage) \
          SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8, ?9, ?10, ?11, 1, ?12, \
-           ?13, ?14, ?15 FROM ( \
+           ?13, ?14, ?15, ?16 FROM ( \
            SELECT 1 AS candidate \
            UNION ALL SELECT slot + 1 FROM sessions WHERE slot_released = 0 \
          ) WHERE candidate NOT IN (SELECT slot FROM sessions WHERE slot_released = 0)",
@@ -109,7 +111,8 @@ pub(super) fn create(
             crate::store::queue::kept_password(&new),
             node,
             memory_mb,
-            cores
+            cores,
+            clone_storage
         ],
     )
     .context("inserting a session")?;

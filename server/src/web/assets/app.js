@@ -220,7 +220,8 @@ function nodeRow(n) {
   if (n.drained) state += ", drained";
   for (const text of [n.name, state, `${n.desktops} / ${n.pool_desktops}`,
     `${gib(n.configured_memory_mb)} / ${gib(n.memory_mb)} GiB`,
-    `${n.configured_cores} / ${n.cpus}`, n.templates.join(", ")]) {
+    `${n.configured_cores} / ${n.cpus}`,
+    n.templates.map((t) => (n.template_storage[t] ? `${t} @ ${n.template_storage[t]}` : t)).join(", ")]) {
     const td = document.createElement("td");
     td.textContent = String(text);
     row.append(td);

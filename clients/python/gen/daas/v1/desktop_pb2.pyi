@@ -253,6 +253,26 @@ class Node(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TemplateStorageEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     DRAINED_FIELD_NUMBER: _builtins.int
@@ -268,6 +288,7 @@ class Node(_message.Message):
     POOL_DESKTOPS_FIELD_NUMBER: _builtins.int
     CLONES_FIELD_NUMBER: _builtins.int
     OFFLINE_SINCE_FIELD_NUMBER: _builtins.int
+    TEMPLATE_STORAGE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The hypervisor's name for it (a Proxmox node name)."""
     state: Global___NodeState.ValueType
@@ -303,6 +324,13 @@ class Node(_message.Message):
         maintenance). Its READY desktops are LOST after `[placement] lost_after`.
         """
 
+    @_builtins.property
+    def template_storage(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """For each template (some or none), the storage a clone of it on this
+        node starts from: one name on several nodes is one shared storage, and
+        `[placement] max_clones_per_storage` counts clones from it.
+        """
+
     def __init__(
         self,
         *,
@@ -321,10 +349,11 @@ class Node(_message.Message):
         pool_desktops: _builtins.int = ...,
         clones: _builtins.int = ...,
         offline_since: _timestamp_pb2.Timestamp | None = ...,
+        template_storage: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["offline_since", b"offline_since", "seen_at", b"seen_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clones", b"clones", "configured_cores", b"configured_cores", "configured_memory_mb", b"configured_memory_mb", "cpus", b"cpus", "desktops", b"desktops", "drained", b"drained", "listed", b"listed", "memory_mb", b"memory_mb", "name", b"name", "offline_since", b"offline_since", "pool_desktops", b"pool_desktops", "seen_at", b"seen_at", "state", b"state", "templates", b"templates", "used_memory_mb", b"used_memory_mb"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clones", b"clones", "configured_cores", b"configured_cores", "configured_memory_mb", b"configured_memory_mb", "cpus", b"cpus", "desktops", b"desktops", "drained", b"drained", "listed", b"listed", "memory_mb", b"memory_mb", "name", b"name", "offline_since", b"offline_since", "pool_desktops", b"pool_desktops", "seen_at", b"seen_at", "state", b"state", "template_storage", b"template_storage", "templates", b"templates", "used_memory_mb", b"used_memory_mb"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
