@@ -75,7 +75,7 @@ fmt() {
 }
 timed fmt
 
-step "terraform/proxmox structure and validations (pytest, python-hcl2, no provider)"
+step "terraform/proxmox: structure and validations, the hook against fakepve, terraform test with a mocked provider (pytest)"
 timed python -m pytest -p no:cacheprovider -q terraform/proxmox/tests
 
 if [ "${DAAS_SKIP_CHROOT_TEST:-0}" = 1 ]; then
