@@ -96,30 +96,29 @@ def test_target_node_and_vm_id_reach_the_vm(mirror, tmp_path):
     assert "Success! 4 passed, 0 failed." in done.stdout, done.stdout
 
 
-def test_a_node_the_module_ignores_fails_the_test(mirror, tmp_path):
-    done = terraform_test(
-        mirror, tmp_path,
-        lambda text: text.replace("target_node = var.target_node", 'target_node = "pve1"'),
-    )
-    assert done.returncode != 0
-    assert "target_node does not reach the VM" in done.stdout + done.stderr
+BROKEN = {
+    # The node the server picked is ignored.
+    "a fixed node": (
+        "target_node = var.target_node", 'target_node = "pve1"',
+        "target_node does not reach the VM",
+    ),
+    # The VM id the server picked is ignored.
+    "the old VM id": (
+        "vmid        = local.vmid", "vmid        = var.vmid_base + var.slot",
+        "vm_id does not reach the VM's vmid",
+    ),
+    # An argument 3.0.2-rc04 does not have: the schema is checked, as with
+    # the real provider.
+    "an unknown argument": (
+        "target_node = var.target_node", "node = var.target_node",
+        'An argument named "node" is not expected here.',
+    ),
+}
 
 
-def test_a_vm_id_the_module_ignores_fails_the_test(mirror, tmp_path):
-    done = terraform_test(
-        mirror, tmp_path,
-        lambda text: text.replace("vmid        = local.vmid", "vmid        = var.vmid_base + var.slot"),
-    )
-    assert done.returncode != 0
-    assert "vm_id does not reach the VM's vmid" in done.stdout + done.stderr
-
-
-def test_an_argument_the_provider_lacks_fails_the_test(mirror, tmp_path):
-    """The schema is checked: an argument 3.0.2-rc04 does not have is an
-    error, as with the real provider."""
-    done = terraform_test(
-        mirror, tmp_path,
-        lambda text: text.replace("target_node = var.target_node", "node = var.target_node"),
-    )
-    assert done.returncode != 0
-    assert 'An argument named "node" is not expected here.' in done.stdout + done.stderr
+@pytest.mark.parametrize("broken", sorted(BROKEN))
+def test_a_broken_module_fails_the_test(mirror, tmp_path, broken):
+    old, new, why = BROKEN[broken]
+    done = terraform_test(mirror, tmp_path, lambda text: text.replace(old, new))
+    assert done.returncode != 0, done.stdout
+    assert why in done.stdout + done.stderr
