@@ -302,7 +302,18 @@ impl BoundServer {
         match crate::provision::nodes::refresh(&self.pipeline).await {
             Ok(Some(nodes)) => tracing::info!(nodes, "placing desktops on the cluster's nodes"),
             Ok(None) => {}
-            Err(err) => tracing::warn!(error = %err, "could not read the cluster's nodes at start"),
+            Err(err) => match crate::provision::nodes::place_with_last_report(&self.pipeline).await
+            {
+                Ok(0) => {
+                    tracing::warn!(error = %err, "could not read the cluster's nodes at start; none recorded: placing nothing until they are read")
+                }
+                Ok(nodes) => {
+                    tracing::warn!(error = %err, nodes, "could not read the cluster's nodes at start; placing with the last report")
+                }
+                Err(store) => {
+                    tracing::warn!(error = %err, store = %store, "could not read the cluster's nodes at start, nor the last report")
+                }
+            },
         }
         let recovering = self.pipeline.recover().await?;
         if recovering > 0 {

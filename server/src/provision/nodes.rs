@@ -3,7 +3,8 @@
 //! them in the store, where creates place their desktops. A module that
 //! does not report nodes (no hook, or the hook exits 2) places its VMs
 //! itself: the store forgets its nodes and creates place nothing. A hook
-//! that fails changes nothing: the last report stays.
+//! that fails changes nothing: the last report stays (also at start, when
+//! the store holds one).
 //!
 //! After each report: the READY desktops of a node offline for `[placement]
 //! lost_after` are LOST (their users are told: an event, the webhooks); a
@@ -74,6 +75,19 @@ pub async fn refresh(pipeline: &Pipeline) -> Result<Option<usize>, NodesError> {
         }
     }
     Ok(count)
+}
+
+/// After a first pass that failed (the cluster could not be read at
+/// start): nodes in the store come from a module that reports them (this
+/// server's last report before a restart, or another server's), so creates
+/// place with that report until a pass succeeds; none: they place nothing.
+/// How many nodes the store holds.
+pub async fn place_with_last_report(pipeline: &Pipeline) -> Result<usize, StoreError> {
+    let known = pipeline.inner.store.nodes().await?.len();
+    if known > 0 {
+        pipeline.inner.places.store(true, Ordering::Relaxed);
+    }
+    Ok(known)
 }
 
 /// LOST for the READY desktops of nodes offline too long; DESTROYED for

@@ -164,6 +164,27 @@ async fn a_full_node_is_skipped_and_its_last_room_goes_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_unreadable_at_start_is_placed_on_with_the_last_report() {
+    let options = TestOptions {
+        create_delay_secs: 600,
+        ..cluster(2, 64 * 1024)
+    };
+    let server = TestServer::start(options).await;
+    let mut client = server.client().await;
+    known_nodes(&mut client, 2).await;
+    // The cluster cannot be read when the server starts again.
+    std::fs::write(server.markers().join("nodes.fail"), "").unwrap();
+    let server = server.restart().await;
+    let mut client = server.client().await;
+    let made = placed(&mut client, "alice").await.expect("create");
+    assert!(
+        ["node-1", "node-2"].contains(&made.node.as_str()),
+        "placed with the last report: {made:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_drained_node_takes_nothing_new_until_resumed() {
     let server = TestServer::start(TestOptions {
         max_parallel: 1,
