@@ -1,11 +1,13 @@
 // The web portal in a real browser (Debian's Chromium, driven by
 // playwright-core), as people use it: bob is refused, alice signs in with
 // the keyboard, creates a desktop and watches its stages arrive in order,
-// finds it READY with a .rdp link, destroys it and signs out. Run by
-// server/tests/it/browser.rs against a real server and the test domain.
+// finds it READY with a .rdp link, destroys it and signs out; carol, an
+// administrator, finds the cluster's nodes, drains one and resumes it. Run
+// by server/tests/it/browser.rs against a real server (two simulated nodes)
+// and the test domain.
 //
-// Environment: PORTAL_URL, ALICE_PASSWORD, BOB_PASSWORD, ARTIFACTS (where
-// screenshots go), CHROMIUM (/usr/lib/chromium/chromium).
+// Environment: PORTAL_URL, ALICE_PASSWORD, BOB_PASSWORD, CAROL_PASSWORD,
+// ARTIFACTS (where screenshots go), CHROMIUM (/usr/lib/chromium/chromium).
 import fs from "node:fs";
 import path from "node:path";
 import { artifacts, check, env, openPage, url } from "./harness.mjs";
@@ -77,6 +79,31 @@ try {
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("User name").waitFor();
   check(true, "signed out: the sign-in form is back");
+  // carol, an administrator: the cluster's nodes, drain and resume.
+  await page.getByLabel("User name").fill("carol");
+  await page.getByLabel("Password").fill(env("CAROL_PASSWORD"));
+  await page.getByRole("button", { name: "Sign in" }).click();
+  const nodes = page.getByRole("table", { name: "Cluster nodes" });
+  await nodes.waitFor();
+  check(!(await page.getByText("Preparing your desktop").isVisible())
+    && !(await page.getByText(/desktop-[a-z0-9]{6}/).first().isVisible()),
+    "nothing of alice's desktop is left on the page for carol");
+  const node = (name) => nodes.locator("tbody tr").filter({
+    has: page.getByRole("cell", { name, exact: true }) });
+  await node("node-2").waitFor();
+  check((await nodes.locator("tbody tr").count()) === 2, "carol sees the two nodes");
+  check(await node("node-1").getByText("debian-12-xfce @ ceph").isVisible(),
+    "each node shows its template and the storage its clones start from");
+  await node("node-2").getByRole("button", { name: "Drain" }).click();
+  await node("node-2").getByText("online, drained").waitFor();
+  check(true, "carol drains node-2: it shows drained, with Resume");
+  await page.screenshot({ path: path.join(artifacts, "portal-nodes.png"), fullPage: true });
+  await node("node-2").getByRole("button", { name: "Resume" }).click();
+  await node("node-2").getByRole("button", { name: "Drain" }).waitFor();
+  check(!(await node("node-2").getByText("drained").isVisible()), "and resumes it");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("User name").waitFor();
+
   check(external.length === 0, `nothing loaded from elsewhere (${external.join(", ")})`);
   check(failures.length === 0, `no script errors (${failures.join("; ")})`);
   fs.writeFileSync(path.join(artifacts, "portal-timings.json"),

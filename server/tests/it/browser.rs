@@ -1,7 +1,8 @@
 //! The web portal in a real browser: tests/browser/portal.mjs drives
 //! Debian's Chromium (playwright-core, installed by scripts/setup.sh)
 //! against a real server on the Terraform test module, signed in against
-//! the test AD domain. Screenshots go to target/browser-artifacts.
+//! the test AD domain, with two simulated cluster nodes. Screenshots go to
+//! target/browser-artifacts.
 
 use crate::common::domain::Domain;
 use daas_server::testkit::{TestOptions, TestServer, workspace_root};
@@ -29,7 +30,13 @@ async fn people_sign_in_create_watch_and_destroy_in_chromium() {
     let server = TestServer::start(TestOptions {
         // A create long enough to see each stage arrive on its own.
         create_delay_secs: 1,
-        extra_toml: domain.toml.clone(),
+        // Two simulated cluster nodes for carol's admin view.
+        terraform_variables: vec![
+            "node_count = 2".into(),
+            "node_templates = \"debian-12-xfce\"".into(),
+            "node_storage = \"ceph\"".into(),
+        ],
+        extra_toml: format!("{}\n[placement]\nrefresh_interval = \"1s\"\n", domain.toml),
         ..TestOptions::default()
     })
     .await;
@@ -47,6 +54,7 @@ async fn people_sign_in_create_watch_and_destroy_in_chromium() {
         .env("PORTAL_URL", &url)
         .env("ALICE_PASSWORD", domain.password("alice"))
         .env("BOB_PASSWORD", domain.password("bob"))
+        .env("CAROL_PASSWORD", domain.password("carol"))
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium)
         .output()
@@ -61,5 +69,6 @@ async fn people_sign_in_create_watch_and_destroy_in_chromium() {
     );
     assert!(stdout.contains("ok: bob is refused"));
     assert!(stdout.contains("ok: the stages arrived in order"));
+    assert!(stdout.contains("ok: carol drains node-2"));
     server.stop().await;
 }

@@ -49,6 +49,13 @@ function showSignIn(message) {
   $("home").hidden = true;
   $("who").hidden = true;
   $("viewer").hidden = true;
+  // Nothing of this user's stays on the page for the next one.
+  $("progress").hidden = true;
+  $("stages").replaceChildren();
+  $("output").textContent = "";
+  $("progress-result").textContent = "";
+  notice("");
+  for (const body of document.querySelectorAll("#home tbody")) body.replaceChildren();
   $("signin").hidden = false;
   $("signin-error").textContent = message || "";
   $("username").focus();
