@@ -2,7 +2,7 @@
 # The clients' checks and tests, the one entry point the project's test
 # command calls. On a fresh clone it installs what it needs
 # (clients/setup.sh: clients/python/.venv from PyPI, npm ci), then:
-#   buf lint; buf breaking against main's last commit;
+#   buf lint; buf breaking against the last released API (clients/released/);
 #   the committed generated code equals what clients/generate.sh makes;
 #   Python: mypy (strict), pytest; TypeScript: tsc --noEmit (strict), npm test.
 # Both test suites start the real daas-server (target/debug/daas-server,
@@ -38,21 +38,21 @@ step "buf lint"
 "$buf" lint
 echo "ok"
 
-step "buf breaking (proto/ against main)"
-if ! git rev-parse --git-dir >/dev/null 2>&1; then
-  echo "skipped: not a git checkout, nothing to compare with"
-else
-  git_dir=$(cd "$(git rev-parse --git-common-dir)" && pwd)
-  if git rev-parse --verify --quiet refs/heads/main >/dev/null; then
-    against="$git_dir#branch=main,subdir=proto"
-    echo "against the last commit of branch main"
-  else
-    against="$git_dir#ref=HEAD,subdir=proto"
-    echo "no local branch main: comparing against HEAD ($(git rev-parse --short HEAD)) instead"
-  fi
-  "$buf" breaking proto --against "$against"
-  echo "ok"
+step "buf breaking (proto/ against the last released API, clients/released/)"
+released=clients/released/api.binpb
+[ -f "$released" ] || die "$released is missing: clients/release-api.sh VERSION records a release's API"
+echo "against the API of $(cut -d' ' -f1 clients/released/VERSION) (commit $(cut -d' ' -f2 clients/released/VERSION))"
+"$buf" breaking proto --against "$released"
+# The check can fail: a copy of proto/ without a released file is refused.
+broken=$(mktemp -d)
+cp -r proto "$broken/proto"
+rm "$broken/proto/daas/v1/agent.proto"
+if (cd "$broken" && "$root/$buf" breaking proto --against "$root/$released" >/dev/null); then
+  rm -rf "$broken"
+  die "buf breaking let a deleted file of the released API through"
 fi
+rm -rf "$broken"
+echo "ok (and a deleted released file is refused)"
 
 step "generated code is up to date (clients/generate.sh)"
 fresh=$(mktemp -d)
