@@ -132,6 +132,8 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Destroy a session's desktop
     Destroy(IdArg),
+    /// List the templates you may create desktops of, with their sizes
+    Templates,
     /// Warm pools of desktops built ahead of time (needs an administrator
     /// certificate)
     #[command(subcommand)]
@@ -221,9 +223,14 @@ pub struct CreateArgs {
     #[arg(long, requires = "session_user")]
     pub password_stdin: bool,
 
-    /// Template to clone the desktop from (default: the server's)
+    /// Template to clone the desktop from (default: the server's; `daas
+    /// templates` lists them)
     #[arg(long, value_name = "NAME")]
     pub template: Option<String>,
+
+    /// Size of the desktop, one of the template's (default: the template's)
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<String>,
 
     /// Idempotency key (1-64 letters, digits, '.', '_', ':', '-'): a create
     /// with the same key within 24 h follows the first desktop instead of

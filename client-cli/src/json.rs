@@ -1,11 +1,11 @@
-//! Machine-readable output: sessions, events, warm pools, the cluster's
-//! nodes and audit entries as JSON values.
+//! Machine-readable output: sessions, events, warm pools, templates, the
+//! cluster's nodes and audit entries as JSON values.
 
 use std::io::Write;
 
 use daas_api::v1::{
-    AuditEntry, Node, NodeState, OutputStream, Pool, Session, SessionEvent, SessionState, Tool,
-    session_event::Kind,
+    AuditEntry, ListTemplatesResponse, Node, NodeState, OutputStream, Pool, Session, SessionEvent,
+    SessionState, Size, Tool, session_event::Kind,
 };
 use serde_json::{Value, json};
 
@@ -52,6 +52,35 @@ pub fn session(s: &Session) -> Value {
         })),
         "pool": non_empty(&s.pool),
         "node": non_empty(&s.node),
+        "size": s.size.as_ref().map(size),
+    })
+}
+
+/// A size of a template.
+fn size(s: &Size) -> Value {
+    json!({
+        "name": s.name,
+        "cores": s.cores,
+        "memory_mb": s.memory_mb,
+        "disk_gb": s.disk_gb,
+    })
+}
+
+/// The templates the caller may use, with the default and whether the
+/// server has a catalog (`open`: any template name goes).
+pub fn templates(answer: &ListTemplatesResponse) -> Value {
+    json!({
+        "templates": answer.templates.iter().map(|t| json!({
+            "name": t.name,
+            "title": t.title,
+            "description": t.description,
+            "os": non_empty(&t.os),
+            "sizes": t.sizes.iter().map(size).collect::<Vec<_>>(),
+            "default_size": t.default_size,
+            "groups": t.groups,
+        })).collect::<Vec<_>>(),
+        "default_template": answer.default_template,
+        "open": answer.open,
     })
 }
 
@@ -241,6 +270,12 @@ pub(crate) mod tests {
             activity: None,
             pool: String::new(),
             node: String::new(),
+            size: Some(Size {
+                name: "medium".into(),
+                cores: 2,
+                memory_mb: 4096,
+                disk_gb: 20,
+            }),
         }
     }
 
@@ -373,6 +408,7 @@ pub(crate) mod tests {
                 "activity": null,
                 "pool": null,
                 "node": null,
+                "size": {"name": "medium", "cores": 2, "memory_mb": 4096, "disk_gb": 20},
             })
         );
     }

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use daas_api::v1::{Activity, AuditEntry, Node, NodeState, Pool, Session, SessionState};
+use daas_api::v1::{
+    Activity, AuditEntry, ListTemplatesResponse, Node, NodeState, Pool, Session, SessionState,
+};
 
 use crate::error::one_line;
 use crate::timestamps::{duration, rfc3339_seconds, since, system_time, utc_time_of_day};
@@ -287,6 +289,47 @@ pub fn node_state(n: &Node) -> String {
     }
 }
 
+/// The templates the caller may use: name (the default marked), title, OS
+/// and sizes (the default marked).
+pub fn template_table(answer: &ListTemplatesResponse) -> String {
+    let header = ["TEMPLATE", "TITLE", "OS", "SIZES"].map(String::from);
+    let rows = answer.templates.iter().map(|t| {
+        let sizes = t
+            .sizes
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}{} ({}c/{}G/{}G)",
+                    s.name,
+                    if s.name == t.default_size { "*" } else { "" },
+                    s.cores,
+                    gib(s.memory_mb),
+                    s.disk_gb
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        [
+            if t.name == answer.default_template {
+                format!("{}*", t.name)
+            } else {
+                t.name.clone()
+            },
+            dash(&t.title).to_owned(),
+            dash(&t.os).to_owned(),
+            sizes,
+        ]
+    });
+    let mut text = table(header, rows);
+    text.push_str("* the default; sizes are cores/memory GiB/disk GB\n");
+    if answer.open {
+        text.push_str(
+            "no catalog on this server: any template the module knows goes, in the size shown\n",
+        );
+    }
+    text
+}
+
 /// MiB as GiB: whole (`48`), else to a tenth (`1.5`).
 fn gib(mb: u64) -> String {
     let tenths = mb.saturating_mul(10).saturating_add(512) / 1024;
@@ -397,6 +440,18 @@ pub fn session_details(s: &Session, now: SystemTime) -> String {
     ]);
     if !s.node.is_empty() {
         fields.push(("node", s.node.clone()));
+    }
+    if let Some(size) = &s.size {
+        fields.push((
+            "size",
+            format!(
+                "{} ({} cores, {} GiB, {} GB disk)",
+                size.name,
+                size.cores,
+                gib(size.memory_mb),
+                size.disk_gb
+            ),
+        ));
     }
     fields.extend([
         ("rdp", rdp_url(s).unwrap_or_else(|| "-".to_owned())),
@@ -788,10 +843,48 @@ mod tests {
             [
                 "vm id:        104",
                 "node:         pve2",
-                "rdp:          rdp://10.0.0.5:3389"
+                "size:         medium (2 cores, 4 GiB, 20 GB disk)"
             ]
         );
         assert!(!session_details(&ready_session(), at(0)).contains("node:"));
+    }
+
+    #[test]
+    fn template_table_layout() {
+        use daas_api::v1::{Size, Template};
+        let size = |name: &str, cores, gib: u64| Size {
+            name: name.into(),
+            cores,
+            memory_mb: gib * 1024,
+            disk_gb: 20,
+        };
+        let answer = ListTemplatesResponse {
+            templates: vec![
+                Template {
+                    name: "debian-12-xfce".into(),
+                    title: "Debian 12 with XFCE".into(),
+                    os: "Debian 12".into(),
+                    sizes: vec![size("small", 1, 2), size("medium", 2, 4)],
+                    default_size: "medium".into(),
+                    ..Template::default()
+                },
+                Template {
+                    name: "dev".into(),
+                    sizes: vec![size("large", 4, 8)],
+                    default_size: "large".into(),
+                    ..Template::default()
+                },
+            ],
+            default_template: "debian-12-xfce".into(),
+            open: false,
+        };
+        assert_eq!(
+            template_table(&answer),
+            "TEMPLATE         TITLE                OS         SIZES\n\
+             debian-12-xfce*  Debian 12 with XFCE  Debian 12  small (1c/2G/20G), medium* (2c/4G/20G)\n\
+             dev              -                    -          large* (4c/8G/20G)\n\
+             * the default; sizes are cores/memory GiB/disk GB\n"
+        );
     }
 
     #[test]

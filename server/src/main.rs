@@ -104,6 +104,11 @@ enum PkiCommand {
         /// Give the certificate the admin role.
         #[arg(long)]
         admin: bool,
+        /// A group the user is in, for the templates that are by group
+        /// (`[templates.NAME] groups`); repeatable. Letters, digits, '.',
+        /// '_' and '-'.
+        #[arg(long, value_name = "GROUP")]
+        group: Vec<String>,
         /// Validity of the certificate, in days.
         #[arg(long, value_name = "N", default_value_t = 365,
               value_parser = clap::value_parser!(u32).range(1..=36500))]
@@ -324,10 +329,12 @@ async fn run_pki(command: PkiCommand, config: Option<&std::path::Path>) -> anyho
             dir,
             user,
             admin,
+            group,
             days,
             ca_key,
         } => {
-            let (cert, key) = pki::issue_user_files(&dir, &user, admin, days, ca_key.as_deref())?;
+            let (cert, key) =
+                pki::issue_user_files(&dir, &user, admin, &group, days, ca_key.as_deref())?;
             let role = if admin { "admin" } else { "user" };
             let (subject, fingerprint) = describe_cert(&cert)?;
             let detail = format!(

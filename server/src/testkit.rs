@@ -108,9 +108,21 @@ fn test_pki(dir: &Path) -> pki::PkiPaths {
 
 /// Credentials for `user` from the test PKI in `dir` (issued on first use).
 pub fn credentials(dir: &Path, user: &str, admin: bool) -> Credentials {
+    credentials_in_groups(dir, user, admin, &[])
+}
+
+/// Credentials for `user` in `groups` (the certificate's group URIs) from
+/// the test PKI in `dir` (issued on first use).
+pub fn credentials_in_groups(
+    dir: &Path,
+    user: &str,
+    admin: bool,
+    groups: &[String],
+) -> Credentials {
     let paths = test_pki(dir);
     if !paths.user_cert(user).exists() {
-        pki::issue_user_files(&paths.dir, user, admin, 30, None).expect("issue a test certificate");
+        pki::issue_user_files(&paths.dir, user, admin, groups, 30, None)
+            .expect("issue a test certificate");
     }
     Credentials {
         ca: paths.ca(),
@@ -427,6 +439,19 @@ impl TestServer {
     /// A client connected as the administrator `admin`.
     pub async fn client(&self) -> DesktopServiceClient<Channel> {
         self.client_as("admin", true).await
+    }
+
+    /// A client connected as `user` (not an administrator) in `groups`.
+    pub async fn client_in_groups(
+        &self,
+        user: &str,
+        groups: &[&str],
+    ) -> DesktopServiceClient<Channel> {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let creds = credentials_in_groups(self.dir.path(), user, false, &groups);
+        connect(&self.endpoint(), Some(&creds))
+            .await
+            .expect("connect to the test server")
     }
 
     /// A client connected as `user`.

@@ -23,7 +23,8 @@
 #     ansible/roles/ad-join/README.md), nothing else;
 #   - alice and carol, members of daas-users; bob, member of nothing;
 #     carol is also in daas-admins (the portal's administrators);
-#   - dave, in daas-users; mallory, in no group, whose user principal name
+#   - dave, in daas-users and daas-developers (a group the template catalog
+#     names: the portal shows him the templates that are for it); mallory, in no group, whose user principal name
 #     is dave@daas.example (an alternative UPN suffix): a portal whose
 #     web.ldap.domain is daas.example must not sign her in as dave;
 #   - {{'x'~'y'}}, in daas-users: an account name that is Jinja (AD allows
@@ -55,6 +56,7 @@ GROUP=daas-users
 TEMPLATE_USER="{{'x'~'y'}}"
 ALT_UPN_SUFFIX=daas.example
 ADMIN_GROUP=daas-admins
+DEV_GROUP=daas-developers
 TLS_DIR=$DIR/tls
 CONF=$DIR/etc/smb.conf
 WINBINDD_DIR=/run/samba/winbindd
@@ -285,6 +287,8 @@ EOF
   tool group addmembers "$GROUP" "$TEMPLATE_USER" >/dev/null
   tool group add "$ADMIN_GROUP" --description="Administrators of the DaaS portal" >/dev/null
   tool group addmembers "$ADMIN_GROUP" carol >/dev/null
+  tool group add "$DEV_GROUP" --description="Developers (templates for them)" >/dev/null
+  tool group addmembers "$DEV_GROUP" dave >/dev/null
 }
 
 network() {

@@ -1,13 +1,14 @@
 // The web portal in a real browser (Debian's Chromium, driven by
 // playwright-core), as people use it: bob is refused, alice signs in with
 // the keyboard, creates a desktop and watches its stages arrive in order,
-// finds it READY with a .rdp link, destroys it and signs out; carol, an
+// picks a size on the catalog's card, finds it READY with a .rdp link,
+// destroys it and signs out; dave sees his group's template too; carol, an
 // administrator, finds the cluster's nodes, drains one and resumes it. Run
 // by server/tests/it/browser.rs against a real server (two simulated nodes)
 // and the test domain.
 //
 // Environment: PORTAL_URL, ALICE_PASSWORD, BOB_PASSWORD, CAROL_PASSWORD,
-// ARTIFACTS (where screenshots go), CHROMIUM (/usr/lib/chromium/chromium).
+// DAVE_PASSWORD, ARTIFACTS (where screenshots go), CHROMIUM (/usr/lib/chromium/chromium).
 import fs from "node:fs";
 import path from "node:path";
 import { artifacts, check, env, openPage, url } from "./harness.mjs";
@@ -48,6 +49,15 @@ try {
   check(await page.getByText("alice", { exact: true }).isVisible(), "alice is signed in");
   check(await page.getByText("You have no desktop").isVisible(), "she has no desktop yet");
 
+  // The catalog: her card (not the developers' template), with its sizes.
+  const cards = page.locator("#templates article");
+  check((await cards.count()) === 1
+    && await cards.first().getByRole("heading", { name: "Debian 12 with XFCE" }).isVisible(),
+    "alice sees the one template that is for her, as a card");
+  const size = cards.first().getByLabel("Size");
+  check(await size.inputValue() === "medium", "its default size is chosen");
+  await size.selectOption("small");
+
   // Create: the stages appear, in order, as they happen.
   const create = page.getByRole("button", { name: /^Create a desktop/ });
   const clicked = Date.now();
@@ -64,6 +74,7 @@ try {
   const row = page.locator("#sessions tbody tr");
   await row.filter({ hasText: "READY" }).first().waitFor();
   check((await row.count()) === 1, "the desktop is listed once");
+  check(await row.getByText("debian-12-xfce (small)").isVisible(), "in the size she chose");
   check(
     await row.getByRole("link", { name: /Download \.rdp/ }).isVisible(),
     "a READY desktop offers a .rdp file",
@@ -79,6 +90,19 @@ try {
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("User name").waitFor();
   check(true, "signed out: the sign-in form is back");
+  // dave, in the group daas-developers: their template as well.
+  await page.getByLabel("User name").fill("dave");
+  await page.getByLabel("Password").fill(env("DAVE_PASSWORD"));
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "My desktops" }).waitFor();
+  const daves = page.locator("#templates article");
+  await daves.getByRole("heading", { name: "Developer workstation" }).waitFor();
+  check((await daves.count()) === 2, "dave, in daas-developers, sees the developers' template too");
+  check(!(await page.getByRole("table", { name: "Cluster nodes" }).isVisible()),
+    "he is no administrator: no admin view");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("User name").waitFor();
+
   // carol, an administrator: the cluster's nodes, drain and resume.
   await page.getByLabel("User name").fill("carol");
   await page.getByLabel("Password").fill(env("CAROL_PASSWORD"));
@@ -101,6 +125,9 @@ try {
   await node("node-2").getByRole("button", { name: "Resume" }).click();
   await node("node-2").getByRole("button", { name: "Drain" }).waitFor();
   check(!(await node("node-2").getByText("drained").isVisible()), "and resumes it");
+  check(await page.locator("#templates article")
+    .getByRole("heading", { name: "Developer workstation" }).isVisible(),
+    "carol, an administrator, sees every template");
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("User name").waitFor();
 

@@ -24,6 +24,7 @@ pub async fn run(ctx: &Context, args: CreateArgs) -> Result<(), CliError> {
         session_user: args.session_user.unwrap_or_default(),
         session_password: session_password.unwrap_or_default(),
         template: args.template.unwrap_or_default(),
+        size: args.size.unwrap_or_default(),
         request_id: args.request_id.unwrap_or_else(new_request_id),
     };
     let mut servers = Replicas::new(&ctx.server, PAUSES)?;

@@ -8,6 +8,7 @@ mod list;
 mod node;
 mod pool;
 mod show;
+mod templates;
 mod watch;
 
 use std::io::Write;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Show(args) => show::run(&ctx, &args.id).await,
         Command::Connect(args) => connect::run(&ctx, args).await,
         Command::Destroy(args) => destroy::run(&ctx, &args.id).await,
+        Command::Templates => templates::run(&ctx).await,
         Command::Pool(command) => pool::run(&ctx, command).await,
         Command::Node(command) => node::run(&ctx, command).await,
         Command::Audit(args) => audit::run(&ctx, args).await,

@@ -71,6 +71,11 @@ def ready(alice: Client) -> tuple[list[SessionEvent], Session]:
     return events, stream.session
 
 
+def test_a_desktop_has_its_size(ready: tuple[list[SessionEvent], Session]) -> None:
+    _, session = ready
+    assert (session.size.name, session.size.memory_mb) == ("standard", 4096), session
+
+
 def test_create_streams_every_stage_in_order_to_ready(
     ready: tuple[list[SessionEvent], Session],
 ) -> None:
@@ -302,6 +307,19 @@ def test_nodes_are_for_administrators_and_an_unknown_one_is_not_found(
     for refused in (alice.list_nodes, lambda: alice.drain_node("pve9")):
         with pytest.raises(PermissionDenied):
             refused()
+
+
+def test_templates_and_sizes(alice: Client) -> None:
+    # The test server has no catalog: its default template, in [vm]'s size.
+    answer = alice.list_templates()
+    assert answer.open and answer.default_template == "debian-12-xfce", answer
+    (template,) = answer.templates
+    assert template.name == "debian-12-xfce" and template.default_size == "standard"
+    assert [(s.name, s.cores) for s in template.sizes] == [("standard", 2)]
+    with pytest.raises(InvalidArgument) as err:
+        drain(alice.create_session(size="huge"))
+    assert [v.field for v in err.value.field_violations] == ["size"], err.value
+    assert "its sizes: standard (2 cores" in err.value.message, err.value
 
 
 def test_a_connection_without_a_client_certificate_is_refused(server: Server) -> None:

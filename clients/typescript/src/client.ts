@@ -15,6 +15,7 @@ import {
   SessionState,
   Tool,
   type AuditEntry,
+  type ListTemplatesResponse,
   type Node,
   type Pool,
   type Session,
@@ -196,6 +197,10 @@ export interface CreateSessionOptions {
   sessionPassword?: string;
   /** Template name; absent: the server's default. */
   template?: string;
+  /** One of the template's sizes (`listTemplates()`); absent: its default.
+   * An unknown template or size is INVALID_ARGUMENT naming the choices; a
+   * template not for the caller's groups PERMISSION_DENIED. */
+  size?: string;
   /** The create's idempotency key (1-64 letters, digits, '.', '_', ':' or
    * '-'; by default 32 random hex digits, in `stream.requestId`): a create
    * repeated with the same key within 24 hours makes no new desktop but
@@ -363,6 +368,7 @@ export class DaasClient {
       sessionUser: request.sessionUser ?? "",
       sessionPassword: request.sessionPassword ?? "",
       template: request.template ?? "",
+      size: request.size ?? "",
       requestId: request.requestId || randomUUID().replaceAll("-", ""),
     };
     return new EventStream(
@@ -447,6 +453,17 @@ export class DaasClient {
   getPool(name: string, options: CallOptions = {}): Promise<Pool> {
     return this.#unary(
       (client) => client.getPool({ name }, this.#callOptions(options)),
+      options.signal,
+    );
+  }
+
+  /** The templates the caller may create desktops of, by name, with their
+   * sizes; `defaultTemplate` is a create's when it names none, and `open`
+   * says the server has no catalog (any template name goes, in the one size
+   * listed). */
+  listTemplates(options: CallOptions = {}): Promise<ListTemplatesResponse> {
+    return this.#unary(
+      (client) => client.listTemplates({}, this.#callOptions(options)),
       options.signal,
     );
   }

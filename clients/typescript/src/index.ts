@@ -26,12 +26,15 @@ export {
   type AuditEntry,
   type Failure,
   type IdleWarning,
+  type ListTemplatesResponse,
   type Node,
   type OutputLine,
   type Pool,
   type Session,
   type SessionEvent,
+  type Size,
   type StageChange,
+  type Template,
 } from "./gen/daas/v1/desktop_pb.js";
 // The generated code itself (schemas, the service descriptor), for anything
 // beyond this layer.

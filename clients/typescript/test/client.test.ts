@@ -131,7 +131,9 @@ suite("DaasClient against daas-server", () => {
     assert.deepEqual(sequences(watched), oneToN(watched.length));
     assert.deepEqual(stages(watched), STAGES, watched.map(describe).join("\n"));
     assert.equal(bytes(watched[0]!), bytes(first), "the same stored event");
-    assert.equal((await alice.get(first.sessionId)).template, "debian-12-xfce");
+    const got = await alice.get(first.sessionId);
+    assert.equal(got.template, "debian-12-xfce");
+    assert.deepEqual([got.size?.name, got.size?.memoryMb], ["standard", 4096n]);
 
     // Once READY, a watch replays the same history and ends.
     const again = await drain(alice.watch(first.sessionId));
@@ -306,6 +308,21 @@ suite("DaasClient against daas-server", () => {
     assert.deepEqual(await admin.listAudit({ since: new Date(Date.now() + 3_600_000) }), []);
     const err = await failure(() => alice.listAudit());
     assert.equal(err.code, Code.PermissionDenied);
+  });
+
+  test("templates and sizes", async () => {
+    // The test server has no catalog: its default template, in [vm]'s size.
+    const answer = await alice.listTemplates();
+    assert.ok(answer.open);
+    assert.equal(answer.defaultTemplate, "debian-12-xfce");
+    assert.deepEqual(
+      answer.templates.map((t) => [t.name, t.defaultSize, t.sizes.map((s) => [s.name, s.cores])]),
+      [["debian-12-xfce", "standard", [["standard", 2]]]],
+    );
+    const err = await failure(() => drain(alice.createSession({ size: "huge" })));
+    assert.equal(err.code, Code.InvalidArgument, err.message);
+    assert.deepEqual(err.fieldViolations.map((v) => v.field), ["size"]);
+    assert.match(err.rawMessage, /its sizes: standard \(2 cores/);
   });
 
   test("nodes are for administrators, and an unknown one is NOT_FOUND", async () => {

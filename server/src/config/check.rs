@@ -9,6 +9,8 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
 use figment::{Figment, value::magic::RelativePathBuf};
 
+use crate::domain::catalog::Catalog;
+
 use super::{
     Agent, Ansible, AuditTrail, Auth, Config, ConfigError, Http, Limits, Secrets, Ssh, Terraform,
     Tls, VmDefaults,
@@ -48,9 +50,17 @@ pub(super) fn finish(figment: Figment) -> Result<Config, ConfigError> {
     let web = web(&raw.web)?;
     let postgres = super::store::check(&raw.store).map_err(ConfigError::Invalid)?;
     let placement = super::placement::check(&raw.placement).map_err(ConfigError::Invalid)?;
+    let catalog = super::catalog::check(
+        &raw.templates,
+        &raw.vm,
+        pools.iter().map(|(name, pool)| (name, &pool.template)),
+    )
+    .map_err(ConfigError::Invalid)?;
+    web_and_catalog(web.as_ref(), &catalog)?;
     web_and_secrets(web.as_ref(), &secrets)?;
     web_and_tls(web.as_ref(), &tls)?;
     Ok(Config {
+        catalog,
         placement,
         web,
         pools,
@@ -433,6 +443,21 @@ fn webhooks(specs: &[WebhookSpec]) -> Result<Vec<Webhook>, ConfigError> {
 /// `[web]`: the portal, or none when it is off.
 fn web(spec: &WebSpec) -> Result<Option<Web>, ConfigError> {
     super::web::check(spec).map_err(ConfigError::Invalid)
+}
+
+/// The portal offers templates of a closed catalog only.
+fn web_and_catalog(web: Option<&Web>, catalog: &Catalog) -> Result<(), ConfigError> {
+    let Some(web) = web else { return Ok(()) };
+    if catalog.open {
+        return Ok(());
+    }
+    match web.templates.iter().find(|t| catalog.get(t).is_none()) {
+        Some(t) => Err(invalid(
+            "web.templates",
+            &format!("\"{t}\" is not in [templates]"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The portal's LDAP bind user and its password go together.

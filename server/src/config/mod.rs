@@ -21,6 +21,7 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+pub mod catalog;
 mod check;
 pub mod placement;
 pub mod policy;
@@ -79,6 +80,8 @@ pub struct Config {
     pub web: Option<web::Web>,
     /// Where desktops go on a cluster, and their VM ids.
     pub placement: placement::Placement,
+    /// The templates a create may name, their sizes and who may use them.
+    pub catalog: crate::domain::catalog::Catalog,
 }
 
 /// The HTTP side: health, readiness and metrics.

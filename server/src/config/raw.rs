@@ -11,8 +11,8 @@ use figment::value::magic::RelativePathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AnsibleConnection, Auth, Boot, Limits, LogFormat, VmDefaults, placement, policy, pools, store,
-    web, webhooks,
+    AnsibleConnection, Auth, Boot, Limits, LogFormat, VmDefaults, catalog, placement, policy,
+    pools, store, web, webhooks,
 };
 
 /// The whole file, every section present (from the defaults when not written).
@@ -46,6 +46,8 @@ pub(super) struct Raw {
     pub(super) web: web::WebSpec,
     #[serde(default)]
     pub(super) placement: placement::PlacementSpec,
+    #[serde(default)]
+    pub(super) templates: BTreeMap<String, catalog::TemplateSpec>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -245,6 +247,7 @@ impl Default for Raw {
             webhooks: Vec::new(),
             web: web::WebSpec::default(),
             placement: placement::PlacementSpec::default(),
+            templates: BTreeMap::new(),
         }
     }
 }
@@ -274,6 +277,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "webhooks",
     "web",
     "placement",
+    "templates",
 ];
 
 /// A path from the file (relative to the file) or the environment

@@ -73,6 +73,23 @@ pub enum ErrorCode {
     Internal,
 }
 
+impl From<crate::domain::catalog::Refused> for Error {
+    fn from(refused: crate::domain::catalog::Refused) -> Self {
+        use crate::domain::catalog::Refused;
+        match refused {
+            Refused::UnknownTemplate { .. } => Error::InvalidArgument {
+                field: "template",
+                why: refused.to_string(),
+            },
+            Refused::UnknownSize { .. } => Error::InvalidArgument {
+                field: "size",
+                why: refused.to_string(),
+            },
+            Refused::Forbidden { .. } => Error::PermissionDenied(refused.to_string()),
+        }
+    }
+}
+
 impl ErrorCode {
     /// The gRPC code.
     pub fn grpc(self) -> Code {

@@ -7,8 +7,13 @@
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// A person, by the user name their certificate carries.
-    User { name: String, admin: bool },
+    /// A person, by the user name their certificate (or sign-in) carries,
+    /// with the groups it names (the catalog's templates are by group).
+    User {
+        name: String,
+        admin: bool,
+        groups: Vec<String>,
+    },
     /// The agent inside one session's VM.
     Agent { session_id: String },
     /// A plaintext connection on loopback (explicitly configured): trusted
@@ -27,6 +32,14 @@ impl Caller {
         match self {
             Caller::User { name, .. } => Some(name),
             _ => None,
+        }
+    }
+
+    /// The groups a user's certificate or sign-in names (none for others).
+    pub fn groups(&self) -> &[String] {
+        match self {
+            Caller::User { groups, .. } => groups,
+            _ => &[],
         }
     }
 

@@ -1,6 +1,7 @@
 //! What every part of the server agrees on: the session state machine,
 //! request validation, and the errors with their codes.
 
+pub mod catalog;
 pub mod contract;
 pub mod error;
 pub mod identity;

@@ -12,6 +12,9 @@ use crate::{domain::error::Error, domain::identity::Caller, domain::validate};
 /// URI SAN marking a user certificate as an administrator's.
 pub const ADMIN_ROLE_URI: &str = "urn:daas:role:admin";
 
+/// Prefix of the URI SANs naming a user certificate's groups.
+pub const GROUP_URI_PREFIX: &str = "urn:daas:group:";
+
 /// Prefix of the URI SAN naming an agent certificate's session.
 const SESSION_URI_PREFIX: &str = "urn:daas:session:";
 
@@ -86,10 +89,40 @@ pub fn identity_of(der: &[u8]) -> Result<Caller, PkiError> {
         .as_str()
         .map_err(|e| bad(format!("has a subject CN that is not text ({e})")))?;
     check_user(name).map_err(|e| bad(format!("has a CN that is not a user name: {e}")))?;
+    // Its groups: the URI SANs `urn:daas:group:NAME` (`pki issue
+    // --group`) and the subject's OUs (a site's own CA may set those).
+    let mut groups: Vec<String> = uris
+        .iter()
+        .filter_map(|u| u.strip_prefix(GROUP_URI_PREFIX))
+        .map(str::to_string)
+        .collect();
+    for ou in cert.subject().iter_organizational_unit() {
+        let ou = ou
+            .as_str()
+            .map_err(|e| bad(format!("has a subject OU that is not text ({e})")))?;
+        groups.push(ou.to_string());
+    }
+    if let Some(g) = groups.iter().find(|g| !is_group(g)) {
+        return Err(bad(format!("names a group {g:?} that is not a group name")));
+    }
+    groups.sort();
+    groups.dedup();
     Ok(Caller::User {
         name: name.to_string(),
         admin,
+        groups,
     })
+}
+
+/// A group name as a certificate may carry it: 1-64 of letters, digits,
+/// '.', '_', '-' and spaces (OUs), not starting or ending with a space.
+pub fn is_group(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with(' ')
+        && !name.ends_with(' ')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b' '))
 }
 
 /// "subject X (serial Y)" for error messages.
@@ -155,6 +188,28 @@ mod tests {
     fn self_signed(params: CertificateParams) -> Vec<u8> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
         params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_site_cas_ou_is_a_group_and_a_bad_one_is_refused() {
+        let cert = |ou: &str| {
+            let mut params = CertificateParams::default();
+            params.distinguished_name = DistinguishedName::new();
+            params.distinguished_name.push(DnType::CommonName, "erin");
+            params
+                .distinguished_name
+                .push(DnType::OrganizationalUnitName, ou);
+            params.subject_alt_names = vec![SanType::URI(
+                format!("{GROUP_URI_PREFIX}developers").try_into().unwrap(),
+            )];
+            self_signed(params)
+        };
+        assert_eq!(
+            identity_of(&cert("Lab Staff")).unwrap().groups(),
+            ["Lab Staff", "developers"]
+        );
+        let err = identity_of(&cert("a;b")).unwrap_err().to_string();
+        assert!(err.contains("a group \"a;b\""), "{err}");
     }
 
     #[test]

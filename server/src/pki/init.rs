@@ -89,6 +89,7 @@ pub fn issue_user_files(
     dir: &Path,
     name: &str,
     admin: bool,
+    groups: &[String],
     days: u32,
     ca_key: Option<&Path>,
 ) -> Result<(PathBuf, PathBuf), PkiError> {
@@ -104,7 +105,7 @@ pub fn issue_user_files(
     let ca = Ca::load(&paths.ca(), &key)?;
     let (cert, key) = (paths.user_cert(name), paths.user_key(name));
     refuse_existing(&[cert.clone(), key.clone()])?;
-    let issued = ca.issue_user(name, admin, &Validity::days(days))?;
+    let issued = ca.issue_user(name, admin, groups, &Validity::days(days))?;
     create_private_dir(&paths.users())?;
     write_pair(&issued, &cert, &key)?;
     Ok((cert, key))
@@ -150,7 +151,7 @@ pub fn ensure_dev(dir: &Path, user: &str) -> Result<bool, PkiError> {
         created = true;
     }
     if let Pair::Missing = client {
-        let issued = ca.issue_user(user, true, &Validity::days(DEV_USER_DAYS))?;
+        let issued = ca.issue_user(user, true, &[], &Validity::days(DEV_USER_DAYS))?;
         create_private_dir(&paths.users())?;
         write_pair(&issued, &paths.user_cert(user), &paths.user_key(user))?;
         created = true;
@@ -193,7 +194,7 @@ mod tests {
         );
         assert_eq!(std::fs::read(paths.ca_key()).unwrap(), ca_before);
 
-        let (cert, key) = issue_user_files(&dir, "alice", true, 5, None).unwrap();
+        let (cert, key) = issue_user_files(&dir, "alice", true, &[], 5, None).unwrap();
         assert_eq!(cert, paths.user_cert("alice"));
         assert_eq!(mode(&key), 0o600);
         assert_eq!(mode(&paths.users()), 0o700);
@@ -202,16 +203,18 @@ mod tests {
             identity_of(&pem_to_der(&pem).unwrap()).unwrap(),
             Caller::User {
                 name: "alice".into(),
-                admin: true
+                admin: true,
+                groups: Vec::new()
             }
         );
-        let err = issue_user_files(&dir, "alice", false, 5, None).unwrap_err();
+        let err = issue_user_files(&dir, "alice", false, &[], 5, None).unwrap_err();
         assert!(matches!(err, PkiError::Exists { .. }), "{err}");
-        let err = issue_user_files(&dir, "a/b", false, 5, None).unwrap_err();
+        let err = issue_user_files(&dir, "a/b", false, &[], 5, None).unwrap_err();
         assert!(err.to_string().contains("\"a/b\""), "{err}");
 
         // Without a CA there is nothing to issue with.
-        let err = issue_user_files(&tmp.path().join("none"), "bob", false, 5, None).unwrap_err();
+        let err =
+            issue_user_files(&tmp.path().join("none"), "bob", false, &[], 5, None).unwrap_err();
         assert!(err.to_string().contains("ca.pem"), "{err}");
     }
 
@@ -233,7 +236,8 @@ mod tests {
             identity_of(&pem_to_der(&pem).unwrap()).unwrap(),
             Caller::User {
                 name: "dev".into(),
-                admin: true
+                admin: true,
+                groups: Vec::new()
             }
         );
         let pem = std::fs::read_to_string(paths.server_cert()).unwrap();

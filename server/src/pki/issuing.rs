@@ -20,7 +20,9 @@ use x509_parser::pem::Pem;
 use super::{
     PkiError,
     certificate::{subject_and_fingerprint, subject_of},
-    identity::{ADMIN_ROLE_URI, agent_uri, check_session_id, check_user},
+    identity::{
+        ADMIN_ROLE_URI, GROUP_URI_PREFIX, agent_uri, check_session_id, check_user, is_group,
+    },
 };
 
 /// Subject CN of agent certificates.
@@ -296,17 +298,27 @@ impl Ca {
     }
 
     /// A user certificate (EKU clientAuth): CN = `name`, an AD account
-    /// name; the URI SAN [`ADMIN_ROLE_URI`] when `admin`.
+    /// name; the URI SAN [`ADMIN_ROLE_URI`] when `admin`; one URI SAN
+    /// `urn:daas:group:G` for each of `groups`.
     pub fn issue_user(
         &self,
         name: &str,
         admin: bool,
+        groups: &[String],
         validity: &Validity,
     ) -> Result<Issued, PkiError> {
         check_user(name)?;
         let mut sans = Vec::new();
         if admin {
             sans.push(SanType::URI(ia5(ADMIN_ROLE_URI)?));
+        }
+        for group in groups {
+            if !is_group(group) || group.contains(' ') {
+                return Err(PkiError::InvalidGroup {
+                    name: group.clone(),
+                });
+            }
+            sans.push(SanType::URI(ia5(&format!("{GROUP_URI_PREFIX}{group}"))?));
         }
         self.issue_leaf(
             &format!("the certificate for user {name:?}"),
@@ -566,8 +578,12 @@ pub(super) mod tests {
     #[test]
     fn user_and_admin_certs() {
         let ca = ca();
-        let user = ca.issue_user("alice", false, &Validity::days(1)).unwrap();
-        let admin = ca.issue_user("Élodie", true, &Validity::days(1)).unwrap();
+        let user = ca
+            .issue_user("alice", false, &[], &Validity::days(1))
+            .unwrap();
+        let admin = ca
+            .issue_user("Élodie", true, &[], &Validity::days(1))
+            .unwrap();
         with_cert(&der(&user), |cert| {
             let eku = eku(cert);
             assert!(eku.client_auth && !eku.server_auth);
@@ -582,16 +598,44 @@ pub(super) mod tests {
             identity_of(&der(&user)).unwrap(),
             Caller::User {
                 name: "alice".into(),
-                admin: false
+                admin: false,
+                groups: Vec::new()
             }
         );
         assert_eq!(
             identity_of(&der(&admin)).unwrap(),
             Caller::User {
                 name: "Élodie".into(),
-                admin: true
+                admin: true,
+                groups: Vec::new()
             }
         );
+    }
+
+    #[test]
+    fn a_user_cert_names_its_groups() {
+        let ca = ca();
+        let groups = ["developers".to_string(), "lab-2".to_string()];
+        let dev = ca
+            .issue_user("dave", false, &groups, &Validity::days(1))
+            .unwrap();
+        with_cert(&der(&dev), |cert| {
+            assert_eq!(
+                sans(cert),
+                vec![
+                    "uri:urn:daas:group:developers".to_string(),
+                    "uri:urn:daas:group:lab-2".to_string()
+                ]
+            );
+        });
+        assert_eq!(identity_of(&der(&dev)).unwrap().groups(), groups);
+        // A group a URI cannot carry is refused at issue.
+        for bad in ["two words", "", "a/b"] {
+            let err = ca
+                .issue_user("dave", false, &[bad.to_string()], &Validity::days(1))
+                .unwrap_err();
+            assert!(matches!(err, PkiError::InvalidGroup { .. }), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -619,7 +663,7 @@ pub(super) mod tests {
     #[test]
     fn invalid_user_names_are_refused() {
         let err = ca()
-            .issue_user("a/b", false, &Validity::days(1))
+            .issue_user("a/b", false, &[], &Validity::days(1))
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"a/b\"") && err.contains("'/'"), "{err}");
@@ -633,7 +677,7 @@ pub(super) mod tests {
             not_before: now - 2 * day,
             not_after: now - day,
         };
-        let issued = ca().issue_user("alice", false, &expired).unwrap();
+        let issued = ca().issue_user("alice", false, &[], &expired).unwrap();
         with_cert(&der(&issued), |cert| {
             assert!(!cert.validity().is_valid());
             assert!(cert.validity().not_after.timestamp() < now_secs());
@@ -642,7 +686,7 @@ pub(super) mod tests {
             not_before: now,
             not_after: now - day,
         };
-        assert!(ca().issue_user("alice", false, &backwards).is_err());
+        assert!(ca().issue_user("alice", false, &[], &backwards).is_err());
     }
 
     fn now_secs() -> i64 {
@@ -663,7 +707,9 @@ pub(super) mod tests {
             ee.verify_for_usage(&algs, &anchors, &[], UnixTime::now(), usage, None, None)
                 .map(|_| ())
         };
-        let user = ca.issue_user("alice", true, &Validity::days(1)).unwrap();
+        let user = ca
+            .issue_user("alice", true, &[], &Validity::days(1))
+            .unwrap();
         verify(&user, webpki::KeyUsage::client_auth()).unwrap();
         assert!(verify(&user, webpki::KeyUsage::server_auth()).is_err());
         let agent = ca.issue_agent("s-1", &Validity::days(1)).unwrap();
@@ -685,7 +731,7 @@ pub(super) mod tests {
         // Another CA's certificates do not verify.
         let other = Ca::generate("Other CA", &Validity::days(1)).unwrap();
         let stranger = other
-            .issue_user("alice", false, &Validity::days(1))
+            .issue_user("alice", false, &[], &Validity::days(1))
             .unwrap();
         assert!(verify(&stranger, webpki::KeyUsage::client_auth()).is_err());
 
@@ -695,7 +741,7 @@ pub(super) mod tests {
             not_before: now - Duration::from_secs(7200),
             not_after: now - Duration::from_secs(3600),
         };
-        let old = ca.issue_user("alice", false, &expired).unwrap();
+        let old = ca.issue_user("alice", false, &[], &expired).unwrap();
         assert!(verify(&old, webpki::KeyUsage::client_auth()).is_err());
     }
 
@@ -717,7 +763,9 @@ pub(super) mod tests {
         let server_key = write("server-key.pem", &server.key_pem);
 
         let ca = Ca::load(&ca_cert, &ca_key).unwrap();
-        let user = ca.issue_user("bob", false, &Validity::days(1)).unwrap();
+        let user = ca
+            .issue_user("bob", false, &[], &Validity::days(1))
+            .unwrap();
         let ca_der = pem_to_der(ca.cert_pem()).unwrap();
         let (_, ca_cert_x509) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
         let user_der = der(&user);

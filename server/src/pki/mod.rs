@@ -78,6 +78,10 @@ pub enum PkiError {
     BadFile { path: PathBuf, why: String },
     #[error("invalid user name {name:?}: {why}")]
     InvalidUser { name: String, why: String },
+    #[error(
+        "invalid group name {name:?}: a group in a certificate is 1-64 letters, digits, '.', '_' and '-'"
+    )]
+    InvalidGroup { name: String },
     #[error("invalid session id {id:?}: {why}")]
     InvalidSession { id: String, why: String },
     #[error("invalid server name {name:?}: {why}")]

@@ -115,6 +115,12 @@ impl Pools {
         new: &NewSession,
         limits: SessionLimits,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        // Its desktops are the template's default size: no other size
+        // claims one.
+        let size = self.inner.pipeline.default_size(&new.template);
+        if new.size.as_ref().is_some_and(|s| s.name != size.name) {
+            return Ok(None);
+        }
         for pool in self.all().filter(|p| p.template == new.template) {
             if let Some((record, _)) = self
                 .inner
@@ -238,10 +244,12 @@ impl Pools {
             self.announce_restraint(pool, &snap, until).await;
         }
         for _ in 0..actions.build {
+            let size = self.inner.pipeline.default_size(&pool.template);
             let new = NewSession {
                 template: pool.template.clone(),
                 pool: Some(pool.name.clone()),
-                placing: self.inner.pipeline.placing(),
+                placing: self.inner.pipeline.placing(&size),
+                size: Some(size),
                 ..NewSession::default()
             };
             let limits = SessionLimits {

@@ -32,6 +32,7 @@ use daas_api::v1::{OutputStream, SessionState, Tool};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
+use crate::domain::catalog::Size;
 use crate::{
     config::Config,
     domain::error::Error,
@@ -153,16 +154,43 @@ impl Pipeline {
 
     /// How a new desktop is placed: on a node the store picks, when the
     /// module reports its nodes; None: the module places VMs itself.
-    pub fn placing(&self) -> Option<crate::store::nodes::Placing> {
+    pub fn placing(&self, size: &Size) -> Option<crate::store::nodes::Placing> {
         let config = &self.inner.config;
         self.inner
             .places
             .load(std::sync::atomic::Ordering::Relaxed)
             .then(|| crate::store::nodes::Placing {
                 policy: config.placement.policy,
-                memory_mb: u64::from(config.vm.memory_mb),
-                cores: config.vm.cores,
+                memory_mb: size.memory_mb,
+                cores: size.cores,
             })
+    }
+
+    /// The size session `record` is built at: its own, or `[vm]`'s for a
+    /// session an older server made.
+    pub fn size_of(&self, record: &crate::store::SessionRecord) -> Size {
+        record.size.clone().unwrap_or_else(|| self.vm_size())
+    }
+
+    /// The default size of `template` in the catalog (a pool's desktops
+    /// are built at it), else `[vm]`'s.
+    pub fn default_size(&self, template: &str) -> Size {
+        self.inner
+            .config
+            .catalog
+            .choose(template, "", &[], true)
+            .map(|choice| choice.size)
+            .unwrap_or_else(|_| self.vm_size())
+    }
+
+    fn vm_size(&self) -> Size {
+        let vm = &self.inner.config.vm;
+        Size {
+            name: crate::config::catalog::STANDARD.into(),
+            cores: vm.cores,
+            memory_mb: u64::from(vm.memory_mb),
+            disk_gb: vm.disk_gb,
+        }
     }
 
     /// Fires when the server stops.

@@ -182,6 +182,7 @@ impl Pipeline {
             .await?;
         let identity = Identity::ensure(&self.session_dir(&record.id), &record.vm_name)?;
         let log = &log.with_secrets(identity.secret_lines());
+        let size = self.size_of(record);
         let vars = ContractVars {
             vm_name: record.vm_name.clone(),
             slot: record.slot,
@@ -189,9 +190,9 @@ impl Pipeline {
             ssh_host_private_key: identity.ssh_host_private_key.clone(),
             ssh_host_public_key: identity.ssh_host_public_key.clone(),
             template: record.template.clone(),
-            cores: config.vm.cores,
-            memory_mb: config.vm.memory_mb,
-            disk_gb: config.vm.disk_gb,
+            cores: size.cores,
+            memory_mb: u32::try_from(size.memory_mb).unwrap_or(u32::MAX),
+            disk_gb: size.disk_gb,
             session_id: record.id.clone(),
             // Built for nobody yet: labelled with its pool. The claim never
             // runs Terraform again, so nothing here forces a new VM.

@@ -9,6 +9,7 @@ pub mod follow;
 pub mod limits;
 mod nodes;
 mod paging;
+mod templates;
 
 use std::sync::Arc;
 
@@ -394,12 +395,16 @@ impl Sessions {
                 why: "is set but session_user is empty".into(),
             });
         }
-        let template = if req.template.is_empty() {
-            self.config.vm.template.clone()
-        } else {
+        if !req.template.is_empty() {
             validate::template(&req.template)?;
-            req.template
-        };
+        }
+        let choice = self.config.catalog.choose(
+            &req.template,
+            &req.size,
+            caller.groups(),
+            caller.is_admin(),
+        )?;
+        let template = choice.template;
         let request_key = if req.request_id.is_empty() {
             None
         } else {
@@ -438,7 +443,8 @@ impl Sessions {
             // Kept while the create waits, for a server with a free permit
             // to take it (`SessionStore::take_queued`).
             password: password_hash.clone(),
-            placing: self.pipeline.placing(),
+            placing: self.pipeline.placing(&choice.size),
+            size: Some(choice.size),
         };
         // A warm desktop if a pool of the template has one ready, else one
         // built from nothing.

@@ -94,7 +94,36 @@ fn new_session(user: &str) -> NewSession {
         pool: None,
         password: Default::default(),
         placing: None,
+        size: Some(medium()),
     }
+}
+
+fn medium() -> crate::domain::catalog::Size {
+    crate::domain::catalog::Size {
+        name: "medium".into(),
+        cores: 2,
+        memory_mb: 4096,
+        disk_gb: 20,
+    }
+}
+
+async fn a_session_keeps_its_size(db: &impl Backend) {
+    let store = db.open().await;
+    let (a, _) = store
+        .create_session_unlimited(new_session("alice"))
+        .await
+        .unwrap();
+    let got = store.get(&a.id).await.unwrap().unwrap();
+    assert_eq!(got.size, Some(medium()));
+    // A session with no size (an older server's) reads back as none.
+    let (b, _) = store
+        .create_session_unlimited(NewSession {
+            size: None,
+            ..new_session("bob")
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.get(&b.id).await.unwrap().unwrap().size, None);
 }
 
 async fn concurrent_claims_never_share_a_pool_desktop(db: &impl Backend) {
@@ -1000,6 +1029,11 @@ macro_rules! conformance {
         #[tokio::test]
         async fn list_filters_by_user_and_state() {
             super::list_filters_by_user_and_state(&$db).await
+        }
+
+        #[tokio::test]
+        async fn a_session_keeps_its_size() {
+            super::a_session_keeps_its_size(&$db).await
         }
 
         #[tokio::test]

@@ -203,6 +203,9 @@ pub struct SessionRecord {
     /// The node the store placed its VM on; None when the module reports
     /// no nodes.
     pub node: Option<String>,
+    /// Its size from the catalog; None for a session an older server made
+    /// (built at `[vm]`'s size).
+    pub size: Option<crate::domain::catalog::Size>,
 }
 
 impl SessionRecord {
@@ -277,6 +280,8 @@ pub struct NewSession {
     /// Place the desktop on a node in the create's transaction; None: the
     /// module reports no nodes (it places VMs itself).
     pub placing: Option<nodes::Placing>,
+    /// Its size from the catalog; None: `[vm]`'s (kept as no size).
+    pub size: Option<crate::domain::catalog::Size>,
 }
 
 /// What the service, the pipeline and the reaper need of a store. Every
@@ -594,11 +599,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Records that the sign-in was used at `last_seen_ms`.
     async fn touch_signin(&self, id_hash: &str, last_seen_ms: i64) -> Result<(), StoreError>;
 
-    /// Records a recheck of the sign-in's user: their role, and when.
+    /// Records a recheck of the sign-in's user: their role and groups, and
+    /// when.
     async fn recheck_signin(
         &self,
         id_hash: &str,
         admin: bool,
+        groups: Vec<String>,
         checked_ms: i64,
     ) -> Result<Option<signins::SignInRecord>, StoreError>;
 
@@ -662,6 +669,38 @@ pub(crate) fn state_from_db(value: i32) -> SessionState {
     SessionState::try_from(value).unwrap_or(SessionState::Unspecified)
 }
 
+/// A session's size as the columns keep it; None without a name (a session
+/// an older server made).
+pub(crate) fn size_from_columns(
+    name: String,
+    cores: i64,
+    memory_mb: i64,
+    disk_gb: i64,
+) -> Option<crate::domain::catalog::Size> {
+    (!name.is_empty()).then(|| crate::domain::catalog::Size {
+        name,
+        cores: u32::try_from(cores).unwrap_or(0),
+        memory_mb: u64::try_from(memory_mb).unwrap_or(0),
+        disk_gb: u32::try_from(disk_gb).unwrap_or(0),
+    })
+}
+
+/// What a new session's row keeps of its size: name, cores, memory and
+/// disk (no size: `""` and zeros, but the placement's cores and memory).
+pub(crate) fn size_columns(new: &NewSession) -> (String, i64, i64, i64) {
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    match (&new.size, &new.placing) {
+        (Some(s), _) => (
+            s.name.clone(),
+            i64::from(s.cores),
+            clamp(s.memory_mb),
+            i64::from(s.disk_gb),
+        ),
+        (None, Some(p)) => (String::new(), i64::from(p.cores), clamp(p.memory_mb), 0),
+        (None, None) => (String::new(), 0, 0, 0),
+    }
+}
+
 impl SessionRecord {
     /// The session as the API shows it.
     pub fn to_proto(&self) -> Session {
@@ -687,6 +726,7 @@ impl SessionRecord {
             activity: None,
             pool: self.pool.clone().unwrap_or_default(),
             node: self.node.clone().unwrap_or_default(),
+            size: self.size.as_ref().map(|s| s.to_proto()),
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct SignInRecord {
     pub last_seen_ms: i64,
     /// When the user's groups were last read from the directory.
     pub checked_ms: i64,
+    /// Their groups among those the catalog's templates name.
+    pub groups: Vec<String>,
 }
 
 /// What opening a sign-in did.

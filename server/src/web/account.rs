@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Access, WebState, error, json_response,
+    Access, WebState, error, json as shape, json_response,
     ldap::SignInError,
     signin::{COOKIE, OpenError, SignIns, cookie_value},
     throttle::Refusal,
@@ -195,7 +195,8 @@ pub async fn login(
         Access::Admin => true,
         Access::User => false,
     };
-    let (cookie, signed) = match state.signins.open(&identity.user, admin).await {
+    let groups = state.catalog_groups(&identity);
+    let (cookie, signed) = match state.signins.open(&identity.user, admin, groups).await {
         Ok(opened) => opened,
         Err(err) => {
             let (status, result) = match err {
@@ -261,7 +262,11 @@ pub async fn me(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Respo
             "user": signed.user,
             "admin": signed.admin,
             "csrf": signed.csrf,
-            "templates": state.templates(),
+            "templates": state
+                .templates(&signed)
+                .into_iter()
+                .map(shape::template)
+                .collect::<Vec<_>>(),
         }),
     )
 }

@@ -42,6 +42,7 @@ pub(super) fn caller_of(user: &User) -> Caller {
     Caller::User {
         name: user.signed.user.clone(),
         admin: user.signed.admin,
+        groups: user.signed.groups.clone(),
     }
 }
 
@@ -100,12 +101,15 @@ pub async fn list(
 struct Create {
     #[serde(default)]
     template: String,
+    /// One of the template's sizes; empty: its default.
+    #[serde(default)]
+    size: String,
     /// The page's id for this click: a repeat makes no second desktop.
     #[serde(default)]
     request_id: String,
 }
 
-/// `{"template", "request_id"}` -> 202 `{"id"}`; the stages follow on
+/// `{"template", "size", "request_id"}` -> 202 `{"id"}`; the stages follow on
 /// `GET /web/sessions/{id}/events`. The create goes on whatever the
 /// browser does.
 pub async fn create(
@@ -116,7 +120,12 @@ pub async fn create(
     let Ok(body) = serde_json::from_slice::<Create>(&body) else {
         return error(StatusCode::BAD_REQUEST, "send {\"template\": ...}");
     };
-    if !body.template.is_empty() && !state.templates().contains(&body.template) {
+    if !body.template.is_empty()
+        && !state
+            .templates(&user.signed)
+            .iter()
+            .any(|t| t.name == body.template)
+    {
         return error(
             StatusCode::BAD_REQUEST,
             &format!("no template {} is offered here", body.template),
@@ -124,6 +133,7 @@ pub async fn create(
     }
     let message = CreateSessionRequest {
         template: body.template,
+        size: body.size,
         request_id: body.request_id,
         ..Default::default()
     };

@@ -49,6 +49,7 @@ pub fn session(s: &Session) -> Value {
         })),
         "activity": activity,
         "pool": s.pool,
+        "size": s.size.as_ref().map(|z| z.name.clone()),
     })
 }
 
@@ -99,6 +100,23 @@ pub fn pool(p: &Pool) -> Value {
         "restrained_until": time(p.restrained_until.as_ref()),
         "last_failure": p.last_failure,
         "oldest_ready_age": seconds(p.oldest_ready_age.as_ref()),
+    })
+}
+
+/// A template of the catalog, with its sizes (the page's cards).
+pub fn template(t: &crate::domain::catalog::Template) -> Value {
+    json!({
+        "name": t.name,
+        "title": t.title,
+        "description": t.description,
+        "os": t.os,
+        "sizes": t.sizes.iter().map(|s| json!({
+            "name": s.name,
+            "cores": s.cores,
+            "memory_mb": s.memory_mb,
+            "disk_gb": s.disk_gb,
+        })).collect::<Vec<_>>(),
+        "default_size": t.default_size,
     })
 }
 

@@ -128,7 +128,7 @@ impl WebState {
         }
         // Marked first: requests meanwhile do not recheck too.
         self.signins
-            .rechecked(cookie, signed.admin)
+            .rechecked(cookie, signed.admin, signed.groups.clone())
             .await
             .map_err(|e| Box::new(unavailable(&e)))?;
         let actor = Actor {
@@ -171,7 +171,7 @@ impl WebState {
                             .await;
                     }
                     self.signins
-                        .rechecked(cookie, admin)
+                        .rechecked(cookie, admin, self.catalog_groups(&identity))
                         .await
                         .map_err(|e| Box::new(unavailable(&e)))?
                         .ok_or_else(not_signed_in)
@@ -241,19 +241,32 @@ impl WebState {
         Ok(signed)
     }
 
-    /// The templates offered: `web.templates`, else `vm.template` and the
-    /// pools'.
-    pub fn templates(&self) -> Vec<String> {
-        if !self.web.templates.is_empty() {
-            return self.web.templates.clone();
-        }
-        let mut templates = vec![self.config.vm.template.clone()];
-        for pool in self.config.pools.values() {
-            if !templates.contains(&pool.template) {
-                templates.push(pool.template.clone());
-            }
-        }
-        templates
+    /// The user's groups among those the catalog's templates name (the
+    /// sign-in keeps only these), in the catalog's spelling.
+    pub fn catalog_groups(&self, identity: &ldap::Identity) -> Vec<String> {
+        let mut groups: Vec<String> = self
+            .config
+            .catalog
+            .templates
+            .iter()
+            .flat_map(|t| t.groups.iter())
+            .filter(|g| identity.is_in(g))
+            .cloned()
+            .collect();
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
+    /// The templates offered to a signed-in user: the catalog's they may
+    /// use (by their groups), only those of `web.templates` when it is set.
+    pub fn templates(&self, signed: &SignedIn) -> Vec<&crate::domain::catalog::Template> {
+        self.config
+            .catalog
+            .offered(&signed.groups, signed.admin)
+            .into_iter()
+            .filter(|t| self.web.templates.is_empty() || self.web.templates.contains(&t.name))
+            .collect()
     }
 }
 

@@ -53,6 +53,8 @@ pub struct SignedIn {
     pub key: String,
     /// When the user's groups were last read from the directory.
     checked_ms: i64,
+    /// Their groups among those the catalog's templates name.
+    pub groups: Vec<String>,
 }
 
 impl SignedIn {
@@ -70,6 +72,7 @@ impl From<SignInRecord> for SignedIn {
             csrf: r.csrf,
             key: r.key,
             checked_ms: r.checked_ms,
+            groups: r.groups,
         }
     }
 }
@@ -93,7 +96,12 @@ impl SignIns {
     }
 
     /// Signs `user` in: the cookie's value and the state.
-    pub async fn open(&self, user: &str, admin: bool) -> Result<(String, SignedIn), OpenError> {
+    pub async fn open(
+        &self,
+        user: &str,
+        admin: bool,
+        groups: Vec<String>,
+    ) -> Result<(String, SignedIn), OpenError> {
         let id = random_hex();
         let now = now_ms();
         let record = SignInRecord {
@@ -105,6 +113,7 @@ impl SignIns {
             created_ms: now,
             last_seen_ms: now,
             checked_ms: now,
+            groups,
         };
         let limits = SignInLimits {
             per_user: MAX_SIGN_INS_PER_USER,
@@ -141,19 +150,20 @@ impl SignIns {
         Ok(Some(record.into()))
     }
 
-    /// Records a recheck of the browser's user: their role now; the sign-in
-    /// as it is then.
+    /// Records a recheck of the browser's user: their role and groups now;
+    /// the sign-in as it is then.
     pub async fn rechecked(
         &self,
         cookie: &str,
         admin: bool,
+        groups: Vec<String>,
     ) -> Result<Option<SignedIn>, StoreError> {
         let Some(id) = self.keys.verify(cookie) else {
             return Ok(None);
         };
         let found = self
             .store
-            .recheck_signin(&id_hash(id), admin, now_ms())
+            .recheck_signin(&id_hash(id), admin, groups, now_ms())
             .await?;
         Ok(found.map(SignedIn::from))
     }
@@ -245,7 +255,7 @@ mod tests {
     async fn a_cookie_opens_its_sign_in_and_nothing_else() {
         let f = fixture();
         let signins = f.signins(MINUTE, 10 * MINUTE);
-        let (cookie, signed) = signins.open("alice", false).await.unwrap();
+        let (cookie, signed) = signins.open("alice", false, Vec::new()).await.unwrap();
         let found = signins
             .find(&cookie, true)
             .await
@@ -274,8 +284,8 @@ mod tests {
     async fn a_restarted_server_knows_every_sign_in_and_every_sign_out() {
         let f = fixture();
         let first = f.signins(MINUTE, 10 * MINUTE);
-        let (kept, _) = first.open("alice", true).await.unwrap();
-        let (ended, _) = first.open("bob", false).await.unwrap();
+        let (kept, _) = first.open("alice", true, Vec::new()).await.unwrap();
+        let (ended, _) = first.open("bob", false, Vec::new()).await.unwrap();
         first.close(&ended).await.unwrap();
         drop(first);
         // The same key file and store: a restart, or another replica.
@@ -296,11 +306,11 @@ mod tests {
     async fn sign_ins_expire_when_idle_and_at_their_maximum() {
         let f = fixture();
         let signins = f.signins(Duration::from_millis(50), 10 * MINUTE);
-        let (cookie, _) = signins.open("alice", false).await.unwrap();
+        let (cookie, _) = signins.open("alice", false, Vec::new()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert!(signins.find(&cookie, true).await.unwrap().is_none());
         let signins = f.signins(MINUTE, Duration::from_millis(50));
-        let (cookie, _) = signins.open("alice", false).await.unwrap();
+        let (cookie, _) = signins.open("alice", false, Vec::new()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert!(signins.find(&cookie, true).await.unwrap().is_none());
     }
@@ -309,7 +319,7 @@ mod tests {
     async fn a_page_refreshing_itself_is_no_activity() {
         let f = fixture();
         let signins = f.signins(Duration::from_millis(300), 10 * MINUTE);
-        let (cookie, _) = signins.open("alice", false).await.unwrap();
+        let (cookie, _) = signins.open("alice", false, Vec::new()).await.unwrap();
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(40)).await;
             // The page's timer: seen, not used.
@@ -322,7 +332,7 @@ mod tests {
         );
         // Used: kept alive, past the idle time.
         let signins = f.signins(Duration::from_secs(1), 10 * MINUTE);
-        let (cookie, _) = signins.open("alice", false).await.unwrap();
+        let (cookie, _) = signins.open("alice", false, Vec::new()).await.unwrap();
         for _ in 0..6 {
             tokio::time::sleep(Duration::from_millis(250)).await;
             assert!(signins.find(&cookie, true).await.unwrap().is_some());
@@ -335,18 +345,18 @@ mod tests {
         let signins = f.signins(MINUTE, 10 * MINUTE);
         let mut cookies = Vec::new();
         for _ in 0..MAX_SIGN_INS_PER_USER {
-            cookies.push(signins.open("alice", false).await.unwrap().0);
+            cookies.push(signins.open("alice", false, Vec::new()).await.unwrap().0);
         }
         assert!(matches!(
-            signins.open("alice", false).await,
+            signins.open("alice", false, Vec::new()).await,
             Err(OpenError::UserFull)
         ));
-        assert!(signins.open("bob", false).await.is_ok());
+        assert!(signins.open("bob", false, Vec::new()).await.is_ok());
         assert_eq!(
             signins.close(&cookies[0]).await.unwrap().map(|s| s.user),
             Some("alice".into())
         );
-        assert!(signins.open("alice", false).await.is_ok());
+        assert!(signins.open("alice", false, Vec::new()).await.is_ok());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! the test AD domain, with two simulated cluster nodes. Screenshots go to
 //! target/browser-artifacts.
 
-use crate::common::domain::Domain;
+use crate::common::{CATALOG, domain::Domain};
 use daas_server::testkit::{TestOptions, TestServer, workspace_root};
 use tokio::process::Command;
 
@@ -36,7 +36,10 @@ async fn people_sign_in_create_watch_and_destroy_in_chromium() {
             "node_templates = \"debian-12-xfce\"".into(),
             "node_storage = \"ceph\"".into(),
         ],
-        extra_toml: format!("{}\n[placement]\nrefresh_interval = \"1s\"\n", domain.toml),
+        extra_toml: format!(
+            "{}\n[placement]\nrefresh_interval = \"1s\"\n{CATALOG}",
+            domain.toml
+        ),
         ..TestOptions::default()
     })
     .await;
@@ -55,6 +58,7 @@ async fn people_sign_in_create_watch_and_destroy_in_chromium() {
         .env("ALICE_PASSWORD", domain.password("alice"))
         .env("BOB_PASSWORD", domain.password("bob"))
         .env("CAROL_PASSWORD", domain.password("carol"))
+        .env("DAVE_PASSWORD", domain.password("dave"))
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium)
         .output()
@@ -70,5 +74,7 @@ async fn people_sign_in_create_watch_and_destroy_in_chromium() {
     assert!(stdout.contains("ok: bob is refused"));
     assert!(stdout.contains("ok: the stages arrived in order"));
     assert!(stdout.contains("ok: carol drains node-2"));
+    assert!(stdout.contains("ok: in the size she chose"));
+    assert!(stdout.contains("ok: dave, in daas-developers, sees the developers' template too"));
     server.stop().await;
 }

@@ -12,6 +12,7 @@ mod api;
 mod audit;
 mod bad_input;
 mod browser;
+mod catalog;
 mod cluster;
 mod contract;
 mod dashboard;

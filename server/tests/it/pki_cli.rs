@@ -94,7 +94,8 @@ fn init_then_issue_users_and_admins() {
         identity(&cert),
         Caller::User {
             name: "alice".into(),
-            admin: false
+            admin: false,
+            groups: Vec::new()
         }
     );
 
@@ -115,7 +116,8 @@ fn init_then_issue_users_and_admins() {
         identity(&dir.join("users/root-admin.pem")),
         Caller::User {
             name: "root-admin".into(),
-            admin: true
+            admin: true,
+            groups: Vec::new()
         }
     );
 
@@ -289,7 +291,8 @@ fn an_offline_root_key_stays_out_of_the_pki_folder() {
         identity(&dir.join("users/alice.pem")),
         Caller::User {
             name: "alice".into(),
-            admin: true
+            admin: true,
+            groups: Vec::new()
         }
     );
 }

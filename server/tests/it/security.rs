@@ -90,7 +90,7 @@ async fn handshakes_without_a_valid_client_certificate_fail() {
         not_before: SystemTime::now() - 10 * day,
         not_after: SystemTime::now() - day,
     };
-    let issued = ca.issue_user("alice", false, &expired).unwrap();
+    let issued = ca.issue_user("alice", false, &[], &expired).unwrap();
     let expired = write_pair(
         other.path(),
         "expired",
@@ -571,7 +571,7 @@ async fn the_agents_ca_signs_agents_only() {
 
     // An administrator minted with the agents' CA key is refused.
     let admin = agents
-        .issue_user("mallory", true, &Validity::days(1))
+        .issue_user("mallory", true, &[], &Validity::days(1))
         .unwrap();
     let admin = write_pair(made.path(), "mallory", &admin.cert_pem, &admin.key_pem, &ca);
     let err = can_call(&server, Some(&admin)).await.unwrap_err();

@@ -19,7 +19,15 @@ from typing import TypeVar, Union
 
 import grpc
 from daas.v1 import desktop_pb2, desktop_pb2_grpc
-from daas.v1.desktop_pb2 import AuditEntry, Node, Pool, Session, SessionEvent, SessionState
+from daas.v1.desktop_pb2 import (
+    AuditEntry,
+    ListTemplatesResponse,
+    Node,
+    Pool,
+    Session,
+    SessionEvent,
+    SessionState,
+)
 
 from .errors import from_rpc_error
 from .replicas import Replicas, is_down, split_endpoints
@@ -262,6 +270,7 @@ class Client:
         session_password: str = "",
         template: str = "",
         request_id: str = "",
+        size: str = "",
     ) -> EventStream:
         """Creates a desktop and returns its live events (the call starts now).
 
@@ -269,7 +278,9 @@ class Client:
         someone else). ``session_user`` is an optional local login created on
         the desktop, with ``session_password`` (required with it; sent to the
         server only, never stored or logged). ``template`` empty means the
-        server's default.
+        server's default, ``size`` empty the template's (:meth:`list_templates`
+        shows both); an unknown one is ``InvalidArgument`` naming the choices,
+        a template not for the caller's groups ``PermissionDenied``.
 
         ``request_id`` is the create's idempotency key (1-64 letters, digits,
         ``.``, ``_``, ``:`` or ``-``; by default 32 random hex digits, in
@@ -289,6 +300,7 @@ class Client:
             session_password=session_password,
             template=template,
             request_id=request_id or uuid.uuid4().hex,
+            size=size,
         )
         return EventStream(
             "CreateSession",
@@ -361,6 +373,14 @@ class Client:
         administrators only: PermissionDenied otherwise)."""
         request = desktop_pb2.GetPoolRequest(name=name)
         return self._unary(lambda stub: stub.GetPool(request, timeout=self._timeout))
+
+    def list_templates(self) -> ListTemplatesResponse:
+        """The templates the caller may create desktops of, by name, with
+        their sizes; ``default_template`` is a create's when it names none,
+        and ``open`` says the server has no catalog (any template name goes,
+        in the one size listed)."""
+        request = desktop_pb2.ListTemplatesRequest()
+        return self._unary(lambda stub: stub.ListTemplates(request, timeout=self._timeout))
 
     def list_nodes(self) -> builtins.list[Node]:
         """Every node of the cluster, by name, as the Terraform module last

@@ -141,9 +141,17 @@ impl Policy {
             }
         }
         Ok(match identity {
-            Caller::User { name, admin } => {
+            Caller::User {
+                name,
+                admin,
+                groups,
+            } => {
                 let admin = admin || self.admins.contains(&name);
-                Caller::User { name, admin }
+                Caller::User {
+                    name,
+                    admin,
+                    groups,
+                }
             }
             other => other,
         })
@@ -295,10 +303,12 @@ mod tests {
         let alice = Caller::User {
             name: "alice".into(),
             admin: false,
+            groups: Vec::new(),
         };
         let root = Caller::User {
             name: "root".into(),
             admin: true,
+            groups: Vec::new(),
         };
         let agent = Caller::Agent {
             session_id: "s".into(),

@@ -8,9 +8,9 @@ use std::{pin::Pin, sync::Arc};
 use daas_api::v1::{
     CreateSessionRequest, DestroySessionRequest, DrainNodeRequest, GetPoolRequest,
     GetSessionRequest, ListAuditRequest, ListAuditResponse, ListNodesRequest, ListNodesResponse,
-    ListPoolsRequest, ListPoolsResponse, ListSessionsRequest, ListSessionsResponse, Node, Pool,
-    ResumeNodeRequest, Session, SessionEvent, WatchSessionRequest,
-    desktop_service_server::DesktopService,
+    ListPoolsRequest, ListPoolsResponse, ListSessionsRequest, ListSessionsResponse,
+    ListTemplatesRequest, ListTemplatesResponse, Node, Pool, ResumeNodeRequest, Session,
+    SessionEvent, WatchSessionRequest, desktop_service_server::DesktopService,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -127,6 +127,14 @@ impl DesktopService for DesktopApi {
             .audit_page(&caller, request.into_inner())
             .await?;
         Ok(Response::new(page))
+    }
+
+    async fn list_templates(
+        &self,
+        request: Request<ListTemplatesRequest>,
+    ) -> Result<Response<ListTemplatesResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        Ok(Response::new(self.sessions.templates(&caller)))
     }
 
     async fn list_nodes(

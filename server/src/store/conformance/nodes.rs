@@ -44,9 +44,16 @@ const PLACING: Placing = Placing {
 /// One clone at a time per node and per storage.
 const ONE: Policy = PLACING.policy;
 
+/// A create placed with [`PLACING`], of the size it reserves.
 fn placed(user: &str) -> NewSession {
     NewSession {
         placing: Some(PLACING),
+        size: Some(crate::domain::catalog::Size {
+            name: "small".into(),
+            cores: PLACING.cores,
+            memory_mb: PLACING.memory_mb,
+            disk_gb: 20,
+        }),
         ..new_session(user)
     }
 }

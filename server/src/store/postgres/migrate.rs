@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (9, include_str!("migrations/0009_deployment_secrets.sql")),
     (10, include_str!("migrations/0010_nodes.sql")),
     (11, include_str!("migrations/0011_clone_storage.sql")),
+    (12, include_str!("migrations/0012_catalog.sql")),
 ];
 
 /// Applies the migrations the database does not have yet.

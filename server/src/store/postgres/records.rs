@@ -120,7 +120,7 @@ pub(super) async fn open_signin(
     }
     tx.execute(
         "INSERT INTO web_signins (id_hash, username, admin, csrf, key, created_ms, \
-         last_seen_ms, checked_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         last_seen_ms, checked_ms, groups) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             &r.id_hash,
             &r.user,
@@ -130,6 +130,7 @@ pub(super) async fn open_signin(
             &r.created_ms,
             &r.last_seen_ms,
             &r.checked_ms,
+            &serde_json::to_string(&r.groups).unwrap_or_else(|_| "[]".into()),
         ],
     )
     .await
@@ -157,13 +158,15 @@ pub(super) async fn recheck_signin(
     db: &impl GenericClient,
     id_hash: &str,
     admin: bool,
+    groups: &[String],
     checked_ms: i64,
 ) -> Result<Option<SignInRecord>, StoreError> {
     let sql = format!(
-        "UPDATE web_signins SET admin = $2, checked_ms = $3 WHERE id_hash = $1 \
+        "UPDATE web_signins SET admin = $2, checked_ms = $3, groups = $4 WHERE id_hash = $1 \
          RETURNING {SIGNIN_COLUMNS}"
     );
-    db.query_opt(&sql, &[&id_hash, &admin, &checked_ms])
+    let groups = serde_json::to_string(groups).unwrap_or_else(|_| "[]".into());
+    db.query_opt(&sql, &[&id_hash, &admin, &checked_ms, &groups])
         .await
         .and_then(|row| row.as_ref().map(signin_from_row).transpose())
         .context("recording a recheck")

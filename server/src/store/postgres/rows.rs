@@ -14,7 +14,7 @@ pub(super) const SESSION_COLUMNS: &str = "id, username, login_user, template, st
      vm_name, vm_id, ssh_host, ssh_port, rdp_host, rdp_port, failure_stage, failure_reason, \
      child_pgid, child_identity, created_ms, updated_ms, ready_ms, last_report_ms, \
      last_input_ms, last_connected_ms, rdp_clients, logged_in, agent_version, warned_reap_ms, \
-     pool, claimed_ms, rdp_cert_sha256, node";
+     pool, claimed_ms, rdp_cert_sha256, node, size, cores, memory_mb, disk_gb";
 
 fn port(value: i32) -> u16 {
     u16::try_from(value).unwrap_or(0)
@@ -64,6 +64,12 @@ pub(super) fn session_from_row(row: &Row) -> Result<SessionRecord, tokio_postgre
         pool: row.try_get("pool")?,
         claimed_ms: row.try_get("claimed_ms")?,
         node: row.try_get("node")?,
+        size: crate::store::size_from_columns(
+            row.try_get("size")?,
+            row.try_get("cores")?,
+            row.try_get("memory_mb")?,
+            row.try_get("disk_gb")?,
+        ),
     })
 }
 
@@ -86,7 +92,7 @@ pub(super) fn audit_from_row(row: &Row) -> Result<AuditRecord, tokio_postgres::E
 
 /// The columns [`signin_from_row`] reads.
 pub(super) const SIGNIN_COLUMNS: &str =
-    "id_hash, username, admin, csrf, key, created_ms, last_seen_ms, checked_ms";
+    "id_hash, username, admin, csrf, key, created_ms, last_seen_ms, checked_ms, groups";
 
 pub(super) fn signin_from_row(row: &Row) -> Result<SignInRecord, tokio_postgres::Error> {
     Ok(SignInRecord {
@@ -98,5 +104,6 @@ pub(super) fn signin_from_row(row: &Row) -> Result<SignInRecord, tokio_postgres:
         created_ms: row.try_get("created_ms")?,
         last_seen_ms: row.try_get("last_seen_ms")?,
         checked_ms: row.try_get("checked_ms")?,
+        groups: serde_json::from_str(row.try_get("groups")?).unwrap_or_default(),
     })
 }

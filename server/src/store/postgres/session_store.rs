@@ -563,10 +563,12 @@ impl SessionStore for PostgresStore {
         &self,
         id_hash: &str,
         admin: bool,
+        groups: Vec<String>,
         checked_ms: i64,
     ) -> Result<Option<SignInRecord>, StoreError> {
         self.retrying(|| async {
-            records::recheck_signin(&**self.client().await?, id_hash, admin, checked_ms).await
+            records::recheck_signin(&**self.client().await?, id_hash, admin, &groups, checked_ms)
+                .await
         })
         .await
     }

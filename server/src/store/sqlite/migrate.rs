@@ -41,6 +41,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (16, include_str!("migrations/0016_deployment_secrets.sql")),
     (17, include_str!("migrations/0017_nodes.sql")),
     (18, include_str!("migrations/0018_clone_storage.sql")),
+    (19, include_str!("migrations/0019_catalog.sql")),
 ];
 
 /// A migration step written in Rust.

@@ -14,7 +14,7 @@ pub(super) const SESSION_COLUMNS: &str = "id, username, session_user, template, 
      vm_id, ssh_host, ssh_port, rdp_host, rdp_port, failure_stage, failure_reason, child_pgid, \
      child_identity, created_ms, updated_ms, ready_ms, last_report_ms, last_input_ms, \
      last_connected_ms, rdp_clients, logged_in, agent_version, warned_reap_ms, pool, claimed_ms, \
-     rdp_cert_sha256, node";
+     rdp_cert_sha256, node, size, cores, memory_mb, disk_gb";
 
 pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     let failure_stage: i32 = row.get("failure_stage")?;
@@ -56,6 +56,12 @@ pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord>
         pool: row.get("pool")?,
         claimed_ms: row.get("claimed_ms")?,
         node: row.get("node")?,
+        size: crate::store::size_from_columns(
+            row.get("size")?,
+            row.get("cores")?,
+            row.get("memory_mb")?,
+            row.get("disk_gb")?,
+        ),
     })
 }
 
@@ -77,7 +83,7 @@ pub(super) fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
 }
 
 /// A row of `web_signins`, selected as `id_hash, user, admin, csrf, key,
-/// created_ms, last_seen_ms, checked_ms`.
+/// created_ms, last_seen_ms, checked_ms, groups`.
 pub(super) fn signin_from_row(row: &Row<'_>) -> rusqlite::Result<SignInRecord> {
     Ok(SignInRecord {
         id_hash: row.get(0)?,
@@ -88,5 +94,6 @@ pub(super) fn signin_from_row(row: &Row<'_>) -> rusqlite::Result<SignInRecord> {
         created_ms: row.get(5)?,
         last_seen_ms: row.get(6)?,
         checked_ms: row.get(7)?,
+        groups: serde_json::from_str(&row.get::<_, String>(8)?).unwrap_or_default(),
     })
 }

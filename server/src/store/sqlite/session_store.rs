@@ -394,10 +394,11 @@ impl SessionStore for SqliteStore {
         &self,
         id_hash: &str,
         admin: bool,
+        groups: Vec<String>,
         checked_ms: i64,
     ) -> Result<Option<SignInRecord>, StoreError> {
         let id_hash = id_hash.to_string();
-        self.with(move |conn, _| signins::recheck(conn, id_hash, admin, checked_ms))
+        self.with(move |conn, _| signins::recheck(conn, id_hash, admin, groups, checked_ms))
             .await
     }
 

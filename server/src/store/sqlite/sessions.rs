@@ -66,10 +66,7 @@ pub(super) fn create(
     let spot = super::nodes::place(&tx, &new)?;
     let (node, clone_storage) = spot.map(|s| (s.node, s.storage)).unzip();
     let clone_storage = clone_storage.flatten();
-    let (memory_mb, cores) = new
-        .placing
-        .map(|p| (i64::try_from(p.memory_mb).unwrap_or(i64::MAX), p.cores))
-        .unwrap_or((0, 0));
+    let (size, cores, memory_mb, disk_gb) = crate::store::size_columns(&new);
     let mut vm_name = random_vm_name();
     for _ in 0..16 {
         let taken: bool = tx
@@ -90,9 +87,10 @@ pub(super) fn create(
     tx.execute(
         "INSERT INTO sessions (id, username, session_user, template, state, slot, \
          vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool, owner, \
-         lease_until_ms, epoch, password_hash, node, memory_mb, cores, clone_storage) \
+         lease_until_ms, epoch, password_hash, node, memory_mb, cores, clone_storage, size, \
+         disk_gb) \
          SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8, ?9, ?10, ?11, 1, ?12, \
-           ?13, ?14, ?15, ?16 FROM ( \
+           ?13, ?14, ?15, ?16, ?17, ?18 FROM ( \
            SELECT 1 AS candidate \
            UNION ALL SELECT slot + 1 FROM sessions WHERE slot_released = 0 \
          ) WHERE candidate NOT IN (SELECT slot FROM sessions WHERE slot_released = 0)",
@@ -112,7 +110,9 @@ pub(super) fn create(
             node,
             memory_mb,
             cores,
-            clone_storage
+            clone_storage,
+            size,
+            disk_gb
         ],
     )
     .context("inserting a session")?;

@@ -15,7 +15,7 @@ pub(super) fn signin_row(
     id_hash: &str,
 ) -> Result<Option<SignInRecord>, StoreError> {
     conn.query_row(
-        "SELECT id_hash, user, admin, csrf, key, created_ms, last_seen_ms, checked_ms \
+        "SELECT id_hash, user, admin, csrf, key, created_ms, last_seen_ms, checked_ms, groups \
          FROM web_signins WHERE id_hash = ?1",
         params![id_hash],
         signin_from_row,
@@ -56,7 +56,7 @@ pub(super) fn open(
     }
     tx.execute(
         "INSERT INTO web_signins (id_hash, user, admin, csrf, key, created_ms, \
-         last_seen_ms, checked_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         last_seen_ms, checked_ms, groups) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             r.id_hash,
             r.user,
@@ -65,7 +65,8 @@ pub(super) fn open(
             r.key,
             r.created_ms,
             r.last_seen_ms,
-            r.checked_ms
+            r.checked_ms,
+            groups_json(&r.groups)
         ],
     )
     .context("recording a sign-in")?;
@@ -92,11 +93,12 @@ pub(super) fn recheck(
     conn: &Connection,
     id_hash: String,
     admin: bool,
+    groups: Vec<String>,
     checked_ms: i64,
 ) -> Result<Option<SignInRecord>, StoreError> {
     conn.execute(
-        "UPDATE web_signins SET admin = ?2, checked_ms = ?3 WHERE id_hash = ?1",
-        params![id_hash, admin, checked_ms],
+        "UPDATE web_signins SET admin = ?2, checked_ms = ?3, groups = ?4 WHERE id_hash = ?1",
+        params![id_hash, admin, checked_ms, groups_json(&groups)],
     )
     .context("recording a recheck")?;
     signin_row(conn, &id_hash)
@@ -114,4 +116,9 @@ pub(super) fn close(
     )
     .context("deleting a sign-in")?;
     Ok(found)
+}
+
+/// A sign-in's groups as the column keeps them (a JSON array).
+fn groups_json(groups: &[String]) -> String {
+    serde_json::to_string(groups).unwrap_or_else(|_| "[]".into())
 }

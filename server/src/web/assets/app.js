@@ -99,17 +99,52 @@ async function start() {
   $("home").hidden = false;
   $("who").hidden = false;
   $("who-name").textContent = me.admin ? `${me.user} (administrator)` : me.user;
-  const templates = $("templates");
-  templates.replaceChildren(...me.templates.map((template) => {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "primary";
-    button.textContent = `Create a desktop (${template})`;
-    button.addEventListener("click", () => create(template, button));
-    return button;
-  }));
+  $("templates").replaceChildren(...me.templates.map(templateCard));
   $("admin").hidden = !me.admin;
   await refresh();
+}
+
+// A template of the catalog as a card: what it is, a size to choose (when
+// it has several) and its Create button.
+function templateCard(t) {
+  const card = document.createElement("article");
+  card.className = "card";
+  const title = document.createElement("h3");
+  title.textContent = t.title;
+  card.append(title);
+  if (t.os || t.description) {
+    const what = document.createElement("p");
+    what.textContent = [t.os, t.description].filter(Boolean).join(" · ");
+    card.append(what);
+  }
+  const sizeText = (s) =>
+    `${s.name}: ${s.cores} CPU, ${(s.memory_mb / 1024).toFixed(s.memory_mb % 1024 ? 1 : 0)} GiB, ${s.disk_gb} GB disk`;
+  let select = null;
+  if (t.sizes.length > 1) {
+    const label = document.createElement("label");
+    label.textContent = "Size ";
+    select = document.createElement("select");
+    select.append(...t.sizes.map((s) => {
+      const option = document.createElement("option");
+      option.value = s.name;
+      option.textContent = sizeText(s);
+      option.selected = s.name === t.default_size;
+      return option;
+    }));
+    label.append(select);
+    card.append(label);
+  } else if (t.sizes.length === 1) {
+    const size = document.createElement("p");
+    size.textContent = sizeText(t.sizes[0]);
+    card.append(size);
+  }
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "primary";
+  button.textContent = `Create a desktop (${t.name})`;
+  button.addEventListener("click", () => create(t.name, select ? select.value : "", button));
+  card.append(button);
+  return card;
 }
 
 function when(iso) {
@@ -148,7 +183,7 @@ function sessionRow(session, withUser) {
   const name = session.vm_name || session.id.slice(0, 8);
   cell(name);
   if (withUser) cell(session.username);
-  cell(session.template);
+  cell(session.size ? `${session.template} (${session.size})` : session.template);
   cell(session.state, `state-${session.state}`);
   cell(when(session.created_at));
   cell(whyAlive(session));
@@ -258,12 +293,13 @@ function nodeRow(n) {
 
 // --- create, follow, destroy ---------------------------------------------
 
-async function create(template, button) {
+async function create(template, size, button) {
   notice("");
   button.disabled = true;
   try {
     const created = await api("POST", "/web/sessions", {
       template,
+      size,
       request_id: crypto.randomUUID(),
     });
     follow(created.id);

@@ -18,6 +18,34 @@ use tonic::transport::Channel;
 
 pub type Client = DesktopServiceClient<Channel>;
 
+/// A template catalog: Debian for everyone in two sizes (medium the
+/// default), a developers' template for the group daas-developers (dave's
+/// in the test domain; a certificate's group in the API tests).
+pub const CATALOG: &str = r#"
+[templates.debian-12-xfce]
+title = "Debian 12 with XFCE"
+os = "Debian 12"
+default_size = "medium"
+[templates.debian-12-xfce.sizes.small]
+cores = 1
+memory_mb = 2048
+disk_gb = 20
+[templates.debian-12-xfce.sizes.medium]
+cores = 2
+memory_mb = 4096
+disk_gb = 20
+
+[templates.dev]
+title = "Developer workstation"
+description = "Debian 12 with compilers"
+os = "Debian 12"
+groups = ["daas-developers"]
+[templates.dev.sizes.large]
+cores = 4
+memory_mb = 8192
+disk_gb = 40
+"#;
+
 /// Generous bound on any one stream in these tests, so a hang fails.
 pub const STREAM_LIMIT: Duration = Duration::from_secs(240);
 

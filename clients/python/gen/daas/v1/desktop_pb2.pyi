@@ -171,6 +171,133 @@ OUTPUT_STREAM_STDERR: OutputStream.ValueType  # 2
 Global___OutputStream: _TypeAlias = OutputStream  # noqa: Y015
 
 @_typing.final
+class ListTemplatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTemplatesRequest: _TypeAlias = ListTemplatesRequest  # noqa: Y015
+
+@_typing.final
+class ListTemplatesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATES_FIELD_NUMBER: _builtins.int
+    DEFAULT_TEMPLATE_FIELD_NUMBER: _builtins.int
+    OPEN_FIELD_NUMBER: _builtins.int
+    default_template: _builtins.str
+    """The template of a create that names none."""
+    open: _builtins.bool
+    """True when the server has no catalog: a create may name any template
+    the module knows, in the one size listed.
+    """
+    @_builtins.property
+    def templates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Template]:
+        """What the caller may use, by name."""
+
+    def __init__(
+        self,
+        *,
+        templates: _abc.Iterable[Global___Template] | None = ...,
+        default_template: _builtins.str = ...,
+        open: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_template", b"default_template", "open", b"open", "templates", b"templates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTemplatesResponse: _TypeAlias = ListTemplatesResponse  # noqa: Y015
+
+@_typing.final
+class Template(_message.Message):
+    """A template a desktop is cloned from, as the catalog describes it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    OS_FIELD_NUMBER: _builtins.int
+    SIZES_FIELD_NUMBER: _builtins.int
+    DEFAULT_SIZE_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The name a create gives (`CreateSessionRequest.template`)."""
+    title: _builtins.str
+    """As people see it, and what it is for."""
+    description: _builtins.str
+    os: _builtins.str
+    """The operating system it carries ("Debian 12")."""
+    default_size: _builtins.str
+    """The size of a create that names none."""
+    @_builtins.property
+    def sizes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Size]:
+        """Its sizes, smallest first."""
+
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The groups it is for (empty: everyone); administrators may use all."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        os: _builtins.str = ...,
+        sizes: _abc.Iterable[Global___Size] | None = ...,
+        default_size: _builtins.str = ...,
+        groups: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_size", b"default_size", "description", b"description", "groups", b"groups", "name", b"name", "os", b"os", "sizes", b"sizes", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Template: _TypeAlias = Template  # noqa: Y015
+
+@_typing.final
+class Size(_message.Message):
+    """A named preset of a desktop's resources."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CORES_FIELD_NUMBER: _builtins.int
+    MEMORY_MB_FIELD_NUMBER: _builtins.int
+    DISK_GB_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The name a create gives (`CreateSessionRequest.size`)."""
+    cores: _builtins.int
+    memory_mb: _builtins.int
+    disk_gb: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        cores: _builtins.int = ...,
+        memory_mb: _builtins.int = ...,
+        disk_gb: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cores", b"cores", "disk_gb", b"disk_gb", "memory_mb", b"memory_mb", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Size: _TypeAlias = Size  # noqa: Y015
+
+@_typing.final
 class ListNodesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -633,6 +760,7 @@ class CreateSessionRequest(_message.Message):
     SESSION_PASSWORD_FIELD_NUMBER: _builtins.int
     TEMPLATE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
     username: _builtins.str
     """The user the desktop is for (an AD sAMAccountName: 1-20 characters, none
     of "/\\[]:;|=,+*?<>@ and no control characters). Empty means the caller
@@ -661,6 +789,13 @@ class CreateSessionRequest(_message.Message):
     the existing session's events from the start. Reusing it for a
     different user or template is INVALID_ARGUMENT.
     """
+    size: _builtins.str
+    """Optional size of the desktop, one of the template's
+    (`ListTemplates`); empty means the template's default. An unknown
+    template or size is INVALID_ARGUMENT naming the choices; a template
+    that is not for the caller's groups is PERMISSION_DENIED. A warm pool's
+    desktops are the default size: another size is built from nothing.
+    """
     def __init__(
         self,
         *,
@@ -669,10 +804,11 @@ class CreateSessionRequest(_message.Message):
         session_password: _builtins.str = ...,
         template: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        size: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "session_password", b"session_password", "session_user", b"session_user", "template", b"template", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "session_password", b"session_password", "session_user", b"session_user", "size", b"size", "template", b"template", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -830,6 +966,7 @@ class Session(_message.Message):
     ACTIVITY_FIELD_NUMBER: _builtins.int
     POOL_FIELD_NUMBER: _builtins.int
     NODE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id (a UUID)."""
     username: _builtins.str
@@ -883,6 +1020,12 @@ class Session(_message.Message):
         destroy the desktop; set once the session is READY.
         """
 
+    @_builtins.property
+    def size(self) -> Global___Size:
+        """Its size (empty for a session an older server made: the server's
+        `[vm]` size).
+        """
+
     def __init__(
         self,
         *,
@@ -904,10 +1047,11 @@ class Session(_message.Message):
         activity: Global___Activity | None = ...,
         pool: _builtins.str = ...,
         node: _builtins.str = ...,
+        size: Global___Size | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "ready_at", b"ready_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "ready_at", b"ready_at", "size", b"size", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "id", b"id", "node", b"node", "pool", b"pool", "rdp_host", b"rdp_host", "rdp_port", b"rdp_port", "ready_at", b"ready_at", "session_user", b"session_user", "ssh_host", b"ssh_host", "ssh_port", b"ssh_port", "state", b"state", "template", b"template", "updated_at", b"updated_at", "username", b"username", "vm_id", b"vm_id", "vm_name", b"vm_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "id", b"id", "node", b"node", "pool", b"pool", "rdp_host", b"rdp_host", "rdp_port", b"rdp_port", "ready_at", b"ready_at", "session_user", b"session_user", "size", b"size", "ssh_host", b"ssh_host", "ssh_port", b"ssh_port", "state", b"state", "template", b"template", "updated_at", b"updated_at", "username", b"username", "vm_id", b"vm_id", "vm_name", b"vm_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -95,6 +95,11 @@ class DesktopServiceStub:
                 request_serializer=daas_dot_v1_dot_desktop__pb2.ResumeNodeRequest.SerializeToString,
                 response_deserializer=daas_dot_v1_dot_desktop__pb2.Node.FromString,
                 _registered_method=True)
+        self.ListTemplates = channel.unary_unary(
+                '/daas.v1.DesktopService/ListTemplates',
+                request_serializer=daas_dot_v1_dot_desktop__pb2.ListTemplatesRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_desktop__pb2.ListTemplatesResponse.FromString,
+                _registered_method=True)
 
 
 class DesktopServiceServicer:
@@ -212,6 +217,14 @@ class DesktopServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTemplates(self, request, context):
+        """Lists the templates the caller may create desktops of, by name, with
+        their sizes (the catalog: `[templates.NAME]` in the server's config).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DesktopServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -269,6 +282,11 @@ def add_DesktopServiceServicer_to_server(servicer, server):
                     servicer.ResumeNode,
                     request_deserializer=daas_dot_v1_dot_desktop__pb2.ResumeNodeRequest.FromString,
                     response_serializer=daas_dot_v1_dot_desktop__pb2.Node.SerializeToString,
+            ),
+            'ListTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTemplates,
+                    request_deserializer=daas_dot_v1_dot_desktop__pb2.ListTemplatesRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_desktop__pb2.ListTemplatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -574,6 +592,33 @@ class DesktopService:
             '/daas.v1.DesktopService/ResumeNode',
             daas_dot_v1_dot_desktop__pb2.ResumeNodeRequest.SerializeToString,
             daas_dot_v1_dot_desktop__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.DesktopService/ListTemplates',
+            daas_dot_v1_dot_desktop__pb2.ListTemplatesRequest.SerializeToString,
+            daas_dot_v1_dot_desktop__pb2.ListTemplatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

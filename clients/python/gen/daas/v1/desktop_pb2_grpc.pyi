@@ -105,6 +105,10 @@ class DesktopServiceStub:
     """Ends a node's drain: it takes new desktops again. Idempotent. Errors as
     DrainNode's.
     """
+    ListTemplates: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.ListTemplatesRequest, _desktop_pb2.ListTemplatesResponse]
+    """Lists the templates the caller may create desktops of, by name, with
+    their sizes (the catalog: `[templates.NAME]` in the server's config).
+    """
 
 @_typing.type_check_only
 class DesktopServiceAsyncStub(DesktopServiceStub):
@@ -178,6 +182,10 @@ class DesktopServiceAsyncStub(DesktopServiceStub):
     ResumeNode: _aio.UnaryUnaryMultiCallable[_desktop_pb2.ResumeNodeRequest, _desktop_pb2.Node]  # type: ignore[assignment]
     """Ends a node's drain: it takes new desktops again. Idempotent. Errors as
     DrainNode's.
+    """
+    ListTemplates: _aio.UnaryUnaryMultiCallable[_desktop_pb2.ListTemplatesRequest, _desktop_pb2.ListTemplatesResponse]  # type: ignore[assignment]
+    """Lists the templates the caller may create desktops of, by name, with
+    their sizes (the catalog: `[templates.NAME]` in the server's config).
     """
 
 class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -315,6 +323,16 @@ class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_desktop_pb2.Node, _abc.Awaitable[_desktop_pb2.Node]]:
         """Ends a node's drain: it takes new desktops again. Idempotent. Errors as
         DrainNode's.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTemplates(
+        self,
+        request: _desktop_pb2.ListTemplatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_desktop_pb2.ListTemplatesResponse, _abc.Awaitable[_desktop_pb2.ListTemplatesResponse]]:
+        """Lists the templates the caller may create desktops of, by name, with
+        their sizes (the catalog: `[templates.NAME]` in the server's config).
         """
 
 def add_DesktopServiceServicer_to_server(servicer: DesktopServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

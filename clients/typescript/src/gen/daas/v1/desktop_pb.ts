@@ -17,7 +17,151 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file daas/v1/desktop.proto.
  */
 export const file_daas_v1_desktop: GenFile = /*@__PURE__*/
-  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEiEgoQTGlzdE5vZGVzUmVxdWVzdCIxChFMaXN0Tm9kZXNSZXNwb25zZRIcCgVub2RlcxgBIAMoCzINLmRhYXMudjEuTm9kZSIgChBEcmFpbk5vZGVSZXF1ZXN0EgwKBG5hbWUYASABKAkiIQoRUmVzdW1lTm9kZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSLrAwoETm9kZRIMCgRuYW1lGAEgASgJEiEKBXN0YXRlGAIgASgOMhIuZGFhcy52MS5Ob2RlU3RhdGUSDwoHZHJhaW5lZBgDIAEoCBIOCgZsaXN0ZWQYBCABKAgSKwoHc2Vlbl9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEY3B1cxgGIAEoDRIRCgltZW1vcnlfbWIYByABKAQSFgoOdXNlZF9tZW1vcnlfbWIYCCABKAQSHAoUY29uZmlndXJlZF9tZW1vcnlfbWIYCSABKAQSGAoQY29uZmlndXJlZF9jb3JlcxgKIAEoDRIRCgl0ZW1wbGF0ZXMYCyADKAkSEAoIZGVza3RvcHMYDCABKA0SFQoNcG9vbF9kZXNrdG9wcxgNIAEoDRIOCgZjbG9uZXMYDiABKA0SMQoNb2ZmbGluZV9zaW5jZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPAoQdGVtcGxhdGVfc3RvcmFnZRgQIAMoCzIiLmRhYXMudjEuTm9kZS5UZW1wbGF0ZVN0b3JhZ2VFbnRyeRo2ChRUZW1wbGF0ZVN0b3JhZ2VFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIooBChBMaXN0QXVkaXRSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgEIAEoDRISCgpwYWdlX3Rva2VuGAUgASgJIlIKEUxpc3RBdWRpdFJlc3BvbnNlEiQKB2VudHJpZXMYASADKAsyEy5kYWFzLnYxLkF1ZGl0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIswBCgpBdWRpdEVudHJ5EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAIgASgJEg8KB3N1YmplY3QYAyABKAkSEwoLZmluZ2VycHJpbnQYBCABKAkSDAoEcGVlchgFIAEoCRIOCgZhY3Rpb24YBiABKAkSEgoKc2Vzc2lvbl9pZBgHIAEoCRINCgVvd25lchgIIAEoCRIOCgZyZXN1bHQYCSABKAkSDgoGZGV0YWlsGAogASgJIhIKEExpc3RQb29sc1JlcXVlc3QiMQoRTGlzdFBvb2xzUmVzcG9uc2USHAoFcG9vbHMYASADKAsyDS5kYWFzLnYxLlBvb2wiHgoOR2V0UG9vbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSKyAgoEUG9vbBIMCgRuYW1lGAEgASgJEhAKCHRlbXBsYXRlGAIgASgJEg8KB2Rlc2lyZWQYAyABKA0SDQoFcmVhZHkYBCABKA0SFAoMcHJvdmlzaW9uaW5nGAUgASgNEhUKDWNsYWltZWRfdG9kYXkYBiABKA0SEAoIZmFpbHVyZXMYByABKA0SNAoQcmVzdHJhaW5lZF91bnRpbBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbGFzdF9mYWlsdXJlGAkgASgJEjMKEG9sZGVzdF9yZWFkeV9hZ2UYCiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKgoHbWF4X2FnZRgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJ+ChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIUCgxzZXNzaW9uX3VzZXIYAiABKAkSGAoQc2Vzc2lvbl9wYXNzd29yZBgDIAEoCRIQCgh0ZW1wbGF0ZRgEIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJIkEKE1dhdGNoU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoBCInChFHZXRTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJInQKE0xpc3RTZXNzaW9uc1JlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSJAoFc3RhdGUYAiABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJTChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIiCghzZXNzaW9ucxgBIAMoCzIQLmRhYXMudjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKwoVRGVzdHJveVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkizwMKB1Nlc3Npb24SCgoCaWQYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSFAoMc2Vzc2lvbl91c2VyGAMgASgJEhAKCHRlbXBsYXRlGAQgASgJEiQKBXN0YXRlGAUgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSDwoHdm1fbmFtZRgGIAEoCRINCgV2bV9pZBgHIAEoCRIQCghyZHBfaG9zdBgIIAEoCRIQCghyZHBfcG9ydBgJIAEoDRIQCghzc2hfaG9zdBgKIAEoCRIQCghzc2hfcG9ydBgLIAEoDRIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghyZWFkeV9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoHZmFpbHVyZRgPIAEoCzIQLmRhYXMudjEuRmFpbHVyZRIjCghhY3Rpdml0eRgQIAEoCzIRLmRhYXMudjEuQWN0aXZpdHkSDAoEcG9vbBgRIAEoCRIMCgRub2RlGBIgASgJIu4BCghBY3Rpdml0eRIyCg5sYXN0X3JlcG9ydF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNbGFzdF9pbnB1dF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmRwX2NsaWVudHMYAyABKA0SDQoFdXNlcnMYBCADKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIrCgdyZWFwX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZWFwX3JlYXNvbhgHIAEoCSI/CgdGYWlsdXJlEiQKBXN0YWdlGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSDgoGcmVhc29uGAIgASgJIuQCCgxTZXNzaW9uRXZlbnQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIkCgVzdGF0ZRgEIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEjAKDXN0YWdlX2VsYXBzZWQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoMc3RhZ2VfY2hhbmdlGAYgASgLMhQuZGFhcy52MS5TdGFnZUNoYW5nZUgAEiUKBm91dHB1dBgHIAEoCzITLmRhYXMudjEuT3V0cHV0TGluZUgAEiwKDGlkbGVfd2FybmluZxgJIAEoCzIULmRhYXMudjEuSWRsZVdhcm5pbmdIABIhCgdzZXNzaW9uGAggASgLMhAuZGFhcy52MS5TZXNzaW9uQgYKBGtpbmQiSgoLSWRsZVdhcm5pbmcSKwoHcmVhcF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAIgASgJIn0KC1N0YWdlQ2hhbmdlEicKCHByZXZpb3VzGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSNAoRcHJldmlvdXNfZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHbWVzc2FnZRgDIAEoCSJeCgpPdXRwdXRMaW5lEhsKBHRvb2wYASABKA4yDS5kYWFzLnYxLlRvb2wSJQoGc3RyZWFtGAIgASgOMhUuZGFhcy52MS5PdXRwdXRTdHJlYW0SDAoEdGV4dBgDIAEoCSpyCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhUKEU5PREVfU1RBVEVfT05MSU5FEAESFgoSTk9ERV9TVEFURV9PRkZMSU5FEAISGgoWTk9ERV9TVEFURV9NQUlOVEVOQU5DRRADKqcCCgxTZXNzaW9uU3RhdGUSHQoZU0VTU0lPTl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFFNFU1NJT05fU1RBVEVfUVVFVUVEEAESHgoaU0VTU0lPTl9TVEFURV9QUk9WSVNJT05JTkcQAhIZChVTRVNTSU9OX1NUQVRFX0JPT1RJTkcQAxIdChlTRVNTSU9OX1NUQVRFX0NPTkZJR1VSSU5HEAQSFwoTU0VTU0lPTl9TVEFURV9SRUFEWRAFEhgKFFNFU1NJT05fU1RBVEVfRkFJTEVEEAYSHAoYU0VTU0lPTl9TVEFURV9ERVNUUk9ZSU5HEAcSGwoXU0VTU0lPTl9TVEFURV9ERVNUUk9ZRUQQCBIWChJTRVNTSU9OX1NUQVRFX0xPU1QQCSpQCgRUb29sEhQKEFRPT0xfVU5TUEVDSUZJRUQQABISCg5UT09MX1RFUlJBRk9STRABEgwKCFRPT0xfU1NIEAISEAoMVE9PTF9BTlNJQkxFEAMqYQoMT3V0cHV0U3RyZWFtEh0KGU9VVFBVVF9TVFJFQU1fVU5TUEVDSUZJRUQQABIYChRPVVRQVVRfU1RSRUFNX1NURE9VVBABEhgKFE9VVFBVVF9TVFJFQU1fU1RERVJSEAIy3AUKDkRlc2t0b3BTZXJ2aWNlEkcKDUNyZWF0ZVNlc3Npb24SHS5kYWFzLnYxLkNyZWF0ZVNlc3Npb25SZXF1ZXN0GhUuZGFhcy52MS5TZXNzaW9uRXZlbnQwARJFCgxXYXRjaFNlc3Npb24SHC5kYWFzLnYxLldhdGNoU2Vzc2lvblJlcXVlc3QaFS5kYWFzLnYxLlNlc3Npb25FdmVudDABEjoKCkdldFNlc3Npb24SGi5kYWFzLnYxLkdldFNlc3Npb25SZXF1ZXN0GhAuZGFhcy52MS5TZXNzaW9uEksKDExpc3RTZXNzaW9ucxIcLmRhYXMudjEuTGlzdFNlc3Npb25zUmVxdWVzdBodLmRhYXMudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USQgoORGVzdHJveVNlc3Npb24SHi5kYWFzLnYxLkRlc3Ryb3lTZXNzaW9uUmVxdWVzdBoQLmRhYXMudjEuU2Vzc2lvbhJCCglMaXN0UG9vbHMSGS5kYWFzLnYxLkxpc3RQb29sc1JlcXVlc3QaGi5kYWFzLnYxLkxpc3RQb29sc1Jlc3BvbnNlEjEKB0dldFBvb2wSFy5kYWFzLnYxLkdldFBvb2xSZXF1ZXN0Gg0uZGFhcy52MS5Qb29sEkIKCUxpc3RBdWRpdBIZLmRhYXMudjEuTGlzdEF1ZGl0UmVxdWVzdBoaLmRhYXMudjEuTGlzdEF1ZGl0UmVzcG9uc2USQgoJTGlzdE5vZGVzEhkuZGFhcy52MS5MaXN0Tm9kZXNSZXF1ZXN0GhouZGFhcy52MS5MaXN0Tm9kZXNSZXNwb25zZRI1CglEcmFpbk5vZGUSGS5kYWFzLnYxLkRyYWluTm9kZVJlcXVlc3QaDS5kYWFzLnYxLk5vZGUSNwoKUmVzdW1lTm9kZRIaLmRhYXMudjEuUmVzdW1lTm9kZVJlcXVlc3QaDS5kYWFzLnYxLk5vZGViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEiFgoUTGlzdFRlbXBsYXRlc1JlcXVlc3QiZQoVTGlzdFRlbXBsYXRlc1Jlc3BvbnNlEiQKCXRlbXBsYXRlcxgBIAMoCzIRLmRhYXMudjEuVGVtcGxhdGUSGAoQZGVmYXVsdF90ZW1wbGF0ZRgCIAEoCRIMCgRvcGVuGAMgASgIIowBCghUZW1wbGF0ZRIMCgRuYW1lGAEgASgJEg0KBXRpdGxlGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEgoKAm9zGAQgASgJEhwKBXNpemVzGAUgAygLMg0uZGFhcy52MS5TaXplEhQKDGRlZmF1bHRfc2l6ZRgGIAEoCRIOCgZncm91cHMYByADKAkiRwoEU2l6ZRIMCgRuYW1lGAEgASgJEg0KBWNvcmVzGAIgASgNEhEKCW1lbW9yeV9tYhgDIAEoBBIPCgdkaXNrX2diGAQgASgNIhIKEExpc3ROb2Rlc1JlcXVlc3QiMQoRTGlzdE5vZGVzUmVzcG9uc2USHAoFbm9kZXMYASADKAsyDS5kYWFzLnYxLk5vZGUiIAoQRHJhaW5Ob2RlUmVxdWVzdBIMCgRuYW1lGAEgASgJIiEKEVJlc3VtZU5vZGVSZXF1ZXN0EgwKBG5hbWUYASABKAki6wMKBE5vZGUSDAoEbmFtZRgBIAEoCRIhCgVzdGF0ZRgCIAEoDjISLmRhYXMudjEuTm9kZVN0YXRlEg8KB2RyYWluZWQYAyABKAgSDgoGbGlzdGVkGAQgASgIEisKB3NlZW5fYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGNwdXMYBiABKA0SEQoJbWVtb3J5X21iGAcgASgEEhYKDnVzZWRfbWVtb3J5X21iGAggASgEEhwKFGNvbmZpZ3VyZWRfbWVtb3J5X21iGAkgASgEEhgKEGNvbmZpZ3VyZWRfY29yZXMYCiABKA0SEQoJdGVtcGxhdGVzGAsgAygJEhAKCGRlc2t0b3BzGAwgASgNEhUKDXBvb2xfZGVza3RvcHMYDSABKA0SDgoGY2xvbmVzGA4gASgNEjEKDW9mZmxpbmVfc2luY2UYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKEHRlbXBsYXRlX3N0b3JhZ2UYECADKAsyIi5kYWFzLnYxLk5vZGUuVGVtcGxhdGVTdG9yYWdlRW50cnkaNgoUVGVtcGxhdGVTdG9yYWdlRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKKAQoQTGlzdEF1ZGl0UmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEikKBXNpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCSJSChFMaXN0QXVkaXRSZXNwb25zZRIkCgdlbnRyaWVzGAEgAygLMhMuZGFhcy52MS5BdWRpdEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLMAQoKQXVkaXRFbnRyeRIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgCIAEoCRIPCgdzdWJqZWN0GAMgASgJEhMKC2ZpbmdlcnByaW50GAQgASgJEgwKBHBlZXIYBSABKAkSDgoGYWN0aW9uGAYgASgJEhIKCnNlc3Npb25faWQYByABKAkSDQoFb3duZXIYCCABKAkSDgoGcmVzdWx0GAkgASgJEg4KBmRldGFpbBgKIAEoCSISChBMaXN0UG9vbHNSZXF1ZXN0IjEKEUxpc3RQb29sc1Jlc3BvbnNlEhwKBXBvb2xzGAEgAygLMg0uZGFhcy52MS5Qb29sIh4KDkdldFBvb2xSZXF1ZXN0EgwKBG5hbWUYASABKAkisgIKBFBvb2wSDAoEbmFtZRgBIAEoCRIQCgh0ZW1wbGF0ZRgCIAEoCRIPCgdkZXNpcmVkGAMgASgNEg0KBXJlYWR5GAQgASgNEhQKDHByb3Zpc2lvbmluZxgFIAEoDRIVCg1jbGFpbWVkX3RvZGF5GAYgASgNEhAKCGZhaWx1cmVzGAcgASgNEjQKEHJlc3RyYWluZWRfdW50aWwYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGxhc3RfZmFpbHVyZRgJIAEoCRIzChBvbGRlc3RfcmVhZHlfYWdlGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKB21heF9hZ2UYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ijAEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhQKDHNlc3Npb25fdXNlchgCIAEoCRIYChBzZXNzaW9uX3Bhc3N3b3JkGAMgASgJEhAKCHRlbXBsYXRlGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkSDAoEc2l6ZRgGIAEoCSJBChNXYXRjaFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQiJwoRR2V0U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSJ0ChNMaXN0U2Vzc2lvbnNSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEiQKBXN0YXRlGAIgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiUwoUTGlzdFNlc3Npb25zUmVzcG9uc2USIgoIc2Vzc2lvbnMYASADKAsyEC5kYWFzLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIisKFURlc3Ryb3lTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIuwDCgdTZXNzaW9uEgoKAmlkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEhQKDHNlc3Npb25fdXNlchgDIAEoCRIQCgh0ZW1wbGF0ZRgEIAEoCRIkCgVzdGF0ZRgFIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEg8KB3ZtX25hbWUYBiABKAkSDQoFdm1faWQYByABKAkSEAoIcmRwX2hvc3QYCCABKAkSEAoIcmRwX3BvcnQYCSABKA0SEAoIc3NoX2hvc3QYCiABKAkSEAoIc3NoX3BvcnQYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIcmVhZHlfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKB2ZhaWx1cmUYDyABKAsyEC5kYWFzLnYxLkZhaWx1cmUSIwoIYWN0aXZpdHkYECABKAsyES5kYWFzLnYxLkFjdGl2aXR5EgwKBHBvb2wYESABKAkSDAoEbm9kZRgSIAEoCRIbCgRzaXplGBMgASgLMg0uZGFhcy52MS5TaXplIu4BCghBY3Rpdml0eRIyCg5sYXN0X3JlcG9ydF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNbGFzdF9pbnB1dF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmRwX2NsaWVudHMYAyABKA0SDQoFdXNlcnMYBCADKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIrCgdyZWFwX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZWFwX3JlYXNvbhgHIAEoCSI/CgdGYWlsdXJlEiQKBXN0YWdlGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSDgoGcmVhc29uGAIgASgJIuQCCgxTZXNzaW9uRXZlbnQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIkCgVzdGF0ZRgEIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEjAKDXN0YWdlX2VsYXBzZWQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoMc3RhZ2VfY2hhbmdlGAYgASgLMhQuZGFhcy52MS5TdGFnZUNoYW5nZUgAEiUKBm91dHB1dBgHIAEoCzITLmRhYXMudjEuT3V0cHV0TGluZUgAEiwKDGlkbGVfd2FybmluZxgJIAEoCzIULmRhYXMudjEuSWRsZVdhcm5pbmdIABIhCgdzZXNzaW9uGAggASgLMhAuZGFhcy52MS5TZXNzaW9uQgYKBGtpbmQiSgoLSWRsZVdhcm5pbmcSKwoHcmVhcF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAIgASgJIn0KC1N0YWdlQ2hhbmdlEicKCHByZXZpb3VzGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSNAoRcHJldmlvdXNfZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHbWVzc2FnZRgDIAEoCSJeCgpPdXRwdXRMaW5lEhsKBHRvb2wYASABKA4yDS5kYWFzLnYxLlRvb2wSJQoGc3RyZWFtGAIgASgOMhUuZGFhcy52MS5PdXRwdXRTdHJlYW0SDAoEdGV4dBgDIAEoCSpyCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhUKEU5PREVfU1RBVEVfT05MSU5FEAESFgoSTk9ERV9TVEFURV9PRkZMSU5FEAISGgoWTk9ERV9TVEFURV9NQUlOVEVOQU5DRRADKqcCCgxTZXNzaW9uU3RhdGUSHQoZU0VTU0lPTl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFFNFU1NJT05fU1RBVEVfUVVFVUVEEAESHgoaU0VTU0lPTl9TVEFURV9QUk9WSVNJT05JTkcQAhIZChVTRVNTSU9OX1NUQVRFX0JPT1RJTkcQAxIdChlTRVNTSU9OX1NUQVRFX0NPTkZJR1VSSU5HEAQSFwoTU0VTU0lPTl9TVEFURV9SRUFEWRAFEhgKFFNFU1NJT05fU1RBVEVfRkFJTEVEEAYSHAoYU0VTU0lPTl9TVEFURV9ERVNUUk9ZSU5HEAcSGwoXU0VTU0lPTl9TVEFURV9ERVNUUk9ZRUQQCBIWChJTRVNTSU9OX1NUQVRFX0xPU1QQCSpQCgRUb29sEhQKEFRPT0xfVU5TUEVDSUZJRUQQABISCg5UT09MX1RFUlJBRk9STRABEgwKCFRPT0xfU1NIEAISEAoMVE9PTF9BTlNJQkxFEAMqYQoMT3V0cHV0U3RyZWFtEh0KGU9VVFBVVF9TVFJFQU1fVU5TUEVDSUZJRUQQABIYChRPVVRQVVRfU1RSRUFNX1NURE9VVBABEhgKFE9VVFBVVF9TVFJFQU1fU1RERVJSEAIyrAYKDkRlc2t0b3BTZXJ2aWNlEkcKDUNyZWF0ZVNlc3Npb24SHS5kYWFzLnYxLkNyZWF0ZVNlc3Npb25SZXF1ZXN0GhUuZGFhcy52MS5TZXNzaW9uRXZlbnQwARJFCgxXYXRjaFNlc3Npb24SHC5kYWFzLnYxLldhdGNoU2Vzc2lvblJlcXVlc3QaFS5kYWFzLnYxLlNlc3Npb25FdmVudDABEjoKCkdldFNlc3Npb24SGi5kYWFzLnYxLkdldFNlc3Npb25SZXF1ZXN0GhAuZGFhcy52MS5TZXNzaW9uEksKDExpc3RTZXNzaW9ucxIcLmRhYXMudjEuTGlzdFNlc3Npb25zUmVxdWVzdBodLmRhYXMudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USQgoORGVzdHJveVNlc3Npb24SHi5kYWFzLnYxLkRlc3Ryb3lTZXNzaW9uUmVxdWVzdBoQLmRhYXMudjEuU2Vzc2lvbhJCCglMaXN0UG9vbHMSGS5kYWFzLnYxLkxpc3RQb29sc1JlcXVlc3QaGi5kYWFzLnYxLkxpc3RQb29sc1Jlc3BvbnNlEjEKB0dldFBvb2wSFy5kYWFzLnYxLkdldFBvb2xSZXF1ZXN0Gg0uZGFhcy52MS5Qb29sEkIKCUxpc3RBdWRpdBIZLmRhYXMudjEuTGlzdEF1ZGl0UmVxdWVzdBoaLmRhYXMudjEuTGlzdEF1ZGl0UmVzcG9uc2USQgoJTGlzdE5vZGVzEhkuZGFhcy52MS5MaXN0Tm9kZXNSZXF1ZXN0GhouZGFhcy52MS5MaXN0Tm9kZXNSZXNwb25zZRI1CglEcmFpbk5vZGUSGS5kYWFzLnYxLkRyYWluTm9kZVJlcXVlc3QaDS5kYWFzLnYxLk5vZGUSNwoKUmVzdW1lTm9kZRIaLmRhYXMudjEuUmVzdW1lTm9kZVJlcXVlc3QaDS5kYWFzLnYxLk5vZGUSTgoNTGlzdFRlbXBsYXRlcxIdLmRhYXMudjEuTGlzdFRlbXBsYXRlc1JlcXVlc3QaHi5kYWFzLnYxLkxpc3RUZW1wbGF0ZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message daas.v1.ListTemplatesRequest
+ */
+export type ListTemplatesRequest = Message<"daas.v1.ListTemplatesRequest"> & {
+};
+
+/**
+ * Describes the message daas.v1.ListTemplatesRequest.
+ * Use `create(ListTemplatesRequestSchema)` to create a new message.
+ */
+export const ListTemplatesRequestSchema: GenMessage<ListTemplatesRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 0);
+
+/**
+ * @generated from message daas.v1.ListTemplatesResponse
+ */
+export type ListTemplatesResponse = Message<"daas.v1.ListTemplatesResponse"> & {
+  /**
+   * What the caller may use, by name.
+   *
+   * @generated from field: repeated daas.v1.Template templates = 1;
+   */
+  templates: Template[];
+
+  /**
+   * The template of a create that names none.
+   *
+   * @generated from field: string default_template = 2;
+   */
+  defaultTemplate: string;
+
+  /**
+   * True when the server has no catalog: a create may name any template
+   * the module knows, in the one size listed.
+   *
+   * @generated from field: bool open = 3;
+   */
+  open: boolean;
+};
+
+/**
+ * Describes the message daas.v1.ListTemplatesResponse.
+ * Use `create(ListTemplatesResponseSchema)` to create a new message.
+ */
+export const ListTemplatesResponseSchema: GenMessage<ListTemplatesResponse> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 1);
+
+/**
+ * A template a desktop is cloned from, as the catalog describes it.
+ *
+ * @generated from message daas.v1.Template
+ */
+export type Template = Message<"daas.v1.Template"> & {
+  /**
+   * The name a create gives (`CreateSessionRequest.template`).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * As people see it, and what it is for.
+   *
+   * @generated from field: string title = 2;
+   */
+  title: string;
+
+  /**
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * The operating system it carries ("Debian 12").
+   *
+   * @generated from field: string os = 4;
+   */
+  os: string;
+
+  /**
+   * Its sizes, smallest first.
+   *
+   * @generated from field: repeated daas.v1.Size sizes = 5;
+   */
+  sizes: Size[];
+
+  /**
+   * The size of a create that names none.
+   *
+   * @generated from field: string default_size = 6;
+   */
+  defaultSize: string;
+
+  /**
+   * The groups it is for (empty: everyone); administrators may use all.
+   *
+   * @generated from field: repeated string groups = 7;
+   */
+  groups: string[];
+};
+
+/**
+ * Describes the message daas.v1.Template.
+ * Use `create(TemplateSchema)` to create a new message.
+ */
+export const TemplateSchema: GenMessage<Template> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 2);
+
+/**
+ * A named preset of a desktop's resources.
+ *
+ * @generated from message daas.v1.Size
+ */
+export type Size = Message<"daas.v1.Size"> & {
+  /**
+   * The name a create gives (`CreateSessionRequest.size`).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: uint32 cores = 2;
+   */
+  cores: number;
+
+  /**
+   * @generated from field: uint64 memory_mb = 3;
+   */
+  memoryMb: bigint;
+
+  /**
+   * @generated from field: uint32 disk_gb = 4;
+   */
+  diskGb: number;
+};
+
+/**
+ * Describes the message daas.v1.Size.
+ * Use `create(SizeSchema)` to create a new message.
+ */
+export const SizeSchema: GenMessage<Size> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 3);
 
 /**
  * @generated from message daas.v1.ListNodesRequest
@@ -30,7 +174,7 @@ export type ListNodesRequest = Message<"daas.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 0);
+  messageDesc(file_daas_v1_desktop, 4);
 
 /**
  * @generated from message daas.v1.ListNodesResponse
@@ -49,7 +193,7 @@ export type ListNodesResponse = Message<"daas.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 1);
+  messageDesc(file_daas_v1_desktop, 5);
 
 /**
  * @generated from message daas.v1.DrainNodeRequest
@@ -68,7 +212,7 @@ export type DrainNodeRequest = Message<"daas.v1.DrainNodeRequest"> & {
  * Use `create(DrainNodeRequestSchema)` to create a new message.
  */
 export const DrainNodeRequestSchema: GenMessage<DrainNodeRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 2);
+  messageDesc(file_daas_v1_desktop, 6);
 
 /**
  * @generated from message daas.v1.ResumeNodeRequest
@@ -87,7 +231,7 @@ export type ResumeNodeRequest = Message<"daas.v1.ResumeNodeRequest"> & {
  * Use `create(ResumeNodeRequestSchema)` to create a new message.
  */
 export const ResumeNodeRequestSchema: GenMessage<ResumeNodeRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 3);
+  messageDesc(file_daas_v1_desktop, 7);
 
 /**
  * A node of the cluster and what the server placed on it.
@@ -207,7 +351,7 @@ export type Node = Message<"daas.v1.Node"> & {
  * Use `create(NodeSchema)` to create a new message.
  */
 export const NodeSchema: GenMessage<Node> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 4);
+  messageDesc(file_daas_v1_desktop, 8);
 
 /**
  * @generated from message daas.v1.ListAuditRequest
@@ -255,7 +399,7 @@ export type ListAuditRequest = Message<"daas.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 5);
+  messageDesc(file_daas_v1_desktop, 9);
 
 /**
  * @generated from message daas.v1.ListAuditResponse
@@ -281,7 +425,7 @@ export type ListAuditResponse = Message<"daas.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 6);
+  messageDesc(file_daas_v1_desktop, 10);
 
 /**
  * One thing done, or refused, and by whom.
@@ -367,7 +511,7 @@ export type AuditEntry = Message<"daas.v1.AuditEntry"> & {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 7);
+  messageDesc(file_daas_v1_desktop, 11);
 
 /**
  * @generated from message daas.v1.ListPoolsRequest
@@ -380,7 +524,7 @@ export type ListPoolsRequest = Message<"daas.v1.ListPoolsRequest"> & {
  * Use `create(ListPoolsRequestSchema)` to create a new message.
  */
 export const ListPoolsRequestSchema: GenMessage<ListPoolsRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 8);
+  messageDesc(file_daas_v1_desktop, 12);
 
 /**
  * @generated from message daas.v1.ListPoolsResponse
@@ -399,7 +543,7 @@ export type ListPoolsResponse = Message<"daas.v1.ListPoolsResponse"> & {
  * Use `create(ListPoolsResponseSchema)` to create a new message.
  */
 export const ListPoolsResponseSchema: GenMessage<ListPoolsResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 9);
+  messageDesc(file_daas_v1_desktop, 13);
 
 /**
  * @generated from message daas.v1.GetPoolRequest
@@ -418,7 +562,7 @@ export type GetPoolRequest = Message<"daas.v1.GetPoolRequest"> & {
  * Use `create(GetPoolRequestSchema)` to create a new message.
  */
 export const GetPoolRequestSchema: GenMessage<GetPoolRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 10);
+  messageDesc(file_daas_v1_desktop, 14);
 
 /**
  * A warm pool: desktops of one template built ahead of time, up to the
@@ -512,7 +656,7 @@ export type Pool = Message<"daas.v1.Pool"> & {
  * Use `create(PoolSchema)` to create a new message.
  */
 export const PoolSchema: GenMessage<Pool> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 11);
+  messageDesc(file_daas_v1_desktop, 15);
 
 /**
  * @generated from message daas.v1.CreateSessionRequest
@@ -566,6 +710,17 @@ export type CreateSessionRequest = Message<"daas.v1.CreateSessionRequest"> & {
    * @generated from field: string request_id = 5;
    */
   requestId: string;
+
+  /**
+   * Optional size of the desktop, one of the template's
+   * (`ListTemplates`); empty means the template's default. An unknown
+   * template or size is INVALID_ARGUMENT naming the choices; a template
+   * that is not for the caller's groups is PERMISSION_DENIED. A warm pool's
+   * desktops are the default size: another size is built from nothing.
+   *
+   * @generated from field: string size = 6;
+   */
+  size: string;
 };
 
 /**
@@ -573,7 +728,7 @@ export type CreateSessionRequest = Message<"daas.v1.CreateSessionRequest"> & {
  * Use `create(CreateSessionRequestSchema)` to create a new message.
  */
 export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 12);
+  messageDesc(file_daas_v1_desktop, 16);
 
 /**
  * @generated from message daas.v1.WatchSessionRequest
@@ -600,7 +755,7 @@ export type WatchSessionRequest = Message<"daas.v1.WatchSessionRequest"> & {
  * Use `create(WatchSessionRequestSchema)` to create a new message.
  */
 export const WatchSessionRequestSchema: GenMessage<WatchSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 13);
+  messageDesc(file_daas_v1_desktop, 17);
 
 /**
  * @generated from message daas.v1.GetSessionRequest
@@ -619,7 +774,7 @@ export type GetSessionRequest = Message<"daas.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 14);
+  messageDesc(file_daas_v1_desktop, 18);
 
 /**
  * @generated from message daas.v1.ListSessionsRequest
@@ -661,7 +816,7 @@ export type ListSessionsRequest = Message<"daas.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 15);
+  messageDesc(file_daas_v1_desktop, 19);
 
 /**
  * @generated from message daas.v1.ListSessionsResponse
@@ -687,7 +842,7 @@ export type ListSessionsResponse = Message<"daas.v1.ListSessionsResponse"> & {
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 16);
+  messageDesc(file_daas_v1_desktop, 20);
 
 /**
  * @generated from message daas.v1.DestroySessionRequest
@@ -706,7 +861,7 @@ export type DestroySessionRequest = Message<"daas.v1.DestroySessionRequest"> & {
  * Use `create(DestroySessionRequestSchema)` to create a new message.
  */
 export const DestroySessionRequestSchema: GenMessage<DestroySessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 17);
+  messageDesc(file_daas_v1_desktop, 21);
 
 /**
  * One desktop session.
@@ -843,6 +998,14 @@ export type Session = Message<"daas.v1.Session"> & {
    * @generated from field: string node = 18;
    */
   node: string;
+
+  /**
+   * Its size (empty for a session an older server made: the server's
+   * `[vm]` size).
+   *
+   * @generated from field: daas.v1.Size size = 19;
+   */
+  size?: Size | undefined;
 };
 
 /**
@@ -850,7 +1013,7 @@ export type Session = Message<"daas.v1.Session"> & {
  * Use `create(SessionSchema)` to create a new message.
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 18);
+  messageDesc(file_daas_v1_desktop, 22);
 
 /**
  * Why a desktop is alive: its activity and the reaper's plan for it.
@@ -914,7 +1077,7 @@ export type Activity = Message<"daas.v1.Activity"> & {
  * Use `create(ActivitySchema)` to create a new message.
  */
 export const ActivitySchema: GenMessage<Activity> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 19);
+  messageDesc(file_daas_v1_desktop, 23);
 
 /**
  * Why a session failed.
@@ -942,7 +1105,7 @@ export type Failure = Message<"daas.v1.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 20);
+  messageDesc(file_daas_v1_desktop, 24);
 
 /**
  * One entry of a session's history. Events of a session are numbered from 1
@@ -1033,7 +1196,7 @@ export type SessionEvent = Message<"daas.v1.SessionEvent"> & {
  * Use `create(SessionEventSchema)` to create a new message.
  */
 export const SessionEventSchema: GenMessage<SessionEvent> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 21);
+  messageDesc(file_daas_v1_desktop, 25);
 
 /**
  * A warning that the reaper will destroy a desktop soon.
@@ -1061,7 +1224,7 @@ export type IdleWarning = Message<"daas.v1.IdleWarning"> & {
  * Use `create(IdleWarningSchema)` to create a new message.
  */
 export const IdleWarningSchema: GenMessage<IdleWarning> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 22);
+  messageDesc(file_daas_v1_desktop, 26);
 
 /**
  * A transition from one stage to the next.
@@ -1096,7 +1259,7 @@ export type StageChange = Message<"daas.v1.StageChange"> & {
  * Use `create(StageChangeSchema)` to create a new message.
  */
 export const StageChangeSchema: GenMessage<StageChange> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 23);
+  messageDesc(file_daas_v1_desktop, 27);
 
 /**
  * One line of a tool's output, with secrets masked.
@@ -1131,7 +1294,7 @@ export type OutputLine = Message<"daas.v1.OutputLine"> & {
  * Use `create(OutputLineSchema)` to create a new message.
  */
 export const OutputLineSchema: GenMessage<OutputLine> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 24);
+  messageDesc(file_daas_v1_desktop, 28);
 
 /**
  * A node's state, as the module reports it.
@@ -1487,6 +1650,17 @@ export const DesktopService: GenService<{
     methodKind: "unary";
     input: typeof ResumeNodeRequestSchema;
     output: typeof NodeSchema;
+  },
+  /**
+   * Lists the templates the caller may create desktops of, by name, with
+   * their sizes (the catalog: `[templates.NAME]` in the server's config).
+   *
+   * @generated from rpc daas.v1.DesktopService.ListTemplates
+   */
+  listTemplates: {
+    methodKind: "unary";
+    input: typeof ListTemplatesRequestSchema;
+    output: typeof ListTemplatesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_daas_v1_desktop, 0);
