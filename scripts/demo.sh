@@ -80,10 +80,14 @@ if [[ $module == qemu ]]; then
   say "template image (cached in $cache; a first build takes 2-5 minutes)"
   image=$(terraform/qemu/image/build.sh --cache-dir "$cache" --agent-binary "$data/daas-agent" | tail -n 1)
   [[ -f $image/disk.qcow2 ]] || die "the image build printed no image folder"
+  say "the catalog's second template, dev (image/build.sh --flavor dev)"
+  dev_image=$(terraform/qemu/image/build.sh --cache-dir "$cache" --flavor dev --agent-binary "$data/daas-agent" | tail -n 1)
+  [[ -f $dev_image/disk.qcow2 ]] || die "the dev image build printed no image folder"
   if (exec 3<>/dev/tcp/127.0.0.1/50061) 2>/dev/null; then
     die "127.0.0.1:50061 is in use (another daas-server?): the VMs' agents report to that fixed port"
   fi
-  export DAAS_TERRAFORM__VARIABLES__IMAGE_DIR=$image DAAS_AGENT__BINARY=$root/$data/daas-agent
+  export DAAS_TERRAFORM__VARIABLES__IMAGE_DIR=$image DAAS_AGENT__BINARY=$root/$data/daas-agent \
+    DAAS_TERRAFORM__VARIABLES__TEMPLATE_IMAGES__DEV=$dev_image
 fi
 
 ad_env=()

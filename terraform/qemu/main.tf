@@ -9,6 +9,8 @@ locals {
   ssh_port = var.port_base + 2 * var.slot
   rdp_port = var.port_base + 2 * var.slot + 1
   base     = "${var.state_dir}/${var.vm_name}"
+  # The template's own folder, else image_dir.
+  image_dir = lookup(var.template_images, var.template, var.image_dir)
 
   # NoCloud seed. JSON is YAML, so the key and names need no escaping.
   meta_data = jsonencode({
@@ -44,7 +46,7 @@ resource "terraform_data" "vm" {
   # Any change makes a new VM.
   triggers_replace = [
     var.slot, var.ssh_public_key, var.ssh_host_public_key, var.cores, var.memory_mb, var.disk_gb,
-    var.session_id, var.image_dir, var.port_base, var.vm_user, var.accel,
+    var.session_id, local.image_dir, var.port_base, var.vm_user, var.accel,
   ]
 
   # All that destroy needs (a destroy provisioner sees only self).
@@ -60,7 +62,7 @@ resource "terraform_data" "vm" {
     environment = {
       VM_NAME           = var.vm_name
       STATE_DIR         = var.state_dir
-      IMAGE_DIR         = var.image_dir
+      IMAGE_DIR         = local.image_dir
       TEMPLATE          = var.template
       CORES             = tostring(var.cores)
       MEMORY_MB         = tostring(var.memory_mb)

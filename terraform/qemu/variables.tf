@@ -136,6 +136,16 @@ variable "image_dir" {
   }
 }
 
+variable "template_images" {
+  description = "Other templates' folders, by template name (e.g. { dev = \"/.../debian12-dev-<hash>\" }, from image/build.sh --flavor dev); a template not in it is cloned from image_dir."
+  type        = map(string)
+  default     = {}
+  validation {
+    condition     = alltrue([for name, dir in var.template_images : can(regex("^[A-Za-z0-9._-]{1,64}$", name)) && startswith(dir, "/")])
+    error_message = "template_images maps template names (1-64 letters, digits, '.', '_' or '-') to absolute paths."
+  }
+}
+
 variable "state_dir" {
   description = "Absolute path of the folder for the VMs' overlays, seeds, pid files and console logs."
   type        = string
@@ -166,7 +176,7 @@ variable "vm_user" {
 }
 
 variable "templates" {
-  description = "The template names this machine serves, comma-separated (default \"debian-12-xfce\"): inventory nodes reports them, and the server places a desktop here only when its template is one of them. Read by the hook alone: every VM is a clone of image_dir whatever its template, and apply accepts any name."
+  description = "The template names this machine serves, comma-separated (default \"debian-12-xfce\"): inventory nodes reports them, and the server places a desktop here only when its template is one of them. Read by the hook alone: a VM is a clone of its template's folder in template_images, else of image_dir, and apply accepts any name."
   type        = string
   default     = "debian-12-xfce"
   validation {

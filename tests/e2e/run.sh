@@ -25,7 +25,8 @@
 #   4. the server is restarted with short policy timeouts: the idle desktop
 #      gets an idle_warning, then is reaped; no QEMU, overlay, seed, pid file
 #      or working directory of it is left, and no computer account;
-#   5. a warm pool of one (without AD) builds beside a cold create: two
+#   5. a warm pool of one (without AD) builds beside a cold create of the
+#      catalog's second template (dev: its own image, with gcc and git): two
 #      VMs at once, different slots (RDP ports); a create claims the pooled
 #      desktop (QUEUED -> CONFIGURING -> READY, the per-user part only) and
 #      the claim makes the pool build a new one at once, which a restart
@@ -177,6 +178,11 @@ else
   timing "image" "${IMAGE_S} s (built)"
 fi
 log "image $IMAGE_DIR ($IMAGE_S s)"
+t=$SECONDS
+DEV_IMAGE_DIR=$(terraform/qemu/image/build.sh --cache-dir "$CACHE_DIR" --flavor dev --agent-binary "$WORK/daas-agent" | tail -n 1)
+[[ -f $DEV_IMAGE_DIR/disk.qcow2 ]] || fail "build.sh --flavor dev printed no image folder"
+timing "image (dev flavor)" "$((SECONDS - t)) s"
+log "the catalog's second template: $DEV_IMAGE_DIR"
 
 step "host tools (xfreerdp, Xvfb, ImageMagick)"
 missing=()
@@ -202,6 +208,7 @@ ad_password() { cat "$(tests/ad/dc.sh password "$1")"; }
 # ---- the server ----
 export DAAS_DATA_DIR=$DATA
 export DAAS_TERRAFORM__VARIABLES__IMAGE_DIR=$IMAGE_DIR
+export DAAS_TERRAFORM__VARIABLES__TEMPLATE_IMAGES__DEV=$DEV_IMAGE_DIR
 export DAAS_TERRAFORM__VARIABLES__STATE_DIR=$STATE
 export DAAS_AGENT__BINARY=$WORK/daas-agent
 SERVER_RUNS=0
@@ -569,14 +576,21 @@ unclaimed() { # TEST
     | select(.pool == \"e2e\" and (.username // \"\") == \"\" and ($1)) | .id"
 }
 t=$SECONDS
-DAAS_SESSION_PASSWORD=$SESSION_PASSWORD daas create --session-user "$SESSION_USER" --json \
+# Of the catalog's second template: no pool has it, a cold create.
+DAAS_SESSION_PASSWORD=$SESSION_PASSWORD daas create --template dev --session-user "$SESSION_USER" --json \
   >"$ARTIFACTS/create-2.ndjson" || fail "daas create (cold) exited $? (events: $ARTIFACTS/create-2.ndjson)"
 COLD_S=$((SECONDS - t))
 ID2=$(jq -rn 'first(inputs | .session_id // empty)' "$ARTIFACTS/create-2.ndjson")
 s2=$(show "$ID2")
 [[ $(jq -r .state <<<"$s2") == READY ]] || fail "$ID2 is $(jq -r .state <<<"$s2")"
 [[ $(jq -r '.pool // ""' <<<"$s2") == "" ]] || fail "the cold create came from the pool: $s2"
-timing "session 2 (cold, beside the pool): READY" "$COLD_S s"
+timing "session 2 (cold, template dev, beside the pool): READY" "$COLD_S s"
+[[ $(jq -r .template <<<"$s2") == dev ]] || fail "session 2 is not of template dev: $s2"
+# It is the developer's image: its tools are there.
+SSH_PORT=$(jq -r .ssh_port <<<"$s2") VM=$(jq -r .vm_name <<<"$s2")
+KNOWN_HOSTS=$DATA/sessions/$ID2/identity/known_hosts
+tools=$(vm 'gcc --version | head -n 1; git --version') || fail "no developer's tools on the dev desktop"
+log "the dev desktop has its tools: $(tr '\n' ';' <<<"$tools")"
 stage_times "session 2" "$ARTIFACTS/create-2.ndjson"
 wait_pool '.ready == 1' 600 "the pool has no ready desktop"
 timing "pool: server start to one ready desktop" "$((SECONDS - POOL_T0)) s"

@@ -121,6 +121,41 @@ fn init_then_issue_users_and_admins() {
         }
     );
 
+    // Groups for the catalog's templates; one a URI cannot carry is refused.
+    let out = daas_server(&[
+        "pki",
+        "issue",
+        "--dir",
+        d,
+        "--user",
+        "dave",
+        "--group",
+        "developers",
+        "--group",
+        "lab-2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        identity(&dir.join("users/dave.pem")).groups(),
+        ["developers", "lab-2"]
+    );
+    let out = daas_server(&[
+        "pki",
+        "issue",
+        "--dir",
+        d,
+        "--user",
+        "erin",
+        "--group",
+        "two words",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("invalid group name \"two words\""),
+        "{}",
+        stderr(&out)
+    );
+
     // Issuing again would replace a key: refused, naming the file.
     let out = daas_server(&["pki", "issue", "--dir", d, "--user", "alice"]);
     assert_eq!(out.status.code(), Some(1));

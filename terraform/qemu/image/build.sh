@@ -5,8 +5,10 @@
 # then configured by ansible/playbooks/build-template.yml (as a Proxmox
 # template would be), so that a desktop's playbook run skips that part.
 #
-#   image/build.sh --cache-dir DIR [--agent-binary FILE] [--verbose]
+#   image/build.sh --cache-dir DIR [--flavor xfce|dev] [--agent-binary FILE] [--verbose]
 #
+# --flavor dev (the catalog's second template) adds a developer's tools
+# (build-essential, git, python3-venv) and lands in debian12-dev-<hash>/.
 # The image lands in DIR/debian12-xfce-<hash>/ (disk.qcow2, vmlinuz,
 # initrd.img, manifest.json, build.log); <hash> covers this script (and so
 # its package lists), every file under image/files/ and what
@@ -72,15 +74,18 @@ ANSIBLE_DIR="$REPO/ansible"
 TEMPLATE_INPUTS=(playbooks/build-template.yml playbooks/group_vars roles ansible.cfg)
 
 usage() {
-  sed -n '2,23p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,26p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
   exit "${1:-2}"
 }
 
 CACHE_DIR=""
 AGENT_BINARY=""
 VERBOSE=0
+FLAVOR=xfce
 while (($#)); do
   case $1 in
+    --flavor) FLAVOR=${2:?--flavor needs xfce or dev}; shift 2 ;;
+    --flavor=*) FLAVOR=${1#*=}; shift ;;
     --cache-dir) CACHE_DIR=${2:?--cache-dir needs a folder}; shift 2 ;;
     --cache-dir=*) CACHE_DIR=${1#*=}; shift ;;
     --agent-binary) AGENT_BINARY=${2:?--agent-binary needs a file}; shift 2 ;;
@@ -91,6 +96,15 @@ while (($#)); do
   esac
 done
 [[ -n $CACHE_DIR ]] || { echo "build.sh: --cache-dir DIR is required" >&2; usage; }
+# What a flavor adds to the desktop, and its name.
+case $FLAVOR in
+  xfce) FLAVOR_PACKAGES=() ;;
+  dev)
+    NAME=debian12-dev
+    FLAVOR_PACKAGES=(build-essential git python3-venv)
+    ;;
+  *) echo "build.sh: --flavor is xfce or dev, not '$FLAVOR'" >&2; usage ;;
+esac
 if [[ -n $AGENT_BINARY ]]; then
   [[ -f $AGENT_BINARY && -x $AGENT_BINARY ]] || { echo "build.sh: --agent-binary $AGENT_BINARY is not an executable file" >&2; exit 2; }
   AGENT_BINARY=$(cd "$(dirname "$AGENT_BINARY")" && pwd)/$(basename "$AGENT_BINARY")
@@ -301,7 +315,7 @@ EOF
   in_tree /bin/sh -c "set -e
     $apt update
     $apt dist-upgrade
-    $apt install ${SYSTEM_PACKAGES[*]} ${DESKTOP_PACKAGES[*]} ${AD_PACKAGES[*]}
+    $apt install ${SYSTEM_PACKAGES[*]} ${DESKTOP_PACKAGES[*]} ${AD_PACKAGES[*]} ${FLAVOR_PACKAGES[*]}
     locale-gen
     update-locale LANG=en_US.UTF-8
     usermod -a -G ssl-cert xrdp
@@ -411,6 +425,8 @@ write_manifest() {
   "system_packages": $(json_list "${SYSTEM_PACKAGES[@]}"),
   "desktop_packages": $(json_list "${DESKTOP_PACKAGES[@]}"),
   "ad_packages": $(json_list "${AD_PACKAGES[@]}"),
+  "flavor": "$FLAVOR",
+  "flavor_packages": $(json_list "${FLAVOR_PACKAGES[@]}"),
   "files": $(json_list "${files[@]}"),
   "agent_binary_sha256": "$(if [[ -n $AGENT_BINARY ]]; then sha256sum <"$AGENT_BINARY" | cut -d' ' -f1; fi)",
   "script_sha256": "$(sha256sum <"$SCRIPT_PATH" | cut -d' ' -f1)",
