@@ -248,7 +248,7 @@ impl Pools {
             let new = NewSession {
                 template: pool.template.clone(),
                 pool: Some(pool.name.clone()),
-                placing: self.inner.pipeline.placing(&size),
+                placing: self.inner.pipeline.placing(),
                 size: Some(size),
                 ..NewSession::default()
             };

@@ -154,16 +154,11 @@ impl Pipeline {
 
     /// How a new desktop is placed: on a node the store picks, when the
     /// module reports its nodes; None: the module places VMs itself.
-    pub fn placing(&self, size: &Size) -> Option<crate::store::nodes::Placing> {
-        let config = &self.inner.config;
+    pub fn placing(&self) -> Option<crate::domain::placement::Policy> {
         self.inner
             .places
             .load(std::sync::atomic::Ordering::Relaxed)
-            .then(|| crate::store::nodes::Placing {
-                policy: config.placement.policy,
-                memory_mb: size.memory_mb,
-                cores: size.cores,
-            })
+            .then_some(self.inner.config.placement.policy)
     }
 
     /// The size session `record` is built at: its own, or `[vm]`'s for a

@@ -443,7 +443,7 @@ impl Sessions {
             // Kept while the create waits, for a server with a free permit
             // to take it (`SessionStore::take_queued`).
             password: password_hash.clone(),
-            placing: self.pipeline.placing(&choice.size),
+            placing: self.pipeline.placing(),
             size: Some(choice.size),
         };
         // A warm desktop if a pool of the template has one ready, else one

@@ -648,6 +648,9 @@ async fn a_waiting_create_is_taken_once_with_its_password(db: &impl Backend) {
         })
         .await
         .unwrap();
+    // Creates of one millisecond have no order between them (the queue's
+    // is by creation time): bob's comes a little later.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let (second, _) = a
         .create_session_unlimited(new_session("bob"))
         .await

@@ -277,9 +277,10 @@ pub struct NewSession {
     /// QUEUED (whichever server takes the create needs it), forgotten at
     /// its first move.
     pub password: crate::domain::password::PasswordHash,
-    /// Place the desktop on a node in the create's transaction; None: the
+    /// Place the desktop on a node in the create's transaction, with this
+    /// policy, reserving its `size` there (no size: no placement); None: the
     /// module reports no nodes (it places VMs itself).
-    pub placing: Option<nodes::Placing>,
+    pub placing: Option<crate::domain::placement::Policy>,
     /// Its size from the catalog; None: `[vm]`'s (kept as no size).
     pub size: Option<crate::domain::catalog::Size>,
 }
@@ -686,18 +687,16 @@ pub(crate) fn size_from_columns(
 }
 
 /// What a new session's row keeps of its size: name, cores, memory and
-/// disk (no size: `""` and zeros, but the placement's cores and memory).
+/// disk (no size: `""` and zeros).
 pub(crate) fn size_columns(new: &NewSession) -> (String, i64, i64, i64) {
-    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    match (&new.size, &new.placing) {
-        (Some(s), _) => (
+    match &new.size {
+        Some(s) => (
             s.name.clone(),
             i64::from(s.cores),
-            clamp(s.memory_mb),
+            i64::try_from(s.memory_mb).unwrap_or(i64::MAX),
             i64::from(s.disk_gb),
         ),
-        (None, Some(p)) => (String::new(), i64::from(p.cores), clamp(p.memory_mb), 0),
-        (None, None) => (String::new(), 0, 0, 0),
+        None => (String::new(), 0, 0, 0),
     }
 }
 

@@ -67,13 +67,27 @@ impl NodeRecord {
     }
 }
 
-/// What a create reserves: the desktop's size and the policy to place it
-/// with. None in [`super::NewSession`]: the module places VMs itself.
+/// What a create reserves (its size's memory and cores) and the policy to
+/// place it with, as the store builds it from a [`super::NewSession`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Placing {
+pub(super) struct Placing {
     pub policy: Policy,
     pub memory_mb: u64,
     pub cores: u32,
+}
+
+impl Placing {
+    /// What `new` reserves, when it is to be placed: only with a size.
+    pub(super) fn of(new: &super::NewSession) -> Option<Placing> {
+        match (new.placing, &new.size) {
+            (Some(policy), Some(size)) => Some(Placing {
+                policy,
+                memory_mb: size.memory_mb,
+                cores: size.cores,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// A live session placed on a node, as a create counts it.

@@ -11,10 +11,10 @@ use super::{Backend, UNLIMITED, new_session};
 use crate::domain::placement::{Capacity, ListedNode, NodeState, Policy, Strategy};
 use crate::store::{
     NewSession, SessionLimits, StoreError,
-    nodes::{Busy, CloneTurn, Placing},
+    nodes::{Busy, CloneTurn},
 };
 
-/// A node with room for `room` desktops of [`PLACING`]'s size.
+/// A node with room for `room` desktops of [`placed`]'s size (2048 MiB).
 fn node(name: &str, room: u64) -> ListedNode {
     ListedNode {
         node: name.into(),
@@ -30,28 +30,22 @@ fn node(name: &str, room: u64) -> ListedNode {
     }
 }
 
-const PLACING: Placing = Placing {
-    policy: Policy {
-        strategy: Strategy::Spread,
-        memory_reserve_mb: 512,
-        max_clones_per_node: 1,
-        max_clones_per_storage: 1,
-    },
-    memory_mb: 2048,
-    cores: 2,
+/// Spread, a 512 MiB reserve, one clone at a time per node and per storage.
+const ONE: Policy = Policy {
+    strategy: Strategy::Spread,
+    memory_reserve_mb: 512,
+    max_clones_per_node: 1,
+    max_clones_per_storage: 1,
 };
 
-/// One clone at a time per node and per storage.
-const ONE: Policy = PLACING.policy;
-
-/// A create placed with [`PLACING`], of the size it reserves.
+/// A create placed with [`ONE`], of 2 cores and 2048 MiB.
 fn placed(user: &str) -> NewSession {
     NewSession {
-        placing: Some(PLACING),
+        placing: Some(ONE),
         size: Some(crate::domain::catalog::Size {
             name: "small".into(),
-            cores: PLACING.cores,
-            memory_mb: PLACING.memory_mb,
+            cores: 2,
+            memory_mb: 2048,
             disk_gb: 20,
         }),
         ..new_session(user)
@@ -115,6 +109,15 @@ pub(super) async fn nodes_are_recorded_drained_and_counted(db: &impl Backend) {
         .await
         .unwrap();
     assert_eq!(d.node, None);
+    // Nor one without a size: there is nothing to reserve.
+    let (e, _) = store
+        .create_session_unlimited(NewSession {
+            size: None,
+            ..placed("erin")
+        })
+        .await
+        .unwrap();
+    assert_eq!(e.node, None);
     // The module stopped reporting nodes: the store forgets them.
     store.record_nodes(None).await.unwrap();
     assert!(store.nodes().await.unwrap().is_empty());

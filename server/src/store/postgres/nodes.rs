@@ -12,7 +12,7 @@ use crate::domain::time::now_ms;
 use crate::store::{
     NewSession, StoreError,
     nodes::{
-        Busy, CloneTurn, NodeRecord, Placed, Spot, choose, map_from_json, map_json,
+        Busy, CloneTurn, NodeRecord, Placed, Placing, Spot, choose, map_from_json, map_json,
         names_from_json, names_json, state_from_text,
     },
 };
@@ -175,7 +175,7 @@ pub(super) async fn place(
     tx: &Transaction<'_>,
     new: &NewSession,
 ) -> Result<Option<Spot>, StoreError> {
-    let Some(placing) = &new.placing else {
+    let Some(placing) = Placing::of(new) else {
         return Ok(None);
     };
     let nodes = tx
@@ -205,7 +205,7 @@ pub(super) async fn place(
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()
         .context("reading placed sessions")?;
-    choose(nodes, &placed, &new.template, placing).map(Some)
+    choose(nodes, &placed, &new.template, &placing).map(Some)
 }
 
 /// See `SessionStore::begin_clone`.

@@ -12,7 +12,7 @@ use crate::domain::time::now_ms;
 use crate::store::{
     NewSession, StoreError,
     nodes::{
-        Busy, CloneTurn, NodeRecord, Placed, Spot, choose, map_from_json, map_json,
+        Busy, CloneTurn, NodeRecord, Placed, Placing, Spot, choose, map_from_json, map_json,
         names_from_json, names_json, state_from_text,
     },
 };
@@ -179,7 +179,7 @@ pub(super) fn set_drained(
 /// Where the create `new` goes, inside its write transaction: None when it
 /// places nothing.
 pub(super) fn place(conn: &Connection, new: &NewSession) -> Result<Option<Spot>, StoreError> {
-    let Some(placing) = &new.placing else {
+    let Some(placing) = Placing::of(new) else {
         return Ok(None);
     };
     let mut stmt = conn
@@ -210,7 +210,7 @@ pub(super) fn place(conn: &Connection, new: &NewSession) -> Result<Option<Spot>,
         .context("reading placed sessions")?
         .collect::<Result<Vec<_>, _>>()
         .context("reading placed sessions")?;
-    choose(nodes, &placed, &new.template, placing).map(Some)
+    choose(nodes, &placed, &new.template, &placing).map(Some)
 }
 
 /// See `SessionStore::begin_clone`.
