@@ -138,6 +138,27 @@ impl Catalog {
             .collect()
     }
 
+    /// Template `name` as an open catalog takes it: the catalog's own, else
+    /// only a name, in the default template's sizes.
+    pub fn open_template(&self, name: &str) -> Template {
+        self.get(name).cloned().unwrap_or_else(|| {
+            let sizes = self
+                .get(&self.default_template)
+                .or(self.templates.first())
+                .map(|t| (t.sizes.clone(), t.default_size.clone()))
+                .unwrap_or_default();
+            Template {
+                name: name.into(),
+                title: name.into(),
+                description: String::new(),
+                os: String::new(),
+                groups: Vec::new(),
+                sizes: sizes.0,
+                default_size: sizes.1,
+            }
+        })
+    }
+
     /// The template named `name`, if the catalog has it.
     pub fn get(&self, name: &str) -> Option<&Template> {
         self.templates.iter().find(|t| t.name == name)
@@ -289,6 +310,12 @@ mod tests {
     #[test]
     fn an_open_catalog_takes_any_name_in_the_default_size() {
         let c = catalog(true);
+        let other = c.open_template("ubuntu-24");
+        assert_eq!(
+            (other.title.as_str(), other.default_size.as_str()),
+            ("ubuntu-24", "medium")
+        );
+        assert_eq!(c.open_template("dev").title, "dev");
         let got = c.choose("ubuntu-24", "", &[], false).unwrap();
         assert_eq!(
             (got.template.as_str(), got.size.name.as_str()),

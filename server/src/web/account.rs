@@ -264,7 +264,7 @@ pub async fn me(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Respo
             "csrf": signed.csrf,
             "templates": state
                 .templates(&signed)
-                .into_iter()
+                .iter()
                 .map(shape::template)
                 .collect::<Vec<_>>(),
         }),

@@ -259,13 +259,23 @@ impl WebState {
     }
 
     /// The templates offered to a signed-in user: the catalog's they may
-    /// use (by their groups), only those of `web.templates` when it is set.
-    pub fn templates(&self, signed: &SignedIn) -> Vec<&crate::domain::catalog::Template> {
-        self.config
-            .catalog
+    /// use (by their groups), only those of `web.templates` when it is set
+    /// (with an open catalog, any name there, as before the catalog).
+    pub fn templates(&self, signed: &SignedIn) -> Vec<crate::domain::catalog::Template> {
+        let catalog = &self.config.catalog;
+        if catalog.open && !self.web.templates.is_empty() {
+            return self
+                .web
+                .templates
+                .iter()
+                .map(|name| catalog.open_template(name))
+                .collect();
+        }
+        catalog
             .offered(&signed.groups, signed.admin)
             .into_iter()
             .filter(|t| self.web.templates.is_empty() || self.web.templates.contains(&t.name))
+            .cloned()
             .collect()
     }
 }

@@ -151,8 +151,13 @@ async fn audit_of(server: &TestServer) -> Vec<daas_api::v1::AuditEntry> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_portal_signs_in_domain_users_and_serves_their_desktops() {
     let domain = Domain::start();
+    // No catalog: web.templates offers any name, as before the catalog.
     let server = TestServer::start(TestOptions {
-        extra_toml: domain.toml.clone(),
+        extra_toml: domain.toml.replacen(
+            "[web]\n",
+            "[web]\ntemplates = [\"debian-12-xfce\", \"ubuntu-24\"]\n",
+            1,
+        ),
         ..TestOptions::default()
     })
     .await;
@@ -193,7 +198,14 @@ async fn the_portal_signs_in_domain_users_and_serves_their_desktops() {
     let me = alice.call("GET", "/web/me", None, false).await.json();
     assert_eq!(me["user"], "alice");
     assert_eq!(me["admin"], false);
-    assert!(me["templates"].as_array().is_some_and(|t| !t.is_empty()));
+    let offered: Vec<&str> = me["templates"]
+        .as_array()
+        .expect("templates")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(offered, ["debian-12-xfce", "ubuntu-24"]);
+    assert_eq!(me["templates"][1]["default_size"], "standard");
     assert_eq!(
         alice.call("GET", "/web/audit", None, false).await.status,
         403
