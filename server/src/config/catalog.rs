@@ -59,15 +59,7 @@ fn standard(vm: &VmDefaults) -> Size {
 
 /// A template that only has a name, in `[vm]`'s size.
 fn bare(name: &str, vm: &VmDefaults) -> Template {
-    Template {
-        name: name.into(),
-        title: name.into(),
-        description: String::new(),
-        os: String::new(),
-        groups: Vec::new(),
-        sizes: vec![standard(vm)],
-        default_size: STANDARD.into(),
-    }
+    Template::named(name, vec![standard(vm)], STANDARD.into())
 }
 
 fn size_name_ok(name: &str) -> bool {

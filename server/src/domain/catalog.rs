@@ -62,6 +62,19 @@ pub struct Template {
 }
 
 impl Template {
+    /// A template that has only a name (its title), for everyone.
+    pub fn named(name: &str, sizes: Vec<Size>, default_size: String) -> Template {
+        Template {
+            name: name.into(),
+            title: name.into(),
+            description: String::new(),
+            os: String::new(),
+            groups: Vec::new(),
+            sizes,
+            default_size,
+        }
+    }
+
     /// Whether a caller in `groups` may use it (administrators always may).
     pub fn may_use(&self, groups: &[String], admin: bool) -> bool {
         admin
@@ -142,20 +155,12 @@ impl Catalog {
     /// only a name, in the default template's sizes.
     pub fn open_template(&self, name: &str) -> Template {
         self.get(name).cloned().unwrap_or_else(|| {
-            let sizes = self
+            let (sizes, default_size) = self
                 .get(&self.default_template)
                 .or(self.templates.first())
                 .map(|t| (t.sizes.clone(), t.default_size.clone()))
                 .unwrap_or_default();
-            Template {
-                name: name.into(),
-                title: name.into(),
-                description: String::new(),
-                os: String::new(),
-                groups: Vec::new(),
-                sizes: sizes.0,
-                default_size: sizes.1,
-            }
+            Template::named(name, sizes, default_size)
         })
     }
 
