@@ -47,8 +47,9 @@ pub struct SizeSpec {
     pub disk_gb: u32,
 }
 
-/// `[vm]`'s size.
-fn standard(vm: &VmDefaults) -> Size {
+/// `[vm]`'s size ("standard"): the open catalog's, and that of a session an
+/// older server made.
+pub fn standard(vm: &VmDefaults) -> Size {
     Size {
         name: STANDARD.into(),
         cores: vm.cores,

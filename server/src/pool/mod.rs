@@ -243,13 +243,13 @@ impl Pools {
         if let Some(until) = actions.restrained_until {
             self.announce_restraint(pool, &snap, until).await;
         }
+        let size = self.inner.pipeline.default_size(&pool.template);
         for _ in 0..actions.build {
-            let size = self.inner.pipeline.default_size(&pool.template);
             let new = NewSession {
                 template: pool.template.clone(),
                 pool: Some(pool.name.clone()),
                 placing: self.inner.pipeline.placing(),
-                size: Some(size),
+                size: Some(size.clone()),
                 ..NewSession::default()
             };
             let limits = SessionLimits {

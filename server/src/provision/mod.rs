@@ -164,7 +164,10 @@ impl Pipeline {
     /// The size session `record` is built at: its own, or `[vm]`'s for a
     /// session an older server made.
     pub fn size_of(&self, record: &crate::store::SessionRecord) -> Size {
-        record.size.clone().unwrap_or_else(|| self.vm_size())
+        record
+            .size
+            .clone()
+            .unwrap_or_else(|| crate::config::catalog::standard(&self.inner.config.vm))
     }
 
     /// The default size of `template` in the catalog (a pool's desktops
@@ -175,17 +178,7 @@ impl Pipeline {
             .catalog
             .choose(template, "", &[], true)
             .map(|choice| choice.size)
-            .unwrap_or_else(|_| self.vm_size())
-    }
-
-    fn vm_size(&self) -> Size {
-        let vm = &self.inner.config.vm;
-        Size {
-            name: crate::config::catalog::STANDARD.into(),
-            cores: vm.cores,
-            memory_mb: u64::from(vm.memory_mb),
-            disk_gb: vm.disk_gb,
-        }
+            .unwrap_or_else(|_| crate::config::catalog::standard(&self.inner.config.vm))
     }
 
     /// Fires when the server stops.
