@@ -34,6 +34,7 @@ async fn main() {
     let limits = SessionLimits {
         max_sessions: SESSIONS * 2,
         max_per_user: SESSIONS * 2,
+        org: None,
     };
     let path = [
         SessionState::Queued,

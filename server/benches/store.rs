@@ -28,6 +28,7 @@ const WRITERS: usize = 8;
 const LIMITS: SessionLimits = SessionLimits {
     max_sessions: usize::MAX,
     max_per_user: usize::MAX,
+    org: None,
 };
 
 fn rate(n: usize, took: Duration) -> String {

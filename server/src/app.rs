@@ -233,7 +233,7 @@ impl BoundServer {
         let config = Arc::new(config);
         let agent_ca = agent_ca(&config)?;
         let agent_ca_loaded = agent_ca.is_some();
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let metrics = Arc::new(crate::metrics::Metrics::new().with_orgs(config.orgs.clone()));
         let audit = Audit::open(store.clone(), config.audit.file.as_deref())?;
         let pipeline = Pipeline::new(
             config.clone(),

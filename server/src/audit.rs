@@ -76,6 +76,8 @@ pub struct Act {
     /// `OK` or a gRPC code name.
     pub result: String,
     pub detail: String,
+    /// The organisation of the session or caller; empty: none.
+    pub org: String,
 }
 
 impl Act {
@@ -90,6 +92,12 @@ impl Act {
     pub fn session(mut self, id: &str, owner: &str) -> Act {
         self.session_id = id.into();
         self.owner = owner.into();
+        self
+    }
+
+    /// The organisation it concerns (its administrators read it).
+    pub fn org(mut self, org: Option<&str>) -> Act {
+        self.org = org.unwrap_or_default().into();
         self
     }
 
@@ -135,6 +143,8 @@ struct Line<'a> {
     owner: &'a str,
     result: &'a str,
     detail: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    org: &'a str,
 }
 
 impl Audit {
@@ -178,6 +188,7 @@ impl Audit {
             owner: act.owner,
             result: act.result,
             detail: act.detail,
+            org: act.org,
         };
         self.append_line(&record);
         if let Err(err) = self.store.append_audit(record).await {
@@ -211,6 +222,7 @@ impl Audit {
             owner: &r.owner,
             result: &r.result,
             detail: &r.detail,
+            org: &r.org,
         };
         let Ok(mut text) = serde_json::to_string(&line) else {
             return;

@@ -5,7 +5,8 @@
 //! restart; the pipeline reports each stage change
 //! ([`Metrics::stage_change`]): stage durations, time to READY, creates and
 //! destroys by result; the agent service each report. The cluster's nodes
-//! are read from the store at each scrape too (`metrics/nodes.rs`).
+//! are read from the store at each scrape too (`metrics/nodes.rs`), and the
+//! organisations' usage and quotas (`metrics/orgs.rs`).
 
 use daas_api::v1::{SessionEvent, SessionState, session_event::Kind};
 
@@ -25,6 +26,7 @@ use tokio::sync::Mutex;
 use crate::store::{SessionRecord, Store, StoreError};
 
 mod nodes;
+mod orgs;
 
 /// Stage and READY histograms: 1 s to about 34 min.
 fn stage_histogram() -> Histogram {
@@ -162,6 +164,7 @@ pub struct Metrics {
     webhook_deliveries: Family<WebhookLabels, Counter>,
     webhook_attempts: Family<WebhookNameLabels, Counter>,
     nodes: nodes::NodeGauges,
+    orgs: orgs::OrgGauges,
     /// One scrape at a time: a scrape clears and refills the gauges of the
     /// store's counts.
     scrape: Mutex<()>,
@@ -275,8 +278,10 @@ impl Metrics {
             Family::default(),
         );
         let nodes = nodes::NodeGauges::new(r);
+        let orgs = orgs::OrgGauges::new(r);
         Metrics {
             nodes,
+            orgs,
             registry,
             webhook_deliveries,
             webhook_attempts,
@@ -294,6 +299,21 @@ impl Metrics {
             grpc_requests,
             grpc_durations,
             scrape: Mutex::new(()),
+        }
+    }
+
+    /// The organisations whose usage and quotas each scrape reads.
+    pub fn with_orgs(self, orgs: crate::domain::orgs::Orgs) -> Metrics {
+        Metrics {
+            orgs: self.orgs.with_orgs(orgs),
+            ..self
+        }
+    }
+
+    /// A create refused by an organisation's quota (or a member's in it).
+    pub fn quota_refused(&self, hit: &crate::store::LimitHit) {
+        if let crate::store::LimitHit::Quota { org, member, over } = hit {
+            self.orgs.refused(org, member.is_some(), over.resource);
         }
     }
 
@@ -455,6 +475,7 @@ impl Metrics {
             }
         }
         self.nodes.set(&store.nodes().await?);
+        self.orgs.set(store).await?;
         let mut text = String::new();
         encode(&mut text, &self.registry)?;
         Ok(text)

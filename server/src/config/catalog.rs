@@ -63,6 +63,18 @@ fn bare(name: &str, vm: &VmDefaults) -> Template {
     Template::named(name, vec![standard(vm)], STANDARD.into())
 }
 
+/// Refuses a list at `key` with a name that cannot be a group's (the
+/// catalog's and the organisations' groups).
+pub(super) fn group_names(key: &str, groups: &[String]) -> Result<(), String> {
+    match groups
+        .iter()
+        .find(|g| g.is_empty() || g.len() > 256 || g.chars().any(char::is_control))
+    {
+        Some(g) => Err(format!("`{key}`: {g:?} is not a group name")),
+        None => Ok(()),
+    }
+}
+
 fn size_name_ok(name: &str) -> bool {
     let b = name.as_bytes();
     (1..=32).contains(&b.len())
@@ -134,13 +146,7 @@ fn template(name: &str, spec: &TemplateSpec, vm: &VmDefaults) -> Result<Template
             ));
         }
     }
-    if let Some(g) = spec
-        .groups
-        .iter()
-        .find(|g| g.is_empty() || g.len() > 256 || g.chars().any(char::is_control))
-    {
-        return Err(format!("`groups`: {g:?} is not a group name"));
-    }
+    group_names("groups", &spec.groups)?;
     let mut sizes = Vec::with_capacity(spec.sizes.len().max(1));
     for (size, s) in &spec.sizes {
         if !size_name_ok(size) {

@@ -56,10 +56,12 @@ pub(super) fn finish(figment: Figment) -> Result<Config, ConfigError> {
         pools.iter().map(|(name, pool)| (name, &pool.template)),
     )
     .map_err(ConfigError::Invalid)?;
+    let orgs = super::orgs::check(&raw.orgs).map_err(ConfigError::Invalid)?;
     web_and_catalog(web.as_ref(), &catalog)?;
     web_and_secrets(web.as_ref(), &secrets)?;
     web_and_tls(web.as_ref(), &tls)?;
     Ok(Config {
+        orgs,
         catalog,
         placement,
         web,

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod catalog;
 mod check;
+pub mod orgs;
 pub mod placement;
 pub mod policy;
 pub mod pools;
@@ -82,6 +83,8 @@ pub struct Config {
     pub placement: placement::Placement,
     /// The templates a create may name, their sizes and who may use them.
     pub catalog: crate::domain::catalog::Catalog,
+    /// Organisations: their members, administrators and quotas.
+    pub orgs: crate::domain::orgs::Orgs,
 }
 
 /// The HTTP side: health, readiness and metrics.

@@ -11,7 +11,7 @@ use figment::value::magic::RelativePathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AnsibleConnection, Auth, Boot, Limits, LogFormat, VmDefaults, catalog, placement, policy,
+    AnsibleConnection, Auth, Boot, Limits, LogFormat, VmDefaults, catalog, orgs, placement, policy,
     pools, store, web, webhooks,
 };
 
@@ -48,6 +48,8 @@ pub(super) struct Raw {
     pub(super) placement: placement::PlacementSpec,
     #[serde(default)]
     pub(super) templates: BTreeMap<String, catalog::TemplateSpec>,
+    #[serde(default)]
+    pub(super) orgs: BTreeMap<String, orgs::OrgSpec>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -248,6 +250,7 @@ impl Default for Raw {
             web: web::WebSpec::default(),
             placement: placement::PlacementSpec::default(),
             templates: BTreeMap::new(),
+            orgs: BTreeMap::new(),
         }
     }
 }
@@ -278,6 +281,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "web",
     "placement",
     "templates",
+    "orgs",
 ];
 
 /// A path from the file (relative to the file) or the environment

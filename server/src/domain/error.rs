@@ -24,6 +24,9 @@ pub enum Error {
     /// The server knows no cluster node of this name.
     #[error("no node {0}: `daas node list` lists the cluster's nodes")]
     NoSuchNode(String),
+    /// The server configures no organisation of this name.
+    #[error("no organisation {0}: `daas quota` names yours")]
+    NoSuchOrg(String),
     /// Terraform could not destroy a session's VM.
     #[error("could not destroy session {id}: {reason}; destroy it again to retry")]
     DestroyFailed { id: String, reason: String },
@@ -90,6 +93,19 @@ impl From<crate::domain::catalog::Refused> for Error {
     }
 }
 
+impl From<crate::domain::orgs::Refused> for Error {
+    fn from(refused: crate::domain::orgs::Refused) -> Self {
+        use crate::domain::orgs::Refused;
+        match refused {
+            Refused::Unknown(_) | Refused::Ambiguous(_) => Error::InvalidArgument {
+                field: "org",
+                why: refused.to_string(),
+            },
+            Refused::NotMember { .. } => Error::PermissionDenied(refused.to_string()),
+        }
+    }
+}
+
 impl ErrorCode {
     /// The gRPC code.
     pub fn grpc(self) -> Code {
@@ -140,7 +156,10 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::InvalidArgument { .. } => ErrorCode::InvalidArgument,
-            Error::NotFound(_) | Error::NoSuchPool(_) | Error::NoSuchNode(_) => ErrorCode::NotFound,
+            Error::NotFound(_)
+            | Error::NoSuchPool(_)
+            | Error::NoSuchNode(_)
+            | Error::NoSuchOrg(_) => ErrorCode::NotFound,
             Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Error::ResourceExhausted { .. } => ErrorCode::ResourceExhausted,

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod contract;
 pub mod error;
 pub mod identity;
+pub mod orgs;
 pub mod password;
 pub mod placement;
 pub mod state_machine;

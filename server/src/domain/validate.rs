@@ -100,6 +100,24 @@ pub fn template(value: &str) -> Result<(), Error> {
     }
 }
 
+/// Checks an organisation's name as a request gives it (`[orgs.NAME]`):
+/// 1-32 lower-case letters, digits and '-', starting with a letter.
+pub fn org(value: &str) -> Result<(), Error> {
+    let b = value.as_bytes();
+    let ok = (1..=32).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            field: "org",
+            why: "must be 1-32 lower-case letters, digits or '-', starting with a letter".into(),
+        })
+    }
+}
+
 /// Checks a create's idempotency key: 1-64 of letters, digits, `.`, `_`,
 /// `:` and `-`.
 pub fn request_id(value: &str) -> Result<(), Error> {

@@ -255,6 +255,7 @@ impl Pools {
             let limits = SessionLimits {
                 max_sessions: self.inner.config.limits.max_sessions,
                 max_per_user: usize::MAX,
+                org: None,
             };
             match self.inner.store.create_session(new, limits).await {
                 Ok((record, _)) => {

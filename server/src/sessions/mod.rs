@@ -9,6 +9,7 @@ pub mod follow;
 pub mod limits;
 mod nodes;
 mod paging;
+mod quotas;
 mod templates;
 
 use std::sync::Arc;
@@ -34,7 +35,8 @@ use crate::{
     pool::Pools,
     provision::Pipeline,
     store::{
-        NewSession, SessionLimits, SessionRecord, Store, StoreError, audit_records::AuditFilter,
+        NewSession, OrgQuotas, SessionLimits, SessionRecord, Store, StoreError,
+        audit_records::AuditFilter,
     },
 };
 
@@ -97,6 +99,12 @@ impl Sessions {
             (true, Some(me)) => me.to_string(),
             (true, None) => String::new(),
         };
+        // Its organisation, for the trail, even when the create is refused.
+        let org = self
+            .org_of_create(caller, &req)
+            .ok()
+            .flatten()
+            .map(|o| o.name.clone());
         match self.create_unaudited(caller, req).await {
             Ok(started) => {
                 let r = &started.record;
@@ -118,12 +126,18 @@ impl Sessions {
                     ),
                     (false, false) => ("create", format!("template {}", r.template)),
                 };
-                let act = Act::new(action).session(&r.id, &r.username).detail(detail);
+                let act = Act::new(action)
+                    .session(&r.id, &r.username)
+                    .org(r.org.as_deref())
+                    .detail(detail);
                 self.audit.record(actor, act).await;
                 Ok(started)
             }
             Err(err) => {
-                let act = Act::new("create").session("", &for_user).failed(&err);
+                let act = Act::new("create")
+                    .session("", &for_user)
+                    .org(org.as_deref())
+                    .failed(&err);
                 let act = if template.is_empty() {
                     act
                 } else {
@@ -148,17 +162,19 @@ impl Sessions {
     ) -> Result<SessionRecord, Error> {
         // The owner, for the trail, even when the caller is refused.
         let mut owner = String::new();
+        let mut org = None;
         let result = async {
             let record = self.lookup(id).await?;
             owner.clone_from(&record.username);
-            may_act_on(caller, &record, "destroy")?;
+            org.clone_from(&record.org);
+            self.may_act_on(caller, &record, "destroy")?;
             self.lost_with_its_node(&record).await?;
             let record = self.pipeline.destroy(id).await?;
             tracing::info!(session = %id, "session destroyed");
             Ok::<_, Error>(record)
         }
         .await;
-        let act = Act::new("destroy").session(id, &owner);
+        let act = Act::new("destroy").session(id, &owner).org(org.as_deref());
         let act = match &result {
             Ok(_) => act,
             Err(err) => act.failed(err),
@@ -208,12 +224,22 @@ impl Sessions {
                 });
             }
         };
-        let username = match caller.user() {
+        let org = if req.org.is_empty() {
+            None
+        } else {
+            validate::org(&req.org)?;
+            Some(req.org)
+        };
+        let username = match (caller.user(), &org) {
             _ if caller.is_admin() => (!req.username.is_empty()).then_some(req.username),
-            Some(me) if req.username.is_empty() || req.username == me => Some(me.to_string()),
+            // An organisation's administrators list its sessions.
+            (Some(_), Some(org)) if self.administers(caller, org) => {
+                (!req.username.is_empty()).then_some(req.username)
+            }
+            (Some(me), _) if req.username.is_empty() || req.username == me => Some(me.to_string()),
             _ => {
                 return Err(Error::PermissionDenied(
-                    "you may list only your own sessions".into(),
+                    "you may list only your own sessions (or, with `org`, those of an organisation you administer)".into(),
                 ));
             }
         };
@@ -226,7 +252,7 @@ impl Sessions {
         // One more than asked tells whether another page follows.
         let mut records = self
             .store
-            .list_page(username, state, after, page_size + 1)
+            .list_page(username, org, state, after, page_size + 1)
             .await?;
         let next_page_token = if records.len() > page_size as usize {
             records.truncate(page_size as usize);
@@ -267,7 +293,16 @@ impl Sessions {
         caller: &Caller,
         req: ListAuditRequest,
     ) -> Result<ListAuditResponse, Error> {
-        admin_only(caller, "read the audit trail")?;
+        let org = if req.org.is_empty() {
+            None
+        } else {
+            validate::org(&req.org)?;
+            Some(req.org)
+        };
+        // An organisation's administrators read its part of the trail.
+        if !org.as_deref().is_some_and(|o| self.administers(caller, o)) {
+            admin_only(caller, "read the audit trail")?;
+        }
         if !req.session_id.is_empty() {
             validate::session_id(&req.session_id)?;
         }
@@ -283,6 +318,7 @@ impl Sessions {
         let filter = AuditFilter {
             username: (!req.username.is_empty()).then_some(req.username),
             session_id: (!req.session_id.is_empty()).then_some(req.session_id),
+            org,
             since_ms: req.since.map(paging::since_ms).transpose()?,
             before,
             limit: page_size + 1,
@@ -310,12 +346,30 @@ impl Sessions {
                 owner: r.owner,
                 result: r.result,
                 detail: r.detail,
+                org: r.org,
             })
             .collect();
         Ok(ListAuditResponse {
             entries,
             next_page_token,
         })
+    }
+
+    /// Refuses a caller who may not `act` on `record`'s session: not its
+    /// owner, an administrator, nor an administrator of its organisation.
+    fn may_act_on(&self, caller: &Caller, record: &SessionRecord, act: &str) -> Result<(), Error> {
+        if caller.may_act_for(&record.username)
+            || record
+                .org
+                .as_deref()
+                .is_some_and(|org| self.administers(caller, org))
+        {
+            return Ok(());
+        }
+        tracing::warn!(?caller, session = %record.id, act, "refused access to a session");
+        Err(Error::PermissionDenied(format!(
+            "you may {act} only your own sessions"
+        )))
     }
 
     /// A session the caller may `act` on (get, watch, destroy).
@@ -326,7 +380,7 @@ impl Sessions {
         act: &str,
     ) -> Result<SessionRecord, Error> {
         let record = self.lookup(id).await?;
-        may_act_on(caller, &record, act)?;
+        self.may_act_on(caller, &record, act)?;
         Ok(record)
     }
 
@@ -405,6 +459,7 @@ impl Sessions {
             caller.is_admin(),
         )?;
         let template = choice.template;
+        let org = self.org_of_create(caller, &req)?;
         let request_key = if req.request_id.is_empty() {
             None
         } else {
@@ -433,6 +488,10 @@ impl Sessions {
         let limits = SessionLimits {
             max_sessions: self.config.limits.max_sessions,
             max_per_user: self.config.limits.max_sessions_per_user,
+            org: org.map(|o| OrgQuotas {
+                org: o.quota,
+                member: o.user_quota,
+            }),
         };
         let new = NewSession {
             username: req.username.clone(),
@@ -445,6 +504,7 @@ impl Sessions {
             password: password_hash.clone(),
             placing: self.pipeline.placing(),
             size: Some(choice.size),
+            org: org.map(|o| o.name.clone()),
         };
         // A warm desktop if a pool of the template has one ready, else one
         // built from nothing.
@@ -458,6 +518,10 @@ impl Sessions {
             Err(StoreError::SameRequest(earlier)) => {
                 return self.same_request(*earlier, &req.username, &template, slot);
             }
+            Err(StoreError::LimitReached(hit)) => {
+                self.pipeline.metrics().quota_refused(&hit);
+                return Err(StoreError::LimitReached(hit).into());
+            }
             Err(err) => return Err(err.into()),
         };
         tracing::info!(session = %record.id, user = %record.username, vm = %record.vm_name, "session requested");
@@ -470,17 +534,6 @@ impl Sessions {
             repeated: false,
         })
     }
-}
-
-/// Refuses a caller who may not `act` on `record`'s session.
-fn may_act_on(caller: &Caller, record: &SessionRecord, act: &str) -> Result<(), Error> {
-    if caller.may_act_for(&record.username) {
-        return Ok(());
-    }
-    tracing::warn!(?caller, session = %record.id, act, "refused access to a session");
-    Err(Error::PermissionDenied(format!(
-        "you may {act} only your own sessions"
-    )))
 }
 
 /// The user a create is for: the caller, or anyone for an administrator.

@@ -19,6 +19,8 @@ pub struct AuditRecord {
     /// `OK` or a gRPC code name (`PERMISSION_DENIED`).
     pub result: String,
     pub detail: String,
+    /// The organisation of the session or the caller; empty: none.
+    pub org: String,
 }
 
 /// Which entries to read.
@@ -27,6 +29,8 @@ pub struct AuditFilter {
     /// Entries whose actor or owner is this user.
     pub username: Option<String>,
     pub session_id: Option<String>,
+    /// Entries of this organisation.
+    pub org: Option<String>,
     /// At or after this time.
     pub since_ms: Option<i64>,
     /// After this entry of the previous page: (time_ms, id).

@@ -9,6 +9,7 @@ use daas_api::v1::{
 };
 
 mod nodes;
+mod quotas;
 
 use crate::domain::time::now_ms;
 use crate::store::{
@@ -38,6 +39,7 @@ impl Store {
 const UNLIMITED: SessionLimits = SessionLimits {
     max_sessions: usize::MAX,
     max_per_user: usize::MAX,
+    org: None,
 };
 
 async fn creates_stop_at_the_session_limits(db: &impl Backend) {
@@ -45,6 +47,7 @@ async fn creates_stop_at_the_session_limits(db: &impl Backend) {
     let limits = SessionLimits {
         max_sessions: 3,
         max_per_user: 2,
+        org: None,
     };
     let (a1, _) = store
         .create_session(new_session("alice"), limits)
@@ -85,7 +88,7 @@ async fn creates_stop_at_the_session_limits(db: &impl Backend) {
     );
 }
 
-fn new_session(user: &str) -> NewSession {
+pub(super) fn new_session(user: &str) -> NewSession {
     NewSession {
         username: user.into(),
         session_user: String::new(),
@@ -95,10 +98,11 @@ fn new_session(user: &str) -> NewSession {
         password: Default::default(),
         placing: None,
         size: Some(medium()),
+        org: None,
     }
 }
 
-fn medium() -> crate::domain::catalog::Size {
+pub(super) fn medium() -> crate::domain::catalog::Size {
     crate::domain::catalog::Size {
         name: "medium".into(),
         cores: 2,
@@ -181,6 +185,7 @@ async fn concurrent_claims_never_share_a_pool_desktop(db: &impl Backend) {
     let limited = SessionLimits {
         max_sessions: usize::MAX,
         max_per_user: 1,
+        org: None,
     };
     let err = store
         .claim(new_session(&owner), "p", limited)
@@ -280,6 +285,7 @@ fn limits_and_slots_hold_across_concurrent_writers(db: &impl Backend) {
     let limits = SessionLimits {
         max_sessions: 30,
         max_per_user: 30,
+        org: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -434,7 +440,7 @@ async fn pages_follow_each_other_without_gaps_or_repeats(db: &impl Backend) {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = store.list_page(None, None, after, 3).await.unwrap();
+        let page = store.list_page(None, None, None, after, 3).await.unwrap();
         seen.extend(page.iter().map(|r| r.id.clone()));
         if page.len() < 3 {
             break;
@@ -1037,6 +1043,26 @@ macro_rules! conformance {
         #[tokio::test]
         async fn a_session_keeps_its_size() {
             super::a_session_keeps_its_size(&$db).await
+        }
+
+        #[tokio::test]
+        async fn quotas_hold_for_an_organisation_and_its_members() {
+            super::quotas::quotas_hold_for_an_organisation_and_its_members(&$db).await
+        }
+
+        #[tokio::test]
+        async fn a_claim_counts_against_the_claimers_organisation() {
+            super::quotas::a_claim_counts_against_the_claimers_organisation(&$db).await
+        }
+
+        #[test]
+        fn concurrent_creates_never_pass_an_org_quota() {
+            super::quotas::concurrent_creates_never_pass_an_org_quota(&$db)
+        }
+
+        #[tokio::test]
+        async fn audit_entries_are_read_by_organisation() {
+            super::quotas::audit_entries_are_read_by_organisation(&$db).await
         }
 
         #[tokio::test]

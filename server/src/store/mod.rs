@@ -119,6 +119,12 @@ pub enum LimitHit {
     Server(usize),
     /// The user's `max_sessions_per_user`.
     User(String, usize),
+    /// The organisation's quota (`member`: None) or one member's in it.
+    Quota {
+        org: String,
+        member: Option<String>,
+        over: crate::domain::orgs::Over,
+    },
 }
 
 impl StoreError {
@@ -141,6 +147,24 @@ fn limit_message(hit: &LimitHit) -> String {
         LimitHit::User(user, max) => {
             format!("{user} already has {max} live desktops, the most allowed; destroy one first")
         }
+        LimitHit::Quota {
+            org,
+            member: None,
+            over,
+        } => format!(
+            "organisation '{org}' is at its quota: {over} (orgs.{org}.quota.{}); \
+             wait for one of its desktops to end or ask its administrators",
+            over.resource.key()
+        ),
+        LimitHit::Quota {
+            org,
+            member: Some(user),
+            over,
+        } => format!(
+            "{user} is at their quota in organisation '{org}': {over} \
+             (orgs.{org}.user_quota.{}); destroy one of your desktops first",
+            over.resource.key()
+        ),
     }
 }
 
@@ -149,6 +173,27 @@ fn limit_message(hit: &LimitHit) -> String {
 pub struct SessionLimits {
     pub max_sessions: usize,
     pub max_per_user: usize,
+    /// The quotas of the create's organisation (`NewSession::org`): its
+    /// own, and each member's in it.
+    pub org: Option<OrgQuotas>,
+}
+
+/// An organisation's quotas, as a create is checked against them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrgQuotas {
+    pub org: crate::domain::orgs::Quota,
+    pub member: crate::domain::orgs::Quota,
+}
+
+/// What the live sessions a create is checked against hold: all of them
+/// (`total`), the user's (`of_user`), and, with an organisation, the
+/// organisation's and the user's in it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LiveCounts {
+    pub total: usize,
+    pub of_user: usize,
+    pub org: crate::domain::orgs::Amounts,
+    pub user_in_org: crate::domain::orgs::Amounts,
 }
 
 /// How long a `request_id` names its session.
@@ -206,6 +251,8 @@ pub struct SessionRecord {
     /// Its size from the catalog; None for a session an older server made
     /// (built at `[vm]`'s size).
     pub size: Option<crate::domain::catalog::Size>,
+    /// The organisation whose quota it counts against.
+    pub org: Option<String>,
 }
 
 impl SessionRecord {
@@ -283,6 +330,9 @@ pub struct NewSession {
     pub placing: Option<crate::domain::placement::Policy>,
     /// Its size from the catalog; None: `[vm]`'s (kept as no size).
     pub size: Option<crate::domain::catalog::Size>,
+    /// The organisation whose quotas (`SessionLimits::org`) it counts
+    /// against; None: none (a pool's desktop gets its claimer's).
+    pub org: Option<String>,
 }
 
 /// What the service, the pipeline and the reaper need of a store. Every
@@ -547,14 +597,25 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<Vec<SessionRecord>, StoreError>;
 
     /// At most `limit` sessions, newest first, after `after` (the last
-    /// session of the previous page), filtered by user and state when given.
+    /// session of the previous page), filtered by user, organisation and
+    /// state when given.
     async fn list_page(
         &self,
         username: Option<String>,
+        org: Option<String>,
         state: Option<SessionState>,
         after: Option<PageCursor>,
         limit: u32,
     ) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// What the live sessions (all but FAILED, DESTROYED and LOST) of
+    /// organisation `org` and/or user `username` hold (everyone's when
+    /// neither is given).
+    async fn usage(
+        &self,
+        org: Option<String>,
+        username: Option<String>,
+    ) -> Result<crate::domain::orgs::Amounts, StoreError>;
 
     /// Deletes tool output lines recorded before `before_ms`; stage changes
     /// and warnings are kept. Returns how many went.
@@ -726,6 +787,7 @@ impl SessionRecord {
             pool: self.pool.clone().unwrap_or_default(),
             node: self.node.clone().unwrap_or_default(),
             size: self.size.as_ref().map(|s| s.to_proto()),
+            org: self.org.clone().unwrap_or_default(),
         }
     }
 }

@@ -131,6 +131,7 @@ mod tests {
             let limits = crate::store::SessionLimits {
                 max_sessions: usize::MAX,
                 max_per_user: usize::MAX,
+                org: None,
             };
             ids.push(store.create_session(new, limits).await.unwrap().0.id);
         }

@@ -195,7 +195,7 @@ pub async fn login(
         Access::Admin => true,
         Access::User => false,
     };
-    let groups = state.catalog_groups(&identity);
+    let groups = state.configured_groups(&identity);
     let (cookie, signed) = match state.signins.open(&identity.user, admin, groups).await {
         Ok(opened) => opened,
         Err(err) => {
@@ -250,7 +250,8 @@ pub async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap) -> R
     response
 }
 
-/// Who is signed in, their CSRF token and the templates they may create.
+/// Who is signed in, their CSRF token, the templates they may create, their
+/// organisations and those they administer.
 pub async fn me(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Response {
     let signed = match state.signed_in(&headers).await {
         Ok(signed) => signed,
@@ -266,6 +267,15 @@ pub async fn me(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Respo
                 .templates(&signed)
                 .iter()
                 .map(shape::template)
+                .collect::<Vec<_>>(),
+            // Several: the page asks which a desktop is for.
+            "orgs": state.member_orgs(&signed).into_iter().filter(|o| !o.is_empty()).collect::<Vec<_>>(),
+            "administers": state
+                .config
+                .orgs
+                .administered(&signed.groups)
+                .iter()
+                .map(|o| o.name.clone())
                 .collect::<Vec<_>>(),
         }),
     )

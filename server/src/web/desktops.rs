@@ -16,7 +16,8 @@ use axum::{
     },
 };
 use daas_api::v1::{
-    CreateSessionRequest, ListAuditRequest, ListSessionsRequest, Session, SessionState,
+    CreateSessionRequest, GetQuotaRequest, ListAuditRequest, ListSessionsRequest, Session,
+    SessionState,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -76,16 +77,35 @@ pub async fn list(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let all = query.get("all").is_some_and(|v| v == "1") && user.signed.admin;
+    // An organisation's administrators list its desktops.
+    let org = query.get("org").cloned().unwrap_or_default();
+    let mine = !all && org.is_empty();
     let message = ListSessionsRequest {
-        username: if all {
-            String::new()
-        } else {
+        username: if mine {
             user.signed.user.clone()
+        } else {
+            String::new()
         },
+        org,
         page_size: 1000,
         ..Default::default()
     };
-    let result = state.sessions.list(&caller_of(&user), message).await;
+    let caller = caller_of(&user);
+    let result = state.sessions.list(&caller, message).await;
+    // With the user's own desktops, where they stand in each quota.
+    let mut quotas = Vec::new();
+    if mine {
+        for org in state.member_orgs(&user.signed) {
+            let asked = GetQuotaRequest {
+                org,
+                ..Default::default()
+            };
+            match state.sessions.quota(&caller, asked).await {
+                Ok(quota) => quotas.push(shape::quota(&quota)),
+                Err(err) => return from_error(&err),
+            }
+        }
+    }
     reply(result, |r| {
         let sessions: Vec<_> = r
             .sessions
@@ -93,7 +113,7 @@ pub async fn list(
             .filter(|s| s.state != SessionState::Destroyed as i32)
             .map(shape::session)
             .collect();
-        json!({ "sessions": sessions })
+        json!({ "sessions": sessions, "quotas": quotas })
     })
 }
 
@@ -107,6 +127,9 @@ struct Create {
     /// The page's id for this click: a repeat makes no second desktop.
     #[serde(default)]
     request_id: String,
+    /// The organisation it counts against, for a user in several.
+    #[serde(default)]
+    org: String,
 }
 
 /// `{"template", "size", "request_id"}` -> 202 `{"id"}`; the stages follow on
@@ -135,6 +158,7 @@ pub async fn create(
         template: body.template,
         size: body.size,
         request_id: body.request_id,
+        org: body.org,
         ..Default::default()
     };
     match state

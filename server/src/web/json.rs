@@ -3,7 +3,8 @@
 //! seconds.
 
 use daas_api::v1::{
-    AuditEntry, Node, Pool, Session, SessionEvent, SessionState, session_event::Kind,
+    Amounts, AuditEntry, Node, Pool, Quota, Session, SessionEvent, SessionState,
+    session_event::Kind,
 };
 use serde_json::{Value, json};
 
@@ -50,6 +51,7 @@ pub fn session(s: &Session) -> Value {
         "activity": activity,
         "pool": s.pool,
         "size": s.size.as_ref().map(|z| z.name.clone()),
+        "org": s.org,
     })
 }
 
@@ -151,6 +153,29 @@ pub fn audit(a: &AuditEntry) -> Value {
         "owner": a.owner,
         "result": a.result,
         "detail": a.detail,
+        "org": a.org,
+    })
+}
+
+/// A quota as the page shows it: the organisation's and the user's, each
+/// amount `{used, max}` (max 0: no limit).
+pub fn quota(q: &Quota) -> Value {
+    let amounts = |used: Option<&Amounts>, max: Option<&Amounts>| {
+        let (used, max) = (
+            used.cloned().unwrap_or_default(),
+            max.cloned().unwrap_or_default(),
+        );
+        json!({
+            "desktops": {"used": used.desktops, "max": max.desktops},
+            "cores": {"used": used.cores, "max": max.cores},
+            "memory_mb": {"used": used.memory_mb, "max": max.memory_mb},
+        })
+    };
+    json!({
+        "org": q.org,
+        "title": q.org_title,
+        "org_usage": (!q.org.is_empty()).then(|| amounts(q.org_used.as_ref(), q.org_max.as_ref())),
+        "user_usage": amounts(q.user_used.as_ref(), q.user_max.as_ref()),
     })
 }
 

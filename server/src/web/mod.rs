@@ -171,7 +171,7 @@ impl WebState {
                             .await;
                     }
                     self.signins
-                        .rechecked(cookie, admin, self.catalog_groups(&identity))
+                        .rechecked(cookie, admin, self.configured_groups(&identity))
                         .await
                         .map_err(|e| Box::new(unavailable(&e)))?
                         .ok_or_else(not_signed_in)
@@ -241,21 +241,46 @@ impl WebState {
         Ok(signed)
     }
 
-    /// The user's groups among those the catalog's templates name (the
-    /// sign-in keeps only these), in the catalog's spelling.
-    pub fn catalog_groups(&self, identity: &ldap::Identity) -> Vec<String> {
-        let mut groups: Vec<String> = self
-            .config
+    /// The user's groups among those the catalog's templates and the
+    /// organisations (members, administrators) name (the sign-in keeps only
+    /// these), in the config's spelling.
+    pub fn configured_groups(&self, identity: &ldap::Identity) -> Vec<String> {
+        let config = &self.config;
+        let orgs = config
+            .orgs
+            .orgs
+            .iter()
+            .flat_map(|o| o.groups.iter().chain(&o.admin_groups));
+        let mut groups: Vec<String> = config
             .catalog
             .templates
             .iter()
             .flat_map(|t| t.groups.iter())
+            .chain(orgs)
             .filter(|g| identity.is_in(g))
             .cloned()
             .collect();
         groups.sort();
         groups.dedup();
         groups
+    }
+
+    /// The organisations a signed-in user is a member of, by name; one
+    /// empty name when none (their quota is then the server's per-user
+    /// limit).
+    pub fn member_orgs(&self, signed: &SignedIn) -> Vec<String> {
+        let orgs: Vec<String> = self
+            .config
+            .orgs
+            .member_of(&signed.groups)
+            .into_iter()
+            .map(|o| o.name.clone())
+            .collect();
+        if orgs.is_empty() {
+            vec![String::new()]
+        } else {
+            orgs
+        }
     }
 
     /// The templates offered to a signed-in user: the catalog's they may

@@ -21,6 +21,7 @@ mod flood;
 mod gateway;
 mod http;
 mod logs;
+mod orgs;
 mod pki_cli;
 mod pool;
 mod provisioning;

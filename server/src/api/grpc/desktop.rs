@@ -6,10 +6,10 @@
 use std::{pin::Pin, sync::Arc};
 
 use daas_api::v1::{
-    CreateSessionRequest, DestroySessionRequest, DrainNodeRequest, GetPoolRequest,
+    CreateSessionRequest, DestroySessionRequest, DrainNodeRequest, GetPoolRequest, GetQuotaRequest,
     GetSessionRequest, ListAuditRequest, ListAuditResponse, ListNodesRequest, ListNodesResponse,
     ListPoolsRequest, ListPoolsResponse, ListSessionsRequest, ListSessionsResponse,
-    ListTemplatesRequest, ListTemplatesResponse, Node, Pool, ResumeNodeRequest, Session,
+    ListTemplatesRequest, ListTemplatesResponse, Node, Pool, Quota, ResumeNodeRequest, Session,
     SessionEvent, WatchSessionRequest, desktop_service_server::DesktopService,
 };
 use tokio_stream::{Stream, StreamExt};
@@ -135,6 +135,15 @@ impl DesktopService for DesktopApi {
     ) -> Result<Response<ListTemplatesResponse>, Status> {
         let caller = auth::caller(&request)?;
         Ok(Response::new(self.sessions.templates(&caller)))
+    }
+
+    async fn get_quota(
+        &self,
+        request: Request<GetQuotaRequest>,
+    ) -> Result<Response<Quota>, Status> {
+        let caller = auth::caller(&request)?;
+        let quota = self.sessions.quota(&caller, request.into_inner()).await?;
+        Ok(Response::new(quota))
     }
 
     async fn list_nodes(

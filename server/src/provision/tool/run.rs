@@ -333,6 +333,7 @@ mod tests {
                 crate::store::SessionLimits {
                     max_sessions: 10,
                     max_per_user: 10,
+                    org: None,
                 },
             )
             .await

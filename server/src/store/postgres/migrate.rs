@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (10, include_str!("migrations/0010_nodes.sql")),
     (11, include_str!("migrations/0011_clone_storage.sql")),
     (12, include_str!("migrations/0012_catalog.sql")),
+    (13, include_str!("migrations/0013_orgs.sql")),
 ];
 
 /// Applies the migrations the database does not have yet.

@@ -8,8 +8,10 @@ use super::{
     Context,
     rows::{SESSION_COLUMNS, session_from_row},
 };
-use crate::domain::time::now_ms;
-use crate::store::{PageCursor, REQUEST_ID_WINDOW_MS, SessionRecord, StoreError, state_from_db};
+use crate::domain::{orgs::Amounts, time::now_ms};
+use crate::store::{
+    PageCursor, REQUEST_ID_WINDOW_MS, SessionRecord, StoreError, admission::NOT_LIVE, state_from_db,
+};
 
 /// The sessions a query selected with [`SESSION_COLUMNS`].
 fn sessions(
@@ -77,11 +79,11 @@ pub(super) async fn placed_on(
     sessions(db.query(&sql, &[&node]).await, "listing a node's sessions")
 }
 
-/// At most `limit` sessions, newest first, after `after`, filtered by user
-/// and state when given.
+/// At most `limit` sessions, newest first, after `after`, filtered by user,
+/// organisation and state when given.
 pub(super) async fn list_page(
     db: &impl GenericClient,
-    username: Option<String>,
+    (username, org): (Option<String>, Option<String>),
     state: Option<SessionState>,
     after: Option<PageCursor>,
     limit: u32,
@@ -90,6 +92,7 @@ pub(super) async fn list_page(
         "SELECT {SESSION_COLUMNS} FROM sessions \
          WHERE ($1::TEXT IS NULL OR username = $1) AND ($2::INTEGER IS NULL OR state = $2) \
          AND ($3::BIGINT IS NULL OR created_ms < $3 OR (created_ms = $3 AND id < $4)) \
+         AND ($6::TEXT IS NULL OR org = $6) \
          ORDER BY created_ms DESC, id DESC LIMIT $5"
     );
     let (after_ms, after_id) = after.map(|c| (c.created_ms, c.id)).unzip();
@@ -97,11 +100,43 @@ pub(super) async fn list_page(
     sessions(
         db.query(
             &sql,
-            &[&username, &state, &after_ms, &after_id, &i64::from(limit)],
+            &[
+                &username,
+                &state,
+                &after_ms,
+                &after_id,
+                &i64::from(limit),
+                &org,
+            ],
         )
         .await,
         "listing sessions",
     )
+}
+
+/// What the live sessions of `org` and/or `username` hold.
+pub(super) async fn usage(
+    db: &impl GenericClient,
+    org: Option<String>,
+    username: Option<String>,
+) -> Result<Amounts, StoreError> {
+    let not_live: Vec<i32> = NOT_LIVE.iter().map(|s| *s as i32).collect();
+    let row = db
+        .query_one(
+            "SELECT COUNT(*), COALESCE(SUM(cores), 0)::BIGINT, \
+             COALESCE(SUM(memory_mb), 0)::BIGINT FROM sessions WHERE state <> ALL($1) \
+             AND ($2::TEXT IS NULL OR org = $2) AND ($3::TEXT IS NULL OR username = $3)",
+            &[&not_live, &org, &username],
+        )
+        .await
+        .context("counting live sessions")?;
+    let get =
+        |i: usize| -> Result<i64, StoreError> { row.try_get(i).context("counting live sessions") };
+    Ok(Amounts {
+        desktops: u32::try_from(get(0)?).unwrap_or(u32::MAX),
+        cores: u32::try_from(get(1)?).unwrap_or(u32::MAX),
+        memory_mb: u64::try_from(get(2)?).unwrap_or(u64::MAX),
+    })
 }
 
 /// The sessions of warm pool `pool` that are live, or that changed or were

@@ -23,8 +23,8 @@ pub(super) async fn append_audit(
 ) -> Result<i64, StoreError> {
     db.query_one(
         "INSERT INTO audit (time_ms, actor, subject, fingerprint, peer, action, \
-         session_id, owner, result, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+         session_id, owner, result, detail, org) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         &[
             &r.time_ms,
             &r.actor,
@@ -36,6 +36,7 @@ pub(super) async fn append_audit(
             &r.owner,
             &r.result,
             &r.detail,
+            &r.org,
         ],
     )
     .await
@@ -51,8 +52,8 @@ pub(super) async fn audit_page(
     let (before_ms, before_id) = f.before.unzip();
     db.query(
         "SELECT id, time_ms, actor, subject, fingerprint, peer, action, session_id, \
-         owner, result, detail FROM audit \
-         WHERE ($1::TEXT IS NULL OR actor = $1 OR owner = $1) \
+         owner, result, detail, org FROM audit \
+         WHERE ($1::TEXT IS NULL OR actor = $1 OR owner = $1) AND ($7::TEXT IS NULL OR org = $7) \
          AND ($2::TEXT IS NULL OR session_id = $2) AND ($3::BIGINT IS NULL OR time_ms >= $3) \
          AND ($4::BIGINT IS NULL OR time_ms < $4 OR (time_ms = $4 AND id < $5)) \
          ORDER BY time_ms DESC, id DESC LIMIT $6",
@@ -63,6 +64,7 @@ pub(super) async fn audit_page(
             &before_ms,
             &before_id,
             &i64::from(f.limit),
+            &f.org,
         ],
     )
     .await

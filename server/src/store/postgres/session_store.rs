@@ -459,12 +459,13 @@ impl SessionStore for PostgresStore {
         username: Option<String>,
         state: Option<SessionState>,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        self.list_page(username, state, None, u32::MAX).await
+        self.list_page(username, None, state, None, u32::MAX).await
     }
 
     async fn list_page(
         &self,
         username: Option<String>,
+        org: Option<String>,
         state: Option<SessionState>,
         after: Option<PageCursor>,
         limit: u32,
@@ -472,12 +473,23 @@ impl SessionStore for PostgresStore {
         self.retrying(|| async {
             reads::list_page(
                 &**self.client().await?,
-                username.clone(),
+                (username.clone(), org.clone()),
                 state,
                 after.clone(),
                 limit,
             )
             .await
+        })
+        .await
+    }
+
+    async fn usage(
+        &self,
+        org: Option<String>,
+        username: Option<String>,
+    ) -> Result<crate::domain::orgs::Amounts, StoreError> {
+        self.retrying(|| async {
+            reads::usage(&**self.client().await?, org.clone(), username.clone()).await
         })
         .await
     }

@@ -20,7 +20,8 @@ use crate::domain::time::now_ms;
 use crate::store::{
     ChildRecord, NewSession, SessionLimits, SessionRecord, StoreError, TerraformFiles, VmOutputs,
     admission::{
-        Admission, NOT_LIVE, check_limits, claimed_message, created_message, random_vm_name,
+        Admission, NOT_LIVE, check_limits, claimed_message, created_message, live_counts,
+        random_vm_name,
     },
     event_rows::{first_event, stage_change},
     lease::holder_after,
@@ -46,17 +47,23 @@ async fn admit(
     let not_live: Vec<i32> = NOT_LIVE.iter().map(|s| *s as i32).collect();
     let row = tx
         .query_one(
-            "SELECT COUNT(*), COUNT(*) FILTER (WHERE username = $1) FROM sessions \
-             WHERE state <> ALL($2)",
-            &[&new.username, &not_live],
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE username = $1), \
+             COUNT(*) FILTER (WHERE org = $3), \
+             COALESCE(SUM(cores) FILTER (WHERE org = $3), 0)::BIGINT, \
+             COALESCE(SUM(memory_mb) FILTER (WHERE org = $3), 0)::BIGINT, \
+             COUNT(*) FILTER (WHERE org = $3 AND username = $1), \
+             COALESCE(SUM(cores) FILTER (WHERE org = $3 AND username = $1), 0)::BIGINT, \
+             COALESCE(SUM(memory_mb) FILTER (WHERE org = $3 AND username = $1), 0)::BIGINT \
+             FROM sessions WHERE state <> ALL($2)",
+            &[&new.username, &not_live, &new.org],
         )
         .await
         .context("counting live sessions")?;
-    let count = |i: usize| -> Result<usize, StoreError> {
-        let n: i64 = row.try_get(i).context("counting live sessions")?;
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
-    };
-    check_limits(new, limits, admission, count(0)?, count(1)?)
+    let mut counts = [0i64; 8];
+    for (i, count) in counts.iter_mut().enumerate() {
+        *count = row.try_get(i).context("counting live sessions")?;
+    }
+    check_limits(new, limits, admission, live_counts(counts))
 }
 
 /// Records a new QUEUED session (see `SessionStore::create_session`).
@@ -93,9 +100,9 @@ pub(super) async fn create(
         "INSERT INTO sessions (id, username, login_user, template, state, slot, \
          vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool, owner, \
          lease_until_ms, epoch, password_hash, node, memory_mb, cores, clone_storage, size, \
-         disk_gb) \
+         disk_gb, org) \
          SELECT $1, $2, $3, $4, $5, MIN(candidate), $6, $7, $7, $7, $8, $9, $10, $11, 1, $12, \
-           $13, $14, $15, $16, $17, $18 FROM ( \
+           $13, $14, $15, $16, $17, $18, $19 FROM ( \
            SELECT 1 AS candidate \
            UNION ALL SELECT slot + 1 FROM sessions WHERE NOT slot_released \
          ) AS candidates \
@@ -119,6 +126,7 @@ pub(super) async fn create(
             &clone_storage,
             &size,
             &disk_gb,
+            &new.org,
         ],
     )
     .await
@@ -172,7 +180,7 @@ pub(super) async fn claim(
             "UPDATE sessions SET username = $2, login_user = $3, request_key = $4, \
          claimed_ms = $5, created_ms = $5, updated_ms = $5, stage_started_ms = $5, \
          ready_ms = NULL, warned_reap_ms = NULL, state = $6, owner = $7, lease_until_ms = $8, \
-         epoch = epoch + 1 WHERE id = $1 RETURNING epoch",
+         epoch = epoch + 1, org = $9 WHERE id = $1 RETURNING epoch",
             &[
                 &id,
                 &new.username,
@@ -182,6 +190,7 @@ pub(super) async fn claim(
                 &(SessionState::Queued as i32),
                 &&*holder.me,
                 &(now + holder.lease_ms),
+                &new.org,
             ],
         )
         .await

@@ -23,6 +23,7 @@ async fn another_servers_events_reach_the_watchers_here_in_order() {
     let limits = SessionLimits {
         max_sessions: 10,
         max_per_user: 10,
+        org: None,
     };
     let new = NewSession {
         username: "alice".into(),

@@ -13,8 +13,8 @@ use crate::store::{
 pub(super) fn append(conn: &Connection, r: AuditRecord) -> Result<i64, StoreError> {
     conn.execute(
         "INSERT INTO audit (time_ms, actor, subject, fingerprint, peer, action, \
-         session_id, owner, result, detail) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         session_id, owner, result, detail, org) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             r.time_ms,
             r.actor,
@@ -25,7 +25,8 @@ pub(super) fn append(conn: &Connection, r: AuditRecord) -> Result<i64, StoreErro
             r.session_id,
             r.owner,
             r.result,
-            r.detail
+            r.detail,
+            r.org
         ],
     )
     .context("appending to the audit trail")?;
@@ -37,8 +38,8 @@ pub(super) fn page(conn: &Connection, f: AuditFilter) -> Result<Vec<AuditRecord>
     let mut stmt = conn
         .prepare(
             "SELECT id, time_ms, actor, subject, fingerprint, peer, action, session_id, \
-             owner, result, detail FROM audit \
-             WHERE (?1 IS NULL OR actor = ?1 OR owner = ?1) \
+             owner, result, detail, org FROM audit \
+             WHERE (?1 IS NULL OR actor = ?1 OR owner = ?1) AND (?7 IS NULL OR org = ?7) \
              AND (?2 IS NULL OR session_id = ?2) AND (?3 IS NULL OR time_ms >= ?3) \
              AND (?4 IS NULL OR time_ms < ?4 OR (time_ms = ?4 AND id < ?5)) \
              ORDER BY time_ms DESC, id DESC LIMIT ?6",
@@ -53,7 +54,8 @@ pub(super) fn page(conn: &Connection, f: AuditFilter) -> Result<Vec<AuditRecord>
                 f.since_ms,
                 before_ms,
                 before_id,
-                i64::from(f.limit)
+                i64::from(f.limit),
+                f.org
             ],
             audit_from_row,
         )

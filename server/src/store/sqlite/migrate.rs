@@ -42,6 +42,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (17, include_str!("migrations/0017_nodes.sql")),
     (18, include_str!("migrations/0018_clone_storage.sql")),
     (19, include_str!("migrations/0019_catalog.sql")),
+    (20, include_str!("migrations/0020_orgs.sql")),
 ];
 
 /// A migration step written in Rust.

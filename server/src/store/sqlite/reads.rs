@@ -8,7 +8,7 @@ use super::{
     Context,
     rows::{SESSION_COLUMNS, session_from_row},
 };
-use crate::domain::time::now_ms;
+use crate::domain::{orgs::Amounts, time::now_ms};
 use crate::store::{PageCursor, REQUEST_ID_WINDOW_MS, SessionRecord, StoreError, state_from_db};
 
 pub(super) fn get_session(
@@ -70,11 +70,11 @@ pub(super) fn placed_on(conn: &Connection, node: String) -> Result<Vec<SessionRe
         .context("listing a node's sessions")
 }
 
-/// At most `limit` sessions, newest first, after `after`, filtered by user
-/// and state when given.
+/// At most `limit` sessions, newest first, after `after`, filtered by user,
+/// organisation and state when given.
 pub(super) fn list_page(
     conn: &Connection,
-    username: Option<String>,
+    (username, org): (Option<String>, Option<String>),
     state: Option<SessionState>,
     after: Option<PageCursor>,
     limit: u32,
@@ -84,6 +84,7 @@ pub(super) fn list_page(
             "SELECT {SESSION_COLUMNS} FROM sessions \
              WHERE (?1 IS NULL OR username = ?1) AND (?2 IS NULL OR state = ?2) \
              AND (?3 IS NULL OR created_ms < ?3 OR (created_ms = ?3 AND id < ?4)) \
+             AND (?6 IS NULL OR org = ?6) \
              ORDER BY created_ms DESC, id DESC LIMIT ?5"
         ))
         .context("listing sessions")?;
@@ -95,13 +96,42 @@ pub(super) fn list_page(
                 state.map(|s| s as i32),
                 after_ms,
                 after_id,
-                i64::from(limit)
+                i64::from(limit),
+                org
             ],
             session_from_row,
         )
         .context("listing sessions")?;
     rows.collect::<Result<Vec<_>, _>>()
         .context("listing sessions")
+}
+
+/// What the live sessions of `org` and/or `username` hold.
+pub(super) fn usage(
+    conn: &Connection,
+    org: Option<String>,
+    username: Option<String>,
+) -> Result<Amounts, StoreError> {
+    let (desktops, cores, memory_mb): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(*), COALESCE(SUM(cores), 0), COALESCE(SUM(memory_mb), 0) \
+             FROM sessions WHERE state NOT IN (?1, ?2, ?3) \
+             AND (?4 IS NULL OR org = ?4) AND (?5 IS NULL OR username = ?5)",
+            params![
+                SessionState::Failed as i32,
+                SessionState::Destroyed as i32,
+                SessionState::Lost as i32,
+                org,
+                username
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .context("counting live sessions")?;
+    Ok(Amounts {
+        desktops: u32::try_from(desktops).unwrap_or(u32::MAX),
+        cores: u32::try_from(cores).unwrap_or(u32::MAX),
+        memory_mb: u64::try_from(memory_mb).unwrap_or(u64::MAX),
+    })
 }
 
 /// The sessions of warm pool `pool` that are live, or that changed or were

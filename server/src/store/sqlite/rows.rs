@@ -14,7 +14,7 @@ pub(super) const SESSION_COLUMNS: &str = "id, username, session_user, template, 
      vm_id, ssh_host, ssh_port, rdp_host, rdp_port, failure_stage, failure_reason, child_pgid, \
      child_identity, created_ms, updated_ms, ready_ms, last_report_ms, last_input_ms, \
      last_connected_ms, rdp_clients, logged_in, agent_version, warned_reap_ms, pool, claimed_ms, \
-     rdp_cert_sha256, node, size, cores, memory_mb, disk_gb";
+     rdp_cert_sha256, node, size, cores, memory_mb, disk_gb, org";
 
 pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     let failure_stage: i32 = row.get("failure_stage")?;
@@ -62,6 +62,7 @@ pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord>
             row.get("memory_mb")?,
             row.get("disk_gb")?,
         ),
+        org: row.get("org")?,
     })
 }
 
@@ -79,6 +80,7 @@ pub(super) fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
         owner: row.get("owner")?,
         result: row.get("result")?,
         detail: row.get("detail")?,
+        org: row.get("org")?,
     })
 }
 

@@ -345,17 +345,27 @@ impl SessionStore for SqliteStore {
         username: Option<String>,
         state: Option<SessionState>,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        self.list_page(username, state, None, u32::MAX).await
+        self.list_page(username, None, state, None, u32::MAX).await
     }
 
     async fn list_page(
         &self,
         username: Option<String>,
+        org: Option<String>,
         state: Option<SessionState>,
         after: Option<PageCursor>,
         limit: u32,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        self.with(move |conn, _| reads::list_page(conn, username, state, after, limit))
+        self.with(move |conn, _| reads::list_page(conn, (username, org), state, after, limit))
+            .await
+    }
+
+    async fn usage(
+        &self,
+        org: Option<String>,
+        username: Option<String>,
+    ) -> Result<crate::domain::orgs::Amounts, StoreError> {
+        self.with(move |conn, _| reads::usage(conn, org, username))
             .await
     }
 

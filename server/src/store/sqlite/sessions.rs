@@ -15,7 +15,9 @@ use super::{
 use crate::domain::time::now_ms;
 use crate::store::{
     ChildRecord, NewSession, SessionLimits, SessionRecord, StoreError, TerraformFiles, VmOutputs,
-    admission::{Admission, check_limits, claimed_message, created_message, random_vm_name},
+    admission::{
+        Admission, check_limits, claimed_message, created_message, live_counts, random_vm_name,
+    },
     event_rows::{first_event, stage_change},
     events::Hub,
     lease::holder_after,
@@ -35,20 +37,33 @@ fn admit(
     {
         return Err(StoreError::SameRequest(Box::new(earlier)));
     }
-    let (total, of_user): (usize, usize) = conn
+    let counts: [i64; 8] = conn
         .query_row(
-            "SELECT COUNT(*), COALESCE(SUM(username = ?1), 0) FROM sessions \
-             WHERE state NOT IN (?2, ?3, ?4)",
+            "SELECT COUNT(*), COALESCE(SUM(username = ?1), 0), \
+             COALESCE(SUM(org = ?5), 0), \
+             COALESCE(SUM(CASE WHEN org = ?5 THEN cores END), 0), \
+             COALESCE(SUM(CASE WHEN org = ?5 THEN memory_mb END), 0), \
+             COALESCE(SUM(org = ?5 AND username = ?1), 0), \
+             COALESCE(SUM(CASE WHEN org = ?5 AND username = ?1 THEN cores END), 0), \
+             COALESCE(SUM(CASE WHEN org = ?5 AND username = ?1 THEN memory_mb END), 0) \
+             FROM sessions WHERE state NOT IN (?2, ?3, ?4)",
             params![
                 new.username,
                 SessionState::Failed as i32,
                 SessionState::Destroyed as i32,
-                SessionState::Lost as i32
+                SessionState::Lost as i32,
+                new.org,
             ],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| {
+                let mut counts = [0i64; 8];
+                for (i, count) in counts.iter_mut().enumerate() {
+                    *count = row.get(i)?;
+                }
+                Ok(counts)
+            },
         )
         .context("counting live sessions")?;
-    check_limits(new, limits, admission, total, of_user)
+    check_limits(new, limits, admission, live_counts(counts))
 }
 
 /// Records a new QUEUED session (see `SessionStore::create_session`).
@@ -88,9 +103,9 @@ pub(super) fn create(
         "INSERT INTO sessions (id, username, session_user, template, state, slot, \
          vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool, owner, \
          lease_until_ms, epoch, password_hash, node, memory_mb, cores, clone_storage, size, \
-         disk_gb) \
+         disk_gb, org) \
          SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8, ?9, ?10, ?11, 1, ?12, \
-           ?13, ?14, ?15, ?16, ?17, ?18 FROM ( \
+           ?13, ?14, ?15, ?16, ?17, ?18, ?19 FROM ( \
            SELECT 1 AS candidate \
            UNION ALL SELECT slot + 1 FROM sessions WHERE slot_released = 0 \
          ) WHERE candidate NOT IN (SELECT slot FROM sessions WHERE slot_released = 0)",
@@ -112,7 +127,8 @@ pub(super) fn create(
             cores,
             clone_storage,
             size,
-            disk_gb
+            disk_gb,
+            new.org
         ],
     )
     .context("inserting a session")?;
@@ -159,7 +175,7 @@ pub(super) fn claim(
         "UPDATE sessions SET username = ?2, session_user = ?3, request_key = ?4, \
          claimed_ms = ?5, created_ms = ?5, updated_ms = ?5, stage_started_ms = ?5, \
          ready_ms = NULL, warned_reap_ms = NULL, state = ?6, owner = ?7, lease_until_ms = ?8, \
-         epoch = epoch + 1 WHERE id = ?1",
+         epoch = epoch + 1, org = ?9 WHERE id = ?1",
         params![
             id,
             new.username,
@@ -168,7 +184,8 @@ pub(super) fn claim(
             now,
             SessionState::Queued as i32,
             &*holder.me,
-            now + holder.lease_ms()
+            now + holder.lease_ms(),
+            new.org
         ],
     )
     .context("claiming a pool desktop")?;

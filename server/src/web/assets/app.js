@@ -4,7 +4,7 @@
 // no build step.
 
 const $ = (id) => document.getElementById(id);
-let me = null; // {user, admin, csrf, templates}
+let me = null; // {user, admin, csrf, templates, orgs, administers}
 let following = null; // the EventSource of the create being watched
 
 // --- the API -------------------------------------------------------------
@@ -100,6 +100,15 @@ async function start() {
   $("who").hidden = false;
   $("who-name").textContent = me.admin ? `${me.user} (administrator)` : me.user;
   $("templates").replaceChildren(...me.templates.map(templateCard));
+  // A member of several organisations says which a desktop counts against.
+  $("org-choice").hidden = me.orgs.length < 2;
+  $("org").replaceChildren(...me.orgs.map((name) => {
+    const option = document.createElement("option");
+    option.value = name;
+    option.textContent = name;
+    return option;
+  }));
+  $("org-admin").hidden = me.administers.length === 0 || me.admin;
   $("admin").hidden = !me.admin;
   await refresh();
 }
@@ -217,10 +226,36 @@ async function refresh(background = false) {
     body.replaceChildren(...mine.sessions.map((s) => sessionRow(s, false)));
     $("sessions").hidden = mine.sessions.length === 0;
     $("no-sessions").hidden = mine.sessions.length !== 0;
-    if (me.admin) await refreshAdmin(background);
+    $("quotas").replaceChildren(...mine.quotas.map(quotaItem));
+    if (me.admin) {
+      await refreshAdmin(background);
+    } else if (me.administers.length) {
+      const rows = [];
+      for (const org of me.administers) {
+        const theirs = await api("GET", `/web/sessions?org=${encodeURIComponent(org)}`, undefined, background);
+        rows.push(...theirs.sessions.map((s) => sessionRow(s, true)));
+      }
+      $("org-sessions").querySelector("tbody").replaceChildren(...rows);
+    }
   } catch (error) {
     if (error.status !== 401) notice(error.message);
   }
+}
+
+// Where the user stands in a quota: "Physics: 2 of 4 vCPUs, ...; yours: 1 of
+// 1 desktops". A max of 0 is no limit.
+function quotaItem(q) {
+  const item = document.createElement("li");
+  const gib = (mb) => (mb / 1024).toFixed(mb % 1024 ? 1 : 0);
+  const part = (a) => [
+    a.desktops.max ? `${a.desktops.used} of ${a.desktops.max} desktops` : `${a.desktops.used} desktops`,
+    a.cores.max ? `${a.cores.used} of ${a.cores.max} vCPUs` : "",
+    a.memory_mb.max ? `${gib(a.memory_mb.used)} of ${gib(a.memory_mb.max)} GiB` : "",
+  ].filter(Boolean).join(", ");
+  item.textContent = q.org
+    ? `${q.title}: ${part(q.org_usage)}; yours: ${part(q.user_usage)}`
+    : `Your desktops: ${part(q.user_usage)}`;
+  return item;
 }
 
 async function refreshAdmin(background) {
@@ -300,6 +335,7 @@ async function create(template, size, button) {
     const created = await api("POST", "/web/sessions", {
       template,
       size,
+      org: me.orgs.length > 1 ? $("org").value : "",
       request_id: crypto.randomUUID(),
     });
     follow(created.id);

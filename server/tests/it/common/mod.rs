@@ -46,6 +46,25 @@ memory_mb = 8192
 disk_gb = 40
 "#;
 
+/// Two organisations (`[orgs]`), by certificate group or AD group: physics
+/// (7 desktops, 3 a member; its administrators: physics-admins) and maths
+/// (4 vCPUs: two medium desktops of [`CATALOG`]).
+pub const ORGS: &str = r#"
+[orgs.physics]
+title = "Physics department"
+groups = ["physics"]
+admin_groups = ["physics-admins"]
+[orgs.physics.quota]
+desktops = 7
+[orgs.physics.user_quota]
+desktops = 3
+
+[orgs.maths]
+groups = ["maths"]
+[orgs.maths.quota]
+cores = 4
+"#;
+
 /// Generous bound on any one stream in these tests, so a hang fails.
 pub const STREAM_LIMIT: Duration = Duration::from_secs(240);
 

@@ -171,6 +171,117 @@ OUTPUT_STREAM_STDERR: OutputStream.ValueType  # 2
 Global___OutputStream: _TypeAlias = OutputStream  # noqa: Y015
 
 @_typing.final
+class GetQuotaRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORG_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    org: _builtins.str
+    """The organisation; empty: the caller's (the only one whose groups they
+    are in). A caller in no organisation gets the server's per-user limit.
+    """
+    username: _builtins.str
+    """The member whose share to return; empty: the caller (for a user), or
+    none (for an administrator naming `org`).
+    """
+    def __init__(
+        self,
+        *,
+        org: _builtins.str = ...,
+        username: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["org", b"org", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQuotaRequest: _TypeAlias = GetQuotaRequest  # noqa: Y015
+
+@_typing.final
+class Amounts(_message.Message):
+    """Live desktops and the resources they hold. In a limit, 0 is no limit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESKTOPS_FIELD_NUMBER: _builtins.int
+    CORES_FIELD_NUMBER: _builtins.int
+    MEMORY_MB_FIELD_NUMBER: _builtins.int
+    desktops: _builtins.int
+    cores: _builtins.int
+    memory_mb: _builtins.int
+    def __init__(
+        self,
+        *,
+        desktops: _builtins.int = ...,
+        cores: _builtins.int = ...,
+        memory_mb: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cores", b"cores", "desktops", b"desktops", "memory_mb", b"memory_mb"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Amounts: _TypeAlias = Amounts  # noqa: Y015
+
+@_typing.final
+class Quota(_message.Message):
+    """What an organisation and one of its members may hold, and hold now.
+    Desktops count from the create until FAILED, DESTROYED or LOST, at their
+    size (`Session.size`).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORG_FIELD_NUMBER: _builtins.int
+    ORG_TITLE_FIELD_NUMBER: _builtins.int
+    ORG_MAX_FIELD_NUMBER: _builtins.int
+    ORG_USED_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    USER_MAX_FIELD_NUMBER: _builtins.int
+    USER_USED_FIELD_NUMBER: _builtins.int
+    ADMINISTERS_FIELD_NUMBER: _builtins.int
+    org: _builtins.str
+    """The organisation; empty when the user is in none (then `user_max` is
+    the server's per-user limit and `org_*` are unset).
+    """
+    org_title: _builtins.str
+    username: _builtins.str
+    """The member, when one was asked for (or is the caller)."""
+    @_builtins.property
+    def org_max(self) -> Global___Amounts: ...
+    @_builtins.property
+    def org_used(self) -> Global___Amounts: ...
+    @_builtins.property
+    def user_max(self) -> Global___Amounts: ...
+    @_builtins.property
+    def user_used(self) -> Global___Amounts: ...
+    @_builtins.property
+    def administers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The organisations' names the caller administers."""
+
+    def __init__(
+        self,
+        *,
+        org: _builtins.str = ...,
+        org_title: _builtins.str = ...,
+        org_max: Global___Amounts | None = ...,
+        org_used: Global___Amounts | None = ...,
+        username: _builtins.str = ...,
+        user_max: Global___Amounts | None = ...,
+        user_used: Global___Amounts | None = ...,
+        administers: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["org_max", b"org_max", "org_used", b"org_used", "user_max", b"user_max", "user_used", b"user_used"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["administers", b"administers", "org", b"org", "org_max", b"org_max", "org_title", b"org_title", "org_used", b"org_used", "user_max", b"user_max", "user_used", b"user_used", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Quota: _TypeAlias = Quota  # noqa: Y015
+
+@_typing.final
 class ListTemplatesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -495,6 +606,7 @@ class ListAuditRequest(_message.Message):
     SINCE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ORG_FIELD_NUMBER: _builtins.int
     username: _builtins.str
     """Only entries whose actor or session owner is this user; empty: all."""
     session_id: _builtins.str
@@ -504,6 +616,10 @@ class ListAuditRequest(_message.Message):
     page_token: _builtins.str
     """`next_page_token` of the previous page, to continue; empty for the
     first page. Keep the other fields the same between pages.
+    """
+    org: _builtins.str
+    """Only entries about this organisation's sessions and members; empty:
+    all. An organisation's administrators may read their organisation's.
     """
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
@@ -517,10 +633,11 @@ class ListAuditRequest(_message.Message):
         since: _timestamp_pb2.Timestamp | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        org: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "session_id", b"session_id", "since", b"since", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["org", b"org", "page_size", b"page_size", "page_token", b"page_token", "session_id", b"session_id", "since", b"since", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -568,6 +685,7 @@ class AuditEntry(_message.Message):
     OWNER_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    ORG_FIELD_NUMBER: _builtins.int
     actor: _builtins.str
     """Who: the user name of the client certificate, `agent` for an agent's,
     `local` on a plaintext loopback port or for `daas-server pki issue`,
@@ -594,6 +712,8 @@ class AuditEntry(_message.Message):
     """What a person needs to understand it (the reason, the template, the
     certificate's subject); never a secret.
     """
+    org: _builtins.str
+    """The organisation of the session or caller, when there is one."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When it happened."""
@@ -611,10 +731,11 @@ class AuditEntry(_message.Message):
         owner: _builtins.str = ...,
         result: _builtins.str = ...,
         detail: _builtins.str = ...,
+        org: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "detail", b"detail", "fingerprint", b"fingerprint", "owner", b"owner", "peer", b"peer", "result", b"result", "session_id", b"session_id", "subject", b"subject", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "detail", b"detail", "fingerprint", b"fingerprint", "org", b"org", "owner", b"owner", "peer", b"peer", "result", b"result", "session_id", b"session_id", "subject", b"subject", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -761,6 +882,7 @@ class CreateSessionRequest(_message.Message):
     TEMPLATE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
+    ORG_FIELD_NUMBER: _builtins.int
     username: _builtins.str
     """The user the desktop is for (an AD sAMAccountName: 1-20 characters, none
     of "/\\[]:;|=,+*?<>@ and no control characters). Empty means the caller
@@ -796,6 +918,13 @@ class CreateSessionRequest(_message.Message):
     that is not for the caller's groups is PERMISSION_DENIED. A warm pool's
     desktops are the default size: another size is built from nothing.
     """
+    org: _builtins.str
+    """Optional organisation whose quota the desktop counts against; empty
+    means the caller's (the one `[orgs.NAME]` whose groups name them). A
+    caller in several must name one (INVALID_ARGUMENT lists them); one they
+    are not in is PERMISSION_DENIED. A create past a quota is
+    RESOURCE_EXHAUSTED naming the quota and what is in use.
+    """
     def __init__(
         self,
         *,
@@ -805,10 +934,11 @@ class CreateSessionRequest(_message.Message):
         template: _builtins.str = ...,
         request_id: _builtins.str = ...,
         size: _builtins.str = ...,
+        org: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "session_password", b"session_password", "session_user", b"session_user", "size", b"size", "template", b"template", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["org", b"org", "request_id", b"request_id", "session_password", b"session_password", "session_user", b"session_user", "size", b"size", "template", b"template", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -868,6 +998,7 @@ class ListSessionsRequest(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ORG_FIELD_NUMBER: _builtins.int
     username: _builtins.str
     """Only sessions of this user; empty means every user the caller may see
     (a user sees only their own).
@@ -880,6 +1011,10 @@ class ListSessionsRequest(_message.Message):
     """`next_page_token` of the previous page, to continue; empty for the
     first page. Keep the other fields the same between pages.
     """
+    org: _builtins.str
+    """Only sessions of this organisation; empty: no filter. An organisation's
+    administrators see its members' sessions this way.
+    """
     def __init__(
         self,
         *,
@@ -887,10 +1022,11 @@ class ListSessionsRequest(_message.Message):
         state: Global___SessionState.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        org: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "state", b"state", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["org", b"org", "page_size", b"page_size", "page_token", b"page_token", "state", b"state", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -967,6 +1103,7 @@ class Session(_message.Message):
     POOL_FIELD_NUMBER: _builtins.int
     NODE_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
+    ORG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id (a UUID)."""
     username: _builtins.str
@@ -998,6 +1135,8 @@ class Session(_message.Message):
     """The cluster node the server placed the VM on; empty when the module
     reports no nodes (it places VMs itself).
     """
+    org: _builtins.str
+    """The organisation whose quota it counts against; empty: none."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the session was requested."""
@@ -1048,10 +1187,11 @@ class Session(_message.Message):
         pool: _builtins.str = ...,
         node: _builtins.str = ...,
         size: Global___Size | None = ...,
+        org: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "ready_at", b"ready_at", "size", b"size", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "id", b"id", "node", b"node", "pool", b"pool", "rdp_host", b"rdp_host", "rdp_port", b"rdp_port", "ready_at", b"ready_at", "session_user", b"session_user", "size", b"size", "ssh_host", b"ssh_host", "ssh_port", b"ssh_port", "state", b"state", "template", b"template", "updated_at", b"updated_at", "username", b"username", "vm_id", b"vm_id", "vm_name", b"vm_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "id", b"id", "node", b"node", "org", b"org", "pool", b"pool", "rdp_host", b"rdp_host", "rdp_port", b"rdp_port", "ready_at", b"ready_at", "session_user", b"session_user", "size", b"size", "ssh_host", b"ssh_host", "ssh_port", b"ssh_port", "state", b"state", "template", b"template", "updated_at", b"updated_at", "username", b"username", "vm_id", b"vm_id", "vm_name", b"vm_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

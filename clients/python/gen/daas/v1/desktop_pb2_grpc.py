@@ -28,7 +28,9 @@ if _version_not_supported:
 class DesktopServiceStub:
     """Creates, follows, lists and destroys desktop sessions.
     Every call is authenticated by its client certificate (mutual TLS): a
-    user sees and acts on their own sessions only, an administrator on all.
+    user sees and acts on their own sessions only, an organisation's
+    administrators on the sessions of their organisation (`Session.org`),
+    an administrator on all.
     Refusals are PERMISSION_DENIED; limits (sessions per user and on the
     server, creates per minute, open streams) are RESOURCE_EXHAUSTED with a
     `retry-after` metadata entry (seconds) when waiting helps.
@@ -100,12 +102,19 @@ class DesktopServiceStub:
                 request_serializer=daas_dot_v1_dot_desktop__pb2.ListTemplatesRequest.SerializeToString,
                 response_deserializer=daas_dot_v1_dot_desktop__pb2.ListTemplatesResponse.FromString,
                 _registered_method=True)
+        self.GetQuota = channel.unary_unary(
+                '/daas.v1.DesktopService/GetQuota',
+                request_serializer=daas_dot_v1_dot_desktop__pb2.GetQuotaRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_desktop__pb2.Quota.FromString,
+                _registered_method=True)
 
 
 class DesktopServiceServicer:
     """Creates, follows, lists and destroys desktop sessions.
     Every call is authenticated by its client certificate (mutual TLS): a
-    user sees and acts on their own sessions only, an administrator on all.
+    user sees and acts on their own sessions only, an organisation's
+    administrators on the sessions of their organisation (`Session.org`),
+    an administrator on all.
     Refusals are PERMISSION_DENIED; limits (sessions per user and on the
     server, creates per minute, open streams) are RESOURCE_EXHAUSTED with a
     `retry-after` metadata entry (seconds) when waiting helps.
@@ -183,7 +192,8 @@ class DesktopServiceServicer:
         """Lists the audit trail, newest first: creates, claims, destroys, reaps,
         agent certificates issued, and refused calls (PERMISSION_DENIED,
         UNAUTHENTICATED, RESOURCE_EXHAUSTED), a page at a time
-        (administrators only: PERMISSION_DENIED otherwise).
+        (administrators; an organisation's administrators with `org` set to
+        theirs: PERMISSION_DENIED otherwise).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -220,6 +230,18 @@ class DesktopServiceServicer:
     def ListTemplates(self, request, context):
         """Lists the templates the caller may create desktops of, by name, with
         their sizes (the catalog: `[templates.NAME]` in the server's config).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQuota(self, request, context):
+        """An organisation's quota and what its live desktops use, with one
+        member's share (`[orgs.NAME]` in the server's config). A user gets their
+        own; an organisation's administrators any member's, or the
+        organisation's alone (empty `username`); server administrators any.
+        Errors: NOT_FOUND for an organisation the server does not configure;
+        PERMISSION_DENIED for one the caller may not see.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -288,6 +310,11 @@ def add_DesktopServiceServicer_to_server(servicer, server):
                     request_deserializer=daas_dot_v1_dot_desktop__pb2.ListTemplatesRequest.FromString,
                     response_serializer=daas_dot_v1_dot_desktop__pb2.ListTemplatesResponse.SerializeToString,
             ),
+            'GetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuota,
+                    request_deserializer=daas_dot_v1_dot_desktop__pb2.GetQuotaRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_desktop__pb2.Quota.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'daas.v1.DesktopService', rpc_method_handlers)
@@ -299,7 +326,9 @@ def add_DesktopServiceServicer_to_server(servicer, server):
 class DesktopService:
     """Creates, follows, lists and destroys desktop sessions.
     Every call is authenticated by its client certificate (mutual TLS): a
-    user sees and acts on their own sessions only, an administrator on all.
+    user sees and acts on their own sessions only, an organisation's
+    administrators on the sessions of their organisation (`Session.org`),
+    an administrator on all.
     Refusals are PERMISSION_DENIED; limits (sessions per user and on the
     server, creates per minute, open streams) are RESOURCE_EXHAUSTED with a
     `retry-after` metadata entry (seconds) when waiting helps.
@@ -619,6 +648,33 @@ class DesktopService:
             '/daas.v1.DesktopService/ListTemplates',
             daas_dot_v1_dot_desktop__pb2.ListTemplatesRequest.SerializeToString,
             daas_dot_v1_dot_desktop__pb2.ListTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.DesktopService/GetQuota',
+            daas_dot_v1_dot_desktop__pb2.GetQuotaRequest.SerializeToString,
+            daas_dot_v1_dot_desktop__pb2.Quota.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,7 +33,9 @@ GRPC_VERSION: str
 class DesktopServiceStub:
     """Creates, follows, lists and destroys desktop sessions.
     Every call is authenticated by its client certificate (mutual TLS): a
-    user sees and acts on their own sessions only, an administrator on all.
+    user sees and acts on their own sessions only, an organisation's
+    administrators on the sessions of their organisation (`Session.org`),
+    an administrator on all.
     Refusals are PERMISSION_DENIED; limits (sessions per user and on the
     server, creates per minute, open streams) are RESOURCE_EXHAUSTED with a
     `retry-after` metadata entry (seconds) when waiting helps.
@@ -87,7 +89,8 @@ class DesktopServiceStub:
     """Lists the audit trail, newest first: creates, claims, destroys, reaps,
     agent certificates issued, and refused calls (PERMISSION_DENIED,
     UNAUTHENTICATED, RESOURCE_EXHAUSTED), a page at a time
-    (administrators only: PERMISSION_DENIED otherwise).
+    (administrators; an organisation's administrators with `org` set to
+    theirs: PERMISSION_DENIED otherwise).
     """
     ListNodes: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.ListNodesRequest, _desktop_pb2.ListNodesResponse]
     """Lists the cluster's nodes as the Terraform module last reported them,
@@ -109,12 +112,22 @@ class DesktopServiceStub:
     """Lists the templates the caller may create desktops of, by name, with
     their sizes (the catalog: `[templates.NAME]` in the server's config).
     """
+    GetQuota: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.GetQuotaRequest, _desktop_pb2.Quota]
+    """An organisation's quota and what its live desktops use, with one
+    member's share (`[orgs.NAME]` in the server's config). A user gets their
+    own; an organisation's administrators any member's, or the
+    organisation's alone (empty `username`); server administrators any.
+    Errors: NOT_FOUND for an organisation the server does not configure;
+    PERMISSION_DENIED for one the caller may not see.
+    """
 
 @_typing.type_check_only
 class DesktopServiceAsyncStub(DesktopServiceStub):
     """Creates, follows, lists and destroys desktop sessions.
     Every call is authenticated by its client certificate (mutual TLS): a
-    user sees and acts on their own sessions only, an administrator on all.
+    user sees and acts on their own sessions only, an organisation's
+    administrators on the sessions of their organisation (`Session.org`),
+    an administrator on all.
     Refusals are PERMISSION_DENIED; limits (sessions per user and on the
     server, creates per minute, open streams) are RESOURCE_EXHAUSTED with a
     `retry-after` metadata entry (seconds) when waiting helps.
@@ -165,7 +178,8 @@ class DesktopServiceAsyncStub(DesktopServiceStub):
     """Lists the audit trail, newest first: creates, claims, destroys, reaps,
     agent certificates issued, and refused calls (PERMISSION_DENIED,
     UNAUTHENTICATED, RESOURCE_EXHAUSTED), a page at a time
-    (administrators only: PERMISSION_DENIED otherwise).
+    (administrators; an organisation's administrators with `org` set to
+    theirs: PERMISSION_DENIED otherwise).
     """
     ListNodes: _aio.UnaryUnaryMultiCallable[_desktop_pb2.ListNodesRequest, _desktop_pb2.ListNodesResponse]  # type: ignore[assignment]
     """Lists the cluster's nodes as the Terraform module last reported them,
@@ -187,11 +201,21 @@ class DesktopServiceAsyncStub(DesktopServiceStub):
     """Lists the templates the caller may create desktops of, by name, with
     their sizes (the catalog: `[templates.NAME]` in the server's config).
     """
+    GetQuota: _aio.UnaryUnaryMultiCallable[_desktop_pb2.GetQuotaRequest, _desktop_pb2.Quota]  # type: ignore[assignment]
+    """An organisation's quota and what its live desktops use, with one
+    member's share (`[orgs.NAME]` in the server's config). A user gets their
+    own; an organisation's administrators any member's, or the
+    organisation's alone (empty `username`); server administrators any.
+    Errors: NOT_FOUND for an organisation the server does not configure;
+    PERMISSION_DENIED for one the caller may not see.
+    """
 
 class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
     """Creates, follows, lists and destroys desktop sessions.
     Every call is authenticated by its client certificate (mutual TLS): a
-    user sees and acts on their own sessions only, an administrator on all.
+    user sees and acts on their own sessions only, an organisation's
+    administrators on the sessions of their organisation (`Session.org`),
+    an administrator on all.
     Refusals are PERMISSION_DENIED; limits (sessions per user and on the
     server, creates per minute, open streams) are RESOURCE_EXHAUSTED with a
     `retry-after` metadata entry (seconds) when waiting helps.
@@ -288,7 +312,8 @@ class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists the audit trail, newest first: creates, claims, destroys, reaps,
         agent certificates issued, and refused calls (PERMISSION_DENIED,
         UNAUTHENTICATED, RESOURCE_EXHAUSTED), a page at a time
-        (administrators only: PERMISSION_DENIED otherwise).
+        (administrators; an organisation's administrators with `org` set to
+        theirs: PERMISSION_DENIED otherwise).
         """
 
     @_abc_1.abstractmethod
@@ -333,6 +358,20 @@ class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_desktop_pb2.ListTemplatesResponse, _abc.Awaitable[_desktop_pb2.ListTemplatesResponse]]:
         """Lists the templates the caller may create desktops of, by name, with
         their sizes (the catalog: `[templates.NAME]` in the server's config).
+        """
+
+    @_abc_1.abstractmethod
+    def GetQuota(
+        self,
+        request: _desktop_pb2.GetQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_desktop_pb2.Quota, _abc.Awaitable[_desktop_pb2.Quota]]:
+        """An organisation's quota and what its live desktops use, with one
+        member's share (`[orgs.NAME]` in the server's config). A user gets their
+        own; an organisation's administrators any member's, or the
+        organisation's alone (empty `username`); server administrators any.
+        Errors: NOT_FOUND for an organisation the server does not configure;
+        PERMISSION_DENIED for one the caller may not see.
         """
 
 def add_DesktopServiceServicer_to_server(servicer: DesktopServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -17,7 +17,127 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file daas/v1/desktop.proto.
  */
 export const file_daas_v1_desktop: GenFile = /*@__PURE__*/
-  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEiFgoUTGlzdFRlbXBsYXRlc1JlcXVlc3QiZQoVTGlzdFRlbXBsYXRlc1Jlc3BvbnNlEiQKCXRlbXBsYXRlcxgBIAMoCzIRLmRhYXMudjEuVGVtcGxhdGUSGAoQZGVmYXVsdF90ZW1wbGF0ZRgCIAEoCRIMCgRvcGVuGAMgASgIIowBCghUZW1wbGF0ZRIMCgRuYW1lGAEgASgJEg0KBXRpdGxlGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEgoKAm9zGAQgASgJEhwKBXNpemVzGAUgAygLMg0uZGFhcy52MS5TaXplEhQKDGRlZmF1bHRfc2l6ZRgGIAEoCRIOCgZncm91cHMYByADKAkiRwoEU2l6ZRIMCgRuYW1lGAEgASgJEg0KBWNvcmVzGAIgASgNEhEKCW1lbW9yeV9tYhgDIAEoBBIPCgdkaXNrX2diGAQgASgNIhIKEExpc3ROb2Rlc1JlcXVlc3QiMQoRTGlzdE5vZGVzUmVzcG9uc2USHAoFbm9kZXMYASADKAsyDS5kYWFzLnYxLk5vZGUiIAoQRHJhaW5Ob2RlUmVxdWVzdBIMCgRuYW1lGAEgASgJIiEKEVJlc3VtZU5vZGVSZXF1ZXN0EgwKBG5hbWUYASABKAki6wMKBE5vZGUSDAoEbmFtZRgBIAEoCRIhCgVzdGF0ZRgCIAEoDjISLmRhYXMudjEuTm9kZVN0YXRlEg8KB2RyYWluZWQYAyABKAgSDgoGbGlzdGVkGAQgASgIEisKB3NlZW5fYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGNwdXMYBiABKA0SEQoJbWVtb3J5X21iGAcgASgEEhYKDnVzZWRfbWVtb3J5X21iGAggASgEEhwKFGNvbmZpZ3VyZWRfbWVtb3J5X21iGAkgASgEEhgKEGNvbmZpZ3VyZWRfY29yZXMYCiABKA0SEQoJdGVtcGxhdGVzGAsgAygJEhAKCGRlc2t0b3BzGAwgASgNEhUKDXBvb2xfZGVza3RvcHMYDSABKA0SDgoGY2xvbmVzGA4gASgNEjEKDW9mZmxpbmVfc2luY2UYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKEHRlbXBsYXRlX3N0b3JhZ2UYECADKAsyIi5kYWFzLnYxLk5vZGUuVGVtcGxhdGVTdG9yYWdlRW50cnkaNgoUVGVtcGxhdGVTdG9yYWdlRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKKAQoQTGlzdEF1ZGl0UmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEikKBXNpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCSJSChFMaXN0QXVkaXRSZXNwb25zZRIkCgdlbnRyaWVzGAEgAygLMhMuZGFhcy52MS5BdWRpdEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLMAQoKQXVkaXRFbnRyeRIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgCIAEoCRIPCgdzdWJqZWN0GAMgASgJEhMKC2ZpbmdlcnByaW50GAQgASgJEgwKBHBlZXIYBSABKAkSDgoGYWN0aW9uGAYgASgJEhIKCnNlc3Npb25faWQYByABKAkSDQoFb3duZXIYCCABKAkSDgoGcmVzdWx0GAkgASgJEg4KBmRldGFpbBgKIAEoCSISChBMaXN0UG9vbHNSZXF1ZXN0IjEKEUxpc3RQb29sc1Jlc3BvbnNlEhwKBXBvb2xzGAEgAygLMg0uZGFhcy52MS5Qb29sIh4KDkdldFBvb2xSZXF1ZXN0EgwKBG5hbWUYASABKAkisgIKBFBvb2wSDAoEbmFtZRgBIAEoCRIQCgh0ZW1wbGF0ZRgCIAEoCRIPCgdkZXNpcmVkGAMgASgNEg0KBXJlYWR5GAQgASgNEhQKDHByb3Zpc2lvbmluZxgFIAEoDRIVCg1jbGFpbWVkX3RvZGF5GAYgASgNEhAKCGZhaWx1cmVzGAcgASgNEjQKEHJlc3RyYWluZWRfdW50aWwYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGxhc3RfZmFpbHVyZRgJIAEoCRIzChBvbGRlc3RfcmVhZHlfYWdlGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKB21heF9hZ2UYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ijAEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhQKDHNlc3Npb25fdXNlchgCIAEoCRIYChBzZXNzaW9uX3Bhc3N3b3JkGAMgASgJEhAKCHRlbXBsYXRlGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkSDAoEc2l6ZRgGIAEoCSJBChNXYXRjaFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQiJwoRR2V0U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSJ0ChNMaXN0U2Vzc2lvbnNSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEiQKBXN0YXRlGAIgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiUwoUTGlzdFNlc3Npb25zUmVzcG9uc2USIgoIc2Vzc2lvbnMYASADKAsyEC5kYWFzLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIisKFURlc3Ryb3lTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIuwDCgdTZXNzaW9uEgoKAmlkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEhQKDHNlc3Npb25fdXNlchgDIAEoCRIQCgh0ZW1wbGF0ZRgEIAEoCRIkCgVzdGF0ZRgFIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEg8KB3ZtX25hbWUYBiABKAkSDQoFdm1faWQYByABKAkSEAoIcmRwX2hvc3QYCCABKAkSEAoIcmRwX3BvcnQYCSABKA0SEAoIc3NoX2hvc3QYCiABKAkSEAoIc3NoX3BvcnQYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIcmVhZHlfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKB2ZhaWx1cmUYDyABKAsyEC5kYWFzLnYxLkZhaWx1cmUSIwoIYWN0aXZpdHkYECABKAsyES5kYWFzLnYxLkFjdGl2aXR5EgwKBHBvb2wYESABKAkSDAoEbm9kZRgSIAEoCRIbCgRzaXplGBMgASgLMg0uZGFhcy52MS5TaXplIu4BCghBY3Rpdml0eRIyCg5sYXN0X3JlcG9ydF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNbGFzdF9pbnB1dF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmRwX2NsaWVudHMYAyABKA0SDQoFdXNlcnMYBCADKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIrCgdyZWFwX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZWFwX3JlYXNvbhgHIAEoCSI/CgdGYWlsdXJlEiQKBXN0YWdlGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSDgoGcmVhc29uGAIgASgJIuQCCgxTZXNzaW9uRXZlbnQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIkCgVzdGF0ZRgEIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEjAKDXN0YWdlX2VsYXBzZWQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoMc3RhZ2VfY2hhbmdlGAYgASgLMhQuZGFhcy52MS5TdGFnZUNoYW5nZUgAEiUKBm91dHB1dBgHIAEoCzITLmRhYXMudjEuT3V0cHV0TGluZUgAEiwKDGlkbGVfd2FybmluZxgJIAEoCzIULmRhYXMudjEuSWRsZVdhcm5pbmdIABIhCgdzZXNzaW9uGAggASgLMhAuZGFhcy52MS5TZXNzaW9uQgYKBGtpbmQiSgoLSWRsZVdhcm5pbmcSKwoHcmVhcF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAIgASgJIn0KC1N0YWdlQ2hhbmdlEicKCHByZXZpb3VzGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSNAoRcHJldmlvdXNfZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHbWVzc2FnZRgDIAEoCSJeCgpPdXRwdXRMaW5lEhsKBHRvb2wYASABKA4yDS5kYWFzLnYxLlRvb2wSJQoGc3RyZWFtGAIgASgOMhUuZGFhcy52MS5PdXRwdXRTdHJlYW0SDAoEdGV4dBgDIAEoCSpyCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhUKEU5PREVfU1RBVEVfT05MSU5FEAESFgoSTk9ERV9TVEFURV9PRkZMSU5FEAISGgoWTk9ERV9TVEFURV9NQUlOVEVOQU5DRRADKqcCCgxTZXNzaW9uU3RhdGUSHQoZU0VTU0lPTl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFFNFU1NJT05fU1RBVEVfUVVFVUVEEAESHgoaU0VTU0lPTl9TVEFURV9QUk9WSVNJT05JTkcQAhIZChVTRVNTSU9OX1NUQVRFX0JPT1RJTkcQAxIdChlTRVNTSU9OX1NUQVRFX0NPTkZJR1VSSU5HEAQSFwoTU0VTU0lPTl9TVEFURV9SRUFEWRAFEhgKFFNFU1NJT05fU1RBVEVfRkFJTEVEEAYSHAoYU0VTU0lPTl9TVEFURV9ERVNUUk9ZSU5HEAcSGwoXU0VTU0lPTl9TVEFURV9ERVNUUk9ZRUQQCBIWChJTRVNTSU9OX1NUQVRFX0xPU1QQCSpQCgRUb29sEhQKEFRPT0xfVU5TUEVDSUZJRUQQABISCg5UT09MX1RFUlJBRk9STRABEgwKCFRPT0xfU1NIEAISEAoMVE9PTF9BTlNJQkxFEAMqYQoMT3V0cHV0U3RyZWFtEh0KGU9VVFBVVF9TVFJFQU1fVU5TUEVDSUZJRUQQABIYChRPVVRQVVRfU1RSRUFNX1NURE9VVBABEhgKFE9VVFBVVF9TVFJFQU1fU1RERVJSEAIyrAYKDkRlc2t0b3BTZXJ2aWNlEkcKDUNyZWF0ZVNlc3Npb24SHS5kYWFzLnYxLkNyZWF0ZVNlc3Npb25SZXF1ZXN0GhUuZGFhcy52MS5TZXNzaW9uRXZlbnQwARJFCgxXYXRjaFNlc3Npb24SHC5kYWFzLnYxLldhdGNoU2Vzc2lvblJlcXVlc3QaFS5kYWFzLnYxLlNlc3Npb25FdmVudDABEjoKCkdldFNlc3Npb24SGi5kYWFzLnYxLkdldFNlc3Npb25SZXF1ZXN0GhAuZGFhcy52MS5TZXNzaW9uEksKDExpc3RTZXNzaW9ucxIcLmRhYXMudjEuTGlzdFNlc3Npb25zUmVxdWVzdBodLmRhYXMudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USQgoORGVzdHJveVNlc3Npb24SHi5kYWFzLnYxLkRlc3Ryb3lTZXNzaW9uUmVxdWVzdBoQLmRhYXMudjEuU2Vzc2lvbhJCCglMaXN0UG9vbHMSGS5kYWFzLnYxLkxpc3RQb29sc1JlcXVlc3QaGi5kYWFzLnYxLkxpc3RQb29sc1Jlc3BvbnNlEjEKB0dldFBvb2wSFy5kYWFzLnYxLkdldFBvb2xSZXF1ZXN0Gg0uZGFhcy52MS5Qb29sEkIKCUxpc3RBdWRpdBIZLmRhYXMudjEuTGlzdEF1ZGl0UmVxdWVzdBoaLmRhYXMudjEuTGlzdEF1ZGl0UmVzcG9uc2USQgoJTGlzdE5vZGVzEhkuZGFhcy52MS5MaXN0Tm9kZXNSZXF1ZXN0GhouZGFhcy52MS5MaXN0Tm9kZXNSZXNwb25zZRI1CglEcmFpbk5vZGUSGS5kYWFzLnYxLkRyYWluTm9kZVJlcXVlc3QaDS5kYWFzLnYxLk5vZGUSNwoKUmVzdW1lTm9kZRIaLmRhYXMudjEuUmVzdW1lTm9kZVJlcXVlc3QaDS5kYWFzLnYxLk5vZGUSTgoNTGlzdFRlbXBsYXRlcxIdLmRhYXMudjEuTGlzdFRlbXBsYXRlc1JlcXVlc3QaHi5kYWFzLnYxLkxpc3RUZW1wbGF0ZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEiMAoPR2V0UXVvdGFSZXF1ZXN0EgsKA29yZxgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCSI9CgdBbW91bnRzEhAKCGRlc2t0b3BzGAEgASgNEg0KBWNvcmVzGAIgASgNEhEKCW1lbW9yeV9tYhgDIAEoBCLeAQoFUXVvdGESCwoDb3JnGAEgASgJEhEKCW9yZ190aXRsZRgCIAEoCRIhCgdvcmdfbWF4GAMgASgLMhAuZGFhcy52MS5BbW91bnRzEiIKCG9yZ191c2VkGAQgASgLMhAuZGFhcy52MS5BbW91bnRzEhAKCHVzZXJuYW1lGAUgASgJEiIKCHVzZXJfbWF4GAYgASgLMhAuZGFhcy52MS5BbW91bnRzEiMKCXVzZXJfdXNlZBgHIAEoCzIQLmRhYXMudjEuQW1vdW50cxITCgthZG1pbmlzdGVycxgIIAMoCSIWChRMaXN0VGVtcGxhdGVzUmVxdWVzdCJlChVMaXN0VGVtcGxhdGVzUmVzcG9uc2USJAoJdGVtcGxhdGVzGAEgAygLMhEuZGFhcy52MS5UZW1wbGF0ZRIYChBkZWZhdWx0X3RlbXBsYXRlGAIgASgJEgwKBG9wZW4YAyABKAgijAEKCFRlbXBsYXRlEgwKBG5hbWUYASABKAkSDQoFdGl0bGUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSCgoCb3MYBCABKAkSHAoFc2l6ZXMYBSADKAsyDS5kYWFzLnYxLlNpemUSFAoMZGVmYXVsdF9zaXplGAYgASgJEg4KBmdyb3VwcxgHIAMoCSJHCgRTaXplEgwKBG5hbWUYASABKAkSDQoFY29yZXMYAiABKA0SEQoJbWVtb3J5X21iGAMgASgEEg8KB2Rpc2tfZ2IYBCABKA0iEgoQTGlzdE5vZGVzUmVxdWVzdCIxChFMaXN0Tm9kZXNSZXNwb25zZRIcCgVub2RlcxgBIAMoCzINLmRhYXMudjEuTm9kZSIgChBEcmFpbk5vZGVSZXF1ZXN0EgwKBG5hbWUYASABKAkiIQoRUmVzdW1lTm9kZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSLrAwoETm9kZRIMCgRuYW1lGAEgASgJEiEKBXN0YXRlGAIgASgOMhIuZGFhcy52MS5Ob2RlU3RhdGUSDwoHZHJhaW5lZBgDIAEoCBIOCgZsaXN0ZWQYBCABKAgSKwoHc2Vlbl9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEY3B1cxgGIAEoDRIRCgltZW1vcnlfbWIYByABKAQSFgoOdXNlZF9tZW1vcnlfbWIYCCABKAQSHAoUY29uZmlndXJlZF9tZW1vcnlfbWIYCSABKAQSGAoQY29uZmlndXJlZF9jb3JlcxgKIAEoDRIRCgl0ZW1wbGF0ZXMYCyADKAkSEAoIZGVza3RvcHMYDCABKA0SFQoNcG9vbF9kZXNrdG9wcxgNIAEoDRIOCgZjbG9uZXMYDiABKA0SMQoNb2ZmbGluZV9zaW5jZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPAoQdGVtcGxhdGVfc3RvcmFnZRgQIAMoCzIiLmRhYXMudjEuTm9kZS5UZW1wbGF0ZVN0b3JhZ2VFbnRyeRo2ChRUZW1wbGF0ZVN0b3JhZ2VFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpcBChBMaXN0QXVkaXRSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgEIAEoDRISCgpwYWdlX3Rva2VuGAUgASgJEgsKA29yZxgGIAEoCSJSChFMaXN0QXVkaXRSZXNwb25zZRIkCgdlbnRyaWVzGAEgAygLMhMuZGFhcy52MS5BdWRpdEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLZAQoKQXVkaXRFbnRyeRIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgCIAEoCRIPCgdzdWJqZWN0GAMgASgJEhMKC2ZpbmdlcnByaW50GAQgASgJEgwKBHBlZXIYBSABKAkSDgoGYWN0aW9uGAYgASgJEhIKCnNlc3Npb25faWQYByABKAkSDQoFb3duZXIYCCABKAkSDgoGcmVzdWx0GAkgASgJEg4KBmRldGFpbBgKIAEoCRILCgNvcmcYCyABKAkiEgoQTGlzdFBvb2xzUmVxdWVzdCIxChFMaXN0UG9vbHNSZXNwb25zZRIcCgVwb29scxgBIAMoCzINLmRhYXMudjEuUG9vbCIeCg5HZXRQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJIrICCgRQb29sEgwKBG5hbWUYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSDwoHZGVzaXJlZBgDIAEoDRINCgVyZWFkeRgEIAEoDRIUCgxwcm92aXNpb25pbmcYBSABKA0SFQoNY2xhaW1lZF90b2RheRgGIAEoDRIQCghmYWlsdXJlcxgHIAEoDRI0ChByZXN0cmFpbmVkX3VudGlsGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxsYXN0X2ZhaWx1cmUYCSABKAkSMwoQb2xkZXN0X3JlYWR5X2FnZRgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgdtYXhfYWdlGAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIpkBChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIUCgxzZXNzaW9uX3VzZXIYAiABKAkSGAoQc2Vzc2lvbl9wYXNzd29yZBgDIAEoCRIQCgh0ZW1wbGF0ZRgEIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJEgwKBHNpemUYBiABKAkSCwoDb3JnGAcgASgJIkEKE1dhdGNoU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoBCInChFHZXRTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIoEBChNMaXN0U2Vzc2lvbnNSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEiQKBXN0YXRlGAIgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkSCwoDb3JnGAUgASgJIlMKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuZGFhcy52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIrChVEZXN0cm95U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSL5AwoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIUCgxzZXNzaW9uX3VzZXIYAyABKAkSEAoIdGVtcGxhdGUYBCABKAkSJAoFc3RhdGUYBSABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIPCgd2bV9uYW1lGAYgASgJEg0KBXZtX2lkGAcgASgJEhAKCHJkcF9ob3N0GAggASgJEhAKCHJkcF9wb3J0GAkgASgNEhAKCHNzaF9ob3N0GAogASgJEhAKCHNzaF9wb3J0GAsgASgNEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCHJlYWR5X2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgdmYWlsdXJlGA8gASgLMhAuZGFhcy52MS5GYWlsdXJlEiMKCGFjdGl2aXR5GBAgASgLMhEuZGFhcy52MS5BY3Rpdml0eRIMCgRwb29sGBEgASgJEgwKBG5vZGUYEiABKAkSGwoEc2l6ZRgTIAEoCzINLmRhYXMudjEuU2l6ZRILCgNvcmcYFCABKAki7gEKCEFjdGl2aXR5EjIKDmxhc3RfcmVwb3J0X2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1sYXN0X2lucHV0X2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZHBfY2xpZW50cxgDIAEoDRINCgV1c2VycxgEIAMoCRIVCg1hZ2VudF92ZXJzaW9uGAUgASgJEisKB3JlYXBfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3JlYXBfcmVhc29uGAcgASgJIj8KB0ZhaWx1cmUSJAoFc3RhZ2UYASABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIOCgZyZWFzb24YAiABKAki5AIKDFNlc3Npb25FdmVudBISCgpzZXNzaW9uX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKBXN0YXRlGAQgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSMAoNc3RhZ2VfZWxhcHNlZBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgxzdGFnZV9jaGFuZ2UYBiABKAsyFC5kYWFzLnYxLlN0YWdlQ2hhbmdlSAASJQoGb3V0cHV0GAcgASgLMhMuZGFhcy52MS5PdXRwdXRMaW5lSAASLAoMaWRsZV93YXJuaW5nGAkgASgLMhQuZGFhcy52MS5JZGxlV2FybmluZ0gAEiEKB3Nlc3Npb24YCCABKAsyEC5kYWFzLnYxLlNlc3Npb25CBgoEa2luZCJKCgtJZGxlV2FybmluZxIrCgdyZWFwX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZyZWFzb24YAiABKAkifQoLU3RhZ2VDaGFuZ2USJwoIcHJldmlvdXMYASABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRI0ChFwcmV2aW91c19kdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIPCgdtZXNzYWdlGAMgASgJIl4KCk91dHB1dExpbmUSGwoEdG9vbBgBIAEoDjINLmRhYXMudjEuVG9vbBIlCgZzdHJlYW0YAiABKA4yFS5kYWFzLnYxLk91dHB1dFN0cmVhbRIMCgR0ZXh0GAMgASgJKnIKCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRTk9ERV9TVEFURV9PTkxJTkUQARIWChJOT0RFX1NUQVRFX09GRkxJTkUQAhIaChZOT0RFX1NUQVRFX01BSU5URU5BTkNFEAMqpwIKDFNlc3Npb25TdGF0ZRIdChlTRVNTSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUU0VTU0lPTl9TVEFURV9RVUVVRUQQARIeChpTRVNTSU9OX1NUQVRFX1BST1ZJU0lPTklORxACEhkKFVNFU1NJT05fU1RBVEVfQk9PVElORxADEh0KGVNFU1NJT05fU1RBVEVfQ09ORklHVVJJTkcQBBIXChNTRVNTSU9OX1NUQVRFX1JFQURZEAUSGAoUU0VTU0lPTl9TVEFURV9GQUlMRUQQBhIcChhTRVNTSU9OX1NUQVRFX0RFU1RST1lJTkcQBxIbChdTRVNTSU9OX1NUQVRFX0RFU1RST1lFRBAIEhYKElNFU1NJT05fU1RBVEVfTE9TVBAJKlAKBFRvb2wSFAoQVE9PTF9VTlNQRUNJRklFRBAAEhIKDlRPT0xfVEVSUkFGT1JNEAESDAoIVE9PTF9TU0gQAhIQCgxUT09MX0FOU0lCTEUQAyphCgxPdXRwdXRTdHJlYW0SHQoZT1VUUFVUX1NUUkVBTV9VTlNQRUNJRklFRBAAEhgKFE9VVFBVVF9TVFJFQU1fU1RET1VUEAESGAoUT1VUUFVUX1NUUkVBTV9TVERFUlIQAjLiBgoORGVza3RvcFNlcnZpY2USRwoNQ3JlYXRlU2Vzc2lvbhIdLmRhYXMudjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaFS5kYWFzLnYxLlNlc3Npb25FdmVudDABEkUKDFdhdGNoU2Vzc2lvbhIcLmRhYXMudjEuV2F0Y2hTZXNzaW9uUmVxdWVzdBoVLmRhYXMudjEuU2Vzc2lvbkV2ZW50MAESOgoKR2V0U2Vzc2lvbhIaLmRhYXMudjEuR2V0U2Vzc2lvblJlcXVlc3QaEC5kYWFzLnYxLlNlc3Npb24SSwoMTGlzdFNlc3Npb25zEhwuZGFhcy52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0Gh0uZGFhcy52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJCCg5EZXN0cm95U2Vzc2lvbhIeLmRhYXMudjEuRGVzdHJveVNlc3Npb25SZXF1ZXN0GhAuZGFhcy52MS5TZXNzaW9uEkIKCUxpc3RQb29scxIZLmRhYXMudjEuTGlzdFBvb2xzUmVxdWVzdBoaLmRhYXMudjEuTGlzdFBvb2xzUmVzcG9uc2USMQoHR2V0UG9vbBIXLmRhYXMudjEuR2V0UG9vbFJlcXVlc3QaDS5kYWFzLnYxLlBvb2wSQgoJTGlzdEF1ZGl0EhkuZGFhcy52MS5MaXN0QXVkaXRSZXF1ZXN0GhouZGFhcy52MS5MaXN0QXVkaXRSZXNwb25zZRJCCglMaXN0Tm9kZXMSGS5kYWFzLnYxLkxpc3ROb2Rlc1JlcXVlc3QaGi5kYWFzLnYxLkxpc3ROb2Rlc1Jlc3BvbnNlEjUKCURyYWluTm9kZRIZLmRhYXMudjEuRHJhaW5Ob2RlUmVxdWVzdBoNLmRhYXMudjEuTm9kZRI3CgpSZXN1bWVOb2RlEhouZGFhcy52MS5SZXN1bWVOb2RlUmVxdWVzdBoNLmRhYXMudjEuTm9kZRJOCg1MaXN0VGVtcGxhdGVzEh0uZGFhcy52MS5MaXN0VGVtcGxhdGVzUmVxdWVzdBoeLmRhYXMudjEuTGlzdFRlbXBsYXRlc1Jlc3BvbnNlEjQKCEdldFF1b3RhEhguZGFhcy52MS5HZXRRdW90YVJlcXVlc3QaDi5kYWFzLnYxLlF1b3RhYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message daas.v1.GetQuotaRequest
+ */
+export type GetQuotaRequest = Message<"daas.v1.GetQuotaRequest"> & {
+  /**
+   * The organisation; empty: the caller's (the only one whose groups they
+   * are in). A caller in no organisation gets the server's per-user limit.
+   *
+   * @generated from field: string org = 1;
+   */
+  org: string;
+
+  /**
+   * The member whose share to return; empty: the caller (for a user), or
+   * none (for an administrator naming `org`).
+   *
+   * @generated from field: string username = 2;
+   */
+  username: string;
+};
+
+/**
+ * Describes the message daas.v1.GetQuotaRequest.
+ * Use `create(GetQuotaRequestSchema)` to create a new message.
+ */
+export const GetQuotaRequestSchema: GenMessage<GetQuotaRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 0);
+
+/**
+ * Live desktops and the resources they hold. In a limit, 0 is no limit.
+ *
+ * @generated from message daas.v1.Amounts
+ */
+export type Amounts = Message<"daas.v1.Amounts"> & {
+  /**
+   * @generated from field: uint32 desktops = 1;
+   */
+  desktops: number;
+
+  /**
+   * @generated from field: uint32 cores = 2;
+   */
+  cores: number;
+
+  /**
+   * @generated from field: uint64 memory_mb = 3;
+   */
+  memoryMb: bigint;
+};
+
+/**
+ * Describes the message daas.v1.Amounts.
+ * Use `create(AmountsSchema)` to create a new message.
+ */
+export const AmountsSchema: GenMessage<Amounts> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 1);
+
+/**
+ * What an organisation and one of its members may hold, and hold now.
+ * Desktops count from the create until FAILED, DESTROYED or LOST, at their
+ * size (`Session.size`).
+ *
+ * @generated from message daas.v1.Quota
+ */
+export type Quota = Message<"daas.v1.Quota"> & {
+  /**
+   * The organisation; empty when the user is in none (then `user_max` is
+   * the server's per-user limit and `org_*` are unset).
+   *
+   * @generated from field: string org = 1;
+   */
+  org: string;
+
+  /**
+   * @generated from field: string org_title = 2;
+   */
+  orgTitle: string;
+
+  /**
+   * @generated from field: daas.v1.Amounts org_max = 3;
+   */
+  orgMax?: Amounts | undefined;
+
+  /**
+   * @generated from field: daas.v1.Amounts org_used = 4;
+   */
+  orgUsed?: Amounts | undefined;
+
+  /**
+   * The member, when one was asked for (or is the caller).
+   *
+   * @generated from field: string username = 5;
+   */
+  username: string;
+
+  /**
+   * @generated from field: daas.v1.Amounts user_max = 6;
+   */
+  userMax?: Amounts | undefined;
+
+  /**
+   * @generated from field: daas.v1.Amounts user_used = 7;
+   */
+  userUsed?: Amounts | undefined;
+
+  /**
+   * The organisations' names the caller administers.
+   *
+   * @generated from field: repeated string administers = 8;
+   */
+  administers: string[];
+};
+
+/**
+ * Describes the message daas.v1.Quota.
+ * Use `create(QuotaSchema)` to create a new message.
+ */
+export const QuotaSchema: GenMessage<Quota> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 2);
 
 /**
  * @generated from message daas.v1.ListTemplatesRequest
@@ -30,7 +150,7 @@ export type ListTemplatesRequest = Message<"daas.v1.ListTemplatesRequest"> & {
  * Use `create(ListTemplatesRequestSchema)` to create a new message.
  */
 export const ListTemplatesRequestSchema: GenMessage<ListTemplatesRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 0);
+  messageDesc(file_daas_v1_desktop, 3);
 
 /**
  * @generated from message daas.v1.ListTemplatesResponse
@@ -64,7 +184,7 @@ export type ListTemplatesResponse = Message<"daas.v1.ListTemplatesResponse"> & {
  * Use `create(ListTemplatesResponseSchema)` to create a new message.
  */
 export const ListTemplatesResponseSchema: GenMessage<ListTemplatesResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 1);
+  messageDesc(file_daas_v1_desktop, 4);
 
 /**
  * A template a desktop is cloned from, as the catalog describes it.
@@ -125,7 +245,7 @@ export type Template = Message<"daas.v1.Template"> & {
  * Use `create(TemplateSchema)` to create a new message.
  */
 export const TemplateSchema: GenMessage<Template> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 2);
+  messageDesc(file_daas_v1_desktop, 5);
 
 /**
  * A named preset of a desktop's resources.
@@ -161,7 +281,7 @@ export type Size = Message<"daas.v1.Size"> & {
  * Use `create(SizeSchema)` to create a new message.
  */
 export const SizeSchema: GenMessage<Size> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 3);
+  messageDesc(file_daas_v1_desktop, 6);
 
 /**
  * @generated from message daas.v1.ListNodesRequest
@@ -174,7 +294,7 @@ export type ListNodesRequest = Message<"daas.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 4);
+  messageDesc(file_daas_v1_desktop, 7);
 
 /**
  * @generated from message daas.v1.ListNodesResponse
@@ -193,7 +313,7 @@ export type ListNodesResponse = Message<"daas.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 5);
+  messageDesc(file_daas_v1_desktop, 8);
 
 /**
  * @generated from message daas.v1.DrainNodeRequest
@@ -212,7 +332,7 @@ export type DrainNodeRequest = Message<"daas.v1.DrainNodeRequest"> & {
  * Use `create(DrainNodeRequestSchema)` to create a new message.
  */
 export const DrainNodeRequestSchema: GenMessage<DrainNodeRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 6);
+  messageDesc(file_daas_v1_desktop, 9);
 
 /**
  * @generated from message daas.v1.ResumeNodeRequest
@@ -231,7 +351,7 @@ export type ResumeNodeRequest = Message<"daas.v1.ResumeNodeRequest"> & {
  * Use `create(ResumeNodeRequestSchema)` to create a new message.
  */
 export const ResumeNodeRequestSchema: GenMessage<ResumeNodeRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 7);
+  messageDesc(file_daas_v1_desktop, 10);
 
 /**
  * A node of the cluster and what the server placed on it.
@@ -351,7 +471,7 @@ export type Node = Message<"daas.v1.Node"> & {
  * Use `create(NodeSchema)` to create a new message.
  */
 export const NodeSchema: GenMessage<Node> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 8);
+  messageDesc(file_daas_v1_desktop, 11);
 
 /**
  * @generated from message daas.v1.ListAuditRequest
@@ -392,6 +512,14 @@ export type ListAuditRequest = Message<"daas.v1.ListAuditRequest"> & {
    * @generated from field: string page_token = 5;
    */
   pageToken: string;
+
+  /**
+   * Only entries about this organisation's sessions and members; empty:
+   * all. An organisation's administrators may read their organisation's.
+   *
+   * @generated from field: string org = 6;
+   */
+  org: string;
 };
 
 /**
@@ -399,7 +527,7 @@ export type ListAuditRequest = Message<"daas.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 9);
+  messageDesc(file_daas_v1_desktop, 12);
 
 /**
  * @generated from message daas.v1.ListAuditResponse
@@ -425,7 +553,7 @@ export type ListAuditResponse = Message<"daas.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 10);
+  messageDesc(file_daas_v1_desktop, 13);
 
 /**
  * One thing done, or refused, and by whom.
@@ -504,6 +632,13 @@ export type AuditEntry = Message<"daas.v1.AuditEntry"> & {
    * @generated from field: string detail = 10;
    */
   detail: string;
+
+  /**
+   * The organisation of the session or caller, when there is one.
+   *
+   * @generated from field: string org = 11;
+   */
+  org: string;
 };
 
 /**
@@ -511,7 +646,7 @@ export type AuditEntry = Message<"daas.v1.AuditEntry"> & {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 11);
+  messageDesc(file_daas_v1_desktop, 14);
 
 /**
  * @generated from message daas.v1.ListPoolsRequest
@@ -524,7 +659,7 @@ export type ListPoolsRequest = Message<"daas.v1.ListPoolsRequest"> & {
  * Use `create(ListPoolsRequestSchema)` to create a new message.
  */
 export const ListPoolsRequestSchema: GenMessage<ListPoolsRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 12);
+  messageDesc(file_daas_v1_desktop, 15);
 
 /**
  * @generated from message daas.v1.ListPoolsResponse
@@ -543,7 +678,7 @@ export type ListPoolsResponse = Message<"daas.v1.ListPoolsResponse"> & {
  * Use `create(ListPoolsResponseSchema)` to create a new message.
  */
 export const ListPoolsResponseSchema: GenMessage<ListPoolsResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 13);
+  messageDesc(file_daas_v1_desktop, 16);
 
 /**
  * @generated from message daas.v1.GetPoolRequest
@@ -562,7 +697,7 @@ export type GetPoolRequest = Message<"daas.v1.GetPoolRequest"> & {
  * Use `create(GetPoolRequestSchema)` to create a new message.
  */
 export const GetPoolRequestSchema: GenMessage<GetPoolRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 14);
+  messageDesc(file_daas_v1_desktop, 17);
 
 /**
  * A warm pool: desktops of one template built ahead of time, up to the
@@ -656,7 +791,7 @@ export type Pool = Message<"daas.v1.Pool"> & {
  * Use `create(PoolSchema)` to create a new message.
  */
 export const PoolSchema: GenMessage<Pool> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 15);
+  messageDesc(file_daas_v1_desktop, 18);
 
 /**
  * @generated from message daas.v1.CreateSessionRequest
@@ -721,6 +856,17 @@ export type CreateSessionRequest = Message<"daas.v1.CreateSessionRequest"> & {
    * @generated from field: string size = 6;
    */
   size: string;
+
+  /**
+   * Optional organisation whose quota the desktop counts against; empty
+   * means the caller's (the one `[orgs.NAME]` whose groups name them). A
+   * caller in several must name one (INVALID_ARGUMENT lists them); one they
+   * are not in is PERMISSION_DENIED. A create past a quota is
+   * RESOURCE_EXHAUSTED naming the quota and what is in use.
+   *
+   * @generated from field: string org = 7;
+   */
+  org: string;
 };
 
 /**
@@ -728,7 +874,7 @@ export type CreateSessionRequest = Message<"daas.v1.CreateSessionRequest"> & {
  * Use `create(CreateSessionRequestSchema)` to create a new message.
  */
 export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 16);
+  messageDesc(file_daas_v1_desktop, 19);
 
 /**
  * @generated from message daas.v1.WatchSessionRequest
@@ -755,7 +901,7 @@ export type WatchSessionRequest = Message<"daas.v1.WatchSessionRequest"> & {
  * Use `create(WatchSessionRequestSchema)` to create a new message.
  */
 export const WatchSessionRequestSchema: GenMessage<WatchSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 17);
+  messageDesc(file_daas_v1_desktop, 20);
 
 /**
  * @generated from message daas.v1.GetSessionRequest
@@ -774,7 +920,7 @@ export type GetSessionRequest = Message<"daas.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 18);
+  messageDesc(file_daas_v1_desktop, 21);
 
 /**
  * @generated from message daas.v1.ListSessionsRequest
@@ -809,6 +955,14 @@ export type ListSessionsRequest = Message<"daas.v1.ListSessionsRequest"> & {
    * @generated from field: string page_token = 4;
    */
   pageToken: string;
+
+  /**
+   * Only sessions of this organisation; empty: no filter. An organisation's
+   * administrators see its members' sessions this way.
+   *
+   * @generated from field: string org = 5;
+   */
+  org: string;
 };
 
 /**
@@ -816,7 +970,7 @@ export type ListSessionsRequest = Message<"daas.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 19);
+  messageDesc(file_daas_v1_desktop, 22);
 
 /**
  * @generated from message daas.v1.ListSessionsResponse
@@ -842,7 +996,7 @@ export type ListSessionsResponse = Message<"daas.v1.ListSessionsResponse"> & {
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 20);
+  messageDesc(file_daas_v1_desktop, 23);
 
 /**
  * @generated from message daas.v1.DestroySessionRequest
@@ -861,7 +1015,7 @@ export type DestroySessionRequest = Message<"daas.v1.DestroySessionRequest"> & {
  * Use `create(DestroySessionRequestSchema)` to create a new message.
  */
 export const DestroySessionRequestSchema: GenMessage<DestroySessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 21);
+  messageDesc(file_daas_v1_desktop, 24);
 
 /**
  * One desktop session.
@@ -1006,6 +1160,13 @@ export type Session = Message<"daas.v1.Session"> & {
    * @generated from field: daas.v1.Size size = 19;
    */
   size?: Size | undefined;
+
+  /**
+   * The organisation whose quota it counts against; empty: none.
+   *
+   * @generated from field: string org = 20;
+   */
+  org: string;
 };
 
 /**
@@ -1013,7 +1174,7 @@ export type Session = Message<"daas.v1.Session"> & {
  * Use `create(SessionSchema)` to create a new message.
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 22);
+  messageDesc(file_daas_v1_desktop, 25);
 
 /**
  * Why a desktop is alive: its activity and the reaper's plan for it.
@@ -1077,7 +1238,7 @@ export type Activity = Message<"daas.v1.Activity"> & {
  * Use `create(ActivitySchema)` to create a new message.
  */
 export const ActivitySchema: GenMessage<Activity> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 23);
+  messageDesc(file_daas_v1_desktop, 26);
 
 /**
  * Why a session failed.
@@ -1105,7 +1266,7 @@ export type Failure = Message<"daas.v1.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 24);
+  messageDesc(file_daas_v1_desktop, 27);
 
 /**
  * One entry of a session's history. Events of a session are numbered from 1
@@ -1196,7 +1357,7 @@ export type SessionEvent = Message<"daas.v1.SessionEvent"> & {
  * Use `create(SessionEventSchema)` to create a new message.
  */
 export const SessionEventSchema: GenMessage<SessionEvent> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 25);
+  messageDesc(file_daas_v1_desktop, 28);
 
 /**
  * A warning that the reaper will destroy a desktop soon.
@@ -1224,7 +1385,7 @@ export type IdleWarning = Message<"daas.v1.IdleWarning"> & {
  * Use `create(IdleWarningSchema)` to create a new message.
  */
 export const IdleWarningSchema: GenMessage<IdleWarning> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 26);
+  messageDesc(file_daas_v1_desktop, 29);
 
 /**
  * A transition from one stage to the next.
@@ -1259,7 +1420,7 @@ export type StageChange = Message<"daas.v1.StageChange"> & {
  * Use `create(StageChangeSchema)` to create a new message.
  */
 export const StageChangeSchema: GenMessage<StageChange> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 27);
+  messageDesc(file_daas_v1_desktop, 30);
 
 /**
  * One line of a tool's output, with secrets masked.
@@ -1294,7 +1455,7 @@ export type OutputLine = Message<"daas.v1.OutputLine"> & {
  * Use `create(OutputLineSchema)` to create a new message.
  */
 export const OutputLineSchema: GenMessage<OutputLine> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 28);
+  messageDesc(file_daas_v1_desktop, 31);
 
 /**
  * A node's state, as the module reports it.
@@ -1504,7 +1665,9 @@ export const OutputStreamSchema: GenEnum<OutputStream> = /*@__PURE__*/
  * Creates, follows, lists and destroys desktop sessions.
  *
  * Every call is authenticated by its client certificate (mutual TLS): a
- * user sees and acts on their own sessions only, an administrator on all.
+ * user sees and acts on their own sessions only, an organisation's
+ * administrators on the sessions of their organisation (`Session.org`),
+ * an administrator on all.
  * Refusals are PERMISSION_DENIED; limits (sessions per user and on the
  * server, creates per minute, open streams) are RESOURCE_EXHAUSTED with a
  * `retry-after` metadata entry (seconds) when waiting helps.
@@ -1605,7 +1768,8 @@ export const DesktopService: GenService<{
    * Lists the audit trail, newest first: creates, claims, destroys, reaps,
    * agent certificates issued, and refused calls (PERMISSION_DENIED,
    * UNAUTHENTICATED, RESOURCE_EXHAUSTED), a page at a time
-   * (administrators only: PERMISSION_DENIED otherwise).
+   * (administrators; an organisation's administrators with `org` set to
+   * theirs: PERMISSION_DENIED otherwise).
    *
    * @generated from rpc daas.v1.DesktopService.ListAudit
    */
@@ -1661,6 +1825,21 @@ export const DesktopService: GenService<{
     methodKind: "unary";
     input: typeof ListTemplatesRequestSchema;
     output: typeof ListTemplatesResponseSchema;
+  },
+  /**
+   * An organisation's quota and what its live desktops use, with one
+   * member's share (`[orgs.NAME]` in the server's config). A user gets their
+   * own; an organisation's administrators any member's, or the
+   * organisation's alone (empty `username`); server administrators any.
+   * Errors: NOT_FOUND for an organisation the server does not configure;
+   * PERMISSION_DENIED for one the caller may not see.
+   *
+   * @generated from rpc daas.v1.DesktopService.GetQuota
+   */
+  getQuota: {
+    methodKind: "unary";
+    input: typeof GetQuotaRequestSchema;
+    output: typeof QuotaSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_daas_v1_desktop, 0);
