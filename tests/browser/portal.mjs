@@ -2,7 +2,8 @@
 // playwright-core), as people use it: bob is refused, alice signs in with
 // the keyboard, creates a desktop and watches its stages arrive in order,
 // picks a size on the catalog's card, finds it READY with a .rdp link,
-// destroys it and signs out; dave sees his group's template too; carol, an
+// destroys it and signs out; dave sees his group's template too, and his
+// organisation's quota refuse a second desktop with its reason; carol, an
 // administrator, finds the cluster's nodes, drains one and resumes it. Run
 // by server/tests/it/browser.rs against a real server (two simulated nodes)
 // and the test domain.
@@ -98,6 +99,26 @@ try {
   const daves = page.locator("#templates article");
   await daves.getByRole("heading", { name: "Developer workstation" }).waitFor();
   check((await daves.count()) === 2, "dave, in daas-developers, sees the developers' template too");
+  // His organisation (developers: daas-developers) has room for one desktop.
+  const quotas = page.locator("#quotas li");
+  await quotas.filter({ hasText: "Developers: 0 of 1 desktops" }).waitFor();
+  check(true, `his quota is shown: "${await quotas.first().textContent()}"`);
+  const devCard = daves.filter({ has: page.getByRole("heading", { name: "Developer workstation" }) });
+  await devCard.getByRole("button", { name: /^Create a desktop/ }).click();
+  await page.getByText("Your desktop is ready.").waitFor({ timeout: 120_000 });
+  await quotas.filter({ hasText: "Developers: 1 of 1 desktops" }).waitFor();
+  await devCard.getByRole("button", { name: /^Create a desktop/ }).click();
+  const full = page.locator("#notice");
+  await full.filter({ hasText: "at its quota" }).waitFor();
+  const said = await full.textContent();
+  check(said.includes("organisation 'developers' is at its quota: 1 of 1 desktops live")
+    && said.includes("orgs.developers.quota.desktops"),
+    `a second desktop past the quota is refused, saying why: "${said}"`);
+  await page.screenshot({ path: path.join(artifacts, "portal-quota.png"), fullPage: true });
+  const daveRow = page.locator("#sessions tbody tr");
+  page.once("dialog", (dialog) => dialog.accept());
+  await daveRow.getByRole("button", { name: /^Destroy/ }).click();
+  await page.getByText("You have no desktop").waitFor({ timeout: 60_000 });
   check(!(await page.getByRole("table", { name: "Cluster nodes" }).isVisible()),
     "he is no administrator: no admin view");
   await page.getByRole("button", { name: "Sign out" }).click();

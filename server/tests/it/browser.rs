@@ -8,6 +8,14 @@ use crate::common::{CATALOG, domain::Domain};
 use daas_server::testkit::{TestOptions, TestServer, workspace_root};
 use tokio::process::Command;
 
+const DEVELOPERS: &str = r#"
+[orgs.developers]
+title = "Developers"
+groups = ["daas-developers"]
+[orgs.developers.quota]
+desktops = 1
+"#;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn people_sign_in_create_watch_and_destroy_in_chromium() {
     let root = workspace_root();
@@ -33,11 +41,12 @@ async fn people_sign_in_create_watch_and_destroy_in_chromium() {
         // Two simulated cluster nodes for carol's admin view.
         terraform_variables: vec![
             "node_count = 2".into(),
-            "node_templates = \"debian-12-xfce\"".into(),
+            "node_templates = \"debian-12-xfce,dev\"".into(),
             "node_storage = \"ceph\"".into(),
         ],
+        // dave's organisation: room for one desktop.
         extra_toml: format!(
-            "{}\n[placement]\nrefresh_interval = \"1s\"\n{CATALOG}",
+            "{}\n[placement]\nrefresh_interval = \"1s\"\n{CATALOG}\n{DEVELOPERS}",
             domain.toml
         ),
         ..TestOptions::default()
@@ -76,5 +85,6 @@ async fn people_sign_in_create_watch_and_destroy_in_chromium() {
     assert!(stdout.contains("ok: carol drains node-2"));
     assert!(stdout.contains("ok: in the size she chose"));
     assert!(stdout.contains("ok: dave, in daas-developers, sees the developers' template too"));
+    assert!(stdout.contains("ok: a second desktop past the quota is refused"));
     server.stop().await;
 }

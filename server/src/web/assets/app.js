@@ -248,7 +248,9 @@ function quotaItem(q) {
   const item = document.createElement("li");
   const gib = (mb) => (mb / 1024).toFixed(mb % 1024 ? 1 : 0);
   const part = (a) => [
-    a.desktops.max ? `${a.desktops.used} of ${a.desktops.max} desktops` : `${a.desktops.used} desktops`,
+    a.desktops.max
+      ? `${a.desktops.used} of ${a.desktops.max} desktops`
+      : `${a.desktops.used} desktop${a.desktops.used === 1 ? "" : "s"}`,
     a.cores.max ? `${a.cores.used} of ${a.cores.max} vCPUs` : "",
     a.memory_mb.max ? `${gib(a.memory_mb.used)} of ${gib(a.memory_mb.max)} GiB` : "",
   ].filter(Boolean).join(", ");
