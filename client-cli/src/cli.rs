@@ -63,9 +63,20 @@ and refused calls (PERMISSION_DENIED, UNAUTHENTICATED, RESOURCE_EXHAUSTED):
 who (ACTOR: the certificate's user, agent for a desktop's agent, local on a
 plaintext port or for `daas-server pki issue`, server, reaper or pool for
 the server's own acts), from where (PEER), what (ACTION), on which session
-(SESSION, OWNER), and RESULT (OK or the gRPC code). Times are UTC. --json
+(SESSION, OWNER, and ORG when an entry has an organisation), and RESULT (OK
+or the gRPC code). Times are UTC. --json
 prints one object per entry and line, with the certificate's subject and
 SHA-256 fingerprint too.";
+
+/// What `daas quota` shows, shown after its options.
+const QUOTA_HELP: &str = "\
+ORG-USED and USER-USED are what the organisation's and the member's live
+desktops hold: a desktop counts from its create until it is FAILED,
+DESTROYED or LOST, at its size (vCPUs, memory). ORG-MAX and USER-MAX are
+the limits, \"no limit\" when there is none (0 in --json). Your
+organisation is the one whose groups your certificate names (name one with
+--org when you are in several); in none, only the server's per-user limit
+applies.";
 
 /// Create, follow, list and destroy DaaS desktops.
 #[derive(Debug, Parser)]
@@ -134,6 +145,9 @@ pub enum Command {
     Destroy(IdArg),
     /// List the templates you may create desktops of, with their sizes
     Templates,
+    /// Show your organisation's quota, what its desktops use, and your share
+    #[command(after_help = QUOTA_HELP)]
+    Quota(QuotaArgs),
     /// Warm pools of desktops built ahead of time (needs an administrator
     /// certificate)
     #[command(subcommand)]
@@ -143,7 +157,7 @@ pub enum Command {
     #[command(subcommand)]
     Node(NodeCommand),
     /// List the audit trail, newest first (needs an administrator
-    /// certificate)
+    /// certificate; an organisation's administrators: with --org)
     #[command(after_help = AUDIT_HELP)]
     Audit(AuditArgs),
 }
@@ -195,6 +209,11 @@ pub struct AuditArgs {
     #[arg(long, value_name = "ID")]
     pub session: Option<String>,
 
+    /// Only entries about this organisation's sessions and members (its
+    /// administrators may read these)
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
+
     /// Only entries since WHEN: a duration ago (30m, 1h, 2d) or an RFC 3339
     /// time (2025-01-31T09:00:00Z, 2025-01-31T10:00:00+01:00)
     #[arg(long, value_name = "WHEN", allow_hyphen_values = true)]
@@ -231,6 +250,11 @@ pub struct CreateArgs {
     /// Size of the desktop, one of the template's (default: the template's)
     #[arg(long, value_name = "SIZE")]
     pub size: Option<String>,
+
+    /// Organisation whose quota the desktop counts against (default: yours;
+    /// needed when you are in several; `daas quota` shows yours)
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
 
     /// Idempotency key (1-64 letters, digits, '.', '_', ':', '-'): a create
     /// with the same key within 24 h follows the first desktop instead of
@@ -278,6 +302,23 @@ pub struct ListArgs {
     /// configuring, ready, failed, destroying, destroyed, lost)
     #[arg(long, value_name = "STATE")]
     pub state: Option<String>,
+
+    /// Only sessions of this organisation (its administrators see its
+    /// members' sessions this way)
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct QuotaArgs {
+    /// The organisation (default: yours)
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
+
+    /// The member whose share to show (default: you; for an administrator
+    /// giving --org: none, the organisation's quota alone)
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 }
 
 #[cfg(test)]
@@ -484,6 +525,7 @@ mod tests {
                 Ok(AuditArgs {
                     user: None,
                     session: None,
+                    org: None,
                     since: None,
                     limit: 100
                 })
@@ -501,19 +543,65 @@ mod tests {
             "1h",
             "--limit",
             "5",
+            "--org",
+            "physics",
         ]);
-        let args = args.map(|a| (a.user, a.session, a.since, a.limit));
+        let args = args.map(|a| (a.user, a.session, a.since, a.limit, a.org));
         assert_eq!(
             args,
             Ok((
                 Some("bob".to_owned()),
                 Some("abc".to_owned()),
                 Some("1h".to_owned()),
-                5
+                5,
+                Some("physics".to_owned())
             ))
         );
         assert!(parse(&["daas", "audit", "--limit", "0"]).is_err());
         assert!(parse(&["daas", "audit", "extra"]).is_err());
+    }
+
+    #[test]
+    fn quota_takes_an_optional_org_and_user() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command: Command::Quota(args),
+                json,
+                ..
+            }) => Ok((args.org, args.user, json)),
+            Ok(other) => Err(format!("not a quota command: {other:?}")),
+            Err(err) => Err(err.to_string()),
+        };
+        assert_eq!(parse(&["daas", "quota"]), Ok((None, None, false)));
+        assert_eq!(
+            parse(&[
+                "daas", "quota", "--org", "physics", "--user", "dave", "--json"
+            ]),
+            Ok((Some("physics".to_owned()), Some("dave".to_owned()), true))
+        );
+        assert!(parse(&["daas", "quota", "physics"]).is_err());
+    }
+
+    #[test]
+    fn create_and_list_take_an_org() {
+        let parsed = Cli::try_parse_from(["daas", "create", "--org", "physics"]);
+        let Ok(Cli {
+            command: Command::Create(args),
+            ..
+        }) = parsed.map_err(|e| e.to_string())
+        else {
+            panic!("not a create command");
+        };
+        assert_eq!(args.org.as_deref(), Some("physics"));
+        let parsed = Cli::try_parse_from(["daas", "list", "--org", "physics"]);
+        let Ok(Cli {
+            command: Command::List(args),
+            ..
+        }) = parsed.map_err(|e| e.to_string())
+        else {
+            panic!("not a list command");
+        };
+        assert_eq!(args.org.as_deref(), Some("physics"));
     }
 
     #[test]

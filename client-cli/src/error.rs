@@ -98,6 +98,12 @@ pub enum CliError {
     #[error("the server at {0} does not support the audit trail (UNIMPLEMENTED)")]
     NoAuditSupport(String),
 
+    #[error("no organisation {0} on this server")]
+    NoOrg(String),
+
+    #[error("the server at {0} does not support quotas (UNIMPLEMENTED)")]
+    NoQuotaSupport(String),
+
     /// A gRPC error, already worded for the user.
     #[error("{0}")]
     Rpc(String),

@@ -1,11 +1,11 @@
 //! Machine-readable output: sessions, events, warm pools, templates, the
-//! cluster's nodes and audit entries as JSON values.
+//! cluster's nodes, audit entries and quotas as JSON values.
 
 use std::io::Write;
 
 use daas_api::v1::{
-    AuditEntry, ListTemplatesResponse, Node, NodeState, OutputStream, Pool, Session, SessionEvent,
-    SessionState, Size, Tool, session_event::Kind,
+    Amounts, AuditEntry, ListTemplatesResponse, Node, NodeState, OutputStream, Pool, Quota,
+    Session, SessionEvent, SessionState, Size, Tool, session_event::Kind,
 };
 use serde_json::{Value, json};
 
@@ -53,6 +53,7 @@ pub fn session(s: &Session) -> Value {
         "pool": non_empty(&s.pool),
         "node": non_empty(&s.node),
         "size": s.size.as_ref().map(size),
+        "org": non_empty(&s.org),
     })
 }
 
@@ -81,6 +82,31 @@ pub fn templates(answer: &ListTemplatesResponse) -> Value {
         })).collect::<Vec<_>>(),
         "default_template": answer.default_template,
         "open": answer.open,
+    })
+}
+
+/// A quota as the server gave it: in a maximum, 0 is no limit; what the
+/// server left unset is `null` (the organisation's fields for a user in
+/// none).
+pub fn quota(q: &Quota) -> Value {
+    json!({
+        "org": non_empty(&q.org),
+        "org_title": non_empty(&q.org_title),
+        "org_max": q.org_max.as_ref().map(amounts),
+        "org_used": q.org_used.as_ref().map(amounts),
+        "username": non_empty(&q.username),
+        "user_max": q.user_max.as_ref().map(amounts),
+        "user_used": q.user_used.as_ref().map(amounts),
+        "administers": q.administers,
+    })
+}
+
+/// Desktops and the resources they hold (memory in MiB).
+fn amounts(a: &Amounts) -> Value {
+    json!({
+        "desktops": a.desktops,
+        "cores": a.cores,
+        "memory_mb": a.memory_mb,
     })
 }
 
@@ -150,6 +176,7 @@ pub fn audit_entry(e: &AuditEntry) -> Value {
         "owner": non_empty(&e.owner),
         "result": e.result,
         "detail": non_empty(&e.detail),
+        "org": non_empty(&e.org),
     })
 }
 
@@ -276,6 +303,7 @@ pub(crate) mod tests {
                 memory_mb: 4096,
                 disk_gb: 20,
             }),
+            org: String::new(),
         }
     }
 
@@ -409,6 +437,7 @@ pub(crate) mod tests {
                 "pool": null,
                 "node": null,
                 "size": {"name": "medium", "cores": 2, "memory_mb": 4096, "disk_gb": 20},
+                "org": null,
             })
         );
     }
@@ -420,6 +449,65 @@ pub(crate) mod tests {
             ..ready_session()
         };
         assert_eq!(session(&s)["pool"], "lab");
+    }
+
+    #[test]
+    fn an_organisations_desktop_names_it() {
+        let s = Session {
+            org: "physics".into(),
+            ..ready_session()
+        };
+        assert_eq!(session(&s)["org"], "physics");
+    }
+
+    #[test]
+    fn quotas() {
+        let amounts = |desktops, cores, memory_mb| {
+            Some(Amounts {
+                desktops,
+                cores,
+                memory_mb,
+            })
+        };
+        let member = Quota {
+            org: "physics".into(),
+            org_title: "Physics".into(),
+            org_max: amounts(2, 4, 8192),
+            org_used: amounts(1, 2, 4096),
+            username: "dave".into(),
+            user_max: amounts(1, 0, 0),
+            user_used: amounts(1, 2, 4096),
+            administers: vec!["physics".into()],
+        };
+        assert_eq!(
+            quota(&member),
+            json!({
+                "org": "physics",
+                "org_title": "Physics",
+                "org_max": {"desktops": 2, "cores": 4, "memory_mb": 8192},
+                "org_used": {"desktops": 1, "cores": 2, "memory_mb": 4096},
+                "username": "dave",
+                "user_max": {"desktops": 1, "cores": 0, "memory_mb": 0},
+                "user_used": {"desktops": 1, "cores": 2, "memory_mb": 4096},
+                "administers": ["physics"],
+            })
+        );
+        // In no organisation: the server's per-user limit only.
+        let alone = Quota {
+            username: "alice".into(),
+            user_max: amounts(3, 0, 0),
+            user_used: amounts(0, 0, 0),
+            ..Quota::default()
+        };
+        let v = quota(&alone);
+        for key in ["org", "org_title", "org_max", "org_used"] {
+            assert_eq!(v[key], Value::Null, "{key}");
+        }
+        assert_eq!(
+            v["user_max"],
+            json!({"desktops": 3, "cores": 0, "memory_mb": 0})
+        );
+        assert_eq!(v["administers"], json!([]));
     }
 
     #[test]
@@ -529,6 +617,7 @@ pub(crate) mod tests {
             owner: "alice".into(),
             result: "PERMISSION_DENIED".into(),
             detail: "you may destroy only your own sessions".into(),
+            org: "physics".into(),
         };
         assert_eq!(
             audit_entry(&refused),
@@ -543,6 +632,7 @@ pub(crate) mod tests {
                 "owner": "alice",
                 "result": "PERMISSION_DENIED",
                 "detail": "you may destroy only your own sessions",
+                "org": "physics",
             })
         );
         let reap = AuditEntry {
@@ -564,6 +654,7 @@ pub(crate) mod tests {
             "session_id",
             "owner",
             "detail",
+            "org",
         ] {
             assert_eq!(v[key], Value::Null, "{key}");
         }

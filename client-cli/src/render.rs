@@ -1,10 +1,11 @@
 //! Text for humans: durations, stage lines, the session table and details,
-//! the warm pool table, the cluster's nodes, the audit trail.
+//! the warm pool table, the cluster's nodes, the audit trail, quotas.
 
 use std::time::{Duration, SystemTime};
 
 use daas_api::v1::{
-    Activity, AuditEntry, ListTemplatesResponse, Node, NodeState, Pool, Session, SessionState,
+    Activity, Amounts, AuditEntry, ListTemplatesResponse, Node, NodeState, Pool, Quota, Session,
+    SessionState,
 };
 
 use crate::error::one_line;
@@ -105,13 +106,15 @@ pub fn failure(s: &Session) -> (&'static str, String) {
     }
 }
 
-/// The sessions as a table with a header: ID, USER, STATE, VM, RDP, AGE.
+/// The sessions as a table with a header: ID, USER, ORG (only when a
+/// session has an organisation), STATE, VM, RDP, AGE.
 pub fn session_table(sessions: &[Session], now: SystemTime) -> String {
-    let header = ["ID", "USER", "STATE", "VM", "RDP", "AGE"].map(String::from);
+    let header = ["ID", "USER", "ORG", "STATE", "VM", "RDP", "AGE"].map(String::from);
     let rows = sessions.iter().map(|s| {
         [
             s.id.clone(),
             user(s),
+            dash(&s.org).to_owned(),
             s.state().label().to_owned(),
             dash(&s.vm_name).to_owned(),
             if s.rdp_host.is_empty() {
@@ -124,7 +127,8 @@ pub fn session_table(sessions: &[Session], now: SystemTime) -> String {
                 .unwrap_or_else(|| "-".to_owned()),
         ]
     });
-    table(header, rows)
+    let with_org = sessions.iter().any(|s| !s.org.is_empty());
+    table_without(header, rows, (!with_org).then_some(2))
 }
 
 /// Who a session is for: its user, `(pool NAME)` for a warm pool's
@@ -359,11 +363,12 @@ pub fn node_drained(n: &Node) -> String {
 }
 
 /// The audit trail as a table with a header: TIME (UTC, to the second),
-/// ACTOR, PEER, ACTION, SESSION, OWNER, RESULT, DETAIL; a refused call's
-/// method without its package (`DesktopService/GetSession`).
+/// ACTOR, PEER, ACTION, SESSION, OWNER, ORG (only when an entry has an
+/// organisation), RESULT, DETAIL; a refused call's method without its
+/// package (`DesktopService/GetSession`).
 pub fn audit_table(entries: &[AuditEntry]) -> String {
     let header = [
-        "TIME", "ACTOR", "PEER", "ACTION", "SESSION", "OWNER", "RESULT", "DETAIL",
+        "TIME", "ACTOR", "PEER", "ACTION", "SESSION", "OWNER", "ORG", "RESULT", "DETAIL",
     ]
     .map(String::from);
     let rows = entries.iter().map(|e| {
@@ -374,29 +379,130 @@ pub fn audit_table(entries: &[AuditEntry]) -> String {
             dash(e.action.strip_prefix("daas.v1.").unwrap_or(&e.action)).to_owned(),
             dash(&e.session_id).to_owned(),
             dash(&e.owner).to_owned(),
+            dash(&e.org).to_owned(),
             dash(&e.result).to_owned(),
             dash(&one_line(&e.detail)).to_owned(),
         ]
     });
-    table(header, rows)
+    let with_org = entries.iter().any(|e| !e.org.is_empty());
+    table_without(header, rows, (!with_org).then_some(6))
+}
+
+/// One amount of a quota's: how much (to tell 0, no limit in a maximum),
+/// and as text.
+type Amount = fn(&Amounts) -> (u64, String);
+
+/// The amounts a quota counts, each with its row's label.
+const AMOUNTS: [(&str, Amount); 3] = [
+    ("desktops", |a| (a.desktops.into(), a.desktops.to_string())),
+    ("vCPUs", |a| (a.cores.into(), a.cores.to_string())),
+    ("memory", |a| {
+        (a.memory_mb, format!("{} GiB", gib(a.memory_mb)))
+    }),
+];
+
+/// What `daas quota` prints: the organisation (name and title) and the
+/// member, then a row per amount (desktops, vCPUs, memory) with what is
+/// used and the most allowed ("no limit" for 0), for the organisation and
+/// the member (each only when the answer has it), then the organisations
+/// the caller administers, if any.
+pub fn quota(q: &Quota) -> String {
+    let mut text = String::new();
+    let org = if q.org.is_empty() {
+        "none (the server's per-user limit applies)".to_owned()
+    } else if q.org_title.is_empty() || q.org_title == q.org {
+        q.org.clone()
+    } else {
+        format!("{} ({})", q.org, q.org_title)
+    };
+    text.push_str(&format!("organisation: {org}\n"));
+    if !q.username.is_empty() {
+        text.push_str(&format!("user:         {}\n", q.username));
+    }
+    text.push('\n');
+    let amounts = |a: Option<&Amounts>| a.cloned().unwrap_or_default();
+    let mut scopes = Vec::new();
+    if !q.org.is_empty() {
+        scopes.push((
+            "ORG",
+            amounts(q.org_used.as_ref()),
+            amounts(q.org_max.as_ref()),
+        ));
+    }
+    if !q.username.is_empty() || q.org.is_empty() {
+        scopes.push((
+            "USER",
+            amounts(q.user_used.as_ref()),
+            amounts(q.user_max.as_ref()),
+        ));
+    }
+    let mut header = vec![String::new()];
+    for (scope, _, _) in &scopes {
+        header.extend([format!("{scope}-USED"), format!("{scope}-MAX")]);
+    }
+    let mut rows = vec![header];
+    for (label, amount) in AMOUNTS {
+        let mut row = vec![label.to_owned()];
+        for (_, used, max) in &scopes {
+            row.push(amount(used).1);
+            row.push(match amount(max) {
+                (0, _) => "no limit".to_owned(),
+                (_, text) => text,
+            });
+        }
+        rows.push(row);
+    }
+    text.push_str(&columns(&rows));
+    if !q.administers.is_empty() {
+        text.push_str(&format!("\nyou administer: {}\n", q.administers.join(", ")));
+    }
+    text
 }
 
 /// Rows of cells under a header, each column as wide as its widest cell
 /// plus two spaces; the last column is not padded.
 fn table<const N: usize>(header: [String; N], rows: impl Iterator<Item = [String; N]>) -> String {
-    let rows: Vec<[String; N]> = std::iter::once(header).chain(rows).collect();
-    let mut widths = [0usize; N];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+    table_without(header, rows, None)
+}
+
+/// [`table`] without column `skip`, when given.
+fn table_without<const N: usize>(
+    header: [String; N],
+    rows: impl Iterator<Item = [String; N]>,
+    skip: Option<usize>,
+) -> String {
+    let rows: Vec<Vec<String>> = std::iter::once(header)
+        .chain(rows)
+        .map(|row| {
+            row.into_iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != skip)
+                .map(|(_, cell)| cell)
+                .collect()
+        })
+        .collect();
+    columns(&rows)
+}
+
+/// Rows of cells (the first one the header), each column as wide as its
+/// widest cell plus two spaces; the last column is not padded.
+fn columns(rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            let width = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(width),
+                None => widths.push(width),
+            }
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
             line.push_str(cell);
-            if i + 1 < N {
+            if i + 1 < row.len() {
                 line.push_str(&" ".repeat(width - cell.chars().count() + 2));
             }
         }
@@ -419,12 +525,14 @@ pub fn session_details(s: &Session, now: SystemTime) -> String {
             format!("{host}:{port}")
         }
     };
-    let mut fields = vec![
-        ("id", s.id.clone()),
-        ("user", dash(&s.username).to_owned()),
+    let mut fields = vec![("id", s.id.clone()), ("user", dash(&s.username).to_owned())];
+    if !s.org.is_empty() {
+        fields.push(("organisation", s.org.clone()));
+    }
+    fields.extend([
         ("session user", dash(&s.session_user).to_owned()),
         ("template", dash(&s.template).to_owned()),
-    ];
+    ]);
     if !s.pool.is_empty() {
         let unclaimed = if s.username.is_empty() {
             " (unclaimed)"
@@ -900,6 +1008,7 @@ mod tests {
             owner: "alice".into(),
             result: "OK".into(),
             detail: "template debian-12".into(),
+            org: String::new(),
         };
         let refused = AuditEntry {
             time: ts(1_700_000_061),
@@ -933,6 +1042,33 @@ mod tests {
     }
 
     #[test]
+    fn an_audit_org_column_only_when_an_entry_has_an_organisation() {
+        let create = AuditEntry {
+            time: ts(1_700_000_000),
+            actor: "dave".into(),
+            action: "create".into(),
+            session_id: "8b1e".into(),
+            owner: "dave".into(),
+            result: "OK".into(),
+            org: "physics".into(),
+            ..AuditEntry::default()
+        };
+        let reap = AuditEntry {
+            actor: "reaper".into(),
+            action: "reap".into(),
+            result: "OK".into(),
+            ..AuditEntry::default()
+        };
+        assert_eq!(
+            audit_table(&[create, reap.clone()]),
+            "TIME                  ACTOR   PEER  ACTION  SESSION  OWNER  ORG      RESULT  DETAIL\n\
+             2023-11-14T22:13:20Z  dave    -     create  8b1e     dave   physics  OK      -\n\
+             -                     reaper  -     reap    -        -      -        OK      -\n"
+        );
+        assert!(!audit_table(&[reap]).contains("ORG"));
+    }
+
+    #[test]
     fn table_layout() {
         let ready = ready_session();
         let queued = Session {
@@ -948,6 +1084,118 @@ mod tests {
             "ID    USER   STATE   VM              RDP            AGE\n\
              77aa  bob    QUEUED  -               -              2m\n\
              3f0c  alice  READY   desktop-ab12cd  10.0.0.5:3389  2m\n"
+        );
+    }
+
+    #[test]
+    fn an_org_column_only_when_a_session_has_an_organisation() {
+        let physics = Session {
+            id: "8b1e".into(),
+            username: "dave".into(),
+            org: "physics".into(),
+            ..ready_session()
+        };
+        let table = session_table(&[physics, ready_session()], at(1_700_000_000 + 125));
+        assert_eq!(
+            table,
+            "ID    USER   ORG      STATE  VM              RDP            AGE\n\
+             8b1e  dave   physics  READY  desktop-ab12cd  10.0.0.5:3389  2m\n\
+             3f0c  alice  -        READY  desktop-ab12cd  10.0.0.5:3389  2m\n"
+        );
+        assert!(!session_table(&[ready_session()], at(0)).contains("ORG"));
+    }
+
+    #[test]
+    fn details_name_the_organisation() {
+        let physics = Session {
+            org: "physics".into(),
+            ..ready_session()
+        };
+        let text = session_details(&physics, at(1_700_000_100));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1..4],
+            [
+                "user:         alice",
+                "organisation: physics",
+                "session user: -"
+            ]
+        );
+        assert!(!session_details(&ready_session(), at(0)).contains("organisation"));
+    }
+
+    fn amounts(desktops: u32, cores: u32, memory_mb: u64) -> Option<Amounts> {
+        Some(Amounts {
+            desktops,
+            cores,
+            memory_mb,
+        })
+    }
+
+    #[test]
+    fn a_members_quota_with_the_organisations() {
+        let q = Quota {
+            org: "physics".into(),
+            org_title: "Physics".into(),
+            org_max: amounts(2, 4, 8192),
+            org_used: amounts(1, 2, 4096),
+            username: "dave".into(),
+            user_max: amounts(1, 0, 0),
+            user_used: amounts(1, 2, 4096),
+            administers: Vec::new(),
+        };
+        assert_eq!(
+            quota(&q),
+            "organisation: physics (Physics)\n\
+             user:         dave\n\
+             \n\
+             \x20         ORG-USED  ORG-MAX  USER-USED  USER-MAX\n\
+             desktops  1         2        1          1\n\
+             vCPUs     2         4        2          no limit\n\
+             memory    4 GiB     8 GiB    4 GiB      no limit\n"
+        );
+    }
+
+    #[test]
+    fn an_organisations_quota_alone_and_what_the_caller_administers() {
+        let q = Quota {
+            org: "physics".into(),
+            org_title: String::new(),
+            org_max: amounts(0, 16, 0),
+            org_used: amounts(3, 6, 1536),
+            administers: vec!["physics".into(), "chemistry".into()],
+            ..Quota::default()
+        };
+        assert_eq!(
+            quota(&q),
+            "organisation: physics\n\
+             \n\
+             \x20         ORG-USED  ORG-MAX\n\
+             desktops  3         no limit\n\
+             vCPUs     6         16\n\
+             memory    1.5 GiB   no limit\n\
+             \n\
+             you administer: physics, chemistry\n"
+        );
+    }
+
+    #[test]
+    fn in_no_organisation_the_per_user_limit_only() {
+        let q = Quota {
+            username: "alice".into(),
+            user_max: amounts(3, 0, 0),
+            user_used: None,
+            ..Quota::default()
+        };
+        assert_eq!(
+            quota(&q),
+            "organisation: none (the server's per-user limit applies)\n\
+             user:         alice\n\
+             \n\
+             \x20         USER-USED  USER-MAX\n\
+             desktops  0          3\n\
+             vCPUs     0          no limit\n\
+             memory    0 GiB      no limit\n"
         );
     }
 

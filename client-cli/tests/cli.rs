@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use daas_server::testkit::{Credentials, TestOptions, TestServer};
+use daas_server::testkit::{Credentials, TestOptions, TestServer, credentials_in_groups};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -53,6 +53,14 @@ impl Caller {
     /// `user` (not an administrator) of `server`, with TLS files as flags.
     fn user(server: &TestServer, user: &str) -> Caller {
         Caller::new(&server.endpoint(), Some(server.credentials(user, false)))
+    }
+
+    /// `user` (not an administrator) of `server` in `groups`, as
+    /// `daas-server pki issue --group` puts them in the certificate.
+    fn in_groups(server: &TestServer, user: &str, groups: &[&str]) -> Caller {
+        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+        let credentials = credentials_in_groups(server.dir(), user, false, &groups);
+        Caller::new(&server.endpoint(), Some(credentials))
     }
 
     /// The administrator `admin` of `server`.
@@ -1383,5 +1391,177 @@ async fn audit_shows_a_create_by_alice_and_a_refused_destroy_by_bob_of_her_deskt
             "{run:#?}"
         );
     }
+    server.stop().await;
+}
+
+/// An organisation for the members of group `physics`, administered by
+/// those of `physics-admins`: two desktops of the default size (2 vCPUs,
+/// 4 GiB) in all, one a member.
+const PHYSICS: &str = r#"
+[orgs.physics]
+title = "Physics"
+groups = ["physics"]
+admin_groups = ["physics-admins"]
+
+[orgs.physics.quota]
+desktops = 2
+cores = 4
+memory_gb = 8
+
+[orgs.physics.user_quota]
+desktops = 1
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quota_counts_an_organisations_desktops_and_each_members_share() {
+    let server = TestServer::start(TestOptions {
+        extra_toml: PHYSICS.to_owned(),
+        ..TestOptions::default()
+    })
+    .await;
+    let dave = Caller::in_groups(&server, "dave", &["physics"]);
+    let erin = Caller::in_groups(&server, "erin", &["physics"]);
+    let frank = Caller::in_groups(&server, "frank", &["physics"]);
+    let grace = Caller::in_groups(&server, "grace", &["physics-admins"]);
+    let alice = Caller::user(&server, "alice");
+    let admin = Caller::admin(&server);
+
+    // Nothing in use yet: the organisation's quota and dave's share.
+    let quota = daas(&dave, &["quota"]).await;
+    assert_eq!(
+        (quota.code, quota.stdout.as_str()),
+        (
+            Some(0),
+            "organisation: physics (Physics)\n\
+             user:         dave\n\
+             \n\
+             \x20         ORG-USED  ORG-MAX  USER-USED  USER-MAX\n\
+             desktops  0         2        0          1\n\
+             vCPUs     0         4        0          no limit\n\
+             memory    0 GiB     8 GiB    0 GiB      no limit\n"
+        ),
+        "{quota:#?}"
+    );
+
+    // dave's desktop counts against physics, which show and list name.
+    let created = daas(&dave, &["create"]).await;
+    assert_eq!(created.code, Some(0), "{created:#?}");
+    let id = ready_id(&created);
+    let shown = daas(&dave, &["show", &id]).await;
+    assert!(
+        shown.stdout.contains("organisation: physics\n"),
+        "{shown:#?}"
+    );
+    let listed = daas(&dave, &["list"]).await;
+    let columns: Vec<&str> = listed
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        columns,
+        ["ID", "USER", "ORG", "STATE", "VM", "RDP", "AGE"],
+        "{listed:#?}"
+    );
+    let json = daas(&dave, &["quota", "--json"]).await;
+    assert_eq!(json.code, Some(0), "{json:#?}");
+    let used = serde_json::json!({"desktops": 1, "cores": 2, "memory_mb": 4096});
+    let quota = &json.json_lines()[0];
+    assert_eq!(
+        (&quota["org"], &quota["org_used"], &quota["user_used"]),
+        (&Value::from("physics"), &used, &used),
+        "{json:#?}"
+    );
+    assert_eq!(quota["administers"], serde_json::json!([]), "{json:#?}");
+
+    // dave's share is full; erin takes the organisation's last desktop, so
+    // frank gets none: each refusal one line, exit 2, no desktop made.
+    let refused = daas(&dave, &["create"]).await;
+    assert_eq!(refused.code, Some(2), "{refused:#?}");
+    assert!(refused.error_line().contains("quota"), "{refused:#?}");
+    let erins = daas(&erin, &["create", "--org", "physics"]).await;
+    assert_eq!(erins.code, Some(0), "{erins:#?}");
+    let refused = daas(&frank, &["create"]).await;
+    assert_eq!(refused.code, Some(2), "{refused:#?}");
+    assert!(refused.error_line().contains("quota"), "{refused:#?}");
+    let franks = daas(&frank, &["list", "--json"]).await;
+    assert_eq!(franks.stdout, "[]\n", "{franks:#?}");
+
+    // The organisation's administrator and a server administrator: the
+    // organisation's quota alone, its sessions, its audit entries.
+    let org = daas(&grace, &["quota", "--org", "physics"]).await;
+    assert_eq!(
+        (org.code, org.stdout.as_str()),
+        (
+            Some(0),
+            "organisation: physics (Physics)\n\
+             \n\
+             \x20         ORG-USED  ORG-MAX\n\
+             desktops  2         2\n\
+             vCPUs     4         4\n\
+             memory    8 GiB     8 GiB\n\
+             \n\
+             you administer: physics\n"
+        ),
+        "{org:#?}"
+    );
+    for caller in [&grace, &admin] {
+        let sessions = daas(caller, &["list", "--org", "physics", "--json"]).await;
+        assert_eq!(sessions.code, Some(0), "{sessions:#?}");
+        let sessions = &sessions.json_lines()[0];
+        let mut users: Vec<&str> = sessions
+            .as_array()
+            .map(|all| all.iter().filter_map(|s| s["username"].as_str()).collect())
+            .unwrap_or_default();
+        users.sort_unstable();
+        assert_eq!(users, ["dave", "erin"], "{sessions}");
+        let audit = daas(caller, &["audit", "--org", "physics", "--json"]).await;
+        assert_eq!(audit.code, Some(0), "{audit:#?}");
+        assert!(
+            audit.json_lines().iter().any(|e| e["action"] == "create"
+                && e["session_id"] == id.as_str()
+                && e["org"] == "physics"),
+            "{audit:#?}"
+        );
+    }
+    let org = daas(&admin, &["quota", "--org", "physics"]).await;
+    assert!(
+        org.stdout
+            .starts_with("organisation: physics (Physics)\n\n"),
+        "{org:#?}"
+    );
+    assert!(!org.stdout.contains("USER-"), "{org:#?}");
+    let unknown = daas(&admin, &["quota", "--org", "chemistry"]).await;
+    assert_eq!(unknown.code, Some(2), "{unknown:#?}");
+    assert_eq!(
+        unknown.error_line(),
+        "daas: no organisation chemistry on this server"
+    );
+
+    // alice is in no organisation: the server's per-user limit only; she
+    // may not count a desktop against physics.
+    let alone = daas(&alice, &["quota", "--json"]).await;
+    assert_eq!(alone.code, Some(0), "{alone:#?}");
+    let alone = &alone.json_lines()[0];
+    assert_eq!(
+        (
+            &alone["org"],
+            &alone["username"],
+            &alone["user_max"]["desktops"]
+        ),
+        (&Value::Null, &Value::from("alice"), &Value::from(100)),
+        "{alone}"
+    );
+    let text = daas(&alice, &["quota"]).await;
+    assert!(
+        text.stdout
+            .starts_with("organisation: none (the server's per-user limit applies)\n"),
+        "{text:#?}"
+    );
+    let refused = daas(&alice, &["create", "--org", "physics"]).await;
+    assert_eq!(refused.code, Some(2), "{refused:#?}");
+    assert!(!refused.stdout.contains("Desktop ready"), "{refused:#?}");
     server.stop().await;
 }

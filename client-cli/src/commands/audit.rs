@@ -24,6 +24,7 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> Result<(), CliError> {
     let filter = ListAuditRequest {
         username: args.user.unwrap_or_default(),
         session_id: args.session.unwrap_or_default(),
+        org: args.org.unwrap_or_default(),
         since: since.map(prost_types::Timestamp::from),
         ..ListAuditRequest::default()
     };

@@ -25,6 +25,8 @@ pub async fn run(ctx: &Context, args: CreateArgs) -> Result<(), CliError> {
         session_password: session_password.unwrap_or_default(),
         template: args.template.unwrap_or_default(),
         size: args.size.unwrap_or_default(),
+        // Empty: the caller's organisation (the server picks it).
+        org: args.org.unwrap_or_default(),
         request_id: args.request_id.unwrap_or_else(new_request_id),
     };
     let mut servers = Replicas::new(&ctx.server, PAUSES)?;

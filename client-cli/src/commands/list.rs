@@ -24,6 +24,7 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
             state: state as i32,
             page_size: 1000,
             page_token,
+            org: args.org.clone().unwrap_or_default(),
         };
         // A page token is good on any server: a page goes to the next
         // server when the one in use goes away.

@@ -7,6 +7,7 @@ mod destroy;
 mod list;
 mod node;
 mod pool;
+mod quota;
 mod show;
 mod templates;
 mod watch;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Connect(args) => connect::run(&ctx, args).await,
         Command::Destroy(args) => destroy::run(&ctx, &args.id).await,
         Command::Templates => templates::run(&ctx).await,
+        Command::Quota(args) => quota::run(&ctx, args).await,
         Command::Pool(command) => pool::run(&ctx, command).await,
         Command::Node(command) => node::run(&ctx, command).await,
         Command::Audit(args) => audit::run(&ctx, args).await,

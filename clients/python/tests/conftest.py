@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,24 @@ LIMITS = {
     "create_burst": 1000,
     "max_streams": 1000,
 }
+
+#: An organisation for the members of group ``physics``, administered by
+#: those of ``physics-admins``: two desktops of the default size (2 cores,
+#: 4 GiB) in all, one a member (the ``org_server`` fixture's).
+PHYSICS = """
+[orgs.physics]
+title = "Physics"
+groups = ["physics"]
+admin_groups = ["physics-admins"]
+
+[orgs.physics.quota]
+desktops = 2
+cores = 4
+memory_gb = 8
+
+[orgs.physics.user_quota]
+desktops = 1
+"""
 
 
 def _server_binary() -> Path:
@@ -160,18 +178,23 @@ class Server:
     def pki(self) -> Path:
         return self.dir / "pki"
 
-    def credentials(self, user: str, admin: bool = False) -> Credentials:
-        """A client certificate for ``user`` from the server's CA (issued on
-        first use)."""
+    def credentials(
+        self, user: str, admin: bool = False, groups: Sequence[str] = ()
+    ) -> Credentials:
+        """A client certificate for ``user`` (in ``groups``) from the
+        server's CA (issued on first use)."""
         users = self.pki / "users"
         cert, key = users / f"{user}.pem", users / f"{user}-key.pem"
         if not cert.exists():
             args = [str(self.binary), "pki", "issue", "--dir", str(self.pki), "--user", user]
-            subprocess.run(args + (["--admin"] if admin else []), check=True, capture_output=True)
+            args += ["--admin"] if admin else []
+            for group in groups:
+                args += ["--group", group]
+            subprocess.run(args, check=True, capture_output=True)
         return Credentials(ca=self.pki / "ca.pem", cert=cert, key=key)
 
-    def client(self, user: str, admin: bool = False) -> Client:
-        creds = self.credentials(user, admin)
+    def client(self, user: str, admin: bool = False, groups: Sequence[str] = ()) -> Client:
+        creds = self.credentials(user, admin, groups)
         # The server certificate names localhost and 127.0.0.1.
         return Client.from_files(
             self.endpoint, creds.ca, creds.cert, creds.key, server_name="localhost"
@@ -244,10 +267,11 @@ def _serving(binary: Path, config: Path, log_path: Path) -> Iterator[tuple[str, 
 
 @contextmanager
 def _running_server(
-    tmp_path_factory: pytest.TempPathFactory, limits: dict[str, int]
+    tmp_path_factory: pytest.TempPathFactory, limits: dict[str, int], extra: str = ""
 ) -> Iterator[Server]:
-    """A server with these ``[limits]``, stopped (SIGTERM) on leaving."""
-    binary, dir, config = _prepare(tmp_path_factory, limits)
+    """A server with these ``[limits]`` and ``extra`` config, stopped
+    (SIGTERM) on leaving."""
+    binary, dir, config = _prepare(tmp_path_factory, limits, extra=extra)
     with _serving(binary, config, dir / "server.log") as (endpoint, _):
         yield Server(endpoint=endpoint, dir=dir, binary=binary)
 
@@ -339,6 +363,13 @@ def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         "create_burst": 1,
     }
     with _running_server(tmp_path_factory, limits) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def org_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own with organisation ``physics`` (``PHYSICS``)."""
+    with _running_server(tmp_path_factory, LIMITS, PHYSICS) as running:
         yield running
 
 

@@ -22,6 +22,7 @@ from google.rpc.status_pb2 import Status
 
 from conftest import STREAM_LIMIT, Replicas, Server
 from daas_client import (
+    Amounts,
     Client,
     DaasError,
     EventStream,
@@ -320,6 +321,65 @@ def test_templates_and_sizes(alice: Client) -> None:
         drain(alice.create_session(size="huge"))
     assert [v.field for v in err.value.field_violations] == ["size"], err.value
     assert "its sizes: standard (2 cores" in err.value.message, err.value
+
+
+def amounts(a: Amounts) -> tuple[int, int, int]:
+    """Desktops, cores and memory (MiB) of a quota's amounts."""
+    return (a.desktops, a.cores, a.memory_mb)
+
+
+def test_quotas_count_an_organisations_desktops_and_each_members_share(
+    org_server: Server,
+) -> None:
+    with (
+        org_server.client("dave", groups=["physics"]) as dave,
+        org_server.client("erin", groups=["physics"]) as erin,
+        org_server.client("grace", groups=["physics-admins"]) as grace,
+        org_server.client("alice") as alice,
+        org_server.client("root", admin=True) as admin,
+    ):
+        quota = dave.get_quota()
+        assert (quota.org, quota.org_title, quota.username) == ("physics", "Physics", "dave")
+        assert amounts(quota.org_max) == (2, 4, 8192), quota
+        assert amounts(quota.user_max) == (1, 0, 0), "0: no limit"
+        assert amounts(quota.org_used) == (0, 0, 0) and list(quota.administers) == []
+
+        # dave's desktop counts against physics at its size; his share is full.
+        created = dave.create_session()
+        drain(created)
+        assert created.session is not None and created.session.org == "physics"
+        assert dave.get(created.session.id).org == "physics"
+        assert amounts(dave.get_quota().user_used) == (1, 2, 4096)
+        with pytest.raises(ResourceExhausted) as full:
+            drain(dave.create_session())
+        assert "quota" in full.value.message, full.value
+        erins = erin.create_session(org="physics")
+        drain(erins)
+        assert erins.session is not None and erins.session.org == "physics"
+
+        # The organisation's administrators and a server administrator: the
+        # organisation alone, its sessions, its part of the audit trail.
+        org = grace.get_quota(org="physics")
+        assert org.username == "" and not org.HasField("user_max"), org
+        assert amounts(org.org_used) == (2, 4, 8192) and list(org.administers) == ["physics"]
+        for overseer in (grace, admin):
+            assert sorted(s.username for s in overseer.list(org="physics")) == ["dave", "erin"]
+            entries = overseer.list_audit(org="physics")
+            assert any(
+                e.action == "create" and e.session_id == created.session.id and e.org == "physics"
+                for e in entries
+            ), entries
+        with pytest.raises(NotFound):
+            admin.get_quota(org="chemistry")
+
+        # alice is in no organisation: the server's per-user limit only.
+        alone = alice.get_quota()
+        assert (alone.org, alone.username, alone.user_max.desktops) == ("", "alice", 100)
+        assert not alone.HasField("org_max"), alone
+        with pytest.raises(PermissionDenied):
+            alice.get_quota(org="physics")
+        with pytest.raises(PermissionDenied):
+            drain(alice.create_session(org="physics"))
 
 
 def test_a_connection_without_a_client_certificate_is_refused(server: Server) -> None:

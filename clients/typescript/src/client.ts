@@ -18,6 +18,7 @@ import {
   type ListTemplatesResponse,
   type Node,
   type Pool,
+  type Quota,
   type Session,
   type SessionEvent,
 } from "./gen/daas/v1/desktop_pb.js";
@@ -201,6 +202,10 @@ export interface CreateSessionOptions {
    * An unknown template or size is INVALID_ARGUMENT naming the choices; a
    * template not for the caller's groups PERMISSION_DENIED. */
   size?: string;
+  /** The organisation whose quota the desktop counts against; absent: the
+   * caller's (a caller in several must name one; one they are not in is
+   * PERMISSION_DENIED). A create past a quota is RESOURCE_EXHAUSTED. */
+  org?: string;
   /** The create's idempotency key (1-64 letters, digits, '.', '_', ':' or
    * '-'; by default 32 random hex digits, in `stream.requestId`): a create
    * repeated with the same key within 24 hours makes no new desktop but
@@ -218,6 +223,9 @@ export interface ListFilter {
   username?: string;
   /** Only sessions in this state ("ready", SessionState.READY). */
   state?: StateLike;
+  /** Only this organisation's (its administrators see its members'
+   * sessions this way). */
+  org?: string;
   /** Sessions per page asked of the server, 1-1000 (default 1000). */
   pageSize?: number;
 }
@@ -230,8 +238,20 @@ export interface AuditFilter {
   sessionId?: string;
   /** Only entries at or after this time. */
   since?: Date;
+  /** Only entries about this organisation's sessions and members (its
+   * administrators may read these). */
+  org?: string;
   /** Entries per page asked of the server, 1-1000 (default 1000). */
   pageSize?: number;
+}
+
+/** Whose quota getQuota() returns. */
+export interface QuotaOptions {
+  /** The organisation; absent: the caller's. */
+  org?: string;
+  /** The member whose share to return; absent: the caller, or none for an
+   * administrator naming `org`. */
+  username?: string;
 }
 
 /** Per-call options. */
@@ -245,8 +265,8 @@ export interface ClientOptions {
   /** Check the server's certificate for this name instead of the endpoint's
    * host (e.g. "localhost" when connecting to an address it does not name). */
   serverName?: string;
-  /** Bound (ms) on each unary call (get, list, destroy, the pool, node and
-   * audit calls). None by default: a destroy waits for Terraform. Streams
+  /** Bound (ms) on each unary call (get, list, destroy, the pool, node,
+   * audit and quota calls). None by default: a destroy waits for Terraform. Streams
    * have no deadline. */
   timeoutMs?: number;
 }
@@ -369,6 +389,7 @@ export class DaasClient {
       sessionPassword: request.sessionPassword ?? "",
       template: request.template ?? "",
       size: request.size ?? "",
+      org: request.org ?? "",
       requestId: request.requestId || randomUUID().replaceAll("-", ""),
     };
     return new EventStream(
@@ -407,6 +428,7 @@ export class DaasClient {
     const request = {
       username: filter.username ?? "",
       state: parseState(filter.state),
+      org: filter.org ?? "",
       pageSize: filter.pageSize ?? 1000,
       pageToken: "",
     };
@@ -468,6 +490,21 @@ export class DaasClient {
     );
   }
 
+  /** An organisation's quota (`orgMax`) and what its live desktops use
+   * (`orgUsed`), with one member's (`userMax`, `userUsed`), and the
+   * organisations the caller administers (`administers`); in a maximum, 0
+   * is no limit. A caller in no organisation gets `org` empty and the
+   * server's per-user limit in `userMax`. NOT_FOUND for an organisation the
+   * server does not configure; PERMISSION_DENIED for one the caller may not
+   * see. */
+  getQuota(request: QuotaOptions = {}, options: CallOptions = {}): Promise<Quota> {
+    const quota = { org: request.org ?? "", username: request.username ?? "" };
+    return this.#unary(
+      (client) => client.getQuota(quota, this.#callOptions(options)),
+      options.signal,
+    );
+  }
+
   /** Every node of the cluster, by name, as the Terraform module last
    * reported it, with the desktops placed on it; empty when the module
    * places its VMs itself (administrators only: PERMISSION_DENIED otherwise). */
@@ -501,7 +538,8 @@ export class DaasClient {
 
   /** The audit trail, newest first: creates, claims, destroys, reaps, agent
    * certificates issued and refused calls, with who, from where and the
-   * result (administrators only: PERMISSION_DENIED otherwise). The server
+   * result (administrators, and an organisation's administrators with `org`:
+   * PERMISSION_DENIED otherwise). The server
    * answers a page at a time: this asks for each page in turn. */
   async listAudit(filter: AuditFilter = {}, options: CallOptions = {}): Promise<AuditEntry[]> {
     const entries: AuditEntry[] = [];
@@ -518,6 +556,7 @@ export class DaasClient {
     const request = {
       username: filter.username ?? "",
       sessionId: filter.sessionId ?? "",
+      org: filter.org ?? "",
       pageSize: filter.pageSize ?? 1000,
       pageToken: "",
       ...(filter.since ? { since: timestampFromDate(filter.since) } : {}),

@@ -13,6 +13,7 @@ export {
   type CreateSessionOptions,
   type ListFilter,
   type PemCredentials,
+  type QuotaOptions,
   type StateLike,
 } from "./client.js";
 export { Code, DaasError, codeName, type FieldViolation } from "./errors.js";
@@ -23,6 +24,7 @@ export {
   SessionState,
   Tool,
   type Activity,
+  type Amounts,
   type AuditEntry,
   type Failure,
   type IdleWarning,
@@ -30,6 +32,7 @@ export {
   type Node,
   type OutputLine,
   type Pool,
+  type Quota,
   type Session,
   type SessionEvent,
   type Size,

@@ -23,11 +23,12 @@ import {
   parseState,
   pb,
   stateName,
+  type Amounts,
   type Session,
   type SessionEvent,
 } from "../src/index.js";
 import { BadRequestSchema, RetryInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
-import { PACKAGE_DIR, TestReplicas, TestServer } from "./server.js";
+import { PACKAGE_DIR, PHYSICS, TestReplicas, TestServer } from "./server.js";
 
 const STAGES = ["QUEUED", "PROVISIONING", "BOOTING", "CONFIGURING", "READY"];
 /** Bound on any one stream, so a hang fails instead of waiting. */
@@ -443,6 +444,67 @@ test("limits say when to retry (a server of its own with low limits)", async () 
     frank.close();
     grace.close();
     await limited.stop();
+  }
+});
+
+test("quotas count an organisation's desktops and each member's share (a server of its own)", async () => {
+  const org = await TestServer.start({}, PHYSICS);
+  const dave = await org.client("dave", false, ["physics"]);
+  const erin = await org.client("erin", false, ["physics"]);
+  const grace = await org.client("grace", false, ["physics-admins"]);
+  const alice = await org.client("alice");
+  const admin = await org.client("root", true);
+  const amounts = (a: Amounts | undefined): number[] =>
+    a ? [a.desktops, a.cores, Number(a.memoryMb)] : [];
+  try {
+    const quota = await dave.getQuota();
+    assert.deepEqual([quota.org, quota.orgTitle, quota.username], ["physics", "Physics", "dave"]);
+    assert.deepEqual(amounts(quota.orgMax), [2, 4, 8192]);
+    assert.deepEqual(amounts(quota.userMax), [1, 0, 0], "0: no limit");
+    assert.deepEqual(amounts(quota.orgUsed), [0, 0, 0]);
+    assert.deepEqual(quota.administers, []);
+
+    // dave's desktop counts against physics at its size; his share is full.
+    const created = dave.createSession();
+    await drain(created);
+    assert.equal(created.session?.org, "physics");
+    assert.equal((await dave.get(created.session.id)).org, "physics");
+    assert.deepEqual(amounts((await dave.getQuota()).userUsed), [1, 2, 4096]);
+    const full = await failure(() => drain(dave.createSession()));
+    assert.equal(full.code, Code.ResourceExhausted, full.message);
+    assert.match(full.rawMessage, /quota/);
+    const erins = erin.createSession({ org: "physics" });
+    await drain(erins);
+    assert.equal(erins.session?.org, "physics");
+
+    // The organisation's administrators and a server administrator: the
+    // organisation alone, its sessions, its part of the audit trail.
+    const physics = await grace.getQuota({ org: "physics" });
+    assert.equal(physics.username, "");
+    assert.equal(physics.userMax, undefined);
+    assert.deepEqual(amounts(physics.orgUsed), [2, 4, 8192]);
+    assert.deepEqual(physics.administers, ["physics"]);
+    for (const overseer of [grace, admin]) {
+      const users = (await overseer.list({ org: "physics" })).map((s) => s.username).sort();
+      assert.deepEqual(users, ["dave", "erin"]);
+      const entries = await overseer.listAudit({ org: "physics" });
+      assert.ok(
+        entries.some((e) => e.action === "create" && e.sessionId === created.session?.id && e.org === "physics"),
+        entries.map((e) => `${e.actor} ${e.action} ${e.org}`).join("\n"),
+      );
+    }
+    assert.equal((await failure(() => admin.getQuota({ org: "chemistry" }))).code, Code.NotFound);
+
+    // alice is in no organisation: the server's per-user limit only.
+    const alone = await alice.getQuota();
+    assert.deepEqual([alone.org, alone.username, alone.userMax?.desktops], ["", "alice", 100]);
+    assert.equal(alone.orgMax, undefined);
+    assert.equal((await failure(() => alice.getQuota({ org: "physics" }))).code, Code.PermissionDenied);
+    const refused = await failure(() => drain(alice.createSession({ org: "physics" })));
+    assert.equal(refused.code, Code.PermissionDenied, refused.message);
+  } finally {
+    for (const client of [dave, erin, grace, alice, admin]) client.close();
+    await org.stop();
   }
 });
 

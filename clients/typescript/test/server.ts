@@ -204,16 +204,41 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   }
 }
 
-/** A client certificate for `user` from the CA in `pki` (issued on first use). */
-function credentialsIn(binary: string, pki: string, user: string, admin: boolean): Credentials {
+/** A client certificate for `user` (in `groups`) from the CA in `pki`
+ * (issued on first use). */
+function credentialsIn(
+  binary: string,
+  pki: string,
+  user: string,
+  admin: boolean,
+  groups: readonly string[] = [],
+): Credentials {
   const cert = join(pki, "users", `${user}.pem`);
   const key = join(pki, "users", `${user}-key.pem`);
   if (!existsSync(cert)) {
-    const args = ["pki", "issue", "--dir", pki, "--user", user];
-    execFileSync(binary, admin ? [...args, "--admin"] : args, { stdio: "pipe" });
+    const args = ["pki", "issue", "--dir", pki, "--user", user, ...(admin ? ["--admin"] : [])];
+    execFileSync(binary, [...args, ...groups.flatMap((g) => ["--group", g])], { stdio: "pipe" });
   }
   return { ca: join(pki, "ca.pem"), cert, key };
 }
+
+/** An organisation for the members of group `physics`, administered by
+ * those of `physics-admins`: two desktops of the default size (2 cores,
+ * 4 GiB) in all, one a member. */
+export const PHYSICS = `
+[orgs.physics]
+title = "Physics"
+groups = ["physics"]
+admin_groups = ["physics-admins"]
+
+[orgs.physics.quota]
+desktops = 2
+cores = 4
+memory_gb = 8
+
+[orgs.physics.user_quota]
+desktops = 1
+`;
 
 /** A running server: its endpoint and its PKI. Stop it with stop(). */
 export class TestServer {
@@ -224,9 +249,10 @@ export class TestServer {
     private readonly child: ChildProcess,
   ) {}
 
-  /** Starts a server; `limits` overrides some of the default `[limits]`. */
-  static async start(limits: Partial<Limits> = {}): Promise<TestServer> {
-    const { binary, dir, config } = prepare(limits, "none");
+  /** Starts a server; `limits` overrides some of the default `[limits]`,
+   * `extra` is added to its config (e.g. PHYSICS). */
+  static async start(limits: Partial<Limits> = {}, extra = ""): Promise<TestServer> {
+    const { binary, dir, config } = prepare(limits, "none", extra);
     const { endpoint, child } = await serve(binary, config, join(dir, "server.log"));
     return new TestServer(endpoint, dir, binary, child);
   }
@@ -235,14 +261,16 @@ export class TestServer {
     return join(this.dir, "pki");
   }
 
-  /** A client certificate for `user` from the server's CA (issued on first use). */
-  credentials(user: string, admin = false): Credentials {
-    return credentialsIn(this.binary, this.pki, user, admin);
+  /** A client certificate for `user` (in `groups`) from the server's CA
+   * (issued on first use). */
+  credentials(user: string, admin = false, groups: readonly string[] = []): Credentials {
+    return credentialsIn(this.binary, this.pki, user, admin, groups);
   }
 
-  /** A client connected as `user`; the server certificate names localhost. */
-  client(user: string, admin = false): Promise<DaasClient> {
-    const { ca, cert, key } = this.credentials(user, admin);
+  /** A client connected as `user` (in `groups`); the server certificate
+   * names localhost. */
+  client(user: string, admin = false, groups: readonly string[] = []): Promise<DaasClient> {
+    const { ca, cert, key } = this.credentials(user, admin, groups);
     return DaasClient.fromFiles(this.endpoint, ca, cert, key, { serverName: "localhost" });
   }
 

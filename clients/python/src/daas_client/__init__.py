@@ -12,6 +12,7 @@ message types a script meets are re-exported here.
 
 from daas.v1.desktop_pb2 import (
     Activity,
+    Amounts,
     AuditEntry,
     Failure,
     IdleWarning,
@@ -21,6 +22,7 @@ from daas.v1.desktop_pb2 import (
     OutputLine,
     OutputStream,
     Pool,
+    Quota,
     Session,
     SessionEvent,
     SessionState,
@@ -47,6 +49,7 @@ from .errors import (
 __all__ = [
     "Aborted",
     "Activity",
+    "Amounts",
     "AuditEntry",
     "Client",
     "DaasError",
@@ -64,6 +67,7 @@ __all__ = [
     "OutputStream",
     "PermissionDenied",
     "Pool",
+    "Quota",
     "ResourceExhausted",
     "Session",
     "SessionEvent",

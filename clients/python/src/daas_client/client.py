@@ -24,6 +24,7 @@ from daas.v1.desktop_pb2 import (
     ListTemplatesResponse,
     Node,
     Pool,
+    Quota,
     Session,
     SessionEvent,
     SessionState,
@@ -205,8 +206,9 @@ class Client:
     call :meth:`close`.
 
     ``timeout`` (seconds) bounds each unary call (get, list, destroy, the
-    pool, node and audit calls); it is ``None`` by default because a destroy waits for
-    Terraform. Streams have no deadline: they end with the session's stage.
+    pool, node, audit and quota calls); it is ``None`` by default because a
+    destroy waits for Terraform. Streams have no deadline: they end with the
+    session's stage.
     """
 
     def __init__(
@@ -271,6 +273,7 @@ class Client:
         template: str = "",
         request_id: str = "",
         size: str = "",
+        org: str = "",
     ) -> EventStream:
         """Creates a desktop and returns its live events (the call starts now).
 
@@ -281,6 +284,11 @@ class Client:
         server's default, ``size`` empty the template's (:meth:`list_templates`
         shows both); an unknown one is ``InvalidArgument`` naming the choices,
         a template not for the caller's groups ``PermissionDenied``.
+
+        ``org`` is the organisation whose quota the desktop counts against
+        (empty: the caller's; one the caller is not in is
+        ``PermissionDenied``, and a caller in several must name one). A
+        create past a quota is ``ResourceExhausted`` naming it.
 
         ``request_id`` is the create's idempotency key (1-64 letters, digits,
         ``.``, ``_``, ``:`` or ``-``; by default 32 random hex digits, in
@@ -301,6 +309,7 @@ class Client:
             template=template,
             request_id=request_id or uuid.uuid4().hex,
             size=size,
+            org=org,
         )
         return EventStream(
             "CreateSession",
@@ -322,25 +331,37 @@ class Client:
         )
 
     def list(
-        self, username: str = "", state: StateLike = None, *, page_size: int = 1000
+        self,
+        username: str = "",
+        state: StateLike = None,
+        *,
+        org: str = "",
+        page_size: int = 1000,
     ) -> builtins.list[Session]:
         """Every matching session, newest first; optionally one user's (a user
-        sees only their own) and in one state (``"ready"``,
-        ``SESSION_STATE_READY``). The server answers a page at a time (at
-        most ``page_size`` sessions, 1-1000): this asks for each page in turn."""
+        sees only their own), in one state (``"ready"``,
+        ``SESSION_STATE_READY``), of one organisation (``org``: its
+        administrators see its members' sessions this way). The server
+        answers a page at a time (at most ``page_size`` sessions, 1-1000):
+        this asks for each page in turn."""
         return [
             session
-            for page in self.list_pages(username, state, page_size=page_size)
+            for page in self.list_pages(username, state, org=org, page_size=page_size)
             for session in page
         ]
 
     def list_pages(
-        self, username: str = "", state: StateLike = None, *, page_size: int = 1000
+        self,
+        username: str = "",
+        state: StateLike = None,
+        *,
+        org: str = "",
+        page_size: int = 1000,
     ) -> Iterator[builtins.list[Session]]:
         """Like :meth:`list`, one page (at most ``page_size`` sessions) at a
         time: each page is asked for when the iteration reaches it."""
         request = desktop_pb2.ListSessionsRequest(
-            username=username, state=parse_state(state), page_size=page_size
+            username=username, state=parse_state(state), org=org, page_size=page_size
         )
         while True:
             # A page token is good on any server.
@@ -382,6 +403,18 @@ class Client:
         request = desktop_pb2.ListTemplatesRequest()
         return self._unary(lambda stub: stub.ListTemplates(request, timeout=self._timeout))
 
+    def get_quota(self, org: str = "", username: str = "") -> Quota:
+        """An organisation's quota (``org_max``) and what its live desktops
+        use (``org_used``), with one member's (``user_max``, ``user_used``),
+        and the organisations the caller administers (``administers``); in
+        a maximum, 0 is no limit. ``org`` empty: the caller's (in none,
+        ``org`` is empty and ``user_max`` is the server's per-user limit).
+        ``username`` empty: the caller, or for an administrator naming
+        ``org``, no member. NotFound for an organisation the server does not
+        configure; PermissionDenied for one the caller may not see."""
+        request = desktop_pb2.GetQuotaRequest(org=org, username=username)
+        return self._unary(lambda stub: stub.GetQuota(request, timeout=self._timeout))
+
     def list_nodes(self) -> builtins.list[Node]:
         """Every node of the cluster, by name, as the Terraform module last
         reported it, with the desktops placed on it; empty when the module
@@ -411,18 +444,22 @@ class Client:
         session_id: str = "",
         since: datetime | None = None,
         *,
+        org: str = "",
         page_size: int = 1000,
     ) -> builtins.list[AuditEntry]:
         """The audit trail, newest first: creates, claims, destroys, reaps,
         agent certificates issued and refused calls, with who, from where and
-        the result (administrators only: PermissionDenied otherwise).
-        Optionally only the entries whose actor or session owner is
-        ``username``, about ``session_id``, at or after ``since`` (a naive
-        datetime is taken as UTC). This asks for each page (``page_size``
-        entries, 1-1000) in turn."""
+        the result (administrators, and an organisation's administrators
+        with ``org``: PermissionDenied otherwise). Optionally only the
+        entries whose actor or session owner is ``username``, about
+        ``session_id``, at or after ``since`` (a naive datetime is taken as
+        UTC), about organisation ``org``'s sessions and members. This asks
+        for each page (``page_size`` entries, 1-1000) in turn."""
         return [
             entry
-            for page in self.list_audit_pages(username, session_id, since, page_size=page_size)
+            for page in self.list_audit_pages(
+                username, session_id, since, org=org, page_size=page_size
+            )
             for entry in page
         ]
 
@@ -432,12 +469,13 @@ class Client:
         session_id: str = "",
         since: datetime | None = None,
         *,
+        org: str = "",
         page_size: int = 1000,
     ) -> Iterator[builtins.list[AuditEntry]]:
         """Like :meth:`list_audit`, one page (at most ``page_size`` entries)
         at a time: each page is asked for when the iteration reaches it."""
         request = desktop_pb2.ListAuditRequest(
-            username=username, session_id=session_id, page_size=page_size
+            username=username, session_id=session_id, org=org, page_size=page_size
         )
         if since is not None:
             request.since.FromDatetime(since)
