@@ -627,6 +627,42 @@ def dashboard():
         8,
     )
 
+    d.row("Organisations")
+    d.add(
+        timeseries(
+            "Organisation use of its quota",
+            "What each organisation's live desktops hold over its quota, per "
+            "resource it limits (desktops, cores, memory_mib). Empty without [orgs].",
+            "percentunit",
+            [
+                (
+                    "max by (org, resource) (daas_org_usage) "
+                    "/ max by (org, resource) (daas_org_quota)",
+                    "{{org}} {{resource}}",
+                )
+            ],
+        ),
+        12,
+        8,
+    )
+    d.add(
+        timeseries(
+            "Creates refused by a quota",
+            "Creates refused over the window, by organisation and quota: org "
+            "(the organisation's) or user (a member's in it).",
+            "short",
+            [
+                (
+                    f"sum by (org, quota) (increase(daas_quota_refusals_total[{W}]))",
+                    "{{org}} {{quota}}",
+                )
+            ],
+            bars=True,
+        ),
+        12,
+        8,
+    )
+
     d.row("Proxmox (prometheus-pve-exporter)")
     node = 'id=~"node/.*"'
     d.add(
@@ -672,7 +708,7 @@ def dashboard():
             ]
         },
         "description": "daas-server: sessions, provisioning, tools, reaper, API, "
-        "webhooks, cluster nodes; Proxmox nodes from prometheus-pve-exporter.",
+        "webhooks, cluster nodes, organisations; Proxmox nodes from prometheus-pve-exporter.",
         "editable": True,
         "graphTooltip": 1,
         "id": None,

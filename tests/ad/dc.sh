@@ -22,7 +22,8 @@
 #     set what a join sets on them (the delegation of a real site, see
 #     ansible/roles/ad-join/README.md), nothing else;
 #   - alice and carol, members of daas-users; bob, member of nothing;
-#     carol is also in daas-admins (the portal's administrators);
+#     carol is also in daas-admins (the portal's administrators), alice in
+#     daas-team-leads (tests make it an organisation's administrators);
 #   - dave, in daas-users and daas-developers (a group the template catalog
 #     names: the portal shows him the templates that are for it); mallory, in no group, whose user principal name
 #     is dave@daas.example (an alternative UPN suffix): a portal whose
@@ -57,6 +58,7 @@ TEMPLATE_USER="{{'x'~'y'}}"
 ALT_UPN_SUFFIX=daas.example
 ADMIN_GROUP=daas-admins
 DEV_GROUP=daas-developers
+LEAD_GROUP=daas-team-leads
 TLS_DIR=$DIR/tls
 CONF=$DIR/etc/smb.conf
 WINBINDD_DIR=/run/samba/winbindd
@@ -289,6 +291,8 @@ EOF
   tool group addmembers "$ADMIN_GROUP" carol >/dev/null
   tool group add "$DEV_GROUP" --description="Developers (templates for them)" >/dev/null
   tool group addmembers "$DEV_GROUP" dave >/dev/null
+  tool group add "$LEAD_GROUP" --description="Team leads (an organisation's administrators)" >/dev/null
+  tool group addmembers "$LEAD_GROUP" alice >/dev/null
 }
 
 network() {

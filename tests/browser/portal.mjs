@@ -3,7 +3,8 @@
 // the keyboard, creates a desktop and watches its stages arrive in order,
 // picks a size on the catalog's card, finds it READY with a .rdp link,
 // destroys it and signs out; dave sees his group's template too, and his
-// organisation's quota refuse a second desktop with its reason; carol, an
+// organisation's quota refuses a second desktop with its reason; alice, who
+// administers his organisation, destroys his desktop; carol, an
 // administrator, finds the cluster's nodes, drains one and resumes it. Run
 // by server/tests/it/browser.rs against a real server (two simulated nodes)
 // and the test domain.
@@ -115,12 +116,25 @@ try {
     && said.includes("orgs.developers.quota.desktops"),
     `a second desktop past the quota is refused, saying why: "${said}"`);
   await page.screenshot({ path: path.join(artifacts, "portal-quota.png"), fullPage: true });
-  const daveRow = page.locator("#sessions tbody tr");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("User name").waitFor();
+
+  // alice, in daas-team-leads, administers dave's organisation: she sees
+  // his desktop and destroys it.
+  await page.getByLabel("User name").fill("alice");
+  await page.getByLabel("Password").fill(env("ALICE_PASSWORD"));
+  await page.getByRole("button", { name: "Sign in" }).click();
+  const theirs = page.getByRole("table", { name: "My organisations' desktops" });
+  const daveRow = theirs.locator("tbody tr").filter({ hasText: "dave" });
+  await daveRow.waitFor();
+  check(await daveRow.getByText("dev (large)").isVisible(),
+    "alice, administering the developers, sees dave's desktop");
   page.once("dialog", (dialog) => dialog.accept());
   await daveRow.getByRole("button", { name: /^Destroy/ }).click();
-  await page.getByText("You have no desktop").waitFor({ timeout: 60_000 });
+  await daveRow.waitFor({ state: "detached", timeout: 60_000 });
+  check(true, "and destroys it");
   check(!(await page.getByRole("table", { name: "Cluster nodes" }).isVisible()),
-    "he is no administrator: no admin view");
+    "she is no administrator of the server: no admin view");
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("User name").waitFor();
 

@@ -12,6 +12,7 @@ const DEVELOPERS: &str = r#"
 [orgs.developers]
 title = "Developers"
 groups = ["daas-developers"]
+admin_groups = ["daas-team-leads"]
 [orgs.developers.quota]
 desktops = 1
 "#;
@@ -44,7 +45,7 @@ async fn people_sign_in_create_watch_and_destroy_in_chromium() {
             "node_templates = \"debian-12-xfce,dev\"".into(),
             "node_storage = \"ceph\"".into(),
         ],
-        // dave's organisation: room for one desktop.
+        // dave's organisation: room for one desktop; alice administers it.
         extra_toml: format!(
             "{}\n[placement]\nrefresh_interval = \"1s\"\n{CATALOG}\n{DEVELOPERS}",
             domain.toml
@@ -86,5 +87,6 @@ async fn people_sign_in_create_watch_and_destroy_in_chromium() {
     assert!(stdout.contains("ok: in the size she chose"));
     assert!(stdout.contains("ok: dave, in daas-developers, sees the developers' template too"));
     assert!(stdout.contains("ok: a second desktop past the quota is refused"));
+    assert!(stdout.contains("ok: alice, administering the developers, sees dave's desktop"));
     server.stop().await;
 }

@@ -8,8 +8,9 @@
 //! prometheus-client (0.24.1 on) leaves a labelled family out of the scrape
 //! until it has a child, so the live test makes each one appear: a desktop
 //! built (tools, stages, creates, gRPC), its agent's report, the reaper
-//! destroying it when the agent falls silent (reaps, destroys), and a
-//! webhook delivered to a local receiver.
+//! destroying it when the agent falls silent (reaps, destroys), a second
+//! create refused by its organisation's quota, and a webhook delivered to a
+//! local receiver.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -650,7 +651,8 @@ async fn every_metric_the_dashboard_queries_is_exported_by_a_live_server() {
             "[http]\nmetrics_listen = \"127.0.0.1:0\"\n\
              [agent]\nendpoint = \"https://10.0.2.2:50051\"\n\
              [policy]\nreaper_interval = \"200ms\"\nagent_lost_timeout = \"3s\"\nwarning = \"1s\"\n\
-             [[webhooks]]\nname = \"test\"\nurl = \"{hook}\"\nformat = \"slack\"\n"
+             [[webhooks]]\nname = \"test\"\nurl = \"{hook}\"\nformat = \"slack\"\n\
+             [orgs.staff]\ngroups = [\"staff\"]\n[orgs.staff.quota]\ndesktops = 1\n"
         ),
         // Two simulated nodes: the daas_node_* gauges are exported.
         terraform_variables: vec![
@@ -673,9 +675,15 @@ async fn every_metric_the_dashboard_queries_is_exported_by_a_live_server() {
     };
 
     // A desktop built, and its agent's report: READY with a report age.
-    let mut client = server.client_as("alice", false).await;
+    let mut client = server.client_in_groups("alice", &["staff"]).await;
     let events = create(&mut client, request("alice")).await;
     assert_eq!(events.last().map(state), Some(SessionState::Ready));
+    // Her organisation's quota refuses a second one (daas_quota_refusals).
+    let status = client
+        .create_session(request("alice"))
+        .await
+        .expect_err("staff has room for one desktop");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     let id = events[0].session_id.clone();
     agent_for(&server, &id)
         .await

@@ -15,7 +15,7 @@ use crate::common::*;
 
 async fn server() -> TestServer {
     TestServer::start(TestOptions {
-        extra_toml: format!("{CATALOG}\n{ORGS}"),
+        extra_toml: format!("[http]\nmetrics_listen = \"127.0.0.1:0\"\n{CATALOG}\n{ORGS}"),
         ..TestOptions::default()
     })
     .await
@@ -94,6 +94,25 @@ async fn fifty_concurrent_creates_never_pass_the_quotas() {
     assert_eq!(quota.user_max.unwrap().desktops, 3);
     let mine = made.iter().filter(|(u, _)| u == "member0").count() as u32;
     assert_eq!(quota.user_used.unwrap().desktops, mine);
+    // The metrics by organisation: what it holds, its quota, the refusals.
+    let metrics = format!("{}/metrics", server.metrics_endpoint().expect("metrics"));
+    let (_, code, scrape) = curl(&metrics, None).await;
+    assert_eq!(code, 200, "{scrape}");
+    for line in [
+        "daas_org_usage{org=\"physics\",resource=\"desktops\"} 7",
+        "daas_org_usage{org=\"physics\",resource=\"cores\"} 14",
+        "daas_org_usage{org=\"maths\",resource=\"desktops\"} 0",
+        "daas_org_quota{org=\"physics\",resource=\"desktops\"} 7",
+        "daas_org_quota{org=\"maths\",resource=\"cores\"} 4",
+    ] {
+        assert!(scrape.contains(line), "no {line} in\n{scrape}");
+    }
+    let refusals: u64 = scrape
+        .lines()
+        .filter(|l| l.starts_with("daas_quota_refusals_total{org=\"physics\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(refusals, 43, "{scrape}");
     // The refusals are in the trail, by organisation.
     let mut admin = server.client().await;
     let trail = admin
