@@ -179,6 +179,8 @@ pub struct BoundServer {
     store: Store,
     pipeline: Pipeline,
     config: Arc<Config>,
+    /// What "now" is for the users' schedules (a manual clock in tests).
+    clock: crate::domain::time::Clock,
 }
 
 impl BoundServer {
@@ -256,7 +258,14 @@ impl BoundServer {
             store,
             pipeline,
             config,
+            clock: crate::domain::time::Clock::System,
         })
+    }
+
+    /// Reads "now" for the users' schedules from `clock` (a manual one in
+    /// tests), and for the reaper's outlook shown with each session.
+    pub fn with_clock(self, clock: crate::domain::time::Clock) -> BoundServer {
+        BoundServer { clock, ..self }
     }
 
     fn tls_is_off(&self) -> bool {
@@ -346,13 +355,16 @@ impl BoundServer {
             self.store.clone(),
             self.pipeline.clone(),
         );
-        let sessions = Arc::new(crate::sessions::Sessions::new(
+        let mut sessions = crate::sessions::Sessions::new(
             self.config.clone(),
             self.store.clone(),
             self.pipeline.clone(),
             pools.clone(),
             self.audit.clone(),
-        ));
+        );
+        sessions.clock = self.clock.clone();
+        let sessions = Arc::new(sessions);
+        let schedules = tokio::spawn(sessions.clone().run_schedules(self.clock.clone()));
         let desktop = DesktopServiceServer::new(DesktopApi::new(sessions.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
         let agents = AgentServiceServer::new(AgentApi::new(
@@ -468,6 +480,7 @@ impl BoundServer {
         let _ = http.await;
         let _ = reaper.await;
         let _ = pool_loop.await;
+        let _ = schedules.await;
         let _ = leases.await;
         let _ = sweeper.await;
         let _ = node_watch.await;

@@ -60,6 +60,8 @@ pub struct TestOptions {
     pub module_outputs: Vec<(&'static str, String)>,
     /// Lines added to `[terraform.variables]` as written (`node_count = 4`).
     pub terraform_variables: Vec<String>,
+    /// "Now" for the users' schedules; None: the system's clock.
+    pub clock: Option<crate::domain::time::ManualClock>,
 }
 
 impl Default for TestOptions {
@@ -83,6 +85,7 @@ impl Default for TestOptions {
             ansible_binary: None,
             module_outputs: Vec::new(),
             terraform_variables: Vec::new(),
+            clock: None,
         }
     }
 }
@@ -344,7 +347,7 @@ impl TestServer {
     pub async fn start(options: TestOptions) -> TestServer {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let config_path = write_config(dir.path(), &options);
-        TestServer::start_in(dir, &config_path, options.plaintext).await
+        TestServer::start_in(dir, &config_path, options.plaintext, options.clock).await
     }
 
     /// Stops the server and starts another on the same folder (config,
@@ -361,14 +364,22 @@ impl TestServer {
             tempfile::tempdir().expect("create a temp dir"),
         );
         let config_path = dir.path().join("daas.toml");
-        TestServer::start_in(dir, &config_path, self.plaintext).await
+        TestServer::start_in(dir, &config_path, self.plaintext, None).await
     }
 
-    async fn start_in(dir: tempfile::TempDir, config_path: &Path, plaintext: bool) -> TestServer {
+    async fn start_in(
+        dir: tempfile::TempDir,
+        config_path: &Path,
+        plaintext: bool,
+        clock: Option<crate::domain::time::ManualClock>,
+    ) -> TestServer {
         let config = Config::load(Some(config_path)).expect("load the test config");
-        let server = BoundServer::bind(config)
+        let mut server = BoundServer::bind(config)
             .await
             .expect("bind the test server");
+        if let Some(clock) = clock {
+            server = server.with_clock(crate::domain::time::Clock::Manual(clock));
+        }
         let addr = server.local_addr();
         let (http_addr, metrics_addr) = (server.http_addr(), server.metrics_addr());
         let web_addr = server.web_addr();

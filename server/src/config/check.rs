@@ -57,10 +57,12 @@ pub(super) fn finish(figment: Figment) -> Result<Config, ConfigError> {
     )
     .map_err(ConfigError::Invalid)?;
     let orgs = super::orgs::check(&raw.orgs).map_err(ConfigError::Invalid)?;
+    let schedules = super::scheduling::check(&raw.schedules).map_err(ConfigError::Invalid)?;
     web_and_catalog(web.as_ref(), &catalog)?;
     web_and_secrets(web.as_ref(), &secrets)?;
     web_and_tls(web.as_ref(), &tls)?;
     Ok(Config {
+        schedules,
         orgs,
         catalog,
         placement,

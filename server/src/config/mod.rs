@@ -29,6 +29,7 @@ pub mod policy;
 pub mod pools;
 mod raw;
 pub mod schedule;
+pub mod scheduling;
 mod secrets;
 pub mod store;
 pub mod web;
@@ -85,6 +86,8 @@ pub struct Config {
     pub catalog: crate::domain::catalog::Catalog,
     /// Organisations: their members, administrators and quotas.
     pub orgs: crate::domain::orgs::Orgs,
+    /// When users' schedules are acted on.
+    pub schedules: scheduling::Scheduling,
 }
 
 /// The HTTP side: health, readiness and metrics.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AnsibleConnection, Auth, Boot, Limits, LogFormat, VmDefaults, catalog, orgs, placement, policy,
-    pools, store, web, webhooks,
+    pools, scheduling, store, web, webhooks,
 };
 
 /// The whole file, every section present (from the defaults when not written).
@@ -50,6 +50,8 @@ pub(super) struct Raw {
     pub(super) templates: BTreeMap<String, catalog::TemplateSpec>,
     #[serde(default)]
     pub(super) orgs: BTreeMap<String, orgs::OrgSpec>,
+    #[serde(default)]
+    pub(super) schedules: scheduling::Scheduling,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -251,6 +253,7 @@ impl Default for Raw {
             placement: placement::PlacementSpec::default(),
             templates: BTreeMap::new(),
             orgs: BTreeMap::new(),
+            schedules: scheduling::Scheduling::default(),
         }
     }
 }
@@ -282,6 +285,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "placement",
     "templates",
     "orgs",
+    "schedules",
 ];
 
 /// A path from the file (relative to the file) or the environment

@@ -34,46 +34,7 @@ pub struct Window {
     size: u32,
 }
 
-const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-fn day(name: &str) -> Result<usize, String> {
-    DAYS.iter()
-        .position(|d| d.eq_ignore_ascii_case(name.trim()))
-        .ok_or_else(|| format!("`{name}` is not a day (mon, tue, wed, thu, fri, sat, sun)"))
-}
-
-fn days(spec: &str) -> Result<[bool; 7], String> {
-    let spec = spec.trim();
-    if spec.eq_ignore_ascii_case("daily") || spec == "*" {
-        return Ok([true; 7]);
-    }
-    let mut days = [false; 7];
-    for part in spec.split(',') {
-        match part.split_once('-') {
-            Some((first, last)) => {
-                let (first, last) = (day(first)?, day(last)?);
-                if first > last {
-                    return Err(format!(
-                        "`{part}` runs backwards (write mon-fri, not fri-mon)"
-                    ));
-                }
-                days[first..=last].iter_mut().for_each(|d| *d = true);
-            }
-            None => days[day(part)?] = true,
-        }
-    }
-    Ok(days)
-}
-
-fn minute(time: &str) -> Result<u16, String> {
-    let bad = || format!("`{time}` is not a time of day HH:MM");
-    let (h, m) = time.trim().split_once(':').ok_or_else(bad)?;
-    let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if h > 24 || m > 59 || (h == 24 && m > 0) {
-        return Err(bad());
-    }
-    Ok(h * 60 + m)
-}
+use crate::domain::recurrence::{days, minute};
 
 impl Window {
     pub fn parse(spec: &WindowSpec) -> Result<Window, String> {

@@ -24,6 +24,9 @@ pub enum Error {
     /// The server knows no cluster node of this name.
     #[error("no node {0}: `daas node list` lists the cluster's nodes")]
     NoSuchNode(String),
+    /// No schedule has this id.
+    #[error("no schedule {0}: `daas schedule list` lists yours")]
+    NoSuchSchedule(String),
     /// The server configures no organisation of this name.
     #[error("no organisation {0}: `daas quota` names yours")]
     NoSuchOrg(String),
@@ -159,7 +162,8 @@ impl Error {
             Error::NotFound(_)
             | Error::NoSuchPool(_)
             | Error::NoSuchNode(_)
-            | Error::NoSuchOrg(_) => ErrorCode::NotFound,
+            | Error::NoSuchOrg(_)
+            | Error::NoSuchSchedule(_) => ErrorCode::NotFound,
             Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Error::ResourceExhausted { .. } => ErrorCode::ResourceExhausted,

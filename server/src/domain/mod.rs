@@ -8,6 +8,7 @@ pub mod identity;
 pub mod orgs;
 pub mod password;
 pub mod placement;
+pub mod recurrence;
 pub mod state_machine;
 pub mod time;
 pub mod validate;

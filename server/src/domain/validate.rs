@@ -153,21 +153,27 @@ pub fn page_size(value: u32) -> Result<u32, Error> {
 /// INVALID_ARGUMENT (the value is not echoed); a well-formed id of no
 /// session is the caller's NOT_FOUND.
 pub fn session_id(value: &str) -> Result<(), Error> {
-    let invalid = |why: &str| Error::InvalidArgument {
-        field: "session_id",
-        why: why.into(),
-    };
+    uuid_field("session_id", "session", value)
+}
+
+/// Checks a schedule id: a hyphenated UUID, as the server makes them.
+pub fn schedule_id(value: &str) -> Result<(), Error> {
+    uuid_field("schedule_id", "schedule", value)
+}
+
+fn uuid_field(field: &'static str, what: &str, value: &str) -> Result<(), Error> {
+    let invalid = |why: String| Error::InvalidArgument { field, why };
     if value.is_empty() {
-        return Err(invalid("is required"));
+        return Err(invalid("is required".into()));
     }
     // `Uuid::try_parse` also takes the simple, braced and URN spellings;
     // the server makes (and stores) only the hyphenated one.
     if value.len() == 36 && uuid::Uuid::try_parse(value).is_ok() {
         Ok(())
     } else {
-        Err(invalid(
-            "is not a session id (a UUID such as 3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11)",
-        ))
+        Err(invalid(format!(
+            "is not a {what} id (a UUID such as 3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11)"
+        )))
     }
 }
 

@@ -10,6 +10,8 @@ pub mod limits;
 mod nodes;
 mod paging;
 mod quotas;
+pub mod schedule_runs;
+mod schedules;
 mod templates;
 
 use std::sync::Arc;
@@ -35,8 +37,7 @@ use crate::{
     pool::Pools,
     provision::Pipeline,
     store::{
-        NewSession, OrgQuotas, SessionLimits, SessionRecord, Store, StoreError,
-        audit_records::AuditFilter,
+        NewSession, SessionLimits, SessionRecord, Store, StoreError, audit_records::AuditFilter,
     },
 };
 
@@ -485,14 +486,7 @@ impl Sessions {
             return self.same_request(earlier, &req.username, &template, slot);
         }
         self.create_rate.take(&self.store, &req.username).await?;
-        let limits = SessionLimits {
-            max_sessions: self.config.limits.max_sessions,
-            max_per_user: self.config.limits.max_sessions_per_user,
-            org: org.map(|o| OrgQuotas {
-                org: o.quota,
-                member: o.user_quota,
-            }),
-        };
+        let limits = self.limits(org);
         let new = NewSession {
             username: req.username.clone(),
             session_user: req.session_user,
@@ -505,9 +499,33 @@ impl Sessions {
             placing: self.pipeline.placing(),
             size: Some(choice.size),
             org: org.map(|o| o.name.clone()),
+            note: None,
         };
-        // A warm desktop if a pool of the template has one ready, else one
-        // built from nothing.
+        let record = match self.start(new, limits, password_hash).await {
+            Ok(record) => record,
+            Err(StoreError::SameRequest(earlier)) => {
+                return self.same_request(*earlier, &req.username, &template, slot);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        // `follow` replays what the pipeline published already.
+        let stream = follow(self.store.clone(), record.id.clone(), 0, shutdown, slot);
+        Ok(Started {
+            events: stream,
+            record,
+            repeated: false,
+        })
+    }
+
+    /// Admits `new` within `limits` (a warm desktop if a pool of its
+    /// template has one ready, else one built from nothing) and starts
+    /// provisioning it.
+    pub(crate) async fn start(
+        &self,
+        new: NewSession,
+        limits: SessionLimits,
+        password: PasswordHash,
+    ) -> Result<SessionRecord, StoreError> {
         let created = match self.pools.claim(&new, limits).await {
             Ok(Some(record)) => Ok(record),
             Ok(None) => self.store.create_session(new, limits).await.map(|(r, _)| r),
@@ -515,24 +533,15 @@ impl Sessions {
         };
         let record = match created {
             Ok(record) => record,
-            Err(StoreError::SameRequest(earlier)) => {
-                return self.same_request(*earlier, &req.username, &template, slot);
-            }
             Err(StoreError::LimitReached(hit)) => {
                 self.pipeline.metrics().quota_refused(&hit);
-                return Err(StoreError::LimitReached(hit).into());
+                return Err(StoreError::LimitReached(hit));
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(err),
         };
         tracing::info!(session = %record.id, user = %record.username, vm = %record.vm_name, "session requested");
-        // Followed before the pipeline publishes anything.
-        let stream = follow(self.store.clone(), record.id.clone(), 0, shutdown, slot);
-        self.pipeline.start(record.clone(), password_hash);
-        Ok(Started {
-            events: stream,
-            record,
-            repeated: false,
-        })
+        self.pipeline.start(record.clone(), password);
+        Ok(record)
     }
 }
 

@@ -10,6 +10,7 @@ use crate::domain::{
     orgs::{Amounts, Org, Quota},
     validate,
 };
+use crate::store::{OrgQuotas, SessionLimits};
 
 impl Sessions {
     /// The organisation a create counts against: the one it names, else the
@@ -29,6 +30,19 @@ impl Sessions {
             .config
             .orgs
             .choose(&req.org, groups, caller.is_admin())?)
+    }
+
+    /// The limits a create for organisation `org` (or none) is checked
+    /// against.
+    pub(super) fn limits(&self, org: Option<&Org>) -> SessionLimits {
+        SessionLimits {
+            max_sessions: self.config.limits.max_sessions,
+            max_per_user: self.config.limits.max_sessions_per_user,
+            org: org.map(|o| OrgQuotas {
+                org: o.quota,
+                member: o.user_quota,
+            }),
+        }
     }
 
     /// Whether `caller` administers organisation `org`.

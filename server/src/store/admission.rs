@@ -104,18 +104,31 @@ pub(crate) fn random_vm_name() -> String {
 
 /// What a new session's first event says.
 pub(crate) fn created_message(new: &NewSession) -> String {
-    match &new.pool {
-        Some(pool) => {
+    match (&new.pool, &new.note) {
+        (Some(pool), _) => {
             format!("a desktop for warm pool '{pool}'; waiting for a provisioning slot")
         }
-        None => "waiting for a provisioning slot".into(),
+        (None, Some(note)) => format!("{note}; waiting for a provisioning slot"),
+        (None, None) => "waiting for a provisioning slot".into(),
     }
 }
 
-/// What a claimed desktop's first event says: where it came from.
-pub(crate) fn claimed_message(vm_name: &str, pool: &str, built_ms: i64, ready_ms: i64) -> String {
+/// What a claimed desktop's first event says: where it came from (after
+/// the create's `note`).
+pub(crate) fn claimed_message(
+    new: &NewSession,
+    vm_name: &str,
+    pool: &str,
+    built_ms: i64,
+    ready_ms: i64,
+) -> String {
+    let note = new
+        .note
+        .as_deref()
+        .map(|n| format!("{n}; "))
+        .unwrap_or_default();
     format!(
-        "claimed warm desktop {vm_name} from pool '{pool}' (built in {}, ready since {})",
+        "{note}claimed warm desktop {vm_name} from pool '{pool}' (built in {}, ready since {})",
         humantime::format_duration(std::time::Duration::from_secs(
             u64::try_from((ready_ms - built_ms) / 1000).unwrap_or(0)
         )),

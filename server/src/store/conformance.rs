@@ -10,6 +10,7 @@ use daas_api::v1::{
 
 mod nodes;
 mod quotas;
+mod schedules;
 
 use crate::domain::time::now_ms;
 use crate::store::{
@@ -99,6 +100,7 @@ pub(super) fn new_session(user: &str) -> NewSession {
         placing: None,
         size: Some(medium()),
         org: None,
+        note: None,
     }
 }
 
@@ -1043,6 +1045,11 @@ macro_rules! conformance {
         #[tokio::test]
         async fn a_session_keeps_its_size() {
             super::a_session_keeps_its_size(&$db).await
+        }
+
+        #[tokio::test]
+        async fn schedules_are_kept_and_each_run_recorded_once() {
+            super::schedules::schedules_are_kept_and_each_run_recorded_once(&$db).await
         }
 
         #[tokio::test]

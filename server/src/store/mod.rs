@@ -21,6 +21,7 @@ mod postgres;
 pub mod queue;
 pub mod reports;
 pub mod retention;
+pub mod schedules;
 pub mod signins;
 mod sqlite;
 pub mod tickets;
@@ -119,6 +120,8 @@ pub enum LimitHit {
     Server(usize),
     /// The user's `max_sessions_per_user`.
     User(String, usize),
+    /// The schedules a user may have.
+    Schedules(String, usize),
     /// The organisation's quota (`member`: None) or one member's in it.
     Quota {
         org: String,
@@ -146,6 +149,9 @@ fn limit_message(hit: &LimitHit) -> String {
         ),
         LimitHit::User(user, max) => {
             format!("{user} already has {max} live desktops, the most allowed; destroy one first")
+        }
+        LimitHit::Schedules(user, max) => {
+            format!("{user} already has {max} schedules, the most allowed; remove one first")
         }
         LimitHit::Quota {
             org,
@@ -333,6 +339,9 @@ pub struct NewSession {
     /// The organisation whose quotas (`SessionLimits::org`) it counts
     /// against; None: none (a pool's desktop gets its claimer's).
     pub org: Option<String>,
+    /// Why it is made, when not at a request (a schedule's desktop): the
+    /// start of its first event.
+    pub note: Option<String>,
 }
 
 /// What the service, the pipeline and the reaper need of a store. Every
@@ -676,6 +685,37 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         id_hash: &str,
     ) -> Result<Option<signins::SignInRecord>, StoreError>;
+
+    /// Records a schedule unless its user has `max_per_user` already
+    /// (`LimitReached`), in one write transaction.
+    async fn add_schedule(
+        &self,
+        schedule: schedules::ScheduleRecord,
+        max_per_user: usize,
+    ) -> Result<(), StoreError>;
+
+    /// The schedules of `username` (everyone's: None), by user and time.
+    async fn schedules(
+        &self,
+        username: Option<String>,
+    ) -> Result<Vec<schedules::ScheduleRecord>, StoreError>;
+
+    /// Deletes schedule `id`; returns it as it was.
+    async fn remove_schedule(
+        &self,
+        id: &str,
+    ) -> Result<Option<schedules::ScheduleRecord>, StoreError>;
+
+    /// Records that schedule `id` acted on its occurrence `due_ms` at
+    /// `now_ms`, unless it (or a later one) was acted on already: whether
+    /// this call recorded it.
+    async fn schedule_ran(
+        &self,
+        id: &str,
+        due_ms: i64,
+        now_ms: i64,
+        ran: schedules::Ran,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The server's store: a cheap handle on a [`SessionStore`].

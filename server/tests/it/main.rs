@@ -29,6 +29,7 @@ mod reaper;
 mod replicas;
 mod rest;
 mod restart;
+mod schedules;
 mod secrets;
 mod security;
 mod tools;

@@ -6,11 +6,12 @@
 use std::{pin::Pin, sync::Arc};
 
 use daas_api::v1::{
-    CreateSessionRequest, DestroySessionRequest, DrainNodeRequest, GetPoolRequest, GetQuotaRequest,
-    GetSessionRequest, ListAuditRequest, ListAuditResponse, ListNodesRequest, ListNodesResponse,
-    ListPoolsRequest, ListPoolsResponse, ListSessionsRequest, ListSessionsResponse,
-    ListTemplatesRequest, ListTemplatesResponse, Node, Pool, Quota, ResumeNodeRequest, Session,
-    SessionEvent, WatchSessionRequest, desktop_service_server::DesktopService,
+    AddScheduleRequest, CreateSessionRequest, DestroySessionRequest, DrainNodeRequest,
+    GetPoolRequest, GetQuotaRequest, GetSessionRequest, ListAuditRequest, ListAuditResponse,
+    ListNodesRequest, ListNodesResponse, ListPoolsRequest, ListPoolsResponse, ListSchedulesRequest,
+    ListSchedulesResponse, ListSessionsRequest, ListSessionsResponse, ListTemplatesRequest,
+    ListTemplatesResponse, Node, Pool, Quota, RemoveScheduleRequest, ResumeNodeRequest, Schedule,
+    Session, SessionEvent, WatchSessionRequest, desktop_service_server::DesktopService,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -144,6 +145,42 @@ impl DesktopService for DesktopApi {
         let caller = auth::caller(&request)?;
         let quota = self.sessions.quota(&caller, request.into_inner()).await?;
         Ok(Response::new(quota))
+    }
+
+    async fn add_schedule(
+        &self,
+        request: Request<AddScheduleRequest>,
+    ) -> Result<Response<Schedule>, Status> {
+        let caller = auth::caller(&request)?;
+        let actor = Actor::caller(Some(&caller), &auth::origin(&request));
+        let schedule = self
+            .sessions
+            .add_schedule(&caller, &actor, request.into_inner())
+            .await?;
+        Ok(Response::new(schedule))
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<ListSchedulesRequest>,
+    ) -> Result<Response<ListSchedulesResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let schedules = self
+            .sessions
+            .schedules(&caller, request.into_inner())
+            .await?;
+        Ok(Response::new(ListSchedulesResponse { schedules }))
+    }
+
+    async fn remove_schedule(
+        &self,
+        request: Request<RemoveScheduleRequest>,
+    ) -> Result<Response<Schedule>, Status> {
+        let caller = auth::caller(&request)?;
+        let actor = Actor::caller(Some(&caller), &auth::origin(&request));
+        let id = request.into_inner().schedule_id;
+        let schedule = self.sessions.remove_schedule(&caller, &actor, &id).await?;
+        Ok(Response::new(schedule))
     }
 
     async fn list_nodes(

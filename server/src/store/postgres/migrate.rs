@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (11, include_str!("migrations/0011_clone_storage.sql")),
     (12, include_str!("migrations/0012_catalog.sql")),
     (13, include_str!("migrations/0013_orgs.sql")),
+    (14, include_str!("migrations/0014_schedules.sql")),
 ];
 
 /// Applies the migrations the database does not have yet.

@@ -33,6 +33,7 @@ mod reads;
 mod reconnect;
 mod records;
 mod rows;
+mod schedules;
 mod session_store;
 mod sessions;
 #[cfg(any(test, feature = "testkit"))]
@@ -58,6 +59,8 @@ mod locks {
     pub const TICKETS: i64 = 0x6461_6173_0000_0004;
     /// Starting a clone on a node (`max_clones_per_node`).
     pub const CLONES: i64 = 0x6461_6173_0000_0005;
+    /// Adding a schedule (the most a user may have).
+    pub const SCHEDULES: i64 = 0x6461_6173_0000_0006;
 }
 
 /// The message of a PostgreSQL error: the server's own words when it said

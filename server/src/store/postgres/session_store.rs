@@ -10,7 +10,7 @@ use tokio_postgres::Transaction;
 
 use super::{
     Context, PostgresStore, activity, create_rate, event_log, leases, nodes, notify, outbox, reads,
-    records, sessions, tickets,
+    records, schedules, sessions, tickets,
 };
 use crate::domain::password::PasswordHash;
 use crate::domain::placement::{ListedNode, Policy};
@@ -22,6 +22,7 @@ use crate::store::{
     nodes::{CloneTurn, NodeRecord},
     queue,
     reports::Report,
+    schedules::{Ran, ScheduleRecord},
     signins::{SignInLimits, SignInOpened, SignInRecord},
     tickets::{Issued, TicketLimits, TicketRecord},
 };
@@ -555,6 +556,40 @@ impl SessionStore for PostgresStore {
     ) -> Result<SignInOpened, StoreError> {
         self.write("committing a sign-in", none, move |tx| {
             Box::pin(records::open_signin(tx, signin.clone(), limits))
+        })
+        .await
+    }
+
+    async fn add_schedule(
+        &self,
+        schedule: ScheduleRecord,
+        max_per_user: usize,
+    ) -> Result<(), StoreError> {
+        self.write("adding a schedule", none, move |tx| {
+            Box::pin(schedules::add(tx, schedule.clone(), max_per_user))
+        })
+        .await
+    }
+
+    async fn schedules(&self, username: Option<String>) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.retrying(|| async { schedules::list(&**self.client().await?, username.clone()).await })
+            .await
+    }
+
+    async fn remove_schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+        self.retrying(|| async { schedules::remove(&**self.client().await?, id).await })
+            .await
+    }
+
+    async fn schedule_ran(
+        &self,
+        id: &str,
+        due_ms: i64,
+        now_ms: i64,
+        ran: Ran,
+    ) -> Result<bool, StoreError> {
+        self.retrying(|| async {
+            schedules::ran(&**self.client().await?, id, due_ms, now_ms, &ran).await
         })
         .await
     }

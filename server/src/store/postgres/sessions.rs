@@ -204,7 +204,7 @@ pub(super) async fn claim(
     let record = get_session(tx, &id)
         .await?
         .ok_or_else(|| StoreError::Missing(id.clone()))?;
-    let message = claimed_message(&vm_name, pool, built_ms, ready_ms);
+    let message = claimed_message(&new, &vm_name, pool, built_ms, ready_ms);
     let event = first_event(&id, now, message);
     insert_event(tx, &event).await?;
     Ok(Some((record, event)))

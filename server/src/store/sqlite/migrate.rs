@@ -43,6 +43,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (18, include_str!("migrations/0018_clone_storage.sql")),
     (19, include_str!("migrations/0019_catalog.sql")),
     (20, include_str!("migrations/0020_orgs.sql")),
+    (21, include_str!("migrations/0021_schedules.sql")),
 ];
 
 /// A migration step written in Rust.

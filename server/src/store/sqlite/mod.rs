@@ -30,6 +30,7 @@ mod nodes;
 mod outbox;
 mod reads;
 mod rows;
+mod schedules;
 mod session_store;
 mod sessions;
 mod signins;

@@ -6,7 +6,7 @@ use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 
 use super::{
     SqliteStore, activity, audit, check_writable, create_rate, event_log, leases, nodes, outbox,
-    reads, sessions, signins, tickets,
+    reads, schedules, sessions, signins, tickets,
 };
 use crate::domain::password::PasswordHash;
 use crate::domain::placement::{ListedNode, Policy};
@@ -17,6 +17,7 @@ use crate::store::{
     events::{Subscription, Tap},
     nodes::{CloneTurn, NodeRecord},
     queue,
+    schedules::{Ran, ScheduleRecord},
     signins::{SignInLimits, SignInOpened, SignInRecord},
 };
 
@@ -415,6 +416,37 @@ impl SessionStore for SqliteStore {
     async fn close_signin(&self, id_hash: &str) -> Result<Option<SignInRecord>, StoreError> {
         let id_hash = id_hash.to_string();
         self.with(move |conn, _| signins::close(conn, id_hash))
+            .await
+    }
+
+    async fn add_schedule(
+        &self,
+        schedule: ScheduleRecord,
+        max_per_user: usize,
+    ) -> Result<(), StoreError> {
+        self.with(move |conn, _| schedules::add(conn, schedule, max_per_user))
+            .await
+    }
+
+    async fn schedules(&self, username: Option<String>) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.with(move |conn, _| schedules::list(conn, username))
+            .await
+    }
+
+    async fn remove_schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| schedules::remove(conn, id)).await
+    }
+
+    async fn schedule_ran(
+        &self,
+        id: &str,
+        due_ms: i64,
+        now_ms: i64,
+        ran: Ran,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| schedules::ran(conn, id, due_ms, now_ms, ran))
             .await
     }
 

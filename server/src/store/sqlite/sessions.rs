@@ -196,7 +196,7 @@ pub(super) fn claim(
     let event = first_event(
         &id,
         now,
-        claimed_message(&vm_name, &pool, built_ms, ready_ms),
+        claimed_message(&new, &vm_name, &pool, built_ms, ready_ms),
     );
     insert_event(&tx, live, &event)?;
     let epoch: i64 = tx

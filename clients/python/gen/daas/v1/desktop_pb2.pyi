@@ -171,6 +171,180 @@ OUTPUT_STREAM_STDERR: OutputStream.ValueType  # 2
 Global___OutputStream: _TypeAlias = OutputStream  # noqa: Y015
 
 @_typing.final
+class AddScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    ORG_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """The user; empty: the caller (only administrators name another)."""
+    at: _builtins.str
+    """When the desktop is to be READY, "HH:MM" (24-hour) in `timezone`."""
+    days: _builtins.str
+    """Which days: "mon-fri", "sat,sun", "mon,wed-fri" or "daily"."""
+    timezone: _builtins.str
+    """An IANA time zone ("Europe/Paris"); empty: the server's, which the
+    answer names.
+    """
+    template: _builtins.str
+    """Template and size as for CreateSessionRequest; empty: the defaults."""
+    size: _builtins.str
+    org: _builtins.str
+    """The organisation, as for CreateSessionRequest."""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+        at: _builtins.str = ...,
+        days: _builtins.str = ...,
+        timezone: _builtins.str = ...,
+        template: _builtins.str = ...,
+        size: _builtins.str = ...,
+        org: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "days", b"days", "org", b"org", "size", b"size", "template", b"template", "timezone", b"timezone", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddScheduleRequest: _TypeAlias = AddScheduleRequest  # noqa: Y015
+
+@_typing.final
+class Schedule(_message.Message):
+    """A desktop ready at a time of day on some days."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    ORG_FIELD_NUMBER: _builtins.int
+    NEXT_AT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    LAST_RUN_AT_FIELD_NUMBER: _builtins.int
+    LAST_SESSION_ID_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    username: _builtins.str
+    at: _builtins.str
+    """"HH:MM", the days and the IANA time zone, as given (the zone resolved)."""
+    days: _builtins.str
+    timezone: _builtins.str
+    template: _builtins.str
+    size: _builtins.str
+    org: _builtins.str
+    """The organisation its desktops count against; empty: none."""
+    last_session_id: _builtins.str
+    last_error: _builtins.str
+    @_builtins.property
+    def next_at(self) -> _timestamp_pb2.Timestamp:
+        """The next time a desktop is due READY."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_run_at(self) -> _timestamp_pb2.Timestamp:
+        """The last time it ran (a desktop was created or refused), the session it
+        made then, and why the create was refused (empty: it was not).
+        """
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        username: _builtins.str = ...,
+        at: _builtins.str = ...,
+        days: _builtins.str = ...,
+        timezone: _builtins.str = ...,
+        template: _builtins.str = ...,
+        size: _builtins.str = ...,
+        org: _builtins.str = ...,
+        next_at: _timestamp_pb2.Timestamp | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        last_run_at: _timestamp_pb2.Timestamp | None = ...,
+        last_session_id: _builtins.str = ...,
+        last_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_run_at", b"last_run_at", "next_at", b"next_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "created_at", b"created_at", "days", b"days", "id", b"id", "last_error", b"last_error", "last_run_at", b"last_run_at", "last_session_id", b"last_session_id", "next_at", b"next_at", "org", b"org", "size", b"size", "template", b"template", "timezone", b"timezone", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class ListSchedulesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """Only this user's; empty: the caller's (an administrator: everyone's)."""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesRequest: _TypeAlias = ListSchedulesRequest  # noqa: Y015
+
+@_typing.final
+class ListSchedulesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Schedule]:
+        """By user, then by time of day."""
+
+    def __init__(
+        self,
+        *,
+        schedules: _abc.Iterable[Global___Schedule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedules", b"schedules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesResponse: _TypeAlias = ListSchedulesResponse  # noqa: Y015
+
+@_typing.final
+class RemoveScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_ID_FIELD_NUMBER: _builtins.int
+    schedule_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        schedule_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule_id", b"schedule_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveScheduleRequest: _TypeAlias = RemoveScheduleRequest  # noqa: Y015
+
+@_typing.final
 class GetQuotaRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

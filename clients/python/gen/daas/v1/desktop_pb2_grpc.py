@@ -107,6 +107,21 @@ class DesktopServiceStub:
                 request_serializer=daas_dot_v1_dot_desktop__pb2.GetQuotaRequest.SerializeToString,
                 response_deserializer=daas_dot_v1_dot_desktop__pb2.Quota.FromString,
                 _registered_method=True)
+        self.AddSchedule = channel.unary_unary(
+                '/daas.v1.DesktopService/AddSchedule',
+                request_serializer=daas_dot_v1_dot_desktop__pb2.AddScheduleRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_desktop__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/daas.v1.DesktopService/ListSchedules',
+                request_serializer=daas_dot_v1_dot_desktop__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_desktop__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.RemoveSchedule = channel.unary_unary(
+                '/daas.v1.DesktopService/RemoveSchedule',
+                request_serializer=daas_dot_v1_dot_desktop__pb2.RemoveScheduleRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_desktop__pb2.Schedule.FromString,
+                _registered_method=True)
 
 
 class DesktopServiceServicer:
@@ -247,6 +262,35 @@ class DesktopServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddSchedule(self, request, context):
+        """Adds a schedule: a desktop of a template and size created ahead so that
+        it is READY at a time of day on some days, in an explicit time zone, for
+        the caller (administrators: any user). Each desktop is an ordinary
+        session (the reaper's policies apply from READY), created within the
+        caller's quotas and catalog as checked now and when it runs. Errors:
+        INVALID_ARGUMENT names the bad field; RESOURCE_EXHAUSTED past the
+        schedules a user may have.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Lists schedules: the caller's, or a user's or everyone's for an
+        administrator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSchedule(self, request, context):
+        """Removes a schedule (a desktop it already made stays). Errors: NOT_FOUND
+        for an unknown id; PERMISSION_DENIED for another user's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DesktopServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -314,6 +358,21 @@ def add_DesktopServiceServicer_to_server(servicer, server):
                     servicer.GetQuota,
                     request_deserializer=daas_dot_v1_dot_desktop__pb2.GetQuotaRequest.FromString,
                     response_serializer=daas_dot_v1_dot_desktop__pb2.Quota.SerializeToString,
+            ),
+            'AddSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddSchedule,
+                    request_deserializer=daas_dot_v1_dot_desktop__pb2.AddScheduleRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_desktop__pb2.Schedule.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=daas_dot_v1_dot_desktop__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_desktop__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'RemoveSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSchedule,
+                    request_deserializer=daas_dot_v1_dot_desktop__pb2.RemoveScheduleRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_desktop__pb2.Schedule.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -675,6 +734,87 @@ class DesktopService:
             '/daas.v1.DesktopService/GetQuota',
             daas_dot_v1_dot_desktop__pb2.GetQuotaRequest.SerializeToString,
             daas_dot_v1_dot_desktop__pb2.Quota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.DesktopService/AddSchedule',
+            daas_dot_v1_dot_desktop__pb2.AddScheduleRequest.SerializeToString,
+            daas_dot_v1_dot_desktop__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.DesktopService/ListSchedules',
+            daas_dot_v1_dot_desktop__pb2.ListSchedulesRequest.SerializeToString,
+            daas_dot_v1_dot_desktop__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.DesktopService/RemoveSchedule',
+            daas_dot_v1_dot_desktop__pb2.RemoveScheduleRequest.SerializeToString,
+            daas_dot_v1_dot_desktop__pb2.Schedule.FromString,
             options,
             channel_credentials,
             insecure,

@@ -120,6 +120,23 @@ class DesktopServiceStub:
     Errors: NOT_FOUND for an organisation the server does not configure;
     PERMISSION_DENIED for one the caller may not see.
     """
+    AddSchedule: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.AddScheduleRequest, _desktop_pb2.Schedule]
+    """Adds a schedule: a desktop of a template and size created ahead so that
+    it is READY at a time of day on some days, in an explicit time zone, for
+    the caller (administrators: any user). Each desktop is an ordinary
+    session (the reaper's policies apply from READY), created within the
+    caller's quotas and catalog as checked now and when it runs. Errors:
+    INVALID_ARGUMENT names the bad field; RESOURCE_EXHAUSTED past the
+    schedules a user may have.
+    """
+    ListSchedules: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.ListSchedulesRequest, _desktop_pb2.ListSchedulesResponse]
+    """Lists schedules: the caller's, or a user's or everyone's for an
+    administrator.
+    """
+    RemoveSchedule: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.RemoveScheduleRequest, _desktop_pb2.Schedule]
+    """Removes a schedule (a desktop it already made stays). Errors: NOT_FOUND
+    for an unknown id; PERMISSION_DENIED for another user's.
+    """
 
 @_typing.type_check_only
 class DesktopServiceAsyncStub(DesktopServiceStub):
@@ -208,6 +225,23 @@ class DesktopServiceAsyncStub(DesktopServiceStub):
     organisation's alone (empty `username`); server administrators any.
     Errors: NOT_FOUND for an organisation the server does not configure;
     PERMISSION_DENIED for one the caller may not see.
+    """
+    AddSchedule: _aio.UnaryUnaryMultiCallable[_desktop_pb2.AddScheduleRequest, _desktop_pb2.Schedule]  # type: ignore[assignment]
+    """Adds a schedule: a desktop of a template and size created ahead so that
+    it is READY at a time of day on some days, in an explicit time zone, for
+    the caller (administrators: any user). Each desktop is an ordinary
+    session (the reaper's policies apply from READY), created within the
+    caller's quotas and catalog as checked now and when it runs. Errors:
+    INVALID_ARGUMENT names the bad field; RESOURCE_EXHAUSTED past the
+    schedules a user may have.
+    """
+    ListSchedules: _aio.UnaryUnaryMultiCallable[_desktop_pb2.ListSchedulesRequest, _desktop_pb2.ListSchedulesResponse]  # type: ignore[assignment]
+    """Lists schedules: the caller's, or a user's or everyone's for an
+    administrator.
+    """
+    RemoveSchedule: _aio.UnaryUnaryMultiCallable[_desktop_pb2.RemoveScheduleRequest, _desktop_pb2.Schedule]  # type: ignore[assignment]
+    """Removes a schedule (a desktop it already made stays). Errors: NOT_FOUND
+    for an unknown id; PERMISSION_DENIED for another user's.
     """
 
 class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -372,6 +406,41 @@ class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
         organisation's alone (empty `username`); server administrators any.
         Errors: NOT_FOUND for an organisation the server does not configure;
         PERMISSION_DENIED for one the caller may not see.
+        """
+
+    @_abc_1.abstractmethod
+    def AddSchedule(
+        self,
+        request: _desktop_pb2.AddScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_desktop_pb2.Schedule, _abc.Awaitable[_desktop_pb2.Schedule]]:
+        """Adds a schedule: a desktop of a template and size created ahead so that
+        it is READY at a time of day on some days, in an explicit time zone, for
+        the caller (administrators: any user). Each desktop is an ordinary
+        session (the reaper's policies apply from READY), created within the
+        caller's quotas and catalog as checked now and when it runs. Errors:
+        INVALID_ARGUMENT names the bad field; RESOURCE_EXHAUSTED past the
+        schedules a user may have.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSchedules(
+        self,
+        request: _desktop_pb2.ListSchedulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_desktop_pb2.ListSchedulesResponse, _abc.Awaitable[_desktop_pb2.ListSchedulesResponse]]:
+        """Lists schedules: the caller's, or a user's or everyone's for an
+        administrator.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveSchedule(
+        self,
+        request: _desktop_pb2.RemoveScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_desktop_pb2.Schedule, _abc.Awaitable[_desktop_pb2.Schedule]]:
+        """Removes a schedule (a desktop it already made stays). Errors: NOT_FOUND
+        for an unknown id; PERMISSION_DENIED for another user's.
         """
 
 def add_DesktopServiceServicer_to_server(servicer: DesktopServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -17,7 +17,210 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file daas/v1/desktop.proto.
  */
 export const file_daas_v1_desktop: GenFile = /*@__PURE__*/
-  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEiMAoPR2V0UXVvdGFSZXF1ZXN0EgsKA29yZxgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCSI9CgdBbW91bnRzEhAKCGRlc2t0b3BzGAEgASgNEg0KBWNvcmVzGAIgASgNEhEKCW1lbW9yeV9tYhgDIAEoBCLeAQoFUXVvdGESCwoDb3JnGAEgASgJEhEKCW9yZ190aXRsZRgCIAEoCRIhCgdvcmdfbWF4GAMgASgLMhAuZGFhcy52MS5BbW91bnRzEiIKCG9yZ191c2VkGAQgASgLMhAuZGFhcy52MS5BbW91bnRzEhAKCHVzZXJuYW1lGAUgASgJEiIKCHVzZXJfbWF4GAYgASgLMhAuZGFhcy52MS5BbW91bnRzEiMKCXVzZXJfdXNlZBgHIAEoCzIQLmRhYXMudjEuQW1vdW50cxITCgthZG1pbmlzdGVycxgIIAMoCSIWChRMaXN0VGVtcGxhdGVzUmVxdWVzdCJlChVMaXN0VGVtcGxhdGVzUmVzcG9uc2USJAoJdGVtcGxhdGVzGAEgAygLMhEuZGFhcy52MS5UZW1wbGF0ZRIYChBkZWZhdWx0X3RlbXBsYXRlGAIgASgJEgwKBG9wZW4YAyABKAgijAEKCFRlbXBsYXRlEgwKBG5hbWUYASABKAkSDQoFdGl0bGUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSCgoCb3MYBCABKAkSHAoFc2l6ZXMYBSADKAsyDS5kYWFzLnYxLlNpemUSFAoMZGVmYXVsdF9zaXplGAYgASgJEg4KBmdyb3VwcxgHIAMoCSJHCgRTaXplEgwKBG5hbWUYASABKAkSDQoFY29yZXMYAiABKA0SEQoJbWVtb3J5X21iGAMgASgEEg8KB2Rpc2tfZ2IYBCABKA0iEgoQTGlzdE5vZGVzUmVxdWVzdCIxChFMaXN0Tm9kZXNSZXNwb25zZRIcCgVub2RlcxgBIAMoCzINLmRhYXMudjEuTm9kZSIgChBEcmFpbk5vZGVSZXF1ZXN0EgwKBG5hbWUYASABKAkiIQoRUmVzdW1lTm9kZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSLrAwoETm9kZRIMCgRuYW1lGAEgASgJEiEKBXN0YXRlGAIgASgOMhIuZGFhcy52MS5Ob2RlU3RhdGUSDwoHZHJhaW5lZBgDIAEoCBIOCgZsaXN0ZWQYBCABKAgSKwoHc2Vlbl9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEY3B1cxgGIAEoDRIRCgltZW1vcnlfbWIYByABKAQSFgoOdXNlZF9tZW1vcnlfbWIYCCABKAQSHAoUY29uZmlndXJlZF9tZW1vcnlfbWIYCSABKAQSGAoQY29uZmlndXJlZF9jb3JlcxgKIAEoDRIRCgl0ZW1wbGF0ZXMYCyADKAkSEAoIZGVza3RvcHMYDCABKA0SFQoNcG9vbF9kZXNrdG9wcxgNIAEoDRIOCgZjbG9uZXMYDiABKA0SMQoNb2ZmbGluZV9zaW5jZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPAoQdGVtcGxhdGVfc3RvcmFnZRgQIAMoCzIiLmRhYXMudjEuTm9kZS5UZW1wbGF0ZVN0b3JhZ2VFbnRyeRo2ChRUZW1wbGF0ZVN0b3JhZ2VFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpcBChBMaXN0QXVkaXRSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgEIAEoDRISCgpwYWdlX3Rva2VuGAUgASgJEgsKA29yZxgGIAEoCSJSChFMaXN0QXVkaXRSZXNwb25zZRIkCgdlbnRyaWVzGAEgAygLMhMuZGFhcy52MS5BdWRpdEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLZAQoKQXVkaXRFbnRyeRIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgCIAEoCRIPCgdzdWJqZWN0GAMgASgJEhMKC2ZpbmdlcnByaW50GAQgASgJEgwKBHBlZXIYBSABKAkSDgoGYWN0aW9uGAYgASgJEhIKCnNlc3Npb25faWQYByABKAkSDQoFb3duZXIYCCABKAkSDgoGcmVzdWx0GAkgASgJEg4KBmRldGFpbBgKIAEoCRILCgNvcmcYCyABKAkiEgoQTGlzdFBvb2xzUmVxdWVzdCIxChFMaXN0UG9vbHNSZXNwb25zZRIcCgVwb29scxgBIAMoCzINLmRhYXMudjEuUG9vbCIeCg5HZXRQb29sUmVxdWVzdBIMCgRuYW1lGAEgASgJIrICCgRQb29sEgwKBG5hbWUYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSDwoHZGVzaXJlZBgDIAEoDRINCgVyZWFkeRgEIAEoDRIUCgxwcm92aXNpb25pbmcYBSABKA0SFQoNY2xhaW1lZF90b2RheRgGIAEoDRIQCghmYWlsdXJlcxgHIAEoDRI0ChByZXN0cmFpbmVkX3VudGlsGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxsYXN0X2ZhaWx1cmUYCSABKAkSMwoQb2xkZXN0X3JlYWR5X2FnZRgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgdtYXhfYWdlGAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIpkBChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIUCgxzZXNzaW9uX3VzZXIYAiABKAkSGAoQc2Vzc2lvbl9wYXNzd29yZBgDIAEoCRIQCgh0ZW1wbGF0ZRgEIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJEgwKBHNpemUYBiABKAkSCwoDb3JnGAcgASgJIkEKE1dhdGNoU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoBCInChFHZXRTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIoEBChNMaXN0U2Vzc2lvbnNSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEiQKBXN0YXRlGAIgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkSCwoDb3JnGAUgASgJIlMKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiIKCHNlc3Npb25zGAEgAygLMhAuZGFhcy52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIrChVEZXN0cm95U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSL5AwoHU2Vzc2lvbhIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIUCgxzZXNzaW9uX3VzZXIYAyABKAkSEAoIdGVtcGxhdGUYBCABKAkSJAoFc3RhdGUYBSABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIPCgd2bV9uYW1lGAYgASgJEg0KBXZtX2lkGAcgASgJEhAKCHJkcF9ob3N0GAggASgJEhAKCHJkcF9wb3J0GAkgASgNEhAKCHNzaF9ob3N0GAogASgJEhAKCHNzaF9wb3J0GAsgASgNEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCHJlYWR5X2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgdmYWlsdXJlGA8gASgLMhAuZGFhcy52MS5GYWlsdXJlEiMKCGFjdGl2aXR5GBAgASgLMhEuZGFhcy52MS5BY3Rpdml0eRIMCgRwb29sGBEgASgJEgwKBG5vZGUYEiABKAkSGwoEc2l6ZRgTIAEoCzINLmRhYXMudjEuU2l6ZRILCgNvcmcYFCABKAki7gEKCEFjdGl2aXR5EjIKDmxhc3RfcmVwb3J0X2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1sYXN0X2lucHV0X2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZHBfY2xpZW50cxgDIAEoDRINCgV1c2VycxgEIAMoCRIVCg1hZ2VudF92ZXJzaW9uGAUgASgJEisKB3JlYXBfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3JlYXBfcmVhc29uGAcgASgJIj8KB0ZhaWx1cmUSJAoFc3RhZ2UYASABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIOCgZyZWFzb24YAiABKAki5AIKDFNlc3Npb25FdmVudBISCgpzZXNzaW9uX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKBXN0YXRlGAQgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSMAoNc3RhZ2VfZWxhcHNlZBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgxzdGFnZV9jaGFuZ2UYBiABKAsyFC5kYWFzLnYxLlN0YWdlQ2hhbmdlSAASJQoGb3V0cHV0GAcgASgLMhMuZGFhcy52MS5PdXRwdXRMaW5lSAASLAoMaWRsZV93YXJuaW5nGAkgASgLMhQuZGFhcy52MS5JZGxlV2FybmluZ0gAEiEKB3Nlc3Npb24YCCABKAsyEC5kYWFzLnYxLlNlc3Npb25CBgoEa2luZCJKCgtJZGxlV2FybmluZxIrCgdyZWFwX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZyZWFzb24YAiABKAkifQoLU3RhZ2VDaGFuZ2USJwoIcHJldmlvdXMYASABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRI0ChFwcmV2aW91c19kdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIPCgdtZXNzYWdlGAMgASgJIl4KCk91dHB1dExpbmUSGwoEdG9vbBgBIAEoDjINLmRhYXMudjEuVG9vbBIlCgZzdHJlYW0YAiABKA4yFS5kYWFzLnYxLk91dHB1dFN0cmVhbRIMCgR0ZXh0GAMgASgJKnIKCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRTk9ERV9TVEFURV9PTkxJTkUQARIWChJOT0RFX1NUQVRFX09GRkxJTkUQAhIaChZOT0RFX1NUQVRFX01BSU5URU5BTkNFEAMqpwIKDFNlc3Npb25TdGF0ZRIdChlTRVNTSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUU0VTU0lPTl9TVEFURV9RVUVVRUQQARIeChpTRVNTSU9OX1NUQVRFX1BST1ZJU0lPTklORxACEhkKFVNFU1NJT05fU1RBVEVfQk9PVElORxADEh0KGVNFU1NJT05fU1RBVEVfQ09ORklHVVJJTkcQBBIXChNTRVNTSU9OX1NUQVRFX1JFQURZEAUSGAoUU0VTU0lPTl9TVEFURV9GQUlMRUQQBhIcChhTRVNTSU9OX1NUQVRFX0RFU1RST1lJTkcQBxIbChdTRVNTSU9OX1NUQVRFX0RFU1RST1lFRBAIEhYKElNFU1NJT05fU1RBVEVfTE9TVBAJKlAKBFRvb2wSFAoQVE9PTF9VTlNQRUNJRklFRBAAEhIKDlRPT0xfVEVSUkFGT1JNEAESDAoIVE9PTF9TU0gQAhIQCgxUT09MX0FOU0lCTEUQAyphCgxPdXRwdXRTdHJlYW0SHQoZT1VUUFVUX1NUUkVBTV9VTlNQRUNJRklFRBAAEhgKFE9VVFBVVF9TVFJFQU1fU1RET1VUEAESGAoUT1VUUFVUX1NUUkVBTV9TVERFUlIQAjLiBgoORGVza3RvcFNlcnZpY2USRwoNQ3JlYXRlU2Vzc2lvbhIdLmRhYXMudjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaFS5kYWFzLnYxLlNlc3Npb25FdmVudDABEkUKDFdhdGNoU2Vzc2lvbhIcLmRhYXMudjEuV2F0Y2hTZXNzaW9uUmVxdWVzdBoVLmRhYXMudjEuU2Vzc2lvbkV2ZW50MAESOgoKR2V0U2Vzc2lvbhIaLmRhYXMudjEuR2V0U2Vzc2lvblJlcXVlc3QaEC5kYWFzLnYxLlNlc3Npb24SSwoMTGlzdFNlc3Npb25zEhwuZGFhcy52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0Gh0uZGFhcy52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJCCg5EZXN0cm95U2Vzc2lvbhIeLmRhYXMudjEuRGVzdHJveVNlc3Npb25SZXF1ZXN0GhAuZGFhcy52MS5TZXNzaW9uEkIKCUxpc3RQb29scxIZLmRhYXMudjEuTGlzdFBvb2xzUmVxdWVzdBoaLmRhYXMudjEuTGlzdFBvb2xzUmVzcG9uc2USMQoHR2V0UG9vbBIXLmRhYXMudjEuR2V0UG9vbFJlcXVlc3QaDS5kYWFzLnYxLlBvb2wSQgoJTGlzdEF1ZGl0EhkuZGFhcy52MS5MaXN0QXVkaXRSZXF1ZXN0GhouZGFhcy52MS5MaXN0QXVkaXRSZXNwb25zZRJCCglMaXN0Tm9kZXMSGS5kYWFzLnYxLkxpc3ROb2Rlc1JlcXVlc3QaGi5kYWFzLnYxLkxpc3ROb2Rlc1Jlc3BvbnNlEjUKCURyYWluTm9kZRIZLmRhYXMudjEuRHJhaW5Ob2RlUmVxdWVzdBoNLmRhYXMudjEuTm9kZRI3CgpSZXN1bWVOb2RlEhouZGFhcy52MS5SZXN1bWVOb2RlUmVxdWVzdBoNLmRhYXMudjEuTm9kZRJOCg1MaXN0VGVtcGxhdGVzEh0uZGFhcy52MS5MaXN0VGVtcGxhdGVzUmVxdWVzdBoeLmRhYXMudjEuTGlzdFRlbXBsYXRlc1Jlc3BvbnNlEjQKCEdldFF1b3RhEhguZGFhcy52MS5HZXRRdW90YVJlcXVlc3QaDi5kYWFzLnYxLlF1b3RhYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEifwoSQWRkU2NoZWR1bGVSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEgoKAmF0GAIgASgJEgwKBGRheXMYAyABKAkSEAoIdGltZXpvbmUYBCABKAkSEAoIdGVtcGxhdGUYBSABKAkSDAoEc2l6ZRgGIAEoCRILCgNvcmcYByABKAkivAIKCFNjaGVkdWxlEgoKAmlkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEgoKAmF0GAMgASgJEgwKBGRheXMYBCABKAkSEAoIdGltZXpvbmUYBSABKAkSEAoIdGVtcGxhdGUYBiABKAkSDAoEc2l6ZRgHIAEoCRILCgNvcmcYCCABKAkSKwoHbmV4dF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbGFzdF9ydW5fYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2xhc3Rfc2Vzc2lvbl9pZBgMIAEoCRISCgpsYXN0X2Vycm9yGA0gASgJIigKFExpc3RTY2hlZHVsZXNSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJIj0KFUxpc3RTY2hlZHVsZXNSZXNwb25zZRIkCglzY2hlZHVsZXMYASADKAsyES5kYWFzLnYxLlNjaGVkdWxlIiwKFVJlbW92ZVNjaGVkdWxlUmVxdWVzdBITCgtzY2hlZHVsZV9pZBgBIAEoCSIwCg9HZXRRdW90YVJlcXVlc3QSCwoDb3JnGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJIj0KB0Ftb3VudHMSEAoIZGVza3RvcHMYASABKA0SDQoFY29yZXMYAiABKA0SEQoJbWVtb3J5X21iGAMgASgEIt4BCgVRdW90YRILCgNvcmcYASABKAkSEQoJb3JnX3RpdGxlGAIgASgJEiEKB29yZ19tYXgYAyABKAsyEC5kYWFzLnYxLkFtb3VudHMSIgoIb3JnX3VzZWQYBCABKAsyEC5kYWFzLnYxLkFtb3VudHMSEAoIdXNlcm5hbWUYBSABKAkSIgoIdXNlcl9tYXgYBiABKAsyEC5kYWFzLnYxLkFtb3VudHMSIwoJdXNlcl91c2VkGAcgASgLMhAuZGFhcy52MS5BbW91bnRzEhMKC2FkbWluaXN0ZXJzGAggAygJIhYKFExpc3RUZW1wbGF0ZXNSZXF1ZXN0ImUKFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRIkCgl0ZW1wbGF0ZXMYASADKAsyES5kYWFzLnYxLlRlbXBsYXRlEhgKEGRlZmF1bHRfdGVtcGxhdGUYAiABKAkSDAoEb3BlbhgDIAEoCCKMAQoIVGVtcGxhdGUSDAoEbmFtZRgBIAEoCRINCgV0aXRsZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIKCgJvcxgEIAEoCRIcCgVzaXplcxgFIAMoCzINLmRhYXMudjEuU2l6ZRIUCgxkZWZhdWx0X3NpemUYBiABKAkSDgoGZ3JvdXBzGAcgAygJIkcKBFNpemUSDAoEbmFtZRgBIAEoCRINCgVjb3JlcxgCIAEoDRIRCgltZW1vcnlfbWIYAyABKAQSDwoHZGlza19nYhgEIAEoDSISChBMaXN0Tm9kZXNSZXF1ZXN0IjEKEUxpc3ROb2Rlc1Jlc3BvbnNlEhwKBW5vZGVzGAEgAygLMg0uZGFhcy52MS5Ob2RlIiAKEERyYWluTm9kZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIhChFSZXN1bWVOb2RlUmVxdWVzdBIMCgRuYW1lGAEgASgJIusDCgROb2RlEgwKBG5hbWUYASABKAkSIQoFc3RhdGUYAiABKA4yEi5kYWFzLnYxLk5vZGVTdGF0ZRIPCgdkcmFpbmVkGAMgASgIEg4KBmxpc3RlZBgEIAEoCBIrCgdzZWVuX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRjcHVzGAYgASgNEhEKCW1lbW9yeV9tYhgHIAEoBBIWCg51c2VkX21lbW9yeV9tYhgIIAEoBBIcChRjb25maWd1cmVkX21lbW9yeV9tYhgJIAEoBBIYChBjb25maWd1cmVkX2NvcmVzGAogASgNEhEKCXRlbXBsYXRlcxgLIAMoCRIQCghkZXNrdG9wcxgMIAEoDRIVCg1wb29sX2Rlc2t0b3BzGA0gASgNEg4KBmNsb25lcxgOIAEoDRIxCg1vZmZsaW5lX3NpbmNlGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI8ChB0ZW1wbGF0ZV9zdG9yYWdlGBAgAygLMiIuZGFhcy52MS5Ob2RlLlRlbXBsYXRlU3RvcmFnZUVudHJ5GjYKFFRlbXBsYXRlU3RvcmFnZUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilwEKEExpc3RBdWRpdFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIpCgVzaW5jZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkSCwoDb3JnGAYgASgJIlIKEUxpc3RBdWRpdFJlc3BvbnNlEiQKB2VudHJpZXMYASADKAsyEy5kYWFzLnYxLkF1ZGl0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJItkBCgpBdWRpdEVudHJ5EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAIgASgJEg8KB3N1YmplY3QYAyABKAkSEwoLZmluZ2VycHJpbnQYBCABKAkSDAoEcGVlchgFIAEoCRIOCgZhY3Rpb24YBiABKAkSEgoKc2Vzc2lvbl9pZBgHIAEoCRINCgVvd25lchgIIAEoCRIOCgZyZXN1bHQYCSABKAkSDgoGZGV0YWlsGAogASgJEgsKA29yZxgLIAEoCSISChBMaXN0UG9vbHNSZXF1ZXN0IjEKEUxpc3RQb29sc1Jlc3BvbnNlEhwKBXBvb2xzGAEgAygLMg0uZGFhcy52MS5Qb29sIh4KDkdldFBvb2xSZXF1ZXN0EgwKBG5hbWUYASABKAkisgIKBFBvb2wSDAoEbmFtZRgBIAEoCRIQCgh0ZW1wbGF0ZRgCIAEoCRIPCgdkZXNpcmVkGAMgASgNEg0KBXJlYWR5GAQgASgNEhQKDHByb3Zpc2lvbmluZxgFIAEoDRIVCg1jbGFpbWVkX3RvZGF5GAYgASgNEhAKCGZhaWx1cmVzGAcgASgNEjQKEHJlc3RyYWluZWRfdW50aWwYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGxhc3RfZmFpbHVyZRgJIAEoCRIzChBvbGRlc3RfcmVhZHlfYWdlGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKB21heF9hZ2UYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24imQEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhQKDHNlc3Npb25fdXNlchgCIAEoCRIYChBzZXNzaW9uX3Bhc3N3b3JkGAMgASgJEhAKCHRlbXBsYXRlGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkSDAoEc2l6ZRgGIAEoCRILCgNvcmcYByABKAkiQQoTV2F0Y2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIicKEUdldFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkigQEKE0xpc3RTZXNzaW9uc1JlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSJAoFc3RhdGUYAiABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCRILCgNvcmcYBSABKAkiUwoUTGlzdFNlc3Npb25zUmVzcG9uc2USIgoIc2Vzc2lvbnMYASADKAsyEC5kYWFzLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIisKFURlc3Ryb3lTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIvkDCgdTZXNzaW9uEgoKAmlkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEhQKDHNlc3Npb25fdXNlchgDIAEoCRIQCgh0ZW1wbGF0ZRgEIAEoCRIkCgVzdGF0ZRgFIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEg8KB3ZtX25hbWUYBiABKAkSDQoFdm1faWQYByABKAkSEAoIcmRwX2hvc3QYCCABKAkSEAoIcmRwX3BvcnQYCSABKA0SEAoIc3NoX2hvc3QYCiABKAkSEAoIc3NoX3BvcnQYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIcmVhZHlfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKB2ZhaWx1cmUYDyABKAsyEC5kYWFzLnYxLkZhaWx1cmUSIwoIYWN0aXZpdHkYECABKAsyES5kYWFzLnYxLkFjdGl2aXR5EgwKBHBvb2wYESABKAkSDAoEbm9kZRgSIAEoCRIbCgRzaXplGBMgASgLMg0uZGFhcy52MS5TaXplEgsKA29yZxgUIAEoCSLuAQoIQWN0aXZpdHkSMgoObGFzdF9yZXBvcnRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfaW5wdXRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3JkcF9jbGllbnRzGAMgASgNEg0KBXVzZXJzGAQgAygJEhUKDWFnZW50X3ZlcnNpb24YBSABKAkSKwoHcmVhcF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmVhcF9yZWFzb24YByABKAkiPwoHRmFpbHVyZRIkCgVzdGFnZRgBIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEg4KBnJlYXNvbhgCIAEoCSLkAgoMU2Vzc2lvbkV2ZW50EhIKCnNlc3Npb25faWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAQSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoFc3RhdGUYBCABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIwCg1zdGFnZV9lbGFwc2VkGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKDHN0YWdlX2NoYW5nZRgGIAEoCzIULmRhYXMudjEuU3RhZ2VDaGFuZ2VIABIlCgZvdXRwdXQYByABKAsyEy5kYWFzLnYxLk91dHB1dExpbmVIABIsCgxpZGxlX3dhcm5pbmcYCSABKAsyFC5kYWFzLnYxLklkbGVXYXJuaW5nSAASIQoHc2Vzc2lvbhgIIAEoCzIQLmRhYXMudjEuU2Vzc2lvbkIGCgRraW5kIkoKC0lkbGVXYXJuaW5nEisKB3JlYXBfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgCIAEoCSJ9CgtTdGFnZUNoYW5nZRInCghwcmV2aW91cxgBIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEjQKEXByZXZpb3VzX2R1cmF0aW9uGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB21lc3NhZ2UYAyABKAkiXgoKT3V0cHV0TGluZRIbCgR0b29sGAEgASgOMg0uZGFhcy52MS5Ub29sEiUKBnN0cmVhbRgCIAEoDjIVLmRhYXMudjEuT3V0cHV0U3RyZWFtEgwKBHRleHQYAyABKAkqcgoJTm9kZVN0YXRlEhoKFk5PREVfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFOT0RFX1NUQVRFX09OTElORRABEhYKEk5PREVfU1RBVEVfT0ZGTElORRACEhoKFk5PREVfU1RBVEVfTUFJTlRFTkFOQ0UQAyqnAgoMU2Vzc2lvblN0YXRlEh0KGVNFU1NJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIYChRTRVNTSU9OX1NUQVRFX1FVRVVFRBABEh4KGlNFU1NJT05fU1RBVEVfUFJPVklTSU9OSU5HEAISGQoVU0VTU0lPTl9TVEFURV9CT09USU5HEAMSHQoZU0VTU0lPTl9TVEFURV9DT05GSUdVUklORxAEEhcKE1NFU1NJT05fU1RBVEVfUkVBRFkQBRIYChRTRVNTSU9OX1NUQVRFX0ZBSUxFRBAGEhwKGFNFU1NJT05fU1RBVEVfREVTVFJPWUlORxAHEhsKF1NFU1NJT05fU1RBVEVfREVTVFJPWUVEEAgSFgoSU0VTU0lPTl9TVEFURV9MT1NUEAkqUAoEVG9vbBIUChBUT09MX1VOU1BFQ0lGSUVEEAASEgoOVE9PTF9URVJSQUZPUk0QARIMCghUT09MX1NTSBACEhAKDFRPT0xfQU5TSUJMRRADKmEKDE91dHB1dFN0cmVhbRIdChlPVVRQVVRfU1RSRUFNX1VOU1BFQ0lGSUVEEAASGAoUT1VUUFVUX1NUUkVBTV9TVERPVVQQARIYChRPVVRQVVRfU1RSRUFNX1NUREVSUhACMrYICg5EZXNrdG9wU2VydmljZRJHCg1DcmVhdGVTZXNzaW9uEh0uZGFhcy52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBoVLmRhYXMudjEuU2Vzc2lvbkV2ZW50MAESRQoMV2F0Y2hTZXNzaW9uEhwuZGFhcy52MS5XYXRjaFNlc3Npb25SZXF1ZXN0GhUuZGFhcy52MS5TZXNzaW9uRXZlbnQwARI6CgpHZXRTZXNzaW9uEhouZGFhcy52MS5HZXRTZXNzaW9uUmVxdWVzdBoQLmRhYXMudjEuU2Vzc2lvbhJLCgxMaXN0U2Vzc2lvbnMSHC5kYWFzLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHS5kYWFzLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEkIKDkRlc3Ryb3lTZXNzaW9uEh4uZGFhcy52MS5EZXN0cm95U2Vzc2lvblJlcXVlc3QaEC5kYWFzLnYxLlNlc3Npb24SQgoJTGlzdFBvb2xzEhkuZGFhcy52MS5MaXN0UG9vbHNSZXF1ZXN0GhouZGFhcy52MS5MaXN0UG9vbHNSZXNwb25zZRIxCgdHZXRQb29sEhcuZGFhcy52MS5HZXRQb29sUmVxdWVzdBoNLmRhYXMudjEuUG9vbBJCCglMaXN0QXVkaXQSGS5kYWFzLnYxLkxpc3RBdWRpdFJlcXVlc3QaGi5kYWFzLnYxLkxpc3RBdWRpdFJlc3BvbnNlEkIKCUxpc3ROb2RlcxIZLmRhYXMudjEuTGlzdE5vZGVzUmVxdWVzdBoaLmRhYXMudjEuTGlzdE5vZGVzUmVzcG9uc2USNQoJRHJhaW5Ob2RlEhkuZGFhcy52MS5EcmFpbk5vZGVSZXF1ZXN0Gg0uZGFhcy52MS5Ob2RlEjcKClJlc3VtZU5vZGUSGi5kYWFzLnYxLlJlc3VtZU5vZGVSZXF1ZXN0Gg0uZGFhcy52MS5Ob2RlEk4KDUxpc3RUZW1wbGF0ZXMSHS5kYWFzLnYxLkxpc3RUZW1wbGF0ZXNSZXF1ZXN0Gh4uZGFhcy52MS5MaXN0VGVtcGxhdGVzUmVzcG9uc2USNAoIR2V0UXVvdGESGC5kYWFzLnYxLkdldFF1b3RhUmVxdWVzdBoOLmRhYXMudjEuUXVvdGESPQoLQWRkU2NoZWR1bGUSGy5kYWFzLnYxLkFkZFNjaGVkdWxlUmVxdWVzdBoRLmRhYXMudjEuU2NoZWR1bGUSTgoNTGlzdFNjaGVkdWxlcxIdLmRhYXMudjEuTGlzdFNjaGVkdWxlc1JlcXVlc3QaHi5kYWFzLnYxLkxpc3RTY2hlZHVsZXNSZXNwb25zZRJDCg5SZW1vdmVTY2hlZHVsZRIeLmRhYXMudjEuUmVtb3ZlU2NoZWR1bGVSZXF1ZXN0GhEuZGFhcy52MS5TY2hlZHVsZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message daas.v1.AddScheduleRequest
+ */
+export type AddScheduleRequest = Message<"daas.v1.AddScheduleRequest"> & {
+  /**
+   * The user; empty: the caller (only administrators name another).
+   *
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * When the desktop is to be READY, "HH:MM" (24-hour) in `timezone`.
+   *
+   * @generated from field: string at = 2;
+   */
+  at: string;
+
+  /**
+   * Which days: "mon-fri", "sat,sun", "mon,wed-fri" or "daily".
+   *
+   * @generated from field: string days = 3;
+   */
+  days: string;
+
+  /**
+   * An IANA time zone ("Europe/Paris"); empty: the server's, which the
+   * answer names.
+   *
+   * @generated from field: string timezone = 4;
+   */
+  timezone: string;
+
+  /**
+   * Template and size as for CreateSessionRequest; empty: the defaults.
+   *
+   * @generated from field: string template = 5;
+   */
+  template: string;
+
+  /**
+   * @generated from field: string size = 6;
+   */
+  size: string;
+
+  /**
+   * The organisation, as for CreateSessionRequest.
+   *
+   * @generated from field: string org = 7;
+   */
+  org: string;
+};
+
+/**
+ * Describes the message daas.v1.AddScheduleRequest.
+ * Use `create(AddScheduleRequestSchema)` to create a new message.
+ */
+export const AddScheduleRequestSchema: GenMessage<AddScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 0);
+
+/**
+ * A desktop ready at a time of day on some days.
+ *
+ * @generated from message daas.v1.Schedule
+ */
+export type Schedule = Message<"daas.v1.Schedule"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string username = 2;
+   */
+  username: string;
+
+  /**
+   * "HH:MM", the days and the IANA time zone, as given (the zone resolved).
+   *
+   * @generated from field: string at = 3;
+   */
+  at: string;
+
+  /**
+   * @generated from field: string days = 4;
+   */
+  days: string;
+
+  /**
+   * @generated from field: string timezone = 5;
+   */
+  timezone: string;
+
+  /**
+   * @generated from field: string template = 6;
+   */
+  template: string;
+
+  /**
+   * @generated from field: string size = 7;
+   */
+  size: string;
+
+  /**
+   * The organisation its desktops count against; empty: none.
+   *
+   * @generated from field: string org = 8;
+   */
+  org: string;
+
+  /**
+   * The next time a desktop is due READY.
+   *
+   * @generated from field: google.protobuf.Timestamp next_at = 9;
+   */
+  nextAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 10;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * The last time it ran (a desktop was created or refused), the session it
+   * made then, and why the create was refused (empty: it was not).
+   *
+   * @generated from field: google.protobuf.Timestamp last_run_at = 11;
+   */
+  lastRunAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string last_session_id = 12;
+   */
+  lastSessionId: string;
+
+  /**
+   * @generated from field: string last_error = 13;
+   */
+  lastError: string;
+};
+
+/**
+ * Describes the message daas.v1.Schedule.
+ * Use `create(ScheduleSchema)` to create a new message.
+ */
+export const ScheduleSchema: GenMessage<Schedule> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 1);
+
+/**
+ * @generated from message daas.v1.ListSchedulesRequest
+ */
+export type ListSchedulesRequest = Message<"daas.v1.ListSchedulesRequest"> & {
+  /**
+   * Only this user's; empty: the caller's (an administrator: everyone's).
+   *
+   * @generated from field: string username = 1;
+   */
+  username: string;
+};
+
+/**
+ * Describes the message daas.v1.ListSchedulesRequest.
+ * Use `create(ListSchedulesRequestSchema)` to create a new message.
+ */
+export const ListSchedulesRequestSchema: GenMessage<ListSchedulesRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 2);
+
+/**
+ * @generated from message daas.v1.ListSchedulesResponse
+ */
+export type ListSchedulesResponse = Message<"daas.v1.ListSchedulesResponse"> & {
+  /**
+   * By user, then by time of day.
+   *
+   * @generated from field: repeated daas.v1.Schedule schedules = 1;
+   */
+  schedules: Schedule[];
+};
+
+/**
+ * Describes the message daas.v1.ListSchedulesResponse.
+ * Use `create(ListSchedulesResponseSchema)` to create a new message.
+ */
+export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 3);
+
+/**
+ * @generated from message daas.v1.RemoveScheduleRequest
+ */
+export type RemoveScheduleRequest = Message<"daas.v1.RemoveScheduleRequest"> & {
+  /**
+   * @generated from field: string schedule_id = 1;
+   */
+  scheduleId: string;
+};
+
+/**
+ * Describes the message daas.v1.RemoveScheduleRequest.
+ * Use `create(RemoveScheduleRequestSchema)` to create a new message.
+ */
+export const RemoveScheduleRequestSchema: GenMessage<RemoveScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 4);
 
 /**
  * @generated from message daas.v1.GetQuotaRequest
@@ -45,7 +248,7 @@ export type GetQuotaRequest = Message<"daas.v1.GetQuotaRequest"> & {
  * Use `create(GetQuotaRequestSchema)` to create a new message.
  */
 export const GetQuotaRequestSchema: GenMessage<GetQuotaRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 0);
+  messageDesc(file_daas_v1_desktop, 5);
 
 /**
  * Live desktops and the resources they hold. In a limit, 0 is no limit.
@@ -74,7 +277,7 @@ export type Amounts = Message<"daas.v1.Amounts"> & {
  * Use `create(AmountsSchema)` to create a new message.
  */
 export const AmountsSchema: GenMessage<Amounts> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 1);
+  messageDesc(file_daas_v1_desktop, 6);
 
 /**
  * What an organisation and one of its members may hold, and hold now.
@@ -137,7 +340,7 @@ export type Quota = Message<"daas.v1.Quota"> & {
  * Use `create(QuotaSchema)` to create a new message.
  */
 export const QuotaSchema: GenMessage<Quota> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 2);
+  messageDesc(file_daas_v1_desktop, 7);
 
 /**
  * @generated from message daas.v1.ListTemplatesRequest
@@ -150,7 +353,7 @@ export type ListTemplatesRequest = Message<"daas.v1.ListTemplatesRequest"> & {
  * Use `create(ListTemplatesRequestSchema)` to create a new message.
  */
 export const ListTemplatesRequestSchema: GenMessage<ListTemplatesRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 3);
+  messageDesc(file_daas_v1_desktop, 8);
 
 /**
  * @generated from message daas.v1.ListTemplatesResponse
@@ -184,7 +387,7 @@ export type ListTemplatesResponse = Message<"daas.v1.ListTemplatesResponse"> & {
  * Use `create(ListTemplatesResponseSchema)` to create a new message.
  */
 export const ListTemplatesResponseSchema: GenMessage<ListTemplatesResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 4);
+  messageDesc(file_daas_v1_desktop, 9);
 
 /**
  * A template a desktop is cloned from, as the catalog describes it.
@@ -245,7 +448,7 @@ export type Template = Message<"daas.v1.Template"> & {
  * Use `create(TemplateSchema)` to create a new message.
  */
 export const TemplateSchema: GenMessage<Template> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 5);
+  messageDesc(file_daas_v1_desktop, 10);
 
 /**
  * A named preset of a desktop's resources.
@@ -281,7 +484,7 @@ export type Size = Message<"daas.v1.Size"> & {
  * Use `create(SizeSchema)` to create a new message.
  */
 export const SizeSchema: GenMessage<Size> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 6);
+  messageDesc(file_daas_v1_desktop, 11);
 
 /**
  * @generated from message daas.v1.ListNodesRequest
@@ -294,7 +497,7 @@ export type ListNodesRequest = Message<"daas.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 7);
+  messageDesc(file_daas_v1_desktop, 12);
 
 /**
  * @generated from message daas.v1.ListNodesResponse
@@ -313,7 +516,7 @@ export type ListNodesResponse = Message<"daas.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 8);
+  messageDesc(file_daas_v1_desktop, 13);
 
 /**
  * @generated from message daas.v1.DrainNodeRequest
@@ -332,7 +535,7 @@ export type DrainNodeRequest = Message<"daas.v1.DrainNodeRequest"> & {
  * Use `create(DrainNodeRequestSchema)` to create a new message.
  */
 export const DrainNodeRequestSchema: GenMessage<DrainNodeRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 9);
+  messageDesc(file_daas_v1_desktop, 14);
 
 /**
  * @generated from message daas.v1.ResumeNodeRequest
@@ -351,7 +554,7 @@ export type ResumeNodeRequest = Message<"daas.v1.ResumeNodeRequest"> & {
  * Use `create(ResumeNodeRequestSchema)` to create a new message.
  */
 export const ResumeNodeRequestSchema: GenMessage<ResumeNodeRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 10);
+  messageDesc(file_daas_v1_desktop, 15);
 
 /**
  * A node of the cluster and what the server placed on it.
@@ -471,7 +674,7 @@ export type Node = Message<"daas.v1.Node"> & {
  * Use `create(NodeSchema)` to create a new message.
  */
 export const NodeSchema: GenMessage<Node> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 11);
+  messageDesc(file_daas_v1_desktop, 16);
 
 /**
  * @generated from message daas.v1.ListAuditRequest
@@ -527,7 +730,7 @@ export type ListAuditRequest = Message<"daas.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 12);
+  messageDesc(file_daas_v1_desktop, 17);
 
 /**
  * @generated from message daas.v1.ListAuditResponse
@@ -553,7 +756,7 @@ export type ListAuditResponse = Message<"daas.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 13);
+  messageDesc(file_daas_v1_desktop, 18);
 
 /**
  * One thing done, or refused, and by whom.
@@ -646,7 +849,7 @@ export type AuditEntry = Message<"daas.v1.AuditEntry"> & {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 14);
+  messageDesc(file_daas_v1_desktop, 19);
 
 /**
  * @generated from message daas.v1.ListPoolsRequest
@@ -659,7 +862,7 @@ export type ListPoolsRequest = Message<"daas.v1.ListPoolsRequest"> & {
  * Use `create(ListPoolsRequestSchema)` to create a new message.
  */
 export const ListPoolsRequestSchema: GenMessage<ListPoolsRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 15);
+  messageDesc(file_daas_v1_desktop, 20);
 
 /**
  * @generated from message daas.v1.ListPoolsResponse
@@ -678,7 +881,7 @@ export type ListPoolsResponse = Message<"daas.v1.ListPoolsResponse"> & {
  * Use `create(ListPoolsResponseSchema)` to create a new message.
  */
 export const ListPoolsResponseSchema: GenMessage<ListPoolsResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 16);
+  messageDesc(file_daas_v1_desktop, 21);
 
 /**
  * @generated from message daas.v1.GetPoolRequest
@@ -697,7 +900,7 @@ export type GetPoolRequest = Message<"daas.v1.GetPoolRequest"> & {
  * Use `create(GetPoolRequestSchema)` to create a new message.
  */
 export const GetPoolRequestSchema: GenMessage<GetPoolRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 17);
+  messageDesc(file_daas_v1_desktop, 22);
 
 /**
  * A warm pool: desktops of one template built ahead of time, up to the
@@ -791,7 +994,7 @@ export type Pool = Message<"daas.v1.Pool"> & {
  * Use `create(PoolSchema)` to create a new message.
  */
 export const PoolSchema: GenMessage<Pool> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 18);
+  messageDesc(file_daas_v1_desktop, 23);
 
 /**
  * @generated from message daas.v1.CreateSessionRequest
@@ -874,7 +1077,7 @@ export type CreateSessionRequest = Message<"daas.v1.CreateSessionRequest"> & {
  * Use `create(CreateSessionRequestSchema)` to create a new message.
  */
 export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 19);
+  messageDesc(file_daas_v1_desktop, 24);
 
 /**
  * @generated from message daas.v1.WatchSessionRequest
@@ -901,7 +1104,7 @@ export type WatchSessionRequest = Message<"daas.v1.WatchSessionRequest"> & {
  * Use `create(WatchSessionRequestSchema)` to create a new message.
  */
 export const WatchSessionRequestSchema: GenMessage<WatchSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 20);
+  messageDesc(file_daas_v1_desktop, 25);
 
 /**
  * @generated from message daas.v1.GetSessionRequest
@@ -920,7 +1123,7 @@ export type GetSessionRequest = Message<"daas.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 21);
+  messageDesc(file_daas_v1_desktop, 26);
 
 /**
  * @generated from message daas.v1.ListSessionsRequest
@@ -970,7 +1173,7 @@ export type ListSessionsRequest = Message<"daas.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 22);
+  messageDesc(file_daas_v1_desktop, 27);
 
 /**
  * @generated from message daas.v1.ListSessionsResponse
@@ -996,7 +1199,7 @@ export type ListSessionsResponse = Message<"daas.v1.ListSessionsResponse"> & {
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 23);
+  messageDesc(file_daas_v1_desktop, 28);
 
 /**
  * @generated from message daas.v1.DestroySessionRequest
@@ -1015,7 +1218,7 @@ export type DestroySessionRequest = Message<"daas.v1.DestroySessionRequest"> & {
  * Use `create(DestroySessionRequestSchema)` to create a new message.
  */
 export const DestroySessionRequestSchema: GenMessage<DestroySessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 24);
+  messageDesc(file_daas_v1_desktop, 29);
 
 /**
  * One desktop session.
@@ -1174,7 +1377,7 @@ export type Session = Message<"daas.v1.Session"> & {
  * Use `create(SessionSchema)` to create a new message.
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 25);
+  messageDesc(file_daas_v1_desktop, 30);
 
 /**
  * Why a desktop is alive: its activity and the reaper's plan for it.
@@ -1238,7 +1441,7 @@ export type Activity = Message<"daas.v1.Activity"> & {
  * Use `create(ActivitySchema)` to create a new message.
  */
 export const ActivitySchema: GenMessage<Activity> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 26);
+  messageDesc(file_daas_v1_desktop, 31);
 
 /**
  * Why a session failed.
@@ -1266,7 +1469,7 @@ export type Failure = Message<"daas.v1.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 27);
+  messageDesc(file_daas_v1_desktop, 32);
 
 /**
  * One entry of a session's history. Events of a session are numbered from 1
@@ -1357,7 +1560,7 @@ export type SessionEvent = Message<"daas.v1.SessionEvent"> & {
  * Use `create(SessionEventSchema)` to create a new message.
  */
 export const SessionEventSchema: GenMessage<SessionEvent> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 28);
+  messageDesc(file_daas_v1_desktop, 33);
 
 /**
  * A warning that the reaper will destroy a desktop soon.
@@ -1385,7 +1588,7 @@ export type IdleWarning = Message<"daas.v1.IdleWarning"> & {
  * Use `create(IdleWarningSchema)` to create a new message.
  */
 export const IdleWarningSchema: GenMessage<IdleWarning> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 29);
+  messageDesc(file_daas_v1_desktop, 34);
 
 /**
  * A transition from one stage to the next.
@@ -1420,7 +1623,7 @@ export type StageChange = Message<"daas.v1.StageChange"> & {
  * Use `create(StageChangeSchema)` to create a new message.
  */
 export const StageChangeSchema: GenMessage<StageChange> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 30);
+  messageDesc(file_daas_v1_desktop, 35);
 
 /**
  * One line of a tool's output, with secrets masked.
@@ -1455,7 +1658,7 @@ export type OutputLine = Message<"daas.v1.OutputLine"> & {
  * Use `create(OutputLineSchema)` to create a new message.
  */
 export const OutputLineSchema: GenMessage<OutputLine> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 31);
+  messageDesc(file_daas_v1_desktop, 36);
 
 /**
  * A node's state, as the module reports it.
@@ -1840,6 +2043,44 @@ export const DesktopService: GenService<{
     methodKind: "unary";
     input: typeof GetQuotaRequestSchema;
     output: typeof QuotaSchema;
+  },
+  /**
+   * Adds a schedule: a desktop of a template and size created ahead so that
+   * it is READY at a time of day on some days, in an explicit time zone, for
+   * the caller (administrators: any user). Each desktop is an ordinary
+   * session (the reaper's policies apply from READY), created within the
+   * caller's quotas and catalog as checked now and when it runs. Errors:
+   * INVALID_ARGUMENT names the bad field; RESOURCE_EXHAUSTED past the
+   * schedules a user may have.
+   *
+   * @generated from rpc daas.v1.DesktopService.AddSchedule
+   */
+  addSchedule: {
+    methodKind: "unary";
+    input: typeof AddScheduleRequestSchema;
+    output: typeof ScheduleSchema;
+  },
+  /**
+   * Lists schedules: the caller's, or a user's or everyone's for an
+   * administrator.
+   *
+   * @generated from rpc daas.v1.DesktopService.ListSchedules
+   */
+  listSchedules: {
+    methodKind: "unary";
+    input: typeof ListSchedulesRequestSchema;
+    output: typeof ListSchedulesResponseSchema;
+  },
+  /**
+   * Removes a schedule (a desktop it already made stays). Errors: NOT_FOUND
+   * for an unknown id; PERMISSION_DENIED for another user's.
+   *
+   * @generated from rpc daas.v1.DesktopService.RemoveSchedule
+   */
+  removeSchedule: {
+    methodKind: "unary";
+    input: typeof RemoveScheduleRequestSchema;
+    output: typeof ScheduleSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_daas_v1_desktop, 0);
