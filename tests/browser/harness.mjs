@@ -20,12 +20,12 @@ export function check(condition, what) {
   console.log(`ok: ${what}`);
 }
 
-export async function openPage(viewport) {
+export async function openPage(viewport, timezoneId = undefined) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",
     args: ["--no-sandbox"],
   });
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport, timezoneId });
   const page = await context.newPage();
   page.on("console", (message) => {
     if (message.type() === "error") console.log(`console: ${message.text()}`);

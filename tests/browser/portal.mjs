@@ -2,9 +2,10 @@
 // playwright-core), as people use it: bob is refused, alice signs in with
 // the keyboard, creates a desktop and watches its stages arrive in order,
 // picks a size on the catalog's card, finds it READY with a .rdp link,
-// destroys it and signs out; dave sees his group's template too, and his
-// organisation's quota refuses a second desktop with its reason; alice, who
-// administers his organisation, destroys his desktop; carol, an
+// destroys it, adds a schedule (in the browser's time zone) and removes it,
+// and signs out; dave sees his group's template too, and his organisation's
+// quota refuses a second desktop with its reason; alice, who administers
+// his organisation, destroys his desktop; carol, an
 // administrator, finds the cluster's nodes, drains one and resumes it. Run
 // by server/tests/it/browser.rs against a real server (two simulated nodes)
 // and the test domain.
@@ -15,7 +16,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { artifacts, check, env, openPage, url } from "./harness.mjs";
 
-const { browser, page } = await openPage({ width: 1366, height: 768 });
+// A browser in Paris: a schedule takes the browser's time zone.
+const { browser, page } = await openPage({ width: 1366, height: 768 }, "Europe/Paris");
 const failures = [];
 page.on("pageerror", (error) => failures.push(`page error: ${error}`));
 const external = [];
@@ -88,6 +90,22 @@ try {
   await row.getByRole("button", { name: /^Destroy/ }).click();
   await page.getByText("You have no desktop").waitFor({ timeout: 60_000 });
   check(true, "the destroyed desktop leaves the list");
+
+  // A schedule: her desktop ready at 07:30 on weekdays, in her browser's
+  // time zone; then removed.
+  await page.getByLabel("Ready at").fill("07:30");
+  await page.getByLabel("On", { exact: true }).selectOption("mon-fri");
+  const zone = await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+  await page.getByRole("button", { name: "Add the schedule" }).click();
+  const scheduleRow = page.locator("#schedules tbody tr").filter({ hasText: "07:30 mon-fri" });
+  await scheduleRow.waitFor();
+  check(zone === "Europe/Paris" && await scheduleRow.getByText(`07:30 mon-fri (${zone})`).isVisible()
+    && await scheduleRow.getByText("not yet").isVisible(),
+    `a schedule is added in her time zone (${zone}), with its next time`);
+  await page.screenshot({ path: path.join(artifacts, "portal-schedule.png"), fullPage: true });
+  await scheduleRow.getByRole("button", { name: /^Remove/ }).click();
+  await scheduleRow.waitFor({ state: "detached" });
+  check(true, "and removed");
 
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("User name").waitFor();

@@ -3,7 +3,7 @@
 //! seconds.
 
 use daas_api::v1::{
-    Amounts, AuditEntry, Node, Pool, Quota, Session, SessionEvent, SessionState,
+    Amounts, AuditEntry, Node, Pool, Quota, Schedule, Session, SessionEvent, SessionState,
     session_event::Kind,
 };
 use serde_json::{Value, json};
@@ -154,6 +154,23 @@ pub fn audit(a: &AuditEntry) -> Value {
         "result": a.result,
         "detail": a.detail,
         "org": a.org,
+    })
+}
+
+/// A schedule as the page shows it.
+pub fn schedule(s: &Schedule) -> Value {
+    json!({
+        "id": s.id,
+        "at": s.at,
+        "days": s.days,
+        "timezone": s.timezone,
+        "template": s.template,
+        "size": s.size,
+        "org": s.org,
+        "next_at": time(s.next_at.as_ref()),
+        "last_run_at": time(s.last_run_at.as_ref()),
+        "last_session_id": s.last_session_id,
+        "last_error": s.last_error,
     })
 }
 

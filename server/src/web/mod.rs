@@ -14,6 +14,7 @@ pub mod ldap;
 pub mod nodes;
 pub mod page;
 pub mod relays;
+pub mod schedules;
 pub mod signin;
 pub mod throttle;
 pub mod tickets;
@@ -392,6 +393,8 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/web/sessions/{id}/rdp", get(desktops::rdp_file))
         .route("/web/sessions/{id}/ticket", post(desktops::ticket))
         .route("/web/gateway", get(desktops::gateway))
+        .route("/web/schedules", get(schedules::list).post(schedules::add))
+        .route("/web/schedules/{id}/remove", post(schedules::remove))
         .route("/web/pools", get(desktops::pools))
         .route("/web/audit", get(desktops::audit))
         .route("/web/nodes", get(nodes::list))

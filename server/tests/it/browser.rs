@@ -87,6 +87,7 @@ async fn people_sign_in_create_watch_and_destroy_in_chromium() {
     assert!(stdout.contains("ok: in the size she chose"));
     assert!(stdout.contains("ok: dave, in daas-developers, sees the developers' template too"));
     assert!(stdout.contains("ok: a second desktop past the quota is refused"));
+    assert!(stdout.contains("ok: a schedule is added in her time zone"));
     assert!(stdout.contains("ok: alice, administering the developers, sees dave's desktop"));
     server.stop().await;
 }

@@ -109,6 +109,13 @@ async function start() {
     return option;
   }));
   $("org-admin").hidden = me.administers.length === 0 || me.admin;
+  $("schedule-template").replaceChildren(...me.templates.map((t) => {
+    const option = document.createElement("option");
+    option.value = t.name;
+    option.textContent = t.title;
+    return option;
+  }));
+  $("schedule-zone").textContent = browserZone();
   $("admin").hidden = !me.admin;
   await refresh();
 }
@@ -227,6 +234,9 @@ async function refresh(background = false) {
     $("sessions").hidden = mine.sessions.length === 0;
     $("no-sessions").hidden = mine.sessions.length !== 0;
     $("quotas").replaceChildren(...mine.quotas.map(quotaItem));
+    const schedules = await api("GET", "/web/schedules", undefined, background);
+    $("schedules").querySelector("tbody").replaceChildren(...schedules.schedules.map(scheduleRow));
+    $("schedules").hidden = schedules.schedules.length === 0;
     if (me.admin) {
       await refreshAdmin(background);
     } else if (me.administers.length) {
@@ -405,6 +415,59 @@ async function destroy(session, button) {
   await refresh();
 }
 
+// --- schedules -------------------------------------------------------------
+
+// The browser's IANA time zone ("Europe/Paris"): a schedule's is explicit.
+function browserZone() {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+}
+
+function scheduleRow(s) {
+  const row = document.createElement("tr");
+  row.dataset.schedule = s.id;
+  const cell = (text) => {
+    const td = document.createElement("td");
+    td.textContent = text;
+    row.append(td);
+  };
+  cell(`${s.at} ${s.days} (${s.timezone})`);
+  cell(s.size ? `${s.template} (${s.size})` : s.template);
+  cell(s.next_at ? when(s.next_at) : "never");
+  cell(s.last_error ? `refused: ${s.last_error}`
+    : s.last_session_id ? `desktop made ${when(s.last_run_at)}` : "not yet");
+  const actions = document.createElement("td");
+  actions.append(actionButton("Remove", (button) => removeSchedule(s, button), `${s.at} ${s.days}`));
+  row.append(actions);
+  return row;
+}
+
+async function addSchedule(event) {
+  event.preventDefault();
+  notice("");
+  try {
+    await api("POST", "/web/schedules", {
+      at: $("schedule-at").value,
+      days: $("schedule-days").value,
+      timezone: browserZone(),
+      template: $("schedule-template").value,
+      org: me.orgs.length > 1 ? $("org").value : "",
+    });
+  } catch (error) {
+    notice(`The schedule could not be added: ${error.message}`);
+  }
+  await refresh();
+}
+
+async function removeSchedule(s, button) {
+  button.disabled = true;
+  try {
+    await api("POST", `/web/schedules/${encodeURIComponent(s.id)}/remove`);
+  } catch (error) {
+    notice(`The schedule could not be removed: ${error.message}`);
+  }
+  await refresh();
+}
+
 // --- the desktop in the browser ------------------------------------------
 
 async function openDesktop(session) {
@@ -443,6 +506,7 @@ async function openDesktop(session) {
 document.addEventListener("DOMContentLoaded", () => {
   $("signin-form").addEventListener("submit", signIn);
   $("logout").addEventListener("click", signOut);
+  $("schedule-form").addEventListener("submit", addSchedule);
   start();
   setInterval(() => { if (me && !$("home").hidden) refresh(true); }, 15000);
 });
