@@ -74,6 +74,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    KeptDisks(String),
 }
 
 fn read(path: &std::path::Path) -> Result<Vec<u8>, StartError> {
@@ -324,6 +326,10 @@ impl BoundServer {
                 }
             },
         }
+        self.pipeline
+            .check_kept_disks()
+            .await
+            .map_err(StartError::KeptDisks)?;
         let recovering = self.pipeline.recover().await?;
         if recovering > 0 {
             tracing::warn!(

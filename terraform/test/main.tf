@@ -176,6 +176,13 @@ resource "terraform_data" "vm" {
         echo "$SESSION_ID" > "$MARKER_DIR/$VM_NAME.created"
         echo "$HOST_KEY" > "$MARKER_DIR/$VM_NAME.hostkey"
         echo "$VM_ID" > "$MARKER_DIR/$VM_NAME.vmid"
+        # Its disk: a kept one staged by `inventory restore`, else blank.
+        if [ -f "$MARKER_DIR/$VM_NAME.restore" ]; then
+          mv "$MARKER_DIR/$VM_NAME.restore" "$MARKER_DIR/$VM_NAME.disk"
+          echo "restored the disk of $VM_NAME"
+        else
+          : > "$MARKER_DIR/$VM_NAME.disk"
+        fi
         # Placed by the server: inventory nodes counts the VM on its node.
         if [ -n "$TARGET_NODE" ]; then
           echo "$MEMORY_MB" > "$MARKER_DIR/$VM_NAME.memory"

@@ -36,6 +36,10 @@ pub struct TemplateSpec {
     /// disk.
     #[serde(default)]
     pub sizes: BTreeMap<String, SizeSpec>,
+    /// A destroyed desktop keeps its disk (the module's `inventory
+    /// snapshot`) and its user's next create restores it.
+    #[serde(default)]
+    pub persistent: bool,
 }
 
 /// `[templates.NAME.sizes.SIZE]`.
@@ -202,6 +206,7 @@ fn template(name: &str, spec: &TemplateSpec, vm: &VmDefaults) -> Result<Template
         groups: spec.groups.clone(),
         sizes,
         default_size,
+        persistent: spec.persistent,
     })
 }
 

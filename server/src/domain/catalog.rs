@@ -59,6 +59,9 @@ pub struct Template {
     /// Its sizes, smallest first; never empty.
     pub sizes: Vec<Size>,
     pub default_size: String,
+    /// A destroyed desktop keeps its disk, and its user's next create of
+    /// the template restores it.
+    pub persistent: bool,
 }
 
 impl Template {
@@ -72,6 +75,7 @@ impl Template {
             groups: Vec::new(),
             sizes,
             default_size,
+            persistent: false,
         }
     }
 
@@ -249,6 +253,7 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             sizes: vec![size("small", 1, 2), size("medium", 2, 4)],
             default_size: "medium".into(),
+            persistent: false,
         }
     }
 

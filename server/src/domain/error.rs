@@ -27,6 +27,9 @@ pub enum Error {
     /// No schedule has this id.
     #[error("no schedule {0}: `daas schedule list` lists yours")]
     NoSuchSchedule(String),
+    /// No kept disk has this id.
+    #[error("no kept disk {0}: `daas snapshot list` lists yours")]
+    NoSuchSnapshot(String),
     /// The server configures no organisation of this name.
     #[error("no organisation {0}: `daas quota` names yours")]
     NoSuchOrg(String),
@@ -163,7 +166,8 @@ impl Error {
             | Error::NoSuchPool(_)
             | Error::NoSuchNode(_)
             | Error::NoSuchOrg(_)
-            | Error::NoSuchSchedule(_) => ErrorCode::NotFound,
+            | Error::NoSuchSchedule(_)
+            | Error::NoSuchSnapshot(_) => ErrorCode::NotFound,
             Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Error::ResourceExhausted { .. } => ErrorCode::ResourceExhausted,

@@ -161,6 +161,11 @@ pub fn schedule_id(value: &str) -> Result<(), Error> {
     uuid_field("schedule_id", "schedule", value)
 }
 
+/// Checks a field that holds a hyphenated UUID (`what`'s id).
+pub fn uuid_of(field: &'static str, what: &str, value: &str) -> Result<(), Error> {
+    uuid_field(field, what, value)
+}
+
 fn uuid_field(field: &'static str, what: &str, value: &str) -> Result<(), Error> {
     let invalid = |why: String| Error::InvalidArgument { field, why };
     if value.is_empty() {

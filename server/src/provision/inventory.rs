@@ -32,6 +32,8 @@ pub enum InventoryError {
     BadLine { line: String, reason: String },
     #[error("the module's `inventory nodes` printed a line that is not a node ({line}): {reason}")]
     BadNode { line: String, reason: String },
+    #[error("the module's `inventory snapshot` printed no kept disk ({line}): {reason}")]
+    BadSnapshot { line: String, reason: String },
 }
 
 /// One line of `inventory nodes`, before it is checked.
@@ -150,6 +152,85 @@ impl Inventory<'_> {
         Ok(())
     }
 
+    /// Whether the module keeps disks: its hook knows `snapshots` (a hook
+    /// without it exits 2, as for any unknown word).
+    pub async fn keeps_disks(
+        &self,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<bool, InventoryError> {
+        if !self.exists() {
+            return Ok(false);
+        }
+        let inv = self
+            .invocation("inventory snapshots")
+            .arg("snapshots")
+            .timeout(LIST_TIMEOUT)
+            .capture_stdout();
+        match tool::run(inv, log, cancel).await {
+            Ok(_) => Ok(true),
+            Err(ToolError::Failed { status, .. }) if status.code() == Some(USAGE) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Keeps `vm_name`'s disk as kept disk `id` (`inventory snapshot`):
+    /// its size in GiB as the module reports it. Keeping the same id again
+    /// is no error.
+    pub async fn snapshot(
+        &self,
+        vm_name: &str,
+        id: &str,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<u32, InventoryError> {
+        let inv = self
+            .invocation(&format!("inventory snapshot {vm_name}"))
+            .arg("snapshot")
+            .arg(vm_name)
+            .arg(id)
+            .timeout(self.config.destroy_timeout)
+            .capture_stdout();
+        let finished = tool::run(inv, log, cancel).await?;
+        parse_kept(&finished.stdout, id)
+    }
+
+    /// Stages kept disk `id` for the next apply of `vm_name` (`inventory
+    /// restore`).
+    pub async fn restore(
+        &self,
+        id: &str,
+        vm_name: &str,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), InventoryError> {
+        let inv = self
+            .invocation(&format!("inventory restore {id}"))
+            .arg("restore")
+            .arg(id)
+            .arg(vm_name)
+            .timeout(self.config.apply_timeout);
+        tool::run(inv, log, cancel).await?;
+        Ok(())
+    }
+
+    /// Deletes kept disk `id` (`inventory forget`); one already gone is no
+    /// error.
+    pub async fn forget(
+        &self,
+        id: &str,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), InventoryError> {
+        let inv = self
+            .invocation(&format!("inventory forget {id}"))
+            .arg("forget")
+            .arg(id)
+            .timeout(self.config.destroy_timeout);
+        tool::run(inv, log, cancel).await?;
+        Ok(())
+    }
+
     /// The cluster's nodes (`inventory nodes`); None: the module does not
     /// report nodes (it has no hook, or its hook predates `nodes`).
     pub async fn nodes(
@@ -171,6 +252,31 @@ impl Inventory<'_> {
             Err(err) => Err(err.into()),
         }
     }
+}
+
+/// The size of kept disk `id` from `inventory snapshot`'s line
+/// `{"snapshot": ID, "size_gb": N}`.
+fn parse_kept(stdout: &[u8], id: &str) -> Result<u32, InventoryError> {
+    #[derive(Deserialize)]
+    struct Kept {
+        snapshot: String,
+        size_gb: u32,
+    }
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let bad = |reason: String| InventoryError::BadSnapshot {
+        line: line.chars().take(200).collect(),
+        reason,
+    };
+    let kept: Kept = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+    if kept.snapshot != id {
+        return Err(bad(format!("it names {:?}, not {id}", kept.snapshot)));
+    }
+    Ok(kept.size_gb)
 }
 
 /// Parses `inventory nodes` output (one JSON object per line), checking

@@ -11,6 +11,7 @@ pub mod ansible_vars;
 pub mod boot;
 pub mod identity;
 pub mod inventory;
+mod kept_disks;
 pub mod locks;
 pub mod nodes;
 mod permits;
@@ -65,6 +66,10 @@ enum StageError {
     AgentCredential(#[from] crate::pki::PkiError),
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    #[error(
+        "could not restore the kept disk: {0}; `daas snapshot delete` makes the next desktop start blank"
+    )]
+    Restore(#[from] InventoryError),
     #[error("cancelled while waiting for a clone turn")]
     Cancelled,
     #[error(
@@ -473,6 +478,10 @@ impl Pipeline {
         }
         if configured && session_dir.exists() {
             self.unconfigure(id, &session_dir, log, cancel).await;
+        }
+        // Before the VM goes: a disk that cannot be kept stops the destroy.
+        if session_dir.exists() && self.keeps_disk(record) {
+            self.keep_disk(record, log, cancel).await?;
         }
         if session_dir.exists() {
             let destroyed = self.terraform().destroy(&tf_dir, log, cancel).await;

@@ -79,7 +79,12 @@ impl Pipeline {
         self.configure_stage(record, &outputs.vm, &per_user, phase, log, cancel, stage)
             .await?;
         self.enter(record, stage, SessionState::Ready, message)
-            .await
+            .await?;
+        // The desktop has the kept disk now: it is its own to keep again.
+        if let Some(kept) = &record.restore_from {
+            self.forget_disk(kept, log, cancel).await;
+        }
+        Ok(())
     }
 
     /// What a claimed warm desktop still needs: the per-user part of the
@@ -207,6 +212,9 @@ impl Pipeline {
         let tf_dir = terraform::dir_of(&self.session_dir(&record.id));
         let terraform = self.terraform();
         terraform.init(&tf_dir, &vars, log, cancel).await?;
+        if let Some(kept) = &record.restore_from {
+            self.restore_disk(record, kept, log, cancel).await?;
+        }
         self.clone_turn(record, log, cancel).await?;
         let applied = terraform.apply(&tf_dir, log, cancel).await;
         if let Err(err) = self.inner.store.end_clone(&record.id).await {

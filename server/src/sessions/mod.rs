@@ -12,6 +12,7 @@ mod paging;
 mod quotas;
 pub mod schedule_runs;
 mod schedules;
+mod snapshots;
 mod templates;
 
 use std::sync::Arc;
@@ -500,6 +501,7 @@ impl Sessions {
             size: Some(choice.size),
             org: org.map(|o| o.name.clone()),
             note: None,
+            restore_from: None,
         };
         let record = match self.start(new, limits, password_hash).await {
             Ok(record) => record,
@@ -522,11 +524,18 @@ impl Sessions {
     /// provisioning it.
     pub(crate) async fn start(
         &self,
-        new: NewSession,
+        mut new: NewSession,
         limits: SessionLimits,
         password: PasswordHash,
     ) -> Result<SessionRecord, StoreError> {
-        let created = match self.pools.claim(&new, limits).await {
+        // A persistent template's desktop comes back from its user's kept
+        // disk, when there is one (not from a pool: its desktops are blank).
+        new.restore_from = self.kept_disk_for(&new).await?;
+        let claimed = match new.restore_from {
+            Some(_) => Ok(None),
+            None => self.pools.claim(&new, limits).await,
+        };
+        let created = match claimed {
             Ok(Some(record)) => Ok(record),
             Ok(None) => self.store.create_session(new, limits).await.map(|(r, _)| r),
             Err(err) => Err(err),

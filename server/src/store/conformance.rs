@@ -11,6 +11,7 @@ use daas_api::v1::{
 mod nodes;
 mod quotas;
 mod schedules;
+mod snapshots;
 
 use crate::domain::time::now_ms;
 use crate::store::{
@@ -101,6 +102,7 @@ pub(super) fn new_session(user: &str) -> NewSession {
         size: Some(medium()),
         org: None,
         note: None,
+        restore_from: None,
     }
 }
 
@@ -1045,6 +1047,11 @@ macro_rules! conformance {
         #[tokio::test]
         async fn a_session_keeps_its_size() {
             super::a_session_keeps_its_size(&$db).await
+        }
+
+        #[tokio::test]
+        async fn a_kept_disk_is_restored_by_one_desktop_at_a_time() {
+            super::snapshots::a_kept_disk_is_restored_by_one_desktop_at_a_time(&$db).await
         }
 
         #[tokio::test]

@@ -23,6 +23,7 @@ pub mod reports;
 pub mod retention;
 pub mod schedules;
 pub mod signins;
+pub mod snapshots;
 mod sqlite;
 pub mod tickets;
 
@@ -259,6 +260,8 @@ pub struct SessionRecord {
     pub size: Option<crate::domain::catalog::Size>,
     /// The organisation whose quota it counts against.
     pub org: Option<String>,
+    /// The kept disk it is restored from; None: a fresh clone.
+    pub restore_from: Option<String>,
 }
 
 impl SessionRecord {
@@ -342,6 +345,10 @@ pub struct NewSession {
     /// Why it is made, when not at a request (a schedule's desktop): the
     /// start of its first event.
     pub note: Option<String>,
+    /// Restore this kept disk (a snapshot's id) instead of a fresh clone,
+    /// unless another live session is restored from it already or it is
+    /// gone (decided in the create's transaction).
+    pub restore_from: Option<String>,
 }
 
 /// What the service, the pipeline and the reaper need of a store. Every
@@ -706,6 +713,23 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &str,
     ) -> Result<Option<schedules::ScheduleRecord>, StoreError>;
 
+    /// Records a kept disk (once: a second keep of the same id changes
+    /// nothing).
+    async fn keep_snapshot(&self, snapshot: snapshots::SnapshotRecord) -> Result<(), StoreError>;
+
+    /// The kept disks of `username` (everyone's: None), newest first, each
+    /// with the live session restored from it, if any.
+    async fn snapshots(
+        &self,
+        username: Option<String>,
+    ) -> Result<Vec<snapshots::SnapshotRecord>, StoreError>;
+
+    /// Deletes kept disk `id`'s record; returns it as it was.
+    async fn forget_snapshot(
+        &self,
+        id: &str,
+    ) -> Result<Option<snapshots::SnapshotRecord>, StoreError>;
+
     /// Records that schedule `id` acted on its occurrence `due_ms` at
     /// `now_ms`, unless it (or a later one) was acted on already: whether
     /// this call recorded it.
@@ -828,6 +852,7 @@ impl SessionRecord {
             node: self.node.clone().unwrap_or_default(),
             size: self.size.as_ref().map(|s| s.to_proto()),
             org: self.org.clone().unwrap_or_default(),
+            restored_from: self.restore_from.clone().unwrap_or_default(),
         }
     }
 }

@@ -20,6 +20,7 @@ mod faults;
 mod flood;
 mod gateway;
 mod http;
+mod kept_disks;
 mod logs;
 mod orgs;
 mod pki_cli;

@@ -6,12 +6,13 @@
 use std::{pin::Pin, sync::Arc};
 
 use daas_api::v1::{
-    AddScheduleRequest, CreateSessionRequest, DestroySessionRequest, DrainNodeRequest,
-    GetPoolRequest, GetQuotaRequest, GetSessionRequest, ListAuditRequest, ListAuditResponse,
-    ListNodesRequest, ListNodesResponse, ListPoolsRequest, ListPoolsResponse, ListSchedulesRequest,
-    ListSchedulesResponse, ListSessionsRequest, ListSessionsResponse, ListTemplatesRequest,
-    ListTemplatesResponse, Node, Pool, Quota, RemoveScheduleRequest, ResumeNodeRequest, Schedule,
-    Session, SessionEvent, WatchSessionRequest, desktop_service_server::DesktopService,
+    AddScheduleRequest, CreateSessionRequest, DeleteSnapshotRequest, DestroySessionRequest,
+    DrainNodeRequest, GetPoolRequest, GetQuotaRequest, GetSessionRequest, ListAuditRequest,
+    ListAuditResponse, ListNodesRequest, ListNodesResponse, ListPoolsRequest, ListPoolsResponse,
+    ListSchedulesRequest, ListSchedulesResponse, ListSessionsRequest, ListSessionsResponse,
+    ListSnapshotsRequest, ListSnapshotsResponse, ListTemplatesRequest, ListTemplatesResponse, Node,
+    Pool, Quota, RemoveScheduleRequest, ResumeNodeRequest, Schedule, Session, SessionEvent,
+    Snapshot, WatchSessionRequest, desktop_service_server::DesktopService,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -181,6 +182,29 @@ impl DesktopService for DesktopApi {
         let id = request.into_inner().schedule_id;
         let schedule = self.sessions.remove_schedule(&caller, &actor, &id).await?;
         Ok(Response::new(schedule))
+    }
+
+    async fn list_snapshots(
+        &self,
+        request: Request<ListSnapshotsRequest>,
+    ) -> Result<Response<ListSnapshotsResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let snapshots = self
+            .sessions
+            .snapshots(&caller, request.into_inner())
+            .await?;
+        Ok(Response::new(ListSnapshotsResponse { snapshots }))
+    }
+
+    async fn delete_snapshot(
+        &self,
+        request: Request<DeleteSnapshotRequest>,
+    ) -> Result<Response<Snapshot>, Status> {
+        let caller = auth::caller(&request)?;
+        let actor = Actor::caller(Some(&caller), &auth::origin(&request));
+        let id = request.into_inner().snapshot_id;
+        let snapshot = self.sessions.delete_snapshot(&caller, &actor, &id).await?;
+        Ok(Response::new(snapshot))
     }
 
     async fn list_nodes(

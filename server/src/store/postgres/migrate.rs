@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (12, include_str!("migrations/0012_catalog.sql")),
     (13, include_str!("migrations/0013_orgs.sql")),
     (14, include_str!("migrations/0014_schedules.sql")),
+    (15, include_str!("migrations/0015_snapshots.sql")),
 ];
 
 /// Applies the migrations the database does not have yet.

@@ -36,6 +36,7 @@ mod rows;
 mod schedules;
 mod session_store;
 mod sessions;
+mod snapshots;
 #[cfg(any(test, feature = "testkit"))]
 pub mod test_cluster;
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub(super) const SESSION_COLUMNS: &str = "id, username, login_user, template, st
      vm_name, vm_id, ssh_host, ssh_port, rdp_host, rdp_port, failure_stage, failure_reason, \
      child_pgid, child_identity, created_ms, updated_ms, ready_ms, last_report_ms, \
      last_input_ms, last_connected_ms, rdp_clients, logged_in, agent_version, warned_reap_ms, \
-     pool, claimed_ms, rdp_cert_sha256, node, size, cores, memory_mb, disk_gb, org";
+     pool, claimed_ms, rdp_cert_sha256, node, size, cores, memory_mb, disk_gb, org, restore_from";
 
 fn port(value: i32) -> u16 {
     u16::try_from(value).unwrap_or(0)
@@ -71,6 +71,7 @@ pub(super) fn session_from_row(row: &Row) -> Result<SessionRecord, tokio_postgre
             row.try_get("disk_gb")?,
         ),
         org: row.try_get("org")?,
+        restore_from: row.try_get("restore_from")?,
     })
 }
 

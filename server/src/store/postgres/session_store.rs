@@ -10,7 +10,7 @@ use tokio_postgres::Transaction;
 
 use super::{
     Context, PostgresStore, activity, create_rate, event_log, leases, nodes, notify, outbox, reads,
-    records, schedules, sessions, tickets,
+    records, schedules, sessions, snapshots, tickets,
 };
 use crate::domain::password::PasswordHash;
 use crate::domain::placement::{ListedNode, Policy};
@@ -24,6 +24,7 @@ use crate::store::{
     reports::Report,
     schedules::{Ran, ScheduleRecord},
     signins::{SignInLimits, SignInOpened, SignInRecord},
+    snapshots::SnapshotRecord,
     tickets::{Issued, TicketLimits, TicketRecord},
 };
 
@@ -578,6 +579,21 @@ impl SessionStore for PostgresStore {
 
     async fn remove_schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
         self.retrying(|| async { schedules::remove(&**self.client().await?, id).await })
+            .await
+    }
+
+    async fn keep_snapshot(&self, snapshot: SnapshotRecord) -> Result<(), StoreError> {
+        self.retrying(|| async { snapshots::keep(&**self.client().await?, &snapshot).await })
+            .await
+    }
+
+    async fn snapshots(&self, username: Option<String>) -> Result<Vec<SnapshotRecord>, StoreError> {
+        self.retrying(|| async { snapshots::list(&**self.client().await?, username.clone()).await })
+            .await
+    }
+
+    async fn forget_snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
+        self.retrying(|| async { snapshots::forget(&**self.client().await?, id).await })
             .await
     }
 

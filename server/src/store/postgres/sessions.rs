@@ -75,6 +75,7 @@ pub(super) async fn create(
 ) -> Result<(SessionRecord, SessionEvent), StoreError> {
     admit(tx, &new, limits, Admission::NewDesktop).await?;
     let spot = super::nodes::place(tx, &new).await?;
+    let not_live: Vec<i32> = NOT_LIVE.iter().map(|s| *s as i32).collect();
     let (node, clone_storage) = spot.map(|s| (s.node, s.storage)).unzip();
     let clone_storage = clone_storage.flatten();
     let (size, cores, memory_mb, disk_gb) = crate::store::size_columns(&new);
@@ -100,9 +101,12 @@ pub(super) async fn create(
         "INSERT INTO sessions (id, username, login_user, template, state, slot, \
          vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool, owner, \
          lease_until_ms, epoch, password_hash, node, memory_mb, cores, clone_storage, size, \
-         disk_gb, org) \
+         disk_gb, org, restore_from) \
          SELECT $1, $2, $3, $4, $5, MIN(candidate), $6, $7, $7, $7, $8, $9, $10, $11, 1, $12, \
-           $13, $14, $15, $16, $17, $18, $19 FROM ( \
+           $13, $14, $15, $16, $17, $18, $19, \
+           (SELECT k.id FROM snapshots k WHERE k.id = $20 AND NOT EXISTS ( \
+              SELECT 1 FROM sessions r WHERE r.restore_from = k.id \
+              AND r.state <> ALL($21))) FROM ( \
            SELECT 1 AS candidate \
            UNION ALL SELECT slot + 1 FROM sessions WHERE NOT slot_released \
          ) AS candidates \
@@ -127,6 +131,8 @@ pub(super) async fn create(
             &size,
             &disk_gb,
             &new.org,
+            &new.restore_from,
+            &not_live,
         ],
     )
     .await

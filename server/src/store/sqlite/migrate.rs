@@ -44,6 +44,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (19, include_str!("migrations/0019_catalog.sql")),
     (20, include_str!("migrations/0020_orgs.sql")),
     (21, include_str!("migrations/0021_schedules.sql")),
+    (22, include_str!("migrations/0022_snapshots.sql")),
 ];
 
 /// A migration step written in Rust.

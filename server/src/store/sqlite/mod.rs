@@ -34,6 +34,7 @@ mod schedules;
 mod session_store;
 mod sessions;
 mod signins;
+mod snapshots;
 #[cfg(test)]
 mod tests;
 mod tickets;

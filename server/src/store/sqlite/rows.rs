@@ -14,7 +14,7 @@ pub(super) const SESSION_COLUMNS: &str = "id, username, session_user, template, 
      vm_id, ssh_host, ssh_port, rdp_host, rdp_port, failure_stage, failure_reason, child_pgid, \
      child_identity, created_ms, updated_ms, ready_ms, last_report_ms, last_input_ms, \
      last_connected_ms, rdp_clients, logged_in, agent_version, warned_reap_ms, pool, claimed_ms, \
-     rdp_cert_sha256, node, size, cores, memory_mb, disk_gb, org";
+     rdp_cert_sha256, node, size, cores, memory_mb, disk_gb, org, restore_from";
 
 pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     let failure_stage: i32 = row.get("failure_stage")?;
@@ -63,6 +63,7 @@ pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord>
             row.get("disk_gb")?,
         ),
         org: row.get("org")?,
+        restore_from: row.get("restore_from")?,
     })
 }
 

@@ -6,7 +6,7 @@ use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 
 use super::{
     SqliteStore, activity, audit, check_writable, create_rate, event_log, leases, nodes, outbox,
-    reads, schedules, sessions, signins, tickets,
+    reads, schedules, sessions, signins, snapshots, tickets,
 };
 use crate::domain::password::PasswordHash;
 use crate::domain::placement::{ListedNode, Policy};
@@ -19,6 +19,7 @@ use crate::store::{
     queue,
     schedules::{Ran, ScheduleRecord},
     signins::{SignInLimits, SignInOpened, SignInRecord},
+    snapshots::SnapshotRecord,
 };
 
 #[tonic::async_trait]
@@ -436,6 +437,21 @@ impl SessionStore for SqliteStore {
     async fn remove_schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
         let id = id.to_string();
         self.with(move |conn, _| schedules::remove(conn, id)).await
+    }
+
+    async fn keep_snapshot(&self, snapshot: SnapshotRecord) -> Result<(), StoreError> {
+        self.with(move |conn, _| snapshots::keep(conn, snapshot))
+            .await
+    }
+
+    async fn snapshots(&self, username: Option<String>) -> Result<Vec<SnapshotRecord>, StoreError> {
+        self.with(move |conn, _| snapshots::list(conn, username))
+            .await
+    }
+
+    async fn forget_snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| snapshots::forget(conn, id)).await
     }
 
     async fn schedule_ran(

@@ -103,9 +103,12 @@ pub(super) fn create(
         "INSERT INTO sessions (id, username, session_user, template, state, slot, \
          vm_name, created_ms, updated_ms, stage_started_ms, request_key, pool, owner, \
          lease_until_ms, epoch, password_hash, node, memory_mb, cores, clone_storage, size, \
-         disk_gb, org) \
+         disk_gb, org, restore_from) \
          SELECT ?1, ?2, ?3, ?4, ?5, MIN(candidate), ?6, ?7, ?7, ?7, ?8, ?9, ?10, ?11, 1, ?12, \
-           ?13, ?14, ?15, ?16, ?17, ?18, ?19 FROM ( \
+           ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+           (SELECT k.id FROM snapshots k WHERE k.id = ?20 AND NOT EXISTS ( \
+              SELECT 1 FROM sessions r WHERE r.restore_from = k.id \
+              AND r.state NOT IN (?21, ?22, ?23))) FROM ( \
            SELECT 1 AS candidate \
            UNION ALL SELECT slot + 1 FROM sessions WHERE slot_released = 0 \
          ) WHERE candidate NOT IN (SELECT slot FROM sessions WHERE slot_released = 0)",
@@ -128,7 +131,11 @@ pub(super) fn create(
             clone_storage,
             size,
             disk_gb,
-            new.org
+            new.org,
+            new.restore_from,
+            SessionState::Failed as i32,
+            SessionState::Destroyed as i32,
+            SessionState::Lost as i32
         ],
     )
     .context("inserting a session")?;

@@ -171,6 +171,119 @@ OUTPUT_STREAM_STDERR: OutputStream.ValueType  # 2
 Global___OutputStream: _TypeAlias = OutputStream  # noqa: Y015
 
 @_typing.final
+class ListSnapshotsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """Only this user's; empty: the caller's (an administrator: everyone's)."""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSnapshotsRequest: _TypeAlias = ListSnapshotsRequest  # noqa: Y015
+
+@_typing.final
+class ListSnapshotsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def snapshots(self) -> _containers.RepeatedCompositeFieldContainer[Global___Snapshot]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        snapshots: _abc.Iterable[Global___Snapshot] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["snapshots", b"snapshots"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSnapshotsResponse: _TypeAlias = ListSnapshotsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteSnapshotRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    snapshot_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        snapshot_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["snapshot_id", b"snapshot_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSnapshotRequest: _TypeAlias = DeleteSnapshotRequest  # noqa: Y015
+
+@_typing.final
+class Snapshot(_message.Message):
+    """The disk of a destroyed desktop of a persistent template, kept for its
+    user's next create of that template.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    ORG_FIELD_NUMBER: _builtins.int
+    VM_NAME_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    SIZE_GB_FIELD_NUMBER: _builtins.int
+    RESTORING_SESSION_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The id of the session whose disk it is."""
+    username: _builtins.str
+    template: _builtins.str
+    size: _builtins.str
+    org: _builtins.str
+    vm_name: _builtins.str
+    """The VM it was the disk of."""
+    size_gb: _builtins.int
+    """Its size on the hypervisor's storage, as the module reports it."""
+    restoring_session_id: _builtins.str
+    """The session being restored from it now, if any."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        username: _builtins.str = ...,
+        template: _builtins.str = ...,
+        size: _builtins.str = ...,
+        org: _builtins.str = ...,
+        vm_name: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        size_gb: _builtins.int = ...,
+        restoring_session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "org", b"org", "restoring_session_id", b"restoring_session_id", "size", b"size", "size_gb", b"size_gb", "template", b"template", "username", b"username", "vm_name", b"vm_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Snapshot: _TypeAlias = Snapshot  # noqa: Y015
+
+@_typing.final
 class AddScheduleRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1278,6 +1391,7 @@ class Session(_message.Message):
     NODE_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
     ORG_FIELD_NUMBER: _builtins.int
+    RESTORED_FROM_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id (a UUID)."""
     username: _builtins.str
@@ -1311,6 +1425,10 @@ class Session(_message.Message):
     """
     org: _builtins.str
     """The organisation whose quota it counts against; empty: none."""
+    restored_from: _builtins.str
+    """The kept disk (`Snapshot.id`) it was restored from; empty: a fresh
+    clone of its template.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the session was requested."""
@@ -1362,10 +1480,11 @@ class Session(_message.Message):
         node: _builtins.str = ...,
         size: Global___Size | None = ...,
         org: _builtins.str = ...,
+        restored_from: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "ready_at", b"ready_at", "size", b"size", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "id", b"id", "node", b"node", "org", b"org", "pool", b"pool", "rdp_host", b"rdp_host", "rdp_port", b"rdp_port", "ready_at", b"ready_at", "session_user", b"session_user", "size", b"size", "ssh_host", b"ssh_host", "ssh_port", b"ssh_port", "state", b"state", "template", b"template", "updated_at", b"updated_at", "username", b"username", "vm_id", b"vm_id", "vm_name", b"vm_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "created_at", b"created_at", "failure", b"failure", "id", b"id", "node", b"node", "org", b"org", "pool", b"pool", "rdp_host", b"rdp_host", "rdp_port", b"rdp_port", "ready_at", b"ready_at", "restored_from", b"restored_from", "session_user", b"session_user", "size", b"size", "ssh_host", b"ssh_host", "ssh_port", b"ssh_port", "state", b"state", "template", b"template", "updated_at", b"updated_at", "username", b"username", "vm_id", b"vm_id", "vm_name", b"vm_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -122,6 +122,16 @@ class DesktopServiceStub:
                 request_serializer=daas_dot_v1_dot_desktop__pb2.RemoveScheduleRequest.SerializeToString,
                 response_deserializer=daas_dot_v1_dot_desktop__pb2.Schedule.FromString,
                 _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/daas.v1.DesktopService/ListSnapshots',
+                request_serializer=daas_dot_v1_dot_desktop__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_desktop__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/daas.v1.DesktopService/DeleteSnapshot',
+                request_serializer=daas_dot_v1_dot_desktop__pb2.DeleteSnapshotRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_desktop__pb2.Snapshot.FromString,
+                _registered_method=True)
 
 
 class DesktopServiceServicer:
@@ -291,6 +301,25 @@ class DesktopServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSnapshots(self, request, context):
+        """Lists the kept disks of persistent templates (`persistent = true`): a
+        desktop of one keeps its disk when destroyed, and its user's next
+        create of the template restores it. The caller's, or a user's or
+        everyone's for an administrator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSnapshot(self, request, context):
+        """Deletes a kept disk (the next create of its template starts blank).
+        Errors: NOT_FOUND for an unknown id; PERMISSION_DENIED for another
+        user's; ABORTED while a desktop is being restored from it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DesktopServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -373,6 +402,16 @@ def add_DesktopServiceServicer_to_server(servicer, server):
                     servicer.RemoveSchedule,
                     request_deserializer=daas_dot_v1_dot_desktop__pb2.RemoveScheduleRequest.FromString,
                     response_serializer=daas_dot_v1_dot_desktop__pb2.Schedule.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=daas_dot_v1_dot_desktop__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_desktop__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=daas_dot_v1_dot_desktop__pb2.DeleteSnapshotRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_desktop__pb2.Snapshot.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -815,6 +854,60 @@ class DesktopService:
             '/daas.v1.DesktopService/RemoveSchedule',
             daas_dot_v1_dot_desktop__pb2.RemoveScheduleRequest.SerializeToString,
             daas_dot_v1_dot_desktop__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.DesktopService/ListSnapshots',
+            daas_dot_v1_dot_desktop__pb2.ListSnapshotsRequest.SerializeToString,
+            daas_dot_v1_dot_desktop__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.DesktopService/DeleteSnapshot',
+            daas_dot_v1_dot_desktop__pb2.DeleteSnapshotRequest.SerializeToString,
+            daas_dot_v1_dot_desktop__pb2.Snapshot.FromString,
             options,
             channel_credentials,
             insecure,

@@ -137,6 +137,17 @@ class DesktopServiceStub:
     """Removes a schedule (a desktop it already made stays). Errors: NOT_FOUND
     for an unknown id; PERMISSION_DENIED for another user's.
     """
+    ListSnapshots: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.ListSnapshotsRequest, _desktop_pb2.ListSnapshotsResponse]
+    """Lists the kept disks of persistent templates (`persistent = true`): a
+    desktop of one keeps its disk when destroyed, and its user's next
+    create of the template restores it. The caller's, or a user's or
+    everyone's for an administrator.
+    """
+    DeleteSnapshot: _grpc.UnaryUnaryMultiCallable[_desktop_pb2.DeleteSnapshotRequest, _desktop_pb2.Snapshot]
+    """Deletes a kept disk (the next create of its template starts blank).
+    Errors: NOT_FOUND for an unknown id; PERMISSION_DENIED for another
+    user's; ABORTED while a desktop is being restored from it.
+    """
 
 @_typing.type_check_only
 class DesktopServiceAsyncStub(DesktopServiceStub):
@@ -242,6 +253,17 @@ class DesktopServiceAsyncStub(DesktopServiceStub):
     RemoveSchedule: _aio.UnaryUnaryMultiCallable[_desktop_pb2.RemoveScheduleRequest, _desktop_pb2.Schedule]  # type: ignore[assignment]
     """Removes a schedule (a desktop it already made stays). Errors: NOT_FOUND
     for an unknown id; PERMISSION_DENIED for another user's.
+    """
+    ListSnapshots: _aio.UnaryUnaryMultiCallable[_desktop_pb2.ListSnapshotsRequest, _desktop_pb2.ListSnapshotsResponse]  # type: ignore[assignment]
+    """Lists the kept disks of persistent templates (`persistent = true`): a
+    desktop of one keeps its disk when destroyed, and its user's next
+    create of the template restores it. The caller's, or a user's or
+    everyone's for an administrator.
+    """
+    DeleteSnapshot: _aio.UnaryUnaryMultiCallable[_desktop_pb2.DeleteSnapshotRequest, _desktop_pb2.Snapshot]  # type: ignore[assignment]
+    """Deletes a kept disk (the next create of its template starts blank).
+    Errors: NOT_FOUND for an unknown id; PERMISSION_DENIED for another
+    user's; ABORTED while a desktop is being restored from it.
     """
 
 class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -441,6 +463,29 @@ class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_desktop_pb2.Schedule, _abc.Awaitable[_desktop_pb2.Schedule]]:
         """Removes a schedule (a desktop it already made stays). Errors: NOT_FOUND
         for an unknown id; PERMISSION_DENIED for another user's.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSnapshots(
+        self,
+        request: _desktop_pb2.ListSnapshotsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_desktop_pb2.ListSnapshotsResponse, _abc.Awaitable[_desktop_pb2.ListSnapshotsResponse]]:
+        """Lists the kept disks of persistent templates (`persistent = true`): a
+        desktop of one keeps its disk when destroyed, and its user's next
+        create of the template restores it. The caller's, or a user's or
+        everyone's for an administrator.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteSnapshot(
+        self,
+        request: _desktop_pb2.DeleteSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_desktop_pb2.Snapshot, _abc.Awaitable[_desktop_pb2.Snapshot]]:
+        """Deletes a kept disk (the next create of its template starts blank).
+        Errors: NOT_FOUND for an unknown id; PERMISSION_DENIED for another
+        user's; ABORTED while a desktop is being restored from it.
         """
 
 def add_DesktopServiceServicer_to_server(servicer: DesktopServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

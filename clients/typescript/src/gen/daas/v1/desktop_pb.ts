@@ -17,7 +17,130 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file daas/v1/desktop.proto.
  */
 export const file_daas_v1_desktop: GenFile = /*@__PURE__*/
-  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEifwoSQWRkU2NoZWR1bGVSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEgoKAmF0GAIgASgJEgwKBGRheXMYAyABKAkSEAoIdGltZXpvbmUYBCABKAkSEAoIdGVtcGxhdGUYBSABKAkSDAoEc2l6ZRgGIAEoCRILCgNvcmcYByABKAkivAIKCFNjaGVkdWxlEgoKAmlkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEgoKAmF0GAMgASgJEgwKBGRheXMYBCABKAkSEAoIdGltZXpvbmUYBSABKAkSEAoIdGVtcGxhdGUYBiABKAkSDAoEc2l6ZRgHIAEoCRILCgNvcmcYCCABKAkSKwoHbmV4dF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbGFzdF9ydW5fYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2xhc3Rfc2Vzc2lvbl9pZBgMIAEoCRISCgpsYXN0X2Vycm9yGA0gASgJIigKFExpc3RTY2hlZHVsZXNSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJIj0KFUxpc3RTY2hlZHVsZXNSZXNwb25zZRIkCglzY2hlZHVsZXMYASADKAsyES5kYWFzLnYxLlNjaGVkdWxlIiwKFVJlbW92ZVNjaGVkdWxlUmVxdWVzdBITCgtzY2hlZHVsZV9pZBgBIAEoCSIwCg9HZXRRdW90YVJlcXVlc3QSCwoDb3JnGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJIj0KB0Ftb3VudHMSEAoIZGVza3RvcHMYASABKA0SDQoFY29yZXMYAiABKA0SEQoJbWVtb3J5X21iGAMgASgEIt4BCgVRdW90YRILCgNvcmcYASABKAkSEQoJb3JnX3RpdGxlGAIgASgJEiEKB29yZ19tYXgYAyABKAsyEC5kYWFzLnYxLkFtb3VudHMSIgoIb3JnX3VzZWQYBCABKAsyEC5kYWFzLnYxLkFtb3VudHMSEAoIdXNlcm5hbWUYBSABKAkSIgoIdXNlcl9tYXgYBiABKAsyEC5kYWFzLnYxLkFtb3VudHMSIwoJdXNlcl91c2VkGAcgASgLMhAuZGFhcy52MS5BbW91bnRzEhMKC2FkbWluaXN0ZXJzGAggAygJIhYKFExpc3RUZW1wbGF0ZXNSZXF1ZXN0ImUKFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRIkCgl0ZW1wbGF0ZXMYASADKAsyES5kYWFzLnYxLlRlbXBsYXRlEhgKEGRlZmF1bHRfdGVtcGxhdGUYAiABKAkSDAoEb3BlbhgDIAEoCCKMAQoIVGVtcGxhdGUSDAoEbmFtZRgBIAEoCRINCgV0aXRsZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIKCgJvcxgEIAEoCRIcCgVzaXplcxgFIAMoCzINLmRhYXMudjEuU2l6ZRIUCgxkZWZhdWx0X3NpemUYBiABKAkSDgoGZ3JvdXBzGAcgAygJIkcKBFNpemUSDAoEbmFtZRgBIAEoCRINCgVjb3JlcxgCIAEoDRIRCgltZW1vcnlfbWIYAyABKAQSDwoHZGlza19nYhgEIAEoDSISChBMaXN0Tm9kZXNSZXF1ZXN0IjEKEUxpc3ROb2Rlc1Jlc3BvbnNlEhwKBW5vZGVzGAEgAygLMg0uZGFhcy52MS5Ob2RlIiAKEERyYWluTm9kZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIhChFSZXN1bWVOb2RlUmVxdWVzdBIMCgRuYW1lGAEgASgJIusDCgROb2RlEgwKBG5hbWUYASABKAkSIQoFc3RhdGUYAiABKA4yEi5kYWFzLnYxLk5vZGVTdGF0ZRIPCgdkcmFpbmVkGAMgASgIEg4KBmxpc3RlZBgEIAEoCBIrCgdzZWVuX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRjcHVzGAYgASgNEhEKCW1lbW9yeV9tYhgHIAEoBBIWCg51c2VkX21lbW9yeV9tYhgIIAEoBBIcChRjb25maWd1cmVkX21lbW9yeV9tYhgJIAEoBBIYChBjb25maWd1cmVkX2NvcmVzGAogASgNEhEKCXRlbXBsYXRlcxgLIAMoCRIQCghkZXNrdG9wcxgMIAEoDRIVCg1wb29sX2Rlc2t0b3BzGA0gASgNEg4KBmNsb25lcxgOIAEoDRIxCg1vZmZsaW5lX3NpbmNlGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI8ChB0ZW1wbGF0ZV9zdG9yYWdlGBAgAygLMiIuZGFhcy52MS5Ob2RlLlRlbXBsYXRlU3RvcmFnZUVudHJ5GjYKFFRlbXBsYXRlU3RvcmFnZUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilwEKEExpc3RBdWRpdFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIpCgVzaW5jZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkSCwoDb3JnGAYgASgJIlIKEUxpc3RBdWRpdFJlc3BvbnNlEiQKB2VudHJpZXMYASADKAsyEy5kYWFzLnYxLkF1ZGl0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJItkBCgpBdWRpdEVudHJ5EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAIgASgJEg8KB3N1YmplY3QYAyABKAkSEwoLZmluZ2VycHJpbnQYBCABKAkSDAoEcGVlchgFIAEoCRIOCgZhY3Rpb24YBiABKAkSEgoKc2Vzc2lvbl9pZBgHIAEoCRINCgVvd25lchgIIAEoCRIOCgZyZXN1bHQYCSABKAkSDgoGZGV0YWlsGAogASgJEgsKA29yZxgLIAEoCSISChBMaXN0UG9vbHNSZXF1ZXN0IjEKEUxpc3RQb29sc1Jlc3BvbnNlEhwKBXBvb2xzGAEgAygLMg0uZGFhcy52MS5Qb29sIh4KDkdldFBvb2xSZXF1ZXN0EgwKBG5hbWUYASABKAkisgIKBFBvb2wSDAoEbmFtZRgBIAEoCRIQCgh0ZW1wbGF0ZRgCIAEoCRIPCgdkZXNpcmVkGAMgASgNEg0KBXJlYWR5GAQgASgNEhQKDHByb3Zpc2lvbmluZxgFIAEoDRIVCg1jbGFpbWVkX3RvZGF5GAYgASgNEhAKCGZhaWx1cmVzGAcgASgNEjQKEHJlc3RyYWluZWRfdW50aWwYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGxhc3RfZmFpbHVyZRgJIAEoCRIzChBvbGRlc3RfcmVhZHlfYWdlGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKB21heF9hZ2UYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24imQEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhQKDHNlc3Npb25fdXNlchgCIAEoCRIYChBzZXNzaW9uX3Bhc3N3b3JkGAMgASgJEhAKCHRlbXBsYXRlGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkSDAoEc2l6ZRgGIAEoCRILCgNvcmcYByABKAkiQQoTV2F0Y2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIicKEUdldFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkigQEKE0xpc3RTZXNzaW9uc1JlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSJAoFc3RhdGUYAiABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCRILCgNvcmcYBSABKAkiUwoUTGlzdFNlc3Npb25zUmVzcG9uc2USIgoIc2Vzc2lvbnMYASADKAsyEC5kYWFzLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIisKFURlc3Ryb3lTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIvkDCgdTZXNzaW9uEgoKAmlkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEhQKDHNlc3Npb25fdXNlchgDIAEoCRIQCgh0ZW1wbGF0ZRgEIAEoCRIkCgVzdGF0ZRgFIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEg8KB3ZtX25hbWUYBiABKAkSDQoFdm1faWQYByABKAkSEAoIcmRwX2hvc3QYCCABKAkSEAoIcmRwX3BvcnQYCSABKA0SEAoIc3NoX2hvc3QYCiABKAkSEAoIc3NoX3BvcnQYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIcmVhZHlfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKB2ZhaWx1cmUYDyABKAsyEC5kYWFzLnYxLkZhaWx1cmUSIwoIYWN0aXZpdHkYECABKAsyES5kYWFzLnYxLkFjdGl2aXR5EgwKBHBvb2wYESABKAkSDAoEbm9kZRgSIAEoCRIbCgRzaXplGBMgASgLMg0uZGFhcy52MS5TaXplEgsKA29yZxgUIAEoCSLuAQoIQWN0aXZpdHkSMgoObGFzdF9yZXBvcnRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfaW5wdXRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3JkcF9jbGllbnRzGAMgASgNEg0KBXVzZXJzGAQgAygJEhUKDWFnZW50X3ZlcnNpb24YBSABKAkSKwoHcmVhcF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmVhcF9yZWFzb24YByABKAkiPwoHRmFpbHVyZRIkCgVzdGFnZRgBIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEg4KBnJlYXNvbhgCIAEoCSLkAgoMU2Vzc2lvbkV2ZW50EhIKCnNlc3Npb25faWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAQSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoFc3RhdGUYBCABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIwCg1zdGFnZV9lbGFwc2VkGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKDHN0YWdlX2NoYW5nZRgGIAEoCzIULmRhYXMudjEuU3RhZ2VDaGFuZ2VIABIlCgZvdXRwdXQYByABKAsyEy5kYWFzLnYxLk91dHB1dExpbmVIABIsCgxpZGxlX3dhcm5pbmcYCSABKAsyFC5kYWFzLnYxLklkbGVXYXJuaW5nSAASIQoHc2Vzc2lvbhgIIAEoCzIQLmRhYXMudjEuU2Vzc2lvbkIGCgRraW5kIkoKC0lkbGVXYXJuaW5nEisKB3JlYXBfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgCIAEoCSJ9CgtTdGFnZUNoYW5nZRInCghwcmV2aW91cxgBIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEjQKEXByZXZpb3VzX2R1cmF0aW9uGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB21lc3NhZ2UYAyABKAkiXgoKT3V0cHV0TGluZRIbCgR0b29sGAEgASgOMg0uZGFhcy52MS5Ub29sEiUKBnN0cmVhbRgCIAEoDjIVLmRhYXMudjEuT3V0cHV0U3RyZWFtEgwKBHRleHQYAyABKAkqcgoJTm9kZVN0YXRlEhoKFk5PREVfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFOT0RFX1NUQVRFX09OTElORRABEhYKEk5PREVfU1RBVEVfT0ZGTElORRACEhoKFk5PREVfU1RBVEVfTUFJTlRFTkFOQ0UQAyqnAgoMU2Vzc2lvblN0YXRlEh0KGVNFU1NJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIYChRTRVNTSU9OX1NUQVRFX1FVRVVFRBABEh4KGlNFU1NJT05fU1RBVEVfUFJPVklTSU9OSU5HEAISGQoVU0VTU0lPTl9TVEFURV9CT09USU5HEAMSHQoZU0VTU0lPTl9TVEFURV9DT05GSUdVUklORxAEEhcKE1NFU1NJT05fU1RBVEVfUkVBRFkQBRIYChRTRVNTSU9OX1NUQVRFX0ZBSUxFRBAGEhwKGFNFU1NJT05fU1RBVEVfREVTVFJPWUlORxAHEhsKF1NFU1NJT05fU1RBVEVfREVTVFJPWUVEEAgSFgoSU0VTU0lPTl9TVEFURV9MT1NUEAkqUAoEVG9vbBIUChBUT09MX1VOU1BFQ0lGSUVEEAASEgoOVE9PTF9URVJSQUZPUk0QARIMCghUT09MX1NTSBACEhAKDFRPT0xfQU5TSUJMRRADKmEKDE91dHB1dFN0cmVhbRIdChlPVVRQVVRfU1RSRUFNX1VOU1BFQ0lGSUVEEAASGAoUT1VUUFVUX1NUUkVBTV9TVERPVVQQARIYChRPVVRQVVRfU1RSRUFNX1NUREVSUhACMrYICg5EZXNrdG9wU2VydmljZRJHCg1DcmVhdGVTZXNzaW9uEh0uZGFhcy52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBoVLmRhYXMudjEuU2Vzc2lvbkV2ZW50MAESRQoMV2F0Y2hTZXNzaW9uEhwuZGFhcy52MS5XYXRjaFNlc3Npb25SZXF1ZXN0GhUuZGFhcy52MS5TZXNzaW9uRXZlbnQwARI6CgpHZXRTZXNzaW9uEhouZGFhcy52MS5HZXRTZXNzaW9uUmVxdWVzdBoQLmRhYXMudjEuU2Vzc2lvbhJLCgxMaXN0U2Vzc2lvbnMSHC5kYWFzLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaHS5kYWFzLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEkIKDkRlc3Ryb3lTZXNzaW9uEh4uZGFhcy52MS5EZXN0cm95U2Vzc2lvblJlcXVlc3QaEC5kYWFzLnYxLlNlc3Npb24SQgoJTGlzdFBvb2xzEhkuZGFhcy52MS5MaXN0UG9vbHNSZXF1ZXN0GhouZGFhcy52MS5MaXN0UG9vbHNSZXNwb25zZRIxCgdHZXRQb29sEhcuZGFhcy52MS5HZXRQb29sUmVxdWVzdBoNLmRhYXMudjEuUG9vbBJCCglMaXN0QXVkaXQSGS5kYWFzLnYxLkxpc3RBdWRpdFJlcXVlc3QaGi5kYWFzLnYxLkxpc3RBdWRpdFJlc3BvbnNlEkIKCUxpc3ROb2RlcxIZLmRhYXMudjEuTGlzdE5vZGVzUmVxdWVzdBoaLmRhYXMudjEuTGlzdE5vZGVzUmVzcG9uc2USNQoJRHJhaW5Ob2RlEhkuZGFhcy52MS5EcmFpbk5vZGVSZXF1ZXN0Gg0uZGFhcy52MS5Ob2RlEjcKClJlc3VtZU5vZGUSGi5kYWFzLnYxLlJlc3VtZU5vZGVSZXF1ZXN0Gg0uZGFhcy52MS5Ob2RlEk4KDUxpc3RUZW1wbGF0ZXMSHS5kYWFzLnYxLkxpc3RUZW1wbGF0ZXNSZXF1ZXN0Gh4uZGFhcy52MS5MaXN0VGVtcGxhdGVzUmVzcG9uc2USNAoIR2V0UXVvdGESGC5kYWFzLnYxLkdldFF1b3RhUmVxdWVzdBoOLmRhYXMudjEuUXVvdGESPQoLQWRkU2NoZWR1bGUSGy5kYWFzLnYxLkFkZFNjaGVkdWxlUmVxdWVzdBoRLmRhYXMudjEuU2NoZWR1bGUSTgoNTGlzdFNjaGVkdWxlcxIdLmRhYXMudjEuTGlzdFNjaGVkdWxlc1JlcXVlc3QaHi5kYWFzLnYxLkxpc3RTY2hlZHVsZXNSZXNwb25zZRJDCg5SZW1vdmVTY2hlZHVsZRIeLmRhYXMudjEuUmVtb3ZlU2NoZWR1bGVSZXF1ZXN0GhEuZGFhcy52MS5TY2hlZHVsZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVkYWFzL3YxL2Rlc2t0b3AucHJvdG8SB2RhYXMudjEiKAoUTGlzdFNuYXBzaG90c1JlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkiPQoVTGlzdFNuYXBzaG90c1Jlc3BvbnNlEiQKCXNuYXBzaG90cxgBIAMoCzIRLmRhYXMudjEuU25hcHNob3QiLAoVRGVsZXRlU25hcHNob3RSZXF1ZXN0EhMKC3NuYXBzaG90X2lkGAEgASgJIsUBCghTbmFwc2hvdBIKCgJpZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIQCgh0ZW1wbGF0ZRgDIAEoCRIMCgRzaXplGAQgASgJEgsKA29yZxgFIAEoCRIPCgd2bV9uYW1lGAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3NpemVfZ2IYCCABKA0SHAoUcmVzdG9yaW5nX3Nlc3Npb25faWQYCSABKAkifwoSQWRkU2NoZWR1bGVSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEgoKAmF0GAIgASgJEgwKBGRheXMYAyABKAkSEAoIdGltZXpvbmUYBCABKAkSEAoIdGVtcGxhdGUYBSABKAkSDAoEc2l6ZRgGIAEoCRILCgNvcmcYByABKAkivAIKCFNjaGVkdWxlEgoKAmlkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEgoKAmF0GAMgASgJEgwKBGRheXMYBCABKAkSEAoIdGltZXpvbmUYBSABKAkSEAoIdGVtcGxhdGUYBiABKAkSDAoEc2l6ZRgHIAEoCRILCgNvcmcYCCABKAkSKwoHbmV4dF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbGFzdF9ydW5fYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2xhc3Rfc2Vzc2lvbl9pZBgMIAEoCRISCgpsYXN0X2Vycm9yGA0gASgJIigKFExpc3RTY2hlZHVsZXNSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJIj0KFUxpc3RTY2hlZHVsZXNSZXNwb25zZRIkCglzY2hlZHVsZXMYASADKAsyES5kYWFzLnYxLlNjaGVkdWxlIiwKFVJlbW92ZVNjaGVkdWxlUmVxdWVzdBITCgtzY2hlZHVsZV9pZBgBIAEoCSIwCg9HZXRRdW90YVJlcXVlc3QSCwoDb3JnGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJIj0KB0Ftb3VudHMSEAoIZGVza3RvcHMYASABKA0SDQoFY29yZXMYAiABKA0SEQoJbWVtb3J5X21iGAMgASgEIt4BCgVRdW90YRILCgNvcmcYASABKAkSEQoJb3JnX3RpdGxlGAIgASgJEiEKB29yZ19tYXgYAyABKAsyEC5kYWFzLnYxLkFtb3VudHMSIgoIb3JnX3VzZWQYBCABKAsyEC5kYWFzLnYxLkFtb3VudHMSEAoIdXNlcm5hbWUYBSABKAkSIgoIdXNlcl9tYXgYBiABKAsyEC5kYWFzLnYxLkFtb3VudHMSIwoJdXNlcl91c2VkGAcgASgLMhAuZGFhcy52MS5BbW91bnRzEhMKC2FkbWluaXN0ZXJzGAggAygJIhYKFExpc3RUZW1wbGF0ZXNSZXF1ZXN0ImUKFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRIkCgl0ZW1wbGF0ZXMYASADKAsyES5kYWFzLnYxLlRlbXBsYXRlEhgKEGRlZmF1bHRfdGVtcGxhdGUYAiABKAkSDAoEb3BlbhgDIAEoCCKMAQoIVGVtcGxhdGUSDAoEbmFtZRgBIAEoCRINCgV0aXRsZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIKCgJvcxgEIAEoCRIcCgVzaXplcxgFIAMoCzINLmRhYXMudjEuU2l6ZRIUCgxkZWZhdWx0X3NpemUYBiABKAkSDgoGZ3JvdXBzGAcgAygJIkcKBFNpemUSDAoEbmFtZRgBIAEoCRINCgVjb3JlcxgCIAEoDRIRCgltZW1vcnlfbWIYAyABKAQSDwoHZGlza19nYhgEIAEoDSISChBMaXN0Tm9kZXNSZXF1ZXN0IjEKEUxpc3ROb2Rlc1Jlc3BvbnNlEhwKBW5vZGVzGAEgAygLMg0uZGFhcy52MS5Ob2RlIiAKEERyYWluTm9kZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIhChFSZXN1bWVOb2RlUmVxdWVzdBIMCgRuYW1lGAEgASgJIusDCgROb2RlEgwKBG5hbWUYASABKAkSIQoFc3RhdGUYAiABKA4yEi5kYWFzLnYxLk5vZGVTdGF0ZRIPCgdkcmFpbmVkGAMgASgIEg4KBmxpc3RlZBgEIAEoCBIrCgdzZWVuX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRjcHVzGAYgASgNEhEKCW1lbW9yeV9tYhgHIAEoBBIWCg51c2VkX21lbW9yeV9tYhgIIAEoBBIcChRjb25maWd1cmVkX21lbW9yeV9tYhgJIAEoBBIYChBjb25maWd1cmVkX2NvcmVzGAogASgNEhEKCXRlbXBsYXRlcxgLIAMoCRIQCghkZXNrdG9wcxgMIAEoDRIVCg1wb29sX2Rlc2t0b3BzGA0gASgNEg4KBmNsb25lcxgOIAEoDRIxCg1vZmZsaW5lX3NpbmNlGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI8ChB0ZW1wbGF0ZV9zdG9yYWdlGBAgAygLMiIuZGFhcy52MS5Ob2RlLlRlbXBsYXRlU3RvcmFnZUVudHJ5GjYKFFRlbXBsYXRlU3RvcmFnZUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilwEKEExpc3RBdWRpdFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIpCgVzaW5jZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkSCwoDb3JnGAYgASgJIlIKEUxpc3RBdWRpdFJlc3BvbnNlEiQKB2VudHJpZXMYASADKAsyEy5kYWFzLnYxLkF1ZGl0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJItkBCgpBdWRpdEVudHJ5EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAIgASgJEg8KB3N1YmplY3QYAyABKAkSEwoLZmluZ2VycHJpbnQYBCABKAkSDAoEcGVlchgFIAEoCRIOCgZhY3Rpb24YBiABKAkSEgoKc2Vzc2lvbl9pZBgHIAEoCRINCgVvd25lchgIIAEoCRIOCgZyZXN1bHQYCSABKAkSDgoGZGV0YWlsGAogASgJEgsKA29yZxgLIAEoCSISChBMaXN0UG9vbHNSZXF1ZXN0IjEKEUxpc3RQb29sc1Jlc3BvbnNlEhwKBXBvb2xzGAEgAygLMg0uZGFhcy52MS5Qb29sIh4KDkdldFBvb2xSZXF1ZXN0EgwKBG5hbWUYASABKAkisgIKBFBvb2wSDAoEbmFtZRgBIAEoCRIQCgh0ZW1wbGF0ZRgCIAEoCRIPCgdkZXNpcmVkGAMgASgNEg0KBXJlYWR5GAQgASgNEhQKDHByb3Zpc2lvbmluZxgFIAEoDRIVCg1jbGFpbWVkX3RvZGF5GAYgASgNEhAKCGZhaWx1cmVzGAcgASgNEjQKEHJlc3RyYWluZWRfdW50aWwYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGxhc3RfZmFpbHVyZRgJIAEoCRIzChBvbGRlc3RfcmVhZHlfYWdlGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKB21heF9hZ2UYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24imQEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhQKDHNlc3Npb25fdXNlchgCIAEoCRIYChBzZXNzaW9uX3Bhc3N3b3JkGAMgASgJEhAKCHRlbXBsYXRlGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkSDAoEc2l6ZRgGIAEoCRILCgNvcmcYByABKAkiQQoTV2F0Y2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIicKEUdldFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkigQEKE0xpc3RTZXNzaW9uc1JlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSJAoFc3RhdGUYAiABKA4yFS5kYWFzLnYxLlNlc3Npb25TdGF0ZRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCRILCgNvcmcYBSABKAkiUwoUTGlzdFNlc3Npb25zUmVzcG9uc2USIgoIc2Vzc2lvbnMYASADKAsyEC5kYWFzLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIisKFURlc3Ryb3lTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIpAECgdTZXNzaW9uEgoKAmlkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEhQKDHNlc3Npb25fdXNlchgDIAEoCRIQCgh0ZW1wbGF0ZRgEIAEoCRIkCgVzdGF0ZRgFIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEg8KB3ZtX25hbWUYBiABKAkSDQoFdm1faWQYByABKAkSEAoIcmRwX2hvc3QYCCABKAkSEAoIcmRwX3BvcnQYCSABKA0SEAoIc3NoX2hvc3QYCiABKAkSEAoIc3NoX3BvcnQYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIcmVhZHlfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKB2ZhaWx1cmUYDyABKAsyEC5kYWFzLnYxLkZhaWx1cmUSIwoIYWN0aXZpdHkYECABKAsyES5kYWFzLnYxLkFjdGl2aXR5EgwKBHBvb2wYESABKAkSDAoEbm9kZRgSIAEoCRIbCgRzaXplGBMgASgLMg0uZGFhcy52MS5TaXplEgsKA29yZxgUIAEoCRIVCg1yZXN0b3JlZF9mcm9tGBUgASgJIu4BCghBY3Rpdml0eRIyCg5sYXN0X3JlcG9ydF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNbGFzdF9pbnB1dF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmRwX2NsaWVudHMYAyABKA0SDQoFdXNlcnMYBCADKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIrCgdyZWFwX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZWFwX3JlYXNvbhgHIAEoCSI/CgdGYWlsdXJlEiQKBXN0YWdlGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSDgoGcmVhc29uGAIgASgJIuQCCgxTZXNzaW9uRXZlbnQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIkCgVzdGF0ZRgEIAEoDjIVLmRhYXMudjEuU2Vzc2lvblN0YXRlEjAKDXN0YWdlX2VsYXBzZWQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoMc3RhZ2VfY2hhbmdlGAYgASgLMhQuZGFhcy52MS5TdGFnZUNoYW5nZUgAEiUKBm91dHB1dBgHIAEoCzITLmRhYXMudjEuT3V0cHV0TGluZUgAEiwKDGlkbGVfd2FybmluZxgJIAEoCzIULmRhYXMudjEuSWRsZVdhcm5pbmdIABIhCgdzZXNzaW9uGAggASgLMhAuZGFhcy52MS5TZXNzaW9uQgYKBGtpbmQiSgoLSWRsZVdhcm5pbmcSKwoHcmVhcF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAIgASgJIn0KC1N0YWdlQ2hhbmdlEicKCHByZXZpb3VzGAEgASgOMhUuZGFhcy52MS5TZXNzaW9uU3RhdGUSNAoRcHJldmlvdXNfZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHbWVzc2FnZRgDIAEoCSJeCgpPdXRwdXRMaW5lEhsKBHRvb2wYASABKA4yDS5kYWFzLnYxLlRvb2wSJQoGc3RyZWFtGAIgASgOMhUuZGFhcy52MS5PdXRwdXRTdHJlYW0SDAoEdGV4dBgDIAEoCSpyCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhUKEU5PREVfU1RBVEVfT05MSU5FEAESFgoSTk9ERV9TVEFURV9PRkZMSU5FEAISGgoWTk9ERV9TVEFURV9NQUlOVEVOQU5DRRADKqcCCgxTZXNzaW9uU3RhdGUSHQoZU0VTU0lPTl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFFNFU1NJT05fU1RBVEVfUVVFVUVEEAESHgoaU0VTU0lPTl9TVEFURV9QUk9WSVNJT05JTkcQAhIZChVTRVNTSU9OX1NUQVRFX0JPT1RJTkcQAxIdChlTRVNTSU9OX1NUQVRFX0NPTkZJR1VSSU5HEAQSFwoTU0VTU0lPTl9TVEFURV9SRUFEWRAFEhgKFFNFU1NJT05fU1RBVEVfRkFJTEVEEAYSHAoYU0VTU0lPTl9TVEFURV9ERVNUUk9ZSU5HEAcSGwoXU0VTU0lPTl9TVEFURV9ERVNUUk9ZRUQQCBIWChJTRVNTSU9OX1NUQVRFX0xPU1QQCSpQCgRUb29sEhQKEFRPT0xfVU5TUEVDSUZJRUQQABISCg5UT09MX1RFUlJBRk9STRABEgwKCFRPT0xfU1NIEAISEAoMVE9PTF9BTlNJQkxFEAMqYQoMT3V0cHV0U3RyZWFtEh0KGU9VVFBVVF9TVFJFQU1fVU5TUEVDSUZJRUQQABIYChRPVVRQVVRfU1RSRUFNX1NURE9VVBABEhgKFE9VVFBVVF9TVFJFQU1fU1RERVJSEAIyywkKDkRlc2t0b3BTZXJ2aWNlEkcKDUNyZWF0ZVNlc3Npb24SHS5kYWFzLnYxLkNyZWF0ZVNlc3Npb25SZXF1ZXN0GhUuZGFhcy52MS5TZXNzaW9uRXZlbnQwARJFCgxXYXRjaFNlc3Npb24SHC5kYWFzLnYxLldhdGNoU2Vzc2lvblJlcXVlc3QaFS5kYWFzLnYxLlNlc3Npb25FdmVudDABEjoKCkdldFNlc3Npb24SGi5kYWFzLnYxLkdldFNlc3Npb25SZXF1ZXN0GhAuZGFhcy52MS5TZXNzaW9uEksKDExpc3RTZXNzaW9ucxIcLmRhYXMudjEuTGlzdFNlc3Npb25zUmVxdWVzdBodLmRhYXMudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USQgoORGVzdHJveVNlc3Npb24SHi5kYWFzLnYxLkRlc3Ryb3lTZXNzaW9uUmVxdWVzdBoQLmRhYXMudjEuU2Vzc2lvbhJCCglMaXN0UG9vbHMSGS5kYWFzLnYxLkxpc3RQb29sc1JlcXVlc3QaGi5kYWFzLnYxLkxpc3RQb29sc1Jlc3BvbnNlEjEKB0dldFBvb2wSFy5kYWFzLnYxLkdldFBvb2xSZXF1ZXN0Gg0uZGFhcy52MS5Qb29sEkIKCUxpc3RBdWRpdBIZLmRhYXMudjEuTGlzdEF1ZGl0UmVxdWVzdBoaLmRhYXMudjEuTGlzdEF1ZGl0UmVzcG9uc2USQgoJTGlzdE5vZGVzEhkuZGFhcy52MS5MaXN0Tm9kZXNSZXF1ZXN0GhouZGFhcy52MS5MaXN0Tm9kZXNSZXNwb25zZRI1CglEcmFpbk5vZGUSGS5kYWFzLnYxLkRyYWluTm9kZVJlcXVlc3QaDS5kYWFzLnYxLk5vZGUSNwoKUmVzdW1lTm9kZRIaLmRhYXMudjEuUmVzdW1lTm9kZVJlcXVlc3QaDS5kYWFzLnYxLk5vZGUSTgoNTGlzdFRlbXBsYXRlcxIdLmRhYXMudjEuTGlzdFRlbXBsYXRlc1JlcXVlc3QaHi5kYWFzLnYxLkxpc3RUZW1wbGF0ZXNSZXNwb25zZRI0CghHZXRRdW90YRIYLmRhYXMudjEuR2V0UXVvdGFSZXF1ZXN0Gg4uZGFhcy52MS5RdW90YRI9CgtBZGRTY2hlZHVsZRIbLmRhYXMudjEuQWRkU2NoZWR1bGVSZXF1ZXN0GhEuZGFhcy52MS5TY2hlZHVsZRJOCg1MaXN0U2NoZWR1bGVzEh0uZGFhcy52MS5MaXN0U2NoZWR1bGVzUmVxdWVzdBoeLmRhYXMudjEuTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEkMKDlJlbW92ZVNjaGVkdWxlEh4uZGFhcy52MS5SZW1vdmVTY2hlZHVsZVJlcXVlc3QaES5kYWFzLnYxLlNjaGVkdWxlEk4KDUxpc3RTbmFwc2hvdHMSHS5kYWFzLnYxLkxpc3RTbmFwc2hvdHNSZXF1ZXN0Gh4uZGFhcy52MS5MaXN0U25hcHNob3RzUmVzcG9uc2USQwoORGVsZXRlU25hcHNob3QSHi5kYWFzLnYxLkRlbGV0ZVNuYXBzaG90UmVxdWVzdBoRLmRhYXMudjEuU25hcHNob3RiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message daas.v1.ListSnapshotsRequest
+ */
+export type ListSnapshotsRequest = Message<"daas.v1.ListSnapshotsRequest"> & {
+  /**
+   * Only this user's; empty: the caller's (an administrator: everyone's).
+   *
+   * @generated from field: string username = 1;
+   */
+  username: string;
+};
+
+/**
+ * Describes the message daas.v1.ListSnapshotsRequest.
+ * Use `create(ListSnapshotsRequestSchema)` to create a new message.
+ */
+export const ListSnapshotsRequestSchema: GenMessage<ListSnapshotsRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 0);
+
+/**
+ * @generated from message daas.v1.ListSnapshotsResponse
+ */
+export type ListSnapshotsResponse = Message<"daas.v1.ListSnapshotsResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated daas.v1.Snapshot snapshots = 1;
+   */
+  snapshots: Snapshot[];
+};
+
+/**
+ * Describes the message daas.v1.ListSnapshotsResponse.
+ * Use `create(ListSnapshotsResponseSchema)` to create a new message.
+ */
+export const ListSnapshotsResponseSchema: GenMessage<ListSnapshotsResponse> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 1);
+
+/**
+ * @generated from message daas.v1.DeleteSnapshotRequest
+ */
+export type DeleteSnapshotRequest = Message<"daas.v1.DeleteSnapshotRequest"> & {
+  /**
+   * @generated from field: string snapshot_id = 1;
+   */
+  snapshotId: string;
+};
+
+/**
+ * Describes the message daas.v1.DeleteSnapshotRequest.
+ * Use `create(DeleteSnapshotRequestSchema)` to create a new message.
+ */
+export const DeleteSnapshotRequestSchema: GenMessage<DeleteSnapshotRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 2);
+
+/**
+ * The disk of a destroyed desktop of a persistent template, kept for its
+ * user's next create of that template.
+ *
+ * @generated from message daas.v1.Snapshot
+ */
+export type Snapshot = Message<"daas.v1.Snapshot"> & {
+  /**
+   * The id of the session whose disk it is.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string username = 2;
+   */
+  username: string;
+
+  /**
+   * @generated from field: string template = 3;
+   */
+  template: string;
+
+  /**
+   * @generated from field: string size = 4;
+   */
+  size: string;
+
+  /**
+   * @generated from field: string org = 5;
+   */
+  org: string;
+
+  /**
+   * The VM it was the disk of.
+   *
+   * @generated from field: string vm_name = 6;
+   */
+  vmName: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 7;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Its size on the hypervisor's storage, as the module reports it.
+   *
+   * @generated from field: uint32 size_gb = 8;
+   */
+  sizeGb: number;
+
+  /**
+   * The session being restored from it now, if any.
+   *
+   * @generated from field: string restoring_session_id = 9;
+   */
+  restoringSessionId: string;
+};
+
+/**
+ * Describes the message daas.v1.Snapshot.
+ * Use `create(SnapshotSchema)` to create a new message.
+ */
+export const SnapshotSchema: GenMessage<Snapshot> = /*@__PURE__*/
+  messageDesc(file_daas_v1_desktop, 3);
 
 /**
  * @generated from message daas.v1.AddScheduleRequest
@@ -77,7 +200,7 @@ export type AddScheduleRequest = Message<"daas.v1.AddScheduleRequest"> & {
  * Use `create(AddScheduleRequestSchema)` to create a new message.
  */
 export const AddScheduleRequestSchema: GenMessage<AddScheduleRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 0);
+  messageDesc(file_daas_v1_desktop, 4);
 
 /**
  * A desktop ready at a time of day on some days.
@@ -165,7 +288,7 @@ export type Schedule = Message<"daas.v1.Schedule"> & {
  * Use `create(ScheduleSchema)` to create a new message.
  */
 export const ScheduleSchema: GenMessage<Schedule> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 1);
+  messageDesc(file_daas_v1_desktop, 5);
 
 /**
  * @generated from message daas.v1.ListSchedulesRequest
@@ -184,7 +307,7 @@ export type ListSchedulesRequest = Message<"daas.v1.ListSchedulesRequest"> & {
  * Use `create(ListSchedulesRequestSchema)` to create a new message.
  */
 export const ListSchedulesRequestSchema: GenMessage<ListSchedulesRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 2);
+  messageDesc(file_daas_v1_desktop, 6);
 
 /**
  * @generated from message daas.v1.ListSchedulesResponse
@@ -203,7 +326,7 @@ export type ListSchedulesResponse = Message<"daas.v1.ListSchedulesResponse"> & {
  * Use `create(ListSchedulesResponseSchema)` to create a new message.
  */
 export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 3);
+  messageDesc(file_daas_v1_desktop, 7);
 
 /**
  * @generated from message daas.v1.RemoveScheduleRequest
@@ -220,7 +343,7 @@ export type RemoveScheduleRequest = Message<"daas.v1.RemoveScheduleRequest"> & {
  * Use `create(RemoveScheduleRequestSchema)` to create a new message.
  */
 export const RemoveScheduleRequestSchema: GenMessage<RemoveScheduleRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 4);
+  messageDesc(file_daas_v1_desktop, 8);
 
 /**
  * @generated from message daas.v1.GetQuotaRequest
@@ -248,7 +371,7 @@ export type GetQuotaRequest = Message<"daas.v1.GetQuotaRequest"> & {
  * Use `create(GetQuotaRequestSchema)` to create a new message.
  */
 export const GetQuotaRequestSchema: GenMessage<GetQuotaRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 5);
+  messageDesc(file_daas_v1_desktop, 9);
 
 /**
  * Live desktops and the resources they hold. In a limit, 0 is no limit.
@@ -277,7 +400,7 @@ export type Amounts = Message<"daas.v1.Amounts"> & {
  * Use `create(AmountsSchema)` to create a new message.
  */
 export const AmountsSchema: GenMessage<Amounts> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 6);
+  messageDesc(file_daas_v1_desktop, 10);
 
 /**
  * What an organisation and one of its members may hold, and hold now.
@@ -340,7 +463,7 @@ export type Quota = Message<"daas.v1.Quota"> & {
  * Use `create(QuotaSchema)` to create a new message.
  */
 export const QuotaSchema: GenMessage<Quota> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 7);
+  messageDesc(file_daas_v1_desktop, 11);
 
 /**
  * @generated from message daas.v1.ListTemplatesRequest
@@ -353,7 +476,7 @@ export type ListTemplatesRequest = Message<"daas.v1.ListTemplatesRequest"> & {
  * Use `create(ListTemplatesRequestSchema)` to create a new message.
  */
 export const ListTemplatesRequestSchema: GenMessage<ListTemplatesRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 8);
+  messageDesc(file_daas_v1_desktop, 12);
 
 /**
  * @generated from message daas.v1.ListTemplatesResponse
@@ -387,7 +510,7 @@ export type ListTemplatesResponse = Message<"daas.v1.ListTemplatesResponse"> & {
  * Use `create(ListTemplatesResponseSchema)` to create a new message.
  */
 export const ListTemplatesResponseSchema: GenMessage<ListTemplatesResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 9);
+  messageDesc(file_daas_v1_desktop, 13);
 
 /**
  * A template a desktop is cloned from, as the catalog describes it.
@@ -448,7 +571,7 @@ export type Template = Message<"daas.v1.Template"> & {
  * Use `create(TemplateSchema)` to create a new message.
  */
 export const TemplateSchema: GenMessage<Template> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 10);
+  messageDesc(file_daas_v1_desktop, 14);
 
 /**
  * A named preset of a desktop's resources.
@@ -484,7 +607,7 @@ export type Size = Message<"daas.v1.Size"> & {
  * Use `create(SizeSchema)` to create a new message.
  */
 export const SizeSchema: GenMessage<Size> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 11);
+  messageDesc(file_daas_v1_desktop, 15);
 
 /**
  * @generated from message daas.v1.ListNodesRequest
@@ -497,7 +620,7 @@ export type ListNodesRequest = Message<"daas.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 12);
+  messageDesc(file_daas_v1_desktop, 16);
 
 /**
  * @generated from message daas.v1.ListNodesResponse
@@ -516,7 +639,7 @@ export type ListNodesResponse = Message<"daas.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 13);
+  messageDesc(file_daas_v1_desktop, 17);
 
 /**
  * @generated from message daas.v1.DrainNodeRequest
@@ -535,7 +658,7 @@ export type DrainNodeRequest = Message<"daas.v1.DrainNodeRequest"> & {
  * Use `create(DrainNodeRequestSchema)` to create a new message.
  */
 export const DrainNodeRequestSchema: GenMessage<DrainNodeRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 14);
+  messageDesc(file_daas_v1_desktop, 18);
 
 /**
  * @generated from message daas.v1.ResumeNodeRequest
@@ -554,7 +677,7 @@ export type ResumeNodeRequest = Message<"daas.v1.ResumeNodeRequest"> & {
  * Use `create(ResumeNodeRequestSchema)` to create a new message.
  */
 export const ResumeNodeRequestSchema: GenMessage<ResumeNodeRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 15);
+  messageDesc(file_daas_v1_desktop, 19);
 
 /**
  * A node of the cluster and what the server placed on it.
@@ -674,7 +797,7 @@ export type Node = Message<"daas.v1.Node"> & {
  * Use `create(NodeSchema)` to create a new message.
  */
 export const NodeSchema: GenMessage<Node> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 16);
+  messageDesc(file_daas_v1_desktop, 20);
 
 /**
  * @generated from message daas.v1.ListAuditRequest
@@ -730,7 +853,7 @@ export type ListAuditRequest = Message<"daas.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 17);
+  messageDesc(file_daas_v1_desktop, 21);
 
 /**
  * @generated from message daas.v1.ListAuditResponse
@@ -756,7 +879,7 @@ export type ListAuditResponse = Message<"daas.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 18);
+  messageDesc(file_daas_v1_desktop, 22);
 
 /**
  * One thing done, or refused, and by whom.
@@ -849,7 +972,7 @@ export type AuditEntry = Message<"daas.v1.AuditEntry"> & {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 19);
+  messageDesc(file_daas_v1_desktop, 23);
 
 /**
  * @generated from message daas.v1.ListPoolsRequest
@@ -862,7 +985,7 @@ export type ListPoolsRequest = Message<"daas.v1.ListPoolsRequest"> & {
  * Use `create(ListPoolsRequestSchema)` to create a new message.
  */
 export const ListPoolsRequestSchema: GenMessage<ListPoolsRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 20);
+  messageDesc(file_daas_v1_desktop, 24);
 
 /**
  * @generated from message daas.v1.ListPoolsResponse
@@ -881,7 +1004,7 @@ export type ListPoolsResponse = Message<"daas.v1.ListPoolsResponse"> & {
  * Use `create(ListPoolsResponseSchema)` to create a new message.
  */
 export const ListPoolsResponseSchema: GenMessage<ListPoolsResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 21);
+  messageDesc(file_daas_v1_desktop, 25);
 
 /**
  * @generated from message daas.v1.GetPoolRequest
@@ -900,7 +1023,7 @@ export type GetPoolRequest = Message<"daas.v1.GetPoolRequest"> & {
  * Use `create(GetPoolRequestSchema)` to create a new message.
  */
 export const GetPoolRequestSchema: GenMessage<GetPoolRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 22);
+  messageDesc(file_daas_v1_desktop, 26);
 
 /**
  * A warm pool: desktops of one template built ahead of time, up to the
@@ -994,7 +1117,7 @@ export type Pool = Message<"daas.v1.Pool"> & {
  * Use `create(PoolSchema)` to create a new message.
  */
 export const PoolSchema: GenMessage<Pool> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 23);
+  messageDesc(file_daas_v1_desktop, 27);
 
 /**
  * @generated from message daas.v1.CreateSessionRequest
@@ -1077,7 +1200,7 @@ export type CreateSessionRequest = Message<"daas.v1.CreateSessionRequest"> & {
  * Use `create(CreateSessionRequestSchema)` to create a new message.
  */
 export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 24);
+  messageDesc(file_daas_v1_desktop, 28);
 
 /**
  * @generated from message daas.v1.WatchSessionRequest
@@ -1104,7 +1227,7 @@ export type WatchSessionRequest = Message<"daas.v1.WatchSessionRequest"> & {
  * Use `create(WatchSessionRequestSchema)` to create a new message.
  */
 export const WatchSessionRequestSchema: GenMessage<WatchSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 25);
+  messageDesc(file_daas_v1_desktop, 29);
 
 /**
  * @generated from message daas.v1.GetSessionRequest
@@ -1123,7 +1246,7 @@ export type GetSessionRequest = Message<"daas.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 26);
+  messageDesc(file_daas_v1_desktop, 30);
 
 /**
  * @generated from message daas.v1.ListSessionsRequest
@@ -1173,7 +1296,7 @@ export type ListSessionsRequest = Message<"daas.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 27);
+  messageDesc(file_daas_v1_desktop, 31);
 
 /**
  * @generated from message daas.v1.ListSessionsResponse
@@ -1199,7 +1322,7 @@ export type ListSessionsResponse = Message<"daas.v1.ListSessionsResponse"> & {
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 28);
+  messageDesc(file_daas_v1_desktop, 32);
 
 /**
  * @generated from message daas.v1.DestroySessionRequest
@@ -1218,7 +1341,7 @@ export type DestroySessionRequest = Message<"daas.v1.DestroySessionRequest"> & {
  * Use `create(DestroySessionRequestSchema)` to create a new message.
  */
 export const DestroySessionRequestSchema: GenMessage<DestroySessionRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 29);
+  messageDesc(file_daas_v1_desktop, 33);
 
 /**
  * One desktop session.
@@ -1370,6 +1493,14 @@ export type Session = Message<"daas.v1.Session"> & {
    * @generated from field: string org = 20;
    */
   org: string;
+
+  /**
+   * The kept disk (`Snapshot.id`) it was restored from; empty: a fresh
+   * clone of its template.
+   *
+   * @generated from field: string restored_from = 21;
+   */
+  restoredFrom: string;
 };
 
 /**
@@ -1377,7 +1508,7 @@ export type Session = Message<"daas.v1.Session"> & {
  * Use `create(SessionSchema)` to create a new message.
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 30);
+  messageDesc(file_daas_v1_desktop, 34);
 
 /**
  * Why a desktop is alive: its activity and the reaper's plan for it.
@@ -1441,7 +1572,7 @@ export type Activity = Message<"daas.v1.Activity"> & {
  * Use `create(ActivitySchema)` to create a new message.
  */
 export const ActivitySchema: GenMessage<Activity> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 31);
+  messageDesc(file_daas_v1_desktop, 35);
 
 /**
  * Why a session failed.
@@ -1469,7 +1600,7 @@ export type Failure = Message<"daas.v1.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 32);
+  messageDesc(file_daas_v1_desktop, 36);
 
 /**
  * One entry of a session's history. Events of a session are numbered from 1
@@ -1560,7 +1691,7 @@ export type SessionEvent = Message<"daas.v1.SessionEvent"> & {
  * Use `create(SessionEventSchema)` to create a new message.
  */
 export const SessionEventSchema: GenMessage<SessionEvent> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 33);
+  messageDesc(file_daas_v1_desktop, 37);
 
 /**
  * A warning that the reaper will destroy a desktop soon.
@@ -1588,7 +1719,7 @@ export type IdleWarning = Message<"daas.v1.IdleWarning"> & {
  * Use `create(IdleWarningSchema)` to create a new message.
  */
 export const IdleWarningSchema: GenMessage<IdleWarning> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 34);
+  messageDesc(file_daas_v1_desktop, 38);
 
 /**
  * A transition from one stage to the next.
@@ -1623,7 +1754,7 @@ export type StageChange = Message<"daas.v1.StageChange"> & {
  * Use `create(StageChangeSchema)` to create a new message.
  */
 export const StageChangeSchema: GenMessage<StageChange> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 35);
+  messageDesc(file_daas_v1_desktop, 39);
 
 /**
  * One line of a tool's output, with secrets masked.
@@ -1658,7 +1789,7 @@ export type OutputLine = Message<"daas.v1.OutputLine"> & {
  * Use `create(OutputLineSchema)` to create a new message.
  */
 export const OutputLineSchema: GenMessage<OutputLine> = /*@__PURE__*/
-  messageDesc(file_daas_v1_desktop, 36);
+  messageDesc(file_daas_v1_desktop, 40);
 
 /**
  * A node's state, as the module reports it.
@@ -2081,6 +2212,31 @@ export const DesktopService: GenService<{
     methodKind: "unary";
     input: typeof RemoveScheduleRequestSchema;
     output: typeof ScheduleSchema;
+  },
+  /**
+   * Lists the kept disks of persistent templates (`persistent = true`): a
+   * desktop of one keeps its disk when destroyed, and its user's next
+   * create of the template restores it. The caller's, or a user's or
+   * everyone's for an administrator.
+   *
+   * @generated from rpc daas.v1.DesktopService.ListSnapshots
+   */
+  listSnapshots: {
+    methodKind: "unary";
+    input: typeof ListSnapshotsRequestSchema;
+    output: typeof ListSnapshotsResponseSchema;
+  },
+  /**
+   * Deletes a kept disk (the next create of its template starts blank).
+   * Errors: NOT_FOUND for an unknown id; PERMISSION_DENIED for another
+   * user's; ABORTED while a desktop is being restored from it.
+   *
+   * @generated from rpc daas.v1.DesktopService.DeleteSnapshot
+   */
+  deleteSnapshot: {
+    methodKind: "unary";
+    input: typeof DeleteSnapshotRequestSchema;
+    output: typeof SnapshotSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_daas_v1_desktop, 0);
