@@ -78,6 +78,23 @@ organisation is the one whose groups your certificate names (name one with
 --org when you are in several); in none, only the server's per-user limit
 applies.";
 
+/// What `daas schedule add` does, shown after its options.
+const SCHEDULE_ADD_HELP: &str = "\
+On each of DAYS the server creates the desktop ahead, so that it is READY at
+HH:MM in the time zone: an ordinary session (`daas list` shows it; the idle
+and lifetime limits apply from READY), within your quotas and the templates
+you may use, checked now and when it runs. The answer shows when the next
+desktop is due READY, in the schedule's time zone and in yours. A user may
+have 10 schedules.";
+
+/// What the columns of `daas schedule list` show, shown after its options.
+const SCHEDULE_LIST_HELP: &str = "\
+AT and DAYS are in TZ, the schedule's time zone; NEXT is when its next
+desktop is due READY, in TZ. LAST is the session its last run made, or why
+that create was refused (- before its first run). USER appears when the list
+has another user's schedules, and always with an administrator's
+certificate.";
+
 /// Create, follow, list and destroy DaaS desktops.
 #[derive(Debug, Parser)]
 #[command(name = "daas", version, after_help = SETTINGS_HELP)]
@@ -148,6 +165,9 @@ pub enum Command {
     /// Show your organisation's quota, what its desktops use, and your share
     #[command(after_help = QUOTA_HELP)]
     Quota(QuotaArgs),
+    /// Desktops made ready at a time of day on some days: add, list, remove
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Warm pools of desktops built ahead of time (needs an administrator
     /// certificate)
     #[command(subcommand)]
@@ -160,6 +180,69 @@ pub enum Command {
     /// certificate; an organisation's administrators: with --org)
     #[command(after_help = AUDIT_HELP)]
     Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Have a desktop READY at a time of day on some days
+    #[command(after_help = SCHEDULE_ADD_HELP)]
+    Add(ScheduleAddArgs),
+    /// List your schedules (an administrator: everyone's, or one user's)
+    #[command(after_help = SCHEDULE_LIST_HELP)]
+    List(ScheduleListArgs),
+    /// Remove a schedule (desktops it already made stay)
+    Remove(ScheduleIdArg),
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleAddArgs {
+    /// When the desktop is to be READY: HH:MM, 24-hour, in the time zone
+    #[arg(long, value_name = "HH:MM")]
+    pub at: String,
+
+    /// Which days: mon-fri, sat,sun, mon,wed-fri or daily
+    #[arg(long, value_name = "DAYS")]
+    pub days: String,
+
+    /// IANA time zone of --at, e.g. Europe/Paris (default: the server's)
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+
+    /// Template of the desktops (default: the server's; `daas templates`
+    /// lists them)
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+
+    /// Size of the desktops, one of the template's (default: the
+    /// template's)
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<String>,
+
+    /// Organisation whose quota the desktops count against (default:
+    /// yours)
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
+
+    /// User the desktops are for (default: you; only admins may name
+    /// another user)
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleListArgs {
+    /// Only this user's schedules (default: yours, or everyone's for an
+    /// admin)
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleIdArg {
+    /// Schedule id, as printed by `daas schedule add` or `daas schedule
+    /// list`
+    #[arg(value_name = "ID")]
+    pub id: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -580,6 +663,129 @@ mod tests {
             Ok((Some("physics".to_owned()), Some("dave".to_owned()), true))
         );
         assert!(parse(&["daas", "quota", "physics"]).is_err());
+    }
+
+    #[test]
+    fn schedule_add_needs_a_time_and_days() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command: Command::Schedule(ScheduleCommand::Add(args)),
+                json,
+                ..
+            }) => Ok((args, json)),
+            Ok(other) => Err(format!("not a schedule add command: {other:?}")),
+            Err(err) => Err(err.to_string()),
+        };
+        let minimal = parse(&[
+            "daas", "schedule", "add", "--at", "08:00", "--days", "mon-fri",
+        ]);
+        assert!(
+            matches!(
+                &minimal,
+                Ok((
+                    ScheduleAddArgs {
+                        timezone: None,
+                        template: None,
+                        size: None,
+                        org: None,
+                        user: None,
+                        ..
+                    },
+                    false
+                ))
+            ),
+            "{minimal:?}"
+        );
+        let full = parse(&[
+            "daas",
+            "schedule",
+            "add",
+            "--at",
+            "7:30",
+            "--days",
+            "sat,sun",
+            "--timezone",
+            "Europe/Paris",
+            "--template",
+            "dev",
+            "--size",
+            "large",
+            "--org",
+            "physics",
+            "--user",
+            "bob",
+            "--json",
+        ])
+        .map(|(a, json)| {
+            (
+                [
+                    Some(a.at),
+                    Some(a.days),
+                    a.timezone,
+                    a.template,
+                    a.size,
+                    a.org,
+                    a.user,
+                ],
+                json,
+            )
+        });
+        let given = [
+            "7:30",
+            "sat,sun",
+            "Europe/Paris",
+            "dev",
+            "large",
+            "physics",
+            "bob",
+        ];
+        assert_eq!(full, Ok((given.map(|v| Some(v.to_owned())), true)));
+        for args in [
+            &["daas", "schedule", "add"][..],
+            &["daas", "schedule", "add", "--at", "08:00"],
+            &["daas", "schedule", "add", "--days", "daily"],
+            &[
+                "daas", "schedule", "add", "--at", "08:00", "--days", "daily", "extra",
+            ],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn schedule_list_takes_an_optional_user_and_remove_an_id() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command: Command::Schedule(command),
+                json,
+                ..
+            }) => Ok((command, json)),
+            Ok(other) => Err(format!("not a schedule command: {other:?}")),
+            Err(err) => Err(err.to_string()),
+        };
+        assert!(matches!(
+            parse(&["daas", "schedule", "list"]),
+            Ok((
+                ScheduleCommand::List(ScheduleListArgs { user: None }),
+                false
+            ))
+        ));
+        assert!(matches!(
+            parse(&["daas", "schedule", "list", "--user", "bob", "--json"]),
+            Ok((ScheduleCommand::List(ScheduleListArgs { user: Some(u) }), true)) if u == "bob"
+        ));
+        assert!(matches!(
+            parse(&["daas", "schedule", "remove", "6f1c"]),
+            Ok((ScheduleCommand::Remove(ScheduleIdArg { id }), false)) if id == "6f1c"
+        ));
+        for args in [
+            &["daas", "schedule"][..],
+            &["daas", "schedule", "list", "bob"],
+            &["daas", "schedule", "remove"],
+            &["daas", "schedule", "remove", "a", "b"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

@@ -104,6 +104,20 @@ pub enum CliError {
     #[error("the server at {0} does not support quotas (UNIMPLEMENTED)")]
     NoQuotaSupport(String),
 
+    #[error("no schedule {0}; list them with: daas schedule list")]
+    NoSchedule(String),
+
+    #[error("the server at {0} does not support schedules (UNIMPLEMENTED)")]
+    NoScheduleSupport(String),
+
+    /// The connection broke while the server had an AddSchedule, which
+    /// has no idempotency key: sent again, it could make a second schedule.
+    #[error(
+        "the connection to {endpoint} broke during the add ({detail}); the schedule may \
+         have been added: check with `daas schedule list` before adding it again"
+    )]
+    AddCutOff { endpoint: String, detail: String },
+
     /// A gRPC error, already worded for the user.
     #[error("{0}")]
     Rpc(String),

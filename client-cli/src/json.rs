@@ -1,11 +1,11 @@
 //! Machine-readable output: sessions, events, warm pools, templates, the
-//! cluster's nodes, audit entries and quotas as JSON values.
+//! cluster's nodes, audit entries, quotas and schedules as JSON values.
 
 use std::io::Write;
 
 use daas_api::v1::{
     Amounts, AuditEntry, ListTemplatesResponse, Node, NodeState, OutputStream, Pool, Quota,
-    Session, SessionEvent, SessionState, Size, Tool, session_event::Kind,
+    Schedule, Session, SessionEvent, SessionState, Size, Tool, session_event::Kind,
 };
 use serde_json::{Value, json};
 
@@ -98,6 +98,28 @@ pub fn quota(q: &Quota) -> Value {
         "user_max": q.user_max.as_ref().map(amounts),
         "user_used": q.user_used.as_ref().map(amounts),
         "administers": q.administers,
+    })
+}
+
+/// One schedule as the server gave it: `at` and `days` in `timezone`;
+/// `template`, `size` and `org` are `null` when empty (the defaults, no
+/// organisation), the last run's fields `null` before its first run, and
+/// `last_error` unless that run's create was refused.
+pub fn schedule(s: &Schedule) -> Value {
+    json!({
+        "id": s.id,
+        "username": s.username,
+        "at": s.at,
+        "days": s.days,
+        "timezone": s.timezone,
+        "template": non_empty(&s.template),
+        "size": non_empty(&s.size),
+        "org": non_empty(&s.org),
+        "next_at": rfc3339_millis(s.next_at.as_ref()),
+        "created_at": rfc3339_millis(s.created_at.as_ref()),
+        "last_run_at": rfc3339_millis(s.last_run_at.as_ref()),
+        "last_session_id": non_empty(&s.last_session_id),
+        "last_error": non_empty(&s.last_error),
     })
 }
 
@@ -304,6 +326,27 @@ pub(crate) mod tests {
                 disk_gb: 20,
             }),
             org: String::new(),
+            restored_from: String::new(),
+        }
+    }
+
+    /// alice's desktop READY at 08:00 on weekdays in Paris, next on Monday
+    /// 2026-12-07 (07:00 UTC), added the Friday before; it never ran.
+    pub(crate) fn weekdays_in_paris() -> Schedule {
+        Schedule {
+            id: "0b7e4c1a-2f1d-4d8e-9a61-5c3b2e7f9d10".into(),
+            username: "alice".into(),
+            at: "08:00".into(),
+            days: "mon-fri".into(),
+            timezone: "Europe/Paris".into(),
+            template: "debian-12".into(),
+            size: "medium".into(),
+            org: String::new(),
+            next_at: ts(1_796_626_800),
+            created_at: ts(1_796_378_400),
+            last_run_at: None,
+            last_session_id: String::new(),
+            last_error: String::new(),
         }
     }
 
@@ -508,6 +551,44 @@ pub(crate) mod tests {
             json!({"desktops": 3, "cores": 0, "memory_mb": 0})
         );
         assert_eq!(v["administers"], json!([]));
+    }
+
+    #[test]
+    fn schedules() {
+        assert_eq!(
+            schedule(&weekdays_in_paris()),
+            json!({
+                "id": "0b7e4c1a-2f1d-4d8e-9a61-5c3b2e7f9d10",
+                "username": "alice",
+                "at": "08:00",
+                "days": "mon-fri",
+                "timezone": "Europe/Paris",
+                "template": "debian-12",
+                "size": "medium",
+                "org": null,
+                "next_at": "2026-12-07T07:00:00.000Z",
+                "created_at": "2026-12-04T10:00:00.000Z",
+                "last_run_at": null,
+                "last_session_id": null,
+                "last_error": null,
+            })
+        );
+        // Refused when it last ran, of the defaults, for an organisation.
+        let refused = Schedule {
+            template: String::new(),
+            size: String::new(),
+            org: "physics".into(),
+            last_run_at: ts(1_796_624_400),
+            last_error: "physics's quota of 2 desktops is reached".into(),
+            ..weekdays_in_paris()
+        };
+        let v = schedule(&refused);
+        assert_eq!(
+            [&v["template"], &v["size"], &v["org"], &v["last_session_id"]],
+            [&Value::Null, &Value::Null, &json!("physics"), &Value::Null]
+        );
+        assert_eq!(v["last_run_at"], "2026-12-07T06:20:00.000Z");
+        assert_eq!(v["last_error"], "physics's quota of 2 desktops is reached");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `daas`: the command-line client of the DaaS orchestrator.
 
+mod caller;
 mod channel;
 mod cli;
 mod commands;

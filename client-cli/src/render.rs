@@ -1,15 +1,19 @@
 //! Text for humans: durations, stage lines, the session table and details,
-//! the warm pool table, the cluster's nodes, the audit trail, quotas.
+//! the warm pool table, the cluster's nodes, the audit trail, quotas,
+//! schedules.
 
 use std::time::{Duration, SystemTime};
 
 use daas_api::v1::{
-    Activity, Amounts, AuditEntry, ListTemplatesResponse, Node, NodeState, Pool, Quota, Session,
-    SessionState,
+    Activity, Amounts, AuditEntry, ListTemplatesResponse, Node, NodeState, Pool, Quota, Schedule,
+    Session, SessionState,
 };
+use jiff::tz::TimeZone;
 
 use crate::error::one_line;
-use crate::timestamps::{duration, rfc3339_seconds, since, system_time, utc_time_of_day};
+use crate::timestamps::{
+    duration, rfc3339_seconds, since, system_time, utc_time_of_day, wall_time,
+};
 
 /// Width of the state column of stage lines (the longest label).
 const STAGE_WIDTH: usize = 12;
@@ -459,6 +463,113 @@ pub fn quota(q: &Quota) -> String {
     text
 }
 
+/// What `daas schedule add` prints: the schedule, one field per line, with
+/// when its next desktop is due READY in its time zone and in `local` (the
+/// caller's).
+pub fn schedule_details(s: &Schedule, local: &TimeZone) -> String {
+    let mut fields = vec![("id", s.id.clone()), ("user", dash(&s.username).to_owned())];
+    if !s.org.is_empty() {
+        fields.push(("organisation", s.org.clone()));
+    }
+    fields.extend([
+        (
+            "when",
+            format!("{} {} ({})", s.at, s.days, dash(&s.timezone)),
+        ),
+        ("template", template_and_size(s)),
+    ]);
+    let next = s.next_at.as_ref();
+    let in_its_zone = match TimeZone::get(&s.timezone) {
+        Ok(zone) => wall_time(next, &zone, true).map(|t| format!("{t} ({})", s.timezone)),
+        // A zone this machine's time zone database lacks: UTC.
+        Err(_) => {
+            rfc3339_seconds(next).map(|t| format!("{t} ({} is unknown here)", dash(&s.timezone)))
+        }
+    };
+    fields.push(("next ready", in_its_zone.unwrap_or_else(|| "-".to_owned())));
+    if let Some(here) = wall_time(next, local, true) {
+        let name = local
+            .iana_name()
+            .map(|name| format!(" ({name})"))
+            .unwrap_or_default();
+        fields.push(("local time", format!("{here}{name}")));
+    }
+    if let Some(ran) = rfc3339_seconds(s.last_run_at.as_ref()) {
+        fields.push(("last run", format!("{ran}: {}", last_run(s))));
+    }
+    fields
+        .into_iter()
+        .map(|(name, value)| format!("{:<14}{value}\n", format!("{name}:")))
+        .collect()
+}
+
+/// The schedules as a table with a header: ID, USER, AT, DAYS, TZ,
+/// TEMPLATE (with the size), NEXT (in TZ, to the minute), LAST (see
+/// [`last_run`]). USER only when a schedule is not `caller`'s: the user a
+/// caller's certificate names when they are no administrator (`None`:
+/// an administrator, or unknown).
+pub fn schedule_table(schedules: &[Schedule], caller: Option<&str>) -> String {
+    let header = ["ID", "USER", "AT", "DAYS", "TZ", "TEMPLATE", "NEXT", "LAST"].map(String::from);
+    let rows = schedules.iter().map(|s| {
+        let next = s.next_at.as_ref();
+        [
+            s.id.clone(),
+            dash(&s.username).to_owned(),
+            s.at.clone(),
+            s.days.clone(),
+            dash(&s.timezone).to_owned(),
+            template_and_size(s),
+            match TimeZone::get(&s.timezone) {
+                Ok(zone) => wall_time(next, &zone, false),
+                Err(_) => rfc3339_seconds(next),
+            }
+            .unwrap_or_else(|| "-".to_owned()),
+            last_run(s),
+        ]
+    });
+    let others = schedules
+        .iter()
+        .any(|s| caller != Some(s.username.as_str()));
+    table_without(header, rows, (!others).then_some(1))
+}
+
+/// What a schedule's last run did: the session it made, `refused: WHY`,
+/// or `-` before its first run.
+fn last_run(s: &Schedule) -> String {
+    if !s.last_error.is_empty() {
+        format!("refused: {}", one_line(&s.last_error))
+    } else {
+        dash(&s.last_session_id).to_owned()
+    }
+}
+
+/// `TEMPLATE (SIZE)`: `default` when the schedule names no template, no
+/// `(SIZE)` when it names no size (the template's default).
+fn template_and_size(s: &Schedule) -> String {
+    let template = if s.template.is_empty() {
+        "default"
+    } else {
+        &s.template
+    };
+    if s.size.is_empty() {
+        template.to_owned()
+    } else {
+        format!("{template} ({})", s.size)
+    }
+}
+
+/// What `daas schedule remove` prints.
+pub fn schedule_removed(s: &Schedule) -> String {
+    format!(
+        "removed schedule {}: {}'s desktop at {} {} ({}); desktops it already made stay",
+        s.id,
+        dash(&s.username),
+        s.at,
+        s.days,
+        dash(&s.timezone)
+    )
+}
+
 /// Rows of cells under a header, each column as wide as its widest cell
 /// plus two spaces; the last column is not padded.
 fn table<const N: usize>(header: [String; N], rows: impl Iterator<Item = [String; N]>) -> String {
@@ -619,7 +730,7 @@ fn dash(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::tests::{ms, pve2, ready_session, ts};
+    use crate::json::tests::{ms, pve2, ready_session, ts, weekdays_in_paris};
     use daas_api::v1::Failure;
 
     fn at(seconds: u64) -> SystemTime {
@@ -1196,6 +1307,142 @@ mod tests {
              desktops  0          3\n\
              vCPUs     0          no limit\n\
              memory    0 GiB      no limit\n"
+        );
+    }
+
+    fn zone(name: &str) -> TimeZone {
+        TimeZone::get(name).expect("a zone of the time zone database")
+    }
+
+    #[test]
+    fn a_schedule_in_its_time_zone_and_the_callers() {
+        assert_eq!(
+            schedule_details(&weekdays_in_paris(), &zone("America/New_York")),
+            "id:           0b7e4c1a-2f1d-4d8e-9a61-5c3b2e7f9d10\n\
+             user:         alice\n\
+             when:         08:00 mon-fri (Europe/Paris)\n\
+             template:     debian-12 (medium)\n\
+             next ready:   Mon 2026-12-07 08:00 CET (Europe/Paris)\n\
+             local time:   Mon 2026-12-07 02:00 EST (America/New_York)\n"
+        );
+    }
+
+    #[test]
+    fn a_schedule_that_ran_for_an_organisation_with_the_defaults() {
+        let ran = Schedule {
+            org: "physics".into(),
+            template: String::new(),
+            size: String::new(),
+            last_run_at: ts(1_796_624_400),
+            last_session_id: "3f0c".into(),
+            ..weekdays_in_paris()
+        };
+        assert_eq!(
+            schedule_details(&ran, &TimeZone::UTC),
+            "id:           0b7e4c1a-2f1d-4d8e-9a61-5c3b2e7f9d10\n\
+             user:         alice\n\
+             organisation: physics\n\
+             when:         08:00 mon-fri (Europe/Paris)\n\
+             template:     default\n\
+             next ready:   Mon 2026-12-07 08:00 CET (Europe/Paris)\n\
+             local time:   Mon 2026-12-07 07:00 UTC (UTC)\n\
+             last run:     2026-12-07T06:20:00Z: 3f0c\n"
+        );
+        let refused = Schedule {
+            last_error: "physics's quota\n of 2 desktops is reached".into(),
+            ..ran
+        };
+        assert!(schedule_details(&refused, &TimeZone::UTC).ends_with(
+            "last run:     2026-12-07T06:20:00Z: refused: physics's quota of 2 desktops \
+                 is reached\n"
+        ));
+    }
+
+    #[test]
+    fn a_zone_unknown_here_is_shown_in_utc() {
+        let elsewhere = Schedule {
+            timezone: "Mars/Olympus_Mons".into(),
+            ..weekdays_in_paris()
+        };
+        let text = schedule_details(&elsewhere, &TimeZone::UTC);
+        assert!(
+            text.contains(
+                "next ready:   2026-12-07T07:00:00Z (Mars/Olympus_Mons is unknown here)\n"
+            ),
+            "{text}"
+        );
+        assert!(schedule_table(&[elsewhere], None).contains("  2026-12-07T07:00:00Z  "));
+        let never = Schedule {
+            next_at: None,
+            ..weekdays_in_paris()
+        };
+        let text = schedule_details(&never, &TimeZone::UTC);
+        assert!(text.ends_with("next ready:   -\n"), "{text}");
+    }
+
+    #[test]
+    fn schedule_table_layout() {
+        let weekend = Schedule {
+            id: "5d2a9e3b-8c47-4f0e-b1d6-2a7c9e4f1b38".into(),
+            at: "10:30".into(),
+            days: "sat,sun".into(),
+            timezone: "America/New_York".into(),
+            template: "dev".into(),
+            size: String::new(),
+            // Sat 2026-12-05 10:30 in New York.
+            next_at: ts(1_796_484_600),
+            last_run_at: ts(1_796_400_000),
+            last_error: "alice's quota of 1 desktop is reached".into(),
+            ..weekdays_in_paris()
+        };
+        let ran = Schedule {
+            last_run_at: ts(1_796_540_400),
+            last_session_id: "6f1c7d0e-95b4-4c55-9f3e-1f0a2b3c4d5e".into(),
+            ..weekdays_in_paris()
+        };
+        // alice's own: no USER column.
+        assert_eq!(
+            schedule_table(&[ran.clone(), weekend.clone()], Some("alice")),
+            "ID                                    AT     DAYS     TZ                \
+             TEMPLATE            NEXT                  LAST\n\
+             0b7e4c1a-2f1d-4d8e-9a61-5c3b2e7f9d10  08:00  mon-fri  Europe/Paris      \
+             debian-12 (medium)  Mon 2026-12-07 08:00  6f1c7d0e-95b4-4c55-9f3e-1f0a2b3c4d5e\n\
+             5d2a9e3b-8c47-4f0e-b1d6-2a7c9e4f1b38  10:30  sat,sun  America/New_York  \
+             dev                 Sat 2026-12-05 10:30  refused: alice's quota of 1 desktop \
+             is reached\n"
+        );
+        // Another user's among them, or an administrator's list: USER.
+        let bobs = Schedule {
+            username: "bob".into(),
+            ..weekdays_in_paris()
+        };
+        let columns = |table: String| -> Vec<String> {
+            let header = table.lines().next().unwrap_or_default().to_owned();
+            header.split_whitespace().map(str::to_owned).collect()
+        };
+        let with_user = ["ID", "USER", "AT", "DAYS", "TZ", "TEMPLATE", "NEXT", "LAST"];
+        assert_eq!(
+            columns(schedule_table(&[ran.clone(), bobs.clone()], Some("alice"))),
+            with_user
+        );
+        assert_eq!(
+            columns(schedule_table(std::slice::from_ref(&ran), None)),
+            with_user
+        );
+        assert_eq!(columns(schedule_table(&[bobs], Some("alice"))), with_user);
+        assert_eq!(columns(schedule_table(&[ran], Some("alice"))).len(), 7);
+        assert_eq!(
+            schedule_table(&[], Some("alice")),
+            "ID  AT  DAYS  TZ  TEMPLATE  NEXT  LAST\n"
+        );
+    }
+
+    #[test]
+    fn a_removed_schedule_is_named() {
+        assert_eq!(
+            schedule_removed(&weekdays_in_paris()),
+            "removed schedule 0b7e4c1a-2f1d-4d8e-9a61-5c3b2e7f9d10: alice's desktop at 08:00 \
+             mon-fri (Europe/Paris); desktops it already made stay"
         );
     }
 

@@ -33,6 +33,26 @@ pub fn utc_time_of_day(ts: Option<&prost_types::Timestamp>) -> Option<String> {
     ))
 }
 
+/// A protobuf timestamp as the wall-clock time in `tz`, to the minute, with
+/// the weekday: `Mon 2026-12-07 08:00`, and with `zone` the zone's
+/// abbreviation too: `Mon 2026-12-07 08:00 CET`.
+pub fn wall_time(
+    ts: Option<&prost_types::Timestamp>,
+    tz: &jiff::tz::TimeZone,
+    zone: bool,
+) -> Option<String> {
+    let ts = ts?;
+    let at = jiff::Timestamp::new(ts.seconds, ts.nanos)
+        .ok()?
+        .to_zoned(tz.clone());
+    let format = if zone {
+        "%a %Y-%m-%d %H:%M %Z"
+    } else {
+        "%a %Y-%m-%d %H:%M"
+    };
+    Some(at.strftime(format).to_string())
+}
+
 /// A protobuf duration as a `Duration`; zero when unset or negative.
 pub fn duration(d: Option<&prost_types::Duration>) -> Duration {
     d.and_then(|d| Duration::try_from(*d).ok())
@@ -91,6 +111,34 @@ mod tests {
         };
         assert_eq!(utc_time_of_day(Some(&before_1970)), None);
         assert_eq!(utc_time_of_day(None), None);
+    }
+
+    #[test]
+    fn wall_times_are_in_the_zone_given() {
+        let tz = |name: &str| jiff::tz::TimeZone::get(name).expect("a known zone");
+        // 2026-12-07T07:00:00Z, a Monday: 08:00 in Paris (winter time).
+        let monday = prost_types::Timestamp {
+            seconds: 1_796_626_800,
+            nanos: 0,
+        };
+        assert_eq!(
+            wall_time(Some(&monday), &tz("Europe/Paris"), true).as_deref(),
+            Some("Mon 2026-12-07 08:00 CET")
+        );
+        assert_eq!(
+            wall_time(Some(&monday), &tz("America/New_York"), false).as_deref(),
+            Some("Mon 2026-12-07 02:00")
+        );
+        // Summer time: 2026-07-06T06:00:00Z is 08:00 in Paris.
+        let july = prost_types::Timestamp {
+            seconds: 1_783_317_600,
+            nanos: 0,
+        };
+        assert_eq!(
+            wall_time(Some(&july), &tz("Europe/Paris"), true).as_deref(),
+            Some("Mon 2026-07-06 08:00 CEST")
+        );
+        assert_eq!(wall_time(None, &jiff::tz::TimeZone::UTC, true), None);
     }
 
     #[test]

@@ -1565,3 +1565,186 @@ async fn quota_counts_an_organisations_desktops_and_each_members_share() {
     assert!(!refused.stdout.contains("Desktop ready"), "{refused:#?}");
     server.stop().await;
 }
+
+/// The value of field `name` in text of `name:   value` lines (what `daas
+/// schedule add` prints).
+fn field(run: &Run, name: &str) -> String {
+    let prefix = format!("{name}:");
+    run.stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} field: {run:#?}"))
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_is_added_listed_and_removed_and_a_bad_time_is_named() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let alice = Caller::user(&server, "alice");
+    let admin = Caller::admin(&server);
+    let paris = jiff::tz::TimeZone::get("Europe/Paris").expect("the Paris time zone");
+    let new_york = jiff::tz::TimeZone::get("America/New_York").expect("the New York time zone");
+
+    // alice, in New York, wants a desktop READY at 08:00 on weekdays in Paris.
+    let added = daas_with(
+        &alice,
+        &[
+            "schedule",
+            "add",
+            "--at",
+            "08:00",
+            "--days",
+            "mon-fri",
+            "--timezone",
+            "Europe/Paris",
+        ],
+        &[("TZ", "America/New_York")],
+        None,
+    )
+    .await;
+    assert_eq!(added.code, Some(0), "{added:#?}");
+    let id = field(&added, "id");
+    assert_eq!(
+        (field(&added, "user"), field(&added, "when")),
+        (
+            "alice".to_owned(),
+            "08:00 mon-fri (Europe/Paris)".to_owned()
+        ),
+        "{added:#?}"
+    );
+    // The test server has no catalog: its default template and size.
+    assert_eq!(
+        field(&added, "template"),
+        "debian-12-xfce (standard)",
+        "{added:#?}"
+    );
+
+    // The next desktop is due READY at 08:00 on a weekday in Paris, within
+    // days; add showed that time in Paris and in New York.
+    let listed = daas(&alice, &["schedule", "list", "--json"]).await;
+    assert_eq!(listed.code, Some(0), "{listed:#?}");
+    let schedules = &listed.json_lines()[0];
+    let [schedule] = schedules.as_array().map(Vec::as_slice).unwrap_or_default() else {
+        panic!("not one schedule: {schedules}");
+    };
+    let text = |key: &str| schedule[key].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        ["id", "username", "at", "days", "timezone"].map(text),
+        [id.as_str(), "alice", "08:00", "mon-fri", "Europe/Paris"].map(String::from),
+        "{schedule}"
+    );
+    let next: jiff::Timestamp = schedule["next_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no next_at: {schedule}"));
+    let in_paris = next.to_zoned(paris.clone());
+    assert_eq!((in_paris.hour(), in_paris.minute()), (8, 0), "{in_paris}");
+    assert!(in_paris.weekday().to_monday_one_offset() <= 5, "{in_paris}");
+    let now = jiff::Timestamp::now();
+    let hours = jiff::SignedDuration::from_hours;
+    assert!(
+        next > now - hours(1) && next < now + hours(4 * 24),
+        "{next} against now {now}"
+    );
+    let wall = |tz: &jiff::tz::TimeZone| {
+        next.to_zoned(tz.clone())
+            .strftime("%a %Y-%m-%d %H:%M %Z")
+            .to_string()
+    };
+    assert_eq!(
+        (field(&added, "next ready"), field(&added, "local time")),
+        (
+            format!("{} (Europe/Paris)", wall(&paris)),
+            format!("{} (America/New_York)", wall(&new_york))
+        ),
+        "{added:#?}"
+    );
+
+    // Her own list has no USER column; an administrator's has.
+    let table = daas(&alice, &["schedule", "list"]).await;
+    assert_eq!(table.code, Some(0), "{table:#?}");
+    let rows: Vec<Vec<&str>> = table
+        .stdout
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows.first().map(Vec::as_slice),
+        Some(&["ID", "AT", "DAYS", "TZ", "TEMPLATE", "NEXT", "LAST"][..]),
+        "{table:#?}"
+    );
+    assert_eq!(rows.len(), 2, "{table:#?}");
+    assert_eq!(
+        rows[1][..4],
+        [id.as_str(), "08:00", "mon-fri", "Europe/Paris"],
+        "{table:#?}"
+    );
+    let everyone = daas(&admin, &["schedule", "list"]).await;
+    assert_eq!(everyone.code, Some(0), "{everyone:#?}");
+    let header: Vec<&str> = everyone
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header[..3], ["ID", "USER", "AT"], "{everyone:#?}");
+    assert!(
+        everyone
+            .stdout
+            .lines()
+            .any(|line| line.starts_with(&format!("{id}  alice  08:00"))),
+        "{everyone:#?}"
+    );
+
+    // Removed, it is gone; removing it again names it.
+    let removed = daas(&alice, &["schedule", "remove", &id]).await;
+    assert_eq!(removed.code, Some(0), "{removed:#?}");
+    assert_eq!(
+        removed.stdout,
+        format!(
+            "removed schedule {id}: alice's desktop at 08:00 mon-fri (Europe/Paris); \
+             desktops it already made stay\n"
+        )
+    );
+    let none = daas(&alice, &["schedule", "list", "--json"]).await;
+    assert_eq!(
+        (none.code, none.stdout.as_str()),
+        (Some(0), "[]\n"),
+        "{none:#?}"
+    );
+    let none = daas(&alice, &["schedule", "list"]).await;
+    assert_eq!(
+        none.stdout,
+        "no schedules; add one with: daas schedule add --at HH:MM --days DAYS\n"
+    );
+    let again = daas(&alice, &["schedule", "remove", &id]).await;
+    assert_eq!(again.code, Some(2), "{again:#?}");
+    assert_eq!(
+        again.error_line(),
+        format!("daas: no schedule {id}; list them with: daas schedule list")
+    );
+
+    // No 25:00: the server's INVALID_ARGUMENT, which names the field first.
+    let bad = daas(
+        &alice,
+        &[
+            "schedule",
+            "add",
+            "--at",
+            "25:00",
+            "--days",
+            "mon-fri",
+            "--timezone",
+            "Europe/Paris",
+        ],
+    )
+    .await;
+    assert_eq!(bad.code, Some(2), "{bad:#?}");
+    assert!(bad.error_line().starts_with("daas: at "), "{bad:#?}");
+    assert!(bad.stdout.is_empty(), "{bad:#?}");
+    let none = daas(&alice, &["schedule", "list", "--json"]).await;
+    assert_eq!(none.stdout, "[]\n", "{none:#?}");
+    server.stop().await;
+}

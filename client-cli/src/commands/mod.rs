@@ -8,6 +8,7 @@ mod list;
 mod node;
 mod pool;
 mod quota;
+mod schedule;
 mod show;
 mod templates;
 mod watch;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Destroy(args) => destroy::run(&ctx, &args.id).await,
         Command::Templates => templates::run(&ctx).await,
         Command::Quota(args) => quota::run(&ctx, args).await,
+        Command::Schedule(command) => schedule::run(&ctx, command).await,
         Command::Pool(command) => pool::run(&ctx, command).await,
         Command::Node(command) => node::run(&ctx, command).await,
         Command::Audit(args) => audit::run(&ctx, args).await,

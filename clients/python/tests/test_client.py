@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
@@ -321,6 +322,45 @@ def test_templates_and_sizes(alice: Client) -> None:
         drain(alice.create_session(size="huge"))
     assert [v.field for v in err.value.field_violations] == ["size"], err.value
     assert "its sizes: standard (2 cores" in err.value.message, err.value
+
+
+def test_schedules_are_added_listed_and_removed(
+    alice: Client, bob: Client, admin: Client
+) -> None:
+    added = alice.add_schedule("08:00", "mon-fri", timezone="Europe/Paris")
+    assert (added.username, added.at, added.days, added.timezone) == (
+        "alice",
+        "08:00",
+        "mon-fri",
+        "Europe/Paris",
+    ), added
+    # The test server has no catalog: the defaults, resolved.
+    assert (added.template, added.size) == ("debian-12-xfce", "standard"), added
+    # The next desktop is due READY at 08:00 on a weekday in Paris, within days.
+    due = added.next_at.ToDatetime(tzinfo=timezone.utc)
+    in_paris = due.astimezone(ZoneInfo("Europe/Paris"))
+    assert (in_paris.hour, in_paris.minute, in_paris.isoweekday() <= 5) == (8, 0, True), due
+    now = datetime.now(timezone.utc)
+    assert now - timedelta(hours=1) < due < now + timedelta(days=4), due
+
+    assert [s.id for s in alice.list_schedules()] == [added.id]
+    assert [s.id for s in admin.list_schedules(username="alice")] == [added.id]
+    assert added.id in [s.id for s in admin.list_schedules()], "everyone's"
+    assert added.id not in [s.id for s in bob.list_schedules()]
+    with pytest.raises(PermissionDenied):
+        bob.remove_schedule(added.id)
+
+    removed = alice.remove_schedule(added.id)
+    assert (removed.id, removed.username) == (added.id, "alice")
+    assert alice.list_schedules() == []
+    with pytest.raises(NotFound):
+        alice.remove_schedule(added.id)
+
+    with pytest.raises(InvalidArgument) as err:
+        alice.add_schedule("25:00", "mon-fri", timezone="Europe/Paris")
+    assert [v.field for v in err.value.field_violations] == ["at"], err.value
+    assert err.value.message.startswith("at "), err.value
+    assert alice.list_schedules() == []
 
 
 def amounts(a: Amounts) -> tuple[int, int, int]:

@@ -19,6 +19,7 @@ import {
   type Node,
   type Pool,
   type Quota,
+  type Schedule,
   type Session,
   type SessionEvent,
 } from "./gen/daas/v1/desktop_pb.js";
@@ -254,6 +255,32 @@ export interface QuotaOptions {
   username?: string;
 }
 
+/** What addSchedule() adds (AddScheduleRequest). */
+export interface AddScheduleOptions {
+  /** When the desktop is to be READY, "HH:MM" (24-hour) in `timezone`. */
+  at: string;
+  /** Which days: "mon-fri", "sat,sun", "mon,wed-fri" or "daily". */
+  days: string;
+  /** An IANA time zone ("Europe/Paris"); absent: the server's, which the
+   * answer names. */
+  timezone?: string;
+  /** Template and size as for createSession(); absent: the defaults,
+   * resolved in the answer. */
+  template?: string;
+  size?: string;
+  /** The organisation its desktops count against; absent: the caller's. */
+  org?: string;
+  /** The user the desktops are for; absent: the caller (only an
+   * administrator may name someone else). */
+  username?: string;
+}
+
+/** Whose schedules listSchedules() returns. */
+export interface ScheduleFilter {
+  /** Only this user's; absent: the caller's (an administrator: everyone's). */
+  username?: string;
+}
+
 /** Per-call options. */
 export interface CallOptions {
   /** Aborting it closes a stream, or fails a unary call with CANCELLED. */
@@ -266,8 +293,8 @@ export interface ClientOptions {
    * host (e.g. "localhost" when connecting to an address it does not name). */
   serverName?: string;
   /** Bound (ms) on each unary call (get, list, destroy, the pool, node,
-   * audit and quota calls). None by default: a destroy waits for Terraform. Streams
-   * have no deadline. */
+   * audit, quota and schedule calls). None by default: a destroy waits for
+   * Terraform. Streams have no deadline. */
   timeoutMs?: number;
 }
 
@@ -501,6 +528,51 @@ export class DaasClient {
     const quota = { org: request.org ?? "", username: request.username ?? "" };
     return this.#unary(
       (client) => client.getQuota(quota, this.#callOptions(options)),
+      options.signal,
+    );
+  }
+
+  /** Adds a schedule: a desktop READY at `at` on `days` in `timezone`,
+   * created ahead as an ordinary session of the user within the quotas and
+   * the catalog as checked now and when it runs; `nextAt` in the answer is
+   * when the next desktop is due READY. INVALID_ARGUMENT names the bad
+   * field (`at`, `days`, `timezone`, `template`, `size`, `org`);
+   * RESOURCE_EXHAUSTED past the schedules a user may have. Like every call
+   * it moves to the next server when one is down; having no idempotency
+   * key, it is added twice when a server stores it and goes away before
+   * answering (listSchedules() shows both). */
+  addSchedule(request: AddScheduleOptions, options: CallOptions = {}): Promise<Schedule> {
+    const schedule = {
+      username: request.username ?? "",
+      at: request.at,
+      days: request.days,
+      timezone: request.timezone ?? "",
+      template: request.template ?? "",
+      size: request.size ?? "",
+      org: request.org ?? "",
+    };
+    return this.#unary(
+      (client) => client.addSchedule(schedule, this.#callOptions(options)),
+      options.signal,
+    );
+  }
+
+  /** The caller's schedules by time of day, one user's, or for an
+   * administrator everyone's (by user). */
+  async listSchedules(filter: ScheduleFilter = {}, options: CallOptions = {}): Promise<Schedule[]> {
+    const response = await this.#unary(
+      (client) => client.listSchedules({ username: filter.username ?? "" }, this.#callOptions(options)),
+      options.signal,
+    );
+    return response.schedules;
+  }
+
+  /** Removes a schedule and resolves to it (desktops it already made stay).
+   * NOT_FOUND for an unknown id; PERMISSION_DENIED for another user's
+   * (unless an administrator). */
+  removeSchedule(scheduleId: string, options: CallOptions = {}): Promise<Schedule> {
+    return this.#unary(
+      (client) => client.removeSchedule({ scheduleId }, this.#callOptions(options)),
       options.signal,
     );
   }

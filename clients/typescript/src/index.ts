@@ -7,6 +7,7 @@ export {
   describe,
   parseState,
   stateName,
+  type AddScheduleOptions,
   type AuditFilter,
   type CallOptions,
   type ClientOptions,
@@ -14,6 +15,7 @@ export {
   type ListFilter,
   type PemCredentials,
   type QuotaOptions,
+  type ScheduleFilter,
   type StateLike,
 } from "./client.js";
 export { Code, DaasError, codeName, type FieldViolation } from "./errors.js";
@@ -33,6 +35,7 @@ export {
   type OutputLine,
   type Pool,
   type Quota,
+  type Schedule,
   type Session,
   type SessionEvent,
   type Size,

@@ -11,6 +11,7 @@ import { inspect } from "node:util";
 import { after, before, describe as suite, test } from "node:test";
 
 import { create, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { ConnectError } from "@connectrpc/connect";
 
 import {
@@ -324,6 +325,49 @@ suite("DaasClient against daas-server", () => {
     assert.equal(err.code, Code.InvalidArgument, err.message);
     assert.deepEqual(err.fieldViolations.map((v) => v.field), ["size"]);
     assert.match(err.rawMessage, /its sizes: standard \(2 cores/);
+  });
+
+  test("schedules are added, listed and removed; a bad time is INVALID_ARGUMENT naming at", async () => {
+    const added = await alice.addSchedule({ at: "08:00", days: "mon-fri", timezone: "Europe/Paris" });
+    assert.deepEqual(
+      [added.username, added.at, added.days, added.timezone],
+      ["alice", "08:00", "mon-fri", "Europe/Paris"],
+    );
+    // The test server has no catalog: the defaults, resolved.
+    assert.deepEqual([added.template, added.size], ["debian-12-xfce", "standard"]);
+    // The next desktop is due READY at 08:00 on a weekday in Paris, within days.
+    assert.ok(added.nextAt, "a next time");
+    const due = timestampDate(added.nextAt);
+    const parts = new Intl.DateTimeFormat("en-GB", {
+      timeZone: "Europe/Paris",
+      weekday: "short",
+      hour: "2-digit",
+      minute: "2-digit",
+      hourCycle: "h23",
+    }).formatToParts(due);
+    const part = (type: string): string | undefined => parts.find((p) => p.type === type)?.value;
+    assert.deepEqual([part("hour"), part("minute")], ["08", "00"], due.toISOString());
+    assert.ok(["Mon", "Tue", "Wed", "Thu", "Fri"].includes(part("weekday") ?? ""), due.toISOString());
+    const now = Date.now();
+    assert.ok(due.getTime() > now - 3_600_000 && due.getTime() < now + 4 * 86_400_000, due.toISOString());
+
+    const ids = (schedules: { id: string }[]): string[] => schedules.map((s) => s.id);
+    assert.deepEqual(ids(await alice.listSchedules()), [added.id]);
+    assert.deepEqual(ids(await admin.listSchedules({ username: "alice" })), [added.id]);
+    assert.ok(ids(await admin.listSchedules()).includes(added.id), "everyone's");
+    assert.ok(!ids(await bob.listSchedules()).includes(added.id));
+    assert.equal((await failure(() => bob.removeSchedule(added.id))).code, Code.PermissionDenied);
+
+    const removed = await alice.removeSchedule(added.id);
+    assert.deepEqual([removed.id, removed.username], [added.id, "alice"]);
+    assert.deepEqual(await alice.listSchedules(), []);
+    assert.equal((await failure(() => alice.removeSchedule(added.id))).code, Code.NotFound);
+
+    const bad = await failure(() => alice.addSchedule({ at: "25:00", days: "mon-fri", timezone: "Europe/Paris" }));
+    assert.equal(bad.code, Code.InvalidArgument, bad.message);
+    assert.deepEqual(bad.fieldViolations.map((v) => v.field), ["at"]);
+    assert.match(bad.rawMessage, /^at /);
+    assert.deepEqual(await alice.listSchedules(), []);
   });
 
   test("nodes are for administrators, and an unknown one is NOT_FOUND", async () => {

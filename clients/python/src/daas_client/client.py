@@ -25,6 +25,7 @@ from daas.v1.desktop_pb2 import (
     Node,
     Pool,
     Quota,
+    Schedule,
     Session,
     SessionEvent,
     SessionState,
@@ -206,7 +207,7 @@ class Client:
     call :meth:`close`.
 
     ``timeout`` (seconds) bounds each unary call (get, list, destroy, the
-    pool, node, audit and quota calls); it is ``None`` by default because a
+    pool, node, audit, quota and schedule calls); it is ``None`` by default because a
     destroy waits for Terraform. Streams have no deadline: they end with the
     session's stage.
     """
@@ -414,6 +415,58 @@ class Client:
         configure; PermissionDenied for one the caller may not see."""
         request = desktop_pb2.GetQuotaRequest(org=org, username=username)
         return self._unary(lambda stub: stub.GetQuota(request, timeout=self._timeout))
+
+    def add_schedule(
+        self,
+        at: str,
+        days: str,
+        timezone: str = "",
+        template: str = "",
+        size: str = "",
+        org: str = "",
+        username: str = "",
+    ) -> Schedule:
+        """Adds a schedule: a desktop READY at ``at`` (``"HH:MM"``, 24-hour)
+        on ``days`` (``"mon-fri"``, ``"sat,sun"``, ``"mon,wed-fri"``,
+        ``"daily"``) in the IANA time zone ``timezone`` (empty: the
+        server's, which the answer names). The server creates each desktop
+        ahead as an ordinary session of ``username`` (empty: the caller;
+        only an administrator may name another), of ``template`` and
+        ``size`` (empty: the defaults, resolved in the answer), counted
+        against ``org`` (empty: the caller's), within the quotas and the
+        catalog as checked now and when it runs. The answer's ``next_at``
+        is when the next desktop is due READY. ``InvalidArgument`` names
+        the bad field (``at``, ``days``, ``timezone``, ``template``,
+        ``size``, ``org``); ``ResourceExhausted`` past the schedules a user
+        may have. Like every call it moves to the next server when one is
+        down (UNAVAILABLE); having no idempotency key, it is added twice
+        when a server stores it and goes away before answering
+        (:meth:`list_schedules` shows both)."""
+        request = desktop_pb2.AddScheduleRequest(
+            username=username,
+            at=at,
+            days=days,
+            timezone=timezone,
+            template=template,
+            size=size,
+            org=org,
+        )
+        return self._unary(lambda stub: stub.AddSchedule(request, timeout=self._timeout))
+
+    def list_schedules(self, username: str = "") -> builtins.list[Schedule]:
+        """The caller's schedules, by time of day; ``username``: only that
+        user's (only an administrator may name another); an administrator
+        without ``username``: everyone's, by user."""
+        request = desktop_pb2.ListSchedulesRequest(username=username)
+        response = self._unary(lambda stub: stub.ListSchedules(request, timeout=self._timeout))
+        return builtins.list(response.schedules)
+
+    def remove_schedule(self, schedule_id: str) -> Schedule:
+        """Removes a schedule and returns it (desktops it already made
+        stay). NotFound for an unknown id; PermissionDenied for another
+        user's (unless an administrator)."""
+        request = desktop_pb2.RemoveScheduleRequest(schedule_id=schedule_id)
+        return self._unary(lambda stub: stub.RemoveSchedule(request, timeout=self._timeout))
 
     def list_nodes(self) -> builtins.list[Node]:
         """Every node of the cluster, by name, as the Terraform module last
