@@ -5,8 +5,9 @@
 // destroys it, adds a schedule (in the browser's time zone) and removes it,
 // and signs out; dave sees his group's template too, and his organisation's
 // quota refuses a second desktop with its reason; alice, who administers
-// his organisation, destroys his desktop; carol, an
-// administrator, finds the cluster's nodes, drains one and resumes it. Run
+// his organisation, destroys his desktop (which keeps its disk); carol, an
+// administrator, finds the cluster's nodes, drains one and resumes it; dave
+// resumes his desktop from its kept disk. Run
 // by server/tests/it/browser.rs against a real server (two simulated nodes)
 // and the test domain.
 //
@@ -181,6 +182,23 @@ try {
   check(await page.locator("#templates article")
     .getByRole("heading", { name: "Developer workstation" }).isVisible(),
     "carol, an administrator, sees every template");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("User name").waitFor();
+
+  // dave again: his developer desktop (destroyed by alice) kept its disk;
+  // its card resumes it.
+  await page.getByLabel("User name").fill("dave");
+  await page.getByLabel("Password").fill(env("DAVE_PASSWORD"));
+  await page.getByRole("button", { name: "Sign in" }).click();
+  const resume = page.getByRole("button", { name: /^Resume my desktop \(dev, kept / });
+  await resume.waitFor();
+  await resume.click();
+  await page.getByText("Your desktop is ready.").waitFor({ timeout: 120_000 });
+  const resumed = page.locator("#sessions tbody tr").filter({ hasText: "READY" });
+  await resumed.waitFor();
+  check(await resumed.getByText("dev (large), restored").isVisible(),
+    "dave resumes his desktop from its kept disk");
+  await page.screenshot({ path: path.join(artifacts, "portal-resume.png"), fullPage: true });
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("User name").waitFor();
 

@@ -16,8 +16,8 @@ use axum::{
     },
 };
 use daas_api::v1::{
-    CreateSessionRequest, GetQuotaRequest, ListAuditRequest, ListSessionsRequest, Session,
-    SessionState,
+    CreateSessionRequest, GetQuotaRequest, ListAuditRequest, ListSessionsRequest,
+    ListSnapshotsRequest, Session, SessionState,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -92,9 +92,18 @@ pub async fn list(
     };
     let caller = caller_of(&user);
     let result = state.sessions.list(&caller, message).await;
-    // With the user's own desktops, where they stand in each quota.
+    // With the user's own desktops, where they stand in each quota and
+    // the disks kept for them.
     let mut quotas = Vec::new();
+    let mut kept = Vec::new();
     if mine {
+        let asked = ListSnapshotsRequest {
+            username: user.signed.user.clone(),
+        };
+        match state.sessions.snapshots(&caller, asked).await {
+            Ok(snapshots) => kept = snapshots.iter().map(shape::snapshot).collect(),
+            Err(err) => return from_error(&err),
+        }
         for org in state.member_orgs(&user.signed) {
             let asked = GetQuotaRequest {
                 org,
@@ -113,7 +122,7 @@ pub async fn list(
             .filter(|s| s.state != SessionState::Destroyed as i32)
             .map(shape::session)
             .collect();
-        json!({ "sessions": sessions, "quotas": quotas })
+        json!({ "sessions": sessions, "quotas": quotas, "kept": kept })
     })
 }
 

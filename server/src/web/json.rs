@@ -4,7 +4,7 @@
 
 use daas_api::v1::{
     Amounts, AuditEntry, Node, Pool, Quota, Schedule, Session, SessionEvent, SessionState,
-    session_event::Kind,
+    Snapshot, session_event::Kind,
 };
 use serde_json::{Value, json};
 
@@ -52,6 +52,18 @@ pub fn session(s: &Session) -> Value {
         "pool": s.pool,
         "size": s.size.as_ref().map(|z| z.name.clone()),
         "org": s.org,
+        "restored_from": s.restored_from,
+    })
+}
+
+/// A kept disk as the page shows it.
+pub fn snapshot(k: &Snapshot) -> Value {
+    json!({
+        "id": k.id,
+        "template": k.template,
+        "size": k.size,
+        "created_at": time(k.created_at.as_ref()),
+        "restoring": k.restoring_session_id,
     })
 }
 

@@ -47,8 +47,10 @@ async fn people_sign_in_create_watch_and_destroy_in_chromium() {
         ],
         // dave's organisation: room for one desktop; alice administers it.
         extra_toml: format!(
-            "{}\n[placement]\nrefresh_interval = \"1s\"\n{CATALOG}\n{DEVELOPERS}",
-            domain.toml
+            "{}\n[placement]\nrefresh_interval = \"1s\"\n{}\n{DEVELOPERS}",
+            domain.toml,
+            // The developers' desktops keep their disk.
+            CATALOG.replace("[templates.dev]\n", "[templates.dev]\npersistent = true\n")
         ),
         ..TestOptions::default()
     })
@@ -88,6 +90,7 @@ async fn people_sign_in_create_watch_and_destroy_in_chromium() {
     assert!(stdout.contains("ok: dave, in daas-developers, sees the developers' template too"));
     assert!(stdout.contains("ok: a second desktop past the quota is refused"));
     assert!(stdout.contains("ok: a schedule is added in her time zone"));
+    assert!(stdout.contains("ok: dave resumes his desktop from its kept disk"));
     assert!(stdout.contains("ok: alice, administering the developers, sees dave's desktop"));
     server.stop().await;
 }

@@ -6,6 +6,13 @@
 #   vm.sh status    running (exit 0), dead (1) or absent (3)
 #   vm.sh list      the names of the VMs in STATE_DIR, one a line: those with
 #                   any of the files below, or a QEMU process (no VM_NAME)
+#   vm.sh keep ID   stop QEMU, keep the VM's disk as STATE_DIR/kept/ID.qcow2
+#                   (its overlay, on the same template image); prints its
+#                   size in GiB; kept already: the same
+#   vm.sh stage ID  copy kept disk ID to VM_NAME.restore.qcow2: the next
+#                   create makes the VM from it instead of a fresh overlay
+#   vm.sh forget ID delete kept disk ID (no VM_NAME); gone already: no error
+#   vm.sh kept      the kept disks, "ID SIZE_GB" a line (no VM_NAME)
 #
 # Always: STATE_DIR; all but list: VM_NAME. create also: IMAGE_DIR, CORES,
 # MEMORY_MB, DISK_GB, SSH_PORT, RDP_PORT, ACCEL (auto|kvm|tcg),
@@ -25,7 +32,12 @@ action=${1:-}
 : "${STATE_DIR:?STATE_DIR is not set}"
 NAME_RE='^[a-z0-9][a-z0-9-]{0,14}$'
 # Every file of a VM (STATE_DIR/VM_NAME.SUFFIX): destroy removes them all.
-SUFFIXES=(session size qcow2 seed.iso pid console.log qemu.log watch.pid exited)
+SUFFIXES=(session size qcow2 seed.iso pid console.log qemu.log watch.pid exited restore.qcow2)
+KEPT="$STATE_DIR/kept"
+KEPT_RE='^[a-z0-9][a-z0-9-]{0,63}$'
+
+# A kept disk's size in whole GiB, rounded up (what it takes on disk).
+kept_gb() { echo $((($(du -k -- "$1" | cut -f1) + 1048575) / 1048576)); }
 
 # vm.sh list: every name with one of the files above, or with a process whose
 # command line holds STATE_DIR/NAME.pid as an argument (QEMU's -pidfile).
@@ -59,6 +71,20 @@ list_vms() {
 }
 if [[ $action == list ]]; then
   list_vms
+  exit 0
+fi
+if [[ $action == forget || $action == kept ]]; then
+  if [[ $action == forget ]]; then
+    [[ ${2:-} =~ $KEPT_RE ]] || { echo "bad kept disk id: ${2:-}" >&2; exit 2; }
+    rm -f -- "$KEPT/$2.qcow2"
+    echo "forgot kept disk $2"
+  else
+    shopt -s nullglob
+    for f in "$KEPT"/*.qcow2; do
+      id=${f##*/}
+      echo "${id%.qcow2} $(kept_gb "$f")"
+    done
+  fi
   exit 0
 fi
 
@@ -259,7 +285,19 @@ create() {
     say "disk_gb $DISK_GB is below the template's $((base_size / 1024 / 1024)) MiB; keeping the template's size"
     want_size=$base_size
   fi
-  qemu-img create -q -f qcow2 -b "$IMAGE_DIR/disk.qcow2" -F qcow2 "$OVERLAY" "$want_size"
+  if [[ -f $BASE.restore.qcow2 ]]; then
+    # A kept disk staged by `vm.sh stage`: the desktop comes back from it.
+    mv -- "$BASE.restore.qcow2" "$OVERLAY"
+    local kept_size
+    kept_size=$(virtual_size "$OVERLAY")
+    [[ $kept_size =~ ^[0-9]+$ ]] || die "the kept disk is not a qcow2 image"
+    if ((want_size > kept_size)); then
+      qemu-img resize -q "$OVERLAY" "$want_size"
+    fi
+    say "restored its disk from a kept one"
+  else
+    qemu-img create -q -f qcow2 -b "$IMAGE_DIR/disk.qcow2" -F qcow2 "$OVERLAY" "$want_size"
+  fi
 
   # NoCloud seed: a small ISO labelled cidata, attached as a second disk.
   local seed_dir
@@ -324,6 +362,32 @@ destroy() {
   say "destroyed"
 }
 
+# Stops QEMU (the guest's file systems are as after a power cut: journaled)
+# and copies the overlay; the copy is renamed into place once whole.
+keep() {
+  local id=$1 kept
+  [[ $id =~ $KEPT_RE ]] || { echo "bad kept disk id: $id" >&2; exit 2; }
+  kept=$KEPT/$id.qcow2
+  if [[ ! -f $kept ]]; then
+    [[ -f $OVERLAY ]] || die "no disk to keep ($OVERLAY is gone)"
+    stop_vm
+    mkdir -p "$KEPT"
+    cp --sparse=always -- "$OVERLAY" "$kept.tmp"
+    mv -- "$kept.tmp" "$kept"
+    say "kept its disk as $kept"
+  fi
+  kept_gb "$kept"
+}
+
+stage() {
+  local id=$1
+  [[ $id =~ $KEPT_RE ]] || { echo "bad kept disk id: $id" >&2; exit 2; }
+  [[ -f $KEPT/$id.qcow2 ]] || die "no kept disk $id"
+  cp --sparse=always -- "$KEPT/$id.qcow2" "$BASE.restore.tmp"
+  mv -- "$BASE.restore.tmp" "$BASE.restore.qcow2"
+  say "staged kept disk $id"
+}
+
 status() {
   local pid
   pid=$(qemu_pids | head -n 1)
@@ -344,8 +408,10 @@ case $action in
   create) create ;;
   destroy) destroy ;;
   status) status ;;
+  keep) keep "${2:-}" ;;
+  stage) stage "${2:-}" ;;
   *)
-    echo "usage: VM_NAME=... STATE_DIR=... vm.sh create|destroy|status; STATE_DIR=... vm.sh list" >&2
+    echo "usage: VM_NAME=... STATE_DIR=... vm.sh create|destroy|status|keep ID|stage ID; STATE_DIR=... vm.sh list|kept|forget ID" >&2
     exit 2
     ;;
 esac

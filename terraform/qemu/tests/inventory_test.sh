@@ -347,6 +347,27 @@ inv nodes
 check "nodes: the created VM counts with its memory and cores (+ other-vm01's 512 MiB, 1 core)" \
   node_is '.configured_memory_mb == 1024 and .configured_cores == 2'
 check "nodes: the created VM is in vms" node_is '.vms == ["desktop-eee555"]'
+# ---- kept disks: snapshot, snapshots, restore, forget ----
+K=3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11
+# The overlay as a qcow2 header (1 GiB at byte 24) and the user's data.
+{
+  head -c 24 /dev/zero
+  printf '\x00\x00\x00\x00\x40\x00\x00\x00'
+  printf "alice's notes\n"
+} >"$STATE/desktop-eee555.qcow2"
+inv snapshot desktop-eee555 "$K"
+check "snapshot: exit 0, one line naming it with its size" \
+  test "$rc" = 0 -a "$out" = "{\"snapshot\":\"$K\",\"size_gb\":1}"
+check "snapshot: QEMU stopped first" not running "$WORK/fake/eee.pid"
+check "snapshot: the overlay kept as kept/$K.qcow2" cmp -s "$STATE/desktop-eee555.qcow2" "$STATE/kept/$K.qcow2"
+inv snapshot desktop-eee555 "$K"
+check "snapshot again: the same, exit 0" test "$rc" = 0 -a "$out" = "{\"snapshot\":\"$K\",\"size_gb\":1}"
+inv snapshot desktop-eee555 "../etc"
+check "snapshot of a malformed id: exit 2" test "$rc" = 2
+inv snapshots
+check "snapshots: the kept disk" test "$rc" = 0 -a "$out" = "{\"snapshot\":\"$K\",\"size_gb\":1}"
+inv list
+check "list: a kept disk is no VM" test "$rc" = 0 -a "$(wc -l <<<"$out")" = 1
 inv destroy desktop-eee555
 check "destroy desktop-eee555: exit 0" test "$rc" = 0
 check "destroy desktop-eee555: QEMU stopped" not running "$WORK/fake/eee.pid"
@@ -356,6 +377,31 @@ check "list after the destroy: empty" test "$rc" = 0 -a -z "$out"
 inv nodes
 check "nodes after the destroy: the VM no longer counted nor in vms" \
   node_is '.configured_memory_mb == 512 and .configured_cores == 1 and .vms == []'
+
+inv restore "$K" desktop-ggg777
+check "restore: exit 0, the disk staged for the next create" \
+  test "$rc" = 0 -a -f "$STATE/desktop-ggg777.restore.qcow2"
+: >"$WORK/stub.log"
+rc=0
+create desktop-ggg777 "$E" || rc=$?
+check "vm.sh create of a restored VM: exit 0" test "$rc" = 0
+[[ $rc == 0 ]] || cat "$WORK/create.log" >&2
+check "its disk is the kept one (no fresh overlay made)" \
+  cmp -s "$STATE/desktop-ggg777.qcow2" "$STATE/kept/$K.qcow2"
+check "qemu-img made no overlay for it" test ! -s "$WORK/stub.log"
+inv destroy desktop-ggg777
+inv restore "$K" desktop-hhh888
+check "a staged disk is a VM's file: destroy removes it" test -f "$STATE/desktop-hhh888.restore.qcow2"
+inv destroy desktop-hhh888
+check "destroy of a VM staged only: its staged disk is gone" test ! -e "$STATE/desktop-hhh888.restore.qcow2"
+inv forget "$K"
+check "forget: exit 0, the kept disk is gone" test "$rc" = 0 -a ! -e "$STATE/kept/$K.qcow2"
+inv forget "$K"
+check "forget again: exit 0" test "$rc" = 0
+inv restore "$K" desktop-ggg777
+check "restore of a forgotten disk: exit 1" test "$rc" = 1
+inv snapshots
+check "snapshots: none left" test "$rc" = 0 -a -z "$out"
 
 rc=0
 create desktop-fff666 "$E" qemu-img || rc=$?

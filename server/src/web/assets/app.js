@@ -56,6 +56,8 @@ function showSignIn(message) {
   $("progress-result").textContent = "";
   notice("");
   for (const body of document.querySelectorAll("#home tbody")) body.replaceChildren();
+  $("quotas").replaceChildren();
+  $("schedule-form").reset();
   $("signin").hidden = false;
   $("signin-error").textContent = message || "";
   $("username").focus();
@@ -158,6 +160,7 @@ function templateCard(t) {
   button.type = "button";
   button.className = "primary";
   button.textContent = `Create a desktop (${t.name})`;
+  button.dataset.template = t.name;
   button.addEventListener("click", () => create(t.name, select ? select.value : "", button));
   card.append(button);
   return card;
@@ -199,7 +202,8 @@ function sessionRow(session, withUser) {
   const name = session.vm_name || session.id.slice(0, 8);
   cell(name);
   if (withUser) cell(session.username);
-  cell(session.size ? `${session.template} (${session.size})` : session.template);
+  const what = session.size ? `${session.template} (${session.size})` : session.template;
+  cell(session.restored_from ? `${what}, restored` : what);
   cell(session.state, `state-${session.state}`);
   cell(when(session.created_at));
   cell(whyAlive(session));
@@ -234,6 +238,7 @@ async function refresh(background = false) {
     $("sessions").hidden = mine.sessions.length === 0;
     $("no-sessions").hidden = mine.sessions.length !== 0;
     $("quotas").replaceChildren(...mine.quotas.map(quotaItem));
+    showKept(mine.kept);
     const schedules = await api("GET", "/web/schedules", undefined, background);
     $("schedules").querySelector("tbody").replaceChildren(...schedules.schedules.map(scheduleRow));
     $("schedules").hidden = schedules.schedules.length === 0;
@@ -249,6 +254,16 @@ async function refresh(background = false) {
     }
   } catch (error) {
     if (error.status !== 401) notice(error.message);
+  }
+}
+
+// A template whose desktop kept its disk offers to resume it.
+function showKept(kept) {
+  for (const button of $("templates").querySelectorAll("button[data-template]")) {
+    const disk = kept.find((k) => k.template === button.dataset.template && !k.restoring);
+    button.textContent = disk
+      ? `Resume my desktop (${button.dataset.template}, kept ${when(disk.created_at)})`
+      : `Create a desktop (${button.dataset.template})`;
   }
 }
 
