@@ -40,6 +40,19 @@ pub struct TemplateSpec {
     /// snapshot`) and its user's next create restores it.
     #[serde(default)]
     pub persistent: bool,
+    /// Persistent: how many kept disks a user has of it (the newest).
+    #[serde(default = "default_keep")]
+    pub keep: u32,
+    /// Persistent: a kept disk older than this is deleted.
+    #[serde(default = "default_max_age", with = "humantime_serde")]
+    pub max_age: std::time::Duration,
+}
+
+fn default_keep() -> u32 {
+    1
+}
+fn default_max_age() -> std::time::Duration {
+    std::time::Duration::from_secs(30 * 24 * 3600)
 }
 
 /// `[templates.NAME.sizes.SIZE]`.
@@ -151,6 +164,12 @@ fn template(name: &str, spec: &TemplateSpec, vm: &VmDefaults) -> Result<Template
         }
     }
     group_names("groups", &spec.groups)?;
+    if spec.persistent && (spec.keep == 0 || spec.max_age.is_zero()) {
+        return Err(
+            "`keep` and `max_age` must be above zero (a desktop that keeps no disk is not `persistent`)"
+                .into(),
+        );
+    }
     let mut sizes = Vec::with_capacity(spec.sizes.len().max(1));
     for (size, s) in &spec.sizes {
         if !size_name_ok(size) {
@@ -207,6 +226,8 @@ fn template(name: &str, spec: &TemplateSpec, vm: &VmDefaults) -> Result<Template
         sizes,
         default_size,
         persistent: spec.persistent,
+        keep: spec.keep,
+        max_age: spec.max_age,
     })
 }
 

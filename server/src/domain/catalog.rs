@@ -62,6 +62,9 @@ pub struct Template {
     /// A destroyed desktop keeps its disk, and its user's next create of
     /// the template restores it.
     pub persistent: bool,
+    /// Persistent: how many kept disks a user has of it, and for how long.
+    pub keep: u32,
+    pub max_age: std::time::Duration,
 }
 
 impl Template {
@@ -76,6 +79,8 @@ impl Template {
             sizes,
             default_size,
             persistent: false,
+            keep: 1,
+            max_age: std::time::Duration::from_secs(30 * 24 * 3600),
         }
     }
 
@@ -254,6 +259,8 @@ mod tests {
             sizes: vec![size("small", 1, 2), size("medium", 2, 4)],
             default_size: "medium".into(),
             persistent: false,
+            keep: 1,
+            max_age: std::time::Duration::from_secs(3600),
         }
     }
 

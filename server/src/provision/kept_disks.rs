@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 use super::{Pipeline, TeardownError, tool::SessionLog};
 use crate::{
     domain::time::now_ms,
-    store::{SessionRecord, snapshots::SnapshotRecord},
+    store::{SessionRecord, StoreError, snapshots::SnapshotRecord},
 };
 
-/// How many kept disks a user has of one template: the newest.
-const KEEP_PER_TEMPLATE: usize = 1;
+/// How long a kept disk of a template no longer persistent stays.
+const DEFAULT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 impl Pipeline {
     /// Whether destroying `record`'s VM keeps its disk first: a user's
@@ -69,17 +69,49 @@ impl Pipeline {
                 restoring: None,
             })
             .await?;
+        let keep = self
+            .inner
+            .config
+            .catalog
+            .get(&record.template)
+            .map_or(1, |t| t.keep);
         let older: Vec<_> = store
             .snapshots(Some(record.username.clone()))
             .await?
             .into_iter()
             .filter(|s| s.template == record.template && s.restoring.is_none())
-            .skip(KEEP_PER_TEMPLATE)
+            .skip(usize::try_from(keep).unwrap_or(usize::MAX))
             .collect();
         for old in older {
             self.forget_disk(&old.id, log, cancel).await;
         }
         Ok(())
+    }
+
+    /// Deletes the kept disks older than their template's `max_age` (and
+    /// those of a template no longer persistent, after the default's),
+    /// unless a desktop is being restored from one; their ids.
+    pub async fn expire_kept_disks(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let catalog = &self.inner.config.catalog;
+        let log = self.log("", None);
+        let cancel = self.shutdown_token();
+        let mut expired = Vec::new();
+        for kept in self.inner.store.snapshots(None).await? {
+            let max_age = catalog
+                .get(&kept.template)
+                .filter(|t| t.persistent)
+                .map_or(DEFAULT_MAX_AGE, |t| t.max_age);
+            let age_ms = now_ms.saturating_sub(kept.created_ms);
+            if kept.restoring.is_some()
+                || u128::try_from(age_ms).unwrap_or(0) <= max_age.as_millis()
+            {
+                continue;
+            }
+            tracing::info!(snapshot = %kept.id, user = %kept.username, template = %kept.template, "a kept disk is past its max_age: deleting it");
+            self.forget_disk(&kept.id, &log, &cancel).await;
+            expired.push(kept.id);
+        }
+        Ok(expired)
     }
 
     /// Stages the kept disk `record` is restored from, before its apply.
@@ -151,5 +183,95 @@ impl Pipeline {
                 log.line(Tool::Terraform, OutputStream::Stderr, &line).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{audit::Audit, config::Config, metrics::Metrics, store::Store};
+
+    const DAY: i64 = 24 * 3600 * 1000;
+
+    #[tokio::test]
+    async fn kept_disks_past_their_max_age_are_deleted_unless_in_use() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let markers = dir.path().join("markers");
+        std::fs::create_dir_all(markers.join("snapshots")).expect("markers");
+        let module = crate::testkit::workspace_root().join("terraform/test");
+        let config = format!(
+            "data_dir = \"data\"\n[terraform]\nmodule_dir = {module:?}\n\
+             [terraform.variables]\nmarker_dir = {markers:?}\n\
+             [ansible]\nplaybook = \"play.yml\"\n[tls]\nplaintext = true\n\
+             [vm]\ntemplate = \"notes\"\n\
+             [templates.notes]\npersistent = true\nmax_age = \"7d\"\n\
+             [templates.short]\npersistent = true\nmax_age = \"1d\"\n"
+        );
+        std::fs::write(dir.path().join("play.yml"), "---\n").expect("playbook");
+        let file = dir.path().join("daas.toml");
+        std::fs::write(&file, config).expect("config");
+        let config = Arc::new(Config::load(Some(&file)).expect("a valid config"));
+        let store = Store::open(&config.database).expect("a store");
+        let audit = Audit::open(store.clone(), None).expect("an audit");
+        let pipeline = Pipeline::new(
+            config,
+            store.clone(),
+            "0123456789ab".into(),
+            String::new(),
+            None,
+            Arc::new(Metrics::new()),
+            audit,
+        );
+        let now = 100 * DAY;
+        for (id, template, age_days) in [
+            ("a1", "notes", 3),
+            ("a2", "notes", 8),
+            ("a3", "short", 2),
+            ("a4", "gone", 40),
+            ("a5", "notes", 9),
+        ] {
+            std::fs::write(markers.join(format!("snapshots/{id}.disk")), "x").expect("disk");
+            store
+                .keep_snapshot(SnapshotRecord {
+                    id: id.into(),
+                    username: "alice".into(),
+                    template: template.into(),
+                    created_ms: now - age_days * DAY,
+                    ..SnapshotRecord::default()
+                })
+                .await
+                .expect("keep");
+        }
+        // A desktop being restored from a5: it stays, however old.
+        let restoring = crate::store::NewSession {
+            username: "alice".into(),
+            template: "notes".into(),
+            restore_from: Some("a5".into()),
+            ..crate::store::NewSession::default()
+        };
+        let limits = crate::store::SessionLimits {
+            max_sessions: 10,
+            max_per_user: 10,
+            org: None,
+        };
+        store
+            .create_session(restoring, limits)
+            .await
+            .expect("a session restored from a5");
+        let mut expired = pipeline.expire_kept_disks(now).await.expect("expire");
+        expired.sort();
+        assert_eq!(expired, ["a2", "a3", "a4"]);
+        let left: Vec<String> = store
+            .snapshots(None)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(left, ["a1", "a5"], "newest first");
+        assert!(markers.join("snapshots/a1.disk").exists());
+        assert!(!markers.join("snapshots/a2.disk").exists());
     }
 }

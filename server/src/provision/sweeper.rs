@@ -55,6 +55,12 @@ pub async fn run(pipeline: Pipeline, interval: std::time::Duration) {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
+        if let Err(err) = pipeline
+            .expire_kept_disks(crate::domain::time::now_ms())
+            .await
+        {
+            tracing::warn!(error = %err, "could not read the kept disks to expire them");
+        }
         match sweep(&pipeline).await {
             Ok(swept) if !swept.destroyed.is_empty() => {
                 tracing::warn!(listed = swept.listed, destroyed = ?swept.destroyed, "the sweeper destroyed VMs no session owned");
