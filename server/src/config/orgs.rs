@@ -37,6 +37,8 @@ pub struct QuotaSpec {
     pub desktops: Option<u32>,
     pub cores: Option<u32>,
     pub memory_gb: Option<u32>,
+    /// GiB of kept disks (the organisation's quota only).
+    pub kept_gb: Option<u32>,
 }
 
 impl QuotaSpec {
@@ -45,6 +47,7 @@ impl QuotaSpec {
             desktops: self.desktops,
             cores: self.cores,
             memory_mb: self.memory_gb.map(|gb| u64::from(gb) * 1024),
+            kept_gb: self.kept_gb,
         }
     }
 }
@@ -73,11 +76,18 @@ fn org(name: &str, spec: &OrgSpec) -> Result<Org, String> {
     }
     super::catalog::group_names("groups", &spec.groups)?;
     super::catalog::group_names("admin_groups", &spec.admin_groups)?;
+    if spec.user_quota.kept_gb.is_some() {
+        return Err(
+            "`user_quota.kept_gb`: kept disks have an organisation's quota only (`quota.kept_gb`)"
+                .into(),
+        );
+    }
     for (key, q) in [("quota", spec.quota), ("user_quota", spec.user_quota)] {
         for (amount, value) in [
             ("desktops", q.desktops),
             ("cores", q.cores),
             ("memory_gb", q.memory_gb),
+            ("kept_gb", q.kept_gb),
         ] {
             if value == Some(0) {
                 return Err(format!(
@@ -121,6 +131,7 @@ mod tests {
                     desktops: Some(10),
                     cores: None,
                     memory_gb: Some(16),
+                    kept_gb: Some(100),
                 },
                 ..spec(&["phys"])
             },
@@ -130,6 +141,7 @@ mod tests {
         assert_eq!(physics.title, "physics");
         assert_eq!(physics.quota.memory_mb, Some(16 * 1024));
         assert_eq!(physics.quota.cores, None);
+        assert_eq!(physics.quota.kept_gb, Some(100));
 
         specs.insert("Bad Name".into(), spec(&["x"]));
         assert!(check(&specs).unwrap_err().starts_with("`orgs.Bad Name`: "));

@@ -20,6 +20,7 @@ impl Amounts {
             desktops: self.desktops,
             cores: self.cores,
             memory_mb: self.memory_mb,
+            kept_gb: 0,
         }
     }
 }
@@ -30,6 +31,9 @@ pub struct Quota {
     pub desktops: Option<u32>,
     pub cores: Option<u32>,
     pub memory_mb: Option<u64>,
+    /// GiB of kept disks (persistent templates): at or over it, no new
+    /// persistent desktop is made (a live one's disk is always kept).
+    pub kept_gb: Option<u32>,
 }
 
 impl Quota {
@@ -39,7 +43,21 @@ impl Quota {
             desktops: self.desktops.unwrap_or(0),
             cores: self.cores.unwrap_or(0),
             memory_mb: self.memory_mb.unwrap_or(0),
+            kept_gb: self.kept_gb.unwrap_or(0),
         }
+    }
+
+    /// Whether `used_gb` of kept disks leaves no room for another.
+    pub fn kept_full(&self, used_gb: u64) -> Option<Over> {
+        self.kept_gb
+            .map(u64::from)
+            .filter(|max| used_gb >= *max)
+            .map(|max| Over {
+                resource: Resource::KeptDisks,
+                max,
+                used: used_gb,
+                needs: 0,
+            })
     }
 
     /// The first amount that `used` plus one desktop of `needs` would take
@@ -84,6 +102,7 @@ pub enum Resource {
     Desktops,
     Cores,
     Memory,
+    KeptDisks,
 }
 
 impl Resource {
@@ -93,6 +112,7 @@ impl Resource {
             Resource::Desktops => "desktops",
             Resource::Cores => "cores",
             Resource::Memory => "memory_gb",
+            Resource::KeptDisks => "kept_gb",
         }
     }
 }
@@ -123,6 +143,9 @@ impl fmt::Display for Over {
                 gib(self.max),
                 gib(self.needs)
             ),
+            Resource::KeptDisks => {
+                write!(f, "{} of {} GiB of kept disks in use", self.used, self.max)
+            }
         }
     }
 }
@@ -294,6 +317,7 @@ mod tests {
             desktops: Some(3),
             cores: Some(4),
             memory_mb: Some(8192),
+            kept_gb: Some(10),
         };
         let used = Amounts {
             desktops: 2,
@@ -332,5 +356,10 @@ mod tests {
             "7 of 8 GiB of memory in use, the desktop needs 2"
         );
         assert_eq!(Quota::default().exceeded(full, big), None);
+        assert_eq!(quota.kept_full(9), None);
+        assert_eq!(
+            quota.kept_full(10).unwrap().to_string(),
+            "10 of 10 GiB of kept disks in use"
+        );
     }
 }

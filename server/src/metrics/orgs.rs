@@ -45,6 +45,7 @@ fn resource_label(resource: Resource) -> &'static str {
         Resource::Desktops => "desktops",
         Resource::Cores => "cores",
         Resource::Memory => "memory_mib",
+        Resource::KeptDisks => "kept_gib",
     }
 }
 
@@ -105,6 +106,7 @@ impl OrgGauges {
                 desktops,
                 cores,
                 memory_mb,
+                ..
             } = org.quota;
             for (resource, max) in [
                 ("desktops", desktops.map(u64::from)),

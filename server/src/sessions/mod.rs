@@ -531,6 +531,7 @@ impl Sessions {
         // A persistent template's desktop comes back from its user's kept
         // disk, when there is one (not from a pool: its desktops are blank).
         new.restore_from = self.kept_disk_for(&new).await?;
+        self.room_to_keep(&new).await?;
         let claimed = match new.restore_from {
             Some(_) => Ok(None),
             None => self.pools.claim(&new, limits).await,

@@ -111,11 +111,17 @@ impl Sessions {
             None => Amounts::default(),
         };
         let (org_max, org_used, user_max) = match org {
-            Some(o) => (
-                Some(o.quota.to_proto()),
-                Some(store.usage(org_name, None).await?.to_proto()),
-                o.user_quota,
-            ),
+            Some(o) => {
+                let mut used = store.usage(org_name.clone(), None).await?.to_proto();
+                used.kept_gb = store
+                    .snapshots(None)
+                    .await?
+                    .iter()
+                    .filter(|k| k.org == org_name)
+                    .map(|k| k.size_gb)
+                    .sum();
+                (Some(o.quota.to_proto()), Some(used), o.user_quota)
+            }
             None => (
                 None,
                 None,

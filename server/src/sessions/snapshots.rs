@@ -9,7 +9,7 @@ use super::Sessions;
 use crate::{
     audit::{Act, Actor},
     domain::{error::Error, identity::Caller, time::timestamp, validate},
-    store::{NewSession, StoreError, snapshots::SnapshotRecord},
+    store::{LimitHit, NewSession, StoreError, snapshots::SnapshotRecord},
 };
 
 fn to_proto(r: &SnapshotRecord) -> Snapshot {
@@ -49,6 +49,40 @@ impl Sessions {
             .into_iter()
             .find(|s| s.template == new.template && s.restoring.is_none())
             .map(|s| s.id))
+    }
+
+    /// Refuses a new desktop of a persistent template (not a restore: its
+    /// disk is kept already) when its organisation's kept disks fill
+    /// `quota.kept_gb`: its disk could not be kept within it. A live
+    /// desktop's disk is always kept, so the quota may be passed by those.
+    pub(super) async fn room_to_keep(&self, new: &NewSession) -> Result<(), StoreError> {
+        let persistent = self
+            .config
+            .catalog
+            .get(&new.template)
+            .is_some_and(|t| t.persistent);
+        let Some(org) = new.org.as_deref().and_then(|o| self.config.orgs.get(o)) else {
+            return Ok(());
+        };
+        if !persistent || new.restore_from.is_some() || org.quota.kept_gb.is_none() {
+            return Ok(());
+        }
+        let used: u64 = self
+            .store
+            .snapshots(None)
+            .await?
+            .iter()
+            .filter(|s| s.org.as_deref() == Some(org.name.as_str()))
+            .map(|s| u64::from(s.size_gb))
+            .sum();
+        match org.quota.kept_full(used) {
+            Some(over) => Err(StoreError::LimitReached(LimitHit::Quota {
+                org: org.name.clone(),
+                member: None,
+                over,
+            })),
+            None => Ok(()),
+        }
     }
 
     /// The caller's kept disks, a user's, or everyone's for an

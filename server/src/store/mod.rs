@@ -159,9 +159,14 @@ fn limit_message(hit: &LimitHit) -> String {
             member: None,
             over,
         } => format!(
-            "organisation '{org}' is at its quota: {over} (orgs.{org}.quota.{}); \
-             wait for one of its desktops to end or ask its administrators",
-            over.resource.key()
+            "organisation '{org}' is at its quota: {over} (orgs.{org}.quota.{}); {}",
+            over.resource.key(),
+            match over.resource {
+                crate::domain::orgs::Resource::KeptDisks => {
+                    "delete kept disks (`daas snapshot delete`) or ask its administrators"
+                }
+                _ => "wait for one of its desktops to end or ask its administrators",
+            }
         ),
         LimitHit::Quota {
             org,

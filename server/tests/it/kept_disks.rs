@@ -229,3 +229,47 @@ async fn a_persistent_template_on_a_module_that_keeps_no_disks_stops_the_start()
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_organisation_full_of_kept_disks_makes_no_new_persistent_desktop() {
+    let server = TestServer::start(TestOptions {
+        extra_toml: format!(
+            "{NOTES}\n[orgs.lab]\ngroups = [\"lab\"]\n[orgs.lab.quota]\nkept_gb = 1\n"
+        ),
+        ..TestOptions::default()
+    })
+    .await;
+    let mut alice = server.client_in_groups("alice", &["lab"]).await;
+    let mut bob = server.client_in_groups("bob", &["lab"]).await;
+    let first = ready(&create(&mut alice, notes("alice")).await);
+    alice
+        .destroy_session(DestroySessionRequest {
+            session_id: first.id.clone(),
+        })
+        .await
+        .expect("destroy");
+    let quota = alice
+        .get_quota(daas_api::v1::GetQuotaRequest::default())
+        .await
+        .expect("the quota")
+        .into_inner();
+    assert_eq!(quota.org_used.map(|u| u.kept_gb), Some(1));
+    assert_eq!(quota.org_max.map(|m| m.kept_gb), Some(1));
+    // Full: bob gets no new persistent desktop; another template he does.
+    let status = bob
+        .create_session(notes("bob"))
+        .await
+        .expect_err("the kept disks fill the quota");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status
+            .message()
+            .contains("1 of 1 GiB of kept disks in use (orgs.lab.quota.kept_gb)"),
+        "{status:?}"
+    );
+    ready(&create(&mut bob, request("bob")).await);
+    // alice's own disk comes back: a restore takes no more room.
+    let again = ready(&create(&mut alice, notes("alice")).await);
+    assert_eq!(again.restored_from, first.id);
+    server.stop().await;
+}

@@ -494,19 +494,23 @@ class Amounts(_message.Message):
     DESKTOPS_FIELD_NUMBER: _builtins.int
     CORES_FIELD_NUMBER: _builtins.int
     MEMORY_MB_FIELD_NUMBER: _builtins.int
+    KEPT_GB_FIELD_NUMBER: _builtins.int
     desktops: _builtins.int
     cores: _builtins.int
     memory_mb: _builtins.int
+    kept_gb: _builtins.int
+    """GiB of kept disks (persistent templates; an organisation's only)."""
     def __init__(
         self,
         *,
         desktops: _builtins.int = ...,
         cores: _builtins.int = ...,
         memory_mb: _builtins.int = ...,
+        kept_gb: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cores", b"cores", "desktops", b"desktops", "memory_mb", b"memory_mb"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cores", b"cores", "desktops", b"desktops", "kept_gb", b"kept_gb", "memory_mb", b"memory_mb"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
