@@ -95,6 +95,18 @@ that create was refused (- before its first run). USER appears when the list
 has another user's schedules, and always with an administrator's
 certificate.";
 
+/// What `daas snapshot list` shows, shown after its options.
+const SNAPSHOT_LIST_HELP: &str = "\
+A desktop of a persistent template keeps its disk when it is destroyed
+(after it was READY): its user's next create of that template restores it,
+and the kept disk is forgotten once that desktop is READY. A user keeps the
+newest disks of each template (the template's keep, 1 by default) for its
+max_age (30 days by default). ID is the id of the session whose disk it is;
+KEPT is when it was kept (UTC); SIZE is its size on the hypervisor's
+storage. RESTORING is the desktop being restored from it now, if any (a disk
+being restored cannot be deleted). USER appears when the list has another
+user's kept disks, and always with an administrator's certificate.";
+
 /// Create, follow, list and destroy DaaS desktops.
 #[derive(Debug, Parser)]
 #[command(name = "daas", version, after_help = SETTINGS_HELP)]
@@ -168,6 +180,9 @@ pub enum Command {
     /// Desktops made ready at a time of day on some days: add, list, remove
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Kept disks of persistent templates: list, delete
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Warm pools of desktops built ahead of time (needs an administrator
     /// certificate)
     #[command(subcommand)]
@@ -241,6 +256,32 @@ pub struct ScheduleListArgs {
 pub struct ScheduleIdArg {
     /// Schedule id, as printed by `daas schedule add` or `daas schedule
     /// list`
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// List your kept disks, newest first (an administrator: everyone's,
+    /// or one user's)
+    #[command(after_help = SNAPSHOT_LIST_HELP)]
+    List(SnapshotListArgs),
+    /// Delete a kept disk (the next desktop of its template starts blank)
+    Delete(SnapshotIdArg),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotListArgs {
+    /// Only this user's kept disks (default: yours, or everyone's for an
+    /// admin)
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotIdArg {
+    /// Kept disk id (the id of the desktop whose disk it is), as printed by
+    /// `daas snapshot list`
     #[arg(value_name = "ID")]
     pub id: String,
 }
@@ -785,6 +826,63 @@ mod tests {
             &["daas", "schedule", "remove", "a", "b"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn snapshot_list_takes_an_optional_user_and_delete_an_id() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command: Command::Snapshot(command),
+                json,
+                ..
+            }) => Ok((command, json)),
+            Ok(other) => Err(format!("not a snapshot command: {other:?}")),
+            Err(err) => Err(err.to_string()),
+        };
+        assert!(matches!(
+            parse(&["daas", "snapshot", "list"]),
+            Ok((
+                SnapshotCommand::List(SnapshotListArgs { user: None }),
+                false
+            ))
+        ));
+        assert!(matches!(
+            parse(&["daas", "snapshot", "list", "--user", "bob", "--json"]),
+            Ok((SnapshotCommand::List(SnapshotListArgs { user: Some(u) }), true)) if u == "bob"
+        ));
+        assert!(matches!(
+            parse(&["daas", "--json", "snapshot", "delete", "3f0c"]),
+            Ok((SnapshotCommand::Delete(SnapshotIdArg { id }), true)) if id == "3f0c"
+        ));
+        for args in [
+            &["daas", "snapshot"][..],
+            &["daas", "snapshot", "list", "bob"],
+            &["daas", "snapshot", "delete"],
+            &["daas", "snapshot", "delete", "a", "b"],
+            &["daas", "snapshot", "remove", "a"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn snapshot_help_says_what_a_kept_disk_is() {
+        let mut command = Cli::command();
+        let snapshot = command
+            .find_subcommand_mut("snapshot")
+            .expect("a snapshot command");
+        assert_eq!(
+            snapshot.get_about().map(ToString::to_string).as_deref(),
+            Some("Kept disks of persistent templates: list, delete")
+        );
+        let list = snapshot
+            .find_subcommand_mut("list")
+            .expect("a list command")
+            .render_long_help()
+            .to_string();
+        for column in ["ID", "USER", "KEPT", "SIZE", "RESTORING"] {
+            assert!(list.contains(&format!("{column} ")), "{column}: {list}");
         }
     }
 

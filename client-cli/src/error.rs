@@ -110,6 +110,9 @@ pub enum CliError {
     #[error("the server at {0} does not support schedules (UNIMPLEMENTED)")]
     NoScheduleSupport(String),
 
+    #[error("the server at {0} does not support kept disks (UNIMPLEMENTED)")]
+    NoSnapshotSupport(String),
+
     /// The connection broke while the server had an AddSchedule, which
     /// has no idempotency key: sent again, it could make a second schedule.
     #[error(

@@ -1,11 +1,12 @@
 //! Machine-readable output: sessions, events, warm pools, templates, the
-//! cluster's nodes, audit entries, quotas and schedules as JSON values.
+//! cluster's nodes, audit entries, quotas, schedules and kept disks as JSON
+//! values.
 
 use std::io::Write;
 
 use daas_api::v1::{
     Amounts, AuditEntry, ListTemplatesResponse, Node, NodeState, OutputStream, Pool, Quota,
-    Schedule, Session, SessionEvent, SessionState, Size, Tool, session_event::Kind,
+    Schedule, Session, SessionEvent, SessionState, Size, Snapshot, Tool, session_event::Kind,
 };
 use serde_json::{Value, json};
 
@@ -54,6 +55,7 @@ pub fn session(s: &Session) -> Value {
         "node": non_empty(&s.node),
         "size": s.size.as_ref().map(size),
         "org": non_empty(&s.org),
+        "restored_from": non_empty(&s.restored_from),
     })
 }
 
@@ -120,6 +122,24 @@ pub fn schedule(s: &Schedule) -> Value {
         "last_run_at": rfc3339_millis(s.last_run_at.as_ref()),
         "last_session_id": non_empty(&s.last_session_id),
         "last_error": non_empty(&s.last_error),
+    })
+}
+
+/// One kept disk as the server gave it: `id` is the session whose disk it
+/// is; `size`, `org` and `vm_name` are `null` when empty, `size_gb` when
+/// the module reported none, `restoring_session_id` unless a desktop is
+/// being restored from it.
+pub fn snapshot(s: &Snapshot) -> Value {
+    json!({
+        "id": s.id,
+        "username": s.username,
+        "template": s.template,
+        "size": non_empty(&s.size),
+        "org": non_empty(&s.org),
+        "vm_name": non_empty(&s.vm_name),
+        "created_at": rfc3339_millis(s.created_at.as_ref()),
+        "size_gb": non_zero(s.size_gb),
+        "restoring_session_id": non_empty(&s.restoring_session_id),
     })
 }
 
@@ -481,6 +501,7 @@ pub(crate) mod tests {
                 "node": null,
                 "size": {"name": "medium", "cores": 2, "memory_mb": 4096, "disk_gb": 20},
                 "org": null,
+                "restored_from": null,
             })
         );
     }
@@ -510,6 +531,7 @@ pub(crate) mod tests {
                 desktops,
                 cores,
                 memory_mb,
+                ..Default::default()
             })
         };
         let member = Quota {
@@ -589,6 +611,63 @@ pub(crate) mod tests {
         );
         assert_eq!(v["last_run_at"], "2026-12-07T06:20:00.000Z");
         assert_eq!(v["last_error"], "physics's quota of 2 desktops is reached");
+    }
+
+    /// alice's kept disk of a `notes` desktop, kept 2026-12-04T10:00:00Z.
+    pub(crate) fn alices_notes() -> Snapshot {
+        Snapshot {
+            id: "3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11".into(),
+            username: "alice".into(),
+            template: "notes".into(),
+            size: "standard".into(),
+            org: String::new(),
+            vm_name: "desktop-ab12cd".into(),
+            created_at: ts(1_796_378_400),
+            size_gb: 20,
+            restoring_session_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn snapshots() {
+        assert_eq!(
+            snapshot(&alices_notes()),
+            json!({
+                "id": "3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11",
+                "username": "alice",
+                "template": "notes",
+                "size": "standard",
+                "org": null,
+                "vm_name": "desktop-ab12cd",
+                "created_at": "2026-12-04T10:00:00.000Z",
+                "size_gb": 20,
+                "restoring_session_id": null,
+            })
+        );
+        // Being restored, for an organisation, its size unknown.
+        let restoring = Snapshot {
+            org: "physics".into(),
+            size_gb: 0,
+            restoring_session_id: "9e01".into(),
+            ..alices_notes()
+        };
+        let v = snapshot(&restoring);
+        assert_eq!(
+            [&v["org"], &v["size_gb"], &v["restoring_session_id"]],
+            [&json!("physics"), &Value::Null, &json!("9e01")]
+        );
+    }
+
+    #[test]
+    fn a_restored_desktop_names_its_kept_disk() {
+        let s = Session {
+            restored_from: "3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11".into(),
+            ..ready_session()
+        };
+        assert_eq!(
+            session(&s)["restored_from"],
+            "3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11"
+        );
     }
 
     #[test]

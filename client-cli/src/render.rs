@@ -1,12 +1,12 @@
 //! Text for humans: durations, stage lines, the session table and details,
 //! the warm pool table, the cluster's nodes, the audit trail, quotas,
-//! schedules.
+//! schedules, kept disks.
 
 use std::time::{Duration, SystemTime};
 
 use daas_api::v1::{
     Activity, Amounts, AuditEntry, ListTemplatesResponse, Node, NodeState, Pool, Quota, Schedule,
-    Session, SessionState,
+    Session, SessionState, Snapshot,
 };
 use jiff::tz::TimeZone;
 
@@ -89,10 +89,16 @@ pub fn ready(s: &Session) -> String {
             s.id
         ),
     };
-    match pool_origin(s) {
-        Some(origin) => format!("{head}\n{origin}\nDetails: daas show {}", s.id),
-        None => format!("{head}\nDetails: daas show {}", s.id),
+    let mut lines = vec![head];
+    lines.extend(pool_origin(s));
+    if !s.restored_from.is_empty() {
+        lines.push(format!(
+            "restored from: {} (the disk kept when that desktop was destroyed)",
+            s.restored_from
+        ));
     }
+    lines.push(format!("Details: daas show {}", s.id));
+    lines.join("\n")
 }
 
 /// `failed in STAGE: REASON`, from the session's failure.
@@ -558,6 +564,63 @@ fn template_and_size(s: &Schedule) -> String {
     }
 }
 
+/// The kept disks as a table with a header: ID, USER, TEMPLATE (with the
+/// size), KEPT (UTC, to the second), SIZE (GB on the hypervisor's storage),
+/// VM, RESTORING (the desktop being restored from it). USER only when a
+/// disk is not `caller`'s (as [`schedule_table`]); RESTORING only when a
+/// desktop is being restored from one.
+pub fn snapshot_table(snapshots: &[Snapshot], caller: Option<&str>) -> String {
+    let header = ["ID", "USER", "TEMPLATE", "KEPT", "SIZE", "VM", "RESTORING"].map(String::from);
+    let rows = snapshots.iter().map(|s| {
+        [
+            s.id.clone(),
+            dash(&s.username).to_owned(),
+            with_size(&s.template, &s.size),
+            rfc3339_seconds(s.created_at.as_ref()).unwrap_or_else(|| "-".to_owned()),
+            if s.size_gb == 0 {
+                "-".to_owned()
+            } else {
+                format!("{} GB", s.size_gb)
+            },
+            dash(&s.vm_name).to_owned(),
+            dash(&s.restoring_session_id).to_owned(),
+        ]
+    });
+    let others = snapshots
+        .iter()
+        .any(|s| caller != Some(s.username.as_str()));
+    let restoring = snapshots.iter().any(|s| !s.restoring_session_id.is_empty());
+    let mut skip = Vec::new();
+    if !others {
+        skip.push(1);
+    }
+    if !restoring {
+        skip.push(6);
+    }
+    table_skipping(header, rows, &skip)
+}
+
+/// What `daas snapshot delete` prints.
+pub fn snapshot_deleted(s: &Snapshot) -> String {
+    let user = dash(&s.username);
+    let template = dash(&s.template);
+    format!(
+        "deleted kept disk {}: {user}'s {template} disk (vm {}); {user}'s next {template} \
+         desktop starts blank",
+        s.id,
+        dash(&s.vm_name),
+    )
+}
+
+/// `TEMPLATE (SIZE)`, or `TEMPLATE` without a size.
+fn with_size(template: &str, size: &str) -> String {
+    if size.is_empty() {
+        template.to_owned()
+    } else {
+        format!("{template} ({size})")
+    }
+}
+
 /// What `daas schedule remove` prints.
 pub fn schedule_removed(s: &Schedule) -> String {
     format!(
@@ -582,12 +645,21 @@ fn table_without<const N: usize>(
     rows: impl Iterator<Item = [String; N]>,
     skip: Option<usize>,
 ) -> String {
+    table_skipping(header, rows, skip.as_slice())
+}
+
+/// [`table`] without the columns `skip`.
+fn table_skipping<const N: usize>(
+    header: [String; N],
+    rows: impl Iterator<Item = [String; N]>,
+    skip: &[usize],
+) -> String {
     let rows: Vec<Vec<String>> = std::iter::once(header)
         .chain(rows)
         .map(|row| {
             row.into_iter()
                 .enumerate()
-                .filter(|(i, _)| Some(*i) != skip)
+                .filter(|(i, _)| !skip.contains(i))
                 .map(|(_, cell)| cell)
                 .collect()
         })
@@ -652,6 +724,9 @@ pub fn session_details(s: &Session, now: SystemTime) -> String {
         };
         fields.push(("pool", format!("{}{unclaimed}", s.pool)));
     }
+    if !s.restored_from.is_empty() {
+        fields.push(("restored from", s.restored_from.clone()));
+    }
     fields.extend([
         ("state", s.state().label().to_owned()),
         ("vm name", dash(&s.vm_name).to_owned()),
@@ -686,9 +761,17 @@ pub fn session_details(s: &Session, now: SystemTime) -> String {
     if let Some(activity) = &s.activity {
         fields.push(("alive", why_alive(activity, now)));
     }
+    // The values line up 14 columns in, one further with a longer name
+    // (`restored from:`).
+    let width = fields
+        .iter()
+        .map(|(name, _)| name.chars().count() + 2)
+        .max()
+        .unwrap_or_default()
+        .max(14);
     fields
         .into_iter()
-        .map(|(name, value)| format!("{:<14}{value}\n", format!("{name}:")))
+        .map(|(name, value)| format!("{:<width$}{value}\n", format!("{name}:")))
         .collect()
 }
 
@@ -730,7 +813,7 @@ fn dash(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::tests::{ms, pve2, ready_session, ts, weekdays_in_paris};
+    use crate::json::tests::{alices_notes, ms, pve2, ready_session, ts, weekdays_in_paris};
     use daas_api::v1::Failure;
 
     fn at(seconds: u64) -> SystemTime {
@@ -1240,6 +1323,7 @@ mod tests {
             desktops,
             cores,
             memory_mb,
+            ..Default::default()
         })
     }
 
@@ -1434,6 +1518,118 @@ mod tests {
         assert_eq!(
             schedule_table(&[], Some("alice")),
             "ID  AT  DAYS  TZ  TEMPLATE  NEXT  LAST\n"
+        );
+    }
+
+    #[test]
+    fn a_restored_desktop_names_its_kept_disk() {
+        let restored = Session {
+            restored_from: "3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11".into(),
+            ..ready_session()
+        };
+        assert_eq!(
+            ready(&restored),
+            "Desktop ready: rdp://10.0.0.5:3389  (session 3f0c, vm desktop-ab12cd)\n\
+             restored from: 3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11 (the disk kept when that \
+             desktop was destroyed)\n\
+             Details: daas show 3f0c"
+        );
+        // Every value one column further, to clear `restored from:`.
+        let text = session_details(&restored, at(1_700_000_100));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..5],
+            [
+                "id:            3f0c",
+                "user:          alice",
+                "session user:  -",
+                "template:      debian-12",
+                "restored from: 3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11",
+            ]
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|line| line.chars().nth(15).is_some_and(|c| c != ' ')),
+            "{text}"
+        );
+        // A fresh clone: neither line, and values 14 columns in.
+        let fresh = session_details(&ready_session(), at(1_700_000_100));
+        assert!(!fresh.contains("restored from"), "{fresh}");
+        assert!(fresh.starts_with("id:           3f0c\n"), "{fresh}");
+        assert!(!ready(&ready_session()).contains("restored from"));
+    }
+
+    #[test]
+    fn snapshot_table_layout() {
+        let older = Snapshot {
+            id: "9e01b7a2-4c3d-4e5f-8a6b-7c8d9e0f1a2b".into(),
+            template: "dev".into(),
+            size: String::new(),
+            vm_name: "desktop-9f8e7d".into(),
+            created_at: ts(1_796_292_000),
+            size_gb: 0,
+            ..alices_notes()
+        };
+        // alice's own, none being restored: no USER, no RESTORING.
+        assert_eq!(
+            snapshot_table(&[alices_notes(), older.clone()], Some("alice")),
+            "ID                                    TEMPLATE          KEPT                  \
+             SIZE   VM\n\
+             3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11  notes (standard)  2026-12-04T10:00:00Z  \
+             20 GB  desktop-ab12cd\n\
+             9e01b7a2-4c3d-4e5f-8a6b-7c8d9e0f1a2b  dev               2026-12-03T10:00:00Z  \
+             -      desktop-9f8e7d\n"
+        );
+        // One being restored: RESTORING; another user's, or an
+        // administrator's list: USER.
+        let restoring = Snapshot {
+            restoring_session_id: "6f1c7d0e-95b4-4c55-9f3e-1f0a2b3c4d5e".into(),
+            ..alices_notes()
+        };
+        assert_eq!(
+            snapshot_table(&[restoring.clone(), older.clone()], Some("alice")),
+            "ID                                    TEMPLATE          KEPT                  \
+             SIZE   VM              RESTORING\n\
+             3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11  notes (standard)  2026-12-04T10:00:00Z  \
+             20 GB  desktop-ab12cd  6f1c7d0e-95b4-4c55-9f3e-1f0a2b3c4d5e\n\
+             9e01b7a2-4c3d-4e5f-8a6b-7c8d9e0f1a2b  dev               2026-12-03T10:00:00Z  \
+             -      desktop-9f8e7d  -\n"
+        );
+        let bobs = Snapshot {
+            username: "bob".into(),
+            ..older
+        };
+        let columns = |table: String| -> Vec<String> {
+            let header = table.lines().next().unwrap_or_default().to_owned();
+            header.split_whitespace().map(str::to_owned).collect()
+        };
+        let with_user = ["ID", "USER", "TEMPLATE", "KEPT", "SIZE", "VM"];
+        assert_eq!(
+            columns(snapshot_table(
+                &[alices_notes(), bobs.clone()],
+                Some("alice")
+            )),
+            with_user
+        );
+        assert_eq!(columns(snapshot_table(&[alices_notes()], None)), with_user);
+        assert_eq!(columns(snapshot_table(&[bobs], Some("alice"))), with_user);
+        assert_eq!(
+            columns(snapshot_table(&[restoring], None)),
+            ["ID", "USER", "TEMPLATE", "KEPT", "SIZE", "VM", "RESTORING"]
+        );
+        assert_eq!(
+            snapshot_table(&[], Some("alice")),
+            "ID  TEMPLATE  KEPT  SIZE  VM\n"
+        );
+    }
+
+    #[test]
+    fn a_deleted_snapshot_is_named() {
+        assert_eq!(
+            snapshot_deleted(&alices_notes()),
+            "deleted kept disk 3f0c1d8e-8a55-4c1e-9a32-1b8f7e0c2d11: alice's notes disk (vm \
+             desktop-ab12cd); alice's next notes desktop starts blank"
         );
     }
 

@@ -1748,3 +1748,207 @@ async fn a_schedule_is_added_listed_and_removed_and_a_bad_time_is_named() {
     assert_eq!(none.stdout, "[]\n", "{none:#?}");
     server.stop().await;
 }
+
+/// A catalog with a persistent template, `notes`: its desktops keep their
+/// disk when destroyed (the test module's hooks keep it).
+const NOTES: &str = r#"
+[templates.debian-12-xfce]
+[templates.notes]
+persistent = true
+"#;
+
+/// The kept disks `caller` sees, as `daas snapshot list --json` prints
+/// them.
+async fn kept_disks(caller: &Caller) -> Vec<Value> {
+    let listed = daas(caller, &["snapshot", "list", "--json"]).await;
+    assert_eq!(listed.code, Some(0), "{listed:#?}");
+    listed.json_lines()[0]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("not an array: {listed:#?}"))
+}
+
+/// The whitespace-separated words of each line of a table.
+fn table_rows(run: &Run) -> Vec<Vec<&str>> {
+    run.stdout
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_disk_is_listed_restored_and_deleted() {
+    let server = TestServer::start(TestOptions {
+        extra_toml: NOTES.to_owned(),
+        ..TestOptions::default()
+    })
+    .await;
+    let alice = Caller::user(&server, "alice");
+    let bob = Caller::user(&server, "bob");
+    let admin = Caller::admin(&server);
+
+    // A first notes desktop is a fresh clone; destroyed, its disk is kept
+    // under its session's id.
+    let none = daas(&alice, &["snapshot", "list"]).await;
+    assert_eq!(
+        (none.code, none.stdout.as_str()),
+        (
+            Some(0),
+            "no kept disks (a desktop of a persistent template keeps its disk when destroyed)\n"
+        ),
+        "{none:#?}"
+    );
+    let first = daas(&alice, &["create", "--template", "notes"]).await;
+    assert_eq!(first.code, Some(0), "{first:#?}");
+    assert!(!first.stdout.contains("restored from"), "{first:#?}");
+    let id = ready_id(&first);
+    let shown = daas(&alice, &["show", &id]).await;
+    assert!(!shown.stdout.contains("restored from"), "{shown:#?}");
+    let vm = field(&shown, "vm name");
+    let destroyed = daas(&alice, &["destroy", &id]).await;
+    assert_eq!(destroyed.code, Some(0), "{destroyed:#?}");
+
+    let table = daas(&alice, &["snapshot", "list"]).await;
+    assert_eq!(table.code, Some(0), "{table:#?}");
+    assert_eq!(
+        table_rows(&table),
+        [
+            vec!["ID", "TEMPLATE", "KEPT", "SIZE", "VM"],
+            // The test module's disks are 1 GB.
+            vec![
+                id.as_str(),
+                "notes",
+                "(standard)",
+                table_rows(&table)[1][3],
+                "1",
+                "GB",
+                vm.as_str()
+            ],
+        ],
+        "{table:#?}"
+    );
+    let kept: jiff::Timestamp = table_rows(&table)[1][3]
+        .parse()
+        .unwrap_or_else(|err| panic!("KEPT is no time ({err}): {table:#?}"));
+    let now = jiff::Timestamp::now();
+    assert!(
+        kept > now - jiff::SignedDuration::from_mins(5) && kept <= now,
+        "{kept} against now {now}"
+    );
+    let disks = kept_disks(&alice).await;
+    let [disk] = disks.as_slice() else {
+        panic!("not one kept disk: {disks:?}");
+    };
+    assert_eq!(
+        [
+            &disk["id"],
+            &disk["username"],
+            &disk["template"],
+            &disk["vm_name"],
+            &disk["size_gb"],
+            &disk["restoring_session_id"],
+        ],
+        [
+            &Value::from(id.as_str()),
+            &Value::from("alice"),
+            &Value::from("notes"),
+            &Value::from(vm.as_str()),
+            &Value::from(1),
+            &Value::Null,
+        ],
+        "{disk}"
+    );
+    // Not bob's; an administrator sees whose it is.
+    assert!(kept_disks(&bob).await.is_empty());
+    let everyone = daas(&admin, &["snapshot", "list"]).await;
+    assert_eq!(
+        everyone
+            .stdout
+            .lines()
+            .next()
+            .map(str::split_whitespace)
+            .map(Iterator::collect::<Vec<_>>),
+        Some(vec!["ID", "USER", "TEMPLATE", "KEPT", "SIZE", "VM"]),
+        "{everyone:#?}"
+    );
+    assert!(
+        everyone
+            .stdout
+            .lines()
+            .any(|line| line.starts_with(&format!("{id}  alice  notes (standard)  "))),
+        "{everyone:#?}"
+    );
+
+    // The next notes desktop is restored from it: create, watch and show
+    // say so; the disk is forgotten just after READY.
+    let second = daas(&alice, &["create", "--template", "notes"]).await;
+    assert_eq!(second.code, Some(0), "{second:#?}");
+    assert!(
+        second.stdout.contains(&format!(
+            "\nrestored from: {id} (the disk kept when that desktop was destroyed)\n"
+        )),
+        "{second:#?}"
+    );
+    let second_id = ready_id(&second);
+    let shown = daas(&alice, &["show", &second_id]).await;
+    assert_eq!(shown.code, Some(0), "{shown:#?}");
+    assert_eq!(field(&shown, "restored from"), id, "{shown:#?}");
+    assert!(
+        shown.stdout.contains(&format!("restored from: {id}\n")),
+        "{shown:#?}"
+    );
+    let json = daas(&alice, &["show", &second_id, "--json"]).await;
+    assert_eq!(
+        json.json_lines()[0]["restored_from"],
+        id.as_str(),
+        "{json:#?}"
+    );
+    let watched = daas(&alice, &["watch", &second_id]).await;
+    assert!(
+        watched.stdout.contains(&format!("restored from: {id} ")),
+        "{watched:#?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !kept_disks(&alice).await.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(kept_disks(&alice).await.is_empty(), "forgotten once READY");
+    let destroyed = daas(&alice, &["destroy", &second_id]).await;
+    assert_eq!(destroyed.code, Some(0), "{destroyed:#?}");
+
+    // Kept again; bob may not delete it; alice does, and it is gone.
+    let disks = kept_disks(&alice).await;
+    let ids: Vec<&str> = disks.iter().filter_map(|d| d["id"].as_str()).collect();
+    assert_eq!(ids, [second_id.as_str()], "{disks:?}");
+    let refused = daas(&bob, &["snapshot", "delete", &second_id]).await;
+    assert_eq!(refused.code, Some(2), "{refused:#?}");
+    assert_eq!(
+        refused.error_line(),
+        "daas: you may delete only your own kept disks"
+    );
+    let deleted = daas(&alice, &["snapshot", "delete", &second_id]).await;
+    assert_eq!(deleted.code, Some(0), "{deleted:#?}");
+    let second_vm = field(&shown, "vm name");
+    assert_eq!(
+        deleted.stdout,
+        format!(
+            "deleted kept disk {second_id}: alice's notes disk (vm {second_vm}); alice's next \
+             notes desktop starts blank\n"
+        )
+    );
+    assert!(kept_disks(&alice).await.is_empty());
+
+    // An unknown id: the server's NOT_FOUND, in its words.
+    for id in [second_id.as_str(), UNKNOWN_ID] {
+        let unknown = daas(&alice, &["snapshot", "delete", id]).await;
+        assert_eq!(unknown.code, Some(2), "{unknown:#?}");
+        assert!(
+            unknown
+                .error_line()
+                .starts_with(&format!("daas: no kept disk {id}")),
+            "{unknown:#?}"
+        );
+        assert!(unknown.stdout.is_empty(), "{unknown:#?}");
+    }
+    server.stop().await;
+}

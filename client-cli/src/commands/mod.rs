@@ -10,6 +10,7 @@ mod pool;
 mod quota;
 mod schedule;
 mod show;
+mod snapshot;
 mod templates;
 mod watch;
 
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Templates => templates::run(&ctx).await,
         Command::Quota(args) => quota::run(&ctx, args).await,
         Command::Schedule(command) => schedule::run(&ctx, command).await,
+        Command::Snapshot(command) => snapshot::run(&ctx, command).await,
         Command::Pool(command) => pool::run(&ctx, command).await,
         Command::Node(command) => node::run(&ctx, command).await,
         Command::Audit(args) => audit::run(&ctx, args).await,

@@ -66,6 +66,15 @@ memory_gb = 8
 desktops = 1
 """
 
+#: A catalog with a persistent template, ``notes``: its desktops keep their
+#: disk when destroyed (the test module's hooks keep it), for the next
+#: ``notes`` desktop of their user (the ``org_server`` fixture's too).
+NOTES = """
+[templates.debian-12-xfce]
+[templates.notes]
+persistent = true
+"""
+
 
 def _server_binary() -> Path:
     if env := os.environ.get("DAAS_SERVER_BIN"):
@@ -368,8 +377,9 @@ def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 
 @pytest.fixture(scope="module")
 def org_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server of its own with organisation ``physics`` (``PHYSICS``)."""
-    with _running_server(tmp_path_factory, LIMITS, PHYSICS) as running:
+    """A server of its own with organisation ``physics`` (``PHYSICS``) and
+    a catalog with the persistent template ``notes`` (``NOTES``)."""
+    with _running_server(tmp_path_factory, LIMITS, PHYSICS + NOTES) as running:
         yield running
 
 

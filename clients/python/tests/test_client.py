@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -420,6 +421,66 @@ def test_quotas_count_an_organisations_desktops_and_each_members_share(
             alice.get_quota(org="physics")
         with pytest.raises(PermissionDenied):
             drain(alice.create_session(org="physics"))
+
+
+def test_a_kept_disk_is_listed_restored_and_deleted(org_server: Server) -> None:
+    # The org server's catalog has the persistent template ``notes``; carol
+    # is in no organisation.
+    with (
+        org_server.client("carol") as carol,
+        org_server.client("bob") as bob,
+        org_server.client("root", admin=True) as admin,
+    ):
+
+        def ready_notes() -> Session:
+            stream = carol.create_session(template="notes")
+            events = drain(stream)
+            assert stream.session is not None, [describe(e) for e in events]
+            assert stream.session.state == SessionState.SESSION_STATE_READY, stream.session
+            return stream.session
+
+        assert carol.list_snapshots() == []
+        first = ready_notes()
+        assert first.restored_from == "", "a fresh clone"
+        carol.destroy(first.id)
+        [kept] = carol.list_snapshots()
+        assert (kept.id, kept.username, kept.template, kept.size, kept.vm_name) == (
+            first.id,
+            "carol",
+            "notes",
+            "standard",
+            first.vm_name,
+        ), kept
+        # The test module's disks are 1 GB; no desktop is being restored.
+        assert (kept.size_gb, kept.restoring_session_id) == (1, ""), kept
+        assert kept.HasField("created_at"), kept
+        assert [s.id for s in admin.list_snapshots(username="carol")] == [first.id]
+        assert first.id in [s.id for s in admin.list_snapshots()], "everyone's"
+        assert bob.list_snapshots() == []
+        with pytest.raises(PermissionDenied):
+            bob.list_snapshots(username="carol")
+        with pytest.raises(PermissionDenied):
+            bob.delete_snapshot(first.id)
+
+        # The next notes desktop is restored from it, which is forgotten
+        # just after that desktop is READY.
+        second = ready_notes()
+        assert second.restored_from == first.id, second
+        assert carol.get(second.id).restored_from == first.id
+        deadline = time.monotonic() + 10
+        while carol.list_snapshots() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert carol.list_snapshots() == [], "forgotten once READY"
+
+        # Kept again when destroyed; deleted, it is gone.
+        carol.destroy(second.id)
+        assert [s.id for s in carol.list_snapshots()] == [second.id]
+        deleted = carol.delete_snapshot(second.id)
+        assert (deleted.id, deleted.username, deleted.template) == (second.id, "carol", "notes")
+        assert carol.list_snapshots() == []
+        with pytest.raises(NotFound) as err:
+            carol.delete_snapshot(second.id)
+        assert second.id in err.value.message, err.value
 
 
 def test_a_connection_without_a_client_certificate_is_refused(server: Server) -> None:

@@ -22,6 +22,7 @@ import {
   type Schedule,
   type Session,
   type SessionEvent,
+  type Snapshot,
 } from "./gen/daas/v1/desktop_pb.js";
 import { DaasError } from "./errors.js";
 import { Replicas, isServerDown, splitEndpoints, type Replica, type Round } from "./replicas.js";
@@ -281,6 +282,12 @@ export interface ScheduleFilter {
   username?: string;
 }
 
+/** Whose kept disks listSnapshots() returns. */
+export interface SnapshotFilter {
+  /** Only this user's; absent: the caller's (an administrator: everyone's). */
+  username?: string;
+}
+
 /** Per-call options. */
 export interface CallOptions {
   /** Aborting it closes a stream, or fails a unary call with CANCELLED. */
@@ -293,8 +300,8 @@ export interface ClientOptions {
    * host (e.g. "localhost" when connecting to an address it does not name). */
   serverName?: string;
   /** Bound (ms) on each unary call (get, list, destroy, the pool, node,
-   * audit, quota and schedule calls). None by default: a destroy waits for
-   * Terraform. Streams have no deadline. */
+   * audit, quota, schedule and kept disk calls). None by default: a destroy
+   * waits for Terraform. Streams have no deadline. */
   timeoutMs?: number;
 }
 
@@ -573,6 +580,30 @@ export class DaasClient {
   removeSchedule(scheduleId: string, options: CallOptions = {}): Promise<Schedule> {
     return this.#unary(
       (client) => client.removeSchedule({ scheduleId }, this.#callOptions(options)),
+      options.signal,
+    );
+  }
+
+  /** The kept disks of persistent templates (`persistent = true`), newest
+   * first: a desktop of one keeps its disk when destroyed, and its user's
+   * next create of the template restores it (the restored session's
+   * `restoredFrom` names it). The caller's, one user's, or for an
+   * administrator everyone's. */
+  async listSnapshots(filter: SnapshotFilter = {}, options: CallOptions = {}): Promise<Snapshot[]> {
+    const response = await this.#unary(
+      (client) => client.listSnapshots({ username: filter.username ?? "" }, this.#callOptions(options)),
+      options.signal,
+    );
+    return response.snapshots;
+  }
+
+  /** Deletes a kept disk and resolves to it (the next create of its template
+   * starts blank). NOT_FOUND for an unknown id; PERMISSION_DENIED for
+   * another user's (unless an administrator); ABORTED while a desktop is
+   * being restored from it. */
+  deleteSnapshot(snapshotId: string, options: CallOptions = {}): Promise<Snapshot> {
+    return this.#unary(
+      (client) => client.deleteSnapshot({ snapshotId }, this.#callOptions(options)),
       options.signal,
     );
   }

@@ -16,6 +16,7 @@ export {
   type PemCredentials,
   type QuotaOptions,
   type ScheduleFilter,
+  type SnapshotFilter,
   type StateLike,
 } from "./client.js";
 export { Code, DaasError, codeName, type FieldViolation } from "./errors.js";
@@ -39,6 +40,7 @@ export {
   type Session,
   type SessionEvent,
   type Size,
+  type Snapshot,
   type StageChange,
   type Template,
 } from "./gen/daas/v1/desktop_pb.js";

@@ -29,7 +29,7 @@ import {
   type SessionEvent,
 } from "../src/index.js";
 import { BadRequestSchema, RetryInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
-import { PACKAGE_DIR, PHYSICS, TestReplicas, TestServer } from "./server.js";
+import { NOTES, PACKAGE_DIR, PHYSICS, TestReplicas, TestServer } from "./server.js";
 
 const STAGES = ["QUEUED", "PROVISIONING", "BOOTING", "CONFIGURING", "READY"];
 /** Bound on any one stream, so a hang fails instead of waiting. */
@@ -491,8 +491,17 @@ test("limits say when to retry (a server of its own with low limits)", async () 
   }
 });
 
+/** A server of its own with organisation physics (PHYSICS) and the catalog
+ * of NOTES, for the quota and kept disk tests: started by the first to ask,
+ * stopped after the file's tests. */
+let orgServer: Promise<TestServer> | undefined;
+const startOrgServer = (): Promise<TestServer> => (orgServer ??= TestServer.start({}, PHYSICS + NOTES));
+after(async () => {
+  await (await orgServer)?.stop();
+});
+
 test("quotas count an organisation's desktops and each member's share (a server of its own)", async () => {
-  const org = await TestServer.start({}, PHYSICS);
+  const org = await startOrgServer();
   const dave = await org.client("dave", false, ["physics"]);
   const erin = await org.client("erin", false, ["physics"]);
   const grace = await org.client("grace", false, ["physics-admins"]);
@@ -548,7 +557,66 @@ test("quotas count an organisation's desktops and each member's share (a server 
     assert.equal(refused.code, Code.PermissionDenied, refused.message);
   } finally {
     for (const client of [dave, erin, grace, alice, admin]) client.close();
-    await org.stop();
+  }
+});
+
+test("a kept disk is listed, restored and deleted (the organisation's server)", async () => {
+  const org = await startOrgServer();
+  // carol is in no organisation.
+  const carol = await org.client("carol");
+  const bob = await org.client("bob");
+  const admin = await org.client("root", true);
+  const readyNotes = async (): Promise<Session> => {
+    const stream = carol.createSession({ template: "notes" });
+    const events = await drain(stream);
+    assert.ok(stream.session, events.map(describe).join("\n"));
+    assert.equal(stream.session.state, SessionState.READY, events.map(describe).join("\n"));
+    return stream.session;
+  };
+  const ids = (snapshots: { id: string }[]): string[] => snapshots.map((s) => s.id);
+  try {
+    assert.deepEqual(await carol.listSnapshots(), []);
+    const first = await readyNotes();
+    assert.equal(first.restoredFrom, "", "a fresh clone");
+    await carol.destroy(first.id);
+    const kept = await carol.listSnapshots();
+    assert.equal(kept.length, 1);
+    const [disk] = kept;
+    assert.deepEqual(
+      [disk?.id, disk?.username, disk?.template, disk?.size, disk?.vmName],
+      [first.id, "carol", "notes", "standard", first.vmName],
+    );
+    // The test module's disks are 1 GB; no desktop is being restored.
+    assert.deepEqual([disk?.sizeGb, disk?.restoringSessionId], [1, ""]);
+    assert.ok(disk?.createdAt, "a time it was kept");
+    assert.deepEqual(ids(await admin.listSnapshots({ username: "carol" })), [first.id]);
+    assert.ok(ids(await admin.listSnapshots()).includes(first.id), "everyone's");
+    assert.deepEqual(await bob.listSnapshots(), []);
+    assert.equal((await failure(() => bob.listSnapshots({ username: "carol" }))).code, Code.PermissionDenied);
+    assert.equal((await failure(() => bob.deleteSnapshot(first.id))).code, Code.PermissionDenied);
+
+    // The next notes desktop is restored from it, which is forgotten just
+    // after that desktop is READY.
+    const second = await readyNotes();
+    assert.equal(second.restoredFrom, first.id);
+    assert.equal((await carol.get(second.id)).restoredFrom, first.id);
+    const deadline = Date.now() + 10_000;
+    while ((await carol.listSnapshots()).length > 0 && Date.now() < deadline) {
+      await new Promise((done) => setTimeout(done, 200));
+    }
+    assert.deepEqual(await carol.listSnapshots(), [], "forgotten once READY");
+
+    // Kept again when destroyed; deleted, it is gone.
+    await carol.destroy(second.id);
+    assert.deepEqual(ids(await carol.listSnapshots()), [second.id]);
+    const deleted = await carol.deleteSnapshot(second.id);
+    assert.deepEqual([deleted.id, deleted.username, deleted.template], [second.id, "carol", "notes"]);
+    assert.deepEqual(await carol.listSnapshots(), []);
+    const gone = await failure(() => carol.deleteSnapshot(second.id));
+    assert.equal(gone.code, Code.NotFound, gone.message);
+    assert.ok(gone.rawMessage.includes(second.id), gone.rawMessage);
+  } finally {
+    for (const client of [carol, bob, admin]) client.close();
   }
 });
 

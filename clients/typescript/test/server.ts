@@ -240,6 +240,15 @@ memory_gb = 8
 desktops = 1
 `;
 
+/** A catalog with a persistent template, `notes`: its desktops keep their
+ * disk when destroyed (the test module's hooks keep it), for the next `notes`
+ * desktop of their user. */
+export const NOTES = `
+[templates.debian-12-xfce]
+[templates.notes]
+persistent = true
+`;
+
 /** A running server: its endpoint and its PKI. Stop it with stop(). */
 export class TestServer {
   private constructor(
@@ -250,7 +259,7 @@ export class TestServer {
   ) {}
 
   /** Starts a server; `limits` overrides some of the default `[limits]`,
-   * `extra` is added to its config (e.g. PHYSICS). */
+   * `extra` is added to its config (e.g. PHYSICS + NOTES). */
   static async start(limits: Partial<Limits> = {}, extra = ""): Promise<TestServer> {
     const { binary, dir, config } = prepare(limits, "none", extra);
     const { endpoint, child } = await serve(binary, config, join(dir, "server.log"));

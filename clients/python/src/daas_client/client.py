@@ -29,6 +29,7 @@ from daas.v1.desktop_pb2 import (
     Session,
     SessionEvent,
     SessionState,
+    Snapshot,
 )
 
 from .errors import from_rpc_error
@@ -207,9 +208,9 @@ class Client:
     call :meth:`close`.
 
     ``timeout`` (seconds) bounds each unary call (get, list, destroy, the
-    pool, node, audit, quota and schedule calls); it is ``None`` by default because a
-    destroy waits for Terraform. Streams have no deadline: they end with the
-    session's stage.
+    pool, node, audit, quota, schedule and kept disk calls); it is ``None``
+    by default because a destroy waits for Terraform. Streams have no
+    deadline: they end with the session's stage.
     """
 
     def __init__(
@@ -467,6 +468,25 @@ class Client:
         user's (unless an administrator)."""
         request = desktop_pb2.RemoveScheduleRequest(schedule_id=schedule_id)
         return self._unary(lambda stub: stub.RemoveSchedule(request, timeout=self._timeout))
+
+    def list_snapshots(self, username: str = "") -> builtins.list[Snapshot]:
+        """The kept disks of persistent templates (``persistent = true``),
+        newest first: a desktop of one keeps its disk when destroyed, and
+        its user's next create of the template restores it (the restored
+        session's ``restored_from`` names it). The caller's;
+        ``username``: only that user's (only an administrator may name
+        another); an administrator without ``username``: everyone's."""
+        request = desktop_pb2.ListSnapshotsRequest(username=username)
+        response = self._unary(lambda stub: stub.ListSnapshots(request, timeout=self._timeout))
+        return builtins.list(response.snapshots)
+
+    def delete_snapshot(self, snapshot_id: str) -> Snapshot:
+        """Deletes a kept disk and returns it (the next create of its
+        template starts blank). NotFound for an unknown id;
+        PermissionDenied for another user's (unless an administrator);
+        Aborted while a desktop is being restored from it."""
+        request = desktop_pb2.DeleteSnapshotRequest(snapshot_id=snapshot_id)
+        return self._unary(lambda stub: stub.DeleteSnapshot(request, timeout=self._timeout))
 
     def list_nodes(self) -> builtins.list[Node]:
         """Every node of the cluster, by name, as the Terraform module last
