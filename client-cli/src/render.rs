@@ -303,10 +303,11 @@ pub fn node_state(n: &Node) -> String {
     }
 }
 
-/// The templates the caller may use: name (the default marked), title, OS
-/// and sizes (the default marked).
+/// The templates the caller may use: name (the default and the persistent
+/// marked), title, OS, sizes (the default marked), warm pools and when the
+/// reaper destroys its desktops.
 pub fn template_table(answer: &ListTemplatesResponse) -> String {
-    let header = ["TEMPLATE", "TITLE", "OS", "SIZES"].map(String::from);
+    let header = ["TEMPLATE", "TITLE", "OS", "SIZES", "POOLS", "REAPED"].map(String::from);
     let rows = answer.templates.iter().map(|t| {
         let sizes = t
             .sizes
@@ -323,19 +324,43 @@ pub fn template_table(answer: &ListTemplatesResponse) -> String {
             })
             .collect::<Vec<_>>()
             .join(", ");
+        let reaped = match (&t.idle_timeout, &t.max_lifetime) {
+            (None, None) => "-".to_owned(),
+            (idle, max) => format!(
+                "idle {}, after {}",
+                age(duration(idle.as_ref())),
+                age(duration(max.as_ref()))
+            ),
+        };
         [
-            if t.name == answer.default_template {
-                format!("{}*", t.name)
-            } else {
-                t.name.clone()
-            },
+            format!(
+                "{}{}{}",
+                t.name,
+                if t.name == answer.default_template {
+                    "*"
+                } else {
+                    ""
+                },
+                if t.persistent { "+" } else { "" }
+            ),
             dash(&t.title).to_owned(),
             dash(&t.os).to_owned(),
             sizes,
+            if t.pools.is_empty() {
+                "-".to_owned()
+            } else {
+                t.pools.join(", ")
+            },
+            reaped,
         ]
     });
     let mut text = table(header, rows);
     text.push_str("* the default; sizes are cores/memory GiB/disk GB\n");
+    if answer.templates.iter().any(|t| t.persistent) {
+        text.push_str(
+            "+ keeps its disk: your next desktop of it restores it (`daas snapshot list`)\n",
+        );
+    }
     if answer.open {
         text.push_str(
             "no catalog on this server: any template the module knows goes, in the size shown\n",
@@ -1174,6 +1199,16 @@ mod tests {
                     name: "dev".into(),
                     sizes: vec![size("large", 4, 8)],
                     default_size: "large".into(),
+                    pools: vec!["lab".into()],
+                    persistent: true,
+                    idle_timeout: Some(prost_types::Duration {
+                        seconds: 1800,
+                        nanos: 0,
+                    }),
+                    max_lifetime: Some(prost_types::Duration {
+                        seconds: 12 * 3600,
+                        nanos: 0,
+                    }),
                     ..Template::default()
                 },
             ],
@@ -1182,10 +1217,11 @@ mod tests {
         };
         assert_eq!(
             template_table(&answer),
-            "TEMPLATE         TITLE                OS         SIZES\n\
-             debian-12-xfce*  Debian 12 with XFCE  Debian 12  small (1c/2G/20G), medium* (2c/4G/20G)\n\
-             dev              -                    -          large* (4c/8G/20G)\n\
-             * the default; sizes are cores/memory GiB/disk GB\n"
+            "TEMPLATE         TITLE                OS         SIZES                                   POOLS  REAPED\n\
+             debian-12-xfce*  Debian 12 with XFCE  Debian 12  small (1c/2G/20G), medium* (2c/4G/20G)  -      -\n\
+             dev+             -                    -          large* (4c/8G/20G)                      lab    idle 30m, after 12h\n\
+             * the default; sizes are cores/memory GiB/disk GB\n\
+             + keeps its disk: your next desktop of it restores it (`daas snapshot list`)\n"
         );
     }
 

@@ -32,7 +32,10 @@
 #      the claim makes the pool build a new one at once, which a restart
 #      without the pool cleans up half-made (the claimed desktop stays);
 #      xfreerdp logs in on the claimed one (screenshot
-#      $ARTIFACTS/desktop-pool.png); everything destroyed and cleaned up.
+#      $ARTIFACTS/desktop-pool.png); everything destroyed and cleaned up;
+#   5a. the dev template is persistent: the dev desktop's disk was kept at
+#      its destroy, and the next dev desktop comes back from it with the
+#      file written in it; its own kept disk is deleted (`daas snapshot`).
 #
 # Timings go to stdout and $ARTIFACTS/timings.txt.
 # Environment: DAAS_IMAGE_CACHE (.data/qemu/images), DAAS_ARTIFACTS_DIR
@@ -591,6 +594,9 @@ SSH_PORT=$(jq -r .ssh_port <<<"$s2") VM=$(jq -r .vm_name <<<"$s2")
 KNOWN_HOSTS=$DATA/sessions/$ID2/identity/known_hosts
 tools=$(vm 'gcc --version | head -n 1; git --version') || fail "no developer's tools on the dev desktop"
 log "the dev desktop has its tools: $(tr '\n' ';' <<<"$tools")"
+# dev is persistent: what is on its disk comes back on the next one.
+vm 'echo "kept by e2e $$" >~/kept.txt && cat ~/kept.txt && sync' >"$WORK/kept.txt" ||
+  fail "cannot write a file on the dev desktop"
 stage_times "session 2" "$ARTIFACTS/create-2.ndjson"
 wait_pool '.ready == 1' 600 "the pool has no ready desktop"
 timing "pool: server start to one ready desktop" "$((SECONDS - POOL_T0)) s"
@@ -645,6 +651,35 @@ assert_gone "$ID3" "${vms[1]}"
 daas destroy "$ID2" >/dev/null || fail "daas destroy $ID2"
 wait_state "$ID2" DESTROYED 300
 assert_gone "$ID2" "${vms[0]}"
+
+step "5a. the dev desktop kept its disk: the next one comes back from it"
+[[ -f $STATE/kept/$ID2.qcow2 ]] || fail "no kept disk $STATE/kept/$ID2.qcow2 after destroying $ID2"
+daas snapshot list --json | jq -e --arg id "$ID2" 'map(select(.id == $id)) | length == 1' >/dev/null ||
+  fail "daas snapshot list does not show $ID2: $(daas snapshot list)"
+t=$SECONDS
+DAAS_SESSION_PASSWORD=$SESSION_PASSWORD daas create --template dev --session-user "$SESSION_USER" --json \
+  >"$ARTIFACTS/create-4.ndjson" || fail "daas create (restore) exited $? (events: $ARTIFACTS/create-4.ndjson)"
+RESTORE_S=$((SECONDS - t))
+ID4=$(jq -rn 'first(inputs | .session_id // empty)' "$ARTIFACTS/create-4.ndjson")
+s4=$(show "$ID4")
+[[ $(jq -r .state <<<"$s4") == READY ]] || fail "$ID4 is $(jq -r .state <<<"$s4")"
+[[ $(jq -r '.restored_from // ""' <<<"$s4") == "$ID2" ]] || fail "$ID4 was not restored from $ID2: $s4"
+timing "session 4 (dev, restored from a kept disk): READY" "$RESTORE_S s"
+stage_times "session 4 (restored)" "$ARTIFACTS/create-4.ndjson"
+SSH_PORT=$(jq -r .ssh_port <<<"$s4") VM=$(jq -r .vm_name <<<"$s4")
+KNOWN_HOSTS=$DATA/sessions/$ID4/identity/known_hosts
+back=$(vm 'cat ~/kept.txt') || fail "no ~/kept.txt on the restored desktop $VM"
+[[ $back == "$(cat "$WORK/kept.txt")" ]] || fail "the restored desktop has '$back', not '$(cat "$WORK/kept.txt")'"
+log "$ID4 ($VM) came back from $ID2's disk: ~/kept.txt says '$back'"
+# Used: forgotten once READY (just after).
+wait_for 30 "the used kept disk $ID2 is still there" test ! -e "$STATE/kept/$ID2.qcow2"
+daas destroy "$ID4" >/dev/null || fail "daas destroy $ID4"
+wait_state "$ID4" DESTROYED 300
+assert_gone "$ID4" "$VM"
+[[ -f $STATE/kept/$ID4.qcow2 ]] || fail "no kept disk of $ID4"
+daas snapshot delete "$ID4" >/dev/null || fail "daas snapshot delete $ID4"
+[[ ! -e $STATE/kept/$ID4.qcow2 ]] || fail "$STATE/kept/$ID4.qcow2 is left after daas snapshot delete"
+log "the kept disk of $ID4 deleted: nothing left in $STATE/kept"
 
 # ---- summary ----
 step "timings"

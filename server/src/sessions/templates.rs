@@ -7,6 +7,7 @@ use super::Sessions;
 use crate::domain::{
     catalog::{Size, Template},
     identity::Caller,
+    time::duration,
 };
 
 impl Sessions {
@@ -17,22 +18,35 @@ impl Sessions {
             templates: catalog
                 .offered(caller.groups(), caller.is_admin())
                 .into_iter()
-                .map(template_to_proto)
+                .map(|t| self.template_to_proto(t))
                 .collect(),
             default_template: catalog.default_template.clone(),
             open: catalog.open,
         }
     }
-}
 
-fn template_to_proto(t: &Template) -> WireTemplate {
-    WireTemplate {
-        name: t.name.clone(),
-        title: t.title.clone(),
-        description: t.description.clone(),
-        os: t.os.clone(),
-        sizes: t.sizes.iter().map(Size::to_proto).collect(),
-        default_size: t.default_size.clone(),
-        groups: t.groups.clone(),
+    /// A template as callers see it, with its pools and reaper policy.
+    fn template_to_proto(&self, t: &Template) -> WireTemplate {
+        let policy = self.config.policies.for_template(&t.name);
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        WireTemplate {
+            name: t.name.clone(),
+            title: t.title.clone(),
+            description: t.description.clone(),
+            os: t.os.clone(),
+            sizes: t.sizes.iter().map(Size::to_proto).collect(),
+            default_size: t.default_size.clone(),
+            groups: t.groups.clone(),
+            pools: self
+                .pools
+                .all()
+                .filter(|p| p.template == t.name)
+                .map(|p| p.name.clone())
+                .collect(),
+            persistent: t.persistent,
+            idle_timeout: Some(duration(ms(policy.idle_timeout))),
+            disconnected_timeout: Some(duration(ms(policy.disconnected_timeout))),
+            max_lifetime: Some(duration(ms(policy.max_lifetime))),
+        }
     }
 }

@@ -64,6 +64,11 @@ async fn each_caller_sees_and_creates_what_is_for_them_in_the_size_asked() {
         .unwrap()
         .into_inner();
     let dev = &listed.templates[1];
+    // With its pools (none here), whether it keeps disks, and the
+    // reaper's policy for it (the defaults).
+    assert!(dev.pools.is_empty() && !dev.persistent);
+    assert_eq!(dev.idle_timeout.map(|d| d.seconds), Some(30 * 60));
+    assert_eq!(dev.max_lifetime.map(|d| d.seconds), Some(12 * 3600));
     assert_eq!(
         (
             dev.title.as_str(),

@@ -48,6 +48,20 @@ async fn a_file_on_a_desktops_disk_is_there_on_the_next_one() {
     let disk = |vm: &str| markers.join(format!("{vm}.disk"));
     let mut alice = server.client_as("alice", false).await;
 
+    let listed = alice
+        .list_templates(daas_api::v1::ListTemplatesRequest {})
+        .await
+        .expect("the catalog")
+        .into_inner()
+        .templates;
+    assert_eq!(
+        listed
+            .iter()
+            .map(|t| (t.name.as_str(), t.persistent))
+            .collect::<Vec<_>>(),
+        [("debian-12-xfce", false), ("notes", true)]
+    );
+
     // A first desktop: blank; alice writes a file on its disk.
     let first = ready(&create(&mut alice, notes("alice")).await);
     assert_eq!(first.restored_from, "");

@@ -632,6 +632,11 @@ class Template(_message.Message):
     SIZES_FIELD_NUMBER: _builtins.int
     DEFAULT_SIZE_FIELD_NUMBER: _builtins.int
     GROUPS_FIELD_NUMBER: _builtins.int
+    POOLS_FIELD_NUMBER: _builtins.int
+    PERSISTENT_FIELD_NUMBER: _builtins.int
+    IDLE_TIMEOUT_FIELD_NUMBER: _builtins.int
+    DISCONNECTED_TIMEOUT_FIELD_NUMBER: _builtins.int
+    MAX_LIFETIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The name a create gives (`CreateSessionRequest.template`)."""
     title: _builtins.str
@@ -641,6 +646,8 @@ class Template(_message.Message):
     """The operating system it carries ("Debian 12")."""
     default_size: _builtins.str
     """The size of a create that names none."""
+    persistent: _builtins.bool
+    """A destroyed desktop of it keeps its disk for its user's next one."""
     @_builtins.property
     def sizes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Size]:
         """Its sizes, smallest first."""
@@ -649,6 +656,20 @@ class Template(_message.Message):
     def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The groups it is for (empty: everyone); administrators may use all."""
 
+    @_builtins.property
+    def pools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The warm pools that keep desktops of it ready (`[pools.NAME]`)."""
+
+    @_builtins.property
+    def idle_timeout(self) -> _duration_pb2.Duration:
+        """When the reaper destroys its desktops (`[policy]`, and
+        `[policy.templates.NAME]` for it): no input, no RDP client, in any case.
+        """
+
+    @_builtins.property
+    def disconnected_timeout(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def max_lifetime(self) -> _duration_pb2.Duration: ...
     def __init__(
         self,
         *,
@@ -659,10 +680,15 @@ class Template(_message.Message):
         sizes: _abc.Iterable[Global___Size] | None = ...,
         default_size: _builtins.str = ...,
         groups: _abc.Iterable[_builtins.str] | None = ...,
+        pools: _abc.Iterable[_builtins.str] | None = ...,
+        persistent: _builtins.bool = ...,
+        idle_timeout: _duration_pb2.Duration | None = ...,
+        disconnected_timeout: _duration_pb2.Duration | None = ...,
+        max_lifetime: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["disconnected_timeout", b"disconnected_timeout", "idle_timeout", b"idle_timeout", "max_lifetime", b"max_lifetime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_size", b"default_size", "description", b"description", "groups", b"groups", "name", b"name", "os", b"os", "sizes", b"sizes", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_size", b"default_size", "description", b"description", "disconnected_timeout", b"disconnected_timeout", "groups", b"groups", "idle_timeout", b"idle_timeout", "max_lifetime", b"max_lifetime", "name", b"name", "os", b"os", "persistent", b"persistent", "pools", b"pools", "sizes", b"sizes", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
