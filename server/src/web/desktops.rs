@@ -152,16 +152,8 @@ pub async fn create(
     let Ok(body) = serde_json::from_slice::<Create>(&body) else {
         return error(StatusCode::BAD_REQUEST, "send {\"template\": ...}");
     };
-    if !body.template.is_empty()
-        && !state
-            .templates(&user.signed)
-            .iter()
-            .any(|t| t.name == body.template)
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!("no template {} is offered here", body.template),
-        );
+    if let Err(refused) = state.offers(&user.signed, &body.template) {
+        return *refused;
     }
     let message = CreateSessionRequest {
         template: body.template,

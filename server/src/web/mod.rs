@@ -284,6 +284,18 @@ impl WebState {
         }
     }
 
+    /// Refuses (400) a template the page does not offer `signed` (none
+    /// named: the default, which the create checks).
+    pub fn offers(&self, signed: &SignedIn, template: &str) -> Result<(), Box<Response>> {
+        if template.is_empty() || self.templates(signed).iter().any(|t| t.name == template) {
+            return Ok(());
+        }
+        Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            &format!("no template {template} is offered here"),
+        )))
+    }
+
     /// The templates offered to a signed-in user: the catalog's they may
     /// use (by their groups), only those of `web.templates` when it is set
     /// (with an open catalog, any name there, as before the catalog).

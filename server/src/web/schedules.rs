@@ -56,16 +56,8 @@ pub async fn add(
             "send {\"at\": \"08:00\", \"days\": \"mon-fri\", \"timezone\": ...}",
         );
     };
-    if !body.template.is_empty()
-        && !state
-            .templates(&user.signed)
-            .iter()
-            .any(|t| t.name == body.template)
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!("no template {} is offered here", body.template),
-        );
+    if let Err(refused) = state.offers(&user.signed, &body.template) {
+        return *refused;
     }
     let asked = AddScheduleRequest {
         username: String::new(),
