@@ -178,6 +178,11 @@ impl Catalog {
         self.templates.iter().find(|t| t.name == name)
     }
 
+    /// Whether template `name`'s desktops keep their disk.
+    pub fn is_persistent(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|t| t.persistent)
+    }
+
     /// What a create of `template` ("": the default) in `size` ("": the
     /// template's default) gets, for a caller in `groups`.
     pub fn choose(

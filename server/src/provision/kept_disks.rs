@@ -25,12 +25,7 @@ impl Pipeline {
         record.ready_ms.is_some()
             && !record.username.is_empty()
             && !record.is_unclaimed()
-            && self
-                .inner
-                .config
-                .catalog
-                .get(&record.template)
-                .is_some_and(|t| t.persistent)
+            && self.inner.config.catalog.is_persistent(&record.template)
     }
 
     /// Keeps `record`'s disk and records it; then forgets the user's older

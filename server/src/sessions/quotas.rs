@@ -113,13 +113,7 @@ impl Sessions {
         let (org_max, org_used, user_max) = match org {
             Some(o) => {
                 let mut used = store.usage(org_name.clone(), None).await?.to_proto();
-                used.kept_gb = store
-                    .snapshots(None)
-                    .await?
-                    .iter()
-                    .filter(|k| k.org == org_name)
-                    .map(|k| k.size_gb)
-                    .sum();
+                used.kept_gb = self.kept_gb_of(&o.name).await?;
                 (Some(o.quota.to_proto()), Some(used), o.user_quota)
             }
             None => (

@@ -34,11 +34,7 @@ impl Sessions {
         &self,
         new: &NewSession,
     ) -> Result<Option<String>, StoreError> {
-        let persistent = self
-            .config
-            .catalog
-            .get(&new.template)
-            .is_some_and(|t| t.persistent);
+        let persistent = self.config.catalog.is_persistent(&new.template);
         if !persistent || new.username.is_empty() || new.pool.is_some() {
             return Ok(None);
         }
@@ -56,26 +52,17 @@ impl Sessions {
     /// `quota.kept_gb`: its disk could not be kept within it. A live
     /// desktop's disk is always kept, so the quota may be passed by those.
     pub(super) async fn room_to_keep(&self, new: &NewSession) -> Result<(), StoreError> {
-        let persistent = self
-            .config
-            .catalog
-            .get(&new.template)
-            .is_some_and(|t| t.persistent);
+        let persistent = self.config.catalog.is_persistent(&new.template);
         let Some(org) = new.org.as_deref().and_then(|o| self.config.orgs.get(o)) else {
             return Ok(());
         };
         if !persistent || new.restore_from.is_some() || org.quota.kept_gb.is_none() {
             return Ok(());
         }
-        let used: u64 = self
-            .store
-            .snapshots(None)
-            .await?
-            .iter()
-            .filter(|s| s.org.as_deref() == Some(org.name.as_str()))
-            .map(|s| u64::from(s.size_gb))
-            .sum();
-        match org.quota.kept_full(used) {
+        match org
+            .quota
+            .kept_full(u64::from(self.kept_gb_of(&org.name).await?))
+        {
             Some(over) => Err(StoreError::LimitReached(LimitHit::Quota {
                 org: org.name.clone(),
                 member: None,
@@ -83,6 +70,18 @@ impl Sessions {
             })),
             None => Ok(()),
         }
+    }
+
+    /// GiB of the kept disks of organisation `org`.
+    pub(super) async fn kept_gb_of(&self, org: &str) -> Result<u32, StoreError> {
+        Ok(self
+            .store
+            .snapshots(None)
+            .await?
+            .iter()
+            .filter(|s| s.org.as_deref() == Some(org))
+            .map(|s| s.size_gb)
+            .sum())
     }
 
     /// The caller's kept disks, a user's, or everyone's for an
