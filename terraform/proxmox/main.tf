@@ -68,9 +68,11 @@ resource "proxmox_vm_qemu" "desktop" {
   description = "DaaS desktop of ${var.username} (session ${var.session_id}). Made by Terraform: destroyed with the session."
   tags        = local.tags
 
-  # A linked clone of the template: instant, thin, on the template's storage.
-  clone      = var.template
-  full_clone = false
+  # A linked clone of the template: instant, thin, on the template's
+  # storage. A restore copies the kept VM instead (PVE links clones to
+  # templates only); `disk_gb` is never below its disk (the server's rule).
+  clone      = var.restore_from == "" ? var.template : "daas-kept-${var.restore_from}"
+  full_clone = var.restore_from != ""
 
   # Fail when a VM of this name exists instead of taking it over
   # (3.0.2-rc04 semantics; the meaning flips in later releases).

@@ -138,6 +138,16 @@ variable "vm_id" {
   }
 }
 
+variable "restore_from" {
+  description = "The kept disk the VM is made from: \"\" clones `template` (linked); an id full-clones the stopped VM daas-kept-ID that `inventory snapshot` made."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^([a-z0-9][a-z0-9-]{0,52})?$", var.restore_from))
+    error_message = "restore_from must be empty or a kept disk's id (1-53 of a-z, 0-9 and -)."
+  }
+}
+
 # ---- Proxmox site settings: the server's [terraform.variables] ----
 
 variable "proxmox_api_url" {

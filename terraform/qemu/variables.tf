@@ -125,6 +125,16 @@ variable "vm_id" {
   }
 }
 
+variable "restore_from" {
+  description = "The kept disk the VM is made from (\"\": a fresh clone); declared for the contract: scripts/vm.sh takes the disk `inventory restore` staged."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^([a-z0-9][a-z0-9-]{0,52})?$", var.restore_from))
+    error_message = "restore_from must be empty or a kept disk's id (1-53 of a-z, 0-9 and -)."
+  }
+}
+
 # ---- this module's own (the server's [terraform.variables]) ----
 
 variable "image_dir" {

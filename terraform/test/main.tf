@@ -104,6 +104,16 @@ variable "vm_id" {
   }
 }
 
+variable "restore_from" {
+  description = "The kept disk the VM is made from (\"\": a fresh one); written to NAME.restore_from in marker_dir, for the tests; the disk is the one `inventory restore` staged."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^([a-z0-9][a-z0-9-]{0,52})?$", var.restore_from))
+    error_message = "restore_from must be empty or a kept disk's id (1-53 of a-z, 0-9 and -)."
+  }
+}
+
 # ---- test knobs (set through the server's [terraform.variables]) ----
 
 variable "create_delay_seconds" {
@@ -176,6 +186,8 @@ resource "terraform_data" "vm" {
         echo "$SESSION_ID" > "$MARKER_DIR/$VM_NAME.created"
         echo "$HOST_KEY" > "$MARKER_DIR/$VM_NAME.hostkey"
         echo "$VM_ID" > "$MARKER_DIR/$VM_NAME.vmid"
+        echo "$DISK_GB" > "$MARKER_DIR/$VM_NAME.disk_gb"
+        if [ -n "$RESTORE_FROM" ]; then echo "$RESTORE_FROM" > "$MARKER_DIR/$VM_NAME.restore_from"; fi
         # Its disk: a kept one staged by `inventory restore`, else blank.
         if [ -f "$MARKER_DIR/$VM_NAME.restore" ]; then
           mv "$MARKER_DIR/$VM_NAME.restore" "$MARKER_DIR/$VM_NAME.disk"
@@ -208,6 +220,8 @@ resource "terraform_data" "vm" {
       TARGET_NODE   = var.target_node
       MEMORY_MB     = tostring(var.memory_mb)
       CORES         = tostring(var.cores)
+      DISK_GB       = tostring(var.disk_gb)
+      RESTORE_FROM  = var.restore_from
     }
   }
 

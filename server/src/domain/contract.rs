@@ -22,6 +22,7 @@ pub const CONTRACT_VARIABLES: &[&str] = &[
     "deployment_id",
     "target_node",
     "vm_id",
+    "restore_from",
 ];
 
 /// Whether `id` can be a deployment id (`deployment_id`): what the store

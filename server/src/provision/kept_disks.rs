@@ -109,6 +109,28 @@ impl Pipeline {
         Ok(expired)
     }
 
+    /// The disk size a desktop of `size_gb` gets: never below the kept
+    /// disk it is restored from (a module would make a smaller disk anew,
+    /// empty, or fail).
+    pub(super) async fn disk_gb_of(
+        &self,
+        record: &SessionRecord,
+        size_gb: u32,
+    ) -> Result<u32, StoreError> {
+        let Some(kept) = &record.restore_from else {
+            return Ok(size_gb);
+        };
+        let kept_gb = self
+            .inner
+            .store
+            .snapshots(Some(record.username.clone()))
+            .await?
+            .into_iter()
+            .find(|s| &s.id == kept)
+            .map_or(0, |s| s.size_gb);
+        Ok(size_gb.max(kept_gb))
+    }
+
     /// Stages the kept disk `record` is restored from, before its apply.
     pub(super) async fn restore_disk(
         &self,

@@ -197,7 +197,7 @@ impl Pipeline {
             template: record.template.clone(),
             cores: size.cores,
             memory_mb: u32::try_from(size.memory_mb).unwrap_or(u32::MAX),
-            disk_gb: size.disk_gb,
+            disk_gb: self.disk_gb_of(record, size.disk_gb).await?,
             session_id: record.id.clone(),
             // Built for nobody yet: labelled with its pool. The claim never
             // runs Terraform again, so nothing here forces a new VM.
@@ -208,6 +208,7 @@ impl Pipeline {
             deployment_id: self.inner.deployment.clone(),
             target_node: record.node.clone().unwrap_or_default(),
             vm_id: config.placement.vm_id(record.slot),
+            restore_from: record.restore_from.clone().unwrap_or_default(),
         };
         let tf_dir = terraform::dir_of(&self.session_dir(&record.id));
         let terraform = self.terraform();

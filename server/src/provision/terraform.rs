@@ -49,6 +49,9 @@ pub struct ContractVars {
     pub target_node: String,
     /// `[placement] vm_id_base + slot`: no two live VMs share it.
     pub vm_id: u64,
+    /// The kept disk the VM is made from (its id, staged by `inventory
+    /// restore`); "" for a fresh clone of `template`.
+    pub restore_from: String,
 }
 
 /// How the server learns the VM is up, as the module declares it.
@@ -250,6 +253,7 @@ pub fn variables_json(vars: &ContractVars, extra: &BTreeMap<String, Value>) -> V
         "deployment_id": vars.deployment_id,
         "target_node": vars.target_node,
         "vm_id": vars.vm_id,
+        "restore_from": vars.restore_from,
     });
     if let Value::Object(contract) = contract {
         map.extend(contract);
@@ -423,6 +427,7 @@ mod tests {
             deployment_id: "0123456789ab".into(),
             target_node: "pve2".into(),
             vm_id: 10_003,
+            restore_from: String::new(),
         };
         let extra = BTreeMap::from([
             ("target_node".to_string(), Value::from("pve1")),

@@ -66,6 +66,14 @@ async fn a_file_on_a_desktops_disk_is_there_on_the_next_one() {
     let first = ready(&create(&mut alice, notes("alice")).await);
     assert_eq!(first.restored_from, "");
     std::fs::write(disk(&first.vm_name), "alice's notes\n").expect("write the disk");
+    // The module reports a kept disk bigger than the template's size.
+    std::fs::write(markers.join(format!("{}.size_gb", first.vm_name)), "50").expect("marker");
+    let marker = |vm: &str, what: &str| {
+        std::fs::read_to_string(markers.join(format!("{vm}.{what}")))
+            .map(|s| s.trim().to_string())
+            .ok()
+    };
+    assert_eq!(marker(&first.vm_name, "restore_from"), None);
     alice
         .destroy_session(DestroySessionRequest {
             session_id: first.id.clone(),
@@ -74,6 +82,7 @@ async fn a_file_on_a_desktops_disk_is_there_on_the_next_one() {
         .expect("destroy");
     let disks = kept(&mut alice).await;
     assert_eq!(disks.len(), 1);
+    assert_eq!(disks[0].size_gb, 50);
     assert_eq!(
         (
             disks[0].id.as_str(),
@@ -98,6 +107,13 @@ async fn a_file_on_a_desktops_disk_is_there_on_the_next_one() {
         std::fs::read_to_string(disk(&second.vm_name)).expect("the restored disk"),
         "alice's notes\n"
     );
+    // The module was told which kept disk, and given a disk no smaller.
+    assert_eq!(
+        marker(&second.vm_name, "restore_from").as_deref(),
+        Some(first.id.as_str())
+    );
+    assert_eq!(marker(&second.vm_name, "disk_gb").as_deref(), Some("50"));
+    assert_ne!(marker(&first.vm_name, "disk_gb").as_deref(), Some("50"));
     // Forgotten once the desktop is READY (just after: a crash between
     // the two leaves it kept, never lost).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -79,3 +79,29 @@ run "a_vm_id_out_of_range_is_refused" {
 
   expect_failures = [var.vm_id]
 }
+
+run "a_restore_copies_the_kept_vm" {
+  command = plan
+
+  variables {
+    target_node  = "pve1"
+    vm_id        = 10234
+    restore_from = "6b1e2f3a-0c4d-4e5f-8a9b-1c2d3e4f5a6b"
+  }
+
+  assert {
+    condition     = proxmox_vm_qemu.desktop.clone == "daas-kept-6b1e2f3a-0c4d-4e5f-8a9b-1c2d3e4f5a6b" && proxmox_vm_qemu.desktop.full_clone
+    error_message = "a restore is not a full clone of the kept VM"
+  }
+}
+
+run "a_kept_disk_id_that_is_no_name_is_refused" {
+  command = plan
+
+  variables {
+    target_node  = "pve1"
+    restore_from = "../etc"
+  }
+
+  expect_failures = [var.restore_from]
+}

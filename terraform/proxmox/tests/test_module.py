@@ -40,10 +40,11 @@ CONTRACT_VARIABLES = [
     "deployment_id",
     "target_node",
     "vm_id",
+    "restore_from",
 ]
 # Contract variables with a default: a session an older server made is
 # destroyed with its kept variables file, which lacks them.
-OPTIONAL = {"deployment_id": '""', "target_node": '""', "vm_id": 0}
+OPTIONAL = {"deployment_id": '""', "target_node": '""', "vm_id": 0, "restore_from": '""'}
 CONTRACT_OUTPUTS = ["vm_name", "vm_id", "ssh_host", "ssh_port", "rdp_host", "rdp_port"]
 
 
@@ -130,9 +131,10 @@ def test_provider_takes_the_token_from_the_environment(module):
 # ---- the VM: provider 3.x structure ----
 
 
-def test_linked_clone_of_the_template(vm):
-    assert expr(vm["clone"]) == "var.template"
-    assert vm["full_clone"] is False
+def test_linked_clone_of_the_template_or_a_copy_of_the_kept_vm(vm):
+    # tests/placement.tftest.hcl checks both with the provider mocked.
+    assert expr(vm["clone"]) == 'var.restore_from == "" ? var.template : "daas-kept-${var.restore_from}"'
+    assert expr(vm["full_clone"]) == 'var.restore_from != ""'
     assert expr(vm["name"]) == "var.vm_name"
 
 

@@ -90,10 +90,10 @@ def terraform_test(mirror, tmp_path, edit=None):
     )
 
 
-def test_target_node_and_vm_id_reach_the_vm(mirror, tmp_path):
+def test_target_node_vm_id_and_restore_from_reach_the_vm(mirror, tmp_path):
     done = terraform_test(mirror, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Success! 4 passed, 0 failed." in done.stdout, done.stdout
+    assert "Success! 6 passed, 0 failed." in done.stdout, done.stdout
 
 
 BROKEN = {
@@ -106,6 +106,12 @@ BROKEN = {
     "the old VM id": (
         "vmid        = local.vmid", "vmid        = var.vmid_base + var.slot",
         "vm_id does not reach the VM's vmid",
+    ),
+    # A restore that clones the template: the kept disk is lost.
+    "a restore from the template": (
+        'clone      = var.restore_from == "" ? var.template : "daas-kept-${var.restore_from}"',
+        "clone      = var.template",
+        "a restore is not a full clone of the kept VM",
     ),
     # An argument 3.0.2-rc04 does not have: the schema is checked, as with
     # the real provider.
