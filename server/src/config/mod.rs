@@ -76,7 +76,7 @@ pub struct Config {
     pub reaper_interval: Duration,
     /// Warm pools, by name.
     pub pools: BTreeMap<String, pools::Pool>,
-    /// Where READY, FAILED, IDLE_WARNING, DESTROYED and LOST are POSTed.
+    /// Where READY, FAILED, IDLE_WARNING, DESTROYED, LOST and SCHEDULE_REFUSED are POSTed.
     pub webhooks: Vec<webhooks::Webhook>,
     /// The web portal for browsers; None: off.
     pub web: Option<web::Web>,

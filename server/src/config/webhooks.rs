@@ -21,7 +21,7 @@ pub struct WebhookSpec {
     #[serde(default)]
     pub name: String,
     pub url: String,
-    /// Which events it gets (READY, FAILED, IDLE_WARNING, DESTROYED, LOST).
+    /// Which events it gets (READY, FAILED, IDLE_WARNING, DESTROYED, LOST, SCHEDULE_REFUSED).
     #[serde(default = "all_events")]
     pub events: Vec<String>,
     #[serde(default)]
@@ -68,15 +68,19 @@ pub enum EventName {
     Destroyed,
     /// The desktop's cluster node went offline.
     Lost,
+    /// A user's schedule could not make its desktop (a quota, a limit,
+    /// the catalog): no session exists to tell it by.
+    ScheduleRefused,
 }
 
 impl EventName {
-    pub const ALL: [EventName; 5] = [
+    pub const ALL: [EventName; 6] = [
         EventName::Ready,
         EventName::Failed,
         EventName::IdleWarning,
         EventName::Destroyed,
         EventName::Lost,
+        EventName::ScheduleRefused,
     ];
 
     /// As in the config, the `X-Daas-Event` header and the payloads.
@@ -87,6 +91,7 @@ impl EventName {
             EventName::IdleWarning => "IDLE_WARNING",
             EventName::Destroyed => "DESTROYED",
             EventName::Lost => "LOST",
+            EventName::ScheduleRefused => "SCHEDULE_REFUSED",
         }
     }
 
@@ -457,7 +462,7 @@ mod tests {
                     ..spec("https://x/tok-123")
                 },
                 "webhooks[2].events",
-                "READY, FAILED, IDLE_WARNING, DESTROYED, LOST",
+                "READY, FAILED, IDLE_WARNING, DESTROYED, LOST, SCHEDULE_REFUSED",
             ),
             (
                 WebhookSpec {

@@ -22,6 +22,7 @@ use crate::{
         NewSession, StoreError,
         schedules::{Ran, ScheduleRecord},
     },
+    webhooks,
 };
 
 use super::Sessions;
@@ -128,7 +129,21 @@ impl Sessions {
         };
         let ran = match &made {
             Ok(id) => Ran::Created(id.clone()),
-            Err(why) => Ran::Refused(why.to_string()),
+            // The user is told by their webhooks: no session exists.
+            Err(why) => Ran::Refused(
+                why.to_string(),
+                webhooks::schedule_refused(
+                    &self.config.webhooks,
+                    webhooks::Scheduled {
+                        schedule_id: schedule.id.clone(),
+                        due_ms: due,
+                    },
+                    &schedule.username,
+                    &schedule.template,
+                    now_ms,
+                    &why.to_string(),
+                ),
+            ),
         };
         // Recorded (and told) once, whichever server got here first.
         if self

@@ -19,4 +19,16 @@ pub struct Delivery {
     /// The event's sequence number in its session.
     pub sequence: u64,
     pub created_ms: i64,
+    /// A notice about no session (session id empty), kept whole: what the
+    /// webhooks wrote into [`Told`].
+    pub notice: Option<String>,
+}
+
+/// Deliveries of a notice about no session (a scheduled create refused),
+/// written with the record of what happened: the webhooks that want it,
+/// and the notice as they will read it back (opaque to the store).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Told {
+    pub webhooks: Vec<String>,
+    pub notice: String,
 }

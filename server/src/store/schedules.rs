@@ -30,7 +30,8 @@ pub struct ScheduleRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ran {
     Created(String),
-    Refused(String),
+    /// Why, and the webhooks to tell (in the same transaction).
+    Refused(String, super::outbox::Told),
 }
 
 /// The most schedules one user may have.

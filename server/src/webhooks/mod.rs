@@ -1,5 +1,7 @@
 //! Webhooks (`[[webhooks]]`): a signed POST when a desktop is READY,
-//! FAILED, warned of its reaping (IDLE_WARNING) or DESTROYED.
+//! FAILED, warned of its reaping (IDLE_WARNING), DESTROYED or LOST, and
+//! when a user's schedule could not make its desktop (SCHEDULE_REFUSED:
+//! a notice about no session, kept whole in the outbox row).
 //!
 //! Deliveries come from the store's outbox (`store::outbox`): the store
 //! writes a delivery row for each webhook that wants an event in the
@@ -16,6 +18,8 @@
 mod client;
 mod deliver;
 mod payload;
+
+pub use payload::Scheduled;
 mod retry;
 mod sign;
 
@@ -35,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::webhooks::EventName;
 use crate::config::webhooks::Webhook;
-use crate::store::outbox::Delivery;
+use crate::store::outbox::{Delivery, Told};
 use crate::{config::Config, metrics::Metrics, store::Store};
 use payload::Notice;
 
@@ -165,6 +169,35 @@ fn tls_of(
         tracing::error!(webhook = %webhook.label, receiver = %webhook.target, %why, "a webhook cannot use HTTPS: its deliveries will fail");
     }
     tls
+}
+
+/// The deliveries that tell of a scheduled create refused (no session
+/// exists to tell it by): the webhooks of `webhooks` that want
+/// SCHEDULE_REFUSED, and the notice, written with the schedule's run.
+pub fn schedule_refused(
+    webhooks: &[Webhook],
+    schedule: payload::Scheduled,
+    user: &str,
+    template: &str,
+    time_ms: i64,
+    why: &str,
+) -> Told {
+    let wanting: Vec<String> = webhooks
+        .iter()
+        .filter(|w| w.events.contains(&EventName::ScheduleRefused))
+        .map(|w| w.label.clone())
+        .collect();
+    if wanting.is_empty() {
+        return Told::default();
+    }
+    let notice = Notice::schedule_refused(schedule, user, template, time_ms, why);
+    match notice.stored() {
+        Some(notice) => Told {
+            webhooks: wanting,
+            notice,
+        },
+        None => Told::default(),
+    }
 }
 
 /// The kind of notice `event` makes, if webhooks are told about it (not
@@ -304,7 +337,11 @@ async fn delivery_of(
         settle().await;
         return;
     };
-    let Some(mut notice) = notice_from_store(store, &delivery).await else {
+    let notice = match &delivery.notice {
+        Some(stored) => Notice::from_stored(stored),
+        None => notice_from_store(store, &delivery).await,
+    };
+    let Some(mut notice) = notice else {
         tracing::warn!(session = %delivery.session_id, sequence = delivery.sequence, "webhooks: the event of a delivery is gone; dropped");
         settle().await;
         return;

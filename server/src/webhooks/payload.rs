@@ -6,6 +6,7 @@
 //! same, since a failure's summary quotes a tool's error line.
 
 use daas_api::v1::{SessionEvent, SessionState, session_event::Kind};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::webhooks::{EventName, Format};
@@ -31,6 +32,27 @@ pub struct Notice {
     pub failed_stage: Option<SessionState>,
     /// IDLE_WARNING: when the desktop will be destroyed.
     pub reap_at_ms: Option<i64>,
+    /// SCHEDULE_REFUSED (no session): the schedule and when its desktop
+    /// was due READY.
+    pub schedule: Option<Scheduled>,
+}
+
+/// The schedule a SCHEDULE_REFUSED notice is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scheduled {
+    pub schedule_id: String,
+    pub due_ms: i64,
+}
+
+/// A notice about no session as the outbox keeps it.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    schedule_id: String,
+    due_ms: i64,
+    user: String,
+    template: String,
+    time_ms: i64,
+    message: String,
 }
 
 fn ms_of(time: Option<prost_types::Timestamp>) -> i64 {
@@ -84,7 +106,61 @@ impl Notice {
                 .filter(|_| failed)
                 .map(|f| SessionState::try_from(f.stage).unwrap_or(SessionState::Unspecified)),
             reap_at_ms,
+            schedule: None,
         })
+    }
+
+    /// A SCHEDULE_REFUSED notice: `schedule`'s desktop for `user` could
+    /// not be made at `time_ms`, and `why`.
+    pub fn schedule_refused(
+        schedule: Scheduled,
+        user: &str,
+        template: &str,
+        time_ms: i64,
+        why: &str,
+    ) -> Notice {
+        Notice {
+            event: EventName::ScheduleRefused,
+            session_id: String::new(),
+            user: user.to_string(),
+            template: template.to_string(),
+            state: SessionState::Unspecified,
+            time_ms,
+            message: why.to_string(),
+            failed_stage: None,
+            reap_at_ms: None,
+            schedule: Some(schedule),
+        }
+    }
+
+    /// The notice about no session as the outbox keeps it; None for a
+    /// session's (the outbox points at its event instead).
+    pub fn stored(&self) -> Option<String> {
+        let schedule = self.schedule.as_ref()?;
+        serde_json::to_string(&Stored {
+            schedule_id: schedule.schedule_id.clone(),
+            due_ms: schedule.due_ms,
+            user: self.user.clone(),
+            template: self.template.clone(),
+            time_ms: self.time_ms,
+            message: self.message.clone(),
+        })
+        .ok()
+    }
+
+    /// Reads back what [`Notice::stored`] wrote.
+    pub fn from_stored(text: &str) -> Option<Notice> {
+        let s: Stored = serde_json::from_str(text).ok()?;
+        Some(Notice::schedule_refused(
+            Scheduled {
+                schedule_id: s.schedule_id,
+                due_ms: s.due_ms,
+            },
+            &s.user,
+            &s.template,
+            s.time_ms,
+            &s.message,
+        ))
     }
 
     /// Replaces every value of `secrets` in the message with the mask.
@@ -111,6 +187,18 @@ impl Notice {
     }
 
     fn json(&self, delivery: &str) -> serde_json::Value {
+        if let Some(schedule) = &self.schedule {
+            return json!({
+                "event": self.event.as_str(),
+                "delivery": delivery,
+                "schedule_id": schedule.schedule_id,
+                "user": self.user,
+                "template": self.template,
+                "due_at": rfc3339(schedule.due_ms),
+                "time": rfc3339(self.time_ms),
+                "message": self.message,
+            });
+        }
         let mut body = json!({
             "event": self.event.as_str(),
             "delivery": delivery,
@@ -149,6 +237,12 @@ impl Notice {
             ),
             EventName::Destroyed => format!("{who} was DESTROYED at {at}: {why}"),
             EventName::Lost => format!("{who} is LOST at {at}: {why}"),
+            EventName::ScheduleRefused => format!(
+                "The scheduled desktop of {} ({}) due at {} was REFUSED at {at}: {why}",
+                self.user,
+                self.template,
+                clock_time(self.schedule.as_ref().map_or(self.time_ms, |s| s.due_ms))
+            ),
         }
     }
 }
@@ -365,5 +459,38 @@ mod tests {
         assert!(notice.body(Format::Json, "d").contains(&long));
         notice.mask(&[]);
         assert_eq!(notice.message, long);
+    }
+
+    #[test]
+    fn a_refused_schedule_is_kept_whole_and_read_back() {
+        let notice = Notice::schedule_refused(
+            Scheduled {
+                schedule_id: "sch-1".into(),
+                due_ms: AT_MS + 600_000,
+            },
+            "alice",
+            "xfce",
+            AT_MS,
+            "organisation 'physics' is at its quota <@here> & more",
+        );
+        let stored = notice.stored().expect("a notice about no session");
+        assert_eq!(Notice::from_stored(&stored), Some(notice.clone()));
+        assert_eq!(Notice::from_stored("not json"), None);
+        let body: serde_json::Value =
+            serde_json::from_str(&notice.body(Format::Json, "d-1")).unwrap();
+        assert_eq!(body["event"], "SCHEDULE_REFUSED");
+        assert_eq!(body["schedule_id"], "sch-1");
+        assert_eq!(body["due_at"], "2025-01-31T10:12:03.123Z");
+        assert_eq!(body["time"], "2025-01-31T10:02:03.123Z");
+        assert!(body.get("session_id").is_none() && body.get("state").is_none());
+        let slack = notice.body(Format::Slack, "d-1");
+        assert!(
+            slack.contains("due at 10:12 UTC was REFUSED at 10:02 UTC"),
+            "{slack}"
+        );
+        assert!(slack.contains("&lt;@here&gt; &amp; more"), "{slack}");
+        // A session's notice is not kept whole: the outbox points at its event.
+        let ready = Notice::of(&stage_change(SessionState::Ready, "m", Some(alice())), None);
+        assert_eq!(ready.and_then(|n| n.stored()), None);
     }
 }

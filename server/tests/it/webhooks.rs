@@ -709,3 +709,95 @@ async fn a_delivery_a_crash_cut_off_is_made_after_the_restart() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(receiver.hits().len(), 1, "told once: {:?}", receiver.hits());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_scheduled_create_is_told_once_without_a_session() {
+    use daas_api::v1::AddScheduleRequest;
+    use daas_server::domain::time::ManualClock;
+
+    let at = |text: &str| text.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+    let keys = tempfile::tempdir().unwrap();
+    let (json, chat) = (
+        Receiver::start(Answer::Ok, None).await,
+        Receiver::start(Answer::Ok, None).await,
+    );
+    // Monday 2026-12-07, 07:45 in Paris.
+    let clock = ManualClock::at(at("2026-12-07T06:45:00Z"));
+    let server = TestServer::start(TestOptions {
+        clock: Some(clock.clone()),
+        max_sessions_per_user: 1,
+        extra_toml: format!(
+            "{HTTP_TOML}[schedules]\nlead = \"10m\"\ninterval = \"100ms\"\n\
+             [[webhooks]]\nname = \"ops\"\nurl = \"{}\"\nsecret_file = {}\nevents = [\"SCHEDULE_REFUSED\", \"READY\"]\n\
+             [[webhooks]]\nname = \"chat\"\nurl = \"{}\"\nformat = \"slack\"\nevents = [\"schedule_refused\"]\n",
+            json.url("/in"),
+            key_file(keys.path()),
+            chat.url("/slack"),
+        ),
+        ..Default::default()
+    })
+    .await;
+    // alice's one desktop: her schedule's is refused by her limit.
+    let (id, _) = ready_session(&server, "alice").await;
+    json.wait_for("READY", &id, Duration::from_secs(5)).await;
+    let mut alice = server.client_as("alice", false).await;
+    let schedule = alice
+        .add_schedule(AddScheduleRequest {
+            at: "08:00".into(),
+            days: "mon-fri".into(),
+            timezone: "Europe/Paris".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("add")
+        .into_inner();
+    clock.set(at("2026-12-07T06:51:00Z"));
+
+    let hit = json
+        .wait_for("SCHEDULE_REFUSED", &schedule.id, Duration::from_secs(10))
+        .await;
+    assert!(hit.signed_with(KEY), "{hit:?}");
+    let body = hit.json();
+    assert_eq!(body["event"], "SCHEDULE_REFUSED");
+    assert_eq!(body["delivery"], hit.header("x-daas-delivery"));
+    assert_eq!(body["schedule_id"], schedule.id.as_str());
+    assert_eq!(body["user"], "alice");
+    assert_eq!(body["template"], "debian-12-xfce");
+    assert_eq!(body["due_at"], "2026-12-07T07:00:00Z");
+    assert_eq!(body["time"], "2026-12-07T06:51:00Z");
+    assert!(body.get("session_id").is_none(), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("alice already has 1 live desktops"),
+        "{body}"
+    );
+    let slack = chat
+        .wait_for("SCHEDULE_REFUSED", "REFUSED", Duration::from_secs(5))
+        .await;
+    let text = slack.json()["text"].as_str().unwrap().to_string();
+    assert!(
+        text.starts_with(
+            "The scheduled desktop of alice (debian-12-xfce) due at 07:00 UTC was REFUSED at 06:51 UTC: "
+        ),
+        "{text}"
+    );
+
+    // Recorded once: later passes (and the same occurrence) tell no more.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let refusals = |r: &Receiver| {
+        r.hits()
+            .iter()
+            .filter(|h| h.header("x-daas-event") == "SCHEDULE_REFUSED")
+            .count()
+    };
+    assert_eq!((refusals(&json), refusals(&chat)), (1, 1));
+    wait_for_metric(
+        &server,
+        "daas_webhook_deliveries_total{webhook=\"ops\",event=\"SCHEDULE_REFUSED\",result=\"delivered\"} 1",
+        Duration::from_secs(5),
+    )
+    .await;
+    server.stop().await;
+}

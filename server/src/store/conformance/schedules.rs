@@ -5,8 +5,16 @@
 use super::Backend;
 use crate::store::{
     LimitHit, StoreError,
+    outbox::Told,
     schedules::{Ran, ScheduleRecord},
 };
+
+fn told(notice: &str) -> Told {
+    Told {
+        webhooks: vec!["ops".into(), "chat".into()],
+        notice: notice.into(),
+    }
+}
 
 fn schedule(id: &str, user: &str, at: &str) -> ScheduleRecord {
     ScheduleRecord {
@@ -58,7 +66,7 @@ pub(super) async fn schedules_are_kept_and_each_run_recorded_once(db: &impl Back
             .unwrap()
     );
     assert!(
-        !two.schedule_ran("s1", 1000, 995, Ran::Refused("late".into()))
+        !two.schedule_ran("s1", 1000, 995, Ran::Refused("late".into(), told("late")))
             .await
             .unwrap()
     );
@@ -75,10 +83,35 @@ pub(super) async fn schedules_are_kept_and_each_run_recorded_once(db: &impl Back
     );
     // The next occurrence, refused.
     assert!(
-        two.schedule_ran("s1", 2000, 1990, Ran::Refused("over quota".into()))
-            .await
-            .unwrap()
+        two.schedule_ran(
+            "s1",
+            2000,
+            1990,
+            Ran::Refused("over quota".into(), told("{\"why\": 1}"))
+        )
+        .await
+        .unwrap()
     );
+    // Its webhooks' deliveries were written with it (the lost race's
+    // were not): no session, the notice whole.
+    let mut due = one.claim_deliveries(10, 60_000).await.unwrap();
+    due.sort_by(|a, b| a.webhook.cmp(&b.webhook));
+    assert_eq!(
+        due.iter()
+            .map(|d| (
+                d.webhook.as_str(),
+                d.session_id.as_str(),
+                d.notice.as_deref()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            ("chat", "", Some("{\"why\": 1}")),
+            ("ops", "", Some("{\"why\": 1}"))
+        ]
+    );
+    for d in due {
+        one.finish_delivery(&d.id).await.unwrap();
+    }
     let ran = s1(one.schedules(None).await.unwrap());
     assert_eq!(
         (ran.last_session_id.as_str(), ran.last_error.as_str()),

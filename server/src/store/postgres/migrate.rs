@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (13, include_str!("migrations/0013_orgs.sql")),
     (14, include_str!("migrations/0014_schedules.sql")),
     (15, include_str!("migrations/0015_snapshots.sql")),
+    (16, include_str!("migrations/0016_outbox_notice.sql")),
 ];
 
 /// Applies the migrations the database does not have yet.

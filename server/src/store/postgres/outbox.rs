@@ -8,7 +8,10 @@ use tokio_postgres::{GenericClient, Transaction};
 use super::{Context, leases::Holder};
 use crate::{
     domain::time::now_ms,
-    store::{StoreError, outbox::Delivery},
+    store::{
+        StoreError,
+        outbox::{Delivery, Told},
+    },
 };
 
 /// A delivery row per webhook in `webhooks`, for `event`, in `tx`.
@@ -35,6 +38,26 @@ pub(super) async fn insert(
     Ok(())
 }
 
+/// A delivery row per webhook of `told`, for its notice about no session,
+/// in `tx`.
+pub(super) async fn insert_told(tx: &Transaction<'_>, told: &Told) -> Result<(), StoreError> {
+    for webhook in &told.webhooks {
+        tx.execute(
+            "INSERT INTO webhook_outbox (id, webhook, session_id, seq, created_ms, notice) \
+             VALUES ($1, $2, '', 0, $3, $4)",
+            &[
+                &uuid::Uuid::new_v4().to_string(),
+                webhook,
+                &now_ms(),
+                &told.notice,
+            ],
+        )
+        .await
+        .context("writing a webhook delivery")?;
+    }
+    Ok(())
+}
+
 pub(super) async fn claim(
     db: &impl GenericClient,
     holder: &Holder,
@@ -48,7 +71,7 @@ pub(super) async fn claim(
                SELECT id FROM webhook_outbox \
                WHERE claimed_until_ms IS NULL OR claimed_until_ms < $3 \
                ORDER BY created_ms LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, webhook, session_id, seq, created_ms",
+             RETURNING id, webhook, session_id, seq, created_ms, notice",
             &[
                 &&*holder.me,
                 &(now + hold_ms),
@@ -67,6 +90,7 @@ pub(super) async fn claim(
             session_id: row.try_get(2).context("reading a webhook delivery")?,
             sequence: u64::try_from(sequence).unwrap_or(0),
             created_ms: row.try_get(4).context("reading a webhook delivery")?,
+            notice: row.try_get(5).context("reading a webhook delivery")?,
         });
     }
     due.sort_by_key(|d| d.created_ms);

@@ -108,23 +108,30 @@ pub(super) async fn remove(
     .context("removing a schedule")
 }
 
+/// In `tx`: the run and its webhooks' deliveries, together or not at all.
 pub(super) async fn ran(
-    db: &impl GenericClient,
+    tx: &Transaction<'_>,
     id: &str,
     due_ms: i64,
     now_ms: i64,
     ran: &Ran,
 ) -> Result<bool, StoreError> {
-    let (session, error) = match ran {
-        Ran::Created(session) => (session.as_str(), ""),
-        Ran::Refused(error) => ("", error.as_str()),
+    let (session, error, told) = match ran {
+        Ran::Created(session) => (session.as_str(), "", None),
+        Ran::Refused(error, told) => ("", error.as_str(), Some(told)),
     };
-    db.execute(
-        "UPDATE schedules SET last_due_ms = $2, last_run_ms = $3, last_session_id = $4, \
-         last_error = $5 WHERE id = $1 AND (last_due_ms IS NULL OR last_due_ms < $2)",
-        &[&id, &due_ms, &now_ms, &session, &error],
-    )
-    .await
-    .map(|n| n == 1)
-    .context("recording a schedule's run")
+    let changed = tx
+        .execute(
+            "UPDATE schedules SET last_due_ms = $2, last_run_ms = $3, last_session_id = $4, \
+             last_error = $5 WHERE id = $1 AND (last_due_ms IS NULL OR last_due_ms < $2)",
+            &[&id, &due_ms, &now_ms, &session, &error],
+        )
+        .await
+        .context("recording a schedule's run")?;
+    if changed == 1
+        && let Some(told) = told
+    {
+        super::outbox::insert_told(tx, told).await?;
+    }
+    Ok(changed == 1)
 }

@@ -604,8 +604,10 @@ impl SessionStore for PostgresStore {
         now_ms: i64,
         ran: Ran,
     ) -> Result<bool, StoreError> {
-        self.retrying(|| async {
-            schedules::ran(&**self.client().await?, id, due_ms, now_ms, &ran).await
+        let no_event = |_: &bool| None;
+        self.write("recording a schedule's run", no_event, move |tx| {
+            let (id, ran) = (id.to_string(), ran.clone());
+            Box::pin(async move { schedules::ran(tx, &id, due_ms, now_ms, &ran).await })
         })
         .await
     }

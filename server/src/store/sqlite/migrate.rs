@@ -45,6 +45,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (20, include_str!("migrations/0020_orgs.sql")),
     (21, include_str!("migrations/0021_schedules.sql")),
     (22, include_str!("migrations/0022_snapshots.sql")),
+    (23, include_str!("migrations/0023_outbox_notice.sql")),
 ];
 
 /// A migration step written in Rust.

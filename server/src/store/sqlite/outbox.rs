@@ -6,7 +6,10 @@ use rusqlite::{Connection, params};
 use super::{Context, Holder};
 use crate::{
     domain::time::now_ms,
-    store::{StoreError, outbox::Delivery},
+    store::{
+        StoreError,
+        outbox::{Delivery, Told},
+    },
 };
 
 /// A delivery row per webhook in `webhooks`, for `event`, in the caller's
@@ -33,6 +36,25 @@ pub(super) fn insert(
     Ok(())
 }
 
+/// A delivery row per webhook of `told`, for its notice about no session,
+/// in the caller's transaction.
+pub(super) fn insert_told(conn: &Connection, told: &Told) -> Result<(), StoreError> {
+    for webhook in &told.webhooks {
+        conn.execute(
+            "INSERT INTO webhook_outbox (id, webhook, session_id, seq, created_ms, notice) \
+             VALUES (?1, ?2, '', 0, ?3, ?4)",
+            params![
+                uuid::Uuid::new_v4().to_string(),
+                webhook,
+                now_ms(),
+                told.notice
+            ],
+        )
+        .context("writing a webhook delivery")?;
+    }
+    Ok(())
+}
+
 pub(super) fn claim(
     conn: &mut Connection,
     holder: &Holder,
@@ -44,7 +66,7 @@ pub(super) fn claim(
     let due = {
         let mut query = tx
             .prepare(
-                "SELECT id, webhook, session_id, seq, created_ms FROM webhook_outbox \
+                "SELECT id, webhook, session_id, seq, created_ms, notice FROM webhook_outbox \
                  WHERE claimed_until_ms IS NULL OR claimed_until_ms < ?1 \
                  ORDER BY created_ms LIMIT ?2",
             )
@@ -57,6 +79,7 @@ pub(super) fn claim(
                     session_id: row.get(2)?,
                     sequence: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
                     created_ms: row.get(4)?,
+                    notice: row.get(5)?,
                 })
             })
             .context("finding webhook deliveries")?

@@ -119,16 +119,26 @@ pub(super) fn ran(
     now_ms: i64,
     ran: Ran,
 ) -> Result<bool, StoreError> {
-    let (session, error) = match ran {
-        Ran::Created(session) => (session, String::new()),
-        Ran::Refused(error) => (String::new(), error),
+    let (session, error, told) = match ran {
+        Ran::Created(session) => (session, String::new(), None),
+        Ran::Refused(error, told) => (String::new(), error, Some(told)),
     };
-    let changed = conn
+    // The run and its webhooks' deliveries, together or not at all.
+    let tx = conn
+        .unchecked_transaction()
+        .context("recording a schedule's run")?;
+    let changed = tx
         .execute(
             "UPDATE schedules SET last_due_ms = ?2, last_run_ms = ?3, last_session_id = ?4, \
              last_error = ?5 WHERE id = ?1 AND (last_due_ms IS NULL OR last_due_ms < ?2)",
             params![id, due_ms, now_ms, session, error],
         )
         .context("recording a schedule's run")?;
+    if changed == 1
+        && let Some(told) = &told
+    {
+        super::outbox::insert_told(&tx, told)?;
+    }
+    tx.commit().context("recording a schedule's run")?;
     Ok(changed == 1)
 }
