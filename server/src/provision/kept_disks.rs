@@ -12,7 +12,10 @@ use tokio_util::sync::CancellationToken;
 use super::{Pipeline, TeardownError, tool::SessionLog};
 use crate::{
     domain::time::now_ms,
-    store::{SessionRecord, StoreError, snapshots::SnapshotRecord},
+    store::{
+        SessionRecord, StoreError,
+        snapshots::{SnapshotRecord, Which},
+    },
 };
 
 /// How long a kept disk of a template no longer persistent stays.
@@ -71,7 +74,7 @@ impl Pipeline {
             .get(&record.template)
             .map_or(1, |t| t.keep);
         let older: Vec<_> = store
-            .snapshots(Some(record.username.clone()))
+            .snapshots(Which::of_user(&record.username))
             .await?
             .into_iter()
             .filter(|s| s.template == record.template && s.restoring.is_none())
@@ -91,7 +94,7 @@ impl Pipeline {
         let log = self.log("", None);
         let cancel = self.shutdown_token();
         let mut expired = Vec::new();
-        for kept in self.inner.store.snapshots(None).await? {
+        for kept in self.inner.store.snapshots(Which::all()).await? {
             let max_age = catalog
                 .get(&kept.template)
                 .filter(|t| t.persistent)
@@ -123,10 +126,9 @@ impl Pipeline {
         let kept_gb = self
             .inner
             .store
-            .snapshots(Some(record.username.clone()))
+            .snapshots(Which::id(kept))
             .await?
-            .into_iter()
-            .find(|s| &s.id == kept)
+            .first()
             .map_or(0, |s| s.size_gb);
         Ok(size_gb.max(kept_gb))
     }
@@ -281,7 +283,7 @@ mod tests {
         expired.sort();
         assert_eq!(expired, ["a2", "a3", "a4"]);
         let left: Vec<String> = store
-            .snapshots(None)
+            .snapshots(Which::all())
             .await
             .expect("list")
             .into_iter()

@@ -20,7 +20,7 @@ use crate::{
     },
     store::{
         NewSession, StoreError,
-        schedules::{Ran, ScheduleRecord},
+        schedules::{Ran, ScheduleRecord, Which},
     },
     webhooks,
 };
@@ -65,7 +65,7 @@ impl Sessions {
     pub async fn schedule_pass(&self, now_ms: i64) -> Result<Vec<(String, Outcome)>, StoreError> {
         let timing = self.config.schedules;
         let mut done = Vec::new();
-        for schedule in self.store.schedules(None).await? {
+        for schedule in self.store.schedules(Which::all()).await? {
             let Ok(recurrence) =
                 Recurrence::parse(&schedule.at, &schedule.days, &schedule.timezone)
             else {

@@ -16,7 +16,7 @@ use crate::{
         time::{now_ms, timestamp},
         validate,
     },
-    store::schedules::{MAX_PER_USER, ScheduleRecord},
+    store::schedules::{MAX_PER_USER, ScheduleRecord, Which},
 };
 
 impl From<Invalid> for Error {
@@ -131,7 +131,8 @@ impl Sessions {
         if let Some(user) = &username {
             validate::account_name("username", user)?;
         }
-        let records = self.store.schedules(username).await?;
+        let which = username.map_or_else(Which::all, |u| Which::of_user(&u));
+        let records = self.store.schedules(which).await?;
         Ok(records.iter().map(|r| self.schedule_view(r)).collect())
     }
 
@@ -148,10 +149,10 @@ impl Sessions {
             validate::schedule_id(id)?;
             let found = self
                 .store
-                .schedules(None)
+                .schedules(Which::id(id))
                 .await?
                 .into_iter()
-                .find(|s| s.id == id)
+                .next()
                 .ok_or_else(|| Error::NoSuchSchedule(id.to_string()))?;
             owner.clone_from(&found.username);
             if !caller.may_act_for(&found.username) {

@@ -9,7 +9,10 @@ use super::Sessions;
 use crate::{
     audit::{Act, Actor},
     domain::{error::Error, identity::Caller, time::timestamp, validate},
-    store::{LimitHit, NewSession, StoreError, snapshots::SnapshotRecord},
+    store::{
+        LimitHit, NewSession, StoreError,
+        snapshots::{SnapshotRecord, Which},
+    },
 };
 
 fn to_proto(r: &SnapshotRecord) -> Snapshot {
@@ -40,7 +43,7 @@ impl Sessions {
         }
         Ok(self
             .store
-            .snapshots(Some(new.username.clone()))
+            .snapshots(Which::of_user(&new.username))
             .await?
             .into_iter()
             .find(|s| s.template == new.template && s.restoring.is_none())
@@ -76,10 +79,9 @@ impl Sessions {
     pub(super) async fn kept_gb_of(&self, org: &str) -> Result<u32, StoreError> {
         Ok(self
             .store
-            .snapshots(None)
+            .snapshots(Which::of_org(org))
             .await?
             .iter()
-            .filter(|s| s.org.as_deref() == Some(org))
             .map(|s| s.size_gb)
             .sum())
     }
@@ -103,7 +105,8 @@ impl Sessions {
         if let Some(user) = &username {
             validate::account_name("username", user)?;
         }
-        let kept = self.store.snapshots(username).await?;
+        let which = username.map_or_else(Which::all, |u| Which::of_user(&u));
+        let kept = self.store.snapshots(which).await?;
         Ok(kept.iter().map(to_proto).collect())
     }
 
@@ -120,10 +123,10 @@ impl Sessions {
             validate::uuid_of("snapshot_id", "kept disk", id)?;
             let found = self
                 .store
-                .snapshots(None)
+                .snapshots(Which::id(id))
                 .await?
                 .into_iter()
-                .find(|s| s.id == id)
+                .next()
                 .ok_or_else(|| Error::NoSuchSnapshot(id.to_string()))?;
             owner.clone_from(&found.username);
             if !caller.may_act_for(&found.username) {

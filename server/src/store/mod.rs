@@ -26,6 +26,7 @@ pub mod signins;
 pub mod snapshots;
 mod sqlite;
 pub mod tickets;
+mod which;
 
 #[cfg(test)]
 mod conformance;
@@ -706,10 +707,10 @@ pub trait SessionStore: Send + Sync + 'static {
         max_per_user: usize,
     ) -> Result<(), StoreError>;
 
-    /// The schedules of `username` (everyone's: None), by user and time.
+    /// The schedules `which` names, by user and time.
     async fn schedules(
         &self,
-        username: Option<String>,
+        which: schedules::Which,
     ) -> Result<Vec<schedules::ScheduleRecord>, StoreError>;
 
     /// Deletes schedule `id`; returns it as it was.
@@ -722,11 +723,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// nothing).
     async fn keep_snapshot(&self, snapshot: snapshots::SnapshotRecord) -> Result<(), StoreError>;
 
-    /// The kept disks of `username` (everyone's: None), newest first, each
-    /// with the live session restored from it, if any.
+    /// The kept disks `which` names, newest first, each with the live
+    /// session restored from it, if any.
     async fn snapshots(
         &self,
-        username: Option<String>,
+        which: snapshots::Which,
     ) -> Result<Vec<snapshots::SnapshotRecord>, StoreError>;
 
     /// Deletes kept disk `id`'s record; returns it as it was.

@@ -26,6 +26,8 @@ pub struct ScheduleRecord {
     pub last_error: String,
 }
 
+pub use super::which::Which;
+
 /// What one run of a schedule did, for [`ScheduleRecord`]'s `last_*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ran {

@@ -2,6 +2,8 @@
 //! a persistent template (`inventory snapshot`, the module's business),
 //! named by its session's id, for its user's next create of the template.
 
+pub use super::which::Which;
+
 /// One kept disk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SnapshotRecord {

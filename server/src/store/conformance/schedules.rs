@@ -6,7 +6,7 @@ use super::Backend;
 use crate::store::{
     LimitHit, StoreError,
     outbox::Told,
-    schedules::{Ran, ScheduleRecord},
+    schedules::{Ran, ScheduleRecord, Which},
 };
 
 fn told(notice: &str) -> Told {
@@ -50,14 +50,24 @@ pub(super) async fn schedules_are_kept_and_each_run_recorded_once(db: &impl Back
         matches!(err, StoreError::LimitReached(LimitHit::Schedules(ref u, 2)) if u == "alice"),
         "{err}"
     );
-    let alices = two.schedules(Some("alice".into())).await.unwrap();
+    let alices = two.schedules(Which::of_user("alice")).await.unwrap();
     assert_eq!(
         alices.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
         ["s2", "s1"],
         "by time of day"
     );
     assert_eq!(alices[0], schedule("s2", "alice", "08:00"));
-    assert_eq!(one.schedules(None).await.unwrap().len(), 3);
+    assert_eq!(one.schedules(Which::all()).await.unwrap().len(), 3);
+    assert_eq!(
+        one.schedules(Which::id("s3")).await.unwrap(),
+        [schedule("s3", "bob", "07:00")]
+    );
+    assert_eq!(one.schedules(Which::id("s9")).await.unwrap(), []);
+    assert_eq!(
+        one.schedules(Which::of_org("physics")).await.unwrap().len(),
+        3
+    );
+    assert_eq!(one.schedules(Which::of_org("chemistry")).await.unwrap(), []);
 
     // Two servers acting on the same occurrence: one records it.
     assert!(
@@ -71,7 +81,7 @@ pub(super) async fn schedules_are_kept_and_each_run_recorded_once(db: &impl Back
             .unwrap()
     );
     let s1 = |all: Vec<ScheduleRecord>| all.into_iter().find(|s| s.id == "s1").unwrap();
-    let ran = s1(two.schedules(None).await.unwrap());
+    let ran = s1(two.schedules(Which::all()).await.unwrap());
     assert_eq!(
         (
             ran.last_due_ms,
@@ -112,7 +122,7 @@ pub(super) async fn schedules_are_kept_and_each_run_recorded_once(db: &impl Back
     for d in due {
         one.finish_delivery(&d.id).await.unwrap();
     }
-    let ran = s1(one.schedules(None).await.unwrap());
+    let ran = s1(one.schedules(Which::all()).await.unwrap());
     assert_eq!(
         (ran.last_session_id.as_str(), ran.last_error.as_str()),
         ("", "over quota")

@@ -5,7 +5,10 @@
 use daas_api::v1::SessionState;
 
 use super::{Backend, UNLIMITED, new_session};
-use crate::store::{NewSession, snapshots::SnapshotRecord};
+use crate::store::{
+    NewSession,
+    snapshots::{SnapshotRecord, Which},
+};
 
 fn kept(id: &str, user: &str, created_ms: i64) -> SnapshotRecord {
     SnapshotRecord {
@@ -27,9 +30,32 @@ pub(super) async fn a_kept_disk_is_restored_by_one_desktop_at_a_time(db: &impl B
     store.keep_snapshot(kept("k1", "alice", 5)).await.unwrap();
     store.keep_snapshot(kept("k2", "alice", 2)).await.unwrap();
     store.keep_snapshot(kept("k3", "bob", 3)).await.unwrap();
-    let alices = store.snapshots(Some("alice".into())).await.unwrap();
+    let physics = SnapshotRecord {
+        org: Some("physics".into()),
+        ..kept("k4", "carol", 4)
+    };
+    store.keep_snapshot(physics.clone()).await.unwrap();
+    let alices = store.snapshots(Which::of_user("alice")).await.unwrap();
     assert_eq!(alices, [kept("k2", "alice", 2), kept("k1", "alice", 1)]);
-    assert_eq!(store.snapshots(None).await.unwrap().len(), 3);
+    assert_eq!(store.snapshots(Which::all()).await.unwrap().len(), 4);
+    assert_eq!(
+        store.snapshots(Which::id("k3")).await.unwrap(),
+        [kept("k3", "bob", 3)]
+    );
+    assert_eq!(
+        store.snapshots(Which::of_org("physics")).await.unwrap(),
+        [physics]
+    );
+    assert_eq!(store.snapshots(Which::id("k9")).await.unwrap(), []);
+    let both = Which {
+        username: Some("bob".into()),
+        ..Which::id("k1")
+    };
+    assert_eq!(
+        store.snapshots(both).await.unwrap(),
+        [],
+        "every field given"
+    );
 
     let restoring = |id: &str| NewSession {
         restore_from: Some(id.into()),
@@ -52,7 +78,7 @@ pub(super) async fn a_kept_disk_is_restored_by_one_desktop_at_a_time(db: &impl B
         .await
         .unwrap();
     assert_eq!(gone.restore_from, None);
-    let listed = store.snapshots(Some("alice".into())).await.unwrap();
+    let listed = store.snapshots(Which::of_user("alice")).await.unwrap();
     assert_eq!(listed[0].restoring.as_deref(), Some(first.id.as_str()));
     assert_eq!(listed[1].restoring, None);
     // Once that desktop failed, the disk is free again.
@@ -66,5 +92,5 @@ pub(super) async fn a_kept_disk_is_restored_by_one_desktop_at_a_time(db: &impl B
     let forgotten = store.forget_snapshot("k2").await.unwrap().unwrap();
     assert_eq!(forgotten.id, "k2");
     assert_eq!(store.forget_snapshot("k2").await.unwrap(), None);
-    assert_eq!(store.snapshots(None).await.unwrap().len(), 2);
+    assert_eq!(store.snapshots(Which::all()).await.unwrap().len(), 3);
 }

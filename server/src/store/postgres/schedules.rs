@@ -7,7 +7,7 @@ use tokio_postgres::{GenericClient, Row, Transaction};
 use super::{Context, locks};
 use crate::store::{
     LimitHit, StoreError,
-    schedules::{Ran, ScheduleRecord},
+    schedules::{Ran, ScheduleRecord, Which},
 };
 
 const COLUMNS: &str = "id, username, at, days, timezone, template, size, org, created_ms, \
@@ -81,14 +81,15 @@ pub(super) async fn add(
 
 pub(super) async fn list(
     db: &impl GenericClient,
-    username: Option<String>,
+    which: &Which,
 ) -> Result<Vec<ScheduleRecord>, StoreError> {
     db.query(
         &format!(
             "SELECT {COLUMNS} FROM schedules WHERE ($1::TEXT IS NULL OR username = $1) \
+             AND ($2::TEXT IS NULL OR id = $2) AND ($3::TEXT IS NULL OR org = $3) \
              ORDER BY username, at, id"
         ),
-        &[&username],
+        &[&which.username, &which.id, &which.org],
     )
     .await
     .and_then(|rows| rows.iter().map(from_row).collect())

@@ -24,7 +24,7 @@ use crate::store::{
     reports::Report,
     schedules::{Ran, ScheduleRecord},
     signins::{SignInLimits, SignInOpened, SignInRecord},
-    snapshots::SnapshotRecord,
+    snapshots::{SnapshotRecord, Which},
     tickets::{Issued, TicketLimits, TicketRecord},
 };
 
@@ -572,8 +572,11 @@ impl SessionStore for PostgresStore {
         .await
     }
 
-    async fn schedules(&self, username: Option<String>) -> Result<Vec<ScheduleRecord>, StoreError> {
-        self.retrying(|| async { schedules::list(&**self.client().await?, username.clone()).await })
+    async fn schedules(
+        &self,
+        which: crate::store::schedules::Which,
+    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.retrying(|| async { schedules::list(&**self.client().await?, &which).await })
             .await
     }
 
@@ -587,8 +590,8 @@ impl SessionStore for PostgresStore {
             .await
     }
 
-    async fn snapshots(&self, username: Option<String>) -> Result<Vec<SnapshotRecord>, StoreError> {
-        self.retrying(|| async { snapshots::list(&**self.client().await?, username.clone()).await })
+    async fn snapshots(&self, which: Which) -> Result<Vec<SnapshotRecord>, StoreError> {
+        self.retrying(|| async { snapshots::list(&**self.client().await?, &which).await })
             .await
     }
 

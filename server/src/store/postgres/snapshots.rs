@@ -4,7 +4,11 @@
 use tokio_postgres::{GenericClient, Row};
 
 use super::Context;
-use crate::store::{StoreError, admission::NOT_LIVE, snapshots::SnapshotRecord};
+use crate::store::{
+    StoreError,
+    admission::NOT_LIVE,
+    snapshots::{SnapshotRecord, Which},
+};
 
 fn from_row(row: &Row) -> Result<SnapshotRecord, tokio_postgres::Error> {
     let size_gb: i64 = row.try_get("size_gb")?;
@@ -54,10 +58,13 @@ pub(super) async fn keep(db: &impl GenericClient, r: &SnapshotRecord) -> Result<
 
 pub(super) async fn list(
     db: &impl GenericClient,
-    username: Option<String>,
+    which: &Which,
 ) -> Result<Vec<SnapshotRecord>, StoreError> {
-    let sql = select("WHERE ($1::TEXT IS NULL OR username = $1) ORDER BY created_ms DESC, id DESC");
-    db.query(&sql, &[&username])
+    let sql = select(
+        "WHERE ($1::TEXT IS NULL OR username = $1) AND ($2::TEXT IS NULL OR id = $2) \
+         AND ($3::TEXT IS NULL OR org = $3) ORDER BY created_ms DESC, id DESC",
+    );
+    db.query(&sql, &[&which.username, &which.id, &which.org])
         .await
         .and_then(|rows| rows.iter().map(from_row).collect())
         .context("listing kept disks")

@@ -6,7 +6,7 @@ use rusqlite::{Connection, Row, TransactionBehavior, params};
 use super::Context;
 use crate::store::{
     LimitHit, StoreError,
-    schedules::{Ran, ScheduleRecord},
+    schedules::{Ran, ScheduleRecord, Which},
 };
 
 const COLUMNS: &str = "id, username, at, days, timezone, template, size, org, created_ms, \
@@ -73,18 +73,15 @@ pub(super) fn add(
     tx.commit().context("adding a schedule")
 }
 
-pub(super) fn list(
-    conn: &Connection,
-    username: Option<String>,
-) -> Result<Vec<ScheduleRecord>, StoreError> {
+pub(super) fn list(conn: &Connection, which: Which) -> Result<Vec<ScheduleRecord>, StoreError> {
     let mut stmt = conn
         .prepare(&format!(
             "SELECT {COLUMNS} FROM schedules WHERE (?1 IS NULL OR username = ?1) \
-             ORDER BY username, at, id"
+             AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR org = ?3) ORDER BY username, at, id"
         ))
         .context("listing schedules")?;
     let rows = stmt
-        .query_map([username], from_row)
+        .query_map(params![which.username, which.id, which.org], from_row)
         .context("listing schedules")?;
     rows.collect::<Result<Vec<_>, _>>()
         .context("listing schedules")

@@ -19,7 +19,7 @@ use crate::store::{
     queue,
     schedules::{Ran, ScheduleRecord},
     signins::{SignInLimits, SignInOpened, SignInRecord},
-    snapshots::SnapshotRecord,
+    snapshots::{SnapshotRecord, Which},
 };
 
 #[tonic::async_trait]
@@ -429,9 +429,11 @@ impl SessionStore for SqliteStore {
             .await
     }
 
-    async fn schedules(&self, username: Option<String>) -> Result<Vec<ScheduleRecord>, StoreError> {
-        self.with(move |conn, _| schedules::list(conn, username))
-            .await
+    async fn schedules(
+        &self,
+        which: crate::store::schedules::Which,
+    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.with(move |conn, _| schedules::list(conn, which)).await
     }
 
     async fn remove_schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
@@ -444,9 +446,8 @@ impl SessionStore for SqliteStore {
             .await
     }
 
-    async fn snapshots(&self, username: Option<String>) -> Result<Vec<SnapshotRecord>, StoreError> {
-        self.with(move |conn, _| snapshots::list(conn, username))
-            .await
+    async fn snapshots(&self, which: Which) -> Result<Vec<SnapshotRecord>, StoreError> {
+        self.with(move |conn, _| snapshots::list(conn, which)).await
     }
 
     async fn forget_snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {

@@ -4,7 +4,11 @@
 use rusqlite::{Connection, Row, params};
 
 use super::Context;
-use crate::store::{StoreError, admission::NOT_LIVE, snapshots::SnapshotRecord};
+use crate::store::{
+    StoreError,
+    admission::NOT_LIVE,
+    snapshots::{SnapshotRecord, Which},
+};
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<SnapshotRecord> {
     Ok(SnapshotRecord {
@@ -50,14 +54,14 @@ pub(super) fn keep(conn: &Connection, r: SnapshotRecord) -> Result<(), StoreErro
     Ok(())
 }
 
-pub(super) fn list(
-    conn: &Connection,
-    username: Option<String>,
-) -> Result<Vec<SnapshotRecord>, StoreError> {
-    let sql = select("WHERE (?1 IS NULL OR username = ?1) ORDER BY created_ms DESC, id DESC");
+pub(super) fn list(conn: &Connection, which: Which) -> Result<Vec<SnapshotRecord>, StoreError> {
+    let sql = select(
+        "WHERE (?1 IS NULL OR username = ?1) AND (?2 IS NULL OR id = ?2) \
+         AND (?3 IS NULL OR org = ?3) ORDER BY created_ms DESC, id DESC",
+    );
     let mut stmt = conn.prepare(&sql).context("listing kept disks")?;
     let rows = stmt
-        .query_map([username], from_row)
+        .query_map(params![which.username, which.id, which.org], from_row)
         .context("listing kept disks")?;
     rows.collect::<Result<Vec<_>, _>>()
         .context("listing kept disks")
