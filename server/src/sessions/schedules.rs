@@ -105,6 +105,27 @@ impl Sessions {
             created_ms: now_ms(),
             ..ScheduleRecord::default()
         };
+        // The same schedule again (a retry after a lost answer): the one
+        // there already, not a second desktop at each time.
+        let same = |s: &ScheduleRecord| {
+            (&s.at, &s.days, &s.timezone, &s.template, &s.size, &s.org)
+                == (
+                    &record.at,
+                    &record.days,
+                    &record.timezone,
+                    &record.template,
+                    &record.size,
+                    &record.org,
+                )
+        };
+        let existing = self
+            .store
+            .schedules(Which::of_user(&record.username))
+            .await?;
+        if let Some(there) = existing.iter().find(|s| same(s)) {
+            tracing::info!(schedule = %there.id, user = %there.username, "the same schedule was added again: the existing one stands");
+            return Ok(self.schedule_view(there));
+        }
         self.store
             .add_schedule(record.clone(), MAX_PER_USER)
             .await?;

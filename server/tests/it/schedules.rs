@@ -243,18 +243,28 @@ async fn a_schedule_makes_its_desktop_ahead_once_a_day_within_the_limits() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_user_has_at_most_ten_schedules() {
+async fn a_user_has_at_most_ten_schedules_and_the_same_one_once() {
     let server = TestServer::start(TestOptions::default()).await;
     let mut alice = server.client_as("alice", false).await;
+    let at_half_past = |hour: u32| AddScheduleRequest {
+        at: format!("{hour:02}:30"),
+        ..weekdays_at_eight()
+    };
+    let mut ids = Vec::new();
     for hour in 0..10 {
-        alice
-            .add_schedule(AddScheduleRequest {
-                at: format!("{hour:02}:30"),
-                ..weekdays_at_eight()
-            })
+        let added = alice
+            .add_schedule(at_half_past(hour))
             .await
             .expect("one of ten");
+        ids.push(added.into_inner().id);
     }
+    // The same one again (a retry after a lost answer): the one there.
+    let again = alice
+        .add_schedule(at_half_past(9))
+        .await
+        .expect("the same schedule")
+        .into_inner();
+    assert_eq!(again.id, ids[9]);
     let status = alice
         .add_schedule(weekdays_at_eight())
         .await

@@ -125,7 +125,8 @@ class DesktopServiceStub:
     it is READY at a time of day on some days, in an explicit time zone, for
     the caller (administrators: any user). Each desktop is an ordinary
     session (the reaper's policies apply from READY), created within the
-    caller's quotas and catalog as checked now and when it runs. Errors:
+    caller's quotas and catalog as checked now and when it runs. The same
+    schedule again (a retry) returns the one there. Errors:
     INVALID_ARGUMENT names the bad field; RESOURCE_EXHAUSTED past the
     schedules a user may have.
     """
@@ -242,7 +243,8 @@ class DesktopServiceAsyncStub(DesktopServiceStub):
     it is READY at a time of day on some days, in an explicit time zone, for
     the caller (administrators: any user). Each desktop is an ordinary
     session (the reaper's policies apply from READY), created within the
-    caller's quotas and catalog as checked now and when it runs. Errors:
+    caller's quotas and catalog as checked now and when it runs. The same
+    schedule again (a retry) returns the one there. Errors:
     INVALID_ARGUMENT names the bad field; RESOURCE_EXHAUSTED past the
     schedules a user may have.
     """
@@ -440,7 +442,8 @@ class DesktopServiceServicer(metaclass=_abc_1.ABCMeta):
         it is READY at a time of day on some days, in an explicit time zone, for
         the caller (administrators: any user). Each desktop is an ordinary
         session (the reaper's policies apply from READY), created within the
-        caller's quotas and catalog as checked now and when it runs. Errors:
+        caller's quotas and catalog as checked now and when it runs. The same
+        schedule again (a retry) returns the one there. Errors:
         INVALID_ARGUMENT names the bad field; RESOURCE_EXHAUSTED past the
         schedules a user may have.
         """
