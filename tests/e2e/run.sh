@@ -18,8 +18,9 @@
 #      carol (in daas-users) would be let in;
 #   3c. the web portal in Chromium (tests/browser/desktop.mjs): alice signs
 #      in with her domain account, opens the desktop in the tab through the
-#      server's RDP gateway, logs in to xrdp there, the XFCE desktop shows
-#      (screenshot $ARTIFACTS/browser-desktop.png), she types a command in
+#      server's RDP gateway, which logs her in to xrdp with that sign-in
+#      (web.pass_through_credentials: no second password), the XFCE desktop
+#      shows (screenshot $ARTIFACTS/browser-desktop.png), she types a command in
 #      its run dialog (the file appears in the VM, the agent reports the
 #      input); the used ticket is refused a second time;
 #   4. the server is restarted with short policy timeouts: the idle desktop
@@ -230,7 +231,8 @@ start_server() { # extra VAR=value ... for this run
 step "daas-server with deploy/qemu.toml and the test domain (data $DATA)"
 if (exec 3<>/dev/tcp/127.0.0.1/50061) 2>/dev/null; then fail "port 50061 is in use (another server?)"; fi
 # With the web portal (its sign-in settings are in dc.sh env).
-start_server "${AD_ENV[@]}" DAAS_WEB__LISTEN=127.0.0.1:0
+# Sign in once: the portal's password logs alice in to xrdp (step 3c).
+start_server "${AD_ENV[@]}" DAAS_WEB__LISTEN=127.0.0.1:0 DAAS_WEB__PASS_THROUGH_CREDENTIALS=true
 PORTAL_URL=$(sed -n 's/^daas-server web portal on //p' "$WORK/server.out.$SERVER_RUNS")
 [[ -n $PORTAL_URL ]] || fail "the server did not announce its web portal"
 PORTAL_URL=${PORTAL_URL/127.0.0.1/localhost}
@@ -495,7 +497,7 @@ step "3c. the web portal in Chromium: $AD_USER opens her desktop in the tab"
 rm -f "$ARTIFACTS"/browser-*.png
 before=$(show "$ID" | jq -r '.activity.last_input_at // ""')
 out=$WORK/browser-desktop.log
-if ! PORTAL_URL=$PORTAL_URL ALICE_PASSWORD=$AD_PASSWORD ARTIFACTS=$ARTIFACTS \
+if ! PORTAL_URL=$PORTAL_URL ALICE_PASSWORD=$AD_PASSWORD ARTIFACTS=$ARTIFACTS PASS_THROUGH=1 \
   node tests/browser/desktop.mjs >"$out" 2>&1; then
   sed 's/^/    /' "$out"
   fail "the desktop in the browser (see $ARTIFACTS/browser-*.png)"
@@ -503,8 +505,7 @@ fi
 grep '^ok: ' "$out" | sed 's/^/    /'
 browser_timings=$(tail -n 1 "$out")
 log "timings: $browser_timings"
-timing "portal: click to desktop in the tab" "$(jq -r '.click_to_desktop_ms / 1000 | tostring + " s"' <<<"$browser_timings")"
-timing "portal: password typed to desktop in the tab" "$(jq -r '.password_to_desktop_ms / 1000 | tostring + " s"' <<<"$browser_timings")"
+timing "portal: click to desktop in the tab (signed in once)" "$(jq -r '.click_to_desktop_ms / 1000 | tostring + " s"' <<<"$browser_timings")"
 vm_run sudo test -f "/home/$AD_USER/typed-in-the-browser" ||
   fail "the command typed in the tab did not run in the VM (no ~/typed-in-the-browser)"
 log "the command typed in the tab ran: /home/$AD_USER/typed-in-the-browser exists"
@@ -524,6 +525,12 @@ wait_for --every 1 30 "no 'web connect' in the audit trail for $ID" web_connect_
 daas audit --user "$AD_USER" --json |
   jq -se 'any(.action == "web connect" and .result == "PERMISSION_DENIED")' >/dev/null ||
   fail "the refused second use of the ticket is not in the audit trail"
+daas audit --session "$ID" --json |
+  jq -se 'any(.action == "web connect" and (.detail | contains("logged in with the portal'"'"'s sign-in")))' >/dev/null ||
+  fail "the gateway did not log $AD_USER in with her sign-in (audit: no 'logged in with the portal's sign-in')"
+mountpoint_ok() { vm_run findmnt -n --mountpoint "/home/$AD_USER/H" >/dev/null; }
+wait_for 30 "nothing is mounted at /home/$AD_USER/H in the browser's session" mountpoint_ok
+log "signed in once: the gateway logged $AD_USER in with her portal sign-in; her share is mounted"
 log "audit: $(daas audit --session "$ID" --json | jq -r 'select(.action == "web connect") | "\(.actor) \(.result): \(.detail)"' | head -n 2 | tr '\n' ';')"
 
 # ---- 4. idle: warned, then reaped ----

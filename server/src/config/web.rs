@@ -36,6 +36,7 @@ pub struct WebSpec {
     pub max_relays_per_user: usize,
     #[serde(with = "humantime_serde")]
     pub recheck: Duration,
+    pub pass_through_credentials: bool,
     pub ldap: LdapSpec,
 }
 
@@ -61,6 +62,7 @@ impl Default for WebSpec {
             relay_idle_timeout: Duration::from_secs(30 * 60),
             max_relays_per_user: 4,
             recheck: Duration::from_secs(5 * 60),
+            pass_through_credentials: false,
             ldap: LdapSpec::default(),
         }
     }
@@ -124,6 +126,9 @@ pub struct Web {
     /// How often a signed-in user's groups are read again (with
     /// `ldap.bind_user`).
     pub recheck: Duration,
+    /// Sign in once: the sign-in's password, kept in this server's memory
+    /// only, logs the user in to xrdp through the gateway.
+    pub pass_through_credentials: bool,
     pub ldap: Ldap,
 }
 
@@ -241,6 +246,7 @@ pub fn check(spec: &WebSpec) -> Result<Option<Web>, String> {
         relay_idle_timeout: spec.relay_idle_timeout,
         max_relays_per_user: spec.max_relays_per_user,
         recheck: spec.recheck,
+        pass_through_credentials: spec.pass_through_credentials,
         ldap: check_ldap(&spec.ldap)?,
     }))
 }

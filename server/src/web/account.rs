@@ -28,7 +28,7 @@ use crate::{
 #[derive(Deserialize)]
 struct Login {
     username: String,
-    password: String,
+    password: zeroize::Zeroizing<String>,
 }
 
 /// The address part of a peer (`10.0.0.1:5555` -> `10.0.0.1`).
@@ -214,6 +214,9 @@ pub async fn login(
             return error(status, &err.to_string());
         }
     };
+    if state.web.pass_through_credentials {
+        state.passwords.keep(&signed.key, &password);
+    }
     let detail = if admin { "administrator" } else { "user" };
     state
         .audit

@@ -24,8 +24,8 @@ use serde_json::json;
 use tokio_stream::StreamExt;
 
 use super::{
-    Checked, User, WebState, error, from_error, gateway, json as shape, json_response,
-    tickets::IssueError,
+    Checked, User, WebState, autologon::Autologon, error, from_error, gateway, json as shape,
+    json_response, tickets::IssueError,
 };
 use crate::{
     audit::{Act, Actor, code_name},
@@ -382,10 +382,25 @@ pub async fn gateway(
                     .ok()
                     .and_then(|mut addrs| addrs.next())
                     .ok_or_else(|| format!("cannot resolve the desktop's address {}", host.0))?;
+                // Sign in once: the domain account's password, for a
+                // desktop whose login is that account (not a local
+                // session_user with a password of its own).
+                let autologon = state
+                    .web
+                    .pass_through_credentials
+                    .then(|| state.passwords.get(&signed.key))
+                    .flatten()
+                    .filter(|_| record.session_user.is_empty())
+                    .map(|password| Autologon {
+                        username: signed.user.clone(),
+                        domain: String::new(),
+                        password,
+                    });
                 Ok(gateway::Target {
                     addr,
                     cert_sha256: record.outputs.rdp_cert_sha256,
                     session_id: id,
+                    autologon,
                 })
             }
         };
@@ -409,6 +424,7 @@ pub async fn gateway(
                     to_client = relayed.to_client,
                     to_server = relayed.to_server,
                     setup_ms = relayed.setup.as_millis() as u64,
+                    autologon = relayed.autologon,
                     "a browser's RDP connection ended"
                 );
                 let ended = match relayed.closed_by {
@@ -416,8 +432,13 @@ pub async fn gateway(
                     gateway::ClosedBy::Idle => "; closed after web.relay_idle_timeout unused",
                     gateway::ClosedBy::Stopped => "; closed when its sign-in ended",
                 };
+                let signed_in = if relayed.autologon {
+                    "; logged in with the portal's sign-in"
+                } else {
+                    ""
+                };
                 act.detail(format!(
-                    "{} bytes to the browser, {} to the desktop{ended}",
+                    "{} bytes to the browser, {} to the desktop{signed_in}{ended}",
                     relayed.to_client, relayed.to_server
                 ))
             }

@@ -36,6 +36,8 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
+use super::autologon::{Autologon, Rewriter};
+
 /// How long the browser has to send its RDCleanPath request once the WebSocket is open.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest RDCleanPath request accepted (a real one is about 100 bytes).
@@ -56,6 +58,8 @@ pub struct Target {
     pub cert_sha256: String,
     /// The session the ticket was for, for the caller's logs.
     pub session_id: String,
+    /// Sign in once: who xrdp logs in (`web.pass_through_credentials`).
+    pub autologon: Option<super::autologon::Autologon>,
 }
 
 /// What one relayed connection did.
@@ -70,6 +74,8 @@ pub struct Relayed {
     pub setup: Duration,
     /// Which side ended the relay.
     pub closed_by: ClosedBy,
+    /// Whether xrdp was given the sign-in's credentials.
+    pub autologon: bool,
 }
 
 /// Which side ended a relay; a reset or an I/O error counts as that side closing.
@@ -150,7 +156,7 @@ where
     Fut: Future<Output = Result<Target, String>>,
 {
     let started = Instant::now();
-    let tls = match connect(&mut socket, redeem).await {
+    let (tls, autologon) = match connect(&mut socket, redeem).await {
         Ok(connected) => connected,
         Err(error) => {
             if let Some(pdu) = error_pdu(&error) {
@@ -160,19 +166,25 @@ where
         }
     };
     let setup = started.elapsed();
-    let (to_client, to_server, closed_by) = pump(socket, tls, end).await;
+    let mut rewriter = Rewriter::new(autologon);
+    let (to_client, to_server, closed_by) = pump(socket, tls, end, &mut rewriter).await;
     Ok(Relayed {
         to_client,
         to_server,
         setup,
         closed_by,
+        autologon: rewriter.rewrote(),
     })
 }
 
 type DesktopStream = tokio_rustls::client::TlsStream<TcpStream>;
 
-/// Everything up to the RDCleanPath response sent: the stream to relay.
-async fn connect<F, Fut>(socket: &mut WebSocket, redeem: F) -> Result<DesktopStream, GatewayError>
+/// Everything up to the RDCleanPath response sent: the stream to relay,
+/// and who xrdp logs in.
+async fn connect<F, Fut>(
+    socket: &mut WebSocket,
+    redeem: F,
+) -> Result<(DesktopStream, Option<Autologon>), GatewayError>
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = Result<Target, String>>,
@@ -241,7 +253,7 @@ where
         .and_then(|pdu| pdu.to_der())
         .map_err(|e| GatewayError::Encode(e.to_string()))?;
     socket.send(Message::Binary(response.into())).await?;
-    Ok(tls)
+    Ok((tls, target.autologon))
 }
 
 /// Reads binary messages until they hold one whole RDCleanPath PDU (the web client sends
@@ -444,7 +456,12 @@ async fn refuse(socket: &mut WebSocket, pdu: &RDCleanPathPdu) {
 
 /// Relays until either side closes, it is idle for `end.idle`, or `end.stop`; returns the
 /// bytes sent to the browser and to the desktop.
-async fn pump(socket: WebSocket, tls: DesktopStream, end: RelayEnd) -> (u64, u64, ClosedBy) {
+async fn pump(
+    socket: WebSocket,
+    tls: DesktopStream,
+    end: RelayEnd,
+    rewriter: &mut Rewriter,
+) -> (u64, u64, ClosedBy) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (mut tls_rx, mut tls_tx) = tokio::io::split(tls);
     let mut to_client = 0u64;
@@ -461,6 +478,7 @@ async fn pump(socket: WebSocket, tls: DesktopStream, end: RelayEnd) -> (u64, u64
         while let Some(Ok(message)) = ws_rx.next().await {
             match message {
                 Message::Binary(data) => {
+                    let data = rewriter.feed(&data);
                     if tls_tx.write_all(&data).await.is_err() || tls_tx.flush().await.is_err() {
                         return;
                     }

@@ -6,6 +6,7 @@
 //! binary. It has its own HTTPS listener, without client certificates.
 
 pub mod account;
+pub mod autologon;
 pub mod cookie_keys;
 pub mod desktops;
 pub mod gateway;
@@ -13,6 +14,7 @@ pub mod json;
 pub mod ldap;
 pub mod nodes;
 pub mod page;
+pub mod passwords;
 pub mod relays;
 pub mod schedules;
 pub mod signin;
@@ -67,6 +69,9 @@ pub struct WebState {
     pub throttle: Arc<Throttle>,
     pub tickets: Tickets,
     pub relays: Arc<Relays>,
+    /// Sign in once: the sign-ins' passwords (empty unless
+    /// `web.pass_through_credentials`).
+    pub passwords: passwords::Passwords,
 }
 
 impl WebState {
@@ -93,6 +98,7 @@ impl WebState {
             )),
             tickets: Tickets::new(web.ticket_ttl, store.clone()),
             relays: Arc::new(Relays::new(web.max_relays_per_user)),
+            passwords: passwords::Passwords::new(web.session_max),
             config,
             web,
             sessions,
@@ -218,6 +224,7 @@ impl WebState {
     pub async fn sign_out(&self, cookie: &str) {
         match self.signins.close(cookie).await {
             Ok(Some(signed)) => {
+                self.passwords.forget(&signed.key);
                 self.relays.close_sign_in(&signed.key);
             }
             Ok(None) => {}

@@ -382,3 +382,137 @@ async fn gateway_a_desktop_showing_another_certificate_is_refused() {
         assert!(error.contains("TLS") && error.contains(why), "{error}");
     }
 }
+
+/// The Client Info PDU as the web client sends it (no password, no
+/// INFO_AUTOLOGON), framed as on the wire.
+fn web_client_info(user: &str) -> Vec<u8> {
+    use ironrdp_pdu::rdp::{
+        ClientInfoPdu,
+        client_info::{
+            AddressFamily, ClientInfo, ClientInfoFlags, CompressionType, Credentials,
+            ExtendedClientInfo, ExtendedClientOptionalInfo,
+        },
+        headers::{BasicSecurityHeader, BasicSecurityHeaderFlags},
+    };
+    let pdu = ClientInfoPdu {
+        security_header: BasicSecurityHeader {
+            flags: BasicSecurityHeaderFlags::INFO_PKT,
+        },
+        client_info: ClientInfo {
+            credentials: Credentials {
+                username: user.into(),
+                password: String::new(),
+                domain: None,
+            },
+            password_cookie: None,
+            code_page: 0,
+            flags: ClientInfoFlags::UNICODE | ClientInfoFlags::MOUSE,
+            compression_type: CompressionType::K8,
+            alternate_shell: String::new(),
+            work_dir: String::new(),
+            extra_info: ExtendedClientInfo {
+                address_family: AddressFamily::INET,
+                address: "192.0.2.1".into(),
+                dir: "C:\\".into(),
+                optional_data: ExtendedClientOptionalInfo::default(),
+            },
+        },
+    };
+    let mut buf = ironrdp_core::WriteBuf::new();
+    ironrdp_pdu::mcs::encode_send_data_request(1007, 1003, &pdu, &mut buf).expect("encode");
+    buf.filled().to_vec()
+}
+
+/// Sign in once: the Client Info PDU reaches xrdp with the sign-in's user,
+/// password and INFO_AUTOLOGON; what comes before and after is untouched.
+#[tokio::test]
+async fn gateway_gives_xrdp_the_sign_ins_credentials() {
+    use daas_server::web::autologon::Autologon;
+    use ironrdp_pdu::{mcs::SendDataRequest, rdp::ClientInfoPdu, x224::X224};
+
+    let (frames_tx, mut frames) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let rdp = fake_xrdp::fake_rdp(X224_CONFIRM, move |mut tls| {
+        let frames_tx = frames_tx.clone();
+        async move {
+            // The erect domain request, the Client Info PDU, then raw bytes.
+            for _ in 0..2 {
+                match fake_xrdp::read_tpkt(&mut tls).await {
+                    Ok(frame) => {
+                        let _ = frames_tx.send(frame);
+                    }
+                    Err(_) => return,
+                }
+            }
+            echo(tls).await;
+        }
+    })
+    .await;
+    let target = Target {
+        autologon: Some(Autologon {
+            username: "alice".into(),
+            domain: String::new(),
+            password: zeroize::Zeroizing::new("Pa55-w0rd!".into()),
+        }),
+        ..rdp.target()
+    };
+    let (url, mut results) = gateway_server(target).await;
+    let mut ws = connect(&url).await;
+    send_request(&mut ws, "desktop:3389".into(), TICKET).await;
+    let RDCleanPathMessage::Response { .. } = response(&mut ws).await else {
+        panic!("expected a success response");
+    };
+    let erect_domain = [3u8, 0, 0, 12, 2, 0xF0, 0x80, 4, 1, 0, 1, 0];
+    let mut stream = erect_domain.to_vec();
+    stream.extend(web_client_info("alice"));
+    // Split where the browser's messages may split it.
+    let (first, second) = stream.split_at(20);
+    for part in [first, second] {
+        ws.send(Message::binary(part.to_vec())).await.expect("send");
+    }
+    assert_eq!(frames.recv().await.expect("a frame"), erect_domain);
+    let info = frames.recv().await.expect("the Client Info PDU");
+    let request = ironrdp_core::decode::<X224<SendDataRequest<'_>>>(&info)
+        .expect("an MCS send data request")
+        .0;
+    let pdu = ironrdp_core::decode::<ClientInfoPdu>(&request.user_data).expect("client info");
+    let credentials = &pdu.client_info.credentials;
+    assert_eq!(
+        (credentials.username.as_str(), credentials.password.as_str()),
+        ("alice", "Pa55-w0rd!")
+    );
+    assert!(
+        pdu.client_info
+            .flags
+            .contains(ironrdp_pdu::rdp::client_info::ClientInfoFlags::AUTOLOGON)
+    );
+    // After it, bytes pass as they come.
+    ws.send(Message::binary(b"after".to_vec()))
+        .await
+        .expect("send");
+    assert_eq!(next_binary(&mut ws).await, b"after");
+    ws.close(None).await.expect("close");
+    let relayed = result(&mut results).await.expect("a relay");
+    assert!(relayed.autologon);
+}
+
+/// Without credentials for the ticket the Client Info PDU is relayed as the
+/// browser sent it: xrdp asks for the password.
+#[tokio::test]
+async fn gateway_without_credentials_relays_the_client_info_untouched() {
+    let rdp = fake_rdp(false).await;
+    let (url, mut results) = gateway_server(rdp.target()).await;
+    let mut ws = connect(&url).await;
+    send_request(&mut ws, "desktop:3389".into(), TICKET).await;
+    let RDCleanPathMessage::Response { .. } = response(&mut ws).await else {
+        panic!("expected a success response");
+    };
+    let info = web_client_info("alice");
+    ws.send(Message::binary(info.clone())).await.expect("send");
+    let mut echoed = Vec::new();
+    while echoed.len() < info.len() {
+        echoed.extend(next_binary(&mut ws).await);
+    }
+    assert_eq!(echoed, info);
+    ws.close(None).await.expect("close");
+    assert!(!result(&mut results).await.expect("a relay").autologon);
+}

@@ -60,7 +60,7 @@ fn sample_command_lines(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<BTreeS
     })
 }
 
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();

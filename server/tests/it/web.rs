@@ -600,6 +600,39 @@ async fn slow_idle_and_too_many_connections_are_closed() {
     server.stop().await;
 }
 
+/// Sign in once (`web.pass_through_credentials`): the password the user
+/// signed in with is kept in the server's memory only: no file of the
+/// server's (store, audit trail, keys) holds it, before or after sign-out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passed_through_password_is_in_no_file() {
+    let domain = Domain::start();
+    let server = portal(&domain, "pass_through_credentials = true").await;
+    let password = domain.password("alice");
+    let mut tab = Browser::new(&server);
+    assert_eq!(tab.sign_in("alice", &password).await.status, 200);
+    let path = "/web/sessions";
+    assert_eq!(tab.call("GET", path, None, false).await.status, 200);
+    let in_files = || {
+        crate::secrets::files_under(server.dir())
+            .into_iter()
+            .filter(|file| {
+                let bytes = std::fs::read(file).unwrap_or_default();
+                bytes
+                    .windows(password.len())
+                    .any(|w| w == password.as_bytes())
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(in_files(), Vec::<std::path::PathBuf>::new());
+    let out = tab.call("POST", "/web/logout", None, true).await;
+    assert!(out.status < 300, "{}", out.body);
+    assert_eq!(in_files(), Vec::<std::path::PathBuf>::new());
+    let trail = audit_of(&server).await;
+    assert!(trail.iter().any(|e| e.action == "web sign-in"));
+    assert!(trail.iter().all(|e| !format!("{e:?}").contains(&password)));
+    server.stop().await;
+}
+
 /// A page left open does not keep its sign-in alive, and one user has a
 /// bounded number of sign-ins.
 #[tokio::test(flavor = "multi_thread")]

@@ -116,6 +116,7 @@ pub fn target(addr: SocketAddr, cert: &[u8]) -> Target {
         addr,
         cert_sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, cert)),
         session_id: "s-1".to_owned(),
+        autologon: None,
     }
 }
 
