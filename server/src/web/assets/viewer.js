@@ -1,8 +1,9 @@
 // The desktop in the browser tab: the IronRDP web client (vendored in
 // /vendor, see server/src/web/assets/vendor/VENDOR.md) connects through the
 // server's RDP gateway with a single-use ticket; the server finds the
-// desktop, the browser never learns its address. xrdp then asks for the
-// password in its own login box (the web client never logs on by itself).
+// desktop, the browser never learns its address. The web client never logs
+// on by itself: with web.pass_through_credentials the gateway gives xrdp the
+// sign-in's password, else xrdp asks for it in its own login box.
 import * as rdp from "/vendor/iron-remote-desktop-rdp.js";
 import "/vendor/iron-remote-desktop.js";
 
