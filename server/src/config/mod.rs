@@ -275,6 +275,17 @@ pub struct Ansible {
     pub extra_vars: BTreeMap<String, serde_json::Value>,
 }
 
+impl Ansible {
+    /// Whether the playbook joins the desktops to a domain
+    /// (`ad_join_domain` in `[ansible.extra_vars]`).
+    pub fn joins_domain(&self) -> bool {
+        self.extra_vars
+            .get("ad_join_domain")
+            .and_then(|v| v.as_str())
+            .is_some_and(|d| !d.is_empty())
+    }
+}
+
 /// A configuration that cannot be used; the message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -146,13 +146,7 @@ impl Pipeline {
             .as_ref()
             .and_then(|p| config.pools.get(p))
             .is_some_and(|p| p.per_user_playbook == PerUserPlaybook::Always);
-        let domain = config
-            .ansible
-            .extra_vars
-            .get("ad_join_domain")
-            .and_then(|v| v.as_str())
-            .is_some_and(|d| !d.is_empty());
-        always || domain || !record.session_user.is_empty()
+        always || config.ansible.joins_domain() || !record.session_user.is_empty()
     }
 
     /// Moves the session from `stage` to `to` and follows it.

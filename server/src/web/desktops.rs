@@ -383,14 +383,13 @@ pub async fn gateway(
                     .and_then(|mut addrs| addrs.next())
                     .ok_or_else(|| format!("cannot resolve the desktop's address {}", host.0))?;
                 // Sign in once: the domain account's password, for a
-                // desktop whose login is that account (not a local
-                // session_user with a password of its own).
+                // desktop joined to the domain (elsewhere it is no login).
                 let autologon = state
                     .web
                     .pass_through_credentials
                     .then(|| state.passwords.get(&signed.key))
                     .flatten()
-                    .filter(|_| record.session_user.is_empty())
+                    .filter(|_| state.config.ansible.joins_domain())
                     .map(|password| Autologon {
                         username: signed.user.clone(),
                         domain: String::new(),
