@@ -3,8 +3,8 @@
 // shows (not one colour, the panel at the top): with PASS_THROUGH=1 (the
 // server's web.pass_through_credentials) without typing anything more,
 // else after she logs in to xrdp with her domain password inside the tab;
-// she types a command in its run dialog; the ticket her page used is
-// refused when used again.
+// she types a command in its run dialog; the desktop goes full screen; the
+// ticket her page used is refused when used again.
 //
 // Environment: PORTAL_URL, ALICE_PASSWORD, ARTIFACTS, CHROMIUM,
 // PASS_THROUGH. Prints `ok: ...` lines and, last, one JSON line of timings.
@@ -118,6 +118,12 @@ try {
   await page.keyboard.up("Enter");
   await sleep(3000);
   check(true, "typed a command into the desktop's run dialog");
+
+  // Full screen from the bar: the desktop alone, scaled to fit.
+  await page.getByRole("button", { name: "Full screen" }).click();
+  await sleep(500);
+  check(await page.evaluate(() => document.fullscreenElement?.id === "screen"), "the desktop is full screen");
+  await page.evaluate(() => document.exitFullscreen());
 
   // The used ticket again, as a thief would: the gateway refuses it.
   const stolen = await page.evaluate(async (used) => {

@@ -503,6 +503,10 @@ async function openDesktop(session) {
     $("screen").replaceChildren();
     refresh();
   };
+  // The desktop alone on the screen (Esc leaves), scaled to fit it.
+  $("viewer-fullscreen").onclick = () => {
+    $("screen").requestFullscreen().catch((error) => notice(`No full screen: ${error.message}`));
+  };
   const status = (text) => { $("viewer-status").textContent = text; };
   try {
     await viewer.open($("screen"), {

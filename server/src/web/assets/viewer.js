@@ -33,6 +33,9 @@ export async function open(container, { gateway, ticket, username, status }) {
     .withProxyAddress(gateway)
     .withAuthToken(ticket)
     .withDesktopSize({ width, height })
+    // No Display Control: against xrdp 0.9.21 this client's resize leaves
+    // the screen half redrawn. The desktop keeps the size it opened with,
+    // scaled to fit the tab (full screen too).
     .build();
   status("Connecting…");
   let session;
