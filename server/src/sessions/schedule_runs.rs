@@ -130,9 +130,9 @@ impl Sessions {
         let ran = match &made {
             Ok(id) => Ran::Created(id.clone()),
             // The user is told by their webhooks: no session exists.
-            Err(why) => Ran::Refused(
-                why.to_string(),
-                webhooks::schedule_refused(
+            Err(why) => {
+                let why = why.to_string();
+                let told = webhooks::schedule_refused(
                     &self.config.webhooks,
                     webhooks::Scheduled {
                         schedule_id: schedule.id.clone(),
@@ -141,9 +141,10 @@ impl Sessions {
                     &schedule.username,
                     &schedule.template,
                     now_ms,
-                    &why.to_string(),
-                ),
-            ),
+                    &why,
+                );
+                Ran::Refused(why, told)
+            }
         };
         // Recorded (and told) once, whichever server got here first.
         if self

@@ -384,13 +384,11 @@ pub async fn gateway(
                     .ok_or_else(|| format!("cannot resolve the desktop's address {}", host.0))?;
                 // Sign in once: the domain account's password, for a
                 // desktop joined to the domain (elsewhere it is no login).
-                let autologon = state
-                    .web
-                    .pass_through_credentials
-                    .then(|| state.passwords.get(&signed.key))
-                    .flatten()
-                    .filter(|_| state.config.ansible.joins_domain())
-                    .map(|password| Autologon {
+                let autologon = (state.web.pass_through_credentials
+                    && state.config.ansible.joins_domain())
+                .then(|| state.passwords.get(&signed.key))
+                .flatten()
+                .map(|password| Autologon {
                         username: signed.user.clone(),
                         domain: String::new(),
                         password,
