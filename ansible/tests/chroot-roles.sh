@@ -160,6 +160,7 @@ vars = {
     "session_user": "bob",
     "session_password_hash": sha512_crypt.using(rounds=5000).hash(password),
     "rdp_port": 3389,
+    "daas_clipboard": "to-desktop",
     "daas_start_services": False,
     "daas_agent_binary": binary,
     "daas_agent_endpoint": "https://10.0.2.2:50051",

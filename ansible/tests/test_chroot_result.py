@@ -116,6 +116,16 @@ def test_xrdp_port_and_keepalive_in_globals_only():
     assert re.search(r"^port=-1$", ini_section(ini, "Xorg"), re.M), "the [Xorg] port must be left alone"
 
 
+def test_the_templates_clipboard_policy_is_in_xrdp():
+    # daas_clipboard "to-desktop": nothing copied in the desktop leaves it.
+    security = ini_section(text("/etc/xrdp/sesman.ini"), "Security")
+    assert re.findall(r"^Restrict\w+Clipboard=.*$", security, re.M) == [
+        "RestrictOutboundClipboard=all",
+        "RestrictInboundClipboard=none",
+    ]
+    assert re.findall(r"^cliprdr=.*$", text("/etc/xrdp/xrdp.ini"), re.M) == ["cliprdr=true"]
+
+
 def test_pam_mount_mounts_the_users_share_with_kerberos():
     conf = "/etc/security/pam_mount.conf.xml"
     assert mode(conf) == 0o644

@@ -3,16 +3,66 @@
 // shows (not one colour, the panel at the top): with PASS_THROUGH=1 (the
 // server's web.pass_through_credentials) without typing anything more,
 // else after she logs in to xrdp with her domain password inside the tab;
-// she types a command in its run dialog; the desktop goes full screen; the
-// ticket her page used is refused when used again.
+// she types a command in its run dialog; the desktop goes full screen; text
+// copied in the page pastes in the desktop and back (CLIPBOARD_TOOL); the
+// network drops (the test's proxy resets every connection) and the tab
+// reconnects to the same session; the window gets smaller and the desktop
+// follows; the ticket her page used is refused when used again.
+//
+// With CLIPBOARD=off (the template's policy "off"), a page changed to turn
+// its clipboard on anyway copies nothing either way: the gateway drops it.
 //
 // Environment: PORTAL_URL, ALICE_PASSWORD, ARTIFACTS, CHROMIUM,
-// PASS_THROUGH. Prints `ok: ...` lines and, last, one JSON line of timings.
+// PASS_THROUGH, CLIPBOARD_TOOL (a script: `get`, `set TEXT` and `session`
+// on the desktop, for her X session), CLIPBOARD. Prints `ok: ...` lines and,
+// last, one JSON line of timings.
+import { execFile } from "node:child_process";
+import net from "node:net";
 import path from "node:path";
+import { promisify } from "node:util";
 import { artifacts, check, env, openPage, sleep, url } from "./harness.mjs";
 
 const password = env("ALICE_PASSWORD");
 const passThrough = process.env.PASS_THROUGH === "1";
+const clipboardOff = process.env.CLIPBOARD === "off";
+const tool = process.env.CLIPBOARD_TOOL;
+
+// The desktop's side: her clipboard, and her X session's process. Not
+// blocking: the proxy below runs in this process, and the desktop's xclip
+// waits for the page's answer through it.
+const onDesktop = async (...args) =>
+  (await promisify(execFile)("bash", [tool, ...args], { encoding: "utf8", timeout: 30_000 })).stdout.trim();
+
+// A TCP proxy in front of the portal, so the test can drop the network:
+// `cut()` resets every connection through it (the browser sees them fail).
+function proxy(target) {
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("error", () => {});
+      s.on("close", () => { sockets.delete(s); client.destroy(); upstream.destroy(); });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({
+    url: `${target.protocol}//${target.hostname}:${server.address().port}/`,
+    cut: () => { for (const s of sockets) s.resetAndDestroy(); },
+    close: () => { server.close(); for (const s of sockets) s.destroy(); },
+  })));
+}
+
+// Waits up to `ms` for `probe()` to return a truthy value; returns the last.
+async function until(ms, probe, every = 1000) {
+  let last;
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(every)) {
+    try { last = await probe(); } catch { last = undefined; }
+    if (last) return last;
+  }
+  return last;
+}
 
 // The RDP client sends keys by their physical code: Shift must be held for
 // capitals (the passwords and commands here need no other shifted key).
@@ -60,9 +110,22 @@ function looks() {
 }
 
 const { browser, page } = await openPage({ width: 1366, height: 800 });
+// The page's clipboard works without asking (a user would allow it once).
+await page.context().grantPermissions(["clipboard-read", "clipboard-write"]);
+const network = await proxy(new URL(url));
+if (clipboardOff) {
+  // A changed page: it turns the clipboard on whatever the policy says.
+  await page.route("**/ticket", async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    check(body.clipboard === "off", "the ticket says the template's clipboard is off");
+    await route.fulfill({ response, json: { ...body, clipboard: "both" } });
+  });
+}
 const timings = {};
+let ticket; // the first one the page used
 try {
-  await page.goto(url);
+  await page.goto(network.url);
   await page.getByLabel("User name").fill("alice");
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -71,7 +134,7 @@ try {
   const ticketAnswer = page.waitForResponse((r) => r.url().endsWith("/ticket") && r.request().method() === "POST");
   const clicked = Date.now();
   await row.getByRole("button", { name: /Open in the browser/ }).click();
-  const ticket = (await (await ticketAnswer).json()).ticket;
+  ticket = (await (await ticketAnswer).json()).ticket;
   check(typeof ticket === "string" && ticket.length === 64, "the page got a single-use ticket");
   let seen = null;
   for (const until = Date.now() + 60_000; Date.now() < until; await sleep(250)) {
@@ -105,6 +168,41 @@ try {
   await page.screenshot({ path: path.join(artifacts, "browser-desktop.png") });
   check(twice >= 2, `the XFCE desktop is in the tab${passThrough ? " with no second password" : ""} (${JSON.stringify(seen)})`);
 
+  if (clipboardOff) {
+    await clipboardIsClosed();
+    console.log(JSON.stringify(timings));
+  } else {
+    await theRest();
+  }
+} catch (error) {
+  await page.screenshot({ path: path.join(artifacts, "browser-failure.png") }).catch(() => {});
+  console.error(String(error.stack || error));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+  network.close();
+}
+
+// Under the policy "off": nothing crosses either way, the page notwithstanding.
+async function clipboardIsClosed() {
+  const before = await onDesktop("get");
+  const fromPage = `page-text-under-off-${process.pid}`;
+  await page.evaluate((text) => navigator.clipboard.writeText(text), fromPage);
+  await sleep(10_000);
+  const after = await onDesktop("get");
+  check(after !== fromPage, `text copied in the page does not reach the desktop (it holds "${after}", held "${before}")`);
+  const fromDesktop = `desktop-text-under-off-${process.pid}`;
+  await onDesktop("set", fromDesktop);
+  await sleep(10_000);
+  const pasted = await page.evaluate(() => navigator.clipboard.readText());
+  check(pasted !== fromDesktop, `text copied in the desktop does not reach the page (it holds "${pasted}")`);
+  // Still connected: the gateway read the stream all along (what it cannot
+  // read ends the connection), it did not just stop it.
+  const status = await page.evaluate(() => document.getElementById("viewer-status").textContent);
+  check(/^Connected/.test(status) && (await page.evaluate(looks)).desktop, `still connected: "${status}"`);
+}
+
+async function theRest() {
   // Type into it: a command in XFCE's run dialog (Alt+F2), given time to
   // settle before Enter (it completes names as they are typed).
   await page.keyboard.press("Alt+F2");
@@ -125,6 +223,57 @@ try {
   check(await page.evaluate(() => document.fullscreenElement?.id === "screen"), "the desktop is full screen");
   await page.evaluate(() => document.exitFullscreen());
 
+  // Copy and paste, both ways (the template's policy: both).
+  const fromPage = `copied-in-the-page-${process.pid}`;
+  await page.evaluate((text) => navigator.clipboard.writeText(text), fromPage);
+  const pastedThere = await until(30_000, async () => (await onDesktop("get")) === fromPage);
+  check(pastedThere, `text copied in the page pastes in the desktop (it holds "${await onDesktop("get")}")`);
+  const fromDesktop = `copied-in-the-desktop-${process.pid}`;
+  const copied = Date.now();
+  await onDesktop("set", fromDesktop);
+  const pastedHere = await until(30_000,
+    async () => (await page.evaluate(() => navigator.clipboard.readText())) === fromDesktop, 250);
+  timings.desktop_copy_to_page_ms = Date.now() - copied;
+  check(pastedHere, "text copied in the desktop pastes in the page");
+
+  // The network drops: the tab reconnects to the same session, no login.
+  const session = await onDesktop("session");
+  const ticketAgain = page.waitForResponse((r) => r.url().endsWith("/ticket") && r.request().method() === "POST");
+  const dropped = Date.now();
+  network.cut();
+  const reconnecting = await until(15_000,
+    () => page.evaluate(() => /Reconnecting/.test(document.getElementById("viewer-status").textContent)), 100);
+  check(reconnecting, "the page says it is reconnecting");
+  await ticketAgain;
+  let back = 0;
+  const reconnected = await until(60_000, async () => {
+    const seen = await page.evaluate(looks);
+    back = seen && seen.desktop ? back + 1 : 0;
+    return back >= 2;
+  });
+  timings.drop_to_desktop_ms = Date.now() - dropped;
+  await page.screenshot({ path: path.join(artifacts, "browser-reconnected.png") });
+  check(reconnected, `the desktop is back in the tab ${timings.drop_to_desktop_ms} ms after the drop`);
+  check((await onDesktop("session")) === session, `the same X session (${session})`);
+
+  // A smaller window: the page reopens the desktop at the new size (sign in
+  // once: nothing asked) and xrdp resizes the same session.
+  const opened = await page.evaluate(() => ({ width: window.daasViewer.width, height: window.daasViewer.height }));
+  const resized = Date.now();
+  await page.setViewportSize({ width: 1100, height: 760 });
+  const wanted = await page.evaluate(async () => (await import("/viewer.js")).sizeFor(document.getElementById("screen")));
+  check(wanted.width < opened.width, `the tab asks for ${wanted.width}x${wanted.height} (opened at ${opened.width}x${opened.height})`);
+  back = 0;
+  const followed = await until(60_000, async () => {
+    const seen = await page.evaluate(looks);
+    back = seen && seen.desktop && seen.width === wanted.width && seen.height === wanted.height ? back + 1 : 0;
+    return back >= 2;
+  });
+  timings.resize_to_desktop_ms = Date.now() - resized;
+  await page.screenshot({ path: path.join(artifacts, "browser-resized.png") });
+  check(followed, `the desktop follows the tab: ${wanted.width}x${wanted.height} after ${timings.resize_to_desktop_ms} ms (${JSON.stringify(await page.evaluate(looks))})`);
+  check((await onDesktop("session")) === session, "still the same X session");
+
   // The used ticket again, as a thief would: the gateway refuses it.
   const stolen = await page.evaluate(async (used) => {
     const viewer = await import("/viewer.js");
@@ -144,10 +293,4 @@ try {
   check(/refused the ticket/.test(stolen), `the used ticket is refused: ${stolen}`);
   await page.getByRole("button", { name: "Back to my desktops" }).click();
   console.log(JSON.stringify(timings));
-} catch (error) {
-  await page.screenshot({ path: path.join(artifacts, "browser-failure.png") }).catch(() => {});
-  console.error(String(error.stack || error));
-  process.exitCode = 1;
-} finally {
-  await browser.close();
 }

@@ -22,7 +22,11 @@
 #      (web.pass_through_credentials: no second password), the XFCE desktop
 #      shows (screenshot $ARTIFACTS/browser-desktop.png), she types a command in
 #      its run dialog (the file appears in the VM, the agent reports the
-#      input); the used ticket is refused a second time;
+#      input); text copied in the page pastes in the desktop and back; the
+#      network drops (a proxy resets it) and the tab reconnects to the same
+#      X session; the used ticket is refused a second time;
+#   3d. her template's clipboard set to "off" (server restarted): a page
+#      changed to turn its clipboard on copies nothing either way;
 #   4. the server is restarted with short policy timeouts: the idle desktop
 #      gets an idle_warning, then is reaped; no QEMU, overlay, seed, pid file
 #      or working directory of it is left, and no computer account;
@@ -497,8 +501,30 @@ step "3c. the web portal in Chromium: $AD_USER opens her desktop in the tab"
 rm -f "$ARTIFACTS"/browser-*.png
 before=$(show "$ID" | jq -r '.activity.last_input_at // ""')
 out=$WORK/browser-desktop.log
+# Her clipboard and X session on the desktop, for the browser test: `get`,
+# `set TEXT`, `session` (her Xorg's pid and display).
+CLIPBOARD_TOOL=$WORK/desktop-clipboard.sh
+{
+  printf '#!/usr/bin/env bash\nset -euo pipefail\n'
+  printf 'vm() { ssh -i %q -p %q -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=%q' \
+    "$DATA/ssh/id_ed25519" "$SSH_PORT" "$KNOWN_HOSTS"
+  # shellcheck disable=SC2016 # "$1" is the tool's own argument, expanded when it runs
+  printf ' -o GlobalKnownHostsFile=/dev/null -o HostKeyAlias=%q -o LogLevel=ERROR -o ConnectTimeout=20 daas@127.0.0.1 "$1"; }\n' \
+    "daas-$VM"
+  printf 'user=%q\n' "$AD_USER"
+  cat <<'TOOL'
+display='d=$(ps -u '$user' -o args= | sed -n "s/^.*Xorg \(:[0-9]*\).*/\1/p" | head -n 1)'
+as_user="sudo -u $user env DISPLAY=\$d XAUTHORITY=/home/$user/.Xauthority"
+case ${1:-} in
+  get) vm "$display; $as_user timeout 10 xclip -o -selection clipboard 2>/dev/null || true" ;;
+  set) vm "$display; printf %s $(printf %q "$2") | $as_user xclip -i -selection clipboard >/dev/null 2>&1" ;;
+  session) vm "ps -u $user -o pid=,args= | grep -m 1 '[X]org :'" ;;
+  *) echo "usage: $0 get | set TEXT | session" >&2; exit 2 ;;
+esac
+TOOL
+} >"$CLIPBOARD_TOOL"
 if ! PORTAL_URL=$PORTAL_URL ALICE_PASSWORD=$AD_PASSWORD ARTIFACTS=$ARTIFACTS PASS_THROUGH=1 \
-  node tests/browser/desktop.mjs >"$out" 2>&1; then
+  CLIPBOARD_TOOL=$CLIPBOARD_TOOL node tests/browser/desktop.mjs >"$out" 2>&1; then
   sed 's/^/    /' "$out"
   fail "the desktop in the browser (see $ARTIFACTS/browser-*.png)"
 fi
@@ -532,6 +558,25 @@ mountpoint_ok() { vm_run findmnt -n --mountpoint "/home/$AD_USER/H" >/dev/null; 
 wait_for 30 "nothing is mounted at /home/$AD_USER/H in the browser's session" mountpoint_ok
 log "signed in once: the gateway logged $AD_USER in with her portal sign-in; her share is mounted"
 log "audit: $(daas audit --session "$ID" --json | jq -r 'select(.action == "web connect") | "\(.actor) \(.result): \(.detail)"' | head -n 2 | tr '\n' ';')"
+
+# ---- 3d. the clipboard policy "off", enforced by the gateway ----
+step "3d. clipboard \"off\" for her template: a changed page copies nothing either way"
+# Her desktop's xrdp still allows both ways (it was made under "both"):
+# only the gateway stands in the way here.
+template=$(show "$ID" | jq -r .template)
+stop_server
+start_server "${AD_ENV[@]}" DAAS_WEB__LISTEN=127.0.0.1:0 DAAS_WEB__PASS_THROUGH_CREDENTIALS=true \
+  "DAAS_TEMPLATES__${template^^}__CLIPBOARD=off"
+PORTAL_URL=$(sed -n 's/^daas-server web portal on //p' "$WORK/server.out.$SERVER_RUNS")
+PORTAL_URL=${PORTAL_URL/127.0.0.1/localhost}
+out=$WORK/browser-clipboard-off.log
+if ! PORTAL_URL=$PORTAL_URL ALICE_PASSWORD=$AD_PASSWORD ARTIFACTS=$ARTIFACTS PASS_THROUGH=1 \
+  CLIPBOARD_TOOL=$CLIPBOARD_TOOL CLIPBOARD=off node tests/browser/desktop.mjs >"$out" 2>&1; then
+  sed 's/^/    /' "$out"
+  fail "the clipboard policy \"off\" (see $ARTIFACTS/browser-*.png)"
+fi
+grep '^ok: ' "$out" | sed 's/^/    /'
+log "clipboard off: nothing crossed the gateway either way, the connection stayed up"
 
 # ---- 4. idle: warned, then reaped ----
 step "4. idle reaping (server restarted with short policy timeouts)"

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::VmDefaults;
-use crate::domain::catalog::{Catalog, Size, Template};
+use crate::domain::catalog::{Catalog, Clipboard, Size, Template};
 
 /// The size of a desktop that names none when `[templates]` gives none.
 pub const STANDARD: &str = "standard";
@@ -46,6 +46,10 @@ pub struct TemplateSpec {
     /// Persistent: a kept disk older than this is deleted.
     #[serde(default = "default_max_age", with = "humantime_serde")]
     pub max_age: std::time::Duration,
+    /// Which way copy and paste works between the desktop and the
+    /// browser's tab: "both", "to-desktop", "from-desktop" or "off".
+    #[serde(default)]
+    pub clipboard: Clipboard,
 }
 
 fn default_keep() -> u32 {
@@ -228,6 +232,7 @@ fn template(name: &str, spec: &TemplateSpec, vm: &VmDefaults) -> Result<Template
         persistent: spec.persistent,
         keep: spec.keep,
         max_age: spec.max_age,
+        clipboard: spec.clipboard,
     })
 }
 

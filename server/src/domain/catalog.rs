@@ -45,6 +45,44 @@ impl fmt::Display for Size {
     }
 }
 
+/// A template's clipboard policy: which way copy and paste may carry data
+/// between the desktop and the user's machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Clipboard {
+    /// Both ways, as a native RDP client.
+    #[default]
+    Both,
+    /// From the user's machine into the desktop only.
+    ToDesktop,
+    /// From the desktop to the user's machine only.
+    FromDesktop,
+    /// Neither way.
+    Off,
+}
+
+impl Clipboard {
+    /// As the configuration, the page and the Ansible role name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Clipboard::Both => "both",
+            Clipboard::ToDesktop => "to-desktop",
+            Clipboard::FromDesktop => "from-desktop",
+            Clipboard::Off => "off",
+        }
+    }
+
+    /// Whether data copied on the user's machine may be pasted in the desktop.
+    pub fn to_desktop(self) -> bool {
+        matches!(self, Clipboard::Both | Clipboard::ToDesktop)
+    }
+
+    /// Whether data copied in the desktop may be pasted on the user's machine.
+    pub fn from_desktop(self) -> bool {
+        matches!(self, Clipboard::Both | Clipboard::FromDesktop)
+    }
+}
+
 /// One template of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
@@ -65,6 +103,9 @@ pub struct Template {
     /// Persistent: how many kept disks a user has of it, and for how long.
     pub keep: u32,
     pub max_age: std::time::Duration,
+    /// Which way text may be copied between the desktop and the browser's
+    /// tab: the gateway enforces it, and xrdp on the desktop too.
+    pub clipboard: Clipboard,
 }
 
 impl Template {
@@ -81,6 +122,7 @@ impl Template {
             persistent: false,
             keep: 1,
             max_age: std::time::Duration::from_secs(30 * 24 * 3600),
+            clipboard: Clipboard::Both,
         }
     }
 
@@ -178,6 +220,12 @@ impl Catalog {
         self.templates.iter().find(|t| t.name == name)
     }
 
+    /// Template `name`'s clipboard policy; a template the catalog does not
+    /// list (an open catalog's) copies both ways.
+    pub fn clipboard(&self, name: &str) -> Clipboard {
+        self.get(name).map_or(Clipboard::Both, |t| t.clipboard)
+    }
+
     /// Whether template `name`'s desktops keep their disk.
     pub fn is_persistent(&self, name: &str) -> bool {
         self.get(name).is_some_and(|t| t.persistent)
@@ -266,6 +314,7 @@ mod tests {
             persistent: false,
             keep: 1,
             max_age: std::time::Duration::from_secs(3600),
+            clipboard: Clipboard::Both,
         }
     }
 

@@ -9,6 +9,7 @@ use daas_api::v1::Tool;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::catalog::Clipboard;
 use crate::{
     config::{self, AnsibleConnection},
     files::write_private,
@@ -52,6 +53,8 @@ pub struct PlaybookVars<'a> {
     pub identity: &'a Identity,
     /// Which part of the playbook runs.
     pub phase: Phase,
+    /// The template's clipboard policy, which xrdp enforces too.
+    pub clipboard: Clipboard,
 }
 
 /// Which part of the playbook a run does; its tasks that make a desktop
@@ -262,6 +265,7 @@ impl Ansible<'_> {
                 Var::Data(json!(vars.identity.rdp_key_pem)),
             ),
             ("daas_phase", Var::Data(json!(vars.phase.name()))),
+            ("daas_clipboard", Var::Data(json!(vars.clipboard.name()))),
         ]);
         if let Some(password) = vars.ad_join_password {
             entries.push(("ad_join_password", Var::Data(json!(password))));

@@ -591,6 +591,7 @@ impl Pipeline {
             agent: None,
             identity: &identity,
             phase: crate::provision::ansible::Phase::All,
+            clipboard: config.catalog.clipboard(&record.template),
         };
         if let Err(err) = ansible.teardown(session_dir, &vars, log, cancel).await {
             let line = format!("the teardown playbook failed ({err}); destroying the VM anyway");

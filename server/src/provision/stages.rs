@@ -365,6 +365,7 @@ impl Pipeline {
             agent: per_user.agent.as_ref(),
             identity: &identity,
             phase,
+            clipboard: config.catalog.clipboard(&record.template),
         };
         ansible
             .configure(&self.session_dir(&record.id), &playbook_vars, log, cancel)

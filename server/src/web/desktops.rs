@@ -296,6 +296,15 @@ pub fn rdp_text(session: &Session) -> Option<String> {
     Some(text)
 }
 
+/// Sign in once: whether the gateway gives xrdp sign-in `key`'s password:
+/// the option is on, desktops join the domain (elsewhere the domain
+/// account's password is no login) and this server holds it.
+fn passes_through(state: &WebState, key: &str) -> bool {
+    state.web.pass_through_credentials
+        && state.config.ansible.joins_domain()
+        && state.passwords.holds(key)
+}
+
 /// A single-use ticket that opens the session in the browser (CSRF-checked).
 pub async fn ticket(
     State(state): State<Arc<WebState>>,
@@ -321,6 +330,11 @@ pub async fn ticket(
             "ticket": ticket,
             "expires_in": state.tickets.ttl().as_secs(),
             "username": session.username,
+            // What the page asks of the web client; the gateway enforces it.
+            "clipboard": state.config.catalog.clipboard(&session.template).name(),
+            // Whether the gateway logs the user in (sign in once): the page
+            // then reopens the desktop at a new size without asking.
+            "autologon": passes_through(&state, &user.signed.key),
         }),
     )
 }
@@ -382,11 +396,8 @@ pub async fn gateway(
                     .ok()
                     .and_then(|mut addrs| addrs.next())
                     .ok_or_else(|| format!("cannot resolve the desktop's address {}", host.0))?;
-                // Sign in once: the domain account's password, for a
-                // desktop joined to the domain (elsewhere it is no login).
-                let autologon = (state.web.pass_through_credentials
-                    && state.config.ansible.joins_domain())
-                .then(|| state.passwords.get(&signed.key))
+                let autologon = passes_through(&state, &signed.key)
+                    .then(|| state.passwords.get(&signed.key))
                 .flatten()
                 .map(|password| Autologon {
                         username: signed.user.clone(),
@@ -398,6 +409,7 @@ pub async fn gateway(
                     cert_sha256: record.outputs.rdp_cert_sha256,
                     session_id: id,
                     autologon,
+                    clipboard: state.config.catalog.clipboard(&record.template),
                 })
             }
         };
@@ -428,14 +440,20 @@ pub async fn gateway(
                     gateway::ClosedBy::Browser | gateway::ClosedBy::Desktop => "",
                     gateway::ClosedBy::Idle => "; closed after web.relay_idle_timeout unused",
                     gateway::ClosedBy::Stopped => "; closed when its sign-in ended",
+                    gateway::ClosedBy::Gateway => "",
                 };
+                let refused = relayed
+                    .unreadable
+                    .as_ref()
+                    .map(|why| format!("; closed by the gateway: {why}"))
+                    .unwrap_or_default();
                 let signed_in = if relayed.autologon {
                     "; logged in with the portal's sign-in"
                 } else {
                     ""
                 };
                 act.detail(format!(
-                    "{} bytes to the browser, {} to the desktop{signed_in}{ended}",
+                    "{} bytes to the browser, {} to the desktop{signed_in}{ended}{refused}",
                     relayed.to_client, relayed.to_server
                 ))
             }

@@ -37,6 +37,8 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use super::autologon::{Autologon, Rewriter};
+use super::clipboard::{self, Filter};
+use crate::domain::catalog::Clipboard;
 
 /// How long the browser has to send its RDCleanPath request once the WebSocket is open.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,6 +62,8 @@ pub struct Target {
     pub session_id: String,
     /// Sign in once: who xrdp logs in (`web.pass_through_credentials`).
     pub autologon: Option<super::autologon::Autologon>,
+    /// The desktop's template's clipboard policy, enforced on the stream.
+    pub clipboard: Clipboard,
 }
 
 /// What one relayed connection did.
@@ -76,6 +80,8 @@ pub struct Relayed {
     pub closed_by: ClosedBy,
     /// Whether xrdp was given the sign-in's credentials.
     pub autologon: bool,
+    /// Why the relay ended early: a stream the clipboard policy could not check.
+    pub unreadable: Option<clipboard::Unreadable>,
 }
 
 /// Which side ended a relay; a reset or an I/O error counts as that side closing.
@@ -87,6 +93,9 @@ pub enum ClosedBy {
     Idle,
     /// Its sign-in ended (signed out), or the server stopped it.
     Stopped,
+    /// The gateway: what one side sent could not be checked against the
+    /// clipboard policy.
+    Gateway,
 }
 
 /// When a relay ends besides either side closing it.
@@ -156,7 +165,7 @@ where
     Fut: Future<Output = Result<Target, String>>,
 {
     let started = Instant::now();
-    let (tls, autologon) = match connect(&mut socket, redeem).await {
+    let (tls, autologon, policy) = match connect(&mut socket, redeem).await {
         Ok(connected) => connected,
         Err(error) => {
             if let Some(pdu) = error_pdu(&error) {
@@ -167,24 +176,32 @@ where
     };
     let setup = started.elapsed();
     let mut rewriter = Rewriter::new(autologon);
-    let (to_client, to_server, closed_by) = pump(socket, tls, end, &mut rewriter).await;
+    let (to_desktop, to_browser) = clipboard::filters(policy);
+    let mut filters = Filters {
+        to_desktop,
+        to_browser,
+        unreadable: None,
+    };
+    let (to_client, to_server, closed_by) =
+        pump(socket, tls, end, &mut rewriter, &mut filters).await;
     Ok(Relayed {
         to_client,
         to_server,
         setup,
         closed_by,
         autologon: rewriter.rewrote(),
+        unreadable: filters.unreadable,
     })
 }
 
 type DesktopStream = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// Everything up to the RDCleanPath response sent: the stream to relay,
-/// and who xrdp logs in.
+/// who xrdp logs in and the clipboard policy.
 async fn connect<F, Fut>(
     socket: &mut WebSocket,
     redeem: F,
-) -> Result<(DesktopStream, Option<Autologon>), GatewayError>
+) -> Result<(DesktopStream, Option<Autologon>, Clipboard), GatewayError>
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = Result<Target, String>>,
@@ -253,7 +270,7 @@ where
         .and_then(|pdu| pdu.to_der())
         .map_err(|e| GatewayError::Encode(e.to_string()))?;
     socket.send(Message::Binary(response.into())).await?;
-    Ok((tls, target.autologon))
+    Ok((tls, target.autologon, target.clipboard))
 }
 
 /// Reads binary messages until they hold one whole RDCleanPath PDU (the web client sends
@@ -454,6 +471,13 @@ async fn refuse(socket: &mut WebSocket, pdu: &RDCleanPathPdu) {
         .await;
 }
 
+/// The clipboard policy's two directions, and why one ended the relay.
+struct Filters {
+    to_desktop: Filter,
+    to_browser: Filter,
+    unreadable: Option<clipboard::Unreadable>,
+}
+
 /// Relays until either side closes, it is idle for `end.idle`, or `end.stop`; returns the
 /// bytes sent to the browser and to the desktop.
 async fn pump(
@@ -461,6 +485,7 @@ async fn pump(
     tls: DesktopStream,
     end: RelayEnd,
     rewriter: &mut Rewriter,
+    filters: &mut Filters,
 ) -> (u64, u64, ClosedBy) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (mut tls_rx, mut tls_tx) = tokio::io::split(tls);
@@ -474,11 +499,29 @@ async fn pump(
         last.store(now, Ordering::Relaxed);
     };
 
+    let Filters {
+        to_desktop,
+        to_browser,
+        unreadable,
+    } = filters;
+    // Set by the direction that could not read its stream.
+    let failed = std::sync::Mutex::new(None);
+    let fail = |error: clipboard::Unreadable| {
+        if let Ok(mut slot) = failed.lock() {
+            slot.get_or_insert(error);
+        }
+    };
     let browser_to_desktop = async {
         while let Some(Ok(message)) = ws_rx.next().await {
             match message {
                 Message::Binary(data) => {
-                    let data = rewriter.feed(&data);
+                    let data = match to_desktop.feed(&rewriter.feed(&data)) {
+                        Ok(data) => data,
+                        Err(error) => {
+                            fail(error);
+                            break;
+                        }
+                    };
                     if tls_tx.write_all(&data).await.is_err() || tls_tx.flush().await.is_err() {
                         return;
                     }
@@ -495,23 +538,35 @@ async fn pump(
     };
     let desktop_to_browser = async {
         let mut buf = vec![0u8; RELAY_CHUNK];
+        let mut reason = "the desktop closed the connection";
         loop {
             match tls_rx.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    let chunk = buf.get(..n).unwrap_or_default().to_vec();
+                    let chunk = match to_browser.feed(buf.get(..n).unwrap_or_default()) {
+                        Ok(chunk) => chunk,
+                        Err(error) => {
+                            fail(error);
+                            reason = "the gateway could not check the desktop's RDP stream";
+                            break;
+                        }
+                    };
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    let sent = chunk.len() as u64;
                     if ws_tx.send(Message::Binary(chunk.into())).await.is_err() {
                         return;
                     }
                     crossed();
-                    to_client += n as u64;
+                    to_client += sent;
                 }
             }
         }
         let _ = ws_tx
             .send(Message::Close(Some(CloseFrame {
                 code: close_code::NORMAL,
-                reason: "the desktop closed the connection".into(),
+                reason: reason.into(),
             })))
             .await;
     };
@@ -531,6 +586,12 @@ async fn pump(
         () = desktop_to_browser => ClosedBy::Desktop,
         () = idle => ClosedBy::Idle,
         () = end.stop.cancelled() => ClosedBy::Stopped,
+    };
+    *unreadable = failed.into_inner().ok().flatten();
+    let closed_by = if unreadable.is_some() {
+        ClosedBy::Gateway
+    } else {
+        closed_by
     };
     (to_client, to_server, closed_by)
 }

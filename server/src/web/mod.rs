@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod autologon;
+pub mod clipboard;
 pub mod cookie_keys;
 pub mod desktops;
 pub mod gateway;

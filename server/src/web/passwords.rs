@@ -61,6 +61,12 @@ impl Passwords {
             .map(|h| h.password.clone())
     }
 
+    /// Whether this server holds the password of sign-in `key`.
+    pub fn holds(&self, key: &str) -> bool {
+        let now = Instant::now();
+        self.lock().get(key).is_some_and(|h| h.until > now)
+    }
+
     /// Forgets (and zeroes) the password of sign-in `key`.
     pub fn forget(&self, key: &str) {
         self.lock().remove(key);
@@ -86,14 +92,17 @@ mod tests {
             passwords.get("k1").as_deref().map(String::as_str),
             Some("alice's")
         );
+        assert!(passwords.holds("k1") && !passwords.holds("k3"));
         passwords.forget("k1");
         assert_eq!(passwords.get("k1"), None);
+        assert!(!passwords.holds("k1"));
         assert_eq!(passwords.len(), 1);
 
         let short = Passwords::new(Duration::from_millis(20));
         short.keep("k1", "alice's");
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(short.get("k1"), None, "past its time");
+        assert!(!short.holds("k1"));
         short.keep("k2", "bob's");
         assert_eq!(short.len(), 1, "the old one is dropped at the next keep");
     }

@@ -307,6 +307,7 @@ fn any_text_reaches_ansible_literally() {
             agent: None,
             identity: &identity,
             phase: Phase::All,
+            clipboard: daas_server::domain::catalog::Clipboard::Off,
         };
         let stem = cases.join(format!("case-{n:03}"));
         std::fs::write(

@@ -98,6 +98,15 @@ async fn each_caller_sees_and_creates_what_is_for_them_in_the_size_asked() {
     assert_eq!(dev.size.as_ref().map(|s| s.name.as_str()), Some("large"));
     assert_eq!(marker(&server, &dev.vm_name, "memory"), "8192");
     assert_eq!(dev.state(), SessionState::Ready);
+
+    // Each template's clipboard policy reaches the roles, which set xrdp's.
+    let clipboard = |vm: &str| {
+        let values: serde_json::Value =
+            serde_json::from_str(&marker(&server, vm, "values")).expect("JSON");
+        values["clipboard"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(clipboard(&small.vm_name), "both");
+    assert_eq!(clipboard(&dev.vm_name), "off");
     server.stop().await;
 }
 

@@ -516,3 +516,30 @@ async fn gateway_without_credentials_relays_the_client_info_untouched() {
     ws.close(None).await.expect("close");
     assert!(!result(&mut results).await.expect("a relay").autologon);
 }
+
+/// Under a clipboard policy that closes a direction, the gateway reads the
+/// stream: what it cannot read (here not RDP at all) ends the relay instead
+/// of passing unread, and the result says why.
+#[tokio::test]
+async fn gateway_a_stream_the_clipboard_policy_cannot_read_ends_the_relay() {
+    let rdp = fake_rdp(false).await;
+    let target = Target {
+        clipboard: daas_server::domain::catalog::Clipboard::Off,
+        ..rdp.target()
+    };
+    let (url, mut results) = gateway_server(target).await;
+    let mut ws = connect(&url).await;
+    send_request(&mut ws, "desktop:3389".into(), TICKET).await;
+    let RDCleanPathMessage::Response { .. } = response(&mut ws).await else {
+        panic!("expected a success response");
+    };
+    ws.send(Message::binary(vec![0xFFu8; 64]))
+        .await
+        .expect("send");
+    closed(&mut ws).await;
+    let relayed = result(&mut results).await.expect("a relay");
+    assert_eq!(relayed.closed_by, ClosedBy::Gateway);
+    assert_eq!(relayed.to_server, 0, "nothing unread reached the desktop");
+    let why = relayed.unreadable.expect("why").to_string();
+    assert!(why.contains("clipboard policy"), "{why}");
+}

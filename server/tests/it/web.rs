@@ -262,6 +262,10 @@ async fn the_portal_signs_in_domain_users_and_serves_their_desktops() {
     assert_eq!(alice.call("POST", &path, None, false).await.status, 403);
     let ticket = alice.call("POST", &path, None, true).await.json();
     assert_eq!(ticket["ticket"].as_str().map(str::len), Some(64));
+    // The template's clipboard policy, for the page (the open catalog's: both).
+    assert_eq!(ticket["clipboard"], "both");
+    // No sign in once here: the page keeps the desktop's size.
+    assert_eq!(ticket["autologon"], false);
     // A few tickets at once, then a clear 429: never one that cannot work.
     for _ in 1..8 {
         assert_eq!(alice.call("POST", &path, None, true).await.status, 200);

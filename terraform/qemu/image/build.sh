@@ -48,7 +48,8 @@ SYSTEM_PACKAGES=(
 # xauth: xrdp's session manager adds the X cookie with it. libpam-mount,
 # cifs-utils, keyutils: the rest of the desktop-config role's packages, so
 # that the playbook finds them all and skips apt (30-40 s under emulation).
-DESKTOP_PACKAGES=(xfce4 xfce4-terminal xrdp xorgxrdp dbus-x11 xauth libpam-mount cifs-utils keyutils)
+# xclip: the clipboard from a shell (the end-to-end test reads and sets it).
+DESKTOP_PACKAGES=(xfce4 xfce4-terminal xrdp xorgxrdp dbus-x11 xauth libpam-mount cifs-utils keyutils xclip)
 # The ad-join role's packages (adcli, SSSD, Kerberos): a desktop joins
 # Active Directory without apt.
 AD_PACKAGES=(

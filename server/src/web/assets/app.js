@@ -485,11 +485,17 @@ async function removeSchedule(s, button) {
 
 // --- the desktop in the browser ------------------------------------------
 
+// A dropped connection is opened again with a fresh ticket, this many
+// times at most in a row, waiting 1, 2, 4, 8, 15 s; a session that showed
+// the desktop starts the count again.
+const RECONNECTS = 5;
+
 async function openDesktop(session) {
   notice("");
+  const ticketFor = () => api("POST", `/web/sessions/${encodeURIComponent(session.id)}/ticket`);
   let ticket;
   try {
-    ticket = await api("POST", `/web/sessions/${encodeURIComponent(session.id)}/ticket`);
+    ticket = await ticketFor();
   } catch (error) {
     notice(`The desktop cannot be opened: ${error.message}`);
     return;
@@ -497,7 +503,9 @@ async function openDesktop(session) {
   const viewer = await import("/viewer.js");
   $("viewer-title").textContent = session.vm_name;
   $("viewer").hidden = false;
+  let closed = false;
   $("viewer-close").onclick = () => {
+    closed = true;
     if (window.daasViewer) window.daasViewer.ui.shutdown();
     $("viewer").hidden = true;
     $("screen").replaceChildren();
@@ -507,17 +515,71 @@ async function openDesktop(session) {
   $("viewer-fullscreen").onclick = () => {
     $("screen").requestFullscreen().catch((error) => notice(`No full screen: ${error.message}`));
   };
-  const status = (text) => { $("viewer-status").textContent = text; };
-  try {
-    await viewer.open($("screen"), {
-      gateway: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/web/gateway`,
-      ticket: ticket.ticket,
-      username: ticket.username,
-      status,
-    });
-  } catch (error) {
-    status(`Disconnected: ${error.message || error}`);
+  const status = (text) => { if (!closed) $("viewer-status").textContent = text; };
+  // A new size of the tab (or full screen): with sign in once the desktop
+  // is reopened at it, a second later (xrdp resizes the same session);
+  // else the page says why it keeps its size.
+  let resizing = false;
+  let settle = null;
+  const observer = new ResizeObserver(() => {
+    clearTimeout(settle);
+    settle = setTimeout(() => {
+      const shown = window.daasViewer;
+      const wanted = viewer.sizeFor($("screen"));
+      if (closed || resizing || !shown || $("viewer").hidden) return;
+      if (Math.abs(wanted.width - shown.width) < 32 && Math.abs(wanted.height - shown.height) < 32) return;
+      if (!ticket.autologon) {
+        status("Connected. The desktop keeps the size it opened with (scaled to fit): open it again for the new size.");
+        return;
+      }
+      resizing = true;
+      status(`Resizing the desktop to ${wanted.width}×${wanted.height}…`);
+      shown.ui.shutdown();
+    }, 1000);
+  });
+  observer.observe($("screen"));
+  let failures = 0;
+  for (;;) {
+    try {
+      await viewer.open($("screen"), {
+        gateway: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/web/gateway`,
+        ticket: ticket.ticket,
+        username: ticket.username,
+        clipboard: ticket.clipboard,
+        status,
+      });
+      if (!resizing) break; // the desktop ended the session (logged out, or destroyed)
+      resizing = false;
+    } catch (error) {
+      if (closed) break;
+      if (resizing) {
+        resizing = false;
+      } else {
+        // A first connection that fails, or a refused ticket: say why.
+        if (error.refused || (!error.started && failures === 0)) {
+          status(`Disconnected: ${error.message || error}`);
+          break;
+        }
+        failures = error.started ? 1 : failures + 1;
+        if (failures > RECONNECTS) {
+          status(`Disconnected: ${error.message} (gave up after ${RECONNECTS} attempts; open it again)`);
+          break;
+        }
+        status(`The connection was lost (${error.message}). Reconnecting (${failures}/${RECONNECTS})…`);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(15000, 1000 * 2 ** (failures - 1))));
+        if (closed) break;
+      }
+    }
+    try {
+      ticket = await ticketFor();
+    } catch (ticketError) {
+      // Signed out (the sign-in view is shown), or the desktop is gone.
+      status(`Disconnected: ${ticketError.message}`);
+      break;
+    }
   }
+  observer.disconnect();
+  clearTimeout(settle);
 }
 
 // --- wiring ----------------------------------------------------------------

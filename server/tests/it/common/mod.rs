@@ -40,6 +40,7 @@ title = "Developer workstation"
 description = "Debian 12 with compilers"
 os = "Debian 12"
 groups = ["daas-developers"]
+clipboard = "off"
 [templates.dev.sizes.large]
 cores = 4
 memory_mb = 8192

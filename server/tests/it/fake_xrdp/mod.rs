@@ -117,6 +117,7 @@ pub fn target(addr: SocketAddr, cert: &[u8]) -> Target {
         cert_sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, cert)),
         session_id: "s-1".to_owned(),
         autologon: None,
+        clipboard: daas_server::domain::catalog::Clipboard::Both,
     }
 }
 
