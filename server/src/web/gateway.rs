@@ -10,6 +10,8 @@
 //! public key for CredSSP, and decides whether to trust it), so the gateway
 //! accepts any certificate. From then on the WebSocket carries the RDP stream
 //! in clear and the gateway relays it to and from the TLS stream, counting bytes.
+//! On the way it may give xrdp the sign-in's credentials (`autologon.rs`) and
+//! enforces the template's clipboard policy (`clipboard.rs`).
 //!
 //! What the tickets are and how they are checked is the caller's business (the
 //! `redeem` callback); this file knows only the protocol.
