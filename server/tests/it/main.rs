@@ -13,6 +13,7 @@ mod audit;
 mod bad_input;
 mod browser;
 mod catalog;
+mod clipboard;
 mod cluster;
 mod contract;
 mod dashboard;

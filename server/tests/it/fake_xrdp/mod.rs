@@ -3,6 +3,8 @@
 //! (each uses a part of it, hence the `dead_code` allowance).
 #![allow(dead_code)]
 
+pub mod pdus;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
