@@ -271,7 +271,7 @@ no_secrets "$work/pool-base.log"
 no_secrets "$work/pool-user.log"
 grep -qF -- "$claim_password" "$work/pool-user.log" && die "the claim's password appears in its log"
 grep -qF 'TASK [Gathering Facts]' "$work/pool-user.log" && die "the claim gathered facts"
-grep -qE 'TASK \[(vm-agent|desktop-config : (Let xrdp|Set xrdp|Mount the Samba))' "$work/pool-user.log" \
+grep -qE 'TASK \[(vm-agent|desktop-config : (Let xrdp|Set xrdp|Write pam_mount))' "$work/pool-user.log" \
   && die "the claim ran more than the per_user tasks"
 chroot "$root" getent passwd carol >/dev/null || die "the claim did not create the session user carol"
 "$venv/bin/python" - "$root/etc/shadow" "$claim_password" <<'EOF' || die "carol's password is not the claim's, literally"
@@ -297,7 +297,8 @@ if ! playbook "$work/run3.log" "$work/inventory.yml" "$work/vars.json" deploy-de
 fi
 no_secrets "$work/run3.log"
 for task in "desktop-config : Set xrdp's listening port" "vm-agent : Install the agent's systemd unit" \
-  "desktop-config : Enable pam_mount in the PAM stack" "vm-agent : Install the agent binary from the controller"; do
+  "desktop-config : Enable pam_mount in the PAM stack" "vm-agent : Install the agent binary from the controller" \
+  "desktop-config : Write pam_mount's volumes"; do
   runs=$(grep -cF "TASK [$task" "$work/run3.log" || true)
   skipped=$(grep -A1 -F "TASK [$task" "$work/run3.log" | grep -c '^skipping:' || true)
   [ "$runs" = "$skipped" ] || die "deploy-desktop.yml ran '$task' on a template that carries it"
@@ -305,6 +306,28 @@ done
 DAAS_CHROOT=$root DAAS_AGENT_BINARY_USED=$agent_binary DAAS_SESSION_PASSWORD=$session_password DAAS_RDP_CERT=$work/rdp.pem \
   PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest -p no:cacheprovider -q "$here/test_chroot_result.py"
 say "on a template: $(grep -c '^ok:\|^changed:' "$work/run3.log") tasks run, against $(grep -c '^ok:\|^changed:' "$work/run2.log") without"
+
+# Other shares than the template's (the server's [ansible.extra_vars]): the
+# volumes alone are written again, not the whole template part.
+"$venv/bin/python" - "$work" <<'EOF'
+import json, pathlib, sys
+work = pathlib.Path(sys.argv[1])
+vars = json.loads((work / "vars.json").read_text())
+vars["desktop_config_pam_mount_volumes"] = [
+    {"server": "fs02.ad.example.org", "path": "projects", "mountpoint": "~/P"}]
+(work / "vars-other-shares.json").write_text(json.dumps(vars))
+EOF
+if ! playbook "$work/run4.log" "$work/inventory.yml" "$work/vars-other-shares.json" deploy-desktop.yml; then
+  tail -n 60 "$work/run4.log" >&2
+  die "deploy-desktop.yml failed with other shares than the template's"
+fi
+grep -A1 -F "TASK [desktop-config : Write pam_mount's volumes" "$work/run4.log" | grep -q '^changed:' \
+  || die "other shares than the template's were not written"
+grep -A1 -F "TASK [desktop-config : Set xrdp's listening port" "$work/run4.log" | grep -q '^skipping:' \
+  || die "other shares than the template's applied the whole template part again"
+grep -qF 'fs02.ad.example.org' "$root/etc/security/pam_mount.conf.xml" \
+  || die "pam_mount.conf.xml does not mount the desktop's shares"
+say "other shares than the template's: $(grep -c '^ok:\|^changed:' "$work/run4.log") tasks run"
 
 say "no domain: ad-join and teardown.yml do nothing (fresh root)"
 bare=$work/bare
