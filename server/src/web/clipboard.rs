@@ -68,6 +68,9 @@ pub struct Filter {
     /// Whether this direction may carry clipboard content.
     open: bool,
     channels: Arc<Mutex<Channels>>,
+    /// The clipboard's channel ids, once both sides named them (taken from
+    /// `channels` once, not at every frame).
+    ids: Option<Vec<u16>>,
     /// Bytes of a frame not whole yet.
     pending: Vec<u8>,
     /// Dropping the rest of a message's chunks.
@@ -85,6 +88,7 @@ pub fn filters(policy: Clipboard) -> (Filter, Filter) {
         from_browser,
         open,
         channels: channels.clone(),
+        ids: None,
         pending: Vec::new(),
         skipping: false,
         reading,
@@ -160,50 +164,54 @@ impl Filter {
             .map_err(|e| self.unreadable(format!("an X.224 frame ({e})")))?
             .0
             .data;
-        let mut channels = self
-            .channels
-            .lock()
-            .map_err(|_| self.unreadable("a relay that failed"))?;
-        if self.from_browser && channels.positions.is_none() {
-            // The first data the browser sends is its MCS Connect Initial.
-            let initial = decode::<ConnectInitial>(&data)
-                .map_err(|e| self.unreadable(format!("the MCS Connect Initial ({e})")))?;
-            let names = initial.channel_names().unwrap_or_default();
-            channels.positions = Some(
-                names
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, def)| {
-                        def.name
-                            .as_str()
-                            .is_some_and(|n| n.eq_ignore_ascii_case(CLIPRDR))
-                    })
-                    .map(|(i, _)| i)
-                    .collect(),
-            );
-            return Ok(Some(Cow::Borrowed(frame)));
-        }
-        if !self.from_browser && channels.ids.is_none() {
-            let Some(positions) = channels.positions.clone() else {
-                return Err(self.unreadable("data before the browser's Connect Initial"));
-            };
-            let response = decode::<ConnectResponse>(&data)
-                .map_err(|e| self.unreadable(format!("the MCS Connect Response ({e})")))?;
-            let ids = response.channel_ids();
-            let mut clipboard = Vec::with_capacity(positions.len());
-            for at in positions {
-                match ids.get(at) {
-                    Some(id) => clipboard.push(*id),
-                    None => return Err(self.unreadable("fewer channel ids than channels")),
-                }
+        if self.ids.is_none() {
+            let mut channels = self
+                .channels
+                .lock()
+                .map_err(|_| self.unreadable("a relay that failed"))?;
+            if self.from_browser && channels.positions.is_none() {
+                // The first data the browser sends is its MCS Connect Initial.
+                let initial = decode::<ConnectInitial>(&data)
+                    .map_err(|e| self.unreadable(format!("the MCS Connect Initial ({e})")))?;
+                let names = initial.channel_names().unwrap_or_default();
+                channels.positions = Some(
+                    names
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, def)| {
+                            def.name
+                                .as_str()
+                                .is_some_and(|n| n.eq_ignore_ascii_case(CLIPRDR))
+                        })
+                        .map(|(i, _)| i)
+                        .collect(),
+                );
+                return Ok(Some(Cow::Borrowed(frame)));
             }
-            channels.ids = Some(clipboard);
-            return Ok(Some(Cow::Borrowed(frame)));
+            if !self.from_browser && channels.ids.is_none() {
+                let Some(positions) = channels.positions.clone() else {
+                    return Err(self.unreadable("data before the browser's Connect Initial"));
+                };
+                let response = decode::<ConnectResponse>(&data)
+                    .map_err(|e| self.unreadable(format!("the MCS Connect Response ({e})")))?;
+                let ids = response.channel_ids();
+                let mut clipboard = Vec::with_capacity(positions.len());
+                for at in positions {
+                    match ids.get(at) {
+                        Some(id) => clipboard.push(*id),
+                        None => return Err(self.unreadable("fewer channel ids than channels")),
+                    }
+                }
+                channels.ids = Some(clipboard);
+                return Ok(Some(Cow::Borrowed(frame)));
+            }
+            let Some(ids) = channels.ids.clone() else {
+                return Err(self.unreadable("data before the channels are known"));
+            };
+            drop(channels);
+            self.ids = Some(ids);
         }
-        let Some(ids) = channels.ids.clone() else {
-            return Err(self.unreadable("data before the channels are known"));
-        };
-        drop(channels);
+        let ids = self.ids.as_deref().unwrap_or_default();
         if self.open || ids.is_empty() {
             return Ok(Some(Cow::Borrowed(frame)));
         }
@@ -227,7 +235,12 @@ impl Filter {
             // Channel joins, the disconnect ultimatum, ...: no channel data.
             _ => return Ok(Some(Cow::Borrowed(frame))),
         };
-        if !ids.contains(&channel_id) {
+        if !self
+            .ids
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&channel_id)
+        {
             return Ok(Some(Cow::Borrowed(frame)));
         }
         let chunk = match self.closed_chunk(&user_data)? {

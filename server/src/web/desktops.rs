@@ -296,13 +296,11 @@ pub fn rdp_text(session: &Session) -> Option<String> {
     Some(text)
 }
 
-/// Sign in once: whether the gateway gives xrdp sign-in `key`'s password:
-/// the option is on, desktops join the domain (elsewhere the domain
-/// account's password is no login) and this server holds it.
-fn passes_through(state: &WebState, key: &str) -> bool {
-    state.web.pass_through_credentials
-        && state.config.ansible.joins_domain()
-        && state.passwords.holds(key)
+/// Sign in once: whether the gateway gives xrdp the sign-in's password
+/// (when this server holds it): the option is on and desktops join the
+/// domain (elsewhere the domain account's password is no login).
+fn passes_through(state: &WebState) -> bool {
+    state.web.pass_through_credentials && state.config.ansible.joins_domain()
 }
 
 /// A single-use ticket that opens the session in the browser (CSRF-checked).
@@ -334,7 +332,7 @@ pub async fn ticket(
             "clipboard": state.config.catalog.clipboard(&session.template).name(),
             // Whether the gateway logs the user in (sign in once): the page
             // then reopens the desktop at a new size without asking.
-            "autologon": passes_through(&state, &user.signed.key),
+            "autologon": passes_through(&state) && state.passwords.holds(&user.signed.key),
         }),
     )
 }
@@ -396,7 +394,7 @@ pub async fn gateway(
                     .ok()
                     .and_then(|mut addrs| addrs.next())
                     .ok_or_else(|| format!("cannot resolve the desktop's address {}", host.0))?;
-                let autologon = passes_through(&state, &signed.key)
+                let autologon = passes_through(&state)
                     .then(|| state.passwords.get(&signed.key))
                 .flatten()
                 .map(|password| Autologon {
@@ -436,24 +434,21 @@ pub async fn gateway(
                     autologon = relayed.autologon,
                     "a browser's RDP connection ended"
                 );
-                let ended = match relayed.closed_by {
-                    gateway::ClosedBy::Browser | gateway::ClosedBy::Desktop => "",
-                    gateway::ClosedBy::Idle => "; closed after web.relay_idle_timeout unused",
-                    gateway::ClosedBy::Stopped => "; closed when its sign-in ended",
-                    gateway::ClosedBy::Gateway => "",
+                let ended = match &relayed.closed_by {
+                    gateway::ClosedBy::Browser | gateway::ClosedBy::Desktop => String::new(),
+                    gateway::ClosedBy::Idle => {
+                        "; closed after web.relay_idle_timeout unused".into()
+                    }
+                    gateway::ClosedBy::Stopped => "; closed when its sign-in ended".into(),
+                    gateway::ClosedBy::Gateway(why) => format!("; closed by the gateway: {why}"),
                 };
-                let refused = relayed
-                    .unreadable
-                    .as_ref()
-                    .map(|why| format!("; closed by the gateway: {why}"))
-                    .unwrap_or_default();
                 let signed_in = if relayed.autologon {
                     "; logged in with the portal's sign-in"
                 } else {
                     ""
                 };
                 act.detail(format!(
-                    "{} bytes to the browser, {} to the desktop{signed_in}{ended}{refused}",
+                    "{} bytes to the browser, {} to the desktop{signed_in}{ended}",
                     relayed.to_client, relayed.to_server
                 ))
             }

@@ -39,7 +39,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use super::autologon::{Autologon, Rewriter};
-use super::clipboard::{self, Filter};
+use super::clipboard::{self, Unreadable};
 use crate::domain::catalog::Clipboard;
 
 /// How long the browser has to send its RDCleanPath request once the WebSocket is open.
@@ -82,12 +82,10 @@ pub struct Relayed {
     pub closed_by: ClosedBy,
     /// Whether xrdp was given the sign-in's credentials.
     pub autologon: bool,
-    /// Why the relay ended early: a stream the clipboard policy could not check.
-    pub unreadable: Option<clipboard::Unreadable>,
 }
 
 /// Which side ended a relay; a reset or an I/O error counts as that side closing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClosedBy {
     Browser,
     Desktop,
@@ -97,7 +95,7 @@ pub enum ClosedBy {
     Stopped,
     /// The gateway: what one side sent could not be checked against the
     /// clipboard policy.
-    Gateway,
+    Gateway(Unreadable),
 }
 
 /// When a relay ends besides either side closing it.
@@ -178,21 +176,13 @@ where
     };
     let setup = started.elapsed();
     let mut rewriter = Rewriter::new(autologon);
-    let (to_desktop, to_browser) = clipboard::filters(policy);
-    let mut filters = Filters {
-        to_desktop,
-        to_browser,
-        unreadable: None,
-    };
-    let (to_client, to_server, closed_by) =
-        pump(socket, tls, end, &mut rewriter, &mut filters).await;
+    let (to_client, to_server, closed_by) = pump(socket, tls, end, &mut rewriter, policy).await;
     Ok(Relayed {
         to_client,
         to_server,
         setup,
         closed_by,
         autologon: rewriter.rewrote(),
-        unreadable: filters.unreadable,
     })
 }
 
@@ -473,21 +463,15 @@ async fn refuse(socket: &mut WebSocket, pdu: &RDCleanPathPdu) {
         .await;
 }
 
-/// The clipboard policy's two directions, and why one ended the relay.
-struct Filters {
-    to_desktop: Filter,
-    to_browser: Filter,
-    unreadable: Option<clipboard::Unreadable>,
-}
-
-/// Relays until either side closes, it is idle for `end.idle`, or `end.stop`; returns the
-/// bytes sent to the browser and to the desktop.
+/// Relays until either side closes, it is idle for `end.idle`, `end.stop`, or a side sends
+/// what the clipboard `policy` cannot be checked on; returns the bytes sent to the browser
+/// and to the desktop.
 async fn pump(
     socket: WebSocket,
     tls: DesktopStream,
     end: RelayEnd,
     rewriter: &mut Rewriter,
-    filters: &mut Filters,
+    policy: Clipboard,
 ) -> (u64, u64, ClosedBy) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (mut tls_rx, mut tls_tx) = tokio::io::split(tls);
@@ -501,31 +485,22 @@ async fn pump(
         last.store(now, Ordering::Relaxed);
     };
 
-    let Filters {
-        to_desktop,
-        to_browser,
-        unreadable,
-    } = filters;
-    // Set by the direction that could not read its stream.
-    let failed = std::sync::Mutex::new(None);
-    let fail = |error: clipboard::Unreadable| {
-        if let Ok(mut slot) = failed.lock() {
-            slot.get_or_insert(error);
-        }
-    };
+    let (mut to_desktop, mut to_browser) = clipboard::filters(policy);
+    // Each direction ends with what it could not read, if that ended it.
     let browser_to_desktop = async {
+        let mut unreadable = None;
         while let Some(Ok(message)) = ws_rx.next().await {
             match message {
                 Message::Binary(data) => {
                     let data = match to_desktop.feed(&rewriter.feed(&data)) {
                         Ok(data) => data,
                         Err(error) => {
-                            fail(error);
+                            unreadable = Some(error);
                             break;
                         }
                     };
                     if tls_tx.write_all(&data).await.is_err() || tls_tx.flush().await.is_err() {
-                        return;
+                        return None;
                     }
                     crossed();
                     to_server += data.len() as u64;
@@ -537,10 +512,11 @@ async fn pump(
         }
         // TLS close_notify, then FIN.
         let _ = tls_tx.shutdown().await;
+        unreadable
     };
     let desktop_to_browser = async {
         let mut buf = vec![0u8; RELAY_CHUNK];
-        let mut reason = "the desktop closed the connection";
+        let mut unreadable = None;
         loop {
             match tls_rx.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
@@ -548,8 +524,7 @@ async fn pump(
                     let chunk = match to_browser.feed(buf.get(..n).unwrap_or_default()) {
                         Ok(chunk) => chunk,
                         Err(error) => {
-                            fail(error);
-                            reason = "the gateway could not check the desktop's RDP stream";
+                            unreadable = Some(error);
                             break;
                         }
                     };
@@ -558,19 +533,24 @@ async fn pump(
                     }
                     let sent = chunk.len() as u64;
                     if ws_tx.send(Message::Binary(chunk.into())).await.is_err() {
-                        return;
+                        return None;
                     }
                     crossed();
                     to_client += sent;
                 }
             }
         }
+        let reason = match unreadable {
+            None => "the desktop closed the connection",
+            Some(_) => "the gateway could not check the desktop's RDP stream",
+        };
         let _ = ws_tx
             .send(Message::Close(Some(CloseFrame {
                 code: close_code::NORMAL,
                 reason: reason.into(),
             })))
             .await;
+        unreadable
     };
     let idle = async {
         loop {
@@ -584,16 +564,10 @@ async fn pump(
         }
     };
     let closed_by = tokio::select! {
-        () = browser_to_desktop => ClosedBy::Browser,
-        () = desktop_to_browser => ClosedBy::Desktop,
+        unreadable = browser_to_desktop => unreadable.map_or(ClosedBy::Browser, ClosedBy::Gateway),
+        unreadable = desktop_to_browser => unreadable.map_or(ClosedBy::Desktop, ClosedBy::Gateway),
         () = idle => ClosedBy::Idle,
         () = end.stop.cancelled() => ClosedBy::Stopped,
-    };
-    *unreadable = failed.into_inner().ok().flatten();
-    let closed_by = if unreadable.is_some() {
-        ClosedBy::Gateway
-    } else {
-        closed_by
     };
     (to_client, to_server, closed_by)
 }
