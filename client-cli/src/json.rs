@@ -284,6 +284,7 @@ pub fn tool_name(tool: Tool) -> Option<&'static str> {
         Tool::Terraform => Some("terraform"),
         Tool::Ssh => Some("ssh"),
         Tool::Ansible => Some("ansible"),
+        Tool::Agent => Some("agent"),
     }
 }
 

@@ -6,6 +6,7 @@
 //! teardown; recovery after a restart and the sweeper ([`sweeper`]) make
 //! sure no VM outlives its session.
 
+mod agent_commands;
 pub mod ansible;
 pub mod ansible_vars;
 pub mod boot;
@@ -66,6 +67,8 @@ enum StageError {
     AgentCredential(#[from] crate::pki::PkiError),
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    AgentCommand(#[from] agent_commands::AgentCommandError),
     #[error(
         "could not restore the kept disk: {0}; `daas snapshot delete` makes the next desktop start blank"
     )]
@@ -90,6 +93,7 @@ impl StageError {
                 | StageError::Boot(BootError::Tool(ToolError::Cancelled { .. }))
                 | StageError::Boot(BootError::Cancelled)
                 | StageError::Cancelled
+                | StageError::AgentCommand(agent_commands::AgentCommandError::Cancelled { .. })
         )
     }
 }
@@ -306,9 +310,11 @@ impl Pipeline {
             guard = self.lock(&id) => guard,
             _ = cancel.cancelled() => return,
         };
-        // A claimed desktop takes a permit only if it runs a tool; a pool's
-        // build gives way to every user.
-        let needs_permit = !record.is_claimed() || self.claim_runs_playbook(&record);
+        // A claimed desktop takes a permit only if it runs a tool (its
+        // agent's work is none; should the agent decline, the playbook
+        // runs without one); a pool's build gives way to every user.
+        let needs_permit = !record.is_claimed()
+            || (self.claim_runs_playbook(&record) && !self.agent_can_claim(&record));
         let permit = if !needs_permit {
             None
         } else if record.is_unclaimed() {

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Pipeline, StageError,
+    agent_commands::ByAgent,
     ansible::{AgentVars, Ansible, Phase, PlaybookVars},
     boot,
     identity::Identity,
@@ -99,7 +100,13 @@ impl Pipeline {
         stage: &mut SessionState,
     ) -> Result<(), StageError> {
         let pool = record.pool.as_deref().unwrap_or_default();
-        if self.claim_runs_playbook(record) {
+        let by_agent = self.agent_can_claim(record)
+            && self
+                .claim_through_agent(record, password, log, cancel, stage)
+                .await?;
+        if by_agent {
+            // Done: nothing of the playbook is needed.
+        } else if self.claim_runs_playbook(record) {
             let per_user = PerUser {
                 session_user: &record.session_user,
                 session_password_hash: password.expose(),
@@ -134,6 +141,45 @@ impl Pipeline {
         );
         self.enter(record, stage, SessionState::Ready, message)
             .await
+    }
+
+    /// Enters CONFIGURING and has the desktop's agent do the per-user
+    /// part; false when the agent declined (the playbook does it then).
+    async fn claim_through_agent(
+        &self,
+        record: &SessionRecord,
+        password: &PasswordHash,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+        stage: &mut SessionState,
+    ) -> Result<bool, StageError> {
+        let pool = record.pool.as_deref().unwrap_or_default();
+        let message = format!(
+            "making {} {}'s through its agent (the desktop came from warm pool '{pool}')",
+            record.vm_name, record.username
+        );
+        self.enter(record, stage, SessionState::Configuring, message)
+            .await?;
+        let started = std::time::Instant::now();
+        match self
+            .claim_by_agent(record, password.expose(), cancel)
+            .await?
+        {
+            ByAgent::Done => {
+                let line = format!(
+                    "the agent created the local login {} in {:.1} s",
+                    record.session_user,
+                    started.elapsed().as_secs_f64()
+                );
+                log.line(Tool::Agent, OutputStream::Stdout, &line).await;
+                Ok(true)
+            }
+            ByAgent::Declined(why) => {
+                let line = format!("{why}; running the playbook's per-user part instead");
+                log.line(Tool::Agent, OutputStream::Stderr, &line).await;
+                Ok(false)
+            }
+        }
     }
 
     /// Whether a claim of `record` runs the playbook's per-user part: a
@@ -335,8 +381,14 @@ impl Pipeline {
             ),
             _ => format!("configuring {} with Ansible", record.vm_name),
         };
-        self.enter(record, stage, SessionState::Configuring, message)
-            .await?;
+        if *stage == SessionState::Configuring {
+            // A claim its agent declined: already CONFIGURING.
+            log.line(Tool::Ansible, OutputStream::Stdout, &message)
+                .await;
+        } else {
+            self.enter(record, stage, SessionState::Configuring, message)
+                .await?;
+        }
         let ansible = Ansible {
             config: &config.ansible,
             ssh: &config.ssh,

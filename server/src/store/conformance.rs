@@ -851,6 +851,67 @@ async fn a_ticket_issued_on_one_server_opens_once_on_any(db: &impl Backend) {
     );
 }
 
+async fn an_agent_command_is_sent_once_and_its_outcome_read_on_any(db: &impl Backend) {
+    use crate::store::commands::{CommandState, DropIf};
+    use daas_api::v1::CommandOutcome;
+    let (a, b) = (db.open().await, db.open().await);
+    let body = b"$6$secret-hash".to_vec();
+    let first = a.push_command("s1", body.clone()).await.unwrap();
+    let other = a.push_command("s2", b"other".to_vec()).await.unwrap();
+    assert_eq!(
+        a.command_state("s1", first).await.unwrap(),
+        Some(CommandState::Waiting)
+    );
+    // Two servers' streams: one gets it.
+    let (x, y) = tokio::join!(b.take_commands("s1"), a.take_commands("s1"));
+    let mut taken = x.unwrap();
+    taken.extend(y.unwrap());
+    assert_eq!(taken.len(), 1, "sent once: {taken:?}");
+    assert_eq!((taken[0].id, &taken[0].body), (first, &body));
+    assert_eq!(
+        b.command_state("s1", first).await.unwrap(),
+        Some(CommandState::Sent)
+    );
+    assert!(
+        !a.drop_command("s1", first, DropIf::Waiting).await.unwrap(),
+        "a sent command cannot be withdrawn"
+    );
+    assert!(
+        !b.finish_command("s2", first, CommandOutcome::Done, "")
+            .await
+            .unwrap(),
+        "another session's agent cannot finish it"
+    );
+    assert!(
+        b.finish_command("s1", first, CommandOutcome::Failed, "no room")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.finish_command("s1", first, CommandOutcome::Done, "")
+            .await
+            .unwrap(),
+        "reported once"
+    );
+    assert_eq!(
+        a.command_state("s1", first).await.unwrap(),
+        Some(CommandState::Done {
+            outcome: CommandOutcome::Failed,
+            message: "no room".into()
+        })
+    );
+    assert!(a.drop_command("s1", first, DropIf::Any).await.unwrap());
+    assert_eq!(a.command_state("s1", first).await.unwrap(), None);
+    // A waiting command is withdrawn: no stream gets it after.
+    assert!(b.drop_command("s2", other, DropIf::Waiting).await.unwrap());
+    assert!(a.take_commands("s2").await.unwrap().is_empty());
+    assert!(
+        !a.finish_command("s2", other, CommandOutcome::Done, "")
+            .await
+            .unwrap()
+    );
+}
+
 async fn create_rates_hold_across_servers(db: &impl Backend) {
     use crate::store::create_rate::Rate;
     let (a, b) = (db.open().await, db.open().await);
@@ -1022,6 +1083,11 @@ macro_rules! conformance {
         #[tokio::test]
         async fn a_ticket_issued_on_one_server_opens_once_on_any() {
             super::a_ticket_issued_on_one_server_opens_once_on_any(&$db).await
+        }
+
+        #[tokio::test]
+        async fn an_agent_command_is_sent_once_and_its_outcome_read_on_any() {
+            super::an_agent_command_is_sent_once_and_its_outcome_read_on_any(&$db).await
         }
 
         #[tokio::test]

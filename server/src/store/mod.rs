@@ -10,6 +10,7 @@ use crate::{domain::time::timestamp, store::events::Subscription};
 
 mod admission;
 pub mod audit_records;
+pub mod commands;
 pub mod create_rate;
 mod event_rows;
 pub mod events;
@@ -538,6 +539,40 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Uses up the ticket whose value hashes to `hash`: it, if it existed.
     async fn redeem_ticket(&self, hash: &str) -> Result<Option<tickets::TicketRecord>, StoreError>;
+
+    /// Keeps a command (an encoded `daas.v1.AgentCommand`) for session
+    /// `id`'s agent; its id. Rows older than an hour go first.
+    async fn push_command(&self, id: &str, body: Vec<u8>) -> Result<i64, StoreError>;
+
+    /// Takes the commands of session `id` that no agent has, oldest first:
+    /// they are sent from now, and their bodies leave the store.
+    async fn take_commands(&self, id: &str) -> Result<Vec<commands::TakenCommand>, StoreError>;
+
+    /// Records the outcome of a sent command; false when it is not sent
+    /// (withdrawn, finished, or never existed).
+    async fn finish_command(
+        &self,
+        id: &str,
+        command: i64,
+        outcome: daas_api::v1::CommandOutcome,
+        message: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Where a command stands; None when it was dropped.
+    async fn command_state(
+        &self,
+        id: &str,
+        command: i64,
+    ) -> Result<Option<commands::CommandState>, StoreError>;
+
+    /// Drops a command (see [`commands::DropIf`]); false when there was
+    /// none to drop.
+    async fn drop_command(
+        &self,
+        id: &str,
+        command: i64,
+        when: commands::DropIf,
+    ) -> Result<bool, StoreError>;
 
     /// Records an agent's report: the activity and when it came.
     async fn record_activity(&self, id: &str, report: AgentReport) -> Result<(), StoreError> {

@@ -7,6 +7,7 @@
 mod common;
 mod fake_xrdp;
 
+mod agent_commands;
 mod ansible_injection;
 mod api;
 mod audit;

@@ -14,7 +14,7 @@ use daas_server::testkit::{TestOptions, TestServer, write_config};
 use tonic::Code;
 
 /// A pool `lab` of the default template.
-fn pool_toml(size: u32, extra: &str) -> String {
+pub(crate) fn pool_toml(size: u32, extra: &str) -> String {
     format!("[pools.lab]\nsize = {size}\nmax_building = {size}\n{extra}\n")
 }
 
@@ -27,7 +27,11 @@ async fn pool(client: &mut Client) -> Pool {
 }
 
 /// Polls the pool until `done` holds (at most 180 s: a loaded machine).
-async fn wait_pool(client: &mut Client, what: &str, done: impl Fn(&Pool) -> bool) -> Pool {
+pub(crate) async fn wait_pool(
+    client: &mut Client,
+    what: &str,
+    done: impl Fn(&Pool) -> bool,
+) -> Pool {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let now = pool(client).await;
@@ -39,14 +43,14 @@ async fn wait_pool(client: &mut Client, what: &str, done: impl Fn(&Pool) -> bool
     }
 }
 
-fn last_session(events: &[daas_api::v1::SessionEvent]) -> Session {
+pub(crate) fn last_session(events: &[daas_api::v1::SessionEvent]) -> Session {
     events
         .last()
         .and_then(|e| e.session.clone())
         .expect("the stream ends with the session")
 }
 
-fn messages(events: &[daas_api::v1::SessionEvent]) -> Vec<String> {
+pub(crate) fn messages(events: &[daas_api::v1::SessionEvent]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -56,7 +60,7 @@ fn messages(events: &[daas_api::v1::SessionEvent]) -> Vec<String> {
         .collect()
 }
 
-async fn spares(client: &mut Client) -> Vec<Session> {
+pub(crate) async fn spares(client: &mut Client) -> Vec<Session> {
     let all = client
         .list_sessions(ListSessionsRequest::default())
         .await

@@ -97,6 +97,7 @@ fn tool_label(tool: Tool) -> &'static str {
         Tool::Terraform => "terraform",
         Tool::Ssh => "ssh",
         Tool::Ansible => "ansible",
+        Tool::Agent => "agent",
         Tool::Unspecified => "unknown",
     }
 }

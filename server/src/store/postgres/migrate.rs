@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (14, include_str!("migrations/0014_schedules.sql")),
     (15, include_str!("migrations/0015_snapshots.sql")),
     (16, include_str!("migrations/0016_outbox_notice.sql")),
+    (17, include_str!("migrations/0017_agent_commands.sql")),
 ];
 
 /// Applies the migrations the database does not have yet.

@@ -21,6 +21,7 @@ use crate::store::events::Hub;
 
 mod activity;
 mod capped;
+mod commands;
 mod create_rate;
 mod event_log;
 mod leases;

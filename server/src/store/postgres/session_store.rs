@@ -9,8 +9,8 @@ use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 use tokio_postgres::Transaction;
 
 use super::{
-    Context, PostgresStore, activity, create_rate, event_log, leases, nodes, notify, outbox, reads,
-    records, schedules, sessions, snapshots, tickets,
+    Context, PostgresStore, activity, commands, create_rate, event_log, leases, nodes, notify,
+    outbox, reads, records, schedules, sessions, snapshots, tickets,
 };
 use crate::domain::password::PasswordHash;
 use crate::domain::placement::{ListedNode, Policy};
@@ -342,6 +342,55 @@ impl SessionStore for PostgresStore {
 
     async fn redeem_ticket(&self, hash: &str) -> Result<Option<TicketRecord>, StoreError> {
         tickets::redeem(&**self.client().await?, hash).await
+    }
+
+    async fn push_command(&self, id: &str, body: Vec<u8>) -> Result<i64, StoreError> {
+        self.write("committing an agent command", none, move |tx| {
+            let (id, body) = (id.to_string(), body.clone());
+            Box::pin(async move { commands::push(tx, &id, &body).await })
+        })
+        .await
+    }
+
+    async fn take_commands(
+        &self,
+        id: &str,
+    ) -> Result<Vec<crate::store::commands::TakenCommand>, StoreError> {
+        commands::take(&**self.client().await?, id).await
+    }
+
+    async fn finish_command(
+        &self,
+        id: &str,
+        command: i64,
+        outcome: daas_api::v1::CommandOutcome,
+        message: &str,
+    ) -> Result<bool, StoreError> {
+        commands::finish(
+            &**self.client().await?,
+            id,
+            command,
+            outcome.into(),
+            message,
+        )
+        .await
+    }
+
+    async fn command_state(
+        &self,
+        id: &str,
+        command: i64,
+    ) -> Result<Option<crate::store::commands::CommandState>, StoreError> {
+        commands::state(&**self.client().await?, id, command).await
+    }
+
+    async fn drop_command(
+        &self,
+        id: &str,
+        command: i64,
+        when: crate::store::commands::DropIf,
+    ) -> Result<bool, StoreError> {
+        commands::drop(&**self.client().await?, id, command, when).await
     }
 
     fn set_outbox(&self, outbox: crate::store::events::Outbox) {

@@ -46,6 +46,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (21, include_str!("migrations/0021_schedules.sql")),
     (22, include_str!("migrations/0022_snapshots.sql")),
     (23, include_str!("migrations/0023_outbox_notice.sql")),
+    (24, include_str!("migrations/0024_agent_commands.sql")),
 ];
 
 /// A migration step written in Rust.

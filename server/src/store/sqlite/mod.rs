@@ -22,6 +22,7 @@ use crate::store::events::Hub;
 
 mod activity;
 mod audit;
+mod commands;
 mod create_rate;
 mod event_log;
 mod leases;

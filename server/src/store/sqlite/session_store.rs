@@ -5,8 +5,8 @@
 use daas_api::v1::{OutputLine, SessionEvent, SessionState};
 
 use super::{
-    SqliteStore, activity, audit, check_writable, create_rate, event_log, leases, nodes, outbox,
-    reads, schedules, sessions, signins, snapshots, tickets,
+    SqliteStore, activity, audit, check_writable, commands, create_rate, event_log, leases, nodes,
+    outbox, reads, schedules, sessions, signins, snapshots, tickets,
 };
 use crate::domain::password::PasswordHash;
 use crate::domain::placement::{ListedNode, Policy};
@@ -238,6 +238,53 @@ impl SessionStore for SqliteStore {
     ) -> Result<Option<crate::store::tickets::TicketRecord>, StoreError> {
         let hash = hash.to_string();
         self.with(move |conn, _| tickets::redeem(conn, hash)).await
+    }
+
+    async fn push_command(&self, id: &str, body: Vec<u8>) -> Result<i64, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| commands::push(conn, &id, &body))
+            .await
+    }
+
+    async fn take_commands(
+        &self,
+        id: &str,
+    ) -> Result<Vec<crate::store::commands::TakenCommand>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| commands::take(conn, &id)).await
+    }
+
+    async fn finish_command(
+        &self,
+        id: &str,
+        command: i64,
+        outcome: daas_api::v1::CommandOutcome,
+        message: &str,
+    ) -> Result<bool, StoreError> {
+        let (id, message) = (id.to_string(), message.to_string());
+        self.with(move |conn, _| commands::finish(conn, &id, command, outcome.into(), &message))
+            .await
+    }
+
+    async fn command_state(
+        &self,
+        id: &str,
+        command: i64,
+    ) -> Result<Option<crate::store::commands::CommandState>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| commands::state(conn, &id, command))
+            .await
+    }
+
+    async fn drop_command(
+        &self,
+        id: &str,
+        command: i64,
+        when: crate::store::commands::DropIf,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn, _| commands::drop(conn, &id, command, when))
+            .await
     }
 
     fn set_outbox(&self, outbox: crate::store::events::Outbox) {

@@ -9,6 +9,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,186 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CommandOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CommandOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CommandOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMMAND_OUTCOME_UNSPECIFIED: _CommandOutcome.ValueType  # 0
+    COMMAND_OUTCOME_DONE: _CommandOutcome.ValueType  # 1
+    """Done: the desktop is ready for the user."""
+    COMMAND_OUTCOME_FAILED: _CommandOutcome.ValueType  # 2
+    """Tried and failed; `message` says why."""
+    COMMAND_OUTCOME_UNSUPPORTED: _CommandOutcome.ValueType  # 3
+    """This agent cannot do that kind of command (an older agent, or a
+    template without the agent's helper): the server does it another way.
+    """
+
+class CommandOutcome(_CommandOutcome, metaclass=_CommandOutcomeEnumTypeWrapper): ...
+
+COMMAND_OUTCOME_UNSPECIFIED: CommandOutcome.ValueType  # 0
+COMMAND_OUTCOME_DONE: CommandOutcome.ValueType  # 1
+"""Done: the desktop is ready for the user."""
+COMMAND_OUTCOME_FAILED: CommandOutcome.ValueType  # 2
+"""Tried and failed; `message` says why."""
+COMMAND_OUTCOME_UNSUPPORTED: CommandOutcome.ValueType  # 3
+"""This agent cannot do that kind of command (an older agent, or a
+template without the agent's helper): the server does it another way.
+"""
+Global___CommandOutcome: _TypeAlias = CommandOutcome  # noqa: Y015
+
+@_typing.final
+class ReceiveCommandsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    AGENT_VERSION_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session this VM belongs to; must match the certificate's."""
+    agent_version: _builtins.str
+    """The agent's version, e.g. "0.1.0"."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        agent_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiveCommandsRequest: _TypeAlias = ReceiveCommandsRequest  # noqa: Y015
+
+@_typing.final
+class ReceiveCommandsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def command(self) -> Global___AgentCommand: ...
+    def __init__(
+        self,
+        *,
+        command: Global___AgentCommand | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiveCommandsResponse: _TypeAlias = ReceiveCommandsResponse  # noqa: Y015
+
+@_typing.final
+class AgentCommand(_message.Message):
+    """One piece of work for the agent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CREATE_LOCAL_USER_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Names the command in ReportCommand; unique within the session."""
+    @_builtins.property
+    def create_local_user(self) -> Global___CreateLocalUser: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        create_local_user: Global___CreateLocalUser | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "create_local_user", b"create_local_user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "create_local_user", b"create_local_user", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["create_local_user"]  # noqa: Y015
+    _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
+
+Global___AgentCommand: _TypeAlias = AgentCommand  # noqa: Y015
+
+@_typing.final
+class CreateLocalUser(_message.Message):
+    """Make the desktop's local login: create the account with its home (or,
+    when an account of that name with a uid of 1000 or more exists, set its
+    password). A system account (uid under 1000) is refused.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PASSWORD_HASH_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The login: lower-case letters, digits, '_' and '-', 1 to 32, starting
+    with a letter or '_'; not root nor the server's SSH user.
+    """
+    password_hash: _builtins.str
+    """The password as a SHA-512 crypt hash ("$6$..."); never the password."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        password_hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "password_hash", b"password_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateLocalUser: _TypeAlias = CreateLocalUser  # noqa: Y015
+
+@_typing.final
+class ReportCommandRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session this VM belongs to; must match the certificate's."""
+    command_id: _builtins.int
+    """AgentCommand.id."""
+    outcome: Global___CommandOutcome.ValueType
+    message: _builtins.str
+    """For FAILED, why, for the person who made the request (no secret);
+    for UNSUPPORTED, what is missing.
+    """
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        command_id: _builtins.int = ...,
+        outcome: Global___CommandOutcome.ValueType = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "message", b"message", "outcome", b"outcome", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportCommandRequest: _TypeAlias = ReportCommandRequest  # noqa: Y015
+
+@_typing.final
+class ReportCommandResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportCommandResponse: _TypeAlias = ReportCommandResponse  # noqa: Y015
 
 @_typing.final
 class ReportActivityRequest(_message.Message):

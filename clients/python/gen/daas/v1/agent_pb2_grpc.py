@@ -42,6 +42,16 @@ class AgentServiceStub:
                 request_serializer=daas_dot_v1_dot_agent__pb2.ReportActivityRequest.SerializeToString,
                 response_deserializer=daas_dot_v1_dot_agent__pb2.ReportActivityResponse.FromString,
                 _registered_method=True)
+        self.ReceiveCommands = channel.unary_stream(
+                '/daas.v1.AgentService/ReceiveCommands',
+                request_serializer=daas_dot_v1_dot_agent__pb2.ReceiveCommandsRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_agent__pb2.ReceiveCommandsResponse.FromString,
+                _registered_method=True)
+        self.ReportCommand = channel.unary_unary(
+                '/daas.v1.AgentService/ReportCommand',
+                request_serializer=daas_dot_v1_dot_agent__pb2.ReportCommandRequest.SerializeToString,
+                response_deserializer=daas_dot_v1_dot_agent__pb2.ReportCommandResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -60,6 +70,25 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReceiveCommands(self, request, context):
+        """The work the server asks of this desktop (a claim's per-user part),
+        each command sent once. The stream stays open; the agent opens it again
+        after an error and answers each command with ReportCommand. Errors:
+        PERMISSION_DENIED as for ReportActivity.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportCommand(self, request, context):
+        """What came of a command. Errors: PERMISSION_DENIED as for
+        ReportActivity; NOT_FOUND for a command the server no longer waits for
+        (withdrawn, or reported already).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -67,6 +96,16 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ReportActivity,
                     request_deserializer=daas_dot_v1_dot_agent__pb2.ReportActivityRequest.FromString,
                     response_serializer=daas_dot_v1_dot_agent__pb2.ReportActivityResponse.SerializeToString,
+            ),
+            'ReceiveCommands': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReceiveCommands,
+                    request_deserializer=daas_dot_v1_dot_agent__pb2.ReceiveCommandsRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_agent__pb2.ReceiveCommandsResponse.SerializeToString,
+            ),
+            'ReportCommand': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportCommand,
+                    request_deserializer=daas_dot_v1_dot_agent__pb2.ReportCommandRequest.FromString,
+                    response_serializer=daas_dot_v1_dot_agent__pb2.ReportCommandResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -99,6 +138,60 @@ class AgentService:
             '/daas.v1.AgentService/ReportActivity',
             daas_dot_v1_dot_agent__pb2.ReportActivityRequest.SerializeToString,
             daas_dot_v1_dot_agent__pb2.ReportActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiveCommands(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/daas.v1.AgentService/ReceiveCommands',
+            daas_dot_v1_dot_agent__pb2.ReceiveCommandsRequest.SerializeToString,
+            daas_dot_v1_dot_agent__pb2.ReceiveCommandsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportCommand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/daas.v1.AgentService/ReportCommand',
+            daas_dot_v1_dot_agent__pb2.ReportCommandRequest.SerializeToString,
+            daas_dot_v1_dot_agent__pb2.ReportCommandResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,17 @@ class AgentServiceStub:
     PERMISSION_DENIED for a report about another session or a session that
     is destroyed.
     """
+    ReceiveCommands: _grpc.UnaryStreamMultiCallable[_agent_pb2.ReceiveCommandsRequest, _agent_pb2.ReceiveCommandsResponse]
+    """The work the server asks of this desktop (a claim's per-user part),
+    each command sent once. The stream stays open; the agent opens it again
+    after an error and answers each command with ReportCommand. Errors:
+    PERMISSION_DENIED as for ReportActivity.
+    """
+    ReportCommand: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ReportCommandRequest, _agent_pb2.ReportCommandResponse]
+    """What came of a command. Errors: PERMISSION_DENIED as for
+    ReportActivity; NOT_FOUND for a command the server no longer waits for
+    (withdrawn, or reported already).
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -56,6 +67,17 @@ class AgentServiceAsyncStub(AgentServiceStub):
     when the session is ending, what to tell the user. Errors:
     PERMISSION_DENIED for a report about another session or a session that
     is destroyed.
+    """
+    ReceiveCommands: _aio.UnaryStreamMultiCallable[_agent_pb2.ReceiveCommandsRequest, _agent_pb2.ReceiveCommandsResponse]  # type: ignore[assignment]
+    """The work the server asks of this desktop (a claim's per-user part),
+    each command sent once. The stream stays open; the agent opens it again
+    after an error and answers each command with ReportCommand. Errors:
+    PERMISSION_DENIED as for ReportActivity.
+    """
+    ReportCommand: _aio.UnaryUnaryMultiCallable[_agent_pb2.ReportCommandRequest, _agent_pb2.ReportCommandResponse]  # type: ignore[assignment]
+    """What came of a command. Errors: PERMISSION_DENIED as for
+    ReportActivity; NOT_FOUND for a command the server no longer waits for
+    (withdrawn, or reported already).
     """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -74,6 +96,29 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         when the session is ending, what to tell the user. Errors:
         PERMISSION_DENIED for a report about another session or a session that
         is destroyed.
+        """
+
+    @_abc_1.abstractmethod
+    def ReceiveCommands(
+        self,
+        request: _agent_pb2.ReceiveCommandsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.ReceiveCommandsResponse], _abc.AsyncIterator[_agent_pb2.ReceiveCommandsResponse]]:
+        """The work the server asks of this desktop (a claim's per-user part),
+        each command sent once. The stream stays open; the agent opens it again
+        after an error and answers each command with ReportCommand. Errors:
+        PERMISSION_DENIED as for ReportActivity.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportCommand(
+        self,
+        request: _agent_pb2.ReportCommandRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.ReportCommandResponse, _abc.Awaitable[_agent_pb2.ReportCommandResponse]]:
+        """What came of a command. Errors: PERMISSION_DENIED as for
+        ReportActivity; NOT_FOUND for a command the server no longer waits for
+        (withdrawn, or reported already).
         """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -132,6 +132,8 @@ class _ToolEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Tool.ValueType],
     """The SSH readiness check (cloud-init status --wait)."""
     TOOL_ANSIBLE: _Tool.ValueType  # 3
     """ansible-playbook."""
+    TOOL_AGENT: _Tool.ValueType  # 4
+    """The desktop's agent (daas-agent), doing a claim's per-user part."""
 
 class Tool(_Tool, metaclass=_ToolEnumTypeWrapper):
     """The tool that printed an output line."""
@@ -144,6 +146,8 @@ TOOL_SSH: Tool.ValueType  # 2
 """The SSH readiness check (cloud-init status --wait)."""
 TOOL_ANSIBLE: Tool.ValueType  # 3
 """ansible-playbook."""
+TOOL_AGENT: Tool.ValueType  # 4
+"""The desktop's agent (daas-agent), doing a claim's per-user part."""
 Global___Tool: _TypeAlias = Tool  # noqa: Y015
 
 class _OutputStream:

@@ -2,8 +2,8 @@
 // @generated from file daas/v1/agent.proto (package daas.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,165 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file daas/v1/agent.proto.
  */
 export const file_daas_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChNkYWFzL3YxL2FnZW50LnByb3RvEgdkYWFzLnYxIr0BChVSZXBvcnRBY3Rpdml0eVJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIUCgxpZGxlX3NlY29uZHMYAiABKAQSEwoLcmRwX2NsaWVudHMYAyABKA0SDQoFdXNlcnMYBCADKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRItCglib290X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGRpc3BsYXlzGAcgASgNInQKFlJlcG9ydEFjdGl2aXR5UmVzcG9uc2USMgoPcmVwb3J0X2ludGVydmFsGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKBmVuZGluZxgCIAEoCzIWLmRhYXMudjEuU2Vzc2lvbkVuZGluZyJICg1TZXNzaW9uRW5kaW5nEg8KB21lc3NhZ2UYASABKAkSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMmEKDEFnZW50U2VydmljZRJRCg5SZXBvcnRBY3Rpdml0eRIeLmRhYXMudjEuUmVwb3J0QWN0aXZpdHlSZXF1ZXN0Gh8uZGFhcy52MS5SZXBvcnRBY3Rpdml0eVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChNkYWFzL3YxL2FnZW50LnByb3RvEgdkYWFzLnYxIkMKFlJlY2VpdmVDb21tYW5kc1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAIgASgJIkEKF1JlY2VpdmVDb21tYW5kc1Jlc3BvbnNlEiYKB2NvbW1hbmQYASABKAsyFS5kYWFzLnYxLkFnZW50Q29tbWFuZCJcCgxBZ2VudENvbW1hbmQSCgoCaWQYASABKAQSNQoRY3JlYXRlX2xvY2FsX3VzZXIYAiABKAsyGC5kYWFzLnYxLkNyZWF0ZUxvY2FsVXNlckgAQgkKB2NvbW1hbmQiNgoPQ3JlYXRlTG9jYWxVc2VyEgwKBG5hbWUYASABKAkSFQoNcGFzc3dvcmRfaGFzaBgCIAEoCSJ5ChRSZXBvcnRDb21tYW5kUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhIKCmNvbW1hbmRfaWQYAiABKAQSKAoHb3V0Y29tZRgDIAEoDjIXLmRhYXMudjEuQ29tbWFuZE91dGNvbWUSDwoHbWVzc2FnZRgEIAEoCSIXChVSZXBvcnRDb21tYW5kUmVzcG9uc2UivQEKFVJlcG9ydEFjdGl2aXR5UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhQKDGlkbGVfc2Vjb25kcxgCIAEoBBITCgtyZHBfY2xpZW50cxgDIAEoDRINCgV1c2VycxgEIAMoCRIVCg1hZ2VudF92ZXJzaW9uGAUgASgJEi0KCWJvb3RfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZGlzcGxheXMYByABKA0idAoWUmVwb3J0QWN0aXZpdHlSZXNwb25zZRIyCg9yZXBvcnRfaW50ZXJ2YWwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoGZW5kaW5nGAIgASgLMhYuZGFhcy52MS5TZXNzaW9uRW5kaW5nIkgKDVNlc3Npb25FbmRpbmcSDwoHbWVzc2FnZRgBIAEoCRImCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqiAEKDkNvbW1hbmRPdXRjb21lEh8KG0NPTU1BTkRfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhgKFENPTU1BTkRfT1VUQ09NRV9ET05FEAESGgoWQ09NTUFORF9PVVRDT01FX0ZBSUxFRBACEh8KG0NPTU1BTkRfT1VUQ09NRV9VTlNVUFBPUlRFRBADMokCCgxBZ2VudFNlcnZpY2USUQoOUmVwb3J0QWN0aXZpdHkSHi5kYWFzLnYxLlJlcG9ydEFjdGl2aXR5UmVxdWVzdBofLmRhYXMudjEuUmVwb3J0QWN0aXZpdHlSZXNwb25zZRJWCg9SZWNlaXZlQ29tbWFuZHMSHy5kYWFzLnYxLlJlY2VpdmVDb21tYW5kc1JlcXVlc3QaIC5kYWFzLnYxLlJlY2VpdmVDb21tYW5kc1Jlc3BvbnNlMAESTgoNUmVwb3J0Q29tbWFuZBIdLmRhYXMudjEuUmVwb3J0Q29tbWFuZFJlcXVlc3QaHi5kYWFzLnYxLlJlcG9ydENvbW1hbmRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message daas.v1.ReceiveCommandsRequest
+ */
+export type ReceiveCommandsRequest = Message<"daas.v1.ReceiveCommandsRequest"> & {
+  /**
+   * The session this VM belongs to; must match the certificate's.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The agent's version, e.g. "0.1.0".
+   *
+   * @generated from field: string agent_version = 2;
+   */
+  agentVersion: string;
+};
+
+/**
+ * Describes the message daas.v1.ReceiveCommandsRequest.
+ * Use `create(ReceiveCommandsRequestSchema)` to create a new message.
+ */
+export const ReceiveCommandsRequestSchema: GenMessage<ReceiveCommandsRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_agent, 0);
+
+/**
+ * @generated from message daas.v1.ReceiveCommandsResponse
+ */
+export type ReceiveCommandsResponse = Message<"daas.v1.ReceiveCommandsResponse"> & {
+  /**
+   * @generated from field: daas.v1.AgentCommand command = 1;
+   */
+  command?: AgentCommand | undefined;
+};
+
+/**
+ * Describes the message daas.v1.ReceiveCommandsResponse.
+ * Use `create(ReceiveCommandsResponseSchema)` to create a new message.
+ */
+export const ReceiveCommandsResponseSchema: GenMessage<ReceiveCommandsResponse> = /*@__PURE__*/
+  messageDesc(file_daas_v1_agent, 1);
+
+/**
+ * One piece of work for the agent.
+ *
+ * @generated from message daas.v1.AgentCommand
+ */
+export type AgentCommand = Message<"daas.v1.AgentCommand"> & {
+  /**
+   * Names the command in ReportCommand; unique within the session.
+   *
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * @generated from oneof daas.v1.AgentCommand.command
+   */
+  command: {
+    /**
+     * @generated from field: daas.v1.CreateLocalUser create_local_user = 2;
+     */
+    value: CreateLocalUser;
+    case: "createLocalUser";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message daas.v1.AgentCommand.
+ * Use `create(AgentCommandSchema)` to create a new message.
+ */
+export const AgentCommandSchema: GenMessage<AgentCommand> = /*@__PURE__*/
+  messageDesc(file_daas_v1_agent, 2);
+
+/**
+ * Make the desktop's local login: create the account with its home (or,
+ * when an account of that name with a uid of 1000 or more exists, set its
+ * password). A system account (uid under 1000) is refused.
+ *
+ * @generated from message daas.v1.CreateLocalUser
+ */
+export type CreateLocalUser = Message<"daas.v1.CreateLocalUser"> & {
+  /**
+   * The login: lower-case letters, digits, '_' and '-', 1 to 32, starting
+   * with a letter or '_'; not root nor the server's SSH user.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The password as a SHA-512 crypt hash ("$6$..."); never the password.
+   *
+   * @generated from field: string password_hash = 2;
+   */
+  passwordHash: string;
+};
+
+/**
+ * Describes the message daas.v1.CreateLocalUser.
+ * Use `create(CreateLocalUserSchema)` to create a new message.
+ */
+export const CreateLocalUserSchema: GenMessage<CreateLocalUser> = /*@__PURE__*/
+  messageDesc(file_daas_v1_agent, 3);
+
+/**
+ * @generated from message daas.v1.ReportCommandRequest
+ */
+export type ReportCommandRequest = Message<"daas.v1.ReportCommandRequest"> & {
+  /**
+   * The session this VM belongs to; must match the certificate's.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * AgentCommand.id.
+   *
+   * @generated from field: uint64 command_id = 2;
+   */
+  commandId: bigint;
+
+  /**
+   * @generated from field: daas.v1.CommandOutcome outcome = 3;
+   */
+  outcome: CommandOutcome;
+
+  /**
+   * For FAILED, why, for the person who made the request (no secret);
+   * for UNSUPPORTED, what is missing.
+   *
+   * @generated from field: string message = 4;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message daas.v1.ReportCommandRequest.
+ * Use `create(ReportCommandRequestSchema)` to create a new message.
+ */
+export const ReportCommandRequestSchema: GenMessage<ReportCommandRequest> = /*@__PURE__*/
+  messageDesc(file_daas_v1_agent, 4);
+
+/**
+ * @generated from message daas.v1.ReportCommandResponse
+ */
+export type ReportCommandResponse = Message<"daas.v1.ReportCommandResponse"> & {
+};
+
+/**
+ * Describes the message daas.v1.ReportCommandResponse.
+ * Use `create(ReportCommandResponseSchema)` to create a new message.
+ */
+export const ReportCommandResponseSchema: GenMessage<ReportCommandResponse> = /*@__PURE__*/
+  messageDesc(file_daas_v1_agent, 5);
 
 /**
  * @generated from message daas.v1.ReportActivityRequest
@@ -74,7 +232,7 @@ export type ReportActivityRequest = Message<"daas.v1.ReportActivityRequest"> & {
  * Use `create(ReportActivityRequestSchema)` to create a new message.
  */
 export const ReportActivityRequestSchema: GenMessage<ReportActivityRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_agent, 0);
+  messageDesc(file_daas_v1_agent, 6);
 
 /**
  * @generated from message daas.v1.ReportActivityResponse
@@ -104,7 +262,7 @@ export type ReportActivityResponse = Message<"daas.v1.ReportActivityResponse"> &
  * Use `create(ReportActivityResponseSchema)` to create a new message.
  */
 export const ReportActivityResponseSchema: GenMessage<ReportActivityResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_agent, 1);
+  messageDesc(file_daas_v1_agent, 7);
 
 /**
  * A session about to be destroyed.
@@ -133,7 +291,45 @@ export type SessionEnding = Message<"daas.v1.SessionEnding"> & {
  * Use `create(SessionEndingSchema)` to create a new message.
  */
 export const SessionEndingSchema: GenMessage<SessionEnding> = /*@__PURE__*/
-  messageDesc(file_daas_v1_agent, 2);
+  messageDesc(file_daas_v1_agent, 8);
+
+/**
+ * @generated from enum daas.v1.CommandOutcome
+ */
+export enum CommandOutcome {
+  /**
+   * @generated from enum value: COMMAND_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Done: the desktop is ready for the user.
+   *
+   * @generated from enum value: COMMAND_OUTCOME_DONE = 1;
+   */
+  DONE = 1,
+
+  /**
+   * Tried and failed; `message` says why.
+   *
+   * @generated from enum value: COMMAND_OUTCOME_FAILED = 2;
+   */
+  FAILED = 2,
+
+  /**
+   * This agent cannot do that kind of command (an older agent, or a
+   * template without the agent's helper): the server does it another way.
+   *
+   * @generated from enum value: COMMAND_OUTCOME_UNSUPPORTED = 3;
+   */
+  UNSUPPORTED = 3,
+}
+
+/**
+ * Describes the enum daas.v1.CommandOutcome.
+ */
+export const CommandOutcomeSchema: GenEnum<CommandOutcome> = /*@__PURE__*/
+  enumDesc(file_daas_v1_agent, 0);
 
 /**
  * Called by the agent inside each desktop VM (`daas-agent`), with the client
@@ -155,6 +351,31 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof ReportActivityRequestSchema;
     output: typeof ReportActivityResponseSchema;
+  },
+  /**
+   * The work the server asks of this desktop (a claim's per-user part),
+   * each command sent once. The stream stays open; the agent opens it again
+   * after an error and answers each command with ReportCommand. Errors:
+   * PERMISSION_DENIED as for ReportActivity.
+   *
+   * @generated from rpc daas.v1.AgentService.ReceiveCommands
+   */
+  receiveCommands: {
+    methodKind: "server_streaming";
+    input: typeof ReceiveCommandsRequestSchema;
+    output: typeof ReceiveCommandsResponseSchema;
+  },
+  /**
+   * What came of a command. Errors: PERMISSION_DENIED as for
+   * ReportActivity; NOT_FOUND for a command the server no longer waits for
+   * (withdrawn, or reported already).
+   *
+   * @generated from rpc daas.v1.AgentService.ReportCommand
+   */
+  reportCommand: {
+    methodKind: "unary";
+    input: typeof ReportCommandRequestSchema;
+    output: typeof ReportCommandResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_daas_v1_agent, 0);

@@ -1,0 +1,149 @@
+//! A claim's per-user part through the desktop's agent, instead of SSH and
+//! Ansible: the claim pushes a command to the store, the agent's
+//! `ReceiveCommands` stream (on whichever server holds it) takes it, the
+//! agent does it through its root helper and reports. An agent that does
+//! not take the command within [`PICKUP`] (none connected, an old agent)
+//! or that cannot do it (UNSUPPORTED: a template without the helper) lets
+//! the claim run the playbook's per-user part as before.
+
+use std::time::{Duration, Instant};
+
+use daas_api::v1::{AgentCommand, CommandOutcome, CreateLocalUser, agent_command};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::Pipeline;
+use crate::{
+    config::pools::PerUserPlaybook,
+    store::{
+        SessionRecord, StoreError,
+        commands::{CommandState, DropIf},
+    },
+};
+
+/// How long a command may wait for an agent to take it.
+pub const PICKUP: Duration = Duration::from_secs(5);
+/// How long a taken command may run before the claim gives up on it.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often the claim looks at the command.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Why the agent did not do a command it took.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentCommandError {
+    #[error("the desktop's agent could not set up {user}: {message}")]
+    Failed { user: String, message: String },
+    #[error(
+        "the desktop's agent took the set-up of {user} but reported nothing in {} s; destroy the desktop and create another",
+        RUN_TIMEOUT.as_secs()
+    )]
+    Timeout { user: String },
+    #[error("the set-up of {user} was dropped from the store before its outcome was read")]
+    Vanished { user: String },
+    #[error("cancelled while the desktop's agent set up {user}")]
+    Cancelled { user: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What came of asking the agent.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum ByAgent {
+    Done,
+    /// Not done, and never will be: the playbook does it (why).
+    Declined(String),
+}
+
+impl Pipeline {
+    /// Whether a claim of `record` can be done by its agent: agents are
+    /// on, the claim has a local session user, there is no domain (the
+    /// user's access is SSSD's, which the agent does not change), and the
+    /// pool does not ask for the playbook always.
+    pub(super) fn agent_can_claim(&self, record: &SessionRecord) -> bool {
+        let config = &self.inner.config;
+        let always = record
+            .pool
+            .as_ref()
+            .and_then(|p| config.pools.get(p))
+            .is_some_and(|p| p.per_user_playbook == PerUserPlaybook::Always);
+        self.inner.agent_ca.is_some()
+            && !always
+            && !config.ansible.joins_domain()
+            && !record.session_user.is_empty()
+    }
+
+    /// Has the desktop's agent create the session's local login.
+    pub(super) async fn claim_by_agent(
+        &self,
+        record: &SessionRecord,
+        password_hash: &str,
+        cancel: &CancellationToken,
+    ) -> Result<ByAgent, AgentCommandError> {
+        let command = AgentCommand {
+            id: 0, // set when sent
+            command: Some(agent_command::Command::CreateLocalUser(CreateLocalUser {
+                name: record.session_user.clone(),
+                password_hash: password_hash.to_string(),
+            })),
+        };
+        self.run_command(record, command, cancel).await
+    }
+
+    async fn run_command(
+        &self,
+        record: &SessionRecord,
+        command: AgentCommand,
+        cancel: &CancellationToken,
+    ) -> Result<ByAgent, AgentCommandError> {
+        let store = &self.inner.store;
+        let id = &record.id;
+        let user = record.session_user.clone();
+        // The stream names the command by its row's id when it sends it.
+        let seq = store.push_command(id, command.encode_to_vec()).await?;
+        let started = Instant::now();
+        let mut taken = false;
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    store.drop_command(id, seq, DropIf::Any).await?;
+                    return Err(AgentCommandError::Cancelled { user });
+                }
+                () = tokio::time::sleep(POLL) => {}
+            }
+            match store.command_state(id, seq).await? {
+                Some(CommandState::Waiting) if started.elapsed() >= PICKUP => {
+                    if store.drop_command(id, seq, DropIf::Waiting).await? {
+                        return Ok(ByAgent::Declined(format!(
+                            "no agent of {} took the set-up within {} s",
+                            record.vm_name,
+                            PICKUP.as_secs()
+                        )));
+                    }
+                }
+                Some(CommandState::Waiting) => {}
+                Some(CommandState::Sent) => {
+                    taken = true;
+                    if started.elapsed() >= RUN_TIMEOUT {
+                        store.drop_command(id, seq, DropIf::Any).await?;
+                        return Err(AgentCommandError::Timeout { user });
+                    }
+                }
+                Some(CommandState::Done { outcome, message }) => {
+                    store.drop_command(id, seq, DropIf::Any).await?;
+                    return match outcome {
+                        CommandOutcome::Done => Ok(ByAgent::Done),
+                        CommandOutcome::Unsupported => Ok(ByAgent::Declined(format!(
+                            "the agent of {} cannot: {message}",
+                            record.vm_name
+                        ))),
+                        _ => Err(AgentCommandError::Failed { user, message }),
+                    };
+                }
+                None => {
+                    tracing::warn!(session = %id, command = seq, taken, "an agent command vanished");
+                    return Err(AgentCommandError::Vanished { user });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! A claim's per-user part through the desktop's agent, against a real
+//! server and the test module, with the agent's own certificate: the agent
+//! gets the command once and no playbook runs; an agent that cannot do it
+//! (UNSUPPORTED) or is not there lets the playbook do it; one that fails
+//! fails the claim with its message.
+
+use std::time::Duration;
+
+use crate::common::*;
+use crate::pool::{last_session, messages, pool_toml, spares, wait_pool};
+use daas_api::v1::{
+    CommandOutcome, CreateSessionRequest, ReceiveCommandsRequest, ReportCommandRequest,
+    SessionEvent, SessionState, agent_command::Command, session_event::Kind,
+};
+use daas_server::testkit::{TestOptions, TestServer};
+use tonic::Code;
+
+fn outputs(events: &[SessionEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Output(o)) => Some(o.text.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Claims the pool's ready desktop as alice with session user `student`,
+/// while its agent answers the command it gets with `outcome` (None: no
+/// agent listens); the claim's events and the command the agent got.
+async fn claim_answering(
+    server: &TestServer,
+    outcome: Option<(CommandOutcome, &str)>,
+) -> (
+    String,
+    Vec<SessionEvent>,
+    Option<daas_api::v1::AgentCommand>,
+) {
+    let mut admin = server.client().await;
+    wait_pool(&mut admin, "a ready desktop", |p| p.ready == 1).await;
+    let spare = spares(&mut admin).await.pop().expect("a desktop");
+    let agent = agent_for(server, &spare.id).await;
+    let agent_task = outcome.map(|(outcome, message)| {
+        let (mut agent, id, message) = (agent, spare.id.clone(), message.to_string());
+        tokio::spawn(async move {
+            let mut stream = agent
+                .receive_commands(ReceiveCommandsRequest {
+                    session_id: id.clone(),
+                    agent_version: "test".into(),
+                })
+                .await
+                .expect("open the command stream")
+                .into_inner();
+            let got = stream
+                .message()
+                .await
+                .expect("a command")
+                .and_then(|c| c.command)
+                .expect("a command, not the end");
+            agent
+                .report_command(ReportCommandRequest {
+                    session_id: id.clone(),
+                    command_id: got.id,
+                    outcome: outcome.into(),
+                    message,
+                })
+                .await
+                .expect("report the outcome");
+            // Reported once: a second report is refused.
+            let again = agent
+                .report_command(ReportCommandRequest {
+                    session_id: id,
+                    command_id: got.id,
+                    outcome: CommandOutcome::Done.into(),
+                    message: String::new(),
+                })
+                .await
+                .expect_err("a second report");
+            assert_eq!(again.code(), Code::NotFound, "{again:?}");
+            got
+        })
+    });
+    // The stream is open before the claim (an agent connects at boot).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut alice = server.client_as("alice", false).await;
+    let stream = alice
+        .create_session(CreateSessionRequest {
+            session_user: "student".into(),
+            session_password: "correct horse".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    let events = tokio::time::timeout(Duration::from_secs(60), drain(stream))
+        .await
+        .expect("the claim ends within a minute");
+    let got = match agent_task {
+        Some(task) => Some(task.await.expect("the agent task")),
+        None => None,
+    };
+    (spare.vm_name, events, got)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_makes_the_local_user_through_the_agent_or_falls_back_to_the_playbook() {
+    let server = TestServer::start(TestOptions {
+        extra_toml: format!(
+            "[agent]\nendpoint = \"https://10.0.2.2:50051\"\n{}",
+            pool_toml(1, "")
+        ),
+        ..Default::default()
+    })
+    .await;
+    let markers = server.markers();
+    let read = |name: &str| std::fs::read_to_string(markers.join(name)).unwrap_or_default();
+
+    // DONE: no playbook runs for the claim.
+    let (vm, events, got) = claim_answering(&server, Some((CommandOutcome::Done, ""))).await;
+    assert_eq!(
+        stages(&events),
+        [
+            SessionState::Queued,
+            SessionState::Configuring,
+            SessionState::Ready
+        ],
+        "{:?}",
+        messages(&events)
+    );
+    let Some(Command::CreateLocalUser(user)) = got.and_then(|c| c.command) else {
+        panic!("the agent got no CreateLocalUser");
+    };
+    assert_eq!(user.name, "student");
+    assert!(
+        user.password_hash.starts_with("$6$"),
+        "a SHA-512 crypt hash"
+    );
+    assert!(!user.password_hash.contains("correct horse"));
+    assert_eq!(read(&format!("{vm}.phases")), "base\n", "no playbook ran");
+    assert!(messages(&events).join("\n").contains("through its agent"));
+    assert!(
+        outputs(&events).contains("the agent created the local login student"),
+        "{}",
+        outputs(&events)
+    );
+    assert_eq!(last_session(&events).username, "alice");
+
+    // UNSUPPORTED (a template without the helper): the playbook does it.
+    let (vm, events, _) = claim_answering(
+        &server,
+        Some((CommandOutcome::Unsupported, "no daas-agent-helper.socket")),
+    )
+    .await;
+    assert_eq!(last_session(&events).state(), SessionState::Ready);
+    assert_eq!(read(&format!("{vm}.phases")), "base\nuser\n");
+    assert!(read(&format!("{vm}.per_user")).contains("alice student"));
+    let said = outputs(&events);
+    assert!(
+        said.contains("cannot: no daas-agent-helper.socket"),
+        "{said}"
+    );
+    assert!(said.contains("running the playbook's per-user part instead"));
+
+    // No agent listening: after the pickup wait, the playbook.
+    let (vm, events, _) = claim_answering(&server, None).await;
+    assert_eq!(last_session(&events).state(), SessionState::Ready);
+    assert_eq!(read(&format!("{vm}.phases")), "base\nuser\n");
+    assert!(
+        outputs(&events).contains("no agent of"),
+        "{}",
+        outputs(&events)
+    );
+
+    // FAILED: the claim fails with the agent's message.
+    let (_, events, _) = claim_answering(
+        &server,
+        Some((CommandOutcome::Failed, "student is a system account")),
+    )
+    .await;
+    let last = last_session(&events);
+    assert_eq!(last.state(), SessionState::Failed);
+    let reason = last.failure.map(|f| f.reason).unwrap_or_default();
+    assert!(
+        reason.contains("could not set up student: student is a system account"),
+        "{reason}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_receives_only_its_own_sessions_commands() {
+    let server = TestServer::start(TestOptions {
+        extra_toml: "[agent]\nendpoint = \"https://10.0.2.2:50051\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let (mine, _) = ready_session(&server, "alice").await;
+    let (theirs, _) = ready_session(&server, "bob").await;
+    let mut agent = agent_for(&server, &mine).await;
+    let refused = agent
+        .receive_commands(ReceiveCommandsRequest {
+            session_id: theirs.clone(),
+            agent_version: "test".into(),
+        })
+        .await
+        .expect_err("another session's stream");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let refused = agent
+        .report_command(ReportCommandRequest {
+            session_id: theirs,
+            command_id: 1,
+            outcome: CommandOutcome::Done.into(),
+            message: String::new(),
+        })
+        .await
+        .expect_err("another session's report");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let unknown = agent
+        .report_command(ReportCommandRequest {
+            session_id: mine,
+            command_id: 42,
+            outcome: CommandOutcome::Done.into(),
+            message: String::new(),
+        })
+        .await
+        .expect_err("a command never sent");
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+    server.stop().await;
+}
