@@ -124,8 +124,10 @@ fresh_root "$root"
 # ---- the session's inputs, as the server would pass them ----
 built_agent=${DAAS_AGENT_BINARY:-${CARGO_TARGET_DIR:-$root_dir/target}/debug/daas-agent}
 agent_binary=$work/daas-agent # a snapshot: a build may replace the original meanwhile
+real_agent=0
 if [ -x "$built_agent" ]; then
   cp "$built_agent" "$agent_binary"
+  real_agent=1
 else
   say "no agent binary at $built_agent (not built yet): using a stand-in"
   printf '#!/bin/sh\necho "stand-in daas-agent $*"\n' >"$agent_binary"
@@ -227,6 +229,24 @@ verify=$(chroot "$root" systemd-analyze verify /etc/systemd/system/daas-agent.se
   || die "systemd-analyze verify failed: $verify"
 [ -z "$verify" ] || die "systemd-analyze verify complains about daas-agent.service: $verify"
 
+say "the agent helper's units: installed, the socket enabled, systemd-analyze verify"
+for unit in daas-agent-helper.socket daas-agent-helper@.service; do
+  [ -f "$root/etc/systemd/system/$unit" ] || die "the role did not install $unit"
+done
+[ -L "$root/etc/systemd/system/sockets.target.wants/daas-agent-helper.socket" ] \
+  || die "daas-agent-helper.socket is not enabled"
+grep -qx 'ExecStart=/usr/local/bin/daas-agent --apply' "$root/etc/systemd/system/daas-agent-helper@.service" \
+  || die "daas-agent-helper@.service does not run daas-agent --apply"
+grep -qx 'ListenStream=/run/daas-agent-helper.sock' "$root/etc/systemd/system/daas-agent-helper.socket" \
+  || die "daas-agent-helper.socket does not listen where the agent connects"
+# An instance is what systemd runs (the template itself cannot be verified).
+cp "$root/etc/systemd/system/daas-agent-helper@.service" "$root/etc/systemd/system/daas-agent-helper@0-test.service"
+verify=$(chroot "$root" systemd-analyze verify /etc/systemd/system/daas-agent-helper.socket \
+  /etc/systemd/system/daas-agent-helper@0-test.service 2>&1) \
+  || die "systemd-analyze verify failed on the helper's units: $verify"
+rm "$root/etc/systemd/system/daas-agent-helper@0-test.service"
+[ -z "$verify" ] || die "systemd-analyze verify complains about the helper's units: $verify"
+
 say "second run (must change nothing)"
 if ! playbook "$work/run2.log" "$work/inventory.yml" "$work/vars.json" deploy-desktop.yml; then
   tail -n 60 "$work/run2.log" >&2
@@ -245,6 +265,51 @@ for task in "Fetch the apt package lists" "Install the missing packages"; do
   [ "$runs" = 2 ] && [ "$skipped" = 2 ] \
     || die "the second run did not skip '$task' in both roles ($skipped of $runs) although every package is installed"
 done
+
+if [ "$real_agent" = 1 ]; then
+  say "the agent helper, daas-agent --apply, in the chroot: a new login, its password again, refusals"
+  helper() { # REQUEST-LINE: prints the reply line
+    printf '%s\n' "$1" | chroot "$root" /usr/local/bin/daas-agent --apply 2>>"$work/helper.log"
+  }
+  user_request() { # NAME HASH
+    printf '{"create_local_user":{"name":"%s","password_hash":"%s"}}' "$1" "$2"
+  }
+  shadow_hash() { awk -F: -v user="$1" '$1 == user { print $2 }' "$root/etc/shadow"; }
+  helper_hash=$(openssl passwd -6 "helper-pw-$RANDOM$RANDOM")
+  reply=$(helper "$(user_request helen "$helper_hash")") || die "daas-agent --apply exited with $?"
+  [ "$reply" = '{"ok":true}' ] || die "daas-agent --apply did not create helen: $reply"
+  IFS=: read -r _ _ uid _ _ home shell < <(chroot "$root" getent passwd helen) \
+    || die "daas-agent --apply answered ok, but there is no account helen"
+  if [ "$uid" -lt 1000 ] || [ "$home" != /home/helen ] || [ "$shell" != /bin/bash ]; then
+    die "helen's account is not a person's login with /home/helen and bash: uid $uid, $home, $shell"
+  fi
+  [ "$(stat -c %u "$root/home/helen" 2>/dev/null)" = "$uid" ] || die "helen has no home of her own"
+  [ -f "$root/home/helen/.xsession" ] || die "helen's home was not made from /etc/skel"
+  [ "$(shadow_hash helen)" = "$helper_hash" ] || die "helen's /etc/shadow hash is not the one given"
+  # An existing login (uid >= 1000) gets the new password, nothing else.
+  second_hash=$(openssl passwd -6 "helper-pw-$RANDOM$RANDOM")
+  reply=$(helper "$(user_request helen "$second_hash")")
+  [ "$reply" = '{"ok":true}' ] || die "daas-agent --apply did not set helen's password again: $reply"
+  [ "$(shadow_hash helen)" = "$second_hash" ] || die "helen's password is not the second one given"
+  # A system account (it passes the name rule) is refused, its entry kept.
+  daemon_before=$(shadow_hash daemon)
+  reply=$(helper "$(user_request daemon "$helper_hash")")
+  [ "$reply" = '{"ok":false,"error":"daemon is a system account (uid 1): choose another session user"}' ] \
+    || die "daas-agent --apply did not refuse the system account daemon: $reply"
+  [ "$(shadow_hash daemon)" = "$daemon_before" ] || die "daas-agent --apply changed daemon's password"
+  reply=$(helper "$(user_request root "$helper_hash")")
+  [[ "$reply" == '{"ok":false,"error":"root is reserved'* ]] || die "daas-agent --apply did not refuse root: $reply"
+  reply=$(helper "$(user_request ivan "$helper_hash" | sed 's/}}$/,"uid":0}}/')")
+  [[ "$reply" == "{\"ok\":false,\"error\":\"the request is not one the helper knows: unknown field \`uid\`"* ]] \
+    || die "daas-agent --apply accepted an unknown field: $reply"
+  chroot "$root" getent passwd ivan >/dev/null && die "daas-agent --apply created ivan from a bad request"
+  for secret in "$helper_hash" "$second_hash"; do
+    if grep -qF -- "$secret" "$work/helper.log"; then die "a password hash appears in the helper's log"; fi
+  done
+  grep -q 'created the local login helen' "$work/helper.log" || die "the helper did not log what it did"
+else
+  say "skipping the agent helper's run: the chroot holds a stand-in, not the agent"
+fi
 
 say "teardown.yml with a domain: the deletion fails here (no domain controller) without showing the password"
 if playbook "$work/teardown.log" "$work/inventory.yml" "$work/vars.json" teardown.yml; then

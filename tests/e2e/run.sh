@@ -33,7 +33,8 @@
 #   5. a warm pool of one (without AD) builds beside a cold create of the
 #      catalog's second template (dev: its own image, with gcc and git): two
 #      VMs at once, different slots (RDP ports); a create claims the pooled
-#      desktop (QUEUED -> CONFIGURING -> READY, the per-user part only) and
+#      desktop (QUEUED -> CONFIGURING -> READY, the per-user part only, done
+#      by the desktop's agent and its root helper, not Ansible) and
 #      the claim makes the pool build a new one at once, which a restart
 #      without the pool cleans up half-made (the claimed desktop stays);
 #      xfreerdp logs in on the claimed one (screenshot
@@ -665,6 +666,12 @@ s3=$(show "$ID3")
 [[ $(jq -r .state <<<"$s3") == READY && $(jq -r .pool <<<"$s3") == e2e ]] || fail "the claimed session: $s3"
 stages3=$(jq -rs '[.[] | select(.stage_change != null) | .state] | join(" ")' "$ARTIFACTS/create-3.ndjson")
 [[ $stages3 == "QUEUED CONFIGURING READY" ]] || fail "the claim went through $stages3"
+# The desktop's agent made the session user (no SSH, no Ansible); xfreerdp
+# logs in with that user's password below.
+by_agent=$(jq -rn 'first(inputs | select(.output.tool == "agent") | .output.text)' "$ARTIFACTS/create-3.ndjson")
+[[ $by_agent == "the agent created the local login"* ]] ||
+  fail "the claim did not go through the desktop's agent: ${by_agent:-no agent line} (events: $ARTIFACTS/create-3.ndjson)"
+log "claim: $by_agent"
 log "claimed $SPARE ($(jq -r .vm_name <<<"$s3")): READY $CLAIM_MS ms after the request ($stages3)"
 timing "session 3: claim to READY (CLI)" "$(awk -v ms="$CLAIM_MS" 'BEGIN { printf "%.1f s", ms / 1000 }')"
 stage_times "session 3 (claimed)" "$ARTIFACTS/create-3.ndjson"

@@ -8,6 +8,7 @@
 //! key = "/etc/daas/agent-key.pem"        # and its key
 //! tls_server_name = "localhost"          # optional: name to check in the server's certificate
 //! xrdp_port = 3389                       # optional
+//! helper_socket = "/run/daas-agent-helper.sock"  # optional: the root helper's socket
 //! ```
 //!
 //! Relative paths are relative to the file's folder. Unknown keys and
@@ -23,7 +24,7 @@ use tonic::transport::Uri;
 use crate::files::{SMALL_FILE, read_text_capped};
 
 /// The keys `agent.toml` may hold.
-pub const KEYS: [&str; 7] = [
+pub const KEYS: [&str; 8] = [
     "endpoint",
     "session_id",
     "ca",
@@ -31,10 +32,14 @@ pub const KEYS: [&str; 7] = [
     "key",
     "tls_server_name",
     "xrdp_port",
+    "helper_socket",
 ];
 
 /// Where the agent reads its configuration unless told otherwise.
 pub const DEFAULT_PATH: &str = "/etc/daas/agent.toml";
+
+/// Where the root helper (`daas-agent --apply`, socket-activated) listens.
+pub const DEFAULT_HELPER_SOCKET: &str = "/run/daas-agent-helper.sock";
 
 /// Everything the agent needs to sample and report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +59,8 @@ pub struct AgentConfig {
     pub tls_server_name: Option<String>,
     /// The port xrdp listens on.
     pub xrdp_port: u16,
+    /// The root helper's socket, which runs the server's commands.
+    pub helper_socket: PathBuf,
     /// Where procfs is mounted (tests point it at recorded samples).
     pub proc_root: PathBuf,
     /// Where X servers put their sockets (`X<N>` for display `:N`).
@@ -73,6 +80,7 @@ impl Default for AgentConfig {
             key: PathBuf::new(),
             tls_server_name: None,
             xrdp_port: 3389,
+            helper_socket: PathBuf::from(DEFAULT_HELPER_SOCKET),
             proc_root: PathBuf::from("/proc"),
             x11_socket_dir: PathBuf::from("/tmp/.X11-unix"),
             utmp: PathBuf::from("/var/run/utmp"),
@@ -169,6 +177,7 @@ impl AgentConfig {
                 "cert" => cert = Some(file("cert")?),
                 "key" => key = Some(file("key")?),
                 "tls_server_name" => config.tls_server_name = Some(string("tls_server_name")?),
+                "helper_socket" => config.helper_socket = file("helper_socket")?,
                 "xrdp_port" => {
                     config.xrdp_port = value
                         .as_integer()
@@ -247,6 +256,7 @@ mod tests {
         key = "/etc/daas/agent-key.pem"
         tls_server_name = "localhost"
         xrdp_port = 3390
+        helper_socket = "/run/test-helper.sock"
     "#;
 
     #[test]
@@ -262,6 +272,7 @@ mod tests {
                 key: "/etc/daas/agent-key.pem".into(),
                 tls_server_name: Some("localhost".into()),
                 xrdp_port: 3390,
+                helper_socket: "/run/test-helper.sock".into(),
                 ..AgentConfig::default()
             })
         );
@@ -282,6 +293,7 @@ mod tests {
             ("xrdp_port = 70000", "xrdp_port"),
             ("xrdp_port = 0", "xrdp_port"),
             ("tls_server_name = 5", "tls_server_name"),
+            ("helper_socket = \"\"", "helper_socket"),
         ] {
             let kept: Vec<&str> = FULL
                 .lines()
@@ -307,7 +319,11 @@ mod tests {
         assert!(text.contains("missing key `cert`"), "{text}");
         // Plaintext endpoints need no credentials.
         let plain = "endpoint = \"http://127.0.0.1:50051\"\nsession_id = \"s\"\n";
-        assert!(parse(plain).is_ok());
+        let config = parse(plain).map_err(|e| e.to_string());
+        assert_eq!(
+            config.map(|c| c.helper_socket),
+            Ok(DEFAULT_HELPER_SOCKET.into())
+        );
     }
 
     #[test]

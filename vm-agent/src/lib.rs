@@ -2,14 +2,20 @@
 //! activity — seconds since the last keyboard or mouse input on any X
 //! display, RDP clients connected, users logged in — and reports it to the
 //! server (`daas.v1.AgentService/ReportActivity`) at the interval the server
-//! chooses, until the server says the session is ending.
+//! chooses, until the server says the session is ending. Beside that it
+//! receives the server's commands (`ReceiveCommands`, [`commands`]) and has
+//! the root helper ([`apply`], `daas-agent --apply`) do them.
 //!
 //! The library holds everything; the binary (`src/main.rs`) only parses its
-//! arguments, sets up logging and signals, and calls [`run`] or [`sample`].
+//! arguments, sets up logging and signals, and calls [`run`], [`sample`] or
+//! [`apply::serve`].
 //! Nothing here keeps process-global state or exits the process, so [`run`]
 //! can be driven in-process by tests.
 
+pub mod apply;
 pub mod boot;
+pub mod channel;
+pub mod commands;
 pub mod config;
 pub mod files;
 pub mod logins;

@@ -1,8 +1,10 @@
 //! `daas-agent [--config PATH] [--once]`: reports this desktop's activity to
-//! the DaaS server (see the library, `daas_agent`, for what and how).
+//! the DaaS server and does its commands (see the library, `daas_agent`, for
+//! what and how). `daas-agent --apply`: the root helper, one request on
+//! stdin, one reply on stdout (`daas_agent::apply`).
 //!
-//! Exit status: 0 after SIGTERM/SIGINT, 1 when the configuration cannot be
-//! used, 2 for a usage error.
+//! Exit status: 0 after SIGTERM/SIGINT (and after any `--apply`), 1 when
+//! the configuration cannot be used, 2 for a usage error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,9 +17,13 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 const USAGE: &str = "usage: daas-agent [--config PATH] [--once]
+       daas-agent --apply
 
   --config PATH  configuration file (default /etc/daas/agent.toml)
   --once         print one activity sample as JSON and exit
+  --apply        the root helper (daas-agent-helper.socket starts it): read
+                 one JSON request line on stdin, do it, write one JSON reply
+                 line on stdout
   --version      print the version and exit
 
 Log level: DAAS_AGENT_LOG=error|warn|info|debug|trace (default info).";
@@ -30,6 +36,7 @@ struct Args {
 
 enum Parsed {
     Run(Args),
+    Apply,
     Exit(&'static str),
 }
 
@@ -38,12 +45,18 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> 
         config: PathBuf::from(DEFAULT_PATH),
         once: false,
     };
+    let (mut apply, mut others) = (false, false);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--once" => parsed.once = true,
+            "--apply" => apply = true,
+            "--once" => {
+                parsed.once = true;
+                others = true;
+            }
             "--config" => {
                 let path = args.next().ok_or("--config needs a path")?;
                 parsed.config = PathBuf::from(path);
+                others = true;
             }
             "-h" | "--help" => return Ok(Parsed::Exit(USAGE)),
             "-V" | "--version" => {
@@ -53,17 +66,29 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> 
                 )));
             }
             other => match other.strip_prefix("--config=") {
-                Some(path) if !path.is_empty() => parsed.config = PathBuf::from(path),
+                Some(path) if !path.is_empty() => {
+                    parsed.config = PathBuf::from(path);
+                    others = true;
+                }
                 _ => return Err(format!("unexpected argument {other:?}")),
             },
         }
     }
-    Ok(Parsed::Run(parsed))
+    match (apply, others) {
+        (true, true) => Err("--apply takes no other option".to_owned()),
+        (true, false) => Ok(Parsed::Apply),
+        (false, _) => Ok(Parsed::Run(parsed)),
+    }
 }
 
 fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Parsed::Run(args)) => args,
+        Ok(Parsed::Apply) => {
+            init_logging();
+            apply();
+            return ExitCode::SUCCESS;
+        }
         Ok(Parsed::Exit(text)) => {
             println!("{text}");
             return ExitCode::SUCCESS;
@@ -129,6 +154,16 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// The helper: one request, one reply, each outcome logged (the journal,
+/// through stderr). The reply says what went wrong, so the status is 0.
+fn apply() {
+    match daas_agent::apply::serve(std::io::stdin().lock(), std::io::stdout().lock()) {
+        Ok(Ok(done)) => tracing::info!("{done}"),
+        Ok(Err(err)) => tracing::warn!("not done: {err}"),
+        Err(err) => tracing::error!("cannot write the reply: {err}"),
+    }
 }
 
 /// Resolves at SIGTERM or SIGINT.
@@ -205,5 +240,30 @@ where
         };
         write!(writer, "<{priority}>")?;
         self.0.format_event(ctx, writer, event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Parsed, String> {
+        parse_args(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn apply_stands_alone() {
+        assert!(matches!(parse(&["--apply"]), Ok(Parsed::Apply)));
+        for args in [&["--apply", "--once"][..], &["--config", "x", "--apply"]] {
+            assert_eq!(
+                parse(args).err().as_deref(),
+                Some("--apply takes no other option")
+            );
+        }
+        assert!(matches!(
+            parse(&["--once"]),
+            Ok(Parsed::Run(Args { once: true, .. }))
+        ));
+        assert!(matches!(parse(&["--help"]), Ok(Parsed::Exit(text)) if text.contains("--apply")));
     }
 }

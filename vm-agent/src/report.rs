@@ -2,9 +2,7 @@
 //! server chose; retry with backoff when the server is away; stop when the
 //! server says the session is ending.
 
-use std::error::Error as _;
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +10,13 @@ use daas_api::v1::agent_service_client::AgentServiceClient;
 use daas_api::v1::{ReportActivityRequest, ReportActivityResponse};
 use thiserror::Error;
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
+use tonic::transport::{Channel, Uri};
 
-use crate::config::{AgentConfig, endpoint_uri};
+pub use crate::channel::{AgentError, with_jitter};
+use crate::channel::{ConnectError, checked_uri, connect, doubling, retry_after, status_text};
+use crate::config::AgentConfig;
 use crate::sample::{Activity, sample, sample_without_x};
-use crate::{AGENT_VERSION, notify};
+use crate::{AGENT_VERSION, commands, notify};
 
 /// The interval before the server has chosen one.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -27,10 +27,6 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(600);
 /// random jitter (so desktops do not come back all at once).
 pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// TCP connect, then TLS handshake, each.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// One call.
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// One sample; past it the agent reports without the X displays.
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -44,49 +40,20 @@ pub enum RunEnd {
     Ended { message: String },
 }
 
-/// Why [`run`] could not start. Nothing after the start is an error: the
-/// loop logs and retries.
-#[derive(Debug, Error)]
-pub enum AgentError {
-    #[error("invalid endpoint {endpoint:?}: expected a URL such as https://10.0.2.2:50051")]
-    BadEndpoint { endpoint: String },
-    #[error("no session id configured")]
-    NoSessionId,
-    #[error("an https:// endpoint needs the {what} file (key `{key}`)")]
-    MissingCredential {
-        what: &'static str,
-        key: &'static str,
-    },
-}
-
 /// Reports until `shutdown` resolves or the server says the session is
 /// ending (then notifies the users and returns `Ok(RunEnd::Ended)`).
+/// Beside it, the command stream ([`commands`]) runs until either happens.
 pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunEnd, AgentError> {
-    let uri = endpoint_uri(&config.endpoint).ok_or_else(|| AgentError::BadEndpoint {
-        endpoint: config.endpoint.clone(),
-    })?;
-    if config.session_id.trim().is_empty() {
-        return Err(AgentError::NoSessionId);
-    }
-    if uri.scheme_str() == Some("https") {
-        for (what, key, path) in [
-            ("CA certificate", "ca", &config.ca),
-            ("client certificate", "cert", &config.cert),
-            ("client private key", "key", &config.key),
-        ] {
-            if path.as_os_str().is_empty() {
-                return Err(AgentError::MissingCredential { what, key });
-            }
-        }
-    }
+    let uri = checked_uri(&config)?;
     let config = Arc::new(config);
     tokio::select! {
         biased;
         () = shutdown => Ok(RunEnd::Shutdown),
-        end = report_loop(config, uri) => Ok(end),
+        end = report_loop(Arc::clone(&config), uri.clone()) => Ok(end),
+        never = commands::command_loop(config, uri) => match never {},
     }
 }
 
@@ -220,14 +187,7 @@ pub fn clamp_interval(interval: Duration) -> Duration {
 
 /// The retry delay before jitter after `failures` failures in a row.
 pub fn backoff(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    MIN_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF)
-}
-
-/// `base` plus a random part of up to half of it.
-pub fn with_jitter(base: Duration) -> Duration {
-    let millis = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
-    base + Duration::from_millis(rand::random_range(0..=millis / 2))
+    doubling(failures, MIN_BACKOFF, MAX_BACKOFF)
 }
 
 /// Sends one report, connecting first when there is no connection.
@@ -249,65 +209,11 @@ async fn report(
     Ok(reply.into_inner())
 }
 
-/// Opens a channel to the server: mutual TLS for `https://` (the server's
-/// name checked is `tls_server_name`, else the URL's host), none for
-/// `http://`. The credentials are read at every connect, so replaced
-/// files are picked up.
-async fn connect(config: &AgentConfig, uri: &Uri) -> Result<AgentServiceClient<Channel>, Failure> {
-    let mut endpoint = Endpoint::from(uri.clone())
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CALL_TIMEOUT)
-        .tcp_nodelay(true);
-    if uri.scheme_str() == Some("https") {
-        let domain = config
-            .tls_server_name
-            .clone()
-            .unwrap_or_else(|| host(uri).to_owned());
-        let ca = read_credential("CA certificate", &config.ca).await?;
-        let cert = read_credential("client certificate", &config.cert).await?;
-        let key = read_credential("client private key", &config.key).await?;
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(ca))
-            .identity(Identity::from_pem(cert, key))
-            .domain_name(domain)
-            .timeout(CONNECT_TIMEOUT);
-        endpoint = endpoint.tls_config(tls).map_err(Failure::Tls)?;
-    }
-    let channel = endpoint.connect().await.map_err(Failure::Connect)?;
-    Ok(AgentServiceClient::new(channel))
-}
-
-/// The URL's host, an IPv6 address without its brackets.
-fn host(uri: &Uri) -> &str {
-    let host = uri.host().unwrap_or_default();
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-}
-
-async fn read_credential(what: &'static str, path: &Path) -> Result<Vec<u8>, Failure> {
-    tokio::fs::read(path)
-        .await
-        .map_err(|source| Failure::Credential {
-            what,
-            path: path.to_owned(),
-            source,
-        })
-}
-
 /// Why one report did not go through.
 #[derive(Debug, Error)]
 enum Failure {
-    #[error("cannot read {what} {}: {source}", path.display())]
-    Credential {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("unusable TLS credentials: {}", chain(.0))]
-    Tls(tonic::transport::Error),
-    #[error("cannot connect: {}", chain(.0))]
-    Connect(tonic::transport::Error),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("{}", status_text(.0))]
     Status(tonic::Status),
 }
@@ -328,50 +234,11 @@ impl Failure {
                 MAX_BACKOFF
             }
             Failure::Status(status) if status.code() == Code::ResourceExhausted => {
-                backoff(failures).max(retry_after(status).unwrap_or_default())
+                backoff(failures).max(retry_after(status, MAX_INTERVAL).unwrap_or_default())
             }
             _ => backoff(failures),
         }
     }
-}
-
-/// The server's `retry-after` hint (seconds), capped at [`MAX_INTERVAL`].
-fn retry_after(status: &tonic::Status) -> Option<Duration> {
-    let seconds: u64 = status
-        .metadata()
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_INTERVAL))
-}
-
-/// A status as one line: code, message, and the transport error under it.
-fn status_text(status: &tonic::Status) -> String {
-    let mut text = format!("{:?}: {}", status.code(), status.message());
-    if let Some(source) = status.source() {
-        let detail = chain(source);
-        if !text.contains(&detail) {
-            text = format!("{text} ({detail})");
-        }
-    }
-    text
-}
-
-/// An error and its sources, each once, joined with ": ".
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(err);
-    while let Some(err) = current {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = err.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -386,15 +253,6 @@ mod tests {
         assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
         assert_eq!(backoff(0), MIN_BACKOFF);
         assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
-    }
-
-    #[test]
-    fn jitter_adds_up_to_half() {
-        for _ in 0..100 {
-            let delay = with_jitter(Duration::from_secs(4));
-            assert!((Duration::from_secs(4)..=Duration::from_secs(6)).contains(&delay));
-        }
-        assert_eq!(with_jitter(Duration::ZERO), Duration::ZERO);
     }
 
     #[test]
@@ -445,14 +303,6 @@ mod tests {
         assert_eq!(request.displays, 1);
         assert_eq!(request.agent_version, env!("CARGO_PKG_VERSION"));
         assert_eq!(request.boot_time.map(|t| t.seconds), Some(1_700_000_000));
-    }
-
-    #[test]
-    fn hosts_lose_ipv6_brackets() {
-        let uri: Uri = "https://[::1]:50051".parse().unwrap_or_default();
-        assert_eq!(host(&uri), "::1");
-        let uri: Uri = "https://10.0.2.2:50051".parse().unwrap_or_default();
-        assert_eq!(host(&uri), "10.0.2.2");
     }
 
     #[tokio::test]

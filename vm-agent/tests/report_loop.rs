@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use daas_agent::{AgentConfig, RunEnd};
 use daas_api::v1::agent_service_server::{AgentService, AgentServiceServer};
-use daas_api::v1::{ReportActivityRequest, ReportActivityResponse, SessionEnding};
+use daas_api::v1::{
+    ReceiveCommandsRequest, ReceiveCommandsResponse, ReportActivityRequest, ReportActivityResponse,
+    ReportCommandRequest, ReportCommandResponse, SessionEnding,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -25,6 +28,23 @@ struct FakeServer {
 
 #[tonic::async_trait]
 impl AgentService for FakeServer {
+    type ReceiveCommandsStream = tokio_stream::Pending<Result<ReceiveCommandsResponse, Status>>;
+
+    /// No commands: the stream stays open and silent.
+    async fn receive_commands(
+        &self,
+        _: Request<ReceiveCommandsRequest>,
+    ) -> Result<Response<Self::ReceiveCommandsStream>, Status> {
+        Ok(Response::new(tokio_stream::pending()))
+    }
+
+    async fn report_command(
+        &self,
+        _: Request<ReportCommandRequest>,
+    ) -> Result<Response<ReportCommandResponse>, Status> {
+        Err(Status::not_found("no command was sent"))
+    }
+
     async fn report_activity(
         &self,
         request: Request<ReportActivityRequest>,
