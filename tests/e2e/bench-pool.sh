@@ -11,7 +11,8 @@
 #      the next;
 #   2. a pool of one: CLAIMS times, wait for its desktop to be READY (the
 #      machine otherwise idle), claim it with the same create, destroy it
-#      (the pool builds the next).
+#      (the pool builds the next); each line says whether the desktop's
+#      agent made the session user or the playbook did.
 # Prints p50 and p95 (nearest rank) of each, and keeps the figures and the
 # events in $ARTIFACTS (bench-pool.txt, bench-*.ndjson). BENCHMARKS.md
 # records its results. Environment as tests/e2e/run.sh: DAAS_IMAGE_CACHE,
@@ -164,7 +165,8 @@ for i in $(seq "$CLAIMS"); do
   id=$(session_of "claim-$i")
   [[ $("$BIN/daas" show "$id" --json | jq -r .pool) == bench ]] || fail "claim $i: $id did not come from the pool"
   claims+=("$ms")
-  record "claim $i: READY in $((ms / 1000)).$((ms % 1000 / 100)) s ($(stages "claim-$i"))"
+  by=$(jq -rn 'first(inputs | select(.output.tool == "agent") | .output.text) // "by the playbook"' "$ARTIFACTS/bench-claim-$i.ndjson")
+  record "claim $i: READY in $((ms / 1000)).$((ms % 1000 / 100)) s ($(stages "claim-$i"); $by)"
   "$BIN/daas" destroy "$id" >/dev/null || fail "daas destroy $id"
   wait_destroyed "$id"
 done

@@ -8,11 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use daas_api::v1::{AgentCommand, CommandOutcome, CreateLocalUser, agent_command};
+use daas_api::v1::{
+    AgentCommand, CommandOutcome, CreateLocalUser, OutputStream, Tool, agent_command,
+};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::Pipeline;
+use super::{Pipeline, tool::SessionLog};
 use crate::{
     config::pools::PerUserPlaybook,
     store::{
@@ -77,8 +79,10 @@ impl Pipeline {
         &self,
         record: &SessionRecord,
         password_hash: &str,
+        log: &SessionLog,
         cancel: &CancellationToken,
     ) -> Result<ByAgent, AgentCommandError> {
+        let what = format!("create the local login {}", record.session_user);
         let command = AgentCommand {
             id: 0, // set when sent
             command: Some(agent_command::Command::CreateLocalUser(CreateLocalUser {
@@ -86,13 +90,17 @@ impl Pipeline {
                 password_hash: password_hash.to_string(),
             })),
         };
-        self.run_command(record, command, cancel).await
+        self.run_command(record, command, &what, log, cancel).await
     }
 
+    /// Pushes `command` (`what` it asks, for the events), wakes the
+    /// agent's stream and waits for the outcome.
     async fn run_command(
         &self,
         record: &SessionRecord,
         command: AgentCommand,
+        what: &str,
+        log: &SessionLog,
         cancel: &CancellationToken,
     ) -> Result<ByAgent, AgentCommandError> {
         let store = &self.inner.store;
@@ -100,6 +108,9 @@ impl Pipeline {
         let user = record.session_user.clone();
         // The stream names the command by its row's id when it sends it.
         let seq = store.push_command(id, command.encode_to_vec()).await?;
+        // This event wakes the stream (on whichever server holds it).
+        let line = format!("asked the agent of {} to {what}", record.vm_name);
+        log.line(Tool::Agent, OutputStream::Stdout, &line).await;
         let started = Instant::now();
         let mut taken = false;
         loop {

@@ -162,7 +162,7 @@ impl Pipeline {
             .await?;
         let started = std::time::Instant::now();
         match self
-            .claim_by_agent(record, password.expose(), cancel)
+            .claim_by_agent(record, password.expose(), log, cancel)
             .await?
         {
             ByAgent::Done => {

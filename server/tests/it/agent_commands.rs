@@ -52,9 +52,9 @@ async fn claim_answering(
                 .await
                 .expect("open the command stream")
                 .into_inner();
-            let got = stream
-                .message()
+            let got = tokio::time::timeout(Duration::from_secs(30), stream.message())
                 .await
+                .expect("a command within 30 s")
                 .expect("a command")
                 .and_then(|c| c.command)
                 .expect("a command, not the end");
@@ -226,5 +226,79 @@ async fn an_agent_receives_only_its_own_sessions_commands() {
         .await
         .expect_err("a command never sent");
     assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_real_agent_takes_a_claims_command_to_its_helper() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let server = TestServer::start(TestOptions {
+        extra_toml: format!(
+            "[agent]\nendpoint = \"https://10.0.2.2:50051\"\n{}",
+            pool_toml(1, "")
+        ),
+        ..Default::default()
+    })
+    .await;
+    let mut admin = server.client().await;
+    wait_pool(&mut admin, "a ready desktop", |p| p.ready == 1).await;
+    let spare = spares(&mut admin).await.pop().expect("a desktop");
+
+    // The helper's socket, answered by the test: the request line it got.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("helper.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let helper = tokio::spawn(async move {
+        let (conn, _) = listener.accept().await.expect("the agent connects");
+        let (read, mut write) = conn.into_split();
+        let mut line = String::new();
+        BufReader::new(read).read_line(&mut line).await.unwrap();
+        write.write_all(b"{\"ok\":true}\n").await.unwrap();
+        line
+    });
+    let creds = server.agent_credentials(&spare.id);
+    let no_displays = dir.path().join("x11");
+    std::fs::create_dir_all(&no_displays).unwrap();
+    let config = daas_agent::AgentConfig {
+        endpoint: server.endpoint(),
+        session_id: spare.id.clone(),
+        ca: creds.ca,
+        cert: creds.cert,
+        key: creds.key,
+        tls_server_name: Some("localhost".into()),
+        x11_socket_dir: no_displays,
+        helper_socket: socket,
+        ..daas_agent::AgentConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(daas_agent::run(config, async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut alice = server.client_as("alice", false).await;
+    let events = create(
+        &mut alice,
+        CreateSessionRequest {
+            session_user: "student".into(),
+            session_password: "correct horse".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(last_session(&events).state(), SessionState::Ready);
+    assert!(
+        outputs(&events).contains("the agent created the local login student"),
+        "{}",
+        outputs(&events)
+    );
+    let request = helper.await.unwrap();
+    assert!(
+        request.starts_with("{\"create_local_user\":{\"name\":\"student\",\"password_hash\":\"$6$"),
+        "{request}"
+    );
+    assert!(!request.contains("correct horse"));
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
     server.stop().await;
 }

@@ -65,9 +65,11 @@ impl AgentApi {
 const REPORT_BURST: u32 = 10;
 
 /// How often a command stream looks in the store when no event of its
-/// session came (a command pushed by another server wakes it through the
-/// claim's event; this is for a notification lost).
-const COMMAND_POLL: Duration = Duration::from_secs(1);
+/// session came. A claim's command wakes it at once, through the claim's
+/// CONFIGURING event (from any server: see `store::postgres::notify`); this
+/// is for a notification lost, and long enough that a thousand idle
+/// desktops' streams cost the store little.
+const COMMAND_POLL: Duration = Duration::from_secs(10);
 
 /// The longest message an agent's command report may carry.
 const MAX_MESSAGE: usize = 1024;

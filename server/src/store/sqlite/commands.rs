@@ -38,6 +38,17 @@ pub(super) fn take(
     conn: &mut Connection,
     session_id: &str,
 ) -> Result<Vec<TakenCommand>, StoreError> {
+    // Most looks find nothing: no write transaction for them.
+    let waiting: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM agent_commands WHERE session_id = ?1 AND state = 'waiting')",
+            [session_id],
+            |row| row.get(0),
+        )
+        .context("looking for agent commands")?;
+    if !waiting {
+        return Ok(Vec::new());
+    }
     // Read, then cleared (RETURNING would give the cleared body), in one
     // write transaction: two servers never take the same command.
     let tx = conn

@@ -4,7 +4,8 @@
 //! a create running on the other, in order) and Terraform's files (one
 //! destroys what the other made); a server frozen past its lease loses
 //! its session to the other and writes nothing for it once it wakes; three
-//! servers build a warm pool once and hand each desktop to one create.
+//! servers build a warm pool once and hand each desktop to one create; a
+//! claim on one server reaches the agent whose stream is on the other.
 
 use std::time::{Duration, Instant};
 
@@ -404,4 +405,99 @@ async fn postgres_restarted_under_load_loses_nothing_and_creates_go_on() {
     for (i, client) in clients.iter_mut().enumerate() {
         ready(&create(client, request(&format!("after{i}"))).await);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_on_one_server_reaches_the_agent_streaming_from_the_other() {
+    use daas_api::v1::{
+        CommandOutcome, CreateSessionRequest, ReceiveCommandsRequest, ReportCommandRequest,
+        agent_service_client::AgentServiceClient, session_event::Kind,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let options = TestOptions {
+        extra_toml: "[agent]\nendpoint = \"https://10.0.2.2:50051\"\n\
+                     [pools.lab]\nsize = 1\nmax_building = 1\n"
+            .into(),
+        ..Default::default()
+    };
+    let (config_a, config_b) = two_configs(dir.path(), options, "").await;
+    let (_a, endpoint_a) = start_server(&config_a, &[]).await;
+    let (_b, endpoint_b) = start_server(&config_b, &[]).await;
+    let mut on_a = connect(&endpoint_a, dir.path()).await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let spare = loop {
+        let ready = all_sessions(&mut on_a)
+            .await
+            .into_iter()
+            .find(|s| s.state() == SessionState::Ready && s.username.is_empty());
+        if let Some(spare) = ready {
+            break spare;
+        }
+        assert!(Instant::now() < deadline, "the pool never got a desktop");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // The desktop's agent holds its stream on B.
+    let creds = daas_server::testkit::agent_credentials(dir.path(), &spare.id);
+    let channel = daas_server::testkit::channel(&endpoint_b, Some(&creds))
+        .await
+        .expect("the agent connects to B");
+    let mut agent = AgentServiceClient::new(channel);
+    let mut stream = agent
+        .receive_commands(ReceiveCommandsRequest {
+            session_id: spare.id.clone(),
+            agent_version: "test".into(),
+        })
+        .await
+        .expect("open the stream on B")
+        .into_inner();
+    let id = spare.id.clone();
+    let answer = tokio::spawn(async move {
+        let command = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .expect("a command within 30 s")
+            .expect("a command")
+            .and_then(|m| m.command)
+            .expect("a command, not the end");
+        agent
+            .report_command(ReportCommandRequest {
+                session_id: id,
+                command_id: command.id,
+                outcome: CommandOutcome::Done.into(),
+                message: String::new(),
+            })
+            .await
+            .expect("report on B");
+        command
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The claim on A.
+    let events = create(
+        &mut on_a,
+        CreateSessionRequest {
+            username: "alice".into(),
+            session_user: "student".into(),
+            session_password: "correct horse".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let session = ready(&events);
+    assert_eq!(session.id, spare.id, "the pool's desktop was claimed");
+    let command = answer.await.expect("the agent's task");
+    assert!(command.command.is_some());
+    let lines: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Output(o)) => Some(o.text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("the agent created the local login student")),
+        "not done by the agent on B: {lines:?}"
+    );
 }
