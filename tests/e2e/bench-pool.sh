@@ -165,7 +165,8 @@ for i in $(seq "$CLAIMS"); do
   id=$(session_of "claim-$i")
   [[ $("$BIN/daas" show "$id" --json | jq -r .pool) == bench ]] || fail "claim $i: $id did not come from the pool"
   claims+=("$ms")
-  by=$(jq -rn 'first(inputs | select(.output.tool == "agent") | .output.text) // "by the playbook"' "$ARTIFACTS/bench-claim-$i.ndjson")
+  by=$(jq -rn 'first(inputs | select(.output.text // "" | startswith("the agent created")) | .output.text) // "by the playbook"' \
+    "$ARTIFACTS/bench-claim-$i.ndjson")
   record "claim $i: READY in $((ms / 1000)).$((ms % 1000 / 100)) s ($(stages "claim-$i"); $by)"
   "$BIN/daas" destroy "$id" >/dev/null || fail "daas destroy $id"
   wait_destroyed "$id"

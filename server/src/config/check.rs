@@ -422,6 +422,7 @@ fn agent(raw: &RawAgent, tls: &Tls, data_dir: &Path) -> Result<Agent, ConfigErro
         ca_key: given(&raw.ca_key),
         tls_ca,
         report_interval: raw.report_interval,
+        first_report_wait: raw.first_report_wait,
     })
 }
 

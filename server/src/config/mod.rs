@@ -124,6 +124,9 @@ pub struct Agent {
     pub tls_ca: PathBuf,
     /// How often agents report.
     pub report_interval: Duration,
+    /// How long a warm pool's new desktop waits for its agent's first
+    /// report before it is READY (zero: not at all).
+    pub first_report_wait: Duration,
 }
 
 impl Agent {

@@ -78,6 +78,8 @@ pub(super) struct RawAgent {
     pub(super) ca_key: Option<RelativePathBuf>,
     #[serde(with = "humantime_serde")]
     pub(super) report_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) first_report_wait: Duration,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -234,6 +236,7 @@ impl Default for Raw {
                 ca_cert: None,
                 ca_key: None,
                 report_interval: Duration::from_secs(30),
+                first_report_wait: Duration::from_secs(60),
             },
             policy: {
                 let p = policy::Policy::default();

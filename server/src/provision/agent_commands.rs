@@ -74,6 +74,54 @@ impl Pipeline {
             && !record.session_user.is_empty()
     }
 
+    /// Waits for the first report of a warm pool's new desktop's agent, so
+    /// that a claim right after READY finds its command stream open (the
+    /// agent starts at the end of the playbook). Past
+    /// `agent.first_report_wait` the desktop is READY anyway: its claim will use the playbook if the
+    /// agent is still away. False: cancelled.
+    pub(super) async fn await_first_report(
+        &self,
+        record: &SessionRecord,
+        log: &SessionLog,
+        cancel: &CancellationToken,
+    ) -> Result<bool, StoreError> {
+        let wait = self.inner.config.agent.first_report_wait;
+        if wait.is_zero() {
+            return Ok(true);
+        }
+        let started = Instant::now();
+        loop {
+            let reported = self
+                .inner
+                .store
+                .get(&record.id)
+                .await?
+                .is_some_and(|r| r.activity.last_report_ms.is_some());
+            if reported {
+                let line = format!(
+                    "the agent of {} reported after {:.1} s: a claim goes through it",
+                    record.vm_name,
+                    started.elapsed().as_secs_f64()
+                );
+                log.line(Tool::Agent, OutputStream::Stdout, &line).await;
+                return Ok(true);
+            }
+            if started.elapsed() >= wait {
+                let line = format!(
+                    "the agent of {} has not reported in {} s; a claim runs the playbook's per-user part unless it comes",
+                    record.vm_name,
+                    wait.as_secs()
+                );
+                log.line(Tool::Agent, OutputStream::Stderr, &line).await;
+                return Ok(true);
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(false),
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
     /// Has the desktop's agent create the session's local login.
     pub(super) async fn claim_by_agent(
         &self,

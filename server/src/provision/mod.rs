@@ -73,7 +73,7 @@ enum StageError {
         "could not restore the kept disk: {0}; `daas snapshot delete` makes the next desktop start blank"
     )]
     Restore(#[from] InventoryError),
-    #[error("cancelled while waiting for a clone turn")]
+    #[error("cancelled while waiting for a clone turn or the agent's first report")]
     Cancelled,
     #[error(
         "node {node} is {state} now: no VM was made there; create the desktop again to place it on another node"

@@ -79,6 +79,12 @@ impl Pipeline {
         };
         self.configure_stage(record, &outputs.vm, &per_user, phase, log, cancel, stage)
             .await?;
+        if phase == Phase::Base
+            && per_user.agent.is_some()
+            && !self.await_first_report(record, log, cancel).await?
+        {
+            return Err(StageError::Cancelled);
+        }
         self.enter(record, stage, SessionState::Ready, message)
             .await?;
         // The desktop has the kept disk now: it is its own to keep again.

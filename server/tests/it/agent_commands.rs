@@ -105,9 +105,10 @@ async fn claim_answering(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_claim_makes_the_local_user_through_the_agent_or_falls_back_to_the_playbook() {
+    // The test's agent opens its stream once the desktop is READY.
     let server = TestServer::start(TestOptions {
         extra_toml: format!(
-            "[agent]\nendpoint = \"https://10.0.2.2:50051\"\n{}",
+            "[agent]\nendpoint = \"https://10.0.2.2:50051\"\nfirst_report_wait = \"0s\"\n{}",
             pool_toml(1, "")
         ),
         ..Default::default()
@@ -234,15 +235,26 @@ async fn the_real_agent_takes_a_claims_command_to_its_helper() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let server = TestServer::start(TestOptions {
         extra_toml: format!(
-            "[agent]\nendpoint = \"https://10.0.2.2:50051\"\n{}",
+            "[agent]\nendpoint = \"https://10.0.2.2:50051\"\nfirst_report_wait = \"30s\"\n{}",
             pool_toml(1, "")
         ),
         ..Default::default()
     })
     .await;
+    // The pool's desktop, configured: it waits for its agent to report.
     let mut admin = server.client().await;
-    wait_pool(&mut admin, "a ready desktop", |p| p.ready == 1).await;
-    let spare = spares(&mut admin).await.pop().expect("a desktop");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let spare = loop {
+        let building = spares(&mut admin).await.pop();
+        if let Some(spare) = building.filter(|s| s.state() == SessionState::Configuring) {
+            break spare;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool never configured a desktop"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
 
     // The helper's socket, answered by the test: the request line it got.
     let dir = tempfile::tempdir().unwrap();
@@ -274,7 +286,15 @@ async fn the_real_agent_takes_a_claims_command_to_its_helper() {
     let agent = tokio::spawn(daas_agent::run(config, async {
         let _ = stopped.await;
     }));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // READY once the agent reported, not before.
+    let ready = wait_pool(&mut admin, "a ready desktop", |p| p.ready == 1).await;
+    assert_eq!(ready.ready, 1);
+    let built = watch(&mut admin, &spare.id).await;
+    assert!(
+        outputs(&built).contains(&format!("the agent of {} reported after", spare.vm_name)),
+        "{}",
+        outputs(&built)
+    );
 
     let mut alice = server.client_as("alice", false).await;
     let events = create(

@@ -501,6 +501,7 @@ async fn an_unclaimed_desktop_is_not_reaped_for_idleness_but_is_when_its_agent_g
     let server = TestServer::start(TestOptions {
         extra_toml: format!(
             "[agent]\nendpoint = \"https://10.0.2.2:50051\"\nreport_interval = \"1s\"\n\
+             first_report_wait = \"0s\"\n\
              [policy]\nreaper_interval = \"200ms\"\nidle_timeout = \"2s\"\n\
              disconnected_timeout = \"2s\"\nagent_lost_timeout = \"5s\"\nwarning = \"1s\"\n\
              {}",

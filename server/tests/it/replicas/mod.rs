@@ -415,7 +415,7 @@ async fn a_claim_on_one_server_reaches_the_agent_streaming_from_the_other() {
     };
     let dir = tempfile::tempdir().unwrap();
     let options = TestOptions {
-        extra_toml: "[agent]\nendpoint = \"https://10.0.2.2:50051\"\n\
+        extra_toml: "[agent]\nendpoint = \"https://10.0.2.2:50051\"\nfirst_report_wait = \"0s\"\n\
                      [pools.lab]\nsize = 1\nmax_building = 1\n"
             .into(),
         ..Default::default()
