@@ -668,7 +668,8 @@ stages3=$(jq -rs '[.[] | select(.stage_change != null) | .state] | join(" ")' "$
 [[ $stages3 == "QUEUED CONFIGURING READY" ]] || fail "the claim went through $stages3"
 # The desktop's agent made the session user (no SSH, no Ansible); xfreerdp
 # logs in with that user's password below.
-by_agent=$(jq -rn 'first(inputs | select(.output.tool == "agent") | .output.text)' "$ARTIFACTS/create-3.ndjson")
+by_agent=$(jq -rn 'first(inputs | select(.output.tool == "agent" and (.output.text | startswith("the agent created"))) | .output.text)' \
+  "$ARTIFACTS/create-3.ndjson")
 [[ $by_agent == "the agent created the local login"* ]] ||
   fail "the claim did not go through the desktop's agent: ${by_agent:-no agent line} (events: $ARTIFACTS/create-3.ndjson)"
 log "claim: $by_agent"
