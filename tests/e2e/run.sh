@@ -257,7 +257,7 @@ stage_times() { # NAME FILE
   while read -r prev ms; do
     case $prev in
       QUEUED) label="queued" ;; PROVISIONING) label="PROVISIONING (Terraform)" ;;
-      BOOTING) label="BOOTING (SSH, cloud-init)" ;; CONFIGURING) label="CONFIGURING (Ansible)" ;;
+      BOOTING) label="BOOTING (SSH, cloud-init)" ;; CONFIGURING) label="CONFIGURING (Ansible or agent)" ;;
       *) label=$prev ;;
     esac
     timing "$name: $label" "$(awk -v ms="$ms" 'BEGIN { printf "%.1f s", ms / 1000 }')"
