@@ -321,7 +321,7 @@ async fn an_agent_reporting_too_often_is_slowed_down() {
     assert!(
         status
             .message()
-            .contains("reports more often than 8 times a minute"),
+            .contains("calls more often than 8 times a minute"),
         "{}",
         status.message()
     );
