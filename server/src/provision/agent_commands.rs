@@ -15,12 +15,9 @@ use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::{Pipeline, tool::SessionLog};
-use crate::{
-    config::pools::PerUserPlaybook,
-    store::{
-        SessionRecord, StoreError,
-        commands::{CommandState, DropIf},
-    },
+use crate::store::{
+    SessionRecord, StoreError,
+    commands::{CommandState, DropIf},
 };
 
 /// How long a command may wait for an agent to take it.
@@ -63,13 +60,8 @@ impl Pipeline {
     /// pool does not ask for the playbook always.
     pub(super) fn agent_can_claim(&self, record: &SessionRecord) -> bool {
         let config = &self.inner.config;
-        let always = record
-            .pool
-            .as_ref()
-            .and_then(|p| config.pools.get(p))
-            .is_some_and(|p| p.per_user_playbook == PerUserPlaybook::Always);
         self.inner.agent_ca.is_some()
-            && !always
+            && !self.pool_always_runs_playbook(record)
             && !config.ansible.joins_domain()
             && !record.session_user.is_empty()
     }

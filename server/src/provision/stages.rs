@@ -193,12 +193,19 @@ impl Pipeline {
     /// for it always.
     pub(super) fn claim_runs_playbook(&self, record: &SessionRecord) -> bool {
         let config = &self.inner.config;
-        let always = record
+        self.pool_always_runs_playbook(record)
+            || config.ansible.joins_domain()
+            || !record.session_user.is_empty()
+    }
+
+    /// Whether `record`'s pool asks for the playbook's per-user part at
+    /// every claim (`per_user_playbook = "always"`).
+    pub(super) fn pool_always_runs_playbook(&self, record: &SessionRecord) -> bool {
+        record
             .pool
             .as_ref()
-            .and_then(|p| config.pools.get(p))
-            .is_some_and(|p| p.per_user_playbook == PerUserPlaybook::Always);
-        always || config.ansible.joins_domain() || !record.session_user.is_empty()
+            .and_then(|p| self.inner.config.pools.get(p))
+            .is_some_and(|p| p.per_user_playbook == PerUserPlaybook::Always)
     }
 
     /// Moves the session from `stage` to `to` and follows it.
