@@ -485,7 +485,11 @@ rdp_stop
 # ---- 3b. bob is refused, carol would be let in ----
 step "3b. bob (not in daas-users) is refused; carol (in it) is allowed"
 rdp_start bob "$(ad_password bob)"
-bob_denied() { vm "sudo journalctl --no-pager -q -b" | grep -q 'pam_sss(xrdp-sesman:account): Access denied for user bob'; }
+bob_denied() {
+  local journal
+  journal=$(vm "sudo journalctl --no-pager -q -b") || return 1
+  grep -qF 'pam_sss(xrdp-sesman:account): Access denied for user bob' <<<"$journal"
+}
 wait_for --every 5 90 "no 'Access denied for user bob' from pam_sss in the VM's journal" bob_denied
 shot "$ARTIFACTS/refused-bob.png" || true
 rdp_stop

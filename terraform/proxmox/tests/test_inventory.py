@@ -440,6 +440,19 @@ def test_a_failed_stop_task_fails_the_destroy_before_any_delete(run, pve):
     assert "desktop-aaa111" in vm_names(pve)
 
 
+def test_a_failed_stop_fails_the_destroy_among_many_desktops(run, pve):
+    # The check after the destroy read the listing through a pipe into
+    # `grep -q`: with hundreds of names after the match, the writer took
+    # SIGPIPE and the VM still there read as "gone after all".
+    for i in range(400):
+        pve.add_vm(20000 + i, f"desktop-zz{i:04d}", node="pve1", status="stopped", config={"tags": "daas"})
+    pve.fail("POST", "/nodes/pve1/qemu/10001/status/stop", error="quit_powerdown_failed_got_timeout")
+    result = run("destroy", "desktop-aaa111")
+    assert result.returncode == 1, result.stderr
+    assert "still there after the destroy" in result.stderr, result.stderr
+    assert "desktop-aaa111" in vm_names(pve)
+
+
 def test_a_refused_delete_fails_the_destroy(run, pve):
     # Protection on: PVE refuses the delete itself (HTTP 500, no task).
     pve.vm(10003).config["protection"] = "1"
