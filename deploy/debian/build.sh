@@ -152,20 +152,34 @@ put_doc daas-cli
 pkg=$stage/debian/daas-agent
 put_bin "$bin_dir/daas-agent" "$pkg/usr/bin/daas-agent"
 role=$root/ansible/roles/vm-agent
-caps=$(awk '/^vm_agent_capabilities:/ { on = 1; next } on && /^  - / { print $2; next } { on = 0 }' \
-  "$role/defaults/main.yml" | paste -sd' ')
+role_list() { # KEY: the items of the list KEY in the role's defaults, space-separated
+  awk -v key="$1:" '$1 == key { on = 1; next } on && /^  - / { print $2; next } { on = 0 }' \
+    "$role/defaults/main.yml" | paste -sd' '
+}
+caps=$(role_list vm_agent_capabilities)
 [ -n "$caps" ] || die "no vm_agent_capabilities in $role/defaults/main.yml"
-unit=$pkg/lib/systemd/system/daas-agent.service
-mkdir -p "$(dirname "$unit")"
-sed -e 's|^# {{ ansible_managed }} (role vm-agent)$|# Package daas-agent: the unit of the vm-agent role (ansible/roles/vm-agent), with /usr/bin/daas-agent.|' \
-  -e 's|{{ vm_agent_config_path }}|/etc/daas/agent.toml|g' \
-  -e 's|{{ vm_agent_binary_path }}|/usr/bin/daas-agent|g' \
-  -e "s%{{ vm_agent_capabilities | join(' ') }}%$caps%g" \
-  "$role/templates/daas-agent.service.j2" >"$unit"
-chmod 0644 "$unit"
-if grep -n '{[{%#]' "$unit" >&2; then
-  die "the vm-agent role's unit template has placeholders build.sh does not know (above)"
-fi
+helper_caps=$(role_list vm_agent_helper_capabilities)
+[ -n "$helper_caps" ] || die "no vm_agent_helper_capabilities in $role/defaults/main.yml"
+# The agent's unit, and its root helper's socket and service (without the
+# helper, the agent answers UNSUPPORTED and claims fall back to the
+# playbook). The helper's unit leaves sss_cache in place: the package cannot
+# know whether SSSD will be installed (the role binds it to /bin/true when
+# it is; the flushes then cost about a second a claim).
+for name in daas-agent.service daas-agent-helper.socket daas-agent-helper@.service; do
+  unit=$pkg/lib/systemd/system/$name
+  mkdir -p "$(dirname "$unit")"
+  sed -e "s|^# {{ ansible_managed }} (role vm-agent)\$|# Package daas-agent: $name of the vm-agent role (ansible/roles/vm-agent), with /usr/bin/daas-agent.|" \
+    -e 's|{{ vm_agent_config_path }}|/etc/daas/agent.toml|g' \
+    -e 's|{{ vm_agent_binary_path }}|/usr/bin/daas-agent|g' \
+    -e "s%{{ vm_agent_capabilities | join(' ') }}%$caps%g" \
+    -e "s%{{ vm_agent_helper_capabilities | join(' ') }}%$helper_caps%g" \
+    -e '/^{% if vm_agent_sss_cache/,/^{% endif %}/d' \
+    "$role/templates/$name.j2" >"$unit"
+  chmod 0644 "$unit"
+  if grep -n '{[{%#]' "$unit" >&2; then
+    die "the vm-agent role's $name template has placeholders build.sh does not know (above)"
+  fi
+done
 mkdir -p "$pkg/etc/daas"
 put_doc daas-agent
 for script in postinst prerm postrm; do

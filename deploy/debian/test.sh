@@ -379,7 +379,7 @@ remove_server() {
 timed remove_server
 
 # ---- 4. daas-agent alone ----
-step "daas-agent alone on a fresh Debian 12 root: dpkg -i, the unit enabled and verified, dpkg -P"
+step "daas-agent alone on a fresh Debian 12 root: dpkg -i, the unit and the helper's socket enabled and verified, dpkg -P"
 agent_alone() {
   [ -z "$(unmet_depends "$agent_root" "$agent_deb")" ] || die "daas-agent has unmet dependencies on Debian 12: $(unmet_depends "$agent_root" "$agent_deb")"
   in_root "$agent_root" dpkg -i "/tmp/$(basename "$agent_deb")" >"$work/dpkg-agent.log" 2>&1 \
@@ -389,11 +389,22 @@ agent_alone() {
   local wants=$agent_root/etc/systemd/system/multi-user.target.wants/daas-agent.service
   expect "daas-agent.service enabled" "$(readlink "$wants")" /lib/systemd/system/daas-agent.service
   verify_unit "$agent_root" daas-agent.service
+  local sock=$agent_root/etc/systemd/system/sockets.target.wants/daas-agent-helper.socket
+  expect "daas-agent-helper.socket enabled" "$(readlink "$sock")" /lib/systemd/system/daas-agent-helper.socket
+  local lib=$agent_root/lib/systemd/system
+  grep -qx 'ExecStart=/usr/bin/daas-agent --apply' "$lib/daas-agent-helper@.service" \
+    || die "daas-agent-helper@.service does not run /usr/bin/daas-agent --apply"
+  # An instance is what systemd runs (the template itself cannot be verified).
+  cp "$lib/daas-agent-helper@.service" "$lib/daas-agent-helper@0-test.service"
+  verify_unit "$agent_root" daas-agent-helper.socket
+  verify_unit "$agent_root" daas-agent-helper@0-test.service
+  rm "$lib/daas-agent-helper@0-test.service"
   in_root "$agent_root" dpkg -P daas-agent >"$work/dpkg-agent-p.log" 2>&1 \
     || { cat "$work/dpkg-agent-p.log" >&2; die "dpkg -P daas-agent failed"; }
   [ ! -e "$wants" ] && [ ! -L "$wants" ] || die "the purge left the unit enabled"
+  [ ! -e "$sock" ] && [ ! -L "$sock" ] || die "the purge left the helper's socket enabled"
   [ ! -e "$agent_root/usr/bin/daas-agent" ] || die "the purge left /usr/bin/daas-agent"
-  say "ok: purged, the unit's link is gone"
+  say "ok: purged, the units' links are gone"
 }
 timed agent_alone
 
