@@ -327,6 +327,35 @@ if ! playbook "$work/pool-base.log" "$work/inventory.yml" "$work/vars.json" depl
 fi
 grep -qF 'TASK [desktop-config : Create the session' "$work/pool-base.log" && die "the build ran a per_user task"
 grep -qF 'TASK [vm-agent : Install the CA, the session' "$work/pool-base.log" || die "the build did not install the agent"
+# Joined for no one: SSSD denies all, and the claim's access section waits
+# for the agent's helper.
+grep -qx 'access_provider = deny' "$root/etc/sssd/sssd.conf" || die "the pool's build did not make SSSD deny all"
+grep -q 'ad_access_filter' "$root/etc/sssd/sssd.conf" && die "the pool's build wrote a user's access filter"
+access_in=$root/etc/sssd/daas-access.conf.in
+[ "$(stat -c '%a %U' "$access_in" 2>/dev/null)" = "600 root" ] || die "no daas-access.conf.in (0600, root) for the agent's helper"
+[ "$(grep -o '@USER@' "$access_in" | wc -l)" = 1 ] || die "daas-access.conf.in must name the user exactly once"
+grep -qF '(sAMAccountName=@USER@)' "$access_in" || die "daas-access.conf.in does not put the user in the filter: $(cat "$access_in")"
+if [ "$real_agent" = 1 ]; then
+  say "the agent helper lets a domain user in: SSSD's access section in conf.d, then SSSD restarted"
+  # No systemd runs here: a stand-in systemctl records what it is asked.
+  mv "$root/usr/bin/systemctl" "$root/usr/bin/systemctl.real"
+  printf '#!/bin/sh\necho "$*" >>/tmp/systemctl-calls\n' >"$root/usr/bin/systemctl"
+  chmod 0755 "$root/usr/bin/systemctl"
+  reply=$(helper '{"allow_domain_user":{"name":"Erin (lab)"}}')
+  mv "$root/usr/bin/systemctl.real" "$root/usr/bin/systemctl"
+  [ "$reply" = '{"ok":true}' ] || die "daas-agent --apply did not let Erin (lab) in: $reply"
+  [ "$(cat "$root/tmp/systemctl-calls")" = "restart sssd.service" ] \
+    || die "the helper did not restart SSSD (and only that): $(cat "$root/tmp/systemctl-calls")"
+  rm "$root/tmp/systemctl-calls"
+  access=$root/etc/sssd/conf.d/daas-access.conf
+  [ "$(stat -c '%a %U' "$access" 2>/dev/null)" = "600 root" ] || die "the helper's access section is not 0600 root"
+  grep -qF '(sAMAccountName=Erin \28lab\29)' "$access" || die "the access section does not name Erin (lab), escaped: $(cat "$access")"
+  grep -qx 'access_provider = ad' "$access" || die "the access section does not turn SSSD's AD access on"
+  reply=$(helper '{"allow_domain_user":{"name":"e*"}}')
+  [[ "$reply" == '{"ok":false,"error":"the domain account name must be'* ]] || die "daas-agent --apply accepted e*: $reply"
+  grep -q 'let the domain user Erin (lab) log in' "$work/helper.log" || die "the helper did not log what it did"
+  rm "$access"
+fi
 if ! playbook "$work/pool-user.log" "$work/inventory.yml" "$work/vars.json" deploy-desktop.yml \
   --tags per_user -e daas_phase=user -e username=dave -e session_user=carol -e "session_password_hash=$(cat "$work/claim-hash")"; then
   tail -n 40 "$work/pool-user.log" >&2
@@ -346,6 +375,7 @@ entry = next(line for line in open(sys.argv[1]) if line.startswith("carol:"))
 sys.exit(0 if sha512_crypt.verify(sys.argv[2], entry.split(":")[1]) else 1)
 EOF
 grep -qF '(sAMAccountName=dave)' "$root/etc/sssd/sssd.conf" || die "the claim did not give dave access in sssd.conf"
+grep -qx 'access_provider = ad' "$root/etc/sssd/sssd.conf" || die "the claim's per-user part left SSSD denying all"
 say "claim: $(grep -c '^TASK \[' "$work/pool-user.log") tasks, $(recap "$work/pool-user.log")"
 
 say "build-template.yml, then deploy-desktop.yml skips what the template carries"

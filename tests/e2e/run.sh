@@ -30,6 +30,11 @@
 #   4. the server is restarted with short policy timeouts: the idle desktop
 #      gets an idle_warning, then is reaped; no QEMU, overlay, seed, pid file
 #      or working directory of it is left, and no computer account;
+#   4a. meanwhile a warm pool of one joined to the domain builds (SSSD lets
+#      no one in); alice claims it: her agent's root helper writes SSSD's
+#      access section and restarts SSSD (no SSH, no Ansible); SSSD's account
+#      check for xrdp-sesman lets alice in and refuses bob; destroyed, its
+#      computer account gone;
 #   5. a warm pool of one (without AD) builds beside a cold create of the
 #      catalog's second template (dev: its own image, with gcc and git): two
 #      VMs at once, different slots (RDP ports); a create claims the pooled
@@ -593,8 +598,10 @@ idle=$(($(date +%s) - $(date -d "$last" +%s)))
 ((idle >= 0)) || idle=0
 IDLE_TIMEOUT=$((idle + 90))
 stop_server
+# With a warm pool joined to the domain, built meanwhile for step 4a.
 start_server "${AD_ENV[@]}" DAAS_POLICY__IDLE_TIMEOUT="${IDLE_TIMEOUT}s" DAAS_POLICY__WARNING=60s \
-  DAAS_POLICY__REAPER_INTERVAL=2s
+  DAAS_POLICY__REAPER_INTERVAL=2s DAAS_POOLS__AD__SIZE=1
+AD_POOL_T0=$SECONDS
 log "idle for $idle s (last input or READY: $last); idle_timeout ${IDLE_TIMEOUT}s, warning 60s"
 [[ $(show "$ID" | jq -r .state) == READY ]] || fail "$ID is not READY after the restart"
 t=$SECONDS
@@ -618,12 +625,8 @@ assert_gone "$ID" "$VM"
 if dn=$(tests/ad/dc.sh computer "$VM"); then fail "the computer account is left after the destroy: $dn"; fi
 log "$VM: no computer account left in the directory"
 
-# ---- 5. a warm pool of one beside a cold create; the claim ----
-step "5. a warm pool of one beside a cold create (no domain); a create claims the pooled desktop"
-stop_server
-start_server DAAS_POOLS__E2E__SIZE=1
-POOL_T0=$SECONDS
-pool_status() { daas pool status e2e --json; }
+# The pool $POOL's status.
+pool_status() { daas pool status "$POOL" --json; }
 # Whether the pool's status passes the jq test TEST.
 pool_passes() { pool_status | jq -e "$1" >/dev/null; }
 # Waits until the pool's status passes the jq test TEST.
@@ -632,9 +635,60 @@ wait_pool() { # TEST SECONDS WHY_NOT
 }
 # Ids of the pool's unclaimed desktops whose state passes the jq test TEST.
 unclaimed() { # TEST
-  daas list --json | jq -r "if type == \"array\" then .[] else . end
-    | select(.pool == \"e2e\" and (.username // \"\") == \"\" and ($1)) | .id"
+  daas list --json | jq -r --arg pool "$POOL" "if type == \"array\" then .[] else . end
+    | select(.pool == \$pool and (.username // \"\") == \"\" and ($1)) | .id"
 }
+
+# ---- 4a. a warm pool joined to the domain: alice claims, her agent lets her in ----
+step "4a. a warm pool joined to DAAS.TEST (built during step 4): $AD_USER claims its desktop through its agent"
+POOL=ad
+wait_pool '.ready == 1' 600 "the AD pool has no ready desktop"
+timing "AD pool: server start to one ready desktop" "$((SECONDS - AD_POOL_T0)) s"
+SPARE=$(unclaimed '.state == "READY"')
+[[ -n $SPARE ]] || fail "no unclaimed READY desktop of pool ad in the list: $(daas list)"
+t_ms=$(date +%s%3N)
+daas create --user "$AD_USER" --json >"$ARTIFACTS/create-ad-claim.ndjson" ||
+  fail "daas create (AD claim) exited $? (events: $ARTIFACTS/create-ad-claim.ndjson)"
+AD_CLAIM_MS=$(($(date +%s%3N) - t_ms))
+ID5=$(jq -rn 'first(inputs | .session_id // empty)' "$ARTIFACTS/create-ad-claim.ndjson")
+[[ $ID5 == "$SPARE" ]] || fail "the create did not claim the AD pool's desktop $SPARE but made $ID5"
+s5=$(show "$ID5")
+[[ $(jq -r .state <<<"$s5") == READY && $(jq -r .pool <<<"$s5") == ad ]] || fail "the claimed session: $s5"
+# SSSD's access through the agent's helper (no SSH, no Ansible).
+by_agent=$(jq -rn 'first(inputs | select(.output.tool == "agent" and (.output.text | startswith("the agent let"))) | .output.text)' \
+  "$ARTIFACTS/create-ad-claim.ndjson")
+[[ $by_agent == "the agent let the domain user $AD_USER log in"* ]] ||
+  fail "the AD claim did not go through the desktop's agent: ${by_agent:-no agent line} (events: $ARTIFACTS/create-ad-claim.ndjson)"
+log "AD claim: $by_agent"
+timing "AD pool: claim to READY (CLI)" "$(awk -v ms="$AD_CLAIM_MS" 'BEGIN { printf "%.1f s", ms / 1000 }')"
+stage_times "session 5 (AD, claimed)" "$ARTIFACTS/create-ad-claim.ndjson"
+# The account phase of xrdp's PAM service, through SSSD: alice in, bob not.
+SSH_PORT=$(jq -r .ssh_port <<<"$s5") VM=$(jq -r .vm_name <<<"$s5")
+KNOWN_HOSTS=$DATA/sessions/$ID5/identity/known_hosts
+acct_check() { vm "sudo sssctl user-checks $1 -a acct -s xrdp-sesman 2>&1" || true; }
+alice_let_in() {
+  local out
+  out=$(acct_check "$AD_USER")
+  grep -qF 'pam_acct_mgmt: Success' <<<"$out"
+}
+acct_alice() { acct_check "$AD_USER"; }
+t=$SECONDS
+wait_for --detail acct_alice 90 "SSSD does not let $AD_USER in on the claimed desktop" alice_let_in
+log "SSSD lets $AD_USER in on $VM ($((SECONDS - t)) s after READY)"
+out=$(acct_check bob)
+grep -qF 'pam_acct_mgmt: Permission denied' <<<"$out" || fail "SSSD does not refuse bob on $AD_USER's claimed desktop: $out"
+log "and refuses bob"
+daas destroy "$ID5" >/dev/null || fail "daas destroy $ID5"
+wait_state "$ID5" DESTROYED 300
+assert_gone "$ID5" "$VM"
+if dn=$(tests/ad/dc.sh computer "$VM"); then fail "the computer account is left after the destroy: $dn"; fi
+
+# ---- 5. a warm pool of one beside a cold create; the claim ----
+step "5. a warm pool of one beside a cold create (no domain); a create claims the pooled desktop"
+stop_server
+start_server DAAS_POOLS__E2E__SIZE=1
+POOL=e2e
+POOL_T0=$SECONDS
 t=$SECONDS
 # Of the catalog's second template: no pool has it, a cold create.
 DAAS_SESSION_PASSWORD=$SESSION_PASSWORD daas create --template dev --session-user "$SESSION_USER" --json \

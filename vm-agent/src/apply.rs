@@ -1,15 +1,17 @@
 //! The root helper, `daas-agent --apply`: the privileged half of the
 //! server's commands. The agent's own unit is sandboxed (no writes, almost
 //! no capabilities), so the work that needs root (creating a local login)
-//! is done here, one request per process: systemd starts it for each
-//! connection to `daas-agent-helper.socket` (root only), with the
-//! connection as stdin and stdout.
+//! and letting a domain user in) is done here, one request per process:
+//! systemd starts it for each connection to `daas-agent-helper.socket`
+//! (root only), with the connection as stdin and stdout.
 //!
 //! Protocol: one line of JSON in (at most [`MAX_REQUEST`] bytes), e.g.
-//! `{"create_local_user":{"name":"alice","password_hash":"$6$..."}}`, one
-//! line out: `{"ok":true}` or `{"ok":false,"error":"..."}`. The request is
-//! checked strictly (the rules of the desktop-config role's per-user
-//! tasks); no error, log line or command line holds the password hash.
+//! `{"create_local_user":{"name":"alice","password_hash":"$6$..."}}` or
+//! `{"allow_domain_user":{"name":"alice"}}`, one line out: `{"ok":true}`,
+//! or `{"ok":false,"error":"..."}` (with `"unsupported":true` when this
+//! desktop was not built for the request). The request is checked strictly
+//! (the rules of the roles' per-user tasks); no error, log line or command
+//! line holds the password hash.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::passwd;
+use crate::sssd_access::{self, AccessError, DomainUser};
 
 /// The longest request line, without its newline.
 pub const MAX_REQUEST: usize = 64 * 1024;
@@ -50,6 +53,9 @@ pub enum Request {
     /// Make the session's local login (or set the password of that
     /// person's existing account).
     CreateLocalUser(LocalUser),
+    /// Let a domain user (and the site's admin groups) log in: SSSD's
+    /// access filter, then SSSD restarted.
+    AllowDomainUser(DomainUser),
 }
 
 impl Request {
@@ -62,6 +68,7 @@ impl Request {
     pub fn describe(&self) -> String {
         match self {
             Request::CreateLocalUser(user) => format!("create_local_user({})", user.name),
+            Request::AllowDomainUser(user) => format!("allow_domain_user({})", user.name),
         }
     }
 
@@ -69,6 +76,15 @@ impl Request {
     pub fn validate(&self) -> Result<(), RequestError> {
         match self {
             Request::CreateLocalUser(user) => user.validate(),
+            Request::AllowDomainUser(user) => user.validate(),
+        }
+    }
+
+    /// The secret the request carries, masked in whatever is said of it.
+    pub fn secret(&self) -> &str {
+        match self {
+            Request::CreateLocalUser(user) => &user.password_hash,
+            Request::AllowDomainUser(_) => "",
         }
     }
 }
@@ -114,6 +130,10 @@ pub struct Reply {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Not done because this desktop was not built for it (the server then
+    /// does it another way), rather than failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsupported: bool,
 }
 
 impl Reply {
@@ -146,6 +166,11 @@ pub enum RequestError {
     ReservedName(&'static str),
     #[error("the password hash is not a SHA-512 crypt hash ($6$...)")]
     BadHash,
+    #[error(
+        "the domain account name must be 1 to 20 characters, none of \"/\\[]:;|=,+*?<>@ \
+         nor a control character, and not only dots and spaces"
+    )]
+    BadAccountName,
 }
 
 /// Why a checked request could not be done.
@@ -167,6 +192,16 @@ pub enum ApplyError {
         status: ExitStatus,
         stderr: String,
     },
+    #[error(transparent)]
+    Access(#[from] AccessError),
+}
+
+impl ApplyError {
+    /// Whether the desktop was not built for the request (then not done,
+    /// rather than failed).
+    pub fn unsupported(&self) -> bool {
+        matches!(self, ApplyError::Access(AccessError::NoTemplate { .. }))
+    }
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -184,6 +219,8 @@ pub enum Done {
     Created { name: String },
     /// The existing login got the password.
     PasswordSet { name: String, uid: u32 },
+    /// The domain user may log in (SSSD restarted).
+    DomainUserAllowed { name: String },
 }
 
 impl std::fmt::Display for Done {
@@ -195,6 +232,9 @@ impl std::fmt::Display for Done {
                     f,
                     "set the password of the existing login {name} (uid {uid})"
                 )
+            }
+            Done::DomainUserAllowed { name } => {
+                write!(f, "let the domain user {name} log in (SSSD restarted)")
             }
         }
     }
@@ -288,6 +328,13 @@ struct Tools {
     useradd: PathBuf,
     chpasswd: PathBuf,
     timeout: Duration,
+    systemctl: PathBuf,
+    /// How long SSSD may take to restart.
+    restart_timeout: Duration,
+    /// What the ad-join role left for a claim (`sssd_access`).
+    access_template: PathBuf,
+    /// Where the access section goes (SSSD's conf.d).
+    access_file: PathBuf,
 }
 
 impl Tools {
@@ -299,6 +346,12 @@ impl Tools {
             chpasswd: PathBuf::from("/usr/sbin/chpasswd"),
             // Three tools at most, within the agent's 60 s.
             timeout: Duration::from_secs(15),
+            systemctl: PathBuf::from("/usr/bin/systemctl"),
+            // SSSD alone, within the agent's 60 s: it finds the domain's
+            // controllers again as it starts.
+            restart_timeout: Duration::from_secs(45),
+            access_template: PathBuf::from("/etc/sssd/daas-access.conf.in"),
+            access_file: PathBuf::from("/etc/sssd/conf.d/daas-access.conf"),
         }
     }
 }
@@ -315,7 +368,25 @@ fn apply_with(tools: &Tools, request: &Request) -> Result<Done, ApplyError> {
     request.validate()?;
     match request {
         Request::CreateLocalUser(user) => create_local_user(tools, user),
+        Request::AllowDomainUser(user) => allow_domain_user(tools, user),
     }
+}
+
+/// SSSD's access section with the user in it, then SSSD restarted (it
+/// reads its configuration only as it starts).
+fn allow_domain_user(tools: &Tools, user: &DomainUser) -> Result<Done, ApplyError> {
+    let text = sssd_access::render(&tools.access_template, user)?;
+    sssd_access::write_atomically(&tools.access_file, &text)?;
+    run_tool(
+        &tools.systemctl,
+        &["restart", "sssd.service"],
+        None,
+        tools.restart_timeout,
+        "",
+    )?;
+    Ok(Done::DomainUserAllowed {
+        name: user.name.clone(),
+    })
 }
 
 /// The account, then the password: `useradd` when there is no account of
@@ -489,10 +560,12 @@ pub fn serve(input: impl Read, mut output: impl Write) -> io::Result<Result<Done
         Ok(_) => Reply {
             ok: true,
             error: None,
+            unsupported: false,
         },
         Err(err) => Reply {
             ok: false,
             error: Some(err.to_string()),
+            unsupported: err.unsupported(),
         },
     };
     output.write_all(reply.to_line().as_bytes())?;
@@ -703,6 +776,10 @@ mod tests {
             useradd: write("useradd", useradd),
             chpasswd: write("chpasswd", chpasswd),
             timeout: Duration::from_secs(5),
+            systemctl: write("systemctl", "exit 0"),
+            restart_timeout: Duration::from_secs(5),
+            access_template: dir.path().join("daas-access.conf.in"),
+            access_file: dir.path().join("daas-access.conf"),
         };
         Fake { dir, tools }
     }
@@ -835,16 +912,86 @@ mod tests {
         let reply: Result<Reply, _> = serde_json::from_str(&text);
         let reply = reply.map_err(|e| e.to_string());
         assert!(
-            matches!(&reply, Ok(Reply { ok: false, error: Some(e) }) if e.contains("missing field")),
+            matches!(&reply, Ok(Reply { ok: false, error: Some(e), unsupported: false }) if e.contains("missing field")),
             "{reply:?}"
         );
         assert_eq!(
             Reply {
                 ok: true,
-                error: None
+                error: None,
+                unsupported: false,
             }
             .to_line(),
             "{\"ok\":true}\n"
+        );
+    }
+
+    fn domain_user(name: &str) -> Request {
+        Request::AllowDomainUser(DomainUser { name: name.into() })
+    }
+
+    #[test]
+    fn a_domain_user_request_is_read_and_checked() {
+        let request = parse(r#"{"allow_domain_user":{"name":"Alice Smith"}}"#);
+        assert_eq!(request.ok(), Some(domain_user("Alice Smith")));
+        for bad in ["", "a@b", "a*b", &"a".repeat(21)] {
+            let line = serde_json::json!({ "allow_domain_user": { "name": bad } }).to_string();
+            let err = parse(&line);
+            assert!(
+                matches!(err, Err(RequestError::BadAccountName)),
+                "{bad:?}: {err:?}"
+            );
+        }
+        let err = parse(r#"{"allow_domain_user":{"name":"alice","groups":["x"]}}"#);
+        assert!(matches!(err, Err(RequestError::Shape(_))), "{err:?}");
+    }
+
+    #[test]
+    fn a_domain_user_gets_the_access_section_then_sssd_restarts() {
+        let fake = fake_tools("exit 9", "exit 9", "exit 9");
+        std::fs::write(
+            &fake.tools.access_template,
+            "[domain/daas.test]\nad_access_filter = DOM:daas.test:(|(sAMAccountName=@USER@))\n",
+        )
+        .expect("write the template");
+        let done = apply_with(&fake.tools, &domain_user("o(x)")).map_err(|e| e.to_string());
+        assert_eq!(
+            done,
+            Ok(Done::DomainUserAllowed {
+                name: "o(x)".into()
+            })
+        );
+        let written = std::fs::read_to_string(&fake.tools.access_file).unwrap_or_default();
+        assert!(written.contains("(sAMAccountName=o\\28x\\29)"), "{written}");
+        assert_eq!(
+            fake.log("systemctl").as_deref(),
+            Some("restart\nsssd.service\n")
+        );
+        assert_eq!(fake.log("useradd"), None, "no local login");
+    }
+
+    #[test]
+    fn a_desktop_without_the_template_answers_unsupported() {
+        let fake = fake_tools("exit 9", "exit 9", "exit 9");
+        let err = apply_with(&fake.tools, &domain_user("alice"));
+        assert!(matches!(&err, Err(e) if e.unsupported()), "{err:?}");
+        assert_eq!(fake.log("systemctl"), None, "SSSD left alone");
+        assert!(!fake.tools.access_file.exists());
+    }
+
+    #[test]
+    fn a_failed_restart_fails_the_request() {
+        let fake = fake_tools("exit 9", "exit 9", "exit 9");
+        std::fs::write(
+            &fake.tools.systemctl,
+            "#!/bin/sh\necho 'Job for sssd.service failed' >&2\nexit 1\n",
+        )
+        .expect("write the fake systemctl");
+        std::fs::write(&fake.tools.access_template, "x=@USER@\n").expect("write the template");
+        let err = apply_with(&fake.tools, &domain_user("alice")).map_err(|e| e.to_string());
+        assert!(
+            matches!(&err, Err(e) if e.contains("systemctl failed") && e.contains("Job for sssd.service failed")),
+            "{err:?}"
         );
     }
 }

@@ -25,6 +25,7 @@ use crate::channel::{
     AgentError, ConnectError, checked_uri, connect, doubling, retry_after, status_text, with_jitter,
 };
 use crate::config::AgentConfig;
+use crate::sssd_access::DomainUser;
 
 /// Reopening delays: 1 s doubling to 30 s, each plus up to half again of
 /// jitter; back to 1 s after a stream that delivered (or lasted).
@@ -158,6 +159,7 @@ async fn handle(
 fn describe(command: Option<&Command>) -> String {
     match command {
         Some(Command::CreateLocalUser(user)) => format!("create_local_user({})", user.name),
+        Some(Command::AllowDomainUser(user)) => format!("allow_domain_user({})", user.name),
         None => "of an unknown kind".to_owned(),
     }
 }
@@ -179,6 +181,9 @@ pub async fn execute(config: &AgentConfig, command: Option<Command>) -> (Command
             name: user.name,
             password_hash: user.password_hash,
         }),
+        Some(Command::AllowDomainUser(user)) => {
+            Request::AllowDomainUser(DomainUser { name: user.name })
+        }
         None => {
             return (
                 CommandOutcome::Unsupported,
@@ -192,17 +197,27 @@ pub async fn execute(config: &AgentConfig, command: Option<Command>) -> (Command
     if let Err(err) = request.validate() {
         return (CommandOutcome::Failed, err.to_string());
     }
-    let secret = match &request {
-        Request::CreateLocalUser(user) => user.password_hash.as_str(),
-    };
+    let secret = request.secret();
     match ask_helper(&config.helper_socket, &request, HELPER_TIMEOUT).await {
         Ok(Reply { ok: true, .. }) => (CommandOutcome::Done, String::new()),
-        Ok(Reply { ok: false, error }) => {
-            let error = error
+        Ok(Reply {
+            ok: false,
+            error,
+            unsupported,
+        }) => {
+            let mut error = error
                 .filter(|e| !e.trim().is_empty())
                 .unwrap_or_else(|| "the helper failed without saying why".to_owned());
             // The helper never sends the hash back; masked all the same.
-            (CommandOutcome::Failed, error.replace(secret, "<hash>"))
+            if !secret.is_empty() {
+                error = error.replace(secret, "<hash>");
+            }
+            let outcome = if unsupported {
+                CommandOutcome::Unsupported
+            } else {
+                CommandOutcome::Failed
+            };
+            (outcome, error)
         }
         Err(err @ HelperError::Missing { .. }) => (CommandOutcome::Unsupported, err.to_string()),
         Err(err) => (CommandOutcome::Failed, err.to_string()),
@@ -369,7 +384,7 @@ impl StreamFailure {
 
 #[cfg(test)]
 mod tests {
-    use daas_api::v1::CreateLocalUser;
+    use daas_api::v1::{AllowDomainUser, CreateLocalUser};
     use tokio::net::UnixListener;
 
     use super::*;
@@ -425,6 +440,68 @@ mod tests {
         let text = describe(create("alice", HASH).as_ref());
         assert_eq!(text, "create_local_user(alice)");
         assert_eq!(describe(None), "of an unknown kind");
+    }
+
+    /// A helper on a socket in a temp dir that answers each connection
+    /// with `reply` and hands back the request lines it read.
+    fn answering_helper(
+        reply: &'static str,
+    ) -> (
+        tempfile::TempDir,
+        AgentConfig,
+        tokio::task::JoinHandle<String>,
+    ) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("helper.sock");
+        let listener = UnixListener::bind(&path).expect("bind");
+        let served = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let mut stream = BufReader::new(stream);
+            let mut line = String::new();
+            stream.read_line(&mut line).await.expect("read the request");
+            stream
+                .get_mut()
+                .write_all(reply.as_bytes())
+                .await
+                .expect("reply");
+            line
+        });
+        let config = AgentConfig {
+            helper_socket: path,
+            ..AgentConfig::default()
+        };
+        (dir, config, served)
+    }
+
+    #[tokio::test]
+    async fn a_domain_user_goes_to_the_helper_and_its_unsupported_comes_back() {
+        let allow = Some(Command::AllowDomainUser(AllowDomainUser {
+            name: "Alice".into(),
+        }));
+        assert_eq!(describe(allow.as_ref()), "allow_domain_user(Alice)");
+        let (_dir, config, served) =
+            answering_helper("{\"ok\":false,\"error\":\"no template\",\"unsupported\":true}\n");
+        let (outcome, message) = execute(&config, allow.clone()).await;
+        assert_eq!(
+            (outcome, message.as_str()),
+            (CommandOutcome::Unsupported, "no template")
+        );
+        let line = served.await.unwrap_or_default();
+        assert_eq!(line, "{\"allow_domain_user\":{\"name\":\"Alice\"}}\n");
+        // A failure the helper does not call unsupported fails.
+        let (_dir, config, _served) =
+            answering_helper("{\"ok\":false,\"error\":\"systemctl failed\"}\n");
+        let (outcome, message) = execute(&config, allow).await;
+        assert_eq!(
+            (outcome, message.as_str()),
+            (CommandOutcome::Failed, "systemctl failed")
+        );
+        // A bad name never reaches the helper.
+        let bad = Some(Command::AllowDomainUser(AllowDomainUser {
+            name: "a@b".into(),
+        }));
+        let (outcome, _) = execute(&AgentConfig::default(), bad).await;
+        assert_eq!(outcome, CommandOutcome::Failed);
     }
 
     #[tokio::test]

@@ -24,6 +24,7 @@ pub mod passwd;
 pub mod rdp;
 pub mod report;
 pub mod sample;
+pub mod sssd_access;
 pub mod x11idle;
 
 pub use config::{AgentConfig, ConfigError};

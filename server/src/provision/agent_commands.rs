@@ -9,7 +9,8 @@
 use std::time::{Duration, Instant};
 
 use daas_api::v1::{
-    AgentCommand, CommandOutcome, CreateLocalUser, OutputStream, Tool, agent_command,
+    AgentCommand, AllowDomainUser, CommandOutcome, CreateLocalUser, OutputStream, Tool,
+    agent_command,
 };
 use prost::Message;
 use tokio_util::sync::CancellationToken;
@@ -55,15 +56,12 @@ pub(super) enum ByAgent {
 
 impl Pipeline {
     /// Whether a claim of `record` can be done by its agent: agents are
-    /// on, the claim has a local session user, there is no domain (the
-    /// user's access is SSSD's, which the agent does not change), and the
-    /// pool does not ask for the playbook always.
+    /// on, the claim has per-user work (a local session user, or a domain
+    /// user to let in), and the pool does not ask for the playbook always.
     pub(super) fn agent_can_claim(&self, record: &SessionRecord) -> bool {
-        let config = &self.inner.config;
         self.inner.agent_ca.is_some()
             && !self.pool_always_runs_playbook(record)
-            && !config.ansible.joins_domain()
-            && !record.session_user.is_empty()
+            && !claim_commands(record, self.inner.config.ansible.joins_domain(), "").is_empty()
     }
 
     /// Waits for the first report of a warm pool's new desktop's agent, so
@@ -114,7 +112,10 @@ impl Pipeline {
         }
     }
 
-    /// Has the desktop's agent create the session's local login.
+    /// Has the desktop's agent do the claim's per-user part, one command
+    /// after the other: the domain user let in, then the local login. The
+    /// first declined one leaves the rest to the playbook, which does all
+    /// of it again (each step is idempotent).
     pub(super) async fn claim_by_agent(
         &self,
         record: &SessionRecord,
@@ -122,30 +123,45 @@ impl Pipeline {
         log: &SessionLog,
         cancel: &CancellationToken,
     ) -> Result<ByAgent, AgentCommandError> {
-        let what = format!("create the local login {}", record.session_user);
-        let command = AgentCommand {
-            id: 0, // set when sent
-            command: Some(agent_command::Command::CreateLocalUser(CreateLocalUser {
-                name: record.session_user.clone(),
-                password_hash: password_hash.to_string(),
-            })),
-        };
-        self.run_command(record, command, &what, log, cancel).await
+        let joins_domain = self.inner.config.ansible.joins_domain();
+        for step in claim_commands(record, joins_domain, password_hash) {
+            let command = AgentCommand {
+                id: 0, // set when sent
+                command: Some(step.command),
+            };
+            let started = Instant::now();
+            match self
+                .run_command(record, command, &step.user, &step.ask, log, cancel)
+                .await?
+            {
+                ByAgent::Done => {
+                    let line = format!(
+                        "the agent {} in {:.1} s",
+                        step.done,
+                        started.elapsed().as_secs_f64()
+                    );
+                    log.line(Tool::Agent, OutputStream::Stdout, &line).await;
+                }
+                declined @ ByAgent::Declined(_) => return Ok(declined),
+            }
+        }
+        Ok(ByAgent::Done)
     }
 
-    /// Pushes `command` (`what` it asks, for the events), wakes the
-    /// agent's stream and waits for the outcome.
+    /// Pushes `command` (`what` it asks of `user`, for the events), wakes
+    /// the agent's stream and waits for the outcome.
     async fn run_command(
         &self,
         record: &SessionRecord,
         command: AgentCommand,
+        user: &str,
         what: &str,
         log: &SessionLog,
         cancel: &CancellationToken,
     ) -> Result<ByAgent, AgentCommandError> {
         let store = &self.inner.store;
         let id = &record.id;
-        let user = record.session_user.clone();
+        let user = user.to_owned();
         // The stream names the command by its row's id when it sends it.
         let seq = store.push_command(id, command.encode_to_vec()).await?;
         // This event wakes the stream (on whichever server holds it).
@@ -165,7 +181,7 @@ impl Pipeline {
                 Some(CommandState::Waiting) if started.elapsed() >= PICKUP => {
                     if store.drop_command(id, seq, DropIf::Waiting).await? {
                         return Ok(ByAgent::Declined(format!(
-                            "no agent of {} took the set-up within {} s",
+                            "no agent of {} took the request to {what} within {} s",
                             record.vm_name,
                             PICKUP.as_secs()
                         )));
@@ -197,4 +213,48 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// One piece of a claim's per-user work.
+struct ClaimStep {
+    /// Whom it is for.
+    user: String,
+    /// What is asked ("create the local login student").
+    ask: String,
+    /// What was done ("created the local login student").
+    done: String,
+    command: agent_command::Command,
+}
+
+/// The per-user work of a claim of `record`, in order: on a desktop joined
+/// to a domain, the requesting user let in (SSSD's access filter), then
+/// the local session login when there is one. Empty: nothing per-user.
+fn claim_commands(
+    record: &SessionRecord,
+    joins_domain: bool,
+    password_hash: &str,
+) -> Vec<ClaimStep> {
+    let mut steps = Vec::new();
+    if joins_domain {
+        let name = record.username.clone();
+        steps.push(ClaimStep {
+            ask: format!("let the domain user {name} log in"),
+            done: format!("let the domain user {name} log in"),
+            user: name.clone(),
+            command: agent_command::Command::AllowDomainUser(AllowDomainUser { name }),
+        });
+    }
+    if !record.session_user.is_empty() {
+        let name = record.session_user.clone();
+        steps.push(ClaimStep {
+            ask: format!("create the local login {name}"),
+            done: format!("created the local login {name}"),
+            user: name.clone(),
+            command: agent_command::Command::CreateLocalUser(CreateLocalUser {
+                name,
+                password_hash: password_hash.to_string(),
+            }),
+        });
+    }
+    steps
 }

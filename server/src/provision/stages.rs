@@ -166,20 +166,11 @@ impl Pipeline {
         );
         self.enter(record, stage, SessionState::Configuring, message)
             .await?;
-        let started = std::time::Instant::now();
         match self
             .claim_by_agent(record, password.expose(), log, cancel)
             .await?
         {
-            ByAgent::Done => {
-                let line = format!(
-                    "the agent created the local login {} in {:.1} s",
-                    record.session_user,
-                    started.elapsed().as_secs_f64()
-                );
-                log.line(Tool::Agent, OutputStream::Stdout, &line).await;
-                Ok(true)
-            }
+            ByAgent::Done => Ok(true),
             ByAgent::Declined(why) => {
                 let line = format!("{why}; running the playbook's per-user part instead");
                 log.line(Tool::Agent, OutputStream::Stderr, &line).await;

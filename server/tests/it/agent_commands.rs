@@ -37,12 +37,26 @@ async fn claim_answering(
     Vec<SessionEvent>,
     Option<daas_api::v1::AgentCommand>,
 ) {
+    let answers = outcome.map(|(o, m)| vec![(o, m.to_string())]);
+    let (vm, events, got) = claim_as(server, "alice", "student", answers).await;
+    (vm, events, got.into_iter().next())
+}
+
+/// Claims the pool's ready desktop as `user` with `session_user`, while
+/// its agent answers the commands it gets, in order, with `answers` (None:
+/// no agent listens); the claim's events and the commands the agent got.
+async fn claim_as(
+    server: &TestServer,
+    user: &str,
+    session_user: &str,
+    answers: Option<Vec<(CommandOutcome, String)>>,
+) -> (String, Vec<SessionEvent>, Vec<daas_api::v1::AgentCommand>) {
     let mut admin = server.client().await;
     wait_pool(&mut admin, "a ready desktop", |p| p.ready == 1).await;
     let spare = spares(&mut admin).await.pop().expect("a desktop");
     let agent = agent_for(server, &spare.id).await;
-    let agent_task = outcome.map(|(outcome, message)| {
-        let (mut agent, id, message) = (agent, spare.id.clone(), message.to_string());
+    let agent_task = answers.map(|answers| {
+        let (mut agent, id) = (agent, spare.id.clone());
         tokio::spawn(async move {
             let mut stream = agent
                 .receive_commands(ReceiveCommandsRequest {
@@ -52,42 +66,50 @@ async fn claim_answering(
                 .await
                 .expect("open the command stream")
                 .into_inner();
-            let got = tokio::time::timeout(Duration::from_secs(30), stream.message())
-                .await
-                .expect("a command within 30 s")
-                .expect("a command")
-                .and_then(|c| c.command)
-                .expect("a command, not the end");
-            agent
-                .report_command(ReportCommandRequest {
-                    session_id: id.clone(),
-                    command_id: got.id,
-                    outcome: outcome.into(),
-                    message,
-                })
-                .await
-                .expect("report the outcome");
-            // Reported once: a second report is refused.
-            let again = agent
-                .report_command(ReportCommandRequest {
-                    session_id: id,
-                    command_id: got.id,
-                    outcome: CommandOutcome::Done.into(),
-                    message: String::new(),
-                })
-                .await
-                .expect_err("a second report");
-            assert_eq!(again.code(), Code::NotFound, "{again:?}");
+            let mut got = Vec::new();
+            for (outcome, message) in answers {
+                let command = tokio::time::timeout(Duration::from_secs(30), stream.message())
+                    .await
+                    .expect("a command within 30 s")
+                    .expect("a command")
+                    .and_then(|c| c.command)
+                    .expect("a command, not the end");
+                agent
+                    .report_command(ReportCommandRequest {
+                        session_id: id.clone(),
+                        command_id: command.id,
+                        outcome: outcome.into(),
+                        message,
+                    })
+                    .await
+                    .expect("report the outcome");
+                // Reported once: a second report is refused.
+                let again = agent
+                    .report_command(ReportCommandRequest {
+                        session_id: id.clone(),
+                        command_id: command.id,
+                        outcome: CommandOutcome::Done.into(),
+                        message: String::new(),
+                    })
+                    .await
+                    .expect_err("a second report");
+                assert_eq!(again.code(), Code::NotFound, "{again:?}");
+                got.push(command);
+            }
             got
         })
     });
     // The stream is open before the claim (an agent connects at boot).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut alice = server.client_as("alice", false).await;
-    let stream = alice
+    let mut client = server.client_as(user, false).await;
+    let stream = client
         .create_session(CreateSessionRequest {
-            session_user: "student".into(),
-            session_password: "correct horse".into(),
+            session_user: session_user.into(),
+            session_password: if session_user.is_empty() {
+                String::new()
+            } else {
+                "correct horse".into()
+            },
             ..Default::default()
         })
         .await
@@ -97,10 +119,95 @@ async fn claim_answering(
         .await
         .expect("the claim ends within a minute");
     let got = match agent_task {
-        Some(task) => Some(task.await.expect("the agent task")),
-        None => None,
+        Some(task) => task.await.expect("the agent task"),
+        None => Vec::new(),
     };
     (spare.vm_name, events, got)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_domain_the_agent_lets_the_user_in_then_makes_the_local_login() {
+    // The first lines of extra_toml land in [ansible.extra_vars].
+    let server = TestServer::start(TestOptions {
+        extra_toml: format!(
+            "ad_join_domain = \"daas.test\"\n[agent]\nendpoint = \"https://10.0.2.2:50051\"\nfirst_report_wait = \"0s\"\n{}",
+            pool_toml(1, "")
+        ),
+        ..Default::default()
+    })
+    .await;
+    let markers = server.markers();
+    let read = |name: &str| std::fs::read_to_string(markers.join(name)).unwrap_or_default();
+    let done = || (CommandOutcome::Done, String::new());
+
+    // Both done: the domain user first, then the local login; no playbook.
+    let (vm, events, got) = claim_as(&server, "alice", "student", Some(vec![done(), done()])).await;
+    assert_eq!(
+        last_session(&events).state(),
+        SessionState::Ready,
+        "{:?}",
+        messages(&events)
+    );
+    let kinds: Vec<_> = got.into_iter().filter_map(|c| c.command).collect();
+    let [
+        Command::AllowDomainUser(domain),
+        Command::CreateLocalUser(local),
+    ] = &kinds[..]
+    else {
+        panic!("the agent got {kinds:?}");
+    };
+    assert_eq!(
+        (domain.name.as_str(), local.name.as_str()),
+        ("alice", "student")
+    );
+    assert_eq!(read(&format!("{vm}.phases")), "base\n", "no playbook ran");
+    let said = outputs(&events);
+    assert!(
+        said.contains("the agent let the domain user alice log in in"),
+        "{said}"
+    );
+    assert!(
+        said.contains("the agent created the local login student in"),
+        "{said}"
+    );
+
+    // No session user: the domain user alone.
+    let (vm, events, got) = claim_as(&server, "bob", "", Some(vec![done()])).await;
+    assert_eq!(last_session(&events).state(), SessionState::Ready);
+    let kinds: Vec<_> = got.into_iter().filter_map(|c| c.command).collect();
+    assert!(
+        matches!(&kinds[..], [Command::AllowDomainUser(d)] if d.name == "bob"),
+        "{kinds:?}"
+    );
+    assert_eq!(read(&format!("{vm}.phases")), "base\n", "no playbook ran");
+
+    // A desktop built without the access template: the playbook does all.
+    let unsupported = (
+        CommandOutcome::Unsupported,
+        "daas-access.conf.in is missing".to_string(),
+    );
+    let (vm, events, got) = claim_as(&server, "carol", "student", Some(vec![unsupported])).await;
+    assert_eq!(last_session(&events).state(), SessionState::Ready);
+    assert_eq!(got.len(), 1, "nothing more asked of the agent");
+    assert_eq!(read(&format!("{vm}.phases")), "base\nuser\n");
+    assert!(read(&format!("{vm}.per_user")).contains("carol student"));
+    assert!(
+        outputs(&events).contains("cannot: daas-access.conf.in is missing"),
+        "{}",
+        outputs(&events)
+    );
+
+    // FAILED: the claim fails, naming the domain user.
+    let failed = (CommandOutcome::Failed, "systemctl failed".to_string());
+    let (_, events, _) = claim_as(&server, "dave", "", Some(vec![failed])).await;
+    let last = last_session(&events);
+    assert_eq!(last.state(), SessionState::Failed);
+    let reason = last.failure.map(|f| f.reason).unwrap_or_default();
+    assert!(
+        reason.contains("could not set up dave: systemctl failed"),
+        "{reason}"
+    );
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -26,33 +26,35 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x64\x61\x61s/v1/agent.proto\x12\x07\x64\x61\x61s.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\x16ReceiveCommandsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\"A\n\x17ReceiveCommandsResponse\x12&\n\x07\x63ommand\x18\x01 \x01(\x0b\x32\x15.daas.v1.AgentCommand\"\\\n\x0c\x41gentCommand\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x35\n\x11\x63reate_local_user\x18\x02 \x01(\x0b\x32\x18.daas.v1.CreateLocalUserH\x00\x42\t\n\x07\x63ommand\"6\n\x0f\x43reateLocalUser\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rpassword_hash\x18\x02 \x01(\t\"y\n\x14ReportCommandRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\ncommand_id\x18\x02 \x01(\x04\x12(\n\x07outcome\x18\x03 \x01(\x0e\x32\x17.daas.v1.CommandOutcome\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x17\n\x15ReportCommandResponse\"\xbd\x01\n\x15ReportActivityRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0cidle_seconds\x18\x02 \x01(\x04\x12\x13\n\x0brdp_clients\x18\x03 \x01(\r\x12\r\n\x05users\x18\x04 \x03(\t\x12\x15\n\ragent_version\x18\x05 \x01(\t\x12-\n\tboot_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64isplays\x18\x07 \x01(\r\"t\n\x16ReportActivityResponse\x12\x32\n\x0freport_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x06\x65nding\x18\x02 \x01(\x0b\x32\x16.daas.v1.SessionEnding\"H\n\rSessionEnding\x12\x0f\n\x07message\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x88\x01\n\x0e\x43ommandOutcome\x12\x1f\n\x1b\x43OMMAND_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43OMMAND_OUTCOME_DONE\x10\x01\x12\x1a\n\x16\x43OMMAND_OUTCOME_FAILED\x10\x02\x12\x1f\n\x1b\x43OMMAND_OUTCOME_UNSUPPORTED\x10\x03\x32\x89\x02\n\x0c\x41gentService\x12Q\n\x0eReportActivity\x12\x1e.daas.v1.ReportActivityRequest\x1a\x1f.daas.v1.ReportActivityResponse\x12V\n\x0fReceiveCommands\x12\x1f.daas.v1.ReceiveCommandsRequest\x1a .daas.v1.ReceiveCommandsResponse0\x01\x12N\n\rReportCommand\x12\x1d.daas.v1.ReportCommandRequest\x1a\x1e.daas.v1.ReportCommandResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x64\x61\x61s/v1/agent.proto\x12\x07\x64\x61\x61s.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\x16ReceiveCommandsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\"A\n\x17ReceiveCommandsResponse\x12&\n\x07\x63ommand\x18\x01 \x01(\x0b\x32\x15.daas.v1.AgentCommand\"\x93\x01\n\x0c\x41gentCommand\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x35\n\x11\x63reate_local_user\x18\x02 \x01(\x0b\x32\x18.daas.v1.CreateLocalUserH\x00\x12\x35\n\x11\x61llow_domain_user\x18\x03 \x01(\x0b\x32\x18.daas.v1.AllowDomainUserH\x00\x42\t\n\x07\x63ommand\"\x1f\n\x0f\x41llowDomainUser\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x0f\x43reateLocalUser\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rpassword_hash\x18\x02 \x01(\t\"y\n\x14ReportCommandRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\ncommand_id\x18\x02 \x01(\x04\x12(\n\x07outcome\x18\x03 \x01(\x0e\x32\x17.daas.v1.CommandOutcome\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x17\n\x15ReportCommandResponse\"\xbd\x01\n\x15ReportActivityRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0cidle_seconds\x18\x02 \x01(\x04\x12\x13\n\x0brdp_clients\x18\x03 \x01(\r\x12\r\n\x05users\x18\x04 \x03(\t\x12\x15\n\ragent_version\x18\x05 \x01(\t\x12-\n\tboot_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64isplays\x18\x07 \x01(\r\"t\n\x16ReportActivityResponse\x12\x32\n\x0freport_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x06\x65nding\x18\x02 \x01(\x0b\x32\x16.daas.v1.SessionEnding\"H\n\rSessionEnding\x12\x0f\n\x07message\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x88\x01\n\x0e\x43ommandOutcome\x12\x1f\n\x1b\x43OMMAND_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43OMMAND_OUTCOME_DONE\x10\x01\x12\x1a\n\x16\x43OMMAND_OUTCOME_FAILED\x10\x02\x12\x1f\n\x1b\x43OMMAND_OUTCOME_UNSUPPORTED\x10\x03\x32\x89\x02\n\x0c\x41gentService\x12Q\n\x0eReportActivity\x12\x1e.daas.v1.ReportActivityRequest\x1a\x1f.daas.v1.ReportActivityResponse\x12V\n\x0fReceiveCommands\x12\x1f.daas.v1.ReceiveCommandsRequest\x1a .daas.v1.ReceiveCommandsResponse0\x01\x12N\n\rReportCommand\x12\x1d.daas.v1.ReportCommandRequest\x1a\x1e.daas.v1.ReportCommandResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'daas.v1.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMMANDOUTCOME']._serialized_start=916
-  _globals['_COMMANDOUTCOME']._serialized_end=1052
+  _globals['_COMMANDOUTCOME']._serialized_start=1005
+  _globals['_COMMANDOUTCOME']._serialized_end=1141
   _globals['_RECEIVECOMMANDSREQUEST']._serialized_start=97
   _globals['_RECEIVECOMMANDSREQUEST']._serialized_end=164
   _globals['_RECEIVECOMMANDSRESPONSE']._serialized_start=166
   _globals['_RECEIVECOMMANDSRESPONSE']._serialized_end=231
-  _globals['_AGENTCOMMAND']._serialized_start=233
-  _globals['_AGENTCOMMAND']._serialized_end=325
-  _globals['_CREATELOCALUSER']._serialized_start=327
-  _globals['_CREATELOCALUSER']._serialized_end=381
-  _globals['_REPORTCOMMANDREQUEST']._serialized_start=383
-  _globals['_REPORTCOMMANDREQUEST']._serialized_end=504
-  _globals['_REPORTCOMMANDRESPONSE']._serialized_start=506
-  _globals['_REPORTCOMMANDRESPONSE']._serialized_end=529
-  _globals['_REPORTACTIVITYREQUEST']._serialized_start=532
-  _globals['_REPORTACTIVITYREQUEST']._serialized_end=721
-  _globals['_REPORTACTIVITYRESPONSE']._serialized_start=723
-  _globals['_REPORTACTIVITYRESPONSE']._serialized_end=839
-  _globals['_SESSIONENDING']._serialized_start=841
-  _globals['_SESSIONENDING']._serialized_end=913
-  _globals['_AGENTSERVICE']._serialized_start=1055
-  _globals['_AGENTSERVICE']._serialized_end=1320
+  _globals['_AGENTCOMMAND']._serialized_start=234
+  _globals['_AGENTCOMMAND']._serialized_end=381
+  _globals['_ALLOWDOMAINUSER']._serialized_start=383
+  _globals['_ALLOWDOMAINUSER']._serialized_end=414
+  _globals['_CREATELOCALUSER']._serialized_start=416
+  _globals['_CREATELOCALUSER']._serialized_end=470
+  _globals['_REPORTCOMMANDREQUEST']._serialized_start=472
+  _globals['_REPORTCOMMANDREQUEST']._serialized_end=593
+  _globals['_REPORTCOMMANDRESPONSE']._serialized_start=595
+  _globals['_REPORTCOMMANDRESPONSE']._serialized_end=618
+  _globals['_REPORTACTIVITYREQUEST']._serialized_start=621
+  _globals['_REPORTACTIVITYREQUEST']._serialized_end=810
+  _globals['_REPORTACTIVITYRESPONSE']._serialized_start=812
+  _globals['_REPORTACTIVITYRESPONSE']._serialized_end=928
+  _globals['_SESSIONENDING']._serialized_start=930
+  _globals['_SESSIONENDING']._serialized_end=1002
+  _globals['_AGENTSERVICE']._serialized_start=1144
+  _globals['_AGENTSERVICE']._serialized_end=1409
 # @@protoc_insertion_point(module_scope)

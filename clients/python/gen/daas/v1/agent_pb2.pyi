@@ -102,25 +102,59 @@ class AgentCommand(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     CREATE_LOCAL_USER_FIELD_NUMBER: _builtins.int
+    ALLOW_DOMAIN_USER_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Names the command in ReportCommand; unique within the session."""
     @_builtins.property
     def create_local_user(self) -> Global___CreateLocalUser: ...
+    @_builtins.property
+    def allow_domain_user(self) -> Global___AllowDomainUser: ...
     def __init__(
         self,
         *,
         id: _builtins.int = ...,
         create_local_user: Global___CreateLocalUser | None = ...,
+        allow_domain_user: Global___AllowDomainUser | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "create_local_user", b"create_local_user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["allow_domain_user", b"allow_domain_user", "command", b"command", "create_local_user", b"create_local_user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "create_local_user", b"create_local_user", "id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_domain_user", b"allow_domain_user", "command", b"command", "create_local_user", b"create_local_user", "id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["create_local_user"]  # noqa: Y015
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["create_local_user", "allow_domain_user"]  # noqa: Y015
     _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
 
 Global___AgentCommand: _TypeAlias = AgentCommand  # noqa: Y015
+
+@_typing.final
+class AllowDomainUser(_message.Message):
+    """Let one domain user log in to this desktop (joined to Active Directory
+    by a warm pool's build, where SSSD lets no one in until a claim): the
+    user, and the members of the site's admin groups, as the playbook's
+    per-user part allows them. SSSD restarts to read it; the home is made at
+    the first login. An agent whose desktop was built without this step
+    answers UNSUPPORTED.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The domain account's name (sAMAccountName): 1 to 20 characters, none
+    of "/\\[]:;|=,+*?<>@ nor a control character.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AllowDomainUser: _TypeAlias = AllowDomainUser  # noqa: Y015
 
 @_typing.final
 class CreateLocalUser(_message.Message):

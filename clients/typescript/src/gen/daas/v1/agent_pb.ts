@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file daas/v1/agent.proto.
  */
 export const file_daas_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChNkYWFzL3YxL2FnZW50LnByb3RvEgdkYWFzLnYxIkMKFlJlY2VpdmVDb21tYW5kc1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAIgASgJIkEKF1JlY2VpdmVDb21tYW5kc1Jlc3BvbnNlEiYKB2NvbW1hbmQYASABKAsyFS5kYWFzLnYxLkFnZW50Q29tbWFuZCJcCgxBZ2VudENvbW1hbmQSCgoCaWQYASABKAQSNQoRY3JlYXRlX2xvY2FsX3VzZXIYAiABKAsyGC5kYWFzLnYxLkNyZWF0ZUxvY2FsVXNlckgAQgkKB2NvbW1hbmQiNgoPQ3JlYXRlTG9jYWxVc2VyEgwKBG5hbWUYASABKAkSFQoNcGFzc3dvcmRfaGFzaBgCIAEoCSJ5ChRSZXBvcnRDb21tYW5kUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhIKCmNvbW1hbmRfaWQYAiABKAQSKAoHb3V0Y29tZRgDIAEoDjIXLmRhYXMudjEuQ29tbWFuZE91dGNvbWUSDwoHbWVzc2FnZRgEIAEoCSIXChVSZXBvcnRDb21tYW5kUmVzcG9uc2UivQEKFVJlcG9ydEFjdGl2aXR5UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhQKDGlkbGVfc2Vjb25kcxgCIAEoBBITCgtyZHBfY2xpZW50cxgDIAEoDRINCgV1c2VycxgEIAMoCRIVCg1hZ2VudF92ZXJzaW9uGAUgASgJEi0KCWJvb3RfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZGlzcGxheXMYByABKA0idAoWUmVwb3J0QWN0aXZpdHlSZXNwb25zZRIyCg9yZXBvcnRfaW50ZXJ2YWwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoGZW5kaW5nGAIgASgLMhYuZGFhcy52MS5TZXNzaW9uRW5kaW5nIkgKDVNlc3Npb25FbmRpbmcSDwoHbWVzc2FnZRgBIAEoCRImCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqiAEKDkNvbW1hbmRPdXRjb21lEh8KG0NPTU1BTkRfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhgKFENPTU1BTkRfT1VUQ09NRV9ET05FEAESGgoWQ09NTUFORF9PVVRDT01FX0ZBSUxFRBACEh8KG0NPTU1BTkRfT1VUQ09NRV9VTlNVUFBPUlRFRBADMokCCgxBZ2VudFNlcnZpY2USUQoOUmVwb3J0QWN0aXZpdHkSHi5kYWFzLnYxLlJlcG9ydEFjdGl2aXR5UmVxdWVzdBofLmRhYXMudjEuUmVwb3J0QWN0aXZpdHlSZXNwb25zZRJWCg9SZWNlaXZlQ29tbWFuZHMSHy5kYWFzLnYxLlJlY2VpdmVDb21tYW5kc1JlcXVlc3QaIC5kYWFzLnYxLlJlY2VpdmVDb21tYW5kc1Jlc3BvbnNlMAESTgoNUmVwb3J0Q29tbWFuZBIdLmRhYXMudjEuUmVwb3J0Q29tbWFuZFJlcXVlc3QaHi5kYWFzLnYxLlJlcG9ydENvbW1hbmRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChNkYWFzL3YxL2FnZW50LnByb3RvEgdkYWFzLnYxIkMKFlJlY2VpdmVDb21tYW5kc1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAIgASgJIkEKF1JlY2VpdmVDb21tYW5kc1Jlc3BvbnNlEiYKB2NvbW1hbmQYASABKAsyFS5kYWFzLnYxLkFnZW50Q29tbWFuZCKTAQoMQWdlbnRDb21tYW5kEgoKAmlkGAEgASgEEjUKEWNyZWF0ZV9sb2NhbF91c2VyGAIgASgLMhguZGFhcy52MS5DcmVhdGVMb2NhbFVzZXJIABI1ChFhbGxvd19kb21haW5fdXNlchgDIAEoCzIYLmRhYXMudjEuQWxsb3dEb21haW5Vc2VySABCCQoHY29tbWFuZCIfCg9BbGxvd0RvbWFpblVzZXISDAoEbmFtZRgBIAEoCSI2Cg9DcmVhdGVMb2NhbFVzZXISDAoEbmFtZRgBIAEoCRIVCg1wYXNzd29yZF9oYXNoGAIgASgJInkKFFJlcG9ydENvbW1hbmRSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSEgoKY29tbWFuZF9pZBgCIAEoBBIoCgdvdXRjb21lGAMgASgOMhcuZGFhcy52MS5Db21tYW5kT3V0Y29tZRIPCgdtZXNzYWdlGAQgASgJIhcKFVJlcG9ydENvbW1hbmRSZXNwb25zZSK9AQoVUmVwb3J0QWN0aXZpdHlSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSFAoMaWRsZV9zZWNvbmRzGAIgASgEEhMKC3JkcF9jbGllbnRzGAMgASgNEg0KBXVzZXJzGAQgAygJEhUKDWFnZW50X3ZlcnNpb24YBSABKAkSLQoJYm9vdF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghkaXNwbGF5cxgHIAEoDSJ0ChZSZXBvcnRBY3Rpdml0eVJlc3BvbnNlEjIKD3JlcG9ydF9pbnRlcnZhbBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhImCgZlbmRpbmcYAiABKAsyFi5kYWFzLnYxLlNlc3Npb25FbmRpbmciSAoNU2Vzc2lvbkVuZGluZxIPCgdtZXNzYWdlGAEgASgJEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCqIAQoOQ29tbWFuZE91dGNvbWUSHwobQ09NTUFORF9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGAoUQ09NTUFORF9PVVRDT01FX0RPTkUQARIaChZDT01NQU5EX09VVENPTUVfRkFJTEVEEAISHwobQ09NTUFORF9PVVRDT01FX1VOU1VQUE9SVEVEEAMyiQIKDEFnZW50U2VydmljZRJRCg5SZXBvcnRBY3Rpdml0eRIeLmRhYXMudjEuUmVwb3J0QWN0aXZpdHlSZXF1ZXN0Gh8uZGFhcy52MS5SZXBvcnRBY3Rpdml0eVJlc3BvbnNlElYKD1JlY2VpdmVDb21tYW5kcxIfLmRhYXMudjEuUmVjZWl2ZUNvbW1hbmRzUmVxdWVzdBogLmRhYXMudjEuUmVjZWl2ZUNvbW1hbmRzUmVzcG9uc2UwARJOCg1SZXBvcnRDb21tYW5kEh0uZGFhcy52MS5SZXBvcnRDb21tYW5kUmVxdWVzdBoeLmRhYXMudjEuUmVwb3J0Q29tbWFuZFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message daas.v1.ReceiveCommandsRequest
@@ -79,6 +79,12 @@ export type AgentCommand = Message<"daas.v1.AgentCommand"> & {
      */
     value: CreateLocalUser;
     case: "createLocalUser";
+  } | {
+    /**
+     * @generated from field: daas.v1.AllowDomainUser allow_domain_user = 3;
+     */
+    value: AllowDomainUser;
+    case: "allowDomainUser";
   } | { case: undefined; value?: undefined };
 };
 
@@ -88,6 +94,33 @@ export type AgentCommand = Message<"daas.v1.AgentCommand"> & {
  */
 export const AgentCommandSchema: GenMessage<AgentCommand> = /*@__PURE__*/
   messageDesc(file_daas_v1_agent, 2);
+
+/**
+ * Let one domain user log in to this desktop (joined to Active Directory
+ * by a warm pool's build, where SSSD lets no one in until a claim): the
+ * user, and the members of the site's admin groups, as the playbook's
+ * per-user part allows them. SSSD restarts to read it; the home is made at
+ * the first login. An agent whose desktop was built without this step
+ * answers UNSUPPORTED.
+ *
+ * @generated from message daas.v1.AllowDomainUser
+ */
+export type AllowDomainUser = Message<"daas.v1.AllowDomainUser"> & {
+  /**
+   * The domain account's name (sAMAccountName): 1 to 20 characters, none
+   * of "/\[]:;|=,+*?<>@ nor a control character.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message daas.v1.AllowDomainUser.
+ * Use `create(AllowDomainUserSchema)` to create a new message.
+ */
+export const AllowDomainUserSchema: GenMessage<AllowDomainUser> = /*@__PURE__*/
+  messageDesc(file_daas_v1_agent, 3);
 
 /**
  * Make the desktop's local login: create the account with its home (or,
@@ -118,7 +151,7 @@ export type CreateLocalUser = Message<"daas.v1.CreateLocalUser"> & {
  * Use `create(CreateLocalUserSchema)` to create a new message.
  */
 export const CreateLocalUserSchema: GenMessage<CreateLocalUser> = /*@__PURE__*/
-  messageDesc(file_daas_v1_agent, 3);
+  messageDesc(file_daas_v1_agent, 4);
 
 /**
  * @generated from message daas.v1.ReportCommandRequest
@@ -157,7 +190,7 @@ export type ReportCommandRequest = Message<"daas.v1.ReportCommandRequest"> & {
  * Use `create(ReportCommandRequestSchema)` to create a new message.
  */
 export const ReportCommandRequestSchema: GenMessage<ReportCommandRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_agent, 4);
+  messageDesc(file_daas_v1_agent, 5);
 
 /**
  * @generated from message daas.v1.ReportCommandResponse
@@ -170,7 +203,7 @@ export type ReportCommandResponse = Message<"daas.v1.ReportCommandResponse"> & {
  * Use `create(ReportCommandResponseSchema)` to create a new message.
  */
 export const ReportCommandResponseSchema: GenMessage<ReportCommandResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_agent, 5);
+  messageDesc(file_daas_v1_agent, 6);
 
 /**
  * @generated from message daas.v1.ReportActivityRequest
@@ -232,7 +265,7 @@ export type ReportActivityRequest = Message<"daas.v1.ReportActivityRequest"> & {
  * Use `create(ReportActivityRequestSchema)` to create a new message.
  */
 export const ReportActivityRequestSchema: GenMessage<ReportActivityRequest> = /*@__PURE__*/
-  messageDesc(file_daas_v1_agent, 6);
+  messageDesc(file_daas_v1_agent, 7);
 
 /**
  * @generated from message daas.v1.ReportActivityResponse
@@ -262,7 +295,7 @@ export type ReportActivityResponse = Message<"daas.v1.ReportActivityResponse"> &
  * Use `create(ReportActivityResponseSchema)` to create a new message.
  */
 export const ReportActivityResponseSchema: GenMessage<ReportActivityResponse> = /*@__PURE__*/
-  messageDesc(file_daas_v1_agent, 7);
+  messageDesc(file_daas_v1_agent, 8);
 
 /**
  * A session about to be destroyed.
@@ -291,7 +324,7 @@ export type SessionEnding = Message<"daas.v1.SessionEnding"> & {
  * Use `create(SessionEndingSchema)` to create a new message.
  */
 export const SessionEndingSchema: GenMessage<SessionEnding> = /*@__PURE__*/
-  messageDesc(file_daas_v1_agent, 8);
+  messageDesc(file_daas_v1_agent, 9);
 
 /**
  * @generated from enum daas.v1.CommandOutcome
