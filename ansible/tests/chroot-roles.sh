@@ -356,8 +356,13 @@ if [ "$real_agent" = 1 ]; then
   grep -q 'let the domain user Erin (lab) log in' "$work/helper.log" || die "the helper did not log what it did"
   rm "$access"
 fi
+# The claiming user as the server passes it (tagged !unsafe), with template
+# syntax in it: SSSD's filter must hold it as text, and nothing runs.
+pwned=$work/pwned
+claim_user="dave{{ lookup('pipe', 'touch $pwned') }}"
+printf 'username: !unsafe "%s"\n' "$claim_user" >"$work/claim-user.yml"
 if ! playbook "$work/pool-user.log" "$work/inventory.yml" "$work/vars.json" deploy-desktop.yml \
-  --tags per_user -e daas_phase=user -e username=dave -e session_user=carol -e "session_password_hash=$(cat "$work/claim-hash")"; then
+  --tags per_user -e daas_phase=user -e "@$work/claim-user.yml" -e session_user=carol -e "session_password_hash=$(cat "$work/claim-hash")"; then
   tail -n 40 "$work/pool-user.log" >&2
   die "the claim's per-user part (daas_phase=user) failed"
 fi
@@ -374,7 +379,11 @@ from passlib.hash import sha512_crypt
 entry = next(line for line in open(sys.argv[1]) if line.startswith("carol:"))
 sys.exit(0 if sha512_crypt.verify(sys.argv[2], entry.split(":")[1]) else 1)
 EOF
-grep -qF '(sAMAccountName=dave)' "$root/etc/sssd/sssd.conf" || die "the claim did not give dave access in sssd.conf"
+[ ! -e "$pwned" ] || die "the claiming user's name was run as a template"
+escaped_user=${claim_user//(/\\28}
+escaped_user=${escaped_user//)/\\29}
+grep -qF "(sAMAccountName=$escaped_user)" "$root/etc/sssd/sssd.conf" \
+  || die "the claim did not give $claim_user access in sssd.conf, as text: $(grep ad_access_filter "$root/etc/sssd/sssd.conf")"
 grep -qx 'access_provider = ad' "$root/etc/sssd/sssd.conf" || die "the claim's per-user part left SSSD denying all"
 say "claim: $(grep -c '^TASK \[' "$work/pool-user.log") tasks, $(recap "$work/pool-user.log")"
 
