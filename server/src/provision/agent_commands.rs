@@ -61,7 +61,7 @@ impl Pipeline {
     pub(super) fn agent_can_claim(&self, record: &SessionRecord) -> bool {
         self.inner.agent_ca.is_some()
             && !self.pool_always_runs_playbook(record)
-            && !claim_commands(record, self.inner.config.ansible.joins_domain(), "").is_empty()
+            && self.claim_has_per_user_work(record)
     }
 
     /// Waits for the first report of a warm pool's new desktop's agent, so

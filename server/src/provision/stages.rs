@@ -183,10 +183,13 @@ impl Pipeline {
     /// session user, a domain (the user's access), or a pool that asks
     /// for it always.
     pub(super) fn claim_runs_playbook(&self, record: &SessionRecord) -> bool {
-        let config = &self.inner.config;
-        self.pool_always_runs_playbook(record)
-            || config.ansible.joins_domain()
-            || !record.session_user.is_empty()
+        self.pool_always_runs_playbook(record) || self.claim_has_per_user_work(record)
+    }
+
+    /// Whether a claim of `record` has per-user work: a local session
+    /// user, or a domain whose user must be let in.
+    pub(super) fn claim_has_per_user_work(&self, record: &SessionRecord) -> bool {
+        self.inner.config.ansible.joins_domain() || !record.session_user.is_empty()
     }
 
     /// Whether `record`'s pool asks for the playbook's per-user part at
