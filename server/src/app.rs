@@ -428,7 +428,7 @@ impl BoundServer {
                             .join(crate::web::cookie_keys::FILE_NAME)
                     }),
                 )?;
-                crate::web::router(Arc::new(crate::web::WebState::new(
+                let state = Arc::new(crate::web::WebState::new(
                     self.config.clone(),
                     web.clone(),
                     directory,
@@ -436,7 +436,13 @@ impl BoundServer {
                     sessions.clone(),
                     self.store.clone(),
                     self.audit.clone(),
-                )))
+                ));
+                tokio::spawn(crate::web::recording::sweep_until(
+                    state.recordings.clone(),
+                    crate::web::recording::SWEEP_EVERY,
+                    self.pipeline.shutdown_token(),
+                ));
+                crate::web::router(state)
             }
             None => axum::Router::new(),
         };

@@ -11,6 +11,7 @@
 //
 // With CLIPBOARD=off (the template's policy "off"), a page changed to turn
 // its clipboard on anyway copies nothing either way: the gateway drops it.
+// With RECORDED=1 (the template's record = true) the page says so.
 //
 // Environment: PORTAL_URL, ALICE_PASSWORD, ARTIFACTS, CHROMIUM,
 // PASS_THROUGH, CLIPBOARD_TOOL (a script: `get`, `set TEXT` and `session`
@@ -20,7 +21,7 @@ import { execFile } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
 import { promisify } from "node:util";
-import { artifacts, check, env, openPage, sleep, url } from "./harness.mjs";
+import { artifacts, check, env, looks, openPage, sleep, url } from "./harness.mjs";
 
 const password = env("ALICE_PASSWORD");
 const passThrough = process.env.PASS_THROUGH === "1";
@@ -79,34 +80,6 @@ async function typeKeys(page, text) {
     }
     await sleep(30);
   }
-}
-
-// What the tab shows of the desktop: the canvas's spread of colours, and
-// whether a uniform strip at the top (XFCE's panel) differs from below.
-function looks() {
-  const element = window.daasViewer && window.daasViewer.element;
-  const canvas = element && (element.shadowRoot?.querySelector("canvas") ?? element.querySelector("canvas"));
-  if (!canvas || !canvas.width) return null;
-  const context = canvas.getContext("2d");
-  const region = (x, y, w, h) => {
-    const data = context.getImageData(x, y, w, h).data;
-    const counts = new Map();
-    let n = 0, sum = 0, sum2 = 0;
-    for (let i = 0; i < data.length; i += 4) {
-      const grey = (data[i] + data[i + 1] + data[i + 2]) / 3;
-      const key = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
-      counts.set(key, (counts.get(key) || 0) + 1);
-      n++; sum += grey; sum2 += grey * grey;
-    }
-    const mean = sum / n;
-    return { mean, sd: Math.sqrt(Math.max(0, sum2 / n - mean * mean)), dominant: Math.max(...counts.values()) / n };
-  };
-  const whole = region(0, 0, canvas.width, canvas.height);
-  const panel = region(0, 2, canvas.width, 18);
-  const below = region(0, 150, Math.min(300, canvas.width), 100);
-  const desktop = whole.sd > 8 && whole.dominant < 0.97 && panel.dominant > 0.5 &&
-    Math.abs(panel.mean - below.mean) > 10;
-  return { width: canvas.width, height: canvas.height, whole, panel, below, desktop };
 }
 
 const { browser, page } = await openPage({ width: 1366, height: 800 });
@@ -168,6 +141,10 @@ try {
   await page.screenshot({ path: path.join(artifacts, "browser-desktop.png") });
   check(twice >= 2, `the XFCE desktop is in the tab${passThrough ? " with no second password" : ""} (${JSON.stringify(seen)})`);
 
+  if (process.env.RECORDED === "1") {
+    const notice = page.locator("#viewer-recorded");
+    check(await notice.isVisible(), `the page tells her the session is recorded: "${await notice.textContent()}"`);
+  }
   if (clipboardOff) {
     await clipboardIsClosed();
     console.log(JSON.stringify(timings));

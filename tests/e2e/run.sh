@@ -25,8 +25,11 @@
 #      input); text copied in the page pastes in the desktop and back; the
 #      network drops (a proxy resets it) and the tab reconnects to the same
 #      X session; the used ticket is refused a second time;
-#   3d. her template's clipboard set to "off" (server restarted): a page
-#      changed to turn its clipboard on copies nothing either way;
+#   3d. her template's clipboard set to "off" and record = true (server
+#      restarted): a page changed to turn its clipboard on copies nothing
+#      either way; the page tells her the session is recorded;
+#   3e. carol (an administrator) replays that recording in the portal: the
+#      desktop alice saw shows; the replay is in the audit trail;
 #   4. the server is restarted with short policy timeouts: the idle desktop
 #      gets an idle_warning, then is reaped; no QEMU, overlay, seed, pid file
 #      or working directory of it is left, and no computer account;
@@ -570,23 +573,50 @@ log "signed in once: the gateway logged $AD_USER in with her portal sign-in; her
 log "audit: $(daas audit --session "$ID" --json | jq -r 'select(.action == "web connect") | "\(.actor) \(.result): \(.detail)"' | head -n 2 | tr '\n' ';')"
 
 # ---- 3d. the clipboard policy "off", enforced by the gateway ----
-step "3d. clipboard \"off\" for her template: a changed page copies nothing either way"
+step "3d. clipboard \"off\" and recorded for her template: a changed page copies nothing either way"
 # Her desktop's xrdp still allows both ways (it was made under "both"):
 # only the gateway stands in the way here.
 template=$(show "$ID" | jq -r .template)
 stop_server
 start_server "${AD_ENV[@]}" DAAS_WEB__LISTEN=127.0.0.1:0 DAAS_WEB__PASS_THROUGH_CREDENTIALS=true \
-  "DAAS_TEMPLATES__${template^^}__CLIPBOARD=off"
+  "DAAS_TEMPLATES__${template^^}__CLIPBOARD=off" "DAAS_TEMPLATES__${template^^}__RECORD=true"
 PORTAL_URL=$(sed -n 's/^daas-server web portal on //p' "$WORK/server.out.$SERVER_RUNS")
 PORTAL_URL=${PORTAL_URL/127.0.0.1/localhost}
 out=$WORK/browser-clipboard-off.log
 if ! PORTAL_URL=$PORTAL_URL ALICE_PASSWORD=$AD_PASSWORD ARTIFACTS=$ARTIFACTS PASS_THROUGH=1 \
-  CLIPBOARD_TOOL=$CLIPBOARD_TOOL CLIPBOARD=off node tests/browser/desktop.mjs >"$out" 2>&1; then
+  CLIPBOARD_TOOL=$CLIPBOARD_TOOL CLIPBOARD=off RECORDED=1 node tests/browser/desktop.mjs >"$out" 2>&1; then
   sed 's/^/    /' "$out"
   fail "the clipboard policy \"off\" (see $ARTIFACTS/browser-*.png)"
 fi
 grep '^ok: ' "$out" | sed 's/^/    /'
 log "clipboard off: nothing crossed the gateway either way, the connection stayed up"
+recorded_as() {
+  recording=$(daas audit --session "$ID" --json |
+    jq -r 'select(.action == "web connect") | .detail | capture("recorded as (?<id>[0-9]+-[0-9a-f]{16})").id' | head -n 1) &&
+    [[ -n $recording ]]
+}
+wait_for --every 1 30 "the 3d connection is not recorded (audit: no 'recorded as')" recorded_as
+[[ -s $DATA/recordings/$recording.rec ]] || fail "no recording file $DATA/recordings/$recording.rec"
+if grep -qaF -- "$AD_PASSWORD" "$DATA/recordings/$recording.rec" "$DATA/recordings/$recording.json"; then
+  fail "the recording holds her password"
+fi
+log "recorded as $recording ($(stat -c %s "$DATA/recordings/$recording.rec") bytes; her password is not in it)"
+
+# ---- 3e. an administrator replays the recording ----
+step "3e. carol (administrator) replays the recording of alice's desktop"
+out=$WORK/browser-replay.log
+if ! PORTAL_URL=$PORTAL_URL ADMIN_USER=carol ADMIN_PASSWORD=$(ad_password carol) OWNER=$AD_USER \
+  ARTIFACTS=$ARTIFACTS node tests/browser/replay.mjs >"$out" 2>&1; then
+  sed 's/^/    /' "$out"
+  fail "the replay in the portal (see $ARTIFACTS/browser-replay*.png)"
+fi
+grep '^ok: ' "$out" | sed 's/^/    /'
+replay_timings=$(tail -n 1 "$out")
+timing "portal: click to the replayed desktop" "$(jq -r '.click_to_replayed_desktop_ms / 1000 | tostring + " s"' <<<"$replay_timings")"
+daas audit --session "$ID" --json |
+  jq -se --arg r "$recording" 'any(.action == "web replay" and .actor == "carol" and (.detail | contains($r)))' >/dev/null ||
+  fail "carol's replay of $recording is not in the audit trail"
+log "carol's replay is in the audit trail"
 
 # ---- 4. idle: warned, then reaped ----
 step "4. idle reaping (server restarted with short policy timeouts)"

@@ -50,6 +50,10 @@ pub struct TemplateSpec {
     /// browser's tab: "both", "to-desktop", "from-desktop" or "off".
     #[serde(default)]
     pub clipboard: Clipboard,
+    /// The gateway keeps what the browser's tab shows of its desktops,
+    /// for administrators to replay.
+    #[serde(default)]
+    pub record: bool,
 }
 
 fn default_keep() -> u32 {
@@ -233,6 +237,7 @@ fn template(name: &str, spec: &TemplateSpec, vm: &VmDefaults) -> Result<Template
         keep: spec.keep,
         max_age: spec.max_age,
         clipboard: spec.clipboard,
+        record: spec.record,
     })
 }
 

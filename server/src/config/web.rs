@@ -37,6 +37,9 @@ pub struct WebSpec {
     #[serde(with = "humantime_serde")]
     pub recheck: Duration,
     pub pass_through_credentials: bool,
+    pub recordings: Option<RelativePathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub recordings_keep: Duration,
     pub ldap: LdapSpec,
 }
 
@@ -63,6 +66,8 @@ impl Default for WebSpec {
             max_relays_per_user: 4,
             recheck: Duration::from_secs(5 * 60),
             pass_through_credentials: false,
+            recordings: None,
+            recordings_keep: Duration::from_secs(90 * 24 * 3600),
             ldap: LdapSpec::default(),
         }
     }
@@ -129,6 +134,11 @@ pub struct Web {
     /// Sign in once: the sign-in's password, kept in this server's memory
     /// only, logs the user in to xrdp through the gateway.
     pub pass_through_credentials: bool,
+    /// Where the recordings of templates with `record = true` are kept;
+    /// None: `data_dir/recordings`.
+    pub recordings: Option<PathBuf>,
+    /// A recording older than this is deleted.
+    pub recordings_keep: Duration,
     pub ldap: Ldap,
 }
 
@@ -184,6 +194,7 @@ pub fn check(spec: &WebSpec) -> Result<Option<Web>, String> {
         ("web.header_timeout", spec.header_timeout),
         ("web.relay_idle_timeout", spec.relay_idle_timeout),
         ("web.recheck", spec.recheck),
+        ("web.recordings_keep", spec.recordings_keep),
         ("web.ldap.timeout", spec.ldap.timeout),
     ] {
         if value.is_zero() {
@@ -247,6 +258,8 @@ pub fn check(spec: &WebSpec) -> Result<Option<Web>, String> {
         max_relays_per_user: spec.max_relays_per_user,
         recheck: spec.recheck,
         pass_through_credentials: spec.pass_through_credentials,
+        recordings: given(&spec.recordings).map(|p| path(&p)),
+        recordings_keep: spec.recordings_keep,
         ldap: check_ldap(&spec.ldap)?,
     }))
 }

@@ -106,6 +106,8 @@ pub struct Template {
     /// Which way text may be copied between the desktop and the browser's
     /// tab: the gateway enforces it, and xrdp on the desktop too.
     pub clipboard: Clipboard,
+    /// The gateway records the browser sessions of its desktops.
+    pub record: bool,
 }
 
 impl Template {
@@ -123,6 +125,7 @@ impl Template {
             keep: 1,
             max_age: std::time::Duration::from_secs(30 * 24 * 3600),
             clipboard: Clipboard::Both,
+            record: false,
         }
     }
 
@@ -226,6 +229,11 @@ impl Catalog {
         self.get(name).map_or(Clipboard::Both, |t| t.clipboard)
     }
 
+    /// Whether the browser sessions of template `name`'s desktops are recorded.
+    pub fn records(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|t| t.record)
+    }
+
     /// Whether template `name`'s desktops keep their disk.
     pub fn is_persistent(&self, name: &str) -> bool {
         self.get(name).is_some_and(|t| t.persistent)
@@ -315,6 +323,7 @@ mod tests {
             keep: 1,
             max_age: std::time::Duration::from_secs(3600),
             clipboard: Clipboard::Both,
+            record: false,
         }
     }
 

@@ -62,6 +62,20 @@ struct Channels {
     ids: Option<Vec<u16>>,
 }
 
+/// Whether `first`, the first data a browser sends (its MCS Connect
+/// Initial, one X.224 frame), names the clipboard's channel; None when it
+/// is not that.
+pub fn asks_for_clipboard(first: &[u8]) -> Option<bool> {
+    let data = decode::<X224<X224Data<'_>>>(first).ok()?.0.data;
+    let initial = decode::<ConnectInitial>(&data).ok()?;
+    let names = initial.channel_names().unwrap_or_default();
+    Some(names.iter().any(|def| {
+        def.name
+            .as_str()
+            .is_some_and(|n| n.eq_ignore_ascii_case(CLIPRDR))
+    }))
+}
+
 /// One direction of one relay.
 pub struct Filter {
     from_browser: bool,

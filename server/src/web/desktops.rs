@@ -333,6 +333,8 @@ pub async fn ticket(
             // Whether the gateway logs the user in (sign in once): the page
             // then reopens the desktop at a new size without asking.
             "autologon": passes_through(&state) && state.passwords.holds(&user.signed.key),
+            // The page tells the user: the gateway keeps what the tab shows.
+            "recorded": state.config.catalog.records(&session.template),
         }),
     )
 }
@@ -408,6 +410,18 @@ pub async fn gateway(
                     session_id: id,
                     autologon,
                     clipboard: state.config.catalog.clipboard(&record.template),
+                    record: state.config.catalog.records(&record.template).then(|| {
+                        super::recording::Plan {
+                            to: state.recordings.clone(),
+                            subject: super::recording::Subject {
+                                session_id: record.id.clone(),
+                                owner: record.username.clone(),
+                                user: signed.user.clone(),
+                                template: record.template.clone(),
+                                clipboard: state.config.catalog.clipboard(&record.template),
+                            },
+                        }
+                    }),
                 })
             }
         };
@@ -441,14 +455,22 @@ pub async fn gateway(
                     }
                     gateway::ClosedBy::Stopped => "; closed when its sign-in ended".into(),
                     gateway::ClosedBy::Gateway(why) => format!("; closed by the gateway: {why}"),
+                    gateway::ClosedBy::Recording(why) => {
+                        format!("; closed by the gateway: the recording failed: {why}")
+                    }
                 };
                 let signed_in = if relayed.autologon {
                     "; logged in with the portal's sign-in"
                 } else {
                     ""
                 };
+                let recorded = relayed
+                    .recording
+                    .as_ref()
+                    .map(|id| format!("; recorded as {id}"))
+                    .unwrap_or_default();
                 act.detail(format!(
-                    "{} bytes to the browser, {} to the desktop{signed_in}{ended}",
+                    "{} bytes to the browser, {} to the desktop{signed_in}{recorded}{ended}",
                     relayed.to_client, relayed.to_server
                 ))
             }

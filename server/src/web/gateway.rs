@@ -11,7 +11,8 @@
 //! accepts any certificate. From then on the WebSocket carries the RDP stream
 //! in clear and the gateway relays it to and from the TLS stream, counting bytes.
 //! On the way it may give xrdp the sign-in's credentials (`autologon.rs`) and
-//! enforces the template's clipboard policy (`clipboard.rs`).
+//! enforces the template's clipboard policy (`clipboard.rs`), and keeps what
+//! the browser gets when the template is recorded (`recording.rs`).
 //!
 //! What the tickets are and how they are checked is the caller's business (the
 //! `redeem` callback); this file knows only the protocol.
@@ -40,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::autologon::{Autologon, Rewriter};
 use super::clipboard::{self, Unreadable};
+use super::recording::{self, Recorder, RecordingError};
 use crate::domain::catalog::Clipboard;
 
 /// How long the browser has to send its RDCleanPath request once the WebSocket is open.
@@ -66,6 +68,9 @@ pub struct Target {
     pub autologon: Option<super::autologon::Autologon>,
     /// The desktop's template's clipboard policy, enforced on the stream.
     pub clipboard: Clipboard,
+    /// Where to keep what the browser gets, when the template is recorded:
+    /// no recording, no relay.
+    pub record: Option<recording::Plan>,
 }
 
 /// What one relayed connection did.
@@ -82,6 +87,8 @@ pub struct Relayed {
     pub closed_by: ClosedBy,
     /// Whether xrdp was given the sign-in's credentials.
     pub autologon: bool,
+    /// The recording of what the browser got, if its template is recorded.
+    pub recording: Option<String>,
 }
 
 /// Which side ended a relay; a reset or an I/O error counts as that side closing.
@@ -96,6 +103,9 @@ pub enum ClosedBy {
     /// The gateway: what one side sent could not be checked against the
     /// clipboard policy.
     Gateway(Unreadable),
+    /// The gateway: the session's recording could not be written (a
+    /// recorded template's desktop is never shown unrecorded).
+    Recording(String),
 }
 
 /// When a relay ends besides either side closing it.
@@ -132,6 +142,8 @@ pub enum GatewayError {
     Tls(#[source] io::Error),
     #[error("could not encode the RDCleanPath response: {0}")]
     Encode(String),
+    #[error("this desktop's sessions are recorded and the recording cannot start: {0}")]
+    Recording(#[source] RecordingError),
 }
 
 impl GatewayError {
@@ -147,6 +159,7 @@ impl GatewayError {
             | GatewayError::ProtocolsRefused(_)
             | GatewayError::Tls(_) => tonic::Code::Unavailable,
             GatewayError::WebSocket(_) | GatewayError::Encode(_) => tonic::Code::Internal,
+            GatewayError::Recording(_) => tonic::Code::Unavailable,
         }
     }
 }
@@ -165,7 +178,7 @@ where
     Fut: Future<Output = Result<Target, String>>,
 {
     let started = Instant::now();
-    let (tls, autologon, policy) = match connect(&mut socket, redeem).await {
+    let (tls, autologon, policy, mut recorder) = match connect(&mut socket, redeem).await {
         Ok(connected) => connected,
         Err(error) => {
             if let Some(pdu) = error_pdu(&error) {
@@ -176,24 +189,50 @@ where
     };
     let setup = started.elapsed();
     let mut rewriter = Rewriter::new(autologon);
-    let (to_client, to_server, closed_by) = pump(socket, tls, end, &mut rewriter, policy).await;
+    let asked = std::sync::OnceLock::new();
+    let (to_client, to_server, closed_by) = pump(
+        socket,
+        tls,
+        end,
+        &mut rewriter,
+        policy,
+        recorder.as_mut(),
+        &asked,
+    )
+    .await;
+    let recording = match recorder {
+        Some(recorder) => {
+            let id = recorder.id().to_string();
+            if let Err(error) = recorder.finish(asked.get().copied()).await {
+                tracing::warn!(recording = %id, %error, "a recording's end could not be written");
+            }
+            Some(id)
+        }
+        None => None,
+    };
     Ok(Relayed {
         to_client,
         to_server,
         setup,
         closed_by,
         autologon: rewriter.rewrote(),
+        recording,
     })
 }
 
 type DesktopStream = tokio_rustls::client::TlsStream<TcpStream>;
 
+/// What a relay works with once set up.
+type Connected = (
+    DesktopStream,
+    Option<Autologon>,
+    Clipboard,
+    Option<Recorder>,
+);
+
 /// Everything up to the RDCleanPath response sent: the stream to relay,
-/// who xrdp logs in and the clipboard policy.
-async fn connect<F, Fut>(
-    socket: &mut WebSocket,
-    redeem: F,
-) -> Result<(DesktopStream, Option<Autologon>, Clipboard), GatewayError>
+/// who xrdp logs in, the clipboard policy and the recording, if any.
+async fn connect<F, Fut>(socket: &mut WebSocket, redeem: F) -> Result<Connected, GatewayError>
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = Result<Target, String>>,
@@ -261,13 +300,30 @@ where
     let response = RDCleanPathPdu::new_response(target.addr.to_string(), x224_confirm, chain)
         .and_then(|pdu| pdu.to_der())
         .map_err(|e| GatewayError::Encode(e.to_string()))?;
+    let recorder = match &target.record {
+        Some(plan) => {
+            let mut recorder = plan
+                .to
+                .start(&plan.subject)
+                .await
+                .map_err(GatewayError::Recording)?;
+            recorder.response(&response).await.map_err(|e| {
+                GatewayError::Recording(RecordingError::Write {
+                    dir: plan.to.dir().to_path_buf(),
+                    source: e,
+                })
+            })?;
+            Some(recorder)
+        }
+        None => None,
+    };
     socket.send(Message::Binary(response.into())).await?;
-    Ok((tls, target.autologon, target.clipboard))
+    Ok((tls, target.autologon, target.clipboard, recorder))
 }
 
 /// Reads binary messages until they hold one whole RDCleanPath PDU (the web client sends
 /// it in one message; a PDU split over several is accepted too), answering pings meanwhile.
-async fn read_request(socket: &mut WebSocket) -> Result<RDCleanPathPdu, GatewayError> {
+pub(super) async fn read_request(socket: &mut WebSocket) -> Result<RDCleanPathPdu, GatewayError> {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         match socket.recv().await {
@@ -432,6 +488,7 @@ fn error_pdu(error: &GatewayError) -> Option<RDCleanPathPdu> {
             with(TLS_HANDSHAKE_FAILED_ERROR_CODE, Some(502), None, alert)
         }
         GatewayError::Encode(_) => with(GENERAL_ERROR_CODE, Some(500), None, None),
+        GatewayError::Recording(_) => with(GENERAL_ERROR_CODE, Some(503), None, None),
     }
 }
 
@@ -463,16 +520,21 @@ async fn refuse(socket: &mut WebSocket, pdu: &RDCleanPathPdu) {
         .await;
 }
 
-/// Relays until either side closes, it is idle for `end.idle`, `end.stop`, or a side sends
-/// what the clipboard `policy` cannot be checked on; returns the bytes sent to the browser
-/// and to the desktop.
+/// Relays until either side closes, it is idle for `end.idle`, `end.stop`, a side sends
+/// what the clipboard `policy` cannot be checked on, or the `recorder` cannot keep what
+/// the browser is sent (before it is sent); returns the bytes sent to the browser and to
+/// the desktop. When recording, `asked` is set to whether the browser's client asked
+/// for the clipboard's channel (a replay's must ask for the same channels).
 async fn pump(
     socket: WebSocket,
     tls: DesktopStream,
     end: RelayEnd,
     rewriter: &mut Rewriter,
     policy: Clipboard,
+    mut recorder: Option<&mut Recorder>,
+    asked: &std::sync::OnceLock<bool>,
 ) -> (u64, u64, ClosedBy) {
+    let mut first = recorder.is_some();
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (mut tls_rx, mut tls_tx) = tokio::io::split(tls);
     let mut to_client = 0u64;
@@ -492,6 +554,11 @@ async fn pump(
         while let Some(Ok(message)) = ws_rx.next().await {
             match message {
                 Message::Binary(data) => {
+                    if std::mem::take(&mut first)
+                        && let Some(clipboard) = clipboard::asks_for_clipboard(&data)
+                    {
+                        let _ = asked.set(clipboard);
+                    }
                     let data = match to_desktop.feed(&rewriter.feed(&data)) {
                         Ok(data) => data,
                         Err(error) => {
@@ -516,7 +583,7 @@ async fn pump(
     };
     let desktop_to_browser = async {
         let mut buf = vec![0u8; RELAY_CHUNK];
-        let mut unreadable = None;
+        let mut ended = ClosedBy::Desktop;
         loop {
             match tls_rx.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
@@ -524,25 +591,32 @@ async fn pump(
                     let chunk = match to_browser.feed(buf.get(..n).unwrap_or_default()) {
                         Ok(chunk) => chunk,
                         Err(error) => {
-                            unreadable = Some(error);
+                            ended = ClosedBy::Gateway(error);
                             break;
                         }
                     };
                     if chunk.is_empty() {
                         continue;
                     }
+                    if let Some(recorder) = recorder.as_deref_mut()
+                        && let Err(error) = recorder.to_browser(&chunk).await
+                    {
+                        ended = ClosedBy::Recording(error.to_string());
+                        break;
+                    }
                     let sent = chunk.len() as u64;
                     if ws_tx.send(Message::Binary(chunk.into())).await.is_err() {
-                        return None;
+                        return ClosedBy::Desktop;
                     }
                     crossed();
                     to_client += sent;
                 }
             }
         }
-        let reason = match unreadable {
-            None => "the desktop closed the connection",
-            Some(_) => "the gateway could not check the desktop's RDP stream",
+        let reason = match ended {
+            ClosedBy::Gateway(_) => "the gateway could not check the desktop's RDP stream",
+            ClosedBy::Recording(_) => "the gateway could not keep this session's recording",
+            _ => "the desktop closed the connection",
         };
         let _ = ws_tx
             .send(Message::Close(Some(CloseFrame {
@@ -550,7 +624,7 @@ async fn pump(
                 reason: reason.into(),
             })))
             .await;
-        unreadable
+        ended
     };
     let idle = async {
         loop {
@@ -565,7 +639,7 @@ async fn pump(
     };
     let closed_by = tokio::select! {
         unreadable = browser_to_desktop => unreadable.map_or(ClosedBy::Browser, ClosedBy::Gateway),
-        unreadable = desktop_to_browser => unreadable.map_or(ClosedBy::Desktop, ClosedBy::Gateway),
+        ended = desktop_to_browser => ended,
         () = idle => ClosedBy::Idle,
         () = end.stop.cancelled() => ClosedBy::Stopped,
     };

@@ -16,7 +16,9 @@ pub mod ldap;
 pub mod nodes;
 pub mod page;
 pub mod passwords;
+pub mod recording;
 pub mod relays;
+pub mod replay;
 pub mod schedules;
 pub mod signin;
 pub mod throttle;
@@ -73,6 +75,8 @@ pub struct WebState {
     /// Sign in once: the sign-ins' passwords (empty unless
     /// `web.pass_through_credentials`).
     pub passwords: passwords::Passwords,
+    /// The recorded templates' sessions.
+    pub recordings: Arc<recording::Recordings>,
 }
 
 impl WebState {
@@ -100,6 +104,12 @@ impl WebState {
             tickets: Tickets::new(web.ticket_ttl, store.clone()),
             relays: Arc::new(Relays::new(web.max_relays_per_user)),
             passwords: passwords::Passwords::new(web.session_max),
+            recordings: Arc::new(recording::Recordings::new(
+                web.recordings
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join(recording::DIR_NAME)),
+                web.recordings_keep,
+            )),
             config,
             web,
             sessions,
@@ -417,6 +427,8 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/web/schedules/{id}/remove", post(schedules::remove))
         .route("/web/pools", get(desktops::pools))
         .route("/web/audit", get(desktops::audit))
+        .route("/web/recordings", get(replay::list))
+        .route("/web/recordings/{id}/replay", get(replay::replay))
         .route("/web/nodes", get(nodes::list))
         .route("/web/nodes/{name}/drain", post(nodes::drain))
         .route("/web/nodes/{name}/resume", post(nodes::resume))

@@ -29,6 +29,7 @@ mod pki_cli;
 mod pool;
 mod provisioning;
 mod reaper;
+mod recording;
 mod replicas;
 mod rest;
 mod restart;

@@ -266,6 +266,7 @@ async fn the_portal_signs_in_domain_users_and_serves_their_desktops() {
     assert_eq!(ticket["clipboard"], "both");
     // No sign in once here: the page keeps the desktop's size.
     assert_eq!(ticket["autologon"], false);
+    assert_eq!(ticket["recorded"], false);
     // A few tickets at once, then a clear 429: never one that cannot work.
     for _ in 1..8 {
         assert_eq!(alice.call("POST", &path, None, true).await.status, 200);
@@ -781,5 +782,118 @@ async fn a_directory_name_that_is_a_template_reaches_ansible_literally() {
     .expect("JSON");
     assert_eq!(values["username"], NAME, "templated by Ansible: {values}");
     assert_eq!(values["user_fact"], NAME);
+    server.stop().await;
+}
+
+/// Recordings are listed and replayed for administrators only, and every
+/// replay opened (or refused) is in the audit trail.
+#[tokio::test(flavor = "multi_thread")]
+async fn recordings_are_for_administrators_and_each_replay_is_audited() {
+    use daas_server::domain::catalog::Clipboard;
+    use daas_server::web::recording::{Recordings, Subject};
+
+    let domain = Domain::start();
+    let server = portal(&domain, "").await;
+    // A recording as the gateway makes one, where the server keeps them.
+    let recordings = Recordings::new(
+        server.dir().join("data/recordings"),
+        Duration::from_secs(3600),
+    );
+    let mut recorder = recordings
+        .start(&Subject {
+            session_id: "s-recorded".into(),
+            owner: "alice".into(),
+            user: "alice".into(),
+            template: "exam".into(),
+            clipboard: Clipboard::Off,
+        })
+        .await
+        .expect("a recording");
+    recorder.response(b"response").await.expect("write");
+    recorder.to_browser(b"screen").await.expect("write");
+    let id = recorder.finish(None).await.expect("finished").id;
+
+    let mut alice = Browser::new(&server);
+    assert_eq!(
+        alice
+            .sign_in("alice", &domain.password("alice"))
+            .await
+            .status,
+        200
+    );
+    let mut carol = Browser::new(&server);
+    assert_eq!(
+        carol
+            .sign_in("carol", &domain.password("carol"))
+            .await
+            .status,
+        200
+    );
+
+    let refused = alice.call("GET", "/web/recordings", None, false).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let listed = carol.call("GET", "/web/recordings", None, false).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let all = listed.json()["recordings"].clone();
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
+    assert_eq!(all[0]["id"], id.as_str());
+    assert_eq!(all[0]["owner"], "alice");
+    assert_eq!(all[0]["clipboard"], "off");
+    assert_eq!(all[0]["bytes"], 6);
+
+    // The replay's WebSocket, as the page opens it.
+    let upgrade: Vec<String> = [
+        "Connection: Upgrade",
+        "Upgrade: websocket",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ]
+    .iter()
+    .flat_map(|h| ["-H".to_string(), h.to_string()])
+    .chain(["--max-time".to_string(), "3".to_string()])
+    .collect();
+    let path = format!("/web/recordings/{id}/replay");
+    let refused = alice.call_with("GET", &path, &upgrade, false).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let unknown = carol
+        .call_with(
+            "GET",
+            "/web/recordings/1-0123456789abcdef/replay",
+            &upgrade,
+            false,
+        )
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert!(
+        unknown.body.contains("web.recordings_keep"),
+        "{}",
+        unknown.body
+    );
+    let too_fast = carol
+        .call_with("GET", &format!("{path}?speed=99"), &upgrade, false)
+        .await;
+    assert_eq!(too_fast.status, 400, "{}", too_fast.body);
+    let opened = carol.call_with("GET", &path, &upgrade, false).await;
+    assert_eq!(opened.status, 101, "{}", opened.body);
+
+    let entries = audit_of(&server).await;
+    let replays: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "web replay")
+        .collect();
+    assert!(
+        replays
+            .iter()
+            .any(|e| e.actor == "alice" && e.result == "PERMISSION_DENIED"),
+        "{replays:?}"
+    );
+    assert!(
+        replays.iter().any(|e| e.actor == "carol"
+            && e.result == "OK"
+            && e.session_id == "s-recorded"
+            && e.owner == "alice"
+            && e.detail.contains(&id)),
+        "{replays:?}"
+    );
     server.stop().await;
 }

@@ -303,6 +303,10 @@ async function refreshAdmin(background) {
   const nodes = await api("GET", "/web/nodes", undefined, background);
   $("nodes-part").hidden = nodes.nodes.length === 0;
   $("nodes").querySelector("tbody").replaceChildren(...nodes.nodes.map(nodeRow));
+  const recordings = await api("GET", "/web/recordings", undefined, background);
+  $("no-recordings").hidden = recordings.recordings.length > 0;
+  $("recordings").hidden = recordings.recordings.length === 0;
+  $("recordings").querySelector("tbody").replaceChildren(...recordings.recordings.map(recordingRow));
   const audit = await api("GET", "/web/audit", undefined, background);
   $("audit").querySelector("tbody").replaceChildren(...audit.entries.map((e) => {
     const row = document.createElement("tr");
@@ -313,6 +317,28 @@ async function refreshAdmin(background) {
     }
     return row;
   }));
+}
+
+// A recording's row, with Replay.
+function recordingRow(r) {
+  const row = document.createElement("tr");
+  row.dataset.recording = r.id;
+  const length = r.ended_ms === null ? "being recorded, or cut" : duration(r.ended_ms - r.started_ms);
+  for (const text of [new Date(r.started_ms).toLocaleString(), r.owner, r.user, r.template, length,
+    `${(r.bytes / 1e6).toFixed(1)} MB`]) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    row.append(td);
+  }
+  const td = document.createElement("td");
+  td.append(actionButton("Replay", () => replay(r), `the recording of ${r.owner}'s desktop`));
+  row.append(td);
+  return row;
+}
+
+function duration(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
 }
 
 // A cluster node's row, with Drain or Resume.
@@ -490,6 +516,52 @@ async function removeSchedule(s, button) {
 // the desktop starts the count again.
 const RECONNECTS = 5;
 
+// The viewer's bar for a desktop or a replay titled `title`; `onClose`
+// runs when the user goes back. Returns the status setter and whether the
+// viewer was closed.
+function showViewer(title, recorded, onClose) {
+  $("viewer-title").textContent = title;
+  $("viewer-recorded").hidden = !recorded;
+  $("viewer").hidden = false;
+  const state = { closed: false };
+  $("viewer-close").onclick = () => {
+    state.closed = true;
+    if (window.daasViewer) window.daasViewer.ui.shutdown();
+    $("viewer").hidden = true;
+    $("screen").replaceChildren();
+    onClose();
+  };
+  // The desktop alone on the screen (Esc leaves), scaled to fit it.
+  $("viewer-fullscreen").onclick = () => {
+    $("screen").requestFullscreen().catch((error) => notice(`No full screen: ${error.message}`));
+  };
+  state.status = (text) => { if (!state.closed) $("viewer-status").textContent = text; };
+  return state;
+}
+
+// Plays a recording in the viewer, as the user's tab showed it: the
+// server plays the desktop's part, and nothing typed here goes anywhere.
+async function replay(r) {
+  notice("");
+  const viewer = await import("/viewer.js");
+  const shown = showViewer(`Recording of ${r.owner}'s desktop, ${new Date(r.started_ms).toLocaleString()}`,
+    false, refresh);
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  try {
+    const reason = await viewer.open($("screen"), {
+      gateway: `${scheme}://${location.host}/web/recordings/${encodeURIComponent(r.id)}/replay`,
+      ticket: "replay",
+      username: r.user,
+      clipboard: r.client_clipboard ? "both" : "off",
+      status: shown.status,
+      replay: true,
+    });
+    shown.status(`Replay ended: ${reason}`);
+  } catch (error) {
+    shown.status(`Replay ended: ${error.message || error}`);
+  }
+}
+
 async function openDesktop(session) {
   notice("");
   const ticketFor = () => api("POST", `/web/sessions/${encodeURIComponent(session.id)}/ticket`);
@@ -501,21 +573,8 @@ async function openDesktop(session) {
     return;
   }
   const viewer = await import("/viewer.js");
-  $("viewer-title").textContent = session.vm_name;
-  $("viewer").hidden = false;
-  let closed = false;
-  $("viewer-close").onclick = () => {
-    closed = true;
-    if (window.daasViewer) window.daasViewer.ui.shutdown();
-    $("viewer").hidden = true;
-    $("screen").replaceChildren();
-    refresh();
-  };
-  // The desktop alone on the screen (Esc leaves), scaled to fit it.
-  $("viewer-fullscreen").onclick = () => {
-    $("screen").requestFullscreen().catch((error) => notice(`No full screen: ${error.message}`));
-  };
-  const status = (text) => { if (!closed) $("viewer-status").textContent = text; };
+  const view = showViewer(session.vm_name, ticket.recorded, refresh);
+  const status = view.status;
   // A new size of the tab (or full screen): with sign in once the desktop
   // is reopened at it, a second later (xrdp resizes the same session);
   // else the page says why it keeps its size.
@@ -526,7 +585,7 @@ async function openDesktop(session) {
     settle = setTimeout(() => {
       const shown = window.daasViewer;
       const wanted = viewer.sizeFor($("screen"));
-      if (closed || resizing || !shown || $("viewer").hidden) return;
+      if (view.closed || resizing || !shown || $("viewer").hidden) return;
       if (Math.abs(wanted.width - shown.width) < 32 && Math.abs(wanted.height - shown.height) < 32) return;
       if (!ticket.autologon) {
         status("Connected. The desktop keeps the size it opened with (scaled to fit): open it again for the new size.");
@@ -551,7 +610,7 @@ async function openDesktop(session) {
       if (!resizing) break; // the desktop ended the session (logged out, or destroyed)
       resizing = false;
     } catch (error) {
-      if (closed) break;
+      if (view.closed) break;
       if (resizing) {
         resizing = false;
       } else {
@@ -567,7 +626,7 @@ async function openDesktop(session) {
         }
         status(`The connection was lost (${error.message}). Reconnecting (${failures}/${RECONNECTS})…`);
         await new Promise((resolve) => setTimeout(resolve, Math.min(15000, 1000 * 2 ** (failures - 1))));
-        if (closed) break;
+        if (view.closed) break;
       }
     }
     try {

@@ -120,6 +120,7 @@ pub fn target(addr: SocketAddr, cert: &[u8]) -> Target {
         session_id: "s-1".to_owned(),
         autologon: None,
         clipboard: daas_server::domain::catalog::Clipboard::Both,
+        record: None,
     }
 }
 
