@@ -25,11 +25,14 @@
 #      input); text copied in the page pastes in the desktop and back; the
 #      network drops (a proxy resets it) and the tab reconnects to the same
 #      X session; the used ticket is refused a second time;
-#   3d. her template's clipboard set to "off" and record = true (server
-#      restarted): a page changed to turn its clipboard on copies nothing
-#      either way; the page tells her the session is recorded;
-#   3e. carol (an administrator) replays that recording in the portal: the
-#      desktop alice saw shows; the replay is in the audit trail;
+#   3d. her template's clipboard set to "off", record = true and shadow =
+#      true (server restarted): a page changed to turn its clipboard on
+#      copies nothing either way; the page tells her the session is recorded;
+#   3e. (tests/browser/replay.mjs) alice opens her desktop again and carol
+#      (an administrator) watches it live in her own browser: the desktop
+#      shows, alice's tab says carol is watching, the watch ends with
+#      alice's tab; carol replays a recording of it: the desktop alice saw
+#      shows; the watch and the replay are in the audit trail;
 #   4. the server is restarted with short policy timeouts: the idle desktop
 #      gets an idle_warning, then is reaped; no QEMU, overlay, seed, pid file
 #      or working directory of it is left, and no computer account;
@@ -573,13 +576,14 @@ log "signed in once: the gateway logged $AD_USER in with her portal sign-in; her
 log "audit: $(daas audit --session "$ID" --json | jq -r 'select(.action == "web connect") | "\(.actor) \(.result): \(.detail)"' | head -n 2 | tr '\n' ';')"
 
 # ---- 3d. the clipboard policy "off", enforced by the gateway ----
-step "3d. clipboard \"off\" and recorded for her template: a changed page copies nothing either way"
+step "3d. clipboard \"off\", recorded and watchable for her template: a changed page copies nothing either way"
 # Her desktop's xrdp still allows both ways (it was made under "both"):
 # only the gateway stands in the way here.
 template=$(show "$ID" | jq -r .template)
 stop_server
 start_server "${AD_ENV[@]}" DAAS_WEB__LISTEN=127.0.0.1:0 DAAS_WEB__PASS_THROUGH_CREDENTIALS=true \
-  "DAAS_TEMPLATES__${template^^}__CLIPBOARD=off" "DAAS_TEMPLATES__${template^^}__RECORD=true"
+  "DAAS_TEMPLATES__${template^^}__CLIPBOARD=off" "DAAS_TEMPLATES__${template^^}__RECORD=true" \
+  "DAAS_TEMPLATES__${template^^}__SHADOW=true"
 PORTAL_URL=$(sed -n 's/^daas-server web portal on //p' "$WORK/server.out.$SERVER_RUNS")
 PORTAL_URL=${PORTAL_URL/127.0.0.1/localhost}
 out=$WORK/browser-clipboard-off.log
@@ -602,21 +606,24 @@ if grep -qaF -- "$AD_PASSWORD" "$DATA/recordings/$recording.rec" "$DATA/recordin
 fi
 log "recorded as $recording ($(stat -c %s "$DATA/recordings/$recording.rec") bytes; her password is not in it)"
 
-# ---- 3e. an administrator replays the recording ----
-step "3e. carol (administrator) replays the recording of alice's desktop"
+# ---- 3e. an administrator watches her tab live, then replays it ----
+step "3e. carol (administrator) watches alice's tab live, then replays a recording of it"
 out=$WORK/browser-replay.log
-if ! PORTAL_URL=$PORTAL_URL ADMIN_USER=carol ADMIN_PASSWORD=$(ad_password carol) OWNER=$AD_USER \
-  ARTIFACTS=$ARTIFACTS node tests/browser/replay.mjs >"$out" 2>&1; then
+if ! PORTAL_URL=$PORTAL_URL OWNER=$AD_USER OWNER_PASSWORD=$AD_PASSWORD ADMIN_USER=carol \
+  ADMIN_PASSWORD=$(ad_password carol) ARTIFACTS=$ARTIFACTS node tests/browser/replay.mjs >"$out" 2>&1; then
   sed 's/^/    /' "$out"
-  fail "the replay in the portal (see $ARTIFACTS/browser-replay*.png)"
+  fail "the watch and the replay in the portal (see $ARTIFACTS/browser-*.png)"
 fi
 grep '^ok: ' "$out" | sed 's/^/    /'
 replay_timings=$(tail -n 1 "$out")
+timing "portal: click to the watched desktop (live)" "$(jq -r '.click_to_watched_desktop_ms / 1000 | tostring + " s"' <<<"$replay_timings")"
 timing "portal: click to the replayed desktop" "$(jq -r '.click_to_replayed_desktop_ms / 1000 | tostring + " s"' <<<"$replay_timings")"
-daas audit --session "$ID" --json |
-  jq -se --arg r "$recording" 'any(.action == "web replay" and .actor == "carol" and (.detail | contains($r)))' >/dev/null ||
-  fail "carol's replay of $recording is not in the audit trail"
-log "carol's replay is in the audit trail"
+for action in "web watch" "web replay"; do
+  daas audit --session "$ID" --json |
+    jq -se --arg a "$action" 'any(.action == $a and .actor == "carol" and .result == "OK")' >/dev/null ||
+    fail "carol's $action is not in the audit trail"
+done
+log "carol's watch and replay are in the audit trail"
 
 # ---- 4. idle: warned, then reaped ----
 step "4. idle reaping (server restarted with short policy timeouts)"

@@ -54,6 +54,10 @@ pub struct TemplateSpec {
     /// for administrators to replay.
     #[serde(default)]
     pub record: bool,
+    /// Administrators may watch its desktops live in the browser's tab
+    /// (read-only; the user is told).
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 fn default_keep() -> u32 {
@@ -238,6 +242,7 @@ fn template(name: &str, spec: &TemplateSpec, vm: &VmDefaults) -> Result<Template
         max_age: spec.max_age,
         clipboard: spec.clipboard,
         record: spec.record,
+        shadow: spec.shadow,
     })
 }
 

@@ -108,6 +108,8 @@ pub struct Template {
     pub clipboard: Clipboard,
     /// The gateway records the browser sessions of its desktops.
     pub record: bool,
+    /// Administrators may watch its desktops' browser sessions live.
+    pub shadow: bool,
 }
 
 impl Template {
@@ -126,6 +128,7 @@ impl Template {
             max_age: std::time::Duration::from_secs(30 * 24 * 3600),
             clipboard: Clipboard::Both,
             record: false,
+            shadow: false,
         }
     }
 
@@ -234,6 +237,12 @@ impl Catalog {
         self.get(name).is_some_and(|t| t.record)
     }
 
+    /// Whether administrators may watch the browser sessions of template
+    /// `name`'s desktops live.
+    pub fn shadows(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|t| t.shadow)
+    }
+
     /// Whether template `name`'s desktops keep their disk.
     pub fn is_persistent(&self, name: &str) -> bool {
         self.get(name).is_some_and(|t| t.persistent)
@@ -324,6 +333,7 @@ mod tests {
             max_age: std::time::Duration::from_secs(3600),
             clipboard: Clipboard::Both,
             record: false,
+            shadow: false,
         }
     }
 

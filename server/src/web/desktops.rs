@@ -333,10 +333,18 @@ pub async fn ticket(
             // Whether the gateway logs the user in (sign in once): the page
             // then reopens the desktop at a new size without asking.
             "autologon": passes_through(&state) && state.passwords.holds(&user.signed.key),
-            // The page tells the user: the gateway keeps what the tab shows.
+            // The page tells the user: the gateway keeps what the tab shows,
+            // or an administrator may watch it (the page asks who does).
             "recorded": state.config.catalog.records(&session.template),
+            "watchable": state.config.catalog.shadows(&session.template),
         }),
     )
+}
+
+/// Whether the gateway writes what the tab of a desktop of `template`
+/// gets: to keep it, or for administrators to watch it live.
+fn watched_or_recorded(state: &WebState, template: &str) -> bool {
+    state.config.catalog.records(template) || state.config.catalog.shadows(template)
 }
 
 /// The RDP gateway: a WebSocket on which the browser's RDP client sends
@@ -410,7 +418,7 @@ pub async fn gateway(
                     session_id: id,
                     autologon,
                     clipboard: state.config.catalog.clipboard(&record.template),
-                    record: state.config.catalog.records(&record.template).then(|| {
+                    record: watched_or_recorded(&state, &record.template).then(|| {
                         super::recording::Plan {
                             to: state.recordings.clone(),
                             subject: super::recording::Subject {
@@ -419,6 +427,7 @@ pub async fn gateway(
                                 user: signed.user.clone(),
                                 template: record.template.clone(),
                                 clipboard: state.config.catalog.clipboard(&record.template),
+                                kept: state.config.catalog.records(&record.template),
                             },
                         }
                     }),

@@ -598,11 +598,16 @@ async fn pump(
                     if chunk.is_empty() {
                         continue;
                     }
-                    if let Some(recorder) = recorder.as_deref_mut()
-                        && let Err(error) = recorder.to_browser(&chunk).await
-                    {
-                        ended = ClosedBy::Recording(error.to_string());
-                        break;
+                    if let Some(recorder) = recorder.as_deref_mut() {
+                        // Known from the browser's first message, which the
+                        // desktop answers: a live watch's client needs it.
+                        if let Some(asked) = asked.get() {
+                            recorder.client_asked_for_clipboard(*asked).await;
+                        }
+                        if let Err(error) = recorder.to_browser(&chunk).await {
+                            ended = ClosedBy::Recording(error.to_string());
+                            break;
+                        }
                     }
                     let sent = chunk.len() as u64;
                     if ws_tx.send(Message::Binary(chunk.into())).await.is_err() {

@@ -422,6 +422,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/web/sessions/{id}/destroy", post(desktops::destroy))
         .route("/web/sessions/{id}/rdp", get(desktops::rdp_file))
         .route("/web/sessions/{id}/ticket", post(desktops::ticket))
+        .route("/web/sessions/{id}/watchers", get(replay::watchers))
         .route("/web/gateway", get(desktops::gateway))
         .route("/web/schedules", get(schedules::list).post(schedules::add))
         .route("/web/schedules/{id}/remove", post(schedules::remove))

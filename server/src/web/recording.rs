@@ -15,6 +15,13 @@
 //!
 //! `ID` is `STARTED_MS-RANDOM` (16 hex digits). Both files are 0600 in a
 //! 0700 directory; recordings older than `web.recordings_keep` are deleted.
+//!
+//! The same files, written as the stream goes (each frame flushed), let an
+//! administrator watch a tab live (`[templates.NAME] shadow = true`): the
+//! watch plays the file from its start, then follows it. A template that is
+//! watched but not recorded has its file deleted when the tab closes
+//! (`kept` false). While someone watches, `watching/SESSION.WATCHER` says
+//! who (refreshed every [`MARK_EVERY`]), and the user's page shows it.
 
 use std::{
     io,
@@ -24,7 +31,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufWriter};
 
 use crate::domain::{catalog::Clipboard, time::now_ms};
 
@@ -32,6 +39,12 @@ use crate::domain::{catalog::Clipboard, time::now_ms};
 pub const DIR_NAME: &str = "recordings";
 /// How often recordings past `web.recordings_keep` are looked for.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// How often a watch refreshes its mark; a mark older than three times
+/// this is a watch that ended without removing it.
+pub const MARK_EVERY: Duration = Duration::from_secs(5);
+/// A file kept only for watching, untouched this long, was left by a
+/// server that stopped: the sweep deletes it.
+const SPOOL_LEFT: Duration = Duration::from_secs(3600);
 /// The first bytes of every `.rec` file.
 const MAGIC: &[u8; 8] = b"DAASREC1";
 /// A frame's kind: the RDCleanPath response the browser got.
@@ -89,6 +102,14 @@ pub struct Meta {
     pub ended_ms: Option<i64>,
     /// RDP bytes it holds.
     pub bytes: u64,
+    /// Kept after the tab closed (`record = true`); false: only for
+    /// watching it live, deleted at its end.
+    #[serde(default = "kept_by_default")]
+    pub kept: bool,
+}
+
+fn kept_by_default() -> bool {
+    true
 }
 
 /// Where recordings are kept, and for how long.
@@ -106,6 +127,8 @@ pub struct Subject {
     pub user: String,
     pub template: String,
     pub clipboard: Clipboard,
+    /// Kept after the tab closes (`record`); false: for watching only.
+    pub kept: bool,
 }
 
 /// Where and what the gateway records for one relay.
@@ -132,9 +155,13 @@ pub struct Frame {
     pub bytes: Vec<u8>,
 }
 
-/// A recording being read, frame by frame.
+/// A recording being read, frame by frame; one being made can be read as
+/// it grows.
 pub struct Player {
-    file: BufReader<tokio::fs::File>,
+    file: tokio::fs::File,
+    /// Bytes read and not yet returned (from `at`).
+    buf: Vec<u8>,
+    at: usize,
     id: String,
 }
 
@@ -198,6 +225,7 @@ impl Recordings {
             started_ms,
             ended_ms: None,
             bytes: 0,
+            kept: subject.kept,
         };
         write_meta(&self.dir, &meta)
             .await
@@ -213,6 +241,7 @@ impl Recordings {
         file.write_all(MAGIC)
             .await
             .map_err(|e| self.write_error(e))?;
+        file.flush().await.map_err(|e| self.write_error(e))?;
         Ok(Recorder {
             file,
             started: Instant::now(),
@@ -282,25 +311,23 @@ impl Recordings {
             }
             Err(e) => return Err(self.read_error(e)),
         };
-        let mut file = BufReader::with_capacity(64 * 1024, file);
-        let mut magic = [0u8; 8];
+        let mut player = Player {
+            file,
+            buf: Vec::new(),
+            at: 0,
+            id: id.to_string(),
+        };
         let damaged = |why: &str| RecordingError::Damaged {
             id: id.to_string(),
             why: why.to_string(),
         };
-        file.read_exact(&mut magic)
-            .await
-            .map_err(|_| damaged("it is shorter than its header"))?;
-        if &magic != MAGIC {
+        if !player.fill(MAGIC.len()).await? {
+            return Err(damaged("it is shorter than its header"));
+        }
+        if player.take(MAGIC.len()) != MAGIC {
             return Err(damaged("it is not a recording of this version"));
         }
-        Ok((
-            meta,
-            Player {
-                file,
-                id: id.to_string(),
-            },
-        ))
+        Ok((meta, player))
     }
 
     /// Deletes the recordings that started more than `web.recordings_keep`
@@ -329,7 +356,8 @@ impl Recordings {
                 .split_once('-')
                 .filter(|_| valid_id(id))
                 .and_then(|(ms, _)| ms.parse::<i64>().ok());
-            if started.is_none_or(|started| started >= before) {
+            let Some(started) = started else { continue };
+            if started >= before && !self.left_spool(id, name).await {
                 continue;
             }
             match tokio::fs::remove_file(entry.path()).await {
@@ -338,7 +366,124 @@ impl Recordings {
                 Err(e) => return Err(self.write_error(e)),
             }
         }
+        self.sweep_marks().await;
         Ok(deleted)
+    }
+
+    /// Whether `name` (of recording `id`) belongs to a file kept only for
+    /// watching that nothing wrote for [`SPOOL_LEFT`]: its server stopped.
+    async fn left_spool(&self, id: &str, name: &str) -> bool {
+        if !name.ends_with(".json") {
+            // Its `.rec` goes with its `.json`, below.
+            return false;
+        }
+        let Ok(meta) = self.meta(id).await else {
+            return false;
+        };
+        let rec = self.dir.join(format!("{id}.rec"));
+        let quiet = unchanged_for(&rec)
+            .await
+            .is_none_or(|quiet| quiet >= SPOOL_LEFT);
+        if meta.kept || !quiet {
+            return false;
+        }
+        let _ = tokio::fs::remove_file(&rec).await;
+        true
+    }
+
+    fn marks(&self) -> PathBuf {
+        self.dir.join("watching")
+    }
+
+    /// Deletes the marks of watches that ended without removing them.
+    async fn sweep_marks(&self) {
+        let Ok(mut entries) = tokio::fs::read_dir(self.marks()).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let stale = unchanged_for(&entry.path())
+                .await
+                .is_none_or(|age| age > MARK_EVERY * 3);
+            if stale {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
+    }
+
+    /// Marks `session_id` as watched by `watcher` until the mark is dropped
+    /// (refresh it every [`MARK_EVERY`]).
+    pub async fn mark_watched(
+        &self,
+        session_id: &str,
+        watcher: &str,
+    ) -> Result<WatchMark, RecordingError> {
+        let dir = self.marks();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| self.write_error(e))?;
+        // Names the server made, hex: nothing of a request is a path.
+        let path = dir.join(format!(
+            "{}.{}",
+            hex::encode(session_id),
+            hex::encode(watcher)
+        ));
+        let mark = WatchMark { path };
+        mark.refresh().await.map_err(|e| self.write_error(e))?;
+        Ok(mark)
+    }
+
+    /// Who is watching `session_id` now.
+    pub async fn watchers(&self, session_id: &str) -> Vec<String> {
+        let prefix = format!("{}.", hex::encode(session_id));
+        let mut who = Vec::new();
+        let Ok(mut entries) = tokio::fs::read_dir(self.marks()).await else {
+            return who;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name();
+            let Some(watcher) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+                continue;
+            };
+            let fresh = unchanged_for(&entry.path())
+                .await
+                .is_some_and(|age| age <= MARK_EVERY * 3);
+            let decoded = hex::decode(watcher)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            if let (true, Some(watcher)) = (fresh, decoded)
+                && !who.contains(&watcher)
+            {
+                who.push(watcher);
+            }
+        }
+        who.sort();
+        who
+    }
+}
+
+/// How long since `path` was last written; None when that cannot be told.
+async fn unchanged_for(path: &Path) -> Option<Duration> {
+    let modified = tokio::fs::metadata(path).await.ok()?.modified().ok()?;
+    modified.elapsed().ok()
+}
+
+/// Someone watching a session; the mark goes when this is dropped.
+pub struct WatchMark {
+    path: PathBuf,
+}
+
+impl WatchMark {
+    /// Says again that the watch goes on.
+    pub async fn refresh(&self) -> io::Result<()> {
+        tokio::fs::write(&self.path, b"").await
+    }
+}
+
+impl Drop for WatchMark {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -393,7 +538,9 @@ impl Recorder {
         self.file.write_u8(kind).await?;
         self.file.write_all(&at.to_le_bytes()).await?;
         self.file.write_all(&len.to_le_bytes()).await?;
-        self.file.write_all(bytes).await
+        self.file.write_all(bytes).await?;
+        // Whole frames on disk at once: a watch reads them as they come.
+        self.file.flush().await
     }
 
     /// Keeps the RDCleanPath response the browser is about to get.
@@ -408,13 +555,35 @@ impl Recorder {
         Ok(())
     }
 
+    /// Notes, once, whether the tab's client asked for the clipboard's
+    /// channel, in the `.json` (a watch joining now needs it).
+    pub async fn client_asked_for_clipboard(&mut self, asked: bool) {
+        if self.meta.client_clipboard.is_some() {
+            return;
+        }
+        self.meta.client_clipboard = Some(asked);
+        if let Err(error) = write_meta(&self.dir, &self.meta).await {
+            tracing::warn!(recording = %self.meta.id, %error, "a recording's description could not be written");
+        }
+    }
+
     /// Ends the recording: its bytes on disk, then its end in its `.json`,
-    /// with whether the client asked for the clipboard's channel.
+    /// with whether the client asked for the clipboard's channel. One kept
+    /// only for watching is deleted.
     pub async fn finish(mut self, client_clipboard: Option<bool>) -> io::Result<Meta> {
         self.file.flush().await?;
+        if !self.meta.kept {
+            self.meta.ended_ms = Some(now_ms());
+            // Its end first: a watch following it stops.
+            write_meta(&self.dir, &self.meta).await?;
+            let id = &self.meta.id;
+            tokio::fs::remove_file(self.dir.join(format!("{id}.rec"))).await?;
+            tokio::fs::remove_file(self.dir.join(format!("{id}.json"))).await?;
+            return Ok(self.meta);
+        }
         self.file.get_ref().sync_all().await?;
         self.meta.ended_ms = Some(now_ms());
-        self.meta.client_clipboard = client_clipboard;
+        self.meta.client_clipboard = client_clipboard.or(self.meta.client_clipboard);
         write_meta(&self.dir, &self.meta).await?;
         Ok(self.meta)
     }
@@ -425,38 +594,62 @@ impl Player {
         &self.id
     }
 
-    /// The next frame; None at the end. A frame cut short (the server
-    /// stopped while writing it) ends the recording there.
-    pub async fn next(&mut self) -> Result<Option<Frame>, RecordingError> {
-        let mut head = [0u8; 9];
-        match self.file.read_exact(&mut head).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => {
-                return Err(RecordingError::Damaged {
-                    id: self.id.clone(),
-                    why: e.to_string(),
-                });
+    /// Reads until `n` bytes are buffered; false when the file has fewer
+    /// now (a later call may find more, when it is being written).
+    async fn fill(&mut self, n: usize) -> Result<bool, RecordingError> {
+        while self.buf.len() - self.at < n {
+            if self.at > 0 {
+                self.buf.drain(..self.at);
+                self.at = 0;
+            }
+            let had = self.buf.len();
+            self.buf.resize(had + 64 * 1024, 0);
+            let read = self.file.read(&mut self.buf[had..]).await;
+            let got = *read.as_ref().unwrap_or(&0);
+            self.buf.truncate(had + got);
+            match read {
+                Ok(0) => return Ok(false),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(RecordingError::Damaged {
+                        id: self.id.clone(),
+                        why: e.to_string(),
+                    });
+                }
             }
         }
-        let [kind, a0, a1, a2, a3, l0, l1, l2, l3] = head;
-        let at_ms = u32::from_le_bytes([a0, a1, a2, a3]);
-        let len = u32::from_le_bytes([l0, l1, l2, l3]);
+        Ok(true)
+    }
+
+    /// The next `n` buffered bytes (`fill(n)` said they are there).
+    fn take(&mut self, n: usize) -> &[u8] {
+        let start = self.at;
+        self.at += n;
+        &self.buf[start..self.at]
+    }
+
+    /// The next frame; None at the end of what is written. A frame not
+    /// whole yet is not read: the next call, once the file has grown, reads
+    /// it (a recording the server stopped while writing ends there).
+    pub async fn next(&mut self) -> Result<Option<Frame>, RecordingError> {
+        if !self.fill(9).await? {
+            return Ok(None);
+        }
+        let head = &self.buf[self.at..self.at + 9];
+        let kind = head[0];
+        let at_ms = u32::from_le_bytes([head[1], head[2], head[3], head[4]]);
+        let len = u32::from_le_bytes([head[5], head[6], head[7], head[8]]);
         if !matches!(kind, KIND_RESPONSE | KIND_RDP) || len > MAX_FRAME {
             return Err(RecordingError::Damaged {
                 id: self.id.clone(),
                 why: format!("a frame of kind {kind} and {len} bytes"),
             });
         }
-        let mut bytes = vec![0u8; len as usize];
-        match self.file.read_exact(&mut bytes).await {
-            Ok(_) => Ok(Some(Frame { kind, at_ms, bytes })),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(RecordingError::Damaged {
-                id: self.id.clone(),
-                why: e.to_string(),
-            }),
+        if !self.fill(9 + len as usize).await? {
+            return Ok(None);
         }
+        let bytes = self.take(9 + len as usize)[9..].to_vec();
+        Ok(Some(Frame { kind, at_ms, bytes }))
     }
 }
 
@@ -471,6 +664,7 @@ mod tests {
             user: "alice".into(),
             template: "debian".into(),
             clipboard: Clipboard::Both,
+            kept: true,
         }
     }
 
@@ -558,6 +752,86 @@ mod tests {
             recordings.play(&id).await,
             Err(RecordingError::Damaged { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_recording_being_made_is_read_as_it_grows_and_a_watch_only_one_goes_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let recordings = Recordings::new(dir.path().to_path_buf(), Duration::from_secs(3600));
+        let mut recorder = recordings
+            .start(&Subject {
+                kept: false,
+                ..subject()
+            })
+            .await
+            .unwrap();
+        let id = recorder.id().to_string();
+        recorder.response(b"response").await.unwrap();
+        let (meta, mut player) = recordings.play(&id).await.unwrap();
+        assert!(!meta.kept);
+        assert_eq!(player.next().await.unwrap().unwrap().bytes, b"response");
+        assert_eq!(player.next().await.unwrap(), None);
+        recorder.to_browser(b"more").await.unwrap();
+        assert_eq!(player.next().await.unwrap().unwrap().bytes, b"more");
+        // Half a frame on disk is not read until it is whole.
+        let rec = dir.path().join(format!("{id}.rec"));
+        let whole = {
+            recorder.to_browser(b"split frame").await.unwrap();
+            std::fs::read(&rec).unwrap()
+        };
+        // A copy cut inside the last frame, as a watch may find the file.
+        let cut = whole.len() - 4;
+        std::fs::write(dir.path().join("half"), &whole[..cut]).unwrap();
+        let mut half = Player {
+            file: tokio::fs::File::open(dir.path().join("half"))
+                .await
+                .unwrap(),
+            buf: Vec::new(),
+            at: 0,
+            id: id.clone(),
+        };
+        assert!(half.fill(8).await.unwrap());
+        half.take(8);
+        for expected in [&b"response"[..], b"more"] {
+            assert_eq!(half.next().await.unwrap().unwrap().bytes, expected);
+        }
+        assert_eq!(half.next().await.unwrap(), None);
+        {
+            use std::io::Write as _;
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.path().join("half"))
+                .unwrap();
+            file.write_all(&whole[cut..]).unwrap();
+        }
+        assert_eq!(half.next().await.unwrap().unwrap().bytes, b"split frame");
+        // Kept for watching only: gone at its end.
+        let ended = recorder.finish(Some(true)).await.unwrap();
+        assert!(ended.ended_ms.is_some());
+        assert!(!rec.exists());
+        assert!(recordings.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_watch_marks_its_session_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let recordings = Recordings::new(dir.path().to_path_buf(), Duration::from_secs(3600));
+        assert!(recordings.watchers("s-1").await.is_empty());
+        let carol = recordings.mark_watched("s-1", "carol").await.unwrap();
+        let dave = recordings.mark_watched("s-1", "dave/../x").await.unwrap();
+        let other = recordings.mark_watched("s-2", "erin").await.unwrap();
+        assert_eq!(recordings.watchers("s-1").await, ["carol", "dave/../x"]);
+        carol.refresh().await.unwrap();
+        drop(dave);
+        assert_eq!(recordings.watchers("s-1").await, ["carol"]);
+        drop((carol, other));
+        assert!(recordings.watchers("s-1").await.is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("watching"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[tokio::test]

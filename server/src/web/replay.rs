@@ -7,7 +7,13 @@
 //! What the desktop put in the user's clipboard is replayed as an empty
 //! clipboard (the gateway's filter, `clipboard.rs`, closed from the desktop):
 //! nothing of it lands in the auditor's.
-//! Each replay opened is in the audit trail.
+//!
+//! `?live=1` watches a tab still open (shadowing): the same, from the start
+//! of the connection as fast as it goes (the client needs all of it to
+//! draw), then each piece as the gateway writes it, until the tab closes.
+//! Meanwhile the watch marks the session (`recording::WatchMark`) and the
+//! user's page, which asks `GET /web/sessions/ID/watchers`, says who is
+//! watching. Each replay and watch opened (or refused) is in the audit trail.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -29,7 +35,9 @@ use super::{
     error,
     gateway::{self, REQUEST_TIMEOUT},
     json_response,
-    recording::{KIND_RDP, KIND_RESPONSE, Meta, Player, RecordingError},
+    recording::{
+        KIND_RDP, KIND_RESPONSE, MARK_EVERY, Meta, Player, RecordingError, Recordings, WatchMark,
+    },
 };
 use crate::{
     audit::{Act, Actor, code_name},
@@ -64,6 +72,7 @@ fn recording_json(meta: &Meta) -> serde_json::Value {
         "started_ms": meta.started_ms,
         "ended_ms": meta.ended_ms,
         "bytes": meta.bytes,
+        "kept": meta.kept,
     })
 }
 
@@ -104,10 +113,12 @@ pub async fn replay(
         fingerprint: String::new(),
         peer: user.origin.peer.clone(),
     };
+    let live = query.get("live").is_some_and(|v| v == "1");
+    let action = if live { "web watch" } else { "web replay" };
     if !user.signed.admin {
         let act = Act {
             result: code_name(tonic::Code::PermissionDenied).into(),
-            ..Act::new("web replay").detail(format!("recording {id}: {ADMINS_ONLY}"))
+            ..Act::new(action).detail(format!("recording {id}: {ADMINS_ONLY}"))
         };
         state.audit.record(&actor, act).await;
         return error(StatusCode::FORBIDDEN, ADMINS_ONLY);
@@ -126,18 +137,80 @@ pub async fn replay(
         Ok(opened) => opened,
         Err(err) => return refused(&err),
     };
-    let act = Act::new("web replay")
+    let pace = if live {
+        if meta.ended_ms.is_some() {
+            return error(
+                StatusCode::CONFLICT,
+                "that tab is closed: replay its recording instead",
+            );
+        }
+        match state
+            .recordings
+            .mark_watched(&meta.session_id, &user.signed.user)
+            .await
+        {
+            Ok(mark) => Pace::Live {
+                recordings: state.recordings.clone(),
+                mark,
+            },
+            Err(err) => return refused(&err),
+        }
+    } else if !meta.kept {
+        return error(
+            StatusCode::CONFLICT,
+            "that tab is not recorded (its template has shadow but not record): watch it live",
+        );
+    } else {
+        Pace::Recorded(speed)
+    };
+    let what = if live {
+        "watched live"
+    } else {
+        "replayed recording"
+    };
+    let act = Act::new(action)
         .session(&meta.session_id, &meta.owner)
         .detail(format!(
-            "recording {} of {}'s desktop ({}), opened by {} in the tab",
+            "{what} {} of {}'s desktop ({}), opened by {} in the tab",
             meta.id, meta.owner, meta.template, meta.user
         ));
     state.audit.record(&actor, act).await;
     upgrade.on_upgrade(move |socket| async move {
-        if let Err(error) = play(socket, player, speed).await {
+        if let Err(error) = play(socket, player, pace).await {
             tracing::info!(recording = %meta.id, %error, "a replay ended early");
         }
     })
+}
+
+/// How a replay goes.
+pub enum Pace {
+    /// At the recorded pace, this many times as fast.
+    Recorded(u32),
+    /// As fast as it goes, then following the file until its tab closes,
+    /// the watch marked meanwhile.
+    Live {
+        recordings: Arc<Recordings>,
+        mark: WatchMark,
+    },
+}
+
+/// How often a watch looks for more of the stream.
+const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+
+/// Who is watching session `id` live (its owner, or an administrator).
+pub async fn watchers(
+    State(state): State<Arc<WebState>>,
+    user: User,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = super::desktops::caller_of(&user);
+    if let Err(err) = state.sessions.get(&caller, &id).await {
+        return super::from_error(&err);
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({ "watchers": state.recordings.watchers(&id).await }),
+    )
 }
 
 /// Why a replay ended before the end of its recording.
@@ -153,12 +226,12 @@ pub enum ReplayError {
     Recording(#[from] RecordingError),
 }
 
-/// Plays the recording to the page's client until its end or the client goes
-/// (`speed` times as fast).
+/// Plays the recording to the page's client until its end (or its tab's
+/// end, live) or the client goes.
 pub async fn play(
     mut socket: WebSocket,
     mut player: Player,
-    speed: u32,
+    pace: Pace,
 ) -> Result<(), ReplayError> {
     timeout(REQUEST_TIMEOUT, gateway::read_request(&mut socket))
         .await
@@ -193,7 +266,33 @@ pub async fn play(
         // Where the replay is in the recording's time, with pauses cut.
         let mut clock = Duration::ZERO;
         let mut last_at = response.at_ms;
-        while let Some(frame) = player.next().await? {
+        let mut marked = Instant::now();
+        let mut ending = false;
+        loop {
+            if let Pace::Live { mark, .. } = &pace
+                && marked.elapsed() >= MARK_EVERY
+            {
+                marked = Instant::now();
+                if let Err(error) = mark.refresh().await {
+                    tracing::warn!(%error, "a watch's mark could not be refreshed");
+                }
+            }
+            let Some(frame) = player.next().await? else {
+                match &pace {
+                    Pace::Live { recordings, .. } if !ending => {
+                        // The end of what is written: the tab's end, or more to come.
+                        ending = recordings
+                            .meta(player.id())
+                            .await
+                            .map_or(true, |meta| meta.ended_ms.is_some());
+                        if !ending {
+                            tokio::time::sleep(FOLLOW_EVERY).await;
+                        }
+                        continue;
+                    }
+                    _ => break,
+                }
+            };
             if frame.kind != KIND_RDP {
                 return Err(RecordingError::Damaged {
                     id: player.id().to_string(),
@@ -201,9 +300,11 @@ pub async fn play(
                 }
                 .into());
             }
-            let gap = Duration::from_millis(u64::from(frame.at_ms.saturating_sub(last_at)));
-            clock += gap.min(MAX_PAUSE);
-            sleep_until(start + clock / speed).await;
+            if let Pace::Recorded(speed) = pace {
+                let gap = Duration::from_millis(u64::from(frame.at_ms.saturating_sub(last_at)));
+                clock += gap.min(MAX_PAUSE);
+                sleep_until(start + clock / speed).await;
+            }
             last_at = frame.at_ms;
             let bytes = empty_clipboard(&mut to_client, &frame.bytes)?;
             if bytes.is_empty() {
@@ -213,10 +314,14 @@ pub async fn play(
                 .await
                 .map_err(|_| ReplayError::Gone)?;
         }
+        let reason = match pace {
+            Pace::Recorded(_) => "the end of the recording",
+            Pace::Live { .. } => "the user's tab closed",
+        };
         let _ = tx
             .send(Message::Close(Some(CloseFrame {
                 code: close_code::NORMAL,
-                reason: "the end of the recording".into(),
+                reason: reason.into(),
             })))
             .await;
         Ok::<(), ReplayError>(())

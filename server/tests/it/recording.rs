@@ -71,6 +71,7 @@ fn alices(to: Arc<Recordings>) -> Plan {
             user: "alice".into(),
             template: "exam".into(),
             clipboard: Clipboard::Both,
+            kept: true,
         },
     }
 }
@@ -91,7 +92,7 @@ async fn replay_route(
 ) -> Response {
     let (_, player) = recordings.play(&id).await.expect("the recording opens");
     upgrade.on_upgrade(move |socket| async move {
-        replay::play(socket, player, 4)
+        replay::play(socket, player, replay::Pace::Recorded(4))
             .await
             .expect("played to the end");
     })
@@ -274,4 +275,145 @@ async fn a_recorded_desktop_is_not_shown_when_its_recording_cannot_start() {
         err.contains("recorded and the recording cannot start") && err.contains("web.recordings"),
         "{err}"
     );
+}
+
+async fn watch_route(
+    State(recordings): State<Arc<Recordings>>,
+    Path(id): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let (meta, player) = recordings.play(&id).await.expect("the recording opens");
+    let mark = recordings
+        .mark_watched(&meta.session_id, "carol")
+        .await
+        .expect("marked");
+    upgrade.on_upgrade(move |socket| async move {
+        let pace = replay::Pace::Live { recordings, mark };
+        replay::play(socket, player, pace)
+            .await
+            .expect("watched to the tab's end");
+    })
+}
+
+/// A fake xrdp that sends the Connect Response and a screen update, then
+/// one more each time the browser sends something.
+async fn answering_desktop() -> fake_xrdp::FakeRdp {
+    fake_xrdp::fake_rdp(fake_xrdp::X224_CONFIRM, |mut tls| async move {
+        let mut buf = vec![0u8; 8192];
+        if !matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {
+            return;
+        }
+        let first = [connect_response(&[1004, CLIP]), fast_path(4_000)].concat();
+        if tls.write_all(&first).await.is_err() {
+            return;
+        }
+        while matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {
+            if tls.write_all(&fast_path(700)).await.is_err() {
+                return;
+            }
+        }
+        let _ = tls.shutdown().await;
+    })
+    .await
+}
+
+/// Shadowing: an administrator joins a tab already open, gets all of it
+/// from its start, then what the desktop sends as it comes, marked as
+/// watching meanwhile; the watch ends when the tab closes, and a tab only
+/// watched (not recorded) leaves no file.
+#[tokio::test]
+async fn a_watch_joins_an_open_tab_from_its_start_and_follows_it_to_its_end() {
+    let dir = tempfile::tempdir().expect("a temporary dir");
+    let recordings = Arc::new(Recordings::new(
+        dir.path().join("recordings"),
+        Duration::from_secs(3600),
+    ));
+    let rdp = answering_desktop().await;
+    let mut target = rdp.target();
+    let mut plan = alices(recordings.clone());
+    plan.subject.kept = false;
+    target.record = Some(plan);
+    let (gateway, mut results) = fake_xrdp::router(target);
+    let app = gateway.merge(
+        Router::new()
+            .route("/watch/{id}", get(watch_route))
+            .with_state(recordings.clone()),
+    );
+    let base = serve(app).await;
+
+    // Alice's tab, open and drawn.
+    let (mut tab, _) = tokio_tungstenite::connect_async(format!("{base}/gateway"))
+        .await
+        .expect("connect");
+    tab.send(Message::binary(request("desktop:3389", TICKET)))
+        .await
+        .expect("send");
+    response(&mut tab).await;
+    let initial = connect_initial(&["rdpdr", "cliprdr"]);
+    tab.send(Message::binary(initial.clone()))
+        .await
+        .expect("send");
+    let first = [connect_response(&[1004, CLIP]), fast_path(4_000)].concat();
+    assert_eq!(read_bytes(&mut tab, first.len()).await, first);
+    let listed = recordings.list().await.expect("listed");
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].ended_ms.is_none() && !listed[0].kept);
+    assert_eq!(
+        listed[0].client_clipboard,
+        Some(true),
+        "known while it is open"
+    );
+    let id = listed[0].id.clone();
+
+    // Carol joins: everything from the start.
+    let (mut watch, _) = tokio_tungstenite::connect_async(format!("{base}/watch/{id}"))
+        .await
+        .expect("connect");
+    watch
+        .send(Message::binary(request("desktop:3389", "watch")))
+        .await
+        .expect("send");
+    response(&mut watch).await;
+    watch.send(Message::binary(initial)).await.expect("send");
+    assert_eq!(read_bytes(&mut watch, first.len()).await, first);
+    assert_eq!(recordings.watchers("s-1").await, ["carol"]);
+    // What she sends reaches no desktop: nothing more comes.
+    watch
+        .send(Message::binary(from_browser(1004, TYPED)))
+        .await
+        .expect("send");
+    // What alice's desktop sends next reaches both.
+    tab.send(Message::binary(from_browser(1004, b"a key")))
+        .await
+        .expect("send");
+    assert_eq!(read_bytes(&mut tab, 700).await, fast_path(700));
+    assert_eq!(read_bytes(&mut watch, 700).await, fast_path(700));
+
+    // Alice closes her tab: the watch ends, and nothing is left on disk.
+    tab.close(None).await.expect("close");
+    result(&mut results).await.expect("relayed");
+    match tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("the watch ends")
+    {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(frame.reason.as_str(), "the user's tab closed");
+        }
+        other => panic!("expected the watch's end, got {other:?}"),
+    }
+    for _ in 0..50 {
+        if recordings.watchers("s-1").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recordings.watchers("s-1").await.is_empty());
+    assert!(recordings.list().await.expect("listed").is_empty());
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("recordings"))
+        .expect("the dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .collect();
+    assert!(files.is_empty(), "{files:?}");
+    assert_eq!(rdp.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

@@ -267,6 +267,12 @@ async fn the_portal_signs_in_domain_users_and_serves_their_desktops() {
     // No sign in once here: the page keeps the desktop's size.
     assert_eq!(ticket["autologon"], false);
     assert_eq!(ticket["recorded"], false);
+    assert_eq!(ticket["watchable"], false);
+    let watchers = alice
+        .call("GET", &format!("/web/sessions/{id}/watchers"), None, false)
+        .await;
+    assert_eq!(watchers.status, 200, "{}", watchers.body);
+    assert_eq!(watchers.json()["watchers"], serde_json::json!([]));
     // A few tickets at once, then a clear 429: never one that cannot work.
     for _ in 1..8 {
         assert_eq!(alice.call("POST", &path, None, true).await.status, 200);
@@ -785,10 +791,10 @@ async fn a_directory_name_that_is_a_template_reaches_ansible_literally() {
     server.stop().await;
 }
 
-/// Recordings are listed and replayed for administrators only, and every
-/// replay opened (or refused) is in the audit trail.
+/// Recordings are listed, replayed and watched live for administrators
+/// only, and every replay or watch opened (or refused) is in the audit trail.
 #[tokio::test(flavor = "multi_thread")]
-async fn recordings_are_for_administrators_and_each_replay_is_audited() {
+async fn recordings_and_live_watches_are_for_administrators_and_audited() {
     use daas_server::domain::catalog::Clipboard;
     use daas_server::web::recording::{Recordings, Subject};
 
@@ -806,6 +812,7 @@ async fn recordings_are_for_administrators_and_each_replay_is_audited() {
             user: "alice".into(),
             template: "exam".into(),
             clipboard: Clipboard::Off,
+            kept: true,
         })
         .await
         .expect("a recording");
@@ -875,6 +882,43 @@ async fn recordings_are_for_administrators_and_each_replay_is_audited() {
     assert_eq!(too_fast.status, 400, "{}", too_fast.body);
     let opened = carol.call_with("GET", &path, &upgrade, false).await;
     assert_eq!(opened.status, 101, "{}", opened.body);
+    // A closed tab is replayed, not watched.
+    let closed = carol
+        .call_with("GET", &format!("{path}?live=1"), &upgrade, false)
+        .await;
+    assert_eq!(closed.status, 409, "{}", closed.body);
+
+    // A tab open now (watched only, not kept): carol watches it live, and
+    // is marked as watching while she does.
+    let mut open = recordings
+        .start(&Subject {
+            session_id: "s-open".into(),
+            owner: "alice".into(),
+            user: "alice".into(),
+            template: "lab".into(),
+            clipboard: Clipboard::Both,
+            kept: false,
+        })
+        .await
+        .expect("a recording");
+    open.response(b"response").await.expect("write");
+    let live = format!("/web/recordings/{}/replay", open.id());
+    let not_kept = carol.call_with("GET", &live, &upgrade, false).await;
+    assert_eq!(not_kept.status, 409, "{}", not_kept.body);
+    let live_path = format!("{live}?live=1");
+    let watch = carol.call_with("GET", &live_path, &upgrade, false);
+    let seen = async {
+        for _ in 0..30 {
+            if recordings.watchers("s-open").await == ["carol"] {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    let (watched, seen) = tokio::join!(watch, seen);
+    assert_eq!(watched.status, 101, "{}", watched.body);
+    assert!(seen, "carol is marked as watching s-open");
 
     let entries = audit_of(&server).await;
     let replays: Vec<_> = entries
@@ -894,6 +938,13 @@ async fn recordings_are_for_administrators_and_each_replay_is_audited() {
             && e.owner == "alice"
             && e.detail.contains(&id)),
         "{replays:?}"
+    );
+    assert!(
+        entries.iter().any(|e| e.action == "web watch"
+            && e.actor == "carol"
+            && e.result == "OK"
+            && e.session_id == "s-open"),
+        "{entries:?}"
     );
     server.stop().await;
 }

@@ -323,7 +323,8 @@ async function refreshAdmin(background) {
 function recordingRow(r) {
   const row = document.createElement("tr");
   row.dataset.recording = r.id;
-  const length = r.ended_ms === null ? "being recorded, or cut" : duration(r.ended_ms - r.started_ms);
+  const open = r.ended_ms === null;
+  const length = open ? "open now (or cut)" : duration(r.ended_ms - r.started_ms);
   for (const text of [new Date(r.started_ms).toLocaleString(), r.owner, r.user, r.template, length,
     `${(r.bytes / 1e6).toFixed(1)} MB`]) {
     const td = document.createElement("td");
@@ -331,7 +332,8 @@ function recordingRow(r) {
     row.append(td);
   }
   const td = document.createElement("td");
-  td.append(actionButton("Replay", () => replay(r), `the recording of ${r.owner}'s desktop`));
+  if (open) td.append(actionButton("Watch live", () => replay(r, true), `${r.owner}'s desktop`));
+  if (r.kept) td.append(actionButton("Replay", () => replay(r, false), `the recording of ${r.owner}'s desktop`));
   row.append(td);
   return row;
 }
@@ -522,10 +524,12 @@ const RECONNECTS = 5;
 function showViewer(title, recorded, onClose) {
   $("viewer-title").textContent = title;
   $("viewer-recorded").hidden = !recorded;
+  $("viewer-watched").hidden = true;
   $("viewer").hidden = false;
   const state = { closed: false };
   $("viewer-close").onclick = () => {
     state.closed = true;
+    clearInterval(state.watchers);
     if (window.daasViewer) window.daasViewer.ui.shutdown();
     $("viewer").hidden = true;
     $("screen").replaceChildren();
@@ -539,27 +543,48 @@ function showViewer(title, recorded, onClose) {
   return state;
 }
 
-// Plays a recording in the viewer, as the user's tab showed it: the
-// server plays the desktop's part, and nothing typed here goes anywhere.
-async function replay(r) {
+// Plays a recording in the viewer, as the user's tab showed it, or (live)
+// the tab still open, as it goes: the server plays the desktop's part, and
+// nothing typed here goes anywhere. A live watch is shown to the user.
+async function replay(r, live) {
   notice("");
   const viewer = await import("/viewer.js");
-  const shown = showViewer(`Recording of ${r.owner}'s desktop, ${new Date(r.started_ms).toLocaleString()}`,
-    false, refresh);
+  const title = live
+    ? `${r.owner}'s desktop, live (read-only; ${r.owner} is told)`
+    : `Recording of ${r.owner}'s desktop, ${new Date(r.started_ms).toLocaleString()}`;
+  const shown = showViewer(title, false, refresh);
   const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ended = live ? "Watch ended" : "Replay ended";
   try {
     const reason = await viewer.open($("screen"), {
-      gateway: `${scheme}://${location.host}/web/recordings/${encodeURIComponent(r.id)}/replay`,
+      gateway: `${scheme}://${location.host}/web/recordings/${encodeURIComponent(r.id)}/replay${live ? "?live=1" : ""}`,
       ticket: "replay",
       username: r.user,
       clipboard: r.client_clipboard ? "both" : "off",
       status: shown.status,
-      replay: true,
+      replay: live ? "live" : "recording",
     });
-    shown.status(`Replay ended: ${reason}`);
+    shown.status(`${ended}: ${reason}`);
   } catch (error) {
-    shown.status(`Replay ended: ${error.message || error}`);
+    shown.status(`${ended}: ${error.message || error}`);
   }
+}
+
+// While a desktop an administrator may watch is open, says who watches.
+function showWatchers(view, session) {
+  const poll = async () => {
+    try {
+      const { watchers } = await api("GET", `/web/sessions/${encodeURIComponent(session.id)}/watchers`,
+        undefined, true);
+      if (view.closed) return;
+      $("viewer-watched").textContent = `● Watched live by ${watchers.join(", ")} (read-only)`;
+      $("viewer-watched").hidden = watchers.length === 0;
+    } catch {
+      // Signed out or gone: the viewer says so itself.
+    }
+  };
+  poll();
+  view.watchers = setInterval(poll, 3000);
 }
 
 async function openDesktop(session) {
@@ -575,6 +600,7 @@ async function openDesktop(session) {
   const viewer = await import("/viewer.js");
   const view = showViewer(session.vm_name, ticket.recorded, refresh);
   const status = view.status;
+  if (ticket.watchable) showWatchers(view, session);
   // A new size of the tab (or full screen): with sign in once the desktop
   // is reopened at it, a second later (xrdp resizes the same session);
   // else the page says why it keeps its size.
@@ -639,6 +665,7 @@ async function openDesktop(session) {
   }
   observer.disconnect();
   clearTimeout(settle);
+  clearInterval(view.watchers);
 }
 
 // --- wiring ----------------------------------------------------------------

@@ -25,10 +25,11 @@ export class Ended extends Error {
 }
 
 // Opens a session in `container`; resolves when the desktop ends it (with
-// the reason), throws an `Ended` otherwise. With `replay`, `gateway` is a
-// recording's replay, which plays the desktop's part: the client must ask
-// for the channels the recorded one did (the clipboard's unless "off").
-export async function open(container, { gateway, ticket, username, status, clipboard = "both", replay = false }) {
+// the reason), throws an `Ended` otherwise. With `replay` ("recording" or
+// "live"), `gateway` is a recording's replay or a live watch, which plays
+// the desktop's part: the client must ask for the channels the recorded one
+// did (the clipboard's unless "off").
+export async function open(container, { gateway, ticket, username, status, clipboard = "both", replay = "" }) {
   await customElements.whenDefined("iron-remote-desktop");
   const element = document.createElement("iron-remote-desktop");
   element.module = rdp.Backend;
@@ -73,9 +74,10 @@ export async function open(container, { gateway, ticket, username, status, clipb
   // Keys go to the desktop while its canvas has the focus: give it now.
   const canvas = element.shadowRoot && element.shadowRoot.querySelector("canvas");
   if (canvas) canvas.focus();
-  status(replay
-    ? "Replaying what the user's tab showed (nothing typed here goes anywhere)."
-    : "Connected. If the desktop asks, log in with your password.");
+  status({
+    recording: "Replaying what the user's tab showed (nothing typed here goes anywhere).",
+    live: "Watching live, read-only (nothing typed here goes anywhere).",
+  }[replay] || "Connected. If the desktop asks, log in with your password.");
   window.daasViewer = { ui, element, width, height };
   let ended;
   try {
