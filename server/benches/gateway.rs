@@ -30,6 +30,7 @@ use axum::serve::ListenerExt as _;
 use daas_server::domain::catalog::Clipboard;
 use daas_server::web::clipboard;
 use daas_server::web::gateway::{self, Relayed, Target};
+use daas_server::web::recording;
 use fake_xrdp::{
     Client, Results, TICKET, X224_CONFIRM, X224_REQUEST, next_binary, read_tpkt, request, response,
 };
@@ -438,6 +439,26 @@ async fn run(gateway_runtime: &tokio::runtime::Runtime) {
     let tls = tls_connector(&target.cert_sha256);
     let (url, mut results) = gateway_server(gateway_runtime, target.clone(), false);
     let (url_nodelay, mut results_nodelay) = gateway_server(gateway_runtime, target.clone(), true);
+    // The same desktop with its tab recorded (`record = true`), to a temporary dir.
+    let recordings_dir = tempfile::tempdir().expect("a temporary dir");
+    let recorded = Target {
+        record: Some(recording::Plan {
+            to: std::sync::Arc::new(recording::Recordings::new(
+                recordings_dir.path().to_path_buf(),
+                Duration::from_secs(3600),
+            )),
+            subject: recording::Subject {
+                session_id: "s-bench".into(),
+                owner: "bench".into(),
+                user: "bench".into(),
+                template: "bench".into(),
+                clipboard: Clipboard::Both,
+                kept: true,
+            },
+        }),
+        ..target.clone()
+    };
+    let (url_recorded, mut results_recorded) = gateway_server(gateway_runtime, recorded, false);
 
     println!("RDP gateway on loopback: `cargo bench -p daas-server --bench gateway`");
     println!(
@@ -481,14 +502,14 @@ async fn run(gateway_runtime: &tokio::runtime::Runtime) {
     // 3. Busy desktop.
     let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
     let gib = (DOWN_BYTES + UP_BYTES) as f64 / f64::from(1u32 << 30);
-    let mut measure = async |through_gateway: bool| {
+    let mut measure = async |path: u8| {
         let (cpu0, gw0) = (process_cpu(), gateway_cpu());
         let mut wall = Duration::ZERO;
         for _ in 0..TRANSFERS {
-            wall += if through_gateway {
-                bulk_gateway(&url, &mut results).await
-            } else {
-                bulk_direct(rdp, &tls).await
+            wall += match path {
+                0 => bulk_direct(rdp, &tls).await,
+                1 => bulk_gateway(&url, &mut results).await,
+                _ => bulk_gateway(&url_recorded, &mut results_recorded).await,
             };
         }
         let n = TRANSFERS as u32;
@@ -498,8 +519,9 @@ async fn run(gateway_runtime: &tokio::runtime::Runtime) {
             wall / n,
         )
     };
-    let (direct_cpu, _, direct_wall) = measure(false).await;
-    let (through_cpu, gw_cpu, through_wall) = measure(true).await;
+    let (direct_cpu, _, direct_wall) = measure(0).await;
+    let (through_cpu, gw_cpu, through_wall) = measure(1).await;
+    let (recorded_cpu, recorded_gw_cpu, recorded_wall) = measure(2).await;
     println!(
         "\n3. busy desktop, per connection (mean of {TRANSFERS}): {:.0} MiB down in {} KiB writes, {:.0} MiB up in {} KiB messages",
         mib(DOWN_BYTES),
@@ -558,6 +580,28 @@ async fn run(gateway_runtime: &tokio::runtime::Runtime) {
         "added by reading",
         "",
         off.saturating_sub(both).as_secs_f64() / gib
+    );
+
+    // 5. Recording.
+    println!(
+        "\n5. the same through the gateway with the tab recorded (record = true; every frame written and flushed to a file):"
+    );
+    println!(
+        "  {:<38} {:>9} {:>9} {:>9}",
+        "", "CPU s", "MiB/s", "CPU s/GiB"
+    );
+    line(
+        "not recorded, whole process",
+        through_cpu,
+        Some(through_wall),
+    );
+    line("recorded, whole process", recorded_cpu, Some(recorded_wall));
+    line("not recorded, gateway threads", gw_cpu, None);
+    line("recorded, gateway threads", recorded_gw_cpu, None);
+    line(
+        "added by recording (gateway threads)",
+        recorded_gw_cpu.saturating_sub(gw_cpu),
+        None,
     );
 }
 

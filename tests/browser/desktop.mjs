@@ -128,18 +128,21 @@ try {
     await typeKeys(page, password);
     await page.keyboard.press("Enter");
   }
+  // Looked at every 250 ms; the time is when it first showed, once it
+  // stayed 2 s (not the login screen drawn half, not a frame in passing).
   const deadline = Date.now() + 120_000;
-  let twice = 0;
+  let since = null;
   while (Date.now() < deadline) {
-    await sleep(2000);
+    await sleep(250);
     seen = await page.evaluate(looks);
-    twice = seen && seen.desktop ? twice + 1 : 0;
-    if (twice >= 2) break;
+    since = seen && seen.desktop ? since ?? Date.now() : null;
+    if (since !== null && Date.now() - since >= 2000) break;
   }
-  if (!passThrough) timings.password_to_desktop_ms = Date.now() - typed;
-  timings.click_to_desktop_ms = Date.now() - clicked;
+  const stayed = since !== null && Date.now() - since >= 2000;
+  if (!passThrough) timings.password_to_desktop_ms = (since ?? Date.now()) - typed;
+  timings.click_to_desktop_ms = (since ?? Date.now()) - clicked;
   await page.screenshot({ path: path.join(artifacts, "browser-desktop.png") });
-  check(twice >= 2, `the XFCE desktop is in the tab${passThrough ? " with no second password" : ""} (${JSON.stringify(seen)})`);
+  check(stayed, `the XFCE desktop is in the tab${passThrough ? " with no second password" : ""} after ${timings.click_to_desktop_ms} ms (${JSON.stringify(seen)})`);
 
   if (process.env.RECORDED === "1") {
     const notice = page.locator("#viewer-recorded");

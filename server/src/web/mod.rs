@@ -1,7 +1,9 @@
 //! The web portal (`[web]`): people sign in with their domain account
 //! (`ldap`, `signin`, `throttle`), get a desktop and watch it being
 //! prepared (`desktops`, through the sessions service), and use it in the
-//! browser tab through the RDP `gateway` with single-use `tickets`. The
+//! browser tab through the RDP `gateway` with single-use `tickets`, which
+//! keeps what recorded or watchable templates' tabs get (`recording`) for
+//! administrators to replay or watch live (`replay`). The
 //! page (`page.rs` serves the files of `assets/`) is embedded in the
 //! binary. It has its own HTTPS listener, without client certificates.
 

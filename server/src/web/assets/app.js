@@ -556,7 +556,8 @@ async function replay(r, live) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const ended = live ? "Watch ended" : "Replay ended";
   try {
-    const reason = await viewer.open($("screen"), {
+    // The client names no reason of its own for the server's end.
+    await viewer.open($("screen"), {
       gateway: `${scheme}://${location.host}/web/recordings/${encodeURIComponent(r.id)}/replay${live ? "?live=1" : ""}`,
       ticket: "replay",
       username: r.user,
@@ -564,7 +565,7 @@ async function replay(r, live) {
       status: shown.status,
       replay: live ? "live" : "recording",
     });
-    shown.status(`${ended}: ${reason}`);
+    shown.status(live ? `${ended}: the user's tab closed.` : `${ended}: the end of the recording.`);
   } catch (error) {
     shown.status(`${ended}: ${error.message || error}`);
   }
