@@ -317,7 +317,13 @@ where
         }
         None => None,
     };
-    socket.send(Message::Binary(response.into())).await?;
+    if let Err(error) = socket.send(Message::Binary(response.into())).await {
+        // The browser went before it got the answer: the recording ends empty.
+        if let Some(recorder) = recorder {
+            let _ = recorder.finish(None).await;
+        }
+        return Err(error.into());
+    }
     Ok((tls, target.autologon, target.clipboard, recorder))
 }
 
