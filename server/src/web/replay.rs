@@ -78,19 +78,38 @@ fn recording_json(meta: &Meta) -> serde_json::Value {
 
 const ADMINS_ONLY: &str = "recordings are for administrators";
 
-/// The recordings, newest first (administrators).
-pub async fn list(State(state): State<Arc<WebState>>, user: User) -> Response {
+/// The newest [`LISTED`] recordings (administrators): `?user=` those of one
+/// user's desktops, `?session=` of one desktop; `more` says whether older
+/// ones matched too.
+pub async fn list(
+    State(state): State<Arc<WebState>>,
+    user: User,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     if !user.signed.admin {
         return error(StatusCode::FORBIDDEN, ADMINS_ONLY);
     }
+    let wanted = |meta: &&Meta| {
+        query.get("user").is_none_or(|u| &meta.owner == u)
+            && query.get("session").is_none_or(|s| &meta.session_id == s)
+    };
     match state.recordings.list().await {
-        Ok(all) => json_response(
-            StatusCode::OK,
-            &json!({ "recordings": all.iter().map(recording_json).collect::<Vec<_>>() }),
-        ),
+        Ok(all) => {
+            let matching: Vec<&Meta> = all.iter().filter(wanted).collect();
+            json_response(
+                StatusCode::OK,
+                &json!({
+                    "recordings": matching.iter().take(LISTED).map(|m| recording_json(m)).collect::<Vec<_>>(),
+                    "more": matching.len() > LISTED,
+                }),
+            )
+        }
         Err(err) => refused(&err),
     }
 }
+
+/// Recordings listed at most, newest first.
+const LISTED: usize = 200;
 
 /// Replays recording `id` on a WebSocket (administrators).
 pub async fn replay(

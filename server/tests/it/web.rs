@@ -847,6 +847,17 @@ async fn recordings_and_live_watches_are_for_administrators_and_audited() {
     assert_eq!(all[0]["owner"], "alice");
     assert_eq!(all[0]["clipboard"], "off");
     assert_eq!(all[0]["bytes"], 6);
+    assert_eq!(listed.json()["more"], false);
+    for (filter, count) in [("user=alice", 1), ("user=bob", 0), ("session=s-other", 0)] {
+        let some = carol
+            .call("GET", &format!("/web/recordings?{filter}"), None, false)
+            .await;
+        assert_eq!(
+            some.json()["recordings"].as_array().map(Vec::len),
+            Some(count),
+            "{filter}"
+        );
+    }
 
     // The replay's WebSocket, as the page opens it.
     let upgrade: Vec<String> = [
