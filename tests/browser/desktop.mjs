@@ -11,7 +11,9 @@
 //
 // With CLIPBOARD=off (the template's policy "off"), a page changed to turn
 // its clipboard on anyway copies nothing either way: the gateway drops it.
-// With RECORDED=1 (the template's record = true) the page says so.
+// With RECORDED=1 (the template's record = true) the page says so. With
+// FIRST_LOGIN=1 (her first login on a claimed desktop) only the desktop's
+// showing is checked and timed.
 //
 // Environment: PORTAL_URL, ALICE_PASSWORD, ARTIFACTS, CHROMIUM,
 // PASS_THROUGH, CLIPBOARD_TOOL (a script: `get`, `set TEXT` and `session`
@@ -27,6 +29,8 @@ const password = env("ALICE_PASSWORD");
 const passThrough = process.env.PASS_THROUGH === "1";
 const clipboardOff = process.env.CLIPBOARD === "off";
 const tool = process.env.CLIPBOARD_TOOL;
+// Screenshots: browser-*.png, or browser-claimed-*.png for a first login.
+const shots = process.env.FIRST_LOGIN === "1" ? "browser-claimed" : "browser";
 
 // The desktop's side: her clipboard, and her X session's process. Not
 // blocking: the proxy below runs in this process, and the desktop's xclip
@@ -116,7 +120,7 @@ try {
   }
   timings.click_to_first_frame_ms = Date.now() - clicked;
   check(seen !== null && seen.whole.sd > 2, `xrdp's screen is in the tab after ${timings.click_to_first_frame_ms} ms`);
-  await page.screenshot({ path: path.join(artifacts, "browser-login.png") });
+  await page.screenshot({ path: path.join(artifacts, `${shots}-login.png`) });
 
   // The page gave the canvas the keyboard (a click outside xrdp's login
   // box would take the focus from it).
@@ -141,7 +145,7 @@ try {
   const stayed = since !== null && Date.now() - since >= 2000;
   if (!passThrough) timings.password_to_desktop_ms = (since ?? Date.now()) - typed;
   timings.click_to_desktop_ms = (since ?? Date.now()) - clicked;
-  await page.screenshot({ path: path.join(artifacts, "browser-desktop.png") });
+  await page.screenshot({ path: path.join(artifacts, `${shots}-desktop.png`) });
   check(stayed, `the XFCE desktop is in the tab${passThrough ? " with no second password" : ""} after ${timings.click_to_desktop_ms} ms (${JSON.stringify(seen)})`);
 
   if (process.env.RECORDED === "1") {
@@ -151,11 +155,14 @@ try {
   if (clipboardOff) {
     await clipboardIsClosed();
     console.log(JSON.stringify(timings));
+  } else if (process.env.FIRST_LOGIN === "1") {
+    await page.getByRole("button", { name: "Back to my desktops" }).click();
+    console.log(JSON.stringify(timings));
   } else {
     await theRest();
   }
 } catch (error) {
-  await page.screenshot({ path: path.join(artifacts, "browser-failure.png") }).catch(() => {});
+  await page.screenshot({ path: path.join(artifacts, `${shots}-failure.png`) }).catch(() => {});
   console.error(String(error.stack || error));
   process.exitCode = 1;
 } finally {
@@ -190,7 +197,7 @@ async function theRest() {
   timings.typed_at = new Date().toISOString();
   await typeKeys(page, "touch typed-in-the-browser");
   await sleep(2000);
-  await page.screenshot({ path: path.join(artifacts, "browser-typed.png") });
+  await page.screenshot({ path: path.join(artifacts, `${shots}-typed.png`) });
   await page.keyboard.down("Enter");
   await sleep(150);
   await page.keyboard.up("Enter");
@@ -232,7 +239,7 @@ async function theRest() {
     return back >= 2;
   });
   timings.drop_to_desktop_ms = Date.now() - dropped;
-  await page.screenshot({ path: path.join(artifacts, "browser-reconnected.png") });
+  await page.screenshot({ path: path.join(artifacts, `${shots}-reconnected.png`) });
   check(reconnected, `the desktop is back in the tab ${timings.drop_to_desktop_ms} ms after the drop`);
   check((await onDesktop("session")) === session, `the same X session (${session})`);
 
@@ -250,7 +257,7 @@ async function theRest() {
     return back >= 2;
   });
   timings.resize_to_desktop_ms = Date.now() - resized;
-  await page.screenshot({ path: path.join(artifacts, "browser-resized.png") });
+  await page.screenshot({ path: path.join(artifacts, `${shots}-resized.png`) });
   check(followed, `the desktop follows the tab: ${wanted.width}x${wanted.height} after ${timings.resize_to_desktop_ms} ms (${JSON.stringify(await page.evaluate(looks))})`);
   check((await onDesktop("session")) === session, "still the same X session");
 

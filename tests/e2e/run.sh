@@ -637,8 +637,11 @@ IDLE_TIMEOUT=$((idle + 90))
 stop_server
 # With a warm pool joined to the domain, built meanwhile for step 4a.
 start_server "${AD_ENV[@]}" DAAS_POLICY__IDLE_TIMEOUT="${IDLE_TIMEOUT}s" DAAS_POLICY__WARNING=60s \
-  DAAS_POLICY__REAPER_INTERVAL=2s DAAS_POOLS__AD__SIZE=1
+  DAAS_POLICY__REAPER_INTERVAL=2s DAAS_POOLS__AD__SIZE=1 \
+  DAAS_WEB__LISTEN=127.0.0.1:0 DAAS_WEB__PASS_THROUGH_CREDENTIALS=true
 AD_POOL_T0=$SECONDS
+PORTAL_URL=$(sed -n 's/^daas-server web portal on //p' "$WORK/server.out.$SERVER_RUNS")
+PORTAL_URL=${PORTAL_URL/127.0.0.1/localhost}
 log "idle for $idle s (last input or READY: $last); idle_timeout ${IDLE_TIMEOUT}s, warning 60s"
 [[ $(show "$ID" | jq -r .state) == READY ]] || fail "$ID is not READY after the restart"
 t=$SECONDS
@@ -715,6 +718,17 @@ log "SSSD lets $AD_USER in on $VM ($((SECONDS - t)) s after READY)"
 out=$(acct_check bob)
 grep -qF 'pam_acct_mgmt: Permission denied' <<<"$out" || fail "SSSD does not refuse bob on $AD_USER's claimed desktop: $out"
 log "and refuses bob"
+# Her first login on the claimed desktop, in the tab, signed in once.
+out=$WORK/browser-claimed.log
+if ! PORTAL_URL=$PORTAL_URL ALICE_PASSWORD=$AD_PASSWORD ARTIFACTS=$ARTIFACTS PASS_THROUGH=1 \
+  FIRST_LOGIN=1 node tests/browser/desktop.mjs >"$out" 2>&1; then
+  sed 's/^/    /' "$out"
+  fail "her first login on the claimed desktop in the tab (see $ARTIFACTS/browser-*.png)"
+fi
+grep '^ok: ' "$out" | sed 's/^/    /'
+claimed_timings=$(tail -n 1 "$out")
+timing "AD pool: claimed, click to her first desktop in the tab" "$(jq -r '.click_to_desktop_ms / 1000 | tostring + " s"' <<<"$claimed_timings")"
+timing "AD pool: claimed, click to xrdp's first frame in the tab" "$(jq -r '.click_to_first_frame_ms / 1000 | tostring + " s"' <<<"$claimed_timings")"
 daas destroy "$ID5" >/dev/null || fail "daas destroy $ID5"
 wait_state "$ID5" DESTROYED 300
 assert_gone "$ID5" "$VM"
