@@ -39,8 +39,9 @@
 #   4a. meanwhile a warm pool of one joined to the domain builds (SSSD lets
 #      no one in); alice claims it: her agent's root helper writes SSSD's
 #      access section and restarts SSSD (no SSH, no Ansible); SSSD's account
-#      check for xrdp-sesman lets alice in and refuses bob; destroyed, its
-#      computer account gone;
+#      check for xrdp-sesman lets alice in and refuses bob; her first login
+#      on it in the tab, signed in once, timed; destroyed, its computer
+#      account gone;
 #   5. a warm pool of one (without AD) builds beside a cold create of the
 #      catalog's second template (dev: its own image, with gcc and git): two
 #      VMs at once, different slots (RDP ports); a create claims the pooled
