@@ -114,12 +114,18 @@ try {
   ticket = (await (await ticketAnswer).json()).ticket;
   check(typeof ticket === "string" && ticket.length === 64, "the page got a single-use ticket");
   let seen = null;
+  const said = new Set(); // what the page said while the tab was blank
   for (const until = Date.now() + 60_000; Date.now() < until; await sleep(250)) {
     seen = await page.evaluate(looks);
     if (seen && seen.whole.sd > 2) break;
+    said.add(await page.evaluate(() => document.getElementById("viewer-status").textContent));
   }
   timings.click_to_first_frame_ms = Date.now() - clicked;
   check(seen !== null && seen.whole.sd > 2, `xrdp's screen is in the tab after ${timings.click_to_first_frame_ms} ms`);
+  if (process.env.FIRST_LOGIN === "1") {
+    check([...said].some((text) => text.startsWith("Connected. Your session is starting")),
+      `while her session starts the page says why it waits (${JSON.stringify([...said])})`);
+  }
   await page.screenshot({ path: path.join(artifacts, `${shots}-login.png`) });
 
   // The page gave the canvas the keyboard (a click outside xrdp's login

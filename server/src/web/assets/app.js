@@ -632,6 +632,7 @@ async function openDesktop(session) {
         ticket: ticket.ticket,
         username: ticket.username,
         clipboard: ticket.clipboard,
+        autologon: ticket.autologon,
         status,
       });
       if (!resizing) break; // the desktop ended the session (logged out, or destroyed)

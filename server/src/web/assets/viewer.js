@@ -29,7 +29,7 @@ export class Ended extends Error {
 // "live"), `gateway` is a recording's replay or a live watch, which plays
 // the desktop's part: the client must ask for the channels the recorded one
 // did (the clipboard's unless "off").
-export async function open(container, { gateway, ticket, username, status, clipboard = "both", replay = "" }) {
+export async function open(container, { gateway, ticket, username, status, clipboard = "both", replay = "", autologon = false }) {
   await customElements.whenDefined("iron-remote-desktop");
   const element = document.createElement("iron-remote-desktop");
   element.module = rdp.Backend;
@@ -77,7 +77,10 @@ export async function open(container, { gateway, ticket, username, status, clipb
   status({
     recording: "Replaying what the user's tab showed (nothing typed here goes anywhere).",
     live: "Watching live, read-only (nothing typed here goes anywhere).",
-  }[replay] || "Connected. If the desktop asks, log in with your password.");
+  }[replay] || (autologon
+    // xrdp shows nothing until the session has started: say why it waits.
+    ? "Connected. Your session is starting (a first login on a desktop takes longer)."
+    : "Connected. If the desktop asks, log in with your password."));
   window.daasViewer = { ui, element, width, height };
   let ended;
   try {
