@@ -123,7 +123,7 @@ try {
   timings.click_to_first_frame_ms = Date.now() - clicked;
   check(seen !== null && seen.whole.sd > 2, `xrdp's screen is in the tab after ${timings.click_to_first_frame_ms} ms`);
   if (process.env.FIRST_LOGIN === "1") {
-    check([...said].some((text) => text.startsWith("Connected. Your session is starting")),
+    check([...said].some((text) => text.startsWith("Connected. Starting your session")),
       `while her session starts the page says why it waits (${JSON.stringify([...said])})`);
   }
   await page.screenshot({ path: path.join(artifacts, `${shots}-login.png`) });

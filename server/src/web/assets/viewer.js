@@ -79,7 +79,7 @@ export async function open(container, { gateway, ticket, username, status, clipb
     live: "Watching live, read-only (nothing typed here goes anywhere).",
   }[replay] || (autologon
     // xrdp shows nothing until the session has started: say why it waits.
-    ? "Connected. Your session is starting (a first login on a desktop takes longer)."
+    ? "Connected. Starting your session…"
     : "Connected. If the desktop asks, log in with your password."));
   window.daasViewer = { ui, element, width, height };
   let ended;
