@@ -98,6 +98,17 @@ async fn replay_route(
     })
 }
 
+/// A browser's WebSocket to `url`, its RDCleanPath request with `ticket` sent.
+async fn open(url: String, ticket: &str) -> Client {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    ws.send(Message::binary(request("desktop:3389", ticket)))
+        .await
+        .expect("send");
+    ws
+}
+
 /// Reads binary messages until `len` bytes came.
 async fn read_bytes(ws: &mut Client, len: usize) -> Vec<u8> {
     let mut got = Vec::new();
@@ -134,12 +145,7 @@ async fn a_recorded_relay_keeps_what_the_tab_got_and_its_replay_plays_it_back() 
     let base = serve(app).await;
 
     // The user's tab: its request, the desktop's stream, then what she types.
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{base}/gateway"))
-        .await
-        .expect("connect");
-    ws.send(Message::binary(request("desktop:3389", TICKET)))
-        .await
-        .expect("send");
+    let mut ws = open(format!("{base}/gateway"), TICKET).await;
     let RDCleanPathMessage::Response {
         x224_connection_response,
         ..
@@ -195,13 +201,7 @@ async fn a_recorded_relay_keeps_what_the_tab_got_and_its_replay_plays_it_back() 
 
     // The replay: the recorded response, then the stream, the clipboard's
     // text taken out; what the auditor's client sends goes nowhere.
-    let (mut auditor, _) = tokio_tungstenite::connect_async(format!("{base}/replay/{id}"))
-        .await
-        .expect("connect");
-    auditor
-        .send(Message::binary(request("desktop:3389", "replay")))
-        .await
-        .expect("send");
+    let mut auditor = open(format!("{base}/replay/{id}"), "replay").await;
     let RDCleanPathMessage::Response {
         x224_connection_response: replayed_confirm,
         ..
@@ -260,12 +260,7 @@ async fn a_recorded_desktop_is_not_shown_when_its_recording_cannot_start() {
     ))));
     let (gateway, mut results) = fake_xrdp::router(target);
     let base = serve(gateway).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{base}/gateway"))
-        .await
-        .expect("connect");
-    ws.send(Message::binary(request("desktop:3389", TICKET)))
-        .await
-        .expect("send");
+    let mut ws = open(format!("{base}/gateway"), TICKET).await;
     let RDCleanPathMessage::GeneralErr(error) = response(&mut ws).await else {
         panic!("expected an error");
     };
@@ -342,12 +337,7 @@ async fn a_watch_joins_an_open_tab_from_its_start_and_follows_it_to_its_end() {
     let base = serve(app).await;
 
     // Alice's tab, open and drawn.
-    let (mut tab, _) = tokio_tungstenite::connect_async(format!("{base}/gateway"))
-        .await
-        .expect("connect");
-    tab.send(Message::binary(request("desktop:3389", TICKET)))
-        .await
-        .expect("send");
+    let mut tab = open(format!("{base}/gateway"), TICKET).await;
     response(&mut tab).await;
     let initial = connect_initial(&["rdpdr", "cliprdr"]);
     tab.send(Message::binary(initial.clone()))
@@ -366,13 +356,7 @@ async fn a_watch_joins_an_open_tab_from_its_start_and_follows_it_to_its_end() {
     let id = listed[0].id.clone();
 
     // Carol joins: everything from the start.
-    let (mut watch, _) = tokio_tungstenite::connect_async(format!("{base}/watch/{id}"))
-        .await
-        .expect("connect");
-    watch
-        .send(Message::binary(request("desktop:3389", "watch")))
-        .await
-        .expect("send");
+    let mut watch = open(format!("{base}/watch/{id}"), "watch").await;
     response(&mut watch).await;
     watch.send(Message::binary(initial)).await.expect("send");
     assert_eq!(read_bytes(&mut watch, first.len()).await, first);
