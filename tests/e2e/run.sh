@@ -719,6 +719,12 @@ log "SSSD lets $AD_USER in on $VM ($((SECONDS - t)) s after READY)"
 out=$(acct_check bob)
 grep -qF 'pam_acct_mgmt: Permission denied' <<<"$out" || fail "SSSD does not refuse bob on $AD_USER's claimed desktop: $out"
 log "and refuses bob"
+# The pool's build warmed it for her first login: XFCE's first-run
+# configuration in /etc/skel, nothing left of the throwaway login.
+warm=$(vm 'sudo sh -c "ls -A /etc/skel/.config; getent passwd daas-warmup; ls -A /home; grep -rlF daas-warmup /etc/skel"' 2>&1) || true
+grep -qx xfce4 <<<"$warm" || fail "the pool's build did not warm $VM: no XFCE configuration in /etc/skel ($warm)"
+! grep -q daas-warmup <<<"$warm" || fail "the warm-up's throwaway login is left on $VM: $warm"
+log "warmed for a first login: /etc/skel/.config holds $(vm 'ls -A /etc/skel/.config' | tr '\n' ' ')"
 # Her first login on the claimed desktop, in the tab, signed in once.
 out=$WORK/browser-claimed.log
 if ! PORTAL_URL=$PORTAL_URL ALICE_PASSWORD=$AD_PASSWORD ARTIFACTS=$ARTIFACTS PASS_THROUGH=1 \
