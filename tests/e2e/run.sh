@@ -517,7 +517,22 @@ log "bob refused (RDP and sssctl), carol allowed by her group (sssctl)"
 step "3c. the web portal in Chromium: $AD_USER opens her desktop in the tab"
 rm -f "$ARTIFACTS"/browser-*.png
 before=$(show "$ID" | jq -r '.activity.last_input_at // ""')
-out=$WORK/browser-desktop.log
+# Runs the browser test SCRIPT with node into LOG, with the portal's URL,
+# the artifacts' folder and what the caller's assignments add to its
+# environment (passwords go there, never into an argument); prints it and
+# fails with WHY if it fails, else prints its "ok:" lines. BROWSER_TIMINGS
+# is then its last line (its timings, JSON).
+browser_step() { # LOG WHY SCRIPT
+  PORTAL_URL=$PORTAL_URL ARTIFACTS=$ARTIFACTS node "$3" >"$1" 2>&1 || {
+    sed 's/^/    /' "$1"
+    fail "$2 (see $ARTIFACTS/browser-*.png)"
+  }
+  grep '^ok: ' "$1" | sed 's/^/    /'
+  BROWSER_TIMINGS=$(tail -n 1 "$1")
+}
+# The field FIELD of BROWSER_TIMINGS (milliseconds), in seconds.
+browser_seconds() { jq -r --arg f "$1" '.[$f] / 1000 | tostring + " s"' <<<"$BROWSER_TIMINGS"; }
+
 # Her clipboard and X session on the desktop, for the browser test: `get`,
 # `set TEXT`, `session` (her Xorg's pid and display).
 CLIPBOARD_TOOL=$WORK/desktop-clipboard.sh
@@ -540,19 +555,14 @@ case ${1:-} in
 esac
 TOOL
 } >"$CLIPBOARD_TOOL"
-if ! PORTAL_URL=$PORTAL_URL ALICE_PASSWORD=$AD_PASSWORD ARTIFACTS=$ARTIFACTS PASS_THROUGH=1 \
-  CLIPBOARD_TOOL=$CLIPBOARD_TOOL node tests/browser/desktop.mjs >"$out" 2>&1; then
-  sed 's/^/    /' "$out"
-  fail "the desktop in the browser (see $ARTIFACTS/browser-*.png)"
-fi
-grep '^ok: ' "$out" | sed 's/^/    /'
-browser_timings=$(tail -n 1 "$out")
-log "timings: $browser_timings"
-timing "portal: click to desktop in the tab (signed in once)" "$(jq -r '.click_to_desktop_ms / 1000 | tostring + " s"' <<<"$browser_timings")"
+ALICE_PASSWORD=$AD_PASSWORD PASS_THROUGH=1 CLIPBOARD_TOOL=$CLIPBOARD_TOOL \
+  browser_step "$WORK/browser-desktop.log" "the desktop in the browser" tests/browser/desktop.mjs
+log "timings: $BROWSER_TIMINGS"
+timing "portal: click to desktop in the tab (signed in once)" "$(browser_seconds click_to_desktop_ms)"
 vm_run sudo test -f "/home/$AD_USER/typed-in-the-browser" ||
   fail "the command typed in the tab did not run in the VM (no ~/typed-in-the-browser)"
 log "the command typed in the tab ran: /home/$AD_USER/typed-in-the-browser exists"
-typed_at=$(jq -r .typed_at <<<"$browser_timings")
+typed_at=$(jq -r .typed_at <<<"$BROWSER_TIMINGS")
 # Whether the agent reports input since the typing; `last` is its last input.
 input_reported() {
   last=$(show "$ID" | jq -r '.activity.last_input_at // ""') &&
@@ -587,13 +597,8 @@ start_server "${AD_ENV[@]}" DAAS_WEB__LISTEN=127.0.0.1:0 DAAS_WEB__PASS_THROUGH_
   "DAAS_TEMPLATES__${template^^}__SHADOW=true"
 PORTAL_URL=$(sed -n 's/^daas-server web portal on //p' "$WORK/server.out.$SERVER_RUNS")
 PORTAL_URL=${PORTAL_URL/127.0.0.1/localhost}
-out=$WORK/browser-clipboard-off.log
-if ! PORTAL_URL=$PORTAL_URL ALICE_PASSWORD=$AD_PASSWORD ARTIFACTS=$ARTIFACTS PASS_THROUGH=1 \
-  CLIPBOARD_TOOL=$CLIPBOARD_TOOL CLIPBOARD=off RECORDED=1 node tests/browser/desktop.mjs >"$out" 2>&1; then
-  sed 's/^/    /' "$out"
-  fail "the clipboard policy \"off\" (see $ARTIFACTS/browser-*.png)"
-fi
-grep '^ok: ' "$out" | sed 's/^/    /'
+ALICE_PASSWORD=$AD_PASSWORD PASS_THROUGH=1 CLIPBOARD_TOOL=$CLIPBOARD_TOOL CLIPBOARD=off RECORDED=1 \
+  browser_step "$WORK/browser-clipboard-off.log" "the clipboard policy \"off\"" tests/browser/desktop.mjs
 log "clipboard off: nothing crossed the gateway either way, the connection stayed up"
 recorded_as() {
   recording=$(daas audit --session "$ID" --json |
@@ -609,16 +614,10 @@ log "recorded as $recording ($(stat -c %s "$DATA/recordings/$recording.rec") byt
 
 # ---- 3e. an administrator watches her tab live, then replays it ----
 step "3e. carol (administrator) watches alice's tab live, then replays a recording of it"
-out=$WORK/browser-replay.log
-if ! PORTAL_URL=$PORTAL_URL OWNER=$AD_USER OWNER_PASSWORD=$AD_PASSWORD ADMIN_USER=carol \
-  ADMIN_PASSWORD=$(ad_password carol) ARTIFACTS=$ARTIFACTS node tests/browser/replay.mjs >"$out" 2>&1; then
-  sed 's/^/    /' "$out"
-  fail "the watch and the replay in the portal (see $ARTIFACTS/browser-*.png)"
-fi
-grep '^ok: ' "$out" | sed 's/^/    /'
-replay_timings=$(tail -n 1 "$out")
-timing "portal: click to the watched desktop (live)" "$(jq -r '.click_to_watched_desktop_ms / 1000 | tostring + " s"' <<<"$replay_timings")"
-timing "portal: click to the replayed desktop" "$(jq -r '.click_to_replayed_desktop_ms / 1000 | tostring + " s"' <<<"$replay_timings")"
+OWNER=$AD_USER OWNER_PASSWORD=$AD_PASSWORD ADMIN_USER=carol ADMIN_PASSWORD=$(ad_password carol) \
+  browser_step "$WORK/browser-replay.log" "the watch and the replay in the portal" tests/browser/replay.mjs
+timing "portal: click to the watched desktop (live)" "$(browser_seconds click_to_watched_desktop_ms)"
+timing "portal: click to the replayed desktop" "$(browser_seconds click_to_replayed_desktop_ms)"
 for action in "web watch" "web replay"; do
   daas audit --session "$ID" --json |
     jq -se --arg a "$action" 'any(.action == $a and .actor == "carol" and .result == "OK")' >/dev/null ||
@@ -726,16 +725,10 @@ grep -qx xfce4 <<<"$warm" || fail "the pool's build did not warm $VM: no XFCE co
 ! grep -q daas-warmup <<<"$warm" || fail "the warm-up's throwaway login is left on $VM: $warm"
 log "warmed for a first login: /etc/skel/.config holds $(vm 'ls -A /etc/skel/.config' | tr '\n' ' ')"
 # Her first login on the claimed desktop, in the tab, signed in once.
-out=$WORK/browser-claimed.log
-if ! PORTAL_URL=$PORTAL_URL ALICE_PASSWORD=$AD_PASSWORD ARTIFACTS=$ARTIFACTS PASS_THROUGH=1 \
-  FIRST_LOGIN=1 node tests/browser/desktop.mjs >"$out" 2>&1; then
-  sed 's/^/    /' "$out"
-  fail "her first login on the claimed desktop in the tab (see $ARTIFACTS/browser-*.png)"
-fi
-grep '^ok: ' "$out" | sed 's/^/    /'
-claimed_timings=$(tail -n 1 "$out")
-timing "AD pool: claimed, click to her first desktop in the tab" "$(jq -r '.click_to_desktop_ms / 1000 | tostring + " s"' <<<"$claimed_timings")"
-timing "AD pool: claimed, click to xrdp's first frame in the tab" "$(jq -r '.click_to_first_frame_ms / 1000 | tostring + " s"' <<<"$claimed_timings")"
+ALICE_PASSWORD=$AD_PASSWORD PASS_THROUGH=1 FIRST_LOGIN=1 \
+  browser_step "$WORK/browser-claimed.log" "her first login on the claimed desktop in the tab" tests/browser/desktop.mjs
+timing "AD pool: claimed, click to her first desktop in the tab" "$(browser_seconds click_to_desktop_ms)"
+timing "AD pool: claimed, click to xrdp's first frame in the tab" "$(browser_seconds click_to_first_frame_ms)"
 daas destroy "$ID5" >/dev/null || fail "daas destroy $ID5"
 wait_state "$ID5" DESTROYED 300
 assert_gone "$ID5" "$VM"

@@ -58,7 +58,9 @@ password=$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')
 # (chpasswd's warning about a password outside the dictionary is not shown.)
 printf '%s:%s\n' "$WARM_USER" "$password" | chpasswd 2>/dev/null ||
   { echo "warm-first-login: chpasswd could not set the throwaway login's password" >&2; exit 1; }
-out=$(xrdp-sesrun -F 3 -g 1280x800 -b 32 -t Xorg "$WARM_USER" 3< <(printf '%s\n' "$password") 2>&1) || {
+# These are the options of Debian 12's xrdp-sesrun (xrdp 0.9.21): one that
+# takes other arguments fails here, and the desktop is not warmed.
+out=$(timeout 60 xrdp-sesrun -F 3 -g 1280x800 -b 32 -t Xorg "$WARM_USER" 3< <(printf '%s\n' "$password") 2>&1) || {
   echo "warm-first-login: xrdp-sesrun failed: $(tail -n 3 <<<"$out")" >&2
   exit 1
 }
