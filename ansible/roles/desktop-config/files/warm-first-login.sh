@@ -18,6 +18,8 @@
 set -euo pipefail
 
 WARM_USER=daas-warmup
+# Its account's comment: an account of that name without it is not ours.
+WARM_COMMENT="DaaS first-login warm-up"
 WAIT=${1:-120}
 # What XFCE writes at a first login that /etc/skel takes (not caches, not
 # the session's state).
@@ -34,7 +36,12 @@ say() { echo "warm-first-login: $*"; }
 # Ends the throwaway session and removes its login (also what a run cut
 # before its end left).
 remove_login() {
-  getent passwd "$WARM_USER" >/dev/null || return 0
+  local entry
+  entry=$(getent passwd "$WARM_USER") || return 0
+  if [[ $(cut -d: -f5 <<<"$entry") != "$WARM_COMMENT" ]]; then
+    echo "warm-first-login: a login named $WARM_USER exists and is not the warm-up's: left alone, not warmed" >&2
+    exit 1
+  fi
   loginctl terminate-user "$WARM_USER" 2>/dev/null || true
   for _ in $(seq 20); do
     pgrep -u "$WARM_USER" >/dev/null || break
@@ -46,11 +53,11 @@ remove_login() {
   find /tmp /var/tmp -xdev -user "$WARM_USER" -delete 2>/dev/null || true
   userdel --remove "$WARM_USER" 2>/dev/null || userdel --force --remove "$WARM_USER"
 }
-trap remove_login EXIT
 remove_login
+trap remove_login EXIT
 
 t0=$SECONDS
-useradd --system --create-home --shell /bin/bash --comment "DaaS first-login warm-up" "$WARM_USER"
+useradd --system --create-home --shell /bin/bash --comment "$WARM_COMMENT" "$WARM_USER"
 home=$(getent passwd "$WARM_USER" | cut -d: -f6)
 # A random password it is never told again, given on pipes (no argument,
 # no file).
@@ -61,7 +68,7 @@ printf '%s:%s\n' "$WARM_USER" "$password" | chpasswd 2>/dev/null ||
 # These are the options of Debian 12's xrdp-sesrun (xrdp 0.9.21): one that
 # takes other arguments fails here, and the desktop is not warmed.
 out=$(timeout 60 xrdp-sesrun -F 3 -g 1280x800 -b 32 -t Xorg "$WARM_USER" 3< <(printf '%s\n' "$password") 2>&1) || {
-  echo "warm-first-login: xrdp-sesrun failed: $(tail -n 3 <<<"$out")" >&2
+  echo "warm-first-login: xrdp-sesrun failed (exit $?): $(tail -n 3 <<<"$out")" >&2
   exit 1
 }
 unset password
