@@ -254,12 +254,14 @@ run() {
   shift
   log "$what ..."
   echo "=== $what: $*" >>"$LOG"
-  # Its own process group (set -m), so a stop takes all of it down.
+  # Its own process group (set -m), so a stop takes all of it down. Its
+  # input is not the terminal: a background group that touches it (apt,
+  # dpkg) is stopped by the kernel (SIGTTIN, SIGTTOU) and the build hangs.
   set -m
   if ((VERBOSE)); then
-    "$@" > >(tee -a "$LOG" >&2) 2>&1 &
+    "$@" </dev/null > >(tee -a "$LOG" >&2) 2>&1 &
   else
-    "$@" >>"$LOG" 2>&1 &
+    "$@" </dev/null >>"$LOG" 2>&1 &
   fi
   CHILD=$!
   set +m
