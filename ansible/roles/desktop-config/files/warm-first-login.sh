@@ -33,6 +33,16 @@ command -v xrdp-sesrun >/dev/null || { echo "warm-first-login: no xrdp-sesrun (x
 
 say() { echo "warm-first-login: $*"; }
 
+# Asks logind to end the throwaway login's session; waits up to 20 s for
+# its processes to go.
+end_session() {
+  loginctl terminate-user "$WARM_USER" 2>/dev/null || true
+  for _ in $(seq 20); do
+    pgrep -u "$WARM_USER" >/dev/null || break
+    sleep 1
+  done
+}
+
 # Ends the throwaway session and removes its login (also what a run cut
 # before its end left).
 remove_login() {
@@ -42,11 +52,7 @@ remove_login() {
     echo "warm-first-login: a login named $WARM_USER exists and is not the warm-up's: left alone, not warmed" >&2
     exit 1
   fi
-  loginctl terminate-user "$WARM_USER" 2>/dev/null || true
-  for _ in $(seq 20); do
-    pgrep -u "$WARM_USER" >/dev/null || break
-    sleep 1
-  done
+  end_session
   pkill -KILL -u "$WARM_USER" 2>/dev/null || true
   sleep 1
   # What its session left in the shared temporary folders (dbus-launch's).
@@ -92,11 +98,7 @@ say "a session of $WARM_USER was up in $((SECONDS - t0)) s"
 # Let xfconf write what the session changed, then end it: its daemon saves
 # at exit as well.
 sleep 3
-loginctl terminate-user "$WARM_USER" 2>/dev/null || true
-for _ in $(seq 20); do
-  pgrep -u "$WARM_USER" >/dev/null || break
-  sleep 1
-done
+end_session
 
 # The panel's directory menu names the home it was made in: without the
 # setting it opens the user's own. The desktop's icon positions are not kept.
