@@ -18,6 +18,7 @@ pub mod ldap;
 pub mod nodes;
 pub mod page;
 pub mod passwords;
+pub mod prestart;
 pub mod recording;
 pub mod relays;
 pub mod replay;

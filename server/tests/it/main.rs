@@ -27,6 +27,7 @@ mod logs;
 mod orgs;
 mod pki_cli;
 mod pool;
+mod prestart;
 mod provisioning;
 mod reaper;
 mod recording;
