@@ -686,12 +686,23 @@ wait_pool '.ready == 1' 600 "the AD pool has no ready desktop"
 timing "AD pool: server start to one ready desktop" "$((SECONDS - AD_POOL_T0)) s"
 SPARE=$(unclaimed '.state == "READY"')
 [[ -n $SPARE ]] || fail "no unclaimed READY desktop of pool ad in the list: $(daas list)"
-t_ms=$(date +%s%3N)
-daas create --user "$AD_USER" --json >"$ARTIFACTS/create-ad-claim.ndjson" ||
-  fail "daas create (AD claim) exited $? (events: $ARTIFACTS/create-ad-claim.ndjson)"
-AD_CLAIM_MS=$(($(date +%s%3N) - t_ms))
-ID5=$(jq -rn 'first(inputs | .session_id // empty)' "$ARTIFACTS/create-ad-claim.ndjson")
-[[ $ID5 == "$SPARE" ]] || fail "the create did not claim the AD pool's desktop $SPARE but made $ID5"
+# She creates it from the page, signed in once: the server starts her
+# session as soon as it is READY (web.start_session_at_create); she opens
+# it 5 s later, a user's time to read "Your desktop is ready" and click.
+# Her first login on the claimed desktop, in the tab.
+ALICE_PASSWORD=$AD_PASSWORD PASS_THROUGH=1 FIRST_LOGIN=1 CREATE=debian-12-xfce CLICK_AFTER_MS=5000 \
+  browser_step "$WORK/browser-claimed.log" "her first login on the desktop she claimed from the page" tests/browser/desktop.mjs
+ID5=$(jq -r .session_id <<<"$BROWSER_TIMINGS")
+[[ $ID5 == "$SPARE" ]] || fail "the page's create did not claim the AD pool's desktop $SPARE but made $ID5"
+AD_CLAIM_MS=$(jq -r .create_to_ready_ms <<<"$BROWSER_TIMINGS")
+timing "AD pool: claimed from the page, click to her first desktop in the tab (5 s after READY)" "$(browser_seconds click_to_desktop_ms)"
+timing "AD pool: claimed from the page, click to xrdp's first frame in the tab" "$(browser_seconds click_to_first_frame_ms)"
+timing "AD pool: create's click to her first desktop in the tab" "$(browser_seconds create_to_desktop_ms)"
+timing "AD pool: create's click to xrdp's first frame in the tab" "$(browser_seconds create_to_first_frame_ms)"
+started=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/server.log" | grep -F "started a desktop's session ahead of its tab" | grep -F "$ID5" | tail -n 1)
+[[ -n $started ]] || fail "the server did not start $AD_USER's session at the create: $(grep -F "$ID5" "$WORK/server.log" | grep -F "ahead of its tab" | tail -n 1)"
+log "her session started at the create: ${started##*desktops: }"
+timeout 30 "$BIN/daas" watch "$ID5" --json >"$ARTIFACTS/create-ad-claim.ndjson" || true
 s5=$(show "$ID5")
 [[ $(jq -r .state <<<"$s5") == READY && $(jq -r .pool <<<"$s5") == ad ]] || fail "the claimed session: $s5"
 # SSSD's access through the agent's helper (no SSH, no Ansible).
@@ -700,7 +711,7 @@ by_agent=$(jq -rn 'first(inputs | select(.output.tool == "agent" and (.output.te
 [[ $by_agent == "the agent let the domain user $AD_USER log in"* ]] ||
   fail "the AD claim did not go through the desktop's agent: ${by_agent:-no agent line} (events: $ARTIFACTS/create-ad-claim.ndjson)"
 log "AD claim: $by_agent"
-timing "AD pool: claim to READY (CLI)" "$(awk -v ms="$AD_CLAIM_MS" 'BEGIN { printf "%.1f s", ms / 1000 }')"
+timing "AD pool: claim to READY (the page)" "$(awk -v ms="$AD_CLAIM_MS" 'BEGIN { printf "%.1f s", ms / 1000 }')"
 stage_times "session 5 (AD, claimed)" "$ARTIFACTS/create-ad-claim.ndjson"
 # The account phase of xrdp's PAM service, through SSSD: alice in, bob not.
 SSH_PORT=$(jq -r .ssh_port <<<"$s5") VM=$(jq -r .vm_name <<<"$s5")
@@ -714,7 +725,7 @@ alice_let_in() {
 acct_alice() { acct_check "$AD_USER"; }
 t=$SECONDS
 wait_for --detail acct_alice 90 "SSSD does not let $AD_USER in on the claimed desktop" alice_let_in
-log "SSSD lets $AD_USER in on $VM ($((SECONDS - t)) s after READY)"
+log "SSSD lets $AD_USER in on $VM (checked in $((SECONDS - t)) s)"
 out=$(acct_check bob)
 grep -qF 'pam_acct_mgmt: Permission denied' <<<"$out" || fail "SSSD does not refuse bob on $AD_USER's claimed desktop: $out"
 log "and refuses bob"
@@ -724,11 +735,6 @@ warm=$(vm 'sudo sh -c "ls -A /etc/skel/.config; getent passwd daas-warmup; ls -A
 grep -qx xfce4 <<<"$warm" || fail "the pool's build did not warm $VM: no XFCE configuration in /etc/skel ($warm)"
 ! grep -q daas-warmup <<<"$warm" || fail "the warm-up's throwaway login is left on $VM: $warm"
 log "warmed for a first login: /etc/skel/.config holds $(vm 'ls -A /etc/skel/.config' | tr '\n' ' ')"
-# Her first login on the claimed desktop, in the tab, signed in once.
-ALICE_PASSWORD=$AD_PASSWORD PASS_THROUGH=1 FIRST_LOGIN=1 \
-  browser_step "$WORK/browser-claimed.log" "her first login on the claimed desktop in the tab" tests/browser/desktop.mjs
-timing "AD pool: claimed, click to her first desktop in the tab" "$(browser_seconds click_to_desktop_ms)"
-timing "AD pool: claimed, click to xrdp's first frame in the tab" "$(browser_seconds click_to_first_frame_ms)"
 daas destroy "$ID5" >/dev/null || fail "daas destroy $ID5"
 wait_state "$ID5" DESTROYED 300
 assert_gone "$ID5" "$VM"

@@ -37,6 +37,7 @@ pub struct WebSpec {
     #[serde(with = "humantime_serde")]
     pub recheck: Duration,
     pub pass_through_credentials: bool,
+    pub start_session_at_create: bool,
     pub recordings: Option<RelativePathBuf>,
     #[serde(with = "humantime_serde")]
     pub recordings_keep: Duration,
@@ -66,6 +67,7 @@ impl Default for WebSpec {
             max_relays_per_user: 4,
             recheck: Duration::from_secs(5 * 60),
             pass_through_credentials: false,
+            start_session_at_create: true,
             recordings: None,
             recordings_keep: Duration::from_secs(90 * 24 * 3600),
             ldap: LdapSpec::default(),
@@ -134,6 +136,10 @@ pub struct Web {
     /// Sign in once: the sign-in's password, kept in this server's memory
     /// only, logs the user in to xrdp through the gateway.
     pub pass_through_credentials: bool,
+    /// With sign in once: a desktop created from the page starts its
+    /// user's session as soon as it is READY (a login through the gateway
+    /// that leaves at once), so the tab opens into it.
+    pub start_session_at_create: bool,
     /// Where the recordings of templates with `record = true` are kept;
     /// None: `data_dir/recordings`.
     pub recordings: Option<PathBuf>,
@@ -258,6 +264,7 @@ pub fn check(spec: &WebSpec) -> Result<Option<Web>, String> {
         max_relays_per_user: spec.max_relays_per_user,
         recheck: spec.recheck,
         pass_through_credentials: spec.pass_through_credentials,
+        start_session_at_create: spec.start_session_at_create,
         recordings: given(&spec.recordings).map(|p| path(&p)),
         recordings_keep: spec.recordings_keep,
         ldap: check_ldap(&spec.ldap)?,

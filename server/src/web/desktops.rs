@@ -4,7 +4,7 @@
 //! gateway ticket and the gateway itself; for administrators the pools and
 //! the audit trail.
 
-use std::{collections::HashMap, convert::Infallible, sync::Arc};
+use std::{collections::HashMap, convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{
     body::Bytes,
@@ -25,7 +25,7 @@ use tokio_stream::StreamExt;
 
 use super::{
     Checked, User, WebState, autologon::Autologon, error, from_error, gateway, json as shape,
-    json_response, tickets::IssueError,
+    json_response, prestart, tickets::IssueError,
 };
 use crate::{
     audit::{Act, Actor, code_name},
@@ -139,6 +139,26 @@ struct Create {
     /// The organisation it counts against, for a user in several.
     #[serde(default)]
     org: String,
+    /// The size the tab will open the desktop at, for a session started
+    /// at the create (`web.start_session_at_create`).
+    #[serde(default)]
+    screen: Option<Screen>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct Screen {
+    width: u32,
+    height: u32,
+}
+
+impl Screen {
+    /// The size as the web client would ask for it; None when out of
+    /// what an RDP desktop takes.
+    fn size(self) -> Option<(u16, u16)> {
+        let width = u16::try_from(self.width).ok()?;
+        let height = u16::try_from(self.height).ok()?;
+        ((200..=8192).contains(&width) && (200..=8192).contains(&height)).then_some((width, height))
+    }
 }
 
 /// `{"template", "size", "request_id"}` -> 202 `{"id"}`; the stages follow on
@@ -155,6 +175,7 @@ pub async fn create(
     if let Err(refused) = state.offers(&user.signed, &body.template) {
         return *refused;
     }
+    let screen = body.screen.and_then(Screen::size);
     let message = CreateSessionRequest {
         template: body.template,
         size: body.size,
@@ -167,9 +188,91 @@ pub async fn create(
         .create(&caller_of(&user), &actor_of(&user), message)
         .await
     {
-        Ok(started) => json_response(StatusCode::ACCEPTED, &json!({ "id": started.record.id })),
+        Ok(started) => {
+            let id = started.record.id;
+            if starts_sessions(&state) && state.passwords.holds(&user.signed.key) {
+                let size = screen.unwrap_or(prestart::DEFAULT_SIZE);
+                tokio::spawn(start_session(state.clone(), user, id.clone(), size));
+            }
+            json_response(StatusCode::ACCEPTED, &json!({ "id": id }))
+        }
         Err(err) => from_error(&err),
     }
+}
+
+/// How long a create is waited for before its session is started; one
+/// still going then is opened without.
+const SETTLE_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// Whether a desktop created from the page has its session started as
+/// soon as it is READY (sign in once, `web.start_session_at_create`).
+fn starts_sessions(state: &WebState) -> bool {
+    passes_through(state) && state.web.start_session_at_create
+}
+
+/// Waits for session `id` to settle; READY: logs its user in to its xrdp
+/// with the sign-in's password (`prestart.rs`), so the session starts
+/// before the user opens it. Audited as `web session start`.
+async fn start_session(state: Arc<WebState>, user: User, id: String, size: (u16, u16)) {
+    let settled = tokio::time::timeout(SETTLE_WAIT, async {
+        if let Ok(mut events) = state.sessions.watch(&caller_of(&user), id.clone(), 0).await {
+            while events.next().await.is_some() {}
+        }
+    })
+    .await;
+    let record = match state.store.get(&id).await {
+        Ok(Some(record)) if settled.is_ok() && record.state == SessionState::Ready => record,
+        _ => return,
+    };
+    // Signed out meanwhile: nothing to start with.
+    let Some(password) = state.passwords.get(&user.signed.key) else {
+        return;
+    };
+    let login = Autologon {
+        username: user.signed.user.clone(),
+        domain: String::new(),
+        password,
+    };
+    let result = match rdp_addr(&record.outputs.rdp_host, record.outputs.rdp_port).await {
+        Ok(addr) => prestart::start(
+            addr,
+            &record.outputs.rdp_cert_sha256,
+            &login,
+            size,
+            prestart::HOLD,
+        )
+        .await
+        .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    drop(login);
+    let act = Act::new("web session start").session(&id, &record.username);
+    let act = match result {
+        Ok(started) => {
+            tracing::info!(session = %id, user = %user.signed.user, login_ms = started.login.as_millis() as u64, "started a desktop's session ahead of its tab");
+            act.detail(format!(
+                "logged in to xrdp with the portal's sign-in in {} ms; the session starts before the tab opens",
+                started.login.as_millis()
+            ))
+        }
+        Err(why) => {
+            tracing::info!(session = %id, user = %user.signed.user, error = %why, "could not start a desktop's session ahead of its tab");
+            Act {
+                result: code_name(tonic::Code::Unavailable).into(),
+                ..act.detail(format!("not started ahead (the tab starts it): {why}"))
+            }
+        }
+    };
+    state.audit.record(&actor_of(&user), act).await;
+}
+
+/// The address of a desktop's xrdp.
+async fn rdp_addr(host: &str, port: u16) -> Result<std::net::SocketAddr, String> {
+    tokio::net::lookup_host((host, port))
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("cannot resolve the desktop's address {host}"))
 }
 
 /// A session's events as server-sent events (`event: session`, the data
@@ -398,12 +501,7 @@ pub async fn gateway(
                     .map_err(|e| e.to_string())?
                     .filter(|r| r.state == SessionState::Ready)
                     .ok_or_else(|| "the desktop is not READY".to_string())?;
-                let host = (record.outputs.rdp_host.as_str(), record.outputs.rdp_port);
-                let addr = tokio::net::lookup_host(host)
-                    .await
-                    .ok()
-                    .and_then(|mut addrs| addrs.next())
-                    .ok_or_else(|| format!("cannot resolve the desktop's address {}", host.0))?;
+                let addr = rdp_addr(&record.outputs.rdp_host, record.outputs.rdp_port).await?;
                 let autologon = passes_through(&state)
                     .then(|| state.passwords.get(&signed.key))
                 .flatten()
@@ -527,6 +625,18 @@ pub async fn audit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_screen_is_taken_within_what_a_desktop_takes() {
+        let size = |width, height| Screen { width, height }.size();
+        assert_eq!(size(1366, 768), Some((1366, 768)));
+        assert_eq!(size(200, 8192), Some((200, 8192)));
+        assert_eq!(size(199, 768), None);
+        assert_eq!(size(1366, 8193), None);
+        assert_eq!(size(70_000, 768), None, "beyond u16");
+        let body: Create = serde_json::from_str(r#"{"template": "t"}"#).expect("no screen");
+        assert!(body.screen.is_none());
+    }
 
     #[test]
     fn rdp_files_name_the_desktop_and_the_user_never_a_password() {

@@ -79,10 +79,7 @@ async fn fake_desktop() -> FakeDesktop {
     }
 }
 
-async fn serve(
-    tls: tokio_rustls::TlsAcceptor,
-    tcp: tokio::net::TcpStream,
-) -> Result<Seen, String> {
+async fn serve(tls: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream) -> Result<Seen, String> {
     let size = DesktopSize {
         width: 1024,
         height: 768,
@@ -135,9 +132,48 @@ fn alice() -> Autologon {
     }
 }
 
+/// Everything logged on this thread, at every level, while it lives.
+struct Logs {
+    text: Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl Logs {
+    fn capture() -> Logs {
+        let text = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = text.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || Writer(writer.clone()))
+            .finish();
+        Logs {
+            text,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().expect("logs")).into_owned()
+    }
+}
+
+struct Writer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn the_login_reaches_xrdp_whole_then_leaves() {
     let mut desktop = fake_desktop().await;
+    let logs = Logs::capture();
     let started = prestart::start(
         desktop.addr,
         &desktop.cert_sha256,
@@ -147,6 +183,12 @@ async fn the_login_reaches_xrdp_whole_then_leaves() {
     )
     .await
     .expect("the login completes");
+    let logged = logs.text();
+    assert!(
+        logged.contains("Client Info") || logged.contains("ClientInfo"),
+        "the connector's logs were captured: {logged}"
+    );
+    assert!(!logged.contains(PASSWORD), "the password is in the logs");
     assert!(started.login > Duration::ZERO);
     let seen = desktop
         .seen

@@ -392,6 +392,9 @@ async function create(template, size, button) {
       size,
       org: me.orgs.length > 1 ? $("org").value : "",
       request_id: crypto.randomUUID(),
+      // With sign in once the server starts the session as soon as the
+      // desktop is READY, at about the size the viewer will open it at.
+      screen: { width: window.innerWidth, height: window.innerHeight },
     });
     follow(created.id);
     await refresh();
