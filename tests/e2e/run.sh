@@ -37,11 +37,12 @@
 #      gets an idle_warning, then is reaped; no QEMU, overlay, seed, pid file
 #      or working directory of it is left, and no computer account;
 #   4a. meanwhile a warm pool of one joined to the domain builds (SSSD lets
-#      no one in); alice claims it: her agent's root helper writes SSSD's
-#      access section and restarts SSSD (no SSH, no Ansible); SSSD's account
-#      check for xrdp-sesman lets alice in and refuses bob; her first login
-#      on it in the tab, signed in once, timed; destroyed, its computer
-#      account gone;
+#      no one in); alice claims it from the page: her agent's root helper
+#      writes SSSD's access section and restarts SSSD (no SSH, no Ansible);
+#      the server starts her session as soon as it is READY; she opens it in
+#      the tab 5 s later (E2E_CLICK_AFTER_MS), signed in once, timed; SSSD's
+#      account check for xrdp-sesman lets alice in and refuses bob;
+#      destroyed, its computer account gone;
 #   5. a warm pool of one (without AD) builds beside a cold create of the
 #      catalog's second template (dev: its own image, with gcc and git): two
 #      VMs at once, different slots (RDP ports); a create claims the pooled
@@ -680,7 +681,7 @@ unclaimed() { # TEST
 }
 
 # ---- 4a. a warm pool joined to the domain: alice claims, her agent lets her in ----
-step "4a. a warm pool joined to DAAS.TEST (built during step 4): $AD_USER claims its desktop through its agent"
+step "4a. a warm pool joined to DAAS.TEST (built during step 4): $AD_USER claims its desktop from the page, through its agent"
 POOL=ad
 wait_pool '.ready == 1' 600 "the AD pool has no ready desktop"
 timing "AD pool: server start to one ready desktop" "$((SECONDS - AD_POOL_T0)) s"
@@ -690,7 +691,7 @@ SPARE=$(unclaimed '.state == "READY"')
 # session as soon as it is READY (web.start_session_at_create); she opens
 # it 5 s later, a user's time to read "Your desktop is ready" and click.
 # Her first login on the claimed desktop, in the tab.
-ALICE_PASSWORD=$AD_PASSWORD PASS_THROUGH=1 FIRST_LOGIN=1 CREATE=debian-12-xfce CLICK_AFTER_MS=5000 \
+ALICE_PASSWORD=$AD_PASSWORD PASS_THROUGH=1 FIRST_LOGIN=1 CREATE=debian-12-xfce CLICK_AFTER_MS=${E2E_CLICK_AFTER_MS:-5000} \
   browser_step "$WORK/browser-claimed.log" "her first login on the desktop she claimed from the page" tests/browser/desktop.mjs
 ID5=$(jq -r .session_id <<<"$BROWSER_TIMINGS")
 [[ $ID5 == "$SPARE" ]] || fail "the page's create did not claim the AD pool's desktop $SPARE but made $ID5"
@@ -704,6 +705,16 @@ started=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/server.log" | grep -F "started a desk
 log "her session started at the create: ${started##*desktops: }"
 timeout 30 "$BIN/daas" watch "$ID5" --json >"$ARTIFACTS/create-ad-claim.ndjson" || true
 s5=$(show "$ID5")
+# When her desktop came up, from the session's start at the create: the
+# age of her xfdesktop, read in the VM (its clock is not the host's).
+SSH_PORT=$(jq -r .ssh_port <<<"$s5") VM=$(jq -r .vm_name <<<"$s5")
+KNOWN_HOSTS=$DATA/sessions/$ID5/identity/known_hosts
+now_ms=$(date +%s%3N)
+age=$(vm "ps -o etimes= -C xfdesktop -u $AD_USER | sort -n | tail -n 1" 2>/dev/null | tr -d ' ') || true
+started_ms=$(date -d "$(grep -o '^[0-9T:.-]*Z' <<<"$started")" +%s%3N 2>/dev/null) || true
+if [[ $age =~ ^[0-9]+$ && -n $started_ms ]]; then
+  timing "AD pool: her session's start at the create to her xfdesktop (about)" "$(((now_ms - age * 1000 - started_ms + 500) / 1000)) s"
+fi
 [[ $(jq -r .state <<<"$s5") == READY && $(jq -r .pool <<<"$s5") == ad ]] || fail "the claimed session: $s5"
 # SSSD's access through the agent's helper (no SSH, no Ansible).
 by_agent=$(jq -rn 'first(inputs | select(.output.tool == "agent" and (.output.text | startswith("the agent let"))) | .output.text)' \
@@ -714,8 +725,6 @@ log "AD claim: $by_agent"
 timing "AD pool: claim to READY (the page)" "$(awk -v ms="$AD_CLAIM_MS" 'BEGIN { printf "%.1f s", ms / 1000 }')"
 stage_times "session 5 (AD, claimed)" "$ARTIFACTS/create-ad-claim.ndjson"
 # The account phase of xrdp's PAM service, through SSSD: alice in, bob not.
-SSH_PORT=$(jq -r .ssh_port <<<"$s5") VM=$(jq -r .vm_name <<<"$s5")
-KNOWN_HOSTS=$DATA/sessions/$ID5/identity/known_hosts
 acct_check() { vm "sudo sssctl user-checks $1 -a acct -s xrdp-sesman 2>&1" || true; }
 alice_let_in() {
   local out
