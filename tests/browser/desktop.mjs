@@ -118,6 +118,7 @@ try {
     timings.session_id = (await (await answer).json()).id;
     await page.getByText("Your desktop is ready.").waitFor({ timeout: 120_000 });
     timings.create_to_ready_ms = Date.now() - created;
+    timings.ready_at_ms = Date.now(); // this host's clock, for the e2e
     check(true, `the page created ${timings.session_id}: ready after ${timings.create_to_ready_ms} ms`);
     timings.ready_to_click_ms = Number(process.env.CLICK_AFTER_MS || 0);
     await sleep(timings.ready_to_click_ms);
