@@ -214,6 +214,8 @@ fn starts_sessions(state: &WebState) -> bool {
 /// with the sign-in's password (`prestart.rs`), so the session starts
 /// before the user opens it. Audited as `web session start`.
 async fn start_session(state: Arc<WebState>, user: User, id: String, size: (u16, u16)) {
+    // A tab opened before the login below has left waits for it.
+    let _starting = state.starting.begin(&id);
     let settled = tokio::time::timeout(SETTLE_WAIT, async {
         if let Ok(mut events) = state.sessions.watch(&caller_of(&user), id.clone(), 0).await {
             while events.next().await.is_some() {}
@@ -493,6 +495,12 @@ pub async fn gateway(
                     .map_err(|e| e.to_string())?;
                 if let Ok(mut slot) = opened.lock() {
                     slot.clone_from(&id);
+                }
+                // Her session's start at the create: xrdp takes the tab's
+                // login once that one has left.
+                let limit = prestart::LOGIN_TIMEOUT + prestart::HOLD;
+                if state.starting.wait(&id, limit).await {
+                    tracing::debug!(session = %id, "the tab waited for the session's start at the create");
                 }
                 let record = state
                     .store

@@ -80,6 +80,8 @@ pub struct WebState {
     pub passwords: passwords::Passwords,
     /// The recorded templates' sessions.
     pub recordings: Arc<recording::Recordings>,
+    /// The sessions whose start at the create is under way here.
+    pub starting: prestart::Starting,
 }
 
 impl WebState {
@@ -113,6 +115,7 @@ impl WebState {
                     .unwrap_or_else(|| config.data_dir.join(recording::DIR_NAME)),
                 web.recordings_keep,
             )),
+            starting: prestart::Starting::default(),
             config,
             web,
             sessions,

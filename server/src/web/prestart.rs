@@ -13,6 +13,7 @@
 //! goes where the gateway gives it anyway, over the same TLS leg, and is
 //! zeroed here once sent.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use ironrdp_tokio::TokioFramed;
 use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::timeout;
 use zeroize::Zeroize as _;
 
@@ -48,6 +50,61 @@ pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// session manager at once, and a session whose login has left keeps
 /// starting (measured on xrdp 0.9.21: a client gone after 4 s).
 pub const HOLD: Duration = Duration::from_secs(4);
+
+/// The sessions whose start is under way on this server, so that the tab
+/// opened meanwhile waits for it: xrdp ends a second login of the same
+/// user that comes while the first is still connected (seen on xrdp
+/// 0.9.21: the tab got "user initiated disconnect"), and puts one that
+/// comes after it in the session it starts.
+#[derive(Default)]
+pub struct Starting {
+    by_session: std::sync::Mutex<HashMap<String, watch::Receiver<()>>>,
+}
+
+/// Held while a session's start is under way; dropping it ends the wait
+/// of the tabs opened meanwhile.
+pub struct StartingGuard<'a> {
+    starting: &'a Starting,
+    session: String,
+    _done: watch::Sender<()>,
+}
+
+impl Starting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<()>>> {
+        self.by_session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks `session`'s start as under way until the guard is dropped.
+    pub fn begin(&self, session: &str) -> StartingGuard<'_> {
+        let (done, waiting) = watch::channel(());
+        self.lock().insert(session.to_owned(), waiting);
+        StartingGuard {
+            starting: self,
+            session: session.to_owned(),
+            _done: done,
+        }
+    }
+
+    /// Waits, at most `limit`, for `session`'s start if one is under way;
+    /// whether there was one.
+    pub async fn wait(&self, session: &str, limit: Duration) -> bool {
+        let waiting = self.lock().get(session).cloned();
+        match waiting {
+            Some(mut waiting) => {
+                // Err: the start is over (its sender dropped).
+                let _ = timeout(limit, waiting.changed()).await;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for StartingGuard<'_> {
+    fn drop(&mut self) {
+        self.starting.lock().remove(&self.session);
+    }
+}
 
 /// What a start did, for the logs and the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +280,40 @@ fn config(login: &Autologon, (width, height): (u16, u16)) -> Config {
 }
 
 #[cfg(test)]
-fn _is_send(login: &Autologon, addr: SocketAddr) -> impl Send + '_ {
-    start(addr, "", login, DEFAULT_SIZE, HOLD)
+mod tests {
+    use super::*;
+
+    fn _is_send(login: &Autologon, addr: SocketAddr) -> impl Send + '_ {
+        start(addr, "", login, DEFAULT_SIZE, HOLD)
+    }
+
+    #[tokio::test]
+    async fn a_tab_waits_for_the_start_under_way_and_no_longer() {
+        let starting = std::sync::Arc::new(Starting::default());
+        assert!(
+            !starting.wait("s-1", Duration::from_secs(5)).await,
+            "none under way"
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let held = starting.clone();
+        let start = tokio::spawn(async move {
+            let _guard = held.begin("s-1");
+            let _ = rx.await;
+        });
+        tokio::task::yield_now().await;
+        let waiter = starting.clone();
+        let tab = tokio::spawn(async move { waiter.wait("s-1", Duration::from_secs(30)).await });
+        tokio::task::yield_now().await;
+        assert!(
+            !tab.is_finished(),
+            "the tab went on while the start was under way"
+        );
+        let _ = tx.send(());
+        let _ = start.await;
+        assert!(tab.await.expect("the tab's wait"), "it waited");
+        assert!(starting.lock().is_empty(), "the ended start is forgotten");
+        // A start that never ends holds a tab no longer than its limit.
+        let _stuck = starting.begin("s-2");
+        assert!(starting.wait("s-2", Duration::from_millis(50)).await);
+    }
 }
