@@ -169,7 +169,8 @@ async fn connect(
     let client_addr = tcp.local_addr().map_err(PrestartError::Unreachable)?;
     let mut connector = ClientConnector::new(config(login, size), client_addr);
     let result = sequence(&mut connector, tcp, addr, cert_sha256).await;
-    // Best effort: the connector's copy of the password, and what it sent.
+    // Best effort: the connector's copy of the password (what it sent is
+    // zeroed in `sequence`).
     if let Credentials::UsernamePassword { password, .. } = &mut connector.config.credentials {
         password.zeroize();
     }
@@ -218,7 +219,8 @@ async fn sequence(
         Ok(())
     }
     .await;
-    buf.clear();
+    // What was sent, the Client Info PDU with the password among it.
+    buf.into_inner().zeroize();
     result?;
     let (tls, _) = framed.into_inner();
     Ok(tls)
