@@ -220,7 +220,21 @@ where
     })
 }
 
-type DesktopStream = tokio_rustls::client::TlsStream<TcpStream>;
+/// The TLS stream to a desktop's xrdp.
+pub(super) type DesktopStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// The TLS handshake with the xrdp at `addr` over `tcp`, its certificate
+/// the one whose SHA-256 is `cert_sha256` ([`tls_config`]).
+pub(super) async fn desktop_tls(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    cert_sha256: &str,
+) -> io::Result<DesktopStream> {
+    let config = tls_config(cert_sha256).map_err(io::Error::other)?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+        .await
+}
 
 /// What a relay works with once set up.
 type Connected = (
@@ -275,14 +289,13 @@ where
         }
     }
 
-    let config =
-        tls_config(&target.cert_sha256).map_err(|e| GatewayError::Tls(io::Error::other(e)))?;
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let server_name = ServerName::IpAddress(target.addr.ip().into());
-    let tls = timeout(DESKTOP_TIMEOUT, connector.connect(server_name, tcp))
-        .await
-        .map_err(|_| GatewayError::Tls(io::ErrorKind::TimedOut.into()))?
-        .map_err(GatewayError::Tls)?;
+    let tls = timeout(
+        DESKTOP_TIMEOUT,
+        desktop_tls(tcp, target.addr, &target.cert_sha256),
+    )
+    .await
+    .map_err(|_| GatewayError::Tls(io::ErrorKind::TimedOut.into()))?
+    .map_err(GatewayError::Tls)?;
     let chain: Vec<Vec<u8>> = tls
         .get_ref()
         .1

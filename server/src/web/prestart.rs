@@ -27,7 +27,6 @@ use ironrdp_pdu::gcc::{ConnectionType, KeyboardType};
 use ironrdp_pdu::rdp::capability_sets::{BitmapCodecs, MajorPlatformType, RailSupportLevel};
 use ironrdp_pdu::rdp::client_info::{PerformanceFlags, TimezoneInfo};
 use ironrdp_tokio::TokioFramed;
-use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -35,7 +34,7 @@ use tokio::time::timeout;
 use zeroize::Zeroize as _;
 
 use super::autologon::Autologon;
-use super::gateway::tls_config;
+use super::gateway::{DesktopStream, desktop_tls};
 
 /// The colour depth the web client asks for (IronRDP's web client, 16
 /// bits); xrdp keeps one session per user and colour depth, so the tab
@@ -152,8 +151,6 @@ pub async fn start(
     Ok(Started { login })
 }
 
-type DesktopStream = tokio_rustls::client::TlsStream<TcpStream>;
-
 /// The connection sequence up to the connection set up, the Client Info
 /// PDU carrying the login with `INFO_AUTOLOGON`.
 async fn connect(
@@ -197,9 +194,7 @@ async fn sequence(
             "data before the TLS handshake".to_owned(),
         ));
     }
-    let config = tls_config(cert_sha256).map_err(|e| PrestartError::Tls(io::Error::other(e)))?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+    let tls = desktop_tls(tcp, addr, cert_sha256)
         .await
         .map_err(PrestartError::Tls)?;
     connector.mark_security_upgrade_as_done();
