@@ -25,7 +25,7 @@ use tokio_stream::StreamExt;
 
 use super::{
     Checked, User, WebState, autologon::Autologon, error, from_error, gateway, json as shape,
-    json_response, prestart, tickets::IssueError,
+    json_response, prestart, signin::SignedIn, tickets::IssueError,
 };
 use crate::{
     audit::{Act, Actor, code_name},
@@ -227,13 +227,8 @@ async fn start_session(state: Arc<WebState>, user: User, id: String, size: (u16,
         _ => return,
     };
     // Signed out meanwhile: nothing to start with.
-    let Some(password) = state.passwords.get(&user.signed.key) else {
+    let Some(login) = autologon_of(&state, &user.signed) else {
         return;
-    };
-    let login = Autologon {
-        username: user.signed.user.clone(),
-        domain: String::new(),
-        password,
     };
     let result = match rdp_addr(&record.outputs.rdp_host, record.outputs.rdp_port).await {
         Ok(addr) => prestart::start(
@@ -408,6 +403,19 @@ fn passes_through(state: &WebState) -> bool {
     state.web.pass_through_credentials && state.config.ansible.joins_domain()
 }
 
+/// Who xrdp logs in for sign-in `signed` (sign in once), when this server
+/// holds its password.
+fn autologon_of(state: &WebState, signed: &SignedIn) -> Option<Autologon> {
+    if !passes_through(state) {
+        return None;
+    }
+    state.passwords.get(&signed.key).map(|password| Autologon {
+        username: signed.user.clone(),
+        domain: String::new(),
+        password,
+    })
+}
+
 /// A single-use ticket that opens the session in the browser (CSRF-checked).
 pub async fn ticket(
     State(state): State<Arc<WebState>>,
@@ -510,14 +518,7 @@ pub async fn gateway(
                     .filter(|r| r.state == SessionState::Ready)
                     .ok_or_else(|| "the desktop is not READY".to_string())?;
                 let addr = rdp_addr(&record.outputs.rdp_host, record.outputs.rdp_port).await?;
-                let autologon = passes_through(&state)
-                    .then(|| state.passwords.get(&signed.key))
-                .flatten()
-                .map(|password| Autologon {
-                        username: signed.user.clone(),
-                        domain: String::new(),
-                        password,
-                    });
+                let autologon = autologon_of(&state, &signed);
                 Ok(gateway::Target {
                     addr,
                     cert_sha256: record.outputs.rdp_cert_sha256,
