@@ -1,19 +1,19 @@
 //! The session start at the claim (`web/prestart.rs`) against an RDP
 //! server's side of the connection sequence (IronRDP's acceptor, over TLS
-//! with a self-signed certificate): the login reaches it whole, with the
+//! with the fake desktop's self-signed certificate): the login reaches it whole, with the
 //! web client's colour depth, and only to the pinned certificate.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::fake_xrdp;
 use daas_server::web::autologon::Autologon;
 use daas_server::web::prestart::{self, PrestartError, WEB_CLIENT_COLOR_DEPTH};
 use ironrdp_acceptor::{Acceptor, BeginResult, DesktopSize};
 use ironrdp_pdu::nego::SecurityProtocol;
 use ironrdp_pdu::rdp::capability_sets::{self, CapabilitySet};
 use ironrdp_pdu::rdp::client_info::Credentials;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -38,20 +38,7 @@ struct FakeDesktop {
 
 /// An RDP server on loopback that accepts TLS logins and reports each.
 async fn fake_desktop() -> FakeDesktop {
-    let key = rcgen::generate_simple_self_signed(vec!["desktop.test".to_owned()])
-        .expect("self-signed certificate");
-    let cert = key.cert.der().clone();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der())),
-        )
-        .expect("server config");
-    let tls = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (tls, cert) = fake_xrdp::self_signed_tls();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("address");
     let (tx, seen) = mpsc::unbounded_channel();
@@ -74,7 +61,7 @@ async fn fake_desktop() -> FakeDesktop {
     });
     FakeDesktop {
         addr,
-        cert_sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, &cert)),
+        cert_sha256: fake_xrdp::cert_sha256(&cert),
         seen,
     }
 }

@@ -59,20 +59,7 @@ where
     F: Fn(TlsStream<TcpStream>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let key = rcgen::generate_simple_self_signed(vec!["desktop.test".to_owned()])
-        .expect("self-signed certificate");
-    let cert = key.cert.der().clone();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der())),
-        )
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (acceptor, cert) = self_signed_tls();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -105,6 +92,30 @@ where
     }
 }
 
+/// A desktop's TLS side: a self-signed certificate for "desktop.test",
+/// and that certificate.
+pub fn self_signed_tls() -> (tokio_rustls::TlsAcceptor, CertificateDer<'static>) {
+    let key = rcgen::generate_simple_self_signed(vec!["desktop.test".to_owned()])
+        .expect("self-signed certificate");
+    let cert = key.cert.der().clone();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der())),
+        )
+        .expect("server config");
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), cert)
+}
+
+/// The SHA-256 (hex) by which the server pins `cert`.
+pub fn cert_sha256(cert: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, cert))
+}
+
 impl FakeRdp {
     /// Where a ticket leads to reach this fake, its certificate pinned.
     pub fn target(&self) -> Target {
@@ -116,7 +127,7 @@ impl FakeRdp {
 pub fn target(addr: SocketAddr, cert: &[u8]) -> Target {
     Target {
         addr,
-        cert_sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, cert)),
+        cert_sha256: cert_sha256(cert),
         session_id: "s-1".to_owned(),
         autologon: None,
         clipboard: daas_server::domain::catalog::Clipboard::Both,
